@@ -1,0 +1,102 @@
+package io.based4j.backend.cpu;
+
+import io.based4j.backend.Backend;
+import io.based4j.config.MixerConfig;
+import io.based4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+
+/** What the scalar reference and the fast CPU backend share: heap buffers, weights, states and trivial ops. */
+abstract sealed class HeapBackend implements Backend permits ReferenceBackend, CpuBackend {
+    /** Holds weights converted on load (fp16 or fp64 into fp32); closed with the backend. */
+    private final Arena arena = Arena.ofShared();
+
+    @Override
+    public Buffer allocate(int rows, int cols) {
+        return new CpuBuffer(new float[Math.multiplyExact(rows, cols)], rows, cols);
+    }
+
+    @Override
+    public Buffer upload(float[] values, int rows, int cols) {
+        return new CpuBuffer(values.clone(), rows, cols);
+    }
+
+    @Override
+    public float[] download(Buffer buffer) {
+        return CpuBuffer.of(buffer).data.clone();
+    }
+
+    @Override
+    public Weight weight(Tensor tensor) {
+        return new CpuWeight(tensor, arena);
+    }
+
+    /** Width of the linear-attention state features this backend keeps (merged or not). */
+    abstract int linearStateFeatures(MixerConfig.LinearAttention cfg);
+
+    @Override
+    public MixerState allocateState(MixerConfig mixer, int slots, int maxLength) {
+        return switch (mixer) {
+            case MixerConfig.BaseConv c -> new CpuStates.Conv(slots, c.innerWidth(), c.kernel());
+            case MixerConfig.LinearAttention l ->
+                    new CpuStates.Linear(slots, l.numHeads(), linearStateFeatures(l), l.headDim());
+            case MixerConfig.Attention a -> a.sliding()
+                    ? new CpuStates.KeyValue(slots, Math.max(a.window(), 1), a.dModel(), true)
+                    : new CpuStates.KeyValue(slots, maxLength, a.dModel(), false);
+        };
+    }
+
+    @Override
+    public void embedding(Weight table, int[] ids, Buffer out) {
+        CpuWeight t = CpuWeight.of(table);
+        CpuBuffer o = CpuBuffer.of(out);
+        checkShape("embedding", o, ids.length, t.cols);
+        for (int i = 0; i < ids.length; i++) {
+            int id = ids[i];
+            if (id < 0 || id >= t.rows) {
+                throw new IllegalArgumentException("token id " + id + " is outside the embedding table [0, " + t.rows + ")");
+            }
+            for (int j = 0; j < t.cols; j++) {
+                o.data[i * t.cols + j] = t.get(id, j);
+            }
+        }
+    }
+
+    @Override
+    public void addInPlace(Buffer acc, Buffer x) {
+        CpuBuffer a = CpuBuffer.of(acc);
+        CpuBuffer b = CpuBuffer.of(x);
+        checkShape("add", b, a.rows, a.cols);
+        for (int i = 0; i < a.data.length; i++) {
+            a.data[i] += b.data[i];
+        }
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+    }
+
+    static void checkShape(String op, CpuBuffer b, int rows, int cols) {
+        if (b.rows != rows || b.cols != cols) {
+            throw new IllegalArgumentException(op + ": expected a " + rows + "x" + cols + " buffer, got " + b.rows + "x" + b.cols);
+        }
+    }
+
+    static float silu(float x) {
+        return x / (1f + (float) Math.exp(-x));
+    }
+
+    /** Rotary angles follow the reference: inverse frequencies and angles in float32. */
+    static float inverseFrequency(double base, int pair, int rotaryDim) {
+        return (float) (1.0 / Math.pow(base, (float) (2 * pair) / rotaryDim));
+    }
+
+    /** cos and sin of the rotary angles at {@code pos}, float32 as the reference computes them. */
+    static void angles(int pos, int rd, double base, float[] cos, float[] sin) {
+        for (int p = 0; p < rd / 2; p++) {
+            float angle = (float) pos * inverseFrequency(base, p, rd);
+            cos[p] = (float) Math.cos(angle);
+            sin[p] = (float) Math.sin(angle);
+        }
+    }
+}
