@@ -203,7 +203,7 @@ final class PickleReader {
     @SuppressWarnings("unchecked")
     private Map<Object, Object> dict(Object target, int at) {
         if (!(target instanceof LinkedHashMap<?, ?> map)) {
-            throw error(at, "SETITEM on a " + typeName(target) + ", not a dict");
+            throw error(at, "SETITEM on a " + typeName(target) + " instead of a dict");
         }
         return (Map<Object, Object>) map;
     }
@@ -211,7 +211,7 @@ final class PickleReader {
     @SuppressWarnings("unchecked")
     private List<Object> list(Object target, int at) {
         if (!(target instanceof ArrayList<?> list)) {
-            throw error(at, "APPEND on a " + typeName(target) + ", not a list");
+            throw error(at, "APPEND on a " + typeName(target) + " instead of a list");
         }
         return (List<Object>) list;
     }
@@ -220,8 +220,21 @@ final class PickleReader {
         return Collections.unmodifiableList(Arrays.asList(items));
     }
 
+    /** The Python type name of a decoded value ("dict", "list", "int", ...). */
     static String typeName(Object value) {
-        return value == null ? "None" : value.getClass().getSimpleName();
+        return switch (value) {
+            case null -> "None";
+            case String s -> "str";
+            case Long l -> "int";
+            case BigInteger b -> "int";
+            case Double d -> "float";
+            case Boolean b -> "bool";
+            case byte[] b -> "bytes";
+            case Map<?, ?> m -> "dict";
+            case ArrayList<?> l -> "list";
+            case List<?> l -> "tuple";
+            default -> value.getClass().getSimpleName();
+        };
     }
 
     // ------------------------------------------------------------------ input

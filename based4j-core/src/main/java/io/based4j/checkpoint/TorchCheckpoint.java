@@ -35,10 +35,29 @@ public final class TorchCheckpoint {
     private static final int PICKLE_PROTO = 0x80;
 
     /** Functions the pickle may call. */
-    private enum Function { ORDERED_DICT, REBUILD_TENSOR_V2, REBUILD_PARAMETER }
+    private enum Function {
+        ORDERED_DICT("collections.OrderedDict"),
+        REBUILD_TENSOR_V2("torch._utils._rebuild_tensor_v2"),
+        REBUILD_PARAMETER("torch._utils._rebuild_parameter");
+
+        final String qualifiedName;
+
+        Function(String qualifiedName) {
+            this.qualifiedName = qualifiedName;
+        }
+
+        @Override
+        public String toString() {
+            return qualifiedName;
+        }
+    }
 
     /** A typed storage class such as {@code torch.FloatStorage}. */
     private record StorageType(String name, DType dtype) {
+        @Override
+        public String toString() {
+            return "torch." + name;
+        }
     }
 
     /** A storage as a tensor sees it: {@code numel} elements of {@code dtype} at the start of {@code data}. */
@@ -50,9 +69,9 @@ public final class TorchCheckpoint {
     }
 
     private static final Map<String, Object> ALLOWED_GLOBALS = Map.ofEntries(
-            Map.entry("collections.OrderedDict", Function.ORDERED_DICT),
-            Map.entry("torch._utils._rebuild_tensor_v2", Function.REBUILD_TENSOR_V2),
-            Map.entry("torch._utils._rebuild_parameter", Function.REBUILD_PARAMETER),
+            function(Function.ORDERED_DICT),
+            function(Function.REBUILD_TENSOR_V2),
+            function(Function.REBUILD_PARAMETER),
             storageType("FloatStorage", DType.F32),
             storageType("BFloat16Storage", DType.BF16),
             storageType("HalfStorage", DType.F16),
@@ -65,6 +84,10 @@ public final class TorchCheckpoint {
             storageType("BoolStorage", DType.BOOL));
 
     private TorchCheckpoint() {
+    }
+
+    private static Map.Entry<String, Object> function(Function function) {
+        return Map.entry(function.qualifiedName, function);
     }
 
     private static Map.Entry<String, Object> storageType(String name, DType dtype) {
@@ -132,15 +155,15 @@ public final class TorchCheckpoint {
     private static Map<String, Tensor> stateDict(Path file, Object root, Arena arena) {
         if (!(root instanceof Map<?, ?> dict)) {
             throw CheckpointException.of(file, "data.pkl holds a " + PickleReader.typeName(root)
-                    + ", not a state dict");
+                    + " instead of a state dict");
         }
         dict = unwrap(dict);
         Map<String, Tensor> tensors = new LinkedHashMap<>();
         for (Map.Entry<?, ?> e : dict.entrySet()) {
             if (e.getValue() instanceof TensorView view) {
                 if (!(e.getKey() instanceof String key)) {
-                    throw CheckpointException.of(file, "state dict key " + e.getKey() + " is a "
-                            + PickleReader.typeName(e.getKey()) + ", not a string");
+                    throw CheckpointException.of(file, "state dict key " + e.getKey() + " is of type "
+                            + PickleReader.typeName(e.getKey()) + ", not str");
                 }
                 tensors.put(key, materialize(file, key, view, arena));
             }
@@ -292,7 +315,7 @@ public final class TorchCheckpoint {
         @Override
         public Object reduce(Object callable, List<Object> args) {
             if (!(callable instanceof Function function)) {
-                throw error("calls a " + PickleReader.typeName(callable) + ", which is not a function");
+                throw error("calls " + describe(callable) + ", which is not a function");
             }
             return switch (function) {
                 case ORDERED_DICT -> {
@@ -376,6 +399,7 @@ public final class TorchCheckpoint {
                 return "'" + s + "'";
             }
             return value instanceof Long || value instanceof Double || value instanceof Boolean
+                    || value instanceof StorageType || value instanceof Function
                     ? value.toString() : PickleReader.typeName(value);
         }
     }

@@ -24,6 +24,7 @@ public final class BasedModel implements AutoCloseable {
     private final Backend backend;
     private final Arena arena;
     private final long parameters;
+    private final long weightBytes;
     private final Backend.Weight embedding;
     private final Backend.Weight head;
     private final Backend.Weight finalNorm;
@@ -42,6 +43,8 @@ public final class BasedModel implements AutoCloseable {
         this.finalNorm = backend.weight(weights.finalNorm());
         long params = weights.embedding().numel() + weights.finalNorm().numel()
                 + (weights.head() == weights.embedding() ? 0 : weights.head().numel());
+        long bytes = weights.embedding().data().byteSize() + weights.finalNorm().data().byteSize()
+                + (weights.head() == weights.embedding() ? 0 : weights.head().data().byteSize());
         List<LayerHandles> ls = new ArrayList<>();
         for (int i = 0; i < weights.layers().size(); i++) {
             ModelWeights.Layer l = weights.layers().get(i);
@@ -54,15 +57,18 @@ public final class BasedModel implements AutoCloseable {
             for (int j = 0; j < mixerTensors.length; j++) {
                 handles[j] = mixerTensors[j] == null ? null : backend.weight(mixerTensors[j]);
                 params += mixerTensors[j] == null ? 0 : mixerTensors[j].numel();
+                bytes += mixerTensors[j] == null ? 0 : mixerTensors[j].data().byteSize();
             }
             for (Tensor t : new Tensor[] {l.norm1(), l.norm2(), l.fc1(), l.fc2()}) {
                 params += t == null ? 0 : t.numel();
+                bytes += t == null ? 0 : t.data().byteSize();
             }
             ls.add(new LayerHandles(config.layer(i), backend.weight(l.norm1()), weightOrNull(l.norm2()),
                     weightOrNull(l.fc1()), weightOrNull(l.fc2()), handles));
         }
         this.layers = List.copyOf(ls);
         this.parameters = params;
+        this.weightBytes = bytes;
     }
 
     private Backend.Weight weightOrNull(Tensor t) {
@@ -100,6 +106,11 @@ public final class BasedModel implements AutoCloseable {
     /** Number of distinct parameters (the tied head counted once). */
     public long parameterCount() {
         return parameters;
+    }
+
+    /** Bytes of all weights as stored (what one decode step reads once). */
+    public long weightBytes() {
+        return weightBytes;
     }
 
     /** State for {@code slots} sequences of at most {@code maxLength} tokens each. */

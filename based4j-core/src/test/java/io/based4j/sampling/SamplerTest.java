@@ -141,28 +141,55 @@ class SamplerTest {
         }
         float t = 1f;
         float topP = 0.9f;
-        double[] p = softmax(logits, t);
-        Integer[] order = IntStream.range(0, GPT2_VOCAB).boxed().toArray(Integer[]::new);
-        Arrays.sort(order, Comparator.comparingDouble((Integer i) -> -p[i]));
-        boolean[] inNucleus = new boolean[GPT2_VOCAB];
-        double cumulative = 0;
+        boolean[] inNucleus = referenceNucleus(logits, t, topP);
         int size = 0;
-        for (int i = 0; cumulative < topP; i++) {
-            inNucleus[order[i]] = true;
-            cumulative += p[order[i]];
-            size++;
+        for (boolean b : inNucleus) {
+            size += b ? 1 : 0;
         }
         assertTrue(size > 10 && size < GPT2_VOCAB / 2, "test logits should give a non-trivial nucleus: " + size);
         var sampler = new Sampler(new SamplingParams(t, 0, topP, 11));
         boolean[] seen = new boolean[GPT2_VOCAB];
-        for (int draw = 0; draw < 20_000; draw++) {
+        for (int draw = 0; draw < 2000; draw++) {
             int id = sampler.sample(logits, 0, GPT2_VOCAB);
             assertTrue(inNucleus[id], () -> "drew " + id + " outside the nucleus");
             seen[id] = true;
         }
         // Draws spread over the nucleus rather than collapsing onto its most likely tokens.
         long distinct = IntStream.range(0, GPT2_VOCAB).filter(i -> seen[i]).count();
-        assertTrue(distinct > size / 2, "only " + distinct + " distinct tokens drawn from a nucleus of " + size);
+        assertTrue(distinct > size / 10, "only " + distinct + " distinct tokens drawn from a nucleus of " + size);
+    }
+
+    @Test
+    void topPDrawsEveryNucleusMemberAndNothingElse() {
+        // 1000 logits in [0, 1]: probabilities differ by at most a factor e, so every token has at least
+        // 1/(1000 e) of the mass, at least 7.4e-4 of the renormalized nucleus (mass 0.5): each member is
+        // expected >= 22 times in 30,000 draws and missed with probability <= e^-22.
+        var random = new Random(13);
+        float[] logits = new float[1000];
+        for (int i = 0; i < logits.length; i++) {
+            logits[i] = random.nextFloat();
+        }
+        boolean[] nucleus = referenceNucleus(logits, 1f, 0.5f);
+        int[] counts = histogram(new Sampler(new SamplingParams(1f, 0, 0.5f, 14)), logits, 30_000);
+        for (int i = 0; i < logits.length; i++) {
+            assertEquals(nucleus[i], counts[i] > 0, "token " + i + " drawn " + counts[i] + " times");
+        }
+    }
+
+    @Test
+    void topPBreaksTiesByLowerId() {
+        // 50 equal logits: 0.49 of the mass needs 25 tokens, which must be ids 0..24.
+        int[] counts = histogram(new Sampler(new SamplingParams(1f, 0, 0.49f, 15)), new float[50], 20_000);
+        for (int i = 0; i < 50; i++) {
+            assertEquals(i < 25, counts[i] > 0, "token " + i + " drawn " + counts[i] + " times");
+        }
+    }
+
+    @Test
+    void topKBreaksTiesByLowerId() {
+        float[] logits = {1, 5, 5, 0, 5, 5, 2};
+        int[] counts = histogram(new Sampler(new SamplingParams(1f, 3, 1f, 16)), logits, 3000);
+        assertArrayEquals(new boolean[] {false, true, true, false, true, false, false}, positive(counts));
     }
 
     @Test
@@ -203,6 +230,28 @@ class SamplerTest {
         }
         assertTrue(chi < CHI_SQUARE_BOUND, "chi-square " + chi + " for counts " + Arrays.toString(counts)
                 + " vs probabilities " + Arrays.toString(expected));
+    }
+
+    private static boolean[] positive(int[] counts) {
+        boolean[] out = new boolean[counts.length];
+        for (int i = 0; i < counts.length; i++) {
+            out[i] = counts[i] > 0;
+        }
+        return out;
+    }
+
+    /** The nucleus by a full sort: probability descending, then id ascending. */
+    private static boolean[] referenceNucleus(float[] logits, float t, float topP) {
+        double[] p = softmax(logits, t);
+        Integer[] order = IntStream.range(0, logits.length).boxed().toArray(Integer[]::new);
+        Arrays.sort(order, Comparator.comparingDouble((Integer i) -> -p[i]).thenComparingInt(i -> i));
+        boolean[] nucleus = new boolean[logits.length];
+        double cumulative = 0;
+        for (int i = 0; cumulative < topP; i++) {
+            nucleus[order[i]] = true;
+            cumulative += p[order[i]];
+        }
+        return nucleus;
     }
 
     private static int[] histogram(Sampler sampler, float[] logits, int draws) {

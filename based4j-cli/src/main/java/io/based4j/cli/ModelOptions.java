@@ -1,0 +1,69 @@
+package io.based4j.cli;
+
+import io.based4j.backend.Backend;
+import io.based4j.backend.cpu.CpuBackend;
+import io.based4j.backend.cpu.ReferenceBackend;
+import io.based4j.model.BasedModel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import picocli.CommandLine.Option;
+
+/** Options shared by commands that load a model. */
+final class ModelOptions {
+    /** The checkpoint kept in the repository, used when --model is not given. */
+    static final String DEFAULT_MODEL = "models/golden-tiny";
+
+    @Option(names = {"-m", "--model"}, paramLabel = "DIR",
+            description = "Checkpoint directory (config.json + model.safetensors | sharded index | pytorch_model.bin). "
+                    + "Default: the small built-in model in " + DEFAULT_MODEL + ".")
+    Path model;
+
+    @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu",
+            description = "cpu (fast, multithreaded) or reference (plain scalar code, slow). Default: ${DEFAULT-VALUE}.")
+    String device;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all cores).")
+    Integer threads;
+
+    Path modelDir() {
+        if (model != null) {
+            if (!Files.exists(model)) {
+                throw new IllegalArgumentException("--model " + model + ": no such file or directory");
+            }
+            return model;
+        }
+        String home = System.getProperty("based4j.home");
+        Path p = home != null ? Path.of(home).resolve(DEFAULT_MODEL) : Path.of(DEFAULT_MODEL);
+        if (!Files.isDirectory(p)) {
+            throw new IllegalArgumentException("no --model given and the built-in model " + p + " is missing");
+        }
+        return p;
+    }
+
+    Backend backend() {
+        applyThreads(threads);
+        return switch (device) {
+            case "cpu" -> new CpuBackend();
+            case "reference" -> new ReferenceBackend();
+            default -> throw new IllegalArgumentException("--device " + device + " is not available (choose cpu or reference)");
+        };
+    }
+
+    static void applyThreads(Integer threads) {
+        if (threads != null) {
+            if (threads < 1) {
+                throw new IllegalArgumentException("--threads must be >= 1, got " + threads);
+            }
+            System.setProperty("java.util.concurrent.ForkJoinPool.common.parallelism", String.valueOf(threads - 1));
+        }
+    }
+
+    BasedModel load(Backend backend) {
+        Path dir = modelDir();
+        long t0 = System.nanoTime();
+        BasedModel m = BasedModel.load(dir, backend);
+        Progress.note(String.format("loaded %s: %d layers, %.1fM parameters in %.2f s", dir,
+                m.config().nLayer(), m.parameterCount() / 1e6, (System.nanoTime() - t0) / 1e9));
+        return m;
+    }
+}
