@@ -2,6 +2,7 @@ package io.based4j.checkpoint;
 
 import io.based4j.tensor.Tensor;
 
+import java.io.BufferedOutputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -137,7 +138,8 @@ final class TorchFixtures {
 
     /** Writes a zip of {@code entries}, stored unless marked for deflation. */
     static void writeZip(Path file, Map<String, Entry> entries) throws IOException {
-        try (OutputStream os = Files.newOutputStream(file); ZipOutputStream zip = new ZipOutputStream(os)) {
+        try (OutputStream os = new BufferedOutputStream(Files.newOutputStream(file));
+             ZipOutputStream zip = new ZipOutputStream(os)) {
             for (Map.Entry<String, Entry> e : entries.entrySet()) {
                 byte[] bytes = e.getValue().bytes();
                 ZipEntry entry = new ZipEntry(e.getKey());
