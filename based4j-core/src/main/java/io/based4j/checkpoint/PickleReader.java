@@ -224,15 +224,14 @@ final class PickleReader {
     static String typeName(Object value) {
         return switch (value) {
             case null -> "None";
-            case String s -> "str";
-            case Long l -> "int";
-            case BigInteger b -> "int";
-            case Double d -> "float";
-            case Boolean b -> "bool";
-            case byte[] b -> "bytes";
-            case Map<?, ?> m -> "dict";
-            case ArrayList<?> l -> "list";
-            case List<?> l -> "tuple";
+            case String _ -> "str";
+            case Long _, BigInteger _ -> "int";
+            case Double _ -> "float";
+            case Boolean _ -> "bool";
+            case byte[] _ -> "bytes";
+            case Map<?, ?> _ -> "dict";
+            case ArrayList<?> _ -> "list";
+            case List<?> _ -> "tuple";
             default -> value.getClass().getSimpleName();
         };
     }

@@ -388,10 +388,18 @@ public final class TorchCheckpoint {
         }
 
         private static String describe(Object value) {
+            return describe(value, 0);
+        }
+
+        /** A short rendering of a decoded value for error messages; deep or cyclic nesting is elided. */
+        private static String describe(Object value, int depth) {
             if (value instanceof List<?> list) {
+                if (depth >= 3) {
+                    return "(...)";
+                }
                 List<String> parts = new ArrayList<>();
                 for (Object item : list) {
-                    parts.add(describe(item));
+                    parts.add(describe(item, depth + 1));
                 }
                 return "(" + String.join(", ", parts) + ")";
             }

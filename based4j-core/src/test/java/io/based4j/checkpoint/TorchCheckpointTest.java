@@ -215,6 +215,10 @@ class TorchCheckpointTest {
         Files.write(legacy, new Pickle().proto(2).integer(0x1950a86a20f9469cL).op('.').bytes());
         assertMessage(refused(legacy), "legacy torch.save format");
 
+        Path empty = dir.resolve("empty.bin");
+        Files.write(empty, new byte[0]);
+        assertMessage(refused(empty), "not a zip archive");
+
         Path text = dir.resolve("notes.bin");
         Files.writeString(text, "just some text, certainly not a zip archive");
         assertMessage(refused(text), "not a zip archive");

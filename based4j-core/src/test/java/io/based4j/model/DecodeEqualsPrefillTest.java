@@ -224,7 +224,7 @@ class DecodeEqualsPrefillTest {
                     double x;
                     if (key.endsWith(".bias")) {
                         x = r.nextDouble(-0.5, 0.5);
-                    } else if (key.contains("norm") && key.endsWith(".weight")) {
+                    } else if (key.endsWith("norm1.weight") || key.endsWith("norm2.weight") || key.endsWith("ln_f.weight")) {
                         x = r.nextDouble(0.6, 1.4);
                     } else if (key.contains("conv.conv.weight")) {
                         x = r.nextDouble(-0.8, 0.8);

@@ -228,11 +228,22 @@ public final class CpuBackend extends HeapBackend {
         checkShape("swiglu", o, in.rows, h);
         Parallel.forRanges(in.rows, 4, (from, to) -> {
             for (int i = from; i < to; i++) {
-                for (int j = 0; j < h; j++) {
-                    o.data[i * h + j] = in.data[i * in.cols + j] * silu(in.data[i * in.cols + h + j]);
-                }
+                gatedSilu(in.data, i * in.cols, in.data, i * in.cols + h, o.data, i * h, h);
             }
         });
+    }
+
+    /** {@code out[i] = silu(gate[i]) * value[i]} for {@code n} elements. */
+    static void gatedSilu(float[] value, int vOff, float[] gate, int gOff, float[] out, int oOff, int n) {
+        int j = 0;
+        for (; j <= n - L; j += L) {
+            FloatVector g = FloatVector.fromArray(F, gate, gOff + j);
+            FloatVector silu = g.div(g.neg().lanewise(VectorOperators.EXP).add(1f));
+            silu.mul(FloatVector.fromArray(F, value, vOff + j)).intoArray(out, oOff + j);
+        }
+        for (; j < n; j++) {
+            out[oOff + j] = value[vOff + j] * silu(gate[gOff + j]);
+        }
     }
 
     // ------------------------------------------------------------------ mixers
@@ -249,35 +260,69 @@ public final class CpuBackend extends HeapBackend {
         int taps = k - 1;
         checkShape("baseConv", o, in.rows, ch);
         int[] off = batch.offsets();
-        int blocks = (ch + 63) / 64;
+        // taps transposed to [tap][channel] so the convolution runs along channels in vectors
+        float[] tapsT = new float[k * ch];
+        for (int c = 0; c < ch; c++) {
+            for (int j = 0; j < k; j++) {
+                tapsT[j * ch + c] = w[c * k + j];
+            }
+        }
+        int block = 256;
+        int blocks = (ch + block - 1) / block;
         Parallel.forEach(batch.size() * blocks, task -> {
             int b = task / blocks;
-            int c0 = (task % blocks) * 64;
-            int c1 = Math.min(ch, c0 + 64);
+            int c0 = (task % blocks) * block;
+            int c1 = Math.min(ch, c0 + block);
+            int width = c1 - c0;
             float[] hist = st.history[batch.slot(b)];
             int len = batch.length(b);
             int row0 = off[b];
+            float[] conv = new float[width];
             for (int t = 0; t < len; t++) {
                 int row = row0 + t;
-                for (int c = c0; c < c1; c++) {
-                    float acc = 0;
-                    for (int j = 0; j < k; j++) {
-                        int back = taps - j; // how many steps before t this tap reads
-                        float x = t - back >= 0 ? in.data[(row - back) * in.cols + c]
-                                : hist[(taps + t - back) * ch + c];
-                        acc += w[c * k + j] * x;
-                    }
-                    o.data[row * ch + c] = silu(acc) * in.data[row * in.cols + ch + c];
+                java.util.Arrays.fill(conv, 0f);
+                for (int j = 0; j < k; j++) {
+                    int back = taps - j; // how many steps before t this tap reads
+                    float[] src = t - back >= 0 ? in.data : hist;
+                    int srcOff = t - back >= 0 ? (row - back) * in.cols + c0 : (taps + t - back) * ch + c0;
+                    axpy(tapsT, j * ch + c0, src, srcOff, conv, 0, width);
                 }
+                gatedSilu(in.data, row * in.cols + ch + c0, conv, 0, o.data, row * ch + c0, width);
             }
             // remember the last k-1 inputs of u1
             for (int j = 0; j < taps; j++) {
                 int t = len - taps + j; // position in this call of the j-th remembered value (may be < 0)
-                for (int c = c0; c < c1; c++) {
-                    hist[j * ch + c] = t >= 0 ? in.data[(row0 + t) * in.cols + c] : hist[(taps + t) * ch + c];
+                if (t >= 0) {
+                    System.arraycopy(in.data, (row0 + t) * in.cols + c0, hist, j * ch + c0, width);
+                } else {
+                    System.arraycopy(hist, (taps + t) * ch + c0, hist, j * ch + c0, width);
                 }
             }
         });
+    }
+
+    /** {@code y[i] += a[i] * x[i]} elementwise for {@code n} elements. */
+    static void axpy(float[] a, int aOff, float[] x, int xOff, float[] y, int yOff, int n) {
+        int i = 0;
+        for (; i <= n - L; i += L) {
+            FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, x, xOff + i),
+                    FloatVector.fromArray(F, y, yOff + i)).intoArray(y, yOff + i);
+        }
+        for (; i < n; i++) {
+            y[yOff + i] += a[aOff + i] * x[xOff + i];
+        }
+    }
+
+    /** {@code y[i] += a * x[i]} for {@code n} elements. */
+    static void axpy(float a, float[] x, int xOff, float[] y, int yOff, int n) {
+        int i = 0;
+        FloatVector av = FloatVector.broadcast(F, a);
+        for (; i <= n - L; i += L) {
+            av.fma(FloatVector.fromArray(F, x, xOff + i), FloatVector.fromArray(F, y, yOff + i)).intoArray(y, yOff + i);
+        }
+        for (; i < n; i++) {
+            y[yOff + i] += a * x[xOff + i];
+        }
     }
 
     @Override

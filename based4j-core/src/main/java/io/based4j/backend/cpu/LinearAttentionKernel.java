@@ -56,10 +56,7 @@ final class LinearAttentionKernel {
                 for (int a = 0; a < nf; a++) {
                     float p = phi[a];
                     den += p * stateK[zOff + a];
-                    int base = sOff + a * dh;
-                    for (int e = 0; e < dh; e++) {
-                        num[e] += p * stateKv[base + e];
-                    }
+                    CpuBackend.axpy(p, stateKv, sOff + a * dh, num, 0, dh);
                 }
                 for (int s = c0; s <= t; s++) {
                     int kOff = (row0 + s) * qkCols + h * f;
@@ -70,10 +67,7 @@ final class LinearAttentionKernel {
                     float x = qk * invSqrtF;
                     float a = 1f + x + 0.5f * x * x;
                     den += a;
-                    int vOff = (row0 + s) * vCols + h * dh;
-                    for (int e = 0; e < dh; e++) {
-                        num[e] += a * v[vOff + e];
-                    }
+                    CpuBackend.axpy(a, v, (row0 + s) * vCols + h * dh, num, 0, dh);
                 }
                 int oOff = (row0 + t) * vCols + h * dh;
                 float inv = 1f / (den + eps);
@@ -87,10 +81,7 @@ final class LinearAttentionKernel {
                 for (int a = 0; a < nf; a++) {
                     float p = phi[a];
                     stateK[zOff + a] += p;
-                    int base = sOff + a * dh;
-                    for (int e = 0; e < dh; e++) {
-                        stateKv[base + e] += p * v[vOff + e];
-                    }
+                    CpuBackend.axpy(p, v, vOff, stateKv, sOff + a * dh, dh);
                 }
             }
         }
