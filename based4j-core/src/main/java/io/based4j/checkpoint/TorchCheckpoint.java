@@ -97,8 +97,9 @@ public final class TorchCheckpoint {
     /**
      * Reads the state dict in {@code file}: tensor name to tensor, in the order the dict was saved. Tensors are
      * slices of the file mapped into {@code arena} (copies in {@code arena} when the archive compresses their
-     * storage or they are not laid out row-major). Entries that are not tensors are skipped; a dict nested
-     * under a single wrapper key such as {@code "state_dict"} or {@code "model"} is unwrapped.
+     * storage or they are not laid out row-major). Entries that are not tensors are skipped. When the top-level
+     * dict holds no tensors but one of the keys {@code "state_dict"}, {@code "model"}, {@code "module"} or
+     * {@code "model_state_dict"} holds a dict, that dict is read instead (checkpoints saved by training loops).
      *
      * @throws CheckpointException when the file is not a readable PyTorch checkpoint or names a forbidden global
      */
@@ -110,7 +111,7 @@ public final class TorchCheckpoint {
             throw CheckpointException.of(file, "cannot read file: " + e, e);
         }
         if (whole.byteSize() > 0 && Byte.toUnsignedInt(whole.get(ValueLayout.JAVA_BYTE, 0)) == PICKLE_PROTO) {
-            throw CheckpointException.of(file, "is in the legacy torch.save format of PyTorch before 1.6, which "
+            throw CheckpointException.of(file, "uses the legacy torch.save format of PyTorch before 1.6, which "
                     + "is not supported; re-save it with a current PyTorch or convert it to safetensors");
         }
         ZipArchive zip = ZipArchive.read(file, whole);

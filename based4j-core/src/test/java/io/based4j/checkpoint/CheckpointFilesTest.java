@@ -1,5 +1,6 @@
 package io.based4j.checkpoint;
 
+import io.based4j.GoldenModel;
 import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
 import org.junit.jupiter.api.Test;
@@ -169,7 +170,7 @@ class CheckpointFilesTest {
     @Test
     void opensTheGoldenModelDirectory() {
         try (Arena arena = Arena.ofConfined()) {
-            LoadedCheckpoint checkpoint = CheckpointFiles.open(GoldenFiles.resourceTinyDir(), arena);
+            LoadedCheckpoint checkpoint = CheckpointFiles.open(GoldenModel.dir(), arena);
             assertEquals(LoadedCheckpoint.SAFETENSORS, checkpoint.format());
             assertEquals("model.safetensors", checkpoint.source().getFileName().toString());
             assertEquals(48, checkpoint.tensors().size());

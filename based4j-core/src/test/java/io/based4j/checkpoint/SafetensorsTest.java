@@ -1,5 +1,6 @@
 package io.based4j.checkpoint;
 
+import io.based4j.GoldenModel;
 import io.based4j.json.Json;
 import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
@@ -186,7 +187,7 @@ class SafetensorsTest {
     // ------------------------------------------------------------------ golden files
 
     static List<Path> tinyDirs() {
-        return GoldenFiles.tinyDirs();
+        return GoldenModel.all();
     }
 
     @ParameterizedTest
@@ -241,10 +242,10 @@ class SafetensorsTest {
     }
 
     @Test
-    void resourceCopyMatchesTheSharedGoldenFiles() throws IOException {
-        Path shared = GoldenFiles.sharedTinyDir();
+    void repositoryCopyMatchesTheSharedGoldenFiles() throws IOException {
+        Path shared = GoldenModel.shared();
         org.junit.jupiter.api.Assumptions.assumeTrue(shared != null, "shared golden files not present");
-        Path resources = GoldenFiles.resourceTinyDir();
+        Path resources = GoldenModel.dir();
         for (String name : List.of("model.safetensors", "expected.safetensors", "config.json", "greedy.json")) {
             assertEquals(-1, Files.mismatch(shared.resolve(name), resources.resolve(name)), name);
         }

@@ -1,5 +1,6 @@
 package io.based4j.model;
 
+import io.based4j.GoldenModel;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -42,7 +43,7 @@ class GoldenTinyTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("backends")
     void logitsAndHiddenStatesMatchReference(String name, Supplier<Backend> backendFactory) {
-        Path dir = Golden.tiny();
+        Path dir = GoldenModel.dir();
         try (Arena arena = Arena.ofConfined(); Backend backend = backendFactory.get();
              BasedModel model = BasedModel.load(dir, backend)) {
             Map<String, Tensor> expected = Safetensors.read(dir.resolve("expected.safetensors"), arena);
@@ -98,7 +99,7 @@ class GoldenTinyTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("backends")
     void greedyDecodingTokenByTokenMatchesReference(String name, Supplier<Backend> backendFactory) throws Exception {
-        Path dir = Golden.tiny();
+        Path dir = GoldenModel.dir();
         Map<String, Object> g = Json.parseObject(Files.readString(dir.resolve("greedy.json")));
         int[] prompt = ((List<?>) g.get("prompt_ids")).stream().mapToInt(o -> ((Long) o).intValue()).toArray();
         int[] want = ((List<?>) g.get("greedy_ids")).stream().mapToInt(o -> ((Long) o).intValue()).toArray();
