@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.based4j.GoldenModel;
 import io.based4j.model.Presets;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -23,15 +24,7 @@ class ConfigParserTest {
     Path dir;
 
     static Path goldenConfig() {
-        for (String candidate : new String[] {"src/test/resources/golden/tiny/config.json",
-                "based4j-core/src/test/resources/golden/tiny/config.json", "../shared/golden/tiny/config.json",
-                "../../shared/golden/tiny/config.json"}) {
-            Path p = Path.of(candidate);
-            if (Files.isRegularFile(p)) {
-                return p;
-            }
-        }
-        throw new IllegalStateException("golden tiny config.json not found from " + Path.of("").toAbsolutePath());
+        return GoldenModel.dir().resolve("config.json");
     }
 
     // ------------------------------------------------------------------ valid configurations
