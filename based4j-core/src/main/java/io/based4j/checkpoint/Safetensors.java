@@ -44,8 +44,7 @@ public final class Safetensors {
 
     private static final int LENGTH_BYTES = 8;
     private static final int WRITE_CHUNK_BYTES = 8 << 20;
-    private static final ValueLayout.OfLong U64_LE =
-            ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong U64_LE = Tensor.I64_LE;
 
     private Safetensors() {
     }

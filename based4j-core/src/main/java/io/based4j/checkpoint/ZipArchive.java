@@ -1,5 +1,7 @@
 package io.based4j.checkpoint;
 
+import io.based4j.tensor.Tensor;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -26,12 +28,9 @@ final class ZipArchive {
         static final int DEFLATED = 8;
     }
 
-    private static final ValueLayout.OfShort U16 =
-            ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt U32 =
-            ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfLong U64 =
-            ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort U16 = Tensor.I16_LE;
+    private static final ValueLayout.OfInt U32 = Tensor.I32_LE;
+    private static final ValueLayout.OfLong U64 = Tensor.I64_LE;
 
     private static final int LOCAL_HEADER_SIG = 0x04034b50;
     private static final int CENTRAL_HEADER_SIG = 0x02014b50;
