@@ -148,7 +148,7 @@ public final class BasedModel implements AutoCloseable {
         }
         session.checkBatch(batch);
         for (int id : tokens) {
-            if (id < 0 || id >= config.paddedVocabSize()) {
+            if (id < 0 || id >= config.vocabSize()) {
                 throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, "
                         + config.vocabSize() + ")");
             }

@@ -24,7 +24,10 @@ public final class Initializer {
     private Initializer() {
     }
 
-    /** A state dict (HF key names) of float32 tensors allocated in {@code arena}. */
+    /**
+     * A state dict (HF key names) of float32 tensors allocated in {@code arena}, which must be shared: the tensors
+     * are filled in parallel.
+     */
     public static Map<String, Tensor> stateDict(ModelConfig config, long seed, Arena arena) {
         Map<String, Tensor> out = new LinkedHashMap<>();
         int d = config.dModel();

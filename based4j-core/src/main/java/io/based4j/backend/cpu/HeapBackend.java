@@ -40,7 +40,7 @@ abstract sealed class HeapBackend implements Backend permits ReferenceBackend, C
             case MixerConfig.LinearAttention l ->
                     new CpuStates.Linear(slots, l.numHeads(), linearStateFeatures(l), l.headDim());
             case MixerConfig.Attention a -> a.sliding()
-                    ? new CpuStates.KeyValue(slots, Math.max(a.window(), 1), a.dModel(), true)
+                    ? new CpuStates.KeyValue(slots, a.window(), a.dModel(), true)
                     : new CpuStates.KeyValue(slots, maxLength, a.dModel(), false);
         };
     }
