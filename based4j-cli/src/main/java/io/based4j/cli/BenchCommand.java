@@ -75,8 +75,8 @@ final class BenchCommand implements Runnable {
             }
             PrintWriter out = spec.commandLine().getOut();
             try (Backend backend = modelOptions.backend(); Arena arena = Arena.ofShared()) {
-                double[] bw = memoryBandwidth();
-                Progress.note(String.format("memory bandwidth: copy %.1f GB/s, read %.1f GB/s", bw[0], bw[1]));
+                double copyGBs = copyBandwidth();
+                Progress.note(String.format("copy bandwidth %.1f GB/s", copyGBs));
                 BasedModel model;
                 String name;
                 if (preset != null) {
@@ -92,13 +92,13 @@ final class BenchCommand implements Runnable {
                     name = modelOptions.modelDir().toString();
                 }
                 try (model) {
-                    run(model, name, bw[0], bw[1], out);
+                    run(model, name, copyGBs, out);
                 }
             }
             return 0;
         }
 
-        private void run(BasedModel model, String name, double copyGBs, double readGBs, PrintWriter out) throws IOException {
+        private void run(BasedModel model, String name, double copyGBs, PrintWriter out) throws IOException {
             ModelConfig cfg = model.config();
             int context = promptLen + steps + 1;
             long stateBytes = StateSize.total(cfg, context);
@@ -121,7 +121,6 @@ final class BenchCommand implements Runnable {
                 row.put("decode_bytes_per_step", bytesPerStep);
                 row.put("decode_achieved_GBps", achieved);
                 row.put("decode_fraction_of_copy_bw", achieved / copyGBs);
-                row.put("decode_fraction_of_read_bw", achieved / readGBs);
                 rows.add(row);
             }
             out.printf("based4j bench cpu: %s on %s (%d threads)%n", name, model.backend().name(),
@@ -132,14 +131,13 @@ final class BenchCommand implements Runnable {
             for (Map.Entry<String, Long> e : StateSize.byKind(cfg, context).entrySet()) {
                 out.printf("  %-12s %,12d bytes%n", e.getKey(), e.getValue());
             }
-            out.printf("machine memory bandwidth: copy (read + write) %.1f GB/s, read %.1f GB/s%n%n", copyGBs, readGBs);
-            out.printf("%6s %16s %16s %12s %14s %12s %12s%n", "batch", "prefill tok/s", "decode tok/s", "ms/step",
-                    "decode GB/s", "of copy bw", "of read bw");
+            out.printf("machine copy bandwidth (read + write): %.1f GB/s%n%n", copyGBs);
+            out.printf("%6s %16s %16s %12s %14s %12s%n", "batch", "prefill tok/s", "decode tok/s", "ms/step",
+                    "decode GB/s", "of copy bw");
             for (Map<String, Object> row : rows) {
-                out.printf("%6d %16.1f %16.2f %12.1f %14.2f %11.1f%% %11.1f%%%n", row.get("batch"),
-                        row.get("prefill_tokens_per_s"), row.get("decode_tokens_per_s"), row.get("decode_ms_per_step"),
-                        row.get("decode_achieved_GBps"), 100 * (double) row.get("decode_fraction_of_copy_bw"),
-                        100 * (double) row.get("decode_fraction_of_read_bw"));
+                out.printf("%6d %16.1f %16.2f %12.1f %14.2f %11.1f%%%n", row.get("batch"), row.get("prefill_tokens_per_s"),
+                        row.get("decode_tokens_per_s"), row.get("decode_ms_per_step"), row.get("decode_achieved_GBps"),
+                        100 * (double) row.get("decode_fraction_of_copy_bw"));
             }
             Map<String, Object> doc = new LinkedHashMap<>();
             doc.put("benchmark", "cpu");
@@ -154,7 +152,6 @@ final class BenchCommand implements Runnable {
             doc.put("state_bytes_per_sequence", stateBytes);
             doc.put("state_bytes_by_kind", new LinkedHashMap<>(StateSize.byKind(cfg, context)));
             doc.put("copy_bandwidth_GBps", copyGBs);
-            doc.put("read_bandwidth_GBps", readGBs);
             doc.put("results", rows);
             Path tmp = Files.createTempFile(json.toAbsolutePath().getParent(), ".bench", ".json");
             try {
@@ -199,53 +196,28 @@ final class BenchCommand implements Runnable {
             return new double[] {(t1 - t0) / 1e9, (t2 - t1) / 1e9 / steps};
         }
 
-        /**
-         * Best of several multithreaded passes over 256 MiB arrays: {copy GB/s counting bytes read plus bytes
-         * written, read GB/s of a vectorised sum}.
-         */
-        static double[] memoryBandwidth() {
+        /** Best of several multithreaded copies of a 256 MiB array, counting bytes read plus bytes written. */
+        private static double copyBandwidth() {
             int n = 64 << 20;
             float[] src = new float[n];
             float[] dst = new float[n];
             java.util.Arrays.fill(src, 1f);
-            java.util.Arrays.fill(dst, 0f);
-            int tasks = (java.util.concurrent.ForkJoinPool.getCommonPoolParallelism() + 1) * 8;
-            int chunk = (n + tasks - 1) / tasks;
-            double copy = 0;
-            double read = 0;
-            var species = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
-            for (int rep = 0; rep < 8; rep++) {
+            int threads = java.util.concurrent.ForkJoinPool.getCommonPoolParallelism() + 1;
+            int chunk = (n + threads * 8 - 1) / (threads * 8);
+            double best = 0;
+            for (int rep = 0; rep < 6; rep++) {
                 long t0 = System.nanoTime();
-                IntStream.range(0, tasks).parallel().forEach(c -> {
+                IntStream.range(0, threads * 8).parallel().forEach(c -> {
                     int from = c * chunk;
                     int len = Math.min(chunk, n - from);
                     if (len > 0) {
                         System.arraycopy(src, from, dst, from, len);
                     }
                 });
-                long t1 = System.nanoTime();
-                double sum = IntStream.range(0, tasks).parallel().mapToDouble(c -> {
-                    int from = c * chunk;
-                    int to = Math.min(n, from + chunk);
-                    var acc = jdk.incubator.vector.FloatVector.zero(species);
-                    int i = from;
-                    for (; i <= to - species.length(); i += species.length()) {
-                        acc = acc.add(jdk.incubator.vector.FloatVector.fromArray(species, dst, i));
-                    }
-                    double s = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
-                    for (; i < to; i++) {
-                        s += dst[i];
-                    }
-                    return s;
-                }).sum();
-                long t2 = System.nanoTime();
-                if (sum != n) {
-                    throw new IllegalStateException("bandwidth check summed " + sum + ", expected " + n);
-                }
-                copy = Math.max(copy, 2.0 * 4 * n / ((t1 - t0) / 1e9) / 1e9);
-                read = Math.max(read, 4.0 * n / ((t2 - t1) / 1e9) / 1e9);
+                double s = (System.nanoTime() - t0) / 1e9;
+                best = Math.max(best, 2.0 * 4 * n / s / 1e9);
             }
-            return new double[] {copy, read};
+            return best;
         }
     }
 }
