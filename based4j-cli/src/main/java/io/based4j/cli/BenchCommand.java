@@ -74,18 +74,18 @@ final class BenchCommand implements Runnable {
                 throw new IllegalArgumentException("--prompt-len, --decode-steps and --batch must be >= 1");
             }
             PrintWriter out = spec.commandLine().getOut();
+            if (preset != null && modelOptions.model != null) {
+                throw new IllegalArgumentException("give either --model or --preset, not both");
+            }
+            ModelConfig presetConfig = preset == null ? null : Presets.get(preset);
             try (Backend backend = modelOptions.backend(); Arena arena = Arena.ofShared()) {
                 double copyGBs = copyBandwidth();
                 Progress.note(String.format("copy bandwidth %.1f GB/s", copyGBs));
                 BasedModel model;
                 String name;
-                if (preset != null) {
-                    if (modelOptions.model != null) {
-                        throw new IllegalArgumentException("give either --model or --preset, not both");
-                    }
-                    ModelConfig cfg = Presets.get(preset);
+                if (presetConfig != null) {
                     Progress.note("initialising random weights for " + preset);
-                    model = BasedModel.of(Initializer.weights(cfg, 1234, arena), backend);
+                    model = BasedModel.of(Initializer.weights(presetConfig, 1234, arena), backend);
                     name = "preset " + preset + " (random weights)";
                 } else {
                     model = modelOptions.load(backend);
