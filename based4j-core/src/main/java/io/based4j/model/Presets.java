@@ -51,33 +51,48 @@ public final class Presets {
 
     private static Map<String, Object> based(int d, int layers, List<Integer> linear, List<Integer> sliding) {
         Map<String, Object> m = common(d, layers);
+        m.put("mixer", convMixer());
+        m.put("alt_mixer", linearMixer(16, 16));
+        m.put("alt_mixer_layers", linear.stream().map(Integer::longValue).toList());
+        m.put("alt_mixer_2", slidingMixer(128, 16));
+        m.put("alt_mixer_2_layers", sliding.stream().map(Integer::longValue).toList());
+        return m;
+    }
+
+    /** A BaseConv mixer dict as the reference writes it (expand 4, kernel 3, biases). */
+    public static Map<String, Object> convMixer() {
         Map<String, Object> conv = new LinkedHashMap<>();
         conv.put("_target_", "based.models.mixers.convolution.BaseConv");
         conv.put("l_max", 2048L);
         conv.put("expand_proj", 4L);
         conv.put("kernel_sizes", 3L);
         conv.put("use_bias", true);
+        return conv;
+    }
+
+    /** A Taylor linear-attention mixer dict with feature dim {@code f} and {@code heads} heads. */
+    public static Map<String, Object> linearMixer(int f, int heads) {
         Map<String, Object> fm = new LinkedHashMap<>();
         fm.put("_target_", "based.models.mixers.linear_attention.TaylorExp");
-        fm.put("input_dim", 16L);
+        fm.put("input_dim", (long) f);
         Map<String, Object> lin = new LinkedHashMap<>();
         lin.put("_target_", "based.models.mixers.linear_attention.LinearAttention");
         lin.put("l_max", 2048L);
-        lin.put("feature_dim", 16L);
+        lin.put("feature_dim", (long) f);
         lin.put("feature_map", fm);
-        lin.put("num_heads", 16L);
+        lin.put("num_heads", (long) heads);
         lin.put("parallel_implementation", "quadratic");
+        return lin;
+    }
+
+    /** A sliding-window attention mixer dict ({@code windowSize} counts both sides: windowSize / 2 keys back). */
+    public static Map<String, Object> slidingMixer(int windowSize, int heads) {
         Map<String, Object> swa = new LinkedHashMap<>();
         swa.put("_target_", "based.models.mixers.slide_attention.SlidingAttention");
-        swa.put("window_size", 128L);
-        swa.put("num_heads", 16L);
+        swa.put("window_size", (long) windowSize);
+        swa.put("num_heads", (long) heads);
         swa.put("causal", true);
-        m.put("mixer", conv);
-        m.put("alt_mixer", lin);
-        m.put("alt_mixer_layers", linear.stream().map(Integer::longValue).toList());
-        m.put("alt_mixer_2", swa);
-        m.put("alt_mixer_2_layers", sliding.stream().map(Integer::longValue).toList());
-        return m;
+        return swa;
     }
 
     private static Map<String, Object> attention(int d, int layers) {

@@ -51,6 +51,15 @@ public record Tensor(DType dtype, long[] shape, MemorySegment data) {
         return new Tensor(DType.F32, shape, seg);
     }
 
+    /** A bfloat16 tensor holding {@code values} rounded to nearest even (heap-backed). */
+    public static Tensor ofBf16(float[] values, long... shape) {
+        MemorySegment seg = MemorySegment.ofArray(new byte[values.length * 2]);
+        for (int i = 0; i < values.length; i++) {
+            seg.setAtIndex(I16_LE, i, floatToBf16(values[i]));
+        }
+        return new Tensor(DType.BF16, shape, seg);
+    }
+
     /** An int64 tensor holding a copy of {@code values} (heap-backed). */
     public static Tensor ofLongs(long[] values, long... shape) {
         MemorySegment seg = MemorySegment.ofArray(new byte[values.length * 8]);

@@ -7,9 +7,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import io.based4j.backend.cpu.CpuBackend;
 import io.based4j.backend.cpu.ReferenceBackend;
 import io.based4j.config.MixerConfig;
-import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -70,14 +68,6 @@ class CpuBackendCrossCheckTest {
         return v;
     }
 
-    static Tensor bf16(float[] values, long... shape) {
-        MemorySegment seg = MemorySegment.ofArray(new byte[values.length * 2]);
-        for (int i = 0; i < values.length; i++) {
-            seg.setAtIndex(Tensor.I16_LE, i, Tensor.floatToBf16(values[i]));
-        }
-        return new Tensor(DType.BF16, shape, seg);
-    }
-
     /** The values a tensor really holds (bf16 rounding applied). */
     static float[] values(Tensor t) {
         return t.toFloatArray();
@@ -130,12 +120,12 @@ class CpuBackendCrossCheckTest {
     private void checkMatmul(int n, int k, int m, boolean withBias, boolean useBf16, int[] rows) {
         float[] x = uniform(n * k);
         float[] wv = uniform(m * k);
-        Tensor wt = useBf16 ? bf16(wv, m, k) : Tensor.ofFloats(wv, m, k);
+        Tensor wt = useBf16 ? Tensor.ofBf16(wv, m, k) : Tensor.ofFloats(wv, m, k);
         float[] w = values(wt);
         Tensor bt = null;
         float[] b = null;
         if (withBias) {
-            bt = useBf16 ? bf16(uniform(m), m) : Tensor.ofFloats(uniform(m), m);
+            bt = useBf16 ? Tensor.ofBf16(uniform(m), m) : Tensor.ofFloats(uniform(m), m);
             b = values(bt);
         }
         int outRows = rows == null ? n : rows.length;
@@ -255,7 +245,7 @@ class CpuBackendCrossCheckTest {
             for (int d : new int[] {1, 5, 17, 67}) {
                 int vocab = 13;
                 float[] table = uniform(vocab * d);
-                Tensor t = useBf16 ? bf16(table, vocab, d) : Tensor.ofFloats(table, vocab, d);
+                Tensor t = useBf16 ? Tensor.ofBf16(table, vocab, d) : Tensor.ofFloats(table, vocab, d);
                 int[] ids = new int[19];
                 for (int i = 0; i < ids.length; i++) {
                     ids[i] = rnd.nextInt(vocab);

@@ -33,14 +33,6 @@ class SafetensorsTest {
     @TempDir
     Path dir;
 
-    static Tensor bf16(float[] values, long... shape) {
-        MemorySegment seg = MemorySegment.ofArray(new byte[values.length * 2]);
-        for (int i = 0; i < values.length; i++) {
-            seg.setAtIndex(Tensor.I16_LE, i, Tensor.floatToBf16(values[i]));
-        }
-        return new Tensor(DType.BF16, shape, seg);
-    }
-
     static Tensor f16(float[] values, long... shape) {
         MemorySegment seg = MemorySegment.ofArray(new byte[values.length * 2]);
         for (int i = 0; i < values.length; i++) {
@@ -52,7 +44,7 @@ class SafetensorsTest {
     private static Map<String, Tensor> sampleTensors() {
         Map<String, Tensor> tensors = new LinkedHashMap<>();
         tensors.put("layers.0.weight", Tensor.ofFloats(new float[] {1.5f, -2f, 3.25f, 4f, 5f, -6.5f}, 2, 3));
-        tensors.put("layers.0.bf16", bf16(new float[] {1f, -0.5f, 256f, 3.140625f}, 4));
+        tensors.put("layers.0.bf16", Tensor.ofBf16(new float[] {1f, -0.5f, 256f, 3.140625f}, 4));
         tensors.put("layers.0.f16", f16(new float[] {0.5f, -1.25f, 65504f, 0f}, 2, 2));
         tensors.put("ids", Tensor.ofLongs(new long[] {-1, Long.MAX_VALUE, 0}, 3));
         tensors.put("scalar", Tensor.ofFloats(new float[] {42f}));

@@ -99,39 +99,15 @@ class DecodeEqualsPrefillTest {
         return dModel(m) / (int) (long) (Long) m.get("n_head");
     }
 
-    private static Map<String, Object> conv() {
-        Map<String, Object> c = new LinkedHashMap<>();
-        c.put("_target_", "based.models.mixers.convolution.BaseConv");
-        c.put("l_max", 2048L);
-        c.put("expand_proj", 4L);
-        c.put("kernel_sizes", 3L);
-        c.put("use_bias", true);
-        return c;
-    }
-
     private static Map<String, Object> linear(SplittableRandom r, Map<String, Object> root, int f) {
         List<Integer> heads = divisors(dModel(root), false);
         heads.removeIf(h -> h > 8);
-        Map<String, Object> fm = new LinkedHashMap<>();
-        fm.put("_target_", "based.models.mixers.linear_attention.TaylorExp");
-        fm.put("input_dim", (long) f);
-        Map<String, Object> l = new LinkedHashMap<>();
-        l.put("_target_", "based.models.mixers.linear_attention.LinearAttention");
-        l.put("l_max", 2048L);
-        l.put("feature_dim", (long) f);
-        l.put("feature_map", fm);
-        l.put("num_heads", (long) (int) heads.get(r.nextInt(heads.size())));
-        l.put("parallel_implementation", "quadratic");
-        return l;
+        return Presets.linearMixer(f, heads.get(r.nextInt(heads.size())));
     }
 
     private static Map<String, Object> sliding(SplittableRandom r, Map<String, Object> root, int windowSize) {
         int dh = headDim(root);
-        Map<String, Object> s = new LinkedHashMap<>();
-        s.put("_target_", "based.models.mixers.slide_attention.SlidingAttention");
-        s.put("window_size", (long) windowSize);
-        s.put("num_heads", root.get("n_head"));
-        s.put("causal", true);
+        Map<String, Object> s = Presets.slidingMixer(windowSize, (int) (long) (Long) root.get("n_head"));
         s.put("rotary_emb_dim", (long) pick(r, 0, 2 * (dh / 4), dh));
         s.put("rotary_emb_interleaved", r.nextBoolean());
         if (r.nextBoolean()) {
@@ -158,7 +134,7 @@ class DecodeEqualsPrefillTest {
         List<Case> out = new ArrayList<>();
         {
             Map<String, Object> m = common(r, 3 + r.nextInt(4));
-            m.put("mixer", conv());
+            m.put("mixer", Presets.convMixer());
             out.add(new Case("conv only", m, r.nextLong()));
         }
         for (int f : new int[] {4, 8, 16}) {
@@ -189,7 +165,7 @@ class DecodeEqualsPrefillTest {
         {
             // the released layout in small: conv, linear attention, sliding window, conv, linear attention, ...
             Map<String, Object> m = common(r, 6);
-            m.put("mixer", conv());
+            m.put("mixer", Presets.convMixer());
             m.put("alt_mixer", linear(r, m, pick(r, 8, 16)));
             m.put("alt_mixer_layers", layers(1, 4));
             m.put("alt_mixer_2", sliding(r, m, 16));
@@ -200,7 +176,7 @@ class DecodeEqualsPrefillTest {
             // full attention next to the recurrent mixers
             Map<String, Object> m = common(r, 4);
             fullAttention(r, m, r.nextBoolean(), r.nextBoolean());
-            m.put("alt_mixer", conv());
+            m.put("alt_mixer", Presets.convMixer());
             m.put("alt_mixer_layers", layers(0, 3));
             m.put("alt_mixer_2", linear(r, m, 8));
             m.put("alt_mixer_2_layers", layers(2));
