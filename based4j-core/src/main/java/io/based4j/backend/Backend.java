@@ -1,6 +1,7 @@
 package io.based4j.backend;
 
 import io.based4j.config.MixerConfig;
+import io.based4j.sampling.Sampler;
 import io.based4j.tensor.Tensor;
 
 /**
@@ -19,8 +20,30 @@ public interface Backend extends AutoCloseable {
 
     // ---------------------------------------------------------------- memory
 
-    /** Zero-filled float32 activations {@code rows x cols}. */
+    /** Zero-filled activations {@code rows x cols} in this backend's compute type (float32 on the CPU). */
     Buffer allocate(int rows, int cols);
+
+    /**
+     * Zero-filled activations that stay float32 even where the backend computes in a narrower type: the residual
+     * stream and the logits.
+     */
+    default Buffer allocateF32(int rows, int cols) {
+        return allocate(rows, cols);
+    }
+
+    /** The first {@code rows} rows of {@code buffer}, sharing its memory. */
+    Buffer view(Buffer buffer, int rows);
+
+    /** Gives a buffer's memory back now rather than when the backend closes (no-op where memory is garbage-collected). */
+    default void release(Buffer buffer) {
+    }
+
+    /**
+     * Fails with a message naming {@code what}, the bytes needed and the bytes free when {@code bytes} more would not
+     * fit in this backend's memory. Backends whose memory is the Java heap check nothing.
+     */
+    default void checkFits(long bytes, String what) {
+    }
 
     /** Makes a float32 buffer from host values (row-major). */
     Buffer upload(float[] values, int rows, int cols);
@@ -54,6 +77,20 @@ public interface Backend extends AutoCloseable {
     /** {@code out = a[:, :h] * silu(a[:, h:])} with {@code a} of width {@code 2h}. */
     void swiglu(Buffer a, Buffer out);
 
+    /**
+     * Chooses the next token of each listed logits row: {@code ids[i]} comes from row {@code rows[i]} (its first
+     * {@code vocab} entries) with {@code samplers[i]}. This default copies the logits to the host and samples there;
+     * a GPU backend samples on the device so that only the ids cross.
+     */
+    default int[] sample(Buffer logits, int[] rows, int vocab, Sampler[] samplers) {
+        float[] host = download(logits);
+        int[] ids = new int[rows.length];
+        for (int i = 0; i < rows.length; i++) {
+            ids[i] = samplers[i].sample(host, rows[i] * logits.cols(), vocab);
+        }
+        return ids;
+    }
+
     // ---------------------------------------------------------------- sequence mixers
 
     /**
@@ -73,8 +110,32 @@ public interface Backend extends AutoCloseable {
      */
     void attention(MixerConfig.Attention cfg, Buffer qkv, TokenBatch batch, MixerState state, Buffer out);
 
+    /** Records and replays whole forward calls (CUDA graphs); null where the backend has nothing of the kind. */
+    default StepGraphs graphs() {
+        return null;
+    }
+
     @Override
     void close();
+
+    /**
+     * Records the ops of one forward call once and replays them for later calls of the same shape (decode steps of
+     * a fixed batch size), with only the token ids and the batch layout changed. The recorded ops must read their
+     * activations from fixed buffers (a session's workspace) and take no other input from the host.
+     */
+    interface StepGraphs {
+        /** Runs {@code forward} (whose ops take {@code tokens} and {@code batch}) while recording it; runs it too. */
+        Graph record(int[] tokens, TokenBatch batch, Runnable forward);
+
+        /** Runs a recorded call again with new tokens and layout of the recorded shape. */
+        void replay(Graph graph, int[] tokens, TokenBatch batch);
+    }
+
+    /** A recorded forward call. */
+    interface Graph extends AutoCloseable {
+        @Override
+        void close();
+    }
 
     /** Activations owned by a backend. */
     interface Buffer {
@@ -95,5 +156,9 @@ public interface Backend extends AutoCloseable {
 
         /** Bytes this state holds per sequence at the given context length. */
         long bytesPerSequence(int contextLength);
+
+        /** Gives the state's memory back now (no-op where memory is garbage-collected). */
+        default void release() {
+        }
     }
 }

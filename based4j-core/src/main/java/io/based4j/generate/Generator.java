@@ -50,74 +50,57 @@ public final class Generator {
             }
             maxLength = Math.max(maxLength, r.promptIds().length + r.maxNewTokens());
         }
-        Session session = model.newSession(n, maxLength);
         Sequence[] seqs = new Sequence[n];
         for (int i = 0; i < n; i++) {
             seqs[i] = new Sequence(requests.get(i), tokenizer);
         }
-
         int[] slots = new int[n];
-        int[] lengths = new int[n];
-        int total = 0;
+        int[][] prompts = new int[n][];
         for (int i = 0; i < n; i++) {
             slots[i] = i;
-            lengths[i] = requests.get(i).promptIds().length;
-            total += lengths[i];
+            prompts[i] = requests.get(i).promptIds();
         }
-        int[] packed = new int[total];
-        for (int i = 0, o = 0; i < n; i++) {
-            System.arraycopy(requests.get(i).promptIds(), 0, packed, o, lengths[i]);
-            o += lengths[i];
-        }
-        Backend backend = model.backend();
-        int padded = model.config().paddedVocabSize();
-        int[] active = Arrays.stream(slots).filter(i -> seqs[i].request.maxNewTokens() > 0).toArray();
-        if (active.length == 0) {
+        if (Arrays.stream(slots).noneMatch(i -> seqs[i].request.maxNewTokens() > 0)) {
             return finish(seqs);
         }
-        float[] logits = backend.download(model.forward(session, session.batch(slots, lengths), packed, false, null));
-        int[] rowOf = slots.clone();
-        while (active.length > 0) {
-            int[] next = new int[active.length];
-            List<Integer> still = new ArrayList<>();
-            for (int a = 0; a < active.length; a++) {
-                int i = active[a];
-                Sequence s = seqs[i];
-                int id = s.sampler.sample(logits, rowOf[i] * padded, vocab);
-                next[a] = id;
-                if (s.request.stopOnEos() && id == eosId) {
-                    s.finish = GenerationResult.Finish.EOS;
-                    continue;
+        Backend backend = model.backend();
+        try (Session session = model.newSession(n, maxLength)) {
+            // The first token of each sequence, sampled from its prompt's last logits as soon as they exist.
+            int[] next = new int[n];
+            model.prefill(session, slots, prompts, (logits, rows, ended) -> {
+                int[] ids = backend.sample(logits, rows, vocab, samplersOf(seqs, ended));
+                for (int j = 0; j < ended.length; j++) {
+                    next[ended[j]] = ids[j];
                 }
-                s.tokens.add(id);
-                String text = s.stops.accept(s.decoder.accept(id));
-                s.text.append(text);
-                if (listener != null) {
-                    listener.onToken(i, id, text);
+            });
+            int[] active = Arrays.stream(slots).filter(i -> seqs[i].request.maxNewTokens() > 0).toArray();
+            while (active.length > 0) {
+                List<Integer> still = new ArrayList<>();
+                for (int i : active) {
+                    if (accept(seqs[i], i, next[i], listener)) {
+                        still.add(i);
+                    }
                 }
-                if (s.stops.stopped()) {
-                    s.finish = GenerationResult.Finish.STOP;
-                } else if (s.tokens.size() >= s.request.maxNewTokens()) {
-                    s.finish = GenerationResult.Finish.LENGTH;
-                } else {
-                    still.add(a);
+                if (still.isEmpty()) {
+                    break;
                 }
+                int[] stepSlots = still.stream().mapToInt(Integer::intValue).toArray();
+                int[] stepIds = new int[stepSlots.length];
+                int[] positions = new int[stepSlots.length];
+                int[] rows = new int[stepSlots.length];
+                for (int j = 0; j < stepSlots.length; j++) {
+                    stepIds[j] = next[stepSlots[j]];
+                    positions[j] = session.position(stepSlots[j]);
+                    rows[j] = j;
+                }
+                Backend.Buffer logits = model.forward(session, TokenBatch.step(stepSlots, positions), stepIds, false,
+                        null);
+                int[] ids = backend.sample(logits, rows, vocab, samplersOf(seqs, stepSlots));
+                for (int j = 0; j < stepSlots.length; j++) {
+                    next[stepSlots[j]] = ids[j];
+                }
+                active = stepSlots;
             }
-            if (still.isEmpty()) {
-                break;
-            }
-            int[] stepSlots = new int[still.size()];
-            int[] stepIds = new int[still.size()];
-            int[] positions = new int[still.size()];
-            for (int j = 0; j < still.size(); j++) {
-                int a = still.get(j);
-                stepSlots[j] = active[a];
-                stepIds[j] = next[a];
-                positions[j] = session.position(active[a]);
-                rowOf[active[a]] = j;
-            }
-            logits = backend.download(model.forward(session, TokenBatch.step(stepSlots, positions), stepIds, false, null));
-            active = stepSlots;
         }
         for (int i = 0; i < n; i++) {
             // bytes of an unfinished character, then text held back in case it began a stop string
@@ -130,6 +113,37 @@ public final class Generator {
             }
         }
         return finish(seqs);
+    }
+
+    private static Sampler[] samplersOf(Sequence[] seqs, int[] which) {
+        Sampler[] out = new Sampler[which.length];
+        for (int j = 0; j < which.length; j++) {
+            out[j] = seqs[which[j]].sampler;
+        }
+        return out;
+    }
+
+    /** Takes the token chosen for sequence {@code i}; false once the sequence has finished. */
+    private boolean accept(Sequence s, int i, int id, Listener listener) {
+        if (s.request.stopOnEos() && id == eosId) {
+            s.finish = GenerationResult.Finish.EOS;
+            return false;
+        }
+        s.tokens.add(id);
+        String text = s.stops.accept(s.decoder.accept(id));
+        s.text.append(text);
+        if (listener != null) {
+            listener.onToken(i, id, text);
+        }
+        if (s.stops.stopped()) {
+            s.finish = GenerationResult.Finish.STOP;
+            return false;
+        }
+        if (s.tokens.size() >= s.request.maxNewTokens()) {
+            s.finish = GenerationResult.Finish.LENGTH;
+            return false;
+        }
+        return true;
     }
 
     private String describe(int id) {

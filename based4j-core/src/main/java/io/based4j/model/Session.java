@@ -3,22 +3,65 @@ package io.based4j.model;
 import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
 
 /**
- * Per-sequence recurrent state of a model: one mixer state per layer for each of {@code slots} sequences, and
- * how many tokens each sequence has seen.
+ * Per-sequence recurrent state of a model: one mixer state per layer for each of {@code slots} sequences, how many
+ * tokens each sequence has seen, and the workspace of activations its forward calls use (at most
+ * {@link #maxTokensPerCall()} tokens per call). Close it to give its memory back at once (on a GPU); an unclosed
+ * session's memory goes back when the backend closes.
  */
-public final class Session {
+public final class Session implements AutoCloseable {
     private final BasedModel model;
     private final Backend.MixerState[] states;
     private final int[] positions;
     private final int maxLength;
+    private final Workspace workspace;
+    /** Recorded decode steps by number of sequences. */
+    private final Map<Integer, Backend.Graph> graphs = new HashMap<>();
+    private boolean useGraphs = true;
+    private boolean closed;
 
-    Session(BasedModel model, Backend.MixerState[] states, int slots, int maxLength) {
+    Session(BasedModel model, Backend.MixerState[] states, int slots, int maxLength, Workspace workspace) {
         this.model = model;
         this.states = states;
         this.positions = new int[slots];
         this.maxLength = maxLength;
+        this.workspace = workspace;
+    }
+
+    Workspace workspace() {
+        if (closed) {
+            throw new IllegalStateException("the session is closed");
+        }
+        return workspace;
+    }
+
+    /** Most tokens (all sequences together) one forward call may take. */
+    public int maxTokensPerCall() {
+        return workspace.capacity;
+    }
+
+    /**
+     * Whether decode steps are recorded once per batch size and replayed (where the backend can, as CUDA graphs).
+     * On by default; off runs every op of every step.
+     */
+    public Session useGraphs(boolean on) {
+        this.useGraphs = on;
+        return this;
+    }
+
+    boolean usesGraphs() {
+        return useGraphs;
+    }
+
+    Backend.Graph graph(int sequences) {
+        return graphs.get(sequences);
+    }
+
+    void putGraph(int sequences, Backend.Graph graph) {
+        graphs.put(sequences, graph);
     }
 
     BasedModel model() {
@@ -84,6 +127,20 @@ public final class Session {
     void advance(TokenBatch batch) {
         for (int i = 0; i < batch.size(); i++) {
             positions[batch.slot(i)] += batch.length(i);
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        graphs.values().forEach(Backend.Graph::close);
+        graphs.clear();
+        workspace.release();
+        for (Backend.MixerState s : states) {
+            s.release();
         }
     }
 

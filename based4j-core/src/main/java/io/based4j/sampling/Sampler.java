@@ -33,6 +33,14 @@ public final class Sampler {
     }
 
     /**
+     * The next draw in [0, 1) of this sampler's generator, for a sampler that runs elsewhere (on a GPU) and takes its
+     * randomness from here, so that a seed still fixes the tokens.
+     */
+    public float nextUniform() {
+        return random.nextInt(1 << 24) * 0x1p-24f;
+    }
+
+    /**
      * Chooses a token id in {@code [0, vocabSize)} from {@code logits[offset .. offset + vocabSize)}. Entries
      * past {@code vocabSize} (padding of the vocabulary) are never looked at.
      *

@@ -2,14 +2,14 @@ package io.based4j.backend.cpu;
 
 import io.based4j.backend.Backend;
 
-/** Row-major float32 activations on the Java heap. */
+/** Row-major float32 activations on the Java heap: the first {@code rows * cols} values of an array that may be longer. */
 public final class CpuBuffer implements Backend.Buffer {
     final float[] data;
     final int rows;
     final int cols;
 
     CpuBuffer(float[] data, int rows, int cols) {
-        if ((long) rows * cols != data.length) {
+        if ((long) rows * cols > data.length) {
             throw new IllegalArgumentException("buffer " + rows + "x" + cols + " needs " + (long) rows * cols
                     + " floats, got " + data.length);
         }

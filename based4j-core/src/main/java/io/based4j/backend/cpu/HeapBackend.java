@@ -16,13 +16,23 @@ abstract sealed class HeapBackend implements Backend permits ReferenceBackend, C
     }
 
     @Override
+    public Buffer view(Buffer buffer, int rows) {
+        CpuBuffer b = CpuBuffer.of(buffer);
+        if (rows < 0 || rows > b.rows) {
+            throw new IllegalArgumentException("a view of " + rows + " rows does not fit " + b);
+        }
+        return rows == b.rows ? b : new CpuBuffer(b.data, rows, b.cols);
+    }
+
+    @Override
     public Buffer upload(float[] values, int rows, int cols) {
         return new CpuBuffer(values.clone(), rows, cols);
     }
 
     @Override
     public float[] download(Buffer buffer) {
-        return CpuBuffer.of(buffer).data.clone();
+        CpuBuffer b = CpuBuffer.of(buffer);
+        return java.util.Arrays.copyOf(b.data, b.rows * b.cols);
     }
 
     @Override
@@ -66,7 +76,7 @@ abstract sealed class HeapBackend implements Backend permits ReferenceBackend, C
         CpuBuffer a = CpuBuffer.of(acc);
         CpuBuffer b = CpuBuffer.of(x);
         checkShape("add", b, a.rows, a.cols);
-        for (int i = 0; i < a.data.length; i++) {
+        for (int i = 0, n = a.rows * a.cols; i < n; i++) {
             a.data[i] += b.data[i];
         }
     }

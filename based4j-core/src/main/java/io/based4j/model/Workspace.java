@@ -1,0 +1,109 @@
+package io.based4j.model;
+
+import io.based4j.backend.Backend;
+import io.based4j.config.MixerConfig;
+import io.based4j.config.ModelConfig;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The activation buffers of a session's forward calls, planned from the model's shape and allocated once for at most
+ * {@link #capacity} tokens per call. Each call works on views of their first rows, so the same memory serves every
+ * call (which is what lets a GPU replay a recorded decode step).
+ */
+final class Workspace {
+    /** What a buffer holds; with its width it names the buffer. */
+    enum Role { RESIDUAL, NORMED, MIXED, MIXER_OUT, MLP_IN, MLP_GATE, CONV_IN, CONV_OUT, QUERY, KEY, VALUE, QKV, LAST_LOGITS }
+
+    final int capacity;
+    private final Backend backend;
+    private final int padded;
+    private final int slots;
+    private final Map<String, Backend.Buffer> buffers = new LinkedHashMap<>();
+    private Backend.Buffer allLogits;
+
+    Workspace(ModelConfig config, Backend backend, int capacity, int slots) {
+        this.backend = backend;
+        this.capacity = capacity;
+        this.slots = slots;
+        this.padded = config.paddedVocabSize();
+        plan(config).forEach((key, width) -> {
+            boolean f32 = key.startsWith(Role.RESIDUAL.name()) || key.startsWith(Role.LAST_LOGITS.name());
+            int rows = key.startsWith(Role.LAST_LOGITS.name()) ? slots : capacity;
+            buffers.put(key, f32 ? backend.allocateF32(rows, width) : backend.allocate(rows, width));
+        });
+    }
+
+    /** Every buffer the model's layers need, by role and width. */
+    private static Map<String, Integer> plan(ModelConfig config) {
+        Map<String, Integer> plan = new LinkedHashMap<>();
+        int d = config.dModel();
+        for (Role r : new Role[] {Role.RESIDUAL, Role.NORMED, Role.MIXED, Role.MIXER_OUT}) {
+            put(plan, r, d);
+        }
+        if (config.mlpHidden() > 0) {
+            put(plan, Role.MLP_IN, 2 * config.mlpHidden());
+            put(plan, Role.MLP_GATE, config.mlpHidden());
+        }
+        for (MixerConfig m : config.layers()) {
+            switch (m) {
+                case MixerConfig.BaseConv c -> {
+                    put(plan, Role.CONV_IN, 2 * c.innerWidth());
+                    put(plan, Role.CONV_OUT, c.innerWidth());
+                }
+                case MixerConfig.LinearAttention l -> {
+                    put(plan, Role.QUERY, l.numHeads() * l.featureDim());
+                    put(plan, Role.KEY, l.numHeads() * l.featureDim());
+                    put(plan, Role.VALUE, d);
+                }
+                case MixerConfig.Attention a -> put(plan, Role.QKV, 3 * d);
+            }
+        }
+        put(plan, Role.LAST_LOGITS, config.paddedVocabSize());
+        return plan;
+    }
+
+    private static void put(Map<String, Integer> plan, Role role, int width) {
+        plan.put(role.name() + ":" + width, width);
+    }
+
+    /** Bytes of a workspace for this shape when every value takes 4 bytes (an upper bound, for {@code checkFits}). */
+    static long bytes(ModelConfig config, int capacity, int slots) {
+        long total = 0;
+        for (Map.Entry<String, Integer> e : plan(config).entrySet()) {
+            long rows = e.getKey().startsWith(Role.LAST_LOGITS.name()) ? slots : capacity;
+            total += 4L * rows * e.getValue();
+        }
+        return total;
+    }
+
+    /** The first {@code rows} rows of the buffer for {@code role} that is {@code cols} wide. */
+    Backend.Buffer take(Role role, int rows, int cols) {
+        Backend.Buffer b = buffers.get(role.name() + ":" + cols);
+        if (b == null) {
+            throw new IllegalStateException("the workspace holds no " + role + " buffer " + cols + " wide");
+        }
+        return backend.view(b, rows);
+    }
+
+    /** Logits for every token of a call: allocated on first use (only full-logit calls need them). */
+    Backend.Buffer allLogits(int rows) {
+        if (allLogits == null) {
+            allLogits = backend.allocateF32(capacity, padded);
+        }
+        return backend.view(allLogits, rows);
+    }
+
+    int slots() {
+        return slots;
+    }
+
+    void release() {
+        buffers.values().forEach(backend::release);
+        buffers.clear();
+        if (allLogits != null) {
+            backend.release(allLogits);
+            allLogits = null;
+        }
+    }
+}
