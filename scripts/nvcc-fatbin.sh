@@ -22,7 +22,7 @@ fi
 mkdir -p "$(dirname "$out")"
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
-"$NVCC" -fatbin -std=c++17 -O3 --use_fast_math=false -lineinfo \
+"$NVCC" -fatbin -std=c++17 -O3 -lineinfo \
     -gencode arch=compute_80,code=sm_80 \
     -gencode arch=compute_90a,code=sm_90a \
     -gencode arch=compute_90,code=compute_90 \

@@ -28,7 +28,7 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
-        subcommands = {BenchCommand.Cpu.class})
+        subcommands = {BenchCommand.Cpu.class, BenchGpuCommand.class})
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -36,6 +36,17 @@ final class BenchCommand implements Runnable {
     @Override
     public void run() {
         spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    /** Writes a result document whole or not at all (temporary file, then rename). */
+    static void writeJson(Path json, Map<String, Object> doc) throws IOException {
+        Path tmp = Files.createTempFile(json.toAbsolutePath().getParent(), ".bench", ".json");
+        try {
+            Files.writeString(tmp, Json.writePretty(doc) + "\n");
+            Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
     }
 
     @Command(name = "cpu", mixinStandardHelpOptions = true,
@@ -153,13 +164,7 @@ final class BenchCommand implements Runnable {
             doc.put("state_bytes_by_kind", new LinkedHashMap<>(StateSize.byKind(cfg, context)));
             doc.put("copy_bandwidth_GBps", copyGBs);
             doc.put("results", rows);
-            Path tmp = Files.createTempFile(json.toAbsolutePath().getParent(), ".bench", ".json");
-            try {
-                Files.writeString(tmp, Json.writePretty(doc) + "\n");
-                Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-            } finally {
-                Files.deleteIfExists(tmp);
-            }
+            writeJson(json, doc);
             out.printf("%nwrote %s%n", json);
             out.flush();
         }

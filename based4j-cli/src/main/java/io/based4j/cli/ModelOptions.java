@@ -3,6 +3,8 @@ package io.based4j.cli;
 import io.based4j.backend.Backend;
 import io.based4j.backend.cpu.CpuBackend;
 import io.based4j.backend.cpu.ReferenceBackend;
+import io.based4j.cuda.CudaBackend;
+import io.based4j.cuda.Precision;
 import io.based4j.model.BasedModel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -19,8 +21,14 @@ final class ModelOptions {
     Path model;
 
     @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu",
-            description = "cpu (fast, multithreaded) or reference (plain scalar code, slow). Default: ${DEFAULT-VALUE}.")
+            description = "cpu (fast, multithreaded), cuda or cuda:N (an NVIDIA GPU), or reference (plain scalar "
+                    + "code, slow). Default: ${DEFAULT-VALUE}.")
     String device;
+
+    @Option(names = "--precision", paramLabel = "TYPE", defaultValue = "bf16",
+            description = "On a GPU: bf16 (weights and activations in bfloat16, float32 sums and state) or f32. "
+                    + "Default: ${DEFAULT-VALUE}. The CPU always computes in float32.")
+    String precision;
 
     @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all cores).")
     Integer threads;
@@ -42,10 +50,24 @@ final class ModelOptions {
 
     Backend backend() {
         applyThreads(threads);
+        return open(device, precision);
+    }
+
+    /** The backend named by a --device value, with a --precision for GPUs. */
+    static Backend open(String device, String precision) {
+        Precision p = switch (precision) {
+            case "bf16" -> Precision.BF16;
+            case "f32" -> Precision.F32;
+            default -> throw new IllegalArgumentException("--precision " + precision + " is not bf16 or f32");
+        };
+        if (device.equals("cuda") || device.startsWith("cuda:")) {
+            return CudaBackend.open(device, p);
+        }
         return switch (device) {
             case "cpu" -> new CpuBackend();
             case "reference" -> new ReferenceBackend();
-            default -> throw new IllegalArgumentException("--device " + device + " is not available (choose cpu or reference)");
+            default -> throw new IllegalArgumentException("--device " + device
+                    + " is not available (choose cpu, cuda, cuda:N or reference)");
         };
     }
 

@@ -209,4 +209,35 @@ class CliTest {
         }
         return dir;
     }
+
+    /** True where no CUDA GPU can be opened (as on CI machines). */
+    static boolean noGpu() {
+        try {
+            return io.based4j.cuda.CudaDriver.get().deviceCount() == 0;
+        } catch (RuntimeException | LinkageError e) {
+            return true;
+        }
+    }
+
+    @Test
+    void cudaWithoutAGpuFailsWithOneClearLine() {
+        org.junit.jupiter.api.Assumptions.assumeTrue(noGpu(), "a GPU is present here; this checks a machine without");
+        Result r = run("generate", "--model", GOLDEN.toString(), "--device", "cuda", "--prompt-ids", "1,2", "-n", "2");
+        assertEquals(1, r.code(), r.err());
+        String[] lines = r.err().strip().split("\n");
+        assertEquals(1, lines.length, r.err());
+        assertTrue(lines[0].startsWith("based4j: error: ") && (lines[0].contains("libcuda") || lines[0].contains("GPU")),
+                r.err());
+        assertFalse(r.err().contains("at io.based4j"), "no stack trace: " + r.err());
+    }
+
+    @Test
+    void unknownDeviceAndPrecisionAreNamed() {
+        Result r = run("generate", "--model", GOLDEN.toString(), "--device", "tpu", "--prompt-ids", "1", "-n", "1");
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("--device tpu"), r.err());
+        r = run("generate", "--model", GOLDEN.toString(), "--precision", "f8", "--prompt-ids", "1", "-n", "1");
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("--precision f8"), r.err());
+    }
 }

@@ -54,6 +54,11 @@ public interface Backend extends AutoCloseable {
     /** Takes a weight matrix {@code [out, in]} or vector in whatever form this backend computes with. */
     Weight weight(Tensor tensor);
 
+    /** Bytes a weight takes once this backend holds it (what {@link #weight} will allocate). */
+    default long storedBytes(Tensor tensor) {
+        return tensor.data().byteSize();
+    }
+
     /** Recurrent state of one layer's mixer for {@code slots} sequences of at most {@code maxLength} tokens. */
     MixerState allocateState(MixerConfig mixer, int slots, int maxLength);
 

@@ -39,30 +39,26 @@ public final class BasedModel implements AutoCloseable {
         this.config = weights.config();
         this.backend = backend;
         this.arena = arena;
+        long params = 0;
+        long bytes = 0;
+        long stored = 0;
+        for (Tensor t : weights.tensors()) {
+            params += t.numel();
+            bytes += t.data().byteSize();
+            stored += backend.storedBytes(t);
+        }
+        backend.checkFits(stored, String.format(java.util.Locale.ROOT, "the weights of this model (%.1fM parameters)",
+                params / 1e6));
         this.embedding = backend.weight(weights.embedding());
         this.head = weights.head() == weights.embedding() ? embedding : backend.weight(weights.head());
         this.finalNorm = backend.weight(weights.finalNorm());
-        long params = weights.embedding().numel() + weights.finalNorm().numel()
-                + (weights.head() == weights.embedding() ? 0 : weights.head().numel());
-        long bytes = weights.embedding().data().byteSize() + weights.finalNorm().data().byteSize()
-                + (weights.head() == weights.embedding() ? 0 : weights.head().data().byteSize());
         List<LayerHandles> ls = new ArrayList<>();
         for (int i = 0; i < weights.layers().size(); i++) {
             ModelWeights.Layer l = weights.layers().get(i);
-            Tensor[] mixerTensors = switch (l.mixer()) {
-                case ModelWeights.ConvWeights c -> new Tensor[] {c.inProj(), c.inBias(), c.conv(), c.outProj(), c.outBias()};
-                case ModelWeights.LinearWeights lw -> new Tensor[] {lw.projQ(), lw.projK(), lw.projV(), lw.outProj()};
-                case ModelWeights.AttentionWeights a -> new Tensor[] {a.wqkv(), a.qkvBias(), a.outProj(), a.outBias()};
-            };
+            Tensor[] mixerTensors = ModelWeights.mixerTensors(l.mixer());
             Backend.Weight[] handles = new Backend.Weight[mixerTensors.length];
             for (int j = 0; j < mixerTensors.length; j++) {
                 handles[j] = mixerTensors[j] == null ? null : backend.weight(mixerTensors[j]);
-                params += mixerTensors[j] == null ? 0 : mixerTensors[j].numel();
-                bytes += mixerTensors[j] == null ? 0 : mixerTensors[j].data().byteSize();
-            }
-            for (Tensor t : new Tensor[] {l.norm1(), l.norm2(), l.fc1(), l.fc2()}) {
-                params += t == null ? 0 : t.numel();
-                bytes += t == null ? 0 : t.data().byteSize();
             }
             ls.add(new LayerHandles(config.layer(i), backend.weight(l.norm1()), weightOrNull(l.norm2()),
                     weightOrNull(l.fc1()), weightOrNull(l.fc2()), handles));

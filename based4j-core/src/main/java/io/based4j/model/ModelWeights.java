@@ -34,6 +34,36 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
     public record AttentionWeights(Tensor wqkv, Tensor qkvBias, Tensor outProj, Tensor outBias) implements Mixer {
     }
 
+    /** A mixer's tensors in a fixed order per kind; absent biases are null. */
+    static Tensor[] mixerTensors(Mixer mixer) {
+        return switch (mixer) {
+            case ConvWeights c -> new Tensor[] {c.inProj(), c.inBias(), c.conv(), c.outProj(), c.outBias()};
+            case LinearWeights lw -> new Tensor[] {lw.projQ(), lw.projK(), lw.projV(), lw.outProj()};
+            case AttentionWeights a -> new Tensor[] {a.wqkv(), a.qkvBias(), a.outProj(), a.outBias()};
+        };
+    }
+
+    /** Every distinct weight tensor (a tied head counted once). */
+    public List<Tensor> tensors() {
+        List<Tensor> out = new ArrayList<>(List.of(embedding, finalNorm));
+        if (head != embedding) {
+            out.add(head);
+        }
+        for (Layer l : layers) {
+            for (Tensor t : mixerTensors(l.mixer())) {
+                if (t != null) {
+                    out.add(t);
+                }
+            }
+            for (Tensor t : new Tensor[] {l.norm1(), l.norm2(), l.fc1(), l.fc2()}) {
+                if (t != null) {
+                    out.add(t);
+                }
+            }
+        }
+        return out;
+    }
+
     /** Thrown when tensors do not match the configuration; the message names the source and the key. */
     public static final class WeightsException extends RuntimeException {
         public WeightsException(String message) {

@@ -1,0 +1,518 @@
+package io.based4j.cuda;
+
+import io.based4j.config.MixerConfig;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * Launches the kernels of {@code src/main/cuda/based4j_kernels.cu} (and {@code based4j_sample.cuh}): every
+ * operation of the CUDA backend besides the matrix products. These are the simple, obviously-correct versions,
+ * meant to compute the same functions as the CPU backend ({@code io.based4j.backend.cpu}) and to be replaced one by
+ * one by fused fast kernels later.
+ *
+ * <h2>Conventions</h2>
+ * Each kernel is {@code extern "C"} and built twice: {@code NAME_f32} (weights W and activations A in float) and
+ * {@code NAME_bf16} (both bfloat16, rounded to nearest even). Sums are float32; the residual stream, logits and all
+ * recurrent state are float32 in both. Rows are row-major and contiguous. Pointers are device addresses. A launch
+ * with no work returns without launching. A batch {@code layout} is the device int array
+ * {@code slots[B] | starts[B] | lengths[B] | offsets[B+1] | tokSeq[T]} of a {@code TokenBatch}; no two sequences of
+ * one batch may share a slot.
+ *
+ * <h2>Kernels and launch shapes</h2>
+ * <table>
+ * <caption>kernels</caption>
+ * <tr><th>kernel</th><th>grid x block</th><th>what</th></tr>
+ * <tr><td>embedding, addInto, addBias, swiglu, gatherRows, f32ToA, aToF32</td>
+ *     <td>min(ceil(count/256), 65536) x 256, grid-stride over the 64-bit element count</td>
+ *     <td>elementwise, one thread per output element; swiglu gates with the second half:
+ *     {@code out = a[:, :h] * silu(a[:, h:])}</td></tr>
+ * <tr><td>rmsNorm</td><td>min(n, 65536) x 256, one block per row (grid-stride)</td>
+ *     <td>sum of squares in float (fixed tree), {@code r = (float) (1 / sqrt((double) (ss / d + eps)))},
+ *     {@code out = x * r * w} as the CPU backend</td></tr>
+ * <tr><td>baseConv</td><td>elementwise over T x inner</td>
+ *     <td>the channel's sequence is {@code [hist (k-1, oldest first) | u1 of this call]}; tap j multiplies element
+ *     {@code t + j}, so tap k-1 meets the current token; {@code out = silu(c) * u2}. Reads hist only.</td></tr>
+ * <tr><td>baseConvState</td><td>elementwise over B x inner</td>
+ *     <td>hist becomes the last k-1 values of {@code [hist | u1]}; launched after baseConv (it overwrites what
+ *     baseConv reads)</td></tr>
+ * <tr><td>linearAttention</td><td>(B, H, ceil(dh/dt)) x 256, dynamic shared memory</td>
+ *     <td>recurrent, one block per (sequence, head, tile of dt value columns): S tile {@code [E][dt]} and a copy of
+ *     z in shared memory for the whole sequence; per token in order {@code S += phi(k) v^T; z += phi(k);
+ *     y = phi(q).S / (phi(q).z + eps)}. phi is the merged Taylor map of the CPU's LinearAttentionKernel
+ *     ({@code [1, x f^-1/4, x_i x_i / sqrt(2f), x_i x_j / sqrt(f) (i < j)]}, E = 1 + f + f(f+1)/2, same order), so the
+ *     state layouts match the CPU backend's. dt is 32 (16 or 8 when dh is small or E large); dt divides 256.</td></tr>
+ * <tr><td>linearAttentionZ</td><td>(B, H) x 256</td>
+ *     <td>{@code z += phi(k_t)} over the sequence, in order, with the same float additions; launched after
+ *     linearAttention so that no column block reads a z another one has already advanced</td></tr>
+ * <tr><td>attention</td><td>(T, H) x 128 (4 warps)</td>
+ *     <td>the query at position pos attends keys {@code max(0, pos - window) ..= pos} (inclusive: window + 1 keys),
+ *     scaled scores, softmax in float; keys before {@code starts[i]} from the cache (already rotated), the others
+ *     from qkv, rotated on the fly (qkv is never modified). Each warp runs an online softmax over every 4th key,
+ *     lanes over the head dims; the 4 partial results are merged at the end.</td></tr>
+ * <tr><td>attentionAppend</td><td>T x 128</td>
+ *     <td>rotated k and v of each sequence's last min(length, capacity) tokens into the cache at
+ *     {@code position % capacity}; launched after attention</td></tr>
+ * <tr><td>sample_f32</td><td>n x 512</td><td>see {@link #sample} and {@link #sampleReference}</td></tr>
+ * </table>
+ *
+ * <h2>Rotary</h2>
+ * As the CPU's RotaryTable: only the first {@code rotaryDim} dims of a head turn; pairs {@code (p, p + rotaryDim/2)}
+ * ("rotate half", half of the rotary dims, not of the head) or {@code (2p, 2p + 1)} when interleaved;
+ * {@code invFreq_p = (float) (1 / base^((float) (2p) / rotaryDim))}, angle {@code (float) pos * invFreq_p} in
+ * float, cos and sin of it rounded to float ({@link #rotaryTable}); {@code x1' = x1 c - x2 s, x2' = x2 c + x1 s},
+ * rounded without fused multiply-adds as in Java.
+ *
+ * <h2>Limits</h2>
+ * <ul>
+ * <li>linearAttention: 1 &lt;= f &lt;= 64 (shared memory {@code 4 (E dt + 3E + dt + 2f + 256)} bytes, kept at most
+ * 96 KiB by choosing dt; 75 KiB at f = 32, dt = 32), any dh, H &lt;= 65535.</li>
+ * <li>attention: dh &lt;= 256, H &lt;= 65535, rotaryDim even and &lt;= dh. The kernels cannot throw: a query whose
+ * keys the cache no longer holds ({@code pos - window < start - capacity}, e.g. full attention past its capacity)
+ * or whose position is {@code >= maxPos} (with rotaryDim &gt; 0) gets NaN outputs, and attentionAppend writes NaN
+ * keys for positions {@code >= maxPos}; the caller checks positions on the host.</li>
+ * <li>embedding does not check ids (the caller does); gridY/gridZ stay under 65536 (checked).</li>
+ * <li>An instance reuses one {@link KernelArgs}: not thread-safe.</li>
+ * </ul>
+ */
+public final class Kernels {
+    private static final int THREADS = 256;
+    private static final long MAX_ELEMENTWISE_BLOCKS = 1 << 16;
+    private static final int ATTENTION_THREADS = 128;
+    private static final int ATTENTION_MAX_HEAD_DIM = 256;
+    private static final int APPEND_THREADS = 128;
+    private static final int SAMPLE_THREADS = 512;
+    private static final int LINEAR_THREADS = 256;
+    /** Dynamic shared memory linearAttention may take (fits sm_80 and sm_90 opt-in limits). */
+    private static final int LINEAR_MAX_SHARED = 96 * 1024;
+    private static final int DEFAULT_SHARED = 48 * 1024;
+    private static final int MAX_GRID_YZ = 65535;
+
+    private final CudaDriver cu;
+    private final long module;
+    private final long stream;
+    private final Map<String, Long> functions = new HashMap<>();
+    private final Map<Long, Integer> sharedOptIn = new HashMap<>();
+    private final KernelArgs args = new KernelArgs(32);
+
+    public Kernels(CudaDriver cu, long module, long stream) {
+        this.cu = cu;
+        this.module = module;
+        this.stream = stream;
+    }
+
+    private long function(String name) {
+        Long f = functions.get(name);
+        if (f == null) {
+            f = cu.moduleGetFunction(module, name);
+            functions.put(name, f);
+        }
+        return f;
+    }
+
+    private long function(String base, Precision p) {
+        return function(base + "_" + p.suffix());
+    }
+
+    private void launch(long fn, int gx, int gy, int gz, int block, int shared) {
+        cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
+    }
+
+    private static int elementwiseBlocks(long count) {
+        return (int) Math.min((count + THREADS - 1) / THREADS, MAX_ELEMENTWISE_BLOCKS);
+    }
+
+    private void elementwise(long fn, long count) {
+        launch(fn, elementwiseBlocks(count), 1, 1, THREADS, 0);
+    }
+
+    private static void require(boolean ok, String message) {
+        if (!ok) {
+            throw new IllegalArgumentException(message);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ dense ops
+
+    /** {@code out[i] = table[ids[i]]}: table W {@code [V, d]}, ids int {@code [n]}, out F32 {@code [n, d]}. */
+    public void embedding(Precision p, long table, long ids, long out, int n, int d) {
+        require(n >= 0 && d >= 0, "embedding: n " + n + ", d " + d);
+        if ((long) n * d == 0) {
+            return;
+        }
+        args.reset().ptr(table).ptr(ids).ptr(out).i32(n).i32(d);
+        elementwise(function("embedding", p), (long) n * d);
+    }
+
+    /** {@code out = x * rsqrt(mean(x^2) + eps) * weight} row by row: x F32 {@code [n, d]}, weight W, out A. */
+    public void rmsNorm(Precision p, long x, long weight, long out, int n, int d, float eps) {
+        require(n >= 0 && d >= 0, "rmsNorm: n " + n + ", d " + d);
+        if ((long) n * d == 0) {
+            return;
+        }
+        args.reset().ptr(x).ptr(weight).ptr(out).i32(n).i32(d).f32(eps);
+        launch(function("rmsNorm", p), (int) Math.min(n, MAX_ELEMENTWISE_BLOCKS), 1, 1, THREADS, 0);
+    }
+
+    /** {@code acc += x}: acc F32, x A, {@code count} elements. */
+    public void addInto(Precision p, long acc, long x, long count) {
+        require(count >= 0, "addInto: count " + count);
+        if (count == 0) {
+            return;
+        }
+        args.reset().ptr(acc).ptr(x).i64(count);
+        elementwise(function("addInto", p), count);
+    }
+
+    /** {@code out[i, j] += bias[j]}: out A {@code [n, m]}, bias W {@code [m]}. */
+    public void addBias(Precision p, long out, long bias, int n, int m) {
+        require(n >= 0 && m >= 0, "addBias: n " + n + ", m " + m);
+        if ((long) n * m == 0) {
+            return;
+        }
+        args.reset().ptr(out).ptr(bias).i32(n).i32(m);
+        elementwise(function("addBias", p), (long) n * m);
+    }
+
+    /** {@code out = a[:, :h] * silu(a[:, h:])}: a A {@code [n, 2h]}, out A {@code [n, h]}. */
+    public void swiglu(Precision p, long a, long out, int n, int h) {
+        require(n >= 0 && h >= 0, "swiglu: n " + n + ", h " + h);
+        if ((long) n * h == 0) {
+            return;
+        }
+        args.reset().ptr(a).ptr(out).i32(n).i32(h);
+        elementwise(function("swiglu", p), (long) n * h);
+    }
+
+    /** {@code out[i] = x[rows[i]]}: x A {@code [*, cols]}, rows int {@code [n]}, out A {@code [n, cols]}. */
+    public void gatherRows(Precision p, long x, long rows, long out, int n, int cols) {
+        require(n >= 0 && cols >= 0, "gatherRows: n " + n + ", cols " + cols);
+        if ((long) n * cols == 0) {
+            return;
+        }
+        args.reset().ptr(x).ptr(rows).ptr(out).i32(n).i32(cols);
+        elementwise(function("gatherRows", p), (long) n * cols);
+    }
+
+    /** F32 to A ({@code count} elements; bf16 rounds to nearest even). */
+    public void f32ToA(Precision p, long src, long dst, long count) {
+        require(count >= 0, "f32ToA: count " + count);
+        if (count == 0) {
+            return;
+        }
+        args.reset().ptr(src).ptr(dst).i64(count);
+        elementwise(function("f32ToA", p), count);
+    }
+
+    /** A to F32 ({@code count} elements). */
+    public void aToF32(Precision p, long src, long dst, long count) {
+        require(count >= 0, "aToF32: count " + count);
+        if (count == 0) {
+            return;
+        }
+        args.reset().ptr(src).ptr(dst).i64(count);
+        elementwise(function("aToF32", p), count);
+    }
+
+    // ------------------------------------------------------------------------------------------------ BaseConv
+
+    /**
+     * {@code out = silu(conv(u1)) * u2} over u A {@code [T, 2 inner]} ({@code u1 = u[:, :inner]}), conv taps W
+     * {@code [inner, 1, k]} continuing from hist (F32, per slot {@code [k-1][inner]}, oldest first); out A
+     * {@code [T, inner]}. Reads hist only: call {@link #baseConvState} afterwards.
+     */
+    public void baseConv(Precision p, long u, long convW, long hist, long layout, long out, int T, int B, int inner,
+                         int k) {
+        require(T >= 0 && B >= 0 && inner >= 0 && k >= 1, "baseConv: T " + T + ", B " + B + ", inner " + inner
+                + ", kernel " + k);
+        if ((long) T * inner == 0) {
+            return;
+        }
+        args.reset().ptr(u).ptr(convW).ptr(hist).ptr(layout).ptr(out).i32(T).i32(B).i32(inner).i32(k);
+        elementwise(function("baseConv", p), (long) T * inner);
+    }
+
+    /** Moves the last k-1 values of {@code [hist | u1]} of each sequence into its slot's hist. */
+    public void baseConvState(Precision p, long u, long hist, long layout, int T, int B, int inner, int k) {
+        require(T >= 0 && B >= 0 && inner >= 0 && k >= 1, "baseConvState: T " + T + ", B " + B + ", inner " + inner
+                + ", kernel " + k);
+        if ((long) B * inner == 0 || k == 1 || T == 0) {
+            return;
+        }
+        args.reset().ptr(u).ptr(hist).ptr(layout).i32(T).i32(B).i32(inner).i32(k);
+        elementwise(function("baseConvState", p), (long) B * inner);
+    }
+
+    // ------------------------------------------------------------------------------------------------ linear attention
+
+    /** Floats of dynamic shared memory of linearAttention (mirrors linearSmemFloats in the .cu). */
+    static int linearSharedFloats(int f, int dt) {
+        int e = 1 + f + f * (f + 1) / 2;
+        return e * dt + 3 * e + dt + 2 * f + LINEAR_THREADS;
+    }
+
+    /** Value columns per linearAttention block: 32, or less for a small head or a large feature map. */
+    static int linearTile(int f, int dh) {
+        int dt = dh <= 8 ? 8 : dh <= 16 ? 16 : 32;
+        while (dt > 8 && 4L * linearSharedFloats(f, dt) > LINEAR_MAX_SHARED) {
+            dt /= 2;
+        }
+        return dt;
+    }
+
+    /**
+     * Taylor linear attention: q, k A {@code [T, H*f]}, v A {@code [T, H*dh]}, out A {@code [T, H*dh]}; state per slot
+     * s: kvState F32 {@code + s*H*E*dh} as {@code [H][E][dh]}, kState F32 {@code + s*H*E} as {@code [H][E]},
+     * E = 1 + f + f(f+1)/2. {@code y_t = phi(q_t).S_t / (phi(q_t).z_t + eps)}, S and z including token t.
+     */
+    public void linearAttention(Precision p, long q, long k, long v, long kvState, long kState, long layout, long out,
+                                int T, int B, int H, int f, int dh, float eps) {
+        require(f >= 1 && f <= 64, "linearAttention: feature dim " + f + " is outside [1, 64]");
+        require(dh >= 1, "linearAttention: head dim " + dh);
+        require(H >= 1 && H <= MAX_GRID_YZ, "linearAttention: " + H + " heads (at most " + MAX_GRID_YZ + ")");
+        require(T >= 0 && B >= 0, "linearAttention: T " + T + ", B " + B);
+        if (T == 0 || B == 0) {
+            return;
+        }
+        int dt = linearTile(f, dh);
+        int shared = 4 * linearSharedFloats(f, dt);
+        require(shared <= LINEAR_MAX_SHARED, "linearAttention: feature dim " + f + " needs " + shared
+                + " bytes of shared memory, more than " + LINEAR_MAX_SHARED);
+        int tiles = (dh + dt - 1) / dt;
+        require(tiles <= MAX_GRID_YZ, "linearAttention: head dim " + dh + " is too large");
+        long fn = function("linearAttention", p);
+        optIn(fn, shared);
+        args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(T).i32(B).i32(H).i32(f)
+                .i32(dh).f32(eps).i32(dt);
+        launch(fn, B, H, tiles, LINEAR_THREADS, shared);
+
+        int e = 1 + f + f * (f + 1) / 2;
+        args.reset().ptr(k).ptr(kState).ptr(layout).i32(T).i32(B).i32(H).i32(f);
+        launch(function("linearAttentionZ", p), B, H, 1, LINEAR_THREADS, 4 * (2 * e + f));
+    }
+
+    private void optIn(long fn, int shared) {
+        if (shared <= DEFAULT_SHARED) {
+            return;
+        }
+        Integer have = sharedOptIn.get(fn);
+        if (have == null || have < shared) {
+            cu.funcSetMaxDynamicSharedMemory(fn, shared);
+            sharedOptIn.put(fn, shared);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ attention
+
+    private static void checkAttention(String op, int T, int B, int H, int dh, int capacity, int rotaryDim,
+                                       int maxPos) {
+        require(T >= 0 && B >= 0, op + ": T " + T + ", B " + B);
+        require(H >= 1 && H <= MAX_GRID_YZ, op + ": " + H + " heads (at most " + MAX_GRID_YZ + ")");
+        require(dh >= 1 && dh <= ATTENTION_MAX_HEAD_DIM, op + ": head dim " + dh + " is outside [1, "
+                + ATTENTION_MAX_HEAD_DIM + "]");
+        require(capacity >= 0, op + ": capacity " + capacity);
+        require(rotaryDim >= 0 && rotaryDim <= dh && rotaryDim % 2 == 0, op + ": rotary dim " + rotaryDim
+                + " must be even and in [0, " + dh + "]");
+        require(maxPos >= 0, op + ": maxPos " + maxPos);
+    }
+
+    /**
+     * Causal softmax attention with rotary positions: qkv A {@code [T, 3d]} (q | k | v, d = H*dh, not modified), out A
+     * {@code [T, d]}. Caches F32 per slot s at {@code + s*capacity*d}, {@code [pos % capacity][d]}, rotated keys.
+     * rotary: {@link #rotaryTable} on the device. window: keys back ({@link Integer#MAX_VALUE} for full attention).
+     * Call {@link #attentionAppend} afterwards.
+     */
+    public void attention(Precision p, long qkv, long kCache, long vCache, long rotary, long layout, long out, int T,
+                          int B, int H, int dh, int capacity, int window, int rotaryDim, int maxPos,
+                          boolean interleaved, float scale) {
+        checkAttention("attention", T, B, H, dh, capacity, rotaryDim, maxPos);
+        require(window >= 0, "attention: window " + window);
+        if (T == 0 || B == 0) {
+            return;
+        }
+        args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(T).i32(B).i32(H).i32(dh)
+                .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
+        launch(function("attention", p), T, H, 1, ATTENTION_THREADS, 0);
+    }
+
+    /** Writes the rotated keys and the values of each sequence's last min(length, capacity) tokens into the cache. */
+    public void attentionAppend(Precision p, long qkv, long kCache, long vCache, long rotary, long layout, int T, int B,
+                                int H, int dh, int capacity, int rotaryDim, int maxPos, boolean interleaved) {
+        checkAttention("attentionAppend", T, B, H, dh, capacity, rotaryDim, maxPos);
+        if (T == 0 || B == 0 || capacity == 0) {
+            return;
+        }
+        args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).i32(T).i32(B).i32(H).i32(dh)
+                .i32(capacity).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0);
+        launch(function("attentionAppend", p), T, 1, 1, APPEND_THREADS, 0);
+    }
+
+    /**
+     * The rotary table the attention kernels read, {@code cos[maxPos][rotaryDim/2]} then {@code sin[maxPos][rotaryDim/2]},
+     * computed exactly as the CPU backend's RotaryTable: inverse frequencies and angles in float, cos and sin in double
+     * rounded to float.
+     */
+    public static float[] rotaryTable(MixerConfig.Attention cfg, int maxPos) {
+        int rd = cfg.rotaryDim();
+        int half = rd / 2;
+        if (maxPos < 0) {
+            throw new IllegalArgumentException("rotaryTable: maxPos " + maxPos);
+        }
+        float[] invFreq = new float[half];
+        for (int p = 0; p < half; p++) {
+            invFreq[p] = (float) (1.0 / Math.pow(cfg.rotaryBase(), (float) (2 * p) / rd));
+        }
+        float[] table = new float[Math.multiplyExact(2, Math.multiplyExact(maxPos, half))];
+        int sinOff = maxPos * half;
+        for (int pos = 0; pos < maxPos; pos++) {
+            for (int p = 0; p < half; p++) {
+                float angle = (float) pos * invFreq[p];
+                table[pos * half + p] = (float) Math.cos(angle);
+                table[sinOff + pos * half + p] = (float) Math.sin(angle);
+            }
+        }
+        return table;
+    }
+
+    // ------------------------------------------------------------------------------------------------ sampling
+
+    /**
+     * Chooses one token per output row on the GPU, one block of 512 threads per row: logits F32 with row stride
+     * {@code ld}, rows int {@code [n]} (row of logits for each output), temperature, topK, topP, uniform per output
+     * (float, int, float, float {@code [n]}), outIds int {@code [n]}. The function is exactly
+     * {@link #sampleReference}; -1 means a NaN logit, -2 all -inf.
+     */
+    public void sample(long logits, long rows, int n, int ld, int vocab, long temperature, long topK, long topP,
+                       long uniform, long outIds) {
+        require(n >= 0 && vocab >= 0 && ld >= vocab, "sample: n " + n + ", vocab " + vocab + ", ld " + ld);
+        if (n == 0) {
+            return;
+        }
+        args.reset().ptr(logits).ptr(rows).i32(n).i64(ld).i32(vocab).ptr(temperature).ptr(topK).ptr(topP).ptr(uniform)
+                .ptr(outIds);
+        launch(function("sample_f32"), n, 1, 1, SAMPLE_THREADS, 0);
+    }
+
+    /** The order-preserving unsigned key of a float (as a long in [0, 2^32)); -0.0 sorts just below +0.0. */
+    static long orderKey(float v) {
+        int b = Float.floatToRawIntBits(v);
+        int k = b < 0 ? ~b : (b | 0x80000000);
+        return k & 0xFFFFFFFFL;
+    }
+
+    /** Fixed-point weight {@code floor(w * 2^40)}, {@code w = (float) exp((float) ((v - m) / t))}, 1 for v == m. */
+    static long sampleWeight(float v, float m, float temperature) {
+        float w = v == m ? 1f : (float) Math.exp((v - m) / temperature);
+        return (long) (w * 0x1p40f);
+    }
+
+    /**
+     * The GPU sampler's function in plain Java (a test compares them). Over {@code logits[offset, offset + vocab)}:
+     * <ol>
+     * <li>any NaN: -1; all -inf (or vocab 0): -2;</li>
+     * <li>{@code !(temperature > 0)} or {@code topK == 1}: the argmax, lowest index on ties;</li>
+     * <li>else m = the max logit, q_i = {@link #sampleWeight}; key_i = {@link #orderKey}. Top-k
+     * ({@code 0 < topK < vocab}): keep key &gt;= the topK-th largest key (ties all kept). Top-p ({@code topP < 1}):
+     * total = kept weight, need = clamp(ceil((double) topP * total), 1, total), tau = the largest key whose kept
+     * tokens at or above it weigh &gt;= need; keep key &gt;= tau as well. kept = the kept weight (&gt;= 2^40, the max
+     * token is always kept); target = min((long) ((double) clamp(uniform, 0, 1) * kept), kept - 1); the answer is the
+     * first kept index, in index order, where the running sum of q exceeds target (q == 0 is never chosen).</li>
+     * </ol>
+     */
+    public static int sampleReference(float[] logits, int offset, int vocab, float temperature, int topK, float topP,
+                               float uniform) {
+        float best = Float.NEGATIVE_INFINITY;
+        int bestIdx = -1;
+        boolean nan = false;
+        for (int i = 0; i < vocab; i++) {
+            float v = logits[offset + i];
+            if (Float.isNaN(v)) {
+                nan = true;
+            } else if (bestIdx < 0 || v > best) {
+                best = v;
+                bestIdx = i;
+            }
+        }
+        if (nan) {
+            return -1;
+        }
+        if (bestIdx < 0 || best == Float.NEGATIVE_INFINITY) {
+            return -2;
+        }
+        if (!(temperature > 0f) || topK == 1) {
+            return bestIdx;
+        }
+        float m = best;
+        long[] key = new long[vocab];
+        long[] q = new long[vocab];
+        for (int i = 0; i < vocab; i++) {
+            float v = logits[offset + i];
+            key[i] = orderKey(v);
+            q[i] = sampleWeight(v, m, temperature);
+        }
+        long threshold = 0;
+        if (topK > 0 && topK < vocab) {
+            long[] sorted = key.clone();
+            Arrays.sort(sorted);
+            threshold = sorted[vocab - topK];
+        }
+        if (topP < 1f) {
+            long total = 0;
+            int count = 0;
+            for (int i = 0; i < vocab; i++) {
+                if (key[i] >= threshold) {
+                    total += q[i];
+                    count++;
+                }
+            }
+            double prod = (double) topP * (double) total;
+            long need = prod <= 0 ? 0 : (long) Math.ceil(prod);
+            need = Math.max(1, Math.min(need, total));
+            Integer[] kept = new Integer[count];
+            for (int i = 0, c = 0; i < vocab; i++) {
+                if (key[i] >= threshold) {
+                    kept[c++] = i;
+                }
+            }
+            Arrays.sort(kept, (a, b) -> Long.compare(key[b], key[a]));
+            long cum = 0;
+            long tau = threshold;
+            for (int j = 0; j < count; j++) {
+                cum += q[kept[j]];
+                boolean lastOfKey = j + 1 == count || key[kept[j + 1]] != key[kept[j]];
+                if (lastOfKey && cum >= need) {
+                    tau = key[kept[j]];
+                    break;
+                }
+            }
+            threshold = Math.max(threshold, tau);
+        }
+        long keptWeight = 0;
+        for (int i = 0; i < vocab; i++) {
+            if (key[i] >= threshold) {
+                keptWeight += q[i];
+            }
+        }
+        float u = uniform;
+        if (!(u > 0f)) {
+            u = 0f;
+        }
+        if (u > 1f) {
+            u = 1f;
+        }
+        long target = (long) ((double) u * (double) keptWeight);
+        if (target >= keptWeight) {
+            target = keptWeight - 1;
+        }
+        long cum = 0;
+        for (int i = 0; i < vocab; i++) {
+            if (key[i] >= threshold) {
+                cum += q[i];
+                if (cum > target) {
+                    return i;
+                }
+            }
+        }
+        throw new AssertionError("sampleReference: no token reached the target");
+    }
+}

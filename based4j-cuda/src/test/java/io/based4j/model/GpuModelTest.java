@@ -1,0 +1,261 @@
+package io.based4j.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.based4j.GoldenModel;
+import io.based4j.backend.Backend;
+import io.based4j.backend.TokenBatch;
+import io.based4j.backend.cpu.CpuBackend;
+import io.based4j.checkpoint.Safetensors;
+import io.based4j.config.ConfigParser;
+import io.based4j.config.ModelConfig;
+import io.based4j.cuda.CudaBackend;
+import io.based4j.cuda.GpuTest;
+import io.based4j.cuda.Precision;
+import io.based4j.json.Json;
+import io.based4j.sampling.Sampler;
+import io.based4j.sampling.SamplingParams;
+import io.based4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The model on the GPU: the golden tiny checkpoint in float32 against the reference's tensors, the GPU against the
+ * CPU on random configurations of every layer kind, decode against prefill, and recorded (CUDA graph) decode steps
+ * against ones run op by op.
+ */
+@GpuTest
+class GpuModelTest {
+    /**
+     * Golden logits in float32: the reference notes that a correct float32 implementation lands within about 1e-4
+     * of its logits (std about 8); cuBLAS and the kernels sum in other orders than the CPU, so 1e-3 as the issue
+     * asks, which still catches any wrong op (those move logits by O(0.1 .. 1)).
+     */
+    static final double GOLDEN_TOL = 1e-3;
+
+    /**
+     * GPU float32 against the CPU (both float32, only summation order differs): the decode==prefill bound of the
+     * CPU tests, {@code 1e-4 * rms(logits)} per logit (observed differences there are about 1e-6 of the scale).
+     */
+    static final double F32_REL_TOL = 1e-4;
+
+    /**
+     * GPU bfloat16 against the CPU in float32 over the same bf16-rounded weights: every stored activation is rounded
+     * to 8 significant bits (unit roundoff 2^-9 = 2e-3); a layer stores about six, and errors add over at most seven
+     * layers, so about 1e-2 of the logits' norm is expected. The bound, ||gpu - cpu|| / ||cpu|| <= 3e-2, is three
+     * times that; a wrong op or state moves the logits by 20% or more of their norm.
+     */
+    static final double BF16_REL_NORM_TOL = 3e-2;
+
+    static List<DecodeEqualsPrefillTest.Case> cases() {
+        return DecodeEqualsPrefillTest.cases();
+    }
+
+    @Test
+    void goldenTinyInFloat32MatchesTheReference() throws Exception {
+        Path dir = GoldenModel.dir();
+        try (Arena arena = Arena.ofConfined(); CudaBackend gpu = CudaBackend.open("cuda", Precision.F32);
+             BasedModel model = BasedModel.load(dir, gpu)) {
+            Map<String, Tensor> expected = Safetensors.read(dir.resolve("expected.safetensors"), arena);
+            Tensor ids = expected.get("input_ids");
+            int batch = (int) ids.dim(0);
+            int len = (int) ids.dim(1);
+            int[] tokens = Arrays.stream(ids.toLongArray()).mapToInt(v -> (int) v).toArray();
+            int[] slots = new int[batch];
+            int[] lengths = new int[batch];
+            for (int b = 0; b < batch; b++) {
+                slots[b] = b;
+                lengths[b] = len;
+            }
+            try (Session session = model.newSession(batch, len)) {
+                float[] got = gpu.download(model.forward(session, session.batch(slots, lengths), tokens, true, null));
+                float[] want = expected.get("logits").toFloatArray();
+                int vocab = model.config().vocabSize();
+                int padded = model.config().paddedVocabSize();
+                double maxErr = 0;
+                for (int row = 0; row < batch * len; row++) {
+                    for (int v = 0; v < vocab; v++) {
+                        maxErr = Math.max(maxErr, Math.abs(got[row * padded + v] - want[row * vocab + v]));
+                    }
+                }
+                System.out.printf("golden tiny on %s (f32): max |logit - reference| = %.3g%n", gpu.name(), maxErr);
+                assertTrue(maxErr <= GOLDEN_TOL, "max |logit - reference| = " + maxErr);
+            }
+
+            // greedy decoding through recorded steps and the GPU sampler
+            Map<String, Object> g = Json.parseObject(Files.readString(dir.resolve("greedy.json")));
+            int[] prompt = ((List<?>) g.get("prompt_ids")).stream().mapToInt(o -> ((Long) o).intValue()).toArray();
+            int[] wantIds = ((List<?>) g.get("greedy_ids")).stream().mapToInt(o -> ((Long) o).intValue()).toArray();
+            try (Session session = model.newSession(1, prompt.length + wantIds.length)) {
+                Sampler[] greedy = {new Sampler(SamplingParams.greedy())};
+                int vocab = model.config().vocabSize();
+                int[] next = {0};
+                model.prefill(session, new int[] {0}, new int[][] {prompt},
+                        (logits, rows, seqs) -> next[0] = gpu.sample(logits, rows, vocab, greedy)[0]);
+                int[] got = new int[wantIds.length];
+                for (int i = 0; i < wantIds.length; i++) {
+                    got[i] = next[0];
+                    Backend.Buffer logits = model.forward(session, TokenBatch.step(new int[] {0},
+                            new int[] {session.position(0)}), new int[] {next[0]}, false, null);
+                    next[0] = gpu.sample(logits, new int[] {0}, vocab, greedy)[0];
+                }
+                assertArrayEquals(wantIds, got, "greedy ids on the GPU");
+            }
+        }
+    }
+
+    /** The case's random weights rounded to bfloat16, so that the CPU and the GPU compute with the same weights. */
+    private static ModelWeights bf16Weights(ModelConfig config, long seed) {
+        ModelWeights w = DecodeEqualsPrefillTest.randomWeights(config, seed);
+        Map<Tensor, Tensor> rounded = new java.util.IdentityHashMap<>();
+        for (Tensor t : w.tensors()) {
+            rounded.put(t, Tensor.ofBf16(t.toFloatArray(), t.shape()));
+        }
+        return new ModelWeights(w.config(), rounded.get(w.embedding()), rounded.get(w.head()),
+                rounded.get(w.finalNorm()), w.layers().stream().map(l -> new ModelWeights.Layer(
+                rounded.get(l.norm1()), rounded.get(l.norm2()), rounded.get(l.fc1()), rounded.get(l.fc2()),
+                roundMixer(l.mixer(), rounded))).toList());
+    }
+
+    private static ModelWeights.Mixer roundMixer(ModelWeights.Mixer m, Map<Tensor, Tensor> r) {
+        return switch (m) {
+            case ModelWeights.ConvWeights c -> new ModelWeights.ConvWeights(r.get(c.inProj()), r.get(c.inBias()),
+                    r.get(c.conv()), r.get(c.outProj()), r.get(c.outBias()));
+            case ModelWeights.LinearWeights l -> new ModelWeights.LinearWeights(r.get(l.projQ()), r.get(l.projK()),
+                    r.get(l.projV()), r.get(l.outProj()));
+            case ModelWeights.AttentionWeights a -> new ModelWeights.AttentionWeights(r.get(a.wqkv()),
+                    r.get(a.qkvBias()), r.get(a.outProj()), r.get(a.outBias()));
+        };
+    }
+
+    /** All-token logits of three ragged prompts (lengths 1, 37 and 90) in one call. */
+    private static float[] prefillLogits(BasedModel model, int[][] prompts) {
+        int maxLen = Arrays.stream(prompts).mapToInt(p -> p.length).max().orElseThrow();
+        try (Session session = model.newSession(prompts.length, maxLen)) {
+            int[] slots = new int[prompts.length];
+            int[] lengths = new int[prompts.length];
+            for (int i = 0; i < prompts.length; i++) {
+                slots[i] = i;
+                lengths[i] = prompts[i].length;
+            }
+            int[] packed = Arrays.stream(prompts).flatMapToInt(Arrays::stream).toArray();
+            return model.backend().download(model.forward(session, session.batch(slots, lengths), packed, true, null));
+        }
+    }
+
+    private static int[][] prompts(long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        int[][] p = new int[DecodeEqualsPrefillTest.LENGTHS.length][];
+        for (int i = 0; i < p.length; i++) {
+            p[i] = r.ints(DecodeEqualsPrefillTest.LENGTHS[i], 0, DecodeEqualsPrefillTest.VOCAB).toArray();
+        }
+        return p;
+    }
+
+    private static double rms(float[] v) {
+        double s = 0;
+        for (float x : v) {
+            s += (double) x * x;
+        }
+        return Math.sqrt(s / v.length);
+    }
+
+    private static String ctx(DecodeEqualsPrefillTest.Case c, String what) {
+        return c.name() + ": " + what + " [-Dbased4j.seed=" + DecodeEqualsPrefillTest.SEED + "]";
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void gpuMatchesCpu(DecodeEqualsPrefillTest.Case c) {
+        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
+        int[][] prompts = prompts(c.seed());
+        ModelWeights weights = bf16Weights(config, c.seed());
+        float[] cpu;
+        try (Backend b = new CpuBackend(); BasedModel m = BasedModel.of(weights, b)) {
+            cpu = prefillLogits(m, prompts);
+        }
+        float[] f32;
+        try (CudaBackend b = CudaBackend.open("cuda", Precision.F32); BasedModel m = BasedModel.of(weights, b)) {
+            f32 = prefillLogits(m, prompts);
+        }
+        float[] bf16;
+        try (CudaBackend b = CudaBackend.open("cuda", Precision.BF16); BasedModel m = BasedModel.of(weights, b)) {
+            bf16 = prefillLogits(m, prompts);
+        }
+        double scale = rms(cpu);
+        double maxF32 = 0;
+        double diff2 = 0;
+        double norm2 = 0;
+        for (int i = 0; i < cpu.length; i++) {
+            assertTrue(Float.isFinite(f32[i]) && Float.isFinite(bf16[i]), ctx(c, "non-finite logit at " + i));
+            maxF32 = Math.max(maxF32, Math.abs(f32[i] - cpu[i]));
+            diff2 += (double) (bf16[i] - cpu[i]) * (bf16[i] - cpu[i]);
+            norm2 += (double) cpu[i] * cpu[i];
+        }
+        double relBf16 = Math.sqrt(diff2 / norm2);
+        System.out.printf("%s: f32 max|gpu-cpu| = %.3g (%.2g of rms %.3g), bf16 ||gpu-cpu||/||cpu|| = %.3g%n",
+                c.name(), maxF32, maxF32 / scale, scale, relBf16);
+        assertTrue(maxF32 <= F32_REL_TOL * scale, ctx(c, "f32 max |gpu - cpu| = " + maxF32 + ", rms " + scale));
+        assertTrue(relBf16 <= BF16_REL_NORM_TOL, ctx(c, "bf16 relative error " + relBf16));
+    }
+
+    /**
+     * Decode, one token per sequence per step with the three sequences in lockstep (fewer as shorter ones end), equals
+     * the all-token prefill at every position; and the same steps run op by op equal the recorded replays.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void decodeEqualsPrefillAndGraphsEqualOps(DecodeEqualsPrefillTest.Case c) {
+        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
+        int[][] prompts = prompts(c.seed());
+        ModelWeights weights = DecodeEqualsPrefillTest.randomWeights(config, c.seed());
+        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.F32); BasedModel model = BasedModel.of(weights, gpu)) {
+            float[] parallel = prefillLogits(model, prompts);
+            double scale = rms(parallel);
+            int padded = config.paddedVocabSize();
+            int maxLen = Arrays.stream(prompts).mapToInt(p -> p.length).max().orElseThrow();
+            int[] offsets = new int[prompts.length];
+            for (int i = 1; i < prompts.length; i++) {
+                offsets[i] = offsets[i - 1] + prompts[i - 1].length;
+            }
+            double worstDecode = 0;
+            double worstGraph = 0;
+            try (Session graphs = model.newSession(prompts.length, maxLen);
+                 Session ops = model.newSession(prompts.length, maxLen).useGraphs(false)) {
+                for (int t = 0; t < maxLen; t++) {
+                    final int step = t;
+                    int[] active = java.util.stream.IntStream.range(0, prompts.length)
+                            .filter(i -> prompts[i].length > step).toArray();
+                    int[] ids = Arrays.stream(active).map(i -> prompts[i][step]).toArray();
+                    int[] ones = new int[active.length];
+                    Arrays.fill(ones, 1);
+                    float[] a = gpu.download(model.forward(graphs, graphs.batch(active, ones), ids, false, null));
+                    float[] b = gpu.download(model.forward(ops, ops.batch(active, ones), ids, false, null));
+                    for (int j = 0; j < active.length; j++) {
+                        int row = offsets[active[j]] + t;
+                        for (int v = 0; v < padded; v++) {
+                            worstDecode = Math.max(worstDecode,
+                                    Math.abs(a[j * padded + v] - parallel[row * padded + v]));
+                            worstGraph = Math.max(worstGraph, Math.abs(a[j * padded + v] - b[j * padded + v]));
+                        }
+                    }
+                }
+            }
+            System.out.printf("%s: decode vs prefill %.3g, graph vs ops %.3g (rms %.3g)%n", c.name(), worstDecode,
+                    worstGraph, scale);
+            assertTrue(worstDecode <= F32_REL_TOL * scale, ctx(c, "decode differs from prefill by " + worstDecode));
+            // the same kernels on the same inputs: only cuBLAS could pick another algorithm when recording
+            assertTrue(worstGraph <= 1e-6 * scale, ctx(c, "recorded steps differ from op-by-op ones by " + worstGraph));
+        }
+    }
+}
