@@ -3,6 +3,7 @@ package io.based4j.cuda;
 import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.MixerConfig;
+import static io.based4j.model.StateSize.human;
 import io.based4j.sampling.Sampler;
 import io.based4j.sampling.SamplingParams;
 import io.based4j.tensor.DType;
@@ -306,20 +307,6 @@ public final class CudaBackend implements Backend {
                     "%s does not fit on GPU %s (%s): %s needed (plus %s spare), %s free of %s", what, name(),
                     deviceName, human(bytes), human(margin), human(info[0]), human(info[1])));
         }
-    }
-
-    static String human(long bytes) {
-        if (bytes < 1024) {
-            return bytes + " B";
-        }
-        String[] units = {"KiB", "MiB", "GiB", "TiB"};
-        double v = bytes;
-        int u = -1;
-        while (v >= 1024 && u < units.length - 1) {
-            v /= 1024;
-            u++;
-        }
-        return String.format(Locale.ROOT, "%.2f %s", v, units[u]);
     }
 
     @Override
