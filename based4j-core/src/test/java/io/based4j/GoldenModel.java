@@ -47,4 +47,18 @@ public final class GoldenModel {
         dirs.add(dir());
         return dirs;
     }
+
+    /**
+     * Largest |logit - reference| over {@code rows} rows: ours are {@code padded} wide (the padded vocabulary), the
+     * reference's {@code vocab} wide; the padding is not compared.
+     */
+    public static double maxLogitError(float[] got, float[] want, int rows, int vocab, int padded) {
+        double maxErr = 0;
+        for (int row = 0; row < rows; row++) {
+            for (int v = 0; v < vocab; v++) {
+                maxErr = Math.max(maxErr, Math.abs(got[row * padded + v] - want[row * vocab + v]));
+            }
+        }
+        return maxErr;
+    }
 }

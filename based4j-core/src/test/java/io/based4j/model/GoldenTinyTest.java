@@ -68,14 +68,8 @@ class GoldenTinyTest {
                     (layer, r) -> hidden.add(backend.download(r)));
             float[] got = backend.download(logits);
             float[] want = expected.get("logits").toFloatArray();
-            int vocab = model.config().vocabSize();
-            int padded = model.config().paddedVocabSize();
-            double maxErr = 0;
-            for (int row = 0; row < batch * len; row++) {
-                for (int v = 0; v < vocab; v++) {
-                    maxErr = Math.max(maxErr, Math.abs(got[row * padded + v] - want[row * vocab + v]));
-                }
-            }
+            double maxErr = GoldenModel.maxLogitError(got, want, batch * len, model.config().vocabSize(),
+                    model.config().paddedVocabSize());
             assertTrue(maxErr <= LOGIT_TOL, name + ": max |logit - reference| = " + maxErr);
 
             // hidden_states [layers, len, d]: the residual after each layer for batch row 0

@@ -80,14 +80,8 @@ class GpuModelTest {
             try (Session session = model.newSession(batch, len)) {
                 float[] got = gpu.download(model.forward(session, session.batch(slots, lengths), tokens, true, null));
                 float[] want = expected.get("logits").toFloatArray();
-                int vocab = model.config().vocabSize();
-                int padded = model.config().paddedVocabSize();
-                double maxErr = 0;
-                for (int row = 0; row < batch * len; row++) {
-                    for (int v = 0; v < vocab; v++) {
-                        maxErr = Math.max(maxErr, Math.abs(got[row * padded + v] - want[row * vocab + v]));
-                    }
-                }
+                double maxErr = GoldenModel.maxLogitError(got, want, batch * len, model.config().vocabSize(),
+                        model.config().paddedVocabSize());
                 System.out.printf("golden tiny on %s (f32): max |logit - reference| = %.3g%n", gpu.name(), maxErr);
                 assertTrue(maxErr <= GOLDEN_TOL, "max |logit - reference| = " + maxErr);
             }
