@@ -285,14 +285,10 @@ public final class CudaBackend implements Backend {
         cu.memsetD32Async(ptr, 0, floats, stream);
     }
 
+    /** New device memory holding {@code values} as float32. */
     long uploadFloats(float[] values, String what) {
         long ptr = allocate(4L * values.length, what);
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment host = a.allocate(4L * Math.max(values.length, 1), 8);
-            MemorySegment.copy(values, 0, host, ValueLayout.JAVA_FLOAT, 0, values.length);
-            cu.copyHtoDAsync(ptr, host, 4L * values.length, stream);
-            cu.synchronize(stream);
-        }
+        copyUp(ptr, values);
         return ptr;
     }
 
@@ -358,6 +354,7 @@ public final class CudaBackend implements Backend {
         return out;
     }
 
+    /** Copies {@code values} as float32 to {@code ptr} and waits until they are there. */
     private void copyUp(long ptr, float[] values) {
         bind();
         try (Arena a = Arena.ofConfined()) {
