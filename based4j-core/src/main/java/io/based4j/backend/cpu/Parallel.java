@@ -5,15 +5,15 @@ import java.util.function.IntConsumer;
 import java.util.stream.IntStream;
 
 /** Runs independent tasks {@code 0 .. n-1} on the common fork-join pool (or inline when there is one). */
-final class Parallel {
+public final class Parallel {
     private Parallel() {
     }
 
-    static int threads() {
+    public static int threads() {
         return ForkJoinPool.getCommonPoolParallelism() + 1;
     }
 
-    static void forEach(int n, IntConsumer task) {
+    public static void forEach(int n, IntConsumer task) {
         if (n <= 1 || threads() == 1) {
             for (int i = 0; i < n; i++) {
                 task.accept(i);
@@ -24,7 +24,7 @@ final class Parallel {
     }
 
     /** Splits {@code [0, n)} into about {@code threads * 4} chunks of at least {@code grain} and runs each. */
-    static void forRanges(int n, int grain, RangeTask task) {
+    public static void forRanges(int n, int grain, RangeTask task) {
         int chunks = Math.max(1, Math.min(threads() * 4, (n + grain - 1) / Math.max(1, grain)));
         int size = (n + chunks - 1) / chunks;
         forEach(chunks, c -> {
@@ -37,7 +37,7 @@ final class Parallel {
     }
 
     @FunctionalInterface
-    interface RangeTask {
+    public interface RangeTask {
         void run(int from, int to);
     }
 }

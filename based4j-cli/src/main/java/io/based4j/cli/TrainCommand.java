@@ -1,0 +1,63 @@
+package io.based4j.cli;
+
+import io.based4j.train.TrainConfig;
+import io.based4j.train.Trainer;
+import io.based4j.train.cpu.CpuTrainBackend;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "train", mixinStandardHelpOptions = true,
+        description = {"Train a BASED (or attention / sliding-window) language model on token shards.",
+                "Settings come from a JSON or YAML file (see the README); checkpoints load in 'generate --model'."})
+final class TrainCommand implements Callable<Integer> {
+    @Option(names = {"-c", "--config"}, paramLabel = "FILE", required = true,
+            description = "Training settings (JSON or YAML): model, data, train, optimizer, eval, checkpoint.")
+    Path config;
+
+    @Option(names = "--resume", paramLabel = "DIR",
+            description = "Continue from a checkpoint (or the newest checkpoint of a run directory).")
+    Path resume;
+
+    @Option(names = "--steps", paramLabel = "N", description = "Override train.steps.")
+    Long steps;
+
+    @Option(names = "--stop-at", paramLabel = "N", hidden = true,
+            description = "Stop after update N (the schedule still runs to train.steps), as if interrupted.")
+    Long stopAt;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() {
+        TrainConfig cfg = TrainConfig.read(config);
+        if (steps != null) {
+            if (steps < 1) {
+                throw new IllegalArgumentException("--steps must be >= 1, got " + steps);
+            }
+            cfg = new TrainConfig(cfg.modelConfig(), cfg.data(), cfg.seqLen(), cfg.batchSize(), cfg.gradAccum(), steps,
+                    cfg.seed(), cfg.lr(), cfg.minLr(), cfg.warmupSteps(), cfg.warmupInitLr(), cfg.optimizer(),
+                    cfg.evalInterval(), cfg.evalBatches(), cfg.checkpointInterval(), cfg.logInterval(), cfg.out());
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        try (CpuTrainBackend backend = new CpuTrainBackend()) {
+            Trainer.Result r = new Trainer(cfg, backend, out, System.console() != null)
+                    .run(resume, stopAt == null ? Long.MAX_VALUE : stopAt);
+            out.printf(Locale.ROOT, "trained updates %d..%d in %s (%,.0f tokens/s); final loss %.4f%s%n",
+                    r.firstStep() + 1, r.lastStep(), io.based4j.train.Progress.duration(r.seconds()),
+                    r.tokensPerSecond(), r.losses().isEmpty() ? Double.NaN : r.losses().getLast(),
+                    r.valLoss() == null ? "" : String.format(Locale.ROOT, ", validation loss %.4f (perplexity %.2f)",
+                            r.valLoss(), Math.exp(r.valLoss())));
+            if (r.checkpoint() != null) {
+                out.println("checkpoint: " + r.checkpoint() + "  (based4j generate --model " + r.checkpoint() + ")");
+            }
+            out.flush();
+        }
+        return 0;
+    }
+}

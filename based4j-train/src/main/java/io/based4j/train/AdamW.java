@@ -1,0 +1,113 @@
+package io.based4j.train;
+
+import io.based4j.tensor.Tensor;
+import io.based4j.train.TrainBackend.Buf;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * AdamW with decoupled weight decay on the parameters that decay (see {@link Param#decays}), gradient clipping by
+ * global norm, and moments held by the backend next to the parameters.
+ */
+public final class AdamW {
+    /** Defaults of BASED-SPEC section 6. */
+    public record Settings(double beta1, double beta2, double eps, double weightDecay, double gradClip) {
+        public static final Settings DEFAULTS = new Settings(0.9, 0.95, 1e-8, 0.1, 1.0);
+
+        public Settings {
+            if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
+                throw new IllegalArgumentException("betas must be in [0, 1), got " + beta1 + ", " + beta2);
+            }
+            if (!(eps > 0) || !(weightDecay >= 0) || !(gradClip >= 0)) {
+                throw new IllegalArgumentException("need eps > 0, weight_decay >= 0 and grad_clip >= 0 (0 = no clipping),"
+                        + " got " + eps + ", " + weightDecay + ", " + gradClip);
+            }
+        }
+    }
+
+    private final TrainModel model;
+    private final Settings settings;
+    private final Map<String, Buf[]> moments = new LinkedHashMap<>();
+    private long step;
+
+    public AdamW(TrainModel model, Settings settings) {
+        this.model = model;
+        this.settings = settings;
+        for (Param p : model.params()) {
+            moments.put(p.name(), new Buf[] {model.backend().allocate(p.value().rows(), p.value().cols()),
+                    model.backend().allocate(p.value().rows(), p.value().cols())});
+        }
+    }
+
+    public Settings settings() {
+        return settings;
+    }
+
+    /** Updates taken so far. */
+    public long step() {
+        return step;
+    }
+
+    /** The global L2 norm of all gradients. */
+    public double gradNorm() {
+        double s = 0;
+        for (Param p : model.params()) {
+            s += model.backend().sumOfSquares(p.grad());
+        }
+        return Math.sqrt(s);
+    }
+
+    /**
+     * Clips the gradients to the global norm limit, then updates every parameter with rate {@code lr}. Returns the
+     * gradient norm before clipping.
+     */
+    public double update(double lr) {
+        TrainBackend b = model.backend();
+        double norm = gradNorm();
+        if (!Double.isFinite(norm)) {
+            throw new IllegalStateException("gradient norm is " + norm + " at update " + (step + 1)
+                    + " (the loss diverged; try a lower learning rate)");
+        }
+        if (settings.gradClip > 0 && norm > settings.gradClip) {
+            double s = settings.gradClip / (norm + 1e-6);
+            for (Param p : model.params()) {
+                b.scale(p.grad(), s);
+            }
+        }
+        step++;
+        for (Param p : model.params()) {
+            Buf[] mv = moments.get(p.name());
+            b.adamw(p.value(), p.grad(), mv[0], mv[1], lr, settings.beta1, settings.beta2, settings.eps,
+                    p.decay() ? settings.weightDecay : 0.0, step);
+        }
+        return norm;
+    }
+
+    /** The moments exactly, named {@code exp_avg.NAME} and {@code exp_avg_sq.NAME}. */
+    public Map<String, Tensor> state() {
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        for (Param p : model.params()) {
+            Buf[] mv = moments.get(p.name());
+            out.put("exp_avg." + p.name(), model.backend().save(mv[0], p.shape()));
+            out.put("exp_avg_sq." + p.name(), model.backend().save(mv[1], p.shape()));
+        }
+        return out;
+    }
+
+    /** Restores moments written by {@link #state()} and the update count. */
+    public void restore(Map<String, Tensor> state, long steps, String source) {
+        for (Param p : model.params()) {
+            Buf[] mv = moments.get(p.name());
+            for (int i = 0; i < 2; i++) {
+                String key = (i == 0 ? "exp_avg." : "exp_avg_sq.") + p.name();
+                Tensor t = state.get(key);
+                if (t == null || t.numel() != p.numel()) {
+                    throw new IllegalArgumentException(source + ": optimizer state '" + key + "' is "
+                            + (t == null ? "missing" : "of the wrong size " + t));
+                }
+                mv[i] = model.backend().load(t, p.value().rows(), p.value().cols());
+            }
+        }
+        this.step = steps;
+    }
+}

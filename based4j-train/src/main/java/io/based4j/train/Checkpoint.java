@@ -1,0 +1,162 @@
+package io.based4j.train;
+
+import io.based4j.checkpoint.Safetensors;
+import io.based4j.config.ConfigParser;
+import io.based4j.config.ModelConfig;
+import io.based4j.json.Json;
+import io.based4j.tensor.Tensor;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+/**
+ * A training checkpoint: a Hugging Face layout directory that {@code based4j generate --model DIR} loads as it is
+ * ({@code config.json} as BASED-SPEC section 1 and float32 {@code model.safetensors}), plus what resuming needs:
+ * {@code optimizer.safetensors} (the parameters exactly, in the backend's storage type, as {@code param.NAME}, and
+ * the AdamW moments) and {@code trainer.json} (the update count and run facts).
+ *
+ * <p>A checkpoint is written into a temporary sibling directory and renamed into place when complete, so a run
+ * killed while writing leaves either the previous checkpoint or the new one, never half of one.
+ */
+public final class Checkpoint {
+    public static final String MODEL = "model.safetensors";
+    public static final String CONFIG = "config.json";
+    public static final String OPTIMIZER = "optimizer.safetensors";
+    public static final String TRAINER = "trainer.json";
+    private static final String TMP_SUFFIX = ".tmp";
+
+    private Checkpoint() {
+    }
+
+    /** A checkpoint read back. */
+    public record Loaded(Path dir, ModelConfig config, Map<String, Tensor> params, Map<String, Tensor> optimizer,
+                         Map<String, Object> trainer) {
+        public long step() {
+            Object s = trainer.get("step");
+            if (!(s instanceof Number n)) {
+                throw new IllegalArgumentException(dir.resolve(TRAINER) + ": 'step' is missing or not a number");
+            }
+            return n.longValue();
+        }
+    }
+
+    /** Writes {@code dir} atomically (replacing an older checkpoint of the same name). */
+    public static void write(Path dir, TrainModel model, AdamW optimizer, Map<String, Object> trainer) {
+        Path tmp = dir.resolveSibling(dir.getFileName() + TMP_SUFFIX);
+        try {
+            deleteTree(tmp);
+            Files.createDirectories(tmp);
+            Files.writeString(tmp.resolve(CONFIG), Json.writePretty(model.config().raw()) + "\n");
+            Map<String, String> meta = new LinkedHashMap<>();
+            meta.put("format", "pt");
+            meta.put("producer", "based4j train");
+            meta.put("step", String.valueOf(optimizer.step()));
+            Safetensors.write(tmp.resolve(MODEL), model.floatStateDict(), meta);
+            Map<String, Tensor> opt = new LinkedHashMap<>();
+            model.exactStateDict().forEach((k, v) -> opt.put("param." + k, v));
+            opt.putAll(optimizer.state());
+            Safetensors.write(tmp.resolve(OPTIMIZER), opt, Map.of("producer", "based4j train"));
+            Files.writeString(tmp.resolve(TRAINER), Json.writePretty(trainer) + "\n");
+            Path old = dir.resolveSibling(dir.getFileName() + ".old");
+            if (Files.exists(dir)) {
+                deleteTree(old);
+                move(dir, old);
+            }
+            move(tmp, dir);
+            deleteTree(old);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write checkpoint " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void move(Path from, Path to) throws IOException {
+        try {
+            Files.move(from, to, StandardCopyOption.ATOMIC_MOVE);
+        } catch (AtomicMoveNotSupportedException e) {
+            Files.move(from, to);
+        }
+    }
+
+    static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(q);
+            }
+        }
+    }
+
+    /**
+     * Reads a checkpoint directory, or the newest {@code step-*} checkpoint under a run directory's
+     * {@code checkpoints/}. Every missing or corrupt file is an error naming it.
+     */
+    public static Loaded read(Path dirOrRun, Arena arena) {
+        Path dir = resolve(dirOrRun);
+        for (String f : List.of(CONFIG, MODEL, OPTIMIZER, TRAINER)) {
+            if (!Files.isRegularFile(dir.resolve(f))) {
+                throw new IllegalArgumentException(dir + " is not a complete training checkpoint: " + f + " is missing");
+            }
+        }
+        ModelConfig config = ConfigParser.read(dir.resolve(CONFIG));
+        Map<String, Tensor> opt = Safetensors.read(dir.resolve(OPTIMIZER), arena);
+        Map<String, Tensor> params = new LinkedHashMap<>();
+        Map<String, Tensor> moments = new LinkedHashMap<>();
+        opt.forEach((k, v) -> {
+            if (k.startsWith("param.")) {
+                params.put(k.substring(6), v);
+            } else {
+                moments.put(k, v);
+            }
+        });
+        if (params.isEmpty()) {
+            throw new IllegalArgumentException(dir.resolve(OPTIMIZER) + " holds no parameters (param.*)");
+        }
+        Map<String, Object> trainer;
+        try {
+            trainer = Json.parseObject(Files.readString(dir.resolve(TRAINER)));
+        } catch (IOException | RuntimeException e) {
+            throw new IllegalArgumentException(dir.resolve(TRAINER) + " is not readable JSON: " + e.getMessage(), e);
+        }
+        return new Loaded(dir, config, params, moments, trainer);
+    }
+
+    /** A checkpoint directory itself, or the newest under {@code RUN/checkpoints}. */
+    public static Path resolve(Path dirOrRun) {
+        if (Files.isRegularFile(dirOrRun.resolve(TRAINER)) || Files.isRegularFile(dirOrRun.resolve(OPTIMIZER))) {
+            return dirOrRun;
+        }
+        Path ckpts = dirOrRun.resolve("checkpoints");
+        if (Files.isDirectory(ckpts)) {
+            try (Stream<Path> s = Files.list(ckpts)) {
+                Path latest = s.filter(p -> p.getFileName().toString().matches("step-\\d+"))
+                        .max(Comparator.comparing(p -> p.getFileName().toString())).orElse(null);
+                if (latest != null) {
+                    return latest;
+                }
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }
+        if (!Files.exists(dirOrRun)) {
+            throw new IllegalArgumentException("checkpoint " + dirOrRun + " does not exist");
+        }
+        throw new IllegalArgumentException(dirOrRun + " is neither a training checkpoint (no " + TRAINER
+                + ") nor a run directory with checkpoints/step-*");
+    }
+
+    /** The checkpoint directory name of an update count, sortable by name. */
+    public static String name(long step) {
+        return String.format("step-%08d", step);
+    }
+}

@@ -1,0 +1,247 @@
+package io.based4j.train.mqar;
+
+import io.based4j.config.ModelConfig;
+import io.based4j.model.Initializer;
+import io.based4j.train.AdamW;
+import io.based4j.train.LrSchedule;
+import io.based4j.train.ModelSpec;
+import io.based4j.train.Progress;
+import io.based4j.train.Seeds;
+import io.based4j.train.TrainBackend;
+import io.based4j.train.TrainModel;
+import java.io.PrintWriter;
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * Trains the paper's two-layer MQAR models (MQAR-SPEC: a short-convolution layer, then the mixer under test; no
+ * MLP, no positional embedding, tied embeddings, pre-norm) and scores recall per test slice. Batches hold examples
+ * of one slice; an epoch visits every training example once, in an order drawn from the seed.
+ */
+public final class MqarTrainer {
+    /** Test tokens per forward call when scoring (long test sequences go in smaller batches). */
+    private static final int EVAL_TOKENS = 1 << 14;
+
+    /**
+     * One MQAR run.
+     *
+     * @param mixer {@code based}, {@code attention} or {@code sliding}
+     * @param window keys a sliding-window query sees back (the state holds {@code window} keys and values)
+     * @param heads heads of the mixer (BASED and attention use one in the paper's figure)
+     * @param evalEvery updates between test evaluations (0: once per epoch)
+     * @param target stop once the accuracy over the whole test set exceeds this
+     */
+    public record Run(String mixer, int dModel, int featureDim, int window, int heads, double lr, double weightDecay,
+                      int epochs, int batchSize, int warmupSteps, List<MqarSlice> train, List<MqarSlice> test,
+                      long seed, int evalEvery, double target, double maxMinutes) {
+        public Run {
+            if (!List.of("based", "attention", "sliding").contains(mixer)) {
+                throw new IllegalArgumentException("unknown MQAR mixer '" + mixer + "' (based, attention, sliding)");
+            }
+            if (train.isEmpty() || test.isEmpty()) {
+                throw new IllegalArgumentException("MQAR needs at least one train and one test slice");
+            }
+        }
+
+        /** The model's config.json: conv layer, then the mixer. */
+        public Map<String, Object> configMap() {
+            String kind = switch (mixer) {
+                case "based" -> "linear";
+                case "attention" -> "attn";
+                default -> "swa";
+            };
+            // config.json's window_size counts both sides of a query: window keys back is 2 * window
+            return ModelSpec.configMap(dModel, List.of("conv", kind), heads, heads, featureDim, 2 * window, 0,
+                    MqarGenerator.DEFAULT_VOCAB, true, false, 1e-5);
+        }
+
+        public long stateBytes() {
+            return MqarGenerator.stateBytes(mixer, dModel, featureDim, window);
+        }
+    }
+
+    /** Accuracy of one test slice. */
+    public record SliceScore(MqarSlice slice, double accuracy, double loss) {
+    }
+
+    /** The outcome: scores at the last evaluation, updates and time taken, whether the target was reached. */
+    public record Result(List<SliceScore> scores, double accuracy, long steps, double seconds, boolean reached,
+                         long stateBytes, long parameters) {
+    }
+
+    private final Run run;
+    private final TrainBackend backend;
+    private final PrintWriter out;
+    private final boolean terminal;
+
+    public MqarTrainer(Run run, TrainBackend backend, PrintWriter out, boolean terminal) {
+        this.run = run;
+        this.backend = backend;
+        this.out = out;
+        this.terminal = terminal;
+    }
+
+    public Result train() {
+        long t0 = System.nanoTime();
+        ModelConfig config = ModelSpec.parse("MQAR model", run.configMap());
+        List<MqarSet> trainSets = MqarGenerator.generate(run.train(), MqarGenerator.DEFAULT_VOCAB, run.seed(), true);
+        List<MqarSet> testSets = MqarGenerator.generate(run.test(), MqarGenerator.DEFAULT_VOCAB, run.seed(), false);
+        try (Arena arena = Arena.ofShared()) {
+            TrainModel model = new TrainModel(config,
+                    Initializer.stateDict(config, Seeds.derive(run.seed(), Seeds.INIT), arena), backend, "initializer");
+            AdamW opt = new AdamW(model, new AdamW.Settings(0.9, 0.999, 1e-8, run.weightDecay(), 1.0));
+            int[][] plan = epochPlan(trainSets, 0);
+            long steps = (long) plan.length * run.epochs();
+            LrSchedule schedule = new LrSchedule(run.lr(), run.warmupSteps(), 0.0, 0.0, steps);
+            out.printf(Locale.ROOT, "MQAR %s: d %d%s, %,d parameters, state %,d bytes (2^%.1f); %d updates of %d"
+                            + " (%d epochs); test %s%n", run.mixer(), run.dModel(), mixerDetail(), model.parameterCount(),
+                    run.stateBytes(), Math.log(run.stateBytes()) / Math.log(2), steps, run.batchSize(), run.epochs(),
+                    run.test());
+            int evalEvery = run.evalEvery() > 0 ? run.evalEvery() : plan.length;
+            Progress progress = new Progress(out, terminal, steps);
+            List<SliceScore> scores = List.of();
+            double accuracy = 0;
+            long step = 0;
+            boolean reached = false;
+            double lossSum = 0;
+            int lossCount = 0;
+            outer:
+            for (int epoch = 0; epoch < run.epochs(); epoch++) {
+                if (epoch > 0) {
+                    plan = epochPlan(trainSets, epoch);
+                }
+                for (int[] b : plan) {
+                    MqarSet set = trainSets.get(b[0]);
+                    int n = b.length - 1;
+                    int len = set.seqLen();
+                    int[] ids = new int[n * len];
+                    int[] targets = new int[n * len];
+                    for (int i = 0; i < n; i++) {
+                        System.arraycopy(set.inputs(), b[i + 1] * len, ids, i * len, len);
+                        System.arraycopy(set.targets(), b[i + 1] * len, targets, i * len, len);
+                    }
+                    int counted = 0;
+                    for (int t : targets) {
+                        counted += t == TrainBackend.IGNORE_INDEX ? 0 : 1;
+                    }
+                    model.zeroGrad();
+                    TrainModel.Pass p = model.forward(ids, targets, n, len, true, 1.0 / Math.max(1, counted));
+                    double lr = schedule.lr(step);
+                    double norm = opt.update(lr);
+                    step++;
+                    lossSum += p.meanLoss();
+                    lossCount++;
+                    double seconds = (System.nanoTime() - t0) / 1e9;
+                    if (step % 10 == 0 || step == steps) {
+                        progress.update(step, String.format(Locale.ROOT, "loss %.4f lr %.2e gnorm %.3f acc %.3f",
+                                lossSum / lossCount, lr, norm, accuracy), (steps - step) * seconds / step);
+                        lossSum = 0;
+                        lossCount = 0;
+                    }
+                    if (step % evalEvery == 0 || step == steps) {
+                        scores = evaluate(model, testSets);
+                        accuracy = overall(scores);
+                        progress.message(String.format(Locale.ROOT, "update %d (epoch %d, %s): test accuracy %.4f",
+                                step, epoch + 1, Progress.duration(seconds), accuracy));
+                        if (accuracy > run.target()) {
+                            reached = true;
+                            break outer;
+                        }
+                    }
+                    if (run.maxMinutes() > 0 && seconds > run.maxMinutes() * 60) {
+                        progress.message("stopping: the time limit of " + run.maxMinutes() + " minutes is up");
+                        break outer;
+                    }
+                }
+            }
+            progress.finish();
+            if (scores.isEmpty()) {
+                scores = evaluate(model, testSets);
+                accuracy = overall(scores);
+            }
+            return new Result(scores, accuracy, step, (System.nanoTime() - t0) / 1e9, reached, run.stateBytes(),
+                    model.parameterCount());
+        }
+    }
+
+    private String mixerDetail() {
+        return switch (run.mixer()) {
+            case "based" -> ", feature dim " + run.featureDim();
+            case "sliding" -> ", window " + run.window();
+            default -> "";
+        };
+    }
+
+    /** Batches of one epoch: {@code {slice, example...}}, examples shuffled within slices, batches shuffled. */
+    private int[][] epochPlan(List<MqarSet> sets, int epoch) {
+        SplittableRandom r = new SplittableRandom(Seeds.derive(run.seed(), 1000 + epoch));
+        List<int[]> batches = new ArrayList<>();
+        for (int s = 0; s < sets.size(); s++) {
+            int count = sets.get(s).count();
+            int[] order = new int[count];
+            for (int i = 0; i < count; i++) {
+                order[i] = i;
+            }
+            for (int i = count - 1; i > 0; i--) {
+                int j = r.nextInt(i + 1);
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+            for (int from = 0; from < count; from += run.batchSize()) {
+                int n = Math.min(run.batchSize(), count - from);
+                int[] b = new int[n + 1];
+                b[0] = s;
+                System.arraycopy(order, from, b, 1, n);
+                batches.add(b);
+            }
+        }
+        for (int i = batches.size() - 1; i > 0; i--) {
+            int j = r.nextInt(i + 1);
+            int[] t = batches.get(i);
+            batches.set(i, batches.get(j));
+            batches.set(j, t);
+        }
+        return batches.toArray(int[][]::new);
+    }
+
+    /** Per-slice accuracy: exact argmax match at the query positions, averaged per example, then over examples. */
+    public List<SliceScore> evaluate(TrainModel model, List<MqarSet> sets) {
+        List<SliceScore> scores = new ArrayList<>();
+        for (MqarSet set : sets) {
+            int len = set.seqLen();
+            int per = Math.max(1, Math.min(set.count(), EVAL_TOKENS / len));
+            double accSum = 0;
+            double lossSum = 0;
+            long counted = 0;
+            for (int from = 0; from < set.count(); from += per) {
+                int n = Math.min(per, set.count() - from);
+                int[] ids = java.util.Arrays.copyOfRange(set.inputs(), from * len, (from + n) * len);
+                int[] targets = java.util.Arrays.copyOfRange(set.targets(), from * len, (from + n) * len);
+                TrainModel.Pass p = model.forward(ids, targets, n, len, false, 0);
+                // every example of a slice has numKv queries, so the mean over queries is the mean of per-example means
+                accSum += (double) p.correct() / set.numKv();
+                lossSum += p.lossSum();
+                counted += p.counted();
+            }
+            scores.add(new SliceScore(set.slice(), accSum / set.count(), lossSum / Math.max(1, counted)));
+        }
+        model.releaseActivations();
+        return scores;
+    }
+
+    /** Accuracy over the whole test set: the per-example accuracies averaged over all examples. */
+    static double overall(List<SliceScore> scores) {
+        double sum = 0;
+        long n = 0;
+        for (SliceScore s : scores) {
+            sum += s.accuracy() * s.slice().count();
+            n += s.slice().count();
+        }
+        return n == 0 ? 0 : sum / n;
+    }
+}
