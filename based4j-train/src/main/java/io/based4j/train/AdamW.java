@@ -4,6 +4,7 @@ import io.based4j.tensor.Tensor;
 import io.based4j.train.TrainBackend.Buf;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.function.Predicate;
 
 /**
  * AdamW with decoupled weight decay on the parameters that decay (see {@link Param#decays}), gradient clipping by
@@ -28,11 +29,19 @@ public final class AdamW {
     private final TrainModel model;
     private final Settings settings;
     private final Map<String, Buf[]> moments = new LinkedHashMap<>();
+    private final Predicate<Param> decays;
     private long step;
 
+    /** AdamW decaying the parameters of the recipe's decay group ({@link Param#decay()}). */
     public AdamW(TrainModel model, Settings settings) {
+        this(model, settings, Param::decay);
+    }
+
+    /** AdamW decaying the parameters {@code decays} picks. */
+    public AdamW(TrainModel model, Settings settings, Predicate<Param> decays) {
         this.model = model;
         this.settings = settings;
+        this.decays = decays;
         for (Param p : model.params()) {
             moments.put(p.name(), new Buf[] {model.backend().allocate(p.value().rows(), p.value().cols()),
                     model.backend().allocate(p.value().rows(), p.value().cols())});
@@ -78,7 +87,7 @@ public final class AdamW {
         for (Param p : model.params()) {
             Buf[] mv = moments.get(p.name());
             b.adamw(p.value(), p.grad(), mv[0], mv[1], lr, settings.beta1, settings.beta2, settings.eps,
-                    p.decay() ? settings.weightDecay : 0.0, step);
+                    decays.test(p) ? settings.weightDecay : 0.0, step);
         }
         return norm;
     }

@@ -133,8 +133,10 @@ public final class Checkpoint {
 
     /** A checkpoint directory itself, or the newest under {@code RUN/checkpoints}. */
     public static Path resolve(Path dirOrRun) {
-        if (Files.isRegularFile(dirOrRun.resolve(TRAINER)) || Files.isRegularFile(dirOrRun.resolve(OPTIMIZER))) {
-            return dirOrRun;
+        for (String f : List.of(TRAINER, OPTIMIZER, MODEL, CONFIG)) {
+            if (Files.isRegularFile(dirOrRun.resolve(f))) {
+                return dirOrRun; // a checkpoint directory; read() names any file it lacks
+            }
         }
         Path ckpts = dirOrRun.resolve("checkpoints");
         if (Files.isDirectory(ckpts)) {

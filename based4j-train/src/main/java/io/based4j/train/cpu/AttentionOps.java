@@ -3,7 +3,6 @@ package io.based4j.train.cpu;
 import io.based4j.backend.cpu.Parallel;
 import java.util.Arrays;
 import jdk.incubator.vector.DoubleVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -28,7 +27,8 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Rotary is applied to copies; {@code qkv} is never modified. The backward computes the gradient with respect to the
  * rotated q and k and turns it back with the transposed rotation before adding it into {@code dqkv}. Work is split
  * into one task per (sequence, head); each owns its rows and columns of every output, so results do not depend on the
- * number of threads. The backward adds into {@code dqkv}.
+ * number of threads. The backward adds into {@code dqkv}. Dot products and axpys over {@code dh} use
+ * {@code jdk.incubator.vector}.
  */
 public final class AttentionOps {
     private AttentionOps() {
@@ -139,7 +139,9 @@ public final class AttentionOps {
     private static final VectorSpecies<Double> SPECIES = DoubleVector.SPECIES_PREFERRED;
 
     /**
-     * {@code sum x[xOff + i] * y[yOff + i]}: lane-wise fused multiply-adds, then the lanes summed. The summation
+     * {@code sum x[xOff + i] * y[yOff + i]}: lane-wise fused multiply-adds, then the lanes summed one by one in
+     * lane order. (Not {@code reduceLanes(ADD)}, whose order for doubles is unspecified and differs between the
+     * interpreted and the compiled code, which would make two identical calls differ in the last bit.) The summation
      * order depends only on {@code n} and the vector width, never on threads.
      */
     private static double dot(double[] x, int xOff, double[] y, int yOff, int n) {
@@ -152,7 +154,9 @@ public final class AttentionOps {
                 DoubleVector xv = DoubleVector.fromArray(SPECIES, x, xOff + i);
                 acc = xv.fma(DoubleVector.fromArray(SPECIES, y, yOff + i), acc);
             }
-            s = acc.reduceLanes(VectorOperators.ADD);
+            for (int l = 0; l < lanes; l++) {
+                s += acc.lane(l);
+            }
         }
         for (; i < n; i++) {
             s += x[xOff + i] * y[yOff + i];

@@ -120,15 +120,13 @@ public final class CrossEntropyOps {
             for (int r = 0; r < rb; r++) {
                 System.arraycopy(x, rows[first + r] * d, xb, r * d, d);
             }
-            java.util.Arrays.fill(z, 0, rb * vocab, 0.0);
-            Gemm.multiplyAdd(rb, vocab, d, xb, 0, d, 1, headT, 0, vocab, z, 0, vocab);
+            Gemm.multiply(rb, vocab, d, xb, 0, d, 1, headT, 0, vocab, z, 0, vocab, null);
             Parallel.forEach(rb, r -> {
                 int row = rows[first + r];
                 losses[first + r] = softmaxRow(z, r * vocab, vocab, targets[row], scale, grad, argmax, row);
             });
             if (dx != null) {
-                java.util.Arrays.fill(dxb, 0, rb * d, 0.0);
-                Gemm.multiplyAdd(rb, d, vocab, z, 0, vocab, 1, head, 0, d, dxb, 0, d);
+                Gemm.multiply(rb, d, vocab, z, 0, vocab, 1, head, 0, d, dxb, 0, d, null);
                 Parallel.forEach(rb, r -> {
                     int o = rows[first + r] * d;
                     for (int j = 0; j < d; j++) {

@@ -35,16 +35,7 @@ public final class DenseOps {
         if (bias != null) {
             requireLength("bias", bias, m);
         }
-        Parallel.forRanges(n, 64, (from, to) -> {
-            for (int i = from; i < to; i++) {
-                if (bias == null) {
-                    java.util.Arrays.fill(out, i * m, i * m + m, 0.0);
-                } else {
-                    System.arraycopy(bias, 0, out, i * m, m);
-                }
-            }
-        });
-        Gemm.multiplyAdd(n, m, k, x, 0, k, 1, Gemm.transpose(w, m, k), 0, m, out, 0, m);
+        Gemm.multiply(n, m, k, x, 0, k, 1, Gemm.transpose(w, m, k), 0, m, out, 0, m, bias);
     }
 
     /**

@@ -188,6 +188,10 @@ public final class TokenShard implements AutoCloseable {
         checkTokens(tokens, from, to - from, 0, file);
         Path tmp = tmpPath(file);
         try {
+            Path parent = file.toAbsolutePath().getParent();
+            if (parent != null) {
+                Files.createDirectories(parent);
+            }
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                     StandardOpenOption.TRUNCATE_EXISTING)) {
                 writeFully(ch, header(to - from), 0);

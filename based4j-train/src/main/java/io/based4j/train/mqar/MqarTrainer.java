@@ -93,7 +93,8 @@ public final class MqarTrainer {
         try (Arena arena = Arena.ofShared()) {
             TrainModel model = new TrainModel(config,
                     Initializer.stateDict(config, Seeds.derive(run.seed(), Seeds.INIT), arena), backend, "initializer");
-            AdamW opt = new AdamW(model, new AdamW.Settings(0.9, 0.999, 1e-8, run.weightDecay(), 1.0));
+            // as the reference MQAR trainer (Zoology) sets it up: PyTorch's AdamW defaults, decay on every parameter
+            AdamW opt = new AdamW(model, new AdamW.Settings(0.9, 0.999, 1e-8, run.weightDecay(), 1.0), p -> true);
             int[][] plan = epochPlan(trainSets, 0);
             long steps = (long) plan.length * run.epochs();
             LrSchedule schedule = new LrSchedule(run.lr(), run.warmupSteps(), 0.0, 0.0, steps);

@@ -258,16 +258,22 @@ class AttentionOpsTest {
         }
     }
 
-    /** Tasks own disjoint outputs, so repeated calls (whatever the scheduling) give bit-identical results. */
+    /**
+     * Tasks own disjoint outputs, so repeated calls (whatever the scheduling) give bit-identical results. Many
+     * repetitions, so that the calls run both before and after the JIT compiles the loops.
+     */
     @Test
     void repeatedCallsAreIdentical() {
         Problem p = Problem.random(9, 5, 33, 4, 8, 10, 8, 10000);
         double[] dout = GradCheck.random(new SplittableRandom(1), p.rows() * p.d(), 1.0);
-        double[][] a = p.forward();
-        double[][] b = p.forward();
-        assertArrayEquals(a[0], b[0]);
-        assertArrayEquals(a[1], b[1]);
-        assertArrayEquals(p.backward(dout), p.backward(dout));
+        double[][] first = p.forward();
+        double[] firstGrad = p.backward(dout);
+        for (int rep = 0; rep < 200; rep++) {
+            double[][] again = p.forward();
+            assertArrayEquals(first[0], again[0], "out, repetition " + rep);
+            assertArrayEquals(first[1], again[1], "lse, repetition " + rep);
+            assertArrayEquals(firstGrad, p.backward(dout), "dqkv, repetition " + rep);
+        }
     }
 
     // ------------------------------------------------------------------ arguments

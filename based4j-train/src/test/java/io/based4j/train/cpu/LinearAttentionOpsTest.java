@@ -261,16 +261,22 @@ class LinearAttentionOpsTest {
         return y;
     }
 
-    /** Tasks own disjoint outputs, so repeated calls (whatever the scheduling) give bit-identical results. */
+    /**
+     * Tasks own disjoint outputs, so repeated calls (whatever the scheduling) give bit-identical results. Many
+     * repetitions, so that the calls run both before and after the JIT compiles the loops.
+     */
     @Test
     void repeatedCallsAreIdentical() {
         Problem p = Problem.random(21, 6, 40, 3, 4, 7, 1e-12);
         double[] dout = GradCheck.random(new SplittableRandom(5), p.rows() * p.heads * p.dh, 1.0);
-        assertArrayEquals(p.forward(16), p.forward(16));
-        double[][] a = p.backward(16, dout);
-        double[][] b = p.backward(16, dout);
-        for (int g = 0; g < 3; g++) {
-            assertArrayEquals(a[g], b[g]);
+        double[] first = p.forward(16);
+        double[][] firstGrads = p.backward(16, dout);
+        for (int rep = 0; rep < 200; rep++) {
+            assertArrayEquals(first, p.forward(16), "out, repetition " + rep);
+            double[][] again = p.backward(16, dout);
+            for (int g = 0; g < 3; g++) {
+                assertArrayEquals(firstGrads[g], again[g], "d" + "qkv".charAt(g) + ", repetition " + rep);
+            }
         }
     }
 
