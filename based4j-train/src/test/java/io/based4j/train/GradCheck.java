@@ -86,4 +86,27 @@ public final class GradCheck {
     public static void check(String name, DoubleSupplier loss, double[] input, double[] analytic) {
         check(name, loss, input, analytic, 400);
     }
+
+    /** Fails unless every |got - want| <= tol * max(|want_i|, floor): relative, with a floor for near-zero entries. */
+    public static void assertClose(String what, double[] want, double[] got, double tol, double floor) {
+        if (want.length != got.length) {
+            fail(what + ": length " + got.length + " instead of " + want.length);
+        }
+        for (int i = 0; i < want.length; i++) {
+            double bound = tol * Math.max(Math.abs(want[i]), floor);
+            if (!(Math.abs(got[i] - want[i]) <= bound)) {
+                fail(what + ": element " + i + ": expected " + want[i] + ", got " + got[i] + ", |diff| "
+                        + Math.abs(got[i] - want[i]) + " > " + bound);
+            }
+        }
+    }
+
+    /** The largest |x_i|. */
+    public static double maxAbs(double[] x) {
+        double m = 0;
+        for (double e : x) {
+            m = Math.max(m, Math.abs(e));
+        }
+        return m;
+    }
 }

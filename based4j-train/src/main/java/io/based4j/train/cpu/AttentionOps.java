@@ -2,8 +2,6 @@ package io.based4j.train.cpu;
 
 import io.based4j.backend.cpu.Parallel;
 import java.util.Arrays;
-import jdk.incubator.vector.DoubleVector;
-import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Causal softmax attention with rotary positions (BASED-SPEC section 2, SlidingAttention and Attention) for training:
@@ -76,7 +74,7 @@ public final class AttentionOps {
             int first = sh.firstKey(i);
             double max = Double.NEGATIVE_INFINITY;
             for (int j = first; j <= i; j++) {
-                double s = sh.scale * dot(qr, i * dh, kr, j * dh, dh);
+                double s = sh.scale * Vec.dot(qr, i * dh, kr, j * dh, dh);
                 scores[j - first] = s;
                 max = Math.max(max, s);
             }
@@ -85,7 +83,7 @@ public final class AttentionOps {
             for (int j = first; j <= i; j++) {
                 double p = Math.exp(scores[j - first] - max);
                 sum += p;
-                axpy(p, qkv, (row0 + j) * qkvCols + vCol, acc, 0, dh);
+                Vec.axpy(p, qkv, (row0 + j) * qkvCols + vCol, acc, 0, dh);
             }
             int oOff = (row0 + i) * sh.d + h * dh;
             double inv = 1.0 / sum;
@@ -114,69 +112,26 @@ public final class AttentionOps {
         for (int i = 0; i < len; i++) {
             int oOff = (row0 + i) * sh.d + h * dh;
             double lseI = lse[(row0 + i) * sh.heads + h];
-            double di = dot(dout, oOff, out, oOff, dh);
+            double di = Vec.dot(dout, oOff, out, oOff, dh);
             Arrays.fill(dqr, 0.0);
             for (int j = sh.firstKey(i); j <= i; j++) {
                 int vOff = (row0 + j) * qkvCols + vCol;
-                double p = Math.exp(sh.scale * dot(qr, i * dh, kr, j * dh, dh) - lseI);
-                axpy(p, dout, oOff, dqkv, vOff, dh);                        // dv_j += p_ij dout_i
-                double ds = p * (dot(dout, oOff, qkv, vOff, dh) - di) * sh.scale;
-                axpy(ds, kr, j * dh, dqr, 0, dh);
-                axpy(ds, qr, i * dh, dkr, j * dh, dh);
+                double p = Math.exp(sh.scale * Vec.dot(qr, i * dh, kr, j * dh, dh) - lseI);
+                Vec.axpy(p, dout, oOff, dqkv, vOff, dh);                        // dv_j += p_ij dout_i
+                double ds = p * (Vec.dot(dout, oOff, qkv, vOff, dh) - di) * sh.scale;
+                Vec.axpy(ds, kr, j * dh, dqr, 0, dh);
+                Vec.axpy(ds, qr, i * dh, dkr, j * dh, dh);
             }
             rot.rotateBack(dqr, 0, i);
-            axpy(1.0, dqr, 0, dqkv, (row0 + i) * qkvCols + qCol, dh);
+            Vec.axpy(1.0, dqr, 0, dqkv, (row0 + i) * qkvCols + qCol, dh);
         }
         for (int j = 0; j < len; j++) {
             rot.rotateBack(dkr, j * dh, j);
-            axpy(1.0, dkr, j * dh, dqkv, (row0 + j) * qkvCols + kCol, dh);
+            Vec.axpy(1.0, dkr, j * dh, dqkv, (row0 + j) * qkvCols + kCol, dh);
         }
     }
 
     // ------------------------------------------------------------------ helpers
-
-    /** The widest double vector of this CPU; dot products and axpys over dh carry almost all of the work. */
-    private static final VectorSpecies<Double> SPECIES = DoubleVector.SPECIES_PREFERRED;
-
-    /**
-     * {@code sum x[xOff + i] * y[yOff + i]}: lane-wise fused multiply-adds, then the lanes summed one by one in
-     * lane order. (Not {@code reduceLanes(ADD)}, whose order for doubles is unspecified and differs between the
-     * interpreted and the compiled code, which would make two identical calls differ in the last bit.) The summation
-     * order depends only on {@code n} and the vector width, never on threads.
-     */
-    private static double dot(double[] x, int xOff, double[] y, int yOff, int n) {
-        int i = 0;
-        double s = 0;
-        int lanes = SPECIES.length();
-        if (n >= lanes) {
-            DoubleVector acc = DoubleVector.zero(SPECIES);
-            for (; i <= n - lanes; i += lanes) {
-                DoubleVector xv = DoubleVector.fromArray(SPECIES, x, xOff + i);
-                acc = xv.fma(DoubleVector.fromArray(SPECIES, y, yOff + i), acc);
-            }
-            for (int l = 0; l < lanes; l++) {
-                s += acc.lane(l);
-            }
-        }
-        for (; i < n; i++) {
-            s += x[xOff + i] * y[yOff + i];
-        }
-        return s;
-    }
-
-    /** {@code y[yOff ..] += alpha * x[xOff ..]} for {@code n} elements. */
-    private static void axpy(double alpha, double[] x, int xOff, double[] y, int yOff, int n) {
-        int i = 0;
-        int lanes = SPECIES.length();
-        DoubleVector a = DoubleVector.broadcast(SPECIES, alpha);
-        for (; i <= n - lanes; i += lanes) {
-            a.fma(DoubleVector.fromArray(SPECIES, x, xOff + i), DoubleVector.fromArray(SPECIES, y, yOff + i))
-                    .intoArray(y, yOff + i);
-        }
-        for (; i < n; i++) {
-            y[yOff + i] += alpha * x[xOff + i];
-        }
-    }
 
     /** cos and sin of the rotary angles of positions {@code 0 .. L-1}, in double. */
     private static final class Rotary {

@@ -22,8 +22,9 @@ import jdk.incubator.vector.VectorSpecies;
  * </ol>
  * Nothing is saved between forward and backward: the softmax of a block is consumed as soon as it is made. Rows
  * whose target is ignored get no logits at all (MQAR has 4 targets in 64 positions). Padded head rows
- * ({@code vocab} and beyond) are neither read nor written. Results are bit-identical whatever the thread count
- * (see {@link Gemm}; the per-row sums run over a fixed lane split of the vector width).
+ * ({@code vocab} and beyond) are neither read nor written. Results are bit-identical whatever the thread count and
+ * the vector width: the products are exact in that sense (see {@link Gemm}), the per-row sum of exponentials runs in
+ * a fixed order, and the exponential's vector and scalar forms agree bit for bit.
  *
  * <p>The exponential is a vectorised polynomial ({@link #exp(DoubleVector)}), accurate to about one ulp, and its
  * scalar twin {@link #exp(double)} performs the same operations, so a logit gives the same value whichever path
@@ -184,24 +185,29 @@ public final class CrossEntropyOps {
             argmax[row] = arg;
         }
         double zt = z[o + target];
-        // e = exp(z - max) in place; summed per lane, lanes then tail added in a fixed order
+        // e = exp(z - max) in place, then summed in a fixed order that does not depend on the vector width: eight
+        // running sums over the elements by index mod 8, combined pairwise, then the remainder in order
         DoubleVector vmax = DoubleVector.broadcast(S, max);
-        DoubleVector acc = DoubleVector.zero(S);
         for (j = o; j < vecEnd; j += L) {
-            DoubleVector e = exp(DoubleVector.fromArray(S, z, j).sub(vmax));
-            e.intoArray(z, j);
-            acc = acc.add(e);
-        }
-        double[] lanes = new double[L];
-        acc.intoArray(lanes, 0);
-        double sum = 0;
-        for (double v : lanes) {
-            sum += v;
+            exp(DoubleVector.fromArray(S, z, j).sub(vmax)).intoArray(z, j);
         }
         for (j = vecEnd; j < end; j++) {
-            double e = exp(z[j] - max);
-            z[j] = e;
-            sum += e;
+            z[j] = exp(z[j] - max);
+        }
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+        for (j = o; j + 8 <= end; j += 8) {
+            s0 += z[j];
+            s1 += z[j + 1];
+            s2 += z[j + 2];
+            s3 += z[j + 3];
+            s4 += z[j + 4];
+            s5 += z[j + 5];
+            s6 += z[j + 6];
+            s7 += z[j + 7];
+        }
+        double sum = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+        for (; j < end; j++) {
+            sum += z[j];
         }
         double loss = max + Math.log(sum) - zt;
         if (grad) {

@@ -2,8 +2,6 @@ package io.based4j.train.cpu;
 
 import io.based4j.backend.cpu.Parallel;
 import java.util.Arrays;
-import jdk.incubator.vector.DoubleVector;
-import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Causal Taylor linear attention (BASED-SPEC section 2, LinearAttention) for training: forward and backward in
@@ -126,19 +124,19 @@ public final class LinearAttentionOps {
             for (int a = 0; a < sh.features; a++) {
                 double p = phi[a];
                 den += p * z[a];
-                axpy(p, state, a * dh, num, 0, dh);
+                Vec.axpy(p, state, a * dh, num, 0, dh);
             }
         }
         for (int s = c0; s <= t; s++) {
             int kOff = (row0 + s) * sh.qkCols + h * f;
-            double x = dot(q, qOff, k, kOff, f) * sh.invSqrtF;
+            double x = Vec.dot(q, qOff, k, kOff, f) * sh.invSqrtF;
             double a = 1 + x + 0.5 * x * x;
             scores[s - c0] = a;
             if (xs != null) {
                 xs[s - c0] = x;
             }
             den += a;
-            axpy(a, v, (row0 + s) * sh.vCols + h * dh, num, 0, dh);
+            Vec.axpy(a, v, (row0 + s) * sh.vCols + h * dh, num, 0, dh);
         }
         return den;
     }
@@ -152,7 +150,7 @@ public final class LinearAttentionOps {
             int vOff = (row0 + s) * sh.vCols + h * dh;
             for (int a = 0; a < sh.features; a++) {
                 z[a] += phi[a];
-                axpy(phi[a], v, vOff, state, a * dh, dh);
+                Vec.axpy(phi[a], v, vOff, state, a * dh, dh);
             }
         }
     }
@@ -198,7 +196,7 @@ public final class LinearAttentionOps {
                 // earlier chunks, through the state: dphi(q_t) = S g_t + z r_t (phi still holds phi(q_t))
                 if (!first) {
                     for (int a = 0; a < nf; a++) {
-                        dphi[a] = dot(state, a * dh, g, t * dh, dh) + z[a] * rt;
+                        dphi[a] = Vec.dot(state, a * dh, g, t * dh, dh) + z[a] * rt;
                     }
                     sh.featurizeBackward(q, qOff, dphi, dx);
                 }
@@ -206,11 +204,11 @@ public final class LinearAttentionOps {
                 for (int s = c0; s <= t; s++) {
                     int kOff = (row0 + s) * sh.qkCols + h * f;
                     int vOff = (row0 + s) * sh.vCols + h * dh;
-                    double da = dot(g, t * dh, v, vOff, dh) + rt;
-                    axpy(scores[s - c0], g, t * dh, dv, vOff, dh);
+                    double da = Vec.dot(g, t * dh, v, vOff, dh) + rt;
+                    Vec.axpy(scores[s - c0], g, t * dh, dv, vOff, dh);
                     double coef = da * (1 + xs[s - c0]) * sh.invSqrtF;
-                    axpy(coef, k, kOff, dx, 0, f);
-                    axpy(coef, q, qOff, dk, kOff, f);
+                    Vec.axpy(coef, k, kOff, dx, 0, f);
+                    Vec.axpy(coef, q, qOff, dk, kOff, f);
                 }
                 for (int i = 0; i < f; i++) {
                     dq[qOff + i] += dx[i];
@@ -235,8 +233,8 @@ public final class LinearAttentionOps {
                     int vOff = (row0 + s) * sh.vCols + h * dh;
                     sh.featurize(k, kOff, phi);
                     for (int a = 0; a < nf; a++) {
-                        dphi[a] = dot(dState, a * dh, v, vOff, dh) + dz[a];
-                        axpy(phi[a], dState, a * dh, dv, vOff, dh);
+                        dphi[a] = Vec.dot(dState, a * dh, v, vOff, dh) + dz[a];
+                        Vec.axpy(phi[a], dState, a * dh, dv, vOff, dh);
                     }
                     Arrays.fill(dx, 0.0);
                     sh.featurizeBackward(k, kOff, dphi, dx);
@@ -250,7 +248,7 @@ public final class LinearAttentionOps {
                     sh.featurize(q, (row0 + t) * sh.qkCols + h * f, phi);
                     for (int a = 0; a < nf; a++) {
                         dz[a] += phi[a] * r[t];
-                        axpy(phi[a], g, t * dh, dState, a * dh, dh);
+                        Vec.axpy(phi[a], g, t * dh, dState, a * dh, dh);
                     }
                 }
             }
@@ -258,49 +256,6 @@ public final class LinearAttentionOps {
     }
 
     // ------------------------------------------------------------------ helpers
-
-    /** The widest double vector of this CPU; dot products and axpys over dh carry almost all of the work. */
-    private static final VectorSpecies<Double> SPECIES = DoubleVector.SPECIES_PREFERRED;
-
-    /**
-     * {@code sum x[xOff + i] * y[yOff + i]}: lane-wise fused multiply-adds, then the lanes summed one by one in
-     * lane order. (Not {@code reduceLanes(ADD)}, whose order for doubles is unspecified and differs between the
-     * interpreted and the compiled code, which would make two identical calls differ in the last bit.) The summation
-     * order depends only on {@code n} and the vector width, never on threads.
-     */
-    private static double dot(double[] x, int xOff, double[] y, int yOff, int n) {
-        int i = 0;
-        double s = 0;
-        int lanes = SPECIES.length();
-        if (n >= lanes) {
-            DoubleVector acc = DoubleVector.zero(SPECIES);
-            for (; i <= n - lanes; i += lanes) {
-                DoubleVector xv = DoubleVector.fromArray(SPECIES, x, xOff + i);
-                acc = xv.fma(DoubleVector.fromArray(SPECIES, y, yOff + i), acc);
-            }
-            for (int l = 0; l < lanes; l++) {
-                s += acc.lane(l);
-            }
-        }
-        for (; i < n; i++) {
-            s += x[xOff + i] * y[yOff + i];
-        }
-        return s;
-    }
-
-    /** {@code y[yOff ..] += alpha * x[xOff ..]} for {@code n} elements. */
-    private static void axpy(double alpha, double[] x, int xOff, double[] y, int yOff, int n) {
-        int i = 0;
-        int lanes = SPECIES.length();
-        DoubleVector a = DoubleVector.broadcast(SPECIES, alpha);
-        for (; i <= n - lanes; i += lanes) {
-            a.fma(DoubleVector.fromArray(SPECIES, x, xOff + i), DoubleVector.fromArray(SPECIES, y, yOff + i))
-                    .intoArray(y, yOff + i);
-        }
-        for (; i < n; i++) {
-            y[yOff + i] += alpha * x[xOff + i];
-        }
-    }
 
     /** Sizes of one call, validated, and the merged Taylor feature map with its transpose Jacobian. */
     private static final class Shape {

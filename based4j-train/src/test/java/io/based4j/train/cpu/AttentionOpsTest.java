@@ -119,27 +119,6 @@ class AttentionOpsTest {
         return new double[][] {out, lse};
     }
 
-    /** Fails unless every |got - want| <= tol * max(|want_i|, floor). */
-    private static void assertClose(String what, double[] want, double[] got, double tol, double floor) {
-        if (want.length != got.length) {
-            fail(what + ": length " + got.length + " instead of " + want.length);
-        }
-        for (int i = 0; i < want.length; i++) {
-            double bound = tol * Math.max(Math.abs(want[i]), floor);
-            if (!(Math.abs(got[i] - want[i]) <= bound)) {
-                fail(what + ": element " + i + ": expected " + want[i] + ", got " + got[i] + ", |diff| "
-                        + Math.abs(got[i] - want[i]) + " > " + bound);
-            }
-        }
-    }
-
-    private static double maxAbs(double[] x) {
-        double m = 0;
-        for (double e : x) {
-            m = Math.max(m, Math.abs(e));
-        }
-        return m;
-    }
 
     // ------------------------------------------------------------------ gradients
 
@@ -188,7 +167,7 @@ class AttentionOpsTest {
                     fwd[0], fwd[1], dout, twice);
         }
         double[] doubled = Arrays.stream(once).map(x -> 2 * x).toArray();
-        assertClose("twice", doubled, twice, 1e-13, maxAbs(doubled));
+        GradCheck.assertClose("twice", doubled, twice, 1e-13, GradCheck.maxAbs(doubled));
     }
 
     // ------------------------------------------------------------------ forward
@@ -205,8 +184,8 @@ class AttentionOpsTest {
                 Problem p = Problem.random(window + 7L * rotaryDim, 2, 11, 2, 6, window, rotaryDim, 50);
                 double[][] want = quadraticReference(p);
                 double[][] got = p.forward();
-                assertClose("out " + p.describe(), want[0], got[0], 1e-12, maxAbs(want[0]));
-                assertClose("lse " + p.describe(), want[1], got[1], 1e-12, maxAbs(want[1]));
+                GradCheck.assertClose("out " + p.describe(), want[0], got[0], 1e-12, GradCheck.maxAbs(want[0]));
+                GradCheck.assertClose("lse " + p.describe(), want[1], got[1], 1e-12, GradCheck.maxAbs(want[1]));
             }
         }
     }

@@ -79,27 +79,6 @@ class LinearAttentionOpsTest {
         return out;
     }
 
-    /** Fails unless every |got - want| <= tol * max(|want_i|, floor): relative, with a floor for near-zero entries. */
-    private static void assertClose(String what, double[] want, double[] got, double tol, double floor) {
-        if (want.length != got.length) {
-            fail(what + ": length " + got.length + " instead of " + want.length);
-        }
-        for (int i = 0; i < want.length; i++) {
-            double bound = tol * Math.max(Math.abs(want[i]), floor);
-            if (!(Math.abs(got[i] - want[i]) <= bound)) {
-                fail(what + ": element " + i + ": expected " + want[i] + ", got " + got[i] + ", |diff| "
-                        + Math.abs(got[i] - want[i]) + " > " + bound);
-            }
-        }
-    }
-
-    private static double maxAbs(double[] x) {
-        double m = 0;
-        for (double e : x) {
-            m = Math.max(m, Math.abs(e));
-        }
-        return m;
-    }
 
     // ------------------------------------------------------------------ gradients
 
@@ -143,7 +122,7 @@ class LinearAttentionOpsTest {
         for (int chunk : new int[] {1, 2, 4, 7, 64}) {
             double[][] got = p.backward(chunk, dout);
             for (int g = 0; g < 3; g++) {
-                assertClose("d" + "qkv".charAt(g) + " chunk " + chunk, want[g], got[g], 1e-12, maxAbs(want[g]));
+                GradCheck.assertClose("d" + "qkv".charAt(g) + " chunk " + chunk, want[g], got[g], 1e-12, GradCheck.maxAbs(want[g]));
             }
         }
     }
@@ -164,7 +143,7 @@ class LinearAttentionOpsTest {
         double[][] twice = {dq, dk, dv};
         for (int g = 0; g < 3; g++) {
             double[] doubled = Arrays.stream(once[g]).map(x -> 2 * x).toArray();
-            assertClose("twice d" + "qkv".charAt(g), doubled, twice[g], 1e-13, maxAbs(doubled));
+            GradCheck.assertClose("twice d" + "qkv".charAt(g), doubled, twice[g], 1e-13, GradCheck.maxAbs(doubled));
         }
     }
 
@@ -181,13 +160,13 @@ class LinearAttentionOpsTest {
             Problem p = Problem.random(11, 2, 13, 2, 3, 5, eps);
             double[] want = quadraticReference(p);
             for (int chunk : new int[] {1, 4, 5, 13, 64}) {
-                assertClose("chunk " + chunk + " eps " + eps, want, p.forward(chunk), 1e-12, maxAbs(want));
+                GradCheck.assertClose("chunk " + chunk + " eps " + eps, want, p.forward(chunk), 1e-12, GradCheck.maxAbs(want));
             }
         }
         Problem wide = Problem.random(12, 3, 30, 1, 16, 4, 1e-12);
         double[] want = quadraticReference(wide);
         for (int chunk : new int[] {1, 8, 64}) {
-            assertClose("f=16 chunk " + chunk, want, wide.forward(chunk), 1e-12, maxAbs(want));
+            GradCheck.assertClose("f=16 chunk " + chunk, want, wide.forward(chunk), 1e-12, GradCheck.maxAbs(want));
         }
     }
 
@@ -291,12 +270,12 @@ class LinearAttentionOpsTest {
         double[] dout = GradCheck.random(new SplittableRandom(41), p.rows() * p.dh, 1.0);
         double[] y32 = p.forward(32);
         double[] y128 = p.forward(128);
-        assertClose("out", y32, y128, 1e-10, maxAbs(y32));
+        GradCheck.assertClose("out", y32, y128, 1e-10, GradCheck.maxAbs(y32));
         double[][] g32 = p.backward(32, dout);
         double[][] g128 = p.backward(128, dout);
         for (int g = 0; g < 3; g++) {
-            assertTrue(maxAbs(g32[g]) > 0);
-            assertClose("d" + "qkv".charAt(g), g32[g], g128[g], 1e-10, maxAbs(g32[g]));
+            assertTrue(GradCheck.maxAbs(g32[g]) > 0);
+            GradCheck.assertClose("d" + "qkv".charAt(g), g32[g], g128[g], 1e-10, GradCheck.maxAbs(g32[g]));
         }
     }
 
