@@ -2,7 +2,6 @@ package io.based4j.train.cpu;
 
 import io.based4j.backend.cpu.Parallel;
 import jdk.incubator.vector.DoubleVector;
-import jdk.incubator.vector.LongVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -26,9 +25,9 @@ import jdk.incubator.vector.VectorSpecies;
  * the vector width: the products are exact in that sense (see {@link Gemm}), the per-row sum of exponentials runs in
  * a fixed order, and the exponential's vector and scalar forms agree bit for bit.
  *
- * <p>The exponential is a vectorised polynomial ({@link #exp(DoubleVector)}), accurate to about one ulp, and its
- * scalar twin {@link #exp(double)} performs the same operations, so a logit gives the same value whichever path
- * handles it; {@code Math.exp} would cost as much as the three products together at vocab 8k and d 64.
+ * <p>The exponential is a vectorised polynomial ({@link #expShifted}), accurate to about one ulp, and its scalar twin
+ * {@link #exp(double)} performs the same operations, so a logit gives the same value whichever path handles it;
+ * {@code Math.exp} (about 4 ns) would cost more than the three products together at d 64.
  */
 public final class CrossEntropyOps {
     public static final int IGNORE_INDEX = -100;
@@ -187,13 +186,7 @@ public final class CrossEntropyOps {
         double zt = z[o + target];
         // e = exp(z - max) in place, then summed in a fixed order that does not depend on the vector width: eight
         // running sums over the elements by index mod 8, combined pairwise, then the remainder in order
-        DoubleVector vmax = DoubleVector.broadcast(S, max);
-        for (j = o; j < vecEnd; j += L) {
-            exp(DoubleVector.fromArray(S, z, j).sub(vmax)).intoArray(z, j);
-        }
-        for (j = vecEnd; j < end; j++) {
-            z[j] = exp(z[j] - max);
-        }
+        expShifted(z, o, end, max);
         double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
         for (j = o; j + 8 <= end; j += 8) {
             s0 += z[j];
@@ -235,8 +228,8 @@ public final class CrossEntropyOps {
     /** 1.5 * 2^52: adding it rounds to an integer and leaves that integer in the low mantissa bits. */
     private static final double SHIFTER = 0x1.8p52;
     // 1 / k! for k = 0 .. 13: the Taylor series on |r| <= ln2 / 2, truncation error below 5e-18
-    private static final double C0 = 1.0 / 1L;
-    private static final double C1 = 1.0 / 1L;
+    private static final double C0 = 1.0;
+    private static final double C1 = 1.0;
     private static final double C2 = 1.0 / 2L;
     private static final double C3 = 1.0 / 6L;
     private static final double C4 = 1.0 / 24L;
@@ -251,45 +244,56 @@ public final class CrossEntropyOps {
     private static final double C13 = 1.0 / 6227020800L;
 
     /**
-     * {@code e^x} for {@code x} in {@code [-700, 700]} (clamped outside: {@code exp(-700) ~ 1e-304} stands for
-     * 0 in a softmax, where the largest term is 1), to about one ulp: {@code x = n ln2 + r} with {@code |r| <=
-     * ln2 / 2}, {@code e^r} by its Taylor polynomial of degree 13 (Horner, fused), times {@code 2^n} built in the
-     * exponent bits. Only lanewise fused/IEEE operations, so the result does not depend on compilation.
+     * {@code z[j] = e^(z[j] - shift)} for {@code j} in {@code [from, to)}: whole vectors, then the rest with the
+     * scalar twin {@link #exp(double)}, which gives the same bits. Works on arrays rather than taking and returning
+     * vectors, because a vector crossing a call that the JIT does not inline is boxed on the heap (and this body is
+     * too large to be inlined reliably).
+     *
+     * <p>{@code e^x} for {@code x} in {@code [-700, 700]} (clamped outside: {@code exp(-700) ~ 1e-304} stands for 0
+     * in a softmax, where the largest term is 1), to about one ulp: {@code x = n ln2 + r} with {@code |r| <= ln2 / 2},
+     * {@code e^r} by its Taylor polynomial of degree 13 (Horner, fused), times {@code 2^n} built in the exponent
+     * bits. Only lanewise IEEE operations (fused multiply-add included), so the result depends neither on the vector
+     * width nor on whether the code is interpreted or compiled.
      */
-    static DoubleVector exp(DoubleVector x) {
-        x = x.max(EXP_LO).min(EXP_HI);
-        DoubleVector t = x.mul(INV_LN2).add(SHIFTER);
-        DoubleVector n = t.sub(SHIFTER);
-        DoubleVector r = n.fma(DoubleVector.broadcast(S, -LN2_HI), x);
-        r = n.fma(DoubleVector.broadcast(S, -LN2_LO), r);
-        DoubleVector p = DoubleVector.broadcast(S, C13);
-        p = p.fma(r, DoubleVector.broadcast(S, C12));
-        p = p.fma(r, DoubleVector.broadcast(S, C11));
-        p = p.fma(r, DoubleVector.broadcast(S, C10));
-        p = p.fma(r, DoubleVector.broadcast(S, C9));
-        p = p.fma(r, DoubleVector.broadcast(S, C8));
-        p = p.fma(r, DoubleVector.broadcast(S, C7));
-        p = p.fma(r, DoubleVector.broadcast(S, C6));
-        p = p.fma(r, DoubleVector.broadcast(S, C5));
-        p = p.fma(r, DoubleVector.broadcast(S, C4));
-        p = p.fma(r, DoubleVector.broadcast(S, C3));
-        p = p.fma(r, DoubleVector.broadcast(S, C2));
-        p = p.fma(r, DoubleVector.broadcast(S, C1));
-        p = p.fma(r, DoubleVector.broadcast(S, C0));
-        DoubleVector scale = ((LongVector) t.reinterpretAsLongs())
-                .add(1023L).lanewise(VectorOperators.LSHL, 52).reinterpretAsDoubles();
-        return p.mul(scale);
+    static void expShifted(double[] z, int from, int to, double shift) {
+        DoubleVector vShift = DoubleVector.broadcast(S, shift);
+        int j = from;
+        for (int end = from + S.loopBound(to - from); j < end; j += L) {
+            DoubleVector x = DoubleVector.fromArray(S, z, j).sub(vShift).max(EXP_LO).min(EXP_HI);
+            DoubleVector t = x.mul(INV_LN2).add(SHIFTER);
+            DoubleVector n = t.sub(SHIFTER);
+            DoubleVector r = n.fma(DoubleVector.broadcast(S, -LN2_HI), x);
+            r = n.fma(DoubleVector.broadcast(S, -LN2_LO), r);
+            DoubleVector p = r.fma(DoubleVector.broadcast(S, C13), DoubleVector.broadcast(S, C12));
+            p = p.fma(r, DoubleVector.broadcast(S, C11));
+            p = p.fma(r, DoubleVector.broadcast(S, C10));
+            p = p.fma(r, DoubleVector.broadcast(S, C9));
+            p = p.fma(r, DoubleVector.broadcast(S, C8));
+            p = p.fma(r, DoubleVector.broadcast(S, C7));
+            p = p.fma(r, DoubleVector.broadcast(S, C6));
+            p = p.fma(r, DoubleVector.broadcast(S, C5));
+            p = p.fma(r, DoubleVector.broadcast(S, C4));
+            p = p.fma(r, DoubleVector.broadcast(S, C3));
+            p = p.fma(r, DoubleVector.broadcast(S, C2));
+            p = p.fma(r, DoubleVector.broadcast(S, C1));
+            p = p.fma(r, DoubleVector.broadcast(S, C0));
+            DoubleVector scale = t.reinterpretAsLongs()
+                    .add(1023L).lanewise(VectorOperators.LSHL, 52).reinterpretAsDoubles();
+            p.mul(scale).intoArray(z, j);
+        }
+        for (; j < to; j++) {
+            z[j] = exp(z[j] - shift);
+        }
     }
 
-    /** The scalar twin of {@link #exp(DoubleVector)}: the same operations on one value, the same result. */
+    /** The scalar twin of the vector loop in {@link #expShifted}: the same operations on one value, the same bits. */
     static double exp(double x) {
         x = Math.min(Math.max(x, EXP_LO), EXP_HI);
         double t = x * INV_LN2 + SHIFTER;
         double n = t - SHIFTER;
         double r = Math.fma(n, -LN2_HI, x);
         r = Math.fma(n, -LN2_LO, r);
-        double p = C13;
-        p = Math.fma(p, r, C12);
+        double p = Math.fma(r, C13, C12);
         p = Math.fma(p, r, C11);
         p = Math.fma(p, r, C10);
         p = Math.fma(p, r, C9);

@@ -24,7 +24,7 @@ public final class DenseOps {
     // ------------------------------------------------------------------ matmul
 
     /**
-     * {@code out[n, m] = x[n, k] @ w[m, k]^T (+ bias[m])}; {@code bias} may be null. Computed as {@link Gemm} over
+     * {@code out[n, m] = x[n, k] @ w[m, k]^T (+ bias[m])}; {@code bias} may be null. Computed as {@code Gemm} over
      * {@code w^T} (a transposed copy of {@code w}, {@code m * k} doubles, made per call), so the inner loop runs
      * along the rows of {@code out}.
      */
