@@ -40,9 +40,7 @@ final class TrainCommand implements Callable<Integer> {
             if (steps < 1) {
                 throw new IllegalArgumentException("--steps must be >= 1, got " + steps);
             }
-            cfg = new TrainConfig(cfg.modelConfig(), cfg.data(), cfg.seqLen(), cfg.batchSize(), cfg.gradAccum(), steps,
-                    cfg.seed(), cfg.lr(), cfg.minLr(), cfg.warmupSteps(), cfg.warmupInitLr(), cfg.optimizer(),
-                    cfg.evalInterval(), cfg.evalBatches(), cfg.checkpointInterval(), cfg.logInterval(), cfg.out());
+            cfg = cfg.withSteps(steps);
         }
         PrintWriter out = spec.commandLine().getOut();
         try (CpuTrainBackend backend = new CpuTrainBackend()) {

@@ -35,6 +35,15 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
         return new LrSchedule(lr, warmupSteps, warmupInitLr, minLr, steps);
     }
 
+    /** The same run with another number of updates (the schedule stretches to it). */
+    public TrainConfig withSteps(long newSteps) {
+        if (newSteps < 1) {
+            throw new IllegalArgumentException("the number of updates must be >= 1, got " + newSteps);
+        }
+        return new TrainConfig(modelConfig, data, seqLen, batchSize, gradAccum, newSteps, seed, lr, minLr, warmupSteps,
+                warmupInitLr, optimizer, evalInterval, evalBatches, checkpointInterval, logInterval, out);
+    }
+
     /** Tokens per update. */
     public long tokensPerStep() {
         return (long) seqLen * batchSize * gradAccum;
@@ -113,8 +122,8 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
         ckpt.finish();
         s.finish();
 
-        Path dataDir = base == null ? Path.of(dir) : base.resolve(dir);
-        Path outDir = base == null ? Path.of(out) : base.resolve(out);
+        Path dataDir = (base == null ? Path.of(dir) : base.resolve(dir)).normalize();
+        Path outDir = (base == null ? Path.of(out) : base.resolve(out)).normalize();
         return new TrainConfig(model, dataDir, seqLen, batch, accum, steps, seed, lr, minLr, warmup, warmupInit, adam,
                 evalInterval, evalBatches, ckptInterval, logInterval, outDir);
     }
