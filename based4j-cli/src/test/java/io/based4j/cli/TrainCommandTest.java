@@ -104,6 +104,19 @@ class TrainCommandTest {
     }
 
     @Test
+    void mqarBaselinesAreBuiltFromTheSameLayers() {
+        // sliding window: 4 * 2 * d * w = 4 * 2 * 16 * 4 bytes; attention: the KV cache at 1024 tokens
+        CliTest.Result r = CliTest.run("mqar", "train", "--mixer", "sliding", "--d-model", "16", "--window", "4",
+                "--train", "16:2:32", "--test", "16:2:16", "--epochs", "1", "--batch", "16");
+        assertEquals(0, r.code(), r.err() + r.out());
+        assertTrue(r.out().contains("state: 512 bytes"), r.out());
+        r = CliTest.run("mqar", "train", "--mixer", "attention", "--d-model", "16", "--train", "16:2:32", "--test",
+                "16:2:16", "--epochs", "1", "--batch", "16");
+        assertEquals(0, r.code(), r.err() + r.out());
+        assertTrue(r.out().contains("state: 131,072 bytes"), r.out());
+    }
+
+    @Test
     void mqarArgumentErrorsAreNamed() {
         CliTest.Result r = CliTest.run("mqar", "train", "--mixer", "mamba");
         assertEquals(1, r.code());
