@@ -137,4 +137,39 @@ class TrainModelGradTest {
             }
         }
     }
+
+    /** Two micro-batches accumulated with scale 1/N give the gradient of one batch holding both (to rounding). */
+    @org.junit.jupiter.api.Test
+    void gradientAccumulationEqualsOneLargeBatch() {
+        ModelConfig config = config(List.of("conv", "linear", "swa"), 32L, true, false);
+        try (Arena arena = Arena.ofShared()) {
+            Map<String, Tensor> state = randomState(config, 9, arena);
+            TrainModel whole = new TrainModel(config, state, new CpuTrainBackend(), "whole");
+            TrainModel parts = new TrainModel(config, state, new CpuTrainBackend(), "parts");
+            int seqLen = 6;
+            SplittableRandom r = new SplittableRandom(2);
+            int[] ids = new int[4 * seqLen];
+            int[] targets = new int[4 * seqLen];
+            for (int i = 0; i < ids.length; i++) {
+                ids[i] = r.nextInt(37);
+                targets[i] = r.nextInt(37);
+            }
+            double scale = 1.0 / ids.length;
+            whole.zeroGrad();
+            double lossWhole = whole.forward(ids, targets, 4, seqLen, true, scale).lossSum();
+            parts.zeroGrad();
+            int half = 2 * seqLen;
+            double lossParts = 0;
+            for (int part = 0; part < 2; part++) {
+                lossParts += parts.forward(java.util.Arrays.copyOfRange(ids, part * half, (part + 1) * half),
+                        java.util.Arrays.copyOfRange(targets, part * half, (part + 1) * half), 2, seqLen, true,
+                        scale).lossSum();
+            }
+            assertEquals(lossWhole, lossParts, 1e-12 * Math.abs(lossWhole));
+            for (Param p : whole.params()) {
+                GradCheck.assertClose(p.name(), ((CpuBuf) p.grad()).data(),
+                        ((CpuBuf) parts.param(p.name()).grad()).data(), 1e-10, GradCheck.maxAbs(((CpuBuf) p.grad()).data()));
+            }
+        }
+    }
 }
