@@ -23,6 +23,9 @@ final class TrainCommand implements Callable<Integer> {
             description = "Continue from a checkpoint (or the newest checkpoint of a run directory).")
     Path resume;
 
+    @Option(names = "--overwrite", description = "Start over in a run directory that already holds checkpoints.")
+    boolean overwrite;
+
     @Option(names = "--steps", paramLabel = "N", description = "Override train.steps.")
     Long steps;
 
@@ -44,7 +47,7 @@ final class TrainCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         try (CpuTrainBackend backend = new CpuTrainBackend()) {
-            Trainer.Result r = new Trainer(cfg, backend, out, System.console() != null)
+            Trainer.Result r = new Trainer(cfg, backend, out, System.console() != null).overwrite(overwrite)
                     .run(resume, stopAt == null ? Long.MAX_VALUE : stopAt);
             out.printf(Locale.ROOT, "trained updates %d..%d in %s (%,.0f tokens/s); final loss %.4f%s%n",
                     r.firstStep() + 1, r.lastStep(), io.based4j.train.Progress.duration(r.seconds()),

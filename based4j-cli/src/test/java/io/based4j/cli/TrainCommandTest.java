@@ -64,6 +64,10 @@ class TrainCommandTest {
         assertEquals(0, g.code(), g.err());
         assertTrue(g.out().startsWith("The sea"), g.out());
 
+        CliTest.Result again = CliTest.run("train", "--config", tmp.resolve("run.yaml").toString());
+        assertEquals(1, again.code());
+        assertTrue(again.err().contains("already holds checkpoints") && again.err().contains("--resume"), again.err());
+
         CliTest.Result resumed = CliTest.run("train", "--config", tmp.resolve("run.yaml").toString(), "--resume",
                 tmp.resolve("run").toString(), "--steps", "6");
         assertEquals(0, resumed.code(), resumed.err());

@@ -32,6 +32,7 @@ public final class Trainer {
     private final TrainBackend backend;
     private final PrintWriter out;
     private final boolean terminal;
+    private boolean overwrite;
 
     /** What a run did. */
     public record Result(long firstStep, long lastStep, List<Double> losses, Double valLoss, Path checkpoint,
@@ -43,6 +44,12 @@ public final class Trainer {
         this.backend = backend;
         this.out = out;
         this.terminal = terminal;
+    }
+
+    /** Lets a fresh run replace the checkpoints and metrics of an earlier run in the same directory. */
+    public Trainer overwrite(boolean value) {
+        this.overwrite = value;
+        return this;
     }
 
     /**
@@ -74,6 +81,15 @@ public final class Trainer {
                 model = new TrainModel(config, init, backend, "initializer");
                 opt = new AdamW(model, cfg.optimizer());
                 start = 0;
+                Path checkpoints = cfg.out().resolve("checkpoints");
+                if (Files.isDirectory(checkpoints)) {
+                    if (!overwrite) {
+                        throw new IllegalArgumentException(cfg.out() + " already holds checkpoints of a run: continue it"
+                                + " with --resume " + cfg.out() + ", start over with --overwrite, or set another"
+                                + " train.out");
+                    }
+                    Checkpoint.deleteTree(checkpoints);
+                }
                 Files.createDirectories(cfg.out());
                 Files.deleteIfExists(metricsFile());
             }
