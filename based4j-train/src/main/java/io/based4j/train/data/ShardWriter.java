@@ -165,14 +165,21 @@ public final class ShardWriter implements AutoCloseable {
         }
         closed = true;
         if (channel != null) {
+            discardShard();
+        }
+    }
+
+    /** Closes the shard in progress without finishing it and deletes its temporary file. */
+    private void discardShard() {
+        if (channel != null) {
             try {
                 channel.close();
             } catch (IOException ignored) {
                 // the temporary file is deleted next
             }
             channel = null;
-            TokenShard.deleteQuietly(currentTmp);
         }
+        TokenShard.deleteQuietly(currentTmp);
     }
 
     private void ensureOpen() {
@@ -207,15 +214,7 @@ public final class ShardWriter implements AutoCloseable {
             channel = null;
             TokenShard.moveAtomically(currentTmp, current);
         } catch (IOException e) {
-            if (channel != null) {
-                try {
-                    channel.close();
-                } catch (IOException ignored) {
-                    // reported through e
-                }
-                channel = null;
-            }
-            TokenShard.deleteQuietly(currentTmp);
+            discardShard();
             throw e;
         }
         shards.add(current);
