@@ -126,6 +126,10 @@ class TrainerTest {
         assertTrue(Files.isDirectory(cut.resolve("checkpoints/step-00000005")));
         assertFalse(Files.exists(cut.resolve("checkpoints/step-00000008")));
 
+        // a checkpoint whose writing was cut short stays a temporary directory, which resuming passes over
+        Path partial = Files.createDirectories(cut.resolve("checkpoints/step-00000008.tmp"));
+        Files.writeString(partial.resolve(Checkpoint.CONFIG), "{\"n_embd\": ");
+
         Trainer.Result resumed = train(cfg, cut, Long.MAX_VALUE);
         assertEquals(5, resumed.firstStep());
         assertEquals(expected.subList(5, 12), resumed.losses(), "losses after resuming from update 5");
