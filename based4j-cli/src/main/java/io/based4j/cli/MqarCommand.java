@@ -117,7 +117,7 @@ final class MqarCommand implements Runnable {
             PrintWriter out = spec.commandLine().getOut();
             MqarTrainer.Result r;
             try (CpuTrainBackend backend = new CpuTrainBackend()) {
-                r = new MqarTrainer(run, backend, out, System.console() != null).train();
+                r = new MqarTrainer(run, backend, out, Progress.terminal()).train();
             }
             out.println();
             out.printf(Locale.ROOT, "%-16s %10s %10s%n", "test slice", "accuracy", "loss");

@@ -47,7 +47,7 @@ final class TrainCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         try (CpuTrainBackend backend = new CpuTrainBackend()) {
-            Trainer.Result r = new Trainer(cfg, backend, out, System.console() != null).overwrite(overwrite)
+            Trainer.Result r = new Trainer(cfg, backend, out, io.based4j.train.Progress.terminal()).overwrite(overwrite)
                     .run(resume, stopAt == null ? Long.MAX_VALUE : stopAt);
             out.printf(Locale.ROOT, "trained updates %d..%d in %s (%,.0f tokens/s); final loss %.4f%s%n",
                     r.firstStep() + 1, r.lastStep(), io.based4j.train.Progress.duration(r.seconds()),

@@ -19,6 +19,12 @@ public final class Progress {
         this.total = total;
     }
 
+    /** Whether standard output is an interactive terminal (then the line is redrawn in place). */
+    public static boolean terminal() {
+        java.io.Console c = System.console();
+        return c != null && c.isTerminal();
+    }
+
     /** Redraws (terminal) or prints the status after update {@code step} (1-based). */
     public void update(long step, String figures, double secondsLeft) {
         String line = String.format(Locale.ROOT, "%s %" + Long.toString(total).length() + "d/%d %s eta %s",
