@@ -82,7 +82,7 @@ final class BenchCommand implements Runnable {
         @Override
         public Integer call() throws IOException {
             if (promptLen < 1 || steps < 1 || batches.stream().anyMatch(b -> b < 1)) {
-                throw new IllegalArgumentException("--prompt-len, --decode-steps and --batch must be >= 1");
+                throw new UsageException("--prompt-len, --decode-steps and --batch must be >= 1");
             }
             PrintWriter out = spec.commandLine().getOut();
             if (preset != null && modelOptions.model != null) {

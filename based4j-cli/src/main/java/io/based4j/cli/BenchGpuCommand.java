@@ -73,7 +73,7 @@ final class BenchGpuCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         if (steps < 1 || batches.stream().anyMatch(b -> b < 1) || promptLens.stream().anyMatch(p -> p < 1)
                 || tokensPerCall < 1) {
-            throw new IllegalArgumentException("--batch, --prompt-len, --decode-steps and --tokens-per-call must be >= 1");
+            throw new UsageException("--batch, --prompt-len, --decode-steps and --tokens-per-call must be >= 1");
         }
         if (preset != null && model != null) {
             throw new IllegalArgumentException("give either --model or --preset, not both");

@@ -85,10 +85,10 @@ final class DataCommand implements Runnable {
         @Override
         public Integer call() {
             if (!(valFraction >= 0 && valFraction < 1)) {
-                throw new IllegalArgumentException("--val-fraction must be in [0, 1), got " + valFraction);
+                throw new UsageException("--val-fraction must be in [0, 1), got " + valFraction);
             }
             if (shardTokens < 1) {
-                throw new IllegalArgumentException("--shard-tokens must be >= 1, got " + shardTokens);
+                throw new UsageException("--shard-tokens must be >= 1, got " + shardTokens);
             }
             List<Path> docs = expandInputs(inputs);
             if (Files.exists(out) && !Files.isDirectory(out)) {

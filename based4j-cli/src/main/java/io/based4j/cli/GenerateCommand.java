@@ -66,7 +66,7 @@ final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if (prompts.isEmpty() && promptIds.isEmpty()) {
-            throw new IllegalArgumentException("give a prompt with --prompt TEXT or --prompt-ids 1,2,3");
+            throw new UsageException("give a prompt with --prompt TEXT or --prompt-ids 1,2,3");
         }
         long baseSeed = seed != null ? seed : System.nanoTime();
         Gpt2Tokenizer tokenizer = Gpt2Tokenizer.load();
@@ -74,13 +74,17 @@ final class GenerateCommand implements Callable<Integer> {
         for (String p : prompts) {
             ids.add(tokenizer.encode(p));
         }
-        for (String p : promptIds) {
-            ids.add(Gpt2Tokenizer.parseIds(p));
-        }
         List<GenerationRequest> requests = new ArrayList<>();
-        for (int i = 0; i < ids.size(); i++) {
-            SamplingParams sp = new SamplingParams(temperature, topK, topP, baseSeed + i);
-            requests.add(new GenerationRequest(ids.get(i), maxNewTokens, sp, stops, !ignoreEos));
+        try {
+            for (String p : promptIds) {
+                ids.add(Gpt2Tokenizer.parseIds(p));
+            }
+            for (int i = 0; i < ids.size(); i++) {
+                SamplingParams sp = new SamplingParams(temperature, topK, topP, baseSeed + i);
+                requests.add(new GenerationRequest(ids.get(i), maxNewTokens, sp, stops, !ignoreEos));
+            }
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(e.getMessage()); // an option value out of range, named by the message
         }
         PrintWriter out = spec.commandLine().getOut();
         try (Backend backend = modelOptions.backend(); BasedModel model = modelOptions.load(backend)) {

@@ -35,7 +35,7 @@ final class InfoCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if (context < 1) {
-            throw new IllegalArgumentException("--context must be >= 1, got " + context);
+            throw new UsageException("--context must be >= 1, got " + context);
         }
         ModelConfig cfg;
         long params;

@@ -38,6 +38,12 @@ public final class Main implements Runnable {
                     || parseResult.subcommands().stream().anyMatch(p -> p.hasMatchedOption("--debug"))
                     || (parseResult.subcommand() != null && parseResult.subcommand().subcommand() != null
                     && parseResult.subcommand().subcommand().hasMatchedOption("--debug"));
+            if (ex instanceof UsageException) {
+                commandLine.getErr().println("based4j: error: " + ex.getMessage());
+                commandLine.getErr().println("Try '" + commandLine.getCommandSpec().qualifiedName() + " --help' for usage.");
+                commandLine.getErr().flush();
+                return 2;
+            }
             commandLine.getErr().println("based4j: error: " + Errors.describe(ex));
             if (debug) {
                 ex.printStackTrace(commandLine.getErr());

@@ -58,7 +58,7 @@ final class ModelOptions {
         Precision p = switch (precision) {
             case "bf16" -> Precision.BF16;
             case "f32" -> Precision.F32;
-            default -> throw new IllegalArgumentException("--precision " + precision + " is not bf16 or f32");
+            default -> throw new UsageException("--precision " + precision + " is not bf16 or f32");
         };
         if (device.equals("cuda") || device.startsWith("cuda:")) {
             return CudaBackend.open(device, p);
@@ -66,7 +66,7 @@ final class ModelOptions {
         return switch (device) {
             case "cpu" -> new CpuBackend();
             case "reference" -> new ReferenceBackend();
-            default -> throw new IllegalArgumentException("--device " + device
+            default -> throw new UsageException("--device " + device
                     + " is not available (choose cpu, cuda, cuda:N or reference)");
         };
     }
@@ -74,7 +74,7 @@ final class ModelOptions {
     static void applyThreads(Integer threads) {
         if (threads != null) {
             if (threads < 1) {
-                throw new IllegalArgumentException("--threads must be >= 1, got " + threads);
+                throw new UsageException("--threads must be >= 1, got " + threads);
             }
             System.setProperty("java.util.concurrent.ForkJoinPool.common.parallelism", String.valueOf(threads - 1));
         }

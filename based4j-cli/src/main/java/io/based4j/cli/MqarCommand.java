@@ -108,7 +108,7 @@ final class MqarCommand implements Runnable {
             positive("--epochs", epochs);
             positive("--batch", batch);
             if (!(lr > 0) || !(weightDecay >= 0) || warmup < 0 || evalEvery < 0 || maxMinutes < 0) {
-                throw new IllegalArgumentException("--lr must be > 0 and --weight-decay, --warmup, --eval-every and"
+                throw new UsageException("--lr must be > 0 and --weight-decay, --warmup, --eval-every and"
                         + " --max-minutes >= 0");
             }
             MqarTrainer.Run run = new MqarTrainer.Run(mixer, dModel, featureDim, window, heads, lr, weightDecay,

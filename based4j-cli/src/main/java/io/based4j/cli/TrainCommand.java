@@ -41,7 +41,7 @@ final class TrainCommand implements Callable<Integer> {
         TrainConfig cfg = TrainConfig.read(config);
         if (steps != null) {
             if (steps < 1) {
-                throw new IllegalArgumentException("--steps must be >= 1, got " + steps);
+                throw new UsageException("--steps must be >= 1, got " + steps);
             }
             cfg = cfg.withSteps(steps);
         }

@@ -167,7 +167,7 @@ class CliTest {
     @Test
     void badArgumentsAreNamed() {
         Result r = run("generate", "--prompt", "x", "--top-p", "1.5");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("--top-p"), r.err());
         r = run("generate", "--prompt", "x", "-n", "many");
         assertEquals(2, r.code());
@@ -179,7 +179,7 @@ class CliTest {
         assertEquals(1, r.code());
         assertTrue(r.err().contains("15496") && r.err().contains("1000"), r.err());
         r = run("generate", "--prompt", "x", "--device", "tpu");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("tpu"), r.err());
     }
 
@@ -234,10 +234,10 @@ class CliTest {
     @Test
     void unknownDeviceAndPrecisionAreNamed() {
         Result r = run("generate", "--model", GOLDEN.toString(), "--device", "tpu", "--prompt-ids", "1", "-n", "1");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("--device tpu"), r.err());
         r = run("generate", "--model", GOLDEN.toString(), "--precision", "f8", "--prompt-ids", "1", "-n", "1");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("--precision f8"), r.err());
     }
 }

@@ -203,10 +203,10 @@ class DataCommandTest {
         }
 
         r = run("data", "tokenize", "--input", a.toString(), "--out", out.toString(), "--val-fraction", "1");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("--val-fraction"), r.err());
         r = run("data", "tokenize", "--input", a.toString(), "--out", out.toString(), "--shard-tokens", "0");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("--shard-tokens"), r.err());
         Path emptyDir = Files.createDirectories(tmp.resolve("nothing"));
         r = run("data", "tokenize", "--input", emptyDir.toString(), "--out", out.toString());
