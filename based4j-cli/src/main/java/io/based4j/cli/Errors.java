@@ -12,7 +12,8 @@ final class Errors {
 
     static String describe(Throwable ex) {
         Throwable t = ex;
-        while ((t instanceof UncheckedIOException || t.getClass() == RuntimeException.class) && t.getCause() != null) {
+        while ((t instanceof UncheckedIOException || t.getClass() == RuntimeException.class) && t.getCause() != null
+                && String.valueOf(t.getMessage()).equals(String.valueOf(t.getCause()))) { // a bare wrapper
             t = t.getCause();
         }
         if (t instanceof NoSuchFileException n) {

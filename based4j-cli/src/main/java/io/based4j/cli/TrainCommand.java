@@ -23,7 +23,8 @@ final class TrainCommand implements Callable<Integer> {
             description = "Continue from a checkpoint (or the newest checkpoint of a run directory).")
     Path resume;
 
-    @Option(names = "--overwrite", description = "Start over in a run directory that already holds checkpoints.")
+    @Option(names = "--overwrite", description = "Start over in a run directory that already holds checkpoints"
+            + " (deletes the checkpoints and metrics a run wrote there; refused while another run uses it).")
     boolean overwrite;
 
     @Option(names = "--steps", paramLabel = "N", description = "Override train.steps.")
@@ -45,10 +46,19 @@ final class TrainCommand implements Callable<Integer> {
             }
             cfg = cfg.withSteps(steps);
         }
+        if (stopAt != null && stopAt < 1) {
+            throw new UsageException("--stop-at must be >= 1, got " + stopAt);
+        }
+        if (overwrite && resume != null) {
+            throw new UsageException("--overwrite starts a run over and --resume continues one: give one of them");
+        }
+        // progress and notes on standard error, the summary on standard output
         PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
         try (CpuTrainBackend backend = new CpuTrainBackend()) {
-            Trainer.Result r = new Trainer(cfg, backend, out, io.based4j.train.Progress.terminal()).overwrite(overwrite)
-                    .run(resume, stopAt == null ? Long.MAX_VALUE : stopAt);
+            Trainer trainer = new Trainer(cfg, backend, err, io.based4j.train.Progress.stderrTerminal());
+            Trainer.Result r = trainer.overwrite(overwrite).run(resume, stopAt == null ? Long.MAX_VALUE : stopAt);
+            err.flush();
             out.printf(Locale.ROOT, "trained updates %d..%d in %s (%,.0f tokens/s); final loss %.4f%s%n",
                     r.firstStep() + 1, r.lastStep(), io.based4j.train.Progress.duration(r.seconds()),
                     r.tokensPerSecond(), r.losses().isEmpty() ? Double.NaN : r.losses().getLast(),

@@ -1,9 +1,12 @@
 package io.based4j.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.json.Json;
+import io.based4j.train.data.TokenDataset;
+import io.based4j.train.data.TokenShard;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,54 +27,151 @@ class TrainCommandTest {
         CliTest.Result tok = CliTest.run("data", "tokenize", "--input", text.toString(), "--out",
                 tmp.resolve("shards").toString(), "--val-fraction", "0.2");
         assertEquals(0, tok.code(), tok.err());
+        // every token of the repeated sentence has one successor: a small model learns the text by heart
         Files.writeString(tmp.resolve("run.yaml"), """
                 model:
-                  d_model: 16
-                  layers: [conv, linear, swa]
+                  d_model: 32
+                  layers: [conv, swa]
                   heads: 2
-                  feature_dim: 4
                   window_size: 8
-                  n_inner: 32
+                  n_inner: 64
                 data:
                   dir: shards
                   seq_len: 16
                 train:
-                  steps: 4
+                  steps: 30
                   batch_size: 2
                   out: run
-                  log_interval: 2
+                  log_interval: 1
                 optimizer:
-                  lr: 1e-3
+                  lr: 2e-2
+                  warmup_steps: 3
                 eval:
-                  interval: 2
+                  interval: 15
                   batches: 1
                 checkpoint:
-                  interval: 2
+                  interval: 15
                 """);
         CliTest.Result r = CliTest.run("train", "--config", tmp.resolve("run.yaml").toString());
         assertEquals(0, r.code(), r.err() + r.out());
-        assertTrue(r.out().contains("validation loss"), r.out());
-        Path ck = tmp.resolve("run/checkpoints/step-00000004");
-        assertTrue(r.out().contains(ck.toString()), r.out());
+        // progress and notes on standard error, without terminal codes (it is not a terminal); the summary on
+        // standard output
+        assertTrue(r.err().contains("update 15: validation loss") && r.err().contains("30/30 loss"), r.err());
+        assertFalse(r.err().contains("\u001b"), r.err());
+        Path ck = tmp.resolve("run/checkpoints/step-00000030");
+        assertEquals(List.of("trained updates 1..30", "checkpoint: " + ck), r.out().lines()
+                .map(l -> l.startsWith("trained") ? l.substring(0, l.indexOf(" in ")) : l.substring(0, l.indexOf("  ")))
+                .toList(), r.out());
         List<String> metrics = Files.readAllLines(tmp.resolve("run/metrics.jsonl"));
         assertTrue(metrics.stream().anyMatch(l -> l.contains("\"val_ppl\"")), metrics.toString());
         Map<String, Object> first = Json.parseObject(metrics.getFirst());
         assertTrue(first.keySet().containsAll(List.of("step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s")),
                 first.toString());
 
-        CliTest.Result g = CliTest.run("generate", "--model", ck.toString(), "--prompt", "The sea", "-n", "4",
+        // greedy decoding recites the memorised sentence: 10 tokens, " was calm and the ship sailed on. The sea"
+        CliTest.Result g = CliTest.run("generate", "--model", ck.toString(), "--prompt", "The sea", "-n", "10",
                 "--temperature", "0");
         assertEquals(0, g.code(), g.err());
-        assertTrue(g.out().startsWith("The sea"), g.out());
+        assertEquals("The sea was calm and the ship sailed on. The sea", g.out().strip());
 
         CliTest.Result again = CliTest.run("train", "--config", tmp.resolve("run.yaml").toString());
         assertEquals(1, again.code());
         assertTrue(again.err().contains("already holds checkpoints") && again.err().contains("--resume"), again.err());
 
         CliTest.Result resumed = CliTest.run("train", "--config", tmp.resolve("run.yaml").toString(), "--resume",
-                tmp.resolve("run").toString(), "--steps", "6");
+                tmp.resolve("run").toString(), "--steps", "32");
         assertEquals(0, resumed.code(), resumed.err());
-        assertTrue(resumed.out().contains("resuming from") && resumed.out().contains("update 4"), resumed.out());
+        assertTrue(resumed.err().contains("resuming from") && resumed.err().contains("update 30"), resumed.err());
+        assertTrue(resumed.out().startsWith("trained updates 31..32"), resumed.out());
+
+        CliTest.Result both = CliTest.run("train", "--config", tmp.resolve("run.yaml").toString(), "--resume",
+                tmp.resolve("run").toString(), "--overwrite");
+        assertEquals(2, both.code(), both.err());
+    }
+
+    /** A token folder of {@code count} tokens below 64 (each even token repeated), with its manifest. */
+    private static Path smallVocabularyData(Path dir, int count) {
+        int[] tokens = new int[count];
+        java.util.SplittableRandom r = new java.util.SplittableRandom(5);
+        for (int i = 0; i < count; i++) {
+            tokens[i] = i % 2 == 1 ? tokens[i - 1] : r.nextInt(64);
+        }
+        TokenShard.write(dir.resolve("train-00000.bin"), tokens);
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("format", TokenDataset.FORMAT);
+        m.put("version", 1);
+        m.put("vocab_size", 64);
+        m.put("eos_token_id", 0);
+        m.put("train_tokens", count);
+        m.put("val_tokens", 0);
+        m.put("train_shards", 1);
+        m.put("val_shards", 0);
+        TokenDataset.writeManifest(dir, m);
+        return dir;
+    }
+
+    @Test
+    void aSecondProcessOnALiveRunDirectoryIsRefusedNamingTheHolder() throws Exception {
+        smallVocabularyData(tmp.resolve("tokens"), 4000);
+        Path yaml = tmp.resolve("run.yaml");
+        // far more updates than the test waits for: the run is killed while it is live
+        Files.writeString(yaml, """
+                model: {d_model: 16, layers: [conv, swa], heads: 2, window_size: 8, n_inner: 32, vocab_size: 64}
+                data: {dir: tokens, seq_len: 16}
+                train: {steps: 100000000, batch_size: 2, out: run, log_interval: 100}
+                optimizer: {lr: 1e-3}
+                eval: {interval: 0}
+                checkpoint: {interval: 20}
+                """);
+        Path run = tmp.resolve("run");
+        Path firstCheckpoint = run.resolve("checkpoints/step-00000020");
+        ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx512m",
+                "-cp", System.getProperty("java.class.path"), "io.based4j.cli.Main", "train", "--config",
+                yaml.toString());
+        pb.redirectOutput(tmp.resolve("first.out").toFile());
+        pb.redirectError(tmp.resolve("first.err").toFile());
+        Process first = pb.start();
+        try {
+            // a JVM start and 20 tiny updates take a few seconds; two minutes leaves room for a loaded machine
+            long deadline = System.nanoTime() + 120_000_000_000L;
+            while (!Files.isDirectory(firstCheckpoint)) {
+                assertTrue(first.isAlive(), "the first run ended early: " + Files.readString(tmp.resolve("first.err")));
+                assertTrue(System.nanoTime() < deadline, "no first checkpoint after two minutes");
+                Thread.sleep(50);
+            }
+            String holder = "is in use by another training run (pid " + first.pid() + " on ";
+
+            CliTest.Result second = CliTest.run("train", "--config", yaml.toString());
+            assertEquals(1, second.code(), second.err());
+            assertTrue(second.err().contains(run + " " + holder), second.err());
+            assertEquals(1, second.err().strip().lines().count(), second.err());
+
+            CliTest.Result overwrite = CliTest.run("train", "--config", yaml.toString(), "--overwrite");
+            assertEquals(1, overwrite.code(), overwrite.err());
+            assertTrue(overwrite.err().contains("--overwrite refused: " + run + " " + holder), overwrite.err());
+            assertTrue(Files.isDirectory(firstCheckpoint), "the live run's checkpoints are kept");
+
+            CliTest.Result resume = CliTest.run("train", "--config", yaml.toString(), "--resume", run.toString());
+            assertEquals(1, resume.code(), resume.err());
+            assertTrue(resume.err().contains(holder), resume.err());
+        } finally {
+            first.destroyForcibly();
+            first.waitFor();
+        }
+        // killed: its lock went with it, its lock file stays and blocks nobody; the run resumes where it stopped
+        assertTrue(Files.readString(run.resolve("run.lock")).startsWith("pid " + first.pid()));
+        CliTest.Result resumed = CliTest.run("train", "--config", yaml.toString(), "--resume", run.toString(),
+                "--steps", "100000000", "--stop-at", String.valueOf(lastCheckpointStep(run) + 1));
+        assertEquals(0, resumed.code(), resumed.err());
+        assertTrue(resumed.err().contains("resuming from"), resumed.err());
+    }
+
+    private static long lastCheckpointStep(Path run) throws IOException {
+        try (var s = Files.list(run.resolve("checkpoints"))) {
+            return s.map(p -> p.getFileName().toString()).filter(n -> n.matches("step-\\d+"))
+                    .mapToLong(n -> Long.parseLong(n.substring(5))).max().orElseThrow();
+        }
     }
 
     @Test

@@ -8,10 +8,10 @@ import io.based4j.tensor.Tensor;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
-import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -32,6 +32,8 @@ public final class Checkpoint {
     public static final String CONFIG = "config.json";
     public static final String OPTIMIZER = "optimizer.safetensors";
     public static final String TRAINER = "trainer.json";
+    /** Checkpoint directories are named {@code step-NNNNNNNN} by the update they hold. */
+    public static final String PREFIX = "step-";
     private static final String TMP_SUFFIX = ".tmp";
 
     private Checkpoint() {
@@ -52,47 +54,62 @@ public final class Checkpoint {
     /** Writes {@code dir} atomically (replacing an older checkpoint of the same name). */
     public static void write(Path dir, TrainModel model, AdamW optimizer, Map<String, Object> trainer) {
         Path tmp = dir.resolveSibling(dir.getFileName() + TMP_SUFFIX);
-        try {
-            deleteTree(tmp);
-            Files.createDirectories(tmp);
-            Files.writeString(tmp.resolve(CONFIG), Json.writePretty(model.config().raw()) + "\n");
-            Map<String, String> meta = new LinkedHashMap<>();
-            meta.put("format", "pt");
-            meta.put("producer", "based4j train");
-            meta.put("step", String.valueOf(optimizer.step()));
-            Safetensors.write(tmp.resolve(MODEL), model.floatStateDict(), meta);
-            Map<String, Tensor> opt = new LinkedHashMap<>();
-            model.exactStateDict().forEach((k, v) -> opt.put("param." + k, v));
-            opt.putAll(optimizer.state());
-            Safetensors.write(tmp.resolve(OPTIMIZER), opt, Map.of("producer", "based4j train"));
-            Files.writeString(tmp.resolve(TRAINER), Json.writePretty(trainer) + "\n");
-            Path old = dir.resolveSibling(dir.getFileName() + ".old");
-            if (Files.exists(dir)) {
-                deleteTree(old);
-                move(dir, old);
-            }
-            move(tmp, dir);
+        deleteTree(tmp);
+        createDirectories(tmp);
+        writeText(tmp.resolve(CONFIG), Json.writePretty(model.config().raw()) + "\n");
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", "pt");
+        meta.put("producer", "based4j train");
+        meta.put("step", String.valueOf(optimizer.step()));
+        Safetensors.write(tmp.resolve(MODEL), model.floatStateDict(), meta);
+        Map<String, Tensor> opt = new LinkedHashMap<>();
+        model.exactStateDict().forEach((k, v) -> opt.put("param." + k, v));
+        opt.putAll(optimizer.state());
+        Safetensors.write(tmp.resolve(OPTIMIZER), opt, Map.of("producer", "based4j train"));
+        writeText(tmp.resolve(TRAINER), Json.writePretty(trainer) + "\n");
+        Path old = dir.resolveSibling(dir.getFileName() + ".old");
+        if (Files.exists(dir)) {
             deleteTree(old);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write checkpoint " + dir + ": " + e.getMessage(), e);
+            AtomicFiles.rename(dir, old);
         }
+        AtomicFiles.rename(tmp, dir);
+        deleteTree(old);
     }
 
-    private static void move(Path from, Path to) throws IOException {
+    private static void createDirectories(Path dir) {
         try {
-            Files.move(from, to, StandardCopyOption.ATOMIC_MOVE);
-        } catch (AtomicMoveNotSupportedException e) {
-            Files.move(from, to);
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot create " + dir + ": " + e.getMessage(), e);
         }
     }
 
-    static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
+    private static void writeText(Path file, String text) {
+        try {
+            Files.writeString(file, text, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Deletes a file or a directory tree; an error names the file that could not be deleted. */
+    static void deleteTree(Path p) {
+        if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
             return;
         }
+        List<Path> all;
         try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
+            all = s.sorted(Comparator.reverseOrder()).toList();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list " + p + ": " + e.getMessage(), e);
+        } catch (UncheckedIOException e) {
+            throw new UncheckedIOException("cannot list " + p + ": " + e.getCause().getMessage(), e.getCause());
+        }
+        for (Path q : all) {
+            try {
                 Files.delete(q);
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot delete " + q + ": " + e.getMessage(), e);
             }
         }
     }
@@ -138,20 +155,17 @@ public final class Checkpoint {
                 return dirOrRun; // a checkpoint directory; read() names any file it lacks
             }
         }
-        Path ckpts = dirOrRun.resolve("checkpoints");
-        if (Files.isDirectory(ckpts)) {
-            try (Stream<Path> s = Files.list(ckpts)) {
-                Path latest = s.filter(p -> p.getFileName().toString().matches("step-\\d+"))
-                        .max(Comparator.comparing(p -> p.getFileName().toString())).orElse(null);
-                if (latest != null) {
-                    return latest;
-                }
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
+        RunDirectory run = new RunDirectory(dirOrRun, null);
+        List<Path> checkpoints = run.checkpointDirs();
+        if (!checkpoints.isEmpty()) {
+            return checkpoints.getLast();
         }
         if (!Files.exists(dirOrRun)) {
             throw new IllegalArgumentException("checkpoint " + dirOrRun + " does not exist");
+        }
+        if (run.looksLikeRun()) {
+            throw new IllegalArgumentException(dirOrRun + " holds no complete checkpoint to resume from (the run"
+                    + " stopped before writing its first one): start it afresh without --resume");
         }
         throw new IllegalArgumentException(dirOrRun + " is neither a training checkpoint (no " + TRAINER
                 + ") nor a run directory with checkpoints/step-*");
@@ -159,6 +173,6 @@ public final class Checkpoint {
 
     /** The checkpoint directory name of an update count, sortable by name. */
     public static String name(long step) {
-        return String.format("step-%08d", step);
+        return String.format(java.util.Locale.ROOT, PREFIX + "%08d", step);
     }
 }

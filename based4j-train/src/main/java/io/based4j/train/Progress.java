@@ -1,11 +1,18 @@
 package io.based4j.train;
 
 import java.io.PrintWriter;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.util.Optional;
 import java.util.Locale;
 
 /**
  * The training progress line: a bar, the step, and the figures a user watches (loss, learning rate, gradient norm,
- * throughput, time left). On a terminal it redraws one line in place; otherwise it prints a line per report.
+ * throughput, time left). On a terminal it redraws one line in place; otherwise it prints a line per report and
+ * writes no terminal escape codes.
  */
 public final class Progress {
     private final PrintWriter out;
@@ -23,6 +30,29 @@ public final class Progress {
     public static boolean terminal() {
         java.io.Console c = System.console();
         return c != null && c.isTerminal();
+    }
+
+    /**
+     * Whether standard error is an interactive terminal that understands escape codes (not {@code TERM=dumb}).
+     * Java has no call for this, so it asks the C library's {@code isatty}; false when that cannot be asked.
+     */
+    public static boolean stderrTerminal() {
+        if ("dumb".equals(System.getenv("TERM"))) {
+            return false;
+        }
+        try {
+            Linker linker = Linker.nativeLinker();
+            Optional<MemorySegment> isatty = linker.defaultLookup().find("isatty")
+                    .or(() -> linker.defaultLookup().find("_isatty"));
+            if (isatty.isEmpty()) {
+                return false;
+            }
+            MethodHandle h = linker.downcallHandle(isatty.get(),
+                    FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT));
+            return (int) h.invokeExact(2) == 1;
+        } catch (Throwable e) { // no native access granted, or no such function: plain lines are always safe
+            return false;
+        }
     }
 
     /** Redraws (terminal) or prints the status after update {@code step} (1-based). */

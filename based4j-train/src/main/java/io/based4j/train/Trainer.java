@@ -1,20 +1,16 @@
 package io.based4j.train;
 
 import io.based4j.config.ModelConfig;
-import io.based4j.json.Json;
 import io.based4j.model.Initializer;
 import io.based4j.tensor.Tensor;
 import io.based4j.train.data.TokenDataset;
 import io.based4j.train.data.WindowSampler;
-import java.io.IOException;
 import java.io.PrintWriter;
-import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -39,6 +35,10 @@ public final class Trainer {
                          double seconds, double tokensPerSecond) {
     }
 
+    /**
+     * @param out receives the progress and the notes of the run (the command line gives it standard error)
+     * @param terminal whether {@code out} is a terminal, where the progress line is redrawn in place
+     */
     public Trainer(TrainConfig cfg, TrainBackend backend, PrintWriter out, boolean terminal) {
         this.cfg = cfg;
         this.backend = backend;
@@ -55,63 +55,139 @@ public final class Trainer {
     /**
      * Trains from scratch, or from {@code resume} (a checkpoint or run directory) when not null, until the configured
      * step count, or until update {@code stopAt} when that is smaller (a run stopped early, as if killed after it).
+     *
+     * <p>Everything that can be checked without the run directory (the data, the windows, the vocabulary) is
+     * checked first; then the run directory is locked for this process, and only then is anything in it read,
+     * cleaned or written.
      */
     public Result run(Path resume, long stopAt) {
+        if (resume != null && !Files.exists(resume)) {
+            throw new IllegalArgumentException("checkpoint " + resume + " does not exist");
+        }
+        if (Files.exists(cfg.out()) && !Files.isDirectory(cfg.out())) {
+            throw new IllegalArgumentException("train.out " + cfg.out() + " is not a directory");
+        }
         try (Arena arena = Arena.ofShared();
              TokenDataset train = TokenDataset.open(cfg.data(), "train");
              TokenDataset val = openValidation()) {
             ModelConfig config = cfg.model();
-            TrainModel model;
-            AdamW opt;
-            long start;
-            if (resume != null) {
-                Checkpoint.Loaded ck = Checkpoint.read(resume, arena);
-                if (!sameModel(ck.config().raw(), config.raw())) {
-                    throw new IllegalArgumentException("checkpoint " + ck.dir() + " holds a different model than the"
-                            + " settings describe (compare its config.json with the model section)");
-                }
-                model = new TrainModel(ck.config(), ck.params(), backend, ck.dir().toString());
-                opt = new AdamW(model, cfg.optimizer());
-                start = ck.step();
-                opt.restore(ck.optimizer(), start, ck.dir().resolve(Checkpoint.OPTIMIZER).toString());
-                truncateMetrics(start);
-                out.printf(Locale.ROOT, "resuming from %s at update %d%n", ck.dir(), start);
-            } else {
-                Map<String, Tensor> init = Initializer.stateDict(config, Seeds.derive(cfg.seed(), Seeds.INIT), arena);
-                model = new TrainModel(config, init, backend, "initializer");
-                opt = new AdamW(model, cfg.optimizer());
-                start = 0;
-                Path checkpoints = cfg.out().resolve("checkpoints");
-                if (Files.isDirectory(checkpoints)) {
-                    if (!overwrite) {
-                        throw new IllegalArgumentException(cfg.out() + " already holds checkpoints of a run: continue it"
-                                + " with --resume " + cfg.out() + ", start over with --overwrite, or set another"
-                                + " train.out");
-                    }
-                    Checkpoint.deleteTree(checkpoints);
-                }
-                Files.createDirectories(cfg.out());
-                Files.deleteIfExists(metricsFile());
-            }
             checkVocabulary(train, config);
-            out.printf(Locale.ROOT, "model: %d layers %s, d %d, %,d parameters; data: %,d train tokens%s; %,d tokens"
-                            + " per update (%d x %d x %d)%n", config.nLayer(), layerKinds(config), config.dModel(),
-                    model.parameterCount(), train.count(), val == null ? "" : String.format(Locale.ROOT,
-                            ", %,d validation tokens", val.count()), cfg.tokensPerStep(), cfg.gradAccum(),
-                    cfg.batchSize(), cfg.seqLen());
-            return loop(model, opt, train, val, start, Math.min(cfg.steps(), stopAt));
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            WindowSampler sampler = new WindowSampler(train, cfg.seqLen() + 1, Seeds.derive(cfg.seed(), Seeds.DATA));
+            checkValidation(val);
+            try (RunLock lock = lockRunDirectory()) {
+                RunDirectory dir = new RunDirectory(cfg.out(), out);
+                dir.cleanLeftovers();
+                Map<String, Object> facts = RunFacts.of(cfg, train.count());
+                Start s = resume == null ? fresh(dir, config, facts, arena)
+                        : resume(dir, resume, config, facts, arena);
+                out.printf(Locale.ROOT, "model: %d layers %s, d %d, %,d parameters; data: %,d train tokens%s; %,d"
+                                + " tokens per update (%d x %d x %d)%n", config.nLayer(), layerKinds(config),
+                        config.dModel(), s.model().parameterCount(), train.count(), val == null ? ""
+                                : String.format(Locale.ROOT, ", %,d validation tokens", val.count()),
+                        cfg.tokensPerStep(), cfg.gradAccum(), cfg.batchSize(), cfg.seqLen());
+                return loop(s, sampler, val, Math.min(cfg.steps(), stopAt), dir, facts);
+            }
         }
     }
 
-    private Result loop(TrainModel model, AdamW opt, TokenDataset train, TokenDataset val, long start, long end) {
+    /** Where a run begins: the model, its optimizer and the updates already done. */
+    private record Start(TrainModel model, AdamW opt, long step) {
+    }
+
+    private RunLock lockRunDirectory() {
+        try {
+            return RunLock.acquire(cfg.out());
+        } catch (RunLock.BusyException e) {
+            throw overwrite ? new RunLock.BusyException("--overwrite refused: " + e.getMessage()) : e;
+        }
+    }
+
+    /** A new run: refuses a directory with checkpoints unless told to overwrite, then clears what a run wrote. */
+    private Start fresh(RunDirectory dir, ModelConfig config, Map<String, Object> facts, Arena arena) {
+        if (!dir.checkpointDirs().isEmpty()) {
+            if (!overwrite) {
+                throw new IllegalArgumentException(cfg.out() + " already holds checkpoints of a run: continue it with"
+                        + " --resume " + cfg.out() + ", start over with --overwrite, or set another train.out");
+            }
+            out.println("--overwrite: removing the checkpoints and metrics of the earlier run in " + cfg.out());
+        } else if (Files.exists(dir.metrics())) {
+            out.println(cfg.out() + " holds no checkpoint of an earlier run (it stopped before its first one):"
+                    + " starting afresh");
+        }
+        if (overwrite) {
+            dir.clear();
+        } else {
+            dir.clearLog();
+        }
+        dir.writeFacts(runRecord(config, facts));
+        Map<String, Tensor> init = Initializer.stateDict(config, Seeds.derive(cfg.seed(), Seeds.INIT), arena);
+        TrainModel model = new TrainModel(config, init, backend, "initializer");
+        return new Start(model, new AdamW(model, cfg.optimizer()), 0);
+    }
+
+    /**
+     * Continues from a checkpoint of the same run (same model and {@link RunFacts}). Checkpoints of this run
+     * directory past it are retired and the metrics log is cut back to it.
+     */
+    private Start resume(RunDirectory dir, Path resume, ModelConfig config, Map<String, Object> facts, Arena arena) {
+        Checkpoint.Loaded ck = Checkpoint.read(resume, arena);
+        String diff = RunFacts.modelDifference(ck.config().raw(), config.raw());
+        if (diff != null) {
+            throw new IllegalArgumentException("checkpoint " + ck.dir() + " holds a different model than the settings"
+                    + " describe: " + diff);
+        }
+        RunFacts.check(ck.trainer(), facts, ck.dir().resolve(Checkpoint.TRAINER).toString());
+        Path ckRun = ck.dir().toAbsolutePath().getParent();
+        if (ckRun != null && ckRun.getFileName().toString().equals(RunDirectory.CHECKPOINTS)) {
+            // checkpoints of older versions record only some facts; the run's start recorded them all
+            RunDirectory origin = new RunDirectory(ckRun.getParent(), null);
+            Map<String, Object> started = origin.readFacts();
+            if (started != null) {
+                Map<String, Object> missing = new LinkedHashMap<>(started);
+                missing.keySet().removeAll(ck.trainer().keySet());
+                RunFacts.check(missing, facts, origin.runFile().toString());
+            }
+        }
+        long start = ck.step();
+        if (start >= cfg.steps()) {
+            throw new IllegalArgumentException("checkpoint " + ck.dir() + " is at update " + start + " and train.steps"
+                    + " is " + cfg.steps() + ": nothing is left to train (raise train.steps or --steps)");
+        }
+        TrainModel model = new TrainModel(ck.config(), ck.params(), backend, ck.dir().toString());
+        AdamW opt = new AdamW(model, cfg.optimizer());
+        opt.restore(ck.optimizer(), start, ck.dir().resolve(Checkpoint.OPTIMIZER).toString());
+        MetricsLog log = new MetricsLog(dir.metrics());
+        MetricsLog.Cut cut = log.cutAfter(start, out); // checked before anything is moved
+        dir.retireAfter(start);
+        log.apply(cut);
+        if (dir.readFacts() == null) {
+            dir.writeFacts(runRecord(config, facts));
+        }
+        out.printf(Locale.ROOT, "resuming from %s at update %d%n", ck.dir(), start);
+        return new Start(model, opt, start);
+    }
+
+    /** What {@code run.json} records: the model and the run facts, with the time they were recorded. */
+    private static Map<String, Object> runRecord(ModelConfig config, Map<String, Object> facts) {
+        Map<String, Object> run = new LinkedHashMap<>();
+        run.put("format", "based4j-run");
+        run.put("version", 1L);
+        run.put("recorded", Instant.now().truncatedTo(ChronoUnit.SECONDS).toString());
+        run.put("model", config.raw());
+        run.putAll(facts);
+        return run;
+    }
+
+    private Result loop(Start s, WindowSampler sampler, TokenDataset val, long end, RunDirectory dir,
+                        Map<String, Object> runFacts) {
+        TrainModel model = s.model();
+        AdamW opt = s.opt();
+        long start = s.step();
+        MetricsLog metrics = new MetricsLog(dir.metrics());
         int seqLen = cfg.seqLen();
         int batch = cfg.batchSize();
-        int window = seqLen + 1;
-        WindowSampler sampler = new WindowSampler(train, window, Seeds.derive(cfg.seed(), Seeds.DATA));
         LrSchedule schedule = cfg.schedule();
-        int[] windows = new int[batch * window];
+        int[] windows = new int[batch * sampler.windowTokens()];
         int[] ids = new int[batch * seqLen];
         int[] targets = new int[batch * seqLen];
         double scale = 1.0 / ((double) batch * seqLen * cfg.gradAccum());
@@ -145,7 +221,7 @@ public final class Trainer {
                 m.put("grad_norm", gradNorm);
                 m.put("tokens", done * cfg.tokensPerStep());
                 m.put("tokens_per_s", tokPerS);
-                appendMetrics(m);
+                metrics.append(m);
                 progress.update(done, String.format(Locale.ROOT, "loss %.4f lr %.2e gnorm %.3f %,.0f tok/s", loss, lr,
                         gradNorm, tokPerS), (end - done) * seconds / (done - start));
             }
@@ -155,21 +231,21 @@ public final class Trainer {
                 m.put("step", done);
                 m.put("val_loss", valLoss);
                 m.put("val_ppl", Math.exp(valLoss));
-                appendMetrics(m);
+                metrics.append(m);
                 progress.message(String.format(Locale.ROOT, "update %d: validation loss %.4f, perplexity %.2f", done,
                         valLoss, Math.exp(valLoss)));
             }
             if (done == cfg.steps() || (cfg.checkpointInterval() > 0 && done % cfg.checkpointInterval() == 0)) {
-                lastCheckpoint = cfg.out().resolve("checkpoints").resolve(Checkpoint.name(done));
+                lastCheckpoint = dir.checkpoints().resolve(Checkpoint.name(done));
                 Map<String, Object> facts = new LinkedHashMap<>();
                 facts.put("step", done);
                 facts.put("tokens", done * cfg.tokensPerStep());
-                facts.put("seed", cfg.seed());
                 facts.put("loss", loss);
                 if (valLoss != null) {
                     facts.put("val_loss", valLoss);
                 }
                 facts.put("backend", backend.name());
+                facts.putAll(runFacts);
                 Checkpoint.write(lastCheckpoint, model, opt, facts);
                 progress.message("update " + done + ": checkpoint " + lastCheckpoint);
             }
@@ -184,10 +260,10 @@ public final class Trainer {
         int seqLen = cfg.seqLen();
         int batch = cfg.batchSize();
         int window = seqLen + 1;
-        long[] starts = WindowSampler.evalStarts(val.count(), window, cfg.evalBatches() * batch);
+        int maxWindows = (int) Math.min(Integer.MAX_VALUE, (long) cfg.evalBatches() * batch);
+        long[] starts = WindowSampler.evalStarts(val.count(), window, maxWindows);
         if (starts.length == 0) {
-            throw new IllegalArgumentException("the validation split has " + val.count() + " tokens, fewer than one"
-                    + " window of " + window);
+            throw valTooShort(val);
         }
         int[] windows = new int[batch * window];
         int[] ids = new int[batch * seqLen];
@@ -228,6 +304,19 @@ public final class Trainer {
         }
     }
 
+    /** The validation split, when validation runs, must hold one window (found before training, not after it). */
+    private void checkValidation(TokenDataset val) {
+        if (val != null && cfg.evalInterval() > 0 && val.count() < cfg.seqLen() + 1) {
+            throw valTooShort(val);
+        }
+    }
+
+    private IllegalArgumentException valTooShort(TokenDataset val) {
+        return new IllegalArgumentException("the " + val.split() + " split in " + val.dir() + " holds " + val.count()
+                + " tokens, fewer than one window of " + (cfg.seqLen() + 1) + " (data.seq_len + 1): use a shorter"
+                + " data.seq_len, more validation data, or eval.interval: 0 to skip validation");
+    }
+
     private void checkVocabulary(TokenDataset data, ModelConfig config) {
         int vocab = data.vocabSize();
         if (vocab > config.vocabSize()) {
@@ -242,40 +331,5 @@ public final class Trainer {
             kinds.add(config.layer(i).kind());
         }
         return "[" + String.join(" ", kinds) + "]";
-    }
-
-    private static boolean sameModel(Map<String, Object> a, Map<String, Object> b) {
-        return Json.write(a).equals(Json.write(b));
-    }
-
-    private Path metricsFile() {
-        return cfg.out().resolve("metrics.jsonl");
-    }
-
-    private void appendMetrics(Map<String, Object> line) {
-        try {
-            Files.writeString(metricsFile(), Json.write(line) + "\n", StandardCharsets.UTF_8,
-                    StandardOpenOption.CREATE, StandardOpenOption.APPEND);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + metricsFile() + ": " + e.getMessage(), e);
-        }
-    }
-
-    /** Drops metric lines past the update a run resumes from (they belong to the run that was cut short). */
-    private void truncateMetrics(long step) throws IOException {
-        Path f = metricsFile();
-        if (!Files.exists(f)) {
-            return;
-        }
-        List<String> keep = new ArrayList<>();
-        for (String line : Files.readAllLines(f)) {
-            Object s = line.isBlank() ? null : Json.parseObject(line).get("step");
-            if (s instanceof Number n && n.longValue() <= step) {
-                keep.add(line);
-            }
-        }
-        Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
-        Files.write(tmp, keep);
-        Files.move(tmp, f, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 }

@@ -1,5 +1,11 @@
 package io.based4j.train;
 
+import static io.based4j.train.TrainFixtures.config;
+import static io.based4j.train.TrainFixtures.metricLosses;
+import static io.based4j.train.TrainFixtures.randomData;
+import static io.based4j.train.TrainFixtures.settings;
+import static io.based4j.train.TrainFixtures.smallModel;
+import static io.based4j.train.TrainFixtures.train;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -9,22 +15,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.based4j.backend.cpu.CpuBackend;
 import io.based4j.generate.GenerationRequest;
 import io.based4j.generate.Generator;
-import io.based4j.json.Json;
 import io.based4j.model.BasedModel;
 import io.based4j.sampling.SamplingParams;
 import io.based4j.tokenizer.Gpt2Tokenizer;
-import io.based4j.train.cpu.CpuTrainBackend;
-import io.based4j.train.data.TokenShard;
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -36,36 +35,13 @@ class TrainerTest {
             + " no money in my purse, and nothing particular to interest me on shore, I thought I would sail about a"
             + " little and see the watery part of the world.";
 
-    /** Settings as a YAML file would give them. */
-    private Map<String, Object> settings(Map<String, Object> model, Path data, int seqLen, int steps, int batch,
-                                         int ckpt, double lr, Path out) {
-        Map<String, Object> s = new LinkedHashMap<>();
-        s.put("model", model);
-        s.put("data", new LinkedHashMap<>(Map.of("dir", data.toString(), "seq_len", seqLen)));
-        s.put("train", new LinkedHashMap<>(Map.of("steps", steps, "batch_size", batch, "seed", 3, "out", out.toString(),
-                "log_interval", 1)));
-        s.put("optimizer", new LinkedHashMap<>(Map.of("lr", lr, "warmup_steps", 5)));
-        s.put("eval", new LinkedHashMap<>(Map.of("interval", 0)));
-        s.put("checkpoint", new LinkedHashMap<>(Map.of("interval", ckpt)));
-        return s;
-    }
-
-    private static TrainConfig config(Map<String, Object> settings) {
-        return TrainConfig.from(new Settings("test settings", "", settings), null);
-    }
-
-    private Trainer.Result train(TrainConfig cfg, Path resume, long stopAt) {
-        return new Trainer(cfg, new CpuTrainBackend(), new PrintWriter(new StringWriter()), false).run(resume, stopAt);
-    }
-
     @Test
     void tinyModelMemorisesAShortTextAndGenerateLoadsTheCheckpoint() {
         Gpt2Tokenizer tok = Gpt2Tokenizer.load();
         int[] text = tok.encode(TEXT);
         int[] tokens = java.util.Arrays.copyOf(text, text.length + 1);
         tokens[text.length] = tok.eosId();
-        Path data = tmp.resolve("data");
-        TokenShard.write(data.resolve("train-00000.bin"), tokens);
+        Path data = TrainFixtures.tokens(tmp.resolve("data"), tokens, null, tok.vocabSize(), tok.eosId());
         Map<String, Object> model = new LinkedHashMap<>(Map.of("d_model", 64, "layers", List.of("conv", "linear", "swa"),
                 "heads", 2, "feature_dim", 8, "window_size", 16));
         TrainConfig cfg = config(settings(model, data, 32, 120, 4, 0, 3e-3, tmp.resolve("run")));
@@ -82,38 +58,9 @@ class TrainerTest {
         }
     }
 
-    /** Random tokens below a small vocabulary, as a shard without a manifest. */
-    private Path randomData(int vocab, int count) {
-        Path data = tmp.resolve("random");
-        SplittableRandom r = new SplittableRandom(1);
-        int[] tokens = new int[count];
-        for (int i = 0; i < count; i++) {
-            // some structure so that the loss moves: every other token repeats its predecessor
-            tokens[i] = i % 2 == 1 ? tokens[i - 1] : r.nextInt(vocab);
-        }
-        TokenShard.write(data.resolve("train-00000.bin"), tokens);
-        return data;
-    }
-
-    private static Map<String, Object> smallModel() {
-        return new LinkedHashMap<>(Map.of("d_model", 16, "layers", List.of("conv", "linear", "swa", "conv"),
-                "heads", 2, "feature_dim", 4, "window_size", 8, "vocab_size", 64));
-    }
-
-    private static List<Double> metricLosses(Path run) throws IOException {
-        List<Double> out = new ArrayList<>();
-        for (String line : Files.readAllLines(run.resolve("metrics.jsonl"))) {
-            Object loss = Json.parseObject(line).get("loss");
-            if (loss != null) {
-                out.add(((Number) loss).doubleValue());
-            }
-        }
-        return out;
-    }
-
     @Test
     void resumingAfterAnInterruptionGivesTheUninterruptedLossesExactly() throws IOException {
-        Path data = randomData(64, 5000);
+        Path data = randomData(tmp.resolve("random"), 5000);
         TrainConfig full = config(settings(smallModel(), data, 16, 12, 3, 5, 1e-2, tmp.resolve("full")));
         List<Double> expected = train(full, null, Long.MAX_VALUE).losses();
         assertEquals(12, expected.size());
@@ -126,11 +73,12 @@ class TrainerTest {
         assertTrue(Files.isDirectory(cut.resolve("checkpoints/step-00000005")));
         assertFalse(Files.exists(cut.resolve("checkpoints/step-00000008")));
 
-        // a checkpoint whose writing was cut short stays a temporary directory, which resuming passes over
+        // a checkpoint whose writing was cut short stays a temporary directory, which resuming removes
         Path partial = Files.createDirectories(cut.resolve("checkpoints/step-00000008.tmp"));
         Files.writeString(partial.resolve(Checkpoint.CONFIG), "{\"n_embd\": ");
 
         Trainer.Result resumed = train(cfg, cut, Long.MAX_VALUE);
+        assertFalse(Files.exists(partial));
         assertEquals(5, resumed.firstStep());
         assertEquals(expected.subList(5, 12), resumed.losses(), "losses after resuming from update 5");
         // the metrics log of the interrupted run is cut back to the checkpoint and continued: it reads as one run
@@ -140,7 +88,7 @@ class TrainerTest {
 
     @Test
     void corruptOrIncompleteCheckpointsAreNamed() throws IOException {
-        Path data = randomData(64, 2000);
+        Path data = randomData(tmp.resolve("random"), 2000);
         Path run = tmp.resolve("run");
         TrainConfig cfg = config(settings(smallModel(), data, 8, 2, 2, 1, 1e-3, run));
         Path ck = train(cfg, null, Long.MAX_VALUE).checkpoint();
@@ -163,7 +111,7 @@ class TrainerTest {
 
     @Test
     void resumingWithADifferentModelIsRefused() {
-        Path data = randomData(64, 2000);
+        Path data = randomData(tmp.resolve("random"), 2000);
         Path run = tmp.resolve("run");
         Path ck = train(config(settings(smallModel(), data, 8, 2, 2, 1, 1e-3, run)), null, Long.MAX_VALUE).checkpoint();
         Map<String, Object> other = smallModel();
@@ -175,12 +123,14 @@ class TrainerTest {
 
     @Test
     void tokensOutsideTheModelVocabularyAreNamed() {
-        Path data = randomData(64, 2000);
+        Path data = randomData(tmp.resolve("random"), 2000);
         Map<String, Object> model = smallModel();
         model.put("vocab_size", 16);
         TrainConfig cfg = config(settings(model, data, 8, 2, 2, 0, 1e-3, tmp.resolve("run")));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> train(cfg, null, Long.MAX_VALUE));
-        assertTrue(e.getMessage().contains("outside the vocabulary"), e.getMessage());
+        assertTrue(e.getMessage().contains("vocabulary of 64 tokens") && e.getMessage().contains("vocab_size 16"),
+                e.getMessage());
+        assertFalse(Files.exists(tmp.resolve("run")), "found before the run directory is made");
     }
 
     @Test
