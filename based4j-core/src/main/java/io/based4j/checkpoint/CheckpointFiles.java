@@ -1,5 +1,6 @@
 package io.based4j.checkpoint;
 
+import io.based4j.json.IoErrors;
 import io.based4j.json.Json;
 import io.based4j.json.JsonException;
 import io.based4j.tensor.Tensor;
@@ -23,6 +24,12 @@ public final class CheckpointFiles {
     public static final String SAFETENSORS_INDEX = "model.safetensors.index.json";
     public static final String PYTORCH_FILE = "pytorch_model.bin";
     public static final String PYTORCH_INDEX = "pytorch_model.bin.index.json";
+
+    /**
+     * Largest index file read (16 MiB, the JSON reader's default text limit). An index holds one short line per
+     * tensor: a thousand tensors take about 100 KB.
+     */
+    static final long MAX_INDEX_BYTES = Json.DEFAULT_MAX_CHARS;
 
     /** The file names {@link #open} looks for in a directory, in order of preference. */
     public static final List<String> CANDIDATES = List.of(SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE,
@@ -120,9 +127,9 @@ public final class CheckpointFiles {
     private static Map<String, String> readWeightMap(Path index) {
         Map<String, Object> json;
         try {
-            json = Json.parseObject(Files.readString(index));
+            json = Json.parseObject(Json.readFile(index, MAX_INDEX_BYTES));
         } catch (IOException e) {
-            throw CheckpointException.of(index, "cannot read file: " + e, e);
+            throw CheckpointException.of(index, "cannot read file: " + IoErrors.reason(e), e);
         } catch (JsonException e) {
             throw CheckpointException.of(index, "not a valid index: " + e.getMessage(), e);
         }

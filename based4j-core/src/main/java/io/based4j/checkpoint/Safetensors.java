@@ -154,7 +154,7 @@ public final class Safetensors {
         }
         Object parsed;
         try {
-            parsed = Json.parse(text);
+            parsed = Json.parse(text, MAX_HEADER_BYTES);
         } catch (JsonException e) {
             throw CheckpointException.of(file, "header is not valid JSON: " + e.getMessage(), e);
         }

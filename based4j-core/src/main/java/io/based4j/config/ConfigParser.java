@@ -1,24 +1,55 @@
 package io.based4j.config;
 
+import io.based4j.json.IoErrors;
 import io.based4j.json.Json;
 import io.based4j.json.JsonException;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
-/** Reads a checkpoint's {@code config.json} (a GPT2Config dump with mixer dicts) into a {@link ModelConfig}. */
+/**
+ * Reads a checkpoint's {@code config.json} (a GPT2Config dump with mixer dicts) into a {@link ModelConfig}.
+ *
+ * <p>Every size is computed in 64 bits and checked before anything is built from it: a field whose value cannot
+ * be represented, or would make a weight tensor larger than {@link #MAX_TENSOR_ELEMENTS}, is refused with its name
+ * and value, as are layer counts and windows beyond the generous bounds below. So a hostile or mistyped
+ * configuration fails here, at once, rather than while the model is being allocated.
+ */
 public final class ConfigParser {
     static final String CONV = "convolution.BaseConv";
     static final String LINEAR = "linear_attention.LinearAttention";
     static final String SLIDING = "slide_attention.SlidingAttention";
     static final String TAYLOR = "linear_attention.TaylorExp";
+
+    /** Largest config.json read (1 MiB): released ones are 1 to 3 KB, so this is several hundred times that. */
+    public static final long MAX_FILE_BYTES = 1L << 20;
+
+    /**
+     * Most layers accepted. The deepest published language models have fewer than 200 layers (GPT-3 96, the
+     * largest BASED model 36); 4096 is twenty times that, and refuses a hostile n_layer (2^31 - 1) before a list of
+     * that many mixers is built.
+     */
+    public static final int MAX_LAYERS = 4096;
+
+    /**
+     * Longest sliding window accepted (window_size, in tokens). Released BASED models use 64 to 128 and other
+     * sliding-window models at most a few thousand; a window's key/value state is allocated for every sequence
+     * before a token is read, so a window is bounded by something far beyond any real context: 2^20 tokens, the
+     * longest training sequence the trainer accepts.
+     */
+    public static final int MAX_WINDOW_SIZE = 1 << 20;
+
+    /**
+     * Most elements of one weight tensor: the longest Java array. The trainer holds each tensor in one array,
+     * the CPU backends copy small weights into arrays, and activation widths and weight rows are {@code int}s.
+     */
+    public static final long MAX_TENSOR_ELEMENTS = Integer.MAX_VALUE - 8;
 
     private final String source;
     private final Map<String, Object> root;
@@ -28,15 +59,17 @@ public final class ConfigParser {
         this.root = root;
     }
 
-    /** Parses {@code file}; errors name the file and the field. */
+    /** Parses {@code file}; errors name the file and the field. Files over {@link #MAX_FILE_BYTES} are refused unread. */
     public static ModelConfig read(Path file) {
         String text;
         try {
-            text = Files.readString(file, StandardCharsets.UTF_8);
+            text = Json.readFile(file, MAX_FILE_BYTES);
         } catch (NoSuchFileException e) {
             throw new ConfigException(file + ": not found");
+        } catch (JsonException e) {
+            throw new ConfigException(file + ": " + e.getMessage());
         } catch (IOException e) {
-            throw new ConfigException(file + ": cannot read (" + e.getMessage() + ")");
+            throw new ConfigException(file + ": cannot read (" + IoErrors.reason(e) + ")");
         }
         return parse(file.toString(), text);
     }
@@ -44,7 +77,7 @@ public final class ConfigParser {
     public static ModelConfig parse(String source, String json) {
         Map<String, Object> root;
         try {
-            root = Json.parseObject(json);
+            root = Json.parseObject(json, MAX_FILE_BYTES);
         } catch (JsonException e) {
             throw new ConfigException(source + ": " + e.getMessage());
         }
@@ -60,22 +93,33 @@ public final class ConfigParser {
     }
 
     private ModelConfig build() {
-        int d = positiveInt(root, "n_embd", null);
-        int nLayer = positiveInt(root, "n_layer", null);
-        int nHead = positiveInt(root, "n_head", null);
+        int d = intIn(root, "n_embd", null, 1, Integer.MAX_VALUE);
+        checkTensor("n_embd", d, "every mixer's output projection", d, d);
+        int nLayer = intIn(root, "n_layer", null, 1, MAX_LAYERS);
+        int nHead = intIn(root, "n_head", null, 1, Integer.MAX_VALUE);
         if (d % nHead != 0) {
             throw error("n_head", "(" + nHead + ") does not divide n_embd (" + d + ")");
         }
-        int vocab = positiveInt(root, "vocab_size", null);
-        int padMultiple = root.get("pad_vocab_size_multiple") == null ? 1 : positiveInt(root, "pad_vocab_size_multiple", null);
-        int padded = (vocab + padMultiple - 1) / padMultiple * padMultiple;
-        int mlpHidden;
+        int vocab = intIn(root, "vocab_size", null, 1, Integer.MAX_VALUE);
+        int padMultiple = root.get("pad_vocab_size_multiple") == null ? 1
+                : intIn(root, "pad_vocab_size_multiple", null, 1, Integer.MAX_VALUE);
+        long padded = roundUp(vocab, padMultiple);
+        if (padded > Integer.MAX_VALUE) {
+            throw error("vocab_size", "is " + vocab + ": padded to a multiple of pad_vocab_size_multiple ("
+                    + padMultiple + ") it is " + padded + ", more than " + Integer.MAX_VALUE + " rows");
+        }
+        checkTensor("vocab_size", padded == vocab ? vocab : vocab + " (padded to " + padded + ")",
+                "with n_embd " + d + " the embedding", padded, d);
+        long mlpHidden;
         Object inner = root.get("n_inner");
         if (inner == null) {
-            mlpHidden = roundUp(4 * d, 256);
+            mlpHidden = roundUp(4L * d, 256);
+            checkTensor("n_embd", d + " (n_inner defaults to 4 x n_embd, rounded up to " + mlpHidden + ")",
+                    "each MLP's fc1", 2 * mlpHidden, d);
         } else {
-            int n = nonNegativeInt(root, "n_inner", null);
+            long n = intIn(root, "n_inner", null, 0, Integer.MAX_VALUE);
             mlpHidden = n == 0 ? 0 : roundUp(n, 256);
+            checkTensor("n_inner", n + " (rounded up to " + mlpHidden + ")", "each MLP's fc1", 2 * mlpHidden, d);
         }
         double eps = root.get("layer_norm_epsilon") == null ? 1e-5 : positiveDouble(root, "layer_norm_epsilon", null);
         boolean tie = root.get("tie_word_embeddings") == null || bool(root, "tie_word_embeddings", null);
@@ -89,16 +133,34 @@ public final class ConfigParser {
 
         Set<Integer> alt = layerSet("alt_mixer_layers", nLayer);
         Set<Integer> alt2 = layerSet("alt_mixer_2_layers", nLayer);
+        Map<String, MixerConfig> mixers = new HashMap<>();
         List<MixerConfig> layers = new ArrayList<>(nLayer);
         for (int i = 0; i < nLayer; i++) {
             String key = alt2.contains(i) ? "alt_mixer_2" : alt.contains(i) ? "alt_mixer" : "mixer";
-            layers.add(mixer(key, d, nHead));
+            MixerConfig m = mixers.get(key);
+            if (m == null) {
+                m = mixer(key, d, nHead);
+                mixers.put(key, m);
+            }
+            layers.add(m);
         }
-        return new ModelConfig(d, nLayer, nHead, vocab, padded, mlpHidden, eps, tie, layers, root);
+        return new ModelConfig(d, nLayer, nHead, vocab, (int) padded, (int) mlpHidden, eps, tie, layers, root);
     }
 
-    private static int roundUp(int n, int multiple) {
+    /** {@code n} rounded up to a multiple of {@code multiple}, in 64 bits (both are at most 2^31 - 1). */
+    private static long roundUp(long n, long multiple) {
         return (n + multiple - 1) / multiple * multiple;
+    }
+
+    /**
+     * Refuses {@code field} (shown with {@code value}) when it makes a {@code rows x cols} weight tensor with more
+     * than {@link #MAX_TENSOR_ELEMENTS} elements.
+     */
+    private void checkTensor(String field, Object value, String tensor, long rows, long cols) {
+        if (cols > 0 && rows > MAX_TENSOR_ELEMENTS / cols) {
+            throw error(field, "is " + value + ": " + tensor + " would be " + rows + " x " + cols
+                    + " elements, more than a tensor may hold (" + MAX_TENSOR_ELEMENTS + ")");
+        }
     }
 
     private Set<Integer> layerSet(String field, int nLayer) {
@@ -134,19 +196,22 @@ public final class ConfigParser {
             throw error(key + "._target_", "is missing or not a string");
         }
         if (t.endsWith(CONV)) {
-            int expand = m.get("expand_proj") == null ? 4 : positiveInt(m, "expand_proj", key);
+            int expand = m.get("expand_proj") == null ? 4 : intIn(m, "expand_proj", key, 1, Integer.MAX_VALUE);
             if (expand != 4) {
                 throw error(key + ".expand_proj", "is " + expand + ": only 4 is supported");
             }
             boolean bias = m.get("use_bias") == null || bool(m, "use_bias", key);
+            checkTensor("n_embd", d, key + "'s in_proj (4 x n_embd rows)", 4L * d, d);
             return new MixerConfig.BaseConv(d, 3, bias);
         }
         if (t.endsWith(LINEAR)) {
-            int f = positiveInt(m, "feature_dim", key);
-            int heads = m.get("num_heads") == null ? nHead : positiveInt(m, "num_heads", key);
+            int f = intIn(m, "feature_dim", key, 1, MixerConfig.LinearAttention.MAX_FEATURE_DIM);
+            int heads = m.get("num_heads") == null ? nHead : intIn(m, "num_heads", key, 1, Integer.MAX_VALUE);
             if (d % heads != 0) {
                 throw error(key + ".num_heads", "(" + heads + ") does not divide n_embd (" + d + ")");
             }
+            checkTensor("n_embd", d, key + "'s proj_q (num_heads x feature_dim rows)", (long) heads * f, d);
+            checkTensor("n_embd", d, key + "'s proj_v", d, d);
             Object fm = m.get("feature_map");
             if (fm instanceof Map<?, ?> fmap) {
                 Object ft = fmap.get("_target_");
@@ -170,7 +235,7 @@ public final class ConfigParser {
             return new MixerConfig.LinearAttention(d, heads, f, d / heads, eps);
         }
         if (t.endsWith(SLIDING)) {
-            int w = positiveInt(m, "window_size", key);
+            int w = intIn(m, "window_size", key, 1, MAX_WINDOW_SIZE);
             return attention(key, m, d, nHead, w / 2);
         }
         throw error(key + "._target_", "names unknown mixer '" + t + "' (known: " + CONV + ", " + LINEAR + ", "
@@ -178,19 +243,20 @@ public final class ConfigParser {
     }
 
     private MixerConfig.Attention attention(String key, Map<String, Object> m, int d, int nHead, int window) {
-        int heads = m.get("num_heads") == null ? nHead : positiveInt(m, "num_heads", key);
+        int heads = m.get("num_heads") == null ? nHead : intIn(m, "num_heads", key, 1, Integer.MAX_VALUE);
         if (d % heads != 0) {
             throw error(key + ".num_heads", "(" + heads + ") does not divide n_embd (" + d + ")");
         }
+        checkTensor("n_embd", d, key + "'s Wqkv (3 x n_embd rows)", 3L * d, d);
         if (m.get("num_heads_kv") != null && !m.get("num_heads_kv").equals((long) heads)) {
             throw error(key + ".num_heads_kv", "is " + m.get("num_heads_kv") + ": grouped-query attention is not supported");
         }
         int dh = d / heads;
         int rotaryDim;
         if (m.get("rotary_emb_dim") != null) {
-            rotaryDim = nonNegativeInt(m, "rotary_emb_dim", key);
+            rotaryDim = intIn(m, "rotary_emb_dim", key, 0, dh);
         } else {
-            double frac = root.get("rotary_emb_fraction") == null ? 0.0 : nonNegativeDouble(root, "rotary_emb_fraction", null);
+            double frac = root.get("rotary_emb_fraction") == null ? 0.0 : fraction(root, "rotary_emb_fraction", null);
             rotaryDim = (int) (frac * dh);
         }
         double base;
@@ -244,18 +310,15 @@ public final class ConfigParser {
         throw error(name(key, field), "must be an integer, found " + Json.typeName(v) + " " + v);
     }
 
-    private int positiveInt(Map<String, Object> m, String field, String key) {
+    /** An integer field in {@code [min, max]}; the message names the field, the value and the range. */
+    private int intIn(Map<String, Object> m, String field, String key, int min, int max) {
         long v = integer(m, field, key);
-        if (v <= 0 || v > Integer.MAX_VALUE) {
-            throw error(name(key, field), "must be a positive integer, found " + v);
-        }
-        return (int) v;
-    }
-
-    private int nonNegativeInt(Map<String, Object> m, String field, String key) {
-        long v = integer(m, field, key);
-        if (v < 0 || v > Integer.MAX_VALUE) {
-            throw error(name(key, field), "must be a non-negative integer, found " + v);
+        if (v < min || v > max) {
+            String range = max == Integer.MAX_VALUE
+                    ? (min == 0 ? "a non-negative integer" : min == 1 ? "a positive integer" : "an integer >= " + min)
+                      + " that fits 32 bits"
+                    : "an integer in [" + min + ", " + max + "]";
+            throw error(name(key, field), "must be " + range + ", found " + v);
         }
         return (int) v;
     }
@@ -279,10 +342,10 @@ public final class ConfigParser {
         return v;
     }
 
-    private double nonNegativeDouble(Map<String, Object> m, String field, String key) {
+    private double fraction(Map<String, Object> m, String field, String key) {
         double v = number(m, field, key);
-        if (!(v >= 0) || Double.isInfinite(v)) {
-            throw error(name(key, field), "must be a non-negative number, found " + v);
+        if (!(v >= 0 && v <= 1)) {
+            throw error(name(key, field), "must be a number in [0, 1], found " + v);
         }
         return v;
     }

@@ -33,9 +33,13 @@ public sealed interface MixerConfig {
      * @param eps added to the denominator
      */
     record LinearAttention(int dModel, int numHeads, int featureDim, int headDim, double eps) implements MixerConfig {
+        /** The largest feature_dim supported (the state has 1 + f + f(f+1)/2 features per head). */
+        public static final int MAX_FEATURE_DIM = 64;
+
         public LinearAttention {
-            if (featureDim < 1 || featureDim > 64) {
-                throw new ConfigException("linear attention feature_dim must be in [1, 64], got " + featureDim);
+            if (featureDim < 1 || featureDim > MAX_FEATURE_DIM) {
+                throw new ConfigException("linear attention feature_dim must be in [1, " + MAX_FEATURE_DIM + "], got "
+                        + featureDim);
             }
             if (numHeads < 1 || numHeads * headDim != dModel) {
                 throw new ConfigException("linear attention num_heads " + numHeads + " does not divide n_embd " + dModel);

@@ -1,5 +1,13 @@
 package io.based4j.json;
 
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -10,11 +18,32 @@ import java.util.Map;
  *
  * <p>Objects become {@link LinkedHashMap}s (key order kept), arrays {@link List}s, strings {@link String}s,
  * numbers {@link Long} when they are integers that fit and {@link Double} otherwise, and the literals
- * {@link Boolean} or {@code null}. Errors name the offset at which the text stops being JSON.
+ * {@link Boolean} or {@code null}. Errors name the line and column at which the text stops being JSON.
+ *
+ * <p>The reader is safe on hostile text: arrays and objects may nest at most {@link #MAX_DEPTH} levels (so a file
+ * of a hundred thousand {@code [} is one error, not a stack overflow), and a text longer than the caller's limit
+ * (by default {@link #DEFAULT_MAX_CHARS}) is refused before it is parsed. {@link #readFile} checks a file's size
+ * before reading it.
  */
 public final class Json {
+    /**
+     * Deepest nesting of arrays and objects accepted. Released config.json files and safetensors headers nest 3
+     * levels, ids.json 2, sharded indexes 2 and training settings at most 5; 64 is more than ten times that, and
+     * 64 levels of this reader's recursion take only a few kilobytes of a thread's stack.
+     */
+    public static final int MAX_DEPTH = 64;
+
+    /**
+     * Longest text {@link #parse(String)} accepts, in characters (16 Mi). The JSON files read without a limit of
+     * their own are small (configs, manifests, metric lines, lists of token ids): a sharded index of a thousand
+     * tensors is about 100 KB, and 16 Mi characters of token ids are more than two million ids, more than any
+     * forward call takes. Callers with larger inputs (safetensors headers) pass their own limit.
+     */
+    public static final long DEFAULT_MAX_CHARS = 16L << 20;
+
     private final String text;
     private int pos;
+    private int depth;
 
     private Json(String text) {
         this.text = text;
@@ -22,6 +51,15 @@ public final class Json {
 
     /** Parses one JSON value that must span the whole text (surrounding whitespace allowed). */
     public static Object parse(String text) {
+        return parse(text, DEFAULT_MAX_CHARS);
+    }
+
+    /** Parses one JSON value of at most {@code maxChars} characters (longer text is refused unread). */
+    public static Object parse(String text, long maxChars) {
+        if (text.length() > maxChars) {
+            throw new JsonException("text of " + text.length() + " characters is longer than the limit of "
+                    + maxChars + " characters");
+        }
         Json p = new Json(text);
         p.skipWs();
         Object v = p.value();
@@ -33,13 +71,54 @@ public final class Json {
     }
 
     /** Parses a JSON object; anything else is an error. */
-    @SuppressWarnings("unchecked")
     public static Map<String, Object> parseObject(String text) {
-        Object v = parse(text);
+        return parseObject(text, DEFAULT_MAX_CHARS);
+    }
+
+    /** Parses a JSON object of at most {@code maxChars} characters; anything else is an error. */
+    @SuppressWarnings("unchecked")
+    public static Map<String, Object> parseObject(String text, long maxChars) {
+        Object v = parse(text, maxChars);
         if (!(v instanceof Map)) {
             throw new JsonException("expected a JSON object at the top level, found " + typeName(v));
         }
         return (Map<String, Object>) v;
+    }
+
+    /**
+     * Reads a UTF-8 text file of at most {@code maxBytes} bytes. The size is checked before reading and again
+     * while reading (a device or a pipe reports no size), so an oversized file is refused without being loaded.
+     *
+     * @throws JsonException when the file is larger than {@code maxBytes} or is not UTF-8 (the message does not
+     *     name the file: callers prefix it, as they do for parse errors)
+     * @throws IOException when the file cannot be read
+     */
+    public static String readFile(Path file, long maxBytes) throws IOException {
+        long size = Files.size(file);
+        if (size > maxBytes) {
+            throw tooLarge(size + " bytes", maxBytes);
+        }
+        byte[] bytes;
+        try (InputStream in = Files.newInputStream(file)) {
+            bytes = in.readNBytes((int) Math.min(maxBytes, Integer.MAX_VALUE - 9) + 1);
+        }
+        if (bytes.length > maxBytes) {
+            throw tooLarge("more than " + maxBytes + " bytes", maxBytes);
+        }
+        ByteBuffer buffer = ByteBuffer.wrap(bytes);
+        try {
+            return StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(buffer)
+                    .toString();
+        } catch (CharacterCodingException e) {
+            throw new JsonException("not UTF-8 text (bad byte at offset " + buffer.position() + ")");
+        }
+    }
+
+    private static JsonException tooLarge(String size, long maxBytes) {
+        return new JsonException("file of " + size + " is larger than the limit of " + maxBytes + " bytes");
     }
 
     public static String typeName(Object v) {
@@ -93,7 +172,8 @@ public final class Json {
                 if (c == '-' || (c >= '0' && c <= '9')) {
                     yield number();
                 }
-                throw error("unexpected character '" + c + "'");
+                throw error("unexpected character " + (c >= 0x20 && c < 0x7f ? "'" + c + "'"
+                        : String.format("U+%04X", (int) c)));
             }
         };
     }
@@ -106,12 +186,21 @@ public final class Json {
         return v;
     }
 
+    /** Enters an array or object at {@code pos}; refuses to go deeper than {@link #MAX_DEPTH}. */
+    private void enter() {
+        if (++depth > MAX_DEPTH) {
+            throw error("arrays and objects nest deeper than the limit of " + MAX_DEPTH + " levels");
+        }
+        pos++;
+    }
+
     private Map<String, Object> object() {
         Map<String, Object> m = new LinkedHashMap<>();
-        pos++;
+        enter();
         skipWs();
         if (peek() == '}') {
             pos++;
+            depth--;
             return m;
         }
         while (true) {
@@ -134,6 +223,7 @@ public final class Json {
             char c = peek();
             pos++;
             if (c == '}') {
+                depth--;
                 return m;
             }
             if (c != ',') {
@@ -145,10 +235,11 @@ public final class Json {
 
     private List<Object> array() {
         List<Object> l = new ArrayList<>();
-        pos++;
+        enter();
         skipWs();
         if (peek() == ']') {
             pos++;
+            depth--;
             return l;
         }
         while (true) {
@@ -158,6 +249,7 @@ public final class Json {
             char c = peek();
             pos++;
             if (c == ']') {
+                depth--;
                 return l;
             }
             if (c != ',') {

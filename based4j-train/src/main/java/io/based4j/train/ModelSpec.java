@@ -2,11 +2,11 @@ package io.based4j.train;
 
 import io.based4j.config.ConfigParser;
 import io.based4j.config.ModelConfig;
+import io.based4j.json.IoErrors;
 import io.based4j.json.Json;
+import io.based4j.json.JsonException;
 import io.based4j.model.Presets;
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -33,19 +33,26 @@ public final class ModelSpec {
         String file = model.string("config", null);
         if (file != null) {
             Path p = base == null ? Path.of(file) : base.resolve(file);
+            Map<String, Object> map;
             try {
-                Map<String, Object> map = Json.parseObject(Files.readString(p));
-                model.finish();
-                return map;
+                map = Json.parseObject(Json.readFile(p, ConfigParser.MAX_FILE_BYTES), ConfigParser.MAX_FILE_BYTES);
+            } catch (JsonException e) {
+                throw new Settings.SettingsException(p + ": " + e.getMessage());
             } catch (IOException e) {
-                throw new Settings.SettingsException("cannot read model config " + p + ": " + e.getMessage());
+                throw new Settings.SettingsException("cannot read model config " + p + ": " + IoErrors.reason(e));
             }
+            model.finish();
+            return map;
         }
         int d = model.integer("d_model", 256, 8, 65536);
         List<String> layers = model.strings("layers");
         if (layers == null || layers.isEmpty()) {
             throw new Settings.SettingsException("model.layers must list the layer kinds, e.g. [conv, linear, swa, conv]"
                     + " (kinds: " + String.join(", ", KINDS) + ")");
+        }
+        if (layers.size() > ConfigParser.MAX_LAYERS) {
+            throw model.problem("model.layers lists " + layers.size() + " layers, more than the "
+                    + ConfigParser.MAX_LAYERS + " a model may have");
         }
         int heads = model.integer("heads", 4, 1, d);
         int f = model.integer("feature_dim", 16, 1, 64);

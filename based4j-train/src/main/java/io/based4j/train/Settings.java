@@ -1,5 +1,6 @@
 package io.based4j.train;
 
+import java.math.BigInteger;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -37,7 +38,26 @@ public final class Settings {
 
     /** An error saying that field {@code key} must be {@code need} but is {@code got}. */
     public SettingsException error(String key, String need, Object got) {
-        return new SettingsException(source + ": " + name(key) + " must be " + need + ", got '" + got + "'");
+        return new SettingsException(source + ": " + name(key) + " must be " + need + ", got '" + shorten(got) + "'");
+    }
+
+    /** The file these settings come from. */
+    public String source() {
+        return source;
+    }
+
+    /** An error about these settings as a whole, naming their file. */
+    public SettingsException problem(String what) {
+        return new SettingsException(source + ": " + what);
+    }
+
+    /** Longest value quoted in a message; a longer one is cut, so that an error stays one readable line. */
+    static final int MAX_QUOTED_CHARS = 60;
+
+    /** {@code value} as text for a message: one line, at most {@link #MAX_QUOTED_CHARS} characters. */
+    static String shorten(Object value) {
+        String text = String.valueOf(value).replaceAll("\\s+", " ");
+        return text.length() <= MAX_QUOTED_CHARS ? text : text.substring(0, MAX_QUOTED_CHARS) + "...";
     }
 
     public boolean has(String key) {
@@ -89,6 +109,14 @@ public final class Settings {
         Object v = get(key);
         if (v == null) {
             return dflt;
+        }
+        if (v instanceof Long || v instanceof Integer || v instanceof BigInteger) {
+            // exact: a double holds integers only up to 2^53 (seeds use all 64 bits)
+            BigInteger b = v instanceof BigInteger big ? big : BigInteger.valueOf(((Number) v).longValue());
+            if (b.compareTo(BigInteger.valueOf(min)) < 0 || b.compareTo(BigInteger.valueOf(max)) > 0) {
+                throw error(key, "an integer in [" + min + ", " + max + "]", v);
+            }
+            return b.longValue();
         }
         Double x = number(v);
         if (x == null || x != Math.rint(x) || x < min || x > max) {

@@ -1,14 +1,23 @@
 package io.based4j.train;
 
+import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
+import io.based4j.json.IoErrors;
 import io.based4j.json.Json;
+import io.based4j.json.JsonException;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;
 import org.yaml.snakeyaml.constructor.SafeConstructor;
+import org.yaml.snakeyaml.error.Mark;
+import org.yaml.snakeyaml.error.MarkedYAMLException;
+import org.yaml.snakeyaml.error.YAMLException;
 
 /**
  * Everything a training run is told: the model shape, the data, the optimizer and schedule, the batch, and when to
@@ -49,24 +58,44 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
         return (long) seqLen * batchSize * gradAccum;
     }
 
-    /** Reads a settings file (YAML, of which JSON is a subset); relative paths are relative to the file's folder. */
+    /** Largest settings file read (1 MiB): a settings file is a few dozen lines, under 2 KB. */
+    public static final long MAX_FILE_BYTES = 1L << 20;
+
+    /**
+     * Most YAML aliases ({@code *name}) to collections in one settings file. Settings need few if any; a small
+     * number keeps a file of nested aliases ("billion laughs") from expanding into an enormous tree.
+     */
+    static final int MAX_YAML_COLLECTION_ALIASES = 16;
+
+    /**
+     * Reads a settings file (YAML, of which JSON is a subset; a {@code .json} file is read as strict JSON);
+     * relative paths are relative to the file's folder. The file is refused unread above {@link #MAX_FILE_BYTES},
+     * and nesting beyond {@link Json#MAX_DEPTH} levels is refused in either syntax.
+     */
     public static TrainConfig read(Path file) {
+        boolean json = file.getFileName() != null && file.getFileName().toString().endsWith(".json");
         String text;
         try {
-            text = Files.readString(file);
+            text = Json.readFile(file, MAX_FILE_BYTES);
+        } catch (JsonException e) {
+            throw new Settings.SettingsException(file + ": " + e.getMessage());
         } catch (IOException e) {
-            throw new Settings.SettingsException("cannot read training settings " + file + ": " + e.getMessage());
+            throw new Settings.SettingsException("cannot read training settings " + file + ": " + IoErrors.reason(e));
         }
         Object root;
         try {
-            String name = file.getFileName().toString();
-            root = name.endsWith(".json") ? Json.parse(text) : new Yaml(new SafeConstructor(new LoaderOptions())).load(text);
-        } catch (RuntimeException e) {
-            throw new Settings.SettingsException(file + " is not valid " + (file.toString().endsWith(".json") ? "JSON" : "YAML")
-                    + ": " + e.getMessage().lines().findFirst().orElse(""));
+            root = json ? Json.parse(text, MAX_FILE_BYTES) : parseYaml(text);
+        } catch (JsonException e) {
+            throw new Settings.SettingsException(file + " is not valid JSON: " + e.getMessage());
+        } catch (YAMLException e) {
+            throw new Settings.SettingsException(file + " is not valid YAML: " + yamlProblem(e));
         }
         if (!(root instanceof Map)) {
             throw new Settings.SettingsException(file + ": expected a map of sections (model, data, train, optimizer, ...)");
+        }
+        if (!json) {
+            checkTree(file, root, Collections.newSetFromMap(new IdentityHashMap<>()),
+                    Collections.newSetFromMap(new IdentityHashMap<>()));
         }
         @SuppressWarnings("unchecked")
         Settings s = new Settings(file.toString(), "", (Map<String, Object>) root);
@@ -74,10 +103,103 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
         return from(s, base);
     }
 
+    /** Loads YAML with limits on nesting, length and aliases, refusing duplicate and recursive keys. */
+    private static Object parseYaml(String text) {
+        LoaderOptions options = new LoaderOptions();
+        options.setNestingDepthLimit(Json.MAX_DEPTH);
+        options.setCodePointLimit((int) MAX_FILE_BYTES);
+        options.setMaxAliasesForCollections(MAX_YAML_COLLECTION_ALIASES);
+        options.setAllowRecursiveKeys(false);
+        options.setAllowDuplicateKeys(false);
+        return new Yaml(new SafeConstructor(options)).load(text);
+    }
+
+    /** A YAML error in one line: the problem and where it is. */
+    private static String yamlProblem(YAMLException e) {
+        if (e instanceof MarkedYAMLException m && m.getProblem() != null) {
+            Mark at = m.getProblemMark();
+            return m.getProblem() + (at == null ? "" : " at line " + (at.getLine() + 1) + ", column " + (at.getColumn() + 1));
+        }
+        String msg = e.getMessage();
+        if (msg == null || msg.isBlank()) {
+            return "unreadable";
+        }
+        if (msg.startsWith("Nesting Depth exceeded")) {
+            return "collections nest deeper than the limit of " + Json.MAX_DEPTH + " levels";
+        }
+        return msg.lines().findFirst().orElse("").strip();
+    }
+
+    /**
+     * Checks a loaded YAML tree: every key is a string (settings are named), and no collection contains itself
+     * (YAML aliases can build cycles, which nothing downstream could walk). {@code done} holds the collections
+     * already checked, so shared ones (aliases) are walked once.
+     */
+    private static void checkTree(Path file, Object node, Set<Object> path, Set<Object> done) {
+        if (!(node instanceof Map<?, ?> || node instanceof List<?>) || done.contains(node)) {
+            return;
+        }
+        if (!path.add(node)) {
+            throw new Settings.SettingsException(file + ": a YAML alias makes a collection contain itself");
+        }
+        if (node instanceof Map<?, ?> map) {
+            for (Map.Entry<?, ?> e : map.entrySet()) {
+                if (!(e.getKey() instanceof String)) {
+                    throw new Settings.SettingsException(file + ": setting names must be text, found the key '"
+                            + Settings.shorten(e.getKey()) + "'");
+                }
+                checkTree(file, e.getValue(), path, done);
+            }
+        } else {
+            for (Object o : (List<?>) node) {
+                checkTree(file, o, path, done);
+            }
+        }
+        path.remove(node);
+        done.add(node);
+    }
+
+    /** Longest Java array: a micro-batch's token windows, and each of its activations, are held in one array. */
+    static final long MAX_ARRAY_LENGTH = Integer.MAX_VALUE - 8;
+
+    /** Refuses a micro-batch whose tokens, or whose widest activation, cannot be held in one array. */
+    private static void checkMicroBatch(Settings s, ModelConfig model, int seqLen, int batch) {
+        String hint = "; lower train.batch_size (and raise train.grad_accum) or data.seq_len";
+        long windows = (long) batch * (seqLen + 1L);
+        if (windows > MAX_ARRAY_LENGTH) {
+            throw s.problem("train.batch_size " + batch + " x (data.seq_len " + seqLen + " + 1) = " + windows
+                    + " tokens per micro-batch, more than one array holds (" + MAX_ARRAY_LENGTH + ")" + hint);
+        }
+        long tokens = (long) batch * seqLen;
+        long width = widestActivation(model);
+        if (tokens > MAX_ARRAY_LENGTH / width) {
+            throw s.problem("train.batch_size " + batch + " x data.seq_len " + seqLen + " = " + tokens
+                    + " tokens per micro-batch, times " + width + " values per token in the model's widest activation,"
+                    + " is more than one array holds (" + MAX_ARRAY_LENGTH + ")" + hint);
+        }
+    }
+
+    /**
+     * Values per token of the widest activation a training step keeps: the residual stream (d), the MLP's fc1
+     * output (2h), a BaseConv's in_proj output (4d), attention's qkv (3d), linear attention's q and k (heads x f).
+     */
+    static long widestActivation(ModelConfig m) {
+        long widest = Math.max(m.dModel(), 2L * m.mlpHidden());
+        for (MixerConfig mixer : m.layers()) {
+            long w = switch (mixer) {
+                case MixerConfig.BaseConv c -> 2L * c.innerWidth();
+                case MixerConfig.LinearAttention l -> (long) l.numHeads() * l.featureDim();
+                case MixerConfig.Attention a -> 3L * a.dModel();
+            };
+            widest = Math.max(widest, w);
+        }
+        return widest;
+    }
+
     /** Reads the sections of a settings tree. */
     public static TrainConfig from(Settings s, Path base) {
         Map<String, Object> model = ModelSpec.configMap(s.section("model"), base);
-        ModelSpec.parse("model settings", model);
+        ModelConfig modelConfig = ModelSpec.parse(s.source() + ": model", model);
 
         Settings data = s.section("data");
         String dir = data.string("dir", null);
@@ -121,6 +243,7 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
         int ckptInterval = ckpt.integer("interval", 500, 0, Integer.MAX_VALUE);
         ckpt.finish();
         s.finish();
+        checkMicroBatch(s, modelConfig, seqLen, batch);
 
         Path dataDir = (base == null ? Path.of(dir) : base.resolve(dir)).normalize();
         Path outDir = (base == null ? Path.of(out) : base.resolve(out)).normalize();
