@@ -217,15 +217,28 @@ public final class Trainer {
         }
     }
 
+    /**
+     * The validation split, or null when the data's manifest declares it empty (a note says so when evaluation is
+     * on). Any other problem with it is an error, found before training starts: a missing or corrupt shard, or too
+     * few tokens for one evaluation window.
+     */
     private TokenDataset openValidation() {
-        try {
-            return TokenDataset.open(cfg.data(), "val");
-        } catch (IllegalArgumentException e) {
+        if (!TokenDataset.hasTokens(cfg.data(), "val")) {
             if (cfg.evalInterval() > 0) {
-                out.println("no validation shards in " + cfg.data() + ": validation is skipped");
+                out.println("note: " + cfg.data() + " holds an empty validation split (tokenized with --val-fraction"
+                        + " 0): validation is skipped");
             }
             return null;
         }
+        TokenDataset val = TokenDataset.open(cfg.data(), "val");
+        int window = cfg.seqLen() + 1;
+        if (cfg.evalInterval() > 0 && val.count() < window) {
+            val.close();
+            throw new IllegalArgumentException("the validation split in " + cfg.data() + " holds " + val.count()
+                    + " tokens, fewer than one evaluation window of " + window + " (seq_len + 1): tokenize with a"
+                    + " larger --val-fraction, shorten seq_len, or set eval.interval to 0");
+        }
+        return val;
     }
 
     private void checkVocabulary(TokenDataset data, ModelConfig config) {

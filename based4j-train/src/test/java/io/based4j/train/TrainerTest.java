@@ -14,7 +14,7 @@ import io.based4j.model.BasedModel;
 import io.based4j.sampling.SamplingParams;
 import io.based4j.tokenizer.Gpt2Tokenizer;
 import io.based4j.train.cpu.CpuTrainBackend;
-import io.based4j.train.data.TokenShard;
+import io.based4j.train.data.DatasetWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -65,7 +65,7 @@ class TrainerTest {
         int[] tokens = java.util.Arrays.copyOf(text, text.length + 1);
         tokens[text.length] = tok.eosId();
         Path data = tmp.resolve("data");
-        TokenShard.write(data.resolve("train-00000.bin"), tokens);
+        DatasetWriter.writeAll(data, tokens, new int[0]);
         Map<String, Object> model = new LinkedHashMap<>(Map.of("d_model", 64, "layers", List.of("conv", "linear", "swa"),
                 "heads", 2, "feature_dim", 8, "window_size", 16));
         TrainConfig cfg = config(settings(model, data, 32, 120, 4, 0, 3e-3, tmp.resolve("run")));
@@ -82,7 +82,7 @@ class TrainerTest {
         }
     }
 
-    /** Random tokens below a small vocabulary, as a shard without a manifest. */
+    /** Random tokens below a small vocabulary, as a training split without validation. */
     private Path randomData(int vocab, int count) {
         Path data = tmp.resolve("random");
         SplittableRandom r = new SplittableRandom(1);
@@ -91,7 +91,7 @@ class TrainerTest {
             // some structure so that the loss moves: every other token repeats its predecessor
             tokens[i] = i % 2 == 1 ? tokens[i - 1] : r.nextInt(vocab);
         }
-        TokenShard.write(data.resolve("train-00000.bin"), tokens);
+        DatasetWriter.writeAll(data, tokens, new int[0]);
         return data;
     }
 
