@@ -1,8 +1,8 @@
 package io.based4j.cli;
 
 import io.based4j.tokenizer.Gpt2Tokenizer;
+import io.based4j.train.data.DatasetWriter;
 import io.based4j.train.data.ShardWriter;
-import io.based4j.train.data.TokenDataset;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
@@ -61,7 +61,13 @@ final class DataCommand implements Runnable {
                         + "ceil(F * n) tokens of every document (plus an <|endoftext|>) go to the validation split, "
                         + "the rest to the training split, so validation covers every source.",
                 "",
-                "Writes DIR/train-00000.bin ..., DIR/val-00000.bin ... and the manifest DIR/data.json."})
+                "Writes the shards DIR/train-<tag>-00000.bin ..., DIR/val-<tag>-00000.bin ... and the manifest "
+                        + "DIR/data.json, which lists them: a dataset is exactly the shards its manifest lists.",
+                "",
+                "A folder that already holds anything is refused unless --overwrite is given. Then the new dataset is "
+                        + "written beside the old one and replaces it only once complete (the old one's shards are "
+                        + "deleted after that); a run that fails leaves the old dataset as it was. Files the "
+                        + "dataset does not list are never touched."})
     static final class Tokenize implements Callable<Integer> {
         @Option(names = "--input", arity = "1..*", required = true, paramLabel = "FILE",
                 description = "Text files or directories to tokenize, in order.")
@@ -79,6 +85,11 @@ final class DataCommand implements Runnable {
                 description = "Tokens per shard file (default ${DEFAULT-VALUE}).")
         long shardTokens;
 
+        @Option(names = "--overwrite",
+                description = "Replace the dataset DIR holds (files it does not list are kept); without it a "
+                        + "folder that holds anything is refused.")
+        boolean overwrite;
+
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
 
@@ -91,58 +102,53 @@ final class DataCommand implements Runnable {
                 throw new UsageException("--shard-tokens must be >= 1, got " + shardTokens);
             }
             List<Path> docs = expandInputs(inputs);
-            if (Files.exists(out) && !Files.isDirectory(out)) {
-                throw new IllegalArgumentException("--out " + out + ": exists and is not a directory");
-            }
-            try {
-                Files.createDirectories(out);
-                // a manifest from an earlier run must not describe the shards of this one if it fails midway
-                Files.deleteIfExists(out.resolve(TokenDataset.MANIFEST));
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot prepare output directory " + out + ": " + e.getMessage(), e);
+            checkOutside(docs, out);
+            DatasetWriter.Contents existing = DatasetWriter.inspect(out);
+            if (!existing.isEmpty() && !overwrite) {
+                throw new IllegalArgumentException("--out " + out + " already holds " + existing.describe() + "; add"
+                        + " --overwrite to " + (existing.manifest() != null ? "replace that dataset (files it does not"
+                        + " list are kept)" : "write the dataset beside what is there (it is kept)")
+                        + ", or choose an empty folder");
             }
 
             Gpt2Tokenizer tok = Gpt2Tokenizer.load();
             long t0 = System.nanoTime();
             Totals totals = new Totals();
-            ShardWriter train = new ShardWriter(out, "train", shardTokens);
-            ShardWriter val = new ShardWriter(out, "val", shardTokens);
-            boolean ok = false;
             int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
-            try (ForkJoinPool pool = new ForkJoinPool(threads)) {
-                try {
-                    tokenizeAll(docs, tok, pool, train, val, totals, threads);
-                    ok = true;
-                } finally {
-                    if (!ok) {
-                        pool.shutdownNow();
+            DatasetWriter.Committed done;
+            ShardWriter train;
+            ShardWriter val;
+            try (DatasetWriter writer = DatasetWriter.create(out, shardTokens)) {
+                train = writer.split("train");
+                val = writer.split("val");
+                try (ForkJoinPool pool = new ForkJoinPool(threads)) {
+                    boolean ok = false;
+                    try {
+                        tokenizeAll(docs, tok, pool, train, val, totals, threads);
+                        ok = true;
+                    } finally {
+                        if (!ok) {
+                            pool.shutdownNow();
+                        }
                     }
                 }
-            } finally {
-                if (ok) {
-                    train.close();
-                    val.close();
-                } else {
-                    train.abort();
-                    val.abort();
-                }
+                Map<String, Object> manifest = new LinkedHashMap<>();
+                manifest.put("tokenizer", "gpt2");
+                manifest.put("vocab_size", tok.vocabSize());
+                manifest.put("eos_token_id", tok.eosId());
+                manifest.put("documents", docs.size());
+                manifest.put("inputs", inputs.stream().map(Path::toString).toList());
+                manifest.put("val_fraction", valFraction);
+                manifest.put("shard_tokens", shardTokens);
+                done = writer.commit(manifest);
             }
-
-            Map<String, Object> manifest = new LinkedHashMap<>();
-            manifest.put("format", TokenDataset.FORMAT);
-            manifest.put("version", 1);
-            manifest.put("tokenizer", "gpt2");
-            manifest.put("vocab_size", tok.vocabSize());
-            manifest.put("eos_token_id", tok.eosId());
-            manifest.put("train_tokens", train.written());
-            manifest.put("val_tokens", val.written());
-            manifest.put("documents", docs.size());
-            manifest.put("inputs", inputs.stream().map(Path::toString).toList());
-            manifest.put("val_fraction", valFraction);
-            manifest.put("shard_tokens", shardTokens);
-            manifest.put("train_shards", train.shards().size());
-            manifest.put("val_shards", val.shards().size());
-            TokenDataset.writeManifest(out, manifest);
+            if (existing.manifest() != null) {
+                Progress.note("replaced the dataset in " + out + " (deleted its " + done.deleted().size()
+                        + " shard file(s))");
+            }
+            for (String problem : done.notDeleted()) {
+                Progress.note("could not delete a shard of the replaced dataset: " + problem);
+            }
 
             double secs = Math.max(1e-9, (System.nanoTime() - t0) / 1e9);
             long tokens = train.written() + val.written();
@@ -150,11 +156,11 @@ final class DataCommand implements Runnable {
             pw.printf("documents  %,d (%.1f MB of text, %,d empty)%n", docs.size(), totals.textBytes / 1e6,
                     totals.emptyDocs);
             pw.printf("train      %,d tokens in %d shard(s), %.1f MB%n", train.written(), train.shards().size(),
-                    bytes(train.shards()) / 1e6);
+                    train.bytes() / 1e6);
             pw.printf("val        %,d tokens in %d shard(s), %.1f MB%n", val.written(), val.shards().size(),
-                    bytes(val.shards()) / 1e6);
+                    val.bytes() / 1e6);
             pw.printf("speed      %,.0f tokens/s (%.1f s on %d threads)%n", tokens / secs, secs, threads);
-            pw.printf("wrote      %s%n", out.resolve(TokenDataset.MANIFEST));
+            pw.printf("wrote      %s%n", done.manifest().file());
             pw.flush();
             return 0;
         }
@@ -190,7 +196,7 @@ final class DataCommand implements Runnable {
                     if (c instanceof Error err) {
                         throw err;
                     }
-                    throw new IllegalStateException(p.file() + ": " + c, c);
+                    throw new IllegalStateException("input file " + p.file() + ": " + c.getMessage(), c);
                 }
                 inFlightBytes -= p.bytes();
                 totals.textBytes += p.bytes();
@@ -215,18 +221,6 @@ final class DataCommand implements Runnable {
                             train.written() + val.written()));
                 }
             }
-        }
-
-        private static long bytes(List<Path> files) {
-            long b = 0;
-            for (Path f : files) {
-                try {
-                    b += Files.size(f);
-                } catch (IOException e) {
-                    throw new UncheckedIOException(e);
-                }
-            }
-            return b;
         }
     }
 
@@ -254,9 +248,10 @@ final class DataCommand implements Runnable {
 
     /**
      * The documents named by the arguments: files as given, directories replaced by their regular files
-     * (recursively, sorted by path).
+     * (recursively, sorted by path). Each is checked to be readable and small enough before any is read.
      *
-     * @throws IllegalArgumentException naming an argument that does not exist or a directory without files
+     * @throws IllegalArgumentException naming an argument that does not exist or a directory without files, or a
+     *                                  document that cannot be read or is too large
      */
     static List<Path> expandInputs(List<Path> inputs) {
         List<Path> docs = new ArrayList<>();
@@ -281,7 +276,31 @@ final class DataCommand implements Runnable {
                 throw new IllegalArgumentException("input file " + in + ": no such file or directory");
             }
         }
+        for (Path doc : docs) {
+            if (!Files.isReadable(doc)) {
+                throw new IllegalArgumentException("input file " + doc + ": permission denied");
+            }
+            checkSize(doc, sizeOf(doc));
+        }
         return docs;
+    }
+
+    /** Refuses documents inside the output folder (shards of an earlier run are not text). */
+    static void checkOutside(List<Path> docs, Path out) {
+        Path o = out.toAbsolutePath().normalize();
+        for (Path doc : docs) {
+            if (doc.toAbsolutePath().normalize().startsWith(o)) {
+                throw new IllegalArgumentException("input file " + doc + " lies inside --out " + out
+                        + ": keep the text and the token folder apart");
+            }
+        }
+    }
+
+    private static void checkSize(Path file, long size) {
+        if (size > MAX_FILE_BYTES) {
+            throw new IllegalArgumentException("input file " + file + ": too large (" + size
+                    + " bytes; split it into files under 2 GB)");
+        }
     }
 
     /** Reads a document and encodes it. */
@@ -297,11 +316,7 @@ final class DataCommand implements Runnable {
     static String readUtf8(Path file) {
         byte[] bytes;
         try {
-            long size = Files.size(file);
-            if (size > MAX_FILE_BYTES) {
-                throw new IllegalArgumentException("input file " + file + ": too large (" + size
-                        + " bytes; split it into files under 2 GB)");
-            }
+            checkSize(file, Files.size(file));
             bytes = Files.readAllBytes(file);
         } catch (NoSuchFileException e) {
             throw new IllegalArgumentException("input file " + file + ": no such file", e);

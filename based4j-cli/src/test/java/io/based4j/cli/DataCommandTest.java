@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.based4j.json.Json;
 import io.based4j.tokenizer.Gpt2Tokenizer;
 import io.based4j.train.data.TokenDataset;
+import io.based4j.train.data.TokenManifest;
 import io.based4j.train.data.TokenShard;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -19,6 +20,8 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
+import java.util.TreeMap;
 import java.util.stream.IntStream;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -103,7 +106,7 @@ class DataCommandTest {
 
         Map<String, Object> m = Json.parseObject(Files.readString(out.resolve("data.json")));
         assertEquals("based4j-tokens", m.get("format"));
-        assertEquals(1L, m.get("version"));
+        assertEquals(2L, m.get("version"));
         assertEquals("gpt2", m.get("tokenizer"));
         assertEquals(50257L, m.get("vocab_size"));
         assertEquals(50256L, m.get("eos_token_id"));
@@ -119,14 +122,28 @@ class DataCommandTest {
             assertTrue(s.noneMatch(p -> p.getFileName().toString().endsWith(".tmp")));
         }
 
+        // the manifest lists the shards, which are all the folder holds besides it
+        List<Path> shards = new ArrayList<>(listed(out, "train"));
+        shards.addAll(listed(out, "val"));
+        assertEquals(2, shards.size());
+        try (Stream<Path> s = Files.list(out)) {
+            assertEquals(Stream.concat(Stream.of(out.resolve("data.json")), shards.stream()).sorted().toList(),
+                    s.sorted().toList());
+        }
+
         // the output is deterministic
         Path out2 = tmp.resolve("tokens2");
         assertEquals(0, run("data", "tokenize", "--input", a.toString(), b.toString(), "--out", out2.toString(),
                 "--val-fraction", "0.1").code());
-        assertArrayEquals(Files.readAllBytes(out.resolve("train-00000.bin")),
-                Files.readAllBytes(out2.resolve("train-00000.bin")));
-        assertArrayEquals(Files.readAllBytes(out.resolve("val-00000.bin")),
-                Files.readAllBytes(out2.resolve("val-00000.bin")));
+        for (String split : List.of("train", "val")) {
+            assertArrayEquals(Files.readAllBytes(listed(out, split).getFirst()),
+                    Files.readAllBytes(listed(out2, split).getFirst()));
+        }
+    }
+
+    /** The shard files {@code dir/data.json} lists for {@code split}. */
+    static List<Path> listed(Path dir, String split) {
+        return TokenManifest.read(dir).shards(split).stream().map(s -> dir.resolve(s.file())).toList();
     }
 
     @Test
@@ -158,14 +175,15 @@ class DataCommandTest {
         Map<String, Object> m = Json.parseObject(Files.readString(out.resolve("data.json")));
         assertEquals(3L, m.get("documents"));
 
-        // a second run into the same directory without validation removes the old shards
-        r = run("data", "tokenize", "--input", x.toString(), "--out", out.toString(), "--val-fraction", "0");
+        // a second run into the same directory without validation replaces the dataset and its shards
+        r = run("data", "tokenize", "--input", x.toString(), "--out", out.toString(), "--val-fraction", "0",
+                "--overwrite");
         assertEquals(0, r.code(), r.err());
         assertArrayEquals(concat(ta, new int[] {EOS}), readAll(out, "train"));
         try (Stream<Path> s = Files.list(out)) {
-            List<String> names = s.map(p -> p.getFileName().toString()).sorted().toList();
-            assertEquals(List.of("data.json", "train-00000.bin"), names);
+            assertEquals(List.of(out.resolve("data.json"), listed(out, "train").getFirst()), s.sorted().toList());
         }
+        assertEquals(List.of(), listed(out, "val"));
         m = Json.parseObject(Files.readString(out.resolve("data.json")));
         assertEquals(0L, m.get("val_tokens"));
         assertEquals((long) ta.length + 1, m.get("train_tokens"));
@@ -197,10 +215,7 @@ class DataCommandTest {
         String err = r.err().strip();
         assertEquals(1, err.lines().count(), err);
         assertTrue(err.contains(bad.toString()) && err.contains("UTF-8") && err.contains("offset 3"), err);
-        assertFalse(Files.exists(out.resolve("data.json")));
-        try (Stream<Path> s = Files.list(out)) {
-            assertTrue(s.noneMatch(p -> p.getFileName().toString().endsWith(".tmp")));
-        }
+        assertFalse(Files.exists(out), "the folder the failed run created is removed again");
 
         r = run("data", "tokenize", "--input", a.toString(), "--out", out.toString(), "--val-fraction", "1");
         assertEquals(2, r.code());
@@ -215,6 +230,121 @@ class DataCommandTest {
         r = run("data", "tokenize", "--out", out.toString());
         assertEquals(2, r.code());
         assertTrue(r.err().contains("--input"), r.err());
+    }
+
+    /** Every file of {@code dir} with its bytes. */
+    static Map<String, byte[]> snapshot(Path dir) throws IOException {
+        Map<String, byte[]> m = new TreeMap<>();
+        try (Stream<Path> s = Files.list(dir)) {
+            for (Path p : s.toList()) {
+                m.put(p.getFileName().toString(), Files.readAllBytes(p));
+            }
+        }
+        return m;
+    }
+
+    static void assertUnchanged(Map<String, byte[]> before, Path dir) throws IOException {
+        Map<String, byte[]> now = snapshot(dir);
+        assertEquals(before.keySet(), now.keySet());
+        before.forEach((k, v) -> assertArrayEquals(v, now.get(k), k));
+    }
+
+    static void assertOneErrorLine(Result r, String... words) {
+        assertEquals(1, r.code(), r.err());
+        String err = r.err().strip();
+        assertEquals(1, err.lines().count(), err);
+        assertTrue(err.startsWith("based4j: error: "), err);
+        for (String w : words) {
+            assertTrue(err.contains(w), "'" + w + "' missing from: " + err);
+        }
+    }
+
+    @Test
+    void aFailedRunOverADatasetLeavesItIntact() throws IOException {
+        Path a = Files.writeString(tmp.resolve("a.txt"), DOC_A);
+        Path b = Files.writeString(tmp.resolve("b.txt"), DOC_B);
+        Path out = tmp.resolve("tokens");
+        assertEquals(0, run("data", "tokenize", "--input", b.toString(), "--out", out.toString(), "--shard-tokens",
+                "5").code());
+        int[] train = readAll(out, "train");
+        int[] val = readAll(out, "val");
+        Files.writeString(out.resolve("README"), "notes of the user");
+        Map<String, byte[]> before = snapshot(out);
+
+        // the valid document is tokenized into several complete shards before the invalid one fails the run
+        Path bad = Files.write(tmp.resolve("z-latin1.txt"), new byte[] {'c', 'a', 'f', (byte) 0xE9});
+        assertTrue(TOK.encode(DOC_A).length > 3 * 5);
+        Result r = run("data", "tokenize", "--input", a.toString(), bad.toString(), "--out", out.toString(),
+                "--shard-tokens", "5", "--overwrite");
+        assertOneErrorLine(r, bad.toString(), "UTF-8");
+        assertUnchanged(before, out);
+        assertArrayEquals(train, readAll(out, "train"));
+        assertArrayEquals(val, readAll(out, "val"));
+    }
+
+    @Test
+    void aFolderThatHoldsAnythingIsRefusedWithoutOverwrite() throws IOException {
+        Path a = Files.writeString(tmp.resolve("a.txt"), DOC_A);
+        Path out = tmp.resolve("tokens");
+        assertEquals(0, run("data", "tokenize", "--input", a.toString(), "--out", out.toString()).code());
+        Map<String, byte[]> before = snapshot(out);
+        Result r = run("data", "tokenize", "--input", a.toString(), "--out", out.toString());
+        assertOneErrorLine(r, "--out " + out, "a token dataset (data.json and 2 shard files)", "--overwrite");
+        assertUnchanged(before, out);
+
+        Path notes = Files.createDirectories(tmp.resolve("notes"));
+        Files.writeString(notes.resolve("todo.txt"), "mine");
+        r = run("data", "tokenize", "--input", a.toString(), "--out", notes.toString());
+        assertOneErrorLine(r, "--out " + notes, "1 entry (todo.txt)", "--overwrite");
+        assertEquals(List.of("todo.txt"), List.copyOf(snapshot(notes).keySet()));
+
+        // a data.json that is not a token manifest is not replaced, not even with --overwrite
+        Path other = Files.createDirectories(tmp.resolve("other"));
+        Files.writeString(other.resolve("data.json"), "{\"format\": \"someone-else\"}");
+        r = run("data", "tokenize", "--input", a.toString(), "--out", other.toString(), "--overwrite");
+        assertOneErrorLine(r, other.resolve("data.json").toString(), "not a based4j token manifest");
+        assertEquals("{\"format\": \"someone-else\"}", Files.readString(other.resolve("data.json")));
+
+        // an output path that cannot be a folder is named before any work
+        Path plain = Files.writeString(tmp.resolve("plain"), "x");
+        r = run("data", "tokenize", "--input", a.toString(), "--out", plain.toString());
+        assertOneErrorLine(r, plain + ": exists and is not a directory");
+        r = run("data", "tokenize", "--input", a.toString(), "--out", plain.resolve("tokens").toString());
+        assertOneErrorLine(r, plain.resolve("tokens").toString(), "cannot create the folder");
+
+        // the text may not lie inside the token folder (an earlier run's shards are not text)
+        Files.createDirectories(out.resolve("text"));
+        Path inside = Files.writeString(out.resolve("text/doc.txt"), DOC_B);
+        r = run("data", "tokenize", "--input", inside.toString(), "--out", out.toString(), "--overwrite");
+        assertOneErrorLine(r, inside.toString(), "inside --out");
+    }
+
+    @Test
+    void overwriteReplacesTheDatasetAndKeepsFilesItDoesNotList() throws IOException {
+        Path a = Files.writeString(tmp.resolve("a.txt"), DOC_A);
+        Path b = Files.writeString(tmp.resolve("b.txt"), DOC_B);
+        Path out = tmp.resolve("tokens");
+        assertEquals(0, run("data", "tokenize", "--input", a.toString(), "--out", out.toString(), "--shard-tokens",
+                "10").code());
+        List<Path> old = new ArrayList<>(listed(out, "train"));
+        old.addAll(listed(out, "val"));
+        assertTrue(old.size() > 2);
+        // a foreign file, and a valid shard with a shard's name that the dataset does not list
+        Files.writeString(out.resolve("notes.txt"), "mine");
+        TokenShard.write(out.resolve("train-00000.bin"), new int[] {1, 2, 3});
+        byte[] foreignShard = Files.readAllBytes(out.resolve("train-00000.bin"));
+
+        Result r = run("data", "tokenize", "--input", b.toString(), "--out", out.toString(), "--val-fraction", "0",
+                "--overwrite");
+        assertEquals(0, r.code(), r.err());
+        assertArrayEquals(concat(TOK.encode(DOC_B), new int[] {EOS}), readAll(out, "train"));
+        for (Path p : old) {
+            assertFalse(Files.exists(p), p + " of the replaced dataset is deleted");
+        }
+        assertEquals("mine", Files.readString(out.resolve("notes.txt")));
+        assertArrayEquals(foreignShard, Files.readAllBytes(out.resolve("train-00000.bin")));
+        assertEquals(Set.of("data.json", "notes.txt", "train-00000.bin", listed(out, "train").getFirst()
+                .getFileName().toString()), snapshot(out).keySet());
     }
 
     @Test

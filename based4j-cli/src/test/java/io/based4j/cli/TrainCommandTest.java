@@ -5,8 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.json.Json;
-import io.based4j.train.data.TokenDataset;
-import io.based4j.train.data.TokenShard;
+import io.based4j.train.data.DatasetWriter;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -96,17 +95,7 @@ class TrainCommandTest {
         for (int i = 0; i < count; i++) {
             tokens[i] = i % 2 == 1 ? tokens[i - 1] : r.nextInt(64);
         }
-        TokenShard.write(dir.resolve("train-00000.bin"), tokens);
-        Map<String, Object> m = new java.util.LinkedHashMap<>();
-        m.put("format", TokenDataset.FORMAT);
-        m.put("version", 1);
-        m.put("vocab_size", 64);
-        m.put("eos_token_id", 0);
-        m.put("train_tokens", count);
-        m.put("val_tokens", 0);
-        m.put("train_shards", 1);
-        m.put("val_shards", 0);
-        TokenDataset.writeManifest(dir, m);
+        DatasetWriter.writeAll(dir, tokens, new int[0], Map.of("vocab_size", 64L, "eos_token_id", 0L));
         return dir;
     }
 

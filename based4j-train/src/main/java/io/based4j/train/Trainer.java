@@ -293,15 +293,20 @@ public final class Trainer {
         }
     }
 
+    /**
+     * The validation split, or null when the data's manifest declares it empty (a note says so when evaluation is
+     * on). Any other problem with it is an error, found before training starts: a missing or corrupt shard (too few
+     * tokens for one evaluation window is {@link #checkValidation}'s).
+     */
     private TokenDataset openValidation() {
-        try {
-            return TokenDataset.open(cfg.data(), "val");
-        } catch (IllegalArgumentException e) {
+        if (!TokenDataset.hasTokens(cfg.data(), "val")) {
             if (cfg.evalInterval() > 0) {
-                out.println("no validation shards in " + cfg.data() + ": validation is skipped");
+                out.println("note: " + cfg.data() + " holds an empty validation split (tokenized with --val-fraction"
+                        + " 0): validation is skipped");
             }
             return null;
         }
+        return TokenDataset.open(cfg.data(), "val");
     }
 
     /** The validation split, when validation runs, must hold one window (found before training, not after it). */

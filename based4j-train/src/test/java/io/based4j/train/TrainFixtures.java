@@ -2,8 +2,7 @@ package io.based4j.train;
 
 import io.based4j.json.Json;
 import io.based4j.train.cpu.CpuTrainBackend;
-import io.based4j.train.data.TokenDataset;
-import io.based4j.train.data.TokenShard;
+import io.based4j.train.data.DatasetWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -25,20 +24,8 @@ final class TrainFixtures {
      * null, and the {@code data.json} manifest.
      */
     static Path tokens(Path dir, int[] train, int[] val, int vocab, int eos) {
-        TokenShard.write(dir.resolve("train-00000.bin"), train);
-        if (val != null) {
-            TokenShard.write(dir.resolve("val-00000.bin"), val);
-        }
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("format", TokenDataset.FORMAT);
-        m.put("version", 1);
-        m.put("vocab_size", vocab);
-        m.put("eos_token_id", eos);
-        m.put("train_tokens", train.length);
-        m.put("val_tokens", val == null ? 0 : val.length);
-        m.put("train_shards", 1);
-        m.put("val_shards", val == null ? 0 : 1);
-        TokenDataset.writeManifest(dir, m);
+        DatasetWriter.writeAll(dir, train, val == null ? new int[0] : val,
+                Map.of("vocab_size", (long) vocab, "eos_token_id", (long) eos));
         return dir;
     }
 

@@ -1,40 +1,39 @@
 package io.based4j.train.data;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
-import java.nio.file.DirectoryStream;
+import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Objects;
-import java.util.Set;
 import java.util.regex.Pattern;
 
 /**
  * Streams tokens into numbered {@link TokenShard} files {@code DIR/{prefix}-00000.bin}, {@code -00001.bin}, ...,
  * starting a new shard every {@code shardTokens} tokens.
  *
- * <p>Each shard is written to {@code name.tmp} and renamed into place once complete, so a reader never sees a
- * partial shard. Memory use is a fixed 1 MiB staging buffer whatever the shard size. {@link #close()} finishes
- * the last (partial) shard and then deletes shards of the same prefix left in the directory by an earlier run
- * ({@code {prefix}-NNNNN.bin} files this writer did not write), so that the directory holds exactly this run's
- * shards. Not thread-safe.
+ * <p>Each shard is written to {@code name.tmp} (created new: an existing file is never overwritten) and renamed into
+ * place once complete, so a reader never sees a partial shard. Memory use is a fixed 1 MiB staging buffer whatever
+ * the shard size. The writer touches no file it did not create: {@link #close()} finishes the last (partial)
+ * shard; {@link #abort()} deletes everything this writer wrote. Not thread-safe.
  */
 public final class ShardWriter implements AutoCloseable {
-    private static final Pattern PREFIX = Pattern.compile("[A-Za-z0-9_.]+");
+    private static final Pattern PREFIX = Pattern.compile("[A-Za-z0-9_.-]+");
     private static final int STAGING_BYTES = 1 << 20;
 
     private final Path dir;
     private final String prefix;
     private final long shardTokens;
     private final List<Path> shards = new ArrayList<>();
+    private final List<TokenManifest.Shard> entries = new ArrayList<>();
     private final ByteBuffer staging = ByteBuffer.allocate(STAGING_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+    private final Gate gate;
 
     private FileChannel channel;
     private Path current;
@@ -46,15 +45,29 @@ public final class ShardWriter implements AutoCloseable {
 
     /**
      * @param dir         output directory (created if missing)
-     * @param prefix      shard name prefix, letters, digits, '_' or '.' (e.g. {@code train})
+     * @param prefix      shard name prefix, letters, digits, '_', '.' or '-' (e.g. {@code train})
      * @param shardTokens tokens per shard, at least 1
      */
     public ShardWriter(Path dir, String prefix, long shardTokens) {
+        this(dir, prefix, shardTokens, IoStep::run);
+    }
+
+    /** A step that creates or renames a file. */
+    interface IoStep {
+        void run() throws IOException;
+    }
+
+    /** Runs the steps that create or rename files, so that an owner can stop them (and clean up) at any time. */
+    interface Gate {
+        void run(IoStep step) throws IOException;
+    }
+
+    ShardWriter(Path dir, String prefix, long shardTokens, Gate gate) {
         Objects.requireNonNull(dir, "dir");
         Objects.requireNonNull(prefix, "prefix");
         if (!PREFIX.matcher(prefix).matches()) {
             throw new IllegalArgumentException("shard prefix \"" + prefix
-                    + "\" must be non-empty and use only letters, digits, '_' or '.'");
+                    + "\" must be non-empty and use only letters, digits, '_', '.' or '-'");
         }
         if (shardTokens < 1) {
             throw new IllegalArgumentException("tokens per shard must be >= 1, got " + shardTokens);
@@ -65,11 +78,12 @@ public final class ShardWriter implements AutoCloseable {
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create output directory " + dir + ": " + e.getMessage(), e);
+            throw TokenShard.ioError("cannot create output directory", dir, e);
         }
         this.dir = dir;
         this.prefix = prefix;
         this.shardTokens = shardTokens;
+        this.gate = gate;
     }
 
     /** Name of shard number {@code index}: {@code {prefix}-%05d.bin}. */
@@ -108,7 +122,7 @@ public final class ShardWriter implements AutoCloseable {
                 }
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write token shard " + current + ": " + e.getMessage(), e);
+            throw TokenShard.ioError("cannot write token shard", current, e);
         }
     }
 
@@ -132,6 +146,20 @@ public final class ShardWriter implements AutoCloseable {
         return List.copyOf(shards);
     }
 
+    /** Completed shards as manifest entries: file name and token count, in order. */
+    public List<TokenManifest.Shard> entries() {
+        return List.copyOf(entries);
+    }
+
+    /** Bytes of the completed shards. */
+    public long bytes() {
+        long b = 0;
+        for (TokenManifest.Shard s : entries) {
+            b += TokenShard.HEADER_BYTES + (long) TokenShard.BYTES_PER_TOKEN * s.tokens();
+        }
+        return b;
+    }
+
     public Path dir() {
         return dir;
     }
@@ -140,7 +168,7 @@ public final class ShardWriter implements AutoCloseable {
         return prefix;
     }
 
-    /** Finishes the last shard (if it holds any tokens) and removes stale shards of this prefix. */
+    /** Finishes the last shard (if it holds any tokens). */
     @Override
     public void close() {
         if (closed) {
@@ -150,23 +178,25 @@ public final class ShardWriter implements AutoCloseable {
             if (channel != null) {
                 finishShard();
             }
-            removeStale();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot finish token shard " + current + ": " + e.getMessage(), e);
+            throw TokenShard.ioError("cannot finish token shard", current, e);
         } finally {
             closed = true;
         }
     }
 
-    /** Abandons the shard in progress (its temporary file is deleted); completed shards stay. */
+    /**
+     * Abandons the writer: the shard in progress and every shard it completed are deleted (best effort: files that
+     * cannot be deleted stay). Nothing else in the directory is touched. Allowed after {@link #close()} too.
+     */
     public void abort() {
-        if (closed) {
-            return;
-        }
         closed = true;
-        if (channel != null) {
-            discardShard();
+        discardShard();
+        for (Path p : shards) {
+            TokenShard.deleteQuietly(p);
         }
+        shards.clear();
+        entries.clear();
     }
 
     /** Closes the shard in progress without finishing it and deletes its temporary file. */
@@ -178,8 +208,8 @@ public final class ShardWriter implements AutoCloseable {
                 // the temporary file is deleted next
             }
             channel = null;
+            TokenShard.deleteQuietly(currentTmp);
         }
-        TokenShard.deleteQuietly(currentTmp);
     }
 
     private void ensureOpen() {
@@ -191,8 +221,8 @@ public final class ShardWriter implements AutoCloseable {
     private void startShard() throws IOException {
         current = dir.resolve(shardName(prefix, shards.size()));
         currentTmp = TokenShard.tmpPath(current);
-        channel = FileChannel.open(currentTmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-                StandardOpenOption.TRUNCATE_EXISTING);
+        // CREATE_NEW: a file of that name that this writer did not create is an error, never overwritten
+        gate.run(() -> channel = FileChannel.open(currentTmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE));
         TokenShard.writeFully(channel, TokenShard.header(0), 0);
         filePos = TokenShard.HEADER_BYTES;
         inShard = 0;
@@ -212,27 +242,19 @@ public final class ShardWriter implements AutoCloseable {
             channel.force(true);
             channel.close();
             channel = null;
-            TokenShard.moveAtomically(currentTmp, current);
+            gate.run(() -> {
+                if (Files.exists(current, LinkOption.NOFOLLOW_LINKS)) {
+                    throw new FileAlreadyExistsException(current.toString(), null, "a file of that name exists (not"
+                            + " written by this writer; it is left as it is)");
+                }
+                TokenShard.moveAtomically(currentTmp, current);
+            });
         } catch (IOException e) {
             discardShard();
+            TokenShard.deleteQuietly(currentTmp);
             throw e;
         }
         shards.add(current);
-    }
-
-    private void removeStale() throws IOException {
-        Set<Path> mine = new HashSet<>(shards);
-        Pattern stale = Pattern.compile(Pattern.quote(prefix) + "-[0-9]{5,}\\.bin");
-        List<Path> remove = new ArrayList<>();
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
-            for (Path p : ds) {
-                if (stale.matcher(p.getFileName().toString()).matches() && !mine.contains(p)) {
-                    remove.add(p);
-                }
-            }
-        }
-        for (Path p : remove) {
-            Files.deleteIfExists(p);
-        }
+        entries.add(new TokenManifest.Shard(current.getFileName().toString(), inShard));
     }
 }

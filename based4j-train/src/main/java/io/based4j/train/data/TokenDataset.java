@@ -1,46 +1,26 @@
 package io.based4j.train.data;
 
-import io.based4j.json.Json;
-import io.based4j.json.JsonException;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collections;
-import java.util.Comparator;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
-import java.util.regex.Pattern;
 
 /**
- * One split ({@code train}, {@code val}, ...) of a tokenized corpus: the shards {@code DIR/{split}-*.bin}, taken in
- * file-name order and read as one concatenated token sequence.
- *
- * <p>The directory's manifest {@code data.json} (written by {@code based4j data tokenize}) is optional; when it is
- * present its {@code format} must be {@code based4j-tokens}, and a {@code {split}_tokens} count in it must match
- * the shards (so stale or missing shards are caught). Thread-safe for reads.
+ * One split ({@code train}, {@code val}, ...) of a tokenized corpus: exactly the shards the folder's manifest
+ * {@code data.json} lists for the split (see {@link TokenManifest}), read in order as one concatenated token
+ * sequence. Other files in the folder, shard-like names included, are no part of the dataset. Thread-safe for reads.
  */
 public final class TokenDataset implements AutoCloseable {
-    /** File name of the manifest in a token directory. */
-    public static final String MANIFEST = "data.json";
-    /** Value of the manifest's {@code format} field. */
-    public static final String FORMAT = "based4j-tokens";
-    private static final Pattern SPLIT = Pattern.compile("[A-Za-z0-9_.]+");
-
     private final Path dir;
     private final String split;
     private final List<TokenShard> shards;
     /** starts[i] = index of shard i's first token; starts[n] = total count. */
     private final long[] starts;
-    private final Map<String, Object> manifest;
+    private final TokenManifest manifest;
 
-    private TokenDataset(Path dir, String split, List<TokenShard> shards, Map<String, Object> manifest) {
+    private TokenDataset(Path dir, String split, List<TokenShard> shards, TokenManifest manifest) {
         this.dir = dir;
         this.split = split;
         this.shards = List.copyOf(shards);
@@ -52,48 +32,41 @@ public final class TokenDataset implements AutoCloseable {
     }
 
     /**
-     * Opens every {@code dir/{split}-*.bin} shard.
+     * Opens the shards that {@code dir/data.json} lists for {@code split}, checking that each exists, is a valid
+     * shard and holds the tokens the manifest states.
      *
-     * @throws IllegalArgumentException when the directory is missing, holds no shard of the split, a shard is
-     *                                  invalid, or the manifest is invalid or disagrees with the shards
+     * @throws IllegalArgumentException naming the file at fault when the folder or its manifest is missing or
+     *                                  invalid, the manifest declares no such split or an empty one, or a listed
+     *                                  shard is missing, invalid or holds another count than the manifest states
      */
     public static TokenDataset open(Path dir, String split) {
-        Objects.requireNonNull(dir, "dir");
-        Objects.requireNonNull(split, "split");
-        if (!SPLIT.matcher(split).matches()) {
-            throw new IllegalArgumentException("split name \"" + split
-                    + "\" must be non-empty and use only letters, digits, '_' or '.'");
+        TokenManifest manifest = manifest(dir, split);
+        List<TokenManifest.Shard> listed = manifest.shards(split);
+        if (listed.isEmpty()) {
+            throw new IllegalArgumentException(manifest.file() + ": the " + split + " split is empty (no shards; "
+                    + "was it tokenized with --val-fraction 0?)");
         }
-        if (!Files.isDirectory(dir)) {
-            throw new IllegalArgumentException(dir + ": " + (Files.exists(dir) ? "not a directory" : "no such directory")
-                    + " (expected a token directory written by 'based4j data tokenize')");
-        }
-        List<Path> files = new ArrayList<>();
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, split + "-*.bin")) {
-            for (Path p : ds) {
-                if (Files.isRegularFile(p)) {
-                    files.add(p);
+        List<TokenShard> shards = new ArrayList<>(listed.size());
+        try {
+            for (TokenManifest.Shard s : listed) {
+                Path f = dir.resolve(s.file());
+                if (!Files.exists(f)) {
+                    throw new IllegalArgumentException(f + ": no such file, but " + manifest.file() + " lists it as a "
+                            + split + " shard (re-run 'based4j data tokenize')");
+                }
+                TokenShard shard = TokenShard.open(f);
+                shards.add(shard);
+                if (s.tokens() >= 0 && shard.count() != s.tokens()) {
+                    throw new IllegalArgumentException(f + ": holds " + shard.count() + " tokens but "
+                            + manifest.file() + " says " + s.tokens() + " (re-run 'based4j data tokenize')");
                 }
             }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot list " + dir + ": " + e.getMessage(), e);
-        }
-        if (files.isEmpty()) {
-            throw new IllegalArgumentException("no " + split + " shards in " + dir + " (expected " + split + "-*.bin)");
-        }
-        files.sort(Comparator.comparing(p -> p.getFileName().toString()));
-        Map<String, Object> manifest = readManifest(dir);
-        List<TokenShard> shards = new ArrayList<>(files.size());
-        try {
-            for (Path f : files) {
-                shards.add(TokenShard.open(f));
-            }
             TokenDataset ds = new TokenDataset(dir, split, shards, manifest);
-            Object declared = manifest.get(split + "_tokens");
-            if (declared != null && !(declared instanceof Long l && l == ds.count())) {
-                throw new IllegalArgumentException(dir.resolve(MANIFEST) + ": says " + split + "_tokens = " + declared
-                        + " but the " + files.size() + " " + split + " shard(s) hold " + ds.count()
-                        + " tokens (stale or missing shards? re-run 'based4j data tokenize')");
+            long declared = manifest.tokens(split);
+            if (ds.count() != declared) {
+                throw new IllegalArgumentException(manifest.file() + ": says " + split + "_tokens = " + declared
+                        + " but its " + listed.size() + " " + split + " shard(s) hold " + ds.count()
+                        + " tokens (re-run 'based4j data tokenize')");
             }
             return ds;
         } catch (RuntimeException | Error e) {
@@ -103,49 +76,30 @@ public final class TokenDataset implements AutoCloseable {
     }
 
     /**
-     * Reads {@code dir/data.json}; an empty map when there is none.
+     * Whether {@code dir/data.json} declares tokens for {@code split}: false when it declares the split empty (no
+     * shards, no tokens), true otherwise.
      *
-     * @throws IllegalArgumentException naming the file when it is not valid JSON or not a based4j token manifest
+     * @throws IllegalArgumentException naming the file when the folder or its manifest is missing or invalid, or the
+     *                                  manifest declares no such split
      */
-    public static Map<String, Object> readManifest(Path dir) {
-        Path file = dir.resolve(MANIFEST);
-        if (!Files.isRegularFile(file)) {
-            return Map.of();
-        }
-        Map<String, Object> m;
-        try {
-            m = Json.parseObject(Files.readString(file, StandardCharsets.UTF_8));
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
-        } catch (JsonException e) {
-            throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
-        }
-        Object format = m.get("format");
-        if (format != null && !FORMAT.equals(format)) {
-            throw new IllegalArgumentException(file + ": format is \"" + format + "\", expected \"" + FORMAT + "\"");
-        }
-        for (String key : List.of("vocab_size", "eos_token_id")) {
-            Object v = m.get(key);
-            if (v != null && !(v instanceof Long l && l >= 0 && l <= Integer.MAX_VALUE)) {
-                throw new IllegalArgumentException(file + ": " + key + " must be a non-negative integer, got "
-                        + Json.write(v));
-            }
-        }
-        return Collections.unmodifiableMap(m);
+    public static boolean hasTokens(Path dir, String split) {
+        TokenManifest m = manifest(dir, split);
+        m.shards(split);
+        return !m.declaresEmpty(split);
     }
 
-    /** Writes {@code dir/data.json} atomically (pretty-printed JSON, via {@code data.json.tmp}). */
-    public static void writeManifest(Path dir, Map<String, Object> manifest) {
-        Path file = dir.resolve(MANIFEST);
-        Path tmp = TokenShard.tmpPath(file);
-        try {
-            Files.writeString(tmp, Json.writePretty(manifest) + "\n", StandardCharsets.UTF_8,
-                    StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
-            TokenShard.moveAtomically(tmp, file);
-        } catch (IOException e) {
-            TokenShard.deleteQuietly(tmp);
-            throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
+    private static TokenManifest manifest(Path dir, String split) {
+        Objects.requireNonNull(dir, "dir");
+        Objects.requireNonNull(split, "split");
+        if (!TokenManifest.SPLIT.matcher(split).matches()) {
+            throw new IllegalArgumentException("split name \"" + split
+                    + "\" must be non-empty and use only letters, digits, '_' or '.'");
         }
+        if (!Files.isDirectory(dir)) {
+            throw new IllegalArgumentException(dir + ": " + (Files.exists(dir) ? "not a directory" : "no such directory")
+                    + " (expected a token folder written by 'based4j data tokenize')");
+        }
+        return TokenManifest.read(dir);
     }
 
     public Path dir() {
@@ -161,19 +115,19 @@ public final class TokenDataset implements AutoCloseable {
         return shards;
     }
 
-    /** The manifest's fields (empty when the directory has no {@code data.json}). */
-    public Map<String, Object> manifest() {
+    /** The folder's manifest. */
+    public TokenManifest manifest() {
         return manifest;
     }
 
-    /** Vocabulary size from the manifest, or -1 when there is no manifest or it does not say. */
+    /** Vocabulary size from the manifest, or -1 when it does not say. */
     public int vocabSize() {
-        return manifest.get("vocab_size") instanceof Long l ? l.intValue() : -1;
+        return manifest.vocabSize();
     }
 
-    /** End-of-text token id from the manifest, or -1 when there is no manifest or it does not say. */
+    /** End-of-text token id from the manifest, or -1 when it does not say. */
     public int eosTokenId() {
-        return manifest.get("eos_token_id") instanceof Long l ? l.intValue() : -1;
+        return manifest.eosTokenId();
     }
 
     /** Total tokens over all shards. */

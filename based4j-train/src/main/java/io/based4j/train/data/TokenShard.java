@@ -9,7 +9,11 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
@@ -102,7 +106,7 @@ public final class TokenShard implements AutoCloseable {
             return new TokenShard(file, arena, seg, count);
         } catch (IOException e) {
             arena.close();
-            throw new UncheckedIOException(e);
+            throw ioError("cannot open token shard", file, e);
         } catch (RuntimeException | Error e) {
             arena.close();
             throw e;
@@ -212,11 +216,44 @@ public final class TokenShard implements AutoCloseable {
             moveAtomically(tmp, file);
         } catch (IOException e) {
             deleteQuietly(tmp);
-            throw new UncheckedIOException("cannot write token shard " + file + ": " + e.getMessage(), e);
+            throw ioError("cannot write token shard", file, e);
         }
     }
 
-    // ------------------------------------------------------------------ helpers shared with ShardWriter
+    // ------------------------------------------------------------------ helpers shared within the package
+
+    /**
+     * An unchecked I/O error naming {@code file}: its message reads {@code "WHAT FILE: REASON"}, and its cause is a
+     * {@link FileSystemException} for the same file (wrapping {@code e}), so that a handler showing only the cause
+     * still names it.
+     */
+    static UncheckedIOException ioError(String what, Path file, IOException e) {
+        String reason = reason(e);
+        if (e instanceof FileSystemException f && f.getFile() != null && !f.getFile().equals(file.toString())) {
+            reason = f.getFile() + ": " + reason; // the error concerns another file (a temporary one, say)
+        }
+        FileSystemException named = new FileSystemException(file.toString(), null, what + ": " + reason);
+        named.initCause(e);
+        return new UncheckedIOException(what + " " + file + ": " + reason, named);
+    }
+
+    /** The reason of an I/O error in a few words, without the file name a {@link FileSystemException} carries. */
+    static String reason(IOException e) {
+        if (e instanceof FileSystemException f && f.getReason() != null && !f.getReason().isBlank()) {
+            return f.getReason();
+        }
+        if (e instanceof NoSuchFileException) {
+            return "no such file or directory";
+        }
+        if (e instanceof AccessDeniedException) {
+            return "permission denied";
+        }
+        if (e instanceof FileAlreadyExistsException) {
+            return "already exists";
+        }
+        String r = e instanceof FileSystemException ? null : e.getMessage();
+        return r == null || r.isBlank() ? e.getClass().getSimpleName() : r;
+    }
 
     static Path tmpPath(Path file) {
         return file.resolveSibling(file.getFileName() + ".tmp");

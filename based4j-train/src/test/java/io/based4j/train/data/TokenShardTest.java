@@ -157,11 +157,11 @@ class TokenShardTest {
     }
 
     @Test
-    void datasetReadsAcrossShardBoundaries() throws IOException {
+    void shardWriterSplitsAtShardBoundariesAndReadsBack() throws IOException {
         int[] tokens = randomTokens(2_345, 7);
         Path dir = tmp.resolve("data");
         List<Path> shards;
-        try (ShardWriter w = new ShardWriter(dir, "train", 500)) {
+        try (ShardWriter w = new ShardWriter(dir, "train-x", 500)) {
             // append in uneven pieces that straddle shard boundaries
             int pos = 0;
             int[] pieces = {1, 498, 3, 700, 0, 143, 1000};
@@ -174,127 +174,58 @@ class TokenShardTest {
             assertEquals(4, w.shards().size()); // the fifth is finished on close
             w.close();
             shards = w.shards();
+            assertEquals(List.of(500L, 500L, 500L, 500L, 345L), w.entries().stream().map(TokenManifest.Shard::tokens)
+                    .toList());
+            assertEquals(5 * 32 + 2L * tokens.length, w.bytes());
         }
         assertEquals(5, shards.size());
-        assertEquals(dir.resolve("train-00000.bin"), shards.get(0));
-        assertEquals(dir.resolve("train-00004.bin"), shards.get(4));
+        assertEquals(dir.resolve("train-x-00000.bin"), shards.get(0));
+        assertEquals(dir.resolve("train-x-00004.bin"), shards.get(4));
         try (Stream<Path> s = Files.list(dir)) {
             assertTrue(s.noneMatch(p -> p.toString().endsWith(".tmp")));
         }
-        for (int i = 0; i < 4; i++) {
-            try (TokenShard s = TokenShard.open(shards.get(i))) {
-                assertEquals(500, s.count());
+        int[] all = new int[tokens.length];
+        int at = 0;
+        for (Path p : shards) {
+            try (TokenShard s = TokenShard.open(p)) {
+                s.read(0, all, at, (int) s.count());
+                at += (int) s.count();
             }
         }
-        try (TokenDataset ds = TokenDataset.open(dir, "train")) {
-            assertEquals(tokens.length, ds.count());
-            assertEquals(5, ds.shards().size());
-            assertEquals(-1, ds.vocabSize());
-            int[] all = new int[tokens.length];
-            ds.read(0, all, 0, all.length);
-            assertArrayEquals(tokens, all);
-            Random r = new Random(3);
-            for (int k = 0; k < 300; k++) {
-                int from = r.nextInt(tokens.length);
-                int n = r.nextInt(tokens.length - from + 1);
-                int[] got = new int[n + 2];
-                ds.read(from, got, 2, n);
-                assertArrayEquals(Arrays.copyOfRange(tokens, from, from + n), Arrays.copyOfRange(got, 2, n + 2),
-                        "from " + from + " n " + n);
-            }
-            for (long i : new long[] {0, 499, 500, 501, 999, 1000, 2344}) {
-                assertEquals(tokens[(int) i], ds.get(i));
-            }
-            // exactly at a boundary
-            int[] b = new int[2];
-            ds.read(499, b, 0, 2);
-            assertArrayEquals(new int[] {tokens[499], tokens[500]}, b);
-            assertThrows(IndexOutOfBoundsException.class, () -> ds.read(2340, new int[10], 0, 10));
-        }
+        assertEquals(tokens.length, at);
+        assertArrayEquals(tokens, all);
     }
 
     @Test
-    void datasetWithEmptyShardsAndManifest() throws IOException {
-        Path dir = tmp.resolve("d");
-        Files.createDirectories(dir);
-        TokenShard.write(dir.resolve("val-00000.bin"), new int[] {1, 2, 3});
-        TokenShard.write(dir.resolve("val-00001.bin"), new int[0]);
-        TokenShard.write(dir.resolve("val-00002.bin"), new int[] {4, 5});
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("format", "based4j-tokens");
-        m.put("version", 1);
-        m.put("vocab_size", 50257);
-        m.put("eos_token_id", 50256);
-        m.put("val_tokens", 5);
-        TokenDataset.writeManifest(dir, m);
-        try (TokenDataset ds = TokenDataset.open(dir, "val")) {
-            assertEquals(5, ds.count());
-            assertEquals(50257, ds.vocabSize());
-            assertEquals(50256, ds.eosTokenId());
-            int[] all = new int[5];
-            ds.read(0, all, 0, 5);
-            assertArrayEquals(new int[] {1, 2, 3, 4, 5}, all);
-            assertEquals(4, ds.get(3));
-            int[] two = new int[2];
-            ds.read(2, two, 0, 2);
-            assertArrayEquals(new int[] {3, 4}, two);
-        }
-        // the manifest disagreeing with the shards is reported
-        m.put("val_tokens", 7);
-        TokenDataset.writeManifest(dir, m);
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> TokenDataset.open(dir, "val"));
-        assertTrue(e.getMessage().contains("data.json") && e.getMessage().contains("val_tokens"), e.getMessage());
-        // a bad manifest names the file
-        Files.writeString(dir.resolve("data.json"), "{\"format\": \"based4j-tokens\", ");
-        e = assertThrows(IllegalArgumentException.class, () -> TokenDataset.open(dir, "val"));
-        assertTrue(e.getMessage().contains("data.json"), e.getMessage());
-        Files.writeString(dir.resolve("data.json"), "{\"format\": \"other\"}");
-        e = assertThrows(IllegalArgumentException.class, () -> TokenDataset.open(dir, "val"));
-        assertTrue(e.getMessage().contains("data.json") && e.getMessage().contains("other"), e.getMessage());
-    }
-
-    @Test
-    void datasetErrors() throws IOException {
-        Path dir = tmp.resolve("none");
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> TokenDataset.open(dir, "train"));
-        assertTrue(e.getMessage().contains(dir.toString()) && e.getMessage().contains("no such directory"),
-                e.getMessage());
-        Files.createDirectories(dir);
-        TokenShard.write(dir.resolve("val-00000.bin"), new int[] {1});
-        e = assertThrows(IllegalArgumentException.class, () -> TokenDataset.open(dir, "train"));
-        assertTrue(e.getMessage().startsWith("no train shards in " + dir), e.getMessage());
-        // a corrupt shard inside a dataset is named
-        Files.write(dir.resolve("train-00000.bin"), new byte[40]);
-        e = assertThrows(IllegalArgumentException.class, () -> TokenDataset.open(dir, "train"));
-        assertTrue(e.getMessage().contains("train-00000.bin") && e.getMessage().contains("not a based4j token shard"),
-                e.getMessage());
-        assertThrows(IllegalArgumentException.class, () -> TokenDataset.open(dir, "../x"));
-    }
-
-    @Test
-    void shardWriterRemovesStaleShardsOfAnEarlierRun() throws IOException {
+    void shardWriterTouchesNoFileItDidNotWrite() throws IOException {
         Path dir = tmp.resolve("w");
-        try (ShardWriter w = new ShardWriter(dir, "train", 2)) {
-            w.append(new int[] {1, 2, 3, 4, 5, 6, 7});
-        }
-        try (ShardWriter w = new ShardWriter(dir, "val", 2)) {
-            w.append(new int[] {9});
-        }
+        Files.createDirectories(dir);
+        // someone else's file with the temporary name of the writer's second shard
+        Path foreignNext = Files.writeString(dir.resolve("train-00001.bin.tmp"), "not mine either");
         try (ShardWriter w = new ShardWriter(dir, "train", 4)) {
-            w.append(new int[] {8, 9, 10});
+            // writing stops at the second shard, naming it
+            java.io.UncheckedIOException e = assertThrows(java.io.UncheckedIOException.class,
+                    () -> w.append(new int[] {1, 2, 3, 4, 5, 6}));
+            assertTrue(e.getMessage().contains("train-00001.bin"), e.getMessage());
+            w.abort();
         }
-        try (TokenDataset ds = TokenDataset.open(dir, "train")) {
-            assertEquals(3, ds.count());
-            assertEquals(1, ds.shards().size());
+        assertEquals("not mine either", Files.readString(foreignNext));
+        // the abort deleted the one shard it completed, and only that
+        try (Stream<Path> s = Files.list(dir)) {
+            assertEquals(List.of("train-00001.bin.tmp"), s.map(p -> p.getFileName().toString()).toList());
         }
-        try (TokenDataset ds = TokenDataset.open(dir, "val")) {
-            assertEquals(1, ds.count());
+        // a complete shard of the same name is never replaced
+        Files.delete(foreignNext);
+        Files.writeString(dir.resolve("val-00000.bin"), "mine? no");
+        try (ShardWriter w = new ShardWriter(dir, "val", 4)) {
+            java.io.UncheckedIOException e = assertThrows(java.io.UncheckedIOException.class,
+                    () -> w.append(new int[] {1, 2, 3, 4}));
+            assertTrue(e.getMessage().contains("val-00000.bin") && e.getMessage().contains("exists"), e.getMessage());
         }
-        // a writer that writes nothing leaves no shards of its prefix
-        try (ShardWriter w = new ShardWriter(dir, "val", 2)) {
-            assertEquals(0, w.written());
+        assertEquals("mine? no", Files.readString(dir.resolve("val-00000.bin")));
+        try (Stream<Path> s = Files.list(dir)) {
+            assertEquals(List.of("val-00000.bin"), s.map(p -> p.getFileName().toString()).toList());
         }
-        assertThrows(IllegalArgumentException.class, () -> TokenDataset.open(dir, "val"));
         assertThrows(IllegalArgumentException.class, () -> new ShardWriter(dir, "a/b", 2));
         assertThrows(IllegalArgumentException.class, () -> new ShardWriter(dir, "train", 0));
     }
@@ -307,8 +238,9 @@ class TokenShardTest {
         for (int i = 0; i < n; i++) {
             tokens[i] = i % 65536;
         }
-        try (ShardWriter w = new ShardWriter(dir, "train", 3000)) {
-            w.append(tokens);
+        try (DatasetWriter w = DatasetWriter.create(dir, 3000)) {
+            w.split("train").append(tokens);
+            w.commit(Map.of());
         }
         return TokenDataset.open(dir, "train");
     }
