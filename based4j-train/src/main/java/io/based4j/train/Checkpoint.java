@@ -34,6 +34,8 @@ public final class Checkpoint {
     public static final String TRAINER = "trainer.json";
     /** Checkpoint directories are named {@code step-NNNNNNNN} by the update they hold. */
     public static final String PREFIX = "step-";
+    /** trainer.json and run.json hold a few dozen facts; anything near a megabyte is not one of ours. */
+    static final long FACTS_MAX_BYTES = 1 << 20;
     private static final String TMP_SUFFIX = ".tmp";
 
     private Checkpoint() {
@@ -141,7 +143,7 @@ public final class Checkpoint {
         }
         Map<String, Object> trainer;
         try {
-            trainer = Json.parseObject(Files.readString(dir.resolve(TRAINER)));
+            trainer = Json.parseObject(Json.readFile(dir.resolve(TRAINER), FACTS_MAX_BYTES));
         } catch (IOException | RuntimeException e) {
             throw new IllegalArgumentException(dir.resolve(TRAINER) + " is not readable JSON: " + e.getMessage(), e);
         }

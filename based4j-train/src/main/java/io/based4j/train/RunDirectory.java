@@ -170,7 +170,7 @@ final class RunDirectory {
             return null;
         }
         try {
-            return Json.parseObject(Files.readString(f, StandardCharsets.UTF_8));
+            return Json.parseObject(Json.readFile(f, Checkpoint.FACTS_MAX_BYTES));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + f + ": " + e.getMessage(), e);
         } catch (RuntimeException e) {
