@@ -50,6 +50,13 @@ CUDA_TESTS=$(KEEP_TESTS=1 one_jar based4j-cuda/target/based4j-cuda-*-tests.jar)
 CORE_TESTS=$(KEEP_TESTS=1 one_jar based4j-core/target/based4j-core-*-tests.jar)
 DEPS=(based4j-cli/target/lib/*.jar)
 [ ${#DEPS[@]} -gt 0 ] || die "based4j-cli/target/lib has no jars (the copy-runtime-jars step did not run?)"
+# a bundle is made for a GPU host: without kernels (no nvcc here) it is of no use there, unless asked for
+case " $* " in
+    *" -Dbased4j.skipKernels=true "* | *" -Dbased4j.skipKernels "*) ;;
+    *) "$JAVA_HOME/bin/jar" tf "$CUDA_JAR" | grep 'based4j-kernels\.fatbin$' >/dev/null \
+        || die "$CUDA_JAR has no CUDA kernels (no nvcc here): install the CUDA toolkit 13, or pass" \
+            "-Dbased4j.skipKernels=true for a bundle without them" ;;
+esac
 
 # (b) the Java runtime
 JLINK="$JAVA_HOME/bin/jlink"
@@ -79,13 +86,15 @@ cp -r models/golden-tiny "$BUNDLE/models/golden-tiny"
 cp scripts/gpu-check.sh "$BUNDLE/gpu-check.sh"
 chmod +x "$BUNDLE/gpu-check.sh"
 
-# (d) the launcher
+# (d) the launcher: the same start-up as the based4j script of the repository (scripts/launch.sh)
+cp scripts/launch.sh "$BUNDLE/bin/launch.sh"
 cat > "$BUNDLE/bin/based4j" <<'EOF'
-#!/bin/sh
+#!/usr/bin/env bash
 # based4j with the Java runtime of this bundle. JAVA_OPTS adds JVM options.
-BUNDLE="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)"
-exec "$BUNDLE/runtime/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
-    -XX:+UseParallelGC ${JAVA_OPTS:-} -Dbased4j.home="$BUNDLE" -cp "$BUNDLE/lib/*" io.based4j.cli.Main "$@"
+set -euo pipefail
+BUNDLE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+. "$BUNDLE/bin/launch.sh"
+based4j_exec "$BUNDLE/runtime/bin/java" "$BUNDLE" "$BUNDLE/lib/*" "$@"
 EOF
 chmod +x "$BUNDLE/bin/based4j"
 "$BUNDLE/runtime/bin/java" --add-modules jdk.incubator.vector -version >/dev/null 2>&1 \

@@ -1,5 +1,14 @@
-# Finds a JDK 25 or newer and exports JAVA_HOME and JAVA for the based4j scripts (sourced, not run).
+# Finds a JDK 25 or newer and exports JAVA_HOME and JAVA, and Maven as MVN, for the based4j scripts (sourced, not
+# run).
+
+# The feature release of the java command $1 (25 for 25.0.3): from the JDK's release file, else by asking the JVM
 based4j_java_version() {
+    local release
+    release="$(dirname "$(dirname "$1")")/release"
+    if [ -f "$release" ]; then
+        sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$release" | head -n 1
+        return 0
+    fi
     "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p' | head -n 1
 }
 
@@ -36,6 +45,9 @@ based4j_find_jdk() {
 based4j_find_maven() {
     if command -v mvn >/dev/null 2>&1; then
         MVN=mvn
+        # Maven's console library ends its output with colour resets (ESC[0m) on both streams when it cannot tell
+        # that they are no terminal; the launcher's build notes and logs stay free of escape codes without them
+        export MAVEN_OPTS="${MAVEN_OPTS:+$MAVEN_OPTS }-Djansi.noreset=true"
         return 0
     fi
     echo "based4j: error: Apache Maven (mvn) is needed to build based4j; install it (e.g. apt-get install maven)." >&2

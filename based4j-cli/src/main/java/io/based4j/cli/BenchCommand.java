@@ -3,18 +3,14 @@ package io.based4j.cli;
 import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.ModelConfig;
-import io.based4j.json.Json;
 import io.based4j.model.BasedModel;
 import io.based4j.model.Initializer;
-import io.based4j.model.Presets;
 import io.based4j.model.Session;
 import io.based4j.model.StateSize;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -36,17 +32,6 @@ final class BenchCommand implements Runnable {
     @Override
     public void run() {
         spec.commandLine().usage(spec.commandLine().getOut());
-    }
-
-    /** Writes a result document whole or not at all (temporary file, then rename). */
-    static void writeJson(Path json, Map<String, Object> doc) throws IOException {
-        Path tmp = Files.createTempFile(json.toAbsolutePath().getParent(), ".bench", ".json");
-        try {
-            Files.writeString(tmp, Json.writePretty(doc) + "\n");
-            Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
     }
 
     @Command(name = "cpu", mixinStandardHelpOptions = true,
@@ -85,10 +70,9 @@ final class BenchCommand implements Runnable {
                 throw new UsageException("--prompt-len, --decode-steps and --batch must be >= 1");
             }
             PrintWriter out = spec.commandLine().getOut();
-            if (preset != null && modelOptions.model != null) {
-                throw new IllegalArgumentException("give either --model or --preset, not both");
-            }
-            ModelConfig presetConfig = preset == null ? null : Presets.get(preset);
+            ModelOptions.modelOrPreset(modelOptions.model, preset);
+            ModelConfig presetConfig = preset == null ? null : ModelOptions.preset(preset);
+            OutputFiles.checkWritable("--json", json);
             try (Backend backend = modelOptions.backend(); Arena arena = Arena.ofShared()) {
                 double copyGBs = copyBandwidth();
                 Progress.note(String.format("copy bandwidth %.1f GB/s", copyGBs));
@@ -164,7 +148,7 @@ final class BenchCommand implements Runnable {
             doc.put("state_bytes_by_kind", new LinkedHashMap<>(StateSize.byKind(cfg, context)));
             doc.put("copy_bandwidth_GBps", copyGBs);
             doc.put("results", rows);
-            writeJson(json, doc);
+            OutputFiles.writeJson(json, doc);
             out.printf("%nwrote %s%n", json);
             out.flush();
         }

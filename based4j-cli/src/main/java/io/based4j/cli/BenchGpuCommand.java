@@ -4,9 +4,9 @@ import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.ModelConfig;
 import io.based4j.cuda.CudaBackend;
+import io.based4j.cuda.Precision;
 import io.based4j.model.BasedModel;
 import io.based4j.model.Initializer;
-import io.based4j.model.Presets;
 import io.based4j.model.Session;
 import io.based4j.model.StateSize;
 import io.based4j.sampling.Sampler;
@@ -75,18 +75,21 @@ final class BenchGpuCommand implements Callable<Integer> {
                 || tokensPerCall < 1) {
             throw new UsageException("--batch, --prompt-len, --decode-steps and --tokens-per-call must be >= 1");
         }
-        if (preset != null && model != null) {
-            throw new IllegalArgumentException("give either --model or --preset, not both");
-        }
+        ModelOptions.modelOrPreset(model, preset);
         String presetName = preset == null && model == null ? "based-360m" : preset;
-        ModelConfig presetConfig = presetName == null ? null : Presets.get(presetName);
-        PrintWriter out = spec.commandLine().getOut();
-        Backend opened = ModelOptions.open(device, precision);
-        if (!(opened instanceof CudaBackend gpu)) {
-            opened.close();
-            throw new IllegalArgumentException("bench gpu runs on cuda or cuda:N, not --device " + device);
+        ModelConfig presetConfig = presetName == null ? null : ModelOptions.preset(presetName);
+        Precision gpuPrecision = ModelOptions.precision(precision);
+        if (!ModelOptions.isCuda(device)) {
+            throw new UsageException("bench gpu runs on cuda or cuda:N, not --device " + device);
         }
-        try (gpu; Arena arena = Arena.ofShared()) {
+        ModelOptions modelOptions = new ModelOptions();
+        modelOptions.model = model;
+        if (model != null) {
+            modelOptions.modelDir(); // refuses a missing --model before the GPU is opened
+        }
+        OutputFiles.checkWritable("--json", json);
+        PrintWriter out = spec.commandLine().getOut();
+        try (CudaBackend gpu = CudaBackend.open(device, gpuPrecision); Arena arena = Arena.ofShared()) {
             double copyGBs = copyBandwidth(gpu);
             Progress.note(String.format("%s (%s): device copy bandwidth %.0f GB/s", gpu.name(), gpu.deviceName(),
                     copyGBs));
@@ -97,9 +100,7 @@ final class BenchGpuCommand implements Callable<Integer> {
                 m = BasedModel.of(Initializer.weights(presetConfig, 1234, arena), gpu);
                 name = "preset " + presetName + " (random weights)";
             } else {
-                ModelOptions mo = new ModelOptions();
-                mo.model = model;
-                m = mo.load(gpu);
+                m = modelOptions.load(gpu);
                 name = model.toString();
             }
             try (m) {
@@ -174,7 +175,7 @@ final class BenchGpuCommand implements Callable<Integer> {
         doc.put("state_bytes_by_kind", new LinkedHashMap<>(StateSize.byKind(cfg, promptLens.get(0) + steps + 1)));
         doc.put("copy_bandwidth_GBps", copyGBs);
         doc.put("results", rows);
-        BenchCommand.writeJson(json, doc);
+        OutputFiles.writeJson(json, doc);
         out.printf("%nwrote %s%n", json);
         out.flush();
     }

@@ -36,10 +36,7 @@ final class ForwardCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         int[][] ids = readIds(idsFile);
-        Path parent = out.toAbsolutePath().getParent();
-        if (parent != null && !Files.isDirectory(parent)) {
-            throw new IllegalArgumentException("--out " + out + ": directory " + parent + " does not exist");
-        }
+        OutputFiles.checkWritable("--out", out);
         try (Backend backend = modelOptions.backend(); BasedModel model = modelOptions.load(backend)) {
             int batch = ids.length;
             int len = ids[0].length;

@@ -40,8 +40,9 @@ final class InfoCommand implements Callable<Integer> {
         ModelConfig cfg;
         long params;
         String name;
+        ModelOptions.modelOrPreset(modelOptions.model, preset);
         if (preset != null) {
-            cfg = Presets.get(preset);
+            cfg = ModelOptions.preset(preset);
             name = "preset " + preset;
             params = parameterCount(cfg);
         } else {

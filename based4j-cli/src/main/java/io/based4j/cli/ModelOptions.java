@@ -3,9 +3,11 @@ package io.based4j.cli;
 import io.based4j.backend.Backend;
 import io.based4j.backend.cpu.CpuBackend;
 import io.based4j.backend.cpu.ReferenceBackend;
+import io.based4j.config.ModelConfig;
 import io.based4j.cuda.CudaBackend;
 import io.based4j.cuda.Precision;
 import io.based4j.model.BasedModel;
+import io.based4j.model.Presets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import picocli.CommandLine.Option;
@@ -55,12 +57,8 @@ final class ModelOptions {
 
     /** The backend named by a --device value, with a --precision for GPUs. */
     static Backend open(String device, String precision) {
-        Precision p = switch (precision) {
-            case "bf16" -> Precision.BF16;
-            case "f32" -> Precision.F32;
-            default -> throw new UsageException("--precision " + precision + " is not bf16 or f32");
-        };
-        if (device.equals("cuda") || device.startsWith("cuda:")) {
+        Precision p = precision(precision);
+        if (isCuda(device)) {
             return CudaBackend.open(device, p);
         }
         return switch (device) {
@@ -69,6 +67,43 @@ final class ModelOptions {
             default -> throw new UsageException("--device " + device
                     + " is not available (choose cpu, cuda, cuda:N or reference)");
         };
+    }
+
+    static Precision precision(String precision) {
+        return switch (precision) {
+            case "bf16" -> Precision.BF16;
+            case "f32" -> Precision.F32;
+            default -> throw new UsageException("--precision " + precision + " is not bf16 or f32");
+        };
+    }
+
+    /** Whether a --device value names a GPU; refuses one that starts like a GPU but is not cuda or cuda:N. */
+    static boolean isCuda(String device) {
+        if (!device.equals("cuda") && !device.startsWith("cuda:")) {
+            return false;
+        }
+        try {
+            CudaBackend.parseOrdinal(device);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("--device " + device + " is not of the form cuda or cuda:N (N = 0, 1, ...)");
+        }
+        return true;
+    }
+
+    /** The shape of a --preset, or a usage error naming the presets there are. */
+    static ModelConfig preset(String name) {
+        try {
+            return Presets.get(name);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("--preset: " + e.getMessage());
+        }
+    }
+
+    /** Refuses --model and --preset given together. */
+    static void modelOrPreset(Path model, String preset) {
+        if (model != null && preset != null) {
+            throw new UsageException("give either --model or --preset, not both");
+        }
     }
 
     static void applyThreads(Integer threads) {

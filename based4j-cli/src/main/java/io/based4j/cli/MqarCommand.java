@@ -1,6 +1,5 @@
 package io.based4j.cli;
 
-import io.based4j.json.Json;
 import io.based4j.train.Progress;
 import io.based4j.train.cpu.CpuTrainBackend;
 import io.based4j.train.mqar.MqarGenerator;
@@ -8,9 +7,7 @@ import io.based4j.train.mqar.MqarSlice;
 import io.based4j.train.mqar.MqarTrainer;
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -101,23 +98,15 @@ final class MqarCommand implements Runnable {
 
         @Override
         public Integer call() throws IOException {
-            positive("--d-model", dModel);
-            positive("--feature-dim", featureDim);
-            positive("--window", window);
-            positive("--heads", heads);
-            positive("--epochs", epochs);
-            positive("--batch", batch);
-            if (!(lr > 0) || !(weightDecay >= 0) || warmup < 0 || evalEvery < 0 || maxMinutes < 0) {
-                throw new UsageException("--lr must be > 0 and --weight-decay, --warmup, --eval-every and"
-                        + " --max-minutes >= 0");
+            MqarTrainer.Run run = run();
+            if (json != null) {
+                OutputFiles.checkWritable("--json", json);
             }
-            MqarTrainer.Run run = new MqarTrainer.Run(mixer, dModel, featureDim, window, heads, lr, weightDecay,
-                    epochs, batch, warmup, slices("--train", train, MqarGenerator.paperTrain()),
-                    slices("--test", test, MqarGenerator.paperTest()), seed, evalEvery, target, maxMinutes);
             PrintWriter out = spec.commandLine().getOut();
             MqarTrainer.Result r;
             try (CpuTrainBackend backend = new CpuTrainBackend()) {
-                r = new MqarTrainer(run, backend, out, Progress.terminal()).train();
+                // the progress lines go to standard error, the scores below to standard output
+                r = new MqarTrainer(run, backend, spec.commandLine().getErr(), Progress.terminal()).train();
             }
             out.println();
             out.printf(Locale.ROOT, "%-16s %10s %10s%n", "test slice", "accuracy", "loss");
@@ -138,9 +127,31 @@ final class MqarCommand implements Runnable {
             return 0;
         }
 
+        /** The run the options describe; an option value out of range is a usage error. */
+        private MqarTrainer.Run run() {
+            positive("--d-model", dModel);
+            positive("--feature-dim", featureDim);
+            positive("--window", window);
+            positive("--heads", heads);
+            positive("--epochs", epochs);
+            positive("--batch", batch);
+            if (!(lr > 0) || !(weightDecay >= 0) || warmup < 0 || evalEvery < 0 || !(maxMinutes >= 0)
+                    || Double.isNaN(target)) {
+                throw new UsageException("--lr must be > 0, --weight-decay, --warmup, --eval-every and"
+                        + " --max-minutes >= 0, and --target a number");
+            }
+            try {
+                return new MqarTrainer.Run(mixer, dModel, featureDim, window, heads, lr, weightDecay, epochs, batch,
+                        warmup, slices("--train", train, MqarGenerator.paperTrain()),
+                        slices("--test", test, MqarGenerator.paperTest()), seed, evalEvery, target, maxMinutes);
+            } catch (IllegalArgumentException e) {
+                throw new UsageException(e.getMessage()); // a mixer or slice the options name, out of range
+            }
+        }
+
         private static void positive(String name, int v) {
             if (v < 1) {
-                throw new IllegalArgumentException(name + " must be >= 1, got " + v);
+                throw new UsageException(name + " must be >= 1, got " + v);
             }
         }
 
@@ -195,9 +206,7 @@ final class MqarCommand implements Runnable {
                 slices.add(e);
             }
             m.put("slices", slices);
-            Path tmp = json.resolveSibling(json.getFileName() + ".tmp");
-            Files.writeString(tmp, Json.writePretty(m) + "\n");
-            Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            OutputFiles.writeJson(json, m);
         }
     }
 }

@@ -23,14 +23,20 @@ final class TokenizeCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if ((text == null) == (decode == null)) {
-            throw new IllegalArgumentException("give exactly one of --text TEXT or --decode IDS");
+            throw new UsageException("give exactly one of --text TEXT or --decode IDS");
         }
         Gpt2Tokenizer tok = Gpt2Tokenizer.load();
         if (text != null) {
             spec.commandLine().getOut().println(Arrays.stream(tok.encode(text)).mapToObj(Integer::toString)
                     .collect(Collectors.joining(" ")));
         } else {
-            spec.commandLine().getOut().println(tok.decode(Gpt2Tokenizer.parseIds(decode)));
+            String decoded;
+            try {
+                decoded = tok.decode(Gpt2Tokenizer.parseIds(decode));
+            } catch (IllegalArgumentException e) {
+                throw new UsageException("--decode: " + e.getMessage()); // not an id, or one outside the vocabulary
+            }
+            spec.commandLine().getOut().println(decoded);
         }
         spec.commandLine().getOut().flush();
         return 0;

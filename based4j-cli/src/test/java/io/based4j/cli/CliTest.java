@@ -226,9 +226,23 @@ class CliTest {
         assertEquals(1, r.code(), r.err());
         String[] lines = r.err().strip().split("\n");
         assertEquals(1, lines.length, r.err());
-        assertTrue(lines[0].startsWith("based4j: error: ") && (lines[0].contains("libcuda") || lines[0].contains("GPU")),
-                r.err());
+        assertTrue(lines[0].startsWith("based4j: error: ") && (lines[0].contains("libcuda") || lines[0].contains("GPU")
+                || lines[0].contains("no CUDA kernels")), r.err());
         assertFalse(r.err().contains("at io.based4j"), "no stack trace: " + r.err());
+    }
+
+    @Test
+    void cudaOnABuildWithoutKernelsSaysHowToGetThem() {
+        org.junit.jupiter.api.Assumptions.assumeTrue(
+                io.based4j.cuda.CudaBackend.class.getResource("/io/based4j/cuda/based4j-kernels.fatbin") == null,
+                "this build has the kernels (nvcc was there); scripts/launcher-test.sh checks a build without");
+        Result r = run("generate", "--model", GOLDEN.toString(), "--device", "cuda", "--prompt-ids", "1,2", "-n", "2");
+        assertEquals(1, r.code(), r.err());
+        String[] lines = r.err().strip().split("\n");
+        assertEquals(1, lines.length, r.err());
+        assertTrue(lines[0].contains("no CUDA kernels")
+                && lines[0].contains("install the CUDA toolkit 13 and rebuild with ./build package")
+                && lines[0].contains("scripts/bundle.sh"), r.err());
     }
 
     @Test

@@ -212,13 +212,13 @@ class TrainCommandTest {
     @Test
     void mqarArgumentErrorsAreNamed() {
         CliTest.Result r = CliTest.run("mqar", "train", "--mixer", "mamba");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("unknown MQAR mixer 'mamba'"), r.err());
         r = CliTest.run("mqar", "train", "--train", "64:4");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("--train: '64:4' is not L:KV:COUNT"), r.err());
         r = CliTest.run("mqar", "train", "--test", "63:4:10");
-        assertEquals(1, r.code());
+        assertEquals(2, r.code());
         assertTrue(r.err().contains("--test:"), r.err());
     }
 }

@@ -30,6 +30,10 @@ import java.util.Map;
 public final class CudaBackend implements Backend {
     /** Resource holding the compiled kernels (sm_80, sm_90a, PTX). */
     static final String FATBIN = "/io/based4j/cuda/based4j-kernels.fatbin";
+    /** Why a build without {@link #FATBIN} cannot run on a GPU, and how to get one that can. */
+    private static final String NO_KERNELS = "this build of based4j has no CUDA kernels (nvcc, the CUDA compiler, was"
+            + " not found when it was built, or -Dbased4j.skipKernels=true was given): install the CUDA toolkit 13"
+            + " and rebuild with ./build package, or use a bundle made by scripts/bundle.sh where the toolkit is";
     private static final long CUBLAS_WORKSPACE = 32L << 20;
 
     private final CudaDriver cu;
@@ -101,6 +105,9 @@ public final class CudaBackend implements Backend {
      */
     public static CudaBackend open(String device, Precision precision) {
         int ordinal = parseOrdinal(device);
+        if (CudaBackend.class.getResource(FATBIN) == null) {
+            throw new CudaUnavailableException(NO_KERNELS);
+        }
         CudaDriver cu = CudaDriver.get();
         int count = cu.deviceCount();
         if (count == 0) {
@@ -134,8 +141,7 @@ public final class CudaBackend implements Backend {
     private static MemorySegment loadFatbin() {
         try (InputStream in = CudaBackend.class.getResourceAsStream(FATBIN)) {
             if (in == null) {
-                throw new CudaUnavailableException("this build of based4j carries no CUDA kernels (" + FATBIN
-                        + " is missing: it was built with -Dbased4j.skipKernels=true or without nvcc)");
+                throw new CudaUnavailableException(NO_KERNELS);
             }
             byte[] bytes = in.readAllBytes();
             MemorySegment image = Arena.global().allocate(bytes.length + 1L, 16);
