@@ -90,19 +90,20 @@ final class GenerateCommand implements Callable<Integer> {
         try (Backend backend = modelOptions.backend(); BasedModel model = modelOptions.load(backend)) {
             Generator generator = new Generator(model, tokenizer);
             boolean stream = requests.size() == 1;
-            if (stream && !noEcho) {
-                out.print(tokenizer.decode(ids.get(0)));
-                out.flush();
-            }
+            // the prompt is echoed with the first token, once the request has been checked and its state planned,
+            // so an error never lands in the middle of a line of output
+            String echo = stream && !noEcho ? tokenizer.decode(ids.get(0)) : "";
+            boolean[] started = new boolean[1];
             long t0 = System.nanoTime();
             List<GenerationResult> results = generator.generate(requests, stream ? (seq, id, text) -> {
-                out.print(text);
+                out.print(started[0] ? text : echo + text);
+                started[0] = true;
                 out.flush();
             } : null);
             double secs = (System.nanoTime() - t0) / 1e9;
             int generated = results.stream().mapToInt(r -> r.tokens().length).sum();
             if (stream) {
-                out.println();
+                out.println(started[0] ? "" : echo);
             } else {
                 for (int i = 0; i < results.size(); i++) {
                     out.println("=== " + (i + 1) + " ===");

@@ -106,7 +106,7 @@ final class MqarCommand implements Runnable {
             MqarTrainer.Result r;
             try (CpuTrainBackend backend = new CpuTrainBackend()) {
                 // the progress lines go to standard error, the scores below to standard output
-                r = new MqarTrainer(run, backend, spec.commandLine().getErr(), Progress.terminal()).train();
+                r = new MqarTrainer(run, backend, spec.commandLine().getErr(), Progress.stderrTerminal()).train();
             }
             out.println();
             out.printf(Locale.ROOT, "%-16s %10s %10s%n", "test slice", "accuracy", "loss");

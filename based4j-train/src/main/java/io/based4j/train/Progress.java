@@ -26,12 +26,6 @@ public final class Progress {
         this.total = total;
     }
 
-    /** Whether standard output is an interactive terminal (then the line is redrawn in place). */
-    public static boolean terminal() {
-        java.io.Console c = System.console();
-        return c != null && c.isTerminal();
-    }
-
     /**
      * Whether standard error is an interactive terminal that understands escape codes (not {@code TERM=dumb}).
      * Java has no call for this, so it asks the C library's {@code isatty}; false when that cannot be asked.
