@@ -103,6 +103,10 @@ final class DataCommand implements Runnable {
             }
             List<Path> docs = expandInputs(inputs);
             checkOutside(docs, out);
+            List<String> swept = DatasetWriter.sweepAbandoned(out);
+            if (!swept.isEmpty()) {
+                Progress.note("removed " + swept.size() + " file(s) an interrupted earlier tokenize left in " + out);
+            }
             DatasetWriter.Contents existing = DatasetWriter.inspect(out);
             if (!existing.isEmpty() && !overwrite) {
                 throw new IllegalArgumentException("--out " + out + " already holds " + existing.describe() + "; add"

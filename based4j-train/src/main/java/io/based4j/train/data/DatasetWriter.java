@@ -36,6 +36,7 @@ public final class DatasetWriter implements AutoCloseable {
     private final Map<String, ShardWriter> splits = new LinkedHashMap<>();
     private final Object lock = new Object();
     private final Thread cleanupOnExit;
+    private FileChannel marker;
     private boolean committed;
     private boolean finished;
 
@@ -67,12 +68,25 @@ public final class DatasetWriter implements AutoCloseable {
         }
     }
 
+    /** The names of the files a write with this tag creates: shards, their temporary files, the manifest's. */
+    private static Pattern filesOf(String tag) {
+        return Pattern.compile("[A-Za-z0-9_.]+-" + tag + "-[0-9]{5,}\\.bin(\\.tmp)?|"
+                + Pattern.quote(TokenManifest.FILE + "." + tag + ".tmp"));
+    }
+
+    /** The marker a write holds locked for its whole life: {@code .data.json.TAG.writing}. */
+    private static final Pattern MARKER = Pattern.compile("\\." + Pattern.quote(TokenManifest.FILE)
+            + "\\.([0-9a-f]{8})\\.writing");
+
+    private static Path markerOf(Path dir, String tag) {
+        return dir.resolve("." + TokenManifest.FILE + "." + tag + ".writing");
+    }
+
     private DatasetWriter(Path dir, long shardTokens, String tag, TokenManifest old, List<Path> created) {
         this.dir = dir;
         this.shardTokens = shardTokens;
         this.tag = tag;
-        this.mine = Pattern.compile("[A-Za-z0-9_.]+-" + tag + "-[0-9]{5,}\\.bin(\\.tmp)?|"
-                + Pattern.quote(TokenManifest.FILE + "." + tag + ".tmp"));
+        this.mine = filesOf(tag);
         this.old = old;
         this.created = created;
         this.cleanupOnExit = new Thread(this::discardOnExit, "discard unfinished token dataset " + dir);
@@ -120,12 +134,14 @@ public final class DatasetWriter implements AutoCloseable {
         if (shardTokens < 1) {
             throw new IllegalArgumentException("tokens per shard must be >= 1, got " + shardTokens);
         }
+        sweepAbandoned(dir);
         TokenManifest old = inspect(dir).manifest();
         List<Path> created = createDirectories(dir);
         try {
             String tag = uniqueTag(dir);
-            probeWritable(dir, tag);
+            FileChannel marker = holdMarker(dir, tag);
             DatasetWriter w = new DatasetWriter(dir, shardTokens, tag, old, created);
+            w.marker = marker;
             Runtime.getRuntime().addShutdownHook(w.cleanupOnExit);
             return w;
         } catch (RuntimeException | Error e) {
@@ -209,6 +225,7 @@ public final class DatasetWriter implements AutoCloseable {
             written = TokenManifest.write(dir, fields, lists, tag);
             committed = true;
             finished = true;
+            releaseMarker();
         }
         removeShutdownHook();
         List<Path> deleted = new ArrayList<>();
@@ -276,7 +293,10 @@ public final class DatasetWriter implements AutoCloseable {
         }
     }
 
-    /** Deletes the files named with this write's tag (shards, their temporary files, the manifest's) and new folders. */
+    /**
+     * Deletes the files named with this write's tag (shards, their temporary files, the manifest's), its marker, and
+     * the folders it created when they are left empty.
+     */
     private void discardFiles() {
         try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
             for (Path p : ds) {
@@ -287,7 +307,22 @@ public final class DatasetWriter implements AutoCloseable {
         } catch (IOException | RuntimeException e) {
             // best effort: the shard writers have already deleted what they knew of
         }
+        releaseMarker();
         removeIfEmpty(created);
+    }
+
+    /** Ends this write's claim on its files: closes (which unlocks) and deletes its marker. */
+    private void releaseMarker() {
+        if (marker == null) {
+            return;
+        }
+        try {
+            marker.close();
+        } catch (IOException e) {
+            // closing drops the lock whatever happens; the marker is deleted next
+        }
+        marker = null;
+        TokenShard.deleteQuietly(markerOf(dir, tag));
     }
 
     private void removeShutdownHook() {
@@ -350,15 +385,68 @@ public final class DatasetWriter implements AutoCloseable {
         }
     }
 
-    /** Creates and deletes a file in {@code dir}, so that an unwritable folder is reported before any work. */
-    private static void probeWritable(Path dir, String tag) {
-        Path probe = dir.resolve(TokenManifest.FILE + "." + tag + ".tmp");
+    /**
+     * Creates this write's marker and locks it for the write's life; creating it also shows, before any work, that
+     * files can be created in the folder.
+     */
+    private static FileChannel holdMarker(Path dir, String tag) {
+        Path file = markerOf(dir, tag);
+        FileChannel ch = null;
         try {
-            FileChannel.open(probe, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE).close();
-            Files.delete(probe);
+            ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+            if (ch.tryLock() == null) {
+                throw new IOException("cannot lock it");
+            }
+            return ch;
         } catch (IOException e) {
-            TokenShard.deleteQuietly(probe);
+            if (ch != null) {
+                try {
+                    ch.close();
+                } catch (IOException ignored) {
+                    // reported below
+                }
+            }
+            TokenShard.deleteQuietly(file);
             throw TokenShard.ioError("cannot create files in the folder", dir, e);
         }
+    }
+
+    /**
+     * Deletes what earlier writes into {@code dir} left when their process was killed (no chance to clean up): the
+     * files named with the tag of a marker that no live process holds locked, and the marker. Writes still running
+     * (in this process or another) are left alone.
+     *
+     * @return the names of the files deleted
+     */
+    public static List<String> sweepAbandoned(Path dir) {
+        if (!Files.isDirectory(dir)) {
+            return List.of();
+        }
+        List<String> names = list(dir);
+        List<String> deleted = new ArrayList<>();
+        for (String name : names) {
+            java.util.regex.Matcher m = MARKER.matcher(name);
+            if (!m.matches()) {
+                continue;
+            }
+            Path marker = dir.resolve(name);
+            try (FileChannel ch = FileChannel.open(marker, StandardOpenOption.WRITE)) {
+                if (ch.tryLock() == null) {
+                    continue; // held by a live write in another process
+                }
+                Pattern files = filesOf(m.group(1));
+                for (String n : names) {
+                    if (files.matcher(n).matches() && Files.deleteIfExists(dir.resolve(n))) {
+                        deleted.add(n);
+                    }
+                }
+                Files.deleteIfExists(marker);
+            } catch (java.nio.channels.OverlappingFileLockException e) {
+                // held by a live write in this process
+            } catch (IOException e) {
+                throw TokenShard.ioError("cannot clear what an interrupted write left", marker, e);
+            }
+        }
+        return List.copyOf(deleted);
     }
 }

@@ -122,7 +122,7 @@ class DatasetWriterTest {
             // another write into the same folder finishes first
             DatasetWriter.writeAll(dir, new int[] {7, 7, 7, 7}, new int[0]);
             other = snapshot(dir);
-            other.keySet().removeIf(n -> n.endsWith(".tmp")); // this write's shard in progress
+            other.keySet().removeIf(n -> n.endsWith(".tmp") || n.endsWith(".writing")); // this write's, in progress
             IllegalStateException e = assertThrows(IllegalStateException.class, () -> w.commit(Map.of()));
             assertTrue(e.getMessage().contains(dir.resolve("data.json").toString())
                     && e.getMessage().contains("changed"), e.getMessage());
@@ -162,5 +162,38 @@ class DatasetWriterTest {
         assertTrue(e.getMessage().contains(dir.resolve("data.json").toString()), e.getMessage());
         assertEquals("{\"format\": \"other\"}", Files.readString(dir.resolve("data.json")));
         assertThrows(IllegalArgumentException.class, () -> DatasetWriter.create(tmp.resolve("e"), 0));
+    }
+
+    @Test
+    void filesOfAKilledWriteAreSweptAndThoseOfALiveWriteAndForeignFilesAreKept() throws IOException {
+        Path dir = tmp.resolve("d");
+        DatasetWriter.writeAll(dir, new int[] {1, 2, 3}, new int[] {4});
+        Map<String, byte[]> dataset = snapshot(dir);
+        try (DatasetWriter live = DatasetWriter.create(dir, 1)) {
+            live.split("train").append(new int[] {5, 6, 7});
+            // what a write killed with SIGKILL leaves: its unlocked marker, a finished shard, a shard and a manifest
+            // in progress
+            Files.createFile(dir.resolve(".data.json.deadbeef.writing"));
+            TokenShard.write(dir.resolve("train-deadbeef-00000.bin"), new int[] {7, 8});
+            Files.writeString(dir.resolve("train-deadbeef-00001.bin.tmp"), "partial");
+            Files.writeString(dir.resolve("data.json.deadbeef.tmp"), "{");
+            // a shard-like file no marker claims: not ours to delete
+            TokenShard.write(dir.resolve("train-cafebabe-00000.bin"), new int[] {9});
+
+            List<String> swept = DatasetWriter.sweepAbandoned(dir);
+
+            assertEquals(List.of("data.json.deadbeef.tmp", "train-deadbeef-00000.bin", "train-deadbeef-00001.bin.tmp"),
+                    swept.stream().sorted().toList());
+            Map<String, byte[]> after = snapshot(dir);
+            assertFalse(after.containsKey(".data.json.deadbeef.writing"), after.keySet().toString());
+            assertTrue(after.containsKey("train-cafebabe-00000.bin"));
+            assertTrue(after.keySet().containsAll(dataset.keySet()), "the dataset is untouched");
+            long liveFiles = after.keySet().stream().filter(n -> !dataset.containsKey(n)
+                    && !n.equals("train-cafebabe-00000.bin")).count();
+            assertTrue(liveFiles >= 3, "the live write's marker and shards stay: " + after.keySet());
+        }
+        assertEquals(new java.util.TreeSet<>(List.of("train-cafebabe-00000.bin")),
+                new java.util.TreeSet<>(snapshot(dir).keySet().stream().filter(n -> !dataset.containsKey(n)).toList()),
+                "the abandoned live write cleaned up after itself");
     }
 }
