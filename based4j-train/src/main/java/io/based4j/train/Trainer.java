@@ -57,6 +57,7 @@ public final class Trainer {
      * step count, or until update {@code stopAt} when that is smaller (a run stopped early, as if killed after it).
      */
     public Result run(Path resume, long stopAt) {
+        TrainMemory.check(cfg.model(), cfg.batchSize(), cfg.seqLen(), backend);
         try (Arena arena = Arena.ofShared();
              TokenDataset train = TokenDataset.open(cfg.data(), "train");
              TokenDataset val = openValidation()) {
