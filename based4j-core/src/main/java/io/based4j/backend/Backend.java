@@ -40,9 +40,18 @@ public interface Backend extends AutoCloseable {
 
     /**
      * Fails with a message naming {@code what}, the bytes needed and the bytes free when {@code bytes} more would not
-     * fit in this backend's memory. Backends whose memory is the Java heap check nothing.
+     * fit in this backend's memory (on the CPU: the Java heap).
      */
     default void checkFits(long bytes, String what) {
+    }
+
+    /**
+     * Fails with a message naming {@code model}, the bytes needed and the bytes free when weights of {@code bytes} (as
+     * {@link #storedBytes} counts them) would not fit where this backend keeps weights; {@code detail} says what the
+     * bytes are ("(1.6B parameters)"). By default weights live with the activations ({@link #checkFits}).
+     */
+    default void checkWeightsFit(long bytes, String model, String detail) {
+        checkFits(bytes, "the weights of " + model + " " + detail);
     }
 
     /** Makes a float32 buffer from host values (row-major). */
@@ -54,7 +63,10 @@ public interface Backend extends AutoCloseable {
     /** Takes a weight matrix {@code [out, in]} or vector in whatever form this backend computes with. */
     Weight weight(Tensor tensor);
 
-    /** Bytes a weight takes once this backend holds it (what {@link #weight} will allocate). */
+    /**
+     * Bytes a weight will newly take once this backend holds it: what {@link #weight} will allocate, or, where the
+     * backend computes straight from a memory-mapped checkpoint, the file's pages it will read.
+     */
     default long storedBytes(Tensor tensor) {
         return tensor.data().byteSize();
     }

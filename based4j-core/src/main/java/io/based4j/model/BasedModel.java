@@ -7,6 +7,7 @@ import io.based4j.checkpoint.LoadedCheckpoint;
 import io.based4j.config.ConfigParser;
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
+import io.based4j.memory.Sizes;
 import io.based4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.nio.file.Files;
@@ -14,6 +15,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
 
 /**
  * A BASED language model (or an attention baseline in the same format) on a {@link Backend}: the parallel form
@@ -35,7 +37,7 @@ public final class BasedModel implements AutoCloseable {
                                 Backend.Weight fc2, Backend.Weight[] w) {
     }
 
-    private BasedModel(ModelWeights weights, Backend backend, Arena arena) {
+    private BasedModel(ModelWeights weights, Backend backend, Arena arena, String name) {
         this.config = weights.config();
         this.backend = backend;
         this.arena = arena;
@@ -45,10 +47,9 @@ public final class BasedModel implements AutoCloseable {
         for (Tensor t : weights.tensors()) {
             params += t.numel();
             bytes += t.data().byteSize();
-            stored += backend.storedBytes(t);
+            stored = Sizes.plus(stored, backend.storedBytes(t));
         }
-        backend.checkFits(stored, String.format(java.util.Locale.ROOT, "the weights of this model (%.1fM parameters)",
-                params / 1e6));
+        backend.checkWeightsFit(stored, name, "(" + Sizes.count(params) + " parameters)");
         this.embedding = backend.weight(weights.embedding());
         this.head = weights.head() == weights.embedding() ? embedding : backend.weight(weights.head());
         this.finalNorm = backend.weight(weights.finalNorm());
@@ -72,15 +73,24 @@ public final class BasedModel implements AutoCloseable {
         return t == null ? null : backend.weight(t);
     }
 
-    /** Loads {@code dir} (config.json plus model.safetensors, a sharded index or pytorch_model.bin) onto a backend. */
+    /**
+     * Loads {@code dir} (config.json plus model.safetensors, a sharded index or pytorch_model.bin) onto a backend.
+     * Before any weight is read, the weights' size is computed from config.json (at 2 bytes a parameter, the least any
+     * stored type takes) and checked against the backend's memory; once the checkpoint's tensors are matched to the
+     * configuration, their exact size is checked before the backend takes them.
+     */
     public static BasedModel load(Path dir, Backend backend) {
         Path configFile = Files.isDirectory(dir) ? dir.resolve("config.json") : dir.resolveSibling("config.json");
         ModelConfig config = ConfigParser.read(configFile);
+        String name = "model " + dir;
+        long params = ModelWeights.parameterCount(config);
+        backend.checkWeightsFit(Sizes.times(params, MIN_BYTES_PER_PARAMETER), name,
+                "(" + Sizes.count(params) + " parameters of " + MIN_BYTES_PER_PARAMETER + " bytes or more)");
         Arena arena = Arena.ofShared();
         try {
             LoadedCheckpoint ckpt = CheckpointFiles.open(dir, arena);
             ModelWeights weights = ModelWeights.bind(config, ckpt.tensors(), ckpt.source().toString());
-            return new BasedModel(weights, backend, arena);
+            return new BasedModel(weights, backend, arena, name);
         } catch (RuntimeException e) {
             arena.close();
             throw e;
@@ -89,8 +99,11 @@ public final class BasedModel implements AutoCloseable {
 
     /** A model over weights already in memory (the caller keeps them alive). */
     public static BasedModel of(ModelWeights weights, Backend backend) {
-        return new BasedModel(weights, backend, null);
+        return new BasedModel(weights, backend, null, "the model");
     }
+
+    /** Bytes of the narrowest type a checkpoint stores weights in (bfloat16 and float16). */
+    private static final int MIN_BYTES_PER_PARAMETER = 2;
 
     public ModelConfig config() {
         return config;
@@ -134,12 +147,14 @@ public final class BasedModel implements AutoCloseable {
         }
         long stateBytes = 0;
         for (LayerHandles l : layers) {
-            stateBytes += StateSize.layerBytes(l.mixer(), maxLength);
+            stateBytes = Sizes.plus(stateBytes, StateSize.layerBytes(l.mixer(), maxLength));
         }
-        backend.checkFits(Math.multiplyExact(stateBytes, (long) slots)
-                        + Workspace.bytes(config, maxTokensPerCall, slots),
-                "state for " + slots + " sequences of " + maxLength + " tokens and activations for " + maxTokensPerCall
-                        + " tokens per call");
+        long allStates = Sizes.times(stateBytes, slots);
+        long activations = Workspace.bytes(config, maxTokensPerCall, slots);
+        backend.checkFits(Sizes.plus(allStates, activations), String.format(Locale.ROOT,
+                "a session of %,d sequence%s of up to %,d tokens (recurrent state %s, activations for %,d tokens per"
+                        + " call %s)", slots, slots == 1 ? "" : "s", maxLength, Sizes.human(allStates), maxTokensPerCall,
+                Sizes.human(activations)));
         Backend.MixerState[] states = new Backend.MixerState[layers.size()];
         Workspace workspace = null;
         try {

@@ -1,7 +1,9 @@
 package io.based4j.model;
 
-import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
+import io.based4j.memory.HostMemory;
+import io.based4j.memory.MemoryNeed;
+import io.based4j.memory.Sizes;
 import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -26,62 +28,39 @@ public final class Initializer {
 
     /**
      * A state dict (HF key names) of float32 tensors allocated in {@code arena}, which must be shared: the tensors
-     * are filled in parallel.
+     * are filled in parallel. Refused before anything is allocated when the weights do not fit in the memory the
+     * machine has available.
      */
     public static Map<String, Tensor> stateDict(ModelConfig config, long seed, Arena arena) {
+        return stateDict(config, seed, arena, HostMemory.system());
+    }
+
+    /** {@link #stateDict(ModelConfig, long, Arena)}, checking the weights' size against {@code memory}. */
+    public static Map<String, Tensor> stateDict(ModelConfig config, long seed, Arena arena, HostMemory memory) {
+        long params = ModelWeights.parameterCount(config);
+        memory.require(MemoryNeed.offHeap("initializing a model of " + Sizes.count(params) + " parameters",
+                Sizes.times(params, Float.BYTES), "for its float32 weights"));
         Map<String, Tensor> out = new LinkedHashMap<>();
-        int d = config.dModel();
         double std = 0.02;
         double outStd = 0.02 / Math.sqrt(2.0 * config.nLayer());
         List<Runnable> fills = new ArrayList<>();
         SplittableRandom seeds = new SplittableRandom(seed);
-        out.put("transformer.embeddings.word_embeddings.weight",
-                normal(arena, fills, seeds.nextLong(), std, config.paddedVocabSize(), d));
-        for (int i = 0; i < config.nLayer(); i++) {
-            String p = "transformer.layers." + i + ".";
-            out.put(p + "norm1.weight", constant(arena, 1f, d));
-            switch (config.layer(i)) {
-                case MixerConfig.BaseConv c -> {
-                    int inner = c.innerWidth();
-                    out.put(p + "mixer.in_proj.weight", normal(arena, fills, seeds.nextLong(), std, 2 * inner, d));
-                    if (c.bias()) {
-                        out.put(p + "mixer.in_proj.bias", constant(arena, 0f, 2 * inner));
-                    }
-                    out.put(p + "mixer.conv.conv.weight",
-                            uniform(arena, fills, seeds.nextLong(), 1.0 / Math.sqrt(c.kernel()), inner, 1, c.kernel()));
-                    out.put(p + "mixer.out_proj.weight", normal(arena, fills, seeds.nextLong(), outStd, d, inner));
-                    if (c.bias()) {
-                        out.put(p + "mixer.out_proj.bias", constant(arena, 0f, d));
-                    }
-                }
-                case MixerConfig.LinearAttention l -> {
-                    int qk = l.numHeads() * l.featureDim();
-                    out.put(p + "mixer.proj_q.weight", normal(arena, fills, seeds.nextLong(), std, qk, d));
-                    out.put(p + "mixer.proj_k.weight", normal(arena, fills, seeds.nextLong(), std, qk, d));
-                    out.put(p + "mixer.proj_v.weight", normal(arena, fills, seeds.nextLong(), std, d, d));
-                    out.put(p + "mixer.out_proj.weight", normal(arena, fills, seeds.nextLong(), outStd, d, d));
-                }
-                case MixerConfig.Attention a -> {
-                    out.put(p + "mixer.Wqkv.weight", normal(arena, fills, seeds.nextLong(), std, 3 * d, d));
-                    if (Boolean.TRUE.equals(a.qkvBias())) {
-                        out.put(p + "mixer.Wqkv.bias", constant(arena, 0f, 3 * d));
-                    }
-                    out.put(p + "mixer.out_proj.weight", normal(arena, fills, seeds.nextLong(), outStd, d, d));
-                    if (Boolean.TRUE.equals(a.outBias())) {
-                        out.put(p + "mixer.out_proj.bias", constant(arena, 0f, d));
-                    }
-                }
+        for (Map.Entry<String, long[]> e : ModelWeights.shapes(config).entrySet()) {
+            String name = e.getKey();
+            long[] shape = e.getValue();
+            Tensor t;
+            if (name.endsWith("norm1.weight") || name.endsWith("norm2.weight") || name.endsWith("ln_f.weight")) {
+                t = constant(arena, 1f, shape);
+            } else if (name.endsWith(".bias")) {
+                t = constant(arena, 0f, shape);
+            } else if (name.endsWith("conv.conv.weight")) {
+                t = uniform(arena, fills, seeds.nextLong(), 1.0 / Math.sqrt(shape[2]), shape);
+            } else if (name.endsWith("out_proj.weight") || name.endsWith("fc2.weight")) {
+                t = normal(arena, fills, seeds.nextLong(), outStd, shape);
+            } else {
+                t = normal(arena, fills, seeds.nextLong(), std, shape);
             }
-            if (config.hasMlp()) {
-                int h = config.mlpHidden();
-                out.put(p + "norm2.weight", constant(arena, 1f, d));
-                out.put(p + "mlp.fc1.weight", normal(arena, fills, seeds.nextLong(), std, 2 * h, d));
-                out.put(p + "mlp.fc2.weight", normal(arena, fills, seeds.nextLong(), outStd, d, h));
-            }
-        }
-        out.put("transformer.ln_f.weight", constant(arena, 1f, d));
-        if (!config.tieWordEmbeddings()) {
-            out.put("lm_head.weight", normal(arena, fills, seeds.nextLong(), std, config.paddedVocabSize(), d));
+            out.put(name, t);
         }
         fills.parallelStream().forEach(Runnable::run);
         return out;

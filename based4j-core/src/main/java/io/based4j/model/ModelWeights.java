@@ -2,6 +2,7 @@ package io.based4j.model;
 
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
+import io.based4j.memory.Sizes;
 import io.based4j.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -62,6 +63,77 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
             }
         }
         return out;
+    }
+
+    /**
+     * The shape of every weight tensor {@code config} defines, under its state-dict name, in a fixed order: the
+     * embedding; per layer {@code norm1}, the mixer's tensors, then {@code norm2}, {@code fc1}, {@code fc2}; the final
+     * norm; the head when it is not tied. Attention biases the configuration leaves open are left out.
+     */
+    public static Map<String, long[]> shapes(ModelConfig config) {
+        Map<String, long[]> out = new LinkedHashMap<>();
+        long d = config.dModel();
+        long vp = config.paddedVocabSize();
+        out.put("transformer.embeddings.word_embeddings.weight", new long[] {vp, d});
+        for (int i = 0; i < config.nLayer(); i++) {
+            String p = "transformer.layers." + i + ".";
+            out.put(p + "norm1.weight", new long[] {d});
+            String m = p + "mixer.";
+            switch (config.layer(i)) {
+                case MixerConfig.BaseConv c -> {
+                    long inner = 2L * c.dModel();
+                    out.put(m + "in_proj.weight", new long[] {2 * inner, d});
+                    if (c.bias()) {
+                        out.put(m + "in_proj.bias", new long[] {2 * inner});
+                    }
+                    out.put(m + "conv.conv.weight", new long[] {inner, 1, c.kernel()});
+                    out.put(m + "out_proj.weight", new long[] {d, inner});
+                    if (c.bias()) {
+                        out.put(m + "out_proj.bias", new long[] {d});
+                    }
+                }
+                case MixerConfig.LinearAttention l -> {
+                    long qk = (long) l.numHeads() * l.featureDim();
+                    out.put(m + "proj_q.weight", new long[] {qk, d});
+                    out.put(m + "proj_k.weight", new long[] {qk, d});
+                    out.put(m + "proj_v.weight", new long[] {d, d});
+                    out.put(m + "out_proj.weight", new long[] {d, d});
+                }
+                case MixerConfig.Attention a -> {
+                    out.put(m + "Wqkv.weight", new long[] {3 * d, d});
+                    if (Boolean.TRUE.equals(a.qkvBias())) {
+                        out.put(m + "Wqkv.bias", new long[] {3 * d});
+                    }
+                    out.put(m + "out_proj.weight", new long[] {d, d});
+                    if (Boolean.TRUE.equals(a.outBias())) {
+                        out.put(m + "out_proj.bias", new long[] {d});
+                    }
+                }
+            }
+            if (config.hasMlp()) {
+                long h = config.mlpHidden();
+                out.put(p + "norm2.weight", new long[] {d});
+                out.put(p + "mlp.fc1.weight", new long[] {2 * h, d});
+                out.put(p + "mlp.fc2.weight", new long[] {d, h});
+            }
+        }
+        out.put("transformer.ln_f.weight", new long[] {d});
+        if (!config.tieWordEmbeddings()) {
+            out.put("lm_head.weight", new long[] {vp, d});
+        }
+        return out;
+    }
+
+    /**
+     * Parameters {@code config} defines (a tied head counted once), computed in 64 bits from the configuration alone,
+     * before any weight is read; {@link Long#MAX_VALUE} when the count does not fit in a long.
+     */
+    public static long parameterCount(ModelConfig config) {
+        long n = 0;
+        for (long[] shape : shapes(config).values()) {
+            n = Sizes.plus(n, Sizes.product(shape));
+        }
+        return n;
     }
 
     /** Thrown when tensors do not match the configuration; the message names the source and the key. */

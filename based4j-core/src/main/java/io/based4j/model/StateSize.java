@@ -2,12 +2,14 @@ package io.based4j.model;
 
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
+import io.based4j.memory.Sizes;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
  * Recurrent state bytes per sequence (float32), by layer kind (BASED-SPEC section 4): the dial the paper is about.
  * Conv, linear attention and sliding-window state are fixed; full attention's KV cache grows with the context.
+ * Sizes are computed in 64 bits and saturate at {@link Long#MAX_VALUE} (see {@link Sizes}).
  */
 public final class StateSize {
     private StateSize() {
@@ -16,9 +18,9 @@ public final class StateSize {
     /** Bytes of one layer's state for one sequence at {@code contextLength} tokens. */
     public static long layerBytes(MixerConfig mixer, int contextLength) {
         return switch (mixer) {
-            case MixerConfig.BaseConv c -> 4L * c.innerWidth() * (c.kernel() - 1);
-            case MixerConfig.LinearAttention l -> 4L * l.numHeads() * l.expandedDim() * (l.headDim() + 1L);
-            case MixerConfig.Attention a -> 2L * 4L * a.dModel() * (a.sliding() ? a.window() : contextLength);
+            case MixerConfig.BaseConv c -> Sizes.product(4, 2L * c.dModel(), c.kernel() - 1L);
+            case MixerConfig.LinearAttention l -> Sizes.product(4, l.numHeads(), l.expandedDim(), l.headDim() + 1L);
+            case MixerConfig.Attention a -> Sizes.product(2 * 4, a.dModel(), a.sliding() ? a.window() : contextLength);
         };
     }
 
@@ -26,27 +28,17 @@ public final class StateSize {
     public static Map<String, Long> byKind(ModelConfig config, int contextLength) {
         Map<String, Long> out = new LinkedHashMap<>();
         for (MixerConfig m : config.layers()) {
-            out.merge(m.kind(), layerBytes(m, contextLength), Long::sum);
+            out.merge(m.kind(), layerBytes(m, contextLength), Sizes::plus);
         }
         return out;
     }
 
     public static long total(ModelConfig config, int contextLength) {
-        return byKind(config, contextLength).values().stream().mapToLong(Long::longValue).sum();
+        return byKind(config, contextLength).values().stream().mapToLong(Long::longValue).reduce(0, Sizes::plus);
     }
 
-    /** "12.3 KiB" style. */
+    /** "12.3 KiB" style ({@link Sizes#human}). */
     public static String human(long bytes) {
-        if (bytes < 1024) {
-            return bytes + " B";
-        }
-        String[] units = {"KiB", "MiB", "GiB", "TiB"};
-        double v = bytes;
-        int u = -1;
-        while (v >= 1024 && u < units.length - 1) {
-            v /= 1024;
-            u++;
-        }
-        return String.format("%.1f %s", v, units[u]);
+        return Sizes.human(bytes);
     }
 }

@@ -3,7 +3,9 @@ package io.based4j.model;
 import io.based4j.backend.Backend;
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
+import io.based4j.memory.Sizes;
 import java.util.LinkedHashMap;
+import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -67,12 +69,15 @@ final class Workspace {
         plan.put(role.name() + ":" + width, width);
     }
 
-    /** Bytes of a workspace for this shape when every value takes 4 bytes (an upper bound, for {@code checkFits}). */
+    /**
+     * Bytes of a workspace for this shape when every value takes 4 bytes (an upper bound, for {@code checkFits}), in
+     * 64 bits; the logits of every token, allocated on the first call that asks for them, are not included.
+     */
     static long bytes(ModelConfig config, int capacity, int slots) {
         long total = 0;
         for (Map.Entry<String, Integer> e : plan(config).entrySet()) {
             long rows = e.getKey().startsWith(Role.LAST_LOGITS.name()) ? slots : capacity;
-            total += 4L * rows * e.getValue();
+            total = Sizes.plus(total, Sizes.product(Float.BYTES, rows, e.getValue()));
         }
         return total;
     }
@@ -89,6 +94,8 @@ final class Workspace {
     /** Logits for every token of a call: allocated on first use (only full-logit calls need them). */
     Backend.Buffer allLogits(int rows) {
         if (allLogits == null) {
+            backend.checkFits(Sizes.product(Float.BYTES, capacity, padded), String.format(Locale.ROOT,
+                    "the logits of every token of a call (%,d tokens x %,d)", capacity, padded));
             allLogits = backend.allocateF32(capacity, padded);
         }
         return backend.view(allLogits, rows);

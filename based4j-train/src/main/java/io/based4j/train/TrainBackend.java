@@ -1,6 +1,7 @@
 package io.based4j.train;
 
 import io.based4j.config.MixerConfig;
+import io.based4j.memory.MemoryNeed;
 import io.based4j.tensor.Tensor;
 
 /**
@@ -21,6 +22,24 @@ public interface TrainBackend extends AutoCloseable {
 
     /** Zero-filled {@code rows x cols}. */
     Buf allocate(int rows, int cols);
+
+    /** Bytes one value of a buffer takes (8 for float64). */
+    int valueBytes();
+
+    /**
+     * Values the loss ({@link #crossEntropy}) allocates while it runs over {@code rows} rows of width {@code width}
+     * and a vocabulary of {@code vocab}: the logits it keeps at a time and its scratch (in 64 bits).
+     */
+    long lossScratchValues(long rows, long width, long vocab);
+
+    /**
+     * Refuses work that would not fit: {@code bufferBytes} of this backend's buffers together with {@code host}, what
+     * the work needs of the host's memory besides (Java arrays, memory outside the heap). {@code host}'s details
+     * describe the whole need.
+     *
+     * @throws io.based4j.memory.NotEnoughMemoryException naming the subject, the bytes needed and the bytes free
+     */
+    void checkFits(long bufferBytes, MemoryNeed host);
 
     /** A buffer holding a tensor's values (any floating dtype), shaped {@code rows x cols}. */
     Buf load(Tensor tensor, int rows, int cols);

@@ -2,16 +2,22 @@ package io.based4j.train;
 
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
+import io.based4j.memory.MemoryNeed;
+import io.based4j.memory.NotEnoughMemoryException;
+import io.based4j.memory.Sizes;
 import io.based4j.model.ModelWeights;
+import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
 import io.based4j.train.TrainBackend.Buf;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -95,9 +101,11 @@ public final class TrainModel {
             throw new IllegalStateException("parameter '" + name + "' is missing");
         }
         long[] shape = t.shape();
-        int rows = shape.length == 1 ? 1 : (int) shape[0];
-        int cols = (int) (t.numel() / rows);
-        Param p = new Param(name, shape, backend.load(t, rows, cols), backend.allocate(rows, cols), Param.decays(name));
+        long rows = shape.length == 1 ? 1 : shape[0];
+        long cols = rows == 0 ? 0 : t.numel() / rows;
+        Sizes.arrayLength(rows, cols, "parameter " + name);
+        Param p = new Param(name, shape, backend.load(t, (int) rows, (int) cols), backend.allocate((int) rows,
+                (int) cols), Param.decays(name));
         params.put(name, p);
         return p;
     }
@@ -137,11 +145,17 @@ public final class TrainModel {
         }
     }
 
-    /** The weights as float32 tensors under their state-dict names (what {@code generate} loads). */
+    /**
+     * The weights as float32 tensors under their state-dict names (what {@code generate} loads), held outside the heap
+     * (freed when the tensors are no longer reachable).
+     */
     public Map<String, Tensor> floatStateDict() {
         Map<String, Tensor> out = new LinkedHashMap<>();
         for (Param p : params.values()) {
-            out.put(p.name(), Tensor.ofFloats(backend.toFloats(p.value()), p.shape()));
+            float[] values = backend.toFloats(p.value());
+            MemorySegment seg = Arena.ofAuto().allocate((long) values.length * Float.BYTES, Float.BYTES);
+            MemorySegment.copy(values, 0, seg, Tensor.F32_LE, 0, values.length);
+            out.put(p.name(), new Tensor(DType.F32, p.shape(), seg));
         }
         return out;
     }
@@ -170,7 +184,11 @@ public final class TrainModel {
      * gradient of the summed loss into every parameter's gradient.
      */
     public Pass forward(int[] ids, int[] targets, int batch, int seqLen, boolean backward, double lossScale) {
-        int n = Math.multiplyExact(batch, seqLen);
+        if (batch < 1 || seqLen < 1) {
+            throw new IllegalArgumentException("a pass needs at least one sequence of one token, got " + batch + " x "
+                    + seqLen);
+        }
+        int n = Sizes.arrayLength(batch, seqLen, "tokens of a pass (batch x seqLen)");
         if (ids.length != n || targets.length != n) {
             throw new IllegalArgumentException("ids (" + ids.length + ") and targets (" + targets.length
                     + ") must hold batch x seqLen = " + n + " tokens");
@@ -182,7 +200,7 @@ public final class TrainModel {
                         + " is outside the vocabulary [0, " + config.paddedVocabSize() + ")");
             }
         }
-        Activations a = activations.computeIfAbsent(((long) batch << 32) | seqLen, k -> new Activations(batch, seqLen));
+        Activations a = activations(batch, seqLen);
         TrainBackend b = backend;
         double eps = config.normEps();
 
@@ -318,21 +336,87 @@ public final class TrainModel {
 
     // ---------------------------------------------------------------- activations
 
+    /**
+     * The activations of a {@code batch x seqLen} pass: kept per shape, so passes of shapes seen before allocate
+     * nothing. A new shape is checked against the backend's memory first; when it does not fit beside the shapes kept
+     * so far, they are dropped and it is checked again, alone.
+     */
+    private Activations activations(int batch, int seqLen) {
+        long key = ((long) batch << 32) | seqLen;
+        Activations a = activations.get(key);
+        if (a != null) {
+            return a;
+        }
+        int n = batch * seqLen;
+        long bytes = Sizes.times(activationValues(config, n), backend.valueBytes());
+        MemoryNeed need = MemoryNeed.heap(String.format(Locale.ROOT, "the activations of a pass of %,d x %,d tokens",
+                batch, seqLen), 0).withHint("lower the batch size or the sequence length");
+        try {
+            backend.checkFits(bytes, need);
+        } catch (NotEnoughMemoryException e) {
+            if (activations.isEmpty()) {
+                throw e;
+            }
+            activations.clear();
+            backend.checkFits(bytes, need);
+        }
+        a = new Activations(config, n, backend::allocate);
+        activations.put(key, a);
+        return a;
+    }
+
+    /**
+     * Values of everything a pass over {@code tokens} tokens keeps for its backward, with the gradient scratch of the
+     * backward: what {@link TrainModel} allocates per batch shape (computed by the same code, without allocating).
+     */
+    public static long activationValues(ModelConfig config, int tokens) {
+        long[] total = {0};
+        new Activations(config, tokens, (rows, cols) -> {
+            total[0] = Sizes.plus(total[0], Sizes.times(rows, cols));
+            return null;
+        });
+        return total[0];
+    }
+
+    /** The widest activation (values per token) a pass keeps: every activation buffer is {@code tokens x width}. */
+    public static int widestActivation(ModelConfig config) {
+        int[] widest = {0};
+        new Activations(config, 1, (rows, cols) -> {
+            widest[0] = Math.max(widest[0], cols);
+            return null;
+        });
+        return widest[0];
+    }
+
+    /** Makes the buffers of a pass (or, for the plans above, only counts them). */
+    @FunctionalInterface
+    private interface Allocator {
+        Buf allocate(int rows, int cols);
+    }
+
     /** Widths of a mixer's saved activations for N tokens (the gradient scratch has the same shapes). */
-    private int[][] mixerShapes(MixerConfig mc) {
+    private static int[] mixerWidths(ModelConfig config, MixerConfig mc) {
         int d = config.dModel();
         return switch (mc) {
             // u [N, 2 inner], c [N, inner], gated [N, inner]
-            case MixerConfig.BaseConv c -> new int[][] {{2 * c.innerWidth()}, {c.innerWidth()}, {c.innerWidth()}};
+            case MixerConfig.BaseConv c -> new int[] {2 * c.innerWidth(), c.innerWidth(), c.innerWidth()};
             // q, k [N, H f], v [N, d], y [N, d]
-            case MixerConfig.LinearAttention l -> new int[][] {{l.numHeads() * l.featureDim()},
-                    {l.numHeads() * l.featureDim()}, {d}, {d}};
+            case MixerConfig.LinearAttention l -> new int[] {l.numHeads() * l.featureDim(),
+                    l.numHeads() * l.featureDim(), d, d};
             // qkv [N, 3d], y [N, d], lse [N, heads]
-            case MixerConfig.Attention at -> new int[][] {{3 * d}, {d}, {at.numHeads()}};
+            case MixerConfig.Attention at -> new int[] {3 * d, d, at.numHeads()};
         };
     }
 
-    private final class LayerActs {
+    private static Buf[] allocateAll(Allocator alloc, int n, int[] widths) {
+        Buf[] out = new Buf[widths.length];
+        for (int i = 0; i < widths.length; i++) {
+            out[i] = alloc.allocate(n, widths[i]);
+        }
+        return out;
+    }
+
+    private static final class LayerActs {
         final Buf n1;
         final Buf rstd1;
         final Buf[] m;
@@ -342,25 +426,21 @@ public final class TrainModel {
         final Buf fc1Out;
         final Buf act;
 
-        LayerActs(int n, MixerConfig mc) {
+        LayerActs(ModelConfig config, int n, MixerConfig mc, Allocator alloc) {
             int d = config.dModel();
-            n1 = backend.allocate(n, d);
-            rstd1 = backend.allocate(n, 1);
-            int[][] shapes = mixerShapes(mc);
-            m = new Buf[shapes.length];
-            for (int i = 0; i < shapes.length; i++) {
-                m[i] = backend.allocate(n, shapes[i][0]);
-            }
+            n1 = alloc.allocate(n, d);
+            rstd1 = alloc.allocate(n, 1);
+            m = allocateAll(alloc, n, mixerWidths(config, mc));
             boolean mlp = config.hasMlp();
-            mid = mlp ? backend.allocate(n, d) : null;
-            n2 = mlp ? backend.allocate(n, d) : null;
-            rstd2 = mlp ? backend.allocate(n, 1) : null;
-            fc1Out = mlp ? backend.allocate(n, 2 * config.mlpHidden()) : null;
-            act = mlp ? backend.allocate(n, config.mlpHidden()) : null;
+            mid = mlp ? alloc.allocate(n, d) : null;
+            n2 = mlp ? alloc.allocate(n, d) : null;
+            rstd2 = mlp ? alloc.allocate(n, 1) : null;
+            fc1Out = mlp ? alloc.allocate(n, 2 * config.mlpHidden()) : null;
+            act = mlp ? alloc.allocate(n, config.mlpHidden()) : null;
         }
     }
 
-    private final class Activations {
+    private static final class Activations {
         final Buf[] res;
         final LayerActs[] layers;
         final Buf nf;
@@ -372,29 +452,29 @@ public final class TrainModel {
         final Buf dFc1;
         final Map<MixerConfig, Buf[]> dMix = new HashMap<>();
 
-        Activations(int batch, int seqLen) {
-            int n = batch * seqLen;
+        Activations(ModelConfig config, int n, Allocator alloc) {
             int d = config.dModel();
             int nl = config.nLayer();
             res = new Buf[nl + 1];
             for (int i = 0; i <= nl; i++) {
-                res[i] = backend.allocate(n, d);
+                res[i] = alloc.allocate(n, d);
             }
             layers = new LayerActs[nl];
             for (int i = 0; i < nl; i++) {
                 MixerConfig mc = config.layer(i);
-                layers[i] = new LayerActs(n, mc);
-                dMix.computeIfAbsent(mc, k -> Arrays.stream(mixerShapes(mc))
-                        .map(s -> backend.allocate(n, s[0])).toArray(Buf[]::new));
+                layers[i] = new LayerActs(config, n, mc, alloc);
+                if (!dMix.containsKey(mc)) {
+                    dMix.put(mc, allocateAll(alloc, n, mixerWidths(config, mc)));
+                }
             }
-            nf = backend.allocate(n, d);
-            rstdf = backend.allocate(n, 1);
-            dres = backend.allocate(n, d);
-            dres2 = backend.allocate(n, d);
-            dNorm = backend.allocate(n, d);
+            nf = alloc.allocate(n, d);
+            rstdf = alloc.allocate(n, 1);
+            dres = alloc.allocate(n, d);
+            dres2 = alloc.allocate(n, d);
+            dNorm = alloc.allocate(n, d);
             boolean mlp = config.hasMlp();
-            dAct = mlp ? backend.allocate(n, config.mlpHidden()) : null;
-            dFc1 = mlp ? backend.allocate(n, 2 * config.mlpHidden()) : null;
+            dAct = mlp ? alloc.allocate(n, config.mlpHidden()) : null;
+            dFc1 = mlp ? alloc.allocate(n, 2 * config.mlpHidden()) : null;
         }
     }
 

@@ -67,6 +67,7 @@ public final class Trainer {
         if (Files.exists(cfg.out()) && !Files.isDirectory(cfg.out())) {
             throw new IllegalArgumentException("train.out " + cfg.out() + " is not a directory");
         }
+        TrainMemory.check(cfg.model(), cfg.batchSize(), cfg.seqLen(), backend);
         try (Arena arena = Arena.ofShared();
              TokenDataset train = TokenDataset.open(cfg.data(), "train");
              TokenDataset val = openValidation()) {

@@ -1,6 +1,7 @@
 package io.based4j.backend.cpu;
 
 import io.based4j.config.MixerConfig;
+import io.based4j.memory.HostMemory;
 
 /**
  * Causal softmax attention for one sequence and one head with rotary positions. Keys of this call's tokens are
@@ -12,14 +13,14 @@ final class AttentionKernel {
     }
 
     static void run(MixerConfig.Attention cfg, float[] qkv, float[] out, int row0, int start, int len, int h,
-                    float[] keys, float[] values, int capacity) {
+                    float[] keys, float[] values, int capacity, HostMemory memory) {
         int d = cfg.dModel();
         int dh = cfg.headDim();
         int rd = cfg.rotaryDim();
         int half = rd / 2;
         boolean interleaved = cfg.rotaryInterleaved();
         RotaryTable table = RotaryTable.of(rd, cfg.rotaryBase());
-        table.ensure(start + len);
+        table.ensure(start + len, memory);
         float[] cos = table.cos();
         float[] sin = table.sin();
         float[] kLoc = new float[len * dh];

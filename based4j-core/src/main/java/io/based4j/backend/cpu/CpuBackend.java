@@ -2,6 +2,7 @@ package io.based4j.backend.cpu;
 
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.MixerConfig;
+import io.based4j.memory.HostMemory;
 import io.based4j.tensor.DType;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
@@ -27,9 +28,29 @@ public final class CpuBackend extends HeapBackend {
     /** Tokens of one sequence handled together in the quadratic part of linear attention. */
     static final int LINEAR_CHUNK = 64;
 
+    /** A CPU backend whose memory checks measure this JVM and machine. */
+    public CpuBackend() {
+        this(HostMemory.system());
+    }
+
+    /** A CPU backend checking its allocations against {@code memory}. */
+    public CpuBackend(HostMemory memory) {
+        super(memory);
+    }
+
     @Override
     public String name() {
         return "cpu";
+    }
+
+    /** Also extends the rotary angle table to the session's length, so no call has to grow it later. */
+    @Override
+    public MixerState allocateState(MixerConfig mixer, int slots, int maxLength) {
+        MixerState state = super.allocateState(mixer, slots, maxLength);
+        if (mixer instanceof MixerConfig.Attention a) {
+            RotaryTable.of(a.rotaryDim(), a.rotaryBase()).ensure(maxLength, memory);
+        }
+        return state;
     }
 
     @Override
@@ -98,7 +119,7 @@ public final class CpuBackend extends HeapBackend {
         int m = w.rows;
         boolean bf16 = w.dtype == DType.BF16;
         int[] r = rows != null ? rows : identity(n);
-        Parallel.forRanges((m + 3) / 4, Math.max(1, 4096 / Math.max(1, n * k / 64)), (from, to) -> {
+        Parallel.forRanges((m + 3) / 4, (int) Math.max(1, 4096 / Math.max(1, (long) n * k / 64)), (from, to) -> {
             for (int mb = from; mb < to; mb++) {
                 int m0 = mb * 4;
                 int mCount = Math.min(4, m - m0);
@@ -363,7 +384,7 @@ public final class CpuBackend extends HeapBackend {
             int b = task / heads;
             int h = task % heads;
             AttentionKernel.run(cfg, in.data, o.data, off[b], batch.start(b), batch.length(b), h,
-                    st.keys[batch.slot(b)], st.values[batch.slot(b)], st.capacity);
+                    st.keys[batch.slot(b)], st.values[batch.slot(b)], st.capacity, memory);
         });
     }
 }

@@ -1,7 +1,10 @@
 package io.based4j.backend.cpu;
 
 import io.based4j.backend.Backend;
+import io.based4j.memory.HostMemory;
+import io.based4j.memory.Sizes;
 import java.util.Arrays;
+import java.util.Locale;
 
 /** Recurrent mixer states kept in heap arrays, one row per sequence slot. */
 final class CpuStates {
@@ -14,10 +17,12 @@ final class CpuStates {
         final int channels;
         final int taps;
 
-        Conv(int slots, int channels, int kernel) {
+        Conv(HostMemory memory, int slots, int channels, int kernel) {
             this.channels = channels;
             this.taps = kernel - 1;
-            this.history = new float[slots][taps * channels];
+            int length = Sizes.arrayLength(taps, channels, "BaseConv state");
+            require(memory, slots, length, "the BaseConv state");
+            this.history = new float[slots][length];
         }
 
         @Override
@@ -39,12 +44,15 @@ final class CpuStates {
         final int features;
         final int headDim;
 
-        Linear(int slots, int heads, int features, int headDim) {
+        Linear(HostMemory memory, int slots, int heads, int features, int headDim) {
             this.heads = heads;
             this.features = features;
             this.headDim = headDim;
-            this.kv = new float[slots][heads * features * headDim];
-            this.k = new float[slots][heads * features];
+            int kvLength = Sizes.arrayLength((long) heads * features, headDim, "linear attention state");
+            int kLength = Sizes.arrayLength(heads, features, "linear attention normalizer");
+            require(memory, slots, (long) kvLength + kLength, "the linear attention state");
+            this.kv = new float[slots][kvLength];
+            this.k = new float[slots][kLength];
         }
 
         @Override
@@ -70,12 +78,15 @@ final class CpuStates {
         final int width;
         final boolean ring;
 
-        KeyValue(int slots, int capacity, int width, boolean ring) {
+        KeyValue(HostMemory memory, int slots, int capacity, int width, boolean ring) {
             this.capacity = capacity;
             this.width = width;
             this.ring = ring;
-            this.keys = new float[slots][Math.multiplyExact(capacity, width)];
-            this.values = new float[slots][Math.multiplyExact(capacity, width)];
+            String what = String.format(Locale.ROOT, "the key/value cache of %,d tokens", capacity);
+            int length = Sizes.arrayLength(capacity, width, what);
+            require(memory, slots, 2L * length, what);
+            this.keys = new float[slots][length];
+            this.values = new float[slots][length];
         }
 
         @Override
@@ -89,6 +100,12 @@ final class CpuStates {
             long tokens = ring ? capacity : contextLength;
             return 2L * 4L * tokens * width;
         }
+    }
+
+    /** Refuses {@code floatsPerSlot} floats for each of {@code slots} sequences when they do not fit in the heap. */
+    private static void require(HostMemory memory, int slots, long floatsPerSlot, String what) {
+        memory.requireHeap(Sizes.product(Float.BYTES, slots, floatsPerSlot),
+                String.format(Locale.ROOT, "%s of %,d sequences", what, slots));
     }
 
     static <T extends Backend.MixerState> T cast(Backend.MixerState s, Class<T> type, String op) {

@@ -1,6 +1,9 @@
 package io.based4j.backend.cpu;
 
 import io.based4j.backend.Backend;
+import io.based4j.memory.HostMemory;
+import io.based4j.memory.MemoryNeed;
+import io.based4j.memory.Sizes;
 import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -19,17 +22,33 @@ public final class CpuWeight implements Backend.Weight {
     final int cols;
     private float[] floats;
 
-    CpuWeight(Tensor t, Arena arena) {
-        Tensor usable = (t.dtype() == DType.F32 || t.dtype() == DType.BF16) ? t : t.toF32(arena);
-        if (!usable.dtype().isFloatingPoint()) {
+    CpuWeight(Tensor t, Arena arena, HostMemory memory) {
+        if (!t.dtype().isFloatingPoint()) {
             throw new IllegalArgumentException("weight of dtype " + t.dtype() + " is not floating point");
         }
         this.shape = t.shape();
+        long n = t.numel();
+        long c = shape.length == 0 ? 1 : shape[shape.length - 1];
+        long r = c == 0 ? 0 : n / c;
+        if (r > Integer.MAX_VALUE || c > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("weight " + Arrays.toString(shape) + " has " + r + " rows of " + c
+                    + " values; the CPU backend indexes rows and columns with 32-bit ints");
+        }
+        this.cols = (int) c;
+        this.rows = (int) r;
+        Tensor usable = t;
+        if (!computesDirectly(t)) {
+            memory.require(MemoryNeed.offHeap("weight " + Arrays.toString(shape), Sizes.times(n, Float.BYTES),
+                    "for its float32 copy (converted from " + t.dtype() + ")"));
+            usable = t.toF32(arena);
+        }
         this.dtype = usable.dtype();
         this.data = usable.data();
-        long n = t.numel();
-        this.cols = shape.length == 0 ? 1 : (int) shape[shape.length - 1];
-        this.rows = cols == 0 ? 0 : Math.toIntExact(n / cols);
+    }
+
+    /** Whether the backend computes with the tensor's own bytes (float32 and bfloat16) rather than a float32 copy. */
+    static boolean computesDirectly(Tensor t) {
+        return t.dtype() == DType.F32 || t.dtype() == DType.BF16;
     }
 
     static CpuWeight of(Backend.Weight w) {
@@ -43,8 +62,7 @@ public final class CpuWeight implements Backend.Weight {
     float[] floats() {
         float[] f = floats;
         if (f == null) {
-            long n = (long) rows * cols;
-            f = new float[Math.toIntExact(n)];
+            f = new float[Sizes.arrayLength(rows, cols, "weight " + Arrays.toString(shape))];
             if (dtype == DType.F32) {
                 MemorySegment.copy(data, Tensor.F32_LE, 0, f, 0, f.length);
             } else {

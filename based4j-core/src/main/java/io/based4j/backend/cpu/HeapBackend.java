@@ -2,17 +2,59 @@ package io.based4j.backend.cpu;
 
 import io.based4j.backend.Backend;
 import io.based4j.config.MixerConfig;
+import io.based4j.memory.HostMemory;
+import io.based4j.memory.MemoryNeed;
+import io.based4j.memory.Sizes;
 import io.based4j.tensor.Tensor;
 import java.lang.foreign.Arena;
+import java.util.Locale;
 
 /** What the scalar reference and the fast CPU backend share: heap buffers, weights, states and trivial ops. */
 abstract sealed class HeapBackend implements Backend permits ReferenceBackend, CpuBackend {
     /** Holds weights converted on load (fp16 or fp64 into fp32); closed with the backend. */
     private final Arena arena = Arena.ofShared();
+    /** Where activations and states (Java arrays) and converted or mapped weights (outside the heap) must fit. */
+    final HostMemory memory;
+
+    HeapBackend(HostMemory memory) {
+        this.memory = memory;
+    }
+
+    /**
+     * Activations and recurrent state are Java arrays: they must fit in the Java heap. Every allocation is checked
+     * too, with the array-length limit, before the array is made.
+     */
+    @Override
+    public void checkFits(long bytes, String what) {
+        memory.requireHeap(bytes, what);
+    }
+
+    /**
+     * Weights stay outside the heap: float32 and bfloat16 ones are read straight from the memory-mapped checkpoint,
+     * others are converted to float32 in native memory; both take memory the machine has available.
+     */
+    @Override
+    public void checkWeightsFit(long bytes, String model, String detail) {
+        memory.require(MemoryNeed.offHeap(model, bytes, "for its weights " + detail));
+    }
+
+    /**
+     * The mapped file's pages a float32 or bfloat16 weight will read (nothing when it is already in memory), or the
+     * float32 copy of any other type.
+     */
+    @Override
+    public long storedBytes(Tensor tensor) {
+        if (CpuWeight.computesDirectly(tensor)) {
+            return tensor.data().isMapped() ? tensor.data().byteSize() : 0;
+        }
+        return Sizes.times(tensor.numel(), Float.BYTES);
+    }
 
     @Override
     public Buffer allocate(int rows, int cols) {
-        return new CpuBuffer(new float[Math.multiplyExact(rows, cols)], rows, cols);
+        int n = Sizes.arrayLength(rows, cols, "activations");
+        memory.requireHeap(4L * n, String.format(Locale.ROOT, "a buffer of %,d x %,d activations", rows, cols));
+        return new CpuBuffer(new float[n], rows, cols);
     }
 
     @Override
@@ -37,7 +79,7 @@ abstract sealed class HeapBackend implements Backend permits ReferenceBackend, C
 
     @Override
     public Weight weight(Tensor tensor) {
-        return new CpuWeight(tensor, arena);
+        return new CpuWeight(tensor, arena, memory);
     }
 
     /** Width of the linear-attention state features this backend keeps (merged or not). */
@@ -46,12 +88,12 @@ abstract sealed class HeapBackend implements Backend permits ReferenceBackend, C
     @Override
     public MixerState allocateState(MixerConfig mixer, int slots, int maxLength) {
         return switch (mixer) {
-            case MixerConfig.BaseConv c -> new CpuStates.Conv(slots, c.innerWidth(), c.kernel());
+            case MixerConfig.BaseConv c -> new CpuStates.Conv(memory, slots, c.innerWidth(), c.kernel());
             case MixerConfig.LinearAttention l ->
-                    new CpuStates.Linear(slots, l.numHeads(), linearStateFeatures(l), l.headDim());
+                    new CpuStates.Linear(memory, slots, l.numHeads(), linearStateFeatures(l), l.headDim());
             case MixerConfig.Attention a -> a.sliding()
-                    ? new CpuStates.KeyValue(slots, a.window(), a.dModel(), true)
-                    : new CpuStates.KeyValue(slots, maxLength, a.dModel(), false);
+                    ? new CpuStates.KeyValue(memory, slots, a.window(), a.dModel(), true)
+                    : new CpuStates.KeyValue(memory, slots, maxLength, a.dModel(), false);
         };
     }
 

@@ -2,6 +2,7 @@ package io.based4j.backend.cpu;
 
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.MixerConfig;
+import io.based4j.memory.HostMemory;
 
 /**
  * The plain scalar reference: single-threaded loops written straight from the model's definition, slow on purpose
@@ -11,6 +12,16 @@ import io.based4j.config.MixerConfig;
  * history for sliding-window attention, so it also checks the fast backend's merged features and ring buffers.
  */
 public final class ReferenceBackend extends HeapBackend {
+
+    /** A reference backend whose memory checks measure this JVM and machine. */
+    public ReferenceBackend() {
+        this(HostMemory.system());
+    }
+
+    /** A reference backend checking its allocations against {@code memory}. */
+    public ReferenceBackend(HostMemory memory) {
+        super(memory);
+    }
 
     @Override
     public String name() {
@@ -26,7 +37,7 @@ public final class ReferenceBackend extends HeapBackend {
     @Override
     public MixerState allocateState(MixerConfig mixer, int slots, int maxLength) {
         if (mixer instanceof MixerConfig.Attention a) {
-            return new CpuStates.KeyValue(slots, maxLength, a.dModel(), false);
+            return new CpuStates.KeyValue(memory, slots, maxLength, a.dModel(), false);
         }
         return super.allocateState(mixer, slots, maxLength);
     }

@@ -1,5 +1,8 @@
 package io.based4j.backend.cpu;
 
+import io.based4j.memory.HostMemory;
+import io.based4j.memory.Sizes;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -24,19 +27,28 @@ final class RotaryTable {
         return TABLES.computeIfAbsent(rotaryDim + "/" + base, key -> new RotaryTable(rotaryDim, base));
     }
 
-    /** Makes sure positions {@code [0, positions)} are in the table. */
-    void ensure(int positions) {
-        if (cos.length >= positions * half) {
+    /**
+     * Makes sure positions {@code [0, positions)} are in the table, growing it (to twice its size at least, where that
+     * fits) after checking the new table's size against {@code memory}.
+     */
+    void ensure(int positions, HostMemory memory) {
+        if (half == 0 || (long) cos.length >= (long) positions * half) {
             return;
         }
         synchronized (this) {
-            int have = cos.length / Math.max(1, half);
+            int have = cos.length / half;
             if (have >= positions) {
                 return;
             }
-            int n = Math.max(positions, Math.max(256, have * 2));
-            float[] c = new float[n * half];
-            float[] s = new float[n * half];
+            long doubled = Math.min(Math.max(256L, 2L * have), Sizes.MAX_ARRAY_LENGTH / half);
+            long n = Math.max(positions, doubled);
+            if (bytes(n) > memory.heapFree()) {
+                n = positions;
+            }
+            int len = Sizes.arrayLength(n, half, "rotary angles");
+            memory.requireHeap(bytes(n), String.format(Locale.ROOT, "rotary angles for %,d positions", n));
+            float[] c = new float[len];
+            float[] s = new float[len];
             for (int pos = 0; pos < n; pos++) {
                 for (int p = 0; p < half; p++) {
                     float angle = (float) pos * invFreq[p];
@@ -47,6 +59,11 @@ final class RotaryTable {
             sin = s;
             cos = c;
         }
+    }
+
+    /** Bytes of the cos and sin tables for {@code positions} positions. */
+    private long bytes(long positions) {
+        return Sizes.product(2 * Float.BYTES, positions, half);
     }
 
     float[] cos() {

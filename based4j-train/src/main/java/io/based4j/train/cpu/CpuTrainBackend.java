@@ -2,11 +2,15 @@ package io.based4j.train.cpu;
 
 import io.based4j.backend.cpu.Parallel;
 import io.based4j.config.MixerConfig;
+import io.based4j.memory.HostMemory;
+import io.based4j.memory.MemoryNeed;
+import io.based4j.memory.Sizes;
 import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
 import io.based4j.train.TrainBackend;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.Locale;
 
 /**
  * Training on the CPU in float64: exact enough for finite-difference gradient checks of whole models, and the
@@ -14,6 +18,18 @@ import java.lang.foreign.MemorySegment;
  * backward beside it ({@link DenseOps}, {@link CrossEntropyOps}, {@link LinearAttentionOps}, {@link AttentionOps}).
  */
 public final class CpuTrainBackend implements TrainBackend {
+    /** Where the buffers (Java arrays) must fit. */
+    private final HostMemory memory;
+
+    /** A backend whose memory checks measure this JVM and machine. */
+    public CpuTrainBackend() {
+        this(HostMemory.system());
+    }
+
+    /** A backend checking its buffers against {@code memory}. */
+    public CpuTrainBackend(HostMemory memory) {
+        this.memory = memory;
+    }
 
     @Override
     public String name() {
@@ -32,7 +48,38 @@ public final class CpuTrainBackend implements TrainBackend {
 
     @Override
     public Buf allocate(int rows, int cols) {
-        return new CpuBuf(new double[Math.multiplyExact(rows, cols)], rows, cols);
+        return new CpuBuf(newArray(rows, cols), rows, cols);
+    }
+
+    /** A zeroed {@code rows x cols} array, after checking its length and that it fits in the heap. */
+    private double[] newArray(int rows, int cols) {
+        int n = Sizes.arrayLength(rows, cols, "training buffer");
+        memory.requireHeap((long) Double.BYTES * n,
+                String.format(Locale.ROOT, "a training buffer of %,d x %,d float64 values", rows, cols));
+        return new double[n];
+    }
+
+    @Override
+    public int valueBytes() {
+        return Double.BYTES;
+    }
+
+    /**
+     * {@link CrossEntropyOps#forwardBackward}: the head transposed ({@code vocab x width}), the logits of one block of
+     * rows ({@code block x vocab}), the block's inputs and input gradients ({@code 2 x block x width}), and per row a
+     * loss, a row index and an argmax (counted as two values).
+     */
+    @Override
+    public long lossScratchValues(long rows, long width, long vocab) {
+        long block = Math.min(CrossEntropyOps.BLOCK_ROWS, rows);
+        return Sizes.sum(Sizes.times(vocab, width), Sizes.times(block, vocab), Sizes.product(2, block, width),
+                Sizes.times(2, rows));
+    }
+
+    /** Buffers are Java arrays: they join the host's heap need. */
+    @Override
+    public void checkFits(long bufferBytes, MemoryNeed host) {
+        memory.require(host.plusHeap(bufferBytes));
     }
 
     @Override
@@ -40,7 +87,7 @@ public final class CpuTrainBackend implements TrainBackend {
         if (tensor.numel() != (long) rows * cols) {
             throw new IllegalArgumentException("tensor " + tensor + " does not hold " + rows + " x " + cols + " values");
         }
-        double[] out = new double[rows * cols];
+        double[] out = newArray(rows, cols);
         if (tensor.dtype() == DType.F64) {
             MemorySegment.copy(tensor.data(), Tensor.F64_LE, 0, out, 0, out.length);
         } else {

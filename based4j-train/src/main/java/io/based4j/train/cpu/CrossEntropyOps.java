@@ -1,6 +1,7 @@
 package io.based4j.train.cpu;
 
 import io.based4j.backend.cpu.Parallel;
+import io.based4j.memory.Sizes;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
@@ -110,9 +111,9 @@ public final class CrossEntropyOps {
         boolean grad = dx != null || dhead != null;
         double[] headT = Gemm.transpose(head, vocab, d); // [d, vocab]: the forward product runs along vocab
         int blockRows = Math.min(BLOCK_ROWS, count);
-        double[] xb = new double[blockRows * d];
-        double[] z = new double[blockRows * vocab];
-        double[] dxb = dx == null ? null : new double[blockRows * d];
+        double[] xb = new double[Sizes.arrayLength(blockRows, d, "cross-entropy inputs")];
+        double[] z = new double[Sizes.arrayLength(blockRows, vocab, "cross-entropy logits")];
+        double[] dxb = dx == null ? null : new double[xb.length];
         double[] losses = new double[count];
         for (int start = 0; start < count; start += blockRows) {
             int rb = Math.min(blockRows, count - start);

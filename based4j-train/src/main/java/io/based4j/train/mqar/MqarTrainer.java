@@ -1,6 +1,7 @@
 package io.based4j.train.mqar;
 
 import io.based4j.config.ModelConfig;
+import io.based4j.memory.Sizes;
 import io.based4j.model.Initializer;
 import io.based4j.train.AdamW;
 import io.based4j.train.LrSchedule;
@@ -8,6 +9,7 @@ import io.based4j.train.ModelSpec;
 import io.based4j.train.Progress;
 import io.based4j.train.Seeds;
 import io.based4j.train.TrainBackend;
+import io.based4j.train.TrainMemory;
 import io.based4j.train.TrainModel;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
@@ -88,6 +90,7 @@ public final class MqarTrainer {
     public Result train() {
         long t0 = System.nanoTime();
         ModelConfig config = ModelSpec.parse("MQAR model", run.configMap());
+        checkMemory(config);
         List<MqarSet> trainSets = MqarGenerator.generate(run.train(), MqarGenerator.DEFAULT_VOCAB, run.seed(), true);
         List<MqarSet> testSets = MqarGenerator.generate(run.test(), MqarGenerator.DEFAULT_VOCAB, run.seed(), false);
         try (Arena arena = Arena.ofShared()) {
@@ -169,6 +172,44 @@ public final class MqarTrainer {
         }
     }
 
+    /**
+     * Checks, before the examples are generated or the model initialized, that the run fits: the examples of every
+     * slice, and a pass over the largest batch of tokens (a training batch, or a batch of test examples when scoring).
+     */
+    private void checkMemory(ModelConfig config) {
+        long examples = 0;
+        long batch = 1;
+        long seqLen = 1;
+        for (MqarSlice s : run.train()) {
+            examples = Sizes.plus(examples, Sizes.times(s.count(), s.seqLen()));
+            long n = Math.max(1, Math.min(run.batchSize(), s.count()));
+            if (n * s.seqLen() > batch * seqLen) {
+                batch = n;
+                seqLen = s.seqLen();
+            }
+        }
+        for (MqarSlice s : run.test()) {
+            examples = Sizes.plus(examples, Sizes.times(s.count(), s.seqLen()));
+            long n = evalBatch(s);
+            if (n * s.seqLen() > batch * seqLen) {
+                batch = n;
+                seqLen = s.seqLen();
+            }
+        }
+        // inputs and targets: two ints per token
+        TrainMemory.of(config, backend, SETTINGS).withHostData(Sizes.product(2, Integer.BYTES, examples), "examples",
+                "fewer examples (the COUNT of the --train and --test slices)").check(batch, seqLen);
+    }
+
+    /** How the command line names the settings a memory check refers to. */
+    private static final TrainMemory.Settings SETTINGS = new TrainMemory.Settings("--batch", "slice length L",
+            "--d-model");
+
+    /** Test examples scored per forward call. */
+    private static int evalBatch(MqarSlice slice) {
+        return Math.max(1, Math.min(slice.count(), EVAL_TOKENS / slice.seqLen()));
+    }
+
     private String mixerDetail() {
         return switch (run.mixer()) {
             case "based" -> ", feature dim " + run.featureDim();
@@ -215,7 +256,7 @@ public final class MqarTrainer {
         List<SliceScore> scores = new ArrayList<>();
         for (MqarSet set : sets) {
             int len = set.seqLen();
-            int per = Math.max(1, Math.min(set.count(), EVAL_TOKENS / len));
+            int per = evalBatch(set.slice());
             double accSum = 0;
             double lossSum = 0;
             long counted = 0;
