@@ -45,6 +45,14 @@ import org.junit.jupiter.params.provider.MethodSource;
 class DecodeEqualsPrefillTest {
     static final long SEED = Long.getLong("based4j.seed", System.nanoTime());
     static final double REL_TOL = 1e-4;
+    /**
+     * The fast CPU backend against the scalar reference: both float32, summing in different orders. Over 58 seeds of
+     * the 12 cases the largest difference was 1.4e-4 of the logit scale (a sliding-window-only model, at two
+     * positions where sharply peaked attention amplifies the rounding differences; typical cases stay under 1e-5),
+     * so the bound leaves a margin of 7 over that. The errors this comparison exists to catch (a key too many or
+     * too few in a window, a wrong rotary pair, a wrong feature-map term) move logits by 1e-2 of the scale or more.
+     */
+    static final double CROSS_BACKEND_REL_TOL = 1e-3;
     static final int VOCAB = 101;
     static final int[] LENGTHS = {1, 37, 90};
 
@@ -360,7 +368,7 @@ class DecodeEqualsPrefillTest {
         for (int s = 0; s < 3; s++) {
             for (int t = 0; t < LENGTHS[s]; t++) {
                 assertRow(ctx(c, "cpu vs reference", "sequence " + s + " position " + t), ref, offsets[s] + t, cpu,
-                        offsets[s] + t, cols, REL_TOL * scale);
+                        offsets[s] + t, cols, CROSS_BACKEND_REL_TOL * scale);
             }
         }
         if (Boolean.getBoolean("based4j.verbose")) {

@@ -182,11 +182,12 @@ class MemoryCheckTest {
 
     @Test
     void stateSizesSaturateInsteadOfWrapping() {
-        ModelConfig config = ConfigParser.fromMap("attention", Map.of("n_embd", 65536L, "n_layer", 1L, "n_head", 1L,
+        // a wide model the parser accepts (its Wqkv, 3d x d, must stay within one tensor)
+        ModelConfig config = ConfigParser.fromMap("attention", Map.of("n_embd", 16384L, "n_layer", 1L, "n_head", 1L,
                 "vocab_size", 8L, "n_inner", 0L));
-        // 2 x 4 bytes x 65,536 x (2^31 - 1) fits a long; the state of 2^31 such sequences does not
+        // 2 x 4 bytes x 16,384 x (2^31 - 1) fits a long; the state of 2^31 such sequences does not
         long perSequence = StateSize.total(config, Integer.MAX_VALUE);
-        assertEquals(8L * 65536 * Integer.MAX_VALUE, perSequence);
+        assertEquals(8L * 16384 * Integer.MAX_VALUE, perSequence);
         assertEquals(Long.MAX_VALUE, Sizes.times(perSequence, Integer.MAX_VALUE));
     }
 }
