@@ -113,13 +113,18 @@ class TrainMemoryCheckTest {
     @Test
     void batchTimesLengthBeyondOneJavaArrayIsRefusedNotOverflowed() {
         Path out = tmp.resolve("run");
-        // 65,536 x 65,536 tokens: the int product wraps to 0
-        TrainConfig cfg = settings(64, 1000, 65536, 65536, out);
+        // 65,536 x 65,536 tokens: the int product wraps to 0. The settings refuse it as they are read...
+        IllegalArgumentException s = assertThrows(IllegalArgumentException.class,
+                () -> settings(64, 1000, 65536, 65536, out));
+        assertTrue(s.getMessage().contains("train.batch_size 65536 x (data.seq_len 65536 + 1) = 4295032832 tokens per"
+                + " micro-batch, more than one array holds"), s.getMessage());
+        assertFalse(Files.exists(out));
+        // ...and the step plan, which models built in code reach without settings, refuses it too
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> trainer(cfg, new CpuTrainBackend()).run(null, Long.MAX_VALUE));
+                () -> TrainMemory.check(model(64, List.of("conv", "linear", "swa"), 1000), 65536, 65536,
+                        new CpuTrainBackend()));
         assertEquals("batch_size 65,536 x seq_len 65,536: 4,295,032,832 tokens per batch (seq_len + 1 per sequence),"
                 + " more than one Java array holds (2,147,483,639); lower batch_size or seq_len", e.getMessage());
-        assertFalse(Files.exists(out));
         // fewer tokens than that, but the widest activation (fc1, 2 x 2 x 1024 wide) of all of them is not
         ModelConfig wide = model(1024, List.of("conv"), 1000);
         IllegalArgumentException w = assertThrows(IllegalArgumentException.class,
