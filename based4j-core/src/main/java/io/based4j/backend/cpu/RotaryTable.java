@@ -45,7 +45,8 @@ final class RotaryTable {
             if (bytes(n) > memory.heapFree()) {
                 n = positions;
             }
-            int len = Sizes.arrayLength(n, half, "rotary angles");
+            int len = Sizes.arrayLength(n, half, String.format(Locale.ROOT,
+                    "the rotary angles of %,d positions (prompt plus new tokens)", n));
             memory.requireHeap(bytes(n), String.format(Locale.ROOT, "rotary angles for %,d positions", n));
             float[] c = new float[len];
             float[] s = new float[len];
