@@ -16,9 +16,10 @@ import java.util.SplittableRandom;
 import java.util.stream.IntStream;
 
 /**
- * Fresh weights for a configuration, initialised as the released models were (BASED-SPEC section 6): Linear and
- * Embedding N(0, 0.02); every {@code out_proj} and {@code fc2} N(0, 0.02 / sqrt(2 n_layer)); biases 0; norms 1;
- * conv taps uniform in +-1/sqrt(3). Deterministic for a seed, whatever the thread count.
+ * Fresh weights for a configuration, initialised as the released models were (BASED-SPEC section 6), each by its
+ * {@link WeightSpec.Kind}: Linear and Embedding N(0, 0.02); every {@code out_proj} and {@code fc2}
+ * N(0, 0.02 / sqrt(2 n_layer)); biases 0; norms 1; conv taps uniform in +-1/sqrt(3). Deterministic for a seed,
+ * whatever the thread count.
  */
 public final class Initializer {
     private static final int CHUNK = 1 << 20;
@@ -45,22 +46,16 @@ public final class Initializer {
         double outStd = 0.02 / Math.sqrt(2.0 * config.nLayer());
         List<Runnable> fills = new ArrayList<>();
         SplittableRandom seeds = new SplittableRandom(seed);
-        for (Map.Entry<String, long[]> e : ModelWeights.shapes(config).entrySet()) {
-            String name = e.getKey();
-            long[] shape = e.getValue();
-            Tensor t;
-            if (name.endsWith("norm1.weight") || name.endsWith("norm2.weight") || name.endsWith("ln_f.weight")) {
-                t = constant(arena, 1f, shape);
-            } else if (name.endsWith(".bias")) {
-                t = constant(arena, 0f, shape);
-            } else if (name.endsWith("conv.conv.weight")) {
-                t = uniform(arena, fills, seeds.nextLong(), 1.0 / Math.sqrt(shape[2]), shape);
-            } else if (name.endsWith("out_proj.weight") || name.endsWith("fc2.weight")) {
-                t = normal(arena, fills, seeds.nextLong(), outStd, shape);
-            } else {
-                t = normal(arena, fills, seeds.nextLong(), std, shape);
-            }
-            out.put(name, t);
+        for (WeightSpec w : ModelWeights.freshSpecs(config)) {
+            long[] shape = w.shape();
+            Tensor t = switch (w.kind()) {
+                case NORM -> constant(arena, 1f, shape);
+                case BIAS -> constant(arena, 0f, shape);
+                case CONV_TAPS -> uniform(arena, fills, seeds.nextLong(), 1.0 / Math.sqrt(shape[2]), shape);
+                case RESIDUAL_MATRIX -> normal(arena, fills, seeds.nextLong(), outStd, shape);
+                case EMBEDDING, HEAD, MATRIX -> normal(arena, fills, seeds.nextLong(), std, shape);
+            };
+            out.put(w.name(), t);
         }
         fills.parallelStream().forEach(Runnable::run);
         return out;

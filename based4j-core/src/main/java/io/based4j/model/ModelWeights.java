@@ -17,8 +17,17 @@ import java.util.TreeSet;
  * decay buffers, which have no effect on outputs).
  *
  * @param config the configuration, with attention bias flags settled by the weights where it was silent
+ * @param named every distinct weight (a tied head once) with its spec, in {@link #specs} order
  */
-public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Tensor finalNorm, List<Layer> layers) {
+public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Tensor finalNorm, List<Layer> layers,
+                           List<Bound> named) {
+    static final String EMBEDDING = "transformer.embeddings.word_embeddings.weight";
+    static final String FINAL_NORM = "transformer.ln_f.weight";
+    static final String HEAD = "lm_head.weight";
+
+    /** A weight tensor with the spec it was bound to (after the configuration's open biases are settled). */
+    public record Bound(WeightSpec spec, Tensor tensor) {
+    }
 
     public record Layer(Tensor norm1, Tensor norm2, Tensor fc1, Tensor fc2, Mixer mixer) {
     }
@@ -36,7 +45,7 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
     }
 
     /** A mixer's tensors in a fixed order per kind; absent biases are null. */
-    static Tensor[] mixerTensors(Mixer mixer) {
+    public static Tensor[] mixerTensors(Mixer mixer) {
         return switch (mixer) {
             case ConvWeights c -> new Tensor[] {c.inProj(), c.inBias(), c.conv(), c.outProj(), c.outBias()};
             case LinearWeights lw -> new Tensor[] {lw.projQ(), lw.projK(), lw.projV(), lw.outProj()};
@@ -46,92 +55,87 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
 
     /** Every distinct weight tensor (a tied head counted once). */
     public List<Tensor> tensors() {
-        List<Tensor> out = new ArrayList<>(List.of(embedding, finalNorm));
-        if (head != embedding) {
-            out.add(head);
-        }
-        for (Layer l : layers) {
-            for (Tensor t : mixerTensors(l.mixer())) {
-                if (t != null) {
-                    out.add(t);
-                }
-            }
-            for (Tensor t : new Tensor[] {l.norm1(), l.norm2(), l.fc1(), l.fc2()}) {
-                if (t != null) {
-                    out.add(t);
-                }
-            }
-        }
-        return out;
+        return named.stream().map(Bound::tensor).toList();
     }
 
     /**
-     * The shape of every weight tensor {@code config} defines, under its state-dict name, in a fixed order: the
-     * embedding; per layer {@code norm1}, the mixer's tensors, then {@code norm2}, {@code fc1}, {@code fc2}; the final
-     * norm; the head when it is not tied. Attention biases the configuration leaves open are left out.
+     * Every weight tensor {@code config} defines, in a fixed order: the embedding; per layer {@code norm1}, the
+     * mixer's tensors, then {@code norm2}, {@code fc1}, {@code fc2}; the final norm; the head when it is not tied.
+     * Attention biases the configuration leaves open are optional (present only if a checkpoint holds them).
      */
-    public static Map<String, long[]> shapes(ModelConfig config) {
-        Map<String, long[]> out = new LinkedHashMap<>();
+    public static List<WeightSpec> specs(ModelConfig config) {
+        List<WeightSpec> out = new ArrayList<>();
         long d = config.dModel();
         long vp = config.paddedVocabSize();
-        out.put("transformer.embeddings.word_embeddings.weight", new long[] {vp, d});
+        out.add(new WeightSpec(EMBEDDING, new long[] {vp, d}, WeightSpec.Kind.EMBEDDING, false));
         for (int i = 0; i < config.nLayer(); i++) {
             String p = "transformer.layers." + i + ".";
-            out.put(p + "norm1.weight", new long[] {d});
+            out.add(new WeightSpec(p + "norm1.weight", new long[] {d}, WeightSpec.Kind.NORM, false));
             String m = p + "mixer.";
             switch (config.layer(i)) {
                 case MixerConfig.BaseConv c -> {
-                    long inner = 2L * c.dModel();
-                    out.put(m + "in_proj.weight", new long[] {2 * inner, d});
+                    long inner = c.innerWidth();
+                    out.add(new WeightSpec(m + "in_proj.weight", new long[] {2 * inner, d}, WeightSpec.Kind.MATRIX, false));
                     if (c.bias()) {
-                        out.put(m + "in_proj.bias", new long[] {2 * inner});
+                        out.add(new WeightSpec(m + "in_proj.bias", new long[] {2 * inner}, WeightSpec.Kind.BIAS, false));
                     }
-                    out.put(m + "conv.conv.weight", new long[] {inner, 1, c.kernel()});
-                    out.put(m + "out_proj.weight", new long[] {d, inner});
+                    out.add(new WeightSpec(m + "conv.conv.weight", new long[] {inner, 1, c.kernel()},
+                            WeightSpec.Kind.CONV_TAPS, false));
+                    out.add(new WeightSpec(m + "out_proj.weight", new long[] {d, inner},
+                            WeightSpec.Kind.RESIDUAL_MATRIX, false));
                     if (c.bias()) {
-                        out.put(m + "out_proj.bias", new long[] {d});
+                        out.add(new WeightSpec(m + "out_proj.bias", new long[] {d}, WeightSpec.Kind.BIAS, false));
                     }
                 }
                 case MixerConfig.LinearAttention l -> {
                     long qk = (long) l.numHeads() * l.featureDim();
-                    out.put(m + "proj_q.weight", new long[] {qk, d});
-                    out.put(m + "proj_k.weight", new long[] {qk, d});
-                    out.put(m + "proj_v.weight", new long[] {d, d});
-                    out.put(m + "out_proj.weight", new long[] {d, d});
+                    out.add(new WeightSpec(m + "proj_q.weight", new long[] {qk, d}, WeightSpec.Kind.MATRIX, false));
+                    out.add(new WeightSpec(m + "proj_k.weight", new long[] {qk, d}, WeightSpec.Kind.MATRIX, false));
+                    out.add(new WeightSpec(m + "proj_v.weight", new long[] {d, d}, WeightSpec.Kind.MATRIX, false));
+                    out.add(new WeightSpec(m + "out_proj.weight", new long[] {d, d}, WeightSpec.Kind.RESIDUAL_MATRIX,
+                            false));
                 }
                 case MixerConfig.Attention a -> {
-                    out.put(m + "Wqkv.weight", new long[] {3 * d, d});
-                    if (Boolean.TRUE.equals(a.qkvBias())) {
-                        out.put(m + "Wqkv.bias", new long[] {3 * d});
+                    out.add(new WeightSpec(m + "Wqkv.weight", new long[] {3 * d, d}, WeightSpec.Kind.MATRIX, false));
+                    if (!Boolean.FALSE.equals(a.qkvBias())) {
+                        out.add(new WeightSpec(m + "Wqkv.bias", new long[] {3 * d}, WeightSpec.Kind.BIAS,
+                                a.qkvBias() == null));
                     }
-                    out.put(m + "out_proj.weight", new long[] {d, d});
-                    if (Boolean.TRUE.equals(a.outBias())) {
-                        out.put(m + "out_proj.bias", new long[] {d});
+                    out.add(new WeightSpec(m + "out_proj.weight", new long[] {d, d}, WeightSpec.Kind.RESIDUAL_MATRIX,
+                            false));
+                    if (!Boolean.FALSE.equals(a.outBias())) {
+                        out.add(new WeightSpec(m + "out_proj.bias", new long[] {d}, WeightSpec.Kind.BIAS,
+                                a.outBias() == null));
                     }
                 }
             }
             if (config.hasMlp()) {
                 long h = config.mlpHidden();
-                out.put(p + "norm2.weight", new long[] {d});
-                out.put(p + "mlp.fc1.weight", new long[] {2 * h, d});
-                out.put(p + "mlp.fc2.weight", new long[] {d, h});
+                out.add(new WeightSpec(p + "norm2.weight", new long[] {d}, WeightSpec.Kind.NORM, false));
+                out.add(new WeightSpec(p + "mlp.fc1.weight", new long[] {2 * h, d}, WeightSpec.Kind.MATRIX, false));
+                out.add(new WeightSpec(p + "mlp.fc2.weight", new long[] {d, h}, WeightSpec.Kind.RESIDUAL_MATRIX, false));
             }
         }
-        out.put("transformer.ln_f.weight", new long[] {d});
+        out.add(new WeightSpec(FINAL_NORM, new long[] {d}, WeightSpec.Kind.NORM, false));
         if (!config.tieWordEmbeddings()) {
-            out.put("lm_head.weight", new long[] {vp, d});
+            out.add(new WeightSpec(HEAD, new long[] {vp, d}, WeightSpec.Kind.HEAD, false));
         }
         return out;
     }
 
+    /** The weights a fresh model of {@code config} has: its {@link #specs} without the optional ones. */
+    public static List<WeightSpec> freshSpecs(ModelConfig config) {
+        return specs(config).stream().filter(w -> !w.optional()).toList();
+    }
+
     /**
-     * Parameters {@code config} defines (a tied head counted once), computed in 64 bits from the configuration alone,
-     * before any weight is read; {@link Long#MAX_VALUE} when the count does not fit in a long.
+     * Parameters a fresh model of {@code config} has (a tied head counted once), computed in 64 bits from the
+     * configuration alone, before any weight is read; {@link Long#MAX_VALUE} when the count does not fit in a long.
      */
     public static long parameterCount(ModelConfig config) {
         long n = 0;
-        for (long[] shape : shapes(config).values()) {
-            n = Sizes.plus(n, Sizes.product(shape));
+        for (WeightSpec w : freshSpecs(config)) {
+            n = Sizes.plus(n, Sizes.product(w.shape()));
         }
         return n;
     }
@@ -178,15 +182,6 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
             this.source = source;
         }
 
-        private Tensor take(String key, long... shape) {
-            Tensor t = tensors.remove(key);
-            if (t == null) {
-                throw new WeightsException(source + ": missing tensor '" + key + "' (expected shape "
-                        + Arrays.toString(shape) + ")");
-            }
-            return check(key, t, shape);
-        }
-
         private Tensor check(String key, Tensor t, long... shape) {
             if (!t.hasShape(shape)) {
                 throw new WeightsException(source + ": tensor '" + key + "' has shape " + Arrays.toString(t.shape())
@@ -199,82 +194,75 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
             return t;
         }
 
-        private Tensor takeOptional(String key, Boolean expected, long... shape) {
-            boolean present = tensors.containsKey(key);
-            if (expected != null && expected != present) {
-                throw new WeightsException(source + ": tensor '" + key + "' is " + (present ? "present" : "missing")
-                        + " but the configuration says " + (expected ? "it exists" : "there is no such bias"));
-            }
-            return present ? take(key, shape) : null;
-        }
-
         ModelWeights bind() {
-            int d = config.dModel();
-            long vp = config.paddedVocabSize();
-            Tensor emb = take("transformer.embeddings.word_embeddings.weight", vp, d);
-            Tensor head;
-            if (config.tieWordEmbeddings()) {
-                Tensor copy = tensors.remove("lm_head.weight");
-                if (copy != null) {
-                    check("lm_head.weight", copy, vp, d);
+            // every weight the configuration defines, by its spec; optional ones only when present
+            Map<String, Tensor> bound = new LinkedHashMap<>();
+            for (WeightSpec w : specs(config)) {
+                Tensor t = tensors.remove(w.name());
+                if (t == null && !w.optional()) {
+                    throw new WeightsException(source + ": missing tensor '" + w.name() + "' (expected shape "
+                            + Arrays.toString(w.shape()) + ")" + (w.kind() == WeightSpec.Kind.BIAS
+                            ? "; the configuration says this bias exists" : ""));
                 }
-                head = emb;
-            } else {
-                head = take("lm_head.weight", vp, d);
+                if (t != null) {
+                    bound.put(w.name(), check(w.name(), t, w.shape()));
+                }
             }
-            Tensor lnF = take("transformer.ln_f.weight", d);
+            // keys that carry no weight of their own: a tied head's copy, attention's rotary frequencies
+            long d = config.dModel();
+            Tensor copy = config.tieWordEmbeddings() ? tensors.remove(HEAD) : null;
+            if (copy != null) {
+                check(HEAD, copy, config.paddedVocabSize(), d);
+            }
+            Tensor emb = bound.get(EMBEDDING);
+            Tensor head = config.tieWordEmbeddings() ? emb : bound.get(HEAD);
             List<Layer> layers = new ArrayList<>();
             List<MixerConfig> mixers = new ArrayList<>();
             for (int i = 0; i < config.nLayer(); i++) {
                 String p = "transformer.layers." + i + ".";
-                Tensor n1 = take(p + "norm1.weight", d);
-                Tensor n2 = null;
-                Tensor fc1 = null;
-                Tensor fc2 = null;
-                if (config.hasMlp()) {
-                    int h = config.mlpHidden();
-                    n2 = take(p + "norm2.weight", d);
-                    fc1 = take(p + "mlp.fc1.weight", 2L * h, d);
-                    fc2 = take(p + "mlp.fc2.weight", d, h);
-                }
-                MixerConfig mc = config.layer(i);
                 String m = p + "mixer.";
-                Mixer mixer;
-                switch (mc) {
-                    case MixerConfig.BaseConv c -> {
-                        long inner = c.innerWidth();
-                        mixer = new ConvWeights(take(m + "in_proj.weight", 2 * inner, d),
-                                c.bias() ? take(m + "in_proj.bias", 2 * inner) : null,
-                                take(m + "conv.conv.weight", inner, 1, c.kernel()),
-                                take(m + "out_proj.weight", d, inner),
-                                c.bias() ? take(m + "out_proj.bias", d) : null);
-                    }
-                    case MixerConfig.LinearAttention l -> {
-                        long qk = (long) l.numHeads() * l.featureDim();
-                        mixer = new LinearWeights(take(m + "proj_q.weight", qk, d), take(m + "proj_k.weight", qk, d),
-                                take(m + "proj_v.weight", d, d), take(m + "out_proj.weight", d, d));
-                    }
+                MixerConfig mc = config.layer(i);
+                Mixer mixer = switch (mc) {
+                    case MixerConfig.BaseConv c -> new ConvWeights(bound.get(m + "in_proj.weight"),
+                            bound.get(m + "in_proj.bias"), bound.get(m + "conv.conv.weight"),
+                            bound.get(m + "out_proj.weight"), bound.get(m + "out_proj.bias"));
+                    case MixerConfig.LinearAttention l -> new LinearWeights(bound.get(m + "proj_q.weight"),
+                            bound.get(m + "proj_k.weight"), bound.get(m + "proj_v.weight"),
+                            bound.get(m + "out_proj.weight"));
                     case MixerConfig.Attention a -> {
-                        Tensor wqkv = take(m + "Wqkv.weight", 3L * d, d);
-                        Tensor qkvBias = takeOptional(m + "Wqkv.bias", a.qkvBias(), 3L * d);
-                        Tensor out = take(m + "out_proj.weight", d, d);
-                        Tensor outBias = takeOptional(m + "out_proj.bias", a.outBias(), d);
                         Tensor invFreq = tensors.remove(m + "rotary_emb.inv_freq");
                         if (invFreq != null) {
                             check(m + "rotary_emb.inv_freq", invFreq, a.rotaryDim() / 2);
                         }
+                        Tensor qkvBias = bound.get(m + "Wqkv.bias");
+                        Tensor outBias = bound.get(m + "out_proj.bias");
                         mc = a.withBiases(qkvBias != null, outBias != null);
-                        mixer = new AttentionWeights(wqkv, qkvBias, out, outBias);
+                        yield new AttentionWeights(bound.get(m + "Wqkv.weight"), qkvBias, bound.get(m + "out_proj.weight"),
+                                outBias);
                     }
-                }
+                };
                 mixers.add(mc);
-                layers.add(new Layer(n1, n2, fc1, fc2, mixer));
+                layers.add(new Layer(bound.get(p + "norm1.weight"), bound.get(p + "norm2.weight"),
+                        bound.get(p + "mlp.fc1.weight"), bound.get(p + "mlp.fc2.weight"), mixer));
+            }
+            for (String key : tensors.keySet()) {
+                if (key.matches("transformer\\.layers\\.\\d+\\.mixer\\.(Wqkv|out_proj)\\.bias")) {
+                    throw new WeightsException(source + ": tensor '" + key + "' is present but the configuration says"
+                            + " there is no such bias");
+                }
             }
             if (!tensors.isEmpty()) {
                 throw new WeightsException(source + ": unexpected tensor" + (tensors.size() > 1 ? "s " : " ")
                         + new TreeSet<>(tensors.keySet()) + " for this configuration");
             }
-            return new ModelWeights(config.withLayers(mixers), emb, head, lnF, layers);
+            ModelConfig settled = config.withLayers(mixers);
+            Map<String, WeightSpec> specs = new LinkedHashMap<>();
+            for (WeightSpec w : specs(settled)) {
+                specs.put(w.name(), w);
+            }
+            List<Bound> named = new ArrayList<>();
+            bound.forEach((name, t) -> named.add(new Bound(specs.get(name), t)));
+            return new ModelWeights(settled, emb, head, bound.get(FINAL_NORM), layers, List.copyOf(named));
         }
     }
 }

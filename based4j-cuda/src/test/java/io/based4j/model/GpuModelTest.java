@@ -111,25 +111,11 @@ class GpuModelTest {
     /** The case's random weights rounded to bfloat16, so that the CPU and the GPU compute with the same weights. */
     private static ModelWeights bf16Weights(ModelConfig config, long seed) {
         ModelWeights w = DecodeEqualsPrefillTest.randomWeights(config, seed);
-        Map<Tensor, Tensor> rounded = new java.util.IdentityHashMap<>();
-        for (Tensor t : w.tensors()) {
-            rounded.put(t, Tensor.ofBf16(t.toFloatArray(), t.shape()));
+        Map<String, Tensor> rounded = new java.util.LinkedHashMap<>();
+        for (ModelWeights.Bound b : w.named()) {
+            rounded.put(b.spec().name(), Tensor.ofBf16(b.tensor().toFloatArray(), b.tensor().shape()));
         }
-        return new ModelWeights(w.config(), rounded.get(w.embedding()), rounded.get(w.head()),
-                rounded.get(w.finalNorm()), w.layers().stream().map(l -> new ModelWeights.Layer(
-                rounded.get(l.norm1()), rounded.get(l.norm2()), rounded.get(l.fc1()), rounded.get(l.fc2()),
-                roundMixer(l.mixer(), rounded))).toList());
-    }
-
-    private static ModelWeights.Mixer roundMixer(ModelWeights.Mixer m, Map<Tensor, Tensor> r) {
-        return switch (m) {
-            case ModelWeights.ConvWeights c -> new ModelWeights.ConvWeights(r.get(c.inProj()), r.get(c.inBias()),
-                    r.get(c.conv()), r.get(c.outProj()), r.get(c.outBias()));
-            case ModelWeights.LinearWeights l -> new ModelWeights.LinearWeights(r.get(l.projQ()), r.get(l.projK()),
-                    r.get(l.projV()), r.get(l.outProj()));
-            case ModelWeights.AttentionWeights a -> new ModelWeights.AttentionWeights(r.get(a.wqkv()),
-                    r.get(a.qkvBias()), r.get(a.outProj()), r.get(a.outBias()));
-        };
+        return ModelWeights.bind(w.config(), rounded, "bf16 copy");
     }
 
     /** All-token logits of three ragged prompts (lengths 1, 37 and 90) in one call. */

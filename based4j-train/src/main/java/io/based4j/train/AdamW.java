@@ -7,7 +7,7 @@ import java.util.Map;
 import java.util.function.Predicate;
 
 /**
- * AdamW with decoupled weight decay on the parameters that decay (see {@link Param#decays}), gradient clipping by
+ * AdamW with decoupled weight decay on the parameters that decay (see {@link io.based4j.model.WeightSpec.Kind#decays}), gradient clipping by
  * global norm, and moments held by the backend next to the parameters.
  */
 public final class AdamW {

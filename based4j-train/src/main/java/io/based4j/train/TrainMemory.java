@@ -4,10 +4,10 @@ import io.based4j.config.ModelConfig;
 import io.based4j.memory.MemoryNeed;
 import io.based4j.memory.Sizes;
 import io.based4j.model.ModelWeights;
+import io.based4j.model.WeightSpec;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 
 /**
  * The memory a training run takes, planned from the model's shape and the batch before the initializer or anything
@@ -98,10 +98,10 @@ public final class TrainMemory {
         String lower = "lower " + names.batch() + " or " + names.seqLen();
         String batchText = String.format(Locale.ROOT, "%s %,d x %s %,d", names.batch(), batch, names.seqLen(), seqLen);
         checkArrays(batch, seqLen, batchText, lower);
-        for (Map.Entry<String, long[]> e : ModelWeights.shapes(config).entrySet()) {
-            long[] s = e.getValue();
+        for (WeightSpec w : ModelWeights.freshSpecs(config)) {
+            long[] s = w.shape();
             try {
-                Sizes.arrayLength(s[0], Sizes.product(s) / Math.max(1, s[0]), "parameter " + e.getKey());
+                Sizes.arrayLength(s[0], Sizes.product(s) / Math.max(1, s[0]), "parameter " + w.name());
             } catch (IllegalArgumentException tooLong) {
                 throw new IllegalArgumentException(tooLong.getMessage() + "; a smaller model is needed ("
                         + names.model() + ")");

@@ -6,6 +6,7 @@ import io.based4j.memory.MemoryNeed;
 import io.based4j.memory.NotEnoughMemoryException;
 import io.based4j.memory.Sizes;
 import io.based4j.model.ModelWeights;
+import io.based4j.model.WeightSpec;
 import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
 import io.based4j.train.TrainBackend.Buf;
@@ -15,6 +16,7 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -49,69 +51,40 @@ public final class TrainModel {
     private final Param finalNorm;
     private final List<LayerParams> layers = new ArrayList<>();
     private final Map<Long, Activations> activations = new HashMap<>();
-    private final Map<String, Tensor> tensors = new HashMap<>();
 
     private record LayerParams(MixerConfig mixer, Param norm1, Param norm2, Param fc1, Param fc2, Param[] mix) {
     }
 
     /**
      * Binds a state dict (checked and resolved as inference loads it) to the backend. Values may be any floating
-     * dtype; float64 tensors keep every bit (used when resuming from optimizer state).
+     * dtype; float64 tensors keep every bit (used when resuming from optimizer state). Each parameter's name, shape
+     * and decay group come from its {@link WeightSpec}.
      */
     public TrainModel(ModelConfig config, Map<String, Tensor> stateDict, TrainBackend backend, String source) {
         ModelWeights bound = ModelWeights.bind(config, stateDict, source);
         this.config = bound.config();
         this.backend = backend;
-        for (Map.Entry<String, Tensor> e : stateDict.entrySet()) {
-            String name = e.getKey().startsWith("model.") ? e.getKey().substring(6) : e.getKey();
-            tensors.put(name, e.getValue());
+        Map<Tensor, Param> byTensor = new IdentityHashMap<>();
+        for (ModelWeights.Bound b : bound.named()) {
+            WeightSpec w = b.spec();
+            long[] shape = w.shape();
+            int rows = shape.length == 1 ? 1 : (int) shape[0];
+            int cols = (int) (Tensor.numel(shape) / rows);
+            Param p = new Param(w.name(), shape, backend.load(b.tensor(), rows, cols), backend.allocate(rows, cols),
+                    w.kind().decays());
+            params.put(w.name(), p);
+            byTensor.put(b.tensor(), p);
         }
-        embedding = need("transformer.embeddings.word_embeddings.weight");
-        head = this.config.tieWordEmbeddings() ? embedding : need("lm_head.weight");
-        finalNorm = need("transformer.ln_f.weight");
+        java.util.function.Function<Tensor, Param> param = t -> t == null ? null : byTensor.get(t);
+        embedding = param.apply(bound.embedding());
+        head = param.apply(bound.head());
+        finalNorm = param.apply(bound.finalNorm());
         for (int i = 0; i < this.config.nLayer(); i++) {
-            String p = "transformer.layers." + i + ".";
-            MixerConfig mc = this.config.layer(i);
-            Param[] mix = switch (mc) {
-                case MixerConfig.BaseConv c -> new Param[] {need(p + "mixer.in_proj.weight"),
-                        optional(p + "mixer.in_proj.bias"), need(p + "mixer.conv.conv.weight"),
-                        need(p + "mixer.out_proj.weight"), optional(p + "mixer.out_proj.bias")};
-                case MixerConfig.LinearAttention l -> new Param[] {need(p + "mixer.proj_q.weight"),
-                        need(p + "mixer.proj_k.weight"), need(p + "mixer.proj_v.weight"),
-                        need(p + "mixer.out_proj.weight")};
-                case MixerConfig.Attention a -> new Param[] {need(p + "mixer.Wqkv.weight"),
-                        optional(p + "mixer.Wqkv.bias"), need(p + "mixer.out_proj.weight"),
-                        optional(p + "mixer.out_proj.bias")};
-            };
-            boolean mlp = this.config.hasMlp();
-            layers.add(new LayerParams(mc, need(p + "norm1.weight"), mlp ? need(p + "norm2.weight") : null,
-                    mlp ? need(p + "mlp.fc1.weight") : null, mlp ? need(p + "mlp.fc2.weight") : null, mix));
+            ModelWeights.Layer l = bound.layers().get(i);
+            Param[] mix = java.util.Arrays.stream(ModelWeights.mixerTensors(l.mixer())).map(param).toArray(Param[]::new);
+            layers.add(new LayerParams(this.config.layer(i), param.apply(l.norm1()), param.apply(l.norm2()),
+                    param.apply(l.fc1()), param.apply(l.fc2()), mix));
         }
-        tensors.clear();
-    }
-
-    /** The parameter of a state-dict name, made from the loaded tensor on first use (the binding checked shapes). */
-    private Param need(String name) {
-        Param have = params.get(name);
-        if (have != null) {
-            return have;
-        }
-        Tensor t = tensors.get(name);
-        if (t == null) {
-            throw new IllegalStateException("parameter '" + name + "' is missing");
-        }
-        long[] shape = t.shape();
-        long rows = shape.length == 1 ? 1 : shape[0];
-        long cols = rows == 0 ? 0 : t.numel() / rows;
-        Sizes.arrayLength(rows, cols, "parameter " + name);
-        Param p = new Param(name, shape, backend.load(t, (int) rows, (int) cols), backend.allocate((int) rows,
-                (int) cols), Param.decays(name));
-        params.put(name, p);
-        return p;
-    }
-
-    private Param optional(String name) {
-        return tensors.containsKey(name) ? need(name) : null;
     }
 
     public ModelConfig config() {

@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.config.ModelConfig;
 import io.based4j.model.Initializer;
+import io.based4j.model.ModelWeights;
+import io.based4j.model.WeightSpec;
 import io.based4j.tensor.Tensor;
 import io.based4j.train.cpu.CpuBuf;
 import io.based4j.train.cpu.CpuTrainBackend;
@@ -83,7 +85,7 @@ class OptimizerTest {
                     double[] m1 = mom1.get(q.name());
                     double[] m2 = mom2.get(q.name());
                     double[] g = grads.get(q.name());
-                    double wd = Param.decays(q.name()) ? 0.1 : 0.0;
+                    double wd = q.decay() ? 0.1 : 0.0;
                     for (int i = 0; i < pe.length; i++) {
                         double gi = g[i] * clip;
                         pe[i] -= lr * wd * pe[i];
@@ -102,13 +104,36 @@ class OptimizerTest {
 
     @Test
     void decayGroupsFollowTheRecipe() {
-        assertTrue(Param.decays("transformer.layers.0.mixer.in_proj.weight"));
-        assertTrue(Param.decays("transformer.layers.0.mixer.conv.conv.weight"));
-        assertTrue(Param.decays("transformer.layers.3.mlp.fc1.weight"));
-        assertTrue(!Param.decays("transformer.layers.0.mixer.in_proj.bias"));
-        assertTrue(!Param.decays("transformer.layers.0.norm1.weight"));
-        assertTrue(!Param.decays("transformer.ln_f.weight"));
-        assertTrue(!Param.decays("transformer.embeddings.word_embeddings.weight"));
+        // every kind of weight (over two models, as one config.json names at most three mixers): conv with biases,
+        // linear attention, sliding and full attention, an MLP, an untied head
+        for (List<String> layers : List.of(List.of("conv", "linear", "swa"), List.of("attn", "linear"))) {
+            checkDecayGroups(ModelSpec.parse("recipe", ModelSpec.configMap(32, layers, 2, 2, 4, 8, 64, 100, false, true,
+                    1e-5)));
+        }
+    }
+
+    private static void checkDecayGroups(ModelConfig config) {
+        List<WeightSpec> specs = ModelWeights.freshSpecs(config);
+        assertTrue(specs.stream().anyMatch(w -> w.name().equals("lm_head.weight")), specs.toString());
+        for (WeightSpec w : specs) {
+            String n = w.name();
+            // BASED-SPEC section 6, stated on the names: matrices and conv taps decay; biases, norms, embeddings and
+            // the head do not
+            boolean recipe = !(n.endsWith(".bias") || n.endsWith("norm1.weight") || n.endsWith("norm2.weight")
+                    || n.equals("transformer.ln_f.weight") || n.contains("word_embeddings") || n.equals("lm_head.weight"));
+            assertEquals(recipe, w.kind().decays(), n);
+            assertEquals(n.endsWith("out_proj.weight") || n.endsWith("fc2.weight"),
+                    w.kind() == WeightSpec.Kind.RESIDUAL_MATRIX, n + ": the scaled initialisation");
+        }
+        // and a trained model's parameters carry their spec's group
+        try (Arena arena = Arena.ofShared(); CpuTrainBackend backend = new CpuTrainBackend()) {
+            TrainModel model = new TrainModel(config, Initializer.stateDict(config, 1, arena), backend, "init");
+            for (Param q : model.params()) {
+                WeightSpec w = specs.stream().filter(x -> x.name().equals(q.name())).findFirst().orElseThrow();
+                assertEquals(w.kind().decays(), q.decay(), q.name());
+            }
+            assertEquals(specs.size(), model.params().size());
+        }
     }
 
     @Test
