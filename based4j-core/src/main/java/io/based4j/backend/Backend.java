@@ -79,8 +79,11 @@ public interface Backend extends AutoCloseable {
     /** {@code out[i] = table[ids[i]]}. */
     void embedding(Weight table, int[] ids, Buffer out);
 
-    /** {@code out = x * rsqrt(mean(x^2) + eps) * weight}, row by row. */
-    void rmsNorm(Buffer x, Weight weight, float eps, Buffer out);
+    /**
+     * {@code out = x * rsqrt(mean(x^2) + eps) * weight}, row by row. {@code rstd}, one value per row, is what a
+     * training pass keeps for the backward; null in inference.
+     */
+    void rmsNorm(Buffer x, Weight weight, double eps, Buffer out, Buffer rstd);
 
     /** {@code out = x @ w^T (+ bias)}: x is {@code [n, k]}, w is {@code [m, k]}, out is {@code [n, m]}. */
     void matmul(Buffer x, Weight w, Weight bias, Buffer out);
@@ -112,20 +115,36 @@ public interface Backend extends AutoCloseable {
 
     /**
      * BaseConv core: with {@code u = [u1 | u2]} of width {@code 2 * inner}, {@code c} the causal depthwise conv of u1
-     * with taps {@code convWeight [inner, 1, k]} (continuing from the state), {@code out = silu(c) * u2}.
+     * with taps {@code convWeight [inner, 1, k]} (continuing from the state), {@code out = silu(c) * u2}. A training
+     * pass (state null) keeps {@code c} in {@code convOut}; null in inference.
      */
     void baseConv(MixerConfig.BaseConv cfg, Buffer u, Weight convWeight, TokenBatch batch, MixerState state,
-                  Buffer out);
+                  Buffer out, Buffer convOut);
 
-    /** Taylor linear attention over packed q, k ({@code [T, H*f]}) and v ({@code [T, d]}), continuing from the state. */
+    /**
+     * Taylor linear attention over packed q, k ({@code [T, H*f]}) and v ({@code [T, d]}), continuing from the state
+     * (null in a training pass, which keeps nothing more).
+     */
     void linearAttention(MixerConfig.LinearAttention cfg, Buffer q, Buffer k, Buffer v, TokenBatch batch,
                          MixerState state, Buffer out);
 
     /**
      * Causal softmax attention (full or sliding-window) with rotary positions over packed {@code qkv [T, 3d]},
-     * attending the cached keys and values of earlier tokens in the state.
+     * attending the cached keys and values of earlier tokens in the state. A training pass (state null) keeps one
+     * log-sum-exp per (token, head) in {@code lse [T, heads]}; null in inference.
      */
-    void attention(MixerConfig.Attention cfg, Buffer qkv, TokenBatch batch, MixerState state, Buffer out);
+    void attention(MixerConfig.Attention cfg, Buffer qkv, TokenBatch batch, MixerState state, Buffer out,
+                   Buffer lse);
+
+    /**
+     * For backends that only run inference: refuses what a training pass asks a forward op to keep, naming the op.
+     */
+    static void keepsNothing(String op, Buffer kept) {
+        if (kept != null) {
+            throw new UnsupportedOperationException(op + ": this backend runs inference only and keeps nothing for a"
+                    + " backward pass");
+        }
+    }
 
     /** Records and replays whole forward calls (CUDA graphs); null where the backend has nothing of the kind. */
     default StepGraphs graphs() {

@@ -78,4 +78,29 @@ public record TokenBatch(int[] slots, int[] starts, int[] lengths) {
         Arrays.fill(ones, 1);
         return new TokenBatch(slots, positions, ones);
     }
+
+    /**
+     * A training pass: {@code batch} fresh sequences of {@code seqLen} tokens each, in slots {@code 0 .. batch-1},
+     * packed one after another.
+     */
+    public static TokenBatch uniform(int batch, int seqLen) {
+        int[] slots = new int[batch];
+        int[] lengths = new int[batch];
+        for (int b = 0; b < batch; b++) {
+            slots[b] = b;
+            lengths[b] = seqLen;
+        }
+        return new TokenBatch(slots, new int[batch], lengths);
+    }
+
+    /** The one length every sequence has; fails naming the lengths when they differ (a training pass is uniform). */
+    public int uniformLength() {
+        for (int len : lengths) {
+            if (len != lengths[0]) {
+                throw new IllegalArgumentException("a training pass needs sequences of one length, got "
+                        + Arrays.toString(lengths));
+            }
+        }
+        return lengths.length == 0 ? 0 : lengths[0];
+    }
 }

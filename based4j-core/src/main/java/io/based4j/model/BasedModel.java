@@ -12,9 +12,9 @@ import io.based4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
+import java.util.IdentityHashMap;
+import java.util.Map;
 import java.util.Locale;
 
 /**
@@ -28,14 +28,7 @@ public final class BasedModel implements AutoCloseable {
     private final Arena arena;
     private final long parameters;
     private final long weightBytes;
-    private final Backend.Weight embedding;
-    private final Backend.Weight head;
-    private final Backend.Weight finalNorm;
-    private final List<LayerHandles> layers;
-
-    private record LayerHandles(MixerConfig mixer, Backend.Weight norm1, Backend.Weight norm2, Backend.Weight fc1,
-                                Backend.Weight fc2, Backend.Weight[] w) {
-    }
+    private final LayerStack stack;
 
     private BasedModel(ModelWeights weights, Backend backend, Arena arena, String name) {
         this.config = weights.config();
@@ -50,27 +43,10 @@ public final class BasedModel implements AutoCloseable {
             stored = Sizes.plus(stored, backend.storedBytes(t));
         }
         backend.checkWeightsFit(stored, name, "(" + Sizes.count(params) + " parameters)");
-        this.embedding = backend.weight(weights.embedding());
-        this.head = weights.head() == weights.embedding() ? embedding : backend.weight(weights.head());
-        this.finalNorm = backend.weight(weights.finalNorm());
-        List<LayerHandles> ls = new ArrayList<>();
-        for (int i = 0; i < weights.layers().size(); i++) {
-            ModelWeights.Layer l = weights.layers().get(i);
-            Tensor[] mixerTensors = ModelWeights.mixerTensors(l.mixer());
-            Backend.Weight[] handles = new Backend.Weight[mixerTensors.length];
-            for (int j = 0; j < mixerTensors.length; j++) {
-                handles[j] = mixerTensors[j] == null ? null : backend.weight(mixerTensors[j]);
-            }
-            ls.add(new LayerHandles(config.layer(i), backend.weight(l.norm1()), weightOrNull(l.norm2()),
-                    weightOrNull(l.fc1()), weightOrNull(l.fc2()), handles));
-        }
-        this.layers = List.copyOf(ls);
+        Map<Tensor, Backend.Weight> onBackend = new IdentityHashMap<>();
+        this.stack = new LayerStack(weights, t -> onBackend.computeIfAbsent(t, backend::weight), null);
         this.parameters = params;
         this.weightBytes = bytes;
-    }
-
-    private Backend.Weight weightOrNull(Tensor t) {
-        return t == null ? null : backend.weight(t);
     }
 
     /**
@@ -146,8 +122,8 @@ public final class BasedModel implements AutoCloseable {
                     + " tokens (one decode step), got " + maxTokensPerCall);
         }
         long stateBytes = 0;
-        for (LayerHandles l : layers) {
-            stateBytes = Sizes.plus(stateBytes, StateSize.layerBytes(l.mixer(), maxLength));
+        for (MixerConfig m : config.layers()) {
+            stateBytes = Sizes.plus(stateBytes, StateSize.layerBytes(m, maxLength));
         }
         long allStates = Sizes.times(stateBytes, slots);
         long activations = Workspace.bytes(config, maxTokensPerCall, slots);
@@ -155,11 +131,11 @@ public final class BasedModel implements AutoCloseable {
                 "a session of %,d sequence%s of up to %,d tokens (recurrent state %s, activations for %,d tokens per"
                         + " call %s)", slots, slots == 1 ? "" : "s", maxLength, Sizes.human(allStates), maxTokensPerCall,
                 Sizes.human(activations)));
-        Backend.MixerState[] states = new Backend.MixerState[layers.size()];
+        Backend.MixerState[] states = new Backend.MixerState[config.nLayer()];
         Workspace workspace = null;
         try {
             for (int i = 0; i < states.length; i++) {
-                states[i] = backend.allocateState(layers.get(i).mixer(), slots, maxLength);
+                states[i] = backend.allocateState(config.layer(i), slots, maxLength);
             }
             workspace = new Workspace(config, backend, maxTokensPerCall, slots);
             return new Session(this, states, slots, maxLength, workspace);
@@ -176,12 +152,6 @@ public final class BasedModel implements AutoCloseable {
         }
     }
 
-    /** Receives the residual stream after each layer (for tests and inspection). */
-    @FunctionalInterface
-    public interface LayerObserver {
-        void afterLayer(int layer, Backend.Buffer residual);
-    }
-
     /**
      * Runs the tokens of {@code batch} (packed, {@code tokens.length == batch.totalTokens()}) through the model,
      * continuing each sequence from its state and advancing it. Returns logits {@code [rows, paddedVocab]} for every
@@ -192,7 +162,7 @@ public final class BasedModel implements AutoCloseable {
      * number of sequences and replayed after that, where the backend records ({@link Backend#graphs()}).
      */
     public Backend.Buffer forward(Session session, TokenBatch batch, int[] tokens, boolean allLogits,
-                                  LayerObserver observer) {
+                                  LayerStack.LayerObserver observer) {
         if (session.model() != this) {
             throw new IllegalArgumentException("the session belongs to another model");
         }
@@ -206,12 +176,7 @@ public final class BasedModel implements AutoCloseable {
                     + " tokens per call; split the prompts (BasedModel.prefill does)");
         }
         session.checkBatch(batch);
-        for (int id : tokens) {
-            if (id < 0 || id >= config.vocabSize()) {
-                throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, "
-                        + config.vocabSize() + ")");
-            }
-        }
+        stack.checkTokens(tokens);
         boolean step = n == batch.size();
         Backend.StepGraphs recorder = backend.graphs();
         Backend.Buffer logits;
@@ -230,86 +195,25 @@ public final class BasedModel implements AutoCloseable {
         return logits;
     }
 
-    /** The ops of one forward call, over the workspace's buffers. */
+    /** The ops of one forward call: the layer stack over the workspace's buffers, then the head. */
     private Backend.Buffer run(Session session, Workspace ws, TokenBatch batch, int[] tokens, boolean allLogits,
-                               LayerObserver observer) {
+                               LayerStack.LayerObserver observer) {
         int n = batch.totalTokens();
-        int d = config.dModel();
         Backend b = backend;
-        Backend.Buffer r = ws.take(Workspace.Role.RESIDUAL, n, d);
-        b.embedding(embedding, tokens, r);
-        Backend.Buffer x = ws.take(Workspace.Role.NORMED, n, d);
-        Backend.Buffer mixed = ws.take(Workspace.Role.MIXED, n, d);
-        float eps = (float) config.normEps();
-        for (int i = 0; i < layers.size(); i++) {
-            LayerHandles l = layers.get(i);
-            b.rmsNorm(r, l.norm1(), eps, x);
-            mix(l, ws, x, batch, session.state(i), mixed);
-            b.addInPlace(r, mixed);
-            if (l.fc1() != null) {
-                int h = config.mlpHidden();
-                b.rmsNorm(r, l.norm2(), eps, x);
-                Backend.Buffer a = ws.take(Workspace.Role.MLP_IN, n, 2 * h);
-                b.matmul(x, l.fc1(), null, a);
-                Backend.Buffer g = ws.take(Workspace.Role.MLP_GATE, n, h);
-                b.swiglu(a, g);
-                b.matmul(g, l.fc2(), null, mixed);
-                b.addInPlace(r, mixed);
-            }
-            if (observer != null) {
-                observer.afterLayer(i, r);
-            }
-        }
-        b.rmsNorm(r, finalNorm, eps, x);
-        int padded = config.paddedVocabSize();
+        Backend.Buffer x = stack.forward(b, ws.activations(config, n), batch, tokens, session.states(), observer);
         if (allLogits) {
             Backend.Buffer logits = ws.allLogits(n);
-            b.matmul(x, head, null, logits);
+            b.matmul(x, stack.head(), null, logits);
             return logits;
         }
-        Backend.Buffer logits = b.view(ws.take(Workspace.Role.LAST_LOGITS, ws.slots(), padded), batch.size());
+        Backend.Buffer logits = b.view(ws.take(Workspace.Role.LAST_LOGITS, ws.slots(), config.paddedVocabSize()),
+                batch.size());
         if (n == batch.size()) {
-            b.matmul(x, head, null, logits); // one token per sequence: every row is a last row
+            b.matmul(x, stack.head(), null, logits); // one token per sequence: every row is a last row
         } else {
-            b.matmulRows(x, batch.lastRows(), head, logits);
+            b.matmulRows(x, batch.lastRows(), stack.head(), logits);
         }
         return logits;
-    }
-
-    private void mix(LayerHandles l, Workspace ws, Backend.Buffer x, TokenBatch batch, Backend.MixerState state,
-                     Backend.Buffer out) {
-        Backend b = backend;
-        int n = x.rows();
-        int d = config.dModel();
-        Backend.Weight[] w = l.w();
-        switch (l.mixer()) {
-            case MixerConfig.BaseConv c -> {
-                Backend.Buffer u = ws.take(Workspace.Role.CONV_IN, n, 2 * c.innerWidth());
-                b.matmul(x, w[0], w[1], u);
-                Backend.Buffer y = ws.take(Workspace.Role.CONV_OUT, n, c.innerWidth());
-                b.baseConv(c, u, w[2], batch, state, y);
-                b.matmul(y, w[3], w[4], out);
-            }
-            case MixerConfig.LinearAttention la -> {
-                int qk = la.numHeads() * la.featureDim();
-                Backend.Buffer q = ws.take(Workspace.Role.QUERY, n, qk);
-                Backend.Buffer k = ws.take(Workspace.Role.KEY, n, qk);
-                Backend.Buffer v = ws.take(Workspace.Role.VALUE, n, d);
-                b.matmul(x, w[0], null, q);
-                b.matmul(x, w[1], null, k);
-                b.matmul(x, w[2], null, v);
-                Backend.Buffer y = ws.take(Workspace.Role.MIXER_OUT, n, d);
-                b.linearAttention(la, q, k, v, batch, state, y);
-                b.matmul(y, w[3], null, out);
-            }
-            case MixerConfig.Attention a -> {
-                Backend.Buffer qkv = ws.take(Workspace.Role.QKV, n, 3 * d);
-                b.matmul(x, w[0], w[1], qkv);
-                Backend.Buffer y = ws.take(Workspace.Role.MIXER_OUT, n, d);
-                b.attention(a, qkv, batch, state, y);
-                b.matmul(y, w[2], w[3], out);
-            }
-        }
     }
 
     /** Receives the logits of the sequences whose prompt ended in one call of {@link #prefill}. */

@@ -68,6 +68,11 @@ public final class Session implements AutoCloseable {
         return model;
     }
 
+    /** Every layer's recurrent state, in layer order. */
+    Backend.MixerState[] states() {
+        return states;
+    }
+
     Backend.MixerState state(int layer) {
         return states[layer];
     }

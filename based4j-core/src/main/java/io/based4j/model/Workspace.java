@@ -91,6 +91,56 @@ final class Workspace {
         return backend.view(b, rows);
     }
 
+    /**
+     * The buffers of one call of {@code n} tokens, as the layer stack walks them: one residual stream summed into in
+     * place, one normed buffer, one branch output, and the mixers' own; nothing kept for a backward.
+     */
+    Activations activations(ModelConfig config, int n) {
+        int d = config.dModel();
+        Backend.Buffer residual = take(Role.RESIDUAL, n, d);
+        Backend.Buffer normed = take(Role.NORMED, n, d);
+        Backend.Buffer branch = take(Role.MIXED, n, d);
+        return new Activations() {
+            @Override
+            public Backend.Buffer residual(int layer) {
+                return residual;
+            }
+
+            @Override
+            public boolean keepsResiduals() {
+                return false;
+            }
+
+            @Override
+            public LayerBuffers layer(int layer, MixerConfig mixer) {
+                Backend.Buffer[] own = switch (mixer) {
+                    case MixerConfig.BaseConv c -> new Backend.Buffer[] {take(Role.CONV_IN, n, 2 * c.innerWidth()), null,
+                            take(Role.CONV_OUT, n, c.innerWidth())};
+                    case MixerConfig.LinearAttention l -> new Backend.Buffer[] {
+                            take(Role.QUERY, n, l.numHeads() * l.featureDim()),
+                            take(Role.KEY, n, l.numHeads() * l.featureDim()), take(Role.VALUE, n, d),
+                            take(Role.MIXER_OUT, n, d)};
+                    case MixerConfig.Attention a -> new Backend.Buffer[] {take(Role.QKV, n, 3 * d),
+                            take(Role.MIXER_OUT, n, d), null};
+                };
+                boolean mlp = config.hasMlp();
+                int h = config.mlpHidden();
+                return new LayerBuffers(normed, null, own, branch, normed, null,
+                        mlp ? take(Role.MLP_IN, n, 2 * h) : null, mlp ? take(Role.MLP_GATE, n, h) : null, branch);
+            }
+
+            @Override
+            public Backend.Buffer finalNormed() {
+                return normed;
+            }
+
+            @Override
+            public Backend.Buffer finalRstd() {
+                return null;
+            }
+        };
+    }
+
     /** Logits for every token of a call: allocated on first use (only full-logit calls need them). */
     Backend.Buffer allLogits(int rows) {
         if (allLogits == null) {

@@ -211,7 +211,7 @@ class CpuBackendCrossCheckTest {
                 Backend[] bs = {ref, cpu};
                 for (int t = 0; t < 2; t++) {
                     Backend.Buffer out = bs[t].allocate(rows, cols);
-                    bs[t].rmsNorm(bs[t].upload(x, rows, cols), bs[t].weight(w), eps, out);
+                    bs[t].rmsNorm(bs[t].upload(x, rows, cols), bs[t].weight(w), eps, out, null);
                     got[t] = bs[t].download(out);
                 }
                 assertClose("rmsNorm " + rows + "x" + cols, got[0], got[1], null, 1e-30,
@@ -374,7 +374,7 @@ class CpuBackendCrossCheckTest {
             runScenario("baseConv d=" + d, cfg, 4, steps, new int[] {2 * inner}, false, inner,
                     (b, st, batch, in) -> {
                         Backend.Buffer out = b.allocate(batch.totalTokens(), inner);
-                        b.baseConv(cfg, in.get(0), b.weight(taps), batch, st, out);
+                        b.baseConv(cfg, in.get(0), b.weight(taps), batch, st, out, null);
                         return out;
                     }, 1e-5, 1e-5);
         }
@@ -452,7 +452,7 @@ class CpuBackendCrossCheckTest {
                                     + " scale=" + scale, cfg, 3, steps, new int[] {3 * d}, false, d,
                                     (b, st, batch, in) -> {
                                         Backend.Buffer out = b.allocate(batch.totalTokens(), d);
-                                        b.attention(cfg, in.get(0), batch, st, out);
+                                        b.attention(cfg, in.get(0), batch, st, out, null);
                                         return out;
                                     }, 2e-5, 2e-5);
                         }

@@ -510,7 +510,9 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void rmsNorm(Buffer x, Weight weight, float eps, Buffer out) {
+    public void rmsNorm(Buffer x, Weight weight, double epsilon, Buffer out, Buffer rstd) {
+        Backend.keepsNothing("rmsNorm", rstd);
+        float eps = (float) epsilon;
         bind();
         CudaBuffer a = CudaBuffer.of(x);
         CudaBuffer o = CudaBuffer.of(out);
@@ -672,7 +674,8 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void baseConv(MixerConfig.BaseConv cfg, Buffer u, Weight convWeight, TokenBatch batch, MixerState state,
-                         Buffer out) {
+                         Buffer out, Buffer convOut) {
+        Backend.keepsNothing("baseConv", convOut);
         bind();
         CudaStates.Conv st = state(state, CudaStates.Conv.class, "baseConv");
         checkSlots(batch, st, "baseConv");
@@ -710,7 +713,9 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void attention(MixerConfig.Attention cfg, Buffer qkv, TokenBatch batch, MixerState state, Buffer out) {
+    public void attention(MixerConfig.Attention cfg, Buffer qkv, TokenBatch batch, MixerState state, Buffer out,
+                          Buffer lse) {
+        Backend.keepsNothing("attention", lse);
         bind();
         CudaStates.KeyValue st = state(state, CudaStates.KeyValue.class, "attention");
         checkSlots(batch, st, "attention");

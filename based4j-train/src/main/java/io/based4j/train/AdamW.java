@@ -1,7 +1,8 @@
 package io.based4j.train;
 
+import io.based4j.backend.TrainingBackend;
 import io.based4j.tensor.Tensor;
-import io.based4j.train.TrainBackend.Buf;
+import io.based4j.backend.Backend.Buffer;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.function.Predicate;
@@ -28,7 +29,7 @@ public final class AdamW {
 
     private final TrainModel model;
     private final Settings settings;
-    private final Map<String, Buf[]> moments = new LinkedHashMap<>();
+    private final Map<String, Buffer[]> moments = new LinkedHashMap<>();
     private final Predicate<Param> decays;
     private long step;
 
@@ -43,7 +44,7 @@ public final class AdamW {
         this.settings = settings;
         this.decays = decays;
         for (Param p : model.params()) {
-            moments.put(p.name(), new Buf[] {model.backend().allocate(p.value().rows(), p.value().cols()),
+            moments.put(p.name(), new Buffer[] {model.backend().allocate(p.value().rows(), p.value().cols()),
                     model.backend().allocate(p.value().rows(), p.value().cols())});
         }
     }
@@ -71,7 +72,7 @@ public final class AdamW {
      * gradient norm before clipping.
      */
     public double update(double lr) {
-        TrainBackend b = model.backend();
+        TrainingBackend b = model.backend();
         double norm = gradNorm();
         if (!Double.isFinite(norm)) {
             throw new IllegalStateException("gradient norm is " + norm + " at update " + (step + 1)
@@ -85,7 +86,7 @@ public final class AdamW {
         }
         step++;
         for (Param p : model.params()) {
-            Buf[] mv = moments.get(p.name());
+            Buffer[] mv = moments.get(p.name());
             b.adamw(p.value(), p.grad(), mv[0], mv[1], lr, settings.beta1, settings.beta2, settings.eps,
                     decays.test(p) ? settings.weightDecay : 0.0, step);
         }
@@ -96,7 +97,7 @@ public final class AdamW {
     public Map<String, Tensor> state() {
         Map<String, Tensor> out = new LinkedHashMap<>();
         for (Param p : model.params()) {
-            Buf[] mv = moments.get(p.name());
+            Buffer[] mv = moments.get(p.name());
             out.put("exp_avg." + p.name(), model.backend().save(mv[0], p.shape()));
             out.put("exp_avg_sq." + p.name(), model.backend().save(mv[1], p.shape()));
         }
@@ -106,7 +107,7 @@ public final class AdamW {
     /** Restores moments written by {@link #state()} and the update count. */
     public void restore(Map<String, Tensor> state, long steps, String source) {
         for (Param p : model.params()) {
-            Buf[] mv = moments.get(p.name());
+            Buffer[] mv = moments.get(p.name());
             for (int i = 0; i < 2; i++) {
                 String key = (i == 0 ? "exp_avg." : "exp_avg_sq.") + p.name();
                 Tensor t = state.get(key);
@@ -114,7 +115,7 @@ public final class AdamW {
                     throw new IllegalArgumentException(source + ": optimizer state '" + key + "' is "
                             + (t == null ? "missing" : "of the wrong size " + t));
                 }
-                mv[i] = model.backend().load(t, p.value().rows(), p.value().cols());
+                mv[i] = model.backend().parameter(t);
             }
         }
         this.step = steps;

@@ -1,5 +1,7 @@
 package io.based4j.train;
 
+import io.based4j.backend.Backend;
+import io.based4j.backend.TrainingBackend;
 import java.util.Arrays;
 
 /**
@@ -7,7 +9,7 @@ import java.util.Arrays;
  * whether AdamW decays it, as its {@link io.based4j.model.WeightSpec.Kind} says (BASED-SPEC section 6: no decay on
  * biases, norms and embeddings).
  */
-public record Param(String name, long[] shape, TrainBackend.Buf value, TrainBackend.Buf grad, boolean decay) {
+public record Param(String name, long[] shape, TrainingBackend.Parameter value, Backend.Buffer grad, boolean decay) {
 
     public long numel() {
         return (long) value.rows() * value.cols();

@@ -1,5 +1,6 @@
 package io.based4j.train;
 
+import io.based4j.backend.TrainingBackend;
 import io.based4j.config.ModelConfig;
 import io.based4j.memory.MemoryNeed;
 import io.based4j.memory.Sizes;
@@ -19,7 +20,7 @@ import java.util.Locale;
  *   <li>the parameters with their gradients and the two AdamW moments;</li>
  *   <li>the activations a pass keeps for its backward and the backward's gradient scratch
  *       ({@link TrainModel#activationValues}), for the largest batch of tokens;</li>
- *   <li>the loss's scratch ({@link TrainBackend#lossScratchValues}: the logits of one block of rows at a time);</li>
+ *   <li>the loss's scratch ({@link TrainingBackend#lossScratchValues}: the logits of one block of rows at a time);</li>
  *   <li>on the host: the token arrays of a batch, any data the run holds in memory (MQAR's examples), and, outside the
  *       heap, the float32 initial weights and the copies a checkpoint is written from.</li>
  * </ul>
@@ -42,7 +43,7 @@ public final class TrainMemory {
     private static final int CHECKPOINT_BYTES_PER_PARAMETER = Float.BYTES + 3 * Double.BYTES;
 
     private final ModelConfig config;
-    private final TrainBackend backend;
+    private final TrainingBackend backend;
     private final Settings names;
     private final long parameters;
     private long extraHeap;
@@ -50,7 +51,7 @@ public final class TrainMemory {
     private String extraHeapHint = "";
     private boolean checkpoints;
 
-    private TrainMemory(ModelConfig config, TrainBackend backend, Settings names) {
+    private TrainMemory(ModelConfig config, TrainingBackend backend, Settings names) {
         this.config = config;
         this.backend = backend;
         this.names = names;
@@ -58,7 +59,7 @@ public final class TrainMemory {
     }
 
     /** A plan for training {@code config} on {@code backend}, with {@code names} in its messages. */
-    public static TrainMemory of(ModelConfig config, TrainBackend backend, Settings names) {
+    public static TrainMemory of(ModelConfig config, TrainingBackend backend, Settings names) {
         return new TrainMemory(config, backend, names);
     }
 
@@ -66,7 +67,7 @@ public final class TrainMemory {
      * Checks a language-model run of {@link TrainConfig}: batches of {@code batch x seqLen} tokens, checkpoints
      * written along the way.
      */
-    public static void check(ModelConfig config, int batch, int seqLen, TrainBackend backend) {
+    public static void check(ModelConfig config, int batch, int seqLen, TrainingBackend backend) {
         of(config, backend, Settings.TRAIN_CONFIG).withCheckpoints().check(batch, seqLen);
     }
 

@@ -1,31 +1,33 @@
 package io.based4j.train;
 
-import io.based4j.config.MixerConfig;
+import io.based4j.backend.Backend.Buffer;
+import io.based4j.backend.TokenBatch;
+import io.based4j.backend.TrainingBackend;
 import io.based4j.config.ModelConfig;
 import io.based4j.memory.MemoryNeed;
 import io.based4j.memory.NotEnoughMemoryException;
 import io.based4j.memory.Sizes;
+import io.based4j.model.LayerStack;
 import io.based4j.model.ModelWeights;
+import io.based4j.model.TrainingActivations;
 import io.based4j.model.WeightSpec;
 import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
-import io.based4j.train.TrainBackend.Buf;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
 /**
- * A BASED (or attention baseline) model being trained: its parameters with their gradients, and one training
- * forward and backward pass written out layer by layer (BASED-SPEC section 2), with the ops run by a
- * {@link TrainBackend}.
+ * A BASED (or attention baseline) model being trained: its parameters with their gradients, and the training pass:
+ * the model's one forward walk ({@link LayerStack}, the same that inference runs) over kept activations
+ * ({@link TrainingActivations}), the fused head and loss, and the backward walk beside it, with the ops run by a
+ * {@link TrainingBackend}.
  *
  * <p>What the forward keeps for the backward, and why:
  * <ul>
@@ -44,54 +46,37 @@ import java.util.Map;
  */
 public final class TrainModel {
     private final ModelConfig config;
-    private final TrainBackend backend;
+    private final TrainingBackend backend;
     private final Map<String, Param> params = new LinkedHashMap<>();
-    private final Param embedding;
-    private final Param head;
-    private final Param finalNorm;
-    private final List<LayerParams> layers = new ArrayList<>();
-    private final Map<Long, Activations> activations = new HashMap<>();
-
-    private record LayerParams(MixerConfig mixer, Param norm1, Param norm2, Param fc1, Param fc2, Param[] mix) {
-    }
+    private final LayerStack stack;
+    private final Map<Long, TrainingActivations> activations = new HashMap<>();
 
     /**
      * Binds a state dict (checked and resolved as inference loads it) to the backend. Values may be any floating
      * dtype; float64 tensors keep every bit (used when resuming from optimizer state). Each parameter's name, shape
      * and decay group come from its {@link WeightSpec}.
      */
-    public TrainModel(ModelConfig config, Map<String, Tensor> stateDict, TrainBackend backend, String source) {
+    public TrainModel(ModelConfig config, Map<String, Tensor> stateDict, TrainingBackend backend, String source) {
         ModelWeights bound = ModelWeights.bind(config, stateDict, source);
         this.config = bound.config();
         this.backend = backend;
         Map<Tensor, Param> byTensor = new IdentityHashMap<>();
         for (ModelWeights.Bound b : bound.named()) {
             WeightSpec w = b.spec();
-            long[] shape = w.shape();
-            int rows = shape.length == 1 ? 1 : (int) shape[0];
-            int cols = (int) (Tensor.numel(shape) / rows);
-            Param p = new Param(w.name(), shape, backend.load(b.tensor(), rows, cols), backend.allocate(rows, cols),
+            TrainingBackend.Parameter value = backend.parameter(b.tensor());
+            Param p = new Param(w.name(), w.shape(), value, backend.allocate(value.rows(), value.cols()),
                     w.kind().decays());
             params.put(w.name(), p);
             byTensor.put(b.tensor(), p);
         }
-        java.util.function.Function<Tensor, Param> param = t -> t == null ? null : byTensor.get(t);
-        embedding = param.apply(bound.embedding());
-        head = param.apply(bound.head());
-        finalNorm = param.apply(bound.finalNorm());
-        for (int i = 0; i < this.config.nLayer(); i++) {
-            ModelWeights.Layer l = bound.layers().get(i);
-            Param[] mix = java.util.Arrays.stream(ModelWeights.mixerTensors(l.mixer())).map(param).toArray(Param[]::new);
-            layers.add(new LayerParams(this.config.layer(i), param.apply(l.norm1()), param.apply(l.norm2()),
-                    param.apply(l.fc1()), param.apply(l.fc2()), mix));
-        }
+        this.stack = new LayerStack(bound, t -> byTensor.get(t).value(), t -> byTensor.get(t).grad());
     }
 
     public ModelConfig config() {
         return config;
     }
 
-    public TrainBackend backend() {
+    public TrainingBackend backend() {
         return backend;
     }
 
@@ -125,7 +110,7 @@ public final class TrainModel {
     public Map<String, Tensor> floatStateDict() {
         Map<String, Tensor> out = new LinkedHashMap<>();
         for (Param p : params.values()) {
-            float[] values = backend.toFloats(p.value());
+            float[] values = backend.download(p.value());
             MemorySegment seg = Arena.ofAuto().allocate((long) values.length * Float.BYTES, Float.BYTES);
             MemorySegment.copy(values, 0, seg, Tensor.F32_LE, 0, values.length);
             out.put(p.name(), new Tensor(DType.F32, p.shape(), seg));
@@ -153,8 +138,9 @@ public final class TrainModel {
 
     /**
      * Runs the model over {@code batch} sequences of {@code seqLen} tokens and scores the next-token targets
-     * ({@link TrainBackend#IGNORE_INDEX} to skip a position). With {@code backward}, adds {@code lossScale} times the
-     * gradient of the summed loss into every parameter's gradient.
+     * ({@link TrainingBackend#IGNORE_INDEX} to skip a position): the layer stack's forward walk, then the fused head
+     * and loss. With {@code backward}, adds {@code lossScale} times the gradient of the summed loss into every
+     * parameter's gradient (the stack's backward walk).
      */
     public Pass forward(int[] ids, int[] targets, int batch, int seqLen, boolean backward, double lossScale) {
         if (batch < 1 || seqLen < 1) {
@@ -166,45 +152,20 @@ public final class TrainModel {
             throw new IllegalArgumentException("ids (" + ids.length + ") and targets (" + targets.length
                     + ") must hold batch x seqLen = " + n + " tokens");
         }
-        int vocab = config.vocabSize();
-        for (int i = 0; i < n; i++) {
-            if (ids[i] < 0 || ids[i] >= config.paddedVocabSize()) {
-                throw new IllegalArgumentException("token id " + ids[i] + " at position " + i
-                        + " is outside the vocabulary [0, " + config.paddedVocabSize() + ")");
-            }
-        }
-        Activations a = activations(batch, seqLen);
-        TrainBackend b = backend;
-        double eps = config.normEps();
-
-        b.embedding(embedding.value(), ids, a.res[0]);
-        for (int l = 0; l < layers.size(); l++) {
-            LayerParams lp = layers.get(l);
-            LayerActs la = a.layers[l];
-            b.rmsNorm(a.res[l], lp.norm1.value(), eps, la.n1, la.rstd1);
-            Buf mixOut = config.hasMlp() ? la.mid : a.res[l + 1];
-            mixerForward(lp, la, batch, seqLen, mixOut);
-            b.add(mixOut, a.res[l]);
-            if (config.hasMlp()) {
-                b.rmsNorm(la.mid, lp.norm2.value(), eps, la.n2, la.rstd2);
-                b.matmul(la.n2, lp.fc1.value(), null, la.fc1Out);
-                b.swiglu(la.fc1Out, la.act);
-                b.matmul(la.act, lp.fc2.value(), null, a.res[l + 1]);
-                b.add(a.res[l + 1], la.mid);
-            }
-        }
-        Buf last = a.res[layers.size()];
-        b.rmsNorm(last, finalNorm.value(), eps, a.nf, a.rstdf);
+        stack.checkTokens(ids);
+        TrainingActivations acts = activations(batch, seqLen);
+        TokenBatch layout = TokenBatch.uniform(batch, seqLen);
+        Buffer x = stack.forward(backend, acts, layout, ids, null, null);
         int[] argmax = new int[n];
         if (backward) {
-            b.zero(a.dres);
+            backend.zero(acts.dFinal());
         }
-        double loss = b.crossEntropy(a.nf, head.value(), vocab, targets, lossScale, backward ? a.dres : null,
-                backward ? head.grad() : null, argmax);
+        double loss = backend.crossEntropy(x, stack.head(), config.vocabSize(), targets, lossScale,
+                backward ? acts.dFinal() : null, backward ? stack.headGrad() : null, argmax);
         int counted = 0;
         int correct = 0;
         for (int i = 0; i < n; i++) {
-            if (targets[i] != TrainBackend.IGNORE_INDEX) {
+            if (targets[i] != TrainingBackend.IGNORE_INDEX) {
                 counted++;
                 if (argmax[i] == targets[i]) {
                     correct++;
@@ -212,99 +173,9 @@ public final class TrainModel {
             }
         }
         if (backward) {
-            backwardPass(a, ids, batch, seqLen);
+            stack.backward(backend, acts, layout, ids);
         }
         return new Pass(loss, counted, correct);
-    }
-
-    private void mixerForward(LayerParams lp, LayerActs la, int batch, int seqLen, Buf out) {
-        TrainBackend b = backend;
-        Param[] w = lp.mix;
-        switch (lp.mixer) {
-            case MixerConfig.BaseConv c -> {
-                b.matmul(la.n1, w[0].value(), value(w[1]), la.m[0]);
-                b.baseConv(batch, seqLen, la.m[0], w[2].value(), c.kernel(), la.m[1], la.m[2]);
-                b.matmul(la.m[2], w[3].value(), value(w[4]), out);
-            }
-            case MixerConfig.LinearAttention l -> {
-                b.matmul(la.n1, w[0].value(), null, la.m[0]);
-                b.matmul(la.n1, w[1].value(), null, la.m[1]);
-                b.matmul(la.n1, w[2].value(), null, la.m[2]);
-                b.linearAttention(l, batch, seqLen, la.m[0], la.m[1], la.m[2], la.m[3]);
-                b.matmul(la.m[3], w[3].value(), null, out);
-            }
-            case MixerConfig.Attention at -> {
-                b.matmul(la.n1, w[0].value(), value(w[1]), la.m[0]);
-                b.attention(at, batch, seqLen, la.m[0], la.m[1], la.m[2]);
-                b.matmul(la.m[1], w[2].value(), value(w[3]), out);
-            }
-        }
-    }
-
-    private void backwardPass(Activations a, int[] ids, int batch, int seqLen) {
-        TrainBackend b = backend;
-        // a.dres holds d(loss)/d(final norm output); turn it into d/d(last residual)
-        Buf dnf = a.dres;
-        Buf dres = a.dres2;
-        b.zero(dres);
-        b.rmsNormBackward(a.res[layers.size()], finalNorm.value(), a.rstdf, dnf, dres, finalNorm.grad());
-        for (int l = layers.size() - 1; l >= 0; l--) {
-            LayerParams lp = layers.get(l);
-            LayerActs la = a.layers[l];
-            if (config.hasMlp()) {
-                // res[l+1] = mid + fc2(swiglu(fc1(norm2(mid))))
-                b.zero(a.dAct);
-                b.matmulBackward(la.act, lp.fc2.value(), dres, a.dAct, lp.fc2.grad(), null);
-                b.zero(a.dFc1);
-                b.swigluBackward(la.fc1Out, a.dAct, a.dFc1);
-                b.zero(a.dNorm);
-                b.matmulBackward(la.n2, lp.fc1.value(), a.dFc1, a.dNorm, lp.fc1.grad(), null);
-                b.rmsNormBackward(la.mid, lp.norm2.value(), la.rstd2, a.dNorm, dres, lp.norm2.grad());
-            }
-            // mid = res[l] + mixer(norm1(res[l])); dres is now d(mid)
-            b.zero(a.dNorm);
-            mixerBackward(lp, la, a, batch, seqLen, dres, a.dNorm);
-            b.rmsNormBackward(a.res[l], lp.norm1.value(), la.rstd1, a.dNorm, dres, lp.norm1.grad());
-        }
-        b.embeddingBackward(ids, dres, embedding.grad());
-    }
-
-    private void mixerBackward(LayerParams lp, LayerActs la, Activations a, int batch, int seqLen, Buf dout,
-                               Buf dIn) {
-        TrainBackend b = backend;
-        Param[] w = lp.mix;
-        Buf[] dm = a.dMix.get(lp.mixer);
-        for (Buf buf : dm) {
-            b.zero(buf);
-        }
-        switch (lp.mixer) {
-            case MixerConfig.BaseConv c -> {
-                b.matmulBackward(la.m[2], w[3].value(), dout, dm[2], w[3].grad(), grad(w[4]));
-                b.baseConvBackward(batch, seqLen, la.m[0], w[2].value(), c.kernel(), la.m[1], dm[2], dm[0],
-                        w[2].grad());
-                b.matmulBackward(la.n1, w[0].value(), dm[0], dIn, w[0].grad(), grad(w[1]));
-            }
-            case MixerConfig.LinearAttention l -> {
-                b.matmulBackward(la.m[3], w[3].value(), dout, dm[3], w[3].grad(), null);
-                b.linearAttentionBackward(l, batch, seqLen, la.m[0], la.m[1], la.m[2], dm[3], dm[0], dm[1], dm[2]);
-                b.matmulBackward(la.n1, w[0].value(), dm[0], dIn, w[0].grad(), null);
-                b.matmulBackward(la.n1, w[1].value(), dm[1], dIn, w[1].grad(), null);
-                b.matmulBackward(la.n1, w[2].value(), dm[2], dIn, w[2].grad(), null);
-            }
-            case MixerConfig.Attention at -> {
-                b.matmulBackward(la.m[1], w[2].value(), dout, dm[1], w[2].grad(), grad(w[3]));
-                b.attentionBackward(at, batch, seqLen, la.m[0], la.m[1], la.m[2], dm[1], dm[0]);
-                b.matmulBackward(la.n1, w[0].value(), dm[0], dIn, w[0].grad(), grad(w[1]));
-            }
-        }
-    }
-
-    private static Buf value(Param p) {
-        return p == null ? null : p.value();
-    }
-
-    private static Buf grad(Param p) {
-        return p == null ? null : p.grad();
     }
 
     // ---------------------------------------------------------------- activations
@@ -314,14 +185,13 @@ public final class TrainModel {
      * nothing. A new shape is checked against the backend's memory first; when it does not fit beside the shapes kept
      * so far, they are dropped and it is checked again, alone.
      */
-    private Activations activations(int batch, int seqLen) {
+    private TrainingActivations activations(int batch, int seqLen) {
         long key = ((long) batch << 32) | seqLen;
-        Activations a = activations.get(key);
+        TrainingActivations a = activations.get(key);
         if (a != null) {
             return a;
         }
-        int n = batch * seqLen;
-        long bytes = Sizes.times(activationValues(config, n), backend.valueBytes());
+        long bytes = Sizes.times(activationValues(config, batch * seqLen), backend.valueBytes());
         MemoryNeed need = MemoryNeed.heap(String.format(Locale.ROOT, "the activations of a pass of %,d x %,d tokens",
                 batch, seqLen), 0).withHint("lower the batch size or the sequence length");
         try {
@@ -333,122 +203,22 @@ public final class TrainModel {
             activations.clear();
             backend.checkFits(bytes, need);
         }
-        a = new Activations(config, n, backend::allocate);
+        a = new TrainingActivations(backend, config, batch, seqLen);
         activations.put(key, a);
         return a;
     }
 
     /**
      * Values of everything a pass over {@code tokens} tokens keeps for its backward, with the gradient scratch of the
-     * backward: what {@link TrainModel} allocates per batch shape (computed by the same code, without allocating).
+     * backward: what {@link TrainModel} allocates per batch shape.
      */
     public static long activationValues(ModelConfig config, int tokens) {
-        long[] total = {0};
-        new Activations(config, tokens, (rows, cols) -> {
-            total[0] = Sizes.plus(total[0], Sizes.times(rows, cols));
-            return null;
-        });
-        return total[0];
+        return TrainingActivations.values(config, tokens);
     }
 
     /** The widest activation (values per token) a pass keeps: every activation buffer is {@code tokens x width}. */
     public static int widestActivation(ModelConfig config) {
-        int[] widest = {0};
-        new Activations(config, 1, (rows, cols) -> {
-            widest[0] = Math.max(widest[0], cols);
-            return null;
-        });
-        return widest[0];
-    }
-
-    /** Makes the buffers of a pass (or, for the plans above, only counts them). */
-    @FunctionalInterface
-    private interface Allocator {
-        Buf allocate(int rows, int cols);
-    }
-
-    /** Widths of a mixer's saved activations for N tokens (the gradient scratch has the same shapes). */
-    private static int[] mixerWidths(ModelConfig config, MixerConfig mc) {
-        int d = config.dModel();
-        return switch (mc) {
-            // u [N, 2 inner], c [N, inner], gated [N, inner]
-            case MixerConfig.BaseConv c -> new int[] {2 * c.innerWidth(), c.innerWidth(), c.innerWidth()};
-            // q, k [N, H f], v [N, d], y [N, d]
-            case MixerConfig.LinearAttention l -> new int[] {l.numHeads() * l.featureDim(),
-                    l.numHeads() * l.featureDim(), d, d};
-            // qkv [N, 3d], y [N, d], lse [N, heads]
-            case MixerConfig.Attention at -> new int[] {3 * d, d, at.numHeads()};
-        };
-    }
-
-    private static Buf[] allocateAll(Allocator alloc, int n, int[] widths) {
-        Buf[] out = new Buf[widths.length];
-        for (int i = 0; i < widths.length; i++) {
-            out[i] = alloc.allocate(n, widths[i]);
-        }
-        return out;
-    }
-
-    private static final class LayerActs {
-        final Buf n1;
-        final Buf rstd1;
-        final Buf[] m;
-        final Buf mid;
-        final Buf n2;
-        final Buf rstd2;
-        final Buf fc1Out;
-        final Buf act;
-
-        LayerActs(ModelConfig config, int n, MixerConfig mc, Allocator alloc) {
-            int d = config.dModel();
-            n1 = alloc.allocate(n, d);
-            rstd1 = alloc.allocate(n, 1);
-            m = allocateAll(alloc, n, mixerWidths(config, mc));
-            boolean mlp = config.hasMlp();
-            mid = mlp ? alloc.allocate(n, d) : null;
-            n2 = mlp ? alloc.allocate(n, d) : null;
-            rstd2 = mlp ? alloc.allocate(n, 1) : null;
-            fc1Out = mlp ? alloc.allocate(n, 2 * config.mlpHidden()) : null;
-            act = mlp ? alloc.allocate(n, config.mlpHidden()) : null;
-        }
-    }
-
-    private static final class Activations {
-        final Buf[] res;
-        final LayerActs[] layers;
-        final Buf nf;
-        final Buf rstdf;
-        final Buf dres;
-        final Buf dres2;
-        final Buf dNorm;
-        final Buf dAct;
-        final Buf dFc1;
-        final Map<MixerConfig, Buf[]> dMix = new HashMap<>();
-
-        Activations(ModelConfig config, int n, Allocator alloc) {
-            int d = config.dModel();
-            int nl = config.nLayer();
-            res = new Buf[nl + 1];
-            for (int i = 0; i <= nl; i++) {
-                res[i] = alloc.allocate(n, d);
-            }
-            layers = new LayerActs[nl];
-            for (int i = 0; i < nl; i++) {
-                MixerConfig mc = config.layer(i);
-                layers[i] = new LayerActs(config, n, mc, alloc);
-                if (!dMix.containsKey(mc)) {
-                    dMix.put(mc, allocateAll(alloc, n, mixerWidths(config, mc)));
-                }
-            }
-            nf = alloc.allocate(n, d);
-            rstdf = alloc.allocate(n, 1);
-            dres = alloc.allocate(n, d);
-            dres2 = alloc.allocate(n, d);
-            dNorm = alloc.allocate(n, d);
-            boolean mlp = config.hasMlp();
-            dAct = mlp ? alloc.allocate(n, config.mlpHidden()) : null;
-            dFc1 = mlp ? alloc.allocate(n, 2 * config.mlpHidden()) : null;
-        }
+        return TrainingActivations.widest(config);
     }
 
     /** Drops the cached activations (of every batch shape seen so far). */

@@ -1,5 +1,6 @@
 package io.based4j.train;
 
+import io.based4j.backend.TrainingBackend;
 import io.based4j.config.ModelConfig;
 import io.based4j.model.Initializer;
 import io.based4j.tensor.Tensor;
@@ -25,7 +26,7 @@ import java.util.Map;
  */
 public final class Trainer {
     private final TrainConfig cfg;
-    private final TrainBackend backend;
+    private final TrainingBackend backend;
     private final PrintWriter out;
     private final boolean terminal;
     private boolean overwrite;
@@ -39,7 +40,7 @@ public final class Trainer {
      * @param out receives the progress and the notes of the run (the command line gives it standard error)
      * @param terminal whether {@code out} is a terminal, where the progress line is redrawn in place
      */
-    public Trainer(TrainConfig cfg, TrainBackend backend, PrintWriter out, boolean terminal) {
+    public Trainer(TrainConfig cfg, TrainingBackend backend, PrintWriter out, boolean terminal) {
         this.cfg = cfg;
         this.backend = backend;
         this.out = out;

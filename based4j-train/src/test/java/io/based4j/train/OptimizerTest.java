@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.based4j.backend.Backend;
 import io.based4j.config.ModelConfig;
 import io.based4j.model.Initializer;
 import io.based4j.model.ModelWeights;
@@ -42,7 +43,7 @@ class OptimizerTest {
         return new TrainModel(c, Initializer.stateDict(c, 1, arena), new CpuTrainBackend(), "t");
     }
 
-    private static double[] v(TrainBackend.Buf b) {
+    private static double[] v(Backend.Buffer b) {
         return ((CpuBuf) b).data();
     }
 

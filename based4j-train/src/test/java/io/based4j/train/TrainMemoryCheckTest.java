@@ -1,5 +1,6 @@
 package io.based4j.train;
 
+import io.based4j.backend.TrainingBackend;
 import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -60,7 +61,7 @@ class TrainMemoryCheckTest {
         return TrainConfig.from(new Settings("test settings", "", s), null);
     }
 
-    private static Trainer trainer(TrainConfig cfg, TrainBackend backend) {
+    private static Trainer trainer(TrainConfig cfg, TrainingBackend backend) {
         return new Trainer(cfg, backend, new PrintWriter(new StringWriter()), false);
     }
 

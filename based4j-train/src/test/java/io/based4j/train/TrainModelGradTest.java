@@ -1,5 +1,6 @@
 package io.based4j.train;
 
+import io.based4j.backend.TrainingBackend;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -75,7 +76,7 @@ class TrainModelGradTest {
             int[] targets = new int[batch * seqLen];
             for (int i = 0; i < ids.length; i++) {
                 ids[i] = r.nextInt(37);
-                targets[i] = i % 4 == 1 ? TrainBackend.IGNORE_INDEX : r.nextInt(37);
+                targets[i] = i % 4 == 1 ? TrainingBackend.IGNORE_INDEX : r.nextInt(37);
             }
             model.zeroGrad();
             double scale = 0.37;
@@ -129,7 +130,7 @@ class TrainModelGradTest {
                 double lse = max + Math.log(sum);
                 for (int target : new int[] {0, 5, 36}) {
                     int[] targets = new int[seqLen];
-                    java.util.Arrays.fill(targets, TrainBackend.IGNORE_INDEX);
+                    java.util.Arrays.fill(targets, TrainingBackend.IGNORE_INDEX);
                     targets[pos] = target;
                     double loss = model.forward(ids, targets, 1, seqLen, false, 0).lossSum();
                     assertEquals(lse - logits[pos * vp + target], loss, 1e-4, name + " position " + pos);

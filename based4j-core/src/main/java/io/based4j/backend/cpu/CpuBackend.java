@@ -1,5 +1,6 @@
 package io.based4j.backend.cpu;
 
+import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.MixerConfig;
 import io.based4j.memory.HostMemory;
@@ -61,7 +62,9 @@ public final class CpuBackend extends HeapBackend {
     // ------------------------------------------------------------------ dense ops
 
     @Override
-    public void rmsNorm(Buffer x, Weight weight, float eps, Buffer out) {
+    public void rmsNorm(Buffer x, Weight weight, double epsilon, Buffer out, Buffer rstd) {
+        Backend.keepsNothing("rmsNorm", rstd);
+        float eps = (float) epsilon;
         CpuBuffer a = CpuBuffer.of(x);
         CpuBuffer o = CpuBuffer.of(out);
         checkShape("rmsNorm", o, a.rows, a.cols);
@@ -271,7 +274,8 @@ public final class CpuBackend extends HeapBackend {
 
     @Override
     public void baseConv(MixerConfig.BaseConv cfg, Buffer u, Weight convWeight, TokenBatch batch, MixerState state,
-                         Buffer out) {
+                         Buffer out, Buffer convOut) {
+        Backend.keepsNothing("baseConv", convOut);
         CpuBuffer in = CpuBuffer.of(u);
         CpuBuffer o = CpuBuffer.of(out);
         CpuStates.Conv st = CpuStates.cast(state, CpuStates.Conv.class, "baseConv");
@@ -366,7 +370,9 @@ public final class CpuBackend extends HeapBackend {
     }
 
     @Override
-    public void attention(MixerConfig.Attention cfg, Buffer qkv, TokenBatch batch, MixerState state, Buffer out) {
+    public void attention(MixerConfig.Attention cfg, Buffer qkv, TokenBatch batch, MixerState state, Buffer out,
+                          Buffer lse) {
+        Backend.keepsNothing("attention", lse);
         CpuBuffer in = CpuBuffer.of(qkv);
         CpuBuffer o = CpuBuffer.of(out);
         CpuStates.KeyValue st = CpuStates.cast(state, CpuStates.KeyValue.class, "attention");

@@ -8,7 +8,7 @@ import io.based4j.train.LrSchedule;
 import io.based4j.train.ModelSpec;
 import io.based4j.train.Progress;
 import io.based4j.train.Seeds;
-import io.based4j.train.TrainBackend;
+import io.based4j.backend.TrainingBackend;
 import io.based4j.train.TrainMemory;
 import io.based4j.train.TrainModel;
 import java.io.PrintWriter;
@@ -76,11 +76,11 @@ public final class MqarTrainer {
     }
 
     private final Run run;
-    private final TrainBackend backend;
+    private final TrainingBackend backend;
     private final PrintWriter out;
     private final boolean terminal;
 
-    public MqarTrainer(Run run, TrainBackend backend, PrintWriter out, boolean terminal) {
+    public MqarTrainer(Run run, TrainingBackend backend, PrintWriter out, boolean terminal) {
         this.run = run;
         this.backend = backend;
         this.out = out;
@@ -130,7 +130,7 @@ public final class MqarTrainer {
                     }
                     int counted = 0;
                     for (int t : targets) {
-                        counted += t == TrainBackend.IGNORE_INDEX ? 0 : 1;
+                        counted += t == TrainingBackend.IGNORE_INDEX ? 0 : 1;
                     }
                     model.zeroGrad();
                     TrainModel.Pass p = model.forward(ids, targets, n, len, true, 1.0 / Math.max(1, counted));

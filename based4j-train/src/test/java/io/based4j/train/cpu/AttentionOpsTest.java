@@ -223,7 +223,7 @@ class AttentionOpsTest {
                     TokenBatch tokens = new TokenBatch(new int[] {0, 1}, new int[] {0, 0}, new int[] {len, len});
                     Backend.MixerState state = backend.allocateState(cfg, batch, len);
                     Backend.Buffer out = backend.allocate(batch * len, d);
-                    backend.attention(cfg, backend.upload(qkvf, batch * len, 3 * d), tokens, state, out);
+                    backend.attention(cfg, backend.upload(qkvf, batch * len, 3 * d), tokens, state, out, null);
                     engine = backend.download(out);
                 }
                 double[] ours = p.forward()[0];

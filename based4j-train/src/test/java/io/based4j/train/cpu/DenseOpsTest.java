@@ -457,7 +457,7 @@ class DenseOpsTest {
             double[] outN = new double[n * d];
             DenseOps.rmsNorm(xn, n, d, wn, eps, outN, new double[n]);
             Backend.Buffer refN = ref.allocate(n, d);
-            ref.rmsNorm(ref.upload(floats(xn), n, d), ref.weight(Tensor.ofFloats(floats(wn), d)), eps, refN);
+            ref.rmsNorm(ref.upload(floats(xn), n, d), ref.weight(Tensor.ofFloats(floats(wn), d)), eps, refN, null);
             assertFloat32Close("rmsNorm", outN, ref.download(refN), 4 * u32, atol);
 
             // swiglu
@@ -482,7 +482,7 @@ class DenseOpsTest {
             TokenBatch tb = new TokenBatch(new int[] {0, 1}, new int[] {0, 0}, new int[] {seqLen, seqLen});
             Backend.Buffer refC = ref.allocate(batch * seqLen, inner);
             ref.baseConv(cfg, ref.upload(floats(u), batch * seqLen, 2 * inner),
-                    ref.weight(Tensor.ofFloats(floats(taps), inner, 1, kernel)), tb, state, refC);
+                    ref.weight(Tensor.ofFloats(floats(taps), inner, 1, kernel)), tb, state, refC, null);
             assertFloat32Close("baseConv", outC, ref.download(refC), 16 * u32, atol);
         }
     }

@@ -1,0 +1,118 @@
+package io.based4j.backend;
+
+import io.based4j.config.MixerConfig;
+import io.based4j.memory.MemoryNeed;
+import io.based4j.tensor.Tensor;
+
+/**
+ * A {@link Backend} that also trains: the same forward ops, run over whole sequences with the buffers the forward
+ * keeps for its backward filled in (the {@code rstd} of {@link #rmsNorm}, the conv output of {@link #baseConv}, the
+ * log-sum-exp of {@link #attention}), plus each op's backward, the fused loss and the optimizer's ops.
+ *
+ * <p>A training pass is {@code batch} sequences of {@code seqLen} tokens each, packed as {@code batch x seqLen} rows
+ * (sequence b is rows {@code [b * seqLen, (b + 1) * seqLen)}), described by {@link TokenBatch#uniform}; the mixers
+ * start from an empty state ({@code state} null) and keep nothing across passes. Forward ops overwrite their outputs.
+ * Backward ops add into every gradient output, so the gradients of several branches and of several micro-batches
+ * accumulate; callers zero them.
+ *
+ * <p>What each forward keeps, and what its backward recomputes:
+ * <ul>
+ *   <li>{@link #rmsNorm}: one {@code rstd} per row;</li>
+ *   <li>{@link #baseConv}: the conv output {@code c} (the gate's gradient needs {@code silu'(c)});</li>
+ *   <li>{@link #linearAttention}: nothing beyond q, k, v and the output; the backward recomputes the chunk states,
+ *       so memory stays linear in the sequence length with no L x L matrix;</li>
+ *   <li>{@link #attention}: one log-sum-exp per (token, head); the backward recomputes the probabilities (flash
+ *       style), never storing L x L.</li>
+ * </ul>
+ */
+public interface TrainingBackend extends Backend {
+
+    /** A trained tensor's values: a weight the forward ops read and a buffer the optimizer updates. */
+    interface Parameter extends Weight, Buffer {
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    /** A parameter holding a tensor's values (any floating dtype; float64 keeps every bit), shaped as the tensor. */
+    Parameter parameter(Tensor tensor);
+
+    /** The values in the backend's own storage type, exactly (for optimizer state and resumable checkpoints). */
+    Tensor save(Buffer buffer, long... shape);
+
+    void zero(Buffer buffer);
+
+    /** Bytes one value of a buffer takes (8 for float64). */
+    int valueBytes();
+
+    /**
+     * Values the loss ({@link #crossEntropy}) allocates while it runs over {@code rows} rows of width {@code width}
+     * and a vocabulary of {@code vocab}: the logits it keeps at a time and its scratch (in 64 bits).
+     */
+    long lossScratchValues(long rows, long width, long vocab);
+
+    /**
+     * Refuses work that would not fit: {@code bufferBytes} of this backend's buffers together with {@code host}, what
+     * the work needs of the host's memory besides (Java arrays, memory outside the heap). {@code host}'s details
+     * describe the whole need.
+     *
+     * @throws io.based4j.memory.NotEnoughMemoryException naming the subject, the bytes needed and the bytes free
+     */
+    void checkFits(long bufferBytes, MemoryNeed host);
+
+    // ---------------------------------------------------------------- backward of the dense ops
+
+    /** {@code dtable[ids[i]] += dout[i]} (only the rows used). */
+    void embeddingBackward(int[] ids, Buffer dout, Buffer dtable);
+
+    /** Backward of {@link #rmsNorm} from the kept {@code rstd}: {@code dx += ...}, {@code dw += ...}. */
+    void rmsNormBackward(Buffer x, Weight w, Buffer rstd, Buffer dout, Buffer dx, Buffer dw);
+
+    /** {@code dx += dout @ w}, {@code dw += dout^T @ x}, {@code db += colsum(dout)}; dx and db may be null. */
+    void matmulBackward(Buffer x, Weight w, Buffer dout, Buffer dx, Buffer dw, Buffer db);
+
+    /** Backward of {@link #swiglu}: {@code da += ...}. */
+    void swigluBackward(Buffer a, Buffer dout, Buffer da);
+
+    // ---------------------------------------------------------------- backward of the sequence mixers
+
+    /** Backward of {@link #baseConv} from the kept conv output: {@code du += ...}, {@code dtaps += ...}. */
+    void baseConvBackward(MixerConfig.BaseConv cfg, TokenBatch batch, Buffer u, Weight taps, Buffer convOut,
+                          Buffer dout, Buffer du, Buffer dtaps);
+
+    /** Backward of {@link #linearAttention}, recomputing the chunk states it needs. */
+    void linearAttentionBackward(MixerConfig.LinearAttention cfg, TokenBatch batch, Buffer q, Buffer k, Buffer v,
+                                 Buffer dout, Buffer dq, Buffer dk, Buffer dv);
+
+    /** Backward of {@link #attention} from the kept output and log-sum-exp: {@code dqkv += ...}. */
+    void attentionBackward(MixerConfig.Attention cfg, TokenBatch batch, Buffer qkv, Buffer out, Buffer lse,
+                           Buffer dout, Buffer dqkv);
+
+    // ---------------------------------------------------------------- loss
+
+    /**
+     * Fused head and softmax cross-entropy over the first {@code vocab} rows of {@code head}: returns the summed loss
+     * over positions whose target is not {@link #IGNORE_INDEX} (others are skipped entirely) and adds {@code scale}
+     * times its gradient into dx and dhead (null to skip). {@code argmax}, if not null, receives each counted row's
+     * most likely token (-1 for ignored rows).
+     */
+    double crossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx, Buffer dhead,
+                        int[] argmax);
+
+    int IGNORE_INDEX = -100;
+
+    // ---------------------------------------------------------------- optimizer
+
+    /** {@code sum(g^2)}. */
+    double sumOfSquares(Buffer g);
+
+    /** {@code g *= s}. */
+    void scale(Buffer g, double s);
+
+    /**
+     * One AdamW update (decoupled weight decay, bias-corrected moments; {@code step} counts from 1):
+     * {@code p -= lr * wd * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+     * p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)}.
+     */
+    void adamw(Parameter p, Buffer g, Buffer m, Buffer v, double lr, double beta1, double beta2, double eps,
+               double weightDecay, long step);
+}
