@@ -137,18 +137,4 @@ abstract sealed class HeapBackend implements Backend permits ReferenceBackend, C
     static float silu(float x) {
         return x / (1f + (float) Math.exp(-x));
     }
-
-    /** Rotary angles follow the reference: inverse frequencies and angles in float32. */
-    static float inverseFrequency(double base, int pair, int rotaryDim) {
-        return (float) (1.0 / Math.pow(base, (float) (2 * pair) / rotaryDim));
-    }
-
-    /** cos and sin of the rotary angles at {@code pos}, float32 as the reference computes them. */
-    static void angles(int pos, int rd, double base, float[] cos, float[] sin) {
-        for (int p = 0; p < rd / 2; p++) {
-            float angle = (float) pos * inverseFrequency(base, p, rd);
-            cos[p] = (float) Math.cos(angle);
-            sin[p] = (float) Math.sin(angle);
-        }
-    }
 }

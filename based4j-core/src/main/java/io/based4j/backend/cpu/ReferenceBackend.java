@@ -229,7 +229,7 @@ public final class ReferenceBackend extends HeapBackend {
                 if (pos >= st.capacity) {
                     throw new IllegalStateException("attention: position " + pos + " is past the cache of " + st.capacity);
                 }
-                angles(pos, rd, cfg.rotaryBase(), cos, sin);
+                RotaryAngles.at(pos, rd, cfg.rotaryBase(), cos, sin);
                 float[] q = new float[d];
                 System.arraycopy(in.data, row * 3 * d, q, 0, d);
                 System.arraycopy(in.data, row * 3 * d + d, keys, pos * d, d);

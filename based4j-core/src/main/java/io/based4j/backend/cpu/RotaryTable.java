@@ -19,7 +19,7 @@ final class RotaryTable {
         this.half = rotaryDim / 2;
         this.invFreq = new float[half];
         for (int p = 0; p < half; p++) {
-            invFreq[p] = HeapBackend.inverseFrequency(base, p, rotaryDim);
+            invFreq[p] = RotaryAngles.inverseFrequency(base, p, rotaryDim);
         }
     }
 

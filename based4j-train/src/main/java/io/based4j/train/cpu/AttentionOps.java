@@ -1,6 +1,7 @@
 package io.based4j.train.cpu;
 
 import io.based4j.backend.cpu.Parallel;
+import io.based4j.backend.cpu.RotaryAngles;
 import java.util.Arrays;
 
 /**
@@ -133,7 +134,10 @@ public final class AttentionOps {
 
     // ------------------------------------------------------------------ helpers
 
-    /** cos and sin of the rotary angles of positions {@code 0 .. L-1}, in double. */
+    /**
+     * cos and sin of the rotary angles of positions {@code 0 .. L-1}: the float32 numbers every backend rotates by
+     * ({@link RotaryAngles}), held as doubles.
+     */
     private static final class Rotary {
         final int half;
         final double[] cos;
@@ -143,12 +147,13 @@ public final class AttentionOps {
             half = rotaryDim / 2;
             cos = new double[seqLen * half];
             sin = new double[seqLen * half];
-            for (int p = 0; p < half; p++) {
-                double invFreq = Math.pow(base, -2.0 * p / rotaryDim);
-                for (int pos = 0; pos < seqLen; pos++) {
-                    double angle = pos * invFreq;
-                    cos[pos * half + p] = Math.cos(angle);
-                    sin[pos * half + p] = Math.sin(angle);
+            float[] c = new float[half];
+            float[] s = new float[half];
+            for (int pos = 0; pos < seqLen; pos++) {
+                RotaryAngles.at(pos, rotaryDim, base, c, s);
+                for (int p = 0; p < half; p++) {
+                    cos[pos * half + p] = c[p];
+                    sin[pos * half + p] = s[p];
                 }
             }
         }

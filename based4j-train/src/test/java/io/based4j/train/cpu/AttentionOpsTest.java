@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import io.based4j.backend.cpu.ReferenceBackend;
+import io.based4j.backend.cpu.RotaryAngles;
 import io.based4j.config.MixerConfig;
 import io.based4j.train.GradCheck;
 import java.util.Arrays;
@@ -78,13 +79,16 @@ class AttentionOpsTest {
                         q[t][e] = p.qkv[row + h * dh + e];
                         k[t][e] = p.qkv[row + d + h * dh + e];
                     }
+                    // the reference's rotary: float32 angles, their cos and sin rounded to float32
+                    float[] cos = new float[half];
+                    float[] sin = new float[half];
+                    RotaryAngles.at(t, p.rotaryDim, p.base, cos, sin);
                     for (double[] x : new double[][] {q[t], k[t]}) {
                         for (int i = 0; i < half; i++) {
-                            double angle = t * Math.pow(p.base, -2.0 * i / p.rotaryDim);
                             double x1 = x[i];
                             double x2 = x[i + half];
-                            x[i] = x1 * Math.cos(angle) - x2 * Math.sin(angle);
-                            x[i + half] = x2 * Math.cos(angle) + x1 * Math.sin(angle);
+                            x[i] = x1 * cos[i] - x2 * sin[i];
+                            x[i + half] = x2 * cos[i] + x1 * sin[i];
                         }
                     }
                 }
@@ -191,14 +195,12 @@ class AttentionOpsTest {
     }
 
     /**
-     * The same inputs (rounded to float32 first) through the inference engine's scalar reference, which rotates in
-     * float32 with float32 angles ({@code (float) pos * invFreq}) and keeps the rotated keys in float32. At
-     * positions below 20 the float angle is off by at most ~ulp(20)/2 + 20 u ~ 3e-6 rad, so each rotated coordinate
-     * moves by <= ~3e-6 |x| plus its own rounding u |x|; with |x| <= 1 a score scale * q.k of dh = 8 terms moves by
-     * at most ~ scale * 2 * 8 * 4e-6 ~ 2.3e-5, and the output, a convex combination of v (|v| <= 1), by at most
-     * twice the largest score change: ~5e-5 worst case. Bound: 1e-4 absolute (observed: below 1e-7, little more
-     * than the final float rounding of the output). A wrong window, position or rotation pair changes outputs by
-     * O(0.01) or more.
+     * The same inputs (rounded to float32 first) through the inference engine's scalar reference, which rotates by
+     * the same float32 angles but computes in float32 and keeps the rotated keys in float32: each rotated coordinate
+     * moves by a few u |x| (u = 6e-8); with |x| <= 1 a score scale * q.k of dh = 8 terms moves by at most
+     * ~ scale * 2 * 8 * 4e-7, and the output, a convex combination of v (|v| <= 1), by at most twice the largest
+     * score change plus its own rounding. Bound: 1e-4 absolute, far above that (observed: below 1e-7). A wrong
+     * window, position or rotation pair changes outputs by O(0.01) or more.
      */
     @Test
     void forwardMatchesInferenceEngine() {
