@@ -65,9 +65,10 @@ __device__ void embedding_impl(const W* table, const int* ids, float* out, int n
     }
 }
 
-/** One block (blockDim.x a multiple of 32, <= 1024) per row; rows grid-strided. */
+/** One block (blockDim.x a multiple of 32, <= 1024) per row; rows grid-strided. rstd (float [n]), if given, gets r. */
 template <typename W, typename A>
-__device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int d, float eps) {
+__device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int d, float eps,
+                             float* rstd = nullptr) {
     __shared__ float partial[32];
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
@@ -83,6 +84,7 @@ __device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int
         for (int w = 0; w < warps; w++) total += partial[w];  // every thread, same order: same value
         // as the CPU: r = (float) (1.0 / Math.sqrt(ss / n + eps)), the mean and + eps in float
         const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
+        if (rstd != nullptr && threadIdx.x == 0) rstd[row] = r;
         A* o = out + row * d;
         for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = fromF<A>(xr[j] * r * toF(weight[j]));
         __syncthreads();  // partial is reused by the next row
@@ -579,3 +581,6 @@ B4J_KERNEL(attentionAppend, 128,
            (qkv, kCache, vCache, rotary, layout, T, B, H, dh, capacity, rd, maxPos, interleaved))
 
 #include "based4j_sample.cuh"
+#include "train_dense.cuh"
+#include "train_loss.cuh"
+#include "train_adamw.cuh"

@@ -55,6 +55,7 @@ import java.util.Map;
  *     {@code position % capacity}; launched after attention</td></tr>
  * <tr><td>sample_f32</td><td>n x 512</td><td>see {@link #sample} and {@link #sampleReference}</td></tr>
  * </table>
+ * The training kernels (backward ops, fused loss, optimizer) are launched by {@link TrainKernels}.
  *
  * <h2>Rotary</h2>
  * As the CPU's RotaryTable: only the first {@code rotaryDim} dims of a head turn; pairs {@code (p, p + rotaryDim/2)}
@@ -76,8 +77,8 @@ import java.util.Map;
  * </ul>
  */
 public final class Kernels {
-    private static final int THREADS = 256;
-    private static final long MAX_ELEMENTWISE_BLOCKS = 1 << 16;
+    static final int THREADS = 256;
+    static final long MAX_ELEMENTWISE_BLOCKS = 1 << 16;
     private static final int ATTENTION_THREADS = 128;
     private static final int ATTENTION_MAX_HEAD_DIM = 256;
     private static final int APPEND_THREADS = 128;
@@ -93,7 +94,8 @@ public final class Kernels {
     private final long stream;
     private final Map<String, Long> functions = new HashMap<>();
     private final Map<Long, Integer> sharedOptIn = new HashMap<>();
-    private final KernelArgs args = new KernelArgs(32);
+    /** The argument list of the next launch (also filled by {@link TrainKernels}). */
+    final KernelArgs args = new KernelArgs(32);
 
     public Kernels(CudaDriver cu, long module, long stream) {
         this.cu = cu;
@@ -101,7 +103,7 @@ public final class Kernels {
         this.stream = stream;
     }
 
-    private long function(String name) {
+    long function(String name) {
         Long f = functions.get(name);
         if (f == null) {
             f = cu.moduleGetFunction(module, name);
@@ -110,11 +112,11 @@ public final class Kernels {
         return f;
     }
 
-    private long function(String base, Precision p) {
+    long function(String base, Precision p) {
         return function(base + "_" + p.suffix());
     }
 
-    private void launch(long fn, int gx, int gy, int gz, int block, int shared) {
+    void launch(long fn, int gx, int gy, int gz, int block, int shared) {
         cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
     }
 
@@ -122,11 +124,11 @@ public final class Kernels {
         return (int) Math.min((count + THREADS - 1) / THREADS, MAX_ELEMENTWISE_BLOCKS);
     }
 
-    private void elementwise(long fn, long count) {
+    void elementwise(long fn, long count) {
         launch(fn, elementwiseBlocks(count), 1, 1, THREADS, 0);
     }
 
-    private static void require(boolean ok, String message) {
+    static void require(boolean ok, String message) {
         if (!ok) {
             throw new IllegalArgumentException(message);
         }

@@ -1,0 +1,94 @@
+// The optimizer step on the device (included by based4j_kernels.cu): the global gradient norm and its clip factor,
+// kept in device memory, and AdamW over flat float32 arrays reading that factor, so that a step needs no host
+// synchronisation. The semantics are io.based4j.train.AdamW.update and CpuTrainBackend.adamw, in float32; the launch
+// shapes and the grouping are described in io.based4j.cuda.TrainKernels.
+#pragma once
+
+namespace b4j {
+
+/** The device record of a step's gradient norm (16 bytes; TrainKernels names the offsets). */
+struct GradNorm {
+    double sumOfSquares;
+    /** sqrt(sumOfSquares) rounded to float. */
+    float norm;
+    /** What the gradients are multiplied by: clip / (norm + 1e-6) when 0 < clip < norm, else 1. */
+    float scale;
+};
+
+/**
+ * Sum of squares, part 1: block b writes partial[b] = the sum of g[i]^2 over the elements its threads visit (grid
+ * stride), in double. The assignment of elements to threads depends only on count and the grid, so with the grid
+ * TrainKernels derives from count the result is the same on every run.
+ */
+extern "C" __global__ void __launch_bounds__(256)
+    sumOfSquaresPartial_f32(const float* g, long long count, double* partial) {
+    __shared__ double red[32];
+    double s = 0.0;
+    for (i64 i = globalThread(); i < count; i += globalStride()) {
+        const double v = g[i];
+        s += v * v;
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) total += red[w];
+        partial[blockIdx.x] = total;
+    }
+}
+
+/**
+ * Sum of squares, part 2, one thread: out = {sum of partial[0 .. parts) in order, its square root, and the clip
+ * factor of AdamW.update: clip / (norm + 1e-6) (in double, then rounded) when clip > 0 and norm > clip, else 1}.
+ */
+extern "C" __global__ void __launch_bounds__(32)
+    gradNormFinish_f32(const double* partial, int parts, double clip, GradNorm* out) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double s = 0.0;
+    for (int p = 0; p < parts; p++) s += partial[p];
+    const double norm = sqrt(s);
+    GradNorm r;
+    r.sumOfSquares = s;
+    r.norm = (float)norm;
+    r.scale = clip > 0.0 && norm > clip ? (float)(clip / (norm + 1e-6)) : 1.0f;
+    *out = r;
+}
+
+/**
+ * AdamW over count elements, one thread per element (grid-strided), as CpuTrainBackend.adamw on gradients scaled
+ * as AdamW.update scales them: with g = grad * gn->scale (grad alone when gn is null),
+ * m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g g; p = p decay - lr (m / c1) / (sqrt(v / c2) + eps), where
+ * the host passes oneMinusBeta1/2 = 1 - beta1/2, decay = 1 - lr wd, c1 = 1 - beta1^step and c2 = 1 - beta2^step
+ * (each computed in double, then rounded). The gradients are not modified. When gn's norm is not finite nothing is
+ * updated (the host reports it on reading the norm, as the CPU trainer refuses such a step). compute, if not null,
+ * receives p rounded to A (the weights the next forward computes with).
+ */
+template <typename W, typename A>
+__device__ void adamw_impl(float* p, const float* grad, float* m, float* v, A* compute, long long count, float lr,
+                           float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, float decay,
+                           float c1, float c2, const GradNorm* gn) {
+    float scale = 1.0f;
+    if (gn != nullptr) {
+        if (!isfinite(gn->sumOfSquares)) return;
+        scale = gn->scale;
+    }
+    for (i64 i = globalThread(); i < count; i += globalStride()) {
+        const float g = gn != nullptr ? grad[i] * scale : grad[i];
+        const float mi = beta1 * m[i] + oneMinusBeta1 * g;
+        const float vi = beta2 * v[i] + oneMinusBeta2 * g * g;
+        const float pi = p[i] * decay - lr * (mi / c1) / (sqrtf(vi / c2) + eps);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi;
+        if (compute != nullptr) compute[i] = fromF<A>(pi);
+    }
+}
+
+}  // namespace b4j
+
+B4J_KERNEL(adamw, 256,
+           (float* p, const float* grad, float* m, float* v, A* compute, long long count, float lr, float beta1,
+            float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, float decay, float c1, float c2,
+            const b4j::GradNorm* gn),
+           (p, grad, m, v, compute, count, lr, beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, decay, c1, c2, gn))

@@ -1,0 +1,366 @@
+package io.based4j.cuda;
+
+import static io.based4j.cuda.Kernels.require;
+
+import java.util.Arrays;
+
+/**
+ * Launches the training kernels of {@code src/main/cuda/train_dense.cuh}, {@code train_loss.cuh} and
+ * {@code train_adamw.cuh}: the backward of the dense ops, the head fused with cross-entropy, the gradient norm and
+ * AdamW. Each computes in float32 the function of its float64 reference in {@code based4j-train}
+ * ({@code io.based4j.train.cpu.DenseOps}, {@code CrossEntropyOps}, {@code CpuTrainBackend.adamw}), with the same
+ * formulas in the same order.
+ *
+ * <h2>Conventions</h2>
+ * As {@link Kernels}: {@code NAME_f32} and {@code NAME_bf16} instantiations, W the weights' and A the activations'
+ * type, rows row-major and contiguous, pointers device addresses, a launch with no work launches nothing. Here all
+ * gradients are float32 and every backward ADDS into them ({@code +=}: branches and micro-batches accumulate; callers
+ * zero them). Kernels whose operands are all float32 whatever the precision exist once, as {@code NAME_f32}. All
+ * launches go to the stream of the {@link Kernels} and of the {@link Cublas} handle given (which must be the same);
+ * nothing waits for the host.
+ *
+ * <h2>Kernels and launch shapes</h2>
+ * <table>
+ * <caption>training kernels</caption>
+ * <tr><th>kernel</th><th>grid x block</th><th>what</th></tr>
+ * <tr><td>embeddingBackwardAtomic_f32</td><td>elementwise over n x d</td>
+ *     <td>{@code dtable[ids[i]] += dout[i]} by atomicAdd: not bit-reproducible when ids repeat</td></tr>
+ * <tr><td>embeddingBackwardGrouped_f32</td><td>min(G, 65536) x 256, one block per distinct id</td>
+ *     <td>the same sum, deterministic: positions grouped by id on the host ({@link #embeddingGroups}), each group
+ *     summed in position order, then added to its row</td></tr>
+ * <tr><td>rmsNormRstd</td><td>as Kernels.rmsNorm</td><td>rmsNorm, also writing {@code rstd [n]}</td></tr>
+ * <tr><td>rmsNormBackward</td><td>ceil(n / R) x 256, R = {@link #rmsNormRowsPerBlock}</td>
+ *     <td>dx per row; per block the partial weight gradient of its rows, {@code [blocks, d]} scratch</td></tr>
+ * <tr><td>rmsNormWeightGrad_f32</td><td>elementwise over d</td>
+ *     <td>{@code dw += } the partial rows summed in order (no atomics)</td></tr>
+ * <tr><td>swigluBackward</td><td>elementwise over n x h</td><td>{@code da += } (value first, gate second)</td></tr>
+ * <tr><td>crossEntropyChunkStats_f32</td><td>min(n, 65536) x 256, one block per row</td>
+ *     <td>pass 1 over a chunk: online max / logsumexp / argmax / target logit per row</td></tr>
+ * <tr><td>crossEntropyLoss_f32</td><td>1 x 1024</td><td>per-row losses summed in double into the loss, argmax</td></tr>
+ * <tr><td>crossEntropyChunkGrad</td><td>elementwise over n x chunk</td>
+ *     <td>pass 2: {@code scale * (softmax - onehot)} of a chunk, as A</td></tr>
+ * <tr><td>sumOfSquaresPartial_f32</td><td>min(ceil(count / 256), 1024) x 256</td>
+ *     <td>per-block sums of g^2 in double</td></tr>
+ * <tr><td>gradNormFinish_f32</td><td>1 x 32</td>
+ *     <td>total, norm and clip factor into a {@link #GRAD_NORM_BYTES} record</td></tr>
+ * <tr><td>adamw</td><td>elementwise over count</td><td>one parameter group's update, reading the clip factor</td></tr>
+ * </table>
+ *
+ * <h2>Optimizer layout</h2>
+ * Parameters, gradients and both moments are flat float32 arrays of one layout, the parameters that decay first and
+ * those that do not after them; {@link #adamw} runs once per group (two launches a step) on the group's slice, with
+ * that group's weight decay. The gradient norm covers the whole flat gradient ({@link #gradNorm}), or several arrays
+ * ({@link #sumOfSquares} per array into consecutive partial slots, then {@link #gradNormFinish}); the result stays in
+ * device memory, and adamw reads the clip factor from there.
+ *
+ * <p>An instance shares the {@link Kernels}' argument list: not thread-safe.
+ */
+public final class TrainKernels {
+    /** A target that counts for nothing (as {@code CrossEntropyOps.IGNORE_INDEX}). */
+    public static final int IGNORE_INDEX = -100;
+    /** Vocabulary columns per chunk of the fused loss unless the caller picks another. */
+    public static final int DEFAULT_LOSS_CHUNK = 8192;
+    /** Bytes of the gradient-norm record: {@code double sumOfSquares; float norm; float scale}. */
+    public static final int GRAD_NORM_BYTES = 16;
+    /** Offset of {@code double sumOfSquares} in the gradient-norm record. */
+    public static final int GRAD_NORM_SUM_OFFSET = 0;
+    /** Offset of {@code float norm} in the gradient-norm record. */
+    public static final int GRAD_NORM_NORM_OFFSET = 8;
+    /** Offset of {@code float scale} (the clip factor, 1 when not clipped) in the gradient-norm record. */
+    public static final int GRAD_NORM_SCALE_OFFSET = 12;
+    /** The most partial sums one {@link #sumOfSquares} writes. */
+    public static final int NORM_MAX_PARTIALS = 1024;
+
+    private static final int RMS_MAX_BLOCKS = 1024;
+    private static final int RMS_MIN_ROWS_PER_BLOCK = 8;
+    private static final int LOSS_THREADS = 1024;
+    private static final long STATS_BYTES_PER_ROW = 16;
+    private static final long ALIGN = 256;
+
+    private final Kernels k;
+    private final Cublas blas;
+
+    /** Launches on the stream of {@code kernels}; {@code blas} must be bound to the same stream. */
+    public TrainKernels(Kernels kernels, Cublas blas) {
+        this.k = kernels;
+        this.blas = blas;
+    }
+
+    // ------------------------------------------------------------------------------------------------ embedding
+
+    /** {@code dtable[ids[i]] += dout[i]}: ids int {@code [n]}, dout F32 {@code [n, d]}, dtable F32; atomic adds. */
+    public void embeddingBackwardAtomic(long ids, long dout, long dtable, int n, int d) {
+        require(n >= 0 && d >= 0, "embeddingBackwardAtomic: n " + n + ", d " + d);
+        if ((long) n * d == 0) {
+            return;
+        }
+        k.args.reset().ptr(ids).ptr(dout).ptr(dtable).i32(n).i32(d);
+        k.elementwise(k.function("embeddingBackwardAtomic_f32"), (long) n * d);
+    }
+
+    /**
+     * Positions grouped by id for {@link #embeddingBackwardGrouped}, made on the host (where the ids are, so it can
+     * be done while the GPU works): {@code layout = starts[groups + 1] | positions[n]}, the positions of each
+     * distinct id in increasing order, the groups in increasing id order.
+     */
+    public record EmbeddingGroups(int[] layout, int groups) {
+    }
+
+    /**
+     * Groups the positions of {@code ids} by id (a sort of {@code (id, position)} keys, as
+     * {@code DenseOps.embeddingBackward} does).
+     *
+     * @throws IllegalArgumentException naming the first id outside {@code [0, rows)}
+     */
+    public static EmbeddingGroups embeddingGroups(int[] ids, int rows) {
+        long[] keys = new long[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            if (ids[i] < 0 || ids[i] >= rows) {
+                throw new IllegalArgumentException("ids[" + i + "] = " + ids[i] + " is outside the table [0, " + rows
+                        + ")");
+            }
+            keys[i] = ((long) ids[i] << 32) | i;
+        }
+        Arrays.sort(keys);
+        int n = ids.length;
+        int[] starts = new int[n + 1];
+        int groups = 0;
+        for (int i = 0; i < n; i++) {
+            if (i == 0 || (keys[i] >>> 32) != (keys[i - 1] >>> 32)) {
+                starts[groups++] = i;
+            }
+        }
+        starts[groups] = n;
+        int[] layout = new int[groups + 1 + n];
+        System.arraycopy(starts, 0, layout, 0, groups + 1);
+        for (int i = 0; i < n; i++) {
+            layout[groups + 1 + i] = (int) keys[i];
+        }
+        return new EmbeddingGroups(layout, groups);
+    }
+
+    /**
+     * {@code dtable[ids[i]] += dout[i]}, deterministic: ids int {@code [n]}, groups the device copy of
+     * {@link EmbeddingGroups#layout} with {@code groupCount} groups, dout F32 {@code [n, d]}, dtable F32.
+     */
+    public void embeddingBackwardGrouped(long ids, long groups, int groupCount, long dout, long dtable, int d) {
+        require(groupCount >= 0 && d >= 0, "embeddingBackwardGrouped: groups " + groupCount + ", d " + d);
+        if ((long) groupCount * d == 0) {
+            return;
+        }
+        k.args.reset().ptr(ids).ptr(groups).i32(groupCount).ptr(dout).ptr(dtable).i32(d);
+        k.launch(k.function("embeddingBackwardGrouped_f32"), (int) Math.min(groupCount,
+                Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1, Kernels.THREADS, 0);
+    }
+
+    // ------------------------------------------------------------------------------------------------ RMSNorm
+
+    /** {@link Kernels#rmsNorm} that also writes {@code rstd} (F32 {@code [n]}) for {@link #rmsNormBackward}. */
+    public void rmsNormRstd(Precision p, long x, long weight, long out, long rstd, int n, int d, float eps) {
+        require(n >= 0 && d >= 0, "rmsNormRstd: n " + n + ", d " + d);
+        if ((long) n * d == 0) {
+            return;
+        }
+        k.args.reset().ptr(x).ptr(weight).ptr(out).ptr(rstd).i32(n).i32(d).f32(eps);
+        k.launch(k.function("rmsNormRstd", p), (int) Math.min(n, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
+                Kernels.THREADS, 0);
+    }
+
+    /** Rows per block of {@link #rmsNormBackward}: at least 8, and at most {@value #RMS_MAX_BLOCKS} blocks. */
+    public static int rmsNormRowsPerBlock(int n) {
+        return Math.max(RMS_MIN_ROWS_PER_BLOCK, (n + RMS_MAX_BLOCKS - 1) / RMS_MAX_BLOCKS);
+    }
+
+    /** Bytes of the {@code partial} scratch {@link #rmsNormBackward} needs: {@code [blocks, d]} float32. */
+    public static long rmsNormBackwardScratchBytes(int n, int d) {
+        int r = rmsNormRowsPerBlock(n);
+        return 4L * ((n + r - 1) / r) * d;
+    }
+
+    /**
+     * Backward of {@link #rmsNormRstd} ({@code DenseOps.rmsNormBackward}): x F32 {@code [n, d]}, weight W, rstd F32
+     * {@code [n]}, dout F32 {@code [n, d]}; {@code dx += } (F32 {@code [n, d]}, 0 to skip), {@code dw += } (F32
+     * {@code [d]}); partial: {@link #rmsNormBackwardScratchBytes} of scratch.
+     */
+    public void rmsNormBackward(Precision p, long x, long weight, long rstd, long dout, long dx, long dw, long partial,
+                                int n, int d) {
+        require(n >= 0 && d >= 0, "rmsNormBackward: n " + n + ", d " + d);
+        if ((long) n * d == 0) {
+            return;
+        }
+        int rows = rmsNormRowsPerBlock(n);
+        int blocks = (n + rows - 1) / rows;
+        k.args.reset().ptr(x).ptr(weight).ptr(rstd).ptr(dout).ptr(dx).ptr(partial).i32(n).i32(d).i32(rows);
+        k.launch(k.function("rmsNormBackward", p), blocks, 1, 1, Kernels.THREADS, 0);
+        k.args.reset().ptr(partial).ptr(dw).i32(blocks).i32(d);
+        k.elementwise(k.function("rmsNormWeightGrad_f32"), d);
+    }
+
+    // ------------------------------------------------------------------------------------------------ SwiGLU
+
+    /**
+     * Backward of {@link Kernels#swiglu} ({@code DenseOps.swigluBackward}): a A {@code [n, 2h]} (value | gate), dout
+     * F32 {@code [n, h]}, {@code da += } F32 {@code [n, 2h]}.
+     */
+    public void swigluBackward(Precision p, long a, long dout, long da, int n, int h) {
+        require(n >= 0 && h >= 0, "swigluBackward: n " + n + ", h " + h);
+        if ((long) n * h == 0) {
+            return;
+        }
+        k.args.reset().ptr(a).ptr(dout).ptr(da).i32(n).i32(h);
+        k.elementwise(k.function("swigluBackward", p), (long) n * h);
+    }
+
+    // ------------------------------------------------------------------------------------------------ loss
+
+    private static long align(long bytes) {
+        return (bytes + ALIGN - 1) / ALIGN * ALIGN;
+    }
+
+    /**
+     * Bytes of scratch {@link #crossEntropy} needs for {@code n} rows and chunks of {@code chunk} columns: 16 per row
+     * of running state, a float32 {@code [n, chunk]} of logits, and in bf16 an {@code [n, chunk]} of gradients.
+     */
+    public static long crossEntropyScratchBytes(Precision p, int n, int chunk) {
+        long cells = (long) n * chunk;
+        long bytes = align(STATS_BYTES_PER_ROW * n) + align(4 * cells);
+        return p == Precision.F32 ? bytes : bytes + align((long) p.bytes() * cells);
+    }
+
+    /**
+     * The tied head fused with softmax cross-entropy, {@code CrossEntropyOps.forwardBackward} on the GPU: x A
+     * {@code [n, d]} (final-normed), head W {@code [vocabPadded, d]} of which the first {@code vocab} rows are the
+     * logits' (padded rows are neither read nor written), targets int {@code [n]} ({@link #IGNORE_INDEX} ignores a
+     * row). Adds the sum over counted rows of {@code logsumexp(z_i) - z_i[t_i]} to {@code lossSum} (one double on the
+     * device: micro-batches accumulate; zero it when a step starts), writes argmax int {@code [n]} (lowest index of
+     * the largest logit, -1 for ignored rows; 0 to skip), and adds {@code scale} times the gradient to dx F32
+     * {@code [n, d]} and dhead F32 {@code [vocabPadded, d]} (either 0 to skip; both 0 for the loss alone).
+     *
+     * <p>The logits of all rows never exist at once: the vocabulary is walked in chunks of {@code chunk} columns
+     * (the last one shorter), each chunk's {@code [n, chunk]} float32 logits made by cuBLAS into the scratch
+     * ({@link #crossEntropyScratchBytes}). Pass 1 makes each chunk, then merges its max, sum of exponentials, argmax
+     * and target logit into a running state per row (an online logsumexp); the losses follow from the state. Pass 2
+     * (only for a gradient) makes each chunk again, turns it into {@code scale * (softmax - onehot)} in A, and adds
+     * {@code g @ head_chunk} to dx and {@code g^T @ x} to the chunk's rows of dhead with two more products: four
+     * products per chunk with a gradient (one without), of {@code 2 n chunk d} FLOPs each. Ignored rows take part
+     * in the products (with zero gradients); a target outside {@code [0, vocab)} that is not ignored gives a NaN
+     * loss (the caller checks targets on the host, where they are). In bf16 the gradient products read the softmax
+     * gradient rounded to bf16.
+     */
+    public void crossEntropy(Precision p, long x, long head, int n, int d, int vocab, long targets, float scale,
+                             long dx, long dhead, long argmax, long lossSum, long scratch, int chunk) {
+        require(n >= 0 && d >= 1 && vocab >= 1, "crossEntropy: n " + n + ", d " + d + ", vocab " + vocab
+                + ": need n >= 0 and positive d and vocab");
+        require(chunk >= 1, "crossEntropy: chunk " + chunk + " must be positive");
+        require(Float.isFinite(scale), "crossEntropy: scale " + scale + " is not finite");
+        if (n == 0) {
+            return;
+        }
+        int type = cublasType(p);
+        long stats = scratch;
+        long logits = scratch + align(STATS_BYTES_PER_ROW * n);
+        long grad = p == Precision.F32 ? logits : logits + align(4L * n * chunk);
+        long rowBlocks = Math.min(n, Kernels.MAX_ELEMENTWISE_BLOCKS);
+        for (int c0 = 0; c0 < vocab; c0 += chunk) {
+            int cw = Math.min(chunk, vocab - c0);
+            chunkLogits(x, head, n, d, type, p, c0, cw, logits);
+            k.args.reset().ptr(logits).ptr(targets).ptr(stats).i32(n).i32(c0).i32(cw);
+            k.launch(k.function("crossEntropyChunkStats_f32"), (int) rowBlocks, 1, 1, Kernels.THREADS, 0);
+        }
+        k.args.reset().ptr(targets).ptr(stats).ptr(argmax).ptr(lossSum).i32(n).i32(vocab);
+        k.launch(k.function("crossEntropyLoss_f32"), 1, 1, 1, LOSS_THREADS, 0);
+        if (dx == 0 && dhead == 0) {
+            return;
+        }
+        long headRow = (long) d * p.bytes();
+        for (int c0 = 0; c0 < vocab; c0 += chunk) {
+            int cw = Math.min(chunk, vocab - c0);
+            chunkLogits(x, head, n, d, type, p, c0, cw, logits);
+            k.args.reset().ptr(logits).ptr(targets).ptr(stats).ptr(grad).i32(n).i32(c0).i32(cw).f32(scale);
+            k.elementwise(k.function("crossEntropyChunkGrad", p), (long) n * cw);
+            if (dx != 0) {
+                // dx [n, d] += g [n, cw] @ head[c0 .. c0 + cw) [cw, d]; column-major: dx^T = head_c^T g^T
+                blas.gemm(Cublas.OP_N, Cublas.OP_N, d, n, cw, 1f, head + c0 * headRow, type, d, grad, type, cw, 1f,
+                        dx, Cublas.R_32F, d, Cublas.COMPUTE_32F);
+            }
+            if (dhead != 0) {
+                // dhead[c0 .. c0 + cw) [cw, d] += g^T [cw, n] @ x [n, d]; column-major: dhead_c^T = x^T g
+                blas.gemm(Cublas.OP_N, Cublas.OP_T, d, cw, n, 1f, x, type, d, grad, type, cw, 1f,
+                        dhead + 4L * c0 * d, Cublas.R_32F, d, Cublas.COMPUTE_32F);
+            }
+        }
+    }
+
+    /** logits [n, cw] (float32, row stride cw) = x [n, d] @ head[c0 .. c0 + cw)^T; column-major: head_c x^T. */
+    private void chunkLogits(long x, long head, int n, int d, int type, Precision p, int c0, int cw, long logits) {
+        blas.gemm(Cublas.OP_T, Cublas.OP_N, cw, n, d, 1f, head + (long) c0 * d * p.bytes(), type, d, x, type, d, 0f,
+                logits, Cublas.R_32F, cw, Cublas.COMPUTE_32F);
+    }
+
+    private static int cublasType(Precision p) {
+        return p == Precision.F32 ? Cublas.R_32F : Cublas.R_16BF;
+    }
+
+    // ------------------------------------------------------------------------------------------------ optimizer
+
+    /** Partial sums {@link #sumOfSquares} writes for {@code count} elements (at most {@value #NORM_MAX_PARTIALS}). */
+    public static int normPartials(long count) {
+        return (int) Math.min((count + Kernels.THREADS - 1) / Kernels.THREADS, NORM_MAX_PARTIALS);
+    }
+
+    /**
+     * Part 1 of the gradient norm: the sums of squares of g F32 ({@code count} elements) in double, into
+     * {@link #normPartials}{@code (count)} consecutive doubles at {@code partial}. Returns how many it wrote.
+     */
+    public int sumOfSquares(long g, long count, long partial) {
+        require(count >= 0, "sumOfSquares: count " + count);
+        int blocks = normPartials(count);
+        if (blocks == 0) {
+            return 0;
+        }
+        k.args.reset().ptr(g).i64(count).ptr(partial);
+        k.launch(k.function("sumOfSquaresPartial_f32"), blocks, 1, 1, Kernels.THREADS, 0);
+        return blocks;
+    }
+
+    /**
+     * Part 2: out (a {@link #GRAD_NORM_BYTES} record on the device) = the sum of {@code parts} doubles at
+     * {@code partial} in order, its square root, and the clip factor {@code clip / (norm + 1e-6)} when
+     * {@code 0 < clip < norm}, else 1 (AdamW.update's rule; clip 0 never clips).
+     */
+    public void gradNormFinish(long partial, int parts, double clip, long out) {
+        require(parts >= 0, "gradNormFinish: parts " + parts);
+        require(clip >= 0, "gradNormFinish: clip " + clip + " is negative");
+        k.args.reset().ptr(partial).i32(parts).i64(Double.doubleToRawLongBits(clip)).ptr(out);
+        k.launch(k.function("gradNormFinish_f32"), 1, 1, 1, 32, 0);
+    }
+
+    /** {@link #sumOfSquares} of one flat gradient, then {@link #gradNormFinish}: two launches. */
+    public void gradNorm(long g, long count, long partial, double clip, long out) {
+        gradNormFinish(partial, sumOfSquares(g, count, partial), clip, out);
+    }
+
+    /**
+     * One AdamW update of a parameter group (CpuTrainBackend.adamw after AdamW.update's clipping), all F32 over
+     * {@code count} elements: with {@code g = grad * scale} (scale the clip factor of the record at
+     * {@code gradNorm}, or 1 when gradNorm is 0): {@code m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+     * p = p (1 - lr wd) - lr (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)}, the constants computed here in
+     * double and rounded to float. grad is left as it is. When the record's norm is not finite the kernel changes
+     * nothing (read the norm and refuse the step as the CPU trainer does). compute, if not 0, receives the new
+     * parameters rounded to A ({@code count} values: the weights the next forward computes with).
+     */
+    public void adamw(Precision p, long param, long grad, long m, long v, long compute, long count, double lr,
+                      double beta1, double beta2, double eps, double weightDecay, long step, long gradNorm) {
+        require(count >= 0, "adamw: count " + count);
+        require(step >= 1, "adamw: step " + step + " (steps count from 1)");
+        if (count == 0) {
+            return;
+        }
+        float c1 = (float) (1 - Math.pow(beta1, step));
+        float c2 = (float) (1 - Math.pow(beta2, step));
+        k.args.reset().ptr(param).ptr(grad).ptr(m).ptr(v).ptr(compute).i64(count).f32((float) lr).f32((float) beta1)
+                .f32((float) (1 - beta1)).f32((float) beta2).f32((float) (1 - beta2)).f32((float) eps)
+                .f32((float) (1 - lr * weightDecay)).f32(c1).f32(c2).ptr(gradNorm);
+        k.elementwise(k.function("adamw", p), count);
+    }
+}

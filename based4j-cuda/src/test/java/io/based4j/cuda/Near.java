@@ -1,0 +1,100 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.fail;
+
+import io.based4j.tensor.Tensor;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Comparisons of GPU results (float32) with the float64 reference, each failing with one message that names the
+ * quantity, the worst element, both values, the error against its allowance and the seed that reproduces the data.
+ * The allowances are stated per test in units of {@link #U}.
+ */
+final class Near {
+    /** Unit roundoff of float32 (round to nearest): every float32 operation errs by at most this, relatively. */
+    static final double U = 0x1p-24;
+    /** Unit roundoff of bfloat16 (8 significant bits). */
+    static final double U_BF16 = 0x1p-8;
+    /** Seed of the random data ({@code -Dbased4j.seed=N} repeats a run). */
+    static final long SEED = Long.getLong("based4j.seed", System.nanoTime());
+
+    private Near() {
+    }
+
+    /** {@code |got[i] - want[i]| <= bound[i]} for every i. */
+    static void within(String what, double[] want, float[] got, double[] bound) {
+        int worst = -1;
+        double worstRatio = 0;
+        for (int i = 0; i < want.length; i++) {
+            double err = Math.abs(got[i] - want[i]);
+            double ratio = err / bound[i];
+            if (!(err <= bound[i]) && (worst < 0 || !(ratio <= worstRatio))) {
+                worst = i;
+                worstRatio = ratio;
+            }
+        }
+        if (worst >= 0) {
+            fail(String.format(Locale.ROOT, "%s: element %d is %s on the GPU, %s in the float64 reference: off by %.3g,"
+                    + " allowed %.3g (%.1fx) [-Dbased4j.seed=%d]", what, worst, got[worst], want[worst],
+                    Math.abs(got[worst] - want[worst]), bound[worst], worstRatio, SEED));
+        }
+    }
+
+    /** {@code |got[i] - want[i]| <= tol * |want[i]|} for every i (for results with no cancellation). */
+    static void relative(String what, double[] want, float[] got, double tol) {
+        double[] bound = new double[want.length];
+        for (int i = 0; i < want.length; i++) {
+            bound[i] = tol * Math.abs(want[i]) + Double.MIN_NORMAL;
+        }
+        within(what + " (relative tolerance " + tol + ")", want, got, bound);
+    }
+
+    /** {@code max |got - want| <= tol * max |want|} (errors measured against the size of the whole result). */
+    static void normwise(String what, double[] want, float[] got, double tol) {
+        double scale = 0;
+        for (double w : want) {
+            scale = Math.max(scale, Math.abs(w));
+        }
+        double[] bound = new double[want.length];
+        java.util.Arrays.fill(bound, tol * scale);
+        within(what + " (tolerance " + tol + " of the largest value " + scale + ")", want, got, bound);
+    }
+
+    /** Gaussian floats of standard deviation {@code sigma}. */
+    static float[] gaussian(SplittableRandom r, int n, double sigma) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = (float) (r.nextGaussian() * sigma);
+        }
+        return v;
+    }
+
+    /** The values a GPU of precision {@code p} holds for {@code v} (bf16: rounded to nearest even). */
+    static float[] stored(Precision p, float[] v) {
+        if (p == Precision.F32) {
+            return v.clone();
+        }
+        float[] out = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = Tensor.bf16ToFloat(Tensor.floatToBf16(v[i]));
+        }
+        return out;
+    }
+
+    static double[] toDouble(float[] v) {
+        double[] out = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = v[i];
+        }
+        return out;
+    }
+
+    static double[] abs(double[] v) {
+        double[] out = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = Math.abs(v[i]);
+        }
+        return out;
+    }
+}
