@@ -60,7 +60,8 @@ class CrossEntropyKernelTest {
         for (int i = 0; i < n; i++) {
             targets[i] = r.nextInt(4) == 0 ? CrossEntropyOps.IGNORE_INDEX : r.nextInt(vocab);
         }
-        int[] edges = {0, vocab - 1, Math.min(chunk, vocab - 1), chunk - 1, Math.min(2 * chunk, vocab - 1)};
+        int[] edges = {0, vocab - 1, Math.min(chunk, vocab - 1), Math.min(chunk - 1, vocab - 1),
+                Math.min(2 * chunk, vocab - 1)};
         for (int i = 0; i < edges.length; i++) {
             targets[i + 1] = edges[i];
         }
