@@ -236,6 +236,15 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
                     n2 = take(p + "norm2.weight", d);
                     fc1 = take(p + "mlp.fc1.weight", 2L * h, d);
                     fc2 = take(p + "mlp.fc2.weight", d, h);
+                } else {
+                    // the reference implementation's MLP of width 0 and its norm, if written: they add nothing
+                    for (Map.Entry<String, long[]> e : Map.of("norm2.weight", new long[] {d}, "mlp.fc1.weight",
+                            new long[] {0, d}, "mlp.fc2.weight", new long[] {d, 0}).entrySet()) {
+                        Tensor t = tensors.remove(p + e.getKey());
+                        if (t != null) {
+                            check(p + e.getKey(), t, e.getValue());
+                        }
+                    }
                 }
                 MixerConfig mc = config.layer(i);
                 String m = p + "mixer.";
