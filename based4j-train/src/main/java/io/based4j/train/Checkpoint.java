@@ -131,7 +131,10 @@ public final class Checkpoint {
                 throw new IllegalArgumentException(dir + " is not a complete training checkpoint: " + f + " is missing");
             }
         }
-        ModelConfig config = ConfigParser.read(dir.resolve(CONFIG));
+        // read as the settings are, complete: a checkpoint of an earlier version lacks fields it now carries
+        Path configFile = dir.resolve(CONFIG);
+        ModelConfig config = ModelSpec.parse(configFile.toString(),
+                ModelSpec.complete(configFile.toString(), ConfigParser.read(configFile).raw()));
         Map<String, Tensor> opt = Safetensors.read(dir.resolve(OPTIMIZER), arena);
         Map<String, Tensor> params = new LinkedHashMap<>();
         Map<String, Tensor> moments = new LinkedHashMap<>();

@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 
 /**
  * The complete field set of a released checkpoint's {@code config.json} (BASED-SPEC section 1): every GPT2Config
@@ -32,7 +33,8 @@ final class ReleasedFields {
 
     /**
      * A copy of {@code given} with every field of the complete set, describing {@code config} (read from it): the
-     * given fields first, in their order, then those filled in.
+     * given fields first, in their order, then those filled in; the keys of each mixer dict sorted, so that the same
+     * mixer is always written the same way.
      */
     static Map<String, Object> complete(Map<String, Object> given, ModelConfig config) {
         Map<String, Object> out = copy(given);
@@ -42,6 +44,7 @@ final class ReleasedFields {
                 mixerArguments(out, slot, config);
             }
         }
+        out.replaceAll((k, v) -> v instanceof Map<?, ?> inner ? sorted(inner) : v);
         return out;
     }
 
@@ -196,6 +199,13 @@ final class ReleasedFields {
         Map<String, Object> out = new LinkedHashMap<>();
         m.forEach((k, v) -> out.put(k, v instanceof Map<?, ?> inner ? copy((Map<String, Object>) inner)
                 : v instanceof List<?> list ? new ArrayList<>(list) : v));
+        return out;
+    }
+
+    /** A copy of {@code m} with its keys, and those of the maps inside it, in sorted order. */
+    private static Map<String, Object> sorted(Map<?, ?> m) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        new TreeMap<>(m).forEach((k, v) -> out.put((String) k, v instanceof Map<?, ?> inner ? sorted(inner) : v));
         return out;
     }
 }

@@ -18,6 +18,7 @@ import io.based4j.train.mqar.MqarSlice;
 import io.based4j.train.mqar.MqarTrainer;
 import java.io.IOException;
 import java.lang.foreign.Arena;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -203,6 +204,35 @@ class ReferenceConfigTest {
             }
         }
         throw new AssertionError("golden-tiny has no mixer " + target);
+    }
+
+    /**
+     * A run started by an earlier version, whose checkpoint's config.json holds only the fields that version wrote,
+     * resumes (its configuration read as completed, as the settings are) and goes on writing complete ones.
+     */
+    @Test
+    void aCheckpointOfAnEarlierVersionWithFewerFieldsResumes() throws IOException {
+        Path run = tmp.resolve("run");
+        Map<String, Object> settings = TrainFixtures.settings(TrainFixtures.smallModel(),
+                TrainFixtures.randomData(tmp.resolve("data"), 3000), 8, 6, 2, 3, 1e-2, run);
+        TrainFixtures.train(TrainFixtures.config(settings), null, 3);
+        Path first = run.resolve("checkpoints").resolve(Checkpoint.name(3));
+        Map<String, Object> complete = json(first.resolve(Checkpoint.CONFIG));
+        List<String> earlierFields = List.of("n_embd", "n_layer", "n_head", "n_inner", "vocab_size",
+                "pad_vocab_size_multiple", "layer_norm_epsilon", "rms_norm", "activation_function",
+                "rotary_emb_fraction", "tie_word_embeddings", "qkv_proj_bias", "out_proj_bias", "model_type",
+                "mixer", "alt_mixer", "alt_mixer_layers", "alt_mixer_2", "alt_mixer_2_layers");
+        Map<String, Object> earlier = new LinkedHashMap<>();
+        for (String k : earlierFields) {
+            earlier.put(k, complete.get(k));
+        }
+        earlier.put("alt_mixer_2", Map.of("_target_", "based.models.mixers.slide_attention.SlidingAttention",
+                "window_size", 8L, "num_heads", 2L, "causal", true));
+        Files.writeString(first.resolve(Checkpoint.CONFIG), Json.writePretty(earlier));
+
+        Trainer.Result r = TrainFixtures.train(TrainFixtures.config(settings), run, Long.MAX_VALUE);
+        assertEquals(3, r.firstStep());
+        assertEquals(complete, json(run.resolve("checkpoints").resolve(Checkpoint.name(6)).resolve(Checkpoint.CONFIG)));
     }
 
     /** A hand-written config: n_embd 16, 2 layers of 2 heads, vocabulary 40, a BaseConv then sliding windows. */
