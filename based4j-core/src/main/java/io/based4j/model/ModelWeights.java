@@ -128,6 +128,15 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
         return specs(config).stream().filter(w -> !w.optional()).toList();
     }
 
+    /** The name and shape of every weight of a fresh model of {@code config}, in {@link #specs} order. */
+    public static Map<String, long[]> shapes(ModelConfig config) {
+        Map<String, long[]> out = new LinkedHashMap<>();
+        for (WeightSpec w : freshSpecs(config)) {
+            out.put(w.name(), w.shape());
+        }
+        return out;
+    }
+
     /**
      * Parameters a fresh model of {@code config} has (a tied head counted once), computed in 64 bits from the
      * configuration alone, before any weight is read; {@link Long#MAX_VALUE} when the count does not fit in a long.
@@ -208,7 +217,8 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
                     bound.put(w.name(), check(w.name(), t, w.shape()));
                 }
             }
-            // keys that carry no weight of their own: a tied head's copy, attention's rotary frequencies
+            // keys that carry no weight of their own: a tied head's copy, attention's rotary frequencies, the
+            // empty MLP a model without one is written with for the reference
             long d = config.dModel();
             Tensor copy = config.tieWordEmbeddings() ? tensors.remove(HEAD) : null;
             if (copy != null) {
@@ -220,6 +230,16 @@ public record ModelWeights(ModelConfig config, Tensor embedding, Tensor head, Te
             List<MixerConfig> mixers = new ArrayList<>();
             for (int i = 0; i < config.nLayer(); i++) {
                 String p = "transformer.layers." + i + ".";
+                if (!config.hasMlp()) {
+                    // the reference implementation's MLP of width 0 and its norm, if written: they add nothing
+                    for (Map.Entry<String, long[]> e : Map.of("norm2.weight", new long[] {d}, "mlp.fc1.weight",
+                            new long[] {0, d}, "mlp.fc2.weight", new long[] {d, 0}).entrySet()) {
+                        Tensor t = tensors.remove(p + e.getKey());
+                        if (t != null) {
+                            check(p + e.getKey(), t, e.getValue());
+                        }
+                    }
+                }
                 String m = p + "mixer.";
                 MixerConfig mc = config.layer(i);
                 Mixer mixer = switch (mc) {

@@ -19,8 +19,10 @@ import java.util.Map;
 import java.util.stream.Stream;
 
 /**
- * A training checkpoint: a Hugging Face layout directory that {@code based4j generate --model DIR} loads as it is
- * ({@code config.json} as BASED-SPEC section 1 and float32 {@code model.safetensors}), plus what resuming needs:
+ * A training checkpoint: a Hugging Face layout directory that {@code based4j generate --model DIR} and the reference
+ * implementation load as they are ({@code config.json} with the complete field set of BASED-SPEC section 1, and
+ * float32 {@code model.safetensors}, with the reference's empty MLPs for a model without MLPs: see
+ * {@link ReferenceConfig}), plus what resuming needs:
  * {@code optimizer.safetensors} (the parameters exactly, in the backend's storage type, as {@code param.NAME}, and
  * the AdamW moments) and {@code trainer.json} (the update count and run facts).
  *
@@ -63,7 +65,9 @@ public final class Checkpoint {
         meta.put("format", "pt");
         meta.put("producer", "based4j train");
         meta.put("step", String.valueOf(optimizer.step()));
-        Safetensors.write(tmp.resolve(MODEL), model.floatStateDict(), meta);
+        Map<String, Tensor> weights = new LinkedHashMap<>(model.floatStateDict());
+        weights.putAll(ReferenceConfig.referenceOnlyTensors(model.config()));
+        Safetensors.write(tmp.resolve(MODEL), weights, meta);
         Map<String, Tensor> opt = new LinkedHashMap<>();
         model.exactStateDict().forEach((k, v) -> opt.put("param." + k, v));
         opt.putAll(optimizer.state());
@@ -127,7 +131,10 @@ public final class Checkpoint {
                 throw new IllegalArgumentException(dir + " is not a complete training checkpoint: " + f + " is missing");
             }
         }
-        ModelConfig config = ConfigParser.read(dir.resolve(CONFIG));
+        // read as the settings are, complete: a checkpoint of an earlier version lacks fields it now carries
+        Path configFile = dir.resolve(CONFIG);
+        ModelConfig config = ModelSpec.parse(configFile.toString(),
+                ModelSpec.complete(configFile.toString(), ConfigParser.read(configFile).raw()));
         Map<String, Tensor> opt = Safetensors.read(dir.resolve(OPTIMIZER), arena);
         Map<String, Tensor> params = new LinkedHashMap<>();
         Map<String, Tensor> moments = new LinkedHashMap<>();

@@ -14,9 +14,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * A model shape written as a short list of layer kinds ({@code conv}, {@code linear}, {@code swa}, {@code attn}),
- * turned into the {@code config.json} a checkpoint carries (BASED-SPEC section 1), so that a trained model loads in
- * {@code generate} like a released one.
+ * A model shape written as a short list of layer kinds ({@code conv}, {@code linear}, {@code swa}, {@code attn}), or
+ * a given {@code config.json}, turned into the complete {@code config.json} a checkpoint carries (BASED-SPEC section
+ * 1), so that a trained model loads in {@code generate} and in the reference implementation like a released one.
  */
 public final class ModelSpec {
     public static final List<String> KINDS = List.of("conv", "linear", "swa", "attn");
@@ -27,7 +27,7 @@ public final class ModelSpec {
     /**
      * Reads a {@code model} section: either {@code config: FILE} (a config.json, relative to {@code base}) or the
      * short form {@code d_model, layers, heads, feature_dim, window_size, n_inner, vocab_size, tie_embeddings,
-     * rotary}.
+     * rotary}. The result is {@link #complete}: a given file gains the fields it lacks.
      */
     public static Map<String, Object> configMap(Settings model, Path base) {
         String file = model.string("config", null);
@@ -42,7 +42,7 @@ public final class ModelSpec {
                 throw new Settings.SettingsException("cannot read model config " + p + ": " + IoErrors.reason(e));
             }
             model.finish();
-            return map;
+            return complete(p.toString(), map);
         }
         int d = model.integer("d_model", 256, 8, 65536);
         List<String> layers = model.strings("layers");
@@ -67,7 +67,7 @@ public final class ModelSpec {
         return configMap(d, layers, heads, linearHeads, f, window, nInner, vocab, tie, rotary, eps);
     }
 
-    /** The config.json for a list of layer kinds. */
+    /** The complete config.json for a list of layer kinds. */
     public static Map<String, Object> configMap(int d, List<String> layers, int heads, int linearHeads, int featureDim,
                                                 int windowSize, long nInner, int vocab, boolean tie, boolean rotary,
                                                 double eps) {
@@ -94,7 +94,6 @@ public final class ModelSpec {
                     + " absent, so conv, linear, swa and attn cannot all appear in one model");
         }
         Map<String, Object> m = new LinkedHashMap<>();
-        m.put("model_type", "gpt2");
         m.put("n_embd", (long) d);
         m.put("n_layer", (long) layers.size());
         m.put("n_head", (long) heads);
@@ -102,16 +101,8 @@ public final class ModelSpec {
         m.put("vocab_size", (long) vocab);
         m.put("pad_vocab_size_multiple", 8L);
         m.put("layer_norm_epsilon", eps);
-        m.put("rms_norm", true);
-        m.put("activation_function", "swiglu");
         m.put("rotary_emb_fraction", rotary ? 1.0 : 0.0);
         m.put("tie_word_embeddings", tie);
-        m.put("qkv_proj_bias", false);
-        m.put("out_proj_bias", false);
-        if (vocab == 50257) {
-            m.put("eos_token_id", 50256L);
-            m.put("bos_token_id", 50256L);
-        }
         String[] slotNames = byKind.containsKey("attn") ? new String[] {"alt_mixer", "alt_mixer_2"}
                 : new String[] {"mixer", "alt_mixer", "alt_mixer_2"};
         for (int s = 0; s < explicit.size(); s++) {
@@ -127,7 +118,24 @@ public final class ModelSpec {
                 m.put(slotNames[s] + "_layers", byKind.get(kind));
             }
         }
-        return m;
+        return complete("model settings", m);
+    }
+
+    /**
+     * {@code map} with the complete field set of a released config.json, each field it lacks filled with the value
+     * that describes the model based4j reads from it. Refused, before anything is trained, when the reference
+     * implementation would read the result as another model, or not load its checkpoint with a strict state-dict
+     * load (a field based4j does not read, such as MLP biases or position embeddings, set to build what based4j
+     * does not have).
+     */
+    public static Map<String, Object> complete(String source, Map<String, Object> map) {
+        Map<String, Object> full = ReleasedFields.complete(map, ConfigParser.fromMap(source, map));
+        String problem = ReferenceConfig.difference(ConfigParser.fromMap(source, full), full);
+        if (problem != null) {
+            throw new Settings.SettingsException(source + ": a checkpoint of this model would not load in the reference"
+                    + " implementation as based4j trains it: " + problem);
+        }
+        return full;
     }
 
     /** Parses a config map as inference would (the same checks and errors). */
