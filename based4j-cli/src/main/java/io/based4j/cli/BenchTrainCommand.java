@@ -1,0 +1,325 @@
+package io.based4j.cli;
+
+import io.based4j.backend.Backend;
+import io.based4j.backend.TrainingBackend;
+import io.based4j.config.MixerConfig;
+import io.based4j.config.ModelConfig;
+import io.based4j.cuda.CudaBackend;
+import io.based4j.memory.Sizes;
+import io.based4j.model.Initializer;
+import io.based4j.tensor.Tensor;
+import io.based4j.train.AdamW;
+import io.based4j.train.ModelSpec;
+import io.based4j.train.TrainModel;
+import io.based4j.train.cpu.CpuTrainBackend;
+import io.based4j.train.mqar.MqarGenerator;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.lang.foreign.Arena;
+import java.lang.management.ManagementFactory;
+import java.lang.management.MemoryPoolMXBean;
+import java.lang.management.MemoryType;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code based4j bench train}: training throughput of whole steps (forward, backward, AdamW) on random tokens, for
+ * BASED and attention shapes side by side, with the model FLOPs utilisation against the backend's own matrix product
+ * measured in the same run, and the peak memory.
+ *
+ * <p>Model FLOPs per token, the usual convention (recomputation not counted): three times the forward's, where the
+ * forward's is 2 per weight of every projection and of the head (the real vocabulary), plus the sequence mixers'
+ * own: causal attention {@code 4 d} per key a query sees (scores and values), linear attention {@code 4 E d}
+ * (state update and readout, {@code E = 1 + f + f(f+1)/2}), the short conv {@code 2 k} per channel.
+ */
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Training throughput (tokens/s), model FLOPs utilisation against the backend's matrix product "
+                + "measured in the same run, and peak memory, for BASED and attention shapes side by side.",
+                "Steps are whole updates (forward, backward, AdamW) on random tokens; a table and JSON."})
+final class BenchTrainCommand implements Callable<Integer> {
+    /** The MQAR shape: the paper's largest BASED point (d 128, f 16, one head), its longest training slice. */
+    static final String MQAR = "mqar";
+    private static final int MQAR_SEQ_LEN = 256;
+
+    @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu",
+            description = "cpu (float64, the reference trainer), cuda or cuda:N. Default: ${DEFAULT-VALUE}.")
+    String device;
+
+    @Option(names = "--precision", paramLabel = "TYPE", defaultValue = "bf16",
+            description = "On a GPU: bf16 or f32 (default ${DEFAULT-VALUE}).")
+    String precision;
+
+    @Option(names = "--preset", paramLabel = "NAME", split = ",", defaultValue = "based-360m,attn-360m,mqar",
+            description = "Shapes: based-360m, based-1b, attn-360m, attn-1b, mqar (default ${DEFAULT-VALUE}).")
+    List<String> presets;
+
+    @Option(names = "--seq-len", paramLabel = "N", split = ",", defaultValue = "2048,8192",
+            description = "Sequence lengths for the language-model shapes (default ${DEFAULT-VALUE}); mqar runs at "
+                    + MQAR_SEQ_LEN + ".")
+    List<Integer> seqLens;
+
+    @Option(names = "--tokens", paramLabel = "N", defaultValue = "16384",
+            description = "Tokens per step: sequences = N / seq-len, at least one (default ${DEFAULT-VALUE}).")
+    int tokensPerStep;
+
+    @Option(names = "--steps", paramLabel = "N", defaultValue = "3", description = "Timed steps (default ${DEFAULT-VALUE}).")
+    int steps;
+
+    @Option(names = "--warmup", paramLabel = "N", defaultValue = "1",
+            description = "Untimed steps first (default ${DEFAULT-VALUE}).")
+    int warmup;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all cores).")
+    Integer threads;
+
+    @Option(names = "--json", paramLabel = "FILE", defaultValue = "bench-train.json",
+            description = "Where to write the results as JSON (default ${DEFAULT-VALUE}).")
+    Path json;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    /** One shape to measure. */
+    record Shape(String name, ModelConfig config, int batch, int seqLen) {
+        long tokens() {
+            return (long) batch * seqLen;
+        }
+    }
+
+    @Override
+    public Integer call() throws IOException {
+        if (steps < 1 || warmup < 0 || tokensPerStep < 1 || seqLens.stream().anyMatch(n -> n < 2)) {
+            throw new UsageException("--steps and --tokens must be >= 1, --warmup >= 0 and --seq-len >= 2");
+        }
+        List<Shape> shapes = shapes();
+        ModelOptions.applyThreads(threads);
+        OutputFiles.checkWritable("--json", json);
+        PrintWriter out = spec.commandLine().getOut();
+        try (TrainingBackend backend = open()) {
+            double peak = matmulRate(backend);
+            Progress.note(String.format(Locale.ROOT, "%s: matrix product %.1f GFLOP/s", backend.name(), peak / 1e9));
+            List<Map<String, Object>> rows = new ArrayList<>();
+            for (Shape s : shapes) {
+                double flopsPerToken = flopsPerToken(s.config(), s.seqLen());
+                Progress.note(String.format(Locale.ROOT, "%s, %d x %d tokens: about %s per step at the measured rate",
+                        s.name(), s.batch(), s.seqLen(), io.based4j.train.Progress.duration(
+                                flopsPerToken * s.tokens() / peak)));
+                rows.add(measure(backend, s, flopsPerToken, peak));
+            }
+            print(out, backend.name(), peak, rows);
+            Map<String, Object> doc = new LinkedHashMap<>();
+            doc.put("device", backend.name());
+            doc.put("precision", device.equals("cpu") ? "f64" : precision);
+            doc.put("matmul_flops_per_s", peak);
+            doc.put("flops_per_token", "3 x forward: 2 per projection and head weight, attention 4 d per key seen, "
+                    + "linear attention 4 E d, conv 2 k per channel");
+            doc.put("results", rows);
+            OutputFiles.writeJson(json, doc);
+            out.println("wrote " + json);
+        }
+        return 0;
+    }
+
+    private TrainingBackend open() {
+        if (device.equals("cpu")) {
+            return new CpuTrainBackend();
+        }
+        if (!ModelOptions.isCuda(device)) {
+            throw new UsageException("--device " + device + " is not available for training (choose cpu, cuda or"
+                    + " cuda:N)");
+        }
+        Backend b = ModelOptions.open(device, precision);
+        if (b instanceof TrainingBackend t) {
+            return t;
+        }
+        b.close();
+        throw new IllegalArgumentException("--device " + device + ": this build's CUDA backend does not train yet");
+    }
+
+    private List<Shape> shapes() {
+        List<Shape> out = new ArrayList<>();
+        for (String p : presets) {
+            if (p.equals(MQAR)) {
+                out.add(new Shape(MQAR, ModelSpec.parse("mqar shape", ModelSpec.configMap(128, List.of("conv", "linear"),
+                        1, 1, 16, 0, 0, MqarGenerator.DEFAULT_VOCAB, true, false, 1e-5)), Math.max(1, tokensPerStep / MQAR_SEQ_LEN),
+                        MQAR_SEQ_LEN));
+                continue;
+            }
+            ModelConfig c = ModelOptions.preset(p);
+            for (int n : seqLens) {
+                out.add(new Shape(p, c, Math.max(1, tokensPerStep / n), n));
+            }
+        }
+        return out;
+    }
+
+    /** Model FLOPs of one trained token (forward and backward) at sequence length {@code seqLen}. */
+    static double flopsPerToken(ModelConfig c, int seqLen) {
+        double d = c.dModel();
+        double forward = 2.0 * d * c.vocabSize(); // the head
+        for (MixerConfig m : c.layers()) {
+            if (c.hasMlp()) {
+                forward += 2.0 * 3 * d * c.mlpHidden(); // fc1 (2h x d) and fc2 (d x h)
+            }
+            forward += switch (m) {
+                case MixerConfig.BaseConv conv -> 2.0 * (2 * conv.innerWidth() * d + conv.innerWidth() * d)
+                        + 2.0 * conv.kernel() * conv.innerWidth();
+                case MixerConfig.LinearAttention la -> {
+                    double qk = (double) la.numHeads() * la.featureDim();
+                    double e = 1 + la.featureDim() + la.featureDim() * (la.featureDim() + 1) / 2.0;
+                    yield 2.0 * (2 * qk * d + 2 * d * d) + 4.0 * e * d;
+                }
+                case MixerConfig.Attention a -> 2.0 * (4 * d * d) + 4.0 * d * meanKeys(a.window(), seqLen);
+            };
+        }
+        return 3 * forward;
+    }
+
+    /** Keys a query sees on average over positions {@code 0 .. seqLen-1}: {@code min(t, window) + 1}. */
+    static double meanKeys(int window, int seqLen) {
+        double sum = 0;
+        for (int t = 0; t < seqLen; t++) {
+            sum += Math.min((long) t, window) + 1;
+        }
+        return sum / seqLen;
+    }
+
+    /** Floating-point operations per second of the backend's matrix product ({@code x @ w^T}), measured now. */
+    private static double matmulRate(TrainingBackend backend) {
+        boolean cpu = backend instanceof CpuTrainBackend;
+        int n = cpu ? 256 : 8192;
+        int k = cpu ? 512 : 8192;
+        int m = cpu ? 512 : 8192;
+        SplittableRandom r = new SplittableRandom(1);
+        float[] xs = new float[n * k];
+        float[] ws = new float[m * k];
+        for (int i = 0; i < xs.length; i++) {
+            xs[i] = (float) r.nextGaussian();
+        }
+        for (int i = 0; i < ws.length; i++) {
+            ws[i] = (float) r.nextGaussian();
+        }
+        Backend.Buffer x = backend.upload(xs, n, k);
+        Backend.Weight w = backend.weight(Tensor.ofFloats(ws, m, k));
+        Backend.Buffer out = backend.allocate(n, m);
+        for (int i = 0; i < 3; i++) { // warm-up (and, on the CPU, the compiler)
+            backend.matmul(x, w, null, out);
+        }
+        backend.download(out);
+        // batches of products until half a second has passed; the download waits for the device
+        int reps = 0;
+        long t0 = System.nanoTime();
+        double seconds;
+        do {
+            for (int i = 0; i < 10; i++) {
+                backend.matmul(x, w, null, out);
+            }
+            backend.download(out);
+            reps += 10;
+            seconds = (System.nanoTime() - t0) / 1e9;
+        } while (seconds < 0.5);
+        return 2.0 * n * k * m * reps / seconds;
+    }
+
+    private Map<String, Object> measure(TrainingBackend backend, Shape s, double flopsPerToken, double peak) {
+        ModelConfig c = s.config();
+        Map<String, Object> row = new LinkedHashMap<>();
+        row.put("shape", s.name());
+        row.put("seq_len", s.seqLen());
+        row.put("batch", s.batch());
+        row.put("tokens_per_step", s.tokens());
+        row.put("flops_per_token", flopsPerToken);
+        try (Arena arena = Arena.ofShared()) {
+            io.based4j.train.TrainMemory.check(c, s.batch(), s.seqLen(), backend);
+            TrainModel model = new TrainModel(c, Initializer.stateDict(c, 1, arena), backend, "random weights");
+            AdamW opt = new AdamW(model, AdamW.Settings.DEFAULTS);
+            row.put("parameters", model.parameterCount());
+            int n = Math.toIntExact(s.tokens());
+            int[] ids = new int[n];
+            int[] targets = new int[n];
+            SplittableRandom r = new SplittableRandom(2);
+            for (int i = 0; i < n; i++) {
+                ids[i] = r.nextInt(c.vocabSize());
+                targets[i] = r.nextInt(c.vocabSize());
+            }
+            double scale = 1.0 / n;
+            resetPeak(backend);
+            for (int i = 0; i < warmup; i++) {
+                step(model, opt, ids, targets, s, scale);
+            }
+            long t0 = System.nanoTime();
+            for (int i = 0; i < steps; i++) {
+                step(model, opt, ids, targets, s, scale); // the loss read back each step waits for the device
+            }
+            double seconds = (System.nanoTime() - t0) / 1e9 / steps;
+            double tokensPerSecond = s.tokens() / seconds;
+            row.put("seconds_per_step", seconds);
+            row.put("tokens_per_s", tokensPerSecond);
+            row.put("mfu", tokensPerSecond * flopsPerToken / peak);
+            row.put("peak_bytes", peakBytes(backend));
+        } catch (io.based4j.memory.NotEnoughMemoryException e) {
+            row.put("error", e.getMessage());
+            Progress.note(s.name() + " at " + s.seqLen() + ": " + e.getMessage());
+        }
+        return row;
+    }
+
+    private static void step(TrainModel model, AdamW opt, int[] ids, int[] targets, Shape s, double scale) {
+        model.zeroGrad();
+        model.forward(ids, targets, s.batch(), s.seqLen(), true, scale);
+        opt.update(1e-4);
+    }
+
+    private static void resetPeak(TrainingBackend backend) {
+        if ((Object) backend instanceof CudaBackend gpu) {
+            gpu.resetPeak();
+        }
+        for (MemoryPoolMXBean pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == MemoryType.HEAP) {
+                pool.resetPeakUsage();
+            }
+        }
+    }
+
+    /** Device memory held at the peak on a GPU; the Java heap's peak (where the CPU trainer keeps everything). */
+    private static long peakBytes(TrainingBackend backend) {
+        if ((Object) backend instanceof CudaBackend gpu) {
+            return gpu.peakAllocatedBytes();
+        }
+        long sum = 0;
+        for (MemoryPoolMXBean pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == MemoryType.HEAP) {
+                sum += pool.getPeakUsage().getUsed();
+            }
+        }
+        return sum;
+    }
+
+    private static void print(PrintWriter out, String device, double peak, List<Map<String, Object>> rows) {
+        out.printf(Locale.ROOT, "based4j bench train on %s: matrix product %.1f GFLOP/s (measured in this run)%n",
+                device, peak / 1e9);
+        out.printf(Locale.ROOT, "%-11s %7s %6s %13s %11s %12s %7s %11s%n", "shape", "seq", "batch", "params",
+                "GFLOP/tok", "tokens/s", "MFU", "peak mem");
+        for (Map<String, Object> row : rows) {
+            if (row.containsKey("error")) {
+                out.printf(Locale.ROOT, "%-11s %7d %6d  does not fit: %s%n", row.get("shape"), row.get("seq_len"),
+                        row.get("batch"), row.get("error"));
+                continue;
+            }
+            out.printf(Locale.ROOT, "%-11s %7d %6d %13s %11.3f %,12.0f %6.1f%% %11s%n", row.get("shape"),
+                    row.get("seq_len"), row.get("batch"), Sizes.count((long) row.get("parameters")),
+                    (double) row.get("flops_per_token") / 1e9, (double) row.get("tokens_per_s"),
+                    100 * (double) row.get("mfu"), Sizes.human((long) row.get("peak_bytes")));
+        }
+        out.flush();
+    }
+}
