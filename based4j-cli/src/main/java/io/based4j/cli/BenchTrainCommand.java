@@ -29,6 +29,7 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -50,13 +51,8 @@ final class BenchTrainCommand implements Callable<Integer> {
     static final String MQAR = "mqar";
     private static final int MQAR_SEQ_LEN = 256;
 
-    @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu",
-            description = "cpu (float64, the reference trainer), cuda or cuda:N. Default: ${DEFAULT-VALUE}.")
-    String device;
-
-    @Option(names = "--precision", paramLabel = "TYPE", defaultValue = "bf16",
-            description = "On a GPU: bf16 or f32 (default ${DEFAULT-VALUE}).")
-    String precision;
+    @Mixin
+    TrainDeviceOptions deviceOptions = new TrainDeviceOptions();
 
     @Option(names = "--preset", paramLabel = "NAME", split = ",", defaultValue = "based-360m,attn-360m,mqar",
             description = "Shapes: based-360m, based-1b, attn-360m, attn-1b, mqar (default ${DEFAULT-VALUE}).")
@@ -78,9 +74,6 @@ final class BenchTrainCommand implements Callable<Integer> {
             description = "Untimed steps first (default ${DEFAULT-VALUE}).")
     int warmup;
 
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all cores).")
-    Integer threads;
-
     @Option(names = "--json", paramLabel = "FILE", defaultValue = "bench-train.json",
             description = "Where to write the results as JSON (default ${DEFAULT-VALUE}).")
     Path json;
@@ -101,10 +94,9 @@ final class BenchTrainCommand implements Callable<Integer> {
             throw new UsageException("--steps and --tokens must be >= 1, --warmup >= 0 and --seq-len >= 2");
         }
         List<Shape> shapes = shapes();
-        ModelOptions.applyThreads(threads);
         OutputFiles.checkWritable("--json", json);
         PrintWriter out = spec.commandLine().getOut();
-        try (TrainingBackend backend = open()) {
+        try (TrainingBackend backend = deviceOptions.open()) {
             double peak = matmulRate(backend);
             Progress.note(String.format(Locale.ROOT, "%s: matrix product %.1f GFLOP/s", backend.name(), peak / 1e9));
             List<Map<String, Object>> rows = new ArrayList<>();
@@ -118,7 +110,7 @@ final class BenchTrainCommand implements Callable<Integer> {
             print(out, backend.name(), peak, rows);
             Map<String, Object> doc = new LinkedHashMap<>();
             doc.put("device", backend.name());
-            doc.put("precision", device.equals("cpu") ? "f64" : precision);
+            doc.put("precision", deviceOptions.precisionName());
             doc.put("matmul_flops_per_s", peak);
             doc.put("flops_per_token", "3 x forward: 2 per projection and head weight, attention 4 d per key seen, "
                     + "linear attention 4 E d, conv 2 k per channel");
@@ -127,22 +119,6 @@ final class BenchTrainCommand implements Callable<Integer> {
             out.println("wrote " + json);
         }
         return 0;
-    }
-
-    private TrainingBackend open() {
-        if (device.equals("cpu")) {
-            return new CpuTrainBackend();
-        }
-        if (!ModelOptions.isCuda(device)) {
-            throw new UsageException("--device " + device + " is not available for training (choose cpu, cuda or"
-                    + " cuda:N)");
-        }
-        Backend b = ModelOptions.open(device, precision);
-        if (b instanceof TrainingBackend t) {
-            return t;
-        }
-        b.close();
-        throw new IllegalArgumentException("--device " + device + ": this build's CUDA backend does not train yet");
     }
 
     private List<Shape> shapes() {

@@ -1,7 +1,7 @@
 package io.based4j.cli;
 
+import io.based4j.backend.TrainingBackend;
 import io.based4j.train.Progress;
-import io.based4j.train.cpu.CpuTrainBackend;
 import io.based4j.train.mqar.MqarGenerator;
 import io.based4j.train.mqar.MqarSlice;
 import io.based4j.train.mqar.MqarTrainer;
@@ -93,6 +93,9 @@ final class MqarCommand implements Runnable {
         @Option(names = "--json", paramLabel = "FILE", description = "Also write the result as JSON.")
         Path json;
 
+        @CommandLine.Mixin
+        TrainDeviceOptions deviceOptions = new TrainDeviceOptions();
+
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
 
@@ -104,7 +107,7 @@ final class MqarCommand implements Runnable {
             }
             PrintWriter out = spec.commandLine().getOut();
             MqarTrainer.Result r;
-            try (CpuTrainBackend backend = new CpuTrainBackend()) {
+            try (TrainingBackend backend = deviceOptions.open()) {
                 // the progress lines go to standard error, the scores below to standard output
                 r = new MqarTrainer(run, backend, spec.commandLine().getErr(), Progress.stderrTerminal()).train();
             }

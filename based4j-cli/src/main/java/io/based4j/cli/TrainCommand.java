@@ -1,8 +1,8 @@
 package io.based4j.cli;
 
+import io.based4j.backend.TrainingBackend;
 import io.based4j.train.TrainConfig;
 import io.based4j.train.Trainer;
-import io.based4j.train.cpu.CpuTrainBackend;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -30,6 +30,9 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--steps", paramLabel = "N", description = "Override train.steps.")
     Long steps;
 
+    @CommandLine.Mixin
+    TrainDeviceOptions deviceOptions = new TrainDeviceOptions();
+
     @Option(names = "--stop-at", paramLabel = "N", hidden = true,
             description = "Stop after update N (the schedule still runs to train.steps), as if interrupted.")
     Long stopAt;
@@ -55,7 +58,7 @@ final class TrainCommand implements Callable<Integer> {
         // progress and notes on standard error, the summary on standard output
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        try (CpuTrainBackend backend = new CpuTrainBackend()) {
+        try (TrainingBackend backend = deviceOptions.open()) {
             Trainer trainer = new Trainer(cfg, backend, err, io.based4j.train.Progress.stderrTerminal());
             Trainer.Result r = trainer.overwrite(overwrite).run(resume, stopAt == null ? Long.MAX_VALUE : stopAt);
             err.flush();

@@ -31,6 +31,15 @@ public interface TrainingBackend extends Backend {
     interface Parameter extends Weight, Buffer {
     }
 
+    /**
+     * What the training pass computes in: {@code f64} (the CPU reference), {@code f32}, or {@code bf16} (bf16 compute
+     * copies of float32 master weights). A resume repeats the uninterrupted run exactly on the same backend and
+     * precision only.
+     */
+    default String precision() {
+        return "f32";
+    }
+
     // ---------------------------------------------------------------- memory
 
     /** A parameter holding a tensor's values (any floating dtype; float64 keeps every bit), shaped as the tensor. */

@@ -166,6 +166,13 @@ public final class Trainer {
             dir.writeFacts(runRecord(config, facts));
         }
         out.printf(Locale.ROOT, "resuming from %s at update %d%n", ck.dir(), start);
+        String wroteOn = ck.trainer().get("backend") + " " + ck.trainer().getOrDefault("precision", "f64");
+        String runsOn = backend.name() + " " + backend.precision();
+        if (ck.trainer().get("backend") != null && !wroteOn.equals(runsOn)) {
+            out.println("note: the checkpoint was written on " + wroteOn + " and the run continues on " + runsOn
+                    + ": the losses will not repeat the uninterrupted run's exactly (only a resume on the same device"
+                    + " and precision does)");
+        }
         return new Start(model, opt, start);
     }
 
@@ -247,6 +254,7 @@ public final class Trainer {
                     facts.put("val_loss", valLoss);
                 }
                 facts.put("backend", backend.name());
+                facts.put("precision", backend.precision());
                 facts.putAll(runFacts);
                 Checkpoint.write(lastCheckpoint, model, opt, facts);
                 progress.message("update " + done + ": checkpoint " + lastCheckpoint);

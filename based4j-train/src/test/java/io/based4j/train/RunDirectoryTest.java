@@ -131,6 +131,31 @@ class RunDirectoryTest {
     }
 
     @Test
+    void aResumeOnAnotherBackendOrPrecisionSaysItWillNotBeExact() throws IOException {
+        TrainConfig cfg = config(settings12(4));
+        StringWriter first = new StringWriter();
+        train(cfg, null, 4, first);
+        Path trainer = run.resolve("checkpoints/step-00000004/trainer.json");
+        Map<String, Object> facts = Json.parseObject(Files.readString(trainer));
+        assertEquals("cpu", facts.get("backend"));
+        assertEquals("f64", facts.get("precision"));
+        StringWriter same = new StringWriter();
+        train(cfg, run, 8, same);
+        assertFalse(same.toString().contains("note: the checkpoint was written on"), same.toString());
+
+        // as if written by a GPU run in bf16
+        Path eight = run.resolve("checkpoints/step-00000008/trainer.json");
+        Map<String, Object> gpu = Json.parseObject(Files.readString(eight));
+        gpu.put("backend", "cuda:0");
+        gpu.put("precision", "bf16");
+        Files.writeString(eight, Json.writePretty(gpu));
+        StringWriter other = new StringWriter();
+        train(cfg, run, Long.MAX_VALUE, other);
+        assertTrue(other.toString().contains("note: the checkpoint was written on cuda:0 bf16 and the run continues on"
+                + " cpu f64: the losses will not repeat the uninterrupted run's exactly"), other.toString());
+    }
+
+    @Test
     void aResumeWithOtherRunSettingsIsRefusedNamingTheSetting() {
         train(config(settings12(4)), null, 4);
         Map<String, Object> seed = settings12(4);

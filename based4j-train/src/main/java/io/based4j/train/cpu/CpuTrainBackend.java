@@ -40,6 +40,11 @@ public final class CpuTrainBackend implements TrainingBackend {
         return "cpu";
     }
 
+    @Override
+    public String precision() {
+        return "f64";
+    }
+
     private static double[] d(Buffer b) {
         return b == null ? null : ((CpuBuf) b).data();
     }
