@@ -25,7 +25,7 @@ public interface Backend extends AutoCloseable {
 
     /**
      * Zero-filled activations that stay float32 even where the backend computes in a narrower type: the residual
-     * stream and the logits.
+     * stream and the logits, and a trainer's gradients and optimizer moments.
      */
     default Buffer allocateF32(int rows, int cols) {
         return allocate(rows, cols);

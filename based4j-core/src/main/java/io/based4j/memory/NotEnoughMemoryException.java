@@ -13,7 +13,7 @@ public final class NotEnoughMemoryException extends IllegalStateException {
      * @param detail what the {@code needed} bytes are (the need's heap or off-heap detail)
      * @param where the memory that was short
      */
-    NotEnoughMemoryException(MemoryNeed need, long needed, String detail, long free, String where) {
+    public NotEnoughMemoryException(MemoryNeed need, long needed, String detail, long free, String where) {
         super(need.subject() + " needs " + Sizes.human(needed) + (detail.isEmpty() ? "" : " " + detail)
                 + " but only " + Sizes.human(Math.max(0, free)) + " is free (" + where + ")"
                 + (need.hint().isEmpty() ? "" : "; " + need.hint()));

@@ -2,7 +2,11 @@ package io.based4j.cuda;
 
 import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
+import io.based4j.backend.TrainingBackend;
 import io.based4j.config.MixerConfig;
+import io.based4j.memory.HostMemory;
+import io.based4j.memory.MemoryNeed;
+import io.based4j.memory.NotEnoughMemoryException;
 import static io.based4j.model.StateSize.human;
 import io.based4j.sampling.Sampler;
 import io.based4j.sampling.SamplingParams;
@@ -24,10 +28,18 @@ import java.util.Map;
  * batch layouts are copied up per call; only sampled ids (or logits, on request) come back. Decode steps can be
  * recorded as CUDA graphs ({@link #graphs()}).
  *
+ * <p>It is also a {@link TrainingBackend}: the same forward ops over whole sequences from an empty state (state
+ * null) keep what the backward needs ({@link TrainKernels} for the dense ops, the loss and AdamW,
+ * {@link MixerTrainKernels} for the mixers). A {@link CudaParameter} holds float32 master values and, in bf16, the
+ * bf16 copy the forward reads. Gradients and optimizer moments are float32 ({@link #allocateF32}); the training pass's
+ * activations are whatever {@link #allocate} gives (the precision's type) and every training op takes each buffer in
+ * either type, converting through reused scratch where a kernel wants the other (never in float32). A pass waits for
+ * the device once, to read the loss; {@link #sumOfSquares} waits once per call.
+ *
  * <p>The CUDA context is current per OS thread: every call re-binds it when it comes from another thread than the
  * last one, so a backend may be handed between threads, but not used by two at once.
  */
-public final class CudaBackend implements Backend {
+public final class CudaBackend implements TrainingBackend {
     /** Resource holding the compiled kernels (sm_80, sm_90a, PTX). */
     static final String FATBIN = "/io/based4j/cuda/based4j-kernels.fatbin";
     /** Why a build without {@link #FATBIN} cannot run on a GPU, and how to get one that can. */
@@ -35,6 +47,10 @@ public final class CudaBackend implements Backend {
             + " not found when it was built, or -Dbased4j.skipKernels=true was given): install the CUDA toolkit 13"
             + " and rebuild with ./build package, or use a bundle made by scripts/bundle.sh where the toolkit is";
     private static final long CUBLAS_WORKSPACE = 32L << 20;
+    /** Device memory a fit check keeps free for cuBLAS and the driver. */
+    private static final long DEVICE_MARGIN = 256L << 20;
+    /** Float32 logits the fused loss makes at a time at most (rows x vocabulary chunk): 256 MiB. */
+    private static final long LOSS_CELLS = 1L << 26;
 
     private final CudaDriver cu;
     private final int ordinal;
@@ -44,6 +60,9 @@ public final class CudaBackend implements Backend {
     private final long cublasWorkspace;
     private final Cublas blas;
     private final Kernels kernels;
+    private final TrainKernels train;
+    private final MixerTrainKernels mixers;
+    private final Scratch scratch;
     private final Precision precision;
     private final String deviceName;
     private final Map<Long, Long> allocations = new HashMap<>();
@@ -92,6 +111,9 @@ public final class CudaBackend implements Backend {
         this.cublasWorkspace = allocate(CUBLAS_WORKSPACE, "cuBLAS workspace");
         this.blas = Cublas.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         this.kernels = new Kernels(cu, module, stream);
+        this.train = new TrainKernels(kernels, blas);
+        this.mixers = new MixerTrainKernels(kernels);
+        this.scratch = new Scratch(this);
         this.inputs = new Inputs(1024, 1024);
         this.sampleInput = new IntInput(this, "sampling settings", 1024);
         this.sampleOutput = new IntInput(this, "sampled ids", 256);
@@ -302,8 +324,7 @@ public final class CudaBackend implements Backend {
     public void checkFits(long bytes, String what) {
         bind();
         long[] info = cu.memoryInfo();
-        // Keep a margin for cuBLAS and the driver.
-        long margin = 256L << 20;
+        long margin = DEVICE_MARGIN;
         if (bytes + margin > info[0]) {
             throw new IllegalStateException(String.format(Locale.ROOT,
                     "%s does not fit on GPU %s (%s): %s needed (plus %s spare), %s free of %s", what, name(),
@@ -329,7 +350,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public Buffer view(Buffer buffer, int rows) {
-        CudaBuffer b = CudaBuffer.of(buffer);
+        CudaBuffer b = bufferOf(buffer);
         if (rows < 0 || rows > b.rows) {
             throw new IllegalArgumentException("a view of " + rows + " rows does not fit " + b);
         }
@@ -338,7 +359,10 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void release(Buffer buffer) {
-        CudaBuffer b = CudaBuffer.of(buffer);
+        if (buffer instanceof CudaParameter p && p.hasCopy() && allocations.containsKey(p.compute.ptr)) {
+            free(p.compute.ptr);
+        }
+        CudaBuffer b = bufferOf(buffer);
         if (b.owner == b && allocations.containsKey(b.ptr)) {
             free(b.ptr);
         }
@@ -373,7 +397,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public float[] download(Buffer buffer) {
-        CudaBuffer b = CudaBuffer.of(buffer);
+        CudaBuffer b = bufferOf(buffer);
         bind();
         long src = b.ptr;
         long staging = 0;
@@ -496,9 +520,9 @@ public final class CudaBackend implements Backend {
     @Override
     public void embedding(Weight table, int[] ids, Buffer out) {
         bind();
-        CudaWeight t = CudaWeight.of(table);
-        CudaBuffer o = CudaBuffer.of(out);
-        check("embedding", o, ids.length, t.cols(), Precision.F32);
+        CudaWeight t = weightOf(table);
+        CudaBuffer o = bufferOf(out);
+        check("embedding", o, ids.length, t.cols(), null);
         for (int id : ids) {
             if (id < 0 || id >= t.rows()) {
                 throw new IllegalArgumentException("token id " + id + " is outside the embedding table [0, "
@@ -506,33 +530,38 @@ public final class CudaBackend implements Backend {
             }
         }
         long dev = inputs.tokens.upload(ids, !recording);
-        kernels.embedding(precision, t.ptr, dev, o.ptr, ids.length, t.cols());
+        long op = writeTo(o, Precision.F32, 0);
+        kernels.embedding(precision, t.ptr, dev, op, ids.length, t.cols());
+        written(o, Precision.F32, op);
     }
 
     @Override
     public void rmsNorm(Buffer x, Weight weight, double epsilon, Buffer out, Buffer rstd) {
-        Backend.keepsNothing("rmsNorm", rstd);
         float eps = (float) epsilon;
         bind();
-        CudaBuffer a = CudaBuffer.of(x);
-        CudaBuffer o = CudaBuffer.of(out);
+        if (rstd != null) {
+            rmsNormKeeping(bufferOf(x), weightOf(weight), eps, bufferOf(out), bufferOf(rstd));
+            return;
+        }
+        CudaBuffer a = bufferOf(x);
+        CudaBuffer o = bufferOf(out);
         check("rmsNorm input", a, o.rows, o.cols, Precision.F32);
         check("rmsNorm output", o, a.rows, a.cols, precision);
-        kernels.rmsNorm(precision, a.ptr, CudaWeight.of(weight).ptr, o.ptr, a.rows, a.cols, eps);
+        kernels.rmsNorm(precision, a.ptr, weightOf(weight).ptr, o.ptr, a.rows, a.cols, eps);
     }
 
     @Override
     public void matmul(Buffer x, Weight w, Weight bias, Buffer out) {
         bind();
-        CudaBuffer a = CudaBuffer.of(x);
-        CudaWeight m = CudaWeight.of(w);
-        CudaBuffer o = CudaBuffer.of(out);
+        CudaBuffer a = bufferOf(x);
+        CudaWeight m = weightOf(w);
+        CudaBuffer o = bufferOf(out);
         gemm(a, m, o, "matmul");
         if (bias != null) {
             if (o.type != precision) {
                 throw new IllegalArgumentException("matmul: a bias needs an output in " + precision.suffix());
             }
-            kernels.addBias(precision, o.ptr, CudaWeight.of(bias).ptr, o.rows, o.cols);
+            kernels.addBias(precision, o.ptr, weightOf(bias).ptr, o.rows, o.cols);
         }
     }
 
@@ -563,7 +592,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void matmulRows(Buffer x, int[] rows, Weight w, Buffer out) {
         bind();
-        CudaBuffer a = CudaBuffer.of(x);
+        CudaBuffer a = bufferOf(x);
         for (int r : rows) {
             if (r < 0 || r >= a.rows) {
                 throw new IllegalArgumentException("matmulRows: row " + r + " is outside [0, " + a.rows + ")");
@@ -573,7 +602,7 @@ public final class CudaBackend implements Backend {
         long gathered = allocate((long) rows.length * a.cols * a.type.bytes(), "gathered rows");
         try {
             kernels.gatherRows(precision, a.ptr, rowsDev, gathered, rows.length, a.cols);
-            gemm(new CudaBuffer(gathered, rows.length, a.cols, a.type, null), CudaWeight.of(w), CudaBuffer.of(out),
+            gemm(new CudaBuffer(gathered, rows.length, a.cols, a.type, null), weightOf(w), bufferOf(out),
                     "matmulRows");
         } finally {
             free(gathered);
@@ -583,18 +612,19 @@ public final class CudaBackend implements Backend {
     @Override
     public void addInPlace(Buffer acc, Buffer x) {
         bind();
-        CudaBuffer a = CudaBuffer.of(acc);
-        CudaBuffer b = CudaBuffer.of(x);
-        check("add accumulator", a, b.rows, b.cols, Precision.F32);
-        check("add input", b, a.rows, a.cols, precision);
-        kernels.addInto(precision, a.ptr, b.ptr, a.count());
+        CudaBuffer a = bufferOf(acc);
+        CudaBuffer b = bufferOf(x);
+        check("add accumulator", a, b.rows, b.cols, null);
+        long sum = read(a, Precision.F32, 0);
+        kernels.addInto(precision, sum, read(b, precision, 1), a.count());
+        written(a, Precision.F32, sum);
     }
 
     @Override
     public void swiglu(Buffer a, Buffer out) {
         bind();
-        CudaBuffer in = CudaBuffer.of(a);
-        CudaBuffer o = CudaBuffer.of(out);
+        CudaBuffer in = bufferOf(a);
+        CudaBuffer o = bufferOf(out);
         check("swiglu input", in, o.rows, 2 * o.cols, precision);
         check("swiglu output", o, in.rows, in.cols / 2, precision);
         kernels.swiglu(precision, in.ptr, o.ptr, o.rows, o.cols);
@@ -603,7 +633,7 @@ public final class CudaBackend implements Backend {
     @Override
     public int[] sample(Buffer logits, int[] rows, int vocab, Sampler[] samplers) {
         bind();
-        CudaBuffer l = CudaBuffer.of(logits);
+        CudaBuffer l = bufferOf(logits);
         int n = rows.length;
         if (samplers.length != n) {
             throw new IllegalArgumentException(n + " rows but " + samplers.length + " samplers");
@@ -675,18 +705,22 @@ public final class CudaBackend implements Backend {
     @Override
     public void baseConv(MixerConfig.BaseConv cfg, Buffer u, Weight convWeight, TokenBatch batch, MixerState state,
                          Buffer out, Buffer convOut) {
-        Backend.keepsNothing("baseConv", convOut);
         bind();
+        if (state == null) {
+            baseConvTraining(cfg, bufferOf(u), weightOf(convWeight), batch, bufferOf(out), convOut);
+            return;
+        }
+        Backend.keepsNothing("baseConv", convOut);
         CudaStates.Conv st = state(state, CudaStates.Conv.class, "baseConv");
         checkSlots(batch, st, "baseConv");
-        CudaBuffer in = CudaBuffer.of(u);
-        CudaBuffer o = CudaBuffer.of(out);
+        CudaBuffer in = bufferOf(u);
+        CudaBuffer o = bufferOf(out);
         int inner = cfg.innerWidth();
         int t = batch.totalTokens();
         check("baseConv input", in, t, 2 * inner, precision);
         check("baseConv output", o, t, inner, precision);
         long l = layout(batch);
-        long w = CudaWeight.of(convWeight).ptr;
+        long w = weightOf(convWeight).ptr;
         kernels.baseConv(precision, in.ptr, w, st.regions[0], l, o.ptr, t, batch.size(), inner, cfg.kernel());
         kernels.baseConvState(precision, in.ptr, st.regions[0], l, t, batch.size(), inner, cfg.kernel());
     }
@@ -695,15 +729,19 @@ public final class CudaBackend implements Backend {
     public void linearAttention(MixerConfig.LinearAttention cfg, Buffer q, Buffer k, Buffer v, TokenBatch batch,
                                 MixerState state, Buffer out) {
         bind();
+        if (state == null) {
+            linearAttentionTraining(cfg, bufferOf(q), bufferOf(k), bufferOf(v), batch, bufferOf(out));
+            return;
+        }
         CudaStates.Linear st = state(state, CudaStates.Linear.class, "linearAttention");
         checkSlots(batch, st, "linearAttention");
         int t = batch.totalTokens();
         int qk = cfg.numHeads() * cfg.featureDim();
         int d = cfg.numHeads() * cfg.headDim();
-        CudaBuffer qb = CudaBuffer.of(q);
-        CudaBuffer kb = CudaBuffer.of(k);
-        CudaBuffer vb = CudaBuffer.of(v);
-        CudaBuffer o = CudaBuffer.of(out);
+        CudaBuffer qb = bufferOf(q);
+        CudaBuffer kb = bufferOf(k);
+        CudaBuffer vb = bufferOf(v);
+        CudaBuffer o = bufferOf(out);
         check("linearAttention q", qb, t, qk, precision);
         check("linearAttention k", kb, t, qk, precision);
         check("linearAttention v", vb, t, d, precision);
@@ -715,14 +753,18 @@ public final class CudaBackend implements Backend {
     @Override
     public void attention(MixerConfig.Attention cfg, Buffer qkv, TokenBatch batch, MixerState state, Buffer out,
                           Buffer lse) {
-        Backend.keepsNothing("attention", lse);
         bind();
+        if (state == null) {
+            attentionTraining(cfg, bufferOf(qkv), batch, bufferOf(out), lse);
+            return;
+        }
+        Backend.keepsNothing("attention", lse);
         CudaStates.KeyValue st = state(state, CudaStates.KeyValue.class, "attention");
         checkSlots(batch, st, "attention");
         int t = batch.totalTokens();
         int d = cfg.dModel();
-        CudaBuffer in = CudaBuffer.of(qkv);
-        CudaBuffer o = CudaBuffer.of(out);
+        CudaBuffer in = bufferOf(qkv);
+        CudaBuffer o = bufferOf(out);
         check("attention qkv", in, t, 3 * d, precision);
         check("attention output", o, t, d, precision);
         for (int i = 0; i < batch.size(); i++) {
@@ -737,6 +779,555 @@ public final class CudaBackend implements Backend {
                 cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
         kernels.attentionAppend(precision, in.ptr, st.keys(), st.values(), st.rotary, l, t, batch.size(),
                 cfg.numHeads(), cfg.headDim(), st.capacity, cfg.rotaryDim(), st.maxPos, cfg.rotaryInterleaved());
+    }
+
+    // ---------------------------------------------------------------- training: operands
+
+    /** The backend's form of a weight: a parameter's compute copy, or the weight itself. */
+    private static CudaWeight weightOf(Weight w) {
+        return w instanceof CudaParameter p ? p.compute : CudaWeight.of(w);
+    }
+
+    /** The backend's form of a buffer: a parameter's float32 master values, or the buffer itself. */
+    private static CudaBuffer bufferOf(Buffer b) {
+        return b instanceof CudaParameter p ? p.master : CudaBuffer.of(b);
+    }
+
+    /**
+     * The values of {@code b} as {@code type} for a kernel to read (or to add into, followed by {@link #written}):
+     * b's own memory when it holds that type, else a converted copy in scratch slot {@code slot}. The training ops
+     * take every buffer in either type this way, so that the training pass may keep each buffer in float32 or in the
+     * precision's type; in float32 nothing is ever converted. 0 for a null buffer.
+     */
+    private long read(CudaBuffer b, Precision type, int slot) {
+        if (b == null) {
+            return 0;
+        }
+        if (b.type == type) {
+            return b.ptr;
+        }
+        long copy = scratch.slot(slot, b.count() * type.bytes());
+        convert(b.ptr, b.type, copy, type, b.count());
+        return copy;
+    }
+
+    /** Where a kernel writes b's new values as {@code type}: b itself, or scratch slot {@code slot}. */
+    private long writeTo(CudaBuffer b, Precision type, int slot) {
+        if (b == null) {
+            return 0;
+        }
+        return b.type == type ? b.ptr : scratch.slot(slot, b.count() * type.bytes());
+    }
+
+    /** Stores values a kernel wrote at {@code ptr} (from {@link #read} or {@link #writeTo}) into b. */
+    private void written(CudaBuffer b, Precision type, long ptr) {
+        if (b != null && b.type != type) {
+            convert(ptr, type, b.ptr, b.type, b.count());
+        }
+    }
+
+    private void convert(long src, Precision from, long dst, Precision to, long count) {
+        if (from == Precision.F32) {
+            kernels.f32ToA(to, src, dst, count);
+        } else {
+            kernels.aToF32(from, src, dst, count);
+        }
+    }
+
+    private static CudaBuffer orNull(Buffer b) {
+        return b == null ? null : bufferOf(b);
+    }
+
+    private static void sameCount(String op, CudaBuffer b, long count) {
+        if (b != null && b.count() != count) {
+            throw new IllegalArgumentException(op + ": buffer " + b + " does not hold the " + count + " values expected");
+        }
+    }
+
+    // ---------------------------------------------------------------- training: memory
+
+    /**
+     * Float32 master values on the device; in bf16 also a bf16 copy that the forward ops read, rounded from the
+     * master here and rewritten by {@link #adamw}.
+     */
+    @Override
+    public Parameter parameter(Tensor tensor) {
+        bind();
+        long[] shape = tensor.shape();
+        long n = tensor.numel();
+        int rows = shape.length == 1 ? 1 : Math.toIntExact(shape[0]);
+        int cols = Math.toIntExact(n / Math.max(1, rows));
+        String what = "parameter " + java.util.Arrays.toString(shape);
+        long master = allocate(4 * n, what);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment host = a.allocate(4 * Math.max(n, 1), 8);
+            if (tensor.dtype() == DType.F32) {
+                host.copyFrom(tensor.data().asSlice(0, 4 * n));
+            } else {
+                for (long i = 0; i < n; i++) {
+                    host.setAtIndex(Tensor.F32_LE, i, tensor.getFloat(i));
+                }
+            }
+            cu.copyHtoDAsync(master, host, 4 * n, stream);
+            cu.synchronize(stream);
+        }
+        long compute = master;
+        if (precision != Precision.F32) {
+            compute = allocate(n * precision.bytes(), what + " (" + precision.suffix() + " copy)");
+            kernels.f32ToA(precision, master, compute, n);
+        }
+        return new CudaParameter(new CudaBuffer(master, rows, cols, Precision.F32, null),
+                new CudaWeight(compute, shape, precision));
+    }
+
+    /** Float32 master values and float32 moments: exact for resuming on the same device and precision. */
+    @Override
+    public Tensor save(Buffer buffer, long... shape) {
+        CudaBuffer b = bufferOf(buffer);
+        if (Tensor.numel(shape) != b.count()) {
+            throw new IllegalArgumentException("shape " + java.util.Arrays.toString(shape) + " does not hold the "
+                    + b.count() + " values of " + b);
+        }
+        float[] values = download(b);
+        MemorySegment seg = Arena.ofAuto().allocate(4L * Math.max(values.length, 1), 8);
+        MemorySegment.copy(values, 0, seg, Tensor.F32_LE, 0, values.length);
+        return new Tensor(DType.F32, shape, seg);
+    }
+
+    @Override
+    public void zero(Buffer buffer) {
+        bind();
+        if (buffer instanceof CudaParameter p && p.hasCopy()) {
+            cu.memsetD8Async(p.compute.ptr, 0, p.master.count() * p.compute.type.bytes(), stream);
+        }
+        CudaBuffer b = bufferOf(buffer);
+        cu.memsetD8Async(b.ptr, 0, b.bytes(), stream);
+    }
+
+    /**
+     * 4: parameters, gradients and moments are float32 (in bf16 the activations take 2, so estimates made with 4 are
+     * on the safe side).
+     */
+    @Override
+    public int valueBytes() {
+        return Float.BYTES;
+    }
+
+    /** Vocabulary columns per chunk of the fused loss over {@code rows} rows: at most {@link #LOSS_CELLS} logits. */
+    private static int lossChunk(long rows, long vocab) {
+        long chunk = Math.max(256, Math.min(TrainKernels.DEFAULT_LOSS_CHUNK, LOSS_CELLS / Math.max(1, rows)));
+        return (int) Math.max(1, Math.min(chunk, vocab));
+    }
+
+    /** {@link TrainKernels#crossEntropyScratchBytes} and the targets and argmax (in values of {@link #valueBytes}). */
+    @Override
+    public long lossScratchValues(long rows, long width, long vocab) {
+        if (rows > Integer.MAX_VALUE) {
+            return Long.MAX_VALUE;
+        }
+        long bytes = TrainKernels.crossEntropyScratchBytes(precision, (int) rows, lossChunk(rows, vocab)) + 8 * rows;
+        return (bytes + valueBytes() - 1) / valueBytes();
+    }
+
+    /** The host part against the host's memory, the buffers against the device's free memory (less a margin). */
+    @Override
+    public void checkFits(long bufferBytes, MemoryNeed host) {
+        HostMemory.system().require(host);
+        bind();
+        long[] info = cu.memoryInfo();
+        long free = info[0] - DEVICE_MARGIN;
+        if (bufferBytes > free) {
+            throw new NotEnoughMemoryException(host, bufferBytes, "of GPU memory", free, String.format(Locale.ROOT,
+                    "GPU %s (%s): %s free of %s, less %s kept for cuBLAS and the driver", name(), deviceName,
+                    human(info[0]), human(info[1]), human(DEVICE_MARGIN)));
+        }
+    }
+
+    // ---------------------------------------------------------------- training: forward ops that keep
+
+    /** {@link #rmsNorm} of a training pass: also writes each row's rstd. */
+    private void rmsNormKeeping(CudaBuffer x, CudaWeight w, float eps, CudaBuffer out, CudaBuffer rstd) {
+        check("rmsNorm output", out, x.rows, x.cols, null);
+        check("rmsNorm rstd", rstd, x.rows, 1, null);
+        long xp = read(x, Precision.F32, 0);
+        long op = writeTo(out, precision, 1);
+        long rp = writeTo(rstd, Precision.F32, 2);
+        train.rmsNormRstd(precision, xp, w.ptr, op, rp, x.rows, x.cols, eps);
+        written(out, precision, op);
+        written(rstd, Precision.F32, rp);
+    }
+
+    private void baseConvTraining(MixerConfig.BaseConv cfg, CudaBuffer u, CudaWeight taps, TokenBatch batch,
+                                  CudaBuffer out, Buffer convOut) {
+        int seqLen = batch.uniformLength();
+        int t = batch.totalTokens();
+        int inner = cfg.innerWidth();
+        check("baseConv input", u, t, 2 * inner, null);
+        check("baseConv output", out, t, inner, null);
+        CudaBuffer c = orNull(convOut);
+        if (c != null) {
+            check("baseConv conv output", c, t, inner, null);
+        }
+        long cp = c == null ? scratch.slot(2, (long) t * inner * precision.bytes()) : writeTo(c, precision, 2);
+        long op = writeTo(out, precision, 1);
+        mixers.baseConvForward(precision, read(u, precision, 0), taps.ptr, cp, op, batch.size(), seqLen, inner,
+                cfg.kernel());
+        written(out, precision, op);
+        written(c, precision, cp);
+    }
+
+    private void linearAttentionTraining(MixerConfig.LinearAttention cfg, CudaBuffer q, CudaBuffer k, CudaBuffer v,
+                                         TokenBatch batch, CudaBuffer out) {
+        int seqLen = batch.uniformLength();
+        int t = batch.totalTokens();
+        int qk = cfg.numHeads() * cfg.featureDim();
+        int d = cfg.numHeads() * cfg.headDim();
+        check("linearAttention q", q, t, qk, null);
+        check("linearAttention k", k, t, qk, null);
+        check("linearAttention v", v, t, d, null);
+        check("linearAttention output", out, t, d, null);
+        long op = writeTo(out, precision, 3);
+        mixers.linearAttentionForward(precision, read(q, precision, 0), read(k, precision, 1), read(v, precision, 2),
+                op, batch.size(), seqLen, cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
+        written(out, precision, op);
+    }
+
+    /** Training supports rotate-half rotary only, as the float64 reference does. */
+    private static void checkRotary(MixerConfig.Attention cfg) {
+        if (cfg.rotaryInterleaved() && cfg.rotaryDim() > 0) {
+            throw new IllegalArgumentException("training supports non-interleaved (rotate-half) rotary only");
+        }
+    }
+
+    private void attentionTraining(MixerConfig.Attention cfg, CudaBuffer qkv, TokenBatch batch, CudaBuffer out,
+                                   Buffer lse) {
+        checkRotary(cfg);
+        int seqLen = batch.uniformLength();
+        int t = batch.totalTokens();
+        int d = cfg.dModel();
+        check("attention qkv", qkv, t, 3 * d, null);
+        check("attention output", out, t, d, null);
+        CudaBuffer l = orNull(lse);
+        if (l != null) {
+            check("attention lse", l, t, cfg.numHeads(), null);
+        }
+        long lp = l == null ? scratch.slot(2, 4L * t * cfg.numHeads()) : writeTo(l, Precision.F32, 2);
+        long op = writeTo(out, precision, 1);
+        mixers.attentionForward(precision, read(qkv, precision, 0), op, lp, batch.size(), seqLen, cfg.numHeads(),
+                cfg.headDim(), cfg.window(), cfg.rotaryDim(), cfg.rotaryBase(), (float) cfg.softmaxScale());
+        written(out, precision, op);
+        written(l, Precision.F32, lp);
+    }
+
+    // ---------------------------------------------------------------- training: backward of the dense ops
+
+    /** Deterministic: positions grouped by id on the host, each id's rows summed in position order. */
+    @Override
+    public void embeddingBackward(int[] ids, Buffer dout, Buffer dtable) {
+        bind();
+        CudaBuffer g = bufferOf(dout);
+        CudaBuffer t = bufferOf(dtable);
+        check("embeddingBackward dout", g, ids.length, t.cols, null);
+        TrainKernels.EmbeddingGroups groups = TrainKernels.embeddingGroups(ids, t.rows);
+        long idp = scratch.ids().upload(ids, true);
+        long gp = scratch.groups().upload(groups.layout(), true);
+        long tp = read(t, Precision.F32, 1);
+        train.embeddingBackwardGrouped(idp, gp, groups.groups(), read(g, Precision.F32, 0), tp, t.cols);
+        written(t, Precision.F32, tp);
+    }
+
+    @Override
+    public void rmsNormBackward(Buffer x, Weight w, Buffer rstd, Buffer dout, Buffer dx, Buffer dw) {
+        bind();
+        CudaBuffer xb = bufferOf(x);
+        CudaBuffer r = bufferOf(rstd);
+        CudaBuffer g = bufferOf(dout);
+        CudaBuffer dxb = orNull(dx);
+        CudaBuffer dwb = bufferOf(dw);
+        int n = xb.rows;
+        int d = xb.cols;
+        check("rmsNormBackward rstd", r, n, 1, null);
+        check("rmsNormBackward dout", g, n, d, null);
+        if (dxb != null) {
+            check("rmsNormBackward dx", dxb, n, d, null);
+        }
+        sameCount("rmsNormBackward dw", dwb, d);
+        long dxp = read(dxb, Precision.F32, 3);
+        long dwp = read(dwb, Precision.F32, 4);
+        long partial = scratch.slot(5, TrainKernels.rmsNormBackwardScratchBytes(n, d));
+        train.rmsNormBackward(precision, read(xb, Precision.F32, 0), weightOf(w).ptr, read(r, Precision.F32, 1),
+                read(g, Precision.F32, 2), dxp, dwp, partial, n, d);
+        written(dxb, Precision.F32, dxp);
+        written(dwb, Precision.F32, dwp);
+    }
+
+    /**
+     * Two products through cuBLAS with float32 accumulation and beta 1, each adding into its gradient in the
+     * gradient's own type: {@code dx += dout @ w}, {@code dw += dout^T @ x}; and {@code db += colsum(dout)} as
+     * {@code dout^T @ ones}.
+     */
+    @Override
+    public void matmulBackward(Buffer x, Weight w, Buffer dout, Buffer dx, Buffer dw, Buffer db) {
+        bind();
+        CudaBuffer xb = bufferOf(x);
+        CudaWeight wt = weightOf(w);
+        CudaBuffer g = bufferOf(dout);
+        CudaBuffer dxb = orNull(dx);
+        CudaBuffer dwb = orNull(dw);
+        CudaBuffer dbb = orNull(db);
+        int n = xb.rows;
+        int k = xb.cols;
+        int m = wt.rows();
+        if (wt.cols() != k) {
+            throw new IllegalArgumentException("matmulBackward: x is " + n + "x" + k + " but the weight is " + wt);
+        }
+        check("matmulBackward dout", g, n, m, null);
+        if (dxb != null) {
+            check("matmulBackward dx", dxb, n, k, null);
+        }
+        sameCount("matmulBackward dw", dwb, (long) m * k);
+        sameCount("matmulBackward db", dbb, m);
+        if (n == 0) {
+            return;
+        }
+        int type = cublasType(precision);
+        long gp = read(g, precision, 1);
+        if (dxb != null) {
+            // dx^T [k, n] += w^T [k, m] dout^T [m, n] (column-major)
+            blas.gemm(Cublas.OP_N, Cublas.OP_N, k, n, m, 1f, wt.ptr, type, k, gp, type, m, 1f, dxb.ptr,
+                    cublasType(dxb.type), k, Cublas.COMPUTE_32F);
+        }
+        if (dwb != null) {
+            // dw^T [k, m] += x^T [k, n] dout [n, m] (column-major)
+            blas.gemm(Cublas.OP_N, Cublas.OP_T, k, m, n, 1f, read(xb, precision, 0), type, k, gp, type, m, 1f,
+                    dwb.ptr, cublasType(dwb.type), k, Cublas.COMPUTE_32F);
+        }
+        if (dbb != null) {
+            // db [m, 1] += dout^T [m, n] ones [n, 1] (column-major)
+            blas.gemm(Cublas.OP_N, Cublas.OP_N, m, 1, n, 1f, gp, type, m, scratch.ones(precision, n, kernels), type, n,
+                    1f, dbb.ptr, cublasType(dbb.type), m, Cublas.COMPUTE_32F);
+        }
+    }
+
+    @Override
+    public void swigluBackward(Buffer a, Buffer dout, Buffer da) {
+        bind();
+        CudaBuffer ab = bufferOf(a);
+        CudaBuffer g = bufferOf(dout);
+        CudaBuffer dab = bufferOf(da);
+        int n = ab.rows;
+        int h = ab.cols / 2;
+        check("swigluBackward dout", g, n, h, null);
+        check("swigluBackward da", dab, n, 2 * h, null);
+        long dap = read(dab, Precision.F32, 2);
+        train.swigluBackward(precision, read(ab, precision, 0), read(g, Precision.F32, 1), dap, n, h);
+        written(dab, Precision.F32, dap);
+    }
+
+    // ---------------------------------------------------------------- training: backward of the sequence mixers
+
+    @Override
+    public void baseConvBackward(MixerConfig.BaseConv cfg, TokenBatch batch, Buffer u, Weight taps, Buffer convOut,
+                                 Buffer dout, Buffer du, Buffer dtaps) {
+        bind();
+        int seqLen = batch.uniformLength();
+        int t = batch.totalTokens();
+        int inner = cfg.innerWidth();
+        CudaBuffer ub = bufferOf(u);
+        CudaBuffer c = bufferOf(convOut);
+        CudaBuffer g = bufferOf(dout);
+        CudaBuffer dub = bufferOf(du);
+        CudaBuffer dtb = bufferOf(dtaps);
+        check("baseConvBackward u", ub, t, 2 * inner, null);
+        check("baseConvBackward conv output", c, t, inner, null);
+        check("baseConvBackward dout", g, t, inner, null);
+        check("baseConvBackward du", dub, t, 2 * inner, null);
+        sameCount("baseConvBackward dtaps", dtb, (long) inner * cfg.kernel());
+        long dup = read(dub, precision, 3);
+        long dtp = read(dtb, Precision.F32, 4);
+        mixers.baseConvBackward(precision, read(ub, precision, 0), weightOf(taps).ptr, read(c, precision, 1),
+                read(g, precision, 2), dup, dtp, batch.size(), seqLen, inner, cfg.kernel());
+        written(dub, precision, dup);
+        written(dtb, Precision.F32, dtp);
+    }
+
+    @Override
+    public void linearAttentionBackward(MixerConfig.LinearAttention cfg, TokenBatch batch, Buffer q, Buffer k,
+                                        Buffer v, Buffer dout, Buffer dq, Buffer dk, Buffer dv) {
+        bind();
+        int seqLen = batch.uniformLength();
+        int t = batch.totalTokens();
+        int qk = cfg.numHeads() * cfg.featureDim();
+        int d = cfg.numHeads() * cfg.headDim();
+        CudaBuffer[] in = {bufferOf(q), bufferOf(k), bufferOf(v), bufferOf(dout)};
+        CudaBuffer[] grads = {bufferOf(dq), bufferOf(dk), bufferOf(dv)};
+        int[] widths = {qk, qk, d, d};
+        String[] names = {"q", "k", "v", "dout"};
+        for (int i = 0; i < in.length; i++) {
+            check("linearAttentionBackward " + names[i], in[i], t, widths[i], null);
+            if (i < grads.length) {
+                check("linearAttentionBackward d" + names[i], grads[i], t, widths[i], null);
+            }
+        }
+        long[] gp = new long[grads.length];
+        for (int i = 0; i < grads.length; i++) {
+            gp[i] = read(grads[i], precision, 4 + i);
+        }
+        mixers.linearAttentionBackward(precision, read(in[0], precision, 0), read(in[1], precision, 1),
+                read(in[2], precision, 2), read(in[3], precision, 3), gp[0], gp[1], gp[2], batch.size(), seqLen,
+                cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
+        for (int i = 0; i < grads.length; i++) {
+            written(grads[i], precision, gp[i]);
+        }
+    }
+
+    @Override
+    public void attentionBackward(MixerConfig.Attention cfg, TokenBatch batch, Buffer qkv, Buffer out, Buffer lse,
+                                  Buffer dout, Buffer dqkv) {
+        bind();
+        checkRotary(cfg);
+        int seqLen = batch.uniformLength();
+        int t = batch.totalTokens();
+        int d = cfg.dModel();
+        CudaBuffer in = bufferOf(qkv);
+        CudaBuffer o = bufferOf(out);
+        CudaBuffer l = bufferOf(lse);
+        CudaBuffer g = bufferOf(dout);
+        CudaBuffer dq = bufferOf(dqkv);
+        check("attentionBackward qkv", in, t, 3 * d, null);
+        check("attentionBackward output", o, t, d, null);
+        check("attentionBackward lse", l, t, cfg.numHeads(), null);
+        check("attentionBackward dout", g, t, d, null);
+        check("attentionBackward dqkv", dq, t, 3 * d, null);
+        long dqp = read(dq, precision, 4);
+        mixers.attentionBackward(precision, read(in, precision, 0), read(o, precision, 1), read(l, Precision.F32, 2),
+                read(g, precision, 3), dqp, batch.size(), seqLen, cfg.numHeads(), cfg.headDim(), cfg.window(),
+                cfg.rotaryDim(), cfg.rotaryBase(), (float) cfg.softmaxScale());
+        written(dq, precision, dqp);
+    }
+
+    // ---------------------------------------------------------------- training: loss
+
+    /**
+     * {@link TrainKernels#crossEntropy} over vocabulary chunks (no {@code rows x vocab} logits), then the loss and
+     * argmax read back: the pass's one wait for the device.
+     */
+    @Override
+    public double crossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
+                               Buffer dhead, int[] argmax) {
+        bind();
+        CudaBuffer xb = bufferOf(x);
+        CudaWeight h = weightOf(head);
+        CudaBuffer dxb = orNull(dx);
+        CudaBuffer dhb = orNull(dhead);
+        int n = xb.rows;
+        int d = xb.cols;
+        if (h.cols() != d || h.rows() < vocab || vocab < 1) {
+            throw new IllegalArgumentException("crossEntropy: head " + h + " does not hold " + vocab + " rows of " + d);
+        }
+        if (targets.length != n || (argmax != null && argmax.length < n)) {
+            throw new IllegalArgumentException("crossEntropy: " + n + " rows but " + targets.length + " targets"
+                    + (argmax == null ? "" : " and room for " + argmax.length + " argmax"));
+        }
+        for (int i = 0; i < n; i++) {
+            if (targets[i] != IGNORE_INDEX && (targets[i] < 0 || targets[i] >= vocab)) {
+                throw new IllegalArgumentException("target " + targets[i] + " at position " + i
+                        + " is outside the vocabulary [0, " + vocab + ")");
+            }
+        }
+        if (dxb != null) {
+            check("crossEntropy dx", dxb, n, d, null);
+        }
+        sameCount("crossEntropy dhead", dhb, (long) h.rows() * d);
+        if (n == 0) {
+            return 0;
+        }
+        int chunk = lossChunk(n, vocab);
+        long dxp = read(dxb, Precision.F32, 1);
+        long dhp = read(dhb, Precision.F32, 2);
+        long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, n, chunk));
+        long loss = scratch.slot(4, 8);
+        long best = argmax == null ? 0 : scratch.slot(5, 4L * n);
+        cu.memsetD8Async(loss, 0, 8, stream);
+        long tp = scratch.targets().upload(targets, true);
+        train.crossEntropy(precision, read(xb, precision, 0), h.ptr, n, d, vocab, tp, (float) scale, dxp, dhp, best,
+                loss, work, chunk);
+        written(dxb, Precision.F32, dxp);
+        written(dhb, Precision.F32, dhp);
+        MemorySegment host = scratch.host(8 + 4L * n);
+        cu.copyDtoHAsync(host, loss, 8, stream);
+        if (argmax != null) {
+            cu.copyDtoHAsync(host.asSlice(8), best, 4L * n, stream);
+        }
+        cu.synchronize(stream);
+        if (argmax != null) {
+            MemorySegment.copy(host, ValueLayout.JAVA_INT_UNALIGNED, 8, argmax, 0, n);
+        }
+        return host.get(ValueLayout.JAVA_DOUBLE_UNALIGNED, 0);
+    }
+
+    // ---------------------------------------------------------------- training: optimizer
+
+    /** Sums of squares per block in double, summed in order on the device, the total read back. */
+    @Override
+    public double sumOfSquares(Buffer g) {
+        bind();
+        CudaBuffer b = bufferOf(g);
+        long partial = scratch.slot(1, 8L * TrainKernels.NORM_MAX_PARTIALS);
+        long record = scratch.slot(2, TrainKernels.GRAD_NORM_BYTES);
+        int parts = train.sumOfSquares(read(b, Precision.F32, 0), b.count(), partial);
+        if (parts == 0) {
+            return 0;
+        }
+        train.gradNormFinish(partial, parts, 0, record);
+        MemorySegment host = scratch.host(8);
+        cu.copyDtoHAsync(host, record + TrainKernels.GRAD_NORM_SUM_OFFSET, 8, stream);
+        cu.synchronize(stream);
+        return host.get(ValueLayout.JAVA_DOUBLE_UNALIGNED, 0);
+    }
+
+    /** {@code g *= s} as a product with k = 1 ({@code s * g * 1}: one rounding), out of place, then copied back. */
+    @Override
+    public void scale(Buffer g, double s) {
+        bind();
+        CudaBuffer b = bufferOf(g);
+        long count = b.count();
+        if (count == 0) {
+            return;
+        }
+        if (count > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("scale: " + count + " values are more than one product can take");
+        }
+        long gp = read(b, Precision.F32, 0);
+        long scaled = scratch.slot(1, 4 * count);
+        blas.gemm(Cublas.OP_N, Cublas.OP_N, (int) count, 1, 1, (float) s, gp, Cublas.R_32F, (int) count,
+                scratch.ones(Precision.F32, 1, kernels), Cublas.R_32F, 1, 0f, scaled, Cublas.R_32F, (int) count,
+                Cublas.COMPUTE_32F);
+        cu.copyDtoDAsync(gp, scaled, 4 * count, stream);
+        written(b, Precision.F32, gp);
+    }
+
+    /** {@link TrainKernels#adamw} on the float32 master, rewriting the bf16 compute copy in bf16. */
+    @Override
+    public void adamw(Parameter p, Buffer g, Buffer m, Buffer v, double lr, double beta1, double beta2, double eps,
+                      double weightDecay, long step) {
+        bind();
+        if (!(p instanceof CudaParameter par)) {
+            throw new IllegalArgumentException("adamw: " + p + " is not a parameter of a CUDA backend");
+        }
+        long count = par.master.count();
+        CudaBuffer gb = bufferOf(g);
+        CudaBuffer mb = bufferOf(m);
+        CudaBuffer vb = bufferOf(v);
+        sameCount("adamw gradient", gb, count);
+        sameCount("adamw first moment", mb, count);
+        sameCount("adamw second moment", vb, count);
+        long mp = read(mb, Precision.F32, 1);
+        long vp = read(vb, Precision.F32, 2);
+        train.adamw(precision, par.master.ptr, read(gb, Precision.F32, 0), mp, vp, par.hasCopy() ? par.compute.ptr : 0,
+                count, lr, beta1, beta2, eps, weightDecay, step, 0);
+        written(mb, Precision.F32, mp);
+        written(vb, Precision.F32, vp);
     }
 
     // ---------------------------------------------------------------- graphs
@@ -849,6 +1440,7 @@ public final class CudaBackend implements Backend {
         inputs.close();
         sampleInput.close();
         sampleOutput.close();
+        scratch.close();
         closed = true;
         blas.close();
         for (long ptr : allocations.keySet()) {

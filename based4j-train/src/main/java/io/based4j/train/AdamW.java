@@ -44,8 +44,8 @@ public final class AdamW {
         this.settings = settings;
         this.decays = decays;
         for (Param p : model.params()) {
-            moments.put(p.name(), new Buffer[] {model.backend().allocate(p.value().rows(), p.value().cols()),
-                    model.backend().allocate(p.value().rows(), p.value().cols())});
+            moments.put(p.name(), new Buffer[] {model.backend().allocateF32(p.value().rows(), p.value().cols()),
+                    model.backend().allocateF32(p.value().rows(), p.value().cols())});
         }
     }
 

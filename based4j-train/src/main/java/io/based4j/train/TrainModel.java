@@ -64,7 +64,7 @@ public final class TrainModel {
         for (ModelWeights.Bound b : bound.named()) {
             WeightSpec w = b.spec();
             TrainingBackend.Parameter value = backend.parameter(b.tensor());
-            Param p = new Param(w.name(), w.shape(), value, backend.allocate(value.rows(), value.cols()),
+            Param p = new Param(w.name(), w.shape(), value, backend.allocateF32(value.rows(), value.cols()),
                     w.kind().decays());
             params.put(w.name(), p);
             byTensor.put(b.tensor(), p);
