@@ -36,7 +36,7 @@ public interface TrainingBackend extends Backend {
      * copies of float32 master weights). A resume repeats the uninterrupted run exactly on the same backend and
      * precision only.
      */
-    default String precision() {
+    default String precisionName() {
         return "f32";
     }
 

@@ -5,7 +5,6 @@ import io.based4j.backend.TrainingBackend;
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
 import io.based4j.memory.Sizes;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -31,15 +30,21 @@ public final class TrainingActivations implements Activations {
     /** Makes the buffers of a pass (or, for the plans below, only counts them). */
     @FunctionalInterface
     public interface Allocator {
-        Buffer allocate(int rows, int cols);
+        /** A {@code rows x cols} buffer, float32 even where the backend computes in a narrower type when asked. */
+        Buffer allocate(int rows, int cols, boolean f32);
     }
 
-    /** The buffers of a {@code batch x seqLen} pass on {@code backend}. */
+    /**
+     * The buffers of a {@code batch x seqLen} pass on {@code backend}. The residual stream and its gradient, the
+     * norms' rstd and attention's log-sum-exp are float32 ({@link TrainingBackend#allocateF32}); the rest is in the
+     * backend's compute type.
+     */
     public TrainingActivations(TrainingBackend backend, ModelConfig config, int batch, int seqLen) {
-        this(config, Math.multiplyExact(batch, seqLen), backend::allocate);
+        this(config, Math.multiplyExact(batch, seqLen),
+                (r, c, f32) -> f32 ? backend.allocateF32(r, c) : backend.allocate(r, c));
     }
 
-    private TrainingActivations(ModelConfig config, int rows, Allocator backend) {
+    private TrainingActivations(ModelConfig config, int rows, Allocator alloc) {
         this.config = config;
         this.rows = rows;
         int d = config.dModel();
@@ -47,28 +52,37 @@ public final class TrainingActivations implements Activations {
         boolean mlp = config.hasMlp();
         int h = config.mlpHidden();
         residuals = new Buffer[nl + 1];
-        residuals[0] = backend.allocate(rows, d);
+        residuals[0] = alloc.allocate(rows, d, true);
         layers = new LayerBuffers[nl];
         for (int i = 0; i < nl; i++) {
             MixerConfig mc = config.layer(i);
-            Buffer[] mixer = Arrays.stream(mixerWidths(mc, d)).mapToObj(w -> backend.allocate(rows, w))
-                    .toArray(Buffer[]::new);
-            Buffer mixerOut = backend.allocate(rows, d);
-            Buffer mlpOut = mlp ? backend.allocate(rows, d) : null;
+            Buffer mixerOut = alloc.allocate(rows, d, true);
+            Buffer mlpOut = mlp ? alloc.allocate(rows, d, true) : null;
             residuals[i + 1] = mlp ? mlpOut : mixerOut;
-            layers[i] = new LayerBuffers(backend.allocate(rows, d), backend.allocate(rows, 1), mixer, mixerOut,
-                    mlp ? backend.allocate(rows, d) : null, mlp ? backend.allocate(rows, 1) : null,
-                    mlp ? backend.allocate(rows, 2 * h) : null, mlp ? backend.allocate(rows, h) : null, mlpOut);
-            dMixer.computeIfAbsent(mc, k -> Arrays.stream(mixerWidths(mc, d)).mapToObj(w -> backend.allocate(rows, w))
-                    .toArray(Buffer[]::new));
+            layers[i] = new LayerBuffers(alloc.allocate(rows, d, false), alloc.allocate(rows, 1, true),
+                    mixerBuffers(alloc, rows, mc, d), mixerOut,
+                    mlp ? alloc.allocate(rows, d, false) : null, mlp ? alloc.allocate(rows, 1, true) : null,
+                    mlp ? alloc.allocate(rows, 2 * h, false) : null, mlp ? alloc.allocate(rows, h, false) : null,
+                    mlpOut);
+            dMixer.computeIfAbsent(mc, k -> mixerBuffers(alloc, rows, mc, d));
         }
-        finalNormed = backend.allocate(rows, d);
-        finalRstd = backend.allocate(rows, 1);
-        dFinal = backend.allocate(rows, d);
-        dResidual = backend.allocate(rows, d);
-        dNormed = backend.allocate(rows, d);
-        dGate = mlp ? backend.allocate(rows, h) : null;
-        dMlpIn = mlp ? backend.allocate(rows, 2 * h) : null;
+        finalNormed = alloc.allocate(rows, d, false);
+        finalRstd = alloc.allocate(rows, 1, true);
+        dFinal = alloc.allocate(rows, d, true);
+        dResidual = alloc.allocate(rows, d, true);
+        dNormed = alloc.allocate(rows, d, false);
+        dGate = mlp ? alloc.allocate(rows, h, false) : null;
+        dMlpIn = mlp ? alloc.allocate(rows, 2 * h, false) : null;
+    }
+
+    /** A mixer's buffers ({@link #mixerWidths}); attention's log-sum-exp (the third) in float32. */
+    private static Buffer[] mixerBuffers(Allocator alloc, int rows, MixerConfig mc, int d) {
+        int[] widths = mixerWidths(mc, d);
+        Buffer[] out = new Buffer[widths.length];
+        for (int i = 0; i < widths.length; i++) {
+            out[i] = alloc.allocate(rows, widths[i], mc instanceof MixerConfig.Attention && i == 2);
+        }
+        return out;
     }
 
     /**
@@ -77,7 +91,7 @@ public final class TrainingActivations implements Activations {
      */
     public static long values(ModelConfig config, int tokens) {
         long[] total = {0};
-        new TrainingActivations(config, tokens, (r, c) -> {
+        new TrainingActivations(config, tokens, (r, c, f32) -> {
             total[0] = Sizes.plus(total[0], Sizes.times(r, c));
             return null;
         });
@@ -87,7 +101,7 @@ public final class TrainingActivations implements Activations {
     /** The widest buffer (values per token) a pass allocates: every one is {@code tokens x width}. */
     public static int widest(ModelConfig config) {
         int[] widest = {0};
-        new TrainingActivations(config, 1, (r, c) -> {
+        new TrainingActivations(config, 1, (r, c, f32) -> {
             widest[0] = Math.max(widest[0], c);
             return null;
         });

@@ -187,6 +187,12 @@ public final class CudaBackend implements TrainingBackend {
         return precision;
     }
 
+    /** {@code bf16} or {@code f32}. */
+    @Override
+    public String precisionName() {
+        return precision.suffix();
+    }
+
     CudaDriver driver() {
         return cu;
     }

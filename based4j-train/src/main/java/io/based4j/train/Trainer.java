@@ -167,7 +167,7 @@ public final class Trainer {
         }
         out.printf(Locale.ROOT, "resuming from %s at update %d%n", ck.dir(), start);
         String wroteOn = ck.trainer().get("backend") + " " + ck.trainer().getOrDefault("precision", "f64");
-        String runsOn = backend.name() + " " + backend.precision();
+        String runsOn = backend.name() + " " + backend.precisionName();
         if (ck.trainer().get("backend") != null && !wroteOn.equals(runsOn)) {
             out.println("note: the checkpoint was written on " + wroteOn + " and the run continues on " + runsOn
                     + ": the losses will not repeat the uninterrupted run's exactly (only a resume on the same device"
@@ -254,7 +254,7 @@ public final class Trainer {
                     facts.put("val_loss", valLoss);
                 }
                 facts.put("backend", backend.name());
-                facts.put("precision", backend.precision());
+                facts.put("precision", backend.precisionName());
                 facts.putAll(runFacts);
                 Checkpoint.write(lastCheckpoint, model, opt, facts);
                 progress.message("update " + done + ": checkpoint " + lastCheckpoint);

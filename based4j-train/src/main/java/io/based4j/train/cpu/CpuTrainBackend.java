@@ -41,7 +41,7 @@ public final class CpuTrainBackend implements TrainingBackend {
     }
 
     @Override
-    public String precision() {
+    public String precisionName() {
         return "f64";
     }
 
