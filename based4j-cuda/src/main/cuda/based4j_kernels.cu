@@ -584,3 +584,6 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_dense.cuh"
 #include "train_loss.cuh"
 #include "train_adamw.cuh"
+#include "train_conv.cuh"
+#include "train_linear.cuh"
+#include "train_attention.cuh"

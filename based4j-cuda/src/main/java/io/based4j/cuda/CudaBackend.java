@@ -1447,6 +1447,7 @@ public final class CudaBackend implements TrainingBackend {
         sampleInput.close();
         sampleOutput.close();
         scratch.close();
+        mixers.close();
         closed = true;
         blas.close();
         for (long ptr : allocations.keySet()) {

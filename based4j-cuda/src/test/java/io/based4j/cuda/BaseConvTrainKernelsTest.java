@@ -1,0 +1,162 @@
+package io.based4j.cuda;
+
+import static io.based4j.cuda.Near.SEED;
+import static io.based4j.cuda.Near.U;
+import static io.based4j.cuda.Near.U_BF16;
+import static io.based4j.cuda.Near.gaussian;
+import static io.based4j.cuda.Near.stored;
+import static io.based4j.cuda.Near.toDouble;
+
+import io.based4j.train.cpu.DenseOps;
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * The BaseConv training kernels of {@link MixerTrainKernels} against {@link DenseOps#baseConv} and
+ * {@link DenseOps#baseConvBackward} in float64, in both precisions, on packed batches of 1 to 3 sequences of 1, 5,
+ * 37 and 130 tokens (a kernel longer than the sequence included), widths that are multiples of nothing.
+ *
+ * <p>The inputs are the values the GPU holds (bf16 values in bf16), the backward's reference reads the conv output
+ * the GPU kept, and every gradient starts from random values (the kernels add into it). So every difference is the
+ * rounding of the GPU's float32 arithmetic, plus in bf16 one rounding of each stored result (at most
+ * {@link Near#U_BF16} of it). Bounds are a-priori: a float32 sum of K terms errs by at most about
+ * {@code K u sum|terms|} (u = 2^-24); the test computes sum|terms| and names K.
+ */
+@GpuTest
+class BaseConvTrainKernelsTest {
+    /** batch, seqLen, inner, kernel. */
+    private static final int[][] CASES = {{2, 1, 48, 3}, {3, 37, 100, 4}, {2, 130, 33, 3}, {1, 5, 20, 8}};
+    /** Roundings of exp, the sigmoid and silu (and of the products around them), relative. */
+    private static final int ACTIVATION = 12;
+
+    @ParameterizedTest
+    @EnumSource(Precision.class)
+    void forwardKeepsTheConvOutputAndMatchesTheReference(Precision p) {
+        SplittableRandom r = new SplittableRandom(SEED);
+        try (KernelRig rig = new KernelRig()) {
+            MixerTrainKernels mk = new MixerTrainKernels(rig.kernels);
+            for (int[] c : CASES) {
+                int batch = c[0], len = c[1], inner = c[2], k = c[3];
+                int n = batch * len;
+                float[] u = stored(p, gaussian(r, n * 2 * inner, 1));
+                float[] w = stored(p, gaussian(r, inner * k, 0.5));
+                double[] wantC = new double[n * inner];
+                double[] wantOut = new double[n * inner];
+                DenseOps.baseConv(toDouble(u), batch, len, inner, toDouble(w), k, wantC, wantOut);
+
+                long convOut = rig.zeros((long) n * inner * p.bytes());
+                long out = rig.zeros((long) n * inner * p.bytes());
+                mk.baseConvForward(p, rig.values(p, u), rig.values(p, w), convOut, out, batch, len, inner, k);
+                String what = String.format("baseConv forward %s batch %d, seqLen %d, inner %d, kernel %d",
+                        p.suffix(), batch, len, inner, k);
+                double store = p == Precision.F32 ? 0 : U_BF16;
+                // c: k fused multiply-adds, K = k; out = silu(c) u2 with |silu'| <= 1.1, plus ACTIVATION roundings
+                double[] cBound = new double[n * inner];
+                double[] outBound = new double[n * inner];
+                for (int row = 0; row < n; row++) {
+                    int t = row % len;
+                    for (int ch = 0; ch < inner; ch++) {
+                        double mag = 0;
+                        for (int j = Math.max(0, k - 1 - t); j < k; j++) {
+                            mag += Math.abs(w[ch * k + j] * (double) u[(row - (k - 1) + j) * 2 * inner + ch]);
+                        }
+                        int i = row * inner + ch;
+                        double cErr = (k + 1) * U * mag;
+                        cBound[i] = cErr + store * Math.abs(wantC[i]) + Double.MIN_NORMAL;
+                        outBound[i] = 1.1 * Math.abs(u[row * 2 * inner + inner + ch]) * cErr
+                                + (ACTIVATION * U + store) * Math.abs(wantOut[i]) + Double.MIN_NORMAL;
+                    }
+                }
+                Near.within(what + ": kept conv output", wantC, rig.values(p, convOut, n * inner), cBound);
+                Near.within(what + ": output", wantOut, rig.values(p, out, n * inner), outBound);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(Precision.class)
+    void backwardAddsIntoDuAndDtaps(Precision p) {
+        SplittableRandom r = new SplittableRandom(SEED);
+        try (KernelRig rig = new KernelRig()) {
+            MixerTrainKernels mk = new MixerTrainKernels(rig.kernels);
+            for (int[] c : CASES) {
+                int batch = c[0], len = c[1], inner = c[2], k = c[3];
+                int n = batch * len;
+                float[] u = stored(p, gaussian(r, n * 2 * inner, 1));
+                float[] w = stored(p, gaussian(r, inner * k, 0.5));
+                float[] dout = stored(p, gaussian(r, n * inner, 1));
+                float[] du0 = stored(p, gaussian(r, n * 2 * inner, 1));
+                float[] dtaps0 = gaussian(r, inner * k, 1);
+                long uDev = rig.values(p, u);
+                long wDev = rig.values(p, w);
+                long convOut = rig.zeros((long) n * inner * p.bytes());
+                long out = rig.zeros((long) n * inner * p.bytes());
+                mk.baseConvForward(p, uDev, wDev, convOut, out, batch, len, inner, k);
+                float[] kept = rig.values(p, convOut, n * inner);  // the reference reads what the GPU kept
+                long du = rig.values(p, du0);
+                long dtaps = rig.floats(dtaps0);
+                mk.baseConvBackward(p, uDev, wDev, convOut, rig.values(p, dout), du, dtaps, batch, len, inner, k);
+
+                double[] wantDu = toDouble(du0);
+                double[] wantDtaps = toDouble(dtaps0);
+                DenseOps.baseConvBackward(toDouble(u), batch, len, inner, toDouble(w), k, toDouble(kept),
+                        toDouble(dout), wantDu, wantDtaps);
+                String what = String.format("baseConv backward %s batch %d, seqLen %d, inner %d, kernel %d",
+                        p.suffix(), batch, len, inner, k);
+
+                // |dc| per element (dc itself is computed to ACTIVATION roundings)
+                double[] dcMag = new double[n * inner];
+                for (int i = 0; i < n * inner; i++) {
+                    int row = i / inner;
+                    int ch = i % inner;
+                    double cv = kept[i];
+                    double s = 1 / (1 + Math.exp(-cv));
+                    dcMag[i] = Math.abs(dout[i] * u[row * 2 * inner + inner + ch] * s * (1 + cv * (1 - s)));
+                }
+                double store = p == Precision.F32 ? 0 : U_BF16;
+                double[] duBound = new double[n * 2 * inner];
+                for (int row = 0; row < n; row++) {
+                    int t = row % len;
+                    for (int ch = 0; ch < inner; ch++) {
+                        // u2: one product (ACTIVATION roundings) and the addition
+                        int g = row * 2 * inner + inner + ch;
+                        double cv = kept[row * inner + ch];
+                        double gate = Math.abs(dout[row * inner + ch] * cv / (1 + Math.exp(-cv)));
+                        duBound[g] = (ACTIVATION + 1) * U * (Math.abs(du0[g]) + gate) + store * Math.abs(wantDu[g])
+                                + Double.MIN_NORMAL;
+                        // u1: a k-term sum of w dc (K = k + ACTIVATION), then the addition
+                        double mag = 0;
+                        for (int j = 0; j < k; j++) {
+                            int to = t + (k - 1) - j;
+                            if (to < len) {
+                                mag += Math.abs(w[ch * k + j]) * dcMag[(row + to - t) * inner + ch];
+                            }
+                        }
+                        int i1 = row * 2 * inner + ch;
+                        duBound[i1] = (k + ACTIVATION + 1) * U * (mag + Math.abs(du0[i1]))
+                                + store * Math.abs(wantDu[i1]) + Double.MIN_NORMAL;
+                    }
+                }
+                Near.within(what + ": du", wantDu, rig.values(p, du, n * 2 * inner), duBound);
+
+                // dtaps: n / 8 terms per row group, 8 groups, the addition, and dc's own roundings
+                int chain = (n + 7) / 8 + 8 + 1 + ACTIVATION;
+                double[] tapBound = new double[inner * k];
+                for (int ch = 0; ch < inner; ch++) {
+                    for (int j = 0; j < k; j++) {
+                        double mag = Math.abs(dtaps0[ch * k + j]);
+                        for (int row = 0; row < n; row++) {
+                            int src = row % len - (k - 1) + j;
+                            if (src >= 0) {
+                                mag += dcMag[row * inner + ch] * Math.abs(u[(row - (k - 1) + j) * 2 * inner + ch]);
+                            }
+                        }
+                        tapBound[ch * k + j] = chain * U * mag + Double.MIN_NORMAL;
+                    }
+                }
+                Near.within(what + ": dtaps", wantDtaps, rig.floats(dtaps, inner * k), tapBound);
+            }
+        }
+    }
+}
