@@ -556,6 +556,17 @@ B4J_KERNEL(rmsNorm, 1024, (const float* x, const W* weight, A* out, int n, int d
            (x, weight, out, n, d, eps))
 B4J_KERNEL(addInto, 256, (float* acc, const A* x, long long count), (acc, x, count))
 B4J_KERNEL(addBias, 256, (A * out, const W* bias, int n, int m), (out, bias, n, m))
+// the same into a float32 output (a training pass's residual branch), whatever the weights' type
+namespace b4j_f32 {
+extern "C" __global__ void __launch_bounds__(256) addBiasF32_f32(float* out, const W* bias, int n, int m) {
+    b4j::addBias_impl<W, float>(out, bias, n, m);
+}
+}
+namespace b4j_bf16 {
+extern "C" __global__ void __launch_bounds__(256) addBiasF32_bf16(float* out, const W* bias, int n, int m) {
+    b4j::addBias_impl<W, float>(out, bias, n, m);
+}
+}
 B4J_KERNEL(swiglu, 256, (const A* a, A* out, int n, int h), (a, out, n, h))
 B4J_KERNEL(gatherRows, 256, (const A* x, const int* rows, A* out, int n, int cols), (x, rows, out, n, cols))
 B4J_KERNEL(f32ToA, 256, (const float* src, A* dst, long long count), (src, dst, count))

@@ -564,10 +564,11 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer o = bufferOf(out);
         gemm(a, m, o, "matmul");
         if (bias != null) {
-            if (o.type != precision) {
-                throw new IllegalArgumentException("matmul: a bias needs an output in " + precision.suffix());
+            if (o.type == precision) {
+                kernels.addBias(precision, o.ptr, weightOf(bias).ptr, o.rows, o.cols);
+            } else {
+                kernels.addBiasF32(precision, o.ptr, weightOf(bias).ptr, o.rows, o.cols);
             }
-            kernels.addBias(precision, o.ptr, weightOf(bias).ptr, o.rows, o.cols);
         }
     }
 

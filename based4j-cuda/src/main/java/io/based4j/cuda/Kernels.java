@@ -176,6 +176,16 @@ public final class Kernels {
         elementwise(function("addBias", p), (long) n * m);
     }
 
+    /** {@code out[i, j] += bias[j]}: out F32 {@code [n, m]}, bias W {@code [m]}. */
+    public void addBiasF32(Precision p, long out, long bias, int n, int m) {
+        require(n >= 0 && m >= 0, "addBiasF32: n " + n + ", m " + m);
+        if ((long) n * m == 0) {
+            return;
+        }
+        args.reset().ptr(out).ptr(bias).i32(n).i32(m);
+        elementwise(function("addBiasF32", p), (long) n * m);
+    }
+
     /** {@code out = a[:, :h] * silu(a[:, h:])}: a A {@code [n, 2h]}, out A {@code [n, h]}. */
     public void swiglu(Precision p, long a, long out, int n, int h) {
         require(n >= 0 && h >= 0, "swiglu: n " + n + ", h " + h);
