@@ -184,8 +184,11 @@ final class BenchTrainCommand implements Callable<Integer> {
         for (int i = 0; i < ws.length; i++) {
             ws[i] = (float) r.nextGaussian();
         }
-        Backend.Buffer x = backend.upload(xs, n, k);
+        // the timed product reads activations in the compute type: the output of a first product (uploads are
+        // float32), as a training step's products do
         Backend.Weight w = backend.weight(Tensor.ofFloats(ws, m, k));
+        Backend.Buffer x = backend.allocate(n, k);
+        backend.matmul(backend.upload(xs, n, k), backend.weight(Tensor.ofFloats(identity(k), k, k)), null, x);
         Backend.Buffer out = backend.allocate(n, m);
         for (int i = 0; i < 3; i++) { // warm-up (and, on the CPU, the compiler)
             backend.matmul(x, w, null, out);
@@ -204,6 +207,15 @@ final class BenchTrainCommand implements Callable<Integer> {
             seconds = (System.nanoTime() - t0) / 1e9;
         } while (seconds < 0.5);
         return 2.0 * n * k * m * reps / seconds;
+    }
+
+    /** The identity, {@code k x k}. */
+    private static float[] identity(int k) {
+        float[] id = new float[k * k];
+        for (int i = 0; i < k; i++) {
+            id[i * k + i] = 1f;
+        }
+        return id;
     }
 
     private Map<String, Object> measure(TrainingBackend backend, Shape s, double flopsPerToken, double peak) {
