@@ -17,7 +17,9 @@
 // where a_ts = phi(q_t).phi(k_s) = 1 + x_ts + x_ts^2 / 2, x_ts = q_t.k_s / sqrt(f), is evaluated directly inside a
 // chunk (no feature map) and phi (E = 1 + f + f(f+1)/2 features) is formed on chip, 64 features at a time, never
 // stored. Products are block-wide float32 tiles out of shared memory: 256 threads as 16 row groups x 16 column
-// lanes, each thread 4 rows x NJ column strips of 16. Every sum is taken in a fixed order: deterministic.
+// lanes, each thread 4 rows x NJ column strips of 16 (each per-chunk kernel is compiled for NJ = 5, head dims up to
+// 79, and NJ = 8, up to 127, and picks one by dh). Global reads keep LIN_INFLIGHT loads per thread in flight. Every
+// sum is taken in a fixed order: deterministic.
 #pragma once
 
 namespace b4j {
@@ -27,10 +29,10 @@ constexpr int LIN_CHUNK = 64;
 constexpr int LIN_FTILE = 64;
 /** Column strips of 16 per thread: value widths dh + 1 up to 16 x LIN_NJ. */
 constexpr int LIN_NJ = 8;
-/** Row stride of the [C][C] scores and the [64][C] feature tiles: one more than a row so that no two rows share banks. */
+/** Row stride of the [C][C] scores and the [64][C] feature tiles: one more than a row, so rows meet other banks. */
 constexpr int LIN_SLD = LIN_CHUNK + 1;
 
-/** Padded row length of the [C, dh + 1] tiles: whole strips of 16, plus one so that a strided column read misses no bank. */
+/** Row length of the [C, dh + 1] tiles: whole strips of 16, plus one so a strided column read meets no bank twice. */
 __host__ __device__ __forceinline__ int linLd(int dh) { return ((dh + 1 + 15) / 16) * 16 + 1; }
 
 /** Floats of dynamic shared memory of the chunked kernels (mirrored by MixerTrainKernels.linearSharedFloats). */
@@ -129,17 +131,39 @@ __device__ __forceinline__ float linPhi(const LinChunkSmem& m, const float* x, i
     return __fmul_rn(__fmul_rn(x[m.fi[a]], x[m.fj[a]]), m.fc[a]);
 }
 
+/**
+ * dst[idx] = value(idx) for idx < count, the block's threads striding over idx with LIN_INFLIGHT values read before
+ * any is stored, so that that many global loads per thread are in flight at once.
+ */
+constexpr int LIN_INFLIGHT = 8;
+
+template <typename F>
+__device__ __forceinline__ void linFill(float* dst, int count, F value) {
+    for (int base = threadIdx.x; base < count; base += LIN_INFLIGHT * blockDim.x) {
+        float r[LIN_INFLIGHT];
+#pragma unroll
+        for (int u = 0; u < LIN_INFLIGHT; u++) {
+            const int idx = base + u * blockDim.x;
+            r[u] = idx < count ? value(idx) : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < LIN_INFLIGHT; u++) {
+            const int idx = base + u * blockDim.x;
+            if (idx < count) dst[idx] = r[u];
+        }
+    }
+}
+
 /** Rows of q or k of the chunk into x [C][f + 1] (zero past the chunk, x[f] = 1). */
 template <typename A>
 __device__ __forceinline__ void linLoadX(const A* src, const LinChunk& c, int H, int f, float* x) {
     const i64 cols = (i64)H * f;
-    for (int idx = threadIdx.x; idx < LIN_CHUNK * (f + 1); idx += blockDim.x) {
+    linFill(x, LIN_CHUNK * (f + 1), [&](int idx) {
         const int t = idx / (f + 1);
         const int i = idx - t * (f + 1);
-        float val = i == f ? 1.0f : 0.0f;
-        if (i < f && t < c.n) val = toF(src[(c.row0 + t) * cols + (i64)c.head * f + i]);
-        x[idx] = val;
-    }
+        if (i == f) return 1.0f;
+        return t < c.n ? toF(src[(c.row0 + t) * cols + (i64)c.head * f + i]) : 0.0f;
+    });
 }
 
 /** Rows of v (or dout) into [C][ld]: columns < dh from src, column dh = one (0 for dout), zero elsewhere. */
@@ -147,13 +171,12 @@ template <typename A>
 __device__ __forceinline__ void linLoadV(const A* src, const LinChunk& c, int H, int dh, float one, float* dst) {
     const int ld = linLd(dh);
     const i64 cols = (i64)H * dh;
-    for (int idx = threadIdx.x; idx < LIN_CHUNK * ld; idx += blockDim.x) {
+    linFill(dst, LIN_CHUNK * ld, [&](int idx) {
         const int t = idx / ld;
         const int e = idx - t * ld;
-        float val = 0.0f;
-        if (t < c.n) val = e < dh ? toF(src[(c.row0 + t) * cols + (i64)c.head * dh + e]) : e == dh ? one : 0.0f;
-        dst[idx] = val;
-    }
+        if (t >= c.n) return 0.0f;
+        return e < dh ? toF(src[(c.row0 + t) * cols + (i64)c.head * dh + e]) : e == dh ? one : 0.0f;
+    });
 }
 
 /**
@@ -194,21 +217,31 @@ __device__ __forceinline__ void linZeroAcc(float (&acc)[4][NJ]) {
 /** Column strips of the [., ld] tiles that hold the dh + 1 columns. */
 __device__ __forceinline__ int linStrips(int dh) { return (dh + 1 + 15) / 16; }
 
+/** dot[i][j] = q_t . k_s for the thread's rows t = rg + 16 i and columns s = cl + 16 j. */
+__device__ __forceinline__ void linDots(const LinChunkSmem& m, int f, float (&dot)[4][4]) {
+    linZeroAcc<4>(dot);
+    linGemm<4>(m.xq, 1, f + 1, m.xk, 1, f + 1, f, 4, dot);
+}
+
 /** sc[s * LIN_SLD + t] = a_ts (causal inside the chunk; 0 past it). */
 __device__ __forceinline__ void linScores(const LinChunkSmem& m, const LinChunk& c, int f, float invSqrtF) {
-    for (int idx = threadIdx.x; idx < LIN_CHUNK * LIN_CHUNK; idx += blockDim.x) {
-        const int s = idx / LIN_CHUNK;
-        const int t = idx - s * LIN_CHUNK;
-        float a = 0.0f;
-        if (s <= t && t < c.n) {
-            const float* qt = m.xq + t * (f + 1);
-            const float* ks = m.xk + s * (f + 1);
-            float dot = 0.0f;
-            for (int i = 0; i < f; i++) dot = fmaf(qt[i], ks[i], dot);
-            const float x = dot * invSqrtF;
-            a = 1.0f + x + 0.5f * x * x;
+    float dot[4][4];
+    linDots(m, f, dot);
+    const int rg = threadIdx.x >> 4;
+    const int cl = threadIdx.x & 15;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int t = rg + 16 * i;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int s = cl + 16 * j;
+            float a = 0.0f;
+            if (s <= t && t < c.n) {
+                const float x = dot[i][j] * invSqrtF;
+                a = 1.0f + x + 0.5f * x * x;
+            }
+            m.sc[s * LIN_SLD + t] = a;
         }
-        m.sc[s * LIN_SLD + t] = a;
     }
 }
 
@@ -225,11 +258,11 @@ __device__ __forceinline__ void linFeatureTile(const LinChunkSmem& m, const floa
 __device__ __forceinline__ void linLoadStateTile(const float* state, int a0, int E, int dh, float* st) {
     const int ld = linLd(dh);
     const int dp = dh + 1;
-    for (int idx = threadIdx.x; idx < LIN_FTILE * ld; idx += blockDim.x) {
+    linFill(st, LIN_FTILE * ld, [&](int idx) {
         const int a = idx / ld;
         const int e = idx - a * ld;
-        st[idx] = (a0 + a < E && e < dp) ? state[(i64)(a0 + a) * dp + e] : 0.0f;
-    }
+        return (a0 + a < E && e < dp) ? state[(i64)(a0 + a) * dp + e] : 0.0f;
+    });
 }
 
 /**
@@ -275,8 +308,8 @@ __device__ __forceinline__ float* linStateOf(float* states, const LinChunk& c, i
 }
 
 /** U_c = phi(K_c)^T V'_c into the chunk's state. Grid (chunks, H, batch). */
-template <typename W, typename A>
-__device__ void linearAttentionChunkStates_impl(const A* k, const A* v, float* states, int L, int H, int f, int dh) {
+template <int NJ, typename A>
+__device__ __forceinline__ void linChunkStatesBody(const A* k, const A* v, float* states, int L, int H, int f, int dh) {
     extern __shared__ float smem[];
     const int E = expandedDim(f);
     const int ld = linLd(dh);
@@ -293,18 +326,27 @@ __device__ void linearAttentionChunkStates_impl(const A* k, const A* v, float* s
         __syncthreads();
         linFeatureTile(m, m.xk, f, a0, E);
         __syncthreads();
-        float acc[4][LIN_NJ];
+        float acc[4][NJ];
         linZeroAcc(acc);
-        linGemm<LIN_NJ>(m.ft, 1, LIN_SLD, m.vp, ld, 1, c.n, nj, acc);
+        linGemm<NJ>(m.ft, 1, LIN_SLD, m.vp, ld, 1, c.n, nj, acc);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int a = a0 + rg + 16 * i;
 #pragma unroll
-            for (int j = 0; j < LIN_NJ; j++) {
+            for (int j = 0; j < NJ; j++) {
                 const int e = cl + 16 * j;
                 if (a < E && e <= dh) U[(i64)a * (dh + 1) + e] = acc[i][j];
             }
         }
+    }
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionChunkStates_impl(const A* k, const A* v, float* states, int L, int H, int f, int dh) {
+    if (linStrips(dh) <= 5) {
+        linChunkStatesBody<5, A>(k, v, states, L, H, f, dh);
+    } else {
+        linChunkStatesBody<LIN_NJ, A>(k, v, states, L, H, f, dh);
     }
 }
 
@@ -318,19 +360,27 @@ __device__ void linearAttentionScan_impl(float* states, long long count, int nC,
         const i64 bh = idx / perHead;
         float* p = states + bh * nC * (i64)perHead + (idx - bh * perHead);
         float run = 0.0f;
-        for (int s = 0; s < nC; s++) {
-            const int ch = reverse ? nC - 1 - s : s;
-            const float u = p[(i64)ch * perHead];
-            p[(i64)ch * perHead] = run;
-            run += u;
+        for (int s0 = 0; s0 < nC; s0 += LIN_INFLIGHT) {
+            float u[LIN_INFLIGHT];
+#pragma unroll
+            for (int j = 0; j < LIN_INFLIGHT; j++) {
+                const int ch = reverse ? nC - 1 - (s0 + j) : s0 + j;
+                u[j] = s0 + j < nC ? p[(i64)ch * perHead] : 0.0f;
+            }
+#pragma unroll
+            for (int j = 0; j < LIN_INFLIGHT; j++) {
+                const int ch = reverse ? nC - 1 - (s0 + j) : s0 + j;
+                if (s0 + j < nC) p[(i64)ch * perHead] = run;
+                run += u[j];
+            }
         }
     }
 }
 
 /** Forward output of one chunk: y_t = num_t / (den_t + eps). Grid (chunks, H, batch). */
-template <typename W, typename A>
-__device__ void linearAttentionChunkForward_impl(const A* q, const A* k, const A* v, const float* states, A* out,
-                                                 int L, int H, int f, int dh, float eps) {
+template <int NJ, typename A>
+__device__ __forceinline__ void linChunkForwardBody(const A* q, const A* k, const A* v, const float* states, A* out,
+                                                    int L, int H, int f, int dh, float eps) {
     extern __shared__ float smem[];
     const int E = expandedDim(f);
     const LinChunkSmem m = linChunkSmem(smem, f, dh);
@@ -342,9 +392,9 @@ __device__ void linearAttentionChunkForward_impl(const A* q, const A* k, const A
     __syncthreads();
     linScores(m, c, f, taylorOf(f).cross);
     __syncthreads();
-    float acc[4][LIN_NJ];
-    linNumerators<LIN_NJ>(m, c, linStateOf(const_cast<float*>(states), c, E, dh, c.chunk), f, dh, acc);
-    linDenominators<LIN_NJ>(m, dh, eps, acc);
+    float acc[4][NJ];
+    linNumerators<NJ>(m, c, linStateOf(const_cast<float*>(states), c, E, dh, c.chunk), f, dh, acc);
+    linDenominators<NJ>(m, dh, eps, acc);
     const int rg = threadIdx.x >> 4;
     const int cl = threadIdx.x & 15;
 #pragma unroll
@@ -354,10 +404,20 @@ __device__ void linearAttentionChunkForward_impl(const A* q, const A* k, const A
         const float inv = 1.0f / m.D[t];
         A* o = out + (c.row0 + t) * H * (i64)dh + (i64)c.head * dh;
 #pragma unroll
-        for (int j = 0; j < LIN_NJ; j++) {
+        for (int j = 0; j < NJ; j++) {
             const int e = cl + 16 * j;
             if (e < dh) o[e] = fromF<A>(acc[i][j] * inv);
         }
+    }
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionChunkForward_impl(const A* q, const A* k, const A* v, const float* states, A* out,
+                                                 int L, int H, int f, int dh, float eps) {
+    if (linStrips(dh) <= 5) {
+        linChunkForwardBody<5, A>(q, k, v, states, out, L, H, f, dh, eps);
+    } else {
+        linChunkForwardBody<LIN_NJ, A>(q, k, v, states, out, L, H, f, dh, eps);
     }
 }
 
@@ -372,6 +432,8 @@ __device__ __forceinline__ void linScoreGradients(const LinChunkSmem& m, const L
     linZeroAcc<4>(acc);
     // rows t, columns s: sum_e G'[t][e] V'[s][e]
     linGemm<4>(m.gp, 1, ld, m.vp, 1, ld, dh + 1, 4, acc);
+    float dot[4][4];
+    linDots(m, f, dot);
     __syncthreads();
     const int rg = threadIdx.x >> 4;
     const int cl = threadIdx.x & 15;
@@ -382,13 +444,7 @@ __device__ __forceinline__ void linScoreGradients(const LinChunkSmem& m, const L
         for (int j = 0; j < 4; j++) {
             const int s = cl + 16 * j;
             float val = 0.0f;
-            if (s <= t && t < c.n) {
-                const float* qt = m.xq + t * (f + 1);
-                const float* ks = m.xk + s * (f + 1);
-                float dot = 0.0f;
-                for (int ii = 0; ii < f; ii++) dot = fmaf(qt[ii], ks[ii], dot);
-                val = acc[i][j] * (1.0f + dot * invSqrtF) * invSqrtF;
-            }
+            if (s <= t && t < c.n) val = acc[i][j] * (1.0f + dot[i][j] * invSqrtF) * invSqrtF;
             m.sc[s * LIN_SLD + t] = val;
         }
     }
@@ -396,11 +452,34 @@ __device__ __forceinline__ void linScoreGradients(const LinChunkSmem& m, const L
 }
 
 /**
- * dx[t][i] += J^T dphi for the features of one tile: dphi[t * LIN_SLD + a] the gradient of phi_{a0 + a}
- * at x_t. phi_a = c x_i x_j gives c x_j to dx_i and c x_i to dx_j (the constant slot f takes nothing).
+ * dx[row][i] = sum_u P(u, row) x[u][i] (x rows of f + 1), P(u, row) = P[u * pK + row * pR]: the in-chunk part of
+ * dq (P = the score gradients, rows t, summed over keys u) or of dk (transposed, rows s, summed over queries).
+ * The product's columns past f read the next rows of x (finite values) and are dropped.
+ */
+__device__ __forceinline__ void linScoreProduct(const LinChunkSmem& m, const float* P, int pK, int pR, const float* x,
+                                                int f) {
+    float acc[4][4];
+    linZeroAcc<4>(acc);
+    linGemm<4>(P, pK, pR, x, f + 1, 1, LIN_CHUNK, (f + 15) / 16, acc);
+    const int rg = threadIdx.x >> 4;
+    const int cl = threadIdx.x & 15;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int col = cl + 16 * j;
+            if (col < f) m.dx[(rg + 16 * i) * f + col] = acc[i][j];
+        }
+    }
+}
+
+/**
+ * dx[t][i] += J^T dphi for the features of one tile: dphi[t * LIN_SLD + a] the gradient of phi_{a0 + a} at x_t.
+ * x_i enters f + 1 features: x_i f^-1/4 (feature 1 + i), x_i^2 / sqrt(2f) (derivative 2 x_i / sqrt(2f)) and
+ * x_i x_j / sqrt(f) for j != i (derivative x_j / sqrt(f)), the pair (min, max) in row min of the quadratic block.
  */
 __device__ __forceinline__ void linFeatureBackwardTile(const LinChunkSmem& m, const float* x, const float* dphi,
-                                                       int f, int a0, int E) {
+                                                       int f, int a0, int E, Taylor tc) {
     const int count = min(LIN_FTILE, E - a0);
     for (int idx = threadIdx.x; idx < LIN_CHUNK * f; idx += blockDim.x) {
         const int t = idx / f;
@@ -408,11 +487,12 @@ __device__ __forceinline__ void linFeatureBackwardTile(const LinChunkSmem& m, co
         const float* xt = x + t * (f + 1);
         const float* d = dphi + t * LIN_SLD;
         float s = 0.0f;
-        for (int a = 0; a < count; a++) {
-            const int fi = m.fi[a0 + a];
-            const int fj = m.fj[a0 + a];
-            if (fi == i) s = fmaf(m.fc[a0 + a] * xt[fj], d[a], s);
-            if (fj == i) s = fmaf(m.fc[a0 + a] * xt[fi], d[a], s);
+        const int lin = 1 + i - a0;
+        if (lin >= 0 && lin < count) s = tc.lin * d[lin];
+        for (int j = 0; j < f; j++) {
+            const int lo = min(i, j);
+            const int a = 1 + f + lo * f - lo * (lo - 1) / 2 + (max(i, j) - lo) - a0;
+            if (a >= 0 && a < count) s = fmaf((j == i ? 2.0f * tc.diag : tc.cross) * xt[j], d[a], s);
         }
         m.dx[idx] += s;
     }
@@ -445,9 +525,10 @@ __device__ __forceinline__ void linAddRows(const LinChunkSmem& m, const LinChunk
  * ([N, H, dh + 1] float32), adds dq, and replaces the chunk's state S_c by W_c = phi(Q_c)^T G'_c. Grid (chunks, H,
  * batch); run after the chunk states and their forward scan.
  */
-template <typename W, typename A>
-__device__ void linearAttentionChunkBackwardQ_impl(const A* q, const A* k, const A* v, const A* dout, float* states,
-                                                   float* gbuf, A* dq, int L, int H, int f, int dh, float eps) {
+template <int NJ, typename A>
+__device__ __forceinline__ void linChunkBackwardQBody(const A* q, const A* k, const A* v, const A* dout,
+                                                      float* states, float* gbuf, A* dq, int L, int H, int f, int dh,
+                                                      float eps) {
     extern __shared__ float smem[];
     const int E = expandedDim(f);
     const int ld = linLd(dh);
@@ -468,16 +549,16 @@ __device__ void linearAttentionChunkBackwardQ_impl(const A* q, const A* k, const
     const int rg = threadIdx.x >> 4;
     const int cl = threadIdx.x & 15;
     {
-        float acc[4][LIN_NJ];
-        linNumerators<LIN_NJ>(m, c, S, f, dh, acc);
-        linDenominators<LIN_NJ>(m, dh, eps, acc);
+        float acc[4][NJ];
+        linNumerators<NJ>(m, c, S, f, dh, acc);
+        linDenominators<NJ>(m, dh, eps, acc);
         // r_t = -(g_t . num_t) / D_t over the 16 lanes of the row group (a fixed butterfly)
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int t = rg + 16 * i;
             float part = 0.0f;
 #pragma unroll
-            for (int j = 0; j < LIN_NJ; j++) {
+            for (int j = 0; j < NJ; j++) {
                 const int e = cl + 16 * j;
                 if (e < dh) part += m.gp[t * ld + e] * acc[i][j];
             }
@@ -500,13 +581,7 @@ __device__ void linearAttentionChunkBackwardQ_impl(const A* q, const A* k, const
     __syncthreads();
     // in-chunk: dq_t += sum_s sc[s][t] k_s
     linScoreGradients(m, c, f, dh, tc.cross);
-    for (int idx = threadIdx.x; idx < LIN_CHUNK * f; idx += blockDim.x) {
-        const int t = idx / f;
-        const int i = idx - t * f;
-        float s = 0.0f;
-        for (int u = 0; u <= t; u++) s = fmaf(m.sc[u * LIN_SLD + t], m.xk[u * (f + 1) + i], s);
-        m.dx[idx] = s;
-    }
+    linScoreProduct(m, m.sc, LIN_SLD, 1, m.xk, f);
     // earlier chunks: dphi(q_t) = S G'_t through J^T; then W_c = phi(Q_c)^T G'_c over S_c
     if (c.chunk > 0) {
         for (int a0 = 0; a0 < E; a0 += LIN_FTILE) {
@@ -518,18 +593,18 @@ __device__ void linearAttentionChunkBackwardQ_impl(const A* q, const A* k, const
             linGemm<4>(m.gp, 1, ld, m.st, 1, ld, dh + 1, 4, dp);  // rows t, columns a: sum_e G'[t][e] S[a][e]
             linStoreTile(dp, m.ft);
             __syncthreads();
-            linFeatureBackwardTile(m, m.xq, m.ft, f, a0, E);
+            linFeatureBackwardTile(m, m.xq, m.ft, f, a0, E, tc);
             __syncthreads();
             linFeatureTile(m, m.xq, f, a0, E);
             __syncthreads();
-            float w[4][LIN_NJ];
+            float w[4][NJ];
             linZeroAcc(w);
-            linGemm<LIN_NJ>(m.ft, 1, LIN_SLD, m.gp, ld, 1, c.n, nj, w);
+            linGemm<NJ>(m.ft, 1, LIN_SLD, m.gp, ld, 1, c.n, nj, w);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int a = a0 + rg + 16 * i;
 #pragma unroll
-                for (int j = 0; j < LIN_NJ; j++) {
+                for (int j = 0; j < NJ; j++) {
                     const int e = cl + 16 * j;
                     if (a < E && e <= dh) S[(i64)a * (dh + 1) + e] = w[i][j];
                 }
@@ -540,13 +615,24 @@ __device__ void linearAttentionChunkBackwardQ_impl(const A* q, const A* k, const
     linAddRows<A>(m, c, H, f, dq);
 }
 
+template <typename W, typename A>
+__device__ void linearAttentionChunkBackwardQ_impl(const A* q, const A* k, const A* v, const A* dout, float* states,
+                                                   float* gbuf, A* dq, int L, int H, int f, int dh, float eps) {
+    if (linStrips(dh) <= 5) {
+        linChunkBackwardQBody<5, A>(q, k, v, dout, states, gbuf, dq, L, H, f, dh, eps);
+    } else {
+        linChunkBackwardQBody<LIN_NJ, A>(q, k, v, dout, states, gbuf, dq, L, H, f, dh, eps);
+    }
+}
+
 /**
  * Backward, the key and value side of one chunk, from G' (gbuf) and dS_c (the reverse-scanned W): adds dk and dv.
  * Grid (chunks, H, batch).
  */
-template <typename W, typename A>
-__device__ void linearAttentionChunkBackwardKV_impl(const A* q, const A* k, const A* v, const float* gbuf,
-                                                    const float* states, A* dk, A* dv, int L, int H, int f, int dh) {
+template <int NJ, typename A>
+__device__ __forceinline__ void linChunkBackwardKVBody(const A* q, const A* k, const A* v, const float* gbuf,
+                                                       const float* states, A* dk, A* dv, int L, int H, int f,
+                                                       int dh) {
     extern __shared__ float smem[];
     const int E = expandedDim(f);
     const int ld = linLd(dh);
@@ -558,30 +644,24 @@ __device__ void linearAttentionChunkBackwardKV_impl(const A* q, const A* k, cons
     linLoadX<A>(q, c, H, f, m.xq);
     linLoadX<A>(k, c, H, f, m.xk);
     linLoadV<A>(v, c, H, dh, 1.0f, m.vp);
-    for (int idx = threadIdx.x; idx < LIN_CHUNK * ld; idx += blockDim.x) {
+    linFill(m.gp, LIN_CHUNK * ld, [&](int idx) {
         const int t = idx / ld;
         const int e = idx - t * ld;
-        m.gp[idx] = (t < c.n && e <= dh) ? gbuf[((c.row0 + t) * H + c.head) * (i64)(dh + 1) + e] : 0.0f;
-    }
+        return (t < c.n && e <= dh) ? gbuf[((c.row0 + t) * H + c.head) * (i64)(dh + 1) + e] : 0.0f;
+    });
     __syncthreads();
     linScores(m, c, f, tc.cross);
     __syncthreads();
     const int rg = threadIdx.x >> 4;
     const int cl = threadIdx.x & 15;
     // dv_s = sum_t a_ts g_t (rows s, reduction over t), then + dS^T phi(k_s) below
-    float acc[4][LIN_NJ];
+    float acc[4][NJ];
     linZeroAcc(acc);
-    linGemm<LIN_NJ>(m.sc, 1, LIN_SLD, m.gp, ld, 1, LIN_CHUNK, nj, acc);
+    linGemm<NJ>(m.sc, 1, LIN_SLD, m.gp, ld, 1, LIN_CHUNK, nj, acc);
     __syncthreads();
     // in-chunk: dk_s = sum_t sc[s][t] q_t
     linScoreGradients(m, c, f, dh, tc.cross);
-    for (int idx = threadIdx.x; idx < LIN_CHUNK * f; idx += blockDim.x) {
-        const int s = idx / f;
-        const int i = idx - s * f;
-        float sum = 0.0f;
-        for (int t = s; t < LIN_CHUNK; t++) sum = fmaf(m.sc[s * LIN_SLD + t], m.xq[t * (f + 1) + i], sum);
-        m.dx[idx] = sum;
-    }
+    linScoreProduct(m, m.sc, 1, LIN_SLD, m.xq, f);
     // later chunks: dphi(k_s) = dS V'_s through J^T, dv_s += dS^T phi(k_s)
     if (c.chunk < c.nC - 1) {
         const float* dS = linStateOf(const_cast<float*>(states), c, E, dh, c.chunk);
@@ -590,14 +670,14 @@ __device__ void linearAttentionChunkBackwardKV_impl(const A* q, const A* k, cons
             linLoadStateTile(dS, a0, E, dh, m.st);
             linFeatureTile(m, m.xk, f, a0, E);
             __syncthreads();
-            linGemm<LIN_NJ>(m.ft, LIN_SLD, 1, m.st, ld, 1, min(LIN_FTILE, E - a0), nj, acc);
+            linGemm<NJ>(m.ft, LIN_SLD, 1, m.st, ld, 1, min(LIN_FTILE, E - a0), nj, acc);
             float dp[4][4];
             linZeroAcc<4>(dp);
             linGemm<4>(m.vp, 1, ld, m.st, 1, ld, dh + 1, 4, dp);  // rows s, columns a: sum_e V'[s][e] dS[a][e]
             __syncthreads();
             linStoreTile(dp, m.ft);
             __syncthreads();
-            linFeatureBackwardTile(m, m.xk, m.ft, f, a0, E);
+            linFeatureBackwardTile(m, m.xk, m.ft, f, a0, E, tc);
         }
     }
     __syncthreads();
@@ -608,10 +688,20 @@ __device__ void linearAttentionChunkBackwardKV_impl(const A* q, const A* k, cons
         if (s >= c.n) continue;
         A* o = dv + (c.row0 + s) * H * (i64)dh + (i64)c.head * dh;
 #pragma unroll
-        for (int j = 0; j < LIN_NJ; j++) {
+        for (int j = 0; j < NJ; j++) {
             const int e = cl + 16 * j;
             if (e < dh) o[e] = fromF<A>(toF(o[e]) + acc[i][j]);
         }
+    }
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionChunkBackwardKV_impl(const A* q, const A* k, const A* v, const float* gbuf,
+                                                    const float* states, A* dk, A* dv, int L, int H, int f, int dh) {
+    if (linStrips(dh) <= 5) {
+        linChunkBackwardKVBody<5, A>(q, k, v, gbuf, states, dk, dv, L, H, f, dh);
+    } else {
+        linChunkBackwardKVBody<LIN_NJ, A>(q, k, v, gbuf, states, dk, dv, L, H, f, dh);
     }
 }
 
