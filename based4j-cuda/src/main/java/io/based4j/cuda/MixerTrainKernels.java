@@ -29,19 +29,21 @@ import static io.based4j.cuda.Kernels.require;
  *     <td>{@code du2 += dout silu(c)}, {@code du1 += } the taps' transpose over dc (recomputed from c)</td></tr>
  * <tr><td>baseConvTrainBackwardTaps</td><td>ceil(inner / 32) x 256 (32 channels x 8 row groups)</td>
  *     <td>{@code dtaps += sum_t dc_t u1_{t-(k-1)+j}}, partial sums added in group order</td></tr>
- * <tr><td>linearAttentionTrainForward</td><td>(batch, H, tiles) x 256, dynamic shared memory</td>
- *     <td>recurrent: per (sequence, head, tile of dt value columns) the state tile {@code S [E][dt]} and z in
- *     shared memory, token by token {@code S += phi(k) v^T; z += phi(k); y = phi(q).S / (phi(q).z + eps)}</td></tr>
- * <tr><td>linearAttentionTrainBackwardDots</td><td>as the forward</td>
- *     <td>the forward recurrence again; per token the tile's part of {@code dout . y} into the scratch</td></tr>
- * <tr><td>linearAttentionTrainBackwardQ</td><td>as the forward</td>
- *     <td>the forward recurrence again; {@code D = phi(q).z + eps}, {@code r = -dout.y / D}, {@code g = dout / D};
- *     the tile's part of {@code dq = J^T (S g + z r)} into the scratch</td></tr>
- * <tr><td>linearAttentionTrainBackwardKV</td><td>as the forward</td>
- *     <td>reverse scan of {@code dS = sum_{t>=s} phi(q_t) g_t^T}, {@code dz = sum_{t>=s} phi(q_t) r_t}:
- *     {@code dv += dS^T phi(k)} (complete per tile), the tile's part of {@code dk = J^T (dS v + dz)}</td></tr>
- * <tr><td>linearAttentionTrainBackwardReduce</td><td>elementwise over N x H f</td>
- *     <td>{@code dq, dk += } the tiles' parts, in tile order</td></tr>
+ * <tr><td>linearAttentionChunkStates</td><td>(chunks, H, batch) x 256, dynamic shared memory</td>
+ *     <td>per chunk of 64 tokens {@code U_c = phi(K_c)^T [V_c, 1]} ({@code [E, dh + 1]}: S's and z's part) into the
+ *     scratch, phi formed on chip 64 features at a time</td></tr>
+ * <tr><td>linearAttentionScan</td><td>elementwise over batch x H x E x (dh + 1)</td>
+ *     <td>exclusive prefix (forward) or suffix (backward) sums of the chunk states over the chunks, in place</td></tr>
+ * <tr><td>linearAttentionChunkForward</td><td>as the chunk states</td>
+ *     <td>{@code [num | den] = phi(Q_c) S_c + A_c [V_c, 1]} with the in-chunk scores
+ *     {@code A_ts = 1 + s + s^2/2} (causal, no feature map), {@code y = num / (den + eps)}</td></tr>
+ * <tr><td>linearAttentionChunkBackwardQ</td><td>as the chunk states</td>
+ *     <td>the forward again; {@code D = den + eps}, {@code g = dout / D}, {@code r = -dout.y / D} kept as
+ *     {@code G' = [g, r]} in the scratch; {@code dq += J^T (S_c G') + } the in-chunk score gradients; the chunk's
+ *     state replaced by {@code W_c = phi(Q_c)^T G'_c}</td></tr>
+ * <tr><td>linearAttentionChunkBackwardKV</td><td>as the chunk states</td>
+ *     <td>after the suffix scan of W ({@code dS_c}): {@code dv += A_c^T g + dS_c^T phi(k)},
+ *     {@code dk += J^T (dS_c [v, 1]) + } the in-chunk score gradients</td></tr>
  * <tr><td>attentionTrainForward</td><td>(ceil(seqLen / 16), H, batch) x 128</td>
  *     <td>4 warps x 4 queries, lanes over the head dims; keys in shared tiles of 32 (rotated k, v); online
  *     softmax; {@code out} and {@code lse = max + log sum}</td></tr>
@@ -54,22 +56,23 @@ import static io.based4j.cuda.Kernels.require;
  * </table>
  *
  * <h2>Memory</h2>
- * Nothing is {@code L x L}. Linear attention keeps nothing besides its output and recomputes its states in the
- * backward (three recurrences: the per-token {@code dout . y} needs every value column before dq and dk can be
- * formed, and a tile of columns is all one block holds); its backward takes a float32 scratch of
- * {@link #linearAttentionBackwardScratchBytes} (linear in N), either given by the caller or owned by this instance
- * (allocated on first use, grown when a larger pass comes, freed by {@link #close}). Attention keeps one float32
- * log-sum-exp per (token, head). Shared memory per block: at most 33 KiB for attention (head dim at most
- * {@value #ATTENTION_MAX_HEAD_DIM}), {@link #linearSharedBytes} for linear attention (the tile dt is chosen so that
- * it stays within 48 KiB where it can: 46 KiB at f = 32, dt = 16; 21 KiB at f = 16, dt = 32).
+ * Nothing is {@code L x L}. Linear attention keeps nothing besides its output. It runs in the chunked form: one
+ * block per (chunk of 64 tokens, head, sequence), products of float32 tiles in shared memory, the states of the
+ * chunks ({@code [E, dh + 1]} float32 each) in global memory: {@code batch H ceil(seqLen / 64) E (dh + 1)} floats,
+ * linear in N (1.25 MiB per sequence and head at seqLen 2048, f 16, dh 64; 160 MiB for batch 8 x 16 heads). The
+ * forward keeps them in the scratch this instance owns; the backward recomputes them and takes a float32 scratch of
+ * {@link #linearAttentionBackwardScratchBytes} (the states plus {@code [g, r]} per row and head), either given by
+ * the caller or owned by this instance (allocated on first use, grown when a larger pass comes, freed by
+ * {@link #close}). Attention keeps one float32 log-sum-exp per (token, head). Shared memory per block: at most
+ * 33 KiB for attention (head dim at most {@value #ATTENTION_MAX_HEAD_DIM}), {@link #linearSharedBytes} for linear
+ * attention (108 KiB at f = 16, dh = 64; 161 KiB at f = 32, dh = 112).
  *
  * <h2>What a faster version would change</h2>
- * These kernels aim at exactness, not speed. Linear attention would run in the chunked form on tensor cores: the
- * in-chunk scores {@code 1 + s + s^2/2} as one {@code C x C} product per chunk, the state updates as
- * {@code [E, C] x [C, dh]} products, one state per chunk held in global memory so that the dot, dq and dk/dv passes
- * merge into one forward and one reverse pass. Attention would take query tiles of 64-128 on tensor cores (mma
- * over bf16 tiles instead of warp dot products), a rotary table in shared memory instead of double-precision
- * sin/cos, and dk/dv with dq accumulated by atomics in one kernel (FlashAttention-2's backward).
+ * The linear-attention tiles are float32 products on the CUDA cores; on tensor cores (bf16 operands, float32
+ * accumulation) the state and output products would run several times faster, at the price of rounding phi and
+ * the values to bf16. Attention would take query tiles of 64-128 on tensor cores (mma over bf16 tiles instead of
+ * warp dot products), a rotary table in shared memory instead of double-precision sin/cos, and dk/dv with dq
+ * accumulated by atomics in one kernel (FlashAttention-2's backward).
  *
  * <p>An instance shares the {@link Kernels}' argument list: not thread-safe.
  */
@@ -79,10 +82,17 @@ public final class MixerTrainKernels implements AutoCloseable {
     private static final int ATTENTION_THREADS = 128;
     private static final int ATTENTION_ROWS = 16;
     private static final int CONV_TAP_CHANNELS = 32;
+    /** The largest linear-attention head dim: dh + 1 columns (values and the normaliser) in 8 strips of 16. */
+    public static final int LINEAR_MAX_HEAD_DIM = 127;
+    /** Tokens per chunk of the linear-attention kernels (LIN_CHUNK of train_linear.cuh). */
+    static final int LINEAR_CHUNK = 64;
     private static final int LINEAR_THREADS = 256;
     private static final int DEFAULT_SHARED = 48 * 1024;
-    /** The most dynamic shared memory a linear-attention block may take (fits sm_80 and sm_90 opt-in limits). */
-    private static final int LINEAR_MAX_SHARED = 96 * 1024;
+    /**
+     * The most dynamic shared memory a linear-attention block may take: the opt-in limit of sm_90 (227 KiB). sm_80
+     * offers 163 KiB, enough for feature dims up to 32 at any head dim (164,684 bytes at f 32, dh 112 to 127).
+     */
+    private static final int LINEAR_MAX_SHARED = 227 * 1024;
     private static final int MAX_GRID_YZ = 65535;
 
     private final Kernels k;
@@ -142,52 +152,59 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     // ------------------------------------------------------------------------------------------------ linear attention
 
-    /** Floats of dynamic shared memory of the linear-attention kernels (mirrors linearTrainSmemFloats). */
-    static int linearSharedFloats(int f, int dt) {
+    /** Floats of dynamic shared memory of the linear-attention kernels (mirrors linChunkSmemFloats). */
+    static int linearSharedFloats(int f, int dh) {
         int e = 1 + f + f * (f + 1) / 2;
-        return e * dt + 4 * e + 2 * dt + 2 * f + LINEAR_THREADS + 4;
+        int ld = linearRowStride(dh);
+        return 2 * LINEAR_CHUNK * (f + 1) + 3 * LINEAR_CHUNK * ld + 2 * LINEAR_CHUNK * (LINEAR_CHUNK + 1)
+                + LINEAR_CHUNK * f + 2 * LINEAR_CHUNK + 3 * e;
     }
 
-    /** Value columns per block: 32, halved (down to 8) for a small head or while the block needs more than 48 KiB. */
-    static int linearTile(int f, int dh) {
-        int dt = dh <= 8 ? 8 : dh <= 16 ? 16 : 32;
-        while (dt > 8 && 4L * linearSharedFloats(f, dt) > DEFAULT_SHARED) {
-            dt /= 2;
-        }
-        return dt;
+    /** Row length of the kernels' [chunk, dh + 1] tiles: whole strips of 16 columns, plus one (mirrors linLd). */
+    private static int linearRowStride(int dh) {
+        return (dh + 1 + 15) / 16 * 16 + 1;
     }
 
     /** Bytes of dynamic shared memory one linear-attention block takes for feature dim f and head dim dh. */
     public static int linearSharedBytes(int f, int dh) {
-        return 4 * linearSharedFloats(f, linearTile(f, dh));
+        return 4 * linearSharedFloats(f, dh);
     }
 
-    private static int linearTiles(int f, int dh) {
-        int dt = linearTile(f, dh);
-        return (dh + dt - 1) / dt;
+    /** Chunks of {@link #LINEAR_CHUNK} tokens per sequence (the last one ragged). */
+    static int linearChunks(int seqLen) {
+        return (seqLen + LINEAR_CHUNK - 1) / LINEAR_CHUNK;
+    }
+
+    /** Floats of the chunk states: one {@code [E, dh + 1]} state (S with z as its last column) per chunk. */
+    static long linearStateFloats(int batch, int seqLen, int heads, int featureDim, int headDim) {
+        long e = 1 + featureDim + (long) featureDim * (featureDim + 1) / 2;
+        long perHead = Math.multiplyExact(e, headDim + 1L);
+        return Math.multiplyExact(Math.multiplyExact((long) batch * heads, (long) linearChunks(seqLen)), perHead);
     }
 
     /**
-     * Bytes of float32 scratch {@link #linearAttentionBackward} needs: per (row, head) one {@code dout . y} part per
-     * tile, D, and a part of dq and of dk per tile ({@code f} each): {@code 4 N H (tiles (1 + 2 f) + 1)}.
+     * Bytes of float32 scratch {@link #linearAttentionBackward} needs: the chunk states
+     * ({@code batch H ceil(seqLen / 64) E (dh + 1)} floats, E = 1 + f + f(f+1)/2) and per (row, head) the
+     * gradients of the numerator and denominator {@code [g, r]} ({@code N H (dh + 1)} floats): linear in N.
      */
     public static long linearAttentionBackwardScratchBytes(int batch, int seqLen, int heads, int featureDim,
                                                            int headDim) {
         long cells = Math.multiplyExact(rows(batch, seqLen), (long) heads);
-        long tiles = linearTiles(featureDim, headDim);
-        return Math.multiplyExact(4L * cells, tiles * (1 + 2L * featureDim) + 1);
+        long g = Math.multiplyExact(cells, headDim + 1L);
+        return Math.multiplyExact(4L, Math.addExact(linearStateFloats(batch, seqLen, heads, featureDim, headDim), g));
     }
 
     private int linearLaunchCheck(String op, int batch, int seqLen, int heads, int f, int dh, float eps) {
-        require(batch >= 0 && seqLen >= 0, op + ": batch " + batch + ", seqLen " + seqLen);
+        require(batch >= 0 && batch <= MAX_GRID_YZ && seqLen >= 0, op + ": batch " + batch + " (at most "
+                + MAX_GRID_YZ + "), seqLen " + seqLen);
         require(f >= 1 && f <= 64, op + ": feature dim " + f + " is outside [1, 64]");
-        require(dh >= 1, op + ": head dim " + dh + " must be positive");
+        require(dh >= 1 && dh <= LINEAR_MAX_HEAD_DIM, op + ": head dim " + dh + " is outside [1, "
+                + LINEAR_MAX_HEAD_DIM + "]");
         require(heads >= 1 && heads <= MAX_GRID_YZ, op + ": " + heads + " heads (1 to " + MAX_GRID_YZ + ")");
         require(eps >= 0 && Float.isFinite(eps), op + ": eps " + eps + " must be finite and >= 0");
         int shared = linearSharedBytes(f, dh);
-        require(shared <= LINEAR_MAX_SHARED, op + ": feature dim " + f + " needs " + shared
+        require(shared <= LINEAR_MAX_SHARED, op + ": feature dim " + f + " and head dim " + dh + " need " + shared
                 + " bytes of shared memory per block, more than " + LINEAR_MAX_SHARED);
-        require(linearTiles(f, dh) <= MAX_GRID_YZ, op + ": head dim " + dh + " is too large");
         return shared;
     }
 
@@ -199,9 +216,29 @@ public final class MixerTrainKernels implements AutoCloseable {
         return fn;
     }
 
+    /** Chunk states of k and v, then their exclusive prefix sums over the chunks (in place). */
+    private void linearStates(Precision p, long k, long v, long states, int batch, int seqLen, int heads,
+                              int featureDim, int headDim, int shared) {
+        this.k.args.reset().ptr(k).ptr(v).ptr(states).i32(seqLen).i32(heads).i32(featureDim).i32(headDim);
+        this.k.launch(linearFunction("linearAttentionChunkStates", p, shared), linearChunks(seqLen), heads, batch,
+                LINEAR_THREADS, shared);
+        linearScan(p, states, batch, seqLen, heads, featureDim, headDim, false);
+    }
+
+    /** Exclusive scan of the chunk states over the chunks: prefix sums, or suffix sums when reverse. */
+    private void linearScan(Precision p, long states, int batch, int seqLen, int heads, int featureDim, int headDim,
+                            boolean reverse) {
+        int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+        int perHead = e * (headDim + 1);
+        long count = (long) batch * heads * perHead;
+        this.k.args.reset().ptr(states).i64(count).i32(linearChunks(seqLen)).i32(perHead).i32(reverse ? 1 : 0);
+        this.k.elementwise(this.k.function("linearAttentionScan", p), count);
+    }
+
     /**
      * Taylor linear attention forward ({@code LinearAttentionOps.forward}): q, k A {@code [N, H f]}, v A
-     * {@code [N, H dh]}; writes out A {@code [N, H dh]}. Keeps nothing else.
+     * {@code [N, H dh]}; writes out A {@code [N, H dh]}. Keeps nothing else; the chunk states live in the scratch
+     * owned by this instance (allocated on first use, grown when a larger pass comes).
      */
     public void linearAttentionForward(Precision p, long q, long k, long v, long out, int batch, int seqLen,
                                        int heads, int featureDim, int headDim, float eps) {
@@ -209,10 +246,12 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
-        long fn = linearFunction("linearAttentionTrainForward", p, shared);
-        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
-                .f32(eps).i32(linearTile(featureDim, headDim));
-        this.k.launch(fn, batch, heads, linearTiles(featureDim, headDim), LINEAR_THREADS, shared);
+        long states = ownedScratch(4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim));
+        linearStates(p, k, v, states, batch, seqLen, heads, featureDim, headDim, shared);
+        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(states).ptr(out).i32(seqLen).i32(heads).i32(featureDim)
+                .i32(headDim).f32(eps);
+        this.k.launch(linearFunction("linearAttentionChunkForward", p, shared), linearChunks(seqLen), heads, batch,
+                LINEAR_THREADS, shared);
     }
 
     /**
@@ -240,33 +279,22 @@ public final class MixerTrainKernels implements AutoCloseable {
                                         int batch, int seqLen, int heads, int featureDim, int headDim, float eps,
                                         long scratch) {
         int shared = linearLaunchCheck("linearAttentionBackward", batch, seqLen, heads, featureDim, headDim, eps);
-        long n = rows(batch, seqLen);
-        if (n == 0) {
+        if (rows(batch, seqLen) == 0) {
             return;
         }
-        int dt = linearTile(featureDim, headDim);
-        int tiles = linearTiles(featureDim, headDim);
-        long cells = n * heads;
-        long dots = scratch;
-        long denominators = dots + 4L * tiles * cells;
-        long dqPart = denominators + 4L * cells;
-        long dkPart = dqPart + 4L * tiles * cells * featureDim;
-
-        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(dots).i32(seqLen).i32(heads).i32(featureDim)
-                .i32(headDim).f32(eps).i32(dt);
-        this.k.launch(linearFunction("linearAttentionTrainBackwardDots", p, shared), batch, heads, tiles,
+        long states = scratch;
+        long g = states + 4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim);
+        int chunks = linearChunks(seqLen);
+        linearStates(p, k, v, states, batch, seqLen, heads, featureDim, headDim, shared);
+        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(states).ptr(g).ptr(dq).i32(seqLen).i32(heads)
+                .i32(featureDim).i32(headDim).f32(eps);
+        this.k.launch(linearFunction("linearAttentionChunkBackwardQ", p, shared), chunks, heads, batch,
                 LINEAR_THREADS, shared);
-        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(dots).ptr(denominators).ptr(dqPart).i32(seqLen)
-                .i32(heads).i32(featureDim).i32(headDim).f32(eps).i32(dt);
-        this.k.launch(linearFunction("linearAttentionTrainBackwardQ", p, shared), batch, heads, tiles,
+        linearScan(p, states, batch, seqLen, heads, featureDim, headDim, true);
+        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(g).ptr(states).ptr(dk).ptr(dv).i32(seqLen).i32(heads)
+                .i32(featureDim).i32(headDim);
+        this.k.launch(linearFunction("linearAttentionChunkBackwardKV", p, shared), chunks, heads, batch,
                 LINEAR_THREADS, shared);
-        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(dots).ptr(denominators).ptr(dkPart).ptr(dv)
-                .i32(seqLen).i32(heads).i32(featureDim).i32(headDim).i32(dt);
-        this.k.launch(linearFunction("linearAttentionTrainBackwardKV", p, shared), batch, heads, tiles,
-                LINEAR_THREADS, shared);
-        long count = cells * featureDim;
-        this.k.args.reset().ptr(dqPart).ptr(dkPart).ptr(dq).ptr(dk).i64(count).i32(tiles);
-        this.k.elementwise(this.k.function("linearAttentionTrainBackwardReduce", p), count);
     }
 
     private long ownedScratch(long bytes) {

@@ -15,25 +15,28 @@ import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The Taylor linear-attention training kernels of {@link MixerTrainKernels} against
- * {@link LinearAttentionOps#forward} and {@link LinearAttentionOps#backward} in float64 (chunk 64, so sequences of
- * 130 tokens span three chunks, the last ragged), in both precisions: feature dims 16 and 32 (E = 153 and 561),
- * head dims 64 and 112 (112 is not a multiple of the column tile), sequences of 1, 37 and 130 tokens, 2 or 3 per
- * batch, 1 or 2 heads.
+ * {@link LinearAttentionOps#forward} and {@link LinearAttentionOps#backward} in float64 (both chunked by 64, so
+ * sequences of 130 tokens span three chunks, the last ragged), in both precisions: feature dims 8, 16 and 32
+ * (E = 45, 153 and 561), head dims 64, 112 (not a multiple of 16) and 127 (the largest), sequences of 1, 5, 37, 129
+ * and 130 tokens, 1 to 3 per batch, 1 or 2 heads.
  *
  * <p>The inputs are the values the GPU holds; gradients start from random values (the kernels add into them).
- * Tolerances are normwise, against the largest element of the result: the GPU's recurrences add up to L + E + 40
- * float32 terms in a chain (L tokens into the state, E features into a dot, the tiles and the feature map's
- * transpose), so each result errs by about (L + E + 40) u of the sum of |terms| (u = 2^-24, at most 4.4e-5 here).
+ * Tolerances are normwise, against the largest element of the result. The GPU sums in float32, in chains of at most
+ * L + E + 40 terms: an in-chunk sum runs over at most 64 tokens, a state element over the 64 tokens of a chunk and
+ * then over the L / 64 chunks before it, a product with a state over E features, and the gradients add the value
+ * columns (dh + 1 at most 128 here, split into 16-column strips summed by a butterfly) and the feature map's
+ * transpose; so each result errs by about (L + E + 40) u of the sum of |terms| (u = 2^-24, at most 4.4e-5 here).
  * With q and k of unit variance the scores 1 + s + s^2/2 are positive and of order one, and the sums of |terms|
  * stay within a factor of about 10 of the largest result for the output; the gradients also sum through
- * {@code dS} and {@code J^T} with cancellation, allowed a further factor 4. In bf16 all arithmetic is float32 too:
- * only the stored results are rounded, by at most {@link Near#U_BF16} of the largest value.
+ * {@code dS} and {@code J^T} with cancellation, allowed a further factor 4. In bf16 all arithmetic is float32 too
+ * (the inputs are widened, nothing is rounded to bf16 before it is stored): only the stored results are rounded, by
+ * at most {@link Near#U_BF16} of the largest value.
  */
 @GpuTest
 class LinearAttentionTrainKernelsTest {
     /** batch, seqLen, heads, featureDim, headDim. */
-    private static final int[][] CASES = {{2, 1, 2, 16, 64}, {3, 37, 2, 32, 112}, {2, 130, 1, 16, 112},
-        {2, 130, 2, 32, 64}};
+    private static final int[][] CASES = {{2, 1, 2, 16, 64}, {2, 5, 1, 16, 64}, {3, 37, 2, 32, 112},
+        {2, 130, 1, 16, 112}, {2, 130, 2, 32, 64}, {1, 129, 1, 8, 127}};
     private static final double EPS = 1e-6;
     private static final int CHUNK = LinearAttentionOps.DEFAULT_CHUNK;
 

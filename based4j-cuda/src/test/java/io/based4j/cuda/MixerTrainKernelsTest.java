@@ -8,26 +8,30 @@ import org.junit.jupiter.api.Test;
 /** The launch arithmetic of {@link MixerTrainKernels} that needs no GPU: tiles, shared memory and scratch sizes. */
 class MixerTrainKernelsTest {
     @Test
-    void linearAttentionBlocksStayWithinTheDefaultSharedMemory() {
-        // 48 KiB needs no opt-in on any GPU; the brief's limit for the mixers is 96 KiB
+    void linearAttentionBlocksFitTheSharedMemoryOfTheSupportedGpus() {
+        // sm_80 lets a block opt in to 163 KiB (166,912 bytes), sm_90 to 227 KiB: feature dims up to 32 fit both
         for (int f : new int[] {1, 8, 16, 24, 32}) {
-            for (int dh : new int[] {1, 16, 64, 112, 128, 256}) {
+            for (int dh : new int[] {1, 16, 64, 112, MixerTrainKernels.LINEAR_MAX_HEAD_DIM}) {
                 int bytes = MixerTrainKernels.linearSharedBytes(f, dh);
-                assertTrue(bytes <= 48 * 1024, "f " + f + ", dh " + dh + ": " + bytes + " bytes");
+                assertTrue(bytes <= 166_912, "f " + f + ", dh " + dh + ": " + bytes + " bytes");
             }
         }
-        assertEquals(32, MixerTrainKernels.linearTile(16, 112), "f 16 keeps 32 columns per block");
-        assertEquals(16, MixerTrainKernels.linearTile(32, 112), "f 32 halves the tile to stay within 48 KiB");
-        assertEquals(4 * (561 * 16 + 4 * 561 + 2 * 16 + 2 * 32 + 256 + 4), MixerTrainKernels.linearSharedBytes(32, 64));
+        // f 32 (E 561), dh 64 (rows of 81 floats): q and k rows, V', G' and a state tile, scores and a feature
+        // tile of 64 x 65, dx, D and r, the feature table
+        assertEquals(4 * (2 * 64 * 33 + 3 * 64 * 81 + 2 * 64 * 65 + 64 * 32 + 2 * 64 + 3 * 561),
+                MixerTrainKernels.linearSharedBytes(32, 64));
     }
 
     @Test
     void linearAttentionScratchIsLinearInTheTokens() {
-        // f 16, dh 112: 4 tiles of 32 columns; per (row, head): 4 dots, D, and 4 x 16 floats each of dq and dk
-        long one = MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 130, 3, 16, 112);
-        assertEquals(4L * 2 * 130 * 3 * (4 * (1 + 2 * 16) + 1), one);
-        assertEquals(2 * one, MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 260, 3, 16, 112));
+        // f 16 (E 153), dh 112, seqLen 128: 2 chunks of 64 per sequence, each an [E, dh + 1] state, and [g, r] per row and head
+        long one = MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 128, 3, 16, 112);
+        assertEquals(4L * (2 * 3 * 2 * 153 * 113 + 2 * 128 * 3 * 113), one);
+        assertEquals(2 * one, MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 256, 3, 16, 112));
         assertEquals(0, MixerTrainKernels.linearAttentionBackwardScratchBytes(0, 130, 3, 16, 112));
+        // a ragged last chunk takes a whole state
+        assertEquals(4L * (2 * 3 * 3 * 153 * 113 + 2 * 130 * 3 * 113),
+                MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 130, 3, 16, 112));
     }
 
     @Test
@@ -40,6 +44,9 @@ class MixerTrainKernelsTest {
         e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
                 () -> mk.linearAttentionForward(Precision.F32, 0, 0, 0, 0, 1, 4, 2, 65, 64, 1e-6f));
         assertEquals("linearAttentionForward: feature dim 65 is outside [1, 64]", e.getMessage());
+        e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> mk.linearAttentionBackward(Precision.F32, 0, 0, 0, 0, 0, 0, 0, 1, 4, 2, 16, 128, 1e-6f));
+        assertEquals("linearAttentionBackward: head dim 128 is outside [1, 127]", e.getMessage());
         e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
                 () -> mk.baseConvForward(Precision.F32, 0, 0, 0, 0, 1, 4, 8, 0));
         assertEquals("baseConvForward: kernel 0 must be at least 1", e.getMessage());

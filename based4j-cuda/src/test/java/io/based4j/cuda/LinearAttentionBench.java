@@ -1,0 +1,84 @@
+package io.based4j.cuda;
+
+import java.util.SplittableRandom;
+
+/**
+ * Times the Taylor linear-attention training kernels of {@link MixerTrainKernels} on GPU 0 with CUDA events: the
+ * forward and the backward at batch 8, 16 heads, feature dim 16, head dim 64, sequences of 2048 and 8192 tokens, in
+ * both precisions (or the ones named as arguments: {@code f32}, {@code bf16}). Prints milliseconds per call, the mean
+ * of {@value #REPS} calls after one warm-up call.
+ *
+ * <p>Run from the test jar (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}):
+ * {@code java -cp based4j-cuda/target/classes:based4j-cuda/target/test-classes:<dependencies>
+ * io.based4j.cuda.LinearAttentionBench [f32|bf16]...}.
+ */
+public final class LinearAttentionBench {
+    private static final int BATCH = 8;
+    private static final int HEADS = 16;
+    private static final int FEATURE_DIM = 16;
+    private static final int HEAD_DIM = 64;
+    private static final int[] SEQ_LENS = {2048, 8192};
+    private static final int REPS = 10;
+    private static final float EPS = 1e-6f;
+
+    private LinearAttentionBench() {
+    }
+
+    public static void main(String[] args) {
+        Precision[] precisions = args.length == 0 ? Precision.values() : new Precision[args.length];
+        for (int i = 0; i < args.length; i++) {
+            precisions[i] = switch (args[i]) {
+                case "f32" -> Precision.F32;
+                case "bf16" -> Precision.BF16;
+                default -> throw new IllegalArgumentException("precision '" + args[i] + "' is neither f32 nor bf16");
+            };
+        }
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            for (Precision p : precisions) {
+                for (int len : SEQ_LENS) {
+                    time(rig, mk, p, len);
+                }
+            }
+        }
+    }
+
+    private static void time(KernelRig rig, MixerTrainKernels mk, Precision p, int len) {
+        SplittableRandom r = new SplittableRandom(1);
+        int n = BATCH * len;
+        long q = rig.values(p, Near.gaussian(r, n * HEADS * FEATURE_DIM, 1));
+        long k = rig.values(p, Near.gaussian(r, n * HEADS * FEATURE_DIM, 1));
+        long v = rig.values(p, Near.gaussian(r, n * HEADS * HEAD_DIM, 1));
+        long dout = rig.values(p, Near.gaussian(r, n * HEADS * HEAD_DIM, 1));
+        long out = rig.zeros((long) n * HEADS * HEAD_DIM * p.bytes());
+        long dq = rig.zeros((long) n * HEADS * FEATURE_DIM * p.bytes());
+        long dk = rig.zeros((long) n * HEADS * FEATURE_DIM * p.bytes());
+        long dv = rig.zeros((long) n * HEADS * HEAD_DIM * p.bytes());
+        double forward = millis(rig, () -> mk.linearAttentionForward(p, q, k, v, out, BATCH, len, HEADS, FEATURE_DIM,
+                HEAD_DIM, EPS));
+        double backward = millis(rig, () -> mk.linearAttentionBackward(p, q, k, v, dout, dq, dk, dv, BATCH, len,
+                HEADS, FEATURE_DIM, HEAD_DIM, EPS));
+        System.out.printf("linear attention %s batch %d, seqLen %d, heads %d, f %d, dh %d: forward %.3f ms, "
+                + "backward %.3f ms%n", p.suffix(), BATCH, len, HEADS, FEATURE_DIM, HEAD_DIM, forward, backward);
+    }
+
+    /** Mean milliseconds of REPS calls of {@code call} between two events on the rig's stream, after a warm-up. */
+    private static double millis(KernelRig rig, Runnable call) {
+        CudaDriver cu = rig.cu;
+        call.run();
+        cu.synchronize(rig.stream);
+        long start = cu.createEvent();
+        long end = cu.createEvent();
+        try {
+            cu.record(start, rig.stream);
+            for (int i = 0; i < REPS; i++) {
+                call.run();
+            }
+            cu.record(end, rig.stream);
+            cu.synchronizeEvent(end);
+            return cu.elapsedMillis(start, end) / REPS;
+        } finally {
+            cu.destroyEvent(start);
+            cu.destroyEvent(end);
+        }
+    }
+}
