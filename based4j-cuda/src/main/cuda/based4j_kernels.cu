@@ -597,4 +597,5 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_adamw.cuh"
 #include "train_conv.cuh"
 #include "train_linear.cuh"
+#include "train_linear_recurrent.cuh"
 #include "train_attention.cuh"

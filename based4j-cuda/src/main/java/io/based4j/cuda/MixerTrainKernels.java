@@ -82,7 +82,10 @@ public final class MixerTrainKernels implements AutoCloseable {
     private static final int ATTENTION_THREADS = 128;
     private static final int ATTENTION_ROWS = 16;
     private static final int CONV_TAP_CHANNELS = 32;
-    /** The largest linear-attention head dim: dh + 1 columns (values and the normaliser) in 8 strips of 16. */
+    /**
+     * The largest linear-attention head dim of the chunked kernels: dh + 1 columns (values and the normaliser) in 8
+     * strips of 16. Wider heads run the recurrent kernels ({@link RecurrentLinearTrain}).
+     */
     public static final int LINEAR_MAX_HEAD_DIM = 127;
     /** Tokens per chunk of the linear-attention kernels (LIN_CHUNK of train_linear.cuh). */
     static final int LINEAR_CHUNK = 64;
@@ -96,12 +99,14 @@ public final class MixerTrainKernels implements AutoCloseable {
     private static final int MAX_GRID_YZ = 65535;
 
     private final Kernels k;
+    private final RecurrentLinearTrain recurrent;
     private long ownedScratch;
     private long ownedScratchBytes;
 
     /** Launches on the stream of {@code kernels}. */
     public MixerTrainKernels(Kernels kernels) {
         this.k = kernels;
+        this.recurrent = new RecurrentLinearTrain(kernels);
     }
 
     private static long rows(int batch, int seqLen) {
@@ -189,6 +194,9 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     public static long linearAttentionBackwardScratchBytes(int batch, int seqLen, int heads, int featureDim,
                                                            int headDim) {
+        if (headDim > LINEAR_MAX_HEAD_DIM) {
+            return RecurrentLinearTrain.backwardScratchBytes(rows(batch, seqLen), heads, featureDim, headDim);
+        }
         long cells = Math.multiplyExact(rows(batch, seqLen), (long) heads);
         long g = Math.multiplyExact(cells, headDim + 1L);
         return Math.multiplyExact(4L, Math.addExact(linearStateFloats(batch, seqLen, heads, featureDim, headDim), g));
@@ -198,10 +206,12 @@ public final class MixerTrainKernels implements AutoCloseable {
         require(batch >= 0 && batch <= MAX_GRID_YZ && seqLen >= 0, op + ": batch " + batch + " (at most "
                 + MAX_GRID_YZ + "), seqLen " + seqLen);
         require(f >= 1 && f <= 64, op + ": feature dim " + f + " is outside [1, 64]");
-        require(dh >= 1 && dh <= LINEAR_MAX_HEAD_DIM, op + ": head dim " + dh + " is outside [1, "
-                + LINEAR_MAX_HEAD_DIM + "]");
+        require(dh >= 1, op + ": head dim " + dh + " must be positive");
         require(heads >= 1 && heads <= MAX_GRID_YZ, op + ": " + heads + " heads (1 to " + MAX_GRID_YZ + ")");
         require(eps >= 0 && Float.isFinite(eps), op + ": eps " + eps + " must be finite and >= 0");
+        if (dh > LINEAR_MAX_HEAD_DIM) {
+            return 0; // the recurrent kernels check their own needs
+        }
         int shared = linearSharedBytes(f, dh);
         require(shared <= LINEAR_MAX_SHARED, op + ": feature dim " + f + " and head dim " + dh + " need " + shared
                 + " bytes of shared memory per block, more than " + LINEAR_MAX_SHARED);
@@ -246,6 +256,10 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
+        if (headDim > LINEAR_MAX_HEAD_DIM) {
+            recurrent.forward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps);
+            return;
+        }
         long states = ownedScratch(4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim));
         linearStates(p, k, v, states, batch, seqLen, heads, featureDim, headDim, shared);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(states).ptr(out).i32(seqLen).i32(heads).i32(featureDim)
@@ -280,6 +294,10 @@ public final class MixerTrainKernels implements AutoCloseable {
                                         long scratch) {
         int shared = linearLaunchCheck("linearAttentionBackward", batch, seqLen, heads, featureDim, headDim, eps);
         if (rows(batch, seqLen) == 0) {
+            return;
+        }
+        if (headDim > LINEAR_MAX_HEAD_DIM) {
+            recurrent.backward(p, q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps, scratch);
             return;
         }
         long states = scratch;

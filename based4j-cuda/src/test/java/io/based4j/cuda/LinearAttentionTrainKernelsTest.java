@@ -17,8 +17,10 @@ import org.junit.jupiter.params.provider.EnumSource;
  * The Taylor linear-attention training kernels of {@link MixerTrainKernels} against
  * {@link LinearAttentionOps#forward} and {@link LinearAttentionOps#backward} in float64 (both chunked by 64, so
  * sequences of 130 tokens span three chunks, the last ragged), in both precisions: feature dims 8, 16 and 32
- * (E = 45, 153 and 561), head dims 64, 112 (not a multiple of 16) and 127 (the largest), sequences of 1, 5, 37, 129
- * and 130 tokens, 1 to 3 per batch, 1 or 2 heads.
+ * (E = 45, 153 and 561), head dims 64, 112 (not a multiple of 16) and 127 (the largest the chunked kernels take),
+ * and 128 (a one-head MQAR model of width 128: the recurrent kernels, whose sums run token by token in chains of at
+ * most L + E terms, within the same bound), sequences of 1, 5, 37, 70, 129 and 130 tokens, 1 to 3 per batch, 1 or 2
+ * heads.
  *
  * <p>The inputs are the values the GPU holds; gradients start from random values (the kernels add into them).
  * Tolerances are normwise, against the largest element of the result. The GPU sums in float32, in chains of at most
@@ -36,7 +38,7 @@ import org.junit.jupiter.params.provider.EnumSource;
 class LinearAttentionTrainKernelsTest {
     /** batch, seqLen, heads, featureDim, headDim. */
     private static final int[][] CASES = {{2, 1, 2, 16, 64}, {2, 5, 1, 16, 64}, {3, 37, 2, 32, 112},
-        {2, 130, 1, 16, 112}, {2, 130, 2, 32, 64}, {1, 129, 1, 8, 127}};
+        {2, 130, 1, 16, 112}, {2, 130, 2, 32, 64}, {1, 129, 1, 8, 127}, {2, 70, 1, 16, 128}};
     private static final double EPS = 1e-6;
     private static final int CHUNK = LinearAttentionOps.DEFAULT_CHUNK;
 
