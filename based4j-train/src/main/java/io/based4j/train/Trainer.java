@@ -196,9 +196,6 @@ public final class Trainer {
         int seqLen = cfg.seqLen();
         int batch = cfg.batchSize();
         LrSchedule schedule = cfg.schedule();
-        int[] windows = new int[batch * sampler.windowTokens()];
-        int[] ids = new int[batch * seqLen];
-        int[] targets = new int[batch * seqLen];
         double scale = 1.0 / ((double) batch * seqLen * cfg.gradAccum());
         Progress progress = new Progress(out, terminal, cfg.steps());
         List<Double> losses = new ArrayList<>();
@@ -206,58 +203,59 @@ public final class Trainer {
         Path lastCheckpoint = null;
         long t0 = System.nanoTime();
         long tokens = 0;
-        for (long step = start; step < end; step++) {
-            model.zeroGrad();
-            double lossSum = 0;
-            for (int micro = 0; micro < cfg.gradAccum(); micro++) {
-                sampler.batch(step * cfg.gradAccum() + micro, batch, windows);
-                split(windows, batch, seqLen, ids, targets);
-                lossSum += model.forward(ids, targets, batch, seqLen, true, scale).lossSum();
-            }
-            double loss = lossSum * scale;
-            double lr = schedule.lr(step);
-            double gradNorm = opt.update(lr);
-            losses.add(loss);
-            tokens += cfg.tokensPerStep();
-            long done = step + 1;
-            double seconds = (System.nanoTime() - t0) / 1e9;
-            double tokPerS = tokens / seconds;
-            if (done % cfg.logInterval() == 0 || done == end || done == start + 1) {
-                Map<String, Object> m = new LinkedHashMap<>();
-                m.put("step", done);
-                m.put("loss", loss);
-                m.put("lr", lr);
-                m.put("grad_norm", gradNorm);
-                m.put("tokens", done * cfg.tokensPerStep());
-                m.put("tokens_per_s", tokPerS);
-                metrics.append(m);
-                progress.update(done, String.format(Locale.ROOT, "loss %.4f lr %.2e gnorm %.3f %,.0f tok/s", loss, lr,
-                        gradNorm, tokPerS), (end - done) * seconds / (done - start));
-            }
-            if (val != null && cfg.evalInterval() > 0 && (done % cfg.evalInterval() == 0 || done == cfg.steps())) {
-                valLoss = evaluate(model, val);
-                Map<String, Object> m = new LinkedHashMap<>();
-                m.put("step", done);
-                m.put("val_loss", valLoss);
-                m.put("val_ppl", Math.exp(valLoss));
-                metrics.append(m);
-                progress.message(String.format(Locale.ROOT, "update %d: validation loss %.4f, perplexity %.2f", done,
-                        valLoss, Math.exp(valLoss)));
-            }
-            if (done == cfg.steps() || (cfg.checkpointInterval() > 0 && done % cfg.checkpointInterval() == 0)) {
-                lastCheckpoint = dir.checkpoints().resolve(Checkpoint.name(done));
-                Map<String, Object> facts = new LinkedHashMap<>();
-                facts.put("step", done);
-                facts.put("tokens", done * cfg.tokensPerStep());
-                facts.put("loss", loss);
-                if (valLoss != null) {
-                    facts.put("val_loss", valLoss);
+        try (BatchPrefetcher batches = new BatchPrefetcher(sampler, batch, seqLen)) {
+            for (long step = start; step < end; step++) {
+                model.zeroGrad();
+                double lossSum = 0;
+                for (int micro = 0; micro < cfg.gradAccum(); micro++) {
+                    BatchPrefetcher.Batch mb = batches.next(step * cfg.gradAccum() + micro);
+                    lossSum += model.forward(mb.ids(), mb.targets(), batch, seqLen, true, scale).lossSum();
                 }
-                facts.put("backend", backend.name());
-                facts.put("precision", backend.precisionName());
-                facts.putAll(runFacts);
-                Checkpoint.write(lastCheckpoint, model, opt, facts);
-                progress.message("update " + done + ": checkpoint " + lastCheckpoint);
+                double loss = lossSum * scale;
+                double lr = schedule.lr(step);
+                double gradNorm = opt.update(lr);
+                losses.add(loss);
+                tokens += cfg.tokensPerStep();
+                long done = step + 1;
+                double seconds = (System.nanoTime() - t0) / 1e9;
+                double tokPerS = tokens / seconds;
+                if (done % cfg.logInterval() == 0 || done == end || done == start + 1) {
+                    Map<String, Object> m = new LinkedHashMap<>();
+                    m.put("step", done);
+                    m.put("loss", loss);
+                    m.put("lr", lr);
+                    m.put("grad_norm", gradNorm);
+                    m.put("tokens", done * cfg.tokensPerStep());
+                    m.put("tokens_per_s", tokPerS);
+                    metrics.append(m);
+                    progress.update(done, String.format(Locale.ROOT, "loss %.4f lr %.2e gnorm %.3f %,.0f tok/s", loss,
+                            lr, gradNorm, tokPerS), (end - done) * seconds / (done - start));
+                }
+                if (val != null && cfg.evalInterval() > 0 && (done % cfg.evalInterval() == 0 || done == cfg.steps())) {
+                    valLoss = evaluate(model, val);
+                    Map<String, Object> m = new LinkedHashMap<>();
+                    m.put("step", done);
+                    m.put("val_loss", valLoss);
+                    m.put("val_ppl", Math.exp(valLoss));
+                    metrics.append(m);
+                    progress.message(String.format(Locale.ROOT, "update %d: validation loss %.4f, perplexity %.2f",
+                            done, valLoss, Math.exp(valLoss)));
+                }
+                if (done == cfg.steps() || (cfg.checkpointInterval() > 0 && done % cfg.checkpointInterval() == 0)) {
+                    lastCheckpoint = dir.checkpoints().resolve(Checkpoint.name(done));
+                    Map<String, Object> facts = new LinkedHashMap<>();
+                    facts.put("step", done);
+                    facts.put("tokens", done * cfg.tokensPerStep());
+                    facts.put("loss", loss);
+                    if (valLoss != null) {
+                        facts.put("val_loss", valLoss);
+                    }
+                    facts.put("backend", backend.name());
+                    facts.put("precision", backend.precisionName());
+                    facts.putAll(runFacts);
+                    Checkpoint.write(lastCheckpoint, model, opt, facts);
+                    progress.message("update " + done + ": checkpoint " + lastCheckpoint);
+                }
             }
         }
         progress.finish();
