@@ -66,37 +66,47 @@ __device__ void baseConvTrainBackwardInput_impl(const A* u, const W* taps, const
 
 #define CONV_TAP_CHANNELS 32
 #define CONV_TAP_GROUPS 8
+#define CONV_TAP_MAX_K 8
 
 /**
- * dtaps[ch, j] += sum over all rows of dc_t u1_{t-(k-1)+j} (inside the row's sequence). Grid ceil(inner / 32),
- * block 256 = 32 channels (lanes, so loads are coalesced) x 8 row groups; per tap, thread (group g, channel) sums
- * rows g, g + 8, .. in order, then the 8 partial sums are added in group order: deterministic, no atomics.
+ * The parts of dtaps[ch, j] = sum over all rows of dc_t u1_{t-(k-1)+j} (inside the row's sequence). Grid
+ * (ceil(inner / 32), parts): block (bx, p) takes rows [p R, (p + 1) R); 256 threads = 32 channels (lanes, so loads
+ * are coalesced) x 8 row groups; thread (group g, channel) sums its rows g, g + 8, .. in order for every tap at
+ * once (k <= CONV_TAP_MAX_K), then the 8 group sums are added in group order into partial[p][ch][j];
+ * rmsNormWeightGrad adds the parts in part order into dtaps: deterministic, no atomics.
  */
 template <typename W, typename A>
-__device__ void baseConvTrainBackwardTaps_impl(const A* u, const A* convOut, const A* dout, float* dtaps, int L,
-                                               i64 n, int inner, int k) {
-    __shared__ float part[CONV_TAP_GROUPS][CONV_TAP_CHANNELS];
+__device__ void baseConvTrainBackwardTaps_impl(const A* u, const A* convOut, const A* dout, float* partial, int L,
+                                               i64 n, int inner, int k, int rowsPerPart) {
+    __shared__ float part[CONV_TAP_GROUPS][CONV_TAP_CHANNELS * CONV_TAP_MAX_K];
     const int lane = threadIdx.x % CONV_TAP_CHANNELS;
     const int group = threadIdx.x / CONV_TAP_CHANNELS;
     const int ch = blockIdx.x * CONV_TAP_CHANNELS + lane;
     const i64 width = 2 * (i64)inner;
-    for (int j = 0; j < k; j++) {
-        float s = 0.0f;
-        if (ch < inner) {
-            for (i64 row = group; row < n; row += CONV_TAP_GROUPS) {
-                const int t = (int)(row % L);
-                if (t - (k - 1) + j < 0) continue;
-                s += convGradC(u, convOut, dout, row, ch, inner) * toF(u[(row - (k - 1) + j) * width + ch]);
+    const i64 first = (i64)blockIdx.y * rowsPerPart;
+    const i64 last = first + rowsPerPart < n ? first + rowsPerPart : n;
+    float s[CONV_TAP_MAX_K];
+#pragma unroll
+    for (int j = 0; j < CONV_TAP_MAX_K; j++) s[j] = 0.0f;
+    if (ch < inner) {
+        for (i64 row = first + group; row < last; row += CONV_TAP_GROUPS) {
+            const int t = (int)(row % L);
+            const float dc = convGradC(u, convOut, dout, row, ch, inner);
+#pragma unroll
+            for (int j = 0; j < CONV_TAP_MAX_K; j++) {
+                if (j < k && t - (k - 1) + j >= 0) s[j] += dc * toF(u[(row - (k - 1) + j) * width + ch]);
             }
         }
-        part[group][lane] = s;
-        __syncthreads();
-        if (group == 0 && ch < inner) {
+    }
+#pragma unroll
+    for (int j = 0; j < CONV_TAP_MAX_K; j++) part[group][lane * CONV_TAP_MAX_K + j] = s[j];
+    __syncthreads();
+    if (group == 0 && ch < inner) {
+        for (int j = 0; j < k; j++) {
             float total = 0.0f;
-            for (int g = 0; g < CONV_TAP_GROUPS; g++) total += part[g][lane];
-            dtaps[(i64)ch * k + j] += total;
+            for (int g = 0; g < CONV_TAP_GROUPS; g++) total += part[g][lane * CONV_TAP_MAX_K + j];
+            partial[((i64)blockIdx.y * inner + ch) * k + j] = total;
         }
-        __syncthreads();  // part is rewritten for the next tap
     }
 }
 
@@ -109,5 +119,6 @@ B4J_KERNEL(baseConvTrainBackwardInput, 256,
            (const A* u, const W* taps, const A* convOut, const A* dout, A* du, int L, long long n, int inner, int k),
            (u, taps, convOut, dout, du, L, n, inner, k))
 B4J_KERNEL(baseConvTrainBackwardTaps, 256,
-           (const A* u, const A* convOut, const A* dout, float* dtaps, int L, long long n, int inner, int k),
-           (u, convOut, dout, dtaps, L, n, inner, k))
+           (const A* u, const A* convOut, const A* dout, float* partial, int L, long long n, int inner, int k,
+            int rowsPerPart),
+           (u, convOut, dout, partial, L, n, inner, k, rowsPerPart))

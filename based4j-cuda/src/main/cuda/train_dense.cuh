@@ -111,6 +111,24 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
+// ------------------------------------------------------------------------------------------------ column sums
+
+/**
+ * Partial column sums of x [n, m] (a bias gradient, colsum(dout)): block (bx, p) sums columns bx*256 .. of rows
+ * [p R, (p + 1) R) in row order into partial[p * m + j]; rmsNormWeightGrad then adds the parts, in part order, into
+ * the float32 gradient. Deterministic, no atomics; reads of a row are coalesced across the block.
+ */
+template <typename W, typename A>
+__device__ void columnSumPartial_impl(const A* x, float* partial, int n, int m, int rowsPerPart) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= m) return;
+    const i64 first = (i64)blockIdx.y * rowsPerPart;
+    const i64 last = first + rowsPerPart < n ? first + rowsPerPart : n;
+    float s = 0.0f;
+    for (i64 row = first; row < last; row++) s += toF(x[row * m + j]);
+    partial[(i64)blockIdx.y * m + j] = s;
+}
+
 // ------------------------------------------------------------------------------------------------ SwiGLU
 
 /**
@@ -141,4 +159,6 @@ B4J_KERNEL(rmsNormBackward, 256,
            (const float* x, const W* weight, const float* rstd, const float* dout, float* dx, float* partial, int n,
             int d, int rowsPerBlock),
            (x, weight, rstd, dout, dx, partial, n, d, rowsPerBlock))
+B4J_KERNEL(columnSumPartial, 256, (const A* x, float* partial, int n, int m, int rowsPerPart),
+           (x, partial, n, m, rowsPerPart))
 B4J_KERNEL(swigluBackward, 256, (const A* a, const float* dout, float* da, int n, int h), (a, dout, da, n, h))

@@ -1109,7 +1109,10 @@ public final class CudaBackend implements TrainingBackend {
             blas.gemm(Cublas.OP_N, Cublas.OP_T, k, m, n, 1f, read(xb, precision, 0), type, k, gp, type, m, 1f,
                     dwb.ptr, cublasType(dwb.type), k, Cublas.COMPUTE_32F);
         }
-        if (dbb != null) {
+        if (dbb != null && dbb.type == Precision.F32) {
+            // db [m] += colsum(dout [n, m]): parts of rows summed in order (a product with ones runs a slow path)
+            train.columnSum(precision, gp, dbb.ptr, scratch.slot(3, TrainKernels.columnSumScratchBytes(n, m)), n, m);
+        } else if (dbb != null) {
             // db [m, 1] += dout^T [m, n] ones [n, 1] (column-major)
             blas.gemm(Cublas.OP_N, Cublas.OP_N, m, 1, n, 1f, gp, type, m, scratch.ones(precision, n, kernels), type, n,
                     1f, dbb.ptr, cublasType(dbb.type), m, Cublas.COMPUTE_32F);

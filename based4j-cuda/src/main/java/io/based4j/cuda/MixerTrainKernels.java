@@ -27,8 +27,9 @@ import static io.based4j.cuda.Kernels.require;
  *     <td>{@code c = conv(u1)} kept in convOut, {@code out = silu(c) u2}</td></tr>
  * <tr><td>baseConvTrainBackwardInput</td><td>elementwise over N x inner</td>
  *     <td>{@code du2 += dout silu(c)}, {@code du1 += } the taps' transpose over dc (recomputed from c)</td></tr>
- * <tr><td>baseConvTrainBackwardTaps</td><td>ceil(inner / 32) x 256 (32 channels x 8 row groups)</td>
- *     <td>{@code dtaps += sum_t dc_t u1_{t-(k-1)+j}}, partial sums added in group order</td></tr>
+ * <tr><td>baseConvTrainBackwardTaps</td><td>(ceil(inner / 32), parts) x 256 (32 channels x 8 row groups)</td>
+ *     <td>per part of rows {@code sum_t dc_t u1_{t-(k-1)+j}} for every tap, group sums in order; then
+ *     rmsNormWeightGrad_f32 adds the parts in order into dtaps</td></tr>
  * <tr><td>linearAttentionChunkStates</td><td>(chunks, H, batch) x 256, dynamic shared memory</td>
  *     <td>per chunk of 64 tokens {@code U_c = phi(K_c)^T [V_c, 1]} ({@code [E, dh + 1]}: S's and z's part) into the
  *     scratch, phi formed on chip 64 features at a time</td></tr>
@@ -82,6 +83,8 @@ public final class MixerTrainKernels implements AutoCloseable {
     private static final int ATTENTION_THREADS = 128;
     private static final int ATTENTION_ROWS = 16;
     private static final int CONV_TAP_CHANNELS = 32;
+    /** Taps the tap gradient keeps per thread (CONV_TAP_MAX_K in train_conv.cuh). */
+    static final int CONV_TAP_MAX_KERNEL = 8;
     /**
      * The largest linear-attention head dim of the chunked kernels: dh + 1 columns (values and the normaliser) in 8
      * strips of 16. Wider heads run the recurrent kernels ({@link RecurrentLinearTrain}).
@@ -118,7 +121,13 @@ public final class MixerTrainKernels implements AutoCloseable {
     private static void checkConv(String op, int batch, int seqLen, int inner, int kernel) {
         require(batch >= 0 && seqLen >= 0 && inner >= 0, op + ": batch " + batch + ", seqLen " + seqLen + ", inner "
                 + inner + " must not be negative");
-        require(kernel >= 1, op + ": kernel " + kernel + " must be at least 1");
+        require(kernel >= 1 && kernel <= CONV_TAP_MAX_KERNEL, op + ": kernel " + kernel + " is outside [1, "
+                + CONV_TAP_MAX_KERNEL + "]");
+    }
+
+    /** Rows one part of the tap gradient sums: enough parts to fill the GPU, at least 64 rows each. */
+    static int convTapRowsPerPart(long n) {
+        return (int) Math.max(64, (n + 255) / 256);
     }
 
     /**
@@ -150,9 +159,15 @@ public final class MixerTrainKernels implements AutoCloseable {
         }
         k.args.reset().ptr(u).ptr(taps).ptr(convOut).ptr(dout).ptr(du).i32(seqLen).i64(n).i32(inner).i32(kernel);
         k.elementwise(k.function("baseConvTrainBackwardInput", p), n * inner);
-        k.args.reset().ptr(u).ptr(convOut).ptr(dout).ptr(dtaps).i32(seqLen).i64(n).i32(inner).i32(kernel);
-        k.launch(k.function("baseConvTrainBackwardTaps", p), (inner + CONV_TAP_CHANNELS - 1) / CONV_TAP_CHANNELS, 1,
-                1, Kernels.THREADS, 0);
+        int rows = convTapRowsPerPart(n);
+        int parts = (int) ((n + rows - 1) / rows);
+        long partial = ownedScratch(4L * parts * inner * kernel);
+        k.args.reset().ptr(u).ptr(convOut).ptr(dout).ptr(partial).i32(seqLen).i64(n).i32(inner).i32(kernel)
+                .i32(rows);
+        k.launch(k.function("baseConvTrainBackwardTaps", p), (inner + CONV_TAP_CHANNELS - 1) / CONV_TAP_CHANNELS,
+                parts, 1, Kernels.THREADS, 0);
+        k.args.reset().ptr(partial).ptr(dtaps).i32(parts).i32(inner * kernel);
+        k.elementwise(k.function("rmsNormWeightGrad_f32"), (long) inner * kernel);
     }
 
     // ------------------------------------------------------------------------------------------------ linear attention

@@ -196,6 +196,35 @@ public final class TrainKernels {
         k.elementwise(k.function("rmsNormWeightGrad_f32"), d);
     }
 
+    /** Rows one part of {@link #columnSum} sums: enough parts to fill the GPU, at least 64 rows each. */
+    static int columnSumRowsPerPart(int n) {
+        return Math.max(64, (n + 127) / 128);
+    }
+
+    /** Bytes of scratch {@link #columnSum} needs for {@code n x m}. */
+    public static long columnSumScratchBytes(int n, int m) {
+        int rows = columnSumRowsPerPart(n);
+        return 4L * ((n + rows - 1) / rows) * m;
+    }
+
+    /**
+     * {@code out += colsum(x)}: x A {@code [n, m]}, out F32 {@code [m]} (a bias gradient), in two launches (parts of
+     * rows, then the parts in order), deterministic; partial: {@link #columnSumScratchBytes} of scratch.
+     */
+    public void columnSum(Precision p, long x, long out, long partial, int n, int m) {
+        require(n >= 0 && m >= 0, "columnSum: n " + n + ", m " + m);
+        if ((long) n * m == 0) {
+            return;
+        }
+        int rows = columnSumRowsPerPart(n);
+        int parts = (n + rows - 1) / rows;
+        k.args.reset().ptr(x).ptr(partial).i32(n).i32(m).i32(rows);
+        k.launch(k.function("columnSumPartial", p), (m + Kernels.THREADS - 1) / Kernels.THREADS, parts, 1,
+                Kernels.THREADS, 0);
+        k.args.reset().ptr(partial).ptr(out).i32(parts).i32(m);
+        k.elementwise(k.function("rmsNormWeightGrad_f32"), m);
+    }
+
     // ------------------------------------------------------------------------------------------------ SwiGLU
 
     /**
