@@ -102,9 +102,9 @@ final class BenchTrainCommand implements Callable<Integer> {
             List<Map<String, Object>> rows = new ArrayList<>();
             for (Shape s : shapes) {
                 double flopsPerToken = flopsPerToken(s.config(), s.seqLen());
-                Progress.note(String.format(Locale.ROOT, "%s, %d x %d tokens: about %s per step at the measured rate",
-                        s.name(), s.batch(), s.seqLen(), io.based4j.train.Progress.duration(
-                                flopsPerToken * s.tokens() / peak)));
+                Progress.note(String.format(Locale.ROOT, "%s, %d x %d tokens: %.1f ms of matrix products per step at"
+                        + " the measured rate (%d steps)", s.name(), s.batch(), s.seqLen(),
+                        1e3 * flopsPerToken * s.tokens() / peak, warmup + steps));
                 rows.add(measure(backend, s, flopsPerToken, peak));
             }
             print(out, backend.name(), peak, rows);
