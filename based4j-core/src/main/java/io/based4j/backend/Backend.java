@@ -146,6 +146,15 @@ public interface Backend extends AutoCloseable {
         }
     }
 
+    /**
+     * Tokens that a sequence's pieces fed in separate forward calls should be multiples of (all but the last) for
+     * the results to equal, bit for bit, those of feeding it in one call: the chunk length of a kernel that sums
+     * chunk by chunk from the start of each call. 1 where any split gives the same numbers.
+     */
+    default int exactSplit() {
+        return 1;
+    }
+
     /** Records and replays whole forward calls (CUDA graphs); null where the backend has nothing of the kind. */
     default StepGraphs graphs() {
         return null;

@@ -29,8 +29,13 @@ public final class Generator {
     public Generator(BasedModel model, Gpt2Tokenizer tokenizer) {
         this.model = model;
         this.tokenizer = tokenizer;
+        this.eosId = eosId(model, tokenizer);
+    }
+
+    /** The end-of-text token: the model's {@code eos_token_id}, else the tokenizer's. */
+    public static int eosId(BasedModel model, Gpt2Tokenizer tokenizer) {
         Object eos = model.config().raw().get("eos_token_id");
-        this.eosId = eos instanceof Long l ? l.intValue() : tokenizer.eosId();
+        return eos instanceof Long l ? l.intValue() : tokenizer.eosId();
     }
 
     public List<GenerationResult> generate(List<GenerationRequest> requests, Listener listener) {

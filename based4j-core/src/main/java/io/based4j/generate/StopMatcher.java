@@ -6,21 +6,21 @@ import java.util.List;
  * Streams text while watching for stop strings: text that could still turn out to be the start of a stop string
  * is held back, and once a stop string appears, everything from it on is dropped.
  */
-final class StopMatcher {
+public final class StopMatcher {
     private final List<String> stops;
     private final StringBuilder pending = new StringBuilder();
     private boolean stopped;
 
-    StopMatcher(List<String> stops) {
+    public StopMatcher(List<String> stops) {
         this.stops = stops.stream().filter(s -> !s.isEmpty()).toList();
     }
 
-    boolean stopped() {
+    public boolean stopped() {
         return stopped;
     }
 
     /** Adds decoded text; returns what can be released now. */
-    String accept(String text) {
+    public String accept(String text) {
         if (stopped) {
             return "";
         }
@@ -53,7 +53,7 @@ final class StopMatcher {
     }
 
     /** Releases whatever is still held back (the text ended without a stop string). */
-    String finish() {
+    public String finish() {
         String out = stopped ? "" : pending.toString();
         pending.setLength(0);
         return out;

@@ -54,6 +54,12 @@ public final class CpuBackend extends HeapBackend {
         return state;
     }
 
+    /** Linear attention sums chunk by chunk from the start of each call. */
+    @Override
+    public int exactSplit() {
+        return LINEAR_CHUNK;
+    }
+
     @Override
     int linearStateFeatures(MixerConfig.LinearAttention cfg) {
         return cfg.expandedDim();

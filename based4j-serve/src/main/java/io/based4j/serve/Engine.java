@@ -1,0 +1,428 @@
+package io.based4j.serve;
+
+import io.based4j.backend.Backend;
+import io.based4j.generate.GenerationRequest;
+import io.based4j.generate.GenerationResult;
+import io.based4j.generate.Generator;
+import io.based4j.model.BasedModel;
+import io.based4j.model.Session;
+import io.based4j.sampling.Sampler;
+import io.based4j.tokenizer.Gpt2Tokenizer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * Generates for many requests at once with continuous batching. Requests wait in a bounded queue; one engine thread
+ * runs steps, and each step
+ * <ol>
+ *   <li>drops cancelled requests, freeing their slots;</li>
+ *   <li>admits waiting requests into free slots of one session (the slot's state reset);</li>
+ *   <li>runs one forward call carrying a decode token for every sequence whose prompt is done and, in what is left
+ *       of the step's token budget, the next pieces of the prompts still being fed, so that a long prompt never
+ *       stalls the running streams;</li>
+ *   <li>samples the next token of every sequence whose prompt is done, streams its text to the request's listener,
+ *       and retires the sequences that end (end-of-text unless ignored, a stop string, max tokens).</li>
+ * </ol>
+ *
+ * <p>Every request gets exactly the tokens a solo {@link Generator#generate} of it gives when the backend computes
+ * each sequence independently of the others in its call (the CPU backend does): a request's sampler is its own,
+ * seeded from its parameters, and prompt pieces fed in separate steps are multiples of {@link Backend#exactSplit()}
+ * tokens, so they are summed as a prompt fed in one call is. (On the CPU backend, bit-for-bit agreement holds once
+ * the JIT has compiled its Vector API kernels, as it does between two solo runs: the interpreted forms sum a
+ * vector's lanes in another order.)
+ *
+ * <p>The engine does not own the model or the tokenizer: close the engine first, then the model.
+ */
+public final class Engine implements AutoCloseable {
+    private final BasedModel model;
+    private final Backend backend;
+    private final Gpt2Tokenizer tokenizer;
+    private final EngineOptions options;
+    private final int eosId;
+    private final int vocab;
+    /** Prompt pieces that leave part of a prompt for a later step are multiples of this. */
+    private final int split;
+    private final Session session;
+    private final ArrayBlockingQueue<Sequence> queue;
+    /** Sequences by slot (null: free), and in order of admission; touched by the engine thread only. */
+    private final Sequence[] slots;
+    private final List<Sequence> running = new ArrayList<>();
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition work = lock.newCondition();
+    private final AtomicLong nextId = new AtomicLong();
+    private final Thread thread;
+    private volatile boolean closed;
+
+    // counters, written by the engine thread only
+    private volatile int runningCount;
+    private volatile long steps;
+    private volatile long promptTokens;
+    private volatile long tokensGenerated;
+    private volatile long finished;
+    private volatile long cancelled;
+    private volatile long failed;
+
+    /**
+     * An engine over a loaded model. Its session (state for {@code maxSequences} sequences of
+     * {@code maxTokensPerSequence} tokens, activations for {@code tokensPerStep} tokens) is checked against the
+     * backend's memory before it is allocated.
+     *
+     * @throws IllegalArgumentException when a step's budget cannot carry a decode token for every other sequence
+     *                                  and a prompt piece of the backend's exact split
+     */
+    public Engine(BasedModel model, Gpt2Tokenizer tokenizer, EngineOptions options) {
+        this.model = Objects.requireNonNull(model, "model");
+        this.backend = model.backend();
+        this.tokenizer = Objects.requireNonNull(tokenizer, "tokenizer");
+        this.options = Objects.requireNonNull(options, "options");
+        this.eosId = Generator.eosId(model, tokenizer);
+        this.vocab = model.config().vocabSize();
+        this.split = Math.max(1, backend.exactSplit());
+        int need = options.maxSequences() - 1 + split;
+        if (options.tokensPerStep() < need) {
+            throw new IllegalArgumentException("tokens per step must be at least " + need + " for "
+                    + options.maxSequences() + " sequences on the " + backend.name() + " backend (a decode token for"
+                    + " each of the other " + (options.maxSequences() - 1) + " sequences and a prompt piece of "
+                    + split + " tokens), got " + options.tokensPerStep());
+        }
+        this.session = model.newSession(options.maxSequences(), options.maxTokensPerSequence(),
+                options.tokensPerStep());
+        this.queue = new ArrayBlockingQueue<>(options.queueCapacity());
+        this.slots = new Sequence[options.maxSequences()];
+        this.thread = Thread.ofPlatform().name("based4j-engine").daemon(true).unstarted(this::loop);
+        thread.start();
+    }
+
+    public EngineOptions options() {
+        return options;
+    }
+
+    /**
+     * Queues a request; {@code listener} receives its text as it is generated. Returns at once.
+     *
+     * @throws IllegalArgumentException when the request can never run here (its prompt and max tokens over the
+     *                                  engine's tokens per sequence, a token outside the vocabulary)
+     * @throws QueueFullException when the queue already holds its capacity of waiting requests
+     * @throws IllegalStateException when the engine is closed
+     */
+    public RequestHandle submit(GenerationRequest request, StreamListener listener) {
+        Objects.requireNonNull(request, "request");
+        Objects.requireNonNull(listener, "listener");
+        check(request);
+        RequestHandle handle = new RequestHandle(nextId.getAndIncrement(), this::wake);
+        Sequence s = new Sequence(handle, request, listener, tokenizer);
+        lock.lock();
+        try {
+            if (closed) {
+                throw new IllegalStateException("the engine is closed");
+            }
+            if (!queue.offer(s)) {
+                throw new QueueFullException(options.queueCapacity());
+            }
+            work.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        return handle;
+    }
+
+    private void check(GenerationRequest request) {
+        int[] prompt = request.promptIds();
+        long total = (long) prompt.length + request.maxNewTokens();
+        if (total > options.maxTokensPerSequence()) {
+            throw new IllegalArgumentException("the prompt of " + prompt.length + " tokens and max tokens "
+                    + request.maxNewTokens() + " need " + total + " tokens, over this engine's limit of "
+                    + options.maxTokensPerSequence() + " tokens per sequence");
+        }
+        for (int i = 0; i < prompt.length; i++) {
+            if (prompt[i] < 0 || prompt[i] >= vocab) {
+                throw new IllegalArgumentException("the prompt holds token " + prompt[i] + " at position " + i
+                        + ", outside this model's vocabulary of " + vocab + " tokens");
+            }
+        }
+    }
+
+    /** Whether {@link #close()} was called (or the engine stopped on an error): submits are refused. */
+    public boolean isClosed() {
+        return closed;
+    }
+
+    /** The engine's load and counters now. */
+    public EngineMetrics metrics() {
+        return new EngineMetrics(queue.size(), runningCount, slots.length, steps, promptTokens, tokensGenerated,
+                finished, cancelled, failed);
+    }
+
+    private void wake() {
+        lock.lock();
+        try {
+            work.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    // ------------------------------------------------------------------ the engine thread
+
+    private void loop() {
+        try {
+            while (awaitWork()) {
+                step();
+            }
+        } catch (RuntimeException | Error e) {
+            lock.lock();
+            try {
+                closed = true; // nothing would run what is submitted from now on
+            } finally {
+                lock.unlock();
+            }
+            for (Sequence s : List.copyOf(running)) {
+                fail(s, e);
+            }
+            throw e;
+        } finally {
+            String closedFirst = "the engine was closed before the request finished";
+            for (Sequence s : List.copyOf(running)) {
+                fail(s, new IllegalStateException(closedFirst));
+            }
+            for (Sequence s; (s = queue.poll()) != null; ) {
+                fail(s, new IllegalStateException(closedFirst));
+            }
+            session.close();
+        }
+    }
+
+    /** Waits until there is something to do; false once the engine is closed. */
+    private boolean awaitWork() {
+        lock.lock();
+        try {
+            while (!closed && queue.isEmpty() && running.isEmpty()) {
+                work.awaitUninterruptibly();
+            }
+            return !closed;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void step() {
+        for (Sequence s : queue) {
+            if (s.handle.cancelRequested() && queue.remove(s)) {
+                cancel(s, null);
+            }
+        }
+        for (Sequence s : List.copyOf(running)) {
+            if (s.handle.cancelRequested()) {
+                cancel(s, null);
+            }
+        }
+        admit();
+        if (running.isEmpty()) {
+            return;
+        }
+        // decode tokens first, then prompt pieces in order of admission within what is left of the budget
+        List<Sequence> members = new ArrayList<>();
+        List<Integer> lengths = new ArrayList<>();
+        int budget = options.tokensPerStep();
+        for (Sequence s : running) {
+            if (!s.prefilling()) {
+                members.add(s);
+                lengths.add(1);
+                budget--;
+            }
+        }
+        for (Sequence s : running) {
+            if (s.prefilling() && budget > 0) {
+                int take = Math.min(s.promptLeft(), budget);
+                if (take < s.promptLeft()) {
+                    take -= take % split;
+                }
+                if (take > 0) {
+                    members.add(s);
+                    lengths.add(take);
+                    budget -= take;
+                }
+            }
+        }
+        int n = members.size();
+        int[] callSlots = new int[n];
+        int[] callLengths = new int[n];
+        int[] packed = new int[options.tokensPerStep() - budget];
+        List<Sequence> sampled = new ArrayList<>();
+        List<Integer> rows = new ArrayList<>();
+        int fedPrompt = 0;
+        for (int i = 0, at = 0; i < n; i++) {
+            Sequence s = members.get(i);
+            callSlots[i] = s.slot;
+            callLengths[i] = lengths.get(i);
+            if (s.prefilling()) {
+                s.feedPrompt(packed, at, callLengths[i]);
+                fedPrompt += callLengths[i];
+            } else {
+                packed[at] = s.next;
+            }
+            at += callLengths[i];
+            if (!s.prefilling()) { // a decode token, or the prompt's last piece: its last logits choose a token
+                sampled.add(s);
+                rows.add(i);
+            }
+        }
+        steps++;
+        promptTokens += fedPrompt;
+        int[] ids;
+        try {
+            Backend.Buffer logits = model.forward(session, session.batch(callSlots, callLengths), packed, false,
+                    null);
+            Sampler[] samplers = sampled.stream().map(s -> s.sampler).toArray(Sampler[]::new);
+            ids = backend.sample(logits, rows.stream().mapToInt(Integer::intValue).toArray(), vocab, samplers);
+        } catch (RuntimeException e) {
+            for (Sequence s : members) {
+                fail(s, e);
+            }
+            return;
+        }
+        tokensGenerated += ids.length;
+        for (int j = 0; j < ids.length; j++) {
+            deliver(sampled.get(j), ids[j]);
+        }
+        runningCount = running.size();
+    }
+
+    /** Moves waiting requests into free slots. */
+    private void admit() {
+        for (int slot = 0; slot < slots.length; slot++) {
+            while (slots[slot] == null) {
+                Sequence s = queue.poll();
+                if (s == null) {
+                    runningCount = running.size();
+                    return;
+                }
+                if (s.handle.cancelRequested()) {
+                    cancel(s, null);
+                } else if (s.request.maxNewTokens() == 0) {
+                    complete(s);
+                } else {
+                    session.reset(slot);
+                    s.slot = slot;
+                    slots[slot] = s;
+                    running.add(s);
+                }
+            }
+        }
+        runningCount = running.size();
+    }
+
+    private void deliver(Sequence s, int id) {
+        String piece = s.accept(id, eosId);
+        if (piece != null && !tell(s, () -> s.listener.onToken(id, piece))) {
+            return;
+        }
+        if (s.finished()) {
+            complete(s);
+        }
+    }
+
+    /** Runs a listener call; a listener that throws cancels its request. Returns whether the call went through. */
+    private boolean tell(Sequence s, Runnable call) {
+        try {
+            call.run();
+            return true;
+        } catch (VirtualMachineError e) {
+            throw e;
+        } catch (Throwable e) {
+            cancel(s, e);
+            return false;
+        }
+    }
+
+    private void retire(Sequence s) {
+        if (s.slot >= 0) {
+            slots[s.slot] = null;
+            running.remove(s);
+            s.slot = -1;
+            runningCount = running.size();
+        }
+    }
+
+    private void complete(Sequence s) {
+        String released = s.release();
+        if (!released.isEmpty() && !tell(s, () -> s.listener.onToken(-1, released))) {
+            return;
+        }
+        GenerationResult result = s.result();
+        if (!tell(s, () -> s.listener.onFinish(result))) {
+            return;
+        }
+        retire(s);
+        finished++;
+        s.handle.result().complete(result);
+    }
+
+    /** Ends a request without a result: cancelled by the caller ({@code listenerError} null) or by its listener. */
+    private void cancel(Sequence s, Throwable listenerError) {
+        retire(s);
+        cancelled++;
+        CancellationException e = new CancellationException("request " + s.handle.id() + " was cancelled after "
+                + s.generated() + " generated tokens" + (listenerError == null ? ""
+                : " because its listener threw " + listenerError));
+        if (listenerError != null) {
+            e.initCause(listenerError);
+        }
+        end(s, e, listenerError == null);
+    }
+
+    private void fail(Sequence s, Throwable error) {
+        retire(s);
+        failed++;
+        end(s, error, true);
+    }
+
+    private static void end(Sequence s, Throwable error, boolean tellListener) {
+        s.handle.result().completeExceptionally(error);
+        if (tellListener) {
+            try {
+                s.listener.onError(error);
+            } catch (VirtualMachineError e) {
+                throw e;
+            } catch (Throwable ignored) {
+                // the request has ended already; the listener's failure changes nothing
+            }
+        }
+    }
+
+    /**
+     * Stops the engine: waits for the step under way, then ends every running and waiting request exceptionally
+     * (an {@link IllegalStateException} saying that the engine was closed first), frees the session and lets the
+     * engine thread end. Further submits are refused. Called from a listener, it returns at once and the engine
+     * stops after the current step.
+     */
+    @Override
+    public void close() {
+        lock.lock();
+        try {
+            closed = true;
+            work.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        if (Thread.currentThread() != thread) {
+            boolean interrupted = false;
+            while (thread.isAlive()) {
+                try {
+                    thread.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}
