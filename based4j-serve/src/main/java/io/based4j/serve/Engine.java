@@ -383,17 +383,18 @@ public final class Engine implements AutoCloseable {
         end(s, error, true);
     }
 
+    /** Tells the listener first, then completes the future: whoever waits on the future has seen the listener's. */
     private static void end(Sequence s, Throwable error, boolean tellListener) {
-        s.handle.result().completeExceptionally(error);
         if (tellListener) {
             try {
                 s.listener.onError(error);
             } catch (VirtualMachineError e) {
                 throw e;
             } catch (Throwable ignored) {
-                // the request has ended already; the listener's failure changes nothing
+                // the request is ending anyway; the listener's failure changes nothing
             }
         }
+        s.handle.result().completeExceptionally(error);
     }
 
     /**
