@@ -10,7 +10,7 @@ import picocli.CommandLine.Option;
 @Command(name = "based4j", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "Run BASED linear-attention language models (and attention baselines) on the CPU.",
         subcommands = {GenerateCommand.class, ForwardCommand.class, TokenizeCommand.class, InfoCommand.class,
-                TrainCommand.class, MqarCommand.class, DataCommand.class,
+                TrainCommand.class, MqarCommand.class, DataCommand.class, ServeCommand.class,
                 BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @Option(names = "--debug", scope = CommandLine.ScopeType.INHERIT,

@@ -1,0 +1,283 @@
+package io.based4j.serve;
+
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import io.based4j.generate.GenerationRequest;
+import io.based4j.generate.GenerationResult;
+import io.based4j.json.Json;
+import io.based4j.json.JsonException;
+import io.based4j.tokenizer.Gpt2Tokenizer;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.UUID;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+/**
+ * OpenAI's HTTP API over an {@link Engine}, on the JDK's built-in HTTP server: {@code GET /health},
+ * {@code GET /v1/models} and {@code POST /v1/completions} (whole or streamed as server-sent events). Each exchange
+ * runs on its own virtual thread; the engine's thread only hands streamed text over, so a slow client never holds
+ * up the other sequences. Errors have OpenAI's JSON shape.
+ *
+ * <p>The server does not own the engine: close the server first, then the engine.
+ */
+public final class OpenAiServer implements AutoCloseable {
+    /** Largest request body read, in bytes: a prompt of the longest sequences served is far smaller. */
+    public static final int MAX_BODY_BYTES = 1 << 20;
+    /** Seconds a client told to retry (429) is asked to wait: a request of a loaded engine takes about that long. */
+    static final int RETRY_AFTER_S = 1;
+
+    private final Engine engine;
+    private final Gpt2Tokenizer tokenizer;
+    private final ServerOptions options;
+    private final byte[] keyDigest;
+    private final HttpServer server;
+    private final ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
+    private final long created = System.currentTimeMillis() / 1000;
+
+    /**
+     * Binds the address and starts serving.
+     *
+     * @throws IOException when the address cannot be bound (in use, not an address of this host)
+     */
+    public OpenAiServer(Engine engine, Gpt2Tokenizer tokenizer, ServerOptions options) throws IOException {
+        this.engine = Objects.requireNonNull(engine, "engine");
+        this.tokenizer = Objects.requireNonNull(tokenizer, "tokenizer");
+        this.options = Objects.requireNonNull(options, "options");
+        this.keyDigest = options.apiKey() == null ? null : sha256(options.apiKey());
+        this.server = HttpServer.create(new InetSocketAddress(options.host(), options.port()), 0);
+        server.createContext("/", this::handle);
+        server.setExecutor(executor);
+        server.start();
+    }
+
+    /** The port bound (the one picked when the options asked for 0). */
+    public int port() {
+        return server.getAddress().getPort();
+    }
+
+    /** The address clients reach, as {@code http://HOST:PORT}. */
+    public String url() {
+        String host = options.host().contains(":") ? "[" + options.host() + "]" : options.host();
+        return "http://" + host + ":" + port();
+    }
+
+    /** Stops accepting connections and ends the exchanges under way (their streams are cut). */
+    @Override
+    public void close() {
+        server.stop(0);
+        executor.shutdownNow();
+    }
+
+    // ------------------------------------------------------------------ dispatch
+
+    private void handle(HttpExchange ex) throws IOException {
+        try (ex) {
+            try {
+                route(ex);
+            } catch (ApiException e) {
+                send(ex, e.status(), e.body(), e.status() == 429 ? RETRY_AFTER_S : -1);
+            } catch (IOException e) {
+                // the client went away: nothing to answer
+            } catch (RuntimeException e) {
+                ApiException server = new ApiException(500, "server_error", null, null,
+                        "the server failed on this request: " + e.getMessage());
+                send(ex, 500, server.body(), -1);
+            }
+        }
+    }
+
+    private void route(HttpExchange ex) throws IOException {
+        String path = ex.getRequestURI().getPath();
+        switch (path) {
+            case "/health" -> {
+                method(ex, "GET");
+                send(ex, 200, Map.of("status", "ok"), -1);
+            }
+            case "/v1/models" -> {
+                method(ex, "GET");
+                authorize(ex);
+                send(ex, 200, models(), -1);
+            }
+            case "/v1/completions" -> {
+                method(ex, "POST");
+                authorize(ex);
+                complete(ex);
+            }
+            default -> throw new ApiException(404, "invalid_request_error", null, null,
+                    "no such path: " + ex.getRequestMethod() + " " + path);
+        }
+    }
+
+    private static void method(HttpExchange ex, String allowed) {
+        if (!ex.getRequestMethod().equals(allowed)) {
+            ex.getResponseHeaders().set("Allow", allowed);
+            throw new ApiException(405, "invalid_request_error", null, null, ex.getRequestMethod() + " is not"
+                    + " allowed on " + ex.getRequestURI().getPath() + "; use " + allowed);
+        }
+    }
+
+    /** Checks the bearer token when the server has a key; the digests compare in constant time. */
+    private void authorize(HttpExchange ex) {
+        if (keyDigest == null) {
+            return;
+        }
+        String header = ex.getRequestHeaders().getFirst("Authorization");
+        String token = header != null && header.regionMatches(true, 0, "Bearer ", 0, 7) ? header.substring(7).trim()
+                : "";
+        if (!MessageDigest.isEqual(keyDigest, sha256(token))) {
+            throw new ApiException(401, "invalid_request_error", null, "invalid_api_key",
+                    header == null ? "no API key given: send it as 'Authorization: Bearer KEY'"
+                            : "incorrect API key");
+        }
+    }
+
+    private Map<String, Object> models() {
+        Map<String, Object> model = new LinkedHashMap<>();
+        model.put("id", options.modelId());
+        model.put("object", "model");
+        model.put("created", created);
+        model.put("owned_by", "based4j");
+        return Map.of("object", "list", "data", List.of(model));
+    }
+
+    // ------------------------------------------------------------------ completions
+
+    private void complete(HttpExchange ex) throws IOException {
+        CompletionRequest req = CompletionRequest.parse(body(ex), tokenizer);
+        if (req.model() != null && !req.model().equals(options.modelId())) {
+            throw new ApiException(404, "invalid_request_error", "model", "model_not_found",
+                    "the model '" + req.model() + "' does not exist here; this server has '" + options.modelId()
+                            + "'");
+        }
+        int limit = engine.options().maxTokensPerSequence();
+        if (req.maxTokens() >= limit) {
+            throw ApiException.badRequest("max_tokens", "max_tokens " + req.maxTokens() + " leaves no room for a"
+                    + " prompt in this server's limit of " + limit + " tokens per sequence");
+        }
+        if (req.prompt().length + (long) req.maxTokens() > limit) {
+            throw ApiException.badRequest("prompt", "the prompt of " + req.prompt().length + " tokens and max_tokens "
+                    + req.maxTokens() + " need " + (req.prompt().length + (long) req.maxTokens())
+                    + " tokens, over this server's limit of " + limit + " tokens per sequence");
+        }
+        GenerationRequest generation = new GenerationRequest(req.prompt(), req.maxTokens(), req.sampling(),
+                req.stop(), true);
+        String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
+        long createdAt = System.currentTimeMillis() / 1000;
+        String echo = req.echo() ? tokenizer.decode(req.prompt()) : "";
+        if (req.stream()) {
+            CompletionStream stream = new CompletionStream();
+            RequestHandle handle = submit(generation, stream);
+            stream.send(ex, handle, echo, (text, finish) -> chunk(id, createdAt, text, finish));
+            return;
+        }
+        RequestHandle handle = submit(generation, StreamListener.none());
+        GenerationResult result;
+        try {
+            result = handle.result().join();
+        } catch (RuntimeException e) {
+            Throwable cause = e.getCause() != null ? e.getCause() : e;
+            throw new ApiException(503, "server_error", null, null, "the request did not finish: "
+                    + cause.getMessage());
+        }
+        Map<String, Object> body = chunk(id, createdAt, echo + result.text(), finishReason(result));
+        Map<String, Object> usage = new LinkedHashMap<>();
+        usage.put("prompt_tokens", req.prompt().length);
+        usage.put("completion_tokens", result.tokens().length);
+        usage.put("total_tokens", req.prompt().length + result.tokens().length);
+        body.put("usage", usage);
+        send(ex, 200, body, -1);
+    }
+
+    private RequestHandle submit(GenerationRequest generation, StreamListener listener) {
+        try {
+            return engine.submit(generation, listener);
+        } catch (QueueFullException e) {
+            throw new ApiException(429, "rate_limit_exceeded", null, "rate_limit_exceeded", e.getMessage());
+        } catch (IllegalArgumentException e) {
+            throw ApiException.badRequest("prompt", e.getMessage()); // a token outside the vocabulary
+        } catch (IllegalStateException e) {
+            throw new ApiException(503, "server_error", null, null, e.getMessage());
+        }
+    }
+
+    /** One completion object (a whole answer, or one chunk of a streamed one: then finishReason may be null). */
+    private Map<String, Object> chunk(String id, long createdAt, String text, String finishReason) {
+        Map<String, Object> choice = new LinkedHashMap<>();
+        choice.put("text", text);
+        choice.put("index", 0);
+        choice.put("logprobs", null);
+        choice.put("finish_reason", finishReason);
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("id", id);
+        body.put("object", "text_completion");
+        body.put("created", createdAt);
+        body.put("model", options.modelId());
+        body.put("choices", List.of(choice));
+        return body;
+    }
+
+    static String finishReason(GenerationResult result) {
+        return result.finish() == GenerationResult.Finish.LENGTH ? "length" : "stop";
+    }
+
+    // ------------------------------------------------------------------ bodies
+
+    /** The request body as a JSON object, refused past {@link #MAX_BODY_BYTES} or when it is not UTF-8 JSON. */
+    private static Map<String, Object> body(HttpExchange ex) throws IOException {
+        byte[] bytes;
+        try (InputStream in = ex.getRequestBody()) {
+            bytes = in.readNBytes(MAX_BODY_BYTES + 1);
+        }
+        if (bytes.length > MAX_BODY_BYTES) {
+            throw ApiException.badRequest(null, "the request body is larger than the limit of " + MAX_BODY_BYTES
+                    + " bytes");
+        }
+        String text;
+        ByteBuffer buffer = ByteBuffer.wrap(bytes);
+        try {
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(buffer).toString();
+        } catch (CharacterCodingException e) {
+            throw ApiException.badRequest(null, "the request body is not UTF-8 (bad byte at offset "
+                    + buffer.position() + ")");
+        }
+        try {
+            return Json.parseObject(text, MAX_BODY_BYTES);
+        } catch (JsonException e) {
+            throw ApiException.badRequest(null, "the request body is not a JSON object: " + e.getMessage());
+        }
+    }
+
+    static void send(HttpExchange ex, int status, Map<String, Object> body, int retryAfter) throws IOException {
+        byte[] bytes = Json.write(body).getBytes(StandardCharsets.UTF_8);
+        ex.getResponseHeaders().set("Content-Type", "application/json");
+        if (retryAfter >= 0) {
+            ex.getResponseHeaders().set("Retry-After", String.valueOf(retryAfter));
+        }
+        ex.sendResponseHeaders(status, bytes.length);
+        try (OutputStream out = ex.getResponseBody()) {
+            out.write(bytes);
+        }
+    }
+
+    private static byte[] sha256(String s) {
+        try {
+            return MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8));
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is missing from this Java runtime", e);
+        }
+    }
+}
