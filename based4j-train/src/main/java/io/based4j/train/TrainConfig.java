@@ -1,10 +1,10 @@
 package io.based4j.train;
 
-import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
 import io.based4j.json.IoErrors;
 import io.based4j.json.Json;
 import io.based4j.json.JsonException;
+import io.based4j.model.TrainingActivations;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Collections;
@@ -171,29 +171,12 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
                     + " tokens per micro-batch, more than one array holds (" + MAX_ARRAY_LENGTH + ")" + hint);
         }
         long tokens = (long) batch * seqLen;
-        long width = widestActivation(model);
+        long width = TrainingActivations.widest(model);
         if (tokens > MAX_ARRAY_LENGTH / width) {
             throw s.problem("train.batch_size " + batch + " x data.seq_len " + seqLen + " = " + tokens
                     + " tokens per micro-batch, times " + width + " values per token in the model's widest activation,"
                     + " is more than one array holds (" + MAX_ARRAY_LENGTH + ")" + hint);
         }
-    }
-
-    /**
-     * Values per token of the widest activation a training step keeps: the residual stream (d), the MLP's fc1
-     * output (2h), a BaseConv's in_proj output (4d), attention's qkv (3d), linear attention's q and k (heads x f).
-     */
-    static long widestActivation(ModelConfig m) {
-        long widest = Math.max(m.dModel(), 2L * m.mlpHidden());
-        for (MixerConfig mixer : m.layers()) {
-            long w = switch (mixer) {
-                case MixerConfig.BaseConv c -> 2L * c.innerWidth();
-                case MixerConfig.LinearAttention l -> (long) l.numHeads() * l.featureDim();
-                case MixerConfig.Attention a -> 3L * a.dModel();
-            };
-            widest = Math.max(widest, w);
-        }
-        return widest;
     }
 
     /** Reads the sections of a settings tree. */
