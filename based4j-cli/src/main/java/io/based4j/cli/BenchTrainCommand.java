@@ -176,19 +176,13 @@ final class BenchTrainCommand implements Callable<Integer> {
         int k = cpu ? 512 : 8192;
         int m = cpu ? 512 : 8192;
         SplittableRandom r = new SplittableRandom(1);
-        float[] xs = new float[n * k];
-        float[] ws = new float[m * k];
-        for (int i = 0; i < xs.length; i++) {
-            xs[i] = (float) r.nextGaussian();
-        }
-        for (int i = 0; i < ws.length; i++) {
-            ws[i] = (float) r.nextGaussian();
-        }
-        // the timed product reads activations in the compute type: the output of a first product (uploads are
-        // float32), as a training step's products do
-        Backend.Weight w = backend.weight(Tensor.ofFloats(ws, m, k));
+        // the timed product reads activations in the compute type, as a training step's products do: x is made by a
+        // first product (uploads are float32) of random [n, 64] by a random [k, 64] projection
+        int rank = 64;
+        Backend.Weight w = backend.weight(Tensor.ofFloats(gaussian(r, m * k, 1), m, k));
         Backend.Buffer x = backend.allocate(n, k);
-        backend.matmul(backend.upload(xs, n, k), backend.weight(Tensor.ofFloats(identity(k), k, k)), null, x);
+        backend.matmul(backend.upload(gaussian(r, n * rank, 1), n, rank),
+                backend.weight(Tensor.ofFloats(gaussian(r, k * rank, 1 / Math.sqrt(rank)), k, rank)), null, x);
         Backend.Buffer out = backend.allocate(n, m);
         for (int i = 0; i < 3; i++) { // warm-up (and, on the CPU, the compiler)
             backend.matmul(x, w, null, out);
@@ -216,13 +210,13 @@ final class BenchTrainCommand implements Callable<Integer> {
         }
     }
 
-    /** The identity, {@code k x k}. */
-    private static float[] identity(int k) {
-        float[] id = new float[k * k];
-        for (int i = 0; i < k; i++) {
-            id[i * k + i] = 1f;
+    /** {@code count} values from N(0, std^2). */
+    private static float[] gaussian(SplittableRandom r, int count, double std) {
+        float[] v = new float[count];
+        for (int i = 0; i < count; i++) {
+            v[i] = (float) (r.nextGaussian() * std);
         }
-        return id;
+        return v;
     }
 
     private Map<String, Object> measure(TrainingBackend backend, Shape s, double flopsPerToken, double peak) {
