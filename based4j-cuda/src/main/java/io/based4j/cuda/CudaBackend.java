@@ -1070,8 +1070,8 @@ public final class CudaBackend implements TrainingBackend {
 
     /**
      * Two products through cuBLAS with float32 accumulation and beta 1, each adding into its gradient in the
-     * gradient's own type: {@code dx += dout @ w}, {@code dw += dout^T @ x}; and {@code db += colsum(dout)} as
-     * {@code dout^T @ ones}.
+     * gradient's own type: {@code dx += dout @ w}, {@code dw += dout^T @ x}; and {@code db += colsum(dout)}, by
+     * {@link TrainKernels#columnSum} into a float32 gradient (else as {@code dout^T @ ones}).
      */
     @Override
     public void matmulBackward(Buffer x, Weight w, Buffer dout, Buffer dx, Buffer dw, Buffer db) {
