@@ -85,8 +85,121 @@ __device__ void adamw_impl(float* p, const float* grad, float* m, float* v, A* c
     }
 }
 
+/**
+ * One chunk of a parameter for the multi-tensor step (64 bytes; TrainKernels writes the table): count (at most
+ * TrainKernels.OPTIMIZER_CHUNK) consecutive values of a parameter's float32 master p, its gradient g, moments m
+ * and v, and, if not null, its compute copy (of the kernel's type A); the parameter's weight decay.
+ */
+struct AdamWChunk {
+    float* p;
+    float* g;
+    float* m;
+    float* v;
+    void* compute;
+    long long count;
+    double weightDecay;
+    long long reserved;
+};
+
+/**
+ * The device record of a multi-tensor step (32 bytes; TrainKernels names the offsets): the latest update's norm and
+ * clip factor, that update's number, and the first update whose norm was not finite (0: none) with its sum of
+ * squares. Once that is set no later update changes anything.
+ */
+struct StepNorm {
+    GradNorm current;
+    long long update;
+    long long failedUpdate;
+};
+
+/**
+ * Sums of squares per chunk: block b takes chunks b, b + gridDim.x, .. and writes partial[c] = the sum of the
+ * chunk's g^2 in double (each thread over a fixed stride, then the block's warps in order): deterministic.
+ */
+extern "C" __global__ void __launch_bounds__(256)
+    sumOfSquaresChunks_f32(const AdamWChunk* chunks, int n, double* partial) {
+    __shared__ double red[8];
+    for (int c = blockIdx.x; c < n; c += gridDim.x) {
+        const float* g = chunks[c].g;
+        const long long count = chunks[c].count;
+        double s = 0.0;
+        for (long long i = threadIdx.x; i < count; i += blockDim.x) {
+            const double v = g[i];
+            s += v * v;
+        }
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            double total = 0.0;
+            for (int w = 0; w < (int)(blockDim.x >> 5); w++) total += red[w];
+            partial[c] = total;
+        }
+        __syncthreads();
+    }
+}
+
+/**
+ * The step's norm from the chunks' partial sums, one block of 1024: thread t sums partial[t], partial[t + 1024], ..
+ * in order, then a tree in shared memory (a fixed order: deterministic). Writes the current norm and clip factor as
+ * gradNormFinish_f32 does, the update number, and marks the first update whose norm is not finite.
+ */
+extern "C" __global__ void __launch_bounds__(1024)
+    gradNormFinishChunks_f32(const double* partial, int n, double clip, long long update, StepNorm* out) {
+    __shared__ double red[1024];
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];
+    red[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = blockDim.x >> 1; w > 0; w >>= 1) {
+        if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        const double total = red[0];
+        const double norm = sqrt(total);
+        out->current.sumOfSquares = total;
+        out->current.norm = (float)norm;
+        out->current.scale = clip > 0.0 && norm > clip ? (float)(clip / (norm + 1e-6)) : 1.0f;
+        out->update = update;
+        if (!isfinite(total) && out->failedUpdate == 0) out->failedUpdate = update;
+    }
+}
+
+/**
+ * AdamW over every chunk (block b takes chunks b, b + gridDim.x, ..), the update of adamw_impl with the clip factor
+ * of the record and each chunk's decay = (float) (1 - lr wd) computed in double from lrDouble; nothing when the
+ * record marks a failed update.
+ */
+template <typename W, typename A>
+__device__ void adamwChunks_impl(const AdamWChunk* chunks, int n, float lr, float beta1, float oneMinusBeta1,
+                                 float beta2, float oneMinusBeta2, float eps, double lrDouble, float c1, float c2,
+                                 const StepNorm* record) {
+    if (record->failedUpdate != 0) return;
+    const float scale = record->current.scale;
+    for (int c = blockIdx.x; c < n; c += gridDim.x) {
+        const AdamWChunk ch = chunks[c];
+        const float decay = (float)(1.0 - lrDouble * ch.weightDecay);
+        A* compute = (A*)ch.compute;
+        for (long long i = threadIdx.x; i < ch.count; i += blockDim.x) {
+            const float g = ch.g[i] * scale;
+            const float mi = beta1 * ch.m[i] + oneMinusBeta1 * g;
+            const float vi = beta2 * ch.v[i] + oneMinusBeta2 * g * g;
+            const float pi = ch.p[i] * decay - lr * (mi / c1) / (sqrtf(vi / c2) + eps);
+            ch.m[i] = mi;
+            ch.v[i] = vi;
+            ch.p[i] = pi;
+            if (compute != nullptr) compute[i] = fromF<A>(pi);
+        }
+    }
+}
+
 }  // namespace b4j
 
+B4J_KERNEL(adamwChunks, 256,
+           (const b4j::AdamWChunk* chunks, int n, float lr, float beta1, float oneMinusBeta1, float beta2,
+            float oneMinusBeta2, float eps, double lrDouble, float c1, float c2, const b4j::StepNorm* record),
+           (chunks, n, lr, beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, lrDouble, c1, c2, record))
 B4J_KERNEL(adamw, 256,
            (float* p, const float* grad, float* m, float* v, A* compute, long long count, float lr, float beta1,
             float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, float decay, float c1, float c2,

@@ -3,6 +3,7 @@ package io.based4j.backend;
 import io.based4j.config.MixerConfig;
 import io.based4j.memory.MemoryNeed;
 import io.based4j.tensor.Tensor;
+import java.util.List;
 
 /**
  * A {@link Backend} that also trains: the same forward ops, run over whole sequences with the buffers the forward
@@ -124,4 +125,67 @@ public interface TrainingBackend extends Backend {
      */
     void adamw(Parameter p, Buffer g, Buffer m, Buffer v, double lr, double beta1, double beta2, double eps,
                double weightDecay, long step);
+
+    /** One parameter of an {@link #adamwStep}: its values, gradient, two moments and weight decay. */
+    record AdamWSlot(Parameter value, Buffer grad, Buffer m, Buffer v, double weightDecay) {
+    }
+
+    /**
+     * The settings of one {@link #adamwStep}: rate, betas, epsilon, the global-norm limit {@code gradClip} (0: no
+     * clipping) and the update's number {@code step}, counted from 1.
+     */
+    record AdamWUpdate(double lr, double beta1, double beta2, double eps, double gradClip, long step) {
+        public AdamWUpdate {
+            if (step < 1) {
+                throw new IllegalArgumentException("adamw: step " + step + " (updates count from 1)");
+            }
+            if (!(gradClip >= 0)) {
+                throw new IllegalArgumentException("adamw: gradient clip " + gradClip + " is negative");
+            }
+        }
+    }
+
+    /**
+     * The global L2 norm of an update's gradients (before clipping), which the backend may still be computing:
+     * {@link #value} waits for it. Read it before the next update.
+     */
+    interface GradientNorm {
+        /** The norm; NaN or infinite when the gradients were not finite (then the update changed nothing). */
+        double value();
+    }
+
+    /**
+     * One AdamW update of every slot, after the global-norm clipping of {@code AdamW.update}: the L2 norm of all
+     * gradients together, and when {@code 0 < gradClip < norm} every gradient multiplied by
+     * {@code gradClip / (norm + 1e-6)}, then {@link #adamw} per slot. Gradients may be scaled in place. When the norm
+     * is not finite nothing is updated, and a backend that computes asynchronously also skips every later
+     * {@code adamwStep} over the same slots (the caller learns it on reading a norm, and must stop).
+     *
+     * <p>This default takes each slot in turn with {@link #sumOfSquares}, {@link #scale} and {@link #adamw}, and knows
+     * the norm on return; a GPU backend overrides it to update every parameter in a few launches, without waiting.
+     */
+    default GradientNorm adamwStep(List<AdamWSlot> slots, AdamWUpdate u) {
+        double s = 0;
+        for (AdamWSlot slot : slots) {
+            s += sumOfSquares(slot.grad());
+        }
+        double norm = Math.sqrt(s);
+        if (Double.isFinite(norm)) {
+            if (u.gradClip() > 0 && norm > u.gradClip()) {
+                double f = u.gradClip() / (norm + 1e-6);
+                for (AdamWSlot slot : slots) {
+                    scale(slot.grad(), f);
+                }
+            }
+            for (AdamWSlot slot : slots) {
+                adamw(slot.value(), slot.grad(), slot.m(), slot.v(), u.lr(), u.beta1(), u.beta2(), u.eps(),
+                        slot.weightDecay(), u.step());
+            }
+        }
+        return new KnownNorm(norm);
+    }
+
+    /** A {@link GradientNorm} known when the update returns. */
+    record KnownNorm(double value) implements GradientNorm {
+    }
 }

@@ -17,7 +17,10 @@ import java.io.InputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
@@ -1338,6 +1341,126 @@ public final class CudaBackend implements TrainingBackend {
                 count, lr, beta1, beta2, eps, weightDecay, step, 0);
         written(mb, Precision.F32, mp);
         written(vb, Precision.F32, vp);
+    }
+
+    /**
+     * Every parameter in three launches (sums of squares per chunk, the norm and clip factor, AdamW per chunk) over
+     * a table of chunks made on the first step over these slots and kept while they stay the same; the norm stays on
+     * the device until read. After an update whose norm is not finite the device record refuses every later update
+     * over the same slots. Slots whose buffers are not all float32 go through the per-slot default.
+     */
+    @Override
+    public GradientNorm adamwStep(List<AdamWSlot> slots, AdamWUpdate u) {
+        bind();
+        OptimizerTable t = optimizerTable(slots);
+        if (t == null) {
+            return TrainingBackend.super.adamwStep(slots, u);
+        }
+        train.sumOfSquaresChunks(t.table, t.chunks, t.partial);
+        train.gradNormFinishChunks(t.partial, t.chunks, u.gradClip(), u.step(), t.record);
+        train.adamwChunks(precision, t.table, t.chunks, u.lr(), u.beta1(), u.beta2(), u.eps(), u.step(), t.record);
+        long update = u.step();
+        return () -> t.readNorm(update);
+    }
+
+    /** The device table and record of the multi-tensor step over one list of slots. */
+    private final class OptimizerTable {
+        final long[] key;
+        final int chunks;
+        final long table;
+        final long partial;
+        final long record;
+
+        OptimizerTable(long[] key, List<long[]> rows) {
+            this.key = key;
+            this.chunks = rows.size();
+            table = allocate((long) chunks * TrainKernels.CHUNK_BYTES, "optimizer table");
+            partial = allocate(8L * chunks, "optimizer partial sums");
+            record = allocateZeroed(TrainKernels.STEP_NORM_BYTES, "optimizer record");
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment host = a.allocate((long) chunks * TrainKernels.CHUNK_BYTES, 8);
+                for (int c = 0; c < chunks; c++) {
+                    MemorySegment.copy(rows.get(c), 0, host, ValueLayout.JAVA_LONG, (long) c * TrainKernels.CHUNK_BYTES,
+                            TrainKernels.CHUNK_BYTES / 8);
+                }
+                cu.copyHtoDAsync(table, host, (long) chunks * TrainKernels.CHUNK_BYTES, stream);
+                cu.synchronize(stream);
+            }
+        }
+
+        /** The norm of update {@code update}, or the first one that was not finite; waits for the device. */
+        double readNorm(long update) {
+            bind();
+            MemorySegment host = scratch.host(TrainKernels.STEP_NORM_BYTES);
+            cu.copyDtoHAsync(host, record, TrainKernels.STEP_NORM_BYTES, stream);
+            cu.synchronize(stream);
+            long latest = host.get(ValueLayout.JAVA_LONG_UNALIGNED, TrainKernels.STEP_NORM_UPDATE_OFFSET);
+            long failed = host.get(ValueLayout.JAVA_LONG_UNALIGNED, TrainKernels.STEP_NORM_FAILED_OFFSET);
+            if (failed != 0 && failed <= update) {
+                return Double.NaN;
+            }
+            if (latest != update) {
+                throw new IllegalStateException("the gradient norm of update " + update + " was read after update "
+                        + latest + " replaced it");
+            }
+            return Math.sqrt(host.get(ValueLayout.JAVA_DOUBLE_UNALIGNED, TrainKernels.GRAD_NORM_SUM_OFFSET));
+        }
+
+        void release() {
+            free(table);
+            free(partial);
+            free(record);
+        }
+    }
+
+    private OptimizerTable optimizerTable;
+
+    /** The table of {@code slots}, made again when they changed; null when a buffer is not float32. */
+    private OptimizerTable optimizerTable(List<AdamWSlot> slots) {
+        long[] key = new long[7 * slots.size()];
+        for (int i = 0; i < slots.size(); i++) {
+            AdamWSlot s = slots.get(i);
+            if (!(s.value() instanceof CudaParameter par)) {
+                throw new IllegalArgumentException("adamw: " + s.value() + " is not a parameter of a CUDA backend");
+            }
+            CudaBuffer g = bufferOf(s.grad());
+            CudaBuffer m = bufferOf(s.m());
+            CudaBuffer v = bufferOf(s.v());
+            long count = par.master.count();
+            sameCount("adamw gradient", g, count);
+            sameCount("adamw first moment", m, count);
+            sameCount("adamw second moment", v, count);
+            if (g.type != Precision.F32 || m.type != Precision.F32 || v.type != Precision.F32) {
+                return null;
+            }
+            long[] k = {par.master.ptr, g.ptr, m.ptr, v.ptr, par.hasCopy() ? par.compute.ptr : 0, count,
+                    Double.doubleToRawLongBits(s.weightDecay())};
+            System.arraycopy(k, 0, key, 7 * i, 7);
+        }
+        if (optimizerTable != null && Arrays.equals(optimizerTable.key, key)) {
+            return optimizerTable;
+        }
+        List<long[]> rows = new ArrayList<>();
+        for (int i = 0; i < slots.size(); i++) {
+            long count = key[7 * i + 5];
+            int elementBytes = precision.bytes();
+            for (long from = 0; from < count; from += TrainKernels.OPTIMIZER_CHUNK) {
+                long n = Math.min(TrainKernels.OPTIMIZER_CHUNK, count - from);
+                long compute = key[7 * i + 4];
+                rows.add(new long[] {key[7 * i] + 4 * from, key[7 * i + 1] + 4 * from, key[7 * i + 2] + 4 * from,
+                        key[7 * i + 3] + 4 * from, compute == 0 ? 0 : compute + elementBytes * from, n,
+                        key[7 * i + 6], 0});
+            }
+        }
+        if (optimizerTable != null) {
+            optimizerTable.release();
+            optimizerTable = null;
+        }
+        if (rows.isEmpty()) {
+            return null;
+        }
+        optimizerTable = new OptimizerTable(key, rows);
+        return optimizerTable;
     }
 
     // ---------------------------------------------------------------- graphs

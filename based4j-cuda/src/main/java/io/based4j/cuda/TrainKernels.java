@@ -392,4 +392,53 @@ public final class TrainKernels {
                 .f32((float) (1 - lr * weightDecay)).f32(c1).f32(c2).ptr(gradNorm);
         k.elementwise(k.function("adamw", p), count);
     }
+
+    // ------------------------------------------------------------------------------------- multi-tensor optimizer
+
+    /** Values per chunk of the multi-tensor step: each block takes whole chunks. */
+    public static final int OPTIMIZER_CHUNK = 1 << 16;
+    /** Bytes of one chunk of the table ({@code AdamWChunk}: p, g, m, v, compute, count, weight decay, reserved). */
+    public static final int CHUNK_BYTES = 64;
+    /** Bytes of the step record ({@code StepNorm}: the {@link #GRAD_NORM_BYTES} record, the update, the failed one). */
+    public static final int STEP_NORM_BYTES = 32;
+    /** Offset of the update number (long) in the step record. */
+    public static final int STEP_NORM_UPDATE_OFFSET = 16;
+    /** Offset of the first update whose norm was not finite (long, 0: none) in the step record. */
+    public static final int STEP_NORM_FAILED_OFFSET = 24;
+    /** The most blocks a chunk kernel launches (each then takes every gridDim-th chunk). */
+    private static final int CHUNK_GRID = 1 << 16;
+
+    /** Sums of squares of every chunk's gradient in double, into {@code chunks} doubles at {@code partial}. */
+    public void sumOfSquaresChunks(long table, int chunks, long partial) {
+        require(chunks > 0, "sumOfSquaresChunks: " + chunks + " chunks");
+        k.args.reset().ptr(table).i32(chunks).ptr(partial);
+        k.launch(k.function("sumOfSquaresChunks_f32"), Math.min(chunks, CHUNK_GRID), 1, 1, Kernels.THREADS, 0);
+    }
+
+    /**
+     * The step record at {@code record} from {@code chunks} partial sums: the norm, the clip factor (as
+     * {@link #gradNormFinish}), the update number, and the first update whose norm is not finite (kept).
+     */
+    public void gradNormFinishChunks(long partial, int chunks, double clip, long update, long record) {
+        require(chunks > 0, "gradNormFinishChunks: " + chunks + " chunks");
+        require(clip >= 0, "gradNormFinishChunks: clip " + clip + " is negative");
+        k.args.reset().ptr(partial).i32(chunks).i64(Double.doubleToRawLongBits(clip)).i64(update).ptr(record);
+        k.launch(k.function("gradNormFinishChunks_f32"), 1, 1, 1, 1024, 0);
+    }
+
+    /**
+     * {@link #adamw} over every chunk of the table with the clip factor of the step record, each chunk with its own
+     * weight decay; changes nothing when the record marks a failed update.
+     */
+    public void adamwChunks(Precision p, long table, int chunks, double lr, double beta1, double beta2, double eps,
+                            long step, long record) {
+        require(chunks > 0, "adamwChunks: " + chunks + " chunks");
+        require(step >= 1, "adamwChunks: step " + step + " (steps count from 1)");
+        float c1 = (float) (1 - Math.pow(beta1, step));
+        float c2 = (float) (1 - Math.pow(beta2, step));
+        k.args.reset().ptr(table).i32(chunks).f32((float) lr).f32((float) beta1).f32((float) (1 - beta1))
+                .f32((float) beta2).f32((float) (1 - beta2)).f32((float) eps).i64(Double.doubleToRawLongBits(lr))
+                .f32(c1).f32(c2).ptr(record);
+        k.launch(k.function("adamwChunks", p), Math.min(chunks, CHUNK_GRID), 1, 1, Kernels.THREADS, 0);
+    }
 }

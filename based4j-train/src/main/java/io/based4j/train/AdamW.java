@@ -3,7 +3,9 @@ package io.based4j.train;
 import io.based4j.backend.TrainingBackend;
 import io.based4j.tensor.Tensor;
 import io.based4j.backend.Backend.Buffer;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.function.Predicate;
 
@@ -32,6 +34,9 @@ public final class AdamW {
     private final Map<String, Buffer[]> moments = new LinkedHashMap<>();
     private final Predicate<Param> decays;
     private long step;
+    /** The update's slots, made on first use and again after {@link #restore} replaces the moments. */
+    private List<TrainingBackend.AdamWSlot> slots;
+    private Norm last;
 
     /** AdamW decaying the parameters of the recipe's decay group ({@link Param#decay()}). */
     public AdamW(TrainModel model, Settings settings) {
@@ -58,7 +63,7 @@ public final class AdamW {
         return step;
     }
 
-    /** The global L2 norm of all gradients. */
+    /** The global L2 norm of all gradients (waits for the backend). */
     public double gradNorm() {
         double s = 0;
         for (Param p : model.params()) {
@@ -68,29 +73,72 @@ public final class AdamW {
     }
 
     /**
-     * Clips the gradients to the global norm limit, then updates every parameter with rate {@code lr}. Returns the
-     * gradient norm before clipping.
+     * Clips the gradients to the global norm limit, then updates every parameter with rate {@code lr}, in one
+     * {@link TrainingBackend#adamwStep}. Returns the gradient norm before clipping; reading it waits for the backend.
+     * After an update whose norm is not finite the parameters stay as they were, and that norm's {@link Norm#value}
+     * (read it before the next update, at the latest before saving) says so.
      */
-    public double update(double lr) {
-        TrainingBackend b = model.backend();
-        double norm = gradNorm();
-        if (!Double.isFinite(norm)) {
-            throw new IllegalStateException("gradient norm is " + norm + " at update " + (step + 1)
-                    + " (the loss diverged; try a lower learning rate)");
-        }
-        if (settings.gradClip > 0 && norm > settings.gradClip) {
-            double s = settings.gradClip / (norm + 1e-6);
-            for (Param p : model.params()) {
-                b.scale(p.grad(), s);
-            }
-        }
+    public Norm update(double lr) {
         step++;
-        for (Param p : model.params()) {
-            Buffer[] mv = moments.get(p.name());
-            b.adamw(p.value(), p.grad(), mv[0], mv[1], lr, settings.beta1, settings.beta2, settings.eps,
-                    decays.test(p) ? settings.weightDecay : 0.0, step);
+        TrainingBackend.GradientNorm n = model.backend().adamwStep(slots(), new TrainingBackend.AdamWUpdate(lr,
+                settings.beta1, settings.beta2, settings.eps, settings.gradClip, step));
+        last = new Norm(n, step);
+        if (n instanceof TrainingBackend.KnownNorm) {
+            last.value();  // known already: a norm that is not finite stops the run at once
         }
-        return norm;
+        return last;
+    }
+
+    /**
+     * Throws the error of {@link Norm#value} when an update since the last check had gradients that were not
+     * finite: call before saving the parameters. Waits for the backend.
+     */
+    public void requireFinite() {
+        if (last != null) {
+            last.value();
+        }
+    }
+
+    /**
+     * The gradient norm of an update, which the backend may still be computing: {@link #value} waits for it (once)
+     * and refuses a norm that is not finite (the update changed nothing, and the run must stop).
+     */
+    public static final class Norm {
+        private final TrainingBackend.GradientNorm norm;
+        private final long update;
+        private boolean read;
+        private double value;
+
+        private Norm(TrainingBackend.GradientNorm norm, long update) {
+            this.norm = norm;
+            this.update = update;
+        }
+
+        /** The norm before clipping. */
+        public double value() {
+            if (!read) {
+                value = norm.value();
+                read = true;
+            }
+            if (!Double.isFinite(value)) {
+                throw new IllegalStateException("gradient norm is " + value + " at update " + update
+                        + " (the loss diverged; try a lower learning rate)");
+            }
+            return value;
+        }
+    }
+
+    private List<TrainingBackend.AdamWSlot> slots() {
+        if (slots == null) {
+            List<TrainingBackend.AdamWSlot> out = new ArrayList<>();
+            for (Param p : model.params()) {
+                Buffer[] mv = moments.get(p.name());
+                out.add(new TrainingBackend.AdamWSlot(p.value(), p.grad(), mv[0], mv[1],
+                        decays.test(p) ? settings.weightDecay : 0.0));
+            }
+            slots = List.copyOf(out);
+        }
+        return slots;
     }
 
     /** The moments exactly, named {@code exp_avg.NAME} and {@code exp_avg_sq.NAME}. */
@@ -119,5 +167,7 @@ public final class AdamW {
             }
         }
         this.step = steps;
+        this.slots = null;
+        this.last = null;
     }
 }

@@ -213,7 +213,7 @@ public final class Trainer {
                 }
                 double loss = lossSum * scale;
                 double lr = schedule.lr(step);
-                double gradNorm = opt.update(lr);
+                AdamW.Norm gradNorm = opt.update(lr);
                 losses.add(loss);
                 tokens += cfg.tokensPerStep();
                 long done = step + 1;
@@ -224,12 +224,12 @@ public final class Trainer {
                     m.put("step", done);
                     m.put("loss", loss);
                     m.put("lr", lr);
-                    m.put("grad_norm", gradNorm);
+                    m.put("grad_norm", gradNorm.value());
                     m.put("tokens", done * cfg.tokensPerStep());
                     m.put("tokens_per_s", tokPerS);
                     metrics.append(m);
                     progress.update(done, String.format(Locale.ROOT, "loss %.4f lr %.2e gnorm %.3f %,.0f tok/s", loss,
-                            lr, gradNorm, tokPerS), (end - done) * seconds / (done - start));
+                            lr, gradNorm.value(), tokPerS), (end - done) * seconds / (done - start));
                 }
                 if (val != null && cfg.evalInterval() > 0 && (done % cfg.evalInterval() == 0 || done == cfg.steps())) {
                     valLoss = evaluate(model, val);
@@ -253,11 +253,13 @@ public final class Trainer {
                     facts.put("backend", backend.name());
                     facts.put("precision", backend.precisionName());
                     facts.putAll(runFacts);
+                    opt.requireFinite();
                     Checkpoint.write(lastCheckpoint, model, opt, facts);
                     progress.message("update " + done + ": checkpoint " + lastCheckpoint);
                 }
             }
         }
+        opt.requireFinite();
         progress.finish();
         double seconds = (System.nanoTime() - t0) / 1e9;
         return new Result(start, end, losses, valLoss, lastCheckpoint, seconds, tokens / Math.max(seconds, 1e-9));

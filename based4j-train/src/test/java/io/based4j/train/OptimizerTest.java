@@ -80,7 +80,7 @@ class OptimizerTest {
                     grads.put(q.name(), v(q.grad()).clone());
                 }
                 double lr = lrs[step - 1];
-                assertEquals(norm, opt.update(lr), 1e-12 * norm);
+                assertEquals(norm, opt.update(lr).value(), 1e-12 * norm);
                 for (Param q : m.params()) {
                     double[] pe = p.get(q.name());
                     double[] m1 = mom1.get(q.name());
@@ -143,8 +143,16 @@ class OptimizerTest {
             TrainModel m = model(arena);
             AdamW opt = new AdamW(m, AdamW.Settings.DEFAULTS);
             v(m.params().iterator().next().grad())[0] = Double.NaN;
+            Map<String, double[]> before = new java.util.HashMap<>();
+            for (Param q : m.params()) {
+                before.put(q.name(), v(q.value()).clone());
+            }
             IllegalStateException e = assertThrows(IllegalStateException.class, () -> opt.update(1e-3));
-            assertTrue(e.getMessage().contains("diverged"), e.getMessage());
+            assertTrue(e.getMessage().contains("diverged") && e.getMessage().contains("update 1"), e.getMessage());
+            for (Param q : m.params()) {
+                org.junit.jupiter.api.Assertions.assertArrayEquals(before.get(q.name()), v(q.value()),
+                        q.name() + " is unchanged by the refused update");
+            }
         }
     }
 

@@ -135,18 +135,19 @@ public final class MqarTrainer {
                     model.zeroGrad();
                     TrainModel.Pass p = model.forward(ids, targets, n, len, true, 1.0 / Math.max(1, counted));
                     double lr = schedule.lr(step);
-                    double norm = opt.update(lr);
+                    AdamW.Norm norm = opt.update(lr);
                     step++;
                     lossSum += p.meanLoss();
                     lossCount++;
                     double seconds = (System.nanoTime() - t0) / 1e9;
                     if (step % 10 == 0 || step == steps) {
                         progress.update(step, String.format(Locale.ROOT, "loss %.4f lr %.2e gnorm %.3f acc %.3f",
-                                lossSum / lossCount, lr, norm, accuracy), (steps - step) * seconds / step);
+                                lossSum / lossCount, lr, norm.value(), accuracy), (steps - step) * seconds / step);
                         lossSum = 0;
                         lossCount = 0;
                     }
                     if (step % evalEvery == 0 || step == steps) {
+                        opt.requireFinite();
                         scores = evaluate(model, testSets);
                         accuracy = overall(scores);
                         progress.message(String.format(Locale.ROOT, "update %d (epoch %d, %s): test accuracy %.4f",
