@@ -243,12 +243,18 @@ final class BenchTrainCommand implements Callable<Integer> {
             double scale = 1.0 / n;
             resetPeak(backend);
             for (int i = 0; i < warmup; i++) {
-                step(model, opt, ids, targets, s, scale);
+                step(model, opt, ids, targets, s, scale).value();
             }
             long t0 = System.nanoTime();
+            TrainingBackend.Readout last = null;
             for (int i = 0; i < steps; i++) {
-                step(model, opt, ids, targets, s, scale); // the loss read back each step waits for the device
+                last = step(model, opt, ids, targets, s, scale); // queued as the trainer queues its steps
             }
+            double finalLoss = last.value();  // waits for the device: every timed step has run
+            if (!Double.isFinite(finalLoss)) {
+                throw new IllegalStateException(s.name() + ": the loss of the last timed step is " + finalLoss);
+            }
+            opt.requireFinite();
             double seconds = (System.nanoTime() - t0) / 1e9 / steps;
             double tokensPerSecond = s.tokens() / seconds;
             row.put("seconds_per_step", seconds);
@@ -262,10 +268,13 @@ final class BenchTrainCommand implements Callable<Integer> {
         return row;
     }
 
-    private static void step(TrainModel model, AdamW opt, int[] ids, int[] targets, Shape s, double scale) {
+    /** One training step as the trainer takes it; returns its loss, still on the device. */
+    private static TrainingBackend.Readout step(TrainModel model, AdamW opt, int[] ids, int[] targets, Shape s,
+                                                double scale) {
         model.zeroGrad();
-        model.forward(ids, targets, s.batch(), s.seqLen(), true, scale);
+        TrainingBackend.Readout loss = model.trainPass(ids, targets, s.batch(), s.seqLen(), scale);
         opt.update(1e-4);
+        return loss;
     }
 
     private static void resetPeak(TrainingBackend backend) {

@@ -110,6 +110,21 @@ public interface TrainingBackend extends Backend {
 
     int IGNORE_INDEX = -100;
 
+    /** A number the backend may still be computing: {@link #value} waits for it. */
+    interface Readout {
+        double value();
+    }
+
+    /**
+     * {@link #crossEntropy} without argmax, whose loss may still be in the making when this returns, so that a
+     * training step need not wait for the device; the default computes it at once.
+     */
+    default Readout crossEntropyLater(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
+                                      Buffer dhead) {
+        double loss = crossEntropy(x, head, vocab, targets, scale, dx, dhead, null);
+        return () -> loss;
+    }
+
     // ---------------------------------------------------------------- optimizer
 
     /** {@code sum(g^2)}. */
@@ -149,8 +164,9 @@ public interface TrainingBackend extends Backend {
      * The global L2 norm of an update's gradients (before clipping), which the backend may still be computing:
      * {@link #value} waits for it. Read it before the next update.
      */
-    interface GradientNorm {
+    interface GradientNorm extends Readout {
         /** The norm; NaN or infinite when the gradients were not finite (then the update changed nothing). */
+        @Override
         double value();
     }
 

@@ -66,6 +66,7 @@ public final class CudaBackend implements TrainingBackend {
     private final TrainKernels train;
     private final MixerTrainKernels mixers;
     private final Scratch scratch;
+    private final Readouts readouts;
     private final Precision precision;
     private final String deviceName;
     private final Map<Long, Long> allocations = new HashMap<>();
@@ -117,6 +118,7 @@ public final class CudaBackend implements TrainingBackend {
         this.train = new TrainKernels(kernels, blas);
         this.mixers = new MixerTrainKernels(kernels);
         this.scratch = new Scratch(this);
+        this.readouts = new Readouts(cu, stream, this::bind);
         this.inputs = new Inputs(1024, 1024);
         this.sampleInput = new IntInput(this, "sampling settings", 1024);
         this.sampleOutput = new IntInput(this, "sampled ids", 256);
@@ -1228,6 +1230,37 @@ public final class CudaBackend implements TrainingBackend {
     @Override
     public double crossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
                                Buffer dhead, int[] argmax) {
+        long loss = enqueueCrossEntropy(x, head, vocab, targets, scale, dx, dhead, argmax);
+        if (loss == 0) {
+            return 0;
+        }
+        int n = targets.length;
+        MemorySegment host = scratch.host(8 + 4L * n);
+        cu.copyDtoHAsync(host, loss, 8, stream);
+        if (argmax != null) {
+            cu.copyDtoHAsync(host.asSlice(8), scratch.slot(5, 4L * n), 4L * n, stream);
+        }
+        cu.synchronize(stream);
+        if (argmax != null) {
+            MemorySegment.copy(host, ValueLayout.JAVA_INT_UNALIGNED, 8, argmax, 0, n);
+        }
+        return host.get(ValueLayout.JAVA_DOUBLE_UNALIGNED, 0);
+    }
+
+    /** The loss copied into a pinned slot of {@link #readouts} behind the pass's kernels: no wait. */
+    @Override
+    public Readout crossEntropyLater(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
+                                     Buffer dhead) {
+        long loss = enqueueCrossEntropy(x, head, vocab, targets, scale, dx, dhead, null);
+        return loss == 0 ? () -> 0 : readouts.later(loss);
+    }
+
+    /**
+     * Checks the arguments and queues the fused head and loss; returns the device address of the summed loss
+     * (double), 0 when there are no rows. The argmax, if asked for, is left in scratch slot 5.
+     */
+    private long enqueueCrossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
+                                     Buffer dhead, int[] argmax) {
         bind();
         CudaBuffer xb = bufferOf(x);
         CudaWeight h = weightOf(head);
@@ -1267,16 +1300,7 @@ public final class CudaBackend implements TrainingBackend {
                 loss, work, chunk);
         written(dxb, Precision.F32, dxp);
         written(dhb, Precision.F32, dhp);
-        MemorySegment host = scratch.host(8 + 4L * n);
-        cu.copyDtoHAsync(host, loss, 8, stream);
-        if (argmax != null) {
-            cu.copyDtoHAsync(host.asSlice(8), best, 4L * n, stream);
-        }
-        cu.synchronize(stream);
-        if (argmax != null) {
-            MemorySegment.copy(host, ValueLayout.JAVA_INT_UNALIGNED, 8, argmax, 0, n);
-        }
-        return host.get(ValueLayout.JAVA_DOUBLE_UNALIGNED, 0);
+        return loss;
     }
 
     // ---------------------------------------------------------------- training: optimizer
@@ -1573,6 +1597,7 @@ public final class CudaBackend implements TrainingBackend {
         inputs.close();
         sampleInput.close();
         sampleOutput.close();
+        readouts.close();
         scratch.close();
         mixers.close();
         closed = true;

@@ -143,19 +143,10 @@ public final class TrainModel {
      * parameter's gradient (the stack's backward walk).
      */
     public Pass forward(int[] ids, int[] targets, int batch, int seqLen, boolean backward, double lossScale) {
-        if (batch < 1 || seqLen < 1) {
-            throw new IllegalArgumentException("a pass needs at least one sequence of one token, got " + batch + " x "
-                    + seqLen);
-        }
-        int n = Sizes.arrayLength(batch, seqLen, "tokens of a pass (batch x seqLen)");
-        if (ids.length != n || targets.length != n) {
-            throw new IllegalArgumentException("ids (" + ids.length + ") and targets (" + targets.length
-                    + ") must hold batch x seqLen = " + n + " tokens");
-        }
-        stack.checkTokens(ids);
+        Buffer x = forwardWalk(ids, targets, batch, seqLen);
+        int n = ids.length;
         TrainingActivations acts = activations(batch, seqLen);
         TokenBatch layout = TokenBatch.uniform(batch, seqLen);
-        Buffer x = stack.forward(backend, acts, layout, ids, null, null);
         int[] argmax = new int[n];
         if (backward) {
             backend.zero(acts.dFinal());
@@ -176,6 +167,36 @@ public final class TrainModel {
             stack.backward(backend, acts, layout, ids);
         }
         return new Pass(loss, counted, correct);
+    }
+
+    /**
+     * A training pass: the forward walk, the fused head and loss, and the backward walk adding {@code lossScale}
+     * times the gradient of the summed loss into every parameter's gradient, as {@link #forward} with backward, but
+     * without argmax and without waiting for the device: the returned summed loss may still be in the making.
+     */
+    public TrainingBackend.Readout trainPass(int[] ids, int[] targets, int batch, int seqLen, double lossScale) {
+        Buffer x = forwardWalk(ids, targets, batch, seqLen);
+        TrainingActivations acts = activations(batch, seqLen);
+        backend.zero(acts.dFinal());
+        TrainingBackend.Readout loss = backend.crossEntropyLater(x, stack.head(), config.vocabSize(), targets,
+                lossScale, acts.dFinal(), stack.headGrad());
+        stack.backward(backend, acts, TokenBatch.uniform(batch, seqLen), ids);
+        return loss;
+    }
+
+    /** Checks a pass's shape and tokens and runs the layer stack's forward walk; returns the final norm's output. */
+    private Buffer forwardWalk(int[] ids, int[] targets, int batch, int seqLen) {
+        if (batch < 1 || seqLen < 1) {
+            throw new IllegalArgumentException("a pass needs at least one sequence of one token, got " + batch + " x "
+                    + seqLen);
+        }
+        int n = Sizes.arrayLength(batch, seqLen, "tokens of a pass (batch x seqLen)");
+        if (ids.length != n || targets.length != n) {
+            throw new IllegalArgumentException("ids (" + ids.length + ") and targets (" + targets.length
+                    + ") must hold batch x seqLen = " + n + " tokens");
+        }
+        stack.checkTokens(ids);
+        return stack.forward(backend, activations(batch, seqLen), TokenBatch.uniform(batch, seqLen), ids, null, null);
     }
 
     // ---------------------------------------------------------------- activations

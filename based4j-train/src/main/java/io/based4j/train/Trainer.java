@@ -199,6 +199,7 @@ public final class Trainer {
         double scale = 1.0 / ((double) batch * seqLen * cfg.gradAccum());
         Progress progress = new Progress(out, terminal, cfg.steps());
         List<Double> losses = new ArrayList<>();
+        List<List<TrainingBackend.Readout>> pending = new ArrayList<>();
         Double valLoss = null;
         Path lastCheckpoint = null;
         long t0 = System.nanoTime();
@@ -206,20 +207,27 @@ public final class Trainer {
         try (BatchPrefetcher batches = new BatchPrefetcher(sampler, batch, seqLen)) {
             for (long step = start; step < end; step++) {
                 model.zeroGrad();
-                double lossSum = 0;
-                for (int micro = 0; micro < cfg.gradAccum(); micro++) {
-                    BatchPrefetcher.Batch mb = batches.next(step * cfg.gradAccum() + micro);
-                    lossSum += model.forward(mb.ids(), mb.targets(), batch, seqLen, true, scale).lossSum();
+                List<TrainingBackend.Readout> micro = new ArrayList<>(cfg.gradAccum());
+                for (int i = 0; i < cfg.gradAccum(); i++) {
+                    BatchPrefetcher.Batch mb = batches.next(step * cfg.gradAccum() + i);
+                    micro.add(model.trainPass(mb.ids(), mb.targets(), batch, seqLen, scale));
                 }
-                double loss = lossSum * scale;
                 double lr = schedule.lr(step);
                 AdamW.Norm gradNorm = opt.update(lr);
-                losses.add(loss);
+                pending.add(micro);
                 tokens += cfg.tokensPerStep();
                 long done = step + 1;
+                boolean logged = done % cfg.logInterval() == 0 || done == end || done == start + 1;
+                boolean checkpoint = done == cfg.steps()
+                        || (cfg.checkpointInterval() > 0 && done % cfg.checkpointInterval() == 0);
+                // the device is waited for only here: to read the losses when they are logged or saved
+                if (logged || checkpoint || pending.size() * cfg.gradAccum() >= MAX_PENDING_LOSSES) {
+                    resolve(pending, scale, losses);
+                }
+                double loss = logged || checkpoint ? losses.getLast() : Double.NaN;
                 double seconds = (System.nanoTime() - t0) / 1e9;
                 double tokPerS = tokens / seconds;
-                if (done % cfg.logInterval() == 0 || done == end || done == start + 1) {
+                if (logged) {
                     Map<String, Object> m = new LinkedHashMap<>();
                     m.put("step", done);
                     m.put("loss", loss);
@@ -241,7 +249,7 @@ public final class Trainer {
                     progress.message(String.format(Locale.ROOT, "update %d: validation loss %.4f, perplexity %.2f",
                             done, valLoss, Math.exp(valLoss)));
                 }
-                if (done == cfg.steps() || (cfg.checkpointInterval() > 0 && done % cfg.checkpointInterval() == 0)) {
+                if (checkpoint) {
                     lastCheckpoint = dir.checkpoints().resolve(Checkpoint.name(done));
                     Map<String, Object> facts = new LinkedHashMap<>();
                     facts.put("step", done);
@@ -259,10 +267,26 @@ public final class Trainer {
                 }
             }
         }
+        resolve(pending, scale, losses);
         opt.requireFinite();
         progress.finish();
         double seconds = (System.nanoTime() - t0) / 1e9;
         return new Result(start, end, losses, valLoss, lastCheckpoint, seconds, tokens / Math.max(seconds, 1e-9));
+    }
+
+    /** Losses queued on the device at most before the trainer reads them (well under the CUDA backend's ring). */
+    private static final int MAX_PENDING_LOSSES = 256;
+
+    /** Reads the queued steps' losses (each the sum of its micro-batches' times {@code scale}) into losses. */
+    private static void resolve(List<List<TrainingBackend.Readout>> pending, double scale, List<Double> losses) {
+        for (List<TrainingBackend.Readout> step : pending) {
+            double sum = 0;
+            for (TrainingBackend.Readout r : step) {
+                sum += r.value();
+            }
+            losses.add(sum * scale);
+        }
+        pending.clear();
     }
 
     /** Mean loss over fixed, evenly spaced validation windows. */

@@ -113,6 +113,8 @@ public final class MqarTrainer {
             boolean reached = false;
             double lossSum = 0;
             int lossCount = 0;
+            List<TrainingBackend.Readout> pendingLosses = new ArrayList<>();
+            List<Integer> pendingCounts = new ArrayList<>();
             outer:
             for (int epoch = 0; epoch < run.epochs(); epoch++) {
                 if (epoch > 0) {
@@ -133,14 +135,22 @@ public final class MqarTrainer {
                         counted += t == TrainingBackend.IGNORE_INDEX ? 0 : 1;
                     }
                     model.zeroGrad();
-                    TrainModel.Pass p = model.forward(ids, targets, n, len, true, 1.0 / Math.max(1, counted));
+                    TrainingBackend.Readout loss = model.trainPass(ids, targets, n, len, 1.0 / Math.max(1, counted));
                     double lr = schedule.lr(step);
                     AdamW.Norm norm = opt.update(lr);
                     step++;
-                    lossSum += p.meanLoss();
-                    lossCount++;
+                    pendingCounts.add(counted);
+                    pendingLosses.add(loss);
                     double seconds = (System.nanoTime() - t0) / 1e9;
                     if (step % 10 == 0 || step == steps) {
+                        // the device is waited for only here, to read the losses of the steps since the last report
+                        for (int i = 0; i < pendingLosses.size(); i++) {
+                            int c = pendingCounts.get(i);
+                            lossSum += c == 0 ? 0 : pendingLosses.get(i).value() / c;
+                            lossCount++;
+                        }
+                        pendingCounts.clear();
+                        pendingLosses.clear();
                         progress.update(step, String.format(Locale.ROOT, "loss %.4f lr %.2e gnorm %.3f acc %.3f",
                                 lossSum / lossCount, lr, norm.value(), accuracy), (steps - step) * seconds / step);
                         lossSum = 0;
