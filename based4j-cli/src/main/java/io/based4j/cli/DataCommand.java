@@ -1,6 +1,7 @@
 package io.based4j.cli;
 
 import io.based4j.tokenizer.Gpt2Tokenizer;
+import io.based4j.train.corpus.CorpusManifest;
 import io.based4j.train.data.DatasetWriter;
 import io.based4j.train.data.ShardWriter;
 import java.io.IOException;
@@ -34,8 +35,8 @@ import picocli.CommandLine.Option;
 
 /** {@code based4j data ...}: preparing training data. */
 @Command(name = "data", mixinStandardHelpOptions = true,
-        description = "Prepare training data (see 'based4j data tokenize --help').",
-        subcommands = {DataCommand.Tokenize.class})
+        description = "Prepare training data (see 'based4j data fetch --help' and 'based4j data tokenize --help').",
+        subcommands = {DataFetchCommand.class, DataCommand.Tokenize.class})
 final class DataCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -57,9 +58,12 @@ final class DataCommand implements Runnable {
                 "Tokenize UTF-8 text files with the GPT-2 tokenizer into token shards for training.",
                 "",
                 "Each input file is one document (a directory stands for its regular files, recursively, in "
-                        + "sorted order); its tokens are followed by <|endoftext|> (50256). The last "
-                        + "ceil(F * n) tokens of every document (plus an <|endoftext|>) go to the validation split, "
-                        + "the rest to the training split, so validation covers every source.",
+                        + "sorted order; a corpus folder written by 'based4j data fetch' for the documents its "
+                        + "corpus.json lists, source by source); its tokens are followed by <|endoftext|> (50256). "
+                        + "The last ceil(F * n) tokens of every document (plus an <|endoftext|>) go to the validation "
+                        + "split, the rest to the training split, so every source holds out the same fixed fraction "
+                        + "of its text. data.json records each input's (each corpus source's) token counts; its "
+                        + "tokens lie together in each split, in input order.",
                 "",
                 "Writes the shards DIR/train-<tag>-00000.bin ..., DIR/val-<tag>-00000.bin ... and the manifest "
                         + "DIR/data.json, which lists them: a dataset is exactly the shards its manifest lists.",
@@ -101,7 +105,8 @@ final class DataCommand implements Runnable {
             if (shardTokens < 1) {
                 throw new UsageException("--shard-tokens must be >= 1, got " + shardTokens);
             }
-            List<Path> docs = expandInputs(inputs);
+            List<Part> parts = expandInputs(inputs);
+            List<Path> docs = parts.stream().flatMap(p -> p.docs().stream()).toList();
             checkOutside(docs, out);
             List<String> swept = DatasetWriter.sweepAbandoned(out);
             if (!swept.isEmpty()) {
@@ -117,7 +122,7 @@ final class DataCommand implements Runnable {
 
             Gpt2Tokenizer tok = Gpt2Tokenizer.load();
             long t0 = System.nanoTime();
-            Totals totals = new Totals();
+            Totals totals = new Totals(parts);
             int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
             DatasetWriter.Committed done;
             ShardWriter train;
@@ -142,6 +147,7 @@ final class DataCommand implements Runnable {
                 manifest.put("eos_token_id", tok.eosId());
                 manifest.put("documents", docs.size());
                 manifest.put("inputs", inputs.stream().map(Path::toString).toList());
+                manifest.put("parts", totals.parts());
                 manifest.put("val_fraction", valFraction);
                 manifest.put("shard_tokens", shardTokens);
                 done = writer.commit(manifest);
@@ -163,6 +169,12 @@ final class DataCommand implements Runnable {
                     train.bytes() / 1e6);
             pw.printf("val        %,d tokens in %d shard(s), %.1f MB%n", val.written(), val.shards().size(),
                     val.bytes() / 1e6);
+            if (parts.size() > 1) {
+                for (int i = 0; i < parts.size(); i++) {
+                    pw.printf("  %-30s %,7d documents, train %,d tokens, val %,d tokens%n", parts.get(i).name(),
+                            parts.get(i).docs().size(), totals.train[i], totals.val[i]);
+                }
+            }
             pw.printf("speed      %,.0f tokens/s (%.1f s on %d threads)%n", tokens / secs, secs, threads);
             pw.printf("wrote      %s%n", done.manifest().file());
             pw.flush();
@@ -177,6 +189,8 @@ final class DataCommand implements Runnable {
             long inFlightBytes = 0;
             int next = 0;
             int eos = tok.eosId();
+            int part = 0;
+            int partEnd = totals.partSize(0);
             long lastNote = System.nanoTime();
             for (int d = 0; d < docs.size(); d++) {
                 // keep up to 2 * threads documents (and at most LOOKAHEAD_BYTES of text) tokenizing ahead
@@ -203,6 +217,9 @@ final class DataCommand implements Runnable {
                     throw new IllegalStateException("input file " + p.file() + ": " + c.getMessage(), c);
                 }
                 inFlightBytes -= p.bytes();
+                while (d >= partEnd) {
+                    partEnd += totals.partSize(++part);
+                }
                 totals.textBytes += p.bytes();
                 int n = t.length;
                 if (n == 0) {
@@ -214,10 +231,12 @@ final class DataCommand implements Runnable {
                 if (nTrain > 0) {
                     train.append(t, 0, nTrain);
                     train.append(eos);
+                    totals.train[part] += nTrain + 1;
                 }
                 if (nVal > 0) {
                     val.append(t, nTrain, nVal);
                     val.append(eos);
+                    totals.val[part] += nVal + 1;
                 }
                 if (System.nanoTime() - lastNote > 10_000_000_000L) {
                     lastNote = System.nanoTime();
@@ -228,9 +247,40 @@ final class DataCommand implements Runnable {
         }
     }
 
+    /** A named group of documents: an --input argument, or one source of a corpus folder. */
+    record Part(String name, List<Path> docs) {
+    }
+
     private static final class Totals {
+        final List<Part> parts;
+        final long[] train;
+        final long[] val;
         long textBytes;
         int emptyDocs;
+
+        Totals(List<Part> parts) {
+            this.parts = parts;
+            this.train = new long[parts.size()];
+            this.val = new long[parts.size()];
+        }
+
+        int partSize(int i) {
+            return i < parts.size() ? parts.get(i).docs().size() : Integer.MAX_VALUE;
+        }
+
+        /** Each part's name, documents and tokens per split (end-of-text tokens included), for the manifest. */
+        List<Map<String, Object>> parts() {
+            List<Map<String, Object>> out = new ArrayList<>();
+            for (int i = 0; i < parts.size(); i++) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("input", parts.get(i).name());
+                m.put("documents", parts.get(i).docs().size());
+                m.put("train_tokens", train[i]);
+                m.put("val_tokens", val[i]);
+                out.add(m);
+            }
+            return out;
+        }
     }
 
     /** Validation tokens of a document of {@code n} tokens: {@code ceil(fraction * n)}, computed in decimal. */
@@ -251,15 +301,22 @@ final class DataCommand implements Runnable {
     }
 
     /**
-     * The documents named by the arguments: files as given, directories replaced by their regular files
-     * (recursively, sorted by path). Each is checked to be readable and small enough before any is read.
+     * The documents named by the arguments, one part per argument: files as given, directories replaced by their
+     * regular files (recursively, sorted by path), and a corpus folder ({@code corpus.json} inside) by the
+     * documents its manifest lists, one part per source. Each is checked to be readable and small enough before
+     * any is read.
      *
      * @throws IllegalArgumentException naming an argument that does not exist or a directory without files, or a
      *                                  document that cannot be read or is too large
      */
-    static List<Path> expandInputs(List<Path> inputs) {
-        List<Path> docs = new ArrayList<>();
+    static List<Part> expandInputs(List<Path> inputs) {
+        List<Part> parts = new ArrayList<>();
         for (Path in : inputs) {
+            if (Files.isDirectory(in) && CorpusManifest.isCorpus(in)) {
+                parts.addAll(corpusParts(in));
+                continue;
+            }
+            List<Path> docs = new ArrayList<>();
             if (Files.isDirectory(in)) {
                 List<Path> files;
                 try (Stream<Path> s = Files.walk(in)) {
@@ -279,14 +336,30 @@ final class DataCommand implements Runnable {
             } else {
                 throw new IllegalArgumentException("input file " + in + ": no such file or directory");
             }
+            parts.add(new Part(in.toString(), docs));
         }
-        for (Path doc : docs) {
-            if (!Files.isReadable(doc)) {
-                throw new IllegalArgumentException("input file " + doc + ": permission denied");
+        for (Part part : parts) {
+            for (Path doc : part.docs()) {
+                if (!Files.isReadable(doc)) {
+                    throw new IllegalArgumentException("input file " + doc + ": " + (Files.exists(doc)
+                            ? "permission denied" : "no such file (listed in its corpus.json; run 'based4j data"
+                            + " fetch' again)"));
+                }
+                checkSize(doc, sizeOf(doc));
             }
-            checkSize(doc, sizeOf(doc));
         }
-        return docs;
+        return parts;
+    }
+
+    /** The sources of a corpus folder, each the documents its manifest lists, in order. */
+    private static List<Part> corpusParts(Path dir) {
+        CorpusManifest m = CorpusManifest.readIfPresent(dir);
+        if (m == null || m.sources().isEmpty()) {
+            throw new IllegalArgumentException("input corpus " + dir + ": its " + CorpusManifest.FILE
+                    + " lists no documents");
+        }
+        return m.sources().stream().map(s -> new Part(dir.resolve(s.name()).toString(),
+                s.documents().stream().map(d -> dir.resolve(d.path())).toList())).toList();
     }
 
     /** Refuses documents inside the output folder (shards of an earlier run are not text). */
