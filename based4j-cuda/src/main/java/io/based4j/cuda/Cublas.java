@@ -289,26 +289,7 @@ public final class Cublas implements AutoCloseable {
         }
 
         CudaException error(String call, int status) {
-            String name = text(statusName, status);
-            String description = text(statusString, status);
-            CudaException e = CudaException.cublas(call, status, description);
-            if (name == null || name.equals(CudaErrors.cublasName(status))) {
-                return e;
-            }
-            // A status newer than the table: name it as the library does.
-            return CudaException.cublas(call, status, name + (description != null ? ": " + description : ""));
-        }
-
-        private static String text(MethodHandle handle, int status) {
-            if (handle == null) {
-                return null;
-            }
-            try {
-                MemorySegment p = (MemorySegment) handle.invokeExact(status);
-                return p.address() == 0 ? null : p.reinterpret(1024).getString(0);
-            } catch (Throwable t) {
-                return null;
-            }
+            return CublasStatus.error(call, status, statusName, statusString);
         }
     }
 }

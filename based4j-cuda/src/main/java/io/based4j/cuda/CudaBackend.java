@@ -25,11 +25,12 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * The {@link Backend} on one NVIDIA GPU: cuBLAS for the matrix products, the kernels of {@code based4j_kernels.cu}
- * for everything else, all on one non-blocking stream of the device's primary context. Weights and activations are
- * kept in the chosen {@link Precision}; the residual stream, logits and recurrent state stay float32. Token ids and
- * batch layouts are copied up per call; only sampled ids (or logits, on request) come back. Decode steps can be
- * recorded as CUDA graphs ({@link #graphs()}).
+ * The {@link Backend} on one NVIDIA GPU: cuBLASLt for the matrix products (the bias added, or its gradient summed, in
+ * the product's epilogue where cuBLASLt offers that; {@code cublasGemmEx} where it has no algorithm), the kernels of
+ * {@code based4j_kernels.cu} for everything else, all on one non-blocking stream of the device's primary context.
+ * Weights and activations are kept in the chosen {@link Precision}; the residual stream, logits and recurrent state
+ * stay float32. Token ids and batch layouts are copied up per call; only sampled ids (or logits, on request) come
+ * back. Decode steps can be recorded as CUDA graphs ({@link #graphs()}).
  *
  * <p>It is also a {@link TrainingBackend}: the same forward ops over whole sequences from an empty state (state
  * null) keep what the backward needs ({@link TrainKernels} for the dense ops, the loss and AdamW,
@@ -62,6 +63,8 @@ public final class CudaBackend implements TrainingBackend {
     private final long module;
     private final long cublasWorkspace;
     private final Cublas blas;
+    private final CublasLt lt;
+    private final GemmRoutes routes = new GemmRoutes();
     private final Kernels kernels;
     private final TrainKernels train;
     private final MixerTrainKernels mixers;
@@ -76,6 +79,7 @@ public final class CudaBackend implements TrainingBackend {
     private Inputs inputs;
     private boolean recording;
     private boolean closed;
+    private boolean biasGradientEpilogue = true;
 
     /** The host-to-device integer inputs of forward calls (one set for ordinary calls, one per recorded graph). */
     private final class Inputs implements AutoCloseable {
@@ -114,6 +118,8 @@ public final class CudaBackend implements TrainingBackend {
         this.module = cu.loadModule(loadFatbin());
         this.cublasWorkspace = allocate(CUBLAS_WORKSPACE, "cuBLAS workspace");
         this.blas = Cublas.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
+        // one stream: cuBLASLt's products never overlap cuBLAS's, so they share its workspace
+        this.lt = CublasLt.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         this.kernels = new Kernels(cu, module, stream);
         this.train = new TrainKernels(kernels, blas);
         this.mixers = new MixerTrainKernels(kernels);
@@ -128,7 +134,7 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * Opens {@code device}: "cuda" (GPU 0) or "cuda:N".
      *
-     * @throws CudaUnavailableException when the driver, cuBLAS, a GPU or the kernels cannot be found
+     * @throws CudaUnavailableException when the driver, cuBLAS, cuBLASLt, a GPU or the kernels cannot be found
      */
     public static CudaBackend open(String device, Precision precision) {
         int ordinal = parseOrdinal(device);
@@ -561,24 +567,38 @@ public final class CudaBackend implements TrainingBackend {
         kernels.rmsNorm(precision, a.ptr, weightOf(weight).ptr, o.ptr, a.rows, a.cols, eps);
     }
 
+    /**
+     * {@code out = x @ w^T + bias}. The bias is added in cuBLASLt's epilogue where it has the output's type (the bias
+     * vector of {@code CUBLASLT_EPILOGUE_BIAS} has D's type: a bf16 bias with a bf16 output, a float32 one with a
+     * float32 output), else by a kernel after the product (a bf16 bias with a float32 output).
+     */
     @Override
     public void matmul(Buffer x, Weight w, Weight bias, Buffer out) {
         bind();
         CudaBuffer a = bufferOf(x);
         CudaWeight m = weightOf(w);
         CudaBuffer o = bufferOf(out);
-        gemm(a, m, o, "matmul");
-        if (bias != null) {
-            if (o.type == precision) {
-                kernels.addBias(precision, o.ptr, weightOf(bias).ptr, o.rows, o.cols);
-            } else {
-                kernels.addBiasF32(precision, o.ptr, weightOf(bias).ptr, o.rows, o.cols);
-            }
+        CudaWeight b = bias == null ? null : weightOf(bias);
+        if (b != null && (long) b.rows() * b.cols() != m.rows()) {
+            throw new IllegalArgumentException("matmul: the bias " + b + " does not hold the " + m.rows()
+                    + " values of " + m + "'s rows");
+        }
+        if (gemm(a, m, o, b, "matmul") || b == null) {
+            return;
+        }
+        routes.biasKernel++;
+        if (o.type == precision) {
+            kernels.addBias(precision, o.ptr, b.ptr, o.rows, o.cols);
+        } else {
+            kernels.addBiasF32(precision, o.ptr, b.ptr, o.rows, o.cols);
         }
     }
 
-    /** {@code out = x @ w^T} through cuBLAS (column-major: out^T = w x^T), float32 accumulation. */
-    private void gemm(CudaBuffer x, CudaWeight w, CudaBuffer out, String op) {
+    /**
+     * {@code out = x @ w^T} (column-major: out^T = w x^T), float32 accumulation, plus {@code bias} (null for none)
+     * where cuBLASLt's epilogue can add it: whether the bias was added (true when there was nothing to add it to).
+     */
+    private boolean gemm(CudaBuffer x, CudaWeight w, CudaBuffer out, CudaWeight bias, String op) {
         int n = x.rows;
         int k = x.cols;
         int m = w.rows();
@@ -591,10 +611,59 @@ public final class CudaBackend implements TrainingBackend {
                     + precision.suffix());
         }
         if (n == 0) {
+            return true;
+        }
+        int wt = cublasType(w.type);
+        int xt = cublasType(x.type);
+        int ot = cublasType(out.type);
+        if (bias != null && bias.type == out.type && ltProduct(Cublas.OP_T, Cublas.OP_N, m, n, k, w.ptr, wt, k, x.ptr,
+                xt, k, 0f, out.ptr, ot, m, CublasLt.EPILOGUE_BIAS, bias.ptr)) {
+            routes.ltBias++;
+            return true;
+        }
+        product(Cublas.OP_T, Cublas.OP_N, m, n, k, w.ptr, wt, k, x.ptr, xt, k, 0f, out.ptr, ot, m);
+        return bias == null;
+    }
+
+    /**
+     * {@code C = op(A) op(B) + beta C}, float32 accumulation, column-major: through cuBLASLt, or {@code cublasGemmEx}
+     * where cuBLASLt has no algorithm for it (or a dimension is 0).
+     */
+    private void product(int transA, int transB, int m, int n, int k, long A, int aType, int lda, long B, int bType,
+                         int ldb, float beta, long C, int cType, int ldc) {
+        if (ltProduct(transA, transB, m, n, k, A, aType, lda, B, bType, ldb, beta, C, cType, ldc,
+                CublasLt.EPILOGUE_DEFAULT, 0)) {
+            routes.lt++;
             return;
         }
-        blas.gemm(Cublas.OP_T, Cublas.OP_N, m, n, k, 1f, w.ptr, cublasType(w.type), k, x.ptr, cublasType(x.type), k,
-                0f, out.ptr, cublasType(out.type), m, Cublas.COMPUTE_32F);
+        routes.gemmEx++;
+        blas.gemm(transA, transB, m, n, k, 1f, A, aType, lda, B, bType, ldb, beta, C, cType, ldc,
+                Cublas.COMPUTE_32F);
+    }
+
+    /** {@link CublasLt#matmul} with alpha 1 and float32 accumulation: false where it has no algorithm for it. */
+    private boolean ltProduct(int transA, int transB, int m, int n, int k, long A, int aType, int lda, long B,
+                              int bType, int ldb, float beta, long C, int cType, int ldc, int epilogue, long bias) {
+        return m > 0 && n > 0 && k > 0 && lt.matmul(transA, transB, m, n, k, 1f, A, aType, lda, B, bType, ldb, beta,
+                C, cType, ldc, Cublas.COMPUTE_32F, epilogue, bias);
+    }
+
+    /** How many products took each route so far. */
+    GemmRoutes gemmRoutes() {
+        return routes;
+    }
+
+    /** The cuBLASLt handle of the products. */
+    CublasLt cublasLt() {
+        return lt;
+    }
+
+    /**
+     * Whether {@link #matmulBackward} sums the bias gradient in the weight gradient's product
+     * ({@code CUBLASLT_EPILOGUE_BGRADB}) where it can (the default), or always by a kernel of its own.
+     */
+    void useBiasGradientEpilogue(boolean use) {
+        biasGradientEpilogue = use;
     }
 
     private static int cublasType(Precision p) {
@@ -614,7 +683,7 @@ public final class CudaBackend implements TrainingBackend {
         long gathered = allocate((long) rows.length * a.cols * a.type.bytes(), "gathered rows");
         try {
             kernels.gatherRows(precision, a.ptr, rowsDev, gathered, rows.length, a.cols);
-            gemm(new CudaBuffer(gathered, rows.length, a.cols, a.type, null), weightOf(w), bufferOf(out),
+            gemm(new CudaBuffer(gathered, rows.length, a.cols, a.type, null), weightOf(w), bufferOf(out), null,
                     "matmulRows");
         } finally {
             free(gathered);
@@ -1074,9 +1143,12 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * Two products through cuBLAS with float32 accumulation and beta 1, each adding into its gradient in the
-     * gradient's own type: {@code dx += dout @ w}, {@code dw += dout^T @ x}; and {@code db += colsum(dout)}, by
-     * {@link TrainKernels#columnSum} into a float32 gradient (else as {@code dout^T @ ones}).
+     * Two products (cuBLASLt, else {@code cublasGemmEx}) with float32 accumulation and beta 1, each adding into its
+     * gradient in the gradient's own type: {@code dx += dout @ w}, {@code dw += dout^T @ x}; and
+     * {@code db += colsum(dout)}. With float32 dw and db, the weight gradient's product also writes the column sums of
+     * dout ({@code CUBLASLT_EPILOGUE_BGRADB}, which overwrites its vector: into scratch, then added into db) where
+     * cuBLASLt has an algorithm for that; else they are summed by {@link TrainKernels#columnSum} into a float32
+     * gradient (else as {@code dout^T @ ones}).
      */
     @Override
     public void matmulBackward(Buffer x, Weight w, Buffer dout, Buffer dx, Buffer dw, Buffer db) {
@@ -1106,18 +1178,35 @@ public final class CudaBackend implements TrainingBackend {
         long gp = read(g, precision, 1);
         if (dxb != null) {
             // dx^T [k, n] += w^T [k, m] dout^T [m, n] (column-major)
-            blas.gemm(Cublas.OP_N, Cublas.OP_N, k, n, m, 1f, wt.ptr, type, k, gp, type, m, 1f, dxb.ptr,
-                    cublasType(dxb.type), k, Cublas.COMPUTE_32F);
+            product(Cublas.OP_N, Cublas.OP_N, k, n, m, wt.ptr, type, k, gp, type, m, 1f, dxb.ptr,
+                    cublasType(dxb.type), k);
         }
+        boolean biasDone = false;
         if (dwb != null) {
-            // dw^T [k, m] += x^T [k, n] dout [n, m] (column-major)
-            blas.gemm(Cublas.OP_N, Cublas.OP_T, k, m, n, 1f, read(xb, precision, 0), type, k, gp, type, m, 1f,
-                    dwb.ptr, cublasType(dwb.type), k, Cublas.COMPUTE_32F);
+            // dw^T [k, m] += x^T [k, n] dout [n, m] (column-major); BGRADB: the sums of dout over n, one per column
+            long xp = read(xb, precision, 0);
+            if (biasGradientEpilogue && dbb != null && dwb.type == Precision.F32 && dbb.type == Precision.F32) {
+                long sums = scratch.slot(3, 4L * m);
+                biasDone = ltProduct(Cublas.OP_N, Cublas.OP_T, k, m, n, xp, type, k, gp, type, m, 1f, dwb.ptr,
+                        Cublas.R_32F, k, CublasLt.EPILOGUE_BGRADB, sums);
+                if (biasDone) {
+                    routes.ltBiasGradient++;
+                    kernels.addInto(Precision.F32, dbb.ptr, sums, m);
+                }
+            }
+            if (!biasDone) {
+                product(Cublas.OP_N, Cublas.OP_T, k, m, n, xp, type, k, gp, type, m, 1f, dwb.ptr,
+                        cublasType(dwb.type), k);
+            }
         }
-        if (dbb != null && dbb.type == Precision.F32) {
+        if (dbb == null || biasDone) {
+            return;
+        }
+        routes.biasGradientKernel++;
+        if (dbb.type == Precision.F32) {
             // db [m] += colsum(dout [n, m]): parts of rows summed in order (a product with ones runs a slow path)
             train.columnSum(precision, gp, dbb.ptr, scratch.slot(3, TrainKernels.columnSumScratchBytes(n, m)), n, m);
-        } else if (dbb != null) {
+        } else {
             // db [m, 1] += dout^T [m, n] ones [n, 1] (column-major)
             blas.gemm(Cublas.OP_N, Cublas.OP_N, m, 1, n, 1f, gp, type, m, scratch.ones(precision, n, kernels), type, n,
                     1f, dbb.ptr, cublasType(dbb.type), m, Cublas.COMPUTE_32F);
@@ -1601,6 +1690,7 @@ public final class CudaBackend implements TrainingBackend {
         scratch.close();
         mixers.close();
         closed = true;
+        lt.close();
         blas.close();
         for (long ptr : allocations.keySet()) {
             cu.free(ptr);

@@ -12,15 +12,18 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * Finds and loads the CUDA driver library and cuBLAS. Each is looked for, in order, at
+ * Finds and loads the CUDA driver library, cuBLAS and cuBLASLt. Each is looked for, in order, at
  * <ol>
- * <li>the path in a system property ({@code -Dbased4j.cuda.libcuda}, {@code -Dbased4j.cuda.libcublas});</li>
+ * <li>the path in a system property ({@code -Dbased4j.cuda.libcuda}, {@code -Dbased4j.cuda.libcublas},
+ * {@code -Dbased4j.cuda.libcublaslt});</li>
  * <li>{@code $CUDA_HOME/lib64}, {@code $CUDA_HOME/lib} and {@code $CUDA_HOME/targets/x86_64-linux/lib};</li>
  * <li>the system library path: the plain soname handed to {@code dlopen}, which searches {@code LD_LIBRARY_PATH},
  * the {@code ld.so} cache and the default directories;</li>
  * <li>{@code /usr/local/cuda/lib64} and {@code /usr/lib/x86_64-linux-gnu}.</li>
  * </ol>
- * cuBLAS is tried as {@code libcublas.so.13}, {@code libcublas.so.12} and {@code libcublas.so} at each place. When
+ * cuBLAS is tried as {@code libcublas.so.13}, {@code libcublas.so.12} and {@code libcublas.so} at each place, cuBLASLt
+ * likewise as {@code libcublasLt.so.13}, {@code .so.12} and {@code .so} (cuBLAS depends on cuBLASLt, so once cuBLAS is
+ * loaded its soname on the system library path names the copy already loaded beside it). When
  * nothing loads, {@link CudaUnavailableException} lists every place tried and why it failed. Libraries stay loaded
  * for the life of the process.
  */
@@ -28,6 +31,7 @@ import java.util.Set;
 final class NativeLibraries {
     static final String CUDA_PROPERTY = "based4j.cuda.libcuda";
     static final String CUBLAS_PROPERTY = "based4j.cuda.libcublas";
+    static final String CUBLASLT_PROPERTY = "based4j.cuda.libcublaslt";
 
     /** What to look for: a description for messages, the system property naming a path, the sonames in order. */
     record Spec(String description, String property, List<String> sonames) {
@@ -36,6 +40,8 @@ final class NativeLibraries {
     static final Spec CUDA = new Spec("libcuda.so.1 (the NVIDIA driver)", CUDA_PROPERTY, List.of("libcuda.so.1"));
     static final Spec CUBLAS = new Spec("cuBLAS (libcublas.so.13, libcublas.so.12 or libcublas.so)", CUBLAS_PROPERTY,
             List.of("libcublas.so.13", "libcublas.so.12", "libcublas.so"));
+    static final Spec CUBLASLT = new Spec("cuBLASLt (libcublasLt.so.13, libcublasLt.so.12 or libcublasLt.so)",
+            CUBLASLT_PROPERTY, List.of("libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"));
 
     static final List<Path> DEFAULT_DIRECTORIES =
             List.of(Path.of("/usr/local/cuda/lib64"), Path.of("/usr/lib/x86_64-linux-gnu"));
@@ -55,6 +61,12 @@ final class NativeLibraries {
     /** Loads cuBLAS from the places this process is configured with. */
     static Library cublas() {
         return load(CUBLAS, System.getProperty(CUBLAS_PROPERTY), System.getenv("CUDA_HOME"), true,
+                DEFAULT_DIRECTORIES);
+    }
+
+    /** Loads cuBLASLt from the places this process is configured with. */
+    static Library cublasLt() {
+        return load(CUBLASLT, System.getProperty(CUBLASLT_PROPERTY), System.getenv("CUDA_HOME"), true,
                 DEFAULT_DIRECTORIES);
     }
 

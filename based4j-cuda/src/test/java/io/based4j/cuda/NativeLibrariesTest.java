@@ -67,6 +67,15 @@ class NativeLibrariesTest {
     }
 
     @Test
+    void missingCublasLtNamesItsPropertyAndSonames(@TempDir Path tmp) {
+        CudaUnavailableException e = assertThrows(CudaUnavailableException.class, () -> NativeLibraries.load(
+                NativeLibraries.CUBLASLT, null, null, false, List.of(tmp)));
+        assertEquals("cuBLASLt (libcublasLt.so.13, libcublasLt.so.12 or libcublasLt.so) was not found; tried: "
+                + "-Dbased4j.cuda.libcublaslt (unset), $CUDA_HOME (unset), "
+                + tmp + " (has no libcublasLt.so.13, libcublasLt.so.12, libcublasLt.so)", e.getMessage());
+    }
+
+    @Test
     void propertyPathThatIsNotALibraryIsReported(@TempDir Path tmp) throws IOException {
         Path junk = Files.writeString(tmp.resolve("libcuda.so.1"), "not an ELF file");
 
@@ -142,6 +151,15 @@ class NativeLibrariesTest {
         assertEquals("cublasGemmEx(NT, m=4, n=4, k=4) failed: CUBLAS_STATUS_NOT_SUPPORTED "
                 + "(the functionality requested is not supported)", gemm.getMessage());
         assertFalse(gemm.isOutOfMemory());
+        // cuBLASLt returns the same statuses; its failures name the product's shape
+        LtGemm g = LtGemm.of(Cublas.OP_T, Cublas.OP_N, 29, 33, 45, 1 << 20, Cublas.R_16BF, 45, 2 << 20,
+                Cublas.R_16BF, 45, false, 3 << 20, Cublas.R_16BF, 29, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_BIAS,
+                4 << 20);
+        assertEquals("cublasLtMatmul(TN, m=29, n=33, k=45, types A/B/C bf16/bf16/bf16, lda=45, ldb=45, ldc=29, compute"
+                + " 32F, epilogue BIAS, beta 0) failed: CUBLAS_STATUS_NOT_SUPPORTED (the functionality requested is"
+                + " not supported)", CublasStatus.error(g.describe(), 15, null, null).getMessage());
+        assertEquals("CUBLAS_STATUS_EXECUTION_FAILED", CublasStatus.name(13, null));
+        assertEquals("cublasStatus_t 99", CublasStatus.name(99, null));
         // CUBLAS_STATUS_NOT_INITIALIZED (1) shares its number with CUDA_ERROR_INVALID_VALUE: the API tells them apart
         assertEquals("cublasSetStream failed: CUBLAS_STATUS_NOT_INITIALIZED (the library was not initialized)",
                 CudaException.cublas("cublasSetStream", 1).getMessage());

@@ -1,0 +1,593 @@
+package io.based4j.cuda;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+
+/**
+ * A cuBLASLt handle bound to one stream and one workspace, through the foreign-function interface: matrix products
+ * {@code D = alpha op(A) op(B) + beta C} (C = D, column-major) with an optional epilogue, a bias added to every
+ * column of D ({@link #EPILOGUE_BIAS}) or the sums of B's columns written to a vector ({@link #EPILOGUE_BGRADB}, the
+ * bias gradient of the product that gives a weight gradient).
+ *
+ * <p>Each distinct product ({@link LtGemm}: shape, types, transposes, epilogue, whether beta is nonzero, pointer
+ * alignment) gets a plan once: the descriptors, the layouts and the algorithm {@code cublasLtMatmulAlgoGetHeuristic}
+ * picks (that call takes tens of microseconds); later calls with the same key only set the bias pointer and launch.
+ * Where the heuristic offers no algorithm {@link #matmul} returns false and enqueues nothing, so that the caller can
+ * use {@code cublasGemmEx} instead; that answer is kept too. A launch that fails throws a {@link CudaException} that
+ * names the product's shape.
+ *
+ * <p>Float32 inputs use plain float32 arithmetic: {@code CUBLAS_COMPUTE_32F} with float32 A and B never selects TF32
+ * (that is {@code CUBLAS_COMPUTE_32F_FAST_TF32}), and the heuristic is told, through its implementation mask, to skip
+ * any algorithm that reads its inputs as TF32, f16 or bf16 all the same.
+ *
+ * <p>Scalars are passed from host memory (the default pointer mode), from a native pair that each call overwrites;
+ * cuBLASLt reads them during the call, which keeps that safe under stream capture. Made and used on one thread at a
+ * time; not thread-safe.
+ */
+@SuppressWarnings("restricted")
+public final class CublasLt implements AutoCloseable {
+    // cublasLtEpilogue_t (cublasLt.h)
+    /** {@code CUBLASLT_EPILOGUE_DEFAULT}: D is the product, nothing more. */
+    public static final int EPILOGUE_DEFAULT = 1;
+    /** {@code CUBLASLT_EPILOGUE_BIAS}: adds a vector of D's rows count to every column of D. */
+    public static final int EPILOGUE_BIAS = 4;
+    /** {@code CUBLASLT_EPILOGUE_BGRADA}: writes the sums of A over the k dimension (one per row of D). */
+    public static final int EPILOGUE_BGRADA = 256;
+    /** {@code CUBLASLT_EPILOGUE_BGRADB}: writes the sums of B over the k dimension (one per column of D). */
+    public static final int EPILOGUE_BGRADB = 512;
+
+    // cublasLtMatmulDescAttributes_t
+    static final int DESC_TRANSA = 3;
+    static final int DESC_TRANSB = 4;
+    static final int DESC_EPILOGUE = 7;
+    static final int DESC_BIAS_POINTER = 8;
+
+    // cublasLtMatmulPreferenceAttributes_t
+    static final int PREF_MAX_WORKSPACE_BYTES = 1;
+    static final int PREF_MIN_ALIGNMENT_A_BYTES = 5;
+    static final int PREF_MIN_ALIGNMENT_B_BYTES = 6;
+    static final int PREF_MIN_ALIGNMENT_C_BYTES = 7;
+    static final int PREF_MIN_ALIGNMENT_D_BYTES = 8;
+    static final int PREF_IMPL_MASK = 12;
+
+    // cublasLtNumericalImplFlags_t: inputs read as f16, bf16 or TF32
+    static final long IMPL_INPUT_16F = 0x01L << 16;
+    static final long IMPL_INPUT_16BF = 0x02L << 16;
+    static final long IMPL_INPUT_TF32 = 0x04L << 16;
+
+    /** Bytes of {@code cublasLtMatmulAlgo_t} ({@code uint64_t data[8]}). */
+    static final long ALGO_BYTES = 64;
+    /**
+     * Bytes of {@code cublasLtMatmulHeuristicResult_t}: the algorithm (64), {@code size_t workspaceSize} (at 64),
+     * {@code cublasStatus_t state} (at 72), {@code float wavesCount} (at 76), {@code int reserved[4]} (at 80).
+     */
+    static final long HEURISTIC_RESULT_BYTES = 96;
+    private static final long RESULT_WORKSPACE = 64;
+    private static final long RESULT_STATE = 72;
+    /** Algorithms asked of the heuristic per plan; the first that fits is taken (they come fastest first). */
+    private static final int HEURISTIC_RESULTS = 8;
+    /** Plans kept at most: far more than the distinct products of a training step. */
+    static final int PLAN_CAPACITY = 512;
+    /** What {@link #heuristic} returns when the call itself failed (the status is in {@link #heuristicStatus}). */
+    private static final int HEURISTIC_FAILED = -1;
+    /** What {@link #heuristic} returns when no algorithm it found fits (their number is in {@link #count}). */
+    private static final int NONE_FITS = -2;
+
+    private static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT;
+    private static final ValueLayout.OfLong LONG = ValueLayout.JAVA_LONG;
+    private static final MemoryLayout PTR = ValueLayout.ADDRESS;
+    /** A handle, descriptor, stream or device pointer, passed as a 64-bit integer (as {@link CudaDriver} does). */
+    private static final ValueLayout.OfLong HANDLE = ValueLayout.JAVA_LONG;
+
+    private static final Object LOCK = new Object();
+    private static volatile Lib lib;
+    private static volatile CudaUnavailableException failure;
+
+    private final Lib l;
+    private final long stream;
+    private final long workspace;
+    private final long workspaceBytes;
+    private final MemorySegment alpha;
+    private final MemorySegment beta;
+    /** An out-parameter (a created handle) or an attribute's value. */
+    private final MemorySegment value;
+    private final MemorySegment count;
+    private final MemorySegment results;
+    private final PlanCache<LtGemm, Plan> plans;
+    private long handle;
+    private long launches;
+    /** The status of the last {@code cublasLtMatmulAlgoGetHeuristic} that failed. */
+    private int heuristicStatus;
+    /** The status of the last destroy call (see {@link #destroy(MethodHandle, long)}). */
+    private int destroyStatus;
+
+    private CublasLt(Lib l, long handle, long stream, long workspace, long workspaceBytes) {
+        this.l = l;
+        this.handle = handle;
+        this.stream = stream;
+        this.workspace = workspace;
+        this.workspaceBytes = workspaceBytes;
+        Arena arena = Arena.ofAuto();
+        MemorySegment scalars = arena.allocate(32, 16);
+        this.alpha = scalars.asSlice(0, 4);
+        this.beta = scalars.asSlice(4, 4);
+        this.count = scalars.asSlice(8, 4);
+        this.value = scalars.asSlice(16, 8);
+        this.results = arena.allocate(HEURISTIC_RESULTS * HEURISTIC_RESULT_BYTES, 16);
+        this.plans = new PlanCache<>(PLAN_CAPACITY, this::destroy);
+    }
+
+    /**
+     * {@code cublasLtCreate}, for products on {@code stream} that may use {@code workspaceBytes} of device memory at
+     * {@code workspace} (256-byte aligned; 0 bytes for none). The workspace may be the one a cuBLAS handle on the same
+     * stream uses: calls on one stream never overlap.
+     *
+     * @throws CudaUnavailableException when cuBLASLt (or the driver) cannot be loaded
+     */
+    public static CublasLt create(long stream, long workspace, long workspaceBytes) {
+        CudaDriver.get();
+        Lib l = lib();
+        MemorySegment h = Arena.ofAuto().allocate(8, 8);
+        int r;
+        try {
+            r = (int) l.create.invokeExact(h);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        if (r != 0) {
+            throw l.error("cublasLtCreate", r);
+        }
+        return new CublasLt(l, h.get(LONG, 0), stream, workspace, workspace == 0 ? 0 : workspaceBytes);
+    }
+
+    /** Whether cuBLASLt can be loaded (loading it if that has not been tried yet). */
+    public static boolean isAvailable() {
+        try {
+            lib();
+            return true;
+        } catch (CudaUnavailableException e) {
+            return false;
+        }
+    }
+
+    private static Lib lib() {
+        Lib l = lib;
+        if (l != null) {
+            return l;
+        }
+        synchronized (LOCK) {
+            if (lib != null) {
+                return lib;
+            }
+            if (failure != null) {
+                throw new CudaUnavailableException(failure.getMessage(), failure);
+            }
+            try {
+                lib = new Lib(NativeLibraries.cublasLt());
+                return lib;
+            } catch (CudaUnavailableException e) {
+                failure = e;
+                throw e;
+            } catch (RuntimeException | Error e) {
+                failure = new CudaUnavailableException("cuBLASLt could not be loaded: " + e, e);
+                throw failure;
+            }
+        }
+    }
+
+    /** Where cuBLASLt was loaded from. */
+    public String libraryPath() {
+        return l.where;
+    }
+
+    /** {@code cublasLtGetVersion}: e.g. 130000 for cuBLASLt 13.0.0. */
+    public long version() {
+        try {
+            return (long) l.getVersion.invokeExact();
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+    }
+
+    /**
+     * {@code D = alpha op(A) op(B) + beta C} into C, float32 scalars, through the plan for this product (built on its
+     * first call). {@code epilogue}: {@link #EPILOGUE_DEFAULT} with {@code bias} 0, {@link #EPILOGUE_BIAS} with a bias
+     * of m values of C's type, or {@link #EPILOGUE_BGRADB} with n values of C's type that the sums of B's columns
+     * overwrite.
+     *
+     * @return false, with nothing enqueued, where cuBLASLt has no algorithm for this product
+     * @throws CudaException naming the product when the launch fails
+     */
+    public boolean matmul(int transA, int transB, int m, int n, int k, float alpha, long A, int aType, int lda, long B,
+                          int bType, int ldb, float beta, long C, int cType, int ldc, int computeType, int epilogue,
+                          long bias) {
+        LtGemm g = LtGemm.of(transA, transB, m, n, k, A, aType, lda, B, bType, ldb, beta != 0f, C, cType, ldc,
+                computeType, epilogue, bias);
+        Plan p = plans.get(g, key -> build(key, bias));
+        if (p.algo == null) {
+            return false;
+        }
+        if (epilogue != EPILOGUE_DEFAULT) {
+            setPointer(p.desc, DESC_BIAS_POINTER, bias, g);
+        }
+        this.alpha.set(ValueLayout.JAVA_FLOAT, 0, alpha);
+        this.beta.set(ValueLayout.JAVA_FLOAT, 0, beta);
+        int r;
+        try {
+            r = (int) l.matmul.invokeExact(live(), p.desc, this.alpha, A, p.a, B, p.b, this.beta, C, p.c, C, p.c,
+                    p.algo, workspace, workspaceBytes, stream);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        if (r != 0) {
+            throw l.error(g.describe(), r);
+        }
+        launches++;
+        return true;
+    }
+
+    /** Whether a plan is kept for {@code g} (with an algorithm or without). */
+    boolean planned(LtGemm g) {
+        return plans.peek(g) != null;
+    }
+
+    /** Why the plan kept for {@code g} has no algorithm (null where it has one, or none is kept). */
+    String noAlgorithmReason(LtGemm g) {
+        Plan p = plans.peek(g);
+        return p == null ? null : p.reason;
+    }
+
+    /** Plans kept now. */
+    int plans() {
+        return plans.size();
+    }
+
+    /** Plans built so far. */
+    long planBuilds() {
+        return plans.builds();
+    }
+
+    /** Products launched so far. */
+    long launches() {
+        return launches;
+    }
+
+    // ------------------------------------------------------------------------------------------------ plans
+
+    /** The descriptors of one product and the algorithm chosen for it (null, with the reason, where there is none). */
+    private static final class Plan {
+        final long desc;
+        final long a;
+        final long b;
+        final long c;
+        final MemorySegment algo;
+        final String reason;
+
+        Plan(long desc, long a, long b, long c, MemorySegment algo, String reason) {
+            this.desc = desc;
+            this.a = a;
+            this.b = b;
+            this.c = c;
+            this.algo = algo;
+            this.reason = reason;
+        }
+    }
+
+    /** Builds the plan for {@code g}; {@code bias} is the bias vector of the call that needs it (0 for none). */
+    private Plan build(LtGemm g, long bias) {
+        long desc = 0;
+        long a = 0;
+        long b = 0;
+        long c = 0;
+        long pref = 0;
+        try {
+            desc = created(l.descCreate, "cublasLtMatmulDescCreate", g, g.computeType(), Cublas.R_32F);
+            setInt(desc, DESC_TRANSA, g.transA(), g);
+            setInt(desc, DESC_TRANSB, g.transB(), g);
+            if (g.epilogue() != EPILOGUE_DEFAULT) {
+                setInt(desc, DESC_EPILOGUE, g.epilogue(), g);
+                // the heuristic reads the bias pointer's alignment from the descriptor
+                setPointer(desc, DESC_BIAS_POINTER, bias, g);
+            }
+            a = layout(g.aType(), g.aRows(), g.aCols(), g.lda(), g);
+            b = layout(g.bType(), g.bRows(), g.bCols(), g.ldb(), g);
+            c = layout(g.cType(), g.m(), g.n(), g.ldc(), g);
+            pref = preference(g);
+            int chosen = heuristic(desc, a, b, c, pref);
+            if (chosen < 0) {
+                // nothing to keep but the answer: what was made is destroyed below
+                return new Plan(0, 0, 0, 0, null, noAlgorithm(chosen));
+            }
+            MemorySegment algo = Arena.ofAuto().allocate(ALGO_BYTES, 8);
+            algo.copyFrom(results.asSlice(chosen * HEURISTIC_RESULT_BYTES, ALGO_BYTES));
+            Plan plan = new Plan(desc, a, b, c, algo, null);
+            desc = 0;
+            a = 0;
+            b = 0;
+            c = 0;
+            return plan;
+        } finally {
+            destroy(l.preferenceDestroy, pref);
+            destroy(l.layoutDestroy, c);
+            destroy(l.layoutDestroy, b);
+            destroy(l.layoutDestroy, a);
+            destroy(l.descDestroy, desc);
+        }
+    }
+
+    /**
+     * {@code cublasLtMatmulAlgoGetHeuristic}: the index in {@link #results} of the first algorithm (they come fastest
+     * first) that succeeded and fits the workspace, else {@link #HEURISTIC_FAILED} or {@link #NONE_FITS}.
+     */
+    private int heuristic(long desc, long a, long b, long c, long pref) {
+        int r;
+        try {
+            r = (int) l.heuristic.invokeExact(live(), desc, a, b, c, c, pref, HEURISTIC_RESULTS, results, count);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        if (r != 0) {
+            heuristicStatus = r;
+            return HEURISTIC_FAILED;
+        }
+        int found = count.get(INT, 0);
+        for (int i = 0; i < found; i++) {
+            MemorySegment result = results.asSlice(i * HEURISTIC_RESULT_BYTES, HEURISTIC_RESULT_BYTES);
+            if (result.get(INT, RESULT_STATE) == 0 && result.get(LONG, RESULT_WORKSPACE) <= workspaceBytes) {
+                return i;
+            }
+        }
+        return NONE_FITS;
+    }
+
+    private String noAlgorithm(int outcome) {
+        if (outcome == HEURISTIC_FAILED) {
+            return "cublasLtMatmulAlgoGetHeuristic returned " + CublasStatus.name(heuristicStatus, l.statusName);
+        }
+        int found = count.get(INT, 0);
+        return found == 0 ? "the heuristic found no algorithm" : "none of the " + found + " algorithms the heuristic"
+                + " found fits a workspace of " + workspaceBytes + " bytes";
+    }
+
+    private long preference(LtGemm g) {
+        long pref = created(l.preferenceCreate, "cublasLtMatmulPreferenceCreate", g);
+        try {
+            value.set(LONG, 0, workspaceBytes);
+            setPreference(pref, PREF_MAX_WORKSPACE_BYTES, 8, g);
+            setPreferenceInt(pref, PREF_MIN_ALIGNMENT_A_BYTES, g.alignA(), g);
+            setPreferenceInt(pref, PREF_MIN_ALIGNMENT_B_BYTES, g.alignB(), g);
+            setPreferenceInt(pref, PREF_MIN_ALIGNMENT_C_BYTES, g.alignC(), g);
+            setPreferenceInt(pref, PREF_MIN_ALIGNMENT_D_BYTES, g.alignC(), g);
+            if (g.aType() == Cublas.R_32F && g.bType() == Cublas.R_32F) {
+                value.set(LONG, 0, ~(IMPL_INPUT_16F | IMPL_INPUT_16BF | IMPL_INPUT_TF32));
+                setPreference(pref, PREF_IMPL_MASK, 8, g);
+            }
+            return pref;
+        } catch (RuntimeException e) {
+            destroy(l.preferenceDestroy, pref);
+            throw e;
+        }
+    }
+
+    private long layout(int type, int rows, int cols, int ld, LtGemm g) {
+        int r;
+        try {
+            r = (int) l.layoutCreate.invokeExact(value, type, (long) rows, (long) cols, (long) ld);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        if (r != 0) {
+            throw l.error("cublasLtMatrixLayoutCreate(" + LtGemm.typeName(type) + ", " + rows + "x" + cols + ", ld "
+                    + ld + ") for " + g.describe(), r);
+        }
+        return value.get(LONG, 0);
+    }
+
+    private long created(MethodHandle create, String call, LtGemm g) {
+        int r;
+        try {
+            r = (int) create.invokeExact(value);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        if (r != 0) {
+            throw l.error(call + " for " + g.describe(), r);
+        }
+        return value.get(LONG, 0);
+    }
+
+    private long created(MethodHandle create, String call, LtGemm g, int computeType, int scaleType) {
+        int r;
+        try {
+            r = (int) create.invokeExact(value, computeType, scaleType);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        if (r != 0) {
+            throw l.error(call + "(compute " + LtGemm.computeName(computeType) + ") for " + g.describe(), r);
+        }
+        return value.get(LONG, 0);
+    }
+
+    private void setInt(long desc, int attribute, int v, LtGemm g) {
+        value.set(INT, 0, v);
+        setDesc(desc, attribute, 4, g);
+    }
+
+    private void setPointer(long desc, int attribute, long pointer, LtGemm g) {
+        value.set(LONG, 0, pointer);
+        setDesc(desc, attribute, 8, g);
+    }
+
+    private void setDesc(long desc, int attribute, long bytes, LtGemm g) {
+        int r;
+        try {
+            r = (int) l.descSetAttribute.invokeExact(desc, attribute, value, bytes);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        if (r != 0) {
+            throw l.error("cublasLtMatmulDescSetAttribute(" + descAttributeName(attribute) + ", " + bytes
+                    + " bytes) for " + g.describe(), r);
+        }
+    }
+
+    private void setPreferenceInt(long pref, int attribute, int v, LtGemm g) {
+        value.set(INT, 0, v);
+        setPreference(pref, attribute, 4, g);
+    }
+
+    private void setPreference(long pref, int attribute, long bytes, LtGemm g) {
+        int r;
+        try {
+            r = (int) l.preferenceSetAttribute.invokeExact(pref, attribute, value, bytes);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        if (r != 0) {
+            throw l.error("cublasLtMatmulPreferenceSetAttribute(" + preferenceAttributeName(attribute) + ", "
+                    + bytes + " bytes) for " + g.describe(), r);
+        }
+    }
+
+    static String descAttributeName(int attribute) {
+        return switch (attribute) {
+            case DESC_TRANSA -> "CUBLASLT_MATMUL_DESC_TRANSA";
+            case DESC_TRANSB -> "CUBLASLT_MATMUL_DESC_TRANSB";
+            case DESC_EPILOGUE -> "CUBLASLT_MATMUL_DESC_EPILOGUE";
+            case DESC_BIAS_POINTER -> "CUBLASLT_MATMUL_DESC_BIAS_POINTER";
+            default -> "cublasLtMatmulDescAttributes_t " + attribute;
+        };
+    }
+
+    static String preferenceAttributeName(int attribute) {
+        return switch (attribute) {
+            case PREF_MAX_WORKSPACE_BYTES -> "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES";
+            case PREF_MIN_ALIGNMENT_A_BYTES -> "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES";
+            case PREF_MIN_ALIGNMENT_B_BYTES -> "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES";
+            case PREF_MIN_ALIGNMENT_C_BYTES -> "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES";
+            case PREF_MIN_ALIGNMENT_D_BYTES -> "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES";
+            case PREF_IMPL_MASK -> "CUBLASLT_MATMUL_PREF_IMPL_MASK";
+            default -> "cublasLtMatmulPreferenceAttributes_t " + attribute;
+        };
+    }
+
+    /** Frees what a plan holds (nothing for a plan without an algorithm); the first failure is thrown. */
+    private void destroy(Plan p) {
+        RuntimeException first = null;
+        for (long layout : new long[] {p.a, p.b, p.c}) {
+            if (!destroy(l.layoutDestroy, layout) && first == null) {
+                first = l.error("cublasLtMatrixLayoutDestroy", destroyStatus);
+            }
+        }
+        if (!destroy(l.descDestroy, p.desc) && first == null) {
+            first = l.error("cublasLtMatmulDescDestroy", destroyStatus);
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    /**
+     * Destroys a descriptor, layout or preference (0: nothing); false, with the status in {@link #destroyStatus},
+     * where that failed. Used where a failure can only be reported, not undone.
+     */
+    private boolean destroy(MethodHandle destroy, long handle) {
+        if (handle == 0) {
+            return true;
+        }
+        int r;
+        try {
+            r = (int) destroy.invokeExact(handle);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+        destroyStatus = r;
+        return r == 0;
+    }
+
+    private long live() {
+        if (handle == 0) {
+            throw new IllegalStateException("this cuBLASLt handle is closed");
+        }
+        return handle;
+    }
+
+    /** Destroys every plan, then {@code cublasLtDestroy}; a second close does nothing. */
+    @Override
+    public void close() {
+        if (handle == 0) {
+            return;
+        }
+        try {
+            plans.close();
+        } finally {
+            long h = handle;
+            handle = 0;
+            int r;
+            try {
+                r = (int) l.destroy.invokeExact(h);
+            } catch (Throwable t) {
+                throw CudaDriver.rethrow(t);
+            }
+            if (r != 0) {
+                throw l.error("cublasLtDestroy", r);
+            }
+        }
+    }
+
+    /** The bound cuBLASLt entry points (signatures as in cublasLt.h). */
+    private static final class Lib {
+        final String where;
+        final MethodHandle create;
+        final MethodHandle destroy;
+        final MethodHandle getVersion;
+        final MethodHandle descCreate;
+        final MethodHandle descDestroy;
+        final MethodHandle descSetAttribute;
+        final MethodHandle layoutCreate;
+        final MethodHandle layoutDestroy;
+        final MethodHandle preferenceCreate;
+        final MethodHandle preferenceDestroy;
+        final MethodHandle preferenceSetAttribute;
+        final MethodHandle heuristic;
+        final MethodHandle matmul;
+        final MethodHandle statusName;
+        final MethodHandle statusString;
+
+        Lib(NativeLibraries.Library library) {
+            where = library.where();
+            CudaDriver.Binder b = new CudaDriver.Binder(library);
+            create = b.bind("cublasLtCreate", INT, PTR);
+            destroy = b.bind("cublasLtDestroy", INT, HANDLE);
+            getVersion = b.bind("cublasLtGetVersion", LONG);
+            // (cublasLtMatmulDesc_t*, cublasComputeType_t, cudaDataType_t scaleType)
+            descCreate = b.bind("cublasLtMatmulDescCreate", INT, PTR, INT, INT);
+            descDestroy = b.bind("cublasLtMatmulDescDestroy", INT, HANDLE);
+            // (desc, cublasLtMatmulDescAttributes_t, const void* buf, size_t sizeInBytes)
+            descSetAttribute = b.bind("cublasLtMatmulDescSetAttribute", INT, HANDLE, INT, PTR, LONG);
+            // (cublasLtMatrixLayout_t*, cudaDataType, uint64_t rows, uint64_t cols, int64_t ld)
+            layoutCreate = b.bind("cublasLtMatrixLayoutCreate", INT, PTR, INT, LONG, LONG, LONG);
+            layoutDestroy = b.bind("cublasLtMatrixLayoutDestroy", INT, HANDLE);
+            preferenceCreate = b.bind("cublasLtMatmulPreferenceCreate", INT, PTR);
+            preferenceDestroy = b.bind("cublasLtMatmulPreferenceDestroy", INT, HANDLE);
+            preferenceSetAttribute = b.bind("cublasLtMatmulPreferenceSetAttribute", INT, HANDLE, INT, PTR, LONG);
+            // (handle, desc, Adesc, Bdesc, Cdesc, Ddesc, preference, int requested, results[], int* returned)
+            heuristic = b.bind("cublasLtMatmulAlgoGetHeuristic", INT,
+                    HANDLE, HANDLE, HANDLE, HANDLE, HANDLE, HANDLE, HANDLE, INT, PTR, PTR);
+            // (handle, desc, alpha*, A, Adesc, B, Bdesc, beta*, C, Cdesc, D, Ddesc, algo*, workspace, size_t, stream)
+            matmul = b.bind("cublasLtMatmul", INT,
+                    HANDLE, HANDLE, PTR, HANDLE, HANDLE, HANDLE, HANDLE, PTR, HANDLE, HANDLE, HANDLE, HANDLE, PTR,
+                    HANDLE, LONG, HANDLE);
+            statusName = b.bindOptional("cublasLtGetStatusName", PTR, INT);
+            statusString = b.bindOptional("cublasLtGetStatusString", PTR, INT);
+        }
+
+        CudaException error(String call, int status) {
+            return CublasStatus.error(call, status, statusName, statusString);
+        }
+    }
+}

@@ -1,0 +1,40 @@
+package io.based4j.cuda;
+
+/**
+ * How many of a {@link CudaBackend}'s matrix products took each route, for the tests and benchmarks that check the
+ * fast paths are taken: cuBLASLt, with or without an epilogue, or {@code cublasGemmEx} where cuBLASLt had no
+ * algorithm; and the separate kernels for what no epilogue did.
+ */
+final class GemmRoutes {
+    /** cuBLASLt products with no epilogue. */
+    long lt;
+    /** cuBLASLt products that added the bias ({@link CublasLt#EPILOGUE_BIAS}). */
+    long ltBias;
+    /** cuBLASLt weight gradients that also gave the bias gradient ({@link CublasLt#EPILOGUE_BGRADB}). */
+    long ltBiasGradient;
+    /** {@code cublasGemmEx} products. */
+    long gemmEx;
+    /** Biases added by a kernel of their own. */
+    long biasKernel;
+    /** Bias gradients summed by a kernel or product of their own. */
+    long biasGradientKernel;
+
+    /** The counts as they are now. */
+    GemmRoutes copy() {
+        GemmRoutes c = new GemmRoutes();
+        c.lt = lt;
+        c.ltBias = ltBias;
+        c.ltBiasGradient = ltBiasGradient;
+        c.gemmEx = gemmEx;
+        c.biasKernel = biasKernel;
+        c.biasGradientKernel = biasGradientKernel;
+        return c;
+    }
+
+    @Override
+    public String toString() {
+        return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", cuBLASLt with bias gradient " + ltBiasGradient
+                + ", cublasGemmEx " + gemmEx + ", bias kernels " + biasKernel + ", bias gradient kernels "
+                + biasGradientKernel;
+    }
+}
