@@ -3,7 +3,9 @@
 #   gpu-check.sh [BUNDLE_DIR]
 # BUNDLE_DIR defaults to the folder holding this script when that is a bundle (bundle.sh copies it there), else to
 # bundle/based4j of the repository holding it. Writes under ${OUT:-/tmp}: gpu-tests/ (the JUnit XML report) and
-# bench-gpu.json. BENCH_ARGS adds options to `based4j bench gpu`; JAVA_OPTS adds JVM options to both runs.
+# bench-gpu.json. BENCH_ARGS adds options to `based4j bench gpu`; JAVA_OPTS adds JVM options to both runs;
+# GPU_TESTS (a regular expression over fully qualified class names) runs only the matching test classes;
+# SKIP_BENCH=1 leaves the benchmark out.
 # The tests run are those tagged "gpu" anywhere under the package io.based4j (GPU tests live in io.based4j.cuda and
 # io.based4j.model).
 # Exits non-zero when a test fails (the benchmark runs all the same) or when the benchmark fails.
@@ -57,6 +59,7 @@ echo "== GPU tests (report: $REPORTS)"
     --class-path "$CLASS_PATH" \
     --select-package io.based4j \
     --include-tag gpu \
+    ${GPU_TESTS:+--include-classname "$GPU_TESTS"} \
     --fail-if-no-tests \
     --details=tree --disable-banner --disable-ansi-colors \
     --reports-dir "$REPORTS"
@@ -65,6 +68,9 @@ if [ $tests_rc -ne 0 ]; then
     echo "gpu-check: GPU tests FAILED (exit $tests_rc)" >&2
 fi
 
+if [ -n "${SKIP_BENCH:-}" ]; then
+    exit $tests_rc
+fi
 echo "== bench gpu (json: $OUT_DIR/bench-gpu.json)"
 # shellcheck disable=SC2086
 "$BUNDLE/bin/based4j" bench gpu --json "$OUT_DIR/bench-gpu.json" ${BENCH_ARGS:-}
