@@ -599,3 +599,4 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_linear.cuh"
 #include "train_linear_recurrent.cuh"
 #include "train_attention.cuh"
+#include "train_attention_mma.cuh"

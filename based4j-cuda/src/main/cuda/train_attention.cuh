@@ -24,12 +24,15 @@ namespace b4j {
 #define ATR_ROWS (ATR_WARPS * ATR_PER_WARP)  // queries or keys per block: 16
 #define ATR_TILE 32                      // vectors per shared tile
 
-/** invFreq[p] for p < rd/2 (RotaryAngles.inverseFrequency), written by the block; ends with a barrier. */
+/** The inverse frequency of rotary pair p (RotaryAngles.inverseFrequency). */
+__device__ __forceinline__ float rotaryInverseFrequency(int p, int rd, double base) {
+    const float x = __fdiv_rn((float)(2 * p), (float)rd);
+    return (float)(1.0 / pow(base, (double)x));
+}
+
+/** invFreq[p] for p < rd/2, written by the block; ends with a barrier. */
 __device__ __forceinline__ void rotaryInverseFrequencies(float* invFreq, int rd, double base) {
-    for (int p = threadIdx.x; p < rd / 2; p += blockDim.x) {
-        const float x = __fdiv_rn((float)(2 * p), (float)rd);
-        invFreq[p] = (float)(1.0 / pow(base, (double)x));
-    }
+    for (int p = threadIdx.x; p < rd / 2; p += blockDim.x) invFreq[p] = rotaryInverseFrequency(p, rd, base);
     __syncthreads();
 }
 
@@ -42,29 +45,46 @@ __device__ __forceinline__ void rotaryCosSin(int pos, float invFreq, float* c, f
     *s = (float)sd;
 }
 
-/** Element e of head vector x at position pos, rotated (x1' = x1 c - x2 s, x2' = x2 c + x1 s; no fused ops). */
+/** The rotary pair of element e < rd: e or e - half. */
+__device__ __forceinline__ int rotaryPair(int e, int half) { return e < half ? e : e - half; }
+
+/**
+ * Element e < rd of head vector x rotated by the cos c and sin s of its pair (x1' = x1 c - x2 s,
+ * x2' = x2 c + x1 s; no fused ops).
+ */
 template <typename A>
-__device__ __forceinline__ float rotatedAt(const A* x, int e, int pos, const float* invFreq, int rd) {
-    if (e >= rd) return toF(x[e]);
-    const int half = rd >> 1;
-    const int p = e < half ? e : e - half;
-    float c, s;
-    rotaryCosSin(pos, invFreq[p], &c, &s);
+__device__ __forceinline__ float rotatedWith(const A* x, int e, int half, float c, float s) {
+    const int p = rotaryPair(e, half);
     const float x1 = toF(x[p]);
     const float x2 = toF(x[p + half]);
     return e < half ? __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)) : __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
 }
 
-/** Element e of the transposed rotation of g (a gradient in shared memory): g1 c + g2 s, g2 c - g1 s. */
-__device__ __forceinline__ float rotatedBackAt(const float* g, int e, int pos, const float* invFreq, int rd) {
-    if (e >= rd) return g[e];
-    const int half = rd >> 1;
-    const int p = e < half ? e : e - half;
-    float c, s;
-    rotaryCosSin(pos, invFreq[p], &c, &s);
+/** Element e < rd of the transposed rotation of g by the cos c and sin s of its pair: g1 c + g2 s, g2 c - g1 s. */
+__device__ __forceinline__ float rotatedBackWith(const float* g, int e, int half, float c, float s) {
+    const int p = rotaryPair(e, half);
     const float g1 = g[p];
     const float g2 = g[p + half];
     return e < half ? g1 * c + g2 * s : g2 * c - g1 * s;
+}
+
+/** Element e of head vector x at position pos, rotated. */
+template <typename A>
+__device__ __forceinline__ float rotatedAt(const A* x, int e, int pos, const float* invFreq, int rd) {
+    if (e >= rd) return toF(x[e]);
+    const int half = rd >> 1;
+    float c, s;
+    rotaryCosSin(pos, invFreq[rotaryPair(e, half)], &c, &s);
+    return rotatedWith(x, e, half, c, s);
+}
+
+/** Element e of the transposed rotation of g (a gradient in shared memory). */
+__device__ __forceinline__ float rotatedBackAt(const float* g, int e, int pos, const float* invFreq, int rd) {
+    if (e >= rd) return g[e];
+    const int half = rd >> 1;
+    float c, s;
+    rotaryCosSin(pos, invFreq[rotaryPair(e, half)], &c, &s);
+    return rotatedBackWith(g, e, half, c, s);
 }
 
 /** Zeroes a tile, so that the columns past dh that loadTile never writes read as zeros. No barrier. */

@@ -46,15 +46,43 @@ import static io.based4j.cuda.Kernels.require;
  *     <td>after the suffix scan of W ({@code dS_c}): {@code dv += A_c^T g + dS_c^T phi(k)},
  *     {@code dk += J^T (dS_c [v, 1]) + } the in-chunk score gradients</td></tr>
  * <tr><td>attentionTrainForward</td><td>(ceil(seqLen / 16), H, batch) x 128</td>
- *     <td>4 warps x 4 queries, lanes over the head dims; keys in shared tiles of 32 (rotated k, v); online
- *     softmax; {@code out} and {@code lse = max + log sum}</td></tr>
+ *     <td>scalar (f32, and bf16 where the tensor-core kernels do not apply): 4 warps x 4 queries, lanes over the
+ *     head dims; keys in shared tiles of 32 (rotated k, v); online softmax; {@code out} and
+ *     {@code lse = max + log sum}</td></tr>
  * <tr><td>attentionTrainBackwardQ</td><td>as the forward</td>
- *     <td>per query {@code D = dout.out}; per key {@code p = exp(scale q.k - lse)},
+ *     <td>scalar: per query {@code D = dout.out}; per key {@code p = exp(scale q.k - lse)},
  *     {@code dq += p (dout.v - D) scale k}; rotated back, added into dqkv's q</td></tr>
  * <tr><td>attentionTrainBackwardKV</td><td>(ceil(seqLen / 16), H, batch) x 128</td>
- *     <td>4 warps x 4 keys; the queries that see them in shared tiles of 32 (rotated q, dout, D, lse);
+ *     <td>scalar: 4 warps x 4 keys; the queries that see them in shared tiles of 32 (rotated q, dout, D, lse);
  *     {@code dv += p dout}, {@code dk += ds q}; added into dqkv's k and v</td></tr>
+ * <tr><td>attentionRotaryTable</td><td>elementwise over seqLen x rotaryDim / 2</td>
+ *     <td>tensor cores (bf16), with rotary: cos and sin of the angles (the scalar kernels' numbers) into the
+ *     scratch</td></tr>
+ * <tr><td>attentionRotate</td><td>elementwise over N x 2d</td>
+ *     <td>the rotated q and k, rounded to bf16, into the scratch ({@code [N, 2d]})</td></tr>
+ * <tr><td>attentionMmaForward{64,128}</td><td>(ceil(seqLen / 64), H, batch) x 128, dynamic shared memory</td>
+ *     <td>4 warps x 16 queries; key tiles of 64 from {@code max(0, q0 - window)} to the diagonal, double-buffered
+ *     ({@code cp.async}); {@code S = Q K^T} and {@code O += P V} by {@code mma.sync} m16n8k16 (bf16 in, float32
+ *     accumulators), P kept in registers as the A operand; online softmax in base 2; head dims padded with zeros
+ *     to 64 or 128</td></tr>
+ * <tr><td>attentionRowDot</td><td>one warp per (row, head)</td>
+ *     <td>{@code D = dout.out} (float32) into the scratch</td></tr>
+ * <tr><td>attentionMmaBackwardQ{64,128}</td><td>as the forward</td>
+ *     <td>per key tile {@code S = Q K^T}, {@code dP = dout V^T}, {@code dS = P (dP - D)}, {@code dQ += dS K};
+ *     scaled, rotated back, added into dqkv's q</td></tr>
+ * <tr><td>attentionMmaBackwardKV{64,128}</td><td>(ceil(seqLen / 64), H, batch) x 128, dynamic shared memory</td>
+ *     <td>4 warps x 16 keys; the queries that see them in tiles of 64 (32 at head dims over 64):
+ *     {@code S^T = K Q^T}, {@code dV += P^T dout}, {@code dP^T = V dout^T}, {@code dK += dS^T Q}; added into dqkv's k
+ *     (rotated back) and v</td></tr>
  * </table>
+ *
+ * <h2>Which attention kernels run</h2>
+ * In bf16, head dims that are multiples of 16 up to 128, with 16-byte aligned {@code qkv}, {@code out} and
+ * {@code dout}, attention runs on the tensor cores ({@link #attentionOnTensorCores}); everything else, float32
+ * always, on the scalar kernels. The tensor-core kernels round what they multiply to bf16: the rotated q and k, the
+ * probabilities P and their gradients dS (float32 accumulation, softmax statistics and D in float32), so their
+ * results differ from the scalar kernels' by a few bf16 roundings (AttentionMmaKernelsTest states the bounds).
+ * Neither uses atomics: both are deterministic.
  *
  * <h2>Memory</h2>
  * Nothing is {@code L x L}. Linear attention keeps nothing besides its output. It runs in the chunked form: one
@@ -64,16 +92,22 @@ import static io.based4j.cuda.Kernels.require;
  * forward keeps them in the scratch this instance owns; the backward recomputes them and takes a float32 scratch of
  * {@link #linearAttentionBackwardScratchBytes} (the states plus {@code [g, r]} per row and head), either given by
  * the caller or owned by this instance (allocated on first use, grown when a larger pass comes, freed by
- * {@link #close}). Attention keeps one float32 log-sum-exp per (token, head). Shared memory per block: at most
- * 33 KiB for attention (head dim at most {@value #ATTENTION_MAX_HEAD_DIM}), {@link #linearSharedBytes} for linear
- * attention (108 KiB at f = 16, dh = 64; 161 KiB at f = 32, dh = 112).
+ * {@link #close}). Attention keeps one float32 log-sum-exp per (token, head). The tensor-core attention takes
+ * {@link #attentionScratchBytes} of that scratch during a call: with rotary the table and the rotated q and k
+ * ({@code 4 N d} bytes), and for the backward D ({@code 4 N H} bytes). Shared memory per block: at most 33 KiB for
+ * the scalar attention kernels (head dim at most {@value #ATTENTION_MAX_HEAD_DIM}); for the tensor-core ones
+ * 45-55 KiB at head dims up to 64, 69-102 KiB up to 128 ({@link #attentionForwardSharedBytes} and the two
+ * backward sizes); {@link #linearSharedBytes} for linear attention (108 KiB at f = 16, dh = 64; 161 KiB at f = 32,
+ * dh = 112).
  *
  * <h2>What a faster version would change</h2>
  * The linear-attention tiles are float32 products on the CUDA cores; on tensor cores (bf16 operands, float32
  * accumulation) the state and output products would run several times faster, at the price of rounding phi and
- * the values to bf16. Attention would take query tiles of 64-128 on tensor cores (mma over bf16 tiles instead of
- * warp dot products), a rotary table in shared memory instead of double-precision sin/cos, and dk/dv with dq
- * accumulated by atomics in one kernel (FlashAttention-2's backward).
+ * the values to bf16. Attention in bf16 already runs on the tensor cores (FlashAttention-2's scheme with
+ * {@code mma.sync}); on sm_90 the asynchronous warpgroup products ({@code wgmma}, with TMA copies) and query tiles of
+ * 128 would raise its throughput further, and one backward kernel with dq summed by atomics would read K and V once
+ * (at the price of determinism). Float32 attention keeps the scalar kernels (warp dot products), which recompute
+ * the rotary angles in double precision on every tile load.
  *
  * <p>An instance shares the {@link Kernels}' argument list: not thread-safe.
  */
@@ -82,6 +116,12 @@ public final class MixerTrainKernels implements AutoCloseable {
     public static final int ATTENTION_MAX_HEAD_DIM = 128;
     private static final int ATTENTION_THREADS = 128;
     private static final int ATTENTION_ROWS = 16;
+    /** Queries (or keys) per block of the tensor-core attention kernels (ATM_BLOCK), 16 per warp. */
+    private static final int ATTENTION_MMA_BLOCK = 64;
+    /** The tensor-core attention kernels take head dims that are multiples of this (whole k-steps of an mma). */
+    static final int ATTENTION_MMA_HEAD_DIM_STEP = 16;
+    /** Alignment of the parts of a scratch (bytes). */
+    private static final long SCRATCH_ALIGN = 256;
     private static final int CONV_TAP_CHANNELS = 32;
     /** Taps the tap gradient keeps per thread (CONV_TAP_MAX_K in train_conv.cuh). */
     static final int CONV_TAP_MAX_KERNEL = 8;
@@ -233,12 +273,18 @@ public final class MixerTrainKernels implements AutoCloseable {
         return shared;
     }
 
-    private long linearFunction(String name, Precision p, int shared) {
+    /** The function {@code name} of precision p, opted in to {@code shared} bytes of dynamic shared memory. */
+    private long functionWithShared(String name, Precision p, int shared) {
         long fn = k.function(name, p);
         if (shared > DEFAULT_SHARED) {
             CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
         }
         return fn;
+    }
+
+    /** A linear-attention kernel, opted in to its shared memory. */
+    private long linearFunction(String name, Precision p, int shared) {
+        return functionWithShared(name, p, shared);
     }
 
     /** Chunk states of k and v, then their exclusive prefix sums over the chunks (in place). */
@@ -345,7 +391,7 @@ public final class MixerTrainKernels implements AutoCloseable {
         return ownedScratch;
     }
 
-    /** Bytes of device memory this instance holds (the linear-attention backward's scratch). */
+    /** Bytes of device memory this instance holds (the scratch of linear attention and tensor-core attention). */
     public long ownedBytes() {
         return ownedScratchBytes;
     }
@@ -372,10 +418,57 @@ public final class MixerTrainKernels implements AutoCloseable {
      * ({@code q | k | v}, d = heads x headDim); writes out A {@code [N, d]} and lse F32 {@code [N, heads]} (kept for
      * the backward). The query at t attends keys {@code max(0, t - window) ..= t} ({@code Integer.MAX_VALUE} or any
      * window {@code >= seqLen}: all earlier keys); q and k turn on their first rotaryDim dims ("rotate half") by the
-     * angles of {@code RotaryAngles}, computed in the kernels.
+     * angles of {@code RotaryAngles}, computed on the GPU. Runs on the tensor cores where
+     * {@link #attentionOnTensorCores} says so (taking this instance's scratch), else on the scalar kernels.
      */
     public void attentionForward(Precision p, long qkv, long out, long lse, int batch, int seqLen, int heads,
                                  int headDim, int window, int rotaryDim, double rotaryBase, float softmaxScale) {
+        if (attentionOnTensorCores(p, headDim, qkv, out)) {
+            mmaAttentionForward(qkv, out, lse, batch, seqLen, heads, headDim, window, rotaryDim, rotaryBase,
+                    softmaxScale);
+        } else {
+            scalarAttentionForward(p, qkv, out, lse, batch, seqLen, heads, headDim, window, rotaryDim, rotaryBase,
+                    softmaxScale);
+        }
+    }
+
+    /**
+     * Attention backward ({@code AttentionOps.backward}) from the kept out and lse: dout A {@code [N, d]};
+     * {@code dqkv += } (A {@code [N, 3d]}). The probabilities are recomputed from lse, two kernels: one per block
+     * of queries (dq), one per block of keys (dk, dv). Tensor cores or scalar kernels as the forward.
+     */
+    public void attentionBackward(Precision p, long qkv, long out, long lse, long dout, long dqkv, int batch,
+                                  int seqLen, int heads, int headDim, int window, int rotaryDim, double rotaryBase,
+                                  float softmaxScale) {
+        if (attentionOnTensorCores(p, headDim, qkv, out, dout)) {
+            mmaAttentionBackward(qkv, out, lse, dout, dqkv, batch, seqLen, heads, headDim, window, rotaryDim,
+                    rotaryBase, softmaxScale);
+        } else {
+            scalarAttentionBackward(p, qkv, out, lse, dout, dqkv, batch, seqLen, heads, headDim, window, rotaryDim,
+                    rotaryBase, softmaxScale);
+        }
+    }
+
+    /**
+     * Whether attention runs on the tensor-core kernels: precision bf16, a head dim that is a multiple of
+     * {@value #ATTENTION_MMA_HEAD_DIM_STEP} (at most {@link #ATTENTION_MAX_HEAD_DIM}), and the given activation
+     * addresses 16-byte aligned (the kernels copy rows in 16-byte pieces). Float32 always runs the scalar kernels.
+     */
+    static boolean attentionOnTensorCores(Precision p, int headDim, long... addresses) {
+        if (p != Precision.BF16 || headDim % ATTENTION_MMA_HEAD_DIM_STEP != 0 || headDim > ATTENTION_MAX_HEAD_DIM) {
+            return false;
+        }
+        for (long a : addresses) {
+            if (a % 16 != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** The scalar forward kernel (both precisions): 4 warps x 4 queries, lanes over the head dims. */
+    void scalarAttentionForward(Precision p, long qkv, long out, long lse, int batch, int seqLen, int heads,
+                                int headDim, int window, int rotaryDim, double rotaryBase, float softmaxScale) {
         checkAttention("attentionForward", batch, seqLen, heads, headDim, window, rotaryDim, rotaryBase,
                 softmaxScale);
         if (rows(batch, seqLen) == 0) {
@@ -386,14 +479,10 @@ public final class MixerTrainKernels implements AutoCloseable {
         k.launch(k.function("attentionTrainForward", p), blocksOf(seqLen), heads, batch, ATTENTION_THREADS, 0);
     }
 
-    /**
-     * Attention backward ({@code AttentionOps.backward}) from the kept out and lse: dout A {@code [N, d]};
-     * {@code dqkv += } (A {@code [N, 3d]}). The probabilities are recomputed from lse, two kernels: one per block
-     * of queries (dq), one per block of keys (dk, dv).
-     */
-    public void attentionBackward(Precision p, long qkv, long out, long lse, long dout, long dqkv, int batch,
-                                  int seqLen, int heads, int headDim, int window, int rotaryDim, double rotaryBase,
-                                  float softmaxScale) {
+    /** The scalar backward kernels (both precisions). */
+    void scalarAttentionBackward(Precision p, long qkv, long out, long lse, long dout, long dqkv, int batch,
+                                 int seqLen, int heads, int headDim, int window, int rotaryDim, double rotaryBase,
+                                 float softmaxScale) {
         checkAttention("attentionBackward", batch, seqLen, heads, headDim, window, rotaryDim, rotaryBase,
                 softmaxScale);
         if (rows(batch, seqLen) == 0) {
@@ -408,6 +497,149 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     private static int blocksOf(int seqLen) {
         return (seqLen + ATTENTION_ROWS - 1) / ATTENTION_ROWS;
+    }
+
+    // ------------------------------------------------------------------------------------------------ attention, mma
+
+    /** The head dim the tensor-core kernels are compiled for that a head of {@code headDim} is padded to. */
+    static int attentionPaddedHeadDim(int headDim) {
+        return headDim <= 64 ? 64 : ATTENTION_MAX_HEAD_DIM;
+    }
+
+    private static int attentionRowStride(int paddedHeadDim) {
+        return paddedHeadDim + 8;
+    }
+
+    /** Queries per tile of the keys-and-values backward (atmQueryTile). */
+    private static int attentionQueryTile(int paddedHeadDim) {
+        return paddedHeadDim <= 64 ? 64 : 32;
+    }
+
+    /** Dynamic shared memory of the tensor-core forward (atmForwardShared): Q and two buffers of K and V. */
+    static int attentionForwardSharedBytes(int paddedHeadDim) {
+        return (ATTENTION_MMA_BLOCK + 4 * ATTENTION_MMA_BLOCK) * attentionRowStride(paddedHeadDim) * 2;
+    }
+
+    /** Of the tensor-core backward over queries (atmBackwardQShared): Q, dout and two buffers of K and V. */
+    static int attentionBackwardQSharedBytes(int paddedHeadDim) {
+        return (2 * ATTENTION_MMA_BLOCK + 4 * ATTENTION_MMA_BLOCK) * attentionRowStride(paddedHeadDim) * 2;
+    }
+
+    /** Of the backward over keys (atmBackwardKVShared): K, V and two buffers of Q, dout, lse and D. */
+    static int attentionBackwardKVSharedBytes(int paddedHeadDim) {
+        int qt = attentionQueryTile(paddedHeadDim);
+        return (2 * ATTENTION_MMA_BLOCK + 4 * qt) * attentionRowStride(paddedHeadDim) * 2 + 4 * qt * 4;
+    }
+
+    private static long aligned(long bytes) {
+        return (bytes + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
+    }
+
+    /** Bytes of the rotary table: cos and sin, float32 {@code [seqLen, rotaryDim / 2]} each. */
+    private static long rotaryTableBytes(int seqLen, int rotaryDim) {
+        return aligned(4L * seqLen * rotaryDim);
+    }
+
+    /** Bytes of the rotated q and k, bf16 {@code [N, 2d]}; none without rotary (the kernels then read qkv). */
+    private static long rotatedBytes(int batch, int seqLen, int heads, int headDim, int rotaryDim) {
+        return rotaryDim == 0 ? 0 : aligned(Math.multiplyExact(rows(batch, seqLen), 4L * heads * headDim));
+    }
+
+    /**
+     * Bytes of scratch the tensor-core attention takes from this instance: the rotary table and the rotated q and k
+     * (with rotary), and for the backward D = dout . out, float32 {@code [N, heads]}. Linear in N.
+     */
+    static long attentionScratchBytes(int batch, int seqLen, int heads, int headDim, int rotaryDim,
+                                      boolean backward) {
+        long bytes = rotaryTableBytes(seqLen, rotaryDim) + rotatedBytes(batch, seqLen, heads, headDim, rotaryDim);
+        return backward ? bytes + aligned(Math.multiplyExact(rows(batch, seqLen), 4L * heads)) : bytes;
+    }
+
+    /** Where the tensor-core kernels read q and k: the rotated copy in the scratch, or qkv itself. */
+    private record QueryKeys(long q, long k, long stride, long rotary) {
+    }
+
+    /** Writes the rotary table and the rotated q and k into the scratch (when rotaryDim > 0). */
+    private QueryKeys rotated(long qkv, long scratch, int batch, int seqLen, int heads, int headDim, int rotaryDim,
+                              double rotaryBase) {
+        long d = (long) heads * headDim;
+        if (rotaryDim == 0) {
+            return new QueryKeys(qkv, qkv + 2 * d, 3 * d, 0);
+        }
+        long table = scratch;
+        long qk = scratch + rotaryTableBytes(seqLen, rotaryDim);
+        k.args.reset().ptr(table).i32(seqLen).i32(rotaryDim).i64(Double.doubleToRawLongBits(rotaryBase));
+        k.elementwise(k.function("attentionRotaryTable", Precision.BF16), (long) seqLen * (rotaryDim / 2));
+        long n = rows(batch, seqLen);
+        k.args.reset().ptr(qkv).ptr(table).ptr(qk).i64(n).i32(seqLen).i32(heads).i32(headDim).i32(rotaryDim);
+        k.elementwise(k.function("attentionRotate", Precision.BF16), n * 2 * d);
+        return new QueryKeys(qk, qk + 2 * d, 2 * d, table);
+    }
+
+    /**
+     * The tensor-core forward (bf16 only; {@link #attentionOnTensorCores} must hold): the rotary pre-pass, then one
+     * block per 64 queries of a (sequence, head).
+     */
+    void mmaAttentionForward(long qkv, long out, long lse, int batch, int seqLen, int heads, int headDim,
+                             int window, int rotaryDim, double rotaryBase, float softmaxScale) {
+        checkAttention("attentionForward", batch, seqLen, heads, headDim, window, rotaryDim, rotaryBase,
+                softmaxScale);
+        require(attentionOnTensorCores(Precision.BF16, headDim, qkv, out), "attentionForward: head dim " + headDim
+                + " or the addresses do not suit the tensor-core kernels");
+        if (rows(batch, seqLen) == 0) {
+            return;
+        }
+        long scratch = attentionScratch(batch, seqLen, heads, headDim, rotaryDim, false);
+        QueryKeys qk = rotated(qkv, scratch, batch, seqLen, heads, headDim, rotaryDim, rotaryBase);
+        long d = (long) heads * headDim;
+        int padded = attentionPaddedHeadDim(headDim);
+        k.args.reset().ptr(qk.q()).ptr(qk.k()).i64(qk.stride()).ptr(qkv + 2 * 2 * d).i64(3 * d).ptr(out).ptr(lse)
+                .i32(seqLen).i32(heads).i32(headDim).i32(window).f32(softmaxScale);
+        int shared = attentionForwardSharedBytes(padded);
+        k.launch(functionWithShared("attentionMmaForward" + padded, Precision.BF16, shared), mmaBlocksOf(seqLen),
+                heads, batch, ATTENTION_THREADS, shared);
+    }
+
+    /**
+     * The tensor-core backward (bf16 only): the rotary pre-pass, D, then the kernel over query blocks (dq) and the
+     * one over key blocks (dk, dv).
+     */
+    void mmaAttentionBackward(long qkv, long out, long lse, long dout, long dqkv, int batch, int seqLen, int heads,
+                              int headDim, int window, int rotaryDim, double rotaryBase, float softmaxScale) {
+        checkAttention("attentionBackward", batch, seqLen, heads, headDim, window, rotaryDim, rotaryBase,
+                softmaxScale);
+        require(attentionOnTensorCores(Precision.BF16, headDim, qkv, out, dout), "attentionBackward: head dim "
+                + headDim + " or the addresses do not suit the tensor-core kernels");
+        if (rows(batch, seqLen) == 0) {
+            return;
+        }
+        long scratch = attentionScratch(batch, seqLen, heads, headDim, rotaryDim, true);
+        QueryKeys qk = rotated(qkv, scratch, batch, seqLen, heads, headDim, rotaryDim, rotaryBase);
+        long rowDots = scratch + rotaryTableBytes(seqLen, rotaryDim)
+                + rotatedBytes(batch, seqLen, heads, headDim, rotaryDim);
+        long cells = rows(batch, seqLen) * heads;
+        k.args.reset().ptr(dout).ptr(out).ptr(rowDots).i64(cells).i32(headDim);
+        k.elementwise(k.function("attentionRowDot", Precision.BF16), cells * 32);
+        long d = (long) heads * headDim;
+        int padded = attentionPaddedHeadDim(headDim);
+        String[] names = {"attentionMmaBackwardQ", "attentionMmaBackwardKV"};
+        int[] shared = {attentionBackwardQSharedBytes(padded), attentionBackwardKVSharedBytes(padded)};
+        for (int i = 0; i < 2; i++) {
+            k.args.reset().ptr(qk.q()).ptr(qk.k()).i64(qk.stride()).ptr(qkv + 2 * 2 * d).i64(3 * d).ptr(dout)
+                    .ptr(lse).ptr(rowDots).ptr(qk.rotary()).ptr(dqkv).i32(seqLen).i32(heads).i32(headDim).i32(window)
+                    .i32(rotaryDim).f32(softmaxScale);
+            k.launch(functionWithShared(names[i] + padded, Precision.BF16, shared[i]), mmaBlocksOf(seqLen), heads,
+                    batch, ATTENTION_THREADS, shared[i]);
+        }
+    }
+
+    private long attentionScratch(int batch, int seqLen, int heads, int headDim, int rotaryDim, boolean backward) {
+        long bytes = attentionScratchBytes(batch, seqLen, heads, headDim, rotaryDim, backward);
+        return bytes == 0 ? 0 : ownedScratch(bytes);
+    }
+
+    private static int mmaBlocksOf(int seqLen) {
+        return (seqLen + ATTENTION_MMA_BLOCK - 1) / ATTENTION_MMA_BLOCK;
     }
 
     /** Frees the scratch this instance allocated (waiting for the device first). */

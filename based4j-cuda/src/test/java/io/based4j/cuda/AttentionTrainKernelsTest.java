@@ -13,7 +13,8 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
- * The softmax-attention training kernels of {@link MixerTrainKernels} against {@link AttentionOps#forward} and
+ * The scalar softmax-attention training kernels of {@link MixerTrainKernels} (all of float32, and bf16 where the
+ * tensor-core kernels do not apply: {@link AttentionMmaKernelsTest}) against {@link AttentionOps#forward} and
  * {@link AttentionOps#backward} in float64, in both precisions: head dims 64 and 112, windows 0 (each query sees
  * itself only), 3, one longer than the sequence and {@link Integer#MAX_VALUE} (full causal), rotary on all, part or
  * none of the head, sequences of 1, 37 and 130 tokens (more than one 32-key tile, the last ragged), 2 or 3 per batch.
@@ -60,7 +61,8 @@ class AttentionTrainKernelsTest {
                 AttentionOps.forward(batch, len, heads, dh, window, rd, BASE, scale, toDouble(qkv), wantOut, wantLse);
                 long out = rig.zeros((long) n * d * p.bytes());
                 long lse = rig.zeros(4L * n * heads);
-                mk.attentionForward(p, rig.values(p, qkv), out, lse, batch, len, heads, dh, window, rd, BASE, scale);
+                mk.scalarAttentionForward(p, rig.values(p, qkv), out, lse, batch, len, heads, dh, window, rd, BASE,
+                        scale);
                 String what = describe("forward", p, c);
                 Near.normwise(what + ": output", wantOut, rig.values(p, out, n * d), tolerance(p, len, dh, 4));
                 // lse is float32 in both precisions: log(L) + max score, errs as a score and a sum
@@ -87,10 +89,10 @@ class AttentionTrainKernelsTest {
                 long qkvDev = rig.values(p, qkv);
                 long out = rig.zeros((long) n * d * p.bytes());
                 long lse = rig.zeros(4L * n * heads);
-                mk.attentionForward(p, qkvDev, out, lse, batch, len, heads, dh, window, rd, BASE, scale);
+                mk.scalarAttentionForward(p, qkvDev, out, lse, batch, len, heads, dh, window, rd, BASE, scale);
                 long dqkv = rig.values(p, dqkv0);
-                mk.attentionBackward(p, qkvDev, out, lse, rig.values(p, dout), dqkv, batch, len, heads, dh, window,
-                        rd, BASE, scale);
+                mk.scalarAttentionBackward(p, qkvDev, out, lse, rig.values(p, dout), dqkv, batch, len, heads, dh,
+                        window, rd, BASE, scale);
 
                 double[] want = toDouble(dqkv0);
                 AttentionOps.backward(batch, len, heads, dh, window, rd, BASE, scale, toDouble(qkv),

@@ -62,7 +62,7 @@ public final class LinearAttentionBench {
     }
 
     /** Mean milliseconds of REPS calls of {@code call} between two events on the rig's stream, after a warm-up. */
-    private static double millis(KernelRig rig, Runnable call) {
+    static double millis(KernelRig rig, Runnable call) {
         CudaDriver cu = rig.cu;
         call.run();
         cu.synchronize(rig.stream);

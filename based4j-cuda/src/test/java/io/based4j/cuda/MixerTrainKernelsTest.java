@@ -1,11 +1,15 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
 
-/** The launch arithmetic of {@link MixerTrainKernels} that needs no GPU: tiles, shared memory and scratch sizes. */
+/**
+ * The launch arithmetic of {@link MixerTrainKernels} that needs no GPU: tiles, shared memory, scratch sizes and which
+ * attention kernels run.
+ */
 class MixerTrainKernelsTest {
     @Test
     void linearAttentionBlocksFitTheSharedMemoryOfTheSupportedGpus() {
@@ -32,6 +36,53 @@ class MixerTrainKernelsTest {
         // a ragged last chunk takes a whole state
         assertEquals(4L * (2 * 3 * 3 * 153 * 113 + 2 * 130 * 3 * 113),
                 MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 130, 3, 16, 112));
+    }
+
+    @Test
+    void attentionRunsOnTheTensorCoresInBf16WithWholeStepsOf16HeadDims() {
+        for (int dh : new int[] {16, 48, 64, 112, 128}) {
+            assertTrue(MixerTrainKernels.attentionOnTensorCores(Precision.BF16, dh, 0, 256, 1 << 20), "dh " + dh);
+            assertFalse(MixerTrainKernels.attentionOnTensorCores(Precision.F32, dh, 0, 256), "f32 dh " + dh);
+        }
+        for (int dh : new int[] {8, 40, 100, 144}) {
+            assertFalse(MixerTrainKernels.attentionOnTensorCores(Precision.BF16, dh, 0), "dh " + dh);
+        }
+        // rows are copied in 16-byte pieces: an address off that grid takes the scalar kernels
+        assertFalse(MixerTrainKernels.attentionOnTensorCores(Precision.BF16, 64, 0, 8));
+        assertEquals(64, MixerTrainKernels.attentionPaddedHeadDim(16));
+        assertEquals(64, MixerTrainKernels.attentionPaddedHeadDim(64));
+        assertEquals(128, MixerTrainKernels.attentionPaddedHeadDim(80));
+        assertEquals(128, MixerTrainKernels.attentionPaddedHeadDim(112));
+    }
+
+    @Test
+    void tensorCoreAttentionBlocksFitTheSharedMemoryOfTheSupportedGpus() {
+        for (int padded : new int[] {64, 128}) {
+            for (int bytes : new int[] {MixerTrainKernels.attentionForwardSharedBytes(padded),
+                MixerTrainKernels.attentionBackwardQSharedBytes(padded),
+                MixerTrainKernels.attentionBackwardKVSharedBytes(padded)}) {
+                assertTrue(bytes <= 166_912, "padded head dim " + padded + ": " + bytes + " bytes");
+            }
+        }
+        // rows of 64 + 8 bf16: Q and two buffers of K and V; Q, dout and the K, V buffers; K, V, two buffers of
+        // Q and dout of 64 rows, and of lse and D
+        assertEquals(5 * 64 * 72 * 2, MixerTrainKernels.attentionForwardSharedBytes(64));
+        assertEquals(6 * 64 * 72 * 2, MixerTrainKernels.attentionBackwardQSharedBytes(64));
+        assertEquals((2 * 64 + 4 * 64) * 72 * 2 + 4 * 64 * 4, MixerTrainKernels.attentionBackwardKVSharedBytes(64));
+        // at 128 the backward over keys takes query tiles of 32
+        assertEquals((2 * 64 + 4 * 32) * 136 * 2 + 4 * 32 * 4, MixerTrainKernels.attentionBackwardKVSharedBytes(128));
+    }
+
+    @Test
+    void tensorCoreAttentionScratchIsLinearInTheTokens() {
+        // rotary table (cos, sin: 4 L rd bytes), rotated q and k (bf16 [N, 2d]), D for the backward; 256-byte parts
+        assertEquals(2048 * 64 * 4 + 16384L * 2 * 1024 * 2,
+                MixerTrainKernels.attentionScratchBytes(8, 2048, 16, 64, 64, false));
+        assertEquals(2048 * 64 * 4 + 16384L * 2 * 1024 * 2 + 16384L * 16 * 4,
+                MixerTrainKernels.attentionScratchBytes(8, 2048, 16, 64, 64, true));
+        // without rotary the kernels read q and k from qkv: the backward needs D only
+        assertEquals(0, MixerTrainKernels.attentionScratchBytes(8, 2048, 16, 64, 0, false));
+        assertEquals(256, MixerTrainKernels.attentionScratchBytes(1, 3, 2, 64, 0, true));
     }
 
     @Test
