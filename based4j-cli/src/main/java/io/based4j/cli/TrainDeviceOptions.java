@@ -20,15 +20,23 @@ final class TrainDeviceOptions {
     @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all cores).")
     Integer threads;
 
+    /**
+     * Checks the options without opening the device (for a command that opens it later, after other work): a usage
+     * error for a device that cannot train, a precision or a thread count out of range.
+     */
+    void check() {
+        ModelOptions.applyThreads(threads);
+        ModelOptions.precision(precision); // checked on the CPU too, though its trainer always computes in float64
+        if (!device.equals("cpu") && !ModelOptions.isCuda(device)) {
+            throw new UsageException("--device " + device + " cannot train (choose cpu, cuda or cuda:N)");
+        }
+    }
+
     /** The training backend the options name; a usage error for a device that cannot train. */
     TrainingBackend open() {
-        ModelOptions.applyThreads(threads);
+        check();
         if (device.equals("cpu")) {
-            ModelOptions.precision(precision); // checked, though the CPU trainer always computes in float64
             return new CpuTrainBackend();
-        }
-        if (!ModelOptions.isCuda(device)) {
-            throw new UsageException("--device " + device + " cannot train (choose cpu, cuda or cuda:N)");
         }
         Backend b = ModelOptions.open(device, precision);
         if (b instanceof TrainingBackend t) {

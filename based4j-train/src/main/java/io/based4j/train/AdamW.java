@@ -121,10 +121,17 @@ public final class AdamW {
                 read = true;
             }
             if (!Double.isFinite(value)) {
-                throw new IllegalStateException("gradient norm is " + value + " at update " + update
+                throw new DivergedException("gradient norm is " + value + " at update " + update
                         + " (the loss diverged; try a lower learning rate)");
             }
             return value;
+        }
+    }
+
+    /** An update whose gradients were not finite: the loss diverged, and the run cannot go on. */
+    public static final class DivergedException extends IllegalStateException {
+        public DivergedException(String message) {
+            super(message);
         }
     }
 

@@ -50,12 +50,23 @@ public final class RunLock implements AutoCloseable {
     }
 
     /**
-     * Creates {@code dir} when needed and locks it for this process.
+     * Creates {@code dir} when needed and locks it for this process (a training run's directory).
      *
      * @throws BusyException when another run (in this or another process) holds it
      * @throws UncheckedIOException naming the file when the directory or the lock file cannot be made
      */
     public static RunLock acquire(Path dir) {
+        return acquire(dir, "training run", "set another train.out");
+    }
+
+    /**
+     * Creates {@code dir} when needed and locks it for this process; a refusal says the directory is in use by
+     * another {@code kind} ("MQAR sweep") and suggests {@code elsewhere} ("give another --out").
+     *
+     * @throws BusyException when another run (in this or another process) holds it
+     * @throws UncheckedIOException naming the file when the directory or the lock file cannot be made
+     */
+    public static RunLock acquire(Path dir, String kind, String elsewhere) {
         synchronized (HELD) {
             Path file = dir.resolve(FILE);
             FileChannel channel = null;
@@ -65,7 +76,7 @@ public final class RunLock implements AutoCloseable {
                 file = dir.toRealPath().resolve(FILE);
                 String holder = HELD.get(file);
                 if (holder != null) {
-                    throw busy(dir, holder);
+                    throw busy(dir, holder, kind, elsewhere);
                 }
                 channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
                         StandardOpenOption.WRITE);
@@ -78,7 +89,7 @@ public final class RunLock implements AutoCloseable {
                 if (lock == null) {
                     String other = read(channel);
                     channel.close();
-                    throw busy(dir, other);
+                    throw busy(dir, other, kind, elsewhere);
                 }
                 String me = describeThisProcess();
                 channel.truncate(0);
@@ -94,10 +105,9 @@ public final class RunLock implements AutoCloseable {
         }
     }
 
-    private static BusyException busy(Path dir, String holder) {
-        return new BusyException(dir + " is in use by another training run (" + (holder.isBlank()
-                ? "its holder has not written its details yet" : holder) + "); wait for it to end or set another"
-                + " train.out");
+    private static BusyException busy(Path dir, String holder, String kind, String elsewhere) {
+        return new BusyException(dir + " is in use by another " + kind + " (" + (holder.isBlank()
+                ? "its holder has not written its details yet" : holder) + "); wait for it to end or " + elsewhere);
     }
 
     /** The holder's line, read through the channel that failed to lock (so no other descriptor is opened). */

@@ -110,19 +110,49 @@ public final class Settings {
         if (v == null) {
             return dflt;
         }
+        Long x = integer(v, min, max);
+        if (x == null) {
+            throw error(key, "an integer in [" + min + ", " + max + "]", v);
+        }
+        return x;
+    }
+
+    /** {@code v} as an integer in [min, max], or null when it is not one. */
+    private static Long integer(Object v, long min, long max) {
         if (v instanceof Long || v instanceof Integer || v instanceof BigInteger) {
             // exact: a double holds integers only up to 2^53 (seeds use all 64 bits)
             BigInteger b = v instanceof BigInteger big ? big : BigInteger.valueOf(((Number) v).longValue());
             if (b.compareTo(BigInteger.valueOf(min)) < 0 || b.compareTo(BigInteger.valueOf(max)) > 0) {
-                throw error(key, "an integer in [" + min + ", " + max + "]", v);
+                return null;
             }
             return b.longValue();
         }
         Double x = number(v);
         if (x == null || x != Math.rint(x) || x < min || x > max) {
-            throw error(key, "an integer in [" + min + ", " + max + "]", v);
+            return null;
         }
         return x.longValue();
+    }
+
+    /** An integer or a non-empty list of integers, each in [min, max] (the values a grid tries); null when absent. */
+    public List<Long> integers(String key, long min, long max) {
+        Object v = get(key);
+        if (v == null) {
+            return null;
+        }
+        List<?> items = v instanceof List<?> list ? list : List.of(v);
+        List<Long> out = new ArrayList<>();
+        for (Object o : items) {
+            Long x = integer(o, min, max);
+            if (x == null) {
+                break;
+            }
+            out.add(x);
+        }
+        if (items.isEmpty() || out.size() < items.size()) {
+            throw error(key, "an integer or a list of integers in [" + min + ", " + max + "]", v);
+        }
+        return out;
     }
 
     public int integer(String key, int dflt, int min, int max) {
@@ -186,6 +216,27 @@ public final class Settings {
             return out;
         }
         throw error(key, "a list of numbers", v);
+    }
+
+    /** A list of sections (maps of fields), named {@code key[0]}, {@code key[1]}, ...; null when absent. */
+    @SuppressWarnings("unchecked")
+    public List<Settings> sections(String key) {
+        Object v = get(key);
+        if (v == null) {
+            return null;
+        }
+        if (!(v instanceof List<?> list)) {
+            throw error(key, "a list of sections (maps of fields)", v);
+        }
+        List<Settings> out = new ArrayList<>();
+        for (int i = 0; i < list.size(); i++) {
+            String item = key + "[" + i + "]";
+            if (!(list.get(i) instanceof Map<?, ?> m)) {
+                throw error(item, "a section (a map of fields)", list.get(i));
+            }
+            out.add(new Settings(source, name(item), (Map<String, Object>) m));
+        }
+        return out;
     }
 
     /** A raw map value (for embedded model configurations). */

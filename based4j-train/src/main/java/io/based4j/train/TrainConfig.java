@@ -73,6 +73,16 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
      * and nesting beyond {@link Json#MAX_DEPTH} levels is refused in either syntax.
      */
     public static TrainConfig read(Path file) {
+        Settings s = readSettings(file, "training settings", "a map of sections (model, data, train, optimizer, ...)");
+        Path base = file.toAbsolutePath().getParent();
+        return from(s, base);
+    }
+
+    /**
+     * Reads a settings file ({@code what}: "training settings") as {@link #read} does, into the settings of its
+     * top-level map; {@code expected} says what that map holds, for a file whose top level is not one.
+     */
+    public static Settings readSettings(Path file, String what, String expected) {
         boolean json = file.getFileName() != null && file.getFileName().toString().endsWith(".json");
         String text;
         try {
@@ -80,7 +90,7 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
         } catch (JsonException e) {
             throw new Settings.SettingsException(file + ": " + e.getMessage());
         } catch (IOException e) {
-            throw new Settings.SettingsException("cannot read training settings " + file + ": " + IoErrors.reason(e));
+            throw new Settings.SettingsException("cannot read " + what + " " + file + ": " + IoErrors.reason(e));
         }
         Object root;
         try {
@@ -91,16 +101,15 @@ public record TrainConfig(Map<String, Object> modelConfig, Path data, int seqLen
             throw new Settings.SettingsException(file + " is not valid YAML: " + yamlProblem(e));
         }
         if (!(root instanceof Map)) {
-            throw new Settings.SettingsException(file + ": expected a map of sections (model, data, train, optimizer, ...)");
+            throw new Settings.SettingsException(file + ": expected " + expected);
         }
         if (!json) {
             checkTree(file, root, Collections.newSetFromMap(new IdentityHashMap<>()),
                     Collections.newSetFromMap(new IdentityHashMap<>()));
         }
         @SuppressWarnings("unchecked")
-        Settings s = new Settings(file.toString(), "", (Map<String, Object>) root);
-        Path base = file.toAbsolutePath().getParent();
-        return from(s, base);
+        Map<String, Object> map = (Map<String, Object>) root;
+        return new Settings(file.toString(), "", map);
     }
 
     /** Loads YAML with limits on nesting, length and aliases, refusing duplicate and recursive keys. */

@@ -41,7 +41,7 @@ public final class MqarTrainer {
                       int epochs, int batchSize, int warmupSteps, List<MqarSlice> train, List<MqarSlice> test,
                       long seed, int evalEvery, double target, double maxMinutes) {
         public Run {
-            if (!List.of("based", "attention", "sliding").contains(mixer)) {
+            if (!MqarModel.MIXERS.contains(mixer)) {
                 throw new IllegalArgumentException("unknown MQAR mixer '" + mixer + "' (based, attention, sliding)");
             }
             if (train.isEmpty() || test.isEmpty()) {
@@ -64,21 +64,57 @@ public final class MqarTrainer {
         public long stateBytes() {
             return MqarGenerator.stateBytes(mixer, dModel, featureDim, window);
         }
+
+        /** The model under test, with the sizes that apply to its mixer. */
+        public MqarModel model() {
+            return new MqarModel(mixer, dModel, mixer.equals("based") ? featureDim : 0,
+                    mixer.equals("sliding") ? window : 0);
+        }
     }
 
     /** Accuracy of one test slice. */
     public record SliceScore(MqarSlice slice, double accuracy, double loss) {
     }
 
-    /** The outcome: scores at the last evaluation, updates and time taken, whether the target was reached. */
-    public record Result(List<SliceScore> scores, double accuracy, long steps, double seconds, boolean reached,
-                         long stateBytes, long parameters) {
+    /** Why a run ended. */
+    public enum Stop {
+        /** the test accuracy passed the target */
+        TARGET("target"),
+        /** every epoch was trained */
+        EPOCHS("epochs"),
+        /** the run's time limit was up */
+        TIME_LIMIT("time_limit"),
+        /** an update's gradients were not finite (the learning rate is too high) */
+        DIVERGED("diverged");
+
+        private final String key;
+
+        Stop(String key) {
+            this.key = key;
+        }
+
+        /** The name result records use. */
+        public String key() {
+            return key;
+        }
+    }
+
+    /**
+     * The outcome: scores at the last evaluation, updates and epochs trained, time taken, and why it ended
+     * ({@code detail}: what diverged, or null).
+     */
+    public record Result(List<SliceScore> scores, double accuracy, long steps, double epochs, double seconds,
+                         Stop stop, String detail, long stateBytes, long parameters) {
+        public boolean reached() {
+            return stop == Stop.TARGET;
+        }
     }
 
     private final Run run;
     private final TrainingBackend backend;
     private final PrintWriter out;
     private final boolean terminal;
+    private boolean updateLines = true;
 
     public MqarTrainer(Run run, TrainingBackend backend, PrintWriter out, boolean terminal) {
         this.run = run;
@@ -87,12 +123,57 @@ public final class MqarTrainer {
         this.terminal = terminal;
     }
 
+    /**
+     * Whether progress lines of updates are printed when {@code out} is not a terminal (a line every ten updates;
+     * on by default). Evaluations are always printed, and a terminal always gets the progress bar.
+     */
+    public MqarTrainer updateLines(boolean print) {
+        this.updateLines = print;
+        return this;
+    }
+
+    /** Checks that the run fits, then generates its examples and trains. */
     public Result train() {
         long t0 = System.nanoTime();
-        ModelConfig config = ModelSpec.parse("MQAR model", run.configMap());
-        checkMemory(config);
-        List<MqarSet> trainSets = MqarGenerator.generate(run.train(), MqarGenerator.DEFAULT_VOCAB, run.seed(), true);
-        List<MqarSet> testSets = MqarGenerator.generate(run.test(), MqarGenerator.DEFAULT_VOCAB, run.seed(), false);
+        ModelConfig config = config();
+        checkMemory(config, true);
+        return train(config, MqarData.generate(run.train(), run.test(), run.seed()), t0);
+    }
+
+    /**
+     * Trains on examples generated before ({@link MqarData#generate} of this run's slices and seed), as the runs
+     * of a sweep share them.
+     *
+     * @throws IllegalArgumentException when {@code data} holds other slices or comes from another seed
+     */
+    public Result train(MqarData data) {
+        long t0 = System.nanoTime();
+        if (!data.matches(run.train(), run.test(), run.seed())) {
+            throw new IllegalArgumentException("the MQAR examples given are not those of this run (slices "
+                    + run.train() + " and " + run.test() + ", seed " + run.seed() + ")");
+        }
+        ModelConfig config = config();
+        checkMemory(config, false);
+        return train(config, data, t0);
+    }
+
+    /**
+     * Checks, before anything is generated or allocated, that the run fits on the backend with its examples held
+     * in memory.
+     *
+     * @throws io.based4j.memory.NotEnoughMemoryException naming what does not fit
+     */
+    public void checkMemory() {
+        checkMemory(config(), true);
+    }
+
+    private ModelConfig config() {
+        return ModelSpec.parse("MQAR model", run.configMap());
+    }
+
+    private Result train(ModelConfig config, MqarData data, long t0) {
+        List<MqarSet> trainSets = data.train();
+        List<MqarSet> testSets = data.test();
         try (Arena arena = Arena.ofShared()) {
             TrainModel model = new TrainModel(config,
                     Initializer.stateDict(config, Seeds.derive(run.seed(), Seeds.INIT), arena), backend, "initializer");
@@ -106,80 +187,98 @@ public final class MqarTrainer {
                     run.stateBytes(), Math.log(run.stateBytes()) / Math.log(2), steps, run.batchSize(), run.epochs(),
                     run.test());
             int evalEvery = run.evalEvery() > 0 ? run.evalEvery() : plan.length;
+            int perEpoch = plan.length;
             Progress progress = new Progress(out, terminal, steps);
             List<SliceScore> scores = List.of();
             double accuracy = 0;
             long step = 0;
-            boolean reached = false;
+            Stop stop = Stop.EPOCHS;
+            String detail = null;
             double lossSum = 0;
             int lossCount = 0;
             List<TrainingBackend.Readout> pendingLosses = new ArrayList<>();
             List<Integer> pendingCounts = new ArrayList<>();
-            outer:
-            for (int epoch = 0; epoch < run.epochs(); epoch++) {
-                if (epoch > 0) {
-                    plan = epochPlan(trainSets, epoch);
-                }
-                for (int[] b : plan) {
-                    MqarSet set = trainSets.get(b[0]);
-                    int n = b.length - 1;
-                    int len = set.seqLen();
-                    int[] ids = new int[n * len];
-                    int[] targets = new int[n * len];
-                    for (int i = 0; i < n; i++) {
-                        System.arraycopy(set.inputs(), b[i + 1] * len, ids, i * len, len);
-                        System.arraycopy(set.targets(), b[i + 1] * len, targets, i * len, len);
+            try {
+                outer:
+                for (int epoch = 0; epoch < run.epochs(); epoch++) {
+                    if (epoch > 0) {
+                        plan = epochPlan(trainSets, epoch);
                     }
-                    int counted = 0;
-                    for (int t : targets) {
-                        counted += t == TrainingBackend.IGNORE_INDEX ? 0 : 1;
-                    }
-                    model.zeroGrad();
-                    TrainingBackend.Readout loss = model.trainPass(ids, targets, n, len, 1.0 / Math.max(1, counted));
-                    double lr = schedule.lr(step);
-                    AdamW.Norm norm = opt.update(lr);
-                    step++;
-                    pendingCounts.add(counted);
-                    pendingLosses.add(loss);
-                    double seconds = (System.nanoTime() - t0) / 1e9;
-                    if (step % 10 == 0 || step == steps) {
-                        // the device is waited for only here, to read the losses of the steps since the last report
-                        for (int i = 0; i < pendingLosses.size(); i++) {
-                            int c = pendingCounts.get(i);
-                            lossSum += c == 0 ? 0 : pendingLosses.get(i).value() / c;
-                            lossCount++;
+                    for (int[] b : plan) {
+                        MqarSet set = trainSets.get(b[0]);
+                        int n = b.length - 1;
+                        int len = set.seqLen();
+                        int[] ids = new int[n * len];
+                        int[] targets = new int[n * len];
+                        for (int i = 0; i < n; i++) {
+                            System.arraycopy(set.inputs(), b[i + 1] * len, ids, i * len, len);
+                            System.arraycopy(set.targets(), b[i + 1] * len, targets, i * len, len);
                         }
-                        pendingCounts.clear();
-                        pendingLosses.clear();
-                        progress.update(step, String.format(Locale.ROOT, "loss %.4f lr %.2e gnorm %.3f acc %.3f",
-                                lossSum / lossCount, lr, norm.value(), accuracy), (steps - step) * seconds / step);
-                        lossSum = 0;
-                        lossCount = 0;
-                    }
-                    if (step % evalEvery == 0 || step == steps) {
-                        opt.requireFinite();
-                        scores = evaluate(model, testSets);
-                        accuracy = overall(scores);
-                        progress.message(String.format(Locale.ROOT, "update %d (epoch %d, %s): test accuracy %.4f",
-                                step, epoch + 1, Progress.duration(seconds), accuracy));
-                        if (accuracy > run.target()) {
-                            reached = true;
+                        int counted = 0;
+                        for (int t : targets) {
+                            counted += t == TrainingBackend.IGNORE_INDEX ? 0 : 1;
+                        }
+                        model.zeroGrad();
+                        TrainingBackend.Readout loss = model.trainPass(ids, targets, n, len,
+                                1.0 / Math.max(1, counted));
+                        double lr = schedule.lr(step);
+                        AdamW.Norm norm = opt.update(lr);
+                        step++;
+                        pendingCounts.add(counted);
+                        pendingLosses.add(loss);
+                        double seconds = (System.nanoTime() - t0) / 1e9;
+                        if (step % 10 == 0 || step == steps) {
+                            // the device is waited for only here, to read the losses of the steps since the last
+                            // report
+                            for (int i = 0; i < pendingLosses.size(); i++) {
+                                int c = pendingCounts.get(i);
+                                lossSum += c == 0 ? 0 : pendingLosses.get(i).value() / c;
+                                lossCount++;
+                            }
+                            pendingCounts.clear();
+                            pendingLosses.clear();
+                            double gnorm = norm.value();
+                            if (terminal || updateLines) {
+                                progress.update(step, String.format(Locale.ROOT,
+                                        "loss %.4f lr %.2e gnorm %.3f acc %.3f", lossSum / lossCount, lr, gnorm,
+                                        accuracy), (steps - step) * seconds / step);
+                            }
+                            lossSum = 0;
+                            lossCount = 0;
+                        }
+                        if (step % evalEvery == 0 || step == steps) {
+                            opt.requireFinite();
+                            scores = evaluate(model, testSets);
+                            accuracy = overall(scores);
+                            progress.message(String.format(Locale.ROOT,
+                                    "update %d (epoch %d, %s): test accuracy %.4f", step, epoch + 1,
+                                    Progress.duration(seconds), accuracy));
+                            if (accuracy > run.target()) {
+                                stop = Stop.TARGET;
+                                break outer;
+                            }
+                        }
+                        if (run.maxMinutes() > 0 && seconds > run.maxMinutes() * 60) {
+                            progress.message("stopping: the time limit of " + run.maxMinutes() + " minutes is up");
+                            stop = Stop.TIME_LIMIT;
                             break outer;
                         }
                     }
-                    if (run.maxMinutes() > 0 && seconds > run.maxMinutes() * 60) {
-                        progress.message("stopping: the time limit of " + run.maxMinutes() + " minutes is up");
-                        break outer;
-                    }
                 }
+            } catch (AdamW.DivergedException e) {
+                // a failed update leaves the weights as they were: the model is scored as it stands
+                progress.message("stopping: " + e.getMessage());
+                stop = Stop.DIVERGED;
+                detail = e.getMessage();
+                scores = List.of();
             }
             progress.finish();
             if (scores.isEmpty()) {
                 scores = evaluate(model, testSets);
                 accuracy = overall(scores);
             }
-            return new Result(scores, accuracy, step, (System.nanoTime() - t0) / 1e9, reached, run.stateBytes(),
-                    model.parameterCount());
+            return new Result(scores, accuracy, step, (double) step / perEpoch, (System.nanoTime() - t0) / 1e9, stop,
+                    detail, run.stateBytes(), model.parameterCount());
         }
     }
 
@@ -187,7 +286,7 @@ public final class MqarTrainer {
      * Checks, before the examples are generated or the model initialized, that the run fits: the examples of every
      * slice, and a pass over the largest batch of tokens (a training batch, or a batch of test examples when scoring).
      */
-    private void checkMemory(ModelConfig config) {
+    private void checkMemory(ModelConfig config, boolean withExamples) {
         long examples = 0;
         long batch = 1;
         long seqLen = 1;
@@ -207,9 +306,10 @@ public final class MqarTrainer {
                 seqLen = s.seqLen();
             }
         }
-        // inputs and targets: two ints per token
-        TrainMemory.of(config, backend, SETTINGS).withHostData(Sizes.product(2, Integer.BYTES, examples), "examples",
-                "fewer examples (the COUNT of the --train and --test slices)").check(batch, seqLen);
+        // inputs and targets: two ints per token (not counted again when they are held already)
+        TrainMemory.of(config, backend, SETTINGS).withHostData(withExamples ? Sizes.product(2, Integer.BYTES,
+                examples) : 0, "examples", "fewer examples (the COUNT of the --train and --test slices)")
+                .check(batch, seqLen);
     }
 
     /** How the command line names the settings a memory check refers to. */

@@ -1,0 +1,273 @@
+package io.based4j.train.mqar;
+
+import io.based4j.backend.TrainingBackend;
+import io.based4j.json.Json;
+import io.based4j.train.JsonLinesFile;
+import io.based4j.train.Progress;
+import io.based4j.train.RunLock;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.function.Supplier;
+
+/**
+ * An MQAR sweep: every model of a {@link MqarGrid} trained at every learning rate, on examples generated once and
+ * shared by all runs, each finished run appended to {@code DIR/results.jsonl} as one {@link MqarRecord} line. The
+ * sweep resumes: records already in the file are runs done, and only the others are trained; a torn last line (a
+ * sweep stopped while writing it) is cut off with a note. A lock on the directory keeps two sweeps out of it.
+ * After each run, {@code DIR/best.jsonl} holds the best record of each model (the paper reports the best of its
+ * learning rates), with the number of runs it was chosen from.
+ */
+public final class MqarSweep {
+    /** The records of the finished runs, one a line. */
+    public static final String RESULTS = "results.jsonl";
+    /** The best record of each model, one a line, rewritten whole after each run. */
+    public static final String BEST = "best.jsonl";
+
+    /** Relative difference below which two learning rates are one (a rate read back from JSON is the same double). */
+    private static final double LR_TOLERANCE = 1e-9;
+
+    /**
+     * How every run trains besides its model and learning rate.
+     *
+     * @param maxMinutes a time limit for each run (0: none)
+     * @param stopAfterMinutes start no new run after this long (0: none); the sweep resumes where it stopped
+     * @param device the device the runs train on, as the records name it
+     * @param precision what they compute in, as the records name it
+     */
+    public record Options(int batch, double weightDecay, int warmup, long seed, int evalEvery, double target,
+                          double maxMinutes, double stopAfterMinutes, String device, String precision) {
+    }
+
+    /** The best run of one model, chosen from {@code runs} records. */
+    public record Best(MqarModel model, Map<String, Object> record, int runs) {
+        public double accuracy() {
+            return MqarRecord.accuracy(record);
+        }
+
+        public double lr() {
+            return MqarRecord.lr(record);
+        }
+    }
+
+    /**
+     * What the sweep did: runs trained now, runs found done, runs left for a later start (after
+     * {@code stopAfterMinutes}), and the best record of each model in the results.
+     */
+    public record Outcome(int ran, int skipped, int left, List<Best> best) {
+    }
+
+    /** A run of the grid: its place in the grid (from 1), model and learning rate. */
+    private record Planned(int index, MqarModel model, double lr) {
+    }
+
+    private final Path dir;
+    private final MqarGrid grid;
+    private final Options options;
+    private final Supplier<TrainingBackend> backends;
+    private final PrintWriter err;
+    private final boolean terminal;
+
+    /**
+     * @param backends opens the backend of one run (each run gets its own, closed when it ends, so that nothing one
+     *                 run leaves on a device is carried into the next)
+     * @param err where progress goes
+     * @param terminal whether {@code err} is a terminal (progress bars redrawn in place)
+     */
+    public MqarSweep(Path dir, MqarGrid grid, Options options, Supplier<TrainingBackend> backends, PrintWriter err,
+                     boolean terminal) {
+        this.dir = dir;
+        this.grid = grid;
+        this.options = options;
+        this.backends = backends;
+        this.err = err;
+        this.terminal = terminal;
+    }
+
+    /** The run of {@code model} at {@code lr} with the sweep's settings. */
+    MqarTrainer.Run run(MqarModel model, double lr) {
+        return new MqarTrainer.Run(model.mixer(), model.dModel(), model.featureDim(), model.window(), 1, lr,
+                options.weightDecay(), grid.epochs(), options.batch(), options.warmup(), grid.train(), grid.test(),
+                options.seed(), options.evalEvery(), options.target(), options.maxMinutes());
+    }
+
+    /**
+     * Runs what is left of the sweep.
+     *
+     * @throws RunLock.BusyException when another sweep holds the directory
+     * @throws IllegalArgumentException when a record in the results was trained with other settings, or a line
+     *                                  before the last is not a record
+     */
+    public Outcome run() {
+        long t0 = System.nanoTime();
+        try (RunLock lock = RunLock.acquire(dir, "MQAR sweep", "give another --out")) {
+            JsonLinesFile results = new JsonLinesFile(dir.resolve(RESULTS));
+            List<JsonLinesFile.Line> records = readResults(results);
+            List<Planned> pending = new ArrayList<>();
+            int index = 0;
+            for (MqarModel model : grid.models()) {
+                for (double lr : grid.lrs()) {
+                    index++;
+                    if (!done(records, model, lr)) {
+                        pending.add(new Planned(index, model, lr));
+                    }
+                }
+            }
+            int skipped = grid.runs() - pending.size();
+            err.printf(Locale.ROOT, "MQAR sweep into %s: grid %s, %s; %d done already, %d to run%n", dir, grid.name(),
+                    grid.describe(), skipped, pending.size());
+            err.flush();
+            int ran = 0;
+            if (!pending.isEmpty()) {
+                checkMemory(pending);
+                MqarData data = generate();
+                for (Planned p : pending) {
+                    double minutes = (System.nanoTime() - t0) / 60e9;
+                    if (options.stopAfterMinutes() > 0 && minutes > options.stopAfterMinutes()) {
+                        err.printf(Locale.ROOT, "stopping after %s (--stop-after %s minutes): %d of %d runs left;"
+                                        + " run the same command again to go on%n", Progress.duration(minutes * 60),
+                                options.stopAfterMinutes(), pending.size() - ran, grid.runs());
+                        break;
+                    }
+                    Map<String, Object> record = train(p, data);
+                    results.append(record, true);
+                    records.add(new JsonLinesFile.Line(records.size() + 1, Json.write(record), record));
+                    writeBest(records);
+                    ran++;
+                }
+            }
+            return new Outcome(ran, skipped, pending.size() - ran, writeBest(records));
+        }
+    }
+
+    /**
+     * The records of the results file, checked against the sweep's settings; a torn last line is cut off (with a
+     * note) once the others are known to be good.
+     */
+    private List<JsonLinesFile.Line> readResults(JsonLinesFile results) {
+        JsonLinesFile.Contents read = results.read(MqarRecord::readable, "an MQAR result record (a JSON object with"
+                + " mixer, d_model, lr and accuracy)", err);
+        if (read == null) {
+            return new ArrayList<>();
+        }
+        Map<String, Object> settings = MqarRecord.settings(run(grid.models().getFirst(), grid.lrs().getFirst()));
+        for (JsonLinesFile.Line line : read.lines()) {
+            String differs = MqarRecord.difference(line.object(), settings);
+            if (differs != null) {
+                throw new IllegalArgumentException(String.format(Locale.ROOT, "%s: line %d (%s, lr %s) was trained"
+                                + " with %s %s, and this sweep trains with %s %s: give another --out, or the same"
+                                + " settings to go on with that sweep", results.file(), line.number(),
+                        MqarRecord.model(line.object()).label(), MqarRecord.lr(line.object()), differs,
+                        line.object().get(differs) == null ? "(none)" : line.object().get(differs), differs,
+                        settings.get(differs)));
+            }
+        }
+        results.rewrite(read, read.lines());
+        return new ArrayList<>(read.lines());
+    }
+
+    private static boolean done(List<JsonLinesFile.Line> records, MqarModel model, double lr) {
+        for (JsonLinesFile.Line l : records) {
+            double other = MqarRecord.lr(l.object());
+            if (MqarRecord.model(l.object()).equals(model)
+                    && Math.abs(other - lr) <= LR_TOLERANCE * Math.max(Math.abs(other), Math.abs(lr))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Checks, before the examples are generated, that each model left to train fits with them in memory. */
+    private void checkMemory(List<Planned> pending) {
+        Set<MqarModel> models = new LinkedHashSet<>();
+        for (Planned p : pending) {
+            models.add(p.model());
+        }
+        try (TrainingBackend backend = backends.get()) {
+            for (MqarModel m : models) {
+                new MqarTrainer(run(m, grid.lrs().getFirst()), backend, err, terminal).checkMemory();
+            }
+        }
+    }
+
+    /** The examples every run shares, generated once. */
+    private MqarData generate() {
+        long t0 = System.nanoTime();
+        long examples = 0;
+        for (MqarSlice s : grid.train()) {
+            examples += s.count();
+        }
+        long bytes = MqarData.bytes(grid.train()) + MqarData.bytes(grid.test());
+        err.printf(Locale.ROOT, "generating %,d training examples %s and the test set %s (%,d MiB in all), seed %d%n",
+                examples, grid.train(), grid.test(), bytes >> 20, options.seed());
+        err.flush();
+        MqarData data = MqarData.generate(grid.train(), grid.test(), options.seed());
+        err.printf(Locale.ROOT, "generated in %.1f s%n", (System.nanoTime() - t0) / 1e9);
+        err.flush();
+        return data;
+    }
+
+    /** Trains one run on its own backend; returns its record. */
+    private Map<String, Object> train(Planned p, MqarData data) {
+        String what = String.format(Locale.ROOT, "run %d/%d: %s, lr %.2e", p.index(), grid.runs(), p.model(), p.lr());
+        err.println(what);
+        err.flush();
+        MqarTrainer.Run run = run(p.model(), p.lr());
+        MqarTrainer.Result r;
+        try (TrainingBackend backend = backends.get()) {
+            r = new MqarTrainer(run, backend, err, terminal).updateLines(false).train(data);
+        }
+        err.printf(Locale.ROOT, "%s: accuracy %.4f after %,d updates (%.1f epochs, %s) in %s%n", what, r.accuracy(),
+                r.steps(), r.epochs(), ending(r), Progress.duration(r.seconds()));
+        err.flush();
+        return MqarRecord.of(run, r, options.device(), options.precision());
+    }
+
+    private static String ending(MqarTrainer.Result r) {
+        return switch (r.stop()) {
+            case TARGET -> "passed the target";
+            case EPOCHS -> "every epoch";
+            case TIME_LIMIT -> "time limit";
+            case DIVERGED -> "diverged";
+        };
+    }
+
+    /**
+     * The best record of each model among {@code records}, with the number of records it was chosen from, in order
+     * of mixer (based, sliding, attention), state size and width. Of records with equal accuracy the first wins.
+     */
+    static List<Best> best(List<JsonLinesFile.Line> records) {
+        Map<MqarModel, Best> best = new LinkedHashMap<>();
+        for (JsonLinesFile.Line l : records) {
+            MqarModel m = MqarRecord.model(l.object());
+            Best mine = new Best(m, l.object(), 1);
+            best.merge(m, mine, (a, b) -> new Best(m, b.accuracy() > a.accuracy() ? b.record() : a.record(),
+                    a.runs() + b.runs()));
+        }
+        List<Best> out = new ArrayList<>(best.values());
+        out.sort(Comparator.<Best>comparingInt(b -> MqarModel.MIXERS.indexOf(b.model().mixer()))
+                .thenComparingLong(b -> b.model().stateBytes())
+                .thenComparingInt(b -> b.model().dModel()));
+        return out;
+    }
+
+    /** Rewrites {@link #BEST} from {@code records}; returns what it holds. */
+    private List<Best> writeBest(List<JsonLinesFile.Line> records) {
+        List<Best> best = best(records);
+        List<Map<String, Object>> lines = new ArrayList<>();
+        for (Best b : best) {
+            Map<String, Object> line = new LinkedHashMap<>(b.record());
+            line.put("runs", (long) b.runs());
+            lines.add(line);
+        }
+        new JsonLinesFile(dir.resolve(BEST)).replace(lines);
+        return best;
+    }
+}

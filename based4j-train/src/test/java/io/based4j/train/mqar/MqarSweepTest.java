@@ -1,0 +1,238 @@
+package io.based4j.train.mqar;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.based4j.backend.TrainingBackend;
+import io.based4j.json.Json;
+import io.based4j.train.RunLock;
+import io.based4j.train.cpu.CpuTrainBackend;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Proxy;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** An MQAR sweep on the CPU with tiny models: records, resume, torn lines, the lock and the best of each model. */
+class MqarSweepTest {
+    /** Three tiny models (one of each mixer) at two rates, one update of 8 examples each: a second or two in all. */
+    static final MqarGrid TINY = new MqarGrid("tiny", List.of(MqarModel.based(8, 4), MqarModel.sliding(8, 4),
+            MqarModel.attention(8)), List.of(1e-2, 3.2e-2), 1, List.of(new MqarSlice(16, 2, 8)),
+            List.of(new MqarSlice(16, 2, 8), new MqarSlice(32, 4, 4)));
+
+    static final MqarSweep.Options OPTIONS = new MqarSweep.Options(8, 0.1, 0, 0, 0, 0.99, 0, 0, "cpu", "f64");
+
+    @TempDir
+    Path dir;
+
+    StringWriter notes = new StringWriter();
+
+    MqarSweep.Outcome sweep(MqarGrid grid, MqarSweep.Options options) {
+        return new MqarSweep(dir, grid, options, CpuTrainBackend::new, new PrintWriter(notes, true), false).run();
+    }
+
+    List<Map<String, Object>> records(String file) throws IOException {
+        return Files.readAllLines(dir.resolve(file)).stream().map(Json::parseObject).toList();
+    }
+
+    @Test
+    void everyModelAtEveryRateIsOneRecordAndTheBestOfEachIsKept() throws IOException {
+        MqarSweep.Outcome o = sweep(TINY, OPTIONS);
+        assertEquals(6, o.ran());
+        assertEquals(0, o.skipped());
+        assertEquals(0, o.left());
+        List<Map<String, Object>> records = records(MqarSweep.RESULTS);
+        assertEquals(6, records.size());
+        for (Map<String, Object> r : records) {
+            MqarModel m = MqarRecord.model(r);
+            assertTrue(TINY.models().contains(m), m.toString());
+            assertEquals(m.stateBytes(), r.get("state_bytes"));
+            double accuracy = MqarRecord.accuracy(r);
+            assertTrue(accuracy >= 0 && accuracy <= 1, r.toString());
+            assertEquals("epochs", r.get("stop"));
+            assertEquals(1L, r.get("updates"));
+            assertEquals(2, ((List<?>) r.get("slices")).size());
+            assertEquals("16:2:8", r.get("train"));
+            assertEquals("16:2:8,32:4:4", r.get("test"));
+            assertEquals(0L, r.get("seed"));
+            assertEquals("cpu", r.get("device"));
+            assertTrue(r.get("seconds") instanceof Double s && s > 0, r.toString());
+        }
+        // the fields the plot reads, by mixer
+        assertEquals(4L, records.get(0).get("feature_dim"));
+        assertFalse(records.get(0).containsKey("window"));
+        assertEquals(4L, records.get(2).get("window"));
+        assertFalse(records.get(4).containsKey("feature_dim") || records.get(4).containsKey("window"));
+
+        List<Map<String, Object>> best = records(MqarSweep.BEST);
+        assertEquals(List.of("based", "sliding", "attention"), best.stream().map(b -> b.get("mixer")).toList());
+        for (int i = 0; i < 3; i++) {
+            assertEquals(2L, best.get(i).get("runs"));
+            double top = Math.max(MqarRecord.accuracy(records.get(2 * i)), MqarRecord.accuracy(records.get(2 * i + 1)));
+            assertEquals(top, MqarRecord.accuracy(best.get(i)));
+            assertEquals(top, o.best().get(i).accuracy());
+        }
+        assertEquals(1, notes.toString().lines().filter(l -> l.startsWith("generating ")).count(),
+                "the examples are generated once for all runs: " + notes);
+        assertTrue(notes.toString().contains("run 6/6: attention d8, lr 3.20e-02: accuracy "), notes.toString());
+    }
+
+    @Test
+    void aResumedSweepTrainsOnlyTheRunsWithoutARecord() throws IOException {
+        // a run of an earlier sweep, marked so that a retrained one would show
+        MqarTrainer.Run earlier = new MqarSweep(dir, TINY, OPTIONS, CpuTrainBackend::new, null, false)
+                .run(MqarModel.sliding(8, 4), 3.2e-2);
+        Map<String, Object> record = new LinkedHashMap<>(Map.of("mixer", "sliding", "d_model", 8L, "window", 4L,
+                "lr", 0.032, "state_bytes", 256L, "accuracy", 0.625, "seconds", 1234.5));
+        record.putAll(MqarRecord.settings(earlier));
+        Files.writeString(dir.resolve(MqarSweep.RESULTS), Json.write(record) + "\n");
+
+        MqarSweep.Outcome o = sweep(TINY, OPTIONS);
+        assertEquals(5, o.ran());
+        assertEquals(1, o.skipped());
+        List<Map<String, Object>> records = records(MqarSweep.RESULTS);
+        assertEquals(6, records.size());
+        assertEquals(record, records.getFirst(), "kept as it was");
+        assertEquals(1, records.stream().filter(r -> r.get("mixer").equals("sliding") && r.get("lr").equals(0.032))
+                .count());
+        assertFalse(notes.toString().contains("sliding d8 w4, lr 3.20e-02"), "not trained again: " + notes);
+
+        // everything done: nothing is trained, nothing generated
+        notes.getBuffer().setLength(0);
+        MqarSweep.Outcome again = sweep(TINY, OPTIONS);
+        assertEquals(0, again.ran());
+        assertEquals(6, again.skipped());
+        assertFalse(notes.toString().contains("generating"), notes.toString());
+        assertEquals(6, records(MqarSweep.RESULTS).size());
+    }
+
+    @Test
+    void aTornLastLineIsCutOffWithANote() throws IOException {
+        MqarGrid one = TINY.with(List.of(1e-2), null, null, null);
+        sweep(one, OPTIONS);
+        Path results = dir.resolve(MqarSweep.RESULTS);
+        List<String> whole = Files.readAllLines(results);
+        Files.writeString(results, "{\"mixer\": \"based\", \"d_mo", StandardOpenOption.APPEND);
+        notes.getBuffer().setLength(0);
+        MqarSweep.Outcome o = sweep(one, OPTIONS);
+        assertEquals(0, o.ran());
+        assertTrue(notes.toString().contains(results + ": cut off a torn last line (line 4, 24 characters), left by"
+                + " a run stopped while writing it"), notes.toString());
+        assertEquals(whole, Files.readAllLines(results));
+        assertTrue(Files.readString(results).endsWith("}\n"));
+    }
+
+    @Test
+    void aLineBeforeTheLastThatIsNoRecordIsAnErrorAndTheFileIsLeftAlone() throws IOException {
+        Path results = dir.resolve(MqarSweep.RESULTS);
+        String text = "{\"mixer\": \"based\", \"d_model\": 8}\n{\"mixer\": \"based\", \"d_mo\n";
+        Files.writeString(results, text);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> sweep(TINY, OPTIONS));
+        assertTrue(e.getMessage().startsWith(results + ": line 1 is not an MQAR result record"), e.getMessage());
+        assertEquals(text, Files.readString(results));
+    }
+
+    @Test
+    void recordsOfOtherSettingsAreRefusedNamingTheSetting() throws IOException {
+        sweep(TINY.with(List.of(1e-2), null, null, null), OPTIONS);
+        Path results = dir.resolve(MqarSweep.RESULTS);
+        String before = Files.readString(results);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> sweep(TINY.with(null, 2, null, null), OPTIONS));
+        assertTrue(e.getMessage().startsWith(results + ": line 1 (based d8 f4, lr 0.01) was trained with epochs 1,"
+                + " and this sweep trains with epochs 2"), e.getMessage());
+        MqarSweep.Options otherSeed = new MqarSweep.Options(8, 0.1, 0, 7, 0, 0.99, 0, 0, "cpu", "f64");
+        e = assertThrows(IllegalArgumentException.class, () -> sweep(TINY, otherSeed));
+        assertTrue(e.getMessage().contains("was trained with seed 0, and this sweep trains with seed 7"),
+                e.getMessage());
+        assertEquals(before, Files.readString(results), "left as it was");
+    }
+
+    @Test
+    void aDirectoryInUseByAnotherSweepIsRefusedNamingItsHolder() throws IOException {
+        try (RunLock held = RunLock.acquire(dir, "MQAR sweep", "give another --out")) {
+            RunLock.BusyException e = assertThrows(RunLock.BusyException.class, () -> sweep(TINY, OPTIONS));
+            assertTrue(e.getMessage().contains(dir + " is in use by another MQAR sweep (pid "
+                    + ProcessHandle.current().pid() + " on "), e.getMessage());
+            assertTrue(e.getMessage().endsWith("wait for it to end or give another --out"), e.getMessage());
+        }
+        assertFalse(Files.exists(dir.resolve(MqarSweep.RESULTS)), "nothing trained");
+    }
+
+    @Test
+    void aSweepPastItsTimeStartsNoNewRunAndResumesLater() throws IOException {
+        // a limit already passed when the first run would start
+        MqarSweep.Options hurried = new MqarSweep.Options(8, 0.1, 0, 0, 0, 0.99, 0, 1e-9, "cpu", "f64");
+        MqarSweep.Outcome o = sweep(TINY, hurried);
+        assertEquals(0, o.ran());
+        assertEquals(6, o.left());
+        assertTrue(notes.toString().contains("6 of 6 runs left; run the same command again to go on"),
+                notes.toString());
+        assertEquals(6, sweep(TINY, OPTIONS).ran());
+    }
+
+    @Test
+    void sharedExamplesMustBeThoseOfTheRun() {
+        MqarTrainer.Run run = new MqarSweep(dir, TINY, OPTIONS, CpuTrainBackend::new, null, false)
+                .run(MqarModel.attention(8), 1e-2);
+        MqarData other = MqarData.generate(TINY.train(), TINY.test(), 1);
+        try (CpuTrainBackend backend = new CpuTrainBackend()) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new MqarTrainer(run, backend, new PrintWriter(notes), false).train(other));
+            assertTrue(e.getMessage().contains("not those of this run"), e.getMessage());
+        }
+    }
+
+    /** The CPU backend, except that the gradients of every update from {@code from} on are reported not finite. */
+    static TrainingBackend divergingAt(int from, AtomicInteger updates) {
+        CpuTrainBackend cpu = new CpuTrainBackend();
+        return (TrainingBackend) Proxy.newProxyInstance(TrainingBackend.class.getClassLoader(),
+                new Class<?>[] {TrainingBackend.class}, (proxy, method, args) -> {
+                    try {
+                        Object r = method.invoke(cpu, args);
+                        if (method.getName().equals("adamwStep") && updates.incrementAndGet() >= from) {
+                            return new TrainingBackend.KnownNorm(Double.NaN);
+                        }
+                        return r;
+                    } catch (InvocationTargetException e) {
+                        throw e.getCause();
+                    }
+                });
+    }
+
+    @Test
+    void aRunThatDivergesIsRecordedAsSuchAndTheSweepGoesOn() throws IOException {
+        MqarGrid twoUpdates = new MqarGrid("tiny", List.of(MqarModel.based(8, 4)), List.of(1e-2, 3.2e-2), 2,
+                TINY.train(), TINY.test());
+        AtomicInteger backends = new AtomicInteger();
+        AtomicInteger updates = new AtomicInteger();
+        // the memory check opens the first backend; the second run (lr 3.2e-2) diverges at its second update
+        MqarSweep.Outcome o = new MqarSweep(dir, twoUpdates, OPTIONS, () -> backends.incrementAndGet() == 3
+                ? divergingAt(2, updates) : new CpuTrainBackend(), new PrintWriter(notes, true), false).run();
+        assertEquals(2, o.ran());
+        List<Map<String, Object>> records = records(MqarSweep.RESULTS);
+        assertEquals("epochs", records.get(0).get("stop"));
+        assertEquals(2L, records.get(0).get("updates"));
+        Map<String, Object> diverged = records.get(1);
+        assertEquals(0.032, diverged.get("lr"));
+        assertEquals("diverged", diverged.get("stop"));
+        assertEquals(1L, diverged.get("updates"), "the update that diverged is not counted");
+        assertTrue(((String) diverged.get("stop_detail")).contains("gradient norm is NaN at update 2 (the loss"
+                + " diverged"), diverged.toString());
+        double accuracy = MqarRecord.accuracy(diverged);
+        assertTrue(accuracy >= 0 && accuracy <= 1, "scored as it stands: " + diverged);
+        assertTrue(notes.toString().contains("run 2/2: based d8 f4, lr 3.20e-02: accuracy "), notes.toString());
+        assertTrue(notes.toString().contains("diverged) in "), notes.toString());
+    }
+}
