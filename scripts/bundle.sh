@@ -48,7 +48,15 @@ CLI_JAR=$(one_jar based4j-cli/target/based4j-cli-*.jar)
 CUDA_JAR=$(one_jar based4j-cuda/target/based4j-cuda-*.jar)
 CUDA_TESTS=$(KEEP_TESTS=1 one_jar based4j-cuda/target/based4j-cuda-*-tests.jar)
 CORE_TESTS=$(KEEP_TESTS=1 one_jar based4j-core/target/based4j-core-*-tests.jar)
-DEPS=(based4j-cli/target/lib/*.jar)
+# the charting library stays out: its charts need AWT (java.desktop), which the bundle's runtime leaves out to
+# stay small; `based4j plot` says so in one line there
+DEPS=()
+for jar in based4j-cli/target/lib/*.jar; do
+    case "$(basename "$jar")" in
+        jfreechart-*.jar) ;;
+        *) DEPS+=("$jar") ;;
+    esac
+done
 [ ${#DEPS[@]} -gt 0 ] || die "based4j-cli/target/lib has no jars (the copy-runtime-jars step did not run?)"
 # a bundle is made for a GPU host: without kernels (no nvcc here) it is of no use there, unless asked for
 case " $* " in

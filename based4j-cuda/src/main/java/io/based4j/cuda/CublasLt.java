@@ -52,6 +52,15 @@ public final class CublasLt implements AutoCloseable {
     static final int PREF_MIN_ALIGNMENT_C_BYTES = 7;
     static final int PREF_MIN_ALIGNMENT_D_BYTES = 8;
     static final int PREF_IMPL_MASK = 12;
+    /** {@code CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK} (uint32): which split-k reductions an algorithm may use. */
+    static final int PREF_REDUCTION_SCHEME_MASK = 3;
+    /**
+     * {@code CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE}: split-k partial sums kept in the compute type (float32) in the
+     * workspace and reduced in a fixed order. The other schemes are refused: {@code INPLACE} (1) accumulates in the
+     * output buffer and {@code OUTPUT_TYPE} (4) rounds the partial sums to the output type, so a bf16 output added
+     * into ({@code beta = 1}) would carry a bf16 rounding of every part, not only of the result.
+     */
+    static final int REDUCTION_COMPUTE_TYPE = 2;
 
     // cublasLtNumericalImplFlags_t: inputs read as f16, bf16 or TF32
     static final long IMPL_INPUT_16F = 0x01L << 16;
@@ -361,6 +370,7 @@ public final class CublasLt implements AutoCloseable {
             setPreferenceInt(pref, PREF_MIN_ALIGNMENT_B_BYTES, g.alignB(), g);
             setPreferenceInt(pref, PREF_MIN_ALIGNMENT_C_BYTES, g.alignC(), g);
             setPreferenceInt(pref, PREF_MIN_ALIGNMENT_D_BYTES, g.alignC(), g);
+            setPreferenceInt(pref, PREF_REDUCTION_SCHEME_MASK, REDUCTION_COMPUTE_TYPE, g);
             if (g.aType() == Cublas.R_32F && g.bType() == Cublas.R_32F) {
                 value.set(LONG, 0, ~(IMPL_INPUT_16F | IMPL_INPUT_16BF | IMPL_INPUT_TF32));
                 setPreference(pref, PREF_IMPL_MASK, 8, g);
@@ -471,6 +481,7 @@ public final class CublasLt implements AutoCloseable {
             case PREF_MIN_ALIGNMENT_C_BYTES -> "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES";
             case PREF_MIN_ALIGNMENT_D_BYTES -> "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES";
             case PREF_IMPL_MASK -> "CUBLASLT_MATMUL_PREF_IMPL_MASK";
+            case PREF_REDUCTION_SCHEME_MASK -> "CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK";
             default -> "cublasLtMatmulPreferenceAttributes_t " + attribute;
         };
     }

@@ -10,8 +10,6 @@ final class GemmRoutes {
     long lt;
     /** cuBLASLt products that added the bias ({@link CublasLt#EPILOGUE_BIAS}). */
     long ltBias;
-    /** cuBLASLt weight gradients that also gave the bias gradient ({@link CublasLt#EPILOGUE_BGRADB}). */
-    long ltBiasGradient;
     /** {@code cublasGemmEx} products. */
     long gemmEx;
     /** Biases added by a kernel of their own. */
@@ -24,7 +22,6 @@ final class GemmRoutes {
         GemmRoutes c = new GemmRoutes();
         c.lt = lt;
         c.ltBias = ltBias;
-        c.ltBiasGradient = ltBiasGradient;
         c.gemmEx = gemmEx;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
@@ -33,8 +30,7 @@ final class GemmRoutes {
 
     @Override
     public String toString() {
-        return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", cuBLASLt with bias gradient " + ltBiasGradient
-                + ", cublasGemmEx " + gemmEx + ", bias kernels " + biasKernel + ", bias gradient kernels "
+        return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", cublasGemmEx " + gemmEx + ", bias kernels " + biasKernel + ", bias gradient kernels "
                 + biasGradientKernel;
     }
 }

@@ -76,7 +76,7 @@ class CublasLtMatmulTest {
     void theHandleSaysWhichLibraryItRunsOn() {
         CublasLt lt = bf16.cublasLt();
         assertTrue(lt.libraryPath().contains("libcublasLt"), lt.libraryPath());
-        // cuBLASLt 12 or later: the epilogues, BGRADB and the heuristic preferences used here are all there
+        // cuBLASLt 12 or later: the epilogues and the heuristic preferences used here are all there
         assertTrue(lt.version() >= 120000, "cuBLASLt version " + lt.version());
     }
 
@@ -177,20 +177,13 @@ class CublasLtMatmulTest {
 
     @ParameterizedTest
     @EnumSource(Precision.class)
-    void matmulBackwardMatchesTheReferenceWithAndWithoutTheBiasGradientEpilogue(Precision p) {
+    void matmulBackwardMatchesTheReference(Precision p) {
         CudaBackend gpu = gpu(p);
-        try {
-            for (boolean epilogue : new boolean[] {true, false}) {
-                gpu.useBiasGradientEpilogue(epilogue);
-                for (int[] s : SHAPES) {
-                    for (Precision dxType : outputTypes(p)) {
-                        backward(gpu, p, s[0], s[1], s[2], dxType, true, epilogue);
-                    }
-                    backward(gpu, p, s[0], s[1], s[2], p, false, epilogue);
-                }
+        for (int[] s : SHAPES) {
+            for (Precision dxType : outputTypes(p)) {
+                backward(gpu, p, s[0], s[1], s[2], dxType, true);
             }
-        } finally {
-            gpu.useBiasGradientEpilogue(true);
+            backward(gpu, p, s[0], s[1], s[2], p, false);
         }
     }
 
@@ -198,10 +191,9 @@ class CublasLtMatmulTest {
      * {@code dx += dout w}, {@code dw += dout^T x}, {@code db += colsum(dout)} (db when {@code withBias}) into random
      * gradients, against the reference; dw and db are float32, as the trainer keeps them.
      */
-    private void backward(CudaBackend gpu, Precision p, int n, int k, int m, Precision dxType, boolean withBias,
-                          boolean epilogue) {
-        String what = String.format("matmulBackward %s n %d, k %d, m %d, %s dx, %s, bias gradient %s", p.suffix(), n,
-                k, m, dxType.suffix(), withBias ? "bias" : "no bias", epilogue ? "epilogue on" : "epilogue off");
+    private void backward(CudaBackend gpu, Precision p, int n, int k, int m, Precision dxType, boolean withBias) {
+        String what = String.format("matmulBackward %s n %d, k %d, m %d, %s dx, %s", p.suffix(), n, k, m,
+                dxType.suffix(), withBias ? "bias" : "no bias");
         Buffer x = gpu.upload(gaussian(random, n * k, 1), n, k);
         float[] xv = gpu.download(x);
         float[] wv = stored(p, gaussian(random, m * k, 1 / Math.sqrt(k)));
@@ -237,13 +229,9 @@ class CublasLtMatmulTest {
         Near.within(what + ": dw", wantDw, gpu.download(dw), scaled(magDw, 2 * (n + 2) * U));
         if (withBias) {
             Near.within(what + ": db", wantDb, gpu.download(db), scaled(magDb, 2 * (n + 2) * U));
-            assertEquals(1, after.ltBiasGradient - before.ltBiasGradient + after.biasGradientKernel
-                    - before.biasGradientKernel, what + ": the bias gradient is summed once [" + after + "]");
-            if (!epilogue) {
-                assertEquals(before.ltBiasGradient, after.ltBiasGradient, what + ": the epilogue is off");
-            }
+            assertEquals(1, after.biasGradientKernel - before.biasGradientKernel,
+                    what + ": the bias gradient is summed once [" + after + "]");
         } else {
-            assertEquals(before.ltBiasGradient, after.ltBiasGradient, what + ": no bias gradient");
             assertEquals(before.biasGradientKernel, after.biasGradientKernel, what + ": no bias gradient");
         }
         for (Buffer buf : new Buffer[] {x, dout, dx, dw, db}) {
@@ -315,15 +303,13 @@ class CublasLtMatmulTest {
         Buffer db = f32Buffer(gpu, 1, m, 0);
         gpu.matmulBackward(x, w, dout, null, dw, db);
         LtGemm weightGradient = LtGemm.of(Cublas.OP_N, Cublas.OP_T, k, m, n, 256, cublasType(p), k, 256,
-                cublasType(p), m, true, 256, Cublas.R_32F, k, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_BGRADB, 256);
+                cublasType(p), m, true, 256, Cublas.R_32F, k, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0);
         assertTrue(lt.planned(weightGradient), "the weight gradient's plan is kept under its key");
         GemmRoutes last = gpu.gemmRoutes();
         if (fused) {
-            assertNull(lt.noAlgorithmReason(weightGradient), "cuBLASLt has an algorithm for dw with the bias"
-                    + " gradient");
-            assertEquals(1, last.ltBiasGradient - after.ltBiasGradient, "the bias gradient comes with dw [" + last
+            assertNull(lt.noAlgorithmReason(weightGradient), "cuBLASLt has an algorithm for dw");
+            assertEquals(1, last.biasGradientKernel - after.biasGradientKernel, "the column-sum kernel [" + last
                     + "]");
-            assertEquals(after.biasGradientKernel, last.biasGradientKernel, "no column-sum kernel [" + last + "]");
             assertEquals(after.gemmEx, last.gemmEx, "no cublasGemmEx [" + last + "]");
         }
         float[] gv = gpu.download(dout);
