@@ -1,11 +1,15 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
 
-/** The launch arithmetic of {@link MixerTrainKernels} that needs no GPU: tiles, shared memory and scratch sizes. */
+/**
+ * The launch arithmetic of {@link MixerTrainKernels} that needs no GPU: tiles, shared memory, scratch sizes and which
+ * kernels apply.
+ */
 class MixerTrainKernelsTest {
     @Test
     void linearAttentionBlocksFitTheSharedMemoryOfTheSupportedGpus() {
@@ -32,6 +36,20 @@ class MixerTrainKernelsTest {
         // a ragged last chunk takes a whole state
         assertEquals(4L * (2 * 3 * 3 * 153 * 113 + 2 * 130 * 3 * 113),
                 MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 130, 3, 16, 112));
+    }
+
+    @Test
+    void convRowKernelsTakeBf16WidthsOfEightsAndKernelsUpToFour() {
+        assertTrue(MixerTrainKernels.convByRows(Precision.BF16, 16_384, 2048, 3, 256, 512));
+        assertTrue(MixerTrainKernels.convByRows(Precision.BF16, 5, 8, 1));
+        assertTrue(MixerTrainKernels.convByRows(Precision.BF16, 5, 8, 4));
+        assertFalse(MixerTrainKernels.convByRows(Precision.F32, 16_384, 2048, 3), "float32 keeps the scalar kernels");
+        assertFalse(MixerTrainKernels.convByRows(Precision.BF16, 16_384, 2044, 3), "inner not a multiple of 8");
+        assertFalse(MixerTrainKernels.convByRows(Precision.BF16, 16_384, 2048, 5), "kernel above 4");
+        assertFalse(MixerTrainKernels.convByRows(Precision.BF16, 16_384, 2048, 3, 258), "an unaligned pointer");
+        // 65535 blocks of 128 rows at most in the grid's y
+        assertTrue(MixerTrainKernels.convByRows(Precision.BF16, 65_535L * 128, 8, 3));
+        assertFalse(MixerTrainKernels.convByRows(Precision.BF16, 65_535L * 128 + 1, 8, 3));
     }
 
     @Test
