@@ -417,7 +417,8 @@ B4J_KERNEL(rmsNormBackward, 256,
 B4J_KERNEL(columnSumPartial, 256, (const A* x, float* partial, int n, int m, int rowsPerPart),
            (x, partial, n, m, rowsPerPart))
 B4J_KERNEL(swigluBackward, 256, (const A* a, const float* dout, float* da, int n, int h), (a, dout, da, n, h))
-B4J_KERNEL(columnSumVec, 256, (const A* x, float* partial, int n, int m, int rowsPerPart), (x, partial, n, m, rowsPerPart))
+B4J_KERNEL(columnSumVec, 256, (const A* x, float* partial, int n, int m, int rowsPerPart),
+           (x, partial, n, m, rowsPerPart))
 B4J_KERNEL(swigluBackwardVec, 256, (const A* a, const A* dout, A* da, int n, int h, int vector),
            (a, dout, da, n, h, vector))
 

@@ -253,8 +253,7 @@ public final class TrainKernels {
      * {@link #rmsNormBackward} with dout of type {@code doutType} (F32, or A where {@link #rmsNormByRows}), and, where
      * dxCopy is not 0 (with dx; {@link #rmsNormByRows} only), the new dx also written rounded to A into dxCopy
      * ({@code [n, d]}): the operand of the product that reads dx next, without a conversion pass. In bf16 with
-     * {@link #rmsNormByRows} the row kernel and {@link #columnPartsSum columnPartsSum} (always, whatever doutType), else the scalar
-     * kernels.
+     * {@link #rmsNormByRows} the row kernel and columnPartsSum_f32 (whatever doutType), else the scalar kernels.
      */
     public void rmsNormBackward(Precision p, long x, long weight, long rstd, long dout, Precision doutType, long dx,
                                 long dxCopy, long dw, long partial, int n, int d) {
@@ -320,7 +319,7 @@ public final class TrainKernels {
     /**
      * {@code out += colsum(x)}: x A {@code [n, m]}, out F32 {@code [m]} (a bias gradient), in two launches (parts of
      * rows, then the parts in order), deterministic; partial: {@link #columnSumScratchBytes} of scratch. In bf16 with
-     * m a multiple of 8 and aligned pointers, columnSumVec and {@link #columnPartsSum columnPartsSum}.
+     * m a multiple of 8 and aligned pointers, columnSumVec and columnPartsSum_f32.
      */
     public void columnSum(Precision p, long x, long out, long partial, int n, int m) {
         require(n >= 0 && m >= 0, "columnSum: n " + n + ", m " + m);
