@@ -37,8 +37,11 @@ import java.util.Map;
  * {@link MixerTrainKernels} for the mixers). A {@link CudaParameter} holds float32 master values and, in bf16, the
  * bf16 copy the forward reads. Gradients and optimizer moments are float32 ({@link #allocateF32}); the training pass's
  * activations are whatever {@link #allocate} gives (the precision's type) and every training op takes each buffer in
- * either type, converting through reused scratch where a kernel wants the other (never in float32). A pass waits for
- * the device once, to read the loss; {@link #sumOfSquares} waits once per call.
+ * either type, converting through reused scratch where a kernel wants the other (never in float32). The pass itself
+ * needs no conversion in bf16: a float32 addend is added as it is ({@link #addInPlace}), the RMSNorm backward reads
+ * its output gradient in either type and leaves the new float32 dx also rounded to bf16 for the product that reads
+ * it next ({@link #matmulBackward}), and the SwiGLU backward works on its bf16 buffers. A pass waits for the device
+ * once, to read the loss; {@link #sumOfSquares} waits once per call.
  *
  * <p>The CUDA context is current per OS thread: every call re-binds it when it comes from another thread than the
  * last one, so a backend may be handed between threads, but not used by two at once.
@@ -55,6 +58,8 @@ public final class CudaBackend implements TrainingBackend {
     private static final long DEVICE_MARGIN = 256L << 20;
     /** Float32 logits the fused loss makes at a time at most (rows x vocabulary chunk): 256 MiB. */
     private static final long LOSS_CELLS = 1L << 26;
+    /** Scratch slot of the bf16 copy of dx that rmsNormBackward leaves (no other op uses it). */
+    private static final int DX_COPY_SLOT = 7;
 
     private final CudaDriver cu;
     private final int ordinal;
@@ -76,6 +81,15 @@ public final class CudaBackend implements TrainingBackend {
     private long allocated;
     private long peakAllocated;
     private Thread boundThread;
+    /**
+     * The float32 buffer (address and bytes) whose values the last op, a {@link #rmsNormBackward} in bf16, also
+     * wrote rounded to bf16 at {@code dxCopy} (scratch slot {@link #DX_COPY_SLOT}), or 0: the operand the next
+     * product of the backward walk reads, so that {@link #matmulBackward} need not convert it. Forgotten by the
+     * next op ({@link #bind}) but a zero of another buffer (the backward walk zeroes gradient scratch in between).
+     */
+    private long dxCopyOf;
+    private long dxCopyBytes;
+    private long dxCopy;
     private Inputs inputs;
     private boolean recording;
     private boolean closed;
@@ -271,6 +285,10 @@ public final class CudaBackend implements TrainingBackend {
         cu.synchronize(stream);
     }
 
+    /**
+     * Makes the context current on this thread. Every op starts here, so this is also where the bf16 copy of a dx
+     * that {@link #rmsNormBackward} left is forgotten ({@link #dxCopyOf}): any op may change the values it copies.
+     */
     private void bind() {
         if (closed) {
             throw new IllegalStateException("the CUDA backend is closed");
@@ -280,6 +298,7 @@ public final class CudaBackend implements TrainingBackend {
             cu.setCurrent(context);
             boundThread = t;
         }
+        dxCopyOf = 0;
     }
 
     // ---------------------------------------------------------------- memory
@@ -563,7 +582,7 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer o = bufferOf(out);
         check("rmsNorm input", a, o.rows, o.cols, Precision.F32);
         check("rmsNorm output", o, a.rows, a.cols, precision);
-        kernels.rmsNorm(precision, a.ptr, weightOf(weight).ptr, o.ptr, a.rows, a.cols, eps);
+        train.rmsNormRstd(precision, a.ptr, weightOf(weight).ptr, o.ptr, 0, a.rows, a.cols, eps);
     }
 
     /**
@@ -688,7 +707,12 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer b = bufferOf(x);
         check("add accumulator", a, b.rows, b.cols, null);
         long sum = read(a, Precision.F32, 0);
-        kernels.addInto(precision, sum, read(b, precision, 1), a.count());
+        if (b.type == Precision.F32) {
+            // a float32 addend (the residual stream of a training pass) is added as it is, not rounded to A first
+            kernels.addIntoF32(sum, b.ptr, a.count());
+        } else {
+            kernels.addInto(precision, sum, read(b, precision, 1), a.count());
+        }
         written(a, Precision.F32, sum);
     }
 
@@ -966,14 +990,26 @@ public final class CudaBackend implements TrainingBackend {
         return new Tensor(DType.F32, shape, seg);
     }
 
+    /** Keeps the bf16 copy of the last rmsNormBackward's dx ({@link #dxCopyOf}) unless it zeroes that buffer. */
     @Override
     public void zero(Buffer buffer) {
+        long copyOf = dxCopyOf;
+        boolean keep = copyOf != 0;
         bind();
         if (buffer instanceof CudaParameter p && p.hasCopy()) {
-            cu.memsetD8Async(p.compute.ptr, 0, p.master.count() * p.compute.type.bytes(), stream);
+            long bytes = p.master.count() * p.compute.type.bytes();
+            cu.memsetD8Async(p.compute.ptr, 0, bytes, stream);
+            keep &= !overlaps(p.compute.ptr, bytes, copyOf, dxCopyBytes);
         }
         CudaBuffer b = bufferOf(buffer);
         cu.memsetD8Async(b.ptr, 0, b.bytes(), stream);
+        if (keep && !overlaps(b.ptr, b.bytes(), copyOf, dxCopyBytes)) {
+            dxCopyOf = copyOf;
+        }
+    }
+
+    private static boolean overlaps(long a, long aBytes, long b, long bBytes) {
+        return a < b + bBytes && b < a + aBytes;
     }
 
     /**
@@ -1124,13 +1160,37 @@ public final class CudaBackend implements TrainingBackend {
             check("rmsNormBackward dx", dxb, n, d, null);
         }
         sameCount("rmsNormBackward dw", dwb, d);
+        long partial = scratch.slot(5, TrainKernels.rmsNormBackwardScratchBytes(n, d));
+        long wp = weightOf(w).ptr;
+        if (xb.type == Precision.F32 && r.type == Precision.F32 && dwb.type == Precision.F32
+                && (dxb == null || dxb.type == Precision.F32)
+                && TrainKernels.rmsNormByRows(precision, d, xb.ptr, wp, g.ptr, dxb == null ? 0 : dxb.ptr, partial)) {
+            // the bf16 row kernel reads dout in its own type and leaves dx rounded to bf16 for the next product
+            long copy = dxb == null ? 0 : scratch.slot(DX_COPY_SLOT, (long) n * d * precision.bytes());
+            train.rmsNormBackward(precision, xb.ptr, wp, r.ptr, g.ptr, g.type, dxb == null ? 0 : dxb.ptr, copy,
+                    dwb.ptr, partial, n, d);
+            if (copy != 0) {
+                dxCopyOf = dxb.ptr;
+                dxCopyBytes = dxb.bytes();
+                dxCopy = copy;
+            }
+            return;
+        }
         long dxp = read(dxb, Precision.F32, 3);
         long dwp = read(dwb, Precision.F32, 4);
-        long partial = scratch.slot(5, TrainKernels.rmsNormBackwardScratchBytes(n, d));
-        train.rmsNormBackward(precision, read(xb, Precision.F32, 0), weightOf(w).ptr, read(r, Precision.F32, 1),
+        train.rmsNormBackward(precision, read(xb, Precision.F32, 0), wp, read(r, Precision.F32, 1),
                 read(g, Precision.F32, 2), dxp, dwp, partial, n, d);
         written(dxb, Precision.F32, dxp);
         written(dwb, Precision.F32, dwp);
+    }
+
+    /**
+     * The bf16 copy of {@code b}'s values that the last op left (an {@link #rmsNormBackward} into b, followed by
+     * nothing but zeros of other buffers), or 0. Read it before any {@link #bind}.
+     */
+    private long dxCopyFor(CudaBuffer b) {
+        boolean same = dxCopyOf != 0 && b.ptr == dxCopyOf && b.bytes() == dxCopyBytes && b.type == Precision.F32;
+        return same ? dxCopy : 0;
     }
 
     /**
@@ -1142,6 +1202,7 @@ public final class CudaBackend implements TrainingBackend {
      */
     @Override
     public void matmulBackward(Buffer x, Weight w, Buffer dout, Buffer dx, Buffer dw, Buffer db) {
+        long copy = dxCopyFor(bufferOf(dout));  // before bind() forgets it
         bind();
         CudaBuffer xb = bufferOf(x);
         CudaWeight wt = weightOf(w);
@@ -1165,7 +1226,7 @@ public final class CudaBackend implements TrainingBackend {
             return;
         }
         int type = cublasType(precision);
-        long gp = read(g, precision, 1);
+        long gp = copy != 0 ? copy : read(g, precision, 1);
         if (dxb != null) {
             // dx^T [k, n] += w^T [k, m] dout^T [m, n] (column-major)
             product(Cublas.OP_N, Cublas.OP_N, k, n, m, wt.ptr, type, k, gp, type, m, 1f, dxb.ptr,
@@ -1200,6 +1261,11 @@ public final class CudaBackend implements TrainingBackend {
         int h = ab.cols / 2;
         check("swigluBackward dout", g, n, h, null);
         check("swigluBackward da", dab, n, 2 * h, null);
+        if (precision != Precision.F32 && ab.type == precision && g.type == precision && dab.type == precision) {
+            // the training pass's buffers, all bf16: read and rounded back by the kernel, no conversion passes
+            train.swigluBackwardInA(precision, ab.ptr, g.ptr, dab.ptr, n, h);
+            return;
+        }
         long dap = read(dab, Precision.F32, 2);
         train.swigluBackward(precision, read(ab, precision, 0), read(g, Precision.F32, 1), dap, n, h);
         written(dab, Precision.F32, dap);

@@ -27,6 +27,12 @@ import java.util.Map;
  *     <td>min(ceil(count/256), 65536) x 256, grid-stride over the 64-bit element count</td>
  *     <td>elementwise, one thread per output element; swiglu gates with the second half:
  *     {@code out = a[:, :h] * silu(a[:, h:])}</td></tr>
+ * <tr><td>addIntoVec, addBiasVec, addBiasF32Vec, swigluVec, f32ToAVec, aToF32Vec</td>
+ *     <td>min(ceil(count/2048), 65536) x 256</td>
+ *     <td>the same, 8 values a thread and step (16-byte accesses, no division per step), the same float32 operation
+ *     per element (vector_ops.cuh); launched in bf16 where the pointers are 16-byte aligned and, for the ops over
+ *     rows, the width a multiple of 8 (the scalar kernels otherwise). addIntoVec_f32 adds float32 values into
+ *     float32 in either precision.</td></tr>
  * <tr><td>rmsNorm</td><td>min(n, 65536) x 256, one block per row (grid-stride)</td>
  *     <td>sum of squares in float (fixed tree), {@code r = (float) (1 / sqrt((double) (ss / d + eps)))},
  *     {@code out = x * r * w} as the CPU backend</td></tr>
@@ -78,6 +84,8 @@ import java.util.Map;
  */
 public final class Kernels {
     static final int THREADS = 256;
+    /** Values a thread moves per step in the vector kernels (16 bytes of bf16). */
+    static final int VECTOR = 8;
     static final long MAX_ELEMENTWISE_BLOCKS = 1 << 16;
     private static final int ATTENTION_THREADS = 128;
     private static final int ATTENTION_MAX_HEAD_DIM = 256;
@@ -128,6 +136,29 @@ public final class Kernels {
         launch(fn, elementwiseBlocks(count), 1, 1, THREADS, 0);
     }
 
+    /** An elementwise launch of a kernel that moves 8 values per thread and step (vector_ops.cuh). */
+    void vectorwise(long fn, long count) {
+        elementwise(fn, Math.max(1, count / VECTOR));
+    }
+
+    /** Whether every pointer is 16-byte aligned, as the vector kernels need (allocations are 256-byte aligned). */
+    static boolean aligned(long... pointers) {
+        for (long p : pointers) {
+            if ((p & 15) != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Whether the bf16 vector form of an op over rows of {@code width} values applies: bf16, the width a multiple of
+     * 8 and the pointers 16-byte aligned (then every row starts 16-byte aligned too).
+     */
+    static boolean vectorRows(Precision p, long width, long... pointers) {
+        return p == Precision.BF16 && width % VECTOR == 0 && aligned(pointers);
+    }
+
     static void require(boolean ok, String message) {
         if (!ok) {
             throw new IllegalArgumentException(message);
@@ -163,7 +194,25 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(acc).ptr(x).i64(count);
-        elementwise(function("addInto", p), count);
+        if (p == Precision.BF16 && aligned(acc, x)) {
+            vectorwise(function("addIntoVec", p), count);
+        } else {
+            elementwise(function("addInto", p), count);
+        }
+    }
+
+    /** {@code acc += x}: both F32, {@code count} elements, whatever the precision. */
+    public void addIntoF32(long acc, long x, long count) {
+        require(count >= 0, "addIntoF32: count " + count);
+        if (count == 0) {
+            return;
+        }
+        args.reset().ptr(acc).ptr(x).i64(count);
+        if (aligned(acc, x)) {
+            vectorwise(function("addIntoVec_f32"), count);
+        } else {
+            elementwise(function("addInto_f32"), count);
+        }
     }
 
     /** {@code out[i, j] += bias[j]}: out A {@code [n, m]}, bias W {@code [m]}. */
@@ -173,7 +222,11 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(out).ptr(bias).i32(n).i32(m);
-        elementwise(function("addBias", p), (long) n * m);
+        if (vectorRows(p, m, out, bias)) {
+            vectorwise(function("addBiasVec", p), (long) n * m);
+        } else {
+            elementwise(function("addBias", p), (long) n * m);
+        }
     }
 
     /** {@code out[i, j] += bias[j]}: out F32 {@code [n, m]}, bias W {@code [m]}. */
@@ -183,7 +236,11 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(out).ptr(bias).i32(n).i32(m);
-        elementwise(function("addBiasF32", p), (long) n * m);
+        if (vectorRows(p, m, out, bias)) {
+            vectorwise(function("addBiasF32Vec", p), (long) n * m);
+        } else {
+            elementwise(function("addBiasF32", p), (long) n * m);
+        }
     }
 
     /** {@code out = a[:, :h] * silu(a[:, h:])}: a A {@code [n, 2h]}, out A {@code [n, h]}. */
@@ -193,7 +250,11 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(a).ptr(out).i32(n).i32(h);
-        elementwise(function("swiglu", p), (long) n * h);
+        if (vectorRows(p, h, a, out)) {
+            vectorwise(function("swigluVec", p), (long) n * h);
+        } else {
+            elementwise(function("swiglu", p), (long) n * h);
+        }
     }
 
     /** {@code out[i] = x[rows[i]]}: x A {@code [*, cols]}, rows int {@code [n]}, out A {@code [n, cols]}. */
@@ -213,7 +274,11 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(src).ptr(dst).i64(count);
-        elementwise(function("f32ToA", p), count);
+        if (p == Precision.BF16 && aligned(src, dst)) {
+            vectorwise(function("f32ToAVec", p), count);
+        } else {
+            elementwise(function("f32ToA", p), count);
+        }
     }
 
     /** A to F32 ({@code count} elements). */
@@ -223,7 +288,11 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(src).ptr(dst).i64(count);
-        elementwise(function("aToF32", p), count);
+        if (p == Precision.BF16 && aligned(src, dst)) {
+            vectorwise(function("aToF32Vec", p), count);
+        } else {
+            elementwise(function("aToF32", p), count);
+        }
     }
 
     // ------------------------------------------------------------------------------------------------ BaseConv

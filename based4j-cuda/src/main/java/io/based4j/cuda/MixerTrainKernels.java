@@ -30,6 +30,11 @@ import static io.based4j.cuda.Kernels.require;
  * <tr><td>baseConvTrainBackwardTaps</td><td>(ceil(inner / 32), parts) x 256 (32 channels x 8 row groups)</td>
  *     <td>per part of rows {@code sum_t dc_t u1_{t-(k-1)+j}} for every tap, group sums in order; then
  *     rmsNormWeightGrad_f32 adds the parts in order into dtaps</td></tr>
+ * <tr><td>baseConvRowsForwardKk, baseConvRowsBackwardKk (bf16, kernel k &lt;= 4, inner a multiple of 8)</td>
+ *     <td>(ceil(inner / 256), ceil(N / 128)) x 256</td>
+ *     <td>the bf16 forms ({@link #convByRows}): a lane takes 8 channels and a run of 16 rows, keeping the k - 1
+ *     neighbouring rows in registers; the backward is the input and tap kernels in one pass (dc once per element),
+ *     its tap sums one part per block row, added by columnPartsSum_f32</td></tr>
  * <tr><td>linearAttentionChunkStates</td><td>(chunks, H, batch) x 256, dynamic shared memory</td>
  *     <td>per chunk of 64 tokens {@code U_c = phi(K_c)^T [V_c, 1]} ({@code [E, dh + 1]}: S's and z's part) into the
  *     scratch, phi formed on chip 64 features at a time</td></tr>
@@ -170,10 +175,35 @@ public final class MixerTrainKernels implements AutoCloseable {
         return (int) Math.max(64, (n + 255) / 256);
     }
 
+    /** Rows a block of the bf16 conv kernels covers: 8 warps, a run of 16 rows each (CONV_WARPS x CONV_ROWS). */
+    static final int CONV_ROWS_PER_BLOCK = 128;
+    /** The largest kernel of the bf16 conv kernels (CONV_ROWS_MAX_K). */
+    static final int CONV_ROWS_MAX_KERNEL = 4;
+
+    /**
+     * Whether the bf16 conv kernels apply: bf16, kernel at most {@value #CONV_ROWS_MAX_KERNEL}, inner a multiple of
+     * 8, at most 65535 blocks of {@value #CONV_ROWS_PER_BLOCK} rows, the pointers 16-byte aligned. The scalar
+     * kernels run otherwise (and in float32 always).
+     */
+    static boolean convByRows(Precision p, long n, int inner, int kernel, long... pointers) {
+        return kernel <= CONV_ROWS_MAX_KERNEL && convRowBlocks(n) <= MAX_GRID_YZ
+                && Kernels.vectorRows(p, inner, pointers);
+    }
+
+    private static long convRowBlocks(long n) {
+        return (n + CONV_ROWS_PER_BLOCK - 1) / CONV_ROWS_PER_BLOCK;
+    }
+
+    /** Blocks of 256 channels (32 lanes of 8) of the bf16 conv kernels. */
+    private static int convChannelBlocks(int inner) {
+        return (inner + 255) / 256;
+    }
+
     /**
      * BaseConv forward ({@code DenseOps.baseConv}): u A {@code [N, 2 inner]} ({@code u1 | u2}), taps W
      * {@code [inner, kernel]} (tap {@code kernel - 1} meets the current token); writes the conv output c into
-     * convOut A {@code [N, inner]} (kept for the backward) and {@code out = silu(c) u2} A {@code [N, inner]}.
+     * convOut A {@code [N, inner]} (kept for the backward) and {@code out = silu(c) u2} A {@code [N, inner]}. In bf16
+     * with {@link #convByRows} by rows (the same operations per element).
      */
     public void baseConvForward(Precision p, long u, long taps, long convOut, long out, int batch, int seqLen,
                                 int inner, int kernel) {
@@ -182,19 +212,36 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (n * inner == 0) {
             return;
         }
+        if (convByRows(p, n, inner, kernel, u, taps, convOut, out)) {
+            k.args.reset().ptr(u).ptr(taps).ptr(convOut).ptr(out).i32(seqLen).i64(n).i32(inner);
+            k.launch(k.function("baseConvRowsForwardK" + kernel, p), convChannelBlocks(inner), (int) convRowBlocks(n),
+                    1, Kernels.THREADS, 0);
+            return;
+        }
         k.args.reset().ptr(u).ptr(taps).ptr(convOut).ptr(out).i32(seqLen).i64(n).i32(inner).i32(kernel);
         k.elementwise(k.function("baseConvTrainForward", p), n * inner);
     }
 
     /**
      * BaseConv backward ({@code DenseOps.baseConvBackward}) from the kept convOut: dout A {@code [N, inner]};
-     * {@code du += } (A {@code [N, 2 inner]}), {@code dtaps += } (F32 {@code [inner, kernel]}).
+     * {@code du += } (A {@code [N, 2 inner]}), {@code dtaps += } (F32 {@code [inner, kernel]}). In bf16 with
+     * {@link #convByRows} one pass over the rows and the parts' sum (two launches), else three launches.
      */
     public void baseConvBackward(Precision p, long u, long taps, long convOut, long dout, long du, long dtaps,
                                  int batch, int seqLen, int inner, int kernel) {
         checkConv("baseConvBackward", batch, seqLen, inner, kernel);
         long n = rows(batch, seqLen);
         if (n * inner == 0) {
+            return;
+        }
+        if (convByRows(p, n, inner, kernel, u, taps, convOut, dout, du)) {
+            int parts = (int) convRowBlocks(n);
+            long partial = ownedScratch(4L * parts * inner * kernel);
+            k.args.reset().ptr(u).ptr(taps).ptr(convOut).ptr(dout).ptr(du).ptr(partial).i32(seqLen).i64(n)
+                    .i32(inner);
+            k.launch(k.function("baseConvRowsBackwardK" + kernel, p), convChannelBlocks(inner), parts, 1,
+                    Kernels.THREADS, 0);
+            TrainKernels.columnPartsSum(k, partial, dtaps, parts, (long) inner * kernel);
             return;
         }
         k.args.reset().ptr(u).ptr(taps).ptr(convOut).ptr(dout).ptr(du).i32(seqLen).i64(n).i32(inner).i32(kernel);

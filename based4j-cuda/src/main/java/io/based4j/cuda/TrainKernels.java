@@ -33,7 +33,19 @@ import java.util.Arrays;
  *     <td>dx per row; per block the partial weight gradient of its rows, {@code [blocks, d]} scratch</td></tr>
  * <tr><td>rmsNormWeightGrad_f32</td><td>elementwise over d</td>
  *     <td>{@code dw += } the partial rows summed in order (no atomics)</td></tr>
+ * <tr><td>rmsNormRowsQ, rmsNormBackwardRowsQ, rmsNormBackwardRowsFQ (bf16, Q 8 or 16)</td>
+ *     <td>min(ceil(n / 8), 65536) x 256; backward {@link #RMS_ROW_BLOCKS} at most</td>
+ *     <td>the bf16 forms ({@link #rmsNormByRows}): a warp per row held in registers, 16-byte accesses; the backward
+ *     reads dout as bf16 or float32, can write the new dx rounded to bf16 too, and leaves one partial weight
+ *     gradient per block</td></tr>
+ * <tr><td>columnPartsSum_f32</td><td>ceil(cols / 32) x 1024</td>
+ *     <td>{@code out += } the partial rows of the bf16 forms, 32 groups of parts per column summed in order, then
+ *     the groups in order</td></tr>
+ * <tr><td>columnSumPartial, columnSumVec (bf16, width a multiple of 8)</td><td>(ceil(m / 256), parts) x 256</td>
+ *     <td>partial column sums of a bias gradient</td></tr>
  * <tr><td>swigluBackward</td><td>elementwise over n x h</td><td>{@code da += } (value first, gate second)</td></tr>
+ * <tr><td>swigluBackwardVec (bf16)</td><td>elementwise over n x h / 8 (n x h when h is no multiple of 8)</td>
+ *     <td>the same with dout and da in bf16 (rounded back as a conversion would), 8 columns a thread</td></tr>
  * <tr><td>crossEntropyChunkStats_f32</td><td>min(n, 65536) x 256, one block per row</td>
  *     <td>pass 1 over a chunk: online max / logsumexp / argmax / target logit per row</td></tr>
  * <tr><td>crossEntropyLoss_f32</td><td>1 x 1024</td><td>per-row losses summed in double into the loss, argmax</td></tr>
@@ -73,6 +85,19 @@ public final class TrainKernels {
 
     private static final int RMS_MAX_BLOCKS = 1024;
     private static final int RMS_MIN_ROWS_PER_BLOCK = 8;
+    /**
+     * The most blocks of the bf16 RMSNorm backward, each leaving one partial weight gradient: two per SM of a 132-SM
+     * GPU, enough warps in flight to keep the memory busy while the second level has few parts to add. A constant,
+     * so that the summation order depends on n alone.
+     */
+    static final int RMS_ROW_BLOCKS = 264;
+    /** Rows per block of the bf16 RMSNorm kernels (a warp each), and the widest row they hold (16 float4 a lane). */
+    private static final int RMS_ROW_WARPS = 8;
+    private static final int RMS_ROW_MAX_WIDTH = 2048;
+    /** Threads of columnPartsSum_f32: 32 columns x 32 groups of parts. */
+    private static final int PARTS_THREADS = 1024;
+    /** Column sums over rows: the most blocks (of 256 columns x a part of the rows) to aim at. */
+    private static final int COLUMN_SUM_BLOCKS = 528;
     private static final int LOSS_THREADS = 1024;
     private static final long STATS_BYTES_PER_ROW = 16;
     private static final long ALIGN = 256;
@@ -155,15 +180,49 @@ public final class TrainKernels {
 
     // ------------------------------------------------------------------------------------------------ RMSNorm
 
-    /** {@link Kernels#rmsNorm} that also writes {@code rstd} (F32 {@code [n]}) for {@link #rmsNormBackward}. */
+    /**
+     * {@link Kernels#rmsNorm} that also writes {@code rstd} (F32 {@code [n]}) for {@link #rmsNormBackward}; rstd 0
+     * writes none (the inference op). In bf16 with {@link #rmsNormByRows} the row kernel (a warp per row).
+     */
     public void rmsNormRstd(Precision p, long x, long weight, long out, long rstd, int n, int d, float eps) {
         require(n >= 0 && d >= 0, "rmsNormRstd: n " + n + ", d " + d);
         if ((long) n * d == 0) {
             return;
         }
-        k.args.reset().ptr(x).ptr(weight).ptr(out).ptr(rstd).i32(n).i32(d).f32(eps);
-        k.launch(k.function("rmsNormRstd", p), (int) Math.min(n, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
-                Kernels.THREADS, 0);
+        if (rmsNormByRows(p, d, x, weight, out)) {
+            k.args.reset().ptr(x).ptr(weight).ptr(out).ptr(rstd).i32(n).i32(d).f32(eps);
+            k.launch(k.function("rmsNormRows" + rowQuads(d), p), rowBlocks(n), 1, 1, Kernels.THREADS, 0);
+        } else if (rstd == 0) {
+            k.rmsNorm(p, x, weight, out, n, d, eps);
+        } else {
+            k.args.reset().ptr(x).ptr(weight).ptr(out).ptr(rstd).i32(n).i32(d).f32(eps);
+            k.launch(k.function("rmsNormRstd", p), (int) Math.min(n, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
+                    Kernels.THREADS, 0);
+        }
+    }
+
+    /**
+     * Whether the bf16 row kernels of RMSNorm apply: bf16, d a multiple of 4 up to {@value #RMS_ROW_MAX_WIDTH}, the
+     * pointers 16-byte aligned. They sum in another order than the scalar kernels (float32 keeps those); only they
+     * read dout as bf16 and write a bf16 copy of dx ({@link #rmsNormBackward}).
+     */
+    public static boolean rmsNormByRows(Precision p, int d, long... pointers) {
+        return p == Precision.BF16 && d > 0 && d % 4 == 0 && d <= RMS_ROW_MAX_WIDTH && Kernels.aligned(pointers);
+    }
+
+    /** Float4 per lane the row kernels are built for: 8 (d up to 1024) or 16. */
+    private static int rowQuads(int d) {
+        return d <= 1024 ? 8 : 16;
+    }
+
+    private static int rowBlocks(int n) {
+        return (int) Math.min((n + RMS_ROW_WARPS - 1) / RMS_ROW_WARPS, Kernels.MAX_ELEMENTWISE_BLOCKS);
+    }
+
+    /** Rows per block of the bf16 RMSNorm backward: a warp per row, at most {@value #RMS_ROW_BLOCKS} blocks. */
+    static int rmsNormRowsPerRowBlock(int n) {
+        int blocks = Math.max(1, Math.min(RMS_ROW_BLOCKS, (n + RMS_ROW_WARPS - 1) / RMS_ROW_WARPS));
+        return (n + blocks - 1) / blocks;
     }
 
     /** Rows per block of {@link #rmsNormBackward}: at least 8, and at most {@value #RMS_MAX_BLOCKS} blocks. */
@@ -171,7 +230,10 @@ public final class TrainKernels {
         return Math.max(RMS_MIN_ROWS_PER_BLOCK, (n + RMS_MAX_BLOCKS - 1) / RMS_MAX_BLOCKS);
     }
 
-    /** Bytes of the {@code partial} scratch {@link #rmsNormBackward} needs: {@code [blocks, d]} float32. */
+    /**
+     * Bytes of the {@code partial} scratch {@link #rmsNormBackward} needs: {@code [blocks, d]} float32 (the scalar
+     * kernel's blocks, never fewer than the row kernel's).
+     */
     public static long rmsNormBackwardScratchBytes(int n, int d) {
         int r = rmsNormRowsPerBlock(n);
         return 4L * ((n + r - 1) / r) * d;
@@ -184,21 +246,68 @@ public final class TrainKernels {
      */
     public void rmsNormBackward(Precision p, long x, long weight, long rstd, long dout, long dx, long dw, long partial,
                                 int n, int d) {
+        rmsNormBackward(p, x, weight, rstd, dout, Precision.F32, dx, 0, dw, partial, n, d);
+    }
+
+    /**
+     * {@link #rmsNormBackward} with dout of type {@code doutType} (F32, or A where {@link #rmsNormByRows}), and, where
+     * dxCopy is not 0 (with dx; {@link #rmsNormByRows} only), the new dx also written rounded to A into dxCopy
+     * ({@code [n, d]}): the operand of the product that reads dx next, without a conversion pass. In bf16 with
+     * {@link #rmsNormByRows} the row kernel and columnPartsSum_f32 (whatever doutType), else the scalar kernels.
+     */
+    public void rmsNormBackward(Precision p, long x, long weight, long rstd, long dout, Precision doutType, long dx,
+                                long dxCopy, long dw, long partial, int n, int d) {
         require(n >= 0 && d >= 0, "rmsNormBackward: n " + n + ", d " + d);
+        boolean rows = rmsNormByRows(p, d, x, weight, dout, dx, dxCopy, partial);
+        require(rows || (doutType == Precision.F32 && dxCopy == 0), "rmsNormBackward: dout in "
+                + doutType.suffix() + (dxCopy == 0 ? "" : " and a copy of dx") + " need bf16, d a multiple of 4 up to "
+                + RMS_ROW_MAX_WIDTH + " (d is " + d + ") and 16-byte aligned pointers");
+        require(dxCopy == 0 || dx != 0, "rmsNormBackward: a copy of dx without dx");
         if ((long) n * d == 0) {
             return;
         }
-        int rows = rmsNormRowsPerBlock(n);
-        int blocks = (n + rows - 1) / rows;
-        k.args.reset().ptr(x).ptr(weight).ptr(rstd).ptr(dout).ptr(dx).ptr(partial).i32(n).i32(d).i32(rows);
+        if (rows) {
+            int perBlock = rmsNormRowsPerRowBlock(n);
+            int blocks = (n + perBlock - 1) / perBlock;
+            String name = "rmsNormBackwardRows" + (doutType == Precision.F32 ? "F" : "") + rowQuads(d);
+            k.args.reset().ptr(x).ptr(weight).ptr(rstd).ptr(dout).ptr(dx).ptr(dxCopy).ptr(partial).i32(n).i32(d)
+                    .i32(perBlock);
+            k.launch(k.function(name, p), blocks, 1, 1, Kernels.THREADS, 0);
+            columnPartsSum(k, partial, dw, blocks, d);
+            return;
+        }
+        int rowsPerBlock = rmsNormRowsPerBlock(n);
+        int blocks = (n + rowsPerBlock - 1) / rowsPerBlock;
+        k.args.reset().ptr(x).ptr(weight).ptr(rstd).ptr(dout).ptr(dx).ptr(partial).i32(n).i32(d).i32(rowsPerBlock);
         k.launch(k.function("rmsNormBackward", p), blocks, 1, 1, Kernels.THREADS, 0);
         k.args.reset().ptr(partial).ptr(dw).i32(blocks).i32(d);
         k.elementwise(k.function("rmsNormWeightGrad_f32"), d);
     }
 
+    /**
+     * {@code out[j] += sum_p partial[p * cols + j]} over {@code parts} rows of float32 partial sums (the second level
+     * of the bf16 kernels' column sums): per column 32 groups of parts, each summed in order, then the groups in
+     * order. Deterministic; a different order from rmsNormWeightGrad_f32's, which the f32 precision keeps.
+     */
+    static void columnPartsSum(Kernels k, long partial, long out, int parts, long cols) {
+        k.args.reset().ptr(partial).ptr(out).i32(parts).i64(cols);
+        k.launch(k.function("columnPartsSum_f32"), (int) ((cols + 31) / 32), 1, 1, PARTS_THREADS, 0);
+    }
+
     /** Rows one part of {@link #columnSum} sums: enough parts to fill the GPU, at least 64 rows each. */
     static int columnSumRowsPerPart(int n) {
         return Math.max(64, (n + 127) / 128);
+    }
+
+    /**
+     * Rows per part of the bf16 column sum of {@code n x m}: about {@value #COLUMN_SUM_BLOCKS} blocks of 256 columns
+     * in all, never more parts than {@link #columnSumRowsPerPart} makes (so the same scratch holds them).
+     */
+    static int columnSumVecRowsPerPart(int n, int m) {
+        int most = (n + columnSumRowsPerPart(n) - 1) / columnSumRowsPerPart(n);
+        int tiles = (m + 255) / 256;
+        int parts = Math.max(1, Math.min(most, COLUMN_SUM_BLOCKS / tiles));
+        return (n + parts - 1) / parts;
     }
 
     /** Bytes of scratch {@link #columnSum} needs for {@code n x m}. */
@@ -209,11 +318,20 @@ public final class TrainKernels {
 
     /**
      * {@code out += colsum(x)}: x A {@code [n, m]}, out F32 {@code [m]} (a bias gradient), in two launches (parts of
-     * rows, then the parts in order), deterministic; partial: {@link #columnSumScratchBytes} of scratch.
+     * rows, then the parts in order), deterministic; partial: {@link #columnSumScratchBytes} of scratch. In bf16 with
+     * m a multiple of 8 and aligned pointers, columnSumVec and columnPartsSum_f32.
      */
     public void columnSum(Precision p, long x, long out, long partial, int n, int m) {
         require(n >= 0 && m >= 0, "columnSum: n " + n + ", m " + m);
         if ((long) n * m == 0) {
+            return;
+        }
+        if (Kernels.vectorRows(p, m, x, partial)) {
+            int rows = columnSumVecRowsPerPart(n, m);
+            int parts = (n + rows - 1) / rows;
+            k.args.reset().ptr(x).ptr(partial).i32(n).i32(m).i32(rows);
+            k.launch(k.function("columnSumVec", p), (m + 255) / 256, parts, 1, Kernels.THREADS, 0);
+            columnPartsSum(k, partial, out, parts, m);
             return;
         }
         int rows = columnSumRowsPerPart(n);
@@ -238,6 +356,27 @@ public final class TrainKernels {
         }
         k.args.reset().ptr(a).ptr(dout).ptr(da).i32(n).i32(h);
         k.elementwise(k.function("swigluBackward", p), (long) n * h);
+    }
+
+    /**
+     * {@link #swigluBackward} with dout ({@code [n, h]}) and {@code da += } ({@code [n, 2h]}) of type A, bf16 only: the
+     * training pass's buffers read and rounded back directly, which gives what converting them to float32, the
+     * float32 kernel and converting back give. 8 columns a thread where h is a multiple of 8 and the pointers are
+     * 16-byte aligned, one otherwise.
+     */
+    public void swigluBackwardInA(Precision p, long a, long dout, long da, int n, int h) {
+        require(p == Precision.BF16, "swigluBackwardInA: bf16 only, not " + p.suffix());
+        require(n >= 0 && h >= 0, "swigluBackwardInA: n " + n + ", h " + h);
+        if ((long) n * h == 0) {
+            return;
+        }
+        boolean vector = Kernels.vectorRows(p, h, a, dout, da);
+        k.args.reset().ptr(a).ptr(dout).ptr(da).i32(n).i32(h).i32(vector ? 1 : 0);
+        if (vector) {
+            k.vectorwise(k.function("swigluBackwardVec", p), (long) n * h);
+        } else {
+            k.elementwise(k.function("swigluBackwardVec", p), (long) n * h);
+        }
     }
 
     // ------------------------------------------------------------------------------------------------ loss

@@ -15,7 +15,10 @@ import org.junit.jupiter.params.provider.EnumSource;
 /**
  * The BaseConv training kernels of {@link MixerTrainKernels} against {@link DenseOps#baseConv} and
  * {@link DenseOps#baseConvBackward} in float64, in both precisions, on packed batches of 1 to 3 sequences of 1, 5,
- * 37 and 130 tokens (a kernel longer than the sequence included), widths that are multiples of nothing.
+ * 19, 37 and 130 tokens (a kernel longer than the sequence included), widths that are multiples of nothing. In bf16
+ * the widths that are multiples of 8 with kernels up to 4 run the row kernels ({@link MixerTrainKernels#convByRows}):
+ * runs of 16 rows that cross sequence boundaries (37, 19), runs cut short by the end (5), a second block of channels
+ * with one lane in it (264), kernels 1 to 4, and more than one block of 128 rows (260).
  *
  * <p>The inputs are the values the GPU holds (bf16 values in bf16), the backward's reference reads the conv output
  * the GPU kept, and every gradient starts from random values (the kernels add into it). So every difference is the
@@ -26,7 +29,8 @@ import org.junit.jupiter.params.provider.EnumSource;
 @GpuTest
 class BaseConvTrainKernelsTest {
     /** batch, seqLen, inner, kernel. */
-    private static final int[][] CASES = {{2, 1, 48, 3}, {3, 37, 100, 4}, {2, 130, 33, 3}, {1, 5, 20, 8}};
+    private static final int[][] CASES = {{2, 1, 48, 3}, {3, 37, 100, 4}, {2, 130, 33, 3}, {1, 5, 20, 8},
+        {3, 37, 64, 3}, {2, 130, 264, 4}, {1, 5, 16, 2}, {2, 19, 8, 1}};
     /** Roundings of exp, the sigmoid and silu (and of the products around them), relative. */
     private static final int ACTIVATION = 12;
 
@@ -140,8 +144,8 @@ class BaseConvTrainKernelsTest {
                 }
                 Near.within(what + ": du", wantDu, rig.values(p, du, n * 2 * inner), duBound);
 
-                // dtaps: n / 8 terms per row group, 8 groups, the addition, and dc's own roundings
-                int chain = (n + 7) / 8 + 8 + 1 + ACTIVATION;
+                // dtaps: additions in a chain (tapChain), and dc's own roundings
+                int chain = tapChain(p, n, inner, k) + ACTIVATION;
                 double[] tapBound = new double[inner * k];
                 for (int ch = 0; ch < inner; ch++) {
                     for (int j = 0; j < k; j++) {
@@ -158,5 +162,19 @@ class BaseConvTrainKernelsTest {
                 Near.within(what + ": dtaps", wantDtaps, rig.floats(dtaps, inner * k), tapBound);
             }
         }
+    }
+
+    /**
+     * Additions in a chain of a tap gradient, with the one into dtaps: the scalar kernels sum n / 8 rows per row
+     * group, then 8 groups, then the parts in order; the row kernels the rows of a run (at most 16), the block's runs
+     * (at most 8), then the parts of 128 rows in (at most 32) groups and the groups. Zero terms add no error.
+     */
+    private static int tapChain(Precision p, int n, int inner, int k) {
+        if (MixerTrainKernels.convByRows(p, n, inner, k)) {
+            int parts = (n + 127) / 128;
+            return Math.min(16, n) + Math.min(8, (n + 15) / 16) + (parts + 31) / 32 + Math.min(32, parts) + 1;
+        }
+        int rows = MixerTrainKernels.convTapRowsPerPart(n);
+        return (n + 7) / 8 + 8 + (n + rows - 1) / rows + 1;
     }
 }

@@ -17,10 +17,12 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
- * The dense training kernels (embedding backward, RMSNorm forward with rstd and backward, SwiGLU backward) against
- * the float64 reference ops of {@link DenseOps}, in both precisions, on sizes that are multiples of nothing: rows
- * 77, 301, 9001 (more than 8 rows per block of the RMSNorm weight gradient) and widths 64, 112 and 781 (more than
- * one pass of a 256-thread block over a row).
+ * The dense training kernels (embedding backward, RMSNorm forward with rstd and backward, SwiGLU backward, column
+ * sums) against the float64 reference ops of {@link DenseOps}, in both precisions, on sizes that are multiples of
+ * nothing: rows 3 (fewer than a block has warps), 77, 301, 9001 (more than 8 rows per block of the RMSNorm weight
+ * gradient) and widths 64, 112 and 781 (more than one pass of a 256-thread block over a row), 1028 and 1792 (the
+ * bf16 row kernels' wider form, 1028 with a ragged last lane; 1792 is based-1b's d). In bf16 the widths that are
+ * multiples of 4 run the row kernels, 781 the scalar ones.
  *
  * <p>Every gradient starts from random values, so the tests also check that the kernels add into it. The inputs are
  * floats (bf16 values in bf16), and the reference runs on exactly those values, so every difference is rounding in
@@ -30,7 +32,9 @@ import org.junit.jupiter.params.provider.EnumSource;
  */
 @GpuTest
 class DenseBackwardKernelsTest {
-    private static final int[][] SIZES = {{77, 64}, {301, 112}, {9001, 112}, {130, 781}};
+    private static final int[][] SIZES = {{77, 64}, {301, 112}, {9001, 112}, {130, 781}, {3, 1028}, {33, 1792}};
+    /** Sizes of the bf16 row kernels only, with based-360m's width 1024 over more rows than 264 blocks of 8. */
+    private static final int[][] ROW_SIZES = {{77, 64}, {9001, 112}, {3, 1028}, {33, 1792}, {2500, 1024}};
 
     /** Float32 additions in a chain when a 256-thread block sums a row of d: d / 256 a thread, 5 a warp, 8 warps. */
     private static int blockChain(int d) {
@@ -141,77 +145,152 @@ class DenseBackwardKernelsTest {
         SplittableRandom r = new SplittableRandom(SEED);
         try (KernelRig rig = new KernelRig()) {
             for (int[] size : SIZES) {
-                int n = size[0];
-                int d = size[1];
-                float[] x = gaussian(r, n * d, 2);
-                float[] w = stored(p, plusOne(gaussian(r, d, 0.1)));
-                double[] xd = toDouble(x);
-                double[] wd = toDouble(w);
-                // the saved rstd as the GPU holds it (float); both sides read the same values
-                double[] rstd64 = new double[n];
-                DenseOps.rmsNorm(xd, n, d, wd, 1e-5, new double[n * d], rstd64);
-                float[] rstd = new float[n];
-                for (int i = 0; i < n; i++) {
-                    rstd[i] = (float) rstd64[i];
-                }
-                double[] rs = toDouble(rstd);
-                float[] dout = gaussian(r, n * d, 1);
-                float[] dx0 = gaussian(r, n * d, 1);
-                float[] dw0 = gaussian(r, d, 10);
-                double[] wantDx = toDouble(dx0);
-                double[] wantDw = toDouble(dw0);
-                DenseOps.rmsNormBackward(xd, n, d, wd, rs, toDouble(dout), wantDx, wantDw);
-
-                long xDev = rig.floats(x);
-                long wDev = rig.values(p, w);
-                long rstdDev = rig.floats(rstd);
-                long doutDev = rig.floats(dout);
-                long dxDev = rig.floats(dx0);
-                long dwDev = rig.floats(dw0);
-                long partial = rig.zeros(TrainKernels.rmsNormBackwardScratchBytes(n, d));
-                rig.train.rmsNormBackward(p, xDev, wDev, rstdDev, doutDev, dxDev, dwDev, partial, n, d);
-                String what = String.format("rmsNorm backward %s n %d, d %d", p.suffix(), n, d);
-
-                // dx_j = r (g_j w_j - x_j c), c = r^2 dot / d: the dot is a blockChain(d)-term sum, so c errs by
-                // K u r^2 sum|g w x| / d... times r |x_j| in dx_j; the rest is a handful (8) of roundings of the
-                // terms and of the addition into dx
-                double[] dxBound = new double[n * d];
-                int k = blockChain(d);
-                for (int i = 0; i < n; i++) {
-                    double ri = rs[i];
-                    double sum = 0;
-                    for (int j = 0; j < d; j++) {
-                        sum += Math.abs(dout[i * d + j] * wd[j] * x[i * d + j]);
-                    }
-                    for (int j = 0; j < d; j++) {
-                        int e = i * d + j;
-                        double mag = ri * (Math.abs(dout[e] * wd[j]) + Math.abs(x[e]) * ri * ri * sum / d)
-                                + Math.abs(wantDx[e]);
-                        dxBound[e] = (k + 8) * U * mag;
-                    }
-                }
-                Near.within(what + ": dx", wantDx, rig.floats(dxDev, n * d), dxBound);
-
-                // dw: R rows summed in a block's partial (two products each), then the partials in order, then the
-                // addition into dw: K = R + blocks + 3 over sum_i |g x| r + |dw0|
-                int rows = TrainKernels.rmsNormRowsPerBlock(n);
-                int blocks = (n + rows - 1) / rows;
-                double[] mag = abs(toDouble(dw0));
-                DenseOps.rmsNormBackward(abs(xd), n, d, wd, rs, abs(toDouble(dout)), null, mag);
-                double[] dwBound = new double[d];
-                for (int j = 0; j < d; j++) {
-                    dwBound[j] = (rows + blocks + 3) * U * mag[j];
-                }
-                float[] dw = rig.floats(dwDev, d);
-                Near.within(what + ": dw (" + blocks + " blocks of " + rows + " rows)", wantDw, dw, dwBound);
-
-                // without dx: the same dw, bit for bit (fixed summation order), and no dx touched
-                long dwAgain = rig.floats(dw0);
-                rig.train.rmsNormBackward(p, xDev, wDev, rstdDev, doutDev, 0, dwAgain, partial, n, d);
-                assertArrayEquals(dw, rig.floats(dwAgain, d), what + ": dw is deterministic and independent of dx"
-                        + " [-Dbased4j.seed=" + SEED + "]");
+                new RmsNormBackwardCase(rig, r, p, size[0], size[1], gaussian(r, size[0] * size[1], 1)).check();
             }
         }
+    }
+
+    /**
+     * The bf16 row kernel reading dout in bf16 and writing the new dx rounded to bf16 beside it (what the next
+     * product reads): the same dx and dw as from the same dout values in float32, bit for bit (only the loads
+     * differ), both within the reference's bounds, and the copy is dx rounded to nearest even.
+     */
+    @Test
+    void rmsNormBackwardReadsBf16DoutAndCopiesDx() {
+        SplittableRandom r = new SplittableRandom(SEED);
+        Precision p = Precision.BF16;
+        try (KernelRig rig = new KernelRig()) {
+            for (int[] size : ROW_SIZES) {
+                int n = size[0];
+                int d = size[1];
+                RmsNormBackwardCase c = new RmsNormBackwardCase(rig, r, p, n, d,
+                        stored(p, gaussian(r, n * d, 1)));
+                float[][] viaFloat = c.check();
+                long dx = rig.floats(c.dx0);
+                long dw = rig.floats(c.dw0);
+                long copy = rig.zeros(2L * n * d);
+                rig.train.rmsNormBackward(p, c.xDev, c.wDev, c.rstdDev, rig.values(p, c.dout), Precision.BF16, dx,
+                        copy, dw, c.partial, n, d);
+                String what = String.format("rmsNorm backward, bf16 dout, n %d, d %d", n, d);
+                float[] gotDx = rig.floats(dx, n * d);
+                assertArrayEquals(viaFloat[0], gotDx, what + ": dx as from float32 dout [-Dbased4j.seed=" + SEED
+                        + "]");
+                assertArrayEquals(viaFloat[1], rig.floats(dw, d), what + ": dw as from float32 dout [-Dbased4j.seed="
+                        + SEED + "]");
+                assertArrayEquals(stored(p, gotDx), rig.values(p, copy, n * d), what + ": the bf16 copy of dx");
+            }
+        }
+    }
+
+    /** One rmsNormBackward check: inputs, the float64 reference and its bounds. */
+    private static final class RmsNormBackwardCase {
+        final KernelRig rig;
+        final Precision p;
+        final int n;
+        final int d;
+        final float[] x;
+        final double[] wd;
+        final double[] rs;
+        final float[] dout;
+        final float[] dx0;
+        final float[] dw0;
+        final long xDev;
+        final long wDev;
+        final long rstdDev;
+        final long partial;
+
+        RmsNormBackwardCase(KernelRig rig, SplittableRandom r, Precision p, int n, int d, float[] dout) {
+            this.rig = rig;
+            this.p = p;
+            this.n = n;
+            this.d = d;
+            this.dout = dout;
+            x = gaussian(r, n * d, 2);
+            float[] w = stored(p, plusOne(gaussian(r, d, 0.1)));
+            wd = toDouble(w);
+            // the saved rstd as the GPU holds it (float); both sides read the same values
+            double[] rstd64 = new double[n];
+            DenseOps.rmsNorm(toDouble(x), n, d, wd, 1e-5, new double[n * d], rstd64);
+            float[] rstd = new float[n];
+            for (int i = 0; i < n; i++) {
+                rstd[i] = (float) rstd64[i];
+            }
+            rs = toDouble(rstd);
+            dx0 = gaussian(r, n * d, 1);
+            dw0 = gaussian(r, d, 10);
+            xDev = rig.floats(x);
+            wDev = rig.values(p, w);
+            rstdDev = rig.floats(rstd);
+            partial = rig.zeros(TrainKernels.rmsNormBackwardScratchBytes(n, d));
+        }
+
+        /** Runs the kernels on dout in float32 and checks them; returns {dx, dw}. */
+        float[][] check() {
+            double[] xd = toDouble(x);
+            double[] wantDx = toDouble(dx0);
+            double[] wantDw = toDouble(dw0);
+            DenseOps.rmsNormBackward(xd, n, d, wd, rs, toDouble(dout), wantDx, wantDw);
+
+            long doutDev = rig.floats(dout);
+            long dxDev = rig.floats(dx0);
+            long dwDev = rig.floats(dw0);
+            rig.train.rmsNormBackward(p, xDev, wDev, rstdDev, doutDev, dxDev, dwDev, partial, n, d);
+            String what = String.format("rmsNorm backward %s n %d, d %d", p.suffix(), n, d);
+
+            // dx_j = r (g_j w_j - x_j c), c = r^2 dot / d: the dot is a blockChain(d)-term sum (the row kernels'
+            // tree, 2 + 1 + log2 16 + 5 = 12, is shorter), so c errs by K u r^2 sum|g w x| / d... times r |x_j| in
+            // dx_j; the rest is a handful (8) of roundings of the terms and of the addition into dx
+            double[] dxBound = new double[n * d];
+            int k = blockChain(d);
+            for (int i = 0; i < n; i++) {
+                double ri = rs[i];
+                double sum = 0;
+                for (int j = 0; j < d; j++) {
+                    sum += Math.abs(dout[i * d + j] * wd[j] * x[i * d + j]);
+                }
+                for (int j = 0; j < d; j++) {
+                    int e = i * d + j;
+                    double mag = ri * (Math.abs(dout[e] * wd[j]) + Math.abs(x[e]) * ri * ri * sum / d)
+                            + Math.abs(wantDx[e]);
+                    dxBound[e] = (k + 8) * U * mag;
+                }
+            }
+            float[] dx = rig.floats(dxDev, n * d);
+            Near.within(what + ": dx", wantDx, dx, dxBound);
+
+            // dw: a chain of dwChain additions over sum_i |g x| r + |dw0|
+            double[] mag = abs(toDouble(dw0));
+            DenseOps.rmsNormBackward(abs(xd), n, d, wd, rs, abs(toDouble(dout)), null, mag);
+            double[] dwBound = new double[d];
+            int chain = dwChain(p, n, d);
+            for (int j = 0; j < d; j++) {
+                dwBound[j] = chain * U * mag[j];
+            }
+            float[] dw = rig.floats(dwDev, d);
+            Near.within(what + ": dw (" + chain + " additions in a chain)", wantDw, dw, dwBound);
+
+            // without dx: the same dw, bit for bit (fixed summation order), and no dx touched
+            long dwAgain = rig.floats(dw0);
+            rig.train.rmsNormBackward(p, xDev, wDev, rstdDev, doutDev, 0, dwAgain, partial, n, d);
+            assertArrayEquals(dw, rig.floats(dwAgain, d), what + ": dw is deterministic and independent of dx"
+                    + " [-Dbased4j.seed=" + SEED + "]");
+            return new float[][] {dx, dw};
+        }
+    }
+
+    /**
+     * Additions in a chain of the RMSNorm weight gradient, plus 3 (two products and the addition into dw): the
+     * scalar kernels sum R rows a block, then the blocks in order; the bf16 row kernel sums the rows of a warp, the
+     * block's (at most 8) warps, then the parts in (at most 32) groups and the groups. Zero terms add no error.
+     */
+    private static int dwChain(Precision p, int n, int d) {
+        if (TrainKernels.rmsNormByRows(p, d)) {
+            int perBlock = TrainKernels.rmsNormRowsPerRowBlock(n);
+            int parts = (n + perBlock - 1) / perBlock;
+            return (perBlock + 7) / 8 + Math.min(8, perBlock) + (parts + 31) / 32 + Math.min(32, parts) + 3;
+        }
+        int rows = TrainKernels.rmsNormRowsPerBlock(n);
+        return rows + (n + rows - 1) / rows + 3;
     }
 
     // ------------------------------------------------------------------ SwiGLU
@@ -250,6 +329,91 @@ class DenseBackwardKernelsTest {
                 }
                 Near.within(String.format("swiglu backward %s n %d, h %d", p.suffix(), n, h), want,
                         rig.floats(da, 2 * n * h), bound);
+            }
+        }
+    }
+
+    /**
+     * The bf16 form with dout and da in bf16 gives exactly what the float32 path gave it before (dout and da
+     * converted to float32, the scalar kernel, da rounded back): the same float32 operations on the same values. Also
+     * from unaligned pointers (one element off), where the launcher falls back to one element a thread.
+     */
+    @Test
+    void swigluBackwardInBf16MatchesTheFloat32PathRoundedBack() {
+        SplittableRandom r = new SplittableRandom(SEED);
+        Precision p = Precision.BF16;
+        try (KernelRig rig = new KernelRig()) {
+            for (int[] size : SIZES) {
+                int n = size[0];
+                int h = size[1];
+                float[] a = stored(p, gaussian(r, 2 * n * h, 2));
+                float[] dout = stored(p, gaussian(r, n * h, 1));
+                float[] da0 = stored(p, gaussian(r, 2 * n * h, 1));
+                long aDev = rig.values(p, a);
+                long viaFloat = rig.floats(da0);
+                rig.train.swigluBackward(p, aDev, rig.floats(dout), viaFloat, n, h);
+                float[] want = stored(p, rig.floats(viaFloat, 2 * n * h));
+                String what = String.format("swiglu backward in bf16, n %d, h %d", n, h);
+
+                long da = rig.values(p, da0);
+                rig.train.swigluBackwardInA(p, aDev, rig.values(p, dout), da, n, h);
+                assertArrayEquals(want, rig.values(p, da, 2 * n * h), what + " [-Dbased4j.seed=" + SEED + "]");
+
+                // one bf16 element past 16-byte alignment: the same values
+                long aOff = shifted(rig, p, a);
+                long doutOff = shifted(rig, p, dout);
+                long daOff = shifted(rig, p, da0);
+                rig.train.swigluBackwardInA(p, aOff, doutOff, daOff, n, h);
+                assertArrayEquals(want, rig.values(p, daOff, 2 * n * h), what + ", unaligned [-Dbased4j.seed=" + SEED
+                        + "]");
+            }
+        }
+    }
+
+    /** {@code v} stored as {@code p} one element after a 16-byte boundary. */
+    private static long shifted(KernelRig rig, Precision p, float[] v) {
+        float[] padded = new float[v.length + 1];
+        System.arraycopy(v, 0, padded, 1, v.length);
+        return rig.values(p, padded) + p.bytes();
+    }
+
+    /**
+     * Bias gradients: columnSum in both precisions (in bf16, widths that are multiples of 8 run the vector kernel and
+     * the 32-group second level), against float64 sums. Any order of summing K terms errs by at most (K - 1) u
+     * sum|terms|: K = n rows plus the value added into. Twice the same call gives the same bits.
+     */
+    @ParameterizedTest
+    @EnumSource(Precision.class)
+    void columnSumAddsColumnTotals(Precision p) {
+        SplittableRandom r = new SplittableRandom(SEED);
+        int[][] sizes = {{3, 8}, {77, 264}, {9001, 64}, {700, 4096}, {130, 781}};
+        try (KernelRig rig = new KernelRig()) {
+            for (int[] size : sizes) {
+                int n = size[0];
+                int m = size[1];
+                float[] x = stored(p, gaussian(r, n * m, 1));
+                float[] out0 = gaussian(r, m, 1);
+                double[] want = toDouble(out0);
+                double[] bound = abs(toDouble(out0));
+                for (int i = 0; i < n; i++) {
+                    for (int j = 0; j < m; j++) {
+                        want[j] += x[i * m + j];
+                        bound[j] += Math.abs(x[i * m + j]);
+                    }
+                }
+                for (int j = 0; j < m; j++) {
+                    bound[j] *= n * U;
+                }
+                long xDev = rig.values(p, x);
+                long partial = rig.zeros(TrainKernels.columnSumScratchBytes(n, m));
+                long out = rig.floats(out0);
+                rig.train.columnSum(p, xDev, out, partial, n, m);
+                String what = String.format("columnSum %s n %d, m %d", p.suffix(), n, m);
+                float[] got = rig.floats(out, m);
+                Near.within(what, want, got, bound);
+                long again = rig.floats(out0);
+                rig.train.columnSum(p, xDev, again, partial, n, m);
+                assertArrayEquals(got, rig.floats(again, m), what + ": deterministic");
             }
         }
     }

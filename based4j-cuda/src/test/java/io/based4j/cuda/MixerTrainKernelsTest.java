@@ -8,7 +8,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The launch arithmetic of {@link MixerTrainKernels} that needs no GPU: tiles, shared memory, scratch sizes and which
- * attention kernels run.
+ * kernels apply (which attention kernels run, which BaseConv kernels).
  */
 class MixerTrainKernelsTest {
     @Test
@@ -83,6 +83,20 @@ class MixerTrainKernelsTest {
         // without rotary the kernels read q and k from qkv: the backward needs D only
         assertEquals(0, MixerTrainKernels.attentionScratchBytes(8, 2048, 16, 64, 0, false));
         assertEquals(256, MixerTrainKernels.attentionScratchBytes(1, 3, 2, 64, 0, true));
+    }
+
+    @Test
+    void convRowKernelsTakeBf16WidthsOfEightsAndKernelsUpToFour() {
+        assertTrue(MixerTrainKernels.convByRows(Precision.BF16, 16_384, 2048, 3, 256, 512));
+        assertTrue(MixerTrainKernels.convByRows(Precision.BF16, 5, 8, 1));
+        assertTrue(MixerTrainKernels.convByRows(Precision.BF16, 5, 8, 4));
+        assertFalse(MixerTrainKernels.convByRows(Precision.F32, 16_384, 2048, 3), "float32 keeps the scalar kernels");
+        assertFalse(MixerTrainKernels.convByRows(Precision.BF16, 16_384, 2044, 3), "inner not a multiple of 8");
+        assertFalse(MixerTrainKernels.convByRows(Precision.BF16, 16_384, 2048, 5), "kernel above 4");
+        assertFalse(MixerTrainKernels.convByRows(Precision.BF16, 16_384, 2048, 3, 258), "an unaligned pointer");
+        // 65535 blocks of 128 rows at most in the grid's y
+        assertTrue(MixerTrainKernels.convByRows(Precision.BF16, 65_535L * 128, 8, 3));
+        assertFalse(MixerTrainKernels.convByRows(Precision.BF16, 65_535L * 128 + 1, 8, 3));
     }
 
     @Test

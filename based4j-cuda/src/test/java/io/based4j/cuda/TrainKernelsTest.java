@@ -2,11 +2,16 @@ package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
 
-/** The host-side parts of the training launchers: the embedding groups and the scratch sizes (no GPU needed). */
+/**
+ * The host-side parts of the training launchers: the embedding groups, the scratch sizes and which kernels apply (no
+ * GPU needed).
+ */
 class TrainKernelsTest {
     @Test
     void embeddingGroupsListEachIdsPositionsInOrder() {
@@ -38,6 +43,47 @@ class TrainKernelsTest {
         // 77 rows: 10 blocks of partial sums, d floats each
         assertEquals(4L * 10 * 112, TrainKernels.rmsNormBackwardScratchBytes(77, 112));
         assertEquals(4L * 1000 * 64, TrainKernels.rmsNormBackwardScratchBytes(10_000, 64));
+    }
+
+    @Test
+    void rmsNormRowKernelsTakeBf16RowsThatARegisterBlockHolds() {
+        assertTrue(TrainKernels.rmsNormByRows(Precision.BF16, 1024, 256, 512));
+        assertTrue(TrainKernels.rmsNormByRows(Precision.BF16, 1792));
+        assertTrue(TrainKernels.rmsNormByRows(Precision.BF16, 2048));
+        assertFalse(TrainKernels.rmsNormByRows(Precision.F32, 1024), "float32 keeps the scalar kernels' order");
+        assertFalse(TrainKernels.rmsNormByRows(Precision.BF16, 1026), "not a multiple of 4");
+        assertFalse(TrainKernels.rmsNormByRows(Precision.BF16, 2052), "wider than 16 float4 a lane");
+        assertFalse(TrainKernels.rmsNormByRows(Precision.BF16, 1024, 256, 520), "a pointer off 16-byte alignment");
+    }
+
+    @Test
+    void rmsNormRowKernelPartsFitTheScalarKernelsScratch() {
+        // based-360m's step: 264 blocks at most, 63 rows each (8 a warp), so 261 partial rows
+        assertEquals(63, TrainKernels.rmsNormRowsPerRowBlock(16_384));
+        assertEquals(3, TrainKernels.rmsNormRowsPerRowBlock(3));
+        for (int n = 1; n <= 40_000; n += n < 600 ? 1 : 97) {
+            int rows = TrainKernels.rmsNormRowsPerRowBlock(n);
+            int blocks = (n + rows - 1) / rows;
+            int scalarRows = TrainKernels.rmsNormRowsPerBlock(n);
+            assertTrue(blocks <= TrainKernels.RMS_ROW_BLOCKS && blocks <= (n + scalarRows - 1) / scalarRows,
+                    n + " rows: " + blocks + " blocks");
+            assertTrue((long) rows * (blocks - 1) < n, n + " rows: no empty block");
+        }
+    }
+
+    @Test
+    void vectorColumnSumPartsFitTheScalarKernelsScratch() {
+        for (int n = 1; n <= 40_000; n += n < 300 ? 1 : 131) {
+            for (int m : new int[] {8, 264, 1024, 4096, 8192}) {
+                int rows = TrainKernels.columnSumVecRowsPerPart(n, m);
+                int parts = (n + rows - 1) / rows;
+                int scalarRows = TrainKernels.columnSumRowsPerPart(n);
+                assertTrue(parts <= (n + scalarRows - 1) / scalarRows, n + " x " + m + ": " + parts + " parts");
+                assertTrue(4L * parts * m <= TrainKernels.columnSumScratchBytes(n, m));
+            }
+        }
+        // 16,384 x 4096 (BaseConv's in-projection bias): 16 column blocks x 33 parts of 497 rows
+        assertEquals(497, TrainKernels.columnSumVecRowsPerPart(16_384, 4096));
     }
 
     @Test

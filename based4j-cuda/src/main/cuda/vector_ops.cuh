@@ -1,0 +1,176 @@
+// Vector memory access for the bandwidth-bound kernels (included by based4j_kernels.cu), and the vectorised forms of
+// the elementwise ops of based4j_kernels.cu: each thread moves 8 values per step (16 bytes of bf16, 32 of float) so
+// that a warp's access is whole, aligned 128-byte lines, and walks rows and columns without a division per step.
+// Each kernel here computes, element by element, the same float32 expression as its scalar original, so the results
+// are the same. Java launches the bf16 instantiations, and addIntoVec_f32 (float32 into float32) in either
+// precision, where the pointers are 16-byte aligned and the widths of row ops multiples of 8 (io.based4j.cuda.Kernels);
+// the counts may be anything (a tail after the last whole vector is done one value a thread).
+#pragma once
+
+namespace b4j {
+
+typedef __nv_bfloat16 bf16;
+
+/** 8 consecutive values at p (16-byte aligned) as floats. */
+__device__ __forceinline__ void load8(const bf16* p, float* v) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 f = __bfloat1622float2(h[i]);
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+    }
+}
+
+__device__ __forceinline__ void load8(const float* p, float* v) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0];
+    const float4 b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+
+/** Stores 8 floats at p (16-byte aligned), bf16 rounded to nearest even as fromF. */
+__device__ __forceinline__ void store8(bf16* p, const float* v) {
+    uint4 raw;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+    *reinterpret_cast<uint4*>(p) = raw;
+}
+
+__device__ __forceinline__ void store8(float* p, const float* v) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+/** 4 consecutive values at p (8-byte aligned for bf16, 16 for float) as a float4. */
+__device__ __forceinline__ float4 load4(const bf16* p) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(p);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+
+__device__ __forceinline__ void store4(bf16* p, float4 v) {
+    uint2 raw;
+    *reinterpret_cast<__nv_bfloat162*>(&raw.x) = __floats2bfloat162_rn(v.x, v.y);
+    *reinterpret_cast<__nv_bfloat162*>(&raw.y) = __floats2bfloat162_rn(v.z, v.w);
+    *reinterpret_cast<uint2*>(p) = raw;
+}
+
+__device__ __forceinline__ void store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+
+/**
+ * The (row, column) of a grid-stride loop over the cells of an [rows, cols] grid, advanced by the loop's stride with
+ * one comparison per step instead of a division (the one division is made once, when it starts).
+ */
+struct GridCursor {
+    i64 row;
+    int col;
+    i64 rowStep;
+    int colStep;
+
+    __device__ __forceinline__ GridCursor(i64 first, int cols, i64 stride) {
+        row = first / cols;
+        col = (int)(first - row * cols);
+        rowStep = stride / cols;
+        colStep = (int)(stride - rowStep * cols);
+    }
+
+    __device__ __forceinline__ void next(int cols) {
+        row += rowStep;
+        col += colStep;
+        if (col >= cols) {
+            col -= cols;
+            row++;
+        }
+    }
+};
+
+// ------------------------------------------------------------------------------------------------ elementwise
+
+/** acc += x over count values (any count: 8 at a time, then the tail one by one); x of type S (A or float). */
+template <typename S>
+__device__ void addIntoValues(float* acc, const S* x, i64 count) {
+    const i64 vectors = count >> 3;
+    for (i64 v = globalThread(); v < vectors; v += globalStride()) {
+        float a[8], b[8];
+        load8(acc + 8 * v, a);
+        load8(x + 8 * v, b);
+#pragma unroll
+        for (int i = 0; i < 8; i++) a[i] += b[i];
+        store8(acc + 8 * v, a);
+    }
+    for (i64 i = 8 * vectors + globalThread(); i < count; i += globalStride()) acc[i] += toF(x[i]);
+}
+
+/** dst = src converted (float to A or A to float), any count. */
+template <typename S, typename D>
+__device__ void convertValues(const S* src, D* dst, i64 count) {
+    const i64 vectors = count >> 3;
+    for (i64 v = globalThread(); v < vectors; v += globalStride()) {
+        float a[8];
+        load8(src + 8 * v, a);
+        store8(dst + 8 * v, a);
+    }
+    for (i64 i = 8 * vectors + globalThread(); i < count; i += globalStride()) dst[i] = fromF<D>(toF(src[i]));
+}
+
+/** out[i, j] += bias[j], out [n, m] of type O (A or float), m a multiple of 8. */
+template <typename W, typename O>
+__device__ void addBiasRows(O* out, const W* bias, int n, int m) {
+    const int perRow = m >> 3;
+    const i64 vectors = (i64)n * perRow;
+    GridCursor at(globalThread(), perRow, globalStride());
+    for (i64 v = globalThread(); v < vectors; v += globalStride(), at.next(perRow)) {
+        float o[8], b[8];
+        load8(out + 8 * v, o);
+        load8(bias + 8 * at.col, b);
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] += b[i];
+        store8(out + 8 * v, o);
+    }
+}
+
+/** out = a[:, :h] * silu(a[:, h:]) as swiglu_impl, h a multiple of 8. */
+template <typename W, typename A>
+__device__ void swigluVec_impl(const A* a, A* out, int n, int h) {
+    const int perRow = h >> 3;
+    const i64 vectors = (i64)n * perRow;
+    GridCursor at(globalThread(), perRow, globalStride());
+    for (i64 v = globalThread(); v < vectors; v += globalStride(), at.next(perRow)) {
+        const A* value = a + at.row * 2 * h + 8 * at.col;
+        float y[8], g[8];
+        load8(value, y);
+        load8(value + h, g);
+#pragma unroll
+        for (int i = 0; i < 8; i++) y[i] = y[i] * silu(g[i]);
+        store8(out + 8 * v, y);
+    }
+}
+
+template <typename W, typename A>
+__device__ void addIntoVec_impl(float* acc, const A* x, i64 count) { addIntoValues(acc, x, count); }
+template <typename W, typename A>
+__device__ void f32ToAVec_impl(const float* src, A* dst, i64 count) { convertValues(src, dst, count); }
+template <typename W, typename A>
+__device__ void aToF32Vec_impl(const A* src, float* dst, i64 count) { convertValues(src, dst, count); }
+template <typename W, typename A>
+__device__ void addBiasVec_impl(A* out, const W* bias, int n, int m) { addBiasRows<W, A>(out, bias, n, m); }
+
+}  // namespace b4j
+
+// The A-typed entry points; addIntoVec_f32 is also the float32 + float32 add of a bf16 training pass.
+B4J_KERNEL(addIntoVec, 256, (float* acc, const A* x, long long count), (acc, x, count))
+B4J_KERNEL(f32ToAVec, 256, (const float* src, A* dst, long long count), (src, dst, count))
+B4J_KERNEL(aToF32Vec, 256, (const A* src, float* dst, long long count), (src, dst, count))
+B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, n, m))
+B4J_KERNEL(swigluVec, 256, (const A* a, A* out, int n, int h), (a, out, n, h))
+namespace b4j_bf16 {
+extern "C" __global__ void __launch_bounds__(256) addBiasF32Vec_bf16(float* out, const W* bias, int n, int m) {
+    b4j::addBiasRows<W, float>(out, bias, n, m);
+}
+}
