@@ -11,7 +11,7 @@ import picocli.CommandLine.Option;
         description = "Run BASED linear-attention language models (and attention baselines) on the CPU.",
         subcommands = {GenerateCommand.class, ForwardCommand.class, TokenizeCommand.class, InfoCommand.class,
                 TrainCommand.class, MqarCommand.class, DataCommand.class, ServeCommand.class,
-                BenchCommand.class, PlotCommand.class, EvalCommand.class, CommandLine.HelpCommand.class})
+                BenchCommand.class, PlotCommand.class, EvalCommand.class, ExportCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @Option(names = "--debug", scope = CommandLine.ScopeType.INHERIT,
             description = "Print stack traces of errors.")
