@@ -70,7 +70,10 @@ final class ExportCommand implements Callable<Integer> {
         if (parent == null || !Files.isDirectory(parent)) {
             throw new IllegalArgumentException("--out " + out + ": folder " + parent + " does not exist");
         }
-        Path tmp = Files.createTempDirectory(parent, "." + target.getFileName() + ".");
+        // a new folder beside the target (created as any folder is, so its permissions follow the umask)
+        Path tmp = parent.resolve("." + target.getFileName() + ".export-" + ProcessHandle.current().pid() + "-"
+                + Long.toHexString(System.nanoTime()));
+        Files.createDirectory(tmp);
         long params = 0;
         long bytes;
         try {
