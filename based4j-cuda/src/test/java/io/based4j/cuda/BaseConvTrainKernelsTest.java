@@ -109,14 +109,16 @@ class BaseConvTrainKernelsTest {
                 String what = String.format("baseConv backward %s batch %d, seqLen %d, inner %d, kernel %d",
                         p.suffix(), batch, len, inner, k);
 
-                // |dc| per element (dc itself is computed to ACTIVATION roundings)
+                // |dc| per element, from the magnitudes of its terms: silu'(c) = s (1 + c (1 - s)) has a zero near
+        // c = -1.28, where the roundings of s and of c (1 - s) do not shrink with it (dc itself is computed to
+        // ACTIVATION roundings of its terms)
                 double[] dcMag = new double[n * inner];
                 for (int i = 0; i < n * inner; i++) {
                     int row = i / inner;
                     int ch = i % inner;
                     double cv = kept[i];
                     double s = 1 / (1 + Math.exp(-cv));
-                    dcMag[i] = Math.abs(dout[i] * u[row * 2 * inner + inner + ch] * s * (1 + cv * (1 - s)));
+                    dcMag[i] = Math.abs(dout[i] * u[row * 2 * inner + inner + ch]) * s * (1 + Math.abs(cv) * (1 - s));
                 }
                 double store = p == Precision.F32 ? 0 : U_BF16;
                 double[] duBound = new double[n * 2 * inner];
