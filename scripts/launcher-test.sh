@@ -61,7 +61,7 @@ based4j() {
 mkdir -p "$WORK/based4j/models"
 tar -C "$ROOT" --exclude=./.git --exclude=./bundle --exclude=./data --exclude=./runs --exclude=./models \
     --exclude=target -cf - . | tar -C "$WORK/based4j" -xf -
-cp -r "$ROOT/models/golden-tiny" "$WORK/based4j/models/"
+cp -r "$ROOT/models/based-small" "$ROOT/models/golden-tiny" "$WORK/based4j/models/"
 
 say "first use without nvcc: ./based4j generate --prompt \"The\" --max-new-tokens 32 (builds the project)"
 rc=0

@@ -14,8 +14,8 @@ import picocli.CommandLine.Option;
 
 /** Options shared by commands that load a model. */
 final class ModelOptions {
-    /** The checkpoint kept in the repository, used when --model is not given. */
-    static final String DEFAULT_MODEL = "models/golden-tiny";
+    /** The trained model kept in the repository, used when --model is not given (models/based-small/README.md). */
+    static final String DEFAULT_MODEL = "models/based-small";
 
     @Option(names = {"-m", "--model"}, paramLabel = "DIR",
             description = "Checkpoint directory (config.json + model.safetensors | sharded index | pytorch_model.bin). "
@@ -45,7 +45,8 @@ final class ModelOptions {
         String home = System.getProperty("based4j.home");
         Path p = home != null ? Path.of(home).resolve(DEFAULT_MODEL) : Path.of(DEFAULT_MODEL);
         if (!Files.isDirectory(p)) {
-            throw new IllegalArgumentException("no --model given and the built-in model " + p + " is missing");
+            throw new IllegalArgumentException("no --model given and the built-in model " + p + " is missing (a"
+                    + " GPU bundle leaves it out to stay small): give --model DIR");
         }
         return p;
     }

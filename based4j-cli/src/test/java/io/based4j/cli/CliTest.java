@@ -175,7 +175,7 @@ class CliTest {
         r = run("generate", "--model", "/no/such/dir", "--prompt", "x");
         assertEquals(1, r.code());
         assertTrue(r.err().contains("/no/such/dir"), r.err());
-        r = run("generate", "--prompt", "Hello");
+        r = run("generate", "--model", GOLDEN.toString(), "--prompt", "Hello");  // its vocabulary: 1000 tokens
         assertEquals(1, r.code());
         assertTrue(r.err().contains("15496") && r.err().contains("1000"), r.err());
         r = run("generate", "--prompt", "x", "--device", "tpu");
