@@ -16,6 +16,21 @@ struct GradNorm {
 };
 
 /**
+ * The sum over the block of every thread's s, in a fixed order (each warp by shuffles, then the warps in order by
+ * thread 0), valid in thread 0; red holds at least one double per warp. Ends with the block's threads past a barrier.
+ */
+__device__ __forceinline__ double blockSumInOrder(double s, double* red) {
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
+    __syncthreads();
+    double total = 0.0;
+    if (threadIdx.x == 0) {
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) total += red[w];
+    }
+    return total;
+}
+
+/**
  * Sum of squares, part 1: block b writes partial[b] = the sum of g[i]^2 over the elements its threads visit (grid
  * stride), in double. The assignment of elements to threads depends only on count and the grid, so with the grid
  * TrainKernels derives from count the result is the same on every run.
@@ -28,14 +43,8 @@ extern "C" __global__ void __launch_bounds__(256)
         const double v = g[i];
         s += v * v;
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double total = 0.0;
-        for (int w = 0; w < (int)(blockDim.x >> 5); w++) total += red[w];
-        partial[blockIdx.x] = total;
-    }
+    const double total = blockSumInOrder(s, red);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
 /**
@@ -118,7 +127,7 @@ struct StepNorm {
  */
 extern "C" __global__ void __launch_bounds__(256)
     sumOfSquaresChunks_f32(const AdamWChunk* chunks, int n, double* partial) {
-    __shared__ double red[8];
+    __shared__ double red[32];
     for (int c = blockIdx.x; c < n; c += gridDim.x) {
         const float* g = chunks[c].g;
         const long long count = chunks[c].count;
@@ -127,15 +136,9 @@ extern "C" __global__ void __launch_bounds__(256)
             const double v = g[i];
             s += v * v;
         }
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            double total = 0.0;
-            for (int w = 0; w < (int)(blockDim.x >> 5); w++) total += red[w];
-            partial[c] = total;
-        }
-        __syncthreads();
+        const double total = blockSumInOrder(s, red);
+        if (threadIdx.x == 0) partial[c] = total;
+        __syncthreads();  // red is written again by the next chunk
     }
 }
 
