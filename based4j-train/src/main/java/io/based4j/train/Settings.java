@@ -69,6 +69,20 @@ public final class Settings {
         return values.get(key);
     }
 
+    /**
+     * A field's value, null when it is absent; a field written with no value ({@code steps:} in YAML, null in JSON)
+     * is refused rather than taken as absent, so that a value left out by mistake does not silently become the
+     * default.
+     */
+    private Object value(String key) {
+        Object v = get(key);
+        if (v == null && values.containsKey(key)) {
+            throw new SettingsException(source + ": " + name(key) + " has no value (give one, or leave the field out"
+                    + " for the default)");
+        }
+        return v;
+    }
+
     @SuppressWarnings("unchecked")
     public Settings section(String key) {
         Object v = get(key);
@@ -94,7 +108,7 @@ public final class Settings {
     }
 
     public double number(String key, double dflt, double min, double max) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return dflt;
         }
@@ -106,7 +120,7 @@ public final class Settings {
     }
 
     public long integer(String key, long dflt, long min, long max) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return dflt;
         }
@@ -136,7 +150,7 @@ public final class Settings {
 
     /** An integer or a non-empty list of integers, each in [min, max] (the values a grid tries); null when absent. */
     public List<Long> integers(String key, long min, long max) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return null;
         }
@@ -160,7 +174,7 @@ public final class Settings {
     }
 
     public String string(String key, String dflt) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return dflt;
         }
@@ -171,7 +185,7 @@ public final class Settings {
     }
 
     public boolean bool(String key, boolean dflt) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return dflt;
         }
@@ -182,7 +196,7 @@ public final class Settings {
     }
 
     public List<String> strings(String key) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return null;
         }
@@ -200,7 +214,7 @@ public final class Settings {
     }
 
     public List<Double> numbers(String key) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return null;
         }
@@ -221,7 +235,7 @@ public final class Settings {
     /** A list of sections (maps of fields), named {@code key[0]}, {@code key[1]}, ...; null when absent. */
     @SuppressWarnings("unchecked")
     public List<Settings> sections(String key) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return null;
         }
@@ -242,7 +256,7 @@ public final class Settings {
     /** A raw map value (for embedded model configurations). */
     @SuppressWarnings("unchecked")
     public Map<String, Object> map(String key) {
-        Object v = get(key);
+        Object v = value(key);
         if (v == null) {
             return null;
         }

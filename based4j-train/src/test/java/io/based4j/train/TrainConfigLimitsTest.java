@@ -75,6 +75,13 @@ class TrainConfigLimitsTest {
     }
 
     @Test
+    void aFieldWithNoValueIsRefusedNotDefaulted() throws IOException {
+        refused(write("empty.yaml", MODEL + "train:\n  steps:\n  batch_size: 2\n"), "train.steps has no value");
+        refused(write("null.json", "{\"model\": {\"d_model\": 16, \"layers\": [\"conv\"], \"vocab_size\": 64},"
+                + " \"data\": {\"dir\": \"shards\", \"seq_len\": null}}"), "data.seq_len has no value");
+    }
+
+    @Test
     void yamlKeysAreUniqueText() throws IOException {
         refused(write("dup.yaml", MODEL + "train:\n  steps: 3\n  steps: 4\n"), "not valid YAML", "duplicate", "line");
         refused(write("num.yaml", MODEL + "train:\n  1: 3\n"), "setting names must be text", "'1'");
