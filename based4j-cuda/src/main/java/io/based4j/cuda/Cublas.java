@@ -48,9 +48,8 @@ public final class Cublas implements AutoCloseable {
     /** A handle, stream or device pointer, passed as a 64-bit integer (as {@link CudaDriver} does). */
     private static final ValueLayout.OfLong HANDLE = ValueLayout.JAVA_LONG;
 
-    private static final Object LOCK = new Object();
-    private static volatile Lib lib;
-    private static volatile CudaUnavailableException failure;
+    private static final LoadOnce<Lib> LIB =
+            new LoadOnce<>("cuBLAS could not be loaded", () -> new Lib(NativeLibraries.cublas()));
 
     private final Lib l;
     private final MemorySegment alpha;
@@ -59,10 +58,10 @@ public final class Cublas implements AutoCloseable {
     private long handle;
     private long stream;
 
-    private Cublas(Lib l, long handle, Arena arena) {
+    private Cublas(Lib l, long handle) {
         this.l = l;
         this.handle = handle;
-        MemorySegment scalars = arena.allocate(16, 16);
+        MemorySegment scalars = Arena.ofAuto().allocate(16, 16);
         this.alpha = scalars.asSlice(0, 4);
         this.beta = scalars.asSlice(4, 4);
         this.out = scalars.asSlice(8, 8);
@@ -77,19 +76,8 @@ public final class Cublas implements AutoCloseable {
      */
     public static Cublas create(long stream, long workspace, long workspaceBytes) {
         CudaDriver.get();
-        Lib l = lib();
-        Arena arena = Arena.ofAuto();
-        MemorySegment h = arena.allocate(8, 8);
-        int r;
-        try {
-            r = (int) l.create.invokeExact(h);
-        } catch (Throwable t) {
-            throw CudaDriver.rethrow(t);
-        }
-        if (r != 0) {
-            throw l.error("cublasCreate", r);
-        }
-        Cublas cublas = new Cublas(l, h.get(LONG, 0), arena);
+        Lib l = LIB.get();
+        Cublas cublas = new Cublas(l, l.createHandle(l.create, "cublasCreate"));
         try {
             cublas.setStream(stream);
             if (workspace != 0) {
@@ -104,37 +92,7 @@ public final class Cublas implements AutoCloseable {
 
     /** Whether cuBLAS can be loaded (loading it if that has not been tried yet). */
     public static boolean isAvailable() {
-        try {
-            lib();
-            return true;
-        } catch (CudaUnavailableException e) {
-            return false;
-        }
-    }
-
-    private static Lib lib() {
-        Lib l = lib;
-        if (l != null) {
-            return l;
-        }
-        synchronized (LOCK) {
-            if (lib != null) {
-                return lib;
-            }
-            if (failure != null) {
-                throw new CudaUnavailableException(failure.getMessage(), failure);
-            }
-            try {
-                lib = new Lib(NativeLibraries.cublas());
-                return lib;
-            } catch (CudaUnavailableException e) {
-                failure = e;
-                throw e;
-            } catch (RuntimeException | Error e) {
-                failure = new CudaUnavailableException("cuBLAS could not be loaded: " + e, e);
-                throw failure;
-            }
-        }
+        return LIB.isAvailable();
     }
 
     /** Where cuBLAS was loaded from. */
@@ -248,20 +206,11 @@ public final class Cublas implements AutoCloseable {
         }
         long h = handle;
         handle = 0;
-        int r;
-        try {
-            r = (int) l.destroy.invokeExact(h);
-        } catch (Throwable t) {
-            throw CudaDriver.rethrow(t);
-        }
-        if (r != 0) {
-            throw l.error("cublasDestroy", r);
-        }
+        l.destroyHandle(l.destroy, h, "cublasDestroy");
     }
 
     /** The bound cuBLAS entry points. */
-    private static final class Lib {
-        final String where;
+    private static final class Lib extends CublasLibrary {
         final MethodHandle create;
         final MethodHandle destroy;
         final MethodHandle setStream;
@@ -269,11 +218,9 @@ public final class Cublas implements AutoCloseable {
         final MethodHandle setMathMode;
         final MethodHandle getVersion;
         final MethodHandle gemmEx;
-        final MethodHandle statusName;
-        final MethodHandle statusString;
 
         Lib(NativeLibraries.Library library) {
-            where = library.where();
+            super(library, "cublas");
             CudaDriver.Binder b = new CudaDriver.Binder(library);
             create = b.bind("cublasCreate_v2", INT, PTR);
             destroy = b.bind("cublasDestroy_v2", INT, HANDLE);
@@ -284,12 +231,6 @@ public final class Cublas implements AutoCloseable {
             gemmEx = b.bind("cublasGemmEx", INT,
                     HANDLE, INT, INT, INT, INT, INT, PTR, HANDLE, INT, INT, HANDLE, INT, INT, PTR, HANDLE, INT, INT,
                     INT, INT);
-            statusName = b.bindOptional("cublasGetStatusName", PTR, INT);
-            statusString = b.bindOptional("cublasGetStatusString", PTR, INT);
-        }
-
-        CudaException error(String call, int status) {
-            return CublasStatus.error(call, status, statusName, statusString);
         }
     }
 }

@@ -5,6 +5,7 @@ import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
+import java.util.function.IntFunction;
 
 /**
  * A cuBLASLt handle bound to one stream and one workspace, through the foreign-function interface: matrix products
@@ -91,9 +92,8 @@ public final class CublasLt implements AutoCloseable {
     /** A handle, descriptor, stream or device pointer, passed as a 64-bit integer (as {@link CudaDriver} does). */
     private static final ValueLayout.OfLong HANDLE = ValueLayout.JAVA_LONG;
 
-    private static final Object LOCK = new Object();
-    private static volatile Lib lib;
-    private static volatile CudaUnavailableException failure;
+    private static final LoadOnce<Lib> LIB =
+            new LoadOnce<>("cuBLASLt could not be loaded", () -> new Lib(NativeLibraries.cublasLt()));
 
     private final Lib l;
     private final long stream;
@@ -138,53 +138,14 @@ public final class CublasLt implements AutoCloseable {
      */
     public static CublasLt create(long stream, long workspace, long workspaceBytes) {
         CudaDriver.get();
-        Lib l = lib();
-        MemorySegment h = Arena.ofAuto().allocate(8, 8);
-        int r;
-        try {
-            r = (int) l.create.invokeExact(h);
-        } catch (Throwable t) {
-            throw CudaDriver.rethrow(t);
-        }
-        if (r != 0) {
-            throw l.error("cublasLtCreate", r);
-        }
-        return new CublasLt(l, h.get(LONG, 0), stream, workspace, workspace == 0 ? 0 : workspaceBytes);
+        Lib l = LIB.get();
+        return new CublasLt(l, l.createHandle(l.create, "cublasLtCreate"), stream, workspace,
+                workspace == 0 ? 0 : workspaceBytes);
     }
 
     /** Whether cuBLASLt can be loaded (loading it if that has not been tried yet). */
     public static boolean isAvailable() {
-        try {
-            lib();
-            return true;
-        } catch (CudaUnavailableException e) {
-            return false;
-        }
-    }
-
-    private static Lib lib() {
-        Lib l = lib;
-        if (l != null) {
-            return l;
-        }
-        synchronized (LOCK) {
-            if (lib != null) {
-                return lib;
-            }
-            if (failure != null) {
-                throw new CudaUnavailableException(failure.getMessage(), failure);
-            }
-            try {
-                lib = new Lib(NativeLibraries.cublasLt());
-                return lib;
-            } catch (CudaUnavailableException e) {
-                failure = e;
-                throw e;
-            } catch (RuntimeException | Error e) {
-                failure = new CudaUnavailableException("cuBLASLt could not be loaded: " + e, e);
-                throw failure;
-            }
-        }
+        return LIB.isAvailable();
     }
 
     /** Where cuBLASLt was loaded from. */
@@ -433,16 +394,8 @@ public final class CublasLt implements AutoCloseable {
     }
 
     private void setDesc(long desc, int attribute, long bytes, LtGemm g) {
-        int r;
-        try {
-            r = (int) l.descSetAttribute.invokeExact(desc, attribute, value, bytes);
-        } catch (Throwable t) {
-            throw CudaDriver.rethrow(t);
-        }
-        if (r != 0) {
-            throw l.error("cublasLtMatmulDescSetAttribute(" + descAttributeName(attribute) + ", " + bytes
-                    + " bytes) for " + g.describe(), r);
-        }
+        setAttribute(l.descSetAttribute, "cublasLtMatmulDescSetAttribute", CublasLt::descAttributeName, desc,
+                attribute, bytes, g);
     }
 
     private void setPreferenceInt(long pref, int attribute, int v, LtGemm g) {
@@ -451,15 +404,25 @@ public final class CublasLt implements AutoCloseable {
     }
 
     private void setPreference(long pref, int attribute, long bytes, LtGemm g) {
+        setAttribute(l.preferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute",
+                CublasLt::preferenceAttributeName, pref, attribute, bytes, g);
+    }
+
+    /**
+     * Sets {@code attribute} of a descriptor or preference to the first {@code bytes} of {@link #value}, through
+     * {@code set}, an {@code int (target, attribute, const void* buf, size_t sizeInBytes)}.
+     */
+    private void setAttribute(MethodHandle set, String call, IntFunction<String> attributeName, long target,
+                              int attribute, long bytes, LtGemm g) {
         int r;
         try {
-            r = (int) l.preferenceSetAttribute.invokeExact(pref, attribute, value, bytes);
+            r = (int) set.invokeExact(target, attribute, value, bytes);
         } catch (Throwable t) {
             throw CudaDriver.rethrow(t);
         }
         if (r != 0) {
-            throw l.error("cublasLtMatmulPreferenceSetAttribute(" + preferenceAttributeName(attribute) + ", "
-                    + bytes + " bytes) for " + g.describe(), r);
+            throw l.error(call + "(" + attributeName.apply(attribute) + ", " + bytes + " bytes) for "
+                    + g.describe(), r);
         }
     }
 
@@ -538,21 +501,12 @@ public final class CublasLt implements AutoCloseable {
         } finally {
             long h = handle;
             handle = 0;
-            int r;
-            try {
-                r = (int) l.destroy.invokeExact(h);
-            } catch (Throwable t) {
-                throw CudaDriver.rethrow(t);
-            }
-            if (r != 0) {
-                throw l.error("cublasLtDestroy", r);
-            }
+            l.destroyHandle(l.destroy, h, "cublasLtDestroy");
         }
     }
 
     /** The bound cuBLASLt entry points (signatures as in cublasLt.h). */
-    private static final class Lib {
-        final String where;
+    private static final class Lib extends CublasLibrary {
         final MethodHandle create;
         final MethodHandle destroy;
         final MethodHandle getVersion;
@@ -566,11 +520,9 @@ public final class CublasLt implements AutoCloseable {
         final MethodHandle preferenceSetAttribute;
         final MethodHandle heuristic;
         final MethodHandle matmul;
-        final MethodHandle statusName;
-        final MethodHandle statusString;
 
         Lib(NativeLibraries.Library library) {
-            where = library.where();
+            super(library, "cublasLt");
             CudaDriver.Binder b = new CudaDriver.Binder(library);
             create = b.bind("cublasLtCreate", INT, PTR);
             destroy = b.bind("cublasLtDestroy", INT, HANDLE);
@@ -593,12 +545,6 @@ public final class CublasLt implements AutoCloseable {
             matmul = b.bind("cublasLtMatmul", INT,
                     HANDLE, HANDLE, PTR, HANDLE, HANDLE, HANDLE, HANDLE, PTR, HANDLE, HANDLE, HANDLE, HANDLE, PTR,
                     HANDLE, LONG, HANDLE);
-            statusName = b.bindOptional("cublasLtGetStatusName", PTR, INT);
-            statusString = b.bindOptional("cublasLtGetStatusString", PTR, INT);
-        }
-
-        CudaException error(String call, int status) {
-            return CublasStatus.error(call, status, statusName, statusString);
         }
     }
 }

@@ -54,9 +54,8 @@ public final class CudaDriver {
     private static final long SCRATCH_BYTES = 512;
     private static final int NAME_BYTES = 256;
 
-    private static final Object LOCK = new Object();
-    private static volatile CudaDriver instance;
-    private static volatile CudaUnavailableException failure;
+    private static final LoadOnce<CudaDriver> INSTANCE =
+            new LoadOnce<>("the CUDA driver could not be initialized", CudaDriver::load);
 
     private final String libraryPath;
     private final ThreadLocal<MemorySegment> scratch =
@@ -168,44 +167,18 @@ public final class CudaDriver {
      *                                  calls throw the same again
      */
     public static CudaDriver get() {
-        CudaDriver d = instance;
-        if (d != null) {
-            return d;
-        }
-        synchronized (LOCK) {
-            if (instance != null) {
-                return instance;
-            }
-            if (failure != null) {
-                throw again(failure);
-            }
-            try {
-                CudaDriver loaded = new CudaDriver(NativeLibraries.cuda());
-                loaded.init();
-                instance = loaded;
-                return loaded;
-            } catch (CudaUnavailableException e) {
-                failure = e;
-                throw e;
-            } catch (RuntimeException | Error e) {
-                failure = new CudaUnavailableException("the CUDA driver could not be initialized: " + e, e);
-                throw failure;
-            }
-        }
+        return INSTANCE.get();
     }
 
     /** Whether {@link #get()} succeeds (loading the driver if that has not been tried yet). */
     public static boolean isAvailable() {
-        try {
-            get();
-            return true;
-        } catch (CudaUnavailableException e) {
-            return false;
-        }
+        return INSTANCE.isAvailable();
     }
 
-    private static CudaUnavailableException again(CudaUnavailableException first) {
-        return new CudaUnavailableException(first.getMessage(), first.code(), first.api(), first);
+    private static CudaDriver load() {
+        CudaDriver loaded = new CudaDriver(NativeLibraries.cuda());
+        loaded.init();
+        return loaded;
     }
 
     private void init() {

@@ -7,9 +7,8 @@ import java.util.SplittableRandom;
  * Times the bf16 softmax-attention training kernels of {@link MixerTrainKernels} on GPU 0 with CUDA events, the scalar
  * kernels against the tensor-core ones: forward and backward at batch 8, 16 heads of 64, sequences of 2048 tokens,
  * rotary on the whole head, window 64 (the sliding attention of based-360m) and full causal (attn-360m); or the
- * windows named as arguments ({@code full} or a number). Prints milliseconds per call (as
- * {@link LinearAttentionBench}: the mean of 10 calls after one warm-up call) and the largest difference between the
- * two kernels' outputs.
+ * windows named as arguments ({@code full} or a number). Prints milliseconds per call (the mean of {@value #REPS}
+ * calls after one warm-up call) and the largest difference between the two kernels' outputs.
  *
  * <p>Run from the test jar (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}):
  * {@code java -cp based4j-cuda/target/classes:based4j-cuda/target/test-classes:<dependencies>
@@ -23,6 +22,7 @@ public final class AttentionBench {
     private static final int ROTARY_DIM = 64;
     private static final double ROTARY_BASE = 10000;
     private static final Precision P = Precision.BF16;
+    private static final int REPS = 10;
 
     private AttentionBench() {
     }
@@ -50,14 +50,14 @@ public final class AttentionBench {
         long[] lse = {rig.zeros(4L * n * HEADS), rig.zeros(4L * n * HEADS)};
         long[] dqkv = {rig.zeros(2L * n * 3 * d), rig.zeros(2L * n * 3 * d)};
         double[] forward = {
-            LinearAttentionBench.millis(rig, () -> mk.scalarAttentionForward(P, qkv, out[0], lse[0], BATCH, SEQ_LEN,
+            BenchTimer.millis(rig, REPS, () -> mk.scalarAttentionForward(P, qkv, out[0], lse[0], BATCH, SEQ_LEN,
                     HEADS, HEAD_DIM, window, ROTARY_DIM, ROTARY_BASE, scale)),
-            LinearAttentionBench.millis(rig, () -> mk.mmaAttentionForward(qkv, out[1], lse[1], BATCH, SEQ_LEN, HEADS,
+            BenchTimer.millis(rig, REPS, () -> mk.mmaAttentionForward(qkv, out[1], lse[1], BATCH, SEQ_LEN, HEADS,
                     HEAD_DIM, window, ROTARY_DIM, ROTARY_BASE, scale))};
         double[] backward = {
-            LinearAttentionBench.millis(rig, () -> mk.scalarAttentionBackward(P, qkv, out[0], lse[0], dout, dqkv[0],
+            BenchTimer.millis(rig, REPS, () -> mk.scalarAttentionBackward(P, qkv, out[0], lse[0], dout, dqkv[0],
                     BATCH, SEQ_LEN, HEADS, HEAD_DIM, window, ROTARY_DIM, ROTARY_BASE, scale)),
-            LinearAttentionBench.millis(rig, () -> mk.mmaAttentionBackward(qkv, out[1], lse[1], dout, dqkv[1], BATCH,
+            BenchTimer.millis(rig, REPS, () -> mk.mmaAttentionBackward(qkv, out[1], lse[1], dout, dqkv[1], BATCH,
                     SEQ_LEN, HEADS, HEAD_DIM, window, ROTARY_DIM, ROTARY_BASE, scale))};
         String what = String.format(Locale.ROOT, "attention bf16 batch %d, seqLen %d, heads %d, dh %d, window %s",
                 BATCH, SEQ_LEN, HEADS, HEAD_DIM, window == Integer.MAX_VALUE ? "full" : String.valueOf(window));

@@ -115,23 +115,7 @@ public final class GemmBench {
         }
 
         private double millis(Runnable call) {
-            CudaDriver cu = rig.cu;
-            call.run();
-            cu.synchronize(rig.stream);
-            long start = cu.createEvent();
-            long end = cu.createEvent();
-            try {
-                cu.record(start, rig.stream);
-                for (int i = 0; i < REPS; i++) {
-                    call.run();
-                }
-                cu.record(end, rig.stream);
-                cu.synchronizeEvent(end);
-                return cu.elapsedMillis(start, end) / REPS;
-            } finally {
-                cu.destroyEvent(start);
-                cu.destroyEvent(end);
-            }
+            return BenchTimer.millis(rig, REPS, call);
         }
     }
 

@@ -53,32 +53,11 @@ public final class LinearAttentionBench {
         long dq = rig.zeros((long) n * HEADS * FEATURE_DIM * p.bytes());
         long dk = rig.zeros((long) n * HEADS * FEATURE_DIM * p.bytes());
         long dv = rig.zeros((long) n * HEADS * HEAD_DIM * p.bytes());
-        double forward = millis(rig, () -> mk.linearAttentionForward(p, q, k, v, out, BATCH, len, HEADS, FEATURE_DIM,
-                HEAD_DIM, EPS));
-        double backward = millis(rig, () -> mk.linearAttentionBackward(p, q, k, v, dout, dq, dk, dv, BATCH, len,
+        double forward = BenchTimer.millis(rig, REPS, () -> mk.linearAttentionForward(p, q, k, v, out, BATCH, len,
                 HEADS, FEATURE_DIM, HEAD_DIM, EPS));
+        double backward = BenchTimer.millis(rig, REPS, () -> mk.linearAttentionBackward(p, q, k, v, dout, dq, dk, dv,
+                BATCH, len, HEADS, FEATURE_DIM, HEAD_DIM, EPS));
         System.out.printf("linear attention %s batch %d, seqLen %d, heads %d, f %d, dh %d: forward %.3f ms, "
                 + "backward %.3f ms%n", p.suffix(), BATCH, len, HEADS, FEATURE_DIM, HEAD_DIM, forward, backward);
-    }
-
-    /** Mean milliseconds of REPS calls of {@code call} between two events on the rig's stream, after a warm-up. */
-    static double millis(KernelRig rig, Runnable call) {
-        CudaDriver cu = rig.cu;
-        call.run();
-        cu.synchronize(rig.stream);
-        long start = cu.createEvent();
-        long end = cu.createEvent();
-        try {
-            cu.record(start, rig.stream);
-            for (int i = 0; i < REPS; i++) {
-                call.run();
-            }
-            cu.record(end, rig.stream);
-            cu.synchronizeEvent(end);
-            return cu.elapsedMillis(start, end) / REPS;
-        } finally {
-            cu.destroyEvent(start);
-            cu.destroyEvent(end);
-        }
     }
 }

@@ -53,18 +53,21 @@ class PerplexityTest {
         try (Session s = model.newSession(1, context.length)) {
             float[] logits = backend.download(model.forward(s, TokenBatch.uniform(1, context.length), context, true,
                     null));
-            int padded = model.config().paddedVocabSize();
-            int row = (context.length - 1) * padded;
-            double max = Double.NEGATIVE_INFINITY;
-            for (int i = 0; i < 1000; i++) {
-                max = Math.max(max, logits[row + i]);
-            }
-            double sum = 0;
-            for (int i = 0; i < 1000; i++) {
-                sum += Math.exp(logits[row + i] - max);
-            }
-            return Math.log(sum) + max - logits[row + tokens[t]];
+            return nll(logits, (context.length - 1) * model.config().paddedVocabSize(), tokens[t]);
         }
+    }
+
+    /** -log softmax of the logits from {@code row} on, over the 1000 tokens of the vocabulary, at {@code token}. */
+    static double nll(float[] logits, int row, int token) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < 1000; i++) {
+            max = Math.max(max, logits[row + i]);
+        }
+        double sum = 0;
+        for (int i = 0; i < 1000; i++) {
+            sum += Math.exp(logits[row + i] - max);
+        }
+        return Math.log(sum) + max - logits[row + token];
     }
 
     static Perplexity.Score score(int seqLen, int stride, int batch) {
@@ -82,16 +85,7 @@ class PerplexityTest {
             float[] logits = backend.download(model.forward(s, TokenBatch.uniform(1, in.length), in, true, null));
             int padded = model.config().paddedVocabSize();
             for (int t = 1; t < n; t++) {
-                int row = (t - 1) * padded;
-                double max = Double.NEGATIVE_INFINITY;
-                for (int i = 0; i < 1000; i++) {
-                    max = Math.max(max, logits[row + i]);
-                }
-                double sum = 0;
-                for (int i = 0; i < 1000; i++) {
-                    sum += Math.exp(logits[row + i] - max);
-                }
-                want += Math.log(sum) + max - logits[row + tokens[t]];
+                want += nll(logits, (t - 1) * padded, tokens[t]);
             }
         }
         Perplexity.Score got = score(64, 64, 4);
