@@ -66,17 +66,37 @@ __host__ __device__ __forceinline__ LmmDims lmmDims(int f, int dh) {
     return d;
 }
 
+/**
+ * Byte offsets of the chunk kernels' tiles in dynamic shared memory, and their end: the one layout that lmmCarve
+ * carves and lmmChunkSmemBytes counts. Each offset is the one before plus the bytes of the tile that starts there
+ * (named beside it); the forward ends at gp (no G', dphi or dx).
+ */
+struct LmmLayout {
+    int tab, xq, xk, vp, st, gp, dphi, dx, end;
+};
+
+__host__ __device__ __forceinline__ LmmLayout lmmLayout(const LmmDims& d, bool backward) {
+    const int warps = LMM_THREADS / 32;
+    LmmLayout o;
+    o.tab = 0;
+    o.xq = o.tab + 8 * d.epad;                                              // int2 [epad] the feature table
+    o.xk = o.xq + 2 * 64 * d.ldX;                                           // bf16 [64][ldX] q rows
+    o.vp = o.xk + 2 * 64 * d.ldX;                                           // bf16 [64][ldX] k rows
+    o.st = o.vp + 2 * 64 * d.ldV;                                           // bf16 [64][ldV] V'
+    o.gp = o.st + 2 * 64 * d.ldV;                                           // bf16 [64][ldV] a state tile
+    if (!backward) {
+        o.dphi = o.dx = o.end = o.gp;
+        return o;
+    }
+    o.dphi = o.gp + 2 * 64 * d.ldV;                                         // bf16 [64][ldV] G'
+    o.dx = o.dphi + 4 * warps * LMM_ROWS * LMM_DPHI_LD;                     // float [warps][16][LMM_DPHI_LD]
+    o.end = o.dx + 4 * warps * LMM_ROWS * d.fpad;                           // float [warps][16][fpad]
+    return o;
+}
+
 /** Dynamic shared memory of the chunk kernels (mirrored by MixerTrainKernels.linearMmaSharedBytes). */
 __host__ __device__ __forceinline__ int lmmChunkSmemBytes(const LmmDims& d, bool backward) {
-    int bytes = 8 * d.epad                       // the feature table
-                + 2 * 64 * (2 * d.ldX)           // q and k rows
-                + 2 * 64 * (2 * d.ldV);          // V' and a state tile
-    if (backward) {
-        bytes += 2 * 64 * d.ldV                  // G'
-                 + 4 * 64 * LMM_DPHI_LD          // a dphi tile per warp
-                 + 4 * 64 * d.fpad;              // dx per warp
-    }
-    return bytes;
+    return lmmLayout(d, backward).end;
 }
 
 /** Dynamic shared memory of the states kernel: two buffers of q or k rows and of V' or G' rows. */
@@ -393,7 +413,7 @@ __device__ __forceinline__ void lmmLoadStateTile(const float* S, int a0, const L
     }
 }
 
-/** The chunk tiles of shared memory, carved as lmmChunkSmemBytes counts them. */
+/** The chunk tiles of shared memory, at the offsets of lmmLayout (gp, dphi and dx only in the backward). */
 struct LmmSmem {
     int2* tab;       // [epad] feature a: (i | j << 16, bits of c)
     lmm_bf16* xq;    // [64][ldX] q rows, zero past f, 1 at column fpad
@@ -406,15 +426,16 @@ struct LmmSmem {
 };
 
 __device__ __forceinline__ LmmSmem lmmCarve(unsigned char* smem, const LmmDims& d, bool backward) {
+    const LmmLayout o = lmmLayout(d, backward);
     LmmSmem m;
-    m.tab = reinterpret_cast<int2*>(smem);
-    m.xq = reinterpret_cast<lmm_bf16*>(m.tab + d.epad);
-    m.xk = m.xq + 64 * d.ldX;
-    m.vp = m.xk + 64 * d.ldX;
-    m.st = m.vp + 64 * d.ldV;
-    m.gp = m.st + 64 * d.ldV;
-    m.dphi = reinterpret_cast<float*>(m.gp + (backward ? 64 * d.ldV : 0));
-    m.dx = m.dphi + (backward ? 4 * 64 * LMM_DPHI_LD : 0);
+    m.tab = reinterpret_cast<int2*>(smem + o.tab);
+    m.xq = reinterpret_cast<lmm_bf16*>(smem + o.xq);
+    m.xk = reinterpret_cast<lmm_bf16*>(smem + o.xk);
+    m.vp = reinterpret_cast<lmm_bf16*>(smem + o.vp);
+    m.st = reinterpret_cast<lmm_bf16*>(smem + o.st);
+    m.gp = reinterpret_cast<lmm_bf16*>(smem + o.gp);
+    m.dphi = reinterpret_cast<float*>(smem + o.dphi);
+    m.dx = reinterpret_cast<float*>(smem + o.dx);
     return m;
 }
 

@@ -1,7 +1,9 @@
 // Runs the tensor-core linear-attention training kernels (src/main/cuda/train_linear_mma.cuh) on the host, through
 // host_cuda.h, and compares the forward and the backward with a float64 evaluation of the definition: a desk check of
 // the kernels' fragment and index arithmetic where no GPU is at hand (an index error shows as errors of tens of bf16
-// roundings or more; the kernels' own rounding as about one). Not part of the build:
+// roundings or more; the kernels' own rounding as about one). Each launch gets the dynamic shared memory that
+// MixerTrainKernels gives it, bounded (host_cuda.h): a tile carved past the host's count stops the run. Not part of
+// the build:
 //
 //   g++ -std=c++20 -O2 -pthread -fno-strict-aliasing -I based4j-cuda/src/main/cuda -o /tmp/lmm-emulate
 //       based4j-cuda/src/test/cuda/linear-mma-emulator/emulate.cpp       (one command line)
@@ -112,13 +114,26 @@ void reference(const Shape& sh, double eps, const std::vector<float>& q, const s
     }
 }
 
+/** MixerTrainKernels.linearMmaSharedBytes: the dynamic shared memory the host gives a chunk kernel (its own count). */
+int chunkSharedBytes(int f, int dh, bool backward) {
+    const int e = 1 + f + f * (f + 1) / 2, ldX = (f + 15) / 16 * 16 + 8, ldV = 16 * ((dh + 16) / 16) + 8;
+    int bytes = 8 * ((e + 15) / 16 * 16) + 256 * ldX + 256 * ldV;
+    if (backward) bytes += 128 * ldV + 4 * 64 * 72 + 4 * 64 * ((f + 15) / 16 * 16);
+    return bytes;
+}
+
+/** MixerTrainKernels.linearMmaStatesSharedBytes. */
+int statesSharedBytes(int f, int dh) {
+    return 256 * ((f + 15) / 16 * 16 + 8) + 256 * (16 * ((dh + 16) / 16) + 8);
+}
+
 /** The launches of MixerTrainKernels' tensor-core path, NAME72 or NAME120 by the head dim. */
 struct Kernels {
     bool narrow;
     void states(const bf16* x, const bf16* r, long long rStride, int rHead, int rWidth, int ones, float* states, int L,
                 int H, int f, int dh, int reverse) const {
         const unsigned slabs = (unsigned)((1 + f + f * (f + 1) / 2 + b4j::LMM_SLAB - 1) / b4j::LMM_SLAB);
-        emuLaunch({slabs, (unsigned)H, (unsigned)batch}, b4j::LMM_THREADS, [&] {
+        emuLaunch({slabs, (unsigned)H, (unsigned)batch}, b4j::LMM_THREADS, statesSharedBytes(f, dh), [&] {
             if (narrow) {
                 b4j_bf16::linearAttentionMmaStates72_bf16(x, r, rStride, rHead, rWidth, ones, states, L, H, f, dh,
                                                           reverse);
@@ -156,7 +171,7 @@ void run(const Shape& sh, unsigned seed) {
     const bool narrow = kern.narrow;
 
     kern.states(K.data(), V.data(), (long long)H * dh, dh, dh, 1, states.data(), L, H, f, dh, 0);
-    emuLaunch(kern.chunks(L, H), b4j::LMM_THREADS, [&] {
+    emuLaunch(kern.chunks(L, H), b4j::LMM_THREADS, chunkSharedBytes(f, dh, false), [&] {
         if (narrow) {
             b4j_bf16::linearAttentionMmaForward72_bf16(Q.data(), K.data(), V.data(), states.data(), OUT.data(), L, H,
                                                        f, dh, eps);
@@ -167,7 +182,7 @@ void run(const Shape& sh, unsigned seed) {
     });
     std::fill(states.begin(), states.end(), NAN);
     kern.states(K.data(), V.data(), (long long)H * dh, dh, dh, 1, states.data(), L, H, f, dh, 0);
-    emuLaunch(kern.chunks(L, H), b4j::LMM_THREADS, [&] {
+    emuLaunch(kern.chunks(L, H), b4j::LMM_THREADS, chunkSharedBytes(f, dh, true), [&] {
         if (narrow) {
             b4j_bf16::linearAttentionMmaBackwardQ72_bf16(Q.data(), K.data(), V.data(), DOUT.data(), states.data(),
                                                          gbuf.data(), DQ.data(), L, H, f, dh, eps);
@@ -177,7 +192,7 @@ void run(const Shape& sh, unsigned seed) {
         }
     });
     kern.states(Q.data(), gbuf.data(), (long long)H * gRow, gRow, gRow, 0, states.data(), L, H, f, dh, 1);
-    emuLaunch(kern.chunks(L, H), b4j::LMM_THREADS, [&] {
+    emuLaunch(kern.chunks(L, H), b4j::LMM_THREADS, chunkSharedBytes(f, dh, true), [&] {
         if (narrow) {
             b4j_bf16::linearAttentionMmaBackwardKV72_bf16(Q.data(), K.data(), V.data(), gbuf.data(), states.data(),
                                                           DK.data(), DV.data(), L, H, f, dh);
@@ -207,9 +222,10 @@ int main(int argc, char** argv) {
         run({atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6])}, seed);
         return 0;
     }
-    // ragged last chunks (100 = 64 + 36, 129 = 2 x 64 + 1), both head-dim variants, a single token, a head of 16
+    // ragged last chunks (100 = 64 + 36, 129 = 2 x 64 + 1), both head-dim variants, a single token, a head of 16,
+    // eleven chunks
     const Shape shapes[] = {{2, 100, 2, 16, 64}, {2, 129, 1, 16, 112}, {2, 129, 1, 32, 64}, {2, 100, 1, 32, 112},
-                            {2, 1, 1, 16, 64},   {2, 19, 2, 16, 16},   {1, 70, 1, 8, 24}};
+                            {2, 1, 1, 16, 64},   {2, 19, 2, 16, 16},   {1, 70, 1, 8, 24},   {1, 700, 1, 16, 64}};
     for (const Shape& sh : shapes) run(sh, seed);
     return 0;
 }

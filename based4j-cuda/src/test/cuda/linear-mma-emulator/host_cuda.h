@@ -3,13 +3,20 @@
 // (shuffles, ldmatrix, mma) exchange through a per-warp buffer between two barriers. ldmatrix and mma follow the
 // PTX ISA's definitions of their fragments (written from the ISA text, not from the kernels' index arithmetic), with
 // bf16 rounded to nearest even. cp.async copies at once, so a missing cp.async wait would go unseen here.
+// Dynamic shared memory is bounded as on the GPU: each launch gets exactly the bytes the host passes, ending where an
+// inaccessible guard region begins, so an access past the end stops the run with the offset; a write before the
+// start (within the page below it) is found by a canary checked after every block.
 #pragma once
 #include <algorithm>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <csignal>
+#include <cstdio>
 #include <functional>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <thread>
 #include <vector>
 
@@ -86,21 +93,103 @@ inline float __shfl_xor_sync(unsigned m, float v, int x) {
     return r;
 }
 
-/** Runs kernel() for every block of the grid, blockThreads threads each. */
-inline void emuLaunch(uint3v grid, int blockThreads, const std::function<void()>& kernel) {
+// ------------------------------------------------------------------ dynamic shared memory, bounded
+// The kernels' `extern __shared__ unsigned char lmmShared[]` becomes a pointer to an array of unknown bound, so that
+// each launch can place its window (see emuLaunch).
+#define lmmShared (*emuShared)
+namespace b4j {
+inline unsigned char (*emuShared)[] = nullptr;
+}
+constexpr size_t EMU_PAGE = 4096;
+constexpr size_t EMU_GUARD = 16u << 20;  // past the end, inaccessible: more than any tile offset of the kernels
+constexpr unsigned char EMU_CANARY = 0xa5;
+struct EmuWindow {
+    unsigned char* map = nullptr;  // [EMU_PAGE-aligned slack | bytes | guard]
+    size_t mapBytes = 0, slack = 0;
+    int bytes = 0;
+};
+inline EmuWindow emuWindow;
+
+inline void emuSharedFault(int, siginfo_t* info, void*) {
+    const unsigned char* a = static_cast<unsigned char*>(info->si_addr);
+    char line[200];
+    int n;
+    if (emuWindow.map != nullptr && a >= emuWindow.map && a < emuWindow.map + emuWindow.mapBytes) {
+        n = snprintf(line, sizeof line, "out-of-bounds shared memory access at byte %ld of a %d-byte window, block "
+                     "(%u, %u, %u), thread %u\n", (long)(a - (emuWindow.map + emuWindow.slack)), emuWindow.bytes,
+                     blockIdx_g.x, blockIdx_g.y, blockIdx_g.z, threadIdx.x);
+    } else {
+        n = snprintf(line, sizeof line, "segmentation fault at %p, outside shared memory\n", (const void*)a);
+    }
+    if (write(2, line, (size_t)n) < 0) _exit(3);
+    _exit(2);
+}
+
+/** A window of exactly bytes (a multiple of 16) whose end is the start of the guard. */
+inline void emuSharedOpen(int bytes) {
+    static bool handler = false;
+    if (!handler) {
+        struct sigaction sa {};
+        sa.sa_sigaction = emuSharedFault;
+        sa.sa_flags = SA_SIGINFO;
+        sigaction(SIGSEGV, &sa, nullptr);
+        handler = true;
+    }
+    if (bytes % 16 != 0) { fprintf(stderr, "dynamic shared memory of %d bytes, not a multiple of 16\n", bytes); exit(2); }
+    const size_t span = (bytes + EMU_PAGE - 1) / EMU_PAGE * EMU_PAGE;
+    EmuWindow w;
+    w.bytes = bytes;
+    w.slack = span - bytes;
+    w.mapBytes = span + EMU_GUARD;
+    void* m = mmap(nullptr, w.mapBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || (span > 0 && mprotect(m, span, PROT_READ | PROT_WRITE) != 0)) { perror("mmap"); exit(2); }
+    w.map = static_cast<unsigned char*>(m);
+    emuWindow = w;
+    b4j::emuShared = reinterpret_cast<unsigned char (*)[]>(w.map + w.slack);
+}
+
+/** Before a block: the slack below the window holds the canary, the window itself garbage (the GPU's is unset). */
+inline void emuSharedFill() {
+    memset(emuWindow.map, EMU_CANARY, emuWindow.slack);
+    memset(emuWindow.map + emuWindow.slack, 0xff, emuWindow.bytes);
+}
+
+/** After a block: the canary below the window untouched. */
+inline void emuSharedCheck() {
+    for (size_t i = 0; i < emuWindow.slack; i++) {
+        if (emuWindow.map[i] != EMU_CANARY) {
+            fprintf(stderr, "out-of-bounds shared memory write at byte %ld of a %d-byte window, block (%u, %u, %u)\n",
+                    (long)i - (long)emuWindow.slack, emuWindow.bytes, blockIdx_g.x, blockIdx_g.y, blockIdx_g.z);
+            exit(2);
+        }
+    }
+}
+
+inline void emuSharedClose() {
+    munmap(emuWindow.map, emuWindow.mapBytes);
+    emuWindow = EmuWindow{};
+    b4j::emuShared = nullptr;
+}
+
+/** Runs kernel() for every block of the grid, blockThreads threads each, with sharedBytes of dynamic shared memory. */
+inline void emuLaunch(uint3v grid, int blockThreads, int sharedBytes, const std::function<void()>& kernel) {
     gridDim = grid;
     blockDim = {(unsigned)blockThreads, 1, 1};
+    emuSharedOpen(sharedBytes);
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 blockIdx_g = {x, y, z};
+                emuSharedFill();
                 EmuBlock b(blockThreads);
                 emuBlock = &b;
                 std::vector<std::thread> ts;
                 for (int t = 0; t < blockThreads; t++) ts.emplace_back([t, &kernel] { threadIdx = {(unsigned)t, 0, 0}; kernel(); });
                 for (auto& t : ts) t.join();
                 emuBlock = nullptr;
+                emuSharedCheck();
             }
+    emuSharedClose();
 }
 
 // ------------------------------------------------------------------ the kernels' warp primitives (PTX semantics)
@@ -190,7 +279,6 @@ inline Taylor taylorOf(int f) {
     c.cross = (float)(1.0 / sqrt((double)f));
     return c;
 }
-alignas(16) inline unsigned char lmmShared[256 * 1024];
 }  // namespace b4j
 namespace b4j_bf16 { typedef __nv_bfloat16 W; typedef __nv_bfloat16 A; }
 #define B4J_KERNEL(...)
