@@ -2,7 +2,8 @@
 // and its backward in the chunked form, computing in float32 what io.based4j.train.cpu.LinearAttentionOps computes
 // in float64. A training pass is batch sequences of L tokens packed as batch x L rows, each starting from an empty
 // state; q, k, v, out, dout, dq, dk and dv are of type A; backward outputs are ADDED into (+=). Launch shapes and
-// the scratch layout: io.based4j.cuda.MixerTrainKernels.
+// the scratch layout: io.based4j.cuda.MixerTrainKernels. bf16 passes of the shapes that the tensor-core kernels
+// of train_linear_mma.cuh (included at the end) serve run those instead; these CUDA-core kernels serve the rest.
 //
 // Per (sequence, head) the tokens fall into chunks of C = 64 (the last one ragged). With V' = [v, 1] (dh + 1
 // columns: the state's last column is the normaliser z) and G' = [g, r] (g = dout / D, r = -dout.y / D):
@@ -722,3 +723,6 @@ B4J_KERNEL(linearAttentionChunkBackwardKV, 256,
            (const A* q, const A* k, const A* v, const float* gbuf, const float* states, A* dk, A* dv, int L, int H,
             int f, int dh),
            (q, k, v, gbuf, states, dk, dv, L, H, f, dh))
+
+// the tensor-core kernels for bf16 (they use LinChunk, linChunkOf and the constants above)
+#include "train_linear_mma.cuh"

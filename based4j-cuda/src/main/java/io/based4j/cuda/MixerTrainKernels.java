@@ -50,6 +50,19 @@ import static io.based4j.cuda.Kernels.require;
  * <tr><td>linearAttentionChunkBackwardKV</td><td>as the chunk states</td>
  *     <td>after the suffix scan of W ({@code dS_c}): {@code dv += A_c^T g + dS_c^T phi(k)},
  *     {@code dk += J^T (dS_c [v, 1]) + } the in-chunk score gradients</td></tr>
+ * <tr><td>linearAttentionMmaStates (bf16)</td><td>(ceil(E / 64), H, batch) x 128, dynamic shared memory</td>
+ *     <td>tensor cores: a block per 64 features of a (sequence, head) walks the chunks with the running state
+ *     {@code sum phi(K_c)^T [V_c, 1]} in its float32 mma accumulators, writing each chunk's exclusive prefix sum
+ *     before adding the chunk (no separate scan); run backwards over {@code (Q, G')} it writes the suffix sums
+ *     {@code dS_c}</td></tr>
+ * <tr><td>linearAttentionMmaForward (bf16)</td><td>(chunks, H, batch) x 128, dynamic shared memory</td>
+ *     <td>as linearAttentionChunkForward on tensor cores: 4 warps of 16 rows; {@code Q K^T}, {@code A V'} and
+ *     {@code phi(Q) S_c} (S_c in 64-feature bf16 tiles) as m16n8k16 products</td></tr>
+ * <tr><td>linearAttentionMmaBackwardQ (bf16)</td><td>as the forward</td>
+ *     <td>the forward again, {@code G'} (bf16) into the scratch, {@code dq += P K + J^T (G' S_c^T)}</td></tr>
+ * <tr><td>linearAttentionMmaBackwardKV (bf16)</td><td>as the forward</td>
+ *     <td>after the states kernel's suffix sums: {@code dv += A^T G' + phi(K) dS_c},
+ *     {@code dk += P^T Q + J^T (V' dS_c^T)}</td></tr>
  * <tr><td>attentionTrainForward</td><td>(ceil(seqLen / 16), H, batch) x 128</td>
  *     <td>scalar (f32, and bf16 where the tensor-core kernels do not apply): 4 warps x 4 queries, lanes over the
  *     head dims; keys in shared tiles of 32 (rotated k, v); online softmax; {@code out} and
@@ -89,30 +102,53 @@ import static io.based4j.cuda.Kernels.require;
  * results differ from the scalar kernels' by a few bf16 roundings (AttentionMmaKernelsTest states the bounds).
  * Neither uses atomics: both are deterministic.
  *
+ * <h2>Linear attention on tensor cores</h2>
+ * In bf16, feature dims that are multiples of 8 up to {@value #LINEAR_MMA_MAX_FEATURE_DIM} and head dims that are
+ * multiples of 8 from {@value #LINEAR_MMA_MIN_HEAD_DIM} to {@value #LINEAR_MMA_MAX_HEAD_DIM} (based-360m: f 16,
+ * dh 64) run the linearAttentionMma kernels ({@code train_linear_mma.cuh}); float32, other shapes and arrays that
+ * are not 16-byte aligned run the CUDA-core kernels, unchanged (float32 results are bit for bit those of before).
+ * The chunked algorithm is the same: chunks of 64 tokens, float32 chunk states {@code [E, dh + 1]} in the same
+ * scratch. The products are {@code mma.sync.m16n8k16} with bf16 operands and float32 accumulation: phi is formed by
+ * each lane straight into its A fragments (never stored), the in-chunk scores and their gradients stay in registers
+ * from one product to the next, and a chunk state enters a product as a bf16 copy of a 64-feature tile. So phi(q),
+ * phi(k), the scores, the state tiles, {@code G' = [g, r]} and the score gradients are rounded to bf16 (relative
+ * 2^-8) as operands; every sum, the running states among them, is float32. Results differ from the CUDA-core
+ * kernels' by a few bf16 roundings (normwise about 2^-8 of the largest value) and are deterministic. The states
+ * kernel folds the scan into the walk over the chunks (a block per 64 features of a sequence and head), so a
+ * forward is 2 launches and a backward 4, and the states are written once per pass instead of written, read and
+ * rewritten by a scan. Chunks stay at 64 tokens: the in-chunk work per token grows with the chunk (C (f + dh) for
+ * the scores and {@code A V'}) while the state work per token does not (E dh), and at 64 the two are comparable
+ * (5k against 10k multiply-adds at f 16, dh 64) while the states take 1.25 MiB per sequence and head at 2048 tokens;
+ * larger chunks would halve that memory and its traffic but double the in-chunk products. The transpose of the
+ * feature map, {@code J^T}, stays on the CUDA cores (per warp, from a float32 tile of dphi).
+ *
  * <h2>Memory</h2>
  * Nothing is {@code L x L}. Linear attention keeps nothing besides its output. It runs in the chunked form: one
- * block per (chunk of 64 tokens, head, sequence), products of float32 tiles in shared memory, the states of the
- * chunks ({@code [E, dh + 1]} float32 each) in global memory: {@code batch H ceil(seqLen / 64) E (dh + 1)} floats,
- * linear in N (1.25 MiB per sequence and head at seqLen 2048, f 16, dh 64; 160 MiB for batch 8 x 16 heads). The
- * forward keeps them in the scratch this instance owns; the backward recomputes them and takes a float32 scratch of
- * {@link #linearAttentionBackwardScratchBytes} (the states plus {@code [g, r]} per row and head), either given by
- * the caller or owned by this instance (allocated on first use, grown when a larger pass comes, freed by
- * {@link #close}). Attention keeps one float32 log-sum-exp per (token, head). The tensor-core attention takes
- * {@link #attentionScratchBytes} of that scratch during a call: with rotary the table and the rotated q and k
- * ({@code 4 N d} bytes), and for the backward D ({@code 4 N H} bytes). Shared memory per block: at most 33 KiB for
- * the scalar attention kernels (head dim at most {@value #ATTENTION_MAX_HEAD_DIM}); for the tensor-core ones
- * 45-55 KiB at head dims up to 64, 69-102 KiB up to 128 ({@link #attentionForwardSharedBytes} and the two
- * backward sizes); {@link #linearSharedBytes} for linear attention (108 KiB at f = 16, dh = 64; 161 KiB at f = 32,
- * dh = 112).
+ * block per (chunk of 64 tokens, head, sequence), products of tiles in shared memory (float32 on the CUDA cores,
+ * bf16 on the tensor cores), the states of the chunks ({@code [E, dh + 1]} float32 each) in global memory:
+ * {@code batch H ceil(seqLen / 64) E (dh + 1)} floats, linear in N (1.25 MiB per sequence and head at seqLen 2048,
+ * f 16, dh 64; 160 MiB for batch 8 x 16 heads). The forward keeps them in the scratch this instance owns; the
+ * backward recomputes them and takes a scratch of {@link #linearAttentionBackwardScratchBytes} (the states plus
+ * {@code [g, r]} per row and head: float32 {@code dh + 1}, or on tensor cores bf16 {@code dh + 8} after the states
+ * rounded up to 16 bytes, which fits in the same bytes), either given by the caller or owned by this instance
+ * (allocated on first use, grown when a larger pass comes, freed by {@link #close}). Attention keeps one float32
+ * log-sum-exp per (token, head); the tensor-core attention takes {@link #attentionScratchBytes} of that scratch
+ * during a call: with rotary the table and the rotated q and k ({@code 4 N d} bytes), and for the backward D
+ * ({@code 4 N H} bytes). Shared memory per block: at most 33 KiB for the scalar attention kernels (head dim at most
+ * {@value #ATTENTION_MAX_HEAD_DIM}); for the tensor-core ones 45-55 KiB at head dims up to 64, 69-102 KiB up to 128
+ * ({@link #attentionForwardSharedBytes} and the two backward sizes); {@link #linearSharedBytes} for linear attention
+ * on the CUDA cores (108 KiB at f = 16, dh = 64; 161 KiB at f = 32, dh = 112) and {@link #linearMmaSharedBytes} on
+ * tensor cores (29 KiB forward and 62 KiB backward at f 16, dh 64; 48 and 92 KiB at f 32, dh 112; the states
+ * kernel 28 and 44 KiB).
  *
  * <h2>What a faster version would change</h2>
- * The linear-attention tiles are float32 products on the CUDA cores; on tensor cores (bf16 operands, float32
- * accumulation) the state and output products would run several times faster, at the price of rounding phi and
- * the values to bf16. Attention in bf16 already runs on the tensor cores (FlashAttention-2's scheme with
- * {@code mma.sync}); on sm_90 the asynchronous warpgroup products ({@code wgmma}, with TMA copies) and query tiles of
- * 128 would raise its throughput further, and one backward kernel with dq summed by atomics would read K and V once
- * (at the price of determinism). Float32 attention keeps the scalar kernels (warp dot products), which recompute
- * the rotary angles in double precision on every tile load.
+ * Linear attention: the tensor-core kernels leave {@code J^T} on the CUDA cores and read each state tile twice in
+ * the query-side backward (once for the outputs, once for dphi); bf16 state tiles in the scratch would halve the
+ * state traffic at the price of rounding the stored sums, and a chunk of 128 tokens would halve the states' memory
+ * at twice the in-chunk work. Attention in bf16 runs on the tensor cores (FlashAttention-2's scheme with
+ * {@code mma.sync}); on sm_90 the asynchronous warpgroup products ({@code wgmma}, with TMA copies) and query tiles
+ * of 128 would raise its throughput further, and one backward kernel with dq summed by atomics would read K and V
+ * once (at the price of determinism). Float32 keeps the CUDA-core kernels of both.
  *
  * <p>An instance shares the {@link Kernels}' argument list: not thread-safe.
  */
@@ -138,6 +174,15 @@ public final class MixerTrainKernels implements AutoCloseable {
     /** Tokens per chunk of the linear-attention kernels (LIN_CHUNK of train_linear.cuh). */
     static final int LINEAR_CHUNK = 64;
     private static final int LINEAR_THREADS = 256;
+    /** The tensor-core kernels' largest feature dim (q and k rows of at most 32 in dx fragments of 4 tiles). */
+    static final int LINEAR_MMA_MAX_FEATURE_DIM = 32;
+    /** Their head dims: multiples of 8, so that the normaliser opens an 8-column tile, up to 16 tiles of 8. */
+    static final int LINEAR_MMA_MIN_HEAD_DIM = 16;
+    static final int LINEAR_MMA_MAX_HEAD_DIM = 120;
+    /** Threads of a tensor-core block: 4 warps of 16 rows (LMM_THREADS). */
+    private static final int LINEAR_MMA_THREADS = 128;
+    /** Features per block of the tensor-core states kernel (LMM_SLAB). */
+    private static final int LINEAR_MMA_SLAB = 64;
     private static final int DEFAULT_SHARED = 48 * 1024;
     /**
      * The most dynamic shared memory a linear-attention block may take: the opt-in limit of sm_90 (227 KiB). sm_80
@@ -150,6 +195,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private final RecurrentLinearTrain recurrent;
     private long ownedScratch;
     private long ownedScratchBytes;
+    private boolean tensorCores = true;
 
     /** Launches on the stream of {@code kernels}. */
     public MixerTrainKernels(Kernels kernels) {
@@ -369,6 +415,15 @@ public final class MixerTrainKernels implements AutoCloseable {
             return;
         }
         long states = ownedScratch(4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim));
+        if (mma(p, featureDim, headDim, q, k, v, out, states)) {
+            linearMmaStates(k, v, (long) heads * headDim, headDim, headDim, true, states, batch, seqLen, heads,
+                    featureDim, headDim);
+            this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(states).ptr(out).i32(seqLen).i32(heads).i32(featureDim)
+                    .i32(headDim).f32(eps);
+            launchMma("linearAttentionMmaForward", headDim, linearChunks(seqLen), heads, batch,
+                    linearMmaSharedBytes(featureDim, headDim, false));
+            return;
+        }
         linearStates(p, k, v, states, batch, seqLen, heads, featureDim, headDim, shared);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(states).ptr(out).i32(seqLen).i32(heads).i32(featureDim)
                 .i32(headDim).f32(eps);
@@ -395,7 +450,8 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     /**
      * {@link #linearAttentionBackward} with the caller's scratch: {@link #linearAttentionBackwardScratchBytes} of
-     * device memory (any contents; overwritten), not used by anything else until the backward has run.
+     * device memory (any contents; overwritten), not used by anything else until the backward has run. The
+     * tensor-core kernels need it 16-byte aligned, as the allocator gives it (otherwise the CUDA-core kernels run).
      */
     public void linearAttentionBackward(Precision p, long q, long k, long v, long dout, long dq, long dk, long dv,
                                         int batch, int seqLen, int heads, int featureDim, int headDim, float eps,
@@ -411,6 +467,11 @@ public final class MixerTrainKernels implements AutoCloseable {
         long states = scratch;
         long g = states + 4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim);
         int chunks = linearChunks(seqLen);
+        if (mma(p, featureDim, headDim, q, k, v, dout, dq, dk, dv, scratch)) {
+            linearMmaBackward(q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps, states,
+                    (g + 15) & ~15L);
+            return;
+        }
         linearStates(p, k, v, states, batch, seqLen, heads, featureDim, headDim, shared);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(states).ptr(g).ptr(dq).i32(seqLen).i32(heads)
                 .i32(featureDim).i32(headDim).f32(eps);
@@ -421,6 +482,117 @@ public final class MixerTrainKernels implements AutoCloseable {
                 .i32(featureDim).i32(headDim);
         this.k.launch(linearFunction("linearAttentionChunkBackwardKV", p, shared), chunks, heads, batch,
                 LINEAR_THREADS, shared);
+    }
+
+    // ------------------------------------------------------------------------------------------------ tensor cores
+
+    /**
+     * Whether linear attention runs on the tensor-core kernels ({@code train_linear_mma.cuh}): bf16, feature dims
+     * that are multiples of 8 up to {@value #LINEAR_MMA_MAX_FEATURE_DIM} (whole 16-byte pieces of q and k rows) and
+     * head dims that are multiples of 8 from {@value #LINEAR_MMA_MIN_HEAD_DIM} to {@value #LINEAR_MMA_MAX_HEAD_DIM}.
+     * The launches also need q, k, v, dout, the outputs and the scratch 16-byte aligned (as the allocator gives them)
+     * and take the CUDA-core kernels otherwise.
+     */
+    static boolean linearTensorCores(Precision p, int featureDim, int headDim) {
+        return p == Precision.BF16 && featureDim % 8 == 0 && featureDim <= LINEAR_MMA_MAX_FEATURE_DIM
+                && headDim % 8 == 0 && headDim >= LINEAR_MMA_MIN_HEAD_DIM && headDim <= LINEAR_MMA_MAX_HEAD_DIM;
+    }
+
+    /**
+     * Whether this instance may take the tensor-core kernels (the default) or keeps to the CUDA-core kernels, for
+     * comparisons of the two.
+     */
+    void tensorCores(boolean enabled) {
+        tensorCores = enabled;
+    }
+
+    private boolean mma(Precision p, int featureDim, int headDim, long... pointers) {
+        return tensorCores && linearTensorCores(p, featureDim, headDim) && aligned(pointers);
+    }
+
+    private static boolean aligned(long... pointers) {
+        for (long ptr : pointers) {
+            if ((ptr & 15) != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Row stride, in bf16 elements, of the tensor-core kernels' q and k tiles (mirrors LmmDims.ldX). */
+    private static int mmaFeatureStride(int f) {
+        return (f + 15) / 16 * 16 + 8;
+    }
+
+    /** Row stride of their V', G' and state tiles: the dh + 1 columns in k-steps of 16, plus 8 (LmmDims.ldV). */
+    private static int mmaValueStride(int dh) {
+        return 16 * ((dh + 16) / 16) + 8;
+    }
+
+    /**
+     * Bytes of dynamic shared memory of a tensor-core chunk block (mirrors lmmChunkSmemBytes): the feature table
+     * (8 bytes per feature, E rounded up to 16), q and k rows, V' and a state tile in bf16, and for the backward G',
+     * a float32 dphi tile of 16 x 72 per warp and dq or dk of the warp's rows.
+     */
+    static int linearMmaSharedBytes(int f, int dh, boolean backward) {
+        int e = 1 + f + f * (f + 1) / 2;
+        int bytes = 8 * ((e + 15) / 16 * 16) + 256 * mmaFeatureStride(f) + 256 * mmaValueStride(dh);
+        if (backward) {
+            bytes += 128 * mmaValueStride(dh) + 4 * 64 * 72 + 4 * 64 * ((f + 15) / 16 * 16);
+        }
+        return bytes;
+    }
+
+    /** Bytes of dynamic shared memory of the tensor-core states kernel: two buffers of x rows and of V' or G'. */
+    static int linearMmaStatesSharedBytes(int f, int dh) {
+        return 256 * mmaFeatureStride(f) + 256 * mmaValueStride(dh);
+    }
+
+    /** The tensor-core kernel NAME72 (head dims up to 72: 10 value tiles of 8 held) or NAME120 (16 tiles). */
+    private void launchMma(String name, int headDim, int gx, int gy, int gz, int shared) {
+        String variant = name + (headDim <= 72 ? "72" : "120");
+        long fn = k.function(variant, Precision.BF16);
+        if (shared > DEFAULT_SHARED) {
+            CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
+        }
+        k.launch(fn, gx, gy, gz, LINEAR_MMA_THREADS, shared);
+    }
+
+    /**
+     * The chunk states by the tensor-core states kernel: x (k or q rows) against r (v with a column of ones, or G'
+     * from the scratch, rows rStride apart, head h at column h rHead, rWidth columns), exclusive prefix sums over the
+     * chunks (suffix sums when reverse) into states.
+     */
+    private void linearMmaStates(long x, long r, long rStride, int rHead, int rWidth, boolean ones, long states,
+                                 int batch, int seqLen, int heads, int featureDim, int headDim) {
+        boolean reverse = !ones;
+        int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+        k.args.reset().ptr(x).ptr(r).i64(rStride).i32(rHead).i32(rWidth).i32(ones ? 1 : 0).ptr(states).i32(seqLen)
+                .i32(heads).i32(featureDim).i32(headDim).i32(reverse ? 1 : 0);
+        launchMma("linearAttentionMmaStates", headDim, (e + LINEAR_MMA_SLAB - 1) / LINEAR_MMA_SLAB, heads, batch,
+                linearMmaStatesSharedBytes(featureDim, headDim));
+    }
+
+    /**
+     * The tensor-core backward: the states (prefix sums), the query side writing G' (bf16 rows of dh + 8 at gbuf,
+     * 16-byte aligned after the states) and dq, the states of (q, G') as suffix sums, the key and value side.
+     */
+    private void linearMmaBackward(long q, long k, long v, long dout, long dq, long dk, long dv, int batch,
+                                   int seqLen, int heads, int featureDim, int headDim, float eps, long states,
+                                   long gbuf) {
+        int chunks = linearChunks(seqLen);
+        int shared = linearMmaSharedBytes(featureDim, headDim, true);
+        int gRow = headDim + 8;
+        linearMmaStates(k, v, (long) heads * headDim, headDim, headDim, true, states, batch, seqLen, heads,
+                featureDim, headDim);
+        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(states).ptr(gbuf).ptr(dq).i32(seqLen).i32(heads)
+                .i32(featureDim).i32(headDim).f32(eps);
+        launchMma("linearAttentionMmaBackwardQ", headDim, chunks, heads, batch, shared);
+        linearMmaStates(q, gbuf, (long) heads * gRow, gRow, gRow, false, states, batch, seqLen, heads, featureDim,
+                headDim);
+        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(gbuf).ptr(states).ptr(dk).ptr(dv).i32(seqLen).i32(heads)
+                .i32(featureDim).i32(headDim);
+        launchMma("linearAttentionMmaBackwardKV", headDim, chunks, heads, batch, shared);
     }
 
     private long ownedScratch(long bytes) {

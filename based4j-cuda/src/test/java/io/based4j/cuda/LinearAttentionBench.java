@@ -5,8 +5,9 @@ import java.util.SplittableRandom;
 /**
  * Times the Taylor linear-attention training kernels of {@link MixerTrainKernels} on GPU 0 with CUDA events: the
  * forward and the backward at batch 8, 16 heads, feature dim 16, head dim 64, sequences of 2048 and 8192 tokens, in
- * both precisions (or the ones named as arguments: {@code f32}, {@code bf16}). Prints milliseconds per call, the mean
- * of {@value #REPS} calls after one warm-up call.
+ * both precisions (or the ones named as arguments: {@code f32}, {@code bf16}); bf16 on the CUDA-core kernels and on
+ * the tensor-core kernels, with the speed-up. Prints milliseconds per call, the mean of {@value #REPS} calls after
+ * one warm-up call.
  *
  * <p>Run from the test jar (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}):
  * {@code java -cp based4j-cuda/target/classes:based4j-cuda/target/test-classes:<dependencies>
@@ -43,6 +44,18 @@ public final class LinearAttentionBench {
     }
 
     private static void time(KernelRig rig, MixerTrainKernels mk, Precision p, int len) {
+        mk.tensorCores(false);
+        double[] cudaCores = time(rig, mk, p, len, "CUDA cores");
+        mk.tensorCores(true);
+        if (MixerTrainKernels.linearTensorCores(p, FEATURE_DIM, HEAD_DIM)) {
+            double[] tensorCores = time(rig, mk, p, len, "tensor cores");
+            System.out.printf("  tensor cores / CUDA cores: forward %.1fx, backward %.1fx faster%n",
+                    cudaCores[0] / tensorCores[0], cudaCores[1] / tensorCores[1]);
+        }
+    }
+
+    /** Milliseconds of the forward and the backward. */
+    private static double[] time(KernelRig rig, MixerTrainKernels mk, Precision p, int len, String kernels) {
         SplittableRandom r = new SplittableRandom(1);
         int n = BATCH * len;
         long q = rig.values(p, Near.gaussian(r, n * HEADS * FEATURE_DIM, 1));
@@ -57,7 +70,9 @@ public final class LinearAttentionBench {
                 HEADS, FEATURE_DIM, HEAD_DIM, EPS));
         double backward = BenchTimer.millis(rig, REPS, () -> mk.linearAttentionBackward(p, q, k, v, dout, dq, dk, dv,
                 BATCH, len, HEADS, FEATURE_DIM, HEAD_DIM, EPS));
-        System.out.printf("linear attention %s batch %d, seqLen %d, heads %d, f %d, dh %d: forward %.3f ms, "
-                + "backward %.3f ms%n", p.suffix(), BATCH, len, HEADS, FEATURE_DIM, HEAD_DIM, forward, backward);
+        System.out.printf("linear attention %s on %s, batch %d, seqLen %d, heads %d, f %d, dh %d: forward %.3f ms, "
+                + "backward %.3f ms%n", p.suffix(), kernels, BATCH, len, HEADS, FEATURE_DIM, HEAD_DIM, forward,
+                backward);
+        return new double[] {forward, backward};
     }
 }

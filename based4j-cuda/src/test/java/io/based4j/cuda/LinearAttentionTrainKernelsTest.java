@@ -7,9 +7,12 @@ import static io.based4j.cuda.Near.gaussian;
 import static io.based4j.cuda.Near.stored;
 import static io.based4j.cuda.Near.toDouble;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.train.cpu.LinearAttentionOps;
+import java.util.Locale;
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -30,9 +33,29 @@ import org.junit.jupiter.params.provider.EnumSource;
  * transpose; so each result errs by about (L + E + 40) u of the sum of |terms| (u = 2^-24, at most 4.4e-5 here).
  * With q and k of unit variance the scores 1 + s + s^2/2 are positive and of order one, and the sums of |terms|
  * stay within a factor of about 10 of the largest result for the output; the gradients also sum through
- * {@code dS} and {@code J^T} with cancellation, allowed a further factor 4. In bf16 all arithmetic is float32 too
- * (the inputs are widened, nothing is rounded to bf16 before it is stored): only the stored results are rounded, by
- * at most {@link Near#U_BF16} of the largest value.
+ * {@code dS} and {@code J^T} with cancellation, allowed a further factor 4. In bf16 on the CUDA-core kernels
+ * (feature dim 8 with head dim 127 below) all arithmetic is float32 too (the inputs are widened, nothing is rounded
+ * to bf16 before it is stored): only the stored results are rounded, by at most {@link Near#U_BF16} of the largest
+ * value.
+ *
+ * <p>bf16 with feature dims 8 to 32 and head dims 16 to 120 in multiples of 8 runs the tensor-core kernels
+ * ({@link MixerTrainKernels#linearTensorCores}), which round the operands of their products to bf16: phi(q) and
+ * phi(k), the in-chunk scores, the chunk-state tiles, {@code G' = [dout / D, -dout.y / D]} and the score gradients,
+ * each by at most b = 2^-8 relatively (bf16's unit roundoff; v and dout are bf16 already: exact); the sums stay
+ * float32. A product term carries at most three such roundings (phi(q), phi(k) and the state tile that sums
+ * phi(k) v). The roundings are to nearest, independent and unbiased, so they add in quadrature: a sum of n terms
+ * errs by about b sqrt(n) times its typical term, not b n times its largest. The outputs are weighted means of the
+ * values (the first token's is one value, rounded), so an output errs by about b of the largest value and its
+ * stored rounding adds b: the forward is allowed 3b of the largest value. The gradients sum through G' and the
+ * score gradients as well and cancel in {@code da = g.v + r} (zero where a value equals the output), where the
+ * rounding of g leaves b of the uncancelled terms; the largest of some thousand errors can meet a few such
+ * cancellations: 8b. Errors everywhere are held tighter, in the root-mean-square: the stored rounding alone is at
+ * most b of each element, and the operands' roundings, independent of it and averaging out over the sums, add a
+ * fraction of b in quadrature: 1.5b. An emulation of the kernels on the host (the bf16 roundings and the fragment
+ * layouts of the mma and ldmatrix instructions: {@code src/test/cuda/linear-mma-emulator}), over some 75 runs of
+ * these shapes with random inputs, erred by at most 0.9b (out) and 2.9b (dq) in the largest element and 0.6b in the
+ * root-mean-square; kernels that dropped the factor 2 of the squares in the feature map's transpose erred by 7-10b
+ * and 3-4b, and every index error tried by more than 40b in some result.
  */
 @GpuTest
 class LinearAttentionTrainKernelsTest {
@@ -42,9 +65,29 @@ class LinearAttentionTrainKernelsTest {
     private static final double EPS = 1e-6;
     private static final int CHUNK = LinearAttentionOps.DEFAULT_CHUNK;
 
+    /**
+     * batch, seqLen, heads, featureDim, headDim of bf16 on tensor cores: ragged last chunks (100 = 64 + 36,
+     * 129 = 2 x 64 + 1), feature dims 16 and 32, head dims 64 and 112, and a sequence of 11 chunks.
+     */
+    private static final int[][] TENSOR_CORE_CASES = {{2, 100, 2, 16, 64}, {2, 129, 1, 16, 64}, {2, 100, 1, 16, 112},
+        {2, 129, 2, 16, 112}, {2, 100, 1, 32, 64}, {2, 129, 1, 32, 64}, {2, 100, 2, 32, 112}, {2, 129, 1, 32, 112},
+        {1, 700, 1, 16, 64}};
+    /** Allowances of the tensor-core kernels (see above): of the largest value, and in the root-mean-square. */
+    private static final double TENSOR_CORE_FORWARD = 3 * U_BF16;
+    private static final double TENSOR_CORE_BACKWARD = 8 * U_BF16;
+    private static final double TENSOR_CORE_RMS = 1.5 * U_BF16;
+
     private static double tolerance(Precision p, int len, int f, double amplification) {
         int e = 1 + f + f * (f + 1) / 2;
         return amplification * (len + e + 40) * U + (p == Precision.F32 ? 0 : U_BF16);
+    }
+
+    private static double forwardTolerance(Precision p, int len, int f, int dh) {
+        return MixerTrainKernels.linearTensorCores(p, f, dh) ? TENSOR_CORE_FORWARD : tolerance(p, len, f, 10);
+    }
+
+    private static double backwardTolerance(Precision p, int len, int f, int dh) {
+        return MixerTrainKernels.linearTensorCores(p, f, dh) ? TENSOR_CORE_BACKWARD : tolerance(p, len, f, 40);
     }
 
     @ParameterizedTest
@@ -67,7 +110,7 @@ class LinearAttentionTrainKernelsTest {
                         heads, f, dh, (float) EPS);
                 Near.normwise(String.format("linear attention forward %s batch %d, seqLen %d, heads %d, f %d, dh %d",
                         p.suffix(), batch, len, heads, f, dh), want, rig.values(p, out, want.length),
-                        tolerance(p, len, f, 10));
+                        forwardTolerance(p, len, f, dh));
             }
         }
     }
@@ -106,7 +149,7 @@ class LinearAttentionTrainKernelsTest {
                         (float) EPS);
                 String what = String.format("linear attention backward %s batch %d, seqLen %d, heads %d, f %d, dh %d",
                         p.suffix(), batch, len, heads, f, dh);
-                double tol = tolerance(p, len, f, 40);
+                double tol = backwardTolerance(p, len, f, dh);
                 float[] gotDq = rig.values(p, dq, qk);
                 Near.normwise(what + ": dq", wantDq, gotDq, tol);
                 Near.normwise(what + ": dk", wantDk, rig.values(p, dk, qk), tol);
@@ -122,5 +165,97 @@ class LinearAttentionTrainKernelsTest {
                         + " [-Dbased4j.seed=" + SEED + "]");
             }
         }
+    }
+
+    @Test
+    void tensorCoresFollowTheReferenceOnRaggedChunks() {
+        SplittableRandom r = new SplittableRandom(SEED);
+        Precision p = Precision.BF16;
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            for (int[] c : TENSOR_CORE_CASES) {
+                int batch = c[0], len = c[1], heads = c[2], f = c[3], dh = c[4];
+                assertTrue(MixerTrainKernels.linearTensorCores(p, f, dh), "f " + f + ", dh " + dh);
+                int n = batch * len;
+                int qk = n * heads * f;
+                int vs = n * heads * dh;
+                float[] q = stored(p, gaussian(r, qk, 1));
+                float[] k = stored(p, gaussian(r, qk, 1));
+                float[] v = stored(p, gaussian(r, vs, 1));
+                float[] dout = stored(p, gaussian(r, vs, 1));
+                float[] dq0 = stored(p, gaussian(r, qk, 1));
+                float[] dk0 = stored(p, gaussian(r, qk, 1));
+                float[] dv0 = stored(p, gaussian(r, vs, 1));
+                double[] wantOut = new double[vs];
+                LinearAttentionOps.forward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
+                        toDouble(v), wantOut);
+                double[] wantDq = toDouble(dq0);
+                double[] wantDk = toDouble(dk0);
+                double[] wantDv = toDouble(dv0);
+                LinearAttentionOps.backward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
+                        toDouble(v), toDouble(dout), wantDq, wantDk, wantDv);
+
+                long qDev = rig.values(p, q);
+                long kDev = rig.values(p, k);
+                long vDev = rig.values(p, v);
+                long out = rig.zeros((long) vs * p.bytes());
+                mk.linearAttentionForward(p, qDev, kDev, vDev, out, batch, len, heads, f, dh, (float) EPS);
+                long dq = rig.values(p, dq0);
+                long dk = rig.values(p, dk0);
+                long dv = rig.values(p, dv0);
+                mk.linearAttentionBackward(p, qDev, kDev, vDev, rig.values(p, dout), dq, dk, dv, batch, len, heads,
+                        f, dh, (float) EPS);
+                float[] gotOut = rig.values(p, out, vs);
+                float[] gotDq = rig.values(p, dq, qk);
+                float[] gotDk = rig.values(p, dk, qk);
+                float[] gotDv = rig.values(p, dv, vs);
+                String what = String.format("linear attention on tensor cores, batch %d, seqLen %d, heads %d, f %d,"
+                        + " dh %d", batch, len, heads, f, dh);
+                System.out.printf(Locale.ROOT, "%s, in units of 2^-8: largest errors (of the largest"
+                        + " value) out %.2f, dq %.2f, dk %.2f, dv %.2f; root-mean-square out %.2f, dq %.2f, dk %.2f,"
+                        + " dv %.2f%n", what, Near.normwiseError(wantOut, gotOut) / U_BF16,
+                        Near.normwiseError(wantDq, gotDq) / U_BF16, Near.normwiseError(wantDk, gotDk) / U_BF16,
+                        Near.normwiseError(wantDv, gotDv) / U_BF16, Near.rmsError(wantOut, gotOut) / U_BF16,
+                        Near.rmsError(wantDq, gotDq) / U_BF16, Near.rmsError(wantDk, gotDk) / U_BF16,
+                        Near.rmsError(wantDv, gotDv) / U_BF16);
+                Near.normwise(what + ": out", wantOut, gotOut, TENSOR_CORE_FORWARD);
+                Near.normwise(what + ": dq", wantDq, gotDq, TENSOR_CORE_BACKWARD);
+                Near.normwise(what + ": dk", wantDk, gotDk, TENSOR_CORE_BACKWARD);
+                Near.normwise(what + ": dv", wantDv, gotDv, TENSOR_CORE_BACKWARD);
+                Near.rms(what + ": out", wantOut, gotOut, TENSOR_CORE_RMS);
+                Near.rms(what + ": dq", wantDq, gotDq, TENSOR_CORE_RMS);
+                Near.rms(what + ": dk", wantDk, gotDk, TENSOR_CORE_RMS);
+                Near.rms(what + ": dv", wantDv, gotDv, TENSOR_CORE_RMS);
+            }
+        }
+    }
+
+    @Test
+    void forwardTakesArraysOffSixteenByteAlignment() {
+        // q, k and v one bf16 element past a 16-byte boundary: the tensor-core kernels copy rows in 16-byte pieces,
+        // so these take the CUDA-core kernels (float32 products, within the bound of the float32 sums)
+        SplittableRandom r = new SplittableRandom(SEED);
+        Precision p = Precision.BF16;
+        int batch = 2, len = 100, heads = 1, f = 16, dh = 64;
+        int qk = batch * len * heads * f;
+        int vs = batch * len * heads * dh;
+        float[] q = stored(p, gaussian(r, qk, 1));
+        float[] k = stored(p, gaussian(r, qk, 1));
+        float[] v = stored(p, gaussian(r, vs, 1));
+        double[] want = new double[vs];
+        LinearAttentionOps.forward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k), toDouble(v), want);
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            long out = rig.zeros((long) vs * p.bytes());
+            mk.linearAttentionForward(p, rig.values(p, shifted(q)) + p.bytes(), rig.values(p, shifted(k)) + p.bytes(),
+                    rig.values(p, shifted(v)) + p.bytes(), out, batch, len, heads, f, dh, (float) EPS);
+            Near.normwise("linear attention forward, arrays off 16-byte alignment", want, rig.values(p, out, vs),
+                    tolerance(p, len, f, 10));
+        }
+    }
+
+    /** v behind one leading zero. */
+    private static float[] shifted(float[] v) {
+        float[] out = new float[v.length + 1];
+        System.arraycopy(v, 0, out, 1, v.length);
+        return out;
     }
 }

@@ -100,6 +100,60 @@ class MixerTrainKernelsTest {
     }
 
     @Test
+    void tensorCoresServeBf16WithWholeTiles() {
+        assertTrue(MixerTrainKernels.linearTensorCores(Precision.BF16, 16, 64));
+        assertTrue(MixerTrainKernels.linearTensorCores(Precision.BF16, 32, 112));
+        assertTrue(MixerTrainKernels.linearTensorCores(Precision.BF16, 8, 16));
+        assertTrue(MixerTrainKernels.linearTensorCores(Precision.BF16, 24, 120));
+        // float32 keeps the CUDA-core kernels; so do rows that are not whole 16-byte pieces or too wide
+        assertFalse(MixerTrainKernels.linearTensorCores(Precision.F32, 16, 64));
+        assertFalse(MixerTrainKernels.linearTensorCores(Precision.BF16, 12, 64));
+        assertFalse(MixerTrainKernels.linearTensorCores(Precision.BF16, 40, 64));
+        assertFalse(MixerTrainKernels.linearTensorCores(Precision.BF16, 8, 127));
+        assertFalse(MixerTrainKernels.linearTensorCores(Precision.BF16, 16, 128));
+        assertFalse(MixerTrainKernels.linearTensorCores(Precision.BF16, 16, 8));
+    }
+
+    @Test
+    void tensorCoreBlocksFitTheSharedMemoryOfTheSupportedGpus() {
+        // f 16 (E 153 -> a table of 160), dh 64 (q, k rows of 24 bf16, value rows of 88): table, q, k, V', a state
+        // tile; the backward adds G', 4 warps' dphi (16 x 72 floats each) and dx (16 x 16 floats each)
+        assertEquals(8 * 160 + 2 * 64 * 2 * 24 + 2 * 64 * 2 * 88,
+                MixerTrainKernels.linearMmaSharedBytes(16, 64, false));
+        assertEquals(29_952 + 2 * 64 * 88 + 4 * 64 * 72 + 4 * 64 * 16,
+                MixerTrainKernels.linearMmaSharedBytes(16, 64, true));
+        // the states kernel: two buffers of k rows and of V'
+        assertEquals(2 * 2 * 64 * 24 + 2 * 2 * 64 * 88, MixerTrainKernels.linearMmaStatesSharedBytes(16, 64));
+        // f 32 (E 561 -> 576), dh 112 (rows of 40 and 136)
+        assertEquals(8 * 576 + 256 * 40 + 256 * 136, MixerTrainKernels.linearMmaSharedBytes(32, 112, false));
+        for (int f = 8; f <= MixerTrainKernels.LINEAR_MMA_MAX_FEATURE_DIM; f += 8) {
+            for (int dh = MixerTrainKernels.LINEAR_MMA_MIN_HEAD_DIM; dh <= MixerTrainKernels.LINEAR_MMA_MAX_HEAD_DIM;
+                 dh += 8) {
+                assertTrue(MixerTrainKernels.linearMmaSharedBytes(f, dh, true) <= 166_912, "f " + f + ", dh " + dh);
+                assertTrue(MixerTrainKernels.linearMmaStatesSharedBytes(f, dh) <= 166_912, "f " + f + ", dh " + dh);
+            }
+        }
+    }
+
+    @Test
+    void tensorCoreGradientRowsFitTheScratchAfterTheAlignedStates() {
+        // G' in bf16 rows of dh + 8 after the float32 states rounded up to 16 bytes, within the float32 [g, r] bytes
+        for (int f = 8; f <= MixerTrainKernels.LINEAR_MMA_MAX_FEATURE_DIM; f += 8) {
+            for (int dh = MixerTrainKernels.LINEAR_MMA_MIN_HEAD_DIM; dh <= MixerTrainKernels.LINEAR_MMA_MAX_HEAD_DIM;
+                 dh += 8) {
+                for (int seqLen : new int[] {1, 5, 64, 65, 130}) {
+                    for (int heads = 1; heads <= 3; heads++) {
+                        long states = 4 * MixerTrainKernels.linearStateFloats(1, seqLen, heads, f, dh);
+                        long need = (states + 15) / 16 * 16 + 2L * seqLen * heads * (dh + 8);
+                        assertTrue(need <= MixerTrainKernels.linearAttentionBackwardScratchBytes(1, seqLen, heads, f,
+                                dh), "f " + f + ", dh " + dh + ", seqLen " + seqLen + ", heads " + heads);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void badShapesAreRefusedBeforeAnyLaunch() {
         // the argument checks run before the kernels are looked up, so no GPU is needed to see them
         MixerTrainKernels mk = new MixerTrainKernels(null);

@@ -61,6 +61,39 @@ final class Near {
         within(what + " (tolerance " + tol + " of the largest value " + scale + ")", want, got, bound);
     }
 
+    /** {@code max |got - want| / max |want|}: the error {@link #normwise} measures (NaN when got has a NaN). */
+    static double normwiseError(double[] want, float[] got) {
+        double scale = 0;
+        double err = 0;
+        for (int i = 0; i < want.length; i++) {
+            scale = Math.max(scale, Math.abs(want[i]));
+            double e = Math.abs(got[i] - want[i]);
+            err = e > err || Double.isNaN(e) ? e : err;
+        }
+        return err / scale;
+    }
+
+    /** {@code |got - want| / |want|} in the 2-norm: the root-mean-square error against the result's own size. */
+    static double rmsError(double[] want, float[] got) {
+        double err = 0;
+        double size = 0;
+        for (int i = 0; i < want.length; i++) {
+            double e = got[i] - want[i];
+            err += e * e;
+            size += want[i] * want[i];
+        }
+        return Math.sqrt(err / size);
+    }
+
+    /** {@code |got - want| <= tol |want|} in the 2-norm (for errors expected everywhere, not only at the largest). */
+    static void rms(String what, double[] want, float[] got, double tol) {
+        double err = rmsError(want, got);
+        if (!(err <= tol)) {
+            fail(String.format(Locale.ROOT, "%s: the root-mean-square error is %.3g of the result's, allowed %.3g"
+                    + " [-Dbased4j.seed=%d]", what, err, tol, SEED));
+        }
+    }
+
     /** Gaussian floats of standard deviation {@code sigma}. */
     static float[] gaussian(SplittableRandom r, int n, double sigma) {
         float[] v = new float[n];
