@@ -9,29 +9,59 @@ import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
 
 /**
- * The body of {@code POST /v1/completions}, checked field by field; a field of the wrong type or out of range is
- * refused with an {@link ApiException} naming it.
+ * The body of {@code POST /v1/completions} or {@code POST /v1/chat/completions}, checked field by field; a field of
+ * the wrong type or out of range is refused with an {@link ApiException} naming it.
  *
  * @param model the model asked for, or null
- * @param prompt the prompt's token ids (a text prompt is encoded)
- * @param maxTokens most tokens to generate
- * @param sampling temperature, top-k, top-p and seed
+ * @param prompts the prompts' token ids (a text prompt is encoded; a chat's messages make one prompt through
+ *                {@link ChatTemplate})
+ * @param n choices generated for each prompt
+ * @param maxTokens most tokens to generate, or {@link #FILL} for as many as the server's sequence limit leaves
+ * @param sampling temperature, top-k, top-p and seed (choice {@code i} of the answer is sampled with seed + i)
  * @param stop stop strings
  * @param echo whether the text returned starts with the prompt
  * @param stream whether the answer is sent as server-sent events
  */
-record CompletionRequest(String model, int[] prompt, int maxTokens, SamplingParams sampling, List<String> stop,
-                         boolean echo, boolean stream) {
+record CompletionRequest(String model, List<int[]> prompts, int n, int maxTokens, SamplingParams sampling,
+                         List<String> stop, boolean echo, boolean stream) {
     /** OpenAI's default for max_tokens in the completions API. */
     static final int DEFAULT_MAX_TOKENS = 16;
+    /** {@link #maxTokens()} of a chat that gives none: the room the prompt leaves in a sequence. */
+    static final int FILL = -1;
     /** OpenAI accepts at most 4 stop strings. */
     static final int MAX_STOPS = 4;
+    /** OpenAI's largest n. */
+    static final int MAX_N = 128;
 
+    /** A {@code /v1/completions} body. */
     static CompletionRequest parse(Map<String, Object> body, Gpt2Tokenizer tokenizer) {
-        String model = optional(body, "model", String.class, null);
-        int[] prompt = prompt(body.get("prompt"), tokenizer);
+        List<int[]> prompts = prompts(body.get("prompt"), tokenizer);
         int maxTokens = integer(body, "max_tokens", DEFAULT_MAX_TOKENS);
-        if (maxTokens < 0) {
+        if (body.get("logprobs") != null) {
+            throw ApiException.badRequest("logprobs", "logprobs is not supported yet");
+        }
+        boolean echo = optional(body, "echo", Boolean.class, false);
+        return common(body, prompts, maxTokens, echo, List.of());
+    }
+
+    /** A {@code /v1/chat/completions} body: its messages make one prompt through {@link ChatTemplate}. */
+    static CompletionRequest parseChat(Map<String, Object> body, Gpt2Tokenizer tokenizer) {
+        String prompt = ChatTemplate.render(body.get("messages"));
+        Object limit = body.get("max_completion_tokens") != null ? "max_completion_tokens" : "max_tokens";
+        int maxTokens = integer(body, (String) limit, FILL);
+        if (maxTokens < 0 && body.get(limit) != null) {
+            throw ApiException.badRequest((String) limit, limit + " must be >= 0, got " + maxTokens);
+        }
+        if (Boolean.TRUE.equals(body.get("logprobs"))) {
+            throw ApiException.badRequest("logprobs", "logprobs is not supported for chat yet");
+        }
+        return common(body, List.of(tokenizer.encode(prompt)), maxTokens, false, ChatTemplate.STOPS);
+    }
+
+    private static CompletionRequest common(Map<String, Object> body, List<int[]> prompts, int maxTokens,
+                                            boolean echo, List<String> templateStops) {
+        String model = optional(body, "model", String.class, null);
+        if (maxTokens < 0 && maxTokens != FILL) {
             throw ApiException.badRequest("max_tokens", "max_tokens must be >= 0, got " + maxTokens);
         }
         double temperature = number(body, "temperature", 1.0);
@@ -48,30 +78,41 @@ record CompletionRequest(String model, int[] prompt, int maxTokens, SamplingPara
         }
         Object seedValue = body.get("seed");
         long seed = seedValue == null ? ThreadLocalRandom.current().nextLong() : integerValue("seed", seedValue);
-        List<String> stop = stop(body.get("stop"));
-        boolean echo = optional(body, "echo", Boolean.class, false);
+        List<String> stop = new ArrayList<>(stop(body.get("stop")));
+        stop.addAll(templateStops);
         boolean stream = optional(body, "stream", Boolean.class, false);
-        notSupported(body, "n", 1L);
-        notSupported(body, "best_of", 1L);
-        if (body.get("logprobs") != null) {
-            throw ApiException.badRequest("logprobs", "logprobs is not supported yet");
+        int n = integer(body, "n", 1);
+        if (n < 1 || n > MAX_N) {
+            throw ApiException.badRequest("n", "n must be in 1.." + MAX_N + ", got " + n);
         }
+        notSupported(body, "best_of", 1L);
         SamplingParams sampling = new SamplingParams((float) temperature, Math.max(topK, 0), (float) topP, seed);
-        return new CompletionRequest(model, prompt, maxTokens, sampling, stop, echo, stream);
+        return new CompletionRequest(model, prompts, n, maxTokens, sampling, List.copyOf(stop), echo, stream);
     }
 
-    /** A string, an array of token ids, or an array holding one of those (several prompts are not taken yet). */
-    private static int[] prompt(Object value, Gpt2Tokenizer tokenizer) {
+    /** Sampling of choice {@code index}: the request's, with seed + index, so that n choices differ. */
+    SamplingParams sampling(int index) {
+        return new SamplingParams(sampling.temperature(), sampling.topK(), sampling.topP(), sampling.seed() + index);
+    }
+
+    /**
+     * A string, an array of token ids, or an array of several prompts (strings or arrays of token ids).
+     */
+    private static List<int[]> prompts(Object value, Gpt2Tokenizer tokenizer) {
         if (value == null) {
             throw ApiException.badRequest("prompt", "prompt is required");
         }
         if (value instanceof List<?> list && !list.isEmpty() && !(list.get(0) instanceof Number)) {
-            if (list.size() != 1) {
-                throw ApiException.badRequest("prompt", "prompt: several prompts in one request are not supported"
-                        + " yet; send them as separate requests");
+            List<int[]> prompts = new ArrayList<>();
+            for (int i = 0; i < list.size(); i++) {
+                prompts.add(prompt("prompt[" + i + "]", list.get(i), tokenizer));
             }
-            value = list.get(0);
+            return prompts;
         }
+        return List.of(prompt("prompt", value, tokenizer));
+    }
+
+    private static int[] prompt(String name, Object value, Gpt2Tokenizer tokenizer) {
         int[] ids;
         if (value instanceof String text) {
             ids = tokenizer.encode(text);
@@ -79,17 +120,17 @@ record CompletionRequest(String model, int[] prompt, int maxTokens, SamplingPara
             ids = new int[list.size()];
             for (int i = 0; i < ids.length; i++) {
                 if (!(list.get(i) instanceof Long id) || id < 0 || id > Integer.MAX_VALUE) {
-                    throw ApiException.badRequest("prompt", "prompt[" + i + "] must be a token id (an integer >= 0),"
+                    throw ApiException.badRequest("prompt", name + "[" + i + "] must be a token id (an integer >= 0),"
                             + " got " + Json.typeName(list.get(i)));
                 }
                 ids[i] = (int) (long) id;
             }
         } else {
-            throw ApiException.badRequest("prompt", "prompt must be a string or an array of token ids, got "
+            throw ApiException.badRequest("prompt", name + " must be a string or an array of token ids, got "
                     + Json.typeName(value));
         }
         if (ids.length == 0) {
-            throw ApiException.badRequest("prompt", "prompt is empty: give at least one token");
+            throw ApiException.badRequest("prompt", name + " is empty: give at least one token");
         }
         return ids;
     }

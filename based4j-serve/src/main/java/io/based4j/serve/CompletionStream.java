@@ -6,86 +6,110 @@ import io.based4j.json.Json;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.LinkedBlockingQueue;
-import java.util.function.BiFunction;
 
 /**
- * Streams one completion as server-sent events, as OpenAI sends them: a {@code data: CHUNK} event for each piece
- * of text (finish_reason null), a last chunk with the finish reason, then {@code data: [DONE]}. The engine's thread
- * only queues the pieces; the exchange's thread writes them, and a write that fails (the client went away) cancels
- * the request, which frees its slot at the engine's next step.
+ * Streams the choices of one request as server-sent events, as OpenAI sends them: for each choice an opening chunk
+ * where the format has one, a {@code data: CHUNK} event for each piece of text, a last chunk with the finish
+ * reason, and after every choice has ended {@code data: [DONE]}. The engine's thread only queues the pieces; the
+ * exchange's thread writes them, and a write that fails (the client went away) cancels the choices still running,
+ * which frees their slots at the engine's next step.
  */
-final class CompletionStream implements StreamListener {
+final class CompletionStream {
+    /** The chunks of one API's stream; a method returning null sends nothing. */
+    interface Format {
+        /** The chunk that opens choice {@code index} (the echoed prompt, the assistant's role), or null. */
+        Map<String, Object> start(int index);
+
+        /** A chunk carrying a piece of choice {@code index}'s text, or null to send nothing. */
+        Map<String, Object> piece(int index, String text);
+
+        /** The last chunk of choice {@code index}, with its finish reason. */
+        Map<String, Object> end(int index, String finishReason);
+    }
+
     private sealed interface Event permits Piece, End, Failed { }
 
-    private record Piece(String text) implements Event { }
+    private record Piece(int index, String text) implements Event { }
 
-    private record End(GenerationResult result) implements Event { }
+    private record End(int index, GenerationResult result) implements Event { }
 
-    private record Failed(Throwable error) implements Event { }
+    private record Failed(int index, Throwable error) implements Event { }
 
     private final LinkedBlockingQueue<Event> events = new LinkedBlockingQueue<>();
 
-    @Override
-    public void onToken(int tokenId, String text) {
-        if (!text.isEmpty()) {
-            events.add(new Piece(text));
-        }
-    }
+    /** The listener for choice {@code index}: it queues that choice's events. */
+    StreamListener listener(int index) {
+        return new StreamListener() {
+            @Override
+            public void onToken(int tokenId, String text) {
+                if (!text.isEmpty()) {
+                    events.add(new Piece(index, text));
+                }
+            }
 
-    @Override
-    public void onFinish(GenerationResult result) {
-        events.add(new End(result));
-    }
+            @Override
+            public void onFinish(GenerationResult result) {
+                events.add(new End(index, result));
+            }
 
-    @Override
-    public void onError(Throwable error) {
-        events.add(new Failed(error));
+            @Override
+            public void onError(Throwable error) {
+                events.add(new Failed(index, error));
+            }
+        };
     }
 
     /**
-     * Writes the events of the request until it ends. {@code chunk} makes a completion chunk of a text and a finish
-     * reason (null until the last). An error after the stream has started ends it with an error event.
+     * Writes the events of the choices (handle {@code i} is choice {@code i}) until all have ended. An error after
+     * the stream has started ends it with an error event and cancels the other choices.
      */
-    void send(HttpExchange ex, RequestHandle handle, String echo,
-              BiFunction<String, String, Map<String, Object>> chunk) throws IOException {
+    void send(HttpExchange ex, List<RequestHandle> handles, Format format) throws IOException {
         ex.getResponseHeaders().set("Content-Type", "text/event-stream");
         ex.getResponseHeaders().set("Cache-Control", "no-cache");
         try {
             ex.sendResponseHeaders(200, 0);
             OutputStream out = ex.getResponseBody();
-            if (!echo.isEmpty()) {
-                event(out, Json.write(chunk.apply(echo, null)));
+            for (int i = 0; i < handles.size(); i++) {
+                event(out, format.start(i));
             }
-            while (true) {
-                Event e = events.take();
-                switch (e) {
-                    case Piece p -> event(out, Json.write(chunk.apply(p.text(), null)));
+            int running = handles.size();
+            while (running > 0) {
+                switch (events.take()) {
+                    case Piece p -> event(out, format.piece(p.index(), p.text()));
                     case End end -> {
-                        event(out, Json.write(chunk.apply("", OpenAiServer.finishReason(end.result()))));
-                        event(out, "[DONE]");
-                        out.close();
-                        return;
+                        event(out, format.end(end.index(), OpenAiServer.finishReason(end.result())));
+                        running--;
                     }
                     case Failed f -> {
+                        handles.forEach(RequestHandle::cancel);
                         ApiException error = new ApiException(503, "server_error", null, null,
                                 "the request did not finish: " + f.error().getMessage());
-                        event(out, Json.write(error.body()));
+                        event(out, error.body());
                         out.close();
                         return;
                     }
                 }
             }
+            write(out, "[DONE]");
+            out.close();
         } catch (IOException | InterruptedException e) {
-            handle.cancel(); // the client is gone, or the server is closing
+            handles.forEach(RequestHandle::cancel); // the client is gone, or the server is closing
             if (e instanceof InterruptedException) {
                 Thread.currentThread().interrupt();
             }
         }
     }
 
-    private static void event(OutputStream out, String data) throws IOException {
+    private static void event(OutputStream out, Map<String, Object> chunk) throws IOException {
+        if (chunk != null) {
+            write(out, Json.write(chunk));
+        }
+    }
+
+    private static void write(OutputStream out, String data) throws IOException {
         out.write(("data: " + data + "\n\n").getBytes(StandardCharsets.UTF_8));
         out.flush();
     }

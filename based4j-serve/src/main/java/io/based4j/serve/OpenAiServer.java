@@ -17,6 +17,7 @@ import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -24,10 +25,13 @@ import java.util.Objects;
 import java.util.UUID;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.function.BiFunction;
 
 /**
  * OpenAI's HTTP API over an {@link Engine}, on the JDK's built-in HTTP server: {@code GET /health},
- * {@code GET /v1/models} and {@code POST /v1/completions} (whole or streamed as server-sent events). Each exchange
+ * {@code GET /v1/models}, {@code POST /v1/completions} and {@code POST /v1/chat/completions} (whole or streamed as
+ * server-sent events, several prompts and n choices each submitted together) and {@code GET /metrics}
+ * (Prometheus' text format). Each exchange
  * runs on its own virtual thread; the engine's thread only hands streamed text over, so a slow client never holds
  * up the other sequences. Errors have OpenAI's JSON shape.
  *
@@ -116,6 +120,11 @@ public final class OpenAiServer implements AutoCloseable {
                 authorize(ex);
                 complete(ex);
             }
+            case "/v1/chat/completions" -> {
+                method(ex, "POST");
+                authorize(ex);
+                chat(ex);
+            }
             default -> throw new ApiException(404, "invalid_request_error", null, null,
                     "no such path: " + ex.getRequestMethod() + " " + path);
         }
@@ -155,77 +164,188 @@ public final class OpenAiServer implements AutoCloseable {
 
     // ------------------------------------------------------------------ completions
 
+    /** {@code POST /v1/completions}: every prompt's n choices, numbered prompt-major. */
     private void complete(HttpExchange ex) throws IOException {
         CompletionRequest req = CompletionRequest.parse(body(ex), tokenizer);
+        String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
+        long createdAt = System.currentTimeMillis() / 1000;
+        List<String> echoes = req.prompts().stream().map(p -> req.echo() ? tokenizer.decode(p) : "").toList();
+        int n = req.n();
+        CompletionStream.Format format = new CompletionStream.Format() {
+            @Override
+            public Map<String, Object> start(int index) {
+                String echo = echoes.get(index / n);
+                return echo.isEmpty() ? null : completion(id, createdAt, index, echo, null);
+            }
+
+            @Override
+            public Map<String, Object> piece(int index, String text) {
+                return completion(id, createdAt, index, text, null);
+            }
+
+            @Override
+            public Map<String, Object> end(int index, String finishReason) {
+                return completion(id, createdAt, index, "", finishReason);
+            }
+        };
+        generate(ex, req, "prompt", format, (index, result) -> completion(id, createdAt, index,
+                echoes.get(index / n) + result.text(), finishReason(result)));
+    }
+
+    /** {@code POST /v1/chat/completions}: the messages through {@link ChatTemplate}, n replies. */
+    private void chat(HttpExchange ex) throws IOException {
+        CompletionRequest req = CompletionRequest.parseChat(body(ex), tokenizer);
+        String id = "chatcmpl-" + UUID.randomUUID().toString().replace("-", "");
+        long createdAt = System.currentTimeMillis() / 1000;
+        ChatTemplate.LeadingSpaces[] spaces = new ChatTemplate.LeadingSpaces[req.n()];
+        CompletionStream.Format format = new CompletionStream.Format() {
+            @Override
+            public Map<String, Object> start(int index) {
+                spaces[index] = new ChatTemplate.LeadingSpaces();
+                return chatChunk(id, createdAt, index, "delta", Map.of("role", "assistant", "content", ""), null);
+            }
+
+            @Override
+            public Map<String, Object> piece(int index, String text) {
+                String content = spaces[index].strip(text);
+                return content.isEmpty() ? null
+                        : chatChunk(id, createdAt, index, "delta", Map.of("content", content), null);
+            }
+
+            @Override
+            public Map<String, Object> end(int index, String finishReason) {
+                return chatChunk(id, createdAt, index, "delta", Map.of(), finishReason);
+            }
+        };
+        generate(ex, req, "messages", format, (index, result) -> chatChunk(id, createdAt, index, "message",
+                Map.of("role", "assistant", "content", result.text().stripLeading()), finishReason(result)));
+    }
+
+    /**
+     * Submits every choice of a request to the engine together and answers: streamed through {@code format}, or
+     * one body of all choices ({@code whole} makes a body of one choice; their choices are merged) with the usage
+     * summed (each prompt counted once, every choice's generated tokens).
+     */
+    private void generate(HttpExchange ex, CompletionRequest req, String promptField, CompletionStream.Format format,
+                          BiFunction<Integer, GenerationResult, Map<String, Object>> whole) throws IOException {
         if (req.model() != null && !req.model().equals(options.modelId())) {
             throw new ApiException(404, "invalid_request_error", "model", "model_not_found",
                     "the model '" + req.model() + "' does not exist here; this server has '" + options.modelId()
                             + "'");
         }
+        List<GenerationRequest> choices = new ArrayList<>();
+        for (int p = 0; p < req.prompts().size(); p++) {
+            String name = req.prompts().size() == 1 ? promptField : promptField + "[" + p + "]";
+            int[] prompt = req.prompts().get(p);
+            int maxTokens = maxTokens(req, prompt, name);
+            for (int j = 0; j < req.n(); j++) {
+                choices.add(new GenerationRequest(prompt, maxTokens, req.sampling(choices.size()), req.stop(), true));
+            }
+        }
+        CompletionStream stream = new CompletionStream();
+        List<RequestHandle> handles = new ArrayList<>();
+        try {
+            for (int i = 0; i < choices.size(); i++) {
+                handles.add(submit(choices.get(i), req.stream() ? stream.listener(i) : StreamListener.none(),
+                        promptField));
+            }
+        } catch (RuntimeException e) {
+            handles.forEach(RequestHandle::cancel); // all of the request runs, or none of it
+            throw e;
+        }
+        if (req.stream()) {
+            stream.send(ex, handles, format);
+            return;
+        }
+        Map<String, Object> body = null;
+        List<Object> merged = new ArrayList<>();
+        long completionTokens = 0;
+        for (int i = 0; i < handles.size(); i++) {
+            GenerationResult result;
+            try {
+                result = handles.get(i).result().join();
+            } catch (RuntimeException e) {
+                handles.forEach(RequestHandle::cancel);
+                Throwable cause = e.getCause() != null ? e.getCause() : e;
+                throw new ApiException(503, "server_error", null, null, "the request did not finish: "
+                        + cause.getMessage());
+            }
+            completionTokens += result.tokens().length;
+            body = whole.apply(i, result);
+            merged.addAll((List<?>) body.get("choices"));
+        }
+        body.put("choices", merged);
+        long promptTokens = req.prompts().stream().mapToLong(p -> p.length).sum();
+        Map<String, Object> usage = new LinkedHashMap<>();
+        usage.put("prompt_tokens", promptTokens);
+        usage.put("completion_tokens", completionTokens);
+        usage.put("total_tokens", promptTokens + completionTokens);
+        body.put("usage", usage);
+        send(ex, 200, body, -1);
+    }
+
+    /** The tokens a prompt may generate: as asked, or the room left ({@link CompletionRequest#FILL}), checked. */
+    private int maxTokens(CompletionRequest req, int[] prompt, String name) {
         int limit = engine.options().maxTokensPerSequence();
         if (req.maxTokens() >= limit) {
             throw ApiException.badRequest("max_tokens", "max_tokens " + req.maxTokens() + " leaves no room for a"
                     + " prompt in this server's limit of " + limit + " tokens per sequence");
         }
-        if (req.prompt().length + (long) req.maxTokens() > limit) {
-            throw ApiException.badRequest("prompt", "the prompt of " + req.prompt().length + " tokens and max_tokens "
-                    + req.maxTokens() + " need " + (req.prompt().length + (long) req.maxTokens())
+        if (req.maxTokens() == CompletionRequest.FILL) {
+            if (prompt.length >= limit) {
+                throw ApiException.badRequest(name, "the prompt of " + prompt.length + " tokens leaves no room to"
+                        + " generate in this server's limit of " + limit + " tokens per sequence");
+            }
+            return limit - prompt.length;
+        }
+        if (prompt.length + (long) req.maxTokens() > limit) {
+            throw ApiException.badRequest(name, "the prompt of " + prompt.length + " tokens and max_tokens "
+                    + req.maxTokens() + " need " + (prompt.length + (long) req.maxTokens())
                     + " tokens, over this server's limit of " + limit + " tokens per sequence");
         }
-        GenerationRequest generation = new GenerationRequest(req.prompt(), req.maxTokens(), req.sampling(),
-                req.stop(), true);
-        String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
-        long createdAt = System.currentTimeMillis() / 1000;
-        String echo = req.echo() ? tokenizer.decode(req.prompt()) : "";
-        if (req.stream()) {
-            CompletionStream stream = new CompletionStream();
-            RequestHandle handle = submit(generation, stream);
-            stream.send(ex, handle, echo, (text, finish) -> chunk(id, createdAt, text, finish));
-            return;
-        }
-        RequestHandle handle = submit(generation, StreamListener.none());
-        GenerationResult result;
-        try {
-            result = handle.result().join();
-        } catch (RuntimeException e) {
-            Throwable cause = e.getCause() != null ? e.getCause() : e;
-            throw new ApiException(503, "server_error", null, null, "the request did not finish: "
-                    + cause.getMessage());
-        }
-        Map<String, Object> body = chunk(id, createdAt, echo + result.text(), finishReason(result));
-        Map<String, Object> usage = new LinkedHashMap<>();
-        usage.put("prompt_tokens", req.prompt().length);
-        usage.put("completion_tokens", result.tokens().length);
-        usage.put("total_tokens", req.prompt().length + result.tokens().length);
-        body.put("usage", usage);
-        send(ex, 200, body, -1);
+        return req.maxTokens();
     }
 
-    private RequestHandle submit(GenerationRequest generation, StreamListener listener) {
+    private RequestHandle submit(GenerationRequest generation, StreamListener listener, String promptField) {
         try {
             return engine.submit(generation, listener);
         } catch (QueueFullException e) {
             throw new ApiException(429, "rate_limit_exceeded", null, "rate_limit_exceeded", e.getMessage());
         } catch (IllegalArgumentException e) {
-            throw ApiException.badRequest("prompt", e.getMessage()); // a token outside the vocabulary
+            throw ApiException.badRequest(promptField, e.getMessage()); // a token outside the vocabulary
         } catch (IllegalStateException e) {
             throw new ApiException(503, "server_error", null, null, e.getMessage());
         }
     }
 
-    /** One completion object (a whole answer, or one chunk of a streamed one: then finishReason may be null). */
-    private Map<String, Object> chunk(String id, long createdAt, String text, String finishReason) {
+    /** A completion object of one choice (a whole answer, or a streamed chunk: then finishReason may be null). */
+    private Map<String, Object> completion(String id, long createdAt, int index, String text, String finishReason) {
         Map<String, Object> choice = new LinkedHashMap<>();
         choice.put("text", text);
-        choice.put("index", 0);
+        choice.put("index", index);
         choice.put("logprobs", null);
         choice.put("finish_reason", finishReason);
+        return envelope(id, "text_completion", createdAt, choice);
+    }
+
+    /** A chat.completion ({@code key} "message") or chat.completion.chunk ({@code key} "delta") of one choice. */
+    private Map<String, Object> chatChunk(String id, long createdAt, int index, String key, Map<String, Object> message,
+                                          String finishReason) {
+        Map<String, Object> choice = new LinkedHashMap<>();
+        choice.put("index", index);
+        choice.put(key, message);
+        choice.put("logprobs", null);
+        choice.put("finish_reason", finishReason);
+        return envelope(id, key.equals("delta") ? "chat.completion.chunk" : "chat.completion", createdAt, choice);
+    }
+
+    private Map<String, Object> envelope(String id, String object, long createdAt, Map<String, Object> choice) {
         Map<String, Object> body = new LinkedHashMap<>();
         body.put("id", id);
-        body.put("object", "text_completion");
+        body.put("object", object);
         body.put("created", createdAt);
         body.put("model", options.modelId());
-        body.put("choices", List.of(choice));
+        body.put("choices", new ArrayList<>(List.of(choice)));
         return body;
     }
 

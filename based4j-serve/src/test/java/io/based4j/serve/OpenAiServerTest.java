@@ -183,6 +183,71 @@ class OpenAiServerTest {
         assertEquals(wholeChoice.get("finish_reason"), finish);
     }
 
+    /** A solo run of a prompt with the given sampling. */
+    static GenerationResult solo(int[] prompt, int maxTokens, SamplingParams sampling) {
+        return new Generator(model, tokenizer).generate(List.of(GenerationRequest.of(prompt, maxTokens, sampling)),
+                null).get(0);
+    }
+
+    @Test
+    void severalPromptsAndNChoicesAreNumberedPromptMajor() throws Exception {
+        int maxTokens = 8;
+        int[] second = {11, 290, 464};
+        long seed = 1234;
+        // temperature 1: the n choices of a prompt differ, each being the solo run with seed + its index
+        HttpResponse<String> r = post("/v1/completions", "{\"prompt\": [" + ids(PROMPT) + ", " + ids(second)
+                + "], \"n\": 2, \"max_tokens\": " + maxTokens + ", \"temperature\": 1, \"seed\": " + seed + "}",
+                KEY);
+        assertEquals(200, r.statusCode(), r.body());
+        Map<String, Object> body = Json.parseObject(r.body());
+        List<?> choices = (List<?>) body.get("choices");
+        assertEquals(4, choices.size(), r.body());
+        long completionTokens = 0;
+        for (int i = 0; i < 4; i++) {
+            Map<?, ?> choice = (Map<?, ?>) choices.get(i);
+            assertEquals((long) i, choice.get("index"));
+            GenerationResult want = solo(i < 2 ? PROMPT : second, maxTokens,
+                    new SamplingParams(1f, 0, 1f, seed + i));
+            assertEquals(want.text(), choice.get("text"), "choice " + i);
+            assertEquals(OpenAiServer.finishReason(want), choice.get("finish_reason"), "choice " + i);
+            completionTokens += want.tokens().length;
+        }
+        Map<?, ?> usage = (Map<?, ?>) body.get("usage");
+        assertEquals((long) PROMPT.length + second.length, usage.get("prompt_tokens"), "each prompt counted once");
+        assertEquals(completionTokens, usage.get("completion_tokens"));
+        assertEquals(PROMPT.length + second.length + completionTokens, usage.get("total_tokens"));
+
+        // text prompts, echoed, streamed: each choice's chunks carry its index and make its text
+        String request = "{\"prompt\": [\"The\", \"a\"], \"n\": 2, \"max_tokens\": 5, \"temperature\": 0,"
+                + " \"echo\": true";
+        HttpResponse<String> whole = post("/v1/completions", request + "}", KEY);
+        assertEquals(200, whole.statusCode(), whole.body());
+        List<?> wholeChoices = (List<?>) Json.parseObject(whole.body()).get("choices");
+        assertEquals("The" + solo(tokenizer.encode("The"), 5), ((Map<?, ?>) wholeChoices.get(1)).get("text"));
+        assertEquals("a" + solo(tokenizer.encode("a"), 5), ((Map<?, ?>) wholeChoices.get(2)).get("text"));
+
+        HttpResponse<String> streamed = post("/v1/completions", request + ", \"stream\": true}", KEY);
+        assertEquals(200, streamed.statusCode(), streamed.body());
+        assertTrue(streamed.body().endsWith("data: [DONE]\n\n"), streamed.body());
+        StringBuilder[] texts = {new StringBuilder(), new StringBuilder(), new StringBuilder(), new StringBuilder()};
+        String[] finishes = new String[4];
+        List<String> events = new ArrayList<>(List.of(streamed.body().split("\n\n")));
+        events.removeLast();
+        for (String event : events) {
+            Map<?, ?> choice = (Map<?, ?>) ((List<?>) Json.parseObject(event.substring("data: ".length()))
+                    .get("choices")).get(0);
+            int index = (int) (long) (Long) choice.get("index");
+            assertNull(finishes[index], "a chunk after the last of choice " + index + ": " + event);
+            texts[index].append((String) choice.get("text"));
+            finishes[index] = (String) choice.get("finish_reason");
+        }
+        for (int i = 0; i < 4; i++) {
+            Map<?, ?> want = (Map<?, ?>) wholeChoices.get(i);
+            assertEquals(want.get("text"), texts[i].toString(), "choice " + i);
+            assertEquals(want.get("finish_reason"), finishes[i], "choice " + i);
+        }
+    }
+
     @Test
     void badRequestsAreRefusedInOpenAisShape() throws Exception {
         HttpResponse<String> malformed = post("/v1/completions", "{\"prompt\": \"The\",", KEY);
@@ -209,9 +274,20 @@ class OpenAiServerTest {
         assertEquals(400, outside.statusCode());
         assertEquals("prompt", error(outside).get("param"));
 
-        HttpResponse<String> several = post("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", KEY);
-        assertEquals(400, several.statusCode());
-        assertTrue(((String) error(several).get("message")).contains("not supported yet"), several.body());
+        HttpResponse<String> badSecond = post("/v1/completions", "{\"prompt\": [\"a\", [1, \"x\"]]}", KEY);
+        assertEquals(400, badSecond.statusCode());
+        assertEquals("prompt", error(badSecond).get("param"));
+        assertTrue(((String) error(badSecond).get("message")).contains("prompt[1][1]"), badSecond.body());
+
+        HttpResponse<String> badN = post("/v1/completions", "{\"prompt\": \"a\", \"n\": 0}", KEY);
+        assertEquals(400, badN.statusCode());
+        assertEquals("n", error(badN).get("param"));
+
+        // the second prompt does not fit: nothing of the request runs, and the error names that prompt
+        HttpResponse<String> secondTooLong = post("/v1/completions", "{\"prompt\": [[464], " + ids(longPrompt)
+                + "], \"max_tokens\": 16}", KEY);
+        assertEquals(400, secondTooLong.statusCode());
+        assertEquals("prompt[1]", error(secondTooLong).get("param"));
 
         String huge = "{\"prompt\": \"" + "a".repeat(OpenAiServer.MAX_BODY_BYTES) + "\"}";
         HttpResponse<String> tooBig = post("/v1/completions", huge, KEY);
