@@ -67,6 +67,9 @@ public final class Engine implements AutoCloseable {
     private volatile long finished;
     private volatile long cancelled;
     private volatile long failed;
+    private final AtomicLong rejected = new AtomicLong();
+    private final LatencyHistogram firstToken = new LatencyHistogram(LatencyHistogram.FIRST_TOKEN_BOUNDS);
+    private final LatencyHistogram interToken = new LatencyHistogram(LatencyHistogram.INTER_TOKEN_BOUNDS);
 
     /**
      * An engine over a loaded model. Its session (state for {@code maxSequences} sequences of
@@ -123,6 +126,7 @@ public final class Engine implements AutoCloseable {
                 throw new IllegalStateException("the engine is closed");
             }
             if (!queue.offer(s)) {
+                rejected.incrementAndGet();
                 throw new QueueFullException(options.queueCapacity());
             }
             work.signalAll();
@@ -156,7 +160,7 @@ public final class Engine implements AutoCloseable {
     /** The engine's load and counters now. */
     public EngineMetrics metrics() {
         return new EngineMetrics(queue.size(), runningCount, slots.length, steps, promptTokens, tokensGenerated,
-                finished, cancelled, failed);
+                finished, cancelled, failed, rejected.get(), firstToken.snapshot(), interToken.snapshot());
     }
 
     private void wake() {
@@ -288,6 +292,11 @@ public final class Engine implements AutoCloseable {
             return;
         }
         tokensGenerated += ids.length;
+        long now = System.nanoTime();
+        for (Sequence s : sampled) {
+            LatencyHistogram histogram = s.anyToken() ? interToken : firstToken;
+            histogram.observeNanos(s.markToken(now));
+        }
         for (int j = 0; j < ids.length; j++) {
             deliver(sampled.get(j), ids[j]);
         }

@@ -110,6 +110,15 @@ public final class OpenAiServer implements AutoCloseable {
                 method(ex, "GET");
                 send(ex, 200, Map.of("status", "ok"), -1);
             }
+            case "/metrics" -> {
+                method(ex, "GET");
+                byte[] text = PrometheusText.of(engine.metrics()).getBytes(StandardCharsets.UTF_8);
+                ex.getResponseHeaders().set("Content-Type", PrometheusText.CONTENT_TYPE);
+                ex.sendResponseHeaders(200, text.length);
+                try (OutputStream out = ex.getResponseBody()) {
+                    out.write(text);
+                }
+            }
             case "/v1/models" -> {
                 method(ex, "GET");
                 authorize(ex);

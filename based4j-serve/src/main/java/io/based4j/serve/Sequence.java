@@ -27,6 +27,9 @@ final class Sequence {
     /** The last token chosen, to be fed in the next step. */
     int next = -1;
     private GenerationResult.Finish finish;
+    /** When the request was submitted, then when its last token was generated ({@link System#nanoTime()}). */
+    private long lastEventNanos = System.nanoTime();
+    private boolean anyToken;
 
     Sequence(RequestHandle handle, GenerationRequest request, StreamListener listener, Gpt2Tokenizer tokenizer) {
         this.handle = handle;
@@ -51,6 +54,19 @@ final class Sequence {
     void feedPrompt(int[] packed, int at, int count) {
         System.arraycopy(prompt, fed, packed, at, count);
         fed += count;
+    }
+
+    /** Whether a token has been generated (the next is not the first). */
+    boolean anyToken() {
+        return anyToken;
+    }
+
+    /** Notes a token generated at {@code now}; returns the nanoseconds since the previous one, or since submit. */
+    long markToken(long now) {
+        long since = now - lastEventNanos;
+        lastEventNanos = now;
+        anyToken = true;
+        return since;
     }
 
     int generated() {
