@@ -21,9 +21,10 @@ import java.util.concurrent.ThreadLocalRandom;
  * @param stop stop strings
  * @param echo whether the text returned starts with the prompt
  * @param stream whether the answer is sent as server-sent events
+ * @param logprobs the most likely tokens reported beside each generated token's logprob; -1: no logprobs
  */
 record CompletionRequest(String model, List<int[]> prompts, int n, int maxTokens, SamplingParams sampling,
-                         List<String> stop, boolean echo, boolean stream) {
+                         List<String> stop, boolean echo, boolean stream, int logprobs) {
     /** OpenAI's default for max_tokens in the completions API. */
     static final int DEFAULT_MAX_TOKENS = 16;
     /** {@link #maxTokens()} of a chat that gives none: the room the prompt leaves in a sequence. */
@@ -37,11 +38,22 @@ record CompletionRequest(String model, List<int[]> prompts, int n, int maxTokens
     static CompletionRequest parse(Map<String, Object> body, Gpt2Tokenizer tokenizer) {
         List<int[]> prompts = prompts(body.get("prompt"), tokenizer);
         int maxTokens = integer(body, "max_tokens", DEFAULT_MAX_TOKENS);
-        if (body.get("logprobs") != null) {
-            throw ApiException.badRequest("logprobs", "logprobs is not supported yet");
-        }
         boolean echo = optional(body, "echo", Boolean.class, false);
-        return common(body, prompts, maxTokens, echo, List.of());
+        CompletionRequest req = common(body, prompts, maxTokens, echo, List.of());
+        if (body.get("logprobs") == null) {
+            return req;
+        }
+        int logprobs = integer(body, "logprobs", -1);
+        if (logprobs < 0 || logprobs > TokenLogprobs.MAX_TOP) {
+            throw ApiException.badRequest("logprobs", "logprobs must be in 0.." + TokenLogprobs.MAX_TOP + ", got "
+                    + logprobs);
+        }
+        if (req.stream() || req.echo()) {
+            throw ApiException.badRequest("logprobs", "logprobs with " + (req.stream() ? "stream" : "echo")
+                    + " is not supported yet");
+        }
+        return new CompletionRequest(req.model(), req.prompts(), req.n(), req.maxTokens(), req.sampling(),
+                req.stop(), req.echo(), req.stream(), logprobs);
     }
 
     /** A {@code /v1/chat/completions} body: its messages make one prompt through {@link ChatTemplate}. */
@@ -87,7 +99,7 @@ record CompletionRequest(String model, List<int[]> prompts, int n, int maxTokens
         }
         notSupported(body, "best_of", 1L);
         SamplingParams sampling = new SamplingParams((float) temperature, Math.max(topK, 0), (float) topP, seed);
-        return new CompletionRequest(model, prompts, n, maxTokens, sampling, List.copyOf(stop), echo, stream);
+        return new CompletionRequest(model, prompts, n, maxTokens, sampling, List.copyOf(stop), echo, stream, -1);
     }
 
     /** Sampling of choice {@code index}: the request's, with seed + index, so that n choices differ. */

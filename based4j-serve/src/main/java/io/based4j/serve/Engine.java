@@ -115,11 +115,25 @@ public final class Engine implements AutoCloseable {
      * @throws IllegalStateException when the engine is closed
      */
     public RequestHandle submit(GenerationRequest request, StreamListener listener) {
+        return submit(request, -1, listener);
+    }
+
+    /**
+     * {@link #submit(GenerationRequest, StreamListener)}, and when {@code topLogprobs >= 0} the listener also gets
+     * each generated token's {@link TokenLogprobs} with that many most likely tokens, before the token's text.
+     *
+     * @throws IllegalArgumentException also when {@code topLogprobs} is over {@link TokenLogprobs#MAX_TOP}
+     */
+    public RequestHandle submit(GenerationRequest request, int topLogprobs, StreamListener listener) {
+        if (topLogprobs > TokenLogprobs.MAX_TOP) {
+            throw new IllegalArgumentException("top logprobs must be at most " + TokenLogprobs.MAX_TOP + ", got "
+                    + topLogprobs);
+        }
         Objects.requireNonNull(request, "request");
         Objects.requireNonNull(listener, "listener");
         check(request);
         RequestHandle handle = new RequestHandle(nextId.getAndIncrement(), this::wake);
-        Sequence s = new Sequence(handle, request, listener, tokenizer);
+        Sequence s = new Sequence(handle, request, listener, tokenizer, topLogprobs);
         lock.lock();
         try {
             if (closed) {
@@ -280,11 +294,14 @@ public final class Engine implements AutoCloseable {
         steps++;
         promptTokens += fedPrompt;
         int[] ids;
+        TokenLogprobs[] logprobs;
         try {
             Backend.Buffer logits = model.forward(session, session.batch(callSlots, callLengths), packed, false,
                     null);
             Sampler[] samplers = sampled.stream().map(s -> s.sampler).toArray(Sampler[]::new);
-            ids = backend.sample(logits, rows.stream().mapToInt(Integer::intValue).toArray(), vocab, samplers);
+            int[] rowIds = rows.stream().mapToInt(Integer::intValue).toArray();
+            ids = backend.sample(logits, rowIds, vocab, samplers);
+            logprobs = logprobs(logits, rowIds, ids, sampled);
         } catch (RuntimeException e) {
             for (Sequence s : members) {
                 fail(s, e);
@@ -298,9 +315,33 @@ public final class Engine implements AutoCloseable {
             histogram.observeNanos(s.markToken(now));
         }
         for (int j = 0; j < ids.length; j++) {
-            deliver(sampled.get(j), ids[j]);
+            Sequence s = sampled.get(j);
+            if (logprobs[j] != null) {
+                TokenLogprobs lp = logprobs[j];
+                if (!tell(s, () -> s.listener.onLogprobs(lp))) {
+                    continue;
+                }
+            }
+            deliver(s, ids[j]);
         }
         runningCount = running.size();
+    }
+
+    /**
+     * The log-probabilities of the tokens chosen for the sequences that asked for them (null for the others); the
+     * logits are copied to the host only in a step where one asked.
+     */
+    private TokenLogprobs[] logprobs(Backend.Buffer logits, int[] rows, int[] ids, List<Sequence> sampled) {
+        TokenLogprobs[] out = new TokenLogprobs[ids.length];
+        float[] host = null;
+        for (int j = 0; j < ids.length; j++) {
+            int top = sampled.get(j).topLogprobs;
+            if (top >= 0) {
+                host = host != null ? host : backend.download(logits);
+                out[j] = TokenLogprobs.of(host, rows[j] * logits.cols(), vocab, ids[j], top);
+            }
+        }
+        return out;
     }
 
     /** Moves waiting requests into free slots. */

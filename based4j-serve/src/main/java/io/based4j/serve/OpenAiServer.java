@@ -253,10 +253,22 @@ public final class OpenAiServer implements AutoCloseable {
         }
         CompletionStream stream = new CompletionStream();
         List<RequestHandle> handles = new ArrayList<>();
+        List<List<TokenLogprobs>> logprobs = new ArrayList<>();
         try {
             for (int i = 0; i < choices.size(); i++) {
-                handles.add(submit(choices.get(i), req.stream() ? stream.listener(i) : StreamListener.none(),
-                        promptField));
+                List<TokenLogprobs> tokens = new ArrayList<>(); // written by the engine thread until the result
+                logprobs.add(tokens);
+                StreamListener listener = req.stream() ? stream.listener(i) : new StreamListener() {
+                    @Override
+                    public void onToken(int tokenId, String text) {
+                    }
+
+                    @Override
+                    public void onLogprobs(TokenLogprobs token) {
+                        tokens.add(token);
+                    }
+                };
+                handles.add(submit(choices.get(i), req.logprobs(), listener, promptField));
             }
         } catch (RuntimeException e) {
             handles.forEach(RequestHandle::cancel); // all of the request runs, or none of it
@@ -281,6 +293,11 @@ public final class OpenAiServer implements AutoCloseable {
             }
             completionTokens += result.tokens().length;
             body = whole.apply(i, result);
+            if (req.logprobs() >= 0) {
+                @SuppressWarnings("unchecked")
+                Map<String, Object> choice = ((List<Map<String, Object>>) body.get("choices")).getFirst();
+                choice.put("logprobs", legacyLogprobs(logprobs.get(i), result.tokens().length));
+            }
             merged.addAll((List<?>) body.get("choices"));
         }
         body.put("choices", merged);
@@ -315,9 +332,41 @@ public final class OpenAiServer implements AutoCloseable {
         return req.maxTokens();
     }
 
-    private RequestHandle submit(GenerationRequest generation, StreamListener listener, String promptField) {
+    /**
+     * The completions API's logprobs object of a choice's first {@code count} tokens (those of its text; an ending
+     * end-of-text is left out): each token's text, its logprob, the most likely tokens' texts and logprobs, and
+     * where the token's text starts in the choice's text.
+     */
+    private Map<String, Object> legacyLogprobs(List<TokenLogprobs> generated, int count) {
+        List<String> tokens = new ArrayList<>();
+        List<Double> tokenLogprobs = new ArrayList<>();
+        List<Map<String, Object>> top = new ArrayList<>();
+        List<Integer> offsets = new ArrayList<>();
+        int offset = 0;
+        for (TokenLogprobs t : generated.subList(0, count)) {
+            String text = tokenizer.decode(new int[] {t.id()});
+            tokens.add(text);
+            tokenLogprobs.add(t.logprob());
+            Map<String, Object> alternatives = new LinkedHashMap<>();
+            for (int k = 0; k < t.topIds().length; k++) {
+                alternatives.putIfAbsent(tokenizer.decode(new int[] {t.topIds()[k]}), t.topLogprobs()[k]);
+            }
+            top.add(alternatives);
+            offsets.add(offset);
+            offset += text.length();
+        }
+        Map<String, Object> logprobs = new LinkedHashMap<>();
+        logprobs.put("tokens", tokens);
+        logprobs.put("token_logprobs", tokenLogprobs);
+        logprobs.put("top_logprobs", top);
+        logprobs.put("text_offset", offsets);
+        return logprobs;
+    }
+
+    private RequestHandle submit(GenerationRequest generation, int topLogprobs, StreamListener listener,
+                                 String promptField) {
         try {
-            return engine.submit(generation, listener);
+            return engine.submit(generation, topLogprobs, listener);
         } catch (QueueFullException e) {
             throw new ApiException(429, "rate_limit_exceeded", null, "rate_limit_exceeded", e.getMessage());
         } catch (IllegalArgumentException e) {

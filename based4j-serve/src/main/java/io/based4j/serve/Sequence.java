@@ -14,6 +14,8 @@ final class Sequence {
     final GenerationRequest request;
     final StreamListener listener;
     final Sampler sampler;
+    /** Most likely tokens reported with each generated token's logprob; -1: no logprobs. */
+    final int topLogprobs;
     private final StreamingDecoder decoder;
     private final StopMatcher stops;
     private final int[] prompt;
@@ -31,7 +33,9 @@ final class Sequence {
     private long lastEventNanos = System.nanoTime();
     private boolean anyToken;
 
-    Sequence(RequestHandle handle, GenerationRequest request, StreamListener listener, Gpt2Tokenizer tokenizer) {
+    Sequence(RequestHandle handle, GenerationRequest request, StreamListener listener, Gpt2Tokenizer tokenizer,
+             int topLogprobs) {
+        this.topLogprobs = topLogprobs;
         this.handle = handle;
         this.request = request;
         this.listener = listener;

@@ -14,6 +14,13 @@ public interface StreamListener {
      */
     void onToken(int tokenId, String text);
 
+    /**
+     * The log-probabilities of the token about to be passed to {@link #onToken}, for a request submitted with top
+     * logprobs (the end-of-text token that ends a sequence included).
+     */
+    default void onLogprobs(TokenLogprobs logprobs) {
+    }
+
     /** The request finished; {@code result} is also what {@link RequestHandle#result()} completes with. */
     default void onFinish(GenerationResult result) {
     }

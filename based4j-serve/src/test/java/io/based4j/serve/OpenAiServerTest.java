@@ -5,12 +5,14 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.GoldenModel;
+import io.based4j.backend.Backend;
 import io.based4j.backend.cpu.CpuBackend;
 import io.based4j.generate.GenerationRequest;
 import io.based4j.generate.GenerationResult;
 import io.based4j.generate.Generator;
 import io.based4j.json.Json;
 import io.based4j.model.BasedModel;
+import io.based4j.model.Session;
 import io.based4j.sampling.SamplingParams;
 import io.based4j.tokenizer.Gpt2Tokenizer;
 import java.io.InputStream;
@@ -23,9 +25,11 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -246,6 +250,88 @@ class OpenAiServerTest {
             assertEquals(want.get("text"), texts[i].toString(), "choice " + i);
             assertEquals(want.get("finish_reason"), finishes[i], "choice " + i);
         }
+    }
+
+    /**
+     * The log-softmax, in double, of every position's logits for {@code tokens}, fed as one prompt to a fresh
+     * session: row {@code t} is the distribution of the token after {@code tokens[0..t]}.
+     */
+    static double[][] logSoftmaxRows(int[] tokens) {
+        try (Session session = model.newSession(1, tokens.length, tokens.length)) {
+            Backend.Buffer logits = model.forward(session,
+                    session.batch(new int[] {0}, new int[] {tokens.length}), tokens, true, null);
+            float[] host = backend.download(logits);
+            int vocab = model.config().vocabSize();
+            double[][] rows = new double[tokens.length][vocab];
+            for (int t = 0; t < tokens.length; t++) {
+                double max = Double.NEGATIVE_INFINITY;
+                for (int i = 0; i < vocab; i++) {
+                    max = Math.max(max, host[t * logits.cols() + i]);
+                }
+                double total = 0;
+                for (int i = 0; i < vocab; i++) {
+                    total += Math.exp(host[t * logits.cols() + i] - max);
+                }
+                for (int i = 0; i < vocab; i++) {
+                    rows[t][i] = host[t * logits.cols() + i] - max - Math.log(total);
+                }
+            }
+            return rows;
+        }
+    }
+
+    @Test
+    void logprobsAreTheModelsLogSoftmaxOfEachChosenToken() throws Exception {
+        int maxTokens = 6;
+        int top = 3;
+        HttpResponse<String> r = post("/v1/completions", "{\"prompt\": " + ids(PROMPT) + ", \"max_tokens\": "
+                + maxTokens + ", \"temperature\": 0, \"logprobs\": " + top + "}", KEY);
+        assertEquals(200, r.statusCode(), r.body());
+        Map<?, ?> choice = (Map<?, ?>) ((List<?>) Json.parseObject(r.body()).get("choices")).get(0);
+        Map<?, ?> logprobs = (Map<?, ?>) choice.get("logprobs");
+        List<?> tokens = (List<?>) logprobs.get("tokens");
+        List<?> tokenLogprobs = (List<?>) logprobs.get("token_logprobs");
+        List<?> topLogprobs = (List<?>) logprobs.get("top_logprobs");
+        List<?> offsets = (List<?>) logprobs.get("text_offset");
+        GenerationResult want = solo(PROMPT, maxTokens, SamplingParams.greedy());
+        int n = want.tokens().length;
+        assertTrue(n > 0, "nothing generated");
+        assertEquals(n, tokens.size());
+        assertEquals(n, tokenLogprobs.size());
+        assertEquals(n, topLogprobs.size());
+        assertEquals(n, offsets.size());
+
+        // the reference: one prefill of the prompt and the generated tokens; a row of float32 logits computed in
+        // another batching may differ in its last bits (relative 1e-6 of logits of order 1), far inside 1e-4
+        int[] all = IntStream.concat(Arrays.stream(PROMPT), Arrays.stream(want.tokens())).toArray();
+        double[][] reference = logSoftmaxRows(all);
+        int offset = 0;
+        for (int t = 0; t < n; t++) {
+            int id = want.tokens()[t];
+            double[] row = reference[PROMPT.length - 1 + t];
+            assertEquals(tokenizer.decode(new int[] {id}), tokens.get(t));
+            assertEquals(row[id], (Double) tokenLogprobs.get(t), 1e-4, "token " + t);
+            assertEquals((long) offset, offsets.get(t));
+            offset += ((String) tokens.get(t)).length();
+            Map<?, ?> alternatives = (Map<?, ?>) topLogprobs.get(t);
+            assertEquals(top, alternatives.size(), alternatives.toString());
+            double[] sorted = row.clone();
+            Arrays.sort(sorted);
+            List<?> values = List.copyOf(alternatives.values());
+            for (int k = 0; k < top; k++) {
+                assertEquals(sorted[sorted.length - 1 - k], (Double) values.get(k), 1e-4, "token " + t + " top " + k);
+            }
+            // greedy: the chosen token is the most likely one
+            assertEquals(tokens.get(t), alternatives.keySet().iterator().next());
+        }
+
+        HttpResponse<String> tooMany = post("/v1/completions", "{\"prompt\": \"a\", \"logprobs\": 6}", KEY);
+        assertEquals(400, tooMany.statusCode());
+        assertEquals("logprobs", error(tooMany).get("param"));
+        HttpResponse<String> streamed = post("/v1/completions", "{\"prompt\": \"a\", \"logprobs\": 1,"
+                + " \"stream\": true}", KEY);
+        assertEquals(400, streamed.statusCode());
+        assertEquals("logprobs", error(streamed).get("param"));
     }
 
     @Test
