@@ -16,8 +16,9 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 @Command(name = "serve", mixinStandardHelpOptions = true,
-        description = "Serve a model over HTTP with OpenAI's completions API (GET /health, GET /v1/models, "
-                + "POST /v1/completions), generating for many requests at once; runs until interrupted.")
+        description = "Serve a model over HTTP with OpenAI's completions and chat APIs (GET /health, GET /v1/models, "
+                + "POST /v1/completions, POST /v1/chat/completions) and Prometheus metrics (GET /metrics), "
+                + "generating for many requests at once; runs until interrupted.")
 final class ServeCommand implements Callable<Integer> {
     /** Most tokens of one step: prompt pieces beside the decode tokens; large enough to keep a prefill efficient. */
     static final int TOKENS_PER_STEP = 512;
