@@ -31,9 +31,9 @@ import java.util.function.BiFunction;
  * OpenAI's HTTP API over an {@link Engine}, on the JDK's built-in HTTP server: {@code GET /health},
  * {@code GET /v1/models}, {@code POST /v1/completions} and {@code POST /v1/chat/completions} (whole or streamed as
  * server-sent events, several prompts and n choices each submitted together) and {@code GET /metrics}
- * (Prometheus' text format). Each exchange
- * runs on its own virtual thread; the engine's thread only hands streamed text over, so a slow client never holds
- * up the other sequences. Errors have OpenAI's JSON shape.
+ * (Prometheus' text format, see {@link PrometheusText}). Each exchange runs on its own virtual thread; the engine's
+ * thread only hands streamed text over, so a slow client never holds up the other sequences. Errors have OpenAI's
+ * JSON shape.
  *
  * <p>The server does not own the engine: close the server first, then the engine.
  */
