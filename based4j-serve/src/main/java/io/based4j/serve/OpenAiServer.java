@@ -106,6 +106,17 @@ public final class OpenAiServer implements AutoCloseable {
     private void route(HttpExchange ex) throws IOException {
         String path = ex.getRequestURI().getPath();
         switch (path) {
+            case "/" -> {
+                method(ex, "GET");
+                byte[] page = playground();
+                ex.getResponseHeaders().set("Content-Type", "text/html; charset=utf-8");
+                ex.getResponseHeaders().set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline';"
+                        + " style-src 'unsafe-inline'");
+                ex.sendResponseHeaders(200, page.length);
+                try (OutputStream out = ex.getResponseBody()) {
+                    out.write(page);
+                }
+            }
             case "/health" -> {
                 method(ex, "GET");
                 send(ex, 200, Map.of("status", "ok"), -1);
@@ -136,6 +147,16 @@ public final class OpenAiServer implements AutoCloseable {
             }
             default -> throw new ApiException(404, "invalid_request_error", null, null,
                     "no such path: " + ex.getRequestMethod() + " " + path);
+        }
+    }
+
+    /** The playground page (prompt, sampling settings, the streamed text), a resource of this module. */
+    private static byte[] playground() throws IOException {
+        try (var in = OpenAiServer.class.getResourceAsStream("playground.html")) {
+            if (in == null) {
+                throw new IllegalStateException("the playground page is missing from this build");
+            }
+            return in.readAllBytes();
         }
     }
 

@@ -1,6 +1,7 @@
 package io.based4j.serve;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -102,6 +103,25 @@ class OpenAiServerTest {
 
     static String ids(int[] prompt) {
         return Json.write(prompt);
+    }
+
+    @Test
+    void thePlaygroundPageIsServedAtTheRootAndWritesTextOnlyAsText() throws Exception {
+        HttpResponse<String> r = get("/", null);  // no key needed to load the page; its requests send one
+        assertEquals(200, r.statusCode(), r.body());
+        assertEquals("text/html; charset=utf-8", r.headers().firstValue("Content-Type").orElse(""));
+        assertTrue(r.headers().firstValue("Content-Security-Policy").orElse("").contains("default-src 'self'"));
+        String page = r.body();
+        for (String part : new String[] {"id=\"prompt\"", "id=\"max_tokens\"", "id=\"temperature\"",
+            "id=\"top_p\"", "id=\"seed\"", "id=\"api_key\"", "fetch(\"/v1/completions\"", "stream: true",
+            "data: ", "[DONE]"}) {
+            assertTrue(page.contains(part), "the page has " + part);
+        }
+        // generated text is only ever set as textContent, never parsed as HTML
+        assertFalse(page.contains("innerHTML"), "no innerHTML in the page");
+        assertEquals(405, HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create(server.url() + "/"))
+                .POST(HttpRequest.BodyPublishers.ofString("x")).build(), HttpResponse.BodyHandlers.ofString())
+                .statusCode());
     }
 
     @Test
