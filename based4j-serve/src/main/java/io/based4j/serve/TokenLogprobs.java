@@ -1,5 +1,6 @@
 package io.based4j.serve;
 
+import io.based4j.sampling.LogSoftmax;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.stream.IntStream;
@@ -20,15 +21,7 @@ public record TokenLogprobs(int id, double logprob, int[] topIds, double[] topLo
 
     /** The log-probabilities of row {@code logits[offset, offset + vocab)} for token {@code id} and the top {@code k}. */
     static TokenLogprobs of(float[] logits, int offset, int vocab, int id, int k) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < vocab; i++) {
-            max = Math.max(max, logits[offset + i]);
-        }
-        double total = 0;
-        for (int i = 0; i < vocab; i++) {
-            total += Math.exp(logits[offset + i] - max);
-        }
-        double logZ = max + Math.log(total);
+        double logZ = LogSoftmax.logNormalizer(logits, offset, vocab);
         int[] top = IntStream.range(0, vocab).boxed()
                 .sorted(Comparator.<Integer>comparingDouble(i -> -logits[offset + i]).thenComparingInt(i -> i))
                 .limit(k).mapToInt(Integer::intValue).toArray();

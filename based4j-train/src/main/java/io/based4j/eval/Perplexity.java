@@ -6,6 +6,7 @@ import io.based4j.memory.HostMemory;
 import io.based4j.memory.Sizes;
 import io.based4j.model.BasedModel;
 import io.based4j.model.Session;
+import io.based4j.sampling.LogSoftmax;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -184,15 +185,7 @@ public final class Perplexity {
      */
     public static double negativeLogLikelihood(float[] logits, long offset, int vocab, int target) {
         int o = Math.toIntExact(offset);
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < vocab; i++) {
-            max = Math.max(max, logits[o + i]);
-        }
-        double sum = 0;
-        for (int i = 0; i < vocab; i++) {
-            sum += Math.exp(logits[o + i] - max);
-        }
-        return Math.log(sum) + max - logits[o + target];
+        return LogSoftmax.logNormalizer(logits, o, vocab) - logits[o + target];
     }
 
     /**

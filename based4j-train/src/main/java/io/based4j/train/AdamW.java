@@ -63,15 +63,6 @@ public final class AdamW {
         return step;
     }
 
-    /** The global L2 norm of all gradients (waits for the backend). */
-    public double gradNorm() {
-        double s = 0;
-        for (Param p : model.params()) {
-            s += model.backend().sumOfSquares(p.grad());
-        }
-        return Math.sqrt(s);
-    }
-
     /**
      * Clips the gradients to the global norm limit, then updates every parameter with rate {@code lr}, in one
      * {@link TrainingBackend#adamwStep}. Returns the gradient norm before clipping; reading it waits for the backend.
