@@ -1,6 +1,7 @@
 package io.based4j.cli;
 
 import io.based4j.backend.Backend;
+import io.based4j.backend.OpProfile;
 import io.based4j.backend.TrainingBackend;
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
@@ -73,6 +74,10 @@ final class BenchTrainCommand implements Callable<Integer> {
     @Option(names = "--warmup", paramLabel = "N", defaultValue = "1",
             description = "Untimed steps first (default ${DEFAULT-VALUE}).")
     int warmup;
+
+    @Option(names = "--profile", description = "After the timed steps, one more step timed op by op on the device's "
+            + "clock: a table per shape of the ops and shapes that took the most time, and all of them in the JSON.")
+    boolean profile;
 
     @Option(names = "--json", paramLabel = "FILE", defaultValue = "bench-train.json",
             description = "Where to write the results as JSON (default ${DEFAULT-VALUE}).")
@@ -229,7 +234,9 @@ final class BenchTrainCommand implements Callable<Integer> {
         row.put("flops_per_token", flopsPerToken);
         try (Arena arena = Arena.ofShared()) {
             io.based4j.train.TrainMemory.check(c, s.batch(), s.seqLen(), backend);
-            TrainModel model = new TrainModel(c, Initializer.stateDict(c, 1, arena), backend, "random weights");
+            OpProfile[] ops = new OpProfile[1];
+            TrainingBackend b = profile ? OpProfile.wrap(backend, ops) : backend;
+            TrainModel model = new TrainModel(c, Initializer.stateDict(c, 1, arena), b, "random weights");
             AdamW opt = new AdamW(model, AdamW.Settings.DEFAULTS);
             row.put("parameters", model.parameterCount());
             int n = Math.toIntExact(s.tokens());
@@ -261,6 +268,20 @@ final class BenchTrainCommand implements Callable<Integer> {
             row.put("tokens_per_s", tokensPerSecond);
             row.put("mfu", tokensPerSecond * flopsPerToken / peak);
             row.put("peak_bytes", peakBytes(backend));
+            if (profile) {
+                ops[0].start();
+                step(model, opt, ids, targets, s, scale).value();
+                List<OpProfile.Row> timed = ops[0].stop();
+                row.put("profile", timed.stream().map(t -> {
+                    Map<String, Object> m = new LinkedHashMap<>();
+                    m.put("op", t.op());
+                    m.put("shapes", t.shapes());
+                    m.put("calls", t.calls());
+                    m.put("ms", t.millis());
+                    return m;
+                }).toList());
+                printProfile(spec.commandLine().getOut(), s, timed);
+            }
         } catch (io.based4j.memory.NotEnoughMemoryException e) {
             row.put("error", e.getMessage());
             Progress.note(s.name() + " at " + s.seqLen() + ": " + e.getMessage());
@@ -300,6 +321,33 @@ final class BenchTrainCommand implements Callable<Integer> {
             }
         }
         return sum;
+    }
+
+    /** Rows of the op table before the rest is summed into one line. */
+    private static final int PROFILE_ROWS = 40;
+
+    private static void printProfile(PrintWriter out, Shape s, List<OpProfile.Row> rows) {
+        double total = rows.stream().mapToDouble(OpProfile.Row::millis).sum();
+        out.printf(Locale.ROOT, "%s, %d x %d tokens: one step op by op, %.2f ms in ops%n", s.name(), s.batch(),
+                s.seqLen(), total);
+        out.printf(Locale.ROOT, "%9s %6s %6s  %-24s %s%n", "ms", "share", "calls", "op", "shapes");
+        double rest = 0;
+        int restCalls = 0;
+        for (int i = 0; i < rows.size(); i++) {
+            OpProfile.Row r = rows.get(i);
+            if (i >= PROFILE_ROWS) {
+                rest += r.millis();
+                restCalls += r.calls();
+                continue;
+            }
+            out.printf(Locale.ROOT, "%9.3f %5.1f%% %6d  %-24s %s%n", r.millis(), 100 * r.millis() / total, r.calls(),
+                    r.op(), r.shapes());
+        }
+        if (rows.size() > PROFILE_ROWS) {
+            out.printf(Locale.ROOT, "%9.3f %5.1f%% %6d  (%d more op shapes)%n", rest, 100 * rest / total, restCalls,
+                    rows.size() - PROFILE_ROWS);
+        }
+        out.flush();
     }
 
     private static void print(PrintWriter out, String device, double peak, List<Map<String, Object>> rows) {

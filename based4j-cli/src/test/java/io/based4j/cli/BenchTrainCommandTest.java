@@ -76,6 +76,38 @@ class BenchTrainCommandTest {
     }
 
     @Test
+    void theProfileTimesEveryOpOfOneStep(@TempDir Path tmp) throws IOException {
+        Path json = tmp.resolve("bench.json");
+        CliTest.Result r = CliTest.run("bench", "train", "--preset", "mqar", "--tokens", "512", "--steps", "1",
+                "--warmup", "0", "--profile", "--json", json.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("one step op by op") && r.out().contains("matmulBackward"), r.out());
+        Map<String, Object> doc = Json.parseObject(Files.readString(json));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> row = ((List<Map<String, Object>>) doc.get("results")).getFirst();
+        @SuppressWarnings("unchecked")
+        List<Map<String, Object>> ops = (List<Map<String, Object>>) row.get("profile");
+        double total = 0;
+        long forward = 0;
+        long backward = 0;
+        for (Map<String, Object> op : ops) {
+            double ms = (double) op.get("ms");
+            assertTrue(ms >= 0, op.toString());
+            total += ms;
+            if (op.get("op").equals("matmul")) {
+                forward += (long) op.get("calls");
+            } else if (op.get("op").equals("matmulBackward")) {
+                backward += (long) op.get("calls");
+            }
+        }
+        // every projection that runs forward runs backward once in the step (the head's products are in the loss)
+        assertTrue(forward > 0 && forward == backward, "matmul " + forward + ", matmulBackward " + backward);
+        // the ops of one step cannot take longer than a few steps' time (they are part of one)
+        assertTrue(total > 0 && total / 1e3 < 20 * (double) row.get("seconds_per_step"), "ops " + total + " ms");
+        assertTrue(ops.stream().anyMatch(o -> o.get("shapes").toString().contains("512x128")), ops.toString());
+    }
+
+    @Test
     void badValuesAreUsageErrors() {
         assertEquals(2, CliTest.run("bench", "train", "--steps", "0").code());
         assertEquals(2, CliTest.run("bench", "train", "--preset", "huge").code());

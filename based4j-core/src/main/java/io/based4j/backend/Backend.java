@@ -155,6 +155,11 @@ public interface Backend extends AutoCloseable {
         return 1;
     }
 
+    /** Marks in this backend's order of work, for timing its ops ({@link OpProfile}); the host's clock by default. */
+    default OpClock clock() {
+        return OpClock.HOST;
+    }
+
     /** Records and replays whole forward calls (CUDA graphs); null where the backend has nothing of the kind. */
     default StepGraphs graphs() {
         return null;

@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import io.based4j.backend.Backend;
+import io.based4j.backend.OpClock;
 import io.based4j.backend.TokenBatch;
 import io.based4j.backend.TrainingBackend;
 import io.based4j.config.MixerConfig;
@@ -1719,6 +1720,35 @@ public final class CudaBackend implements TrainingBackend {
         return graphs;
     }
 
+    /** CUDA events recorded on this backend's stream, kept for reuse once released. */
+    private final OpClock clock = new OpClock() {
+        @Override
+        public long mark() {
+            bind();
+            long e = freeEvents.isEmpty() ? cu.createEvent() : freeEvents.pop();
+            cu.record(e, stream);
+            return e;
+        }
+
+        @Override
+        public double millis(long from, long to) {
+            bind();
+            cu.synchronizeEvent(to);
+            return cu.elapsedMillis(from, to);
+        }
+
+        @Override
+        public void release(long mark) {
+            freeEvents.push(mark);
+        }
+    };
+    private final java.util.ArrayDeque<Long> freeEvents = new java.util.ArrayDeque<>();
+
+    @Override
+    public OpClock clock() {
+        return clock;
+    }
+
     @Override
     public void close() {
         if (closed) {
@@ -1726,6 +1756,10 @@ public final class CudaBackend implements TrainingBackend {
         }
         bind();
         cu.synchronize(stream);
+        for (long e : freeEvents) {
+            cu.destroyEvent(e);
+        }
+        freeEvents.clear();
         inputs.close();
         sampleInput.close();
         sampleOutput.close();
