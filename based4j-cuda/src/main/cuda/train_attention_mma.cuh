@@ -232,6 +232,47 @@ __device__ void attentionRotate_impl(const bf16* qkv, const float* rot, bf16* qk
     }
 }
 
+/**
+ * attentionRotate_impl by pairs of neighbouring elements (bf16x2 loads and stores, no 64-bit division): grid
+ * (ceil(d / blockDim.x), rows), rows strided by gridDim.y; thread u of a row writes elements 2u, 2u + 1 of its q | k.
+ * Needs dh even and rd a multiple of 4 (a pair never straddles the rotated halves); the same numbers.
+ */
+__device__ void attentionRotatePairs_impl(const bf16* qkv, const float* rot, bf16* qk, i64 n, int L, int H, int dh,
+                                          int rd) {
+    const int d = H * dh;
+    const int half = rd >> 1;
+    const int u = blockIdx.x * blockDim.x + threadIdx.x;  // pair index within the row's 2d elements
+    if (u >= d) return;
+    const int col = 2 * u;
+    const int part = col >= d ? 1 : 0;
+    const int head = (col - part * d) / dh;
+    const int e = col - part * d - head * dh;
+    for (i64 row = blockIdx.y; row < n; row += gridDim.y) {
+        const bf16* x = qkv + row * 3 * d + part * d + head * dh;
+        __nv_bfloat162 out;
+        if (e >= rd) {
+            out = *reinterpret_cast<const __nv_bfloat162*>(x + e);
+        } else {
+            const int p = rotaryPair(e, half);
+            const int pos = (int)(row % L);
+            const float2 c = *reinterpret_cast<const float2*>(rot + (i64)pos * half + p);
+            const float2 sn = *reinterpret_cast<const float2*>(rot + ((i64)L + pos) * half + p);
+            const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + p));
+            const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + p + half));
+            float2 v;
+            if (e < half) {
+                v.x = __fsub_rn(__fmul_rn(a.x, c.x), __fmul_rn(b.x, sn.x));
+                v.y = __fsub_rn(__fmul_rn(a.y, c.y), __fmul_rn(b.y, sn.y));
+            } else {
+                v.x = __fadd_rn(__fmul_rn(b.x, c.x), __fmul_rn(a.x, sn.x));
+                v.y = __fadd_rn(__fmul_rn(b.y, c.y), __fmul_rn(a.y, sn.y));
+            }
+            out = __floats2bfloat162_rn(v.x, v.y);
+        }
+        *reinterpret_cast<__nv_bfloat162*>(qk + row * 2 * d + col) = out;
+    }
+}
+
 /** D[cell] = dout . out over the dh elements of each (row, head) cell (cell = row * H + head), one warp each. */
 __device__ void attentionRowDot_impl(const bf16* dout, const bf16* out, float* D, i64 cells, int dh) {
     const int lane = threadIdx.x & 31;
@@ -700,6 +741,10 @@ extern "C" __global__ void __launch_bounds__(256) attentionRotaryTable_bf16(floa
 extern "C" __global__ void __launch_bounds__(256)
     attentionRotate_bf16(const A* qkv, const float* rot, A* qk, long long n, int L, int H, int dh, int rd) {
     b4j::attentionRotate_impl(qkv, rot, qk, n, L, H, dh, rd);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    attentionRotatePairs_bf16(const A* qkv, const float* rot, A* qk, long long n, int L, int H, int dh, int rd) {
+    b4j::attentionRotatePairs_impl(qkv, rot, qk, n, L, H, dh, rd);
 }
 extern "C" __global__ void __launch_bounds__(256)
     attentionRowDot_bf16(const A* dout, const A* out, float* D, long long cells, int dh) {

@@ -76,8 +76,10 @@ import static io.based4j.cuda.Kernels.require;
  * <tr><td>attentionRotaryTable</td><td>elementwise over seqLen x rotaryDim / 2</td>
  *     <td>tensor cores (bf16), with rotary: cos and sin of the angles (the scalar kernels' numbers) into the
  *     scratch</td></tr>
- * <tr><td>attentionRotate</td><td>elementwise over N x 2d</td>
- *     <td>the rotated q and k, rounded to bf16, into the scratch ({@code [N, 2d]})</td></tr>
+ * <tr><td>attentionRotatePairs</td><td>(ceil(d / 256), min(N, 65536 / that)) x 256, rows strided</td>
+ *     <td>the rotated q and k, rounded to bf16, into the scratch ({@code [N, 2d]}), two neighbouring elements per
+ *     thread (head dim even, rotary dim a multiple of 4, 4-byte aligned); else attentionRotate, elementwise over
+ *     N x 2d (the same numbers)</td></tr>
  * <tr><td>attentionMmaForward{64,128}</td><td>(ceil(seqLen / 64), H, batch) x 128, dynamic shared memory</td>
  *     <td>4 warps x 16 queries; key tiles of 64 from {@code max(0, q0 - window)} to the diagonal, double-buffered
  *     ({@code cp.async}); {@code S = Q K^T} and {@code O += P V} by {@code mma.sync} m16n8k16 (bf16 in, float32
@@ -791,7 +793,14 @@ public final class MixerTrainKernels implements AutoCloseable {
         k.elementwise(k.function("attentionRotaryTable", Precision.BF16), (long) seqLen * (rotaryDim / 2));
         long n = rows(batch, seqLen);
         k.args.reset().ptr(qkv).ptr(table).ptr(qk).i64(n).i32(seqLen).i32(heads).i32(headDim).i32(rotaryDim);
-        k.elementwise(k.function("attentionRotate", Precision.BF16), n * 2 * d);
+        if (headDim % 2 == 0 && rotaryDim % 4 == 0 && qkv % 4 == 0 && qk % 4 == 0) {
+            int perRow = (int) ((d + Kernels.THREADS - 1) / Kernels.THREADS);
+            int rowBlocks = (int) Math.min(n, Math.max(1, Kernels.MAX_ELEMENTWISE_BLOCKS / perRow));
+            k.launch(k.function("attentionRotatePairs", Precision.BF16), perRow, Math.min(rowBlocks, 65535), 1,
+                    Kernels.THREADS, 0);
+        } else {
+            k.elementwise(k.function("attentionRotate", Precision.BF16), n * 2 * d);
+        }
         return new QueryKeys(qk, qk + 2 * d, 2 * d, table);
     }
 
