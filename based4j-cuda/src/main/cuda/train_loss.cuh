@@ -4,10 +4,9 @@
 // first `vocab` logits of rows whose target t_i is not IGNORE_INDEX, the gradient of scale * sum_i loss_i being
 // scale * (softmax(z_i) - onehot(t_i)), argmax the lowest index of the largest logit.
 //
-// The vocabulary is walked in chunks of columns [c0, c0 + cw); a chunk's logits are a row-major [n, cw] float32
-// scratch. Per row a float4 keeps the running state: x = the running max M, y = sum exp(z - M) so far,
-// z = the target's logit (NaN until its chunk is seen), w = the argmax so far (int bits).
-// Uses blockSum of train_dense.cuh, included before this file.
+// The rows are walked in chunks; a chunk's logits are a row-major [rows, vocab] float32 scratch. Per row a float4
+// keeps the row's state: x = the max M, y = sum exp(z - M), z = the target's logit (NaN for a target outside the
+// vocabulary), w = the argmax (int bits).
 #pragma once
 
 #define B4J_IGNORE_INDEX (-100)
@@ -22,85 +21,97 @@ __device__ __forceinline__ void argmaxMerge(float& best, int& bestIdx, float v, 
     }
 }
 
+/** Merges the softmax state (m2, s2) into (m, s): the larger max, each sum rescaled to it (-inf maxes hold 0). */
+__device__ __forceinline__ void softmaxMerge(float& m, float& s, float m2, float s2) {
+    if (m2 == -CUDART_INF_F) return;
+    if (m == -CUDART_INF_F) {
+        m = m2;
+        s = s2;
+        return;
+    }
+    const float mm = fmaxf(m, m2);
+    s = s * expf(m - mm) + s2 * expf(m2 - mm);
+    m = mm;
+}
+
 /**
- * Pass 1 over one chunk: one block (a multiple of 32 threads) per counted row, rows grid-strided; ignored rows are
- * skipped (their state is never read). The chunk's max and argmax (exact whatever the order), then its sum of
- * exp(z - chunk max) (blockSum: fixed order), merged into the row's state by thread 0:
- * M' = max(M, m), S' = S exp(M - M') + s exp(m - M'); the argmax moves only on a strictly larger max, so ties keep
- * the lower index of an earlier chunk. c0 == 0 starts the state afresh.
+ * Whole rows at once (the rows-chunked scheme: logits [n, vocab] float32, row stride vocab): one block of 512 threads
+ * per row, rows grid-strided. One pass reads the row once into a running max, sum of exponentials (rescaled at each
+ * new max, as an online softmax) and argmax per thread, merged over the block in a fixed order; thread 0 writes the
+ * row's state (stats as in crossEntropyChunkStats_f32, complete). Where grad is not null a second pass writes
+ * scale * (exp(z - M) / S - onehot) in A (zeros on ignored rows). Ignored rows' states are not written. Deterministic.
  */
-extern "C" __global__ void __launch_bounds__(256)
-    crossEntropyChunkStats_f32(const float* logits, const int* targets, float4* stats, int n, int c0, int cw) {
-    __shared__ float red[32];
-    __shared__ float bestOfWarp[32];
-    __shared__ int idxOfWarp[32];
+template <typename W, typename A>
+__device__ void crossEntropyRows_impl(const float* logits, const int* targets, float4* stats, A* grad, int n,
+                                      int vocab, float scale) {
+    __shared__ float redM[32], redS[32], redB[32];
+    __shared__ int redI[32];
+    __shared__ float4 rowState;
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
     for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
         const int t = targets[row];
-        if (t == B4J_IGNORE_INDEX) continue;  // the same for the whole block
-        const float* z = logits + row * cw;
-        float best = -CUDART_INF_F;
+        const float* z = logits + row * vocab;
+        A* g = grad == nullptr ? nullptr : grad + row * vocab;
+        if (t == B4J_IGNORE_INDEX) {  // the same for the whole block
+            if (g != nullptr) {
+                for (int j = threadIdx.x; j < vocab; j += blockDim.x) g[j] = fromF<A>(0.0f);
+            }
+            continue;
+        }
+        float m = -CUDART_INF_F, s = 0.0f, best = -CUDART_INF_F;
         int bestIdx = 0x7fffffff;
-        for (int j = threadIdx.x; j < cw; j += blockDim.x) argmaxMerge(best, bestIdx, z[j], j);
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+            const float v = z[j];
+            argmaxMerge(best, bestIdx, v, j);
+            if (v > m) {
+                s = (m == -CUDART_INF_F ? 0.0f : s * expf(m - v)) + 1.0f;
+                m = v;
+            } else if (v != -CUDART_INF_F) {
+                s += expf(v - m);
+            }
+        }
         for (int o = 16; o > 0; o >>= 1) {
+            softmaxMerge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
             const float ov = __shfl_xor_sync(0xffffffffu, best, o);
             const int oi = __shfl_xor_sync(0xffffffffu, bestIdx, o);
             argmaxMerge(best, bestIdx, ov, oi);
         }
         if (lane == 0) {
-            bestOfWarp[warp] = best;
-            idxOfWarp[warp] = bestIdx;
+            redM[warp] = m;
+            redS[warp] = s;
+            redB[warp] = best;
+            redI[warp] = bestIdx;
         }
         __syncthreads();
-        best = -CUDART_INF_F;
-        bestIdx = 0x7fffffff;
-        for (int w = 0; w < warps; w++) argmaxMerge(best, bestIdx, bestOfWarp[w], idxOfWarp[w]);
-        float s = 0.0f;
-        if (best != -CUDART_INF_F) {
-            for (int j = threadIdx.x; j < cw; j += blockDim.x) s += expf(z[j] - best);
-        }
-        s = blockSum(s, red);  // its barriers also keep bestOfWarp until every thread has read it
         if (threadIdx.x == 0) {
-            float4 st = c0 == 0 ? make_float4(-CUDART_INF_F, 0.0f, CUDART_NAN_F, __int_as_float(-1)) : stats[row];
-            const float m = fmaxf(st.x, best);
-            const float kept = st.x == -CUDART_INF_F ? 0.0f : st.y * expf(st.x - m);
-            const float added = best == -CUDART_INF_F ? 0.0f : s * expf(best - m);
-            if (c0 == 0 || best > st.x) st.w = __int_as_float(c0 + bestIdx);
-            st.x = m;
-            st.y = kept + added;
-            if (t >= c0 && t - c0 < cw) st.z = z[t - c0];
-            stats[row] = st;
+            float bm = -CUDART_INF_F, bs = 0.0f, bb = -CUDART_INF_F;
+            int bi = 0x7fffffff;
+            for (int w = 0; w < warps; w++) {
+                softmaxMerge(bm, bs, redM[w], redS[w]);
+                argmaxMerge(bb, bi, redB[w], redI[w]);
+            }
+            const float zt = t >= 0 && t < vocab ? z[t] : CUDART_NAN_F;
+            rowState = make_float4(bm, bs, zt, __int_as_float(bi == 0x7fffffff ? -1 : bi));
+            stats[row] = rowState;
         }
+        __syncthreads();
+        if (g != nullptr) {
+            const float4 st = rowState;
+            const float f = scale / st.y;
+            for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+                float v = expf(z[j] - st.x) * f;
+                if (j == t) v -= scale;
+                g[j] = fromF<A>(v);
+            }
+        }
+        __syncthreads();  // rowState and the warp slots are written again for the next row
     }
 }
 
 /**
- * Pass 2 over one chunk, one thread per logit (grid-strided): grad = scale * exp(z - M) / S, minus scale at the
- * target (CrossEntropyOps: the logits times scale / sum, then - scale at the target), 0 on ignored rows; written as
- * A for the gradient products (in float32 it may overwrite the logits it reads).
- */
-template <typename W, typename A>
-__device__ void crossEntropyChunkGrad_impl(const float* logits, const int* targets, const float4* stats, A* grad,
-                                           int n, int c0, int cw, float scale) {
-    const i64 total = (i64)n * cw;
-    for (i64 idx = globalThread(); idx < total; idx += globalStride()) {
-        const i64 row = idx / cw;
-        const int j = (int)(idx - row * cw);
-        const int t = targets[row];
-        float g = 0.0f;
-        if (t != B4J_IGNORE_INDEX) {
-            const float4 st = stats[row];
-            g = expf(logits[idx] - st.x) * (scale / st.y);
-            if (c0 + j == t) g -= scale;
-        }
-        grad[idx] = fromF<A>(g);
-    }
-}
-
-/**
- * After pass 1, one block of 1024 threads: per counted row loss = (M + log S) - z_t (in double from the float
+ * After crossEntropyRows, one block of 1024 threads: per counted row loss = (M + log S) - z_t (in double from the float
  * state; NaN for a target outside [0, vocab)), argmax[row] = its argmax (-1 for ignored rows; argmax may be null),
  * and *lossSum += the sum of the losses: per-thread sums over rows strided by the block, then a fixed tree, so the
  * sum is the same on every run.
@@ -131,7 +142,6 @@ extern "C" __global__ void __launch_bounds__(1024)
 
 }  // namespace b4j
 
-B4J_KERNEL(crossEntropyChunkGrad, 256,
-           (const float* logits, const int* targets, const float4* stats, A* grad, int n, int c0, int cw,
-            float scale),
-           (logits, targets, stats, grad, n, c0, cw, scale))
+B4J_KERNEL(crossEntropyRows, 512,
+           (const float* logits, const int* targets, float4* stats, A* grad, int n, int vocab, float scale),
+           (logits, targets, stats, grad, n, vocab, scale))

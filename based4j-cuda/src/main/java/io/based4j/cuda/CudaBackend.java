@@ -57,8 +57,11 @@ public final class CudaBackend implements TrainingBackend {
     private static final long CUBLAS_WORKSPACE = 32L << 20;
     /** Device memory a fit check keeps free for cuBLAS and the driver. */
     private static final long DEVICE_MARGIN = 256L << 20;
-    /** Float32 logits the fused loss makes at a time at most (rows x vocabulary chunk): 256 MiB. */
-    private static final long LOSS_CELLS = 1L << 26;
+    /**
+     * Float32 logits the fused loss makes at a time at most (rows x vocabulary): 1 GiB, enough rows a chunk for its
+     * products (rows x d outputs of the dx product) to fill the GPU.
+     */
+    private static final long LOSS_CELLS = 1L << 28;
     /** Scratch slot of the bf16 copy of dx that rmsNormBackward leaves (no other op uses it). */
     private static final int DX_COPY_SLOT = 7;
 
@@ -1022,10 +1025,14 @@ public final class CudaBackend implements TrainingBackend {
         return Float.BYTES;
     }
 
-    /** Vocabulary columns per chunk of the fused loss over {@code rows} rows: at most {@link #LOSS_CELLS} logits. */
+    /**
+     * Rows per chunk of the fused loss over {@code rows} rows: whole rows of the vocabulary, at most
+     * {@link #LOSS_CELLS} logits, the rows shared evenly between the fewest chunks that keep to that.
+     */
     private static int lossChunk(long rows, long vocab) {
-        long chunk = Math.max(256, Math.min(TrainKernels.DEFAULT_LOSS_CHUNK, LOSS_CELLS / Math.max(1, rows)));
-        return (int) Math.max(1, Math.min(chunk, vocab));
+        long most = Math.max(1, LOSS_CELLS / Math.max(1, vocab));
+        long chunks = Math.max(1, (rows + most - 1) / most);
+        return (int) Math.max(1, Math.min(Integer.MAX_VALUE, (rows + chunks - 1) / chunks));
     }
 
     /** {@link TrainKernels#crossEntropyScratchBytes} and the targets and argmax (in values of {@link #valueBytes}). */
@@ -1034,7 +1041,8 @@ public final class CudaBackend implements TrainingBackend {
         if (rows > Integer.MAX_VALUE) {
             return Long.MAX_VALUE;
         }
-        long bytes = TrainKernels.crossEntropyScratchBytes(precision, (int) rows, lossChunk(rows, vocab)) + 8 * rows;
+        long bytes = TrainKernels.crossEntropyScratchBytes(precision, (int) rows, lossChunk(rows, vocab), (int) vocab)
+                + 8 * rows;
         return (bytes + valueBytes() - 1) / valueBytes();
     }
 
@@ -1424,7 +1432,7 @@ public final class CudaBackend implements TrainingBackend {
         int chunk = lossChunk(n, vocab);
         long dxp = read(dxb, Precision.F32, 1);
         long dhp = read(dhb, Precision.F32, 2);
-        long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, n, chunk));
+        long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, n, chunk, vocab));
         long loss = scratch.slot(4, 8);
         long best = argmax == null ? 0 : scratch.slot(5, 4L * n);
         cu.memsetD8Async(loss, 0, 8, stream);

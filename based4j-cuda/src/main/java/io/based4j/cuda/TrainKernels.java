@@ -46,11 +46,10 @@ import java.util.Arrays;
  * <tr><td>swigluBackward</td><td>elementwise over n x h</td><td>{@code da += } (value first, gate second)</td></tr>
  * <tr><td>swigluBackwardVec (bf16)</td><td>elementwise over n x h / 8 (n x h when h is no multiple of 8)</td>
  *     <td>the same with dout and da in bf16 (rounded back as a conversion would), 8 columns a thread</td></tr>
- * <tr><td>crossEntropyChunkStats_f32</td><td>min(n, 65536) x 256, one block per row</td>
- *     <td>pass 1 over a chunk: online max / logsumexp / argmax / target logit per row</td></tr>
+ * <tr><td>crossEntropyRows</td><td>min(rows, 65536) x 512, one block per row</td>
+ *     <td>a chunk of whole rows: online max / sum of exponentials / argmax / target logit per row, then
+ *     {@code scale * (softmax - onehot)} as A</td></tr>
  * <tr><td>crossEntropyLoss_f32</td><td>1 x 1024</td><td>per-row losses summed in double into the loss, argmax</td></tr>
- * <tr><td>crossEntropyChunkGrad</td><td>elementwise over n x chunk</td>
- *     <td>pass 2: {@code scale * (softmax - onehot)} of a chunk, as A</td></tr>
  * <tr><td>sumOfSquaresPartial_f32</td><td>min(ceil(count / 256), 1024) x 256</td>
  *     <td>per-block sums of g^2 in double</td></tr>
  * <tr><td>gradNormFinish_f32</td><td>1 x 32</td>
@@ -70,8 +69,6 @@ import java.util.Arrays;
 public final class TrainKernels {
     /** A target that counts for nothing (as {@code CrossEntropyOps.IGNORE_INDEX}). */
     public static final int IGNORE_INDEX = -100;
-    /** Vocabulary columns per chunk of the fused loss unless the caller picks another. */
-    public static final int DEFAULT_LOSS_CHUNK = 8192;
     /** Bytes of the gradient-norm record: {@code double sumOfSquares; float norm; float scale}. */
     public static final int GRAD_NORM_BYTES = 16;
     /** Offset of {@code double sumOfSquares} in the gradient-norm record. */
@@ -99,6 +96,7 @@ public final class TrainKernels {
     /** Column sums over rows: the most blocks (of 256 columns x a part of the rows) to aim at. */
     private static final int COLUMN_SUM_BLOCKS = 528;
     private static final int LOSS_THREADS = 1024;
+    private static final int LOSS_ROW_THREADS = 512;
     private static final long STATS_BYTES_PER_ROW = 16;
     private static final long ALIGN = 256;
 
@@ -386,11 +384,12 @@ public final class TrainKernels {
     }
 
     /**
-     * Bytes of scratch {@link #crossEntropy} needs for {@code n} rows and chunks of {@code chunk} columns: 16 per row
-     * of running state, a float32 {@code [n, chunk]} of logits, and in bf16 an {@code [n, chunk]} of gradients.
+     * Bytes of scratch {@link #crossEntropy} needs for {@code n} rows, chunks of {@code chunk} rows and
+     * {@code vocab} logits a row: 16 per row of state, a float32 {@code [chunk, vocab]} of logits, and in bf16 a
+     * {@code [chunk, vocab]} of gradients.
      */
-    public static long crossEntropyScratchBytes(Precision p, int n, int chunk) {
-        long cells = (long) n * chunk;
+    public static long crossEntropyScratchBytes(Precision p, int n, int chunk, int vocab) {
+        long cells = (long) Math.min(n, chunk) * vocab;
         long bytes = align(STATS_BYTES_PER_ROW * n) + align(4 * cells);
         return p == Precision.F32 ? bytes : bytes + align((long) p.bytes() * cells);
     }
@@ -404,16 +403,15 @@ public final class TrainKernels {
      * the largest logit, -1 for ignored rows; 0 to skip), and adds {@code scale} times the gradient to dx F32
      * {@code [n, d]} and dhead F32 {@code [vocabPadded, d]} (either 0 to skip; both 0 for the loss alone).
      *
-     * <p>The logits of all rows never exist at once: the vocabulary is walked in chunks of {@code chunk} columns
-     * (the last one shorter), each chunk's {@code [n, chunk]} float32 logits made by cuBLAS into the scratch
-     * ({@link #crossEntropyScratchBytes}). Pass 1 makes each chunk, then merges its max, sum of exponentials, argmax
-     * and target logit into a running state per row (an online logsumexp); the losses follow from the state. Pass 2
-     * (only for a gradient) makes each chunk again, turns it into {@code scale * (softmax - onehot)} in A, and adds
-     * {@code g @ head_chunk} to dx and {@code g^T @ x} to the chunk's rows of dhead with two more products: four
-     * products per chunk with a gradient (one without), of {@code 2 n chunk d} FLOPs each. Ignored rows take part
-     * in the products (with zero gradients); a target outside {@code [0, vocab)} that is not ignored gives a NaN
-     * loss (the caller checks targets on the host, where they are). In bf16 the gradient products read the softmax
-     * gradient rounded to bf16.
+     * <p>The logits of all rows never exist at once: the rows are walked in chunks of {@code chunk} rows (the last
+     * one shorter), each chunk's {@code [rows, vocab]} float32 logits made by one cuBLAS product into the scratch
+     * ({@link #crossEntropyScratchBytes}). crossEntropyRows reads each row once into its max, sum of exponentials,
+     * argmax and target logit (an online softmax), and, for a gradient, writes {@code scale * (softmax - onehot)}
+     * in A; then {@code g @ head} is added to the chunk's rows of dx and {@code g^T @ x_chunk} to dhead: three
+     * products per chunk with a gradient (one without), of {@code 2 rows vocab d} FLOPs each, and the logits made
+     * once. Ignored rows take part in the products (with zero gradients); a target outside {@code [0, vocab)} that
+     * is not ignored gives a NaN loss (the caller checks targets on the host, where they are). In bf16 the gradient
+     * products read the softmax gradient rounded to bf16.
      */
     public void crossEntropy(Precision p, long x, long head, int n, int d, int vocab, long targets, float scale,
                              long dx, long dhead, long argmax, long lossSum, long scratch, int chunk) {
@@ -427,42 +425,32 @@ public final class TrainKernels {
         int type = cublasType(p);
         long stats = scratch;
         long logits = scratch + align(STATS_BYTES_PER_ROW * n);
-        long grad = p == Precision.F32 ? logits : logits + align(4L * n * chunk);
-        long rowBlocks = Math.min(n, Kernels.MAX_ELEMENTWISE_BLOCKS);
-        for (int c0 = 0; c0 < vocab; c0 += chunk) {
-            int cw = Math.min(chunk, vocab - c0);
-            chunkLogits(x, head, n, d, type, p, c0, cw, logits);
-            k.args.reset().ptr(logits).ptr(targets).ptr(stats).i32(n).i32(c0).i32(cw);
-            k.launch(k.function("crossEntropyChunkStats_f32"), (int) rowBlocks, 1, 1, Kernels.THREADS, 0);
+        boolean gradient = dx != 0 || dhead != 0;
+        long grad = !gradient ? 0 : p == Precision.F32 ? logits : logits + align(4L * Math.min(n, chunk) * vocab);
+        long xRow = (long) d * p.bytes();
+        for (int r0 = 0; r0 < n; r0 += chunk) {
+            int rows = Math.min(chunk, n - r0);
+            long xc = x + r0 * xRow;
+            // logits [rows, vocab] = x_c @ head[0 .. vocab)^T; column-major: head x_c^T
+            blas.gemm(Cublas.OP_T, Cublas.OP_N, vocab, rows, d, 1f, head, type, d, xc, type, d, 0f, logits,
+                    Cublas.R_32F, vocab, Cublas.COMPUTE_32F);
+            k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).ptr(grad)
+                    .i32(rows).i32(vocab).f32(scale);
+            k.launch(k.function("crossEntropyRows", p), (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
+                    LOSS_ROW_THREADS, 0);
+            if (dx != 0) {
+                // dx_c [rows, d] += g [rows, vocab] @ head [vocab, d]; column-major: dx_c^T = head^T g^T
+                blas.gemm(Cublas.OP_N, Cublas.OP_N, d, rows, vocab, 1f, head, type, d, grad, type, vocab, 1f,
+                        dx + 4L * r0 * d, Cublas.R_32F, d, Cublas.COMPUTE_32F);
+            }
+            if (dhead != 0) {
+                // dhead [vocab, d] += g^T [vocab, rows] @ x_c [rows, d]; column-major: dhead^T = x_c^T g
+                blas.gemm(Cublas.OP_N, Cublas.OP_T, d, vocab, rows, 1f, xc, type, d, grad, type, vocab, 1f, dhead,
+                        Cublas.R_32F, d, Cublas.COMPUTE_32F);
+            }
         }
         k.args.reset().ptr(targets).ptr(stats).ptr(argmax).ptr(lossSum).i32(n).i32(vocab);
         k.launch(k.function("crossEntropyLoss_f32"), 1, 1, 1, LOSS_THREADS, 0);
-        if (dx == 0 && dhead == 0) {
-            return;
-        }
-        long headRow = (long) d * p.bytes();
-        for (int c0 = 0; c0 < vocab; c0 += chunk) {
-            int cw = Math.min(chunk, vocab - c0);
-            chunkLogits(x, head, n, d, type, p, c0, cw, logits);
-            k.args.reset().ptr(logits).ptr(targets).ptr(stats).ptr(grad).i32(n).i32(c0).i32(cw).f32(scale);
-            k.elementwise(k.function("crossEntropyChunkGrad", p), (long) n * cw);
-            if (dx != 0) {
-                // dx [n, d] += g [n, cw] @ head[c0 .. c0 + cw) [cw, d]; column-major: dx^T = head_c^T g^T
-                blas.gemm(Cublas.OP_N, Cublas.OP_N, d, n, cw, 1f, head + c0 * headRow, type, d, grad, type, cw, 1f,
-                        dx, Cublas.R_32F, d, Cublas.COMPUTE_32F);
-            }
-            if (dhead != 0) {
-                // dhead[c0 .. c0 + cw) [cw, d] += g^T [cw, n] @ x [n, d]; column-major: dhead_c^T = x^T g
-                blas.gemm(Cublas.OP_N, Cublas.OP_T, d, cw, n, 1f, x, type, d, grad, type, cw, 1f,
-                        dhead + 4L * c0 * d, Cublas.R_32F, d, Cublas.COMPUTE_32F);
-            }
-        }
-    }
-
-    /** logits [n, cw] (float32, row stride cw) = x [n, d] @ head[c0 .. c0 + cw)^T; column-major: head_c x^T. */
-    private void chunkLogits(long x, long head, int n, int d, int type, Precision p, int c0, int cw, long logits) {
-        blas.gemm(Cublas.OP_T, Cublas.OP_N, cw, n, d, 1f, head + (long) c0 * d * p.bytes(), type, d, x, type, d, 0f,
-                logits, Cublas.R_32F, cw, Cublas.COMPUTE_32F);
     }
 
     private static int cublasType(Precision p) {

@@ -88,10 +88,13 @@ class TrainKernelsTest {
 
     @Test
     void lossScratchHoldsTheRowStateAndOneChunkOfLogits() {
-        // 67 rows: 16 bytes of state each (1072, aligned to 1280), 67 x 4096 float logits (1097728, a multiple of 256)
-        assertEquals(1280 + 1_097_728, TrainKernels.crossEntropyScratchBytes(Precision.F32, 67, 4096));
+        // 200 rows: 16 bytes of state each (3200, aligned to 3328); chunks of 67 rows x 4096 float logits (1097728,
+        // a multiple of 256)
+        assertEquals(3328 + 1_097_728, TrainKernels.crossEntropyScratchBytes(Precision.F32, 200, 67, 4096));
         // bf16 adds the chunk's gradients in bf16 (548864)
-        assertEquals(1280 + 1_097_728 + 548_864, TrainKernels.crossEntropyScratchBytes(Precision.BF16, 67, 4096));
+        assertEquals(3328 + 1_097_728 + 548_864, TrainKernels.crossEntropyScratchBytes(Precision.BF16, 200, 67, 4096));
+        // a chunk longer than the rows holds only the rows
+        assertEquals(3328 + 4 * 200 * 4096, TrainKernels.crossEntropyScratchBytes(Precision.F32, 200, 1000, 4096));
     }
 
     @Test
