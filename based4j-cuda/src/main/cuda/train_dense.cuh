@@ -371,17 +371,19 @@ __device__ void swigluBackward_impl(const A* a, const float* dout, float* da, in
 
 /**
  * swigluBackward with dout and da of type A (bf16: the training pass's buffers, read and rounded back in place of
- * converting them to float32 and back, which gives the same values). vector (h a multiple of 8, pointers 16-byte
- * aligned): 8 columns a thread, 16-byte accesses; otherwise one element a thread.
+ * converting them to float32 and back, which gives the same values). flags bit 0, vector (h a multiple of 8,
+ * pointers 16-byte aligned): 8 columns a thread, 16-byte accesses; otherwise one element a thread. Bit 1,
+ * overwrite: da = the gradient (da is not read), else da += the gradient.
  */
 template <typename W, typename A>
-__device__ void swigluBackwardVec_impl(const A* a, const A* dout, A* da, int n, int h, int vector) {
-    if (!vector) {
+__device__ void swigluBackwardVec_impl(const A* a, const A* dout, A* da, int n, int h, int flags) {
+    const bool overwrite = (flags & 2) != 0;
+    if ((flags & 1) == 0) {
         const i64 total = (i64)n * h;
         GridCursor at(globalThread(), h, globalStride());
         for (i64 idx = globalThread(); idx < total; idx += globalStride(), at.next(h)) {
             const i64 value = at.row * 2 * h + at.col;
-            float dv = toF(da[value]), dg = toF(da[value + h]);
+            float dv = overwrite ? 0.0f : toF(da[value]), dg = overwrite ? 0.0f : toF(da[value + h]);
             swigluGrads(toF(a[value]), toF(a[value + h]), toF(dout[idx]), dv, dg);
             da[value] = fromF<A>(dv);
             da[value + h] = fromF<A>(dg);
@@ -397,8 +399,13 @@ __device__ void swigluBackwardVec_impl(const A* a, const A* dout, A* da, int n, 
         load8(a + value, y);
         load8(a + value + h, g);
         load8(dout + 8 * v, go);
-        load8(da + value, dv);
-        load8(da + value + h, dg);
+        if (overwrite) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) dv[i] = dg[i] = 0.0f;
+        } else {
+            load8(da + value, dv);
+            load8(da + value + h, dg);
+        }
 #pragma unroll
         for (int i = 0; i < 8; i++) swigluGrads(y[i], g[i], go[i], dv[i], dg[i]);
         store8(da + value, dv);
@@ -419,8 +426,8 @@ B4J_KERNEL(columnSumPartial, 256, (const A* x, float* partial, int n, int m, int
 B4J_KERNEL(swigluBackward, 256, (const A* a, const float* dout, float* da, int n, int h), (a, dout, da, n, h))
 B4J_KERNEL(columnSumVec, 256, (const A* x, float* partial, int n, int m, int rowsPerPart),
            (x, partial, n, m, rowsPerPart))
-B4J_KERNEL(swigluBackwardVec, 256, (const A* a, const A* dout, A* da, int n, int h, int vector),
-           (a, dout, da, n, h, vector))
+B4J_KERNEL(swigluBackwardVec, 256, (const A* a, const A* dout, A* da, int n, int h, int flags),
+           (a, dout, da, n, h, flags))
 
 // The row kernels of RMSNorm for d <= 1024 (Q 8) and d <= 2048 (Q 16), in bf16 only; the backward with dout of
 // type A (rmsNormBackwardRowsQ) or float (rmsNormBackwardRowsFQ).

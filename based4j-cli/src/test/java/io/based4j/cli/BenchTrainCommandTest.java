@@ -94,13 +94,14 @@ class BenchTrainCommandTest {
             double ms = (double) op.get("ms");
             assertTrue(ms >= 0, op.toString());
             total += ms;
-            if (op.get("op").equals("matmul")) {
+            if (op.get("op").equals("matmul") || op.get("op").equals("matmulAdd")) {
                 forward += (long) op.get("calls");
             } else if (op.get("op").equals("matmulBackward")) {
                 backward += (long) op.get("calls");
             }
         }
-        // every projection that runs forward runs backward once in the step (the head's products are in the loss)
+        // every projection that runs forward (matmulAdd: those that end a residual branch) runs backward once in the
+        // step (the head's products are in the loss)
         assertTrue(forward > 0 && forward == backward, "matmul " + forward + ", matmulBackward " + backward);
         // the ops of one step cannot take longer than a few steps' time (they are part of one)
         assertTrue(total > 0 && total / 1e3 < 20 * (double) row.get("seconds_per_step"), "ops " + total + " ms");

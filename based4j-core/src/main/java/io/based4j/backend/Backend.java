@@ -88,6 +88,16 @@ public interface Backend extends AutoCloseable {
     /** {@code out = x @ w^T (+ bias)}: x is {@code [n, k]}, w is {@code [m, k]}, out is {@code [n, m]}. */
     void matmul(Buffer x, Weight w, Weight bias, Buffer out);
 
+    /**
+     * {@code out = x @ w^T (+ bias) + residual}, residual of out's shape (a different buffer): a projection that ends
+     * a residual branch, summed with the stream in one op where the backend can (a product's epilogue). By default
+     * {@link #matmul} then {@link #addInPlace}.
+     */
+    default void matmulAdd(Buffer x, Weight w, Weight bias, Buffer residual, Buffer out) {
+        matmul(x, w, bias, out);
+        addInPlace(out, residual);
+    }
+
     /** Like {@link #matmul} over only the listed rows of x: {@code out[i] = x[rows[i]] @ w^T}. */
     void matmulRows(Buffer x, int[] rows, Weight w, Buffer out);
 

@@ -127,14 +127,18 @@ public final class LayerStack {
             Activations.LayerBuffers lb = acts.layer(i, l.mixer());
             Buffer in = acts.residual(i);
             b.rmsNorm(in, l.norm1(), eps, lb.normed1(), lb.rstd1());
-            mix(b, l, lb, batch, states == null ? null : states[i]);
-            Buffer mid = residualAdd(b, acts, in, lb.mixerOut());
+            // where residuals are kept, each branch's last product adds the stream as it writes the branch
+            boolean kept = acts.keepsResiduals();
+            mix(b, l, lb, batch, states == null ? null : states[i], kept ? in : null);
+            Buffer mid = kept ? lb.mixerOut() : residualAdd(b, in, lb.mixerOut());
             if (l.fc1() != null) {
                 b.rmsNorm(mid, l.norm2(), eps, lb.normed2(), lb.rstd2());
                 b.matmul(lb.normed2(), l.fc1(), null, lb.mlpIn());
                 b.swiglu(lb.mlpIn(), lb.mlpGate());
-                b.matmul(lb.mlpGate(), l.fc2(), null, lb.mlpOut());
-                residualAdd(b, acts, mid, lb.mlpOut());
+                project(b, lb.mlpGate(), l.fc2(), null, kept ? mid : null, lb.mlpOut());
+                if (!kept) {
+                    residualAdd(b, mid, lb.mlpOut());
+                }
             }
             if (observer != null) {
                 observer.afterLayer(i, acts.residual(i + 1));
@@ -144,17 +148,24 @@ public final class LayerStack {
         return acts.finalNormed();
     }
 
-    /** {@code residual + branch}: summed into the residual in place, or, where residuals are kept, into the branch. */
-    private static Buffer residualAdd(Backend b, Activations acts, Buffer residual, Buffer branch) {
-        if (acts.keepsResiduals()) {
-            b.addInPlace(branch, residual);
-            return branch;
-        }
+    /** {@code residual + branch}, summed into the residual in place. */
+    private static Buffer residualAdd(Backend b, Buffer residual, Buffer branch) {
         b.addInPlace(residual, branch);
         return residual;
     }
 
-    private void mix(Backend b, LayerWeights l, Activations.LayerBuffers lb, TokenBatch batch, MixerState state) {
+    /** {@code out = x @ w^T (+ bias)}, plus {@code residual} where it is not null (the branch then holds the sum). */
+    private static void project(Backend b, Buffer x, Weight w, Weight bias, Buffer residual, Buffer out) {
+        if (residual == null) {
+            b.matmul(x, w, bias, out);
+        } else {
+            b.matmulAdd(x, w, bias, residual, out);
+        }
+    }
+
+    /** The mixer of layer l into {@code lb.mixerOut()}, plus {@code residual} where it is not null. */
+    private void mix(Backend b, LayerWeights l, Activations.LayerBuffers lb, TokenBatch batch, MixerState state,
+                     Buffer residual) {
         Weight[] w = l.mix();
         Buffer[] m = lb.mixer();
         Buffer x = lb.normed1();
@@ -162,19 +173,19 @@ public final class LayerStack {
             case MixerConfig.BaseConv c -> {
                 b.matmul(x, w[0], w[1], m[0]);
                 b.baseConv(c, m[0], w[2], batch, state, m[2], m[1]);
-                b.matmul(m[2], w[3], w[4], lb.mixerOut());
+                project(b, m[2], w[3], w[4], residual, lb.mixerOut());
             }
             case MixerConfig.LinearAttention la -> {
                 b.matmul(x, w[0], null, m[0]);
                 b.matmul(x, w[1], null, m[1]);
                 b.matmul(x, w[2], null, m[2]);
                 b.linearAttention(la, m[0], m[1], m[2], batch, state, m[3]);
-                b.matmul(m[3], w[3], null, lb.mixerOut());
+                project(b, m[3], w[3], null, residual, lb.mixerOut());
             }
             case MixerConfig.Attention a -> {
                 b.matmul(x, w[0], w[1], m[0]);
                 b.attention(a, m[0], batch, state, m[1], m[2]);
-                b.matmul(m[1], w[2], w[3], lb.mixerOut());
+                project(b, m[1], w[2], w[3], residual, lb.mixerOut());
             }
         }
     }

@@ -174,7 +174,18 @@ public final class CublasLt implements AutoCloseable {
     public boolean matmul(int transA, int transB, int m, int n, int k, float alpha, long A, int aType, int lda, long B,
                           int bType, int ldb, float beta, long C, int cType, int ldc, int computeType, int epilogue,
                           long bias) {
-        LtGemm g = LtGemm.of(transA, transB, m, n, k, A, aType, lda, B, bType, ldb, beta != 0f, C, cType, ldc,
+        return matmul(transA, transB, m, n, k, alpha, A, aType, lda, B, bType, ldb, beta, C, cType, ldc, C,
+                computeType, epilogue, bias);
+    }
+
+    /**
+     * {@link #matmul} into D instead of C: {@code D = alpha op(A) op(B) + beta C (+ bias)}, D of C's type and
+     * layout, C read only (D may be C). The plan is chosen for the lesser alignment of the two.
+     */
+    public boolean matmul(int transA, int transB, int m, int n, int k, float alpha, long A, int aType, int lda, long B,
+                          int bType, int ldb, float beta, long C, int cType, int ldc, long D, int computeType,
+                          int epilogue, long bias) {
+        LtGemm g = LtGemm.of(transA, transB, m, n, k, A, aType, lda, B, bType, ldb, beta != 0f, C | D, cType, ldc,
                 computeType, epilogue, bias);
         Plan p = plans.get(g, key -> build(key, bias));
         if (p.algo == null) {
@@ -187,7 +198,7 @@ public final class CublasLt implements AutoCloseable {
         this.beta.set(ValueLayout.JAVA_FLOAT, 0, beta);
         int r;
         try {
-            r = (int) l.matmul.invokeExact(live(), p.desc, this.alpha, A, p.a, B, p.b, this.beta, C, p.c, C, p.c,
+            r = (int) l.matmul.invokeExact(live(), p.desc, this.alpha, A, p.a, B, p.b, this.beta, C, p.c, D, p.c,
                     p.algo, workspace, workspaceBytes, stream);
         } catch (Throwable t) {
             throw CudaDriver.rethrow(t);

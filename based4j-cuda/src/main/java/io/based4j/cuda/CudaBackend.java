@@ -389,7 +389,7 @@ public final class CudaBackend implements TrainingBackend {
 
     @Override
     public Buffer view(Buffer buffer, int rows) {
-        CudaBuffer b = bufferOf(buffer);
+        CudaBuffer b = raw(buffer);
         if (rows < 0 || rows > b.rows) {
             throw new IllegalArgumentException("a view of " + rows + " rows does not fit " + b);
         }
@@ -401,8 +401,9 @@ public final class CudaBackend implements TrainingBackend {
         if (buffer instanceof CudaParameter p && p.hasCopy() && allocations.containsKey(p.compute.ptr)) {
             free(p.compute.ptr);
         }
-        CudaBuffer b = bufferOf(buffer);
+        CudaBuffer b = raw(buffer);
         if (b.owner == b && allocations.containsKey(b.ptr)) {
+            pendingZeros.removeIf(z -> overlaps(z[0], z[1], b.ptr, b.bytes()));
             free(b.ptr);
         }
     }
@@ -614,6 +615,49 @@ public final class CudaBackend implements TrainingBackend {
         } else {
             kernels.addBiasF32(precision, o.ptr, b.ptr, o.rows, o.cols);
         }
+    }
+
+    /**
+     * {@code out = x @ w^T (+ bias) + residual}: with a float32 residual and output, one cuBLASLt product that reads
+     * the residual as C and writes out as D (beta 1); a parameter's bias in the epilogue from its float32 master
+     * values, another bf16 bias by a kernel after the product. Otherwise {@link #matmul} then {@link #addInPlace}.
+     */
+    @Override
+    public void matmulAdd(Buffer x, Weight w, Weight bias, Buffer residual, Buffer out) {
+        bind();
+        CudaBuffer a = bufferOf(x);
+        CudaWeight m = weightOf(w);
+        CudaBuffer r = bufferOf(residual);
+        CudaBuffer o = raw(out);
+        int n = a.rows;
+        int k = a.cols;
+        int cols = m.rows();
+        boolean fused = o.type == Precision.F32 && r.type == Precision.F32 && a.type == precision && m.cols() == k
+                && o.rows == n && o.cols == cols && r.rows == n && r.cols == cols && n > 0 && k > 0 && cols > 0
+                && !overlaps(o.ptr, o.bytes(), r.ptr, r.bytes());
+        long biasF32 = 0;
+        CudaWeight b = bias == null ? null : weightOf(bias);
+        if (fused && b != null) {
+            if ((long) b.rows() * b.cols() != cols) {
+                throw new IllegalArgumentException("matmul: the bias " + b + " does not hold the " + cols
+                        + " values of " + m + "'s rows");
+            }
+            biasF32 = bias instanceof CudaParameter p ? p.master.ptr : b.type == Precision.F32 ? b.ptr : 0;
+        }
+        if (fused) {
+            takeZero(o);  // written whole
+            if (lt.matmul(Cublas.OP_T, Cublas.OP_N, cols, n, k, 1f, m.ptr, cublasType(m.type), k, a.ptr,
+                    cublasType(a.type), k, 1f, r.ptr, Cublas.R_32F, cols, o.ptr, Cublas.COMPUTE_32F,
+                    biasF32 == 0 ? CublasLt.EPILOGUE_DEFAULT : CublasLt.EPILOGUE_BIAS, biasF32)) {
+                routes.ltResidual++;
+                if (b != null && biasF32 == 0) {
+                    routes.biasKernel++;
+                    kernels.addBiasF32(precision, o.ptr, b.ptr, o.rows, o.cols);
+                }
+                return;
+            }
+        }
+        TrainingBackend.super.matmulAdd(x, w, bias, residual, out);
     }
 
     /**
@@ -888,9 +932,62 @@ public final class CudaBackend implements TrainingBackend {
         return w instanceof CudaParameter p ? p.compute : CudaWeight.of(w);
     }
 
-    /** The backend's form of a buffer: a parameter's float32 master values, or the buffer itself. */
-    private static CudaBuffer bufferOf(Buffer b) {
+    /**
+     * The backend's form of a buffer for an op to read or add into: a parameter's float32 master values, or the
+     * buffer itself, with any zeroing still pending on its memory done first (queued before the op).
+     */
+    private CudaBuffer bufferOf(Buffer b) {
+        CudaBuffer c = raw(b);
+        if (!pendingZeros.isEmpty()) {
+            zeroNow(c.ptr, c.bytes());
+        }
+        return c;
+    }
+
+    /** {@link #bufferOf} without doing pending zeros: for what does not touch the values. */
+    private static CudaBuffer raw(Buffer b) {
         return b instanceof CudaParameter p ? p.master : CudaBuffer.of(b);
+    }
+
+    /**
+     * Zeros asked for and not yet done, {ptr, bytes}: {@link #zero} queues them; the next op that touches an
+     * overlapping range does them first ({@link #bufferOf}), or, where it overwrites the whole buffer anyway, skips
+     * them ({@link #takeZero}): a gradient's first product then runs with beta 0 instead of adding into zeros.
+     */
+    private final ArrayList<long[]> pendingZeros = new ArrayList<>();
+
+    /** Does the pending zeros that overlap {@code [ptr, ptr + bytes)}, in the order they were asked for. */
+    private void zeroNow(long ptr, long bytes) {
+        for (int i = 0; i < pendingZeros.size(); ) {
+            long[] z = pendingZeros.get(i);
+            if (overlaps(z[0], z[1], ptr, bytes)) {
+                cu.memsetD8Async(z[0], 0, z[1], stream);
+                pendingZeros.remove(i);
+            } else {
+                i++;
+            }
+        }
+    }
+
+    /** Does every pending zero: before ops that reach buffers other than through their arguments. */
+    private void zeroAll() {
+        for (long[] z : pendingZeros) {
+            cu.memsetD8Async(z[0], 0, z[1], stream);
+        }
+        pendingZeros.clear();
+    }
+
+    /**
+     * For an op about to overwrite all of b: whether b is queued to be zeroed as a whole (the zero is then dropped:
+     * the op writes its result instead of adding it), doing any other pending zero that overlaps b.
+     */
+    private boolean takeZero(CudaBuffer b) {
+        if (b == null || pendingZeros.isEmpty()) {
+            return false;
+        }
+        boolean whole = pendingZeros.removeIf(z -> z[0] == b.ptr && z[1] == b.bytes());
+        zeroNow(b.ptr, b.bytes());
+        return whole;
     }
 
     /**
@@ -934,7 +1031,7 @@ public final class CudaBackend implements TrainingBackend {
         }
     }
 
-    private static CudaBuffer orNull(Buffer b) {
+    private CudaBuffer orNull(Buffer b) {
         return b == null ? null : bufferOf(b);
     }
 
@@ -994,7 +1091,10 @@ public final class CudaBackend implements TrainingBackend {
         return new Tensor(DType.F32, shape, seg);
     }
 
-    /** Keeps the bf16 copy of the last rmsNormBackward's dx ({@link #dxCopyOf}) unless it zeroes that buffer. */
+    /**
+     * Queues the zero ({@link #pendingZeros}); keeps the bf16 copy of the last rmsNormBackward's dx
+     * ({@link #dxCopyOf}) unless it zeroes that buffer.
+     */
     @Override
     public void zero(Buffer buffer) {
         long copyOf = dxCopyOf;
@@ -1005,8 +1105,10 @@ public final class CudaBackend implements TrainingBackend {
             cu.memsetD8Async(p.compute.ptr, 0, bytes, stream);
             keep &= !overlaps(p.compute.ptr, bytes, copyOf, dxCopyBytes);
         }
-        CudaBuffer b = bufferOf(buffer);
-        cu.memsetD8Async(b.ptr, 0, b.bytes(), stream);
+        CudaBuffer b = raw(buffer);
+        if (b.bytes() > 0 && pendingZeros.stream().noneMatch(z -> z[0] == b.ptr && z[1] == b.bytes())) {
+            pendingZeros.add(new long[] {b.ptr, b.bytes()});
+        }
         if (keep && !overlaps(b.ptr, b.bytes(), copyOf, dxCopyBytes)) {
             dxCopyOf = copyOf;
         }
@@ -1216,8 +1318,8 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer xb = bufferOf(x);
         CudaWeight wt = weightOf(w);
         CudaBuffer g = bufferOf(dout);
-        CudaBuffer dxb = orNull(dx);
-        CudaBuffer dwb = orNull(dw);
+        CudaBuffer dxb = dx == null ? null : raw(dx);  // pending zeros: written (beta 0) instead of added into
+        CudaBuffer dwb = dw == null ? null : raw(dw);
         CudaBuffer dbb = orNull(db);
         int n = xb.rows;
         int k = xb.cols;
@@ -1231,6 +1333,13 @@ public final class CudaBackend implements TrainingBackend {
         }
         sameCount("matmulBackward dw", dwb, (long) m * k);
         sameCount("matmulBackward db", dbb, m);
+        boolean dxFresh = n > 0 && m > 0 && takeZero(dxb);
+        boolean dwFresh = n > 0 && m > 0 && k > 0 && takeZero(dwb);
+        for (CudaBuffer b : new CudaBuffer[] {dxb, dwb}) {
+            if (b != null) {
+                zeroNow(b.ptr, b.bytes());  // what no product writes below
+            }
+        }
         if (n == 0) {
             return;
         }
@@ -1238,13 +1347,13 @@ public final class CudaBackend implements TrainingBackend {
         long gp = copy != 0 ? copy : read(g, precision, 1);
         if (dxb != null) {
             // dx^T [k, n] += w^T [k, m] dout^T [m, n] (column-major)
-            product(Cublas.OP_N, Cublas.OP_N, k, n, m, wt.ptr, type, k, gp, type, m, 1f, dxb.ptr,
+            product(Cublas.OP_N, Cublas.OP_N, k, n, m, wt.ptr, type, k, gp, type, m, dxFresh ? 0f : 1f, dxb.ptr,
                     cublasType(dxb.type), k);
         }
         if (dwb != null) {
             // dw^T [k, m] += x^T [k, n] dout [n, m] (column-major)
-            product(Cublas.OP_N, Cublas.OP_T, k, m, n, read(xb, precision, 0), type, k, gp, type, m, 1f, dwb.ptr,
-                    cublasType(dwb.type), k);
+            product(Cublas.OP_N, Cublas.OP_T, k, m, n, read(xb, precision, 0), type, k, gp, type, m,
+                    dwFresh ? 0f : 1f, dwb.ptr, cublasType(dwb.type), k);
         }
         if (dbb == null) {
             return;
@@ -1265,16 +1374,18 @@ public final class CudaBackend implements TrainingBackend {
         bind();
         CudaBuffer ab = bufferOf(a);
         CudaBuffer g = bufferOf(dout);
-        CudaBuffer dab = bufferOf(da);
+        CudaBuffer dab = raw(da);
         int n = ab.rows;
         int h = ab.cols / 2;
         check("swigluBackward dout", g, n, h, null);
         check("swigluBackward da", dab, n, 2 * h, null);
         if (precision != Precision.F32 && ab.type == precision && g.type == precision && dab.type == precision) {
-            // the training pass's buffers, all bf16: read and rounded back by the kernel, no conversion passes
-            train.swigluBackwardInA(precision, ab.ptr, g.ptr, dab.ptr, n, h);
+            // the training pass's buffers, all bf16: read and rounded back by the kernel, no conversion passes; a
+            // pending zero of da is not done but written over
+            train.swigluBackwardInA(precision, ab.ptr, g.ptr, dab.ptr, n, h, takeZero(dab));
             return;
         }
+        zeroNow(dab.ptr, dab.bytes());
         long dap = read(dab, Precision.F32, 2);
         train.swigluBackward(precision, read(ab, precision, 0), read(g, Precision.F32, 1), dap, n, h);
         written(dab, Precision.F32, dap);
@@ -1517,6 +1628,7 @@ public final class CudaBackend implements TrainingBackend {
     @Override
     public GradientNorm adamwStep(List<AdamWSlot> slots, AdamWUpdate u) {
         bind();
+        zeroAll();  // the chunk table reaches the gradients by address
         OptimizerTable t = optimizerTable(slots);
         if (t == null) {
             return TrainingBackend.super.adamwStep(slots, u);

@@ -10,6 +10,8 @@ final class GemmRoutes {
     long lt;
     /** cuBLASLt products that added the bias ({@link CublasLt#EPILOGUE_BIAS}). */
     long ltBias;
+    /** cuBLASLt products that added a residual (C) into a separate output (D), with or without a bias. */
+    long ltResidual;
     /** {@code cublasGemmEx} products. */
     long gemmEx;
     /** Biases added by a kernel of their own. */
@@ -22,6 +24,7 @@ final class GemmRoutes {
         GemmRoutes c = new GemmRoutes();
         c.lt = lt;
         c.ltBias = ltBias;
+        c.ltResidual = ltResidual;
         c.gemmEx = gemmEx;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
@@ -30,7 +33,8 @@ final class GemmRoutes {
 
     @Override
     public String toString() {
-        return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", cublasGemmEx " + gemmEx + ", bias kernels " + biasKernel + ", bias gradient kernels "
+        return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
+                + ", cublasGemmEx " + gemmEx + ", bias kernels " + biasKernel + ", bias gradient kernels "
                 + biasGradientKernel;
     }
 }

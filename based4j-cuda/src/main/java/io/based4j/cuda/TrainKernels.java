@@ -362,14 +362,14 @@ public final class TrainKernels {
      * float32 kernel and converting back give. 8 columns a thread where h is a multiple of 8 and the pointers are
      * 16-byte aligned, one otherwise.
      */
-    public void swigluBackwardInA(Precision p, long a, long dout, long da, int n, int h) {
+    public void swigluBackwardInA(Precision p, long a, long dout, long da, int n, int h, boolean overwrite) {
         require(p == Precision.BF16, "swigluBackwardInA: bf16 only, not " + p.suffix());
         require(n >= 0 && h >= 0, "swigluBackwardInA: n " + n + ", h " + h);
         if ((long) n * h == 0) {
             return;
         }
         boolean vector = Kernels.vectorRows(p, h, a, dout, da);
-        k.args.reset().ptr(a).ptr(dout).ptr(da).i32(n).i32(h).i32(vector ? 1 : 0);
+        k.args.reset().ptr(a).ptr(dout).ptr(da).i32(n).i32(h).i32((vector ? 1 : 0) | (overwrite ? 2 : 0));
         if (vector) {
             k.vectorwise(k.function("swigluBackwardVec", p), (long) n * h);
         } else {

@@ -141,6 +141,71 @@ class CudaTrainingOpsTest {
         dw.same("matmul dw, twice", TOL);
     }
 
+    /** A projection that adds the residual stream as it writes (one product on the GPU), with and without a bias. */
+    @Test
+    void matmulAddAddsTheResidual() {
+        int n = 35;
+        int k = 48;
+        int m = 40;
+        Pair x = buffers(n, k, 1);
+        Param w = param(0, 0.2, m, k);
+        Param b = param(0, 0.2, m);
+        Pair residual = buffers(n, m, 1);
+        long before = gpu.gemmRoutes().ltResidual;
+        for (Param bias : new Param[] {null, b}) {
+            Pair out = buffers(n, m, 3);
+            gpu.zero(out.g);  // a pending zero of the output is dropped, not done after the product
+            cpu.matmulAdd(x.c, w.c, bias == null ? null : bias.c, residual.c, out.c);
+            gpu.matmulAdd(x.g, w.g, bias == null ? null : bias.g, residual.g, out.g);
+            out.same("matmulAdd out" + (bias == null ? "" : " with a bias"), TOL);
+        }
+        assertEquals(before + 2, gpu.gemmRoutes().ltResidual, "both took the fused product");
+    }
+
+    /**
+     * Zeros are queued and done by the next op that touches the memory, or dropped where a product writes the whole
+     * buffer: every way of reading a zeroed buffer sees zeros, and products into zeroed gradients give what adding
+     * into zeros gives (the CPU's), also through a view and after a second zero of the same buffer.
+     */
+    @Test
+    void zerosAreDoneBeforeAnythingReadsThem() {
+        int n = 21;
+        int k = 40;
+        int m = 24;
+        Pair x = buffers(n, k, 1);
+        Param w = param(0, 0.2, m, k);
+        Pair dout = buffers(n, m, 1);
+        Pair dx = buffers(n, k, 0.5);
+        Pair dw = buffers(m, k, 0.5);
+        cpu.zero(dx.c);
+        gpu.zero(dx.g);
+        assertArrayEquals(new float[n * k], gpu.download(dx.g), "a zeroed buffer downloads as zeros");
+        for (Pair p : new Pair[] {dx, dw}) {
+            cpu.zero(p.c);
+            gpu.zero(p.g);
+            gpu.zero(p.g);
+        }
+        cpu.matmulBackward(x.c, w.c, dout.c, dx.c, dw.c, null);
+        gpu.matmulBackward(x.g, w.g, dout.g, dx.g, dw.g, null);
+        dx.same("dx written into a zeroed buffer", TOL);
+        dw.same("dw written into a zeroed buffer", TOL);
+        // a view of a zeroed buffer reads zeros; an op through the view leaves the rest zero too
+        gpu.zero(dx.g);
+        Buffer head = gpu.view(dx.g, 5);
+        assertArrayEquals(new float[5 * k], gpu.download(head), "a view of a zeroed buffer");
+        assertArrayEquals(new float[n * k], gpu.download(dx.g), "the whole zeroed buffer");
+        // a second product adds into the first one's result (the zero is used once)
+        cpu.matmulBackward(x.c, w.c, dout.c, null, dw.c, null);
+        gpu.matmulBackward(x.g, w.g, dout.g, null, dw.g, null);
+        dw.same("dw added into", TOL);
+        // a zeroed buffer that is released is not zeroed after its memory is handed out again
+        Pair other = buffers(n, k, 1);
+        gpu.zero(other.g);
+        gpu.release(other.g);
+        Pair next = buffers(n, k, 1);
+        next.same("a buffer allocated after a release", 0);
+    }
+
     @Test
     void embeddingBackwardSumsRepeatedIds() {
         int vocab = 50;

@@ -356,14 +356,22 @@ class DenseBackwardKernelsTest {
                 String what = String.format("swiglu backward in bf16, n %d, h %d", n, h);
 
                 long da = rig.values(p, da0);
-                rig.train.swigluBackwardInA(p, aDev, rig.values(p, dout), da, n, h);
+                rig.train.swigluBackwardInA(p, aDev, rig.values(p, dout), da, n, h, false);
                 assertArrayEquals(want, rig.values(p, da, 2 * n * h), what + " [-Dbased4j.seed=" + SEED + "]");
+
+                // overwriting: what adding into zeros gives, whatever da held
+                long zeros = rig.values(p, new float[2 * n * h]);
+                rig.train.swigluBackwardInA(p, aDev, rig.values(p, dout), zeros, n, h, false);
+                long over = rig.values(p, da0);
+                rig.train.swigluBackwardInA(p, aDev, rig.values(p, dout), over, n, h, true);
+                assertArrayEquals(rig.values(p, zeros, 2 * n * h), rig.values(p, over, 2 * n * h),
+                        what + ", overwriting [-Dbased4j.seed=" + SEED + "]");
 
                 // one bf16 element past 16-byte alignment: the same values
                 long aOff = shifted(rig, p, a);
                 long doutOff = shifted(rig, p, dout);
                 long daOff = shifted(rig, p, da0);
-                rig.train.swigluBackwardInA(p, aOff, doutOff, daOff, n, h);
+                rig.train.swigluBackwardInA(p, aOff, doutOff, daOff, n, h, false);
                 assertArrayEquals(want, rig.values(p, daOff, 2 * n * h), what + ", unaligned [-Dbased4j.seed=" + SEED
                         + "]");
             }

@@ -134,7 +134,7 @@ public final class DenseTrainBench {
                             args -> args.ptr(a).ptr(doutF).ptr(daF).i32(ROWS).i32(HIDDEN));
                     scalar("f32ToA_bf16", 2 * cells, args -> args.ptr(daF).ptr(da).i64(2 * cells));
                 },
-                () -> rig.train.swigluBackwardInA(P, a, dout, da, ROWS, HIDDEN));
+                () -> rig.train.swigluBackwardInA(P, a, dout, da, ROWS, HIDDEN, false));
     }
 
     private void baseConv(MixerTrainKernels mk) {
