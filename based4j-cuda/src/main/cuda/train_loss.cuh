@@ -36,14 +36,41 @@ __device__ __forceinline__ void softmaxMerge(float& m, float& s, float m2, float
 
 /**
  * Whole rows at once (the rows-chunked scheme: logits [n, vocab] float32, row stride vocab): one block of 512 threads
- * per row, rows grid-strided. One pass reads the row once into a running max, sum of exponentials (rescaled at each
- * new max, as an online softmax) and argmax per thread, merged over the block in a fixed order; thread 0 writes the
+ * per row, rows grid-strided. One pass reads the row once (4 logits a load where the rows are 16-byte aligned) into a
+ * running max, sum of exponentials (rescaled at each new max, as an online softmax) and argmax per thread, merged over the block in a fixed order; thread 0 writes the
  * row's state (stats as in crossEntropyChunkStats_f32, complete). Where grad is not null a second pass writes
  * scale * (exp(z - M) / S - onehot) in A (zeros on ignored rows). Ignored rows' states are not written. Deterministic.
  */
+/** One logit into a thread's online softmax state (m, s) and argmax. */
+__device__ __forceinline__ void softmaxAdd(float& m, float& s, float& best, int& bestIdx, float v, int j) {
+    argmaxMerge(best, bestIdx, v, j);
+    if (v > m) {
+        s = (m == -CUDART_INF_F ? 0.0f : s * expf(m - v)) + 1.0f;
+        m = v;
+    } else if (v != -CUDART_INF_F) {
+        s += expf(v - m);
+    }
+}
+
+/** Four values into A at p (8-byte aligned in bf16, 16-byte in float32). */
+__device__ __forceinline__ void store4(float* p, const float (&v)[4]) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ __forceinline__ void store4(__nv_bfloat16* p, const float (&v)[4]) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]);
+    __nv_bfloat162 hi = __floats2bfloat162_rn(v[2], v[3]);
+    uint2 bits;
+    bits.x = *reinterpret_cast<unsigned*>(&lo);
+    bits.y = *reinterpret_cast<unsigned*>(&hi);
+    *reinterpret_cast<uint2*>(p) = bits;
+}
+
 template <typename W, typename A>
 __device__ void crossEntropyRows_impl(const float* logits, const int* targets, float4* stats, A* grad, int n,
                                       int vocab, float scale) {
+    // rows 16-byte aligned (the scratch is; vocab a multiple of 4): 4 logits a load
+    const bool vec4 = (vocab & 3) == 0 && (reinterpret_cast<uintptr_t>(logits) & 15) == 0
+                      && (grad == nullptr || (reinterpret_cast<uintptr_t>(grad) & 15) == 0);
     __shared__ float redM[32], redS[32], redB[32];
     __shared__ int redI[32];
     __shared__ float4 rowState;
@@ -62,15 +89,17 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
         }
         float m = -CUDART_INF_F, s = 0.0f, best = -CUDART_INF_F;
         int bestIdx = 0x7fffffff;
-        for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-            const float v = z[j];
-            argmaxMerge(best, bestIdx, v, j);
-            if (v > m) {
-                s = (m == -CUDART_INF_F ? 0.0f : s * expf(m - v)) + 1.0f;
-                m = v;
-            } else if (v != -CUDART_INF_F) {
-                s += expf(v - m);
+        if (vec4) {
+            const float4* z4 = reinterpret_cast<const float4*>(z);
+            for (int q = threadIdx.x; q < (vocab >> 2); q += blockDim.x) {
+                const float4 v = z4[q];
+                softmaxAdd(m, s, best, bestIdx, v.x, 4 * q);
+                softmaxAdd(m, s, best, bestIdx, v.y, 4 * q + 1);
+                softmaxAdd(m, s, best, bestIdx, v.z, 4 * q + 2);
+                softmaxAdd(m, s, best, bestIdx, v.w, 4 * q + 3);
             }
+        } else {
+            for (int j = threadIdx.x; j < vocab; j += blockDim.x) softmaxAdd(m, s, best, bestIdx, z[j], j);
         }
         for (int o = 16; o > 0; o >>= 1) {
             softmaxMerge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
@@ -100,10 +129,21 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
         if (g != nullptr) {
             const float4 st = rowState;
             const float f = scale / st.y;
-            for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-                float v = expf(z[j] - st.x) * f;
-                if (j == t) v -= scale;
-                g[j] = fromF<A>(v);
+            if (vec4) {
+                const float4* z4 = reinterpret_cast<const float4*>(z);
+                for (int q = threadIdx.x; q < (vocab >> 2); q += blockDim.x) {
+                    const float4 v = z4[q];
+                    float o[4] = {expf(v.x - st.x) * f, expf(v.y - st.x) * f, expf(v.z - st.x) * f,
+                                  expf(v.w - st.x) * f};
+                    if ((t >> 2) == q) o[t & 3] -= scale;
+                    store4(g + 4 * q, o);
+                }
+            } else {
+                for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+                    float v = expf(z[j] - st.x) * f;
+                    if (j == t) v -= scale;
+                    g[j] = fromF<A>(v);
+                }
             }
         }
         __syncthreads();  // rowState and the warp slots are written again for the next row

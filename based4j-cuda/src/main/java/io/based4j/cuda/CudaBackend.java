@@ -138,7 +138,7 @@ public final class CudaBackend implements TrainingBackend {
         // one stream: cuBLASLt's products never overlap cuBLAS's, so they share its workspace
         this.lt = CublasLt.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         this.kernels = new Kernels(cu, module, stream);
-        this.train = new TrainKernels(kernels, blas);
+        this.train = new TrainKernels(kernels, blas, lt);
         this.mixers = new MixerTrainKernels(kernels);
         this.scratch = new Scratch(this);
         this.readouts = new Readouts(cu, stream, this::bind);

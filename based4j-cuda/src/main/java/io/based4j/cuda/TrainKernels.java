@@ -102,11 +102,16 @@ public final class TrainKernels {
 
     private final Kernels k;
     private final Cublas blas;
+    private final CublasLt lt;
 
-    /** Launches on the stream of {@code kernels}; {@code blas} must be bound to the same stream. */
-    public TrainKernels(Kernels kernels, Cublas blas) {
+    /**
+     * Launches on the stream of {@code kernels}; {@code blas} and {@code lt} (null to make every product with
+     * {@code blas}) must be bound to the same stream.
+     */
+    public TrainKernels(Kernels kernels, Cublas blas, CublasLt lt) {
         this.k = kernels;
         this.blas = blas;
+        this.lt = lt;
     }
 
     // ------------------------------------------------------------------------------------------------ embedding
@@ -432,25 +437,38 @@ public final class TrainKernels {
             int rows = Math.min(chunk, n - r0);
             long xc = x + r0 * xRow;
             // logits [rows, vocab] = x_c @ head[0 .. vocab)^T; column-major: head x_c^T
-            blas.gemm(Cublas.OP_T, Cublas.OP_N, vocab, rows, d, 1f, head, type, d, xc, type, d, 0f, logits,
-                    Cublas.R_32F, vocab, Cublas.COMPUTE_32F);
+            product(Cublas.OP_T, Cublas.OP_N, vocab, rows, d, head, type, d, xc, type, d, 0f, logits, vocab);
             k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).ptr(grad)
                     .i32(rows).i32(vocab).f32(scale);
             k.launch(k.function("crossEntropyRows", p), (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
                     LOSS_ROW_THREADS, 0);
             if (dx != 0) {
                 // dx_c [rows, d] += g [rows, vocab] @ head [vocab, d]; column-major: dx_c^T = head^T g^T
-                blas.gemm(Cublas.OP_N, Cublas.OP_N, d, rows, vocab, 1f, head, type, d, grad, type, vocab, 1f,
-                        dx + 4L * r0 * d, Cublas.R_32F, d, Cublas.COMPUTE_32F);
+                product(Cublas.OP_N, Cublas.OP_N, d, rows, vocab, head, type, d, grad, type, vocab, 1f,
+                        dx + 4L * r0 * d, d);
             }
             if (dhead != 0) {
                 // dhead [vocab, d] += g^T [vocab, rows] @ x_c [rows, d]; column-major: dhead^T = x_c^T g
-                blas.gemm(Cublas.OP_N, Cublas.OP_T, d, vocab, rows, 1f, xc, type, d, grad, type, vocab, 1f, dhead,
-                        Cublas.R_32F, d, Cublas.COMPUTE_32F);
+                product(Cublas.OP_N, Cublas.OP_T, d, vocab, rows, xc, type, d, grad, type, vocab, 1f, dhead, d);
             }
         }
         k.args.reset().ptr(targets).ptr(stats).ptr(argmax).ptr(lossSum).i32(n).i32(vocab);
         k.launch(k.function("crossEntropyLoss_f32"), 1, 1, 1, LOSS_THREADS, 0);
+    }
+
+    /**
+     * {@code C = op(A) op(B) + beta C} into a float32 C, float32 accumulation: through cuBLASLt where given and it
+     * has an algorithm (its heuristic picks the Hopper kernels for the loss's shapes, where cublasGemmEx's may not),
+     * else cublasGemmEx.
+     */
+    private void product(int transA, int transB, int m, int n, int kk, long A, int aType, int lda, long B, int bType,
+                         int ldb, float beta, long C, int ldc) {
+        if (lt != null && m > 0 && n > 0 && kk > 0 && lt.matmul(transA, transB, m, n, kk, 1f, A, aType, lda, B,
+                bType, ldb, beta, C, Cublas.R_32F, ldc, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0)) {
+            return;
+        }
+        blas.gemm(transA, transB, m, n, kk, 1f, A, aType, lda, B, bType, ldb, beta, C, Cublas.R_32F, ldc,
+                Cublas.COMPUTE_32F);
     }
 
     private static int cublasType(Precision p) {

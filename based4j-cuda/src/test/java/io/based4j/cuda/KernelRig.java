@@ -24,6 +24,7 @@ final class KernelRig implements AutoCloseable {
     final TrainKernels train;
     private final long module;
     private final Cublas blas;
+    private final CublasLt lt;
     private final List<Long> allocations = new ArrayList<>();
 
     KernelRig() {
@@ -31,9 +32,11 @@ final class KernelRig implements AutoCloseable {
         cu.setCurrent(cu.retainPrimaryContext(0));
         stream = cu.createStream();
         module = cu.loadModule(fatbin());
-        blas = Cublas.create(stream, zeros(CUBLAS_WORKSPACE), CUBLAS_WORKSPACE);
+        long workspace = zeros(CUBLAS_WORKSPACE);
+        blas = Cublas.create(stream, workspace, CUBLAS_WORKSPACE);
+        lt = CublasLt.create(stream, workspace, CUBLAS_WORKSPACE);  // one stream: the two share the workspace
         kernels = new Kernels(cu, module, stream);
-        train = new TrainKernels(kernels, blas);
+        train = new TrainKernels(kernels, blas, lt);
     }
 
     private static MemorySegment fatbin() {
@@ -153,6 +156,7 @@ final class KernelRig implements AutoCloseable {
     @Override
     public void close() {
         cu.synchronize(stream);
+        lt.close();
         blas.close();
         for (long ptr : allocations) {
             cu.free(ptr);
