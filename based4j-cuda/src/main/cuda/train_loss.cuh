@@ -35,7 +35,7 @@ __device__ __forceinline__ void softmaxMerge(float& m, float& s, float m2, float
 }
 
 /**
- * Whole rows at once (the rows-chunked scheme: logits [n, vocab] float32, row stride vocab): one block of 512 threads
+ * Whole rows at once (the rows-chunked scheme: logits [n, vocab] float32, row stride ld): one block of 512 threads
  * per row, rows grid-strided. One pass reads the row once (4 logits a load where the rows are 16-byte aligned) into a
  * running max, sum of exponentials (rescaled at each new max, as an online softmax) and argmax per thread, merged over the block in a fixed order; thread 0 writes the
  * row's state (stats as in crossEntropyChunkStats_f32, complete). Where grad is not null a second pass writes
@@ -67,10 +67,12 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, const float (&v)[4]) {
 
 template <typename W, typename A>
 __device__ void crossEntropyRows_impl(const float* logits, const int* targets, float4* stats, A* grad, int n,
-                                      int vocab, float scale) {
-    // rows 16-byte aligned (the scratch is; vocab a multiple of 4): 4 logits a load
-    const bool vec4 = (vocab & 3) == 0 && (reinterpret_cast<uintptr_t>(logits) & 15) == 0
+                                      int vocab, int ld, float scale) {
+    // rows 16-byte aligned (the scratch is; ld a multiple of 8): 4 logits a load, the last vocab % 4 one by one
+    const bool vec4 = (ld & 7) == 0 && (reinterpret_cast<uintptr_t>(logits) & 15) == 0
                       && (grad == nullptr || (reinterpret_cast<uintptr_t>(grad) & 15) == 0);
+    const int quads = vec4 ? vocab >> 2 : 0;
+    const int tail = 4 * quads;  // logits from here on are taken one at a time
     __shared__ float redM[32], redS[32], redB[32];
     __shared__ int redI[32];
     __shared__ float4 rowState;
@@ -79,8 +81,8 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
     const int warps = blockDim.x >> 5;
     for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
         const int t = targets[row];
-        const float* z = logits + row * vocab;
-        A* g = grad == nullptr ? nullptr : grad + row * vocab;
+        const float* z = logits + row * ld;
+        A* g = grad == nullptr ? nullptr : grad + row * ld;
         if (t == B4J_IGNORE_INDEX) {  // the same for the whole block
             if (g != nullptr) {
                 for (int j = threadIdx.x; j < vocab; j += blockDim.x) g[j] = fromF<A>(0.0f);
@@ -89,18 +91,15 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
         }
         float m = -CUDART_INF_F, s = 0.0f, best = -CUDART_INF_F;
         int bestIdx = 0x7fffffff;
-        if (vec4) {
-            const float4* z4 = reinterpret_cast<const float4*>(z);
-            for (int q = threadIdx.x; q < (vocab >> 2); q += blockDim.x) {
-                const float4 v = z4[q];
-                softmaxAdd(m, s, best, bestIdx, v.x, 4 * q);
-                softmaxAdd(m, s, best, bestIdx, v.y, 4 * q + 1);
-                softmaxAdd(m, s, best, bestIdx, v.z, 4 * q + 2);
-                softmaxAdd(m, s, best, bestIdx, v.w, 4 * q + 3);
-            }
-        } else {
-            for (int j = threadIdx.x; j < vocab; j += blockDim.x) softmaxAdd(m, s, best, bestIdx, z[j], j);
+        const float4* z4 = reinterpret_cast<const float4*>(z);
+        for (int q = threadIdx.x; q < quads; q += blockDim.x) {
+            const float4 v = z4[q];
+            softmaxAdd(m, s, best, bestIdx, v.x, 4 * q);
+            softmaxAdd(m, s, best, bestIdx, v.y, 4 * q + 1);
+            softmaxAdd(m, s, best, bestIdx, v.z, 4 * q + 2);
+            softmaxAdd(m, s, best, bestIdx, v.w, 4 * q + 3);
         }
+        for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) softmaxAdd(m, s, best, bestIdx, z[j], j);
         for (int o = 16; o > 0; o >>= 1) {
             softmaxMerge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
             const float ov = __shfl_xor_sync(0xffffffffu, best, o);
@@ -129,21 +128,17 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
         if (g != nullptr) {
             const float4 st = rowState;
             const float f = scale / st.y;
-            if (vec4) {
-                const float4* z4 = reinterpret_cast<const float4*>(z);
-                for (int q = threadIdx.x; q < (vocab >> 2); q += blockDim.x) {
-                    const float4 v = z4[q];
-                    float o[4] = {expf(v.x - st.x) * f, expf(v.y - st.x) * f, expf(v.z - st.x) * f,
-                                  expf(v.w - st.x) * f};
-                    if ((t >> 2) == q) o[t & 3] -= scale;
-                    store4(g + 4 * q, o);
-                }
-            } else {
-                for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-                    float v = expf(z[j] - st.x) * f;
-                    if (j == t) v -= scale;
-                    g[j] = fromF<A>(v);
-                }
+            for (int q = threadIdx.x; q < quads; q += blockDim.x) {
+                const float4 v = z4[q];
+                float o[4] = {expf(v.x - st.x) * f, expf(v.y - st.x) * f, expf(v.z - st.x) * f,
+                              expf(v.w - st.x) * f};
+                if ((t >> 2) == q) o[t & 3] -= scale;
+                store4(g + 4 * q, o);
+            }
+            for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) {
+                float v = expf(z[j] - st.x) * f;
+                if (j == t) v -= scale;
+                g[j] = fromF<A>(v);
             }
         }
         __syncthreads();  // rowState and the warp slots are written again for the next row
@@ -183,5 +178,5 @@ extern "C" __global__ void __launch_bounds__(1024)
 }  // namespace b4j
 
 B4J_KERNEL(crossEntropyRows, 512,
-           (const float* logits, const int* targets, float4* stats, A* grad, int n, int vocab, float scale),
-           (logits, targets, stats, grad, n, vocab, scale))
+           (const float* logits, const int* targets, float4* stats, A* grad, int n, int vocab, int ld, float scale),
+           (logits, targets, stats, grad, n, vocab, ld, scale))

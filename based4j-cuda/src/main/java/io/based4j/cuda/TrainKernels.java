@@ -391,12 +391,21 @@ public final class TrainKernels {
     /**
      * Bytes of scratch {@link #crossEntropy} needs for {@code n} rows, chunks of {@code chunk} rows and
      * {@code vocab} logits a row: 16 per row of state, a float32 {@code [chunk, vocab]} of logits, and in bf16 a
-     * {@code [chunk, vocab]} of gradients.
+     * {@code [chunk, vocab]} of gradients, their rows {@link #logitsStride} apart.
      */
     public static long crossEntropyScratchBytes(Precision p, int n, int chunk, int vocab) {
-        long cells = (long) Math.min(n, chunk) * vocab;
+        long cells = (long) Math.min(n, chunk) * logitsStride(vocab);
         long bytes = align(STATS_BYTES_PER_ROW * n) + align(4 * cells);
         return p == Precision.F32 ? bytes : bytes + align((long) p.bytes() * cells);
+    }
+
+    /**
+     * The row stride of the loss's logits and gradients: vocab rounded up to a multiple of 8, so that every row
+     * starts 16-byte aligned (the products' fast kernels need it: an odd stride, such as GPT-2's 50257, leaves
+     * cuBLAS only its unaligned ones).
+     */
+    static int logitsStride(int vocab) {
+        return (vocab + 7) / 8 * 8;
     }
 
     /**
@@ -409,7 +418,8 @@ public final class TrainKernels {
      * {@code [n, d]} and dhead F32 {@code [vocabPadded, d]} (either 0 to skip; both 0 for the loss alone).
      *
      * <p>The logits of all rows never exist at once: the rows are walked in chunks of {@code chunk} rows (the last
-     * one shorter), each chunk's {@code [rows, vocab]} float32 logits made by one cuBLAS product into the scratch
+     * one shorter), each chunk's {@code [rows, vocab]} float32 logits (rows {@link #logitsStride} apart) made by one
+     * cuBLAS product into the scratch
      * ({@link #crossEntropyScratchBytes}). crossEntropyRows reads each row once into its max, sum of exponentials,
      * argmax and target logit (an online softmax), and, for a gradient, writes {@code scale * (softmax - onehot)}
      * in A; then {@code g @ head} is added to the chunk's rows of dx and {@code g^T @ x_chunk} to dhead: three
@@ -431,25 +441,26 @@ public final class TrainKernels {
         long stats = scratch;
         long logits = scratch + align(STATS_BYTES_PER_ROW * n);
         boolean gradient = dx != 0 || dhead != 0;
-        long grad = !gradient ? 0 : p == Precision.F32 ? logits : logits + align(4L * Math.min(n, chunk) * vocab);
+        int ld = logitsStride(vocab);
+        long grad = !gradient ? 0 : p == Precision.F32 ? logits : logits + align(4L * Math.min(n, chunk) * ld);
         long xRow = (long) d * p.bytes();
         for (int r0 = 0; r0 < n; r0 += chunk) {
             int rows = Math.min(chunk, n - r0);
             long xc = x + r0 * xRow;
             // logits [rows, vocab] = x_c @ head[0 .. vocab)^T; column-major: head x_c^T
-            product(Cublas.OP_T, Cublas.OP_N, vocab, rows, d, head, type, d, xc, type, d, 0f, logits, vocab);
+            product(Cublas.OP_T, Cublas.OP_N, vocab, rows, d, head, type, d, xc, type, d, 0f, logits, ld);
             k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).ptr(grad)
-                    .i32(rows).i32(vocab).f32(scale);
+                    .i32(rows).i32(vocab).i32(ld).f32(scale);
             k.launch(k.function("crossEntropyRows", p), (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
                     LOSS_ROW_THREADS, 0);
             if (dx != 0) {
                 // dx_c [rows, d] += g [rows, vocab] @ head [vocab, d]; column-major: dx_c^T = head^T g^T
-                product(Cublas.OP_N, Cublas.OP_N, d, rows, vocab, head, type, d, grad, type, vocab, 1f,
+                product(Cublas.OP_N, Cublas.OP_N, d, rows, vocab, head, type, d, grad, type, ld, 1f,
                         dx + 4L * r0 * d, d);
             }
             if (dhead != 0) {
                 // dhead [vocab, d] += g^T [vocab, rows] @ x_c [rows, d]; column-major: dhead^T = x_c^T g
-                product(Cublas.OP_N, Cublas.OP_T, d, vocab, rows, xc, type, d, grad, type, vocab, 1f, dhead, d);
+                product(Cublas.OP_N, Cublas.OP_T, d, vocab, rows, xc, type, d, grad, type, ld, 1f, dhead, d);
             }
         }
         k.args.reset().ptr(targets).ptr(stats).ptr(argmax).ptr(lossSum).i32(n).i32(vocab);
