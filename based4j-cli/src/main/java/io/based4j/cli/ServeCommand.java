@@ -9,6 +9,7 @@ import io.based4j.serve.ServerOptions;
 import io.based4j.tokenizer.Gpt2Tokenizer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.time.Duration;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -22,6 +23,10 @@ import picocli.CommandLine.Option;
 final class ServeCommand implements Callable<Integer> {
     /** Most tokens of one step: prompt pieces beside the decode tokens; large enough to keep a prefill efficient. */
     static final int TOKENS_PER_STEP = 512;
+    /** Largest prefix cache asked for: 1 PiB, past any machine's memory, and far from overflowing as bytes. */
+    static final long MAX_PREFIX_CACHE_MIB = 1L << 30;
+    /** Longest timeout: 100 days, in practice none. */
+    static final long MAX_TIMEOUT_S = 100L * 24 * 3600;
 
     @Mixin
     ModelOptions modelOptions = new ModelOptions();
@@ -50,6 +55,22 @@ final class ServeCommand implements Callable<Integer> {
             description = "Require 'Authorization: Bearer KEY' on /v1/ requests.")
     String apiKey;
 
+    @Option(names = "--prefix-cache-mib", paramLabel = "MIB", defaultValue = "512",
+            description = "Memory for the states of prompt prefixes kept for later requests that start with the"
+                    + " same tokens, in MiB, where the backend keeps states (default ${DEFAULT-VALUE}; 0 turns the"
+                    + " cache off).")
+    long prefixCacheMib;
+
+    @Option(names = "--request-timeout", paramLabel = "SECONDS", defaultValue = "600",
+            description = "Stop a completion that takes longer than this from its arrival, queue included: 504, or"
+                    + " a stream ended with finish_reason \"length\" (default ${DEFAULT-VALUE}; 0: no limit).")
+    long requestTimeout;
+
+    @Option(names = "--body-timeout", paramLabel = "SECONDS", defaultValue = "30",
+            description = "Answer 408 and close the connection when a request's body takes longer than this to"
+                    + " arrive (default ${DEFAULT-VALUE}; 0: no limit).")
+    long bodyTimeout;
+
     @Override
     public Integer call() throws InterruptedException {
         if (port < 0 || port > 65535) {
@@ -61,6 +82,9 @@ final class ServeCommand implements Callable<Integer> {
         if (apiKey != null && apiKey.isEmpty()) {
             throw new UsageException("--api-key is empty");
         }
+        inRange("--prefix-cache-mib", prefixCacheMib, MAX_PREFIX_CACHE_MIB);
+        inRange("--request-timeout", requestTimeout, MAX_TIMEOUT_S);
+        inRange("--body-timeout", bodyTimeout, MAX_TIMEOUT_S);
         String modelId = modelOptions.modelDir().toAbsolutePath().normalize().getFileName().toString();
         Gpt2Tokenizer tokenizer = Gpt2Tokenizer.load();
         Backend backend = modelOptions.backend();
@@ -69,8 +93,10 @@ final class ServeCommand implements Callable<Integer> {
         try {
             model = modelOptions.load(backend);
             int step = Math.max(TOKENS_PER_STEP, slots - 1 + Math.max(1, backend.exactSplit()));
-            engine = new Engine(model, tokenizer, new EngineOptions(slots, maxTokensPerSequence, step, queue));
-            OpenAiServer server = open(engine, tokenizer, new ServerOptions(host, port, modelId, apiKey));
+            engine = new Engine(model, tokenizer, new EngineOptions(slots, maxTokensPerSequence, step, queue,
+                    prefixCacheMib << 20));
+            OpenAiServer server = open(engine, tokenizer, new ServerOptions(host, port, modelId, apiKey,
+                    Duration.ofSeconds(requestTimeout), Duration.ofSeconds(bodyTimeout)));
             BasedModel m = model;
             Engine e = engine;
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -96,6 +122,12 @@ final class ServeCommand implements Callable<Integer> {
             return new OpenAiServer(engine, tokenizer, options);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot listen on " + host + ":" + port + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void inRange(String option, long value, long max) {
+        if (value < 0 || value > max) {
+            throw new UsageException(option + " must be in 0.." + max + ", got " + value);
         }
     }
 

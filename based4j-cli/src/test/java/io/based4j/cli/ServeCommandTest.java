@@ -20,6 +20,9 @@ class ServeCommandTest {
         "serve --slots 0                         | --slots must be >= 1",
         "serve --max-tokens-per-sequence 0       | --max-tokens-per-sequence must be >= 1",
         "serve --queue 0                         | --queue must be >= 1",
+        "serve --prefix-cache-mib -1             | --prefix-cache-mib must be in 0..1073741824, got -1",
+        "serve --request-timeout -5              | --request-timeout must be in 0..8640000, got -5",
+        "serve --body-timeout 8640001            | --body-timeout must be in 0..8640000, got 8640001",
         "serve --device tpu                      | --device tpu",
     })
     void isAUsageError(String command, String named) {
@@ -39,5 +42,16 @@ class ServeCommandTest {
                     + taken.getLocalPort()), r.err());
             assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
         }
+    }
+
+    @Test
+    void aPrefixCacheOverTheMemoryIsOneLine() {
+        Result r = CliTest.run("serve", "--port", "0", "--prefix-cache-mib", "1073741824");
+        assertEquals(1, r.code(), r.err());
+        String[] lines = r.err().strip().split("\n");
+        assertTrue(lines[lines.length - 1].startsWith("based4j: error: the prefix cache needs 1.0 PiB but only "),
+                r.err());
+        assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
+        assertEquals("", r.out());
     }
 }

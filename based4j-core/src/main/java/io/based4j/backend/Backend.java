@@ -217,8 +217,36 @@ public interface Backend extends AutoCloseable {
         /** Bytes this state holds per sequence at the given context length. */
         long bytesPerSequence(int contextLength);
 
+        /**
+         * A copy of the sequence in {@code slot}, which has seen {@code length} tokens, kept where the state is (the
+         * Java heap, the GPU) and taking {@link #bytesPerSequence bytesPerSequence(length)}: all of a fixed-size
+         * state (a sliding window's whole ring), the first {@code length} tokens of a full attention cache. The slot
+         * is left as it was.
+         */
+        Snapshot snapshot(int slot, int length);
+
+        /**
+         * Makes the state of {@code slot} what a {@link #reset} slot is after the tokens of {@code snapshot}: the
+         * copied part is written back and the rest zeroed.
+         *
+         * @throws IllegalArgumentException when the snapshot was taken from a state of another kind or shape, or
+         *                                  holds more tokens than this state can
+         */
+        void restore(int slot, Snapshot snapshot);
+
         /** Gives the state's memory back now (no-op where memory is garbage-collected). */
         default void release() {
+        }
+    }
+
+    /** One sequence's copy of a layer's state ({@link MixerState#snapshot}). */
+    interface Snapshot extends AutoCloseable {
+        /** Bytes the copy holds. */
+        long bytes();
+
+        /** Gives the copy's memory back now (no-op where memory is garbage-collected); it cannot be restored after. */
+        @Override
+        default void close() {
         }
     }
 }

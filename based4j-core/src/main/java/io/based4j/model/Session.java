@@ -98,6 +98,59 @@ public final class Session implements AutoCloseable {
         positions[slot] = 0;
     }
 
+    /**
+     * Bytes a {@link #snapshot} of a sequence that has seen {@code length} tokens holds: the fixed-size states, and
+     * the key/value caches of full attention layers up to that length.
+     */
+    public long snapshotBytes(int length) {
+        long sum = 0;
+        for (Backend.MixerState s : states) {
+            sum += s.bytesPerSequence(length);
+        }
+        return sum;
+    }
+
+    /** Copies the state of the sequence in {@code slot} (every layer's, and its position); the slot is unchanged. */
+    public StateSnapshot snapshot(int slot) {
+        workspace();
+        Backend.Snapshot[] layers = new Backend.Snapshot[states.length];
+        try {
+            for (int i = 0; i < states.length; i++) {
+                layers[i] = states[i].snapshot(slot, positions[slot]);
+            }
+        } catch (RuntimeException e) {
+            for (Backend.Snapshot s : layers) {
+                if (s != null) {
+                    s.close();
+                }
+            }
+            throw e;
+        }
+        return new StateSnapshot(model, layers, positions[slot]);
+    }
+
+    /**
+     * Puts the sequence of {@code snapshot} in {@code slot}: it continues from the snapshot's position exactly as
+     * the sequence it was taken from would have. The snapshot stays usable.
+     *
+     * @throws IllegalArgumentException when the snapshot belongs to another model or is longer than this session's
+     *                                  sequences
+     */
+    public void restore(int slot, StateSnapshot snapshot) {
+        workspace();
+        if (snapshot.model() != model) {
+            throw new IllegalArgumentException("the state snapshot belongs to another model");
+        }
+        if (snapshot.position() > maxLength) {
+            throw new IllegalArgumentException("a state snapshot of " + snapshot.position() + " tokens does not fit"
+                    + " the session's sequences of at most " + maxLength + " tokens");
+        }
+        for (int i = 0; i < states.length; i++) {
+            states[i].restore(slot, snapshot.layer(i));
+        }
+        positions[slot] = snapshot.position();
+    }
+
     /** A batch that continues the given slots with the given numbers of tokens. */
     public TokenBatch batch(int[] slots, int[] lengths) {
         int[] starts = new int[slots.length];

@@ -352,6 +352,12 @@ public final class CudaBackend implements TrainingBackend {
         cu.memsetD32Async(ptr, 0, floats, stream);
     }
 
+    /** Copies {@code bytes} from {@code src} to {@code dst} on the device, on the stream. */
+    void copyOnDevice(long dst, long src, long bytes) {
+        bind();
+        cu.copyDtoDAsync(dst, src, bytes, stream);
+    }
+
     /** New device memory holding {@code values} as float32. */
     long uploadFloats(float[] values, String what) {
         long ptr = allocate(4L * values.length, what);

@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import io.based4j.backend.Backend;
+import java.util.Arrays;
 
 /** Recurrent mixer states in GPU memory, float32, one region per sequence slot (the layouts the kernels expect). */
 final class CudaStates {
@@ -53,6 +54,103 @@ final class CudaStates {
             if (released) {
                 throw new IllegalStateException("this state was released (its session is closed)");
             }
+        }
+
+        /** Floats of region {@code region} a snapshot after {@code length} tokens copies: all of the slot's. */
+        long copiedFloats(int region, int length) {
+            return floatsPerSlot[region];
+        }
+
+        /** What a snapshot must have been taken from to be restored here. */
+        String shape() {
+            return getClass().getSimpleName() + " state of " + Arrays.toString(floatsPerSlot) + " floats";
+        }
+
+        /** Copies the slot's leading floats of every region into new device memory (device to device). */
+        @Override
+        public Backend.Snapshot snapshot(int slot, int length) {
+            checkLive();
+            long[] floats = new long[regions.length];
+            long[] copies = new long[regions.length];
+            Copy copy = new Copy(backend, shape(), floats, copies);
+            try {
+                for (int i = 0; i < regions.length; i++) {
+                    floats[i] = copiedFloats(i, length);
+                    copies[i] = backend.allocate(4L * floats[i], "a state snapshot");
+                    backend.copyOnDevice(copies[i], regions[i] + 4L * floatsPerSlot[i] * slot, 4L * floats[i]);
+                }
+            } catch (RuntimeException e) {
+                copy.close();
+                throw e;
+            }
+            return copy;
+        }
+
+        /** Copies the snapshot's floats to the start of each of the slot's regions and zeros the rest of them. */
+        @Override
+        public void restore(int slot, Backend.Snapshot snapshot) {
+            checkLive();
+            if (!(snapshot instanceof Copy c) || !c.shape.equals(shape()) || c.backend != backend) {
+                throw new IllegalArgumentException("cannot restore " + snapshot + " into a " + shape());
+            }
+            for (int i = 0; i < regions.length; i++) {
+                if (c.floats[i] > floatsPerSlot[i]) {
+                    throw new IllegalArgumentException("a snapshot of " + c.floats[i] + " floats does not fit a "
+                            + shape() + " per sequence");
+                }
+            }
+            for (int i = 0; i < regions.length; i++) {
+                long dst = regions[i] + 4L * floatsPerSlot[i] * slot;
+                backend.copyOnDevice(dst, c.pointer(i), 4L * c.floats[i]);
+                if (c.floats[i] < floatsPerSlot[i]) {
+                    backend.zero(dst + 4L * c.floats[i], floatsPerSlot[i] - c.floats[i]);
+                }
+            }
+        }
+    }
+
+    /** A copy of one slot of a state in device memory: the leading floats of each region. */
+    static final class Copy implements Backend.Snapshot {
+        final CudaBackend backend;
+        final String shape;
+        final long[] floats;
+        private final long[] pointers;
+        private boolean closed;
+
+        Copy(CudaBackend backend, String shape, long[] floats, long[] pointers) {
+            this.backend = backend;
+            this.shape = shape;
+            this.floats = floats;
+            this.pointers = pointers;
+        }
+
+        long pointer(int region) {
+            if (closed) {
+                throw new IllegalStateException("the state snapshot is closed");
+            }
+            return pointers[region];
+        }
+
+        @Override
+        public long bytes() {
+            return 4L * Arrays.stream(floats).sum();
+        }
+
+        @Override
+        public void close() {
+            if (!closed) {
+                closed = true;
+                for (long p : pointers) {
+                    if (p != 0) {
+                        backend.free(p);
+                    }
+                }
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "a snapshot of a " + shape;
         }
     }
 
@@ -147,6 +245,25 @@ final class CudaStates {
         @Override
         public long bytesPerSequence(int contextLength) {
             return 2L * 4L * width * (ring ? capacity : contextLength);
+        }
+
+        /** The whole ring of a sliding window; the first {@code length} tokens of a full cache. */
+        @Override
+        long copiedFloats(int region, int length) {
+            if (ring) {
+                return super.copiedFloats(region, length);
+            }
+            if (length < 0 || length > capacity) {
+                throw new IllegalArgumentException("a snapshot of " + length + " tokens of a key/value cache of "
+                        + capacity + " tokens");
+            }
+            return (long) length * width;
+        }
+
+        /** A full cache takes the snapshot of any shorter one of its width. */
+        @Override
+        String shape() {
+            return ring ? super.shape() : "full attention key/value cache of width " + width;
         }
     }
 }

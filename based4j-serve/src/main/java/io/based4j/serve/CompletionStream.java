@@ -15,7 +15,8 @@ import java.util.concurrent.LinkedBlockingQueue;
  * where the format has one, a {@code data: CHUNK} event for each piece of text, a last chunk with the finish
  * reason, and after every choice has ended {@code data: [DONE]}. The engine's thread only queues the pieces; the
  * exchange's thread writes them, and a write that fails (the client went away) cancels the choices still running,
- * which frees their slots at the engine's next step.
+ * which frees their slots at the engine's next step. A choice stopped at the request timeout ends with the text it
+ * had and {@code finish_reason "length"}, as one cut by {@code max_tokens} does (the status line is already sent).
  */
 final class CompletionStream {
     /** The chunks of one API's stream; a method returning null sends nothing. */
@@ -81,6 +82,11 @@ final class CompletionStream {
                     case Piece p -> event(out, format.piece(p.index(), p.text()));
                     case End end -> {
                         event(out, format.end(end.index(), OpenAiServer.finishReason(end.result())));
+                        running--;
+                    }
+                    case Failed f when f.error() instanceof RequestTimeoutException -> {
+                        // past the request timeout: the choice ends as one cut by length, with what it wrote
+                        event(out, format.end(f.index(), "length"));
                         running--;
                     }
                     case Failed f -> {

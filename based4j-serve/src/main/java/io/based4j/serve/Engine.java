@@ -8,6 +8,7 @@ import io.based4j.model.BasedModel;
 import io.based4j.model.Session;
 import io.based4j.sampling.Sampler;
 import io.based4j.tokenizer.Gpt2Tokenizer;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -21,11 +22,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * Generates for many requests at once with continuous batching. Requests wait in a bounded queue; one engine thread
  * runs steps, and each step
  * <ol>
- *   <li>drops cancelled requests, freeing their slots;</li>
- *   <li>admits waiting requests into free slots of one session (the slot's state reset);</li>
+ *   <li>drops cancelled requests and those past their timeout, freeing their slots;</li>
+ *   <li>admits waiting requests into free slots of one session (the slot's state reset, or restored from the
+ *       {@linkplain EngineOptions#prefixCacheBytes() prefix cache} when the prompt starts with a cached prefix);</li>
  *   <li>runs one forward call carrying a decode token for every sequence whose prompt is done and, in what is left
  *       of the step's token budget, the next pieces of the prompts still being fed, so that a long prompt never
- *       stalls the running streams;</li>
+ *       stalls the running streams (a prompt's state is cached after the prefixes the cache wants, so a piece
+ *       ends there);</li>
  *   <li>samples the next token of every sequence whose prompt is done, streams its text to the request's listener,
  *       and retires the sequences that end (end-of-text unless ignored, a stop string, max tokens).</li>
  * </ol>
@@ -33,7 +36,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * <p>Every request gets exactly the tokens a solo {@link Generator#generate} of it gives when the backend computes
  * each sequence independently of the others in its call (the CPU backend does): a request's sampler is its own,
  * seeded from its parameters, and prompt pieces fed in separate steps are multiples of {@link Backend#exactSplit()}
- * tokens, so they are summed as a prompt fed in one call is. (On the CPU backend, bit-for-bit agreement holds once
+ * tokens, so they are summed as a prompt fed in one call is; cached prefixes are multiples of it too, so a prompt
+ * resumed from one gets the logits of a cold run, bit for bit. (On the CPU backend, bit-for-bit agreement holds once
  * the JIT has compiled its Vector API kernels, as it does between two solo runs: the interpreted forms sum a
  * vector's lanes in another order.)
  *
@@ -49,6 +53,8 @@ public final class Engine implements AutoCloseable {
     /** Prompt pieces that leave part of a prompt for a later step are multiples of this. */
     private final int split;
     private final Session session;
+    /** States of prompt prefixes; null when the options give it no budget. */
+    private final PrefixCache cache;
     private final ArrayBlockingQueue<Sequence> queue;
     /** Sequences by slot (null: free), and in order of admission; touched by the engine thread only. */
     private final Sequence[] slots;
@@ -67,6 +73,7 @@ public final class Engine implements AutoCloseable {
     private volatile long finished;
     private volatile long cancelled;
     private volatile long failed;
+    private volatile long timedOut;
     private final AtomicLong rejected = new AtomicLong();
     private final LatencyHistogram firstToken = new LatencyHistogram(LatencyHistogram.FIRST_TOKEN_BOUNDS);
     private final LatencyHistogram interToken = new LatencyHistogram(LatencyHistogram.INTER_TOKEN_BOUNDS);
@@ -74,7 +81,7 @@ public final class Engine implements AutoCloseable {
     /**
      * An engine over a loaded model. Its session (state for {@code maxSequences} sequences of
      * {@code maxTokensPerSequence} tokens, activations for {@code tokensPerStep} tokens) is checked against the
-     * backend's memory before it is allocated.
+     * backend's memory before it is allocated, and then the prefix cache's budget against what is left.
      *
      * @throws IllegalArgumentException when a step's budget cannot carry a decode token for every other sequence
      *                                  and a prompt piece of the backend's exact split
@@ -96,6 +103,15 @@ public final class Engine implements AutoCloseable {
         }
         this.session = model.newSession(options.maxSequences(), options.maxTokensPerSequence(),
                 options.tokensPerStep());
+        try {
+            if (options.prefixCacheBytes() > 0) {
+                backend.checkFits(options.prefixCacheBytes(), "the prefix cache");
+            }
+        } catch (RuntimeException e) {
+            session.close();
+            throw e;
+        }
+        this.cache = options.prefixCacheBytes() > 0 ? new PrefixCache(options.prefixCacheBytes(), split) : null;
         this.queue = new ArrayBlockingQueue<>(options.queueCapacity());
         this.slots = new Sequence[options.maxSequences()];
         this.thread = Thread.ofPlatform().name("based4j-engine").daemon(true).unstarted(this::loop);
@@ -125,6 +141,23 @@ public final class Engine implements AutoCloseable {
      * @throws IllegalArgumentException also when {@code topLogprobs} is over {@link TokenLogprobs#MAX_TOP}
      */
     public RequestHandle submit(GenerationRequest request, int topLogprobs, StreamListener listener) {
+        return submit(request, topLogprobs, Duration.ZERO, listener);
+    }
+
+    /**
+     * {@link #submit(GenerationRequest, int, StreamListener)} with a timeout (zero: none), counted from now: a
+     * request still waiting or running when it is up is stopped at the next step, its slot freed. Its listener
+     * gets the text held back so far (as when a sequence ends by length), then a {@link RequestTimeoutException}
+     * carrying what was generated; the result completes with that exception.
+     *
+     * @throws IllegalArgumentException also when the timeout is negative
+     */
+    public RequestHandle submit(GenerationRequest request, int topLogprobs, Duration timeout,
+                                StreamListener listener) {
+        Objects.requireNonNull(timeout, "timeout");
+        if (timeout.isNegative()) {
+            throw new IllegalArgumentException("the timeout must not be negative, got " + timeout);
+        }
         if (topLogprobs > TokenLogprobs.MAX_TOP) {
             throw new IllegalArgumentException("top logprobs must be at most " + TokenLogprobs.MAX_TOP + ", got "
                     + topLogprobs);
@@ -133,7 +166,7 @@ public final class Engine implements AutoCloseable {
         Objects.requireNonNull(listener, "listener");
         check(request);
         RequestHandle handle = new RequestHandle(nextId.getAndIncrement(), this::wake);
-        Sequence s = new Sequence(handle, request, listener, tokenizer, topLogprobs);
+        Sequence s = new Sequence(handle, request, listener, tokenizer, topLogprobs, timeout);
         lock.lock();
         try {
             if (closed) {
@@ -173,8 +206,13 @@ public final class Engine implements AutoCloseable {
 
     /** The engine's load and counters now. */
     public EngineMetrics metrics() {
+        EngineMetrics.PrefixCacheMetrics prefixes = cache == null
+                ? new EngineMetrics.PrefixCacheMetrics(0, 0, 0, 0, 0, 0, 0)
+                : new EngineMetrics.PrefixCacheMetrics(cache.budget(), cache.bytes(), cache.size(), cache.hits(),
+                        cache.misses(), cache.tokensReused(), cache.evictions());
         return new EngineMetrics(queue.size(), runningCount, slots.length, steps, promptTokens, tokensGenerated,
-                finished, cancelled, failed, rejected.get(), firstToken.snapshot(), interToken.snapshot());
+                finished, cancelled, failed, rejected.get(), timedOut, firstToken.snapshot(), interToken.snapshot(),
+                prefixes);
     }
 
     private void wake() {
@@ -212,6 +250,9 @@ public final class Engine implements AutoCloseable {
             for (Sequence s; (s = queue.poll()) != null; ) {
                 fail(s, new IllegalStateException(closedFirst));
             }
+            if (cache != null) {
+                cache.clear();
+            }
             session.close();
         }
     }
@@ -240,6 +281,17 @@ public final class Engine implements AutoCloseable {
                 cancel(s, null);
             }
         }
+        long now = System.nanoTime();
+        for (Sequence s : queue) {
+            if (s.expired(now) && queue.remove(s)) {
+                timeOut(s);
+            }
+        }
+        for (Sequence s : List.copyOf(running)) {
+            if (s.expired(now)) {
+                timeOut(s);
+            }
+        }
         admit();
         if (running.isEmpty()) {
             return;
@@ -257,7 +309,7 @@ public final class Engine implements AutoCloseable {
         }
         for (Sequence s : running) {
             if (s.prefilling() && budget > 0) {
-                int take = Math.min(s.promptLeft(), budget);
+                int take = Math.min(s.promptLeftBeforePoint(), budget);
                 if (take < s.promptLeft()) {
                     take -= take % split;
                 }
@@ -308,8 +360,15 @@ public final class Engine implements AutoCloseable {
             }
             return;
         }
+        if (cache != null) {
+            for (Sequence s : members) {
+                if (s.passCachePoint()) {
+                    cacheState(s);
+                }
+            }
+        }
         tokensGenerated += ids.length;
-        long now = System.nanoTime();
+        now = System.nanoTime();
         for (Sequence s : sampled) {
             LatencyHistogram histogram = s.anyToken() ? interToken : firstToken;
             histogram.observeNanos(s.markToken(now));
@@ -362,10 +421,41 @@ public final class Engine implements AutoCloseable {
                     s.slot = slot;
                     slots[slot] = s;
                     running.add(s);
+                    if (cache != null) {
+                        resume(s);
+                    }
                 }
             }
         }
         runningCount = running.size();
+    }
+
+    /**
+     * Starts an admitted sequence from the state of its prompt's longest cached prefix, if there is one, and plans
+     * where its prompt's state is to be cached.
+     */
+    private void resume(Sequence s) {
+        int[] prompt = s.prompt();
+        if (!cache.covers(prompt.length)) {
+            return;
+        }
+        PrefixCache.Match match = cache.lookup(prompt);
+        if (match.snapshot() != null) {
+            session.restore(s.slot, match.snapshot());
+            s.resume(match.length());
+        }
+        s.cacheAt(cache.points(prompt.length, match.length(), match.shared(), session::snapshotBytes));
+    }
+
+    /** Caches the state of a sequence whose prompt was fed up to one of its cache points. */
+    private void cacheState(Sequence s) {
+        int length = s.fed();
+        try {
+            cache.put(s.prompt(), length, session.snapshotBytes(length), () -> session.snapshot(s.slot));
+        } catch (IllegalStateException e) {
+            // no memory for the copy where states live (the budget is checked at the start, but other
+            // allocations may have grown since): the prefix is not cached, and the request goes on
+        }
     }
 
     private void deliver(Sequence s, int id) {
@@ -425,6 +515,17 @@ public final class Engine implements AutoCloseable {
             e.initCause(listenerError);
         }
         end(s, e, listenerError == null);
+    }
+
+    /** Ends a request past its timeout: the text held back goes to the listener, then the timeout error. */
+    private void timeOut(Sequence s) {
+        retire(s);
+        String released = s.release();
+        if (!released.isEmpty() && !tell(s, () -> s.listener.onToken(-1, released))) {
+            return; // cancelled by its listener
+        }
+        timedOut++;
+        end(s, new RequestTimeoutException(s.handle.id(), s.timeout, s.result()), true);
     }
 
     private void fail(Sequence s, Throwable error) {

@@ -8,13 +8,30 @@ package io.based4j.serve;
  * @param tokensPerStep most tokens of one step (one forward call): a decode token for every running sequence, the
  *                      rest for pieces of prompts
  * @param queueCapacity requests that may wait for a slot; a submit beyond that is refused
+ * @param prefixCacheBytes most bytes of prompt-prefix states the engine keeps for later requests that start with
+ *                         the same tokens (held where the backend keeps states: the Java heap, the GPU); 0 keeps
+ *                         none
  */
-public record EngineOptions(int maxSequences, int maxTokensPerSequence, int tokensPerStep, int queueCapacity) {
+public record EngineOptions(int maxSequences, int maxTokensPerSequence, int tokensPerStep, int queueCapacity,
+                            long prefixCacheBytes) {
     public EngineOptions {
         positive("max sequences", maxSequences);
         positive("max tokens per sequence", maxTokensPerSequence);
         positive("tokens per step", tokensPerStep);
         positive("queue capacity", queueCapacity);
+        if (prefixCacheBytes < 0) {
+            throw new IllegalArgumentException("prefix cache bytes must be at least 0, got " + prefixCacheBytes);
+        }
+    }
+
+    /** Options without a prefix cache. */
+    public EngineOptions(int maxSequences, int maxTokensPerSequence, int tokensPerStep, int queueCapacity) {
+        this(maxSequences, maxTokensPerSequence, tokensPerStep, queueCapacity, 0);
+    }
+
+    /** These options with a prefix cache of {@code bytes} (0: none). */
+    public EngineOptions withPrefixCacheBytes(long bytes) {
+        return new EngineOptions(maxSequences, maxTokensPerSequence, tokensPerStep, queueCapacity, bytes);
     }
 
     private static void positive(String what, int value) {

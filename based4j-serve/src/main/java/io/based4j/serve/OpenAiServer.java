@@ -8,7 +8,6 @@ import io.based4j.json.Json;
 import io.based4j.json.JsonException;
 import io.based4j.tokenizer.Gpt2Tokenizer;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
@@ -33,7 +32,9 @@ import java.util.function.BiFunction;
  * server-sent events, several prompts and n choices each submitted together) and {@code GET /metrics}
  * (Prometheus' text format, see {@link PrometheusText}). Each exchange runs on its own virtual thread; the engine's
  * thread only hands streamed text over, so a slow client never holds up the other sequences. Errors have OpenAI's
- * JSON shape.
+ * JSON shape. A completion past the {@linkplain ServerOptions#requestTimeout() request timeout} is stopped at the
+ * engine's next step (answered 504, or, streamed, ended with {@code finish_reason "length"}); a body slower than
+ * the {@linkplain ServerOptions#bodyTimeout() body timeout} is answered 408.
  *
  * <p>The server does not own the engine: close the server first, then the engine.
  */
@@ -309,6 +310,11 @@ public final class OpenAiServer implements AutoCloseable {
             } catch (RuntimeException e) {
                 handles.forEach(RequestHandle::cancel);
                 Throwable cause = e.getCause() != null ? e.getCause() : e;
+                if (cause instanceof RequestTimeoutException) {
+                    throw new ApiException(504, "server_error", null, "timeout", "the request ran past this"
+                            + " server's request timeout of " + RequestTimeoutException.seconds(
+                            options.requestTimeout()));
+                }
                 throw new ApiException(503, "server_error", null, null, "the request did not finish: "
                         + cause.getMessage());
             }
@@ -387,7 +393,7 @@ public final class OpenAiServer implements AutoCloseable {
     private RequestHandle submit(GenerationRequest generation, int topLogprobs, StreamListener listener,
                                  String promptField) {
         try {
-            return engine.submit(generation, topLogprobs, listener);
+            return engine.submit(generation, topLogprobs, options.requestTimeout(), listener);
         } catch (QueueFullException e) {
             throw new ApiException(429, "rate_limit_exceeded", null, "rate_limit_exceeded", e.getMessage());
         } catch (IllegalArgumentException e) {
@@ -434,12 +440,12 @@ public final class OpenAiServer implements AutoCloseable {
 
     // ------------------------------------------------------------------ bodies
 
-    /** The request body as a JSON object, refused past {@link #MAX_BODY_BYTES} or when it is not UTF-8 JSON. */
-    private static Map<String, Object> body(HttpExchange ex) throws IOException {
-        byte[] bytes;
-        try (InputStream in = ex.getRequestBody()) {
-            bytes = in.readNBytes(MAX_BODY_BYTES + 1);
-        }
+    /**
+     * The request body as a JSON object, refused past {@link #MAX_BODY_BYTES} or when it is not UTF-8 JSON; a body
+     * that does not arrive within the body timeout is answered 408 ({@link BodyReader}).
+     */
+    private Map<String, Object> body(HttpExchange ex) throws IOException {
+        byte[] bytes = BodyReader.read(ex, MAX_BODY_BYTES, options.bodyTimeout());
         if (bytes.length > MAX_BODY_BYTES) {
             throw ApiException.badRequest(null, "the request body is larger than the limit of " + MAX_BODY_BYTES
                     + " bytes");

@@ -26,10 +26,24 @@ final class PrometheusText {
         t.sample("based4j_requests_total{outcome=\"cancelled\"}", m.requestsCancelled());
         t.sample("based4j_requests_total{outcome=\"failed\"}", m.requestsFailed());
         t.sample("based4j_requests_total{outcome=\"rejected\"}", m.requestsRejected());
+        t.sample("based4j_requests_total{outcome=\"timed_out\"}", m.requestsTimedOut());
         t.single("based4j_generated_tokens_total", "counter", "Tokens generated (an ending end-of-text included).",
                 m.tokensGenerated());
         t.single("based4j_prompt_tokens_total", "counter", "Prompt tokens fed.", m.promptTokens());
         t.single("based4j_steps_total", "counter", "Forward steps run.", m.steps());
+        EngineMetrics.PrefixCacheMetrics c = m.prefixCache();
+        t.single("based4j_prefix_cache_hits_total", "counter", "Prompts that started from a cached prefix's state.",
+                c.hits());
+        t.single("based4j_prefix_cache_misses_total", "counter", "Prompts long enough to look up that found no"
+                + " cached prefix.", c.misses());
+        t.single("based4j_prefix_cache_reused_tokens_total", "counter", "Prompt tokens not fed because their state"
+                + " came from the prefix cache.", c.tokensReused());
+        t.single("based4j_prefix_cache_evictions_total", "counter", "Prefixes dropped to make room for newer ones.",
+                c.evictions());
+        t.single("based4j_prefix_cache_entries", "gauge", "Prefixes the cache holds.", c.entries());
+        t.single("based4j_prefix_cache_bytes", "gauge", "Bytes of states the prefix cache holds.", c.bytes());
+        t.single("based4j_prefix_cache_budget_bytes", "gauge", "Most bytes the prefix cache may hold (0: off).",
+                c.budgetBytes());
         t.histogram("based4j_time_to_first_token_seconds", "Seconds from a request's arrival to its first token.",
                 m.timeToFirstToken());
         t.histogram("based4j_inter_token_latency_seconds", "Seconds between two tokens of a sequence.",

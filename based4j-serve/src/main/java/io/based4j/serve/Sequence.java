@@ -6,6 +6,7 @@ import io.based4j.generate.StopMatcher;
 import io.based4j.sampling.Sampler;
 import io.based4j.tokenizer.Gpt2Tokenizer;
 import io.based4j.tokenizer.StreamingDecoder;
+import java.time.Duration;
 import java.util.Arrays;
 
 /** One request inside the engine: where its prompt stands, what it has generated, and how it ended. */
@@ -24,8 +25,15 @@ final class Sequence {
     private final StringBuilder text = new StringBuilder();
     /** The state slot it holds; -1 while it waits. */
     int slot = -1;
-    /** Prompt tokens fed so far. */
+    /** Prompt tokens fed so far (or restored from a cached prefix). */
     private int fed;
+    /** Prompt lengths after which the state is to be cached, ascending; the next is at {@code nextPoint}. */
+    private int[] cachePoints = new int[0];
+    private int nextPoint;
+    /** When the request is to be stopped ({@link System#nanoTime()}); {@link Long#MAX_VALUE}: never. */
+    final long deadlineNanos;
+    /** The timeout it was submitted with, to name in a timeout's message. */
+    final Duration timeout;
     /** The last token chosen, to be fed in the next step. */
     int next = -1;
     private GenerationResult.Finish finish;
@@ -33,8 +41,11 @@ final class Sequence {
     private long lastEventNanos = System.nanoTime();
     private boolean anyToken;
 
+    /** A sequence of a request submitted now; {@code timeout} zero: none. */
     Sequence(RequestHandle handle, GenerationRequest request, StreamListener listener, Gpt2Tokenizer tokenizer,
-             int topLogprobs) {
+             int topLogprobs, Duration timeout) {
+        this.timeout = timeout;
+        this.deadlineNanos = timeout.isZero() ? Long.MAX_VALUE : lastEventNanos + saturatedNanos(timeout);
         this.topLogprobs = topLogprobs;
         this.handle = handle;
         this.request = request;
@@ -46,12 +57,59 @@ final class Sequence {
         this.tokens = new int[request.maxNewTokens()];
     }
 
+    private static long saturatedNanos(Duration d) {
+        try {
+            return d.toNanos();
+        } catch (ArithmeticException e) {
+            return Long.MAX_VALUE / 2; // centuries: no deadline in practice, and no overflow when added to now
+        }
+    }
+
+    /** Whether the request's time is up at {@code now} ({@link System#nanoTime()}). */
+    boolean expired(long now) {
+        return deadlineNanos != Long.MAX_VALUE && now - deadlineNanos >= 0;
+    }
+
+    int[] prompt() {
+        return prompt;
+    }
+
     boolean prefilling() {
         return fed < prompt.length;
     }
 
     int promptLeft() {
         return prompt.length - fed;
+    }
+
+    /** Prompt tokens to feed before the next cache point (all that are left when there is none). */
+    int promptLeftBeforePoint() {
+        return (nextPoint < cachePoints.length ? cachePoints[nextPoint] : prompt.length) - fed;
+    }
+
+    /** Prompt tokens fed (or restored) so far. */
+    int fed() {
+        return fed;
+    }
+
+    /** Starts after a cached prefix of {@code length} tokens, whose state the slot now holds. */
+    void resume(int length) {
+        fed = length;
+    }
+
+    /** Sets the prompt lengths (ascending, each past what is fed) after which the state is to be cached. */
+    void cacheAt(int[] points) {
+        cachePoints = points;
+        nextPoint = 0;
+    }
+
+    /** Whether the prompt fed so far ends at the next cache point; if so, that point is passed. */
+    boolean passCachePoint() {
+        if (nextPoint < cachePoints.length && cachePoints[nextPoint] == fed) {
+            nextPoint++;
+            return true;
+        }
+        return false;
     }
 
     /** Copies the next {@code count} prompt tokens into {@code packed} at {@code at} and counts them as fed. */

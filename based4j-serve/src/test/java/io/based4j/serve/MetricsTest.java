@@ -7,6 +7,7 @@ import io.based4j.GoldenModel;
 import io.based4j.backend.cpu.CpuBackend;
 import io.based4j.json.Json;
 import io.based4j.model.BasedModel;
+import io.based4j.model.StateSize;
 import io.based4j.tokenizer.Gpt2Tokenizer;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -16,6 +17,7 @@ import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
@@ -101,6 +103,9 @@ class MetricsTest {
             double cancelled = s.get("based4j_requests_total{outcome=\"cancelled\"}");
             assertTrue(cancelled == 1 || cancelled == 2, "the choices submitted before the refusal: " + cancelled);
             assertEquals(0.0, s.get("based4j_requests_total{outcome=\"failed\"}"));
+            assertEquals(0.0, s.get("based4j_requests_total{outcome=\"timed_out\"}"));
+            assertEquals(0.0, s.get("based4j_prefix_cache_budget_bytes"), "no cache without a budget");
+            assertEquals(0.0, s.get("based4j_prefix_cache_misses_total"), "nothing looked up");
             assertEquals(0.0, s.get("based4j_queue_depth"));
             assertEquals(0.0, s.get("based4j_running_sequences"));
             // both answered requests are the same greedy run; a cancelled choice may have generated some tokens
@@ -113,6 +118,38 @@ class MetricsTest {
             histogram(s, "based4j_inter_token_latency_seconds", generated - firstTokens);
             // two prompts of 2 tokens, and the 1-token prompt of each cancelled choice that got as far as a token
             assertEquals(4 + (firstTokens - 2), s.get("based4j_prompt_tokens_total"));
+        }
+    }
+
+    @Test
+    void prefixCacheHitsAndMissesAreCounted() throws Exception {
+        int[] prompt = new SplittableRandom(3).ints(100, 0, 1000).toArray(); // cached after 64 tokens
+        long budget = 1 << 20;
+        try (CpuBackend backend = new CpuBackend();
+             BasedModel model = BasedModel.load(GoldenModel.dir(), backend);
+             Engine engine = new Engine(model, Gpt2Tokenizer.load(), new EngineOptions(1, 512, 64, 1, budget));
+             OpenAiServer server = new OpenAiServer(engine, Gpt2Tokenizer.load(),
+                     new ServerOptions(ServerOptions.LOOPBACK, 0, "golden-tiny", null))) {
+            Map<String, Double> before = samples(send(server, "/metrics", null).body());
+            assertEquals(0.0, before.get("based4j_prefix_cache_hits_total"));
+            assertEquals(0.0, before.get("based4j_prefix_cache_misses_total"));
+            assertEquals((double) budget, before.get("based4j_prefix_cache_budget_bytes"));
+            String body = "{\"prompt\": " + Json.write(prompt) + ", \"max_tokens\": 4, \"temperature\": 0}";
+            HttpResponse<String> cold = send(server, "/v1/completions", body);
+            HttpResponse<String> warm = send(server, "/v1/completions", body);
+            assertEquals(200, cold.statusCode(), cold.body());
+            assertEquals(200, warm.statusCode(), warm.body());
+            assertEquals(((List<?>) Json.parseObject(cold.body()).get("choices")).getFirst(),
+                    ((List<?>) Json.parseObject(warm.body()).get("choices")).getFirst());
+
+            Map<String, Double> s = samples(send(server, "/metrics", null).body());
+            assertEquals(1.0, s.get("based4j_prefix_cache_hits_total"));
+            assertEquals(1.0, s.get("based4j_prefix_cache_misses_total"));
+            assertEquals(64.0, s.get("based4j_prefix_cache_reused_tokens_total"));
+            assertEquals(1.0, s.get("based4j_prefix_cache_entries"));
+            assertEquals((double) StateSize.total(model.config(), 64), s.get("based4j_prefix_cache_bytes"));
+            assertEquals(0.0, s.get("based4j_prefix_cache_evictions_total"));
+            assertEquals(100.0 + (100 - 64), s.get("based4j_prompt_tokens_total"), "the second fed 36 tokens");
         }
     }
 }

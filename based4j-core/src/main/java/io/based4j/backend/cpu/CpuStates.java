@@ -34,6 +34,20 @@ final class CpuStates {
         public long bytesPerSequence(int contextLength) {
             return 4L * taps * channels;
         }
+
+        @Override
+        public Backend.Snapshot snapshot(int slot, int length) {
+            return new Copy(shape(), history[slot].clone());
+        }
+
+        @Override
+        public void restore(int slot, Backend.Snapshot snapshot) {
+            Copy.of(snapshot, shape(), 1).into(history[slot], 0);
+        }
+
+        private String shape() {
+            return "BaseConv state of " + taps + " x " + channels;
+        }
     }
 
     /** {@code S = sum phi(k) v^T} as {@code [slot][head][feature][dh]} and {@code z = sum phi(k)} as {@code [slot][head][feature]}. */
@@ -64,6 +78,22 @@ final class CpuStates {
         @Override
         public long bytesPerSequence(int contextLength) {
             return 4L * heads * features * (headDim + 1L);
+        }
+
+        @Override
+        public Backend.Snapshot snapshot(int slot, int length) {
+            return new Copy(shape(), kv[slot].clone(), k[slot].clone());
+        }
+
+        @Override
+        public void restore(int slot, Backend.Snapshot snapshot) {
+            Copy copy = Copy.of(snapshot, shape(), 2);
+            copy.into(kv[slot], 0);
+            copy.into(k[slot], 1);
+        }
+
+        private String shape() {
+            return "linear attention state of " + heads + " x " + features + " x " + headDim;
         }
     }
 
@@ -99,6 +129,64 @@ final class CpuStates {
         public long bytesPerSequence(int contextLength) {
             long tokens = ring ? capacity : contextLength;
             return 2L * 4L * tokens * width;
+        }
+
+        /** The whole ring of a sliding window; the first {@code length} tokens of a full cache. */
+        @Override
+        public Backend.Snapshot snapshot(int slot, int length) {
+            if (length < 0 || (!ring && length > capacity)) {
+                throw new IllegalArgumentException("a snapshot of " + length + " tokens of a key/value cache of "
+                        + capacity + " tokens");
+            }
+            int floats = (ring ? capacity : length) * width;
+            return new Copy(shape(), Arrays.copyOf(keys[slot], floats), Arrays.copyOf(values[slot], floats));
+        }
+
+        @Override
+        public void restore(int slot, Backend.Snapshot snapshot) {
+            Copy copy = Copy.of(snapshot, shape(), 2);
+            if (copy.parts[0].length > keys[slot].length) {
+                throw new IllegalArgumentException("a snapshot of " + copy.parts[0].length / width + " tokens does"
+                        + " not fit a key/value cache of " + capacity + " tokens");
+            }
+            copy.into(keys[slot], 0);
+            copy.into(values[slot], 1);
+        }
+
+        private String shape() {
+            return (ring ? "sliding window key/value ring of " + capacity + " tokens" : "key/value cache") + " of width "
+                    + width;
+        }
+    }
+
+    /** A copy of one slot of a state: the leading values of each of its arrays, and the shape of state they fit. */
+    record Copy(String shape, float[]... parts) implements Backend.Snapshot {
+        static Copy of(Backend.Snapshot snapshot, String shape, int parts) {
+            if (!(snapshot instanceof Copy c) || !c.shape.equals(shape) || c.parts.length != parts) {
+                throw new IllegalArgumentException("cannot restore " + snapshot + " into a " + shape);
+            }
+            return c;
+        }
+
+        /** Writes part {@code part} to the start of {@code slot} and zeros the rest of it. */
+        void into(float[] slot, int part) {
+            float[] values = parts[part];
+            System.arraycopy(values, 0, slot, 0, values.length);
+            Arrays.fill(slot, values.length, slot.length, 0f);
+        }
+
+        @Override
+        public long bytes() {
+            long floats = 0;
+            for (float[] p : parts) {
+                floats += p.length;
+            }
+            return 4L * floats;
+        }
+
+        @Override
+        public String toString() {
+            return "a snapshot of a " + shape;
         }
     }
 
