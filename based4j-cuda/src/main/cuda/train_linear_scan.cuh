@@ -4,19 +4,20 @@
 // order with the running state on chip, so the [E, dh + 1] chunk states never go through global memory and no
 // separate states kernel runs. Launch shapes, the cases served and the fallbacks: io.based4j.cuda.MixerTrainKernels.
 //
-// Three kernels, 4 warps each, grid (H, batch):
+// Three kernels, 8 warps each, grid (H, batch):
 //   forward      per chunk: y = [num | den] / (den + eps) from S_c as lmmForwardChunk computes it, then
 //                S_{c+1} = S_c + phi(K_c)^T V'_c
 //   backward q   per chunk: lmmBackwardQChunk from S_c (G' into the scratch, dq added), then S as the forward
 //   backward kv  in reverse, per chunk: lmmBackwardKVChunk from dS_c (dk and dv added), then
 //                dS_{c-1} = dS_c + phi(Q_c)^T G'_c (G' from the scratch, written by backward q)
-// The running state is float32 in shared memory in the mma accumulator layout ([feature tile][value tile][lane] of
-// 4 floats): warp w owns the feature tiles w, w + 4, w + 8 and adds each chunk's product into them (the states
-// kernel's product, the same order of sums). After a barrier it writes their bf16 copy [epad][ldV], which the next
-// chunk's products read as LmmStateInShared. The chunk tiles (q, k, V' and dout or G') are double-buffered: the
-// copies of the next chunk (cp.async) fly while this one computes. Two barriers per chunk; every sum in a fixed
-// order: deterministic, and the numbers of the chunk kernels bit for bit except where those round a float32 state
-// read back from global memory (the same value: the scan's float32 state is the states kernel's).
+// Warps 0-3 (the chunk warps, 16 rows each) take the chunk's part; warps 4-7 (the state warps) meanwhile update the
+// running state, float32 in shared memory in the mma accumulator layout ([feature tile][value tile][lane] of 4
+// floats): state warp w owns the feature tiles w, w + 4, w + 8 and adds each chunk's product into them (the states
+// kernel's product, the same order of sums); after a barrier (the chunk warps done with the state) it writes their
+// bf16 copy [epad][ldV], which the next chunk's products read as LmmStateInShared. The chunk tiles (q, k, V' and
+// dout or G') are double-buffered: the copies of the next chunk (cp.async) fly while this one computes. Two barriers
+// per chunk. Every sum is in a fixed order (deterministic), and the numbers are the chunk kernels' bit for bit: the
+// float32 state here is the states kernel's, rounded to bf16 as the chunk kernels round the copy they read back.
 //
 // Requirements (checked by MixerTrainKernels): those of train_linear_mma.cuh, and E <= LMS_MAX_FEATURES (feature
 // dims 8 and 16) and dh <= 72 (the 10 value tiles of the NAME72 chunk functions).
@@ -24,8 +25,10 @@
 
 namespace b4j {
 
-constexpr int LMS_MAX_FEATURES = 160;  // E rounded up to 16: the feature tiles, at most 3 per warp
+constexpr int LMS_MAX_FEATURES = 160;  // E rounded up to 16: the feature tiles, at most 3 per state warp
 constexpr int LMS_MAX_HEAD = 72;
+constexpr int LMS_THREADS = 2 * LMM_THREADS;  // 4 chunk warps, then 4 state warps
+constexpr int LMS_STATE_WARPS = (LMS_THREADS - LMM_THREADS) / 32;
 
 /**
  * Byte offsets of the scan kernels' dynamic shared memory: the feature table, two sets of chunk tiles (q, k, V' and,
@@ -80,8 +83,9 @@ __device__ __forceinline__ LmmSmem lmsCarve(unsigned char* smem, const LmsLayout
  * the ones of the q and k tiles of both sets (column fpad, never overwritten by the copies of f columns).
  */
 __device__ __forceinline__ void lmsStart(unsigned char* smem, const LmsLayout& o, const LmmDims& d) {
-    lmmZero(smem, o.end);
+    if (threadIdx.x < LMM_THREADS) lmmZero(smem, o.end);
     __syncthreads();
+    if (threadIdx.x >= LMM_THREADS) return;
     const Taylor tc = taylorOf(d.f);
     int2* tab = reinterpret_cast<int2*>(smem + o.tab);
     for (int a = threadIdx.x; a < d.epad; a += LMM_THREADS) {
@@ -131,14 +135,15 @@ __device__ __forceinline__ void lmsIssue(const LmmSmem& m, const LmmDims& d, con
 }
 
 /**
- * The warp's feature tiles of the float32 state sf += phi(X)^T R over the 64 rows of a chunk (x: q or k rows, r: V'
- * or G' rows; rows past the chunk are zero in r). The product of the states kernel, per feature tile.
+ * State warp sw's feature tiles (sw, sw + 4, ..) of the float32 state sf += phi(X)^T R over the 64 rows of a chunk
+ * (x: q or k rows, r: V' or G' rows; rows past the chunk are zero in r). The product of the states kernel, per
+ * feature tile.
  */
 template <int NT>
 __device__ __forceinline__ void lmsAccumulate(const LmmDims& d, const int2* tab, const lmm_bf16* xs,
-                                              const lmm_bf16* rs, float4* sf) {
+                                              const lmm_bf16* rs, float4* sf, int sw) {
     const int l = lmmLane();
-    for (int ft = lmmWarp(); ft < d.epad / 16; ft += LMM_THREADS / 32) {
+    for (int ft = sw; ft < d.epad / 16; ft += LMS_STATE_WARPS) {
         float4* frag = sf + ft * d.nt * 32 + l;
         float acc[NT][4];
 #pragma unroll
@@ -176,12 +181,12 @@ __device__ __forceinline__ void lmsAccumulate(const LmmDims& d, const int2* tab,
 }
 
 /**
- * The bf16 copy [epad][ldV] of the warp's feature tiles of the float32 state (after a barrier: the copy is what the
- * chunk products read). Columns past 8 nt stay zero.
+ * The bf16 copy [epad][ldV] of state warp sw's feature tiles of the float32 state (after a barrier: the copy is what
+ * the chunk products read). Columns past 8 nt stay zero.
  */
-__device__ __forceinline__ void lmsRound(const LmmDims& d, const float4* sf, lmm_bf16* sb) {
+__device__ __forceinline__ void lmsRound(const LmmDims& d, const float4* sf, lmm_bf16* sb, int sw) {
     const int l = lmmLane();
-    for (int ft = lmmWarp(); ft < d.epad / 16; ft += LMM_THREADS / 32) {
+    for (int ft = sw; ft < d.epad / 16; ft += LMS_STATE_WARPS) {
         const float4* frag = sf + ft * d.nt * 32 + l;
         unsigned* r0 = reinterpret_cast<unsigned*>(sb + (16 * ft + (l >> 2)) * d.ldV + 2 * (l & 3));
         unsigned* r8 = reinterpret_cast<unsigned*>(sb + (16 * ft + (l >> 2) + 8) * d.ldV + 2 * (l & 3));
@@ -197,8 +202,10 @@ __device__ __forceinline__ void lmsRound(const LmmDims& d, const float4* sf, lmm
 enum LmsKind { LMS_FORWARD, LMS_BACKWARD_Q, LMS_BACKWARD_KV };
 
 /**
- * The walk of one (head, sequence) over its chunks (from the last for the key and value side): per chunk the
- * chunk's part, then the state's update. extra: dout (backward q) or G' (backward kv, the scratch); out: the forward
+ * The walk of one (head, sequence) over its chunks (from the last for the key and value side). Warps 0-3 (the
+ * chunk warps) copy the chunks in and compute each chunk's part from the bf16 state; meanwhile warps 4-7 (the state
+ * warps) add the same chunk's product into the float32 state, and after a barrier round it into the bf16 copy for
+ * the next chunk. extra: dout (backward q) or G' (backward kv, the scratch); out: the forward
  * output, or G' (backward q); g1, g2: dq (backward q), or dk and dv (backward kv).
  */
 template <int NT, LmsKind KIND>
@@ -210,6 +217,8 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
     constexpr bool reverse = KIND == LMS_BACKWARD_KV;
     const LmmDims d = lmmDims(f, dh);
     const LmsLayout o = lmsLayout(d, backward);
+    const bool chunkWarp = threadIdx.x < LMM_THREADS;
+    const int sw = lmmWarp() - LMM_THREADS / 32;
     lmsStart(lmmShared, o, d);
     lmm_bf16* sb = reinterpret_cast<lmm_bf16*>(lmmShared + o.sb);
     float4* sf = reinterpret_cast<float4*>(lmmShared + o.sf);
@@ -225,33 +234,38 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
         }
         lmmCommit();
     };
-    issue(0);
+    if (chunkWarp) issue(0);
     for (int it = 0; it < nC; it++) {
-        if (it + 1 < nC) {
-            issue(it + 1);  // the other set: free since the barrier that ended the chunk before
-            lmmWait<1>();
-        } else {
-            lmmWait<0>();
+        if (chunkWarp) {
+            if (it + 1 < nC) {
+                issue(it + 1);  // the other set: free since the barrier before the last rounding
+                lmmWait<1>();
+            } else {
+                lmmWait<0>();
+            }
         }
         __syncthreads();  // this chunk's tiles and the state's bf16 copy, for every warp
         const LinChunk c = lmsChunk(reverse ? nC - 1 - it : it, L, H);
         const LmmSmem m = lmsCarve(lmmShared, o, it & 1);
-        const LmmStateInShared S{sb};
-        if (KIND == LMS_FORWARD) {
-            lmmForwardChunk<NT>(m, d, c, S, out, H, eps);
-        } else if (KIND == LMS_BACKWARD_Q) {
-            lmmBackwardQChunk<NT>(m, d, c, S, out, g1, H, eps);
-        } else {
-            lmmBackwardKVChunk<NT>(m, d, c, S, g1, g2, H);
+        if (chunkWarp) {
+            const LmmStateInShared S{sb};
+            if (KIND == LMS_FORWARD) {
+                lmmForwardChunk<NT>(m, d, c, S, out, H, eps);
+            } else if (KIND == LMS_BACKWARD_Q) {
+                lmmBackwardQChunk<NT>(m, d, c, S, out, g1, H, eps);
+            } else {
+                lmmBackwardKVChunk<NT>(m, d, c, S, g1, g2, H);
+            }
+        } else if (it < nC - 1) {
+            if (reverse) {
+                lmsAccumulate<NT>(d, m.tab, m.xq, m.gp, sf, sw);
+            } else {
+                lmsAccumulate<NT>(d, m.tab, m.xk, m.vp, sf, sw);
+            }
         }
         if (it == nC - 1) break;
-        if (reverse) {
-            lmsAccumulate<NT>(d, m.tab, m.xq, m.gp, sf);
-        } else {
-            lmsAccumulate<NT>(d, m.tab, m.xk, m.vp, sf);
-        }
         __syncthreads();  // every warp done with the bf16 state and this set
-        lmsRound(d, sf, sb);
+        if (!chunkWarp) lmsRound(d, sf, sb, sw);
     }
 }
 
@@ -259,17 +273,17 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
 
 // bf16 only, head dims up to 72 (10 value tiles), E up to 160.
 namespace b4j_bf16 {
-extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 1)
+extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
     linearAttentionMmaScanForward_bf16(const A* q, const A* k, const A* v, A* out, int L, int H, int f, int dh,
                                        float eps) {
     b4j::lmsScanBody<10, b4j::LMS_FORWARD>(q, k, v, nullptr, out, nullptr, nullptr, L, H, f, dh, eps);
 }
-extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 1)
+extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
     linearAttentionMmaScanBackwardQ_bf16(const A* q, const A* k, const A* v, const A* dout, A* gbuf, A* dq, int L,
                                          int H, int f, int dh, float eps) {
     b4j::lmsScanBody<10, b4j::LMS_BACKWARD_Q>(q, k, v, dout, gbuf, dq, nullptr, L, H, f, dh, eps);
 }
-extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 1)
+extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
     linearAttentionMmaScanBackwardKV_bf16(const A* q, const A* k, const A* v, const A* gbuf, A* dk, A* dv, int L,
                                           int H, int f, int dh) {
     b4j::lmsScanBody<10, b4j::LMS_BACKWARD_KV>(q, k, v, gbuf, nullptr, dk, dv, L, H, f, dh, 0.0f);

@@ -219,14 +219,14 @@ void run(const Shape& sh, unsigned seed) {
         const uint3v grid{(unsigned)H, (unsigned)B, 1};
         std::vector<bf16> out2(vs), dq2 = toBf16(dq0), dk2 = toBf16(dk0), dv2 = toBf16(dv0);
         std::vector<bf16> gbuf2((size_t)N * H * gRow, bf16{0x7fc0});
-        emuLaunch(grid, b4j::LMM_THREADS, scanSharedBytes(f, dh, false), [&] {
+        emuLaunch(grid, b4j::LMS_THREADS, scanSharedBytes(f, dh, false), [&] {
             b4j_bf16::linearAttentionMmaScanForward_bf16(Q.data(), K.data(), V.data(), out2.data(), L, H, f, dh, eps);
         });
-        emuLaunch(grid, b4j::LMM_THREADS, scanSharedBytes(f, dh, true), [&] {
+        emuLaunch(grid, b4j::LMS_THREADS, scanSharedBytes(f, dh, true), [&] {
             b4j_bf16::linearAttentionMmaScanBackwardQ_bf16(Q.data(), K.data(), V.data(), DOUT.data(), gbuf2.data(),
                                                            dq2.data(), L, H, f, dh, eps);
         });
-        emuLaunch(grid, b4j::LMM_THREADS, scanSharedBytes(f, dh, true), [&] {
+        emuLaunch(grid, b4j::LMS_THREADS, scanSharedBytes(f, dh, true), [&] {
             b4j_bf16::linearAttentionMmaScanBackwardKV_bf16(Q.data(), K.data(), V.data(), gbuf2.data(), dk2.data(),
                                                             dv2.data(), L, H, f, dh);
         });

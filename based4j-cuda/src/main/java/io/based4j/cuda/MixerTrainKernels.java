@@ -63,11 +63,12 @@ import static io.based4j.cuda.Kernels.require;
  * <tr><td>linearAttentionMmaBackwardKV (bf16)</td><td>as the forward</td>
  *     <td>after the states kernel's suffix sums: {@code dv += A^T G' + phi(K) dS_c},
  *     {@code dk += P^T Q + J^T (V' dS_c^T)}</td></tr>
- * <tr><td>linearAttentionMmaScanForward (bf16)</td><td>(H, batch) x 128, dynamic shared memory</td>
- *     <td>tensor cores, the running state on chip: a block per (sequence, head) walks its chunks in order, per chunk
- *     the products of linearAttentionMmaForward from the bf16 copy of the state in shared memory, then
- *     {@code S += phi(K_c)^T [V_c, 1]} into the float32 state in shared memory (4 warps, each owning feature tiles
- *     of 16); the chunk tiles double-buffered ({@code cp.async}); no states in global memory</td></tr>
+ * <tr><td>linearAttentionMmaScanForward (bf16)</td><td>(H, batch) x 256, dynamic shared memory</td>
+ *     <td>tensor cores, the running state on chip: a block per (sequence, head) walks its chunks in order; per chunk
+ *     4 chunk warps take the products of linearAttentionMmaForward from the bf16 copy of the state in shared memory
+ *     while 4 state warps add {@code phi(K_c)^T [V_c, 1]} into the float32 state in shared memory (feature tiles of
+ *     16 each) and then round it into the bf16 copy; the chunk tiles double-buffered ({@code cp.async}); no states
+ *     in global memory</td></tr>
  * <tr><td>linearAttentionMmaScanBackwardQ (bf16)</td><td>as the scan forward</td>
  *     <td>the walk of the scan forward with the products of linearAttentionMmaBackwardQ: G' into the scratch,
  *     {@code dq += P K + J^T (G' S_c^T)}</td></tr>
@@ -207,6 +208,8 @@ public final class MixerTrainKernels implements AutoCloseable {
     static final int LINEAR_MMA_MAX_HEAD_DIM = 120;
     /** Threads of a tensor-core block: 4 warps of 16 rows (LMM_THREADS). */
     private static final int LINEAR_MMA_THREADS = 128;
+    /** Threads of a scan block: 4 chunk warps and 4 state warps (LMS_THREADS). */
+    private static final int LINEAR_SCAN_THREADS = 256;
     /** Features per block of the tensor-core states kernel (LMM_SLAB). */
     private static final int LINEAR_MMA_SLAB = 64;
     private static final int DEFAULT_SHARED = 48 * 1024;
@@ -634,11 +637,11 @@ public final class MixerTrainKernels implements AutoCloseable {
         return bytes;
     }
 
-    /** A scan kernel: one block per (head, sequence). */
+    /** A scan kernel: one block of 8 warps per (head, sequence). */
     private void launchScan(String name, int heads, int batch, int shared) {
         long fn = k.function(name, Precision.BF16);
         CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
-        k.launch(fn, heads, batch, 1, LINEAR_MMA_THREADS, shared);
+        k.launch(fn, heads, batch, 1, LINEAR_SCAN_THREADS, shared);
     }
 
     /**

@@ -55,7 +55,9 @@ import org.junit.jupiter.params.provider.EnumSource;
  * layouts of the mma and ldmatrix instructions: {@code src/test/cuda/linear-mma-emulator}), over some 75 runs of
  * these shapes with random inputs, erred by at most 0.9b (out) and 2.9b (dq) in the largest element and 0.6b in the
  * root-mean-square; kernels that dropped the factor 2 of the squares in the feature map's transpose erred by 7-10b
- * and 3-4b, and every index error tried by more than 40b in some result.
+ * and 3-4b, and every index error tried by more than 40b in some result. Where the scan kernels serve the shape
+ * ({@link MixerTrainKernels#linearScan}: f 8 or 16, dh up to 72) they run by default, and must give the chunk
+ * kernels' numbers bit for bit (the emulator runs both and compares).
  */
 @GpuTest
 class LinearAttentionTrainKernelsTest {
