@@ -385,6 +385,15 @@ public final class MixerTrainKernels implements AutoCloseable {
         return Math.multiplyExact(4L, Math.addExact(linearStateFloats(batch, seqLen, heads, featureDim, headDim), g));
     }
 
+    /**
+     * Bytes of scratch the scan kernels' backward takes (within {@link #linearAttentionBackwardScratchBytes}): G',
+     * bf16 rows of dh + 8 per (row, head). The owned scratch of {@link #linearAttentionBackward} is this where they
+     * run.
+     */
+    static long linearScanScratchBytes(int batch, int seqLen, int heads, int headDim) {
+        return Math.multiplyExact(Math.multiplyExact(rows(batch, seqLen), (long) heads), 2L * (headDim + 8));
+    }
+
     private int linearLaunchCheck(String op, int batch, int seqLen, int heads, int f, int dh, float eps) {
         require(batch >= 0 && batch <= MAX_GRID_YZ && seqLen >= 0, op + ": batch " + batch + " (at most "
                 + MAX_GRID_YZ + "), seqLen " + seqLen);
@@ -478,7 +487,8 @@ public final class MixerTrainKernels implements AutoCloseable {
      * Linear attention backward ({@code LinearAttentionOps.backward}) with scratch owned by this instance: dout A
      * {@code [N, H dh]}; {@code dq, dk += } (A {@code [N, H f]}), {@code dv += } (A {@code [N, H dh]}). The first
      * call, and a call for a larger pass than any before, allocates {@link #linearAttentionBackwardScratchBytes}
-     * of device memory (waiting for the device when it replaces a smaller one).
+     * of device memory, or on the scan kernels only {@link #linearScanScratchBytes} (waiting for the device when it
+     * replaces a smaller one).
      */
     public void linearAttentionBackward(Precision p, long q, long k, long v, long dout, long dq, long dk, long dv,
                                         int batch, int seqLen, int heads, int featureDim, int headDim, float eps) {
@@ -486,7 +496,10 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
-        long scratch = ownedScratch(linearAttentionBackwardScratchBytes(batch, seqLen, heads, featureDim, headDim));
+        long bytes = scan(p, featureDim, headDim, q, k, v, dout, dq, dk, dv)
+                ? linearScanScratchBytes(batch, seqLen, heads, headDim)
+                : linearAttentionBackwardScratchBytes(batch, seqLen, heads, featureDim, headDim);
+        long scratch = ownedScratch(bytes);
         linearAttentionBackward(p, q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps,
                 scratch);
     }

@@ -169,6 +169,22 @@ class MixerTrainKernelsTest {
     }
 
     @Test
+    void scanScratchIsTheGradientRowsWithinTheChunkKernelsScratch() {
+        // G' in bf16 rows of dh + 8: at batch 8 x 2048 tokens, 16 heads, dh 64 that is 36 MiB
+        assertEquals(8L * 2048 * 16 * 2 * 72, MixerTrainKernels.linearScanScratchBytes(8, 2048, 16, 64));
+        for (int f = 8; f <= 16; f += 8) {
+            for (int dh = MixerTrainKernels.LINEAR_MMA_MIN_HEAD_DIM; dh <= MixerTrainKernels.LINEAR_SCAN_MAX_HEAD_DIM;
+                 dh += 8) {
+                for (int seqLen : new int[] {1, 64, 65, 2048}) {
+                    assertTrue(MixerTrainKernels.linearScanScratchBytes(2, seqLen, 3, dh)
+                            <= MixerTrainKernels.linearAttentionBackwardScratchBytes(2, seqLen, 3, f, dh),
+                            "f " + f + ", dh " + dh + ", seqLen " + seqLen);
+                }
+            }
+        }
+    }
+
+    @Test
     void tensorCoreGradientRowsFitTheScratchAfterTheAlignedStates() {
         // G' in bf16 rows of dh + 8 after the float32 states rounded up to 16 bytes, within the float32 [g, r] bytes
         for (int f = 8; f <= MixerTrainKernels.LINEAR_MMA_MAX_FEATURE_DIM; f += 8) {
