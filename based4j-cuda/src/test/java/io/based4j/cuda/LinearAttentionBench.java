@@ -9,8 +9,10 @@ import java.util.SplittableRandom;
  * tensor-core chunk kernels and on the tensor-core scan kernels (the running state on chip), side by side with the
  * speed-ups. Prints milliseconds per call, the mean of {@value #REPS} calls after one warm-up call.
  *
- * <p>Run from the test jar (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}):
- * {@code java -cp based4j-cuda/target/classes:based4j-cuda/target/test-classes:<dependencies>
+ * <p>Run from the test classes (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}), from the
+ * repository root: {@code ./build test -pl based4j-cuda -am -DskipTests}, then
+ * {@code java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp
+ * based4j-cuda/target/classes:based4j-cuda/target/test-classes:based4j-core/target/classes:based4j-train/target/classes:<junit jars>
  * io.based4j.cuda.LinearAttentionBench [f32|bf16]...}.
  */
 public final class LinearAttentionBench {
