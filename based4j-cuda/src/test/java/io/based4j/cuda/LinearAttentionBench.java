@@ -11,9 +11,10 @@ import java.util.SplittableRandom;
  *
  * <p>Run from the test classes (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}), from the
  * repository root: {@code ./build test -pl based4j-cuda -am -DskipTests}, then
- * {@code java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp
- * based4j-cuda/target/classes:based4j-cuda/target/test-classes:based4j-core/target/classes:based4j-train/target/classes:<junit jars>
- * io.based4j.cuda.LinearAttentionBench [f32|bf16]...}.
+ * {@code java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp <classpath>
+ * io.based4j.cuda.LinearAttentionBench [f32|bf16]...} with the classpath {@code based4j-cuda/target/classes},
+ * {@code based4j-cuda/target/test-classes}, {@code based4j-core/target/classes},
+ * {@code based4j-train/target/classes} and the JUnit jars.
  */
 public final class LinearAttentionBench {
     private static final int BATCH = 8;
