@@ -20,6 +20,11 @@
 // themselves (the running state, every accumulator) are float32. The feature map's transpose J^T runs on the CUDA
 // cores from a per-warp float32 tile of dphi. Every sum is in a fixed order: deterministic.
 //
+// The per-chunk parts (lmmForwardChunk, lmmBackwardQChunk, lmmBackwardKVChunk) take the chunk state from a source:
+// the float32 states in global memory, a 64-feature tile at a time (these kernels), or the whole state kept in
+// shared memory by the scan kernels of train_linear_scan.cuh (included at the end), which walk a sequence's chunks
+// with the running state on chip.
+//
 // Requirements (checked by MixerTrainKernels): bf16, f a multiple of 8 up to 32, dh a multiple of 8 from 16 to 120,
 // q, k, v, dout and the scratch 16-byte aligned (rows are copied by cp.async in 16-byte pieces).
 #pragma once
@@ -440,6 +445,28 @@ __device__ __forceinline__ LmmSmem lmmCarve(unsigned char* smem, const LmmDims& 
 }
 
 /**
+ * Where a product finds the chunk state: tile(a0) is rows a0 .. a0 + 63 of the state as bf16 [feature][ldV], ready
+ * for every warp of the block. LmmStateFromGlobal rounds a float32 state [E][dh + 1] in global memory into the one
+ * tile of shared memory (between two barriers: the block takes the tiles in step); LmmStateInShared points into a
+ * whole bf16 state kept in shared memory by a scan kernel (no copy, no barrier).
+ */
+struct LmmStateFromGlobal {
+    const float* S;
+    lmm_bf16* st;
+    __device__ __forceinline__ const lmm_bf16* tile(int a0, const LmmDims& d) const {
+        __syncthreads();
+        lmmLoadStateTile(S, a0, d, st);
+        __syncthreads();
+        return st;
+    }
+};
+
+struct LmmStateInShared {
+    const lmm_bf16* s;  // [epad][ldV]
+    __device__ __forceinline__ const lmm_bf16* tile(int a0, const LmmDims& d) const { return s + a0 * d.ldV; }
+};
+
+/**
  * The start of every chunk kernel: zeroed tiles, the ones of the q and k tiles, the feature table, and the copies
  * of the chunk's q, k and v rows issued (V' with its column of ones). The caller adds its own copies, then waits.
  */
@@ -470,27 +497,25 @@ __device__ __forceinline__ void lmmChunkStart(unsigned char* smem, const LmmSmem
 }
 
 /** acc += phi(x rows of the warp) S over every feature, S the state [E][dh + 1] of the chunk. */
-template <int NT>
+template <int NT, typename State>
 __device__ __forceinline__ void lmmPhiTimesState(const LmmSmem& m, const LmmDims& d, const lmm_bf16* x,
-                                                 const float* S, float (&acc)[NT][4]) {
+                                                 const State& S, float (&acc)[NT][4]) {
     const int m0 = LMM_ROWS * lmmWarp();
     for (int a0 = 0; a0 < d.E; a0 += LMM_SLAB) {
-        __syncthreads();
-        lmmLoadStateTile(S, a0, d, m.st);
-        __syncthreads();
+        const lmm_bf16* st = S.tile(a0, d);
         const int ks = min(LMM_SLAB, d.epad - a0) / 16;
         for (int kk = 0; kk < ks; kk++) {
             unsigned a[4];
             lmmPhiRows(a, x, d.ldX, m.tab, m0, a0 + 16 * kk);
-            lmmTimesTile<NT>(a, m.st, d.ldV, 16 * kk, d.nt, acc);
+            lmmTimesTile<NT>(a, st, d.ldV, 16 * kk, d.nt, acc);
         }
     }
 }
 
 /** [num | den] of the warp's rows: acc = A V' + phi(Q) S_c (the state only after the first chunk). */
-template <int NT>
+template <int NT, typename State>
 __device__ __forceinline__ void lmmNumerators(const LmmSmem& m, const LmmDims& d, const LinChunk& c,
-                                              const float* S, float (&acc)[NT][4]) {
+                                              const State& S, float (&acc)[NT][4]) {
     float dot[8][4];
     lmmDots(m.xq, m.xk, d, dot);
     unsigned sa[4][4];
@@ -717,21 +742,13 @@ __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16*
     }
 }
 
-/** Forward output of one chunk: y_t = num_t / (den_t + eps). Grid (chunks, H, batch). */
-template <int NT>
-__device__ __forceinline__ void lmmForwardBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
-                                               const float* states, lmm_bf16* out, int L, int H, int f, int dh,
-                                               float eps) {
-    extern __shared__ __align__(16) unsigned char lmmShared[];
-    const LmmDims d = lmmDims(f, dh);
-    const LmmSmem m = lmmCarve(lmmShared, d, false);
-    const LinChunk c = linChunkOf(L, H);
-    lmmChunkStart(lmmShared, m, d, false, c, H, q, k, v);
-    lmmCommit();
-    lmmWait<0>();
-    __syncthreads();
+/** y_t = num_t / (den_t + eps) for the rows of a chunk whose tiles are in m, from its state S_c. */
+template <int NT, typename State>
+__device__ __forceinline__ void lmmForwardChunk(const LmmSmem& m, const LmmDims& d, const LinChunk& c,
+                                                const State& S, lmm_bf16* out, int H, float eps) {
+    const int dh = d.dh;
     float acc[NT][4];
-    lmmNumerators<NT>(m, d, c, lmmStateOf(states, c.bh, c.nC, c.chunk, d), acc);
+    lmmNumerators<NT>(m, d, c, S, acc);
     float D0, D1;
     lmmDenominators<NT>(acc, d.nt, eps, D0, D1);
     const int l = lmmLane();
@@ -757,29 +774,35 @@ __device__ __forceinline__ void lmmForwardBody(const lmm_bf16* q, const lmm_bf16
     }
 }
 
-/**
- * Backward, the query side of one chunk: [num | den] again, G' = [g, r] of its rows into gbuf (bf16 [N, H, dh + 8],
- * the columns past dh zero), dq += the in-chunk score gradients times k + J^T (G' S_c^T). Grid (chunks, H, batch);
- * after the states kernel (prefix sums).
- */
+/** Forward output of one chunk: y_t = num_t / (den_t + eps). Grid (chunks, H, batch). */
 template <int NT>
-__device__ __forceinline__ void lmmBackwardQBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
-                                                 const lmm_bf16* dout, const float* states, lmm_bf16* gbuf,
-                                                 lmm_bf16* dq, int L, int H, int f, int dh, float eps) {
+__device__ __forceinline__ void lmmForwardBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
+                                               const float* states, lmm_bf16* out, int L, int H, int f, int dh,
+                                               float eps) {
     extern __shared__ __align__(16) unsigned char lmmShared[];
     const LmmDims d = lmmDims(f, dh);
-    const LmmSmem m = lmmCarve(lmmShared, d, true);
+    const LmmSmem m = lmmCarve(lmmShared, d, false);
     const LinChunk c = linChunkOf(L, H);
-    const Taylor tc = taylorOf(f);
-    const int warp = lmmWarp();
-    const int l = lmmLane();
-    const int m0 = LMM_ROWS * warp;
-    lmmChunkStart(lmmShared, m, d, true, c, H, q, k, v);
-    lmmLoadRows(m.gp, d.ldV, dout + c.row0 * H * (i64)dh + (i64)c.head * dh, (i64)H * dh, c.n, dh);
+    lmmChunkStart(lmmShared, m, d, false, c, H, q, k, v);
     lmmCommit();
     lmmWait<0>();
     __syncthreads();
-    const float* S = lmmStateOf(states, c.bh, c.nC, c.chunk, d);
+    lmmForwardChunk<NT>(m, d, c, LmmStateFromGlobal{lmmStateOf(states, c.bh, c.nC, c.chunk, d), m.st}, out, H,
+                        eps);
+}
+
+/**
+ * The query side of a chunk whose tiles are in m (dout in m.gp, replaced by G'), from its prefix state S_c: G' into
+ * gbuf, dq += P K + J^T (G' S_c^T).
+ */
+template <int NT, typename State>
+__device__ __forceinline__ void lmmBackwardQChunk(const LmmSmem& m, const LmmDims& d, const LinChunk& c,
+                                                  const State& S, lmm_bf16* gbuf, lmm_bf16* dq, int H, float eps) {
+    const int dh = d.dh;
+    const Taylor tc = taylorOf(d.f);
+    const int warp = lmmWarp();
+    const int l = lmmLane();
+    const int m0 = LMM_ROWS * warp;
     {
         float acc[NT][4];
         lmmNumerators<NT>(m, d, c, S, acc);
@@ -868,9 +891,7 @@ __device__ __forceinline__ void lmmBackwardQBody(const lmm_bf16* q, const lmm_bf
 #pragma unroll
         for (int u = 0; u < 16; u++) cur[u] = 0;
         for (int a0 = 0; a0 < d.E; a0 += LMM_SLAB) {
-            __syncthreads();
-            lmmLoadStateTile(S, a0, d, m.st);
-            __syncthreads();
+            const lmm_bf16* st = S.tile(a0, d);
             const int np = min(LMM_SLAB, d.epad - a0) / 16;
             float dp[8][4];
             lmmZeroAcc(dp);
@@ -881,7 +902,7 @@ __device__ __forceinline__ void lmmBackwardQBody(const lmm_bf16* q, const lmm_bf
                 for (int jp = 0; jp < 4; jp++) {
                     if (jp < np) {
                         unsigned b[4];
-                        lmmLoadBnk(b, m.st, d.ldV, 16 * jp, 16 * kk);
+                        lmmLoadBnk(b, st, d.ldV, 16 * jp, 16 * kk);
                         lmmMma(dp[2 * jp], a, b[0], b[1]);
                         lmmMma(dp[2 * jp + 1], a, b[2], b[3]);
                     }
@@ -897,26 +918,38 @@ __device__ __forceinline__ void lmmBackwardQBody(const lmm_bf16* q, const lmm_bf
 }
 
 /**
- * Backward, the key and value side of one chunk, from G' (gbuf) and dS_c (the states kernel run in reverse): adds
- * dk and dv. Grid (chunks, H, batch).
+ * Backward, the query side of one chunk: [num | den] again, G' = [g, r] of its rows into gbuf (bf16 [N, H, dh + 8],
+ * the columns past dh zero), dq += the in-chunk score gradients times k + J^T (G' S_c^T). Grid (chunks, H, batch);
+ * after the states kernel (prefix sums).
  */
 template <int NT>
-__device__ __forceinline__ void lmmBackwardKVBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
-                                                  const lmm_bf16* gbuf, const float* states, lmm_bf16* dk,
-                                                  lmm_bf16* dv, int L, int H, int f, int dh) {
+__device__ __forceinline__ void lmmBackwardQBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
+                                                 const lmm_bf16* dout, const float* states, lmm_bf16* gbuf,
+                                                 lmm_bf16* dq, int L, int H, int f, int dh, float eps) {
     extern __shared__ __align__(16) unsigned char lmmShared[];
     const LmmDims d = lmmDims(f, dh);
     const LmmSmem m = lmmCarve(lmmShared, d, true);
     const LinChunk c = linChunkOf(L, H);
-    const Taylor tc = taylorOf(f);
-    const int warp = lmmWarp();
-    const int l = lmmLane();
-    const int m0 = LMM_ROWS * warp;
     lmmChunkStart(lmmShared, m, d, true, c, H, q, k, v);
-    lmmLoadRows(m.gp, d.ldV, gbuf + (c.row0 * H + c.head) * (i64)d.dpS, (i64)H * d.dpS, c.n, d.dpS);
+    lmmLoadRows(m.gp, d.ldV, dout + c.row0 * H * (i64)dh + (i64)c.head * dh, (i64)H * dh, c.n, dh);
     lmmCommit();
     lmmWait<0>();
     __syncthreads();
+    lmmBackwardQChunk<NT>(m, d, c, LmmStateFromGlobal{lmmStateOf(states, c.bh, c.nC, c.chunk, d), m.st}, gbuf, dq,
+                          H, eps);
+}
+
+/**
+ * The key and value side of a chunk whose tiles are in m (G' in m.gp), from its suffix state dS_c: dk and dv added.
+ */
+template <int NT, typename State>
+__device__ __forceinline__ void lmmBackwardKVChunk(const LmmSmem& m, const LmmDims& d, const LinChunk& c,
+                                                   const State& dS, lmm_bf16* dk, lmm_bf16* dv, int H) {
+    const int dh = d.dh;
+    const Taylor tc = taylorOf(d.f);
+    const int warp = lmmWarp();
+    const int l = lmmLane();
+    const int m0 = LMM_ROWS * warp;
     float* dx = m.dx + warp * LMM_ROWS * d.fpad;
     float* dphi = m.dphi + warp * LMM_ROWS * LMM_DPHI_LD;
     {
@@ -954,19 +987,16 @@ __device__ __forceinline__ void lmmBackwardKVBody(const lmm_bf16* q, const lmm_b
     __syncwarp();
     // later chunks: dv_s += dS^T phi(k_s), dphi(k_s) = dS V'_s through J^T
     if (c.chunk < c.nC - 1) {
-        const float* dS = lmmStateOf(states, c.bh, c.nC, c.chunk, d);
         int cur[16];
 #pragma unroll
         for (int u = 0; u < 16; u++) cur[u] = 0;
         for (int a0 = 0; a0 < d.E; a0 += LMM_SLAB) {
-            __syncthreads();
-            lmmLoadStateTile(dS, a0, d, m.st);
-            __syncthreads();
+            const lmm_bf16* st = dS.tile(a0, d);
             const int ks = min(LMM_SLAB, d.epad - a0) / 16;
             for (int kk = 0; kk < ks; kk++) {
                 unsigned a[4];
                 lmmPhiRows(a, m.xk, d.ldX, m.tab, m0, a0 + 16 * kk);
-                lmmTimesTile<NT>(a, m.st, d.ldV, 16 * kk, d.nt, acc);
+                lmmTimesTile<NT>(a, st, d.ldV, 16 * kk, d.nt, acc);
             }
             float dp[8][4];
             lmmZeroAcc(dp);
@@ -977,7 +1007,7 @@ __device__ __forceinline__ void lmmBackwardKVBody(const lmm_bf16* q, const lmm_b
                 for (int jp = 0; jp < 4; jp++) {
                     if (jp < ks) {
                         unsigned b[4];
-                        lmmLoadBnk(b, m.st, d.ldV, 16 * jp, 16 * kk);
+                        lmmLoadBnk(b, st, d.ldV, 16 * jp, 16 * kk);
                         lmmMma(dp[2 * jp], a, b[0], b[1]);
                         lmmMma(dp[2 * jp + 1], a, b[2], b[3]);
                     }
@@ -1010,6 +1040,27 @@ __device__ __forceinline__ void lmmBackwardKVBody(const lmm_bf16* q, const lmm_b
             }
         }
     }
+}
+
+/**
+ * Backward, the key and value side of one chunk, from G' (gbuf) and dS_c (the states kernel run in reverse): adds
+ * dk and dv. Grid (chunks, H, batch).
+ */
+template <int NT>
+__device__ __forceinline__ void lmmBackwardKVBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
+                                                  const lmm_bf16* gbuf, const float* states, lmm_bf16* dk,
+                                                  lmm_bf16* dv, int L, int H, int f, int dh) {
+    extern __shared__ __align__(16) unsigned char lmmShared[];
+    const LmmDims d = lmmDims(f, dh);
+    const LmmSmem m = lmmCarve(lmmShared, d, true);
+    const LinChunk c = linChunkOf(L, H);
+    lmmChunkStart(lmmShared, m, d, true, c, H, q, k, v);
+    lmmLoadRows(m.gp, d.ldV, gbuf + (c.row0 * H + c.head) * (i64)d.dpS, (i64)H * d.dpS, c.n, d.dpS);
+    lmmCommit();
+    lmmWait<0>();
+    __syncthreads();
+    lmmBackwardKVChunk<NT>(m, d, c, LmmStateFromGlobal{lmmStateOf(states, c.bh, c.nC, c.chunk, d), m.st}, dk, dv,
+                           H);
 }
 
 }  // namespace b4j
@@ -1045,3 +1096,5 @@ __device__ __forceinline__ void lmmBackwardKVBody(const lmm_bf16* q, const lmm_b
 
 B4J_LMM_KERNELS(72, 10)
 B4J_LMM_KERNELS(120, 16)
+
+#include "train_linear_scan.cuh"

@@ -1,7 +1,8 @@
 // Runs the tensor-core linear-attention training kernels (src/main/cuda/train_linear_mma.cuh) on the host, through
 // host_cuda.h, and compares the forward and the backward with a float64 evaluation of the definition: a desk check of
 // the kernels' fragment and index arithmetic where no GPU is at hand (an index error shows as errors of tens of bf16
-// roundings or more; the kernels' own rounding as about one). Each launch gets the dynamic shared memory that
+// roundings or more; the kernels' own rounding as about one). Where the scan kernels (train_linear_scan.cuh) serve
+// the shape, they run too and their results are compared with the chunk kernels' bit for bit. Each launch gets the dynamic shared memory that
 // MixerTrainKernels gives it, bounded (host_cuda.h): a tile carved past the host's count stops the run. Not part of
 // the build:
 //
@@ -127,6 +128,16 @@ int statesSharedBytes(int f, int dh) {
     return 256 * ((f + 15) / 16 * 16 + 8) + 256 * (16 * ((dh + 16) / 16) + 8);
 }
 
+/** MixerTrainKernels.linearScanSharedBytes: the dynamic shared memory the host gives a scan kernel. */
+int scanSharedBytes(int f, int dh, bool backward) {
+    const int e = 1 + f + f * (f + 1) / 2, epad = (e + 15) / 16 * 16, fpad = (f + 15) / 16 * 16;
+    const int ldX = fpad + 8, ldV = 16 * ((dh + 16) / 16) + 8;
+    const int set = 256 * ldX + 128 * ldV * (backward ? 2 : 1);
+    int bytes = 8 * epad + 2 * set + 2 * epad * ldV + 4 * epad * 8 * (dh / 8 + 1);
+    if (backward) bytes += 4 * 64 * 72 + 4 * 64 * fpad;
+    return bytes;
+}
+
 /** The launches of MixerTrainKernels' tensor-core path, NAME72 or NAME120 by the head dim. */
 struct Kernels {
     bool narrow;
@@ -201,6 +212,32 @@ void run(const Shape& sh, unsigned seed) {
                                                            DK.data(), DV.data(), L, H, f, dh);
         }
     });
+
+    // the scan kernels, where they serve the shape: the same numbers bit for bit
+    const int epad = (E + 15) / 16 * 16;
+    if (epad <= b4j::LMS_MAX_FEATURES && dh <= b4j::LMS_MAX_HEAD) {
+        const uint3v grid{(unsigned)H, (unsigned)B, 1};
+        std::vector<bf16> out2(vs), dq2 = toBf16(dq0), dk2 = toBf16(dk0), dv2 = toBf16(dv0);
+        std::vector<bf16> gbuf2((size_t)N * H * gRow, bf16{0x7fc0});
+        emuLaunch(grid, b4j::LMS_THREADS, scanSharedBytes(f, dh, false), [&] {
+            b4j_bf16::linearAttentionMmaScanForward_bf16(Q.data(), K.data(), V.data(), out2.data(), L, H, f, dh, eps);
+        });
+        emuLaunch(grid, b4j::LMS_THREADS, scanSharedBytes(f, dh, true), [&] {
+            b4j_bf16::linearAttentionMmaScanBackwardQ_bf16(Q.data(), K.data(), V.data(), DOUT.data(), gbuf2.data(),
+                                                           dq2.data(), L, H, f, dh, eps);
+        });
+        emuLaunch(grid, b4j::LMS_THREADS, scanSharedBytes(f, dh, true), [&] {
+            b4j_bf16::linearAttentionMmaScanBackwardKV_bf16(Q.data(), K.data(), V.data(), gbuf2.data(), dk2.data(),
+                                                            dv2.data(), L, H, f, dh);
+        });
+        auto differ = [](const std::vector<bf16>& a, const std::vector<bf16>& b) {
+            size_t n = 0;
+            for (size_t i = 0; i < a.size(); i++) n += a[i].x != b[i].x;
+            return n;
+        };
+        printf("scan kernels against the chunk kernels, elements that differ: out %zu dq %zu dk %zu dv %zu\n",
+               differ(OUT, out2), differ(DQ, dq2), differ(DK, dk2), differ(DV, dv2));
+    }
 
     std::vector<double> out(vs), dq(dq0.begin(), dq0.end()), dk(dk0.begin(), dk0.end()), dv(dv0.begin(), dv0.end());
     reference(sh, eps, q, k, v, dout, out, dq, dk, dv);

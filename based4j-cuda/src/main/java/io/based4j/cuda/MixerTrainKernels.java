@@ -63,6 +63,19 @@ import static io.based4j.cuda.Kernels.require;
  * <tr><td>linearAttentionMmaBackwardKV (bf16)</td><td>as the forward</td>
  *     <td>after the states kernel's suffix sums: {@code dv += A^T G' + phi(K) dS_c},
  *     {@code dk += P^T Q + J^T (V' dS_c^T)}</td></tr>
+ * <tr><td>linearAttentionMmaScanForward (bf16)</td><td>(H, batch) x 256, dynamic shared memory</td>
+ *     <td>tensor cores, the running state on chip: a block per (sequence, head) walks its chunks in order; per chunk
+ *     4 chunk warps take the products of linearAttentionMmaForward from the bf16 copy of the state in shared memory
+ *     while 4 state warps add {@code phi(K_c)^T [V_c, 1]} into the float32 state in shared memory (feature tiles of
+ *     16 each) and then round it into the bf16 copy; the chunk tiles double-buffered ({@code cp.async}); no states
+ *     in global memory</td></tr>
+ * <tr><td>linearAttentionMmaScanBackwardQ (bf16)</td><td>as the scan forward</td>
+ *     <td>the walk of the scan forward with the products of linearAttentionMmaBackwardQ: G' into the scratch,
+ *     {@code dq += P K + J^T (G' S_c^T)}</td></tr>
+ * <tr><td>linearAttentionMmaScanBackwardKV (bf16)</td><td>as the scan forward</td>
+ *     <td>walks the chunks from the last with the suffix state {@code dS += phi(Q_c)^T G'_c} on chip, per chunk the
+ *     products of linearAttentionMmaBackwardKV: {@code dv += A^T G' + phi(K) dS_c},
+ *     {@code dk += P^T Q + J^T (V' dS_c^T)}</td></tr>
  * <tr><td>attentionTrainForward</td><td>(ceil(seqLen / 16), H, batch) x 128</td>
  *     <td>scalar (f32, and bf16 where the tensor-core kernels do not apply): 4 warps x 4 queries, lanes over the
  *     head dims; keys in shared tiles of 32 (rotated k, v); online softmax; {@code out} and
@@ -124,6 +137,17 @@ import static io.based4j.cuda.Kernels.require;
  * larger chunks would halve that memory and its traffic but double the in-chunk products. The transpose of the
  * feature map, {@code J^T}, stays on the CUDA cores (per warp, from a float32 tile of dphi).
  *
+ * <p>Where {@link #linearScan} holds (the tensor-core cases with feature dims 8 or 16, E at most
+ * {@value #LINEAR_SCAN_MAX_FEATURES} rounded up, and head dims up to {@value #LINEAR_SCAN_MAX_HEAD_DIM}; based-360m:
+ * f 16, dh 64) the scan kernels ({@code train_linear_scan.cuh}) run instead: one block per (sequence, head) keeps
+ * the running state (float32, with its bf16 copy for the products) in shared memory while it walks the chunks, so a
+ * forward is one launch and a backward two, and no chunk state goes through global memory (at batch 8 x 2048 tokens,
+ * 16 heads, f 16, dh 64 the chunk kernels write and read back 160 MiB of states per pass, and launch a states kernel
+ * per pass). They take the same products in the same order, so their results are the chunk kernels' bit for bit.
+ * Larger feature dims (the float32 state of E x (dh + 1) would outgrow shared memory) and wider heads run the chunk
+ * kernels, as does a caller that turns them off ({@link #scan(boolean)}, for comparisons). The backward's scratch is
+ * then only G' (bf16 rows of dh + 8 at its start), within {@link #linearAttentionBackwardScratchBytes}.
+ *
  * <h2>Memory</h2>
  * Nothing is {@code L x L}. Linear attention keeps nothing besides its output. It runs in the chunked form: one
  * block per (chunk of 64 tokens, head, sequence), products of tiles in shared memory (float32 on the CUDA cores,
@@ -141,7 +165,8 @@ import static io.based4j.cuda.Kernels.require;
  * ({@link #attentionForwardSharedBytes} and the two backward sizes); {@link #linearSharedBytes} for linear attention
  * on the CUDA cores (108 KiB at f = 16, dh = 64; 161 KiB at f = 32, dh = 112) and {@link #linearMmaSharedBytes} on
  * tensor cores (29 KiB forward and 62 KiB backward at f 16, dh 64; 48 and 92 KiB at f 32, dh 112; the states
- * kernel 28 and 44 KiB).
+ * kernel 28 and 44 KiB); {@link #linearScanSharedBytes} for the scan kernels (108 KiB forward, 152 KiB backward at
+ * f 16, dh 64; at most 157 KiB).
  *
  * <h2>What a faster version would change</h2>
  * Linear attention: the tensor-core kernels leave {@code J^T} on the CUDA cores and read each state tile twice in
@@ -183,6 +208,8 @@ public final class MixerTrainKernels implements AutoCloseable {
     static final int LINEAR_MMA_MAX_HEAD_DIM = 120;
     /** Threads of a tensor-core block: 4 warps of 16 rows (LMM_THREADS). */
     private static final int LINEAR_MMA_THREADS = 128;
+    /** Threads of a scan block: 4 chunk warps and 4 state warps (LMS_THREADS). */
+    private static final int LINEAR_SCAN_THREADS = 256;
     /** Features per block of the tensor-core states kernel (LMM_SLAB). */
     private static final int LINEAR_MMA_SLAB = 64;
     private static final int DEFAULT_SHARED = 48 * 1024;
@@ -193,11 +220,17 @@ public final class MixerTrainKernels implements AutoCloseable {
     private static final int LINEAR_MAX_SHARED = 227 * 1024;
     private static final int MAX_GRID_YZ = 65535;
 
+    /** The scan kernels' largest feature count E rounded up to 16 (LMS_MAX_FEATURES): feature dims 8 and 16. */
+    static final int LINEAR_SCAN_MAX_FEATURES = 160;
+    /** The scan kernels' largest head dim (LMS_MAX_HEAD: 10 value tiles of 8 over dh + 1 columns). */
+    static final int LINEAR_SCAN_MAX_HEAD_DIM = 72;
+
     private final Kernels k;
     private final RecurrentLinearTrain recurrent;
     private long ownedScratch;
     private long ownedScratchBytes;
     private boolean tensorCores = true;
+    private boolean scan = true;
 
     /** Launches on the stream of {@code kernels}. */
     public MixerTrainKernels(Kernels kernels) {
@@ -352,6 +385,15 @@ public final class MixerTrainKernels implements AutoCloseable {
         return Math.multiplyExact(4L, Math.addExact(linearStateFloats(batch, seqLen, heads, featureDim, headDim), g));
     }
 
+    /**
+     * Bytes of scratch the scan kernels' backward takes (within {@link #linearAttentionBackwardScratchBytes}): G',
+     * bf16 rows of dh + 8 per (row, head). The owned scratch of {@link #linearAttentionBackward} is this where they
+     * run.
+     */
+    static long linearScanScratchBytes(int batch, int seqLen, int heads, int headDim) {
+        return Math.multiplyExact(Math.multiplyExact(rows(batch, seqLen), (long) heads), 2L * (headDim + 8));
+    }
+
     private int linearLaunchCheck(String op, int batch, int seqLen, int heads, int f, int dh, float eps) {
         require(batch >= 0 && batch <= MAX_GRID_YZ && seqLen >= 0, op + ": batch " + batch + " (at most "
                 + MAX_GRID_YZ + "), seqLen " + seqLen);
@@ -404,7 +446,8 @@ public final class MixerTrainKernels implements AutoCloseable {
     /**
      * Taylor linear attention forward ({@code LinearAttentionOps.forward}): q, k A {@code [N, H f]}, v A
      * {@code [N, H dh]}; writes out A {@code [N, H dh]}. Keeps nothing else; the chunk states live in the scratch
-     * owned by this instance (allocated on first use, grown when a larger pass comes).
+     * owned by this instance (allocated on first use, grown when a larger pass comes), except on the scan kernels
+     * ({@link #linearScan}), which keep them on chip and take no scratch.
      */
     public void linearAttentionForward(Precision p, long q, long k, long v, long out, int batch, int seqLen,
                                        int heads, int featureDim, int headDim, float eps) {
@@ -414,6 +457,13 @@ public final class MixerTrainKernels implements AutoCloseable {
         }
         if (headDim > LINEAR_MAX_HEAD_DIM) {
             recurrent.forward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps);
+            return;
+        }
+        if (scan(p, featureDim, headDim, q, k, v, out)) {
+            this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
+                    .f32(eps);
+            launchScan("linearAttentionMmaScanForward", heads, batch, linearScanSharedBytes(featureDim, headDim,
+                    false));
             return;
         }
         long states = ownedScratch(4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim));
@@ -437,7 +487,8 @@ public final class MixerTrainKernels implements AutoCloseable {
      * Linear attention backward ({@code LinearAttentionOps.backward}) with scratch owned by this instance: dout A
      * {@code [N, H dh]}; {@code dq, dk += } (A {@code [N, H f]}), {@code dv += } (A {@code [N, H dh]}). The first
      * call, and a call for a larger pass than any before, allocates {@link #linearAttentionBackwardScratchBytes}
-     * of device memory (waiting for the device when it replaces a smaller one).
+     * of device memory, or on the scan kernels only {@link #linearScanScratchBytes} (waiting for the device when it
+     * replaces a smaller one).
      */
     public void linearAttentionBackward(Precision p, long q, long k, long v, long dout, long dq, long dk, long dv,
                                         int batch, int seqLen, int heads, int featureDim, int headDim, float eps) {
@@ -445,7 +496,10 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
-        long scratch = ownedScratch(linearAttentionBackwardScratchBytes(batch, seqLen, heads, featureDim, headDim));
+        long bytes = scan(p, featureDim, headDim, q, k, v, dout, dq, dk, dv)
+                ? linearScanScratchBytes(batch, seqLen, heads, headDim)
+                : linearAttentionBackwardScratchBytes(batch, seqLen, heads, featureDim, headDim);
+        long scratch = ownedScratch(bytes);
         linearAttentionBackward(p, q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps,
                 scratch);
     }
@@ -464,6 +518,10 @@ public final class MixerTrainKernels implements AutoCloseable {
         }
         if (headDim > LINEAR_MAX_HEAD_DIM) {
             recurrent.backward(p, q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps, scratch);
+            return;
+        }
+        if (scan(p, featureDim, headDim, q, k, v, dout, dq, dk, dv, scratch)) {
+            linearScanBackward(q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps, scratch);
             return;
         }
         long states = scratch;
@@ -512,6 +570,30 @@ public final class MixerTrainKernels implements AutoCloseable {
         return tensorCores && linearTensorCores(p, featureDim, headDim) && aligned(pointers);
     }
 
+    /**
+     * Whether linear attention runs on the tensor-core scan kernels ({@code train_linear_scan.cuh}): the tensor-core
+     * kernels' cases ({@link #linearTensorCores}) with E rounded up to 16 at most
+     * {@value #LINEAR_SCAN_MAX_FEATURES} (feature dims 8 and 16) and head dims up to
+     * {@value #LINEAR_SCAN_MAX_HEAD_DIM}; the rest of the tensor-core cases run the chunk kernels.
+     */
+    static boolean linearScan(Precision p, int featureDim, int headDim) {
+        int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+        return linearTensorCores(p, featureDim, headDim) && (e + 15) / 16 * 16 <= LINEAR_SCAN_MAX_FEATURES
+                && headDim <= LINEAR_SCAN_MAX_HEAD_DIM;
+    }
+
+    /**
+     * Whether this instance may take the scan kernels where they apply (the default) or keeps to the tensor-core
+     * chunk kernels, for comparisons of the two.
+     */
+    void scan(boolean enabled) {
+        scan = enabled;
+    }
+
+    private boolean scan(Precision p, int featureDim, int headDim, long... pointers) {
+        return scan && tensorCores && linearScan(p, featureDim, headDim) && aligned(pointers);
+    }
+
     private static boolean aligned(long... pointers) {
         for (long ptr : pointers) {
             if ((ptr & 15) != 0) {
@@ -548,6 +630,47 @@ public final class MixerTrainKernels implements AutoCloseable {
     /** Bytes of dynamic shared memory of the tensor-core states kernel: two buffers of x rows and of V' or G'. */
     static int linearMmaStatesSharedBytes(int f, int dh) {
         return 256 * mmaFeatureStride(f) + 256 * mmaValueStride(dh);
+    }
+
+    /**
+     * Bytes of dynamic shared memory of a scan kernel (mirrors lmsSmemBytes): the feature table, two sets of chunk
+     * tiles (q and k rows, V', and for the backward G'), for the backward the per-warp dphi and dx tiles, the state
+     * in bf16 ({@code [epad][ldV]}) and in float32 (epad x 8 nt floats, nt = dh / 8 + 1). At f 16, dh 64: 108 KiB
+     * forward, 152 KiB backward (within the 163 KiB of sm_80 and the 227 KiB of sm_90).
+     */
+    static int linearScanSharedBytes(int f, int dh, boolean backward) {
+        int e = 1 + f + f * (f + 1) / 2;
+        int epad = (e + 15) / 16 * 16;
+        int fpad = (f + 15) / 16 * 16;
+        int set = 256 * mmaFeatureStride(f) + 128 * mmaValueStride(dh) * (backward ? 2 : 1);
+        int bytes = 8 * epad + 2 * set + 2 * epad * mmaValueStride(dh) + 4 * epad * 8 * (dh / 8 + 1);
+        if (backward) {
+            bytes += 4 * 64 * 72 + 4 * 64 * fpad;
+        }
+        return bytes;
+    }
+
+    /** A scan kernel: one block of 8 warps per (head, sequence). */
+    private void launchScan(String name, int heads, int batch, int shared) {
+        long fn = k.function(name, Precision.BF16);
+        CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
+        k.launch(fn, heads, batch, 1, LINEAR_SCAN_THREADS, shared);
+    }
+
+    /**
+     * The scan backward: the query side with the prefix state on chip, writing G' (bf16 rows of dh + 8 at the start
+     * of the scratch) and dq; then the key and value side walking the chunks from the last with the suffix state
+     * dS on chip.
+     */
+    private void linearScanBackward(long q, long k, long v, long dout, long dq, long dk, long dv, int batch,
+                                    int seqLen, int heads, int featureDim, int headDim, float eps, long gbuf) {
+        int shared = linearScanSharedBytes(featureDim, headDim, true);
+        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(gbuf).ptr(dq).i32(seqLen).i32(heads).i32(featureDim)
+                .i32(headDim).f32(eps);
+        launchScan("linearAttentionMmaScanBackwardQ", heads, batch, shared);
+        this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(gbuf).ptr(dk).ptr(dv).i32(seqLen).i32(heads).i32(featureDim)
+                .i32(headDim);
+        launchScan("linearAttentionMmaScanBackwardKV", heads, batch, shared);
     }
 
     /** The tensor-core kernel NAME72 (head dims up to 72: 10 value tiles of 8 held) or NAME120 (16 tiles). */

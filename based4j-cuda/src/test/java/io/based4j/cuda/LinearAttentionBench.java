@@ -5,13 +5,16 @@ import java.util.SplittableRandom;
 /**
  * Times the Taylor linear-attention training kernels of {@link MixerTrainKernels} on GPU 0 with CUDA events: the
  * forward and the backward at batch 8, 16 heads, feature dim 16, head dim 64, sequences of 2048 and 8192 tokens, in
- * both precisions (or the ones named as arguments: {@code f32}, {@code bf16}); bf16 on the CUDA-core kernels and on
- * the tensor-core kernels, with the speed-up. Prints milliseconds per call, the mean of {@value #REPS} calls after
- * one warm-up call.
+ * both precisions (or the ones named as arguments: {@code f32}, {@code bf16}); bf16 on the CUDA-core kernels, on the
+ * tensor-core chunk kernels and on the tensor-core scan kernels (the running state on chip), side by side with the
+ * speed-ups. Prints milliseconds per call, the mean of {@value #REPS} calls after one warm-up call.
  *
- * <p>Run from the test jar (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}):
- * {@code java -cp based4j-cuda/target/classes:based4j-cuda/target/test-classes:<dependencies>
- * io.based4j.cuda.LinearAttentionBench [f32|bf16]...}.
+ * <p>Run from the test classes (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}), from the
+ * repository root: {@code ./build test -pl based4j-cuda -am -DskipTests}, then
+ * {@code java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp <classpath>
+ * io.based4j.cuda.LinearAttentionBench [f32|bf16]...} with the classpath {@code based4j-cuda/target/classes},
+ * {@code based4j-cuda/target/test-classes}, {@code based4j-core/target/classes},
+ * {@code based4j-train/target/classes} and the JUnit jars.
  */
 public final class LinearAttentionBench {
     private static final int BATCH = 8;
@@ -48,9 +51,16 @@ public final class LinearAttentionBench {
         double[] cudaCores = time(rig, mk, p, len, "CUDA cores");
         mk.tensorCores(true);
         if (MixerTrainKernels.linearTensorCores(p, FEATURE_DIM, HEAD_DIM)) {
-            double[] tensorCores = time(rig, mk, p, len, "tensor cores");
-            System.out.printf("  tensor cores / CUDA cores: forward %.1fx, backward %.1fx faster%n",
-                    cudaCores[0] / tensorCores[0], cudaCores[1] / tensorCores[1]);
+            mk.scan(false);
+            double[] chunks = time(rig, mk, p, len, "tensor cores, chunk kernels");
+            mk.scan(true);
+            System.out.printf("  tensor-core chunk kernels / CUDA cores: forward %.1fx, backward %.1fx faster%n",
+                    cudaCores[0] / chunks[0], cudaCores[1] / chunks[1]);
+            if (MixerTrainKernels.linearScan(p, FEATURE_DIM, HEAD_DIM)) {
+                double[] scan = time(rig, mk, p, len, "tensor cores, scan kernels");
+                System.out.printf("  scan kernels / chunk kernels: forward %.2fx, backward %.2fx faster%n",
+                        chunks[0] / scan[0], chunks[1] / scan[1]);
+            }
         }
     }
 

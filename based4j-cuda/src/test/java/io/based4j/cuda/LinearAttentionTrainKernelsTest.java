@@ -55,7 +55,9 @@ import org.junit.jupiter.params.provider.EnumSource;
  * layouts of the mma and ldmatrix instructions: {@code src/test/cuda/linear-mma-emulator}), over some 75 runs of
  * these shapes with random inputs, erred by at most 0.9b (out) and 2.9b (dq) in the largest element and 0.6b in the
  * root-mean-square; kernels that dropped the factor 2 of the squares in the feature map's transpose erred by 7-10b
- * and 3-4b, and every index error tried by more than 40b in some result.
+ * and 3-4b, and every index error tried by more than 40b in some result. Where the scan kernels serve the shape
+ * ({@link MixerTrainKernels#linearScan}: f 8 or 16, dh up to 72) they run by default, and must give the chunk
+ * kernels' numbers bit for bit (the emulator runs both and compares).
  */
 @GpuTest
 class LinearAttentionTrainKernelsTest {
@@ -225,6 +227,84 @@ class LinearAttentionTrainKernelsTest {
                 Near.rms(what + ": dq", wantDq, gotDq, TENSOR_CORE_RMS);
                 Near.rms(what + ": dk", wantDk, gotDk, TENSOR_CORE_RMS);
                 Near.rms(what + ": dv", wantDv, gotDv, TENSOR_CORE_RMS);
+            }
+        }
+    }
+
+    /**
+     * batch, seqLen, heads, featureDim, headDim of the scan kernels ({@link MixerTrainKernels#linearScan}): a ragged
+     * last chunk (100 = 64 + 36, 129 = 2 x 64 + 1, 65 = 64 + 1), a single token, feature dims 8 and 16, head dims 16,
+     * 24, 64 and 72 (the largest they take), a batch of 3, and a sequence of 11 chunks.
+     */
+    private static final int[][] SCAN_CASES = {{2, 100, 2, 16, 64}, {2, 129, 1, 16, 64}, {3, 65, 1, 16, 72},
+        {2, 1, 1, 16, 64}, {2, 37, 2, 16, 16}, {1, 70, 1, 8, 24}, {1, 700, 1, 16, 64}};
+
+    /**
+     * The scan kernels keep the running state on chip but take the same products in the same order as the chunk
+     * kernels (the float32 state of the scan is the states kernel's, rounded to bf16 as the chunk kernels round it):
+     * their results are those of the chunk kernels bit for bit, and so within the chunk kernels' allowances of the
+     * reference.
+     */
+    @Test
+    void scanKernelsGiveTheChunkKernelsNumbers() {
+        SplittableRandom r = new SplittableRandom(SEED);
+        Precision p = Precision.BF16;
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            for (int[] c : SCAN_CASES) {
+                int batch = c[0], len = c[1], heads = c[2], f = c[3], dh = c[4];
+                assertTrue(MixerTrainKernels.linearScan(p, f, dh), "f " + f + ", dh " + dh);
+                int n = batch * len;
+                int qk = n * heads * f;
+                int vs = n * heads * dh;
+                float[] q = stored(p, gaussian(r, qk, 1));
+                float[] k = stored(p, gaussian(r, qk, 1));
+                float[] v = stored(p, gaussian(r, vs, 1));
+                float[] dout = stored(p, gaussian(r, vs, 1));
+                float[] dq0 = stored(p, gaussian(r, qk, 1));
+                float[] dk0 = stored(p, gaussian(r, qk, 1));
+                float[] dv0 = stored(p, gaussian(r, vs, 1));
+                double[] wantOut = new double[vs];
+                LinearAttentionOps.forward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
+                        toDouble(v), wantOut);
+                double[] wantDq = toDouble(dq0);
+                double[] wantDk = toDouble(dk0);
+                double[] wantDv = toDouble(dv0);
+                LinearAttentionOps.backward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
+                        toDouble(v), toDouble(dout), wantDq, wantDk, wantDv);
+                long qDev = rig.values(p, q);
+                long kDev = rig.values(p, k);
+                long vDev = rig.values(p, v);
+                long doutDev = rig.values(p, dout);
+                String what = String.format("linear attention scan kernels, batch %d, seqLen %d, heads %d, f %d,"
+                        + " dh %d", batch, len, heads, f, dh);
+                float[][] got = new float[2][];
+                float[][] chunked = new float[2][];
+                for (boolean scan : new boolean[] {false, true}) {
+                    mk.scan(scan);
+                    long out = rig.zeros((long) vs * p.bytes());
+                    mk.linearAttentionForward(p, qDev, kDev, vDev, out, batch, len, heads, f, dh, (float) EPS);
+                    long dq = rig.values(p, dq0);
+                    long dk = rig.values(p, dk0);
+                    long dv = rig.values(p, dv0);
+                    mk.linearAttentionBackward(p, qDev, kDev, vDev, doutDev, dq, dk, dv, batch, len, heads, f, dh,
+                            (float) EPS);
+                    float[][] results = {rig.values(p, out, vs), rig.values(p, dq, qk), rig.values(p, dk, qk),
+                        rig.values(p, dv, vs)};
+                    if (scan) {
+                        got = results;
+                    } else {
+                        chunked = results;
+                    }
+                }
+                String[] names = {"out", "dq", "dk", "dv"};
+                for (int i = 0; i < names.length; i++) {
+                    assertArrayEquals(chunked[i], got[i], what + ": " + names[i] + " differs from the chunk kernels'"
+                            + " [-Dbased4j.seed=" + SEED + "]");
+                }
+                Near.normwise(what + ": out", wantOut, got[0], TENSOR_CORE_FORWARD);
+                Near.normwise(what + ": dq", wantDq, got[1], TENSOR_CORE_BACKWARD);
+                Near.normwise(what + ": dk", wantDk, got[2], TENSOR_CORE_BACKWARD);
+                Near.normwise(what + ": dv", wantDv, got[3], TENSOR_CORE_BACKWARD);
             }
         }
     }

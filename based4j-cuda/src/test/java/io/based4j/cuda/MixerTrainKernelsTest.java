@@ -136,6 +136,55 @@ class MixerTrainKernelsTest {
     }
 
     @Test
+    void scanKernelsServeFeatureDimsUpToSixteenAndHeadDimsUpTo72() {
+        assertTrue(MixerTrainKernels.linearScan(Precision.BF16, 16, 64));
+        assertTrue(MixerTrainKernels.linearScan(Precision.BF16, 8, 72));
+        assertTrue(MixerTrainKernels.linearScan(Precision.BF16, 16, 16));
+        // E 325 (f 24) or 561 (f 32), dh past 72: the tensor-core chunk kernels; float32: the CUDA-core kernels
+        assertFalse(MixerTrainKernels.linearScan(Precision.BF16, 24, 64));
+        assertFalse(MixerTrainKernels.linearScan(Precision.BF16, 32, 64));
+        assertFalse(MixerTrainKernels.linearScan(Precision.BF16, 16, 80));
+        assertFalse(MixerTrainKernels.linearScan(Precision.BF16, 16, 112));
+        assertFalse(MixerTrainKernels.linearScan(Precision.F32, 16, 64));
+    }
+
+    @Test
+    void scanBlocksFitTheSharedMemoryOfTheSupportedGpus() {
+        // f 16 (E 153 -> 160 features), dh 64 (q, k rows of 24 bf16, value rows of 88, 9 value tiles of 8): the
+        // table, two sets of q, k and V' (and G', backward), the bf16 state [160][88], the float32 state 160 x 72;
+        // the backward adds 4 warps' dphi (16 x 72 floats) and dx (16 x 16 floats)
+        int set = 2 * 2 * 64 * 24 + 2 * 64 * 88;
+        int state = 2 * 160 * 88 + 4 * 160 * 72;
+        assertEquals(8 * 160 + 2 * set + state, MixerTrainKernels.linearScanSharedBytes(16, 64, false));
+        assertEquals(8 * 160 + 2 * (set + 2 * 64 * 88) + 4 * 64 * 72 + 4 * 64 * 16 + state,
+                MixerTrainKernels.linearScanSharedBytes(16, 64, true));
+        for (int f = 8; f <= 16; f += 8) {
+            for (int dh = MixerTrainKernels.LINEAR_MMA_MIN_HEAD_DIM; dh <= MixerTrainKernels.LINEAR_SCAN_MAX_HEAD_DIM;
+                 dh += 8) {
+                assertTrue(MixerTrainKernels.linearScan(Precision.BF16, f, dh), "f " + f + ", dh " + dh);
+                // sm_80's 163 KiB of opt-in shared memory per block (sm_90: 227 KiB)
+                assertTrue(MixerTrainKernels.linearScanSharedBytes(f, dh, true) <= 166_912, "f " + f + ", dh " + dh);
+            }
+        }
+    }
+
+    @Test
+    void scanScratchIsTheGradientRowsWithinTheChunkKernelsScratch() {
+        // G' in bf16 rows of dh + 8: at batch 8 x 2048 tokens, 16 heads, dh 64 that is 36 MiB
+        assertEquals(8L * 2048 * 16 * 2 * 72, MixerTrainKernels.linearScanScratchBytes(8, 2048, 16, 64));
+        for (int f = 8; f <= 16; f += 8) {
+            for (int dh = MixerTrainKernels.LINEAR_MMA_MIN_HEAD_DIM; dh <= MixerTrainKernels.LINEAR_SCAN_MAX_HEAD_DIM;
+                 dh += 8) {
+                for (int seqLen : new int[] {1, 64, 65, 2048}) {
+                    assertTrue(MixerTrainKernels.linearScanScratchBytes(2, seqLen, 3, dh)
+                            <= MixerTrainKernels.linearAttentionBackwardScratchBytes(2, seqLen, 3, f, dh),
+                            "f " + f + ", dh " + dh + ", seqLen " + seqLen);
+                }
+            }
+        }
+    }
+
+    @Test
     void tensorCoreGradientRowsFitTheScratchAfterTheAlignedStates() {
         // G' in bf16 rows of dh + 8 after the float32 states rounded up to 16 bytes, within the float32 [g, r] bytes
         for (int f = 8; f <= MixerTrainKernels.LINEAR_MMA_MAX_FEATURE_DIM; f += 8) {
