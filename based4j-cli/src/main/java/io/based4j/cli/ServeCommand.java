@@ -92,7 +92,7 @@ final class ServeCommand implements Callable<Integer> {
         Engine engine = null;
         try {
             model = modelOptions.load(backend);
-            int step = Math.max(TOKENS_PER_STEP, slots - 1 + Math.max(1, backend.exactSplit()));
+            int step = tokensPerStep(TOKENS_PER_STEP, slots, backend);
             engine = new Engine(model, tokenizer, new EngineOptions(slots, maxTokensPerSequence, step, queue,
                     prefixCacheMib << 20));
             OpenAiServer server = open(engine, tokenizer, new ServerOptions(host, port, modelId, apiKey,
@@ -115,6 +115,14 @@ final class ServeCommand implements Callable<Integer> {
         }
         new CountDownLatch(1).await(); // until the process is interrupted; the shutdown hook closes everything
         return 0;
+    }
+
+    /**
+     * The tokens of one engine step: {@code wanted}, raised where needed to carry a decode token for every other
+     * slot and one prompt piece of the backend's exact split.
+     */
+    static int tokensPerStep(int wanted, int slots, Backend backend) {
+        return Math.max(wanted, slots - 1 + Math.max(1, backend.exactSplit()));
     }
 
     private OpenAiServer open(Engine engine, Gpt2Tokenizer tokenizer, ServerOptions options) {
