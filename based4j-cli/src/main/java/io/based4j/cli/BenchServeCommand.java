@@ -87,6 +87,11 @@ final class BenchServeCommand implements Callable<Integer> {
                     + "need (default ${DEFAULT-VALUE}).")
     int tokensPerStep;
 
+    @Option(names = "--prefix-cache-mib", paramLabel = "MIB", defaultValue = ServeCommand.DEFAULT_PREFIX_CACHE_MIB,
+            description = "The engine's prefix cache, as serve's (default ${DEFAULT-VALUE}; 0: none). The prompts are "
+                    + "random, so it finds nothing to reuse: its cost is measured, not its gain.")
+    long prefixCacheMib;
+
     @Option(names = "--temperature", paramLabel = "T", defaultValue = "0",
             description = "Sampling temperature, 0 for greedy (default ${DEFAULT-VALUE}).")
     double temperature;
@@ -118,6 +123,7 @@ final class BenchServeCommand implements Callable<Integer> {
         atLeast("--slots", slots, 1);
         atLeast("--tokens-per-step", tokensPerStep, 1);
         atLeast("--warmup", warmup, 0);
+        ServeCommand.inRange("--prefix-cache-mib", prefixCacheMib, ServeCommand.MAX_PREFIX_CACHE_MIB);
         if (!(temperature >= 0 && temperature <= 2)) {
             throw new UsageException("--temperature must be in [0, 2], got " + temperature);
         }
@@ -163,6 +169,7 @@ final class BenchServeCommand implements Callable<Integer> {
         doc.put("gen_len", genLen);
         doc.put("slots", slots);
         doc.put("tokens_per_step", stepTokens);
+        doc.put("prefix_cache_mib", prefixCacheMib);
         doc.put("temperature", temperature);
         doc.put("warmup_requests", warmup);
         doc.put("seed", seed);
@@ -249,7 +256,8 @@ final class BenchServeCommand implements Callable<Integer> {
     private List<Map<String, Object>> measure(String name, BasedModel model, Gpt2Tokenizer tokenizer, int stepTokens,
                                               List<Double> rateValues) {
         ModelConfig cfg = model.config();
-        EngineOptions options = new EngineOptions(slots, promptLen + genLen, stepTokens, Math.max(requests, warmup));
+        EngineOptions options = new EngineOptions(slots, promptLen + genLen, stepTokens, Math.max(requests, warmup),
+                prefixCacheMib << 20);
         List<Map<String, Object>> rows = new ArrayList<>();
         try (Engine engine = new Engine(model, tokenizer, options)) {
             // other prompts for the warm-up and for every rate (a prompt seen before could be served from a state

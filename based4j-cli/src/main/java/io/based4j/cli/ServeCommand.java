@@ -23,6 +23,8 @@ import picocli.CommandLine.Option;
 final class ServeCommand implements Callable<Integer> {
     /** Most tokens of one step: prompt pieces beside the decode tokens; large enough to keep a prefill efficient. */
     static final int TOKENS_PER_STEP = 512;
+    /** The prefix cache's default size, in MiB. */
+    static final String DEFAULT_PREFIX_CACHE_MIB = "512";
     /** Largest prefix cache asked for: 1 PiB, past any machine's memory, and far from overflowing as bytes. */
     static final long MAX_PREFIX_CACHE_MIB = 1L << 30;
     /** Longest timeout: 100 days, in practice none. */
@@ -55,7 +57,7 @@ final class ServeCommand implements Callable<Integer> {
             description = "Require 'Authorization: Bearer KEY' on /v1/ requests.")
     String apiKey;
 
-    @Option(names = "--prefix-cache-mib", paramLabel = "MIB", defaultValue = "512",
+    @Option(names = "--prefix-cache-mib", paramLabel = "MIB", defaultValue = DEFAULT_PREFIX_CACHE_MIB,
             description = "Memory for the states of prompt prefixes kept for later requests that start with the"
                     + " same tokens, in MiB, where the backend keeps states (default ${DEFAULT-VALUE}; 0 turns the"
                     + " cache off).")
@@ -133,7 +135,7 @@ final class ServeCommand implements Callable<Integer> {
         }
     }
 
-    private static void inRange(String option, long value, long max) {
+    static void inRange(String option, long value, long max) {
         if (value < 0 || value > max) {
             throw new UsageException(option + " must be in 0.." + max + ", got " + value);
         }

@@ -132,6 +132,7 @@ class BenchServeCommandTest {
         "--slots 0                     | --slots must be >= 1",
         "--tokens-per-step 0           | --tokens-per-step must be >= 1",
         "--warmup -1                   | --warmup must be >= 0",
+        "--prefix-cache-mib -1         | --prefix-cache-mib must be in 0..",
         "--temperature 3               | --temperature must be in [0, 2]",
         "--preset huge                 | --preset: unknown preset 'huge'",
         "--device tpu                  | --device tpu",

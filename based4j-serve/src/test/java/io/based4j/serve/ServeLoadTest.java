@@ -57,6 +57,11 @@ class ServeLoadTest {
     /** Bound on any wait: the whole load takes a few seconds on two cores. */
     static final long WAIT_S = 120;
     static final long SEED = 20_261_130;
+    /**
+     * The load test's prefix cache: room for some 15 of the tiny model's prefix states (about 35 KB each), fewer
+     * than the 20-odd distinct prefixes of the clients' prompts, so it also evicts under the load.
+     */
+    static final long PREFIX_CACHE_BYTES = 512 << 10;
 
     /** What a client sends, and what must come back. */
     enum Kind { STREAMED, WHOLE, DISCONNECT, MALFORMED }
@@ -173,8 +178,9 @@ class ServeLoadTest {
 
     @Test
     void sixtyFourClientsWithDisconnectsAndMalformedRequestsGetExactlyTheirSoloResults() throws Exception {
+        // with a prefix cache, as serve runs: the clients' prompts repeat, so some start from a kept state
         try (ServeFixture f = new ServeFixture(GoldenModel.dir(), "golden-tiny",
-                new EngineOptions(SLOTS, LIMIT, SLOTS - 1 + 64 + 1, CLIENTS), null)) {
+                new EngineOptions(SLOTS, LIMIT, SLOTS - 1 + 64 + 1, CLIENTS, PREFIX_CACHE_BYTES), null)) {
             SplittableRandom r = new SplittableRandom(SEED);
             // prompts up to 150 tokens are fed in pieces across steps beside the running streams
             List<Valid> valid = references(f, r, 40, 150, 1, 64);
@@ -288,9 +294,14 @@ class ServeLoadTest {
             assertEquals(disconnects, m.requestsCancelled(), m.toString());
             assertEquals(0, m.requestsFailed(), m.toString());
             assertEquals(0, m.requestsRejected(), m.toString());
+            assertEquals(0, m.requestsTimedOut(), m.toString());
+            EngineMetrics.PrefixCacheMetrics cache = m.prefixCache();
+            assertTrue(cache.hits() > 0, "no prompt started from a kept prefix: " + cache);
+            assertTrue(cache.bytes() <= PREFIX_CACHE_BYTES, "the prefix cache is over its budget: " + cache);
+            assertTrue(cache.evictions() > 0, "the prefix cache never evicted: " + cache);
             System.err.printf("load: %d requests of %d clients in %.1f s (%d valid, %d disconnects, %d malformed),"
-                    + " %d steps, up to %d waiting%n", total, CLIENTS, seconds, validCount, disconnects, malformed, m.steps(),
-                    peak[1]);
+                    + " %d steps, up to %d waiting; prefix cache %s%n", total, CLIENTS, seconds, validCount, disconnects,
+                    malformed, m.steps(), peak[1], cache);
 
             // every slot taken again at once, after all of that: each gives its solo result (no state left over)
             List<CompletableFuture<HttpResponse<String>>> wave = new ArrayList<>();
