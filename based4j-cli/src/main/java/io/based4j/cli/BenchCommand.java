@@ -24,7 +24,8 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
-        subcommands = {BenchCommand.Cpu.class, BenchGpuCommand.class, BenchTrainCommand.class})
+        subcommands = {BenchCommand.Cpu.class, BenchGpuCommand.class, BenchTrainCommand.class,
+            BenchServeCommand.class})
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -23,6 +23,8 @@ import picocli.CommandLine.Option;
 final class ServeCommand implements Callable<Integer> {
     /** Most tokens of one step: prompt pieces beside the decode tokens; large enough to keep a prefill efficient. */
     static final int TOKENS_PER_STEP = 512;
+    /** The prefix cache's default size, in MiB. */
+    static final String DEFAULT_PREFIX_CACHE_MIB = "512";
     /** Largest prefix cache asked for: 1 PiB, past any machine's memory, and far from overflowing as bytes. */
     static final long MAX_PREFIX_CACHE_MIB = 1L << 30;
     /** Longest timeout: 100 days, in practice none. */
@@ -55,7 +57,7 @@ final class ServeCommand implements Callable<Integer> {
             description = "Require 'Authorization: Bearer KEY' on /v1/ requests.")
     String apiKey;
 
-    @Option(names = "--prefix-cache-mib", paramLabel = "MIB", defaultValue = "512",
+    @Option(names = "--prefix-cache-mib", paramLabel = "MIB", defaultValue = DEFAULT_PREFIX_CACHE_MIB,
             description = "Memory for the states of prompt prefixes kept for later requests that start with the"
                     + " same tokens, in MiB, where the backend keeps states (default ${DEFAULT-VALUE}; 0 turns the"
                     + " cache off).")
@@ -92,7 +94,7 @@ final class ServeCommand implements Callable<Integer> {
         Engine engine = null;
         try {
             model = modelOptions.load(backend);
-            int step = Math.max(TOKENS_PER_STEP, slots - 1 + Math.max(1, backend.exactSplit()));
+            int step = tokensPerStep(TOKENS_PER_STEP, slots, backend);
             engine = new Engine(model, tokenizer, new EngineOptions(slots, maxTokensPerSequence, step, queue,
                     prefixCacheMib << 20));
             OpenAiServer server = open(engine, tokenizer, new ServerOptions(host, port, modelId, apiKey,
@@ -117,6 +119,14 @@ final class ServeCommand implements Callable<Integer> {
         return 0;
     }
 
+    /**
+     * The tokens of one engine step: {@code wanted}, raised where needed to carry a decode token for every other
+     * slot and one prompt piece of the backend's exact split.
+     */
+    static int tokensPerStep(int wanted, int slots, Backend backend) {
+        return Math.max(wanted, slots - 1 + Math.max(1, backend.exactSplit()));
+    }
+
     private OpenAiServer open(Engine engine, Gpt2Tokenizer tokenizer, ServerOptions options) {
         try {
             return new OpenAiServer(engine, tokenizer, options);
@@ -125,7 +135,7 @@ final class ServeCommand implements Callable<Integer> {
         }
     }
 
-    private static void inRange(String option, long value, long max) {
+    static void inRange(String option, long value, long max) {
         if (value < 0 || value > max) {
             throw new UsageException(option + " must be in 0.." + max + ", got " + value);
         }
