@@ -419,7 +419,7 @@ public final class TrainKernels {
      *
      * <p>The logits of all rows never exist at once: the rows are walked in chunks of {@code chunk} rows (the last
      * one shorter), each chunk's {@code [rows, vocab]} float32 logits (rows {@link #logitsStride} apart) made by one
-     * cuBLAS product into the scratch
+     * cuBLAS product into the scratch (two where the vocabulary is no multiple of 8: the multiple of 8, then the rest)
      * ({@link #crossEntropyScratchBytes}). crossEntropyRows reads each row once into its max, sum of exponentials,
      * argmax and target logit (an online softmax), and, for a gradient, writes {@code scale * (softmax - onehot)}
      * in A; then {@code g @ head} is added to the chunk's rows of dx and {@code g^T @ x_chunk} to dhead: three
@@ -448,19 +448,42 @@ public final class TrainKernels {
             int rows = Math.min(chunk, n - r0);
             long xc = x + r0 * xRow;
             // logits [rows, vocab] = x_c @ head[0 .. vocab)^T; column-major: head x_c^T
-            product(Cublas.OP_T, Cublas.OP_N, vocab, rows, d, head, type, d, xc, type, d, 0f, logits, ld);
+            // the vocabulary in two parts, a multiple of 8 and the rest: a product whose m (here) or k (dx's) is
+            // no multiple of 8 gets only cuBLAS's unaligned kernels, at a third of the speed
+            int v8 = vocab / 8 * 8;
+            int rest = vocab - v8;
+            long headRest = head + (long) v8 * d * p.bytes();
+            if (v8 > 0) {
+                product(Cublas.OP_T, Cublas.OP_N, v8, rows, d, head, type, d, xc, type, d, 0f, logits, ld);
+            }
+            if (rest > 0) {
+                product(Cublas.OP_T, Cublas.OP_N, rest, rows, d, headRest, type, d, xc, type, d, 0f, logits + 4L * v8,
+                        ld);
+            }
             k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).ptr(grad)
                     .i32(rows).i32(vocab).i32(ld).f32(scale);
             k.launch(k.function("crossEntropyRows", p), (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
                     LOSS_ROW_THREADS, 0);
             if (dx != 0) {
                 // dx_c [rows, d] += g [rows, vocab] @ head [vocab, d]; column-major: dx_c^T = head^T g^T
-                product(Cublas.OP_N, Cublas.OP_N, d, rows, vocab, head, type, d, grad, type, ld, 1f,
-                        dx + 4L * r0 * d, d);
+                if (v8 > 0) {
+                    product(Cublas.OP_N, Cublas.OP_N, d, rows, v8, head, type, d, grad, type, ld, 1f,
+                            dx + 4L * r0 * d, d);
+                }
+                if (rest > 0) {
+                    product(Cublas.OP_N, Cublas.OP_N, d, rows, rest, headRest, type, d,
+                            grad + (long) v8 * p.bytes(), type, ld, 1f, dx + 4L * r0 * d, d);
+                }
             }
             if (dhead != 0) {
                 // dhead [vocab, d] += g^T [vocab, rows] @ x_c [rows, d]; column-major: dhead^T = x_c^T g
-                product(Cublas.OP_N, Cublas.OP_T, d, vocab, rows, xc, type, d, grad, type, ld, 1f, dhead, d);
+                if (v8 > 0) {
+                    product(Cublas.OP_N, Cublas.OP_T, d, v8, rows, xc, type, d, grad, type, ld, 1f, dhead, d);
+                }
+                if (rest > 0) {
+                    product(Cublas.OP_N, Cublas.OP_T, d, rest, rows, xc, type, d, grad + (long) v8 * p.bytes(), type,
+                            ld, 1f, dhead + 4L * v8 * d, d);
+                }
             }
         }
         k.args.reset().ptr(targets).ptr(stats).ptr(argmax).ptr(lossSum).i32(n).i32(vocab);
