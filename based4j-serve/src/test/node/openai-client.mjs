@@ -74,10 +74,15 @@ out.chat = { object: chat.object, role: chat.choices[0].message.role, content: c
              finish_reason: chat.choices[0].finish_reason, usage: chat.usage };
 
 const chatStream = await client.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0,
-                                                          stream: true });
-out.chat_stream = { content: "", roles: [], finish_reasons: [], objects: [] };
+                                                          stream: true, stream_options: { include_usage: true } });
+out.chat_stream = { content: "", roles: [], finish_reasons: [], objects: [], usage: null, usage_chunks: 0 };
 for await (const chunk of chatStream) {
   const s = out.chat_stream;
+  if (chunk.usage) {
+    s.usage = chunk.usage;
+    s.usage_chunks++;
+  }
+  if (chunk.choices.length === 0) continue;  // the usage chunk has no choices
   const delta = chunk.choices[0].delta;
   if (delta.role) s.roles.push(delta.role);
   if (delta.content) s.content += delta.content;

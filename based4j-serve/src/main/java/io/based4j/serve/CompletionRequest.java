@@ -21,10 +21,11 @@ import java.util.concurrent.ThreadLocalRandom;
  * @param stop stop strings
  * @param echo whether the text returned starts with the prompt
  * @param stream whether the answer is sent as server-sent events
+ * @param includeUsage whether a stream ends with a chunk of the usage ({@code stream_options.include_usage})
  * @param logprobs the most likely tokens reported beside each generated token's logprob; -1: no logprobs
  */
 record CompletionRequest(String model, List<int[]> prompts, int n, int maxTokens, SamplingParams sampling,
-                         List<String> stop, boolean echo, boolean stream, int logprobs) {
+                         List<String> stop, boolean echo, boolean stream, boolean includeUsage, int logprobs) {
     /** OpenAI's default for max_tokens in the completions API. */
     static final int DEFAULT_MAX_TOKENS = 16;
     /** {@link #maxTokens()} of a chat that gives none: the room the prompt leaves in a sequence. */
@@ -53,7 +54,7 @@ record CompletionRequest(String model, List<int[]> prompts, int n, int maxTokens
                     + " is not supported yet");
         }
         return new CompletionRequest(req.model(), req.prompts(), req.n(), req.maxTokens(), req.sampling(),
-                req.stop(), req.echo(), req.stream(), logprobs);
+                req.stop(), req.echo(), req.stream(), req.includeUsage(), logprobs);
     }
 
     /** A {@code /v1/chat/completions} body: its messages make one prompt through {@link ChatTemplate}. */
@@ -93,13 +94,33 @@ record CompletionRequest(String model, List<int[]> prompts, int n, int maxTokens
         List<String> stop = new ArrayList<>(stop(body.get("stop")));
         stop.addAll(templateStops);
         boolean stream = optional(body, "stream", Boolean.class, false);
+        boolean includeUsage = includeUsage(body, stream);
         int n = integer(body, "n", 1);
         if (n < 1 || n > MAX_N) {
             throw ApiException.badRequest("n", "n must be in 1.." + MAX_N + ", got " + n);
         }
         notSupported(body, "best_of", 1L);
         SamplingParams sampling = new SamplingParams((float) temperature, Math.max(topK, 0), (float) topP, seed);
-        return new CompletionRequest(model, prompts, n, maxTokens, sampling, List.copyOf(stop), echo, stream, -1);
+        return new CompletionRequest(model, prompts, n, maxTokens, sampling, List.copyOf(stop), echo, stream,
+                includeUsage, -1);
+    }
+
+    /** {@code stream_options.include_usage}, as OpenAI takes it: an object allowed only with {@code stream}. */
+    private static boolean includeUsage(Map<String, Object> body, boolean stream) {
+        Object options = body.get("stream_options");
+        if (options == null) {
+            return false;
+        }
+        if (!(options instanceof Map<?, ?> map)) {
+            throw ApiException.badRequest("stream_options", "stream_options must be an object, got "
+                    + Json.typeName(options));
+        }
+        if (!stream) {
+            throw ApiException.badRequest("stream_options", "stream_options is only allowed when stream is true");
+        }
+        @SuppressWarnings("unchecked")
+        Map<String, Object> fields = (Map<String, Object>) map;
+        return optional(fields, "include_usage", Boolean.class, false);
     }
 
     /** Sampling of choice {@code index}: the request's, with seed + index, so that n choices differ. */

@@ -13,7 +13,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 /**
  * Streams the choices of one request as server-sent events, as OpenAI sends them: for each choice an opening chunk
  * where the format has one, a {@code data: CHUNK} event for each piece of text, a last chunk with the finish
- * reason, and after every choice has ended {@code data: [DONE]}. The engine's thread only queues the pieces; the
+ * reason, where asked a chunk of the usage, and after every choice has ended {@code data: [DONE]}. The engine's thread only queues the pieces; the
  * exchange's thread writes them, and a write that fails (the client went away) cancels the choices still running,
  * which frees their slots at the engine's next step. A choice stopped at the request timeout ends with the text it
  * had and {@code finish_reason "length"}, as one cut by {@code max_tokens} does (the status line is already sent).
@@ -29,6 +29,9 @@ final class CompletionStream {
 
         /** The last chunk of choice {@code index}, with its finish reason. */
         Map<String, Object> end(int index, String finishReason);
+
+        /** The chunk after every choice's last one that carries the request's usage, with no choices. */
+        Map<String, Object> usage(Map<String, Object> usage);
     }
 
     private sealed interface Event permits Piece, End, Failed { }
@@ -68,36 +71,52 @@ final class CompletionStream {
      * the stream has started ends it with an error event and cancels the other choices.
      */
     void send(HttpExchange ex, List<RequestHandle> handles, Format format) throws IOException {
+        send(ex, handles, format, -1);
+    }
+
+    /**
+     * {@link #send}, and where {@code promptTokens >= 0} ({@code stream_options.include_usage}), as OpenAI does:
+     * {@code "usage": null} in every chunk, and before {@code [DONE]} a chunk with no choices and the usage (the
+     * prompts' tokens, every choice's generated tokens).
+     */
+    void send(HttpExchange ex, List<RequestHandle> handles, Format format, long promptTokens) throws IOException {
+        boolean usage = promptTokens >= 0;
+        long completionTokens = 0;
         ex.getResponseHeaders().set("Content-Type", "text/event-stream");
         ex.getResponseHeaders().set("Cache-Control", "no-cache");
         try {
             ex.sendResponseHeaders(200, 0);
             OutputStream out = ex.getResponseBody();
             for (int i = 0; i < handles.size(); i++) {
-                event(out, format.start(i));
+                event(out, format.start(i), usage);
             }
             int running = handles.size();
             while (running > 0) {
                 switch (events.take()) {
-                    case Piece p -> event(out, format.piece(p.index(), p.text()));
+                    case Piece p -> event(out, format.piece(p.index(), p.text()), usage);
                     case End end -> {
-                        event(out, format.end(end.index(), OpenAiServer.finishReason(end.result())));
+                        event(out, format.end(end.index(), OpenAiServer.finishReason(end.result())), usage);
+                        completionTokens += end.result().tokens().length;
                         running--;
                     }
-                    case Failed f when f.error() instanceof RequestTimeoutException -> {
+                    case Failed f when f.error() instanceof RequestTimeoutException t -> {
                         // past the request timeout: the choice ends as one cut by length, with what it wrote
-                        event(out, format.end(f.index(), "length"));
+                        event(out, format.end(f.index(), "length"), usage);
+                        completionTokens += t.partial().tokens().length;
                         running--;
                     }
                     case Failed f -> {
                         handles.forEach(RequestHandle::cancel);
                         ApiException error = new ApiException(503, "server_error", null, null,
                                 "the request did not finish: " + f.error().getMessage());
-                        event(out, error.body());
+                        event(out, error.body(), false);
                         out.close();
                         return;
                     }
                 }
+            }
+            if (usage) {
+                event(out, format.usage(OpenAiServer.usage(promptTokens, completionTokens)), false);
             }
             write(out, "[DONE]");
             out.close();
@@ -109,8 +128,13 @@ final class CompletionStream {
         }
     }
 
-    private static void event(OutputStream out, Map<String, Object> chunk) throws IOException {
+    /** Writes a chunk (null: nothing), with {@code "usage": null} where {@code nullUsage}. */
+    private static void event(OutputStream out, Map<String, Object> chunk, boolean nullUsage) throws IOException {
         if (chunk != null) {
+            if (nullUsage) {
+                chunk = new java.util.LinkedHashMap<>(chunk);
+                chunk.put("usage", null);
+            }
             write(out, Json.write(chunk));
         }
     }

@@ -218,6 +218,11 @@ public final class OpenAiServer implements AutoCloseable {
             public Map<String, Object> end(int index, String finishReason) {
                 return completion(id, createdAt, index, "", finishReason);
             }
+
+            @Override
+            public Map<String, Object> usage(Map<String, Object> usage) {
+                return usageChunk(envelope(id, "text_completion", createdAt, null), usage);
+            }
         };
         generate(ex, req, "prompt", format, (index, result) -> completion(id, createdAt, index,
                 echoes.get(index / n) + result.text(), finishReason(result)));
@@ -246,6 +251,11 @@ public final class OpenAiServer implements AutoCloseable {
             @Override
             public Map<String, Object> end(int index, String finishReason) {
                 return chatChunk(id, createdAt, index, "delta", Map.of(), finishReason);
+            }
+
+            @Override
+            public Map<String, Object> usage(Map<String, Object> usage) {
+                return usageChunk(envelope(id, "chat.completion.chunk", createdAt, null), usage);
             }
         };
         generate(ex, req, "messages", format, (index, result) -> chatChunk(id, createdAt, index, "message",
@@ -296,8 +306,9 @@ public final class OpenAiServer implements AutoCloseable {
             handles.forEach(RequestHandle::cancel); // all of the request runs, or none of it
             throw e;
         }
+        long promptTokens = req.prompts().stream().mapToLong(p -> p.length).sum();
         if (req.stream()) {
-            stream.send(ex, handles, format);
+            stream.send(ex, handles, format, req.includeUsage() ? promptTokens : -1);
             return;
         }
         Map<String, Object> body = null;
@@ -328,12 +339,7 @@ public final class OpenAiServer implements AutoCloseable {
             merged.addAll((List<?>) body.get("choices"));
         }
         body.put("choices", merged);
-        long promptTokens = req.prompts().stream().mapToLong(p -> p.length).sum();
-        Map<String, Object> usage = new LinkedHashMap<>();
-        usage.put("prompt_tokens", promptTokens);
-        usage.put("completion_tokens", completionTokens);
-        usage.put("total_tokens", promptTokens + completionTokens);
-        body.put("usage", usage);
+        body.put("usage", usage(promptTokens, completionTokens));
         send(ex, 200, body, -1);
     }
 
@@ -424,14 +430,30 @@ public final class OpenAiServer implements AutoCloseable {
         return envelope(id, key.equals("delta") ? "chat.completion.chunk" : "chat.completion", createdAt, choice);
     }
 
+    /** The fields every body and chunk has, with one choice (none where {@code choice} is null). */
     private Map<String, Object> envelope(String id, String object, long createdAt, Map<String, Object> choice) {
         Map<String, Object> body = new LinkedHashMap<>();
         body.put("id", id);
         body.put("object", object);
         body.put("created", createdAt);
         body.put("model", options.modelId());
-        body.put("choices", new ArrayList<>(List.of(choice)));
+        body.put("choices", choice == null ? new ArrayList<>() : new ArrayList<>(List.of(choice)));
         return body;
+    }
+
+    /** A stream's last chunk: no choices and the usage. */
+    private static Map<String, Object> usageChunk(Map<String, Object> chunk, Map<String, Object> usage) {
+        chunk.put("usage", usage);
+        return chunk;
+    }
+
+    /** OpenAI's usage object: each prompt counted once, every choice's generated tokens. */
+    static Map<String, Object> usage(long promptTokens, long completionTokens) {
+        Map<String, Object> usage = new LinkedHashMap<>();
+        usage.put("prompt_tokens", promptTokens);
+        usage.put("completion_tokens", completionTokens);
+        usage.put("total_tokens", promptTokens + completionTokens);
+        return usage;
     }
 
     static String finishReason(GenerationResult result) {

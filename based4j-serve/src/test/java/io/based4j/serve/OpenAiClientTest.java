@@ -100,6 +100,9 @@ class OpenAiClientTest {
         assertEquals(List.of("assistant"), chatStream.get("roles"), "the role comes once, in the first delta");
         assertEquals(List.of(chatFinish), chatStream.get("finish_reasons"));
         assertEquals(List.of("chat.completion.chunk"), chatStream.get("objects"));
+        // stream_options.include_usage: one last chunk with the usage, the same as the whole answer's
+        assertEquals(1L, chatStream.get("usage_chunks"));
+        assertEquals(chat.get("usage"), chatStream.get("usage"));
 
         Map<String, Object> errors = map(out.get("errors"));
         assertApiError(errors, "too_many_tokens", "BadRequestError", 400, "max_tokens", null);

@@ -173,6 +173,39 @@ class OpenAiServerTest {
     }
 
     @Test
+    void aStreamAsksForItsUsage() throws Exception {
+        int maxTokens = 9;
+        String body = "{\"prompt\": [" + ids(PROMPT) + ", " + ids(PROMPT) + "], \"max_tokens\": " + maxTokens
+                + ", \"temperature\": 0, \"n\": 2";
+        HttpResponse<String> whole = post("/v1/completions", body + "}", KEY);
+        assertEquals(200, whole.statusCode(), whole.body());
+        Object usage = Json.parseObject(whole.body()).get("usage");
+
+        HttpResponse<String> r = post("/v1/completions", body
+                + ", \"stream\": true, \"stream_options\": {\"include_usage\": true}}", KEY);
+        assertEquals(200, r.statusCode(), r.body());
+        List<String> events = new ArrayList<>(List.of(r.body().split("\n\n")));
+        assertEquals("data: [DONE]", events.removeLast());
+        Map<String, Object> last = Json.parseObject(events.removeLast().substring("data: ".length()));
+        assertEquals(List.of(), last.get("choices"), "the usage chunk has no choices");
+        assertEquals(usage, last.get("usage"), "the usage of the whole answer: 2 prompts once, 4 choices' tokens");
+        for (String event : events) {
+            Map<String, Object> chunk = Json.parseObject(event.substring("data: ".length()));
+            assertTrue(chunk.containsKey("usage") && chunk.get("usage") == null, "usage: null in " + event);
+        }
+        // without stream_options no usage is sent; stream_options without stream is refused, as OpenAI does
+        HttpResponse<String> plain = post("/v1/completions", body + ", \"stream\": true}", KEY);
+        assertFalse(plain.body().contains("usage"), plain.body());
+        HttpResponse<String> refused = post("/v1/completions", body
+                + ", \"stream_options\": {\"include_usage\": true}}", KEY);
+        assertEquals(400, refused.statusCode());
+        assertTrue(refused.body().contains("stream_options"), refused.body());
+        HttpResponse<String> wrongType = post("/v1/completions", body + ", \"stream\": true, "
+                + "\"stream_options\": true}", KEY);
+        assertEquals(400, wrongType.statusCode());
+    }
+
+    @Test
     void streamedChunksMakeTheSameText() throws Exception {
         int maxTokens = 12;
         String body = "{\"prompt\": " + ids(PROMPT) + ", \"max_tokens\": " + maxTokens + ", \"temperature\": 0";
