@@ -74,6 +74,14 @@ final class MqarSweepCommand implements Callable<Integer> {
             description = "Start no new run after M minutes (0: no limit); run again to go on.")
     double stopAfter;
 
+    @Option(names = "--parallel", paramLabel = "N", defaultValue = "1",
+            description = "Runs trained at the same time, each on its own backend (on a GPU its own stream: the small"
+                    + " models share the device); 1 to " + MAX_PARALLEL + " (default ${DEFAULT-VALUE}).")
+    int parallel;
+
+    /** Most runs at a time: each holds its own backend (about 1 GiB of GPU memory at the paper's shapes). */
+    static final int MAX_PARALLEL = 64;
+
     @CommandLine.Mixin
     MqarRunOptions options = new MqarRunOptions();
 
@@ -90,6 +98,9 @@ final class MqarSweepCommand implements Callable<Integer> {
         if (!(stopAfter >= 0)) {
             throw new UsageException("--stop-after must be >= 0 minutes, got " + stopAfter);
         }
+        if (parallel < 1 || parallel > MAX_PARALLEL) {
+            throw new UsageException("--parallel must be between 1 and " + MAX_PARALLEL + ", got " + parallel);
+        }
         MqarGrid g = grid();
         if (Files.exists(out, LinkOption.NOFOLLOW_LINKS) && !Files.isDirectory(out)) {
             throw new IllegalArgumentException("--out " + out + ": is not a directory");
@@ -97,7 +108,7 @@ final class MqarSweepCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         MqarSweep.Options o = new MqarSweep.Options(options.batch, options.weightDecay, options.warmup, options.seed,
                 options.evalEvery, options.target, options.maxMinutes, stopAfter, deviceOptions.device,
-                deviceOptions.precisionName());
+                deviceOptions.precisionName(), parallel);
         MqarSweep.Outcome outcome = new MqarSweep(out, g, o, deviceOptions::open, err,
                 Progress.stderrTerminal()).run();
         printTable(outcome.best(), spec.commandLine().getOut());

@@ -23,7 +23,8 @@ import java.util.function.Supplier;
  * sweep resumes: records already in the file are runs done, and only the others are trained; a torn last line (a
  * sweep stopped while writing it) is cut off with a note. A lock on the directory keeps two sweeps out of it.
  * After each run, {@code DIR/best.jsonl} holds the best record of each model (the paper reports the best of its
- * learning rates), with the number of runs it was chosen from.
+ * learning rates), with the number of runs it was chosen from. Several runs may train at the same time
+ * ({@link Options#parallel}).
  */
 public final class MqarSweep {
     /** The records of the finished runs, one a line. */
@@ -41,9 +42,24 @@ public final class MqarSweep {
      * @param stopAfterMinutes start no new run after this long (0: none); the sweep resumes where it stopped
      * @param device the device the runs train on, as the records name it
      * @param precision what they compute in, as the records name it
+     * @param parallel runs trained at the same time, each on its own backend in a thread of its own (on a GPU: its
+     *                 own stream, so that the small models' kernels share the device); 1: one after another
      */
     public record Options(int batch, double weightDecay, int warmup, long seed, int evalEvery, double target,
-                          double maxMinutes, double stopAfterMinutes, String device, String precision) {
+                          double maxMinutes, double stopAfterMinutes, String device, String precision,
+                          int parallel) {
+        public Options {
+            if (parallel < 1) {
+                throw new IllegalArgumentException("parallel runs must be >= 1, got " + parallel);
+            }
+        }
+
+        /** One run at a time. */
+        public Options(int batch, double weightDecay, int warmup, long seed, int evalEvery, double target,
+                       double maxMinutes, double stopAfterMinutes, String device, String precision) {
+            this(batch, weightDecay, warmup, seed, evalEvery, target, maxMinutes, stopAfterMinutes, device, precision,
+                    1);
+        }
     }
 
     /** The best run of one model, chosen from {@code runs} records. */
@@ -128,23 +144,102 @@ public final class MqarSweep {
             if (!pending.isEmpty()) {
                 checkMemory(pending);
                 MqarData data = generate();
-                for (Planned p : pending) {
-                    double minutes = (System.nanoTime() - t0) / 60e9;
-                    if (options.stopAfterMinutes() > 0 && minutes > options.stopAfterMinutes()) {
-                        err.printf(Locale.ROOT, "stopping after %s (--stop-after %s minutes): %d of %d runs left;"
-                                        + " run the same command again to go on%n", Progress.duration(minutes * 60),
-                                options.stopAfterMinutes(), pending.size() - ran, grid.runs());
-                        break;
-                    }
-                    Map<String, Object> record = train(p, data);
-                    results.append(record, true);
-                    records.add(new JsonLinesFile.Line(records.size() + 1, Json.write(record), record));
-                    writeBest(records);
-                    ran++;
-                }
+                ran = options.parallel() == 1 ? runInTurn(pending, data, results, records, t0)
+                        : runTogether(pending, data, results, records, t0);
             }
             return new Outcome(ran, skipped, pending.size() - ran, writeBest(records));
         }
+    }
+
+    /** The runs one after another; returns how many ran. */
+    private int runInTurn(List<Planned> pending, MqarData data, JsonLinesFile results,
+                          List<JsonLinesFile.Line> records, long t0) {
+        int ran = 0;
+        for (Planned p : pending) {
+            if (pastStop(t0, pending.size() - ran)) {
+                break;
+            }
+            finished(train(p, data, terminal), results, records);
+            ran++;
+        }
+        return ran;
+    }
+
+    /**
+     * {@link Options#parallel} runs at a time, in the grid's order, each finished run appended as it ends (so the
+     * results' order is the order they finished in). No run starts after {@code stopAfterMinutes}; the first run
+     * that fails stops the others from starting and is thrown once the running ones have ended.
+     */
+    private int runTogether(List<Planned> pending, MqarData data, JsonLinesFile results,
+                            List<JsonLinesFile.Line> records, long t0) {
+        java.util.concurrent.atomic.AtomicInteger started = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicInteger ran = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicReference<RuntimeException> failure =
+                new java.util.concurrent.atomic.AtomicReference<>();
+        java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
+        int threads = Math.min(options.parallel(), pending.size());
+        err.printf(Locale.ROOT, "%d runs at a time%n", threads);
+        err.flush();
+        List<Thread> workers = new ArrayList<>();
+        for (int w = 0; w < threads; w++) {
+            workers.add(Thread.ofPlatform().name("mqar-run-" + w).start(() -> {
+                while (failure.get() == null && !stopped.get()) {
+                    int i = started.getAndIncrement();
+                    if (i >= pending.size()) {
+                        return;
+                    }
+                    synchronized (this) {
+                        if (stopped.get() || pastStop(t0, pending.size() - ran.get())) {
+                            stopped.set(true);
+                            return;
+                        }
+                    }
+                    try {
+                        Map<String, Object> record = train(pending.get(i), data, false);
+                        synchronized (this) {
+                            finished(record, results, records);
+                        }
+                        ran.incrementAndGet();
+                    } catch (RuntimeException | Error e) {
+                        failure.compareAndSet(null, e instanceof RuntimeException r ? r
+                                : new IllegalStateException(e.toString(), e));
+                        return;
+                    }
+                }
+            }));
+        }
+        for (Thread t : workers) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while the runs were training", e);
+            }
+        }
+        if (failure.get() != null) {
+            throw failure.get();
+        }
+        return ran.get();
+    }
+
+    /** Whether {@code stopAfterMinutes} has passed (saying so, with the runs left). */
+    private boolean pastStop(long t0, int left) {
+        double minutes = (System.nanoTime() - t0) / 60e9;
+        if (options.stopAfterMinutes() > 0 && minutes > options.stopAfterMinutes()) {
+            err.printf(Locale.ROOT, "stopping after %s (--stop-after %s minutes): %d of %d runs left;"
+                            + " run the same command again to go on%n", Progress.duration(minutes * 60),
+                    options.stopAfterMinutes(), left, grid.runs());
+            err.flush();
+            return true;
+        }
+        return false;
+    }
+
+    /** A finished run: appended to the results, and the best rewritten. */
+    private void finished(Map<String, Object> record, JsonLinesFile results, List<JsonLinesFile.Line> records) {
+        results.append(record, true);
+        records.add(new JsonLinesFile.Line(records.size() + 1, Json.write(record), record));
+        writeBest(records);
     }
 
     /**
@@ -214,19 +309,26 @@ public final class MqarSweep {
         return data;
     }
 
-    /** Trains one run on its own backend; returns its record. */
-    private Map<String, Object> train(Planned p, MqarData data) {
+    /**
+     * Trains one run on its own backend; returns its record. {@code bars}: progress redrawn in place (one run at a
+     * time on a terminal); otherwise a line when the run starts and one when it ends.
+     */
+    private Map<String, Object> train(Planned p, MqarData data, boolean bars) {
         String what = String.format(Locale.ROOT, "run %d/%d: %s, lr %.2e", p.index(), grid.runs(), p.model(), p.lr());
-        err.println(what);
-        err.flush();
+        synchronized (err) {
+            err.println(what);
+            err.flush();
+        }
         MqarTrainer.Run run = run(p.model(), p.lr());
         MqarTrainer.Result r;
         try (TrainingBackend backend = backends.get()) {
-            r = new MqarTrainer(run, backend, err, terminal).updateLines(false).train(data);
+            r = new MqarTrainer(run, backend, err, bars).updateLines(false).train(data);
         }
-        err.printf(Locale.ROOT, "%s: accuracy %.4f after %,d updates (%.1f epochs, %s) in %s%n", what, r.accuracy(),
-                r.steps(), r.epochs(), ending(r), Progress.duration(r.seconds()));
-        err.flush();
+        synchronized (err) {
+            err.printf(Locale.ROOT, "%s: accuracy %.4f after %,d updates (%.1f epochs, %s) in %s%n", what,
+                    r.accuracy(), r.steps(), r.epochs(), ending(r), Progress.duration(r.seconds()));
+            err.flush();
+        }
         return MqarRecord.of(run, r, options.device(), options.precision());
     }
 

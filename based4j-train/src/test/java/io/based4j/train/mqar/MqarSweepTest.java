@@ -88,6 +88,38 @@ class MqarSweepTest {
         assertTrue(notes.toString().contains("run 6/6: attention d8, lr 3.20e-02: accuracy "), notes.toString());
     }
 
+    /**
+     * Runs trained three at a time give the records one at a time gives (each run on its own backend, the same
+     * examples and seeds: the same float64 numbers), in the order they finished, and the same best of each model.
+     */
+    @Test
+    void runsTrainedTogetherGiveTheRecordsOfRunsInTurn() throws IOException {
+        sweep(TINY, OPTIONS);
+        Map<String, Map<String, Object>> inTurn = new java.util.HashMap<>();
+        for (Map<String, Object> r : records(MqarSweep.RESULTS)) {
+            inTurn.put(MqarRecord.model(r) + "@" + MqarRecord.lr(r), r);
+        }
+        List<Map<String, Object>> bestInTurn = records(MqarSweep.BEST);
+        Files.delete(dir.resolve(MqarSweep.RESULTS));
+        Files.delete(dir.resolve(MqarSweep.BEST));
+        MqarSweep.Options together = new MqarSweep.Options(8, 0.1, 0, 0, 0, 0.99, 0, 0, "cpu", "f64", 3);
+        MqarSweep.Outcome o = sweep(TINY, together);
+        assertEquals(6, o.ran());
+        assertTrue(notes.toString().contains("3 runs at a time"), notes.toString());
+        List<Map<String, Object>> records = records(MqarSweep.RESULTS);
+        assertEquals(6, records.size());
+        for (Map<String, Object> r : records) {
+            Map<String, Object> same = inTurn.remove(MqarRecord.model(r) + "@" + MqarRecord.lr(r));
+            assertTrue(same != null, "a run trained twice or not at all: " + r);
+            assertEquals(same.get("accuracy"), r.get("accuracy"), r.toString());
+            assertEquals(same.get("slices"), r.get("slices"), r.toString());
+        }
+        assertEquals(bestInTurn.stream().map(b -> b.get("accuracy")).toList(),
+                records(MqarSweep.BEST).stream().map(b -> b.get("accuracy")).toList());
+        assertThrows(IllegalArgumentException.class,
+                () -> new MqarSweep.Options(8, 0.1, 0, 0, 0, 0.99, 0, 0, "cpu", "f64", 0));
+    }
+
     @Test
     void aResumedSweepTrainsOnlyTheRunsWithoutARecord() throws IOException {
         // a run of an earlier sweep, marked so that a retrained one would show
