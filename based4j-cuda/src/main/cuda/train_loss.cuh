@@ -180,3 +180,40 @@ extern "C" __global__ void __launch_bounds__(1024)
 B4J_KERNEL(crossEntropyRows, 512,
            (const float* logits, const int* targets, float4* stats, A* grad, int n, int vocab, int ld, float scale),
            (logits, targets, stats, grad, n, vocab, ld, scale))
+
+/**
+ * out[i] = -log softmax(logits[rows[i], 0 .. vocab))[targets[i]] in double (packed: rows then targets, n each),
+ * as LogSoftmax.logNormalizer computes it on the host: the row's largest logit M, then the sum of exp(z - M) in
+ * double, M + log(sum) - z_t. One block of 256 threads per entry, entries grid-strided; per-thread sums in order,
+ * then a fixed tree: deterministic.
+ */
+extern "C" __global__ void __launch_bounds__(256)
+    tokenNll_f32(const float* logits, long long ld, const int* packed, double* out, int n, int vocab) {
+    __shared__ float redM[32];
+    __shared__ double redS[32];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    for (int i = blockIdx.x; i < n; i += gridDim.x) {
+        const float* z = logits + (long long)packed[i] * ld;
+        const int t = packed[n + i];
+        float m = -CUDART_INF_F;
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, z[j]);
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (lane == 0) redM[warp] = m;
+        __syncthreads();
+        m = redM[0];
+        for (int w = 1; w < warps; w++) m = fmaxf(m, redM[w]);
+        double s = 0.0;
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += exp((double)z[j] - (double)m);
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) redS[warp] = s;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            double total = 0.0;
+            for (int w = 0; w < warps; w++) total += redS[w];
+            out[i] = (double)m + log(total) - (double)z[t];
+        }
+        __syncthreads();  // redM and redS are written again for the next entry
+    }
+}

@@ -165,6 +165,36 @@ public interface Backend extends AutoCloseable {
         return 1;
     }
 
+    /**
+     * {@code -log softmax(logits[rows[i], 0 .. vocab))[targets[i]]} for each i, in double: the row's log-normalizer
+     * ({@link io.based4j.sampling.LogSoftmax#logNormalizer}) less the target's logit. By default the logits are
+     * copied to the host and the rows computed there; a GPU computes them where the logits are.
+     */
+    default double[] negativeLogLikelihoods(Buffer logits, int[] rows, int[] targets, int vocab) {
+        if (rows.length != targets.length) {
+            throw new IllegalArgumentException(rows.length + " rows but " + targets.length + " targets");
+        }
+        int cols = logits.cols();
+        if (vocab < 1 || vocab > cols) {
+            throw new IllegalArgumentException("vocab " + vocab + " is not in [1, " + cols + "]");
+        }
+        for (int i = 0; i < rows.length; i++) {
+            if (rows[i] < 0 || rows[i] >= logits.rows() || targets[i] < 0 || targets[i] >= vocab) {
+                throw new IllegalArgumentException("row " + rows[i] + " / target " + targets[i] + " at " + i
+                        + " is outside the logits' " + logits.rows() + " rows / the vocabulary of " + vocab);
+            }
+        }
+        float[] all = download(logits);
+        double[] nll = new double[rows.length];
+        io.based4j.backend.cpu.Parallel.forRanges(rows.length, 16, (from, to) -> {
+            for (int i = from; i < to; i++) {
+                int o = Math.multiplyExact(rows[i], cols);
+                nll[i] = io.based4j.sampling.LogSoftmax.logNormalizer(all, o, vocab) - all[o + targets[i]];
+            }
+        });
+        return nll;
+    }
+
     /** Marks in this backend's order of work, for timing its ops ({@link OpProfile}); the host's clock by default. */
     default OpClock clock() {
         return OpClock.HOST;

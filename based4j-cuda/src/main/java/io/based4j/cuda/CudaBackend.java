@@ -1846,6 +1846,46 @@ public final class CudaBackend implements TrainingBackend {
         return graphs;
     }
 
+    /** On the device ({@code tokenNll_f32}): only the rows, the targets and the results cross to and from the host. */
+    @Override
+    public double[] negativeLogLikelihoods(Buffer logits, int[] rows, int[] targets, int vocab) {
+        bind();
+        CudaBuffer l = bufferOf(logits);
+        if (l.type != Precision.F32) {
+            return TrainingBackend.super.negativeLogLikelihoods(logits, rows, targets, vocab);
+        }
+        int n = rows.length;
+        if (targets.length != n) {
+            throw new IllegalArgumentException(n + " rows but " + targets.length + " targets");
+        }
+        if (vocab < 1 || vocab > l.cols) {
+            throw new IllegalArgumentException("vocab " + vocab + " is not in [1, " + l.cols + "]");
+        }
+        int[] packed = new int[2 * n];
+        for (int i = 0; i < n; i++) {
+            if (rows[i] < 0 || rows[i] >= l.rows || targets[i] < 0 || targets[i] >= vocab) {
+                throw new IllegalArgumentException("row " + rows[i] + " / target " + targets[i] + " at " + i
+                        + " is outside the logits' " + l.rows + " rows / the vocabulary of " + vocab);
+            }
+            packed[i] = rows[i];
+            packed[n + i] = targets[i];
+        }
+        if (n == 0) {
+            return new double[0];
+        }
+        long in = scratch.ids().upload(packed, true);
+        long out = scratch.slot(1, 8L * n);
+        kernels.args.reset().ptr(l.ptr).i64(l.cols).ptr(in).ptr(out).i32(n).i32(vocab);
+        kernels.launch(kernels.function("tokenNll_f32"), (int) Math.min(n, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
+                Kernels.THREADS, 0);
+        MemorySegment host = scratch.host(8L * n);
+        cu.copyDtoHAsync(host, out, 8L * n, stream);
+        cu.synchronize(stream);
+        double[] nll = new double[n];
+        MemorySegment.copy(host, ValueLayout.JAVA_DOUBLE_UNALIGNED, 0, nll, 0, n);
+        return nll;
+    }
+
     /** CUDA events recorded on this backend's stream, kept for reuse once released. */
     private final OpClock clock = new OpClock() {
         @Override

@@ -3,6 +3,7 @@ package io.based4j.cuda;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.Backend.Buffer;
 import io.based4j.backend.Backend.Weight;
@@ -139,6 +140,32 @@ class CudaTrainingOpsTest {
         cpu.matmulBackward(x.c, w.c, dout.c, null, dw.c, null);
         gpu.matmulBackward(x.g, w.g, dout.g, null, dw.g, null);
         dw.same("matmul dw, twice", TOL);
+    }
+
+    /**
+     * Token log-likelihoods computed where the logits are: the host's values (the same float logits, the sums in
+     * double in another order: differences of a few units of the double's last place of log(sum), about 1e-15
+     * relatively; allowed 1e-12 of the value); bad rows and targets are refused by name.
+     */
+    @Test
+    void negativeLogLikelihoodsOnTheDeviceAreTheHostsValues() {
+        int n = 37;
+        int cols = 1003;
+        int vocab = 1000;  // padded columns are not read
+        float[] v = Near.gaussian(random, n * cols, 3);
+        Buffer logits = gpu.upload(v, n, cols);
+        int[] rows = {0, 5, 36, 5, 17};
+        int[] targets = {0, 999, 3, 4, 500};
+        double[] got = gpu.negativeLogLikelihoods(logits, rows, targets, vocab);
+        double[] want = cpu.negativeLogLikelihoods(cpu.upload(v, n, cols), rows, targets, vocab);
+        for (int i = 0; i < rows.length; i++) {
+            assertEquals(want[i], got[i], 1e-12 * Math.abs(want[i]), "entry " + i);
+            assertTrue(want[i] > 0, "a negative log-likelihood is positive: " + want[i]);
+        }
+        assertThrows(IllegalArgumentException.class,
+                () -> gpu.negativeLogLikelihoods(logits, new int[] {n}, new int[] {0}, vocab));
+        assertThrows(IllegalArgumentException.class,
+                () -> gpu.negativeLogLikelihoods(logits, new int[] {0}, new int[] {vocab}, vocab));
     }
 
     /** A projection that adds the residual stream as it writes (one product on the GPU), with and without a bias. */

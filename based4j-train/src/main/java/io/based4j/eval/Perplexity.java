@@ -1,12 +1,10 @@
 package io.based4j.eval;
 
 import io.based4j.backend.Backend;
-import io.based4j.backend.cpu.Parallel;
 import io.based4j.memory.HostMemory;
 import io.based4j.memory.Sizes;
 import io.based4j.model.BasedModel;
 import io.based4j.model.Session;
-import io.based4j.sampling.LogSoftmax;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -14,7 +12,8 @@ import java.util.Locale;
 /**
  * Perplexity and bits per byte of a model on streams of tokens: each stream is cut into {@link Windows}, several
  * windows go through one forward pass of the model (the parallel form, logits for every token), and each scored
- * token's negative log-likelihood is taken from a log-softmax over the real vocabulary computed in double. Every
+ * token's negative log-likelihood is taken from a log-softmax over the real vocabulary computed in double, where
+ * the logits are ({@link Backend#negativeLogLikelihoods}: on a GPU only the results are copied back). Every
  * token of a stream but its first (which has no context) is scored once.
  *
  * <p>Bits per byte are the nats over all scored tokens divided by {@code ln 2} and by the UTF-8 bytes of the text those
@@ -167,25 +166,8 @@ public final class Perplexity {
             offset += w.length();
         }
         Backend backend = model.backend();
-        float[] logits = backend.download(model.forward(session, session.batch(slots, lengths), packed, true, null));
-        int padded = model.config().paddedVocabSize();
-        int vocab = model.config().vocabSize();
-        double[] nll = new double[scoredTotal];
-        Parallel.forRanges(scoredTotal, 16, (from, to) -> {
-            for (int k = from; k < to; k++) {
-                nll[k] = negativeLogLikelihood(logits, rows[k] * (long) padded, vocab, targets[k]);
-            }
-        });
-        return nll;
-    }
-
-    /**
-     * {@code -log softmax(logits[offset .. offset + vocab))[target]}, in double: the log of the sum of the exponentials
-     * (shifted by the largest logit) less the target's logit.
-     */
-    public static double negativeLogLikelihood(float[] logits, long offset, int vocab, int target) {
-        int o = Math.toIntExact(offset);
-        return LogSoftmax.logNormalizer(logits, o, vocab) - logits[o + target];
+        Backend.Buffer logits = model.forward(session, session.batch(slots, lengths), packed, true, null);
+        return backend.negativeLogLikelihoods(logits, rows, targets, model.config().vocabSize());
     }
 
     /**
