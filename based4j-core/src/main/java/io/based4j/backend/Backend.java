@@ -171,19 +171,8 @@ public interface Backend extends AutoCloseable {
      * copied to the host and the rows computed there; a GPU computes them where the logits are.
      */
     default double[] negativeLogLikelihoods(Buffer logits, int[] rows, int[] targets, int vocab) {
-        if (rows.length != targets.length) {
-            throw new IllegalArgumentException(rows.length + " rows but " + targets.length + " targets");
-        }
+        checkTokenRows(logits, rows, targets, vocab);
         int cols = logits.cols();
-        if (vocab < 1 || vocab > cols) {
-            throw new IllegalArgumentException("vocab " + vocab + " is not in [1, " + cols + "]");
-        }
-        for (int i = 0; i < rows.length; i++) {
-            if (rows[i] < 0 || rows[i] >= logits.rows() || targets[i] < 0 || targets[i] >= vocab) {
-                throw new IllegalArgumentException("row " + rows[i] + " / target " + targets[i] + " at " + i
-                        + " is outside the logits' " + logits.rows() + " rows / the vocabulary of " + vocab);
-            }
-        }
         float[] all = download(logits);
         double[] nll = new double[rows.length];
         io.based4j.backend.cpu.Parallel.forRanges(rows.length, 16, (from, to) -> {
@@ -193,6 +182,22 @@ public interface Backend extends AutoCloseable {
             }
         });
         return nll;
+    }
+
+    /** The arguments of {@link #negativeLogLikelihoods}, checked: every row and target inside the logits. */
+    static void checkTokenRows(Buffer logits, int[] rows, int[] targets, int vocab) {
+        if (rows.length != targets.length) {
+            throw new IllegalArgumentException(rows.length + " rows but " + targets.length + " targets");
+        }
+        if (vocab < 1 || vocab > logits.cols()) {
+            throw new IllegalArgumentException("vocab " + vocab + " is not in [1, " + logits.cols() + "]");
+        }
+        for (int i = 0; i < rows.length; i++) {
+            if (rows[i] < 0 || rows[i] >= logits.rows() || targets[i] < 0 || targets[i] >= vocab) {
+                throw new IllegalArgumentException("row " + rows[i] + " / target " + targets[i] + " at " + i
+                        + " is outside the logits' " + logits.rows() + " rows / the vocabulary of " + vocab);
+            }
+        }
     }
 
     /** Marks in this backend's order of work, for timing its ops ({@link OpProfile}); the host's clock by default. */

@@ -1854,22 +1854,11 @@ public final class CudaBackend implements TrainingBackend {
         if (l.type != Precision.F32) {
             return TrainingBackend.super.negativeLogLikelihoods(logits, rows, targets, vocab);
         }
+        Backend.checkTokenRows(l, rows, targets, vocab);
         int n = rows.length;
-        if (targets.length != n) {
-            throw new IllegalArgumentException(n + " rows but " + targets.length + " targets");
-        }
-        if (vocab < 1 || vocab > l.cols) {
-            throw new IllegalArgumentException("vocab " + vocab + " is not in [1, " + l.cols + "]");
-        }
         int[] packed = new int[2 * n];
-        for (int i = 0; i < n; i++) {
-            if (rows[i] < 0 || rows[i] >= l.rows || targets[i] < 0 || targets[i] >= vocab) {
-                throw new IllegalArgumentException("row " + rows[i] + " / target " + targets[i] + " at " + i
-                        + " is outside the logits' " + l.rows + " rows / the vocabulary of " + vocab);
-            }
-            packed[i] = rows[i];
-            packed[n + i] = targets[i];
-        }
+        System.arraycopy(rows, 0, packed, 0, n);
+        System.arraycopy(targets, 0, packed, n, n);
         if (n == 0) {
             return new double[0];
         }
