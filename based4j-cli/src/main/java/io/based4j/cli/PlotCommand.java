@@ -1,6 +1,7 @@
 package io.based4j.cli;
 
 import io.based4j.cli.plot.BenchPlot;
+import io.based4j.cli.plot.ComparePlot;
 import io.based4j.cli.plot.Headless;
 import io.based4j.cli.plot.MetricsPlot;
 import io.based4j.cli.plot.MqarPlot;
@@ -20,8 +21,10 @@ import picocli.CommandLine.Parameters;
 
 @Command(name = "plot", mixinStandardHelpOptions = true,
         description = {"PNG charts of what based4j writes: training curves, MQAR recall against",
-                "state size, benchmark throughput. Each also prints its numbers as a table."},
-        subcommands = {PlotCommand.Metrics.class, PlotCommand.Mqar.class, PlotCommand.Bench.class})
+                "state size, benchmark throughput, a language-model comparison. Each also",
+                "prints its numbers as a table."},
+        subcommands = {PlotCommand.Metrics.class, PlotCommand.Mqar.class, PlotCommand.Bench.class,
+                PlotCommand.Compare.class})
 final class PlotCommand implements Runnable {
     /** Smallest and largest image side accepted, in pixels. */
     static final int MIN_PIXELS = 200;
@@ -203,6 +206,38 @@ final class PlotCommand implements Runnable {
         public Integer call() throws IOException {
             chart.write(files, spec.commandLine(), (out, notes) -> BenchPlot.render(files, chart.title, chart.width,
                     chart.height, out, notes));
+            return 0;
+        }
+    }
+
+    @Command(name = "compare", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"Perplexity and recall of language models against their state size.",
+                    "",
+                    "Reads the compare.json of scripts/lm-compare.sh (docs/compare/README.md) and",
+                    "places each model by its recurrent state per sequence (log scale): validation",
+                    "perplexity above, in-context recall accuracy below. A model whose state grows",
+                    "with the context (attention) is drawn at each context measured. Prints the",
+                    "table. Read from each of \"models\": name (or label), state_bytes (context",
+                    "length to bytes), val_perplexity, recall_in_context (0 to 1); a model without",
+                    "state bytes, or with neither value, is left out with a note."})
+    static final class Compare implements Callable<Integer> {
+        @Parameters(paramLabel = "COMPARE.json", description = "The comparison's compare.json.")
+        Path file;
+
+        @Mixin
+        ChartOptions chart = new ChartOptions();
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        Compare() {
+            chart.out = Path.of("compare.png");
+        }
+
+        @Override
+        public Integer call() throws IOException {
+            chart.write(List.of(file), spec.commandLine(), (out, notes) -> ComparePlot.render(file, chart.title,
+                    chart.width, chart.height, out, notes));
             return 0;
         }
     }

@@ -251,6 +251,61 @@ class PlotCommandTest {
         assertFalse(Files.exists(png));
     }
 
+    /** A compare.json as scripts/lm-compare.py writes it (the fields plot compare reads, and some it passes over). */
+    private Path comparison() throws IOException {
+        return Files.writeString(tmp.resolve("compare.json"), """
+                {"device": "cuda", "steps": 1000, "models": [
+                  {"name": "based", "label": "BASED", "parameters": 19243520,
+                   "state_bytes": {"512": 600883, "2048": 600883}, "val_perplexity": 20.4,
+                   "recall_in_context": 0.0070, "decode": []},
+                  {"name": "transformer", "label": "Transformer++", "state_bytes": {"512": 9437184, "2048": 37748736},
+                   "val_perplexity": 19.8, "recall_in_context": 0.31},
+                  {"name": "swa", "state_bytes": {"512": 2359296, "2048": 2359296}, "val_perplexity": 21.7,
+                   "recall_in_context": null},
+                  {"name": "failed", "state_bytes": {}, "val_perplexity": null}
+                ]}
+                """);
+    }
+
+    @Test
+    void compareDrawsEachModelByItsStateAndPrintsTheTable() throws IOException {
+        Path png = tmp.resolve("state.png");
+        CliTest.Result r = CliTest.run("plot", "compare", comparison().toString(), "--out", png.toString(),
+                "--width", "900", "--height", "700");
+        assertEquals(0, r.code(), r.err());
+        assertChart(png, 900, 700);
+        List<String> lines = r.out().lines().toList();
+        assertEquals(1 + 3, lines.size(), r.out()); // a header and the three models measured
+        assertTrue(lines.get(0).matches("model\\s+state @ 512\\s+state @ 2048\\s+perplexity\\s+recall"), lines.get(0));
+        assertEquals(List.of("Transformer++", "9,437,184", "37,748,736", "19.800", "0.3100"),
+                Arrays.asList(lines.get(2).trim().split("\\s+")));
+        // a value a model lacks is a dash; a model with nothing to draw is left out with a note
+        assertEquals(List.of("swa", "2,359,296", "2,359,296", "21.700", "-"),
+                Arrays.asList(lines.get(3).trim().split("\\s+")));
+        assertTrue(r.err().contains("models[3] (failed): left out, no state bytes"), r.err());
+    }
+
+    @Test
+    void compareInputsWithoutModelsOrWithBadValuesAreErrors() throws IOException {
+        Path png = tmp.resolve("state.png");
+        Path file = tmp.resolve("bad.json");
+        Files.writeString(file, "{\"device\": \"cuda\"}");
+        assertOneErrorLine(CliTest.run("plot", "compare", file.toString(), "-o", png.toString()),
+                file + ": no \"models\"");
+        Files.writeString(file, "{\"models\": [{\"name\": \"a\", \"state_bytes\": {\"512\": 10},"
+                + " \"recall_in_context\": 1.5}]}");
+        assertOneErrorLine(CliTest.run("plot", "compare", file.toString(), "-o", png.toString()),
+                file + ": models[0]: \"recall_in_context\" must be between 0 and 1, found 1.5");
+        Files.writeString(file, "{\"models\": [{\"name\": \"a\", \"state_bytes\": {\"long\": 10},"
+                + " \"val_perplexity\": 20}]}");
+        assertOneErrorLine(CliTest.run("plot", "compare", file.toString(), "-o", png.toString()),
+                file + ": models[0]: \"state_bytes\" has the key \"long\", not a context length");
+        Files.writeString(file, "{\"models\": [{\"name\": \"a\", \"state_bytes\": {\"512\": 10}}]}");
+        assertOneErrorLine(CliTest.run("plot", "compare", file.toString(), "-o", png.toString()),
+                file + ": no model with state bytes and a perplexity or recall to draw");
+        assertFalse(Files.exists(png));
+    }
+
     @Test
     void badOptionsAreUsageErrorsFoundBeforeReading() throws IOException {
         Path input = DOCS.resolve("bench/bench-train-h200-bf16.json");
