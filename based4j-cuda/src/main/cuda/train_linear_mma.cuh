@@ -74,13 +74,14 @@ __host__ __device__ __forceinline__ LmmDims lmmDims(int f, int dh) {
 /**
  * Byte offsets of the chunk kernels' tiles in dynamic shared memory, and their end: the one layout that lmmCarve
  * carves and lmmChunkSmemBytes counts. Each offset is the one before plus the bytes of the tile that starts there
- * (named beside it); the forward ends at gp (no G', dphi or dx).
+ * (named beside it); the forward ends at gp (no G', dphi or dx). stateRows: the rows of the state tile, 64 (a tile
+ * rounded from the float32 states a slab at a time) or epad (the whole rounded state of the rounded-state kernels).
  */
 struct LmmLayout {
     int tab, xq, xk, vp, st, gp, dphi, dx, end;
 };
 
-__host__ __device__ __forceinline__ LmmLayout lmmLayout(const LmmDims& d, bool backward) {
+__host__ __device__ __forceinline__ LmmLayout lmmLayout(const LmmDims& d, bool backward, int stateRows = LMM_SLAB) {
     const int warps = LMM_THREADS / 32;
     LmmLayout o;
     o.tab = 0;
@@ -88,7 +89,7 @@ __host__ __device__ __forceinline__ LmmLayout lmmLayout(const LmmDims& d, bool b
     o.xk = o.xq + 2 * 64 * d.ldX;                                           // bf16 [64][ldX] q rows
     o.vp = o.xk + 2 * 64 * d.ldX;                                           // bf16 [64][ldX] k rows
     o.st = o.vp + 2 * 64 * d.ldV;                                           // bf16 [64][ldV] V'
-    o.gp = o.st + 2 * 64 * d.ldV;                                           // bf16 [64][ldV] a state tile
+    o.gp = o.st + 2 * stateRows * d.ldV;                                    // bf16 [stateRows][ldV] a state tile
     if (!backward) {
         o.dphi = o.dx = o.end = o.gp;
         return o;
@@ -99,9 +100,12 @@ __host__ __device__ __forceinline__ LmmLayout lmmLayout(const LmmDims& d, bool b
     return o;
 }
 
-/** Dynamic shared memory of the chunk kernels (mirrored by MixerTrainKernels.linearMmaSharedBytes). */
-__host__ __device__ __forceinline__ int lmmChunkSmemBytes(const LmmDims& d, bool backward) {
-    return lmmLayout(d, backward).end;
+/**
+ * Dynamic shared memory of the chunk kernels (mirrored by MixerTrainKernels.linearMmaSharedBytes and, with the
+ * whole state, linearMmaRoundedSharedBytes).
+ */
+__host__ __device__ __forceinline__ int lmmChunkSmemBytes(const LmmDims& d, bool backward, int stateRows = LMM_SLAB) {
+    return lmmLayout(d, backward, stateRows).end;
 }
 
 /** Dynamic shared memory of the states kernel: two buffers of q or k rows and of V' or G' rows. */
@@ -430,8 +434,9 @@ struct LmmSmem {
     float* dx;       // [4][16][fpad] dq or dk of the warp's rows (backward)
 };
 
-__device__ __forceinline__ LmmSmem lmmCarve(unsigned char* smem, const LmmDims& d, bool backward) {
-    const LmmLayout o = lmmLayout(d, backward);
+__device__ __forceinline__ LmmSmem lmmCarve(unsigned char* smem, const LmmDims& d, bool backward,
+                                            int stateRows = LMM_SLAB) {
+    const LmmLayout o = lmmLayout(d, backward, stateRows);
     LmmSmem m;
     m.tab = reinterpret_cast<int2*>(smem + o.tab);
     m.xq = reinterpret_cast<lmm_bf16*>(smem + o.xq);
@@ -467,13 +472,14 @@ struct LmmStateInShared {
 };
 
 /**
- * The start of every chunk kernel: zeroed tiles, the ones of the q and k tiles, the feature table, and the copies
- * of the chunk's q, k and v rows issued (V' with its column of ones). The caller adds its own copies, then waits.
+ * The start of every chunk kernel: zeroed tiles (of the layout with stateRows state rows), the ones of the q and k
+ * tiles, the feature table, and the copies of the chunk's q, k and v rows issued (V' with its column of ones). The
+ * caller adds its own copies, then waits.
  */
 __device__ __forceinline__ void lmmChunkStart(unsigned char* smem, const LmmSmem& m, const LmmDims& d, bool backward,
                                               const LinChunk& c, int H, const lmm_bf16* q, const lmm_bf16* k,
-                                              const lmm_bf16* v) {
-    lmmZero(smem, lmmChunkSmemBytes(d, backward));
+                                              const lmm_bf16* v, int stateRows = LMM_SLAB) {
+    lmmZero(smem, lmmChunkSmemBytes(d, backward, stateRows));
     __syncthreads();
     const Taylor tc = taylorOf(d.f);
     for (int a = threadIdx.x; a < d.epad; a += LMM_THREADS) {
@@ -546,6 +552,28 @@ __device__ __forceinline__ void lmmDenominators(const float (&acc)[NT][4], int n
 /** The state of each (sequence, head, chunk): [E][dh + 1] floats. */
 __device__ __forceinline__ const float* lmmStateOf(const float* states, i64 bh, int nC, int chunk, const LmmDims& d) {
     return states + ((bh * nC + chunk) * (i64)d.E) * (d.dh + 1);
+}
+
+/**
+ * Where the rounded state of each (sequence, head, chunk) of the rounded-state kernels starts (in bf16 elements):
+ * bf16 [epad][dpS], the float32 state rounded to bf16 as the chunk kernels round the tiles they read (rows past E
+ * and columns past dh zero), in rows of whole 16-byte pieces.
+ */
+__device__ __forceinline__ i64 lmmRoundedStateAt(i64 bh, int nC, int chunk, const LmmDims& d) {
+    return (bh * nC + chunk) * (i64)d.epad * d.dpS;
+}
+
+/**
+ * Issues the copies (cp.async) of a rounded state [epad][dpS] into st [epad][ldV] (the columns from dpS on keep
+ * the zeros lmmZero left). The caller commits and waits.
+ */
+__device__ __forceinline__ void lmmLoadRoundedState(lmm_bf16* st, const LmmDims& d, const lmm_bf16* src) {
+    const int pieces = d.dpS / 8;
+    for (int idx = threadIdx.x; idx < d.epad * pieces; idx += LMM_THREADS) {
+        const int a = idx / pieces;
+        const int p = idx - a * pieces;
+        lmmCopy16(st + a * d.ldV + 8 * p, src + (i64)a * d.dpS + 8 * p);
+    }
 }
 
 /**
@@ -649,10 +677,11 @@ __device__ __forceinline__ void lmmAddRows(const float* dx, const LmmDims& d, co
  * each chunk its exclusive sum is written (except before the first, whose sum is zero and never read), then the
  * chunk's phi(X)^T R is added (except the last's, never needed). x: q or k; r: v (ones = 1: column dh of R is 1) or
  * G' from the scratch (rows of dpS, with r at column dh), rStride apart, head h at column h rHead, rWidth columns.
+ * ROUNDED: the states are written rounded to bf16 (at lmmRoundedStateAt, bf16), else float32 [E][dh + 1].
  */
-template <int NT>
+template <int NT, bool ROUNDED>
 __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16* r, i64 rStride, int rHead,
-                                              int rWidth, int ones, float* states, int L, int H, int f, int dh,
+                                              int rWidth, int ones, void* states, int L, int H, int f, int dh,
                                               int reverse) {
     extern __shared__ __align__(16) unsigned char lmmShared[];
     const LmmDims d = lmmDims(f, dh);
@@ -697,8 +726,20 @@ __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16*
     const int dp = dh + 1;
     for (int it = 0; it < nC; it++) {
         const int chunk = reverse ? nC - 1 - it : it;
-        if (it > 0 && active) {
-            float* S = states + ((bh * nC + chunk) * (i64)d.E) * dp;
+        if (ROUNDED && it > 0 && active) {
+            // an active warp's rows are below epad (it starts below E, at a multiple of 16); columns past dh are 0
+            lmm_bf16* S = static_cast<lmm_bf16*>(states) + lmmRoundedStateAt(bh, nC, chunk, d);
+            unsigned* r0 = reinterpret_cast<unsigned*>(S + (i64)fa * d.dpS + 2 * (l & 3));
+            unsigned* r8 = reinterpret_cast<unsigned*>(S + (i64)(fa + 8) * d.dpS + 2 * (l & 3));
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                if (j < d.nt) {
+                    r0[4 * j] = lmmPack(acc[j][0], acc[j][1]);
+                    r8[4 * j] = lmmPack(acc[j][2], acc[j][3]);
+                }
+            }
+        } else if (it > 0 && active) {
+            float* S = static_cast<float*>(states) + ((bh * nC + chunk) * (i64)d.E) * dp;
 #pragma unroll
             for (int j = 0; j < NT; j++) {
                 const int col = 8 * j + 2 * (l & 3);  // columns past dh (the last tile's 2q > 0) are dropped
@@ -1063,6 +1104,48 @@ __device__ __forceinline__ void lmmBackwardKVBody(const lmm_bf16* q, const lmm_b
                            H);
 }
 
+/**
+ * lmmBackwardQBody from the rounded states (lmmRoundedStateAt, written by the states kernel with ROUNDED): the
+ * whole state is copied into shared memory with the chunk's rows (cp.async, one wait) and the products read it
+ * there, so no float32 state is read and rounded a tile at a time between barriers (twice: for the outputs and for
+ * dphi). The same products in the same order on the same bf16 values: the numbers of lmmBackwardQBody bit for bit.
+ */
+template <int NT>
+__device__ __forceinline__ void lmmRoundedBackwardQBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
+                                                        const lmm_bf16* dout, const lmm_bf16* states,
+                                                        lmm_bf16* gbuf,
+                                                        lmm_bf16* dq, int L, int H, int f, int dh, float eps) {
+    extern __shared__ __align__(16) unsigned char lmmShared[];
+    const LmmDims d = lmmDims(f, dh);
+    const LmmSmem m = lmmCarve(lmmShared, d, true, d.epad);
+    const LinChunk c = linChunkOf(L, H);
+    lmmChunkStart(lmmShared, m, d, true, c, H, q, k, v, d.epad);
+    lmmLoadRows(m.gp, d.ldV, dout + c.row0 * H * (i64)dh + (i64)c.head * dh, (i64)H * dh, c.n, dh);
+    if (c.chunk > 0) lmmLoadRoundedState(m.st, d, states + lmmRoundedStateAt(c.bh, c.nC, c.chunk, d));
+    lmmCommit();
+    lmmWait<0>();
+    __syncthreads();
+    lmmBackwardQChunk<NT>(m, d, c, LmmStateInShared{m.st}, gbuf, dq, H, eps);
+}
+
+/** lmmBackwardKVBody from the rounded suffix states, copied whole as in lmmRoundedBackwardQBody. */
+template <int NT>
+__device__ __forceinline__ void lmmRoundedBackwardKVBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
+                                                         const lmm_bf16* gbuf, const lmm_bf16* states, lmm_bf16* dk,
+                                                         lmm_bf16* dv, int L, int H, int f, int dh) {
+    extern __shared__ __align__(16) unsigned char lmmShared[];
+    const LmmDims d = lmmDims(f, dh);
+    const LmmSmem m = lmmCarve(lmmShared, d, true, d.epad);
+    const LinChunk c = linChunkOf(L, H);
+    lmmChunkStart(lmmShared, m, d, true, c, H, q, k, v, d.epad);
+    lmmLoadRows(m.gp, d.ldV, gbuf + (c.row0 * H + c.head) * (i64)d.dpS, (i64)H * d.dpS, c.n, d.dpS);
+    if (c.chunk < c.nC - 1) lmmLoadRoundedState(m.st, d, states + lmmRoundedStateAt(c.bh, c.nC, c.chunk, d));
+    lmmCommit();
+    lmmWait<0>();
+    __syncthreads();
+    lmmBackwardKVChunk<NT>(m, d, c, LmmStateInShared{m.st}, dk, dv, H);
+}
+
 }  // namespace b4j
 
 // bf16 only (the float32 precision keeps the CUDA-core kernels of train_linear.cuh), each compiled twice so that
@@ -1073,7 +1156,26 @@ __device__ __forceinline__ void lmmBackwardKVBody(const lmm_bf16* q, const lmm_b
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaStates##HEAD##_bf16(const A* x, const A* r, long long rStride, int rHead, int rWidth,    \
                                               int ones, float* states, int L, int H, int f, int dh, int reverse) { \
-        b4j::lmmStatesBody<NT>(x, r, rStride, rHead, rWidth, ones, states, L, H, f, dh, reverse);                  \
+        b4j::lmmStatesBody<NT, false>(x, r, rStride, rHead, rWidth, ones, states, L, H, f, dh, reverse);           \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
+        linearAttentionMmaRoundedStates##HEAD##_bf16(const A* x, const A* r, long long rStride, int rHead,         \
+                                                     int rWidth, int ones, A* states, int L, int H, int f, int dh, \
+                                                     int reverse) {                                                \
+        b4j::lmmStatesBody<NT, true>(x, r, rStride, rHead, rWidth, ones, states, L, H, f, dh, reverse);            \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
+        linearAttentionMmaRoundedBackwardQ##HEAD##_bf16(const A* q, const A* k, const A* v, const A* dout,         \
+                                                        const A* states, A* gbuf, A* dq, int L, int H, int f,      \
+                                                        int dh,                                                    \
+                                                        float eps) {                                               \
+        b4j::lmmRoundedBackwardQBody<NT>(q, k, v, dout, states, gbuf, dq, L, H, f, dh, eps);                      \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
+        linearAttentionMmaRoundedBackwardKV##HEAD##_bf16(const A* q, const A* k, const A* v, const A* gbuf,        \
+                                                         const A* states, A* dk, A* dv, int L, int H, int f,       \
+                                                         int dh) {                                                 \
+        b4j::lmmRoundedBackwardKVBody<NT>(q, k, v, gbuf, states, dk, dv, L, H, f, dh);                             \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaForward##HEAD##_bf16(const A* q, const A* k, const A* v, const float* states, A* out,    \

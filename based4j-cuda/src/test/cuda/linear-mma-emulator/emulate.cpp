@@ -2,9 +2,10 @@
 // host_cuda.h, and compares the forward and the backward with a float64 evaluation of the definition: a desk check of
 // the kernels' fragment and index arithmetic where no GPU is at hand (an index error shows as errors of tens of bf16
 // roundings or more; the kernels' own rounding as about one). Where the scan kernels (train_linear_scan.cuh) serve
-// the shape, they run too and their results are compared with the chunk kernels' bit for bit. Each launch gets the dynamic shared memory that
-// MixerTrainKernels gives it, bounded (host_cuda.h): a tile carved past the host's count stops the run. Not part of
-// the build:
+// the shape, they run too and their results are compared with the chunk kernels' bit for bit, as are those of the
+// rounded-state backward kernels (bf16 states, staged whole in shared memory) where they serve (E up to 160). Each
+// launch gets the dynamic shared memory that MixerTrainKernels gives it, bounded (host_cuda.h): a tile carved past
+// the host's count stops the run. Not part of the build:
 //
 //   g++ -std=c++20 -O2 -pthread -fno-strict-aliasing -I based4j-cuda/src/main/cuda -o /tmp/lmm-emulate
 //       based4j-cuda/src/test/cuda/linear-mma-emulator/emulate.cpp       (one command line)
@@ -138,6 +139,12 @@ int scanSharedBytes(int f, int dh, bool backward) {
     return bytes;
 }
 
+/** MixerTrainKernels.linearMmaRoundedSharedBytes: a backward chunk kernel with the whole state in shared memory. */
+int roundedSharedBytes(int f, int dh) {
+    const int e = 1 + f + f * (f + 1) / 2, epad = (e + 15) / 16 * 16, ldV = 16 * ((dh + 16) / 16) + 8;
+    return chunkSharedBytes(f, dh, true) + 2 * (epad - 64) * ldV;
+}
+
 /** The launches of MixerTrainKernels' tensor-core path, NAME72 or NAME120 by the head dim. */
 struct Kernels {
     bool narrow;
@@ -151,6 +158,19 @@ struct Kernels {
             } else {
                 b4j_bf16::linearAttentionMmaStates120_bf16(x, r, rStride, rHead, rWidth, ones, states, L, H, f, dh,
                                                            reverse);
+            }
+        });
+    }
+    void roundedStates(const bf16* x, const bf16* r, long long rStride, int rHead, int rWidth, int ones,
+                       bf16* states, int L, int H, int f, int dh, int reverse) const {
+        const unsigned slabs = (unsigned)((1 + f + f * (f + 1) / 2 + b4j::LMM_SLAB - 1) / b4j::LMM_SLAB);
+        emuLaunch({slabs, (unsigned)H, (unsigned)batch}, b4j::LMM_THREADS, statesSharedBytes(f, dh), [&] {
+            if (narrow) {
+                b4j_bf16::linearAttentionMmaRoundedStates72_bf16(x, r, rStride, rHead, rWidth, ones, states, L, H, f,
+                                                                 dh, reverse);
+            } else {
+                b4j_bf16::linearAttentionMmaRoundedStates120_bf16(x, r, rStride, rHead, rWidth, ones, states, L, H, f,
+                                                                  dh, reverse);
             }
         });
     }
@@ -213,8 +233,49 @@ void run(const Shape& sh, unsigned seed) {
         }
     });
 
-    // the scan kernels, where they serve the shape: the same numbers bit for bit
+    auto differ = [](const std::vector<bf16>& a, const std::vector<bf16>& b) {
+        size_t n = 0;
+        for (size_t i = 0; i < a.size(); i++) n += a[i].x != b[i].x;
+        return n;
+    };
     const int epad = (E + 15) / 16 * 16;
+    // the rounded-state backward, where it serves the shape (E up to 160): the same numbers bit for bit; its bf16
+    // states in the float32 states' bytes, NaN where nothing is written
+    if (epad <= b4j::LMS_MAX_FEATURES) {
+        std::vector<bf16> dq3 = toBf16(dq0), dk3 = toBf16(dk0), dv3 = toBf16(dv0);
+        std::vector<bf16> gbuf3((size_t)N * H * gRow, bf16{0x7fc0});
+        std::vector<bf16> rounded(2 * states.size(), bf16{0x7fc0});
+        const int shared = roundedSharedBytes(f, dh);
+        kern.roundedStates(K.data(), V.data(), (long long)H * dh, dh, dh, 1, rounded.data(), L, H, f, dh, 0);
+        emuLaunch(kern.chunks(L, H), b4j::LMM_THREADS, shared, [&] {
+            if (narrow) {
+                b4j_bf16::linearAttentionMmaRoundedBackwardQ72_bf16(Q.data(), K.data(), V.data(), DOUT.data(),
+                                                                    rounded.data(), gbuf3.data(), dq3.data(), L, H,
+                                                                    f, dh, eps);
+            } else {
+                b4j_bf16::linearAttentionMmaRoundedBackwardQ120_bf16(Q.data(), K.data(), V.data(), DOUT.data(),
+                                                                     rounded.data(), gbuf3.data(), dq3.data(), L, H,
+                                                                     f, dh, eps);
+            }
+        });
+        std::fill(rounded.begin(), rounded.end(), bf16{0x7fc0});
+        kern.roundedStates(Q.data(), gbuf3.data(), (long long)H * gRow, gRow, gRow, 0, rounded.data(), L, H, f, dh, 1);
+        emuLaunch(kern.chunks(L, H), b4j::LMM_THREADS, shared, [&] {
+            if (narrow) {
+                b4j_bf16::linearAttentionMmaRoundedBackwardKV72_bf16(Q.data(), K.data(), V.data(), gbuf3.data(),
+                                                                     rounded.data(), dk3.data(), dv3.data(), L, H, f,
+                                                                     dh);
+            } else {
+                b4j_bf16::linearAttentionMmaRoundedBackwardKV120_bf16(Q.data(), K.data(), V.data(), gbuf3.data(),
+                                                                      rounded.data(), dk3.data(), dv3.data(), L, H,
+                                                                      f, dh);
+            }
+        });
+        printf("rounded-state backward against the chunk kernels, elements that differ: dq %zu dk %zu dv %zu\n",
+               differ(DQ, dq3), differ(DK, dk3), differ(DV, dv3));
+    }
+
+    // the scan kernels, where they serve the shape: the same numbers bit for bit
     if (epad <= b4j::LMS_MAX_FEATURES && dh <= b4j::LMS_MAX_HEAD) {
         const uint3v grid{(unsigned)H, (unsigned)B, 1};
         std::vector<bf16> out2(vs), dq2 = toBf16(dq0), dk2 = toBf16(dk0), dv2 = toBf16(dv0);
@@ -230,11 +291,6 @@ void run(const Shape& sh, unsigned seed) {
             b4j_bf16::linearAttentionMmaScanBackwardKV_bf16(Q.data(), K.data(), V.data(), gbuf2.data(), dk2.data(),
                                                             dv2.data(), L, H, f, dh);
         });
-        auto differ = [](const std::vector<bf16>& a, const std::vector<bf16>& b) {
-            size_t n = 0;
-            for (size_t i = 0; i < a.size(); i++) n += a[i].x != b[i].x;
-            return n;
-        };
         printf("scan kernels against the chunk kernels, elements that differ: out %zu dq %zu dk %zu dv %zu\n",
                differ(OUT, out2), differ(DQ, dq2), differ(DK, dk2), differ(DV, dv2));
     }
@@ -262,7 +318,8 @@ int main(int argc, char** argv) {
     // ragged last chunks (100 = 64 + 36, 129 = 2 x 64 + 1), both head-dim variants, a single token, a head of 16,
     // eleven chunks
     const Shape shapes[] = {{2, 100, 2, 16, 64}, {2, 129, 1, 16, 112}, {2, 129, 1, 32, 64}, {2, 100, 1, 32, 112},
-                            {2, 1, 1, 16, 64},   {2, 19, 2, 16, 16},   {1, 70, 1, 8, 24},   {1, 700, 1, 16, 64}};
+                            {2, 1, 1, 16, 64},   {2, 19, 2, 16, 16},   {1, 70, 1, 8, 24},   {1, 700, 1, 16, 64},
+                            {3, 65, 1, 16, 72},  {2, 130, 1, 8, 64}};
     for (const Shape& sh : shapes) run(sh, seed);
     return 0;
 }

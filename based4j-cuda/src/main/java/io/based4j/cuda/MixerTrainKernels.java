@@ -63,6 +63,14 @@ import static io.based4j.cuda.Kernels.require;
  * <tr><td>linearAttentionMmaBackwardKV (bf16)</td><td>as the forward</td>
  *     <td>after the states kernel's suffix sums: {@code dv += A^T G' + phi(K) dS_c},
  *     {@code dk += P^T Q + J^T (V' dS_c^T)}</td></tr>
+ * <tr><td>linearAttentionMmaRoundedStates, linearAttentionMmaRoundedBackwardQ, linearAttentionMmaRoundedBackwardKV
+ *     (bf16, E up to {@value #LINEAR_SCAN_MAX_FEATURES} rounded up; where {@link #roundedStates} turns them on)</td>
+ *     <td>as the states kernel and the two backward kernels</td>
+ *     <td>the states kernel writes its sums rounded to bf16 ({@code [epad][dh + 8]} per chunk, rows of whole 16-byte
+ *     pieces) as the backward kernels would round them; each backward block copies its chunk's whole rounded state
+ *     into shared memory with its rows ({@code cp.async}, one wait) instead of reading the float32 state and
+ *     rounding it 64 features at a time between barriers (twice on the query side): the same numbers bit for bit,
+ *     with a third of the state traffic of the query side and no synchronous loads</td></tr>
  * <tr><td>linearAttentionMmaScanForward (bf16)</td><td>(H, batch) x 256, dynamic shared memory</td>
  *     <td>tensor cores, the running state on chip: a block per (sequence, head) walks its chunks in order; per chunk
  *     4 chunk warps take the products of linearAttentionMmaForward from the bf16 copy of the state in shared memory
@@ -150,6 +158,14 @@ import static io.based4j.cuda.Kernels.require;
  * slower backward than the chunk kernels. Their backward's scratch is only G' (bf16 rows of dh + 8 at its start),
  * within {@link #linearAttentionBackwardScratchBytes}.
  *
+ * <p>Where {@link #roundedStates} turns them on (off by default until measured), the chunk backward of feature dims
+ * 8 and 16 (E at most {@value #LINEAR_SCAN_MAX_FEATURES} rounded up) at any of the tensor-core head dims runs the
+ * rounded-state kernels: the states kernel writes bf16 states (which the chunk kernels round to bf16 anyway as they
+ * read them, so nothing changes numerically: the results are the chunk kernels' bit for bit) into the float32
+ * states' place in the scratch ({@code epad (dh + 8) 2} bytes a chunk, less than {@code E (dh + 1) 4}), and each
+ * backward block copies its whole state into shared memory at its start ({@link #linearMmaRoundedSharedBytes}: 79
+ * KiB at f 16, dh 64, 2 blocks per SM).
+ *
  * <h2>Memory</h2>
  * Nothing is {@code L x L}. Linear attention keeps nothing besides its output. It runs in the chunked form: one
  * block per (chunk of 64 tokens, head, sequence), products of tiles in shared memory (float32 on the CUDA cores,
@@ -234,6 +250,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private boolean tensorCores = true;
     private boolean scan = true;
     private boolean scanBackward = false;
+    private boolean roundedStates = false;
 
     /** Launches on the stream of {@code kernels}. */
     public MixerTrainKernels(Kernels kernels) {
@@ -471,8 +488,8 @@ public final class MixerTrainKernels implements AutoCloseable {
         }
         long states = ownedScratch(4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim));
         if (mma(p, featureDim, headDim, q, k, v, out, states)) {
-            linearMmaStates(k, v, (long) heads * headDim, headDim, headDim, true, states, batch, seqLen, heads,
-                    featureDim, headDim);
+            linearMmaStates("linearAttentionMmaStates", k, v, (long) heads * headDim, headDim, headDim, true, states,
+                    batch, seqLen, heads, featureDim, headDim);
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(states).ptr(out).i32(seqLen).i32(heads).i32(featureDim)
                     .i32(headDim).f32(eps);
             launchMma("linearAttentionMmaForward", headDim, linearChunks(seqLen), heads, batch,
@@ -604,6 +621,24 @@ public final class MixerTrainKernels implements AutoCloseable {
         scanBackward = enabled;
     }
 
+    /**
+     * Whether the tensor-core chunk backward takes the rounded-state kernels where they serve
+     * ({@link #linearRoundedStates}); off by default. The results are the same bit for bit.
+     */
+    void roundedStates(boolean enabled) {
+        roundedStates = enabled;
+    }
+
+    /**
+     * Whether the rounded-state backward kernels serve a shape: the tensor-core cases ({@link #linearTensorCores})
+     * with E rounded up to 16 at most {@value #LINEAR_SCAN_MAX_FEATURES} (feature dims 8 and 16), whose whole bf16
+     * state fits in shared memory beside the chunk's tiles.
+     */
+    static boolean linearRoundedStates(Precision p, int featureDim, int headDim) {
+        int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+        return linearTensorCores(p, featureDim, headDim) && (e + 15) / 16 * 16 <= LINEAR_SCAN_MAX_FEATURES;
+    }
+
     private boolean scan(Precision p, int featureDim, int headDim, long... pointers) {
         return scan && tensorCores && linearScan(p, featureDim, headDim) && aligned(pointers);
     }
@@ -639,6 +674,17 @@ public final class MixerTrainKernels implements AutoCloseable {
             bytes += 128 * mmaValueStride(dh) + 4 * 64 * 72 + 4 * 64 * ((f + 15) / 16 * 16);
         }
         return bytes;
+    }
+
+    /**
+     * Bytes of dynamic shared memory of a rounded-state backward kernel (mirrors lmmChunkSmemBytes with epad state
+     * rows): those of the backward chunk kernel with the whole bf16 state ({@code [epad][ldV]}) in place of its
+     * 64-feature tile. At f 16, dh 64: 80,640 bytes.
+     */
+    static int linearMmaRoundedSharedBytes(int f, int dh) {
+        int e = 1 + f + f * (f + 1) / 2;
+        int epad = (e + 15) / 16 * 16;
+        return linearMmaSharedBytes(f, dh, true) + 2 * (epad - LINEAR_MMA_SLAB) * mmaValueStride(dh);
     }
 
     /** Bytes of dynamic shared memory of the tensor-core states kernel: two buffers of x rows and of V' or G'. */
@@ -702,36 +748,41 @@ public final class MixerTrainKernels implements AutoCloseable {
      * from the scratch, rows rStride apart, head h at column h rHead, rWidth columns), exclusive prefix sums over the
      * chunks (suffix sums when reverse) into states.
      */
-    private void linearMmaStates(long x, long r, long rStride, int rHead, int rWidth, boolean ones, long states,
-                                 int batch, int seqLen, int heads, int featureDim, int headDim) {
+    private void linearMmaStates(String name, long x, long r, long rStride, int rHead, int rWidth, boolean ones,
+                                 long states, int batch, int seqLen, int heads, int featureDim, int headDim) {
         boolean reverse = !ones;
         int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
         k.args.reset().ptr(x).ptr(r).i64(rStride).i32(rHead).i32(rWidth).i32(ones ? 1 : 0).ptr(states).i32(seqLen)
                 .i32(heads).i32(featureDim).i32(headDim).i32(reverse ? 1 : 0);
-        launchMma("linearAttentionMmaStates", headDim, (e + LINEAR_MMA_SLAB - 1) / LINEAR_MMA_SLAB, heads, batch,
+        launchMma(name, headDim, (e + LINEAR_MMA_SLAB - 1) / LINEAR_MMA_SLAB, heads, batch,
                 linearMmaStatesSharedBytes(featureDim, headDim));
     }
 
     /**
      * The tensor-core backward: the states (prefix sums), the query side writing G' (bf16 rows of dh + 8 at gbuf,
-     * 16-byte aligned after the states) and dq, the states of (q, G') as suffix sums, the key and value side.
+     * 16-byte aligned after the states) and dq, the states of (q, G') as suffix sums, the key and value side. On the
+     * rounded-state kernels where {@link #roundedStates} turns them on and they serve the shape (the states bf16, in
+     * the float32 states' place).
      */
     private void linearMmaBackward(long q, long k, long v, long dout, long dq, long dk, long dv, int batch,
                                    int seqLen, int heads, int featureDim, int headDim, float eps, long states,
                                    long gbuf) {
+        boolean rounded = roundedStates && linearRoundedStates(Precision.BF16, featureDim, headDim);
+        String prefix = rounded ? "linearAttentionMmaRounded" : "linearAttentionMma";
         int chunks = linearChunks(seqLen);
-        int shared = linearMmaSharedBytes(featureDim, headDim, true);
+        int shared = rounded ? linearMmaRoundedSharedBytes(featureDim, headDim)
+                : linearMmaSharedBytes(featureDim, headDim, true);
         int gRow = headDim + 8;
-        linearMmaStates(k, v, (long) heads * headDim, headDim, headDim, true, states, batch, seqLen, heads,
-                featureDim, headDim);
+        linearMmaStates(prefix + "States", k, v, (long) heads * headDim, headDim, headDim, true, states, batch, seqLen,
+                heads, featureDim, headDim);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(states).ptr(gbuf).ptr(dq).i32(seqLen).i32(heads)
                 .i32(featureDim).i32(headDim).f32(eps);
-        launchMma("linearAttentionMmaBackwardQ", headDim, chunks, heads, batch, shared);
-        linearMmaStates(q, gbuf, (long) heads * gRow, gRow, gRow, false, states, batch, seqLen, heads, featureDim,
-                headDim);
+        launchMma(prefix + "BackwardQ", headDim, chunks, heads, batch, shared);
+        linearMmaStates(prefix + "States", q, gbuf, (long) heads * gRow, gRow, gRow, false, states, batch, seqLen,
+                heads, featureDim, headDim);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(gbuf).ptr(states).ptr(dk).ptr(dv).i32(seqLen).i32(heads)
                 .i32(featureDim).i32(headDim);
-        launchMma("linearAttentionMmaBackwardKV", headDim, chunks, heads, batch, shared);
+        launchMma(prefix + "BackwardKV", headDim, chunks, heads, batch, shared);
     }
 
     private long ownedScratch(long bytes) {

@@ -6,8 +6,10 @@ import java.util.SplittableRandom;
  * Times the Taylor linear-attention training kernels of {@link MixerTrainKernels} on GPU 0 with CUDA events: the
  * forward and the backward at batch 8, 16 heads, feature dim 16, head dim 64, sequences of 2048 and 8192 tokens, in
  * both precisions (or the ones named as arguments: {@code f32}, {@code bf16}); bf16 on the CUDA-core kernels, on the
- * tensor-core chunk kernels and on the tensor-core scan kernels (the running state on chip), side by side with the
- * speed-ups. Prints milliseconds per call, the mean of {@value #REPS} calls after one warm-up call.
+ * tensor-core chunk kernels, on the chunk kernels with rounded states ({@link MixerTrainKernels#roundedStates}: the
+ * backward differs, the forward is the chunk kernels') and on the tensor-core scan kernels (the running state on
+ * chip), side by side with the speed-ups. Prints milliseconds per call, the mean of {@value #REPS} calls after one
+ * warm-up call.
  *
  * <p>Run from the test classes (the kernels must be built, i.e. without {@code -Dbased4j.skipKernels}), from the
  * repository root: {@code ./build test -pl based4j-cuda -am -DskipTests}, then
@@ -53,9 +55,16 @@ public final class LinearAttentionBench {
         if (MixerTrainKernels.linearTensorCores(p, FEATURE_DIM, HEAD_DIM)) {
             mk.scan(false);
             double[] chunks = time(rig, mk, p, len, "tensor cores, chunk kernels");
-            mk.scan(true);
             System.out.printf("  tensor-core chunk kernels / CUDA cores: forward %.1fx, backward %.1fx faster%n",
                     cudaCores[0] / chunks[0], cudaCores[1] / chunks[1]);
+            if (MixerTrainKernels.linearRoundedStates(p, FEATURE_DIM, HEAD_DIM)) {
+                mk.roundedStates(true);
+                double[] rounded = time(rig, mk, p, len, "tensor cores, chunk kernels with rounded states");
+                mk.roundedStates(false);
+                System.out.printf("  rounded states / chunk kernels: backward %.2fx faster%n",
+                        chunks[1] / rounded[1]);
+            }
+            mk.scan(true);
             if (MixerTrainKernels.linearScan(p, FEATURE_DIM, HEAD_DIM)) {
                 double[] scan = time(rig, mk, p, len, "tensor cores, scan kernels");
                 System.out.printf("  scan kernels / chunk kernels: forward %.2fx, backward %.2fx faster%n",

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.train.cpu.LinearAttentionOps;
+import java.util.Arrays;
 import java.util.Locale;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -307,6 +308,92 @@ class LinearAttentionTrainKernelsTest {
                 Near.normwise(what + ": dv", wantDv, got[3], TENSOR_CORE_BACKWARD);
             }
         }
+    }
+
+    /**
+     * batch, seqLen, heads, featureDim, headDim of the rounded-state backward ({@link
+     * MixerTrainKernels#linearRoundedStates}): ragged last chunks (100 = 64 + 36, 129 = 2 x 64 + 1, 65 = 64 + 1), a
+     * single token, a single chunk, feature dims 8 and 16, head dims 16, 64, 72 and 112 (both compiled widths), a
+     * batch of 3 and a sequence of 11 chunks.
+     */
+    private static final int[][] ROUNDED_CASES = {{2, 100, 2, 16, 64}, {3, 129, 1, 16, 72}, {3, 65, 2, 8, 16},
+        {2, 1, 1, 16, 64}, {2, 37, 1, 16, 112}, {1, 130, 1, 8, 64}, {2, 100, 1, 16, 16}, {1, 700, 1, 16, 64}};
+
+    /**
+     * The rounded-state backward writes the states rounded to bf16 and stages each chunk's whole state in shared
+     * memory, but the chunk kernels round the same float32 sums to bf16 as they read them and take the same products
+     * in the same order: its gradients are the chunk kernels' bit for bit (the emulator compares them too), and so
+     * within the chunk kernels' allowances of the reference.
+     */
+    @Test
+    void roundedStatesGiveTheChunkKernelsNumbers() {
+        SplittableRandom r = new SplittableRandom(SEED);
+        Precision p = Precision.BF16;
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            mk.scan(false);
+            for (int[] c : ROUNDED_CASES) {
+                int batch = c[0], len = c[1], heads = c[2], f = c[3], dh = c[4];
+                assertTrue(MixerTrainKernels.linearRoundedStates(p, f, dh), "f " + f + ", dh " + dh);
+                int n = batch * len;
+                int qk = n * heads * f;
+                int vs = n * heads * dh;
+                float[] q = stored(p, gaussian(r, qk, 1));
+                float[] k = stored(p, gaussian(r, qk, 1));
+                float[] v = stored(p, gaussian(r, vs, 1));
+                float[] dout = stored(p, gaussian(r, vs, 1));
+                float[] dq0 = stored(p, gaussian(r, qk, 1));
+                float[] dk0 = stored(p, gaussian(r, qk, 1));
+                float[] dv0 = stored(p, gaussian(r, vs, 1));
+                double[] wantDq = toDouble(dq0);
+                double[] wantDk = toDouble(dk0);
+                double[] wantDv = toDouble(dv0);
+                LinearAttentionOps.backward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
+                        toDouble(v), toDouble(dout), wantDq, wantDk, wantDv);
+                long qDev = rig.values(p, q);
+                long kDev = rig.values(p, k);
+                long vDev = rig.values(p, v);
+                long doutDev = rig.values(p, dout);
+                String what = String.format("linear attention rounded-state backward, batch %d, seqLen %d, heads %d,"
+                        + " f %d, dh %d", batch, len, heads, f, dh);
+                float[][] got = new float[2][];
+                float[][] chunked = new float[2][];
+                for (boolean rounded : new boolean[] {false, true}) {
+                    mk.roundedStates(rounded);
+                    long dq = rig.values(p, dq0);
+                    long dk = rig.values(p, dk0);
+                    long dv = rig.values(p, dv0);
+                    // the caller's scratch, NaN (all ones) where the kernels do not write: a read of such a place shows
+                    long scratch = rig.values(p, nans(MixerTrainKernels.linearAttentionBackwardScratchBytes(batch,
+                            len, heads, f, dh) / p.bytes()));
+                    mk.linearAttentionBackward(p, qDev, kDev, vDev, doutDev, dq, dk, dv, batch, len, heads, f, dh,
+                            (float) EPS, scratch);
+                    float[][] results = {rig.values(p, dq, qk), rig.values(p, dk, qk), rig.values(p, dv, vs)};
+                    if (rounded) {
+                        got = results;
+                    } else {
+                        chunked = results;
+                    }
+                }
+                String[] names = {"dq", "dk", "dv"};
+                for (int i = 0; i < names.length; i++) {
+                    assertArrayEquals(chunked[i], got[i], what + ": " + names[i] + " differs from the chunk kernels'"
+                            + " [-Dbased4j.seed=" + SEED + "]");
+                }
+                Near.normwise(what + ": dq", wantDq, got[0], TENSOR_CORE_BACKWARD);
+                Near.normwise(what + ": dk", wantDk, got[1], TENSOR_CORE_BACKWARD);
+                Near.normwise(what + ": dv", wantDv, got[2], TENSOR_CORE_BACKWARD);
+                Near.rms(what + ": dq", wantDq, got[0], TENSOR_CORE_RMS);
+                Near.rms(what + ": dk", wantDk, got[1], TENSOR_CORE_RMS);
+                Near.rms(what + ": dv", wantDv, got[2], TENSOR_CORE_RMS);
+            }
+        }
+    }
+
+    /** n NaNs. */
+    private static float[] nans(long n) {
+        float[] a = new float[Math.toIntExact(n)];
+        Arrays.fill(a, Float.NaN);
+        return a;
     }
 
     @Test

@@ -185,6 +185,33 @@ class MixerTrainKernelsTest {
     }
 
     @Test
+    void roundedStatesServeFeatureDimsUpToSixteenAndFitTheFloatStates() {
+        assertTrue(MixerTrainKernels.linearRoundedStates(Precision.BF16, 16, 64));
+        assertTrue(MixerTrainKernels.linearRoundedStates(Precision.BF16, 8, 120));
+        assertFalse(MixerTrainKernels.linearRoundedStates(Precision.BF16, 24, 64));
+        assertFalse(MixerTrainKernels.linearRoundedStates(Precision.F32, 16, 64));
+        // f 16, dh 64: the backward chunk block (63,744 bytes) with the whole bf16 state [160][88] in place of its
+        // tile [64][88]: 80,640 bytes, two blocks per SM on sm_90
+        assertEquals(MixerTrainKernels.linearMmaSharedBytes(16, 64, true) + 2 * (160 - 64) * 88,
+                MixerTrainKernels.linearMmaRoundedSharedBytes(16, 64));
+        assertEquals(80_640, MixerTrainKernels.linearMmaRoundedSharedBytes(16, 64));
+        for (int f = 8; f <= 16; f += 8) {
+            int e = 1 + f + f * (f + 1) / 2;
+            int epad = (e + 15) / 16 * 16;
+            for (int dh = MixerTrainKernels.LINEAR_MMA_MIN_HEAD_DIM; dh <= MixerTrainKernels.LINEAR_MMA_MAX_HEAD_DIM;
+                 dh += 8) {
+                String what = "f " + f + ", dh " + dh;
+                assertTrue(MixerTrainKernels.linearRoundedStates(Precision.BF16, f, dh), what);
+                // sm_80's 163 KiB of opt-in shared memory per block
+                assertTrue(MixerTrainKernels.linearMmaRoundedSharedBytes(f, dh) <= 166_912, what);
+                // a rounded state, bf16 [epad][dh + 8], within the bytes of a float32 state [E][dh + 1], so that the
+                // rounded states take the float32 states' place and G' keeps its own
+                assertTrue(2L * epad * (dh + 8) <= 4L * e * (dh + 1), what);
+            }
+        }
+    }
+
+    @Test
     void tensorCoreGradientRowsFitTheScratchAfterTheAlignedStates() {
         // G' in bf16 rows of dh + 8 after the float32 states rounded up to 16 bytes, within the float32 [g, r] bytes
         for (int f = 8; f <= MixerTrainKernels.LINEAR_MMA_MAX_FEATURE_DIM; f += 8) {
