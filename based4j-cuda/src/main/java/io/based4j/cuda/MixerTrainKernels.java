@@ -158,7 +158,7 @@ import static io.based4j.cuda.Kernels.require;
  * slower backward than the chunk kernels. Their backward's scratch is only G' (bf16 rows of dh + 8 at its start),
  * within {@link #linearAttentionBackwardScratchBytes}.
  *
- * <p>Where {@link #roundedStates} turns them on (off by default until measured), the chunk backward of feature dims
+ * <p>Where {@link #roundedStates} turns them on (the default), the chunk backward of feature dims
  * 8 and 16 (E at most {@value #LINEAR_SCAN_MAX_FEATURES} rounded up) at any of the tensor-core head dims runs the
  * rounded-state kernels: the states kernel writes bf16 states (which the chunk kernels round to bf16 anyway as they
  * read them, so nothing changes numerically: the results are the chunk kernels' bit for bit) into the float32
@@ -250,7 +250,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private boolean tensorCores = true;
     private boolean scan = true;
     private boolean scanBackward = false;
-    private boolean roundedStates = false;
+    private boolean roundedStates = true;
 
     /** Launches on the stream of {@code kernels}. */
     public MixerTrainKernels(Kernels kernels) {
@@ -623,7 +623,9 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     /**
      * Whether the tensor-core chunk backward takes the rounded-state kernels where they serve
-     * ({@link #linearRoundedStates}); off by default. The results are the same bit for bit.
+     * ({@link #linearRoundedStates}); on by default (measured on the H200 at batch 8, 16 heads, f 16, dh 64: as fast
+     * as the float32 states at 2048 tokens, 1.73 ms, and 1.20x faster at 8192, 6.69 against 8.03 ms). The results
+     * are the same bit for bit.
      */
     void roundedStates(boolean enabled) {
         roundedStates = enabled;
