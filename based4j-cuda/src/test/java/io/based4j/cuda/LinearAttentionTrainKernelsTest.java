@@ -173,62 +173,106 @@ class LinearAttentionTrainKernelsTest {
     @Test
     void tensorCoresFollowTheReferenceOnRaggedChunks() {
         SplittableRandom r = new SplittableRandom(SEED);
-        Precision p = Precision.BF16;
         try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
             for (int[] c : TENSOR_CORE_CASES) {
-                int batch = c[0], len = c[1], heads = c[2], f = c[3], dh = c[4];
-                assertTrue(MixerTrainKernels.linearTensorCores(p, f, dh), "f " + f + ", dh " + dh);
-                int n = batch * len;
-                int qk = n * heads * f;
-                int vs = n * heads * dh;
-                float[] q = stored(p, gaussian(r, qk, 1));
-                float[] k = stored(p, gaussian(r, qk, 1));
-                float[] v = stored(p, gaussian(r, vs, 1));
-                float[] dout = stored(p, gaussian(r, vs, 1));
-                float[] dq0 = stored(p, gaussian(r, qk, 1));
-                float[] dk0 = stored(p, gaussian(r, qk, 1));
-                float[] dv0 = stored(p, gaussian(r, vs, 1));
-                double[] wantOut = new double[vs];
-                LinearAttentionOps.forward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
-                        toDouble(v), wantOut);
-                double[] wantDq = toDouble(dq0);
-                double[] wantDk = toDouble(dk0);
-                double[] wantDv = toDouble(dv0);
-                LinearAttentionOps.backward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
-                        toDouble(v), toDouble(dout), wantDq, wantDk, wantDv);
-
-                long qDev = rig.values(p, q);
-                long kDev = rig.values(p, k);
-                long vDev = rig.values(p, v);
-                long out = rig.zeros((long) vs * p.bytes());
-                mk.linearAttentionForward(p, qDev, kDev, vDev, out, batch, len, heads, f, dh, (float) EPS);
-                long dq = rig.values(p, dq0);
-                long dk = rig.values(p, dk0);
-                long dv = rig.values(p, dv0);
-                mk.linearAttentionBackward(p, qDev, kDev, vDev, rig.values(p, dout), dq, dk, dv, batch, len, heads,
-                        f, dh, (float) EPS);
-                float[] gotOut = rig.values(p, out, vs);
-                float[] gotDq = rig.values(p, dq, qk);
-                float[] gotDk = rig.values(p, dk, qk);
-                float[] gotDv = rig.values(p, dv, vs);
-                String what = String.format("linear attention on tensor cores, batch %d, seqLen %d, heads %d, f %d,"
-                        + " dh %d", batch, len, heads, f, dh);
+                Problem pr = Problem.of(r, c);
+                assertTrue(MixerTrainKernels.linearTensorCores(BF16, pr.f, pr.dh), pr.describe("tensor cores"));
+                float[][] got = pr.runOn(rig, mk, 0);
+                String what = pr.describe("linear attention on tensor cores");
                 System.out.printf(Locale.ROOT, "%s, in units of 2^-8: largest errors (of the largest"
                         + " value) out %.2f, dq %.2f, dk %.2f, dv %.2f; root-mean-square out %.2f, dq %.2f, dk %.2f,"
-                        + " dv %.2f%n", what, Near.normwiseError(wantOut, gotOut) / U_BF16,
-                        Near.normwiseError(wantDq, gotDq) / U_BF16, Near.normwiseError(wantDk, gotDk) / U_BF16,
-                        Near.normwiseError(wantDv, gotDv) / U_BF16, Near.rmsError(wantOut, gotOut) / U_BF16,
-                        Near.rmsError(wantDq, gotDq) / U_BF16, Near.rmsError(wantDk, gotDk) / U_BF16,
-                        Near.rmsError(wantDv, gotDv) / U_BF16);
-                Near.normwise(what + ": out", wantOut, gotOut, TENSOR_CORE_FORWARD);
-                Near.normwise(what + ": dq", wantDq, gotDq, TENSOR_CORE_BACKWARD);
-                Near.normwise(what + ": dk", wantDk, gotDk, TENSOR_CORE_BACKWARD);
-                Near.normwise(what + ": dv", wantDv, gotDv, TENSOR_CORE_BACKWARD);
-                Near.rms(what + ": out", wantOut, gotOut, TENSOR_CORE_RMS);
-                Near.rms(what + ": dq", wantDq, gotDq, TENSOR_CORE_RMS);
-                Near.rms(what + ": dk", wantDk, gotDk, TENSOR_CORE_RMS);
-                Near.rms(what + ": dv", wantDv, gotDv, TENSOR_CORE_RMS);
+                        + " dv %.2f%n", what, Near.normwiseError(pr.out, got[0]) / U_BF16,
+                        Near.normwiseError(pr.dq, got[1]) / U_BF16, Near.normwiseError(pr.dk, got[2]) / U_BF16,
+                        Near.normwiseError(pr.dv, got[3]) / U_BF16, Near.rmsError(pr.out, got[0]) / U_BF16,
+                        Near.rmsError(pr.dq, got[1]) / U_BF16, Near.rmsError(pr.dk, got[2]) / U_BF16,
+                        Near.rmsError(pr.dv, got[3]) / U_BF16);
+                pr.assertNear(what, got);
             }
+        }
+    }
+
+    /**
+     * One bf16 problem of the tensor-core cases: the inputs as bf16 holds them, the starting gradients (the backward
+     * adds into them), and the float64 reference's output and gradients.
+     */
+    private record Problem(int batch, int len, int heads, int f, int dh, float[] q, float[] k, float[] v, float[] dout,
+                           float[] dq0, float[] dk0, float[] dv0, double[] out, double[] dq, double[] dk,
+                           double[] dv) {
+        /** c: batch, seqLen, heads, featureDim, headDim. */
+        static Problem of(SplittableRandom r, int[] c) {
+            int batch = c[0], len = c[1], heads = c[2], f = c[3], dh = c[4];
+            int n = batch * len;
+            int qk = n * heads * f;
+            int vs = n * heads * dh;
+            float[] q = stored(BF16, gaussian(r, qk, 1));
+            float[] k = stored(BF16, gaussian(r, qk, 1));
+            float[] v = stored(BF16, gaussian(r, vs, 1));
+            float[] dout = stored(BF16, gaussian(r, vs, 1));
+            float[] dq0 = stored(BF16, gaussian(r, qk, 1));
+            float[] dk0 = stored(BF16, gaussian(r, qk, 1));
+            float[] dv0 = stored(BF16, gaussian(r, vs, 1));
+            double[] out = new double[vs];
+            LinearAttentionOps.forward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k), toDouble(v),
+                    out);
+            double[] dq = toDouble(dq0);
+            double[] dk = toDouble(dk0);
+            double[] dv = toDouble(dv0);
+            LinearAttentionOps.backward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k), toDouble(v),
+                    toDouble(dout), dq, dk, dv);
+            return new Problem(batch, len, heads, f, dh, q, k, v, dout, dq0, dk0, dv0, out, dq, dk, dv);
+        }
+
+        String describe(String kernels) {
+            return String.format(Locale.ROOT, "%s, batch %d, seqLen %d, heads %d, f %d, dh %d", kernels, batch, len,
+                    heads, f, dh);
+        }
+
+        /**
+         * The forward and the backward on the device as mk is set: {out, dq, dk, dv}; the backward with the caller's
+         * scratch where {@code scratch} is not 0.
+         */
+        float[][] runOn(KernelRig rig, MixerTrainKernels mk, long scratch) {
+            int qk = q.length;
+            int vs = v.length;
+            long qDev = rig.values(BF16, q);
+            long kDev = rig.values(BF16, k);
+            long vDev = rig.values(BF16, v);
+            long outDev = rig.zeros((long) vs * BF16.bytes());
+            mk.linearAttentionForward(BF16, qDev, kDev, vDev, outDev, batch, len, heads, f, dh, (float) EPS);
+            long dqDev = rig.values(BF16, dq0);
+            long dkDev = rig.values(BF16, dk0);
+            long dvDev = rig.values(BF16, dv0);
+            long doutDev = rig.values(BF16, dout);
+            if (scratch == 0) {
+                mk.linearAttentionBackward(BF16, qDev, kDev, vDev, doutDev, dqDev, dkDev, dvDev, batch, len, heads, f,
+                        dh, (float) EPS);
+            } else {
+                mk.linearAttentionBackward(BF16, qDev, kDev, vDev, doutDev, dqDev, dkDev, dvDev, batch, len, heads, f,
+                        dh, (float) EPS, scratch);
+            }
+            return new float[][] {rig.values(BF16, outDev, vs), rig.values(BF16, dqDev, qk),
+                rig.values(BF16, dkDev, qk), rig.values(BF16, dvDev, vs)};
+        }
+
+        /** got ({out, dq, dk, dv}) within the tensor-core kernels' allowances of the reference, largest and rms. */
+        void assertNear(String what, float[][] got) {
+            double[][] want = {out, dq, dk, dv};
+            for (int i = 0; i < NAMES.length; i++) {
+                Near.normwise(what + ": " + NAMES[i], want[i], got[i], i == 0 ? TENSOR_CORE_FORWARD
+                        : TENSOR_CORE_BACKWARD);
+                Near.rms(what + ": " + NAMES[i], want[i], got[i], TENSOR_CORE_RMS);
+            }
+        }
+    }
+
+    private static final Precision BF16 = Precision.BF16;
+    private static final String[] NAMES = {"out", "dq", "dk", "dv"};
+
+    /** got equal to the chunk kernels' results, bit for bit, result by result ({out, dq, dk, dv}). */
+    private static void assertSame(String what, float[][] chunked, float[][] got) {
+        for (int i = 0; i < NAMES.length; i++) {
+            assertArrayEquals(chunked[i], got[i], what + ": " + NAMES[i] + " differs from the chunk kernels'"
+                    + " [-Dbased4j.seed=" + SEED + "]");
         }
     }
 
@@ -249,63 +293,17 @@ class LinearAttentionTrainKernelsTest {
     @Test
     void scanKernelsGiveTheChunkKernelsNumbers() {
         SplittableRandom r = new SplittableRandom(SEED);
-        Precision p = Precision.BF16;
         try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
             for (int[] c : SCAN_CASES) {
-                int batch = c[0], len = c[1], heads = c[2], f = c[3], dh = c[4];
-                assertTrue(MixerTrainKernels.linearScan(p, f, dh), "f " + f + ", dh " + dh);
-                int n = batch * len;
-                int qk = n * heads * f;
-                int vs = n * heads * dh;
-                float[] q = stored(p, gaussian(r, qk, 1));
-                float[] k = stored(p, gaussian(r, qk, 1));
-                float[] v = stored(p, gaussian(r, vs, 1));
-                float[] dout = stored(p, gaussian(r, vs, 1));
-                float[] dq0 = stored(p, gaussian(r, qk, 1));
-                float[] dk0 = stored(p, gaussian(r, qk, 1));
-                float[] dv0 = stored(p, gaussian(r, vs, 1));
-                double[] wantOut = new double[vs];
-                LinearAttentionOps.forward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
-                        toDouble(v), wantOut);
-                double[] wantDq = toDouble(dq0);
-                double[] wantDk = toDouble(dk0);
-                double[] wantDv = toDouble(dv0);
-                LinearAttentionOps.backward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
-                        toDouble(v), toDouble(dout), wantDq, wantDk, wantDv);
-                long qDev = rig.values(p, q);
-                long kDev = rig.values(p, k);
-                long vDev = rig.values(p, v);
-                long doutDev = rig.values(p, dout);
-                String what = String.format("linear attention scan kernels, batch %d, seqLen %d, heads %d, f %d,"
-                        + " dh %d", batch, len, heads, f, dh);
-                float[][] got = new float[2][];
-                float[][] chunked = new float[2][];
-                for (boolean scan : new boolean[] {false, true}) {
-                    mk.scan(scan);
-                    long out = rig.zeros((long) vs * p.bytes());
-                    mk.linearAttentionForward(p, qDev, kDev, vDev, out, batch, len, heads, f, dh, (float) EPS);
-                    long dq = rig.values(p, dq0);
-                    long dk = rig.values(p, dk0);
-                    long dv = rig.values(p, dv0);
-                    mk.linearAttentionBackward(p, qDev, kDev, vDev, doutDev, dq, dk, dv, batch, len, heads, f, dh,
-                            (float) EPS);
-                    float[][] results = {rig.values(p, out, vs), rig.values(p, dq, qk), rig.values(p, dk, qk),
-                        rig.values(p, dv, vs)};
-                    if (scan) {
-                        got = results;
-                    } else {
-                        chunked = results;
-                    }
-                }
-                String[] names = {"out", "dq", "dk", "dv"};
-                for (int i = 0; i < names.length; i++) {
-                    assertArrayEquals(chunked[i], got[i], what + ": " + names[i] + " differs from the chunk kernels'"
-                            + " [-Dbased4j.seed=" + SEED + "]");
-                }
-                Near.normwise(what + ": out", wantOut, got[0], TENSOR_CORE_FORWARD);
-                Near.normwise(what + ": dq", wantDq, got[1], TENSOR_CORE_BACKWARD);
-                Near.normwise(what + ": dk", wantDk, got[2], TENSOR_CORE_BACKWARD);
-                Near.normwise(what + ": dv", wantDv, got[3], TENSOR_CORE_BACKWARD);
+                Problem pr = Problem.of(r, c);
+                assertTrue(MixerTrainKernels.linearScan(BF16, pr.f, pr.dh), pr.describe("scan kernels"));
+                mk.scan(false);
+                float[][] chunked = pr.runOn(rig, mk, 0);
+                mk.scan(true);
+                float[][] got = pr.runOn(rig, mk, 0);
+                String what = pr.describe("linear attention scan kernels");
+                assertSame(what, chunked, got);
+                pr.assertNear(what, got);
             }
         }
     }
@@ -328,63 +326,28 @@ class LinearAttentionTrainKernelsTest {
     @Test
     void roundedStatesGiveTheChunkKernelsNumbers() {
         SplittableRandom r = new SplittableRandom(SEED);
-        Precision p = Precision.BF16;
         try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
             mk.scan(false);
             for (int[] c : ROUNDED_CASES) {
-                int batch = c[0], len = c[1], heads = c[2], f = c[3], dh = c[4];
-                assertTrue(MixerTrainKernels.linearRoundedStates(p, f, dh), "f " + f + ", dh " + dh);
-                int n = batch * len;
-                int qk = n * heads * f;
-                int vs = n * heads * dh;
-                float[] q = stored(p, gaussian(r, qk, 1));
-                float[] k = stored(p, gaussian(r, qk, 1));
-                float[] v = stored(p, gaussian(r, vs, 1));
-                float[] dout = stored(p, gaussian(r, vs, 1));
-                float[] dq0 = stored(p, gaussian(r, qk, 1));
-                float[] dk0 = stored(p, gaussian(r, qk, 1));
-                float[] dv0 = stored(p, gaussian(r, vs, 1));
-                double[] wantDq = toDouble(dq0);
-                double[] wantDk = toDouble(dk0);
-                double[] wantDv = toDouble(dv0);
-                LinearAttentionOps.backward(batch, len, heads, f, dh, EPS, CHUNK, toDouble(q), toDouble(k),
-                        toDouble(v), toDouble(dout), wantDq, wantDk, wantDv);
-                long qDev = rig.values(p, q);
-                long kDev = rig.values(p, k);
-                long vDev = rig.values(p, v);
-                long doutDev = rig.values(p, dout);
-                String what = String.format("linear attention rounded-state backward, batch %d, seqLen %d, heads %d,"
-                        + " f %d, dh %d", batch, len, heads, f, dh);
-                float[][] got = new float[2][];
-                float[][] chunked = new float[2][];
+                Problem pr = Problem.of(r, c);
+                assertTrue(MixerTrainKernels.linearRoundedStates(BF16, pr.f, pr.dh), pr.describe("rounded states"));
+                float[][] chunked = null;
+                float[][] got = null;
                 for (boolean rounded : new boolean[] {false, true}) {
                     mk.roundedStates(rounded);
-                    long dq = rig.values(p, dq0);
-                    long dk = rig.values(p, dk0);
-                    long dv = rig.values(p, dv0);
                     // the caller's scratch, NaN (all ones) where the kernels do not write: a read of such a place shows
-                    long scratch = rig.values(p, nans(MixerTrainKernels.linearAttentionBackwardScratchBytes(batch,
-                            len, heads, f, dh) / p.bytes()));
-                    mk.linearAttentionBackward(p, qDev, kDev, vDev, doutDev, dq, dk, dv, batch, len, heads, f, dh,
-                            (float) EPS, scratch);
-                    float[][] results = {rig.values(p, dq, qk), rig.values(p, dk, qk), rig.values(p, dv, vs)};
+                    long scratch = rig.values(BF16, nans(MixerTrainKernels.linearAttentionBackwardScratchBytes(
+                            pr.batch, pr.len, pr.heads, pr.f, pr.dh) / BF16.bytes()));
+                    float[][] results = pr.runOn(rig, mk, scratch);
                     if (rounded) {
                         got = results;
                     } else {
                         chunked = results;
                     }
                 }
-                String[] names = {"dq", "dk", "dv"};
-                for (int i = 0; i < names.length; i++) {
-                    assertArrayEquals(chunked[i], got[i], what + ": " + names[i] + " differs from the chunk kernels'"
-                            + " [-Dbased4j.seed=" + SEED + "]");
-                }
-                Near.normwise(what + ": dq", wantDq, got[0], TENSOR_CORE_BACKWARD);
-                Near.normwise(what + ": dk", wantDk, got[1], TENSOR_CORE_BACKWARD);
-                Near.normwise(what + ": dv", wantDv, got[2], TENSOR_CORE_BACKWARD);
-                Near.rms(what + ": dq", wantDq, got[0], TENSOR_CORE_RMS);
-                Near.rms(what + ": dk", wantDk, got[1], TENSOR_CORE_RMS);
-                Near.rms(what + ": dv", wantDv, got[2], TENSOR_CORE_RMS);
+                String what = pr.describe("linear attention rounded-state backward");
+                assertSame(what, chunked, got);
+                pr.assertNear(what, got);
             }
         }
     }
