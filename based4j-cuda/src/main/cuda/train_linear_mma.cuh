@@ -305,6 +305,31 @@ __device__ __forceinline__ float lmmPhi(const lmm_bf16* x, int i, int j, float c
     return __fmul_rn(__fmul_rn(__bfloat162float(x[i]), __bfloat162float(x[j])), c);
 }
 
+/**
+ * acc += phi(X)^T R over one 64-token tile: X the tokens' q or k rows (xs, stride d.ldX), R their rows of a
+ * 64-row tile (rs, stride d.ldV); the lane's A rows are its two features (ia, ja, ca) and (ib, jb, cb) of the table,
+ * each element of phi formed from xs and rounded to bf16 (lmmPhi).
+ */
+template <int NT>
+__device__ __forceinline__ void lmmPhiTransposedTimes(const LmmDims& d, const lmm_bf16* xs, const lmm_bf16* rs, int l,
+                                                      int ia, int ja, float ca, int ib, int jb, float cb,
+                                                      float (&acc)[NT][4]) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        // A = phi(X)^T: rows the lane's features, columns the tokens 16 kk + 2q (+1, +8, +9)
+        const lmm_bf16* x0 = xs + (16 * kk + 2 * (l & 3)) * d.ldX;
+        const lmm_bf16* x1 = x0 + d.ldX;
+        const lmm_bf16* x8 = x0 + 8 * d.ldX;
+        const lmm_bf16* x9 = x8 + d.ldX;
+        unsigned a[4];
+        a[0] = lmmPack(lmmPhi(x0, ia, ja, ca), lmmPhi(x1, ia, ja, ca));
+        a[1] = lmmPack(lmmPhi(x0, ib, jb, cb), lmmPhi(x1, ib, jb, cb));
+        a[2] = lmmPack(lmmPhi(x8, ia, ja, ca), lmmPhi(x9, ia, ja, ca));
+        a[3] = lmmPack(lmmPhi(x8, ib, jb, cb), lmmPhi(x9, ib, jb, cb));
+        lmmTimesTile<NT>(a, rs, d.ldV, 16 * kk, d.nt, acc);
+    }
+}
+
 /** The A fragment of phi(x) for rows m0 + g, m0 + g + 8 and the features a0 .. a0 + 15 (a table entry each). */
 __device__ __forceinline__ void lmmPhiRows(unsigned (&a)[4], const lmm_bf16* x, int ldX, const int2* tab, int m0,
                                            int a0) {
@@ -764,20 +789,7 @@ __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16*
         if (active) {
             const lmm_bf16* xs = xb + (it & 1) * 64 * d.ldX;
             const lmm_bf16* rs = rb + (it & 1) * 64 * d.ldV;
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) {
-                // A = phi(X)^T: rows the lane's features, columns the tokens 16 kk + 2q (+1, +8, +9)
-                const lmm_bf16* x0 = xs + (16 * kk + 2 * (l & 3)) * d.ldX;
-                const lmm_bf16* x1 = x0 + d.ldX;
-                const lmm_bf16* x8 = x0 + 8 * d.ldX;
-                const lmm_bf16* x9 = x8 + d.ldX;
-                unsigned a[4];
-                a[0] = lmmPack(lmmPhi(x0, ia, ja, ca), lmmPhi(x1, ia, ja, ca));
-                a[1] = lmmPack(lmmPhi(x0, ib, jb, cb), lmmPhi(x1, ib, jb, cb));
-                a[2] = lmmPack(lmmPhi(x8, ia, ja, ca), lmmPhi(x9, ia, ja, ca));
-                a[3] = lmmPack(lmmPhi(x8, ib, jb, cb), lmmPhi(x9, ib, jb, cb));
-                lmmTimesTile<NT>(a, rs, d.ldV, 16 * kk, d.nt, acc);
-            }
+            lmmPhiTransposedTimes<NT>(d, xs, rs, l, ia, ja, ca, ib, jb, cb, acc);
         }
         __syncthreads();
     }

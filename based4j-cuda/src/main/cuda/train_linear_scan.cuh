@@ -159,20 +159,7 @@ __device__ __forceinline__ void lmsAccumulate(const LmmDims& d, const int2* tab,
         const int2 eb = tab[16 * ft + (l >> 2) + 8];
         const int ia = ea.x & 0xffff, ja = ea.x >> 16, ib = eb.x & 0xffff, jb = eb.x >> 16;
         const float ca = __int_as_float(ea.y), cb = __int_as_float(eb.y);
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            // A = phi(X)^T: rows the lane's features, columns the tokens 16 kk + 2q (+1, +8, +9)
-            const lmm_bf16* x0 = xs + (16 * kk + 2 * (l & 3)) * d.ldX;
-            const lmm_bf16* x1 = x0 + d.ldX;
-            const lmm_bf16* x8 = x0 + 8 * d.ldX;
-            const lmm_bf16* x9 = x8 + d.ldX;
-            unsigned a[4];
-            a[0] = lmmPack(lmmPhi(x0, ia, ja, ca), lmmPhi(x1, ia, ja, ca));
-            a[1] = lmmPack(lmmPhi(x0, ib, jb, cb), lmmPhi(x1, ib, jb, cb));
-            a[2] = lmmPack(lmmPhi(x8, ia, ja, ca), lmmPhi(x9, ia, ja, ca));
-            a[3] = lmmPack(lmmPhi(x8, ib, jb, cb), lmmPhi(x9, ib, jb, cb));
-            lmmTimesTile<NT>(a, rs, d.ldV, 16 * kk, d.nt, acc);
-        }
+        lmmPhiTransposedTimes<NT>(d, xs, rs, l, ia, ja, ca, ib, jb, cb, acc);
 #pragma unroll
         for (int j = 0; j < NT; j++) {
             if (j < d.nt) frag[32 * j] = make_float4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
