@@ -1,6 +1,7 @@
 // Token sampling on the GPU (included by based4j_kernels.cu). Deterministic: every decision is made on integers
 // (order-preserving keys of the logits, fixed-point weights) or by one thread, so the chosen token never depends on
-// thread scheduling. Kernels.sampleReference (Java) computes exactly the same function.
+// thread scheduling. The CPU sampler (io.based4j.sampling.TokenDraw, behind Sampler) computes exactly the same
+// function, so the CPU and the GPU choose the same token for the same logits, settings and uniform draw.
 #pragma once
 
 #define SAMPLE_THREADS 512

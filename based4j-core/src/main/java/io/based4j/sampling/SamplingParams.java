@@ -30,4 +30,9 @@ public record SamplingParams(float temperature, int topK, float topP, long seed)
     public boolean isGreedy() {
         return temperature == 0f;
     }
+
+    /** Whether these settings always choose the most likely token (greedy, or top-k 1), using no randomness. */
+    public boolean choosesArgmax() {
+        return isGreedy() || topK == 1;
+    }
 }

@@ -13,7 +13,7 @@ class SamplerTest {
     private static final int GPT2_VOCAB = 50257;
     private static final int PADDED_VOCAB = 50304;
     /**
-     * Chi-square bound used for frequency checks with 2 to 4 degrees of freedom: the probability that a correct
+     * Chi-square bound used for frequency checks with 1 to 4 degrees of freedom: the probability that a correct
      * sampler exceeds 40 is e^-20 * (1 + 20) ~ 4e-8 for 4 degrees of freedom and smaller for fewer, so the
      * test cannot fail by chance (and is deterministic anyway, as the seeds are fixed), while a wrong
      * distribution (e.g. temperature ignored, wrong renormalization) gives values in the hundreds or more
@@ -43,7 +43,11 @@ class SamplerTest {
         var sampler = new Sampler(SamplingParams.greedy());
         assertEquals(1, sampler.sample(batch, 3, 4));
         assertEquals(1, sampler.sample(batch, 7, 4));
-        assertEquals(0, sampler.sample(new float[] {Float.NEGATIVE_INFINITY, Float.NEGATIVE_INFINITY}, 0, 2));
+        assertEquals(1, sampler.sample(new float[] {Float.NEGATIVE_INFINITY, -0f, 0f}, 0, 3)); // -0 == +0
+        // a row without any possible token is an error, greedy or not (as on the GPU)
+        var e = assertThrows(IllegalStateException.class,
+                () -> sampler.sample(new float[] {Float.NEGATIVE_INFINITY, Float.NEGATIVE_INFINITY}, 0, 2));
+        assertTrue(e.getMessage().contains("-Infinity"), e.getMessage());
     }
 
     @Test
@@ -177,19 +181,75 @@ class SamplerTest {
     }
 
     @Test
-    void topPBreaksTiesByLowerId() {
-        // 50 equal logits: 0.49 of the mass needs 25 tokens, which must be ids 0..24.
-        int[] counts = histogram(new Sampler(new SamplingParams(1f, 0, 0.49f, 15)), new float[50], 20_000);
-        for (int i = 0; i < 50; i++) {
-            assertEquals(i < 25, counts[i] > 0, "token " + i + " drawn " + counts[i] + " times");
+    void topPKeepsEveryTokenTiedAtTheBoundary() {
+        // Probabilities 0.4, 0.2, 0.2, 0.2, 0 (almost): top-p 0.5 ends within the tie, which stays whole; 0.35 keeps
+        // only the top token.
+        float[] logits = logOf(0.4, 0.2, 0.2, 0.2, 1e-6);
+        int[] counts = histogram(new Sampler(new SamplingParams(1f, 0, 0.5f, 15)), logits, 20_000);
+        assertArrayEquals(new boolean[] {true, true, true, true, false}, positive(counts));
+        assertChiSquare(new double[] {0.4, 0.2, 0.2, 0.2}, Arrays.copyOf(counts, 4));
+        counts = histogram(new Sampler(new SamplingParams(1f, 0, 0.35f, 15)), logits, 1000);
+        assertEquals(1000, counts[0]);
+        // 50 equal logits are one tie: any top-p keeps them all
+        counts = histogram(new Sampler(new SamplingParams(1f, 0, 0.01f, 15)), new float[50], 20_000);
+        assertTrue(Arrays.stream(counts).allMatch(c -> c > 0), Arrays.toString(counts));
+    }
+
+    @Test
+    void topKKeepsEveryTokenTiedAtTheKthLogit() {
+        float[] logits = {1, 5, 5, 0, 5, 5, 2};
+        int[] counts = histogram(new Sampler(new SamplingParams(1f, 3, 1f, 16)), logits, 4000);
+        assertArrayEquals(new boolean[] {false, true, true, false, true, true, false}, positive(counts));
+        counts = histogram(new Sampler(new SamplingParams(1f, 5, 1f, 16)), logits, 4000);
+        assertArrayEquals(new boolean[] {false, true, true, false, true, true, true}, positive(counts));
+    }
+
+    @Test
+    void eachSampledTokenTakesOneUniformAndArgmaxTokensNone() {
+        float[] logits = randomLogits(3000, 17);
+        for (var params : new SamplingParams[] {new SamplingParams(0.7f, 0, 1f, 5), new SamplingParams(1f, 40, 0.9f, 6),
+                new SamplingParams(1.3f, 0, 0.9f, 7)}) {
+            var sampler = new Sampler(params);
+            var twin = new Sampler(params);
+            for (int draw = 0; draw < 100; draw++) {
+                float u = twin.uniformForNextToken();
+                assertTrue(u >= 0 && u < 1 && u * 0x1p24f == Math.rint(u * 0x1p24f), "u = " + u);
+                assertEquals(Sampler.pick(logits, 0, logits.length, params, u), sampler.sample(logits, 0, logits.length));
+            }
+        }
+        for (var params : new SamplingParams[] {SamplingParams.greedy(), new SamplingParams(1f, 1, 0.5f, 8)}) {
+            var sampler = new Sampler(params);
+            assertEquals(0f, sampler.uniformForNextToken());
+            assertEquals(Sampler.pick(logits, 0, logits.length, params, 0.99f), sampler.sample(logits, 0, 3000));
         }
     }
 
     @Test
-    void topKBreaksTiesByLowerId() {
-        float[] logits = {1, 5, 5, 0, 5, 5, 2};
-        int[] counts = histogram(new Sampler(new SamplingParams(1f, 3, 1f, 16)), logits, 3000);
-        assertArrayEquals(new boolean[] {false, true, true, false, true, false, false}, positive(counts));
+    void edgeSettingsAreDefined() {
+        float[] logits = randomLogits(500, 18);
+        var random = new Random(19);
+        for (int i = 0; i < 200; i++) {
+            float u = random.nextInt(1 << 24) * 0x1p-24f;
+            float t = 0.5f + random.nextFloat();
+            int plain = Sampler.pick(logits, 0, 500, new SamplingParams(t, 0, 1f, 0), u);
+            // top-k of the whole vocabulary or more, and top-p 1, are off
+            assertEquals(plain, Sampler.pick(logits, 0, 500, new SamplingParams(t, 500, 1f, 0), u));
+            assertEquals(plain, Sampler.pick(logits, 0, 500, new SamplingParams(t, 100_000, 1f, 0), u));
+            // temperature 0 and top-k 1 are the argmax, whatever the draw
+            int argmax = Sampler.pick(logits, 0, 500, SamplingParams.greedy(), 0f);
+            assertEquals(argmax, Sampler.pick(logits, 0, 500, new SamplingParams(0f, 40, 0.9f, 0), u));
+            assertEquals(argmax, Sampler.pick(logits, 0, 500, new SamplingParams(t, 1, 1f, 0), u));
+        }
+        // +Infinity logits share the draw equally; the rest get nothing
+        float inf = Float.POSITIVE_INFINITY;
+        int[] counts = histogram(new Sampler(new SamplingParams(1f, 0, 1f, 20)), new float[] {inf, 3f, inf}, 10_000);
+        assertEquals(0, counts[1]);
+        assertChiSquare(new double[] {0.5, 0.5}, new int[] {counts[0], counts[2]});
+        assertEquals(0, new Sampler(SamplingParams.greedy()).sample(new float[] {inf, 3f, inf}, 0, 3));
+        // a token of weight 0 (-Infinity, or too unlikely for 40 fractional bits) is never drawn, even by u = 0
+        float[] zeros = {Float.NEGATIVE_INFINITY, -200f, 0f, 1f};
+        assertEquals(2, Sampler.pick(zeros, 0, 4, new SamplingParams(1f, 0, 1f, 0), 0f));
+        assertEquals(3, Sampler.pick(zeros, 0, 4, new SamplingParams(1f, 0, 1f, 0), 1f));
     }
 
     @Test

@@ -803,12 +803,12 @@ public final class CudaBackend implements TrainingBackend {
                 throw new IllegalArgumentException("sample: row " + rows[i] + " is outside [0, " + l.rows + ")");
             }
             SamplingParams p = samplers[i].params();
-            boolean greedy = p.isGreedy() || p.topK() == 1;
             packed[i] = rows[i];
-            packed[n + i] = Float.floatToRawIntBits(greedy ? 0f : p.temperature());
+            packed[n + i] = Float.floatToRawIntBits(p.choosesArgmax() ? 0f : p.temperature());
             packed[2 * n + i] = p.topK();
             packed[3 * n + i] = Float.floatToRawIntBits(p.topP());
-            packed[4 * n + i] = Float.floatToRawIntBits(greedy ? 0f : samplers[i].nextUniform());
+            // the token's uniform, taken exactly as the CPU sampler takes it, so that both choose the same token
+            packed[4 * n + i] = Float.floatToRawIntBits(samplers[i].uniformForNextToken());
         }
         long in = sampleInput.upload(packed, true);
         long out = sampleOutput.upload(new int[n], true);

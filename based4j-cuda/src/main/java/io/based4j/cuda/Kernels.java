@@ -1,7 +1,6 @@
 package io.based4j.cuda;
 
 import io.based4j.config.MixerConfig;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -59,7 +58,7 @@ import java.util.Map;
  * <tr><td>attentionAppend</td><td>T x 128</td>
  *     <td>rotated k and v of each sequence's last min(length, capacity) tokens into the cache at
  *     {@code position % capacity}; launched after attention</td></tr>
- * <tr><td>sample_f32</td><td>n x 512</td><td>see {@link #sample} and {@link #sampleReference}</td></tr>
+ * <tr><td>sample_f32</td><td>n x 512</td><td>see {@link #sample} and {@link io.based4j.sampling.Sampler#pick}</td></tr>
  * </table>
  * The training kernels (backward ops, fused loss, optimizer) are launched by {@link TrainKernels}.
  *
@@ -460,8 +459,8 @@ public final class Kernels {
     /**
      * Chooses one token per output row on the GPU, one block of 512 threads per row: logits F32 with row stride
      * {@code ld}, rows int {@code [n]} (row of logits for each output), temperature, topK, topP, uniform per output
-     * (float, int, float, float {@code [n]}), outIds int {@code [n]}. The function is exactly
-     * {@link #sampleReference}; -1 means a NaN logit, -2 all -inf.
+     * (float, int, float, float {@code [n]}), outIds int {@code [n]}. The function is exactly the CPU sampler's,
+     * {@link io.based4j.sampling.Sampler#pick}; -1 means a NaN logit, -2 all -inf.
      */
     public void sample(long logits, long rows, int n, int ld, int vocab, long temperature, long topK, long topP,
                        long uniform, long outIds) {
@@ -472,128 +471,5 @@ public final class Kernels {
         args.reset().ptr(logits).ptr(rows).i32(n).i64(ld).i32(vocab).ptr(temperature).ptr(topK).ptr(topP).ptr(uniform)
                 .ptr(outIds);
         launch(function("sample_f32"), n, 1, 1, SAMPLE_THREADS, 0);
-    }
-
-    /** The order-preserving unsigned key of a float (as a long in [0, 2^32)); -0.0 sorts just below +0.0. */
-    static long orderKey(float v) {
-        int b = Float.floatToRawIntBits(v);
-        int k = b < 0 ? ~b : (b | 0x80000000);
-        return k & 0xFFFFFFFFL;
-    }
-
-    /** Fixed-point weight {@code floor(w * 2^40)}, {@code w = (float) exp((float) ((v - m) / t))}, 1 for v == m. */
-    static long sampleWeight(float v, float m, float temperature) {
-        float w = v == m ? 1f : (float) Math.exp((v - m) / temperature);
-        return (long) (w * 0x1p40f);
-    }
-
-    /**
-     * The GPU sampler's function in plain Java (a test compares them). Over {@code logits[offset, offset + vocab)}:
-     * <ol>
-     * <li>any NaN: -1; all -inf (or vocab 0): -2;</li>
-     * <li>{@code !(temperature > 0)} or {@code topK == 1}: the argmax, lowest index on ties;</li>
-     * <li>else m = the max logit, q_i = {@link #sampleWeight}; key_i = {@link #orderKey}. Top-k
-     * ({@code 0 < topK < vocab}): keep key &gt;= the topK-th largest key (ties all kept). Top-p ({@code topP < 1}):
-     * total = kept weight, need = clamp(ceil((double) topP * total), 1, total), tau = the largest key whose kept
-     * tokens at or above it weigh &gt;= need; keep key &gt;= tau as well. kept = the kept weight (&gt;= 2^40, the max
-     * token is always kept); target = min((long) ((double) clamp(uniform, 0, 1) * kept), kept - 1); the answer is the
-     * first kept index, in index order, where the running sum of q exceeds target (q == 0 is never chosen).</li>
-     * </ol>
-     */
-    public static int sampleReference(float[] logits, int offset, int vocab, float temperature, int topK, float topP,
-                               float uniform) {
-        float best = Float.NEGATIVE_INFINITY;
-        int bestIdx = -1;
-        boolean nan = false;
-        for (int i = 0; i < vocab; i++) {
-            float v = logits[offset + i];
-            if (Float.isNaN(v)) {
-                nan = true;
-            } else if (bestIdx < 0 || v > best) {
-                best = v;
-                bestIdx = i;
-            }
-        }
-        if (nan) {
-            return -1;
-        }
-        if (bestIdx < 0 || best == Float.NEGATIVE_INFINITY) {
-            return -2;
-        }
-        if (!(temperature > 0f) || topK == 1) {
-            return bestIdx;
-        }
-        float m = best;
-        long[] key = new long[vocab];
-        long[] q = new long[vocab];
-        for (int i = 0; i < vocab; i++) {
-            float v = logits[offset + i];
-            key[i] = orderKey(v);
-            q[i] = sampleWeight(v, m, temperature);
-        }
-        long threshold = 0;
-        if (topK > 0 && topK < vocab) {
-            long[] sorted = key.clone();
-            Arrays.sort(sorted);
-            threshold = sorted[vocab - topK];
-        }
-        if (topP < 1f) {
-            long total = 0;
-            int count = 0;
-            for (int i = 0; i < vocab; i++) {
-                if (key[i] >= threshold) {
-                    total += q[i];
-                    count++;
-                }
-            }
-            double prod = (double) topP * (double) total;
-            long need = prod <= 0 ? 0 : (long) Math.ceil(prod);
-            need = Math.max(1, Math.min(need, total));
-            Integer[] kept = new Integer[count];
-            for (int i = 0, c = 0; i < vocab; i++) {
-                if (key[i] >= threshold) {
-                    kept[c++] = i;
-                }
-            }
-            Arrays.sort(kept, (a, b) -> Long.compare(key[b], key[a]));
-            long cum = 0;
-            long tau = threshold;
-            for (int j = 0; j < count; j++) {
-                cum += q[kept[j]];
-                boolean lastOfKey = j + 1 == count || key[kept[j + 1]] != key[kept[j]];
-                if (lastOfKey && cum >= need) {
-                    tau = key[kept[j]];
-                    break;
-                }
-            }
-            threshold = Math.max(threshold, tau);
-        }
-        long keptWeight = 0;
-        for (int i = 0; i < vocab; i++) {
-            if (key[i] >= threshold) {
-                keptWeight += q[i];
-            }
-        }
-        float u = uniform;
-        if (!(u > 0f)) {
-            u = 0f;
-        }
-        if (u > 1f) {
-            u = 1f;
-        }
-        long target = (long) ((double) u * (double) keptWeight);
-        if (target >= keptWeight) {
-            target = keptWeight - 1;
-        }
-        long cum = 0;
-        for (int i = 0; i < vocab; i++) {
-            if (key[i] >= threshold) {
-                cum += q[i];
-                if (cum > target) {
-                    return i;
-                }
-            }
-        }
-        throw new AssertionError("sampleReference: no token reached the target");
     }
 }

@@ -6,63 +6,73 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.Backend;
+import io.based4j.backend.cpu.CpuBackend;
 import io.based4j.sampling.Sampler;
 import io.based4j.sampling.SamplingParams;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
-/** The GPU sampler against its plain-Java statement, buffers round-tripping, and memory errors that say what is short. */
+/** The GPU sampler against the CPU sampler, buffers round-tripping, and memory errors that say what is short. */
 @GpuTest
 class CudaBackendTest {
     static final long SEED = Long.getLong("based4j.seed", System.nanoTime());
 
+    /**
+     * The GPU sampler draws exactly the CPU sampler's tokens: CudaBackend.sample against the CPU backend's sample
+     * (the host Sampler) on the same float32 logits, with twin samplers of the same settings and seeds, over many
+     * steps (so their generators must advance alike), greedy and sampled rows mixed in each call.
+     */
     @Test
-    void samplerMatchesItsJavaStatement() {
+    void samplerDrawsTheCpuSamplersTokens() {
         SplittableRandom r = new SplittableRandom(SEED);
         int vocab = 50_257;
         int padded = 50_304;
-        SamplingParams[] settings = {
-            SamplingParams.greedy(),
-            new SamplingParams(1f, 0, 1f, 1),
-            new SamplingParams(0.7f, 0, 1f, 2),
-            new SamplingParams(1f, 1, 1f, 3),
-            new SamplingParams(0.9f, 5, 1f, 4),
-            new SamplingParams(1.2f, 0, 0.9f, 5),
-            new SamplingParams(0.8f, 50, 0.8f, 6),
-            new SamplingParams(1f, 0, 0.05f, 7),
-            new SamplingParams(2f, 1000, 0.99f, 8),
-        };
-        int rows = 3 * settings.length;
+        List<SamplingParams> settings = new ArrayList<>();
+        for (float t : new float[] {0.7f, 1f, 1.3f}) {
+            for (int k : new int[] {0, 1, 40}) {
+                for (float p : new float[] {0.9f, 1f}) {
+                    settings.add(new SamplingParams(t, k, p, 0));
+                }
+            }
+        }
+        settings.addAll(List.of(SamplingParams.greedy(), new SamplingParams(0.9f, 5, 1f, 0),
+                new SamplingParams(1f, 0, 0.05f, 0), new SamplingParams(0.8f, 50, 0.8f, 0),
+                new SamplingParams(2f, 1000, 0.99f, 0), new SamplingParams(1f, 100_000, 1f, 0)));
+        int rows = 2 * settings.size();
         float[] logits = new float[rows * padded];
         for (int i = 0; i < rows; i++) {
             double spread = 1 + 4 * r.nextDouble();
             for (int v = 0; v < padded; v++) {
-                // a few ties and a padded tail that must never be chosen
-                logits[i * padded + v] = v >= vocab ? 1e9f : (float) Math.round(r.nextGaussian() * spread * 64) / 64f;
+                // a few ties, some -inf, and a padded tail that must never be chosen
+                float x = (float) Math.round(r.nextGaussian() * spread * 64) / 64f;
+                logits[i * padded + v] = v >= vocab ? 1e9f : r.nextInt(500) == 0 ? Float.NEGATIVE_INFINITY : x;
             }
         }
-        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.F32)) {
-            Backend.Buffer buf = gpu.upload(logits, rows, padded); // float32: the backend's precision
-            for (int round = 0; round < 20; round++) {
+        logits[3 * padded + 10] = logits[3 * padded + 20_000] = Float.POSITIVE_INFINITY; // two tokens share the draw
+        Sampler[] onGpu = new Sampler[rows];
+        Sampler[] onCpu = new Sampler[rows];
+        for (int i = 0; i < rows; i++) {
+            SamplingParams p = settings.get(i % settings.size());
+            SamplingParams seeded = new SamplingParams(p.temperature(), p.topK(), p.topP(), r.nextLong());
+            onGpu[i] = new Sampler(seeded);
+            onCpu[i] = new Sampler(seeded);
+        }
+        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.F32); CpuBackend cpu = new CpuBackend()) {
+            Backend.Buffer gpuLogits = gpu.upload(logits, rows, padded); // float32: the backend's precision
+            Backend.Buffer cpuLogits = cpu.upload(logits, rows, padded);
+            for (int step = 0; step < 30; step++) {
                 int[] rowIdx = new int[rows];
-                Sampler[] gpuSamplers = new Sampler[rows];
-                Sampler[] draws = new Sampler[rows];
                 for (int i = 0; i < rows; i++) {
-                    rowIdx[i] = (i * 7 + round) % rows;
-                    SamplingParams p = settings[i % settings.length];
-                    SamplingParams seeded = new SamplingParams(p.temperature(), p.topK(), p.topP(), 1000L * round + i);
-                    gpuSamplers[i] = new Sampler(seeded);
-                    draws[i] = new Sampler(seeded);
+                    rowIdx[i] = (i * 7 + step) % rows;
                 }
-                int[] got = gpu.sample(buf, rowIdx, vocab, gpuSamplers);
+                int[] want = cpu.sample(cpuLogits, rowIdx, vocab, onCpu);
+                int[] got = gpu.sample(gpuLogits, rowIdx, vocab, onGpu);
                 for (int i = 0; i < rows; i++) {
-                    SamplingParams p = gpuSamplers[i].params();
-                    boolean greedy = p.isGreedy() || p.topK() == 1;
-                    float u = greedy ? 0f : draws[i].nextUniform();
-                    int want = Kernels.sampleReference(logits, rowIdx[i] * padded, vocab, greedy ? 0f : p.temperature(),
-                            p.topK(), p.topP(), u);
-                    assertEquals(want, got[i], "row " + rowIdx[i] + " with " + p + ", u=" + u + " [-Dbased4j.seed="
-                            + SEED + "]");
+                    assertEquals(want[i], got[i], "step " + step + ", row " + rowIdx[i] + " with "
+                            + onCpu[i].params() + " [-Dbased4j.seed=" + SEED + "]");
                     assertTrue(got[i] >= 0 && got[i] < vocab);
                 }
             }
@@ -72,6 +82,12 @@ class CudaBackendTest {
             IllegalStateException e = assertThrows(IllegalStateException.class, () -> gpu.sample(bad, new int[] {5},
                     vocab, new Sampler[] {new Sampler(SamplingParams.greedy())}));
             assertTrue(e.getMessage().contains("NaN"), e.getMessage());
+            float[] none = logits.clone();
+            Arrays.fill(none, 6 * padded, 6 * padded + vocab, Float.NEGATIVE_INFINITY);
+            Backend.Buffer empty = gpu.upload(none, rows, padded);
+            e = assertThrows(IllegalStateException.class, () -> gpu.sample(empty, new int[] {6}, vocab,
+                    new Sampler[] {new Sampler(SamplingParams.greedy())}));
+            assertTrue(e.getMessage().contains("-Infinity"), e.getMessage());
         }
     }
 
@@ -86,7 +102,7 @@ class CudaBackendTest {
             assertArrayEquals(v, f32.download(f32.upload(v, 37, 91)));
             Backend.Buffer whole = f32.upload(v, 37, 91);
             float[] head = f32.download(f32.view(whole, 5));
-            assertArrayEquals(java.util.Arrays.copyOf(v, 5 * 91), head);
+            assertArrayEquals(Arrays.copyOf(v, 5 * 91), head);
         }
         try (CudaBackend bf16 = CudaBackend.open("cuda", Precision.BF16)) {
             float[] back = bf16.download(bf16.upload(v, 37, 91));
