@@ -3,10 +3,8 @@ package io.based4j.cli;
 import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.ModelConfig;
-import io.based4j.cuda.CudaBackend;
-import io.based4j.cuda.Precision;
 import io.based4j.model.BasedModel;
-import io.based4j.model.Initializer;
+import io.based4j.model.Presets;
 import io.based4j.model.Session;
 import io.based4j.model.StateSize;
 import io.based4j.sampling.Sampler;
@@ -14,6 +12,7 @@ import io.based4j.sampling.SamplingParams;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -28,30 +27,50 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "gpu", mixinStandardHelpOptions = true,
-        description = "Prefill and decode throughput on an NVIDIA GPU for several batch sizes and prompt lengths, with "
+        description = {"Prefill and decode throughput on an NVIDIA GPU for several batch sizes and prompt lengths, with "
                 + "state bytes per sequence, peak GPU memory, and decode's memory traffic against the device copy "
-                + "bandwidth measured in the same run.")
+                + "bandwidth measured in the same run.",
+                "--generate G times whole generations instead: prefill and G greedy tokens per sequence, tokens/s = "
+                        + "batch x G / seconds end to end (default batch " + BenchGpuCommand.GENERATE_BATCH
+                        + ", prompt " + BenchGpuCommand.GENERATE_PROMPT + ").",
+                "--compare A,B measures two models (presets or checkpoint directories) in one run and adds B's "
+                        + "tokens/s against A's."})
 final class BenchGpuCommand implements Callable<Integer> {
+    /** The batch and prompt length of {@code --generate} unless --batch or --prompt-len is given. */
+    static final int GENERATE_BATCH = 128;
+    static final int GENERATE_PROMPT = 512;
+
     @Option(names = {"-m", "--model"}, paramLabel = "DIR", description = "Checkpoint directory (instead of --preset).")
     Path model;
 
     @Option(names = "--preset", paramLabel = "NAME", completionCandidates = InfoCommand.PresetNames.class,
             description = "Random weights in a released shape: ${COMPLETION-CANDIDATES}. Default: based-360m unless "
-                    + "--model is given.")
+                    + "--model or --compare is given.")
     String preset;
 
-    @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cuda", description = "cuda or cuda:N.")
+    @Option(names = "--compare", paramLabel = "A,B", split = ",",
+            description = "Two models measured one after the other in this run, each a preset (random weights) or a "
+                    + "checkpoint directory, e.g. based-1b,attn-1b: both tables, then B's tokens/s against A's.")
+    List<String> compare;
+
+    @Option(names = "--generate", paramLabel = "G",
+            description = "Time whole generations of G tokens per sequence (prefill included) instead of prefill and "
+                    + "decode steps apart.")
+    Integer generate;
+
+    @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cuda",
+            description = "cuda or cuda:N; cpu for a quick check of the benchmark (no memory figures).")
     String device;
 
     @Option(names = "--precision", paramLabel = "TYPE", defaultValue = "bf16", description = "bf16 or f32.")
     String precision;
 
-    @Option(names = "--batch", paramLabel = "B", split = ",", defaultValue = "1,8,64,256",
-            description = "Batch sizes (default ${DEFAULT-VALUE}).")
+    @Option(names = "--batch", paramLabel = "B", split = ",",
+            description = "Batch sizes (default 1,8,64,256; with --generate " + GENERATE_BATCH + ").")
     List<Integer> batches;
 
-    @Option(names = "--prompt-len", paramLabel = "N", split = ",", defaultValue = "512,2048",
-            description = "Prompt lengths (default ${DEFAULT-VALUE}).")
+    @Option(names = "--prompt-len", paramLabel = "N", split = ",",
+            description = "Prompt lengths (default 512,2048; with --generate " + GENERATE_PROMPT + ").")
     List<Integer> promptLens;
 
     @Option(names = "--decode-steps", paramLabel = "N", defaultValue = "32",
@@ -69,52 +88,178 @@ final class BenchGpuCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
+    /** One model's measurements. */
+    private record Measured(BenchServeCommand.Subject subject, String source, long parameters, long weightBytes,
+                            Map<String, Long> stateBytesByKind, List<Map<String, Object>> rows) {
+    }
+
     @Override
     public Integer call() throws IOException {
-        if (steps < 1 || batches.stream().anyMatch(b -> b < 1) || promptLens.stream().anyMatch(p -> p < 1)
-                || tokensPerCall < 1) {
+        if (steps < 1 || tokensPerCall < 1 || batches != null && batches.stream().anyMatch(b -> b < 1)
+                || promptLens != null && promptLens.stream().anyMatch(p -> p < 1)) {
             throw new UsageException("--batch, --prompt-len, --decode-steps and --tokens-per-call must be >= 1");
         }
-        ModelOptions.modelOrPreset(model, preset);
-        String presetName = preset == null && model == null ? "based-360m" : preset;
-        ModelConfig presetConfig = presetName == null ? null : ModelOptions.preset(presetName);
-        Precision gpuPrecision = ModelOptions.precision(precision);
-        if (!ModelOptions.isCuda(device)) {
-            throw new UsageException("bench gpu runs on cuda or cuda:N, not --device " + device);
+        if (generate != null && generate < 1) {
+            throw new UsageException("--generate must be >= 1 generated tokens, got " + generate);
         }
-        ModelOptions modelOptions = new ModelOptions();
-        modelOptions.model = model;
-        if (model != null) {
-            modelOptions.modelDir(); // refuses a missing --model before the GPU is opened
+        if (batches == null) {
+            batches = generate != null ? List.of(GENERATE_BATCH) : List.of(1, 8, 64, 256);
+        }
+        if (promptLens == null) {
+            promptLens = generate != null ? List.of(GENERATE_PROMPT) : List.of(512, 2048);
+        }
+        List<BenchServeCommand.Subject> subjects = subjects();
+        ModelOptions.precision(precision);
+        if (!device.equals("cpu") && !ModelOptions.isCuda(device)) {
+            throw new UsageException("bench gpu runs on cuda, cuda:N or cpu, not --device " + device);
         }
         OutputFiles.checkWritable("--json", json);
         PrintWriter out = spec.commandLine().getOut();
-        try (CudaBackend gpu = CudaBackend.open(device, gpuPrecision); Arena arena = Arena.ofShared()) {
-            double copyGBs = copyBandwidth(gpu);
-            Progress.note(String.format("%s (%s): device copy bandwidth %.0f GB/s", gpu.name(), gpu.deviceName(),
-                    copyGBs));
-            BasedModel m;
-            String name;
-            if (presetConfig != null) {
-                Progress.note("initialising random weights for " + presetName);
-                m = BasedModel.of(Initializer.weights(presetConfig, 1234, arena), gpu);
-                name = "preset " + presetName + " (random weights)";
-            } else {
-                m = modelOptions.load(gpu);
-                name = model.toString();
+        List<Measured> measured = new ArrayList<>();
+        BenchDevice dev;
+        Double copyGBs;
+        try (Backend backend = ModelOptions.open(device, precision)) {
+            dev = BenchDevice.of(backend);
+            copyGBs = dev.copyGBs();
+            if (copyGBs != null) {
+                Progress.note(String.format("%s (%s): device copy bandwidth %.0f GB/s", backend.name(),
+                        dev.deviceName(), copyGBs));
             }
-            try (m) {
-                run(m, gpu, name, copyGBs, out);
+            for (BenchServeCommand.Subject s : subjects) {
+                try (Arena arena = Arena.ofShared(); BasedModel m = BenchServeCommand.load(s, backend, arena)) {
+                    String source = s.preset() != null ? "preset " + s.preset() + " (random weights)"
+                            : s.dir().toString();
+                    long weightBytes = m.parameterCount() * dev.weightBytes();
+                    int longest = promptLens.get(0) + (generate != null ? generate : steps) + 1;
+                    measured.add(new Measured(s, source, m.parameterCount(), weightBytes,
+                            new LinkedHashMap<>(StateSize.byKind(m.config(), longest)),
+                            generate != null ? generateRows(m, dev) : decodeRows(m, dev, weightBytes, copyGBs)));
+                }
             }
         }
+        Map<String, String> compared = generate != null ? BenchGpuReport.GENERATE_RATES : BenchGpuReport.DECODE_RATES;
+        for (Measured m : measured) {
+            print(out, m, dev, copyGBs);
+        }
+        Map<String, Object> doc = new LinkedHashMap<>();
+        doc.put("benchmark", "gpu");
+        if (generate != null) {
+            doc.put("mode", "generate");
+        }
+        if (measured.size() == 1) {
+            doc.put("model", measured.getFirst().source());
+        }
+        doc.put("backend", dev.backend().name());
+        doc.put("device", dev.deviceName());
+        doc.put("precision", dev.precision());
+        doc.put("java", Runtime.version().toString());
+        if (measured.size() == 1) {
+            doc.put("parameters", measured.getFirst().parameters());
+            doc.put("weight_bytes_on_gpu", measured.getFirst().weightBytes());
+        }
+        if (generate != null) {
+            doc.put("generated_tokens", generate);
+            doc.put("tokens_per_s", "batch x generated tokens / seconds from the start of the prefill to the last "
+                    + "token, greedy; an untimed short generation at the same batch before");
+        } else {
+            doc.put("decode_steps", steps);
+        }
+        doc.put("tokens_per_prefill_call", tokensPerCall);
+        if (measured.size() == 1) {
+            doc.put("state_bytes_by_kind", measured.getFirst().stateBytesByKind());
+        }
+        doc.put("copy_bandwidth_GBps", copyGBs);
+        if (measured.size() == 1) {
+            doc.put("results", measured.getFirst().rows());
+        } else {
+            List<Map<String, Object>> models = new ArrayList<>();
+            for (Measured m : measured) {
+                Map<String, Object> entry = new LinkedHashMap<>();
+                entry.put("name", m.subject().name());
+                entry.put("source", m.source());
+                entry.put("parameters", m.parameters());
+                entry.put("weight_bytes_on_gpu", m.weightBytes());
+                entry.put("state_bytes_by_kind", m.stateBytesByKind());
+                entry.put("results", m.rows());
+                models.add(entry);
+            }
+            doc.put("models", models);
+            Measured a = measured.get(0);
+            Measured b = measured.get(1);
+            List<Map<String, Object>> ratios = BenchGpuReport.ratios(a.subject().name(), a.rows(), b.subject().name(),
+                    b.rows(), compared);
+            BenchGpuReport.printRatios(out, ratios, compared);
+            doc.put("ratios", ratios);
+        }
+        OutputFiles.writeJson(json, doc);
+        out.printf("%nwrote %s%n", json);
+        out.flush();
         return 0;
     }
 
-    private void run(BasedModel m, CudaBackend gpu, String name, double copyGBs, PrintWriter out) throws IOException {
+    /** The models: the two of --compare, or the one of --model or --preset (based-360m when none is given). */
+    private List<BenchServeCommand.Subject> subjects() {
+        if (compare != null) {
+            if (model != null || preset != null) {
+                throw new UsageException("give either --compare or --model/--preset, not both");
+            }
+            if (compare.size() != 2) {
+                throw new UsageException("--compare takes two models, A,B; got " + compare.size());
+            }
+            List<BenchServeCommand.Subject> out = new ArrayList<>();
+            for (String c : compare) {
+                if (Presets.NAMES.contains(c)) {
+                    out.add(new BenchServeCommand.Subject(c, null, c));
+                    continue;
+                }
+                Path dir = Path.of(c);
+                if (!Files.isDirectory(dir)) {
+                    throw new UsageException("--compare " + c + " is neither a preset (" + String.join(", ",
+                            Presets.NAMES) + ") nor a checkpoint directory");
+                }
+                Path name = dir.toAbsolutePath().normalize().getFileName();
+                out.add(new BenchServeCommand.Subject(name == null ? c : name.toString(), dir, null));
+            }
+            if (out.get(0).name().equals(out.get(1).name())) {
+                throw new UsageException("--compare names " + out.get(0).name() + " twice; give two models");
+            }
+            return out;
+        }
+        ModelOptions.modelOrPreset(model, preset);
+        if (model != null) {
+            ModelOptions modelOptions = new ModelOptions();
+            modelOptions.model = model;
+            modelOptions.modelDir(); // refuses a missing --model before the device is opened
+            return List.of(new BenchServeCommand.Subject(model.toString(), model, null));
+        }
+        String name = preset == null ? "based-360m" : preset;
+        ModelOptions.preset(name);
+        return List.of(new BenchServeCommand.Subject(name, null, name));
+    }
+
+    private void print(PrintWriter out, Measured m, BenchDevice dev, Double copyGBs) {
+        String backend = dev.backend().name();
+        if (generate != null) {
+            out.printf("based4j bench gpu --generate %d: %s on %s (%s), %s; greedy, tokens/s = batch x %1$d / "
+                    + "seconds, prefill included%n", generate, m.source(), backend, dev.deviceName(), dev.precision());
+        } else {
+            out.printf("based4j bench gpu: %s on %s (%s), %s%n", m.source(), backend, dev.deviceName(),
+                    dev.precision());
+        }
+        out.printf("parameters %.1fM, weights on the GPU %s; device copy bandwidth (read + write) %s%n%n",
+                m.parameters() / 1e6, StateSize.human(m.weightBytes()),
+                copyGBs == null ? "not measured" : String.format("%.0f GB/s", copyGBs));
+        if (generate != null) {
+            BenchGpuReport.printGenerate(out, m.rows());
+        } else {
+            BenchGpuReport.printDecode(out, m.rows());
+        }
+    }
+
+    private List<Map<String, Object>> decodeRows(BasedModel m, BenchDevice dev, long weightBytes, Double copyGBs) {
         ModelConfig cfg = m.config();
-        long weightBytes = m.parameterCount() * gpu.precision().bytes();
         SplittableRandom rnd = new SplittableRandom(7);
-        measure(m, gpu, 2, 64, 4, rnd); // warm-up: cuBLAS heuristics, first graph, module load
+        measure(m, dev, 2, 64, 4, rnd); // warm-up: cuBLAS heuristics, first graph, module load
         List<Map<String, Object>> rows = new ArrayList<>();
         for (int prompt : promptLens) {
             for (int b : batches) {
@@ -125,17 +270,17 @@ final class BenchGpuCommand implements Callable<Integer> {
                 long state = StateSize.total(cfg, prompt + steps + 1);
                 row.put("state_bytes_per_sequence", state);
                 try {
-                    double[] r = measure(m, gpu, b, prompt, steps, rnd);
+                    Timing t = measure(m, dev, b, prompt, steps, rnd);
                     double bytesPerStep = weightBytes + 2.0 * b * StateSize.total(cfg, prompt + steps / 2);
-                    double achieved = bytesPerStep / r[1] / 1e9;
-                    row.put("prefill_tokens_per_s", (double) b * prompt / r[0]);
-                    row.put("decode_tokens_per_s", b / r[1]);
-                    row.put("decode_ms_per_step", r[1] * 1e3);
+                    Double achieved = copyGBs == null ? null : bytesPerStep / t.secondsPerStep() / 1e9;
+                    row.put("prefill_tokens_per_s", (double) b * prompt / t.prefillSeconds());
+                    row.put("decode_tokens_per_s", b / t.secondsPerStep());
+                    row.put("decode_ms_per_step", t.secondsPerStep() * 1e3);
                     row.put("decode_bytes_per_step", bytesPerStep);
                     row.put("decode_achieved_GBps", achieved);
-                    row.put("decode_fraction_of_copy_bw", achieved / copyGBs);
-                    row.put("peak_gpu_bytes", (long) r[2]);
-                    row.put("device_used_bytes", (long) r[3]);
+                    row.put("decode_fraction_of_copy_bw", achieved == null ? null : achieved / copyGBs);
+                    row.put("peak_gpu_bytes", t.peakBytes());
+                    row.put("device_used_bytes", t.usedBytes());
                 } catch (IllegalStateException e) {
                     row.put("error", e.getMessage());
                     Progress.note("  skipped: " + e.getMessage());
@@ -143,95 +288,131 @@ final class BenchGpuCommand implements Callable<Integer> {
                 rows.add(row);
             }
         }
-        out.printf("based4j bench gpu: %s on %s (%s), %s%n", name, gpu.name(), gpu.deviceName(),
-                gpu.precision().suffix());
-        out.printf("parameters %.1fM, weights on the GPU %s; device copy bandwidth (read + write) %.0f GB/s%n%n",
-                m.parameterCount() / 1e6, StateSize.human(weightBytes), copyGBs);
-        out.printf("%7s %6s %14s %14s %14s %10s %11s %11s %12s%n", "prompt", "batch", "state B/seq", "prefill tok/s",
-                "decode tok/s", "ms/step", "decode GB/s", "of copy bw", "peak GPU mem");
-        for (Map<String, Object> row : rows) {
-            if (row.containsKey("error")) {
-                out.printf("%7d %6d %,14d  does not fit: %s%n", row.get("prompt_len"), row.get("batch"),
-                        row.get("state_bytes_per_sequence"), row.get("error"));
-                continue;
-            }
-            out.printf("%7d %6d %,14d %14.0f %14.1f %10.2f %11.0f %10.1f%% %12s%n", row.get("prompt_len"),
-                    row.get("batch"), row.get("state_bytes_per_sequence"), row.get("prefill_tokens_per_s"),
-                    row.get("decode_tokens_per_s"), row.get("decode_ms_per_step"), row.get("decode_achieved_GBps"),
-                    100 * (double) row.get("decode_fraction_of_copy_bw"),
-                    StateSize.human((long) row.get("peak_gpu_bytes")));
-        }
-        Map<String, Object> doc = new LinkedHashMap<>();
-        doc.put("benchmark", "gpu");
-        doc.put("model", name);
-        doc.put("backend", gpu.name());
-        doc.put("device", gpu.deviceName());
-        doc.put("precision", gpu.precision().suffix());
-        doc.put("java", Runtime.version().toString());
-        doc.put("parameters", m.parameterCount());
-        doc.put("weight_bytes_on_gpu", weightBytes);
-        doc.put("decode_steps", steps);
-        doc.put("tokens_per_prefill_call", tokensPerCall);
-        doc.put("state_bytes_by_kind", new LinkedHashMap<>(StateSize.byKind(cfg, promptLens.get(0) + steps + 1)));
-        doc.put("copy_bandwidth_GBps", copyGBs);
-        doc.put("results", rows);
-        OutputFiles.writeJson(json, doc);
-        out.printf("%nwrote %s%n", json);
-        out.flush();
+        return rows;
     }
 
-    /** Returns {prefill seconds, seconds per decode step, peak bytes held, device bytes in use}. */
-    private double[] measure(BasedModel m, CudaBackend gpu, int batch, int prompt, int decodeSteps,
-                             SplittableRandom rnd) {
-        Backend backend = m.backend();
-        int vocab = m.config().vocabSize();
-        gpu.synchronize();
-        gpu.resetPeak();
-        try (Session session = m.newSession(batch, prompt + decodeSteps + 3, Math.max(batch, tokensPerCall))) {
-            int[] slots = IntStream.range(0, batch).toArray();
-            int[][] prompts = new int[batch][];
-            for (int b = 0; b < batch; b++) {
-                prompts[b] = rnd.ints(prompt, 0, vocab).toArray();
+    private List<Map<String, Object>> generateRows(BasedModel m, BenchDevice dev) {
+        SplittableRandom rnd = new SplittableRandom(7);
+        measure(m, dev, 2, 64, 4, rnd); // warm-up: cuBLAS heuristics, first graph, module load
+        List<Map<String, Object>> rows = new ArrayList<>();
+        for (int prompt : promptLens) {
+            for (int b : batches) {
+                Progress.note("prompt " + prompt + ", batch " + b + ": prefill and " + generate + " tokens");
+                Map<String, Object> row = new LinkedHashMap<>();
+                row.put("prompt_len", prompt);
+                row.put("batch", b);
+                row.put("generated_tokens", generate);
+                row.put("state_bytes_per_sequence", StateSize.total(m.config(), prompt + generate));
+                try {
+                    measure(m, dev, b, 8, 2, rnd); // untimed: the step at this batch recorded and warm
+                    Generation g = generation(m, dev, b, prompt, generate, rnd);
+                    row.put("seconds", g.seconds());
+                    row.put("prefill_seconds", g.prefillSeconds());
+                    row.put("prefill_share", g.prefillSeconds() / g.seconds());
+                    row.put("tokens_per_s", (double) b * generate / g.seconds());
+                    row.put("peak_gpu_bytes", g.peakBytes());
+                } catch (IllegalStateException e) {
+                    row.put("error", e.getMessage());
+                    Progress.note("  skipped: " + e.getMessage());
+                }
+                rows.add(row);
             }
-            Sampler[] greedy = new Sampler[batch];
-            Arrays.setAll(greedy, i -> new Sampler(SamplingParams.greedy()));
-            int[] next = new int[batch];
+        }
+        return rows;
+    }
+
+    /** Seconds from the prefill's start to the last generated token, of them the prefill's, and peak memory. */
+    private record Generation(double seconds, double prefillSeconds, Long peakBytes) {
+    }
+
+    private Generation generation(BasedModel m, BenchDevice dev, int batch, int prompt, int generated,
+                                SplittableRandom rnd) {
+        dev.synchronize();
+        dev.resetPeak();
+        try (Session session = m.newSession(batch, prompt + generated + 1, Math.max(batch, tokensPerCall))) {
+            Decoding d = new Decoding(m, session, batch);
             long t0 = System.nanoTime();
+            d.prefill(prompt, rnd); // the first generated token
+            dev.synchronize();
+            long t1 = System.nanoTime();
+            for (int s = 1; s < generated; s++) {
+                d.step();
+            }
+            dev.synchronize();
+            long t2 = System.nanoTime();
+            return new Generation((t2 - t0) / 1e9, (t1 - t0) / 1e9, dev.peakBytes());
+        }
+    }
+
+    /** The times of one prefill and decode run, and the device memory read before its session closed. */
+    private record Timing(double prefillSeconds, double secondsPerStep, Long peakBytes, Long usedBytes) {
+    }
+
+    private Timing measure(BasedModel m, BenchDevice dev, int batch, int prompt, int decodeSteps,
+                           SplittableRandom rnd) {
+        dev.synchronize();
+        dev.resetPeak();
+        try (Session session = m.newSession(batch, prompt + decodeSteps + 3, Math.max(batch, tokensPerCall))) {
+            Decoding d = new Decoding(m, session, batch);
+            long t0 = System.nanoTime();
+            d.prefill(prompt, rnd);
+            dev.synchronize();
+            long t1 = System.nanoTime();
+            // two untimed steps: the first records the step's CUDA graph
+            for (int s = 0; s < 2; s++) {
+                d.step();
+            }
+            long t2 = System.nanoTime();
+            for (int s = 0; s < decodeSteps; s++) {
+                d.step();
+            }
+            long t3 = System.nanoTime();
+            return new Timing((t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, dev.peakBytes(), dev.usedBytes());
+        }
+    }
+
+    /** Greedy generation of one sequence per slot of a session: random prompts, then one token per step. */
+    private static final class Decoding {
+        private final BasedModel m;
+        private final Session session;
+        private final int[] slots;
+        private final Sampler[] greedy;
+        private final int[] next;
+
+        Decoding(BasedModel m, Session session, int batch) {
+            this.m = m;
+            this.session = session;
+            this.slots = IntStream.range(0, batch).toArray();
+            this.greedy = new Sampler[batch];
+            Arrays.setAll(greedy, i -> new Sampler(SamplingParams.greedy()));
+            this.next = new int[batch];
+        }
+
+        /** Prefills every slot with a random prompt of {@code length} tokens and samples each one's next token. */
+        void prefill(int length, SplittableRandom rnd) {
+            Backend backend = m.backend();
+            int vocab = m.config().vocabSize();
+            int[][] prompts = new int[slots.length][];
+            for (int b = 0; b < slots.length; b++) {
+                prompts[b] = rnd.ints(length, 0, vocab).toArray();
+            }
             m.prefill(session, slots, prompts, (logits, rows, seqs) -> {
                 int[] ids = backend.sample(logits, rows, vocab, Arrays.copyOf(greedy, rows.length));
                 for (int j = 0; j < seqs.length; j++) {
                     next[seqs[j]] = ids[j];
                 }
             });
-            gpu.synchronize();
-            long t1 = System.nanoTime();
-            int[] rows = IntStream.range(0, batch).toArray();
-            // two untimed steps: the first records the step's CUDA graph
-            for (int s = 0; s < 2; s++) {
-                step(m, session, slots, rows, next, greedy);
-            }
-            long t2 = System.nanoTime();
-            for (int s = 0; s < decodeSteps; s++) {
-                step(m, session, slots, rows, next, greedy);
-            }
-            long t3 = System.nanoTime();
-            long[] mem = gpu.deviceMemory();
-            return new double[] {(t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, gpu.peakAllocatedBytes(),
-                    mem[1] - mem[0]};
         }
-    }
 
-    private static void step(BasedModel m, Session session, int[] slots, int[] rows, int[] next, Sampler[] samplers) {
-        int[] positions = new int[slots.length];
-        for (int b = 0; b < slots.length; b++) {
-            positions[b] = session.position(slots[b]);
+        /** One decode step of every slot: feeds the last tokens and samples the next ones. */
+        void step() {
+            int[] positions = new int[slots.length];
+            for (int b = 0; b < slots.length; b++) {
+                positions[b] = session.position(slots[b]);
+            }
+            Backend.Buffer logits = m.forward(session, TokenBatch.step(slots, positions), next.clone(), false, null);
+            int[] ids = m.backend().sample(logits, slots, m.config().vocabSize(), greedy);
+            System.arraycopy(ids, 0, next, 0, ids.length);
         }
-        Backend.Buffer logits = m.forward(session, TokenBatch.step(slots, positions), next.clone(), false, null);
-        int[] ids = m.backend().sample(logits, rows, m.config().vocabSize(), samplers);
-        System.arraycopy(ids, 0, next, 0, ids.length);
-    }
-
-    private static double copyBandwidth(CudaBackend gpu) {
-        return gpu.copyBandwidth(1L << 30, 10) / 1e9;
     }
 }

@@ -240,7 +240,7 @@ final class BenchServeCommand implements Callable<Integer> {
         return out;
     }
 
-    private static BasedModel load(Subject s, Backend backend, Arena arena) {
+    static BasedModel load(Subject s, Backend backend, Arena arena) {
         if (s.preset() != null) {
             Progress.note("initialising random weights for " + s.preset());
             return BasedModel.of(Initializer.weights(ModelOptions.preset(s.preset()), 1234, arena), backend);

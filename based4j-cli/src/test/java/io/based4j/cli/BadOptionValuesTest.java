@@ -18,7 +18,7 @@ class BadOptionValuesTest {
         "bench cpu --threads 0                          | --threads",
         "bench cpu --device tpu                         | --device tpu",
         "bench gpu --preset nope                        | unknown preset 'nope'",
-        "bench gpu --device cpu                         | not --device cpu",
+        "bench gpu --device tpu                         | not --device tpu",
         "bench gpu --device cuda:x                      | --device cuda:x",
         "bench gpu --precision f8                       | --precision f8",
         "bench gpu --tokens-per-call 0                  | --tokens-per-call",

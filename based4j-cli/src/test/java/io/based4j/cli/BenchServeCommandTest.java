@@ -34,19 +34,24 @@ class BenchServeCommandTest {
 
     @BeforeAll
     static void attentionModel() throws IOException {
+        attention = tinyAttention(shared.resolve("attn-tiny"));
+    }
+
+    /** Writes a tiny attention-only checkpoint into {@code dir}, over the golden model's vocabulary. */
+    static Path tinyAttention(Path dir) throws IOException {
         Map<String, Object> config = new LinkedHashMap<>(Presets.configMap("attn-360m"));
         config.put("n_embd", 32L);
         config.put("n_layer", 2L);
         config.put("n_head", 2L);
         config.put("n_inner", 64L);
         config.put("vocab_size", 1000L);
-        attention = shared.resolve("attn-tiny");
-        Files.createDirectories(attention);
-        Files.writeString(attention.resolve("config.json"), Json.writePretty(config));
+        Files.createDirectories(dir);
+        Files.writeString(dir.resolve("config.json"), Json.writePretty(config));
         try (Arena arena = Arena.ofShared()) {
-            Safetensors.write(attention.resolve("model.safetensors"),
+            Safetensors.write(dir.resolve("model.safetensors"),
                     Initializer.stateDict(ConfigParser.fromMap("test", config), 3, arena), Map.of());
         }
+        return dir;
     }
 
     @SuppressWarnings("unchecked")
