@@ -256,31 +256,28 @@ final class BenchGpuCommand implements Callable<Integer> {
         }
     }
 
-    private List<Map<String, Object>> decodeRows(BasedModel m, BenchDevice dev, long weightBytes, Double copyGBs) {
-        ModelConfig cfg = m.config();
+    /** Measures one configuration into its row; may throw IllegalStateException where it does not fit. */
+    @FunctionalInterface
+    private interface RowMeasure {
+        void fill(int prompt, int batch, Map<String, Object> row, SplittableRandom rnd);
+    }
+
+    /**
+     * A row for every prompt length and batch, after a warm-up (cuBLAS heuristics, first graph, module load): its
+     * prompt and batch, then what {@code measure} adds, or the error of a configuration that does not fit.
+     */
+    private List<Map<String, Object>> grid(BasedModel m, BenchDevice dev, String what, RowMeasure measure) {
         SplittableRandom rnd = new SplittableRandom(7);
-        measure(m, dev, 2, 64, 4, rnd); // warm-up: cuBLAS heuristics, first graph, module load
+        measure(m, dev, 2, 64, 4, rnd);
         List<Map<String, Object>> rows = new ArrayList<>();
         for (int prompt : promptLens) {
             for (int b : batches) {
-                Progress.note("prompt " + prompt + ", batch " + b + ": prefill, then " + steps + " decode steps");
+                Progress.note("prompt " + prompt + ", batch " + b + ": " + what);
                 Map<String, Object> row = new LinkedHashMap<>();
                 row.put("prompt_len", prompt);
                 row.put("batch", b);
-                long state = StateSize.total(cfg, prompt + steps + 1);
-                row.put("state_bytes_per_sequence", state);
                 try {
-                    Timing t = measure(m, dev, b, prompt, steps, rnd);
-                    double bytesPerStep = weightBytes + 2.0 * b * StateSize.total(cfg, prompt + steps / 2);
-                    Double achieved = copyGBs == null ? null : bytesPerStep / t.secondsPerStep() / 1e9;
-                    row.put("prefill_tokens_per_s", (double) b * prompt / t.prefillSeconds());
-                    row.put("decode_tokens_per_s", b / t.secondsPerStep());
-                    row.put("decode_ms_per_step", t.secondsPerStep() * 1e3);
-                    row.put("decode_bytes_per_step", bytesPerStep);
-                    row.put("decode_achieved_GBps", achieved);
-                    row.put("decode_fraction_of_copy_bw", achieved == null ? null : achieved / copyGBs);
-                    row.put("peak_gpu_bytes", t.peakBytes());
-                    row.put("device_used_bytes", t.usedBytes());
+                    measure.fill(prompt, b, row, rnd);
                 } catch (IllegalStateException e) {
                     row.put("error", e.getMessage());
                     Progress.note("  skipped: " + e.getMessage());
@@ -291,34 +288,36 @@ final class BenchGpuCommand implements Callable<Integer> {
         return rows;
     }
 
+    private List<Map<String, Object>> decodeRows(BasedModel m, BenchDevice dev, long weightBytes, Double copyGBs) {
+        ModelConfig cfg = m.config();
+        return grid(m, dev, "prefill, then " + steps + " decode steps", (prompt, b, row, rnd) -> {
+            row.put("state_bytes_per_sequence", StateSize.total(cfg, prompt + steps + 1));
+            Timing t = measure(m, dev, b, prompt, steps, rnd);
+            double bytesPerStep = weightBytes + 2.0 * b * StateSize.total(cfg, prompt + steps / 2);
+            Double achieved = copyGBs == null ? null : bytesPerStep / t.secondsPerStep() / 1e9;
+            row.put("prefill_tokens_per_s", (double) b * prompt / t.prefillSeconds());
+            row.put("decode_tokens_per_s", b / t.secondsPerStep());
+            row.put("decode_ms_per_step", t.secondsPerStep() * 1e3);
+            row.put("decode_bytes_per_step", bytesPerStep);
+            row.put("decode_achieved_GBps", achieved);
+            row.put("decode_fraction_of_copy_bw", achieved == null ? null : achieved / copyGBs);
+            row.put("peak_gpu_bytes", t.peakBytes());
+            row.put("device_used_bytes", t.usedBytes());
+        });
+    }
+
     private List<Map<String, Object>> generateRows(BasedModel m, BenchDevice dev) {
-        SplittableRandom rnd = new SplittableRandom(7);
-        measure(m, dev, 2, 64, 4, rnd); // warm-up: cuBLAS heuristics, first graph, module load
-        List<Map<String, Object>> rows = new ArrayList<>();
-        for (int prompt : promptLens) {
-            for (int b : batches) {
-                Progress.note("prompt " + prompt + ", batch " + b + ": prefill and " + generate + " tokens");
-                Map<String, Object> row = new LinkedHashMap<>();
-                row.put("prompt_len", prompt);
-                row.put("batch", b);
-                row.put("generated_tokens", generate);
-                row.put("state_bytes_per_sequence", StateSize.total(m.config(), prompt + generate));
-                try {
-                    measure(m, dev, b, 8, 2, rnd); // untimed: the step at this batch recorded and warm
-                    Generation g = generation(m, dev, b, prompt, generate, rnd);
-                    row.put("seconds", g.seconds());
-                    row.put("prefill_seconds", g.prefillSeconds());
-                    row.put("prefill_share", g.prefillSeconds() / g.seconds());
-                    row.put("tokens_per_s", (double) b * generate / g.seconds());
-                    row.put("peak_gpu_bytes", g.peakBytes());
-                } catch (IllegalStateException e) {
-                    row.put("error", e.getMessage());
-                    Progress.note("  skipped: " + e.getMessage());
-                }
-                rows.add(row);
-            }
-        }
-        return rows;
+        return grid(m, dev, "prefill and " + generate + " tokens", (prompt, b, row, rnd) -> {
+            row.put("generated_tokens", generate);
+            row.put("state_bytes_per_sequence", StateSize.total(m.config(), prompt + generate));
+            measure(m, dev, b, 8, 2, rnd); // untimed: the step at this batch recorded and warm
+            Generation g = generation(m, dev, b, prompt, generate, rnd);
+            row.put("seconds", g.seconds());
+            row.put("prefill_seconds", g.prefillSeconds());
+            row.put("prefill_share", g.prefillSeconds() / g.seconds());
+            row.put("tokens_per_s", (double) b * generate / g.seconds());
+            row.put("peak_gpu_bytes", g.peakBytes());
+        });
     }
 
     /** Seconds from the prefill's start to the last generated token, of them the prefill's, and peak memory. */
