@@ -5,10 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.based4j.backend.cpu.CpuBackend;
 import io.based4j.generate.GenerationRequest;
 import io.based4j.generate.GenerationResult;
-import io.based4j.generate.Generator;
 import io.based4j.json.Json;
 import io.based4j.model.BasedModel;
 import io.based4j.sampling.SamplingParams;
@@ -34,7 +32,7 @@ class ChatCompletionsTest {
     /** A question the model answers with a few lines of text (a greedy reply starts "*\n\nThe Perl interpreter"). */
     static final String MESSAGES = "[{\"role\": \"user\", \"content\": \"What is a dog?\"}]";
 
-    static CpuBackend backend;
+    static ServeFixture fixture;
     static BasedModel model;
     static Gpt2Tokenizer tokenizer;
     static Engine engine;
@@ -43,20 +41,17 @@ class ChatCompletionsTest {
 
     @BeforeAll
     static void start() throws Exception {
-        backend = new CpuBackend();
-        model = BasedModel.load(BASED_SMALL, backend);
-        tokenizer = Gpt2Tokenizer.load();
-        engine = new Engine(model, tokenizer, new EngineOptions(4, 512, 4 - 1 + 64 + 1, 16));
-        server = new OpenAiServer(engine, tokenizer, new ServerOptions(ServerOptions.LOOPBACK, 0, MODEL_ID, null));
+        fixture = new ServeFixture(BASED_SMALL, MODEL_ID, new EngineOptions(4, 512, 4 - 1 + 64 + 1, 16), null);
+        model = fixture.model;
+        tokenizer = fixture.tokenizer;
+        engine = fixture.engine;
+        server = fixture.server;
         client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
     }
 
     @AfterAll
     static void stop() {
-        server.close();
-        engine.close();
-        model.close();
-        backend.close();
+        fixture.close();
     }
 
     static HttpResponse<String> post(String body) throws Exception {
@@ -67,8 +62,8 @@ class ChatCompletionsTest {
 
     /** What a solo greedy run of the template's prompt generates, with the template's stops. */
     static GenerationResult solo(String prompt, int maxTokens) {
-        return new Generator(model, tokenizer).generate(List.of(new GenerationRequest(tokenizer.encode(prompt),
-                maxTokens, SamplingParams.greedy(), ChatTemplate.STOPS, true)), null).get(0);
+        return fixture.solo(new GenerationRequest(tokenizer.encode(prompt), maxTokens, SamplingParams.greedy(),
+                ChatTemplate.STOPS, true));
     }
 
     @Test

@@ -42,6 +42,7 @@ class OpenAiServerTest {
     static final int[] PROMPT = {464, 318, 257, 286, 262, 11, 290};
     static final String MODEL_ID = "golden-tiny";
 
+    static ServeFixture fixture;
     static CpuBackend backend;
     static BasedModel model;
     static Gpt2Tokenizer tokenizer;
@@ -51,20 +52,18 @@ class OpenAiServerTest {
 
     @BeforeAll
     static void start() throws Exception {
-        backend = new CpuBackend();
-        model = BasedModel.load(GoldenModel.dir(), backend);
-        tokenizer = Gpt2Tokenizer.load();
-        engine = new Engine(model, tokenizer, new EngineOptions(4, 256, 4 - 1 + 64 + 1, 16));
-        server = new OpenAiServer(engine, tokenizer, new ServerOptions(ServerOptions.LOOPBACK, 0, MODEL_ID, KEY));
+        fixture = new ServeFixture(GoldenModel.dir(), MODEL_ID, new EngineOptions(4, 256, 4 - 1 + 64 + 1, 16), KEY);
+        backend = fixture.backend;
+        model = fixture.model;
+        tokenizer = fixture.tokenizer;
+        engine = fixture.engine;
+        server = fixture.server;
         client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
     }
 
     @AfterAll
     static void stop() {
-        server.close();
-        engine.close();
-        model.close();
-        backend.close();
+        fixture.close();
     }
 
     static HttpResponse<String> get(String path, String key) throws Exception {
@@ -242,8 +241,7 @@ class OpenAiServerTest {
 
     /** A solo run of a prompt with the given sampling. */
     static GenerationResult solo(int[] prompt, int maxTokens, SamplingParams sampling) {
-        return new Generator(model, tokenizer).generate(List.of(GenerationRequest.of(prompt, maxTokens, sampling)),
-                null).get(0);
+        return fixture.solo(GenerationRequest.of(prompt, maxTokens, sampling));
     }
 
     @Test
