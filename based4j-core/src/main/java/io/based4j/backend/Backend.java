@@ -1,6 +1,8 @@
 package io.based4j.backend;
 
+import io.based4j.backend.cpu.Parallel;
 import io.based4j.config.MixerConfig;
+import io.based4j.sampling.LogSoftmax;
 import io.based4j.sampling.Sampler;
 import io.based4j.tensor.Tensor;
 
@@ -167,7 +169,7 @@ public interface Backend extends AutoCloseable {
 
     /**
      * {@code -log softmax(logits[rows[i], 0 .. vocab))[targets[i]]} for each i, in double: the row's log-normalizer
-     * ({@link io.based4j.sampling.LogSoftmax#logNormalizer}) less the target's logit. By default the logits are
+     * ({@link LogSoftmax#logNormalizer}) less the target's logit. By default the logits are
      * copied to the host and the rows computed there; a GPU computes them where the logits are.
      */
     default double[] negativeLogLikelihoods(Buffer logits, int[] rows, int[] targets, int vocab) {
@@ -175,10 +177,10 @@ public interface Backend extends AutoCloseable {
         int cols = logits.cols();
         float[] all = download(logits);
         double[] nll = new double[rows.length];
-        io.based4j.backend.cpu.Parallel.forRanges(rows.length, 16, (from, to) -> {
+        Parallel.forRanges(rows.length, 16, (from, to) -> {
             for (int i = from; i < to; i++) {
                 int o = Math.multiplyExact(rows[i], cols);
-                nll[i] = io.based4j.sampling.LogSoftmax.logNormalizer(all, o, vocab) - all[o + targets[i]];
+                nll[i] = LogSoftmax.logNormalizer(all, o, vocab) - all[o + targets[i]];
             }
         });
         return nll;

@@ -5,6 +5,7 @@ import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
 import java.lang.reflect.Proxy;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -108,7 +109,7 @@ public final class OpProfile {
                 if (a instanceof Backend.Buffer b) {
                     j.add(b.rows() + "x" + b.cols());
                 } else if (a instanceof Backend.Weight w) {
-                    j.add(java.util.Arrays.toString(w.shape()));
+                    j.add(Arrays.toString(w.shape()));
                 }
             }
         }

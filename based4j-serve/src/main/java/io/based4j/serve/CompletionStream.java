@@ -6,6 +6,7 @@ import io.based4j.json.Json;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -132,7 +133,7 @@ final class CompletionStream {
     private static void event(OutputStream out, Map<String, Object> chunk, boolean nullUsage) throws IOException {
         if (chunk != null) {
             if (nullUsage) {
-                chunk = new java.util.LinkedHashMap<>(chunk);
+                chunk = new LinkedHashMap<>(chunk);
                 chunk.put("usage", null);
             }
             write(out, Json.write(chunk));

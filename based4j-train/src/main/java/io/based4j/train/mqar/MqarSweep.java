@@ -15,6 +15,9 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Supplier;
 
 /**
@@ -172,11 +175,11 @@ public final class MqarSweep {
      */
     private int runTogether(List<Planned> pending, MqarData data, JsonLinesFile results,
                             List<JsonLinesFile.Line> records, long t0) {
-        java.util.concurrent.atomic.AtomicInteger started = new java.util.concurrent.atomic.AtomicInteger();
-        java.util.concurrent.atomic.AtomicInteger ran = new java.util.concurrent.atomic.AtomicInteger();
-        java.util.concurrent.atomic.AtomicReference<RuntimeException> failure =
-                new java.util.concurrent.atomic.AtomicReference<>();
-        java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
+        AtomicInteger started = new AtomicInteger();
+        AtomicInteger ran = new AtomicInteger();
+        AtomicReference<RuntimeException> failure =
+                new AtomicReference<>();
+        AtomicBoolean stopped = new AtomicBoolean();
         int threads = Math.min(options.parallel(), pending.size());
         err.printf(Locale.ROOT, "%d runs at a time%n", threads);
         err.flush();
