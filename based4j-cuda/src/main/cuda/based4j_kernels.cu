@@ -569,6 +569,17 @@ extern "C" __global__ void __launch_bounds__(256) addBiasF32_bf16(float* out, co
 }
 B4J_KERNEL(swiglu, 256, (const A* a, A* out, int n, int h), (a, out, n, h))
 B4J_KERNEL(gatherRows, 256, (const A* x, const int* rows, A* out, int n, int cols), (x, rows, out, n, cols))
+
+/** dst[rows[i]] += src[i], float32 rows of cols; the rows are distinct (Kernels.scatterAddRows). */
+extern "C" __global__ void __launch_bounds__(256)
+    scatterAddRows_f32(const float* src, const int* rows, float* dst, int n, int cols) {
+    const b4j::i64 total = (b4j::i64)n * cols;
+    for (b4j::i64 idx = b4j::globalThread(); idx < total; idx += b4j::globalStride()) {
+        const b4j::i64 i = idx / cols;
+        const b4j::i64 j = idx - i * cols;
+        dst[(b4j::i64)rows[i] * cols + j] += src[idx];
+    }
+}
 B4J_KERNEL(f32ToA, 256, (const float* src, A* dst, long long count), (src, dst, count))
 B4J_KERNEL(aToF32, 256, (const A* src, float* dst, long long count), (src, dst, count))
 B4J_KERNEL(baseConv, 256,

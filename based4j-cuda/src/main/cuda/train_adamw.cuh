@@ -122,6 +122,18 @@ struct StepNorm {
 };
 
 /**
+ * The scalars of an update that change from step to step (24 bytes; TrainKernels.packStepScalars writes them): a
+ * recorded step reads them from the device, where the host copies new ones before each replay, instead of taking
+ * them as launch arguments. c1 and c2 are the bias corrections (float) 1 - beta^update.
+ */
+struct StepScalars {
+    double lr;
+    long long update;
+    float c1;
+    float c2;
+};
+
+/**
  * Sums of squares per chunk: block b takes chunks b, b + gridDim.x, .. and writes partial[c] = the sum of the
  * chunk's g^2 in double (each thread over a fixed stride, then the block's warps in order): deterministic.
  */
@@ -148,7 +160,9 @@ extern "C" __global__ void __launch_bounds__(256)
  * gradNormFinish_f32 does, the update number, and marks the first update whose norm is not finite.
  */
 extern "C" __global__ void __launch_bounds__(1024)
-    gradNormFinishChunks_f32(const double* partial, int n, double clip, long long update, StepNorm* out) {
+    gradNormFinishChunks_f32(const double* partial, int n, double clip, long long update, const StepScalars* live,
+                             StepNorm* out) {
+    if (live != nullptr) update = live->update;
     __shared__ double red[1024];
     double s = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];
@@ -172,13 +186,19 @@ extern "C" __global__ void __launch_bounds__(1024)
 /**
  * AdamW over every chunk (block b takes chunks b, b + gridDim.x, ..), the update of adamw_impl with the clip factor
  * of the record and each chunk's decay = (float) (1 - lr wd) computed in double from lrDouble; nothing when the
- * record marks a failed update.
+ * record marks a failed update. With live (a recorded step) lr, lrDouble, c1 and c2 come from there.
  */
 template <typename W, typename A>
 __device__ void adamwChunks_impl(const AdamWChunk* chunks, int n, float lr, float beta1, float oneMinusBeta1,
                                  float beta2, float oneMinusBeta2, float eps, double lrDouble, float c1, float c2,
-                                 const StepNorm* record) {
+                                 const StepNorm* record, const StepScalars* live) {
     if (record->failedUpdate != 0) return;
+    if (live != nullptr) {
+        lrDouble = live->lr;
+        lr = (float)lrDouble;
+        c1 = live->c1;
+        c2 = live->c2;
+    }
     const float scale = record->current.scale;
     for (int c = blockIdx.x; c < n; c += gridDim.x) {
         const AdamWChunk ch = chunks[c];
@@ -201,8 +221,9 @@ __device__ void adamwChunks_impl(const AdamWChunk* chunks, int n, float lr, floa
 
 B4J_KERNEL(adamwChunks, 256,
            (const b4j::AdamWChunk* chunks, int n, float lr, float beta1, float oneMinusBeta1, float beta2,
-            float oneMinusBeta2, float eps, double lrDouble, float c1, float c2, const b4j::StepNorm* record),
-           (chunks, n, lr, beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, lrDouble, c1, c2, record))
+            float oneMinusBeta2, float eps, double lrDouble, float c1, float c2, const b4j::StepNorm* record,
+            const b4j::StepScalars* live),
+           (chunks, n, lr, beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, lrDouble, c1, c2, record, live))
 B4J_KERNEL(adamw, 256,
            (float* p, const float* grad, float* m, float* v, A* compute, long long count, float lr, float beta1,
             float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, float decay, float c1, float c2,

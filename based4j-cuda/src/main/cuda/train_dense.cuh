@@ -40,15 +40,17 @@ extern "C" __global__ void __launch_bounds__(256)
 }
 
 /**
- * The deterministic form, as DenseOps.embeddingBackward: groups = starts[G + 1] | positions[n], the positions of
- * each distinct id in increasing order (TrainKernels.embeddingGroups makes it on the host). One block per group
- * (grid-strided), threads over the columns; a group's positions are summed in order from zero and the sum is added
- * to the id's row, which no other group touches. No atomics.
+ * The deterministic form, as DenseOps.embeddingBackward: groups = G | starts[n + 1] | positions[n] (2 n + 2 ints,
+ * whatever G, so that a recorded step's copy of it has one size), the positions of each distinct id in increasing
+ * order (TrainKernels.embeddingGroups makes it on the host). One block per group (grid-strided, so any grid covers
+ * them), threads over the columns; a group's positions are summed in order from zero and the sum is added to the
+ * id's row, which no other group touches. No atomics.
  */
 extern "C" __global__ void __launch_bounds__(256)
-    embeddingBackwardGrouped_f32(const int* ids, const int* groups, int G, const float* dout, float* dtable, int d) {
-    const int* starts = groups;
-    const int* positions = groups + G + 1;
+    embeddingBackwardGrouped_f32(const int* ids, const int* groups, int n, const float* dout, float* dtable, int d) {
+    const int G = groups[0];
+    const int* starts = groups + 1;
+    const int* positions = groups + n + 2;
     for (int g = blockIdx.x; g < G; g += gridDim.x) {
         const int from = starts[g];
         const int to = starts[g + 1];

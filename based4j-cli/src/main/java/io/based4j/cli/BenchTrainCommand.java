@@ -292,10 +292,7 @@ final class BenchTrainCommand implements Callable<Integer> {
     /** One training step as the trainer takes it; returns its loss, still on the device. */
     private static TrainingBackend.Readout step(TrainModel model, AdamW opt, int[] ids, int[] targets, Shape s,
                                                 double scale) {
-        model.zeroGrad();
-        TrainingBackend.Readout loss = model.trainPass(ids, targets, s.batch(), s.seqLen(), scale);
-        opt.update(1e-4);
-        return loss;
+        return model.trainStep(ids, targets, s.batch(), s.seqLen(), scale, opt, 1e-4).loss();
     }
 
     private static void resetPeak(TrainingBackend backend) {

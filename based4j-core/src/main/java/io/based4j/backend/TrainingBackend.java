@@ -4,6 +4,7 @@ import io.based4j.config.MixerConfig;
 import io.based4j.memory.MemoryNeed;
 import io.based4j.tensor.Tensor;
 import java.util.List;
+import java.util.function.Supplier;
 
 /**
  * A {@link Backend} that also trains: the same forward ops, run over whole sequences with the buffers the forward
@@ -203,5 +204,60 @@ public interface TrainingBackend extends Backend {
 
     /** A {@link GradientNorm} known when the update returns. */
     record KnownNorm(double value) implements GradientNorm {
+    }
+
+    // ---------------------------------------------------------------- recorded steps
+
+    /**
+     * Records whole training steps (a pass and the optimizer update after it) to replay them for later steps of the
+     * same shape, as CUDA graphs do; null where every op runs as it comes.
+     */
+    default StepRecorder stepRecorder() {
+        return null;
+    }
+
+    /** Records a training step: see {@link #stepRecorder}. */
+    interface StepRecorder {
+        /**
+         * Runs {@code pass}, a training pass (gradients zeroed, forward, loss, backward) whose ops take the step's
+         * inputs as these very arrays {@code ids} and {@code targets} and whose loss it returns, then
+         * {@link #adamwStep}{@code (slots, update)}, recording them as one step; then runs the recording once, as
+         * the step of {@code update}, whose outcome the returned recording holds.
+         *
+         * @throws StepNotRecordable when the pass does something a replay could not repeat (another input from the
+         *     host, an allocation, a wait for the device): then nothing of the step has run, and the caller runs it
+         *     op by op
+         */
+        Recording record(int[] ids, int[] targets, Supplier<Readout> pass, List<AdamWSlot> slots,
+                         AdamWUpdate update);
+    }
+
+    /** A recorded step and the outcome of its first run. */
+    record Recording(RecordedStep step, StepOutcome first) {
+    }
+
+    /** A recorded training step. */
+    interface RecordedStep extends AutoCloseable {
+        /**
+         * Runs the step again over new {@code ids} and {@code targets} of the recorded length, as the update
+         * {@code update} (its rate and number; its betas, epsilon and clip must be the recorded ones).
+         *
+         * @throws IllegalArgumentException naming a token id or target out of range, or an input of another length
+         */
+        StepOutcome replay(int[] ids, int[] targets, AdamWUpdate update);
+
+        @Override
+        void close();
+    }
+
+    /** What a step leaves for the host to read when it wants: the summed loss and the gradient norm. */
+    record StepOutcome(Readout loss, GradientNorm norm) {
+    }
+
+    /** A training pass that a backend cannot record as a step: run it op by op. */
+    final class StepNotRecordable extends RuntimeException {
+        public StepNotRecordable(String message) {
+            super(message);
+        }
     }
 }

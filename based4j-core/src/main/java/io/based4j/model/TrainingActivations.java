@@ -5,7 +5,9 @@ import io.based4j.backend.TrainingBackend;
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
 import io.based4j.memory.Sizes;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -26,6 +28,8 @@ public final class TrainingActivations implements Activations {
     private final Buffer dGate;
     private final Buffer dMlpIn;
     private final Map<MixerConfig, Buffer[]> dMixer = new HashMap<>();
+    /** The buffers allocated for this pass (none for a plan that only counts). */
+    private List<Buffer> held = List.of();
 
     /** Makes the buffers of a pass (or, for the plans below, only counts them). */
     @FunctionalInterface
@@ -40,8 +44,24 @@ public final class TrainingActivations implements Activations {
      * backend's compute type.
      */
     public TrainingActivations(TrainingBackend backend, ModelConfig config, int batch, int seqLen) {
-        this(config, Math.multiplyExact(batch, seqLen),
-                (r, c, f32) -> f32 ? backend.allocateF32(r, c) : backend.allocate(r, c));
+        this(config, Math.multiplyExact(batch, seqLen), new ArrayList<>(), backend);
+    }
+
+    private TrainingActivations(ModelConfig config, int rows, List<Buffer> held, TrainingBackend backend) {
+        this(config, rows, (r, c, f32) -> {
+            Buffer b = f32 ? backend.allocateF32(r, c) : backend.allocate(r, c);
+            held.add(b);
+            return b;
+        });
+        this.held = held;
+    }
+
+    /** Gives every buffer of this pass back to {@code backend} (which made them); the activations are unusable after. */
+    public void release(TrainingBackend backend) {
+        for (Buffer b : held) {
+            backend.release(b);
+        }
+        held.clear();
     }
 
     private TrainingActivations(ModelConfig config, int rows, Allocator alloc) {

@@ -21,9 +21,11 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.function.Supplier;
 
 /**
  * The {@link Backend} on one NVIDIA GPU: cuBLASLt for the matrix products (the bias added, or its gradient summed, in
@@ -97,6 +99,12 @@ public final class CudaBackend implements TrainingBackend {
     private Inputs inputs;
     private boolean recording;
     private boolean closed;
+    /** The training step being recorded ({@link #stepRecorder}), or null. */
+    private StepCapture capture;
+    /** Recorded graphs alive (forward calls and training steps): the device memory they read outlives them. */
+    private final List<AutoCloseable> graphsAlive = new ArrayList<>();
+    /** Frees of memory that a recorded graph may read, done when the last graph closes ({@link #freeLater}). */
+    private final List<Runnable> deferredFrees = new ArrayList<>();
 
     /** The host-to-device integer inputs of forward calls (one set for ordinary calls, one per recorded graph). */
     private final class Inputs implements AutoCloseable {
@@ -139,7 +147,7 @@ public final class CudaBackend implements TrainingBackend {
         this.lt = CublasLt.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         this.kernels = new Kernels(cu, module, stream);
         this.train = new TrainKernels(kernels, blas, lt);
-        this.mixers = new MixerTrainKernels(kernels);
+        this.mixers = new MixerTrainKernels(kernels, this::freeLater);
         this.scratch = new Scratch(this);
         this.readouts = new Readouts(cu, stream, this::bind);
         this.inputs = new Inputs(1024, 1024);
@@ -310,6 +318,9 @@ public final class CudaBackend implements TrainingBackend {
     /** Device memory of {@code bytes}; an out-of-memory failure names {@code what}, the need and what is free. */
     long allocate(long bytes, String what) {
         bind();
+        if (capture != null) {
+            throw new StepNotRecordable("the pass allocates device memory (" + what + ") as it runs");
+        }
         long ptr;
         try {
             ptr = cu.malloc(Math.max(bytes, 1));
@@ -335,6 +346,9 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     void free(long ptr) {
+        if (capture != null) {
+            throw new StepNotRecordable("the pass frees device memory as it runs");
+        }
         Long bytes = allocations.remove(ptr);
         if (bytes == null) {
             throw new IllegalStateException("freeing GPU memory this backend does not hold: 0x" + Long.toHexString(ptr));
@@ -344,6 +358,31 @@ public final class CudaBackend implements TrainingBackend {
         cu.synchronize(stream);
         cu.free(ptr);
         allocated -= bytes;
+    }
+
+    /**
+     * Runs {@code free} (which frees device memory that a recorded graph may read: scratch being replaced) now, or,
+     * while graphs are alive, once the last of them has closed.
+     */
+    void freeLater(Runnable free) {
+        if (graphsAlive.isEmpty()) {
+            free.run();
+        } else {
+            deferredFrees.add(free);
+        }
+    }
+
+    private void graphOpened(AutoCloseable graph) {
+        graphsAlive.add(graph);
+    }
+
+    private void graphClosed(AutoCloseable graph) {
+        graphsAlive.remove(graph);
+        if (graphsAlive.isEmpty()) {
+            List<Runnable> frees = new ArrayList<>(deferredFrees);
+            deferredFrees.clear();
+            frees.forEach(Runnable::run);
+        }
     }
 
     /** Zeros {@code floats} float32 values at {@code ptr} on the stream. */
@@ -545,7 +584,9 @@ public final class CudaBackend implements TrainingBackend {
         if (inputs.lastBatch == batch) {
             return inputs.layout.device();
         }
-        long ptr = inputs.layout.upload(layoutOf(batch), !recording);
+        int[] values = layoutOf(batch);
+        long ptr = capture != null ? capture.upload(inputs.layout, values, Source.CONSTANT, null)
+                : inputs.layout.upload(values, !recording);
         inputs.lastBatch = batch;
         return ptr;
     }
@@ -575,7 +616,13 @@ public final class CudaBackend implements TrainingBackend {
                         + t.rows() + ")");
             }
         }
-        long dev = inputs.tokens.upload(ids, !recording);
+        long dev;
+        if (capture != null) {
+            dev = capture.upload(inputs.tokens, ids, Source.IDS, ids);
+            capture.tokenRows = t.rows();
+        } else {
+            dev = inputs.tokens.upload(ids, !recording);
+        }
         long op = writeTo(o, Precision.F32, 0);
         kernels.embedding(precision, t.ptr, dev, op, ids.length, t.cols());
         written(o, Precision.F32, op);
@@ -742,6 +789,9 @@ public final class CudaBackend implements TrainingBackend {
             if (r < 0 || r >= a.rows) {
                 throw new IllegalArgumentException("matmulRows: row " + r + " is outside [0, " + a.rows + ")");
             }
+        }
+        if (capture != null) {
+            throw new StepNotRecordable("matmulRows takes rows from the host");
         }
         long rowsDev = inputs.rows.upload(rows, !recording);
         long gathered = allocate((long) rows.length * a.cols * a.type.bytes(), "gathered rows");
@@ -1137,6 +1187,26 @@ public final class CudaBackend implements TrainingBackend {
      * Rows per chunk of the fused loss over {@code rows} rows: whole rows of the vocabulary, at most
      * {@link #LOSS_CELLS} logits, the rows shared evenly between the fewest chunks that keep to that.
      */
+    /**
+     * The rows a loss scores and their targets: {@code rows[m] | targets[m]} of the positions whose target is not
+     * {@link #IGNORE_INDEX}, in order.
+     */
+    static int[] scoredRows(int[] targets) {
+        int m = 0;
+        for (int t : targets) {
+            m += t == IGNORE_INDEX ? 0 : 1;
+        }
+        int[] out = new int[2 * m];
+        int j = 0;
+        for (int i = 0; i < targets.length; i++) {
+            if (targets[i] != IGNORE_INDEX) {
+                out[j] = i;
+                out[m + j++] = targets[i];
+            }
+        }
+        return out;
+    }
+
     private static int lossChunk(long rows, long vocab) {
         long most = Math.max(1, LOSS_CELLS / Math.max(1, vocab));
         long chunks = Math.max(1, (rows + most - 1) / most);
@@ -1254,10 +1324,18 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer t = bufferOf(dtable);
         check("embeddingBackward dout", g, ids.length, t.cols, null);
         TrainKernels.EmbeddingGroups groups = TrainKernels.embeddingGroups(ids, t.rows);
-        long idp = scratch.ids().upload(ids, true);
-        long gp = scratch.groups().upload(groups.layout(), true);
+        long idp;
+        long gp;
+        if (capture != null) {
+            idp = capture.upload(capture.embeddingIds, ids, Source.IDS, ids);
+            gp = capture.upload(capture.groups, groups.layout(), Source.GROUPS_OF_IDS, ids);
+            capture.groupRows = t.rows;
+        } else {
+            idp = scratch.ids().upload(ids, true);
+            gp = scratch.groups().upload(groups.layout(), true);
+        }
         long tp = read(t, Precision.F32, 1);
-        train.embeddingBackwardGrouped(idp, gp, groups.groups(), read(g, Precision.F32, 0), tp, t.cols);
+        train.embeddingBackwardGrouped(idp, gp, ids.length, t.rows, read(g, Precision.F32, 0), tp, t.cols);
         written(t, Precision.F32, tp);
     }
 
@@ -1510,6 +1588,12 @@ public final class CudaBackend implements TrainingBackend {
     public Readout crossEntropyLater(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
                                      Buffer dhead) {
         long loss = enqueueCrossEntropy(x, head, vocab, targets, scale, dx, dhead, null);
+        if (capture != null) {
+            capture.loss(loss, vocab);
+            return () -> {
+                throw new IllegalStateException("the loss of a recorded step is read from its run");
+            };
+        }
         return loss == 0 ? () -> 0 : readouts.later(loss);
     }
 
@@ -1546,16 +1630,43 @@ public final class CudaBackend implements TrainingBackend {
         if (n == 0) {
             return 0;
         }
-        int chunk = lossChunk(n, vocab);
         long dxp = read(dxb, Precision.F32, 1);
         long dhp = read(dhb, Precision.F32, 2);
-        long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, n, chunk, vocab));
         long loss = scratch.slot(4, 8);
-        long best = argmax == null ? 0 : scratch.slot(5, 4L * n);
+        if (capture != null && argmax != null) {
+            throw new StepNotRecordable("the loss's argmax is read by the host");
+        }
         cu.memsetD8Async(loss, 0, 8, stream);
-        long tp = scratch.targets().upload(targets, true);
-        train.crossEntropy(precision, read(xb, precision, 0), h.ptr, n, d, vocab, tp, (float) scale, dxp, dhp, best,
-                loss, work, chunk);
+        long xp = read(xb, precision, 0);
+        int[] scored = argmax == null ? scoredRows(targets) : null;
+        if (scored != null && scored.length > 0 && scored.length <= n) {
+            // at most half the rows are scored (recall tasks score a few positions a sequence): the head's three
+            // products run over those rows only, gathered, and their gradient is added back into dx's rows
+            int m = scored.length / 2;
+            long in = capture != null ? capture.upload(capture.targetsIn, scored, Source.SCORED_OF_TARGETS, targets)
+                    : scratch.targets().upload(scored, true);
+            long xc = scratch.slot(5, (long) m * d * precision.bytes());
+            kernels.gatherRows(precision, xp, in, xc, m, d);
+            long dxc = dxp == 0 ? 0 : scratch.slot(6, 4L * m * d);
+            if (dxc != 0) {
+                cu.memsetD8Async(dxc, 0, 4L * m * d, stream);
+            }
+            int chunk = lossChunk(m, vocab);
+            long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, m, chunk, vocab));
+            train.crossEntropy(precision, xc, h.ptr, m, d, vocab, in + 4L * m, (float) scale, dxc, dhp, 0, loss, work,
+                    chunk);
+            if (dxc != 0) {
+                kernels.scatterAddRows(dxc, in, dxp, m, d);
+            }
+        } else {
+            int chunk = lossChunk(n, vocab);
+            long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, n, chunk, vocab));
+            long best = argmax == null ? 0 : scratch.slot(5, 4L * n);
+            long tp = capture != null ? capture.upload(capture.targetsIn, targets, Source.TARGETS, targets)
+                    : scratch.targets().upload(targets, true);
+            train.crossEntropy(precision, xp, h.ptr, n, d, vocab, tp, (float) scale, dxp, dhp, best, loss, work,
+                    chunk);
+        }
         written(dxb, Precision.F32, dxp);
         written(dhb, Precision.F32, dhp);
         return loss;
@@ -1637,11 +1748,22 @@ public final class CudaBackend implements TrainingBackend {
         zeroAll();  // the chunk table reaches the gradients by address
         OptimizerTable t = optimizerTable(slots);
         if (t == null) {
+            if (capture != null) {
+                throw new StepNotRecordable("the optimizer's buffers are not all float32");
+            }
             return TrainingBackend.super.adamwStep(slots, u);
         }
+        long live = 0;
+        if (capture != null) {
+            // the rate and the update's number change from replay to replay: the kernels read them from the device
+            live = capture.upload(capture.scalars, TrainKernels.packStepScalars(u.lr(), u.beta1(), u.beta2(),
+                    u.step()), Source.SCALARS, null);
+            capture.optimized(t, u);
+        }
         train.sumOfSquaresChunks(t.table, t.chunks, t.partial);
-        train.gradNormFinishChunks(t.partial, t.chunks, u.gradClip(), u.step(), t.record);
-        train.adamwChunks(precision, t.table, t.chunks, u.lr(), u.beta1(), u.beta2(), u.eps(), u.step(), t.record);
+        train.gradNormFinishChunks(t.partial, t.chunks, u.gradClip(), u.step(), live, t.record);
+        train.adamwChunks(precision, t.table, t.chunks, u.lr(), u.beta1(), u.beta2(), u.eps(), u.step(), t.record,
+                live);
         long update = u.step();
         return () -> t.readNorm(update);
     }
@@ -1690,9 +1812,11 @@ public final class CudaBackend implements TrainingBackend {
         }
 
         void release() {
-            free(table);
-            free(partial);
-            free(record);
+            freeLater(() -> {
+                free(table);
+                free(partial);
+                free(record);
+            });
         }
     }
 
@@ -1773,6 +1897,7 @@ public final class CudaBackend implements TrainingBackend {
                 cu.destroyGraphExec(exec);
                 cu.destroyGraph(graph);
                 in.close();
+                graphClosed(this);
             }
         }
     }
@@ -1815,6 +1940,7 @@ public final class CudaBackend implements TrainingBackend {
                 throw e;
             }
             CudaGraph g = new CudaGraph(graph, exec, mine, tokens.length, batch.size());
+            graphOpened(g);
             launch(g);
             return g;
         }
@@ -1844,6 +1970,290 @@ public final class CudaBackend implements TrainingBackend {
     @Override
     public StepGraphs graphs() {
         return graphs;
+    }
+
+    // ---------------------------------------------------------------- recorded training steps
+
+    /** Where the values of a recorded step's host input come from at each replay. */
+    private enum Source {
+        /** the step's token ids */
+        IDS,
+        /** the step's targets */
+        TARGETS,
+        /** the scored rows of the step's targets and their targets ({@link #scoredRows}) */
+        SCORED_OF_TARGETS,
+        /** the embedding groups of the step's token ids ({@link TrainKernels#embeddingGroups}) */
+        GROUPS_OF_IDS,
+        /** the update's rate and number ({@link TrainKernels#packStepScalars}) */
+        SCALARS,
+        /** the same values at every replay (a batch layout of the recorded shape) */
+        CONSTANT
+    }
+
+    /**
+     * What the recording of a training step learns as its ops run: the inputs the host stages before each replay
+     * (in the step's own {@link IntInput}s, made before the recording, since nothing may be allocated during it),
+     * where the loss lands, and the optimizer's table and settings.
+     */
+    private final class StepCapture implements AutoCloseable {
+        final int[] ids;
+        final int[] targets;
+        final Inputs inputs;
+        final IntInput targetsIn;
+        final IntInput embeddingIds;
+        final IntInput groups;
+        final IntInput scalars;
+        final Map<IntInput, Source> sources = new IdentityHashMap<>();
+        final Map<IntInput, int[]> constants = new IdentityHashMap<>();
+        int tokenRows = -1;
+        int groupRows = -1;
+        int scoredInts;
+        int vocab = -1;
+        long lossAt;
+        OptimizerTable table;
+        AdamWUpdate update;
+
+        StepCapture(int[] ids, int[] targets) {
+            this.ids = ids;
+            this.targets = targets;
+            int n = ids.length;
+            // a uniform batch's layout: 4 ints per sequence, one, and one per token (at most n sequences)
+            this.inputs = new Inputs(n, 5 * n + 1);
+            this.targetsIn = new IntInput(CudaBackend.this, "loss targets of a recorded step", targets.length);
+            this.embeddingIds = new IntInput(CudaBackend.this, "embedding gradient ids of a recorded step", n);
+            this.groups = new IntInput(CudaBackend.this, "embedding gradient groups of a recorded step", 2 * n + 2);
+            this.scalars = new IntInput(CudaBackend.this, "update scalars of a recorded step",
+                    TrainKernels.STEP_SCALAR_INTS);
+        }
+
+        /**
+         * Stages {@code values} into {@code in} and queues their copy (into the recording), noting where a replay
+         * gets them again; {@code origin} is the array they were made from (the ids themselves, or the ids the
+         * groups were made of). Refuses inputs a replay could not give again.
+         */
+        long upload(IntInput in, int[] values, Source source, int[] origin) {
+            boolean known = switch (source) {
+                case IDS, GROUPS_OF_IDS -> origin == ids;
+                case TARGETS, SCORED_OF_TARGETS -> origin == targets;
+                case SCALARS, CONSTANT -> true;
+            };
+            if (!known) {
+                throw new StepNotRecordable("an op of the pass takes " + (source == Source.TARGETS ? "targets"
+                        : "token ids") + " other than the step's own");
+            }
+            Source before = sources.putIfAbsent(in, source);
+            if (before != null && before != source) {
+                throw new StepNotRecordable("one input of the pass is given both " + before + " and " + source);
+            }
+            if (source == Source.SCORED_OF_TARGETS) {
+                scoredInts = values.length;
+            }
+            if (source == Source.CONSTANT) {
+                int[] first = constants.putIfAbsent(in, values.clone());
+                if (first != null && !Arrays.equals(first, values)) {
+                    throw new StepNotRecordable("the pass gives one input two different batch layouts");
+                }
+            }
+            return in.upload(values, false);
+        }
+
+        void loss(long at, int vocab) {
+            if (lossAt != 0) {
+                throw new StepNotRecordable("the pass computes the loss twice");
+            }
+            if (at == 0) {
+                throw new StepNotRecordable("the pass has no rows to score");
+            }
+            this.lossAt = at;
+            this.vocab = vocab;
+        }
+
+        void optimized(OptimizerTable t, AdamWUpdate u) {
+            this.table = t;
+            this.update = u;
+        }
+
+        /** Checks a replay's inputs as the ops would have, then stages them. */
+        void stage(int[] newIds, int[] newTargets, AdamWUpdate u) {
+            if (newIds.length != ids.length || newTargets.length != targets.length) {
+                throw new IllegalArgumentException("the step was recorded for " + ids.length + " tokens and "
+                        + targets.length + " targets, not " + newIds.length + " and " + newTargets.length);
+            }
+            int rows = Math.min(tokenRows < 0 ? Integer.MAX_VALUE : tokenRows,
+                    groupRows < 0 ? Integer.MAX_VALUE : groupRows);
+            for (int id : newIds) {
+                if (id < 0 || id >= rows) {
+                    throw new IllegalArgumentException("token id " + id + " is outside the embedding table [0, "
+                            + rows + ")");
+                }
+            }
+            for (int i = 0; i < newTargets.length; i++) {
+                int t = newTargets[i];
+                if (t != IGNORE_INDEX && (t < 0 || t >= vocab)) {
+                    throw new IllegalArgumentException("target " + t + " at position " + i
+                            + " is outside the vocabulary [0, " + vocab + ")");
+                }
+            }
+            if (u.beta1() != update.beta1() || u.beta2() != update.beta2() || u.eps() != update.eps()
+                    || u.gradClip() != update.gradClip()) {
+                throw new IllegalArgumentException("a recorded step replays with its recorded betas, epsilon and"
+                        + " clip (" + update + "), not " + u);
+            }
+            for (Map.Entry<IntInput, Source> e : sources.entrySet()) {
+                switch (e.getValue()) {
+                    case IDS -> e.getKey().stage(newIds);
+                    case TARGETS -> e.getKey().stage(newTargets);
+                    case SCORED_OF_TARGETS -> {
+                        int[] scored = scoredRows(newTargets);
+                        if (scored.length != scoredInts) {
+                            throw new IllegalArgumentException("the step was recorded for " + scoredInts / 2
+                                    + " scored targets, not " + scored.length / 2);
+                        }
+                        e.getKey().stage(scored);
+                    }
+                    case GROUPS_OF_IDS -> e.getKey().stage(TrainKernels.embeddingGroups(newIds, groupRows).layout());
+                    case SCALARS -> e.getKey().stage(TrainKernels.packStepScalars(u.lr(), u.beta1(), u.beta2(),
+                            u.step()));
+                    case CONSTANT -> { }
+                }
+            }
+        }
+
+        /** Marks the staged inputs as read by the replay just launched. */
+        void markRead() {
+            for (IntInput in : sources.keySet()) {
+                in.markRead();
+            }
+        }
+
+        @Override
+        public void close() {
+            inputs.close();
+            targetsIn.close();
+            embeddingIds.close();
+            groups.close();
+            scalars.close();
+        }
+    }
+
+    /** A training step recorded as one CUDA graph. */
+    private final class StepGraph implements RecordedStep {
+        final long graph;
+        final long exec;
+        final StepCapture c;
+        boolean closed;
+
+        StepGraph(long graph, long exec, StepCapture c) {
+            this.graph = graph;
+            this.exec = exec;
+            this.c = c;
+        }
+
+        @Override
+        public StepOutcome replay(int[] ids, int[] targets, AdamWUpdate u) {
+            bind();
+            if (closed) {
+                throw new IllegalStateException("the recorded step is closed");
+            }
+            if (optimizerTable != c.table) {
+                throw new IllegalStateException("the optimizer's buffers changed since the step was recorded");
+            }
+            c.stage(ids, targets, u);
+            return launch(u);
+        }
+
+        StepOutcome launch(AdamWUpdate u) {
+            zeroAll();  // zeros asked for before the step are done before it
+            cu.launchGraph(exec, stream);
+            c.markRead();
+            OptimizerTable t = c.table;
+            long update = u.step();
+            return new StepOutcome(readouts.later(c.lossAt), () -> t.readNorm(update));
+        }
+
+        @Override
+        public void close() {
+            if (!closed && !CudaBackend.this.closed) {
+                closed = true;
+                bind();
+                cu.synchronize(stream);
+                cu.destroyGraphExec(exec);
+                cu.destroyGraph(graph);
+                c.close();
+                graphClosed(this);
+            }
+        }
+    }
+
+    /**
+     * Records the pass and the multi-tensor AdamW step as one CUDA graph. The ops of the pass see the step's own
+     * inputs ({@link StepCapture}); anything a replay could not repeat ends the recording with
+     * {@link StepNotRecordable} before anything has run: an input from the host other than the step's ids,
+     * targets and batch layout, an allocation or free, a wait for the device (a CUDA error of the capture).
+     */
+    private Recording recordStep(int[] ids, int[] targets, Supplier<Readout> pass, List<AdamWSlot> slots,
+                                 AdamWUpdate u) {
+        bind();
+        if (recording) {
+            throw new IllegalStateException("already recording a graph");
+        }
+        OptimizerTable table = optimizerTable(slots);  // made (or replaced) before the recording
+        if (table == null) {
+            throw new StepNotRecordable("the optimizer's buffers are not all float32");
+        }
+        zeroAll();
+        StepCapture c = new StepCapture(ids, targets);
+        Inputs saved = inputs;
+        inputs = c.inputs;
+        recording = true;
+        capture = c;
+        RuntimeException failed = null;
+        cu.beginCapture(stream);
+        try {
+            pass.get();
+            adamwStep(slots, u);
+            if (c.lossAt == 0 || c.table == null) {
+                throw new StepNotRecordable("the pass computes no loss");
+            }
+        } catch (RuntimeException e) {
+            failed = e;
+        } finally {
+            inputs = saved;
+            recording = false;
+            capture = null;
+        }
+        if (failed != null) {
+            try {
+                cu.destroyGraph(cu.endCapture(stream));
+            } catch (RuntimeException suppressed) {
+                failed.addSuppressed(suppressed);
+            }
+            c.close();
+            throw failed instanceof StepNotRecordable n ? n : notRecordable(failed);
+        }
+        long graph = cu.endCapture(stream);
+        long exec;
+        try {
+            exec = cu.instantiateGraph(graph);
+        } catch (RuntimeException e) {
+            cu.destroyGraph(graph);
+            c.close();
+            throw notRecordable(e);
+        }
+        StepGraph g = new StepGraph(graph, exec, c);
+        graphOpened(g);
+        return new Recording(g, g.launch(u));
+    }
+
+    private static StepNotRecordable notRecordable(RuntimeException e) {
+        StepNotRecordable n = new StepNotRecordable("recording the step failed: " + e.getMessage());
+        n.initCause(e);
+        return n;
+    }
+
+    @Override
+    public StepRecorder stepRecorder() {
+        return this::recordStep;
     }
 
     /** On the device ({@code tokenNll_f32}): only the rows, the targets and the results cross to and from the host. */
@@ -1911,6 +2321,13 @@ public final class CudaBackend implements TrainingBackend {
         }
         bind();
         cu.synchronize(stream);
+        for (AutoCloseable g : new ArrayList<>(graphsAlive)) {
+            try {
+                g.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing a recorded graph: " + e.getMessage(), e);
+            }
+        }
         for (long e : freeEvents) {
             cu.destroyEvent(e);
         }

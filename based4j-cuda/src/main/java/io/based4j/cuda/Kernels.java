@@ -266,6 +266,19 @@ public final class Kernels {
         elementwise(function("gatherRows", p), (long) n * cols);
     }
 
+    /**
+     * {@code dst[rows[i]] += src[i]} for {@code i < n}: float32 rows of {@code cols}; the rows must be distinct (no
+     * two threads add into one value).
+     */
+    public void scatterAddRows(long src, long rows, long dst, int n, int cols) {
+        require(n >= 0 && cols >= 0, "scatterAddRows: n " + n + ", cols " + cols);
+        if ((long) n * cols == 0) {
+            return;
+        }
+        args.reset().ptr(src).ptr(rows).ptr(dst).i32(n).i32(cols);
+        elementwise(function("scatterAddRows_f32"), (long) n * cols);
+    }
+
     /** F32 to A ({@code count} elements; bf16 rounds to nearest even). */
     public void f32ToA(Precision p, long src, long dst, long count) {
         require(count >= 0, "f32ToA: count " + count);

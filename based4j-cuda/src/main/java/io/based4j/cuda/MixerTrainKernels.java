@@ -2,6 +2,8 @@ package io.based4j.cuda;
 
 import static io.based4j.cuda.Kernels.require;
 
+import java.util.function.Consumer;
+
 /**
  * Launches the training kernels of the three sequence mixers ({@code src/main/cuda/train_conv.cuh},
  * {@code train_linear.cuh}, {@code train_attention.cuh}): each forward over whole sequences, keeping what its
@@ -245,6 +247,7 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     private final Kernels k;
     private final RecurrentLinearTrain recurrent;
+    private final Consumer<Runnable> freeLater;
     private long ownedScratch;
     private long ownedScratchBytes;
     private boolean tensorCores = true;
@@ -252,9 +255,18 @@ public final class MixerTrainKernels implements AutoCloseable {
     private boolean scanBackward = false;
     private boolean roundedStates = true;
 
-    /** Launches on the stream of {@code kernels}. */
+    /** Launches on the stream of {@code kernels}; replaced scratch is freed at once. */
     public MixerTrainKernels(Kernels kernels) {
+        this(kernels, Runnable::run);
+    }
+
+    /**
+     * Launches on the stream of {@code kernels}; {@code freeLater} runs the free of replaced scratch when nothing
+     * recorded can read it any more ({@link CudaBackend#freeLater}).
+     */
+    MixerTrainKernels(Kernels kernels, Consumer<Runnable> freeLater) {
         this.k = kernels;
+        this.freeLater = freeLater;
         this.recurrent = new RecurrentLinearTrain(kernels);
     }
 
@@ -791,8 +803,11 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (bytes > ownedScratchBytes) {
             CudaDriver cu = CudaDriver.get();
             if (ownedScratch != 0) {
-                cu.synchronizeContext();  // earlier launches may still read it
-                cu.free(ownedScratch);
+                long old = ownedScratch;
+                freeLater.accept(() -> {
+                    cu.synchronizeContext();  // earlier launches may still read it
+                    cu.free(old);
+                });
                 ownedScratch = 0;
                 ownedScratchBytes = 0;
             }

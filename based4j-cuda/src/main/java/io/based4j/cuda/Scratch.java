@@ -31,11 +31,15 @@ final class Scratch implements AutoCloseable {
         this.backend = backend;
     }
 
-    /** At least {@code size} bytes of slot {@code slot}; what it held before is gone when it grows. */
+    /**
+     * At least {@code size} bytes of slot {@code slot}; what it held before is gone when it grows (the old memory is
+     * freed once no recorded graph can read it).
+     */
     long slot(int slot, long size) {
         if (size > bytes[slot]) {
             if (ptr[slot] != 0) {
-                backend.free(ptr[slot]);
+                long old = ptr[slot];
+                backend.freeLater(() -> backend.free(old));
                 ptr[slot] = 0;
                 bytes[slot] = 0;
             }
@@ -59,7 +63,8 @@ final class Scratch implements AutoCloseable {
         }
         if (onesA == 0 || onesType != type) {
             if (onesA != 0) {
-                backend.free(onesA);
+                long old = onesA;
+                backend.freeLater(() -> backend.free(old));
             }
             onesA = backend.allocate(type.bytes() * onesCount, "a vector of ones");
             kernels.f32ToA(type, onesF32, onesA, onesCount);
@@ -69,14 +74,18 @@ final class Scratch implements AutoCloseable {
     }
 
     private void release() {
-        if (onesA != 0) {
-            backend.free(onesA);
-            onesA = 0;
-        }
-        if (onesF32 != 0) {
-            backend.free(onesF32);
-            onesF32 = 0;
-        }
+        long a = onesA;
+        long f = onesF32;
+        backend.freeLater(() -> {
+            if (a != 0) {
+                backend.free(a);
+            }
+            if (f != 0) {
+                backend.free(f);
+            }
+        });
+        onesA = 0;
+        onesF32 = 0;
         onesCount = 0;
     }
 

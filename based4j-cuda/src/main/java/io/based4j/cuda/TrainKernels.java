@@ -128,56 +128,60 @@ public final class TrainKernels {
 
     /**
      * Positions grouped by id for {@link #embeddingBackwardGrouped}, made on the host (where the ids are, so it can
-     * be done while the GPU works): {@code layout = starts[groups + 1] | positions[n]}, the positions of each
-     * distinct id in increasing order, the groups in increasing id order.
+     * be done while the GPU works): {@code layout = groups | starts[n + 1] | positions[n]} ({@code 2 n + 2} ints
+     * whatever the number of groups), the positions of each distinct id in increasing order, the groups in
+     * increasing id order; starts past the last group are {@code n}.
      */
     public record EmbeddingGroups(int[] layout, int groups) {
     }
 
     /**
-     * Groups the positions of {@code ids} by id (a sort of {@code (id, position)} keys, as
-     * {@code DenseOps.embeddingBackward} does).
+     * Groups the positions of {@code ids} by id, as a sort of {@code (id, position)} keys would (and
+     * {@code DenseOps.embeddingBackward} does): a counting sort over the {@code rows} ids, so a batch of tokens costs
+     * {@code O(n + rows)}.
      *
      * @throws IllegalArgumentException naming the first id outside {@code [0, rows)}
      */
     public static EmbeddingGroups embeddingGroups(int[] ids, int rows) {
-        long[] keys = new long[ids.length];
-        for (int i = 0; i < ids.length; i++) {
+        int n = ids.length;
+        int[] count = new int[rows + 1];
+        for (int i = 0; i < n; i++) {
             if (ids[i] < 0 || ids[i] >= rows) {
                 throw new IllegalArgumentException("ids[" + i + "] = " + ids[i] + " is outside the table [0, " + rows
                         + ")");
             }
-            keys[i] = ((long) ids[i] << 32) | i;
+            count[ids[i] + 1]++;
         }
-        Arrays.sort(keys);
-        int n = ids.length;
-        int[] starts = new int[n + 1];
+        int[] layout = new int[2 * n + 2];
         int groups = 0;
-        for (int i = 0; i < n; i++) {
-            if (i == 0 || (keys[i] >>> 32) != (keys[i - 1] >>> 32)) {
-                starts[groups++] = i;
+        for (int id = 0; id < rows; id++) {
+            if (count[id + 1] > 0) {
+                layout[1 + groups++] = count[id];
             }
+            count[id + 1] += count[id];  // now the start of the id's positions
         }
-        starts[groups] = n;
-        int[] layout = new int[groups + 1 + n];
-        System.arraycopy(starts, 0, layout, 0, groups + 1);
+        for (int g = groups; g <= n; g++) {
+            layout[1 + g] = n;
+        }
+        layout[0] = groups;
         for (int i = 0; i < n; i++) {
-            layout[groups + 1 + i] = (int) keys[i];
+            layout[n + 2 + count[ids[i]]++] = i;  // positions in increasing order within each id
         }
         return new EmbeddingGroups(layout, groups);
     }
 
     /**
      * {@code dtable[ids[i]] += dout[i]}, deterministic: ids int {@code [n]}, groups the device copy of
-     * {@link EmbeddingGroups#layout} with {@code groupCount} groups, dout F32 {@code [n, d]}, dtable F32.
+     * {@link EmbeddingGroups#layout} of these ids, dout F32 {@code [n, d]}, dtable F32 of {@code rows} rows. The grid
+     * does not depend on the number of groups (the kernel reads it), so a recorded launch serves any ids.
      */
-    public void embeddingBackwardGrouped(long ids, long groups, int groupCount, long dout, long dtable, int d) {
-        require(groupCount >= 0 && d >= 0, "embeddingBackwardGrouped: groups " + groupCount + ", d " + d);
-        if ((long) groupCount * d == 0) {
+    public void embeddingBackwardGrouped(long ids, long groups, int n, int rows, long dout, long dtable, int d) {
+        require(n >= 0 && rows >= 0 && d >= 0, "embeddingBackwardGrouped: n " + n + ", rows " + rows + ", d " + d);
+        if ((long) n * d * rows == 0) {
             return;
         }
-        k.args.reset().ptr(ids).ptr(groups).i32(groupCount).ptr(dout).ptr(dtable).i32(d);
-        k.launch(k.function("embeddingBackwardGrouped_f32"), (int) Math.min(groupCount,
+        k.args.reset().ptr(ids).ptr(groups).i32(n).ptr(dout).ptr(dtable).i32(d);
+        k.launch(k.function("embeddingBackwardGrouped_f32"), (int) Math.min(Math.min(n, rows),
                 Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1, Kernels.THREADS, 0);
     }
 
@@ -598,26 +602,48 @@ public final class TrainKernels {
      * The step record at {@code record} from {@code chunks} partial sums: the norm, the clip factor (as
      * {@link #gradNormFinish}), the update number, and the first update whose norm is not finite (kept).
      */
-    public void gradNormFinishChunks(long partial, int chunks, double clip, long update, long record) {
+    public void gradNormFinishChunks(long partial, int chunks, double clip, long update, long live, long record) {
         require(chunks > 0, "gradNormFinishChunks: " + chunks + " chunks");
         require(clip >= 0, "gradNormFinishChunks: clip " + clip + " is negative");
-        k.args.reset().ptr(partial).i32(chunks).i64(Double.doubleToRawLongBits(clip)).i64(update).ptr(record);
+        k.args.reset().ptr(partial).i32(chunks).i64(Double.doubleToRawLongBits(clip)).i64(update).ptr(live)
+                .ptr(record);
         k.launch(k.function("gradNormFinishChunks_f32"), 1, 1, 1, 1024, 0);
     }
 
     /**
      * {@link #adamw} over every chunk of the table with the clip factor of the step record, each chunk with its own
-     * weight decay; changes nothing when the record marks a failed update.
+     * weight decay; changes nothing when the record marks a failed update. With {@code live} (not 0: the device
+     * copy of {@link #packStepScalars}, as a recorded step reads it) the rate and the bias corrections come from
+     * there, not from {@code lr} and {@code step}.
      */
     public void adamwChunks(Precision p, long table, int chunks, double lr, double beta1, double beta2, double eps,
-                            long step, long record) {
+                            long step, long record, long live) {
         require(chunks > 0, "adamwChunks: " + chunks + " chunks");
         require(step >= 1, "adamwChunks: step " + step + " (steps count from 1)");
-        float c1 = (float) (1 - Math.pow(beta1, step));
-        float c2 = (float) (1 - Math.pow(beta2, step));
+        float c1 = biasCorrection(beta1, step);
+        float c2 = biasCorrection(beta2, step);
         k.args.reset().ptr(table).i32(chunks).f32((float) lr).f32((float) beta1).f32((float) (1 - beta1))
                 .f32((float) beta2).f32((float) (1 - beta2)).f32((float) eps).i64(Double.doubleToRawLongBits(lr))
-                .f32(c1).f32(c2).ptr(record);
+                .f32(c1).f32(c2).ptr(record).ptr(live);
         k.launch(k.function("adamwChunks", p), Math.min(chunks, CHUNK_GRID), 1, 1, Kernels.THREADS, 0);
+    }
+
+    /** {@code (float) (1 - beta^step)}: AdamW's bias correction of update {@code step}. */
+    private static float biasCorrection(double beta, long step) {
+        return (float) (1 - Math.pow(beta, step));
+    }
+
+    /** Ints of {@link #packStepScalars}: the kernels' {@code StepScalars} (24 bytes). */
+    static final int STEP_SCALAR_INTS = 6;
+
+    /**
+     * The scalars of update {@code step} at rate {@code lr} as the kernels' {@code StepScalars} reads them (the rate
+     * as a double, the update number, the two bias corrections as floats), packed into ints (little-endian halves)
+     * for an {@link IntInput}.
+     */
+    static int[] packStepScalars(double lr, double beta1, double beta2, long step) {
+        long lrBits = Double.doubleToRawLongBits(lr);
+        return new int[] {(int) lrBits, (int) (lrBits >>> 32), (int) step, (int) (step >>> 32),
+                Float.floatToRawIntBits(biasCorrection(beta1, step)), Float.floatToRawIntBits(biasCorrection(beta2, step))};
     }
 }

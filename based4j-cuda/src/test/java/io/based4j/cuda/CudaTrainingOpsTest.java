@@ -311,6 +311,32 @@ class CudaTrainingOpsTest {
                 () -> gpu.crossEntropy(x.g, head.g, vocab, bad, 1, null, null, null));
     }
 
+    @ParameterizedTest(name = "{0} of 64 rows scored")
+    @CsvSource({"1", "5", "32"})
+    void aLossOverFewScoredRowsTakesOnlyThoseRows(int scored) {
+        // at most half the rows scored: the backend gathers them and runs the head over those rows only
+        int n = 64;
+        int d = 24;
+        int vocab = 1000;
+        Pair x = buffers(n, d, 1);
+        Param head = param(0, 0.3, 1003, d);
+        int[] targets = new int[n];
+        java.util.Arrays.fill(targets, TrainingBackend.IGNORE_INDEX);
+        for (int j = 0; j < scored; j++) {
+            targets[(j * 37 + 11) % n] = random.nextInt(vocab);
+        }
+        Pair dx = buffers(n, d, 0.1);
+        Pair dhead = buffers(1003, d, 0.1);
+        double scale = 1.0 / scored;
+        double lossC = cpu.crossEntropy(x.c, head.c, vocab, targets, scale, dx.c, dhead.c, null);
+        double lossG = gpu.crossEntropyLater(x.g, head.g, vocab, targets, scale, dx.g, dhead.g).value();
+        // a sum of logsumexps of about log(vocab) each, every one within a few float32 roundings
+        assertEquals(lossC, lossG, 1e-5 * Math.abs(lossC), "summed loss");
+        // unscored rows of dx keep what they held; scored ones add the gradient
+        dx.same("crossEntropy dx", MIXER_TOL);
+        dhead.same("crossEntropy dhead", MIXER_TOL);
+    }
+
     @Test
     void optimizerOpsMatch() {
         int rows = 7;

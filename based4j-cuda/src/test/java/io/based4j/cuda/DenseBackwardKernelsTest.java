@@ -86,12 +86,12 @@ class DenseBackwardKernelsTest {
                 TrainKernels.EmbeddingGroups groups = TrainKernels.embeddingGroups(ids, rows);
                 long groupsDev = rig.ints(groups.layout());
                 long grouped = rig.floats(table0);
-                rig.train.embeddingBackwardGrouped(idsDev, groupsDev, groups.groups(), doutDev, grouped, d);
+                rig.train.embeddingBackwardGrouped(idsDev, groupsDev, n, rows, doutDev, grouped, d);
                 float[] gotGrouped = rig.floats(grouped, rows * d);
                 Near.within(what + ", grouped", want, gotGrouped, bound);
 
                 long again = rig.floats(table0);
-                rig.train.embeddingBackwardGrouped(idsDev, groupsDev, groups.groups(), doutDev, again, d);
+                rig.train.embeddingBackwardGrouped(idsDev, groupsDev, n, rows, doutDev, again, d);
                 assertArrayEquals(gotGrouped, rig.floats(again, rows * d), what + ": the grouped form is deterministic"
                         + " [-Dbased4j.seed=" + SEED + "]");
                 for (int row = 0; row < rows; row++) {

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.based4j.backend.TrainingBackend;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -18,15 +19,55 @@ class TrainKernelsTest {
         int[] ids = {5, 2, 5, 0, 2, 5};
         TrainKernels.EmbeddingGroups g = TrainKernels.embeddingGroups(ids, 6);
         assertEquals(3, g.groups());
-        // starts of the groups of ids 0, 2, 5 (and the end), then their positions
-        assertArrayEquals(new int[] {0, 1, 3, 6, 3, 1, 4, 0, 2, 5}, g.layout());
+        // the count, the starts of the groups of ids 0, 2, 5 (then n for the rest of the n + 1), then the positions
+        assertArrayEquals(new int[] {3, 0, 1, 3, 6, 6, 6, 6, 3, 1, 4, 0, 2, 5}, g.layout());
+    }
+
+    @Test
+    void embeddingGroupsAreThoseOfASortOfIdAndPosition() {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(7);
+        int n = 1000;
+        int rows = 50;
+        int[] ids = r.ints(n, 0, rows).toArray();
+        long[] keys = new long[n];
+        for (int i = 0; i < n; i++) {
+            keys[i] = ((long) ids[i] << 32) | i;
+        }
+        java.util.Arrays.sort(keys);
+        int[] layout = TrainKernels.embeddingGroups(ids, rows).layout();
+        int groups = layout[0];
+        int g = 0;
+        for (int i = 0; i < n; i++) {
+            assertEquals((int) keys[i], layout[n + 2 + i], "position " + i + " in (id, position) order");
+            if (i == 0 || (keys[i] >>> 32) != (keys[i - 1] >>> 32)) {
+                assertEquals(i, layout[1 + g++], "start of group " + g);
+            }
+        }
+        assertEquals(g, groups);
+        assertEquals(n, layout[1 + groups]);
     }
 
     @Test
     void embeddingGroupsOfNoIdsAreEmpty() {
         TrainKernels.EmbeddingGroups g = TrainKernels.embeddingGroups(new int[0], 10);
         assertEquals(0, g.groups());
-        assertArrayEquals(new int[] {0}, g.layout());
+        assertArrayEquals(new int[] {0, 0}, g.layout());
+    }
+
+    @Test
+    void scoredRowsListThePositionsWithTargetsThenTheirTargets() {
+        int i = TrainingBackend.IGNORE_INDEX;
+        assertArrayEquals(new int[] {1, 4, 5, 7, 0, 3}, CudaBackend.scoredRows(new int[] {i, 7, i, i, 0, 3}));
+        assertArrayEquals(new int[0], CudaBackend.scoredRows(new int[] {i, i}));
+    }
+
+    @Test
+    void stepScalarsPackAsTheKernelsReadThem() {
+        int[] p = TrainKernels.packStepScalars(3e-3, 0.9, 0.95, 5_000_000_000L);
+        assertEquals(Double.doubleToRawLongBits(3e-3), (p[0] & 0xffffffffL) | ((long) p[1] << 32), "lr");
+        assertEquals(5_000_000_000L, (p[2] & 0xffffffffL) | ((long) p[3] << 32), "update");
+        assertEquals((float) (1 - Math.pow(0.9, 5_000_000_000L)), Float.intBitsToFloat(p[4]), "c1");
+        assertEquals((float) (1 - Math.pow(0.95, 5_000_000_000L)), Float.intBitsToFloat(p[5]), "c2");
     }
 
     @Test

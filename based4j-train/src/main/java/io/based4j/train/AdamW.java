@@ -70,9 +70,18 @@ public final class AdamW {
      * (read it before the next update, at the latest before saving) says so.
      */
     public Norm update(double lr) {
+        return taken(model.backend().adamwStep(slots(), next(lr)));
+    }
+
+    /** The settings of the next update at rate {@code lr}: what {@link #update} hands the backend. */
+    TrainingBackend.AdamWUpdate next(double lr) {
+        return new TrainingBackend.AdamWUpdate(lr, settings.beta1, settings.beta2, settings.eps, settings.gradClip,
+                step + 1);
+    }
+
+    /** Counts the update of {@link #next} as taken (by the backend, perhaps in a recorded step), with its norm. */
+    Norm taken(TrainingBackend.GradientNorm n) {
         step++;
-        TrainingBackend.GradientNorm n = model.backend().adamwStep(slots(), new TrainingBackend.AdamWUpdate(lr,
-                settings.beta1, settings.beta2, settings.eps, settings.gradClip, step));
         last = new Norm(n, step);
         if (n instanceof TrainingBackend.KnownNorm) {
             last.value();  // known already: a norm that is not finite stops the run at once
@@ -126,7 +135,8 @@ public final class AdamW {
         }
     }
 
-    private List<TrainingBackend.AdamWSlot> slots() {
+    /** The update's slots, one per parameter, as {@link #update} hands them to the backend. */
+    public List<TrainingBackend.AdamWSlot> slots() {
         if (slots == null) {
             List<TrainingBackend.AdamWSlot> out = new ArrayList<>();
             for (Param p : model.params()) {

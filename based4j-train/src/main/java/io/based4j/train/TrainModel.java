@@ -50,6 +50,10 @@ public final class TrainModel {
     private final Map<String, Param> params = new LinkedHashMap<>();
     private final LayerStack stack;
     private final Map<Long, TrainingActivations> activations = new HashMap<>();
+    private final Map<StepShape, TrainingBackend.RecordedStep> recordedSteps = new HashMap<>();
+    private final java.util.Set<StepShape> warmShapes = new java.util.HashSet<>();
+    private final Map<StepShape, String> refusals = new LinkedHashMap<>();
+    private boolean recordSteps = true;
 
     /**
      * Binds a state dict (checked and resolved as inference loads it) to the backend. Values may be any floating
@@ -184,6 +188,83 @@ public final class TrainModel {
         return loss;
     }
 
+    /** What {@link #trainStep} leaves for the host to read when it wants: the summed loss and the update's norm. */
+    public record Step(TrainingBackend.Readout loss, AdamW.Norm norm) {
+    }
+
+    /** The shape of a step (with the number of targets it scores): steps of one shape replay one recording. */
+    private record StepShape(int batch, int seqLen, double lossScale, int scored) {
+    }
+
+    /** Shapes recorded at most: steps of further shapes run op by op. */
+    private static final int MAX_RECORDED_SHAPES = 16;
+
+    /**
+     * One training step: gradients zeroed, {@link #trainPass}, then {@code opt.update(lr)}, with the same results.
+     * Where the backend records steps ({@link TrainingBackend#stepRecorder}, CUDA graphs) and {@link #recordSteps}
+     * allows it, the second step of a shape (batch, length and loss scale: the first one allocates what the shape
+     * needs) is recorded, and every later step of that shape replays the recording with its own ids, targets, rate
+     * and update number, with no op launched one by one. A shape is also the number of targets scored; at most
+     * {@value #MAX_RECORDED_SHAPES} shapes are recorded. A pass the backend cannot record runs op by op, as do all
+     * steps of its shape after it ({@link #stepRecordRefusals} says why).
+     */
+    public Step trainStep(int[] ids, int[] targets, int batch, int seqLen, double lossScale, AdamW opt, double lr) {
+        int scored = 0;
+        for (int t : targets) {
+            scored += t == TrainingBackend.IGNORE_INDEX ? 0 : 1;
+        }
+        StepShape shape = new StepShape(batch, seqLen, lossScale, scored);
+        TrainingBackend.RecordedStep recorded = recordedSteps.get(shape);
+        if (recorded != null) {
+            TrainingBackend.StepOutcome o = recorded.replay(ids, targets, opt.next(lr));
+            return new Step(o.loss(), opt.taken(o.norm()));
+        }
+        TrainingBackend.StepRecorder recorder = recordSteps ? backend.stepRecorder() : null;
+        if (recorder != null && warmShapes.contains(shape) && !refusals.containsKey(shape)
+                && recordedSteps.size() < MAX_RECORDED_SHAPES) {
+            try {
+                TrainingBackend.Recording r = recorder.record(ids, targets, () -> {
+                    zeroGrad();
+                    return trainPass(ids, targets, batch, seqLen, lossScale);
+                }, opt.slots(), opt.next(lr));
+                recordedSteps.put(shape, r.step());
+                return new Step(r.first().loss(), opt.taken(r.first().norm()));
+            } catch (TrainingBackend.StepNotRecordable e) {
+                refusals.put(shape, e.getMessage());
+            }
+        }
+        warmShapes.add(shape);
+        zeroGrad();
+        TrainingBackend.Readout loss = trainPass(ids, targets, batch, seqLen, lossScale);
+        return new Step(loss, opt.update(lr));
+    }
+
+    /** Whether {@link #trainStep} may record steps where the backend can (the default). */
+    public TrainModel recordSteps(boolean record) {
+        this.recordSteps = record;
+        if (!record) {
+            closeRecordedSteps();
+        }
+        return this;
+    }
+
+    /** Shapes whose steps {@link #trainStep} replays from a recording now. */
+    public int recordedStepShapes() {
+        return recordedSteps.size();
+    }
+
+    /** Why steps of some shape could not be recorded (one line per shape), empty when none was refused. */
+    public java.util.List<String> stepRecordRefusals() {
+        return refusals.entrySet().stream().map(e -> e.getKey().batch() + " x " + e.getKey().seqLen() + ": "
+                + e.getValue()).toList();
+    }
+
+    private void closeRecordedSteps() {
+        recordedSteps.values().forEach(TrainingBackend.RecordedStep::close);
+        recordedSteps.clear();
+        warmShapes.clear();
+    }
+
     /** Checks a pass's shape and tokens and runs the layer stack's forward walk; returns the final norm's output. */
     private Buffer forwardWalk(int[] ids, int[] targets, int batch, int seqLen) {
         if (batch < 1 || seqLen < 1) {
@@ -221,7 +302,7 @@ public final class TrainModel {
             if (activations.isEmpty()) {
                 throw e;
             }
-            activations.clear();
+            dropActivations();
             backend.checkFits(bytes, need);
         }
         a = new TrainingActivations(backend, config, batch, seqLen);
@@ -242,8 +323,16 @@ public final class TrainModel {
         return TrainingActivations.widest(config);
     }
 
-    /** Drops the cached activations (of every batch shape seen so far). */
+    /** Drops the cached activations (of every batch shape seen so far), and the steps recorded over them. */
     public void releaseActivations() {
+        dropActivations();
+    }
+
+    private void dropActivations() {
+        closeRecordedSteps();  // they run on these activations
+        for (TrainingActivations a : activations.values()) {
+            a.release(backend);
+        }
         activations.clear();
     }
 }

@@ -206,14 +206,23 @@ public final class Trainer {
         long tokens = 0;
         try (BatchPrefetcher batches = new BatchPrefetcher(sampler, batch, seqLen)) {
             for (long step = start; step < end; step++) {
-                model.zeroGrad();
                 List<TrainingBackend.Readout> micro = new ArrayList<>(cfg.gradAccum());
-                for (int i = 0; i < cfg.gradAccum(); i++) {
-                    BatchPrefetcher.Batch mb = batches.next(step * cfg.gradAccum() + i);
-                    micro.add(model.trainPass(mb.ids(), mb.targets(), batch, seqLen, scale));
-                }
                 double lr = schedule.lr(step);
-                AdamW.Norm gradNorm = opt.update(lr);
+                AdamW.Norm gradNorm;
+                if (cfg.gradAccum() == 1) {
+                    // one pass an update: a step the backend may record once and replay
+                    BatchPrefetcher.Batch mb = batches.next(step);
+                    TrainModel.Step taken = model.trainStep(mb.ids(), mb.targets(), batch, seqLen, scale, opt, lr);
+                    micro.add(taken.loss());
+                    gradNorm = taken.norm();
+                } else {
+                    model.zeroGrad();
+                    for (int i = 0; i < cfg.gradAccum(); i++) {
+                        BatchPrefetcher.Batch mb = batches.next(step * cfg.gradAccum() + i);
+                        micro.add(model.trainPass(mb.ids(), mb.targets(), batch, seqLen, scale));
+                    }
+                    gradNorm = opt.update(lr);
+                }
                 pending.add(micro);
                 tokens += cfg.tokensPerStep();
                 long done = step + 1;

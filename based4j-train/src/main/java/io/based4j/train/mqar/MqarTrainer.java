@@ -25,7 +25,10 @@ import java.util.SplittableRandom;
  * of one slice; an epoch visits every training example once, in an order drawn from the seed.
  */
 public final class MqarTrainer {
-    /** Test tokens per forward call when scoring (long test sequences go in smaller batches). */
+    /**
+     * Test tokens per forward call when scoring at least (long test sequences go in smaller batches); as many as
+     * the largest training batch holds where that is more (its buffers are there anyway).
+     */
     private static final int EVAL_TOKENS = 1 << 14;
 
     /**
@@ -218,11 +221,11 @@ public final class MqarTrainer {
                         for (int t : targets) {
                             counted += t == TrainingBackend.IGNORE_INDEX ? 0 : 1;
                         }
-                        model.zeroGrad();
-                        TrainingBackend.Readout loss = model.trainPass(ids, targets, n, len,
-                                1.0 / Math.max(1, counted));
                         double lr = schedule.lr(step);
-                        AdamW.Norm norm = opt.update(lr);
+                        TrainModel.Step s = model.trainStep(ids, targets, n, len, 1.0 / Math.max(1, counted), opt,
+                                lr);
+                        TrainingBackend.Readout loss = s.loss();
+                        AdamW.Norm norm = s.norm();
                         step++;
                         pendingCounts.add(counted);
                         pendingLosses.add(loss);
@@ -277,6 +280,7 @@ public final class MqarTrainer {
                 scores = evaluate(model, testSets);
                 accuracy = overall(scores);
             }
+            model.releaseActivations();
             return new Result(scores, accuracy, step, (double) step / perEpoch, (System.nanoTime() - t0) / 1e9, stop,
                     detail, run.stateBytes(), model.parameterCount());
         }
@@ -317,8 +321,12 @@ public final class MqarTrainer {
             "--d-model");
 
     /** Test examples scored per forward call. */
-    private static int evalBatch(MqarSlice slice) {
-        return Math.max(1, Math.min(slice.count(), EVAL_TOKENS / slice.seqLen()));
+    private int evalBatch(MqarSlice slice) {
+        long tokens = EVAL_TOKENS;
+        for (MqarSlice s : run.train()) {
+            tokens = Math.max(tokens, (long) Math.min(run.batchSize(), s.count()) * s.seqLen());
+        }
+        return (int) Math.max(1, Math.min(slice.count(), tokens / slice.seqLen()));
     }
 
     private String mixerDetail() {
@@ -362,7 +370,10 @@ public final class MqarTrainer {
         return batches.toArray(int[][]::new);
     }
 
-    /** Per-slice accuracy: exact argmax match at the query positions, averaged per example, then over examples. */
+    /**
+     * Per-slice accuracy: exact argmax match at the query positions, averaged per example, then over examples. The
+     * activations of the test batches stay with the model (for the next evaluation) until it releases them.
+     */
     public List<SliceScore> evaluate(TrainModel model, List<MqarSet> sets) {
         List<SliceScore> scores = new ArrayList<>();
         for (MqarSet set : sets) {
@@ -383,7 +394,6 @@ public final class MqarTrainer {
             }
             scores.add(new SliceScore(set.slice(), accSum / set.count(), lossSum / Math.max(1, counted)));
         }
-        model.releaseActivations();
         return scores;
     }
 
