@@ -1872,21 +1872,20 @@ public final class CudaBackend implements TrainingBackend {
 
     // ---------------------------------------------------------------- graphs
 
-    private final class CudaGraph implements Graph {
+    /** A recorded CUDA graph, alive until closed (the device memory it reads outlives it: {@link #freeLater}). */
+    private abstract class RecordedGraph implements AutoCloseable {
         final long graph;
         final long exec;
-        final Inputs in;
-        final int tokens;
-        final int sequences;
         boolean closed;
 
-        CudaGraph(long graph, long exec, Inputs in, int tokens, int sequences) {
+        RecordedGraph(long graph, long exec) {
             this.graph = graph;
             this.exec = exec;
-            this.in = in;
-            this.tokens = tokens;
-            this.sequences = sequences;
+            graphOpened(this);
         }
+
+        /** Frees the inputs that the graph's replays read. */
+        abstract void closeInputs();
 
         @Override
         public void close() {
@@ -1896,9 +1895,27 @@ public final class CudaBackend implements TrainingBackend {
                 cu.synchronize(stream);
                 cu.destroyGraphExec(exec);
                 cu.destroyGraph(graph);
-                in.close();
+                closeInputs();
                 graphClosed(this);
             }
+        }
+    }
+
+    private final class CudaGraph extends RecordedGraph implements Graph {
+        final Inputs in;
+        final int tokens;
+        final int sequences;
+
+        CudaGraph(long graph, long exec, Inputs in, int tokens, int sequences) {
+            super(graph, exec);
+            this.in = in;
+            this.tokens = tokens;
+            this.sequences = sequences;
+        }
+
+        @Override
+        void closeInputs() {
+            in.close();
         }
     }
 
@@ -1940,7 +1957,6 @@ public final class CudaBackend implements TrainingBackend {
                 throw e;
             }
             CudaGraph g = new CudaGraph(graph, exec, mine, tokens.length, batch.size());
-            graphOpened(g);
             launch(g);
             return g;
         }
@@ -2137,15 +2153,11 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /** A training step recorded as one CUDA graph. */
-    private final class StepGraph implements RecordedStep {
-        final long graph;
-        final long exec;
+    private final class StepGraph extends RecordedGraph implements RecordedStep {
         final StepCapture c;
-        boolean closed;
 
         StepGraph(long graph, long exec, StepCapture c) {
-            this.graph = graph;
-            this.exec = exec;
+            super(graph, exec);
             this.c = c;
         }
 
@@ -2172,16 +2184,8 @@ public final class CudaBackend implements TrainingBackend {
         }
 
         @Override
-        public void close() {
-            if (!closed && !CudaBackend.this.closed) {
-                closed = true;
-                bind();
-                cu.synchronize(stream);
-                cu.destroyGraphExec(exec);
-                cu.destroyGraph(graph);
-                c.close();
-                graphClosed(this);
-            }
+        void closeInputs() {
+            c.close();
         }
     }
 
@@ -2241,7 +2245,6 @@ public final class CudaBackend implements TrainingBackend {
             throw notRecordable(e);
         }
         StepGraph g = new StepGraph(graph, exec, c);
-        graphOpened(g);
         return new Recording(g, g.launch(u));
     }
 

@@ -139,11 +139,16 @@ class RecordedStepTest {
         }
     }
 
+    /** A model of the MQAR shape (a conv layer, then linear attention; no MLP) on {@code gpu}. */
+    static TrainModel mqarShaped(CudaBackend gpu, Arena arena) {
+        ModelConfig config = config(List.of("conv", "linear"), 0L);
+        return new TrainModel(config, CudaTrainModelTest.state(config, 5, arena), gpu, "test");
+    }
+
     @Test
     void aPassThatAllocatesIsNotRecordedAndNothingOfItRuns() {
-        ModelConfig config = config(List.of("conv", "linear"), 0L);
         try (Arena arena = Arena.ofShared(); CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16)) {
-            TrainModel model = new TrainModel(config, CudaTrainModelTest.state(config, 5, arena), gpu, "test");
+            TrainModel model = mqarShaped(gpu, arena);
             AdamW opt = new AdamW(model, AdamW.Settings.DEFAULTS);
             int[][] b = batch(2, 19, 7);
             model.trainStep(b[0], b[1], 2, 19, 0.1, opt, 1e-3).norm().value();  // allocates the shape's buffers
@@ -169,9 +174,8 @@ class RecordedStepTest {
 
     @Test
     void aReplayChecksItsInputsFirst() {
-        ModelConfig config = config(List.of("conv", "linear"), 0L);
         try (Arena arena = Arena.ofShared(); CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16)) {
-            TrainModel model = new TrainModel(config, CudaTrainModelTest.state(config, 5, arena), gpu, "test");
+            TrainModel model = mqarShaped(gpu, arena);
             AdamW opt = new AdamW(model, AdamW.Settings.DEFAULTS);
             int[][] b = batch(2, 19, 7);
             for (int s = 0; s < 3; s++) {
