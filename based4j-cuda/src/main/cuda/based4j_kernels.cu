@@ -610,5 +610,6 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_conv.cuh"
 #include "train_linear.cuh"
 #include "train_linear_recurrent.cuh"
+#include "train_linear_split.cuh"
 #include "train_attention.cuh"
 #include "train_attention_mma.cuh"

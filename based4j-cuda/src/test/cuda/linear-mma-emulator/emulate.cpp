@@ -9,13 +9,18 @@
 //
 //   g++ -std=c++20 -O2 -pthread -fno-strict-aliasing -I based4j-cuda/src/main/cuda -o /tmp/lmm-emulate
 //       based4j-cuda/src/test/cuda/linear-mma-emulator/emulate.cpp       (one command line)
-//   /tmp/lmm-emulate [seed [batch seqLen heads featureDim headDim]]
+//   /tmp/lmm-emulate [seed [batch seqLen heads featureDim headDim [split]]]
+//
+// With a split s > 1 (headDim / s a head dim of the tensor-core kernels) it runs the head split of MixerTrainKernels
+// (train_linear_split.cuh): the kernels on heads x s heads of headDim / s sharing the repeated q and k, the copies'
+// gradients summed into dq and dk, compared with the definition for the whole heads.
 //
 // Inputs are Gaussian, rounded to bf16 as the GPU holds them; dq, dk and dv start from Gaussian values (the kernels
 // add into them), as in LinearAttentionTrainKernelsTest. Errors are printed in units of 2^-8: the largest against the
 // largest value of the result, and the root-mean-square against the result's own.
 #include "host_cuda.h"
 #include "train_linear.cuh"
+#include "train_linear_split.cuh"
 
 #include <cstdio>
 #include <cstdlib>
@@ -178,7 +183,13 @@ struct Kernels {
     int batch;
 };
 
-void run(const Shape& sh, unsigned seed) {
+/**
+ * One shape; with split s > 1 the head split of MixerTrainKernels: the kernels run on heads x s heads of dh / s whose
+ * q and k are the heads' repeated (linearHeadRepeat, which also zeroes their gradients), and the copies' gradients
+ * are summed into dq and dk (linearHeadSum); the errors are those of the whole heads against the definition.
+ */
+void run(const Shape& whole, unsigned seed, int split = 1) {
+    const Shape sh{whole.batch, whole.seqLen, whole.heads * split, whole.f, whole.dh / split};  // the kernels' heads
     const int B = sh.batch, L = sh.seqLen, H = sh.heads, f = sh.f, dh = sh.dh;
     const int N = B * L, E = 1 + f + f * (f + 1) / 2, nC = (L + 63) / 64, gRow = dh + 8;
     const float eps = 1e-6f;
@@ -189,11 +200,25 @@ void run(const Shape& sh, unsigned seed) {
         for (auto& x : a) x = __bfloat162float(__float2bfloat16_rn(normal(rng)));
         return a;
     };
-    const size_t qk = (size_t)N * H * f, vs = (size_t)N * H * dh;
-    auto q = gaussian(qk), k = gaussian(qk), v = gaussian(vs), dout = gaussian(vs);
-    auto dq0 = gaussian(qk), dk0 = gaussian(qk), dv0 = gaussian(vs);
-    auto Q = toBf16(q), K = toBf16(k), V = toBf16(v), DOUT = toBf16(dout);
-    auto DQ = toBf16(dq0), DK = toBf16(dk0), DV = toBf16(dv0);
+    const size_t qk = (size_t)N * H * f, vs = (size_t)N * H * dh, wholeQk = (size_t)N * whole.heads * f;
+    auto q = gaussian(wholeQk), k = gaussian(wholeQk), v = gaussian(vs), dout = gaussian(vs);
+    auto dq0 = gaussian(wholeQk), dk0 = gaussian(wholeQk), dv0 = gaussian(vs);
+    auto V = toBf16(v), DOUT = toBf16(dout), DV = toBf16(dv0);
+    // what the q and k gradients of the kernels' heads start from: the given ones, or zeros for the copies
+    std::vector<bf16> Q = toBf16(q), K = toBf16(k), dqStart = toBf16(dq0), dkStart = toBf16(dk0);
+    const unsigned splitBlocks = (unsigned)((qk + 255) / 256);
+    if (split > 1) {
+        const std::vector<bf16> wq = Q, wk = K;
+        Q.assign(qk, bf16{0x7fc0});
+        K.assign(qk, bf16{0x7fc0});
+        dqStart.assign(qk, bf16{0x7fc0});
+        dkStart.assign(qk, bf16{0x7fc0});
+        emuLaunch({splitBlocks, 1, 1}, 256, 0, [&] {
+            b4j_bf16::linearHeadRepeat_bf16(wq.data(), wk.data(), Q.data(), K.data(), dqStart.data(), dkStart.data(),
+                                            N, whole.heads, split, f);
+        });
+    }
+    auto DQ = dqStart, DK = dkStart;
     std::vector<bf16> OUT(vs);
     // NaN where nothing is written: a kernel that reads such a place shows it
     std::vector<float> states((size_t)B * H * nC * E * (dh + 1), NAN);
@@ -242,7 +267,7 @@ void run(const Shape& sh, unsigned seed) {
     // the rounded-state backward, where it serves the shape (E up to 160): the same numbers bit for bit; its bf16
     // states in the float32 states' bytes, NaN where nothing is written
     if (epad <= b4j::LMS_MAX_FEATURES) {
-        std::vector<bf16> dq3 = toBf16(dq0), dk3 = toBf16(dk0), dv3 = toBf16(dv0);
+        std::vector<bf16> dq3 = dqStart, dk3 = dkStart, dv3 = toBf16(dv0);
         std::vector<bf16> gbuf3((size_t)N * H * gRow, bf16{0x7fc0});
         std::vector<bf16> rounded(2 * states.size(), bf16{0x7fc0});
         const int shared = roundedSharedBytes(f, dh);
@@ -278,7 +303,7 @@ void run(const Shape& sh, unsigned seed) {
     // the scan kernels, where they serve the shape: the same numbers bit for bit
     if (epad <= b4j::LMS_MAX_FEATURES && dh <= b4j::LMS_MAX_HEAD) {
         const uint3v grid{(unsigned)H, (unsigned)B, 1};
-        std::vector<bf16> out2(vs), dq2 = toBf16(dq0), dk2 = toBf16(dk0), dv2 = toBf16(dv0);
+        std::vector<bf16> out2(vs), dq2 = dqStart, dk2 = dkStart, dv2 = toBf16(dv0);
         std::vector<bf16> gbuf2((size_t)N * H * gRow, bf16{0x7fc0});
         emuLaunch(grid, b4j::LMS_THREADS, scanSharedBytes(f, dh, false), [&] {
             b4j_bf16::linearAttentionMmaScanForward_bf16(Q.data(), K.data(), V.data(), out2.data(), L, H, f, dh, eps);
@@ -295,12 +320,21 @@ void run(const Shape& sh, unsigned seed) {
                differ(OUT, out2), differ(DQ, dq2), differ(DK, dk2), differ(DV, dv2));
     }
 
+    if (split > 1) {  // the copies' gradients summed into the given dq and dk
+        std::vector<bf16> dqWhole = toBf16(dq0), dkWhole = toBf16(dk0);
+        emuLaunch({(unsigned)((wholeQk + 255) / 256), 1, 1}, 256, 0, [&] {
+            b4j_bf16::linearHeadSum_bf16(DQ.data(), DK.data(), dqWhole.data(), dkWhole.data(), N, whole.heads, split,
+                                         f);
+        });
+        DQ = dqWhole;
+        DK = dkWhole;
+    }
     std::vector<double> out(vs), dq(dq0.begin(), dq0.end()), dk(dk0.begin(), dk0.end()), dv(dv0.begin(), dv0.end());
-    reference(sh, eps, q, k, v, dout, out, dq, dk, dv);
+    reference(whole, eps, q, k, v, dout, out, dq, dk, dv);
     const double unit = 256;
-    printf("batch %d, seqLen %4d, heads %d, f %2d, dh %3d, seed %u, in units of 2^-8: largest out %.2f dq %.2f"
-           " dk %.2f dv %.2f; rms out %.2f dq %.2f dk %.2f dv %.2f\n",
-           B, L, H, f, dh, seed, largestError(out, toFloat(OUT)) * unit, largestError(dq, toFloat(DQ)) * unit,
+    printf("batch %d, seqLen %4d, heads %d, f %2d, dh %3d (%d heads of %d), seed %u, in units of 2^-8: largest out"
+           " %.2f dq %.2f dk %.2f dv %.2f; rms out %.2f dq %.2f dk %.2f dv %.2f\n",
+           B, L, whole.heads, f, whole.dh, H, dh, seed, largestError(out, toFloat(OUT)) * unit, largestError(dq, toFloat(DQ)) * unit,
            largestError(dk, toFloat(DK)) * unit, largestError(dv, toFloat(DV)) * unit,
            rmsError(out, toFloat(OUT)) * unit, rmsError(dq, toFloat(DQ)) * unit, rmsError(dk, toFloat(DK)) * unit,
            rmsError(dv, toFloat(DV)) * unit);
@@ -312,7 +346,8 @@ void run(const Shape& sh, unsigned seed) {
 int main(int argc, char** argv) {
     const unsigned seed = argc > 1 ? (unsigned)atoi(argv[1]) : 1;
     if (argc > 6) {
-        run({atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6])}, seed);
+        run({atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6])}, seed,
+            argc > 7 ? atoi(argv[7]) : 1);
         return 0;
     }
     // ragged last chunks (100 = 64 + 36, 129 = 2 x 64 + 1), both head-dim variants, a single token, a head of 16,

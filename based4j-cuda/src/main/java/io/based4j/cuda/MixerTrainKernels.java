@@ -86,6 +86,13 @@ import java.util.function.Consumer;
  *     <td>walks the chunks from the last with the suffix state {@code dS += phi(Q_c)^T G'_c} on chip, per chunk the
  *     products of linearAttentionMmaBackwardKV: {@code dv += A^T G' + phi(K) dS_c},
  *     {@code dk += P^T Q + J^T (V' dS_c^T)}</td></tr>
+ * <tr><td>linearHeadRepeat (bf16)</td><td>elementwise over N x H s f</td>
+ *     <td>the head split ({@link #linearHeadSplit}): q and k repeated for the {@code H s} virtual heads into the
+ *     scratch ({@code qq, kk [N, H s f]}); for the backward also the copies' gradients ({@code dqq, dkk}) zeroed</td>
+ *     </tr>
+ * <tr><td>linearHeadSum (bf16)</td><td>elementwise over N x H f</td>
+ *     <td>after the virtual heads' backward: {@code dq += sum_j dqq[:, (h s + j) f + c]} (the s copies summed in
+ *     float32 in order, added to dq and rounded once), the same for dk</td></tr>
  * <tr><td>attentionTrainForward</td><td>(ceil(seqLen / 16), H, batch) x 128</td>
  *     <td>scalar (f32, and bf16 where the tensor-core kernels do not apply): 4 warps x 4 queries, lanes over the
  *     head dims; keys in shared tiles of 32 (rotated k, v); online softmax; {@code out} and
@@ -130,8 +137,10 @@ import java.util.function.Consumer;
  * <h2>Linear attention on tensor cores</h2>
  * In bf16, feature dims that are multiples of 8 up to {@value #LINEAR_MMA_MAX_FEATURE_DIM} and head dims that are
  * multiples of 8 from {@value #LINEAR_MMA_MIN_HEAD_DIM} to {@value #LINEAR_MMA_MAX_HEAD_DIM} (based-360m: f 16,
- * dh 64) run the linearAttentionMma kernels ({@code train_linear_mma.cuh}); float32, other shapes and arrays that
- * are not 16-byte aligned run the CUDA-core kernels, unchanged (float32 results are bit for bit those of before).
+ * dh 64) run the linearAttentionMma kernels ({@code train_linear_mma.cuh}), and wider heads where they split into
+ * such heads (see the head split below); float32, other shapes and arrays that are not 16-byte aligned run the
+ * CUDA-core kernels (or, for head dims above {@value #LINEAR_MAX_HEAD_DIM}, the recurrent kernels), unchanged
+ * (float32 results are bit for bit those of before).
  * The chunked algorithm is the same: chunks of 64 tokens, float32 chunk states {@code [E, dh + 1]} in the same
  * scratch. The products are {@code mma.sync.m16n8k16} with bf16 operands and float32 accumulation: phi is formed by
  * each lane straight into its A fragments (never stored), the in-chunk scores and their gradients stay in registers
@@ -168,6 +177,24 @@ import java.util.function.Consumer;
  * backward block copies its whole state into shared memory at its start ({@link #linearMmaRoundedSharedBytes}: 79
  * KiB at f 16, dh 64, 2 blocks per SM).
  *
+ * <p>The head split ({@link #linearHeadSplit}): heads wider than {@value #LINEAR_MMA_MAX_HEAD_DIM} run in bf16 as
+ * virtual heads that the tensor-core kernels take. Linear attention separates over the value columns:
+ * {@code out[:, j] = phi(q).S[:, j] / (phi(q).z + eps)} with the normaliser z the same for every column j, so a head
+ * of dh columns is exactly s heads of {@code dh / s} columns that share its q and k. The smallest {@code s >= 2}
+ * whose {@code dh / s} the tensor-core kernels take is chosen (an MQAR model of one head of 128: 2 heads of 64,
+ * which the scan forward serves at f 8 and 16; whole, such a head runs token by token on the recurrent kernels:
+ * measured on the H200, 19 ms of a training step of an MQAR model whose other work took about 2 ms). v, out, dout
+ * and dv are the virtual heads' arrays as they are ({@code [N, H dh] = [N, (H s) (dh / s)]}, so they must be 16-byte
+ * aligned, else the heads run whole); linearHeadRepeat writes q and k repeated for the {@code H s} heads into the
+ * scratch, the kernels above run on them, and the backward's gradients of the copies are summed into dq and dk by
+ * linearHeadSum. Scratch (each part rounded up to 256 bytes, so every part is 16-byte aligned): the forward
+ * {@code qq | kk | } the chunk states (where the chunk kernels run), the backward {@code qq | kk | dqq | dkk | } the
+ * virtual heads' backward scratch ({@link #linearSplitScratchBytes}), 2 N H s f bytes a part. Out and dv are the
+ * kernels' results for the virtual heads bit for bit, dq and dk the sums of theirs (each rounded to bf16 once more
+ * before the sum), so the bounds of the tensor-core kernels hold. What each virtual head repeats (the in-chunk
+ * scores {@code Q K^T}, forming phi and its transpose) is small beside the products with the values and the states,
+ * which divide with the columns.
+ *
  * <h2>Memory</h2>
  * Nothing is {@code L x L}. Linear attention keeps nothing besides its output. It runs in the chunked form: one
  * block per (chunk of 64 tokens, head, sequence), products of tiles in shared memory (float32 on the CUDA cores,
@@ -176,7 +203,8 @@ import java.util.function.Consumer;
  * f 16, dh 64; 160 MiB for batch 8 x 16 heads). The forward keeps them in the scratch this instance owns; the
  * backward recomputes them and takes a scratch of {@link #linearAttentionBackwardScratchBytes} (the states plus
  * {@code [g, r]} per row and head: float32 {@code dh + 1}, or on tensor cores bf16 {@code dh + 8} after the states
- * rounded up to 16 bytes, which fits in the same bytes), either given by the caller or owned by this instance
+ * rounded up to 16 bytes, which fits in the same bytes; for split heads the states and G' of the virtual heads after
+ * the repeated q and k and their gradients), either given by the caller or owned by this instance
  * (allocated on first use, grown when a larger pass comes, freed by {@link #close}). Attention keeps one float32
  * log-sum-exp per (token, head); the tensor-core attention takes {@link #attentionScratchBytes} of that scratch
  * during a call: with rotary the table and the rotated q and k ({@code 4 N d} bytes), and for the backward D
@@ -215,7 +243,8 @@ public final class MixerTrainKernels implements AutoCloseable {
     static final int CONV_TAP_MAX_KERNEL = 8;
     /**
      * The largest linear-attention head dim of the chunked kernels: dh + 1 columns (values and the normaliser) in 8
-     * strips of 16. Wider heads run the recurrent kernels ({@link RecurrentLinearTrain}).
+     * strips of 16. Wider heads run the recurrent kernels ({@link RecurrentLinearTrain}), except in bf16 where they
+     * split into virtual heads for the tensor-core kernels ({@link #linearHeadSplit}).
      */
     public static final int LINEAR_MAX_HEAD_DIM = 127;
     /** Tokens per chunk of the linear-attention kernels (LIN_CHUNK of train_linear.cuh). */
@@ -403,12 +432,24 @@ public final class MixerTrainKernels implements AutoCloseable {
     }
 
     /**
-     * Bytes of float32 scratch {@link #linearAttentionBackward} needs: the chunk states
-     * ({@code batch H ceil(seqLen / 64) E (dh + 1)} floats, E = 1 + f + f(f+1)/2) and per (row, head) the
-     * gradients of the numerator and denominator {@code [g, r]} ({@code N H (dh + 1)} floats): linear in N.
+     * Bytes of scratch {@link #linearAttentionBackward} needs, in either precision: for the chunked kernels the
+     * float32 chunk states ({@code batch H ceil(seqLen / 64) E (dh + 1)} floats, E = 1 + f + f(f+1)/2) and per
+     * (row, head) the gradients of the numerator and denominator {@code [g, r]} ({@code N H (dh + 1)} floats); for
+     * the recurrent kernels (head dims above {@value #LINEAR_MAX_HEAD_DIM}) {@link RecurrentLinearTrain}'s; and where
+     * the bf16 head split applies to the shape ({@link #linearHeadSplit}), at least {@link #linearSplitScratchBytes}.
+     * Linear in N.
      */
     public static long linearAttentionBackwardScratchBytes(int batch, int seqLen, int heads, int featureDim,
                                                            int headDim) {
+        long whole = wholeHeadsBackwardScratchBytes(batch, seqLen, heads, featureDim, headDim);
+        int split = linearHeadSplit(Precision.BF16, featureDim, headDim, heads);
+        return split == 0 ? whole
+                : Math.max(whole, linearSplitScratchBytes(batch, seqLen, heads, featureDim, headDim, split));
+    }
+
+    /** The backward scratch of the heads as they are (no split): the chunked kernels' or the recurrent kernels'. */
+    private static long wholeHeadsBackwardScratchBytes(int batch, int seqLen, int heads, int featureDim,
+                                                       int headDim) {
         if (headDim > LINEAR_MAX_HEAD_DIM) {
             return RecurrentLinearTrain.backwardScratchBytes(rows(batch, seqLen), heads, featureDim, headDim);
         }
@@ -479,7 +520,8 @@ public final class MixerTrainKernels implements AutoCloseable {
      * Taylor linear attention forward ({@code LinearAttentionOps.forward}): q, k A {@code [N, H f]}, v A
      * {@code [N, H dh]}; writes out A {@code [N, H dh]}. Keeps nothing else; the chunk states live in the scratch
      * owned by this instance (allocated on first use, grown when a larger pass comes), except on the scan kernels
-     * ({@link #linearScan}), which keep them on chip and take no scratch.
+     * ({@link #linearScan}), which keep them on chip and take no scratch. Heads split into virtual heads
+     * ({@link #linearHeadSplit}) keep their repeated q and k in that scratch too, before the states.
      */
     public void linearAttentionForward(Precision p, long q, long k, long v, long out, int batch, int seqLen,
                                        int heads, int featureDim, int headDim, float eps) {
@@ -487,10 +529,37 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
+        int split = headSplit(p, featureDim, headDim, heads, v, out);
+        if (split != 0) {
+            splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split);
+            return;
+        }
         if (headDim > LINEAR_MAX_HEAD_DIM) {
             recurrent.forward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps);
             return;
         }
+        long bytes = chunkedForwardScratchBytes(p, batch, seqLen, heads, featureDim, headDim, q, k, v, out);
+        chunkedForward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, shared,
+                bytes == 0 ? 0 : ownedScratch(bytes));
+    }
+
+    /**
+     * Bytes of scratch the chunked forward takes: none on the scan kernels (for the given q, k, v and out), else the
+     * float32 chunk states.
+     */
+    private long chunkedForwardScratchBytes(Precision p, int batch, int seqLen, int heads, int featureDim,
+                                            int headDim, long... pointers) {
+        return scan(p, featureDim, headDim, pointers) ? 0
+                : 4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim);
+    }
+
+    /**
+     * The forward on the chunked kernels (head dims up to {@value #LINEAR_MAX_HEAD_DIM}): the scan kernels where they
+     * serve, else the tensor-core or the CUDA-core chunk kernels with the chunk states at {@code states}
+     * ({@link #chunkedForwardScratchBytes}).
+     */
+    private void chunkedForward(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
+                                int featureDim, int headDim, float eps, int shared, long states) {
         if (scan(p, featureDim, headDim, q, k, v, out)) {
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
                     .f32(eps);
@@ -498,7 +567,6 @@ public final class MixerTrainKernels implements AutoCloseable {
                     false));
             return;
         }
-        long states = ownedScratch(4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim));
         if (mma(p, featureDim, headDim, q, k, v, out, states)) {
             linearMmaStates("linearAttentionMmaStates", k, v, (long) heads * headDim, headDim, headDim, true, states,
                     batch, seqLen, heads, featureDim, headDim);
@@ -519,8 +587,9 @@ public final class MixerTrainKernels implements AutoCloseable {
      * Linear attention backward ({@code LinearAttentionOps.backward}) with scratch owned by this instance: dout A
      * {@code [N, H dh]}; {@code dq, dk += } (A {@code [N, H f]}), {@code dv += } (A {@code [N, H dh]}). The first
      * call, and a call for a larger pass than any before, allocates {@link #linearAttentionBackwardScratchBytes}
-     * of device memory, or on the scan kernels only {@link #linearScanScratchBytes} (waiting for the device when it
-     * replaces a smaller one).
+     * of device memory, or on the scan kernels only {@link #linearScanScratchBytes}, or for heads split into
+     * virtual heads ({@link #linearHeadSplit}) the repeated q and k and their gradients before the virtual heads'
+     * scratch (waiting for the device when it replaces a smaller one).
      */
     public void linearAttentionBackward(Precision p, long q, long k, long v, long dout, long dq, long dk, long dv,
                                         int batch, int seqLen, int heads, int featureDim, int headDim, float eps) {
@@ -528,9 +597,12 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
-        long bytes = scanBackward && scan(p, featureDim, headDim, q, k, v, dout, dq, dk, dv)
-                ? linearScanScratchBytes(batch, seqLen, heads, headDim)
-                : linearAttentionBackwardScratchBytes(batch, seqLen, heads, featureDim, headDim);
+        int split = headSplit(p, featureDim, headDim, heads, v, dout, dv);
+        long bytes = split != 0
+                ? splitScratchBytes(batch, seqLen, heads, featureDim, split, backwardScratchBytes(p, batch,
+                        seqLen, heads * split, featureDim, headDim / split, v, dout, dv))
+                : backwardScratchBytes(p, batch, seqLen, heads, featureDim, headDim, q, k, v, dout, dq, dk,
+                        dv);
         long scratch = ownedScratch(bytes);
         linearAttentionBackward(p, q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps,
                 scratch);
@@ -548,10 +620,39 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
+        int split = headSplit(p, featureDim, headDim, heads, v, dout, dv, scratch);
+        if (split != 0) {
+            splitBackward(q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps, split, scratch);
+            return;
+        }
         if (headDim > LINEAR_MAX_HEAD_DIM) {
             recurrent.backward(p, q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps, scratch);
             return;
         }
+        chunkedBackward(p, q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps, shared,
+                scratch);
+    }
+
+    /**
+     * Bytes of scratch the backward of the heads as they are (no split) takes as this instance is set: on the scan
+     * kernels (where {@link #scanBackward} turns them on and they serve the given arrays)
+     * {@link #linearScanScratchBytes}, else the chunk kernels' or the recurrent kernels'.
+     */
+    private long backwardScratchBytes(Precision p, int batch, int seqLen, int heads, int featureDim,
+                                             int headDim, long... pointers) {
+        return scanBackward && scan(p, featureDim, headDim, pointers)
+                ? linearScanScratchBytes(batch, seqLen, heads, headDim)
+                : wholeHeadsBackwardScratchBytes(batch, seqLen, heads, featureDim, headDim);
+    }
+
+    /**
+     * The backward on the chunked kernels (head dims up to {@value #LINEAR_MAX_HEAD_DIM}) with the scratch
+     * {@link #backwardScratchBytes}: the scan kernels where {@link #scanBackward} turns them on and they serve,
+     * else the tensor-core or the CUDA-core chunk kernels.
+     */
+    private void chunkedBackward(Precision p, long q, long k, long v, long dout, long dq, long dk, long dv, int batch,
+                                 int seqLen, int heads, int featureDim, int headDim, float eps, int shared,
+                                 long scratch) {
         if (scanBackward && scan(p, featureDim, headDim, q, k, v, dout, dq, dk, dv, scratch)) {
             linearScanBackward(q, k, v, dout, dq, dk, dv, batch, seqLen, heads, featureDim, headDim, eps, scratch);
             return;
@@ -797,6 +898,118 @@ public final class MixerTrainKernels implements AutoCloseable {
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(gbuf).ptr(states).ptr(dk).ptr(dv).i32(seqLen).i32(heads)
                 .i32(featureDim).i32(headDim);
         launchMma(prefix + "BackwardKV", headDim, chunks, heads, batch, shared);
+    }
+
+    // ------------------------------------------------------------------------------------------------ head split
+
+    /**
+     * The split of linear-attention heads wider than the tensor-core kernels take into virtual heads that they do
+     * take: for head dims above {@value #LINEAR_MMA_MAX_HEAD_DIM}, the smallest {@code s >= 2} that divides the head
+     * dim into {@code headDim / s} columns for which {@link #linearTensorCores} holds (multiples of 8 from
+     * {@value #LINEAR_MMA_MIN_HEAD_DIM} to {@value #LINEAR_MMA_MAX_HEAD_DIM}, bf16, feature dims multiples of 8 up to
+     * {@value #LINEAR_MMA_MAX_FEATURE_DIM}), with {@code heads s} at most 65535 (a grid dimension); 0 where there is
+     * none (float32 always, and head dims such as 121 to 127 or 136). One head of 128 (an MQAR model of width 128):
+     * 2 heads of 64.
+     */
+    static int linearHeadSplit(Precision p, int featureDim, int headDim, int heads) {
+        if (headDim <= LINEAR_MMA_MAX_HEAD_DIM || !linearTensorCores(p, featureDim, LINEAR_MMA_MIN_HEAD_DIM)) {
+            return 0;  // narrow enough already, or no virtual head would run on the tensor cores
+        }
+        for (int s = 2; headDim / s >= LINEAR_MMA_MIN_HEAD_DIM; s++) {
+            if (headDim % s == 0 && linearTensorCores(p, featureDim, headDim / s)) {
+                return (long) heads * s <= MAX_GRID_YZ ? s : 0;
+            }
+        }
+        return 0;
+    }
+
+    /**
+     * The split this instance takes: {@link #linearHeadSplit}, where the tensor-core kernels are on
+     * ({@link #tensorCores}) and the arrays the virtual heads' kernels read and write as they are (v, out or dout,
+     * dv, the caller's scratch) are 16-byte aligned; 0 otherwise (the heads run whole, as before).
+     */
+    private int headSplit(Precision p, int featureDim, int headDim, int heads, long... pointers) {
+        int split = tensorCores ? linearHeadSplit(p, featureDim, headDim, heads) : 0;
+        return split != 0 && aligned(pointers) ? split : 0;
+    }
+
+    /** The parts of the split backward's scratch before the virtual heads' own: qq, kk, dqq and dkk. */
+    private static final int SPLIT_PARTS = 4;
+
+    /** Bytes of one repeated array, bf16 {@code [N, virtualHeads f]}, rounded up to {@value #SCRATCH_ALIGN}. */
+    private static long splitPartBytes(int batch, int seqLen, int virtualHeads, int featureDim) {
+        return aligned(Math.multiplyExact(rows(batch, seqLen), 2L * virtualHeads * featureDim));
+    }
+
+    private static long splitScratchBytes(int batch, int seqLen, int heads, int featureDim, int split,
+                                          long virtualBytes) {
+        long parts = Math.multiplyExact(splitPartBytes(batch, seqLen, heads * split, featureDim), (long) SPLIT_PARTS);
+        return Math.addExact(parts, virtualBytes);
+    }
+
+    /**
+     * Bytes of scratch the split backward takes at most: the repeated q and k and their gradients
+     * ({@code 4 x 2 N H s f} bytes, each part rounded up to {@value #SCRATCH_ALIGN}), then the chunk kernels' scratch
+     * of the {@code H s} heads of {@code dh / s} columns.
+     */
+    static long linearSplitScratchBytes(int batch, int seqLen, int heads, int featureDim, int headDim, int split) {
+        return splitScratchBytes(batch, seqLen, heads, featureDim, split, wholeHeadsBackwardScratchBytes(batch,
+                seqLen, heads * split, featureDim, headDim / split));
+    }
+
+    /**
+     * qq and kk ({@code [N, H s f]}): q and k repeated for the {@code H s} virtual heads; where dqq is not 0, dqq and
+     * dkk (the same shape) zeroed for the backward to add into.
+     */
+    private void repeatHeads(long q, long k, long qq, long kk, long dqq, long dkk, long n, int heads, int split,
+                             int featureDim) {
+        this.k.args.reset().ptr(q).ptr(k).ptr(qq).ptr(kk).ptr(dqq).ptr(dkk).i64(n).i32(heads).i32(split)
+                .i32(featureDim);
+        this.k.elementwise(this.k.function("linearHeadRepeat", Precision.BF16), n * heads * split * featureDim);
+    }
+
+    /**
+     * The forward on {@code H s} virtual heads of {@code dh / s} columns: q and k repeated into the owned scratch
+     * ({@code qq | kk}, then the chunk states where the chunk kernels run), the chunked forward over the repeated q
+     * and k and over v and out as they are.
+     */
+    private void splitForward(long q, long k, long v, long out, int batch, int seqLen, int heads, int featureDim,
+                              int headDim, float eps, int split) {
+        int virtualHeads = heads * split;
+        int virtualDim = headDim / split;
+        long n = rows(batch, seqLen);
+        long part = splitPartBytes(batch, seqLen, virtualHeads, featureDim);
+        // qq and kk are 16-byte aligned in the scratch, so v and out decide between the scan and the chunk kernels
+        long states = chunkedForwardScratchBytes(Precision.BF16, batch, seqLen, virtualHeads, featureDim, virtualDim,
+                v, out);
+        long qq = ownedScratch(Math.addExact(2 * part, states));
+        long kk = qq + part;
+        repeatHeads(q, k, qq, kk, 0, 0, n, heads, split, featureDim);
+        chunkedForward(Precision.BF16, qq, kk, v, out, batch, seqLen, virtualHeads, featureDim, virtualDim, eps,
+                linearSharedBytes(featureDim, virtualDim), kk + part);
+    }
+
+    /**
+     * The backward on {@code H s} virtual heads of {@code dh / s} columns, in the scratch
+     * {@code qq | kk | dqq | dkk | the virtual heads' scratch}: q and k repeated and dqq, dkk zeroed (one launch), the
+     * chunked backward adding into dqq, dkk and dv (whose layout is the virtual heads' already), then the copies'
+     * gradients summed into dq and dk.
+     */
+    private void splitBackward(long q, long k, long v, long dout, long dq, long dk, long dv, int batch, int seqLen,
+                               int heads, int featureDim, int headDim, float eps, int split, long scratch) {
+        int virtualHeads = heads * split;
+        int virtualDim = headDim / split;
+        long n = rows(batch, seqLen);
+        long part = splitPartBytes(batch, seqLen, virtualHeads, featureDim);
+        long qq = scratch;
+        long kk = qq + part;
+        long dqq = kk + part;
+        long dkk = dqq + part;
+        repeatHeads(q, k, qq, kk, dqq, dkk, n, heads, split, featureDim);
+        chunkedBackward(Precision.BF16, qq, kk, v, dout, dqq, dkk, dv, batch, seqLen, virtualHeads, featureDim,
+                virtualDim, eps, linearSharedBytes(featureDim, virtualDim), dkk + part);
+        this.k.args.reset().ptr(dqq).ptr(dkk).ptr(dq).ptr(dk).i64(n).i32(heads).i32(split).i32(featureDim);
+        this.k.elementwise(this.k.function("linearHeadSum", Precision.BF16), n * heads * featureDim);
     }
 
     private long ownedScratch(long bytes) {

@@ -6,7 +6,8 @@ import static io.based4j.cuda.Kernels.require;
  * The recurrent form of the linear-attention training kernels ({@code train_linear_recurrent.cuh}): each block walks
  * its sequences token by token with the state in shared memory, one block per (sequence, head, tile of dt value
  * columns). Slower than the chunked kernels of {@link MixerTrainKernels}, but for any head dim: it serves the heads
- * wider than {@link MixerTrainKernels#LINEAR_MAX_HEAD_DIM} (a one-head MQAR model of width 128, say).
+ * wider than {@link MixerTrainKernels#LINEAR_MAX_HEAD_DIM} (a one-head MQAR model of width 128, say) in float32, and
+ * in bf16 those that do not split into tensor-core heads ({@link MixerTrainKernels#linearHeadSplit}).
  *
  * <p>Backward scratch (float32): per (row, head) one {@code dout . y} part per tile, D, and a part of dq and of dk
  * per tile ({@code f} each): {@code 4 N H (tiles (1 + 2 f) + 1)} bytes.

@@ -9,6 +9,7 @@ import static io.based4j.cuda.Near.toDouble;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.based4j.tensor.Tensor;
 import io.based4j.train.cpu.LinearAttentionOps;
 import java.util.Arrays;
 import java.util.Locale;
@@ -22,9 +23,9 @@ import org.junit.jupiter.params.provider.EnumSource;
  * {@link LinearAttentionOps#forward} and {@link LinearAttentionOps#backward} in float64 (both chunked by 64, so
  * sequences of 130 tokens span three chunks, the last ragged), in both precisions: feature dims 8, 16 and 32
  * (E = 45, 153 and 561), head dims 64, 112 (not a multiple of 16) and 127 (the largest the chunked kernels take),
- * and 128 (a one-head MQAR model of width 128: the recurrent kernels, whose sums run token by token in chains of at
- * most L + E terms, within the same bound), sequences of 1, 5, 37, 70, 129 and 130 tokens, 1 to 3 per batch, 1 or 2
- * heads.
+ * and 128 (a one-head MQAR model of width 128: in float32 the recurrent kernels, whose sums run token by token in
+ * chains of at most L + E terms, within the same bound; in bf16 the head split onto the tensor cores, below),
+ * sequences of 1, 5, 37, 70, 129 and 130 tokens, 1 to 3 per batch, 1 or 2 heads.
  *
  * <p>The inputs are the values the GPU holds; gradients start from random values (the kernels add into them).
  * Tolerances are normwise, against the largest element of the result. The GPU sums in float32, in chains of at most
@@ -59,6 +60,18 @@ import org.junit.jupiter.params.provider.EnumSource;
  * and 3-4b, and every index error tried by more than 40b in some result. Where the scan kernels serve the shape
  * ({@link MixerTrainKernels#linearScan}: f 8 or 16, dh up to 72) they run by default, and must give the chunk
  * kernels' numbers bit for bit (the emulator runs both and compares).
+ *
+ * <p>bf16 heads wider than 120 that split into tensor-core heads ({@link MixerTrainKernels#linearHeadSplit}: a head
+ * of 128 runs as 2 heads of 64 sharing q and k) are held to the same allowances. Their out and dv are the tensor-core
+ * kernels' results for the virtual heads, each an ordinary tensor-core problem (q, k and its dh / s columns of v and
+ * dout) whose reference is those columns of the whole head's. Their dq and dk are the sums of the s virtual heads'
+ * gradients, each rounded to bf16 once more before the float32 sum (at most b of that part) and each erring
+ * independently, so the errors add in quadrature as the terms within one head's sums do, against a result that
+ * grows as the parts add: the largest error stays within 8b, and in the root-mean-square the extra roundings add a
+ * fraction of b in quadrature to the whole heads' 0.6b, within 1.5b. The emulator's split mode (which runs the
+ * repeat and the sum kernels too), over 27 runs of the shapes of {@code SPLIT_CASES} (3 seeds), erred by at most
+ * 0.9b (out), 2.1b (dq), 2.5b (dk) and 1.0b (dv) in the largest element and 0.8b in the root-mean-square; a repeat
+ * that took the wrong head, or a sum that took the wrong copies, by more than 100b.
  */
 @GpuTest
 class LinearAttentionTrainKernelsTest {
@@ -85,12 +98,17 @@ class LinearAttentionTrainKernelsTest {
         return amplification * (len + e + 40) * U + (p == Precision.F32 ? 0 : U_BF16);
     }
 
-    private static double forwardTolerance(Precision p, int len, int f, int dh) {
-        return MixerTrainKernels.linearTensorCores(p, f, dh) ? TENSOR_CORE_FORWARD : tolerance(p, len, f, 10);
+    /** Whether the tensor-core kernels serve the shape: whole heads, or heads split into virtual heads. */
+    private static boolean onTensorCores(Precision p, int heads, int f, int dh) {
+        return MixerTrainKernels.linearTensorCores(p, f, dh) || MixerTrainKernels.linearHeadSplit(p, f, dh, heads) != 0;
     }
 
-    private static double backwardTolerance(Precision p, int len, int f, int dh) {
-        return MixerTrainKernels.linearTensorCores(p, f, dh) ? TENSOR_CORE_BACKWARD : tolerance(p, len, f, 40);
+    private static double forwardTolerance(Precision p, int len, int heads, int f, int dh) {
+        return onTensorCores(p, heads, f, dh) ? TENSOR_CORE_FORWARD : tolerance(p, len, f, 10);
+    }
+
+    private static double backwardTolerance(Precision p, int len, int heads, int f, int dh) {
+        return onTensorCores(p, heads, f, dh) ? TENSOR_CORE_BACKWARD : tolerance(p, len, f, 40);
     }
 
     @ParameterizedTest
@@ -113,7 +131,7 @@ class LinearAttentionTrainKernelsTest {
                         heads, f, dh, (float) EPS);
                 Near.normwise(String.format("linear attention forward %s batch %d, seqLen %d, heads %d, f %d, dh %d",
                         p.suffix(), batch, len, heads, f, dh), want, rig.values(p, out, want.length),
-                        forwardTolerance(p, len, f, dh));
+                        forwardTolerance(p, len, heads, f, dh));
             }
         }
     }
@@ -152,7 +170,7 @@ class LinearAttentionTrainKernelsTest {
                         (float) EPS);
                 String what = String.format("linear attention backward %s batch %d, seqLen %d, heads %d, f %d, dh %d",
                         p.suffix(), batch, len, heads, f, dh);
-                double tol = backwardTolerance(p, len, f, dh);
+                double tol = backwardTolerance(p, len, heads, f, dh);
                 float[] gotDq = rig.values(p, dq, qk);
                 Near.normwise(what + ": dq", wantDq, gotDq, tol);
                 Near.normwise(what + ": dk", wantDk, rig.values(p, dk, qk), tol);
@@ -179,13 +197,7 @@ class LinearAttentionTrainKernelsTest {
                 assertTrue(MixerTrainKernels.linearTensorCores(BF16, pr.f, pr.dh), pr.describe("tensor cores"));
                 float[][] got = pr.runOn(rig, mk, 0);
                 String what = pr.describe("linear attention on tensor cores");
-                System.out.printf(Locale.ROOT, "%s, in units of 2^-8: largest errors (of the largest"
-                        + " value) out %.2f, dq %.2f, dk %.2f, dv %.2f; root-mean-square out %.2f, dq %.2f, dk %.2f,"
-                        + " dv %.2f%n", what, Near.normwiseError(pr.out, got[0]) / U_BF16,
-                        Near.normwiseError(pr.dq, got[1]) / U_BF16, Near.normwiseError(pr.dk, got[2]) / U_BF16,
-                        Near.normwiseError(pr.dv, got[3]) / U_BF16, Near.rmsError(pr.out, got[0]) / U_BF16,
-                        Near.rmsError(pr.dq, got[1]) / U_BF16, Near.rmsError(pr.dk, got[2]) / U_BF16,
-                        Near.rmsError(pr.dv, got[3]) / U_BF16);
+                pr.printErrors(what, got);
                 pr.assertNear(what, got);
             }
         }
@@ -254,6 +266,16 @@ class LinearAttentionTrainKernelsTest {
                 rig.values(BF16, dkDev, qk), rig.values(BF16, dvDev, vs)};
         }
 
+        /** Prints got's errors ({out, dq, dk, dv}) against the reference in units of 2^-8, largest and rms. */
+        void printErrors(String what, float[][] got) {
+            System.out.printf(Locale.ROOT, "%s, in units of 2^-8: largest errors (of the largest value) out %.2f,"
+                    + " dq %.2f, dk %.2f, dv %.2f; root-mean-square out %.2f, dq %.2f, dk %.2f, dv %.2f%n", what,
+                    Near.normwiseError(out, got[0]) / U_BF16, Near.normwiseError(dq, got[1]) / U_BF16,
+                    Near.normwiseError(dk, got[2]) / U_BF16, Near.normwiseError(dv, got[3]) / U_BF16,
+                    Near.rmsError(out, got[0]) / U_BF16, Near.rmsError(dq, got[1]) / U_BF16,
+                    Near.rmsError(dk, got[2]) / U_BF16, Near.rmsError(dv, got[3]) / U_BF16);
+        }
+
         /** got ({out, dq, dk, dv}) within the tensor-core kernels' allowances of the reference, largest and rms. */
         void assertNear(String what, float[][] got) {
             double[][] want = {out, dq, dk, dv};
@@ -270,8 +292,13 @@ class LinearAttentionTrainKernelsTest {
 
     /** got equal to the chunk kernels' results, bit for bit, result by result ({out, dq, dk, dv}). */
     private static void assertSame(String what, float[][] chunked, float[][] got) {
+        assertSame(what, "the chunk kernels'", chunked, got);
+    }
+
+    /** got equal to want (whose source is named by {@code against}), bit for bit, result by result. */
+    private static void assertSame(String what, String against, float[][] want, float[][] got) {
         for (int i = 0; i < NAMES.length; i++) {
-            assertArrayEquals(chunked[i], got[i], what + ": " + NAMES[i] + " differs from the chunk kernels'"
+            assertArrayEquals(want[i], got[i], what + ": " + NAMES[i] + " differs from " + against
                     + " [-Dbased4j.seed=" + SEED + "]");
         }
     }
@@ -350,6 +377,115 @@ class LinearAttentionTrainKernelsTest {
                 pr.assertNear(what, got);
             }
         }
+    }
+
+    /**
+     * batch, seqLen, heads, featureDim, headDim of heads split into virtual tensor-core heads
+     * ({@link MixerTrainKernels#linearHeadSplit}): one head of 128 (the MQAR models of the recall study) and two, at
+     * feature dims 8, 16 (the scan forward on the virtual heads of 64), 24 and 32 (the chunk kernels), ragged last
+     * chunks (100 = 64 + 36, 130 = 2 x 64 + 2); 192 (2 heads of 96: the wider compiled variant) and 256 (4 of 64).
+     */
+    private static final int[][] SPLIT_CASES = {{2, 100, 1, 8, 128}, {2, 130, 2, 8, 128}, {2, 130, 1, 16, 128},
+        {2, 100, 2, 16, 128}, {2, 100, 1, 24, 128}, {2, 130, 2, 24, 128}, {2, 130, 1, 32, 128},
+        {2, 100, 1, 16, 192}, {1, 130, 1, 16, 256}};
+
+    /**
+     * Heads split into virtual heads follow the reference within the tensor-core allowances (see above), with the
+     * owned scratch and with the caller's ({@link MixerTrainKernels#linearAttentionBackwardScratchBytes}, NaN where
+     * nothing is written: a read of such a place shows), which give the same numbers bit for bit.
+     */
+    @Test
+    void splitHeadsFollowTheReference() {
+        SplittableRandom r = new SplittableRandom(SEED);
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            for (int[] c : SPLIT_CASES) {
+                Problem pr = Problem.of(r, c);
+                assertTrue(MixerTrainKernels.linearHeadSplit(BF16, pr.f, pr.dh, pr.heads) != 0,
+                        pr.describe("head split"));
+                float[][] got = pr.runOn(rig, mk, 0);
+                String what = pr.describe("linear attention on split heads");
+                pr.printErrors(what, got);
+                pr.assertNear(what, got);
+                long scratch = rig.values(BF16, nans(MixerTrainKernels.linearAttentionBackwardScratchBytes(pr.batch,
+                        pr.len, pr.heads, pr.f, pr.dh) / BF16.bytes()));
+                assertSame(what + ", the caller's scratch", "the owned scratch's", got, pr.runOn(rig, mk, scratch));
+            }
+        }
+    }
+
+    /**
+     * The split is the tensor-core kernels on H s heads of dh / s whose q and k are the heads' repeated: its out
+     * and dv are theirs bit for bit, and its dq and dk their q and k gradients (started from zero) summed over the
+     * copies in float32 in order, added to the starting dq and dk and rounded to bf16 once.
+     */
+    @Test
+    void splitHeadsAreTheKernelsOnRepeatedInputs() {
+        SplittableRandom r = new SplittableRandom(SEED);
+        int[][] cases = {{2, 100, 2, 16, 128}, {2, 130, 1, 24, 128}, {1, 130, 1, 8, 256}};
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            for (int[] c : cases) {
+                Problem pr = Problem.of(r, c);
+                int s = MixerTrainKernels.linearHeadSplit(BF16, pr.f, pr.dh, pr.heads);
+                assertTrue(s != 0, pr.describe("head split"));
+                float[][] got = pr.runOn(rig, mk, 0);
+
+                int n = pr.batch * pr.len;
+                int virtualHeads = pr.heads * s;
+                int virtualDim = pr.dh / s;
+                int copies = n * virtualHeads * pr.f;
+                long qq = rig.values(BF16, repeated(pr.q, n, pr.heads, s, pr.f));
+                long kk = rig.values(BF16, repeated(pr.k, n, pr.heads, s, pr.f));
+                long v = rig.values(BF16, pr.v);
+                long out = rig.zeros((long) pr.v.length * BF16.bytes());
+                mk.linearAttentionForward(BF16, qq, kk, v, out, pr.batch, pr.len, virtualHeads, pr.f, virtualDim,
+                        (float) EPS);
+                long dqq = rig.zeros((long) copies * BF16.bytes());
+                long dkk = rig.zeros((long) copies * BF16.bytes());
+                long dv = rig.values(BF16, pr.dv0);
+                mk.linearAttentionBackward(BF16, qq, kk, v, rig.values(BF16, pr.dout), dqq, dkk, dv, pr.batch, pr.len,
+                        virtualHeads, pr.f, virtualDim, (float) EPS);
+                float[][] want = {rig.values(BF16, out, pr.v.length),
+                    summed(pr.dq0, rig.values(BF16, dqq, copies), n, pr.heads, s, pr.f),
+                    summed(pr.dk0, rig.values(BF16, dkk, copies), n, pr.heads, s, pr.f),
+                    rig.values(BF16, dv, pr.v.length)};
+                assertSame(pr.describe("linear attention on split heads"), String.format(Locale.ROOT,
+                        "%d heads of %d on repeated q and k", virtualHeads, virtualDim), want, got);
+            }
+        }
+    }
+
+    /** x {@code [n, H f]} repeated s times per head: {@code [n, H s f]}, copy j of head h at {@code (h s + j) f}. */
+    private static float[] repeated(float[] x, int n, int heads, int s, int f) {
+        float[] out = new float[n * heads * s * f];
+        for (int row = 0; row < n; row++) {
+            for (int h = 0; h < heads; h++) {
+                for (int j = 0; j < s; j++) {
+                    System.arraycopy(x, (row * heads + h) * f, out, ((row * heads + h) * s + j) * f, f);
+                }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * What the split's sum makes of the copies' gradients: {@code bf16(start + (copy_0 + ... + copy_{s-1}))}, the
+     * copies summed in float32 in order.
+     */
+    private static float[] summed(float[] start, float[] copies, int n, int heads, int s, int f) {
+        float[] out = new float[start.length];
+        for (int row = 0; row < n; row++) {
+            for (int h = 0; h < heads; h++) {
+                for (int c = 0; c < f; c++) {
+                    float sum = 0;
+                    for (int j = 0; j < s; j++) {
+                        sum += copies[((row * heads + h) * s + j) * f + c];
+                    }
+                    int i = (row * heads + h) * f + c;
+                    out[i] = Tensor.bf16ToFloat(Tensor.floatToBf16(start[i] + sum));
+                }
+            }
+        }
+        return out;
     }
 
     /** n NaNs. */

@@ -115,6 +115,53 @@ class MixerTrainKernelsTest {
     }
 
     @Test
+    void wideHeadsSplitIntoTheSmallestNumberOfTensorCoreHeads() {
+        // one head of 128 (an MQAR model of width 128) at the feature dims of the recall study: 2 heads of 64
+        for (int f = 8; f <= MixerTrainKernels.LINEAR_MMA_MAX_FEATURE_DIM; f += 8) {
+            assertEquals(2, MixerTrainKernels.linearHeadSplit(Precision.BF16, f, 128, 1), "f " + f);
+            assertEquals(2, MixerTrainKernels.linearHeadSplit(Precision.BF16, f, 128, 2), "f " + f + ", 2 heads");
+        }
+        assertEquals(2, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 192, 1));  // 96
+        assertEquals(2, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 240, 1));  // 120, the widest
+        assertEquals(4, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 256, 1));  // 128 is too wide: 64
+        assertEquals(3, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 264, 1));  // 88
+        assertEquals(16, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 1024, 1));  // 64
+        // heads the tensor-core kernels take whole, or the CUDA-core chunk kernels (no split: 121 to 127 are not
+        // multiples of 8)
+        for (int dh : new int[] {16, 64, 120, 121, 127}) {
+            assertEquals(0, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, dh, 1), "dh " + dh);
+        }
+        // no split into multiples of 8 from 16 to 120: 136 = 8 x 17, and 130 is no multiple of 8
+        assertEquals(0, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 136, 1));
+        assertEquals(0, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 130, 1));
+        // float32 keeps whole heads; so do feature dims the tensor-core kernels do not take
+        assertEquals(0, MixerTrainKernels.linearHeadSplit(Precision.F32, 16, 128, 1));
+        assertEquals(0, MixerTrainKernels.linearHeadSplit(Precision.BF16, 12, 128, 1));
+        assertEquals(0, MixerTrainKernels.linearHeadSplit(Precision.BF16, 40, 128, 1));
+        // H s virtual heads are a grid dimension: at most 65535
+        assertEquals(2, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 128, 32_767));
+        assertEquals(0, MixerTrainKernels.linearHeadSplit(Precision.BF16, 16, 128, 32_768));
+    }
+
+    @Test
+    void splitHeadsScratchHoldsTheRepeatedRowsAndTheVirtualHeadsScratch() {
+        // batch 2 x 100 tokens, one head of 128, f 16: 2 virtual heads of 64; qq, kk, dqq and dkk of 200 rows x 32
+        // bf16 (12,800 bytes each, a multiple of 256), then the chunk kernels' scratch of 2 heads of 64: 2 chunks
+        // per sequence of [153, 65] float32 states and [g, r] of 65 floats per row and virtual head
+        long virtual = 4L * (2 * 2 * 2 * 153 * 65 + 200 * 2 * 65);
+        assertEquals(4 * 12_800 + virtual, MixerTrainKernels.linearSplitScratchBytes(2, 100, 1, 16, 128, 2));
+        // more than the recurrent kernels take (float32: 4 tiles of 32 columns, f 16), so that bytes for either
+        assertTrue(4 * 12_800 + virtual > 4L * 200 * (4 * 33 + 1));
+        assertEquals(4 * 12_800 + virtual, MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 100, 1, 16, 128));
+        // each part rounded up to 256 bytes: 2 x 3 rows x 2 virtual heads x 8 features x 2 bytes = 192 -> 256
+        assertEquals(4 * 256 + MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 3, 2, 8, 64),
+                MixerTrainKernels.linearSplitScratchBytes(2, 3, 1, 8, 128, 2));
+        // where no split applies, the recurrent kernels' scratch as before (136: 5 tiles of 32 columns)
+        assertEquals(4L * 200 * (5 * 33 + 1), MixerTrainKernels.linearAttentionBackwardScratchBytes(2, 100, 1, 16,
+                136));
+    }
+
+    @Test
     void tensorCoreBlocksFitTheSharedMemoryOfTheSupportedGpus() {
         // f 16 (E 153 -> a table of 160), dh 64 (q, k rows of 24 bf16, value rows of 88): table, q, k, V', a state
         // tile; the backward adds G', 4 warps' dphi (16 x 72 floats each) and dx (16 x 16 floats each)
