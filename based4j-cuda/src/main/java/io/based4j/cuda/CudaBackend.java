@@ -2043,9 +2043,9 @@ public final class CudaBackend implements TrainingBackend {
         }
 
         /**
-         * Stages {@code values} into {@code in} and queues their copy (into the recording), noting where a replay
-         * gets them again; {@code origin} is the array they were made from (the ids themselves, or the ids the
-         * groups were made of). Refuses inputs a replay could not give again.
+         * The device copy of {@code in} for the recorded ops to read, noting where each launch gets its values
+         * ({@link #send}); {@code origin} is the array they are made from (the ids themselves, or the ids the groups
+         * are made of). Refuses inputs a launch could not give again.
          */
         long upload(IntInput in, int[] values, Source source, int[] origin) {
             boolean known = switch (source) {
@@ -2070,7 +2070,7 @@ public final class CudaBackend implements TrainingBackend {
                     throw new StepNotRecordable("the pass gives one input two different batch layouts");
                 }
             }
-            return in.upload(values, false);
+            return in.device();  // copied before each launch, outside the recording
         }
 
         void loss(long at, int vocab) {
@@ -2089,8 +2089,8 @@ public final class CudaBackend implements TrainingBackend {
             this.update = u;
         }
 
-        /** Checks a replay's inputs as the ops would have, then stages them. */
-        void stage(int[] newIds, int[] newTargets, AdamWUpdate u) {
+        /** Checks a replay's inputs as the ops would have. */
+        void check(int[] newIds, int[] newTargets, AdamWUpdate u) {
             if (newIds.length != ids.length || newTargets.length != targets.length) {
                 throw new IllegalArgumentException("the step was recorded for " + ids.length + " tokens and "
                         + targets.length + " targets, not " + newIds.length + " and " + newTargets.length);
@@ -2115,30 +2115,34 @@ public final class CudaBackend implements TrainingBackend {
                 throw new IllegalArgumentException("a recorded step replays with its recorded betas, epsilon and"
                         + " clip (" + update + "), not " + u);
             }
-            for (Map.Entry<IntInput, Source> e : sources.entrySet()) {
-                switch (e.getValue()) {
-                    case IDS -> e.getKey().stage(newIds);
-                    case TARGETS -> e.getKey().stage(newTargets);
-                    case SCORED_OF_TARGETS -> {
-                        int[] scored = scoredRows(newTargets);
-                        if (scored.length != scoredInts) {
-                            throw new IllegalArgumentException("the step was recorded for " + scoredInts / 2
-                                    + " scored targets, not " + scored.length / 2);
-                        }
-                        e.getKey().stage(scored);
-                    }
-                    case GROUPS_OF_IDS -> e.getKey().stage(TrainKernels.embeddingGroups(newIds, groupRows).layout());
-                    case SCALARS -> e.getKey().stage(TrainKernels.packStepScalars(u.lr(), u.beta1(), u.beta2(),
-                            u.step()));
-                    case CONSTANT -> { }
+            if (scoredInts > 0) {
+                int scored = 0;
+                for (int t : newTargets) {
+                    scored += t == IGNORE_INDEX ? 0 : 1;
+                }
+                if (2 * scored != scoredInts) {
+                    throw new IllegalArgumentException("the step was recorded for " + scoredInts / 2
+                            + " scored targets, not " + scored);
                 }
             }
         }
 
-        /** Marks the staged inputs as read by the replay just launched. */
-        void markRead() {
-            for (IntInput in : sources.keySet()) {
-                in.markRead();
+        /**
+         * Copies a step's inputs to the device on the stream, ahead of its launch: each input's staging area is
+         * written once the copy that last read it has run (the previous step's, done before that step began), so
+         * the host prepares a step while the one before it runs.
+         */
+        void send(int[] stepIds, int[] stepTargets, AdamWUpdate u) {
+            for (Map.Entry<IntInput, Source> e : sources.entrySet()) {
+                int[] values = switch (e.getValue()) {
+                    case IDS -> stepIds;
+                    case TARGETS -> stepTargets;
+                    case SCORED_OF_TARGETS -> scoredRows(stepTargets);
+                    case GROUPS_OF_IDS -> TrainKernels.embeddingGroups(stepIds, groupRows).layout();
+                    case SCALARS -> TrainKernels.packStepScalars(u.lr(), u.beta1(), u.beta2(), u.step());
+                    case CONSTANT -> constants.get(e.getKey());
+                };
+                e.getKey().upload(values, true);
             }
         }
 
@@ -2170,14 +2174,14 @@ public final class CudaBackend implements TrainingBackend {
             if (optimizerTable != c.table) {
                 throw new IllegalStateException("the optimizer's buffers changed since the step was recorded");
             }
-            c.stage(ids, targets, u);
-            return launch(u);
+            c.check(ids, targets, u);
+            return launch(ids, targets, u);
         }
 
-        StepOutcome launch(AdamWUpdate u) {
+        StepOutcome launch(int[] ids, int[] targets, AdamWUpdate u) {
             zeroAll();  // zeros asked for before the step are done before it
+            c.send(ids, targets, u);
             cu.launchGraph(exec, stream);
-            c.markRead();
             OptimizerTable t = c.table;
             long update = u.step();
             return new StepOutcome(readouts.later(c.lossAt), () -> t.readNorm(update));
@@ -2245,7 +2249,7 @@ public final class CudaBackend implements TrainingBackend {
             throw notRecordable(e);
         }
         StepGraph g = new StepGraph(graph, exec, c);
-        return new Recording(g, g.launch(u));
+        return new Recording(g, g.launch(ids, targets, u));
     }
 
     private static StepNotRecordable notRecordable(RuntimeException e) {

@@ -9,8 +9,9 @@ import java.lang.foreign.ValueLayout;
  * waits for the copy that last read it; the device side needs no wait, since the copy and the kernels that read the
  * buffer are ordered on one stream.
  *
- * <p>When it belongs to a recorded graph, the copy is part of the graph: replays refill the staging area
- * ({@link #stage}) and the graph copies it.
+ * <p>When it belongs to a recorded forward call, the copy is part of the graph: replays refill the staging area
+ * ({@link #stage}) and the graph copies it. A recorded training step's inputs are copied ahead of each launch
+ * instead ({@link #upload}), so that the host need only wait for the copy before writing the next step's.
  */
 final class IntInput implements AutoCloseable {
     private final CudaDriver cu;

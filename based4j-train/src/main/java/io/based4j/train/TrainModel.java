@@ -216,6 +216,7 @@ public final class TrainModel {
         StepShape shape = new StepShape(batch, seqLen, lossScale, scored);
         TrainingBackend.RecordedStep recorded = recordedSteps.get(shape);
         if (recorded != null) {
+            checkPass(ids, targets, batch, seqLen);
             TrainingBackend.StepOutcome o = recorded.replay(ids, targets, opt.next(lr));
             return new Step(o.loss(), opt.taken(o.norm()));
         }
@@ -267,6 +268,12 @@ public final class TrainModel {
 
     /** Checks a pass's shape and tokens and runs the layer stack's forward walk; returns the final norm's output. */
     private Buffer forwardWalk(int[] ids, int[] targets, int batch, int seqLen) {
+        checkPass(ids, targets, batch, seqLen);
+        return stack.forward(backend, activations(batch, seqLen), TokenBatch.uniform(batch, seqLen), ids, null, null);
+    }
+
+    /** Checks a pass's shape and token ids (targets are checked by the loss). */
+    private void checkPass(int[] ids, int[] targets, int batch, int seqLen) {
         if (batch < 1 || seqLen < 1) {
             throw new IllegalArgumentException("a pass needs at least one sequence of one token, got " + batch + " x "
                     + seqLen);
@@ -277,7 +284,6 @@ public final class TrainModel {
                     + ") must hold batch x seqLen = " + n + " tokens");
         }
         stack.checkTokens(ids);
-        return stack.forward(backend, activations(batch, seqLen), TokenBatch.uniform(batch, seqLen), ids, null, null);
     }
 
     // ---------------------------------------------------------------- activations
