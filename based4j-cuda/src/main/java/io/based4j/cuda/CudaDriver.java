@@ -10,6 +10,7 @@ import java.lang.invoke.MethodHandle;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * The CUDA driver API through the foreign-function interface. One instance per process ({@link #get()}), which
@@ -341,12 +342,36 @@ public final class CudaDriver {
     /** {@code cuCtxSynchronize}: waits for all work of the current context. */
     public void synchronizeContext() {
         int r;
+        beginExclusive("cuCtxSynchronize");
         try {
             r = (int) cuCtxSynchronize.invokeExact();
         } catch (Throwable t) {
             throw rethrow(t);
+        } finally {
+            endExclusive();
         }
         check(r, "cuCtxSynchronize");
+    }
+
+    /**
+     * Graph captures under way in this process (each holds the read lock from its begin to its end), against the
+     * calls that wait for all of a context's work or may (context synchronisation, frees, unloading a module,
+     * destroying a stream), which take the write lock: such a call from one thread while another thread's stream
+     * records a graph would fail, or spoil the recording, since several backends share a device's primary context.
+     */
+    private final ReentrantReadWriteLock captures = new ReentrantReadWriteLock();
+    /** Whether this thread's stream is recording a graph. */
+    private final ThreadLocal<Boolean> capturing = ThreadLocal.withInitial(() -> false);
+
+    private void beginExclusive(String call) {
+        if (capturing.get()) {
+            throw new IllegalStateException(call + " while this thread records a graph");
+        }
+        captures.writeLock().lock();
+    }
+
+    private void endExclusive() {
+        captures.writeLock().unlock();
     }
 
     /** {@code cuMemGetInfo}: {free, total} bytes of the current context's device. */
@@ -386,10 +411,13 @@ public final class CudaDriver {
             return;
         }
         int r;
+        beginExclusive("cuMemFree");
         try {
             r = (int) cuMemFree.invokeExact(ptr);
         } catch (Throwable t) {
             throw rethrow(t);
+        } finally {
+            endExclusive();
         }
         if (r != 0) {
             throw error("cuMemFree(0x" + Long.toHexString(ptr) + ")", r);
@@ -417,10 +445,13 @@ public final class CudaDriver {
             return;
         }
         int r;
+        beginExclusive("cuMemFreeHost");
         try {
             r = (int) cuMemFreeHost.invokeExact(seg);
         } catch (Throwable t) {
             throw rethrow(t);
+        } finally {
+            endExclusive();
         }
         check(r, "cuMemFreeHost");
     }
@@ -553,10 +584,13 @@ public final class CudaDriver {
             return;
         }
         int r;
+        beginExclusive("cuStreamDestroy");
         try {
             r = (int) cuStreamDestroy.invokeExact(stream);
         } catch (Throwable t) {
             throw rethrow(t);
+        } finally {
+            endExclusive();
         }
         check(r, "cuStreamDestroy");
     }
@@ -650,10 +684,13 @@ public final class CudaDriver {
             return;
         }
         int r;
+        beginExclusive("cuModuleUnload");
         try {
             r = (int) cuModuleUnload.invokeExact(module);
         } catch (Throwable t) {
             throw rethrow(t);
+        } finally {
+            endExclusive();
         }
         check(r, "cuModuleUnload");
     }
@@ -722,10 +759,17 @@ public final class CudaDriver {
     /** {@code cuStreamBeginCapture} with {@code CU_STREAM_CAPTURE_MODE_THREAD_LOCAL}. */
     public void beginCapture(long stream) {
         int r;
+        captures.readLock().lock();
         try {
             r = (int) cuStreamBeginCapture.invokeExact(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
         } catch (Throwable t) {
+            captures.readLock().unlock();
             throw rethrow(t);
+        }
+        if (r != 0) {
+            captures.readLock().unlock();
+        } else {
+            capturing.set(true);
         }
         check(r, "cuStreamBeginCapture");
     }
@@ -739,6 +783,11 @@ public final class CudaDriver {
             r = (int) cuStreamEndCapture.invokeExact(stream, out);
         } catch (Throwable t) {
             throw rethrow(t);
+        } finally {
+            if (capturing.get()) {
+                capturing.set(false);
+                captures.readLock().unlock();
+            }
         }
         check(r, "cuStreamEndCapture");
         return out.get(LONG, 0);

@@ -186,7 +186,7 @@ class RecordedStepTest {
             badIds[5] = VOCAB;
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> model.trainStep(badIds, b[1], 2, 19, 0.1, opt, 1e-3));
-            assertEquals("token id 37 is outside the embedding table [0, 37)", e.getMessage());
+            assertEquals("token id 37 at position 5 is outside the vocabulary [0, 37)", e.getMessage());
             int[] badTargets = b[1].clone();
             badTargets[0] = -3;
             e = assertThrows(IllegalArgumentException.class,
