@@ -107,6 +107,13 @@ class BenchGpuCommandTest {
                         (double) ratio.get(key + "_ratio"), 1e-12, key);
             }
         }
+        // plot bench draws both models of the file, named, with their table rows
+        Path png = shared.resolve("compare.png");
+        CliTest.Result plot = CliTest.run("plot", "bench", json.toString(), "--out", png.toString());
+        assertEquals(0, plot.code(), plot.err());
+        assertTrue(Files.size(png) > 1000, "a PNG was written");
+        assertTrue(plot.out().lines().anyMatch(l -> l.matches("prompt \\d+, batch \\d+ .*  golden-tiny")), plot.out());
+        assertTrue(plot.out().lines().anyMatch(l -> l.matches("prompt \\d+, batch \\d+ .*  attn-tiny")), plot.out());
     }
 
     @Test
@@ -139,6 +146,13 @@ class BenchGpuCommandTest {
         }
         assertEquals(tokensPerS[1] / tokensPerS[0],
                 (double) list(doc.get("ratios")).getFirst().get("tokens_per_s_ratio"), 1e-12);
+        // plot bench reads the generation rows: tokens/s with the prefill's share, one series per model
+        Path png = shared.resolve("generate.png");
+        CliTest.Result plot = CliTest.run("plot", "bench", json.toString(), "--out", png.toString());
+        assertEquals(0, plot.code(), plot.err());
+        assertTrue(plot.out().lines().findFirst().orElseThrow().contains("generated tokens/s (prefill included)"),
+                plot.out());
+        assertEquals(1 + 2, plot.out().lines().count(), plot.out());
     }
 
     private static Map<String, Object> row(int prompt, int batch, Object... keysAndValues) {

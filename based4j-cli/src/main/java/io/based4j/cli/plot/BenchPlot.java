@@ -46,13 +46,14 @@ public final class BenchPlot {
                                 Consumer<String> notes) throws IOException {
         List<BenchResults> runs = new ArrayList<>();
         for (Path f : files) {
-            BenchResults r = BenchResults.read(f, notes);
-            if (!runs.isEmpty() && r.kind() != runs.getFirst().kind()) {
-                throw new IllegalArgumentException(f + " holds '" + r.kind().command + "' results and "
-                        + runs.getFirst().file() + " '" + runs.getFirst().kind().command + "' results: plot one"
-                        + " benchmark at a time");
+            for (BenchResults r : BenchResults.read(f, notes)) {
+                if (!runs.isEmpty() && r.kind() != runs.getFirst().kind()) {
+                    throw new IllegalArgumentException(f + " holds '" + r.kind().command + "' results and "
+                            + runs.getFirst().file() + " '" + runs.getFirst().kind().command + "' results: plot"
+                            + " one benchmark at a time");
+                }
+                runs.add(r);
             }
-            runs.add(r);
         }
         List<String> names = seriesNames(runs);
         printTable(runs, names, out);
@@ -65,10 +66,15 @@ public final class BenchPlot {
             String n = r.file().getFileName().toString();
             return n.endsWith(".json") ? n.substring(0, n.length() - 5) : n;
         }).toList();
+        long files = runs.stream().map(BenchResults::file).distinct().count();
         List<String> out = new ArrayList<>();
         for (int i = 0; i < runs.size(); i++) {
-            String name = stems.indexOf(stems.get(i)) != stems.lastIndexOf(stems.get(i))
-                    ? runs.get(i).file().toString() : stems.get(i);
+            BenchResults r = runs.get(i);
+            boolean sameStem = runs.stream().filter(o -> !o.file().equals(r.file()))
+                    .anyMatch(o -> stems.get(runs.indexOf(o)).equals(stems.get(runs.indexOf(r))));
+            String file = sameStem ? r.file().toString() : stems.get(i);
+            // the models of a --compare file by their names (with the file's where several files are plotted)
+            String name = r.model() == null ? file : files == 1 ? r.model() : file + ": " + r.model();
             if (out.contains(name)) {
                 throw new IllegalArgumentException(runs.get(i).file() + " is given twice");
             }
@@ -107,7 +113,8 @@ public final class BenchPlot {
         plot.add(panel(runs, names, kind.first, BenchResults.Row::first, new CompactFormat(), true), 1);
         boolean second = runs.stream().flatMap(r -> r.rows().stream()).anyMatch(r -> !Double.isNaN(r.second()));
         if (second) {
-            NumberFormat format = kind == BenchResults.Kind.TRAIN ? Charts.format("0.0") : new CompactFormat();
+            NumberFormat format = kind == BenchResults.Kind.TRAIN || kind == BenchResults.Kind.GENERATE
+                    ? Charts.format("0.0") : new CompactFormat();
             plot.add(panel(runs, names, kind.second, BenchResults.Row::second, format, false), 1);
         }
         List<String> lines = new ArrayList<>();

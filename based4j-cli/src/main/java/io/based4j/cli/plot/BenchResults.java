@@ -14,12 +14,14 @@ import java.util.function.Consumer;
  * the chart.
  *
  * @param description what the file says of the run (device, precision, model), for the chart's subtitle
+ * @param model the model's name where the file holds several ({@code bench gpu --compare}), else null
  */
-record BenchResults(Path file, Kind kind, String description, List<Row> rows) {
+record BenchResults(Path file, Kind kind, String description, List<Row> rows, String model) {
     /** The benchmarks, told apart by their JSON, and the two values each plots per row. */
     enum Kind {
         TRAIN("bench train", "training tokens/s", "model FLOPs utilisation (%)"),
         GPU("bench gpu", "prefill tokens/s", "decode tokens/s"),
+        GENERATE("bench gpu --generate", "generated tokens/s (prefill included)", "prefill share (%)"),
         CPU("bench cpu", "prefill tokens/s", "decode tokens/s");
 
         final String command;
@@ -37,21 +39,51 @@ record BenchResults(Path file, Kind kind, String description, List<Row> rows) {
     record Row(String category, double first, double second) {
     }
 
-    static BenchResults read(Path file, Consumer<String> notes) throws IOException {
+    /**
+     * The results of a bench JSON file: one entry, or one per model of a {@code bench gpu --compare} file (its
+     * {@code models}, each with its name and results).
+     */
+    static List<BenchResults> read(Path file, Consumer<String> notes) throws IOException {
         JsonEntry top = JsonInput.object(file);
         Kind kind = kind(top);
-        Object results = top.fields().get("results");
-        if (!(results instanceof List<?> list)) {
-            throw top.invalid("results", "must be an array of result objects, found " + Json.typeName(results));
+        String description = description(kind, top);
+        if (!top.has("models")) {
+            return List.of(results(file, kind, top, description, null, notes));
         }
-        List<Row> rows = new ArrayList<>();
-        for (int i = 0; i < list.size(); i++) {
-            if (!(list.get(i) instanceof Map<?, ?> m)) {
-                throw new IllegalArgumentException(file + ": results[" + i + "] is " + Json.typeName(list.get(i))
+        if (!(top.fields().get("models") instanceof List<?> models) || models.isEmpty()) {
+            throw top.invalid("models", "must be a non-empty array of model objects, found "
+                    + Json.typeName(top.fields().get("models")));
+        }
+        List<BenchResults> out = new ArrayList<>();
+        for (int i = 0; i < models.size(); i++) {
+            if (!(models.get(i) instanceof Map<?, ?> m)) {
+                throw new IllegalArgumentException(file + ": models[" + i + "] is " + Json.typeName(models.get(i))
                         + ", not a JSON object");
             }
             @SuppressWarnings("unchecked")
-            JsonEntry e = new JsonEntry(file + ": results[" + i + "]", (Map<String, Object>) m);
+            JsonEntry e = new JsonEntry(file + ": models[" + i + "]", (Map<String, Object>) m);
+            String name = required(e, "name");
+            out.add(results(file, kind, e, description, name, notes));
+        }
+        return out;
+    }
+
+    /** The rows of {@code holder}'s {@code results} (the file, or one model of it). */
+    private static BenchResults results(Path file, Kind kind, JsonEntry holder, String description, String model,
+                                        Consumer<String> notes) {
+        Object results = holder.fields().get("results");
+        if (!(results instanceof List<?> list)) {
+            throw holder.invalid("results", "must be an array of result objects, found " + Json.typeName(results));
+        }
+        String where = model == null ? file + ": results" : holder.where() + " (" + model + "): results";
+        List<Row> rows = new ArrayList<>();
+        for (int i = 0; i < list.size(); i++) {
+            if (!(list.get(i) instanceof Map<?, ?> m)) {
+                throw new IllegalArgumentException(where + "[" + i + "] is " + Json.typeName(list.get(i))
+                        + ", not a JSON object");
+            }
+            @SuppressWarnings("unchecked")
+            JsonEntry e = new JsonEntry(where + "[" + i + "]", (Map<String, Object>) m);
             String category = category(kind, e);
             if (e.has("error")) {
                 notes.accept(e.where() + " (" + category + ") failed in the benchmark and is left out: "
@@ -62,13 +94,15 @@ record BenchResults(Path file, Kind kind, String description, List<Row> rows) {
                 case TRAIN -> new Row(category, e.requiredNumber("tokens_per_s"), 100 * e.number("mfu"));
                 case GPU, CPU -> new Row(category, e.requiredNumber("prefill_tokens_per_s"),
                         e.requiredNumber("decode_tokens_per_s"));
+                case GENERATE -> new Row(category, e.requiredNumber("tokens_per_s"),
+                        100 * e.requiredNumber("prefill_share"));
             });
         }
         if (rows.isEmpty()) {
-            throw new IllegalArgumentException(file + ": no results to plot (" + list.size() + " result rows, none"
+            throw new IllegalArgumentException(where + ": no results to plot (" + list.size() + " result rows, none"
                     + " measured)");
         }
-        return new BenchResults(file, kind, description(kind, top), List.copyOf(rows));
+        return new BenchResults(file, kind, description, List.copyOf(rows), model);
     }
 
     /** Which benchmark wrote the document: {@code bench gpu} and {@code cpu} say so, {@code bench train} has shapes. */
@@ -76,7 +110,7 @@ record BenchResults(Path file, Kind kind, String description, List<Row> rows) {
         String benchmark = top.string("benchmark");
         if (benchmark != null) {
             return switch (benchmark) {
-                case "gpu" -> Kind.GPU;
+                case "gpu" -> "generate".equals(top.string("mode")) ? Kind.GENERATE : Kind.GPU;
                 case "cpu" -> Kind.CPU;
                 default -> throw top.invalid("benchmark", "is \"" + JsonEntry.abbreviate(benchmark)
                         + "\", not one plot knows (gpu, cpu)");
@@ -93,7 +127,8 @@ record BenchResults(Path file, Kind kind, String description, List<Row> rows) {
     private static String category(Kind kind, JsonEntry row) {
         return switch (kind) {
             case TRAIN -> required(row, "shape") + ", L " + requiredInteger(row, "seq_len");
-            case GPU -> "prompt " + requiredInteger(row, "prompt_len") + ", batch " + requiredInteger(row, "batch");
+            case GPU, GENERATE -> "prompt " + requiredInteger(row, "prompt_len") + ", batch "
+                    + requiredInteger(row, "batch");
             case CPU -> "batch " + requiredInteger(row, "batch");
         };
     }
