@@ -2057,6 +2057,13 @@ public final class CudaBackend implements TrainingBackend {
                 throw new StepNotRecordable("an op of the pass takes " + (source == Source.TARGETS ? "targets"
                         : "token ids") + " other than the step's own");
             }
+            if (source == Source.IDS) {
+                for (Map.Entry<IntInput, Source> e : sources.entrySet()) {
+                    if (e.getValue() == Source.IDS && e.getKey() != in) {
+                        return e.getKey().device();  // the ids are on the device already: one copy a step
+                    }
+                }
+            }
             Source before = sources.putIfAbsent(in, source);
             if (before != null && before != source) {
                 throw new StepNotRecordable("one input of the pass is given both " + before + " and " + source);
