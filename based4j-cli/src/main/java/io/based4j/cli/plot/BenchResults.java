@@ -56,16 +56,22 @@ record BenchResults(Path file, Kind kind, String description, List<Row> rows, St
         }
         List<BenchResults> out = new ArrayList<>();
         for (int i = 0; i < models.size(); i++) {
-            if (!(models.get(i) instanceof Map<?, ?> m)) {
-                throw new IllegalArgumentException(file + ": models[" + i + "] is " + Json.typeName(models.get(i))
-                        + ", not a JSON object");
-            }
-            @SuppressWarnings("unchecked")
-            JsonEntry e = new JsonEntry(file + ": models[" + i + "]", (Map<String, Object>) m);
+            JsonEntry e = element(models, i, file + ": models");
             String name = required(e, "name");
             out.add(results(file, kind, e, description, name, notes));
         }
         return out;
+    }
+
+    /** Element {@code i} of the array at {@code where}, which must be a JSON object. */
+    private static JsonEntry element(List<?> array, int i, String where) {
+        if (!(array.get(i) instanceof Map<?, ?> m)) {
+            throw new IllegalArgumentException(where + "[" + i + "] is " + Json.typeName(array.get(i))
+                    + ", not a JSON object");
+        }
+        @SuppressWarnings("unchecked")
+        Map<String, Object> fields = (Map<String, Object>) m;
+        return new JsonEntry(where + "[" + i + "]", fields);
     }
 
     /** The rows of {@code holder}'s {@code results} (the file, or one model of it). */
@@ -78,12 +84,7 @@ record BenchResults(Path file, Kind kind, String description, List<Row> rows, St
         String where = model == null ? file + ": results" : holder.where() + " (" + model + "): results";
         List<Row> rows = new ArrayList<>();
         for (int i = 0; i < list.size(); i++) {
-            if (!(list.get(i) instanceof Map<?, ?> m)) {
-                throw new IllegalArgumentException(where + "[" + i + "] is " + Json.typeName(list.get(i))
-                        + ", not a JSON object");
-            }
-            @SuppressWarnings("unchecked")
-            JsonEntry e = new JsonEntry(where + "[" + i + "]", (Map<String, Object>) m);
+            JsonEntry e = element(list, i, where);
             String category = category(kind, e);
             if (e.has("error")) {
                 notes.accept(e.where() + " (" + category + ") failed in the benchmark and is left out: "
