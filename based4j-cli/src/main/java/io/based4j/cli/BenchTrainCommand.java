@@ -282,6 +282,8 @@ final class BenchTrainCommand implements Callable<Integer> {
                 }).toList());
                 printProfile(spec.commandLine().getOut(), s, timed);
             }
+            // the next shape starts clean: its activations and recorded steps, and the scratch they held, go
+            model.releaseActivations();
         } catch (io.based4j.memory.NotEnoughMemoryException e) {
             row.put("error", e.getMessage());
             Progress.note(s.name() + " at " + s.seqLen() + ": " + e.getMessage());

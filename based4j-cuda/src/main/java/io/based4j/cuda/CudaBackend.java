@@ -1184,10 +1184,6 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * Rows per chunk of the fused loss over {@code rows} rows: whole rows of the vocabulary, at most
-     * {@link #LOSS_CELLS} logits, the rows shared evenly between the fewest chunks that keep to that.
-     */
-    /**
      * The rows a loss scores and their targets: {@code rows[m] | targets[m]} of the positions whose target is not
      * {@link #IGNORE_INDEX}, in order.
      */
@@ -1207,6 +1203,10 @@ public final class CudaBackend implements TrainingBackend {
         return out;
     }
 
+    /**
+     * Rows per chunk of the fused loss over {@code rows} rows: whole rows of the vocabulary, at most
+     * {@link #LOSS_CELLS} logits, the rows shared evenly between the fewest chunks that keep to that.
+     */
     private static int lossChunk(long rows, long vocab) {
         long most = Math.max(1, LOSS_CELLS / Math.max(1, vocab));
         long chunks = Math.max(1, (rows + most - 1) / most);
@@ -1929,25 +1929,36 @@ public final class CudaBackend implements TrainingBackend {
             Inputs mine = new Inputs(tokens.length, 4 * batch.size() + 1 + batch.totalTokens());
             Inputs saved = inputs;
             cu.synchronize(stream);
-            inputs = mine;
-            recording = true;
-            long graph;
-            cu.beginCapture(stream);
             try {
-                forward.run();
+                cu.beginCapture(stream);
             } catch (RuntimeException e) {
-                try {
-                    cu.destroyGraph(cu.endCapture(stream));
-                } catch (RuntimeException suppressed) {
-                    e.addSuppressed(suppressed);
-                }
                 mine.close();
                 throw e;
+            }
+            inputs = mine;
+            recording = true;
+            Throwable failed = null;
+            try {
+                forward.run();
+            } catch (Throwable e) {
+                failed = e;  // the capture must end whatever went wrong, or the driver's capture lock stays held
             } finally {
                 inputs = saved;
                 recording = false;
             }
-            graph = cu.endCapture(stream);
+            if (failed != null) {
+                try {
+                    cu.destroyGraph(cu.endCapture(stream));
+                } catch (RuntimeException suppressed) {
+                    failed.addSuppressed(suppressed);
+                }
+                mine.close();
+                if (failed instanceof Error e) {
+                    throw e;
+                }
+                throw failed instanceof RuntimeException r ? r : new IllegalStateException(failed);
+            }
+            long graph = cu.endCapture(stream);
             long exec;
             try {
                 exec = cu.instantiateGraph(graph);
@@ -2218,20 +2229,25 @@ public final class CudaBackend implements TrainingBackend {
         }
         zeroAll();
         StepCapture c = new StepCapture(ids, targets);
+        try {
+            cu.beginCapture(stream);
+        } catch (RuntimeException e) {
+            c.close();
+            throw notRecordable(e);
+        }
         Inputs saved = inputs;
         inputs = c.inputs;
         recording = true;
         capture = c;
-        RuntimeException failed = null;
-        cu.beginCapture(stream);
+        Throwable failed = null;
         try {
             pass.get();
             adamwStep(slots, u);
             if (c.lossAt == 0 || c.table == null) {
                 throw new StepNotRecordable("the pass computes no loss");
             }
-        } catch (RuntimeException e) {
-            failed = e;
+        } catch (Throwable e) {
+            failed = e;  // the capture must end whatever went wrong, or the driver's capture lock stays held
         } finally {
             inputs = saved;
             recording = false;
@@ -2244,7 +2260,7 @@ public final class CudaBackend implements TrainingBackend {
                 failed.addSuppressed(suppressed);
             }
             c.close();
-            throw failed instanceof StepNotRecordable n ? n : notRecordable(failed);
+            throw recordingFailure(failed);
         }
         long graph = cu.endCapture(stream);
         long exec;
@@ -2256,7 +2272,33 @@ public final class CudaBackend implements TrainingBackend {
             throw notRecordable(e);
         }
         StepGraph g = new StepGraph(graph, exec, c);
-        return new Recording(g, g.launch(ids, targets, u));
+        try {
+            return new Recording(g, g.launch(ids, targets, u));
+        } catch (RuntimeException e) {
+            g.close();
+            throw e;
+        }
+    }
+
+    /**
+     * What a failed recording throws: a CUDA error of the capture, or a state a recording cannot be in (a wait or a
+     * free of the driver's, an input that outgrows its recorded room), as {@link StepNotRecordable}, so that the
+     * step runs op by op; bad arguments and everything else as they are.
+     */
+    private static RuntimeException recordingFailure(Throwable failed) {
+        if (failed instanceof StepNotRecordable n) {
+            return n;
+        }
+        if (failed instanceof CudaException || failed instanceof IllegalStateException) {
+            return notRecordable((RuntimeException) failed);
+        }
+        if (failed instanceof RuntimeException r) {
+            return r;
+        }
+        if (failed instanceof Error e) {
+            throw e;
+        }
+        return new IllegalStateException(failed);
     }
 
     private static StepNotRecordable notRecordable(RuntimeException e) {

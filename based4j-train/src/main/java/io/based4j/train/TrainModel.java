@@ -223,6 +223,7 @@ public final class TrainModel {
         TrainingBackend.StepRecorder recorder = recordSteps ? backend.stepRecorder() : null;
         if (recorder != null && warmShapes.contains(shape) && !refusals.containsKey(shape)
                 && recordedSteps.size() < MAX_RECORDED_SHAPES) {
+            checkPass(ids, targets, batch, seqLen);  // bad input is refused as such, not as a pass not recordable
             try {
                 TrainingBackend.Recording r = recorder.record(ids, targets, () -> {
                     zeroGrad();

@@ -27,7 +27,7 @@ import java.util.SplittableRandom;
 public final class MqarTrainer {
     /**
      * Test tokens per forward call when scoring at least (long test sequences go in smaller batches); as many as
-     * the largest training batch holds where that is more (its buffers are there anyway).
+     * the largest training batch holds where that is more (memory the training passes take anyway).
      */
     private static final int EVAL_TOKENS = 1 << 14;
 
