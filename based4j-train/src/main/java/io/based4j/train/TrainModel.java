@@ -54,6 +54,8 @@ public final class TrainModel {
     private final java.util.Set<StepShape> warmShapes = new java.util.HashSet<>();
     private final Map<StepShape, String> refusals = new LinkedHashMap<>();
     private boolean recordSteps = true;
+    /** The optimizer of the recorded steps. */
+    private AdamW stepsOptimizer;
 
     /**
      * Binds a state dict (checked and resolved as inference loads it) to the backend. Values may be any floating
@@ -214,6 +216,10 @@ public final class TrainModel {
             scored += t == TrainingBackend.IGNORE_INDEX ? 0 : 1;
         }
         StepShape shape = new StepShape(batch, seqLen, lossScale, scored);
+        if (stepsOptimizer != opt) {
+            closeRecordedSteps();  // recordings update the moments of the optimizer they were recorded with
+            stepsOptimizer = opt;
+        }
         TrainingBackend.RecordedStep recorded = recordedSteps.get(shape);
         if (recorded != null) {
             checkPass(ids, targets, batch, seqLen);
