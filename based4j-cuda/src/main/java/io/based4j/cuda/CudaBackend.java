@@ -25,6 +25,7 @@ import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.function.Function;
 import java.util.function.Supplier;
 
 /**
@@ -1927,47 +1928,9 @@ public final class CudaBackend implements TrainingBackend {
                 throw new IllegalStateException("already recording a graph");
             }
             Inputs mine = new Inputs(tokens.length, 4 * batch.size() + 1 + batch.totalTokens());
-            Inputs saved = inputs;
             cu.synchronize(stream);
-            try {
-                cu.beginCapture(stream);
-            } catch (RuntimeException e) {
-                mine.close();
-                throw e;
-            }
-            inputs = mine;
-            recording = true;
-            Throwable failed = null;
-            try {
-                forward.run();
-            } catch (Throwable e) {
-                failed = e;  // the capture must end whatever went wrong, or the driver's capture lock stays held
-            } finally {
-                inputs = saved;
-                recording = false;
-            }
-            if (failed != null) {
-                try {
-                    cu.destroyGraph(cu.endCapture(stream));
-                } catch (RuntimeException suppressed) {
-                    failed.addSuppressed(suppressed);
-                }
-                mine.close();
-                if (failed instanceof Error e) {
-                    throw e;
-                }
-                throw failed instanceof RuntimeException r ? r : new IllegalStateException(failed);
-            }
-            long graph = cu.endCapture(stream);
-            long exec;
-            try {
-                exec = cu.instantiateGraph(graph);
-            } catch (RuntimeException e) {
-                cu.destroyGraph(graph);
-                mine.close();
-                throw e;
-            }
-            CudaGraph g = new CudaGraph(graph, exec, mine, tokens.length, batch.size());
+            long[] recorded = recordGraph(mine, null, forward, mine::close, CudaBackend::rethrown);
+            CudaGraph g = new CudaGraph(recorded[0], recorded[1], mine, tokens.length, batch.size());
             launch(g);
             return g;
         }
@@ -2229,49 +2192,14 @@ public final class CudaBackend implements TrainingBackend {
         }
         zeroAll();
         StepCapture c = new StepCapture(ids, targets);
-        try {
-            cu.beginCapture(stream);
-        } catch (RuntimeException e) {
-            c.close();
-            throw notRecordable(e);
-        }
-        Inputs saved = inputs;
-        inputs = c.inputs;
-        recording = true;
-        capture = c;
-        Throwable failed = null;
-        try {
+        long[] recorded = recordGraph(c.inputs, c, () -> {
             pass.get();
             adamwStep(slots, u);
             if (c.lossAt == 0 || c.table == null) {
                 throw new StepNotRecordable("the pass computes no loss");
             }
-        } catch (Throwable e) {
-            failed = e;  // the capture must end whatever went wrong, or the driver's capture lock stays held
-        } finally {
-            inputs = saved;
-            recording = false;
-            capture = null;
-        }
-        if (failed != null) {
-            try {
-                cu.destroyGraph(cu.endCapture(stream));
-            } catch (RuntimeException suppressed) {
-                failed.addSuppressed(suppressed);
-            }
-            c.close();
-            throw recordingFailure(failed);
-        }
-        long graph = cu.endCapture(stream);
-        long exec;
-        try {
-            exec = cu.instantiateGraph(graph);
-        } catch (RuntimeException e) {
-            cu.destroyGraph(graph);
-            c.close();
-            throw notRecordable(e);
-        }
-        StepGraph g = new StepGraph(graph, exec, c);
+        }, c::close, CudaBackend::recordingFailure);
+        StepGraph g = new StepGraph(recorded[0], recorded[1], c);
         try {
             return new Recording(g, g.launch(ids, targets, u));
         } catch (RuntimeException e) {
@@ -2292,13 +2220,62 @@ public final class CudaBackend implements TrainingBackend {
         if (failed instanceof CudaException || failed instanceof IllegalStateException) {
             return notRecordable((RuntimeException) failed);
         }
-        if (failed instanceof RuntimeException r) {
-            return r;
-        }
+        return rethrown(failed);
+    }
+
+    /** {@code failed} to throw as it is: an Error is thrown here, a RuntimeException returned, anything else wrapped. */
+    private static RuntimeException rethrown(Throwable failed) {
         if (failed instanceof Error e) {
             throw e;
         }
-        return new IllegalStateException(failed);
+        return failed instanceof RuntimeException r ? r : new IllegalStateException(failed);
+    }
+
+    /**
+     * Records what {@code body} queues on the stream as a CUDA graph and instantiates it: {graph, exec}. While it
+     * runs, the forward ops take their host inputs from {@code graphInputs} and, for a training step, the step's
+     * {@code step} capture. Whatever fails (the capture's start, the body, whatever it throws, the instantiation),
+     * the capture is ended and dropped, {@code closeInputs} runs, and {@code failure} says what to throw.
+     */
+    private long[] recordGraph(Inputs graphInputs, StepCapture step, Runnable body, Runnable closeInputs,
+                               Function<Throwable, RuntimeException> failure) {
+        try {
+            cu.beginCapture(stream);
+        } catch (RuntimeException e) {
+            closeInputs.run();
+            throw failure.apply(e);
+        }
+        Inputs saved = inputs;
+        inputs = graphInputs;
+        recording = true;
+        capture = step;
+        Throwable failed = null;
+        try {
+            body.run();
+        } catch (Throwable e) {
+            failed = e;  // the capture must end whatever went wrong, or the driver's capture lock stays held
+        } finally {
+            inputs = saved;
+            recording = false;
+            capture = null;
+        }
+        if (failed != null) {
+            try {
+                cu.destroyGraph(cu.endCapture(stream));
+            } catch (RuntimeException suppressed) {
+                failed.addSuppressed(suppressed);
+            }
+            closeInputs.run();
+            throw failure.apply(failed);
+        }
+        long graph = cu.endCapture(stream);
+        try {
+            return new long[] {graph, cu.instantiateGraph(graph)};
+        } catch (RuntimeException e) {
+            cu.destroyGraph(graph);
+            closeInputs.run();
+            throw failure.apply(e);
+        }
     }
 
     private static StepNotRecordable notRecordable(RuntimeException e) {
