@@ -2096,16 +2096,16 @@ public final class CudaBackend implements TrainingBackend {
                 throw new IllegalArgumentException("a recorded step replays with its recorded betas, epsilon and"
                         + " clip (" + update + "), not " + u);
             }
-            if (scoredInts > 0) {
-                int scored = 0;
-                for (int t : newTargets) {
-                    scored += t == IGNORE_INDEX ? 0 : 1;
-                }
-                if (2 * scored != scoredInts) {
-                    throw new IllegalArgumentException("the step was recorded for " + scoredInts / 2
-                            + " scored targets, not " + scored);
-                }
+        }
+
+        /** The scored rows of a step's targets, as many as the recording's (else nothing is launched). */
+        int[] scored(int[] stepTargets) {
+            int[] scored = scoredRows(stepTargets);
+            if (scored.length != scoredInts) {
+                throw new IllegalArgumentException("the step was recorded for " + scoredInts / 2
+                        + " scored targets, not " + scored.length / 2);
             }
+            return scored;
         }
 
         /**
@@ -2118,7 +2118,7 @@ public final class CudaBackend implements TrainingBackend {
                 int[] values = switch (e.getValue()) {
                     case IDS -> stepIds;
                     case TARGETS -> stepTargets;
-                    case SCORED_OF_TARGETS -> scoredRows(stepTargets);
+                    case SCORED_OF_TARGETS -> scored(stepTargets);
                     case GROUPS_OF_IDS -> TrainKernels.embeddingGroups(stepIds, groupRows).layout();
                     case SCALARS -> TrainKernels.packStepScalars(u.lr(), u.beta1(), u.beta2(), u.step());
                     case CONSTANT -> constants.get(e.getKey());
