@@ -18,10 +18,13 @@ import java.lang.foreign.MemorySegment;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * A BASED (or attention baseline) model being trained: its parameters with their gradients, and the training pass:
@@ -51,7 +54,7 @@ public final class TrainModel {
     private final LayerStack stack;
     private final Map<Long, TrainingActivations> activations = new HashMap<>();
     private final Map<StepShape, TrainingBackend.RecordedStep> recordedSteps = new HashMap<>();
-    private final java.util.Set<StepShape> warmShapes = new java.util.HashSet<>();
+    private final Set<StepShape> warmShapes = new HashSet<>();
     private final Map<StepShape, String> refusals = new LinkedHashMap<>();
     private boolean recordSteps = true;
     /** The optimizer of the recorded steps. */
@@ -211,6 +214,10 @@ public final class TrainModel {
      * steps of its shape after it ({@link #stepRecordRefusals} says why).
      */
     public Step trainStep(int[] ids, int[] targets, int batch, int seqLen, double lossScale, AdamW opt, double lr) {
+        TrainingBackend.StepRecorder recorder = recordSteps ? backend.stepRecorder() : null;
+        if (recorder == null) {
+            return stepOpByOp(ids, targets, batch, seqLen, lossScale, opt, lr);
+        }
         int scored = 0;
         for (int t : targets) {
             scored += t == TrainingBackend.IGNORE_INDEX ? 0 : 1;
@@ -226,9 +233,7 @@ public final class TrainModel {
             TrainingBackend.StepOutcome o = recorded.replay(ids, targets, opt.next(lr));
             return new Step(o.loss(), opt.taken(o.norm()));
         }
-        TrainingBackend.StepRecorder recorder = recordSteps ? backend.stepRecorder() : null;
-        if (recorder != null && warmShapes.contains(shape) && !refusals.containsKey(shape)
-                && recordedSteps.size() < MAX_RECORDED_SHAPES) {
+        if (warmShapes.contains(shape) && !refusals.containsKey(shape) && recordedSteps.size() < MAX_RECORDED_SHAPES) {
             checkPass(ids, targets, batch, seqLen);  // bad input is refused as such, not as a pass not recordable
             try {
                 TrainingBackend.Recording r = recorder.record(ids, targets, () -> {
@@ -242,6 +247,10 @@ public final class TrainModel {
             }
         }
         warmShapes.add(shape);
+        return stepOpByOp(ids, targets, batch, seqLen, lossScale, opt, lr);
+    }
+
+    private Step stepOpByOp(int[] ids, int[] targets, int batch, int seqLen, double lossScale, AdamW opt, double lr) {
         zeroGrad();
         TrainingBackend.Readout loss = trainPass(ids, targets, batch, seqLen, lossScale);
         return new Step(loss, opt.update(lr));
@@ -262,7 +271,7 @@ public final class TrainModel {
     }
 
     /** Why steps of some shape could not be recorded (one line per shape), empty when none was refused. */
-    public java.util.List<String> stepRecordRefusals() {
+    public List<String> stepRecordRefusals() {
         return refusals.entrySet().stream().map(e -> e.getKey().batch() + " x " + e.getKey().seqLen() + ": "
                 + e.getValue()).toList();
     }
@@ -315,7 +324,7 @@ public final class TrainModel {
             if (activations.isEmpty()) {
                 throw e;
             }
-            dropActivations();
+            releaseActivations();
             backend.checkFits(bytes, need);
         }
         a = new TrainingActivations(backend, config, batch, seqLen);
@@ -338,10 +347,6 @@ public final class TrainModel {
 
     /** Drops the cached activations (of every batch shape seen so far), and the steps recorded over them. */
     public void releaseActivations() {
-        dropActivations();
-    }
-
-    private void dropActivations() {
         closeRecordedSteps();  // they run on these activations
         for (TrainingActivations a : activations.values()) {
             a.release(backend);
