@@ -14,6 +14,9 @@ import io.based4j.train.ModelSpec;
 import io.based4j.train.TrainModel;
 import io.based4j.train.cpu.CpuTrainBackend;
 import io.based4j.train.mqar.MqarGenerator;
+import io.based4j.train.mqar.MqarModel;
+import io.based4j.train.mqar.MqarSet;
+import io.based4j.train.mqar.MqarSlice;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
@@ -22,6 +25,7 @@ import java.lang.management.MemoryPoolMXBean;
 import java.lang.management.MemoryType;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -48,15 +52,22 @@ import picocli.CommandLine.Option;
                 + "measured in the same run, and peak memory, for BASED and attention shapes side by side.",
                 "Steps are whole updates (forward, backward, AdamW) on random tokens; a table and JSON."})
 final class BenchTrainCommand implements Callable<Integer> {
-    /** The MQAR shape: the paper's largest BASED point (d 128, f 16, one head), its longest training slice. */
-    static final String MQAR = "mqar";
+    /**
+     * The MQAR shapes, each on the examples of the paper's longest training slice (256 tokens, 64 key-value pairs:
+     * a quarter of the positions scored): {@code mqar}, the paper's largest BASED point (d 128, f 16, one head);
+     * {@code mqar-sliding}, sliding-window attention d 128, window 64; {@code mqar-attention}, attention d 128.
+     */
+    static final Map<String, MqarModel> MQAR_SHAPES = Map.of("mqar", MqarModel.based(128, 16),
+            "mqar-sliding", MqarModel.sliding(128, 64), "mqar-attention", MqarModel.attention(128));
     private static final int MQAR_SEQ_LEN = 256;
+    private static final int MQAR_KV = 64;
 
     @Mixin
     TrainDeviceOptions deviceOptions = new TrainDeviceOptions();
 
     @Option(names = "--preset", paramLabel = "NAME", split = ",", defaultValue = "based-360m,attn-360m,mqar",
-            description = "Shapes: based-360m, based-1b, attn-360m, attn-1b, mqar (default ${DEFAULT-VALUE}).")
+            description = "Shapes: based-360m, based-1b, attn-360m, attn-1b, mqar, mqar-sliding, mqar-attention "
+                    + "(default ${DEFAULT-VALUE}).")
     List<String> presets;
 
     @Option(names = "--seq-len", paramLabel = "N", split = ",", defaultValue = "2048,8192",
@@ -86,10 +97,15 @@ final class BenchTrainCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
-    /** One shape to measure. */
-    record Shape(String name, ModelConfig config, int batch, int seqLen) {
+    /** One shape to measure; an MQAR shape trains on MQAR examples, the others on random tokens. */
+    record Shape(String name, ModelConfig config, int batch, int seqLen, boolean mqar) {
         long tokens() {
             return (long) batch * seqLen;
+        }
+
+        /** Share of the positions with a target: the head and loss run over those rows only. */
+        double scoredFraction() {
+            return mqar ? (double) MQAR_KV / MQAR_SEQ_LEN : 1.0;
         }
     }
 
@@ -106,7 +122,7 @@ final class BenchTrainCommand implements Callable<Integer> {
             Progress.note(String.format(Locale.ROOT, "%s: matrix product %.1f GFLOP/s", backend.name(), peak / 1e9));
             List<Map<String, Object>> rows = new ArrayList<>();
             for (Shape s : shapes) {
-                double flopsPerToken = flopsPerToken(s.config(), s.seqLen());
+                double flopsPerToken = flopsPerToken(s.config(), s.seqLen(), s.scoredFraction());
                 Progress.note(String.format(Locale.ROOT, "%s, %d x %d tokens: %.1f ms of matrix products per step at"
                         + " the measured rate (%d steps)", s.name(), s.batch(), s.seqLen(),
                         1e3 * flopsPerToken * s.tokens() / peak, warmup + steps));
@@ -117,7 +133,7 @@ final class BenchTrainCommand implements Callable<Integer> {
             doc.put("device", backend.name());
             doc.put("precision", deviceOptions.precisionName());
             doc.put("matmul_flops_per_s", peak);
-            doc.put("flops_per_token", "3 x forward: 2 per projection and head weight, attention 4 d per key seen, "
+            doc.put("flops_per_token", "3 x forward: 2 per projection weight, 2 per head weight per scored position, attention 4 d per key seen, "
                     + "linear attention 4 E d, conv 2 k per channel");
             doc.put("results", rows);
             OutputFiles.writeJson(json, doc);
@@ -129,24 +145,32 @@ final class BenchTrainCommand implements Callable<Integer> {
     private List<Shape> shapes() {
         List<Shape> out = new ArrayList<>();
         for (String p : presets) {
-            if (p.equals(MQAR)) {
-                out.add(new Shape(MQAR, ModelSpec.parse("mqar shape", ModelSpec.configMap(128, List.of("conv", "linear"),
-                        1, 1, 16, 0, 0, MqarGenerator.DEFAULT_VOCAB, true, false, 1e-5)), Math.max(1, tokensPerStep / MQAR_SEQ_LEN),
-                        MQAR_SEQ_LEN));
+            MqarModel m = MQAR_SHAPES.get(p);
+            if (m != null) {
+                out.add(new Shape(p, ModelSpec.parse(p + " shape", m.configMap(1)),
+                        Math.max(1, tokensPerStep / MQAR_SEQ_LEN), MQAR_SEQ_LEN, true));
                 continue;
             }
             ModelConfig c = ModelOptions.preset(p);
             for (int n : seqLens) {
-                out.add(new Shape(p, c, Math.max(1, tokensPerStep / n), n));
+                out.add(new Shape(p, c, Math.max(1, tokensPerStep / n), n, false));
             }
         }
         return out;
     }
 
-    /** Model FLOPs of one trained token (forward and backward) at sequence length {@code seqLen}. */
+    /** Model FLOPs of one trained token (forward and backward) at sequence length {@code seqLen}, every one scored. */
     static double flopsPerToken(ModelConfig c, int seqLen) {
+        return flopsPerToken(c, seqLen, 1.0);
+    }
+
+    /**
+     * Model FLOPs of one trained token (forward and backward) at sequence length {@code seqLen}, where a share
+     * {@code scored} of the positions has a target (the head runs over those rows only).
+     */
+    static double flopsPerToken(ModelConfig c, int seqLen, double scored) {
         double d = c.dModel();
-        double forward = 2.0 * d * c.vocabSize(); // the head
+        double forward = 2.0 * d * c.vocabSize() * scored; // the head
         for (MixerConfig m : c.layers()) {
             if (c.hasMlp()) {
                 forward += 2.0 * 3 * d * c.mlpHidden(); // fc1 (2h x d) and fc2 (d x h)
@@ -240,14 +264,25 @@ final class BenchTrainCommand implements Callable<Integer> {
             AdamW opt = new AdamW(model, AdamW.Settings.DEFAULTS);
             row.put("parameters", model.parameterCount());
             int n = Math.toIntExact(s.tokens());
-            int[] ids = new int[n];
-            int[] targets = new int[n];
-            SplittableRandom r = new SplittableRandom(2);
-            for (int i = 0; i < n; i++) {
-                ids[i] = r.nextInt(c.vocabSize());
-                targets[i] = r.nextInt(c.vocabSize());
+            int[] ids;
+            int[] targets;
+            if (s.mqar()) {
+                MqarSet set = MqarGenerator.generate(new MqarSlice(s.seqLen(), MQAR_KV, s.batch()), c.vocabSize(),
+                        2, true, 0);
+                ids = set.inputs();
+                targets = set.targets();
+            } else {
+                ids = new int[n];
+                targets = new int[n];
+                SplittableRandom r = new SplittableRandom(2);
+                for (int i = 0; i < n; i++) {
+                    ids[i] = r.nextInt(c.vocabSize());
+                    targets[i] = r.nextInt(c.vocabSize());
+                }
             }
-            double scale = 1.0 / n;
+            long scored = Arrays.stream(targets).filter(t -> t != TrainingBackend.IGNORE_INDEX).count();
+            row.put("scored_targets", scored);
+            double scale = 1.0 / Math.max(1, scored);
             resetPeak(backend);
             for (int i = 0; i < warmup; i++) {
                 step(model, opt, ids, targets, s, scale).value();
@@ -352,15 +387,15 @@ final class BenchTrainCommand implements Callable<Integer> {
     private static void print(PrintWriter out, String device, double peak, List<Map<String, Object>> rows) {
         out.printf(Locale.ROOT, "based4j bench train on %s: matrix product %.1f GFLOP/s (measured in this run)%n",
                 device, peak / 1e9);
-        out.printf(Locale.ROOT, "%-11s %7s %6s %13s %11s %12s %7s %11s%n", "shape", "seq", "batch", "params",
+        out.printf(Locale.ROOT, "%-14s %5s %6s %13s %11s %12s %7s %11s%n", "shape", "seq", "batch", "params",
                 "GFLOP/tok", "tokens/s", "MFU", "peak mem");
         for (Map<String, Object> row : rows) {
             if (row.containsKey("error")) {
-                out.printf(Locale.ROOT, "%-11s %7d %6d  does not fit: %s%n", row.get("shape"), row.get("seq_len"),
+                out.printf(Locale.ROOT, "%-14s %5d %6d  does not fit: %s%n", row.get("shape"), row.get("seq_len"),
                         row.get("batch"), row.get("error"));
                 continue;
             }
-            out.printf(Locale.ROOT, "%-11s %7d %6d %13s %11.3f %,12.0f %6.1f%% %11s%n", row.get("shape"),
+            out.printf(Locale.ROOT, "%-14s %5d %6d %13s %11.3f %,12.0f %6.1f%% %11s%n", row.get("shape"),
                     row.get("seq_len"), row.get("batch"), Sizes.count((long) row.get("parameters")),
                     (double) row.get("flops_per_token") / 1e9, (double) row.get("tokens_per_s"),
                     100 * (double) row.get("mfu"), Sizes.human((long) row.get("peak_bytes")));

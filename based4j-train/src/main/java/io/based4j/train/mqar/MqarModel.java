@@ -1,6 +1,9 @@
 package io.based4j.train.mqar;
 
+import io.based4j.train.ModelSpec;
+
 import java.util.List;
+import java.util.Map;
 
 /**
  * One model of the recall study: the mixer under test and its size. What does not apply to a mixer is 0: the
@@ -42,6 +45,21 @@ public record MqarModel(String mixer, int dModel, int featureDim, int window) {
 
     public static MqarModel attention(int dModel) {
         return new MqarModel("attention", dModel, 0, 0);
+    }
+
+    /**
+     * The model's config.json: a short convolution, then the mixer with {@code heads} heads, tied embeddings, no
+     * MLP, no rotary embedding.
+     */
+    public Map<String, Object> configMap(int heads) {
+        String kind = switch (mixer) {
+            case "based" -> "linear";
+            case "attention" -> "attn";
+            default -> "swa";
+        };
+        // config.json's window_size counts both sides of a query: window keys back is 2 * window
+        return ModelSpec.configMap(dModel, List.of("conv", kind), heads, heads, featureDim, 2 * window, 0,
+                MqarGenerator.DEFAULT_VOCAB, true, false, 1e-5);
     }
 
     /** Recurrent state in bytes as the paper's figure counts it ({@link MqarGenerator#stateBytes}). */

@@ -52,16 +52,9 @@ public final class MqarTrainer {
             }
         }
 
-        /** The model's config.json: conv layer, then the mixer. */
+        /** The model's config.json: conv layer, then the mixer ({@link MqarModel#configMap}). */
         public Map<String, Object> configMap() {
-            String kind = switch (mixer) {
-                case "based" -> "linear";
-                case "attention" -> "attn";
-                default -> "swa";
-            };
-            // config.json's window_size counts both sides of a query: window keys back is 2 * window
-            return ModelSpec.configMap(dModel, List.of("conv", kind), heads, heads, featureDim, 2 * window, 0,
-                    MqarGenerator.DEFAULT_VOCAB, true, false, 1e-5);
+            return model().configMap(heads);
         }
 
         public long stateBytes() {
