@@ -36,6 +36,11 @@ public interface Backend extends AutoCloseable {
     /** The first {@code rows} rows of {@code buffer}, sharing its memory. */
     Buffer view(Buffer buffer, int rows);
 
+    /** Whether {@link #view} gives views of fewer rows than a buffer has (a backend that keeps none says false). */
+    default boolean viewsFewerRows() {
+        return true;
+    }
+
     /** Gives a buffer's memory back now rather than when the backend closes (no-op where memory is garbage-collected). */
     default void release(Buffer buffer) {
     }

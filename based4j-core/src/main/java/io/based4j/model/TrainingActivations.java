@@ -7,6 +7,7 @@ import io.based4j.config.ModelConfig;
 import io.based4j.memory.Sizes;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 
@@ -54,6 +55,26 @@ public final class TrainingActivations implements Activations {
             return b;
         });
         this.held = held;
+    }
+
+    /**
+     * The activations of a pass over {@code rows} tokens, at most this pass's, in the first rows of this pass's
+     * buffers ({@link io.based4j.backend.Backend#view}): they share this pass's memory, so only one of the two may be
+     * in use at a time (passes of one model run one after the other), and they hold nothing of their own.
+     *
+     * @throws IllegalArgumentException when {@code rows} exceeds this pass's tokens or these activations are released
+     */
+    public TrainingActivations rowsOf(TrainingBackend backend, int rows) {
+        if (rows < 1 || rows > this.rows) {
+            throw new IllegalArgumentException("activations of " + rows + " tokens do not fit in those of "
+                    + this.rows);
+        }
+        if (held.isEmpty()) {
+            throw new IllegalArgumentException("these activations hold no buffers (released, or a plan)");
+        }
+        Iterator<Buffer> owned = held.iterator();
+        // the constructor allocates in one fixed order: the same walk hands out this pass's buffers in that order
+        return new TrainingActivations(config, rows, (r, c, f32) -> backend.view(owned.next(), r));
     }
 
     /** Gives every buffer of this pass back to {@code backend} (which made them); the activations are unusable after. */

@@ -579,7 +579,7 @@ public final class TrainKernels {
     // ------------------------------------------------------------------------------------- multi-tensor optimizer
 
     /** Values per chunk of the multi-tensor step: each block takes whole chunks. */
-    public static final int OPTIMIZER_CHUNK = 1 << 16;
+    public static final int OPTIMIZER_CHUNK = 1 << 12;
     /** Bytes of one chunk of the table ({@code AdamWChunk}: p, g, m, v, compute, count, weight decay, reserved). */
     public static final int CHUNK_BYTES = 64;
     /** Bytes of the step record ({@code StepNorm}: the {@link #GRAD_NORM_BYTES} record, the update, the failed one). */

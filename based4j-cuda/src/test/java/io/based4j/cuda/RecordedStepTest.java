@@ -136,6 +136,19 @@ class RecordedStepTest {
                 model.releaseActivations();
                 assertEquals(0, model.recordedStepShapes(), "recordings close with the activations they run on");
             }
+            // both shapes in the first rows of one set of activations made for the larger one: the same steps
+            try (CudaBackend gpu = CudaBackend.open("cuda", p)) {
+                TrainModel model = new TrainModel(config, init, gpu, name);
+                model.reserveActivations(SHAPES[1][0] * SHAPES[1][1]);
+                double[] got = train(model, new AdamW(model, AdamW.Settings.DEFAULTS), sparse);
+                assertEquals(1, model.activationSets(), "sets of activations holding memory");
+                assertEquals(SHAPES.length, model.recordedStepShapes(), "shapes replayed from a recording");
+                assertArrayEquals(want, got, "summed losses, shapes sharing one set of activations");
+                for (Param q : model.params()) {
+                    assertArrayEquals(wantWeights.get(q.name()), gpu.download(q.value()),
+                            "weights of " + q.name() + " after 12 steps on shared activations");
+                }
+            }
         }
     }
 

@@ -15,6 +15,7 @@ import io.based4j.tensor.DType;
 import io.based4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
@@ -52,7 +53,10 @@ public final class TrainModel {
     private final TrainingBackend backend;
     private final Map<String, Param> params = new LinkedHashMap<>();
     private final LayerStack stack;
+    /** The activations of each batch shape seen: a set of its own, or the first rows of a larger one. */
     private final Map<Long, TrainingActivations> activations = new HashMap<>();
+    /** The sets of activations that hold memory. */
+    private final List<TrainingActivations> owners = new ArrayList<>();
     private final Map<StepShape, TrainingBackend.RecordedStep> recordedSteps = new HashMap<>();
     private final Set<StepShape> warmShapes = new HashSet<>();
     private final Map<StepShape, String> refusals = new LinkedHashMap<>();
@@ -306,8 +310,10 @@ public final class TrainModel {
 
     /**
      * The activations of a {@code batch x seqLen} pass: kept per shape, so passes of shapes seen before allocate
-     * nothing. A new shape is checked against the backend's memory first; when it does not fit beside the shapes kept
-     * so far, they are dropped and it is checked again, alone.
+     * nothing. Where the backend views fewer rows of a buffer, a shape of no more tokens than a set already made
+     * takes the first rows of that set (the smallest that holds it) and allocates nothing; passes run one after
+     * the other, so sets shared that way are never in use twice at once. A new set is checked against the backend's
+     * memory first; when it does not fit beside the sets kept so far, they are dropped and it is checked again, alone.
      */
     private TrainingActivations activations(int batch, int seqLen) {
         long key = ((long) batch << 32) | seqLen;
@@ -315,20 +321,67 @@ public final class TrainModel {
         if (a != null) {
             return a;
         }
-        long bytes = Sizes.times(activationValues(config, batch * seqLen), backend.valueBytes());
-        MemoryNeed need = MemoryNeed.heap(String.format(Locale.ROOT, "the activations of a pass of %,d x %,d tokens",
-                batch, seqLen), 0).withHint("lower the batch size or the sequence length");
+        int tokens = batch * seqLen;
+        TrainingActivations holder = holderOf(tokens);
+        if (holder != null) {
+            a = holder.rows() == tokens ? holder : holder.rowsOf(backend, tokens);
+            activations.put(key, a);
+            return a;
+        }
+        a = allocateActivations(tokens);
+        activations.put(key, a);
+        return a;
+    }
+
+    /**
+     * Makes the activations of passes of up to {@code tokens} tokens now, so that later passes of any shape up to
+     * that size share them instead of each allocating its own (where the backend views fewer rows of a buffer).
+     *
+     * @throws io.based4j.memory.NotEnoughMemoryException when they do not fit
+     */
+    public void reserveActivations(int tokens) {
+        if (tokens < 1) {
+            throw new IllegalArgumentException("activations for " + tokens + " tokens: need at least 1");
+        }
+        if (!backend.viewsFewerRows() || holderOf(tokens) != null) {
+            return;
+        }
+        owners.add(allocateActivations(tokens));
+    }
+
+    /** Sets of activations that hold memory now (shapes that take the first rows of a larger set add none). */
+    public int activationSets() {
+        return owners.size();
+    }
+
+    /** The smallest set of activations made so far that holds {@code tokens} tokens; null if none does. */
+    private TrainingActivations holderOf(int tokens) {
+        TrainingActivations best = null;
+        if (backend.viewsFewerRows()) {
+            for (TrainingActivations o : owners) {
+                if (o.rows() >= tokens && (best == null || o.rows() < best.rows())) {
+                    best = o;
+                }
+            }
+        }
+        return best;
+    }
+
+    private TrainingActivations allocateActivations(int tokens) {
+        long bytes = Sizes.times(activationValues(config, tokens), backend.valueBytes());
+        MemoryNeed need = MemoryNeed.heap(String.format(Locale.ROOT, "the activations of a pass of %,d tokens",
+                tokens), 0).withHint("lower the batch size or the sequence length");
         try {
             backend.checkFits(bytes, need);
         } catch (NotEnoughMemoryException e) {
-            if (activations.isEmpty()) {
+            if (owners.isEmpty()) {
                 throw e;
             }
             releaseActivations();
             backend.checkFits(bytes, need);
         }
-        a = new TrainingActivations(backend, config, batch, seqLen);
-        activations.put(key, a);
+        TrainingActivations a = new TrainingActivations(backend, config, tokens, 1);
+        owners.add(a);
         return a;
     }
 
@@ -348,9 +401,10 @@ public final class TrainModel {
     /** Drops the cached activations (of every batch shape seen so far), and the steps recorded over them. */
     public void releaseActivations() {
         closeRecordedSteps();  // they run on these activations
-        for (TrainingActivations a : activations.values()) {
+        for (TrainingActivations a : owners) {
             a.release(backend);
         }
+        owners.clear();
         activations.clear();
     }
 }

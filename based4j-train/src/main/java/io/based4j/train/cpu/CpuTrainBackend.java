@@ -141,6 +141,11 @@ public final class CpuTrainBackend implements TrainingBackend {
     }
 
     @Override
+    public boolean viewsFewerRows() {
+        return false;
+    }
+
+    @Override
     public Buffer view(Buffer buffer, int rows) {
         if (rows != buffer.rows()) {
             throw new UnsupportedOperationException("the float64 training backend keeps no views of fewer rows");

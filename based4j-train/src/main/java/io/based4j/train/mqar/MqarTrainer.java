@@ -175,6 +175,8 @@ public final class MqarTrainer {
                     Initializer.stateDict(config, Seeds.derive(run.seed(), Seeds.INIT), arena), backend, "initializer");
             // as the reference MQAR trainer (Zoology) sets it up: PyTorch's AdamW defaults, decay on every parameter
             AdamW opt = new AdamW(model, new AdamW.Settings(0.9, 0.999, 1e-8, run.weightDecay(), 1.0), p -> true);
+            // one set of activations, as large as the largest pass, serves every training and test shape
+            model.reserveActivations(Math.toIntExact(largestPass()));
             int[][] plan = epochPlan(trainSets, 0);
             long steps = (long) plan.length * run.epochs();
             LrSchedule schedule = new LrSchedule(run.lr(), run.warmupSteps(), 0.0, 0.0, steps);
@@ -307,6 +309,18 @@ public final class MqarTrainer {
         TrainMemory.of(config, backend, SETTINGS).withHostData(withExamples ? Sizes.product(2, Integer.BYTES,
                 examples) : 0, "examples", "fewer examples (the COUNT of the --train and --test slices)")
                 .check(batch, seqLen);
+    }
+
+    /** Tokens of the largest pass of the run: a training batch, or a batch of test examples when scoring. */
+    private long largestPass() {
+        long most = 1;
+        for (MqarSlice s : run.train()) {
+            most = Math.max(most, (long) Math.max(1, Math.min(run.batchSize(), s.count())) * s.seqLen());
+        }
+        for (MqarSlice s : run.test()) {
+            most = Math.max(most, (long) evalBatch(s) * s.seqLen());
+        }
+        return most;
     }
 
     /** How the command line names the settings a memory check refers to. */
