@@ -346,7 +346,7 @@ public final class TrainModel {
         if (!backend.viewsFewerRows() || holderOf(tokens) != null) {
             return;
         }
-        owners.add(allocateActivations(tokens));
+        allocateActivations(tokens);
     }
 
     /** Sets of activations that hold memory now (shapes that take the first rows of a larger set add none). */
