@@ -67,6 +67,8 @@ public final class CudaBackend implements TrainingBackend {
      * based-360m's.)
      */
     private static final long LOSS_CELLS = 1L << 28;
+    /** Scratch slot of the argmax of a loss over gathered rows (no other op uses it). */
+    private static final int GATHERED_ARGMAX_SLOT = 8;
     /** Scratch slot of the bf16 copy of dx that rmsNormBackward leaves (no other op uses it). */
     private static final int DX_COPY_SLOT = 7;
 
@@ -1569,28 +1571,42 @@ public final class CudaBackend implements TrainingBackend {
     @Override
     public double crossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
                                Buffer dhead, int[] argmax) {
-        long loss = enqueueCrossEntropy(x, head, vocab, targets, scale, dx, dhead, argmax);
-        if (loss == 0) {
+        Enqueued q = enqueueCrossEntropy(x, head, vocab, targets, scale, dx, dhead, argmax);
+        if (q.loss() == 0) {
             return 0;
         }
-        int n = targets.length;
+        // the argmax of every row, or, where the loss took the scored rows only, of those rows (in their order)
+        int n = q.gathered() == null ? targets.length : q.gathered().length / 2;
         MemorySegment host = scratch.host(8 + 4L * n);
-        cu.copyDtoHAsync(host, loss, 8, stream);
+        cu.copyDtoHAsync(host, q.loss(), 8, stream);
         if (argmax != null) {
-            cu.copyDtoHAsync(host.asSlice(8), scratch.slot(5, 4L * n), 4L * n, stream);
+            cu.copyDtoHAsync(host.asSlice(8), q.argmax(), 4L * n, stream);
         }
         cu.synchronize(stream);
-        if (argmax != null) {
+        if (argmax != null && q.gathered() == null) {
             MemorySegment.copy(host, ValueLayout.JAVA_INT_UNALIGNED, 8, argmax, 0, n);
+        } else if (argmax != null) {
+            Arrays.fill(argmax, 0, targets.length, -1); // rows without a target, as the kernel marks them
+            for (int j = 0; j < n; j++) {
+                argmax[q.gathered()[j]] = host.get(ValueLayout.JAVA_INT_UNALIGNED, 8 + 4L * j);
+            }
         }
         return host.get(ValueLayout.JAVA_DOUBLE_UNALIGNED, 0);
+    }
+
+    /**
+     * A queued loss: the device address of its summed loss (double; 0 when there are no rows), of the argmax (0 when
+     * not asked for), and, where the loss ran over the scored rows only, {@link #scoredRows}: their indices, then
+     * their targets (null when it ran over every row).
+     */
+    private record Enqueued(long loss, long argmax, int[] gathered) {
     }
 
     /** The loss copied into a pinned slot of {@link #readouts} behind the pass's kernels: no wait. */
     @Override
     public Readout crossEntropyLater(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
                                      Buffer dhead) {
-        long loss = enqueueCrossEntropy(x, head, vocab, targets, scale, dx, dhead, null);
+        long loss = enqueueCrossEntropy(x, head, vocab, targets, scale, dx, dhead, null).loss();
         if (capture != null) {
             capture.loss(loss, vocab);
             return () -> {
@@ -1601,10 +1617,11 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * Checks the arguments and queues the fused head and loss; returns the device address of the summed loss
-     * (double), 0 when there are no rows. The argmax, if asked for, is left in scratch slot 5.
+     * Checks the arguments and queues the fused head and loss. Where at most half the rows have a target (recall
+     * tasks score a few positions a sequence), the head's products run over those rows only, gathered: the loss's
+     * gradient is added back into dx's rows, and the argmax, if asked for, is that of the gathered rows.
      */
-    private long enqueueCrossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
+    private Enqueued enqueueCrossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
                                      Buffer dhead, int[] argmax) {
         bind();
         CudaBuffer xb = bufferOf(x);
@@ -1631,7 +1648,7 @@ public final class CudaBackend implements TrainingBackend {
         }
         sameCount("crossEntropy dhead", dhb, (long) h.rows() * d);
         if (n == 0) {
-            return 0;
+            return new Enqueued(0, 0, null);
         }
         long dxp = read(dxb, Precision.F32, 1);
         long dhp = read(dhb, Precision.F32, 2);
@@ -1641,10 +1658,8 @@ public final class CudaBackend implements TrainingBackend {
         }
         cu.memsetD8Async(loss, 0, 8, stream);
         long xp = read(xb, precision, 0);
-        int[] scored = argmax == null ? scoredRows(targets) : null;
-        if (scored != null && scored.length > 0 && scored.length <= n) {
-            // at most half the rows are scored (recall tasks score a few positions a sequence): the head's three
-            // products run over those rows only, gathered, and their gradient is added back into dx's rows
+        int[] scored = scoredRows(targets);
+        if (scored.length > 0 && scored.length <= n) {
             int m = scored.length / 2;
             long in = capture != null ? capture.upload(capture.targetsIn, scored, Source.SCORED_OF_TARGETS, targets)
                     : scratch.targets().upload(scored, true);
@@ -1656,11 +1671,15 @@ public final class CudaBackend implements TrainingBackend {
             }
             int chunk = lossChunk(m, vocab);
             long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, m, chunk, vocab));
-            train.crossEntropy(precision, xc, h.ptr, m, d, vocab, in + 4L * m, (float) scale, dxc, dhp, 0, loss, work,
-                    chunk);
+            long best = argmax == null ? 0 : scratch.slot(GATHERED_ARGMAX_SLOT, 4L * m);
+            train.crossEntropy(precision, xc, h.ptr, m, d, vocab, in + 4L * m, (float) scale, dxc, dhp, best, loss,
+                    work, chunk);
             if (dxc != 0) {
                 kernels.scatterAddRows(dxc, in, dxp, m, d);
             }
+            written(dxb, Precision.F32, dxp);
+            written(dhb, Precision.F32, dhp);
+            return new Enqueued(loss, best, scored);
         } else {
             int chunk = lossChunk(n, vocab);
             long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, n, chunk, vocab));
@@ -1669,10 +1688,10 @@ public final class CudaBackend implements TrainingBackend {
                     : scratch.targets().upload(targets, true);
             train.crossEntropy(precision, xp, h.ptr, n, d, vocab, tp, (float) scale, dxp, dhp, best, loss, work,
                     chunk);
+            written(dxb, Precision.F32, dxp);
+            written(dhb, Precision.F32, dhp);
+            return new Enqueued(loss, best, null);
         }
-        written(dxb, Precision.F32, dxp);
-        written(dhb, Precision.F32, dhp);
-        return loss;
     }
 
     // ---------------------------------------------------------------- training: optimizer

@@ -10,7 +10,7 @@ import java.lang.foreign.MemorySegment;
  */
 final class Scratch implements AutoCloseable {
     /** Slots an op may use at once. */
-    static final int SLOTS = 8;
+    static final int SLOTS = 9;
     private static final int ONE_F32_BITS = Float.floatToRawIntBits(1f);
 
     private final CudaBackend backend;

@@ -335,6 +335,20 @@ class CudaTrainingOpsTest {
         // unscored rows of dx keep what they held; scored ones add the gradient
         dx.same("crossEntropy dx", MIXER_TOL);
         dhead.same("crossEntropy dhead", MIXER_TOL);
+        // scoring (the argmax read back) takes the gathered rows too: -1 where there is no target, as over all rows
+        int[] argmaxC = new int[n];
+        int[] argmaxG = new int[n];
+        java.util.Arrays.fill(argmaxG, 7);
+        double scoredC = cpu.crossEntropy(x.c, head.c, vocab, targets, scale, null, null, argmaxC);
+        double scoredG = gpu.crossEntropy(x.g, head.g, vocab, targets, scale, null, null, argmaxG);
+        assertEquals(scoredC, scoredG, 1e-5 * Math.abs(scoredC), "summed loss with the argmax");
+        for (int i = 0; i < n; i++) {
+            if (targets[i] == TrainingBackend.IGNORE_INDEX) {
+                assertEquals(-1, argmaxG[i], "argmax of row " + i + ", which has no target");
+            } else {
+                assertEquals(argmaxC[i], argmaxG[i], "argmax of row " + i);
+            }
+        }
     }
 
     @Test
