@@ -225,7 +225,8 @@ public final class BasedModel implements AutoCloseable {
 
     /**
      * Feeds whole prompts ({@code prompts[i]} continues the sequence in {@code slots[i]}) in as many forward calls as
-     * the session's tokens per call need, packing several prompts, or pieces of a long one, into each call. After each
+     * the session's tokens per call need, packing several whole prompts into each call (a prompt is split only when it
+     * alone exceeds a call, so that prompts start and end within a call where they can). After each
      * call, {@code ends} receives the logits of the prompts that ended in it (valid only during that callback).
      * Empty prompts are skipped.
      */
@@ -249,9 +250,13 @@ public final class BasedModel implements AutoCloseable {
             int count = 0;
             int tokens = 0;
             for (int i = next; i < prompts.length && tokens < budget; i++) {
-                int take = Math.min(prompts[i].length - fed[i], budget - tokens);
+                int left = prompts[i].length - fed[i];
+                int take = Math.min(left, budget - tokens);
                 if (take == 0) {
                     continue;
+                }
+                if (take < left && count > 0) {
+                    break; // whole prompts where they fit: a prompt is split only when it alone exceeds a call
                 }
                 callSlots[count] = slots[i];
                 callLengths[count] = take;

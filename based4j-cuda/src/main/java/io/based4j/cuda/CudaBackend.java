@@ -979,11 +979,63 @@ public final class CudaBackend implements TrainingBackend {
             }
         }
         long l = layout(batch);
-        kernels.attention(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, t, batch.size(),
-                cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(), st.maxPos,
-                cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
+        if (freshPromptsOnTensorCores(cfg, batch, in, o)) {
+            attentionOfFreshPrompts(cfg, in, batch, o);
+        } else {
+            kernels.attention(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, t, batch.size(),
+                    cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(), st.maxPos,
+                    cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
+        }
         kernels.attentionAppend(precision, in.ptr, st.keys(), st.values(), st.rotary, l, t, batch.size(),
                 cfg.numHeads(), cfg.headDim(), st.capacity, cfg.rotaryDim(), st.maxPos, cfg.rotaryInterleaved());
+    }
+
+    /**
+     * Whether a call's attention runs on the flash-style tensor-core kernels that training uses: bf16, more tokens
+     * than sequences (not a decode step), every sequence a prompt from its first token (nothing of it in the cache
+     * yet), rotate-half rotary or none, and a head dim and addresses those kernels take. The scalar kernel, one
+     * block per query token, takes the rest: decode steps, and prompts fed in pieces.
+     */
+    private boolean freshPromptsOnTensorCores(MixerConfig.Attention cfg, TokenBatch batch, CudaBuffer qkv,
+                                              CudaBuffer out) {
+        if (precision != Precision.BF16 || batch.totalTokens() <= batch.size()
+                || (cfg.rotaryInterleaved() && cfg.rotaryDim() > 0)
+                || !MixerTrainKernels.attentionOnTensorCores(precision, cfg.headDim(), qkv.ptr, out.ptr)) {
+            return false;
+        }
+        for (int i = 0; i < batch.size(); i++) {
+            if (batch.start(i) != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Attention of prompts that start at their first token: the training forward (queries in tiles of 64 on the
+     * tensor cores, keys in tiles from the window's start to the diagonal, the softmax online) once per run of
+     * consecutive sequences of one length, whose rows lie together. The caller appends the keys and values to the
+     * cache.
+     */
+    private void attentionOfFreshPrompts(MixerConfig.Attention cfg, CudaBuffer qkv, TokenBatch batch,
+                                         CudaBuffer out) {
+        long qkvRow = 3L * cfg.dModel() * precision.bytes();
+        long outRow = (long) cfg.dModel() * precision.bytes();
+        long lse = scratch.slot(2, 4L * batch.totalTokens() * cfg.numHeads());
+        for (int i = 0; i < batch.size(); ) {
+            int len = batch.length(i);
+            int j = i + 1;
+            while (j < batch.size() && batch.length(j) == len) {
+                j++;
+            }
+            if (len > 0) {
+                long row = batch.offset(i);
+                mixers.attentionForward(precision, qkv.ptr + row * qkvRow, out.ptr + row * outRow, lse, j - i, len,
+                        cfg.numHeads(), cfg.headDim(), cfg.window(), cfg.rotaryDim(), cfg.rotaryBase(),
+                        (float) cfg.softmaxScale());
+            }
+            i = j;
+        }
     }
 
     // ---------------------------------------------------------------- training: operands
