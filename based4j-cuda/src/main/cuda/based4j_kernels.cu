@@ -360,6 +360,102 @@ __device__ void linearAttentionZ_impl(const A* k, float* kState, const int* layo
     for (int a = threadIdx.x; a < E; a += blockDim.x) zg[a] = z[a];
 }
 
+/**
+ * The state after a call's tokens without the outputs (a prompt whose outputs the chunked kernels of training make):
+ * S += phi(k_t) v_t^T and, in the blocks of the first column tile, z += phi(k_t), token after token, the same float
+ * operations in the same order as linearAttention and linearAttentionZ make them, so the state is theirs bit for
+ * bit. Grid (B, H, ceil(dh / dt)), block 256 (a multiple of dt); dynamic shared memory
+ * E dt + E + C (f + dt + E) floats: S's column tile, z, and a chunk of C tokens' keys, values and features, read and
+ * featurized together (one barrier a chunk where the recurrent kernels take three a token).
+ */
+template <typename W, typename A>
+__device__ void linearAttentionState_impl(const A* k, const A* v, float* kvState, float* kState, const int* layout,
+                                          int T, int B, int H, int f, int dh, int dt, int C) {
+    extern __shared__ float smem[];
+    const Layout L = layoutOf(layout, B);
+    const int seq = blockIdx.x;
+    const int head = blockIdx.y;
+    const int e0 = blockIdx.z * dt;
+    const int cols = min(dt, dh - e0);
+    const int E = expandedDim(f);
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const int G = nt / dt;
+    const int e = tid % dt;
+    const int g = tid / dt;
+    const bool withZ = blockIdx.z == 0;
+    const Taylor tc = taylorOf(f);
+    float* S = smem;          // [E][dt]
+    float* z = S + E * dt;    // [E]
+    float* xk = z + E;        // [C][f]
+    float* vs = xk + C * f;   // [C][dt]
+    float* pk = vs + C * dt;  // [C][E]
+
+    const i64 slot = L.slots[seq];
+    const int len = L.lengths[seq];
+    const i64 off = L.offsets[seq];
+    float* Sg = kvState + (slot * H + head) * (i64)E * dh;
+    float* zg = kState + (slot * H + head) * (i64)E;
+    const i64 qkCols = (i64)H * f;
+    const i64 vCols = (i64)H * dh;
+    for (int idx = tid; idx < E * dt; idx += nt) {
+        const int a = idx / dt;
+        const int c = idx - a * dt;
+        S[idx] = c < cols ? Sg[(i64)a * dh + e0 + c] : 0.0f;
+    }
+    if (withZ) {
+        for (int a = tid; a < E; a += nt) z[a] = zg[a];
+    }
+    for (int t0 = 0; t0 < len; t0 += C) {
+        const int n = min(C, len - t0);
+        for (int idx = tid; idx < n * f; idx += nt) {
+            const int c = idx / f;
+            xk[idx] = toF(k[(off + t0 + c) * qkCols + (i64)head * f + (idx - c * f)]);
+        }
+        for (int idx = tid; idx < n * dt; idx += nt) {
+            const int c = idx / dt;
+            const int col = idx - c * dt;
+            vs[idx] = col < cols ? toF(v[(off + t0 + c) * vCols + (i64)head * dh + e0 + col]) : 0.0f;
+        }
+        __syncthreads();
+        // features of the chunk's tokens: thread (c, i) writes phi_c[1 + i] and row i of the products
+        for (int idx = tid; idx < n * f; idx += nt) {
+            const int c = idx / f;
+            const int i = idx - c * f;
+            const float* x = xk + c * f;
+            float* phi = pk + c * E;
+            const float xi = x[i];
+            if (i == 0) phi[0] = 1.0f;
+            phi[1 + i] = __fmul_rn(xi, tc.lin);
+            float* rowp = phi + 1 + f + i * f - i * (i - 1) / 2;
+            rowp[0] = __fmul_rn(__fmul_rn(xi, xi), tc.diag);
+            for (int j = i + 1; j < f; j++) rowp[j - i] = __fmul_rn(__fmul_rn(xi, x[j]), tc.cross);
+        }
+        __syncthreads();
+        for (int a = g; a < E; a += G) {
+            float acc = S[a * dt + e];
+            for (int c = 0; c < n; c++) acc = acc + pk[c * E + a] * vs[c * dt + e];
+            S[a * dt + e] = acc;
+        }
+        if (withZ) {
+            for (int a = tid; a < E; a += nt) {
+                float acc = z[a];
+                for (int c = 0; c < n; c++) acc += pk[c * E + a];
+                z[a] = acc;
+            }
+        }
+        __syncthreads();  // the chunk's inputs and features are rewritten by the next one
+    }
+    for (int idx = tid; idx < E * dt; idx += nt) {
+        const int a = idx / dt;
+        const int c = idx - a * dt;
+        if (c < cols) Sg[(i64)a * dh + e0 + c] = S[idx];
+    }
+    if (withZ) {
+        for (int a = tid; a < E; a += nt) zg[a] = z[a];
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ softmax attention
 
 /** Elements per lane of a head vector: dh <= 32 * ATTN_MAXR. */
@@ -593,6 +689,10 @@ B4J_KERNEL(linearAttention, 256,
            (q, k, v, kvState, kState, layout, out, T, B, H, f, dh, eps, dt))
 B4J_KERNEL(linearAttentionZ, 256, (const A* k, float* kState, const int* layout, int T, int B, int H, int f),
            (k, kState, layout, T, B, H, f))
+B4J_KERNEL(linearAttentionState, 256,
+           (const A* k, const A* v, float* kvState, float* kState, const int* layout, int T, int B, int H, int f,
+            int dh, int dt, int C),
+           (k, v, kvState, kState, layout, T, B, H, f, dh, dt, C))
 B4J_KERNEL(attention, ATTN_THREADS,
            (const A* qkv, const float* kCache, const float* vCache, const float* rotary, const int* layout, A* out,
             int T, int B, int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale),

@@ -951,8 +951,47 @@ public final class CudaBackend implements TrainingBackend {
         check("linearAttention k", kb, t, qk, precision);
         check("linearAttention v", vb, t, d, precision);
         check("linearAttention output", o, t, d, precision);
+        if (precision == Precision.BF16 && freshPrompts(batch)) {
+            // the outputs from the chunked tensor-core kernels of training, per run of sequences of one length; the
+            // state the decode goes on from, as the recurrent kernels leave it
+            for (int i = 0; i < batch.size(); ) {
+                int len = batch.length(i);
+                int j = i + 1;
+                while (j < batch.size() && batch.length(j) == len) {
+                    j++;
+                }
+                if (len > 0) {
+                    long row = batch.offset(i);
+                    long qkRow = (long) qk * precision.bytes();
+                    long vRow = (long) d * precision.bytes();
+                    mixers.linearAttentionForward(precision, qb.ptr + row * qkRow, kb.ptr + row * qkRow,
+                            vb.ptr + row * vRow, o.ptr + row * vRow, j - i, len, cfg.numHeads(), cfg.featureDim(),
+                            cfg.headDim(), (float) cfg.eps());
+                }
+                i = j;
+            }
+            kernels.linearAttentionState(precision, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), t, batch.size(),
+                    cfg.numHeads(), cfg.featureDim(), cfg.headDim());
+            return;
+        }
         kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), o.ptr, t,
                 batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
+    }
+
+    /**
+     * Whether a call holds prompts from their first tokens only (nothing of them in the state yet), more tokens than
+     * sequences: the calls whose mixers can take the training's parallel kernels.
+     */
+    private static boolean freshPrompts(TokenBatch batch) {
+        if (batch.totalTokens() <= batch.size()) {
+            return false;
+        }
+        for (int i = 0; i < batch.size(); i++) {
+            if (batch.start(i) != 0) {
+                return false;
+            }
+        }
+        return true;
     }
 
     @Override
@@ -998,17 +1037,8 @@ public final class CudaBackend implements TrainingBackend {
      */
     private boolean freshPromptsOnTensorCores(MixerConfig.Attention cfg, TokenBatch batch, CudaBuffer qkv,
                                               CudaBuffer out) {
-        if (precision != Precision.BF16 || batch.totalTokens() <= batch.size()
-                || (cfg.rotaryInterleaved() && cfg.rotaryDim() > 0)
-                || !MixerTrainKernels.attentionOnTensorCores(precision, cfg.headDim(), qkv.ptr, out.ptr)) {
-            return false;
-        }
-        for (int i = 0; i < batch.size(); i++) {
-            if (batch.start(i) != 0) {
-                return false;
-            }
-        }
-        return true;
+        return precision == Precision.BF16 && freshPrompts(batch) && !(cfg.rotaryInterleaved() && cfg.rotaryDim() > 0)
+                && MixerTrainKernels.attentionOnTensorCores(precision, cfg.headDim(), qkv.ptr, out.ptr);
     }
 
     /**

@@ -384,6 +384,51 @@ public final class Kernels {
         launch(function("linearAttentionZ", p), B, H, 1, LINEAR_THREADS, 4 * (2 * e + f));
     }
 
+    /** Tokens a chunk of linearAttentionState reads at once: the most of 32, 16, .. 1 whose floats fit. */
+    static int linearStateChunk(int f, int dt) {
+        int e = 1 + f + f * (f + 1) / 2;
+        int c = 32;
+        while (c > 1 && 4L * linearStateFloats(e, f, dt, c) > LINEAR_MAX_SHARED) {
+            c /= 2;
+        }
+        return c;
+    }
+
+    /** Dynamic shared memory (floats) of linearAttentionState: S's tile, z, and a chunk's keys, values, features. */
+    private static long linearStateFloats(int e, int f, int dt, int c) {
+        return (long) e * dt + e + (long) c * (f + dt + e);
+    }
+
+    /**
+     * The state of {@link #linearAttention} after this call's tokens, without the outputs (where other kernels make
+     * them): S and z advanced as linearAttention and linearAttentionZ advance them, bit for bit, reading the tokens
+     * in chunks.
+     */
+    public void linearAttentionState(Precision p, long k, long v, long kvState, long kState, long layout, int T,
+                                     int B, int H, int f, int dh) {
+        require(f >= 1 && f <= 64, "linearAttentionState: feature dim " + f + " is outside [1, 64]");
+        require(dh >= 1, "linearAttentionState: head dim " + dh);
+        require(H >= 1 && H <= MAX_GRID_YZ, "linearAttentionState: " + H + " heads (at most " + MAX_GRID_YZ + ")");
+        require(T >= 0 && B >= 0, "linearAttentionState: T " + T + ", B " + B);
+        if (T == 0 || B == 0) {
+            return;
+        }
+        int dt = linearTile(f, dh);
+        int c = linearStateChunk(f, dt);
+        int e = 1 + f + f * (f + 1) / 2;
+        long floats = linearStateFloats(e, f, dt, c);
+        require(4 * floats <= LINEAR_MAX_SHARED, "linearAttentionState: feature dim " + f + " needs " + 4 * floats
+                + " bytes of shared memory, more than " + LINEAR_MAX_SHARED);
+        int tiles = (dh + dt - 1) / dt;
+        require(tiles <= MAX_GRID_YZ, "linearAttentionState: head dim " + dh + " is too large");
+        long fn = function("linearAttentionState", p);
+        int shared = (int) (4 * floats);
+        optIn(fn, shared);
+        args.reset().ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).i32(T).i32(B).i32(H).i32(f).i32(dh).i32(dt)
+                .i32(c);
+        launch(fn, B, H, tiles, LINEAR_THREADS, shared);
+    }
+
     private void optIn(long fn, int shared) {
         if (shared <= DEFAULT_SHARED) {
             return;

@@ -190,6 +190,65 @@ class GpuModelTest {
     }
 
     /**
+     * The logits of two decode steps after the prompts' prefill: the prefill of fresh prompts in bf16 runs on the
+     * parallel kernels of training and leaves the state with its own kernel, from which the decode goes on. Against
+     * the CPU in float32 within {@link #BF16_REL_NORM_TOL}, as the prefill itself is.
+     */
+    private static float[] decodeAfterPrefill(BasedModel model, int[][] prompts, int[][] next) {
+        int maxLen = Arrays.stream(prompts).mapToInt(p -> p.length).max().orElseThrow();
+        try (Session session = model.newSession(prompts.length, maxLen + next.length)) {
+            int[] slots = new int[prompts.length];
+            int[] lengths = new int[prompts.length];
+            int[] ones = new int[prompts.length];
+            for (int i = 0; i < prompts.length; i++) {
+                slots[i] = i;
+                lengths[i] = prompts[i].length;
+                ones[i] = 1;
+            }
+            int[] packed = Arrays.stream(prompts).flatMapToInt(Arrays::stream).toArray();
+            model.forward(session, session.batch(slots, lengths), packed, false, null);
+            float[] out = new float[0];
+            for (int[] step : next) {
+                float[] got = model.backend().download(model.forward(session, session.batch(slots, ones), step, false,
+                        null));
+                float[] joined = Arrays.copyOf(out, out.length + got.length);
+                System.arraycopy(got, 0, joined, out.length, got.length);
+                out = joined;
+            }
+            return out;
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void bf16DecodeGoesOnFromAParallelPrefill(DecodeEqualsPrefillTest.Case c) {
+        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
+        int[][] prompts = prompts(c.seed());
+        SplittableRandom nr = new SplittableRandom(c.seed() + 1);
+        int[][] next = {nr.ints(prompts.length, 0, DecodeEqualsPrefillTest.VOCAB).toArray(),
+                nr.ints(prompts.length, 0, DecodeEqualsPrefillTest.VOCAB).toArray()};
+        ModelWeights weights = bf16Weights(config, c.seed());
+        float[] cpu;
+        try (Backend b = new CpuBackend(); BasedModel m = BasedModel.of(weights, b)) {
+            cpu = decodeAfterPrefill(m, prompts, next);
+        }
+        float[] bf16;
+        try (CudaBackend b = CudaBackend.open("cuda", Precision.BF16); BasedModel m = BasedModel.of(weights, b)) {
+            bf16 = decodeAfterPrefill(m, prompts, next);
+        }
+        double diff2 = 0;
+        double norm2 = 0;
+        for (int i = 0; i < cpu.length; i++) {
+            assertTrue(Float.isFinite(bf16[i]), ctx(c, "non-finite logit at " + i));
+            diff2 += (double) (bf16[i] - cpu[i]) * (bf16[i] - cpu[i]);
+            norm2 += (double) cpu[i] * cpu[i];
+        }
+        double rel = Math.sqrt(diff2 / norm2);
+        System.out.printf("%s: decode after a bf16 prefill, ||gpu-cpu||/||cpu|| = %.3g%n", c.name(), rel);
+        assertTrue(rel <= BF16_REL_NORM_TOL, ctx(c, "bf16 relative error after the prefill " + rel));
+    }
+
+    /**
      * Decode, one token per sequence per step with the three sequences in lockstep (fewer as shorter ones end), equals
      * the all-token prefill at every position; and the same steps run op by op equal the recorded replays.
      */
