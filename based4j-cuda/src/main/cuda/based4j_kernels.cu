@@ -498,7 +498,7 @@ __device__ __forceinline__ float rotated(const A* x, int e, int pos, const float
  * ring no longer holds (pos - window < start - capacity) or a rotary position >= maxPos.
  */
 template <typename W, typename A>
-__device__ void attention_impl(const A* qkv, const float* kCache, const float* vCache, const float* rotary,
+__device__ void attention_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
                                const int* layout, A* out, int T, int B, int H, int dh, int capacity, int window,
                                int rd, int maxPos, int interleaved, float scale) {
     __shared__ float wm[ATTN_THREADS / 32];
@@ -554,8 +554,8 @@ __device__ void attention_impl(const A* qkv, const float* kCache, const float* v
 #pragma unroll
             for (int r = 0; r < ATTN_MAXR; r++) {
                 const int e = lane + 32 * r;
-                kr[r] = e < dh ? kCache[cell + e] : 0.0f;
-                vr[r] = e < dh ? vCache[cell + e] : 0.0f;
+                kr[r] = e < dh ? toF(kCache[cell + e]) : 0.0f;
+                vr[r] = e < dh ? toF(vCache[cell + e]) : 0.0f;
             }
         }
         float dot = 0.0f;
@@ -596,12 +596,12 @@ __device__ void attention_impl(const A* qkv, const float* kCache, const float* v
 }
 
 /**
- * Writes the rotated key and the value of each sequence's last min(length, capacity) tokens into the cache of its
- * slot at position % capacity. Grid (T), block 128 over the d = H * dh elements. Launched after attention (which
+ * Writes the rotated key (rounded to A) and the value of each sequence's last min(length, capacity) tokens into the
+ * cache of its slot at position % capacity. Grid (T), block 128 over the d = H * dh elements. Launched after attention (which
  * reads cells this overwrites). A position >= maxPos (with rd > 0) writes NaN keys.
  */
 template <typename W, typename A>
-__device__ void attentionAppend_impl(const A* qkv, float* kCache, float* vCache, const float* rotary,
+__device__ void attentionAppend_impl(const A* qkv, A* kCache, A* vCache, const float* rotary,
                                      const int* layout, int T, int B, int H, int dh, int capacity, int rd, int maxPos,
                                      int interleaved) {
     const Layout L = layoutOf(layout, B);
@@ -619,9 +619,9 @@ __device__ void attentionAppend_impl(const A* qkv, float* kCache, float* vCache,
     for (i64 idx = threadIdx.x; idx < d; idx += blockDim.x) {
         const int h = (int)(idx / dh);
         const int e = (int)(idx - (i64)h * dh);
-        kCache[cell + idx] =
-            pastTable ? CUDART_NAN_F : rotated(kp + (i64)h * dh, e, (int)pos, rotary, rd, maxPos, interleaved);
-        vCache[cell + idx] = toF(vp[idx]);
+        kCache[cell + idx] = fromF<A>(
+            pastTable ? CUDART_NAN_F : rotated(kp + (i64)h * dh, e, (int)pos, rotary, rd, maxPos, interleaved));
+        vCache[cell + idx] = vp[idx];
     }
 }
 
@@ -694,11 +694,11 @@ B4J_KERNEL(linearAttentionState, 256,
             int dh, int dt, int C),
            (k, v, kvState, kState, layout, T, B, H, f, dh, dt, C))
 B4J_KERNEL(attention, ATTN_THREADS,
-           (const A* qkv, const float* kCache, const float* vCache, const float* rotary, const int* layout, A* out,
+           (const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, A* out,
             int T, int B, int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale),
            (qkv, kCache, vCache, rotary, layout, out, T, B, H, dh, capacity, window, rd, maxPos, interleaved, scale))
 B4J_KERNEL(attentionAppend, 128,
-           (const A* qkv, float* kCache, float* vCache, const float* rotary, const int* layout, int T, int B, int H,
+           (const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, int T, int B, int H,
             int dh, int capacity, int rd, int maxPos, int interleaved),
            (qkv, kCache, vCache, rotary, layout, T, B, H, dh, capacity, rd, maxPos, interleaved))
 

@@ -2,6 +2,7 @@ package io.based4j.cli;
 
 import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
+import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
 import io.based4j.model.BasedModel;
 import io.based4j.model.Presets;
@@ -132,7 +133,8 @@ final class BenchGpuCommand implements Callable<Integer> {
                     long weightBytes = m.parameterCount() * dev.weightBytes();
                     int longest = promptLens.get(0) + (generate != null ? generate : steps) + 1;
                     measured.add(new Measured(s, source, m.parameterCount(), weightBytes,
-                            new LinkedHashMap<>(StateSize.byKind(m.config(), longest)),
+                            new LinkedHashMap<>(StateSize.byKind(m.config(), longest,
+                                    m.backend().cacheValueBytes())),
                             generate != null ? generateRows(m, dev) : decodeRows(m, dev, weightBytes, copyGBs)));
                 }
             }
@@ -290,10 +292,11 @@ final class BenchGpuCommand implements Callable<Integer> {
 
     private List<Map<String, Object>> decodeRows(BasedModel m, BenchDevice dev, long weightBytes, Double copyGBs) {
         ModelConfig cfg = m.config();
+        int cacheBytes = m.backend().cacheValueBytes();
         return grid(m, dev, "prefill, then " + steps + " decode steps", (prompt, b, row, rnd) -> {
-            row.put("state_bytes_per_sequence", StateSize.total(cfg, prompt + steps + 1));
+            row.put("state_bytes_per_sequence", StateSize.total(cfg, prompt + steps + 1, cacheBytes));
             Timing t = measure(m, dev, b, prompt, steps, rnd);
-            double bytesPerStep = weightBytes + 2.0 * b * StateSize.total(cfg, prompt + steps / 2);
+            double bytesPerStep = weightBytes + (double) b * stepStateBytes(cfg, prompt + steps / 2, cacheBytes);
             Double achieved = copyGBs == null ? null : bytesPerStep / t.secondsPerStep() / 1e9;
             row.put("prefill_tokens_per_s", (double) b * prompt / t.prefillSeconds());
             row.put("decode_tokens_per_s", b / t.secondsPerStep());
@@ -306,10 +309,25 @@ final class BenchGpuCommand implements Callable<Integer> {
         });
     }
 
+    /**
+     * Bytes of state a decode step moves per sequence at least, at {@code context} tokens: a recurrent state (conv,
+     * linear attention) read and written whole, a key/value cache read whole (its one new token's write is left
+     * out).
+     */
+    static double stepStateBytes(ModelConfig cfg, int context, int cacheValueBytes) {
+        double sum = 0;
+        for (MixerConfig mixer : cfg.layers()) {
+            long bytes = StateSize.layerBytes(mixer, context, cacheValueBytes);
+            sum += mixer instanceof MixerConfig.Attention ? bytes : 2.0 * bytes;
+        }
+        return sum;
+    }
+
     private List<Map<String, Object>> generateRows(BasedModel m, BenchDevice dev) {
         return grid(m, dev, "prefill and " + generate + " tokens", (prompt, b, row, rnd) -> {
             row.put("generated_tokens", generate);
-            row.put("state_bytes_per_sequence", StateSize.total(m.config(), prompt + generate));
+            row.put("state_bytes_per_sequence", StateSize.total(m.config(), prompt + generate,
+                    m.backend().cacheValueBytes()));
             measure(m, dev, b, 8, 2, rnd); // untimed: the step at this batch recorded and warm
             Generation g = generation(m, dev, b, prompt, generate, rnd);
             row.put("seconds", g.seconds());

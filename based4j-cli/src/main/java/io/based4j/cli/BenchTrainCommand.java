@@ -307,15 +307,10 @@ final class BenchTrainCommand implements Callable<Integer> {
                 ops[0].start();
                 step(model, opt, ids, targets, s, scale).value();
                 List<OpProfile.Row> timed = ops[0].stop();
-                row.put("profile", timed.stream().map(t -> {
-                    Map<String, Object> m = new LinkedHashMap<>();
-                    m.put("op", t.op());
-                    m.put("shapes", t.shapes());
-                    m.put("calls", t.calls());
-                    m.put("ms", t.millis());
-                    return m;
-                }).toList());
-                printProfile(spec.commandLine().getOut(), s, timed);
+                row.put("profile", ProfileTable.json(timed));
+                ProfileTable.print(spec.commandLine().getOut(), String.format(Locale.ROOT,
+                        "%s, %d x %d tokens: one step op by op", s.name(), s.batch(), s.seqLen()), timed,
+                        PROFILE_ROWS);
             }
             // the next shape starts clean: its activations and recorded steps, and the scratch they held, go
             model.releaseActivations();
@@ -359,30 +354,6 @@ final class BenchTrainCommand implements Callable<Integer> {
 
     /** Rows of the op table before the rest is summed into one line. */
     private static final int PROFILE_ROWS = 40;
-
-    private static void printProfile(PrintWriter out, Shape s, List<OpProfile.Row> rows) {
-        double total = rows.stream().mapToDouble(OpProfile.Row::millis).sum();
-        out.printf(Locale.ROOT, "%s, %d x %d tokens: one step op by op, %.2f ms in ops%n", s.name(), s.batch(),
-                s.seqLen(), total);
-        out.printf(Locale.ROOT, "%9s %6s %6s  %-24s %s%n", "ms", "share", "calls", "op", "shapes");
-        double rest = 0;
-        int restCalls = 0;
-        for (int i = 0; i < rows.size(); i++) {
-            OpProfile.Row r = rows.get(i);
-            if (i >= PROFILE_ROWS) {
-                rest += r.millis();
-                restCalls += r.calls();
-                continue;
-            }
-            out.printf(Locale.ROOT, "%9.3f %5.1f%% %6d  %-24s %s%n", r.millis(), 100 * r.millis() / total, r.calls(),
-                    r.op(), r.shapes());
-        }
-        if (rows.size() > PROFILE_ROWS) {
-            out.printf(Locale.ROOT, "%9.3f %5.1f%% %6d  (%d more op shapes)%n", rest, 100 * rest / total, restCalls,
-                    rows.size() - PROFILE_ROWS);
-        }
-        out.flush();
-    }
 
     private static void print(PrintWriter out, String device, double peak, List<Map<String, Object>> rows) {
         out.printf(Locale.ROOT, "based4j bench train on %s: matrix product %.1f GFLOP/s (measured in this run)%n",

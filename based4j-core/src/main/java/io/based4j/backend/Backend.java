@@ -36,6 +36,14 @@ public interface Backend extends AutoCloseable {
     /** The first {@code rows} rows of {@code buffer}, sharing its memory. */
     Buffer view(Buffer buffer, int rows);
 
+    /**
+     * Bytes of one value of the attention key/value cache this backend's states keep: 4 (float32) unless the backend
+     * keeps it narrower. Every other recurrent state is float32.
+     */
+    default int cacheValueBytes() {
+        return 4;
+    }
+
     /** Whether {@link #view} gives views of fewer rows than a buffer has (a backend that keeps none says false). */
     default boolean viewsFewerRows() {
         return true;

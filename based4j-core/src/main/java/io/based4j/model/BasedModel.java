@@ -123,7 +123,7 @@ public final class BasedModel implements AutoCloseable {
         }
         long stateBytes = 0;
         for (MixerConfig m : config.layers()) {
-            stateBytes = Sizes.plus(stateBytes, StateSize.layerBytes(m, maxLength));
+            stateBytes = Sizes.plus(stateBytes, StateSize.layerBytes(m, maxLength, backend.cacheValueBytes()));
         }
         long allStates = Sizes.times(stateBytes, slots);
         long activations = Workspace.bytes(config, maxTokensPerCall, slots);

@@ -396,6 +396,18 @@ public final class CudaBackend implements TrainingBackend {
         cu.memsetD32Async(ptr, 0, floats, stream);
     }
 
+    /** Zeros {@code bytes} bytes at {@code ptr} on the stream. */
+    void zeroBytes(long ptr, long bytes) {
+        bind();
+        cu.memsetD8Async(ptr, 0, bytes, stream);
+    }
+
+    /** The key/value cache holds the compute type: bf16 halves it (and what a decode step reads of it). */
+    @Override
+    public int cacheValueBytes() {
+        return precision.bytes();
+    }
+
     /** Copies {@code bytes} from {@code src} to {@code dst} on the device, on the stream. */
     void copyOnDevice(long dst, long src, long bytes) {
         bind();

@@ -3,27 +3,32 @@ package io.based4j.cuda;
 import io.based4j.backend.Backend;
 import java.util.Arrays;
 
-/** Recurrent mixer states in GPU memory, float32, one region per sequence slot (the layouts the kernels expect). */
+/**
+ * Recurrent mixer states in GPU memory, one region per sequence slot (the layouts the kernels expect): float32, but
+ * the attention key/value cache in the backend's compute type (bf16 or float32).
+ */
 final class CudaStates {
     private CudaStates() {
     }
 
-    /** A state made of float32 regions of a fixed size per slot. */
+    /** A state made of regions of a fixed number of values per slot, each value {@code valueBytes} wide. */
     abstract static sealed class Slotted implements Backend.MixerState permits Conv, Linear, KeyValue {
         final CudaBackend backend;
         final int slots;
+        final int valueBytes;
         final long[] regions;
-        final long[] floatsPerSlot;
+        final long[] valuesPerSlot;
         boolean released;
 
-        Slotted(CudaBackend backend, int slots, String what, long... floatsPerSlot) {
+        Slotted(CudaBackend backend, int slots, String what, int valueBytes, long... valuesPerSlot) {
             this.backend = backend;
             this.slots = slots;
-            this.floatsPerSlot = floatsPerSlot;
-            this.regions = new long[floatsPerSlot.length];
+            this.valueBytes = valueBytes;
+            this.valuesPerSlot = valuesPerSlot;
+            this.regions = new long[valuesPerSlot.length];
             try {
                 for (int i = 0; i < regions.length; i++) {
-                    regions[i] = backend.allocateZeroed(4L * floatsPerSlot[i] * slots, what);
+                    regions[i] = backend.allocateZeroed((long) valueBytes * valuesPerSlot[i] * slots, what);
                 }
             } catch (RuntimeException e) {
                 release();
@@ -34,7 +39,8 @@ final class CudaStates {
         @Override
         public void reset(int slot) {
             for (int i = 0; i < regions.length; i++) {
-                backend.zero(regions[i] + 4L * floatsPerSlot[i] * slot, floatsPerSlot[i]);
+                backend.zeroBytes(regions[i] + (long) valueBytes * valuesPerSlot[i] * slot,
+                        (long) valueBytes * valuesPerSlot[i]);
             }
         }
 
@@ -56,28 +62,30 @@ final class CudaStates {
             }
         }
 
-        /** Floats of region {@code region} a snapshot after {@code length} tokens copies: all of the slot's. */
-        long copiedFloats(int region, int length) {
-            return floatsPerSlot[region];
+        /** Values of region {@code region} a snapshot after {@code length} tokens copies: all of the slot's. */
+        long copiedValues(int region, int length) {
+            return valuesPerSlot[region];
         }
 
         /** What a snapshot must have been taken from to be restored here. */
         String shape() {
-            return getClass().getSimpleName() + " state of " + Arrays.toString(floatsPerSlot) + " floats";
+            return getClass().getSimpleName() + " state of " + Arrays.toString(valuesPerSlot) + " values of "
+                    + valueBytes + " bytes";
         }
 
-        /** Copies the slot's leading floats of every region into new device memory (device to device). */
+        /** Copies the slot's leading values of every region into new device memory (device to device). */
         @Override
         public Backend.Snapshot snapshot(int slot, int length) {
             checkLive();
-            long[] floats = new long[regions.length];
+            long[] values = new long[regions.length];
             long[] copies = new long[regions.length];
-            Copy copy = new Copy(backend, shape(), floats, copies);
+            Copy copy = new Copy(backend, shape(), valueBytes, values, copies);
             try {
                 for (int i = 0; i < regions.length; i++) {
-                    floats[i] = copiedFloats(i, length);
-                    copies[i] = backend.allocate(4L * floats[i], "a state snapshot");
-                    backend.copyOnDevice(copies[i], regions[i] + 4L * floatsPerSlot[i] * slot, 4L * floats[i]);
+                    values[i] = copiedValues(i, length);
+                    copies[i] = backend.allocate((long) valueBytes * values[i], "a state snapshot");
+                    backend.copyOnDevice(copies[i], regions[i] + (long) valueBytes * valuesPerSlot[i] * slot,
+                            (long) valueBytes * values[i]);
                 }
             } catch (RuntimeException e) {
                 copy.close();
@@ -86,7 +94,7 @@ final class CudaStates {
             return copy;
         }
 
-        /** Copies the snapshot's floats to the start of each of the slot's regions and zeros the rest of them. */
+        /** Copies the snapshot's values to the start of each of the slot's regions and zeros the rest of them. */
         @Override
         public void restore(int slot, Backend.Snapshot snapshot) {
             checkLive();
@@ -94,33 +102,36 @@ final class CudaStates {
                 throw new IllegalArgumentException("cannot restore " + snapshot + " into a " + shape());
             }
             for (int i = 0; i < regions.length; i++) {
-                if (c.floats[i] > floatsPerSlot[i]) {
-                    throw new IllegalArgumentException("a snapshot of " + c.floats[i] + " floats does not fit a "
+                if (c.values[i] > valuesPerSlot[i]) {
+                    throw new IllegalArgumentException("a snapshot of " + c.values[i] + " values does not fit a "
                             + shape() + " per sequence");
                 }
             }
             for (int i = 0; i < regions.length; i++) {
-                long dst = regions[i] + 4L * floatsPerSlot[i] * slot;
-                backend.copyOnDevice(dst, c.pointer(i), 4L * c.floats[i]);
-                if (c.floats[i] < floatsPerSlot[i]) {
-                    backend.zero(dst + 4L * c.floats[i], floatsPerSlot[i] - c.floats[i]);
+                long dst = regions[i] + (long) valueBytes * valuesPerSlot[i] * slot;
+                backend.copyOnDevice(dst, c.pointer(i), (long) valueBytes * c.values[i]);
+                if (c.values[i] < valuesPerSlot[i]) {
+                    backend.zeroBytes(dst + (long) valueBytes * c.values[i],
+                            (long) valueBytes * (valuesPerSlot[i] - c.values[i]));
                 }
             }
         }
     }
 
-    /** A copy of one slot of a state in device memory: the leading floats of each region. */
+    /** A copy of one slot of a state in device memory: the leading values of each region. */
     static final class Copy implements Backend.Snapshot {
         final CudaBackend backend;
         final String shape;
-        final long[] floats;
+        final int valueBytes;
+        final long[] values;
         private final long[] pointers;
         private boolean closed;
 
-        Copy(CudaBackend backend, String shape, long[] floats, long[] pointers) {
+        Copy(CudaBackend backend, String shape, int valueBytes, long[] values, long[] pointers) {
             this.backend = backend;
             this.shape = shape;
-            this.floats = floats;
+            this.valueBytes = valueBytes;
+            this.values = values;
             this.pointers = pointers;
         }
 
@@ -133,7 +144,7 @@ final class CudaStates {
 
         @Override
         public long bytes() {
-            return 4L * Arrays.stream(floats).sum();
+            return valueBytes * Arrays.stream(values).sum();
         }
 
         @Override
@@ -160,7 +171,7 @@ final class CudaStates {
         final int kernel;
 
         Conv(CudaBackend backend, int slots, int channels, int kernel) {
-            super(backend, slots, "BaseConv state", (long) (kernel - 1) * channels);
+            super(backend, slots, "BaseConv state", 4, (long) (kernel - 1) * channels);
             this.channels = channels;
             this.kernel = kernel;
         }
@@ -178,7 +189,8 @@ final class CudaStates {
         final int headDim;
 
         Linear(CudaBackend backend, int slots, int heads, int features, int headDim) {
-            super(backend, slots, "linear attention state", (long) heads * features * headDim, (long) heads * features);
+            super(backend, slots, "linear attention state", 4, (long) heads * features * headDim,
+                    (long) heads * features);
             this.heads = heads;
             this.features = features;
             this.headDim = headDim;
@@ -199,8 +211,9 @@ final class CudaStates {
     }
 
     /**
-     * Rotated keys and values, {@code [slot][position % capacity][d]}: a ring of the last {@code window} tokens for
-     * sliding-window attention, the whole context for full attention; plus the rotary table for its positions.
+     * Rotated keys and values, {@code [slot][position % capacity][d]} in the backend's compute type: a ring of the
+     * last {@code window} tokens for sliding-window attention, the whole context for full attention; plus the rotary
+     * table (float32) for its positions.
      */
     static final class KeyValue extends Slotted {
         final int capacity;
@@ -211,7 +224,8 @@ final class CudaStates {
 
         KeyValue(CudaBackend backend, int slots, int capacity, boolean ring, int width, int maxPos,
                  float[] rotaryTable) {
-            super(backend, slots, "attention key/value cache", (long) capacity * width, (long) capacity * width);
+            super(backend, slots, "attention key/value cache", backend.cacheValueBytes(), (long) capacity * width,
+                    (long) capacity * width);
             this.capacity = capacity;
             this.ring = ring;
             this.width = width;
@@ -244,14 +258,14 @@ final class CudaStates {
 
         @Override
         public long bytesPerSequence(int contextLength) {
-            return 2L * 4L * width * (ring ? capacity : contextLength);
+            return 2L * valueBytes * width * (ring ? capacity : contextLength);
         }
 
         /** The whole ring of a sliding window; the first {@code length} tokens of a full cache. */
         @Override
-        long copiedFloats(int region, int length) {
+        long copiedValues(int region, int length) {
             if (ring) {
-                return super.copiedFloats(region, length);
+                return super.copiedValues(region, length);
             }
             if (length < 0 || length > capacity) {
                 throw new IllegalArgumentException("a snapshot of " + length + " tokens of a key/value cache of "

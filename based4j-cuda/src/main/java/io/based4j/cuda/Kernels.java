@@ -456,7 +456,7 @@ public final class Kernels {
 
     /**
      * Causal softmax attention with rotary positions: qkv A {@code [T, 3d]} (q | k | v, d = H*dh, not modified), out A
-     * {@code [T, d]}. Caches F32 per slot s at {@code + s*capacity*d}, {@code [pos % capacity][d]}, rotated keys.
+     * {@code [T, d]}. Caches A per slot s at {@code + s*capacity*d}, {@code [pos % capacity][d]}, rotated keys.
      * rotary: {@link #rotaryTable} on the device. window: keys back ({@link Integer#MAX_VALUE} for full attention).
      * Call {@link #attentionAppend} afterwards.
      */

@@ -328,7 +328,7 @@ public final class TrainModel {
             activations.put(key, a);
             return a;
         }
-        a = allocateActivations(tokens);
+        a = allocateActivations(tokens, String.format(Locale.ROOT, "%,d x %,d tokens", batch, seqLen));
         activations.put(key, a);
         return a;
     }
@@ -346,7 +346,7 @@ public final class TrainModel {
         if (!backend.viewsFewerRows() || holderOf(tokens) != null) {
             return;
         }
-        allocateActivations(tokens);
+        allocateActivations(tokens, String.format(Locale.ROOT, "up to %,d tokens", tokens));
     }
 
     /** Sets of activations that hold memory now (shapes that take the first rows of a larger set add none). */
@@ -367,10 +367,11 @@ public final class TrainModel {
         return best;
     }
 
-    private TrainingActivations allocateActivations(int tokens) {
+    /** A new set of activations for passes of up to {@code tokens} tokens ({@code what}: the pass, for errors). */
+    private TrainingActivations allocateActivations(int tokens, String what) {
         long bytes = Sizes.times(activationValues(config, tokens), backend.valueBytes());
-        MemoryNeed need = MemoryNeed.heap(String.format(Locale.ROOT, "the activations of a pass of %,d tokens",
-                tokens), 0).withHint("lower the batch size or the sequence length");
+        MemoryNeed need = MemoryNeed.heap("the activations of a pass of " + what, 0)
+                .withHint("lower the batch size or the sequence length");
         try {
             backend.checkFits(bytes, need);
         } catch (NotEnoughMemoryException e) {

@@ -1,0 +1,53 @@
+package io.based4j.cli;
+
+import io.based4j.backend.OpProfile;
+import java.io.PrintWriter;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/** An {@link OpProfile}'s rows as the benchmarks print them (a table, the longest first) and write them (JSON). */
+final class ProfileTable {
+    private ProfileTable() {
+    }
+
+    /**
+     * Prints {@code title}, the total, and the {@code limit} longest op shapes with their share; the rest summed into
+     * one line.
+     */
+    static void print(PrintWriter out, String title, List<OpProfile.Row> rows, int limit) {
+        double total = rows.stream().mapToDouble(OpProfile.Row::millis).sum();
+        out.printf(Locale.ROOT, "%s, %.2f ms in ops%n", title, total);
+        out.printf(Locale.ROOT, "%9s %6s %6s  %-24s %s%n", "ms", "share", "calls", "op", "shapes");
+        double rest = 0;
+        int restCalls = 0;
+        for (int i = 0; i < rows.size(); i++) {
+            OpProfile.Row r = rows.get(i);
+            if (i >= limit) {
+                rest += r.millis();
+                restCalls += r.calls();
+                continue;
+            }
+            out.printf(Locale.ROOT, "%9.3f %5.1f%% %6d  %-24s %s%n", r.millis(), 100 * r.millis() / total, r.calls(),
+                    r.op(), r.shapes());
+        }
+        if (rows.size() > limit) {
+            out.printf(Locale.ROOT, "%9.3f %5.1f%% %6d  (%d more op shapes)%n", rest, 100 * rest / total, restCalls,
+                    rows.size() - limit);
+        }
+        out.flush();
+    }
+
+    /** Every row as JSON: op, shapes, calls, ms. */
+    static List<Map<String, Object>> json(List<OpProfile.Row> rows) {
+        return rows.stream().map(t -> {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("op", t.op());
+            m.put("shapes", t.shapes());
+            m.put("calls", t.calls());
+            m.put("ms", t.millis());
+            return m;
+        }).toList();
+    }
+}
