@@ -1,7 +1,9 @@
 package io.based4j.cli;
 
 import io.based4j.backend.Backend;
+import io.based4j.backend.OpProfile;
 import io.based4j.backend.TokenBatch;
+import io.based4j.backend.TrainingBackend;
 import io.based4j.config.MixerConfig;
 import io.based4j.config.ModelConfig;
 import io.based4j.model.BasedModel;
@@ -19,6 +21,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
@@ -86,8 +89,21 @@ final class BenchGpuCommand implements Callable<Integer> {
             description = "Where to write the results as JSON (default ${DEFAULT-VALUE}).")
     Path json;
 
+    @Option(names = "--profile", description = "After each configuration's timed steps (not with --generate), its "
+            + "prefill and one decode step again, op by op on the device's clock (no CUDA graph): a table of the ops "
+            + "that took the most time, and all of them in the JSON.")
+    boolean profile;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
+
+    /** The profile of the backend the models run on, with --profile. */
+    private final OpProfile[] ops = new OpProfile[1];
+    /** The model being measured, as the profile tables name it. */
+    private String profiled = "";
+
+    /** Rows of a profile table before the rest is summed into one line. */
+    private static final int PROFILE_ROWS = 25;
 
     /** One model's measurements. */
     private record Measured(BenchServeCommand.Subject subject, String source, long parameters, long weightBytes,
@@ -102,6 +118,10 @@ final class BenchGpuCommand implements Callable<Integer> {
         }
         if (generate != null && generate < 1) {
             throw new UsageException("--generate must be >= 1 generated tokens, got " + generate);
+        }
+        if (profile && (generate != null || device.equals("cpu"))) {
+            throw new UsageException("--profile times prefill and decode steps on a GPU: not with --generate or "
+                    + "--device cpu");
         }
         if (batches == null) {
             batches = generate != null ? List.of(GENERATE_BATCH) : List.of(1, 8, 64, 256);
@@ -126,8 +146,11 @@ final class BenchGpuCommand implements Callable<Integer> {
                 Progress.note(String.format("%s (%s): device copy bandwidth %.0f GB/s", backend.name(),
                         dev.deviceName(), copyGBs));
             }
+            // with --profile the models run on the backend seen through a profile, which times ops only when asked
+            Backend runOn = profile ? OpProfile.wrap((TrainingBackend) backend, ops) : backend;
             for (BenchServeCommand.Subject s : subjects) {
-                try (Arena arena = Arena.ofShared(); BasedModel m = BenchServeCommand.load(s, backend, arena)) {
+                try (Arena arena = Arena.ofShared(); BasedModel m = BenchServeCommand.load(s, runOn, arena)) {
+                    profiled = s.name();
                     String source = s.preset() != null ? "preset " + s.preset() + " (random weights)"
                             : s.dir().toString();
                     long weightBytes = m.parameterCount() * dev.weightBytes();
@@ -306,7 +329,33 @@ final class BenchGpuCommand implements Callable<Integer> {
             row.put("decode_fraction_of_copy_bw", achieved == null ? null : achieved / copyGBs);
             row.put("peak_gpu_bytes", t.peakBytes());
             row.put("device_used_bytes", t.usedBytes());
+            if (profile) {
+                profileRows(m, b, prompt, row, rnd);
+            }
         });
+    }
+
+    /**
+     * The configuration's prefill and one decode step once more, op by op (a session without CUDA graphs) under the
+     * profile: both tables printed, both in the row.
+     */
+    private void profileRows(BasedModel m, int batch, int prompt, Map<String, Object> row, SplittableRandom rnd) {
+        PrintWriter out = spec.commandLine().getOut();
+        try (Session session = m.newSession(batch, prompt + 3, Math.max(batch, tokensPerCall)).useGraphs(false)) {
+            Decoding d = new Decoding(m, session, batch);
+            ops[0].start();
+            d.prefill(prompt, rnd);
+            List<OpProfile.Row> prefill = ops[0].stop();
+            d.step(); // untimed: the step's first run
+            ops[0].start();
+            d.step();
+            List<OpProfile.Row> step = ops[0].stop();
+            row.put("profile_prefill", ProfileTable.json(prefill));
+            row.put("profile_decode_step", ProfileTable.json(step));
+            String what = String.format(Locale.ROOT, "%s, prompt %d, batch %d", profiled, prompt, batch);
+            ProfileTable.print(out, what + ": the prefill op by op", prefill, PROFILE_ROWS);
+            ProfileTable.print(out, what + ": one decode step op by op", step, PROFILE_ROWS);
+        }
     }
 
     /**

@@ -209,6 +209,8 @@ class BenchGpuCommandTest {
         "--batch 0                             | --batch, --prompt-len",
         "--prompt-len 0 --generate 8           | --batch, --prompt-len",
         "--device tpu                          | not --device tpu",
+        "--device cpu --profile                | --profile times prefill and decode steps on a GPU",
+        "--profile --generate 8                | not with --generate or --device cpu",
     })
     void badOptionsAreUsageErrors(String options, String named) {
         Path json = shared.resolve("never.json");
