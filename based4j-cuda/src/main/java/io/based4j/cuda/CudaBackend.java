@@ -568,9 +568,9 @@ public final class CudaBackend implements TrainingBackend {
             case MixerConfig.LinearAttention l ->
                     new CudaStates.Linear(this, slots, l.numHeads(), l.expandedDim(), l.headDim());
             case MixerConfig.Attention a -> a.sliding()
-                    ? new CudaStates.KeyValue(this, slots, a.window(), true, a.dModel(), maxLength,
+                    ? new CudaStates.KeyValue(this, slots, a.window(), true, a, maxLength,
                     Kernels.rotaryTable(a, maxLength))
-                    : new CudaStates.KeyValue(this, slots, maxLength, false, a.dModel(), maxLength,
+                    : new CudaStates.KeyValue(this, slots, maxLength, false, a, maxLength,
                     Kernels.rotaryTable(a, maxLength));
         };
     }
@@ -990,6 +990,16 @@ public final class CudaBackend implements TrainingBackend {
                 batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
     }
 
+    /** Whether every sequence of the call has exactly one token: a decode step. */
+    private static boolean oneTokenEach(TokenBatch batch) {
+        for (int i = 0; i < batch.size(); i++) {
+            if (batch.length(i) != 1) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /**
      * Whether a call holds prompts from their first tokens only (nothing of them in the state yet), more tokens than
      * sequences: the calls whose mixers can take the training's parallel kernels.
@@ -1032,6 +1042,11 @@ public final class CudaBackend implements TrainingBackend {
         long l = layout(batch);
         if (freshPromptsOnTensorCores(cfg, batch, in, o)) {
             attentionOfFreshPrompts(cfg, in, batch, o);
+        } else if (st.splits > 0 && oneTokenEach(batch)) {
+            // a decode step: each query's keys split between blocks that read the cache in pairs of values
+            kernels.attentionDecode(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, st.partial,
+                    batch.size(), cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(),
+                    st.maxPos, cfg.rotaryInterleaved(), (float) cfg.softmaxScale(), st.splits);
         } else {
             kernels.attention(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, t, batch.size(),
                     cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(), st.maxPos,

@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import io.based4j.backend.Backend;
+import io.based4j.config.MixerConfig;
 import java.util.Arrays;
 
 /**
@@ -221,23 +222,39 @@ final class CudaStates {
         final int maxPos;
         final boolean ring;
         final long rotary;
+        /** Blocks a decode step's query splits its keys into ({@link Kernels#attentionDecode}); 0: not split. */
+        final int splits;
+        /** The split decode's partial results, {@code [slot][head][split][2 + head dim]} float32 (0: not split). */
+        final long partial;
 
-        KeyValue(CudaBackend backend, int slots, int capacity, boolean ring, int width, int maxPos,
+        KeyValue(CudaBackend backend, int slots, int capacity, boolean ring, MixerConfig.Attention cfg, int maxPos,
                  float[] rotaryTable) {
-            super(backend, slots, "attention key/value cache", backend.cacheValueBytes(), (long) capacity * width,
-                    (long) capacity * width);
+            super(backend, slots, "attention key/value cache", backend.cacheValueBytes(), (long) capacity * cfg.dModel(),
+                    (long) capacity * cfg.dModel());
             this.capacity = capacity;
             this.ring = ring;
-            this.width = width;
+            this.width = cfg.dModel();
             this.maxPos = maxPos;
-            long r;
+            // the keys a decode step's query sees at most: its window and itself, or every position
+            long keysSeen = Math.min((long) maxPos, ring ? (long) cfg.window() + 1 : maxPos);
+            this.splits = Kernels.decodeSplits(cfg.headDim()) ? Kernels.decodeSplitCount(keysSeen) : 0;
+            long r = 0;
+            long part = 0;
             try {
                 r = backend.uploadFloats(rotaryTable, "rotary table");
+                if (splits > 0) {  // a small fraction of the cache: (2 + dh) floats a head per 256 keys
+                    part = backend.allocate(4L * slots * cfg.numHeads() * splits * (2L + cfg.headDim()),
+                            "split decode attention scratch");
+                }
             } catch (RuntimeException e) {
+                if (r != 0) {
+                    backend.free(r);
+                }
                 release();
                 throw e;
             }
             this.rotary = r;
+            this.partial = part;
         }
 
         long keys() {
@@ -250,8 +267,13 @@ final class CudaStates {
 
         @Override
         public void release() {
-            if (!released && rotary != 0) {
-                backend.free(rotary);
+            if (!released) {
+                if (rotary != 0) {
+                    backend.free(rotary);
+                }
+                if (partial != 0) {
+                    backend.free(partial);
+                }
             }
             super.release();
         }

@@ -473,6 +473,49 @@ public final class Kernels {
         launch(function("attention", p), T, H, 1, ATTENTION_THREADS, 0);
     }
 
+    /** Keys one block of {@link #attentionDecode} takes at most (DEC_KEYS in the .cu). */
+    static final int DECODE_KEYS = 256;
+
+    /**
+     * Whether {@link #attentionDecode} takes heads of {@code dh} dims: a multiple of 16 up to 128 (its threads read
+     * pairs of dims, eight threads a key).
+     */
+    static boolean decodeSplits(int dh) {
+        return dh % 16 == 0 && dh <= 128;
+    }
+
+    /**
+     * Blocks {@link #attentionDecode} splits a query's keys into: enough for the most keys a query sees; 0 past what
+     * a grid holds (the unsplit kernel then takes the step).
+     */
+    static int decodeSplitCount(long keysSeen) {
+        long splits = Math.max(1, (keysSeen + DECODE_KEYS - 1) / DECODE_KEYS);
+        return splits > MAX_GRID_YZ ? 0 : (int) splits;
+    }
+
+    /**
+     * A decode step's attention (every sequence one token, its query against the cached keys and its own) split over
+     * the keys, then merged ({@code attentionDecode}, {@code attentionDecodeMerge}): the arguments of
+     * {@link #attention}, with partial F32 {@code [B][H][splits][2 + dh]} of scratch. The same function as
+     * {@link #attention}, summed in another order. The host sees to it that the cache holds every key a query sees.
+     */
+    public void attentionDecode(Precision p, long qkv, long kCache, long vCache, long rotary, long layout, long out,
+                                long partial, int B, int H, int dh, int capacity, int window, int rotaryDim,
+                                int maxPos, boolean interleaved, float scale, int splits) {
+        checkAttention("attentionDecode", B, B, H, dh, capacity, rotaryDim, maxPos);
+        require(decodeSplits(dh), "attentionDecode: head dim " + dh + " is not a multiple of 16 up to 128");
+        require(splits >= 1 && splits <= MAX_GRID_YZ && B <= MAX_GRID_YZ, "attentionDecode: " + splits
+                + " splits of " + B + " sequences");
+        if (B == 0) {
+            return;
+        }
+        args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(partial).i32(B).i32(H).i32(dh)
+                .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale).i32(splits);
+        launch(function("attentionDecode", p), H, B, splits, ATTENTION_THREADS, 0);
+        args.reset().ptr(partial).ptr(layout).ptr(out).i32(B).i32(H).i32(dh).i32(splits);
+        launch(function("attentionDecodeMerge", p), H, B, 1, ATTENTION_THREADS, 0);
+    }
+
     /** Writes the rotated keys and the values of each sequence's last min(length, capacity) tokens into the cache. */
     public void attentionAppend(Precision p, long qkv, long kCache, long vCache, long rotary, long layout, int T, int B,
                                 int H, int dh, int capacity, int rotaryDim, int maxPos, boolean interleaved) {

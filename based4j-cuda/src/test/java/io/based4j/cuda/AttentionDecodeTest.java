@@ -1,0 +1,93 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.based4j.backend.TokenBatch;
+import io.based4j.config.MixerConfig;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * {@link Kernels#attentionDecode}, a decode step split over the keys, against {@link Kernels#attention}, the kernel
+ * that takes any call, on the same cache: the same function summed in another order. Queries far enough on that
+ * their keys span several splits (positions 0, 300 and 1100 of 256-key splits), full and sliding windows (a ring
+ * cache of the window), rotate-half and interleaved rotary, head dims 64, 112 and 128.
+ *
+ * <p>Tolerance. In float32 both kernels sum dot products of dh terms and a softmax over up to 1,101 keys in float32,
+ * in different orders: each result carries a relative error of a few times sqrt(n) u (u = 6e-8), well under 1e-5 of
+ * the largest output, the bound. In bf16 both round their float32 result to bf16 (8 significant bits): results that
+ * differ by the float32 amount may round to neighbouring bf16 values, one unit (2^-8 of the value) apart, so the
+ * bound is 2^-8 of the value plus the float32 bound.
+ */
+@GpuTest
+class AttentionDecodeTest {
+    static Stream<Arguments> cases() {
+        return Stream.of(
+                Arguments.of(Precision.F32, 64, Integer.MAX_VALUE, 32, false),
+                Arguments.of(Precision.BF16, 128, Integer.MAX_VALUE, 64, false),
+                Arguments.of(Precision.BF16, 112, Integer.MAX_VALUE, 0, false),
+                Arguments.of(Precision.F32, 112, 300, 32, true),
+                Arguments.of(Precision.BF16, 64, 600, 64, false));
+    }
+
+    @ParameterizedTest(name = "{0}, head dim {1}, window {2}, rotary {3}, interleaved {4}")
+    @MethodSource("cases")
+    void theSplitDecodeIsTheOneKernelsAttention(Precision p, int dh, int window, int rotaryDim, boolean interleaved) {
+        int heads = 2;
+        int d = heads * dh;
+        int maxPos = 1200;
+        boolean ring = window != Integer.MAX_VALUE;
+        int capacity = ring ? window : maxPos;
+        MixerConfig.Attention cfg = new MixerConfig.Attention(d, heads, dh, window, rotaryDim, 10000.0, interleaved,
+                1 / Math.sqrt(dh), false, false);
+        int[] positions = {0, 300, 1100};
+        int b = positions.length;
+        TokenBatch batch = new TokenBatch(new int[] {1, 2, 0}, positions, new int[] {1, 1, 1});
+        SplittableRandom r = new SplittableRandom(5 + dh + window);
+        float[] qkv = gaussian(r, b * 3 * d, 1);
+        float[] keys = gaussian(r, 3 * capacity * d, 1);
+        float[] values = gaussian(r, 3 * capacity * d, 1);
+        long keysSeen = Math.min((long) maxPos, ring ? (long) window + 1 : maxPos);
+        int splits = Kernels.decodeSplitCount(keysSeen);
+        try (KernelRig rig = new KernelRig()) {
+            long qkvD = rig.values(p, qkv);
+            long kc = rig.values(p, keys);
+            long vc = rig.values(p, values);
+            long rotary = rig.floats(Kernels.rotaryTable(cfg, maxPos));
+            long layout = rig.ints(CudaBackend.layoutOf(batch));
+            long want = rig.zeros((long) b * d * p.bytes());
+            long got = rig.zeros((long) b * d * p.bytes());
+            long partial = rig.zeros(4L * b * heads * splits * (2 + dh));
+            float scale = (float) cfg.softmaxScale();
+            rig.kernels.attention(p, qkvD, kc, vc, rotary, layout, want, b, b, heads, dh, capacity, window, rotaryDim,
+                    maxPos, interleaved, scale);
+            rig.kernels.attentionDecode(p, qkvD, kc, vc, rotary, layout, got, partial, b, heads, dh, capacity, window,
+                    rotaryDim, maxPos, interleaved, scale, splits);
+            float[] w = rig.values(p, want, b * d);
+            float[] g = rig.values(p, got, b * d);
+            double largest = 0;
+            for (float v : w) {
+                largest = Math.max(largest, Math.abs(v));
+            }
+            double f32 = 1e-5 * largest;
+            for (int i = 0; i < w.length; i++) {
+                double bound = p == Precision.F32 ? f32 : Math.abs(w[i]) / 256 + f32;
+                assertTrue(Math.abs(w[i] - g[i]) <= bound, String.format(Locale.ROOT,
+                        "output %d (sequence %d, head %d): split %s, unsplit %s, allowed %.3g", i, i / d,
+                        (i % d) / dh, g[i], w[i], bound));
+            }
+        }
+    }
+
+    private static float[] gaussian(SplittableRandom r, int n, double std) {
+        float[] out = new float[n];
+        for (int i = 0; i < n; i++) {
+            out[i] = (float) (r.nextGaussian() * std);
+        }
+        return out;
+    }
+}
