@@ -112,9 +112,13 @@ final class MqarSweepCommand implements Callable<Integer> {
         MqarSweep.Outcome outcome = new MqarSweep(out, g, o, deviceOptions::open, err,
                 Progress.stderrTerminal()).run();
         printTable(outcome.best(), spec.commandLine().getOut());
-        err.printf(Locale.ROOT, "[based4j] %d runs trained now, %d found done%s; results in %s%n", outcome.ran(),
-                outcome.skipped(), outcome.left() > 0 ? ", " + outcome.left() + " left" : "",
-                out.resolve(MqarSweep.RESULTS));
+        MqarSweep.Starts starts = outcome.starts();
+        err.printf(Locale.ROOT, "[based4j] %d runs trained now in %s, %d found done%s; results in %s%s%n",
+                outcome.ran(), Progress.duration(outcome.seconds()), outcome.skipped(),
+                outcome.left() > 0 ? ", " + outcome.left() + " left" : "", out.resolve(MqarSweep.RESULTS),
+                starts.count() > 1 ? String.format(Locale.ROOT, "; the %d starts on %s took %s for %d runs (%s)",
+                        starts.count(), out, Progress.duration(starts.seconds()), starts.runs(), MqarSweep.STARTS)
+                        : "");
         err.flush();
         drawChart(err);
         return 0;

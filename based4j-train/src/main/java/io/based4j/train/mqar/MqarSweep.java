@@ -34,6 +34,11 @@ public final class MqarSweep {
     public static final String RESULTS = "results.jsonl";
     /** The best record of each model, one a line, rewritten whole after each run. */
     public static final String BEST = "best.jsonl";
+    /**
+     * One line per start that trained runs: when it started, its wall-clock seconds (examples generated and runs
+     * trained), the runs it trained, found done and left, how many at a time, and where.
+     */
+    public static final String STARTS = "starts.jsonl";
 
     /** Relative difference below which two learning rates are one (a rate read back from JSON is the same double). */
     private static final double LR_TOLERANCE = 1e-9;
@@ -80,7 +85,11 @@ public final class MqarSweep {
      * What the sweep did: runs trained now, runs found done, runs left for a later start (after
      * {@code stopAfterMinutes}), and the best record of each model in the results.
      */
-    public record Outcome(int ran, int skipped, int left, List<Best> best) {
+    public record Outcome(int ran, int skipped, int left, List<Best> best, double seconds, Starts starts) {
+    }
+
+    /** What the starts on a sweep's folder add up to ({@link #STARTS}): how many, their seconds, their runs. */
+    public record Starts(int count, double seconds, int runs) {
     }
 
     /** A run of the grid: its place in the grid (from 1), model and learning rate. */
@@ -144,14 +153,45 @@ public final class MqarSweep {
                     grid.describe(), skipped, pending.size());
             err.flush();
             int ran = 0;
+            JsonLinesFile starts = new JsonLinesFile(dir.resolve(STARTS));
+            String startedAt = java.time.Instant.now().toString();
             if (!pending.isEmpty()) {
                 checkMemory(pending);
                 MqarData data = generate();
                 ran = options.parallel() == 1 ? runInTurn(pending, data, results, records, t0)
                         : runTogether(pending, data, results, records, t0);
             }
-            return new Outcome(ran, skipped, pending.size() - ran, writeBest(records));
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            if (ran > 0) {
+                Map<String, Object> start = new LinkedHashMap<>();
+                start.put("started", startedAt);
+                start.put("seconds", seconds);
+                start.put("ran", ran);
+                start.put("found_done", skipped);
+                start.put("left", pending.size() - ran);
+                start.put("parallel", options.parallel());
+                start.put("device", options.device());
+                start.put("precision", options.precision());
+                starts.append(start, true);
+            }
+            return new Outcome(ran, skipped, pending.size() - ran, writeBest(records), seconds, sumStarts(starts));
         }
+    }
+
+    /** The starts recorded in {@code file} (a torn last line, left by a kill, is left out with a note). */
+    private Starts sumStarts(JsonLinesFile file) {
+        JsonLinesFile.Contents read = file.read(o -> o.get("seconds") instanceof Number
+                && o.get("ran") instanceof Number, "a sweep start (a JSON object with seconds and ran)", err);
+        if (read == null) {
+            return new Starts(0, 0, 0);
+        }
+        double seconds = 0;
+        int runs = 0;
+        for (JsonLinesFile.Line l : read.lines()) {
+            seconds += ((Number) l.object().get("seconds")).doubleValue();
+            runs += ((Number) l.object().get("ran")).intValue();
+        }
+        return new Starts(read.lines().size(), seconds, runs);
     }
 
     /** The runs one after another; returns how many ran. */

@@ -133,6 +133,13 @@ class MqarSweepTest {
         MqarSweep.Outcome o = sweep(TINY, OPTIONS);
         assertEquals(5, o.ran());
         assertEquals(1, o.skipped());
+        // the start is logged with its time and runs: what the starts on the folder add up to
+        List<Map<String, Object>> starts = records(MqarSweep.STARTS);
+        assertEquals(1, starts.size());
+        assertEquals(5L, starts.getFirst().get("ran"));
+        assertEquals(1L, starts.getFirst().get("found_done"));
+        assertEquals(o.seconds(), ((Number) starts.getFirst().get("seconds")).doubleValue());
+        assertEquals(new MqarSweep.Starts(1, o.seconds(), 5), o.starts());
         List<Map<String, Object>> records = records(MqarSweep.RESULTS);
         assertEquals(6, records.size());
         assertEquals(record, records.getFirst(), "kept as it was");
@@ -145,6 +152,7 @@ class MqarSweepTest {
         MqarSweep.Outcome again = sweep(TINY, OPTIONS);
         assertEquals(0, again.ran());
         assertEquals(6, again.skipped());
+        assertEquals(1, records(MqarSweep.STARTS).size(), "a start that trained nothing is not logged");
         assertFalse(notes.toString().contains("generating"), notes.toString());
         assertEquals(6, records(MqarSweep.RESULTS).size());
     }
