@@ -229,6 +229,27 @@ __device__ __forceinline__ void featurize(const float* x, int f, Taylor tc, floa
     }
 }
 
+/**
+ * Columns [e0, e0 + cols) of a state S ([E][dh] at Sg) into the shared tile S [E][dt], zeros past cols; the block's
+ * threads share the work.
+ */
+__device__ __forceinline__ void loadStateTile(const float* Sg, float* S, int E, int dh, int dt, int e0, int cols) {
+    for (int idx = threadIdx.x; idx < E * dt; idx += blockDim.x) {
+        const int a = idx / dt;
+        const int c = idx - a * dt;
+        S[idx] = c < cols ? Sg[(i64)a * dh + e0 + c] : 0.0f;
+    }
+}
+
+/** The tile back: S [E][dt]'s first cols columns into columns [e0, e0 + cols) of the state at Sg. */
+__device__ __forceinline__ void storeStateTile(float* Sg, const float* S, int E, int dh, int dt, int e0, int cols) {
+    for (int idx = threadIdx.x; idx < E * dt; idx += blockDim.x) {
+        const int a = idx / dt;
+        const int c = idx - a * dt;
+        if (c < cols) Sg[(i64)a * dh + e0 + c] = S[idx];
+    }
+}
+
 /** Dynamic shared memory (floats) of linearAttention for column tile width dt. */
 __host__ __device__ __forceinline__ int linearSmemFloats(int f, int dt, int threads) {
     const int e = 1 + f + f * (f + 1) / 2;
@@ -279,11 +300,7 @@ __device__ void linearAttention_impl(const A* q, const A* k, const A* v, float* 
     const i64 qkCols = (i64)H * f;
     const i64 vCols = (i64)H * dh;
 
-    for (int idx = tid; idx < E * dt; idx += nt) {
-        const int a = idx / dt;
-        const int c = idx - a * dt;
-        S[idx] = c < cols ? Sg[(i64)a * dh + e0 + c] : 0.0f;
-    }
+    loadStateTile(Sg, S, E, dh, dt, e0, cols);
     for (int a = tid; a < E; a += nt) z[a] = zg[a];
     __syncthreads();
 
@@ -321,11 +338,7 @@ __device__ void linearAttention_impl(const A* q, const A* k, const A* v, float* 
         __syncthreads();  // pq, z, red and the inputs are rewritten by the next token
     }
 
-    for (int idx = tid; idx < E * dt; idx += nt) {
-        const int a = idx / dt;
-        const int c = idx - a * dt;
-        if (c < cols) Sg[(i64)a * dh + e0 + c] = S[idx];
-    }
+    storeStateTile(Sg, S, E, dh, dt, e0, cols);
 }
 
 /**
@@ -398,11 +411,7 @@ __device__ void linearAttentionState_impl(const A* k, const A* v, float* kvState
     float* zg = kState + (slot * H + head) * (i64)E;
     const i64 qkCols = (i64)H * f;
     const i64 vCols = (i64)H * dh;
-    for (int idx = tid; idx < E * dt; idx += nt) {
-        const int a = idx / dt;
-        const int c = idx - a * dt;
-        S[idx] = c < cols ? Sg[(i64)a * dh + e0 + c] : 0.0f;
-    }
+    loadStateTile(Sg, S, E, dh, dt, e0, cols);
     if (withZ) {
         for (int a = tid; a < E; a += nt) z[a] = zg[a];
     }
@@ -446,11 +455,7 @@ __device__ void linearAttentionState_impl(const A* k, const A* v, float* kvState
         }
         __syncthreads();  // the chunk's inputs and features are rewritten by the next one
     }
-    for (int idx = tid; idx < E * dt; idx += nt) {
-        const int a = idx / dt;
-        const int c = idx - a * dt;
-        if (c < cols) Sg[(i64)a * dh + e0 + c] = S[idx];
-    }
+    storeStateTile(Sg, S, E, dh, dt, e0, cols);
     if (withZ) {
         for (int a = tid; a < E; a += nt) zg[a] = z[a];
     }

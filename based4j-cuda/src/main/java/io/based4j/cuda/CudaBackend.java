@@ -966,22 +966,11 @@ public final class CudaBackend implements TrainingBackend {
         if (precision == Precision.BF16 && freshPrompts(batch)) {
             // the outputs from the chunked tensor-core kernels of training, per run of sequences of one length; the
             // state the decode goes on from, as the recurrent kernels leave it
-            for (int i = 0; i < batch.size(); ) {
-                int len = batch.length(i);
-                int j = i + 1;
-                while (j < batch.size() && batch.length(j) == len) {
-                    j++;
-                }
-                if (len > 0) {
-                    long row = batch.offset(i);
-                    long qkRow = (long) qk * precision.bytes();
-                    long vRow = (long) d * precision.bytes();
-                    mixers.linearAttentionForward(precision, qb.ptr + row * qkRow, kb.ptr + row * qkRow,
-                            vb.ptr + row * vRow, o.ptr + row * vRow, j - i, len, cfg.numHeads(), cfg.featureDim(),
-                            cfg.headDim(), (float) cfg.eps());
-                }
-                i = j;
-            }
+            long qkRow = (long) qk * precision.bytes();
+            long vRow = (long) d * precision.bytes();
+            runsOfOneLength(batch, (row, sequences, len) -> mixers.linearAttentionForward(precision,
+                    qb.ptr + row * qkRow, kb.ptr + row * qkRow, vb.ptr + row * vRow, o.ptr + row * vRow, sequences,
+                    len, cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps()));
             kernels.linearAttentionState(precision, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), t, batch.size(),
                     cfg.numHeads(), cfg.featureDim(), cfg.headDim());
             return;
@@ -1079,6 +1068,19 @@ public final class CudaBackend implements TrainingBackend {
         long qkvRow = 3L * cfg.dModel() * precision.bytes();
         long outRow = (long) cfg.dModel() * precision.bytes();
         long lse = scratch.slot(2, 4L * batch.totalTokens() * cfg.numHeads());
+        runsOfOneLength(batch, (row, sequences, len) -> mixers.attentionForward(precision, qkv.ptr + row * qkvRow,
+                out.ptr + row * outRow, lse, sequences, len, cfg.numHeads(), cfg.headDim(), cfg.window(),
+                cfg.rotaryDim(), cfg.rotaryBase(), (float) cfg.softmaxScale()));
+    }
+
+    /** A run of consecutive sequences of one length in a call: its first row, how many, their length. */
+    @FunctionalInterface
+    private interface LengthRun {
+        void accept(long row, int sequences, int length);
+    }
+
+    /** {@code run} of each run of consecutive sequences of one length (not 0) in the call, whose rows lie together. */
+    private static void runsOfOneLength(TokenBatch batch, LengthRun run) {
         for (int i = 0; i < batch.size(); ) {
             int len = batch.length(i);
             int j = i + 1;
@@ -1086,10 +1088,7 @@ public final class CudaBackend implements TrainingBackend {
                 j++;
             }
             if (len > 0) {
-                long row = batch.offset(i);
-                mixers.attentionForward(precision, qkv.ptr + row * qkvRow, out.ptr + row * outRow, lse, j - i, len,
-                        cfg.numHeads(), cfg.headDim(), cfg.window(), cfg.rotaryDim(), cfg.rotaryBase(),
-                        (float) cfg.softmaxScale());
+                run.accept(batch.offset(i), j - i, len);
             }
             i = j;
         }
