@@ -76,6 +76,29 @@ class BenchTrainCommandTest {
     }
 
     @Test
+    void theMqarShapesTrainOnMqarExamplesWithAQuarterOfTheRowsScored(@TempDir Path tmp) throws IOException {
+        Path json = tmp.resolve("bench.json");
+        CliTest.Result r = CliTest.run("bench", "train", "--preset", "mqar-sliding,mqar-attention", "--tokens", "512",
+                "--steps", "1", "--warmup", "0", "--json", json.toString());
+        assertEquals(0, r.code(), r.err());
+        Map<String, Object> doc = Json.parseObject(Files.readString(json));
+        @SuppressWarnings("unchecked")
+        List<Map<String, Object>> rows = (List<Map<String, Object>>) doc.get("results");
+        assertEquals(List.of("mqar-sliding", "mqar-attention"), rows.stream().map(x -> x.get("shape")).toList());
+        for (Map<String, Object> row : rows) {
+            // two examples of the (256, 64) slice: 64 queries each
+            assertEquals(128L, row.get("scored_targets"), row.toString());
+            assertTrue((double) row.get("tokens_per_s") > 0, row.toString());
+        }
+        // the head counted over the scored quarter of the rows: 2 d V / 4 of the forward's FLOPs a token
+        ModelConfig sliding = ModelSpec.parse("t", io.based4j.train.mqar.MqarModel.sliding(128, 64).configMap(1));
+        assertEquals(BenchTrainCommand.flopsPerToken(sliding, 256, 0.25), (double) rows.getFirst().get("flops_per_token"),
+                1e-6);
+        assertEquals(BenchTrainCommand.flopsPerToken(sliding, 256) - 3 * 0.75 * 2.0 * 128 * sliding.vocabSize(),
+                BenchTrainCommand.flopsPerToken(sliding, 256, 0.25), 1e-3);
+    }
+
+    @Test
     void theProfileTimesEveryOpOfOneStep(@TempDir Path tmp) throws IOException {
         Path json = tmp.resolve("bench.json");
         CliTest.Result r = CliTest.run("bench", "train", "--preset", "mqar", "--tokens", "512", "--steps", "1",
