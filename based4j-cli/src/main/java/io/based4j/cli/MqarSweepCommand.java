@@ -80,7 +80,7 @@ final class MqarSweepCommand implements Callable<Integer> {
                     + " where a few runs side by side keep it busy, 1 on the CPU).")
     Integer parallel;
 
-    /** Most runs at a time: each holds its own backend (1 to 2 GiB of GPU memory at the paper's shapes). */
+    /** Most runs at a time: each holds its own backend (about 2 GiB of GPU memory at the paper's shapes). */
     static final int MAX_PARALLEL = 64;
     /**
      * Runs at a time on a GPU by default: on an H200 twelve MQAR runs took the same time 3, 6 or 12 at a time, the
