@@ -93,7 +93,21 @@ public final class MqarSweep {
     }
 
     /** A run of the grid: its place in the grid (from 1), model and learning rate. */
-    private record Planned(int index, MqarModel model, double lr) {
+    /** A run to train: its number in the grid (from 1), its model and rate. */
+    record Planned(int index, MqarModel model, double lr) {
+    }
+
+    /**
+     * The order runs start in: the grid's one after another; with several at a time, the widest models first (the
+     * grid's order within a width), so that the runs still going when fewer than {@code parallel} are left, and the
+     * device is no longer full, are the quickest.
+     */
+    static List<Planned> startOrder(List<Planned> pending, int parallel) {
+        List<Planned> out = new ArrayList<>(pending);
+        if (parallel > 1) {
+            out.sort(Comparator.comparingInt((Planned p) -> p.model().dModel()).reversed());
+        }
+        return out;
     }
 
     private final Path dir;
@@ -148,6 +162,7 @@ public final class MqarSweep {
                     }
                 }
             }
+            pending = startOrder(pending, options.parallel());
             int skipped = grid.runs() - pending.size();
             err.printf(Locale.ROOT, "MQAR sweep into %s: grid %s, %s; %d done already, %d to run%n", dir, grid.name(),
                     grid.describe(), skipped, pending.size());

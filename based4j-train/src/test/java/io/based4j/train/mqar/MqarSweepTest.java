@@ -121,6 +121,20 @@ class MqarSweepTest {
     }
 
     @Test
+    void runsSideBySideStartWidestFirstAndInTurnInTheGridsOrder() {
+        List<MqarSweep.Planned> grid = List.of(new MqarSweep.Planned(1, MqarModel.based(48, 8), 1e-3),
+                new MqarSweep.Planned(2, MqarModel.based(128, 8), 1e-3),
+                new MqarSweep.Planned(3, MqarModel.sliding(128, 8), 1e-3),
+                new MqarSweep.Planned(4, MqarModel.attention(64), 1e-3),
+                new MqarSweep.Planned(5, MqarModel.based(48, 16), 1e-3));
+        assertEquals(List.of(1, 2, 3, 4, 5), MqarSweep.startOrder(grid, 1).stream().map(MqarSweep.Planned::index)
+                .toList());
+        // the d 128 runs, then d 64, then d 48, each width in the grid's order: the quickest end the sweep
+        assertEquals(List.of(2, 3, 4, 1, 5), MqarSweep.startOrder(grid, 4).stream().map(MqarSweep.Planned::index)
+                .toList());
+    }
+
+    @Test
     void aResumedSweepTrainsOnlyTheRunsWithoutARecord() throws IOException {
         // a run of an earlier sweep, marked so that a retrained one would show
         MqarTrainer.Run earlier = new MqarSweep(dir, TINY, OPTIONS, CpuTrainBackend::new, null, false)
