@@ -892,6 +892,7 @@ B4J_KERNEL(attentionAppend, 128,
            (qkv, kCache, vCache, rotary, layout, T, B, H, dh, capacity, rd, maxPos, interleaved))
 
 #include "vector_ops.cuh"
+#include "gemv.cuh"
 #include "based4j_sample.cuh"
 #include "train_dense.cuh"
 #include "train_loss.cuh"

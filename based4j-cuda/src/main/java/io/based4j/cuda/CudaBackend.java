@@ -749,6 +749,17 @@ public final class CudaBackend implements TrainingBackend {
         if (n == 0) {
             return true;
         }
+        if (w.type == precision && (bias == null || bias.type == precision)
+                && (out.type == precision || out.type == Precision.F32) && Kernels.gemvFits(n, k, x.ptr, w.ptr)) {
+            // a decode step's few rows: one pass over the weights, the bias added before the output's rounding
+            kernels.gemv(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, out.type == Precision.F32, n,
+                    m, k);
+            routes.gemv++;
+            if (bias != null) {
+                routes.gemvBias++;
+            }
+            return true;
+        }
         int wt = cublasType(w.type);
         int xt = cublasType(x.type);
         int ot = cublasType(out.type);

@@ -14,6 +14,10 @@ final class GemmRoutes {
     long ltResidual;
     /** {@code cublasGemmEx} products. */
     long gemmEx;
+    /** Products of a few rows by the gemv kernel (with or without a bias). */
+    long gemv;
+    /** Of those, the ones that added a bias. */
+    long gemvBias;
     /** Biases added by a kernel of their own. */
     long biasKernel;
     /** Bias gradients summed by a kernel or product of their own. */
@@ -26,6 +30,8 @@ final class GemmRoutes {
         c.ltBias = ltBias;
         c.ltResidual = ltResidual;
         c.gemmEx = gemmEx;
+        c.gemv = gemv;
+        c.gemvBias = gemvBias;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
         return c;
@@ -34,7 +40,7 @@ final class GemmRoutes {
     @Override
     public String toString() {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
-                + ", cublasGemmEx " + gemmEx + ", bias kernels " + biasKernel + ", bias gradient kernels "
+                + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + "), bias kernels " + biasKernel + ", bias gradient kernels "
                 + biasGradientKernel;
     }
 }

@@ -473,6 +473,35 @@ public final class Kernels {
         launch(function("attention", p), T, H, 1, ATTENTION_THREADS, 0);
     }
 
+    /** Most rows of x {@link #gemv} takes (GEMV_MAX_M in gemv.cuh). */
+    static final int GEMV_MAX_ROWS = 8;
+    /** Rows of w a block of {@link #gemv} takes: 8 warps of GEMV_ROWS. */
+    private static final int GEMV_BLOCK_ROWS = 8 * 2;
+
+    /**
+     * Whether {@link #gemv} takes a product of {@code m} rows of width {@code k} at these addresses: at most
+     * {@link #GEMV_MAX_ROWS} rows, k a multiple of 8, x and w 16-byte aligned (its loads are 8 values wide).
+     */
+    static boolean gemvFits(int m, int k, long x, long w) {
+        return m >= 1 && m <= GEMV_MAX_ROWS && k > 0 && k % 8 == 0 && x % 16 == 0 && w % 16 == 0;
+    }
+
+    /**
+     * {@code out = x @ w^T (+ bias)} for a few rows: x A {@code [m, k]}, w A {@code [n, k]}, bias A {@code [n]} or 0,
+     * out {@code [m, n]} in A, or float32 where {@code outF32}. W is read once, 16 bytes a load; the sums are float32,
+     * the bias added before the one rounding. Requires {@link #gemvFits}.
+     */
+    public void gemv(Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
+        require(gemvFits(m, k, x, w), "gemv: " + m + " rows of width " + k + " (at most " + GEMV_MAX_ROWS
+                + " rows, a width that is a multiple of 8, 16-byte aligned operands)");
+        require(n >= 0, "gemv: n " + n);
+        if (n == 0) {
+            return;
+        }
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k);
+        launch(function("gemv", p), (n + GEMV_BLOCK_ROWS - 1) / GEMV_BLOCK_ROWS, 1, 1, THREADS, 0);
+    }
+
     /** Keys one block of {@link #attentionDecode} takes at most (DEC_KEYS in the .cu). */
     static final int DECODE_KEYS = 256;
 

@@ -41,8 +41,13 @@ import org.junit.jupiter.params.provider.EnumSource;
  */
 @GpuTest
 class CublasLtMatmulTest {
-    /** n (rows), k (input width), m (output width): n = 1, m = 1, odd sizes, k past several tiles. */
-    private static final int[][] SHAPES = {{1, 7, 5}, {33, 45, 29}, {130, 77, 1}, {257, 1000, 37}, {64, 96, 48}};
+    /**
+     * n (rows), k (input width), m (output width): n = 1, m = 1, odd sizes, k past several tiles; and products of at
+     * most 8 rows with k a multiple of 8, which the gemv kernel takes (n 1, 3 and 8; m odd, m 1; k of 1 to 56 loads a
+     * lane).
+     */
+    private static final int[][] SHAPES = {{1, 7, 5}, {33, 45, 29}, {130, 77, 1}, {257, 1000, 37}, {64, 96, 48},
+        {1, 1792, 37}, {3, 64, 129}, {8, 256, 1}, {5, 8, 17}};
 
     static CudaBackend f32;
     static CudaBackend bf16;
@@ -127,13 +132,17 @@ class CublasLtMatmulTest {
         }
         Near.within(what, want, got, bound);
 
-        long products = after.lt + after.ltBias + after.gemmEx - before.lt - before.ltBias - before.gemmEx;
+        long products = after.lt + after.ltBias + after.gemmEx + after.gemv - before.lt - before.ltBias
+                - before.gemmEx - before.gemv;
         assertEquals(1, products, what + ": one product [" + after + "]");
+        boolean gemv = n <= 8 && k % 8 == 0;
+        assertEquals(gemv ? 1 : 0, after.gemv - before.gemv, what + ": the gemv kernel takes a few rows [" + after
+                + "]");
         if (withBias) {
             boolean fusable = outType == p;
-            assertEquals(1, after.ltBias - before.ltBias + after.biasKernel - before.biasKernel,
-                    what + ": the bias is added once [" + after + "]");
-            if (!fusable) {
+            assertEquals(1, after.ltBias - before.ltBias + after.biasKernel - before.biasKernel + after.gemvBias
+                    - before.gemvBias, what + ": the bias is added once [" + after + "]");
+            if (!fusable && !gemv) {
                 assertEquals(1, after.biasKernel - before.biasKernel,
                         what + ": a bf16 bias with a float32 output is added by a kernel [" + after + "]");
             }
