@@ -88,7 +88,10 @@ public final class MqarSweep {
     public record Outcome(int ran, int skipped, int left, List<Best> best, double seconds, Starts starts) {
     }
 
-    /** What the starts on a sweep's folder add up to ({@link #STARTS}): how many, their seconds, their runs. */
+    /**
+     * What the starts on a sweep's folder add up to ({@link #STARTS}): how many, their seconds, their runs. Null in an
+     * {@link Outcome} when the log could not be read.
+     */
     public record Starts(int count, double seconds, int runs) {
     }
 
@@ -193,10 +196,19 @@ public final class MqarSweep {
         }
     }
 
-    /** The starts recorded in {@code file} (a torn last line, left by a kill, is left out with a note). */
+    /**
+     * The starts recorded in {@code file} (a torn last line, left by a kill, is left out with a note). The log only
+     * informs: a file that cannot be read is named in a note, and the sum left out (null), the sweep's work being done.
+     */
     private Starts sumStarts(JsonLinesFile file) {
-        JsonLinesFile.Contents read = file.read(o -> o.get("seconds") instanceof Number
-                && o.get("ran") instanceof Number, "a sweep start (a JSON object with seconds and ran)", err);
+        JsonLinesFile.Contents read;
+        try {
+            read = file.read(o -> o.get("seconds") instanceof Number && o.get("ran") instanceof Number,
+                    "a sweep start (a JSON object with seconds and ran)", err);
+        } catch (IllegalArgumentException | java.io.UncheckedIOException e) {
+            err.println("MQAR sweep: the starts are not summed: " + e.getMessage());
+            return null;
+        }
         if (read == null) {
             return new Starts(0, 0, 0);
         }

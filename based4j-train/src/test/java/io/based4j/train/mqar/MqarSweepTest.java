@@ -169,6 +169,15 @@ class MqarSweepTest {
         assertEquals(1, records(MqarSweep.STARTS).size(), "a start that trained nothing is not logged");
         assertFalse(notes.toString().contains("generating"), notes.toString());
         assertEquals(6, records(MqarSweep.RESULTS).size());
+
+        // a log spoilt before its last line: the sweep's work stands, the sum is left out with a note
+        Files.writeString(dir.resolve(MqarSweep.STARTS), "not json\n{\"seconds\": 1.0, \"ran\": 1}\n");
+        Files.delete(dir.resolve(MqarSweep.RESULTS));
+        notes.getBuffer().setLength(0);
+        MqarSweep.Outcome spoilt = sweep(TINY, OPTIONS);
+        assertEquals(6, spoilt.ran());
+        assertEquals(null, spoilt.starts());
+        assertTrue(notes.toString().contains("the starts are not summed"), notes.toString());
     }
 
     @Test
