@@ -91,6 +91,38 @@ __device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int
     }
 }
 
+/**
+ * residual += branch, then out = rmsNorm of the new residual: addInto's sums and rmsNorm_impl's numbers in one pass
+ * over the row (the end of a residual branch and the next norm of a decode step). One block per row, rows
+ * grid-strided; each thread reads back only the sums it wrote.
+ */
+template <typename W, typename A>
+__device__ void addRmsNorm_impl(float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
+        float* xr = residual + row * d;
+        const A* br = branch + row * d;
+        float ss = 0.0f;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) {
+            const float v = xr[j] + toF(br[j]);
+            xr[j] = v;
+            ss += v * v;
+        }
+        ss = warpSum(ss);
+        if (lane == 0) partial[warp] = ss;
+        __syncthreads();
+        float total = 0.0f;
+        for (int w = 0; w < warps; w++) total += partial[w];  // every thread, same order: same value
+        const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
+        A* o = out + row * d;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = fromF<A>(xr[j] * r * toF(weight[j]));
+        __syncthreads();  // partial is reused by the next row
+    }
+}
+
 template <typename W, typename A>
 __device__ void addInto_impl(float* acc, const A* x, i64 count) {
     for (i64 i = globalThread(); i < count; i += globalStride()) acc[i] += toF(x[i]);
@@ -828,6 +860,8 @@ typedef __nv_bfloat16 A;
     }
 
 B4J_KERNEL(embedding, 256, (const W* table, const int* ids, float* out, int n, int d), (table, ids, out, n, d))
+B4J_KERNEL(addRmsNorm, 1024, (float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps),
+           (residual, branch, weight, out, n, d, eps))
 B4J_KERNEL(rmsNorm, 1024, (const float* x, const W* weight, A* out, int n, int d, float eps),
            (x, weight, out, n, d, eps))
 B4J_KERNEL(addInto, 256, (float* acc, const A* x, long long count), (acc, x, count))

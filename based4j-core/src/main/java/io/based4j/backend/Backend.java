@@ -119,6 +119,16 @@ public interface Backend extends AutoCloseable {
     /** {@code acc += x}. */
     void addInPlace(Buffer acc, Buffer x);
 
+    /**
+     * {@code residual += branch}, then {@code out = } {@link #rmsNorm} of the new residual (no rstd kept): a residual
+     * branch's end and the next norm, in one pass where the backend can. By default {@link #addInPlace} then
+     * {@link #rmsNorm}.
+     */
+    default void addRmsNorm(Buffer residual, Buffer branch, Weight weight, double eps, Buffer out) {
+        addInPlace(residual, branch);
+        rmsNorm(residual, weight, eps, out, null);
+    }
+
     /** {@code out = a[:, :h] * silu(a[:, h:])} with {@code a} of width {@code 2h}. */
     void swiglu(Buffer a, Buffer out);
 

@@ -122,36 +122,51 @@ public final class LayerStack {
                           LayerObserver observer) {
         double eps = config.normEps();
         b.embedding(embedding, tokens, acts.residual(0));
+        // where residuals are kept, each branch's last product adds the stream as it writes the branch; where they
+        // are summed in place, a branch is added into the stream by the next norm (addRmsNorm: one pass)
+        boolean kept = acts.keepsResiduals();
+        Buffer branch = null;
         for (int i = 0; i < layers.size(); i++) {
             LayerWeights l = layers.get(i);
             Activations.LayerBuffers lb = acts.layer(i, l.mixer());
             Buffer in = acts.residual(i);
-            b.rmsNorm(in, l.norm1(), eps, lb.normed1(), lb.rstd1());
-            // where residuals are kept, each branch's last product adds the stream as it writes the branch
-            boolean kept = acts.keepsResiduals();
+            norm(b, in, branch, l.norm1(), eps, lb.normed1(), lb.rstd1());
             mix(b, l, lb, batch, states == null ? null : states[i], kept ? in : null);
-            Buffer mid = kept ? lb.mixerOut() : residualAdd(b, in, lb.mixerOut());
+            Buffer mid = kept ? lb.mixerOut() : in;
+            branch = kept ? null : lb.mixerOut();
             if (l.fc1() != null) {
-                b.rmsNorm(mid, l.norm2(), eps, lb.normed2(), lb.rstd2());
+                norm(b, mid, branch, l.norm2(), eps, lb.normed2(), lb.rstd2());
                 b.matmul(lb.normed2(), l.fc1(), null, lb.mlpIn());
                 b.swiglu(lb.mlpIn(), lb.mlpGate());
                 project(b, lb.mlpGate(), l.fc2(), null, kept ? mid : null, lb.mlpOut());
-                if (!kept) {
-                    residualAdd(b, mid, lb.mlpOut());
-                }
+                branch = kept ? null : lb.mlpOut();
             }
             if (observer != null) {
+                if (branch != null) {
+                    b.addInPlace(acts.residual(i + 1), branch);
+                    branch = null;
+                }
                 observer.afterLayer(i, acts.residual(i + 1));
             }
         }
-        b.rmsNorm(acts.residual(layers.size()), finalNorm, eps, acts.finalNormed(), acts.finalRstd());
+        norm(b, acts.residual(layers.size()), branch, finalNorm, eps, acts.finalNormed(), acts.finalRstd());
         return acts.finalNormed();
     }
 
-    /** {@code residual + branch}, summed into the residual in place. */
-    private static Buffer residualAdd(Backend b, Buffer residual, Buffer branch) {
-        b.addInPlace(residual, branch);
-        return residual;
+    /**
+     * {@code out = rmsNorm(residual)}, after adding {@code branch} into the residual where it is not null (the end of
+     * the residual branch before this norm, in one op with it where no rstd is kept).
+     */
+    private static void norm(Backend b, Buffer residual, Buffer branch, Weight w, double eps, Buffer out,
+                             Buffer rstd) {
+        if (branch == null) {
+            b.rmsNorm(residual, w, eps, out, rstd);
+        } else if (rstd == null) {
+            b.addRmsNorm(residual, branch, w, eps, out);
+        } else {
+            b.addInPlace(residual, branch);
+            b.rmsNorm(residual, w, eps, out, rstd);
+        }
     }
 
     /** {@code out = x @ w^T (+ bias)}, plus {@code residual} where it is not null (the branch then holds the sum). */

@@ -848,6 +848,29 @@ public final class CudaBackend implements TrainingBackend {
         written(a, Precision.F32, sum);
     }
 
+    /**
+     * Rows up to which {@link #addRmsNorm} runs as one kernel (a block a row): a decode step's. Longer calls keep the
+     * vector row kernels of the two ops.
+     */
+    private static final int FUSED_NORM_ROWS = 256;
+
+    @Override
+    public void addRmsNorm(Buffer residual, Buffer branch, Weight weight, double eps, Buffer out) {
+        bind();
+        CudaBuffer r = bufferOf(residual);
+        CudaBuffer br = bufferOf(branch);
+        CudaBuffer o = bufferOf(out);
+        CudaWeight w = weightOf(weight);
+        boolean fused = r.type == Precision.F32 && br.type == precision && o.type == precision
+                && r.rows <= FUSED_NORM_ROWS && br.rows == r.rows && br.cols == r.cols && o.rows == r.rows && o.cols == r.cols
+                && (long) w.rows() * w.cols() == r.cols && w.type == precision;
+        if (!fused) {
+            TrainingBackend.super.addRmsNorm(residual, branch, weight, eps, out);
+            return;
+        }
+        kernels.addRmsNorm(precision, r.ptr, br.ptr, w.ptr, o.ptr, r.rows, r.cols, (float) eps);
+    }
+
     @Override
     public void swiglu(Buffer a, Buffer out) {
         bind();

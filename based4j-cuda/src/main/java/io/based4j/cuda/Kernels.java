@@ -186,6 +186,19 @@ public final class Kernels {
         launch(function("rmsNorm", p), (int) Math.min(n, MAX_ELEMENTWISE_BLOCKS), 1, 1, THREADS, 0);
     }
 
+    /**
+     * {@code residual += branch}, then {@code out = } {@link #rmsNorm} of the new residual, in one pass a row: residual
+     * F32 {@code [n, d]}, branch A, weight W, out A.
+     */
+    public void addRmsNorm(Precision p, long residual, long branch, long weight, long out, int n, int d, float eps) {
+        require(n >= 0 && d >= 0, "addRmsNorm: n " + n + ", d " + d);
+        if ((long) n * d == 0) {
+            return;
+        }
+        args.reset().ptr(residual).ptr(branch).ptr(weight).ptr(out).i32(n).i32(d).f32(eps);
+        launch(function("addRmsNorm", p), (int) Math.min(n, MAX_ELEMENTWISE_BLOCKS), 1, 1, THREADS, 0);
+    }
+
     /** {@code acc += x}: acc F32, x A, {@code count} elements. */
     public void addInto(Precision p, long acc, long x, long count) {
         require(count >= 0, "addInto: count " + count);
