@@ -1009,6 +1009,12 @@ public final class CudaBackend implements TrainingBackend {
                     cfg.numHeads(), cfg.featureDim(), cfg.headDim());
             return;
         }
+        if (oneTokenEach(batch) && Kernels.linearDecodeFits(cfg.featureDim(), cfg.headDim())) {
+            // a decode step: each sequence's S and z read and written once
+            kernels.linearAttentionDecode(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), o.ptr,
+                    batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
+            return;
+        }
         kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), o.ptr, t,
                 batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
     }

@@ -397,6 +397,34 @@ public final class Kernels {
         launch(function("linearAttentionZ", p), B, H, 1, LINEAR_THREADS, 4 * (2 * e + f));
     }
 
+    /** Whether {@link #linearAttentionDecode} takes heads of {@code dh} dims with feature dim {@code f}. */
+    static boolean linearDecodeFits(int f, int dh) {
+        int e = 1 + f + f * (f + 1) / 2;
+        return dh >= 1 && dh <= LINEAR_THREADS && f >= 1 && f <= 64
+                && 4L * (2L * e + 2L * f + dh + LINEAR_THREADS + LINEAR_THREADS / 32) <= LINEAR_MAX_SHARED;
+    }
+
+    /**
+     * One decode step of {@link #linearAttention} (every sequence one token; the same arguments): each (sequence,
+     * head) block reads and writes its S and z once, in place, and writes the output: the recurrent kernel's state
+     * bit for bit, the output summed in another order. Requires {@link #linearDecodeFits}.
+     */
+    public void linearAttentionDecode(Precision p, long q, long k, long v, long kvState, long kState, long layout,
+                                      long out, int B, int H, int f, int dh, float eps) {
+        require(linearDecodeFits(f, dh), "linearAttentionDecode: feature dim " + f + ", head dim " + dh);
+        require(H >= 1 && H <= MAX_GRID_YZ, "linearAttentionDecode: " + H + " heads (at most " + MAX_GRID_YZ + ")");
+        if (B == 0) {
+            return;
+        }
+        int e = 1 + f + f * (f + 1) / 2;
+        int shared = 4 * (2 * e + 2 * f + dh + LINEAR_THREADS + LINEAR_THREADS / 32);
+        long fn = function("linearAttentionDecode", p);
+        optIn(fn, shared);
+        args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(B).i32(H).i32(f).i32(dh)
+                .f32(eps);
+        launch(fn, B, H, 1, LINEAR_THREADS, shared);
+    }
+
     /** Tokens a chunk of linearAttentionState reads at once: the most of 32, 16, .. 1 whose floats fit. */
     static int linearStateChunk(int f, int dt) {
         int e = 1 + f + f * (f + 1) / 2;
