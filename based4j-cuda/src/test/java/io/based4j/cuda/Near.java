@@ -16,6 +16,15 @@ final class Near {
     static final double U = 0x1p-24;
     /** Unit roundoff of bfloat16 (8 significant bits). */
     static final double U_BF16 = 0x1p-8;
+
+    /**
+     * The gap between neighbouring bf16 values at {@code x} (8 significant bits: 2^(e - 7) for |x| in [2^e, 2^(e+1))):
+     * how far apart two results that round to neighbouring bf16 values can be.
+     */
+    static double bf16Ulp(double x) {
+        float f = (float) Math.abs(x);
+        return f == 0 || !Float.isFinite(f) ? Math.scalb(1.0, -133) : Math.scalb(1.0, Math.getExponent(f) - 7);
+    }
     /** Seed of the random data ({@code -Dbased4j.seed=N} repeats a run). */
     static final long SEED = Long.getLong("based4j.seed", System.nanoTime());
 
