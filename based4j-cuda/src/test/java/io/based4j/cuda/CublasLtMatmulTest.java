@@ -43,8 +43,8 @@ import org.junit.jupiter.params.provider.EnumSource;
 class CublasLtMatmulTest {
     /**
      * n (rows), k (input width), m (output width): n = 1, m = 1, odd sizes, k past several tiles; and products of at
-     * most 8 rows with k a multiple of 8, which the gemv kernel takes (n 1, 3 and 8; m odd, m 1; k of 1 to 56 loads a
-     * lane).
+     * most 8 rows with k a multiple of 8, which the gemv kernel takes (n 1, 3, 5 and 8; m odd, m 1; k of 1 to 7
+     * loads a lane).
      */
     private static final int[][] SHAPES = {{1, 7, 5}, {33, 45, 29}, {130, 77, 1}, {257, 1000, 37}, {64, 96, 48},
         {1, 1792, 37}, {3, 64, 129}, {8, 256, 1}, {5, 8, 17}};

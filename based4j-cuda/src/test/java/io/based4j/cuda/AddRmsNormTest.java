@@ -1,0 +1,70 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.based4j.backend.Backend.Buffer;
+import io.based4j.backend.Backend.Weight;
+import io.based4j.tensor.Tensor;
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * {@link CudaBackend#addRmsNorm}, one kernel for up to 256 rows, against the two ops it stands for
+ * ({@code addInPlace}, then {@code rmsNorm}): the residual's sums bit for bit (the same float additions), the normed
+ * output bit for bit in float32 (the same kernel's order), and in bf16 within one bf16 unit (the two ops' bf16 row
+ * kernel sums the squares in another order, so the two float32 results may round to neighbouring bf16 values).
+ * 300 rows take the two ops themselves.
+ */
+@GpuTest
+class AddRmsNormTest {
+    @ParameterizedTest
+    @EnumSource(Precision.class)
+    void oneOpIsTheTwo(Precision p) {
+        SplittableRandom r = new SplittableRandom(3);
+        try (CudaBackend gpu = CudaBackend.open("cuda", p)) {
+            for (int rows : new int[] {1, 7, 300}) {
+                int d = 96;
+                float[] r0 = gaussian(r, rows * d, 1);
+                float[] br = gaussian(r, rows * d, 0.5);
+                float[] w = new float[d];
+                for (int i = 0; i < d; i++) {
+                    w[i] = (float) r.nextDouble(0.6, 1.4);
+                }
+                Buffer branch = gpu.upload(br, rows, d);
+                Weight weight = gpu.weight(Tensor.ofFloats(w, d));
+                Buffer fused = gpu.allocateF32(rows, d);
+                Buffer apart = gpu.allocateF32(rows, d);
+                Buffer start = gpu.upload(r0, rows, d);
+                gpu.addInPlace(fused, start);
+                gpu.addInPlace(apart, start);
+                Buffer outFused = gpu.allocate(rows, d);
+                Buffer outApart = gpu.allocate(rows, d);
+                gpu.addRmsNorm(fused, branch, weight, 1e-5, outFused);
+                gpu.addInPlace(apart, branch);
+                gpu.rmsNorm(apart, weight, 1e-5, outApart, null);
+                assertArrayEquals(gpu.download(apart), gpu.download(fused), p + ", " + rows + " rows: the residual");
+                float[] want = gpu.download(outApart);
+                float[] got = gpu.download(outFused);
+                if (p == Precision.F32) {
+                    assertArrayEquals(want, got, rows + " rows: the normed rows");
+                } else {
+                    for (int i = 0; i < want.length; i++) {
+                        double bound = Near.bf16Ulp(Math.max(Math.abs(want[i]), Math.abs(got[i])));
+                        assertTrue(Math.abs(want[i] - got[i]) <= bound, rows + " rows, value " + i + ": " + got[i]
+                                + ", the two ops " + want[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    private static float[] gaussian(SplittableRandom r, int n, double std) {
+        float[] out = new float[n];
+        for (int i = 0; i < n; i++) {
+            out[i] = (float) (r.nextGaussian() * std);
+        }
+        return out;
+    }
+}
