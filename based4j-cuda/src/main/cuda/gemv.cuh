@@ -6,35 +6,34 @@
 namespace b4j {
 
 #define GEMV_THREADS 256
-/** Rows of W one warp takes. */
-#define GEMV_ROWS 2
 /** Most rows of x. */
 #define GEMV_MAX_M 8
 
 /**
  * y = x W^T (+ bias): x A [M, K] (M <= GEMV_MAX_M), w W [N, K], bias W [N] or null, y [M, N] in A, or float32 where
- * outF32. Grid ceil(N / (8 warps x GEMV_ROWS)), block GEMV_THREADS: a warp takes GEMV_ROWS rows of W, its lanes 8
+ * outF32. Grid ceil(N / (8 warps x R)), block GEMV_THREADS: a warp takes R rows of W (1 for narrow outputs, so that
+ * there are blocks enough to fill the GPU; 2 for wide ones, halving the reads of x), its lanes 8
  * values of a row at a time (16-byte loads: W read once; x, small, from the L1 cache), each lane summing its share of
- * the M x GEMV_ROWS dot products in float32; the lanes' sums are then added over the warp in a fixed order
+ * the M x R dot products in float32; the lanes' sums are then added over the warp in a fixed order
  * (deterministic), the bias added in float32 and the result rounded once. K a multiple of 8; x and w 16-byte aligned.
  */
-template <typename W, typename A>
-__device__ void gemv_impl(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K) {
+template <int R, typename W, typename A>
+__device__ void gemvRows(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K) {
     const int warp = threadIdx.x >> 5;
     const int lane = threadIdx.x & 31;
-    const int n0 = (blockIdx.x * (GEMV_THREADS / 32) + warp) * GEMV_ROWS;
+    const int n0 = (blockIdx.x * (GEMV_THREADS / 32) + warp) * R;
     if (n0 >= N) return;  // the whole warp
-    float acc[GEMV_ROWS][GEMV_MAX_M];
+    float acc[R][GEMV_MAX_M];
 #pragma unroll
-    for (int r = 0; r < GEMV_ROWS; r++) {
+    for (int r = 0; r < R; r++) {
 #pragma unroll
         for (int m = 0; m < GEMV_MAX_M; m++) acc[r][m] = 0.0f;
     }
     const int chunks = K >> 3;
     for (int c = lane; c < chunks; c += 32) {
-        float wv[GEMV_ROWS][8];
+        float wv[R][8];
 #pragma unroll
-        for (int r = 0; r < GEMV_ROWS; r++) {
+        for (int r = 0; r < R; r++) {
             if (n0 + r < N) {
                 load8(w + (i64)(n0 + r) * K + 8 * c, wv[r]);
             } else {
@@ -48,7 +47,7 @@ __device__ void gemv_impl(const A* x, const W* w, const W* bias, void* out, int 
                 float xv[8];
                 load8(x + (i64)m * K + 8 * c, xv);
 #pragma unroll
-                for (int r = 0; r < GEMV_ROWS; r++) {
+                for (int r = 0; r < R; r++) {
 #pragma unroll
                     for (int i = 0; i < 8; i++) acc[r][m] += wv[r][i] * xv[i];
                 }
@@ -56,7 +55,7 @@ __device__ void gemv_impl(const A* x, const W* w, const W* bias, void* out, int 
         }
     }
 #pragma unroll
-    for (int r = 0; r < GEMV_ROWS; r++) {
+    for (int r = 0; r < R; r++) {
 #pragma unroll
         for (int m = 0; m < GEMV_MAX_M; m++) {
             if (m < M) {
@@ -68,7 +67,7 @@ __device__ void gemv_impl(const A* x, const W* w, const W* bias, void* out, int 
     }
     if (lane == 0) {
 #pragma unroll
-        for (int r = 0; r < GEMV_ROWS; r++) {
+        for (int r = 0; r < R; r++) {
             const int n = n0 + r;
             if (n >= N) continue;
             const float b = bias != nullptr ? toF(bias[n]) : 0.0f;
@@ -87,7 +86,19 @@ __device__ void gemv_impl(const A* x, const W* w, const W* bias, void* out, int 
     }
 }
 
+template <typename W, typename A>
+__device__ void gemv1_impl(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K) {
+    gemvRows<1, W, A>(x, w, bias, out, outF32, M, N, K);
+}
+
+template <typename W, typename A>
+__device__ void gemv2_impl(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K) {
+    gemvRows<2, W, A>(x, w, bias, out, outF32, M, N, K);
+}
+
 }  // namespace b4j
 
-B4J_KERNEL(gemv, GEMV_THREADS, (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K),
+B4J_KERNEL(gemv1, GEMV_THREADS, (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K),
+           (x, w, bias, out, outF32, M, N, K))
+B4J_KERNEL(gemv2, GEMV_THREADS, (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K),
            (x, w, bias, out, outF32, M, N, K))

@@ -516,8 +516,8 @@ public final class Kernels {
 
     /** Most rows of x {@link #gemv} takes (GEMV_MAX_M in gemv.cuh). */
     static final int GEMV_MAX_ROWS = 8;
-    /** Rows of w a block of {@link #gemv} takes: 8 warps of GEMV_ROWS. */
-    private static final int GEMV_BLOCK_ROWS = 8 * 2;
+    /** Output widths from which a warp of {@link #gemv} takes two rows of w (one below: more blocks). */
+    private static final int GEMV_TWO_ROWS_FROM = 8192;
 
     /**
      * Whether {@link #gemv} takes a product of {@code m} rows of width {@code k} at these addresses: at most
@@ -539,8 +539,10 @@ public final class Kernels {
         if (n == 0) {
             return;
         }
+        int perWarp = n >= GEMV_TWO_ROWS_FROM ? 2 : 1;
+        int perBlock = (THREADS / 32) * perWarp;
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k);
-        launch(function("gemv", p), (n + GEMV_BLOCK_ROWS - 1) / GEMV_BLOCK_ROWS, 1, 1, THREADS, 0);
+        launch(function("gemv" + perWarp, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
     }
 
     /** Keys one block of {@link #attentionDecode} takes at most (DEC_KEYS in the .cu). */
