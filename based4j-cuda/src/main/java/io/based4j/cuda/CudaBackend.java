@@ -972,7 +972,17 @@ public final class CudaBackend implements TrainingBackend {
         check("baseConv output", o, t, inner, precision);
         long l = layout(batch);
         long w = weightOf(convWeight).ptr;
-        kernels.baseConv(precision, in.ptr, w, st.regions[0], l, o.ptr, t, batch.size(), inner, cfg.kernel());
+        if (precision == Precision.BF16 && freshPrompts(batch)) {
+            // fresh prompts (no history: the causal conv's zero padding) on the training's forward kernel, per run
+            // of sequences of one length; the conv output it also writes, kept for a backward, goes to scratch
+            long rowIn = 2L * inner * precision.bytes();
+            long rowOut = (long) inner * precision.bytes();
+            long conv = scratch.slot(2, (long) t * rowOut);
+            runsOfOneLength(batch, (row, sequences, len) -> mixers.baseConvForward(precision, in.ptr + row * rowIn, w,
+                    conv + row * rowOut, o.ptr + row * rowOut, sequences, len, inner, cfg.kernel()));
+        } else {
+            kernels.baseConv(precision, in.ptr, w, st.regions[0], l, o.ptr, t, batch.size(), inner, cfg.kernel());
+        }
         kernels.baseConvState(precision, in.ptr, st.regions[0], l, t, batch.size(), inner, cfg.kernel());
     }
 
