@@ -65,18 +65,31 @@ __device__ void embedding_impl(const W* table, const int* ids, float* out, int n
     }
 }
 
-/** One block (blockDim.x a multiple of 32, <= 1024) per row; rows grid-strided. rstd (float [n]), if given, gets r. */
+/**
+ * out = x * rsqrt(mean(x^2) + eps) * weight row by row, after x += branch where branch is not null (x then written,
+ * each thread reading back only the sums it wrote). One block (blockDim.x a multiple of 32, <= 1024) per row; rows
+ * grid-strided. rstd (float [n]), if given, gets r.
+ */
 template <typename W, typename A>
-__device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int d, float eps,
-                             float* rstd = nullptr) {
+__device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps,
+                              float* rstd) {
     __shared__ float partial[32];
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
     for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
-        const float* xr = x + row * d;
+        float* xr = x + row * d;
         float ss = 0.0f;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
+        if (branch != nullptr) {
+            const A* br = branch + row * d;
+            for (int j = threadIdx.x; j < d; j += blockDim.x) {
+                const float v = xr[j] + toF(br[j]);
+                xr[j] = v;  // read back below by this thread only
+                ss += v * v;
+            }
+        } else {
+            for (int j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
+        }
         ss = warpSum(ss);
         if (lane == 0) partial[warp] = ss;
         __syncthreads();
@@ -91,6 +104,13 @@ __device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int
     }
 }
 
+/** RMSNorm rows: rmsNormRowsOf without a branch. */
+template <typename W, typename A>
+__device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int d, float eps,
+                             float* rstd = nullptr) {
+    rmsNormRowsOf<W, A>(const_cast<float*>(x), nullptr, weight, out, n, d, eps, rstd);  // x is only read
+}
+
 /**
  * residual += branch, then out = rmsNorm of the new residual: addInto's sums and rmsNorm_impl's numbers in one pass
  * over the row (the end of a residual branch and the next norm of a decode step). One block per row, rows
@@ -98,29 +118,7 @@ __device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int
  */
 template <typename W, typename A>
 __device__ void addRmsNorm_impl(float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps) {
-    __shared__ float partial[32];
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int warps = blockDim.x >> 5;
-    for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
-        float* xr = residual + row * d;
-        const A* br = branch + row * d;
-        float ss = 0.0f;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            const float v = xr[j] + toF(br[j]);
-            xr[j] = v;
-            ss += v * v;
-        }
-        ss = warpSum(ss);
-        if (lane == 0) partial[warp] = ss;
-        __syncthreads();
-        float total = 0.0f;
-        for (int w = 0; w < warps; w++) total += partial[w];  // every thread, same order: same value
-        const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
-        A* o = out + row * d;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = fromF<A>(xr[j] * r * toF(weight[j]));
-        __syncthreads();  // partial is reused by the next row
-    }
+    rmsNormRowsOf<W, A>(residual, branch, weight, out, n, d, eps, nullptr);
 }
 
 template <typename W, typename A>

@@ -26,36 +26,13 @@ class LinearAttentionStateTest {
     @ParameterizedTest(name = "{0}, f {1}, dh {2}")
     @MethodSource("shapes")
     void theStateIsTheRecurrentKernelsBitForBit(Precision p, int f, int dh) {
-        int heads = 2;
-        int e = 1 + f + f * (f + 1) / 2;
         // slots 2, 0 and 1: prompts of 1, 37 and 90 tokens, the last one going on from position 5
         TokenBatch batch = new TokenBatch(new int[] {2, 0, 1}, new int[] {0, 0, 5}, new int[] {1, 37, 90});
-        int t = batch.totalTokens();
-        int slots = 3;
-        SplittableRandom r = new SplittableRandom(17 + f + dh);
-        float[] q = gaussian(r, t * heads * f, 0.5);
-        float[] k = gaussian(r, t * heads * f, 0.5);
-        float[] v = gaussian(r, t * heads * dh, 1);
-        float[] kv0 = gaussian(r, slots * heads * e * dh, 1);
-        float[] z0 = new float[slots * heads * e];
-        for (int i = 0; i < z0.length; i++) {
-            z0[i] = (float) r.nextDouble(1, 3);
-        }
         try (KernelRig rig = new KernelRig()) {
-            long qd = rig.values(p, q);
-            long kd = rig.values(p, k);
-            long vd = rig.values(p, v);
-            long layout = rig.ints(CudaBackend.layoutOf(batch));
-            long kvWant = rig.floats(kv0);
-            long zWant = rig.floats(z0);
-            long out = rig.zeros((long) t * heads * dh * p.bytes());
-            rig.kernels.linearAttention(p, qd, kd, vd, kvWant, zWant, layout, out, t, batch.size(), heads, f, dh,
-                    1e-6f);
-            long kvGot = rig.floats(kv0);
-            long zGot = rig.floats(z0);
-            rig.kernels.linearAttentionState(p, kd, vd, kvGot, zGot, layout, t, batch.size(), heads, f, dh);
-            assertArrayEquals(rig.floats(kvWant, kv0.length), rig.floats(kvGot, kv0.length), "S");
-            assertArrayEquals(rig.floats(zWant, z0.length), rig.floats(zGot, z0.length), "z");
+            Run run = Run.recurrent(rig, p, batch, f, dh, 17);
+            rig.kernels.linearAttentionState(p, run.k, run.v, run.kvGot, run.zGot, run.layout, batch.totalTokens(),
+                    batch.size(), HEADS, f, dh);
+            run.sameState();
         }
     }
 
@@ -68,39 +45,16 @@ class LinearAttentionStateTest {
     @ParameterizedTest(name = "{0}, f {1}, dh {2}")
     @MethodSource("shapes")
     void aDecodeStepIsTheRecurrentKernels(Precision p, int f, int dh) {
-        int heads = 2;
-        int e = 1 + f + f * (f + 1) / 2;
         TokenBatch batch = new TokenBatch(new int[] {2, 0, 1}, new int[] {7, 0, 90}, new int[] {1, 1, 1});
         int t = batch.totalTokens();
-        int slots = 3;
-        SplittableRandom r = new SplittableRandom(29 + f + dh);
-        float[] q = gaussian(r, t * heads * f, 0.5);
-        float[] k = gaussian(r, t * heads * f, 0.5);
-        float[] v = gaussian(r, t * heads * dh, 1);
-        float[] kv0 = gaussian(r, slots * heads * e * dh, 1);
-        float[] z0 = new float[slots * heads * e];
-        for (int i = 0; i < z0.length; i++) {
-            z0[i] = (float) r.nextDouble(1, 3);
-        }
         try (KernelRig rig = new KernelRig()) {
-            long qd = rig.values(p, q);
-            long kd = rig.values(p, k);
-            long vd = rig.values(p, v);
-            long layout = rig.ints(CudaBackend.layoutOf(batch));
-            long kvWant = rig.floats(kv0);
-            long zWant = rig.floats(z0);
-            long want = rig.zeros((long) t * heads * dh * p.bytes());
-            rig.kernels.linearAttention(p, qd, kd, vd, kvWant, zWant, layout, want, t, batch.size(), heads, f, dh,
-                    1e-6f);
-            long kvGot = rig.floats(kv0);
-            long zGot = rig.floats(z0);
-            long got = rig.zeros((long) t * heads * dh * p.bytes());
-            rig.kernels.linearAttentionDecode(p, qd, kd, vd, kvGot, zGot, layout, got, batch.size(), heads, f, dh,
-                    1e-6f);
-            assertArrayEquals(rig.floats(kvWant, kv0.length), rig.floats(kvGot, kv0.length), "S");
-            assertArrayEquals(rig.floats(zWant, z0.length), rig.floats(zGot, z0.length), "z");
-            float[] w = rig.values(p, want, t * heads * dh);
-            float[] g = rig.values(p, got, t * heads * dh);
+            Run run = Run.recurrent(rig, p, batch, f, dh, 29);
+            long got = rig.zeros((long) t * HEADS * dh * p.bytes());
+            rig.kernels.linearAttentionDecode(p, run.q, run.k, run.v, run.kvGot, run.zGot, run.layout, got,
+                    batch.size(), HEADS, f, dh, 1e-6f);
+            run.sameState();
+            float[] w = rig.values(p, run.out, t * HEADS * dh);
+            float[] g = rig.values(p, got, t * HEADS * dh);
             double largest = 0;
             for (float x : w) {
                 largest = Math.max(largest, Math.abs(x));
@@ -110,6 +64,43 @@ class LinearAttentionStateTest {
                         + (p == Precision.F32 ? 0 : Near.bf16Ulp(Math.max(Math.abs(w[i]), Math.abs(g[i]))));
                 assertTrue(Math.abs(w[i] - g[i]) <= bound, "output " + i + ": " + g[i] + ", recurrent " + w[i]);
             }
+        }
+    }
+
+    static final int HEADS = 2;
+
+    /**
+     * Random q, k, v of a call of {@code batch}'s tokens on the device, a random state under way in each of 3 slots
+     * twice over, and the recurrent kernels run on the first copy (its outputs in {@code out}): the second copy is the
+     * kernel under test's.
+     */
+    private record Run(KernelRig rig, long q, long k, long v, long layout, long kvWant, long zWant, long kvGot,
+                       long zGot, long out, int stateValues, int zValues) {
+        static Run recurrent(KernelRig rig, Precision p, TokenBatch batch, int f, int dh, long seed) {
+            int e = 1 + f + f * (f + 1) / 2;
+            int t = batch.totalTokens();
+            int slots = 3;
+            SplittableRandom r = new SplittableRandom(seed + f + dh);
+            long q = rig.values(p, gaussian(r, t * HEADS * f, 0.5));
+            long k = rig.values(p, gaussian(r, t * HEADS * f, 0.5));
+            long v = rig.values(p, gaussian(r, t * HEADS * dh, 1));
+            float[] kv0 = gaussian(r, slots * HEADS * e * dh, 1);
+            float[] z0 = new float[slots * HEADS * e];
+            for (int i = 0; i < z0.length; i++) {
+                z0[i] = (float) r.nextDouble(1, 3);
+            }
+            long layout = rig.ints(CudaBackend.layoutOf(batch));
+            Run run = new Run(rig, q, k, v, layout, rig.floats(kv0), rig.floats(z0), rig.floats(kv0), rig.floats(z0),
+                    rig.zeros((long) t * HEADS * dh * p.bytes()), kv0.length, z0.length);
+            rig.kernels.linearAttention(p, q, k, v, run.kvWant, run.zWant, layout, run.out, t, batch.size(), HEADS, f,
+                    dh, 1e-6f);
+            return run;
+        }
+
+        /** The state under test is the recurrent kernels', bit for bit. */
+        void sameState() {
+            assertArrayEquals(rig.floats(kvWant, stateValues), rig.floats(kvGot, stateValues), "S");
+            assertArrayEquals(rig.floats(zWant, zValues), rig.floats(zGot, zValues), "z");
         }
     }
 
