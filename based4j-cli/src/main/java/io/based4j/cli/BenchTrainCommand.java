@@ -133,8 +133,8 @@ final class BenchTrainCommand implements Callable<Integer> {
             doc.put("device", backend.name());
             doc.put("precision", deviceOptions.precisionName());
             doc.put("matmul_flops_per_s", peak);
-            doc.put("flops_per_token", "3 x forward: 2 per projection weight, 2 per head weight per scored position, attention 4 d per key seen, "
-                    + "linear attention 4 E d, conv 2 k per channel");
+            doc.put("flops_per_token", "3 x forward: 2 per projection weight, 2 per head weight per scored position, "
+                    + "attention 4 d per key seen, linear attention 4 E d, conv 2 k per channel");
             doc.put("results", rows);
             OutputFiles.writeJson(json, doc);
             out.println("wrote " + json);

@@ -125,9 +125,9 @@ final class MqarSweepCommand implements Callable<Integer> {
         err.printf(Locale.ROOT, "[based4j] %d runs trained now in %s, %d found done%s; results in %s%s%n",
                 outcome.ran(), Progress.duration(outcome.seconds()), outcome.skipped(),
                 outcome.left() > 0 ? ", " + outcome.left() + " left" : "", out.resolve(MqarSweep.RESULTS),
-                starts != null && starts.count() > 1 ? String.format(Locale.ROOT, "; the %d starts on %s took %s for %d runs (%s)",
-                        starts.count(), out, Progress.duration(starts.seconds()), starts.runs(), MqarSweep.STARTS)
-                        : "");
+                starts != null && starts.count() > 1 ? String.format(Locale.ROOT,
+                        "; the %d starts on %s took %s for %d runs (%s)", starts.count(), out,
+                        Progress.duration(starts.seconds()), starts.runs(), MqarSweep.STARTS) : "");
         err.flush();
         drawChart(err);
         return 0;

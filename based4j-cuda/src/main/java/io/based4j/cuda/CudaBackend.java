@@ -390,12 +390,6 @@ public final class CudaBackend implements TrainingBackend {
         }
     }
 
-    /** Zeros {@code floats} float32 values at {@code ptr} on the stream. */
-    void zero(long ptr, long floats) {
-        bind();
-        cu.memsetD32Async(ptr, 0, floats, stream);
-    }
-
     /** Zeros {@code bytes} bytes at {@code ptr} on the stream. */
     void zeroBytes(long ptr, long bytes) {
         bind();

@@ -96,7 +96,6 @@ public final class MqarSweep {
     }
 
     /** A run of the grid: its place in the grid (from 1), model and learning rate. */
-    /** A run to train: its number in the grid (from 1), its model and rate. */
     record Planned(int index, MqarModel model, double lr) {
     }
 

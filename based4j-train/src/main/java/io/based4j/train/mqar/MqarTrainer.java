@@ -176,7 +176,7 @@ public final class MqarTrainer {
             // as the reference MQAR trainer (Zoology) sets it up: PyTorch's AdamW defaults, decay on every parameter
             AdamW opt = new AdamW(model, new AdamW.Settings(0.9, 0.999, 1e-8, run.weightDecay(), 1.0), p -> true);
             // one set of activations, as large as the largest pass, serves every training and test shape
-            model.reserveActivations(Math.toIntExact(largestPass()));
+            model.reserveActivations(Math.toIntExact(largestPass().tokens()));
             int[][] plan = epochPlan(trainSets, 0);
             long steps = (long) plan.length * run.epochs();
             LrSchedule schedule = new LrSchedule(run.lr(), run.warmupSteps(), 0.0, 0.0, steps);
@@ -287,38 +287,35 @@ public final class MqarTrainer {
      */
     private void checkMemory(ModelConfig config, boolean withExamples) {
         long examples = 0;
-        long batch = 1;
-        long seqLen = 1;
-        for (MqarSlice s : run.train()) {
-            examples = Sizes.plus(examples, Sizes.times(s.count(), s.seqLen()));
-            long n = Math.max(1, Math.min(run.batchSize(), s.count()));
-            if (n * s.seqLen() > batch * seqLen) {
-                batch = n;
-                seqLen = s.seqLen();
+        for (List<MqarSlice> slices : List.of(run.train(), run.test())) {
+            for (MqarSlice s : slices) {
+                examples = Sizes.plus(examples, Sizes.times(s.count(), s.seqLen()));
             }
         }
-        for (MqarSlice s : run.test()) {
-            examples = Sizes.plus(examples, Sizes.times(s.count(), s.seqLen()));
-            long n = evalBatch(s);
-            if (n * s.seqLen() > batch * seqLen) {
-                batch = n;
-                seqLen = s.seqLen();
-            }
-        }
+        Pass largest = largestPass();
         // inputs and targets: two ints per token (not counted again when they are held already)
         TrainMemory.of(config, backend, SETTINGS).withHostData(withExamples ? Sizes.product(2, Integer.BYTES,
                 examples) : 0, "examples", "fewer examples (the COUNT of the --train and --test slices)")
-                .check(batch, seqLen);
+                .check(largest.batch(), largest.seqLen());
     }
 
-    /** Tokens of the largest pass of the run: a training batch, or a batch of test examples when scoring. */
-    private long largestPass() {
-        long most = 1;
+    /** A pass of {@code batch} sequences of {@code seqLen} tokens. */
+    private record Pass(long batch, long seqLen) {
+        long tokens() {
+            return batch * seqLen;
+        }
+    }
+
+    /** The largest pass of the run (the first of the most tokens): a training batch, or a batch of test examples. */
+    private Pass largestPass() {
+        Pass most = new Pass(1, 1);
         for (MqarSlice s : run.train()) {
-            most = Math.max(most, (long) Math.max(1, Math.min(run.batchSize(), s.count())) * s.seqLen());
+            Pass p = new Pass(Math.max(1, Math.min(run.batchSize(), s.count())), s.seqLen());
+            most = p.tokens() > most.tokens() ? p : most;
         }
         for (MqarSlice s : run.test()) {
-            most = Math.max(most, (long) evalBatch(s) * s.seqLen());
+            Pass p = new Pass(evalBatch(s), s.seqLen());
+            most = p.tokens() > most.tokens() ? p : most;
         }
         return most;
     }
