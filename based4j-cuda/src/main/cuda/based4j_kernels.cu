@@ -1011,3 +1011,22 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_linear_split.cuh"
 #include "train_attention.cuh"
 #include "train_attention_mma.cuh"
+
+// ------------------------------------------------------------------------------------------------ profiling
+
+/**
+ * Holds the stream until the host has queued what follows: waits until *released (host memory the device reads,
+ * written by the host) reaches ticket, or timeoutNs have passed on the global timer, whichever comes first. One
+ * thread. Used by op profiles so that the events around an op time the device's work, not the host queuing it.
+ */
+extern "C" __global__ void __launch_bounds__(32)
+    opGate(const volatile unsigned long long* released, unsigned long long ticket, unsigned long long timeoutNs) {
+    unsigned long long start;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    while (*released < ticket) {
+        unsigned long long now;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+        if (now - start > timeoutNs) break;
+        __nanosleep(500);
+    }
+}

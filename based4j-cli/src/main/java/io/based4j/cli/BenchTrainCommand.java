@@ -79,12 +79,19 @@ final class BenchTrainCommand implements Callable<Integer> {
             description = "Tokens per step: sequences = N / seq-len, at least one (default ${DEFAULT-VALUE}).")
     int tokensPerStep;
 
-    @Option(names = "--steps", paramLabel = "N", defaultValue = "3", description = "Timed steps (default ${DEFAULT-VALUE}).")
+    @Option(names = "--steps", paramLabel = "N", defaultValue = "3",
+            description = "Timed steps at least (default ${DEFAULT-VALUE}); more while they have taken less than "
+                    + MIN_TIMED_SECONDS + " s.")
     int steps;
 
-    @Option(names = "--warmup", paramLabel = "N", defaultValue = "1",
-            description = "Untimed steps first (default ${DEFAULT-VALUE}).")
+    @Option(names = "--warmup", paramLabel = "N", defaultValue = "2",
+            description = "Untimed steps first (default ${DEFAULT-VALUE}: the first runs op by op, the second records "
+                    + "the step as a CUDA graph where the backend records, so that the timed steps replay it, as "
+                    + "training does).")
     int warmup;
+
+    /** The timed steps go on until they have taken this long (and --steps have run). */
+    static final double MIN_TIMED_SECONDS = 1.0;
 
     @Option(names = "--profile", description = "After the timed steps, one more step timed op by op on the device's "
             + "clock: a table per shape of the ops and shapes that took the most time, and all of them in the JSON.")
@@ -124,8 +131,9 @@ final class BenchTrainCommand implements Callable<Integer> {
             for (Shape s : shapes) {
                 double flopsPerToken = flopsPerToken(s.config(), s.seqLen(), s.scoredFraction());
                 Progress.note(String.format(Locale.ROOT, "%s, %d x %d tokens: %.1f ms of matrix products per step at"
-                        + " the measured rate (%d steps)", s.name(), s.batch(), s.seqLen(),
-                        1e3 * flopsPerToken * s.tokens() / peak, warmup + steps));
+                        + " the measured rate (%d untimed steps, then at least %d timed for %.0f s)", s.name(),
+                        s.batch(), s.seqLen(), 1e3 * flopsPerToken * s.tokens() / peak, warmup, steps,
+                        MIN_TIMED_SECONDS));
                 rows.add(measure(backend, s, flopsPerToken, peak));
             }
             print(out, backend.name(), peak, rows);
@@ -289,21 +297,27 @@ final class BenchTrainCommand implements Callable<Integer> {
             }
             long t0 = System.nanoTime();
             TrainingBackend.Readout last = null;
-            for (int i = 0; i < steps; i++) {
-                last = step(model, opt, ids, targets, s, scale); // queued as the trainer queues its steps
+            int timed = 0;
+            // queued as the trainer queues its steps: the host runs at most a step or two ahead of the device, so the
+            // time queuing them is close to the device's
+            while (timed < steps || System.nanoTime() - t0 < MIN_TIMED_SECONDS * 1e9) {
+                last = step(model, opt, ids, targets, s, scale);
+                timed++;
             }
             double finalLoss = last.value();  // waits for the device: every timed step has run
             if (!Double.isFinite(finalLoss)) {
                 throw new IllegalStateException(s.name() + ": the loss of the last timed step is " + finalLoss);
             }
             opt.requireFinite();
-            double seconds = (System.nanoTime() - t0) / 1e9 / steps;
+            double seconds = (System.nanoTime() - t0) / 1e9 / timed;
+            row.put("timed_steps", timed);
             double tokensPerSecond = s.tokens() / seconds;
             row.put("seconds_per_step", seconds);
             row.put("tokens_per_s", tokensPerSecond);
             row.put("mfu", tokensPerSecond * flopsPerToken / peak);
             row.put("peak_bytes", peakBytes(backend));
             if (profile) {
+                model.recordSteps(false);  // the timed steps replayed recordings; this one runs op by op
                 ops[0].start();
                 step(model, opt, ids, targets, s, scale).value();
                 List<OpProfile.Row> timed = ops[0].stop();

@@ -12,6 +12,20 @@ public interface OpClock {
     /** Milliseconds from mark {@code from} to mark {@code to}; waits for the work before {@code to}. */
     double millis(long from, long to);
 
+    /**
+     * Holds the backend's work at this point until {@link #go} of the returned hold, so that marks queued in between
+     * time the device's work without the host's time queuing it (a GPU's stream waits on a gate; where ops run as they
+     * are called, nothing to hold: 0). A hold that the host does not release in time (an op inside it waiting for
+     * the device) lets go by itself after a bounded wait, which then counts in the op's time.
+     */
+    default long hold() {
+        return 0;
+    }
+
+    /** Releases a hold from {@link #hold}. */
+    default void go(long hold) {
+    }
+
     /** Frees a mark (no-op where marks hold nothing). */
     default void release(long mark) {
     }

@@ -17,7 +17,10 @@ import java.util.StringJoiner;
  * recording}, puts a mark of the backend's {@link OpClock} before and after every call, and {@link #stop} sums the
  * time between each call's two marks per op and shape (the shapes of its buffer and weight arguments). On a GPU the
  * marks are events on the backend's stream, so the times are the device's own, in the order the ops ran, and the
- * ops are queued as they are without the profile; time the device waited for the host inside a call counts too.
+ * ops are queued as they are without the profile. Each call is {@linkplain OpClock#hold held} while the host queues
+ * it, so that its time is the device's work alone, not the host's time queuing small ops (which the device would
+ * otherwise spend waiting inside the call); a call that itself waits for the device lets its hold go after a bounded
+ * wait, which then counts in its time.
  *
  * <p>Not thread-safe: for one caller at a time, as the backends are.
  */
@@ -83,16 +86,22 @@ public final class OpProfile {
     }
 
     private Object call(TrainingBackend target, Method method, Object[] args) throws Throwable {
-        if (method.getName().equals("stepRecorder") && method.getParameterCount() == 0) {
+        if (recording && method.getName().equals("stepRecorder") && method.getParameterCount() == 0) {
             return null;  // a profile times op by op: recorded steps would hide the ops
         }
         if (!recording || method.getDeclaringClass() == Object.class) {
             return invoke(target, method, args);
         }
+        long hold = clock.hold();
         long from = clock.mark();
-        Object result = invoke(target, method, args);
-        long to = clock.mark();
-        calls.add(new Call(method.getName(), shapes(args), from, to));
+        Object result;
+        try {
+            result = invoke(target, method, args);
+        } finally {
+            long to = clock.mark();
+            clock.go(hold);
+            calls.add(new Call(method.getName(), shapes(args), from, to));
+        }
         return result;
     }
 

@@ -2512,8 +2512,36 @@ public final class CudaBackend implements TrainingBackend {
         public void release(long mark) {
             freeEvents.push(mark);
         }
+
+        @Override
+        public long hold() {
+            bind();
+            if (recording || closed) {
+                return 0;
+            }
+            if (gate == null) {
+                gate = cu.mallocHost(8);
+                gate.set(ValueLayout.JAVA_LONG, 0, 0L);
+            }
+            long ticket = ++gateTicket;
+            kernels.opGate(gate.address(), ticket, GATE_TIMEOUT_NS);
+            return ticket;
+        }
+
+        @Override
+        public void go(long hold) {
+            if (hold != 0 && gate != null) {
+                GATE.setVolatile(gate, 0L, hold);
+            }
+        }
     };
     private final java.util.ArrayDeque<Long> freeEvents = new java.util.ArrayDeque<>();
+    /** Longest a {@linkplain OpClock#hold hold} keeps the stream waiting for the host. */
+    private static final long GATE_TIMEOUT_NS = 20_000_000L;
+    private static final java.lang.invoke.VarHandle GATE = ValueLayout.JAVA_LONG.varHandle();
+    /** Pinned host memory the clock's holds wait on (made at the first hold), and the last hold's ticket. */
+    private MemorySegment gate;
+    private long gateTicket;
 
     @Override
     public OpClock clock() {
@@ -2538,6 +2566,12 @@ public final class CudaBackend implements TrainingBackend {
             cu.destroyEvent(e);
         }
         freeEvents.clear();
+        if (gate != null) {
+            GATE.setVolatile(gate, 0L, Long.MAX_VALUE);  // any hold still queued lets go
+            cu.synchronize(stream);
+            cu.freeHost(gate);
+            gate = null;
+        }
         inputs.close();
         sampleInput.close();
         sampleOutput.close();

@@ -166,6 +166,15 @@ public final class Kernels {
 
     // ------------------------------------------------------------------------------------------------ dense ops
 
+    /**
+     * Holds the stream until the host writes a value of at least {@code ticket} into the 8 bytes of host memory at
+     * {@code released} (pinned, so the device reads it), or {@code timeoutNs} have passed: opGate.
+     */
+    public void opGate(long released, long ticket, long timeoutNs) {
+        args.reset().ptr(released).i64(ticket).i64(timeoutNs);
+        launch(function("opGate"), 1, 1, 1, 32, 0);
+    }
+
     /** {@code out[i] = table[ids[i]]}: table W {@code [V, d]}, ids int {@code [n]}, out F32 {@code [n, d]}. */
     public void embedding(Precision p, long table, long ids, long out, int n, int d) {
         require(n >= 0 && d >= 0, "embedding: n " + n + ", d " + d);
