@@ -86,6 +86,100 @@ __device__ void gemvRows(const A* x, const W* w, const W* bias, void* out, int o
     }
 }
 
+/**
+ * Version 2: y = x W^T (+ bias) as version 1, with more of W in flight and the reads of x shared. A warp takes R rows
+ * of W (R = 1, 2, 4 for M up to 2, 4, 8: each x value a lane loads serves R rows) and one of P parts of the width
+ * (P = 1, 2, 4 or 8 warps a row group, so that narrow outputs still give every SM warps enough); its lanes load
+ * U = 4 / R 16-byte pieces of each row before using them (4 x 16 bytes of W in flight a lane). Each warp's sums are
+ * added over its lanes in a fixed order, the P parts' sums in part order through shared memory, then the bias, and
+ * the result rounded once: deterministic. Grid ceil(N / (R 8 / P)), block GEMV_THREADS.
+ */
+template <int R, typename W, typename A>
+__device__ void gemvParts(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K,
+                          int P) {
+    constexpr int U = 4 / R;
+    __shared__ float partial[GEMV_THREADS / 32][R][GEMV_MAX_M];
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int groups = (GEMV_THREADS / 32) / P;
+    const int group = warp / P;
+    const int part = warp - group * P;
+    const int n0 = (blockIdx.x * groups + group) * R;
+    const int chunks = K >> 3;
+    const int perPart = (chunks + P - 1) / P;
+    const int c0 = part * perPart;
+    const int c1 = min(chunks, c0 + perPart);
+    float acc[R][GEMV_MAX_M];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int m = 0; m < GEMV_MAX_M; m++) acc[r][m] = 0.0f;
+    }
+    if (n0 < N) {
+        for (int c = c0 + lane; c < c1; c += 32 * U) {
+            float wv[U][R][8];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int cu = c + 32 * u;
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    if (cu < c1 && n0 + r < N) {
+                        load8(w + (i64)(n0 + r) * K + 8 * cu, wv[u][r]);
+                    } else {
+#pragma unroll
+                        for (int i = 0; i < 8; i++) wv[u][r][i] = 0.0f;
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int cu = c + 32 * u;
+                if (cu >= c1) break;
+#pragma unroll
+                for (int m = 0; m < GEMV_MAX_M; m++) {
+                    if (m < M) {
+                        float xv[8];
+                        load8(x + (i64)m * K + 8 * cu, xv);
+#pragma unroll
+                        for (int r = 0; r < R; r++) {
+#pragma unroll
+                            for (int i = 0; i < 8; i++) acc[r][m] += wv[u][r][i] * xv[i];
+                        }
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int m = 0; m < GEMV_MAX_M; m++) {
+            if (m < M) {
+                float v = acc[r][m];
+                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+                if (lane == 0) partial[warp][r][m] = v;
+            }
+        }
+    }
+    __syncthreads();
+    // thread t: (group, r, m) of the block's outputs, the parts summed in order
+    for (int t = threadIdx.x; t < groups * R * GEMV_MAX_M; t += GEMV_THREADS) {
+        const int g = t / (R * GEMV_MAX_M);
+        const int r = (t / GEMV_MAX_M) % R;
+        const int m = t % GEMV_MAX_M;
+        const int n = (blockIdx.x * groups + g) * R + r;
+        if (m >= M || n >= N) continue;
+        float v = 0.0f;
+        for (int p = 0; p < P; p++) v += partial[g * P + p][r][m];
+        v += bias != nullptr ? toF(bias[n]) : 0.0f;
+        if (outF32) {
+            reinterpret_cast<float*>(out)[(i64)m * N + n] = v;
+        } else {
+            reinterpret_cast<A*>(out)[(i64)m * N + n] = fromF<A>(v);
+        }
+    }
+}
+
 template <typename W, typename A>
 __device__ void gemv1_impl(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K) {
     gemvRows<1, W, A>(x, w, bias, out, outF32, M, N, K);
@@ -96,9 +190,33 @@ __device__ void gemv2_impl(const A* x, const W* w, const W* bias, void* out, int
     gemvRows<2, W, A>(x, w, bias, out, outF32, M, N, K);
 }
 
+template <typename W, typename A>
+__device__ void gemvP1_impl(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P) {
+    gemvParts<1, W, A>(x, w, bias, out, outF32, M, N, K, P);
+}
+
+template <typename W, typename A>
+__device__ void gemvP2_impl(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P) {
+    gemvParts<2, W, A>(x, w, bias, out, outF32, M, N, K, P);
+}
+
+template <typename W, typename A>
+__device__ void gemvP4_impl(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P) {
+    gemvParts<4, W, A>(x, w, bias, out, outF32, M, N, K, P);
+}
+
 }  // namespace b4j
 
 B4J_KERNEL(gemv1, GEMV_THREADS, (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K),
            (x, w, bias, out, outF32, M, N, K))
 B4J_KERNEL(gemv2, GEMV_THREADS, (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K),
            (x, w, bias, out, outF32, M, N, K))
+B4J_KERNEL(gemvP1, GEMV_THREADS,
+           (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P),
+           (x, w, bias, out, outF32, M, N, K, P))
+B4J_KERNEL(gemvP2, GEMV_THREADS,
+           (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P),
+           (x, w, bias, out, outF32, M, N, K, P))
+B4J_KERNEL(gemvP4, GEMV_THREADS,
+           (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P),
+           (x, w, bias, out, outF32, M, N, K, P))

@@ -25,7 +25,7 @@ import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks.",
         subcommands = {BenchCommand.Cpu.class, BenchGpuCommand.class, BenchTrainCommand.class,
-            BenchServeCommand.class})
+            BenchServeCommand.class, BenchKernelsCommand.class})
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

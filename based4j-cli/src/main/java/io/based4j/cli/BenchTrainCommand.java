@@ -297,20 +297,20 @@ final class BenchTrainCommand implements Callable<Integer> {
             }
             long t0 = System.nanoTime();
             TrainingBackend.Readout last = null;
-            int timed = 0;
+            int timedSteps = 0;
             // queued as the trainer queues its steps: the host runs at most a step or two ahead of the device, so the
             // time queuing them is close to the device's
-            while (timed < steps || System.nanoTime() - t0 < MIN_TIMED_SECONDS * 1e9) {
+            while (timedSteps < steps || System.nanoTime() - t0 < MIN_TIMED_SECONDS * 1e9) {
                 last = step(model, opt, ids, targets, s, scale);
-                timed++;
+                timedSteps++;
             }
             double finalLoss = last.value();  // waits for the device: every timed step has run
             if (!Double.isFinite(finalLoss)) {
                 throw new IllegalStateException(s.name() + ": the loss of the last timed step is " + finalLoss);
             }
             opt.requireFinite();
-            double seconds = (System.nanoTime() - t0) / 1e9 / timed;
-            row.put("timed_steps", timed);
+            double seconds = (System.nanoTime() - t0) / 1e9 / timedSteps;
+            row.put("timed_steps", timedSteps);
             double tokensPerSecond = s.tokens() / seconds;
             row.put("seconds_per_step", seconds);
             row.put("tokens_per_s", tokensPerSecond);

@@ -238,6 +238,18 @@ public final class CudaBackend implements TrainingBackend {
         return cu;
     }
 
+    /** The kernels, on this backend's stream (for the kernel workbench). */
+    Kernels kernels() {
+        bind();
+        return kernels;
+    }
+
+    /** The cuBLAS handle, on this backend's stream (for the kernel workbench). */
+    Cublas blas() {
+        bind();
+        return blas;
+    }
+
     long stream() {
         return stream;
     }

@@ -542,16 +542,61 @@ public final class Kernels {
      * the bias added before the one rounding. Requires {@link #gemvFits}.
      */
     public void gemv(Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
+        gemv(GEMV_VERSION, p, x, w, bias, out, outF32, m, n, k);
+    }
+
+    /** The version of gemv.cuh that {@link #gemv} runs (the fastest measured by {@code bench kernels}). */
+    static final int GEMV_VERSION = 2;
+    /** Versions of {@link #gemv} there are: 1 (gemv1, gemv2: a warp a row or two), 2 (gemvP*: rows and parts). */
+    static final int GEMV_VERSIONS = 2;
+    /** Warps version 2 aims to give a product at least (about 32 a multiprocessor on an H200), by parts of rows. */
+    private static final int GEMV_WARPS = 4096;
+
+    /** {@link #gemv} in one of its {@link #GEMV_VERSIONS} versions. */
+    void gemv(int version, Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
         require(gemvFits(m, k, x, w), "gemv: " + m + " rows of width " + k + " (at most " + GEMV_MAX_ROWS
                 + " rows, a width that is a multiple of 8, 16-byte aligned operands)");
         require(n >= 0, "gemv: n " + n);
         if (n == 0) {
             return;
         }
-        int perWarp = n >= GEMV_TWO_ROWS_FROM ? 2 : 1;
-        int perBlock = (THREADS / 32) * perWarp;
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k);
-        launch(function("gemv" + perWarp, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
+        int warps = THREADS / 32;
+        switch (version) {
+            case 1 -> {
+                int perWarp = n >= GEMV_TWO_ROWS_FROM ? 2 : 1;
+                int perBlock = warps * perWarp;
+                launch(function("gemv" + perWarp, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
+            }
+            case 2 -> {
+                int rows = gemvRowsPerWarp(m);
+                int parts = gemvParts(m, n, k);
+                args.i32(parts);
+                int perBlock = warps / parts * rows;
+                launch(function("gemvP" + rows, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
+            }
+            default -> throw new IllegalArgumentException("gemv: no version " + version + " (1 to " + GEMV_VERSIONS
+                    + ")");
+        }
+    }
+
+    /** Rows of w a warp of gemv version 2 takes: 1, 2 or 4 for up to 2, 4 or 8 rows of x. */
+    static int gemvRowsPerWarp(int m) {
+        return m <= 2 ? 1 : m <= 4 ? 2 : 4;
+    }
+
+    /**
+     * Parts of the width that gemv version 2 gives a row group's warps: 1, 2, 4 or 8, the fewest that give
+     * {@value #GEMV_WARPS} warps or more, each part keeping 32 pieces of 8 values or more (a piece a lane).
+     */
+    static int gemvParts(int m, int n, int k) {
+        long groups = (n + gemvRowsPerWarp(m) - 1) / gemvRowsPerWarp(m);
+        int pieces = k / 8;
+        int parts = 1;
+        while (parts < 8 && groups * parts < GEMV_WARPS && pieces / (2 * parts) >= 32) {
+            parts *= 2;
+        }
+        return parts;
     }
 
     /** Keys one block of {@link #attentionDecode} takes at most (DEC_KEYS in the .cu). */

@@ -1,0 +1,76 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * Every version of the gemv kernel ({@link Kernels#GEMV_VERSIONS}) against a float64 product on awkward sizes: 1 to
+ * 8 rows of x (each number of rows a warp of version 2 takes 1, 2 or 4 rows of w for), outputs of 1, 7, 33 and 1000
+ * (a block's rows not filled; parts of width 1, 2, 4 and 8), widths of 8 (one piece of 8 values), 24, 1000 and
+ * 4104, with and without a bias, the output in the compute type and in float32. Allowance: float32 sums of the exact
+ * products of rounded inputs differ from the float64 sum by a few float32 units of the sum of |x w| (k terms: k
+ * 2^-24 of it at most, bounded here by 2^-12 for k up to 4104), and a bf16 output adds one bf16 rounding of the value
+ * (2^-9 of it).
+ */
+@GpuTest
+class GemvVersionsTest {
+    @ParameterizedTest
+    @EnumSource(Precision.class)
+    void everyVersionIsTheProduct(Precision p) {
+        SplittableRandom r = new SplittableRandom(11);
+        try (KernelRig rig = new KernelRig()) {
+            for (int version = 1; version <= Kernels.GEMV_VERSIONS; version++) {
+                for (int m : new int[] {1, 2, 3, 5, 8}) {
+                    for (int n : new int[] {1, 7, 33, 1000}) {
+                        for (int k : new int[] {8, 24, 1000, 4104}) {
+                            check(rig, p, version, m, n, k, r.nextBoolean(), r.nextBoolean(), r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static void check(KernelRig rig, Precision p, int version, int m, int n, int k, boolean withBias,
+                              boolean outF32, SplittableRandom r) {
+        float[] x = rounded(p, r, m * k);
+        float[] w = rounded(p, r, n * k);
+        float[] bias = rounded(p, r, n);
+        long xd = rig.values(p, x);
+        long wd = rig.values(p, w);
+        long bd = withBias ? rig.values(p, bias) : 0;
+        Precision outType = outF32 ? Precision.F32 : p;
+        long out = rig.zeros((long) m * n * outType.bytes());
+        rig.kernels.gemv(version, p, xd, wd, bd, out, outF32, m, n, k);
+        float[] got = rig.values(outType, out, m * n);
+        String what = p + " v" + version + " " + m + "x" + k + " . " + k + "x" + n + (withBias ? " + bias" : "")
+                + (outF32 ? " -> f32" : "");
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double sum = withBias ? bias[j] : 0;
+                double abs = withBias ? Math.abs(bias[j]) : 0;
+                for (int t = 0; t < k; t++) {
+                    sum += (double) x[i * k + t] * w[j * k + t];
+                    abs += Math.abs((double) x[i * k + t] * w[j * k + t]);
+                }
+                double bound = 0x1p-12 * abs + (outType == Precision.BF16 ? 0x1p-9 * Math.abs(sum) : 0) + 1e-30;
+                double g = got[i * n + j];
+                assertTrue(Math.abs(g - sum) <= bound, what + ", out[" + i + ", " + j + "] = " + g + ", want " + sum
+                        + " (bound " + bound + ")");
+            }
+        }
+    }
+
+    /** Values uniform in [-1, 1), rounded to the precision's type. */
+    private static float[] rounded(Precision p, SplittableRandom r, int count) {
+        float[] v = new float[count];
+        for (int i = 0; i < count; i++) {
+            float f = (float) r.nextDouble(-1, 1);
+            v[i] = p == Precision.F32 ? f : io.based4j.tensor.Tensor.bf16ToFloat(io.based4j.tensor.Tensor.floatToBf16(f));
+        }
+        return v;
+    }
+}
