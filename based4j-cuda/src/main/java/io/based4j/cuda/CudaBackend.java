@@ -756,7 +756,8 @@ public final class CudaBackend implements TrainingBackend {
             return true;
         }
         if (w.type == precision && (bias == null || bias.type == precision)
-                && (out.type == precision || out.type == Precision.F32) && Kernels.gemvFits(n, k, x.ptr, w.ptr)) {
+                && (out.type == precision || out.type == Precision.F32) && Kernels.gemvFits(n, k, x.ptr, w.ptr)
+                && Kernels.gemvPays(m, k)) {
             // a decode step's few rows: one pass over the weights, the bias added before the output's rounding
             kernels.gemv(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, out.type == Precision.F32, n,
                     m, k);

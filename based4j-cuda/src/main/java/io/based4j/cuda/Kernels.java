@@ -537,6 +537,18 @@ public final class Kernels {
     }
 
     /**
+     * Whether {@link #gemv} beats cuBLAS for a product of a few rows into {@code n} outputs of width {@code k}: where
+     * the width is at least twice the outputs (the MLP's out-projections), whose parts of the width give narrow
+     * outputs warps enough. Measured by {@code bench kernels} on an H200 at based-1b's and based-360m's decode
+     * products: there version 2 took 14.6 and 7.1 us at 1 row where cuBLAS took 17.7 and 13.8, and at 8 rows 18.4
+     * (based-1b, against 16.5) and 8.8 (against 11.4); at the other shapes (outputs as wide as the width or wider)
+     * cuBLAS was as fast or faster, up to twice (1 x 1792 . 1792 x 5376: 9.0 us against 17.1).
+     */
+    static boolean gemvPays(int n, int k) {
+        return k >= 2L * n;
+    }
+
+    /**
      * {@code out = x @ w^T (+ bias)} for a few rows: x A {@code [m, k]}, w A {@code [n, k]}, bias A {@code [n]} or 0,
      * out {@code [m, n]} in A, or float32 where {@code outF32}. W is read once, 16 bytes a load; the sums are float32,
      * the bias added before the one rounding. Requires {@link #gemvFits}.
