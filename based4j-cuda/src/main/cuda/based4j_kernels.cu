@@ -1011,6 +1011,7 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_linear_split.cuh"
 #include "train_attention.cuh"
 #include "train_attention_mma.cuh"
+#include "train_loss_mma.cuh"
 
 // ------------------------------------------------------------------------------------------------ profiling
 

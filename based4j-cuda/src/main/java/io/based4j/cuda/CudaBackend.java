@@ -1831,6 +1831,16 @@ public final class CudaBackend implements TrainingBackend {
             long xc = scratch.slot(5, (long) m * d * precision.bytes());
             kernels.gatherRows(precision, xp, in, xc, m, d);
             long dxc = dxp == 0 ? 0 : scratch.slot(6, 4L * m * d);
+            if (dxc != 0 && dhp != 0 && argmax == null && TrainKernels.crossEntropyMmaFits(precision, d, vocab)
+                    && Kernels.aligned(xc, h.ptr)) {
+                // a narrow model's loss on the tensor cores, no logits in memory; dxc written whole
+                long work = scratch.slot(3, TrainKernels.crossEntropyMmaScratchBytes(m, d, vocab));
+                train.crossEntropyMma(xc, h.ptr, m, d, vocab, in + 4L * m, (float) scale, dxc, dhp, loss, work);
+                kernels.scatterAddRows(dxc, in, dxp, m, d);
+                written(dxb, Precision.F32, dxp);
+                written(dhb, Precision.F32, dhp);
+                return new Enqueued(loss, 0, scored);
+            }
             if (dxc != 0) {
                 cu.memsetD8Async(dxc, 0, 4L * m * d, stream);
             }

@@ -479,7 +479,7 @@ public final class Kernels {
         launch(fn, B, H, tiles, LINEAR_THREADS, shared);
     }
 
-    private void optIn(long fn, int shared) {
+    void optIn(long fn, int shared) {
         if (shared <= DEFAULT_SHARED) {
             return;
         }

@@ -403,6 +403,104 @@ public final class TrainKernels {
         return p == Precision.F32 ? bytes : bytes + align((long) p.bytes() * cells);
     }
 
+    // ------------------------------------------------------------------------------------------------ fused loss
+
+    /** Rows of x or of the head a block of the tensor-core loss takes (CEM_TILE of train_loss_mma.cuh). */
+    private static final int CEM_TILE = 64;
+    /** Blocks the tensor-core loss's kernels aim for (about four a multiprocessor of an H200), by splits. */
+    private static final int CEM_BLOCKS = 528;
+    private static final int CEM_THREADS = 128;
+
+    /**
+     * Whether {@link #crossEntropyMma} takes a loss: bf16, d a multiple of 16 up to 128 (the MQAR models' widths),
+     * at most {@value #CEM_MAX_VOCAB} logits a row.
+     */
+    public static boolean crossEntropyMmaFits(Precision p, int d, int vocab) {
+        return p == Precision.BF16 && d % 16 == 0 && d >= 16 && d <= 128 && vocab >= 1 && vocab <= CEM_MAX_VOCAB;
+    }
+
+    /** Largest vocabulary the tensor-core loss takes (its partial head gradients are {@code splits vocab d}). */
+    static final int CEM_MAX_VOCAB = 1 << 16;
+
+    /** Splits of the vocabulary for the rows kernel of {@code n} rows: enough blocks, at most one tile each. */
+    static int crossEntropyMmaRowSplits(int n, int vocab) {
+        int blocks = (n + CEM_TILE - 1) / CEM_TILE;
+        int tiles = (vocab + CEM_TILE - 1) / CEM_TILE;
+        return Math.max(1, Math.min(tiles, CEM_BLOCKS / Math.max(1, blocks)));
+    }
+
+    /** Splits of the rows for the head kernel: enough blocks, at most one tile of rows each. */
+    static int crossEntropyMmaHeadSplits(int n, int vocab) {
+        int blocks = (vocab + CEM_TILE - 1) / CEM_TILE;
+        int tiles = (n + CEM_TILE - 1) / CEM_TILE;
+        return Math.max(1, Math.min(tiles, CEM_BLOCKS / Math.max(1, blocks)));
+    }
+
+    /**
+     * Bytes of scratch {@link #crossEntropyMma} needs: 16 a row of state, 4 of base-2 log-sum-exp, the rows kernel's
+     * partial states and outputs ({@code splits n (16 + 4 d)}) and the head kernel's partial gradients
+     * ({@code splits vocab d} floats), each part 256-byte aligned.
+     */
+    public static long crossEntropyMmaScratchBytes(int n, int d, int vocab) {
+        long rs = crossEntropyMmaRowSplits(n, vocab);
+        long hs = crossEntropyMmaHeadSplits(n, vocab);
+        return align(STATS_BYTES_PER_ROW * n) + align(4L * n) + align(16 * rs * n) + align(4 * rs * n * d)
+                + align(4 * hs * vocab * d);
+    }
+
+    /**
+     * {@link #crossEntropy} with a gradient, on the tensor cores without logits in memory (train_loss_mma.cuh): the
+     * same loss added to {@code lossSum}, {@code dx} (float32 {@code [n, d]}) written (not added to) with
+     * {@code scale} times its gradient, {@code scale} times the head's gradient added to {@code dhead} (float32
+     * {@code [vocab, d]}). Requires {@link #crossEntropyMmaFits}, x and head 16-byte aligned, and
+     * {@link #crossEntropyMmaScratchBytes} of scratch. Four products of {@code 2 n vocab d} FLOPs (the logits made
+     * twice), nothing of {@code n x vocab} stored. In bf16 the products with the softmax read it rounded to bf16, as
+     * {@link #crossEntropy} reads its gradient; its sum over the vocabulary is of the rounded values where it divides
+     * the softmax-weighted head rows (so that the weights sum to one) and of the exact ones in the loss.
+     */
+    public void crossEntropyMma(long x, long head, int n, int d, int vocab, long targets, float scale, long dx,
+                                long dhead, long lossSum, long scratch) {
+        require(crossEntropyMmaFits(Precision.BF16, d, vocab), "crossEntropyMma: d " + d + ", vocab " + vocab
+                + " (d a multiple of 16 from 16 to 128, vocab 1 to " + CEM_MAX_VOCAB + ")");
+        require(n >= 0 && dx != 0 && dhead != 0, "crossEntropyMma: n " + n + " and both gradients needed");
+        require(Float.isFinite(scale), "crossEntropyMma: scale " + scale + " is not finite");
+        if (n == 0) {
+            return;
+        }
+        int rs = crossEntropyMmaRowSplits(n, vocab);
+        int hs = crossEntropyMmaHeadSplits(n, vocab);
+        long stats = scratch;
+        long lse2 = stats + align(STATS_BYTES_PER_ROW * n);
+        long part = lse2 + align(4L * n);
+        long partO = part + align(16L * rs * n);
+        long partW = partO + align(4L * rs * n * d);
+        int dhp = d <= 64 ? 64 : 128;
+        int shared = (3 * CEM_TILE * (dhp + 8) * 2) + 2 * CEM_TILE * 8;
+
+        long rows = k.function("crossEntropyMmaRows" + dhp + "_bf16");
+        k.optIn(rows, shared);
+        k.args.reset().ptr(x).ptr(head).ptr(targets).i32(n).i32(d).i32(vocab).ptr(part).ptr(partO);
+        k.launch(rows, (n + CEM_TILE - 1) / CEM_TILE, rs, 1, CEM_THREADS, shared);
+
+        k.args.reset().ptr(part).ptr(partO).ptr(head).ptr(targets).i32(n).i32(d).i32(rs).f32(scale).ptr(stats)
+                .ptr(lse2).ptr(dx);
+        k.launch(k.function("crossEntropyMmaMerge_bf16"), (int) Math.min((n + 7) / 8, Kernels.MAX_ELEMENTWISE_BLOCKS),
+                1, 1, 256, 0);
+
+        long headFn = k.function("crossEntropyMmaHead" + dhp + "_bf16");
+        k.optIn(headFn, shared);
+        k.args.reset().ptr(x).ptr(head).ptr(targets).ptr(lse2).i32(n).i32(d).i32(vocab).f32(scale).ptr(partW);
+        k.launch(headFn, (vocab + CEM_TILE - 1) / CEM_TILE, hs, 1, CEM_THREADS, shared);
+
+        long count = (long) vocab * d;
+        k.args.reset().ptr(partW).ptr(dhead).i64(count).i32(hs);
+        k.launch(k.function("crossEntropyMmaHeadSum_bf16"),
+                (int) Math.min((count + 255) / 256, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1, 256, 0);
+
+        k.args.reset().ptr(targets).ptr(stats).ptr(0).ptr(lossSum).i32(n).i32(vocab);
+        k.launch(k.function("crossEntropyLoss_f32"), 1, 1, 1, LOSS_THREADS, 0);
+    }
+
     /**
      * The row stride of the loss's logits and gradients: vocab rounded up to a multiple of 8, so that every row
      * starts 16-byte aligned (the products' fast kernels need it: an odd stride, such as GPT-2's 50257, leaves
