@@ -65,9 +65,13 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, const float (&v)[4]) {
     *reinterpret_cast<uint2*>(p) = bits;
 }
 
-template <typename W, typename A>
-__device__ void crossEntropyRows_impl(const float* logits, const int* targets, float4* stats, A* grad, int n,
-                                      int vocab, int ld, float scale) {
+/**
+ * The rows of logits of type L (float32, or bf16 as a bf16 product leaves them), the gradient in A; grad may be the
+ * logits themselves (bf16): each value is read by the thread that writes it, after the whole row has been read.
+ */
+template <typename L, typename A>
+__device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* stats, A* grad, int n, int vocab,
+                                   int ld, float scale) {
     // rows 16-byte aligned (the scratch is; ld a multiple of 8): 4 logits a load, the last vocab % 4 one by one
     const bool vec4 = (ld & 7) == 0 && (reinterpret_cast<uintptr_t>(logits) & 15) == 0
                       && (grad == nullptr || (reinterpret_cast<uintptr_t>(grad) & 15) == 0);
@@ -81,7 +85,7 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
     const int warps = blockDim.x >> 5;
     for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
         const int t = targets[row];
-        const float* z = logits + row * ld;
+        const L* z = logits + row * ld;
         A* g = grad == nullptr ? nullptr : grad + row * ld;
         if (t == B4J_IGNORE_INDEX) {  // the same for the whole block
             if (g != nullptr) {
@@ -91,15 +95,14 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
         }
         float m = -CUDART_INF_F, s = 0.0f, best = -CUDART_INF_F;
         int bestIdx = 0x7fffffff;
-        const float4* z4 = reinterpret_cast<const float4*>(z);
         for (int q = threadIdx.x; q < quads; q += blockDim.x) {
-            const float4 v = z4[q];
+            const float4 v = load4(z + 4 * q);
             softmaxAdd(m, s, best, bestIdx, v.x, 4 * q);
             softmaxAdd(m, s, best, bestIdx, v.y, 4 * q + 1);
             softmaxAdd(m, s, best, bestIdx, v.z, 4 * q + 2);
             softmaxAdd(m, s, best, bestIdx, v.w, 4 * q + 3);
         }
-        for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) softmaxAdd(m, s, best, bestIdx, z[j], j);
+        for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) softmaxAdd(m, s, best, bestIdx, toF(z[j]), j);
         for (int o = 16; o > 0; o >>= 1) {
             softmaxMerge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
             const float ov = __shfl_xor_sync(0xffffffffu, best, o);
@@ -120,7 +123,7 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
                 softmaxMerge(bm, bs, redM[w], redS[w]);
                 argmaxMerge(bb, bi, redB[w], redI[w]);
             }
-            const float zt = t >= 0 && t < vocab ? z[t] : CUDART_NAN_F;
+            const float zt = t >= 0 && t < vocab ? toF(z[t]) : CUDART_NAN_F;
             rowState = make_float4(bm, bs, zt, __int_as_float(bi == 0x7fffffff ? -1 : bi));
             stats[row] = rowState;
         }
@@ -129,20 +132,26 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
             const float4 st = rowState;
             const float f = scale / st.y;
             for (int q = threadIdx.x; q < quads; q += blockDim.x) {
-                const float4 v = z4[q];
+                const float4 v = load4(z + 4 * q);
                 float o[4] = {expf(v.x - st.x) * f, expf(v.y - st.x) * f, expf(v.z - st.x) * f,
                               expf(v.w - st.x) * f};
                 if ((t >> 2) == q) o[t & 3] -= scale;
                 store4(g + 4 * q, o);
             }
             for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) {
-                float v = expf(z[j] - st.x) * f;
+                float v = expf(toF(z[j]) - st.x) * f;
                 if (j == t) v -= scale;
                 g[j] = fromF<A>(v);
             }
         }
         __syncthreads();  // rowState and the warp slots are written again for the next row
     }
+}
+
+template <typename W, typename A>
+__device__ void crossEntropyRows_impl(const float* logits, const int* targets, float4* stats, A* grad, int n,
+                                      int vocab, int ld, float scale) {
+    crossEntropyRowsOf<float, A>(logits, targets, stats, grad, n, vocab, ld, scale);
 }
 
 /**
@@ -217,3 +226,11 @@ extern "C" __global__ void __launch_bounds__(256)
         __syncthreads();  // redM and redS are written again for the next entry
     }
 }
+
+namespace b4j_bf16 {
+/** crossEntropyRows over bf16 logits, the gradient written over them (grad = logits). */
+extern "C" __global__ void __launch_bounds__(512)
+    crossEntropyRowsInPlace_bf16(A* logits, const int* targets, float4* stats, int n, int vocab, int ld, float scale) {
+    b4j::crossEntropyRowsOf<A, A>(logits, targets, stats, logits, n, vocab, ld, scale);
+}
+}  // namespace b4j_bf16

@@ -244,6 +244,12 @@ public final class CudaBackend implements TrainingBackend {
         return kernels;
     }
 
+    /** The training kernels, on this backend's stream (for the kernel workbench). */
+    TrainKernels trainKernels() {
+        bind();
+        return train;
+    }
+
     /** The cuBLAS handle, on this backend's stream (for the kernel workbench). */
     Cublas blas() {
         bind();
@@ -1377,7 +1383,7 @@ public final class CudaBackend implements TrainingBackend {
      * Rows per chunk of the fused loss over {@code rows} rows: whole rows of the vocabulary, at most
      * {@link #LOSS_CELLS} logits, the rows shared evenly between the fewest chunks that keep to that.
      */
-    private static int lossChunk(long rows, long vocab) {
+    static int lossChunk(long rows, long vocab) {
         long most = Math.max(1, LOSS_CELLS / Math.max(1, vocab));
         long chunks = Math.max(1, (rows + most - 1) / most);
         return (int) Math.max(1, Math.min(Integer.MAX_VALUE, (rows + chunks - 1) / chunks));

@@ -25,7 +25,7 @@ import java.util.function.Consumer;
  */
 public final class KernelWorkbench {
     /** Kernels the workbench has versions of. */
-    public static final List<String> KERNELS = List.of("gemv");
+    public static final List<String> KERNELS = List.of("gemv", "crossEntropy");
     /** Bytes of input copies the timed calls go through at least (more than an H200's 50 MiB L2 cache). */
     static final long COLD_BYTES = 256L << 20;
 
@@ -94,7 +94,7 @@ public final class KernelWorkbench {
         }
         KernelWorkbench w = new KernelWorkbench(gpu, reps, note);
         try {
-            return w.gemv();
+            return kernel.equals("gemv") ? w.gemv() : w.crossEntropy();
         } finally {
             w.freeAll();
         }
@@ -184,6 +184,121 @@ public final class KernelWorkbench {
             }
         }
         return y;
+    }
+
+    // ------------------------------------------------------------------------------------------------ crossEntropy
+
+    /** A loss shape: {@code n} scored rows of width {@code d}, a vocabulary of {@code vocab}. */
+    record LossShape(String name, int n, int d, int vocab) {
+    }
+
+    /** The MQAR models' losses (a quarter of 16,384 and 65,536 tokens scored; widths 64 and 128) and based-360m's. */
+    static final List<LossShape> LOSS_SHAPES = List.of(new LossShape("mqar 16k tokens", 4096, 128, 8192),
+            new LossShape("mqar 64k tokens", 16384, 128, 8192), new LossShape("mqar d 64", 16384, 64, 8192),
+            new LossShape("360m", 16384, 1024, 50264));
+
+    /**
+     * Allowance of the loss's versions against version 1: the gradients normwise within 2e-2 (each version rounds
+     * the softmax, or its gradient, to bf16 before its products, 2^-8 relatively, as version 1 does in its own
+     * order), the loss sum within 2^-8 relatively (version 3 rounds each logit to bf16 first, 2^-9 of it).
+     */
+    static final double LOSS_BOUND = 2e-2;
+
+    /**
+     * The fused head and loss with its gradients: version 1, cuBLAS products with float32 logits and a bf16 gradient
+     * beside them ({@link TrainKernels#crossEntropy}); version 2, the tensor-core kernels without logits in memory
+     * ({@link TrainKernels#crossEntropyMma}, widths up to 128); version 3, cuBLAS products with bf16 logits that the
+     * gradient is written over. Checked against version 1 (which CrossEntropyKernelTest holds to float64).
+     */
+    private List<Result> crossEntropy() {
+        List<Result> results = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(9);
+        TrainKernels train = gpu.trainKernels();
+        for (LossShape s : LOSS_SHAPES) {
+            int n = s.n();
+            int d = s.d();
+            int vocab = s.vocab();
+            String shape = String.format(Locale.ROOT, "%s %dx%d, vocab %d", s.name(), n, d, vocab);
+            note.accept("crossEntropy " + shape);
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment x = gaussianBf16(arena, (long) n * d, 1, r);
+                MemorySegment head = gaussianBf16(arena, (long) vocab * d, 2 / Math.sqrt(d), r);
+                MemorySegment targets = arena.allocate(4L * n, 16);
+                for (int i = 0; i < n; i++) {
+                    targets.setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, i, r.nextInt(vocab));
+                }
+                long xd = upload(x, 2L * n * d);
+                long hd = upload(head, 2L * vocab * d);
+                long td = upload(targets, 4L * n);
+                long dx = alloc(4L * n * d);
+                long dhead = alloc(4L * vocab * d);
+                long loss = alloc(8);
+                int chunk = CudaBackend.lossChunk(n, vocab);
+                long scratch = alloc(Math.max(TrainKernels.crossEntropyScratchBytes(Precision.BF16, n, chunk, vocab),
+                        TrainKernels.crossEntropyMmaScratchBytes(n, d, vocab)));
+                float scale = 1f / n;
+                double bytes = 2.0 * n * d + 2.0 * vocab * d + 4.0 * n * d + 4.0 * vocab * d;
+                List<String> names = new ArrayList<>();
+                List<Runnable> calls = new ArrayList<>();
+                names.add("v1 (f32 logits)");
+                calls.add(() -> train.crossEntropy(Precision.BF16, xd, hd, n, d, vocab, td, scale, dx, dhead, 0, loss,
+                        scratch, chunk, false));
+                if (TrainKernels.crossEntropyMmaFits(Precision.BF16, d, vocab)) {
+                    names.add("v2 (tensor cores)");
+                    calls.add(() -> train.crossEntropyMma(xd, hd, n, d, vocab, td, scale, dx, dhead, loss, scratch));
+                }
+                names.add("v3 (bf16 logits)");
+                calls.add(() -> train.crossEntropy(Precision.BF16, xd, hd, n, d, vocab, td, scale, dx, dhead, 0, loss,
+                        scratch, chunk, true));
+                float[][] want = null;
+                for (int i = 0; i < names.size(); i++) {
+                    Runnable call = calls.get(i);
+                    cu.memsetD8Async(dx, 0, 4L * n * d, stream);
+                    cu.memsetD8Async(dhead, 0, 4L * vocab * d, stream);
+                    cu.memsetD8Async(loss, 0, 8, stream);
+                    call.run();
+                    float[][] got = {floats(arena, dx, (long) n * d), floats(arena, dhead, (long) vocab * d),
+                            {(float) download(arena, loss, 8).get(ValueLayout.JAVA_DOUBLE_UNALIGNED, 0)}};
+                    if (want == null) {
+                        want = got;
+                    }
+                    double error = Math.max(Math.max(normwise(got[0], want[0]), normwise(got[1], want[1])),
+                            Math.abs(got[2][0] - want[2][0]) / Math.abs(want[2][0]) * (LOSS_BOUND / 0x1p-8));
+                    double ms = time(1, c -> call.run());
+                    results.add(new Result("crossEntropy", shape, names.get(i), ms, bytes / (ms * 1e-3) / 1e9,
+                            error, LOSS_BOUND));
+                }
+            }
+            freeAll();
+        }
+        return results;
+    }
+
+    /** max |got - want| over max |want|. */
+    private static double normwise(float[] got, float[] want) {
+        double worst = 0;
+        double scale = 0;
+        for (int i = 0; i < want.length; i++) {
+            worst = Math.max(worst, Float.isFinite(got[i]) ? Math.abs(got[i] - want[i]) : Double.POSITIVE_INFINITY);
+            scale = Math.max(scale, Math.abs(want[i]));
+        }
+        return scale == 0 ? worst : worst / scale;
+    }
+
+    private float[] floats(Arena arena, long ptr, long count) {
+        return download(arena, ptr, 4 * count).toArray(ValueLayout.JAVA_FLOAT);
+    }
+
+    /** bf16 values of a normal distribution of standard deviation sd. */
+    private static MemorySegment gaussianBf16(Arena arena, long count, double sd, SplittableRandom r) {
+        MemorySegment seg = arena.allocate(2 * count, 16);
+        for (long i = 0; i < count; i++) {
+            double u = r.nextDouble();
+            double v = r.nextDouble();
+            double g = Math.sqrt(-2 * Math.log(1 - u)) * Math.cos(2 * Math.PI * v);
+            seg.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Tensor.floatToBf16((float) (sd * g)));
+        }
+        return seg;
     }
 
     // ------------------------------------------------------------------------------------------------ common

@@ -532,6 +532,29 @@ public final class TrainKernels {
      */
     public void crossEntropy(Precision p, long x, long head, int n, int d, int vocab, long targets, float scale,
                              long dx, long dhead, long argmax, long lossSum, long scratch, int chunk) {
+        crossEntropy(p, x, head, n, d, vocab, targets, scale, dx, dhead, argmax, lossSum, scratch, chunk, false);
+    }
+
+    /**
+     * Bytes of scratch of {@link #crossEntropy} with the logits in bf16 ({@code bf16Logits}): 16 per row of state and
+     * a bf16 {@code [chunk, vocab]} of logits that the gradient is written over.
+     */
+    public static long crossEntropyBf16ScratchBytes(int n, int chunk, int vocab) {
+        long cells = (long) Math.min(n, chunk) * logitsStride(vocab);
+        return align(STATS_BYTES_PER_ROW * n) + align(2 * cells);
+    }
+
+    /**
+     * {@link #crossEntropy}; with {@code bf16Logits} (bf16 only) the logits product leaves its float32 sums rounded
+     * to bf16, as the reference's mixed precision does (its head's product under bf16 autocast, the loss taking those
+     * logits to float32), and the gradient is written over them in bf16: half the bytes of float32 logits and a bf16
+     * gradient beside them ({@link #crossEntropyBf16ScratchBytes}), where the loss of a narrow model is bound by those
+     * bytes, not by its products.
+     */
+    public void crossEntropy(Precision p, long x, long head, int n, int d, int vocab, long targets, float scale,
+                             long dx, long dhead, long argmax, long lossSum, long scratch, int chunk,
+                             boolean bf16Logits) {
+        require(!bf16Logits || p == Precision.BF16, "crossEntropy: bf16 logits in a bf16 pass only");
         require(n >= 0 && d >= 1 && vocab >= 1, "crossEntropy: n " + n + ", d " + d + ", vocab " + vocab
                 + ": need n >= 0 and positive d and vocab");
         require(chunk >= 1, "crossEntropy: chunk " + chunk + " must be positive");
@@ -544,7 +567,10 @@ public final class TrainKernels {
         long logits = scratch + align(STATS_BYTES_PER_ROW * n);
         boolean gradient = dx != 0 || dhead != 0;
         int ld = logitsStride(vocab);
-        long grad = !gradient ? 0 : p == Precision.F32 ? logits : logits + align(4L * Math.min(n, chunk) * ld);
+        long grad = !gradient ? 0 : p == Precision.F32 || bf16Logits ? logits
+                : logits + align(4L * Math.min(n, chunk) * ld);
+        int logitsType = bf16Logits ? Cublas.R_16BF : Cublas.R_32F;
+        long logitBytes = bf16Logits ? 2 : 4;
         long xRow = (long) d * p.bytes();
         for (int r0 = 0; r0 < n; r0 += chunk) {
             int rows = Math.min(chunk, n - r0);
@@ -556,16 +582,23 @@ public final class TrainKernels {
             int rest = vocab - v8;
             long headRest = head + (long) v8 * d * p.bytes();
             if (v8 > 0) {
-                product(Cublas.OP_T, Cublas.OP_N, v8, rows, d, head, type, d, xc, type, d, 0f, logits, ld);
+                product(Cublas.OP_T, Cublas.OP_N, v8, rows, d, head, type, d, xc, type, d, 0f, logits, logitsType, ld);
             }
             if (rest > 0) {
-                product(Cublas.OP_T, Cublas.OP_N, rest, rows, d, headRest, type, d, xc, type, d, 0f, logits + 4L * v8,
-                        ld);
+                product(Cublas.OP_T, Cublas.OP_N, rest, rows, d, headRest, type, d, xc, type, d, 0f,
+                        logits + logitBytes * v8, logitsType, ld);
             }
-            k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).ptr(grad)
-                    .i32(rows).i32(vocab).i32(ld).f32(scale);
-            k.launch(k.function("crossEntropyRows", p), (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1,
-                    LOSS_ROW_THREADS, 0);
+            if (bf16Logits) {
+                k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).i32(rows)
+                        .i32(vocab).i32(ld).f32(scale);
+                k.launch(k.function("crossEntropyRowsInPlace_bf16"),
+                        (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1, LOSS_ROW_THREADS, 0);
+            } else {
+                k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).ptr(grad)
+                        .i32(rows).i32(vocab).i32(ld).f32(scale);
+                k.launch(k.function("crossEntropyRows", p), (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1,
+                        1, LOSS_ROW_THREADS, 0);
+            }
             if (dx != 0) {
                 // dx_c [rows, d] += g [rows, vocab] @ head [vocab, d]; column-major: dx_c^T = head^T g^T
                 if (v8 > 0) {
@@ -599,11 +632,17 @@ public final class TrainKernels {
      */
     private void product(int transA, int transB, int m, int n, int kk, long A, int aType, int lda, long B, int bType,
                          int ldb, float beta, long C, int ldc) {
+        product(transA, transB, m, n, kk, A, aType, lda, B, bType, ldb, beta, C, Cublas.R_32F, ldc);
+    }
+
+    /** A float32-accumulated product whose output C is of type cType (float32, or bf16 rounded once). */
+    private void product(int transA, int transB, int m, int n, int kk, long A, int aType, int lda, long B, int bType,
+                         int ldb, float beta, long C, int cType, int ldc) {
         if (lt != null && m > 0 && n > 0 && kk > 0 && lt.matmul(transA, transB, m, n, kk, 1f, A, aType, lda, B,
-                bType, ldb, beta, C, Cublas.R_32F, ldc, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0)) {
+                bType, ldb, beta, C, cType, ldc, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0)) {
             return;
         }
-        blas.gemm(transA, transB, m, n, kk, 1f, A, aType, lda, B, bType, ldb, beta, C, Cublas.R_32F, ldc,
+        blas.gemm(transA, transB, m, n, kk, 1f, A, aType, lda, B, bType, ldb, beta, C, cType, ldc,
                 Cublas.COMPUTE_32F);
     }
 
