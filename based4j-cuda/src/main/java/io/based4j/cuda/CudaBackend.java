@@ -67,6 +67,14 @@ public final class CudaBackend implements TrainingBackend {
      * based-360m's.)
      */
     private static final long LOSS_CELLS = 1L << 28;
+    /**
+     * Widest model whose gathered loss (a recall task's few scored rows) runs on the tensor cores without logits in
+     * memory ({@link TrainKernels#crossEntropyMma}). Wider ones take the products with bf16 logits. Measured by
+     * {@code bench kernels} on an H200 at 16,384 rows and a vocabulary of 8,192: width 64, 0.38 ms on the tensor cores
+     * against 0.72 (float32 logits) and 0.65 (bf16 logits); width 128, 0.79 against 0.73 and 0.66.
+     */
+    static final int LOSS_MMA_MAX_WIDTH = 64;
+
     /** Scratch slot of the argmax of a loss over gathered rows (no other op uses it). */
     private static final int GATHERED_ARGMAX_SLOT = 8;
     /** Scratch slot of the bf16 copy of dx that rmsNormBackward leaves (no other op uses it). */
@@ -1790,7 +1798,9 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * Checks the arguments and queues the fused head and loss. Where at most half the rows have a target (recall
      * tasks score a few positions a sequence), the head's products run over those rows only, gathered: the loss's
-     * gradient is added back into dx's rows, and the argmax, if asked for, is that of the gathered rows.
+     * gradient is added back into dx's rows, and the argmax, if asked for, is that of the gathered rows. Such a loss
+     * without an argmax runs in bf16 on the tensor cores for models up to {@link #LOSS_MMA_MAX_WIDTH} wide, else with
+     * bf16 logits (as the reference's bf16 autocast makes them); with an argmax (scoring) the logits are float32.
      */
     private Enqueued enqueueCrossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
                                      Buffer dhead, int[] argmax) {
@@ -1837,8 +1847,8 @@ public final class CudaBackend implements TrainingBackend {
             long xc = scratch.slot(5, (long) m * d * precision.bytes());
             kernels.gatherRows(precision, xp, in, xc, m, d);
             long dxc = dxp == 0 ? 0 : scratch.slot(6, 4L * m * d);
-            if (dxc != 0 && dhp != 0 && argmax == null && TrainKernels.crossEntropyMmaFits(precision, d, vocab)
-                    && Kernels.aligned(xc, h.ptr)) {
+            if (dxc != 0 && dhp != 0 && argmax == null && d <= LOSS_MMA_MAX_WIDTH
+                    && TrainKernels.crossEntropyMmaFits(precision, d, vocab) && Kernels.aligned(xc, h.ptr)) {
                 // a narrow model's loss on the tensor cores, no logits in memory; dxc written whole
                 long work = scratch.slot(3, TrainKernels.crossEntropyMmaScratchBytes(m, d, vocab));
                 train.crossEntropyMma(xc, h.ptr, m, d, vocab, in + 4L * m, (float) scale, dxc, dhp, loss, work);
@@ -1851,10 +1861,12 @@ public final class CudaBackend implements TrainingBackend {
                 cu.memsetD8Async(dxc, 0, 4L * m * d, stream);
             }
             int chunk = lossChunk(m, vocab);
-            long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, m, chunk, vocab));
+            boolean bf16Logits = precision == Precision.BF16 && argmax == null;
+            long work = scratch.slot(3, bf16Logits ? TrainKernels.crossEntropyBf16ScratchBytes(m, chunk, vocab)
+                    : TrainKernels.crossEntropyScratchBytes(precision, m, chunk, vocab));
             long best = argmax == null ? 0 : scratch.slot(GATHERED_ARGMAX_SLOT, 4L * m);
             train.crossEntropy(precision, xc, h.ptr, m, d, vocab, in + 4L * m, (float) scale, dxc, dhp, best, loss,
-                    work, chunk);
+                    work, chunk, bf16Logits);
             if (dxc != 0) {
                 kernels.scatterAddRows(dxc, in, dxp, m, d);
             }
