@@ -346,15 +346,21 @@ final class BenchGpuCommand implements Callable<Integer> {
             ops[0].start();
             d.prefill(prompt, rnd);
             List<OpProfile.Row> prefill = ops[0].stop();
+            List<OpProfile.Row> prefillKernels = ops[0].kernels();
             d.step(); // untimed: the step's first run
             ops[0].start();
             d.step();
             List<OpProfile.Row> step = ops[0].stop();
+            List<OpProfile.Row> stepKernels = ops[0].kernels();
             row.put("profile_prefill", ProfileTable.json(prefill));
+            row.put("profile_prefill_kernels", ProfileTable.json(prefillKernels));
             row.put("profile_decode_step", ProfileTable.json(step));
+            row.put("profile_decode_step_kernels", ProfileTable.json(stepKernels));
             String what = String.format(Locale.ROOT, "%s, prompt %d, batch %d", profiled, prompt, batch);
             ProfileTable.print(out, what + ": the prefill op by op", prefill, PROFILE_ROWS);
+            ProfileTable.printKernels(out, what + ": the prefill", prefill, prefillKernels, PROFILE_ROWS);
             ProfileTable.print(out, what + ": one decode step op by op", step, PROFILE_ROWS);
+            ProfileTable.printKernels(out, what + ": one decode step", step, stepKernels, PROFILE_ROWS);
         }
     }
 

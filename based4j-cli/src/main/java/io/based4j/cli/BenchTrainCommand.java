@@ -322,9 +322,11 @@ final class BenchTrainCommand implements Callable<Integer> {
                 step(model, opt, ids, targets, s, scale).value();
                 List<OpProfile.Row> timed = ops[0].stop();
                 row.put("profile", ProfileTable.json(timed));
-                ProfileTable.print(spec.commandLine().getOut(), String.format(Locale.ROOT,
-                        "%s, %d x %d tokens: one step op by op", s.name(), s.batch(), s.seqLen()), timed,
-                        PROFILE_ROWS);
+                row.put("profile_kernels", ProfileTable.json(ops[0].kernels()));
+                String what = String.format(Locale.ROOT, "%s, %d x %d tokens: one step op by op", s.name(),
+                        s.batch(), s.seqLen());
+                ProfileTable.print(spec.commandLine().getOut(), what, timed, PROFILE_ROWS);
+                ProfileTable.printKernels(spec.commandLine().getOut(), what, timed, ops[0].kernels(), PROFILE_ROWS);
             }
             // the next shape starts clean: its activations and recorded steps, and the scratch they held, go
             model.releaseActivations();

@@ -39,6 +39,35 @@ final class ProfileTable {
         out.flush();
     }
 
+    /**
+     * Prints the backend's own kernels over the same calls (where it timed them): the {@code limit} longest with
+     * their share of the calls' total, and what the kernels leave of it (library products, copies, the gaps between
+     * launches). Nothing where no kernels were timed.
+     */
+    static void printKernels(PrintWriter out, String title, List<OpProfile.Row> ops, List<OpProfile.Row> kernels,
+                             int limit) {
+        if (kernels.isEmpty()) {
+            return;
+        }
+        double total = ops.stream().mapToDouble(OpProfile.Row::millis).sum();
+        double inKernels = kernels.stream().mapToDouble(OpProfile.Row::millis).sum();
+        out.printf(Locale.ROOT, "%s: its kernels, %.2f ms of the %.2f%n", title, inKernels, total);
+        out.printf(Locale.ROOT, "%9s %6s %6s  %s%n", "ms", "share", "calls", "kernel");
+        for (int i = 0; i < Math.min(limit, kernels.size()); i++) {
+            OpProfile.Row r = kernels.get(i);
+            out.printf(Locale.ROOT, "%9.3f %5.1f%% %6d  %s%n", r.millis(), 100 * r.millis() / total, r.calls(),
+                    r.op());
+        }
+        if (kernels.size() > limit) {
+            double rest = kernels.subList(limit, kernels.size()).stream().mapToDouble(OpProfile.Row::millis).sum();
+            out.printf(Locale.ROOT, "%9.3f %5.1f%% %6s  (%d more kernels)%n", rest, 100 * rest / total, "",
+                    kernels.size() - limit);
+        }
+        out.printf(Locale.ROOT, "%9.3f %5.1f%% %6s  (library products, copies, gaps)%n", total - inKernels,
+                100 * (total - inKernels) / total, "");
+        out.flush();
+    }
+
     /** Every row as JSON: op, shapes, calls, ms. */
     static List<Map<String, Object>> json(List<OpProfile.Row> rows) {
         return rows.stream().map(t -> {

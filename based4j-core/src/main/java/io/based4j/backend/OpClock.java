@@ -26,6 +26,18 @@ public interface OpClock {
     default void go(long hold) {
     }
 
+    /**
+     * Starts (or stops) timing the backend's own kernels one by one, where it launches kernels (a GPU's: a pair of
+     * events around each launch); {@link #kernelTimes} reads them.
+     */
+    default void timeKernels(boolean on) {
+    }
+
+    /** The kernels timed since {@link #timeKernels}: name, calls and milliseconds (no shapes); empty where none. */
+    default java.util.List<OpProfile.Row> kernelTimes() {
+        return java.util.List.of();
+    }
+
     /** Frees a mark (no-op where marks hold nothing). */
     default void release(long mark) {
     }

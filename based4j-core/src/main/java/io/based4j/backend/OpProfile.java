@@ -52,15 +52,30 @@ public final class OpProfile {
                 new Class<?>[] {TrainingBackend.class}, h);
     }
 
-    /** Starts timing calls, forgetting any earlier ones. */
+    /** Starts timing calls (and the backend's kernels, where it can), forgetting any earlier ones. */
     public void start() {
         discard();
+        kernels = List.of();
+        clock.timeKernels(true);
         recording = true;
     }
+
+    /**
+     * The backend's own kernels over the calls of the last {@link #start}-{@link #stop}: name, calls and
+     * milliseconds, the longest first (empty where the backend times no kernels). Library routines (matrix
+     * products) and copies are in the calls' times only.
+     */
+    public List<Row> kernels() {
+        return kernels;
+    }
+
+    private List<Row> kernels = List.of();
 
     /** Stops timing; returns the timed calls summed per op and shape, the longest first (waits for the device). */
     public List<Row> stop() {
         recording = false;
+        kernels = clock.kernelTimes();
+        clock.timeKernels(false);
         Map<String, double[]> sums = new LinkedHashMap<>();
         Map<String, String[]> names = new LinkedHashMap<>();
         for (Call c : calls) {

@@ -2570,6 +2570,18 @@ public final class CudaBackend implements TrainingBackend {
         }
 
         @Override
+        public void timeKernels(boolean on) {
+            bind();
+            kernels.timeLaunches(on);
+        }
+
+        @Override
+        public List<io.based4j.backend.OpProfile.Row> kernelTimes() {
+            bind();
+            return kernels.timedLaunches();
+        }
+
+        @Override
         public void go(long hold) {
             if (hold != 0 && gate != null) {
                 GATE.setVolatile(gate, 0L, hold);

@@ -1,7 +1,9 @@
 package io.based4j.cuda;
 
 import io.based4j.config.MixerConfig;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -115,8 +117,53 @@ public final class Kernels {
         if (f == null) {
             f = cu.moduleGetFunction(module, name);
             functions.put(name, f);
+            names.put(f, name);
         }
         return f;
+    }
+
+    /** The kernels' names by function handle. */
+    private final Map<Long, String> names = new HashMap<>();
+    /** Launches timed by a pair of events each while a profile asks (null otherwise): function, start, end. */
+    private List<long[]> timed;
+
+    /** Starts (or stops, discarding) timing every launch with a pair of events on the stream. */
+    void timeLaunches(boolean on) {
+        discardTimed();
+        timed = on ? new ArrayList<>() : null;
+    }
+
+    /**
+     * The launches timed since {@link #timeLaunches}: per kernel, its calls and milliseconds in all (waits for the
+     * device), the longest first; the list starts over.
+     */
+    List<io.based4j.backend.OpProfile.Row> timedLaunches() {
+        if (timed == null) {
+            return List.of();
+        }
+        Map<String, double[]> sums = new java.util.LinkedHashMap<>();
+        for (long[] t : timed) {
+            cu.synchronizeEvent(t[2]);
+            double[] s = sums.computeIfAbsent(names.getOrDefault(t[0], "kernel"), k -> new double[2]);
+            s[0]++;
+            s[1] += cu.elapsedMillis(t[1], t[2]);
+        }
+        discardTimed();
+        timed = new ArrayList<>();
+        List<io.based4j.backend.OpProfile.Row> rows = new ArrayList<>();
+        sums.forEach((name, s) -> rows.add(new io.based4j.backend.OpProfile.Row(name, "", (int) s[0], s[1])));
+        rows.sort(java.util.Comparator.comparingDouble(io.based4j.backend.OpProfile.Row::millis).reversed());
+        return rows;
+    }
+
+    private void discardTimed() {
+        if (timed != null) {
+            for (long[] t : timed) {
+                cu.destroyEvent(t[1]);
+                cu.destroyEvent(t[2]);
+            }
+            timed.clear();
+        }
     }
 
     long function(String base, Precision p) {
@@ -124,6 +171,15 @@ public final class Kernels {
     }
 
     void launch(long fn, int gx, int gy, int gz, int block, int shared) {
+        if (timed != null) {
+            long start = cu.createEvent();
+            cu.record(start, stream);
+            cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
+            long end = cu.createEvent();
+            cu.record(end, stream);
+            timed.add(new long[] {fn, start, end});
+            return;
+        }
         cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
     }
 

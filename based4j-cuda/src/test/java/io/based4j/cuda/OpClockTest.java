@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.Backend.Buffer;
@@ -40,6 +41,27 @@ class OpClockTest {
             assertTrue(held < 2, "held: " + held + " ms");
             assertTrue(unheld >= 9, "not held: " + unheld + " ms");
             assertArrayEquals(new float[] {31, 62, 93, 124}, gpu.download(a), "both adds ran");
+        }
+    }
+
+    @Test
+    void kernelsAreTimedOneByOne() {
+        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.F32)) {
+            OpClock clock = gpu.clock();
+            Buffer a = gpu.upload(new float[] {1, 2, 3, 4}, 1, 4);
+            Buffer b = gpu.upload(new float[] {10, 20, 30, 40}, 1, 4);
+            clock.timeKernels(true);
+            gpu.addInPlace(a, b);
+            gpu.addInPlace(a, b);
+            java.util.List<io.based4j.backend.OpProfile.Row> rows = clock.kernelTimes();
+            clock.timeKernels(false);
+            assertEquals(1, rows.size(), "one kernel: " + rows);
+            assertEquals(2, rows.getFirst().calls(), "called twice: " + rows);
+            assertTrue(rows.getFirst().op().startsWith("add"), "named by its function: " + rows);
+            assertTrue(rows.getFirst().millis() > 0 && rows.getFirst().millis() < 5, "timed: " + rows);
+            gpu.addInPlace(a, b);
+            assertTrue(clock.kernelTimes().isEmpty(), "no timing once stopped");
+            assertArrayEquals(new float[] {31, 62, 93, 124}, gpu.download(a), "the adds ran");
         }
     }
 
