@@ -148,6 +148,110 @@ __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* 
     }
 }
 
+/** Quads of logits a thread of crossEntropyRowsHeld holds at most: rows of up to 512 x 4 x 8 = 16384 logits. */
+#define CE_HELD_MAX_QUADS 8
+#define CE_HELD_THREADS 512
+
+/**
+ * crossEntropyRowsOf for rows of at most 2048 Q logits, each read once into registers (quad q of thread t: logits
+ * 4 (t + 512 q) .. + 3; rows 16-byte aligned, ld a multiple of 8): the row's max and argmax over the block, then one
+ * exponential a logit, exp(z - M), kept for both the block's sum and the gradient, which is written from the
+ * registers (over the logits where grad is them). Block 512 threads, rows grid-strided; the state as
+ * crossEntropyRowsOf leaves it (the sum in another fixed order). Ignored rows: zero gradients, no state.
+ */
+template <typename L, typename A, int Q>
+__device__ void crossEntropyRowsHeld(const L* logits, const int* targets, float4* stats, A* grad, int n, int vocab,
+                                     int ld, float scale) {
+    __shared__ float redM[CE_HELD_THREADS / 32], redS[CE_HELD_THREADS / 32];
+    __shared__ int redI[CE_HELD_THREADS / 32];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
+        const int t = targets[row];
+        const L* z = logits + row * ld;
+        A* g = grad == nullptr ? nullptr : grad + row * ld;
+        float v[Q][4];
+        float best = -CUDART_INF_F;
+        int bestIdx = 0x7fffffff;
+#pragma unroll
+        for (int q = 0; q < Q; q++) {
+            const int j0 = 4 * (threadIdx.x + CE_HELD_THREADS * q);
+            if (j0 + 3 < vocab) {
+                const float4 f = load4(z + j0);
+                v[q][0] = f.x, v[q][1] = f.y, v[q][2] = f.z, v[q][3] = f.w;
+            } else {
+#pragma unroll
+                for (int e = 0; e < 4; e++) v[q][e] = j0 + e < vocab ? toF(z[j0 + e]) : -CUDART_INF_F;
+            }
+#pragma unroll
+            for (int e = 0; e < 4; e++) argmaxMerge(best, bestIdx, v[q][e], j0 + e);
+        }
+        if (t == B4J_IGNORE_INDEX) {  // the same for the whole block
+            if (g != nullptr) {
+#pragma unroll
+                for (int q = 0; q < Q; q++) {
+                    const int j0 = 4 * (threadIdx.x + CE_HELD_THREADS * q);
+                    const float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    if (j0 + 3 < vocab) {
+                        store4(g + j0, o);
+                    } else {
+                        for (int e = 0; e < 4 && j0 + e < vocab; e++) g[j0 + e] = fromF<A>(0.0f);
+                    }
+                }
+            }
+            continue;
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bestIdx, o);
+            argmaxMerge(best, bestIdx, ov, oi);
+        }
+        if (lane == 0) {
+            redM[warp] = best;
+            redI[warp] = bestIdx;
+        }
+        __syncthreads();
+        float mx = -CUDART_INF_F;
+        int mi = 0x7fffffff;
+        for (int w = 0; w < CE_HELD_THREADS / 32; w++) argmaxMerge(mx, mi, redM[w], redI[w]);
+        // the row's max is its largest logit (all finite logits; -inf ones add nothing)
+        float sum = 0.0f;
+#pragma unroll
+        for (int q = 0; q < Q; q++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                v[q][e] = expf(v[q][e] - mx);  // -inf past the vocabulary: 0
+                sum += v[q][e];
+            }
+        }
+        sum = warpSum(sum);
+        if (lane == 0) redS[warp] = sum;
+        __syncthreads();
+        float total = 0.0f;
+        for (int w = 0; w < CE_HELD_THREADS / 32; w++) total += redS[w];
+        if (threadIdx.x == 0) {
+            const float zt = t >= 0 && t < vocab ? toF(z[t]) : CUDART_NAN_F;
+            stats[row] = make_float4(mx, total, zt, __int_as_float(mi == 0x7fffffff ? -1 : mi));
+        }
+        if (g != nullptr) {
+            const float f = scale / total;
+#pragma unroll
+            for (int q = 0; q < Q; q++) {
+                const int j0 = 4 * (threadIdx.x + CE_HELD_THREADS * q);
+                float o[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) o[e] = v[q][e] * f - (j0 + e == t ? scale : 0.0f);
+                if (j0 + 3 < vocab) {
+                    store4(g + j0, o);
+                } else {
+                    for (int e = 0; e < 4 && j0 + e < vocab; e++) g[j0 + e] = fromF<A>(o[e]);
+                }
+            }
+        }
+        __syncthreads();  // the warp slots are written again for the next row
+    }
+}
+
 template <typename W, typename A>
 __device__ void crossEntropyRows_impl(const float* logits, const int* targets, float4* stats, A* grad, int n,
                                       int vocab, int ld, float scale) {
@@ -234,3 +338,26 @@ extern "C" __global__ void __launch_bounds__(512)
     b4j::crossEntropyRowsOf<A, A>(logits, targets, stats, logits, n, vocab, ld, scale);
 }
 }  // namespace b4j_bf16
+
+#define CE_HELD_KERNELS(Q)                                                                                           \
+    namespace b4j_f32 {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(CE_HELD_THREADS) crossEntropyRowsHeld##Q##_f32(                     \
+        const float* logits, const int* targets, float4* stats, A* grad, int n, int vocab, int ld, float scale) {    \
+        b4j::crossEntropyRowsHeld<float, A, Q>(logits, targets, stats, grad, n, vocab, ld, scale);                   \
+    }                                                                                                                \
+    }                                                                                                                \
+    namespace b4j_bf16 {                                                                                             \
+    extern "C" __global__ void __launch_bounds__(CE_HELD_THREADS) crossEntropyRowsHeld##Q##_bf16(                    \
+        const float* logits, const int* targets, float4* stats, A* grad, int n, int vocab, int ld, float scale) {    \
+        b4j::crossEntropyRowsHeld<float, A, Q>(logits, targets, stats, grad, n, vocab, ld, scale);                   \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(CE_HELD_THREADS) crossEntropyRowsHeldInPlace##Q##_bf16(             \
+        A* logits, const int* targets, float4* stats, int n, int vocab, int ld, float scale) {                       \
+        b4j::crossEntropyRowsHeld<A, A, Q>(logits, targets, stats, logits, n, vocab, ld, scale);                     \
+    }                                                                                                                \
+    }
+
+CE_HELD_KERNELS(1)
+CE_HELD_KERNELS(2)
+CE_HELD_KERNELS(4)
+CE_HELD_KERNELS(8)

@@ -228,7 +228,7 @@ public final class Kernels {
      */
     public void opGate(long released, long ticket, long timeoutNs) {
         args.reset().ptr(released).i64(ticket).i64(timeoutNs);
-        launch(function("opGate"), 1, 1, 1, 32, 0);
+        cu.launch(function("opGate"), 1, 1, 1, 32, 1, 1, 0, stream, args);  // not a kernel of the op: never timed
     }
 
     /** {@code out[i] = table[ids[i]]}: table W {@code [V, d]}, ids int {@code [n]}, out F32 {@code [n, d]}. */

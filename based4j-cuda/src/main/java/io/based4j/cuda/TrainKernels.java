@@ -437,6 +437,21 @@ public final class TrainKernels {
     }
 
     /**
+     * Quads of logits a thread of the rows kernel that holds its row in registers takes (crossEntropyRowsHeld*, 512
+     * threads): the fewest of 1, 2, 4 and 8 that cover the vocabulary; 0 above 16,384 logits a row, which the kernel
+     * that reads its row twice takes (crossEntropyRows). The held kernel makes one exponential a logit, the other
+     * two or more (its online softmax rescales at each new maximum, then the gradient's pass makes them again).
+     */
+    static int heldQuads(int vocab) {
+        for (int q = 1; q <= 8; q *= 2) {
+            if (vocab <= 4 * LOSS_ROW_THREADS * q) {
+                return q;
+            }
+        }
+        return 0;
+    }
+
+    /**
      * Bytes of scratch {@link #crossEntropyMma} needs: 16 a row of state, 4 of base-2 log-sum-exp, the rows kernel's
      * partial states and outputs ({@code splits n (16 + 4 d)}) and the head kernel's partial gradients
      * ({@code splits vocab d} floats), each part 256-byte aligned.
@@ -588,16 +603,18 @@ public final class TrainKernels {
                 product(Cublas.OP_T, Cublas.OP_N, rest, rows, d, headRest, type, d, xc, type, d, 0f,
                         logits + logitBytes * v8, logitsType, ld);
             }
+            int quads = heldQuads(vocab);
+            int blocks = (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS);
+            String held = quads == 0 ? null : "crossEntropyRowsHeld" + (bf16Logits ? "InPlace" : "") + quads;
             if (bf16Logits) {
                 k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).i32(rows)
                         .i32(vocab).i32(ld).f32(scale);
-                k.launch(k.function("crossEntropyRowsInPlace_bf16"),
-                        (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1, 1, LOSS_ROW_THREADS, 0);
+                k.launch(k.function(held != null ? held : "crossEntropyRowsInPlace", Precision.BF16), blocks, 1, 1,
+                        LOSS_ROW_THREADS, 0);
             } else {
                 k.args.reset().ptr(logits).ptr(targets + 4L * r0).ptr(stats + STATS_BYTES_PER_ROW * r0).ptr(grad)
                         .i32(rows).i32(vocab).i32(ld).f32(scale);
-                k.launch(k.function("crossEntropyRows", p), (int) Math.min(rows, Kernels.MAX_ELEMENTWISE_BLOCKS), 1,
-                        1, LOSS_ROW_THREADS, 0);
+                k.launch(k.function(held != null ? held : "crossEntropyRows", p), blocks, 1, 1, LOSS_ROW_THREADS, 0);
             }
             if (dx != 0) {
                 // dx_c [rows, d] += g [rows, vocab] @ head [vocab, d]; column-major: dx_c^T = head^T g^T
