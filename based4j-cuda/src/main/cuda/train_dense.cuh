@@ -188,38 +188,39 @@ __device__ void rmsNormBackwardRows_impl(const float* x, const W* weight, const 
     for (int i = 0; i < Q; i++) dw[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     for (i64 row = first + warp; row < last; row += RMS_ROW_WARPS) {
         const float r = rstd[row];
-        float4 xv[Q], gw[Q];
         float dot[Q];
 #pragma unroll
         for (int i = 0; i < Q; i++) {
             const int q = lane + 32 * i;
-            xv[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            gw[i] = xv[i];
             dot[i] = 0.0f;
             if (q < quads) {
-                xv[i] = load4(x + row * d + 4 * q);
+                const float4 xv = load4(x + row * d + 4 * q);
                 const float4 g = load4(dout + row * d + 4 * q);
                 const float4 w = load4(weight + 4 * q);
-                gw[i] = make_float4(g.x * w.x, g.y * w.y, g.z * w.z, g.w * w.w);
-                dot[i] = (gw[i].x * xv[i].x + gw[i].y * xv[i].y) + (gw[i].z * xv[i].z + gw[i].w * xv[i].w);
-                dw[i].x += g.x * xv[i].x * r;
-                dw[i].y += g.y * xv[i].y * r;
-                dw[i].z += g.z * xv[i].z * r;
-                dw[i].w += g.w * xv[i].w * r;
+                dot[i] = (g.x * w.x * xv.x + g.y * w.y * xv.y) + (g.z * w.z * xv.z + g.w * w.w * xv.w);
+                dw[i].x += g.x * xv.x * r;
+                dw[i].y += g.y * xv.y * r;
+                dw[i].z += g.z * xv.z * r;
+                dw[i].w += g.w * xv.w * r;
             }
         }
         const float c = r * r * rowSum<Q>(dot) / (float)d;
         if (dx != nullptr) {
+            // x and dout read again (from the L1 cache, the warp having just read them) rather than kept: half the
+            // registers, twice the warps a multiprocessor holds
 #pragma unroll
             for (int i = 0; i < Q; i++) {
                 const int q = lane + 32 * i;
                 if (q < quads) {
+                    const float4 xv = load4(x + row * d + 4 * q);
+                    const float4 g = load4(dout + row * d + 4 * q);
+                    const float4 w = load4(weight + 4 * q);
                     float* at = dx + row * d + 4 * q;
                     float4 v = load4(at);
-                    v.x += r * (gw[i].x - xv[i].x * c);
-                    v.y += r * (gw[i].y - xv[i].y * c);
-                    v.z += r * (gw[i].z - xv[i].z * c);
-                    v.w += r * (gw[i].w - xv[i].w * c);
+                    v.x += r * (g.x * w.x - xv.x * c);
+                    v.y += r * (g.y * w.y - xv.y * c);
+                    v.z += r * (g.z * w.z - xv.z * c);
+                    v.w += r * (g.w * w.w - xv.w * c);
                     store4(at, v);
                     if (dxCopy != nullptr) store4(dxCopy + row * d + 4 * q, v);
                 }
