@@ -403,6 +403,9 @@ __device__ void linearAttentionZ_impl(const A* k, float* kState, const int* layo
     for (int a = threadIdx.x; a < E; a += blockDim.x) zg[a] = z[a];
 }
 
+/** Rows of S a thread of linearAttentionDecode loads before writing any back. */
+#define LA_DECODE_BATCH 8
+
 /**
  * One decode step of Taylor linear attention (every sequence one token): S += phi(k) v^T, z += phi(k), then
  * y = phi(q).S / (phi(q).z + eps), S and z read and written once, in place in the state. Grid (B, H), block 256
@@ -449,11 +452,25 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
     const int g = tid / dh;
     float num = 0.0f;
     if (g < G) {
-        for (int a = g; a < E; a += G) {
-            float* sp = Sg + (i64)a * dh + e;
-            const float s = *sp + pk[a] * vs[e];
-            *sp = s;
-            num += pq[a] * s;
+        // LA_DECODE_BATCH rows of S loaded before any is written back: the loads in flight together (a store to one
+        // row could otherwise be taken to alias the next row's load), the same operations in the same order
+        const float ve = vs[e];
+        for (int a0 = g; a0 < E; a0 += G * LA_DECODE_BATCH) {
+            float sv[LA_DECODE_BATCH];
+#pragma unroll
+            for (int u = 0; u < LA_DECODE_BATCH; u++) {
+                const int a = a0 + u * G;
+                sv[u] = a < E ? Sg[(i64)a * dh + e] : 0.0f;
+            }
+#pragma unroll
+            for (int u = 0; u < LA_DECODE_BATCH; u++) {
+                const int a = a0 + u * G;
+                if (a < E) {
+                    const float s = sv[u] + pk[a] * ve;
+                    Sg[(i64)a * dh + e] = s;
+                    num += pq[a] * s;
+                }
+            }
         }
     }
     red[tid] = num;
