@@ -472,7 +472,8 @@ public final class Kernels {
     /**
      * One decode step of {@link #linearAttention} (every sequence one token; the same arguments): each (sequence,
      * head) block reads and writes its S and z once, in place, and writes the output: the recurrent kernel's state
-     * bit for bit, the output summed in another order. Requires {@link #linearDecodeFits}.
+     * bit for bit, the output summed in another order. Blocks of 256 threads (512 measured 2% slower for based-1b at
+     * batch 128 and 5% for based-360m on an H200, 1% faster at batch 1). Requires {@link #linearDecodeFits}.
      */
     public void linearAttentionDecode(Precision p, long q, long k, long v, long kvState, long kState, long layout,
                                       long out, int B, int H, int f, int dh, float eps) {
