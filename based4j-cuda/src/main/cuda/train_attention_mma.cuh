@@ -127,6 +127,51 @@ __device__ __forceinline__ const bf16* atmB(const bf16* tile, int k0, int n0, in
 }
 
 /**
+ * s = A B^T for one tile: A the warp's 16 rows as fragments af (k over the head dims), B the tile's 8 ST rows (the n
+ * of the scores) by its head dims; dims from dh on (zeros) are skipped.
+ */
+template <int DHP, int ST>
+__device__ __forceinline__ void atmScoreTile(float (&s)[ST][4], const unsigned (&af)[DHP / 16][4], const bf16* tile,
+                                             int dh, int lane) {
+    constexpr int LD = atmLd<DHP>();
+#pragma unroll
+    for (int nt = 0; nt < ST; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < DHP / 16; kk++) {
+        if (kk * 16 >= dh) break;
+#pragma unroll
+        for (int np = 0; np < ST / 2; np++) {
+            unsigned b[4];
+            atmLdm(b, atmBt<LD>(tile, np * 16, kk * 16, lane));
+            atmMma(s[2 * np], af[kk], b[0], b[1]);
+            atmMma(s[2 * np + 1], af[kk], b[2], b[3]);
+        }
+    }
+}
+
+/**
+ * o += P V for one tile: P the warp's 16 rows in bf16 (p[nt][h]: columns 2c, 2c + 1 of row g + 8h of n-tile nt, the
+ * n of the scores being the tile's 8 ST rows), V the tile's rows by its head dims; dims from dh on are skipped.
+ */
+template <int DHP, int ST>
+__device__ __forceinline__ void atmAccumulatePV(float (&o)[DHP / 8][4], const unsigned (&p)[ST][2], const bf16* tile,
+                                                int dh, int lane) {
+    constexpr int LD = atmLd<DHP>();
+#pragma unroll
+    for (int kk = 0; kk < ST / 2; kk++) {
+        const unsigned a[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
+#pragma unroll
+        for (int dp = 0; dp < DHP / 16; dp++) {
+            if (dp * 16 >= dh) break;
+            unsigned b[4];
+            atmLdmT(b, atmB<LD>(tile, kk * 16, dp * 16, lane));
+            atmMma(o[2 * dp], a, b[0], b[1]);
+            atmMma(o[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+/**
  * Rows [r0, r0 + ROWS) of one head's vectors (src: the head's row 0 of the sequence, rows stride elements apart) into
  * tile [ROWS][LD], asynchronously: rows outside [0, L) and columns from dh on (dh a multiple of 8) as zeros.
  */
@@ -356,19 +401,7 @@ __device__ void attentionMmaForward_impl(const bf16* q, const bf16* k, i64 qkStr
         const bf16* vt = vs + (it & 1) * ATM_KTILE * LD;
 
         float s[ST][4];
-#pragma unroll
-        for (int nt = 0; nt < ST; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            if (kk * 16 >= dh) break;
-#pragma unroll
-            for (int np = 0; np < ST / 2; np++) {
-                unsigned b[4];
-                atmLdm(b, atmBt<LD>(kt, np * 16, kk * 16, lane));
-                atmMma(s[2 * np], qf[kk], b[0], b[1]);
-                atmMma(s[2 * np + 1], qf[kk], b[2], b[3]);
-            }
-        }
+        atmScoreTile<DHP, ST>(s, qf, kt, dh, lane);
         // every (query, key) pair of the tile is seen: no key past the first query, none beyond the window
         const bool whole = k0 + ATM_KTILE - 1 <= q0 && q0 + ATM_BLOCK - 1 - k0 <= window;
 #pragma unroll
@@ -404,18 +437,7 @@ __device__ void attentionMmaForward_impl(const bf16* q, const bf16* k, i64 qkStr
                 l[h] += pr.x + pr.y;
             }
         }
-#pragma unroll
-        for (int kk = 0; kk < ATM_KTILE / 16; kk++) {
-            const unsigned a[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
-#pragma unroll
-            for (int dp = 0; dp < DHP / 16; dp++) {
-                if (dp * 16 >= dh) break;
-                unsigned b[4];
-                atmLdmT(b, atmB<LD>(vt, kk * 16, dp * 16, lane));
-                atmMma(o[2 * dp], a, b[0], b[1]);
-                atmMma(o[2 * dp + 1], a, b[2], b[3]);
-            }
-        }
+        atmAccumulatePV<DHP, ST>(o, p, vt, dh, lane);
         __syncthreads();  // this tile's buffers are refilled two tiles on
     }
 #pragma unroll

@@ -87,19 +87,7 @@ __device__ void crossEntropyMmaRows_impl(const bf16* x, const bf16* w, const int
         }
         const bf16* wt = ws + buf * CEM_TILE * LD;
         float s[ST][4];
-#pragma unroll
-        for (int nt = 0; nt < ST; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            if (kk * 16 >= d) break;
-#pragma unroll
-            for (int np = 0; np < ST / 2; np++) {
-                unsigned b[4];
-                atmLdm(b, atmBt<LD>(wt, np * 16, kk * 16, lane));
-                atmMma(s[2 * np], xf[kk], b[0], b[1]);
-                atmMma(s[2 * np + 1], xf[kk], b[2], b[3]);
-            }
-        }
+        atmScoreTile<DHP, ST>(s, xf, wt, d, lane);
 #pragma unroll
         for (int nt = 0; nt < ST; nt++) {
 #pragma unroll
@@ -136,18 +124,7 @@ __device__ void crossEntropyMmaRows_impl(const bf16* x, const bf16* w, const int
                 le[h] += e0 + e1;
             }
         }
-#pragma unroll
-        for (int kk = 0; kk < CEM_TILE / 16; kk++) {
-            const unsigned a[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
-#pragma unroll
-            for (int dp = 0; dp < DHP / 16; dp++) {
-                if (dp * 16 >= d) break;
-                unsigned b[4];
-                atmLdmT(b, atmB<LD>(wt, kk * 16, dp * 16, lane));
-                atmMma(o[2 * dp], a, b[0], b[1]);
-                atmMma(o[2 * dp + 1], a, b[2], b[3]);
-            }
-        }
+        atmAccumulatePV<DHP, ST>(o, p, wt, d, lane);
         __syncthreads();  // this tile's buffer is refilled two tiles on
     }
 #pragma unroll
@@ -279,19 +256,7 @@ __device__ void crossEntropyMmaHead_impl(const bf16* x, const bf16* w, const int
         const float* lt = ls + buf * CEM_TILE;
         const int* tt = ts + buf * CEM_TILE;
         float s[ST][4];
-#pragma unroll
-        for (int nt = 0; nt < ST; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            if (kk * 16 >= d) break;
-#pragma unroll
-            for (int np = 0; np < ST / 2; np++) {
-                unsigned b[4];
-                atmLdm(b, atmBt<LD>(xt, np * 16, kk * 16, lane));
-                atmMma(s[2 * np], wf[kk], b[0], b[1]);
-                atmMma(s[2 * np + 1], wf[kk], b[2], b[3]);
-            }
-        }
+        atmScoreTile<DHP, ST>(s, wf, xt, d, lane);
         unsigned p[ST][2];  // G rounded to bf16: rows the head rows, columns the tile's rows of x
 #pragma unroll
         for (int nt = 0; nt < ST; nt++) {
@@ -307,18 +272,7 @@ __device__ void crossEntropyMmaHead_impl(const bf16* x, const bf16* w, const int
                 p[nt][h] = atmPack(scale * g0, scale * g1);
             }
         }
-#pragma unroll
-        for (int kk = 0; kk < CEM_TILE / 16; kk++) {
-            const unsigned a[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
-#pragma unroll
-            for (int dp = 0; dp < DHP / 16; dp++) {
-                if (dp * 16 >= d) break;
-                unsigned b[4];
-                atmLdmT(b, atmB<LD>(xt, kk * 16, dp * 16, lane));
-                atmMma(acc[2 * dp], a, b[0], b[1]);
-                atmMma(acc[2 * dp + 1], a, b[2], b[3]);
-            }
-        }
+        atmAccumulatePV<DHP, ST>(acc, p, xt, d, lane);
         __syncthreads();
     }
 #pragma unroll
