@@ -171,6 +171,25 @@ __device__ __forceinline__ void atmAccumulatePV(float (&o)[DHP / 8][4], const un
     }
 }
 
+/** The largest of m and the scores of accumulator row g + 8h in the tile (over the four lanes of the row). */
+template <int ST>
+__device__ __forceinline__ float atmRowMax(const float (&s)[ST][4], int h, float m) {
+#pragma unroll
+    for (int nt = 0; nt < ST; nt++) m = fmaxf(m, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+    return fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+}
+
+/** Accumulator row g + 8h times f (an online softmax's rescaling at a new maximum). */
+template <int NT>
+__device__ __forceinline__ void atmScaleRow(float (&o)[NT][4], int h, float f) {
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        o[nt][2 * h] *= f;
+        o[nt][2 * h + 1] *= f;
+    }
+}
+
 /**
  * Rows [r0, r0 + ROWS) of one head's vectors (src: the head's row 0 of the sequence, rows stride elements apart) into
  * tile [ROWS][LD], asynchronously: rows outside [0, L) and columns from dh on (dh a multiple of 8) as zeros.
@@ -416,20 +435,12 @@ __device__ void attentionMmaForward_impl(const bf16* q, const bf16* k, i64 qkStr
         unsigned p[ST][2];  // P in bf16: p[nt][h] = columns 2c, 2c + 1 of row g + 8h of n-tile nt
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            float mx = m[h];
-#pragma unroll
-            for (int nt = 0; nt < ST; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mx = atmRowMax<ST>(s, h, m[h]);
             const float base = mx == -CUDART_INF_F ? 0.0f : mx;  // a row with no key yet stays at zero
             const float corr = exp2f(m[h] - base);
             m[h] = mx;
             l[h] *= corr;
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                o[nt][2 * h] *= corr;
-                o[nt][2 * h + 1] *= corr;
-            }
+            atmScaleRow<NT>(o, h, corr);
 #pragma unroll
             for (int nt = 0; nt < ST; nt++) {
                 p[nt][h] = atmPack(exp2f(s[nt][2 * h] - base), exp2f(s[nt][2 * h + 1] - base));

@@ -100,20 +100,12 @@ __device__ void crossEntropyMmaRows_impl(const bf16* x, const bf16* w, const int
         unsigned p[ST][2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            float mx = mx2[h];
-#pragma unroll
-            for (int nt = 0; nt < ST; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mx = atmRowMax<ST>(s, h, mx2[h]);
             const float corr = exp2f(mx2[h] - mx);  // every tile holds a column < vocab: mx is finite
             mx2[h] = mx;
             lr[h] *= corr;
             le[h] *= corr;
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                o[nt][2 * h] *= corr;
-                o[nt][2 * h + 1] *= corr;
-            }
+            atmScaleRow<NT>(o, h, corr);
 #pragma unroll
             for (int nt = 0; nt < ST; nt++) {
                 const float e0 = exp2f(s[nt][2 * h] - mx);
