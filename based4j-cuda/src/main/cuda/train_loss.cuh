@@ -184,8 +184,12 @@ __device__ void crossEntropyRowsHeld(const L* logits, const int* targets, float4
                 for (int e = 0; e < 4; e++) v[q][e] = j0 + e < vocab ? toF(z[j0 + e]) : -CUDART_INF_F;
             }
 #pragma unroll
-            for (int e = 0; e < 4; e++) argmaxMerge(best, bestIdx, v[q][e], j0 + e);
+            for (int e = 0; e < 4; e++) {
+                if (j0 + e < vocab) argmaxMerge(best, bestIdx, v[q][e], j0 + e);  // never the padding
+            }
         }
+        // the target's logit, read before any thread writes the gradient (over the logits where grad is them)
+        const float zt = threadIdx.x == 0 && t >= 0 && t < vocab ? toF(z[t]) : CUDART_NAN_F;
         if (t == B4J_IGNORE_INDEX) {  // the same for the whole block
             if (g != nullptr) {
 #pragma unroll
@@ -229,10 +233,7 @@ __device__ void crossEntropyRowsHeld(const L* logits, const int* targets, float4
         __syncthreads();
         float total = 0.0f;
         for (int w = 0; w < CE_HELD_THREADS / 32; w++) total += redS[w];
-        if (threadIdx.x == 0) {
-            const float zt = t >= 0 && t < vocab ? toF(z[t]) : CUDART_NAN_F;
-            stats[row] = make_float4(mx, total, zt, __int_as_float(mi == 0x7fffffff ? -1 : mi));
-        }
+        if (threadIdx.x == 0) stats[row] = make_float4(mx, total, zt, __int_as_float(mi == 0x7fffffff ? -1 : mi));
         if (g != nullptr) {
             const float f = scale / total;
 #pragma unroll

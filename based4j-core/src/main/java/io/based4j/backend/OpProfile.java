@@ -74,8 +74,11 @@ public final class OpProfile {
     /** Stops timing; returns the timed calls summed per op and shape, the longest first (waits for the device). */
     public List<Row> stop() {
         recording = false;
-        kernels = clock.kernelTimes();
-        clock.timeKernels(false);
+        try {
+            kernels = clock.kernelTimes();
+        } finally {
+            clock.timeKernels(false);
+        }
         Map<String, double[]> sums = new LinkedHashMap<>();
         Map<String, String[]> names = new LinkedHashMap<>();
         for (Call c : calls) {
@@ -113,8 +116,12 @@ public final class OpProfile {
         try {
             result = invoke(target, method, args);
         } finally {
-            long to = clock.mark();
-            clock.go(hold);
+            long to;
+            try {
+                to = clock.mark();
+            } finally {
+                clock.go(hold);  // whatever happened, the stream is not left waiting on this call
+            }
             calls.add(new Call(method.getName(), shapes(args), from, to));
         }
         return result;

@@ -2463,6 +2463,7 @@ public final class CudaBackend implements TrainingBackend {
         inputs = graphInputs;
         recording = true;
         capture = step;
+        kernels.capturing(true);  // a profile's events around launches would be captured into the graph
         Throwable failed = null;
         try {
             body.run();
@@ -2472,6 +2473,7 @@ public final class CudaBackend implements TrainingBackend {
             inputs = saved;
             recording = false;
             capture = null;
+            kernels.capturing(false);
         }
         if (failed != null) {
             try {
@@ -2619,6 +2621,7 @@ public final class CudaBackend implements TrainingBackend {
             cu.destroyEvent(e);
         }
         freeEvents.clear();
+        kernels.timeLaunches(false);  // events of a profile that was not stopped
         if (gate != null) {
             GATE.setVolatile(gate, 0L, Long.MAX_VALUE);  // any hold still queued lets go
             cu.synchronize(stream);

@@ -171,16 +171,36 @@ public final class Kernels {
     }
 
     void launch(long fn, int gx, int gy, int gz, int block, int shared) {
-        if (timed != null) {
+        if (timed != null && !capturing) {
             long start = cu.createEvent();
-            cu.record(start, stream);
-            cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
-            long end = cu.createEvent();
-            cu.record(end, stream);
+            long end;
+            try {
+                end = cu.createEvent();
+            } catch (RuntimeException e) {
+                cu.destroyEvent(start);
+                throw e;
+            }
+            try {
+                cu.record(start, stream);
+                cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
+                cu.record(end, stream);
+            } catch (RuntimeException e) {
+                cu.destroyEvent(start);
+                cu.destroyEvent(end);
+                throw e;
+            }
             timed.add(new long[] {fn, start, end});
             return;
         }
         cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
+    }
+
+    /** Whether the stream is being captured into a graph: launches are then not timed. */
+    private boolean capturing;
+
+    /** Says that the stream's work is being captured into a graph (no timing events then), or no longer. */
+    void capturing(boolean on) {
+        capturing = on;
     }
 
     private static int elementwiseBlocks(long count) {
