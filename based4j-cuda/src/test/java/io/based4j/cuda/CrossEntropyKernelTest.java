@@ -19,7 +19,9 @@ import org.junit.jupiter.params.provider.CsvSource;
 /**
  * The fused head + cross-entropy on the GPU ({@link TrainKernels#crossEntropy}) against
  * {@link CrossEntropyOps#forwardBackward} in float64: summed loss, argmax, and the gradients added into dx and dhead,
- * on batches of rows that no chunk divides (211 rows in chunks of 64; 67 in chunks of 32 and 16) and in one chunk,
+ * on batches of rows that no chunk divides (211 rows in chunks of 64; 67 in chunks of 32 and 16) and in one chunk
+ * (among them 4,096 rows of 8,192 logits, written over by their gradient: a row's target logit read after another
+ * thread wrote its gradient would move that row's loss by several units, far beyond the allowance),
  * over a vocabulary of 1000 and the GPT-2 vocabulary 50257 in a head padded to 50264, with ignored targets and
  * targets on the first and last token. The padded head rows hold a large sentinel: reading them would change the loss by far more than the
  * allowance, and dhead's padded rows must come back exactly as they were.
@@ -56,6 +58,8 @@ class CrossEntropyKernelTest {
         "BF16, 211, 64, 1000, 1000, 256, false",
         "BF16, 67, 112, 50257, 50264, 16, true",
         "BF16, 211, 64, 1000, 1000, 256, true",
+        "F32, 4096, 64, 8192, 8192, 4096, false",
+        "BF16, 4096, 64, 8192, 8192, 4096, true",
     })
     void matchesTheReference(Precision p, int n, int d, int vocab, int padded, int chunk, boolean bf16Logits) {
         SplittableRandom r = new SplittableRandom(SEED);
