@@ -71,7 +71,9 @@ final class MqarSweepCommand implements Callable<Integer> {
     String test;
 
     @Option(names = "--stop-after", paramLabel = "M", defaultValue = "0",
-            description = "Start no new run after M minutes (0: no limit); run again to go on.")
+            description = "After M minutes (0: no limit) start no new run and pause the runs training, their state "
+                    + "saved under DIR/" + MqarSweep.PAUSED + " (each goes on from it, update for update, when the "
+                    + "same command runs again).")
     double stopAfter;
 
     @Option(names = "--parallel", paramLabel = "N",

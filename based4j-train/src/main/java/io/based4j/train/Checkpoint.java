@@ -99,7 +99,7 @@ public final class Checkpoint {
     }
 
     /** Deletes a file or a directory tree; an error names the file that could not be deleted. */
-    static void deleteTree(Path p) {
+    public static void deleteTree(Path p) {
         if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
             return;
         }

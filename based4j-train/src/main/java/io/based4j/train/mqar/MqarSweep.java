@@ -6,6 +6,7 @@ import io.based4j.train.JsonLinesFile;
 import io.based4j.train.Progress;
 import io.based4j.train.RunLock;
 import java.io.PrintWriter;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -39,6 +40,11 @@ public final class MqarSweep {
      * trained), the runs it trained, found done and left, how many at a time, and where.
      */
     public static final String STARTS = "starts.jsonl";
+    /**
+     * The saved state of runs paused when a start's time was up ({@link Options#stopAfterMinutes}), a folder a run;
+     * the next start goes on from them first and removes each once its record is kept.
+     */
+    public static final String PAUSED = "paused";
 
     /** Relative difference below which two learning rates are one (a rate read back from JSON is the same double). */
     private static final double LR_TOLERANCE = 1e-9;
@@ -47,7 +53,8 @@ public final class MqarSweep {
      * How every run trains besides its model and learning rate.
      *
      * @param maxMinutes a time limit for each run (0: none)
-     * @param stopAfterMinutes start no new run after this long (0: none); the sweep resumes where it stopped
+     * @param stopAfterMinutes after this long (0: never) no new run starts and the runs training pause, their state
+     *                         saved under {@link #PAUSED}; the sweep goes on where it stopped when started again
      * @param device the device the runs train on, as the records name it
      * @param precision what they compute in, as the records name it
      * @param parallel runs trained at the same time, each on its own backend in a thread of its own (on a GPU: its
@@ -165,13 +172,28 @@ public final class MqarSweep {
                 }
             }
             pending = startOrder(pending, options.parallel());
+            // runs paused by the previous start go on first (they were the first to start)
+            List<Planned> resumed = new ArrayList<>();
+            for (Planned p : pending) {
+                if (MqarTrainer.paused(pausedDir(p))) {
+                    resumed.add(p);
+                }
+            }
+            pending.removeAll(resumed);
+            pending.addAll(0, resumed);
             int skipped = grid.runs() - pending.size();
-            err.printf(Locale.ROOT, "MQAR sweep into %s: grid %s, %s; %d done already, %d to run%n", dir, grid.name(),
-                    grid.describe(), skipped, pending.size());
+            err.printf(Locale.ROOT, "MQAR sweep into %s: grid %s, %s; %d done already, %d to run%s%n", dir,
+                    grid.name(), grid.describe(), skipped, pending.size(),
+                    resumed.isEmpty() ? "" : " (" + resumed.size() + " going on from where they were paused)");
             err.flush();
             int ran = 0;
             JsonLinesFile starts = new JsonLinesFile(dir.resolve(STARTS));
             String startedAt = java.time.Instant.now().toString();
+            pausedNow.set(0);
+            if (stopDue == null) {
+                stopDue = () -> options.stopAfterMinutes() > 0
+                        && (System.nanoTime() - t0) / 60e9 > options.stopAfterMinutes();
+            }
             if (!pending.isEmpty()) {
                 checkMemory(pending);
                 MqarData data = generate();
@@ -179,11 +201,12 @@ public final class MqarSweep {
                         : runTogether(pending, data, results, records, t0);
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
-            if (ran > 0) {
+            if (ran > 0 || pausedNow.get() > 0) {
                 Map<String, Object> start = new LinkedHashMap<>();
                 start.put("started", startedAt);
                 start.put("seconds", seconds);
                 start.put("ran", ran);
+                start.put("paused", pausedNow.get());
                 start.put("found_done", skipped);
                 start.put("left", pending.size() - ran);
                 start.put("parallel", options.parallel());
@@ -228,7 +251,11 @@ public final class MqarSweep {
             if (pastStop(t0, pending.size() - ran)) {
                 break;
             }
-            finished(train(p, data, terminal), results, records);
+            Map<String, Object> record = train(p, data, terminal);
+            if (record == null) {
+                continue;  // paused: the time is up, and the next turn stops
+            }
+            finished(p, record, results, records);
             ran++;
         }
         return ran;
@@ -265,8 +292,11 @@ public final class MqarSweep {
                     }
                     try {
                         Map<String, Object> record = train(pending.get(i), data, false);
+                        if (record == null) {
+                            continue;  // paused: the time is up, and the next start is refused above
+                        }
                         synchronized (this) {
-                            finished(record, results, records);
+                            finished(pending.get(i), record, results, records);
                         }
                         ran.incrementAndGet();
                     } catch (RuntimeException | Error e) {
@@ -291,10 +321,10 @@ public final class MqarSweep {
         return ran.get();
     }
 
-    /** Whether {@code stopAfterMinutes} has passed (saying so, with the runs left). */
+    /** Whether the start's time is up ({@link #stopDue}), saying so with the runs left. */
     private boolean pastStop(long t0, int left) {
-        double minutes = (System.nanoTime() - t0) / 60e9;
-        if (options.stopAfterMinutes() > 0 && minutes > options.stopAfterMinutes()) {
+        if (stopDue.getAsBoolean()) {
+            double minutes = (System.nanoTime() - t0) / 60e9;
             err.printf(Locale.ROOT, "stopping after %s (--stop-after %s minutes): %d of %d runs left;"
                             + " run the same command again to go on%n", Progress.duration(minutes * 60),
                     options.stopAfterMinutes(), left, grid.runs());
@@ -304,11 +334,44 @@ public final class MqarSweep {
         return false;
     }
 
-    /** A finished run: appended to the results, and the best rewritten. */
-    private void finished(Map<String, Object> record, JsonLinesFile results, List<JsonLinesFile.Line> records) {
+    /**
+     * Whether this start's time is up: no new run starts and the runs training pause. By default once
+     * {@link Options#stopAfterMinutes} have passed since the start.
+     */
+    private java.util.function.BooleanSupplier stopDue;
+    /** Runs paused by this start. */
+    private final java.util.concurrent.atomic.AtomicInteger pausedNow = new java.util.concurrent.atomic.AtomicInteger();
+
+    /** Sets when the start's time is up (for tests: a count of updates rather than minutes). */
+    MqarSweep stopWhen(java.util.function.BooleanSupplier due) {
+        this.stopDue = due;
+        return this;
+    }
+
+    /** Where the run of {@code p} keeps its state while paused: a folder named after its model and rate. */
+    Path pausedDir(Planned p) {
+        String name = String.format(Locale.ROOT, "%s-d%d-%s-lr%.3e", p.model().mixer(), p.model().dModel(),
+                switch (p.model().mixer()) {
+                    case "based" -> "f" + p.model().featureDim();
+                    case "sliding" -> "w" + p.model().window();
+                    default -> "full";
+                }, p.lr());
+        return dir.resolve(PAUSED).resolve(name);
+    }
+
+    /**
+     * A finished run: appended to the results, the best rewritten, then the state it was paused with (if it was)
+     * removed, its record being kept.
+     */
+    private void finished(Planned p, Map<String, Object> record, JsonLinesFile results,
+                          List<JsonLinesFile.Line> records) {
         results.append(record, true);
         records.add(new JsonLinesFile.Line(records.size() + 1, Json.write(record), record));
         writeBest(records);
+        Path paused = pausedDir(p);
+        if (Files.exists(paused)) {
+            io.based4j.train.Checkpoint.deleteTree(paused);
+        }
     }
 
     /**
@@ -391,7 +454,17 @@ public final class MqarSweep {
         MqarTrainer.Run run = run(p.model(), p.lr());
         MqarTrainer.Result r;
         try (TrainingBackend backend = backends.get()) {
-            r = new MqarTrainer(run, backend, err, bars).updateLines(false).train(data);
+            r = new MqarTrainer(run, backend, err, bars).updateLines(false).train(data,
+                    new MqarTrainer.Pause(pausedDir(p), stopDue));
+        }
+        if (r.stop() == MqarTrainer.Stop.PAUSED) {
+            pausedNow.incrementAndGet();
+            synchronized (err) {
+                err.printf(Locale.ROOT, "%s: paused after %,d updates (%.1f epochs) in %s%n", what, r.steps(),
+                        r.epochs(), Progress.duration(r.seconds()));
+                err.flush();
+            }
+            return null;
         }
         synchronized (err) {
             err.printf(Locale.ROOT, "%s: accuracy %.4f after %,d updates (%.1f epochs, %s) in %s%n", what,
@@ -407,6 +480,7 @@ public final class MqarSweep {
             case EPOCHS -> "every epoch";
             case TIME_LIMIT -> "time limit";
             case DIVERGED -> "diverged";
+            case PAUSED -> "paused";
         };
     }
 

@@ -81,7 +81,9 @@ public final class MqarTrainer {
         /** the run's time limit was up */
         TIME_LIMIT("time_limit"),
         /** an update's gradients were not finite (the learning rate is too high) */
-        DIVERGED("diverged");
+        DIVERGED("diverged"),
+        /** the run was paused, its state saved to go on from ({@link Pause}): not an end, never recorded */
+        PAUSED("paused");
 
         private final String key;
 
@@ -128,12 +130,21 @@ public final class MqarTrainer {
         return this;
     }
 
+    /**
+     * Where a run keeps its state when it must stop before it ends, and when it must (asked after each update, at a
+     * point where the run can go on from exactly: the update counted, the evaluation of that update made). A run
+     * given a {@code dir} that holds such a state goes on from it: the same updates, on the same device and
+     * precision, as had it never stopped.
+     */
+    public record Pause(java.nio.file.Path dir, java.util.function.BooleanSupplier due) {
+    }
+
     /** Checks that the run fits, then generates its examples and trains. */
     public Result train() {
         long t0 = System.nanoTime();
         ModelConfig config = config();
         checkMemory(config, true);
-        return train(config, MqarData.generate(run.train(), run.test(), run.seed()), t0);
+        return train(config, MqarData.generate(run.train(), run.test(), run.seed()), t0, null);
     }
 
     /**
@@ -143,6 +154,18 @@ public final class MqarTrainer {
      * @throws IllegalArgumentException when {@code data} holds other slices or comes from another seed
      */
     public Result train(MqarData data) {
+        return train(data, null);
+    }
+
+    /**
+     * {@link #train(MqarData)}, going on from the state in {@code pause.dir()} where there is one, and saving the
+     * state there and returning a result that stops with {@link Stop#PAUSED} when {@code pause.due()} says so before
+     * the run ends (its seconds those of all its parts). A finished run leaves the saved state as it was (the caller
+     * removes it once the result is kept).
+     *
+     * @throws IllegalArgumentException when the saved state is of another run, or incomplete
+     */
+    public Result train(MqarData data, Pause pause) {
         long t0 = System.nanoTime();
         if (!data.matches(run.train(), run.test(), run.seed())) {
             throw new IllegalArgumentException("the MQAR examples given are not those of this run (slices "
@@ -150,7 +173,28 @@ public final class MqarTrainer {
         }
         ModelConfig config = config();
         checkMemory(config, false);
-        return train(config, data, t0);
+        return train(config, data, t0, pause);
+    }
+
+    /** Whether {@code dir} holds the saved state of a paused run. */
+    public static boolean paused(java.nio.file.Path dir) {
+        return java.nio.file.Files.isRegularFile(dir.resolve(io.based4j.train.Checkpoint.TRAINER));
+    }
+
+    /** What a paused run's state records of the run, to be the same when it goes on. */
+    private Map<String, Object> pauseFacts() {
+        Map<String, Object> facts = new java.util.LinkedHashMap<>(run.configMap());
+        facts.put("lr", run.lr());
+        facts.put("weight_decay", run.weightDecay());
+        facts.put("epochs", (long) run.epochs());
+        facts.put("batch", (long) run.batchSize());
+        facts.put("warmup", (long) run.warmupSteps());
+        facts.put("seed", run.seed());
+        facts.put("train", String.valueOf(run.train()));
+        facts.put("test", String.valueOf(run.test()));
+        facts.put("backend", backend.name());
+        facts.put("precision", backend.precisionName());
+        return facts;
     }
 
     /**
@@ -167,14 +211,39 @@ public final class MqarTrainer {
         return ModelSpec.parse("MQAR model", run.configMap());
     }
 
-    private Result train(ModelConfig config, MqarData data, long t0) {
+    private Result train(ModelConfig config, MqarData data, long t0, Pause pause) {
         List<MqarSet> trainSets = data.train();
         List<MqarSet> testSets = data.test();
         try (Arena arena = Arena.ofShared()) {
-            TrainModel model = new TrainModel(config,
-                    Initializer.stateDict(config, Seeds.derive(run.seed(), Seeds.INIT), arena), backend, "initializer");
             // as the reference MQAR trainer (Zoology) sets it up: PyTorch's AdamW defaults, decay on every parameter
-            AdamW opt = new AdamW(model, new AdamW.Settings(0.9, 0.999, 1e-8, run.weightDecay(), 1.0), p -> true);
+            AdamW.Settings adamw = new AdamW.Settings(0.9, 0.999, 1e-8, run.weightDecay(), 1.0);
+            TrainModel model;
+            AdamW opt;
+            long resumed = 0;
+            double secondsBefore = 0;
+            Map<String, Object> facts = pauseFacts();
+            if (pause != null && paused(pause.dir())) {
+                io.based4j.train.Checkpoint.Loaded ck = io.based4j.train.Checkpoint.read(pause.dir(), arena);
+                for (Map.Entry<String, Object> f : facts.entrySet()) {
+                    Object saved = ck.trainer().get(f.getKey());
+                    if (!String.valueOf(f.getValue()).equals(String.valueOf(saved))) {
+                        throw new IllegalArgumentException(ck.dir() + " holds a paused run with " + f.getKey() + " "
+                                + saved + ", not " + f.getValue() + ": remove it to train this run afresh");
+                    }
+                }
+                resumed = ck.step();
+                if (ck.trainer().get("seconds") instanceof Number n) {
+                    secondsBefore = n.doubleValue();
+                }
+                model = new TrainModel(ck.config(), ck.params(), backend, ck.dir().toString());
+                opt = new AdamW(model, adamw, p -> true);
+                opt.restore(ck.optimizer(), resumed, ck.dir().resolve(io.based4j.train.Checkpoint.OPTIMIZER)
+                        .toString());
+            } else {
+                model = new TrainModel(config, Initializer.stateDict(config, Seeds.derive(run.seed(), Seeds.INIT),
+                        arena), backend, "initializer");
+                opt = new AdamW(model, adamw, p -> true);
+            }
             // one set of activations, as large as the largest pass, serves every training and test shape
             model.reserveActivations(Math.toIntExact(largestPass().tokens()));
             int[][] plan = epochPlan(trainSets, 0);
@@ -186,10 +255,13 @@ public final class MqarTrainer {
                     run.test());
             int evalEvery = run.evalEvery() > 0 ? run.evalEvery() : plan.length;
             int perEpoch = plan.length;
+            if (resumed > 0) {
+                out.printf(Locale.ROOT, "going on from update %d (%s)%n", resumed, pause.dir());
+            }
             Progress progress = new Progress(out, terminal, steps);
             List<SliceScore> scores = List.of();
             double accuracy = 0;
-            long step = 0;
+            long step = resumed;
             Stop stop = Stop.EPOCHS;
             String detail = null;
             double lossSum = 0;
@@ -198,11 +270,13 @@ public final class MqarTrainer {
             List<Integer> pendingCounts = new ArrayList<>();
             try {
                 outer:
-                for (int epoch = 0; epoch < run.epochs(); epoch++) {
+                for (int epoch = (int) (resumed / perEpoch); epoch < run.epochs(); epoch++) {
                     if (epoch > 0) {
                         plan = epochPlan(trainSets, epoch);
                     }
-                    for (int[] b : plan) {
+                    int first = epoch == resumed / perEpoch ? (int) (resumed % perEpoch) : 0;
+                    for (int bi = first; bi < plan.length; bi++) {
+                        int[] b = plan[bi];
                         MqarSet set = trainSets.get(b[0]);
                         int n = b.length - 1;
                         int len = set.seqLen();
@@ -256,9 +330,19 @@ public final class MqarTrainer {
                                 break outer;
                             }
                         }
-                        if (run.maxMinutes() > 0 && seconds > run.maxMinutes() * 60) {
+                        if (run.maxMinutes() > 0 && secondsBefore + seconds > run.maxMinutes() * 60) {
                             progress.message("stopping: the time limit of " + run.maxMinutes() + " minutes is up");
                             stop = Stop.TIME_LIMIT;
+                            break outer;
+                        }
+                        if (pause != null && step < steps && pause.due().getAsBoolean()) {
+                            Map<String, Object> saved = new java.util.LinkedHashMap<>(facts);
+                            saved.put("step", step);
+                            saved.put("seconds", secondsBefore + (System.nanoTime() - t0) / 1e9);
+                            io.based4j.train.Checkpoint.write(pause.dir(), model, opt, saved);
+                            progress.message(String.format(Locale.ROOT, "paused after update %d of %d: its state"
+                                    + " is in %s", step, steps, pause.dir()));
+                            stop = Stop.PAUSED;
                             break outer;
                         }
                     }
@@ -271,13 +355,14 @@ public final class MqarTrainer {
                 scores = List.of();
             }
             progress.finish();
-            if (scores.isEmpty()) {
+            if (scores.isEmpty() && stop != Stop.PAUSED) {
                 scores = evaluate(model, testSets);
                 accuracy = overall(scores);
             }
             model.releaseActivations();
-            return new Result(scores, accuracy, step, (double) step / perEpoch, (System.nanoTime() - t0) / 1e9, stop,
-                    detail, run.stateBytes(), model.parameterCount());
+            return new Result(scores, accuracy, step, (double) step / perEpoch,
+                    secondsBefore + (System.nanoTime() - t0) / 1e9, stop, detail, run.stateBytes(),
+                    model.parameterCount());
         }
     }
 

@@ -245,6 +245,90 @@ class MqarSweepTest {
         assertEquals(6, sweep(TINY, OPTIONS).ran());
     }
 
+    /**
+     * Two models at two rates, 3 epochs of two batches each (6 updates a run), scored every third update: enough
+     * updates for a run to pause between any two of them.
+     */
+    static final MqarGrid SIX_UPDATES = new MqarGrid("six", List.of(MqarModel.based(8, 4), MqarModel.sliding(8, 4)),
+            List.of(1e-2, 3.2e-2), 3, List.of(new MqarSlice(16, 2, 16)), TINY.test());
+    static final MqarSweep.Options EVERY_THIRD = new MqarSweep.Options(8, 0.1, 0, 0, 3, 0.99, 0, 0, "cpu", "f64");
+
+    /**
+     * A sweep whose time is up after a few updates pauses the run training (its state saved, no record, no new
+     * run), and the next start goes on from that state first: every record is the one an uninterrupted sweep
+     * writes, to the last bit (float64 on the CPU), but its time; and the paused state is removed once kept.
+     */
+    @Test
+    void aRunPausedWhenTheTimeIsUpGoesOnUpdateForUpdate() throws IOException {
+        sweep(SIX_UPDATES, EVERY_THIRD);
+        Map<String, Map<String, Object>> whole = new java.util.HashMap<>();
+        for (Map<String, Object> r : records(MqarSweep.RESULTS)) {
+            whole.put(MqarRecord.model(r) + "@" + MqarRecord.lr(r), r);
+        }
+        assertEquals(4, whole.size());
+        for (String f : List.of(MqarSweep.RESULTS, MqarSweep.BEST, MqarSweep.STARTS)) {
+            Files.delete(dir.resolve(f));
+        }
+
+        // the time is up at the 8th update of the sweep: the second run pauses after its second update
+        AtomicInteger asked = new AtomicInteger();
+        MqarSweep.Outcome first = new MqarSweep(dir, SIX_UPDATES, EVERY_THIRD, CpuTrainBackend::new,
+                new PrintWriter(notes, true), false).stopWhen(() -> asked.incrementAndGet() > 8).run();
+        assertEquals(1, first.ran());
+        assertEquals(3, first.left());
+        assertEquals(1, records(MqarSweep.RESULTS).size());
+        Path paused = dir.resolve(MqarSweep.PAUSED);
+        try (var list = Files.list(paused)) {
+            List<Path> runs = list.toList();
+            assertEquals(1, runs.size(), runs.toString());
+            assertTrue(MqarTrainer.paused(runs.getFirst()), runs.toString());
+        }
+        assertTrue(notes.toString().contains("paused after 2 updates"), notes.toString());
+        assertEquals(1L, records(MqarSweep.STARTS).getFirst().get("paused"));
+
+        MqarSweep.Outcome second = sweep(SIX_UPDATES, EVERY_THIRD);
+        assertEquals(3, second.ran());
+        assertTrue(notes.toString().contains("(1 going on from where they were paused)"), notes.toString());
+        assertTrue(notes.toString().contains("going on from update 2"), notes.toString());
+        List<Map<String, Object>> records = records(MqarSweep.RESULTS);
+        assertEquals(4, records.size());
+        for (Map<String, Object> r : records) {
+            Map<String, Object> same = whole.get(MqarRecord.model(r) + "@" + MqarRecord.lr(r));
+            assertEquals(same.get("accuracy"), r.get("accuracy"), r.toString());
+            assertEquals(same.get("slices"), r.get("slices"), r.toString());
+            assertEquals(same.get("updates"), r.get("updates"), r.toString());
+            assertEquals(same.get("stop"), r.get("stop"), r.toString());
+        }
+        try (var list = Files.list(paused)) {
+            assertEquals(List.of(), list.toList(), "the paused state is removed once its record is kept");
+        }
+        assertEquals(new MqarSweep.Starts(2, records(MqarSweep.STARTS).stream()
+                .mapToDouble(l -> ((Number) l.get("seconds")).doubleValue()).sum(), 4), second.starts());
+    }
+
+    /** A paused run's state goes on only as the run it was saved from. */
+    @Test
+    void aPausedStateOfAnotherRunIsRefusedNamingWhatDiffers() {
+        MqarSweep sweep = new MqarSweep(dir, SIX_UPDATES, EVERY_THIRD, CpuTrainBackend::new, null, false);
+        MqarTrainer.Run run = sweep.run(MqarModel.based(8, 4), 1e-2);
+        MqarData data = MqarData.generate(SIX_UPDATES.train(), SIX_UPDATES.test(), 0);
+        Path state = dir.resolve("state");
+        AtomicInteger asked = new AtomicInteger();
+        try (CpuTrainBackend backend = new CpuTrainBackend()) {
+            MqarTrainer.Result r = new MqarTrainer(run, backend, new PrintWriter(notes), false).train(data,
+                    new MqarTrainer.Pause(state, () -> asked.incrementAndGet() > 1));
+            assertEquals(MqarTrainer.Stop.PAUSED, r.stop());
+            assertEquals(2, r.steps());
+        }
+        MqarTrainer.Run otherRate = sweep.run(MqarModel.based(8, 4), 3.2e-2);
+        try (CpuTrainBackend backend = new CpuTrainBackend()) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new MqarTrainer(otherRate, backend, new PrintWriter(notes), false).train(data,
+                            new MqarTrainer.Pause(state, () -> false)));
+            assertTrue(e.getMessage().contains("holds a paused run with lr 0.01, not 0.032"), e.getMessage());
+        }
+    }
+
     @Test
     void sharedExamplesMustBeThoseOfTheRun() {
         MqarTrainer.Run run = new MqarSweep(dir, TINY, OPTIONS, CpuTrainBackend::new, null, false)
