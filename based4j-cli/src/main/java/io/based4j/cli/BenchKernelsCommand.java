@@ -45,10 +45,13 @@ final class BenchKernelsCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
+    /** Most timed calls a version and shape: more only lengthens the run (a call takes microseconds to ms). */
+    static final int MAX_REPS = 100_000;
+
     @Override
     public Integer call() throws IOException {
-        if (reps < 1) {
-            throw new UsageException("--reps must be >= 1, got " + reps);
+        if (reps < 1 || reps > MAX_REPS) {
+            throw new UsageException("--reps must be between 1 and " + MAX_REPS + ", got " + reps);
         }
         for (String k : kernels) {
             if (!KernelWorkbench.KERNELS.contains(k)) {

@@ -20,7 +20,8 @@ class BenchKernelsCommandTest {
     @CsvSource(delimiter = '|', value = {
         "--kernel nope          | --kernel nope is not on the workbench (choose from gemv, crossEntropy)",
         "--kernel gemv,softmax  | --kernel softmax is not on the workbench",
-        "--reps 0               | --reps must be >= 1, got 0",
+        "--reps 0               | --reps must be between 1 and 100000, got 0",
+        "--reps 1000000000      | --reps must be between 1 and 100000, got 1000000000",
         "--device cpu           | --device cpu: the workbench runs CUDA kernels (cuda or cuda:N)",
         "--device cuda:x        | --device cuda:x is not of the form cuda or cuda:N",
     })

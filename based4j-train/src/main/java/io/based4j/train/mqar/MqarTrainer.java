@@ -223,7 +223,13 @@ public final class MqarTrainer {
             double secondsBefore = 0;
             Map<String, Object> facts = pauseFacts();
             if (pause != null && paused(pause.dir())) {
-                io.based4j.train.Checkpoint.Loaded ck = io.based4j.train.Checkpoint.read(pause.dir(), arena);
+                io.based4j.train.Checkpoint.Loaded ck;
+                try {
+                    ck = io.based4j.train.Checkpoint.read(pause.dir(), arena);
+                } catch (IllegalArgumentException | io.based4j.checkpoint.CheckpointException e) {
+                    throw new IllegalArgumentException("the paused run in " + pause.dir() + " cannot go on: "
+                            + e.getMessage() + " (remove " + pause.dir() + " to train the run afresh)", e);
+                }
                 for (Map.Entry<String, Object> f : facts.entrySet()) {
                     Object saved = ck.trainer().get(f.getKey());
                     if (!String.valueOf(f.getValue()).equals(String.valueOf(saved))) {

@@ -309,6 +309,31 @@ class MqarSweepTest {
         assertEquals(new MqarSweep.Starts(2, seconds, 4), second.starts());
     }
 
+    /** A paused state cut short (a disk filled, a file lost) is an error naming it and how to start afresh. */
+    @Test
+    void aDamagedPausedStateIsAnErrorNamingIt() throws IOException {
+        MqarSweep sweep = new MqarSweep(dir, SIX_UPDATES, EVERY_THIRD, CpuTrainBackend::new, null, false);
+        MqarTrainer.Run run = sweep.run(MqarModel.based(8, 4), 1e-2);
+        MqarData data = MqarData.generate(SIX_UPDATES.train(), SIX_UPDATES.test(), 0);
+        Path state = dir.resolve("state");
+        AtomicInteger asked = new AtomicInteger();
+        try (CpuTrainBackend backend = new CpuTrainBackend()) {
+            new MqarTrainer(run, backend, new PrintWriter(notes), false).train(data,
+                    new MqarTrainer.Pause(state, () -> asked.incrementAndGet() > 1));
+        }
+        Path optimizer = state.resolve(io.based4j.train.Checkpoint.OPTIMIZER);
+        byte[] whole = Files.readAllBytes(optimizer);
+        Files.write(optimizer, java.util.Arrays.copyOf(whole, whole.length / 2));
+        try (CpuTrainBackend backend = new CpuTrainBackend()) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new MqarTrainer(run, backend, new PrintWriter(notes), false).train(data,
+                            new MqarTrainer.Pause(state, () -> false)));
+            assertTrue(e.getMessage().startsWith("the paused run in " + state + " cannot go on: "), e.getMessage());
+            assertTrue(e.getMessage().contains(io.based4j.train.Checkpoint.OPTIMIZER), e.getMessage());
+            assertTrue(e.getMessage().endsWith("(remove " + state + " to train the run afresh)"), e.getMessage());
+        }
+    }
+
     /** A paused run's state goes on only as the run it was saved from. */
     @Test
     void aPausedStateOfAnotherRunIsRefusedNamingWhatDiffers() {
