@@ -5,15 +5,17 @@ import io.based4j.memory.HostMemory;
 
 /**
  * Causal softmax attention for one sequence and one head with rotary positions. Keys of this call's tokens are
- * rotated into a local block; keys of earlier tokens come from the cache, indexed {@code position % capacity}
- * (a ring of the last {@code window} tokens for sliding-window attention, the whole history otherwise).
+ * rotated into a local block; keys of earlier tokens come from the cache ({@link CpuStates.KeyValue}: a ring of the
+ * last {@code window} tokens for sliding-window attention, pages of the whole history otherwise), whose pages for
+ * this call's tokens the caller has made ({@link CpuStates.KeyValue#ensure}).
  */
 final class AttentionKernel {
     private AttentionKernel() {
     }
 
     static void run(MixerConfig.Attention cfg, float[] qkv, float[] out, int row0, int start, int len, int h,
-                    float[] keys, float[] values, int capacity, HostMemory memory) {
+                    CpuStates.KeyValue cache, int slot, HostMemory memory) {
+        int capacity = cache.capacity;
         int d = cfg.dModel();
         int dh = cfg.headDim();
         int rd = cfg.rotaryDim();
@@ -43,8 +45,8 @@ final class AttentionKernel {
             int first = cfg.sliding() ? Math.max(0, pos - window) : 0;
             float max = Float.NEGATIVE_INFINITY;
             for (int j = first; j <= pos; j++) {
-                float[] src = j >= start ? kLoc : keys;
-                int off = j >= start ? (j - start) * dh : (j % capacity) * d + h * dh;
+                float[] src = j >= start ? kLoc : cache.keyPage(slot, j);
+                int off = j >= start ? (j - start) * dh : cache.row(j) + h * dh;
                 float dot = 0f;
                 for (int e = 0; e < dh; e++) {
                     dot += q[e] * src[off + e];
@@ -58,8 +60,8 @@ final class AttentionKernel {
             for (int j = first; j <= pos; j++) {
                 float p = (float) Math.exp(scores[j - first] - max);
                 sum += p;
-                float[] src = j >= start ? vLoc : values;
-                int off = j >= start ? (j - start) * dh : (j % capacity) * d + h * dh;
+                float[] src = j >= start ? vLoc : cache.valuePage(slot, j);
+                int off = j >= start ? (j - start) * dh : cache.row(j) + h * dh;
                 for (int e = 0; e < dh; e++) {
                     acc[e] += p * src[off + e];
                 }
@@ -71,9 +73,10 @@ final class AttentionKernel {
             }
         }
         for (int t = Math.max(0, len - capacity); t < len; t++) {
-            int dst = ((start + t) % capacity) * d + h * dh;
-            System.arraycopy(kLoc, t * dh, keys, dst, dh);
-            System.arraycopy(vLoc, t * dh, values, dst, dh);
+            int pos = start + t;
+            int dst = cache.row(pos) + h * dh;
+            System.arraycopy(kLoc, t * dh, cache.keyPage(slot, pos), dst, dh);
+            System.arraycopy(vLoc, t * dh, cache.valuePage(slot, pos), dst, dh);
         }
     }
 }

@@ -392,11 +392,14 @@ public final class CpuBackend extends HeapBackend {
                         + st.capacity + " tokens");
             }
         }
+        for (int b = 0; b < batch.size(); b++) {
+            st.ensure(batch.slot(b), batch.start(b) + batch.length(b));  // the pages this call writes, made here
+        }
         Parallel.forEach(batch.size() * heads, task -> {
             int b = task / heads;
             int h = task % heads;
-            AttentionKernel.run(cfg, in.data, o.data, off[b], batch.start(b), batch.length(b), h,
-                    st.keys[batch.slot(b)], st.values[batch.slot(b)], st.capacity, memory);
+            AttentionKernel.run(cfg, in.data, o.data, off[b], batch.start(b), batch.length(b), h, st, batch.slot(b),
+                    memory);
         });
     }
 }

@@ -98,31 +98,100 @@ final class CpuStates {
     }
 
     /**
-     * Rotated keys and values of earlier tokens, {@code [slot][position % capacity][d]}: a ring buffer of the last
-     * {@code capacity} tokens for sliding-window attention, the whole cache for full attention.
+     * Rotated keys and values of earlier tokens, a row of {@code d} floats a position: for sliding-window attention a
+     * ring of the last {@code capacity} tokens ({@code position % capacity}), held whole from the start; for full
+     * attention pages of {@link #PAGE_TOKENS} tokens, each made when its sequence first reaches it ({@link #ensure})
+     * and dropped when the slot is reset, so that a sequence holds memory for the tokens it has seen, not for the
+     * longest context ({@code capacity}) it may reach.
      */
     static final class KeyValue implements Backend.MixerState {
-        final float[][] keys;
-        final float[][] values;
+        /** Tokens a page of a full cache holds. */
+        static final int PAGE_TOKENS = 256;
         final int capacity;
         final int width;
         final boolean ring;
+        /** Tokens a page holds: the whole ring, or {@link #PAGE_TOKENS} (fewer where the capacity is less). */
+        private final int pageTokens;
+        /** [slot][page]: {@code pageTokens * width} floats, null until the page is first needed. */
+        private final float[][][] keys;
+        private final float[][][] values;
+        private final HostMemory memory;
 
         KeyValue(HostMemory memory, int slots, int capacity, int width, boolean ring) {
             this.capacity = capacity;
             this.width = width;
             this.ring = ring;
+            this.memory = memory;
             String what = String.format(Locale.ROOT, "the key/value cache of %,d tokens", capacity);
             int length = Sizes.arrayLength(capacity, width, what);
-            require(memory, slots, 2L * length, what);
-            this.keys = new float[slots][length];
-            this.values = new float[slots][length];
+            this.pageTokens = ring ? capacity : Math.max(1, Math.min(PAGE_TOKENS, capacity));
+            int pages = ring ? 1 : (capacity + pageTokens - 1) / pageTokens;
+            this.keys = new float[slots][pages][];
+            this.values = new float[slots][pages][];
+            if (ring) {  // a window's ring is small and fixed: held whole from the start
+                require(memory, slots, 2L * length, what);
+                for (int s = 0; s < slots; s++) {
+                    keys[s][0] = new float[length];
+                    values[s][0] = new float[length];
+                }
+            }
+        }
+
+        /**
+         * Makes the pages that hold positions {@code [0, length)} of {@code slot} (a ring's are there already), the
+         * memory checked first.
+         *
+         * @throws io.based4j.memory.NotEnoughMemoryException when the heap cannot hold a new page
+         */
+        void ensure(int slot, int length) {
+            if (ring) {
+                return;
+            }
+            int need = (Math.min(length, capacity) + pageTokens - 1) / pageTokens;
+            for (int p = 0; p < need; p++) {
+                if (keys[slot][p] == null) {
+                    memory.requireHeap(2L * Float.BYTES * pageTokens * width, String.format(Locale.ROOT,
+                            "a page of %,d tokens of the key/value cache (tokens %,d to %,d of a sequence)",
+                            pageTokens, (long) p * pageTokens, (long) (p + 1) * pageTokens - 1));
+                    keys[slot][p] = new float[pageTokens * width];
+                    values[slot][p] = new float[pageTokens * width];
+                }
+            }
+        }
+
+        /** The page holding the keys of {@code position} of {@code slot} (made by {@link #ensure}). */
+        float[] keyPage(int slot, int position) {
+            return keys[slot][ring ? 0 : position / pageTokens];
+        }
+
+        /** The page holding the values of {@code position} of {@code slot}. */
+        float[] valuePage(int slot, int position) {
+            return values[slot][ring ? 0 : position / pageTokens];
+        }
+
+        /** Where the row of {@code position} starts in its page. */
+        int row(int position) {
+            return (ring ? position % capacity : position % pageTokens) * width;
+        }
+
+        /** Floats this state holds for {@code slot} now (a full cache's pages grow with its sequence). */
+        long heldFloats(int slot) {
+            long floats = 0;
+            for (float[] page : keys[slot]) {
+                floats += page == null ? 0 : 2L * page.length;
+            }
+            return floats;
         }
 
         @Override
         public void reset(int slot) {
-            Arrays.fill(keys[slot], 0f);
-            Arrays.fill(values[slot], 0f);
+            if (ring) {
+                Arrays.fill(keys[slot][0], 0f);
+                Arrays.fill(values[slot][0], 0f);
+            } else {
+                Arrays.fill(keys[slot], null);
+                Arrays.fill(values[slot], null);
+            }
         }
 
         @Override
@@ -138,19 +207,44 @@ final class CpuStates {
                 throw new IllegalArgumentException("a snapshot of " + length + " tokens of a key/value cache of "
                         + capacity + " tokens");
             }
-            int floats = (ring ? capacity : length) * width;
-            return new Copy(shape(), Arrays.copyOf(keys[slot], floats), Arrays.copyOf(values[slot], floats));
+            int tokens = ring ? capacity : length;
+            return new Copy(shape(), gather(keys[slot], tokens), gather(values[slot], tokens));
+        }
+
+        /** The first {@code tokens} rows of a slot's pages, one after another (zeros where no page was made). */
+        private float[] gather(float[][] pages, int tokens) {
+            float[] out = new float[tokens * width];
+            for (int p = 0; (long) p * pageTokens < tokens; p++) {
+                int from = p * pageTokens;
+                int rows = Math.min(pageTokens, tokens - from);
+                if (pages[p] != null) {
+                    System.arraycopy(pages[p], 0, out, from * width, rows * width);
+                }
+            }
+            return out;
         }
 
         @Override
         public void restore(int slot, Backend.Snapshot snapshot) {
             Copy copy = Copy.of(snapshot, shape(), 2);
-            if (copy.parts[0].length > keys[slot].length) {
-                throw new IllegalArgumentException("a snapshot of " + copy.parts[0].length / width + " tokens does"
+            int tokens = copy.parts[0].length / width;
+            if (tokens > capacity) {
+                throw new IllegalArgumentException("a snapshot of " + tokens + " tokens does"
                         + " not fit a key/value cache of " + capacity + " tokens");
             }
-            copy.into(keys[slot], 0);
-            copy.into(values[slot], 1);
+            if (ring) {
+                copy.into(keys[slot][0], 0);
+                copy.into(values[slot][0], 1);
+                return;
+            }
+            reset(slot);
+            ensure(slot, tokens);
+            for (int p = 0; (long) p * pageTokens < tokens; p++) {
+                int from = p * pageTokens;
+                int rows = Math.min(pageTokens, tokens - from);
+                System.arraycopy(copy.parts[0], from * width, keys[slot][p], 0, rows * width);
+                System.arraycopy(copy.parts[1], from * width, values[slot][p], 0, rows * width);
+            }
         }
 
         private String shape() {

@@ -221,22 +221,25 @@ public final class ReferenceBackend extends HeapBackend {
         float[] sin = new float[rd / 2];
         int[] off = batch.offsets();
         for (int b = 0; b < batch.size(); b++) {
-            float[] keys = st.keys[batch.slot(b)];
-            float[] values = st.values[batch.slot(b)];
+            int slot = batch.slot(b);
+            if (batch.start(b) + batch.length(b) > st.capacity) {
+                throw new IllegalStateException("attention: position " + (batch.start(b) + batch.length(b) - 1)
+                        + " is past the cache of " + st.capacity);
+            }
+            st.ensure(slot, batch.start(b) + batch.length(b));
             for (int t = 0; t < batch.length(b); t++) {
                 int row = off[b] + t;
                 int pos = batch.start(b) + t;
-                if (pos >= st.capacity) {
-                    throw new IllegalStateException("attention: position " + pos + " is past the cache of " + st.capacity);
-                }
                 RotaryAngles.at(pos, rd, cfg.rotaryBase(), cos, sin);
                 float[] q = new float[d];
                 System.arraycopy(in.data, row * 3 * d, q, 0, d);
-                System.arraycopy(in.data, row * 3 * d + d, keys, pos * d, d);
-                System.arraycopy(in.data, row * 3 * d + 2 * d, values, pos * d, d);
+                float[] keyPage = st.keyPage(slot, pos);
+                int at = st.row(pos);
+                System.arraycopy(in.data, row * 3 * d + d, keyPage, at, d);
+                System.arraycopy(in.data, row * 3 * d + 2 * d, st.valuePage(slot, pos), at, d);
                 for (int h = 0; h < cfg.numHeads(); h++) {
                     RotaryTable.rotate(q, h * dh, rd / 2, cfg.rotaryInterleaved(), cos, sin, 0);
-                    RotaryTable.rotate(keys, pos * d + h * dh, rd / 2, cfg.rotaryInterleaved(), cos, sin, 0);
+                    RotaryTable.rotate(keyPage, at + h * dh, rd / 2, cfg.rotaryInterleaved(), cos, sin, 0);
                 }
                 int first = cfg.sliding() ? Math.max(0, pos - cfg.window()) : 0;
                 for (int h = 0; h < cfg.numHeads(); h++) {
@@ -244,8 +247,10 @@ public final class ReferenceBackend extends HeapBackend {
                     double max = Double.NEGATIVE_INFINITY;
                     for (int j = first; j <= pos; j++) {
                         double dot = 0;
+                        float[] kp = st.keyPage(slot, j);
+                        int kr = st.row(j) + h * dh;
                         for (int e = 0; e < dh; e++) {
-                            dot += (double) q[h * dh + e] * keys[j * d + h * dh + e];
+                            dot += (double) q[h * dh + e] * kp[kr + e];
                         }
                         score[j - first] = dot * cfg.softmaxScale();
                         max = Math.max(max, score[j - first]);
@@ -258,7 +263,7 @@ public final class ReferenceBackend extends HeapBackend {
                     for (int e = 0; e < dh; e++) {
                         double acc = 0;
                         for (int j = first; j <= pos; j++) {
-                            acc += score[j - first] * values[j * d + h * dh + e];
+                            acc += score[j - first] * st.valuePage(slot, j)[st.row(j) + h * dh + e];
                         }
                         o.data[row * d + h * dh + e] = (float) (acc / sum);
                     }
