@@ -42,6 +42,15 @@ class MqarSweepTest {
         return new MqarSweep(dir, grid, options, CpuTrainBackend::new, new PrintWriter(notes, true), false).run();
     }
 
+    /** The records of the results, by model and rate. */
+    Map<String, Map<String, Object>> byRun() throws IOException {
+        Map<String, Map<String, Object>> out = new java.util.HashMap<>();
+        for (Map<String, Object> r : records(MqarSweep.RESULTS)) {
+            out.put(MqarRecord.model(r) + "@" + MqarRecord.lr(r), r);
+        }
+        return out;
+    }
+
     List<Map<String, Object>> records(String file) throws IOException {
         return Files.readAllLines(dir.resolve(file)).stream().map(Json::parseObject).toList();
     }
@@ -95,10 +104,7 @@ class MqarSweepTest {
     @Test
     void runsTrainedTogetherGiveTheRecordsOfRunsInTurn() throws IOException {
         sweep(TINY, OPTIONS);
-        Map<String, Map<String, Object>> inTurn = new java.util.HashMap<>();
-        for (Map<String, Object> r : records(MqarSweep.RESULTS)) {
-            inTurn.put(MqarRecord.model(r) + "@" + MqarRecord.lr(r), r);
-        }
+        Map<String, Map<String, Object>> inTurn = byRun();
         List<Map<String, Object>> bestInTurn = records(MqarSweep.BEST);
         Files.delete(dir.resolve(MqarSweep.RESULTS));
         Files.delete(dir.resolve(MqarSweep.BEST));
@@ -261,10 +267,7 @@ class MqarSweepTest {
     @Test
     void aRunPausedWhenTheTimeIsUpGoesOnUpdateForUpdate() throws IOException {
         sweep(SIX_UPDATES, EVERY_THIRD);
-        Map<String, Map<String, Object>> whole = new java.util.HashMap<>();
-        for (Map<String, Object> r : records(MqarSweep.RESULTS)) {
-            whole.put(MqarRecord.model(r) + "@" + MqarRecord.lr(r), r);
-        }
+        Map<String, Map<String, Object>> whole = byRun();
         assertEquals(4, whole.size());
         for (String f : List.of(MqarSweep.RESULTS, MqarSweep.BEST, MqarSweep.STARTS)) {
             Files.delete(dir.resolve(f));
