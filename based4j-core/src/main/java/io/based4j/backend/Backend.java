@@ -297,6 +297,14 @@ public interface Backend extends AutoCloseable {
         /** Gives the state's memory back now (no-op where memory is garbage-collected). */
         default void release() {
         }
+
+        /**
+         * Bytes this state may still take as its sequences grow: what it would hold now had it been made whole up
+         * front (0 for a state made whole). Memory budgets count it as held.
+         */
+        default long growableBytes() {
+            return 0;
+        }
     }
 
     /** One sequence's copy of a layer's state ({@link MixerState#snapshot}). */

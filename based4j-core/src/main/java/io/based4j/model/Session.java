@@ -102,6 +102,18 @@ public final class Session implements AutoCloseable {
      * Bytes a {@link #snapshot} of a sequence that has seen {@code length} tokens holds: the fixed-size states, and
      * the key/value caches of full attention layers up to that length.
      */
+    /**
+     * Bytes the session's states may still take as its sequences grow ({@link Backend.MixerState#growableBytes}):
+     * memory budgets beside the session count them as held.
+     */
+    public long growableBytes() {
+        long sum = 0;
+        for (Backend.MixerState s : states) {
+            sum += s.growableBytes();
+        }
+        return sum;
+    }
+
     public long snapshotBytes(int length) {
         long sum = 0;
         for (Backend.MixerState s : states) {

@@ -105,7 +105,8 @@ public final class Engine implements AutoCloseable {
                 options.tokensPerStep());
         try {
             if (options.prefixCacheBytes() > 0) {
-                backend.checkFits(options.prefixCacheBytes(), "the prefix cache");
+                // the session's states that grow with their sequences count as held: the cache must leave them room
+                backend.checkFits(options.prefixCacheBytes() + session.growableBytes(), "the prefix cache");
             }
         } catch (RuntimeException e) {
             session.close();
@@ -441,8 +442,14 @@ public final class Engine implements AutoCloseable {
         }
         PrefixCache.Match match = cache.lookup(prompt);
         if (match.snapshot() != null) {
-            session.restore(s.slot, match.snapshot());
-            s.resume(match.length());
+            try {
+                session.restore(s.slot, match.snapshot());
+                s.resume(match.length());
+            } catch (IllegalStateException e) {
+                // a state that grows could not take the cached prefix now (no memory for it where states live): the
+                // prompt is fed from its start instead, its slot as a reset leaves it
+                session.reset(s.slot);
+            }
         }
         s.cacheAt(cache.points(prompt.length, match.length(), match.shared(), session::snapshotBytes));
     }

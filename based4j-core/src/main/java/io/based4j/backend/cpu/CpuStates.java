@@ -174,6 +174,17 @@ final class CpuStates {
             return (ring ? position % capacity : position % pageTokens) * width;
         }
 
+        @Override
+        public long growableBytes() {
+            long missing = 0;
+            for (float[][] slot : keys) {
+                for (float[] page : slot) {
+                    missing += page == null ? 1 : 0;
+                }
+            }
+            return missing * 2L * Float.BYTES * pageTokens * width;
+        }
+
         /** Floats this state holds for {@code slot} now (a full cache's pages grow with its sequence). */
         long heldFloats(int slot) {
             long floats = 0;

@@ -29,6 +29,9 @@ class KeyValuePagesTest {
         kv.ensure(0, 2 * PAGE + 1);
         assertEquals(3 * 2L * PAGE * WIDTH, kv.heldFloats(0));
         assertEquals(0, kv.heldFloats(1), "another slot holds nothing");
+        long pagesInAll = 2L * (4096 / PAGE);
+        assertEquals((pagesInAll - 3) * 2L * Float.BYTES * PAGE * WIDTH, kv.growableBytes(),
+                "what the pages not made yet would take");
         assertEquals(2L * 4 * 700 * WIDTH, kv.bytesPerSequence(700), "a sequence's bytes at a context length");
         kv.reset(0);
         assertEquals(0, kv.heldFloats(0), "a reset gives the pages back");
