@@ -105,8 +105,12 @@ public final class Engine implements AutoCloseable {
                 options.tokensPerStep());
         try {
             if (options.prefixCacheBytes() > 0) {
-                // the session's states that grow with their sequences count as held: the cache must leave them room
-                backend.checkFits(options.prefixCacheBytes() + session.growableBytes(), "the prefix cache");
+                // the session's states that grow with their sequences (key/value caches) count as held at their
+                // longest, as the session's own check counted them: the cache must leave them room
+                long growable = session.growableBytes();
+                backend.checkFits(options.prefixCacheBytes() + growable, growable == 0 ? "the prefix cache"
+                        : "the prefix cache beside the key/value caches of " + options.maxSequences()
+                        + " sequences of up to " + options.maxTokensPerSequence() + " tokens");
             }
         } catch (RuntimeException e) {
             session.close();
