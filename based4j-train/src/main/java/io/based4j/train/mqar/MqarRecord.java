@@ -27,17 +27,7 @@ public final class MqarRecord {
      * The record of {@code run}'s {@code result}, trained on {@code device} in {@code precision}.
      */
     public static Map<String, Object> of(MqarTrainer.Run run, MqarTrainer.Result r, String device, String precision) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        MqarModel model = run.model();
-        m.put("mixer", model.mixer());
-        m.put("d_model", (long) model.dModel());
-        if (model.featureDim() > 0) {
-            m.put("feature_dim", (long) model.featureDim());
-        }
-        if (model.window() > 0) {
-            m.put("window", (long) model.window());
-        }
-        m.put("lr", run.lr());
+        Map<String, Object> m = runKey(run);
         m.put("state_bytes", r.stateBytes());
         m.put("parameters", r.parameters());
         m.put("accuracy", r.accuracy());
@@ -63,6 +53,25 @@ public final class MqarRecord {
         m.putAll(settings(run));
         m.put("device", device);
         m.put("precision", precision);
+        return m;
+    }
+
+    /**
+     * What names {@code run} in its record: its model (mixer, d_model, and feature_dim or window where it has one)
+     * and learning rate.
+     */
+    public static Map<String, Object> runKey(MqarTrainer.Run run) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        MqarModel model = run.model();
+        m.put("mixer", model.mixer());
+        m.put("d_model", (long) model.dModel());
+        if (model.featureDim() > 0) {
+            m.put("feature_dim", (long) model.featureDim());
+        }
+        if (model.window() > 0) {
+            m.put("window", (long) model.window());
+        }
+        m.put("lr", run.lr());
         return m;
     }
 

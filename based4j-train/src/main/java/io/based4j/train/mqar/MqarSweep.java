@@ -190,10 +190,8 @@ public final class MqarSweep {
             JsonLinesFile starts = new JsonLinesFile(dir.resolve(STARTS));
             String startedAt = java.time.Instant.now().toString();
             pausedNow.set(0);
-            if (stopDue == null) {
-                stopDue = () -> options.stopAfterMinutes() > 0
-                        && (System.nanoTime() - t0) / 60e9 > options.stopAfterMinutes();
-            }
+            stopDue = stopWhen != null ? stopWhen : () -> options.stopAfterMinutes() > 0
+                    && (System.nanoTime() - t0) / 60e9 > options.stopAfterMinutes();
             if (!pending.isEmpty()) {
                 checkMemory(pending);
                 MqarData data = generate();
@@ -335,16 +333,17 @@ public final class MqarSweep {
     }
 
     /**
-     * Whether this start's time is up: no new run starts and the runs training pause. By default once
-     * {@link Options#stopAfterMinutes} have passed since the start.
+     * Whether this start's time is up: no new run starts and the runs training pause. Once
+     * {@link Options#stopAfterMinutes} have passed since the start, unless {@link #stopWhen} says otherwise.
      */
     private java.util.function.BooleanSupplier stopDue;
+    private java.util.function.BooleanSupplier stopWhen;
     /** Runs paused by this start. */
     private final java.util.concurrent.atomic.AtomicInteger pausedNow = new java.util.concurrent.atomic.AtomicInteger();
 
     /** Sets when the start's time is up (for tests: a count of updates rather than minutes). */
     MqarSweep stopWhen(java.util.function.BooleanSupplier due) {
-        this.stopDue = due;
+        this.stopWhen = due;
         return this;
     }
 

@@ -181,17 +181,13 @@ public final class MqarTrainer {
         return java.nio.file.Files.isRegularFile(dir.resolve(io.based4j.train.Checkpoint.TRAINER));
     }
 
-    /** What a paused run's state records of the run, to be the same when it goes on. */
+    /**
+     * What a paused run's state records of the run, to be the same when it goes on: what names it and its settings,
+     * as its result record holds them ({@link MqarRecord}), and the backend and precision it trains on.
+     */
     private Map<String, Object> pauseFacts() {
-        Map<String, Object> facts = new java.util.LinkedHashMap<>(run.configMap());
-        facts.put("lr", run.lr());
-        facts.put("weight_decay", run.weightDecay());
-        facts.put("epochs", (long) run.epochs());
-        facts.put("batch", (long) run.batchSize());
-        facts.put("warmup", (long) run.warmupSteps());
-        facts.put("seed", run.seed());
-        facts.put("train", String.valueOf(run.train()));
-        facts.put("test", String.valueOf(run.test()));
+        Map<String, Object> facts = MqarRecord.runKey(run);
+        facts.putAll(MqarRecord.settings(run));
         facts.put("backend", backend.name());
         facts.put("precision", backend.precisionName());
         return facts;
@@ -230,12 +226,11 @@ public final class MqarTrainer {
                     throw new IllegalArgumentException("the paused run in " + pause.dir() + " cannot go on: "
                             + e.getMessage() + " (remove " + pause.dir() + " to train the run afresh)", e);
                 }
-                for (Map.Entry<String, Object> f : facts.entrySet()) {
-                    Object saved = ck.trainer().get(f.getKey());
-                    if (!String.valueOf(f.getValue()).equals(String.valueOf(saved))) {
-                        throw new IllegalArgumentException(ck.dir() + " holds a paused run with " + f.getKey() + " "
-                                + saved + ", not " + f.getValue() + ": remove it to train this run afresh");
-                    }
+                String differs = MqarRecord.difference(ck.trainer(), facts);
+                if (differs != null) {
+                    throw new IllegalArgumentException(ck.dir() + " holds a paused run with " + differs + " "
+                            + ck.trainer().get(differs) + ", not " + facts.get(differs)
+                            + ": remove it to train this run afresh");
                 }
                 resumed = ck.step();
                 if (ck.trainer().get("seconds") instanceof Number n) {
