@@ -26,8 +26,8 @@ import picocli.CommandLine.Option;
                 + "with, checked against a float64 reference and timed with CUDA events at the models' shapes.",
                 "The backend runs the version marked (used)."})
 final class BenchKernelsCommand implements Callable<Integer> {
-    @Option(names = "--kernel", paramLabel = "NAME", split = ",", defaultValue = "gemv,crossEntropy",
-            description = "Kernels: gemv, crossEntropy (default ${DEFAULT-VALUE}).")
+    @Option(names = "--kernel", paramLabel = "NAME", split = ",", defaultValue = "gemv,crossEntropy,attentionDecode",
+            description = "Kernels: gemv, crossEntropy, attentionDecode (default ${DEFAULT-VALUE}).")
     List<String> kernels;
 
     @Option(names = "--device", paramLabel = "DEV", defaultValue = "cuda",
@@ -73,12 +73,12 @@ final class BenchKernelsCommand implements Callable<Integer> {
             }
         }
         out.printf(Locale.ROOT, "based4j bench kernels on %s, bf16, %d timed calls each%n", deviceName, reps);
-        out.printf(Locale.ROOT, "%-12s %-36s %-18s %10s %9s %10s %9s %s%n", "kernel", "shape", "version", "us/call",
+        out.printf(Locale.ROOT, "%-15s %-36s %-18s %10s %9s %10s %9s %s%n", "kernel", "shape", "version", "us/call",
                 "GB/s", "error", "bound", "ok");
         boolean allOk = true;
         List<Map<String, Object>> rows = new ArrayList<>();
         for (KernelWorkbench.Result r : results) {
-            out.printf(Locale.ROOT, "%-12s %-36s %-18s %10.2f %9.0f %10.2e %9.2e %s%n", r.kernel(), r.shape(),
+            out.printf(Locale.ROOT, "%-15s %-36s %-18s %10.2f %9.0f %10.2e %9.2e %s%n", r.kernel(), r.shape(),
                     r.version(), r.millis() * 1e3, r.gbPerSecond(), r.error(), r.bound(), r.ok() ? "yes" : "NO");
             allOk &= r.ok();
             Map<String, Object> row = new LinkedHashMap<>();

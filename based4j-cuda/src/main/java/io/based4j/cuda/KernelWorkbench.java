@@ -14,9 +14,9 @@ import java.util.function.Consumer;
  * The kernel workbench: every numbered version of a kernel (and the library routine it competes with) run on the same
  * inputs at the shapes the models use, each checked against a float64 reference computed on the host and timed with
  * CUDA events, so that the version the backend runs is chosen by measurement. A kernel's versions live in its own
- * file (gemv: {@code gemv.cuh}, versions 1 and 2); the backend runs the one its launcher names
- * ({@link Kernels#GEMV_VERSION}) where it beats the library ({@link Kernels#gemvPays}), marked "(used)", and the
- * library (cuBLASLt) elsewhere.
+ * file (gemv: {@code gemv.cuh}, versions 1 and 2; the decode step's attention: {@code attention_decode.cuh}, versions 1
+ * and 2); the backend runs the one its launcher names ({@link Kernels#GEMV_VERSION}) where it beats the library
+ * ({@link Kernels#gemvPays}), marked "(used)", and the library (cuBLASLt) elsewhere.
  *
  * <p>Timing: the mean of {@code reps} calls between two events on the backend's stream, after a warm-up call. The
  * inputs of a memory-bound kernel are held in enough copies (at least {@value #COLD_BYTES} bytes in all, more than
@@ -25,7 +25,7 @@ import java.util.function.Consumer;
  */
 public final class KernelWorkbench {
     /** Kernels the workbench has versions of. */
-    public static final List<String> KERNELS = List.of("gemv", "crossEntropy");
+    public static final List<String> KERNELS = List.of("gemv", "crossEntropy", "attentionDecode");
     /** Bytes of input copies the timed calls go through at least (more than an H200's 50 MiB L2 cache). */
     static final long COLD_BYTES = 256L << 20;
 
@@ -94,7 +94,11 @@ public final class KernelWorkbench {
         }
         KernelWorkbench w = new KernelWorkbench(gpu, reps, note);
         try {
-            return kernel.equals("gemv") ? w.gemv() : w.crossEntropy();
+            return switch (kernel) {
+                case "gemv" -> w.gemv();
+                case "crossEntropy" -> w.crossEntropy();
+                default -> w.attentionDecode();
+            };
         } finally {
             w.freeAll();
         }
@@ -299,6 +303,171 @@ public final class KernelWorkbench {
             seg.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Tensor.floatToBf16((float) (sd * g)));
         }
         return seg;
+    }
+
+    // ------------------------------------------------------------------------------------------------ attentionDecode
+
+    /**
+     * A decode step's attention: {@code batch} sequences at position {@code pos} (each sees keys
+     * {@code max(0, pos - window) ..= pos}), {@code heads} heads of {@code dh}, a cache of {@code capacity} rows a
+     * sequence (a ring of the window where the window is smaller).
+     */
+    record DecodeShape(String name, int batch, int heads, int dh, int pos, int window, int capacity) {
+        int keysSeen() {
+            return Math.min(pos, window) + 1;
+        }
+    }
+
+    /**
+     * attn-1b's full attention after 1,536 tokens at batches 128 and 1 (its cache reserved for 2,048), attn-360m's
+     * at 2,000 tokens and batch 64, and based-1b's sliding window (64 keys back, a ring of 64) at batch 128.
+     */
+    static final List<DecodeShape> DECODE_SHAPES = List.of(
+            new DecodeShape("attn-1b b128 ctx 1536", 128, 16, 112, 1536, Integer.MAX_VALUE, 2048),
+            new DecodeShape("attn-1b b1 ctx 1536", 1, 16, 112, 1536, Integer.MAX_VALUE, 2048),
+            new DecodeShape("attn-360m b64 ctx 2000", 64, 16, 64, 2000, Integer.MAX_VALUE, 2048),
+            new DecodeShape("based-1b window b128", 128, 16, 112, 1536, 64, 64));
+
+    /** Values of the random block the caches repeat (16 MiB of bf16). */
+    private static final int DECODE_BLOCK = 8 << 20;
+
+    /**
+     * Every version of the decode step's attention (with its merge) on caches filled by repeating one random block,
+     * checked against a float64 softmax over the same bf16 values: one rounding of the output to bf16 (2^-8 of the
+     * largest output at most) and float32 sums whose error is far below it, the bound of {@link #GEMV_BOUND}. Without
+     * rotary positions (the query's rotation, dh values a block, is not part of what is compared).
+     */
+    private List<Result> attentionDecode() {
+        List<Result> results = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(11);
+        Kernels kernels = gpu.kernels();
+        for (DecodeShape s : DECODE_SHAPES) {
+            int b = s.batch();
+            int h = s.heads();
+            int dh = s.dh();
+            long d = (long) h * dh;
+            String shape = String.format(Locale.ROOT, "%s (H %d, dh %d)", s.name(), h, dh);
+            note.accept("attentionDecode " + shape);
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment block = randomBf16(arena, DECODE_BLOCK, r);
+                long cacheValues = b * (long) s.capacity() * d;
+                long keys = filled(block, cacheValues);
+                long values = filled(block, cacheValues);
+                MemorySegment qkv = randomBf16(arena, 3 * b * d, r);
+                long qkvD = upload(qkv, 2 * 3 * b * d);
+                int[] slots = new int[b];
+                int[] positions = new int[b];
+                int[] lengths = new int[b];
+                for (int i = 0; i < b; i++) {
+                    slots[i] = i;
+                    positions[i] = s.pos();
+                    lengths[i] = 1;
+                }
+                int[] layout = CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(slots, positions, lengths));
+                MemorySegment layoutHost = arena.allocate(4L * layout.length, 16);
+                MemorySegment.copy(layout, 0, layoutHost, ValueLayout.JAVA_INT_UNALIGNED, 0, layout.length);
+                long layoutD = upload(layoutHost, 4L * layout.length);
+                int splits = Kernels.decodeSplitCount(s.keysSeen());
+                long partial = alloc(4L * b * h * splits * (2 + dh));
+                long outBytes = 2 * b * d;
+                long out = alloc(outBytes);
+                float scale = (float) (1 / Math.sqrt(dh));
+                double[] want = decodeReference(block, qkv, s, scale);
+                double bytes = 2.0 * 2 * b * (double) s.keysSeen() * d + 2.0 * 3 * b * d + outBytes;
+                for (int v = 1; v <= Kernels.DECODE_VERSIONS; v++) {
+                    int version = v;
+                    java.util.function.IntConsumer call = c -> kernels.attentionDecode(version, Precision.BF16, qkvD,
+                            keys, values, 0, layoutD, out, partial, b, h, dh, s.capacity(), s.window(), 0,
+                            s.pos() + 1, false, scale, splits);
+                    cu.memsetD8Async(out, 0, outBytes, stream);
+                    call.accept(0);
+                    double error = maxError(download(arena, out, outBytes), want);
+                    double ms = time(1, call);
+                    String name = "v" + v + (v == kernels.decodeVersion() ? " (used)" : "");
+                    results.add(new Result("attentionDecode", shape, name, ms, bytes / (ms * 1e-3) / 1e9, error,
+                            GEMV_BOUND));
+                }
+            }
+            freeAll();
+        }
+        return results;
+    }
+
+    /** A device buffer of {@code count} bf16 values: {@code block} repeated. */
+    private long filled(MemorySegment block, long count) {
+        long blockBytes = block.byteSize();
+        long src = upload(block, blockBytes);
+        long bytes = 2 * count;
+        long dst = alloc(bytes);
+        for (long off = 0; off < bytes; off += blockBytes) {
+            cu.copyDtoDAsync(dst + off, src, Math.min(blockBytes, bytes - off), stream);
+        }
+        return dst;
+    }
+
+    /** The decode step's attention in float64 over the bf16 inputs: the caches are {@code block} repeated. */
+    private static double[] decodeReference(MemorySegment block, MemorySegment qkv, DecodeShape s, float scale) {
+        int b = s.batch();
+        int h = s.heads();
+        int dh = s.dh();
+        long d = (long) h * dh;
+        long blockValues = block.byteSize() / 2;
+        int first = Math.max(0, s.pos() - s.window());
+        int n = s.pos() - first + 1;
+        double[] out = new double[(int) (b * d)];
+        double[] scores = new double[n];
+        double[] q = new double[dh];
+        for (int i = 0; i < b; i++) {
+            for (int head = 0; head < h; head++) {
+                long qAt = i * 3 * d + (long) head * dh;
+                for (int e = 0; e < dh; e++) {
+                    q[e] = bf16(qkv, qAt + e);
+                }
+                double max = Double.NEGATIVE_INFINITY;
+                for (int k = 0; k < n; k++) {
+                    int j = first + k;
+                    long at = (cacheRow(s, i, j) * d + (long) head * dh) % blockValues;
+                    double dot = 0;
+                    for (int e = 0; e < dh; e++) {
+                        dot += q[e] * (j < s.pos() ? bf16(block, wrapped(at + e, blockValues)) : bf16(qkv, qAt + d + e));
+                    }
+                    scores[k] = dot * scale;
+                    max = Math.max(max, scores[k]);
+                }
+                double sum = 0;
+                for (int k = 0; k < n; k++) {
+                    scores[k] = Math.exp(scores[k] - max);
+                    sum += scores[k];
+                }
+                double[] y = new double[dh];
+                for (int k = 0; k < n; k++) {
+                    int j = first + k;
+                    long at = (cacheRow(s, i, j) * d + (long) head * dh) % blockValues;
+                    for (int e = 0; e < dh; e++) {
+                        y[e] += scores[k] * (j < s.pos() ? bf16(block, wrapped(at + e, blockValues))
+                                : bf16(qkv, qAt + 2 * d + e));
+                    }
+                }
+                for (int e = 0; e < dh; e++) {
+                    out[(int) (i * d + (long) head * dh + e)] = y[e] / sum;
+                }
+            }
+        }
+        return out;
+    }
+
+    /** {@code index} taken back into {@code [0, size)}, from below {@code 2 size}. */
+    private static long wrapped(long index, long size) {
+        return index < size ? index : index - size;
+    }
+
+    /** The cache row of sequence (slot) {@code i}'s key at position {@code j}. */
+    private static long cacheRow(DecodeShape s, int i, int j) {
+        return (long) i * s.capacity() + j % s.capacity();
+    }
+
+    private static double bf16(MemorySegment seg, long index) {
+        return Tensor.bf16ToFloat(seg.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, index));
     }
 
     // ------------------------------------------------------------------------------------------------ common

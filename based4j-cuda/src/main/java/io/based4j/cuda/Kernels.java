@@ -110,6 +110,7 @@ public final class Kernels {
         this.cu = cu;
         this.module = module;
         this.stream = stream;
+        this.decodeVersion = decodeVersion(System.getProperty(DECODE_VERSION_PROPERTY));
     }
 
     long function(String name) {
@@ -709,6 +710,39 @@ public final class Kernels {
     }
 
     /**
+     * The version of attention_decode.cuh that {@link #attentionDecode} runs: 1 unless the system property
+     * {@value #DECODE_VERSION_PROPERTY} names another ({@code bench kernels --kernel attentionDecode} times them side by
+     * side; a version becomes the default by measurement).
+     */
+    private final int decodeVersion;
+    /** The system property that picks {@link #attentionDecode}'s version. */
+    static final String DECODE_VERSION_PROPERTY = "based4j.cuda.attentionDecode";
+    /** The version {@link #attentionDecode} runs. */
+    int decodeVersion() {
+        return decodeVersion;
+    }
+
+    /** Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight). */
+    static final int DECODE_VERSIONS = 2;
+
+    /** The decode attention version a property's value names (null: 1). */
+    static int decodeVersion(String property) {
+        if (property == null) {
+            return 1;
+        }
+        try {
+            int v = Integer.parseInt(property.trim());
+            if (v >= 1 && v <= DECODE_VERSIONS) {
+                return v;
+            }
+        } catch (NumberFormatException e) {
+            // named below
+        }
+        throw new IllegalArgumentException("-D" + DECODE_VERSION_PROPERTY + " must be a version from 1 to "
+                + DECODE_VERSIONS + ", got '" + property + "'");
+    }
+
+    /**
      * A decode step's attention (every sequence one token, its query against the cached keys and its own) split over
      * the keys, then merged ({@code attentionDecode}, {@code attentionDecodeMerge}): the arguments of
      * {@link #attention}, with partial F32 {@code [B][H][splits][2 + dh]} of scratch. The same function as
@@ -717,16 +751,31 @@ public final class Kernels {
     public void attentionDecode(Precision p, long qkv, long kCache, long vCache, long rotary, long layout, long out,
                                 long partial, int B, int H, int dh, int capacity, int window, int rotaryDim,
                                 int maxPos, boolean interleaved, float scale, int splits) {
+        attentionDecode(decodeVersion, p, qkv, kCache, vCache, rotary, layout, out, partial, B, H, dh, capacity,
+                window, rotaryDim, maxPos, interleaved, scale, splits);
+    }
+
+    /**
+     * {@link #attentionDecode} in one of its {@link #DECODE_VERSIONS} versions. Version 2 reads 16 bytes a load: with
+     * qkv or a cache not 16-byte aligned, version 1 runs instead.
+     */
+    void attentionDecode(int version, Precision p, long qkv, long kCache, long vCache, long rotary, long layout,
+                         long out, long partial, int B, int H, int dh, int capacity, int window, int rotaryDim,
+                         int maxPos, boolean interleaved, float scale, int splits) {
         checkAttention("attentionDecode", B, B, H, dh, capacity, rotaryDim, maxPos);
         require(decodeSplits(dh), "attentionDecode: head dim " + dh + " is not a multiple of 16 up to 128");
         require(splits >= 1 && splits <= MAX_GRID_YZ && B <= MAX_GRID_YZ, "attentionDecode: " + splits
                 + " splits of " + B + " sequences");
+        require(version >= 1 && version <= DECODE_VERSIONS, "attentionDecode: no version " + version + " (1 to "
+                + DECODE_VERSIONS + ")");
         if (B == 0) {
             return;
         }
+        boolean aligned = ((qkv | kCache | vCache) & 15) == 0;
+        String name = version == 2 && aligned ? "attentionDecode2" : "attentionDecode";
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(partial).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale).i32(splits);
-        launch(function("attentionDecode", p), H, B, splits, ATTENTION_THREADS, 0);
+        launch(function(name, p), H, B, splits, ATTENTION_THREADS, 0);
         args.reset().ptr(partial).ptr(layout).ptr(out).i32(B).i32(H).i32(dh).i32(splits);
         launch(function("attentionDecodeMerge", p), H, B, 1, ATTENTION_THREADS, 0);
     }

@@ -15,7 +15,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * {@link Kernels#attentionDecode}, a decode step split over the keys, against {@link Kernels#attention}, the kernel
  * that takes any call, on the same cache: the same function summed in another order. Queries far enough on that
  * their keys span several splits (positions 0, 300 and 1100 of 256-key splits), full and sliding windows (a ring
- * cache of the window), rotate-half and interleaved rotary, head dims 64, 112 and 128.
+ * cache of the window, its split's keys wrapping round the ring), rotate-half and interleaved rotary, head dims 16, 32,
+ * 64, 112 and 128 (lane groups of 2 to 16 in version 2); every version of attention_decode.cuh.
  *
  * <p>Tolerance. In float32 both kernels sum dot products of dh terms and a softmax over up to 1,101 keys in float32,
  * in different orders: each result carries a relative error of a few times sqrt(n) u (u = 6e-8), well under 1e-5 of
@@ -26,17 +27,23 @@ import org.junit.jupiter.params.provider.MethodSource;
 @GpuTest
 class AttentionDecodeTest {
     static Stream<Arguments> cases() {
-        return Stream.of(
-                Arguments.of(Precision.F32, 64, Integer.MAX_VALUE, 32, false),
-                Arguments.of(Precision.BF16, 128, Integer.MAX_VALUE, 64, false),
-                Arguments.of(Precision.BF16, 112, Integer.MAX_VALUE, 0, false),
-                Arguments.of(Precision.F32, 112, 300, 32, true),
-                Arguments.of(Precision.BF16, 64, 600, 64, false));
+        Stream.Builder<Arguments> cases = Stream.builder();
+        for (int version = 1; version <= Kernels.DECODE_VERSIONS; version++) {
+            cases.add(Arguments.of(version, Precision.F32, 64, Integer.MAX_VALUE, 32, false));
+            cases.add(Arguments.of(version, Precision.BF16, 128, Integer.MAX_VALUE, 64, false));
+            cases.add(Arguments.of(version, Precision.BF16, 112, Integer.MAX_VALUE, 0, false));
+            cases.add(Arguments.of(version, Precision.F32, 112, 300, 32, true));
+            cases.add(Arguments.of(version, Precision.BF16, 64, 600, 64, false));
+            cases.add(Arguments.of(version, Precision.BF16, 32, Integer.MAX_VALUE, 32, true));
+            cases.add(Arguments.of(version, Precision.F32, 16, 100, 16, false));
+        }
+        return cases.build();
     }
 
-    @ParameterizedTest(name = "{0}, head dim {1}, window {2}, rotary {3}, interleaved {4}")
+    @ParameterizedTest(name = "version {0}, {1}, head dim {2}, window {3}, rotary {4}, interleaved {5}")
     @MethodSource("cases")
-    void theSplitDecodeIsTheOneKernelsAttention(Precision p, int dh, int window, int rotaryDim, boolean interleaved) {
+    void theSplitDecodeIsTheOneKernelsAttention(int version, Precision p, int dh, int window, int rotaryDim,
+                                                boolean interleaved) {
         int heads = 2;
         int d = heads * dh;
         int maxPos = 1200;
@@ -65,8 +72,8 @@ class AttentionDecodeTest {
             float scale = (float) cfg.softmaxScale();
             rig.kernels.attention(p, qkvD, kc, vc, rotary, layout, want, b, b, heads, dh, capacity, window, rotaryDim,
                     maxPos, interleaved, scale);
-            rig.kernels.attentionDecode(p, qkvD, kc, vc, rotary, layout, got, partial, b, heads, dh, capacity, window,
-                    rotaryDim, maxPos, interleaved, scale, splits);
+            rig.kernels.attentionDecode(version, p, qkvD, kc, vc, rotary, layout, got, partial, b, heads, dh, capacity,
+                    window, rotaryDim, maxPos, interleaved, scale, splits);
             float[] w = rig.values(p, want, b * d);
             float[] g = rig.values(p, got, b * d);
             double largest = 0;

@@ -1,0 +1,359 @@
+// A decode step's attention (included by based4j_kernels.cu): every sequence one new token, its query against the
+// keys and values cached for it and its own, split over the keys (flash-decoding) and merged. Versions: 1, a pair of
+// dims a thread; 2, 8 dims a lane in 16-byte loads, several keys in flight. Launched by
+// io.based4j.cuda.Kernels.attentionDecode; compared and timed by `based4j bench kernels --kernel attentionDecode`.
+#pragma once
+
+namespace b4j {
+
+/** Keys one block of attentionDecode (both versions) scores at most; its threads. */
+#define DEC_KEYS 256
+#define DEC_THREADS 128
+
+/** Two neighbouring values (4-byte aligned in bf16, 8-byte in float32) as floats. */
+__device__ __forceinline__ void loadPair(const float* p, float& a, float& b) {
+    const float2 v = *reinterpret_cast<const float2*>(p);
+    a = v.x;
+    b = v.y;
+}
+__device__ __forceinline__ void loadPair(const __nv_bfloat16* p, float& a, float& b) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+    a = f.x;
+    b = f.y;
+}
+
+/**
+ * One decode step's attention split over the keys (flash-decoding). Sequence b has one token in this call, at
+ * position pos = starts[b]; its query sees keys max(0, pos - window) ..= pos: the earlier ones from the cache (slot,
+ * position % capacity, already rotated), its own from qkv (rotated here). Grid (H, B, splits), block DEC_THREADS:
+ * block s takes the keys from first + s DEC_KEYS, DEC_KEYS at most, and writes to partial[(b H + h) splits + s]
+ * (2 + dh floats) its largest score m, l = sum exp(score - m) and sum exp(score - m) v; a block past the last key
+ * writes m = -inf, l = 0. Scores: a group of 8 threads a key, each thread over dh / 8 neighbouring dims read in
+ * pairs; values: a thread a pair of dims, the keys shared out between DEC_THREADS / (dh / 2) threads of each pair.
+ * The host calls it for dh a multiple of 16 up to 128, with a cache that holds every key a query sees; then
+ * attentionDecodeMerge.
+ */
+template <typename W, typename A>
+__device__ void attentionDecode_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                     const int* layout, float* partial, int B, int H, int dh, int capacity,
+                                     int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    __shared__ float qs[128];
+    __shared__ float sc[DEC_KEYS];
+    __shared__ float red[DEC_THREADS / 32];
+    __shared__ float vred[256];  // (DEC_THREADS / (dh / 2)) x dh <= 256
+    const int head = blockIdx.x;
+    const int seq = blockIdx.y;
+    const int split = blockIdx.z;
+    const int tid = threadIdx.x;
+    const Layout L = layoutOf(layout, B);
+    const i64 row = L.offsets[seq];
+    const i64 pos = L.starts[seq];
+    const i64 slot = L.slots[seq];
+    const i64 d = (i64)H * dh;
+    const i64 first = pos - window > 0 ? pos - window : 0;
+    const i64 j0 = first + (i64)split * DEC_KEYS;
+    float* out = partial + (((i64)seq * H + head) * splits + split) * (2 + dh);
+    if (j0 > pos) {
+        if (tid == 0) {
+            out[0] = -CUDART_INF_F;
+            out[1] = 0.0f;
+        }
+        for (int e = tid; e < dh; e += DEC_THREADS) out[2 + e] = 0.0f;
+        return;
+    }
+    const i64 j1 = pos < j0 + DEC_KEYS - 1 ? pos : j0 + DEC_KEYS - 1;
+    const int n = (int)(j1 - j0 + 1);
+    const A* qp = qkv + row * 3 * d + (i64)head * dh;
+    const A* kNew = qp + d;
+    const A* vNew = kNew + d;
+    for (int e = tid; e < dh; e += DEC_THREADS) qs[e] = rotated(qp, e, (int)pos, rotary, rd, maxPos, interleaved);
+    __syncthreads();
+
+    const int per = dh >> 3;
+    const int g = tid >> 3;
+    const int lane8 = tid & 7;
+    const int e0 = lane8 * per;
+    for (int base = 0; base < n; base += DEC_THREADS / 8) {  // every thread goes round alike: the shuffles see all
+        const int k = base + g;
+        const i64 j = j0 + k;
+        float dot = 0.0f;
+        if (k < n && j < pos) {
+            const A* kp = kCache + (slot * capacity + j % capacity) * d + (i64)head * dh + e0;
+            for (int i = 0; i < per; i += 2) {
+                float a, b;
+                loadPair(kp + i, a, b);
+                dot += qs[e0 + i] * a + qs[e0 + i + 1] * b;
+            }
+        } else if (k < n) {
+            for (int i = 0; i < per; i++) {
+                dot += qs[e0 + i] * rotated(kNew, e0 + i, (int)pos, rotary, rd, maxPos, interleaved);
+            }
+        }
+        dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+        if (k < n && lane8 == 0) sc[k] = dot * scale;
+    }
+    __syncthreads();
+
+    float m = -CUDART_INF_F;
+    for (int k = tid; k < n; k += DEC_THREADS) m = fmaxf(m, sc[k]);
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((tid & 31) == 0) red[tid >> 5] = m;
+    __syncthreads();
+    m = red[0];
+    for (int w = 1; w < DEC_THREADS / 32; w++) m = fmaxf(m, red[w]);
+    __syncthreads();  // red is written again below
+    float l = 0.0f;
+    for (int k = tid; k < n; k += DEC_THREADS) {
+        const float p = expf(sc[k] - m);
+        sc[k] = p;
+        l += p;
+    }
+    l = warpSum(l);
+    if ((tid & 31) == 0) red[tid >> 5] = l;
+    __syncthreads();
+    l = 0.0f;
+    for (int w = 0; w < DEC_THREADS / 32; w++) l += red[w];
+
+    const int pairs = dh >> 1;
+    const int halves = DEC_THREADS / pairs;
+    const int pi = tid % pairs;
+    const int h = tid / pairs;
+    if (h < halves) {
+        float a0 = 0.0f, a1 = 0.0f;
+        for (int k = h; k < n; k += halves) {
+            const i64 j = j0 + k;
+            const float p = sc[k];
+            float x, y;
+            if (j < pos) {
+                loadPair(vCache + (slot * capacity + j % capacity) * d + (i64)head * dh + 2 * pi, x, y);
+            } else {
+                x = toF(vNew[2 * pi]);
+                y = toF(vNew[2 * pi + 1]);
+            }
+            a0 += p * x;
+            a1 += p * y;
+        }
+        vred[h * dh + 2 * pi] = a0;
+        vred[h * dh + 2 * pi + 1] = a1;
+    }
+    __syncthreads();
+    for (int e = tid; e < dh; e += DEC_THREADS) {
+        float sum = 0.0f;
+        for (int hh = 0; hh < halves; hh++) sum += vred[hh * dh + e];
+        out[2 + e] = sum;
+    }
+    if (tid == 0) {
+        out[0] = m;
+        out[1] = l;
+    }
+}
+
+/**
+ * The output of attentionDecode from its splits: per (head, sequence) the largest m, then
+ * y = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), rounded to A into out's row of the sequence. Grid (H, B),
+ * block DEC_THREADS over the dims.
+ */
+template <typename W, typename A>
+__device__ void attentionDecodeMerge_impl(const float* partial, const int* layout, A* out, int B, int H, int dh,
+                                          int splits) {
+    const int head = blockIdx.x;
+    const int seq = blockIdx.y;
+    const Layout L = layoutOf(layout, B);
+    const i64 row = L.offsets[seq];
+    const float* p = partial + ((i64)seq * H + head) * splits * (2 + dh);
+    float M = -CUDART_INF_F;
+    for (int s = 0; s < splits; s++) M = fmaxf(M, p[(i64)s * (2 + dh)]);
+    float sum = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        const float ms = p[(i64)s * (2 + dh)];
+        if (ms != -CUDART_INF_F) sum += p[(i64)s * (2 + dh) + 1] * expf(ms - M);
+    }
+    const float inv = 1.0f / sum;
+    for (int e = threadIdx.x; e < dh; e += blockDim.x) {
+        float y = 0.0f;
+        for (int s = 0; s < splits; s++) {
+            const float ms = p[(i64)s * (2 + dh)];
+            if (ms != -CUDART_INF_F) y += p[(i64)s * (2 + dh) + 2 + e] * expf(ms - M);
+        }
+        out[row * H * dh + (i64)head * dh + e] = fromF<A>(y * inv);
+    }
+}
+
+/** Keys a lane group of attentionDecode2 has in flight at once (loads issued before their sums). */
+#define DEC2_UNROLL 4
+
+/**
+ * Version 2 of attentionDecode: the same arguments, grid, splits and partial results (attentionDecodeMerge merges
+ * them), the keys and values read 8 dims a lane in one 16-byte load (two in float32) instead of pairs, DEC2_UNROLL
+ * keys of a lane group in flight before their sums. A key takes dh / 8 lanes of a group of G lanes (G the power of 2
+ * at or above dh / 8, at most 16; the lanes past dh / 8 idle), DEC_THREADS / G keys side by side; a lane keeps its 8
+ * dims of the query in registers. Scores: the lanes' dot products summed over the group by shuffles; the query's own
+ * key (position pos, from qkv, rotated here) by one warp after. Values: each lane sums p v over its 8 dims for the
+ * keys of its group, then the groups' sums are added in shared memory in a fixed order. Cache rows by an index kept
+ * in 32 bits: j0 % capacity once, then at most one wrap, since a split's cached keys (fewer than DEC_KEYS, and than
+ * capacity + 1 for a ring of the window) stay within one turn of the ring. The host calls it for dh a multiple of 16
+ * up to 128 with the cache, qkv and rows 16-byte aligned.
+ */
+template <typename W, typename A>
+__device__ void attentionDecode2_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
+                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    __shared__ float qs[128];
+    __shared__ float sc[DEC_KEYS];
+    __shared__ float red[DEC_THREADS / 32];
+    __shared__ float vred[DEC_THREADS * 8];  // (DEC_THREADS / G) groups x dh, dh <= 8 G
+    const int head = blockIdx.x;
+    const int seq = blockIdx.y;
+    const int split = blockIdx.z;
+    const int tid = threadIdx.x;
+    const Layout L = layoutOf(layout, B);
+    const i64 row = L.offsets[seq];
+    const i64 pos = L.starts[seq];
+    const i64 slot = L.slots[seq];
+    const i64 d = (i64)H * dh;
+    const i64 first = pos - window > 0 ? pos - window : 0;
+    const i64 j0 = first + (i64)split * DEC_KEYS;
+    float* out = partial + (((i64)seq * H + head) * splits + split) * (2 + dh);
+    if (j0 > pos) {
+        if (tid == 0) {
+            out[0] = -CUDART_INF_F;
+            out[1] = 0.0f;
+        }
+        for (int e = tid; e < dh; e += DEC_THREADS) out[2 + e] = 0.0f;
+        return;
+    }
+    const i64 j1 = pos < j0 + DEC_KEYS - 1 ? pos : j0 + DEC_KEYS - 1;
+    const int n = (int)(j1 - j0 + 1);
+    const int cached = (int)((j1 < pos ? j1 : pos - 1) - j0 + 1);  // keys k < cached come from the cache
+    const A* qp = qkv + row * 3 * d + (i64)head * dh;
+    const A* kNew = qp + d;
+    const A* vNew = kNew + d;
+    for (int e = tid; e < dh; e += DEC_THREADS) qs[e] = rotated(qp, e, (int)pos, rotary, rd, maxPos, interleaved);
+    __syncthreads();
+
+    const int lanes = dh >> 3;
+    const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+    const int groups = DEC_THREADS / G;
+    const int lane = tid & (G - 1);
+    const int grp = tid / G;
+    const bool active = lane < lanes;
+    const int e0 = lane * 8;
+    float q[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) q[i] = active ? qs[e0 + i] : 0.0f;
+    const int c0 = (int)(j0 % capacity);
+    const A* kRows = kCache + slot * capacity * d + (i64)head * dh + e0;
+    const A* vRows = vCache + slot * capacity * d + (i64)head * dh + e0;
+
+    for (int base = 0; base < n; base += groups * DEC2_UNROLL) {  // alike for every thread: the shuffles see all
+        float kv[DEC2_UNROLL][8];
+#pragma unroll
+        for (int u = 0; u < DEC2_UNROLL; u++) {
+            const int k = base + u * groups + grp;
+            if (active && k < cached) {
+                int c = c0 + k;
+                if (c >= capacity) c -= capacity;
+                load8(kRows + (i64)c * d, kv[u]);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) kv[u][i] = 0.0f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < DEC2_UNROLL; u++) {
+            float dot = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) dot += q[i] * kv[u][i];
+            for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            const int k = base + u * groups + grp;
+            if (lane == 0 && k < cached) sc[k] = dot * scale;
+        }
+    }
+    if (cached < n && tid < 32) {  // the query's own key: the split's last
+        float dot = 0.0f;
+        for (int e = tid; e < dh; e += 32) dot += qs[e] * rotated(kNew, e, (int)pos, rotary, rd, maxPos, interleaved);
+        dot = warpSum(dot);
+        if (tid == 0) sc[n - 1] = dot * scale;
+    }
+    __syncthreads();
+
+    float m = -CUDART_INF_F;
+    for (int k = tid; k < n; k += DEC_THREADS) m = fmaxf(m, sc[k]);
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((tid & 31) == 0) red[tid >> 5] = m;
+    __syncthreads();
+    m = red[0];
+    for (int w = 1; w < DEC_THREADS / 32; w++) m = fmaxf(m, red[w]);
+    __syncthreads();  // red is written again below
+    float l = 0.0f;
+    for (int k = tid; k < n; k += DEC_THREADS) {
+        const float p = expf(sc[k] - m);
+        sc[k] = p;
+        l += p;
+    }
+    l = warpSum(l);
+    if ((tid & 31) == 0) red[tid >> 5] = l;
+    __syncthreads();
+    l = 0.0f;
+    for (int w = 0; w < DEC_THREADS / 32; w++) l += red[w];
+
+    float acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i] = 0.0f;
+    for (int base = 0; base < n; base += groups * DEC2_UNROLL) {
+        float vv[DEC2_UNROLL][8];
+        float p[DEC2_UNROLL];
+#pragma unroll
+        for (int u = 0; u < DEC2_UNROLL; u++) {
+            const int k = base + u * groups + grp;
+            p[u] = k < n ? sc[k] : 0.0f;
+            if (active && k < n) {
+                int c = c0 + k;
+                if (c >= capacity) c -= capacity;
+                load8(k < cached ? vRows + (i64)c * d : vNew + e0, vv[u]);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) vv[u][i] = 0.0f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < DEC2_UNROLL; u++) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[i] += p[u] * vv[u][i];
+        }
+    }
+    if (active) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) vred[grp * dh + e0 + i] = acc[i];
+    }
+    __syncthreads();
+    for (int e = tid; e < dh; e += DEC_THREADS) {
+        float sum = 0.0f;
+        for (int g = 0; g < groups; g++) sum += vred[g * dh + e];
+        out[2 + e] = sum;
+    }
+    if (tid == 0) {
+        out[0] = m;
+        out[1] = l;
+    }
+}
+
+}  // namespace b4j
+
+B4J_KERNEL(attentionDecode, DEC_THREADS,
+           (const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, float* partial,
+            int B, int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale,
+            int splits),
+           (qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, maxPos, interleaved, scale,
+            splits))
+B4J_KERNEL(attentionDecodeMerge, DEC_THREADS,
+           (const float* partial, const int* layout, A* out, int B, int H, int dh, int splits),
+           (partial, layout, out, B, H, dh, splits))
+B4J_KERNEL(attentionDecode2, DEC_THREADS,
+           (const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, float* partial,
+            int B, int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale,
+            int splits),
+           (qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, maxPos, interleaved, scale,
+            splits))
