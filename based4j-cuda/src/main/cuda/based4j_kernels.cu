@@ -403,95 +403,6 @@ __device__ void linearAttentionZ_impl(const A* k, float* kState, const int* layo
     for (int a = threadIdx.x; a < E; a += blockDim.x) zg[a] = z[a];
 }
 
-/** Rows of S a thread of linearAttentionDecode loads before writing any back. */
-#define LA_DECODE_BATCH 8
-
-/**
- * One decode step of Taylor linear attention (every sequence one token): S += phi(k) v^T, z += phi(k), then
- * y = phi(q).S / (phi(q).z + eps), S and z read and written once, in place in the state. Grid (B, H), block 256
- * (dh <= 256): thread (g, e) takes column e of S and the features a = g, g + G, .. (G = 256 / dh), their new values
- * the same float operations as linearAttention's; threads over the features update z. The numerator's pieces are
- * summed over g, and the denominator's over the block, in a fixed order. Dynamic shared memory
- * 2E + 2f + dh + 256 + 8 floats.
- */
-template <typename W, typename A>
-__device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
-                                           const int* layout, A* out, int B, int H, int f, int dh, float eps) {
-    extern __shared__ float smem[];
-    const Layout L = layoutOf(layout, B);
-    const int seq = blockIdx.x;
-    const int head = blockIdx.y;
-    const int E = expandedDim(f);
-    const int tid = threadIdx.x;
-    const int nt = blockDim.x;
-    const Taylor tc = taylorOf(f);
-    float* pk = smem;       // [E]
-    float* pq = pk + E;     // [E]
-    float* xk = pq + E;     // [f]
-    float* xq = xk + f;     // [f]
-    float* vs = xq + f;     // [dh]
-    float* red = vs + dh;   // [nt]
-    float* dred = red + nt; // [nt / 32]
-    const i64 row = L.offsets[seq];
-    const i64 slot = L.slots[seq];
-    float* Sg = kvState + (slot * H + head) * (i64)E * dh;
-    float* zg = kState + (slot * H + head) * (i64)E;
-    const i64 qkCols = (i64)H * f;
-    const i64 vCols = (i64)H * dh;
-    for (int i = tid; i < f; i += nt) {
-        xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
-        xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
-    }
-    for (int c = tid; c < dh; c += nt) vs[c] = toF(v[row * vCols + (i64)head * dh + c]);
-    __syncthreads();
-    featurize(xk, f, tc, pk);
-    featurize(xq, f, tc, pq);
-    __syncthreads();
-    const int G = nt / dh;
-    const int e = tid % dh;
-    const int g = tid / dh;
-    float num = 0.0f;
-    if (g < G) {
-        // LA_DECODE_BATCH rows of S loaded before any is written back: the loads in flight together (a store to one
-        // row could otherwise be taken to alias the next row's load), the same operations in the same order
-        const float ve = vs[e];
-        for (int a0 = g; a0 < E; a0 += G * LA_DECODE_BATCH) {
-            float sv[LA_DECODE_BATCH];
-#pragma unroll
-            for (int u = 0; u < LA_DECODE_BATCH; u++) {
-                const int a = a0 + u * G;
-                sv[u] = a < E ? Sg[(i64)a * dh + e] : 0.0f;
-            }
-#pragma unroll
-            for (int u = 0; u < LA_DECODE_BATCH; u++) {
-                const int a = a0 + u * G;
-                if (a < E) {
-                    const float s = sv[u] + pk[a] * ve;
-                    Sg[(i64)a * dh + e] = s;
-                    num += pq[a] * s;
-                }
-            }
-        }
-    }
-    red[tid] = num;
-    float den = 0.0f;
-    for (int a = tid; a < E; a += nt) {
-        const float z = zg[a] + pk[a];
-        zg[a] = z;
-        den += pq[a] * z;
-    }
-    den = warpSum(den);
-    if ((tid & 31) == 0) dred[tid >> 5] = den;
-    __syncthreads();
-    if (tid < dh) {
-        float total = 0.0f;
-        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
-        float acc = 0.0f;
-        for (int gg = 0; gg < G; gg++) acc += red[gg * dh + tid];
-        out[row * vCols + (i64)head * dh + tid] = fromF<A>(acc * (1.0f / (total + eps)));
-    }
-}
-
 /**
  * The state after a call's tokens without the outputs (a prompt whose outputs the chunked kernels of training make):
  * S += phi(k_t) v_t^T and, in the blocks of the first column tile, z += phi(k_t), token after token, the same float
@@ -813,10 +724,6 @@ B4J_KERNEL(linearAttention, 256,
            (const A* q, const A* k, const A* v, float* kvState, const float* kState, const int* layout, A* out, int T,
             int B, int H, int f, int dh, float eps, int dt),
            (q, k, v, kvState, kState, layout, out, T, B, H, f, dh, eps, dt))
-B4J_KERNEL(linearAttentionDecode, 256,
-           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
-            int f, int dh, float eps),
-           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
 B4J_KERNEL(linearAttentionZ, 256, (const A* k, float* kState, const int* layout, int T, int B, int H, int f),
            (k, kState, layout, T, B, H, f))
 B4J_KERNEL(linearAttentionState, 256,
@@ -835,6 +742,7 @@ B4J_KERNEL(attentionAppend, 128,
 #include "vector_ops.cuh"
 #include "gemv.cuh"
 #include "attention_decode.cuh"
+#include "linear_attention_decode.cuh"
 #include "based4j_sample.cuh"
 #include "train_dense.cuh"
 #include "train_loss.cuh"

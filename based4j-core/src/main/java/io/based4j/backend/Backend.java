@@ -299,6 +299,15 @@ public interface Backend extends AutoCloseable {
         }
 
         /**
+         * Makes the memory there that the sequences of {@code batch} reach in a call (positions up to
+         * {@code start + length} of each slot), where a state grows with its sequences and its kernels cannot make it
+         * as they run (a GPU's, whose steps are recorded). Called before the call's ops are queued; a no-op for states
+         * made whole.
+         */
+        default void reserve(TokenBatch batch) {
+        }
+
+        /**
          * Bytes this state may still take as its sequences grow: what it would hold now had it been made whole up
          * front (0 for a state made whole). Memory budgets count it as held.
          */

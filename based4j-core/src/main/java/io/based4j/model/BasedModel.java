@@ -177,6 +177,9 @@ public final class BasedModel implements AutoCloseable {
         }
         session.checkBatch(batch);
         stack.checkTokens(tokens);
+        for (Backend.MixerState s : session.states()) {
+            s.reserve(batch);  // memory a growing state needs for this call, made before its ops are queued or replayed
+        }
         boolean step = n == batch.size();
         Backend.StepGraphs recorder = backend.graphs();
         Backend.Buffer logits;

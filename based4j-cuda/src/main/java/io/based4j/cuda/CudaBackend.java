@@ -416,6 +416,102 @@ public final class CudaBackend implements TrainingBackend {
         }
     }
 
+    // ---------------------------------------------------------------- memory that grows (CudaStates.GrowingRegion)
+
+    /** Smallest piece of memory mapped behind reserved addresses. */
+    static final long GROWING_PIECE_BYTES = 2L << 20;
+    /** Whether the device maps memory behind reserved addresses: 1 yes, 0 no, -1 not asked yet. */
+    private int growsMemory = -1;
+    private long growingPiece;
+    /** Regions whose addresses are reserved: released when the backend closes, if not before. */
+    private final List<CudaStates.GrowingRegion> growing = new ArrayList<>();
+
+    /**
+     * Whether this device takes the virtual memory calls (CUDA's {@code cuMemAddressReserve}, {@code cuMemCreate},
+     * {@code cuMemMap}), so that a full key/value cache can hold memory for the tokens its sequences reached.
+     */
+    boolean growsMemory() {
+        if (growsMemory < 0) {
+            bind();
+            growsMemory = cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) == 1
+                    ? 1 : 0;
+            if (growsMemory == 1) {
+                long g = cu.allocationGranularity(ordinal);
+                growingPiece = g <= 0 ? GROWING_PIECE_BYTES : (GROWING_PIECE_BYTES + g - 1) / g * g;
+            }
+        }
+        return growsMemory == 1;
+    }
+
+    /** Bytes of a piece a {@link CudaStates.GrowingRegion} maps at a time (after {@link #growsMemory}). */
+    long growingPiece() {
+        return growingPiece;
+    }
+
+    /** Reserves {@code bytes} of device addresses for {@code region} (no memory behind them yet). */
+    long reserveAddresses(CudaStates.GrowingRegion region, long bytes, String what) {
+        bind();
+        if (capture != null) {
+            throw new StepNotRecordable("the pass reserves device addresses (" + what + ") as it runs");
+        }
+        long ptr = cu.reserveAddresses(bytes, growingPiece);
+        growing.add(region);
+        return ptr;
+    }
+
+    /** Gives back addresses of {@link #reserveAddresses} (nothing mapped there any more). */
+    void freeAddresses(CudaStates.GrowingRegion region, long ptr, long bytes) {
+        bind();
+        cu.freeAddresses(ptr, bytes);
+        growing.remove(region);
+    }
+
+    /**
+     * Maps a new piece of {@code bytes} of device memory at {@code ptr} (reserved addresses) and zeros it on the
+     * stream; its handle. Counted as allocated; an out-of-memory failure names {@code what}, the need and what is
+     * free.
+     */
+    long mapPiece(long ptr, long bytes, String what) {
+        bind();
+        if (capture != null) {
+            throw new StepNotRecordable("the pass maps device memory (" + what + ") as it runs");
+        }
+        long handle;
+        try {
+            handle = cu.createMemory(ordinal, bytes);
+        } catch (CudaException e) {
+            if (e.isOutOfMemory()) {
+                long[] info = cu.memoryInfo();
+                throw new IllegalStateException(String.format(Locale.ROOT,
+                        "%s: GPU %s is out of memory: %s more needed, %s free of %s (based4j holds %s)", what, name(),
+                        human(bytes), human(info[0]), human(info[1]), human(allocated)), e);
+            }
+            throw e;
+        }
+        try {
+            cu.mapMemory(ptr, bytes, handle, ordinal);
+        } catch (RuntimeException e) {
+            cu.releaseMemory(handle);
+            throw e;
+        }
+        cu.memsetD8Async(ptr, 0, bytes, stream);
+        allocated += bytes;
+        peakAllocated = Math.max(peakAllocated, allocated);
+        return handle;
+    }
+
+    /** Unmaps a piece of {@link #mapPiece} once the work queued on the stream is done, and gives its memory back. */
+    void unmapPiece(long ptr, long bytes, long handle) {
+        if (capture != null) {
+            throw new StepNotRecordable("the pass unmaps device memory as it runs");
+        }
+        bind();
+        cu.synchronize(stream);
+        cu.unmapMemory(ptr, bytes);
+        cu.releaseMemory(handle);
+        allocated -= bytes;
+    }
+
     /** Zeros {@code bytes} bytes at {@code ptr} on the stream. */
     void zeroBytes(long ptr, long bytes) {
         bind();
@@ -1099,6 +1195,7 @@ public final class CudaBackend implements TrainingBackend {
                         + (batch.start(i) + batch.length(i)) + ", past the state's " + st.maxPos);
             }
         }
+        st.reserve(batch);  // BasedModel.forward reserved it already; a caller of the op alone may not have
         long l = layout(batch);
         if (freshPromptsOnTensorCores(cfg, batch, in, o)) {
             attentionOfFreshPrompts(cfg, in, batch, o);
@@ -2634,6 +2731,9 @@ public final class CudaBackend implements TrainingBackend {
         readouts.close();
         scratch.close();
         mixers.close();
+        for (CudaStates.GrowingRegion r : new ArrayList<>(growing)) {
+            r.release();
+        }
         closed = true;
         lt.close();
         blas.close();

@@ -35,6 +35,8 @@ public final class CudaDriver {
     public static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
     public static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     public static final int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+    /** Whether the device takes the virtual memory calls ({@link #reserveAddresses}, {@link #createMemory} ...). */
+    public static final int CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED = 102;
 
     /** {@code CUDA_ERROR_OUT_OF_MEMORY}, as in {@link CudaException#CUDA_ERROR_OUT_OF_MEMORY}. */
     public static final int CUDA_ERROR_OUT_OF_MEMORY = CudaException.CUDA_ERROR_OUT_OF_MEMORY;
@@ -44,6 +46,14 @@ public final class CudaDriver {
     static final int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
     static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     static final int CU_MEMHOSTALLOC_PORTABLE = 0x01;
+    static final int CU_MEM_ALLOCATION_TYPE_PINNED = 0x1;
+    static final int CU_MEM_LOCATION_TYPE_DEVICE = 0x1;
+    static final int CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 0x3;
+    static final int CU_MEM_ALLOC_GRANULARITY_MINIMUM = 0x0;
+    /** {@code CUmemAllocationProp} (cuda.h of CUDA 13.0): type, requestedHandleTypes, location {type, id}, win32HandleMetaData, allocFlags (8 bytes). */
+    static final long ALLOCATION_PROP_BYTES = 32;
+    /** {@code CUmemAccessDesc}: location {type, id}, flags. */
+    static final long ACCESS_DESC_BYTES = 12;
 
     private static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT;
     private static final ValueLayout.OfLong LONG = ValueLayout.JAVA_LONG;
@@ -107,6 +117,14 @@ public final class CudaDriver {
     private final MethodHandle cuGraphLaunch;
     private final MethodHandle cuGraphDestroy;
     private final MethodHandle cuGraphExecDestroy;
+    private final MethodHandle cuMemAddressReserve;
+    private final MethodHandle cuMemAddressFree;
+    private final MethodHandle cuMemCreate;
+    private final MethodHandle cuMemRelease;
+    private final MethodHandle cuMemMap;
+    private final MethodHandle cuMemUnmap;
+    private final MethodHandle cuMemSetAccess;
+    private final MethodHandle cuMemGetAllocationGranularity;
 
     private CudaDriver(NativeLibraries.Library library) {
         this.libraryPath = library.where();
@@ -158,6 +176,14 @@ public final class CudaDriver {
         cuGraphLaunch = b.bind("cuGraphLaunch", INT, HANDLE, HANDLE);
         cuGraphDestroy = b.bind("cuGraphDestroy", INT, HANDLE);
         cuGraphExecDestroy = b.bind("cuGraphExecDestroy", INT, HANDLE);
+        cuMemAddressReserve = b.bind("cuMemAddressReserve", INT, PTR, LONG, LONG, HANDLE, LONG);
+        cuMemAddressFree = b.bind("cuMemAddressFree", INT, HANDLE, LONG);
+        cuMemCreate = b.bind("cuMemCreate", INT, PTR, LONG, PTR, LONG);
+        cuMemRelease = b.bind("cuMemRelease", INT, HANDLE);
+        cuMemMap = b.bind("cuMemMap", INT, HANDLE, LONG, LONG, HANDLE, LONG);
+        cuMemUnmap = b.bind("cuMemUnmap", INT, HANDLE, LONG);
+        cuMemSetAccess = b.bind("cuMemSetAccess", INT, HANDLE, LONG, PTR, LONG);
+        cuMemGetAllocationGranularity = b.bind("cuMemGetAllocationGranularity", INT, PTR, PTR, INT);
     }
 
     /**
@@ -422,6 +448,148 @@ public final class CudaDriver {
         if (r != 0) {
             throw error("cuMemFree(0x" + Long.toHexString(ptr) + ")", r);
         }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Virtual memory: addresses reserved up front, memory mapped behind them piece by piece
+
+    /** Fills a {@code CUmemAllocationProp} at {@code at}: pinned device memory of device {@code ordinal}. */
+    private void allocationProp(MemorySegment at, int ordinal) {
+        at.asSlice(0, ALLOCATION_PROP_BYTES).fill((byte) 0);
+        at.set(INT, 0, CU_MEM_ALLOCATION_TYPE_PINNED);
+        at.set(INT, 4, 0);  // requestedHandleTypes: none
+        at.set(INT, 8, CU_MEM_LOCATION_TYPE_DEVICE);
+        at.set(INT, 12, device(ordinal));
+    }
+
+    /** {@code cuMemGetAllocationGranularity} (minimum) of pinned memory on device {@code ordinal}: bytes. */
+    public long allocationGranularity(int ordinal) {
+        MemorySegment out = scratch();
+        allocationProp(out.asSlice(64, ALLOCATION_PROP_BYTES), ordinal);
+        int r;
+        try {
+            r = (int) cuMemGetAllocationGranularity.invokeExact(out, out.asSlice(64, ALLOCATION_PROP_BYTES),
+                    CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        check(r, "cuMemGetAllocationGranularity");
+        return out.get(LONG, 0);
+    }
+
+    /** {@code cuMemAddressReserve}: {@code bytes} of device addresses (a multiple of the granularity), no memory. */
+    public long reserveAddresses(long bytes, long alignment) {
+        MemorySegment out = scratch();
+        int r;
+        beginExclusive("cuMemAddressReserve");
+        try {
+            r = (int) cuMemAddressReserve.invokeExact(out, bytes, alignment, 0L, 0L);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            endExclusive();
+        }
+        if (r != 0) {
+            throw error("cuMemAddressReserve(" + bytes + " bytes)", r);
+        }
+        return out.get(LONG, 0);
+    }
+
+    /** {@code cuMemAddressFree} of addresses from {@link #reserveAddresses} (nothing mapped there any more). */
+    public void freeAddresses(long ptr, long bytes) {
+        int r;
+        beginExclusive("cuMemAddressFree");
+        try {
+            r = (int) cuMemAddressFree.invokeExact(ptr, bytes);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            endExclusive();
+        }
+        check(r, "cuMemAddressFree");
+    }
+
+    /**
+     * {@code cuMemCreate}: {@code bytes} (a multiple of the granularity) of pinned memory on device {@code ordinal},
+     * not yet mapped; its handle. An out-of-memory failure is a {@link CudaException} that says so.
+     */
+    public long createMemory(int ordinal, long bytes) {
+        MemorySegment out = scratch();
+        allocationProp(out.asSlice(64, ALLOCATION_PROP_BYTES), ordinal);
+        int r;
+        beginExclusive("cuMemCreate");
+        try {
+            r = (int) cuMemCreate.invokeExact(out, bytes, out.asSlice(64, ALLOCATION_PROP_BYTES), 0L);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            endExclusive();
+        }
+        if (r != 0) {
+            throw error("cuMemCreate(" + bytes + " bytes)", r);
+        }
+        return out.get(LONG, 0);
+    }
+
+    /** {@code cuMemRelease} of a handle from {@link #createMemory} (its memory goes once it is unmapped). */
+    public void releaseMemory(long handle) {
+        int r;
+        beginExclusive("cuMemRelease");
+        try {
+            r = (int) cuMemRelease.invokeExact(handle);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            endExclusive();
+        }
+        check(r, "cuMemRelease");
+    }
+
+    /**
+     * {@code cuMemMap} of the memory {@code handle} (all {@code bytes} of it) at {@code ptr}, within reserved
+     * addresses, then {@code cuMemSetAccess}: read and write from device {@code ordinal}.
+     */
+    public void mapMemory(long ptr, long bytes, long handle, int ordinal) {
+        MemorySegment desc = scratch().asSlice(64, ACCESS_DESC_BYTES);
+        desc.set(INT, 0, CU_MEM_LOCATION_TYPE_DEVICE);
+        desc.set(INT, 4, device(ordinal));
+        desc.set(INT, 8, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+        int r;
+        beginExclusive("cuMemMap");
+        try {
+            r = (int) cuMemMap.invokeExact(ptr, bytes, 0L, handle, 0L);
+            if (r == 0) {
+                r = (int) cuMemSetAccess.invokeExact(ptr, bytes, desc, 1L);
+                if (r != 0) {
+                    int unmapped = (int) cuMemUnmap.invokeExact(ptr, bytes);
+                    if (unmapped != 0) {
+                        throw error("cuMemUnmap(" + bytes + " bytes) after cuMemSetAccess failed", unmapped);
+                    }
+                    throw error("cuMemSetAccess(" + bytes + " bytes)", r);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            endExclusive();
+        }
+        if (r != 0) {
+            throw error("cuMemMap(" + bytes + " bytes)", r);
+        }
+    }
+
+    /** {@code cuMemUnmap}: the addresses stay reserved, the memory's handle still needs {@link #releaseMemory}. */
+    public void unmapMemory(long ptr, long bytes) {
+        int r;
+        beginExclusive("cuMemUnmap");
+        try {
+            r = (int) cuMemUnmap.invokeExact(ptr, bytes);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            endExclusive();
+        }
+        check(r, "cuMemUnmap");
     }
 
     /** {@code cuMemHostAlloc} (portable): pinned host memory, as a segment of {@code bytes} bytes. */

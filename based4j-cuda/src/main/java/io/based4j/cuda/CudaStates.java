@@ -1,8 +1,10 @@
 package io.based4j.cuda;
 
 import io.based4j.backend.Backend;
+import io.based4j.backend.TokenBatch;
 import io.based4j.config.MixerConfig;
 import java.util.Arrays;
+import java.util.Locale;
 
 /**
  * Recurrent mixer states in GPU memory, one region per sequence slot (the layouts the kernels expect): float32, but
@@ -19,17 +21,30 @@ final class CudaStates {
         final int valueBytes;
         final long[] regions;
         final long[] valuesPerSlot;
+        /** Where the regions grow ({@link GrowingRegion}, the same addresses as {@link #regions}); else null. */
+        final GrowingRegion[] growing;
         boolean released;
 
-        Slotted(CudaBackend backend, int slots, String what, int valueBytes, long... valuesPerSlot) {
+        /**
+         * Regions of {@code valuesPerSlot[i]} values a slot; allocated whole and zeroed, or, where {@code grow}, with
+         * their addresses reserved and their memory mapped as the slots' sequences reach it ({@link #reach}).
+         */
+        Slotted(CudaBackend backend, int slots, String what, int valueBytes, boolean grow, long... valuesPerSlot) {
             this.backend = backend;
             this.slots = slots;
             this.valueBytes = valueBytes;
             this.valuesPerSlot = valuesPerSlot;
             this.regions = new long[valuesPerSlot.length];
+            this.growing = grow ? new GrowingRegion[valuesPerSlot.length] : null;
             try {
                 for (int i = 0; i < regions.length; i++) {
-                    regions[i] = backend.allocateZeroed((long) valueBytes * valuesPerSlot[i] * slots, what);
+                    long bytes = (long) valueBytes * valuesPerSlot[i] * slots;
+                    if (grow) {
+                        growing[i] = new GrowingRegion(backend, bytes, what);
+                        regions[i] = growing[i].base;
+                    } else {
+                        regions[i] = backend.allocateZeroed(bytes, what);
+                    }
                 }
             } catch (RuntimeException e) {
                 release();
@@ -37,21 +52,63 @@ final class CudaStates {
             }
         }
 
+        /** Where the slot's part of region {@code i} starts (a device address). */
+        final long slotStart(int i, int slot) {
+            return regions[i] + (long) valueBytes * valuesPerSlot[i] * slot;
+        }
+
+        /**
+         * Makes the memory of the first {@code values} values of the slot's part of every region there (mapped and
+         * zeroed where it was not): a no-op for regions allocated whole.
+         */
+        final void reach(int slot, long values) {
+            if (growing == null) {
+                return;
+            }
+            for (int i = 0; i < regions.length; i++) {
+                long from = slotStart(i, slot) - regions[i];
+                growing[i].ensure(from, from + (long) valueBytes * Math.min(values, valuesPerSlot[i]));
+            }
+        }
+
+        /** Zeros {@code bytes} of region {@code i} from {@code ptr}: the parts of them that are mapped, if it grows. */
+        private void zero(int i, long ptr, long bytes) {
+            if (growing == null) {
+                backend.zeroBytes(ptr, bytes);
+            } else {
+                growing[i].zero(ptr - regions[i], ptr - regions[i] + bytes);
+            }
+        }
+
         @Override
         public void reset(int slot) {
             for (int i = 0; i < regions.length; i++) {
-                backend.zeroBytes(regions[i] + (long) valueBytes * valuesPerSlot[i] * slot,
-                        (long) valueBytes * valuesPerSlot[i]);
+                zero(i, slotStart(i, slot), (long) valueBytes * valuesPerSlot[i]);
             }
+        }
+
+        @Override
+        public long growableBytes() {
+            long sum = 0;
+            if (growing != null && !released) {
+                for (GrowingRegion g : growing) {
+                    sum += g == null ? 0 : g.unmappedBytes();
+                }
+            }
+            return sum;
         }
 
         @Override
         public void release() {
             if (!released) {
                 released = true;
-                for (long r : regions) {
-                    if (r != 0) {
-                        backend.free(r);
+                for (int i = 0; i < regions.length; i++) {
+                    if (growing != null) {
+                        if (growing[i] != null) {
+                            growing[i].release();
+                        }
+                    } else if (regions[i] != 0) {
+                        backend.free(regions[i]);
                     }
                 }
             }
@@ -84,9 +141,14 @@ final class CudaStates {
             try {
                 for (int i = 0; i < regions.length; i++) {
                     values[i] = copiedValues(i, length);
+                }
+                for (int i = 0; i < regions.length; i++) {
+                    if (growing != null) {  // what the slot has reached is mapped; this maps no more than that
+                        long from = slotStart(i, slot) - regions[i];
+                        growing[i].ensure(from, from + (long) valueBytes * values[i]);
+                    }
                     copies[i] = backend.allocate((long) valueBytes * values[i], "a state snapshot");
-                    backend.copyOnDevice(copies[i], regions[i] + (long) valueBytes * valuesPerSlot[i] * slot,
-                            (long) valueBytes * values[i]);
+                    backend.copyOnDevice(copies[i], slotStart(i, slot), (long) valueBytes * values[i]);
                 }
             } catch (RuntimeException e) {
                 copy.close();
@@ -109,13 +171,106 @@ final class CudaStates {
                 }
             }
             for (int i = 0; i < regions.length; i++) {
-                long dst = regions[i] + (long) valueBytes * valuesPerSlot[i] * slot;
+                long dst = slotStart(i, slot);
+                if (growing != null) {
+                    growing[i].ensure(dst - regions[i], dst - regions[i] + (long) valueBytes * c.values[i]);
+                }
                 backend.copyOnDevice(dst, c.pointer(i), (long) valueBytes * c.values[i]);
                 if (c.values[i] < valuesPerSlot[i]) {
-                    backend.zeroBytes(dst + (long) valueBytes * c.values[i],
-                            (long) valueBytes * (valuesPerSlot[i] - c.values[i]));
+                    zero(i, dst + (long) valueBytes * c.values[i], (long) valueBytes * (valuesPerSlot[i] - c.values[i]));
                 }
             }
+        }
+    }
+
+    /**
+     * Device memory whose addresses are reserved whole up front and whose memory is mapped behind them in pieces
+     * ({@link CudaBackend#growingPiece}, 2 MiB) as it is first needed ({@link #ensure}), each zeroed as it is mapped.
+     * The kernels see one flat region at a fixed address, so steps recorded as graphs stay valid as it grows, and it
+     * holds memory for the parts reached. Everything goes back at {@link #release}, or when the backend closes.
+     */
+    static final class GrowingRegion {
+        final CudaBackend backend;
+        /** The first reserved address. */
+        final long base;
+        /** Bytes asked for; the addresses reserved are whole pieces. */
+        final long bytes;
+        final long piece;
+        private final long reserved;
+        private final String what;
+        /** The handle of each piece's memory, 0 where none is mapped. */
+        private final long[] handles;
+        private int mapped;
+        private boolean released;
+
+        GrowingRegion(CudaBackend backend, long bytes, String what) {
+            this.backend = backend;
+            this.bytes = bytes;
+            this.what = what;
+            this.piece = backend.growingPiece();
+            long pieces = Math.max(1, (bytes + piece - 1) / piece);
+            if (pieces > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException(what + ": " + bytes + " bytes are more pieces than can be counted");
+            }
+            this.reserved = pieces * piece;
+            this.handles = new long[(int) pieces];
+            this.base = backend.reserveAddresses(this, reserved, what);
+        }
+
+        /** Maps the pieces that bytes {@code [from, to)} of the region lie in where none is mapped yet. */
+        void ensure(long from, long to) {
+            if (released) {
+                throw new IllegalStateException("this state was released (its session is closed)");
+            }
+            if (from < 0 || to > bytes) {
+                throw new IllegalArgumentException(String.format(Locale.ROOT,
+                        "bytes %d to %d of %s, a region of %d bytes", from, to, what, bytes));
+            }
+            if (to <= from) {
+                return;
+            }
+            for (int p = (int) (from / piece); p <= (int) ((to - 1) / piece); p++) {
+                if (handles[p] == 0) {
+                    handles[p] = backend.mapPiece(base + p * piece, piece, String.format(Locale.ROOT,
+                            "%s (a piece of %,d bytes as its sequences grow)", what, piece));
+                    mapped++;
+                }
+            }
+        }
+
+        /** Zeros the mapped parts of bytes {@code [from, to)} (the rest holds nothing to zero). */
+        void zero(long from, long to) {
+            long at = Math.max(0, from);
+            long end = Math.min(to, bytes);
+            while (at < end) {
+                int p = (int) (at / piece);
+                long pieceEnd = Math.min(end, (p + 1L) * piece);
+                if (handles[p] != 0) {
+                    backend.zeroBytes(base + at, pieceEnd - at);
+                }
+                at = pieceEnd;
+            }
+        }
+
+        /** Bytes of the region with no memory behind them yet. */
+        long unmappedBytes() {
+            return Math.max(0, bytes - (long) mapped * piece);
+        }
+
+        /** Unmaps and gives back every piece, then the addresses. */
+        void release() {
+            if (released) {
+                return;
+            }
+            released = true;
+            for (int p = 0; p < handles.length; p++) {
+                if (handles[p] != 0) {
+                    backend.unmapPiece(base + p * piece, piece, handles[p]);
+                    handles[p] = 0;
+                }
+            }
+            mapped = 0;
+            backend.freeAddresses(this, base, reserved);
         }
     }
 
@@ -172,7 +327,7 @@ final class CudaStates {
         final int kernel;
 
         Conv(CudaBackend backend, int slots, int channels, int kernel) {
-            super(backend, slots, "BaseConv state", 4, (long) (kernel - 1) * channels);
+            super(backend, slots, "BaseConv state", 4, false, (long) (kernel - 1) * channels);
             this.channels = channels;
             this.kernel = kernel;
         }
@@ -190,7 +345,7 @@ final class CudaStates {
         final int headDim;
 
         Linear(CudaBackend backend, int slots, int heads, int features, int headDim) {
-            super(backend, slots, "linear attention state", 4, (long) heads * features * headDim,
+            super(backend, slots, "linear attention state", 4, false, (long) heads * features * headDim,
                     (long) heads * features);
             this.heads = heads;
             this.features = features;
@@ -214,7 +369,9 @@ final class CudaStates {
     /**
      * Rotated keys and values, {@code [slot][position % capacity][d]} in the backend's compute type: a ring of the
      * last {@code window} tokens for sliding-window attention, the whole context for full attention; plus the rotary
-     * table (float32) for its positions.
+     * table (float32) for its positions. A full cache, on a device that maps memory behind reserved addresses, holds
+     * memory for the positions its sequences reached ({@link #reserve}, in pieces of {@link GrowingRegion}), not for
+     * {@code capacity} tokens each from the start; a ring is small and made whole.
      */
     static final class KeyValue extends Slotted {
         final int capacity;
@@ -229,8 +386,8 @@ final class CudaStates {
 
         KeyValue(CudaBackend backend, int slots, int capacity, boolean ring, MixerConfig.Attention cfg, int maxPos,
                  float[] rotaryTable) {
-            super(backend, slots, "attention key/value cache", backend.cacheValueBytes(), (long) capacity * cfg.dModel(),
-                    (long) capacity * cfg.dModel());
+            super(backend, slots, "attention key/value cache", backend.cacheValueBytes(), !ring && backend.growsMemory(),
+                    (long) capacity * cfg.dModel(), (long) capacity * cfg.dModel());
             this.capacity = capacity;
             this.ring = ring;
             this.width = cfg.dModel();
@@ -259,6 +416,23 @@ final class CudaStates {
 
         long keys() {
             return regions[0];
+        }
+
+        /** Maps the memory of the positions each sequence of the batch reaches in this call (a full cache's). */
+        @Override
+        public void reserve(TokenBatch batch) {
+            checkLive();
+            if (growing == null) {
+                return;
+            }
+            for (int i = 0; i < batch.size(); i++) {
+                int slot = batch.slot(i);
+                if (slot < 0 || slot >= slots) {
+                    throw new IllegalArgumentException("slot " + slot + " of a key/value cache of " + slots + " slots");
+                }
+                long end = Math.min((long) capacity, (long) batch.start(i) + batch.length(i));
+                reach(slot, end * width);
+            }
         }
 
         long values() {

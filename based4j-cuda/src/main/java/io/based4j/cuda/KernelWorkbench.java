@@ -15,7 +15,7 @@ import java.util.function.Consumer;
  * inputs at the shapes the models use, each checked against a float64 reference computed on the host and timed with
  * CUDA events, so that the version the backend runs is chosen by measurement. A kernel's versions live in its own
  * file (gemv: {@code gemv.cuh}, versions 1 and 2; the decode step's attention: {@code attention_decode.cuh}, versions 1
- * and 2); the backend runs the one its launcher names ({@link Kernels#GEMV_VERSION}) where it beats the library
+ * and 2; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 3); the backend runs the one its launcher names ({@link Kernels#GEMV_VERSION}) where it beats the library
  * ({@link Kernels#gemvPays}), marked "(used)", and the library (cuBLASLt) elsewhere.
  *
  * <p>Timing: the mean of {@code reps} calls between two events on the backend's stream, after a warm-up call. The
@@ -25,7 +25,8 @@ import java.util.function.Consumer;
  */
 public final class KernelWorkbench {
     /** Kernels the workbench has versions of. */
-    public static final List<String> KERNELS = List.of("gemv", "crossEntropy", "attentionDecode");
+    public static final List<String> KERNELS = List.of("gemv", "crossEntropy", "attentionDecode",
+            "linearAttentionDecode");
     /** Bytes of input copies the timed calls go through at least (more than an H200's 50 MiB L2 cache). */
     static final long COLD_BYTES = 256L << 20;
 
@@ -97,7 +98,8 @@ public final class KernelWorkbench {
             return switch (kernel) {
                 case "gemv" -> w.gemv();
                 case "crossEntropy" -> w.crossEntropy();
-                default -> w.attentionDecode();
+                case "attentionDecode" -> w.attentionDecode();
+                default -> w.linearAttentionDecode();
             };
         } finally {
             w.freeAll();
@@ -468,6 +470,176 @@ public final class KernelWorkbench {
 
     private static double bf16(MemorySegment seg, long index) {
         return Tensor.bf16ToFloat(seg.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, index));
+    }
+
+    // ------------------------------------------------------------------------------------------------ linearAttentionDecode
+
+    /** A linear-attention decode step: {@code batch} sequences, {@code heads} heads, feature dim f, head dim dh. */
+    record LinearDecodeShape(String name, int batch, int heads, int f, int dh) {
+        int expanded() {
+            return 1 + f + f * (f + 1) / 2;
+        }
+    }
+
+    /** based-1b's layers (f 16, dh 112) at batches 128 and 1, based-360m's (dh 64) at batch 256. */
+    static final List<LinearDecodeShape> LINEAR_DECODE_SHAPES = List.of(
+            new LinearDecodeShape("based-1b b128", 128, 16, 16, 112),
+            new LinearDecodeShape("based-1b b1", 1, 16, 16, 112),
+            new LinearDecodeShape("based-360m b256", 256, 16, 16, 64));
+
+    /** Largest error of the new state S allowed against float64, relative to its largest value: one float32 rounding. */
+    static final double STATE_BOUND = 0x1p-23;
+
+    /**
+     * Every version of the linear-attention decode step on random states (S normal, z a running sum's size), each call
+     * on its own copy of the state (so that the state comes from device memory, as across a model's layers), checked
+     * against float64 on the host: the outputs within {@link #GEMV_BOUND} (one rounding to bf16) and the new S within
+     * {@link #STATE_BOUND}; the error reported is the larger of the two, each over its bound, times GEMV_BOUND.
+     */
+    private List<Result> linearAttentionDecode() {
+        List<Result> results = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(13);
+        Kernels kernels = gpu.kernels();
+        for (LinearDecodeShape s : LINEAR_DECODE_SHAPES) {
+            int b = s.batch();
+            int h = s.heads();
+            int f = s.f();
+            int dh = s.dh();
+            int e = s.expanded();
+            String shape = String.format(Locale.ROOT, "%s (H %d, f %d, dh %d)", s.name(), h, f, dh);
+            note.accept("linearAttentionDecode " + shape);
+            try (Arena arena = Arena.ofConfined()) {
+                long sValues = (long) b * h * e * dh;
+                long zValues = (long) b * h * e;
+                MemorySegment s0 = arena.allocate(4 * sValues, 16);
+                MemorySegment z0 = arena.allocate(4 * zValues, 16);
+                for (long i = 0; i < sValues; i++) {
+                    s0.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i, (float) (r.nextGaussian() * 10));
+                }
+                for (long i = 0; i < zValues; i++) {
+                    z0.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i, (float) (i % e == 0 ? 1000 : r.nextGaussian() * 30));
+                }
+                MemorySegment q = gaussianBf16(arena, (long) b * h * f, 0.5, r);
+                MemorySegment k = gaussianBf16(arena, (long) b * h * f, 0.5, r);
+                MemorySegment v = gaussianBf16(arena, (long) b * h * dh, 1, r);
+                long qd = upload(q, 2L * b * h * f);
+                long kd = upload(k, 2L * b * h * f);
+                long vd = upload(v, 2L * b * h * dh);
+                int[] layout = CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(java.util.stream.IntStream
+                        .range(0, b).toArray(), new int[b], filledInts(b, 1)));
+                MemorySegment layoutHost = arena.allocate(4L * layout.length, 16);
+                MemorySegment.copy(layout, 0, layoutHost, ValueLayout.JAVA_INT_UNALIGNED, 0, layout.length);
+                long layoutD = upload(layoutHost, 4L * layout.length);
+                long stateBytes = 4 * (sValues + zValues);
+                int copies = (int) Math.max(1, (COLD_BYTES + stateBytes - 1) / stateBytes);
+                long[] ss = new long[copies];
+                long[] zs = new long[copies];
+                for (int c = 0; c < copies; c++) {
+                    ss[c] = upload(s0, 4 * sValues);
+                    zs[c] = upload(z0, 4 * zValues);
+                }
+                long outBytes = 2L * b * h * dh;
+                long out = alloc(outBytes);
+                long sCheck = alloc(4 * sValues);
+                long zCheck = alloc(4 * zValues);
+                double[][] want = linearDecodeReference(s, s0, z0, q, k, v);
+                double bytes = 2.0 * stateBytes + outBytes + 2.0 * b * h * (2 * f + dh);
+                for (int ver = 1; ver <= Kernels.LINEAR_DECODE_VERSIONS; ver++) {
+                    int version = ver;
+                    cu.copyDtoDAsync(sCheck, ss[0], 4 * sValues, stream);
+                    cu.copyDtoDAsync(zCheck, zs[0], 4 * zValues, stream);
+                    cu.memsetD8Async(out, 0, outBytes, stream);
+                    kernels.linearAttentionDecode(version, Precision.BF16, qd, kd, vd, sCheck, zCheck, layoutD, out, b,
+                            h, f, dh, 1e-6f);
+                    double errorOut = maxError(download(arena, out, outBytes), want[0]);
+                    double errorState = maxFloatError(download(arena, sCheck, 4 * sValues), want[1]);
+                    double error = Math.max(errorOut, errorState * (GEMV_BOUND / STATE_BOUND));
+                    double ms = time(copies, c -> kernels.linearAttentionDecode(version, Precision.BF16, qd, kd, vd,
+                            ss[c], zs[c], layoutD, out, b, h, f, dh, 1e-6f));
+                    String name = "v" + version + (version == kernels.linearDecodeVersion() ? " (used)" : "");
+                    results.add(new Result("linearAttentionDecode", shape, name, ms, bytes / (ms * 1e-3) / 1e9, error,
+                            GEMV_BOUND));
+                }
+            }
+            freeAll();
+        }
+        return results;
+    }
+
+    private static int[] filledInts(int n, int value) {
+        int[] a = new int[n];
+        java.util.Arrays.fill(a, value);
+        return a;
+    }
+
+    /** The largest |got - want| over the largest |want| (got float32). */
+    private static double maxFloatError(MemorySegment got, double[] want) {
+        double worst = 0;
+        double scale = 0;
+        for (int i = 0; i < want.length; i++) {
+            double g = got.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i);
+            worst = Math.max(worst, Double.isFinite(g) ? Math.abs(g - want[i]) : Double.POSITIVE_INFINITY);
+            scale = Math.max(scale, Math.abs(want[i]));
+        }
+        return scale == 0 ? worst : worst / scale;
+    }
+
+    /**
+     * The decode step in float64 from the same inputs: {outputs [b][h][dh], new S}. phi is the Taylor feature map of
+     * the kernels ([1, x f^-1/4, then for i <= j: x_i x_i / sqrt(2f), x_i x_j / sqrt(f)]).
+     */
+    private static double[][] linearDecodeReference(LinearDecodeShape s, MemorySegment s0, MemorySegment z0,
+                                                    MemorySegment q, MemorySegment k, MemorySegment v) {
+        int b = s.batch();
+        int h = s.heads();
+        int f = s.f();
+        int dh = s.dh();
+        int e = s.expanded();
+        double[] out = new double[b * h * dh];
+        double[] state = new double[(int) ((long) b * h * e * dh)];
+        for (int i = 0; i < b; i++) {
+            for (int head = 0; head < h; head++) {
+                int qk = (i * h + head) * f;
+                double[] pk = taylor(k, qk, f);
+                double[] pq = taylor(q, qk, f);
+                int sh = i * h + head;
+                double den = 0;
+                for (int a = 0; a < e; a++) {
+                    den += pq[a] * (z0.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, (long) sh * e + a) + pk[a]);
+                }
+                for (int c = 0; c < dh; c++) {
+                    double vc = bf16(v, (long) sh * dh + c);
+                    double num = 0;
+                    for (int a = 0; a < e; a++) {
+                        long at = ((long) sh * e + a) * dh + c;
+                        double sv = s0.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, at) + pk[a] * vc;
+                        state[(int) at] = sv;
+                        num += pq[a] * sv;
+                    }
+                    out[sh * dh + c] = num / (den + 1e-6);
+                }
+            }
+        }
+        return new double[][] {out, state};
+    }
+
+    /** The Taylor feature map of the f bf16 values from {@code at}, in float64. */
+    private static double[] taylor(MemorySegment x, int at, int f) {
+        double[] phi = new double[1 + f + f * (f + 1) / 2];
+        phi[0] = 1;
+        double lin = Math.pow(f, -0.25);
+        double diag = 1 / Math.sqrt(2.0 * f);
+        double cross = 1 / Math.sqrt(f);
+        int n = 1 + f;
+        for (int i = 0; i < f; i++) {
+            double xi = bf16(x, at + i);
+            phi[1 + i] = xi * lin;
+            phi[n++] = xi * xi * diag;
+            for (int j = i + 1; j < f; j++) {
+                phi[n++] = xi * bf16(x, at + j) * cross;
+            }
+        }
+        return phi;
     }
 
     // ------------------------------------------------------------------------------------------------ common

@@ -110,7 +110,10 @@ public final class Kernels {
         this.cu = cu;
         this.module = module;
         this.stream = stream;
-        this.decodeVersion = decodeVersion(System.getProperty(DECODE_VERSION_PROPERTY));
+        this.decodeVersion = version(DECODE_VERSION_PROPERTY, System.getProperty(DECODE_VERSION_PROPERTY),
+                DECODE_VERSIONS);
+        this.linearDecodeVersion = version(LINEAR_DECODE_VERSION_PROPERTY,
+                System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS);
     }
 
     long function(String name) {
@@ -487,7 +490,12 @@ public final class Kernels {
     static boolean linearDecodeFits(int f, int dh) {
         int e = 1 + f + f * (f + 1) / 2;
         return dh >= 1 && dh <= LINEAR_THREADS && f >= 1 && f <= 64
-                && 4L * (2L * e + 2L * f + dh + LINEAR_THREADS + LINEAR_THREADS / 32) <= LINEAR_MAX_SHARED;
+                && 4L * linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) <= LINEAR_MAX_SHARED;
+    }
+
+    /** Dynamic shared memory (floats) of a linearAttentionDecode version summing {@code sums} numerator pieces. */
+    private static long linearDecodeFloats(int e, int f, int dh, int sums) {
+        return 2L * e + 2L * f + dh + sums + LINEAR_THREADS / 32;
     }
 
     /**
@@ -498,14 +506,27 @@ public final class Kernels {
      */
     public void linearAttentionDecode(Precision p, long q, long k, long v, long kvState, long kState, long layout,
                                       long out, int B, int H, int f, int dh, float eps) {
+        linearAttentionDecode(linearDecodeVersion, p, q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+    }
+
+    /**
+     * {@link #linearAttentionDecode} in one of its {@link #LINEAR_DECODE_VERSIONS} versions. Versions 2 and 3 read S
+     * 16 bytes a load: for a head dim that is not a multiple of 4, or a state not 16-byte aligned, version 1 runs.
+     */
+    void linearAttentionDecode(int version, Precision p, long q, long k, long v, long kvState, long kState,
+                               long layout, long out, int B, int H, int f, int dh, float eps) {
         require(linearDecodeFits(f, dh), "linearAttentionDecode: feature dim " + f + ", head dim " + dh);
         require(H >= 1 && H <= MAX_GRID_YZ, "linearAttentionDecode: " + H + " heads (at most " + MAX_GRID_YZ + ")");
+        require(version >= 1 && version <= LINEAR_DECODE_VERSIONS, "linearAttentionDecode: no version " + version
+                + " (1 to " + LINEAR_DECODE_VERSIONS + ")");
         if (B == 0) {
             return;
         }
         int e = 1 + f + f * (f + 1) / 2;
-        int shared = 4 * (2 * e + 2 * f + dh + LINEAR_THREADS + LINEAR_THREADS / 32);
-        long fn = function("linearAttentionDecode", p);
+        boolean quads = version > 1 && dh % 4 == 0 && (kvState & 15) == 0;
+        String name = quads ? "linearAttentionDecode" + version : "linearAttentionDecode";
+        int shared = 4 * (int) linearDecodeFloats(e, f, dh, quads ? 4 * LINEAR_THREADS : LINEAR_THREADS);
+        long fn = function(name, p);
         optIn(fn, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(B).i32(H).i32(f).i32(dh)
                 .f32(eps);
@@ -717,29 +738,51 @@ public final class Kernels {
     private final int decodeVersion;
     /** The system property that picks {@link #attentionDecode}'s version. */
     static final String DECODE_VERSION_PROPERTY = "based4j.cuda.attentionDecode";
+    /** Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight). */
+    static final int DECODE_VERSIONS = 2;
+
     /** The version {@link #attentionDecode} runs. */
     int decodeVersion() {
         return decodeVersion;
     }
 
-    /** Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight). */
-    static final int DECODE_VERSIONS = 2;
+    /**
+     * The version of linear_attention_decode.cuh that {@link #linearAttentionDecode} runs: 1 unless the system property
+     * {@value #LINEAR_DECODE_VERSION_PROPERTY} names another ({@code bench kernels --kernel linearAttentionDecode}).
+     */
+    private final int linearDecodeVersion;
+    /** The system property that picks {@link #linearAttentionDecode}'s version. */
+    static final String LINEAR_DECODE_VERSION_PROPERTY = "based4j.cuda.linearAttentionDecode";
+    /**
+     * Versions of {@link #linearAttentionDecode}: 1 (a column of S a thread), 2 and 3 (four columns a thread in 16-byte
+     * loads, 8 or 4 rows in flight).
+     */
+    static final int LINEAR_DECODE_VERSIONS = 3;
 
-    /** The decode attention version a property's value names (null: 1). */
-    static int decodeVersion(String property) {
-        if (property == null) {
+    /** The version {@link #linearAttentionDecode} runs. */
+    int linearDecodeVersion() {
+        return linearDecodeVersion;
+    }
+
+    /**
+     * The kernel version a system property's value names, from 1 to {@code versions} (null: 1).
+     *
+     * @throws IllegalArgumentException naming the property and the value, for anything else
+     */
+    static int version(String property, String value, int versions) {
+        if (value == null) {
             return 1;
         }
         try {
-            int v = Integer.parseInt(property.trim());
-            if (v >= 1 && v <= DECODE_VERSIONS) {
+            int v = Integer.parseInt(value.trim());
+            if (v >= 1 && v <= versions) {
                 return v;
             }
         } catch (NumberFormatException e) {
             // named below
         }
-        throw new IllegalArgumentException("-D" + DECODE_VERSION_PROPERTY + " must be a version from 1 to "
-                + DECODE_VERSIONS + ", got '" + property + "'");
+        throw new IllegalArgumentException("-D" + property + " must be a version from 1 to " + versions + ", got '"
+                + value + "'");
     }
 
     /**

@@ -36,21 +36,30 @@ class LinearAttentionStateTest {
         }
     }
 
+    static Stream<Arguments> versionsAndShapes() {
+        Stream.Builder<Arguments> all = Stream.builder();
+        for (int version = 1; version <= Kernels.LINEAR_DECODE_VERSIONS; version++) {
+            int v = version;
+            shapes().forEach(a -> all.add(Arguments.of(v, a.get()[0], a.get()[1], a.get()[2])));
+        }
+        return all.build();
+    }
+
     /**
-     * {@link Kernels#linearAttentionDecode}, a decode step (one token a sequence), against the recurrent kernel on the
-     * same state: the state bit for bit (the same float operations a value), the output within the reordering of its
-     * two sums (E terms each, float32: well under 1e-5 of the largest output; in bf16 the two results may round to
-     * neighbouring bf16 values, one {@link Near#bf16Ulp} apart).
+     * {@link Kernels#linearAttentionDecode}, a decode step (one token a sequence), in each of its versions, against the
+     * recurrent kernel on the same state: the state bit for bit (the same float operations a value), the output within
+     * the reordering of its two sums (E terms each, float32: well under 1e-5 of the largest output; in bf16 the two
+     * results may round to neighbouring bf16 values, one {@link Near#bf16Ulp} apart).
      */
-    @ParameterizedTest(name = "{0}, f {1}, dh {2}")
-    @MethodSource("shapes")
-    void aDecodeStepIsTheRecurrentKernels(Precision p, int f, int dh) {
+    @ParameterizedTest(name = "version {0}, {1}, f {2}, dh {3}")
+    @MethodSource("versionsAndShapes")
+    void aDecodeStepIsTheRecurrentKernels(int version, Precision p, int f, int dh) {
         TokenBatch batch = new TokenBatch(new int[] {2, 0, 1}, new int[] {7, 0, 90}, new int[] {1, 1, 1});
         int t = batch.totalTokens();
         try (KernelRig rig = new KernelRig()) {
             Run run = Run.recurrent(rig, p, batch, f, dh, 29);
             long got = rig.zeros((long) t * HEADS * dh * p.bytes());
-            rig.kernels.linearAttentionDecode(p, run.q, run.k, run.v, run.kvGot, run.zGot, run.layout, got,
+            rig.kernels.linearAttentionDecode(version, p, run.q, run.k, run.v, run.kvGot, run.zGot, run.layout, got,
                     batch.size(), HEADS, f, dh, 1e-6f);
             run.sameState();
             float[] w = rig.values(p, run.out, t * HEADS * dh);

@@ -1,0 +1,222 @@
+// One decode step of Taylor linear attention (included by based4j_kernels.cu): every sequence one token, its state
+// S and z read and written once in place. Versions: 1, a column of S a thread; 2, four columns a thread in 16-byte
+// loads. Launched by io.based4j.cuda.Kernels.linearAttentionDecode; compared and timed by
+// `based4j bench kernels --kernel linearAttentionDecode`.
+#pragma once
+
+namespace b4j {
+
+/** Rows of S a thread of linearAttentionDecode loads before writing any back. */
+#define LA_DECODE_BATCH 8
+
+/**
+ * One decode step of Taylor linear attention (every sequence one token): S += phi(k) v^T, z += phi(k), then
+ * y = phi(q).S / (phi(q).z + eps), S and z read and written once, in place in the state. Grid (B, H), block 256
+ * (dh <= 256): thread (g, e) takes column e of S and the features a = g, g + G, .. (G = 256 / dh), their new values
+ * the same float operations as linearAttention's; threads over the features update z. The numerator's pieces are
+ * summed over g, and the denominator's over the block, in a fixed order. Dynamic shared memory
+ * 2E + 2f + dh + 256 + 8 floats.
+ */
+template <typename W, typename A>
+__device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                           const int* layout, A* out, int B, int H, int f, int dh, float eps) {
+    extern __shared__ float smem[];
+    const Layout L = layoutOf(layout, B);
+    const int seq = blockIdx.x;
+    const int head = blockIdx.y;
+    const int E = expandedDim(f);
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const Taylor tc = taylorOf(f);
+    float* pk = smem;       // [E]
+    float* pq = pk + E;     // [E]
+    float* xk = pq + E;     // [f]
+    float* xq = xk + f;     // [f]
+    float* vs = xq + f;     // [dh]
+    float* red = vs + dh;   // [nt]
+    float* dred = red + nt; // [nt / 32]
+    const i64 row = L.offsets[seq];
+    const i64 slot = L.slots[seq];
+    float* Sg = kvState + (slot * H + head) * (i64)E * dh;
+    float* zg = kState + (slot * H + head) * (i64)E;
+    const i64 qkCols = (i64)H * f;
+    const i64 vCols = (i64)H * dh;
+    for (int i = tid; i < f; i += nt) {
+        xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
+        xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
+    }
+    for (int c = tid; c < dh; c += nt) vs[c] = toF(v[row * vCols + (i64)head * dh + c]);
+    __syncthreads();
+    featurize(xk, f, tc, pk);
+    featurize(xq, f, tc, pq);
+    __syncthreads();
+    const int G = nt / dh;
+    const int e = tid % dh;
+    const int g = tid / dh;
+    float num = 0.0f;
+    if (g < G) {
+        // LA_DECODE_BATCH rows of S loaded before any is written back: the loads in flight together (a store to one
+        // row could otherwise be taken to alias the next row's load), the same operations in the same order
+        const float ve = vs[e];
+        for (int a0 = g; a0 < E; a0 += G * LA_DECODE_BATCH) {
+            float sv[LA_DECODE_BATCH];
+#pragma unroll
+            for (int u = 0; u < LA_DECODE_BATCH; u++) {
+                const int a = a0 + u * G;
+                sv[u] = a < E ? Sg[(i64)a * dh + e] : 0.0f;
+            }
+#pragma unroll
+            for (int u = 0; u < LA_DECODE_BATCH; u++) {
+                const int a = a0 + u * G;
+                if (a < E) {
+                    const float s = sv[u] + pk[a] * ve;
+                    Sg[(i64)a * dh + e] = s;
+                    num += pq[a] * s;
+                }
+            }
+        }
+    }
+    red[tid] = num;
+    float den = 0.0f;
+    for (int a = tid; a < E; a += nt) {
+        const float z = zg[a] + pk[a];
+        zg[a] = z;
+        den += pq[a] * z;
+    }
+    den = warpSum(den);
+    if ((tid & 31) == 0) dred[tid >> 5] = den;
+    __syncthreads();
+    if (tid < dh) {
+        float total = 0.0f;
+        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
+        float acc = 0.0f;
+        for (int gg = 0; gg < G; gg++) acc += red[gg * dh + tid];
+        out[row * vCols + (i64)head * dh + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+    }
+}
+
+/**
+ * Versions 2 and 3 of linearAttentionDecode: the same arguments, grid and results, S read and written 4 columns a
+ * thread in 16-byte loads and stores. Thread (g, c) of R = 256 / (dh / 4) row groups takes columns 4c .. 4c + 3 of
+ * rows a = g, g + R, ..; U rows in flight before any is written back (version 2: 8, more loads in flight; version 3:
+ * 4, fewer registers and so more blocks a multiprocessor). S's new values are the same float
+ * operations as version 1's (bit for bit); the numerator's pieces are summed over the row groups in a fixed order
+ * (another order than version 1's). Requires dh a multiple of 4 (S 16-byte aligned); dynamic shared memory
+ * 2E + 2f + dh + 4 * 256 + 8 floats.
+ */
+template <int U, typename W, typename A>
+__device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
+    extern __shared__ float smem[];
+    const Layout L = layoutOf(layout, B);
+    const int seq = blockIdx.x;
+    const int head = blockIdx.y;
+    const int E = expandedDim(f);
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const Taylor tc = taylorOf(f);
+    float* pk = smem;           // [E]
+    float* pq = pk + E;         // [E]
+    float* xk = pq + E;         // [f]
+    float* xq = xk + f;         // [f]
+    float* vs = xq + f;         // [dh]
+    float* red = vs + dh;       // [4 nt]
+    float* dred = red + 4 * nt; // [nt / 32]
+    const i64 row = L.offsets[seq];
+    const i64 slot = L.slots[seq];
+    float* Sg = kvState + (slot * H + head) * (i64)E * dh;
+    float* zg = kState + (slot * H + head) * (i64)E;
+    const i64 qkCols = (i64)H * f;
+    const i64 vCols = (i64)H * dh;
+    for (int i = tid; i < f; i += nt) {
+        xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
+        xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
+    }
+    for (int c = tid; c < dh; c += nt) vs[c] = toF(v[row * vCols + (i64)head * dh + c]);
+    __syncthreads();
+    featurize(xk, f, tc, pk);
+    featurize(xq, f, tc, pq);
+    __syncthreads();
+    const int quads = dh >> 2;
+    const int R = nt / quads;
+    const int c = tid % quads;
+    const int g = tid / quads;
+    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (g < R) {
+        const float v0 = vs[4 * c], v1 = vs[4 * c + 1], v2 = vs[4 * c + 2], v3 = vs[4 * c + 3];
+        float4* S4 = reinterpret_cast<float4*>(Sg);
+        for (int a0 = g; a0 < E; a0 += R * U) {
+            float4 sv[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int a = a0 + u * R;
+                sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int a = a0 + u * R;
+                if (a < E) {
+                    const float p = pk[a];
+                    float4 s;
+                    s.x = sv[u].x + p * v0;
+                    s.y = sv[u].y + p * v1;
+                    s.z = sv[u].z + p * v2;
+                    s.w = sv[u].w + p * v3;
+                    S4[(i64)a * quads + c] = s;
+                    const float w = pq[a];
+                    num.x += w * s.x;
+                    num.y += w * s.y;
+                    num.z += w * s.z;
+                    num.w += w * s.w;
+                }
+            }
+        }
+        red[g * dh + 4 * c] = num.x;
+        red[g * dh + 4 * c + 1] = num.y;
+        red[g * dh + 4 * c + 2] = num.z;
+        red[g * dh + 4 * c + 3] = num.w;
+    }
+    float den = 0.0f;
+    for (int a = tid; a < E; a += nt) {
+        const float z = zg[a] + pk[a];
+        zg[a] = z;
+        den += pq[a] * z;
+    }
+    den = warpSum(den);
+    if ((tid & 31) == 0) dred[tid >> 5] = den;
+    __syncthreads();
+    if (tid < dh) {
+        float total = 0.0f;
+        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
+        float acc = 0.0f;
+        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
+        out[row * vCols + (i64)head * dh + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+    }
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionDecode2_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
+    linearAttentionDecodeQuads<8, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionDecode3_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
+    linearAttentionDecodeQuads<4, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+}
+
+}  // namespace b4j
+
+B4J_KERNEL(linearAttentionDecode, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+B4J_KERNEL(linearAttentionDecode2, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+B4J_KERNEL(linearAttentionDecode3, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))

@@ -1,0 +1,38 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.junit.jupiter.api.Test;
+
+/** The system properties that pick a kernel's version: their values and a clear error for a bad one. */
+class KernelVersionTest {
+    private static final String[] PROPERTIES = {Kernels.DECODE_VERSION_PROPERTY,
+        Kernels.LINEAR_DECODE_VERSION_PROPERTY};
+    private static final int[] VERSIONS = {Kernels.DECODE_VERSIONS, Kernels.LINEAR_DECODE_VERSIONS};
+
+    @Test
+    void theDefaultIsVersionOneAndEachVersionCanBeNamed() {
+        for (int i = 0; i < PROPERTIES.length; i++) {
+            assertEquals(1, Kernels.version(PROPERTIES[i], null, VERSIONS[i]));
+            for (int v = 1; v <= VERSIONS[i]; v++) {
+                assertEquals(v, Kernels.version(PROPERTIES[i], " " + v + " ", VERSIONS[i]));
+            }
+        }
+    }
+
+    @Test
+    void aVersionThatDoesNotExistIsNamedInTheError() {
+        for (int i = 0; i < PROPERTIES.length; i++) {
+            String property = PROPERTIES[i];
+            int versions = VERSIONS[i];
+            for (String bad : new String[] {"0", String.valueOf(versions + 1), "two", ""}) {
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                        () -> Kernels.version(property, bad, versions));
+                assertTrue(e.getMessage().contains("-D" + property) && e.getMessage().contains("'" + bad + "'")
+                        && e.getMessage().contains("1 to " + versions), e.getMessage());
+            }
+        }
+    }
+}
