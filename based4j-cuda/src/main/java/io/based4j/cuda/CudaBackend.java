@@ -426,11 +426,30 @@ public final class CudaBackend implements TrainingBackend {
     /** Regions whose addresses are reserved: released when the backend closes, if not before. */
     private final List<CudaStates.GrowingRegion> growing = new ArrayList<>();
 
+    /** The system property that makes full key/value caches grow ({@code -Dbased4j.cuda.growingCache=true}). */
+    static final String GROWING_CACHE_PROPERTY = "based4j.cuda.growingCache";
     /**
-     * Whether this device takes the virtual memory calls (CUDA's {@code cuMemAddressReserve}, {@code cuMemCreate},
-     * {@code cuMemMap}), so that a full key/value cache can hold memory for the tokens its sequences reached.
+     * Whether full key/value caches made from now on grow in pieces ({@link CudaStates.GrowingRegion}). Off unless
+     * {@value #GROWING_CACHE_PROPERTY} is true: mapping costs about 46 us a piece, and the caches are laid out a
+     * sequence after another, so that a prefill of many sequences maps a piece per sequence and layer (attn-1b's
+     * prefill of 128 x 1,536 tokens took twice as long on an H200), and a step where every sequence crosses into a new
+     * piece maps as many at once.
+     */
+    private boolean growCaches = Boolean.getBoolean(GROWING_CACHE_PROPERTY);
+
+    /** Makes the full key/value caches made from now on grow in pieces, or be made whole ({@link #growCaches}). */
+    void growCaches(boolean on) {
+        growCaches = on;
+    }
+
+    /**
+     * Whether full key/value caches made now grow: when asked to ({@link #growCaches}) and the device takes the
+     * virtual memory calls (CUDA's {@code cuMemAddressReserve}, {@code cuMemCreate}, {@code cuMemMap}).
      */
     boolean growsMemory() {
+        if (!growCaches) {
+            return false;
+        }
         if (growsMemory < 0) {
             bind();
             growsMemory = cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) == 1

@@ -50,7 +50,10 @@ public final class CudaDriver {
     static final int CU_MEM_LOCATION_TYPE_DEVICE = 0x1;
     static final int CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 0x3;
     static final int CU_MEM_ALLOC_GRANULARITY_MINIMUM = 0x0;
-    /** {@code CUmemAllocationProp} (cuda.h of CUDA 13.0): type, requestedHandleTypes, location {type, id}, win32HandleMetaData, allocFlags (8 bytes). */
+    /**
+     * {@code CUmemAllocationProp} (cuda.h of CUDA 13.0): type, requestedHandleTypes, location {type, id},
+     * win32HandleMetaData, allocFlags (8 bytes).
+     */
     static final long ALLOCATION_PROP_BYTES = 32;
     /** {@code CUmemAccessDesc}: location {type, id}, flags. */
     static final long ACCESS_DESC_BYTES = 12;

@@ -177,7 +177,8 @@ final class CudaStates {
                 }
                 backend.copyOnDevice(dst, c.pointer(i), (long) valueBytes * c.values[i]);
                 if (c.values[i] < valuesPerSlot[i]) {
-                    zero(i, dst + (long) valueBytes * c.values[i], (long) valueBytes * (valuesPerSlot[i] - c.values[i]));
+                    zero(i, dst + (long) valueBytes * c.values[i],
+                            (long) valueBytes * (valuesPerSlot[i] - c.values[i]));
                 }
             }
         }
@@ -369,9 +370,9 @@ final class CudaStates {
     /**
      * Rotated keys and values, {@code [slot][position % capacity][d]} in the backend's compute type: a ring of the
      * last {@code window} tokens for sliding-window attention, the whole context for full attention; plus the rotary
-     * table (float32) for its positions. A full cache, on a device that maps memory behind reserved addresses, holds
-     * memory for the positions its sequences reached ({@link #reserve}, in pieces of {@link GrowingRegion}), not for
-     * {@code capacity} tokens each from the start; a ring is small and made whole.
+     * table (float32) for its positions. A full cache, where the backend grows caches
+     * ({@link CudaBackend#growsMemory}), holds memory for the positions its sequences reached ({@link #reserve}, in
+     * pieces of {@link GrowingRegion}), not for {@code capacity} tokens each from the start; a ring is made whole.
      */
     static final class KeyValue extends Slotted {
         final int capacity;
@@ -386,8 +387,8 @@ final class CudaStates {
 
         KeyValue(CudaBackend backend, int slots, int capacity, boolean ring, MixerConfig.Attention cfg, int maxPos,
                  float[] rotaryTable) {
-            super(backend, slots, "attention key/value cache", backend.cacheValueBytes(), !ring && backend.growsMemory(),
-                    (long) capacity * cfg.dModel(), (long) capacity * cfg.dModel());
+            super(backend, slots, "attention key/value cache", backend.cacheValueBytes(),
+                    !ring && backend.growsMemory(), (long) capacity * cfg.dModel(), (long) capacity * cfg.dModel());
             this.capacity = capacity;
             this.ring = ring;
             this.width = cfg.dModel();

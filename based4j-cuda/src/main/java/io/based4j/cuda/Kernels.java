@@ -111,9 +111,9 @@ public final class Kernels {
         this.module = module;
         this.stream = stream;
         this.decodeVersion = version(DECODE_VERSION_PROPERTY, System.getProperty(DECODE_VERSION_PROPERTY),
-                DECODE_VERSIONS);
+                DECODE_VERSIONS, DECODE_DEFAULT);
         this.linearDecodeVersion = version(LINEAR_DECODE_VERSION_PROPERTY,
-                System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS);
+                System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS, LINEAR_DECODE_DEFAULT);
     }
 
     long function(String name) {
@@ -731,11 +731,16 @@ public final class Kernels {
     }
 
     /**
-     * The version of attention_decode.cuh that {@link #attentionDecode} runs: 1 unless the system property
-     * {@value #DECODE_VERSION_PROPERTY} names another ({@code bench kernels --kernel attentionDecode} times them side by
-     * side; a version becomes the default by measurement).
+     * The version of attention_decode.cuh that {@link #attentionDecode} runs: {@link #DECODE_DEFAULT} unless the system
+     * property {@value #DECODE_VERSION_PROPERTY} names another ({@code bench kernels --kernel attentionDecode} times
+     * them side by side; a version becomes the default by measurement).
      */
     private final int decodeVersion;
+    /**
+     * Version 2: on an H200 half the time of version 1 at attn-1b's shapes (532 against 1,043 us a layer at batch 128
+     * and 1,536 tokens, 2.65 TB/s), 0.68 of it for based-1b's window.
+     */
+    static final int DECODE_DEFAULT = 2;
     /** The system property that picks {@link #attentionDecode}'s version. */
     static final String DECODE_VERSION_PROPERTY = "based4j.cuda.attentionDecode";
     /** Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight). */
@@ -747,10 +752,17 @@ public final class Kernels {
     }
 
     /**
-     * The version of linear_attention_decode.cuh that {@link #linearAttentionDecode} runs: 1 unless the system property
-     * {@value #LINEAR_DECODE_VERSION_PROPERTY} names another ({@code bench kernels --kernel linearAttentionDecode}).
+     * The version of linear_attention_decode.cuh that {@link #linearAttentionDecode} runs:
+     * {@link #LINEAR_DECODE_DEFAULT} unless the system property {@value #LINEAR_DECODE_VERSION_PROPERTY} names another
+     * ({@code bench kernels --kernel linearAttentionDecode}).
      */
     private final int linearDecodeVersion;
+    /**
+     * Version 3: on an H200 99 against 134 us (version 1) a layer of based-1b at batch 128, 104 against 115 for
+     * based-360m at batch 256, 9.6 against 14.0 at batch 1; version 2 (8 rows in flight, 99 registers) was slower at
+     * based-360m's shape.
+     */
+    static final int LINEAR_DECODE_DEFAULT = 3;
     /** The system property that picks {@link #linearAttentionDecode}'s version. */
     static final String LINEAR_DECODE_VERSION_PROPERTY = "based4j.cuda.linearAttentionDecode";
     /**
@@ -765,13 +777,13 @@ public final class Kernels {
     }
 
     /**
-     * The kernel version a system property's value names, from 1 to {@code versions} (null: 1).
+     * The kernel version a system property's value names, from 1 to {@code versions} (null: {@code fallback}).
      *
      * @throws IllegalArgumentException naming the property and the value, for anything else
      */
-    static int version(String property, String value, int versions) {
+    static int version(String property, String value, int versions, int fallback) {
         if (value == null) {
-            return 1;
+            return fallback;
         }
         try {
             int v = Integer.parseInt(value.trim());

@@ -14,9 +14,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * A full attention key/value cache on the GPU whose memory is mapped in pieces as its sequences grow
- * ({@link CudaStates.GrowingRegion}): the attention op, fed the same queries, keys and values as the CPU's, gives the
- * CPU's outputs through prompts, decode steps that cross into new pieces, a reset slot and a restored snapshot; and it
- * holds exactly the pieces its sequences reached.
+ * ({@link CudaStates.GrowingRegion}, turned on for the test): the attention op, fed the same queries, keys and values
+ * as the CPU's, gives the CPU's outputs through prompts, decode steps that cross into new pieces, a reset slot and a
+ * restored snapshot; and it holds exactly the pieces its sequences reached.
  *
  * <p>Width 1024 in float32 is 4 KiB a token a region, so a piece of 2 MiB holds 512 tokens: a slot of 4,096 tokens
  * spans 8 pieces and a sequence of 1,100 tokens reaches 3 of them. Tolerance: both sides sum float32 dot products of
@@ -40,6 +40,7 @@ class GrowingKeyValueTest {
     @Test
     void aCacheGrowsPieceByPieceAndComputesWhatTheCpuDoes() {
         try (CudaBackend gpu = CudaBackend.open("cuda", Precision.F32); CpuBackend cpu = new CpuBackend()) {
+            gpu.growCaches(true);
             assertTrue(gpu.growsMemory(), "this GPU does not map memory behind reserved addresses");
             CudaStates.KeyValue st = (CudaStates.KeyValue) gpu.allocateState(cfg, SLOTS, MAX_LENGTH);
             Backend.MixerState ref = cpu.allocateState(cfg, SLOTS, MAX_LENGTH);

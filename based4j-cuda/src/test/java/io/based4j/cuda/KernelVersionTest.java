@@ -11,13 +11,15 @@ class KernelVersionTest {
     private static final String[] PROPERTIES = {Kernels.DECODE_VERSION_PROPERTY,
         Kernels.LINEAR_DECODE_VERSION_PROPERTY};
     private static final int[] VERSIONS = {Kernels.DECODE_VERSIONS, Kernels.LINEAR_DECODE_VERSIONS};
+    private static final int[] DEFAULTS = {Kernels.DECODE_DEFAULT, Kernels.LINEAR_DECODE_DEFAULT};
 
     @Test
-    void theDefaultIsVersionOneAndEachVersionCanBeNamed() {
+    void theDefaultIsTheMeasuredOneAndEachVersionCanBeNamed() {
         for (int i = 0; i < PROPERTIES.length; i++) {
-            assertEquals(1, Kernels.version(PROPERTIES[i], null, VERSIONS[i]));
+            assertTrue(DEFAULTS[i] >= 1 && DEFAULTS[i] <= VERSIONS[i], PROPERTIES[i]);
+            assertEquals(DEFAULTS[i], Kernels.version(PROPERTIES[i], null, VERSIONS[i], DEFAULTS[i]));
             for (int v = 1; v <= VERSIONS[i]; v++) {
-                assertEquals(v, Kernels.version(PROPERTIES[i], " " + v + " ", VERSIONS[i]));
+                assertEquals(v, Kernels.version(PROPERTIES[i], " " + v + " ", VERSIONS[i], DEFAULTS[i]));
             }
         }
     }
@@ -27,9 +29,10 @@ class KernelVersionTest {
         for (int i = 0; i < PROPERTIES.length; i++) {
             String property = PROPERTIES[i];
             int versions = VERSIONS[i];
+            int fallback = DEFAULTS[i];
             for (String bad : new String[] {"0", String.valueOf(versions + 1), "two", ""}) {
                 IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                        () -> Kernels.version(property, bad, versions));
+                        () -> Kernels.version(property, bad, versions, fallback));
                 assertTrue(e.getMessage().contains("-D" + property) && e.getMessage().contains("'" + bad + "'")
                         && e.getMessage().contains("1 to " + versions), e.getMessage());
             }
