@@ -22,6 +22,80 @@ __device__ __forceinline__ void loadPair(const __nv_bfloat16* p, float& a, float
     b = f.y;
 }
 
+/** A block's split of attentionDecode: its sequence's position, slot and first key, its keys, where it writes. */
+template <typename A>
+struct DecodeSplit {
+    i64 pos, slot, d, j0;
+    int n;          // keys of the split, the query's own last where the split reaches pos
+    float* out;     // 2 + dh floats of partial
+    const A* kNew;  // the query's own key in qkv (its value follows d later)
+};
+
+/**
+ * The prologue both versions of attentionDecode share: the block's split (grid (H, B, splits)), or, for a split past
+ * the last key, its empty result written (m = -inf, l = 0, zeros) and false; else the rotated query in qs (the block
+ * synchronised after) and true.
+ */
+template <typename A>
+__device__ __forceinline__ bool decodeSplit(const A* qkv, const float* rotary, const int* layout, float* partial,
+                                            int B, int H, int dh, int window, int rd, int maxPos, int interleaved,
+                                            int splits, float* qs, DecodeSplit<A>& S) {
+    const int head = blockIdx.x;
+    const int seq = blockIdx.y;
+    const int split = blockIdx.z;
+    const int tid = threadIdx.x;
+    const Layout L = layoutOf(layout, B);
+    const i64 row = L.offsets[seq];
+    S.pos = L.starts[seq];
+    S.slot = L.slots[seq];
+    S.d = (i64)H * dh;
+    const i64 first = S.pos - window > 0 ? S.pos - window : 0;
+    S.j0 = first + (i64)split * DEC_KEYS;
+    S.out = partial + (((i64)seq * H + head) * splits + split) * (2 + dh);
+    if (S.j0 > S.pos) {
+        if (tid == 0) {
+            S.out[0] = -CUDART_INF_F;
+            S.out[1] = 0.0f;
+        }
+        for (int e = tid; e < dh; e += DEC_THREADS) S.out[2 + e] = 0.0f;
+        return false;
+    }
+    const i64 j1 = S.pos < S.j0 + DEC_KEYS - 1 ? S.pos : S.j0 + DEC_KEYS - 1;
+    S.n = (int)(j1 - S.j0 + 1);
+    const A* qp = qkv + row * 3 * S.d + (i64)head * dh;
+    S.kNew = qp + S.d;
+    for (int e = tid; e < dh; e += DEC_THREADS) qs[e] = rotated(qp, e, (int)S.pos, rotary, rd, maxPos, interleaved);
+    __syncthreads();
+    return true;
+}
+
+/**
+ * The softmax both versions share, over the n scores in sc (written over by exp(score - m)): m the largest score, l
+ * the sum of the exponentials, each reduced over the block in a fixed order (red: DEC_THREADS / 32 floats).
+ */
+__device__ __forceinline__ void decodeSoftmax(float* sc, int n, float* red, float& m, float& l) {
+    const int tid = threadIdx.x;
+    m = -CUDART_INF_F;
+    for (int k = tid; k < n; k += DEC_THREADS) m = fmaxf(m, sc[k]);
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((tid & 31) == 0) red[tid >> 5] = m;
+    __syncthreads();
+    m = red[0];
+    for (int w = 1; w < DEC_THREADS / 32; w++) m = fmaxf(m, red[w]);
+    __syncthreads();  // red is written again below
+    l = 0.0f;
+    for (int k = tid; k < n; k += DEC_THREADS) {
+        const float p = expf(sc[k] - m);
+        sc[k] = p;
+        l += p;
+    }
+    l = warpSum(l);
+    if ((tid & 31) == 0) red[tid >> 5] = l;
+    __syncthreads();
+    l = 0.0f;
+    for (int w = 0; w < DEC_THREADS / 32; w++) l += red[w];
+}
+
 /**
  * One decode step's attention split over the keys (flash-decoding). Sequence b has one token in this call, at
  * position pos = starts[b]; its query sees keys max(0, pos - window) ..= pos: the earlier ones from the cache (slot,
@@ -42,32 +116,17 @@ __device__ void attentionDecode_impl(const A* qkv, const A* kCache, const A* vCa
     __shared__ float red[DEC_THREADS / 32];
     __shared__ float vred[256];  // (DEC_THREADS / (dh / 2)) x dh <= 256
     const int head = blockIdx.x;
-    const int seq = blockIdx.y;
-    const int split = blockIdx.z;
     const int tid = threadIdx.x;
-    const Layout L = layoutOf(layout, B);
-    const i64 row = L.offsets[seq];
-    const i64 pos = L.starts[seq];
-    const i64 slot = L.slots[seq];
-    const i64 d = (i64)H * dh;
-    const i64 first = pos - window > 0 ? pos - window : 0;
-    const i64 j0 = first + (i64)split * DEC_KEYS;
-    float* out = partial + (((i64)seq * H + head) * splits + split) * (2 + dh);
-    if (j0 > pos) {
-        if (tid == 0) {
-            out[0] = -CUDART_INF_F;
-            out[1] = 0.0f;
-        }
-        for (int e = tid; e < dh; e += DEC_THREADS) out[2 + e] = 0.0f;
-        return;
-    }
-    const i64 j1 = pos < j0 + DEC_KEYS - 1 ? pos : j0 + DEC_KEYS - 1;
-    const int n = (int)(j1 - j0 + 1);
-    const A* qp = qkv + row * 3 * d + (i64)head * dh;
-    const A* kNew = qp + d;
-    const A* vNew = kNew + d;
-    for (int e = tid; e < dh; e += DEC_THREADS) qs[e] = rotated(qp, e, (int)pos, rotary, rd, maxPos, interleaved);
-    __syncthreads();
+    DecodeSplit<A> S;
+    if (!decodeSplit(qkv, rotary, layout, partial, B, H, dh, window, rd, maxPos, interleaved, splits, qs, S)) return;
+    const i64 pos = S.pos;
+    const i64 slot = S.slot;
+    const i64 d = S.d;
+    const i64 j0 = S.j0;
+    const int n = S.n;
+    float* out = S.out;
+    const A* kNew = S.kNew;
+    const A* vNew = S.kNew + d;
 
     const int per = dh >> 3;
     const int g = tid >> 3;
@@ -96,25 +155,8 @@ __device__ void attentionDecode_impl(const A* qkv, const A* kCache, const A* vCa
     }
     __syncthreads();
 
-    float m = -CUDART_INF_F;
-    for (int k = tid; k < n; k += DEC_THREADS) m = fmaxf(m, sc[k]);
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((tid & 31) == 0) red[tid >> 5] = m;
-    __syncthreads();
-    m = red[0];
-    for (int w = 1; w < DEC_THREADS / 32; w++) m = fmaxf(m, red[w]);
-    __syncthreads();  // red is written again below
-    float l = 0.0f;
-    for (int k = tid; k < n; k += DEC_THREADS) {
-        const float p = expf(sc[k] - m);
-        sc[k] = p;
-        l += p;
-    }
-    l = warpSum(l);
-    if ((tid & 31) == 0) red[tid >> 5] = l;
-    __syncthreads();
-    l = 0.0f;
-    for (int w = 0; w < DEC_THREADS / 32; w++) l += red[w];
+    float m, l;
+    decodeSoftmax(sc, n, red, m, l);
 
     const int pairs = dh >> 1;
     const int halves = DEC_THREADS / pairs;
@@ -205,33 +247,19 @@ __device__ void attentionDecode2_impl(const A* qkv, const A* kCache, const A* vC
     __shared__ float red[DEC_THREADS / 32];
     __shared__ float vred[DEC_THREADS * 8];  // (DEC_THREADS / G) groups x dh, dh <= 8 G
     const int head = blockIdx.x;
-    const int seq = blockIdx.y;
-    const int split = blockIdx.z;
     const int tid = threadIdx.x;
-    const Layout L = layoutOf(layout, B);
-    const i64 row = L.offsets[seq];
-    const i64 pos = L.starts[seq];
-    const i64 slot = L.slots[seq];
-    const i64 d = (i64)H * dh;
-    const i64 first = pos - window > 0 ? pos - window : 0;
-    const i64 j0 = first + (i64)split * DEC_KEYS;
-    float* out = partial + (((i64)seq * H + head) * splits + split) * (2 + dh);
-    if (j0 > pos) {
-        if (tid == 0) {
-            out[0] = -CUDART_INF_F;
-            out[1] = 0.0f;
-        }
-        for (int e = tid; e < dh; e += DEC_THREADS) out[2 + e] = 0.0f;
-        return;
-    }
-    const i64 j1 = pos < j0 + DEC_KEYS - 1 ? pos : j0 + DEC_KEYS - 1;
-    const int n = (int)(j1 - j0 + 1);
+    DecodeSplit<A> S;
+    if (!decodeSplit(qkv, rotary, layout, partial, B, H, dh, window, rd, maxPos, interleaved, splits, qs, S)) return;
+    const i64 pos = S.pos;
+    const i64 slot = S.slot;
+    const i64 d = S.d;
+    const i64 j0 = S.j0;
+    const int n = S.n;
+    const i64 j1 = j0 + n - 1;
     const int cached = (int)((j1 < pos ? j1 : pos - 1) - j0 + 1);  // keys k < cached come from the cache
-    const A* qp = qkv + row * 3 * d + (i64)head * dh;
-    const A* kNew = qp + d;
-    const A* vNew = kNew + d;
-    for (int e = tid; e < dh; e += DEC_THREADS) qs[e] = rotated(qp, e, (int)pos, rotary, rd, maxPos, interleaved);
-    __syncthreads();
+    float* out = S.out;
+    const A* kNew = S.kNew;
+    const A* vNew = S.kNew + d;
 
     const int lanes = dh >> 3;
     const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
@@ -279,25 +307,8 @@ __device__ void attentionDecode2_impl(const A* qkv, const A* kCache, const A* vC
     }
     __syncthreads();
 
-    float m = -CUDART_INF_F;
-    for (int k = tid; k < n; k += DEC_THREADS) m = fmaxf(m, sc[k]);
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((tid & 31) == 0) red[tid >> 5] = m;
-    __syncthreads();
-    m = red[0];
-    for (int w = 1; w < DEC_THREADS / 32; w++) m = fmaxf(m, red[w]);
-    __syncthreads();  // red is written again below
-    float l = 0.0f;
-    for (int k = tid; k < n; k += DEC_THREADS) {
-        const float p = expf(sc[k] - m);
-        sc[k] = p;
-        l += p;
-    }
-    l = warpSum(l);
-    if ((tid & 31) == 0) red[tid >> 5] = l;
-    __syncthreads();
-    l = 0.0f;
-    for (int w = 0; w < DEC_THREADS / 32; w++) l += red[w];
+    float m, l;
+    decodeSoftmax(sc, n, red, m, l);
 
     float acc[8];
 #pragma unroll

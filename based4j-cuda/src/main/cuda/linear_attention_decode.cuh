@@ -6,6 +6,81 @@
 
 namespace b4j {
 
+/** Where a block of a linearAttentionDecode version works: its state's S and z, and its output row. */
+struct LaDecode {
+    float* S;   // [E][dh]
+    float* z;   // [E]
+    i64 out;    // the first output of the block's head in out
+};
+
+/**
+ * The start every linearAttentionDecode version shares: the block's (sequence, head) (grid (B, H)), its token's k and q
+ * featurized into shared memory (phi(k) at smem, phi(q) after it, then x_k, x_q and v, E + E + f + f + dh floats);
+ * the block synchronised after.
+ */
+template <typename A>
+__device__ __forceinline__ LaDecode laDecodeStart(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                                  const int* layout, int B, int H, int f, int dh, float* smem) {
+    const Layout L = layoutOf(layout, B);
+    const int seq = blockIdx.x;
+    const int head = blockIdx.y;
+    const int E = expandedDim(f);
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const Taylor tc = taylorOf(f);
+    float* pk = smem;       // [E]
+    float* pq = pk + E;     // [E]
+    float* xk = pq + E;     // [f]
+    float* xq = xk + f;     // [f]
+    float* vs = xq + f;     // [dh]
+    const i64 row = L.offsets[seq];
+    const i64 slot = L.slots[seq];
+    LaDecode D;
+    D.S = kvState + (slot * H + head) * (i64)E * dh;
+    D.z = kState + (slot * H + head) * (i64)E;
+    const i64 qkCols = (i64)H * f;
+    const i64 vCols = (i64)H * dh;
+    D.out = row * vCols + (i64)head * dh;
+    for (int i = tid; i < f; i += nt) {
+        xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
+        xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
+    }
+    for (int c = tid; c < dh; c += nt) vs[c] = toF(v[D.out + c]);
+    __syncthreads();
+    featurize(xk, f, tc, pk);
+    featurize(xq, f, tc, pq);
+    __syncthreads();
+    return D;
+}
+
+/**
+ * The end every version shares: z += phi(k) and the denominator phi(q).z (summed over the block in a fixed order,
+ * dred: blockDim / 32 floats), then each output the sum of the numerator's pieces over the R row groups (red
+ * [R][dh], written before) over the denominator plus eps.
+ */
+template <typename A>
+__device__ __forceinline__ void laDecodeFinish(const LaDecode& D, const float* pk, const float* pq, const float* red,
+                                               float* dred, int R, int E, int dh, A* out, float eps) {
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    float den = 0.0f;
+    for (int a = tid; a < E; a += nt) {
+        const float z = D.z[a] + pk[a];
+        D.z[a] = z;
+        den += pq[a] * z;
+    }
+    den = warpSum(den);
+    if ((tid & 31) == 0) dred[tid >> 5] = den;
+    __syncthreads();
+    if (tid < dh) {
+        float total = 0.0f;
+        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
+        float acc = 0.0f;
+        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
+        out[D.out + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+    }
+}
+
 /** Rows of S a thread of linearAttentionDecode loads before writing any back. */
 #define LA_DECODE_BATCH 8
 
@@ -21,35 +96,15 @@ template <typename W, typename A>
 __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
     extern __shared__ float smem[];
-    const Layout L = layoutOf(layout, B);
-    const int seq = blockIdx.x;
-    const int head = blockIdx.y;
-    const int E = expandedDim(f);
     const int tid = threadIdx.x;
     const int nt = blockDim.x;
-    const Taylor tc = taylorOf(f);
-    float* pk = smem;       // [E]
-    float* pq = pk + E;     // [E]
-    float* xk = pq + E;     // [f]
-    float* xq = xk + f;     // [f]
-    float* vs = xq + f;     // [dh]
-    float* red = vs + dh;   // [nt]
-    float* dred = red + nt; // [nt / 32]
-    const i64 row = L.offsets[seq];
-    const i64 slot = L.slots[seq];
-    float* Sg = kvState + (slot * H + head) * (i64)E * dh;
-    float* zg = kState + (slot * H + head) * (i64)E;
-    const i64 qkCols = (i64)H * f;
-    const i64 vCols = (i64)H * dh;
-    for (int i = tid; i < f; i += nt) {
-        xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
-        xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
-    }
-    for (int c = tid; c < dh; c += nt) vs[c] = toF(v[row * vCols + (i64)head * dh + c]);
-    __syncthreads();
-    featurize(xk, f, tc, pk);
-    featurize(xq, f, tc, pq);
-    __syncthreads();
+    const int E = expandedDim(f);
+    LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
+    const float* pk = smem;        // [E]
+    const float* pq = pk + E;      // [E]
+    const float* vs = pq + E + 2 * f;  // [dh]
+    float* red = smem + 2 * E + 2 * f + dh;  // [nt]
+    float* Sg = D.S;
     const int G = nt / dh;
     const int e = tid % dh;
     const int g = tid / dh;
@@ -77,22 +132,7 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
         }
     }
     red[tid] = num;
-    float den = 0.0f;
-    for (int a = tid; a < E; a += nt) {
-        const float z = zg[a] + pk[a];
-        zg[a] = z;
-        den += pq[a] * z;
-    }
-    den = warpSum(den);
-    if ((tid & 31) == 0) dred[tid >> 5] = den;
-    __syncthreads();
-    if (tid < dh) {
-        float total = 0.0f;
-        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
-        float acc = 0.0f;
-        for (int gg = 0; gg < G; gg++) acc += red[gg * dh + tid];
-        out[row * vCols + (i64)head * dh + tid] = fromF<A>(acc * (1.0f / (total + eps)));
-    }
+    laDecodeFinish(D, pk, pq, red, red + nt, G, E, dh, out, eps);
 }
 
 /**
@@ -108,35 +148,15 @@ template <int U, typename W, typename A>
 __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
     extern __shared__ float smem[];
-    const Layout L = layoutOf(layout, B);
-    const int seq = blockIdx.x;
-    const int head = blockIdx.y;
-    const int E = expandedDim(f);
     const int tid = threadIdx.x;
     const int nt = blockDim.x;
-    const Taylor tc = taylorOf(f);
-    float* pk = smem;           // [E]
-    float* pq = pk + E;         // [E]
-    float* xk = pq + E;         // [f]
-    float* xq = xk + f;         // [f]
-    float* vs = xq + f;         // [dh]
-    float* red = vs + dh;       // [4 nt]
-    float* dred = red + 4 * nt; // [nt / 32]
-    const i64 row = L.offsets[seq];
-    const i64 slot = L.slots[seq];
-    float* Sg = kvState + (slot * H + head) * (i64)E * dh;
-    float* zg = kState + (slot * H + head) * (i64)E;
-    const i64 qkCols = (i64)H * f;
-    const i64 vCols = (i64)H * dh;
-    for (int i = tid; i < f; i += nt) {
-        xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
-        xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
-    }
-    for (int c = tid; c < dh; c += nt) vs[c] = toF(v[row * vCols + (i64)head * dh + c]);
-    __syncthreads();
-    featurize(xk, f, tc, pk);
-    featurize(xq, f, tc, pq);
-    __syncthreads();
+    const int E = expandedDim(f);
+    LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
+    const float* pk = smem;        // [E]
+    const float* pq = pk + E;      // [E]
+    const float* vs = pq + E + 2 * f;  // [dh]
+    float* red = smem + 2 * E + 2 * f + dh;  // [4 nt]
+    float* Sg = D.S;
     const int quads = dh >> 2;
     const int R = nt / quads;
     const int c = tid % quads;
@@ -176,22 +196,7 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
         red[g * dh + 4 * c + 2] = num.z;
         red[g * dh + 4 * c + 3] = num.w;
     }
-    float den = 0.0f;
-    for (int a = tid; a < E; a += nt) {
-        const float z = zg[a] + pk[a];
-        zg[a] = z;
-        den += pq[a] * z;
-    }
-    den = warpSum(den);
-    if ((tid & 31) == 0) dred[tid >> 5] = den;
-    __syncthreads();
-    if (tid < dh) {
-        float total = 0.0f;
-        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
-        float acc = 0.0f;
-        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
-        out[row * vCols + (i64)head * dh + tid] = fromF<A>(acc * (1.0f / (total + eps)));
-    }
+    laDecodeFinish(D, pk, pq, red, red + 4 * nt, R, E, dh, out, eps);
 }
 
 template <typename W, typename A>
