@@ -430,10 +430,9 @@ public final class CudaBackend implements TrainingBackend {
     static final String GROWING_CACHE_PROPERTY = "based4j.cuda.growingCache";
     /**
      * Whether full key/value caches made from now on grow in pieces ({@link CudaStates.GrowingRegion}). Off unless
-     * {@value #GROWING_CACHE_PROPERTY} is true: mapping costs about 46 us a piece, and the caches are laid out a
-     * sequence after another, so that a prefill of many sequences maps a piece per sequence and layer (attn-1b's
-     * prefill of 128 x 1,536 tokens took twice as long on an H200), and a step where every sequence crosses into a new
-     * piece maps as many at once.
+     * {@value #GROWING_CACHE_PROPERTY} is true: a mapping costs about 46 us, and when each piece was mapped by its own
+     * call (a piece per sequence and layer), attn-1b's prefill of 128 x 1,536 tokens took twice as long on an H200;
+     * the pieces a call needs side by side are now mapped by one call, which is yet to be measured.
      */
     private boolean growCaches = Boolean.getBoolean(GROWING_CACHE_PROPERTY);
 
@@ -486,9 +485,9 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * Maps a new piece of {@code bytes} of device memory at {@code ptr} (reserved addresses) and zeros it on the
-     * stream; its handle. Counted as allocated; an out-of-memory failure names {@code what}, the need and what is
-     * free.
+     * Maps {@code bytes} (whole pieces) of new device memory at {@code ptr} (reserved addresses) by one allocation
+     * and zeros it on the stream; its handle. Counted as allocated; an out-of-memory failure names {@code what}, the
+     * need and what is free.
      */
     long mapPiece(long ptr, long bytes, String what) {
         bind();
@@ -519,7 +518,7 @@ public final class CudaBackend implements TrainingBackend {
         return handle;
     }
 
-    /** Unmaps a piece of {@link #mapPiece} once the work queued on the stream is done, and gives its memory back. */
+    /** Unmaps what one {@link #mapPiece} mapped once the work queued on the stream is done, and gives it back. */
     void unmapPiece(long ptr, long bytes, long handle) {
         if (capture != null) {
             throw new StepNotRecordable("the pass unmaps device memory as it runs");

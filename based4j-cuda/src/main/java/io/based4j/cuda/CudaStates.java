@@ -58,16 +58,21 @@ final class CudaStates {
         }
 
         /**
-         * Makes the memory of the first {@code values} values of the slot's part of every region there (mapped and
-         * zeroed where it was not): a no-op for regions allocated whole.
+         * Makes the memory of the first {@code values[i]} values of slot {@code slots[i]}'s part of every region there
+         * (mapped and zeroed where it was not), all the slots' at once: a no-op for regions allocated whole.
          */
-        final void reach(int slot, long values) {
+        final void reach(int[] slots, long[] values) {
             if (growing == null) {
                 return;
             }
             for (int i = 0; i < regions.length; i++) {
-                long from = slotStart(i, slot) - regions[i];
-                growing[i].ensure(from, from + (long) valueBytes * Math.min(values, valuesPerSlot[i]));
+                long[] from = new long[slots.length];
+                long[] to = new long[slots.length];
+                for (int j = 0; j < slots.length; j++) {
+                    from[j] = slotStart(i, slots[j]) - regions[i];
+                    to[j] = from[j] + (long) valueBytes * Math.min(values[j], valuesPerSlot[i]);
+                }
+                growing[i].ensure(from, to);
             }
         }
 
@@ -186,7 +191,8 @@ final class CudaStates {
 
     /**
      * Device memory whose addresses are reserved whole up front and whose memory is mapped behind them in pieces
-     * ({@link CudaBackend#growingPiece}, 2 MiB) as it is first needed ({@link #ensure}), each zeroed as it is mapped.
+     * ({@link CudaBackend#growingPiece}, 2 MiB) as it is first needed ({@link #ensure}), neighbouring pieces needed at
+     * once by one mapping, each zeroed as it is mapped.
      * The kernels see one flat region at a fixed address, so steps recorded as graphs stay valid as it grows, and it
      * holds memory for the parts reached. Everything goes back at {@link #release}, or when the backend closes.
      */
@@ -199,9 +205,12 @@ final class CudaStates {
         final long piece;
         private final long reserved;
         private final String what;
-        /** The handle of each piece's memory, 0 where none is mapped. */
+        /** Whether each piece has memory behind it. */
+        private final boolean[] mapped;
+        /** At the first piece of each run mapped by one call: the memory's handle and the run's pieces; else 0. */
         private final long[] handles;
-        private int mapped;
+        private final int[] runs;
+        private int mappedPieces;
         private boolean released;
 
         GrowingRegion(CudaBackend backend, long bytes, String what) {
@@ -214,29 +223,63 @@ final class CudaStates {
                 throw new IllegalArgumentException(what + ": " + bytes + " bytes are more pieces than can be counted");
             }
             this.reserved = pieces * piece;
+            this.mapped = new boolean[(int) pieces];
             this.handles = new long[(int) pieces];
+            this.runs = new int[(int) pieces];
             this.base = backend.reserveAddresses(this, reserved, what);
         }
 
         /** Maps the pieces that bytes {@code [from, to)} of the region lie in where none is mapped yet. */
         void ensure(long from, long to) {
+            ensure(new long[] {from}, new long[] {to});
+        }
+
+        /**
+         * Maps the pieces that the byte ranges {@code [from[i], to[i])} lie in where none is mapped yet: each run of
+         * such neighbouring pieces by one call ({@link CudaBackend#mapPiece}), so that the ranges of a call's
+         * sequences that lie side by side (a prefill of many) cost one mapping, not one a piece.
+         */
+        void ensure(long[] from, long[] to) {
             if (released) {
                 throw new IllegalStateException("this state was released (its session is closed)");
             }
-            if (from < 0 || to > bytes) {
-                throw new IllegalArgumentException(String.format(Locale.ROOT,
-                        "bytes %d to %d of %s, a region of %d bytes", from, to, what, bytes));
-            }
-            if (to <= from) {
-                return;
-            }
-            for (int p = (int) (from / piece); p <= (int) ((to - 1) / piece); p++) {
-                if (handles[p] == 0) {
-                    handles[p] = backend.mapPiece(base + p * piece, piece, String.format(Locale.ROOT,
-                            "%s (a piece of %,d bytes as its sequences grow)", what, piece));
-                    mapped++;
+            boolean[] needed = new boolean[mapped.length];
+            for (int i = 0; i < from.length; i++) {
+                if (from[i] < 0 || to[i] > bytes) {
+                    throw new IllegalArgumentException(String.format(Locale.ROOT,
+                            "bytes %d to %d of %s, a region of %d bytes", from[i], to[i], what, bytes));
+                }
+                for (long p = from[i] / piece; from[i] < to[i] && p <= (to[i] - 1) / piece; p++) {
+                    needed[(int) p] = !mapped[(int) p];
                 }
             }
+            for (int[] run : runsOf(needed)) {
+                int p = run[0];
+                int n = run[1];
+                handles[p] = backend.mapPiece(base + p * piece, n * piece, String.format(Locale.ROOT,
+                        "%s (%,d bytes more as its sequences grow)", what, n * piece));
+                runs[p] = n;
+                for (int q = p; q < p + n; q++) {
+                    mapped[q] = true;
+                }
+                mappedPieces += n;
+            }
+        }
+
+        /** The runs of neighbouring true entries of {@code pieces}: {first, count} each, in order. */
+        static java.util.List<int[]> runsOf(boolean[] pieces) {
+            java.util.List<int[]> out = new java.util.ArrayList<>();
+            for (int p = 0; p < pieces.length; p++) {
+                if (pieces[p]) {
+                    int q = p;
+                    while (q + 1 < pieces.length && pieces[q + 1]) {
+                        q++;
+                    }
+                    out.add(new int[] {p, q - p + 1});
+                    p = q;
+                }
+            }
+            return out;
         }
 
         /** Zeros the mapped parts of bytes {@code [from, to)} (the rest holds nothing to zero). */
@@ -246,7 +289,7 @@ final class CudaStates {
             while (at < end) {
                 int p = (int) (at / piece);
                 long pieceEnd = Math.min(end, (p + 1L) * piece);
-                if (handles[p] != 0) {
+                if (mapped[p]) {
                     backend.zeroBytes(base + at, pieceEnd - at);
                 }
                 at = pieceEnd;
@@ -255,7 +298,7 @@ final class CudaStates {
 
         /** Bytes of the region with no memory behind them yet. */
         long unmappedBytes() {
-            return Math.max(0, bytes - (long) mapped * piece);
+            return Math.max(0, bytes - (long) mappedPieces * piece);
         }
 
         /** Unmaps and gives back every piece, then the addresses. */
@@ -264,13 +307,15 @@ final class CudaStates {
                 return;
             }
             released = true;
-            for (int p = 0; p < handles.length; p++) {
-                if (handles[p] != 0) {
-                    backend.unmapPiece(base + p * piece, piece, handles[p]);
+            for (int p = 0; p < runs.length; p++) {
+                if (runs[p] > 0) {
+                    backend.unmapPiece(base + p * piece, runs[p] * piece, handles[p]);
                     handles[p] = 0;
+                    runs[p] = 0;
                 }
             }
-            mapped = 0;
+            java.util.Arrays.fill(mapped, false);
+            mappedPieces = 0;
             backend.freeAddresses(this, base, reserved);
         }
     }
@@ -426,14 +471,16 @@ final class CudaStates {
             if (growing == null) {
                 return;
             }
+            int[] at = new int[batch.size()];
+            long[] values = new long[batch.size()];
             for (int i = 0; i < batch.size(); i++) {
-                int slot = batch.slot(i);
-                if (slot < 0 || slot >= slots) {
-                    throw new IllegalArgumentException("slot " + slot + " of a key/value cache of " + slots + " slots");
+                at[i] = batch.slot(i);
+                if (at[i] < 0 || at[i] >= slots) {
+                    throw new IllegalArgumentException("slot " + at[i] + " of a key/value cache of " + slots + " slots");
                 }
-                long end = Math.min((long) capacity, (long) batch.start(i) + batch.length(i));
-                reach(slot, end * width);
+                values[i] = Math.min((long) capacity, (long) batch.start(i) + batch.length(i)) * width;
             }
+            reach(at, values);
         }
 
         long values() {
