@@ -423,6 +423,8 @@ public final class CudaBackend implements TrainingBackend {
     /** Whether the device maps memory behind reserved addresses: 1 yes, 0 no, -1 not asked yet. */
     private int growsMemory = -1;
     private long growingPiece;
+    /** The device's granularity of mapped memory (a power of two): the alignment of reserved addresses. */
+    private long growingAlignment;
     /** Regions whose addresses are reserved: released when the backend closes, if not before. */
     private final List<CudaStates.GrowingRegion> growing = new ArrayList<>();
 
@@ -456,6 +458,7 @@ public final class CudaBackend implements TrainingBackend {
             if (growsMemory == 1) {
                 long g = cu.allocationGranularity(ordinal);
                 growingPiece = g <= 0 ? GROWING_PIECE_BYTES : (GROWING_PIECE_BYTES + g - 1) / g * g;
+                growingAlignment = Math.max(g, 0);  // 0: the driver's own
             }
         }
         return growsMemory == 1;
@@ -472,7 +475,7 @@ public final class CudaBackend implements TrainingBackend {
         if (capture != null) {
             throw new StepNotRecordable("the pass reserves device addresses (" + what + ") as it runs");
         }
-        long ptr = cu.reserveAddresses(bytes, growingPiece);
+        long ptr = cu.reserveAddresses(bytes, growingAlignment);
         growing.add(region);
         return ptr;
     }
@@ -498,24 +501,35 @@ public final class CudaBackend implements TrainingBackend {
         try {
             handle = cu.createMemory(ordinal, bytes);
         } catch (CudaException e) {
-            if (e.isOutOfMemory()) {
-                long[] info = cu.memoryInfo();
-                throw new IllegalStateException(String.format(Locale.ROOT,
-                        "%s: GPU %s is out of memory: %s more needed, %s free of %s (based4j holds %s)", what, name(),
-                        human(bytes), human(info[0]), human(info[1]), human(allocated)), e);
-            }
-            throw e;
+            throw outOfMemory(e, what, bytes);
         }
         try {
             cu.mapMemory(ptr, bytes, handle, ordinal);
         } catch (RuntimeException e) {
             cu.releaseMemory(handle);
+            throw e instanceof CudaException c ? outOfMemory(c, what, bytes) : e;
+        }
+        try {
+            cu.memsetD8Async(ptr, 0, bytes, stream);
+        } catch (RuntimeException e) {
+            cu.unmapMemory(ptr, bytes);
+            cu.releaseMemory(handle);
             throw e;
         }
-        cu.memsetD8Async(ptr, 0, bytes, stream);
         allocated += bytes;
         peakAllocated = Math.max(peakAllocated, allocated);
         return handle;
+    }
+
+    /** {@code e}, or where it says the device is out of memory, an error naming {@code what}, the need and what is free. */
+    private RuntimeException outOfMemory(CudaException e, String what, long bytes) {
+        if (!e.isOutOfMemory()) {
+            return e;
+        }
+        long[] info = cu.memoryInfo();
+        return new IllegalStateException(String.format(Locale.ROOT,
+                "%s: GPU %s is out of memory: %s more needed, %s free of %s (based4j holds %s)", what, name(),
+                human(bytes), human(info[0]), human(info[1]), human(allocated)), e);
     }
 
     /** Unmaps what one {@link #mapPiece} mapped once the work queued on the stream is done, and gives it back. */
@@ -2749,8 +2763,13 @@ public final class CudaBackend implements TrainingBackend {
         readouts.close();
         scratch.close();
         mixers.close();
+        RuntimeException unreleased = null;
         for (CudaStates.GrowingRegion r : new ArrayList<>(growing)) {
-            r.release();
+            try {
+                r.release();
+            } catch (RuntimeException e) {
+                unreleased = unreleased == null ? e : unreleased;  // the rest is closed all the same
+            }
         }
         closed = true;
         lt.close();
@@ -2763,5 +2782,9 @@ public final class CudaBackend implements TrainingBackend {
         cu.unloadModule(module);
         cu.destroyStream(stream);
         cu.releasePrimaryContext(ordinal);
+        if (unreleased != null) {
+            throw new IllegalStateException("closing the CUDA backend: a growing key/value cache could not be given "
+                    + "back: " + unreleased.getMessage(), unreleased);
+        }
     }
 }

@@ -301,22 +301,35 @@ final class CudaStates {
             return Math.max(0, bytes - (long) mappedPieces * piece);
         }
 
-        /** Unmaps and gives back every piece, then the addresses. */
+        /**
+         * Unmaps and gives back every run, then the addresses. A run that cannot be unmapped stays recorded and the
+         * addresses reserved, and the first failure is thrown once the other runs are back: a later release (the
+         * backend's close) tries again.
+         */
         void release() {
             if (released) {
                 return;
             }
-            released = true;
+            RuntimeException failed = null;
             for (int p = 0; p < runs.length; p++) {
                 if (runs[p] > 0) {
-                    backend.unmapPiece(base + p * piece, runs[p] * piece, handles[p]);
+                    try {
+                        backend.unmapPiece(base + p * piece, runs[p] * piece, handles[p]);
+                    } catch (RuntimeException e) {
+                        failed = failed == null ? e : failed;
+                        continue;
+                    }
+                    java.util.Arrays.fill(mapped, p, p + runs[p], false);
+                    mappedPieces -= runs[p];
                     handles[p] = 0;
                     runs[p] = 0;
                 }
             }
-            java.util.Arrays.fill(mapped, false);
-            mappedPieces = 0;
+            if (failed != null) {
+                throw failed;
+            }
             backend.freeAddresses(this, base, reserved);
+            released = true;
         }
     }
 

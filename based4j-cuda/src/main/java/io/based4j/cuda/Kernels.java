@@ -509,6 +509,12 @@ public final class Kernels {
         linearAttentionDecode(linearDecodeVersion, p, q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
     }
 
+    /** The kernel that version {@code version} of {@link #linearAttentionDecode} runs on this head dim and state. */
+    static String linearDecodeKernel(int version, int dh, long kvState) {
+        boolean quads = version > 1 && dh % 4 == 0 && (kvState & 15) == 0;
+        return quads ? "linearAttentionDecode" + version : "linearAttentionDecode";
+    }
+
     /**
      * {@link #linearAttentionDecode} in one of its {@link #LINEAR_DECODE_VERSIONS} versions. Versions 2 and 3 read S
      * 16 bytes a load: for a head dim that is not a multiple of 4, or a state not 16-byte aligned, version 1 runs.
@@ -523,8 +529,8 @@ public final class Kernels {
             return;
         }
         int e = 1 + f + f * (f + 1) / 2;
-        boolean quads = version > 1 && dh % 4 == 0 && (kvState & 15) == 0;
-        String name = quads ? "linearAttentionDecode" + version : "linearAttentionDecode";
+        String name = linearDecodeKernel(version, dh, kvState);
+        boolean quads = !name.equals("linearAttentionDecode");
         int shared = 4 * (int) linearDecodeFloats(e, f, dh, quads ? 4 * LINEAR_THREADS : LINEAR_THREADS);
         long fn = function(name, p);
         optIn(fn, shared);
@@ -810,6 +816,12 @@ public final class Kernels {
                 window, rotaryDim, maxPos, interleaved, scale, splits);
     }
 
+    /** The kernel that version {@code version} of {@link #attentionDecode} runs on these operands. */
+    static String decodeKernel(int version, long qkv, long kCache, long vCache) {
+        boolean aligned = ((qkv | kCache | vCache) & 15) == 0;
+        return version == 2 && aligned ? "attentionDecode2" : "attentionDecode";
+    }
+
     /**
      * {@link #attentionDecode} in one of its {@link #DECODE_VERSIONS} versions. Version 2 reads 16 bytes a load: with
      * qkv or a cache not 16-byte aligned, version 1 runs instead.
@@ -826,8 +838,7 @@ public final class Kernels {
         if (B == 0) {
             return;
         }
-        boolean aligned = ((qkv | kCache | vCache) & 15) == 0;
-        String name = version == 2 && aligned ? "attentionDecode2" : "attentionDecode";
+        String name = decodeKernel(version, qkv, kCache, vCache);
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(partial).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale).i32(splits);
         launch(function(name, p), H, B, splits, ATTENTION_THREADS, 0);

@@ -1,5 +1,6 @@
 package io.based4j.cuda;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.TokenBatch;
@@ -16,7 +17,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * that takes any call, on the same cache: the same function summed in another order. Queries far enough on that
  * their keys span several splits (positions 0, 300 and 1100 of 256-key splits), full and sliding windows (a ring
  * cache of the window, its split's keys wrapping round the ring), rotate-half and interleaved rotary, head dims 16, 32,
- * 64, 112 and 128 (lane groups of 2 to 16 in version 2); every version of attention_decode.cuh.
+ * 48, 64, 96, 112 and 128 (lane groups of 2 to 16 in version 2, some of their lanes idle); every version of
+ * attention_decode.cuh, the test checking that the version's own kernel is the one that runs.
  *
  * <p>Tolerance. In float32 both kernels sum dot products of dh terms and a softmax over up to 1,101 keys in float32,
  * in different orders: each result carries a relative error of a few times sqrt(n) u (u = 6e-8), well under 1e-5 of
@@ -36,6 +38,8 @@ class AttentionDecodeTest {
             cases.add(Arguments.of(version, Precision.BF16, 64, 600, 64, false));
             cases.add(Arguments.of(version, Precision.BF16, 32, Integer.MAX_VALUE, 32, true));
             cases.add(Arguments.of(version, Precision.F32, 16, 100, 16, false));
+            cases.add(Arguments.of(version, Precision.BF16, 48, 300, 16, false));
+            cases.add(Arguments.of(version, Precision.F32, 96, Integer.MAX_VALUE, 96, true));
         }
         return cases.build();
     }
@@ -72,6 +76,8 @@ class AttentionDecodeTest {
             float scale = (float) cfg.softmaxScale();
             rig.kernels.attention(p, qkvD, kc, vc, rotary, layout, want, b, b, heads, dh, capacity, window, rotaryDim,
                     maxPos, interleaved, scale);
+            assertEquals(version == 1 ? "attentionDecode" : "attentionDecode" + version,
+                    Kernels.decodeKernel(version, qkvD, kc, vc), "the kernel of version " + version);
             rig.kernels.attentionDecode(version, p, qkvD, kc, vc, rotary, layout, got, partial, b, heads, dh, capacity,
                     window, rotaryDim, maxPos, interleaved, scale, splits);
             float[] w = rig.values(p, want, b * d);

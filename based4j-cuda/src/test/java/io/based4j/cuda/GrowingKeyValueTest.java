@@ -78,8 +78,12 @@ class GrowingKeyValueTest {
             for (int t = 0; t < 5; t++) {
                 step(gpu, cpu, st, ref, reached, new int[] {1}, new int[] {1}, "restored slot, decode step " + t);
             }
+            long mappedBytes = 2 * SLOTS * slotBytes - st.growableBytes();
+            long held = gpu.allocatedBytes();
             st.release();
             assertEquals(0, st.growableBytes(), "a released state holds nothing and grows no more");
+            assertTrue(held - gpu.allocatedBytes() >= mappedBytes, "releasing gives back the " + mappedBytes
+                    + " bytes mapped (and the state's tables): " + (held - gpu.allocatedBytes()) + " given back");
 
             // a state left for the backend's close to release
             CudaStates.KeyValue left = (CudaStates.KeyValue) gpu.allocateState(cfg, SLOTS, MAX_LENGTH);

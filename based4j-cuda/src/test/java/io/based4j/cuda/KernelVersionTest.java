@@ -38,4 +38,14 @@ class KernelVersionTest {
             }
         }
     }
+
+    @Test
+    void aVersionFallsBackToTheFirstWhereItsLoadsDoNotFit() {
+        assertEquals("attentionDecode2", Kernels.decodeKernel(2, 0x1000, 0x2000, 0x3000));
+        assertEquals("attentionDecode", Kernels.decodeKernel(2, 0x1008, 0x2000, 0x3000), "qkv not 16-byte aligned");
+        assertEquals("attentionDecode", Kernels.decodeKernel(1, 0x1000, 0x2000, 0x3000));
+        assertEquals("linearAttentionDecode3", Kernels.linearDecodeKernel(3, 112, 0x4000));
+        assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(3, 66, 0x4000), "dh not a multiple of 4");
+        assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(2, 64, 0x4004), "S not 16-byte aligned");
+    }
 }

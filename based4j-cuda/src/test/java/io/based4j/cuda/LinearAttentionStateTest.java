@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.TokenBatch;
@@ -59,6 +60,8 @@ class LinearAttentionStateTest {
         try (KernelRig rig = new KernelRig()) {
             Run run = Run.recurrent(rig, p, batch, f, dh, 29);
             long got = rig.zeros((long) t * HEADS * dh * p.bytes());
+            assertEquals(version == 1 ? "linearAttentionDecode" : "linearAttentionDecode" + version,
+                    Kernels.linearDecodeKernel(version, dh, run.kvGot), "the kernel of version " + version);
             rig.kernels.linearAttentionDecode(version, p, run.q, run.k, run.v, run.kvGot, run.zGot, run.layout, got,
                     batch.size(), HEADS, f, dh, 1e-6f);
             run.sameState();
