@@ -333,6 +333,15 @@ public final class CudaBackend implements TrainingBackend {
      * that {@link #rmsNormBackward} left is forgotten ({@link #dxCopyOf}): any op may change the values it copies.
      */
     private void bind() {
+        makeCurrent();
+        dxCopyOf = 0;
+    }
+
+    /**
+     * Makes the context current on this thread and nothing else: for the {@link #clock}'s calls between ops, which
+     * change no values, so that a profile keeps the bf16 copy of a dx for the product after, as a step does.
+     */
+    private void makeCurrent() {
         if (closed) {
             throw new IllegalStateException("the CUDA backend is closed");
         }
@@ -341,7 +350,6 @@ public final class CudaBackend implements TrainingBackend {
             cu.setCurrent(context);
             boundThread = t;
         }
-        dxCopyOf = 0;
     }
 
     // ---------------------------------------------------------------- memory
@@ -2667,7 +2675,7 @@ public final class CudaBackend implements TrainingBackend {
     private final OpClock clock = new OpClock() {
         @Override
         public long mark() {
-            bind();
+            makeCurrent();
             long e = freeEvents.isEmpty() ? cu.createEvent() : freeEvents.pop();
             cu.record(e, stream);
             return e;
@@ -2675,7 +2683,7 @@ public final class CudaBackend implements TrainingBackend {
 
         @Override
         public double millis(long from, long to) {
-            bind();
+            makeCurrent();
             cu.synchronizeEvent(to);
             return cu.elapsedMillis(from, to);
         }
@@ -2687,7 +2695,7 @@ public final class CudaBackend implements TrainingBackend {
 
         @Override
         public long hold() {
-            bind();
+            makeCurrent();
             if (recording || closed) {
                 return 0;
             }
@@ -2702,13 +2710,13 @@ public final class CudaBackend implements TrainingBackend {
 
         @Override
         public void timeKernels(boolean on) {
-            bind();
+            makeCurrent();
             kernels.timeLaunches(on);
         }
 
         @Override
         public List<io.based4j.backend.OpProfile.Row> kernelTimes() {
-            bind();
+            makeCurrent();
             return kernels.timedLaunches();
         }
 
