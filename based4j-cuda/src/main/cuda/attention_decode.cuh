@@ -1,6 +1,7 @@
 // A decode step's attention (included by based4j_kernels.cu): every sequence one new token, its query against the
 // keys and values cached for it and its own, split over the keys (flash-decoding) and merged. Versions: 1, a pair of
-// dims a thread; 2, 8 dims a lane in 16-byte loads, several keys in flight. Launched by
+// dims a thread; 2, 8 dims a lane in 16-byte loads, several keys in flight; 3, as 2 but each score one thread's whole
+// dot product (no shuffles; a warp's loads then touch 32 rows at once). Launched by
 // io.based4j.cuda.Kernels.attentionDecode; compared and timed by `based4j bench kernels --kernel attentionDecode`.
 #pragma once
 
@@ -227,21 +228,24 @@ __device__ void attentionDecodeMerge_impl(const float* partial, const int* layou
 #define DEC2_UNROLL 4
 
 /**
- * Version 2 of attentionDecode: the same arguments, grid, splits and partial results (attentionDecodeMerge merges
- * them), the keys and values read 8 dims a lane in one 16-byte load (two in float32) instead of pairs, DEC2_UNROLL
- * keys of a lane group in flight before their sums. A key takes dh / 8 lanes of a group of G lanes (G the power of 2
- * at or above dh / 8, at most 16; the lanes past dh / 8 idle), DEC_THREADS / G keys side by side; a lane keeps its 8
- * dims of the query in registers. Scores: the lanes' dot products summed over the group by shuffles; the query's own
- * key (position pos, from qkv, rotated here) by one warp after. Values: each lane sums p v over its 8 dims for the
- * keys of its group, then the groups' sums are added in shared memory in a fixed order. Cache rows by an index kept
- * in 32 bits: j0 % capacity once, then at most one wrap, since a split's cached keys (fewer than DEC_KEYS, and than
- * capacity + 1 for a ring of the window) stay within one turn of the ring. The host calls it for dh a multiple of 16
- * up to 128 with the cache, qkv and rows 16-byte aligned.
+ * Versions 2 and 3 of attentionDecode: the same arguments, grid, splits and partial results (attentionDecodeMerge
+ * merges them), the keys and values read 8 dims a lane in one 16-byte load (two in float32) instead of pairs,
+ * DEC2_UNROLL keys of a lane group in flight before their sums. A key takes dh / 8 lanes of a group of G lanes (G the
+ * power of 2 at or above dh / 8, at most 16; the lanes past dh / 8 idle), DEC_THREADS / G keys side by side; a lane
+ * keeps its 8 dims of the query in registers. Scores: the lanes' dot products summed over the group by shuffles; the
+ * query's own key (position pos, from qkv, rotated here) by one warp after. Values: each lane sums p v over its 8 dims
+ * for the keys of its group, then the groups' sums are added in shared memory in a fixed order. Cache rows by an index
+ * kept in 32 bits: j0 % capacity once, then at most one wrap, since a split's cached keys (fewer than DEC_KEYS, and
+ * than capacity + 1 for a ring of the window) stay within one turn of the ring. The host calls it for dh a multiple of
+ * 16 up to 128 with the cache, qkv and rows 16-byte aligned. Version 3 (KEY_A_THREAD) makes each cached key's score one
+ * thread's whole dot product instead (8 dims a 16-byte load, DEC2_UNROLL loads in flight, the query from shared
+ * memory), no shuffles; its values as version 2's.
  */
-template <typename W, typename A>
-__device__ void attentionDecode2_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
-                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
-                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+template <bool KEY_A_THREAD, typename A>
+__device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCache, const A* vCache,
+                                                     const float* rotary, const int* layout, float* partial, int B,
+                                                     int H, int dh, int capacity, int window, int rd, int maxPos,
+                                                     int interleaved, float scale, int splits) {
     __shared__ float qs[128];
     __shared__ float sc[DEC_KEYS];
     __shared__ float red[DEC_THREADS / 32];
@@ -275,28 +279,57 @@ __device__ void attentionDecode2_impl(const A* qkv, const A* kCache, const A* vC
     const A* kRows = kCache + slot * capacity * d + (i64)head * dh + e0;
     const A* vRows = vCache + slot * capacity * d + (i64)head * dh + e0;
 
-    for (int base = 0; base < n; base += groups * DEC2_UNROLL) {  // alike for every thread: the shuffles see all
-        float kv[DEC2_UNROLL][8];
+    if constexpr (!KEY_A_THREAD) {
+        for (int base = 0; base < n; base += groups * DEC2_UNROLL) {  // alike for every thread: the shuffles see all
+            float kv[DEC2_UNROLL][8];
 #pragma unroll
-        for (int u = 0; u < DEC2_UNROLL; u++) {
-            const int k = base + u * groups + grp;
-            if (active && k < cached) {
-                int c = c0 + k;
-                if (c >= capacity) c -= capacity;
-                load8(kRows + (i64)c * d, kv[u]);
-            } else {
+            for (int u = 0; u < DEC2_UNROLL; u++) {
+                const int k = base + u * groups + grp;
+                if (active && k < cached) {
+                    int c = c0 + k;
+                    if (c >= capacity) c -= capacity;
+                    load8(kRows + (i64)c * d, kv[u]);
+                } else {
 #pragma unroll
-                for (int i = 0; i < 8; i++) kv[u][i] = 0.0f;
+                    for (int i = 0; i < 8; i++) kv[u][i] = 0.0f;
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < DEC2_UNROLL; u++) {
+                float dot = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) dot += q[i] * kv[u][i];
+                for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+                const int k = base + u * groups + grp;
+                if (lane == 0 && k < cached) sc[k] = dot * scale;
             }
         }
-#pragma unroll
-        for (int u = 0; u < DEC2_UNROLL; u++) {
+    } else {
+        // a thread a key: its whole dot product, 8 dims a 16-byte load, DEC2_UNROLL loads in flight, the query read
+        // from shared memory at one address for the whole warp; no shuffles
+        const A* kHead = kCache + slot * capacity * d + (i64)head * dh;
+        for (int k = tid; k < cached; k += DEC_THREADS) {
+            int c = c0 + k;
+            if (c >= capacity) c -= capacity;
+            const A* kr = kHead + (i64)c * d;
             float dot = 0.0f;
+            for (int e = 0; e < dh; e += 8 * DEC2_UNROLL) {
+                float kv[DEC2_UNROLL][8];
 #pragma unroll
-            for (int i = 0; i < 8; i++) dot += q[i] * kv[u][i];
-            for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-            const int k = base + u * groups + grp;
-            if (lane == 0 && k < cached) sc[k] = dot * scale;
+                for (int u = 0; u < DEC2_UNROLL; u++) {
+                    if (e + 8 * u < dh) {
+                        load8(kr + e + 8 * u, kv[u]);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < DEC2_UNROLL; u++) {
+                    if (e + 8 * u < dh) {
+#pragma unroll
+                        for (int i = 0; i < 8; i++) dot += qs[e + 8 * u + i] * kv[u][i];
+                    }
+                }
+            }
+            sc[k] = dot * scale;
         }
     }
     if (cached < n && tid < 32) {  // the query's own key: the split's last
@@ -351,6 +384,22 @@ __device__ void attentionDecode2_impl(const A* qkv, const A* kCache, const A* vC
     }
 }
 
+
+template <typename W, typename A>
+__device__ void attentionDecode2_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
+                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    attentionDecodeLanes<false, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd,
+                                   maxPos, interleaved, scale, splits);
+}
+
+template <typename W, typename A>
+__device__ void attentionDecode3_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
+                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    attentionDecodeLanes<true, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd,
+                                  maxPos, interleaved, scale, splits);
+}
 }  // namespace b4j
 
 B4J_KERNEL(attentionDecode, DEC_THREADS,
@@ -363,6 +412,12 @@ B4J_KERNEL(attentionDecodeMerge, DEC_THREADS,
            (const float* partial, const int* layout, A* out, int B, int H, int dh, int splits),
            (partial, layout, out, B, H, dh, splits))
 B4J_KERNEL(attentionDecode2, DEC_THREADS,
+           (const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, float* partial,
+            int B, int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale,
+            int splits),
+           (qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, maxPos, interleaved, scale,
+            splits))
+B4J_KERNEL(attentionDecode3, DEC_THREADS,
            (const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, float* partial,
             int B, int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale,
             int splits),

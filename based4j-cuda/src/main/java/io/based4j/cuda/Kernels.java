@@ -749,8 +749,11 @@ public final class Kernels {
     static final int DECODE_DEFAULT = 2;
     /** The system property that picks {@link #attentionDecode}'s version. */
     static final String DECODE_VERSION_PROPERTY = "based4j.cuda.attentionDecode";
-    /** Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight). */
-    static final int DECODE_VERSIONS = 2;
+    /**
+     * Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight), 3 (as 2,
+     * but each score a thread's whole dot product, without shuffles).
+     */
+    static final int DECODE_VERSIONS = 3;
 
     /** The version {@link #attentionDecode} runs. */
     int decodeVersion() {
@@ -819,12 +822,12 @@ public final class Kernels {
     /** The kernel that version {@code version} of {@link #attentionDecode} runs on these operands. */
     static String decodeKernel(int version, long qkv, long kCache, long vCache) {
         boolean aligned = ((qkv | kCache | vCache) & 15) == 0;
-        return version == 2 && aligned ? "attentionDecode2" : "attentionDecode";
+        return version >= 2 && aligned ? "attentionDecode" + version : "attentionDecode";
     }
 
     /**
-     * {@link #attentionDecode} in one of its {@link #DECODE_VERSIONS} versions. Version 2 reads 16 bytes a load: with
-     * qkv or a cache not 16-byte aligned, version 1 runs instead.
+     * {@link #attentionDecode} in one of its {@link #DECODE_VERSIONS} versions. Versions 2 and 3 read 16 bytes a load:
+     * with qkv or a cache not 16-byte aligned, version 1 runs instead.
      */
     void attentionDecode(int version, Precision p, long qkv, long kCache, long vCache, long rotary, long layout,
                          long out, long partial, int B, int H, int dh, int capacity, int window, int rotaryDim,

@@ -42,6 +42,8 @@ class KernelVersionTest {
     @Test
     void aVersionFallsBackToTheFirstWhereItsLoadsDoNotFit() {
         assertEquals("attentionDecode2", Kernels.decodeKernel(2, 0x1000, 0x2000, 0x3000));
+        assertEquals("attentionDecode3", Kernels.decodeKernel(3, 0x1000, 0x2000, 0x3000));
+        assertEquals("attentionDecode", Kernels.decodeKernel(3, 0x1000, 0x2000, 0x3004), "a cache not aligned");
         assertEquals("attentionDecode", Kernels.decodeKernel(2, 0x1008, 0x2000, 0x3000), "qkv not 16-byte aligned");
         assertEquals("attentionDecode", Kernels.decodeKernel(1, 0x1000, 0x2000, 0x3000));
         assertEquals("linearAttentionDecode3", Kernels.linearDecodeKernel(3, 112, 0x4000));
