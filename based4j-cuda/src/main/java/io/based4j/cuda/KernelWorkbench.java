@@ -47,7 +47,11 @@ public final class KernelWorkbench {
     record GemvShape(String name, int m, int n, int k) {
     }
 
-    /** based-1b's (d 1792) and based-360m's (d 1024) decode products at 1 and 8 rows. */
+    /**
+     * based-1b's (d 1792) and based-360m's (d 1024) decode products at 1 and 8 rows, and at 128 (a decode step of 128
+     * sequences: cuBLAS alone, the gemv kernels taking at most 8 rows), where the weights are still the bytes that
+     * count.
+     */
     static final List<GemvShape> GEMV_SHAPES = gemvShapes();
 
     private static List<GemvShape> gemvShapes() {
@@ -55,7 +59,7 @@ public final class KernelWorkbench {
                 {1024, 2048}};
         String[] names = {"1b mlp in", "1b mlp out", "1b qkv", "1b proj", "1b head", "360m mlp in", "360m mlp out"};
         List<GemvShape> shapes = new ArrayList<>();
-        for (int m : new int[] {1, 8}) {
+        for (int m : new int[] {1, 8, 128}) {
             for (int i = 0; i < nk.length; i++) {
                 shapes.add(new GemvShape(names[i], m, nk[i][0], nk[i][1]));
             }
@@ -121,7 +125,7 @@ public final class KernelWorkbench {
                 long wValues = (long) s.n() * s.k();
                 MemorySegment w = randomBf16(arena, wValues, r);
                 MemorySegment x = randomBf16(arena, (long) s.m() * s.k(), r);
-                double[] want = gemvReference(w, x, s);
+                double[] want = gemvReference(w, x, s, Math.min(s.m(), CHECKED_ROWS));
                 long wBytes = 2 * wValues;
                 int copies = (int) Math.max(1, (COLD_BYTES + wBytes - 1) / wBytes);
                 long[] ws = new long[copies];
@@ -137,7 +141,7 @@ public final class KernelWorkbench {
                 names.add("cublasGemmEx");
                 calls.add(c -> blas.gemm(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c], Cublas.R_16BF,
                         s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(), Cublas.COMPUTE_32F));
-                for (int v = 1; v <= Kernels.GEMV_VERSIONS; v++) {
+                for (int v = 1; v <= Kernels.GEMV_VERSIONS && s.m() <= Kernels.GEMV_MAX_ROWS; v++) {
                     int version = v;
                     boolean used = v == Kernels.GEMV_VERSION && Kernels.gemvPays(s.n(), s.k());
                     names.add("v" + v + (used ? " (used)" : ""));
@@ -167,9 +171,11 @@ public final class KernelWorkbench {
      */
     static final double GEMV_BOUND = 0x1p-8 + 0x1p-12;
 
-    /** {@code x w^T} in float64 from the bf16 inputs. */
-    private static double[] gemvReference(MemorySegment w, MemorySegment x, GemvShape s) {
-        int m = s.m();
+    /** Rows of a product checked against float64 (the first ones; the rest are the same kernel's work). */
+    static final int CHECKED_ROWS = 8;
+
+    /** {@code x w^T} in float64 from the bf16 inputs: its first {@code m} rows. */
+    private static double[] gemvReference(MemorySegment w, MemorySegment x, GemvShape s, int m) {
         int n = s.n();
         int k = s.k();
         float[] xf = new float[m * k];
