@@ -10,6 +10,18 @@
 #include <math_constants.h>
 #include <stdint.h>
 
+/**
+ * The first statement of every kernel: with programmatic dependent launch (sm_90 on, the launch attribute set by
+ * io.based4j.cuda.Kernels where asked for), a kernel may start while the one before it on the stream finishes; this
+ * waits until that one has completed and its memory is visible, before the kernel reads or writes any. A no-op for
+ * a kernel launched the usual way, and on older GPUs.
+ */
+__device__ __forceinline__ void b4jPdlWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 namespace b4j {
 
 typedef long long i64;
@@ -676,10 +688,12 @@ typedef __nv_bfloat16 A;
 // Defines NAME_f32 and NAME_bf16 (C linkage) forwarding to b4j::NAME_impl<W, A>; PARAMS may use the types W and A.
 #define B4J_KERNEL(NAME, THREADS, PARAMS, ARGS)                                                                      \
     namespace b4j_f32 {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(THREADS) NAME##_f32 PARAMS { b4j::NAME##_impl<W, A> ARGS; }        \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME##_f32 PARAMS {                                       \
+        b4jPdlWait(); b4j::NAME##_impl<W, A> ARGS; }                                                                \
     }                                                                                                                \
     namespace b4j_bf16 {                                                                                             \
-    extern "C" __global__ void __launch_bounds__(THREADS) NAME##_bf16 PARAMS { b4j::NAME##_impl<W, A> ARGS; }       \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME##_bf16 PARAMS {                                      \
+        b4jPdlWait(); b4j::NAME##_impl<W, A> ARGS; }                                                                \
     }
 
 B4J_KERNEL(embedding, 256, (const W* table, const int* ids, float* out, int n, int d), (table, ids, out, n, d))
@@ -692,11 +706,13 @@ B4J_KERNEL(addBias, 256, (A * out, const W* bias, int n, int m), (out, bias, n, 
 // the same into a float32 output (a training pass's residual branch), whatever the weights' type
 namespace b4j_f32 {
 extern "C" __global__ void __launch_bounds__(256) addBiasF32_f32(float* out, const W* bias, int n, int m) {
+    b4jPdlWait();
     b4j::addBias_impl<W, float>(out, bias, n, m);
 }
 }
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(256) addBiasF32_bf16(float* out, const W* bias, int n, int m) {
+    b4jPdlWait();
     b4j::addBias_impl<W, float>(out, bias, n, m);
 }
 }
@@ -705,7 +721,7 @@ B4J_KERNEL(gatherRows, 256, (const A* x, const int* rows, A* out, int n, int col
 
 /** dst[rows[i]] += src[i], float32 rows of cols; the rows are distinct (Kernels.scatterAddRows). */
 extern "C" __global__ void __launch_bounds__(256)
-    scatterAddRows_f32(const float* src, const int* rows, float* dst, int n, int cols) {
+    scatterAddRows_f32(const float* src, const int* rows, float* dst, int n, int cols) { b4jPdlWait();
     const b4j::i64 total = (b4j::i64)n * cols;
     for (b4j::i64 idx = b4j::globalThread(); idx < total; idx += b4j::globalStride()) {
         const b4j::i64 i = idx / cols;
@@ -764,6 +780,7 @@ B4J_KERNEL(attentionAppend, 128,
  */
 extern "C" __global__ void __launch_bounds__(32)
     opGate(const volatile unsigned long long* released, unsigned long long ticket, unsigned long long timeoutNs) {
+    b4jPdlWait();
     unsigned long long start;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
     while (*released < ticket) {

@@ -145,7 +145,7 @@ __device__ unsigned int nucleusKey(const float* x, int vocab, unsigned int thres
  */
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
     sample_f32(const float* logits, const int* rows, int n, long long ld, int vocab, const float* temperature,
-               const int* topK, const float* topP, const float* uniform, int* outIds) {
+               const int* topK, const float* topP, const float* uniform, int* outIds) { b4jPdlWait();
     __shared__ float sBest[32];
     __shared__ int sIdx[32];
     __shared__ unsigned int countBins[256];

@@ -36,7 +36,7 @@ __device__ __forceinline__ double blockSumInOrder(double s, double* red) {
  * TrainKernels derives from count the result is the same on every run.
  */
 extern "C" __global__ void __launch_bounds__(256)
-    sumOfSquaresPartial_f32(const float* g, long long count, double* partial) {
+    sumOfSquaresPartial_f32(const float* g, long long count, double* partial) { b4jPdlWait();
     __shared__ double red[32];
     double s = 0.0;
     for (i64 i = globalThread(); i < count; i += globalStride()) {
@@ -52,7 +52,7 @@ extern "C" __global__ void __launch_bounds__(256)
  * factor of AdamW.update: clip / (norm + 1e-6) (in double, then rounded) when clip > 0 and norm > clip, else 1}.
  */
 extern "C" __global__ void __launch_bounds__(32)
-    gradNormFinish_f32(const double* partial, int parts, double clip, GradNorm* out) {
+    gradNormFinish_f32(const double* partial, int parts, double clip, GradNorm* out) { b4jPdlWait();
     if (threadIdx.x != 0 || blockIdx.x != 0) return;
     double s = 0.0;
     for (int p = 0; p < parts; p++) s += partial[p];
@@ -138,7 +138,7 @@ struct StepScalars {
  * chunk's g^2 in double (each thread over a fixed stride, then the block's warps in order): deterministic.
  */
 extern "C" __global__ void __launch_bounds__(256)
-    sumOfSquaresChunks_f32(const AdamWChunk* chunks, int n, double* partial) {
+    sumOfSquaresChunks_f32(const AdamWChunk* chunks, int n, double* partial) { b4jPdlWait();
     __shared__ double red[32];
     for (int c = blockIdx.x; c < n; c += gridDim.x) {
         const float* g = chunks[c].g;
@@ -161,7 +161,7 @@ extern "C" __global__ void __launch_bounds__(256)
  */
 extern "C" __global__ void __launch_bounds__(1024)
     gradNormFinishChunks_f32(const double* partial, int n, double clip, long long update, const StepScalars* live,
-                             StepNorm* out) {
+                             StepNorm* out) { b4jPdlWait();
     if (live != nullptr) update = live->update;
     __shared__ double red[1024];
     double s = 0.0;

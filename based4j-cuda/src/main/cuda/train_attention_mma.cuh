@@ -769,18 +769,21 @@ static_assert(ATM_BLOCK * atmFloatLd<128>() * 4 <= atmBackwardQShared<128>(), "q
 // bf16 only: NAME_bf16 (pre-passes) and NAMEDHP_bf16 for the padded head dims 64 and 128
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(256) attentionRotaryTable_bf16(float* rot, int L, int rd, double base) {
+    b4jPdlWait();
     b4j::attentionRotaryTable_impl(rot, L, rd, base);
 }
 extern "C" __global__ void __launch_bounds__(256)
     attentionRotate_bf16(const A* qkv, const float* rot, A* qk, long long n, int L, int H, int dh, int rd) {
+    b4jPdlWait();
     b4j::attentionRotate_impl(qkv, rot, qk, n, L, H, dh, rd);
 }
 extern "C" __global__ void __launch_bounds__(256)
     attentionRotatePairs_bf16(const A* qkv, const float* rot, A* qk, long long n, int L, int H, int dh, int rd) {
+    b4jPdlWait();
     b4j::attentionRotatePairs_impl(qkv, rot, qk, n, L, H, dh, rd);
 }
 extern "C" __global__ void __launch_bounds__(256)
-    attentionRowDot_bf16(const A* dout, const A* out, float* D, long long cells, int dh) {
+    attentionRowDot_bf16(const A* dout, const A* out, float* D, long long cells, int dh) { b4jPdlWait();
     b4j::attentionRowDot_impl(dout, out, D, cells, dh);
 }
 }  // namespace b4j_bf16
@@ -790,17 +793,20 @@ extern "C" __global__ void __launch_bounds__(256)
     extern "C" __global__ void __launch_bounds__(b4j::ATM_THREADS)                                                   \
         attentionMmaForward##DHP##_bf16(const A* q, const A* k, long long qkStride, const A* v, long long vStride,   \
                                         A* out, float* lse, int L, int H, int dh, int window, float scale) {         \
+        b4jPdlWait();                                                                                                \
         b4j::attentionMmaForward_impl<DHP>(q, k, qkStride, v, vStride, out, lse, L, H, dh, window, scale);           \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(b4j::ATM_THREADS) attentionMmaBackwardQ##DHP##_bf16(                \
         const A* q, const A* k, long long qkStride, const A* v, long long vStride, const A* dout, const float* lse,  \
         const float* D, const float* rot, A* dqkv, int L, int H, int dh, int window, int rd, float scale) {          \
+        b4jPdlWait();                                                                                                \
         b4j::attentionMmaBackwardQ_impl<DHP>(q, k, qkStride, v, vStride, dout, lse, D, rot, dqkv, L, H, dh, window,  \
                                              rd, scale);                                                             \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(b4j::ATM_THREADS) attentionMmaBackwardKV##DHP##_bf16(               \
         const A* q, const A* k, long long qkStride, const A* v, long long vStride, const A* dout, const float* lse,  \
         const float* D, const float* rot, A* dqkv, int L, int H, int dh, int window, int rd, float scale) {          \
+        b4jPdlWait();                                                                                                \
         b4j::attentionMmaBackwardKV_impl<DHP>(q, k, qkStride, v, vStride, dout, lse, D, rot, dqkv, L, H, dh, window, \
                                               rd, scale);                                                            \
     }                                                                                                                \

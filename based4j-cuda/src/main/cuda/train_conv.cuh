@@ -324,12 +324,14 @@ B4J_KERNEL(baseConvTrainBackwardTaps, 256,
     extern "C" __global__ void __launch_bounds__(256)                                                                \
         baseConvRowsForwardK##K##_bf16(const b4j::bf16* u, const b4j::bf16* taps, b4j::bf16* convOut,               \
                                        b4j::bf16* out, int L, long long n, int inner) {                              \
+        b4jPdlWait();                                                                                                \
         b4j::baseConvRowsForward<K>(u, taps, convOut, out, L, n, inner);                                             \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(256)                                                                \
         baseConvRowsBackwardK##K##_bf16(const b4j::bf16* u, const b4j::bf16* taps, const b4j::bf16* convOut,         \
                                         const b4j::bf16* dout, b4j::bf16* du, float* partial, int L, long long n,    \
                                         int inner) {                                                                 \
+        b4jPdlWait();                                                                                                \
         __shared__ float sums[CONV_WARPS * 256 * K];                                                                 \
         b4j::baseConvRowsBackward<K>(u, taps, convOut, dout, du, partial, L, n, inner, sums);                        \
     }

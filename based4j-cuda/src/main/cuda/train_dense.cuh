@@ -30,7 +30,7 @@ __device__ __forceinline__ float blockSum(float v, float* partial) {
  * repeated ids are summed in whatever order the additions land: not bit-reproducible.
  */
 extern "C" __global__ void __launch_bounds__(256)
-    embeddingBackwardAtomic_f32(const int* ids, const float* dout, float* dtable, int n, int d) {
+    embeddingBackwardAtomic_f32(const int* ids, const float* dout, float* dtable, int n, int d) { b4jPdlWait();
     const i64 total = (i64)n * d;
     for (i64 idx = globalThread(); idx < total; idx += globalStride()) {
         const i64 i = idx / d;
@@ -48,6 +48,7 @@ extern "C" __global__ void __launch_bounds__(256)
  */
 extern "C" __global__ void __launch_bounds__(256)
     embeddingBackwardGrouped_f32(const int* ids, const int* groups, int n, const float* dout, float* dtable, int d) {
+    b4jPdlWait();
     const int G = groups[0];
     const int* starts = groups + 1;
     const int* positions = groups + n + 2;
@@ -105,7 +106,7 @@ __device__ void rmsNormBackward_impl(const float* x, const W* weight, const floa
 
 /** RMSNorm backward, part 2: dw[j] += sum over p < parts of partial[p * d + j], in order; one thread per column. */
 extern "C" __global__ void __launch_bounds__(256)
-    rmsNormWeightGrad_f32(const float* partial, float* dw, int parts, int d) {
+    rmsNormWeightGrad_f32(const float* partial, float* dw, int parts, int d) { b4jPdlWait();
     for (i64 j = globalThread(); j < d; j += globalStride()) {
         float s = 0.0f;
         for (int p = 0; p < parts; p++) s += partial[(i64)p * d + j];
@@ -256,7 +257,7 @@ __device__ void rmsNormBackwardRows_impl(const float* x, const W* weight, const 
  * group sums in group order: deterministic, no atomics, and 32 times the parallelism of one thread per column.
  */
 extern "C" __global__ void __launch_bounds__(32 * PARTS_GROUPS)
-    columnPartsSum_f32(const float* partial, float* out, int parts, long long cols) {
+    columnPartsSum_f32(const float* partial, float* out, int parts, long long cols) { b4jPdlWait();
     __shared__ float sums[PARTS_GROUPS][33];
     const int lane = threadIdx.x & 31;
     const int group = threadIdx.x >> 5;
@@ -438,16 +439,19 @@ B4J_KERNEL(swigluBackwardVec, 256, (const A* a, const A* dout, A* da, int n, int
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(256)                                                                \
         rmsNormRows##Q##_bf16(const float* x, const W* weight, A* out, float* rstd, int n, int d, float eps) {       \
+        b4jPdlWait();                                                                                                \
         b4j::rmsNormRows_impl<Q, W, A>(x, weight, out, rstd, n, d, eps);                                             \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(256)                                                                \
         rmsNormBackwardRows##Q##_bf16(const float* x, const W* weight, const float* rstd, const A* dout, float* dx,  \
                                       A* dxCopy, float* partial, int n, int d, int rowsPerBlock) {                   \
+        b4jPdlWait();                                                                                                \
         b4j::rmsNormBackwardRows_impl<Q, W, A, A>(x, weight, rstd, dout, dx, dxCopy, partial, n, d, rowsPerBlock);   \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(256)                                                                \
         rmsNormBackwardRowsF##Q##_bf16(const float* x, const W* weight, const float* rstd, const float* dout,        \
                                        float* dx, A* dxCopy, float* partial, int n, int d, int rowsPerBlock) {       \
+        b4jPdlWait();                                                                                                \
         b4j::rmsNormBackwardRows_impl<Q, W, A, float>(x, weight, rstd, dout, dx, dxCopy, partial, n, d,              \
                                                       rowsPerBlock);                                                 \
     }                                                                                                                \

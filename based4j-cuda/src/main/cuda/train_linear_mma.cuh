@@ -1168,12 +1168,14 @@ __device__ __forceinline__ void lmmRoundedBackwardKVBody(const lmm_bf16* q, cons
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaStates##HEAD##_bf16(const A* x, const A* r, long long rStride, int rHead, int rWidth,    \
                                               int ones, float* states, int L, int H, int f, int dh, int reverse) { \
+        b4jPdlWait();                                                                                              \
         b4j::lmmStatesBody<NT, false>(x, r, rStride, rHead, rWidth, ones, states, L, H, f, dh, reverse);           \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaRoundedStates##HEAD##_bf16(const A* x, const A* r, long long rStride, int rHead,         \
                                                      int rWidth, int ones, A* states, int L, int H, int f, int dh, \
                                                      int reverse) {                                                \
+        b4jPdlWait();                                                                                              \
         b4j::lmmStatesBody<NT, true>(x, r, rStride, rHead, rWidth, ones, states, L, H, f, dh, reverse);            \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
@@ -1181,29 +1183,34 @@ __device__ __forceinline__ void lmmRoundedBackwardKVBody(const lmm_bf16* q, cons
                                                         const A* states, A* gbuf, A* dq, int L, int H, int f,      \
                                                         int dh,                                                    \
                                                         float eps) {                                               \
+        b4jPdlWait();                                                                                              \
         b4j::lmmRoundedBackwardQBody<NT>(q, k, v, dout, states, gbuf, dq, L, H, f, dh, eps);                      \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaRoundedBackwardKV##HEAD##_bf16(const A* q, const A* k, const A* v, const A* gbuf,        \
                                                          const A* states, A* dk, A* dv, int L, int H, int f,       \
                                                          int dh) {                                                 \
+        b4jPdlWait();                                                                                              \
         b4j::lmmRoundedBackwardKVBody<NT>(q, k, v, gbuf, states, dk, dv, L, H, f, dh);                             \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaForward##HEAD##_bf16(const A* q, const A* k, const A* v, const float* states, A* out,    \
                                                int L, int H, int f, int dh, float eps) {                           \
+        b4jPdlWait();                                                                                              \
         b4j::lmmForwardBody<NT>(q, k, v, states, out, L, H, f, dh, eps);                                           \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaBackwardQ##HEAD##_bf16(const A* q, const A* k, const A* v, const A* dout,                \
                                                  const float* states, A* gbuf, A* dq, int L, int H, int f, int dh, \
                                                  float eps) {                                                      \
+        b4jPdlWait();                                                                                              \
         b4j::lmmBackwardQBody<NT>(q, k, v, dout, states, gbuf, dq, L, H, f, dh, eps);                             \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaBackwardKV##HEAD##_bf16(const A* q, const A* k, const A* v, const A* gbuf,               \
                                                   const float* states, A* dk, A* dv, int L, int H, int f,          \
                                                   int dh) {                                                        \
+        b4jPdlWait();                                                                                              \
         b4j::lmmBackwardKVBody<NT>(q, k, v, gbuf, states, dk, dv, L, H, f, dh);                                    \
     }                                                                                                              \
     }

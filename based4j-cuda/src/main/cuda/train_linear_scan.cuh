@@ -262,17 +262,17 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
     linearAttentionMmaScanForward_bf16(const A* q, const A* k, const A* v, A* out, int L, int H, int f, int dh,
-                                       float eps) {
+                                       float eps) { b4jPdlWait();
     b4j::lmsScanBody<10, b4j::LMS_FORWARD>(q, k, v, nullptr, out, nullptr, nullptr, L, H, f, dh, eps);
 }
 extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
     linearAttentionMmaScanBackwardQ_bf16(const A* q, const A* k, const A* v, const A* dout, A* gbuf, A* dq, int L,
-                                         int H, int f, int dh, float eps) {
+                                         int H, int f, int dh, float eps) { b4jPdlWait();
     b4j::lmsScanBody<10, b4j::LMS_BACKWARD_Q>(q, k, v, dout, gbuf, dq, nullptr, L, H, f, dh, eps);
 }
 extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
     linearAttentionMmaScanBackwardKV_bf16(const A* q, const A* k, const A* v, const A* gbuf, A* dk, A* dv, int L,
-                                          int H, int f, int dh) {
+                                          int H, int f, int dh) { b4jPdlWait();
     b4j::lmsScanBody<10, b4j::LMS_BACKWARD_KV>(q, k, v, gbuf, nullptr, dk, dv, L, H, f, dh, 0.0f);
 }
 }  // namespace b4j_bf16

@@ -65,10 +65,11 @@ __device__ void linearHeadSum_impl(const A* dqq, const A* dkk, A* dq, A* dk, i64
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(256)
     linearHeadRepeat_bf16(const A* q, const A* k, A* qq, A* kk, A* dqq, A* dkk, long long n, int H, int s, int f) {
+    b4jPdlWait();
     b4j::linearHeadRepeat_impl<A>(q, k, qq, kk, dqq, dkk, n, H, s, f);
 }
 extern "C" __global__ void __launch_bounds__(256)
-    linearHeadSum_bf16(const A* dqq, const A* dkk, A* dq, A* dk, long long n, int H, int s, int f) {
+    linearHeadSum_bf16(const A* dqq, const A* dkk, A* dq, A* dk, long long n, int H, int s, int f) { b4jPdlWait();
     b4j::linearHeadSum_impl<A>(dqq, dkk, dq, dk, n, H, s, f);
 }
 }  // namespace b4j_bf16

@@ -267,6 +267,7 @@ __device__ void crossEntropyRows_impl(const float* logits, const int* targets, f
  */
 extern "C" __global__ void __launch_bounds__(1024)
     crossEntropyLoss_f32(const int* targets, const float4* stats, int* argmax, double* lossSum, int n, int vocab) {
+    b4jPdlWait();
     __shared__ double red[32];
     double sum = 0.0;
     for (int row = threadIdx.x; row < n; row += blockDim.x) {
@@ -302,7 +303,7 @@ B4J_KERNEL(crossEntropyRows, 512,
  * then a fixed tree: deterministic.
  */
 extern "C" __global__ void __launch_bounds__(256)
-    tokenNll_f32(const float* logits, long long ld, const int* packed, double* out, int n, int vocab) {
+    tokenNll_f32(const float* logits, long long ld, const int* packed, double* out, int n, int vocab) { b4jPdlWait();
     __shared__ float redM[32];
     __shared__ double redS[32];
     const int lane = threadIdx.x & 31;
@@ -336,6 +337,7 @@ namespace b4j_bf16 {
 /** crossEntropyRows over bf16 logits, the gradient written over them (grad = logits). */
 extern "C" __global__ void __launch_bounds__(512)
     crossEntropyRowsInPlace_bf16(A* logits, const int* targets, float4* stats, int n, int vocab, int ld, float scale) {
+    b4jPdlWait();
     b4j::crossEntropyRowsOf<A, A>(logits, targets, stats, logits, n, vocab, ld, scale);
 }
 }  // namespace b4j_bf16
@@ -344,16 +346,19 @@ extern "C" __global__ void __launch_bounds__(512)
     namespace b4j_f32 {                                                                                              \
     extern "C" __global__ void __launch_bounds__(CE_HELD_THREADS) crossEntropyRowsHeld##Q##_f32(                     \
         const float* logits, const int* targets, float4* stats, A* grad, int n, int vocab, int ld, float scale) {    \
+        b4jPdlWait();                                                                                                \
         b4j::crossEntropyRowsHeld<float, A, Q>(logits, targets, stats, grad, n, vocab, ld, scale);                   \
     }                                                                                                                \
     }                                                                                                                \
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(CE_HELD_THREADS) crossEntropyRowsHeld##Q##_bf16(                    \
         const float* logits, const int* targets, float4* stats, A* grad, int n, int vocab, int ld, float scale) {    \
+        b4jPdlWait();                                                                                                \
         b4j::crossEntropyRowsHeld<float, A, Q>(logits, targets, stats, grad, n, vocab, ld, scale);                   \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(CE_HELD_THREADS) crossEntropyRowsHeldInPlace##Q##_bf16(             \
         A* logits, const int* targets, float4* stats, int n, int vocab, int ld, float scale) {                       \
+        b4jPdlWait();                                                                                                \
         b4j::crossEntropyRowsHeld<A, A, Q>(logits, targets, stats, logits, n, vocab, ld, scale);                     \
     }                                                                                                                \
     }

@@ -295,11 +295,11 @@ static_assert(cemShared<128>() <= 227 * 1024, "fits an SM");
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(256)
     crossEntropyMmaMerge_bf16(const float4* part, const float* partO, const A* w, const int* targets, int m, int d,
-                              int splits, float scale, float4* stats, float* lse2, float* dx) {
+                              int splits, float scale, float4* stats, float* lse2, float* dx) { b4jPdlWait();
     b4j::crossEntropyMmaMerge_impl(part, partO, w, targets, m, d, splits, scale, stats, lse2, dx);
 }
 extern "C" __global__ void __launch_bounds__(256)
-    crossEntropyMmaHeadSum_bf16(const float* partW, float* dhead, long long count, int splits) {
+    crossEntropyMmaHeadSum_bf16(const float* partW, float* dhead, long long count, int splits) { b4jPdlWait();
     b4j::crossEntropyMmaHeadSum_impl(partW, dhead, count, splits);
 }
 }  // namespace b4j_bf16
@@ -308,11 +308,13 @@ extern "C" __global__ void __launch_bounds__(256)
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(b4j::ATM_THREADS) crossEntropyMmaRows##DHP##_bf16(                  \
         const A* x, const A* w, const int* targets, int m, int d, int vocab, float4* part, float* partO) {          \
+        b4jPdlWait();                                                                                               \
         b4j::crossEntropyMmaRows_impl<DHP>(x, w, targets, m, d, vocab, part, partO);                                 \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(b4j::ATM_THREADS) crossEntropyMmaHead##DHP##_bf16(                  \
         const A* x, const A* w, const int* targets, const float* lse2, int m, int d, int vocab, float scale,         \
         float* partW) {                                                                                              \
+        b4jPdlWait();                                                                                                \
         b4j::crossEntropyMmaHead_impl<DHP>(x, w, targets, lse2, m, d, vocab, scale, partW);                          \
     }                                                                                                                \
     }

@@ -171,6 +171,7 @@ B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, 
 B4J_KERNEL(swigluVec, 256, (const A* a, A* out, int n, int h), (a, out, n, h))
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(256) addBiasF32Vec_bf16(float* out, const W* bias, int n, int m) {
+    b4jPdlWait();
     b4j::addBiasRows<W, float>(out, bias, n, m);
 }
 }

@@ -159,6 +159,7 @@ public final class CudaBackend implements TrainingBackend {
         // one stream: cuBLASLt's products never overlap cuBLAS's, so they share its workspace
         this.lt = CublasLt.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         this.kernels = new Kernels(cu, module, stream);
+        kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR));
         this.train = new TrainKernels(kernels, blas, lt);
         this.mixers = new MixerTrainKernels(kernels, this::freeLater);
         this.scratch = new Scratch(this);
@@ -435,6 +436,19 @@ public final class CudaBackend implements TrainingBackend {
     private long growingAlignment;
     /** Regions whose addresses are reserved: released when the backend closes, if not before. */
     private final List<CudaStates.GrowingRegion> growing = new ArrayList<>();
+
+    /**
+     * Launches this backend's kernels with programmatic dependent launch from now on, or the usual way (the default
+     * unless {@code -Dbased4j.cuda.pdl=true}): each kernel may then start as the one before it on the stream finishes,
+     * its first statement waiting for that one, so that launches overlap the previous kernel's last blocks. The same
+     * kernels in the same order: the same results, bit for bit.
+     *
+     * @throws IllegalStateException on a GPU of compute capability below 9, whose code has no such wait
+     */
+    public void programmaticLaunches(boolean on) {
+        bind();
+        kernels.programmatic(on);
+    }
 
     /** The system property that makes full key/value caches grow ({@code -Dbased4j.cuda.growingCache=true}). */
     static final String GROWING_CACHE_PROPERTY = "based4j.cuda.growingCache";

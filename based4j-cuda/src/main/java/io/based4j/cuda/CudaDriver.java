@@ -50,6 +50,14 @@ public final class CudaDriver {
     static final int CU_MEM_LOCATION_TYPE_DEVICE = 0x1;
     static final int CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 0x3;
     static final int CU_MEM_ALLOC_GRANULARITY_MINIMUM = 0x0;
+    static final int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+    /**
+     * {@code CUlaunchConfig} (cuda.h of CUDA 13.0): gridDim x, y, z, blockDim x, y, z, sharedMemBytes (7 unsigned
+     * ints), hStream at 32, attrs at 40, numAttrs at 48; 56 bytes.
+     */
+    static final long LAUNCH_CONFIG_BYTES = 56;
+    /** {@code CUlaunchAttribute}: id, 4 bytes of padding, then the 64-byte value union; 72 bytes. */
+    static final long LAUNCH_ATTRIBUTE_BYTES = 72;
     /**
      * {@code CUmemAllocationProp} (cuda.h of CUDA 13.0): type, requestedHandleTypes, location {type, id},
      * win32HandleMetaData, allocFlags (8 bytes).
@@ -128,6 +136,7 @@ public final class CudaDriver {
     private final MethodHandle cuMemUnmap;
     private final MethodHandle cuMemSetAccess;
     private final MethodHandle cuMemGetAllocationGranularity;
+    private final MethodHandle cuLaunchKernelEx;
 
     private CudaDriver(NativeLibraries.Library library) {
         this.libraryPath = library.where();
@@ -187,6 +196,7 @@ public final class CudaDriver {
         cuMemUnmap = b.bind("cuMemUnmap", INT, HANDLE, LONG);
         cuMemSetAccess = b.bind("cuMemSetAccess", INT, HANDLE, LONG, PTR, LONG);
         cuMemGetAllocationGranularity = b.bind("cuMemGetAllocationGranularity", INT, PTR, PTR, INT);
+        cuLaunchKernelEx = b.bind("cuLaunchKernelEx", INT, PTR, HANDLE, PTR, PTR);
     }
 
     /**
@@ -921,6 +931,43 @@ public final class CudaDriver {
             throw error("cuLaunchKernel(" + functionName(function) + ", grid " + gridX + "x" + gridY + "x" + gridZ
                     + ", block " + blockX + "x" + blockY + "x" + blockZ + ", " + sharedBytes + " B shared, "
                     + args.count() + " args)", r);
+        }
+    }
+
+    /**
+     * {@code cuLaunchKernelEx} with the attribute {@code CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION} set:
+     * the kernel may begin while the one before it on the stream finishes (programmatic dependent launch, sm_90), so
+     * it must wait for that one before touching memory (every based4j kernel does, {@code griddepcontrol.wait} at its
+     * start). Otherwise as {@link #launch}.
+     */
+    public void launchProgrammatic(long function, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ,
+                                   int sharedBytes, long stream, KernelArgs args) {
+        MemorySegment config = scratch().asSlice(256, LAUNCH_CONFIG_BYTES);
+        MemorySegment attr = scratch().asSlice(320, LAUNCH_ATTRIBUTE_BYTES);
+        attr.fill((byte) 0);
+        attr.set(INT, 0, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+        attr.set(INT, 8, 1);  // programmaticStreamSerializationAllowed
+        config.fill((byte) 0);
+        config.set(INT, 0, gridX);
+        config.set(INT, 4, gridY);
+        config.set(INT, 8, gridZ);
+        config.set(INT, 12, blockX);
+        config.set(INT, 16, blockY);
+        config.set(INT, 20, blockZ);
+        config.set(INT, 24, sharedBytes);
+        config.set(LONG, 32, stream);
+        config.set(LONG, 40, attr.address());
+        config.set(INT, 48, 1);
+        int r;
+        try {
+            r = (int) cuLaunchKernelEx.invokeExact(config, function, args.pointers(), MemorySegment.NULL);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (r != 0) {
+            throw error("cuLaunchKernelEx(" + functionName(function) + ", programmatic, grid " + gridX + "x" + gridY
+                    + "x" + gridZ + ", block " + blockX + "x" + blockY + "x" + blockZ + ", " + sharedBytes
+                    + " B shared, " + args.count() + " args)", r);
         }
     }
 

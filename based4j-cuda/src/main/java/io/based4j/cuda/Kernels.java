@@ -196,7 +196,44 @@ public final class Kernels {
             timed.add(new long[] {fn, start, end});
             return;
         }
-        cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
+        if (programmatic) {
+            cu.launchProgrammatic(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
+        } else {
+            cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
+        }
+    }
+
+    /** The system property that launches the kernels programmatically ({@link #programmatic(boolean)}). */
+    static final String PROGRAMMATIC_PROPERTY = "based4j.cuda.pdl";
+    /**
+     * Whether kernels are launched with programmatic dependent launch (each may start as the one before it on the
+     * stream finishes, its first statement waiting for that one): off unless {@value #PROGRAMMATIC_PROPERTY} is true,
+     * and only on compute capability 9 and above, whose code (the sm_90a binary, or the compute_90 PTX that newer GPUs
+     * compile on load) has that wait at the start of every kernel; the sm_80 binary has none. Timed launches
+     * (profiles) are launched the usual way.
+     */
+    private boolean programmatic;
+
+    /** Launches kernels programmatically from now on, or not; refused where the code has no waits for it. */
+    void programmatic(boolean on) {
+        if (on && !programmaticFits) {
+            throw new IllegalStateException("programmatic dependent launch needs a GPU of compute capability 9 or more");
+        }
+        programmatic = on;
+    }
+
+    /** Whether the device's code waits for programmatic launches (compute capability 9 or more). */
+    private boolean programmaticFits;
+
+    /** Says the device's compute capability (major), which decides {@link #programmatic}. */
+    void computeCapability(int major) {
+        programmaticFits = major >= 9;
+        programmatic = programmaticFits && Boolean.getBoolean(PROGRAMMATIC_PROPERTY);
+    }
+
+    /** Whether kernels are launched programmatically. */
+    boolean programmatic() {
+        return programmatic;
     }
 
     /** Whether the stream is being captured into a graph: launches are then not timed. */

@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -49,5 +50,20 @@ class KernelVersionTest {
         assertEquals("linearAttentionDecode3", Kernels.linearDecodeKernel(3, 112, 0x4000));
         assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(3, 66, 0x4000), "dh not a multiple of 4");
         assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(2, 64, 0x4004), "S not 16-byte aligned");
+    }
+
+    @Test
+    void programmaticLaunchesOnlyWhereTheCodeWaitsForThem() {
+        Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
+        k.computeCapability(8);
+        assertFalse(k.programmatic());
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> k.programmatic(true));
+        assertTrue(e.getMessage().contains("compute capability 9"), e.getMessage());
+        k.computeCapability(9);
+        assertEquals(Boolean.getBoolean(Kernels.PROGRAMMATIC_PROPERTY), k.programmatic(), "off unless asked for");
+        k.programmatic(true);
+        assertTrue(k.programmatic());
+        k.programmatic(false);
+        assertFalse(k.programmatic());
     }
 }

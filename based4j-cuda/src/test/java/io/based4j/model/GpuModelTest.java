@@ -309,4 +309,60 @@ class GpuModelTest {
             assertTrue(worstGraph <= 1e-6 * scale, ctx(c, "recorded steps differ from op-by-op ones by " + worstGraph));
         }
     }
+
+    /**
+     * Programmatic dependent launches ({@link CudaBackend#programmaticLaunches}): each kernel may start as the one
+     * before it finishes and waits for it at its first statement, so the prefill and the recorded decode steps give
+     * the logits of the usual launches. The same kernels on the same inputs in the same order; only cuBLAS could pick
+     * another algorithm when recording (as for graphs against ops above, 1e-6 of the rms), while a kernel that read
+     * its input before the kernel making it had finished would be off by the size of the logits.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void programmaticLaunchesGiveTheSameLogits(DecodeEqualsPrefillTest.Case c) {
+        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
+        int[][] prompts = prompts(c.seed());
+        ModelWeights weights = DecodeEqualsPrefillTest.randomWeights(config, c.seed());
+        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16); BasedModel model = BasedModel.of(weights, gpu)) {
+            gpu.programmaticLaunches(false);
+            float[][] usual = {prefillLogits(model, prompts), decodeLogits(model, prompts)};
+            gpu.programmaticLaunches(true);
+            float[][] programmatic = {prefillLogits(model, prompts), decodeLogits(model, prompts)};
+            for (int k = 0; k < 2; k++) {
+                double bound = 1e-6 * rms(usual[k]);
+                double worst = 0;
+                for (int i = 0; i < usual[k].length; i++) {
+                    worst = Math.max(worst, Math.abs(usual[k][i] - programmatic[k][i]));
+                }
+                assertTrue(worst <= bound, ctx(c, (k == 0 ? "prefill" : "decode") + " logits differ by " + worst
+                        + " with programmatic launches (allowed " + bound + ")"));
+            }
+        }
+    }
+
+    /** The last logits of every decode step (recorded and replayed) through the prompts, all steps one after another. */
+    private static float[] decodeLogits(BasedModel model, int[][] prompts) {
+        int maxLen = Arrays.stream(prompts).mapToInt(p -> p.length).max().orElseThrow();
+        java.util.List<float[]> steps = new java.util.ArrayList<>();
+        try (Session session = model.newSession(prompts.length, maxLen)) {
+            for (int t = 0; t < maxLen; t++) {
+                final int step = t;
+                int[] active = java.util.stream.IntStream.range(0, prompts.length)
+                        .filter(i -> prompts[i].length > step).toArray();
+                int[] ids = Arrays.stream(active).map(i -> prompts[i][step]).toArray();
+                int[] ones = new int[active.length];
+                Arrays.fill(ones, 1);
+                steps.add(model.backend().download(model.forward(session, session.batch(active, ones), ids, false,
+                        null)));
+            }
+        }
+        int total = steps.stream().mapToInt(a -> a.length).sum();
+        float[] all = new float[total];
+        int at = 0;
+        for (float[] a : steps) {
+            System.arraycopy(a, 0, all, at, a.length);
+            at += a.length;
+        }
+        return all;
+    }
 }
