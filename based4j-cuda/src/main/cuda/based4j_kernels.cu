@@ -236,6 +236,36 @@ __device__ void baseConvState_impl(const A* u, float* hist, const int* layout, i
     }
 }
 
+/**
+ * A decode step of BaseConv (every sequence one token): baseConv and then baseConvState in one pass, one thread per
+ * (sequence, channel). The channel's k values [hist | the token's u1] are read once; the output is made as baseConv
+ * makes it (the same fmaf order: bit for bit) and the history shifted as baseConvState shifts it (tap j - 1 takes
+ * value j once value j is read, so in place without a race).
+ */
+template <typename W, typename A>
+__device__ void baseConvStep_impl(const A* u, const W* convW, float* hist, const int* layout, A* out, int B,
+                                  int inner, int k) {
+    const Layout L = layoutOf(layout, B);
+    const i64 total = (i64)B * inner;
+    const int taps = k - 1;
+    const i64 width = 2 * (i64)inner;
+    for (i64 idx = globalThread(); idx < total; idx += globalStride()) {
+        const int seq = (int)(idx / inner);
+        const int c = (int)(idx - (i64)seq * inner);
+        const i64 row = L.offsets[seq];
+        float* h = hist + (i64)L.slots[seq] * taps * inner;
+        const float current = toF(u[row * width + c]);
+        float acc = 0.0f;
+        for (int j = 0; j < k; j++) {
+            const float xv = j < taps ? h[(i64)j * inner + c] : current;
+            acc = fmaf(toF(convW[(i64)c * k + j]), xv, acc);
+            if (j > 0) h[(i64)(j - 1) * inner + c] = xv;
+        }
+        const float gate = toF(u[row * width + inner + c]);
+        out[row * inner + c] = fromF<A>(gate * silu(acc));
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ linear attention
 
 /** 1 + f + f(f+1)/2: the merged Taylor feature width. */
@@ -736,6 +766,9 @@ B4J_KERNEL(baseConv, 256,
            (u, convW, hist, layout, out, T, B, inner, k))
 B4J_KERNEL(baseConvState, 256, (const A* u, float* hist, const int* layout, int T, int B, int inner, int k),
            (u, hist, layout, T, B, inner, k))
+B4J_KERNEL(baseConvStep, 256,
+           (const A* u, const W* convW, float* hist, const int* layout, A* out, int B, int inner, int k),
+           (u, convW, hist, layout, out, B, inner, k))
 B4J_KERNEL(linearAttention, 256,
            (const A* q, const A* k, const A* v, float* kvState, const float* kState, const int* layout, A* out, int T,
             int B, int H, int f, int dh, float eps, int dt),

@@ -1151,6 +1151,10 @@ public final class CudaBackend implements TrainingBackend {
             long conv = scratch.slot(2, (long) t * rowOut);
             runsOfOneLength(batch, (row, sequences, len) -> mixers.baseConvForward(precision, in.ptr + row * rowIn, w,
                     conv + row * rowOut, o.ptr + row * rowOut, sequences, len, inner, cfg.kernel()));
+        } else if (oneTokenEach(batch)) {
+            // a decode step: the output and the history's shift in one pass
+            kernels.baseConvStep(precision, in.ptr, w, st.regions[0], l, o.ptr, batch.size(), inner, cfg.kernel());
+            return;
         } else {
             kernels.baseConv(precision, in.ptr, w, st.regions[0], l, o.ptr, t, batch.size(), inner, cfg.kernel());
         }

@@ -475,6 +475,20 @@ public final class Kernels {
         elementwise(function("baseConvState", p), (long) B * inner);
     }
 
+    /**
+     * A decode step of BaseConv (every sequence of the layout one token): {@link #baseConv} and then
+     * {@link #baseConvState} in one kernel, the same outputs and history bit for bit.
+     */
+    public void baseConvStep(Precision p, long u, long convW, long hist, long layout, long out, int B, int inner,
+                             int k) {
+        require(B >= 0 && inner >= 0 && k >= 1, "baseConvStep: B " + B + ", inner " + inner + ", kernel " + k);
+        if ((long) B * inner == 0) {
+            return;
+        }
+        args.reset().ptr(u).ptr(convW).ptr(hist).ptr(layout).ptr(out).i32(B).i32(inner).i32(k);
+        elementwise(function("baseConvStep", p), (long) B * inner);
+    }
+
     // ------------------------------------------------------------------------------------------------ linear attention
 
     /** Floats of dynamic shared memory of linearAttention (mirrors linearSmemFloats in the .cu). */
