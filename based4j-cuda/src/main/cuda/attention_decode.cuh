@@ -98,6 +98,22 @@ __device__ __forceinline__ void decodeSoftmax(float* sc, int n, float* red, floa
 }
 
 /**
+ * The end every version shares: the split's partial result, m, l and its sum of p v, the last added over the parts
+ * ([parts][dh] in vred, written before a barrier) in a fixed order.
+ */
+__device__ __forceinline__ void decodeWrite(float* out, const float* vred, int parts, int dh, float m, float l) {
+    for (int e = threadIdx.x; e < dh; e += DEC_THREADS) {
+        float sum = 0.0f;
+        for (int g = 0; g < parts; g++) sum += vred[g * dh + e];
+        out[2 + e] = sum;
+    }
+    if (threadIdx.x == 0) {
+        out[0] = m;
+        out[1] = l;
+    }
+}
+
+/**
  * One decode step's attention split over the keys (flash-decoding). Sequence b has one token in this call, at
  * position pos = starts[b]; its query sees keys max(0, pos - window) ..= pos: the earlier ones from the cache (slot,
  * position % capacity, already rotated), its own from qkv (rotated here). Grid (H, B, splits), block DEC_THREADS:
@@ -182,15 +198,7 @@ __device__ void attentionDecode_impl(const A* qkv, const A* kCache, const A* vCa
         vred[h * dh + 2 * pi + 1] = a1;
     }
     __syncthreads();
-    for (int e = tid; e < dh; e += DEC_THREADS) {
-        float sum = 0.0f;
-        for (int hh = 0; hh < halves; hh++) sum += vred[hh * dh + e];
-        out[2 + e] = sum;
-    }
-    if (tid == 0) {
-        out[0] = m;
-        out[1] = l;
-    }
+    decodeWrite(out, vred, halves, dh, m, l);
 }
 
 /**
@@ -373,15 +381,7 @@ __device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCac
         for (int i = 0; i < 8; i++) vred[grp * dh + e0 + i] = acc[i];
     }
     __syncthreads();
-    for (int e = tid; e < dh; e += DEC_THREADS) {
-        float sum = 0.0f;
-        for (int g = 0; g < groups; g++) sum += vred[g * dh + e];
-        out[2 + e] = sum;
-    }
-    if (tid == 0) {
-        out[0] = m;
-        out[1] = l;
-    }
+    decodeWrite(out, vred, groups, dh, m, l);
 }
 
 
