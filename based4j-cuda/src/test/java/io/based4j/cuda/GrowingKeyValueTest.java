@@ -166,4 +166,73 @@ class GrowingKeyValueTest {
         assertEquals(2 * (2 * slot - 4 * piece), expectedGrowable(new int[] {1100, 500}, piece, slot));
         assertEquals(2 * (2 * slot - piece), expectedGrowable(new int[] {512, 0}, piece, slot));
     }
+
+    /**
+     * Through a model: a session whose full cache grows and one whose cache is made whole, fed the same prompt of 500
+     * tokens and then 40 recorded and replayed decode steps, the sequence crossing into a new piece at 512 tokens
+     * (width 1024 in float32: 512 tokens a piece) while the steps replay. The two give the same logits: the same
+     * kernels on the same values, the cache at other addresses (only cuBLAS could pick another algorithm when
+     * recording, as GpuModelTest allows graphs against ops: 1e-6 of the rms).
+     */
+    @Test
+    void recordedStepsGoOnAcrossANewPiece() {
+        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("model_type", "gpt2");
+        m.put("n_embd", (long) D);
+        m.put("n_layer", 1L);
+        m.put("n_head", (long) HEADS);
+        m.put("n_inner", 2L * D);
+        m.put("vocab_size", 512L);
+        m.put("pad_vocab_size_multiple", 8L);
+        m.put("layer_norm_epsilon", 1e-5);
+        m.put("rms_norm", true);
+        m.put("activation_function", "swiglu");
+        m.put("rotary_emb_fraction", 1.0);
+        m.put("tie_word_embeddings", true);
+        m.put("qkv_proj_bias", false);
+        m.put("out_proj_bias", false);
+        io.based4j.config.ModelConfig config = io.based4j.config.ConfigParser.fromMap("growing cache test", m);
+        SplittableRandom r = new SplittableRandom(43);
+        int[] prompt = r.ints(500, 0, 512).toArray();
+        int[] next = r.ints(40, 0, 512).toArray();
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared();
+             CudaBackend gpu = CudaBackend.open("cuda", Precision.F32);
+             io.based4j.model.BasedModel model = io.based4j.model.BasedModel.of(
+                     io.based4j.model.Initializer.weights(config, 7, arena), gpu)) {
+            gpu.growCaches(true);
+            io.based4j.model.Session grown = model.newSession(1, MAX_LENGTH);
+            gpu.growCaches(false);
+            io.based4j.model.Session whole = model.newSession(1, MAX_LENGTH);
+            assertEquals(0, whole.growableBytes(), "a cache made whole does not grow");
+            long before = grown.growableBytes();
+            float[] a = gpu.download(model.forward(grown, grown.batch(new int[] {0}, new int[] {500}), prompt, false,
+                    null));
+            float[] b = gpu.download(model.forward(whole, whole.batch(new int[] {0}, new int[] {500}), prompt, false,
+                    null));
+            compare("the prompt's last logits", a, b);
+            long afterPrompt = grown.growableBytes();
+            assertTrue(afterPrompt < before, "the prompt mapped memory");
+            for (int t = 0; t < next.length; t++) {
+                int[] id = {next[t]};
+                a = gpu.download(model.forward(grown, grown.batch(new int[] {0}, new int[] {1}), id, false, null));
+                b = gpu.download(model.forward(whole, whole.batch(new int[] {0}, new int[] {1}), id, false, null));
+                compare("decode step " + t + " (position " + (500 + t) + ")", a, b);
+            }
+            assertTrue(grown.growableBytes() < afterPrompt, "crossing 512 tokens mapped another piece");
+            grown.close();
+            whole.close();
+        }
+    }
+
+    private static void compare(String what, float[] got, float[] want) {
+        double s = 0;
+        for (float v : want) {
+            s += (double) v * v;
+        }
+        double bound = 1e-6 * Math.sqrt(s / want.length);
+        for (int i = 0; i < want.length; i++) {
+            assertTrue(Math.abs(got[i] - want[i]) <= bound, String.format(Locale.ROOT,
+                    "%s: logit %d is %s with a growing cache, %s with a whole one", what, i, got[i], want[i]));
+        }
+    }
 }
