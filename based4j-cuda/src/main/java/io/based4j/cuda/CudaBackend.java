@@ -439,9 +439,9 @@ public final class CudaBackend implements TrainingBackend {
 
     /**
      * Launches this backend's kernels with programmatic dependent launch from now on, or the usual way (the default
-     * unless {@code -Dbased4j.cuda.pdl=true}): each kernel may then start as the one before it on the stream finishes,
-     * its first statement waiting for that one, so that launches overlap the previous kernel's last blocks. The same
-     * kernels in the same order: the same results, bit for bit.
+     * unless {@code -Dbased4j.cuda.pdl=true}): each kernel may then be launched once every block of the one before it
+     * on the stream has started, its first statement waiting for that one to complete, so that launches overlap the
+     * previous kernel's work. The same kernels in the same order: the same results, bit for bit.
      *
      * @throws IllegalStateException on a GPU of compute capability below 9, whose code has no such wait
      */
