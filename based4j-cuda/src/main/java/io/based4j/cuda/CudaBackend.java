@@ -365,18 +365,26 @@ public final class CudaBackend implements TrainingBackend {
         try {
             ptr = cu.malloc(Math.max(bytes, 1));
         } catch (CudaException e) {
-            if (e.isOutOfMemory()) {
-                long[] info = cu.memoryInfo();
-                throw new IllegalStateException(String.format(Locale.ROOT,
-                        "%s: GPU %s is out of memory: %s needed, %s free of %s (based4j holds %s)", what, name(),
-                        human(bytes), human(info[0]), human(info[1]), human(allocated)), e);
-            }
-            throw e;
+            throw outOfMemory(e, what, bytes);
         }
         allocations.put(ptr, bytes);
         allocated += bytes;
         peakAllocated = Math.max(peakAllocated, allocated);
         return ptr;
+    }
+
+    /**
+     * {@code e}, or where it says the device is out of memory, an error naming {@code what}, the bytes it needed, what
+     * is free and what based4j holds.
+     */
+    private RuntimeException outOfMemory(CudaException e, String what, long bytes) {
+        if (!e.isOutOfMemory()) {
+            return e;
+        }
+        long[] info = cu.memoryInfo();
+        return new IllegalStateException(String.format(Locale.ROOT,
+                "%s: GPU %s is out of memory: %s needed, %s free of %s (based4j holds %s)", what, name(),
+                human(bytes), human(info[0]), human(info[1]), human(allocated)), e);
     }
 
     long allocateZeroed(long bytes, String what) {
@@ -543,16 +551,6 @@ public final class CudaBackend implements TrainingBackend {
         return handle;
     }
 
-    /** {@code e}, or where it says the device is out of memory, an error naming {@code what}, the need and what is free. */
-    private RuntimeException outOfMemory(CudaException e, String what, long bytes) {
-        if (!e.isOutOfMemory()) {
-            return e;
-        }
-        long[] info = cu.memoryInfo();
-        return new IllegalStateException(String.format(Locale.ROOT,
-                "%s: GPU %s is out of memory: %s more needed, %s free of %s (based4j holds %s)", what, name(),
-                human(bytes), human(info[0]), human(info[1]), human(allocated)), e);
-    }
 
     /** Unmaps what one {@link #mapPiece} mapped once the work queued on the stream is done, and gives it back. */
     void unmapPiece(long ptr, long bytes, long handle) {

@@ -76,6 +76,14 @@ final class CudaStates {
             }
         }
 
+        /** Maps the first {@code values} values of the slot's part of region {@code i} where it grows. */
+        private void reachSlot(int i, int slot, long values) {
+            if (growing != null) {
+                long from = slotStart(i, slot) - regions[i];
+                growing[i].ensure(from, from + (long) valueBytes * values);
+            }
+        }
+
         /** Zeros {@code bytes} of region {@code i} from {@code ptr}: the parts of them that are mapped, if it grows. */
         private void zero(int i, long ptr, long bytes) {
             if (growing == null) {
@@ -148,10 +156,7 @@ final class CudaStates {
                     values[i] = copiedValues(i, length);
                 }
                 for (int i = 0; i < regions.length; i++) {
-                    if (growing != null) {  // what the slot has reached is mapped; this maps no more than that
-                        long from = slotStart(i, slot) - regions[i];
-                        growing[i].ensure(from, from + (long) valueBytes * values[i]);
-                    }
+                    reachSlot(i, slot, values[i]);  // what the slot has reached is mapped; this maps no more
                     copies[i] = backend.allocate((long) valueBytes * values[i], "a state snapshot");
                     backend.copyOnDevice(copies[i], slotStart(i, slot), (long) valueBytes * values[i]);
                 }
@@ -177,9 +182,7 @@ final class CudaStates {
             }
             for (int i = 0; i < regions.length; i++) {
                 long dst = slotStart(i, slot);
-                if (growing != null) {
-                    growing[i].ensure(dst - regions[i], dst - regions[i] + (long) valueBytes * c.values[i]);
-                }
+                reachSlot(i, slot, c.values[i]);
                 backend.copyOnDevice(dst, c.pointer(i), (long) valueBytes * c.values[i]);
                 if (c.values[i] < valuesPerSlot[i]) {
                     zero(i, dst + (long) valueBytes * c.values[i],

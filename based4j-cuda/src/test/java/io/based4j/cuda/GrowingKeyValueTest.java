@@ -176,22 +176,12 @@ class GrowingKeyValueTest {
      */
     @Test
     void recordedStepsGoOnAcrossANewPiece() {
-        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
-        m.put("model_type", "gpt2");
-        m.put("n_embd", (long) D);
+        // attn-360m's layer (width 1024, 16 heads, full attention), one of it, over a small vocabulary
+        java.util.Map<String, Object> m = io.based4j.model.Presets.configMap("attn-360m");
         m.put("n_layer", 1L);
-        m.put("n_head", (long) HEADS);
-        m.put("n_inner", 2L * D);
         m.put("vocab_size", 512L);
-        m.put("pad_vocab_size_multiple", 8L);
-        m.put("layer_norm_epsilon", 1e-5);
-        m.put("rms_norm", true);
-        m.put("activation_function", "swiglu");
-        m.put("rotary_emb_fraction", 1.0);
-        m.put("tie_word_embeddings", true);
-        m.put("qkv_proj_bias", false);
-        m.put("out_proj_bias", false);
         io.based4j.config.ModelConfig config = io.based4j.config.ConfigParser.fromMap("growing cache test", m);
+        assertEquals(D, config.dModel(), "the width the pieces are counted for");
         SplittableRandom r = new SplittableRandom(43);
         int[] prompt = r.ints(500, 0, 512).toArray();
         int[] next = r.ints(40, 0, 512).toArray();
