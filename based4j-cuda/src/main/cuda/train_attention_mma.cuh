@@ -218,26 +218,47 @@ __device__ __forceinline__ void atmCosSin(const float* rot, int L, int half, int
 
 /**
  * Epilogue: staged rows i < 64 of a float32 gradient [64][DHP + 4] of the rotated vectors at positions p0 + i,
- * rotated back (rd > 0) and added into dst (the head's columns of row 0 of the sequence, rows stride apart).
+ * rotated back (rd > 0) and added into dst (the head's columns of row 0 of the sequence, rows stride apart). A thread
+ * takes 8 neighbouring elements of a row at a time: one 16-byte read and write of dst where dst and the stride allow
+ * it (dh is a multiple of 16), and the cos and sin loads of all 8 issued before their first use; so a block makes
+ * few dependent round trips to memory (element by element, they dominated the backward kernels' time).
  */
 template <int DHP>
 __device__ __forceinline__ void atmAddRotatedBack(const float* staged, bf16* dst, i64 stride, int p0, int L, int dh,
                                                   int rd, const float* rot) {
     const int half = rd >> 1;
-    for (int idx = threadIdx.x; idx < ATM_BLOCK * dh; idx += ATM_THREADS) {
-        const int i = idx / dh;
-        const int e = idx - i * dh;
+    const int pieces = dh >> 3;
+    const bool wide = ((reinterpret_cast<unsigned long long>(dst) | (unsigned long long)stride * 2) & 15) == 0;
+    for (int idx = threadIdx.x; idx < ATM_BLOCK * pieces; idx += ATM_THREADS) {
+        const int i = idx / pieces;
+        const int e0 = (idx - i * pieces) * 8;
         const int pos = p0 + i;
         if (pos >= L) break;  // idx only grows
         const float* g = staged + i * atmFloatLd<DHP>();
-        float v = g[e];
-        if (e < rd) {
-            float c, s;
-            atmCosSin(rot, L, half, pos, e, &c, &s);
-            v = rotatedBackWith(g, e, half, c, s);
+        float c[8], s[8], v[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            if (e0 + j < rd) atmCosSin(rot, L, half, pos, e0 + j, &c[j], &s[j]);
         }
-        bf16* o = dst + (i64)pos * stride + e;
-        *o = __float2bfloat16_rn(__bfloat162float(*o) + v);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int e = e0 + j;
+            v[j] = e < rd ? rotatedBackWith(g, e, half, c[j], s[j]) : g[e];
+        }
+        bf16* o = dst + (i64)pos * stride + e0;
+        if (wide) {
+            uint4 old = *reinterpret_cast<const uint4*>(o);
+            __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&old);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float2 f = __bfloat1622float2(h[j]);
+                h[j] = __floats2bfloat162_rn(f.x + v[2 * j], f.y + v[2 * j + 1]);
+            }
+            *reinterpret_cast<uint4*>(o) = old;
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; j++) o[j] = __float2bfloat16_rn(__bfloat162float(o[j]) + v[j]);
+        }
     }
 }
 
@@ -334,6 +355,60 @@ __device__ void attentionRotatePairs_impl(const bf16* qkv, const float* rot, bf1
             out = __floats2bfloat162_rn(v.x, v.y);
         }
         *reinterpret_cast<__nv_bfloat162*>(qk + row * 2 * d + col) = out;
+    }
+}
+
+/**
+ * attentionRotatePairs by pieces of 8 neighbouring elements (16-byte loads and stores): grid (ceil(d / 4 / blockDim.x),
+ * rows), rows strided by gridDim.y; thread u of a row writes elements 8u .. 8u + 7 of its q | k, reading its piece
+ * and the piece it pairs with and 8 cos and sin. Needs dh a multiple of 8, rd of 16 (a piece never straddles the
+ * rotated halves) and 16-byte aligned rows; the same numbers as the pairs.
+ */
+__device__ void attentionRotateEights_impl(const bf16* qkv, const float* rot, bf16* qk, i64 n, int L, int H, int dh,
+                                           int rd) {
+    const int d = H * dh;
+    const int half = rd >> 1;
+    const int u = blockIdx.x * blockDim.x + threadIdx.x;  // piece index within the row's 2d elements
+    if (8 * u >= 2 * d) return;
+    const int col = 8 * u;
+    const int part = col >= d ? 1 : 0;
+    const int head = (col - part * d) / dh;
+    const int e = col - part * d - head * dh;
+    const int p = e < rd ? rotaryPair(e, half) : 0;
+    for (i64 row = blockIdx.y; row < n; row += gridDim.y) {
+        const bf16* x = qkv + row * 3 * d + part * d + head * dh;
+        uint4 out;
+        if (e >= rd) {
+            out = *reinterpret_cast<const uint4*>(x + e);
+        } else {
+            const int pos = row < 0x7fffffff ? (int)((unsigned)row % (unsigned)L) : (int)(row % L);
+            const float4* cp = reinterpret_cast<const float4*>(rot + (i64)pos * half + p);
+            const float4* sp = reinterpret_cast<const float4*>(rot + ((i64)L + pos) * half + p);
+            const float4 c[2] = {cp[0], cp[1]};
+            const float4 sn[2] = {sp[0], sp[1]};
+            const uint4 ra = *reinterpret_cast<const uint4*>(x + p);
+            const uint4 rb = *reinterpret_cast<const uint4*>(x + p + half);
+            const __nv_bfloat162* a2 = reinterpret_cast<const __nv_bfloat162*>(&ra);
+            const __nv_bfloat162* b2 = reinterpret_cast<const __nv_bfloat162*>(&rb);
+            __nv_bfloat162* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
+            const float* cf = reinterpret_cast<const float*>(c);
+            const float* sf = reinterpret_cast<const float*>(sn);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float2 a = __bfloat1622float2(a2[j]);
+                const float2 b = __bfloat1622float2(b2[j]);
+                float2 v;
+                if (e < half) {
+                    v.x = __fsub_rn(__fmul_rn(a.x, cf[2 * j]), __fmul_rn(b.x, sf[2 * j]));
+                    v.y = __fsub_rn(__fmul_rn(a.y, cf[2 * j + 1]), __fmul_rn(b.y, sf[2 * j + 1]));
+                } else {
+                    v.x = __fadd_rn(__fmul_rn(b.x, cf[2 * j]), __fmul_rn(a.x, sf[2 * j]));
+                    v.y = __fadd_rn(__fmul_rn(b.y, cf[2 * j + 1]), __fmul_rn(a.y, sf[2 * j + 1]));
+                }
+                o2[j] = __floats2bfloat162_rn(v.x, v.y);
+            }
+        }
+        *reinterpret_cast<uint4*>(qk + row * 2 * d + col) = out;
     }
 }
 
@@ -781,6 +856,11 @@ extern "C" __global__ void __launch_bounds__(256)
     attentionRotatePairs_bf16(const A* qkv, const float* rot, A* qk, long long n, int L, int H, int dh, int rd) {
     b4jPdlWait();
     b4j::attentionRotatePairs_impl(qkv, rot, qk, n, L, H, dh, rd);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    attentionRotateEights_bf16(const A* qkv, const float* rot, A* qk, long long n, int L, int H, int dh, int rd) {
+    b4jPdlWait();
+    b4j::attentionRotateEights_impl(qkv, rot, qk, n, L, H, dh, rd);
 }
 extern "C" __global__ void __launch_bounds__(256)
     attentionRowDot_bf16(const A* dout, const A* out, float* D, long long cells, int dh) { b4jPdlWait();

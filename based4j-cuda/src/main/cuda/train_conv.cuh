@@ -195,14 +195,14 @@ __device__ void baseConvRowsForward(const bf16* u, const bf16* taps, bf16* convO
  * baseConvTrainBackwardInput_impl); s = sigmoid(c) computed once for both.
  */
 __device__ __forceinline__ void convRowGrads(const bf16* u, const bf16* convOut, const bf16* dout, bf16* du, i64 q,
-                                             int ch, int inner, bool own, float* dc) {
+                                             int ch, int inner, bool own, bool fresh, float* dc) {
     const i64 width = 2 * (i64)inner;
     float c[8], g[8], u2[8];
     load8(convOut + q * inner + ch, c);
     load8(dout + q * inner + ch, g);
     load8(u + q * width + inner + ch, u2);
     float gate[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    if (own) load8(du + q * width + inner + ch, gate);
+    if (own && !fresh) load8(du + q * width + inner + ch, gate);
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         const float s = 1.0f / (1.0f + expf(-c[i]));
@@ -217,10 +217,11 @@ __device__ __forceinline__ void convRowGrads(const bf16* u, const bf16* convOut,
  * need it), du2 and du1 (the taps' transpose, the same terms in the same order) added into du, and the lane's tap
  * sums dc_t u1_{t-(K-1)+j} in row order; the block then adds its 8 warps' sums in warp order into
  * partial[by][ch K + j] (columnPartsSum_f32 adds the parts). sums: CONV_WARPS x 256 K floats of shared memory.
+ * With fresh, du's old values are taken as zeros and not read (du written whole, not added into).
  */
 template <int K>
 __device__ void baseConvRowsBackward(const bf16* u, const bf16* taps, const bf16* convOut, const bf16* dout, bf16* du,
-                                     float* partial, int L, i64 n, int inner, float* sums) {
+                                     float* partial, int L, i64 n, int inner, bool fresh, float* sums) {
     int ch;
     i64 first, last;
     float s[K][8];
@@ -242,7 +243,7 @@ __device__ void baseConvRowsBackward(const bf16* u, const bf16* taps, const bf16
             x[m] = q >= 0 ? loadRaw(u + q * width + ch) : make_uint4(0, 0, 0, 0);
             const i64 r = first + m;
             if (r < n) {
-                convRowGrads(u, convOut, dout, du, r, ch, inner, r < last, dc[m]);
+                convRowGrads(u, convOut, dout, du, r, ch, inner, r < last, fresh, dc[m]);
             } else {
 #pragma unroll
                 for (int i = 0; i < 8; i++) dc[m][i] = 0.0f;
@@ -252,12 +253,12 @@ __device__ void baseConvRowsBackward(const bf16* u, const bf16* taps, const bf16
         for (i64 row = first; row < last; row++) {
             // this row's du1 and u1 first, so that their loads are in flight with dc's (du2 of row + K - 1, which
             // convRowGrads stores, is never du1 of this row)
-            float in[8];
-            load8(du + row * width + ch, in);
+            float in[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+            if (!fresh) load8(du + row * width + ch, in);
             x[K - 1] = loadRaw(u + row * width + ch);
             const i64 r = row + K - 1;
             if (r < n) {
-                convRowGrads(u, convOut, dout, du, r, ch, inner, r < last, dc[K - 1]);
+                convRowGrads(u, convOut, dout, du, r, ch, inner, r < last, fresh, dc[K - 1]);
             } else {
 #pragma unroll
                 for (int i = 0; i < 8; i++) dc[K - 1][i] = 0.0f;
@@ -330,10 +331,10 @@ B4J_KERNEL(baseConvTrainBackwardTaps, 256,
     extern "C" __global__ void __launch_bounds__(256)                                                                \
         baseConvRowsBackwardK##K##_bf16(const b4j::bf16* u, const b4j::bf16* taps, const b4j::bf16* convOut,         \
                                         const b4j::bf16* dout, b4j::bf16* du, float* partial, int L, long long n,    \
-                                        int inner) {                                                                 \
+                                        int inner, int fresh) {                                                      \
         b4jPdlWait();                                                                                                \
         __shared__ float sums[CONV_WARPS * 256 * K];                                                                 \
-        b4j::baseConvRowsBackward<K>(u, taps, convOut, dout, du, partial, L, n, inner, sums);                        \
+        b4j::baseConvRowsBackward<K>(u, taps, convOut, dout, du, partial, L, n, inner, fresh != 0, sums);            \
     }
 B4J_CONV_ROWS(1)
 B4J_CONV_ROWS(2)

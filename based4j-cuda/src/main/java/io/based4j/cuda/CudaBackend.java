@@ -1824,17 +1824,28 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer ub = bufferOf(u);
         CudaBuffer c = bufferOf(convOut);
         CudaBuffer g = bufferOf(dout);
-        CudaBuffer dub = bufferOf(du);
+        CudaBuffer dub = raw(du);
         CudaBuffer dtb = bufferOf(dtaps);
         check("baseConvBackward u", ub, t, 2 * inner, null);
         check("baseConvBackward conv output", c, t, inner, null);
         check("baseConvBackward dout", g, t, inner, null);
         check("baseConvBackward du", dub, t, 2 * inner, null);
         sameCount("baseConvBackward dtaps", dtb, (long) inner * cfg.kernel());
-        long dup = read(dub, precision, 3);
         long dtp = read(dtb, Precision.F32, 4);
-        mixers.baseConvBackward(precision, read(ub, precision, 0), weightOf(taps).ptr, read(c, precision, 1),
-                read(g, precision, 2), dup, dtp, batch.size(), seqLen, inner, cfg.kernel());
+        long up = read(ub, precision, 0);
+        long tp = weightOf(taps).ptr;
+        long cp = read(c, precision, 1);
+        long gp = read(g, precision, 2);
+        // a pending zero of du is not done but written over where the rows kernel takes du in its own type
+        boolean fresh = dub.type == precision && t > 0
+                && MixerTrainKernels.convByRows(precision, t, inner, cfg.kernel(), up, tp, cp, gp, dub.ptr)
+                && takeZero(dub);
+        if (!fresh) {
+            zeroNow(dub.ptr, dub.bytes());
+        }
+        long dup = read(dub, precision, 3);
+        mixers.baseConvBackward(precision, up, tp, cp, gp, dup, dtp, batch.size(), seqLen, inner, cfg.kernel(),
+                fresh);
         written(dub, precision, dup);
         written(dtb, Precision.F32, dtp);
     }
@@ -1952,8 +1963,9 @@ public final class CudaBackend implements TrainingBackend {
      * Checks the arguments and queues the fused head and loss. Where at most half the rows have a target (recall
      * tasks score a few positions a sequence), the head's products run over those rows only, gathered: the loss's
      * gradient is added back into dx's rows, and the argmax, if asked for, is that of the gathered rows. Such a loss
-     * without an argmax runs in bf16 on the tensor cores for models up to {@link #LOSS_MMA_MAX_WIDTH} wide, else with
-     * bf16 logits (as the reference's bf16 autocast makes them); with an argmax (scoring) the logits are float32.
+     * without an argmax runs in bf16 on the tensor cores for models up to {@link #LOSS_MMA_MAX_WIDTH} wide. Any other
+     * bf16 loss without an argmax (a language model's, every row scored) makes bf16 logits, as the reference's bf16
+     * autocast makes them; with an argmax (scoring) the logits are float32.
      */
     private Enqueued enqueueCrossEntropy(Buffer x, Weight head, int vocab, int[] targets, double scale, Buffer dx,
                                      Buffer dhead, int[] argmax) {
@@ -2028,12 +2040,14 @@ public final class CudaBackend implements TrainingBackend {
             return new Enqueued(loss, best, scored);
         } else {
             int chunk = lossChunk(n, vocab);
-            long work = scratch.slot(3, TrainKernels.crossEntropyScratchBytes(precision, n, chunk, vocab));
+            boolean bf16Logits = precision == Precision.BF16 && argmax == null;
+            long work = scratch.slot(3, bf16Logits ? TrainKernels.crossEntropyBf16ScratchBytes(n, chunk, vocab)
+                    : TrainKernels.crossEntropyScratchBytes(precision, n, chunk, vocab));
             long best = argmax == null ? 0 : scratch.slot(5, 4L * n);
             long tp = capture != null ? capture.upload(capture.targetsIn, targets, Source.TARGETS, targets)
                     : scratch.targets().upload(targets, true);
             train.crossEntropy(precision, xp, h.ptr, n, d, vocab, tp, (float) scale, dxp, dhp, best, loss, work,
-                    chunk);
+                    chunk, bf16Logits);
             written(dxb, Precision.F32, dxp);
             written(dhb, Precision.F32, dhp);
             return new Enqueued(loss, best, null);

@@ -106,10 +106,12 @@ import java.util.function.Consumer;
  * <tr><td>attentionRotaryTable</td><td>elementwise over seqLen x rotaryDim / 2</td>
  *     <td>tensor cores (bf16), with rotary: cos and sin of the angles (the scalar kernels' numbers) into the
  *     scratch</td></tr>
+ * <tr><td>attentionRotateEights</td><td>(ceil(d / 4 / 256), min(N, 65536 / that)) x 256, rows strided</td>
+ *     <td>the rotated q and k, rounded to bf16, into the scratch ({@code [N, 2d]}), eight neighbouring elements per
+ *     thread (head dim a multiple of 8, rotary dim of 16, 16-byte aligned)</td></tr>
  * <tr><td>attentionRotatePairs</td><td>(ceil(d / 256), min(N, 65536 / that)) x 256, rows strided</td>
- *     <td>the rotated q and k, rounded to bf16, into the scratch ({@code [N, 2d]}), two neighbouring elements per
- *     thread (head dim even, rotary dim a multiple of 4, 4-byte aligned); else attentionRotate, elementwise over
- *     N x 2d (the same numbers)</td></tr>
+ *     <td>else two neighbouring elements per thread (head dim even, rotary dim a multiple of 4, 4-byte aligned);
+ *     else attentionRotate, elementwise over N x 2d (all three give the same numbers)</td></tr>
  * <tr><td>attentionMmaForward{64,128}</td><td>(ceil(seqLen / 64), H, batch) x 128, dynamic shared memory</td>
  *     <td>4 warps x 16 queries; key tiles of 64 from {@code max(0, q0 - window)} to the diagonal, double-buffered
  *     ({@code cp.async}); {@code S = Q K^T} and {@code O += P V} by {@code mma.sync} m16n8k16 (bf16 in, float32
@@ -372,6 +374,15 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     public void baseConvBackward(Precision p, long u, long taps, long convOut, long dout, long du, long dtaps,
                                  int batch, int seqLen, int inner, int kernel) {
+        baseConvBackward(p, u, taps, convOut, dout, du, dtaps, batch, seqLen, inner, kernel, false);
+    }
+
+    /**
+     * {@link #baseConvBackward}; with {@code fresh} (only where {@link #convByRows} holds) du is written, not added
+     * into: its old values are not read (the caller had it zeroed as a whole).
+     */
+    public void baseConvBackward(Precision p, long u, long taps, long convOut, long dout, long du, long dtaps,
+                                 int batch, int seqLen, int inner, int kernel, boolean fresh) {
         checkConv("baseConvBackward", batch, seqLen, inner, kernel);
         long n = rows(batch, seqLen);
         if (n * inner == 0) {
@@ -381,12 +392,13 @@ public final class MixerTrainKernels implements AutoCloseable {
             int parts = (int) convRowBlocks(n);
             long partial = ownedScratch(4L * parts * inner * kernel);
             k.args.reset().ptr(u).ptr(taps).ptr(convOut).ptr(dout).ptr(du).ptr(partial).i32(seqLen).i64(n)
-                    .i32(inner);
+                    .i32(inner).i32(fresh ? 1 : 0);
             k.launch(k.function("baseConvRowsBackwardK" + kernel, p), convChannelBlocks(inner), parts, 1,
                     Kernels.THREADS, 0);
             TrainKernels.columnPartsSum(k, partial, dtaps, parts, (long) inner * kernel);
             return;
         }
+        require(!fresh, "baseConvBackward: a fresh du only where the rows kernel runs");
         k.args.reset().ptr(u).ptr(taps).ptr(convOut).ptr(dout).ptr(du).i32(seqLen).i64(n).i32(inner).i32(kernel);
         k.elementwise(k.function("baseConvTrainBackwardInput", p), n * inner);
         int rows = convTapRowsPerPart(n);
@@ -1212,7 +1224,12 @@ public final class MixerTrainKernels implements AutoCloseable {
         k.elementwise(k.function("attentionRotaryTable", Precision.BF16), (long) seqLen * (rotaryDim / 2));
         long n = rows(batch, seqLen);
         k.args.reset().ptr(qkv).ptr(table).ptr(qk).i64(n).i32(seqLen).i32(heads).i32(headDim).i32(rotaryDim);
-        if (headDim % 2 == 0 && rotaryDim % 4 == 0 && qkv % 4 == 0 && qk % 4 == 0) {
+        if (headDim % 8 == 0 && rotaryDim % 16 == 0 && qkv % 16 == 0 && qk % 16 == 0 && table % 16 == 0) {
+            int perRow = (int) ((d / 4 + Kernels.THREADS - 1) / Kernels.THREADS);
+            int rowBlocks = (int) Math.min(n, Math.max(1, Kernels.MAX_ELEMENTWISE_BLOCKS / perRow));
+            k.launch(k.function("attentionRotateEights", Precision.BF16), perRow, Math.min(rowBlocks, 65535), 1,
+                    Kernels.THREADS, 0);
+        } else if (headDim % 2 == 0 && rotaryDim % 4 == 0 && qkv % 4 == 0 && qk % 4 == 0) {
             int perRow = (int) ((d + Kernels.THREADS - 1) / Kernels.THREADS);
             int rowBlocks = (int) Math.min(n, Math.max(1, Kernels.MAX_ELEMENTWISE_BLOCKS / perRow));
             k.launch(k.function("attentionRotatePairs", Precision.BF16), perRow, Math.min(rowBlocks, 65535), 1,

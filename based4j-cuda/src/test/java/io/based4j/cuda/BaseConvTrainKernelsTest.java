@@ -6,9 +6,13 @@ import static io.based4j.cuda.Near.U_BF16;
 import static io.based4j.cuda.Near.gaussian;
 import static io.based4j.cuda.Near.stored;
 import static io.based4j.cuda.Near.toDouble;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.train.cpu.DenseOps;
+import java.util.Arrays;
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -163,6 +167,49 @@ class BaseConvTrainKernelsTest {
                 }
                 Near.within(what + ": dtaps", wantDtaps, rig.floats(dtaps, inner * k), tapBound);
             }
+        }
+    }
+
+    /**
+     * A fresh du (the caller's zero skipped) is written, its old values never read: over du filled with NaN it is bit
+     * for bit the backward added into zeros, and dtaps is the same too; at the sizes the row kernels take.
+     */
+    @Test
+    void aFreshDuIsWrittenNotReadAndEqualsAddingIntoZeros() {
+        Precision p = Precision.BF16;
+        SplittableRandom r = new SplittableRandom(SEED + 1);
+        try (KernelRig rig = new KernelRig()) {
+            MixerTrainKernels mk = new MixerTrainKernels(rig.kernels);
+            int checked = 0;
+            for (int[] c : CASES) {
+                int batch = c[0], len = c[1], inner = c[2], k = c[3];
+                int n = batch * len;
+                if (!MixerTrainKernels.convByRows(p, n, inner, k)) {
+                    continue;
+                }
+                long u = rig.values(p, stored(p, gaussian(r, n * 2 * inner, 1)));
+                long w = rig.values(p, stored(p, gaussian(r, inner * k, 0.5)));
+                long dout = rig.values(p, stored(p, gaussian(r, n * inner, 1)));
+                long convOut = rig.zeros((long) n * inner * p.bytes());
+                long out = rig.zeros((long) n * inner * p.bytes());
+                mk.baseConvForward(p, u, w, convOut, out, batch, len, inner, k);
+                float[] nan = new float[n * 2 * inner];
+                Arrays.fill(nan, Float.NaN);
+                long added = rig.zeros((long) n * 2 * inner * p.bytes());
+                long fresh = rig.values(p, nan);
+                long tapsAdded = rig.zeros(4L * inner * k);
+                long tapsFresh = rig.zeros(4L * inner * k);
+                mk.baseConvBackward(p, u, w, convOut, dout, added, tapsAdded, batch, len, inner, k, false);
+                mk.baseConvBackward(p, u, w, convOut, dout, fresh, tapsFresh, batch, len, inner, k, true);
+                String what = String.format("fresh baseConv backward batch %d, seqLen %d, inner %d, kernel %d", batch,
+                        len, inner, k);
+                assertArrayEquals(rig.values(p, added, n * 2 * inner),
+                        rig.values(p, fresh, n * 2 * inner), what + ": du");
+                assertArrayEquals(rig.floats(tapsAdded, inner * k),
+                        rig.floats(tapsFresh, inner * k), what + ": dtaps");
+                checked++;
+            }
+            assertTrue(checked >= 4, "cases on the row kernels: " + checked);
         }
     }
 
