@@ -434,7 +434,10 @@ B4J_KERNEL(swigluBackwardVec, 256, (const A* a, const A* dout, A* da, int n, int
            (a, dout, da, n, h, flags))
 
 // The row kernels of RMSNorm for d <= 1024 (Q 8) and d <= 2048 (Q 16), in bf16 only; the backward with dout of
-// type A (rmsNormBackwardRowsQ) or float (rmsNormBackwardRowsFQ).
+// type A (rmsNormBackwardRowsQ) or float (rmsNormBackwardRowsFQ). The backward, bound by memory, is held to the
+// registers that let 4 blocks (Q 8) or 2 (Q 16) share a multiprocessor (io.based4j.cuda.TrainKernels launches that
+// many blocks a multiprocessor): more rows in flight.
+#define RMS_BACKWARD_BLOCKS_PER_SM(Q) ((Q) <= 8 ? 4 : 2)
 #define B4J_RMS_ROWS(Q)                                                                                              \
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(256)                                                                \
@@ -442,13 +445,13 @@ B4J_KERNEL(swigluBackwardVec, 256, (const A* a, const A* dout, A* da, int n, int
         b4jPdlWait();                                                                                                \
         b4j::rmsNormRows_impl<Q, W, A>(x, weight, out, rstd, n, d, eps);                                             \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(256)                                                                \
+    extern "C" __global__ void __launch_bounds__(256, RMS_BACKWARD_BLOCKS_PER_SM(Q))                                 \
         rmsNormBackwardRows##Q##_bf16(const float* x, const W* weight, const float* rstd, const A* dout, float* dx,  \
                                       A* dxCopy, float* partial, int n, int d, int rowsPerBlock) {                   \
         b4jPdlWait();                                                                                                \
         b4j::rmsNormBackwardRows_impl<Q, W, A, A>(x, weight, rstd, dout, dx, dxCopy, partial, n, d, rowsPerBlock);   \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(256)                                                                \
+    extern "C" __global__ void __launch_bounds__(256, RMS_BACKWARD_BLOCKS_PER_SM(Q))                                 \
         rmsNormBackwardRowsF##Q##_bf16(const float* x, const W* weight, const float* rstd, const float* dout,        \
                                        float* dx, A* dxCopy, float* partial, int n, int d, int rowsPerBlock) {       \
         b4jPdlWait();                                                                                                \

@@ -83,12 +83,13 @@ public final class TrainKernels {
     private static final int RMS_MAX_BLOCKS = 1024;
     private static final int RMS_MIN_ROWS_PER_BLOCK = 8;
     /**
-     * The most blocks of the bf16 RMSNorm backward, each leaving one partial weight gradient: three per SM of a
-     * 132-SM GPU (as many as its registers hold at rows of up to 1024: the kernel reads a row's x and dout again
-     * for dx rather than keeping them), enough warps in flight to keep the memory busy while the second level has
-     * few parts to add. A constant, so that the summation order depends on n alone.
+     * The most blocks of the bf16 RMSNorm backward, each leaving one partial weight gradient: four per SM of a
+     * 132-SM GPU (as many as its registers hold at rows of up to 1024, where the kernel is held to 64 registers a
+     * thread; it reads a row's x and dout again for dx rather than keeping them), enough warps in flight to keep the
+     * memory busy while the second level has few parts to add. A constant, so that the summation order depends on n
+     * alone.
      */
-    static final int RMS_ROW_BLOCKS = 396;
+    static final int RMS_ROW_BLOCKS = 528;
     /** Rows per block of the bf16 RMSNorm kernels (a warp each), and the widest row they hold (16 float4 a lane). */
     private static final int RMS_ROW_WARPS = 8;
     private static final int RMS_ROW_MAX_WIDTH = 2048;

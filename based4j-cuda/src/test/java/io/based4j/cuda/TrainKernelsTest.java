@@ -99,8 +99,8 @@ class TrainKernelsTest {
 
     @Test
     void rmsNormRowKernelPartsFitTheScalarKernelsScratch() {
-        // based-360m's step: 396 blocks at most, 42 rows each (8 a warp), so 391 partial rows
-        assertEquals(42, TrainKernels.rmsNormRowsPerRowBlock(16_384));
+        // based-360m's step: 528 blocks at most, 32 rows each (4 a warp), so 512 partial rows
+        assertEquals(32, TrainKernels.rmsNormRowsPerRowBlock(16_384));
         assertEquals(3, TrainKernels.rmsNormRowsPerRowBlock(3));
         for (int n = 1; n <= 40_000; n += n < 600 ? 1 : 97) {
             int rows = TrainKernels.rmsNormRowsPerRowBlock(n);
