@@ -135,7 +135,9 @@ struct StepScalars {
 
 /**
  * Sums of squares per chunk: block b takes chunks b, b + gridDim.x, .. and writes partial[c] = the sum of the
- * chunk's g^2 in double (each thread over a fixed stride, then the block's warps in order): deterministic.
+ * chunk's g^2 in double (each thread over a fixed stride, then the block's warps in order): deterministic. Where the
+ * chunk is 16-byte aligned a thread reads 4 values a load (its quads in order, then the chunk's last count % 4 values
+ * one by one), so that enough loads are in flight to keep the memory busy.
  */
 extern "C" __global__ void __launch_bounds__(256)
     sumOfSquaresChunks_f32(const AdamWChunk* chunks, int n, double* partial) { b4jPdlWait();
@@ -144,7 +146,21 @@ extern "C" __global__ void __launch_bounds__(256)
         const float* g = chunks[c].g;
         const long long count = chunks[c].count;
         double s = 0.0;
-        for (long long i = threadIdx.x; i < count; i += blockDim.x) {
+        long long from = 0;
+        if ((reinterpret_cast<unsigned long long>(g) & 15) == 0) {
+            const float4* g4 = reinterpret_cast<const float4*>(g);
+            const long long quads = count >> 2;
+#pragma unroll 4
+            for (long long i = threadIdx.x; i < quads; i += blockDim.x) {
+                const float4 v = g4[i];
+                s += (double)v.x * v.x;
+                s += (double)v.y * v.y;
+                s += (double)v.z * v.z;
+                s += (double)v.w * v.w;
+            }
+            from = quads << 2;
+        }
+        for (long long i = from + threadIdx.x; i < count; i += blockDim.x) {
             const double v = g[i];
             s += v * v;
         }

@@ -681,16 +681,34 @@ __device__ __forceinline__ void lmmScoreProduct(const unsigned (&pa)[4][4], cons
     }
 }
 
-/** dst[row][i] += dx[t][i] for the warp's rows of the chunk (A [N, H f]). */
+/**
+ * dst[row][i] += dx[t][i] for the warp's rows of the chunk (A [N, H f]): 8 elements a lane at a time (f is a multiple
+ * of 8), one 16-byte read and write where dst is 16-byte aligned, so a lane makes one or two round trips to memory.
+ */
 __device__ __forceinline__ void lmmAddRows(const float* dx, const LmmDims& d, const LinChunk& c, int H,
                                            lmm_bf16* dst) {
     const int m0 = LMM_ROWS * lmmWarp();
-    for (int idx = lmmLane(); idx < LMM_ROWS * d.f; idx += 32) {
-        const int t = idx / d.f;
-        const int i = idx - t * d.f;
+    const int pieces = d.f >> 3;
+    const bool wide = (reinterpret_cast<unsigned long long>(dst) & 15) == 0;
+    for (int idx = lmmLane(); idx < LMM_ROWS * pieces; idx += 32) {
+        const int t = idx / pieces;
+        const int i0 = 8 * (idx - t * pieces);
         if (m0 + t < c.n) {
-            lmm_bf16* o = dst + (c.row0 + m0 + t) * H * (i64)d.f + (i64)c.head * d.f + i;
-            *o = __float2bfloat16_rn(__bfloat162float(*o) + dx[t * d.fpad + i]);
+            lmm_bf16* o = dst + (c.row0 + m0 + t) * H * (i64)d.f + (i64)c.head * d.f + i0;
+            const float* x = dx + t * d.fpad + i0;
+            if (wide) {
+                uint4 old = *reinterpret_cast<const uint4*>(o);
+                __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&old);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float2 v = __bfloat1622float2(h[e]);
+                    h[e] = __floats2bfloat162_rn(v.x + x[2 * e], v.y + x[2 * e + 1]);
+                }
+                *reinterpret_cast<uint4*>(o) = old;
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; e++) o[e] = __float2bfloat16_rn(__bfloat162float(o[e]) + x[e]);
+            }
         }
     }
 }
