@@ -400,7 +400,7 @@ public final class KernelWorkbench {
                     call.accept(0);
                     double error = maxError(download(arena, out, outBytes), want);
                     double ms = time(copies, call);
-                    String name = "v" + v + (v == kernels.decodeVersion() ? " (used)" : "");
+                    String name = "v" + v + (v == kernels.decodeVersion(b) ? " (used)" : "");
                     results.add(new Result("attentionDecode", shape, name, ms, bytes / (ms * 1e-3) / 1e9, error,
                             GEMV_BOUND));
                 }

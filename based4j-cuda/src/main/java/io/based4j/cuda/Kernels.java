@@ -111,7 +111,7 @@ public final class Kernels {
         this.module = module;
         this.stream = stream;
         this.decodeVersion = version(DECODE_VERSION_PROPERTY, System.getProperty(DECODE_VERSION_PROPERTY),
-                DECODE_VERSIONS, DECODE_DEFAULT);
+                DECODE_VERSIONS, 0);
         this.linearDecodeVersion = version(LINEAR_DECODE_VERSION_PROPERTY,
                 System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS, LINEAR_DECODE_DEFAULT);
     }
@@ -788,16 +788,24 @@ public final class Kernels {
     }
 
     /**
-     * The version of attention_decode.cuh that {@link #attentionDecode} runs: {@link #DECODE_DEFAULT} unless the system
-     * property {@value #DECODE_VERSION_PROPERTY} names another ({@code bench kernels --kernel attentionDecode} times
-     * them side by side; a version becomes the default by measurement).
+     * The version of attention_decode.cuh that {@link #attentionDecode} runs: the one the system property
+     * {@value #DECODE_VERSION_PROPERTY} names, or 0 for the defaults by batch, {@link #DECODE_DEFAULT} and
+     * {@link #DECODE_ONE_SEQUENCE_DEFAULT} ({@code bench kernels --kernel attentionDecode} times them side by side; a
+     * version becomes a default by measurement).
      */
     private final int decodeVersion;
     /**
-     * Version 2: on an H200 half the time of version 1 at attn-1b's shapes (532 against 1,043 us a layer at batch 128
-     * and 1,536 tokens, 2.65 TB/s), 0.68 of it for based-1b's window.
+     * Version 2 for batches of more than one sequence: on an H200 half the time of version 1 at attn-1b's shapes (535
+     * against 1,065 us a layer at batch 128 and 1,536 tokens, 2.64 TB/s; version 3 545), 0.67 of it for based-1b's
+     * window (version 3 0.80), 193 against 203 for version 3 at attn-360m's batch 64 of 2,000 tokens.
      */
     static final int DECODE_DEFAULT = 2;
+    /**
+     * Version 3 for one sequence: on an H200 34.6 against 47.8 us (version 2) and 96.8 (version 1) a layer of attn-1b
+     * at 1,536 tokens, each timed over cold copies of the caches: a grid of 96 blocks, where a score made by one
+     * thread's whole dot product keeps more loads in flight than version 2's lanes that share it.
+     */
+    static final int DECODE_ONE_SEQUENCE_DEFAULT = 3;
     /** The system property that picks {@link #attentionDecode}'s version. */
     static final String DECODE_VERSION_PROPERTY = "based4j.cuda.attentionDecode";
     /**
@@ -806,9 +814,9 @@ public final class Kernels {
      */
     static final int DECODE_VERSIONS = 3;
 
-    /** The version {@link #attentionDecode} runs. */
-    int decodeVersion() {
-        return decodeVersion;
+    /** The version {@link #attentionDecode} runs for a batch of {@code batch} sequences. */
+    int decodeVersion(int batch) {
+        return decodeVersion != 0 ? decodeVersion : batch == 1 ? DECODE_ONE_SEQUENCE_DEFAULT : DECODE_DEFAULT;
     }
 
     /**
@@ -866,7 +874,7 @@ public final class Kernels {
     public void attentionDecode(Precision p, long qkv, long kCache, long vCache, long rotary, long layout, long out,
                                 long partial, int B, int H, int dh, int capacity, int window, int rotaryDim,
                                 int maxPos, boolean interleaved, float scale, int splits) {
-        attentionDecode(decodeVersion, p, qkv, kCache, vCache, rotary, layout, out, partial, B, H, dh, capacity,
+        attentionDecode(decodeVersion(B), p, qkv, kCache, vCache, rotary, layout, out, partial, B, H, dh, capacity,
                 window, rotaryDim, maxPos, interleaved, scale, splits);
     }
 
