@@ -245,20 +245,7 @@ __device__ __forceinline__ void atmAddRotatedBack(const float* staged, bf16* dst
             const int e = e0 + j;
             v[j] = e < rd ? rotatedBackWith(g, e, half, c[j], s[j]) : g[e];
         }
-        bf16* o = dst + (i64)pos * stride + e0;
-        if (wide) {
-            uint4 old = *reinterpret_cast<const uint4*>(o);
-            __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&old);
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float2 f = __bfloat1622float2(h[j]);
-                h[j] = __floats2bfloat162_rn(f.x + v[2 * j], f.y + v[2 * j + 1]);
-            }
-            *reinterpret_cast<uint4*>(o) = old;
-        } else {
-#pragma unroll
-            for (int j = 0; j < 8; j++) o[j] = __float2bfloat16_rn(__bfloat162float(o[j]) + v[j]);
-        }
+        addInto8(dst + (i64)pos * stride + e0, v, wide);
     }
 }
 
@@ -318,6 +305,22 @@ __device__ void attentionRotate_impl(const bf16* qkv, const float* rot, bf16* qk
 }
 
 /**
+ * Two neighbouring elements of a head vector rotated (rotatedWith's numbers, no fused ops): from the first half
+ * (a the elements, b their partners) a c - b s, from the second b c + a s (b the elements, a their partners).
+ */
+__device__ __forceinline__ __nv_bfloat162 rotatedPair(float2 a, float2 b, float2 c, float2 s, bool firstHalf) {
+    float2 v;
+    if (firstHalf) {
+        v.x = __fsub_rn(__fmul_rn(a.x, c.x), __fmul_rn(b.x, s.x));
+        v.y = __fsub_rn(__fmul_rn(a.y, c.y), __fmul_rn(b.y, s.y));
+    } else {
+        v.x = __fadd_rn(__fmul_rn(b.x, c.x), __fmul_rn(a.x, s.x));
+        v.y = __fadd_rn(__fmul_rn(b.y, c.y), __fmul_rn(a.y, s.y));
+    }
+    return __floats2bfloat162_rn(v.x, v.y);
+}
+
+/**
  * attentionRotate_impl by pairs of neighbouring elements (bf16x2 loads and stores, no 64-bit division): grid
  * (ceil(d / blockDim.x), rows), rows strided by gridDim.y; thread u of a row writes elements 2u, 2u + 1 of its q | k.
  * Needs dh even and rd a multiple of 4 (a pair never straddles the rotated halves); the same numbers.
@@ -344,15 +347,7 @@ __device__ void attentionRotatePairs_impl(const bf16* qkv, const float* rot, bf1
             const float2 sn = *reinterpret_cast<const float2*>(rot + ((i64)L + pos) * half + p);
             const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + p));
             const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + p + half));
-            float2 v;
-            if (e < half) {
-                v.x = __fsub_rn(__fmul_rn(a.x, c.x), __fmul_rn(b.x, sn.x));
-                v.y = __fsub_rn(__fmul_rn(a.y, c.y), __fmul_rn(b.y, sn.y));
-            } else {
-                v.x = __fadd_rn(__fmul_rn(b.x, c.x), __fmul_rn(a.x, sn.x));
-                v.y = __fadd_rn(__fmul_rn(b.y, c.y), __fmul_rn(a.y, sn.y));
-            }
-            out = __floats2bfloat162_rn(v.x, v.y);
+            out = rotatedPair(a, b, c, sn, e < half);
         }
         *reinterpret_cast<__nv_bfloat162*>(qk + row * 2 * d + col) = out;
     }
@@ -391,21 +386,11 @@ __device__ void attentionRotateEights_impl(const bf16* qkv, const float* rot, bf
             const __nv_bfloat162* a2 = reinterpret_cast<const __nv_bfloat162*>(&ra);
             const __nv_bfloat162* b2 = reinterpret_cast<const __nv_bfloat162*>(&rb);
             __nv_bfloat162* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
-            const float* cf = reinterpret_cast<const float*>(c);
-            const float* sf = reinterpret_cast<const float*>(sn);
+            const float2* cf = reinterpret_cast<const float2*>(c);
+            const float2* sf = reinterpret_cast<const float2*>(sn);
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                const float2 a = __bfloat1622float2(a2[j]);
-                const float2 b = __bfloat1622float2(b2[j]);
-                float2 v;
-                if (e < half) {
-                    v.x = __fsub_rn(__fmul_rn(a.x, cf[2 * j]), __fmul_rn(b.x, sf[2 * j]));
-                    v.y = __fsub_rn(__fmul_rn(a.y, cf[2 * j + 1]), __fmul_rn(b.y, sf[2 * j + 1]));
-                } else {
-                    v.x = __fadd_rn(__fmul_rn(b.x, cf[2 * j]), __fmul_rn(a.x, sf[2 * j]));
-                    v.y = __fadd_rn(__fmul_rn(b.y, cf[2 * j + 1]), __fmul_rn(a.y, sf[2 * j + 1]));
-                }
-                o2[j] = __floats2bfloat162_rn(v.x, v.y);
+                o2[j] = rotatedPair(__bfloat1622float2(a2[j]), __bfloat1622float2(b2[j]), cf[j], sf[j], e < half);
             }
         }
         *reinterpret_cast<uint4*>(qk + row * 2 * d + col) = out;

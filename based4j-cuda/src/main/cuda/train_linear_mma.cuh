@@ -694,21 +694,7 @@ __device__ __forceinline__ void lmmAddRows(const float* dx, const LmmDims& d, co
         const int t = idx / pieces;
         const int i0 = 8 * (idx - t * pieces);
         if (m0 + t < c.n) {
-            lmm_bf16* o = dst + (c.row0 + m0 + t) * H * (i64)d.f + (i64)c.head * d.f + i0;
-            const float* x = dx + t * d.fpad + i0;
-            if (wide) {
-                uint4 old = *reinterpret_cast<const uint4*>(o);
-                __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&old);
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float2 v = __bfloat1622float2(h[e]);
-                    h[e] = __floats2bfloat162_rn(v.x + x[2 * e], v.y + x[2 * e + 1]);
-                }
-                *reinterpret_cast<uint4*>(o) = old;
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; e++) o[e] = __float2bfloat16_rn(__bfloat162float(o[e]) + x[e]);
-            }
+            addInto8(dst + (c.row0 + m0 + t) * H * (i64)d.f + (i64)c.head * d.f + i0, dx + t * d.fpad + i0, wide);
         }
     }
 }

@@ -64,6 +64,26 @@ __device__ __forceinline__ void store4(bf16* p, float4 v) {
 __device__ __forceinline__ void store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
 
 /**
+ * o[e] = bf16(o[e] + v[e]) for e < 8, each sum rounded once; one 16-byte read and write where {@code wide} (o then
+ * 16-byte aligned), else element by element (the same numbers).
+ */
+__device__ __forceinline__ void addInto8(bf16* o, const float* v, bool wide) {
+    if (wide) {
+        uint4 old = *reinterpret_cast<const uint4*>(o);
+        __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&old);
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float2 f = __bfloat1622float2(h[e]);
+            h[e] = __floats2bfloat162_rn(f.x + v[2 * e], f.y + v[2 * e + 1]);
+        }
+        *reinterpret_cast<uint4*>(o) = old;
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[e] = __float2bfloat16_rn(__bfloat162float(o[e]) + v[e]);
+    }
+}
+
+/**
  * The (row, column) of a grid-stride loop over the cells of an [rows, cols] grid, advanced by the loop's stride with
  * one comparison per step instead of a division (the one division is made once, when it starts).
  */

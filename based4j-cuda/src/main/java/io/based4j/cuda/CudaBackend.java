@@ -462,9 +462,10 @@ public final class CudaBackend implements TrainingBackend {
     static final String GROWING_CACHE_PROPERTY = "based4j.cuda.growingCache";
     /**
      * Whether full key/value caches made from now on grow in pieces ({@link CudaStates.GrowingRegion}). Off unless
-     * {@value #GROWING_CACHE_PROPERTY} is true: a mapping costs about 46 us, and when each piece was mapped by its own
+     * {@value #GROWING_CACHE_PROPERTY} is true: a mapping costs about 46 us. When each piece was mapped by its own
      * call (a piece per sequence and layer), attn-1b's prefill of 128 x 1,536 tokens took twice as long on an H200;
-     * the pieces a call needs side by side are now mapped by one call, which is yet to be measured.
+     * with the pieces a call needs side by side mapped by one call it ran at 152,192 tokens/s against 159,276 with
+     * whole caches, and at batch 1 at 67,625 against 119,474.
      */
     private boolean growCaches = Boolean.getBoolean(GROWING_CACHE_PROPERTY);
 
