@@ -6,11 +6,18 @@
 
 namespace b4j {
 
-/** Where a block of a linearAttentionDecode version works: its state's S and z, and its output row. */
+/**
+ * Where a block of a linearAttentionDecode version works: its state's S and z, its output row, and the parts of
+ * shared memory laDecodeStart fills (phi(k), phi(q), v) and the rest, from which a version takes its sums.
+ */
 struct LaDecode {
-    float* S;   // [E][dh]
-    float* z;   // [E]
-    i64 out;    // the first output of the block's head in out
+    float* S;         // [E][dh]
+    float* z;         // [E]
+    i64 out;          // the first output of the block's head in out
+    const float* pk;  // [E] phi(k)
+    const float* pq;  // [E] phi(q)
+    const float* vs;  // [dh] v
+    float* red;       // the shared memory after v
 };
 
 /**
@@ -41,6 +48,10 @@ __device__ __forceinline__ LaDecode laDecodeStart(const A* q, const A* k, const 
     const i64 qkCols = (i64)H * f;
     const i64 vCols = (i64)H * dh;
     D.out = row * vCols + (i64)head * dh;
+    D.pk = pk;
+    D.pq = pq;
+    D.vs = vs;
+    D.red = vs + dh;
     for (int i = tid; i < f; i += nt) {
         xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
         xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
@@ -59,8 +70,10 @@ __device__ __forceinline__ LaDecode laDecodeStart(const A* q, const A* k, const 
  * [R][dh], written before) over the denominator plus eps.
  */
 template <typename A>
-__device__ __forceinline__ void laDecodeFinish(const LaDecode& D, const float* pk, const float* pq, const float* red,
-                                               float* dred, int R, int E, int dh, A* out, float eps) {
+__device__ __forceinline__ void laDecodeFinish(const LaDecode& D, const float* red, float* dred, int R, int E, int dh,
+                                               A* out, float eps) {
+    const float* pk = D.pk;
+    const float* pq = D.pq;
     const int tid = threadIdx.x;
     const int nt = blockDim.x;
     float den = 0.0f;
@@ -100,10 +113,10 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
     const int nt = blockDim.x;
     const int E = expandedDim(f);
     LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
-    const float* pk = smem;        // [E]
-    const float* pq = pk + E;      // [E]
-    const float* vs = pq + E + 2 * f;  // [dh]
-    float* red = smem + 2 * E + 2 * f + dh;  // [nt]
+    const float* pk = D.pk;
+    const float* pq = D.pq;
+    const float* vs = D.vs;
+    float* red = D.red;  // [nt]
     float* Sg = D.S;
     const int G = nt / dh;
     const int e = tid % dh;
@@ -132,7 +145,7 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
         }
     }
     red[tid] = num;
-    laDecodeFinish(D, pk, pq, red, red + nt, G, E, dh, out, eps);
+    laDecodeFinish(D, red, red + nt, G, E, dh, out, eps);
 }
 
 /**
@@ -152,10 +165,10 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
     const int nt = blockDim.x;
     const int E = expandedDim(f);
     LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
-    const float* pk = smem;        // [E]
-    const float* pq = pk + E;      // [E]
-    const float* vs = pq + E + 2 * f;  // [dh]
-    float* red = smem + 2 * E + 2 * f + dh;  // [4 nt]
+    const float* pk = D.pk;
+    const float* pq = D.pq;
+    const float* vs = D.vs;
+    float* red = D.red;  // [4 nt]
     float* Sg = D.S;
     const int quads = dh >> 2;
     const int R = nt / quads;
@@ -196,7 +209,7 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
         red[g * dh + 4 * c + 2] = num.z;
         red[g * dh + 4 * c + 3] = num.w;
     }
-    laDecodeFinish(D, pk, pq, red, red + 4 * nt, R, E, dh, out, eps);
+    laDecodeFinish(D, red, red + 4 * nt, R, E, dh, out, eps);
 }
 
 template <typename W, typename A>

@@ -433,18 +433,6 @@ public final class CudaBackend implements TrainingBackend {
         }
     }
 
-    // ---------------------------------------------------------------- memory that grows (CudaStates.GrowingRegion)
-
-    /** Smallest piece of memory mapped behind reserved addresses. */
-    static final long GROWING_PIECE_BYTES = 2L << 20;
-    /** Whether the device maps memory behind reserved addresses: 1 yes, 0 no, -1 not asked yet. */
-    private int growsMemory = -1;
-    private long growingPiece;
-    /** The device's granularity of mapped memory (a power of two): the alignment of reserved addresses. */
-    private long growingAlignment;
-    /** Regions whose addresses are reserved: released when the backend closes, if not before. */
-    private final List<CudaStates.GrowingRegion> growing = new ArrayList<>();
-
     /**
      * Launches this backend's kernels with programmatic dependent launch from now on, or the usual way (the default
      * unless {@code -Dbased4j.cuda.pdl=true}): each kernel may then be launched once every block of the one before it
@@ -457,6 +445,18 @@ public final class CudaBackend implements TrainingBackend {
         bind();
         kernels.programmatic(on);
     }
+
+    // ---------------------------------------------------------------- memory that grows (CudaStates.GrowingRegion)
+
+    /** Smallest piece of memory mapped behind reserved addresses. */
+    static final long GROWING_PIECE_BYTES = 2L << 20;
+    /** Whether the device maps memory behind reserved addresses: 1 yes, 0 no, -1 not asked yet. */
+    private int growsMemory = -1;
+    private long growingPiece;
+    /** The device's granularity of mapped memory (a power of two): the alignment of reserved addresses. */
+    private long growingAlignment;
+    /** Regions whose addresses are reserved: released when the backend closes, if not before. */
+    private final List<CudaStates.GrowingRegion> growing = new ArrayList<>();
 
     /** The system property that makes full key/value caches grow ({@code -Dbased4j.cuda.growingCache=true}). */
     static final String GROWING_CACHE_PROPERTY = "based4j.cuda.growingCache";
@@ -551,7 +551,6 @@ public final class CudaBackend implements TrainingBackend {
         peakAllocated = Math.max(peakAllocated, allocated);
         return handle;
     }
-
 
     /** Unmaps what one {@link #mapPiece} mapped once the work queued on the stream is done, and gives it back. */
     void unmapPiece(long ptr, long bytes, long handle) {

@@ -3,7 +3,9 @@ package io.based4j.cuda;
 import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.MixerConfig;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 
 /**
@@ -270,8 +272,8 @@ final class CudaStates {
         }
 
         /** The runs of neighbouring true entries of {@code pieces}: {first, count} each, in order. */
-        static java.util.List<int[]> runsOf(boolean[] pieces) {
-            java.util.List<int[]> out = new java.util.ArrayList<>();
+        static List<int[]> runsOf(boolean[] pieces) {
+            List<int[]> out = new ArrayList<>();
             for (int p = 0; p < pieces.length; p++) {
                 if (pieces[p]) {
                     int q = p;
@@ -322,7 +324,7 @@ final class CudaStates {
                         failed = failed == null ? e : failed;
                         continue;
                     }
-                    java.util.Arrays.fill(mapped, p, p + runs[p], false);
+                    Arrays.fill(mapped, p, p + runs[p], false);
                     mappedPieces -= runs[p];
                     handles[p] = 0;
                     runs[p] = 0;

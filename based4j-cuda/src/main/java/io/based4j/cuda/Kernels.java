@@ -562,8 +562,12 @@ public final class Kernels {
 
     /** The kernel that version {@code version} of {@link #linearAttentionDecode} runs on this head dim and state. */
     static String linearDecodeKernel(int version, int dh, long kvState) {
-        boolean quads = version > 1 && dh % 4 == 0 && (kvState & 15) == 0;
-        return quads ? "linearAttentionDecode" + version : "linearAttentionDecode";
+        return linearDecodeQuads(version, dh, kvState) ? "linearAttentionDecode" + version : "linearAttentionDecode";
+    }
+
+    /** Whether version {@code version} runs as a four-columns-a-thread kernel on this head dim and state. */
+    private static boolean linearDecodeQuads(int version, int dh, long kvState) {
+        return version > 1 && dh % 4 == 0 && (kvState & 15) == 0;
     }
 
     /**
@@ -580,10 +584,9 @@ public final class Kernels {
             return;
         }
         int e = 1 + f + f * (f + 1) / 2;
-        String name = linearDecodeKernel(version, dh, kvState);
-        boolean quads = !name.equals("linearAttentionDecode");
+        boolean quads = linearDecodeQuads(version, dh, kvState);
         int shared = 4 * (int) linearDecodeFloats(e, f, dh, quads ? 4 * LINEAR_THREADS : LINEAR_THREADS);
-        long fn = function(name, p);
+        long fn = function(linearDecodeKernel(version, dh, kvState), p);
         optIn(fn, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(B).i32(H).i32(f).i32(dh)
                 .f32(eps);
