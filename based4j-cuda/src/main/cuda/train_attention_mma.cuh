@@ -397,16 +397,30 @@ __device__ void attentionRotateEights_impl(const bf16* qkv, const float* rot, bf
     }
 }
 
-/** D[cell] = dout . out over the dh elements of each (row, head) cell (cell = row * H + head), one warp each. */
+/**
+ * D[cell] = dout . out over the dh elements of each (row, head) cell (cell = row * H + head): 8 lanes a cell, 8
+ * elements (one 16-byte load of each) a lane and step, so a warp takes 4 cells (dh a multiple of 16, rows 16-byte
+ * aligned: the tensor-core kernels' requirements); the 8 lanes' sums added in a fixed tree.
+ */
 __device__ void attentionRowDot_impl(const bf16* dout, const bf16* out, float* D, i64 cells, int dh) {
     const int lane = threadIdx.x & 31;
-    for (i64 cell = globalThread() >> 5; cell < cells; cell += globalStride() >> 5) {
-        const bf16* g = dout + cell * dh;
-        const bf16* o = out + cell * dh;
+    const int sub = lane & 7;
+    for (i64 base = (globalThread() >> 5) * 4; base < cells; base += (globalStride() >> 5) * 4) {
+        const i64 cell = base + (lane >> 3);
         float dot = 0.0f;
-        for (int e = lane; e < dh; e += 32) dot += __bfloat162float(g[e]) * __bfloat162float(o[e]);
-        dot = warpSum(dot);
-        if (lane == 0) D[cell] = dot;
+        if (cell < cells) {
+            for (int e = 8 * sub; e < dh; e += 64) {
+                float g[8], o[8];
+                load8(dout + cell * dh + e, g);
+                load8(out + cell * dh + e, o);
+#pragma unroll
+                for (int i = 0; i < 8; i++) dot = fmaf(g[i], o[i], dot);
+            }
+        }
+        dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+        if (sub == 0 && cell < cells) D[cell] = dot;
     }
 }
 

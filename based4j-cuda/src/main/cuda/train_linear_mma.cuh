@@ -601,14 +601,113 @@ __device__ __forceinline__ void lmmLoadRoundedState(lmm_bf16* st, const LmmDims&
     }
 }
 
+/** The factors (lo <= hi) of quadratic feature a (17 <= a < 153) of f = 16: a = 17 + lo 16 - lo (lo - 1) / 2 + hi - lo. */
+struct LmmPair16 {
+    int lo, hi;
+};
+
+__host__ __device__ constexpr LmmPair16 lmmPair16(int a) {
+    int r = a - 17;
+    int lo = 0;
+    while (r >= 16 - lo) {
+        r -= 16 - lo;
+        lo++;
+    }
+    return LmmPair16{lo, lo + r};
+}
+
+constexpr int LMM_E16 = 1 + 16 + 16 * 17 / 2;  // the features of f = 16
+
+/** Feature A's part of J^T for f = 16 (dphi value g): the linear term, or both factors of a product. */
+template <int A>
+__device__ __forceinline__ void lmmFeatureGrad16One(float g, const float (&x)[16], const Taylor& tc,
+                                                    float (&acc)[16]) {
+    if constexpr (A >= 1 && A <= 16) {
+        acc[A - 1] = fmaf(tc.lin, g, acc[A - 1]);
+    } else if constexpr (A > 16 && A < LMM_E16) {
+        constexpr LmmPair16 p = lmmPair16(A);
+        if constexpr (p.lo == p.hi) {
+            acc[p.lo] = fmaf((2.0f * tc.diag) * g, x[p.lo], acc[p.lo]);
+        } else {
+            const float cg = tc.cross * g;
+            acc[p.lo] = fmaf(cg, x[p.hi], acc[p.lo]);
+            acc[p.hi] = fmaf(cg, x[p.lo], acc[p.hi]);
+        }
+    }
+}
+
+/** Features A0 + 4Q onwards of a slab for f = 16, four a 16-byte load of the lane's dphi row. */
+template <int A0, int Q>
+__device__ __forceinline__ void lmmFeatureGrad16From(const float4* dp, const float (&x)[16], const Taylor& tc,
+                                                     float (&acc)[16]) {
+    if constexpr (Q < LMM_SLAB / 4 && A0 + 4 * Q < LMM_E16) {
+        const float4 g = dp[Q];
+        lmmFeatureGrad16One<A0 + 4 * Q>(g.x, x, tc, acc);
+        lmmFeatureGrad16One<A0 + 4 * Q + 1>(g.y, x, tc, acc);
+        lmmFeatureGrad16One<A0 + 4 * Q + 2>(g.z, x, tc, acc);
+        lmmFeatureGrad16One<A0 + 4 * Q + 3>(g.w, x, tc, acc);
+        lmmFeatureGrad16From<A0, Q + 1>(dp, x, tc, acc);
+    }
+}
+
+/**
+ * lmmFeatureGrad for f = 16 (the released checkpoints' feature dimension): a lane takes a row (lanes 0 to 15), every
+ * feature's factors known at compile time, so that J^T is two fused multiply-adds a product feature with no index
+ * arithmetic or loop; the row's sums are added to dx once a slab.
+ */
+__device__ __forceinline__ void lmmFeatureGrad16(const float* dphi, const lmm_bf16* x, int m0, int a0,
+                                                 const Taylor& tc, float* dx) {
+    const int t = lmmLane();
+    if (t >= LMM_ROWS) return;
+    float xr[16];
+    const uint4* xp = reinterpret_cast<const uint4*>(x + (m0 + t) * (16 + 8));
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const uint4 w = xp[h];
+        const unsigned u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float2 two = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u[e]));
+            xr[8 * h + 2 * e] = two.x;
+            xr[8 * h + 2 * e + 1] = two.y;
+        }
+    }
+    float acc[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i] = 0.0f;
+    const float4* dp = reinterpret_cast<const float4*>(dphi + t * LMM_DPHI_LD);
+    if (a0 == 0) {
+        lmmFeatureGrad16From<0, 0>(dp, xr, tc, acc);
+    } else if (a0 == LMM_SLAB) {
+        lmmFeatureGrad16From<LMM_SLAB, 0>(dp, xr, tc, acc);
+    } else {
+        lmmFeatureGrad16From<2 * LMM_SLAB, 0>(dp, xr, tc, acc);
+    }
+    float4* out = reinterpret_cast<float4*>(dx + t * 16);
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        float4 o = out[q];
+        o.x += acc[4 * q];
+        o.y += acc[4 * q + 1];
+        o.z += acc[4 * q + 2];
+        o.w += acc[4 * q + 3];
+        out[q] = o;
+    }
+}
+
 /**
  * dx[t][i] += J^T dphi for the warp's rows and the features a0 .. a0 + 63: x_i enters feature 1 + i (factor
  * f^-1/4) and the pairs (min(i, j), max(i, j)) (derivative c x_j, doubled for j = i). The pair index grows with j,
  * so cur[u] carries each element's next j from tile to tile. Element u of the lane: idx = lane + 32 u < 16 f,
  * row idx / f, column idx % f.
+ * f = 16 takes lmmFeatureGrad16.
  */
 __device__ __forceinline__ void lmmFeatureGrad(const float* dphi, const lmm_bf16* x, int m0, int a0,
                                                const LmmDims& d, const Taylor& tc, float* dx, int (&cur)[16]) {
+    if (d.f == 16) {
+        lmmFeatureGrad16(dphi, x, m0, a0, tc, dx);
+        return;
+    }
     const int f = d.f;
     const int l = lmmLane();
 #pragma unroll

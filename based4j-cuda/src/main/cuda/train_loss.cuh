@@ -72,11 +72,14 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, const float (&v)[4]) {
 template <typename L, typename A>
 __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* stats, A* grad, int n, int vocab,
                                    int ld, float scale) {
-    // rows 16-byte aligned (the scratch is; ld a multiple of 8): 4 logits a load, the last vocab % 4 one by one
+    // rows 16-byte aligned (the scratch is; ld a multiple of 8): 4 logits a load (8 where logits and gradient are
+    // both bf16, one 16-byte load or store), the last vocab % 4 (% 8) one by one
     const bool vec4 = (ld & 7) == 0 && (reinterpret_cast<uintptr_t>(logits) & 15) == 0
                       && (grad == nullptr || (reinterpret_cast<uintptr_t>(grad) & 15) == 0);
-    const int quads = vec4 ? vocab >> 2 : 0;
-    const int tail = 4 * quads;  // logits from here on are taken one at a time
+    constexpr bool narrow = sizeof(L) == 2 && sizeof(A) == 2;
+    const int octs = narrow && vec4 ? vocab >> 3 : 0;
+    const int quads = vec4 && !narrow ? vocab >> 2 : 0;
+    const int tail = narrow ? 8 * octs : 4 * quads;  // logits from here on are taken one at a time
     __shared__ float redM[32], redS[32], redB[32];
     __shared__ int redI[32];
     __shared__ float4 rowState;
@@ -101,6 +104,27 @@ __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* 
             softmaxAdd(m, s, best, bestIdx, v.y, 4 * q + 1);
             softmaxAdd(m, s, best, bestIdx, v.z, 4 * q + 2);
             softmaxAdd(m, s, best, bestIdx, v.w, 4 * q + 3);
+        }
+        if constexpr (narrow) {
+#pragma unroll 2
+            for (int q = threadIdx.x; q < octs; q += blockDim.x) {
+                float v[8];
+                load8(z + 8 * q, v);
+                // the eight's max first: one rescale of the running sum, then eight exponentials of it
+                float m8 = v[0];
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    argmaxMerge(best, bestIdx, v[e], 8 * q + e);
+                    m8 = fmaxf(m8, v[e]);
+                }
+                if (m8 == -CUDART_INF_F) continue;  // nothing to add (and no -inf - -inf)
+                if (m8 > m) {
+                    s = m == -CUDART_INF_F ? 0.0f : s * expf(m - m8);
+                    m = m8;
+                }
+#pragma unroll
+                for (int e = 0; e < 8; e++) s += expf(v[e] - m);
+            }
         }
         for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) softmaxAdd(m, s, best, bestIdx, toF(z[j]), j);
         for (int o = 16; o > 0; o >>= 1) {
@@ -137,6 +161,17 @@ __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* 
                               expf(v.w - st.x) * f};
                 if ((t >> 2) == q) o[t & 3] -= scale;
                 store4(g + 4 * q, o);
+            }
+            if constexpr (narrow) {
+#pragma unroll 2
+                for (int q = threadIdx.x; q < octs; q += blockDim.x) {
+                    float v[8];
+                    load8(z + 8 * q, v);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) v[e] = expf(v[e] - st.x) * f;
+                    if ((t >> 3) == q) v[t & 7] -= scale;
+                    store8(g + 8 * q, v);
+                }
             }
             for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) {
                 float v = expf(toF(z[j]) - st.x) * f;

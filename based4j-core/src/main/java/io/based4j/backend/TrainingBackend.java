@@ -42,6 +42,15 @@ public interface TrainingBackend extends Backend {
         return "f32";
     }
 
+    /**
+     * Has the backend choose how it computes matrix products by measuring the ways it has, where it can: a training
+     * step's products repeat for the whole run, so a little timing at the first step pays. The choice is kept, so
+     * that the same product is computed the same way again (and a resumed run repeats the uninterrupted one).
+     * Nothing by default.
+     */
+    default void timeProducts() {
+    }
+
     // ---------------------------------------------------------------- memory
 
     /** A parameter holding a tensor's values (any floating dtype; float64 keeps every bit), shaped as the tensor. */

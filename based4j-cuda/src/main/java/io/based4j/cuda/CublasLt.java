@@ -5,6 +5,7 @@ import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
+import java.util.Arrays;
 import java.util.function.IntFunction;
 
 /**
@@ -77,8 +78,19 @@ public final class CublasLt implements AutoCloseable {
     static final long HEURISTIC_RESULT_BYTES = 96;
     private static final long RESULT_WORKSPACE = 64;
     private static final long RESULT_STATE = 72;
-    /** Algorithms asked of the heuristic per plan; the first that fits is taken (they come fastest first). */
-    private static final int HEURISTIC_RESULTS = 8;
+    /**
+     * Algorithms asked of the heuristic per plan: untimed, the first that fits is taken (they come fastest first by
+     * the heuristic's estimate); timed ({@link #timing}), the fastest of them all.
+     */
+    private static final int HEURISTIC_RESULTS = 16;
+    /** Products of fewer multiply-adds than this keep the heuristic's first choice untimed (a few microseconds). */
+    static final long TIMED_MIN_MULTIPLY_ADDS = 1L << 30;
+    /** Launches of each algorithm timed (after one untimed) in each round when a plan's algorithm is chosen by timing. */
+    private static final int TIMED_LAUNCHES = 5;
+    /** Rounds over all the candidates when a plan's algorithm is chosen by timing; each candidate's best round counts. */
+    private static final int TIMED_ROUNDS = 2;
+    /** The most scratch memory that timing a product's algorithms may take for its output (else it is not timed). */
+    private static final long TIMING_SCRATCH_LIMIT = 512L << 20;
     /** Plans kept at most: far more than the distinct products of a training step. */
     static final int PLAN_CAPACITY = 512;
     /** What {@link #heuristic} returns when the call itself failed (the status is in {@link #heuristicStatus}). */
@@ -108,6 +120,14 @@ public final class CublasLt implements AutoCloseable {
     private final PlanCache<LtGemm, Plan> plans;
     private long handle;
     private long launches;
+    /** Where plans keep the algorithm timing chose ({@link #timing}); null: the heuristic's first, untimed. */
+    private GemmChoices timing;
+    /** What the keys of {@link #timing} begin with: the device's name and cuBLASLt's version. */
+    private String timingPrefix;
+    /** Whether the stream is being captured into a graph now (nothing is timed then: no waits are allowed). */
+    private boolean capturing;
+    /** Plans whose algorithm was chosen by timing. */
+    private int timedPlans;
     /** The status of the last {@code cublasLtMatmulAlgoGetHeuristic} that failed. */
     private int heuristicStatus;
     /** The status of the last destroy call (see {@link #destroy(MethodHandle, long)}). */
@@ -187,7 +207,7 @@ public final class CublasLt implements AutoCloseable {
                           int epilogue, long bias) {
         LtGemm g = LtGemm.of(transA, transB, m, n, k, A, aType, lda, B, bType, ldb, beta != 0f, C | D, cType, ldc,
                 computeType, epilogue, bias);
-        Plan p = plans.get(g, key -> build(key, bias));
+        Plan p = plans.get(g, key -> build(key, bias, new Operands(alpha, A, B, beta, C, D, bias)));
         if (p.algo == null) {
             return false;
         }
@@ -257,8 +277,15 @@ public final class CublasLt implements AutoCloseable {
         }
     }
 
-    /** Builds the plan for {@code g}; {@code bias} is the bias vector of the call that needs it (0 for none). */
-    private Plan build(LtGemm g, long bias) {
+    /** The operands of the call that builds a plan: what its algorithms are timed on. */
+    private record Operands(float alpha, long a, long b, float beta, long c, long d, long bias) {
+    }
+
+    /**
+     * Builds the plan for {@code g}; {@code bias} is the bias vector of the call that needs it (0 for none), {@code on}
+     * that call's operands.
+     */
+    private Plan build(LtGemm g, long bias, Operands on) {
         long desc = 0;
         long a = 0;
         long b = 0;
@@ -278,6 +305,9 @@ public final class CublasLt implements AutoCloseable {
             c = layout(g.cType(), g.m(), g.n(), g.ldc(), g);
             pref = preference(g);
             int chosen = heuristic(desc, a, b, c, pref);
+            if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= TIMED_MIN_MULTIPLY_ADDS) {
+                chosen = chosen(g, desc, a, b, c, chosen, on);
+            }
             if (chosen < 0) {
                 // nothing to keep but the answer: what was made is destroyed below
                 return new Plan(0, 0, 0, 0, null, noAlgorithm(chosen));
@@ -317,11 +347,152 @@ public final class CublasLt implements AutoCloseable {
         int found = count.get(INT, 0);
         for (int i = 0; i < found; i++) {
             MemorySegment result = results.asSlice(i * HEURISTIC_RESULT_BYTES, HEURISTIC_RESULT_BYTES);
-            if (result.get(INT, RESULT_STATE) == 0 && result.get(LONG, RESULT_WORKSPACE) <= workspaceBytes) {
+            if (usable(i)) {
                 return i;
             }
         }
         return NONE_FITS;
+    }
+
+    /**
+     * The algorithm for {@code g} among the heuristic's answer: the one chosen before for the same product (by any
+     * handle of this process, or in the choices' file), else the fastest when timed now, else (while the stream is
+     * captured, when nothing may wait) the heuristic's {@code first}.
+     */
+    private int chosen(LtGemm g, long desc, long a, long b, long c, int first, Operands on) {
+        int found = count.get(INT, 0);
+        String key = timingPrefix + "|" + g.key();
+        GemmChoices.Choice known = timing.get(key);
+        if (known != null && known.count() == found && usable(known.index())) {
+            return known.index();
+        }
+        if (capturing) {
+            return first;
+        }
+        int best = fastest(g, desc, a, b, c, first, on);
+        if (known != null && known.count() == found) {
+            return best;  // the kept choice does not fit this handle's workspace
+        }
+        GemmChoices.Choice kept = timing.put(key, new GemmChoices.Choice(best, found));
+        return kept.count() == found && usable(kept.index()) ? kept.index() : best;
+    }
+
+    /** Whether result {@code i} of the heuristic's last answer succeeded and fits the workspace. */
+    private boolean usable(int i) {
+        MemorySegment result = results.asSlice(i * HEURISTIC_RESULT_BYTES, HEURISTIC_RESULT_BYTES);
+        return result.get(INT, RESULT_STATE) == 0 && result.get(LONG, RESULT_WORKSPACE) <= workspaceBytes;
+    }
+
+    /**
+     * The index in {@link #results} of the fastest of the algorithms the heuristic found (from {@code first}, the first
+     * that fits), each launched once then {@value #TIMED_LAUNCHES} times between two events, its best of
+     * {@value #TIMED_ROUNDS} such rounds, on {@code on}'s inputs
+     * and a scratch output (so the call's own output is neither written nor, where it accumulates, added to twice).
+     * {@code first} where the scratch cannot be had or every other candidate fails to launch.
+     */
+    private int fastest(LtGemm g, long desc, long a, long b, long c, int first, Operands on) {
+        int found = count.get(INT, 0);
+        int elementBytes = g.cType() == Cublas.R_32F ? 4 : 2;
+        long outBytes = ((long) g.ldc() * (g.n() - 1) + g.m()) * elementBytes;
+        long biasOffset = (outBytes + 255) & ~255L;
+        boolean gradient = g.epilogue() == EPILOGUE_BGRADA || g.epilogue() == EPILOGUE_BGRADB;
+        long scratchBytes = biasOffset + (gradient ? (long) Math.max(g.m(), g.n()) * elementBytes : 0);
+        if (scratchBytes > TIMING_SCRATCH_LIMIT) {
+            return first;
+        }
+        CudaDriver cu = CudaDriver.get();
+        long scratch;
+        try {
+            scratch = cu.malloc(scratchBytes);
+        } catch (CudaException e) {
+            return first;  // no room to time in: the heuristic's choice
+        }
+        long start = 0;
+        long end = 0;
+        try {
+            start = cu.createEvent();
+            end = cu.createEvent();
+            // accumulating into itself, C is the scratch too; read from elsewhere, C is the call's own
+            long cRead = on.c() == on.d() ? scratch : on.c();
+            long biasArg = gradient ? scratch + biasOffset : on.bias();
+            if (g.epilogue() != EPILOGUE_DEFAULT) {
+                setPointer(desc, DESC_BIAS_POINTER, biasArg, g);
+            }
+            alpha.set(ValueLayout.JAVA_FLOAT, 0, on.alpha());
+            beta.set(ValueLayout.JAVA_FLOAT, 0, on.beta());
+            // each candidate's best of TIMED_ROUNDS rounds, the rounds interleaved: a moment's slowness of the
+            // device (a clock change, another process) does not decide
+            float[] ms = new float[found];
+            Arrays.fill(ms, Float.MAX_VALUE);
+            for (int round = 0; round < TIMED_ROUNDS; round++) {
+                for (int i = first; i < found; i++) {
+                    if (!usable(i) || (round > 0 && ms[i] == Float.MAX_VALUE)) {
+                        continue;  // unusable, or it failed to launch in the first round
+                    }
+                    MemorySegment algo = results.asSlice(i * HEURISTIC_RESULT_BYTES, ALGO_BYTES);
+                    if (launch(desc, on, cRead, scratch, a, b, c, algo) != 0) {
+                        continue;
+                    }
+                    cu.record(start, stream);
+                    for (int t = 0; t < TIMED_LAUNCHES; t++) {
+                        launch(desc, on, cRead, scratch, a, b, c, algo);
+                    }
+                    cu.record(end, stream);
+                    cu.synchronizeEvent(end);
+                    ms[i] = Math.min(ms[i], cu.elapsedMillis(start, end));
+                }
+            }
+            int best = first;
+            for (int i = first; i < found; i++) {
+                if (ms[i] < ms[best]) {
+                    best = i;
+                }
+            }
+            timedPlans++;
+            return best;
+        } finally {
+            cu.destroyEvent(start);
+            cu.destroyEvent(end);
+            cu.synchronize(stream);
+            cu.free(scratch);
+        }
+    }
+
+    /** One {@code cublasLtMatmul} of a plan being built, with the algorithm {@code algo}: its status. */
+    private int launch(long desc, Operands on, long cRead, long d, long a, long b, long c, MemorySegment algo) {
+        try {
+            return (int) l.matmul.invokeExact(live(), desc, alpha, on.a(), a, on.b(), b, beta, cRead, c, d, c, algo,
+                    workspace, workspaceBytes, stream);
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
+        }
+    }
+
+    /**
+     * Has plans built from now on (products of at least {@value #TIMED_MIN_MULTIPLY_ADDS} multiply-adds) take the
+     * algorithm kept in {@code choices} for their product on a device named {@code deviceName}, else the fastest of
+     * the heuristic's answer, timed then and kept there; null: the heuristic's first, untimed (the default). Timing
+     * waits for the device, so nothing is timed while the stream is captured ({@link #capturing(boolean)}).
+     */
+    public CublasLt timing(GemmChoices choices, String deviceName) {
+        this.timing = choices;
+        this.timingPrefix = deviceName.replace('\t', ' ') + "|cublasLt " + version();
+        return this;
+    }
+
+    /** Whether plans choose their algorithm by timing ({@link #timing}). */
+    public boolean timing() {
+        return timing != null;
+    }
+
+    /** Whether the stream is being captured into a graph: plans built meanwhile take the heuristic's first choice. */
+    void capturing(boolean now) {
+        this.capturing = now;
+    }
+
+    /** Plans whose algorithm was chosen by timing so far. */
+    int timedPlans() {
+        return timedPlans;
     }
 
     private String noAlgorithm(int outcome) {

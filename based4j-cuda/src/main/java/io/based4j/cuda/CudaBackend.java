@@ -18,6 +18,7 @@ import java.io.InputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -158,6 +159,9 @@ public final class CudaBackend implements TrainingBackend {
         this.blas = Cublas.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         // one stream: cuBLASLt's products never overlap cuBLAS's, so they share its workspace
         this.lt = CublasLt.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
+        if ("true".equals(System.getProperty(GEMM_TIMING_PROPERTY))) {
+            lt.timing(gemmChoices(), deviceName);
+        }
         this.kernels = new Kernels(cu, module, stream);
         kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR));
         this.train = new TrainKernels(kernels, blas, lt);
@@ -457,6 +461,44 @@ public final class CudaBackend implements TrainingBackend {
     private long growingAlignment;
     /** Regions whose addresses are reserved: released when the backend closes, if not before. */
     private final List<CudaStates.GrowingRegion> growing = new ArrayList<>();
+
+    /**
+     * The system property that decides whether each cuBLASLt product's algorithm is chosen by timing the heuristic's
+     * candidates on its first call: {@code true} for every product, {@code false} for none; unset, the products of
+     * training ({@link #timeProducts}) are timed, those of inference are not (a prompt of a new length would be).
+     */
+    static final String GEMM_TIMING_PROPERTY = "based4j.cuda.gemmTiming";
+    /**
+     * The system property naming the file where timed choices are kept ({@link GemmChoices}; default
+     * {@link GemmChoices#defaultFile()}), or {@code none} to keep them in memory only.
+     */
+    static final String GEMM_CHOICES_PROPERTY = "based4j.cuda.gemmChoices";
+
+    private static GemmChoices gemmChoices() {
+        String file = System.getProperty(GEMM_CHOICES_PROPERTY);
+        if ("none".equals(file)) {
+            return GemmChoices.of(null);
+        }
+        return GemmChoices.of(file == null || file.isBlank() ? GemmChoices.defaultFile() : Path.of(file));
+    }
+
+    /**
+     * Training's products repeat every step: from now on each takes the fastest of the algorithms cuBLASLt's heuristic
+     * offers, timed on its first call (a few milliseconds) and kept in {@link GemmChoices}, so that a resumed run
+     * takes the same ones; unless {@code -Dbased4j.cuda.gemmTiming=false}.
+     */
+    @Override
+    public void timeProducts() {
+        if (!lt.timing() && !"false".equals(System.getProperty(GEMM_TIMING_PROPERTY))) {
+            timeProducts(gemmChoices());
+        }
+    }
+
+    /** {@link #timeProducts()} with the choices kept in {@code choices}, whatever the system properties say. */
+    void timeProducts(GemmChoices choices) {
+        bind();
+        lt.timing(choices, deviceName);
+    }
 
     /** The system property that makes full key/value caches grow ({@code -Dbased4j.cuda.growingCache=true}). */
     static final String GROWING_CACHE_PROPERTY = "based4j.cuda.growingCache";
@@ -2631,6 +2673,7 @@ public final class CudaBackend implements TrainingBackend {
         recording = true;
         capture = step;
         kernels.capturing(true);  // a profile's events around launches would be captured into the graph
+        lt.capturing(true);
         Throwable failed = null;
         try {
             body.run();
@@ -2641,6 +2684,7 @@ public final class CudaBackend implements TrainingBackend {
             recording = false;
             capture = null;
             kernels.capturing(false);
+            lt.capturing(false);
         }
         if (failed != null) {
             try {

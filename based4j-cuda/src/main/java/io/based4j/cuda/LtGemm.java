@@ -57,6 +57,13 @@ record LtGemm(int transA, int transB, int m, int n, int k, int aType, int lda, i
         return address == 0 ? MAX_ALIGNMENT : (int) Math.min(MAX_ALIGNMENT, Long.lowestOneBit(address));
     }
 
+    /** Every field, comma-separated: the product's part of a {@link GemmChoices} key. */
+    String key() {
+        return transA + "," + transB + "," + m + "," + n + "," + k + "," + aType + "," + lda + "," + bType + ","
+                + ldb + "," + cType + "," + ldc + "," + computeType + "," + epilogue + "," + (accumulate ? 1 : 0)
+                + "," + alignA + "," + alignB + "," + alignC + "," + alignBias;
+    }
+
     int aRows() {
         return transA == Cublas.OP_N ? m : k;
     }

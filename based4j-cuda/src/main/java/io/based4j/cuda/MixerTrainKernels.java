@@ -117,7 +117,7 @@ import java.util.function.Consumer;
  *     ({@code cp.async}); {@code S = Q K^T} and {@code O += P V} by {@code mma.sync} m16n8k16 (bf16 in, float32
  *     accumulators), P kept in registers as the A operand; online softmax in base 2; head dims padded with zeros
  *     to 64 or 128</td></tr>
- * <tr><td>attentionRowDot</td><td>one warp per (row, head)</td>
+ * <tr><td>attentionRowDot</td><td>8 lanes per (row, head)</td>
  *     <td>{@code D = dout.out} (float32) into the scratch</td></tr>
  * <tr><td>attentionMmaBackwardQ{64,128}</td><td>as the forward</td>
  *     <td>per key tile {@code S = Q K^T}, {@code dP = dout V^T}, {@code dS = P (dP - D)}, {@code dQ += dS K};
@@ -283,7 +283,10 @@ public final class MixerTrainKernels implements AutoCloseable {
     private long ownedScratch;
     private long ownedScratchBytes;
     private boolean tensorCores = true;
+    /** The fewest (sequence, head) pairs the scan forward takes by default ({@link #scanForward}). */
+    static final int SCAN_FORWARD_MIN_BLOCKS = 128;
     private boolean scan = true;
+    private int scanForwardMinBlocks = SCAN_FORWARD_MIN_BLOCKS;
     private boolean scanBackward = false;
     private boolean roundedStates = true;
 
@@ -562,7 +565,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     private long chunkedForwardScratchBytes(Precision p, int batch, int seqLen, int heads, int featureDim,
                                             int headDim, long... pointers) {
-        return scan(p, featureDim, headDim, pointers) ? 0
+        return scanForward(p, batch, heads, featureDim, headDim, pointers) ? 0
                 : 4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim);
     }
 
@@ -573,7 +576,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     private void chunkedForward(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
                                 int featureDim, int headDim, float eps, int shared, long states) {
-        if (scan(p, featureDim, headDim, q, k, v, out)) {
+        if (scanForward(p, batch, heads, featureDim, headDim, q, k, v, out)) {
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
                     .f32(eps);
             launchScan("linearAttentionMmaScanForward", heads, batch, linearScanSharedBytes(featureDim, headDim,
@@ -765,6 +768,22 @@ public final class MixerTrainKernels implements AutoCloseable {
     static boolean linearRoundedStates(Precision p, int featureDim, int headDim) {
         int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
         return linearTensorCores(p, featureDim, headDim) && (e + 15) / 16 * 16 <= LINEAR_SCAN_MAX_FEATURES;
+    }
+
+    /**
+     * Whether the forward runs on the scan kernel: where it serves ({@link #scan(Precision, int, int, long...)}) and
+     * there are at least {@value #SCAN_FORWARD_MIN_BLOCKS} (sequence, head) pairs, its blocks (unless
+     * {@link #scanForwardMinBlocks(int)} says otherwise). Fewer walk too long a
+     * sequence each with too little of the GPU busy, and the chunk kernels (a block per chunk once the states are
+     * summed) take them (on the H200, based-360m at 2 x 8192 tokens, 32 blocks: the scan forward took 1.14 ms a layer).
+     */
+    private boolean scanForward(Precision p, int batch, int heads, int featureDim, int headDim, long... pointers) {
+        return (long) batch * heads >= scanForwardMinBlocks && scan(p, featureDim, headDim, pointers);
+    }
+
+    /** The fewest (sequence, head) pairs the scan forward takes (the results are the same either way). */
+    void scanForwardMinBlocks(int blocks) {
+        scanForwardMinBlocks = blocks;
     }
 
     private boolean scan(Precision p, int featureDim, int headDim, long... pointers) {
@@ -1283,7 +1302,7 @@ public final class MixerTrainKernels implements AutoCloseable {
                 + rotatedBytes(batch, seqLen, heads, headDim, rotaryDim);
         long cells = rows(batch, seqLen) * heads;
         k.args.reset().ptr(dout).ptr(out).ptr(rowDots).i64(cells).i32(headDim);
-        k.elementwise(k.function("attentionRowDot", Precision.BF16), cells * 32);
+        k.elementwise(k.function("attentionRowDot", Precision.BF16), cells * 8);  // 8 lanes a cell
         long d = (long) heads * headDim;
         int padded = attentionPaddedHeadDim(headDim);
         String[] names = {"attentionMmaBackwardQ", "attentionMmaBackwardKV"};

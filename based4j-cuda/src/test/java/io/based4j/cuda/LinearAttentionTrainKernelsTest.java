@@ -328,6 +328,7 @@ class LinearAttentionTrainKernelsTest {
     void scanKernelsGiveTheChunkKernelsNumbers() {
         SplittableRandom r = new SplittableRandom(SEED);
         try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            mk.scanForwardMinBlocks(1);  // the scan forward for these few (sequence, head) pairs too
             for (int[] c : SCAN_CASES) {
                 Problem pr = Problem.of(r, c);
                 assertTrue(MixerTrainKernels.linearScan(BF16, pr.f, pr.dh), pr.describe("scan kernels"));
@@ -405,6 +406,7 @@ class LinearAttentionTrainKernelsTest {
     void splitHeadsFollowTheReference() {
         SplittableRandom r = new SplittableRandom(SEED);
         try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            mk.scanForwardMinBlocks(1);  // the scan forward where it serves, however few the (sequence, head) pairs
             for (int[] c : SPLIT_CASES) {
                 Problem pr = Problem.of(r, c);
                 assertTrue(MixerTrainKernels.linearHeadSplit(BF16, pr.f, pr.dh, pr.heads) != 0,

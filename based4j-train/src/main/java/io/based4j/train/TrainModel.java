@@ -73,6 +73,7 @@ public final class TrainModel {
         ModelWeights bound = ModelWeights.bind(config, stateDict, source);
         this.config = bound.config();
         this.backend = backend;
+        backend.timeProducts();
         Map<Tensor, Param> byTensor = new IdentityHashMap<>();
         for (ModelWeights.Bound b : bound.named()) {
             WeightSpec w = b.spec();

@@ -1,0 +1,189 @@
+package io.based4j.cuda;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Which of the algorithms cuBLASLt's heuristic offers for a product was the fastest when timed ({@link CublasLt}'s
+ * {@code timing}): kept for the process, so that every handle on the same kind of device takes the same algorithm for
+ * the same product (and a training run's numbers do not depend on which handle ran it), and, where a file is given,
+ * kept in it, so that a run resumed in a later process takes the same algorithms as the run it continues.
+ *
+ * <p>A choice is the index of the algorithm in the heuristic's answer together with the number of algorithms in that
+ * answer, both for one product on one device name and one cuBLASLt version: the heuristic's answer is the same for
+ * the same inputs, so the index names the same algorithm; a choice whose count no longer matches is timed again.
+ *
+ * <p>The file holds one line a choice, {@code key TAB index TAB count}, and is written whole beside itself then moved
+ * over the old one, so that a reader never sees half of it; choices another process wrote meanwhile are kept (the
+ * first choice made for a key stays). A file that cannot be read or written leaves the choices in memory only.
+ * Thread-safe.
+ */
+public final class GemmChoices {
+
+    /** The default file: {@code $XDG_CACHE_HOME/based4j/gemm-choices.tsv}, else {@code ~/.cache/based4j/...}. */
+    public static Path defaultFile() {
+        String xdg = System.getenv("XDG_CACHE_HOME");
+        Path base = xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("user.home"), ".cache");
+        return base.resolve("based4j").resolve("gemm-choices.tsv");
+    }
+
+    /** A chosen algorithm: its index in the heuristic's answer of {@code count} algorithms. */
+    public record Choice(int index, int count) {
+        public Choice {
+            if (index < 0 || index >= count) {
+                throw new IllegalArgumentException("choice " + index + " of " + count + " algorithms");
+            }
+        }
+    }
+
+    private static final Map<Path, GemmChoices> BY_FILE = new HashMap<>();
+    private static final GemmChoices IN_MEMORY = new GemmChoices(null);
+
+    private final Path file;
+    private final Map<String, Choice> choices = new HashMap<>();
+    private boolean loaded;
+    private String problem;
+
+    private GemmChoices(Path file) {
+        this.file = file;
+    }
+
+    /** The choices of this process kept in {@code file} (null: in memory only), one store a file. */
+    public static GemmChoices of(Path file) {
+        if (file == null) {
+            return IN_MEMORY;
+        }
+        synchronized (BY_FILE) {
+            return BY_FILE.computeIfAbsent(file.toAbsolutePath().normalize(), GemmChoices::new);
+        }
+    }
+
+    /** A store of its own for {@code file} (null: in memory only), as another process would have it. */
+    static GemmChoices unshared(Path file) {
+        return new GemmChoices(file);
+    }
+
+    /** The file the choices are kept in, null for none. */
+    public Path file() {
+        return file;
+    }
+
+    /** Why the file could not be read or written the last time that failed, null where it never failed. */
+    public synchronized String problem() {
+        return problem;
+    }
+
+    /** The choice made for {@code key} (by this process or one that wrote the file), null for none. */
+    public synchronized Choice get(String key) {
+        load();
+        return choices.get(key);
+    }
+
+    /**
+     * Keeps {@code choice} for {@code key} unless a choice is kept for it already (then that one), and returns the one
+     * kept; with a file, writes it there.
+     */
+    public synchronized Choice put(String key, Choice choice) {
+        load();
+        Choice kept = choices.putIfAbsent(key, choice);
+        if (kept != null) {
+            return kept;
+        }
+        if (file != null) {
+            save();
+        }
+        return choice;
+    }
+
+    /** Choices kept now. */
+    public synchronized int size() {
+        load();
+        return choices.size();
+    }
+
+    private void load() {
+        if (loaded || file == null) {
+            return;
+        }
+        loaded = true;
+        readInto(choices, false);
+    }
+
+    /** Adds the file's lines to {@code into}; where {@code fileWins}, a key the file holds takes the file's choice. */
+    private void readInto(Map<String, Choice> into, boolean fileWins) {
+        if (!Files.isRegularFile(file)) {
+            return;
+        }
+        List<String> lines;
+        try {
+            lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            problem = "reading " + file + ": " + e.getMessage();
+            return;
+        }
+        for (String line : lines) {
+            Map.Entry<String, Choice> e = parse(line);
+            if (e == null) {
+                continue;  // a line this version does not read: the product is timed again
+            }
+            if (fileWins) {
+                into.put(e.getKey(), e.getValue());
+            } else {
+                into.putIfAbsent(e.getKey(), e.getValue());
+            }
+        }
+    }
+
+    /** One line of the file, null where it is not {@code key TAB index TAB count}. */
+    static Map.Entry<String, Choice> parse(String line) {
+        String[] f = line.split("\t", -1);
+        if (f.length != 3 || f[0].isEmpty()) {
+            return null;
+        }
+        try {
+            return Map.entry(f[0], new Choice(Integer.parseInt(f[1]), Integer.parseInt(f[2])));
+        } catch (IllegalArgumentException e) {
+            return null;
+        }
+    }
+
+    /** Writes every choice (the file's own first: a key another process chose meanwhile keeps that choice). */
+    private void save() {
+        Map<String, Choice> merged = new TreeMap<>(choices);
+        readInto(merged, true);
+        merged.forEach(choices::putIfAbsent);  // this process keeps the choices its plans use
+        List<String> lines = new ArrayList<>(merged.size());
+        merged.forEach((k, c) -> lines.add(k + "\t" + c.index() + "\t" + c.count()));
+        Path tmp = null;
+        try {
+            Files.createDirectories(file.toAbsolutePath().getParent());
+            tmp = Files.createTempFile(file.toAbsolutePath().getParent(), file.getFileName() + ".", ".tmp");
+            Files.write(tmp, lines, StandardCharsets.UTF_8);
+            try {
+                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
+            }
+            tmp = null;
+        } catch (IOException | RuntimeException e) {
+            problem = "writing " + file + ": " + e.getMessage();
+        } finally {
+            if (tmp != null) {
+                try {
+                    Files.deleteIfExists(tmp);
+                } catch (IOException ignored) {
+                    // the temporary file is ours; nothing else to undo
+                }
+            }
+        }
+    }
+}
