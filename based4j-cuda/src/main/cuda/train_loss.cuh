@@ -69,6 +69,9 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, const float (&v)[4]) {
  * The rows of logits of type L (float32, or bf16 as a bf16 product leaves them), the gradient in A; grad may be the
  * logits themselves (bf16): each value is read by the thread that writes it, after the whole row has been read.
  */
+/** log2(e): exp(x) = exp2(x log2(e)). */
+#define CE_LOG2E 1.4426950408889634f
+
 template <typename L, typename A>
 __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* stats, A* grad, int n, int vocab,
                                    int ld, float scale) {
@@ -106,24 +109,22 @@ __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* 
             softmaxAdd(m, s, best, bestIdx, v.w, 4 * q + 3);
         }
         if constexpr (narrow) {
+            // the running max is the argmax's value: one rescale of the sum an eight where it grew, then eight
+            // exponentials, each a fused multiply-add and a base-2 exponential (bf16 logits are far coarser)
 #pragma unroll 2
             for (int q = threadIdx.x; q < octs; q += blockDim.x) {
                 float v[8];
                 load8(z + 8 * q, v);
-                // the eight's max first: one rescale of the running sum, then eight exponentials of it
-                float m8 = v[0];
 #pragma unroll
-                for (int e = 0; e < 8; e++) {
-                    argmaxMerge(best, bestIdx, v[e], 8 * q + e);
-                    m8 = fmaxf(m8, v[e]);
+                for (int e = 0; e < 8; e++) argmaxMerge(best, bestIdx, v[e], 8 * q + e);
+                if (best == -CUDART_INF_F) continue;  // nothing to add (and no -inf - -inf)
+                if (best > m) {
+                    s = m == -CUDART_INF_F ? 0.0f : s * exp2f((m - best) * CE_LOG2E);
+                    m = best;
                 }
-                if (m8 == -CUDART_INF_F) continue;  // nothing to add (and no -inf - -inf)
-                if (m8 > m) {
-                    s = m == -CUDART_INF_F ? 0.0f : s * expf(m - m8);
-                    m = m8;
-                }
+                const float mL = m * CE_LOG2E;
 #pragma unroll
-                for (int e = 0; e < 8; e++) s += expf(v[e] - m);
+                for (int e = 0; e < 8; e++) s += exp2f(fmaf(v[e], CE_LOG2E, -mL));
             }
         }
         for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) softmaxAdd(m, s, best, bestIdx, toF(z[j]), j);
@@ -163,12 +164,13 @@ __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* 
                 store4(g + 4 * q, o);
             }
             if constexpr (narrow) {
+                const float mL = st.x * CE_LOG2E;
 #pragma unroll 2
                 for (int q = threadIdx.x; q < octs; q += blockDim.x) {
                     float v[8];
                     load8(z + 8 * q, v);
 #pragma unroll
-                    for (int e = 0; e < 8; e++) v[e] = expf(v[e] - st.x) * f;
+                    for (int e = 0; e < 8; e++) v[e] = exp2f(fmaf(v[e], CE_LOG2E, -mL)) * f;
                     if ((t >> 3) == q) v[t & 7] -= scale;
                     store8(g + 8 * q, v);
                 }
