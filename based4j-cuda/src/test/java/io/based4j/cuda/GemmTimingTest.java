@@ -84,39 +84,49 @@ class GemmTimingTest {
     }
 
     private static void checkAgainstReference(Inputs in, float[][] got) {
-        double[] wantDw = new double[M * K];
-        double[] magDw = new double[M * K];
-        for (int j = 0; j < M; j++) {
-            for (int i = 0; i < K; i++) {
-                double s = in.dw0()[j * K + i];
-                double a = Math.abs(s);
-                for (int row = 0; row < N; row++) {
-                    double p = (double) in.dout()[row * M + j] * in.x()[row * K + i];
-                    s += p;
-                    a += Math.abs(p);
-                }
-                wantDw[j * K + i] = s;
-                magDw[j * K + i] = a;
-            }
-        }
-        double[] wantOut = new double[N * M];
-        double[] magOut = new double[N * M];
-        for (int row = 0; row < N; row++) {
-            for (int j = 0; j < M; j++) {
-                double s = in.r()[row * M + j];
-                double a = Math.abs(s);
-                for (int i = 0; i < K; i++) {
-                    double p = (double) in.x()[row * K + i] * in.w()[j * K + i];
-                    s += p;
-                    a += Math.abs(p);
-                }
-                wantOut[row * M + j] = s;
-                magOut[row * M + j] = a;
-            }
-        }
-        // a float32 sum of K products and one addend, tensor cores truncating: 2 (K + 2) u of the magnitude
+        double[][] dw = reference(in.dw0(), transposed(in.dout(), N, M), transposed(in.x(), N, K), M, K, N);
+        double[][] out = reference(in.r(), in.x(), in.w(), N, M, K);
+        double[] wantDw = dw[0];
+        double[] magDw = dw[1];
+        double[] wantOut = out[0];
+        double[] magOut = out[1];
+        // a float32 sum of n products and one addend, tensor cores truncating: 2 (n + 2) u of the magnitude
         Near.within("dw += dout^T x (timed)", wantDw, got[0], scaled(magDw, 2 * (N + 2) * U));
         Near.within("x w^T + r (timed)", wantOut, got[1], scaled(magOut, 2 * (K + 2) * U));
+    }
+
+    /**
+     * {@code c0 + p q^T} in float64 (p [rows, inner], q [cols, inner], row-major) and the same over absolute values
+     * (the magnitude the allowance scales with).
+     */
+    private static double[][] reference(float[] c0, float[] p, float[] q, int rows, int cols, int inner) {
+        double[] want = new double[rows * cols];
+        double[] mag = new double[rows * cols];
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                double s = c0[r * cols + c];
+                double a = Math.abs(s);
+                for (int t = 0; t < inner; t++) {
+                    double term = (double) p[r * inner + t] * q[c * inner + t];
+                    s += term;
+                    a += Math.abs(term);
+                }
+                want[r * cols + c] = s;
+                mag[r * cols + c] = a;
+            }
+        }
+        return new double[][] {want, mag};
+    }
+
+    /** v [rows, cols] transposed to [cols, rows]. */
+    private static float[] transposed(float[] v, int rows, int cols) {
+        float[] t = new float[v.length];
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                t[c * rows + r] = v[r * cols + c];
+            }
+        }
+        return t;
     }
 
     private static double[] scaled(double[] v, double f) {
