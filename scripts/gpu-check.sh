@@ -55,7 +55,8 @@ fi
 echo "== GPU tests (report: $REPORTS)"
 # shellcheck disable=SC2086
 # -Dbased4j.requireGpu turns a skipped GPU test into a failure: on a GPU host a skip means a broken setup
-"$JAVA" "${JVM_ARGS[@]}" -Dbased4j.requireGpu=true ${JAVA_OPTS:-} -jar "$CONSOLE" execute \
+# the tests' timed product choices stay in memory (not in the user's cache)
+"$JAVA" "${JVM_ARGS[@]}" -Dbased4j.requireGpu=true -Dbased4j.cuda.gemmChoices=none ${JAVA_OPTS:-} -jar "$CONSOLE" execute \
     --class-path "$CLASS_PATH" \
     --select-package io.based4j \
     --include-tag gpu \

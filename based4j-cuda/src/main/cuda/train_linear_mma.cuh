@@ -801,6 +801,52 @@ __device__ __forceinline__ void lmmAddRows(const float* dx, const LmmDims& d, co
 // ------------------------------------------------------------------------------------------------ kernels
 
 /**
+ * Where the states kernel of a prompt's forward also leaves each sequence's whole state, for the decode that follows
+ * (kv null: nowhere): S [slot][realH][E][realDh] and z [slot][realH][E] in float32, the layout of the recurrent
+ * kernels' state, slot slots[sequence]. The kernel's heads may be virtual heads of split columns each (head
+ * h / split, columns (h % split) dh ..); z, the same in every part of a head, is written by part 0.
+ */
+struct LmmFinal {
+    float* kv = nullptr;
+    float* z = nullptr;
+    const int* slots = nullptr;
+    int realH = 0;
+    int split = 1;
+};
+
+/**
+ * A states block's accumulators (features fa and fa + 8 of the lane, value columns 8 j + 2 (l % 4) and the next, the
+ * normaliser at column dh) into the sequence's whole state (LmmFinal).
+ */
+template <int NT>
+__device__ __forceinline__ void lmmWriteFinal(const LmmFinal& fin, const float (&acc)[NT][4], const LmmDims& d, int fa,
+                                              int l, int seq, int head) {
+    const int realHead = head / fin.split;
+    const int part = head - realHead * fin.split;
+    const int realDh = d.dh * fin.split;
+    const i64 base = (i64)fin.slots[seq] * fin.realH + realHead;
+    float* S = fin.kv + base * d.E * (i64)realDh + (i64)part * d.dh;
+    float* z = fin.z + base * d.E;
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        if (j < d.nt) {
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int a = fa + (u >> 1) * 8;
+                const int col = 8 * j + 2 * (l & 3) + (u & 1);
+                if (a < d.E) {
+                    if (col < d.dh) {
+                        S[(i64)a * realDh + col] = acc[j][u];
+                    } else if (col == d.dh && part == 0) {
+                        z[a] = acc[j][u];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/**
  * The chunk states, one block per (64 features, head, sequence) walking the chunks (reverse: from the last): before
  * each chunk its exclusive sum is written (except before the first, whose sum is zero and never read), then the
  * chunk's phi(X)^T R is added (except the last's, never needed). x: q or k; r: v (ones = 1: column dh of R is 1) or
@@ -810,7 +856,7 @@ __device__ __forceinline__ void lmmAddRows(const float* dx, const LmmDims& d, co
 template <int NT, bool ROUNDED>
 __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16* r, i64 rStride, int rHead,
                                               int rWidth, int ones, void* states, int L, int H, int f, int dh,
-                                              int reverse) {
+                                              int reverse, const LmmFinal& fin = LmmFinal{}) {
     extern __shared__ __align__(16) unsigned char lmmShared[];
     const LmmDims d = lmmDims(f, dh);
     lmm_bf16* xb = reinterpret_cast<lmm_bf16*>(lmmShared);  // [2][64][ldX]
@@ -881,7 +927,21 @@ __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16*
                 }
             }
         }
-        if (it == nC - 1) break;
+        if (it == nC - 1) {
+            if (fin.kv != nullptr) {
+                // the last chunk too (its data was not needed for the prefixes), then the whole state
+                issue(it);
+                lmmWait<0>();
+                __syncthreads();
+                if (active) {
+                    const lmm_bf16* xs = xb + (it & 1) * 64 * d.ldX;
+                    const lmm_bf16* rs = rb + (it & 1) * 64 * d.ldV;
+                    lmmPhiTransposedTimes<NT>(d, xs, rs, l, ia, ja, ca, ib, jb, cb, acc);
+                    lmmWriteFinal<NT>(fin, acc, d, fa, l, (int)blockIdx.z, head);
+                }
+            }
+            break;
+        }
         if (it + 1 < nC - 1) {
             issue(it + 1);
             lmmWait<1>();
@@ -1273,6 +1333,19 @@ __device__ __forceinline__ void lmmRoundedBackwardKVBody(const lmm_bf16* q, cons
                                               int ones, float* states, int L, int H, int f, int dh, int reverse) { \
         b4jPdlWait();                                                                                              \
         b4j::lmmStatesBody<NT, false>(x, r, rStride, rHead, rWidth, ones, states, L, H, f, dh, reverse);           \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
+        linearAttentionMmaStatesFinal##HEAD##_bf16(const A* x, const A* r, long long rStride, int rHead, int rWidth,\
+                                                   float* states, int L, int H, int f, int dh, float* finalKv,     \
+                                                   float* finalZ, const int* slots, int realH, int split) {        \
+        b4jPdlWait();                                                                                              \
+        b4j::LmmFinal fin;                                                                                         \
+        fin.kv = finalKv;                                                                                          \
+        fin.z = finalZ;                                                                                            \
+        fin.slots = slots;                                                                                         \
+        fin.realH = realH;                                                                                         \
+        fin.split = split;                                                                                         \
+        b4j::lmmStatesBody<NT, false>(x, r, rStride, rHead, rWidth, 1, states, L, H, f, dh, 0, fin);              \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaRoundedStates##HEAD##_bf16(const A* x, const A* r, long long rStride, int rHead,         \

@@ -36,7 +36,8 @@ __device__ __forceinline__ void softmaxMerge(float& m, float& s, float m2, float
 
 /**
  * Whole rows at once (the rows-chunked scheme: logits [n, vocab] float32, row stride ld): one block of 512 threads
- * per row, rows grid-strided. One pass reads the row once (4 logits a load where the rows are 16-byte aligned) into a
+ * per row, rows grid-strided. One pass reads the row once (4 logits a load where the rows are 16-byte aligned, 8 where bf16 logits
+ * become a bf16 gradient) into a
  * running max, sum of exponentials (rescaled at each new max, as an online softmax) and argmax per thread, merged over the block in a fixed order; thread 0 writes the
  * row's state (stats as in crossEntropyChunkStats_f32, complete). Where grad is not null a second pass writes
  * scale * (exp(z - M) / S - onehot) in A (zeros on ignored rows). Ignored rows' states are not written. Deterministic.
@@ -65,13 +66,13 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, const float (&v)[4]) {
     *reinterpret_cast<uint2*>(p) = bits;
 }
 
+/** log2(e): exp(x) = exp2(x log2(e)). */
+#define CE_LOG2E 1.4426950408889634f
+
 /**
  * The rows of logits of type L (float32, or bf16 as a bf16 product leaves them), the gradient in A; grad may be the
  * logits themselves (bf16): each value is read by the thread that writes it, after the whole row has been read.
  */
-/** log2(e): exp(x) = exp2(x log2(e)). */
-#define CE_LOG2E 1.4426950408889634f
-
 template <typename L, typename A>
 __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* stats, A* grad, int n, int vocab,
                                    int ld, float scale) {
@@ -117,7 +118,14 @@ __device__ void crossEntropyRowsOf(const L* logits, const int* targets, float4* 
                 load8(z + 8 * q, v);
 #pragma unroll
                 for (int e = 0; e < 8; e++) argmaxMerge(best, bestIdx, v[e], 8 * q + e);
-                if (best == -CUDART_INF_F) continue;  // nothing to add (and no -inf - -inf)
+                if (best == -CUDART_INF_F) {
+                    // nothing to add (and no -inf - -inf), unless a NaN, which the argmax passes over, is there
+#pragma unroll
+                    for (int e = 0; e < 8; e++) {
+                        if (v[e] != -CUDART_INF_F) s = CUDART_NAN_F;
+                    }
+                    continue;
+                }
                 if (best > m) {
                     s = m == -CUDART_INF_F ? 0.0f : s * exp2f((m - best) * CE_LOG2E);
                     m = best;

@@ -377,10 +377,14 @@ public final class CublasLt implements AutoCloseable {
             return first;
         }
         int best = fastest(g, desc, a, b, c, first, on);
+        if (best < 0) {
+            return first;  // not timed (no room for the scratch output): nothing to keep
+        }
         if (known != null && known.count() == found) {
             return best;  // the kept choice does not fit this handle's workspace
         }
-        GemmChoices.Choice kept = timing.put(key, new GemmChoices.Choice(best, found));
+        // a choice made for another answer of the heuristic (another count) is replaced
+        GemmChoices.Choice kept = timing.put(key, new GemmChoices.Choice(best, found), known != null);
         return kept.count() == found && usable(kept.index()) ? kept.index() : best;
     }
 
@@ -395,7 +399,7 @@ public final class CublasLt implements AutoCloseable {
      * that fits), each launched once then {@value #TIMED_LAUNCHES} times between two events, its best of
      * {@value #TIMED_ROUNDS} such rounds, on {@code on}'s inputs
      * and a scratch output (so the call's own output is neither written nor, where it accumulates, added to twice).
-     * {@code first} where the scratch cannot be had or every other candidate fails to launch.
+     * {@code first} where every other candidate fails to launch; -1 where the scratch cannot be had (nothing timed).
      */
     private int fastest(LtGemm g, long desc, long a, long b, long c, int first, Operands on) {
         int found = count.get(INT, 0);
@@ -405,14 +409,14 @@ public final class CublasLt implements AutoCloseable {
         boolean gradient = g.epilogue() == EPILOGUE_BGRADA || g.epilogue() == EPILOGUE_BGRADB;
         long scratchBytes = biasOffset + (gradient ? (long) Math.max(g.m(), g.n()) * elementBytes : 0);
         if (scratchBytes > TIMING_SCRATCH_LIMIT) {
-            return first;
+            return -1;
         }
         CudaDriver cu = CudaDriver.get();
         long scratch;
         try {
             scratch = cu.malloc(scratchBytes);
         } catch (CudaException e) {
-            return first;  // no room to time in: the heuristic's choice
+            return -1;  // no room to time in
         }
         long start = 0;
         long end = 0;
@@ -458,10 +462,17 @@ public final class CublasLt implements AutoCloseable {
             timedPlans++;
             return best;
         } finally {
-            cu.destroyEvent(start);
-            cu.destroyEvent(end);
-            cu.synchronize(stream);
-            cu.free(scratch);
+            // the scratch is freed whatever else fails (after the stream is done with it)
+            try {
+                try {
+                    cu.destroyEvent(start);
+                    cu.destroyEvent(end);
+                } finally {
+                    cu.synchronize(stream);
+                }
+            } finally {
+                cu.free(scratch);
+            }
         }
     }
 
@@ -483,7 +494,8 @@ public final class CublasLt implements AutoCloseable {
      */
     public CublasLt timing(GemmChoices choices, String deviceName) {
         this.timing = choices;
-        this.timingPrefix = deviceName.replace('\t', ' ') + "|cublasLt " + version();
+        // what the heuristic's answer depends on besides the product: the device, the library, the workspace
+        this.timingPrefix = deviceName.replace('\t', ' ') + "|cublasLt " + version() + "|workspace " + workspaceBytes;
         return this;
     }
 

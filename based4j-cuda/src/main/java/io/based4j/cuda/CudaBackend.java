@@ -465,8 +465,9 @@ public final class CudaBackend implements TrainingBackend {
 
     /**
      * The system property that decides whether each cuBLASLt product's algorithm is chosen by timing the heuristic's
-     * candidates on its first call: {@code true} for every product, {@code false} for none; unset, the products of
-     * training ({@link #timeProducts}) are timed, those of inference are not (a prompt of a new length would be).
+     * candidates on its first call: {@code true} for every product, {@code false} for none; unset, the products of a
+     * backend that trains ({@link #timeProducts}: all its products from then on, its validation's too) are timed,
+     * those of a backend that only infers are not (a prompt of a new length would be).
      */
     static final String GEMM_TIMING_PROPERTY = "based4j.cuda.gemmTiming";
     /**
@@ -1190,7 +1191,7 @@ public final class CudaBackend implements TrainingBackend {
             long rowIn = 2L * inner * precision.bytes();
             long rowOut = (long) inner * precision.bytes();
             long conv = scratch.slot(2, (long) t * rowOut);
-            runsOfOneLength(batch, (row, sequences, len) -> mixers.baseConvForward(precision, in.ptr + row * rowIn, w,
+            runsOfOneLength(batch, (row, first, sequences, len) -> mixers.baseConvForward(precision, in.ptr + row * rowIn, w,
                     conv + row * rowOut, o.ptr + row * rowOut, sequences, len, inner, cfg.kernel()));
         } else if (oneTokenEach(batch)) {
             // a decode step: the output and the history's shift in one pass
@@ -1225,14 +1226,27 @@ public final class CudaBackend implements TrainingBackend {
         check("linearAttention output", o, t, d, precision);
         if (precision == Precision.BF16 && freshPrompts(batch)) {
             // the outputs from the chunked tensor-core kernels of training, per run of sequences of one length; the
-            // state the decode goes on from, as the recurrent kernels leave it
+            // state the decode goes on from, from their chunk states, else as the recurrent kernels leave it
             long qkRow = (long) qk * precision.bytes();
             long vRow = (long) d * precision.bytes();
-            runsOfOneLength(batch, (row, sequences, len) -> mixers.linearAttentionForward(precision,
+            int h = cfg.numHeads();
+            int f = cfg.featureDim();
+            int dh = cfg.headDim();
+            // on the tensor-core chunk kernels the states kernel also leaves each sequence's whole state, in every run
+            // or in none (the state kernel below adds to what it finds)
+            boolean[] leaves = {true};
+            runsOfOneLength(batch, (row, first, sequences, len) -> leaves[0] &= mixers.leavesFinalState(precision,
+                    qb.ptr + row * qkRow, kb.ptr + row * qkRow, vb.ptr + row * vRow, o.ptr + row * vRow, sequences, h,
+                    f, dh));
+            long lay = layout(batch);
+            runsOfOneLength(batch, (row, first, sequences, len) -> mixers.linearAttentionForward(precision,
                     qb.ptr + row * qkRow, kb.ptr + row * qkRow, vb.ptr + row * vRow, o.ptr + row * vRow, sequences,
-                    len, cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps()));
-            kernels.linearAttentionState(precision, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), t, batch.size(),
-                    cfg.numHeads(), cfg.featureDim(), cfg.headDim());
+                    len, h, f, dh, (float) cfg.eps(), leaves[0]
+                            ? new MixerTrainKernels.FinalState(st.kv(), st.k(), lay + 4L * first) : null));
+            if (!leaves[0]) {
+                kernels.linearAttentionState(precision, kb.ptr, vb.ptr, st.kv(), st.k(), lay, t, batch.size(), h, f,
+                        dh);
+            }
             return;
         }
         if (oneTokenEach(batch) && Kernels.linearDecodeFits(cfg.featureDim(), cfg.headDim())) {
@@ -1335,15 +1349,16 @@ public final class CudaBackend implements TrainingBackend {
         long qkvRow = 3L * cfg.dModel() * precision.bytes();
         long outRow = (long) cfg.dModel() * precision.bytes();
         long lse = scratch.slot(2, 4L * batch.totalTokens() * cfg.numHeads());
-        runsOfOneLength(batch, (row, sequences, len) -> mixers.attentionForward(precision, qkv.ptr + row * qkvRow,
+        runsOfOneLength(batch, (row, first, sequences, len) -> mixers.attentionForward(precision, qkv.ptr + row * qkvRow,
                 out.ptr + row * outRow, lse, sequences, len, cfg.numHeads(), cfg.headDim(), cfg.window(),
                 cfg.rotaryDim(), cfg.rotaryBase(), (float) cfg.softmaxScale()));
     }
 
-    /** A run of consecutive sequences of one length in a call: its first row, how many, their length. */
+    /** A run of consecutive sequences of one length in a call. */
     @FunctionalInterface
     private interface LengthRun {
-        void accept(long row, int sequences, int length);
+        /** The run's first token row, the index of its first sequence in the call, its sequences and their length. */
+        void accept(long row, int first, int sequences, int length);
     }
 
     /** {@code run} of each run of consecutive sequences of one length (not 0) in the call, whose rows lie together. */
@@ -1355,7 +1370,7 @@ public final class CudaBackend implements TrainingBackend {
                 j++;
             }
             if (len > 0) {
-                run.accept(batch.offset(i), j - i, len);
+                run.accept(batch.offset(i), i, j - i, len);
             }
             i = j;
         }

@@ -1,11 +1,16 @@
 package io.based4j.cuda;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -23,9 +28,10 @@ import java.util.TreeMap;
  * the same inputs, so the index names the same algorithm; a choice whose count no longer matches is timed again.
  *
  * <p>The file holds one line a choice, {@code key TAB index TAB count}, and is written whole beside itself then moved
- * over the old one, so that a reader never sees half of it; choices another process wrote meanwhile are kept (the
- * first choice made for a key stays). A file that cannot be read or written leaves the choices in memory only.
- * Thread-safe.
+ * over the old one, so that a reader never sees half of it, under a lock on {@code FILE.lock} beside it, so that two
+ * processes never lose each other's choices; a choice another process made for the same product is taken (the first
+ * choice made for a key stays). A file that cannot be read is not written over; one that cannot be written leaves
+ * the choices in memory only ({@link #problem} says why). Thread-safe.
  */
 public final class GemmChoices {
 
@@ -89,18 +95,40 @@ public final class GemmChoices {
     }
 
     /**
-     * Keeps {@code choice} for {@code key} unless a choice is kept for it already (then that one), and returns the one
-     * kept; with a file, writes it there.
+     * Keeps {@code choice} for {@code key} unless a choice is kept for it already, here or in the file (then that one),
+     * and returns the one kept; with a file, writes it there. {@code replace}: the choice replaces one kept before (a
+     * choice made for another answer of the heuristic).
      */
-    public synchronized Choice put(String key, Choice choice) {
+    public synchronized Choice put(String key, Choice choice, boolean replace) {
         load();
-        Choice kept = choices.putIfAbsent(key, choice);
-        if (kept != null) {
+        if (file == null) {
+            return replace ? putReplacing(key, choice) : keep(key, choice);
+        }
+        try (Locked ignored = lock()) {
+            boolean read = readInto(choices, false);  // what other processes chose meanwhile
+            Choice kept = replace ? putReplacing(key, choice) : keep(key, choice);
+            if (read) {
+                save(replace ? key : null);
+            }
             return kept;
+        } catch (IOException e) {
+            problem = "locking " + file + ": " + e.getMessage();
+            return replace ? putReplacing(key, choice) : keep(key, choice);
         }
-        if (file != null) {
-            save();
-        }
+    }
+
+    /** {@link #put(String, Choice, boolean)} keeping a choice made before. */
+    public Choice put(String key, Choice choice) {
+        return put(key, choice, false);
+    }
+
+    private Choice keep(String key, Choice choice) {
+        Choice kept = choices.putIfAbsent(key, choice);
+        return kept != null ? kept : choice;
+    }
+
+    private Choice putReplacing(String key, Choice choice) {
+        choices.put(key, choice);
         return choice;
     }
 
@@ -118,17 +146,20 @@ public final class GemmChoices {
         readInto(choices, false);
     }
 
-    /** Adds the file's lines to {@code into}; where {@code fileWins}, a key the file holds takes the file's choice. */
-    private void readInto(Map<String, Choice> into, boolean fileWins) {
-        if (!Files.isRegularFile(file)) {
-            return;
+    /**
+     * Adds the file's lines to {@code into}; where {@code fileWins}, a key the file holds takes the file's choice.
+     * False where the file exists but could not be read (then it must not be written over).
+     */
+    private boolean readInto(Map<String, Choice> into, boolean fileWins) {
+        if (!Files.exists(file)) {
+            return true;
         }
         List<String> lines;
         try {
             lines = Files.readAllLines(file, StandardCharsets.UTF_8);
-        } catch (IOException e) {
+        } catch (IOException | UncheckedIOException e) {
             problem = "reading " + file + ": " + e.getMessage();
-            return;
+            return false;
         }
         for (String line : lines) {
             Map.Entry<String, Choice> e = parse(line);
@@ -141,6 +172,34 @@ public final class GemmChoices {
                 into.putIfAbsent(e.getKey(), e.getValue());
             }
         }
+        return true;
+    }
+
+    /** A lock on {@code FILE.lock} beside the file, held while it is read, merged and written: one writer at a time. */
+    private Locked lock() throws IOException {
+        Path dir = file.toAbsolutePath().getParent();
+        Files.createDirectories(dir);
+        FileChannel channel = FileChannel.open(dir.resolve(file.getFileName() + ".lock"), StandardOpenOption.CREATE,
+                StandardOpenOption.WRITE);
+        try {
+            FileLock lock = channel.lock();
+            return () -> {
+                try {
+                    lock.release();
+                } finally {
+                    channel.close();
+                }
+            };
+        } catch (IOException | RuntimeException e) {
+            channel.close();
+            throw e;
+        }
+    }
+
+    /** A held lock. */
+    private interface Locked extends AutoCloseable {
+        @Override
+        void close() throws IOException;
     }
 
     /** One line of the file, null where it is not {@code key TAB index TAB count}. */
@@ -156,10 +215,16 @@ public final class GemmChoices {
         }
     }
 
-    /** Writes every choice (the file's own first: a key another process chose meanwhile keeps that choice). */
-    private void save() {
+    /**
+     * Writes every choice, the file's own first (a key another process chose meanwhile keeps that choice), except
+     * {@code replaced}, whose choice is this process's (null for none). Called with the lock held.
+     */
+    private void save(String replaced) {
         Map<String, Choice> merged = new TreeMap<>(choices);
         readInto(merged, true);
+        if (replaced != null) {
+            merged.put(replaced, choices.get(replaced));
+        }
         merged.forEach(choices::putIfAbsent);  // this process keeps the choices its plans use
         List<String> lines = new ArrayList<>(merged.size());
         merged.forEach((k, c) -> lines.add(k + "\t" + c.index() + "\t" + c.count()));
@@ -168,6 +233,11 @@ public final class GemmChoices {
             Files.createDirectories(file.toAbsolutePath().getParent());
             tmp = Files.createTempFile(file.toAbsolutePath().getParent(), file.getFileName() + ".", ".tmp");
             Files.write(tmp, lines, StandardCharsets.UTF_8);
+            try {
+                Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-r--r--"));
+            } catch (UnsupportedOperationException e) {
+                // not a POSIX file system: the default permissions
+            }
             try {
                 Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             } catch (AtomicMoveNotSupportedException e) {

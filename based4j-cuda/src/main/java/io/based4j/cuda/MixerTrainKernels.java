@@ -546,13 +546,35 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     public void linearAttentionForward(Precision p, long q, long k, long v, long out, int batch, int seqLen,
                                        int heads, int featureDim, int headDim, float eps) {
+        linearAttentionForward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, null);
+    }
+
+    /**
+     * Where a prompt's forward also leaves each sequence's whole state for the decode that follows
+     * ({@code LmmFinal} in train_linear_mma.cuh): S {@code [slot][heads][E][dh]} at kv and z {@code [slot][heads][E]}
+     * at z, float32, the recurrent kernels' layout, sequence i's slot the int at {@code slots + 4 i}. Its values are
+     * the chunk states' sums (phi rounded to bf16 as the tensor-core products take it), not the recurrent kernels'
+     * bit for bit.
+     */
+    record FinalState(long kv, long z, long slots) {
+    }
+
+    /**
+     * {@link #linearAttentionForward} that also writes the sequences' whole states where {@code fin} is given; only
+     * where {@link #leavesFinalState} holds for the same arguments.
+     */
+    void linearAttentionForward(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
+                                int featureDim, int headDim, float eps, FinalState fin) {
         int shared = linearLaunchCheck("linearAttentionForward", batch, seqLen, heads, featureDim, headDim, eps);
+        if (fin != null && !leavesFinalState(p, q, k, v, out, batch, heads, featureDim, headDim)) {
+            throw new IllegalStateException("linearAttentionForward: this forward does not leave the final state");
+        }
         if (rows(batch, seqLen) == 0) {
             return;
         }
         int split = headSplit(p, featureDim, headDim, heads, v, out);
         if (split != 0) {
-            splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split);
+            splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split, fin);
             return;
         }
         if (headDim > LINEAR_MAX_HEAD_DIM) {
@@ -561,7 +583,24 @@ public final class MixerTrainKernels implements AutoCloseable {
         }
         long bytes = chunkedForwardScratchBytes(p, batch, seqLen, heads, featureDim, headDim, q, k, v, out);
         chunkedForward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, shared,
-                bytes == 0 ? 0 : ownedScratch(bytes));
+                bytes == 0 ? 0 : ownedScratch(bytes), fin, heads, 1);
+    }
+
+    /**
+     * Whether {@link #linearAttentionForward} with a {@link FinalState} serves these arguments: where it runs on the
+     * tensor-core chunk kernels (directly or on split heads), whose states kernel then goes on through the last chunk
+     * and writes each sequence's whole state; not on the scan, the CUDA-core or the recurrent kernels.
+     */
+    boolean leavesFinalState(Precision p, long q, long k, long v, long out, int batch, int heads, int featureDim,
+                             int headDim) {
+        int split = headSplit(p, featureDim, headDim, heads, v, out);
+        if (split != 0) {
+            // the repeated q and k are in the owned scratch (aligned): v and out decide, as in splitForward
+            return !scanForward(Precision.BF16, batch, heads * split, featureDim, headDim / split, v, out)
+                    && mma(Precision.BF16, featureDim, headDim / split, v, out);
+        }
+        return headDim <= LINEAR_MAX_HEAD_DIM && !scanForward(p, batch, heads, featureDim, headDim, q, k, v, out)
+                && mma(p, featureDim, headDim, q, k, v, out);
     }
 
     /**
@@ -580,7 +619,8 @@ public final class MixerTrainKernels implements AutoCloseable {
      * ({@link #chunkedForwardScratchBytes}).
      */
     private void chunkedForward(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
-                                int featureDim, int headDim, float eps, int shared, long states) {
+                                int featureDim, int headDim, float eps, int shared, long states, FinalState fin,
+                                int realHeads, int split) {
         if (scanForward(p, batch, heads, featureDim, headDim, q, k, v, out)) {
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
                     .f32(eps);
@@ -589,8 +629,17 @@ public final class MixerTrainKernels implements AutoCloseable {
             return;
         }
         if (mma(p, featureDim, headDim, q, k, v, out, states)) {
-            linearMmaStates("linearAttentionMmaStates", k, v, (long) heads * headDim, headDim, headDim, true, states,
-                    batch, seqLen, heads, featureDim, headDim);
+            if (fin != null) {
+                int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+                this.k.args.reset().ptr(k).ptr(v).i64((long) heads * headDim).i32(headDim).i32(headDim).ptr(states)
+                        .i32(seqLen).i32(heads).i32(featureDim).i32(headDim).ptr(fin.kv()).ptr(fin.z())
+                        .ptr(fin.slots()).i32(realHeads).i32(split);
+                launchMma("linearAttentionMmaStatesFinal", headDim, (e + LINEAR_MMA_SLAB - 1) / LINEAR_MMA_SLAB,
+                        heads, batch, linearMmaStatesSharedBytes(featureDim, headDim));
+            } else {
+                linearMmaStates("linearAttentionMmaStates", k, v, (long) heads * headDim, headDim, headDim, true,
+                        states, batch, seqLen, heads, featureDim, headDim);
+            }
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(states).ptr(out).i32(seqLen).i32(heads).i32(featureDim)
                     .i32(headDim).f32(eps);
             launchMma("linearAttentionMmaForward", headDim, linearChunks(seqLen), heads, batch,
@@ -1013,7 +1062,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      * and k and over v and out as they are.
      */
     private void splitForward(long q, long k, long v, long out, int batch, int seqLen, int heads, int featureDim,
-                              int headDim, float eps, int split) {
+                              int headDim, float eps, int split, FinalState fin) {
         int virtualHeads = heads * split;
         int virtualDim = headDim / split;
         long n = rows(batch, seqLen);
@@ -1025,7 +1074,7 @@ public final class MixerTrainKernels implements AutoCloseable {
         long kk = qq + part;
         repeatHeads(q, k, qq, kk, 0, 0, n, heads, split, featureDim);
         chunkedForward(Precision.BF16, qq, kk, v, out, batch, seqLen, virtualHeads, featureDim, virtualDim, eps,
-                linearSharedBytes(featureDim, virtualDim), kk + part);
+                linearSharedBytes(featureDim, virtualDim), kk + part, fin, heads, split);
     }
 
     /**

@@ -1,5 +1,6 @@
 package io.based4j.cuda;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -43,7 +44,9 @@ class GemmChoicesTest {
         assertEquals(List.of("a\t2\t8", "b\t0\t3"), Files.readAllLines(file));
         assertNull(c.problem());
         try (var listing = Files.list(file.getParent())) {
-            assertEquals(1, listing.count(), "no temporary file is left beside the choices");
+            assertEquals(List.of("choices.tsv", "choices.tsv.lock"),
+                    listing.map(f -> f.getFileName().toString()).sorted().toList(),
+                    "no temporary file is left beside the choices and their lock");
         }
         GemmChoices later = GemmChoices.unshared(file);  // as a later process reads them
         assertEquals(2, later.size());
@@ -65,13 +68,47 @@ class GemmChoicesTest {
     }
 
     @Test
+    void aChoiceAnotherProcessMadeForTheSameProductIsTaken() throws IOException {
+        Path file = dir.resolve("choices.tsv");
+        GemmChoices mine = GemmChoices.unshared(file);
+        assertNull(mine.get("a"));  // the file is read (it is not there yet)
+        Files.write(file, List.of("a\t4\t8"));  // another process chose meanwhile
+        assertEquals(new GemmChoices.Choice(4, 8), mine.put("a", new GemmChoices.Choice(1, 8)));
+        assertEquals(new GemmChoices.Choice(4, 8), mine.get("a"));
+        assertEquals(List.of("a\t4\t8"), Files.readAllLines(file));
+    }
+
+    @Test
+    void aChoiceForAnotherAnswerOfTheHeuristicIsReplaced() throws IOException {
+        Path file = dir.resolve("choices.tsv");
+        Files.write(file, List.of("a\t4\t8", "b\t1\t8"));
+        GemmChoices c = GemmChoices.unshared(file);
+        assertEquals(new GemmChoices.Choice(4, 8), c.get("a"));
+        assertEquals(new GemmChoices.Choice(2, 6), c.put("a", new GemmChoices.Choice(2, 6), true));
+        assertEquals(List.of("a\t2\t6", "b\t1\t8"), Files.readAllLines(file));
+        assertTrue(Files.isRegularFile(dir.resolve("choices.tsv.lock")), "the lock file beside it");
+    }
+
+    @Test
+    void aFileThatCannotBeReadIsNotWrittenOver() throws IOException {
+        Path file = dir.resolve("choices.tsv");
+        byte[] notUtf8 = {(byte) 0xff, (byte) 0xfe, 'a', '\t', '1', '\t', '2', '\n'};
+        Files.write(file, notUtf8);
+        GemmChoices c = GemmChoices.unshared(file);
+        assertEquals(new GemmChoices.Choice(0, 3), c.put("k", new GemmChoices.Choice(0, 3)));
+        assertNotNull(c.problem());
+        assertTrue(c.problem().contains("reading"), c.problem());
+        assertArrayEquals(notUtf8, Files.readAllBytes(file), "the unreadable file is left as it was");
+    }
+
+    @Test
     void aFileThatCannotBeWrittenLeavesTheChoicesInMemory() throws IOException {
         Path notADirectory = Files.writeString(dir.resolve("plain"), "x");
         GemmChoices c = GemmChoices.unshared(notADirectory.resolve("choices.tsv"));
         c.put("a", new GemmChoices.Choice(1, 2));
         assertEquals(new GemmChoices.Choice(1, 2), c.get("a"));
         assertNotNull(c.problem());
-        assertTrue(c.problem().contains("writing"), c.problem());
+        assertTrue(c.problem().contains("locking") || c.problem().contains("writing"), c.problem());
         assertEquals("x", Files.readString(notADirectory), "nothing of the user's is touched");
     }
 

@@ -81,6 +81,118 @@ class LinearAttentionStateTest {
 
     static final int HEADS = 2;
 
+    static Stream<Arguments> prefillShapes() {
+        // dh 112 the wider compiled tiles, 128 split into two virtual heads of 64, f 32 the widest feature dim
+        return Stream.of(Arguments.of(16, 64), Arguments.of(16, 112), Arguments.of(16, 128), Arguments.of(32, 64));
+    }
+
+    /**
+     * A prompt's forward on the tensor-core chunk kernels (bf16, {@link MixerTrainKernels#linearAttentionForward} with
+     * a final state) leaves each sequence's whole state in its slot: the recurrent kernels' state from zero within the
+     * rounding of phi to bf16 that the tensor-core products take (2^-9 of each term, so 2^-8 of the sum of the terms'
+     * magnitudes covers it and the float32 sums' reordering), in runs of sequences of one length (ragged last chunks:
+     * 100 = 64 + 36, 37), slots out of order; the slots no sequence has stay as they were.
+     */
+    @ParameterizedTest(name = "f {0}, dh {1}")
+    @MethodSource("prefillShapes")
+    void aPromptsChunkStatesLeaveTheWholeState(int f, int dh) {
+        Precision p = Precision.BF16;
+        int e = 1 + f + f * (f + 1) / 2;
+        int slots = 4;
+        TokenBatch batch = new TokenBatch(new int[] {2, 0, 3}, new int[] {0, 0, 0}, new int[] {100, 100, 37});
+        int t = batch.totalTokens();
+        SplittableRandom r = new SplittableRandom(41 + f + dh);
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            long q = rig.values(p, gaussian(r, t * HEADS * f, 0.5));
+            long k = rig.values(p, gaussian(r, t * HEADS * f, 0.5));
+            long v = rig.values(p, gaussian(r, t * HEADS * dh, 1));
+            float[] kvMark = new float[slots * HEADS * e * dh];
+            java.util.Arrays.fill(kvMark, 7f);  // slot 1 has no sequence: its 7s must stay
+            float[] zMark = new float[slots * HEADS * e];
+            java.util.Arrays.fill(zMark, 7f);
+            long layout = rig.ints(CudaBackend.layoutOf(batch));
+            long kvWant = rig.zeros(4L * kvMark.length);
+            long zWant = rig.zeros(4L * zMark.length);
+            rig.kernels.linearAttention(p, q, k, v, kvWant, zWant, layout, rig.zeros((long) t * HEADS * dh * 2), t,
+                    batch.size(), HEADS, f, dh, 1e-6f);
+            long kvGot = rig.floats(kvMark);
+            long zGot = rig.floats(zMark);
+            long out = rig.zeros((long) t * HEADS * dh * 2);
+            long qkRow = 2L * HEADS * f;
+            long vRow = 2L * HEADS * dh;
+            int[][] runs = {{0, 0, 2, 100}, {200, 2, 1, 37}};  // first row, first sequence, sequences, length
+            for (int[] run : runs) {
+                long row = run[0];
+                assertTrue(mk.leavesFinalState(p, q + row * qkRow, k + row * qkRow, v + row * vRow, out + row * vRow,
+                        run[2], HEADS, f, dh), "the chunk kernels take f " + f + ", dh " + dh);
+                mk.linearAttentionForward(p, q + row * qkRow, k + row * qkRow, v + row * vRow, out + row * vRow,
+                        run[2], run[3], HEADS, f, dh, 1e-6f,
+                        new MixerTrainKernels.FinalState(kvGot, zGot, layout + 4L * run[1]));
+            }
+            float[] kv = rig.floats(kvGot, kvMark.length);
+            float[] z = rig.floats(zGot, zMark.length);
+            float[] kvW = rig.floats(kvWant, kvMark.length);
+            float[] zW = rig.floats(zWant, zMark.length);
+            float[] kh = rig.values(p, k, t * HEADS * f);
+            float[] vh = rig.values(p, v, t * HEADS * dh);
+            double c = Math.pow(f, -0.25);
+            for (int seq = 0; seq < batch.size(); seq++) {
+                int slot = batch.slot(seq);
+                for (int h = 0; h < HEADS; h++) {
+                    double[] magS = new double[e * dh];
+                    double[] magZ = new double[e];
+                    for (int tok = batch.offset(seq); tok < batch.offset(seq) + batch.length(seq); tok++) {
+                        double[] phi = phi(kh, (tok * HEADS + h) * f, f, c);
+                        for (int a = 0; a < e; a++) {
+                            magZ[a] += Math.abs(phi[a]);
+                            for (int j = 0; j < dh; j++) {
+                                magS[a * dh + j] += Math.abs(phi[a] * vh[(tok * HEADS + h) * dh + j]);
+                            }
+                        }
+                    }
+                    int base = (slot * HEADS + h) * e;
+                    for (int a = 0; a < e; a++) {
+                        assertNear(zW[base + a], z[base + a], magZ[a], "z slot " + slot + " head " + h + " " + a);
+                        for (int j = 0; j < dh; j++) {
+                            int i = (base + a) * dh + j;
+                            assertNear(kvW[i], kv[i], magS[a * dh + j], "S slot " + slot + " head " + h + " " + a
+                                    + "," + j);
+                        }
+                    }
+                }
+            }
+            for (int i = 1 * HEADS * e; i < 2 * HEADS * e; i++) {
+                assertEquals(7f, z[i], "slot 1's z is left as it was");
+            }
+            for (int i = 1 * HEADS * e * dh; i < 2 * HEADS * e * dh; i++) {
+                assertEquals(7f, kv[i], "slot 1's S is left as it was");
+            }
+        }
+    }
+
+    private static void assertNear(float want, float got, double magnitude, String what) {
+        double bound = 0x1p-8 * magnitude + 1e-30;
+        assertTrue(Math.abs(want - got) <= bound, what + ": " + got + ", recurrent " + want + " (allowed " + bound
+                + ")");
+    }
+
+    /** The Taylor features of one key (1, x_i f^-1/4, then x_i x_j / sqrt(2 f) for i = j or / sqrt(f), i < j). */
+    private static double[] phi(float[] x, int at, int f, double lin) {
+        int e = 1 + f + f * (f + 1) / 2;
+        double[] p = new double[e];
+        p[0] = 1;
+        int a = 1 + f;
+        for (int i = 0; i < f; i++) {
+            p[1 + i] = x[at + i] * lin;
+        }
+        for (int i = 0; i < f; i++) {
+            for (int j = i; j < f; j++) {
+                p[a++] = (double) x[at + i] * x[at + j] / Math.sqrt(i == j ? 2.0 * f : f);
+            }
+        }
+        return p;
+    }
+
     /**
      * Random q, k, v of a call of {@code batch}'s tokens on the device, a random state under way in each of 3 slots
      * twice over, and the recurrent kernels run on the first copy (its outputs in {@code out}): the second copy is the
