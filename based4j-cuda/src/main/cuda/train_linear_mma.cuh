@@ -896,6 +896,14 @@ __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16*
         }
         lmmCommit();
     };
+    // the chunk loaded at iteration it into the running state
+    auto add = [&](int it) {
+        if (active) {
+            const lmm_bf16* xs = xb + (it & 1) * 64 * d.ldX;
+            const lmm_bf16* rs = rb + (it & 1) * 64 * d.ldV;
+            lmmPhiTransposedTimes<NT>(d, xs, rs, l, ia, ja, ca, ib, jb, cb, acc);
+        }
+    };
     if (nC > 1) issue(0);
     const int dp = dh + 1;
     for (int it = 0; it < nC; it++) {
@@ -933,12 +941,8 @@ __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16*
                 issue(it);
                 lmmWait<0>();
                 __syncthreads();
-                if (active) {
-                    const lmm_bf16* xs = xb + (it & 1) * 64 * d.ldX;
-                    const lmm_bf16* rs = rb + (it & 1) * 64 * d.ldV;
-                    lmmPhiTransposedTimes<NT>(d, xs, rs, l, ia, ja, ca, ib, jb, cb, acc);
-                    lmmWriteFinal<NT>(fin, acc, d, fa, l, (int)blockIdx.z, head);
-                }
+                add(it);
+                if (active) lmmWriteFinal<NT>(fin, acc, d, fa, l, (int)blockIdx.z, head);
             }
             break;
         }
@@ -949,11 +953,7 @@ __device__ __forceinline__ void lmmStatesBody(const lmm_bf16* x, const lmm_bf16*
             lmmWait<0>();
         }
         __syncthreads();
-        if (active) {
-            const lmm_bf16* xs = xb + (it & 1) * 64 * d.ldX;
-            const lmm_bf16* rs = rb + (it & 1) * 64 * d.ldV;
-            lmmPhiTransposedTimes<NT>(d, xs, rs, l, ia, ja, ca, ib, jb, cb, acc);
-        }
+        add(it);
         __syncthreads();
     }
 }
