@@ -6,7 +6,8 @@
 //
 // Three kernels, 8 warps each, grid (H, batch):
 //   forward      per chunk: y = [num | den] / (den + eps) from S_c as lmmForwardChunk computes it, then
-//                S_{c+1} = S_c + phi(K_c)^T V'_c
+//                S_{c+1} = S_c + phi(K_c)^T V'_c (through the last chunk, whose S is then written into the
+//                sequence's slot, in the Final variant that a prompt's forward takes)
 //   backward q   per chunk: lmmBackwardQChunk from S_c (G' into the scratch, dq added), then S as the forward
 //   backward kv  in reverse, per chunk: lmmBackwardKVChunk from dS_c (dk and dv added), then
 //                dS_{c-1} = dS_c + phi(Q_c)^T G'_c (G' from the scratch, written by backward q)
@@ -185,6 +186,25 @@ __device__ __forceinline__ void lmsRound(const LmmDims& d, const float4* sf, lmm
     }
 }
 
+/** State warp sw's feature tiles of the float32 state into the sequence's whole state (LmmFinal). */
+template <int NT>
+__device__ __forceinline__ void lmsWriteFinal(const LmmFinal& fin, const LmmDims& d, const float4* sf, int sw) {
+    const int l = lmmLane();
+    for (int ft = sw; ft < d.epad / 16; ft += LMS_STATE_WARPS) {
+        const float4* frag = sf + ft * d.nt * 32 + l;
+        float acc[NT][4];
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            const float4 s = j < d.nt ? frag[32 * j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            acc[j][0] = s.x;
+            acc[j][1] = s.y;
+            acc[j][2] = s.z;
+            acc[j][3] = s.w;
+        }
+        lmmWriteFinal<NT>(fin, acc, d, 16 * ft + (l >> 2), l, (int)blockIdx.y, (int)blockIdx.x);
+    }
+}
+
 /** What a scan kernel does per chunk. */
 enum LmsKind { LMS_FORWARD, LMS_BACKWARD_Q, LMS_BACKWARD_KV };
 
@@ -195,10 +215,10 @@ enum LmsKind { LMS_FORWARD, LMS_BACKWARD_Q, LMS_BACKWARD_KV };
  * the next chunk. extra: dout (backward q) or G' (backward kv, the scratch); out: the forward
  * output, or G' (backward q); g1, g2: dq (backward q), or dk and dv (backward kv).
  */
-template <int NT, LmsKind KIND>
+template <int NT, LmsKind KIND, bool FINAL = false>
 __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k, const lmm_bf16* v,
                                             const lmm_bf16* extra, lmm_bf16* out, lmm_bf16* g1, lmm_bf16* g2, int L,
-                                            int H, int f, int dh, float eps) {
+                                            int H, int f, int dh, float eps, const LmmFinal& fin = LmmFinal{}) {
     extern __shared__ __align__(16) unsigned char lmmShared[];
     constexpr bool backward = KIND != LMS_FORWARD;
     constexpr bool reverse = KIND == LMS_BACKWARD_KV;
@@ -243,11 +263,15 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
             } else {
                 lmmBackwardKVChunk<NT>(m, d, c, S, g1, g2, H);
             }
-        } else if (it < nC - 1) {
+        } else if (it < nC - 1 || FINAL) {
+            // the last chunk's product only where the whole state is wanted (FINAL: the forward of a prompt)
             if (reverse) {
                 lmsAccumulate<NT>(d, m.tab, m.xq, m.gp, sf, sw);
             } else {
                 lmsAccumulate<NT>(d, m.tab, m.xk, m.vp, sf, sw);
+            }
+            if constexpr (FINAL) {
+                if (it == nC - 1) lmsWriteFinal<NT>(fin, d, sf, sw);
             }
         }
         if (it == nC - 1) break;
@@ -264,6 +288,18 @@ extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
     linearAttentionMmaScanForward_bf16(const A* q, const A* k, const A* v, A* out, int L, int H, int f, int dh,
                                        float eps) { b4jPdlWait();
     b4j::lmsScanBody<10, b4j::LMS_FORWARD>(q, k, v, nullptr, out, nullptr, nullptr, L, H, f, dh, eps);
+}
+extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
+    linearAttentionMmaScanForwardFinal_bf16(const A* q, const A* k, const A* v, A* out, int L, int H, int f, int dh,
+                                            float eps, float* finalKv, float* finalZ, const int* slots, int realH,
+                                            int split) { b4jPdlWait();
+    b4j::LmmFinal fin;
+    fin.kv = finalKv;
+    fin.z = finalZ;
+    fin.slots = slots;
+    fin.realH = realH;
+    fin.split = split;
+    b4j::lmsScanBody<10, b4j::LMS_FORWARD, true>(q, k, v, nullptr, out, nullptr, nullptr, L, H, f, dh, eps, fin);
 }
 extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
     linearAttentionMmaScanBackwardQ_bf16(const A* q, const A* k, const A* v, const A* dout, A* gbuf, A* dq, int L,

@@ -588,19 +588,20 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     /**
      * Whether {@link #linearAttentionForward} with a {@link FinalState} serves these arguments: where it runs on the
-     * tensor-core chunk kernels (directly or on split heads), whose states kernel then goes on through the last chunk
-     * and writes each sequence's whole state; not on the scan, the CUDA-core or the recurrent kernels.
+     * tensor-core kernels (directly or on split heads): the scan kernel goes on through the last chunk and writes
+     * each sequence's whole state, as does the states kernel of the chunk kernels; not the CUDA-core or the recurrent
+     * kernels.
      */
     boolean leavesFinalState(Precision p, long q, long k, long v, long out, int batch, int heads, int featureDim,
                              int headDim) {
         int split = headSplit(p, featureDim, headDim, heads, v, out);
         if (split != 0) {
             // the repeated q and k are in the owned scratch (aligned): v and out decide, as in splitForward
-            return !scanForward(Precision.BF16, batch, heads * split, featureDim, headDim / split, v, out)
-                    && mma(Precision.BF16, featureDim, headDim / split, v, out);
+            return scanForward(Precision.BF16, batch, heads * split, featureDim, headDim / split, v, out)
+                    || mma(Precision.BF16, featureDim, headDim / split, v, out);
         }
-        return headDim <= LINEAR_MAX_HEAD_DIM && !scanForward(p, batch, heads, featureDim, headDim, q, k, v, out)
-                && mma(p, featureDim, headDim, q, k, v, out);
+        return headDim <= LINEAR_MAX_HEAD_DIM && (scanForward(p, batch, heads, featureDim, headDim, q, k, v, out)
+                || mma(p, featureDim, headDim, q, k, v, out));
     }
 
     /**
@@ -624,8 +625,11 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (scanForward(p, batch, heads, featureDim, headDim, q, k, v, out)) {
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
                     .f32(eps);
-            launchScan("linearAttentionMmaScanForward", heads, batch, linearScanSharedBytes(featureDim, headDim,
-                    false));
+            if (fin != null) {
+                this.k.args.ptr(fin.kv()).ptr(fin.z()).ptr(fin.slots()).i32(realHeads).i32(split);
+            }
+            launchScan(fin != null ? "linearAttentionMmaScanForwardFinal" : "linearAttentionMmaScanForward", heads,
+                    batch, linearScanSharedBytes(featureDim, headDim, false));
             return;
         }
         if (mma(p, featureDim, headDim, q, k, v, out, states)) {

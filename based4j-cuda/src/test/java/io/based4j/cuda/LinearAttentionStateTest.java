@@ -82,20 +82,23 @@ class LinearAttentionStateTest {
     static final int HEADS = 2;
 
     static Stream<Arguments> prefillShapes() {
-        // dh 112 the wider compiled tiles, 128 split into two virtual heads of 64, f 32 the widest feature dim
-        return Stream.of(Arguments.of(16, 64), Arguments.of(16, 112), Arguments.of(16, 128), Arguments.of(32, 64));
+        // dh 112 the wider compiled tiles, 128 split into two virtual heads of 64, f 32 the widest feature dim; the
+        // scan kernel (its state on chip) where it serves (f 16, heads of 64), at these few sequences too
+        return Stream.of(Arguments.of(16, 64, false), Arguments.of(16, 112, false), Arguments.of(16, 128, false),
+                Arguments.of(32, 64, false), Arguments.of(16, 64, true), Arguments.of(16, 128, true));
     }
 
     /**
-     * A prompt's forward on the tensor-core chunk kernels (bf16, {@link MixerTrainKernels#linearAttentionForward} with
-     * a final state) leaves each sequence's whole state in its slot: the recurrent kernels' state from zero within the
+     * A prompt's forward on the tensor-core chunk kernels or the scan kernel (bf16,
+     * {@link MixerTrainKernels#linearAttentionForward} with a final state) leaves each sequence's whole state in its
+     * slot: the recurrent kernels' state from zero within the
      * rounding of phi to bf16 that the tensor-core products take (2^-9 of each term, so 2^-8 of the sum of the terms'
      * magnitudes covers it and the float32 sums' reordering), in runs of sequences of one length (ragged last chunks:
      * 100 = 64 + 36, 37), slots out of order; the slots no sequence has stay as they were.
      */
-    @ParameterizedTest(name = "f {0}, dh {1}")
+    @ParameterizedTest(name = "f {0}, dh {1}, scan {2}")
     @MethodSource("prefillShapes")
-    void aPromptsChunkStatesLeaveTheWholeState(int f, int dh) {
+    void aPromptsChunkStatesLeaveTheWholeState(int f, int dh, boolean scan) {
         Precision p = Precision.BF16;
         int e = 1 + f + f * (f + 1) / 2;
         int slots = 4;
@@ -103,6 +106,10 @@ class LinearAttentionStateTest {
         int t = batch.totalTokens();
         SplittableRandom r = new SplittableRandom(41 + f + dh);
         try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            mk.scanForwardMinBlocks(scan ? 1 : Integer.MAX_VALUE);
+            if (scan) {
+                assertTrue(MixerTrainKernels.linearScan(p, f, Math.min(dh, 64)), "the scan serves f " + f);
+            }
             long q = rig.values(p, gaussian(r, t * HEADS * f, 0.5));
             long k = rig.values(p, gaussian(r, t * HEADS * f, 0.5));
             long v = rig.values(p, gaussian(r, t * HEADS * dh, 1));
