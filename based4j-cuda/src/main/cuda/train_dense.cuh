@@ -169,6 +169,49 @@ __device__ void rmsNormRows_impl(const float* x, const W* weight, A* out, float*
 }
 
 /**
+ * addInPlace then rmsNorm (the inference op addRmsNorm) by rows, for more rows than the one-block-a-row kernel
+ * takes: x += branch (float32, the residual, as addIntoVec adds), written back, then out = rmsNorm(x) exactly as
+ * rmsNormRows_impl computes it from the sums just made: the two ops' results bit for bit, one pass over the residual
+ * instead of two.
+ */
+template <int Q, typename W, typename A>
+__device__ void addRmsNormRows_impl(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps) {
+    const int lane = threadIdx.x & 31;
+    const int quads = d >> 2;
+    for (i64 row = (i64)blockIdx.x * RMS_ROW_WARPS + (threadIdx.x >> 5); row < n;
+         row += (i64)gridDim.x * RMS_ROW_WARPS) {
+        float* xr = x + row * d;
+        const A* br = branch + row * d;
+        float4 v[Q];
+        float ss[Q];
+#pragma unroll
+        for (int i = 0; i < Q; i++) {
+            const int q = lane + 32 * i;
+            if (q < quads) {
+                const float4 a = load4(xr + 4 * q);
+                const float4 b = load4(br + 4 * q);
+                v[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+                store4(xr + 4 * q, v[i]);
+            } else {
+                v[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+            ss[i] = (v[i].x * v[i].x + v[i].y * v[i].y) + (v[i].z * v[i].z + v[i].w * v[i].w);
+        }
+        const float total = rowSum<Q>(ss);
+        const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
+#pragma unroll
+        for (int i = 0; i < Q; i++) {
+            const int q = lane + 32 * i;
+            if (q < quads) {
+                const float4 w = load4(weight + 4 * q);
+                store4(out + row * d + 4 * q,
+                       make_float4(v[i].x * r * w.x, v[i].y * r * w.y, v[i].z * r * w.z, v[i].w * r * w.w));
+            }
+        }
+    }
+}
+
+/**
  * rmsNormBackward by rows, with dout of type G (A or float) and, when dxCopy is given, the new dx also written
  * rounded to A (the operand the next product reads). Block b owns rows [b R, (b + 1) R), its warp w the rows
  * w, w + 8, ..; per row dot (a tree, as rmsNormRows) and dx as rmsNormBackward_impl. Each lane sums g x r of its
@@ -444,6 +487,11 @@ B4J_KERNEL(swigluBackwardVec, 256, (const A* a, const A* dout, A* da, int n, int
         rmsNormRows##Q##_bf16(const float* x, const W* weight, A* out, float* rstd, int n, int d, float eps) {       \
         b4jPdlWait();                                                                                                \
         b4j::rmsNormRows_impl<Q, W, A>(x, weight, out, rstd, n, d, eps);                                             \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(256)                                                                \
+        addRmsNormRows##Q##_bf16(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps) {      \
+        b4jPdlWait();                                                                                                \
+        b4j::addRmsNormRows_impl<Q, W, A>(x, branch, weight, out, n, d, eps);                                        \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(256, RMS_BACKWARD_BLOCKS_PER_SM(Q))                                 \
         rmsNormBackwardRows##Q##_bf16(const float* x, const W* weight, const float* rstd, const A* dout, float* dx,  \

@@ -1062,8 +1062,9 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * Rows up to which {@link #addRmsNorm} runs as one kernel (a block a row): a decode step's. Longer calls keep the
-     * vector row kernels of the two ops.
+     * Rows up to which {@link #addRmsNorm} runs as one kernel (a block a row): a decode step's. Longer calls take the
+     * bf16 row kernel that does the two ops' work in one pass ({@link TrainKernels#addRmsNormRows}) where it serves,
+     * else the two ops.
      */
     private static final int FUSED_NORM_ROWS = 256;
 
@@ -1078,6 +1079,15 @@ public final class CudaBackend implements TrainingBackend {
                 && r.rows <= FUSED_NORM_ROWS && br.rows == r.rows && br.cols == r.cols && o.rows == r.rows && o.cols == r.cols
                 && (long) w.rows() * w.cols() == r.cols && w.type == precision;
         if (!fused) {
+            boolean rows = r.type == Precision.F32 && br.type == precision && o.type == precision
+                    && w.type == precision && br.rows == r.rows && br.cols == r.cols && o.rows == r.rows
+                    && o.cols == r.cols && (long) w.rows() * w.cols() == r.cols
+                    && TrainKernels.rmsNormByRows(precision, r.cols, r.ptr, br.ptr, w.ptr, o.ptr);
+            if (rows) {
+                // a prompt's many rows: the two ops' row kernels as one pass over the residual, the same results
+                train.addRmsNormRows(precision, r.ptr, br.ptr, w.ptr, o.ptr, r.rows, r.cols, (float) eps);
+                return;
+            }
             TrainingBackend.super.addRmsNorm(residual, branch, weight, eps, out);
             return;
         }

@@ -211,6 +211,22 @@ public final class TrainKernels {
     }
 
     /**
+     * {@code x += branch} (x F32, the residual; branch bf16) then {@code out = rmsNorm(x)} without rstd, by rows in one
+     * pass ({@code addRmsNormRowsQ}): the results of {@link Kernels#addInto} and {@link #rmsNormRstd} bit for bit.
+     * Where {@link #rmsNormByRows} holds for d and every pointer.
+     */
+    public void addRmsNormRows(Precision p, long x, long branch, long weight, long out, int n, int d, float eps) {
+        require(n >= 0 && d >= 0, "addRmsNormRows: n " + n + ", d " + d);
+        require(rmsNormByRows(p, d, x, branch, weight, out), "addRmsNormRows: bf16, d a multiple of 4 up to "
+                + RMS_ROW_MAX_WIDTH + " and 16-byte aligned pointers, got " + p + ", d " + d);
+        if ((long) n * d == 0) {
+            return;
+        }
+        k.args.reset().ptr(x).ptr(branch).ptr(weight).ptr(out).i32(n).i32(d).f32(eps);
+        k.launch(k.function("addRmsNormRows" + rowQuads(d), p), rowBlocks(n), 1, 1, Kernels.THREADS, 0);
+    }
+
+    /**
      * Whether the bf16 row kernels of RMSNorm apply: bf16, d a multiple of 4 up to {@value #RMS_ROW_MAX_WIDTH}, the
      * pointers 16-byte aligned. They sum in another order than the scalar kernels (float32 keeps those); only they
      * read dout as bf16 and write a bf16 copy of dx ({@link #rmsNormBackward}).
