@@ -136,10 +136,14 @@ __device__ __forceinline__ float rowSum(float* s) {
 
 /**
  * rmsNormRstd (rstd may be null) by rows: sum of squares as a tree (each quad's squares in pairs, the quads of a lane,
- * then the lanes: at most 1 + 2 + log2 Q + 5 roundings in a chain), r and out = x r w as rmsNorm_impl.
+ * then the lanes: at most 1 + 2 + log2 Q + 5 roundings in a chain), r and out = x r w as rmsNorm_impl. With ADD
+ * (addInPlace then rmsNorm, the inference op addRmsNorm, for more rows than the one-block-a-row kernel takes), the
+ * row is x + branch (float32, as addIntoVec adds), written to sum (x itself) before it is normed: the two ops'
+ * results bit for bit, one pass over the residual instead of two.
  */
-template <int Q, typename W, typename A>
-__device__ void rmsNormRows_impl(const float* x, const W* weight, A* out, float* rstd, int n, int d, float eps) {
+template <int Q, bool ADD, typename W, typename A>
+__device__ void rmsNormRowsOf(const float* x, const A* branch, float* sum, const W* weight, A* out, float* rstd, int n,
+                              int d, float eps) {
     const int lane = threadIdx.x & 31;
     const int quads = d >> 2;
     for (i64 row = (i64)blockIdx.x * RMS_ROW_WARPS + (threadIdx.x >> 5); row < n;
@@ -150,55 +154,23 @@ __device__ void rmsNormRows_impl(const float* x, const W* weight, A* out, float*
 #pragma unroll
         for (int i = 0; i < Q; i++) {
             const int q = lane + 32 * i;
-            v[i] = q < quads ? load4(xr + 4 * q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if constexpr (ADD) {
+                if (q < quads) {
+                    const float4 a = load4(xr + 4 * q);
+                    const float4 b = load4(branch + row * d + 4 * q);
+                    v[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+                    store4(sum + row * d + 4 * q, v[i]);
+                } else {
+                    v[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
+            } else {
+                v[i] = q < quads ? load4(xr + 4 * q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
             ss[i] = (v[i].x * v[i].x + v[i].y * v[i].y) + (v[i].z * v[i].z + v[i].w * v[i].w);
         }
         const float total = rowSum<Q>(ss);
         const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
         if (rstd != nullptr && lane == 0) rstd[row] = r;
-#pragma unroll
-        for (int i = 0; i < Q; i++) {
-            const int q = lane + 32 * i;
-            if (q < quads) {
-                const float4 w = load4(weight + 4 * q);
-                store4(out + row * d + 4 * q,
-                       make_float4(v[i].x * r * w.x, v[i].y * r * w.y, v[i].z * r * w.z, v[i].w * r * w.w));
-            }
-        }
-    }
-}
-
-/**
- * addInPlace then rmsNorm (the inference op addRmsNorm) by rows, for more rows than the one-block-a-row kernel
- * takes: x += branch (float32, the residual, as addIntoVec adds), written back, then out = rmsNorm(x) exactly as
- * rmsNormRows_impl computes it from the sums just made: the two ops' results bit for bit, one pass over the residual
- * instead of two.
- */
-template <int Q, typename W, typename A>
-__device__ void addRmsNormRows_impl(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps) {
-    const int lane = threadIdx.x & 31;
-    const int quads = d >> 2;
-    for (i64 row = (i64)blockIdx.x * RMS_ROW_WARPS + (threadIdx.x >> 5); row < n;
-         row += (i64)gridDim.x * RMS_ROW_WARPS) {
-        float* xr = x + row * d;
-        const A* br = branch + row * d;
-        float4 v[Q];
-        float ss[Q];
-#pragma unroll
-        for (int i = 0; i < Q; i++) {
-            const int q = lane + 32 * i;
-            if (q < quads) {
-                const float4 a = load4(xr + 4 * q);
-                const float4 b = load4(br + 4 * q);
-                v[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-                store4(xr + 4 * q, v[i]);
-            } else {
-                v[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            }
-            ss[i] = (v[i].x * v[i].x + v[i].y * v[i].y) + (v[i].z * v[i].z + v[i].w * v[i].w);
-        }
-        const float total = rowSum<Q>(ss);
-        const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
 #pragma unroll
         for (int i = 0; i < Q; i++) {
             const int q = lane + 32 * i;
@@ -486,12 +458,12 @@ B4J_KERNEL(swigluBackwardVec, 256, (const A* a, const A* dout, A* da, int n, int
     extern "C" __global__ void __launch_bounds__(256)                                                                \
         rmsNormRows##Q##_bf16(const float* x, const W* weight, A* out, float* rstd, int n, int d, float eps) {       \
         b4jPdlWait();                                                                                                \
-        b4j::rmsNormRows_impl<Q, W, A>(x, weight, out, rstd, n, d, eps);                                             \
+        b4j::rmsNormRowsOf<Q, false, W, A>(x, nullptr, nullptr, weight, out, rstd, n, d, eps);                      \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(256)                                                                \
         addRmsNormRows##Q##_bf16(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps) {      \
         b4jPdlWait();                                                                                                \
-        b4j::addRmsNormRows_impl<Q, W, A>(x, branch, weight, out, n, d, eps);                                        \
+        b4j::rmsNormRowsOf<Q, true, W, A>(x, branch, x, weight, out, nullptr, n, d, eps);                           \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(256, RMS_BACKWARD_BLOCKS_PER_SM(Q))                                 \
         rmsNormBackwardRows##Q##_bf16(const float* x, const W* weight, const float* rstd, const A* dout, float* dx,  \

@@ -135,6 +135,19 @@ __device__ __forceinline__ void lmsIssue(const LmmSmem& m, const LmmDims& d, con
     lmmLoadRows(m.vp, d.ldV, v + c.row0 * vCols + (i64)c.head * d.dh, vCols, c.n, d.dh);
 }
 
+/** A feature tile of the float32 state as mma accumulators: the lane's 4 values of each of its nt value tiles. */
+template <int NT>
+__device__ __forceinline__ void lmsTile(const float4* frag, int nt, float (&acc)[NT][4]) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        const float4 s = j < nt ? frag[32 * j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        acc[j][0] = s.x;
+        acc[j][1] = s.y;
+        acc[j][2] = s.z;
+        acc[j][3] = s.w;
+    }
+}
+
 /**
  * State warp sw's feature tiles (sw, sw + 4, ..) of the float32 state sf += phi(X)^T R over the 64 rows of a chunk
  * (x: q or k rows, r: V' or G' rows; rows past the chunk are zero in r). The product of the states kernel, per
@@ -147,14 +160,7 @@ __device__ __forceinline__ void lmsAccumulate(const LmmDims& d, const int2* tab,
     for (int ft = sw; ft < d.epad / 16; ft += LMS_STATE_WARPS) {
         float4* frag = sf + ft * d.nt * 32 + l;
         float acc[NT][4];
-#pragma unroll
-        for (int j = 0; j < NT; j++) {
-            const float4 s = j < d.nt ? frag[32 * j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            acc[j][0] = s.x;
-            acc[j][1] = s.y;
-            acc[j][2] = s.z;
-            acc[j][3] = s.w;
-        }
+        lmsTile<NT>(frag, d.nt, acc);
         // the lane's two features: rows g and g + 8 of the tile
         const int2 ea = tab[16 * ft + (l >> 2)];
         const int2 eb = tab[16 * ft + (l >> 2) + 8];
@@ -193,14 +199,7 @@ __device__ __forceinline__ void lmsWriteFinal(const LmmFinal& fin, const LmmDims
     for (int ft = sw; ft < d.epad / 16; ft += LMS_STATE_WARPS) {
         const float4* frag = sf + ft * d.nt * 32 + l;
         float acc[NT][4];
-#pragma unroll
-        for (int j = 0; j < NT; j++) {
-            const float4 s = j < d.nt ? frag[32 * j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            acc[j][0] = s.x;
-            acc[j][1] = s.y;
-            acc[j][2] = s.z;
-            acc[j][3] = s.w;
-        }
+        lmsTile<NT>(frag, d.nt, acc);
         lmmWriteFinal<NT>(fin, acc, d, 16 * ft + (l >> 2), l, (int)blockIdx.y, (int)blockIdx.x);
     }
 }
