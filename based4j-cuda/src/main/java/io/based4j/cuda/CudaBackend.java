@@ -1075,23 +1075,18 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer br = bufferOf(branch);
         CudaBuffer o = bufferOf(out);
         CudaWeight w = weightOf(weight);
-        boolean fused = r.type == Precision.F32 && br.type == precision && o.type == precision
-                && r.rows <= FUSED_NORM_ROWS && br.rows == r.rows && br.cols == r.cols && o.rows == r.rows && o.cols == r.cols
-                && (long) w.rows() * w.cols() == r.cols && w.type == precision;
-        if (!fused) {
-            boolean rows = r.type == Precision.F32 && br.type == precision && o.type == precision
-                    && w.type == precision && br.rows == r.rows && br.cols == r.cols && o.rows == r.rows
-                    && o.cols == r.cols && (long) w.rows() * w.cols() == r.cols
-                    && TrainKernels.rmsNormByRows(precision, r.cols, r.ptr, br.ptr, w.ptr, o.ptr);
-            if (rows) {
-                // a prompt's many rows: the two ops' row kernels as one pass over the residual, the same results
-                train.addRmsNormRows(precision, r.ptr, br.ptr, w.ptr, o.ptr, r.rows, r.cols, (float) eps);
-                return;
-            }
+        // the types and shapes both kernels take: a float32 residual, the rest in the compute type, one width
+        boolean suits = r.type == Precision.F32 && br.type == precision && o.type == precision && w.type == precision
+                && br.rows == r.rows && br.cols == r.cols && o.rows == r.rows && o.cols == r.cols
+                && (long) w.rows() * w.cols() == r.cols;
+        if (suits && r.rows <= FUSED_NORM_ROWS) {
+            kernels.addRmsNorm(precision, r.ptr, br.ptr, w.ptr, o.ptr, r.rows, r.cols, (float) eps);
+        } else if (suits && TrainKernels.rmsNormByRows(precision, r.cols, r.ptr, br.ptr, w.ptr, o.ptr)) {
+            // a prompt's many rows: the two ops' row kernels as one pass over the residual, the same results
+            train.addRmsNormRows(precision, r.ptr, br.ptr, w.ptr, o.ptr, r.rows, r.cols, (float) eps);
+        } else {
             TrainingBackend.super.addRmsNorm(residual, branch, weight, eps, out);
-            return;
         }
-        kernels.addRmsNorm(precision, r.ptr, br.ptr, w.ptr, o.ptr, r.rows, r.cols, (float) eps);
     }
 
     @Override

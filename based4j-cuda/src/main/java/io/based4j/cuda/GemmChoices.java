@@ -102,18 +102,18 @@ public final class GemmChoices {
     public synchronized Choice put(String key, Choice choice, boolean replace) {
         load();
         if (file == null) {
-            return replace ? putReplacing(key, choice) : keep(key, choice);
+            return keep(key, choice, replace);
         }
         try (Locked ignored = lock()) {
             boolean read = readInto(choices, false);  // what other processes chose meanwhile
-            Choice kept = replace ? putReplacing(key, choice) : keep(key, choice);
+            Choice kept = keep(key, choice, replace);
             if (read) {
                 save(replace ? key : null);
             }
             return kept;
         } catch (IOException e) {
             problem = "locking " + file + ": " + e.getMessage();
-            return replace ? putReplacing(key, choice) : keep(key, choice);
+            return keep(key, choice, replace);
         }
     }
 
@@ -122,14 +122,14 @@ public final class GemmChoices {
         return put(key, choice, false);
     }
 
-    private Choice keep(String key, Choice choice) {
+    /** {@code choice} for {@code key} in memory (over a kept one where {@code replace}); the choice now kept. */
+    private Choice keep(String key, Choice choice, boolean replace) {
+        if (replace) {
+            choices.put(key, choice);
+            return choice;
+        }
         Choice kept = choices.putIfAbsent(key, choice);
         return kept != null ? kept : choice;
-    }
-
-    private Choice putReplacing(String key, Choice choice) {
-        choices.put(key, choice);
-        return choice;
     }
 
     /** Choices kept now. */

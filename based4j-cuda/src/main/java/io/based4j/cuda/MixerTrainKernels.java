@@ -1304,19 +1304,20 @@ public final class MixerTrainKernels implements AutoCloseable {
         long n = rows(batch, seqLen);
         k.args.reset().ptr(qkv).ptr(table).ptr(qk).i64(n).i32(seqLen).i32(heads).i32(headDim).i32(rotaryDim);
         if (headDim % 8 == 0 && rotaryDim % 16 == 0 && qkv % 16 == 0 && qk % 16 == 0 && table % 16 == 0) {
-            int perRow = (int) ((d / 4 + Kernels.THREADS - 1) / Kernels.THREADS);
-            int rowBlocks = (int) Math.min(n, Math.max(1, Kernels.MAX_ELEMENTWISE_BLOCKS / perRow));
-            k.launch(k.function("attentionRotateEights", Precision.BF16), perRow, Math.min(rowBlocks, 65535), 1,
-                    Kernels.THREADS, 0);
+            launchRotate("attentionRotateEights", d / 4, n);  // a thread per 8 of the 2d values of q and k
         } else if (headDim % 2 == 0 && rotaryDim % 4 == 0 && qkv % 4 == 0 && qk % 4 == 0) {
-            int perRow = (int) ((d + Kernels.THREADS - 1) / Kernels.THREADS);
-            int rowBlocks = (int) Math.min(n, Math.max(1, Kernels.MAX_ELEMENTWISE_BLOCKS / perRow));
-            k.launch(k.function("attentionRotatePairs", Precision.BF16), perRow, Math.min(rowBlocks, 65535), 1,
-                    Kernels.THREADS, 0);
+            launchRotate("attentionRotatePairs", d, n);  // a thread per pair
         } else {
             k.elementwise(k.function("attentionRotate", Precision.BF16), n * 2 * d);
         }
         return new QueryKeys(qk, qk + 2 * d, 2 * d, table);
+    }
+
+    /** A rotary pre-pass by rows: {@code threads} threads a row, rows strided over the blocks of the grid's y. */
+    private void launchRotate(String name, long threads, long n) {
+        int perRow = (int) ((threads + Kernels.THREADS - 1) / Kernels.THREADS);
+        int rowBlocks = (int) Math.min(n, Math.max(1, Kernels.MAX_ELEMENTWISE_BLOCKS / perRow));
+        k.launch(k.function(name, Precision.BF16), perRow, Math.min(rowBlocks, 65535), 1, Kernels.THREADS, 0);
     }
 
     /**
