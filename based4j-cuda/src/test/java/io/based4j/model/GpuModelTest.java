@@ -284,16 +284,13 @@ class GpuModelTest {
             try (Session graphs = model.newSession(prompts.length, maxLen);
                  Session ops = model.newSession(prompts.length, maxLen).useGraphs(false)) {
                 for (int t = 0; t < maxLen; t++) {
-                    final int step = t;
-                    int[] active = java.util.stream.IntStream.range(0, prompts.length)
-                            .filter(i -> prompts[i].length > step).toArray();
-                    int[] ids = Arrays.stream(active).map(i -> prompts[i][step]).toArray();
-                    int[] ones = new int[active.length];
-                    Arrays.fill(ones, 1);
-                    float[] a = gpu.download(model.forward(graphs, graphs.batch(active, ones), ids, false, null));
-                    float[] b = gpu.download(model.forward(ops, ops.batch(active, ones), ids, false, null));
-                    for (int j = 0; j < active.length; j++) {
-                        int row = offsets[active[j]] + t;
+                    Lockstep step = Lockstep.at(prompts, t);
+                    float[] a = gpu.download(model.forward(graphs, graphs.batch(step.active(), step.ones()),
+                            step.ids(), false, null));
+                    float[] b = gpu.download(model.forward(ops, ops.batch(step.active(), step.ones()), step.ids(),
+                            false, null));
+                    for (int j = 0; j < step.active().length; j++) {
+                        int row = offsets[step.active()[j]] + t;
                         for (int v = 0; v < padded; v++) {
                             worstDecode = Math.max(worstDecode,
                                     Math.abs(a[j * padded + v] - parallel[row * padded + v]));
@@ -345,20 +342,26 @@ class GpuModelTest {
         }
     }
 
+    /** A decode step through the prompts in lockstep: the sequences with a token at the step, their tokens, one each. */
+    private record Lockstep(int[] active, int[] ids, int[] ones) {
+        static Lockstep at(int[][] prompts, int step) {
+            int[] active = java.util.stream.IntStream.range(0, prompts.length).filter(i -> prompts[i].length > step)
+                    .toArray();
+            int[] ones = new int[active.length];
+            Arrays.fill(ones, 1);
+            return new Lockstep(active, Arrays.stream(active).map(i -> prompts[i][step]).toArray(), ones);
+        }
+    }
+
     /** The last logits of every decode step (recorded and replayed) through the prompts, all steps one after another. */
     private static float[] decodeLogits(BasedModel model, int[][] prompts) {
         int maxLen = Arrays.stream(prompts).mapToInt(p -> p.length).max().orElseThrow();
         java.util.List<float[]> steps = new java.util.ArrayList<>();
         try (Session session = model.newSession(prompts.length, maxLen)) {
             for (int t = 0; t < maxLen; t++) {
-                final int step = t;
-                int[] active = java.util.stream.IntStream.range(0, prompts.length)
-                        .filter(i -> prompts[i].length > step).toArray();
-                int[] ids = Arrays.stream(active).map(i -> prompts[i][step]).toArray();
-                int[] ones = new int[active.length];
-                Arrays.fill(ones, 1);
-                steps.add(model.backend().download(model.forward(session, session.batch(active, ones), ids, false,
-                        null)));
+                Lockstep step = Lockstep.at(prompts, t);
+                steps.add(model.backend().download(model.forward(session, session.batch(step.active(), step.ones()),
+                        step.ids(), false, null)));
             }
         }
         int total = steps.stream().mapToInt(a -> a.length).sum();
