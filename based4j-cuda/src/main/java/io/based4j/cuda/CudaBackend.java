@@ -160,7 +160,7 @@ public final class CudaBackend implements TrainingBackend {
         this.blas = Cublas.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         // one stream: cuBLASLt's products never overlap cuBLAS's, so they share its workspace
         this.lt = CublasLt.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
-        if ("true".equals(System.getProperty(GEMM_TIMING_PROPERTY))) {
+        if (gemmTiming(System.getProperty(GEMM_TIMING_PROPERTY)) == Boolean.TRUE) {
             lt.timing(gemmChoices(), deviceName);
         }
         this.kernels = new Kernels(cu, module, stream);
@@ -476,6 +476,23 @@ public final class CudaBackend implements TrainingBackend {
      */
     static final String GEMM_CHOICES_PROPERTY = "based4j.cuda.gemmChoices";
 
+    /**
+     * The value of {@value #GEMM_TIMING_PROPERTY}: null where unset, else true or false.
+     *
+     * @throws IllegalArgumentException naming the property and the value for anything else
+     */
+    static Boolean gemmTiming(String value) {
+        if (value == null) {
+            return null;
+        }
+        return switch (value.trim()) {
+            case "true" -> Boolean.TRUE;
+            case "false" -> Boolean.FALSE;
+            default -> throw new IllegalArgumentException("-D" + GEMM_TIMING_PROPERTY + " must be true or false, got '"
+                    + value + "'");
+        };
+    }
+
     private static GemmChoices gemmChoices() {
         String file = System.getProperty(GEMM_CHOICES_PROPERTY);
         if ("none".equals(file)) {
@@ -491,7 +508,7 @@ public final class CudaBackend implements TrainingBackend {
      */
     @Override
     public void timeProducts() {
-        if (!lt.timing() && !"false".equals(System.getProperty(GEMM_TIMING_PROPERTY))) {
+        if (!lt.timing() && gemmTiming(System.getProperty(GEMM_TIMING_PROPERTY)) != Boolean.FALSE) {
             timeProducts(gemmChoices());
         }
     }

@@ -291,7 +291,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      * ({@code -Dbased4j.cuda.scanForwardMinBlocks=1}: wherever it serves), for comparisons.
      */
     static final String SCAN_FORWARD_MIN_BLOCKS_PROPERTY = "based4j.cuda.scanForwardMinBlocks";
-    private int scanForwardMinBlocks = Integer.getInteger(SCAN_FORWARD_MIN_BLOCKS_PROPERTY, SCAN_FORWARD_MIN_BLOCKS);
+    private int scanForwardMinBlocks = scanForwardMinBlocks(System.getProperty(SCAN_FORWARD_MIN_BLOCKS_PROPERTY));
     private boolean scanBackward = false;
     private boolean roundedStates = true;
 
@@ -839,6 +839,28 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     private boolean scanForward(Precision p, int batch, int heads, int featureDim, int headDim, long... pointers) {
         return (long) batch * heads >= scanForwardMinBlocks && scan(p, featureDim, headDim, pointers);
+    }
+
+    /**
+     * The value of {@value #SCAN_FORWARD_MIN_BLOCKS_PROPERTY}: {@value #SCAN_FORWARD_MIN_BLOCKS} where unset, else a
+     * whole number from 1.
+     *
+     * @throws IllegalArgumentException naming the property and the value for anything else
+     */
+    static int scanForwardMinBlocks(String value) {
+        if (value == null) {
+            return SCAN_FORWARD_MIN_BLOCKS;
+        }
+        try {
+            int v = Integer.parseInt(value.trim());
+            if (v >= 1) {
+                return v;
+            }
+        } catch (NumberFormatException e) {
+            // named below
+        }
+        throw new IllegalArgumentException("-D" + SCAN_FORWARD_MIN_BLOCKS_PROPERTY + " must be a number of (sequence,"
+                + " head) pairs, at least 1, got '" + value + "'");
     }
 
     /** The fewest (sequence, head) pairs the scan forward takes (the results are the same either way). */

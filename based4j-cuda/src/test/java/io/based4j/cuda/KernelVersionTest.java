@@ -41,6 +41,27 @@ class KernelVersionTest {
     }
 
     @Test
+    void theChoicesOfTheScanForwardAndOfTimedProductsTakeTheirValuesOrNameABadOne() {
+        assertEquals(MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS, MixerTrainKernels.scanForwardMinBlocks(null));
+        assertEquals(1, MixerTrainKernels.scanForwardMinBlocks(" 1 "));
+        for (String bad : new String[] {"0", "-3", "many", ""}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> MixerTrainKernels.scanForwardMinBlocks(bad));
+            assertTrue(e.getMessage().contains("-D" + MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS_PROPERTY)
+                    && e.getMessage().contains("'" + bad + "'"), e.getMessage());
+        }
+        assertEquals(null, CudaBackend.gemmTiming(null));
+        assertEquals(Boolean.TRUE, CudaBackend.gemmTiming("true"));
+        assertEquals(Boolean.FALSE, CudaBackend.gemmTiming(" false"));
+        for (String bad : new String[] {"yes", "1", ""}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> CudaBackend.gemmTiming(bad));
+            assertTrue(e.getMessage().contains("-D" + CudaBackend.GEMM_TIMING_PROPERTY)
+                    && e.getMessage().contains("'" + bad + "'"), e.getMessage());
+        }
+    }
+
+    @Test
     void aVersionFallsBackToTheFirstWhereItsLoadsDoNotFit() {
         assertEquals("attentionDecode2", Kernels.decodeKernel(2, 0x1000, 0x2000, 0x3000));
         assertEquals("attentionDecode3", Kernels.decodeKernel(3, 0x1000, 0x2000, 0x3000));
