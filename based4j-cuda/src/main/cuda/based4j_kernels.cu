@@ -80,10 +80,15 @@ __device__ void embedding_impl(const W* table, const int* ids, float* out, int n
     }
 }
 
+/** Values of a row a thread of rmsNormRowsOf keeps in registers where the row is narrow enough (d <= 8 blockDim.x). */
+#define RMS_KEEP 8
+
 /**
  * out = x * rsqrt(mean(x^2) + eps) * weight row by row, after x += branch where branch is not null (x then written,
  * each thread reading back only the sums it wrote). One block (blockDim.x a multiple of 32, <= 1024) per row; rows
- * grid-strided. rstd (float [n]), if given, gets r.
+ * grid-strided. rstd (float [n]), if given, gets r. Thread t takes the values t, t + blockDim.x, ... of a row, in that
+ * order; a row of at most RMS_KEEP values a thread is read whole (x, branch and weight, all loads in flight together)
+ * into registers before anything is written, wider rows value by value: the same numbers either way.
  */
 template <typename W, typename A>
 __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps,
@@ -92,15 +97,37 @@ __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
+    const bool kept = d <= RMS_KEEP * (int)blockDim.x;
     for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
         float* xr = x + row * d;
         float ss = 0.0f;
-        if (branch != nullptr) {
+        float v[RMS_KEEP];
+        float wt[RMS_KEEP];
+        if (kept) {
+#pragma unroll
+            for (int i = 0; i < RMS_KEEP; i++) {
+                const int j = threadIdx.x + i * blockDim.x;
+                v[i] = 0.0f;
+                wt[i] = 0.0f;
+                if (j < d) {
+                    v[i] = branch != nullptr ? xr[j] + toF(branch[row * d + j]) : xr[j];
+                    wt[i] = toF(weight[j]);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < RMS_KEEP; i++) {
+                const int j = threadIdx.x + i * blockDim.x;
+                if (j < d) {
+                    if (branch != nullptr) xr[j] = v[i];
+                    ss += v[i] * v[i];
+                }
+            }
+        } else if (branch != nullptr) {
             const A* br = branch + row * d;
             for (int j = threadIdx.x; j < d; j += blockDim.x) {
-                const float v = xr[j] + toF(br[j]);
-                xr[j] = v;  // read back below by this thread only
-                ss += v * v;
+                const float s = xr[j] + toF(br[j]);
+                xr[j] = s;  // read back below by this thread only
+                ss += s * s;
             }
         } else {
             for (int j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
@@ -114,7 +141,15 @@ __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out
         const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
         if (rstd != nullptr && threadIdx.x == 0) rstd[row] = r;
         A* o = out + row * d;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = fromF<A>(xr[j] * r * toF(weight[j]));
+        if (kept) {
+#pragma unroll
+            for (int i = 0; i < RMS_KEEP; i++) {
+                const int j = threadIdx.x + i * blockDim.x;
+                if (j < d) o[j] = fromF<A>(v[i] * r * wt[i]);
+            }
+        } else {
+            for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = fromF<A>(xr[j] * r * toF(weight[j]));
+        }
         __syncthreads();  // partial is reused by the next row
     }
 }
@@ -677,8 +712,9 @@ __device__ void attention_impl(const A* qkv, const A* kCache, const A* vCache, c
 
 /**
  * Writes the rotated key (rounded to A) and the value of each sequence's last min(length, capacity) tokens into the
- * cache of its slot at position % capacity. Grid (T), block 128 over the d = H * dh elements. Launched after attention (which
- * reads cells this overwrites). A position >= maxPos (with rd > 0) writes NaN keys.
+ * cache of its slot at position % capacity. Grid (T, parts), block 128: a token's d = H * dh elements in parts of 128,
+ * each thread one element (a part per block: every load of a decode step's few tokens in flight at once). Launched
+ * after attention (which reads cells this overwrites). A position >= maxPos (with rd > 0) writes NaN keys.
  */
 template <typename W, typename A>
 __device__ void attentionAppend_impl(const A* qkv, A* kCache, A* vCache, const float* rotary,
@@ -696,7 +732,7 @@ __device__ void attentionAppend_impl(const A* qkv, A* kCache, A* vCache, const f
     const bool pastTable = rd > 0 && pos >= maxPos;
     const A* kp = qkv + row * 3 * d + d;
     const A* vp = kp + d;
-    for (i64 idx = threadIdx.x; idx < d; idx += blockDim.x) {
+    for (i64 idx = (i64)blockIdx.y * blockDim.x + threadIdx.x; idx < d; idx += (i64)gridDim.y * blockDim.x) {
         const int h = (int)(idx / dh);
         const int e = (int)(idx - (i64)h * dh);
         kCache[cell + idx] = fromF<A>(

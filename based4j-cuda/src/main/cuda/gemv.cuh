@@ -180,6 +180,145 @@ __device__ void gemvParts(const A* x, const W* w, const W* bias, void* out, int 
     }
 }
 
+/** Eight values of W as one load brings them (16 bytes of bf16, 32 of float32), converted to float32 when used. */
+template <typename T>
+struct GemvPiece;
+
+template <>
+struct GemvPiece<bf16> {
+    uint4 raw;
+    __device__ __forceinline__ void load(const bf16* p) { raw = *reinterpret_cast<const uint4*>(p); }
+    __device__ __forceinline__ void clear() { raw = make_uint4(0u, 0u, 0u, 0u); }
+    __device__ __forceinline__ void get(float* v) const {
+        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 f = __bfloat1622float2(h[i]);
+            v[2 * i] = f.x;
+            v[2 * i + 1] = f.y;
+        }
+    }
+};
+
+template <>
+struct GemvPiece<float> {
+    float4 a, b;
+    __device__ __forceinline__ void load(const float* p) {
+        a = reinterpret_cast<const float4*>(p)[0];
+        b = reinterpret_cast<const float4*>(p)[1];
+    }
+    __device__ __forceinline__ void clear() { a = b = make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
+    __device__ __forceinline__ void get(float* v) const {
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+        v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    }
+};
+
+/** Pieces of W in flight a lane in version 3, over its R rows: 8 / R of bf16, 4 / R of float32 (16 bytes each or 32). */
+template <int R, typename W>
+__host__ __device__ constexpr int gemv3Pieces() {
+    return (sizeof(W) == 2 ? 8 : 4) / R;
+}
+
+/**
+ * Version 3: version 2's rows and parts with the rows of x known at compile time (MM = 1, 2, 4 or 8, the launcher
+ * taking the smallest >= M) and W's pieces kept as loaded until used: about half the registers of version 2, so a
+ * multiprocessor holds 4 blocks of 256 threads (2 for 8 rows of x), and U = 8 / R pieces (16 bytes each) in flight a lane. The
+ * launcher gives each warp's part of a row at most 32 U pieces (one round of loads) where 8 parts suffice. W does
+ * not depend on the kernel before: its first pieces are loaded before waiting for that kernel (programmatic
+ * dependent launch; without it the wait returns at once). Sums as version 2: deterministic, the bias added before
+ * the one rounding.
+ */
+template <int R, int MM, typename W, typename A>
+__device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K,
+                               int P) {
+    constexpr int U = gemv3Pieces<R, W>();
+    __shared__ float partial[GEMV_THREADS / 32][R][MM];
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int groups = (GEMV_THREADS / 32) / P;
+    const int group = warp / P;
+    const int part = warp - group * P;
+    const int n0 = (blockIdx.x * groups + group) * R;
+    const int chunks = K >> 3;
+    const int perPart = (chunks + P - 1) / P;
+    const int c0 = part * perPart;
+    const int c1 = min(chunks, c0 + perPart);
+    GemvPiece<W> pieces[U][R];
+    float acc[R][MM];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int m = 0; m < MM; m++) acc[r][m] = 0.0f;
+    }
+    int c = c0 + lane;
+    auto loadRound = [&](int from) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int cu = from + 32 * u;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                if (cu < c1 && n0 + r < N) {
+                    pieces[u][r].load(w + (i64)(n0 + r) * K + 8 * cu);
+                } else {
+                    pieces[u][r].clear();
+                }
+            }
+        }
+    };
+    if (n0 < N) loadRound(c);
+    b4jPdlWait();
+    if (n0 < N) {
+        for (; c < c1; c += 32 * U) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int cu = c + 32 * u;
+                if (cu >= c1) break;
+#pragma unroll
+                for (int m = 0; m < MM; m++) {
+                    if (MM == 1 || m < M) {
+                        float xv[8];
+                        load8(x + (i64)m * K + 8 * cu, xv);
+#pragma unroll
+                        for (int r = 0; r < R; r++) {
+                            float wv[8];
+                            pieces[u][r].get(wv);
+#pragma unroll
+                            for (int i = 0; i < 8; i++) acc[r][m] += wv[i] * xv[i];
+                        }
+                    }
+                }
+            }
+            if (c + 32 * U < c1) loadRound(c + 32 * U);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int m = 0; m < MM; m++) {
+            float v = acc[r][m];
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) partial[warp][r][m] = v;
+        }
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < groups * R * MM; t += GEMV_THREADS) {
+        const int g = t / (R * MM);
+        const int r = (t / MM) % R;
+        const int m = t % MM;
+        const int n = (blockIdx.x * groups + g) * R + r;
+        if (m >= M || n >= N) continue;
+        float v = 0.0f;
+        for (int p = 0; p < P; p++) v += partial[g * P + p][r][m];
+        v += bias != nullptr ? toF(bias[n]) : 0.0f;
+        if (outF32) {
+            reinterpret_cast<float*>(out)[(i64)m * N + n] = v;
+        } else {
+            reinterpret_cast<A*>(out)[(i64)m * N + n] = fromF<A>(v);
+        }
+    }
+}
+
 template <typename W, typename A>
 __device__ void gemv1_impl(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K) {
     gemvRows<1, W, A>(x, w, bias, out, outF32, M, N, K);
@@ -220,3 +359,22 @@ B4J_KERNEL(gemvP2, GEMV_THREADS,
 B4J_KERNEL(gemvP4, GEMV_THREADS,
            (const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P),
            (x, w, bias, out, outF32, M, N, K, P))
+
+// version 3 (gemvPartsFixed): gemv3r{R}m{MM}, at least BLOCKS blocks a multiprocessor (4: at most 64 registers a
+// thread; 2 for 8 rows of x, whose 32 sums would not fit); the wait for the kernel before is in the body, after W's
+// first loads
+#define GEMV3_KERNEL(R, MM, BLOCKS)                                                                                          \
+    namespace b4j_f32 {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, BLOCKS) gemv3r##R##m##MM##_f32(                           \
+        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P) {                  \
+        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P); }                                     \
+    }                                                                                                                \
+    namespace b4j_bf16 {                                                                                             \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, BLOCKS) gemv3r##R##m##MM##_bf16(                          \
+        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P) {                  \
+        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P); }                                     \
+    }
+GEMV3_KERNEL(1, 1, 4)
+GEMV3_KERNEL(1, 2, 4)
+GEMV3_KERNEL(2, 4, 4)
+GEMV3_KERNEL(4, 8, 2)

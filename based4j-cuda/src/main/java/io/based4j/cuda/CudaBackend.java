@@ -252,6 +252,12 @@ public final class CudaBackend implements TrainingBackend {
         return cu;
     }
 
+    /** The mixers' kernels this backend launches (its own scratch and settings; for the kernel workbench). */
+    MixerTrainKernels mixers() {
+        bind();
+        return mixers;
+    }
+
     /** The kernels, on this backend's stream (for the kernel workbench). */
     Kernels kernels() {
         bind();
@@ -440,9 +446,10 @@ public final class CudaBackend implements TrainingBackend {
 
     /**
      * Launches this backend's kernels with programmatic dependent launch from now on, or the usual way (the default
-     * unless {@code -Dbased4j.cuda.pdl=true}): each kernel may then be launched once every block of the one before it
-     * on the stream has started, its first statement waiting for that one to complete, so that launches overlap the
-     * previous kernel's work. The same kernels in the same order: the same results, bit for bit.
+     * unless {@code -Dbased4j.cuda.pdl=true}; recorded decode steps take it unless {@code -Dbased4j.cuda.pdl=false},
+     * {@link Kernels#programmaticSteps}): each kernel may then be launched once every block of the one before it on
+     * the stream has started, waiting for that one to complete before it reads what that one may write, so that
+     * launches overlap the previous kernel's work. The same kernels in the same order: the same results, bit for bit.
      *
      * @throws IllegalStateException on a GPU of compute capability below 9, whose code has no such wait
      */
@@ -980,7 +987,7 @@ public final class CudaBackend implements TrainingBackend {
         }
         if (w.type == precision && (bias == null || bias.type == precision)
                 && (out.type == precision || out.type == Precision.F32) && Kernels.gemvFits(n, k, x.ptr, w.ptr)
-                && Kernels.gemvPays(m, k)) {
+                && kernels.gemvPays(n, m, k)) {
             // a decode step's few rows: one pass over the weights, the bias added before the output's rounding
             kernels.gemv(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, out.type == Precision.F32, n,
                     m, k);
@@ -2390,7 +2397,14 @@ public final class CudaBackend implements TrainingBackend {
             }
             Inputs mine = new Inputs(tokens.length, 4 * batch.size() + 1 + batch.totalTokens());
             cu.synchronize(stream);
-            long[] recorded = recordGraph(mine, null, forward, mine::close, CudaBackend::rethrown);
+            boolean before = kernels.programmatic();
+            kernels.programmatic(before || kernels.programmaticSteps());
+            long[] recorded;
+            try {
+                recorded = recordGraph(mine, null, forward, mine::close, CudaBackend::rethrown);
+            } finally {
+                kernels.programmatic(before);
+            }
             CudaGraph g = new CudaGraph(recorded[0], recorded[1], mine, tokens.length, batch.size());
             launch(g);
             return g;

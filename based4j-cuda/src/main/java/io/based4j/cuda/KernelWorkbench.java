@@ -14,9 +14,11 @@ import java.util.function.Consumer;
  * The kernel workbench: every numbered version of a kernel (and the library routine it competes with) run on the same
  * inputs at the shapes the models use, each checked against a float64 reference computed on the host and timed with
  * CUDA events, so that the version the backend runs is chosen by measurement. A kernel's versions live in its own
- * file (gemv: {@code gemv.cuh}, versions 1 and 2; the decode step's attention: {@code attention_decode.cuh}, versions 1
- * and 2; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 3); the backend runs the one its
- * launcher names, marked "(used)": for gemv {@link Kernels#GEMV_VERSION} where it beats the library
+ * file (gemv: {@code gemv.cuh}, versions 1 to 3; the decode step's attention: {@code attention_decode.cuh}, versions 1
+ * to 3; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 3; a prompt's linear attention: the
+ * scan kernel, {@code train_linear_scan.cuh}, and the chunk kernels, {@code train_linear_mma.cuh}, beside the causal
+ * flash attention of the same shape); the backend runs the one its
+ * launcher names, marked "(used)": for gemv {@link Kernels#gemvVersion} where it beats the library
  * ({@link Kernels#gemvPays}), and the library (cuBLASLt) elsewhere.
  *
  * <p>Timing: the mean of {@code reps} calls between two events on the backend's stream, after a warm-up call. The
@@ -27,7 +29,7 @@ import java.util.function.Consumer;
 public final class KernelWorkbench {
     /** Kernels the workbench has versions of. */
     public static final List<String> KERNELS = List.of("gemv", "crossEntropy", "attentionDecode",
-            "linearAttentionDecode");
+            "linearAttentionDecode", "linearAttentionPrefill");
     /** Bytes of input copies the timed calls go through at least (more than an H200's 50 MiB L2 cache). */
     static final long COLD_BYTES = 256L << 20;
 
@@ -104,7 +106,8 @@ public final class KernelWorkbench {
                 case "gemv" -> w.gemv();
                 case "crossEntropy" -> w.crossEntropy();
                 case "attentionDecode" -> w.attentionDecode();
-                default -> w.linearAttentionDecode();
+                case "linearAttentionDecode" -> w.linearAttentionDecode();
+                default -> w.linearAttentionPrefill();
             };
         } finally {
             w.freeAll();
@@ -143,7 +146,7 @@ public final class KernelWorkbench {
                         s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(), Cublas.COMPUTE_32F));
                 for (int v = 1; v <= Kernels.GEMV_VERSIONS && s.m() <= Kernels.GEMV_MAX_ROWS; v++) {
                     int version = v;
-                    boolean used = v == Kernels.GEMV_VERSION && Kernels.gemvPays(s.n(), s.k());
+                    boolean used = v == kernels.gemvVersion() && kernels.gemvPays(s.m(), s.n(), s.k());
                     names.add("v" + v + (used ? " (used)" : ""));
                     calls.add(c -> kernels.gemv(version, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(),
                             s.k()));
@@ -668,6 +671,292 @@ public final class KernelWorkbench {
             }
         }
         return phi;
+    }
+
+    // ----------------------------------------------------------------------------------- linearAttentionPrefill
+
+    /**
+     * A prompt's linear attention: {@code batch} sequences of {@code seqLen} tokens, {@code heads} heads, feature dim
+     * f, head dim dh.
+     */
+    record PrefillShape(String name, int batch, int seqLen, int heads, int f, int dh) {
+        int expanded() {
+            return 1 + f + f * (f + 1) / 2;
+        }
+
+        long rows() {
+            return (long) batch * seqLen;
+        }
+    }
+
+    /**
+     * The setting of FlashAttention-2's and fla's comparisons (16 sequences of 8,192 and 16,384 tokens, 16 heads,
+     * f 16, head dim 64) and based-1b's prompts (16 heads of 112) at batch 128 and 1,536 tokens.
+     */
+    static final List<PrefillShape> PREFILL_SHAPES = List.of(
+            new PrefillShape("B16 N8192", 16, 8192, 16, 16, 64),
+            new PrefillShape("B16 N16384", 16, 16384, 16, 16, 64),
+            new PrefillShape("based-1b B128 N1536", 128, 1536, 16, 16, 112));
+
+    /** The (sequence, head) pairs of a shape that are checked in float64: the first and the last. */
+    private static int[][] checkedPairs(PrefillShape s) {
+        return new int[][] {{0, 0}, {s.batch() - 1, s.heads() - 1}};
+    }
+
+    /**
+     * A prompt's linear attention, normalised output and each sequence's final state (S and z, float32, the decode's
+     * layout), on each of the kernels that do it in bf16: the scan kernel (one block walks a sequence and head, its
+     * state on chip; f 16, head dims up to 72) and the chunk kernels (the chunk states summed on the tensor cores,
+     * then a block a chunk), with, where the head dim suits it, the causal flash attention of the same shape as the
+     * competitor (the paper's comparison). Inputs repeat a random block (q and k normal with sd 0.5, v with sd 1).
+     *
+     * <p>Checked in float64 on the first and the last (sequence, head) pair, each value against a bound of its own:
+     * the tensor cores take phi(q) and phi(k) rounded to bf16 (2^-9 each) and the chunk's weights phi(q) phi(k)^T
+     * rounded once more, so a numerator or normaliser is off by at most 2^-7 of the sum of its terms' magnitudes
+     * (kept beside the float64 recurrence: |phi(q)| . sum |phi(k)| |v|); out = num / den then within
+     * {@code (dnum + |out| dden) / (den - dden)} plus its rounding to bf16 (2^-8 of |out|). The final S and z are
+     * sums of phi(k) v, phi(k) rounded once: within 2^-8 of their terms' magnitudes. Attention: softmax weights in
+     * bf16 (2^-9) and the output's rounding, within 2^-7 of the largest |v| plus 2^-8 of |out|. The error reported is
+     * the largest ratio of an error to its bound, so the bound is 1.
+     */
+    private List<Result> linearAttentionPrefill() {
+        List<Result> results = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(17);
+        float eps = 1e-6f;
+        try (MixerTrainKernels mixers = new MixerTrainKernels(gpu.kernels())) {
+            for (PrefillShape s : PREFILL_SHAPES) {
+                int b = s.batch();
+                int h = s.heads();
+                int f = s.f();
+                int dh = s.dh();
+                int e = s.expanded();
+                long rows = s.rows();
+                String shape = String.format(Locale.ROOT, "%s (H %d, f %d, dh %d)", s.name(), h, f, dh);
+                note.accept("linearAttentionPrefill " + shape);
+                try (Arena arena = Arena.ofConfined()) {
+                    MemorySegment qBlock = gaussianBf16(arena, DECODE_BLOCK, 0.5, r);
+                    MemorySegment kBlock = gaussianBf16(arena, DECODE_BLOCK, 0.5, r);
+                    MemorySegment vBlock = gaussianBf16(arena, DECODE_BLOCK, 1, r);
+                    long qd = filled(qBlock, rows * h * f);
+                    long kd = filled(kBlock, rows * h * f);
+                    long vd = filled(vBlock, rows * h * dh);
+                    long outBytes = 2 * rows * h * dh;
+                    long out = alloc(outBytes);
+                    long kvValues = (long) b * h * e * dh;
+                    long kv = alloc(4 * kvValues);
+                    long z = alloc(4L * b * h * e);
+                    MemorySegment slotsHost = arena.allocate(4L * b, 16);
+                    for (int i = 0; i < b; i++) {
+                        slotsHost.setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, i, i);
+                    }
+                    MixerTrainKernels.FinalState fin = new MixerTrainKernels.FinalState(kv, z, upload(slotsHost, 4L * b));
+                    PrefillReference want = new PrefillReference(s, qBlock, kBlock, vBlock, eps);
+                    double bytes = 2.0 * rows * h * (2 * f + 2 * dh) + 4.0 * b * h * e * (dh + 1);
+                    List<String> names = new ArrayList<>();
+                    List<Integer> minBlocks = new ArrayList<>();
+                    if (MixerTrainKernels.linearScan(Precision.BF16, f, dh)) {
+                        names.add("scan");
+                        minBlocks.add(1);
+                    }
+                    names.add("chunks");
+                    minBlocks.add(Integer.MAX_VALUE);
+                    String used = (long) b * h >= MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS
+                            && MixerTrainKernels.linearScan(Precision.BF16, f, dh) ? "scan" : "chunks";
+                    for (int i = 0; i < names.size(); i++) {
+                        mixers.scanForwardMinBlocks(minBlocks.get(i));
+                        java.util.function.IntConsumer call = c -> mixers.linearAttentionForward(Precision.BF16, qd, kd,
+                                vd, out, b, s.seqLen(), h, f, dh, eps, fin);
+                        cu.memsetD8Async(out, 0, outBytes, stream);
+                        cu.memsetD8Async(kv, 0, 4 * kvValues, stream);
+                        call.accept(0);
+                        double error = want.error(download(arena, out, outBytes), download(arena, kv, 4 * kvValues),
+                                download(arena, z, 4L * b * h * e));
+                        double ms = time(1, call);
+                        String name = names.get(i) + (names.get(i).equals(used) ? " (used)" : "");
+                        results.add(new Result("linearAttentionPrefill", shape, name, ms, bytes / (ms * 1e-3) / 1e9,
+                                error, 1));
+                    }
+                    freeAll();
+                    if (MixerTrainKernels.attentionOnTensorCores(Precision.BF16, dh)) {
+                        results.add(flashAttention(arena, s, shape, r));
+                    }
+                }
+                freeAll();
+            }
+        }
+        return results;
+    }
+
+    /** Causal flash attention (the training's forward, tensor cores) at a prefill shape, checked on a few rows. */
+    private Result flashAttention(Arena arena, PrefillShape s, String shape, SplittableRandom r) {
+        int h = s.heads();
+        int dh = s.dh();
+        long d = (long) h * dh;
+        long rows = s.rows();
+        MemorySegment block = gaussianBf16(arena, DECODE_BLOCK, 1, r);
+        long qkv = filled(block, rows * 3 * d);
+        long outBytes = 2 * rows * d;
+        long out = alloc(outBytes);
+        long lse = alloc(4 * rows * h);
+        float scale = (float) (1 / Math.sqrt(dh));
+        MixerTrainKernels mixers = gpu.mixers();
+        java.util.function.IntConsumer call = c -> mixers.attentionForward(Precision.BF16, qkv, out, lse, s.batch(),
+                s.seqLen(), h, dh, Integer.MAX_VALUE, 0, 10000, scale);
+        call.accept(0);
+        MemorySegment got = download(arena, out, outBytes);
+        long blockValues = block.byteSize() / 2;
+        double worst = 0;
+        for (int[] pair : checkedPairs(s)) {
+            for (int t : new int[] {0, 1, 777, s.seqLen() - 1}) {
+                long base = (long) pair[0] * s.seqLen();
+                double[] q = new double[dh];
+                for (int c = 0; c < dh; c++) {
+                    q[c] = bf16(block, ((base + t) * 3 * d + (long) pair[1] * dh + c) % blockValues);
+                }
+                double[] w = new double[t + 1];
+                double max = Double.NEGATIVE_INFINITY;
+                for (int j = 0; j <= t; j++) {
+                    double dot = 0;
+                    for (int c = 0; c < dh; c++) {
+                        dot += q[c] * bf16(block, ((base + j) * 3 * d + d + (long) pair[1] * dh + c) % blockValues);
+                    }
+                    w[j] = dot * scale;
+                    max = Math.max(max, w[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j <= t; j++) {
+                    w[j] = Math.exp(w[j] - max);
+                    sum += w[j];
+                }
+                for (int c = 0; c < dh; c++) {
+                    double y = 0;
+                    double vMax = 0;
+                    for (int j = 0; j <= t; j++) {
+                        double v = bf16(block, ((base + j) * 3 * d + 2 * d + (long) pair[1] * dh + c) % blockValues);
+                        y += w[j] * v;
+                        vMax = Math.max(vMax, Math.abs(v));
+                    }
+                    y /= sum;
+                    double g = bf16(got, (base + t) * d + (long) pair[1] * dh + c);
+                    double bound = 0x1p-7 * vMax + 0x1p-8 * Math.abs(y);
+                    worst = Math.max(worst, Double.isFinite(g) ? Math.abs(g - y) / bound : Double.POSITIVE_INFINITY);
+                }
+            }
+        }
+        double ms = time(1, call);
+        double bytes = 2.0 * rows * 4 * d;
+        return new Result("linearAttentionPrefill", shape, "flash attention causal", ms, bytes / (ms * 1e-3) / 1e9,
+                worst, 1);
+    }
+
+    /**
+     * The prompt's linear attention in float64 on the checked pairs ({@link #checkedPairs}) over the bf16 inputs
+     * (each array its block repeated), with the terms' magnitudes the bounds need.
+     */
+    private static final class PrefillReference {
+        private final PrefillShape s;
+        private final double[][] out;
+        private final double[][] outBound;
+        private final double[][] kv;
+        private final double[][] kvMagnitude;
+        private final double[][] z;
+        private final double[][] zMagnitude;
+
+        PrefillReference(PrefillShape s, MemorySegment qBlock, MemorySegment kBlock, MemorySegment vBlock, float eps) {
+            this.s = s;
+            int[][] pairs = checkedPairs(s);
+            int n = s.seqLen();
+            int h = s.heads();
+            int f = s.f();
+            int dh = s.dh();
+            int e = s.expanded();
+            out = new double[pairs.length][n * dh];
+            outBound = new double[pairs.length][n * dh];
+            kv = new double[pairs.length][e * dh];
+            kvMagnitude = new double[pairs.length][e * dh];
+            z = new double[pairs.length][e];
+            zMagnitude = new double[pairs.length][e];
+            long qkBlock = qBlock.byteSize() / 2;
+            long vValues = vBlock.byteSize() / 2;
+            double[] v = new double[dh];
+            for (int p = 0; p < pairs.length; p++) {
+                double[] st = kv[p];
+                double[] stAbs = kvMagnitude[p];
+                double[] zz = z[p];
+                double[] zAbs = zMagnitude[p];
+                for (int t = 0; t < n; t++) {
+                    long row = (long) pairs[p][0] * n + t;
+                    long qkAt = (row * h + pairs[p][1]) * f;
+                    double[] pk = taylor(kBlock, (int) (qkAt % qkBlock), f);
+                    double[] pq = taylor(qBlock, (int) (qkAt % qkBlock), f);
+                    long vAt = (row * h + pairs[p][1]) * dh;
+                    for (int c = 0; c < dh; c++) {
+                        v[c] = bf16(vBlock, (vAt + c) % vValues);
+                    }
+                    double den = 0;
+                    double denAbs = 0;
+                    for (int a = 0; a < e; a++) {
+                        zz[a] += pk[a];
+                        zAbs[a] += Math.abs(pk[a]);
+                        den += pq[a] * zz[a];
+                        denAbs += Math.abs(pq[a]) * zAbs[a];
+                    }
+                    double dDen = 0x1p-7 * denAbs;
+                    for (int c = 0; c < dh; c++) {
+                        double num = 0;
+                        double numAbs = 0;
+                        for (int a = 0; a < e; a++) {
+                            int at = a * dh + c;
+                            st[at] += pk[a] * v[c];
+                            stAbs[at] += Math.abs(pk[a] * v[c]);
+                            num += pq[a] * st[at];
+                            numAbs += Math.abs(pq[a]) * stAbs[at];
+                        }
+                        double y = num / (den + eps);
+                        out[p][t * dh + c] = y;
+                        outBound[p][t * dh + c] = (0x1p-7 * numAbs + Math.abs(y) * dDen) / (den + eps - dDen)
+                                + 0x1p-8 * Math.abs(y);
+                    }
+                }
+            }
+        }
+
+        /** The largest ratio of an error to its bound over the checked pairs' outputs and final states. */
+        double error(MemorySegment gotOut, MemorySegment gotKv, MemorySegment gotZ) {
+            int[][] pairs = checkedPairs(s);
+            int n = s.seqLen();
+            int h = s.heads();
+            int dh = s.dh();
+            int e = s.expanded();
+            double worst = 0;
+            for (int p = 0; p < pairs.length; p++) {
+                int pair = pairs[p][0] * h + pairs[p][1];
+                for (int t = 0; t < n; t++) {
+                    long at = (((long) pairs[p][0] * n + t) * h + pairs[p][1]) * dh;
+                    for (int c = 0; c < dh; c++) {
+                        worst = Math.max(worst, ratio(bf16(gotOut, at + c), out[p][t * dh + c],
+                                outBound[p][t * dh + c]));
+                    }
+                }
+                for (int i = 0; i < e * dh; i++) {
+                    double g = gotKv.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, (long) pair * e * dh + i);
+                    worst = Math.max(worst, ratio(g, kv[p][i], 0x1p-8 * kvMagnitude[p][i]));
+                }
+                for (int a = 0; a < e; a++) {
+                    double g = gotZ.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, (long) pair * e + a);
+                    worst = Math.max(worst, ratio(g, z[p][a], 0x1p-8 * zMagnitude[p][a]));
+                }
+            }
+            return worst;
+        }
+
+        private static double ratio(double got, double want, double bound) {
+            double err = Math.abs(got - want);
+            if (!Double.isFinite(got)) {
+                return Double.POSITIVE_INFINITY;
+            }
+            return err == 0 ? 0 : err / bound;
+        }
     }
 
     // ------------------------------------------------------------------------------------------------ common

@@ -112,6 +112,8 @@ public final class Kernels {
         this.stream = stream;
         this.decodeVersion = version(DECODE_VERSION_PROPERTY, System.getProperty(DECODE_VERSION_PROPERTY),
                 DECODE_VERSIONS, 0);
+        this.gemvVersion = version(GEMV_VERSION_PROPERTY, System.getProperty(GEMV_VERSION_PROPERTY), GEMV_VERSIONS,
+                GEMV_VERSION);
         this.linearDecodeVersion = version(LINEAR_DECODE_VERSION_PROPERTY,
                 System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS, LINEAR_DECODE_DEFAULT);
     }
@@ -203,16 +205,40 @@ public final class Kernels {
         }
     }
 
-    /** The system property that launches the kernels programmatically ({@link #programmatic(boolean)}). */
+    /**
+     * The system property for programmatic dependent launch: {@code true} launches every kernel so
+     * ({@link #programmatic(boolean)}), {@code false} none; unset, only the kernels of a recorded decode step
+     * ({@link #programmaticSteps}).
+     */
     static final String PROGRAMMATIC_PROPERTY = "based4j.cuda.pdl";
     /**
      * Whether kernels are launched with programmatic dependent launch (each may start as the one before it on the
-     * stream finishes, its first statement waiting for that one): off unless {@value #PROGRAMMATIC_PROPERTY} is true,
-     * and only on compute capability 9 and above, whose code (the sm_90a binary, or the compute_90 PTX that newer GPUs
-     * compile on load) has that wait at the start of every kernel; the sm_80 binary has none. Timed launches
-     * (profiles) are launched the usual way.
+     * stream finishes, waiting for that one before it reads anything the one before may write): off unless
+     * {@value #PROGRAMMATIC_PROPERTY} is true, and only on compute capability 9 and above, whose code (the sm_90a
+     * binary, or the compute_90 PTX that newer GPUs compile on load) has that wait in every kernel; the sm_80 binary
+     * has none. Every kernel waits first thing, except gemv version 3, which loads its first pieces of the weights
+     * (which no kernel of a decode step writes) before it waits. Timed launches (profiles) are launched the usual way.
      */
     private boolean programmatic;
+    /** The value of {@value #PROGRAMMATIC_PROPERTY}: null where unset. */
+    private final Boolean programmaticSetting = programmaticSetting(System.getProperty(PROGRAMMATIC_PROPERTY));
+
+    /**
+     * The value of {@value #PROGRAMMATIC_PROPERTY}: null where unset, else true or false.
+     *
+     * @throws IllegalArgumentException naming the property and the value for anything else
+     */
+    static Boolean programmaticSetting(String value) {
+        if (value == null) {
+            return null;
+        }
+        return switch (value.trim()) {
+            case "true" -> Boolean.TRUE;
+            case "false" -> Boolean.FALSE;
+            default -> throw new IllegalArgumentException("-D" + PROGRAMMATIC_PROPERTY + " must be true or false, got '"
+                    + value + "'");
+        };
+    }
 
     /** Launches kernels programmatically from now on, or not; refused where the code has no waits for it. */
     void programmatic(boolean on) {
@@ -228,7 +254,17 @@ public final class Kernels {
     /** Says the device's compute capability (major), which decides {@link #programmatic}. */
     void computeCapability(int major) {
         programmaticFits = major >= 9;
-        programmatic = programmaticFits && Boolean.getBoolean(PROGRAMMATIC_PROPERTY);
+        programmatic = programmaticFits && programmaticSetting == Boolean.TRUE;
+    }
+
+    /**
+     * Whether a recorded decode step's kernels are launched programmatically: where the device's code waits for it,
+     * unless {@value #PROGRAMMATIC_PROPERTY} is false. A decode step writes no weights, so gemv version 3 may load
+     * them before its wait, overlapping the kernel before; on an H200 based-1b's decode at batch 1 went from 557.6 to
+     * 625.8 tokens/s with it, in one run.
+     */
+    boolean programmaticSteps() {
+        return programmaticFits && programmaticSetting != Boolean.FALSE;
     }
 
     /** Whether kernels are launched programmatically. */
@@ -696,15 +732,16 @@ public final class Kernels {
     }
 
     /**
-     * Whether {@link #gemv} beats cuBLAS for a product of a few rows into {@code n} outputs of width {@code k}: where
-     * the width is at least twice the outputs (the MLP's out-projections), whose parts of the width give narrow
-     * outputs warps enough. Measured by {@code bench kernels} on an H200 at based-1b's and based-360m's decode
-     * products: there version 2 took 14.6 and 7.1 us at 1 row where cuBLAS took 17.7 and 13.8, and at 8 rows 18.4
-     * (based-1b, against 16.5) and 8.8 (against 11.4); at the other shapes (outputs as wide as the width or wider)
-     * cuBLAS was as fast or faster, up to twice (1 x 1792 . 1792 x 5376: 9.0 us against 17.1).
+     * Whether {@link #gemv} in the version it runs beats cuBLAS for a product of {@code rows} rows into {@code n}
+     * outputs of width {@code k}, as {@code bench kernels --kernel gemv} measured on an H200 at based-1b's and
+     * based-360m's decode products. Version 3 for one or two rows, at every shape: 7.1 against cuBLAS's 14.9 us at
+     * 1 x 3584 . 3584 x 1792 (based-1b's MLP out), 13.6 against 13.7 at its MLP in, 10.4 against 12.9 at its qkv, 6.2
+     * against 9.1 at its attention's out-projection, 46.3 against 47.0 at its head; at 8 rows cuBLAS was the faster at
+     * based-1b's shapes (11.4 against 16.9 us at the MLP out, 9.8 against 26.2 at the MLP in). Versions 1 and 2 where
+     * the width is at least twice the outputs (the MLP's out-projections).
      */
-    static boolean gemvPays(int n, int k) {
-        return k >= 2L * n;
+    boolean gemvPays(int rows, int n, int k) {
+        return gemvVersion >= 3 ? rows <= 2 : k >= 2L * n;
     }
 
     /**
@@ -713,13 +750,25 @@ public final class Kernels {
      * the bias added before the one rounding. Requires {@link #gemvFits}.
      */
     public void gemv(Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
-        gemv(GEMV_VERSION, p, x, w, bias, out, outF32, m, n, k);
+        gemv(gemvVersion, p, x, w, bias, out, outF32, m, n, k);
     }
 
-    /** The version of gemv.cuh that {@link #gemv} runs (the fastest measured by {@code bench kernels}). */
-    static final int GEMV_VERSION = 2;
-    /** Versions of {@link #gemv} there are: 1 (gemv1, gemv2: a warp a row or two), 2 (gemvP*: rows and parts). */
-    static final int GEMV_VERSIONS = 2;
+    /** The version of gemv.cuh that {@link #gemv} runs by default (the fastest measured by {@code bench kernels}). */
+    static final int GEMV_VERSION = 3;
+    /** The system property that picks {@link #gemv}'s version. */
+    static final String GEMV_VERSION_PROPERTY = "based4j.cuda.gemv";
+    /**
+     * Versions of {@link #gemv} there are: 1 (gemv1, gemv2: a warp a row or two), 2 (gemvP*: rows and parts), 3
+     * (gemv3r*m*: version 2 with the rows of x fixed at compile time and W's pieces kept as loaded).
+     */
+    static final int GEMV_VERSIONS = 3;
+    /** Warps version 3 aims to give a product at least, by parts of rows (a wave of 4 blocks a multiprocessor: 4224). */
+    private static final int GEMV3_WARPS = 2048;
+
+    /** The version {@link #gemv} runs. */
+    int gemvVersion() {
+        return gemvVersion;
+    }
     /** Warps version 2 aims to give a product at least (about 32 a multiprocessor on an H200), by parts of rows. */
     private static final int GEMV_WARPS = 4096;
 
@@ -746,6 +795,14 @@ public final class Kernels {
                 int perBlock = warps / parts * rows;
                 launch(function("gemvP" + rows, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
             }
+            case 3 -> {
+                int rows = gemvRowsPerWarp(m);
+                int parts = gemv3Parts(p, m, n, k);
+                args.i32(parts);
+                int perBlock = warps / parts * rows;
+                String name = "gemv3r" + rows + "m" + (m <= 2 ? m : m <= 4 ? 4 : 8);
+                launch(function(name, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
+            }
             default -> throw new IllegalArgumentException("gemv: no version " + version + " (1 to " + GEMV_VERSIONS
                     + ")");
         }
@@ -765,6 +822,24 @@ public final class Kernels {
         int pieces = k / 8;
         int parts = 1;
         while (parts < 8 && groups * parts < GEMV_WARPS && pieces / (2 * parts) >= 32) {
+            parts *= 2;
+        }
+        return parts;
+    }
+
+    /**
+     * Parts of the width that gemv version 3 gives a row group's warps: 1, 2, 4 or 8, the fewest that leave each part
+     * one round of loads (32 lanes x 8 / R pieces of 8 bf16 values, 4 / R of float32) and give {@value #GEMV3_WARPS}
+     * warps or more, each part keeping 32 pieces or more.
+     */
+    static int gemv3Parts(Precision p, int m, int n, int k) {
+        int rows = gemvRowsPerWarp(m);
+        int round = 32 * (p == Precision.BF16 ? 8 : 4) / rows;
+        long groups = (n + rows - 1) / rows;
+        int pieces = k / 8;
+        int parts = 1;
+        while (parts < 8 && ((pieces + parts - 1) / parts > round
+                || (groups * parts < GEMV3_WARPS && pieces / (2 * parts) >= 32))) {
             parts *= 2;
         }
         return parts;
@@ -797,6 +872,8 @@ public final class Kernels {
      * version becomes a default by measurement).
      */
     private final int decodeVersion;
+    /** The version {@link #gemv} runs: {@link #GEMV_VERSION} unless {@value #GEMV_VERSION_PROPERTY} names another. */
+    private final int gemvVersion;
     /**
      * Version 2 for batches of more than one sequence: on an H200 half the time of version 1 at attn-1b's shapes (535
      * against 1,065 us a layer at batch 128 and 1,536 tokens, 2.64 TB/s; version 3 545), 0.67 of it for based-1b's
@@ -920,7 +997,8 @@ public final class Kernels {
         }
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).i32(T).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0);
-        launch(function("attentionAppend", p), T, 1, 1, APPEND_THREADS, 0);
+        int parts = (int) Math.min(MAX_GRID_YZ, ((long) H * dh + APPEND_THREADS - 1) / APPEND_THREADS);
+        launch(function("attentionAppend", p), T, parts, 1, APPEND_THREADS, 0);
     }
 
     /**

@@ -10,9 +10,11 @@ import org.junit.jupiter.api.Test;
 /** The system properties that pick a kernel's version: their values and a clear error for a bad one. */
 class KernelVersionTest {
     private static final String[] PROPERTIES = {Kernels.DECODE_VERSION_PROPERTY,
-        Kernels.LINEAR_DECODE_VERSION_PROPERTY};
-    private static final int[] VERSIONS = {Kernels.DECODE_VERSIONS, Kernels.LINEAR_DECODE_VERSIONS};
-    private static final int[] DEFAULTS = {Kernels.DECODE_DEFAULT, Kernels.LINEAR_DECODE_DEFAULT};
+        Kernels.LINEAR_DECODE_VERSION_PROPERTY, Kernels.GEMV_VERSION_PROPERTY};
+    private static final int[] VERSIONS = {Kernels.DECODE_VERSIONS, Kernels.LINEAR_DECODE_VERSIONS,
+        Kernels.GEMV_VERSIONS};
+    private static final int[] DEFAULTS = {Kernels.DECODE_DEFAULT, Kernels.LINEAR_DECODE_DEFAULT,
+        Kernels.GEMV_VERSION};
 
     @Test
     void theDefaultIsTheMeasuredOneAndEachVersionCanBeNamed() {
@@ -78,13 +80,29 @@ class KernelVersionTest {
         Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
         k.computeCapability(8);
         assertFalse(k.programmatic());
+        assertFalse(k.programmaticSteps(), "the sm_80 code has no waits");
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> k.programmatic(true));
         assertTrue(e.getMessage().contains("compute capability 9"), e.getMessage());
         k.computeCapability(9);
         assertEquals(Boolean.getBoolean(Kernels.PROGRAMMATIC_PROPERTY), k.programmatic(), "off unless asked for");
+        assertEquals(!"false".equals(System.getProperty(Kernels.PROGRAMMATIC_PROPERTY)), k.programmaticSteps(),
+                "recorded decode steps: on unless refused");
         k.programmatic(true);
         assertTrue(k.programmatic());
         k.programmatic(false);
         assertFalse(k.programmatic());
+    }
+
+    @Test
+    void theProgrammaticLaunchSettingTakesTrueOrFalseOrNamesABadValue() {
+        assertEquals(null, Kernels.programmaticSetting(null));
+        assertEquals(Boolean.TRUE, Kernels.programmaticSetting(" true"));
+        assertEquals(Boolean.FALSE, Kernels.programmaticSetting("false"));
+        for (String bad : new String[] {"yes", "", "1"}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> Kernels.programmaticSetting(bad));
+            assertTrue(e.getMessage().contains("-D" + Kernels.PROGRAMMATIC_PROPERTY) && e.getMessage().contains("'"
+                    + bad + "'"), e.getMessage());
+        }
     }
 }
