@@ -87,6 +87,47 @@ __device__ void gemvRows(const A* x, const W* w, const W* bias, void* out, int o
 }
 
 /**
+ * The end of gemv versions 2 and 3: each warp's sums added over its lanes in a fixed order into partial[warp], then
+ * the P parts' sums of each output in part order, the bias added and the result rounded once (deterministic). The
+ * block's warps are groups of P parts, a group R rows of w; MM rows of x at most, M of them there.
+ */
+template <int R, int MM, typename W, typename A>
+__device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partial)[R][MM], const W* bias, void* out,
+                                             int outF32, int M, int N, int P) {
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int groups = (GEMV_THREADS / 32) / P;
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int m = 0; m < MM; m++) {
+            if (m < M) {
+                float v = acc[r][m];
+                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+                if (lane == 0) partial[warp][r][m] = v;
+            }
+        }
+    }
+    __syncthreads();
+    // thread t: (group, r, m) of the block's outputs, the parts summed in order
+    for (int t = threadIdx.x; t < groups * R * MM; t += GEMV_THREADS) {
+        const int g = t / (R * MM);
+        const int r = (t / MM) % R;
+        const int m = t % MM;
+        const int n = (blockIdx.x * groups + g) * R + r;
+        if (m >= M || n >= N) continue;
+        float v = 0.0f;
+        for (int p = 0; p < P; p++) v += partial[g * P + p][r][m];
+        v += bias != nullptr ? toF(bias[n]) : 0.0f;
+        if (outF32) {
+            reinterpret_cast<float*>(out)[(i64)m * N + n] = v;
+        } else {
+            reinterpret_cast<A*>(out)[(i64)m * N + n] = fromF<A>(v);
+        }
+    }
+}
+
+/**
  * Version 2: y = x W^T (+ bias) as version 1, with more of W in flight and the reads of x shared. A warp takes R rows
  * of W (R = 1, 2, 4 for M up to 2, 4, 8: each x value a lane loads serves R rows) and one of P parts of the width
  * (P = 1, 2, 4 or 8 warps a row group, so that narrow outputs still give every SM warps enough); its lanes load
@@ -150,34 +191,7 @@ __device__ void gemvParts(const A* x, const W* w, const W* bias, void* out, int 
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-#pragma unroll
-        for (int m = 0; m < GEMV_MAX_M; m++) {
-            if (m < M) {
-                float v = acc[r][m];
-                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-                if (lane == 0) partial[warp][r][m] = v;
-            }
-        }
-    }
-    __syncthreads();
-    // thread t: (group, r, m) of the block's outputs, the parts summed in order
-    for (int t = threadIdx.x; t < groups * R * GEMV_MAX_M; t += GEMV_THREADS) {
-        const int g = t / (R * GEMV_MAX_M);
-        const int r = (t / GEMV_MAX_M) % R;
-        const int m = t % GEMV_MAX_M;
-        const int n = (blockIdx.x * groups + g) * R + r;
-        if (m >= M || n >= N) continue;
-        float v = 0.0f;
-        for (int p = 0; p < P; p++) v += partial[g * P + p][r][m];
-        v += bias != nullptr ? toF(bias[n]) : 0.0f;
-        if (outF32) {
-            reinterpret_cast<float*>(out)[(i64)m * N + n] = v;
-        } else {
-            reinterpret_cast<A*>(out)[(i64)m * N + n] = fromF<A>(v);
-        }
-    }
+    gemvPartsOut<R, GEMV_MAX_M, W, A>(acc, partial, bias, out, outF32, M, N, P);
 }
 
 /** Eight values of W as one load brings them (16 bytes of bf16, 32 of float32), converted to float32 when used. */
@@ -189,15 +203,7 @@ struct GemvPiece<bf16> {
     uint4 raw;
     __device__ __forceinline__ void load(const bf16* p) { raw = *reinterpret_cast<const uint4*>(p); }
     __device__ __forceinline__ void clear() { raw = make_uint4(0u, 0u, 0u, 0u); }
-    __device__ __forceinline__ void get(float* v) const {
-        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const float2 f = __bfloat1622float2(h[i]);
-            v[2 * i] = f.x;
-            v[2 * i + 1] = f.y;
-        }
-    }
+    __device__ __forceinline__ void get(float* v) const { unpack8(raw, v); }
 };
 
 template <>
@@ -292,31 +298,7 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
             if (c + 32 * U < c1) loadRound(c + 32 * U);
         }
     }
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-#pragma unroll
-        for (int m = 0; m < MM; m++) {
-            float v = acc[r][m];
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0) partial[warp][r][m] = v;
-        }
-    }
-    __syncthreads();
-    for (int t = threadIdx.x; t < groups * R * MM; t += GEMV_THREADS) {
-        const int g = t / (R * MM);
-        const int r = (t / MM) % R;
-        const int m = t % MM;
-        const int n = (blockIdx.x * groups + g) * R + r;
-        if (m >= M || n >= N) continue;
-        float v = 0.0f;
-        for (int p = 0; p < P; p++) v += partial[g * P + p][r][m];
-        v += bias != nullptr ? toF(bias[n]) : 0.0f;
-        if (outF32) {
-            reinterpret_cast<float*>(out)[(i64)m * N + n] = v;
-        } else {
-            reinterpret_cast<A*>(out)[(i64)m * N + n] = fromF<A>(v);
-        }
-    }
+    gemvPartsOut<R, MM, W, A>(acc, partial, bias, out, outF32, M, N, P);
 }
 
 template <typename W, typename A>

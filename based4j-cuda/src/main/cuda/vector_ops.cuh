@@ -12,8 +12,8 @@ namespace b4j {
 typedef __nv_bfloat16 bf16;
 
 /** 8 consecutive values at p (16-byte aligned) as floats. */
-__device__ __forceinline__ void load8(const bf16* p, float* v) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+/** The 8 bf16 values of a 16-byte piece as floats. */
+__device__ __forceinline__ void unpack8(const uint4& raw, float* v) {
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -21,6 +21,10 @@ __device__ __forceinline__ void load8(const bf16* p, float* v) {
         v[2 * i] = f.x;
         v[2 * i + 1] = f.y;
     }
+}
+
+__device__ __forceinline__ void load8(const bf16* p, float* v) {
+    unpack8(*reinterpret_cast<const uint4*>(p), v);
 }
 
 __device__ __forceinline__ void load8(const float* p, float* v) {
