@@ -166,15 +166,27 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
         float best = -CUDART_INF_F;
         int bestIdx = 0x7fffffff;
         int nan = 0;
-        for (int i = tid; i < vocab; i += blockDim.x) {
-            const float v = x[i];
+        auto look = [&](float v, int i) {
             if (v != v) {
                 nan = 1;
             } else if (v > best || (v == best && i < bestIdx)) {
                 best = v;
                 bestIdx = i;
             }
+        };
+        // 16-byte loads where the row is aligned, several in flight a thread (the same argmax: the lowest index
+        // among the maximal values, whatever the order the values are looked at in)
+        const int quads = (reinterpret_cast<uintptr_t>(x) & 15) == 0 ? vocab >> 2 : 0;
+        const float4* x4 = reinterpret_cast<const float4*>(x);
+#pragma unroll 4
+        for (int q = tid; q < quads; q += blockDim.x) {
+            const float4 f = x4[q];
+            look(f.x, 4 * q);
+            look(f.y, 4 * q + 1);
+            look(f.z, 4 * q + 2);
+            look(f.w, 4 * q + 3);
         }
+        for (int i = 4 * quads + tid; i < vocab; i += blockDim.x) look(x[i], i);
         for (int o = 16; o > 0; o >>= 1) {
             const float ob = __shfl_xor_sync(0xffffffffu, best, o);
             const int oi = __shfl_xor_sync(0xffffffffu, bestIdx, o);
