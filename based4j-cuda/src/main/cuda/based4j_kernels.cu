@@ -11,9 +11,11 @@
 #include <stdint.h>
 
 /**
- * The first statement of every kernel: with programmatic dependent launch (sm_90 on, the launch attribute set by
- * io.based4j.cuda.Kernels where asked for), a kernel may start while the one before it on the stream finishes; this
- * waits until that one has completed and its memory is visible, before the kernel reads or writes any. It then lets
+ * The first statement of every kernel (gemv version 3 excepted, which may load its weights before it where the
+ * launcher says no kernel before it writes them): with programmatic dependent launch (sm_90 on, the launch attribute
+ * set by io.based4j.cuda.Kernels where asked for), a kernel may start while the one before it on the stream
+ * finishes; this waits until that one has completed and its memory is visible, before the kernel reads or writes
+ * any. It then lets
  * the kernel after it be launched as soon as every block of this one has got here (that kernel waits in turn for
  * this one to complete), so that its launch and its blocks' start overlap this kernel's work. No-ops for a kernel
  * launched the usual way, and on older GPUs.

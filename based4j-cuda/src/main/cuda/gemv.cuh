@@ -194,7 +194,7 @@ __device__ void gemvParts(const A* x, const W* w, const W* bias, void* out, int 
     gemvPartsOut<R, GEMV_MAX_M, W, A>(acc, partial, bias, out, outF32, M, N, P);
 }
 
-/** Eight values of W as one load brings them (16 bytes of bf16, 32 of float32), converted to float32 when used. */
+/** Eight values of W as loaded (one 16-byte load of bf16, two of float32), converted to float32 when used. */
 template <typename T>
 struct GemvPiece;
 
@@ -229,15 +229,16 @@ __host__ __device__ constexpr int gemv3Pieces() {
 /**
  * Version 3: version 2's rows and parts with the rows of x known at compile time (MM = 1, 2, 4 or 8, the launcher
  * taking the smallest >= M) and W's pieces kept as loaded until used: about half the registers of version 2, so a
- * multiprocessor holds 4 blocks of 256 threads (2 for 8 rows of x), and U = 8 / R pieces (16 bytes each) in flight a lane. The
- * launcher gives each warp's part of a row at most 32 U pieces (one round of loads) where 8 parts suffice. W does
- * not depend on the kernel before: its first pieces are loaded before waiting for that kernel (programmatic
- * dependent launch; without it the wait returns at once). Sums as version 2: deterministic, the bias added before
- * the one rounding.
+ * multiprocessor holds 4 blocks of 256 threads (2 for 8 rows of x), and U pieces of 8 values in flight a lane (8 / R
+ * of bf16, 16 bytes each; 4 / R of float32). The launcher gives each warp's part of a row at most 32 U pieces (one
+ * round of loads) where 8 parts suffice. Where early is set (a recorded decode step, whose kernels write no
+ * weights), the first pieces of W are loaded before waiting for the kernel before (programmatic dependent launch;
+ * without it the wait returns at once), so that they stream in during that kernel's tail; elsewhere after it. Sums
+ * as version 2: deterministic, the bias added before the one rounding.
  */
 template <int R, int MM, typename W, typename A>
 __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K,
-                               int P) {
+                               int P, int early) {
     constexpr int U = gemv3Pieces<R, W>();
     __shared__ float partial[GEMV_THREADS / 32][R][MM];
     const int warp = threadIdx.x >> 5;
@@ -272,8 +273,9 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
             }
         }
     };
-    if (n0 < N) loadRound(c);
+    if (early && n0 < N) loadRound(c);
     b4jPdlWait();
+    if (!early && n0 < N) loadRound(c);
     if (n0 < N) {
         for (; c < c1; c += 32 * U) {
 #pragma unroll
@@ -343,18 +345,18 @@ B4J_KERNEL(gemvP4, GEMV_THREADS,
            (x, w, bias, out, outF32, M, N, K, P))
 
 // version 3 (gemvPartsFixed): gemv3r{R}m{MM}, at least BLOCKS blocks a multiprocessor (4: at most 64 registers a
-// thread; 2 for 8 rows of x, whose 32 sums would not fit); the wait for the kernel before is in the body, after W's
-// first loads
+// thread; 2 for 8 rows of x, whose 32 sums would not fit); the wait for the kernel before is in the body (after W's
+// first loads where early is set)
 #define GEMV3_KERNEL(R, MM, BLOCKS)                                                                                          \
     namespace b4j_f32 {                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, BLOCKS) gemv3r##R##m##MM##_f32(                           \
-        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P) {                  \
-        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P); }                                     \
+        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P, int early) {       \
+        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P, early); }                              \
     }                                                                                                                \
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, BLOCKS) gemv3r##R##m##MM##_bf16(                          \
-        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P) {                  \
-        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P); }                                     \
+        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P, int early) {       \
+        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P, early); }                              \
     }
 GEMV3_KERNEL(1, 1, 4)
 GEMV3_KERNEL(1, 2, 4)

@@ -11,7 +11,6 @@ namespace b4j {
 
 typedef __nv_bfloat16 bf16;
 
-/** 8 consecutive values at p (16-byte aligned) as floats. */
 /** The 8 bf16 values of a 16-byte piece as floats. */
 __device__ __forceinline__ void unpack8(const uint4& raw, float* v) {
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
@@ -23,6 +22,7 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float* v) {
     }
 }
 
+/** 8 consecutive values at p (16-byte aligned) as floats. */
 __device__ __forceinline__ void load8(const bf16* p, float* v) {
     unpack8(*reinterpret_cast<const uint4*>(p), v);
 }

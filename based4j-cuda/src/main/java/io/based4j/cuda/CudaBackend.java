@@ -445,17 +445,19 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * Launches this backend's kernels with programmatic dependent launch from now on, or the usual way (the default
-     * unless {@code -Dbased4j.cuda.pdl=true}; recorded decode steps take it unless {@code -Dbased4j.cuda.pdl=false},
-     * {@link Kernels#programmaticSteps}): each kernel may then be launched once every block of the one before it on
-     * the stream has started, waiting for that one to complete before it reads what that one may write, so that
-     * launches overlap the previous kernel's work. The same kernels in the same order: the same results, bit for bit.
+     * Launches this backend's kernels with programmatic dependent launch from now on, or the usual way, recorded decode
+     * steps included (by default only those take it, {@link Kernels#programmaticSteps}, unless
+     * {@code -Dbased4j.cuda.pdl=false}; {@code true} launches every kernel so): each kernel may then be launched once
+     * every block of the one before it on the stream has started, waiting for that one to complete before it reads
+     * what that one may write, so that launches overlap the previous kernel's work. The same kernels in the same
+     * order: the same results, bit for bit.
      *
      * @throws IllegalStateException on a GPU of compute capability below 9, whose code has no such wait
      */
     public void programmaticLaunches(boolean on) {
         bind();
         kernels.programmatic(on);
+        kernels.programmaticStepsAllowed(on);
     }
 
     // ---------------------------------------------------------------- memory that grows (CudaStates.GrowingRegion)
@@ -2399,11 +2401,13 @@ public final class CudaBackend implements TrainingBackend {
             cu.synchronize(stream);
             boolean before = kernels.programmatic();
             kernels.programmatic(before || kernels.programmaticSteps());
+            kernels.weightsFixed(true);  // a forward writes no weights
             long[] recorded;
             try {
                 recorded = recordGraph(mine, null, forward, mine::close, CudaBackend::rethrown);
             } finally {
                 kernels.programmatic(before);
+                kernels.weightsFixed(false);
             }
             CudaGraph g = new CudaGraph(recorded[0], recorded[1], mine, tokens.length, batch.size());
             launch(g);

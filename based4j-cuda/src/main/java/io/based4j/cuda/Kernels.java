@@ -57,7 +57,7 @@ import java.util.Map;
  *     scaled scores, softmax in float; keys before {@code starts[i]} from the cache (already rotated), the others
  *     from qkv, rotated on the fly (qkv is never modified). Each warp runs an online softmax over every 4th key,
  *     lanes over the head dims; the 4 partial results are merged at the end.</td></tr>
- * <tr><td>attentionAppend</td><td>T x 128</td>
+ * <tr><td>attentionAppend</td><td>(T, ceil(H dh / 128)) x 128</td>
  *     <td>rotated k and v of each sequence's last min(length, capacity) tokens into the cache at
  *     {@code position % capacity}; launched after attention</td></tr>
  * <tr><td>sample_f32</td><td>n x 512</td><td>see {@link #sample} and {@link io.based4j.sampling.Sampler#pick}</td></tr>
@@ -264,7 +264,26 @@ public final class Kernels {
      * 625.8 tokens/s with it, in one run.
      */
     boolean programmaticSteps() {
-        return programmaticFits && programmaticSetting != Boolean.FALSE;
+        return programmaticFits && programmaticSetting != Boolean.FALSE && programmaticStepsAllowed;
+    }
+
+    /** Whether recorded decode steps may take programmatic launches ({@link #programmaticSteps}); true at first. */
+    private boolean programmaticStepsAllowed = true;
+
+    /** Lets recorded decode steps take programmatic launches, or not ({@link CudaBackend#programmaticLaunches}). */
+    void programmaticStepsAllowed(boolean allowed) {
+        programmaticStepsAllowed = allowed;
+    }
+
+    /**
+     * Whether no kernel of what is now being queued writes weights (a decode step being recorded): gemv version 3 then
+     * loads its first weights before waiting for the kernel before it.
+     */
+    private boolean weightsFixed;
+
+    /** Says whether no kernel of what is now being queued writes weights ({@link #weightsFixed}). */
+    void weightsFixed(boolean fixed) {
+        weightsFixed = fixed;
     }
 
     /** Whether kernels are launched programmatically. */
@@ -800,6 +819,7 @@ public final class Kernels {
                 int parts = gemv3Parts(p, m, n, k);
                 args.i32(parts);
                 int perBlock = warps / parts * rows;
+                args.i32(weightsFixed ? 1 : 0);
                 String name = "gemv3r" + rows + "m" + (m <= 2 ? m : m <= 4 ? 4 : 8);
                 launch(function(name, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
             }

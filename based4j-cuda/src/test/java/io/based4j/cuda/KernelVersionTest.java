@@ -84,9 +84,12 @@ class KernelVersionTest {
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> k.programmatic(true));
         assertTrue(e.getMessage().contains("compute capability 9"), e.getMessage());
         k.computeCapability(9);
-        assertEquals(Boolean.getBoolean(Kernels.PROGRAMMATIC_PROPERTY), k.programmatic(), "off unless asked for");
-        assertEquals(!"false".equals(System.getProperty(Kernels.PROGRAMMATIC_PROPERTY)), k.programmaticSteps(),
-                "recorded decode steps: on unless refused");
+        Boolean setting = Kernels.programmaticSetting(System.getProperty(Kernels.PROGRAMMATIC_PROPERTY));
+        assertEquals(setting == Boolean.TRUE, k.programmatic(), "off unless asked for");
+        assertEquals(setting != Boolean.FALSE, k.programmaticSteps(), "recorded decode steps: on unless refused");
+        k.programmaticStepsAllowed(false);
+        assertFalse(k.programmaticSteps(), "the backend's programmaticLaunches(false) turns them off too");
+        k.programmaticStepsAllowed(true);
         k.programmatic(true);
         assertTrue(k.programmatic());
         k.programmatic(false);

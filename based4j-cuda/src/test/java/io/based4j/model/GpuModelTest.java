@@ -309,7 +309,8 @@ class GpuModelTest {
 
     /**
      * Programmatic dependent launches ({@link CudaBackend#programmaticLaunches}): each kernel may start as the one
-     * before it finishes and waits for it at its first statement, so the prefill and the recorded decode steps give
+     * before it finishes and waits for it before reading anything that one writes (gemv version 3 loads the weights,
+     * which no kernel of a decode step writes, before it waits there), so the prefill and the recorded decode steps give
      * the logits of the usual launches. The same kernels on the same inputs in the same order; only cuBLAS could pick
      * another algorithm when recording (as for graphs against ops above, 1e-6 of the rms), while a kernel that read
      * its input before the kernel making it had finished would be off by the size of the logits.
