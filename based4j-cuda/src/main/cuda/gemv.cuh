@@ -87,6 +87,29 @@ __device__ void gemvRows(const A* x, const W* w, const W* bias, void* out, int o
 }
 
 /**
+ * Where a warp of gemv versions 2 and 3 works: the first of its R rows of w (n0) and its part [c0, c1) of the
+ * width's pieces of 8 values; the block's warps are groups of P parts, a group R rows.
+ */
+struct GemvPart {
+    int n0, c0, c1;
+};
+
+template <int R>
+__device__ __forceinline__ GemvPart gemvPartOf(int K, int P) {
+    const int warp = threadIdx.x >> 5;
+    const int groups = (GEMV_THREADS / 32) / P;
+    const int group = warp / P;
+    const int part = warp - group * P;
+    const int chunks = K >> 3;
+    const int perPart = (chunks + P - 1) / P;
+    GemvPart g;
+    g.n0 = (blockIdx.x * groups + group) * R;
+    g.c0 = part * perPart;
+    g.c1 = min(chunks, g.c0 + perPart);
+    return g;
+}
+
+/**
  * The end of gemv versions 2 and 3: each warp's sums added over its lanes in a fixed order into partial[warp], then
  * the P parts' sums of each output in part order, the bias added and the result rounded once (deterministic). The
  * block's warps are groups of P parts, a group R rows of w; MM rows of x at most, M of them there.
@@ -140,16 +163,11 @@ __device__ void gemvParts(const A* x, const W* w, const W* bias, void* out, int 
                           int P) {
     constexpr int U = 4 / R;
     __shared__ float partial[GEMV_THREADS / 32][R][GEMV_MAX_M];
-    const int warp = threadIdx.x >> 5;
     const int lane = threadIdx.x & 31;
-    const int groups = (GEMV_THREADS / 32) / P;
-    const int group = warp / P;
-    const int part = warp - group * P;
-    const int n0 = (blockIdx.x * groups + group) * R;
-    const int chunks = K >> 3;
-    const int perPart = (chunks + P - 1) / P;
-    const int c0 = part * perPart;
-    const int c1 = min(chunks, c0 + perPart);
+    const GemvPart wp = gemvPartOf<R>(K, P);
+    const int n0 = wp.n0;
+    const int c0 = wp.c0;
+    const int c1 = wp.c1;
     float acc[R][GEMV_MAX_M];
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -241,16 +259,11 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
                                int P, int early) {
     constexpr int U = gemv3Pieces<R, W>();
     __shared__ float partial[GEMV_THREADS / 32][R][MM];
-    const int warp = threadIdx.x >> 5;
     const int lane = threadIdx.x & 31;
-    const int groups = (GEMV_THREADS / 32) / P;
-    const int group = warp / P;
-    const int part = warp - group * P;
-    const int n0 = (blockIdx.x * groups + group) * R;
-    const int chunks = K >> 3;
-    const int perPart = (chunks + P - 1) / P;
-    const int c0 = part * perPart;
-    const int c1 = min(chunks, c0 + perPart);
+    const GemvPart wp = gemvPartOf<R>(K, P);
+    const int n0 = wp.n0;
+    const int c0 = wp.c0;
+    const int c1 = wp.c1;
     GemvPiece<W> pieces[U][R];
     float acc[R][MM];
 #pragma unroll
