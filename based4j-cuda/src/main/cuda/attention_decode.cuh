@@ -27,26 +27,27 @@ __device__ __forceinline__ void loadPair(const __nv_bfloat16* p, float& a, float
 template <typename A>
 struct DecodeSplit {
     i64 pos, slot, d, j0;
+    i64 row;        // the token's row of qkv and of the output
     int n;          // keys of the split, the query's own last where the split reaches pos
     float* out;     // 2 + dh floats of partial
     const A* kNew;  // the query's own key in qkv (its value follows d later)
 };
 
 /**
- * The prologue both versions of attentionDecode share: the block's split (grid (H, B, splits)), or, for a split past
- * the last key, its empty result written (m = -inf, l = 0, zeros) and false; else the rotated query in qs (the block
- * synchronised after) and true.
+ * The prologue every version of attentionDecode shares: the block's split (grid (H, B, splits)), or, for a split
+ * past the last key, its empty result written (m = -inf, l = 0, zeros) and false; else true (decodeSplit: and the
+ * rotated query in qs, the block synchronised after).
  */
 template <typename A>
-__device__ __forceinline__ bool decodeSplit(const A* qkv, const float* rotary, const int* layout, float* partial,
-                                            int B, int H, int dh, int window, int rd, int maxPos, int interleaved,
-                                            int splits, float* qs, DecodeSplit<A>& S) {
+__device__ __forceinline__ bool decodeSplitOf(const A* qkv, const int* layout, float* partial, int B, int H, int dh,
+                                              int window, int splits, DecodeSplit<A>& S) {
     const int head = blockIdx.x;
     const int seq = blockIdx.y;
     const int split = blockIdx.z;
     const int tid = threadIdx.x;
     const Layout L = layoutOf(layout, B);
     const i64 row = L.offsets[seq];
+    S.row = row;
     S.pos = L.starts[seq];
     S.slot = L.slots[seq];
     S.d = (i64)H * dh;
@@ -63,9 +64,26 @@ __device__ __forceinline__ bool decodeSplit(const A* qkv, const float* rotary, c
     }
     const i64 j1 = S.pos < S.j0 + DEC_KEYS - 1 ? S.pos : S.j0 + DEC_KEYS - 1;
     S.n = (int)(j1 - S.j0 + 1);
-    const A* qp = qkv + row * 3 * S.d + (i64)head * dh;
-    S.kNew = qp + S.d;
-    for (int e = tid; e < dh; e += DEC_THREADS) qs[e] = rotated(qp, e, (int)S.pos, rotary, rd, maxPos, interleaved);
+    S.kNew = qkv + row * 3 * S.d + (i64)head * dh + S.d;
+    return true;
+}
+
+/** The block's query, rotated, into qs (the query precedes its key by d in qkv). */
+template <typename A>
+__device__ __forceinline__ void decodeQuery(const DecodeSplit<A>& S, const float* rotary, int dh, int rd, int maxPos,
+                                            int interleaved, float* qs) {
+    const A* qp = S.kNew - S.d;
+    for (int e = threadIdx.x; e < dh; e += DEC_THREADS) {
+        qs[e] = rotated(qp, e, (int)S.pos, rotary, rd, maxPos, interleaved);
+    }
+}
+
+template <typename A>
+__device__ __forceinline__ bool decodeSplit(const A* qkv, const float* rotary, const int* layout, float* partial,
+                                            int B, int H, int dh, int window, int rd, int maxPos, int interleaved,
+                                            int splits, float* qs, DecodeSplit<A>& S) {
+    if (!decodeSplitOf(qkv, layout, partial, B, H, dh, window, splits, S)) return false;
+    decodeQuery(S, rotary, dh, rd, maxPos, interleaved, qs);
     __syncthreads();
     return true;
 }
@@ -400,6 +418,174 @@ __device__ void attentionDecode3_impl(const A* qkv, const A* kCache, const A* vC
     attentionDecodeLanes<true, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd,
                                   maxPos, interleaved, scale, splits);
 }
+
+/** Keys version 4 of attentionDecode stages in shared memory at once: 16 KiB of keys (rows of 128) and as much of values. */
+template <typename A>
+__host__ __device__ constexpr int dec4Keys() {
+    return sizeof(A) == 2 ? 64 : 32;
+}
+
+/** 16 bytes global -> shared, asynchronously (cp.async.cg, sm_80 and newer); both addresses 16-byte aligned. */
+__device__ __forceinline__ void decCopy16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src) : "memory");
+}
+
+/** Waits for this thread's copies (cp.async), then for the block's. */
+__device__ __forceinline__ void decCopiesDone() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();
+}
+
+/**
+ * Copies the cached rows k0 .. k0 + count - 1 of a split (cache row c0 + k, wrapped once at capacity) of one head into
+ * the staging rows (128 values apart), 16 bytes a copy, without waiting for them.
+ */
+template <typename A>
+__device__ __forceinline__ void decStage(const A* rows, i64 d, int c0, int capacity, int k0, int count, int dh,
+                                         A* staged) {
+    constexpr int P = 16 / sizeof(A);  // values a copy
+    const int per = dh / P;
+    for (int t = threadIdx.x; t < count * per; t += DEC_THREADS) {
+        const int key = t / per;
+        const int off = (t - key * per) * P;
+        int c = c0 + k0 + key;
+        if (c >= capacity) c -= capacity;
+        decCopy16(staged + key * 128 + off, rows + (i64)c * d + off);
+    }
+}
+
+/**
+ * Version 4 of attentionDecode, for short splits (a sliding window's few keys): the same grid, splits and partial
+ * results as versions 2 and 3, but the split's keys and values, dec4Keys at a time, copied into shared memory
+ * (cp.async) first, the first ones while the query is rotated, so that a window of up to dec4Keys cached keys costs
+ * the block one trip to memory instead of a round of key loads, a round of value loads and their waits. Scores and
+ * values then as version 2's (a key dh / 8 lanes of a group of G, the groups' sums of p v added in a fixed order),
+ * from shared memory. A split of more keys stages them in turns. With one split and out given, the output is
+ * written at once as attentionDecodeMerge would write it (acc / l, the same float operations), and no merge runs.
+ * The host calls it for dh a multiple of 16 up to 128, the cache, qkv and rows 16-byte aligned.
+ */
+template <typename W, typename A>
+__device__ void attentionDecode4_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                      const int* layout, float* partial, A* out, int B, int H, int dh, int capacity,
+                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    constexpr int C = dec4Keys<A>();
+    __shared__ __align__(16) A ks[C * 128];
+    __shared__ __align__(16) A vs[C * 128];
+    __shared__ float qs[128];
+    __shared__ float sc[DEC_KEYS];
+    __shared__ float red[DEC_THREADS / 32];
+    __shared__ float vred[DEC_THREADS * 8];
+    const int head = blockIdx.x;
+    const int tid = threadIdx.x;
+    DecodeSplit<A> S;
+    if (!decodeSplitOf(qkv, layout, partial, B, H, dh, window, splits, S)) return;
+    const i64 pos = S.pos;
+    const i64 d = S.d;
+    const int n = S.n;
+    const i64 j1 = S.j0 + n - 1;
+    const int cached = (int)((j1 < pos ? j1 : pos - 1) - S.j0 + 1);  // keys k < cached come from the cache
+    const int c0 = (int)(S.j0 % capacity);
+    const A* kRows = kCache + S.slot * capacity * d + (i64)head * dh;
+    const A* vRows = vCache + S.slot * capacity * d + (i64)head * dh;
+    const A* kNew = S.kNew;
+    const A* vNew = S.kNew + d;
+    // the first keys and values on their way while the query is rotated
+    decStage(kRows, d, c0, capacity, 0, min(C, cached), dh, ks);
+    decStage(vRows, d, c0, capacity, 0, min(C, cached), dh, vs);
+    decodeQuery(S, rotary, dh, rd, maxPos, interleaved, qs);
+    decCopiesDone();
+
+    const int lanes = dh >> 3;
+    const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+    const int groups = DEC_THREADS / G;
+    const int lane = tid & (G - 1);
+    const int grp = tid / G;
+    const bool active = lane < lanes;
+    const int e0 = lane * 8;
+    float q[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) q[i] = active ? qs[e0 + i] : 0.0f;
+    for (int k0 = 0; k0 < cached; k0 += C) {
+        const int count = min(C, cached - k0);
+        if (k0 > 0) {  // a longer split: its next keys in turn
+            __syncthreads();
+            decStage(kRows, d, c0, capacity, k0, count, dh, ks);
+            decCopiesDone();
+        }
+        for (int base = 0; base < count; base += groups) {  // alike for every thread: the shuffles see all
+            const int k = base + grp;
+            float kv[8];
+            if (active && k < count) {
+                load8(ks + k * 128 + e0, kv);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) kv[i] = 0.0f;
+            }
+            float dot = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) dot += q[i] * kv[i];
+            for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            if (lane == 0 && k < count) sc[k0 + k] = dot * scale;
+        }
+    }
+    if (cached < n && tid < 32) {  // the query's own key: the split's last
+        float dot = 0.0f;
+        for (int e = tid; e < dh; e += 32) dot += qs[e] * rotated(kNew, e, (int)pos, rotary, rd, maxPos, interleaved);
+        dot = warpSum(dot);
+        if (tid == 0) sc[n - 1] = dot * scale;
+    }
+    __syncthreads();
+
+    float m, l;
+    decodeSoftmax(sc, n, red, m, l);
+
+    float acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i] = 0.0f;
+    for (int k0 = 0; k0 < cached; k0 += C) {
+        const int count = min(C, cached - k0);
+        if (k0 > 0) {
+            __syncthreads();
+            decStage(vRows, d, c0, capacity, k0, count, dh, vs);
+            decCopiesDone();
+        }
+        if (active) {
+            for (int k = grp; k < count; k += groups) {
+                const float p = sc[k0 + k];
+                float vv[8];
+                load8(vs + k * 128 + e0, vv);
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[i] += p * vv[i];
+            }
+        }
+    }
+    if (cached < n && active && grp == (n - 1) % groups) {  // the own key's value, in its group's turn
+        const float p = sc[n - 1];
+        float vv[8];
+        load8(vNew + e0, vv);
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[i] += p * vv[i];
+    }
+    if (active) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) vred[grp * dh + e0 + i] = acc[i];
+    }
+    __syncthreads();
+    if (splits == 1 && out != nullptr) {
+        // attentionDecodeMerge's numbers for one split: M = m, sum = l, y = acc, out = y (1 / sum)
+        const float inv = 1.0f / l;
+        for (int e = tid; e < dh; e += DEC_THREADS) {
+            float sum = 0.0f;
+            for (int g = 0; g < groups; g++) sum += vred[g * dh + e];
+            out[S.row * d + (i64)head * dh + e] = fromF<A>(sum * inv);
+        }
+        return;
+    }
+    decodeWrite(S.out, vred, groups, dh, m, l);
+}
+
 }  // namespace b4j
 
 B4J_KERNEL(attentionDecode, DEC_THREADS,
@@ -423,3 +609,9 @@ B4J_KERNEL(attentionDecode3, DEC_THREADS,
             int splits),
            (qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, maxPos, interleaved, scale,
             splits))
+B4J_KERNEL(attentionDecode4, DEC_THREADS,
+           (const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, float* partial,
+            A* out, int B, int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale,
+            int splits),
+           (qkv, kCache, vCache, rotary, layout, partial, out, B, H, dh, capacity, window, rd, maxPos, interleaved,
+            scale, splits))

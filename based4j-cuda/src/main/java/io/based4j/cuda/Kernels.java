@@ -901,18 +901,21 @@ public final class Kernels {
      */
     static final int DECODE_DEFAULT = 2;
     /**
-     * Version 3 for one sequence: on an H200 34.6 against 47.8 us (version 2) and 96.8 (version 1) a layer of attn-1b
-     * at 1,536 tokens, each timed over cold copies of the caches: a grid of 96 blocks, where a score made by one
-     * thread's whole dot product keeps more loads in flight than version 2's lanes that share it.
+     * Version 4 for one sequence: on an H200 28.4 against 36.4 us (version 3), 46.5 (version 2) and 93.5 (version 1) a
+     * layer of attn-1b at 1,536 tokens, each timed over cold copies of the caches (a grid of 112 blocks, each with
+     * its keys' and values' loads all in flight at once); version 3 had taken 34.6 against version 2's 47.8. At
+     * batch 128 version 4 took 525 against version 2's 536 us (attn-1b), 43.7 against 43.4 (based-1b's window), and
+     * at attn-360m's batch 64 of 2,000 tokens 214 against 194: version 2 stays for batches.
      */
-    static final int DECODE_ONE_SEQUENCE_DEFAULT = 3;
+    static final int DECODE_ONE_SEQUENCE_DEFAULT = 4;
     /** The system property that picks {@link #attentionDecode}'s version. */
     static final String DECODE_VERSION_PROPERTY = "based4j.cuda.attentionDecode";
     /**
      * Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight), 3 (as 2,
-     * but each score a thread's whole dot product, without shuffles).
+     * but each score a thread's whole dot product, without shuffles), 4 (the split's keys and values copied into shared
+     * memory first, 64 at a time in bf16, then as 2; with one split it writes the output itself, no merge).
      */
-    static final int DECODE_VERSIONS = 3;
+    static final int DECODE_VERSIONS = 4;
 
     /** The version {@link #attentionDecode} runs for a batch of {@code batch} sequences. */
     int decodeVersion(int batch) {
@@ -1001,11 +1004,18 @@ public final class Kernels {
             return;
         }
         String name = decodeKernel(version, qkv, kCache, vCache);
-        args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(partial).i32(B).i32(H).i32(dh)
-                .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale).i32(splits);
+        boolean direct = name.equals("attentionDecode4") && splits == 1;  // writes out itself: no merge
+        args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(partial);
+        if (name.equals("attentionDecode4")) {
+            args.ptr(direct ? out : 0);
+        }
+        args.i32(B).i32(H).i32(dh).i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0)
+                .f32(scale).i32(splits);
         launch(function(name, p), H, B, splits, ATTENTION_THREADS, 0);
-        args.reset().ptr(partial).ptr(layout).ptr(out).i32(B).i32(H).i32(dh).i32(splits);
-        launch(function("attentionDecodeMerge", p), H, B, 1, ATTENTION_THREADS, 0);
+        if (!direct) {
+            args.reset().ptr(partial).ptr(layout).ptr(out).i32(B).i32(H).i32(dh).i32(splits);
+            launch(function("attentionDecodeMerge", p), H, B, 1, ATTENTION_THREADS, 0);
+        }
     }
 
     /** Writes the rotated keys and the values of each sequence's last min(length, capacity) tokens into the cache. */
