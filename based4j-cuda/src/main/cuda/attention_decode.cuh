@@ -1,7 +1,8 @@
 // A decode step's attention (included by based4j_kernels.cu): every sequence one new token, its query against the
 // keys and values cached for it and its own, split over the keys (flash-decoding) and merged. Versions: 1, a pair of
 // dims a thread; 2, 8 dims a lane in 16-byte loads, several keys in flight; 3, as 2 but each score one thread's whole
-// dot product (no shuffles; a warp's loads then touch 32 rows at once). Launched by
+// dot product (no shuffles; a warp's loads then touch 32 rows at once); 4, the split's keys and values copied into
+// shared memory first (every load in flight at once), then as 2, one split's output written without the merge. Launched by
 // io.based4j.cuda.Kernels.attentionDecode; compared and timed by `based4j bench kernels --kernel attentionDecode`.
 #pragma once
 

@@ -15,7 +15,7 @@ import java.util.function.Consumer;
  * inputs at the shapes the models use, each checked against a float64 reference computed on the host and timed with
  * CUDA events, so that the version the backend runs is chosen by measurement. A kernel's versions live in its own
  * file (gemv: {@code gemv.cuh}, versions 1 to 3; the decode step's attention: {@code attention_decode.cuh}, versions 1
- * to 3; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 3; a prompt's linear attention: the
+ * to 4; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 3; a prompt's linear attention: the
  * scan kernel, {@code train_linear_scan.cuh}, and the chunk kernels, {@code train_linear_mma.cuh}, beside the causal
  * flash attention of the same shape); the backend runs the one its
  * launcher names, marked "(used)": for gemv {@link Kernels#gemvVersion} where it beats the library
