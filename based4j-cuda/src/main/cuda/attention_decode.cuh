@@ -117,6 +117,25 @@ __device__ __forceinline__ void decodeSoftmax(float* sc, int n, float* red, floa
 }
 
 /**
+ * The end of versions 2 to 4's scores: where the split reaches the query's own key (the split's last, from qkv,
+ * rotated here), its score by one warp; then, the block synchronised, the softmax (decodeSoftmax).
+ */
+template <typename A>
+__device__ __forceinline__ void decodeOwnKeySoftmax(bool own, const float* qs, const A* kNew, int dh, i64 pos,
+                                                    const float* rotary, int rd, int maxPos, int interleaved,
+                                                    float scale, float* sc, int n, float* red, float& m, float& l) {
+    const int tid = threadIdx.x;
+    if (own && tid < 32) {
+        float dot = 0.0f;
+        for (int e = tid; e < dh; e += 32) dot += qs[e] * rotated(kNew, e, (int)pos, rotary, rd, maxPos, interleaved);
+        dot = warpSum(dot);
+        if (tid == 0) sc[n - 1] = dot * scale;
+    }
+    __syncthreads();
+    decodeSoftmax(sc, n, red, m, l);
+}
+
+/**
  * The end every version shares: the split's partial result, m, l and its sum of p v, the last added over the parts
  * ([parts][dh] in vred, written before a barrier) in a fixed order.
  */
@@ -359,16 +378,8 @@ __device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCac
             sc[k] = dot * scale;
         }
     }
-    if (cached < n && tid < 32) {  // the query's own key: the split's last
-        float dot = 0.0f;
-        for (int e = tid; e < dh; e += 32) dot += qs[e] * rotated(kNew, e, (int)pos, rotary, rd, maxPos, interleaved);
-        dot = warpSum(dot);
-        if (tid == 0) sc[n - 1] = dot * scale;
-    }
-    __syncthreads();
-
     float m, l;
-    decodeSoftmax(sc, n, red, m, l);
+    decodeOwnKeySoftmax(cached < n, qs, kNew, dh, pos, rotary, rd, maxPos, interleaved, scale, sc, n, red, m, l);
 
     float acc[8];
 #pragma unroll
@@ -531,16 +542,8 @@ __device__ void attentionDecode4_impl(const A* qkv, const A* kCache, const A* vC
             if (lane == 0 && k < count) sc[k0 + k] = dot * scale;
         }
     }
-    if (cached < n && tid < 32) {  // the query's own key: the split's last
-        float dot = 0.0f;
-        for (int e = tid; e < dh; e += 32) dot += qs[e] * rotated(kNew, e, (int)pos, rotary, rd, maxPos, interleaved);
-        dot = warpSum(dot);
-        if (tid == 0) sc[n - 1] = dot * scale;
-    }
-    __syncthreads();
-
     float m, l;
-    decodeSoftmax(sc, n, red, m, l);
+    decodeOwnKeySoftmax(cached < n, qs, kNew, dh, pos, rotary, rd, maxPos, interleaved, scale, sc, n, red, m, l);
 
     float acc[8];
 #pragma unroll
