@@ -491,15 +491,7 @@ public final class CudaBackend implements TrainingBackend {
      * @throws IllegalArgumentException naming the property and the value for anything else
      */
     static Boolean gemmTiming(String value) {
-        if (value == null) {
-            return null;
-        }
-        return switch (value.trim()) {
-            case "true" -> Boolean.TRUE;
-            case "false" -> Boolean.FALSE;
-            default -> throw new IllegalArgumentException("-D" + GEMM_TIMING_PROPERTY + " must be true or false, got '"
-                    + value + "'");
-        };
+        return Kernels.onOff(GEMM_TIMING_PROPERTY, value);
     }
 
     private static GemmChoices gemmChoices() {

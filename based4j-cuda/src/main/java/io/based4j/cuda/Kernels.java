@@ -229,14 +229,23 @@ public final class Kernels {
      * @throws IllegalArgumentException naming the property and the value for anything else
      */
     static Boolean programmaticSetting(String value) {
+        return onOff(PROGRAMMATIC_PROPERTY, value);
+    }
+
+    /**
+     * The value of a system property that is true or false: null where unset.
+     *
+     * @throws IllegalArgumentException naming the property and the value for anything else
+     */
+    static Boolean onOff(String property, String value) {
         if (value == null) {
             return null;
         }
         return switch (value.trim()) {
             case "true" -> Boolean.TRUE;
             case "false" -> Boolean.FALSE;
-            default -> throw new IllegalArgumentException("-D" + PROGRAMMATIC_PROPERTY + " must be true or false, got '"
-                    + value + "'");
+            default -> throw new IllegalArgumentException("-D" + property + " must be true or false, got '" + value
+                    + "'");
         };
     }
 
