@@ -281,33 +281,49 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
 
 }  // namespace b4j
 
-// bf16 only, head dims up to 72 (10 value tiles), E up to 160.
+// bf16 only, head dims up to 72 (10 value tiles), E up to 160. Each kernel also comes as NAME16x64 for feature dim
+// 16 and head dim 64 (based-360m's heads) compiled with those sizes fixed: the tiles' strides, the feature and value
+// tile counts and every loop bound known to the compiler (the same operations in the same order, so the same
+// numbers); it refuses other sizes.
+#define B4J_SCAN_KERNELS(NAME_SUFFIX, F, DH, CHECK)                                                                    \
+    extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)                                                 \
+        linearAttentionMmaScanForward##NAME_SUFFIX(const A* q, const A* k, const A* v, A* out, int L, int H, int f,   \
+                                                   int dh, float eps) {                                               \
+        b4jPdlWait();                                                                                                  \
+        CHECK;                                                                                                         \
+        b4j::lmsScanBody<10, b4j::LMS_FORWARD>(q, k, v, nullptr, out, nullptr, nullptr, L, H, F, DH, eps);            \
+    }                                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)                                                 \
+        linearAttentionMmaScanForwardFinal##NAME_SUFFIX(const A* q, const A* k, const A* v, A* out, int L, int H,     \
+                                                        int f, int dh, float eps, float* finalKv, float* finalZ,      \
+                                                        const int* slots, int realH, int split) {                     \
+        b4jPdlWait();                                                                                                  \
+        CHECK;                                                                                                         \
+        b4j::LmmFinal fin;                                                                                             \
+        fin.kv = finalKv;                                                                                              \
+        fin.z = finalZ;                                                                                                \
+        fin.slots = slots;                                                                                             \
+        fin.realH = realH;                                                                                             \
+        fin.split = split;                                                                                             \
+        b4j::lmsScanBody<10, b4j::LMS_FORWARD, true>(q, k, v, nullptr, out, nullptr, nullptr, L, H, F, DH, eps, fin); \
+    }                                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)                                                 \
+        linearAttentionMmaScanBackwardQ##NAME_SUFFIX(const A* q, const A* k, const A* v, const A* dout, A* gbuf,      \
+                                                     A* dq, int L, int H, int f, int dh, float eps) {                 \
+        b4jPdlWait();                                                                                                  \
+        CHECK;                                                                                                         \
+        b4j::lmsScanBody<10, b4j::LMS_BACKWARD_Q>(q, k, v, dout, gbuf, dq, nullptr, L, H, F, DH, eps);                \
+    }                                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)                                                 \
+        linearAttentionMmaScanBackwardKV##NAME_SUFFIX(const A* q, const A* k, const A* v, const A* gbuf, A* dk,       \
+                                                      A* dv, int L, int H, int f, int dh) {                           \
+        b4jPdlWait();                                                                                                  \
+        CHECK;                                                                                                         \
+        b4j::lmsScanBody<10, b4j::LMS_BACKWARD_KV>(q, k, v, gbuf, nullptr, dk, dv, L, H, F, DH, 0.0f);                \
+    }
+
 namespace b4j_bf16 {
-extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
-    linearAttentionMmaScanForward_bf16(const A* q, const A* k, const A* v, A* out, int L, int H, int f, int dh,
-                                       float eps) { b4jPdlWait();
-    b4j::lmsScanBody<10, b4j::LMS_FORWARD>(q, k, v, nullptr, out, nullptr, nullptr, L, H, f, dh, eps);
-}
-extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
-    linearAttentionMmaScanForwardFinal_bf16(const A* q, const A* k, const A* v, A* out, int L, int H, int f, int dh,
-                                            float eps, float* finalKv, float* finalZ, const int* slots, int realH,
-                                            int split) { b4jPdlWait();
-    b4j::LmmFinal fin;
-    fin.kv = finalKv;
-    fin.z = finalZ;
-    fin.slots = slots;
-    fin.realH = realH;
-    fin.split = split;
-    b4j::lmsScanBody<10, b4j::LMS_FORWARD, true>(q, k, v, nullptr, out, nullptr, nullptr, L, H, f, dh, eps, fin);
-}
-extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
-    linearAttentionMmaScanBackwardQ_bf16(const A* q, const A* k, const A* v, const A* dout, A* gbuf, A* dq, int L,
-                                         int H, int f, int dh, float eps) { b4jPdlWait();
-    b4j::lmsScanBody<10, b4j::LMS_BACKWARD_Q>(q, k, v, dout, gbuf, dq, nullptr, L, H, f, dh, eps);
-}
-extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)
-    linearAttentionMmaScanBackwardKV_bf16(const A* q, const A* k, const A* v, const A* gbuf, A* dk, A* dv, int L,
-                                          int H, int f, int dh) { b4jPdlWait();
-    b4j::lmsScanBody<10, b4j::LMS_BACKWARD_KV>(q, k, v, gbuf, nullptr, dk, dv, L, H, f, dh, 0.0f);
-}
+B4J_SCAN_KERNELS(_bf16, f, dh, (void)0)
+B4J_SCAN_KERNELS(16x64_bf16, 16, 64, if (f != 16 || dh != 64) __trap())
 }  // namespace b4j_bf16
+#undef B4J_SCAN_KERNELS

@@ -754,16 +754,27 @@ public final class KernelWorkbench {
                     double bytes = 2.0 * rows * h * (2 * f + 2 * dh) + 4.0 * b * h * e * (dh + 1);
                     List<String> names = new ArrayList<>();
                     List<Integer> minBlocks = new ArrayList<>();
-                    if (MixerTrainKernels.linearScan(Precision.BF16, f, dh)) {
-                        names.add("scan");
+                    List<Boolean> fixedSizes = new ArrayList<>();
+                    boolean scan = MixerTrainKernels.linearScan(Precision.BF16, f, dh);
+                    boolean fixed = MixerTrainKernels.linearScanFixedSizes(f, dh);
+                    if (scan) {
+                        names.add(fixed ? "scan " + f + "x" + dh : "scan");
                         minBlocks.add(1);
+                        fixedSizes.add(true);
+                        if (fixed) {
+                            names.add("scan");
+                            minBlocks.add(1);
+                            fixedSizes.add(false);
+                        }
                     }
                     names.add("chunks");
                     minBlocks.add(Integer.MAX_VALUE);
-                    String used = (long) b * h >= MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS
-                            && MixerTrainKernels.linearScan(Precision.BF16, f, dh) ? "scan" : "chunks";
+                    fixedSizes.add(true);
+                    String used = (long) b * h >= MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS && scan ? names.get(0)
+                            : "chunks";
                     for (int i = 0; i < names.size(); i++) {
                         mixers.scanForwardMinBlocks(minBlocks.get(i));
+                        mixers.scanFixedSizes(fixedSizes.get(i));
                         java.util.function.IntConsumer call = c -> mixers.linearAttentionForward(Precision.BF16, qd, kd,
                                 vd, out, b, s.seqLen(), h, f, dh, eps, fin);
                         cu.memsetD8Async(out, 0, outBytes, stream);

@@ -294,6 +294,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private int scanForwardMinBlocks = scanForwardMinBlocks(System.getProperty(SCAN_FORWARD_MIN_BLOCKS_PROPERTY));
     private boolean scanBackward = false;
     private boolean roundedStates = true;
+    private boolean scanFixedSizes = true;
 
     /** Launches on the stream of {@code kernels}; replaced scratch is freed at once. */
     public MixerTrainKernels(Kernels kernels) {
@@ -629,7 +630,7 @@ public final class MixerTrainKernels implements AutoCloseable {
                 this.k.args.ptr(fin.kv()).ptr(fin.z()).ptr(fin.slots()).i32(realHeads).i32(split);
             }
             launchScan(fin != null ? "linearAttentionMmaScanForwardFinal" : "linearAttentionMmaScanForward", heads,
-                    batch, linearScanSharedBytes(featureDim, headDim, false));
+                    batch, featureDim, headDim, linearScanSharedBytes(featureDim, headDim, false));
             return;
         }
         if (mma(p, featureDim, headDim, q, k, v, out, states)) {
@@ -939,9 +940,27 @@ public final class MixerTrainKernels implements AutoCloseable {
         return bytes;
     }
 
+    /**
+     * Whether the scan kernels have a variant compiled for these sizes ({@code NAME16x64}: feature dim 16, head dim
+     * 64, every stride and loop bound fixed; the same operations in the same order as the kernel that takes the sizes
+     * as arguments, so the same numbers).
+     */
+    static boolean linearScanFixedSizes(int featureDim, int headDim) {
+        return featureDim == 16 && headDim == 64;
+    }
+
+    /**
+     * Whether the scan kernels take their variant compiled for the sizes where there is one (the default) or the one
+     * that takes the sizes as arguments, for comparisons.
+     */
+    void scanFixedSizes(boolean enabled) {
+        scanFixedSizes = enabled;
+    }
+
     /** A scan kernel: one block of 8 warps per (head, sequence). */
-    private void launchScan(String name, int heads, int batch, int shared) {
-        long fn = k.function(name, Precision.BF16);
+    private void launchScan(String name, int heads, int batch, int featureDim, int headDim, int shared) {
+        boolean fixed = scanFixedSizes && linearScanFixedSizes(featureDim, headDim);
+        long fn = k.function(fixed ? name + featureDim + "x" + headDim : name, Precision.BF16);
         CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
         k.launch(fn, heads, batch, 1, LINEAR_SCAN_THREADS, shared);
     }
@@ -956,10 +975,10 @@ public final class MixerTrainKernels implements AutoCloseable {
         int shared = linearScanSharedBytes(featureDim, headDim, true);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(gbuf).ptr(dq).i32(seqLen).i32(heads).i32(featureDim)
                 .i32(headDim).f32(eps);
-        launchScan("linearAttentionMmaScanBackwardQ", heads, batch, shared);
+        launchScan("linearAttentionMmaScanBackwardQ", heads, batch, featureDim, headDim, shared);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(gbuf).ptr(dk).ptr(dv).i32(seqLen).i32(heads).i32(featureDim)
                 .i32(headDim);
-        launchScan("linearAttentionMmaScanBackwardKV", heads, batch, shared);
+        launchScan("linearAttentionMmaScanBackwardKV", heads, batch, featureDim, headDim, shared);
     }
 
     /** The tensor-core kernel NAME72 (head dims up to 72: 10 value tiles of 8 held) or NAME120 (16 tiles). */

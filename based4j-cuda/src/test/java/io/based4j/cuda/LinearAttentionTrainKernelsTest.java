@@ -322,7 +322,8 @@ class LinearAttentionTrainKernelsTest {
      * The scan kernels keep the running state on chip but take the same products in the same order as the chunk
      * kernels (the float32 state of the scan is the states kernel's, rounded to bf16 as the chunk kernels round it):
      * their results are those of the chunk kernels bit for bit, and so within the chunk kernels' allowances of the
-     * reference.
+     * reference. At feature dim 16 and head dim 64 both variants (compiled for those sizes, and taking them as
+     * arguments) are checked.
      */
     @Test
     void scanKernelsGiveTheChunkKernelsNumbers() {
@@ -339,6 +340,12 @@ class LinearAttentionTrainKernelsTest {
                 String what = pr.describe("linear attention scan kernels");
                 assertSame(what, chunked, got);
                 pr.assertNear(what, got);
+                if (MixerTrainKernels.linearScanFixedSizes(pr.f, pr.dh)) {
+                    // the variant compiled for these sizes ran above; the one that takes them as arguments too
+                    mk.scanFixedSizes(false);
+                    assertSame(what + " (sizes as arguments)", chunked, pr.runOn(rig, mk, 0));
+                    mk.scanFixedSizes(true);
+                }
             }
         }
     }
