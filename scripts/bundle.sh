@@ -3,7 +3,8 @@
 # machine: a jlink'ed Java runtime, the CLI and its jars, the test jars and the JUnit console launcher for the GPU
 # tests (scripts/gpu-check.sh), and the built-in test model. Removes the old bundle first.
 #   scripts/bundle.sh [maven options]     e.g. scripts/bundle.sh -Dbased4j.skipKernels=true
-# Fails when the bundle exceeds 64 MiB (what can be carried to the GPU machine).
+# Fails when the bundle exceeds 80 MiB: what travels to a GPU machine is its gzip'd pieces (scripts/bundle-parts.sh,
+# about 70% of it), which must stay within the 64 MiB a call carries.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 . "$ROOT/scripts/jdk.sh"
@@ -11,7 +12,7 @@ based4j_find_jdk
 based4j_find_maven
 
 BUNDLE="$ROOT/bundle/based4j"
-LIMIT_BYTES=$((64 * 1024 * 1024))
+LIMIT_BYTES=$((80 * 1024 * 1024))
 JUNIT_PLATFORM_VERSION=1.11.4
 CONSOLE_JAR="junit-platform-console-standalone-$JUNIT_PLATFORM_VERSION.jar"
 # java.xml and jdk.zipfs: the JUnit console launcher writes its XML report with the first and finds the test classes
@@ -115,6 +116,6 @@ for part in runtime lib test-lib models; do
 done
 mib=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')
 if [ "$bytes" -gt "$LIMIT_BYTES" ]; then
-    die "the bundle is $mib MiB ($bytes bytes), over the 64 MiB limit"
+    die "the bundle is $mib MiB ($bytes bytes), over the 80 MiB limit"
 fi
 echo "bundle: $BUNDLE ($mib MiB, $bytes bytes)"

@@ -721,12 +721,26 @@ __device__ void attention_impl(const A* qkv, const A* kCache, const A* vCache, c
 template <typename W, typename A>
 __device__ void attentionAppend_impl(const A* qkv, A* kCache, A* vCache, const float* rotary,
                                      const int* layout, int T, int B, int H, int dh, int capacity, int rd, int maxPos,
-                                     int interleaved) {
+                                     int interleaved, int lastRows) {
     const Layout L = layoutOf(layout, B);
-    const i64 row = blockIdx.x;
-    const int seq = L.tokSeq[row];
-    const int t = (int)(row - L.offsets[seq]);
-    const int len = L.lengths[seq];
+    i64 row;
+    int seq, t, len;
+    if (lastRows > 0) {
+        // block x: sequence x / lastRows, the (x % lastRows)-th of its last min(length, capacity, lastRows) tokens
+        seq = (int)(blockIdx.x / lastRows);
+        const int i = (int)(blockIdx.x - (i64)seq * lastRows);
+        len = L.lengths[seq];
+        const int kept = min(len, capacity);
+        if (i >= kept) return;
+        t = len - kept + i;
+        row = L.offsets[seq] + t;
+    } else {
+        // block x: token x of the batch
+        row = blockIdx.x;
+        seq = L.tokSeq[row];
+        t = (int)(row - L.offsets[seq]);
+        len = L.lengths[seq];
+    }
     if (capacity <= 0 || t < len - capacity) return;
     const i64 pos = (i64)L.starts[seq] + t;
     const i64 d = (i64)H * dh;
@@ -826,8 +840,8 @@ B4J_KERNEL(attention, ATTN_THREADS,
            (qkv, kCache, vCache, rotary, layout, out, T, B, H, dh, capacity, window, rd, maxPos, interleaved, scale))
 B4J_KERNEL(attentionAppend, 128,
            (const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, int T, int B, int H,
-            int dh, int capacity, int rd, int maxPos, int interleaved),
-           (qkv, kCache, vCache, rotary, layout, T, B, H, dh, capacity, rd, maxPos, interleaved))
+            int dh, int capacity, int rd, int maxPos, int interleaved, int lastRows),
+           (qkv, kCache, vCache, rotary, layout, T, B, H, dh, capacity, rd, maxPos, interleaved, lastRows))
 
 #include "vector_ops.cuh"
 #include "gemv.cuh"

@@ -1,6 +1,7 @@
 // One decode step of Taylor linear attention (included by based4j_kernels.cu): every sequence one token, its state
-// S and z read and written once in place. Versions: 1, a column of S a thread; 2, four columns a thread in 16-byte
-// loads. Launched by io.based4j.cuda.Kernels.linearAttentionDecode; compared and timed by
+// S and z read and written once in place. Versions: 1, a column of S a thread; 2 and 3, four columns a thread in
+// 16-byte loads; 4, as 3 with 12 rows a thread in flight, the first ones before the token is featurized. Launched
+// by io.based4j.cuda.Kernels.linearAttentionDecode; compared and timed by
 // `based4j bench kernels --kernel linearAttentionDecode`.
 #pragma once
 
@@ -152,38 +153,51 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
  * Versions 2 and 3 of linearAttentionDecode: the same arguments, grid and results, S read and written 4 columns a
  * thread in 16-byte loads and stores. Thread (g, c) of R = 256 / (dh / 4) row groups takes columns 4c .. 4c + 3 of
  * rows a = g, g + R, ..; U rows in flight before any is written back (version 2: 8, more loads in flight; version 3:
- * 4, fewer registers and so more blocks a multiprocessor). S's new values are the same float
+ * 4, fewer registers and so more blocks a multiprocessor; version 4 (EARLY): 12, the first ones loaded before the
+ * token is featurized, while its loads and the block's barriers go on). S's new values are the same float
  * operations as version 1's (bit for bit); the numerator's pieces are summed over the row groups in a fixed order
  * (another order than version 1's). Requires dh a multiple of 4 (S 16-byte aligned); dynamic shared memory
  * 2E + 2f + dh + 4 * 256 + 8 floats.
  */
-template <int U, typename W, typename A>
+template <int U, bool EARLY, typename W, typename A>
 __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
     extern __shared__ float smem[];
     const int tid = threadIdx.x;
     const int nt = blockDim.x;
     const int E = expandedDim(f);
+    const int quads = dh >> 2;
+    const int R = nt / quads;
+    const int c = tid % quads;
+    const int g = tid / quads;
+    float4 sv[U];
+    if (EARLY && g < R) {
+        // the first U rows of the thread in flight before the token is featurized (S does not depend on it)
+        const i64 slot = layoutOf(layout, B).slots[blockIdx.x];
+        const float4* S4 = reinterpret_cast<const float4*>(kvState + (slot * H + blockIdx.y) * (i64)E * dh);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int a = g + u * R;
+            sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    }
     LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
     const float* pk = D.pk;
     const float* pq = D.pq;
     const float* vs = D.vs;
     float* red = D.red;  // [4 nt]
     float* Sg = D.S;
-    const int quads = dh >> 2;
-    const int R = nt / quads;
-    const int c = tid % quads;
-    const int g = tid / quads;
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {
         const float v0 = vs[4 * c], v1 = vs[4 * c + 1], v2 = vs[4 * c + 2], v3 = vs[4 * c + 3];
         float4* S4 = reinterpret_cast<float4*>(Sg);
         for (int a0 = g; a0 < E; a0 += R * U) {
-            float4 sv[U];
+            if (!EARLY || a0 != g) {
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int a = a0 + u * R;
-                sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                for (int u = 0; u < U; u++) {
+                    const int a = a0 + u * R;
+                    sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
             }
 #pragma unroll
             for (int u = 0; u < U; u++) {
@@ -215,13 +229,19 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
 template <typename W, typename A>
 __device__ void linearAttentionDecode2_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
-    linearAttentionDecodeQuads<8, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+    linearAttentionDecodeQuads<8, false, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
 template <typename W, typename A>
 __device__ void linearAttentionDecode3_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
-    linearAttentionDecodeQuads<4, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+    linearAttentionDecodeQuads<4, false, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionDecode4_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
+    linearAttentionDecodeQuads<12, true, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
 }  // namespace b4j
@@ -235,6 +255,10 @@ B4J_KERNEL(linearAttentionDecode2, 256,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
 B4J_KERNEL(linearAttentionDecode3, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+B4J_KERNEL(linearAttentionDecode4, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))

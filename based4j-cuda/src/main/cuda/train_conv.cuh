@@ -24,7 +24,7 @@ __device__ void baseConvTrainForward_impl(const A* u, const W* taps, A* convOut,
         const int j0 = k - 1 - t > 0 ? k - 1 - t : 0;
         float acc = 0.0f;
         for (int j = j0; j < k; j++) acc = fmaf(toF(taps[(i64)ch * k + j]), toF(u[(row - (k - 1) + j) * width + ch]), acc);
-        convOut[idx] = fromF<A>(acc);
+        if (convOut != nullptr) convOut[idx] = fromF<A>(acc);
         out[idx] = fromF<A>(silu(acc) * toF(u[row * width + inner + ch]));
     }
 }
@@ -150,7 +150,13 @@ __device__ __forceinline__ bool convRun(i64 n, int inner, int& ch, i64& first, i
     return ch < inner && first < n;
 }
 
-/** baseConvTrainForward by rows: c_t with the same fused multiply-adds in tap order, out = silu(c) u2. */
+/** Rows a lane of baseConvRowsForward loads ahead of its arithmetic and stores (CONV_ROWS a multiple of it). */
+#define CONV_AHEAD 4
+
+/**
+ * baseConvTrainForward by rows: c_t with the same fused multiply-adds in tap order, out = silu(c) u2 (convOut, where
+ * given, keeps c). The lane loads CONV_AHEAD rows of u1 and u2 before it computes and stores them.
+ */
 template <int K>
 __device__ void baseConvRowsForward(const bf16* u, const bf16* taps, bf16* convOut, bf16* out, int L, i64 n,
                                     int inner) {
@@ -158,35 +164,54 @@ __device__ void baseConvRowsForward(const bf16* u, const bf16* taps, bf16* convO
     i64 first, last;
     if (!convRun(n, inner, ch, first, last)) return;
     const i64 width = 2 * (i64)inner;
-    uint4 w[K];
+    float tw[8][K];  // the lane's taps as floats, unpacked once
+    {
+        uint4 w[K];
 #pragma unroll
-    for (int i = 0; i < K; i++) w[i] = loadRaw(taps + (i64)ch * K + 8 * i);
-    uint4 x[K];  // x[m]: u1 of row - (K - 1) + m
+        for (int i = 0; i < K; i++) w[i] = loadRaw(taps + (i64)ch * K + 8 * i);
+#pragma unroll
+        for (int cc = 0; cc < 8; cc++) {
+#pragma unroll
+            for (int j = 0; j < K; j++) tw[cc][j] = tapOf<K>(w, cc, j);
+        }
+    }
+    uint4 x[K - 1 + CONV_AHEAD];  // x[m]: u1 of row base - (K - 1) + m
 #pragma unroll
     for (int m = 0; m < K - 1; m++) {
         const i64 q = first - (K - 1) + m;
         x[m] = q >= 0 ? loadRaw(u + q * width + ch) : make_uint4(0, 0, 0, 0);
     }
     int t = (int)(first % L);
-    for (i64 row = first; row < last; row++) {
-        x[K - 1] = loadRaw(u + row * width + ch);
-        float gate[8], c[8];
-        load8(u + row * width + inner + ch, gate);
+    for (i64 base = first; base < last; base += CONV_AHEAD) {
+        uint4 g[CONV_AHEAD];
 #pragma unroll
-        for (int cc = 0; cc < 8; cc++) {
-            float acc = 0.0f;
-#pragma unroll
-            for (int j = 0; j < K; j++) {
-                if (t - (K - 1) + j >= 0) acc = fmaf(tapOf<K>(w, cc, j), bf16Of(x[j], cc), acc);
-            }
-            c[cc] = acc;
-            gate[cc] = silu(acc) * gate[cc];
+        for (int a = 0; a < CONV_AHEAD; a++) {
+            const i64 row = base + a;
+            x[K - 1 + a] = row < last ? loadRaw(u + row * width + ch) : make_uint4(0, 0, 0, 0);
+            g[a] = row < last ? loadRaw(u + row * width + inner + ch) : make_uint4(0, 0, 0, 0);
         }
-        store8(convOut + row * inner + ch, c);
-        store8(out + row * inner + ch, gate);
 #pragma unroll
-        for (int m = 0; m < K - 1; m++) x[m] = x[m + 1];
-        if (++t == L) t = 0;
+        for (int a = 0; a < CONV_AHEAD; a++) {
+            const i64 row = base + a;
+            if (row < last) {
+                float gate[8], c[8];
+#pragma unroll
+                for (int cc = 0; cc < 8; cc++) {
+                    float acc = 0.0f;
+#pragma unroll
+                    for (int j = 0; j < K; j++) {
+                        if (t - (K - 1) + j >= 0) acc = fmaf(tw[cc][j], bf16Of(x[a + j], cc), acc);
+                    }
+                    c[cc] = acc;
+                    gate[cc] = silu(acc) * bf16Of(g[a], cc);
+                }
+                if (convOut != nullptr) store8(convOut + row * inner + ch, c);
+                store8(out + row * inner + ch, gate);
+            }
+            if (++t == L) t = 0;
+        }
+#pragma unroll
+        for (int m = 0; m < K - 1; m++) x[m] = x[m + CONV_AHEAD];
     }
 }
 

@@ -151,21 +151,29 @@ __device__ void rmsNormRowsOf(const float* x, const A* branch, float* sum, const
         const float* xr = x + row * d;
         float4 v[Q];
         float ss[Q];
+        // every load of the row first: with ADD, sum is x itself, and a store before a load would keep the load
+        // behind it (one quad in flight a lane)
 #pragma unroll
         for (int i = 0; i < Q; i++) {
             const int q = lane + 32 * i;
-            if constexpr (ADD) {
-                if (q < quads) {
-                    const float4 a = load4(xr + 4 * q);
-                    const float4 b = load4(branch + row * d + 4 * q);
-                    v[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-                    store4(sum + row * d + 4 * q, v[i]);
-                } else {
-                    v[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                }
-            } else {
-                v[i] = q < quads ? load4(xr + 4 * q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            v[i] = q < quads ? load4(xr + 4 * q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+        if constexpr (ADD) {
+            float4 b[Q];
+#pragma unroll
+            for (int i = 0; i < Q; i++) {
+                const int q = lane + 32 * i;
+                b[i] = q < quads ? load4(branch + row * d + 4 * q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             }
+#pragma unroll
+            for (int i = 0; i < Q; i++) {
+                const int q = lane + 32 * i;
+                v[i] = make_float4(v[i].x + b[i].x, v[i].y + b[i].y, v[i].z + b[i].z, v[i].w + b[i].w);
+                if (q < quads) store4(sum + row * d + 4 * q, v[i]);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < Q; i++) {
             ss[i] = (v[i].x * v[i].x + v[i].y * v[i].y) + (v[i].z * v[i].z + v[i].w * v[i].w);
         }
         const float total = rowSum<Q>(ss);

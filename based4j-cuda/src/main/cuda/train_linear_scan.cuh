@@ -281,11 +281,12 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
 
 }  // namespace b4j
 
-// bf16 only, head dims up to 72 (10 value tiles), E up to 160. Each kernel also comes as NAME16x64 for feature dim
-// 16 and head dim 64 (based-360m's heads) compiled with those sizes fixed: the tiles' strides, the feature and value
+// bf16 only, head dims up to 72 (10 value tiles), E up to 160. Each kernel also comes as NAME16x64, and the forward
+// ones as NAME16x56, for feature dim 16 and head dim 64 (based-360m's heads) or 56 (based-1b's heads split in two,
+// which only the forward splits) compiled with those sizes fixed: the tiles' strides, the feature and value
 // tile counts and every loop bound known to the compiler (the same operations in the same order, so the same
 // numbers); it refuses other sizes.
-#define B4J_SCAN_KERNELS(NAME_SUFFIX, F, DH, CHECK)                                                                    \
+#define B4J_SCAN_FORWARD_KERNELS(NAME_SUFFIX, F, DH, CHECK)                                                            \
     extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)                                                 \
         linearAttentionMmaScanForward##NAME_SUFFIX(const A* q, const A* k, const A* v, A* out, int L, int H, int f,   \
                                                    int dh, float eps) {                                               \
@@ -306,7 +307,8 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
         fin.realH = realH;                                                                                             \
         fin.split = split;                                                                                             \
         b4j::lmsScanBody<10, b4j::LMS_FORWARD, true>(q, k, v, nullptr, out, nullptr, nullptr, L, H, F, DH, eps, fin); \
-    }                                                                                                                  \
+    }
+#define B4J_SCAN_BACKWARD_KERNELS(NAME_SUFFIX, F, DH, CHECK)                                                           \
     extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)                                                 \
         linearAttentionMmaScanBackwardQ##NAME_SUFFIX(const A* q, const A* k, const A* v, const A* dout, A* gbuf,      \
                                                      A* dq, int L, int H, int f, int dh, float eps) {                 \
@@ -323,7 +325,11 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
     }
 
 namespace b4j_bf16 {
-B4J_SCAN_KERNELS(_bf16, f, dh, (void)0)
-B4J_SCAN_KERNELS(16x64_bf16, 16, 64, if (f != 16 || dh != 64) __trap())
+B4J_SCAN_FORWARD_KERNELS(_bf16, f, dh, (void)0)
+B4J_SCAN_BACKWARD_KERNELS(_bf16, f, dh, (void)0)
+B4J_SCAN_FORWARD_KERNELS(16x64_bf16, 16, 64, if (f != 16 || dh != 64) __trap())
+B4J_SCAN_BACKWARD_KERNELS(16x64_bf16, 16, 64, if (f != 16 || dh != 64) __trap())
+B4J_SCAN_FORWARD_KERNELS(16x56_bf16, 16, 56, if (f != 16 || dh != 56) __trap())
 }  // namespace b4j_bf16
-#undef B4J_SCAN_KERNELS
+#undef B4J_SCAN_FORWARD_KERNELS
+#undef B4J_SCAN_BACKWARD_KERNELS

@@ -62,6 +62,11 @@ public record TokenBatch(int[] slots, int[] starts, int[] lengths) {
         return Arrays.stream(lengths).sum();
     }
 
+    /** The longest sequence's length (0 for no sequence). */
+    public int longest() {
+        return Arrays.stream(lengths).max().orElse(0);
+    }
+
     /** Row of the last token of each sequence. */
     public int[] lastRows() {
         int[] o = offsets();

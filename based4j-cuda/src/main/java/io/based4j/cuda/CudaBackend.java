@@ -1210,12 +1210,11 @@ public final class CudaBackend implements TrainingBackend {
         long w = weightOf(convWeight).ptr;
         if (precision == Precision.BF16 && freshPrompts(batch)) {
             // fresh prompts (no history: the causal conv's zero padding) on the training's forward kernel, per run
-            // of sequences of one length; the conv output it also writes, kept for a backward, goes to scratch
+            // of sequences of one length, without the conv output a backward would keep
             long rowIn = 2L * inner * precision.bytes();
             long rowOut = (long) inner * precision.bytes();
-            long conv = scratch.slot(2, (long) t * rowOut);
             runsOfOneLength(batch, (row, first, sequences, len) -> mixers.baseConvForward(precision, in.ptr + row * rowIn, w,
-                    conv + row * rowOut, o.ptr + row * rowOut, sequences, len, inner, cfg.kernel()));
+                    0, o.ptr + row * rowOut, sequences, len, inner, cfg.kernel()));
         } else if (oneTokenEach(batch)) {
             // a decode step: the output and the history's shift in one pass
             kernels.baseConvStep(precision, in.ptr, w, st.regions[0], l, o.ptr, batch.size(), inner, cfg.kernel());
@@ -1346,7 +1345,8 @@ public final class CudaBackend implements TrainingBackend {
                     cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
         }
         kernels.attentionAppend(precision, in.ptr, st.keys(), st.values(), st.rotary, l, t, batch.size(),
-                cfg.numHeads(), cfg.headDim(), st.capacity, cfg.rotaryDim(), st.maxPos, cfg.rotaryInterleaved());
+                cfg.numHeads(), cfg.headDim(), st.capacity, cfg.rotaryDim(), st.maxPos, cfg.rotaryInterleaved(),
+                batch.longest());
     }
 
     /**
@@ -1681,7 +1681,7 @@ public final class CudaBackend implements TrainingBackend {
         if (c != null) {
             check("baseConv conv output", c, t, inner, null);
         }
-        long cp = c == null ? scratch.slot(2, (long) t * inner * precision.bytes()) : writeTo(c, precision, 2);
+        long cp = c == null ? 0 : writeTo(c, precision, 2);  // nothing kept: the kernels write no conv output
         long op = writeTo(out, precision, 1);
         mixers.baseConvForward(precision, read(u, precision, 0), taps.ptr, cp, op, batch.size(), seqLen, inner,
                 cfg.kernel());

@@ -587,7 +587,7 @@ public final class KernelWorkbench {
                     double error = Math.max(errorOut, errorState * (GEMV_BOUND / STATE_BOUND));
                     double ms = time(copies, c -> kernels.linearAttentionDecode(version, Precision.BF16, qd, kd, vd,
                             ss[c], zs[c], layoutD, out, b, h, f, dh, 1e-6f));
-                    String name = "v" + version + (version == kernels.linearDecodeVersion() ? " (used)" : "");
+                    String name = "v" + version + (version == kernels.linearDecodeVersion(dh) ? " (used)" : "");
                     results.add(new Result("linearAttentionDecode", shape, name, ms, bytes / (ms * 1e-3) / 1e9, error,
                             GEMV_BOUND));
                 }
@@ -752,29 +752,27 @@ public final class KernelWorkbench {
                     MixerTrainKernels.FinalState fin = new MixerTrainKernels.FinalState(kv, z, upload(slotsHost, 4L * b));
                     PrefillReference want = new PrefillReference(s, qBlock, kBlock, vBlock, eps);
                     double bytes = 2.0 * rows * h * (2 * f + 2 * dh) + 4.0 * b * h * e * (dh + 1);
-                    List<String> names = new ArrayList<>();
-                    List<Integer> minBlocks = new ArrayList<>();
-                    List<Boolean> fixedSizes = new ArrayList<>();
+                    List<PrefillVersion> versions = new ArrayList<>();
                     boolean scan = MixerTrainKernels.linearScan(Precision.BF16, f, dh);
-                    boolean fixed = MixerTrainKernels.linearScanFixedSizes(f, dh);
-                    if (scan) {
-                        names.add(fixed ? "scan " + f + "x" + dh : "scan");
-                        minBlocks.add(1);
-                        fixedSizes.add(true);
+                    int split = MixerTrainKernels.linearScanSplit(Precision.BF16, f, dh, h);
+                    int part = split == 0 ? dh : dh / split;
+                    boolean fixed = MixerTrainKernels.linearScanFixedSizes(f, part);
+                    String scanName = (fixed ? "scan " + f + "x" + part : "scan")
+                            + (split == 0 ? "" : " on heads split in " + split);
+                    if (scan || split != 0) {
+                        versions.add(new PrefillVersion(scanName, 1, true, true));
                         if (fixed) {
-                            names.add("scan");
-                            minBlocks.add(1);
-                            fixedSizes.add(false);
+                            versions.add(new PrefillVersion(split == 0 ? "scan" : "scan on heads split in " + split,
+                                    1, false, true));
                         }
                     }
-                    names.add("chunks");
-                    minBlocks.add(Integer.MAX_VALUE);
-                    fixedSizes.add(true);
-                    String used = (long) b * h >= MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS && scan ? names.get(0)
-                            : "chunks";
-                    for (int i = 0; i < names.size(); i++) {
-                        mixers.scanForwardMinBlocks(minBlocks.get(i));
-                        mixers.scanFixedSizes(fixedSizes.get(i));
+                    versions.add(new PrefillVersion("chunks", Integer.MAX_VALUE, true, false));
+                    String used = (long) b * h * Math.max(1, split) >= MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS
+                            && (scan || split != 0) ? scanName : "chunks";
+                    for (PrefillVersion version : versions) {
+                        mixers.scanForwardMinBlocks(version.minBlocks());
+                        mixers.scanFixedSizes(version.fixedSizes());
+                        mixers.scanSplit(version.split());
                         java.util.function.IntConsumer call = c -> mixers.linearAttentionForward(Precision.BF16, qd, kd,
                                 vd, out, b, s.seqLen(), h, f, dh, eps, fin);
                         cu.memsetD8Async(out, 0, outBytes, stream);
@@ -784,7 +782,7 @@ public final class KernelWorkbench {
                         double error = want.error(download(arena, out, outBytes), download(arena, kv, 4 * kvValues),
                                 download(arena, z, 4L * b * h * e));
                         double ms = time(1, call);
-                        String name = names.get(i) + (names.get(i).equals(used) ? " (used)" : "");
+                        String name = version.name() + (version.name().equals(used) ? " (used)" : "");
                         results.add(new Result("linearAttentionPrefill", shape, name, ms, bytes / (ms * 1e-3) / 1e9,
                                 error, 1));
                     }
@@ -797,6 +795,13 @@ public final class KernelWorkbench {
             }
         }
         return results;
+    }
+
+    /**
+     * A way of running a prompt's linear attention: the fewest (sequence, head) pairs for the scan forward, whether
+     * its variant compiled for the sizes runs, whether heads too wide for it are split for it.
+     */
+    private record PrefillVersion(String name, int minBlocks, boolean fixedSizes, boolean split) {
     }
 
     /** Causal flash attention (the training's forward, tensor cores) at a prefill shape, checked on a few rows. */

@@ -57,9 +57,11 @@ import java.util.Map;
  *     scaled scores, softmax in float; keys before {@code starts[i]} from the cache (already rotated), the others
  *     from qkv, rotated on the fly (qkv is never modified). Each warp runs an online softmax over every 4th key,
  *     lanes over the head dims; the 4 partial results are merged at the end.</td></tr>
- * <tr><td>attentionAppend</td><td>(T, ceil(H dh / 128)) x 128</td>
+ * <tr><td>attentionAppend</td><td>(T or B x min(longest, capacity), ceil(H dh / 128)) x 128</td>
  *     <td>rotated k and v of each sequence's last min(length, capacity) tokens into the cache at
- *     {@code position % capacity}; launched after attention</td></tr>
+ *     {@code position % capacity}; launched after attention. A block a token of the batch, or, where fewer, a
+ *     block for each of a sequence's last min(longest, capacity) tokens (a prompt that a short window keeps only
+ *     the end of)</td></tr>
  * <tr><td>sample_f32</td><td>n x 512</td><td>see {@link #sample} and {@link io.based4j.sampling.Sampler#pick}</td></tr>
  * </table>
  * The training kernels (backward ops, fused loss, optimizer) are launched by {@link TrainKernels}.
@@ -115,7 +117,7 @@ public final class Kernels {
         this.gemvVersion = version(GEMV_VERSION_PROPERTY, System.getProperty(GEMV_VERSION_PROPERTY), GEMV_VERSIONS,
                 GEMV_VERSION);
         this.linearDecodeVersion = version(LINEAR_DECODE_VERSION_PROPERTY,
-                System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS, LINEAR_DECODE_DEFAULT);
+                System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS, 0);
     }
 
     long function(String name) {
@@ -621,7 +623,7 @@ public final class Kernels {
      */
     public void linearAttentionDecode(Precision p, long q, long k, long v, long kvState, long kState, long layout,
                                       long out, int B, int H, int f, int dh, float eps) {
-        linearAttentionDecode(linearDecodeVersion, p, q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+        linearAttentionDecode(linearDecodeVersion(dh), p, q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
     }
 
     /** The kernel that version {@code version} of {@link #linearAttentionDecode} runs on this head dim and state. */
@@ -635,7 +637,7 @@ public final class Kernels {
     }
 
     /**
-     * {@link #linearAttentionDecode} in one of its {@link #LINEAR_DECODE_VERSIONS} versions. Versions 2 and 3 read S
+     * {@link #linearAttentionDecode} in one of its {@link #LINEAR_DECODE_VERSIONS} versions. Versions 2 to 4 read S
      * 16 bytes a load: for a head dim that is not a multiple of 4, or a state not 16-byte aligned, version 1 runs.
      */
     void linearAttentionDecode(int version, Precision p, long q, long k, long v, long kvState, long kState,
@@ -932,28 +934,38 @@ public final class Kernels {
     }
 
     /**
-     * The version of linear_attention_decode.cuh that {@link #linearAttentionDecode} runs:
-     * {@link #LINEAR_DECODE_DEFAULT} unless the system property {@value #LINEAR_DECODE_VERSION_PROPERTY} names another
-     * ({@code bench kernels --kernel linearAttentionDecode}).
+     * The version of linear_attention_decode.cuh that the system property {@value #LINEAR_DECODE_VERSION_PROPERTY}
+     * names ({@code bench kernels --kernel linearAttentionDecode}); 0 where unset ({@link #linearDecodeVersion(int)}).
      */
     private final int linearDecodeVersion;
     /**
-     * Version 3: on an H200 99 against 134 us (version 1) a layer of based-1b at batch 128, 104 against 115 for
-     * based-360m at batch 256, 9.6 against 14.0 at batch 1; version 2 (8 rows in flight, 99 registers) was slower at
-     * based-360m's shape.
+     * Version 3 for heads narrower than {@value #LINEAR_DECODE_WIDE_HEAD}: on an H200 104 against 115 us (version 1)
+     * and 111 (version 4) a layer of based-360m (head dim 64) at batch 256; version 2 (8 rows in flight, 99
+     * registers) was slower there.
      */
     static final int LINEAR_DECODE_DEFAULT = 3;
+    /**
+     * Version 4 from this head dim on: based-1b's heads of 112 at batch 128 87.1 us a layer against 100.4 (version 3)
+     * and 96.8 (version 2), at batch 1 8.9 against 9.6 (a thread has 17 rows of S there, 10 at head dim 64).
+     */
+    static final int LINEAR_DECODE_WIDE_HEAD = 96;
+    static final int LINEAR_DECODE_WIDE_DEFAULT = 4;
     /** The system property that picks {@link #linearAttentionDecode}'s version. */
     static final String LINEAR_DECODE_VERSION_PROPERTY = "based4j.cuda.linearAttentionDecode";
     /**
      * Versions of {@link #linearAttentionDecode}: 1 (a column of S a thread), 2 and 3 (four columns a thread in 16-byte
-     * loads, 8 or 4 rows in flight).
+     * loads, 8 or 4 rows in flight), 4 (12 rows in flight, the first ones loaded before the token is featurized).
      */
-    static final int LINEAR_DECODE_VERSIONS = 3;
+    static final int LINEAR_DECODE_VERSIONS = 4;
 
-    /** The version {@link #linearAttentionDecode} runs. */
-    int linearDecodeVersion() {
-        return linearDecodeVersion;
+    /**
+     * The version {@link #linearAttentionDecode} runs for heads of {@code dh}: the one the property names, else
+     * {@link #LINEAR_DECODE_WIDE_DEFAULT} from {@link #LINEAR_DECODE_WIDE_HEAD} on and {@link #LINEAR_DECODE_DEFAULT}
+     * below.
+     */
+    int linearDecodeVersion(int dh) {
+        return linearDecodeVersion != 0 ? linearDecodeVersion
+                : dh >= LINEAR_DECODE_WIDE_HEAD ? LINEAR_DECODE_WIDE_DEFAULT : LINEAR_DECODE_DEFAULT;
     }
 
     /**
@@ -1027,17 +1039,36 @@ public final class Kernels {
         }
     }
 
-    /** Writes the rotated keys and the values of each sequence's last min(length, capacity) tokens into the cache. */
+    /**
+     * Writes the rotated keys and the values of each sequence's last min(length, capacity) tokens into the cache.
+     * longest: the batch's longest sequence (at least each length of the layout; a smaller one is refused where it
+     * is seen to be below the mean length, T / B).
+     */
     public void attentionAppend(Precision p, long qkv, long kCache, long vCache, long rotary, long layout, int T, int B,
-                                int H, int dh, int capacity, int rotaryDim, int maxPos, boolean interleaved) {
+                                int H, int dh, int capacity, int rotaryDim, int maxPos, boolean interleaved,
+                                int longest) {
         checkAttention("attentionAppend", T, B, H, dh, capacity, rotaryDim, maxPos);
+        int lastRows = appendRowsPerSequence(T, B, capacity, longest);
         if (T == 0 || B == 0 || capacity == 0) {
             return;
         }
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).i32(T).i32(B).i32(H).i32(dh)
-                .i32(capacity).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0);
+                .i32(capacity).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).i32(lastRows);
         int parts = (int) Math.min(MAX_GRID_YZ, ((long) H * dh + APPEND_THREADS - 1) / APPEND_THREADS);
-        launch(function("attentionAppend", p), T, parts, 1, APPEND_THREADS, 0);
+        launch(function("attentionAppend", p), lastRows > 0 ? B * lastRows : T, parts, 1, APPEND_THREADS, 0);
+    }
+
+    /**
+     * The blocks of {@link #attentionAppend} a sequence takes where they are fewer than a block a token: the last
+     * min(longest, capacity) tokens of each; 0 for a block a token (the batch's tokens are no more than that).
+     */
+    static int appendRowsPerSequence(int T, int B, int capacity, int longest) {
+        if (B > 0 && ((long) longest * B < T || longest > T) || B == 0 && longest != 0) {
+            throw new IllegalArgumentException("attentionAppend: a longest sequence of " + longest
+                    + " tokens does not fit " + T + " tokens in " + B + " sequences");
+        }
+        int rows = Math.min(longest, capacity);
+        return (long) B * rows < T ? rows : 0;
     }
 
     /**

@@ -295,6 +295,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private boolean scanBackward = false;
     private boolean roundedStates = true;
     private boolean scanFixedSizes = true;
+    private boolean scanSplit = true;
 
     /** Launches on the stream of {@code kernels}; replaced scratch is freed at once. */
     public MixerTrainKernels(Kernels kernels) {
@@ -356,8 +357,9 @@ public final class MixerTrainKernels implements AutoCloseable {
     /**
      * BaseConv forward ({@code DenseOps.baseConv}): u A {@code [N, 2 inner]} ({@code u1 | u2}), taps W
      * {@code [inner, kernel]} (tap {@code kernel - 1} meets the current token); writes the conv output c into
-     * convOut A {@code [N, inner]} (kept for the backward) and {@code out = silu(c) u2} A {@code [N, inner]}. In bf16
-     * with {@link #convByRows} by rows (the same operations per element).
+     * convOut A {@code [N, inner]} (kept for the backward; 0 where nothing is kept, such as a prompt's forward) and
+     * {@code out = silu(c) u2} A {@code [N, inner]}. In bf16 with {@link #convByRows} by rows (the same operations
+     * per element).
      */
     public void baseConvForward(Precision p, long u, long taps, long convOut, long out, int batch, int seqLen,
                                 int inner, int kernel) {
@@ -573,7 +575,7 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
-        int split = headSplit(p, featureDim, headDim, heads, v, out);
+        int split = forwardSplit(p, batch, heads, featureDim, headDim, v, out);
         if (split != 0) {
             splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split, fin);
             return;
@@ -595,7 +597,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     boolean leavesFinalState(Precision p, long q, long k, long v, long out, int batch, int heads, int featureDim,
                              int headDim) {
-        int split = headSplit(p, featureDim, headDim, heads, v, out);
+        int split = forwardSplit(p, batch, heads, featureDim, headDim, v, out);
         if (split != 0) {
             // the repeated q and k are in the owned scratch (aligned): v and out decide, as in splitForward
             return scanForward(Precision.BF16, batch, heads * split, featureDim, headDim / split, v, out)
@@ -941,12 +943,17 @@ public final class MixerTrainKernels implements AutoCloseable {
     }
 
     /**
-     * Whether the scan kernels have a variant compiled for these sizes ({@code NAME16x64}: feature dim 16, head dim
-     * 64, every stride and loop bound fixed; the same operations in the same order as the kernel that takes the sizes
+     * Whether the scan kernels have a variant compiled for these sizes ({@code NAME16x64} and {@code NAME16x56}:
+     * feature dim 16, head dim 64 (based-360m) or 56 (based-1b's heads split in two), every stride and loop bound fixed; the same operations in the same order as the kernel that takes the sizes
      * as arguments, so the same numbers).
      */
     static boolean linearScanFixedSizes(int featureDim, int headDim) {
-        return featureDim == 16 && headDim == 64;
+        return linearScanFixedSizes(featureDim, headDim, false);
+    }
+
+    /** {@link #linearScanFixedSizes(int, int)} for the forward or the backward kernels (only 64 for the latter). */
+    static boolean linearScanFixedSizes(int featureDim, int headDim, boolean backward) {
+        return featureDim == 16 && (headDim == 64 || headDim == 56 && !backward);
     }
 
     /**
@@ -959,7 +966,8 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     /** A scan kernel: one block of 8 warps per (head, sequence). */
     private void launchScan(String name, int heads, int batch, int featureDim, int headDim, int shared) {
-        boolean fixed = scanFixedSizes && linearScanFixedSizes(featureDim, headDim);
+        boolean backward = name.startsWith("linearAttentionMmaScanBackward");
+        boolean fixed = scanFixedSizes && linearScanFixedSizes(featureDim, headDim, backward);
         long fn = k.function(fixed ? name + featureDim + "x" + headDim : name, Precision.BF16);
         CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
         k.launch(fn, heads, batch, 1, LINEAR_SCAN_THREADS, shared);
@@ -1064,6 +1072,46 @@ public final class MixerTrainKernels implements AutoCloseable {
     private int headSplit(Precision p, int featureDim, int headDim, int heads, long... pointers) {
         int split = tensorCores ? linearHeadSplit(p, featureDim, headDim, heads) : 0;
         return split != 0 && aligned(pointers) ? split : 0;
+    }
+
+    /**
+     * The split the forward takes: {@link #headSplit}, or, where the heads run whole on the chunk kernels but split
+     * ones would run on the scan kernels ({@link #linearScanSplit}: based-1b's heads of 112 as two of 56), that split.
+     * Each value column is summed alone, so the split heads' numbers are the whole heads' (the q and k repeated, the
+     * normaliser's column computed in each virtual head the same way).
+     */
+    private int forwardSplit(Precision p, int batch, int heads, int featureDim, int headDim, long v, long out) {
+        int split = headSplit(p, featureDim, headDim, heads, v, out);
+        if (split != 0 || !scanSplit || !tensorCores || headDim > LINEAR_MAX_HEAD_DIM) {
+            return split;
+        }
+        int s = linearScanSplit(p, featureDim, headDim, heads);
+        // the repeated q and k are in the owned scratch (aligned): v and out decide
+        return s != 0 && scanForward(p, batch, heads * s, featureDim, headDim / s, v, out) ? s : 0;
+    }
+
+    /**
+     * The fewest virtual heads a head of headDim splits into that the scan kernels take ({@link #linearScan}) where
+     * the whole head is too wide for them; 0 where it is not, or no split serves.
+     */
+    static int linearScanSplit(Precision p, int featureDim, int headDim, int heads) {
+        if (linearScan(p, featureDim, headDim)) {
+            return 0;
+        }
+        for (int s = 2; headDim / s >= LINEAR_MMA_MIN_HEAD_DIM; s++) {
+            if (headDim % s == 0 && linearScan(p, featureDim, headDim / s)) {
+                return (long) heads * s <= MAX_GRID_YZ ? s : 0;
+            }
+        }
+        return 0;
+    }
+
+    /**
+     * Whether the forward may split heads too wide for the scan kernels into ones they take (the default), or runs
+     * them whole on the chunk kernels, for comparisons.
+     */
+    void scanSplit(boolean enabled) {
+        scanSplit = enabled;
     }
 
     /** The parts of the split backward's scratch before the virtual heads' own: qq, kk, dqq and dkk. */

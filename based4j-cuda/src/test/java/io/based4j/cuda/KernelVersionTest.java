@@ -64,6 +64,18 @@ class KernelVersionTest {
     }
 
     @Test
+    void linearAttentionsDecodeTakesTheVersionMeasuredForItsHeads() {
+        Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
+        assertTrue(Kernels.LINEAR_DECODE_WIDE_DEFAULT >= 1
+                && Kernels.LINEAR_DECODE_WIDE_DEFAULT <= Kernels.LINEAR_DECODE_VERSIONS);
+        assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, k.linearDecodeVersion(112), "based-1b's heads");
+        assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(64), "based-360m's heads");
+        assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, k.linearDecodeVersion(Kernels.LINEAR_DECODE_WIDE_HEAD));
+        assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(Kernels.LINEAR_DECODE_WIDE_HEAD - 8));
+        assertEquals("linearAttentionDecode4", Kernels.linearDecodeKernel(4, 112, 0x4000));
+    }
+
+    @Test
     void aVersionFallsBackToTheFirstWhereItsLoadsDoNotFit() {
         assertEquals("attentionDecode2", Kernels.decodeKernel(2, 0x1000, 0x2000, 0x3000));
         assertEquals("attentionDecode3", Kernels.decodeKernel(3, 0x1000, 0x2000, 0x3000));

@@ -83,9 +83,11 @@ class LinearAttentionStateTest {
 
     static Stream<Arguments> prefillShapes() {
         // dh 112 the wider compiled tiles, 128 split into two virtual heads of 64, f 32 the widest feature dim; the
-        // scan kernel (its state on chip) where it serves (f 16, heads of 64), at these few sequences too
+        // scan kernel (its state on chip) where it serves (f 16, heads of 64, 112 split into two of 56 for it), at
+        // these few sequences too
         return Stream.of(Arguments.of(16, 64, false), Arguments.of(16, 112, false), Arguments.of(16, 128, false),
-                Arguments.of(32, 64, false), Arguments.of(16, 64, true), Arguments.of(16, 128, true));
+                Arguments.of(32, 64, false), Arguments.of(16, 64, true), Arguments.of(16, 112, true),
+                Arguments.of(16, 128, true));
     }
 
     /**

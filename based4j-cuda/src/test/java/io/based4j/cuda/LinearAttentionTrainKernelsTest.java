@@ -351,6 +351,38 @@ class LinearAttentionTrainKernelsTest {
     }
 
     /**
+     * batch, seqLen, heads, featureDim, headDim of heads too wide for the scan kernels that the forward splits into
+     * ones they take ({@link MixerTrainKernels#linearScanSplit}): based-1b's 112 (two of 56, a variant compiled for
+     * those sizes), 96 (two of 48), feature dims 16 and 8, ragged last chunks, a sequence of 11 chunks.
+     */
+    private static final int[][] SCAN_SPLIT_CASES = {{2, 100, 2, 16, 112}, {1, 700, 1, 16, 112}, {3, 65, 1, 16, 96},
+        {2, 129, 1, 8, 112}};
+
+    /**
+     * Each value column of the output is summed alone, so heads split for the scan kernels give the whole heads'
+     * forward (the chunk kernels') bit for bit; the backward is the whole heads' in both runs.
+     */
+    @Test
+    void headsSplitForTheScanGiveTheWholeHeadsNumbers() {
+        SplittableRandom r = new SplittableRandom(SEED);
+        try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
+            mk.scanForwardMinBlocks(1);
+            for (int[] c : SCAN_SPLIT_CASES) {
+                Problem pr = Problem.of(r, c);
+                assertTrue(MixerTrainKernels.linearScanSplit(BF16, pr.f, pr.dh, pr.heads) == 2,
+                        pr.describe("split for the scan"));
+                mk.scanSplit(false);
+                float[][] whole = pr.runOn(rig, mk, 0);
+                mk.scanSplit(true);
+                float[][] got = pr.runOn(rig, mk, 0);
+                String what = pr.describe("linear attention on heads split for the scan");
+                assertSame(what, "the whole heads'", whole, got);
+                pr.assertNear(what, got);
+            }
+        }
+    }
+
+    /**
      * batch, seqLen, heads, featureDim, headDim of the rounded-state backward ({@link
      * MixerTrainKernels#linearRoundedStates}): ragged last chunks (100 = 64 + 36, 129 = 2 x 64 + 1, 65 = 64 + 1), a
      * single token, a single chunk, feature dims 8 and 16, head dims 16, 64, 72 and 112 (both compiled widths), a
