@@ -814,6 +814,17 @@ struct LmmFinal {
     int split = 1;
 };
 
+/** The LmmFinal of a kernel's arguments. */
+__device__ __forceinline__ LmmFinal lmmFinalOf(float* kv, float* z, const int* slots, int realH, int split) {
+    LmmFinal fin;
+    fin.kv = kv;
+    fin.z = z;
+    fin.slots = slots;
+    fin.realH = realH;
+    fin.split = split;
+    return fin;
+}
+
 /**
  * A states block's accumulators (features fa and fa + 8 of the lane, value columns 8 j + 2 (l % 4) and the next, the
  * normaliser at column dh) into the sequence's whole state (LmmFinal).
@@ -1339,13 +1350,8 @@ __device__ __forceinline__ void lmmRoundedBackwardKVBody(const lmm_bf16* q, cons
                                                    float* states, int L, int H, int f, int dh, float* finalKv,     \
                                                    float* finalZ, const int* slots, int realH, int split) {        \
         b4jPdlWait();                                                                                              \
-        b4j::LmmFinal fin;                                                                                         \
-        fin.kv = finalKv;                                                                                          \
-        fin.z = finalZ;                                                                                            \
-        fin.slots = slots;                                                                                         \
-        fin.realH = realH;                                                                                         \
-        fin.split = split;                                                                                         \
-        b4j::lmmStatesBody<NT, false>(x, r, rStride, rHead, rWidth, 1, states, L, H, f, dh, 0, fin);              \
+        b4j::lmmStatesBody<NT, false>(x, r, rStride, rHead, rWidth, 1, states, L, H, f, dh, 0,                     \
+                                      b4j::lmmFinalOf(finalKv, finalZ, slots, realH, split));                      \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(b4j::LMM_THREADS, 2)                                               \
         linearAttentionMmaRoundedStates##HEAD##_bf16(const A* x, const A* r, long long rStride, int rHead,         \

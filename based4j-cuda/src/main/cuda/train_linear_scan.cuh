@@ -300,13 +300,8 @@ __device__ __forceinline__ void lmsScanBody(const lmm_bf16* q, const lmm_bf16* k
                                                         const int* slots, int realH, int split) {                     \
         b4jPdlWait();                                                                                                  \
         CHECK;                                                                                                         \
-        b4j::LmmFinal fin;                                                                                             \
-        fin.kv = finalKv;                                                                                              \
-        fin.z = finalZ;                                                                                                \
-        fin.slots = slots;                                                                                             \
-        fin.realH = realH;                                                                                             \
-        fin.split = split;                                                                                             \
-        b4j::lmsScanBody<10, b4j::LMS_FORWARD, true>(q, k, v, nullptr, out, nullptr, nullptr, L, H, F, DH, eps, fin); \
+        b4j::lmsScanBody<10, b4j::LMS_FORWARD, true>(q, k, v, nullptr, out, nullptr, nullptr, L, H, F, DH, eps,       \
+                                                     b4j::lmmFinalOf(finalKv, finalZ, slots, realH, split));          \
     }
 #define B4J_SCAN_BACKWARD_KERNELS(NAME_SUFFIX, F, DH, CHECK)                                                           \
     extern "C" __global__ void __launch_bounds__(b4j::LMS_THREADS, 1)                                                 \

@@ -1082,9 +1082,16 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * Rows up to which {@link #addRmsNorm} runs as one kernel (a block a row): a decode step's. Longer calls take the
      * bf16 row kernel that does the two ops' work in one pass ({@link TrainKernels#addRmsNormRows}) where it serves,
-     * else the two ops.
+     * else the two ops. {@value #FUSED_NORM_ROWS_PROPERTY} sets another bound, for comparisons.
      */
-    private static final int FUSED_NORM_ROWS = 256;
+    static final int FUSED_NORM_ROWS = 256;
+    static final String FUSED_NORM_ROWS_PROPERTY = "based4j.cuda.fusedNormRows";
+    private final int fusedNormRows = fusedNormRows(System.getProperty(FUSED_NORM_ROWS_PROPERTY));
+
+    /** The value of {@value #FUSED_NORM_ROWS_PROPERTY}: {@value #FUSED_NORM_ROWS} where unset. */
+    static int fusedNormRows(String value) {
+        return Kernels.atLeast(FUSED_NORM_ROWS_PROPERTY, value, 0, FUSED_NORM_ROWS, "a number of rows");
+    }
 
     @Override
     public void addRmsNorm(Buffer residual, Buffer branch, Weight weight, double eps, Buffer out) {
@@ -1097,7 +1104,7 @@ public final class CudaBackend implements TrainingBackend {
         boolean suits = r.type == Precision.F32 && br.type == precision && o.type == precision && w.type == precision
                 && br.rows == r.rows && br.cols == r.cols && o.rows == r.rows && o.cols == r.cols
                 && (long) w.rows() * w.cols() == r.cols;
-        if (suits && r.rows <= FUSED_NORM_ROWS) {
+        if (suits && r.rows <= fusedNormRows) {
             kernels.addRmsNorm(precision, r.ptr, br.ptr, w.ptr, o.ptr, r.rows, r.cols, (float) eps);
         } else if (suits && TrainKernels.rmsNormByRows(precision, r.cols, r.ptr, br.ptr, w.ptr, o.ptr)) {
             // a prompt's many rows: the two ops' row kernels as one pass over the residual, the same results

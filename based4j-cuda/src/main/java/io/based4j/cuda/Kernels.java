@@ -251,6 +251,28 @@ public final class Kernels {
         };
     }
 
+    /**
+     * The value of a system property that is a whole number from {@code least}: {@code fallback} where unset.
+     *
+     * @param what what the number counts, for the error ("a number of rows")
+     * @throws IllegalArgumentException naming the property and the value for anything else
+     */
+    static int atLeast(String property, String value, int least, int fallback, String what) {
+        if (value == null) {
+            return fallback;
+        }
+        try {
+            int v = Integer.parseInt(value.trim());
+            if (v >= least) {
+                return v;
+            }
+        } catch (NumberFormatException e) {
+            // named below
+        }
+        throw new IllegalArgumentException("-D" + property + " must be " + what + ", at least " + least + ", got '"
+                + value + "'");
+    }
+
     /** Launches kernels programmatically from now on, or not; refused where the code has no waits for it. */
     void programmatic(boolean on) {
         if (on && !programmaticFits) {

@@ -851,19 +851,8 @@ public final class MixerTrainKernels implements AutoCloseable {
      * @throws IllegalArgumentException naming the property and the value for anything else
      */
     static int scanForwardMinBlocks(String value) {
-        if (value == null) {
-            return SCAN_FORWARD_MIN_BLOCKS;
-        }
-        try {
-            int v = Integer.parseInt(value.trim());
-            if (v >= 1) {
-                return v;
-            }
-        } catch (NumberFormatException e) {
-            // named below
-        }
-        throw new IllegalArgumentException("-D" + SCAN_FORWARD_MIN_BLOCKS_PROPERTY + " must be a number of (sequence,"
-                + " head) pairs, at least 1, got '" + value + "'");
+        return Kernels.atLeast(SCAN_FORWARD_MIN_BLOCKS_PROPERTY, value, 1, SCAN_FORWARD_MIN_BLOCKS,
+                "a number of (sequence, head) pairs");
     }
 
     /** The fewest (sequence, head) pairs the scan forward takes (the results are the same either way). */

@@ -52,6 +52,15 @@ class KernelVersionTest {
             assertTrue(e.getMessage().contains("-D" + MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS_PROPERTY)
                     && e.getMessage().contains("'" + bad + "'"), e.getMessage());
         }
+        assertEquals(CudaBackend.FUSED_NORM_ROWS, CudaBackend.fusedNormRows(null));
+        assertEquals(0, CudaBackend.fusedNormRows("0"));
+        for (String bad : new String[] {"-1", "some", ""}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> CudaBackend.fusedNormRows(bad));
+            assertTrue(e.getMessage().contains("-D" + CudaBackend.FUSED_NORM_ROWS_PROPERTY)
+                    && e.getMessage().contains("'" + bad + "'") && e.getMessage().contains("at least 0"),
+                    e.getMessage());
+        }
         assertEquals(null, CudaBackend.gemmTiming(null));
         assertEquals(Boolean.TRUE, CudaBackend.gemmTiming("true"));
         assertEquals(Boolean.FALSE, CudaBackend.gemmTiming(" false"));
