@@ -706,8 +706,9 @@ public final class KernelWorkbench {
     /**
      * A prompt's linear attention, normalised output and each sequence's final state (S and z, float32, the decode's
      * layout), on each of the kernels that do it in bf16: the scan kernel (one block walks a sequence and head, its
-     * state on chip; f 16, head dims up to 72) and the chunk kernels (the chunk states summed on the tensor cores,
-     * then a block a chunk), with, where the head dim suits it, the causal flash attention of the same shape as the
+     * state on chip; f 16, head dims up to 72, wider heads split for it), in its variant compiled for the sizes where
+     * there is one and in the one that takes them as arguments, and the chunk kernels (the chunk states summed on the
+     * tensor cores, then a block a chunk), with, where the head dim suits it, the causal flash attention of the same shape as the
      * competitor (the paper's comparison). Inputs repeat a random block (q and k normal with sd 0.5, v with sd 1).
      *
      * <p>Checked in float64 on the first and the last (sequence, head) pair, each value against a bound of its own:

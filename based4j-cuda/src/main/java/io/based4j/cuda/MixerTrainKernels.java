@@ -78,7 +78,9 @@ import java.util.function.Consumer;
  *     4 chunk warps take the products of linearAttentionMmaForward from the bf16 copy of the state in shared memory
  *     while 4 state warps add {@code phi(K_c)^T [V_c, 1]} into the float32 state in shared memory (feature tiles of
  *     16 each) and then round it into the bf16 copy; the chunk tiles double-buffered ({@code cp.async}); no states
- *     in global memory</td></tr>
+ *     in global memory. Each scan kernel also comes compiled for f 16 and head dim 64 ({@code NAME16x64}), the
+ *     forward ones for head dim 56 too ({@code NAME16x56}: based-1b's heads of 112 split in two for the forward,
+ *     {@link #linearScanSplit}), taken where they apply ({@link #linearScanFixedSizes})</td></tr>
  * <tr><td>linearAttentionMmaScanBackwardQ (bf16)</td><td>as the scan forward</td>
  *     <td>the walk of the scan forward with the products of linearAttentionMmaBackwardQ: G' into the scratch,
  *     {@code dq += P K + J^T (G' S_c^T)}</td></tr>
