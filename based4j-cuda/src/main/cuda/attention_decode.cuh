@@ -2,8 +2,10 @@
 // keys and values cached for it and its own, split over the keys (flash-decoding) and merged. Versions: 1, a pair of
 // dims a thread; 2, 8 dims a lane in 16-byte loads, several keys in flight; 3, as 2 but each score one thread's whole
 // dot product (no shuffles; a warp's loads then touch 32 rows at once); 4, the split's keys and values copied into
-// shared memory first (every load in flight at once), then as 2, one split's output written without the merge. Launched by
-// io.based4j.cuda.Kernels.attentionDecode; compared and timed by `based4j bench kernels --kernel attentionDecode`.
+// shared memory first (every load in flight at once), then as 2, one split's output written without the merge; 5, one
+// pass: each lane group's keys and values loaded together, an online softmax, no barrier between scores and values.
+// Launched by io.based4j.cuda.Kernels.attentionDecode; compared and timed by
+// `based4j bench kernels --kernel attentionDecode`.
 #pragma once
 
 namespace b4j {
@@ -590,6 +592,148 @@ __device__ void attentionDecode4_impl(const A* qkv, const A* kCache, const A* vC
     decodeWrite(S.out, vred, groups, dh, m, l);
 }
 
+/** Keys a lane group of attentionDecode5 has in flight at once, each with its value. */
+#define DEC5_UNROLL 4
+
+/**
+ * The online softmax step of attentionDecode5 for U scores s of one lane group (the same in every lane of the group;
+ * -inf for a key not taken) and their values vv: m the group's largest score so far, l its sum of exp(score - m), acc
+ * the lane's 8 dims of its sum of exp(score - m) v, rescaled when m grows.
+ */
+template <int U>
+__device__ __forceinline__ void dec5Step(const float (&s)[U], const float (&vv)[U][8], float& m, float& l,
+                                         float (&acc)[8]) {
+    float mn = m;
+#pragma unroll
+    for (int u = 0; u < U; u++) mn = fmaxf(mn, s[u]);
+    if (mn == -CUDART_INF_F) return;  // no key yet
+    const float corr = expf(m - mn);  // 0 while m is -inf
+    l *= corr;
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i] *= corr;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const float p = expf(s[u] - mn);
+        l += p;
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[i] += p * vv[u][i];
+    }
+    m = mn;
+}
+
+/**
+ * Version 5 of attentionDecode: the same arguments, grid, splits and partial results as versions 2 and 3
+ * (attentionDecodeMerge merges them), but one pass over the split: each lane group (a key dh / 8 lanes of G, 8 dims a
+ * lane in 16-byte loads) loads DEC5_UNROLL keys and their values at once and keeps an online softmax (its largest
+ * score m, l and the sum of exp(score - m) v over its 8 dims, rescaled when m grows), so that no barrier and no
+ * second round of loads separates the scores from the values. The groups' results are then combined in shared memory
+ * in a fixed order (M the largest m, each group's l and sums scaled by exp(m - M)). The query's own key (from qkv,
+ * rotated here) is group 0's last. The host calls it for dh a multiple of 16 up to 128, the cache, qkv and rows
+ * 16-byte aligned.
+ */
+template <typename W, typename A>
+__device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
+                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    __shared__ float qs[128];
+    __shared__ float vred[DEC_THREADS * 8];  // (DEC_THREADS / G) groups x dh, dh <= 8 G
+    __shared__ float gm[DEC_THREADS / 2];    // each group's m and l (G >= 2)
+    __shared__ float gl[DEC_THREADS / 2];
+    const int head = blockIdx.x;
+    const int tid = threadIdx.x;
+    DecodeSplit<A> S;
+    if (!decodeSplit(qkv, rotary, layout, partial, B, H, dh, window, rd, maxPos, interleaved, splits, qs, S)) return;
+    const i64 pos = S.pos;
+    const i64 d = S.d;
+    const int n = S.n;
+    const i64 j1 = S.j0 + n - 1;
+    const int cached = (int)((j1 < pos ? j1 : pos - 1) - S.j0 + 1);  // keys k < cached come from the cache
+
+    const int lanes = dh >> 3;
+    const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+    const int groups = DEC_THREADS / G;
+    const int lane = tid & (G - 1);
+    const int grp = tid / G;
+    const bool active = lane < lanes;
+    const int e0 = lane * 8;
+    float q[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) q[i] = active ? qs[e0 + i] : 0.0f;
+    const int c0 = (int)(S.j0 % capacity);
+    const A* kRows = kCache + S.slot * capacity * d + (i64)head * dh + e0;
+    const A* vRows = vCache + S.slot * capacity * d + (i64)head * dh + e0;
+
+    float m = -CUDART_INF_F, l = 0.0f, acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i] = 0.0f;
+    for (int base = 0; base < cached; base += groups * DEC5_UNROLL) {  // alike for every thread: the shuffles see all
+        float kv[DEC5_UNROLL][8], vv[DEC5_UNROLL][8];
+#pragma unroll
+        for (int u = 0; u < DEC5_UNROLL; u++) {
+            const int k = base + u * groups + grp;
+            if (active && k < cached) {
+                int c = c0 + k;
+                if (c >= capacity) c -= capacity;
+                load8(kRows + (i64)c * d, kv[u]);
+                load8(vRows + (i64)c * d, vv[u]);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) kv[u][i] = vv[u][i] = 0.0f;
+            }
+        }
+        float sc[DEC5_UNROLL];
+#pragma unroll
+        for (int u = 0; u < DEC5_UNROLL; u++) {
+            float dot = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) dot += q[i] * kv[u][i];
+            for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            sc[u] = base + u * groups + grp < cached ? dot * scale : -CUDART_INF_F;
+        }
+        dec5Step<DEC5_UNROLL>(sc, vv, m, l, acc);
+    }
+    if (cached < n && grp == 0) {  // the query's own key and value, group 0's last
+        float kv[1][8], vv[1][8];
+        float dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            kv[0][i] = active ? rotated(S.kNew, e0 + i, (int)pos, rotary, rd, maxPos, interleaved) : 0.0f;
+            vv[0][i] = active ? toF(S.kNew[d + e0 + i]) : 0.0f;
+            dot += q[i] * kv[0][i];
+        }
+        const unsigned mask = ((1u << G) - 1) << ((tid & 31) & ~(G - 1));  // group 0's lanes, the only ones here
+        for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(mask, dot, o);
+        const float sc[1] = {dot * scale};
+        dec5Step<1>(sc, vv, m, l, acc);
+    }
+    if (active) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) vred[grp * dh + e0 + i] = acc[i];
+    }
+    if (lane == 0) {
+        gm[grp] = m;
+        gl[grp] = l;
+    }
+    __syncthreads();
+    float M = -CUDART_INF_F;
+    for (int g = 0; g < groups; g++) M = fmaxf(M, gm[g]);
+    for (int e = tid; e < dh; e += DEC_THREADS) {
+        float sum = 0.0f;
+        for (int g = 0; g < groups; g++) {
+            if (gm[g] != -CUDART_INF_F) sum += vred[g * dh + e] * expf(gm[g] - M);
+        }
+        S.out[2 + e] = sum;
+    }
+    if (tid == 0) {
+        float L = 0.0f;
+        for (int g = 0; g < groups; g++) {
+            if (gm[g] != -CUDART_INF_F) L += gl[g] * expf(gm[g] - M);
+        }
+        S.out[0] = M;
+        S.out[1] = L;
+    }
+}
+
 }  // namespace b4j
 
 B4J_KERNEL(attentionDecode, DEC_THREADS,
@@ -619,3 +763,9 @@ B4J_KERNEL(attentionDecode4, DEC_THREADS,
             int splits),
            (qkv, kCache, vCache, rotary, layout, partial, out, B, H, dh, capacity, window, rd, maxPos, interleaved,
             scale, splits))
+B4J_KERNEL(attentionDecode5, DEC_THREADS,
+           (const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, float* partial,
+            int B, int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale,
+            int splits),
+           (qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, maxPos, interleaved, scale,
+            splits))

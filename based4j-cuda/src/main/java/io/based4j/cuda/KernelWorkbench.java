@@ -691,12 +691,17 @@ public final class KernelWorkbench {
 
     /**
      * The setting of FlashAttention-2's and fla's comparisons (16 sequences of 8,192 and 16,384 tokens, 16 heads,
-     * f 16, head dim 64) and based-1b's prompts (16 heads of 112) at batch 128 and 1,536 tokens.
+     * f 16, head dim 64), based-1b's prompts (16 heads of 112) at batch 128 and 1,536 tokens, and the few prompts of
+     * small batches (based-1b's one of 1,536, based-360m's one and four of 2,048), where the scan kernel has few
+     * blocks.
      */
     static final List<PrefillShape> PREFILL_SHAPES = List.of(
             new PrefillShape("B16 N8192", 16, 8192, 16, 16, 64),
             new PrefillShape("B16 N16384", 16, 16384, 16, 16, 64),
-            new PrefillShape("based-1b B128 N1536", 128, 1536, 16, 16, 112));
+            new PrefillShape("based-1b B128 N1536", 128, 1536, 16, 16, 112),
+            new PrefillShape("based-1b B1 N1536", 1, 1536, 16, 16, 112),
+            new PrefillShape("based-360m B1 N2048", 1, 2048, 16, 16, 64),
+            new PrefillShape("based-360m B4 N2048", 4, 2048, 16, 16, 64));
 
     /** The (sequence, head) pairs of a shape that are checked in float64: the first and the last. */
     private static int[][] checkedPairs(PrefillShape s) {

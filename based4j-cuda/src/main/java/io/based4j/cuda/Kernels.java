@@ -930,7 +930,10 @@ public final class Kernels {
     /**
      * Version 2 for batches of more than one sequence: on an H200 half the time of version 1 at attn-1b's shapes (535
      * against 1,065 us a layer at batch 128 and 1,536 tokens, 2.64 TB/s; version 3 545), 0.67 of it for based-1b's
-     * window (version 3 0.80), 193 against 203 for version 3 at attn-360m's batch 64 of 2,000 tokens.
+     * window (version 3 0.80), 193 against 203 for version 3 at attn-360m's batch 64 of 2,000 tokens. Version 5 (one
+     * pass, an online softmax) took 585 against 539 at attn-1b's batch 128, 230 against 194 at attn-360m's batch 64,
+     * 50.8 against 44.2 for based-1b's window (91 registers against 56: fewer blocks a multiprocessor); attn-1b's
+     * decode at batch 128 5,492 tokens/s with it against 5,998 with version 2, in one run.
      */
     static final int DECODE_DEFAULT = 2;
     /**
@@ -946,9 +949,10 @@ public final class Kernels {
     /**
      * Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight), 3 (as 2,
      * but each score a thread's whole dot product, without shuffles), 4 (the split's keys and values copied into shared
-     * memory first, 64 at a time in bf16, then as 2; with one split it writes the output itself, no merge).
+     * memory first, 64 at a time in bf16, then as 2; with one split it writes the output itself, no merge), 5 (one
+     * pass: a lane group's keys and values loaded together, an online softmax).
      */
-    static final int DECODE_VERSIONS = 4;
+    static final int DECODE_VERSIONS = 5;
 
     /** The version {@link #attentionDecode} runs for a batch of {@code batch} sequences. */
     int decodeVersion(int batch) {
@@ -1031,7 +1035,7 @@ public final class Kernels {
     }
 
     /**
-     * {@link #attentionDecode} in one of its {@link #DECODE_VERSIONS} versions. Versions 2 and 3 read 16 bytes a load:
+     * {@link #attentionDecode} in one of its {@link #DECODE_VERSIONS} versions. Versions 2 to 5 read 16 bytes a load:
      * with qkv or a cache not 16-byte aligned, version 1 runs instead.
      */
     void attentionDecode(int version, Precision p, long qkv, long kCache, long vCache, long rotary, long layout,
