@@ -272,6 +272,33 @@ __device__ void attentionDecodeMerge_impl(const float* partial, const int* layou
     }
 }
 
+/**
+ * How versions 2 to 5 of attentionDecode share a key among lanes: dh / 8 lanes (8 dims each) of a group of G (the
+ * power of 2 at or above dh / 8, at most 16; the lanes past dh / 8 idle), DEC_THREADS / G groups side by side.
+ */
+struct DecLanes {
+    int G, groups, lane, grp, e0;
+    bool active;
+};
+
+__device__ __forceinline__ DecLanes decLanes(int dh, int tid) {
+    const int lanes = dh >> 3;
+    DecLanes L;
+    L.G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+    L.groups = DEC_THREADS / L.G;
+    L.lane = tid & (L.G - 1);
+    L.grp = tid / L.G;
+    L.active = L.lane < lanes;
+    L.e0 = L.lane * 8;
+    return L;
+}
+
+/** The lane's 8 dims of the query (zero for an idle lane) from qs. */
+__device__ __forceinline__ void decLaneQuery(const DecLanes& L, const float* qs, float (&q)[8]) {
+#pragma unroll
+    for (int i = 0; i < 8; i++) q[i] = L.active ? qs[L.e0 + i] : 0.0f;
+}
+
 /** Keys a lane group of attentionDecode2 has in flight at once (loads issued before their sums). */
 #define DEC2_UNROLL 4
 
@@ -313,16 +340,11 @@ __device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCac
     const A* kNew = S.kNew;
     const A* vNew = S.kNew + d;
 
-    const int lanes = dh >> 3;
-    const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
-    const int groups = DEC_THREADS / G;
-    const int lane = tid & (G - 1);
-    const int grp = tid / G;
-    const bool active = lane < lanes;
-    const int e0 = lane * 8;
+    const DecLanes Ln = decLanes(dh, tid);
+    const int G = Ln.G, groups = Ln.groups, lane = Ln.lane, grp = Ln.grp, e0 = Ln.e0;
+    const bool active = Ln.active;
     float q[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) q[i] = active ? qs[e0 + i] : 0.0f;
+    decLaneQuery(Ln, qs, q);
     const int c0 = (int)(j0 % capacity);
     const A* kRows = kCache + slot * capacity * d + (i64)head * dh + e0;
     const A* vRows = vCache + slot * capacity * d + (i64)head * dh + e0;
@@ -511,16 +533,11 @@ __device__ void attentionDecode4_impl(const A* qkv, const A* kCache, const A* vC
     decodeQuery(S, rotary, dh, rd, maxPos, interleaved, qs);
     decCopiesDone();
 
-    const int lanes = dh >> 3;
-    const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
-    const int groups = DEC_THREADS / G;
-    const int lane = tid & (G - 1);
-    const int grp = tid / G;
-    const bool active = lane < lanes;
-    const int e0 = lane * 8;
+    const DecLanes Ln = decLanes(dh, tid);
+    const int G = Ln.G, groups = Ln.groups, lane = Ln.lane, grp = Ln.grp, e0 = Ln.e0;
+    const bool active = Ln.active;
     float q[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) q[i] = active ? qs[e0 + i] : 0.0f;
+    decLaneQuery(Ln, qs, q);
     for (int k0 = 0; k0 < cached; k0 += C) {
         const int count = min(C, cached - k0);
         if (k0 > 0) {  // a longer split: its next keys in turn
@@ -649,16 +666,11 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
     const i64 j1 = S.j0 + n - 1;
     const int cached = (int)((j1 < pos ? j1 : pos - 1) - S.j0 + 1);  // keys k < cached come from the cache
 
-    const int lanes = dh >> 3;
-    const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
-    const int groups = DEC_THREADS / G;
-    const int lane = tid & (G - 1);
-    const int grp = tid / G;
-    const bool active = lane < lanes;
-    const int e0 = lane * 8;
+    const DecLanes Ln = decLanes(dh, tid);
+    const int G = Ln.G, groups = Ln.groups, lane = Ln.lane, grp = Ln.grp, e0 = Ln.e0;
+    const bool active = Ln.active;
     float q[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) q[i] = active ? qs[e0 + i] : 0.0f;
+    decLaneQuery(Ln, qs, q);
     const int c0 = (int)(S.j0 % capacity);
     const A* kRows = kCache + S.slot * capacity * d + (i64)head * dh + e0;
     const A* vRows = vCache + S.slot * capacity * d + (i64)head * dh + e0;
