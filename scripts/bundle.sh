@@ -16,8 +16,8 @@ LIMIT_BYTES=$((80 * 1024 * 1024))
 JUNIT_PLATFORM_VERSION=1.11.4
 CONSOLE_JAR="junit-platform-console-standalone-$JUNIT_PLATFORM_VERSION.jar"
 # java.xml and jdk.zipfs: the JUnit console launcher writes its XML report with the first and finds the test classes
-# in the test jars with the second
-MODULES=java.base,jdk.incubator.vector,jdk.httpserver,java.logging,jdk.unsupported,java.management,java.xml,jdk.zipfs
+# in the test jars with the second; jdk.jfr: JAVA_OPTS=-XX:StartFlightRecording=... records where the host's time goes
+MODULES=java.base,jdk.incubator.vector,jdk.httpserver,java.logging,jdk.unsupported,java.management,java.xml,jdk.zipfs,jdk.jfr
 
 say() { echo "[bundle] $*" >&2; }
 die() { echo "[bundle] error: $*" >&2; exit 1; }

@@ -71,6 +71,7 @@ class BenchGpuCommandTest {
             // tokens/s and ms/step are one measurement written two ways
             assertEquals(batch * 1e3 / msPerStep, (double) row.get("decode_tokens_per_s"), 1e-9 * batch * 1e3 / msPerStep);
             assertTrue((double) row.get("prefill_tokens_per_s") > 0, row.toString());
+            assertTrue((double) row.get("prefill_first_call_tokens_per_s") > 0, row.toString());
             assertNull(row.get("peak_gpu_bytes"));
         }
     }
