@@ -4,7 +4,7 @@
 # tests (scripts/gpu-check.sh), and the built-in test model. Removes the old bundle first.
 #   scripts/bundle.sh [maven options]     e.g. scripts/bundle.sh -Dbased4j.skipKernels=true
 # Fails when the bundle exceeds 80 MiB: what travels to a GPU machine is its gzip'd pieces (scripts/bundle-parts.sh,
-# about 70% of it), which must stay within the 64 MiB a call carries.
+# one a call, each of at most the size it is given).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 . "$ROOT/scripts/jdk.sh"

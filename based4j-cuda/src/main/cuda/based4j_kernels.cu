@@ -712,36 +712,11 @@ __device__ void attention_impl(const A* qkv, const A* kCache, const A* vCache, c
     }
 }
 
-/**
- * Writes the rotated key (rounded to A) and the value of each sequence's last min(length, capacity) tokens into the
- * cache of its slot at position % capacity. Grid (T, parts), block 128: a token's d = H * dh elements in parts of 128,
- * each thread one element (a part per block: every load of a decode step's few tokens in flight at once). Launched
- * after attention (which reads cells this overwrites). A position >= maxPos (with rd > 0) writes NaN keys.
- */
-template <typename W, typename A>
-__device__ void attentionAppend_impl(const A* qkv, A* kCache, A* vCache, const float* rotary,
-                                     const int* layout, int T, int B, int H, int dh, int capacity, int rd, int maxPos,
-                                     int interleaved, int lastRows) {
-    const Layout L = layoutOf(layout, B);
-    i64 row;
-    int seq, t, len;
-    if (lastRows > 0) {
-        // block x: sequence x / lastRows, the (x % lastRows)-th of its last min(length, capacity, lastRows) tokens
-        seq = (int)(blockIdx.x / lastRows);
-        const int i = (int)(blockIdx.x - (i64)seq * lastRows);
-        len = L.lengths[seq];
-        const int kept = min(len, capacity);
-        if (i >= kept) return;
-        t = len - kept + i;
-        row = L.offsets[seq] + t;
-    } else {
-        // block x: token x of the batch
-        row = blockIdx.x;
-        seq = L.tokSeq[row];
-        t = (int)(row - L.offsets[seq]);
-        len = L.lengths[seq];
-    }
-    if (capacity <= 0 || t < len - capacity) return;
+/** The rotated key and the value of token t of sequence seq (row `row` of qkv) into the cache; its block's part. */
+template <typename A>
+__device__ __forceinline__ void appendToken(const A* qkv, A* kCache, A* vCache, const float* rotary, const Layout& L,
+                                            int seq, int t, i64 row, int H, int dh, int capacity, int rd, int maxPos,
+                                            int interleaved) {
     const i64 pos = (i64)L.starts[seq] + t;
     const i64 d = (i64)H * dh;
     const i64 cell = ((i64)L.slots[seq] * capacity + pos % capacity) * d;
@@ -755,6 +730,41 @@ __device__ void attentionAppend_impl(const A* qkv, A* kCache, A* vCache, const f
             pastTable ? CUDART_NAN_F : rotated(kp + (i64)h * dh, e, (int)pos, rotary, rd, maxPos, interleaved));
         vCache[cell + idx] = vp[idx];
     }
+}
+
+/**
+ * Writes the rotated key (rounded to A) and the value of each sequence's last min(length, capacity) tokens into the
+ * cache of its slot at position % capacity. Grid (T, parts), block 128: a token's d = H * dh elements in parts of 128,
+ * each thread one element (a part per block: every load of a decode step's few tokens in flight at once); with
+ * lastRows > 0, grid (B lastRows, parts) instead: lastRows blocks a sequence share its kept tokens (a prompt that a
+ * short window keeps only the end of). Launched after attention (which reads cells this overwrites). A position >=
+ * maxPos (with rd > 0) writes NaN keys.
+ */
+template <typename W, typename A>
+__device__ void attentionAppend_impl(const A* qkv, A* kCache, A* vCache, const float* rotary,
+                                     const int* layout, int T, int B, int H, int dh, int capacity, int rd, int maxPos,
+                                     int interleaved, int lastRows) {
+    if (capacity <= 0) return;
+    const Layout L = layoutOf(layout, B);
+    if (lastRows > 0) {
+        // blocks x of sequence x / lastRows: its last min(length, capacity) tokens, from the (x % lastRows)-th on,
+        // lastRows apart (all of them whatever lastRows is)
+        const int seq = (int)(blockIdx.x / lastRows);
+        const int len = L.lengths[seq];
+        const int kept = min(len, capacity);
+        for (int i = (int)(blockIdx.x - (i64)seq * lastRows); i < kept; i += lastRows) {
+            const int t = len - kept + i;
+            appendToken(qkv, kCache, vCache, rotary, L, seq, t, L.offsets[seq] + t, H, dh, capacity, rd, maxPos,
+                        interleaved);
+        }
+        return;
+    }
+    // block x: token x of the batch, where it is one of its sequence's last min(length, capacity)
+    const i64 row = blockIdx.x;
+    const int seq = L.tokSeq[row];
+    const int t = (int)(row - L.offsets[seq]);
+    if (t < L.lengths[seq] - capacity) return;
+    appendToken(qkv, kCache, vCache, rotary, L, seq, t, row, H, dh, capacity, rd, maxPos, interleaved);
 }
 
 }  // namespace b4j

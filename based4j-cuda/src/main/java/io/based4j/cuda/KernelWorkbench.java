@@ -730,6 +730,7 @@ public final class KernelWorkbench {
         SplittableRandom r = new SplittableRandom(17);
         float eps = 1e-6f;
         try (MixerTrainKernels mixers = new MixerTrainKernels(gpu.kernels())) {
+            int defaultMinBlocks = mixers.scanForwardMinBlocks();  // the rule the backend follows (or the property's)
             for (PrefillShape s : PREFILL_SHAPES) {
                 int b = s.batch();
                 int h = s.heads();
@@ -773,8 +774,8 @@ public final class KernelWorkbench {
                         }
                     }
                     versions.add(new PrefillVersion("chunks", Integer.MAX_VALUE, true, false));
-                    String used = (long) b * h * Math.max(1, split) >= MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS
-                            && (scan || split != 0) ? scanName : "chunks";
+                    String used = (long) b * h * Math.max(1, split) >= defaultMinBlocks && (scan || split != 0)
+                            ? scanName : "chunks";
                     for (PrefillVersion version : versions) {
                         mixers.scanForwardMinBlocks(version.minBlocks());
                         mixers.scanFixedSizes(version.fixedSizes());

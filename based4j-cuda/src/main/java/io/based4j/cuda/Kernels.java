@@ -1067,8 +1067,8 @@ public final class Kernels {
 
     /**
      * Writes the rotated keys and the values of each sequence's last min(length, capacity) tokens into the cache.
-     * longest: the batch's longest sequence (at least each length of the layout; a smaller one is refused where it
-     * is seen to be below the mean length, T / B).
+     * longest: the batch's longest sequence, which sizes the launch (the kernel writes every kept token whatever it
+     * is; one below the mean length T / B or above T is refused).
      */
     public void attentionAppend(Precision p, long qkv, long kCache, long vCache, long rotary, long layout, int T, int B,
                                 int H, int dh, int capacity, int rotaryDim, int maxPos, boolean interleaved,

@@ -862,6 +862,11 @@ public final class MixerTrainKernels implements AutoCloseable {
         scanForwardMinBlocks = blocks;
     }
 
+    /** The fewest (sequence, head) pairs the scan forward takes now. */
+    int scanForwardMinBlocks() {
+        return scanForwardMinBlocks;
+    }
+
     private boolean scan(Precision p, int featureDim, int headDim, long... pointers) {
         return scan && tensorCores && linearScan(p, featureDim, headDim) && aligned(pointers);
     }
