@@ -277,6 +277,27 @@ class MixerTrainKernelsTest {
     }
 
     @Test
+    void headsTooWideForTheScanAreSplitForItsForwardAndTheFixedSizesAreTheCompiledOnes() {
+        // based-1b's heads of 112 in two of 56; 96 in two of 48; heads the scan takes whole are not split
+        assertEquals(2, MixerTrainKernels.linearScanSplit(Precision.BF16, 16, 112, 16));
+        assertEquals(2, MixerTrainKernels.linearScanSplit(Precision.BF16, 16, 96, 1));
+        assertEquals(2, MixerTrainKernels.linearScanSplit(Precision.BF16, 8, 112, 1));
+        assertEquals(0, MixerTrainKernels.linearScanSplit(Precision.BF16, 16, 64, 16), "the scan takes 64 whole");
+        assertEquals(0, MixerTrainKernels.linearScanSplit(Precision.BF16, 16, 72, 16), "the scan takes 72 whole");
+        // no split serves: f 32 (E 561, more features than the scan holds), float32, more virtual heads than a grid
+        assertEquals(0, MixerTrainKernels.linearScanSplit(Precision.BF16, 32, 112, 16));
+        assertEquals(0, MixerTrainKernels.linearScanSplit(Precision.F32, 16, 112, 16));
+        assertEquals(0, MixerTrainKernels.linearScanSplit(Precision.BF16, 16, 112, 65535));  // a grid's most
+        // the variants compiled for fixed sizes: f 16 with heads of 64 both ways, 56 only forward
+        assertTrue(MixerTrainKernels.linearScanFixedSizes(16, 64, false));
+        assertTrue(MixerTrainKernels.linearScanFixedSizes(16, 64, true));
+        assertTrue(MixerTrainKernels.linearScanFixedSizes(16, 56, false));
+        assertFalse(MixerTrainKernels.linearScanFixedSizes(16, 56, true));
+        assertFalse(MixerTrainKernels.linearScanFixedSizes(8, 64, false));
+        assertFalse(MixerTrainKernels.linearScanFixedSizes(16, 72, false));
+    }
+
+    @Test
     void badShapesAreRefusedBeforeAnyLaunch() {
         // the argument checks run before the kernels are looked up, so no GPU is needed to see them
         MixerTrainKernels mk = new MixerTrainKernels(null);
