@@ -261,16 +261,22 @@ public final class Kernels {
         if (value == null) {
             return fallback;
         }
+        Integer v = wholeNumber(value, least, Integer.MAX_VALUE);
+        if (v == null) {
+            throw new IllegalArgumentException("-D" + property + " must be " + what + ", at least " + least
+                    + ", got '" + value + "'");
+        }
+        return v;
+    }
+
+    /** A property's value as a whole number from {@code least} to {@code most}; null for anything else. */
+    private static Integer wholeNumber(String value, int least, int most) {
         try {
             int v = Integer.parseInt(value.trim());
-            if (v >= least) {
-                return v;
-            }
+            return v >= least && v <= most ? v : null;
         } catch (NumberFormatException e) {
-            // named below
+            return null;
         }
-        throw new IllegalArgumentException("-D" + property + " must be " + what + ", at least " + least + ", got '"
-                + value + "'");
     }
 
     /** Launches kernels programmatically from now on, or not; refused where the code has no waits for it. */
@@ -1003,16 +1009,12 @@ public final class Kernels {
         if (value == null) {
             return fallback;
         }
-        try {
-            int v = Integer.parseInt(value.trim());
-            if (v >= 1 && v <= versions) {
-                return v;
-            }
-        } catch (NumberFormatException e) {
-            // named below
+        Integer v = wholeNumber(value, 1, versions);
+        if (v == null) {
+            throw new IllegalArgumentException("-D" + property + " must be a version from 1 to " + versions
+                    + ", got '" + value + "'");
         }
-        throw new IllegalArgumentException("-D" + property + " must be a version from 1 to " + versions + ", got '"
-                + value + "'");
+        return v;
     }
 
     /**
