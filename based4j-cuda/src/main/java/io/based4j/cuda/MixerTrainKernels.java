@@ -1052,8 +1052,17 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (headDim <= LINEAR_MMA_MAX_HEAD_DIM || !linearTensorCores(p, featureDim, LINEAR_MMA_MIN_HEAD_DIM)) {
             return 0;  // narrow enough already, or no virtual head would run on the tensor cores
         }
+        return smallestSplit(headDim, heads, part -> linearTensorCores(p, featureDim, part));
+    }
+
+    /**
+     * The smallest {@code s >= 2} that divides headDim into virtual heads of {@code headDim / s} (at least
+     * {@value #LINEAR_MMA_MIN_HEAD_DIM}) that {@code serves} takes, with {@code heads s} at most 65535 (a grid
+     * dimension); 0 where there is none.
+     */
+    private static int smallestSplit(int headDim, int heads, java.util.function.IntPredicate serves) {
         for (int s = 2; headDim / s >= LINEAR_MMA_MIN_HEAD_DIM; s++) {
-            if (headDim % s == 0 && linearTensorCores(p, featureDim, headDim / s)) {
+            if (headDim % s == 0 && serves.test(headDim / s)) {
                 return (long) heads * s <= MAX_GRID_YZ ? s : 0;
             }
         }
@@ -1091,15 +1100,8 @@ public final class MixerTrainKernels implements AutoCloseable {
      * the whole head is too wide for them; 0 where it is not, or no split serves.
      */
     static int linearScanSplit(Precision p, int featureDim, int headDim, int heads) {
-        if (linearScan(p, featureDim, headDim)) {
-            return 0;
-        }
-        for (int s = 2; headDim / s >= LINEAR_MMA_MIN_HEAD_DIM; s++) {
-            if (headDim % s == 0 && linearScan(p, featureDim, headDim / s)) {
-                return (long) heads * s <= MAX_GRID_YZ ? s : 0;
-            }
-        }
-        return 0;
+        return linearScan(p, featureDim, headDim) ? 0
+                : smallestSplit(headDim, heads, part -> linearScan(p, featureDim, part));
     }
 
     /**
