@@ -32,6 +32,7 @@ struct DecodeSplit {
     i64 pos, slot, d, j0;
     i64 row;        // the token's row of qkv and of the output
     int n;          // keys of the split, the query's own last where the split reaches pos
+    int cached;     // of those, the ones from the cache: k < cached
     float* out;     // 2 + dh floats of partial
     const A* kNew;  // the query's own key in qkv (its value follows d later)
 };
@@ -67,6 +68,7 @@ __device__ __forceinline__ bool decodeSplitOf(const A* qkv, const int* layout, f
     }
     const i64 j1 = S.pos < S.j0 + DEC_KEYS - 1 ? S.pos : S.j0 + DEC_KEYS - 1;
     S.n = (int)(j1 - S.j0 + 1);
+    S.cached = (int)((j1 < S.pos ? j1 : S.pos - 1) - S.j0 + 1);
     S.kNew = qkv + row * 3 * S.d + (i64)head * dh + S.d;
     return true;
 }
@@ -334,8 +336,7 @@ __device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCac
     const i64 d = S.d;
     const i64 j0 = S.j0;
     const int n = S.n;
-    const i64 j1 = j0 + n - 1;
-    const int cached = (int)((j1 < pos ? j1 : pos - 1) - j0 + 1);  // keys k < cached come from the cache
+    const int cached = S.cached;
     float* out = S.out;
     const A* kNew = S.kNew;
     const A* vNew = S.kNew + d;
@@ -520,8 +521,7 @@ __device__ void attentionDecode4_impl(const A* qkv, const A* kCache, const A* vC
     const i64 pos = S.pos;
     const i64 d = S.d;
     const int n = S.n;
-    const i64 j1 = S.j0 + n - 1;
-    const int cached = (int)((j1 < pos ? j1 : pos - 1) - S.j0 + 1);  // keys k < cached come from the cache
+    const int cached = S.cached;
     const int c0 = (int)(S.j0 % capacity);
     const A* kRows = kCache + S.slot * capacity * d + (i64)head * dh;
     const A* vRows = vCache + S.slot * capacity * d + (i64)head * dh;
@@ -663,8 +663,7 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
     const i64 pos = S.pos;
     const i64 d = S.d;
     const int n = S.n;
-    const i64 j1 = S.j0 + n - 1;
-    const int cached = (int)((j1 < pos ? j1 : pos - 1) - S.j0 + 1);  // keys k < cached come from the cache
+    const int cached = S.cached;
 
     const DecLanes Ln = decLanes(dh, tid);
     const int G = Ln.G, groups = Ln.groups, lane = Ln.lane, grp = Ln.grp, e0 = Ln.e0;

@@ -868,6 +868,7 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_attention.cuh"
 #include "train_attention_mma.cuh"
 #include "train_loss_mma.cuh"
+#include "gemm_rows.cuh"
 
 // ------------------------------------------------------------------------------------------------ profiling
 

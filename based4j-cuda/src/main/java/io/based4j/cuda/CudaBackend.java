@@ -165,6 +165,7 @@ public final class CudaBackend implements TrainingBackend {
         }
         this.kernels = new Kernels(cu, module, stream);
         kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR));
+        kernels.multiprocessors(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
         this.train = new TrainKernels(kernels, blas, lt);
         this.mixers = new MixerTrainKernels(kernels, this::freeLater);
         this.scratch = new Scratch(this);
@@ -988,6 +989,18 @@ public final class CudaBackend implements TrainingBackend {
             routes.gemv++;
             if (bias != null) {
                 routes.gemvBias++;
+            }
+            return true;
+        }
+        if (precision == Precision.BF16 && w.type == precision && (bias == null || bias.type == precision)
+                && (out.type == precision || out.type == Precision.F32) && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
+                && kernels.gemmRowsPays(n, m, k)) {
+            // a decode step's rows of a batch: the weights streamed once, on tensor cores
+            kernels.gemmRows(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr,
+                    out.type == Precision.F32, n, m, k);
+            routes.gemmRows++;
+            if (bias != null) {
+                routes.gemmRowsBias++;
             }
             return true;
         }

@@ -3,7 +3,7 @@ package io.based4j.cuda;
 /**
  * How many of a {@link CudaBackend}'s matrix products took each route, for the tests and benchmarks that check the
  * fast paths are taken: cuBLASLt, with or without an epilogue, or {@code cublasGemmEx} where cuBLASLt had no
- * algorithm; and the separate kernels for what no epilogue did.
+ * algorithm; the decode step's own kernels (gemv, gemmRows); and the separate kernels for what no epilogue did.
  */
 final class GemmRoutes {
     /** cuBLASLt products with no epilogue. */
@@ -18,6 +18,10 @@ final class GemmRoutes {
     long gemv;
     /** Of those, the ones that added a bias. */
     long gemvBias;
+    /** Products of a decode step's rows by gemmRows (with or without a bias). */
+    long gemmRows;
+    /** Of those, the ones that added a bias. */
+    long gemmRowsBias;
     /** Biases added by a kernel of their own. */
     long biasKernel;
     /** Bias gradients summed by a kernel or product of their own. */
@@ -32,6 +36,8 @@ final class GemmRoutes {
         c.gemmEx = gemmEx;
         c.gemv = gemv;
         c.gemvBias = gemvBias;
+        c.gemmRows = gemmRows;
+        c.gemmRowsBias = gemmRowsBias;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
         return c;
@@ -40,7 +46,7 @@ final class GemmRoutes {
     @Override
     public String toString() {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
-                + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + "), bias kernels " + biasKernel + ", bias gradient kernels "
-                + biasGradientKernel;
+                + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + "), gemmRows " + gemmRows
+                + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

@@ -14,12 +14,14 @@ import java.util.function.Consumer;
  * The kernel workbench: every numbered version of a kernel (and the library routine it competes with) run on the same
  * inputs at the shapes the models use, each checked against a float64 reference computed on the host and timed with
  * CUDA events, so that the version the backend runs is chosen by measurement. A kernel's versions live in its own
- * file (gemv: {@code gemv.cuh}, versions 1 to 3; the decode step's attention: {@code attention_decode.cuh}, versions 1
- * to 4; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 3; a prompt's linear attention: the
+ * file (gemv: {@code gemv.cuh}, versions 1 to 3, beside the tensor-core product of a decode step's rows,
+ * {@code gemm_rows.cuh}, in each of its splits; the decode step's attention: {@code attention_decode.cuh}, versions 1
+ * to 5; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 4; a prompt's linear attention: the
  * scan kernel, {@code train_linear_scan.cuh}, and the chunk kernels, {@code train_linear_mma.cuh}, beside the causal
- * flash attention of the same shape); the backend runs the one its
- * launcher names, marked "(used)": for gemv {@link Kernels#gemvVersion} where it beats the library
- * ({@link Kernels#gemvPays}), and the library (cuBLASLt) elsewhere.
+ * flash attention of the same shape); the backend runs the one its launcher names, marked "(used)": for the products
+ * {@link Kernels#gemvVersion} where it beats the library ({@link Kernels#gemvPays}), gemmRows in the split
+ * {@link Kernels#gemmRowsSplit} gives where it takes the rows ({@link Kernels#gemmRowsPays}), and the library
+ * (cuBLASLt) elsewhere.
  *
  * <p>Timing: the mean of {@code reps} calls between two events on the backend's stream, after a warm-up call. The
  * inputs of a memory-bound kernel are held in enough copies (at least {@value #COLD_BYTES} bytes in all, more than
@@ -50,9 +52,9 @@ public final class KernelWorkbench {
     }
 
     /**
-     * based-1b's (d 1792) and based-360m's (d 1024) decode products at 1 and 8 rows, and at 128 (a decode step of 128
-     * sequences: cuBLAS alone, the gemv kernels taking at most 8 rows), where the weights are still the bytes that
-     * count.
+     * based-1b's (d 1792) and based-360m's (d 1024) decode products at 1, 2, 8, 32 and 128 rows (a decode step of as
+     * many sequences: the gemv kernels take at most 8 rows, gemmRows up to 128, cuBLAS any), where the weights are
+     * still the bytes that count.
      */
     static final List<GemvShape> GEMV_SHAPES = gemvShapes();
 
@@ -61,7 +63,7 @@ public final class KernelWorkbench {
                 {1024, 2048}};
         String[] names = {"1b mlp in", "1b mlp out", "1b qkv", "1b proj", "1b head", "360m mlp in", "360m mlp out"};
         List<GemvShape> shapes = new ArrayList<>();
-        for (int m : new int[] {1, 8, 128}) {
+        for (int m : new int[] {1, 2, 8, 32, 128}) {
             for (int i = 0; i < nk.length; i++) {
                 shapes.add(new GemvShape(names[i], m, nk[i][0], nk[i][1]));
             }
@@ -144,12 +146,29 @@ public final class KernelWorkbench {
                 names.add("cublasGemmEx");
                 calls.add(c -> blas.gemm(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c], Cublas.R_16BF,
                         s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(), Cublas.COMPUTE_32F));
+                boolean gemvUsed = kernels.gemvPays(s.m(), s.n(), s.k());
+                boolean rowsUsed = !gemvUsed && kernels.gemmRowsPays(s.m(), s.n(), s.k());
+                names.add("cublasLt" + (gemvUsed || rowsUsed ? "" : " (used)"));
+                calls.add(c -> gpu.cublasLt().matmul(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c],
+                        Cublas.R_16BF, s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(),
+                        Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0));
                 for (int v = 1; v <= Kernels.GEMV_VERSIONS && s.m() <= Kernels.GEMV_MAX_ROWS; v++) {
                     int version = v;
-                    boolean used = v == kernels.gemvVersion() && kernels.gemvPays(s.m(), s.n(), s.k());
+                    boolean used = v == kernels.gemvVersion() && gemvUsed;
                     names.add("v" + v + (used ? " (used)" : ""));
                     calls.add(c -> kernels.gemv(version, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(),
                             s.k()));
+                }
+                if (Kernels.gemmRowsFits(s.m(), s.k(), xd, ws[0])) {
+                    for (int split : Kernels.GEMM_ROWS_SPLITS) {
+                        if (split > 1 && !kernels.clustersFit()) {
+                            continue;
+                        }
+                        boolean used = rowsUsed && split == kernels.gemmRowsSplit(s.n(), s.k());
+                        names.add("rows s" + split + (used ? " (used)" : ""));
+                        calls.add(c -> kernels.gemmRows(split, Precision.BF16, xd, ws[c], 0, out, false, s.m(),
+                                s.n(), s.k()));
+                    }
                 }
                 for (int i = 0; i < names.size(); i++) {
                     java.util.function.IntConsumer call = calls.get(i);

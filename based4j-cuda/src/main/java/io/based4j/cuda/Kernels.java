@@ -290,9 +290,18 @@ public final class Kernels {
     /** Whether the device's code waits for programmatic launches (compute capability 9 or more). */
     private boolean programmaticFits;
 
-    /** Says the device's compute capability (major), which decides {@link #programmatic}. */
+    /** Whether the device runs thread block clusters (compute capability 9 or more): {@link #gemmRows}'s splits. */
+    private boolean clustersFit;
+
+    /** Whether {@link #gemmRows} may share a tile's width among a cluster's blocks on this device. */
+    boolean clustersFit() {
+        return clustersFit;
+    }
+
+    /** Says the device's compute capability (major), which decides {@link #programmatic} and {@link #clustersFit}. */
     void computeCapability(int major) {
         programmaticFits = major >= 9;
+        clustersFit = major >= 9;
         programmatic = programmaticFits && programmaticSetting == Boolean.TRUE;
     }
 
@@ -865,6 +874,184 @@ public final class Kernels {
             default -> throw new IllegalArgumentException("gemv: no version " + version + " (1 to " + GEMV_VERSIONS
                     + ")");
         }
+    }
+
+    // ------------------------------------------------------------------------------------------------ gemmRows
+
+    /** Rows of x {@link #gemmRows} takes at most (a block takes them all). */
+    static final int GEMM_ROWS_MAX = 128;
+    /** The width's stage of {@link #gemmRows}: K must be a multiple of it. */
+    static final int GEMM_ROWS_STAGE = 64;
+    /** Outputs a block of {@link #gemmRows} takes. */
+    static final int GEMM_ROWS_FEATURES = 128;
+    /** Threads of a block of {@link #gemmRows}. */
+    private static final int GEMM_ROWS_THREADS = 256;
+    /** Blocks of {@link #gemmRows} a multiprocessor holds (its shared memory: about 83 to 111 KiB a block). */
+    static final int GEMM_ROWS_BLOCKS_PER_SM = 2;
+    /** The cluster sizes {@link #gemmRows} is compiled for: the blocks that share a tile's width. */
+    static final int[] GEMM_ROWS_SPLITS = {1, 2, 4, 8};
+    /** The system property that forces {@link #gemmRows}'s split (1, 2, 4 or 8) for every product. */
+    static final String GEMM_ROWS_SPLIT_PROPERTY = "based4j.cuda.gemmRowsSplit";
+    /**
+     * The system property that says which products take {@link #gemmRows}: {@code auto} (the default: where it was
+     * measured faster than cuBLASLt, {@link #gemmRowsWins}), {@code on} (every product of up to
+     * {@value #GEMM_ROWS_MAX} rows it fits that gemv does not take) or {@code off}.
+     */
+    static final String GEMM_ROWS_PROPERTY = "based4j.cuda.gemmRows";
+
+    private final String gemmRowsMode = gemmRowsMode(System.getProperty(GEMM_ROWS_PROPERTY));
+    private final int gemmRowsSplitSetting = gemmRowsSplitSetting(System.getProperty(GEMM_ROWS_SPLIT_PROPERTY));
+    /** Multiprocessors of the device (0 until {@link #multiprocessors(int)} says). */
+    private int multiprocessors;
+
+    /** The split {@value #GEMM_ROWS_SPLIT_PROPERTY} forces (0 where unset). */
+    static int gemmRowsSplitSetting(String value) {
+        if (value == null) {
+            return 0;
+        }
+        Integer v = wholeNumber(value, 1, 8);
+        if (v == null || Integer.bitCount(v) != 1) {
+            throw new IllegalArgumentException("-D" + GEMM_ROWS_SPLIT_PROPERTY + " must be 1, 2, 4 or 8, got '"
+                    + value + "'");
+        }
+        return v;
+    }
+
+    /** The mode {@value #GEMM_ROWS_PROPERTY} names: auto (also where unset), on or off. */
+    static String gemmRowsMode(String value) {
+        if (value == null) {
+            return "auto";
+        }
+        String v = value.trim();
+        if (!v.equals("auto") && !v.equals("on") && !v.equals("off")) {
+            throw new IllegalArgumentException("-D" + GEMM_ROWS_PROPERTY + " must be auto, on or off, got '" + value
+                    + "'");
+        }
+        return v;
+    }
+
+    /**
+     * Whether {@link #gemmRows} takes a product of {@code m} rows of width {@code k} at these addresses: 1 to
+     * {@value #GEMM_ROWS_MAX} rows, k a positive multiple of {@value #GEMM_ROWS_STAGE}, x and w 16-byte aligned.
+     */
+    static boolean gemmRowsFits(int m, int k, long x, long w) {
+        return m >= 1 && m <= GEMM_ROWS_MAX && k > 0 && k % GEMM_ROWS_STAGE == 0 && x % 16 == 0 && w % 16 == 0;
+    }
+
+    /**
+     * Where {@link #gemmRows} made the decode step faster on an H200: 3 to 8 rows into at most 4,096 outputs. The
+     * kernel workbench ({@code bench kernels --kernel gemv}, weights read from device memory) has it faster than
+     * cuBLASLt there (based-1b's MLP out-projection at 8 rows 8.7 against 12.0 us, its 1792 x 1792 projections 7.0
+     * against 8.8, based-360m's MLP 8.4 against 11.8 and 6.4 against 12.0) and slower on the wide products (7,168 and
+     * 5,376 outputs: 12.3 against 10.3 and 11.2 against 9.7) and the head; whole decode steps ({@code bench gpu}):
+     * based-360m at batch 4 4,407 against 3,328 tokens/s, at 8 8,392 against 7,630, based-1b at 4 2,210 and 2,265
+     * against 2,104 and 2,152, at 8 4,054 and 4,122 against 3,966 and 4,095. From 9 rows it is not taken: at 16 and
+     * 32 rows it lost whole steps (based-1b at 32 rows 11,632 and 11,283 against 15,005 and 14,814 tokens/s,
+     * based-360m 22,280 against 26,176) although the workbench had it faster for the MLP's out-projection at 32 rows
+     * (12.7 against 31.9 us), and at 128 rows cuBLASLt takes 9 to 11 us where gemmRows took 22 to 35 at best (each
+     * block reads the rows of x again, and the stages in flight do not cover the latency).
+     */
+    static boolean gemmRowsWins(int rows, int n, int k) {
+        return rows >= 3 && rows <= 8 && n <= 4096;
+    }
+
+    /** Whether a product of {@code rows} rows into {@code n} outputs of width {@code k} goes to {@link #gemmRows}. */
+    boolean gemmRowsPays(int rows, int n, int k) {
+        return switch (gemmRowsMode) {
+            case "off" -> false;
+            case "on" -> rows >= 1 && rows <= GEMM_ROWS_MAX;
+            default -> gemmRowsWins(rows, n, k);
+        };
+    }
+
+    /** The rows of x a block of {@link #gemmRows} takes for m rows: the power of two at or above m, 8 at least. */
+    static int gemmRowsBlockRows(int m) {
+        int mp = 8;
+        while (mp < m) {
+            mp *= 2;
+        }
+        return mp;
+    }
+
+    /** Dynamic shared memory of a block of {@link #gemmRows} for mp rows of x (gemm_rows.cuh's GrShape). */
+    static int gemmRowsSmem(int mp) {
+        int stages = mp >= 64 ? 3 : 4;
+        int xRows = Math.max(mp, 16);
+        int stageBytes = stages * (GEMM_ROWS_FEATURES + xRows) * (GEMM_ROWS_STAGE + 8) * 2;
+        int tileBytes = GEMM_ROWS_FEATURES * (mp + 1) * 4;
+        return Math.max(stageBytes, tileBytes);
+    }
+
+    /**
+     * The blocks that share a tile's width in {@link #gemmRows} for {@code n} outputs of width {@code k} on a device
+     * of {@code sms} multiprocessors that runs clusters (or not): the smallest of 1, 2, 4, 8 that gives the product
+     * 3/7 of a block a multiprocessor (57 on an H200), keeping two stages of the width a block or more. Measured on an
+     * H200 at 1 to 32 rows: the fastest split gave 64 to 112 blocks (based-1b's MLP in-projection, 56 tiles, 11.8 us
+     * split in 2 against 13.5 in 4 and 15.8 in 1 at 2 rows; its out-projection, 14 tiles, 8.7 in 8 against 10.9 in 4
+     * at 8 rows); more blocks than that were slower (a cluster's blocks wait for each other at its end).
+     */
+    static int gemmRowsSplit(int n, int k, int sms, boolean clusters) {
+        if (!clusters) {
+            return 1;
+        }
+        long tiles = (n + GEMM_ROWS_FEATURES - 1) / GEMM_ROWS_FEATURES;
+        long want = (3L * sms + 6) / 7;
+        int stages = k / GEMM_ROWS_STAGE;
+        int split = 1;
+        while (split < 8 && tiles * split < want && stages / (2 * split) >= 2) {
+            split *= 2;
+        }
+        return split;
+    }
+
+    /** The split {@link #gemmRows} takes for this product here: the property's, else {@link #gemmRowsSplit}. */
+    int gemmRowsSplit(int n, int k) {
+        return gemmRowsSplitSetting != 0 && clustersFit ? gemmRowsSplitSetting
+                : gemmRowsSplit(n, k, multiprocessors, clustersFit);
+    }
+
+    /** Says the device's multiprocessors, which size {@link #gemmRows}'s grid. */
+    void multiprocessors(int count) {
+        multiprocessors = count;
+    }
+
+    /**
+     * {@code out = x @ w^T (+ bias)} on tensor cores for a decode step's rows (gemm_rows.cuh): x bf16 {@code [m, k]},
+     * w bf16 {@code [n, k]}, bias bf16 {@code [n]} or 0, out {@code [m, n]} in bf16, or float32 where {@code outF32};
+     * float32 sums added in a fixed order, the bias before the one rounding. Requires {@link #gemmRowsFits}.
+     */
+    public void gemmRows(Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
+        gemmRows(gemmRowsSplit(n, k), p, x, w, bias, out, outF32, m, n, k);
+    }
+
+    /** {@link #gemmRows} with the width shared by {@code split} blocks (1, 2, 4 or 8; above 1 on sm_90 only). */
+    void gemmRows(int split, Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
+        gemmRowsLaunch("gemmRows", split, p, x, w, bias, out, outF32, m, n, k);
+    }
+
+    /** Launches {@code base}{MP}s{split} ({@code n} outputs in tiles of {@value #GEMM_ROWS_FEATURES}). */
+    private void gemmRowsLaunch(String base, int split, Precision p, long x, long w, long bias, long out,
+                                boolean outF32, int m, int n, int k) {
+        require(p == Precision.BF16, base + ": bf16 operands only, got " + p.suffix());
+        require(gemmRowsFits(m, k, x, w), base + ": " + m + " rows of width " + k + " (1 to " + GEMM_ROWS_MAX
+                + " rows, a width that is a multiple of " + GEMM_ROWS_STAGE + ", 16-byte aligned operands)");
+        require(n >= 0, base + ": n " + n);
+        require(split == 1 || split == 2 || split == 4 || split == 8, base + ": split " + split
+                + " (1, 2, 4 or 8)");
+        require(split == 1 || clustersFit, base + ": a split of " + split
+                + " needs thread block clusters (compute capability 9 or more)");
+        if (n == 0) {
+            return;
+        }
+        int mp = gemmRowsBlockRows(m);
+        long fn = function(base + mp + "s" + split, p);
+        int shared = gemmRowsSmem(mp);
+        optIn(fn, shared);
+        long tiles = (n + GEMM_ROWS_FEATURES - 1) / GEMM_ROWS_FEATURES;
+        require(tiles * split <= Integer.MAX_VALUE, base + ": " + n + " outputs");
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
+                .i32(weightsFixed ? 1 : 0);
+        launch(fn, (int) (tiles * split), 1, 1, GEMM_ROWS_THREADS, shared);
     }
 
     /** Rows of w a warp of gemv version 2 takes: 1, 2 or 4 for up to 2, 4 or 8 rows of x. */

@@ -44,10 +44,13 @@ class CublasLtMatmulTest {
     /**
      * n (rows), k (input width), m (output width): n = 1, m = 1, odd sizes, k past several tiles; and products of
      * one or two rows with k a multiple of 8, which the gemv kernel (version 3) takes whatever the widths (1 x 1792 .
-     * 1792 x 37, 2 x 64 . 64 x 129: outputs wider than the width), and products of 3 to 8 rows, which cuBLAS takes.
+     * 1792 x 37, 2 x 64 . 64 x 129: outputs wider than the width), and products of 3 to 128 rows, which gemmRows takes
+     * in bf16 where it was measured faster (3 to 8 rows) and the width is a multiple of 64 (3 x 64 . 64 x 129,
+     * 3 x 1024 . 1024 x 129, 8 x 256 . 256 x 1, 5 x 64 . 64 x 17) and cuBLAS elsewhere (20 x 384 . 384 x 100).
      */
     private static final int[][] SHAPES = {{1, 7, 5}, {33, 45, 29}, {130, 77, 1}, {257, 1000, 37}, {64, 96, 48},
-        {1, 1792, 37}, {3, 64, 129}, {8, 256, 1}, {5, 8, 17}, {3, 1024, 129}, {5, 64, 17}, {2, 64, 129}};
+        {1, 1792, 37}, {3, 64, 129}, {8, 256, 1}, {5, 8, 17}, {3, 1024, 129}, {5, 64, 17}, {2, 64, 129},
+        {100, 192, 300}, {20, 384, 100}};
 
     static CudaBackend f32;
     static CudaBackend bf16;
@@ -132,17 +135,22 @@ class CublasLtMatmulTest {
         }
         Near.within(what, want, got, bound);
 
-        long products = after.lt + after.ltBias + after.gemmEx + after.gemv - before.lt - before.ltBias
-                - before.gemmEx - before.gemv;
+        long products = after.lt + after.ltBias + after.gemmEx + after.gemv + after.gemmRows - before.lt
+                - before.ltBias - before.gemmEx - before.gemv - before.gemmRows;
         assertEquals(1, products, what + ": one product [" + after + "]");
         boolean gemv = k % 8 == 0 && n <= Kernels.GEMV_MAX_ROWS && gpu.kernels().gemvPays(n, m, k);
         assertEquals(gemv ? 1 : 0, after.gemv - before.gemv, what + ": the gemv kernel takes a few rows [" + after
                 + "]");
+        boolean rows = !gemv && p == Precision.BF16 && n <= Kernels.GEMM_ROWS_MAX
+                && k % Kernels.GEMM_ROWS_STAGE == 0 && gpu.kernels().gemmRowsPays(n, m, k);
+        assertEquals(rows ? 1 : 0, after.gemmRows - before.gemmRows, what
+                + ": gemmRows takes a decode step's rows of a batch [" + after + "]");
         if (withBias) {
             boolean fusable = outType == p;
             assertEquals(1, after.ltBias - before.ltBias + after.biasKernel - before.biasKernel + after.gemvBias
-                    - before.gemvBias, what + ": the bias is added once [" + after + "]");
-            if (!fusable && !gemv) {
+                    - before.gemvBias + after.gemmRowsBias - before.gemmRowsBias, what
+                    + ": the bias is added once [" + after + "]");
+            if (!fusable && !gemv && !rows) {
                 assertEquals(1, after.biasKernel - before.biasKernel,
                         what + ": a bf16 bias with a float32 output is added by a kernel [" + after + "]");
             }

@@ -1,0 +1,87 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.based4j.tensor.Tensor;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The decode step's tensor-core product ({@link Kernels#gemmRows}, gemm_rows.cuh) against a float64 product, at every
+ * split of the width it is compiled for (clusters of 1, 2, 4 and 8 blocks on an sm_90 device; 1 elsewhere) and on
+ * awkward sizes: 1 to 128 rows of x (each block size of 8, 16, 32, 64 and 128 rows, filled and not), outputs of 1, 7,
+ * 129 and 1000 (the last tile of 128 not filled), widths of 64 (one stage), 192 (fewer stages than blocks in a
+ * cluster of 4 or 8), 1792 and 3584 (based-1b's), with and without a bias, into bf16 and float32. Allowance: float32
+ * sums of the exact products of bf16 inputs differ from the float64 sum by at most k 2^-24 of the sum of |x w| in any
+ * order (tensor cores may truncate, twice that: bounded here by 2^-10 for k up to 3584), and a bf16 output adds one
+ * rounding of the value (2^-8 of it at most). Then the same call twice gives the same bits (the clusters add their
+ * parts in a fixed order).
+ */
+@GpuTest
+class GemmRowsTest {
+    @Test
+    void everySplitIsTheProductAndRepeatsItself() {
+        SplittableRandom r = new SplittableRandom(13);
+        try (KernelRig rig = new KernelRig()) {
+            int major = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+            rig.kernels.computeCapability(major);
+            rig.kernels.multiprocessors(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
+            int[] splits = rig.kernels.clustersFit() ? Kernels.GEMM_ROWS_SPLITS : new int[] {1};
+            for (int split : splits) {
+                for (int m : new int[] {1, 3, 8, 9, 16, 31, 64, 100, 128}) {
+                    for (int n : new int[] {1, 7, 129, 1000}) {
+                        for (int k : new int[] {64, 192, 1792}) {
+                            check(rig, split, m, n, k, r.nextBoolean(), r.nextBoolean(), r);
+                        }
+                    }
+                }
+                // based-1b's MLP out-projection at 128 rows: 56 stages of the width
+                check(rig, split, 128, 1792, 3584, true, false, r);
+            }
+        }
+    }
+
+    private static void check(KernelRig rig, int split, int m, int n, int k, boolean withBias, boolean outF32,
+                              SplittableRandom r) {
+        Precision p = Precision.BF16;
+        float[] x = rounded(r, m * k);
+        float[] w = rounded(r, n * k);
+        float[] bias = rounded(r, n);
+        long xd = rig.values(p, x);
+        long wd = rig.values(p, w);
+        long bd = withBias ? rig.values(p, bias) : 0;
+        Precision outType = outF32 ? Precision.F32 : p;
+        long out = rig.zeros((long) m * n * outType.bytes());
+        rig.kernels.gemmRows(split, p, xd, wd, bd, out, outF32, m, n, k);
+        float[] got = rig.values(outType, out, m * n);
+        String what = "split " + split + ", " + m + "x" + k + " . " + k + "x" + n + (withBias ? " + bias" : "")
+                + (outF32 ? " -> f32" : "");
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double sum = withBias ? bias[j] : 0;
+                double abs = withBias ? Math.abs(bias[j]) : 0;
+                for (int t = 0; t < k; t++) {
+                    sum += (double) x[i * k + t] * w[j * k + t];
+                    abs += Math.abs((double) x[i * k + t] * w[j * k + t]);
+                }
+                double bound = 0x1p-10 * abs + (outType == Precision.BF16 ? 0x1p-8 * Math.abs(sum) : 0) + 1e-30;
+                double g = got[i * n + j];
+                assertTrue(Math.abs(g - sum) <= bound, what + ", out[" + i + ", " + j + "] = " + g + ", want " + sum
+                        + " (bound " + bound + ")");
+            }
+        }
+        long again = rig.zeros((long) m * n * outType.bytes());
+        rig.kernels.gemmRows(split, p, xd, wd, bd, again, outF32, m, n, k);
+        assertArrayEquals(got, rig.values(outType, again, m * n), what + ": the same bits again");
+    }
+
+    /** Values uniform in [-1, 1), rounded to bf16. */
+    private static float[] rounded(SplittableRandom r, int count) {
+        float[] v = new float[count];
+        for (int i = 0; i < count; i++) {
+            v[i] = Tensor.bf16ToFloat(Tensor.floatToBf16((float) r.nextDouble(-1, 1)));
+        }
+        return v;
+    }
+}
