@@ -1,9 +1,7 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.based4j.tensor.Tensor;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -45,43 +43,14 @@ class GemmRowsTest {
     private static void check(KernelRig rig, int split, int m, int n, int k, boolean withBias, boolean outF32,
                               SplittableRandom r) {
         Precision p = Precision.BF16;
-        float[] x = rounded(r, m * k);
-        float[] w = rounded(r, n * k);
-        float[] bias = rounded(r, n);
-        long xd = rig.values(p, x);
-        long wd = rig.values(p, w);
-        long bd = withBias ? rig.values(p, bias) : 0;
-        Precision outType = outF32 ? Precision.F32 : p;
-        long out = rig.zeros((long) m * n * outType.bytes());
-        rig.kernels.gemmRows(split, p, xd, wd, bd, out, outF32, m, n, k);
-        float[] got = rig.values(outType, out, m * n);
+        RowProducts.Inputs in = RowProducts.inputs(rig, p, r, m, n, k, withBias, outF32);
+        rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), in.out(), outF32, m, n, k);
+        float[] got = rig.values(in.outType(), in.out(), m * n);
         String what = "split " + split + ", " + m + "x" + k + " . " + k + "x" + n + (withBias ? " + bias" : "")
                 + (outF32 ? " -> f32" : "");
-        for (int i = 0; i < m; i++) {
-            for (int j = 0; j < n; j++) {
-                double sum = withBias ? bias[j] : 0;
-                double abs = withBias ? Math.abs(bias[j]) : 0;
-                for (int t = 0; t < k; t++) {
-                    sum += (double) x[i * k + t] * w[j * k + t];
-                    abs += Math.abs((double) x[i * k + t] * w[j * k + t]);
-                }
-                double bound = 0x1p-10 * abs + (outType == Precision.BF16 ? 0x1p-8 * Math.abs(sum) : 0) + 1e-30;
-                double g = got[i * n + j];
-                assertTrue(Math.abs(g - sum) <= bound, what + ", out[" + i + ", " + j + "] = " + g + ", want " + sum
-                        + " (bound " + bound + ")");
-            }
-        }
-        long again = rig.zeros((long) m * n * outType.bytes());
-        rig.kernels.gemmRows(split, p, xd, wd, bd, again, outF32, m, n, k);
-        assertArrayEquals(got, rig.values(outType, again, m * n), what + ": the same bits again");
-    }
-
-    /** Values uniform in [-1, 1), rounded to bf16. */
-    private static float[] rounded(SplittableRandom r, int count) {
-        float[] v = new float[count];
-        for (int i = 0; i < count; i++) {
-            v[i] = Tensor.bf16ToFloat(Tensor.floatToBf16((float) r.nextDouble(-1, 1)));
-        }
-        return v;
+        RowProducts.within(what, in.x(), in.w(), in.usedBias(), m, n, k, got, in.outType(), 0x1p-10);
+        long again = rig.zeros((long) m * n * in.outType().bytes());
+        rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), again, outF32, m, n, k);
+        assertArrayEquals(got, rig.values(in.outType(), again, m * n), what + ": the same bits again");
     }
 }

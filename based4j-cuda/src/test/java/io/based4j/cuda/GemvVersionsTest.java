@@ -1,7 +1,5 @@
 package io.based4j.cuda;
 
-import static org.junit.jupiter.api.Assertions.assertTrue;
-
 import java.util.SplittableRandom;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -36,41 +34,11 @@ class GemvVersionsTest {
 
     private static void check(KernelRig rig, Precision p, int version, int m, int n, int k, boolean withBias,
                               boolean outF32, SplittableRandom r) {
-        float[] x = rounded(p, r, m * k);
-        float[] w = rounded(p, r, n * k);
-        float[] bias = rounded(p, r, n);
-        long xd = rig.values(p, x);
-        long wd = rig.values(p, w);
-        long bd = withBias ? rig.values(p, bias) : 0;
-        Precision outType = outF32 ? Precision.F32 : p;
-        long out = rig.zeros((long) m * n * outType.bytes());
-        rig.kernels.gemv(version, p, xd, wd, bd, out, outF32, m, n, k);
-        float[] got = rig.values(outType, out, m * n);
+        RowProducts.Inputs in = RowProducts.inputs(rig, p, r, m, n, k, withBias, outF32);
+        rig.kernels.gemv(version, p, in.xd(), in.wd(), in.bd(), in.out(), outF32, m, n, k);
+        float[] got = rig.values(in.outType(), in.out(), m * n);
         String what = p + " v" + version + " " + m + "x" + k + " . " + k + "x" + n + (withBias ? " + bias" : "")
                 + (outF32 ? " -> f32" : "");
-        for (int i = 0; i < m; i++) {
-            for (int j = 0; j < n; j++) {
-                double sum = withBias ? bias[j] : 0;
-                double abs = withBias ? Math.abs(bias[j]) : 0;
-                for (int t = 0; t < k; t++) {
-                    sum += (double) x[i * k + t] * w[j * k + t];
-                    abs += Math.abs((double) x[i * k + t] * w[j * k + t]);
-                }
-                double bound = 0x1p-12 * abs + (outType == Precision.BF16 ? 0x1p-8 * Math.abs(sum) : 0) + 1e-30;
-                double g = got[i * n + j];
-                assertTrue(Math.abs(g - sum) <= bound, what + ", out[" + i + ", " + j + "] = " + g + ", want " + sum
-                        + " (bound " + bound + ")");
-            }
-        }
-    }
-
-    /** Values uniform in [-1, 1), rounded to the precision's type. */
-    private static float[] rounded(Precision p, SplittableRandom r, int count) {
-        float[] v = new float[count];
-        for (int i = 0; i < count; i++) {
-            float f = (float) r.nextDouble(-1, 1);
-            v[i] = p == Precision.F32 ? f : io.based4j.tensor.Tensor.bf16ToFloat(io.based4j.tensor.Tensor.floatToBf16(f));
-        }
-        return v;
+        RowProducts.within(what, in.x(), in.w(), in.usedBias(), m, n, k, got, in.outType(), 0x1p-12);
     }
 }

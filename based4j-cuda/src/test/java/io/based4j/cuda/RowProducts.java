@@ -1,0 +1,67 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.based4j.tensor.Tensor;
+import java.util.SplittableRandom;
+
+/** What the tests of the decode step's product kernels (gemv, gemmRows) share: inputs and the float64 check. */
+final class RowProducts {
+    private RowProducts() {
+    }
+
+    /**
+     * A product's random inputs on the host and the device: x {@code [m, k]}, w {@code [n, k]}, bias {@code [n]} (its
+     * device copy 0 where none is used), and a zeroed output of {@code [m, n]} in outType.
+     */
+    record Inputs(float[] x, float[] w, float[] bias, long xd, long wd, long bd, Precision outType, long out) {
+        /** The bias the product adds (null for none). */
+        float[] usedBias() {
+            return bd != 0 ? bias : null;
+        }
+    }
+
+    /** {@link Inputs} of the precision's values, uniform in [-1, 1). */
+    static Inputs inputs(KernelRig rig, Precision p, SplittableRandom r, int m, int n, int k, boolean withBias,
+                         boolean outF32) {
+        float[] x = rounded(p, r, m * k);
+        float[] w = rounded(p, r, n * k);
+        float[] bias = rounded(p, r, n);
+        Precision outType = outF32 ? Precision.F32 : p;
+        return new Inputs(x, w, bias, rig.values(p, x), rig.values(p, w), withBias ? rig.values(p, bias) : 0, outType,
+                rig.zeros((long) m * n * outType.bytes()));
+    }
+
+    /** Values uniform in [-1, 1), rounded to the precision's type. */
+    static float[] rounded(Precision p, SplittableRandom r, int count) {
+        float[] v = new float[count];
+        for (int i = 0; i < count; i++) {
+            float f = (float) r.nextDouble(-1, 1);
+            v[i] = p == Precision.F32 ? f : Tensor.bf16ToFloat(Tensor.floatToBf16(f));
+        }
+        return v;
+    }
+
+    /**
+     * Checks {@code got} ({@code [m, n]}) against x {@code [m, k]} @ w{@code [n, k]}^T (+ bias where not null) in
+     * float64: each output within {@code sumBound} times the sum of its terms' magnitudes (the float32 sums' error),
+     * plus one bf16 rounding of the value (2^-8 of it) where the output is bf16.
+     */
+    static void within(String what, float[] x, float[] w, float[] bias, int m, int n, int k, float[] got,
+                       Precision outType, double sumBound) {
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double sum = bias != null ? bias[j] : 0;
+                double abs = bias != null ? Math.abs(bias[j]) : 0;
+                for (int t = 0; t < k; t++) {
+                    sum += (double) x[i * k + t] * w[j * k + t];
+                    abs += Math.abs((double) x[i * k + t] * w[j * k + t]);
+                }
+                double bound = sumBound * abs + (outType == Precision.BF16 ? 0x1p-8 * Math.abs(sum) : 0) + 1e-30;
+                double g = got[i * n + j];
+                assertTrue(Math.abs(g - sum) <= bound, what + ", out[" + i + ", " + j + "] = " + g + ", want " + sum
+                        + " (bound " + bound + ")");
+            }
+        }
+    }
+}
