@@ -980,6 +980,18 @@ public final class CudaBackend implements TrainingBackend {
         if (n == 0) {
             return true;
         }
+        if (precision == Precision.BF16 && w.type == precision && (bias == null || bias.type == precision)
+                && (out.type == precision || out.type == Precision.F32) && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
+                && kernels.gemmRowsPays(n, m, k)) {
+            // a decode step's few rows (Kernels.gemmRowsWins): the weights streamed once, on tensor cores
+            kernels.gemmRows(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr,
+                    out.type == Precision.F32, n, m, k);
+            routes.gemmRows++;
+            if (bias != null) {
+                routes.gemmRowsBias++;
+            }
+            return true;
+        }
         if (w.type == precision && (bias == null || bias.type == precision)
                 && (out.type == precision || out.type == Precision.F32) && Kernels.gemvFits(n, k, x.ptr, w.ptr)
                 && kernels.gemvPays(n, m, k)) {
@@ -989,18 +1001,6 @@ public final class CudaBackend implements TrainingBackend {
             routes.gemv++;
             if (bias != null) {
                 routes.gemvBias++;
-            }
-            return true;
-        }
-        if (precision == Precision.BF16 && w.type == precision && (bias == null || bias.type == precision)
-                && (out.type == precision || out.type == Precision.F32) && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
-                && kernels.gemmRowsPays(n, m, k)) {
-            // a decode step's rows of a batch: the weights streamed once, on tensor cores
-            kernels.gemmRows(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr,
-                    out.type == Precision.F32, n, m, k);
-            routes.gemmRows++;
-            if (bias != null) {
-                routes.gemmRowsBias++;
             }
             return true;
         }

@@ -146,8 +146,9 @@ public final class KernelWorkbench {
                 names.add("cublasGemmEx");
                 calls.add(c -> blas.gemm(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c], Cublas.R_16BF,
                         s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(), Cublas.COMPUTE_32F));
-                boolean gemvUsed = kernels.gemvPays(s.m(), s.n(), s.k());
-                boolean rowsUsed = !gemvUsed && kernels.gemmRowsPays(s.m(), s.n(), s.k());
+                boolean rowsUsed = Kernels.gemmRowsFits(s.m(), s.k(), xd, ws[0])
+                        && kernels.gemmRowsPays(s.m(), s.n(), s.k());
+                boolean gemvUsed = !rowsUsed && s.m() <= Kernels.GEMV_MAX_ROWS && kernels.gemvPays(s.m(), s.n(), s.k());
                 names.add("cublasLt" + (gemvUsed || rowsUsed ? "" : " (used)"));
                 calls.add(c -> gpu.cublasLt().matmul(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c],
                         Cublas.R_16BF, s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(),

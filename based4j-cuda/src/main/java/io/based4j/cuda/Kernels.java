@@ -895,7 +895,7 @@ public final class Kernels {
     /**
      * The system property that says which products take {@link #gemmRows}: {@code auto} (the default: where it was
      * measured faster than cuBLASLt, {@link #gemmRowsWins}), {@code on} (every product of up to
-     * {@value #GEMM_ROWS_MAX} rows it fits that gemv does not take) or {@code off}.
+     * {@value #GEMM_ROWS_MAX} rows it fits, gemv's included) or {@code off}.
      */
     static final String GEMM_ROWS_PROPERTY = "based4j.cuda.gemmRows";
 
@@ -939,7 +939,9 @@ public final class Kernels {
     }
 
     /**
-     * Where {@link #gemmRows} made the decode step faster on an H200: 3 to 8 rows into at most 4,096 outputs. The
+     * Where {@link #gemmRows} made the decode step faster on an H200: 3 to 8 rows into at most 4,096 outputs, and 2
+     * rows into more (where gemv version 3 took 16.6 us for based-1b's MLP in-projection and gemmRows 11.8, its qkv
+     * 15.7 against 10.8, its head 67.7 against 54.0; the narrower products stay with gemv). The
      * kernel workbench ({@code bench kernels --kernel gemv}, weights read from device memory) has it faster than
      * cuBLASLt there (based-1b's MLP out-projection at 8 rows 8.7 against 12.0 us, its 1792 x 1792 projections 7.0
      * against 8.8, based-360m's MLP 8.4 against 11.8 and 6.4 against 12.0) and slower on the wide products (7,168 and
@@ -952,7 +954,7 @@ public final class Kernels {
      * block reads the rows of x again, and the stages in flight do not cover the latency).
      */
     static boolean gemmRowsWins(int rows, int n, int k) {
-        return rows >= 3 && rows <= 8 && n <= 4096;
+        return rows >= 3 && rows <= 8 && n <= 4096 || rows == 2 && n > 4096;
     }
 
     /** Whether a product of {@code rows} rows into {@code n} outputs of width {@code k} goes to {@link #gemmRows}. */

@@ -45,12 +45,13 @@ class CublasLtMatmulTest {
      * n (rows), k (input width), m (output width): n = 1, m = 1, odd sizes, k past several tiles; and products of
      * one or two rows with k a multiple of 8, which the gemv kernel (version 3) takes whatever the widths (1 x 1792 .
      * 1792 x 37, 2 x 64 . 64 x 129: outputs wider than the width), and products of 3 to 128 rows, which gemmRows takes
-     * in bf16 where it was measured faster (3 to 8 rows) and the width is a multiple of 64 (3 x 64 . 64 x 129,
-     * 3 x 1024 . 1024 x 129, 8 x 256 . 256 x 1, 5 x 64 . 64 x 17) and cuBLAS elsewhere (20 x 384 . 384 x 100).
+     * in bf16 where it was measured faster (3 to 8 rows, and 2 rows into more than 4,096 outputs) and the width is a
+     * multiple of 64 (3 x 64 . 64 x 129, 3 x 1024 . 1024 x 129, 8 x 256 . 256 x 1, 5 x 64 . 64 x 17,
+     * 2 x 128 . 128 x 4200) and cuBLAS elsewhere (20 x 384 . 384 x 100).
      */
     private static final int[][] SHAPES = {{1, 7, 5}, {33, 45, 29}, {130, 77, 1}, {257, 1000, 37}, {64, 96, 48},
         {1, 1792, 37}, {3, 64, 129}, {8, 256, 1}, {5, 8, 17}, {3, 1024, 129}, {5, 64, 17}, {2, 64, 129},
-        {100, 192, 300}, {20, 384, 100}};
+        {100, 192, 300}, {20, 384, 100}, {2, 128, 4200}};
 
     static CudaBackend f32;
     static CudaBackend bf16;
@@ -138,11 +139,11 @@ class CublasLtMatmulTest {
         long products = after.lt + after.ltBias + after.gemmEx + after.gemv + after.gemmRows - before.lt
                 - before.ltBias - before.gemmEx - before.gemv - before.gemmRows;
         assertEquals(1, products, what + ": one product [" + after + "]");
-        boolean gemv = k % 8 == 0 && n <= Kernels.GEMV_MAX_ROWS && gpu.kernels().gemvPays(n, m, k);
+        boolean rows = p == Precision.BF16 && n <= Kernels.GEMM_ROWS_MAX && k % Kernels.GEMM_ROWS_STAGE == 0
+                && gpu.kernels().gemmRowsPays(n, m, k);
+        boolean gemv = !rows && k % 8 == 0 && n <= Kernels.GEMV_MAX_ROWS && gpu.kernels().gemvPays(n, m, k);
         assertEquals(gemv ? 1 : 0, after.gemv - before.gemv, what + ": the gemv kernel takes a few rows [" + after
                 + "]");
-        boolean rows = !gemv && p == Precision.BF16 && n <= Kernels.GEMM_ROWS_MAX
-                && k % Kernels.GEMM_ROWS_STAGE == 0 && gpu.kernels().gemmRowsPays(n, m, k);
         assertEquals(rows ? 1 : 0, after.gemmRows - before.gemmRows, what
                 + ": gemmRows takes a decode step's rows of a batch [" + after + "]");
         if (withBias) {

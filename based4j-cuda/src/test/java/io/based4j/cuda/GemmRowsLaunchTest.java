@@ -66,7 +66,10 @@ class GemmRowsLaunchTest {
     @Test
     void byDefaultItTakesTheProductsItWasMeasuredFasterAt() {
         Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
-        assertFalse(k.gemmRowsPays(2, 1792, 3584), "one or two rows stay with gemv");
+        assertFalse(k.gemmRowsPays(1, 7168, 1792), "one row stays with gemv");
+        assertFalse(k.gemmRowsPays(2, 1792, 3584), "two rows into at most 4,096 outputs stay with gemv");
+        assertTrue(k.gemmRowsPays(2, 7168, 1792), "two rows of based-1b's MLP in-projection");
+        assertTrue(k.gemmRowsPays(2, 50264, 1792), "and its head");
         assertTrue(k.gemmRowsPays(3, 1792, 3584));
         assertTrue(k.gemmRowsPays(8, 1792, 3584), "based-1b's MLP out-projection at 8 rows");
         assertTrue(k.gemmRowsPays(8, 1792, 1792), "its projections");
@@ -80,7 +83,8 @@ class GemmRowsLaunchTest {
             for (int n : new int[] {1, 1024, 1792, 4096, 7168}) {
                 for (int width : new int[] {64, 1792, 3584}) {
                     assertEquals(Kernels.gemmRowsWins(rows, n, width), k.gemmRowsPays(rows, n, width));
-                    assertTrue(!k.gemmRowsPays(rows, n, width) || rows >= 3 && rows <= 8 && n <= 4096);
+                    assertTrue(!k.gemmRowsPays(rows, n, width) || rows >= 3 && rows <= 8 && n <= 4096
+                            || rows == 2 && n > 4096);
                 }
             }
         }
