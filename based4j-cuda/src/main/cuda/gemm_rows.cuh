@@ -3,18 +3,19 @@
 // operands, float32 sums. Launched by io.based4j.cuda.Kernels.gemmRows; compared with cuBLASLt and gemv.cuh by
 // `based4j bench kernels --kernel gemv`.
 //
-// What it is for: at 128 rows a product such as based-1b's MLP (7168 x 1792 weights) is as much a stream of weights
-// (25.7 MB) as it is arithmetic, and the library's tiles leave most multiprocessors idle for the narrow products
-// (1792 outputs: 14 tiles of 128). Here a block takes 128 outputs (rows of W) and a share of the width (K), streams
-// its W tile and the matching columns of x through shared memory in stages of 64 (cp.async, several stages in
-// flight), and multiplies them on mma.sync.m16n8k16 with the outputs as the A operand (W's rows, row-major) and the
+// What it is for: a decode step of 2 to 8 sequences multiplies a handful of rows by each weight matrix, so the
+// weights (based-1b's MLP in-projection: 25.7 MB) are the bytes that count, and the library's tiles leave most
+// multiprocessors idle for the narrow products (1792 outputs: 14 tiles of 128). Here a block takes 128 outputs (rows
+// of W) and a share of the width (K), streams its W tile and the matching columns of x through shared memory in
+// stages of 64 (cp.async, several stages in flight), and multiplies them on mma.sync.m16n8k16 with the outputs as the A operand (W's rows, row-major) and the
 // rows of x as the B operand (so that 8 rows of x are a whole n8 tile: no padding to 16 below 16 rows but the
 // operand's zeros in shared memory). The S blocks that share a tile's width form a thread block cluster (sm_90):
 // each leaves its float32 tile in its own shared memory and block r adds up outputs [r 128 / S, (r + 1) 128 / S) of
 // the S tiles through distributed shared memory, in the order of the blocks: deterministic, nothing written to global
 // memory but the output. The bias is added before the one rounding.
 //
-// Requirements (checked by Kernels.gemmRowsFits): bf16, M from 1 to 128 (MP, the rows a block takes, 8 to 128, the
+// Which products take it: Kernels.gemmRowsPays (measured on an H200). Requirements (checked by Kernels.gemmRowsFits
+// and the launcher): bf16, M from 1 to 128 (MP, the rows a block takes, 8 to 128, the
 // smallest power of two at or above M and 8), K a multiple of 64, x and W 16-byte aligned; S > 1 only on sm_90.
 #pragma once
 

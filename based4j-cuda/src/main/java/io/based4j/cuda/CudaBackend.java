@@ -166,6 +166,7 @@ public final class CudaBackend implements TrainingBackend {
         this.kernels = new Kernels(cu, module, stream);
         kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR));
         kernels.multiprocessors(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
+        kernels.sharedOptInLimit(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN));
         this.train = new TrainKernels(kernels, blas, lt);
         this.mixers = new MixerTrainKernels(kernels, this::freeLater);
         this.scratch = new Scratch(this);

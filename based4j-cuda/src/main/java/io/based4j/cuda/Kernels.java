@@ -218,8 +218,8 @@ public final class Kernels {
      * stream finishes, waiting for that one before it reads anything the one before may write): off unless
      * {@value #PROGRAMMATIC_PROPERTY} is true, and only on compute capability 9 and above, whose code (the sm_90a
      * binary, or the compute_90 PTX that newer GPUs compile on load) has that wait in every kernel; the sm_80 binary
-     * has none. Every kernel waits first thing, except gemv version 3, which loads its first pieces of the weights
-     * (which no kernel of a decode step writes) before it waits. Timed launches (profiles) are launched the usual way.
+     * has none. Every kernel waits first thing, except gemv version 3 and gemmRows, which request their first pieces of
+     * the weights (which no kernel of a decode step writes) before they wait. Timed launches (profiles) are launched the usual way.
      */
     private boolean programmatic;
     /** The value of {@value #PROGRAMMATIC_PROPERTY}: null where unset. */
@@ -324,8 +324,8 @@ public final class Kernels {
     }
 
     /**
-     * Whether no kernel of what is now being queued writes weights (a decode step being recorded): gemv version 3 then
-     * loads its first weights before waiting for the kernel before it.
+     * Whether no kernel of what is now being queued writes weights (a decode step being recorded): gemv version 3 and
+     * gemmRows then load their first weights before waiting for the kernel before them.
      */
     private boolean weightsFixed;
 
@@ -953,17 +953,31 @@ public final class Kernels {
      * (12.7 against 31.9 us), and at 128 rows cuBLASLt takes 9 to 11 us where gemmRows took 22 to 35 at best (each
      * block reads the rows of x again, and the stages in flight do not cover the latency).
      */
-    static boolean gemmRowsWins(int rows, int n, int k) {
+    static boolean gemmRowsWins(int rows, int n) {
         return rows >= 3 && rows <= 8 && n <= 4096 || rows == 2 && n > 4096;
     }
 
-    /** Whether a product of {@code rows} rows into {@code n} outputs of width {@code k} goes to {@link #gemmRows}. */
+    /**
+     * Whether a product of {@code rows} rows into {@code n} outputs of width {@code k} goes to {@link #gemmRows}: by
+     * default where {@link #gemmRowsWins} says, on a device that runs clusters (where it was measured: without them
+     * a narrow product has a block a tile); with {@code on} wherever the block's shared memory fits the device.
+     */
     boolean gemmRowsPays(int rows, int n, int k) {
+        boolean fits = rows >= 1 && rows <= GEMM_ROWS_MAX
+                && (sharedOptInLimit == 0 || gemmRowsSmem(gemmRowsBlockRows(rows)) <= sharedOptInLimit);
         return switch (gemmRowsMode) {
             case "off" -> false;
-            case "on" -> rows >= 1 && rows <= GEMM_ROWS_MAX;
-            default -> gemmRowsWins(rows, n, k);
+            case "on" -> fits;
+            default -> fits && clustersFit && gemmRowsWins(rows, n);
         };
+    }
+
+    /** Shared memory a block may opt in to on the device (0 until {@link #sharedOptInLimit(int)} says). */
+    private int sharedOptInLimit;
+
+    /** Says how much shared memory a block may opt in to on the device, which bounds {@link #gemmRows}'s rows. */
+    void sharedOptInLimit(int bytes) {
+        sharedOptInLimit = bytes;
     }
 
     /** The rows of x a block of {@link #gemmRows} takes for m rows: the power of two at or above m, 8 at least. */
@@ -1046,10 +1060,12 @@ public final class Kernels {
             return;
         }
         int mp = gemmRowsBlockRows(m);
-        long fn = function(base + mp + "s" + split, p);
         int shared = gemmRowsSmem(mp);
+        require(sharedOptInLimit == 0 || shared <= sharedOptInLimit, base + ": " + m + " rows take " + shared
+                + " bytes of shared memory a block; this device allows " + sharedOptInLimit);
+        long fn = function(base + mp + "s" + split, p);
         optIn(fn, shared);
-        long tiles = (n + GEMM_ROWS_FEATURES - 1) / GEMM_ROWS_FEATURES;
+        long tiles = ((long) n + GEMM_ROWS_FEATURES - 1) / GEMM_ROWS_FEATURES;
         require(tiles * split <= Integer.MAX_VALUE, base + ": " + n + " outputs");
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
                 .i32(weightsFixed ? 1 : 0);

@@ -66,6 +66,9 @@ class GemmRowsLaunchTest {
     @Test
     void byDefaultItTakesTheProductsItWasMeasuredFasterAt() {
         Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
+        assertFalse(k.gemmRowsPays(8, 1792, 3584), "not before the device is known to run clusters");
+        k.computeCapability(9);
+        k.sharedOptInLimit(227 * 1024);  // an H100's or H200's
         assertFalse(k.gemmRowsPays(1, 7168, 1792), "one row stays with gemv");
         assertFalse(k.gemmRowsPays(2, 1792, 3584), "two rows into at most 4,096 outputs stay with gemv");
         assertTrue(k.gemmRowsPays(2, 7168, 1792), "two rows of based-1b's MLP in-projection");
@@ -79,15 +82,13 @@ class GemmRowsLaunchTest {
         assertFalse(k.gemmRowsPays(9, 1792, 3584), "from 9 rows: cuBLASLt");
         assertFalse(k.gemmRowsPays(32, 1792, 3584), "the MLP out-projection at 32 rows: cuBLASLt");
         assertFalse(k.gemmRowsPays(128, 1792, 3584), "a batch of 128: cuBLASLt");
-        for (int rows = 1; rows <= 200; rows++) {
-            for (int n : new int[] {1, 1024, 1792, 4096, 7168}) {
-                for (int width : new int[] {64, 1792, 3584}) {
-                    assertEquals(Kernels.gemmRowsWins(rows, n, width), k.gemmRowsPays(rows, n, width));
-                    assertTrue(!k.gemmRowsPays(rows, n, width) || rows >= 3 && rows <= 8 && n <= 4096
-                            || rows == 2 && n > 4096);
-                }
-            }
-        }
+        Kernels older = new Kernels(null, 0, 0);
+        older.computeCapability(8);
+        assertFalse(older.gemmRowsPays(8, 1792, 3584), "sm_80: no clusters, a block a tile: cuBLASLt");
+        Kernels small = new Kernels(null, 0, 0);
+        small.computeCapability(9);
+        small.sharedOptInLimit(99 * 1024);
+        assertTrue(small.gemmRowsPays(8, 1792, 3584), "8 rows take 81 KiB a block");
     }
 
     @Test

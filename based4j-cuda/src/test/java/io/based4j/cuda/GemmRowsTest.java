@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -13,8 +14,9 @@ import org.junit.jupiter.api.Test;
  * cluster of 4 or 8), 1792 and 3584 (based-1b's), with and without a bias, into bf16 and float32. Allowance: float32
  * sums of the exact products of bf16 inputs differ from the float64 sum by at most k 2^-24 of the sum of |x w| in any
  * order (tensor cores may truncate, twice that: bounded here by 2^-10 for k up to 3584), and a bf16 output adds one
- * rounding of the value (2^-8 of it at most). Then the same call twice gives the same bits (the clusters add their
- * parts in a fixed order).
+ * rounding of the value (2^-8 of it at most). Nothing past the output is written; the same call again gives the
+ * same bits (the clusters add their parts in a fixed order), and so does the call that requests its first weights
+ * before its wait (a recorded decode step's).
  */
 @GpuTest
 class GemmRowsTest {
@@ -44,13 +46,29 @@ class GemmRowsTest {
                               SplittableRandom r) {
         Precision p = Precision.BF16;
         RowProducts.Inputs in = RowProducts.inputs(rig, p, r, m, n, k, withBias, outF32);
-        rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), in.out(), outF32, m, n, k);
-        float[] got = rig.values(in.outType(), in.out(), m * n);
+        int guard = 64;  // values past the output, which must stay zero
+        long out = rig.zeros((long) (m * n + guard) * in.outType().bytes());
+        rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), out, outF32, m, n, k);
+        float[] all = rig.values(in.outType(), out, m * n + guard);
+        for (int i = m * n; i < all.length; i++) {
+            assertEquals(0f, all[i], "split " + split + ", " + m + "x" + k + " . " + k + "x" + n
+                    + ": a value past the output written");
+        }
+        float[] got = java.util.Arrays.copyOf(all, m * n);
         String what = "split " + split + ", " + m + "x" + k + " . " + k + "x" + n + (withBias ? " + bias" : "")
                 + (outF32 ? " -> f32" : "");
         RowProducts.within(what, in.x(), in.w(), in.usedBias(), m, n, k, got, in.outType(), 0x1p-10);
         long again = rig.zeros((long) m * n * in.outType().bytes());
         rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), again, outF32, m, n, k);
         assertArrayEquals(got, rig.values(in.outType(), again, m * n), what + ": the same bits again");
+        // as in a recorded decode step: the first stages of W requested before the wait for the kernel before
+        rig.kernels.weightsFixed(true);
+        try {
+            long early = rig.zeros((long) m * n * in.outType().bytes());
+            rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), early, outF32, m, n, k);
+            assertArrayEquals(got, rig.values(in.outType(), early, m * n), what + ": the same bits, weights early");
+        } finally {
+            rig.kernels.weightsFixed(false);
+        }
     }
 }

@@ -268,8 +268,10 @@ class GpuModelTest {
                 c.name(), rel, maxF32 / scale);
         assertTrue(maxF32 <= F32_REL_TOL * scale, ctx(c, "f32 decode after the prefill: max |gpu - cpu| = " + maxF32
                 + ", rms " + scale));
-        // as in gpuMatchesCpu: a case that amplifies the float32 runs' rounding more is allowed that much more in bf16
-        double conditioning = Math.max(1, maxF32 / scale / F32_WELL_CONDITIONED);
+        // as in gpuMatchesCpu: a case that amplifies the float32 runs' rounding more is allowed that much more in bf16,
+        // at most 4 times, so that a bf16-only op (gemmRows, the bf16 attention kernels) that moves the logits by 20%
+        // of their norm fails whatever the float32 run says
+        double conditioning = Math.min(4, Math.max(1, maxF32 / scale / F32_WELL_CONDITIONED));
         assertTrue(rel <= BF16_REL_NORM_TOL * conditioning, ctx(c, "bf16 relative error after the prefill " + rel
                 + " (allowed " + BF16_REL_NORM_TOL + " x " + conditioning + ", the float32 difference's excess)"));
     }
