@@ -219,7 +219,8 @@ public final class Kernels {
      * {@value #PROGRAMMATIC_PROPERTY} is true, and only on compute capability 9 and above, whose code (the sm_90a
      * binary, or the compute_90 PTX that newer GPUs compile on load) has that wait in every kernel; the sm_80 binary
      * has none. Every kernel waits first thing, except gemv version 3 and gemmRows, which request their first pieces of
-     * the weights (which no kernel of a decode step writes) before they wait. Timed launches (profiles) are launched the usual way.
+     * the weights (which no kernel of a decode step writes) before they wait. Timed launches (profiles) are launched
+     * the usual way.
      */
     private boolean programmatic;
     /** The value of {@value #PROGRAMMATIC_PROPERTY}: null where unset. */
