@@ -33,7 +33,7 @@ constexpr int GR_FEATURES = 128;    // outputs (rows of W) a block
 constexpr int GR_KC = 64;           // columns of W and x a stage
 constexpr int GR_LD = GR_KC + 8;    // a stage's row stride in bf16: ldmatrix's 8 rows fall on distinct banks
 
-/** The shape of gemmRows for MP rows of x a block. */
+/** The shape of gemmRows for MP rows of x a block (its SMEM mirrored by io.based4j.cuda.Kernels.gemmRowsSmem). */
 template <int MP>
 struct GrShape {
     static constexpr int WM = MP >= 64 ? 2 : 1;                    // warps along the rows of x
@@ -48,15 +48,6 @@ struct GrShape {
     static constexpr int TILE_BYTES = GR_FEATURES * RLD * 4;
     static constexpr int SMEM = STAGE_BYTES > TILE_BYTES ? STAGE_BYTES : TILE_BYTES;
 };
-
-/** Dynamic shared memory of gemmRows for MP rows of x a block (the host asks for the same in Kernels). */
-__host__ __device__ constexpr int gemmRowsSmem(int mp) {
-    return mp == 8 ? GrShape<8>::SMEM
-           : mp == 16 ? GrShape<16>::SMEM
-           : mp == 32 ? GrShape<32>::SMEM
-           : mp == 64 ? GrShape<64>::SMEM
-                      : GrShape<128>::SMEM;
-}
 
 /**
  * out[m][n] = sum_k x[m][k] W[n][k] (+ bias[n]) for the rows m0 .. m0 + MP - 1 of x (grid y) and the outputs of tile

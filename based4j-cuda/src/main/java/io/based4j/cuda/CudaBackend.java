@@ -981,8 +981,10 @@ public final class CudaBackend implements TrainingBackend {
         if (n == 0) {
             return true;
         }
-        if (precision == Precision.BF16 && w.type == precision && (bias == null || bias.type == precision)
-                && (out.type == precision || out.type == Precision.F32) && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
+        // the decode step's own kernels take weights and bias in the compute type, out in it or in float32
+        boolean ownKernels = w.type == precision && (bias == null || bias.type == precision)
+                && (out.type == precision || out.type == Precision.F32);
+        if (ownKernels && precision == Precision.BF16 && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
                 && kernels.gemmRowsPays(n, m, k)) {
             // a decode step's few rows (Kernels.gemmRowsWins): the weights streamed once, on tensor cores
             kernels.gemmRows(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr,
@@ -993,9 +995,7 @@ public final class CudaBackend implements TrainingBackend {
             }
             return true;
         }
-        if (w.type == precision && (bias == null || bias.type == precision)
-                && (out.type == precision || out.type == Precision.F32) && Kernels.gemvFits(n, k, x.ptr, w.ptr)
-                && kernels.gemvPays(n, m, k)) {
+        if (ownKernels && Kernels.gemvFits(n, k, x.ptr, w.ptr) && kernels.gemvPays(n, m, k)) {
             // a decode step's few rows: one pass over the weights, the bias added before the output's rounding
             kernels.gemv(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, out.type == Precision.F32, n,
                     m, k);

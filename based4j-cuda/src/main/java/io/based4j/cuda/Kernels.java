@@ -1011,7 +1011,7 @@ public final class Kernels {
         if (!clusters) {
             return 1;
         }
-        long tiles = (n + GEMM_ROWS_FEATURES - 1) / GEMM_ROWS_FEATURES;
+        long tiles = gemmRowsTiles(n);
         long want = (3L * sms + 6) / 7;
         int stages = k / GEMM_ROWS_STAGE;
         int split = 1;
@@ -1019,6 +1019,11 @@ public final class Kernels {
             split *= 2;
         }
         return split;
+    }
+
+    /** The tiles of {@value #GEMM_ROWS_FEATURES} outputs {@link #gemmRows} cuts {@code n} outputs into. */
+    static long gemmRowsTiles(int n) {
+        return ((long) n + GEMM_ROWS_FEATURES - 1) / GEMM_ROWS_FEATURES;
     }
 
     /** The split {@link #gemmRows} takes for this product here: the property's, else {@link #gemmRowsSplit}. */
@@ -1041,33 +1046,30 @@ public final class Kernels {
         gemmRows(gemmRowsSplit(n, k), p, x, w, bias, out, outF32, m, n, k);
     }
 
-    /** {@link #gemmRows} with the width shared by {@code split} blocks (1, 2, 4 or 8; above 1 on sm_90 only). */
+    /**
+     * {@link #gemmRows} with the width shared by {@code split} blocks (1, 2, 4 or 8; above 1 on sm_90 only): the
+     * kernel gemmRows{MP}s{split}, {@link #gemmRowsTiles} tiles of {@value #GEMM_ROWS_FEATURES} outputs.
+     */
     void gemmRows(int split, Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
-        gemmRowsLaunch("gemmRows", split, p, x, w, bias, out, outF32, m, n, k);
-    }
-
-    /** Launches {@code base}{MP}s{split} ({@code n} outputs in tiles of {@value #GEMM_ROWS_FEATURES}). */
-    private void gemmRowsLaunch(String base, int split, Precision p, long x, long w, long bias, long out,
-                                boolean outF32, int m, int n, int k) {
-        require(p == Precision.BF16, base + ": bf16 operands only, got " + p.suffix());
-        require(gemmRowsFits(m, k, x, w), base + ": " + m + " rows of width " + k + " (1 to " + GEMM_ROWS_MAX
+        require(p == Precision.BF16, "gemmRows: bf16 operands only, got " + p.suffix());
+        require(gemmRowsFits(m, k, x, w), "gemmRows: " + m + " rows of width " + k + " (1 to " + GEMM_ROWS_MAX
                 + " rows, a width that is a multiple of " + GEMM_ROWS_STAGE + ", 16-byte aligned operands)");
-        require(n >= 0, base + ": n " + n);
-        require(split == 1 || split == 2 || split == 4 || split == 8, base + ": split " + split
+        require(n >= 0, "gemmRows: n " + n);
+        require(split == 1 || split == 2 || split == 4 || split == 8, "gemmRows: split " + split
                 + " (1, 2, 4 or 8)");
-        require(split == 1 || clustersFit, base + ": a split of " + split
+        require(split == 1 || clustersFit, "gemmRows: a split of " + split
                 + " needs thread block clusters (compute capability 9 or more)");
         if (n == 0) {
             return;
         }
         int mp = gemmRowsBlockRows(m);
         int shared = gemmRowsSmem(mp);
-        require(sharedOptInLimit == 0 || shared <= sharedOptInLimit, base + ": " + m + " rows take " + shared
+        require(sharedOptInLimit == 0 || shared <= sharedOptInLimit, "gemmRows: " + m + " rows take " + shared
                 + " bytes of shared memory a block; this device allows " + sharedOptInLimit);
-        long fn = function(base + mp + "s" + split, p);
+        long fn = function("gemmRows" + mp + "s" + split, p);
         optIn(fn, shared);
-        long tiles = ((long) n + GEMM_ROWS_FEATURES - 1) / GEMM_ROWS_FEATURES;
-        require(tiles * split <= Integer.MAX_VALUE, base + ": " + n + " outputs");
+        long tiles = gemmRowsTiles(n);
+        require(tiles * split <= Integer.MAX_VALUE, "gemmRows: " + n + " outputs");
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
                 .i32(weightsFixed ? 1 : 0);
         launch(fn, (int) (tiles * split), 1, 1, GEMM_ROWS_THREADS, shared);
