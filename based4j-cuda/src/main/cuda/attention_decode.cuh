@@ -295,6 +295,18 @@ __device__ __forceinline__ DecLanes decLanes(int dh, int tid) {
     return L;
 }
 
+/**
+ * The sum of v over a lane group of G lanes (2, 4, 8 or 16, aligned within the warp; every lane of the group gets it):
+ * butterflies over G / 2, G / 4, ..., 1, unrolled (G is a run-time value). mask: the lanes taking part.
+ */
+__device__ __forceinline__ float groupSum(float v, int G, unsigned mask = 0xffffffffu) {
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) {
+        if (o < G) v += __shfl_xor_sync(mask, v, o);
+    }
+    return v;
+}
+
 /** The lane's 8 dims of the query (zero for an idle lane) from qs. */
 __device__ __forceinline__ void decLaneQuery(const DecLanes& L, const float* qs, float (&q)[8]) {
 #pragma unroll
@@ -370,7 +382,7 @@ __device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCac
                 float dot = 0.0f;
 #pragma unroll
                 for (int i = 0; i < 8; i++) dot += q[i] * kv[u][i];
-                for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+                dot = groupSum(dot, G);
                 const int k = base + u * groups + grp;
                 if (lane == 0 && k < cached) sc[k] = dot * scale;
             }
@@ -557,7 +569,7 @@ __device__ void attentionDecode4_impl(const A* qkv, const A* kCache, const A* vC
             float dot = 0.0f;
 #pragma unroll
             for (int i = 0; i < 8; i++) dot += q[i] * kv[i];
-            for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            dot = groupSum(dot, G);
             if (lane == 0 && k < count) sc[k0 + k] = dot * scale;
         }
     }
@@ -698,7 +710,7 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
             float dot = 0.0f;
 #pragma unroll
             for (int i = 0; i < 8; i++) dot += q[i] * kv[u][i];
-            for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            dot = groupSum(dot, G);
             sc[u] = base + u * groups + grp < cached ? dot * scale : -CUDART_INF_F;
         }
         dec5Step<DEC5_UNROLL>(sc, vv, m, l, acc);
@@ -713,7 +725,7 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
             dot += q[i] * kv[0][i];
         }
         const unsigned mask = ((1u << G) - 1) << ((tid & 31) & ~(G - 1));  // group 0's lanes, the only ones here
-        for (int o = G >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(mask, dot, o);
+        dot = groupSum(dot, G, mask);
         const float sc[1] = {dot * scale};
         dec5Step<1>(sc, vv, m, l, acc);
     }

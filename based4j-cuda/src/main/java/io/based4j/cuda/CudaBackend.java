@@ -1355,6 +1355,14 @@ public final class CudaBackend implements TrainingBackend {
         long l = layout(batch);
         if (freshPromptsOnTensorCores(cfg, batch, in, o)) {
             attentionOfFreshPrompts(cfg, in, batch, o);
+        } else if (oneTokenEach(batch) && kernels.windowDecodeFits(cfg.headDim(), cfg.window(), st.capacity, in.ptr,
+                st.keys(), st.values())) {
+            // a decode step of a short window: one block a head and sequence reads all its keys, writes the output
+            // and appends the token to the ring itself
+            kernels.attentionDecodeWindow(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr,
+                    batch.size(), cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(),
+                    st.maxPos, cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
+            return;
         } else if (st.splits > 0 && oneTokenEach(batch)) {
             // a decode step: each query's keys split between blocks that read the cache in pairs of values
             kernels.attentionDecode(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, st.partial,

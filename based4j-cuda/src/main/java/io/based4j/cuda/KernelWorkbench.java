@@ -16,7 +16,8 @@ import java.util.function.Consumer;
  * CUDA events, so that the version the backend runs is chosen by measurement. A kernel's versions live in its own
  * file (gemv: {@code gemv.cuh}, versions 1 to 3, beside the tensor-core product of a decode step's rows,
  * {@code gemm_rows.cuh}, in each of its splits; the decode step's attention: {@code attention_decode.cuh}, versions 1
- * to 5; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 4; a prompt's linear attention: the
+ * to 5, and for a short window {@code attention_window_decode.cuh}, timed against the version used followed by the
+ * append it saves; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 4; a prompt's linear attention: the
  * scan kernel, {@code train_linear_scan.cuh}, and the chunk kernels, {@code train_linear_mma.cuh}, beside the causal
  * flash attention of the same shape); the backend runs the one its launcher names, marked "(used)": for the products
  * {@link Kernels#gemvVersion} where it beats the library ({@link Kernels#gemvPays}), gemmRows in the split
@@ -414,6 +415,7 @@ public final class KernelWorkbench {
                 float scale = (float) (1 / Math.sqrt(dh));
                 double[] want = decodeReference(keyBlock, valueBlock, qkv, s, scale);
                 double bytes = 2.0 * 2 * b * (double) s.keysSeen() * d + 2.0 * 3 * b * d + outBytes;
+                double usedError = Double.NaN;
                 for (int v = 1; v <= Kernels.DECODE_VERSIONS; v++) {
                     int version = v;
                     java.util.function.IntConsumer call = c -> kernels.attentionDecode(version, Precision.BF16, qkvD,
@@ -424,8 +426,35 @@ public final class KernelWorkbench {
                     double error = maxError(download(arena, out, outBytes), want);
                     double ms = time(copies, call);
                     String name = "v" + v + (v == kernels.decodeVersion(b) ? " (used)" : "");
+                    if (v == kernels.decodeVersion(b)) {
+                        usedError = error;
+                    }
                     results.add(new Result("attentionDecode", shape, name, ms, bytes / (ms * 1e-3) / 1e9, error,
                             GEMV_BOUND));
+                }
+                if (Kernels.windowDecodeShape(dh, s.window(), s.capacity())) {
+                    // the window kernel (it writes the token's key and value into the ring, after reading the cell;
+                    // checked on the first call, then timed) against the split decode followed by the append
+                    java.util.function.IntConsumer window = c -> kernels.attentionDecodeWindow(Precision.BF16, qkvD,
+                            keys[c], values[c], 0, layoutD, out, b, h, dh, s.capacity(), s.window(), 0, s.pos() + 1,
+                            false, scale);
+                    cu.memsetD8Async(out, 0, outBytes, stream);
+                    window.accept(0);
+                    double error = maxError(download(arena, out, outBytes), want);
+                    double ms = time(copies, window);
+                    double appended = bytes + 2.0 * 2 * b * d;
+                    results.add(new Result("attentionDecode", shape, "window (appends)", ms,
+                            appended / (ms * 1e-3) / 1e9, error, GEMV_BOUND));
+                    int used = kernels.decodeVersion(b);
+                    java.util.function.IntConsumer split = c -> {
+                        kernels.attentionDecode(used, Precision.BF16, qkvD, keys[c], values[c], 0, layoutD, out,
+                                partial, b, h, dh, s.capacity(), s.window(), 0, s.pos() + 1, false, scale, splits);
+                        kernels.attentionAppend(Precision.BF16, qkvD, keys[c], values[c], 0, layoutD, b, b, h, dh,
+                                s.capacity(), 0, s.pos() + 1, false, 1);
+                    };
+                    double msSplit = time(copies, split);
+                    results.add(new Result("attentionDecode", shape, "v" + used + " + append", msSplit,
+                            appended / (msSplit * 1e-3) / 1e9, usedError, GEMV_BOUND));
                 }
             }
             freeAll();

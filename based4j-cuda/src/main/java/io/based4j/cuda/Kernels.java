@@ -1275,6 +1275,73 @@ public final class Kernels {
         }
     }
 
+    /** Keys a lane group of {@link #attentionDecodeWindow} holds with their values (its WDEC_KEYS_A_GROUP). */
+    static final int WINDOW_DECODE_KEYS_A_GROUP = 8;
+    /**
+     * The system property that says whether {@link #attentionDecodeWindow} takes the decode steps of the short windows
+     * it fits: {@code true} (the default) or {@code false} (the split decode and the append instead).
+     */
+    static final String WINDOW_DECODE_PROPERTY = "based4j.cuda.attentionDecodeWindow";
+    private final boolean windowDecode = !Boolean.FALSE.equals(onOff(WINDOW_DECODE_PROPERTY,
+            System.getProperty(WINDOW_DECODE_PROPERTY)));
+
+    /**
+     * The lanes a key takes in the decode kernels of version 2 on (attention_decode.cuh's decLanes): dh / 8 lanes of 8
+     * dims, in a group of the power of 2 at or above that (2 to 16).
+     */
+    static int decodeLaneGroup(int dh) {
+        int lanes = dh / 8;
+        return lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+    }
+
+    /** The cached keys one block of {@link #attentionDecodeWindow} holds for heads of {@code dh}. */
+    static int windowDecodeKeys(int dh) {
+        return ATTENTION_THREADS / decodeLaneGroup(dh) * WINDOW_DECODE_KEYS_A_GROUP;
+    }
+
+    /**
+     * Whether {@link #attentionDecodeWindow} takes a decode step of heads of {@code dh} over a window of
+     * {@code window} keys back kept in a ring of {@code capacity}: a head dim {@link #decodeSplits} takes, a window
+     * the ring holds and one block's keys hold, the operands 16-byte aligned, and the kernel not switched off by
+     * {@value #WINDOW_DECODE_PROPERTY}.
+     */
+    boolean windowDecodeFits(int dh, int window, int capacity, long qkv, long kCache, long vCache) {
+        return windowDecode && windowDecodeShape(dh, window, capacity) && ((qkv | kCache | vCache) & 15) == 0;
+    }
+
+    /** The shapes {@link #attentionDecodeWindow} takes (its operands aside). */
+    static boolean windowDecodeShape(int dh, int window, int capacity) {
+        return decodeSplits(dh) && capacity >= 1 && window >= 0 && window <= capacity && window <= windowDecodeKeys(dh);
+    }
+
+    /**
+     * A decode step's attention over a short window, the token's rotated key and its value appended to the ring
+     * (attention_window_decode.cuh): the arguments of {@link #attentionDecode} without partial and splits, the caches
+     * written. The same function as {@link #attention} followed by {@link #attentionAppend} (the cache written with
+     * the same values; the output summed in another order). The host sees to it that every sequence's token is at a
+     * position of the rotary table and that the ring holds the keys its query sees.
+     *
+     * @throws IllegalArgumentException for a shape it does not take ({@link #windowDecodeShape}) or operands not
+     *                                  16-byte aligned
+     */
+    public void attentionDecodeWindow(Precision p, long qkv, long kCache, long vCache, long rotary, long layout,
+                                      long out, int B, int H, int dh, int capacity, int window, int rotaryDim,
+                                      int maxPos, boolean interleaved, float scale) {
+        checkAttention("attentionDecodeWindow", B, B, H, dh, capacity, rotaryDim, maxPos);
+        require(windowDecodeShape(dh, window, capacity), "attentionDecodeWindow: a window of " + window
+                + " keys (a ring of " + capacity + ") with heads of " + dh + ": it takes head dims that are multiples"
+                + " of 16 up to 128 and at most " + (decodeSplits(dh) ? windowDecodeKeys(dh) : 0) + " keys");
+        require(((qkv | kCache | vCache) & 15) == 0, "attentionDecodeWindow: qkv and the caches must be 16-byte"
+                + " aligned");
+        require(B <= MAX_GRID_YZ, "attentionDecodeWindow: " + B + " sequences");
+        if (B == 0) {
+            return;
+        }
+        args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
+                .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
+        launch(function("attentionDecodeWindow", p), H, B, 1, ATTENTION_THREADS, 0);
+    }
+
     /**
      * Writes the rotated keys and the values of each sequence's last min(length, capacity) tokens into the cache.
      * longest: the batch's longest sequence, which sizes the launch (the kernel writes every kept token whatever it

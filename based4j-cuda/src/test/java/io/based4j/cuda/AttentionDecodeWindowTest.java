@@ -1,0 +1,105 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.based4j.backend.TokenBatch;
+import io.based4j.config.MixerConfig;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * {@link Kernels#attentionDecodeWindow}, a short window's decode step that appends the token to the ring itself,
+ * against {@link Kernels#attention} followed by {@link Kernels#attentionAppend} on copies of the same caches: the
+ * caches afterwards bit for bit (the same rotated keys, rounded the same way, in the same cells; a slot no sequence
+ * has untouched), the outputs within the bound of {@link AttentionDecodeTest} (the same function summed in another
+ * order: a few times sqrt(n) float32 units over up to 513 keys, well under 1e-5 of the largest output; in bf16 one unit
+ * of the output's rounding more). Sequences at positions before the ring is full, at its turn and far past it, in
+ * slots out of order; head dims 16 to 128 (lane groups of 2 to 16, some lanes idle), windows up to the most one block
+ * holds for its head dim (64 keys at 112, 128 at 64, 512 at 16) and a window of one, rotate-half, interleaved and no
+ * rotary, both precisions.
+ */
+@GpuTest
+class AttentionDecodeWindowTest {
+    static Stream<Arguments> cases() {
+        return Stream.of(
+                Arguments.of(Precision.BF16, 112, 64, 112, false),
+                Arguments.of(Precision.F32, 112, 64, 32, true),
+                Arguments.of(Precision.BF16, 64, 128, 64, false),
+                Arguments.of(Precision.F32, 64, 100, 0, false),
+                Arguments.of(Precision.BF16, 16, 512, 16, false),
+                Arguments.of(Precision.BF16, 128, 7, 64, true),
+                Arguments.of(Precision.F32, 48, 1, 48, false),
+                Arguments.of(Precision.BF16, 96, 64, 96, false));
+    }
+
+    @ParameterizedTest(name = "{0}, head dim {1}, window {2}, rotary {3}, interleaved {4}")
+    @MethodSource("cases")
+    void oneKernelIsTheAttentionAndTheAppend(Precision p, int dh, int window, int rotaryDim, boolean interleaved) {
+        int heads = 2;
+        int d = heads * dh;
+        int maxPos = 1200;
+        int capacity = window;
+        MixerConfig.Attention cfg = new MixerConfig.Attention(d, heads, dh, window, rotaryDim, 10000.0, interleaved,
+                1 / Math.sqrt(dh), false, false);
+        int[] positions = {0, 3, window - 1, window, window + 1, 1100};
+        int[] slots = {4, 1, 5, 0, 3, 2};  // slot 6 is nobody's
+        int b = positions.length;
+        int slotCount = 7;
+        int[] lengths = new int[b];
+        java.util.Arrays.fill(lengths, 1);
+        TokenBatch batch = new TokenBatch(slots, positions, lengths);
+        SplittableRandom r = new SplittableRandom(Near.SEED + 31L * dh + window);
+        float[] qkv = gaussian(r, b * 3 * d);
+        float[] keys = gaussian(r, slotCount * capacity * d);
+        float[] values = gaussian(r, slotCount * capacity * d);
+        try (KernelRig rig = new KernelRig()) {
+            long qkvD = rig.values(p, qkv);
+            long kcWant = rig.values(p, keys);
+            long vcWant = rig.values(p, values);
+            long kcGot = rig.values(p, keys);
+            long vcGot = rig.values(p, values);
+            long rotary = rig.floats(Kernels.rotaryTable(cfg, maxPos));
+            long layout = rig.ints(CudaBackend.layoutOf(batch));
+            long want = rig.zeros((long) b * d * p.bytes());
+            long got = rig.zeros((long) b * d * p.bytes());
+            float scale = (float) cfg.softmaxScale();
+            rig.kernels.attention(p, qkvD, kcWant, vcWant, rotary, layout, want, b, b, heads, dh, capacity, window,
+                    rotaryDim, maxPos, interleaved, scale);
+            rig.kernels.attentionAppend(p, qkvD, kcWant, vcWant, rotary, layout, b, b, heads, dh, capacity, rotaryDim,
+                    maxPos, interleaved, 1);
+            assertTrue(rig.kernels.windowDecodeFits(dh, window, capacity, qkvD, kcGot, vcGot), "the kernel takes it");
+            rig.kernels.attentionDecodeWindow(p, qkvD, kcGot, vcGot, rotary, layout, got, b, heads, dh, capacity,
+                    window, rotaryDim, maxPos, interleaved, scale);
+            int cacheValues = slotCount * capacity * d;
+            assertArrayEquals(rig.values(p, kcWant, cacheValues), rig.values(p, kcGot, cacheValues), "key cache");
+            assertArrayEquals(rig.values(p, vcWant, cacheValues), rig.values(p, vcGot, cacheValues), "value cache");
+            float[] w = rig.values(p, want, b * d);
+            float[] g = rig.values(p, got, b * d);
+            double largest = 0;
+            for (float v : w) {
+                largest = Math.max(largest, Math.abs(v));
+            }
+            double f32 = 1e-5 * largest;
+            for (int i = 0; i < w.length; i++) {
+                double bound = p == Precision.F32 ? f32
+                        : Near.bf16Ulp(Math.max(Math.abs(w[i]), Math.abs(g[i]))) + f32;
+                assertTrue(Math.abs(w[i] - g[i]) <= bound, String.format(Locale.ROOT,
+                        "output %d (sequence at %d, head %d): window kernel %s, attention %s, allowed %.3g (seed %d)",
+                        i, positions[i / d], (i % d) / dh, g[i], w[i], bound, Near.SEED));
+            }
+        }
+    }
+
+    private static float[] gaussian(SplittableRandom r, int n) {
+        float[] out = new float[n];
+        for (int i = 0; i < n; i++) {
+            out[i] = (float) r.nextGaussian();
+        }
+        return out;
+    }
+}

@@ -1,0 +1,46 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.junit.jupiter.api.Test;
+
+/** Which decode steps {@link Kernels#attentionDecodeWindow} takes, and its switch's values (no GPU needed). */
+class WindowDecodeShapeTest {
+    @Test
+    void aBlockHoldsEightKeysALaneGroup() {
+        // lanes of 8 dims, groups of the power of 2 at or above dh / 8, 128 threads a block
+        assertEquals(512, Kernels.windowDecodeKeys(16));
+        assertEquals(256, Kernels.windowDecodeKeys(32));
+        assertEquals(128, Kernels.windowDecodeKeys(48));
+        assertEquals(128, Kernels.windowDecodeKeys(64));
+        assertEquals(64, Kernels.windowDecodeKeys(96));
+        assertEquals(64, Kernels.windowDecodeKeys(112));
+        assertEquals(64, Kernels.windowDecodeKeys(128));
+    }
+
+    @Test
+    void windowsThatARingAndABlockHoldAreTaken() {
+        assertTrue(Kernels.windowDecodeShape(112, 64, 64), "based-1b's window");
+        assertTrue(Kernels.windowDecodeShape(64, 1, 1));
+        assertTrue(Kernels.windowDecodeShape(64, 0, 1), "only the query's own key");
+        assertFalse(Kernels.windowDecodeShape(112, 65, 65), "more keys than a block holds");
+        assertFalse(Kernels.windowDecodeShape(64, 64, 63), "a ring shorter than the window");
+        assertFalse(Kernels.windowDecodeShape(64, 0, 0), "no ring");
+        assertFalse(Kernels.windowDecodeShape(120, 8, 8), "a head dim that is not a multiple of 16");
+        assertFalse(Kernels.windowDecodeShape(144, 8, 8), "a head dim past 128");
+        assertFalse(Kernels.windowDecodeShape(64, Integer.MAX_VALUE, 2048), "full attention");
+    }
+
+    @Test
+    void theSwitchIsTrueOrFalseAndNamesABadValue() {
+        assertEquals(Boolean.TRUE, Kernels.onOff(Kernels.WINDOW_DECODE_PROPERTY, "true"));
+        assertEquals(Boolean.FALSE, Kernels.onOff(Kernels.WINDOW_DECODE_PROPERTY, "false"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Kernels.onOff(Kernels.WINDOW_DECODE_PROPERTY, "sometimes"));
+        assertTrue(e.getMessage().contains("-D" + Kernels.WINDOW_DECODE_PROPERTY)
+                && e.getMessage().contains("'sometimes'"), e.getMessage());
+    }
+}
