@@ -176,6 +176,61 @@ __device__ void swigluVec_impl(const A* a, A* out, int n, int h) {
     }
 }
 
+/** Taps of BaseConv's kernel up to which its decode step has the vector form (the history held in registers). */
+#define CONV_VEC_TAPS 4
+
+/**
+ * baseConvStep_impl with 8 channels a thread: the token's u1 and gate, the history (float32) and the output moved 16
+ * or 32 bytes at a time, every load before the first store; each channel's numbers as baseConvStep_impl makes them (the
+ * same fmaf order: bit for bit). inner a multiple of 8, k <= CONV_VEC_TAPS.
+ */
+template <typename W, typename A>
+__device__ void baseConvStepVec_impl(const A* u, const W* convW, float* hist, const int* layout, A* out, int B,
+                                     int inner, int k) {
+    const Layout L = layoutOf(layout, B);
+    const int perRow = inner >> 3;
+    const i64 vectors = (i64)B * perRow;
+    const int taps = k - 1;
+    GridCursor at(globalThread(), perRow, globalStride());
+    for (i64 v = globalThread(); v < vectors; v += globalStride(), at.next(perRow)) {
+        const int seq = (int)at.row;
+        const int c = 8 * at.col;
+        const i64 row = L.offsets[seq];
+        float* h = hist + (i64)L.slots[seq] * taps * inner + c;
+        const A* ur = u + row * 2 * inner + c;
+        float cur[8], gate[8], xs[CONV_VEC_TAPS - 1][8], ws[CONV_VEC_TAPS][8];
+        load8(ur, cur);
+        load8(ur + inner, gate);
+#pragma unroll
+        for (int j = 0; j < CONV_VEC_TAPS - 1; j++) {
+            if (j < taps) load8(h + (i64)j * inner, xs[j]);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+#pragma unroll
+            for (int j = 0; j < CONV_VEC_TAPS; j++) {
+                if (j < k) ws[j][i] = toF(convW[(i64)(c + i) * k + j]);
+            }
+        }
+        float y[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int j = 0; j < CONV_VEC_TAPS; j++) {
+                if (j < k) acc = fmaf(ws[j][i], j < taps ? xs[j][i] : cur[i], acc);
+            }
+            y[i] = gate[i] * silu(acc);
+        }
+#pragma unroll
+        for (int j = 1; j < CONV_VEC_TAPS; j++) {
+            if (j < taps) store8(h + (i64)(j - 1) * inner, xs[j]);
+        }
+        if (taps > 0) store8(h + (i64)(taps - 1) * inner, cur);
+        store8(out + row * inner + c, y);
+    }
+}
+
 template <typename W, typename A>
 __device__ void addIntoVec_impl(float* acc, const A* x, i64 count) { addIntoValues(acc, x, count); }
 template <typename W, typename A>
@@ -192,6 +247,9 @@ B4J_KERNEL(addIntoVec, 256, (float* acc, const A* x, long long count), (acc, x, 
 B4J_KERNEL(f32ToAVec, 256, (const float* src, A* dst, long long count), (src, dst, count))
 B4J_KERNEL(aToF32Vec, 256, (const A* src, float* dst, long long count), (src, dst, count))
 B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, n, m))
+B4J_KERNEL(baseConvStepVec, 256,
+           (const A* u, const W* convW, float* hist, const int* layout, A* out, int B, int inner, int k),
+           (u, convW, hist, layout, out, B, inner, k))
 B4J_KERNEL(swigluVec, 256, (const A* a, A* out, int n, int h), (a, out, n, h))
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(256) addBiasF32Vec_bf16(float* out, const W* bias, int n, int m) {

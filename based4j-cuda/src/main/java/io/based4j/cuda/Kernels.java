@@ -590,7 +590,23 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(u).ptr(convW).ptr(hist).ptr(layout).ptr(out).i32(B).i32(inner).i32(k);
-        elementwise(function("baseConvStep", p), (long) B * inner);
+        if (convStepVec(inner, k, u, hist, out)) {
+            vectorwise(function("baseConvStepVec", p), (long) B * inner);
+        } else {
+            elementwise(function("baseConvStep", p), (long) B * inner);
+        }
+    }
+
+    /** Taps up to which {@link #baseConvStep} has its vector form (CONV_VEC_TAPS in vector_ops.cuh). */
+    static final int CONV_VEC_TAPS = 4;
+
+    /**
+     * Whether {@link #baseConvStep} takes its vector form (8 channels a thread, in either precision): a kernel of at
+     * most {@value #CONV_VEC_TAPS} taps, the width a multiple of 8 and the token's rows, the history and the output
+     * 16-byte aligned.
+     */
+    static boolean convStepVec(int inner, int k, long u, long hist, long out) {
+        return k <= CONV_VEC_TAPS && inner % VECTOR == 0 && aligned(u, hist, out);
     }
 
     // ------------------------------------------------------------------------------------------------ linear attention
@@ -1333,13 +1349,57 @@ public final class Kernels {
                 + " of 16 up to 128 and at most " + (decodeSplits(dh) ? windowDecodeKeys(dh) : 0) + " keys");
         require(((qkv | kCache | vCache) & 15) == 0, "attentionDecodeWindow: qkv and the caches must be 16-byte"
                 + " aligned");
-        require(B <= MAX_GRID_YZ, "attentionDecodeWindow: " + B + " sequences");
+        long items = (long) B * H;
+        require(items <= Integer.MAX_VALUE, "attentionDecodeWindow: " + B + " sequences of " + H + " heads");
+        int shared = windowDecodeShared(window, dh, p);
+        require(sharedOptInLimit == 0 || shared <= sharedOptInLimit, "attentionDecodeWindow: a window of " + window
+                + " keys with heads of " + dh + " takes " + shared + " bytes of shared memory a block; this device"
+                + " allows " + sharedOptInLimit);
         if (B == 0) {
             return;
         }
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
-        launch(function("attentionDecodeWindow", p), H, B, 1, ATTENTION_THREADS, 0);
+        long fn = function("attentionDecodeWindow", p);
+        optIn(fn, shared);
+        launch(fn, windowDecodeGrid((int) items, shared, multiprocessors, sharedPerMultiprocessor), 1, 1,
+                ATTENTION_THREADS, shared);
+    }
+
+    /** Static shared memory of a block of {@link #attentionDecodeWindow} (its qs, kn, vred, gm and gl). */
+    static final int WINDOW_DECODE_STATIC_SHARED = 4 * (128 + 128 + 8 * ATTENTION_THREADS + ATTENTION_THREADS);
+    /** Shared memory the device keeps for itself a block (sm_80 and sm_90: 1 KiB). */
+    static final int SHARED_RESERVED_A_BLOCK = 1024;
+
+    /**
+     * Dynamic shared memory of a block of {@link #attentionDecodeWindow}: two stages (wdecStageBytes), each the rows of
+     * {@code window} keys and as many values, the token's q, k and v, and 128 floats of cos and sin.
+     */
+    static int windowDecodeShared(int window, int dh, Precision p) {
+        return 2 * ((2 * window + 3) * dh * p.bytes() + 128 * 4);
+    }
+
+    /**
+     * The grid of {@link #attentionDecodeWindow} for {@code items} (head, sequence) pairs: as many blocks as the
+     * device's multiprocessors hold at once (by shared memory, and at most 16 blocks of 128 threads each), each then
+     * taking every so-many-th item, so that its copies for one item overlap its work on another; a block an item where
+     * the device's sizes are not known (0).
+     */
+    static int windowDecodeGrid(int items, int shared, int sms, int sharedPerSm) {
+        if (sms <= 0 || sharedPerSm <= 0) {
+            return items;
+        }
+        int perSm = Math.max(1, Math.min(2048 / ATTENTION_THREADS,
+                sharedPerSm / (shared + WINDOW_DECODE_STATIC_SHARED + SHARED_RESERVED_A_BLOCK)));
+        return (int) Math.min(items, (long) perSm * sms);
+    }
+
+    /** Shared memory of a multiprocessor (0 until {@link #sharedPerMultiprocessor(int)} says). */
+    private int sharedPerMultiprocessor;
+
+    /** Says the device's shared memory a multiprocessor, which sizes {@link #attentionDecodeWindow}'s grid. */
+    void sharedPerMultiprocessor(int bytes) {
+        sharedPerMultiprocessor = bytes;
     }
 
     /**

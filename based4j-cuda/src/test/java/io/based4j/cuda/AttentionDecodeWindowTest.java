@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.TokenBatch;
@@ -21,7 +22,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * of the output's rounding more). Sequences at positions before the ring is full, at its turn and far past it, in
  * slots out of order; head dims 16 to 128 (lane groups of 2 to 16, some lanes idle), windows up to the most one block
  * holds for its head dim (64 keys at 112, 128 at 64, 512 at 16) and a window of one, rotate-half, interleaved and no
- * rotary, both precisions.
+ * rotary, both precisions; with a block an item, and with one block that takes every item in turn (its two stages
+ * of shared memory alternating).
  */
 @GpuTest
 class AttentionDecodeWindowTest {
@@ -61,36 +63,49 @@ class AttentionDecodeWindowTest {
             long qkvD = rig.values(p, qkv);
             long kcWant = rig.values(p, keys);
             long vcWant = rig.values(p, values);
-            long kcGot = rig.values(p, keys);
-            long vcGot = rig.values(p, values);
             long rotary = rig.floats(Kernels.rotaryTable(cfg, maxPos));
             long layout = rig.ints(CudaBackend.layoutOf(batch));
             long want = rig.zeros((long) b * d * p.bytes());
-            long got = rig.zeros((long) b * d * p.bytes());
             float scale = (float) cfg.softmaxScale();
             rig.kernels.attention(p, qkvD, kcWant, vcWant, rotary, layout, want, b, b, heads, dh, capacity, window,
                     rotaryDim, maxPos, interleaved, scale);
             rig.kernels.attentionAppend(p, qkvD, kcWant, vcWant, rotary, layout, b, b, heads, dh, capacity, rotaryDim,
                     maxPos, interleaved, 1);
-            assertTrue(rig.kernels.windowDecodeFits(dh, window, capacity, qkvD, kcGot, vcGot), "the kernel takes it");
-            rig.kernels.attentionDecodeWindow(p, qkvD, kcGot, vcGot, rotary, layout, got, b, heads, dh, capacity,
-                    window, rotaryDim, maxPos, interleaved, scale);
             int cacheValues = slotCount * capacity * d;
-            assertArrayEquals(rig.values(p, kcWant, cacheValues), rig.values(p, kcGot, cacheValues), "key cache");
-            assertArrayEquals(rig.values(p, vcWant, cacheValues), rig.values(p, vcGot, cacheValues), "value cache");
+            float[] keysWant = rig.values(p, kcWant, cacheValues);
+            float[] valuesWant = rig.values(p, vcWant, cacheValues);
             float[] w = rig.values(p, want, b * d);
-            float[] g = rig.values(p, got, b * d);
-            double largest = 0;
-            for (float v : w) {
-                largest = Math.max(largest, Math.abs(v));
-            }
-            double f32 = 1e-5 * largest;
-            for (int i = 0; i < w.length; i++) {
-                double bound = p == Precision.F32 ? f32
-                        : Near.bf16Ulp(Math.max(Math.abs(w[i]), Math.abs(g[i]))) + f32;
-                assertTrue(Math.abs(w[i] - g[i]) <= bound, String.format(Locale.ROOT,
-                        "output %d (sequence at %d, head %d): window kernel %s, attention %s, allowed %.3g (seed %d)",
-                        i, positions[i / d], (i % d) / dh, g[i], w[i], bound, Near.SEED));
+            // a block an item, then a single block that takes every item in turn through both of its stages
+            int shared = Kernels.windowDecodeShared(window, dh, p);
+            int oneBlock = shared + Kernels.WINDOW_DECODE_STATIC_SHARED + Kernels.SHARED_RESERVED_A_BLOCK;
+            for (int grid : new int[] {b * heads, 1}) {
+                if (grid == 1) {
+                    rig.kernels.multiprocessors(1);
+                    rig.kernels.sharedPerMultiprocessor(oneBlock);
+                }
+                assertEquals(grid, Kernels.windowDecodeGrid(b * heads, shared, grid == 1 ? 1 : 0, oneBlock));
+                long kcGot = rig.values(p, keys);
+                long vcGot = rig.values(p, values);
+                long got = rig.zeros((long) b * d * p.bytes());
+                assertTrue(rig.kernels.windowDecodeFits(dh, window, capacity, qkvD, kcGot, vcGot), "it takes it");
+                rig.kernels.attentionDecodeWindow(p, qkvD, kcGot, vcGot, rotary, layout, got, b, heads, dh, capacity,
+                        window, rotaryDim, maxPos, interleaved, scale);
+                assertArrayEquals(keysWant, rig.values(p, kcGot, cacheValues), "key cache, grid " + grid);
+                assertArrayEquals(valuesWant, rig.values(p, vcGot, cacheValues), "value cache, grid " + grid);
+                float[] g = rig.values(p, got, b * d);
+                double largest = 0;
+                for (float v : w) {
+                    largest = Math.max(largest, Math.abs(v));
+                }
+                double f32 = 1e-5 * largest;
+                for (int i = 0; i < w.length; i++) {
+                    double bound = p == Precision.F32 ? f32
+                            : Near.bf16Ulp(Math.max(Math.abs(w[i]), Math.abs(g[i]))) + f32;
+                    assertTrue(Math.abs(w[i] - g[i]) <= bound, String.format(Locale.ROOT,
+                            "grid %d, output %d (sequence at %d, head %d): window kernel %s, attention %s, allowed"
+                                    + " %.3g (seed %d)", grid, i, positions[i / d], (i % d) / dh, g[i], w[i], bound,
+                            Near.SEED));
+                }
             }
         }
     }

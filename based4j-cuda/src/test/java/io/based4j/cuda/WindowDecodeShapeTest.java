@@ -35,6 +35,23 @@ class WindowDecodeShapeTest {
     }
 
     @Test
+    void twoStagesOfSharedMemoryAndAsManyBlocksAsTheMultiprocessorsHold() {
+        // based-1b's window in bf16: 64 keys and 64 values of 112, the token's q, k and v, 128 floats of cos and sin
+        int shared = Kernels.windowDecodeShared(64, 112, Precision.BF16);
+        assertEquals(2 * (131 * 112 * 2 + 512), shared);
+        assertEquals(5632, Kernels.WINDOW_DECODE_STATIC_SHARED, "ptxas: 5632 bytes smem");
+        // an H200: 132 multiprocessors of 228 KiB hold 3 such blocks each
+        assertEquals(3 * 132, Kernels.windowDecodeGrid(128 * 16, shared, 132, 233472));
+        assertEquals(40, Kernels.windowDecodeGrid(40, shared, 132, 233472), "fewer items than that: a block each");
+        assertEquals(2048, Kernels.windowDecodeGrid(2048, shared, 0, 0), "sizes unknown: a block an item");
+        // small blocks: at most 16 of 128 threads a multiprocessor
+        assertEquals(16 * 2, Kernels.windowDecodeGrid(10_000, Kernels.windowDecodeShared(1, 16, Precision.BF16), 2,
+                233472));
+        // a block that does not fit beside another still gets one a multiprocessor
+        assertEquals(5, Kernels.windowDecodeGrid(100, 200_000, 5, 100_000));
+    }
+
+    @Test
     void theSwitchIsTrueOrFalseAndNamesABadValue() {
         assertEquals(Boolean.TRUE, Kernels.onOff(Kernels.WINDOW_DECODE_PROPERTY, "true"));
         assertEquals(Boolean.FALSE, Kernels.onOff(Kernels.WINDOW_DECODE_PROPERTY, "false"));
