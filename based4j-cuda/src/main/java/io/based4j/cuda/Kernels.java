@@ -1366,8 +1366,8 @@ public final class Kernels {
                 ATTENTION_THREADS, shared);
     }
 
-    /** Static shared memory of a block of {@link #attentionDecodeWindow} (its qs, kn, vred, gm and gl). */
-    static final int WINDOW_DECODE_STATIC_SHARED = 4 * (128 + 128 + 8 * ATTENTION_THREADS + ATTENTION_THREADS);
+    /** Static shared memory of a block of {@link #attentionDecodeWindow} (WdecShared: qs, kn, vred, gm, gl, gf). */
+    static final int WINDOW_DECODE_STATIC_SHARED = 4 * (128 + 128 + 8 * ATTENTION_THREADS + 3 * (ATTENTION_THREADS / 2));
     /** Shared memory the device keeps for itself a block (sm_80 and sm_90: 1 KiB). */
     static final int SHARED_RESERVED_A_BLOCK = 1024;
 
