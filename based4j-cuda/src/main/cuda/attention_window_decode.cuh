@@ -8,8 +8,11 @@
 
 namespace b4j {
 
-/** Keys a lane group of attentionDecodeWindow takes at most: an item has (DEC_THREADS / G) times these. */
-#define WDEC_KEYS_A_GROUP 8
+/** Threads of a block of attentionDecodeWindow, and the blocks a multiprocessor should hold (by registers). */
+#define WDEC_THREADS 256
+#define WDEC_BLOCKS 3
+/** Keys a lane group of attentionDecodeWindow takes at most: an item has (WDEC_THREADS / G) times these. */
+#define WDEC_KEYS_A_GROUP 4
 
 /** 4 bytes global -> shared, asynchronously (cp.async.ca); both addresses 4-byte aligned. */
 __device__ __forceinline__ void decCopy4(void* dst, const void* src) {
@@ -56,7 +59,7 @@ __device__ __forceinline__ void wdecStage(const WdecItem& w, const A* qkv, const
                                           const float* rotary, char* stage, int H, int dh, int capacity, int window,
                                           int rd, int maxPos) {
     constexpr int P = 16 / sizeof(A);  // values a copy
-    constexpr int GROUPS = DEC_THREADS / G;
+    constexpr int GROUPS = WDEC_THREADS / G;
     const int tid = threadIdx.x;
     const int grp = tid / G;
     const int e0 = (tid & (G - 1)) * 8;
@@ -90,7 +93,7 @@ __device__ __forceinline__ void wdecStage(const WdecItem& w, const A* qkv, const
     }
     const int half = rd >> 1;
     if (w.pos < maxPos) {
-        for (int t = tid; t < rd; t += DEC_THREADS) {
+        for (int t = tid; t < rd; t += WDEC_THREADS) {
             decCopy4(rot + t, t < half ? rotary + (i64)w.pos * half + t
                                        : rotary + ((i64)maxPos + w.pos) * half + t - half);
         }
@@ -102,10 +105,10 @@ __device__ __forceinline__ void wdecStage(const WdecItem& w, const A* qkv, const
 struct WdecShared {
     float qs[128];                // the rotated query
     float kn[128];                // the token's rotated key
-    float vred[DEC_THREADS * 8];  // groups x dh, dh <= 8 G
-    float gm[DEC_THREADS / 2];    // each group's m, l and exp(m - M) (G >= 2)
-    float gl[DEC_THREADS / 2];
-    float gf[DEC_THREADS / 2];
+    float vred[WDEC_THREADS * 8];  // groups x dh, dh <= 8 G
+    float gm[WDEC_THREADS / 2];    // each group's m, l and exp(m - M) (G >= 2)
+    float gl[WDEC_THREADS / 2];
+    float gf[WDEC_THREADS / 2];
 };
 
 /**
@@ -116,7 +119,7 @@ template <int G, typename A>
 __device__ __forceinline__ void wdecItems(const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout,
                                           A* out, int B, int H, int dh, int capacity, int window, int rd, int maxPos,
                                           int interleaved, float scale, char* stages, WdecShared& sh) {
-    constexpr int GROUPS = DEC_THREADS / G;
+    constexpr int GROUPS = WDEC_THREADS / G;
     const int tid = threadIdx.x;
     const int items = B * H;
     const Layout L = layoutOf(layout, B);
@@ -145,7 +148,7 @@ __device__ __forceinline__ void wdecItems(const A* qkv, A* kCache, A* vCache, co
         const A* tok = vs + window * dh;
         const float* rot = reinterpret_cast<const float*>(tok + 3 * dh);
         // rotated() with the stage's cos and sin as a table of one position
-        for (int e = tid; e < dh; e += DEC_THREADS) {
+        for (int e = tid; e < dh; e += WDEC_THREADS) {
             sh.qs[e] = rotated(tok, e, 0, rot, rd, 1, interleaved);
             sh.kn[e] = rotated(tok + dh, e, 0, rot, rd, 1, interleaved);
         }
@@ -233,7 +236,7 @@ __device__ __forceinline__ void wdecItems(const A* qkv, A* kCache, A* vCache, co
         A* o = out + w.row * d + (i64)w.head * dh;
         const i64 cell = ((i64)w.slot * capacity + w.pos % capacity) * d + (i64)w.head * dh;
         const bool pastTable = rd > 0 && w.pos >= maxPos;
-        for (int e = tid; e < dh; e += DEC_THREADS) {
+        for (int e = tid; e < dh; e += WDEC_THREADS) {
             float sum = 0.0f;
 #pragma unroll 8
             for (int g = 0; g < GROUPS; g++) sum += sh.vred[g * dh + e] * sh.gf[g];
@@ -251,7 +254,7 @@ __device__ __forceinline__ void wdecItems(const A* qkv, A* kCache, A* vCache, co
  * gridDim.x, ...; a block copies its next item into one of two stages of shared memory (cp.async: the cached keys
  * and values, the token's q, k and v, its cos and sin) while it works on the item in the other, so that its
  * multiprocessor's copies go on during the work. Sequence b's token is at position pos = starts[b]; its query sees
- * keys max(0, pos - window) ..= pos, the cached ones at most (DEC_THREADS / G) WDEC_KEYS_A_GROUP (the host sees to
+ * keys max(0, pos - window) ..= pos, the cached ones at most (WDEC_THREADS / G) WDEC_KEYS_A_GROUP (the host sees to
  * it, to window <= capacity, and to pos < maxPos where rd > 0). The query and the token's key are rotated from the
  * stage (the same float operations as rotated()). Lanes as in attentionDecode2 (a key dh / 8 lanes of a group of G, 8
  * dims a lane; G a compile-time constant here); group g takes keys g, g + groups, ...: its scores are its lanes' dot
@@ -286,7 +289,16 @@ __device__ void attentionDecodeWindow_impl(const A* qkv, A* kCache, A* vCache, c
 
 }  // namespace b4j
 
-B4J_KERNEL(attentionDecodeWindow, DEC_THREADS,
-           (const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, A* out, int B, int H, int dh,
-            int capacity, int window, int rd, int maxPos, int interleaved, float scale),
-           (qkv, kCache, vCache, rotary, layout, out, B, H, dh, capacity, window, rd, maxPos, interleaved, scale))
+// the kernel with its blocks' registers bounded so that WDEC_BLOCKS fit a multiprocessor (as its shared memory does)
+#define B4J_WDEC_KERNEL(NS, SUFFIX)                                                                                    \
+    namespace NS {                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(WDEC_THREADS, WDEC_BLOCKS) attentionDecodeWindow_##SUFFIX(            \
+        const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, A* out, int B, int H, int dh,      \
+        int capacity, int window, int rd, int maxPos, int interleaved, float scale) {                                  \
+        b4jPdlWait();                                                                                                  \
+        b4j::attentionDecodeWindow_impl<W, A>(qkv, kCache, vCache, rotary, layout, out, B, H, dh, capacity, window,    \
+                                              rd, maxPos, interleaved, scale);                                         \
+    }                                                                                                                  \
+    }
+B4J_WDEC_KERNEL(b4j_f32, f32)
+B4J_WDEC_KERNEL(b4j_bf16, bf16)

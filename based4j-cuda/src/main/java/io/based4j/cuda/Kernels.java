@@ -1291,8 +1291,10 @@ public final class Kernels {
         }
     }
 
-    /** Keys a lane group of {@link #attentionDecodeWindow} holds with their values (its WDEC_KEYS_A_GROUP). */
-    static final int WINDOW_DECODE_KEYS_A_GROUP = 8;
+    /** Keys a lane group of {@link #attentionDecodeWindow} takes with their values (its WDEC_KEYS_A_GROUP). */
+    static final int WINDOW_DECODE_KEYS_A_GROUP = 4;
+    /** Threads of a block of {@link #attentionDecodeWindow} (its WDEC_THREADS). */
+    static final int WINDOW_DECODE_THREADS = 256;
     /**
      * The system property that says whether {@link #attentionDecodeWindow} takes the decode steps of the short windows
      * it fits: {@code true} (the default) or {@code false} (the split decode and the append instead).
@@ -1312,7 +1314,7 @@ public final class Kernels {
 
     /** The cached keys one block of {@link #attentionDecodeWindow} holds for heads of {@code dh}. */
     static int windowDecodeKeys(int dh) {
-        return ATTENTION_THREADS / decodeLaneGroup(dh) * WINDOW_DECODE_KEYS_A_GROUP;
+        return WINDOW_DECODE_THREADS / decodeLaneGroup(dh) * WINDOW_DECODE_KEYS_A_GROUP;
     }
 
     /**
@@ -1327,7 +1329,8 @@ public final class Kernels {
 
     /** The shapes {@link #attentionDecodeWindow} takes (its operands aside). */
     static boolean windowDecodeShape(int dh, int window, int capacity) {
-        return decodeSplits(dh) && capacity >= 1 && window >= 0 && window <= capacity && window <= windowDecodeKeys(dh);
+        return decodeSplits(dh) && capacity >= 1 && window >= 0 && window <= capacity
+                && window <= windowDecodeKeys(dh);
     }
 
     /**
@@ -1363,11 +1366,12 @@ public final class Kernels {
         long fn = function("attentionDecodeWindow", p);
         optIn(fn, shared);
         launch(fn, windowDecodeGrid((int) items, shared, multiprocessors, sharedPerMultiprocessor), 1, 1,
-                ATTENTION_THREADS, shared);
+                WINDOW_DECODE_THREADS, shared);
     }
 
     /** Static shared memory of a block of {@link #attentionDecodeWindow} (WdecShared: qs, kn, vred, gm, gl, gf). */
-    static final int WINDOW_DECODE_STATIC_SHARED = 4 * (128 + 128 + 8 * ATTENTION_THREADS + 3 * (ATTENTION_THREADS / 2));
+    static final int WINDOW_DECODE_STATIC_SHARED = 4 * (128 + 128 + 8 * WINDOW_DECODE_THREADS
+            + 3 * (WINDOW_DECODE_THREADS / 2));
     /** Shared memory the device keeps for itself a block (sm_80 and sm_90: 1 KiB). */
     static final int SHARED_RESERVED_A_BLOCK = 1024;
 
@@ -1381,7 +1385,7 @@ public final class Kernels {
 
     /**
      * The grid of {@link #attentionDecodeWindow} for {@code items} (head, sequence) pairs: as many blocks as the
-     * device's multiprocessors hold at once (by shared memory, and at most 16 blocks of 128 threads each), each then
+     * device's multiprocessors hold at once (by shared memory, and at most 2,048 threads), each then
      * taking every so-many-th item, so that its copies for one item overlap its work on another; a block an item where
      * the device's sizes are not known (0).
      */
@@ -1389,7 +1393,7 @@ public final class Kernels {
         if (sms <= 0 || sharedPerSm <= 0) {
             return items;
         }
-        int perSm = Math.max(1, Math.min(2048 / ATTENTION_THREADS,
+        int perSm = Math.max(1, Math.min(2048 / WINDOW_DECODE_THREADS,
                 sharedPerSm / (shared + WINDOW_DECODE_STATIC_SHARED + SHARED_RESERVED_A_BLOCK)));
         return (int) Math.min(items, (long) perSm * sms);
     }

@@ -10,8 +10,8 @@ import org.junit.jupiter.api.Test;
 /** Which decode steps {@link Kernels#attentionDecodeWindow} takes, and its switch's values (no GPU needed). */
 class WindowDecodeShapeTest {
     @Test
-    void aBlockHoldsEightKeysALaneGroup() {
-        // lanes of 8 dims, groups of the power of 2 at or above dh / 8, 128 threads a block
+    void aBlockTakesFourKeysALaneGroup() {
+        // lanes of 8 dims, groups of the power of 2 at or above dh / 8, 256 threads a block
         assertEquals(512, Kernels.windowDecodeKeys(16));
         assertEquals(256, Kernels.windowDecodeKeys(32));
         assertEquals(128, Kernels.windowDecodeKeys(48));
@@ -39,13 +39,13 @@ class WindowDecodeShapeTest {
         // based-1b's window in bf16: 64 keys and 64 values of 112, the token's q, k and v, 128 floats of cos and sin
         int shared = Kernels.windowDecodeShared(64, 112, Precision.BF16);
         assertEquals(2 * (131 * 112 * 2 + 512), shared);
-        assertEquals(5888, Kernels.WINDOW_DECODE_STATIC_SHARED, "ptxas: 5888 bytes smem");
+        assertEquals(10752, Kernels.WINDOW_DECODE_STATIC_SHARED, "ptxas: 10752 bytes smem");
         // an H200: 132 multiprocessors of 228 KiB hold 3 such blocks each
         assertEquals(3 * 132, Kernels.windowDecodeGrid(128 * 16, shared, 132, 233472));
         assertEquals(40, Kernels.windowDecodeGrid(40, shared, 132, 233472), "fewer items than that: a block each");
         assertEquals(2048, Kernels.windowDecodeGrid(2048, shared, 0, 0), "sizes unknown: a block an item");
-        // small blocks: at most 16 of 128 threads a multiprocessor
-        assertEquals(16 * 2, Kernels.windowDecodeGrid(10_000, Kernels.windowDecodeShared(1, 16, Precision.BF16), 2,
+        // small blocks: at most 8 of 256 threads a multiprocessor
+        assertEquals(8 * 2, Kernels.windowDecodeGrid(10_000, Kernels.windowDecodeShared(1, 16, Precision.BF16), 2,
                 233472));
         // a block that does not fit beside another still gets one a multiprocessor
         assertEquals(5, Kernels.windowDecodeGrid(100, 200_000, 5, 100_000));
