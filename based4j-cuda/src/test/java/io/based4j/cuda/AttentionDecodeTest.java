@@ -1,7 +1,6 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.TokenBatch;
 import io.based4j.config.MixerConfig;
@@ -59,9 +58,9 @@ class AttentionDecodeTest {
         int b = positions.length;
         TokenBatch batch = new TokenBatch(new int[] {1, 2, 0}, positions, new int[] {1, 1, 1});
         SplittableRandom r = new SplittableRandom(5 + dh + window);
-        float[] qkv = gaussian(r, b * 3 * d, 1);
-        float[] keys = gaussian(r, 3 * capacity * d, 1);
-        float[] values = gaussian(r, 3 * capacity * d, 1);
+        float[] qkv = Near.gaussian(r, b * 3 * d, 1);
+        float[] keys = Near.gaussian(r, 3 * capacity * d, 1);
+        float[] values = Near.gaussian(r, 3 * capacity * d, 1);
         long keysSeen = Math.min((long) maxPos, ring ? (long) window + 1 : maxPos);
         int splits = Kernels.decodeSplitCount(keysSeen);
         try (KernelRig rig = new KernelRig()) {
@@ -82,26 +81,8 @@ class AttentionDecodeTest {
                     window, rotaryDim, maxPos, interleaved, scale, splits);
             float[] w = rig.values(p, want, b * d);
             float[] g = rig.values(p, got, b * d);
-            double largest = 0;
-            for (float v : w) {
-                largest = Math.max(largest, Math.abs(v));
-            }
-            double f32 = 1e-5 * largest;
-            for (int i = 0; i < w.length; i++) {
-                double bound = p == Precision.F32 ? f32
-                        : Near.bf16Ulp(Math.max(Math.abs(w[i]), Math.abs(g[i]))) + f32;
-                assertTrue(Math.abs(w[i] - g[i]) <= bound, String.format(Locale.ROOT,
-                        "output %d (sequence %d, head %d): split %s, unsplit %s, allowed %.3g", i, i / d,
-                        (i % d) / dh, g[i], w[i], bound));
-            }
+            Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "output %d (sequence %d, head %d)", i, i / d,
+                    (i % d) / dh), "split", "unsplit");
         }
-    }
-
-    private static float[] gaussian(SplittableRandom r, int n, double std) {
-        float[] out = new float[n];
-        for (int i = 0; i < n; i++) {
-            out[i] = (float) (r.nextGaussian() * std);
-        }
-        return out;
     }
 }

@@ -56,9 +56,9 @@ class AttentionDecodeWindowTest {
         java.util.Arrays.fill(lengths, 1);
         TokenBatch batch = new TokenBatch(slots, positions, lengths);
         SplittableRandom r = new SplittableRandom(Near.SEED + 31L * dh + window);
-        float[] qkv = gaussian(r, b * 3 * d);
-        float[] keys = gaussian(r, slotCount * capacity * d);
-        float[] values = gaussian(r, slotCount * capacity * d);
+        float[] qkv = Near.gaussian(r, b * 3 * d, 1);
+        float[] keys = Near.gaussian(r, slotCount * capacity * d, 1);
+        float[] values = Near.gaussian(r, slotCount * capacity * d, 1);
         try (KernelRig rig = new KernelRig()) {
             long qkvD = rig.values(p, qkv);
             long kcWant = rig.values(p, keys);
@@ -93,28 +93,9 @@ class AttentionDecodeWindowTest {
                 assertArrayEquals(keysWant, rig.values(p, kcGot, cacheValues), "key cache, grid " + grid);
                 assertArrayEquals(valuesWant, rig.values(p, vcGot, cacheValues), "value cache, grid " + grid);
                 float[] g = rig.values(p, got, b * d);
-                double largest = 0;
-                for (float v : w) {
-                    largest = Math.max(largest, Math.abs(v));
-                }
-                double f32 = 1e-5 * largest;
-                for (int i = 0; i < w.length; i++) {
-                    double bound = p == Precision.F32 ? f32
-                            : Near.bf16Ulp(Math.max(Math.abs(w[i]), Math.abs(g[i]))) + f32;
-                    assertTrue(Math.abs(w[i] - g[i]) <= bound, String.format(Locale.ROOT,
-                            "grid %d, output %d (sequence at %d, head %d): window kernel %s, attention %s, allowed"
-                                    + " %.3g (seed %d)", grid, i, positions[i / d], (i % d) / dh, g[i], w[i], bound,
-                            Near.SEED));
-                }
+                Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "grid %d, output %d (sequence at %d,"
+                        + " head %d)", grid, i, positions[i / d], (i % d) / dh), "window kernel", "attention");
             }
         }
-    }
-
-    private static float[] gaussian(SplittableRandom r, int n) {
-        float[] out = new float[n];
-        for (int i = 0; i < n; i++) {
-            out[i] = (float) r.nextGaussian();
-        }
-        return out;
     }
 }

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import io.based4j.tensor.Tensor;
 import java.util.Locale;
 import java.util.SplittableRandom;
+import java.util.function.IntFunction;
 
 /**
  * Comparisons of GPU results (float32) with the float64 reference, each failing with one message that names the
@@ -100,6 +101,28 @@ final class Near {
         if (!(err <= tol)) {
             fail(String.format(Locale.ROOT, "%s: the root-mean-square error is %.3g of the result's, allowed %.3g"
                     + " [-Dbased4j.seed=%d]", what, err, tol, SEED));
+        }
+    }
+
+    /**
+     * Two attention outputs that compute the same function in different orders of summation: within 1e-5 of the
+     * largest wanted output in float32 (each a few times sqrt(n) units of float32 off over n keys), in bf16 one unit of
+     * the larger value's rounding more (results that differ by the float32 amount may round to neighbouring bf16
+     * values). {@code where} names output i; {@code names} the two results ("split", "unsplit").
+     */
+    static void sameAttention(Precision p, float[] want, float[] got, IntFunction<String> where, String gotName,
+                              String wantName) {
+        double largest = 0;
+        for (float v : want) {
+            largest = Math.max(largest, Math.abs(v));
+        }
+        double f32 = 1e-5 * largest;
+        for (int i = 0; i < want.length; i++) {
+            double bound = p == Precision.F32 ? f32 : bf16Ulp(Math.max(Math.abs(want[i]), Math.abs(got[i]))) + f32;
+            if (!(Math.abs(want[i] - got[i]) <= bound)) {
+                fail(String.format(Locale.ROOT, "%s: %s %s, %s %s, allowed %.3g [-Dbased4j.seed=%d]", where.apply(i),
+                        gotName, got[i], wantName, want[i], bound, SEED));
+            }
         }
     }
 
