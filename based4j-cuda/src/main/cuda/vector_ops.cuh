@@ -223,7 +223,7 @@ __device__ void baseConvStepVec_impl(const A* u, const W* convW, float* hist, co
             y[i] = gate[i] * silu(acc);
         }
 #pragma unroll
-        for (int j = 1; j < CONV_VEC_TAPS; j++) {
+        for (int j = 1; j < CONV_VEC_TAPS - 1; j++) {
             if (j < taps) store8(h + (i64)(j - 1) * inner, xs[j]);
         }
         if (taps > 0) store8(h + (i64)(taps - 1) * inner, cur);

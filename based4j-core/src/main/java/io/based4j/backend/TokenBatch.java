@@ -7,7 +7,8 @@ import java.util.Arrays;
  *
  * <p>Sequence {@code i} owns rows {@code [offset(i), offset(i) + length(i))}, continues the sequence kept in state
  * slot {@code slot(i)}, and its first row sits at absolute position {@code start(i)} (the number of tokens that
- * slot has already seen).
+ * slot has already seen). No two sequences of a batch share a slot (the kernels that continue a state read and write
+ * each slot's state from one sequence's work).
  */
 public record TokenBatch(int[] slots, int[] starts, int[] lengths) {
     public TokenBatch {
@@ -21,6 +22,14 @@ public record TokenBatch(int[] slots, int[] starts, int[] lengths) {
             if (lengths[i] < 1 || starts[i] < 0 || slots[i] < 0) {
                 throw new IllegalArgumentException("sequence " + i + " has length " + lengths[i] + ", start "
                         + starts[i] + ", slot " + slots[i]);
+            }
+        }
+        int[] sorted = slots.clone();
+        Arrays.sort(sorted);
+        for (int i = 1; i < sorted.length; i++) {
+            if (sorted[i] == sorted[i - 1]) {
+                throw new IllegalArgumentException("two sequences of one batch continue slot " + sorted[i]
+                        + " (slots " + Arrays.toString(slots) + "): each sequence has a slot of its own");
             }
         }
     }

@@ -1357,8 +1357,8 @@ public final class CudaBackend implements TrainingBackend {
         long l = layout(batch);
         if (freshPromptsOnTensorCores(cfg, batch, in, o)) {
             attentionOfFreshPrompts(cfg, in, batch, o);
-        } else if (oneTokenEach(batch) && kernels.windowDecodeFits(cfg.headDim(), cfg.window(), st.capacity, in.ptr,
-                st.keys(), st.values())) {
+        } else if (oneTokenEach(batch) && kernels.windowDecodeFits(precision, cfg.headDim(), cfg.window(),
+                st.capacity, in.ptr, st.keys(), st.values())) {
             // a decode step of a short window: one block a head and sequence reads all its keys, writes the output
             // and appends the token to the ring itself
             kernels.attentionDecodeWindow(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr,

@@ -759,7 +759,20 @@ public final class Kernels {
     }
 
     void optIn(long fn, int shared) {
-        if (shared <= DEFAULT_SHARED) {
+        optIn(fn, shared, 0);
+    }
+
+    /** Whether a kernel with this much dynamic and static shared memory must opt in to it (past 48 KiB in all). */
+    static boolean optInNeeded(int shared, int staticShared) {
+        return shared + staticShared > DEFAULT_SHARED;
+    }
+
+    /**
+     * Lets {@code fn} take {@code shared} bytes of dynamic shared memory beside its {@code staticShared} bytes of
+     * static shared memory: without it a kernel takes 48 KiB less its static memory.
+     */
+    void optIn(long fn, int shared, int staticShared) {
+        if (!optInNeeded(shared, staticShared)) {
             return;
         }
         Integer have = sharedOptIn.get(fn);
@@ -1295,6 +1308,8 @@ public final class Kernels {
     static final int WINDOW_DECODE_KEYS_A_GROUP = 4;
     /** Threads of a block of {@link #attentionDecodeWindow} (its WDEC_THREADS). */
     static final int WINDOW_DECODE_THREADS = 256;
+    /** Blocks of {@link #attentionDecodeWindow} a multiprocessor holds by their registers (its WDEC_BLOCKS). */
+    static final int WINDOW_DECODE_BLOCKS = 3;
     /**
      * The system property that says whether {@link #attentionDecodeWindow} takes the decode steps of the short windows
      * it fits: {@code true} (the default) or {@code false} (the split decode and the append instead).
@@ -1320,11 +1335,20 @@ public final class Kernels {
     /**
      * Whether {@link #attentionDecodeWindow} takes a decode step of heads of {@code dh} over a window of
      * {@code window} keys back kept in a ring of {@code capacity}: a head dim {@link #decodeSplits} takes, a window
-     * the ring holds and one block's keys hold, the operands 16-byte aligned, and the kernel not switched off by
-     * {@value #WINDOW_DECODE_PROPERTY}.
+     * the ring holds and one block's keys hold, the operands 16-byte aligned, the block's shared memory within what
+     * the device allows a block, and the kernel not switched off by {@value #WINDOW_DECODE_PROPERTY}.
      */
-    boolean windowDecodeFits(int dh, int window, int capacity, long qkv, long kCache, long vCache) {
-        return windowDecode && windowDecodeShape(dh, window, capacity) && ((qkv | kCache | vCache) & 15) == 0;
+    boolean windowDecodeFits(Precision p, int dh, int window, int capacity, long qkv, long kCache, long vCache) {
+        return windowDecode && windowDecodeShape(dh, window, capacity) && ((qkv | kCache | vCache) & 15) == 0
+                && windowDecodeSharedFits(windowDecodeShared(window, dh, p), sharedOptInLimit);
+    }
+
+    /**
+     * Whether a block of {@link #attentionDecodeWindow} with {@code shared} bytes of dynamic shared memory (and its
+     * static memory) fits a device that lets a block have {@code limit} (0: not known, taken as fitting).
+     */
+    static boolean windowDecodeSharedFits(int shared, int limit) {
+        return limit == 0 || shared + WINDOW_DECODE_STATIC_SHARED <= limit;
     }
 
     /** The shapes {@link #attentionDecodeWindow} takes (its operands aside). */
@@ -1355,16 +1379,16 @@ public final class Kernels {
         long items = (long) B * H;
         require(items <= Integer.MAX_VALUE, "attentionDecodeWindow: " + B + " sequences of " + H + " heads");
         int shared = windowDecodeShared(window, dh, p);
-        require(sharedOptInLimit == 0 || shared <= sharedOptInLimit, "attentionDecodeWindow: a window of " + window
-                + " keys with heads of " + dh + " takes " + shared + " bytes of shared memory a block; this device"
-                + " allows " + sharedOptInLimit);
+        require(windowDecodeSharedFits(shared, sharedOptInLimit), "attentionDecodeWindow: a window of " + window
+                + " keys with heads of " + dh + " takes " + (shared + WINDOW_DECODE_STATIC_SHARED) + " bytes of shared"
+                + " memory a block; this device allows " + sharedOptInLimit);
         if (B == 0) {
             return;
         }
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
         long fn = function("attentionDecodeWindow", p);
-        optIn(fn, shared);
+        optIn(fn, shared, WINDOW_DECODE_STATIC_SHARED);
         launch(fn, windowDecodeGrid((int) items, shared, multiprocessors, sharedPerMultiprocessor), 1, 1,
                 WINDOW_DECODE_THREADS, shared);
     }
@@ -1385,15 +1409,15 @@ public final class Kernels {
 
     /**
      * The grid of {@link #attentionDecodeWindow} for {@code items} (head, sequence) pairs: as many blocks as the
-     * device's multiprocessors hold at once (by shared memory, and at most 2,048 threads), each then
-     * taking every so-many-th item, so that its copies for one item overlap its work on another; a block an item where
-     * the device's sizes are not known (0).
+     * device's multiprocessors hold at once (by shared memory, and {@value #WINDOW_DECODE_BLOCKS} by registers), each
+     * then taking every so-many-th item, so that its copies for one item overlap its work on another; a block an item
+     * where the device's sizes are not known (0).
      */
     static int windowDecodeGrid(int items, int shared, int sms, int sharedPerSm) {
         if (sms <= 0 || sharedPerSm <= 0) {
             return items;
         }
-        int perSm = Math.max(1, Math.min(2048 / WINDOW_DECODE_THREADS,
+        int perSm = Math.max(1, Math.min(WINDOW_DECODE_BLOCKS,
                 sharedPerSm / (shared + WINDOW_DECODE_STATIC_SHARED + SHARED_RESERVED_A_BLOCK)));
         return (int) Math.min(items, (long) perSm * sms);
     }

@@ -22,8 +22,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * of the output's rounding more). Sequences at positions before the ring is full, at its turn and far past it, in
  * slots out of order; head dims 16 to 128 (lane groups of 2 to 16, some lanes idle), windows up to the most one block
  * holds for its head dim (64 keys at 112, 128 at 64, 512 at 16) and a window of one, rotate-half, interleaved and no
- * rotary, both precisions; with a block an item, and with one block that takes every item in turn (its two stages
- * of shared memory alternating).
+ * rotary, both precisions; with a block an item, with one block that takes every item in turn (its two stages of
+ * shared memory alternating) and with five blocks that take 2 or 3 items each; a window whose stages are under 48 KiB
+ * alone and over it with the kernel's static shared memory (the launch opts in to the sum).
  */
 @GpuTest
 class AttentionDecodeWindowTest {
@@ -36,7 +37,8 @@ class AttentionDecodeWindowTest {
                 Arguments.of(Precision.BF16, 16, 512, 16, false),
                 Arguments.of(Precision.BF16, 128, 7, 64, true),
                 Arguments.of(Precision.F32, 48, 1, 48, false),
-                Arguments.of(Precision.BF16, 96, 64, 96, false));
+                Arguments.of(Precision.BF16, 96, 64, 96, false),
+                Arguments.of(Precision.BF16, 112, 45, 112, false));  // under 48 KiB of stages, over it with the rest
     }
 
     @ParameterizedTest(name = "{0}, head dim {1}, window {2}, rotary {3}, interleaved {4}")
@@ -78,16 +80,17 @@ class AttentionDecodeWindowTest {
             // a block an item, then a single block that takes every item in turn through both of its stages
             int shared = Kernels.windowDecodeShared(window, dh, p);
             int oneBlock = shared + Kernels.WINDOW_DECODE_STATIC_SHARED + Kernels.SHARED_RESERVED_A_BLOCK;
-            for (int grid : new int[] {b * heads, 1}) {
-                if (grid == 1) {
-                    rig.kernels.multiprocessors(1);
+            for (int grid : new int[] {b * heads, 1, 5}) {
+                if (grid < b * heads) {
+                    rig.kernels.multiprocessors(grid);
                     rig.kernels.sharedPerMultiprocessor(oneBlock);
                 }
-                assertEquals(grid, Kernels.windowDecodeGrid(b * heads, shared, grid == 1 ? 1 : 0, oneBlock));
+                assertEquals(grid, Kernels.windowDecodeGrid(b * heads, shared, grid < b * heads ? grid : 0,
+                        oneBlock));
                 long kcGot = rig.values(p, keys);
                 long vcGot = rig.values(p, values);
                 long got = rig.zeros((long) b * d * p.bytes());
-                assertTrue(rig.kernels.windowDecodeFits(dh, window, capacity, qkvD, kcGot, vcGot), "it takes it");
+                assertTrue(rig.kernels.windowDecodeFits(p, dh, window, capacity, qkvD, kcGot, vcGot), "it takes it");
                 rig.kernels.attentionDecodeWindow(p, qkvD, kcGot, vcGot, rotary, layout, got, b, heads, dh, capacity,
                         window, rotaryDim, maxPos, interleaved, scale);
                 assertArrayEquals(keysWant, rig.values(p, kcGot, cacheValues), "key cache, grid " + grid);

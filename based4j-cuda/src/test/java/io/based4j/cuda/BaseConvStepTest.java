@@ -12,14 +12,15 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * {@link Kernels#baseConvStep}, a decode step of BaseConv in one kernel, against {@link Kernels#baseConv} followed by
  * {@link Kernels#baseConvState} on the same history: the outputs and the new history bit for bit (the same float
- * operations in the same order). Sequences in slots out of order, a slot left out, kernels of 1, 3, 4 and 9 taps (9:
- * past the taps whose loads the step issues together), both precisions.
+ * operations in the same order). Sequences in slots out of order, a slot left out, kernels of 1, 3 and 4 taps (the
+ * vector form), 6 (the scalar form with its loads issued together) and 9 (past those: tap by tap), both precisions.
  */
 @GpuTest
 class BaseConvStepTest {
     static Stream<Arguments> cases() {
         return Stream.of(Arguments.of(Precision.BF16, 3), Arguments.of(Precision.F32, 3),
-                Arguments.of(Precision.BF16, 4), Arguments.of(Precision.F32, 1), Arguments.of(Precision.BF16, 9));
+                Arguments.of(Precision.BF16, 4), Arguments.of(Precision.F32, 1), Arguments.of(Precision.BF16, 6),
+                Arguments.of(Precision.BF16, 9));
     }
 
     @ParameterizedTest(name = "{0}, kernel {1}")

@@ -44,11 +44,25 @@ class WindowDecodeShapeTest {
         assertEquals(3 * 132, Kernels.windowDecodeGrid(128 * 16, shared, 132, 233472));
         assertEquals(40, Kernels.windowDecodeGrid(40, shared, 132, 233472), "fewer items than that: a block each");
         assertEquals(2048, Kernels.windowDecodeGrid(2048, shared, 0, 0), "sizes unknown: a block an item");
-        // small blocks: at most 8 of 256 threads a multiprocessor
-        assertEquals(8 * 2, Kernels.windowDecodeGrid(10_000, Kernels.windowDecodeShared(1, 16, Precision.BF16), 2,
+        // small blocks: as many as the registers allow
+        assertEquals(Kernels.WINDOW_DECODE_BLOCKS * 2, Kernels.windowDecodeGrid(10_000, Kernels.windowDecodeShared(1, 16, Precision.BF16), 2,
                 233472));
         // a block that does not fit beside another still gets one a multiprocessor
         assertEquals(5, Kernels.windowDecodeGrid(100, 200_000, 5, 100_000));
+    }
+
+    @Test
+    void theStaticSharedMemoryCountsForTheOptInAndTheLimit() {
+        // 45 keys of 112 in bf16: 42,688 bytes of stages, under 48 KiB alone but not with the 10,752 static ones
+        int shared = Kernels.windowDecodeShared(45, 112, Precision.BF16);
+        assertEquals(42_688, shared);
+        assertTrue(Kernels.optInNeeded(shared, Kernels.WINDOW_DECODE_STATIC_SHARED));
+        assertFalse(Kernels.optInNeeded(shared, 0));
+        // a device that lets a block have 99 KiB takes based-1b's window in bf16, not heads of 128 over 64 keys in f32
+        assertTrue(Kernels.windowDecodeSharedFits(Kernels.windowDecodeShared(64, 112, Precision.BF16), 101_376));
+        assertFalse(Kernels.windowDecodeSharedFits(Kernels.windowDecodeShared(64, 128, Precision.F32), 101_376));
+        assertTrue(Kernels.windowDecodeSharedFits(Kernels.windowDecodeShared(64, 128, Precision.F32), 0),
+                "the limit not known");
     }
 
     @Test
