@@ -97,7 +97,6 @@ public final class Kernels {
     private static final int LINEAR_THREADS = 256;
     /** Dynamic shared memory linearAttention may take (fits sm_80 and sm_90 opt-in limits). */
     private static final int LINEAR_MAX_SHARED = 96 * 1024;
-    private static final int DEFAULT_SHARED = 48 * 1024;
     private static final int MAX_GRID_YZ = 65535;
 
     private final CudaDriver cu;
@@ -758,21 +757,13 @@ public final class Kernels {
         launch(fn, B, H, tiles, LINEAR_THREADS, shared);
     }
 
-    void optIn(long fn, int shared) {
-        optIn(fn, shared, 0);
-    }
-
-    /** Whether a kernel with this much dynamic and static shared memory must opt in to it (past 48 KiB in all). */
-    static boolean optInNeeded(int shared, int staticShared) {
-        return shared + staticShared > DEFAULT_SHARED;
-    }
-
     /**
-     * Lets {@code fn} take {@code shared} bytes of dynamic shared memory beside its {@code staticShared} bytes of
-     * static shared memory: without it a kernel takes 48 KiB less its static memory.
+     * Lets {@code fn} take {@code shared} bytes of dynamic shared memory (once a function and size): the driver's
+     * default is 48 KiB less the kernel's static shared memory, so a kernel with static memory can need this below 48
+     * KiB of dynamic memory too.
      */
-    void optIn(long fn, int shared, int staticShared) {
-        if (!optInNeeded(shared, staticShared)) {
+    void optIn(long fn, int shared) {
+        if (shared <= 0) {
             return;
         }
         Integer have = sharedOptIn.get(fn);
@@ -1388,7 +1379,7 @@ public final class Kernels {
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
         long fn = function("attentionDecodeWindow", p);
-        optIn(fn, shared, WINDOW_DECODE_STATIC_SHARED);
+        optIn(fn, shared);
         launch(fn, windowDecodeGrid((int) items, shared, multiprocessors, sharedPerMultiprocessor), 1, 1,
                 WINDOW_DECODE_THREADS, shared);
     }

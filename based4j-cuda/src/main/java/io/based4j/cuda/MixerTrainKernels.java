@@ -266,7 +266,6 @@ public final class MixerTrainKernels implements AutoCloseable {
     private static final int LINEAR_SCAN_THREADS = 256;
     /** Features per block of the tensor-core states kernel (LMM_SLAB). */
     private static final int LINEAR_MMA_SLAB = 64;
-    private static final int DEFAULT_SHARED = 48 * 1024;
     /**
      * The most dynamic shared memory a linear-attention block may take: the opt-in limit of sm_90 (227 KiB). sm_80
      * offers 163 KiB, enough for feature dims up to 32 at any head dim (164,684 bytes at f 32, dh 112 to 127).
@@ -512,9 +511,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     /** The function {@code name} of precision p, opted in to {@code shared} bytes of dynamic shared memory. */
     private long functionWithShared(String name, Precision p, int shared) {
         long fn = k.function(name, p);
-        if (shared > DEFAULT_SHARED) {
-            CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
-        }
+        k.optIn(fn, shared);
         return fn;
     }
 
@@ -965,7 +962,7 @@ public final class MixerTrainKernels implements AutoCloseable {
         boolean backward = name.startsWith("linearAttentionMmaScanBackward");
         boolean fixed = scanFixedSizes && linearScanFixedSizes(featureDim, headDim, backward);
         long fn = k.function(fixed ? name + featureDim + "x" + headDim : name, Precision.BF16);
-        CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
+        k.optIn(fn, shared);
         k.launch(fn, heads, batch, 1, LINEAR_SCAN_THREADS, shared);
     }
 
@@ -989,9 +986,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private void launchMma(String name, int headDim, int gx, int gy, int gz, int shared) {
         String variant = name + (headDim <= 72 ? "72" : "120");
         long fn = k.function(variant, Precision.BF16);
-        if (shared > DEFAULT_SHARED) {
-            CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
-        }
+        k.optIn(fn, shared);
         k.launch(fn, gx, gy, gz, LINEAR_MMA_THREADS, shared);
     }
 

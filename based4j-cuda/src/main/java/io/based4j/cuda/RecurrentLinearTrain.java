@@ -65,9 +65,7 @@ final class RecurrentLinearTrain {
 
     private long function(String name, Precision p, int shared) {
         long fn = k.function(name, p);
-        if (shared > DEFAULT_SHARED) {
-            CudaDriver.get().funcSetMaxDynamicSharedMemory(fn, shared);
-        }
+        k.optIn(fn, shared);
         return fn;
     }
 
