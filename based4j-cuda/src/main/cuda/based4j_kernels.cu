@@ -276,16 +276,11 @@ __device__ void baseConvState_impl(const A* u, float* hist, const int* layout, i
     }
 }
 
-/** Taps of BaseConv's decode step whose loads baseConvStep_impl issues together (a wider kernel goes tap by tap). */
-#define CONV_STEP_TAPS 8
-
 /**
  * A decode step of BaseConv (every sequence one token): baseConv and then baseConvState in one pass, one thread per
  * (sequence, channel). The channel's k values [hist | the token's u1] are read once; the output is made as baseConv
- * makes it (the same fmaf order: bit for bit) and the history shifted as baseConvState shifts it. Up to
- * CONV_STEP_TAPS taps every load (history, taps, the token's u1 and gate) is issued before the first store, so that
- * they are in flight together; a wider kernel goes tap by tap (tap j - 1 takes value j once value j is read, so in
- * place without a race).
+ * makes it (the same fmaf order: bit for bit) and the history shifted as baseConvState shifts it (tap j - 1 takes
+ * value j once value j is read, so in place without a race).
  */
 template <typename W, typename A>
 __device__ void baseConvStep_impl(const A* u, const W* convW, float* hist, const int* layout, A* out, int B,
@@ -299,34 +294,14 @@ __device__ void baseConvStep_impl(const A* u, const W* convW, float* hist, const
         const int c = (int)(idx - (i64)seq * inner);
         const i64 row = L.offsets[seq];
         float* h = hist + (i64)L.slots[seq] * taps * inner;
-        const W* wc = convW + (i64)c * k;
         const float current = toF(u[row * width + c]);
-        const float gate = toF(u[row * width + inner + c]);
         float acc = 0.0f;
-        if (k <= CONV_STEP_TAPS) {
-            float xs[CONV_STEP_TAPS], ws[CONV_STEP_TAPS];
-#pragma unroll
-            for (int j = 0; j < CONV_STEP_TAPS; j++) {
-                if (j < k) {
-                    xs[j] = j < taps ? h[(i64)j * inner + c] : current;
-                    ws[j] = toF(wc[j]);
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < CONV_STEP_TAPS; j++) {
-                if (j < k) acc = fmaf(ws[j], xs[j], acc);
-            }
-#pragma unroll
-            for (int j = 1; j < CONV_STEP_TAPS; j++) {
-                if (j < k) h[(i64)(j - 1) * inner + c] = xs[j];
-            }
-        } else {
-            for (int j = 0; j < k; j++) {
-                const float xv = j < taps ? h[(i64)j * inner + c] : current;
-                acc = fmaf(toF(wc[j]), xv, acc);
-                if (j > 0) h[(i64)(j - 1) * inner + c] = xv;
-            }
+        for (int j = 0; j < k; j++) {
+            const float xv = j < taps ? h[(i64)j * inner + c] : current;
+            acc = fmaf(toF(convW[(i64)c * k + j]), xv, acc);
+            if (j > 0) h[(i64)(j - 1) * inner + c] = xv;
         }
+        const float gate = toF(u[row * width + inner + c]);
         out[row * inner + c] = fromF<A>(gate * silu(acc));
     }
 }

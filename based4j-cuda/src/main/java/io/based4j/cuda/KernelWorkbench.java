@@ -16,10 +16,11 @@ import java.util.function.Consumer;
  * CUDA events, so that the version the backend runs is chosen by measurement. A kernel's versions live in its own
  * file (gemv: {@code gemv.cuh}, versions 1 to 3, beside the tensor-core product of a decode step's rows,
  * {@code gemm_rows.cuh}, in each of its splits; the decode step's attention: {@code attention_decode.cuh}, versions 1
- * to 5, and for a short window {@code attention_window_decode.cuh}, timed against the version used followed by the
- * append it saves; its linear attention: {@code linear_attention_decode.cuh}, versions 1 to 4; a prompt's linear attention: the
- * scan kernel, {@code train_linear_scan.cuh}, and the chunk kernels, {@code train_linear_mma.cuh}, beside the causal
- * flash attention of the same shape); the backend runs the one its launcher names, marked "(used)": for the products
+ * to 5, and for a short window {@code attention_window_decode.cuh}, timed against the split version
+ * {@link Kernels#decodeVersion} names followed by the append it saves; its linear attention:
+ * {@code linear_attention_decode.cuh}, versions 1 to 4; a prompt's linear attention: the scan kernel,
+ * {@code train_linear_scan.cuh}, and the chunk kernels, {@code train_linear_mma.cuh}, beside the causal flash
+ * attention of the same shape); the backend runs the one its launcher names, marked "(used)": for the products
  * {@link Kernels#gemvVersion} where it beats the library ({@link Kernels#gemvPays}), gemmRows in the split
  * {@link Kernels#gemmRowsSplit} gives where it takes the rows ({@link Kernels#gemmRowsPays}), and the library
  * (cuBLASLt) elsewhere.
@@ -416,6 +417,9 @@ public final class KernelWorkbench {
                 double[] want = decodeReference(keyBlock, valueBlock, qkv, s, scale);
                 double bytes = 2.0 * 2 * b * (double) s.keysSeen() * d + 2.0 * 3 * b * d + outBytes;
                 double usedError = Double.NaN;
+                // the backend's decode step takes the window kernel where it fits, else the version decodeVersion names
+                boolean windowUsed = kernels.windowDecodeFits(Precision.BF16, dh, s.window(), s.capacity(), qkvD,
+                        keys[0], values[0]);
                 for (int v = 1; v <= Kernels.DECODE_VERSIONS; v++) {
                     int version = v;
                     java.util.function.IntConsumer call = c -> kernels.attentionDecode(version, Precision.BF16, qkvD,
@@ -425,8 +429,9 @@ public final class KernelWorkbench {
                     call.accept(0);
                     double error = maxError(download(arena, out, outBytes), want);
                     double ms = time(copies, call);
-                    String name = "v" + v + (v == kernels.decodeVersion(b) ? " (used)" : "");
-                    if (v == kernels.decodeVersion(b)) {
+                    boolean used = v == kernels.decodeVersion(b);
+                    String name = "v" + v + (used && !windowUsed ? " (used)" : "");
+                    if (used) {
                         usedError = error;
                     }
                     results.add(new Result("attentionDecode", shape, name, ms, bytes / (ms * 1e-3) / 1e9, error,
@@ -443,8 +448,9 @@ public final class KernelWorkbench {
                     double error = maxError(download(arena, out, outBytes), want);
                     double ms = time(copies, window);
                     double appended = bytes + 2.0 * 2 * b * d;
-                    results.add(new Result("attentionDecode", shape, "window (appends)", ms,
-                            appended / (ms * 1e-3) / 1e9, error, GEMV_BOUND));
+                    String name = "window (appends)" + (windowUsed ? " (used)" : "");
+                    results.add(new Result("attentionDecode", shape, name, ms, appended / (ms * 1e-3) / 1e9, error,
+                            GEMV_BOUND));
                     int used = kernels.decodeVersion(b);
                     java.util.function.IntConsumer split = c -> {
                         kernels.attentionDecode(used, Precision.BF16, qkvD, keys[c], values[c], 0, layoutD, out,

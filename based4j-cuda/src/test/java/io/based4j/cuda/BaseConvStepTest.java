@@ -13,7 +13,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * {@link Kernels#baseConvStep}, a decode step of BaseConv in one kernel, against {@link Kernels#baseConv} followed by
  * {@link Kernels#baseConvState} on the same history: the outputs and the new history bit for bit (the same float
  * operations in the same order). Sequences in slots out of order, a slot left out, kernels of 1, 3 and 4 taps (the
- * vector form), 6 (the scalar form with its loads issued together) and 9 (past those: tap by tap), both precisions.
+ * vector form) and of 6 and 9 (past it: the scalar form, tap by tap), both precisions.
  */
 @GpuTest
 class BaseConvStepTest {
