@@ -92,6 +92,11 @@ public final class CublasLt implements AutoCloseable {
     private static final int HEURISTIC_RESULTS = 16;
     /** Products of fewer multiply-adds than this keep the heuristic's first choice untimed (a few microseconds). */
     static final long TIMED_MIN_MULTIPLY_ADDS = 1L << 30;
+    /**
+     * The system property that sets the fewest multiply-adds a product needs to be timed (default
+     * {@value #TIMED_MIN_MULTIPLY_ADDS}; a positive integer).
+     */
+    static final String TIMED_FROM_PROPERTY = "based4j.cuda.gemmTimedFrom";
     /** Launches of each algorithm timed (after one untimed) in each round when a plan's algorithm is chosen by timing. */
     private static final int TIMED_LAUNCHES = 5;
     /** Rounds over all the candidates when a plan's algorithm is chosen by timing; each candidate's best round counts. */
@@ -125,6 +130,8 @@ public final class CublasLt implements AutoCloseable {
     private final MemorySegment count;
     private final MemorySegment results;
     private final PlanCache<LtGemm, Plan> plans;
+    /** The fewest multiply-adds of a product whose algorithm is chosen by timing ({@value #TIMED_FROM_PROPERTY}). */
+    private final long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
     private long handle;
     private long launches;
     /** Where plans keep the algorithm timing chose ({@link #timing}); null: the heuristic's first, untimed. */
@@ -312,7 +319,7 @@ public final class CublasLt implements AutoCloseable {
             c = layout(g.cType(), g.m(), g.n(), g.ldc(), g);
             pref = preference(g);
             int chosen = heuristic(desc, a, b, c, pref);
-            if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= TIMED_MIN_MULTIPLY_ADDS) {
+            if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= timedFrom) {
                 chosen = chosen(g, desc, a, b, c, chosen, on);
             }
             if (chosen < 0) {
@@ -484,6 +491,27 @@ public final class CublasLt implements AutoCloseable {
         } catch (Throwable t) {
             throw CudaDriver.rethrow(t);
         }
+    }
+
+    /**
+     * The value of {@value #TIMED_FROM_PROPERTY}: {@value #TIMED_MIN_MULTIPLY_ADDS} where unset.
+     *
+     * @throws IllegalArgumentException naming the property and the value where it is not a positive integer
+     */
+    static long timedFrom(String value) {
+        if (value == null || value.isBlank()) {
+            return TIMED_MIN_MULTIPLY_ADDS;
+        }
+        try {
+            long v = Long.parseLong(value.strip());
+            if (v > 0) {
+                return v;
+            }
+        } catch (NumberFormatException e) {
+            // named below
+        }
+        throw new IllegalArgumentException("-D" + TIMED_FROM_PROPERTY + "=" + value
+                + ": expected a positive number of multiply-adds");
     }
 
     /**
