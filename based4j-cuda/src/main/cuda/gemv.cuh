@@ -255,17 +255,11 @@ __host__ __device__ constexpr int gemv3Pieces() {
  * as version 2: deterministic, the bias added before the one rounding.
  */
 template <int R, int MM, typename W, typename A>
-__device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K,
-                               int P, int early) {
+__device__ __forceinline__ void gemv3Sums(const A* x, const W* w, int M, int N, int K, int n0, int c0, int c1,
+                                          int early, float (&acc)[R][MM]) {
     constexpr int U = gemv3Pieces<R, W>();
-    __shared__ float partial[GEMV_THREADS / 32][R][MM];
     const int lane = threadIdx.x & 31;
-    const GemvPart wp = gemvPartOf<R>(K, P);
-    const int n0 = wp.n0;
-    const int c0 = wp.c0;
-    const int c1 = wp.c1;
     GemvPiece<W> pieces[U][R];
-    float acc[R][MM];
 #pragma unroll
     for (int r = 0; r < R; r++) {
 #pragma unroll
@@ -313,7 +307,126 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
             if (c + 32 * U < c1) loadRound(c + 32 * U);
         }
     }
+}
+
+/**
+ * Version 3: version 2's rows and parts with the rows of x known at compile time (MM = 1, 2, 4 or 8, the launcher
+ * taking the smallest >= M) and W's pieces kept as loaded until used: about half the registers of version 2, so a
+ * multiprocessor holds 4 blocks of 256 threads (2 for 8 rows of x), and U pieces of 8 values in flight a lane (8 / R
+ * of bf16, 16 bytes each; 4 / R of float32). The launcher gives each warp's part of a row at most 32 U pieces (one
+ * round of loads) where 8 parts suffice. Where early is set (a recorded decode step, whose kernels write no
+ * weights), the first pieces of W are loaded before waiting for the kernel before (programmatic dependent launch;
+ * without it the wait returns at once), so that they stream in during that kernel's tail; elsewhere after it. Sums
+ * as version 2: deterministic, the bias added before the one rounding (gemv3Sums: a warp's sums).
+ */
+template <int R, int MM, typename W, typename A>
+__device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K,
+                               int P, int early) {
+    __shared__ float partial[GEMV_THREADS / 32][R][MM];
+    const GemvPart wp = gemvPartOf<R>(K, P);
+    float acc[R][MM];
+    gemv3Sums<R, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, early, acc);
     gemvPartsOut<R, MM, W, A>(acc, partial, bias, out, outF32, M, N, P);
+}
+
+/** Adds each of a warp's MM sums over its lanes (the fixed butterfly of gemvPartsOut) into partial[warp][0][m]. */
+template <int MM>
+__device__ __forceinline__ void gemvWarpSums(float (&acc)[1][MM], float (*partial)[1][MM], int M) {
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int m = 0; m < MM; m++) {
+        if (m < M) {
+            float v = acc[0][m];
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) partial[warp][0][m] = v;
+        }
+    }
+}
+
+/**
+ * out = swiglu(x W^T (+ bias)) for M <= MM rows of x (MM 1 or 2): a product of 2H outputs and the SwiGLU after it in
+ * one kernel (a decode step's MLP in-projection), out[m, j] = y * silu(g) with y and g outputs j and H + j rounded to
+ * A as the product would write them: the numbers of version 3 (one row of W a warp, P parts) then swigluVec, bit for
+ * bit. A block's warps are groups of P parts; its first half of groups take value rows j, the second half the gate
+ * rows H + j of the same j (P <= 4, so that a block holds a pair). Grid ceil(H / (4 / P)).
+ */
+template <int MM, typename W, typename A>
+__device__ void gemvSwiglu(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {
+    __shared__ float partial[GEMV_THREADS / 32][1][MM];
+    const int warp = threadIdx.x >> 5;
+    const int groups = (GEMV_THREADS / 32) / P;
+    const int pairs = groups / 2;
+    const int group = warp / P;
+    const int part = warp - group * P;
+    const int half = group / pairs;
+    const int j = blockIdx.x * pairs + (group - half * pairs);
+    const int chunks = K >> 3;
+    const int perPart = (chunks + P - 1) / P;
+    const int c0 = part * perPart;
+    const int c1 = min(chunks, c0 + perPart);
+    const int N = 2 * H;
+    const int n0 = j < H ? half * H + j : N;  // past the product's rows: no loads
+    float acc[1][MM];
+    gemv3Sums<1, MM, W, A>(x, w, M, N, K, n0, c0, c1, early, acc);
+    gemvWarpSums<MM>(acc, partial, M);
+    __syncthreads();
+    for (int t = threadIdx.x; t < pairs * MM; t += GEMV_THREADS) {
+        const int p = t / MM;
+        const int m = t % MM;
+        const int jj = blockIdx.x * pairs + p;
+        if (m >= M || jj >= H) continue;
+        float value = 0.0f;
+        float gate = 0.0f;
+        for (int q = 0; q < P; q++) value += partial[p * P + q][0][m];
+        for (int q = 0; q < P; q++) gate += partial[(pairs + p) * P + q][0][m];
+        value += bias != nullptr ? toF(bias[jj]) : 0.0f;
+        gate += bias != nullptr ? toF(bias[H + jj]) : 0.0f;
+        const float y = toF(fromF<A>(value));
+        const float g = toF(fromF<A>(gate));
+        out[(i64)m * H + jj] = fromF<A>(y * silu(g));
+    }
+}
+
+/**
+ * A residual branch's last product, its end and the next RMSNorm in one kernel (a decode step's out-projections):
+ * residual[m, n] += the product's output n (x W^T + bias, rounded to A as the branch buffer would hold it), then
+ * normed = RMSNorm(residual) * normWeight, M <= MM rows (1 or 2) of width N. The sums as version 3 (one row of W a
+ * warp, P parts); each block adds its outputs into the float32 residual, and the last block to finish (a ticket
+ * taken from counter after the block's writes are made visible) normalises the rows as addRmsNorm's kernel does
+ * (rmsNormRowsOf, the same 256 threads: the same numbers, bit for bit), reading the residual from the L2 cache, and
+ * sets the counter back to 0 for the next launch. Grid ceil(N / (8 / P)).
+ */
+template <int MM, typename W, typename A>
+__device__ void gemvAddNorm(const A* x, const W* w, const W* bias, float* residual, const W* normWeight, A* normed,
+                            int M, int N, int K, int P, int early, float eps, int* counter) {
+    __shared__ float partial[GEMV_THREADS / 32][1][MM];
+    __shared__ int lastBlock;
+    const GemvPart wp = gemvPartOf<1>(K, P);
+    float acc[1][MM];
+    gemv3Sums<1, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, early, acc);
+    gemvWarpSums<MM>(acc, partial, M);
+    __syncthreads();
+    const int groups = (GEMV_THREADS / 32) / P;
+    for (int t = threadIdx.x; t < groups * MM; t += GEMV_THREADS) {
+        const int g = t / MM;
+        const int m = t % MM;
+        const int n = blockIdx.x * groups + g;
+        if (m >= M || n >= N) continue;
+        float v = 0.0f;
+        for (int q = 0; q < P; q++) v += partial[g * P + q][0][m];
+        v += bias != nullptr ? toF(bias[n]) : 0.0f;
+        float* r = residual + (i64)m * N + n;
+        *r = __ldcg(r) + toF(fromF<A>(v));
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) lastBlock = atomicAdd(counter, 1) == (int)gridDim.x - 1;
+    __syncthreads();
+    if (!lastBlock) return;
+    __threadfence();
+    rmsNormRowsOf<W, A, true>(residual, nullptr, normWeight, normed, M, N, eps, nullptr, 0, 1);
+    if (threadIdx.x == 0) *counter = 0;
 }
 
 template <typename W, typename A>
@@ -375,3 +488,26 @@ GEMV3_KERNEL(1, 1, 4)
 GEMV3_KERNEL(1, 2, 4)
 GEMV3_KERNEL(2, 4, 4)
 GEMV3_KERNEL(4, 8, 2)
+
+// the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvAddNorm{MM}
+#define GEMV_FUSED_KERNELS(MM)                                                                                          \
+    namespace b4j_f32 {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##_f32(                                 \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
+        b4j::gemvSwiglu<MM, W, A>(x, w, bias, out, M, H, K, P, early); }                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvAddNorm##MM##_f32(                                \
+        const A* x, const W* w, const W* bias, float* residual, const W* normWeight, A* normed, int M, int N, int K, \
+        int P, int early, float eps, int* counter) {                                                                 \
+        b4j::gemvAddNorm<MM, W, A>(x, w, bias, residual, normWeight, normed, M, N, K, P, early, eps, counter); }      \
+    }                                                                                                                \
+    namespace b4j_bf16 {                                                                                             \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##_bf16(                                \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
+        b4j::gemvSwiglu<MM, W, A>(x, w, bias, out, M, H, K, P, early); }                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvAddNorm##MM##_bf16(                               \
+        const A* x, const W* w, const W* bias, float* residual, const W* normWeight, A* normed, int M, int N, int K, \
+        int P, int early, float eps, int* counter) {                                                                 \
+        b4j::gemvAddNorm<MM, W, A>(x, w, bias, residual, normWeight, normed, M, N, K, P, early, eps, counter); }      \
+    }
+GEMV_FUSED_KERNELS(1)
+GEMV_FUSED_KERNELS(2)

@@ -133,6 +133,28 @@ public interface Backend extends AutoCloseable {
     void swiglu(Buffer a, Buffer out);
 
     /**
+     * {@code out = swiglu(x @ w^T)}: an MLP's in-projection and its SwiGLU, in one op where the backend can (a decode
+     * step's few rows). {@code product} ({@code [n, 2h]}) is where the product is put on the way where the two run
+     * apart; its contents are unspecified after. By default {@link #matmul} then {@link #swiglu}.
+     */
+    default void matmulSwiglu(Buffer x, Weight w, Buffer product, Buffer out) {
+        matmul(x, w, null, product);
+        swiglu(product, out);
+    }
+
+    /**
+     * {@code residual += x @ w^T (+ bias)}, then {@code out = } {@link #rmsNorm} of the new residual (no rstd kept): a
+     * residual branch's last product, its end and the next norm, in one op where the backend can (a decode step's few
+     * rows). {@code branch} (of residual's shape) is where the product is put on the way where they run apart; its
+     * contents are unspecified after. By default {@link #matmul} then {@link #addRmsNorm}.
+     */
+    default void matmulAddRmsNorm(Buffer x, Weight w, Weight bias, Buffer branch, Buffer residual, Weight normWeight,
+                                  double eps, Buffer out) {
+        matmul(x, w, bias, branch);
+        addRmsNorm(residual, branch, normWeight, eps, out);
+    }
+
+    /**
      * Chooses the next token of each listed logits row: {@code ids[i]} comes from row {@code rows[i]} (its first
      * {@code vocab} entries) with {@code samplers[i]}. This default copies the logits to the host and samples there;
      * a GPU backend samples on the device so that only the ids cross.

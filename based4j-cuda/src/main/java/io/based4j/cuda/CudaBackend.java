@@ -88,6 +88,8 @@ public final class CudaBackend implements TrainingBackend {
     private final long stream;
     private final long module;
     private final long cublasWorkspace;
+    /** Bytes of the zeroed device memory where fused kernels' blocks take tickets ({@link Kernels#tickets}). */
+    private static final long TICKETS_BYTES = 256;
     private final Cublas blas;
     private final CublasLt lt;
     private final GemmRoutes routes = new GemmRoutes();
@@ -164,6 +166,9 @@ public final class CudaBackend implements TrainingBackend {
             lt.timing(gemmChoices(), deviceName);
         }
         this.kernels = new Kernels(cu, module, stream);
+        long tickets = allocate(TICKETS_BYTES, "kernel ticket counters");
+        cu.memsetD32Async(tickets, 0, TICKETS_BYTES / 4, stream);
+        kernels.tickets(tickets);
         kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR));
         kernels.multiprocessors(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
         kernels.sharedOptInLimit(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN));
@@ -964,6 +969,105 @@ public final class CudaBackend implements TrainingBackend {
         TrainingBackend.super.matmulAdd(x, w, bias, residual, out);
     }
 
+    /** Which kernel takes a product: the decode step's own (gemmRows, gemv) or the library's. */
+    private enum Route { GEMM_ROWS, GEMV, LIBRARY }
+
+    /**
+     * The kernel {@link #gemm} takes for {@code out = x @ w^T (+ bias)}, shapes checked: the decode step's own take
+     * weights and bias in the compute type, out in it or in float32, and few rows.
+     */
+    private Route route(CudaBuffer x, CudaWeight w, CudaWeight bias, CudaBuffer out) {
+        int n = x.rows;
+        int k = x.cols;
+        int m = w.rows();
+        boolean ownKernels = x.type == precision && w.type == precision && (bias == null || bias.type == precision)
+                && (out.type == precision || out.type == Precision.F32);
+        if (ownKernels && precision == Precision.BF16 && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
+                && kernels.gemmRowsPays(n, m, k)) {
+            return Route.GEMM_ROWS;
+        }
+        if (ownKernels && Kernels.gemvFits(n, k, x.ptr, w.ptr) && kernels.gemvPays(n, m, k)) {
+            return Route.GEMV;
+        }
+        return Route.LIBRARY;
+    }
+
+    /**
+     * The system property that switches off the decode step's fused products ({@link #matmulSwiglu},
+     * {@link #matmulAddRmsNorm} in one kernel each): {@code false} runs their two ops apart, for comparisons.
+     */
+    static final String FUSED_PRODUCTS_PROPERTY = "based4j.cuda.fusedProducts";
+    private final boolean fusedProducts =
+            Kernels.onOff(FUSED_PRODUCTS_PROPERTY, System.getProperty(FUSED_PRODUCTS_PROPERTY)) != Boolean.FALSE;
+
+    /**
+     * Whether the product {@code out = x @ w^T (+ bias)} runs as gemv version 3 and a fused form of it takes it
+     * ({@link Kernels#gemvFusedParts}): the numbers of the fused kernel are then those of the product and the op
+     * after it run apart.
+     */
+    private boolean fusedGemv(CudaBuffer x, CudaWeight w, CudaWeight bias, CudaBuffer out) {
+        return fusedProducts && kernels.gemvFusedRuns() && x.type == precision && out.type == precision
+                && w.cols() == x.cols && out.rows == x.rows && out.cols == w.rows() && x.rows > 0
+                && (bias == null || (long) bias.rows() * bias.cols() == w.rows())
+                && route(x, w, bias, out) == Route.GEMV
+                && Kernels.gemvFusedParts(precision, x.rows, w.rows(), x.cols, x.ptr, w.ptr) > 0;
+    }
+
+    /**
+     * {@code out = swiglu(x @ w^T)}: for a decode step's one or two rows on gemv, one kernel
+     * ({@link Kernels#gemvSwiglu}: the product and {@link #swiglu}'s numbers, bit for bit, the product not written);
+     * otherwise the two ops.
+     */
+    @Override
+    public void matmulSwiglu(Buffer x, Weight w, Buffer product, Buffer out) {
+        bind();
+        CudaBuffer a = bufferOf(x);
+        CudaWeight m = weightOf(w);
+        CudaBuffer p = bufferOf(product);
+        CudaBuffer o = bufferOf(out);
+        if (fusedGemv(a, m, null, p) && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
+                && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
+            kernels.gemvSwiglu(precision, a.ptr, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
+            routes.gemv++;
+            routes.gemvSwiglu++;
+            return;
+        }
+        TrainingBackend.super.matmulSwiglu(x, w, product, out);
+    }
+
+    /**
+     * {@code residual += x @ w^T (+ bias)}, then {@code out = rmsNorm(residual)}: for a decode step's one or two rows
+     * on gemv with a float32 residual, one kernel ({@link Kernels#gemvAddNorm}: the product, rounded as the branch
+     * would hold it, and {@link #addRmsNorm}'s numbers, bit for bit; the branch not written); otherwise the two ops.
+     */
+    @Override
+    public void matmulAddRmsNorm(Buffer x, Weight w, Weight bias, Buffer branch, Buffer residual, Weight normWeight,
+                                 double eps, Buffer out) {
+        bind();
+        CudaBuffer a = bufferOf(x);
+        CudaWeight m = weightOf(w);
+        CudaWeight b = bias == null ? null : weightOf(bias);
+        CudaBuffer br = bufferOf(branch);
+        CudaBuffer r = bufferOf(residual);
+        CudaBuffer o = bufferOf(out);
+        CudaWeight g = weightOf(normWeight);
+        if (fusedGemv(a, m, b, br) && r.type == Precision.F32 && o.type == precision && g.type == precision
+                && r.rows == a.rows && r.cols == m.rows() && o.rows == a.rows && o.cols == m.rows()
+                && (long) g.rows() * g.cols() == m.rows() && a.rows <= fusedNormRows
+                && !overlaps(o.ptr, o.bytes(), r.ptr, r.bytes()) && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())
+                && !overlaps(r.ptr, r.bytes(), a.ptr, a.bytes())) {
+            kernels.gemvAddNorm(precision, a.ptr, m.ptr, b == null ? 0 : b.ptr, r.ptr, g.ptr, o.ptr, a.rows, m.rows(),
+                    a.cols, (float) eps);
+            routes.gemv++;
+            routes.gemvAddNorm++;
+            if (b != null) {
+                routes.gemvBias++;
+            }
+            return;
+        }
+        TrainingBackend.super.matmulAddRmsNorm(x, w, bias, branch, residual, normWeight, eps, out);
+    }
+
     /**
      * {@code out = x @ w^T} (column-major: out^T = w x^T), float32 accumulation, plus {@code bias} (null for none)
      * where cuBLASLt's epilogue can add it: whether the bias was added (true when there was nothing to add it to).
@@ -983,11 +1087,8 @@ public final class CudaBackend implements TrainingBackend {
         if (n == 0) {
             return true;
         }
-        // the decode step's own kernels take weights and bias in the compute type, out in it or in float32
-        boolean ownKernels = w.type == precision && (bias == null || bias.type == precision)
-                && (out.type == precision || out.type == Precision.F32);
-        if (ownKernels && precision == Precision.BF16 && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
-                && kernels.gemmRowsPays(n, m, k)) {
+        Route route = route(x, w, bias, out);
+        if (route == Route.GEMM_ROWS) {
             // a decode step's few rows (Kernels.gemmRowsWins): the weights streamed once, on tensor cores
             kernels.gemmRows(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr,
                     out.type == Precision.F32, n, m, k);
@@ -997,7 +1098,7 @@ public final class CudaBackend implements TrainingBackend {
             }
             return true;
         }
-        if (ownKernels && Kernels.gemvFits(n, k, x.ptr, w.ptr) && kernels.gemvPays(n, m, k)) {
+        if (route == Route.GEMV) {
             // a decode step's few rows: one pass over the weights, the bias added before the output's rounding
             kernels.gemv(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, out.type == Precision.F32, n,
                     m, k);

@@ -18,6 +18,10 @@ final class GemmRoutes {
     long gemv;
     /** Of those, the ones that added a bias. */
     long gemvBias;
+    /** Of those, the MLP in-projections that took their SwiGLU in the same kernel (gemvSwiglu). */
+    long gemvSwiglu;
+    /** Of those, the branches' last products that added the branch and took the next norm in the same kernel. */
+    long gemvAddNorm;
     /** Products of a decode step's rows by gemmRows (with or without a bias). */
     long gemmRows;
     /** Of those, the ones that added a bias. */
@@ -36,6 +40,8 @@ final class GemmRoutes {
         c.gemmEx = gemmEx;
         c.gemv = gemv;
         c.gemvBias = gemvBias;
+        c.gemvSwiglu = gemvSwiglu;
+        c.gemvAddNorm = gemvAddNorm;
         c.gemmRows = gemmRows;
         c.gemmRowsBias = gemmRowsBias;
         c.biasKernel = biasKernel;
@@ -46,7 +52,8 @@ final class GemmRoutes {
     @Override
     public String toString() {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
-                + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + "), gemmRows " + gemmRows
+                + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
+                + ", with the residual and norm " + gemvAddNorm + "), gemmRows " + gemmRows
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

@@ -897,6 +897,70 @@ public final class Kernels {
         }
     }
 
+    /** Most rows of x the fused forms of gemv (gemvSwiglu, gemvAddNorm) take: version 3's one row of W a warp. */
+    static final int GEMV_FUSED_MAX_ROWS = 2;
+
+    /**
+     * The parts of the width version 3 gives a product of {@code m} rows into {@code n} outputs of width {@code k},
+     * where a fused form of it takes the product ({@link #GEMV_FUSED_MAX_ROWS} rows at most, a pair of rows a block:
+     * at most 4 parts), else 0. The fused forms run version 3's sums, so that their numbers are its own.
+     */
+    static int gemvFusedParts(Precision p, int m, int n, int k, long x, long w) {
+        if (m > GEMV_FUSED_MAX_ROWS || !gemvFits(m, k, x, w)) {
+            return 0;
+        }
+        int parts = gemv3Parts(p, m, n, k);
+        return parts <= 4 ? parts : 0;
+    }
+
+    /** Whether the fused forms of gemv serve here: version 3 is the one {@link #gemv} runs. */
+    boolean gemvFusedRuns() {
+        return gemvVersion == 3;
+    }
+
+    /** Where gemvAddNorm's blocks take their tickets: a zeroed int of device memory, set back to 0 by each launch. */
+    private long tickets;
+
+    /** Says where gemvAddNorm's ticket counter is (an int of device memory holding 0). */
+    void tickets(long counter) {
+        tickets = counter;
+    }
+
+    /**
+     * {@code out = swiglu(x @ w^T (+ bias))}: x A {@code [m, k]}, w A {@code [2h, k]} (value rows then gate rows),
+     * bias A {@code [2h]} or 0, out A {@code [m, h]}: {@link #gemv} version 3 and {@link #swiglu} in one kernel, their
+     * numbers bit for bit. Requires {@link #gemvFusedParts} above 0 for {@code n = 2h}.
+     */
+    public void gemvSwiglu(Precision p, long x, long w, long bias, long out, int m, int h, int k) {
+        require(h > 0 && h <= Integer.MAX_VALUE / 2, "gemvSwiglu: h " + h);
+        int parts = gemvFusedParts(p, m, 2 * h, k, x, w);
+        require(parts > 0, "gemvSwiglu: " + m + " rows of width " + k + " into " + 2 * h + " outputs (at most "
+                + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
+        int pairs = THREADS / 32 / parts / 2;
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
+        launch(function("gemvSwiglu" + m, p), (h + pairs - 1) / pairs, 1, 1, THREADS, 0);
+    }
+
+    /**
+     * {@code residual += x @ w^T (+ bias)} (the product rounded to A first, as a branch buffer holds it), then
+     * {@code normed = rmsNorm(residual) * normWeight}: x A {@code [m, k]}, w A {@code [n, k]}, bias A {@code [n]} or 0,
+     * residual float32 {@code [m, n]}, normWeight A {@code [n]}, normed A {@code [m, n]}: {@link #gemv} version 3 and
+     * {@link #addRmsNorm} in one kernel, their numbers bit for bit (the last block to finish normalises). Requires
+     * {@link #gemvFusedParts} above 0.
+     */
+    public void gemvAddNorm(Precision p, long x, long w, long bias, long residual, long normWeight, long normed, int m,
+                            int n, int k, float eps) {
+        require(n > 0, "gemvAddNorm: n " + n);
+        require(tickets != 0, "gemvAddNorm: no ticket counter");
+        int parts = gemvFusedParts(p, m, n, k, x, w);
+        require(parts > 0, "gemvAddNorm: " + m + " rows of width " + k + " into " + n + " outputs (at most "
+                + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
+        int groups = THREADS / 32 / parts;
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(residual).ptr(normWeight).ptr(normed).i32(m).i32(n).i32(k)
+                .i32(parts).i32(weightsFixed ? 1 : 0).f32(eps).ptr(tickets);
+        launch(function("gemvAddNorm" + m, p), (n + groups - 1) / groups, 1, 1, THREADS, 0);
+    }
+
     // ------------------------------------------------------------------------------------------------ gemmRows
 
     /** Rows of x {@link #gemmRows} takes at most (a block takes them all). */
