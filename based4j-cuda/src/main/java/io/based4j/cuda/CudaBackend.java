@@ -993,12 +993,30 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * The system property that switches off the decode step's fused products ({@link #matmulSwiglu},
-     * {@link #matmulAddRmsNorm} in one kernel each): {@code false} runs their two ops apart, for comparisons.
+     * The system property that picks the decode step's fused products: {@code swiglu} ({@link #matmulSwiglu} in one
+     * kernel), {@code norm} ({@link #matmulAddRmsNorm} in one kernel), {@code true} both, {@code false} neither (the
+     * ops run apart), for comparisons. Unset: {@value #FUSED_PRODUCTS_DEFAULT}.
      */
     static final String FUSED_PRODUCTS_PROPERTY = "based4j.cuda.fusedProducts";
-    private final boolean fusedProducts =
-            Kernels.onOff(FUSED_PRODUCTS_PROPERTY, System.getProperty(FUSED_PRODUCTS_PROPERTY)) != Boolean.FALSE;
+    static final String FUSED_PRODUCTS_DEFAULT = "true";
+    private final String fusedProducts = fusedProducts(System.getProperty(FUSED_PRODUCTS_PROPERTY));
+
+    /**
+     * The value of {@value #FUSED_PRODUCTS_PROPERTY}: {@value #FUSED_PRODUCTS_DEFAULT} where unset.
+     *
+     * @throws IllegalArgumentException naming the property and the value for anything but the four values
+     */
+    static String fusedProducts(String value) {
+        if (value == null) {
+            return FUSED_PRODUCTS_DEFAULT;
+        }
+        String v = value.trim();
+        if (!List.of("true", "false", "swiglu", "norm").contains(v)) {
+            throw new IllegalArgumentException("-D" + FUSED_PRODUCTS_PROPERTY + " must be true, false, swiglu or norm,"
+                    + " got '" + value + "'");
+        }
+        return v;
+    }
 
     /**
      * Whether the product {@code out = x @ w^T (+ bias)} runs as gemv version 3 and a fused form of it takes it
@@ -1006,7 +1024,7 @@ public final class CudaBackend implements TrainingBackend {
      * after it run apart.
      */
     private boolean fusedGemv(CudaBuffer x, CudaWeight w, CudaWeight bias, CudaBuffer out) {
-        return fusedProducts && kernels.gemvFusedRuns() && x.type == precision && out.type == precision
+        return kernels.gemvFusedRuns() && x.type == precision && out.type == precision
                 && w.cols() == x.cols && out.rows == x.rows && out.cols == w.rows() && x.rows > 0
                 && (bias == null || (long) bias.rows() * bias.cols() == w.rows())
                 && route(x, w, bias, out) == Route.GEMV
@@ -1025,7 +1043,8 @@ public final class CudaBackend implements TrainingBackend {
         CudaWeight m = weightOf(w);
         CudaBuffer p = bufferOf(product);
         CudaBuffer o = bufferOf(out);
-        if (fusedGemv(a, m, null, p) && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
+        boolean on = fusedProducts.equals("true") || fusedProducts.equals("swiglu");
+        if (on && fusedGemv(a, m, null, p) && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
                 && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
             kernels.gemvSwiglu(precision, a.ptr, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
             routes.gemv++;
@@ -1051,7 +1070,8 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer r = bufferOf(residual);
         CudaBuffer o = bufferOf(out);
         CudaWeight g = weightOf(normWeight);
-        if (fusedGemv(a, m, b, br) && r.type == Precision.F32 && o.type == precision && g.type == precision
+        boolean on = fusedProducts.equals("true") || fusedProducts.equals("norm");
+        if (on && fusedGemv(a, m, b, br) && r.type == Precision.F32 && o.type == precision && g.type == precision
                 && r.rows == a.rows && r.cols == m.rows() && o.rows == a.rows && o.cols == m.rows()
                 && (long) g.rows() * g.cols() == m.rows() && a.rows <= fusedNormRows
                 && !overlaps(o.ptr, o.bytes(), r.ptr, r.bytes()) && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())
