@@ -88,22 +88,19 @@ __device__ void embedding_impl(const W* table, const int* ids, float* out, int n
 /**
  * out = x * rsqrt(mean(x^2) + eps) * weight row by row, after x += branch where branch is not null (x then written,
  * each thread reading back only the sums it wrote). One block (blockDim.x a multiple of 32, <= 1024) per row; rows
- * strided from first by step (blockIdx.x and gridDim.x for a kernel of its own). rstd (float [n]), if given, gets r.
- * Thread t takes the values t, t + blockDim.x, ... of a row, in that
+ * grid-strided. rstd (float [n]), if given, gets r. Thread t takes the values t, t + blockDim.x, ... of a row, in that
  * order; a row of at most RMS_KEEP values a thread is read whole (x, branch and weight, all loads in flight together)
  * into registers before anything is written, wider rows value by value: the same numbers either way.
  */
-template <typename W, typename A, bool CG = false>
+template <typename W, typename A>
 __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps,
-                              float* rstd, i64 first, i64 step) {
+                              float* rstd) {
     __shared__ float partial[32];
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
     const bool kept = d <= RMS_KEEP * (int)blockDim.x;
-    // CG: x read from the L2 cache (__ldcg), for rows other blocks of the same kernel have just written
-    auto xAt = [&](const float* p) { return CG ? __ldcg(p) : *p; };
-    for (i64 row = first; row < n; row += step) {
+    for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
         float* xr = x + row * d;
         float ss = 0.0f;
         float v[RMS_KEEP];
@@ -115,7 +112,7 @@ __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out
                 v[i] = 0.0f;
                 wt[i] = 0.0f;
                 if (j < d) {
-                    v[i] = branch != nullptr ? xAt(xr + j) + toF(branch[row * d + j]) : xAt(xr + j);
+                    v[i] = branch != nullptr ? xr[j] + toF(branch[row * d + j]) : xr[j];
                     wt[i] = toF(weight[j]);
                 }
             }
@@ -130,12 +127,12 @@ __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out
         } else if (branch != nullptr) {
             const A* br = branch + row * d;
             for (int j = threadIdx.x; j < d; j += blockDim.x) {
-                const float s = xAt(xr + j) + toF(br[j]);
+                const float s = xr[j] + toF(br[j]);
                 xr[j] = s;  // read back below by this thread only
                 ss += s * s;
             }
         } else {
-            for (int j = threadIdx.x; j < d; j += blockDim.x) ss += xAt(xr + j) * xAt(xr + j);
+            for (int j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
         }
         ss = warpSum(ss);
         if (lane == 0) partial[warp] = ss;
@@ -153,7 +150,7 @@ __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out
                 if (j < d) o[j] = fromF<A>(v[i] * r * wt[i]);
             }
         } else {
-            for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = fromF<A>(xAt(xr + j) * r * toF(weight[j]));
+            for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = fromF<A>(xr[j] * r * toF(weight[j]));
         }
         __syncthreads();  // partial is reused by the next row
     }
@@ -163,7 +160,7 @@ __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out
 template <typename W, typename A>
 __device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int d, float eps,
                              float* rstd = nullptr) {
-    rmsNormRowsOf<W, A>(const_cast<float*>(x), nullptr, weight, out, n, d, eps, rstd, blockIdx.x, gridDim.x);  // read
+    rmsNormRowsOf<W, A>(const_cast<float*>(x), nullptr, weight, out, n, d, eps, rstd);  // x is only read
 }
 
 /**
@@ -173,7 +170,7 @@ __device__ void rmsNorm_impl(const float* x, const W* weight, A* out, int n, int
  */
 template <typename W, typename A>
 __device__ void addRmsNorm_impl(float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps) {
-    rmsNormRowsOf<W, A>(residual, branch, weight, out, n, d, eps, nullptr, blockIdx.x, gridDim.x);
+    rmsNormRowsOf<W, A>(residual, branch, weight, out, n, d, eps, nullptr);
 }
 
 template <typename W, typename A>

@@ -345,14 +345,19 @@ __device__ __forceinline__ void gemvWarpSums(float (&acc)[1][MM], float (*partia
 }
 
 /**
- * out = swiglu(x W^T (+ bias)) for M <= MM rows of x (MM 1 or 2): a product of 2H outputs and the SwiGLU after it in
- * one kernel (a decode step's MLP in-projection), out[m, j] = y * silu(g) with y and g outputs j and H + j rounded to
- * A as the product would write them: the numbers of version 3 (one row of W a warp, P parts) then swigluVec, bit for
- * bit. A block's warps are groups of P parts; its first half of groups take value rows j, the second half the gate
- * rows H + j of the same j (P <= 4, so that a block holds a pair). Grid ceil(H / (4 / P)).
+ * A product of 2H outputs and the op that pairs output j with output H + j after it, in one kernel: y and g, outputs j
+ * and H + j rounded to A as the product would write them, for M <= MM rows of x (MM 1 or 2). CONV 0: out[m, j] =
+ * y * silu(g), the SwiGLU of a decode step's MLP in-projection (swigluVec's numbers). CONV 1: BaseConv's decode step
+ * of channel j (baseConvStep's numbers), y the conv's input and g its gate: row m is the one token of sequence
+ * tokSeq[m] of the batch's layout (B sequences), whose history of k - 1 float32 taps (slot-major, as the conv state
+ * holds it) is shifted as the conv reads it; out[m, j] = g * silu(conv). The sums are those of version 3 (one row of W
+ * a warp, P parts), so every number is the unfused kernels', bit for bit. A block's warps are groups of P parts; its
+ * first half of groups take rows j, the second half rows H + j of the same j (P <= 4, so that a block holds a pair).
+ * Grid ceil(H / (4 / P)).
  */
-template <int MM, typename W, typename A>
-__device__ void gemvSwiglu(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {
+template <int MM, int CONV, typename W, typename A>
+__device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
+                           const W* convW, float* hist, const int* layout, int B, int k) {
     __shared__ float partial[GEMV_THREADS / 32][1][MM];
     const int warp = threadIdx.x >> 5;
     const int groups = (GEMV_THREADS / 32) / P;
@@ -384,49 +389,21 @@ __device__ void gemvSwiglu(const A* x, const W* w, const W* bias, A* out, int M,
         gate += bias != nullptr ? toF(bias[H + jj]) : 0.0f;
         const float y = toF(fromF<A>(value));
         const float g = toF(fromF<A>(gate));
-        out[(i64)m * H + jj] = fromF<A>(y * silu(g));
+        if (CONV) {
+            const Layout L = layoutOf(layout, B);
+            const int taps = k - 1;
+            float* h = hist + (i64)L.slots[L.tokSeq[m]] * taps * H;
+            float conv = 0.0f;
+            for (int i = 0; i < k; i++) {
+                const float xv = i < taps ? h[(i64)i * H + jj] : y;
+                conv = fmaf(toF(convW[(i64)jj * k + i]), xv, conv);
+                if (i > 0) h[(i64)(i - 1) * H + jj] = xv;
+            }
+            out[(i64)m * H + jj] = fromF<A>(g * silu(conv));
+        } else {
+            out[(i64)m * H + jj] = fromF<A>(y * silu(g));
+        }
     }
-}
-
-/**
- * A residual branch's last product, its end and the next RMSNorm in one kernel (a decode step's out-projections):
- * residual[m, n] += the product's output n (x W^T + bias, rounded to A as the branch buffer would hold it), then
- * normed = RMSNorm(residual) * normWeight, M <= MM rows (1 or 2) of width N. The sums as version 3 (one row of W a
- * warp, P parts); each block adds its outputs into the float32 residual, and the last block to finish (a ticket
- * taken from counter after the block's writes are made visible) normalises the rows as addRmsNorm's kernel does
- * (rmsNormRowsOf, the same 256 threads: the same numbers, bit for bit), reading the residual from the L2 cache, and
- * sets the counter back to 0 for the next launch. Grid ceil(N / (8 / P)).
- */
-template <int MM, typename W, typename A>
-__device__ void gemvAddNorm(const A* x, const W* w, const W* bias, float* residual, const W* normWeight, A* normed,
-                            int M, int N, int K, int P, int early, float eps, int* counter) {
-    __shared__ float partial[GEMV_THREADS / 32][1][MM];
-    __shared__ int lastBlock;
-    const GemvPart wp = gemvPartOf<1>(K, P);
-    float acc[1][MM];
-    gemv3Sums<1, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, early, acc);
-    gemvWarpSums<MM>(acc, partial, M);
-    __syncthreads();
-    const int groups = (GEMV_THREADS / 32) / P;
-    for (int t = threadIdx.x; t < groups * MM; t += GEMV_THREADS) {
-        const int g = t / MM;
-        const int m = t % MM;
-        const int n = blockIdx.x * groups + g;
-        if (m >= M || n >= N) continue;
-        float v = 0.0f;
-        for (int q = 0; q < P; q++) v += partial[g * P + q][0][m];
-        v += bias != nullptr ? toF(bias[n]) : 0.0f;
-        float* r = residual + (i64)m * N + n;
-        *r = __ldcg(r) + toF(fromF<A>(v));
-    }
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) lastBlock = atomicAdd(counter, 1) == (int)gridDim.x - 1;
-    __syncthreads();
-    if (!lastBlock) return;
-    __threadfence();
-    rmsNormRowsOf<W, A, true>(residual, nullptr, normWeight, normed, M, N, eps, nullptr, 0, 1);
-    if (threadIdx.x == 0) *counter = 0;
 }
 
 template <typename W, typename A>
@@ -489,25 +466,25 @@ GEMV3_KERNEL(1, 2, 4)
 GEMV3_KERNEL(2, 4, 4)
 GEMV3_KERNEL(4, 8, 2)
 
-// the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvAddNorm{MM}
+// the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvConv{MM}
 #define GEMV_FUSED_KERNELS(MM)                                                                                          \
     namespace b4j_f32 {                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##_f32(                                 \
         const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
-        b4j::gemvSwiglu<MM, W, A>(x, w, bias, out, M, H, K, P, early); }                                              \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvAddNorm##MM##_f32(                                \
-        const A* x, const W* w, const W* bias, float* residual, const W* normWeight, A* normed, int M, int N, int K, \
-        int P, int early, float eps, int* counter) {                                                                 \
-        b4j::gemvAddNorm<MM, W, A>(x, w, bias, residual, normWeight, normed, M, N, K, P, early, eps, counter); }      \
+        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##_f32(                                   \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
+        float* hist, const int* layout, int B, int k) {                                                              \
+        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }                \
     }                                                                                                                \
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##_bf16(                                \
         const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
-        b4j::gemvSwiglu<MM, W, A>(x, w, bias, out, M, H, K, P, early); }                                              \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvAddNorm##MM##_bf16(                               \
-        const A* x, const W* w, const W* bias, float* residual, const W* normWeight, A* normed, int M, int N, int K, \
-        int P, int early, float eps, int* counter) {                                                                 \
-        b4j::gemvAddNorm<MM, W, A>(x, w, bias, residual, normWeight, normed, M, N, K, P, early, eps, counter); }      \
+        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##_bf16(                                  \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
+        float* hist, const int* layout, int B, int k) {                                                              \
+        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }                \
     }
 GEMV_FUSED_KERNELS(1)
 GEMV_FUSED_KERNELS(2)

@@ -143,18 +143,6 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
-     * {@code residual += x @ w^T (+ bias)}, then {@code out = } {@link #rmsNorm} of the new residual (no rstd kept): a
-     * residual branch's last product, its end and the next norm, in one op where the backend can (a decode step's few
-     * rows). {@code branch} (of residual's shape) is where the product is put on the way where they run apart; its
-     * contents are unspecified after. By default {@link #matmul} then {@link #addRmsNorm}.
-     */
-    default void matmulAddRmsNorm(Buffer x, Weight w, Weight bias, Buffer branch, Buffer residual, Weight normWeight,
-                                  double eps, Buffer out) {
-        matmul(x, w, bias, branch);
-        addRmsNorm(residual, branch, normWeight, eps, out);
-    }
-
-    /**
      * Chooses the next token of each listed logits row: {@code ids[i]} comes from row {@code rows[i]} (its first
      * {@code vocab} entries) with {@code samplers[i]}. This default copies the logits to the host and samples there;
      * a GPU backend samples on the device so that only the ids cross.
@@ -177,6 +165,17 @@ public interface Backend extends AutoCloseable {
      */
     void baseConv(MixerConfig.BaseConv cfg, Buffer u, Weight convWeight, TokenBatch batch, MixerState state,
                   Buffer out, Buffer convOut);
+
+    /**
+     * BaseConv's in-projection and core: {@code u = x @ w^T + bias} into {@code u}, then {@link #baseConv} of it (no
+     * conv output kept): in one op where the backend can (a decode step's few rows), {@code u} then only a place on
+     * the way whose contents are unspecified after. By default the two ops.
+     */
+    default void matmulBaseConv(MixerConfig.BaseConv cfg, Buffer x, Weight w, Weight bias, Buffer u,
+                                Weight convWeight, TokenBatch batch, MixerState state, Buffer out) {
+        matmul(x, w, bias, u);
+        baseConv(cfg, u, convWeight, batch, state, out, null);
+    }
 
     /**
      * Taylor linear attention over packed q, k ({@code [T, H*f]}) and v ({@code [T, d]}), continuing from the state

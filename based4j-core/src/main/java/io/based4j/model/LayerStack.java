@@ -119,48 +119,32 @@ public final class LayerStack {
      * start fresh and whose ops keep what {@code acts} has room for.
      */
     public Buffer forward(Backend b, Activations acts, TokenBatch batch, int[] tokens, MixerState[] states,
-                         LayerObserver observer) {
+                          LayerObserver observer) {
         double eps = config.normEps();
         b.embedding(embedding, tokens, acts.residual(0));
         // where residuals are kept, each branch's last product adds the stream as it writes the branch; where they
-        // are summed in place, a branch is added into the stream by the next norm (addRmsNorm: one pass), or, in
-        // inference with nothing looking between layers, by the branch's last product together with that norm
-        // (matmulAddRmsNorm), the MLP's in-projection then taking its SwiGLU with it (matmulSwiglu)
+        // are summed in place, a branch is added into the stream by the next norm (addRmsNorm: one pass)
         boolean kept = acts.keepsResiduals();
-        boolean fused = !kept && states != null && observer == null;
         Buffer branch = null;
-        boolean normedAhead = false;
-        Activations.LayerBuffers lb = layers.isEmpty() ? null : acts.layer(0, layers.get(0).mixer());
         for (int i = 0; i < layers.size(); i++) {
             LayerWeights l = layers.get(i);
+            Activations.LayerBuffers lb = acts.layer(i, l.mixer());
             Buffer in = acts.residual(i);
-            Activations.LayerBuffers next = i + 1 < layers.size() ? acts.layer(i + 1, layers.get(i + 1).mixer()) : null;
-            if (!normedAhead) {
-                norm(b, in, branch, l.norm1(), eps, lb.normed1(), lb.rstd1());
-            }
-            // the norm after this layer's last product: the next layer's first, or the final one
-            NextNorm after = !fused ? null : next != null
-                    ? NextNorm.of(acts.residual(i + 1), layers.get(i + 1).norm1(), next.normed1(), next.rstd1())
-                    : NextNorm.of(acts.residual(i + 1), finalNorm, acts.finalNormed(), acts.finalRstd());
-            NextNorm afterMixer = l.fc1() == null ? after
-                    : !fused ? null : NextNorm.of(in, l.norm2(), lb.normed2(), lb.rstd2());
-            mix(b, l, lb, batch, states == null ? null : states[i], kept ? in : null, afterMixer, eps);
+            norm(b, in, branch, l.norm1(), eps, lb.normed1(), lb.rstd1());
+            mix(b, l, lb, batch, states == null ? null : states[i], kept ? in : null);
             Buffer mid = kept ? lb.mixerOut() : in;
-            branch = kept || afterMixer != null ? null : lb.mixerOut();
-            normedAhead = afterMixer != null;
+            branch = kept ? null : lb.mixerOut();
             if (l.fc1() != null) {
-                if (!normedAhead) {
-                    norm(b, mid, branch, l.norm2(), eps, lb.normed2(), lb.rstd2());
-                }
-                if (fused) {
+                norm(b, mid, branch, l.norm2(), eps, lb.normed2(), lb.rstd2());
+                if (states != null) {
+                    // inference keeps no product: the backend may take the SwiGLU in the product's kernel
                     b.matmulSwiglu(lb.normed2(), l.fc1(), lb.mlpIn(), lb.mlpGate());
                 } else {
                     b.matmul(lb.normed2(), l.fc1(), null, lb.mlpIn());
                     b.swiglu(lb.mlpIn(), lb.mlpGate());
                 }
-                project(b, lb.mlpGate(), l.fc2(), null, kept ? mid : null, lb.mlpOut(), after, eps);
-                branch = kept || after != null ? null : lb.mlpOut();
-                normedAhead = after != null;
+                project(b, lb.mlpGate(), l.fc2(), null, kept ? mid : null, lb.mlpOut());
+                branch = kept ? null : lb.mlpOut();
             }
             if (observer != null) {
                 if (branch != null) {
@@ -169,23 +153,9 @@ public final class LayerStack {
                 }
                 observer.afterLayer(i, acts.residual(i + 1));
             }
-            lb = next;
         }
-        if (!normedAhead) {
-            norm(b, acts.residual(layers.size()), branch, finalNorm, eps, acts.finalNormed(), acts.finalRstd());
-        }
+        norm(b, acts.residual(layers.size()), branch, finalNorm, eps, acts.finalNormed(), acts.finalRstd());
         return acts.finalNormed();
-    }
-
-    /**
-     * The norm that follows a residual branch, for its last product to end the branch with
-     * ({@link Backend#matmulAddRmsNorm}): the residual stream summed into in place, the norm's weight, its output.
-     */
-    private record NextNorm(Buffer residual, Weight weight, Buffer out) {
-        /** The norm, or null where it keeps an rstd (a training pass's: the product then ends the branch alone). */
-        static NextNorm of(Buffer residual, Weight weight, Buffer out, Buffer rstd) {
-            return rstd == null ? new NextNorm(residual, weight, out) : null;
-        }
     }
 
     /**
@@ -204,48 +174,43 @@ public final class LayerStack {
         }
     }
 
-    /**
-     * {@code out = x @ w^T (+ bias)}, plus {@code residual} where it is not null (the branch then holds the sum); or,
-     * where {@code next} is not null, the branch added into {@code next}'s residual and {@code next}'s norm taken,
-     * {@code out} only a place on the way.
-     */
-    private static void project(Backend b, Buffer x, Weight w, Weight bias, Buffer residual, Buffer out,
-                                NextNorm next, double eps) {
-        if (next != null) {
-            b.matmulAddRmsNorm(x, w, bias, out, next.residual(), next.weight(), eps, next.out());
-        } else if (residual == null) {
+    /** {@code out = x @ w^T (+ bias)}, plus {@code residual} where it is not null (the branch then holds the sum). */
+    private static void project(Backend b, Buffer x, Weight w, Weight bias, Buffer residual, Buffer out) {
+        if (residual == null) {
             b.matmul(x, w, bias, out);
         } else {
             b.matmulAdd(x, w, bias, residual, out);
         }
     }
 
-    /**
-     * The mixer of layer l into {@code lb.mixerOut()}, plus {@code residual} where it is not null; or, where
-     * {@code next} is not null, into {@code next}'s residual with {@code next}'s norm taken ({@link #project}).
-     */
+    /** The mixer of layer l into {@code lb.mixerOut()}, plus {@code residual} where it is not null. */
     private void mix(Backend b, LayerWeights l, Activations.LayerBuffers lb, TokenBatch batch, MixerState state,
-                     Buffer residual, NextNorm next, double eps) {
+                     Buffer residual) {
         Weight[] w = l.mix();
         Buffer[] m = lb.mixer();
         Buffer x = lb.normed1();
         switch (l.mixer()) {
             case MixerConfig.BaseConv c -> {
-                b.matmul(x, w[0], w[1], m[0]);
-                b.baseConv(c, m[0], w[2], batch, state, m[2], m[1]);
-                project(b, m[2], w[3], w[4], residual, lb.mixerOut(), next, eps);
+                if (state != null && m[1] == null) {
+                    // inference keeps no product: the backend may take the conv's step in the product's kernel
+                    b.matmulBaseConv(c, x, w[0], w[1], m[0], w[2], batch, state, m[2]);
+                } else {
+                    b.matmul(x, w[0], w[1], m[0]);
+                    b.baseConv(c, m[0], w[2], batch, state, m[2], m[1]);
+                }
+                project(b, m[2], w[3], w[4], residual, lb.mixerOut());
             }
             case MixerConfig.LinearAttention la -> {
                 b.matmul(x, w[0], null, m[0]);
                 b.matmul(x, w[1], null, m[1]);
                 b.matmul(x, w[2], null, m[2]);
                 b.linearAttention(la, m[0], m[1], m[2], batch, state, m[3]);
-                project(b, m[3], w[3], null, residual, lb.mixerOut(), next, eps);
+                project(b, m[3], w[3], null, residual, lb.mixerOut());
             }
             case MixerConfig.Attention a -> {
                 b.matmul(x, w[0], w[1], m[0]);
                 b.attention(a, m[0], batch, state, m[1], m[2]);
-                project(b, m[1], w[2], w[3], residual, lb.mixerOut(), next, eps);
+                project(b, m[1], w[2], w[3], residual, lb.mixerOut());
             }
         }
     }

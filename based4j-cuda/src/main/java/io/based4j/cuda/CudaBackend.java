@@ -88,8 +88,6 @@ public final class CudaBackend implements TrainingBackend {
     private final long stream;
     private final long module;
     private final long cublasWorkspace;
-    /** Bytes of the zeroed device memory where fused kernels' blocks take tickets ({@link Kernels#tickets}). */
-    private static final long TICKETS_BYTES = 256;
     private final Cublas blas;
     private final CublasLt lt;
     private final GemmRoutes routes = new GemmRoutes();
@@ -166,9 +164,6 @@ public final class CudaBackend implements TrainingBackend {
             lt.timing(gemmChoices(), deviceName);
         }
         this.kernels = new Kernels(cu, module, stream);
-        long tickets = allocate(TICKETS_BYTES, "kernel ticket counters");
-        cu.memsetD32Async(tickets, 0, TICKETS_BYTES / 4, stream);
-        kernels.tickets(tickets);
         kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR));
         kernels.multiprocessors(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
         kernels.sharedOptInLimit(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN));
@@ -993,30 +988,12 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * The system property that picks the decode step's fused products: {@code swiglu} ({@link #matmulSwiglu} in one
-     * kernel), {@code norm} ({@link #matmulAddRmsNorm} in one kernel), {@code true} both, {@code false} neither (the
-     * ops run apart), for comparisons. Unset: {@value #FUSED_PRODUCTS_DEFAULT}.
+     * The system property that switches off the decode step's fused products ({@link #matmulSwiglu},
+     * {@link #matmulBaseConv} in one kernel each): {@code false} runs their two ops apart, for comparisons.
      */
     static final String FUSED_PRODUCTS_PROPERTY = "based4j.cuda.fusedProducts";
-    static final String FUSED_PRODUCTS_DEFAULT = "true";
-    private final String fusedProducts = fusedProducts(System.getProperty(FUSED_PRODUCTS_PROPERTY));
-
-    /**
-     * The value of {@value #FUSED_PRODUCTS_PROPERTY}: {@value #FUSED_PRODUCTS_DEFAULT} where unset.
-     *
-     * @throws IllegalArgumentException naming the property and the value for anything but the four values
-     */
-    static String fusedProducts(String value) {
-        if (value == null) {
-            return FUSED_PRODUCTS_DEFAULT;
-        }
-        String v = value.trim();
-        if (!List.of("true", "false", "swiglu", "norm").contains(v)) {
-            throw new IllegalArgumentException("-D" + FUSED_PRODUCTS_PROPERTY + " must be true, false, swiglu or norm,"
-                    + " got '" + value + "'");
-        }
-        return v;
-    }
+    private final boolean fusedProducts =
+            Kernels.onOff(FUSED_PRODUCTS_PROPERTY, System.getProperty(FUSED_PRODUCTS_PROPERTY)) != Boolean.FALSE;
 
     /**
      * Whether the product {@code out = x @ w^T (+ bias)} runs as gemv version 3 and a fused form of it takes it
@@ -1024,7 +1001,7 @@ public final class CudaBackend implements TrainingBackend {
      * after it run apart.
      */
     private boolean fusedGemv(CudaBuffer x, CudaWeight w, CudaWeight bias, CudaBuffer out) {
-        return kernels.gemvFusedRuns() && x.type == precision && out.type == precision
+        return fusedProducts && kernels.gemvFusedRuns() && x.type == precision && out.type == precision
                 && w.cols() == x.cols && out.rows == x.rows && out.cols == w.rows() && x.rows > 0
                 && (bias == null || (long) bias.rows() * bias.cols() == w.rows())
                 && route(x, w, bias, out) == Route.GEMV
@@ -1043,8 +1020,7 @@ public final class CudaBackend implements TrainingBackend {
         CudaWeight m = weightOf(w);
         CudaBuffer p = bufferOf(product);
         CudaBuffer o = bufferOf(out);
-        boolean on = fusedProducts.equals("true") || fusedProducts.equals("swiglu");
-        if (on && fusedGemv(a, m, null, p) && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
+        if (fusedGemv(a, m, null, p) && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
                 && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
             kernels.gemvSwiglu(precision, a.ptr, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
             routes.gemv++;
@@ -1055,37 +1031,36 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * {@code residual += x @ w^T (+ bias)}, then {@code out = rmsNorm(residual)}: for a decode step's one or two rows
-     * on gemv with a float32 residual, one kernel ({@link Kernels#gemvAddNorm}: the product, rounded as the branch
-     * would hold it, and {@link #addRmsNorm}'s numbers, bit for bit; the branch not written); otherwise the two ops.
+     * BaseConv's in-projection and decode step: for a decode step's one or two rows (one token each) on gemv, one
+     * kernel ({@link Kernels#gemvConv}: the product and {@link #baseConv}'s step, bit for bit, u not written);
+     * otherwise the two ops.
      */
     @Override
-    public void matmulAddRmsNorm(Buffer x, Weight w, Weight bias, Buffer branch, Buffer residual, Weight normWeight,
-                                 double eps, Buffer out) {
+    public void matmulBaseConv(MixerConfig.BaseConv cfg, Buffer x, Weight w, Weight bias, Buffer u,
+                               Weight convWeight, TokenBatch batch, MixerState state, Buffer out) {
         bind();
         CudaBuffer a = bufferOf(x);
         CudaWeight m = weightOf(w);
         CudaWeight b = bias == null ? null : weightOf(bias);
-        CudaBuffer br = bufferOf(branch);
-        CudaBuffer r = bufferOf(residual);
+        CudaBuffer ub = bufferOf(u);
         CudaBuffer o = bufferOf(out);
-        CudaWeight g = weightOf(normWeight);
-        boolean on = fusedProducts.equals("true") || fusedProducts.equals("norm");
-        if (on && fusedGemv(a, m, b, br) && r.type == Precision.F32 && o.type == precision && g.type == precision
-                && r.rows == a.rows && r.cols == m.rows() && o.rows == a.rows && o.cols == m.rows()
-                && (long) g.rows() * g.cols() == m.rows() && a.rows <= fusedNormRows
-                && !overlaps(o.ptr, o.bytes(), r.ptr, r.bytes()) && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())
-                && !overlaps(r.ptr, r.bytes(), a.ptr, a.bytes())) {
-            kernels.gemvAddNorm(precision, a.ptr, m.ptr, b == null ? 0 : b.ptr, r.ptr, g.ptr, o.ptr, a.rows, m.rows(),
-                    a.cols, (float) eps);
+        CudaWeight cw = weightOf(convWeight);
+        int inner = cfg.innerWidth();
+        if (state instanceof CudaStates.Conv st && fusedGemv(a, m, b, ub) && oneTokenEach(batch)
+                && batch.totalTokens() == a.rows && m.rows() == 2 * inner && o.type == precision && o.rows == a.rows
+                && o.cols == inner && cw.type == precision && (long) cw.rows() * cw.cols() == (long) inner * cfg.kernel()
+                && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
+            checkSlots(batch, st, "baseConv");
+            kernels.gemvConv(precision, a.ptr, m.ptr, b == null ? 0 : b.ptr, cw.ptr, st.regions[0], layout(batch), o.ptr,
+                    a.rows, inner, a.cols, cfg.kernel());
             routes.gemv++;
-            routes.gemvAddNorm++;
+            routes.gemvConv++;
             if (b != null) {
                 routes.gemvBias++;
             }
             return;
         }
-        TrainingBackend.super.matmulAddRmsNorm(x, w, bias, branch, residual, normWeight, eps, out);
+        TrainingBackend.super.matmulBaseConv(cfg, x, w, bias, u, convWeight, batch, state, out);
     }
 
     /**

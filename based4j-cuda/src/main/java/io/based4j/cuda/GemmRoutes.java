@@ -20,8 +20,8 @@ final class GemmRoutes {
     long gemvBias;
     /** Of those, the MLP in-projections that took their SwiGLU in the same kernel (gemvSwiglu). */
     long gemvSwiglu;
-    /** Of those, the branches' last products that added the branch and took the next norm in the same kernel. */
-    long gemvAddNorm;
+    /** Of those, BaseConv's in-projections that took its decode step in the same kernel (gemvConv). */
+    long gemvConv;
     /** Products of a decode step's rows by gemmRows (with or without a bias). */
     long gemmRows;
     /** Of those, the ones that added a bias. */
@@ -41,7 +41,7 @@ final class GemmRoutes {
         c.gemv = gemv;
         c.gemvBias = gemvBias;
         c.gemvSwiglu = gemvSwiglu;
-        c.gemvAddNorm = gemvAddNorm;
+        c.gemvConv = gemvConv;
         c.gemmRows = gemmRows;
         c.gemmRowsBias = gemmRowsBias;
         c.biasKernel = biasKernel;
@@ -53,7 +53,7 @@ final class GemmRoutes {
     public String toString() {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
-                + ", with the residual and norm " + gemvAddNorm + "), gemmRows " + gemmRows
+                + ", with BaseConv's step " + gemvConv + "), gemmRows " + gemmRows
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

@@ -897,7 +897,7 @@ public final class Kernels {
         }
     }
 
-    /** Most rows of x the fused forms of gemv (gemvSwiglu, gemvAddNorm) take: version 3's one row of W a warp. */
+    /** Most rows of x the fused forms of gemv (gemvSwiglu, gemvConv) take: version 3's one row of W a warp. */
     static final int GEMV_FUSED_MAX_ROWS = 2;
 
     /**
@@ -918,14 +918,6 @@ public final class Kernels {
         return gemvVersion == 3;
     }
 
-    /** Where gemvAddNorm's blocks take their tickets: a zeroed int of device memory, set back to 0 by each launch. */
-    private long tickets;
-
-    /** Says where gemvAddNorm's ticket counter is (an int of device memory holding 0). */
-    void tickets(long counter) {
-        tickets = counter;
-    }
-
     /**
      * {@code out = swiglu(x @ w^T (+ bias))}: x A {@code [m, k]}, w A {@code [2h, k]} (value rows then gate rows),
      * bias A {@code [2h]} or 0, out A {@code [m, h]}: {@link #gemv} version 3 and {@link #swiglu} in one kernel, their
@@ -942,23 +934,23 @@ public final class Kernels {
     }
 
     /**
-     * {@code residual += x @ w^T (+ bias)} (the product rounded to A first, as a branch buffer holds it), then
-     * {@code normed = rmsNorm(residual) * normWeight}: x A {@code [m, k]}, w A {@code [n, k]}, bias A {@code [n]} or 0,
-     * residual float32 {@code [m, n]}, normWeight A {@code [n]}, normed A {@code [m, n]}: {@link #gemv} version 3 and
-     * {@link #addRmsNorm} in one kernel, their numbers bit for bit (the last block to finish normalises). Requires
-     * {@link #gemvFusedParts} above 0.
+     * {@code u = x @ w^T (+ bias)} and BaseConv's decode step of it ({@link #baseConvStep}) in one kernel: x A
+     * {@code [m, k]} (row i the one token of the batch's sequence tokSeq[i]), w A {@code [2 inner, k]}, bias A
+     * {@code [2 inner]} or 0, conv taps {@code [inner, taps]}, the float32 history of the conv state, out A
+     * {@code [m, inner]}: the numbers of {@link #gemv} version 3 then baseConvStep, bit for bit, u not written.
+     * Requires {@link #gemvFusedParts} above 0 for {@code n = 2 inner}.
      */
-    public void gemvAddNorm(Precision p, long x, long w, long bias, long residual, long normWeight, long normed, int m,
-                            int n, int k, float eps) {
-        require(n > 0, "gemvAddNorm: n " + n);
-        require(tickets != 0, "gemvAddNorm: no ticket counter");
-        int parts = gemvFusedParts(p, m, n, k, x, w);
-        require(parts > 0, "gemvAddNorm: " + m + " rows of width " + k + " into " + n + " outputs (at most "
+    public void gemvConv(Precision p, long x, long w, long bias, long convW, long hist, long layout, long out, int m,
+                         int inner, int k, int kernel) {
+        require(inner > 0 && inner <= Integer.MAX_VALUE / 2 && kernel >= 1, "gemvConv: inner " + inner + ", kernel "
+                + kernel);
+        int parts = gemvFusedParts(p, m, 2 * inner, k, x, w);
+        require(parts > 0, "gemvConv: " + m + " rows of width " + k + " into " + 2 * inner + " outputs (at most "
                 + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
-        int groups = THREADS / 32 / parts;
-        args.reset().ptr(x).ptr(w).ptr(bias).ptr(residual).ptr(normWeight).ptr(normed).i32(m).i32(n).i32(k)
-                .i32(parts).i32(weightsFixed ? 1 : 0).f32(eps).ptr(tickets);
-        launch(function("gemvAddNorm" + m, p), (n + groups - 1) / groups, 1, 1, THREADS, 0);
+        int pairs = THREADS / 32 / parts / 2;
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(inner).i32(k).i32(parts).i32(weightsFixed ? 1 : 0)
+                .ptr(convW).ptr(hist).ptr(layout).i32(m).i32(kernel);
+        launch(function("gemvConv" + m, p), (inner + pairs - 1) / pairs, 1, 1, THREADS, 0);
     }
 
     // ------------------------------------------------------------------------------------------------ gemmRows

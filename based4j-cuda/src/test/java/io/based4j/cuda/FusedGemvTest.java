@@ -3,6 +3,7 @@ package io.based4j.cuda;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.based4j.backend.TokenBatch;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -12,12 +13,11 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * The fused forms of gemv version 3 against the kernels they replace, run apart on the same inputs: bit for bit, as
  * they promise (the same sums in the same order, the same roundings). {@link Kernels#gemvSwiglu} against
- * {@link Kernels#gemv} then {@link Kernels#swiglu}; {@link Kernels#gemvAddNorm} against gemv into a branch then
- * {@link Kernels#addRmsNorm}: the residual after and the normed rows. One and two rows of x; based-1b's and
- * based-360m's shapes and awkward ones (a block's pairs or rows not filled, a single output, widths of one piece
- * of 8 values, rows wider than the norm keeps in registers, parts of 1 to 4); with and without a bias; W's first
- * loads before the wait and after; both precisions. The norm's ticket counter is reused launch after launch, so
- * each case runs its fused kernel three times over fresh inputs (a counter left wrong would normalise too early).
+ * {@link Kernels#gemv} then {@link Kernels#swiglu}; {@link Kernels#gemvConv} against gemv then
+ * {@link Kernels#baseConvStep}: the outputs and the conv history after. One and two rows of x (sequences in slots
+ * out of order, a slot left alone); based-1b's and based-360m's shapes and awkward ones (a block's pairs not filled,
+ * a single output, widths of one piece of 8 values, parts of 1 to 4, conv kernels of 1 to 6 taps); with and without
+ * a bias; W's first loads before the wait and after; both precisions.
  */
 @GpuTest
 class FusedGemvTest {
@@ -64,51 +64,51 @@ class FusedGemvTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("precisions")
-    void residualAndNormInTheProductAreTheTwoKernels(Precision p) {
+    void baseConvsStepInTheProductIsTheTwoKernels(Precision p) {
         SplittableRandom r = new SplittableRandom(9);
-        int[][] shapes = {{1792, 3584}, {1024, 2048}, {100, 56}, {1, 8}, {33, 1000}, {2304, 64}, {500, 1024}};
-        float eps = 1e-5f;
+        // inner width, width of x, conv kernel
+        int[][] shapes = {{3584, 1792, 3}, {2048, 1024, 3}, {100, 56, 4}, {1, 8, 1}, {33, 1000, 6}, {500, 1024, 2}};
+        int slots = 3;
         try (KernelRig rig = new KernelRig()) {
-            rig.kernels.tickets(rig.zeros(256));
             int checked = 0;
             for (int[] s : shapes) {
                 for (int m = 1; m <= Kernels.GEMV_FUSED_MAX_ROWS; m++) {
-                    int n = s[0];
+                    int inner = s[0];
                     int k = s[1];
-                    for (int round = 0; round < 3; round++) {
-                        boolean bias = r.nextBoolean();
-                        rig.kernels.weightsFixed(r.nextBoolean());
-                        float[] x = gaussian(r, m * k);
-                        float[] w = gaussian(r, n * k, 1.0 / Math.sqrt(k));
-                        float[] b = gaussian(r, n);
-                        float[] g = gaussian(r, n);
-                        float[] res = gaussian(r, m * n, 3.0);
-                        long xd = rig.values(p, x);
-                        long wd = rig.values(p, w);
-                        long bd = bias ? rig.values(p, b) : 0;
-                        long gd = rig.values(p, g);
-                        if (Kernels.gemvFusedParts(p, m, n, k, xd, wd) == 0) {
-                            continue;
-                        }
-                        long branch = rig.zeros((long) m * n * p.bytes());
-                        long resApart = rig.floats(res);
-                        long resFused = rig.floats(res);
-                        long normedApart = rig.zeros((long) m * n * p.bytes());
-                        long normedFused = rig.zeros((long) m * n * p.bytes());
-                        rig.kernels.gemv(3, p, xd, wd, bd, branch, false, m, n, k);
-                        rig.kernels.addRmsNorm(p, resApart, branch, gd, normedApart, m, n, eps);
-                        rig.kernels.gemvAddNorm(p, xd, wd, bd, resFused, gd, normedFused, m, n, k, eps);
-                        String what = p + " " + m + "x" + k + " . " + k + "x" + n + (bias ? " + bias" : "")
-                                + ", launch " + (round + 1);
-                        assertArrayEquals(rig.floats(resApart, m * n), rig.floats(resFused, m * n),
-                                what + ": residual");
-                        assertArrayEquals(rig.values(p, normedApart, m * n), rig.values(p, normedFused, m * n),
-                                what + ": normed");
-                        checked++;
-                    }
+                    int kernel = s[2];
+                    // one token each: sequence 0 in slot 2 (and sequence 1 in slot 0), slot 1 left alone
+                    TokenBatch batch = m == 1 ? new TokenBatch(new int[] {2}, new int[] {7}, new int[] {1})
+                            : new TokenBatch(new int[] {2, 0}, new int[] {7, 0}, new int[] {1, 1});
+                    boolean bias = r.nextBoolean();
+                    rig.kernels.weightsFixed(r.nextBoolean());
+                    float[] x = gaussian(r, m * k);
+                    float[] w = gaussian(r, 2 * inner * k, 1.0 / Math.sqrt(k));
+                    float[] b = gaussian(r, 2 * inner);
+                    float[] taps = gaussian(r, inner * kernel);
+                    float[] hist = gaussian(r, slots * Math.max(1, kernel - 1) * inner);
+                    long xd = rig.values(p, x);
+                    long wd = rig.values(p, w);
+                    long bd = bias ? rig.values(p, b) : 0;
+                    long td = rig.values(p, taps);
+                    long layout = rig.ints(CudaBackend.layoutOf(batch));
+                    long histApart = rig.floats(hist);
+                    long histFused = rig.floats(hist);
+                    long u = rig.zeros((long) m * 2 * inner * p.bytes());
+                    long apart = rig.zeros((long) m * inner * p.bytes());
+                    long fused = rig.zeros((long) m * inner * p.bytes());
+                    rig.kernels.gemv(3, p, xd, wd, bd, u, false, m, 2 * inner, k);
+                    rig.kernels.baseConvStep(p, u, td, histApart, layout, apart, m, inner, kernel);
+                    rig.kernels.gemvConv(p, xd, wd, bd, td, histFused, layout, fused, m, inner, k, kernel);
+                    String what = p + " " + m + "x" + k + " . " + k + "x" + 2 * inner + (bias ? " + bias" : "")
+                            + ", kernel " + kernel;
+                    assertArrayEquals(rig.values(p, apart, m * inner), rig.values(p, fused, m * inner),
+                            what + ": outputs");
+                    assertArrayEquals(rig.floats(histApart, hist.length), rig.floats(histFused, hist.length),
+                            what + ": history");
+                    checked++;
                 }
             }
-            assertEquals(3 * 2 * shapes.length, checked, "every shape takes the fused kernel");
+            assertEquals(2 * shapes.length, checked, "every shape takes the fused kernel");
         }
     }
 

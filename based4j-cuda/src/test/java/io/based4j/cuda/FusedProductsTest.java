@@ -4,14 +4,17 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.based4j.backend.Backend;
+import io.based4j.backend.TokenBatch;
+import io.based4j.config.MixerConfig;
 import io.based4j.tensor.Tensor;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /**
- * {@link CudaBackend#matmulSwiglu} and {@link CudaBackend#matmulAddRmsNorm} against the ops they join, run apart on
+ * {@link CudaBackend#matmulSwiglu} and {@link CudaBackend#matmulBaseConv} against the ops they join, run apart on
  * the same backend: the same numbers bit for bit at every number of rows (one kernel where gemv takes one or two
- * rows, the two ops otherwise), at based-1b's shapes of the MLP's in-projection and the out-projections; the fused
+ * rows, the two ops otherwise), at based-1b's shapes of the MLP's and BaseConv's in-projections, three decode steps
+ * of the conv (its history filled, then shifted); the fused
  * kernels taken at one row and not at three (gemmRows or the library then), and not at all with
  * {@code -Dbased4j.cuda.fusedProducts=false}.
  */
@@ -29,11 +32,11 @@ class FusedProductsTest {
                 GemmRoutes after = gpu.gemmRoutes();
                 if (m == 1) {
                     assertEquals(before.gemvSwiglu + 1, after.gemvSwiglu, "one row: the MLP in-projection's kernel");
-                    assertEquals(before.gemvAddNorm + 1, after.gemvAddNorm, "one row: the out-projection's kernel");
+                    assertEquals(before.gemvConv + 1, after.gemvConv, "one row: BaseConv's in-projection's kernel");
                 }
                 if (m == 3) {
                     assertEquals(before.gemvSwiglu, after.gemvSwiglu, "three rows: no fused kernel");
-                    assertEquals(before.gemvAddNorm, after.gemvAddNorm, "three rows: no fused kernel");
+                    assertEquals(before.gemvConv, after.gemvConv, "three rows: no fused kernel");
                 }
             }
         }
@@ -46,7 +49,7 @@ class FusedProductsTest {
         try (CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16)) {
             check(gpu, 1, new SplittableRandom(1));
             assertEquals(0, gpu.gemmRoutes().gemvSwiglu);
-            assertEquals(0, gpu.gemmRoutes().gemvAddNorm);
+            assertEquals(0, gpu.gemmRoutes().gemvConv);
         } finally {
             if (before == null) {
                 System.clearProperty(CudaBackend.FUSED_PRODUCTS_PROPERTY);
@@ -68,23 +71,27 @@ class FusedProductsTest {
         gpu.matmulSwiglu(x, fc1, gpu.allocate(m, 2 * HIDDEN), fused);
         assertArrayEquals(gpu.download(apart), gpu.download(fused), m + " rows: matmulSwiglu");
 
-        // an out-projection with a bias, the residual's add and the next norm
-        Backend.Weight fc2 = gpu.weight(Tensor.ofFloats(gaussian(r, D * HIDDEN, 1 / Math.sqrt(HIDDEN)), D, HIDDEN));
-        Backend.Weight bias = gpu.weight(Tensor.ofFloats(gaussian(r, D, 1), D));
-        Backend.Weight norm = gpu.weight(Tensor.ofFloats(gaussian(r, D, 1), D));
-        Backend.Buffer stream = gpu.upload(gaussian(r, m * D, 3), m, D);
-        Backend.Buffer residualApart = gpu.allocateF32(m, D);
-        Backend.Buffer residualFused = gpu.allocateF32(m, D);
-        gpu.addInPlace(residualApart, stream);
-        gpu.addInPlace(residualFused, stream);
-        Backend.Buffer branch = gpu.allocate(m, D);
-        Backend.Buffer normedApart = gpu.allocate(m, D);
-        Backend.Buffer normedFused = gpu.allocate(m, D);
-        gpu.matmul(fused, fc2, bias, branch);
-        gpu.addRmsNorm(residualApart, branch, norm, 1e-5, normedApart);
-        gpu.matmulAddRmsNorm(fused, fc2, bias, gpu.allocate(m, D), residualFused, norm, 1e-5, normedFused);
-        assertArrayEquals(gpu.download(residualApart), gpu.download(residualFused), m + " rows: the residual");
-        assertArrayEquals(gpu.download(normedApart), gpu.download(normedFused), m + " rows: the normed rows");
+        // BaseConv's in-projection (with its bias) and its decode step, sequences in slots 1 and 0 of 3
+        MixerConfig.BaseConv conv = new MixerConfig.BaseConv(D / 2, 3, true);
+        int inner = conv.innerWidth();
+        TokenBatch batch = TokenBatch.step(java.util.Arrays.copyOf(new int[] {1, 0, 2}, m),
+                java.util.Arrays.copyOf(new int[] {4, 9, 2}, m));
+        Backend.Weight in = gpu.weight(Tensor.ofFloats(gaussian(r, 2 * inner * D, 1 / Math.sqrt(D)), 2 * inner, D));
+        Backend.Weight bias = gpu.weight(Tensor.ofFloats(gaussian(r, 2 * inner, 1), 2 * inner));
+        Backend.Weight taps = gpu.weight(Tensor.ofFloats(gaussian(r, inner * 3, 1), inner, 1, 3));
+        Backend.MixerState stateApart = gpu.allocateState(conv, 3, 64);
+        Backend.MixerState stateFused = gpu.allocateState(conv, 3, 64);
+        Backend.Buffer u = gpu.allocate(m, 2 * inner);
+        Backend.Buffer convApart = gpu.allocate(m, inner);
+        Backend.Buffer convFused = gpu.allocate(m, inner);
+        for (int step = 0; step < 3; step++) {  // the history filled by the steps, then shifted
+            Backend.Buffer xs = gpu.upload(gaussian(r, m * D, 1), m, D);
+            gpu.matmul(xs, in, bias, u);
+            gpu.baseConv(conv, u, taps, batch, stateApart, convApart, null);
+            gpu.matmulBaseConv(conv, xs, in, bias, gpu.allocate(m, 2 * inner), taps, batch, stateFused, convFused);
+            assertArrayEquals(gpu.download(convApart), gpu.download(convFused), m + " rows, step " + step
+                    + ": matmulBaseConv");
+        }
     }
 
     private static float[] gaussian(SplittableRandom r, int n, double scale) {
