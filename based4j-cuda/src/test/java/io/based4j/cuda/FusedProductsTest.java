@@ -22,6 +22,8 @@ import org.junit.jupiter.api.Test;
 class FusedProductsTest {
     private static final int D = 1792;
     private static final int HIDDEN = 3584;
+    /** Decode steps of the conv checked: its history (2 taps) filled, then shifted. */
+    private static final int CONV_STEPS = 3;
 
     @Test
     void theFusedOpsAreTheOpsApart() {
@@ -32,7 +34,8 @@ class FusedProductsTest {
                 GemmRoutes after = gpu.gemmRoutes();
                 if (m == 1) {
                     assertEquals(before.gemvSwiglu + 1, after.gemvSwiglu, "one row: the MLP in-projection's kernel");
-                    assertEquals(before.gemvConv + 1, after.gemvConv, "one row: BaseConv's in-projection's kernel");
+                    assertEquals(before.gemvConv + CONV_STEPS, after.gemvConv,
+                            "one row: BaseConv's in-projection's kernel, each step");
                 }
                 if (m == 3) {
                     assertEquals(before.gemvSwiglu, after.gemvSwiglu, "three rows: no fused kernel");
@@ -84,7 +87,7 @@ class FusedProductsTest {
         Backend.Buffer u = gpu.allocate(m, 2 * inner);
         Backend.Buffer convApart = gpu.allocate(m, inner);
         Backend.Buffer convFused = gpu.allocate(m, inner);
-        for (int step = 0; step < 3; step++) {  // the history filled by the steps, then shifted
+        for (int step = 0; step < CONV_STEPS; step++) {  // the history filled by the steps, then shifted
             Backend.Buffer xs = gpu.upload(gaussian(r, m * D, 1), m, D);
             gpu.matmul(xs, in, bias, u);
             gpu.baseConv(conv, u, taps, batch, stateApart, convApart, null);
