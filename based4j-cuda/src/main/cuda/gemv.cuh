@@ -244,21 +244,6 @@ __host__ __device__ constexpr int gemv3Pieces() {
     return (sizeof(W) == 2 ? 8 : 4) / R;
 }
 
-/** Adds each of a warp's MM sums over its lanes (the fixed butterfly of gemvPartsOut) into partial[warp][0][m]. */
-template <int MM>
-__device__ __forceinline__ void gemvWarpSums(float (&acc)[1][MM], float (*partial)[1][MM], int M) {
-    const int warp = threadIdx.x >> 5;
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int m = 0; m < MM; m++) {
-        if (m < M) {
-            float v = acc[0][m];
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0) partial[warp][0][m] = v;
-        }
-    }
-}
-
 /**
  * Version 3: version 2's rows and parts with the rows of x known at compile time (MM = 1, 2, 4 or 8, the launcher
  * taking the smallest >= M) and W's pieces kept as loaded until used: about half the registers of version 2, so a
@@ -269,56 +254,9 @@ __device__ __forceinline__ void gemvWarpSums(float (&acc)[1][MM], float (*partia
  * without it the wait returns at once), so that they stream in during that kernel's tail; elsewhere after it. Sums
  * as version 2: deterministic, the bias added before the one rounding.
  */
-/**
- * The rstd of rmsNormRowsOf for each of the M rows of x (float32 [M, d]), every thread of the block (GEMV_THREADS of
- * them) getting the same values: thread t sums the squares of values t, t + 256, ... in that order, the warps' sums
- * butterflied, then added in warp order, r = 1 / sqrt(mean + eps) in double: the norm kernels' numbers, bit for bit.
- */
-template <int MM>
-__device__ __forceinline__ void gemvRowsRstd(const float* x, int M, int d, float eps, float (&rstd)[MM]) {
-    __shared__ float partial[MM][GEMV_THREADS / 32];
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int m = 0; m < MM; m++) {
-        if (m < M) {
-            float ss = 0.0f;
-            for (int j = threadIdx.x; j < d; j += GEMV_THREADS) {
-                const float v = x[(i64)m * d + j];
-                ss += v * v;
-            }
-            ss = warpSum(ss);
-            if (lane == 0) partial[m][warp] = ss;
-        }
-    }
-    __syncthreads();
-#pragma unroll
-    for (int m = 0; m < MM; m++) {
-        float total = 0.0f;
-        if (m < M) {
-            for (int q = 0; q < GEMV_THREADS / 32; q++) total += partial[m][q];
-        }
-        rstd[m] = m < M ? (float)(1.0 / sqrt((double)(total / (float)d + eps))) : 0.0f;
-    }
-}
-
-/**
- * Where a gemv's x comes from: the rows of x (A), or, where NORM, RMSNorm of float32 rows (the residual stream) times
- * a norm weight, each value rounded to A as the norm's output would be (the rstd computed by the block after the
- * wait for the kernel before: gemvRowsRstd).
- */
-template <typename W, typename A>
-struct GemvInput {
-    const A* x;
-    const float* resid;
-    const W* normWeight;
-    float eps;
-};
-
-template <int R, int MM, bool NORM, typename W, typename A>
-__device__ __forceinline__ void gemv3Sums(GemvInput<W, A> in, const W* w, int M, int N, int K, int n0, int c0,
-                                          int c1, int early, float (&acc)[R][MM]) {
-    const A* x = in.x;
+template <int R, int MM, typename W, typename A>
+__device__ __forceinline__ void gemv3Sums(const A* x, const W* w, int M, int N, int K, int n0, int c0, int c1,
+                                          int early, float (&acc)[R][MM]) {
     constexpr int U = gemv3Pieces<R, W>();
     const int lane = threadIdx.x & 31;
     GemvPiece<W> pieces[U][R];
@@ -345,8 +283,6 @@ __device__ __forceinline__ void gemv3Sums(GemvInput<W, A> in, const W* w, int M,
     if (early && n0 < N) loadRound(c);
     b4jPdlWait();
     if (!early && n0 < N) loadRound(c);
-    float rstd[MM];
-    if (NORM) gemvRowsRstd<MM>(in.resid, M, K, in.eps, rstd);
     if (n0 < N) {
         for (; c < c1; c += 32 * U) {
 #pragma unroll
@@ -357,16 +293,7 @@ __device__ __forceinline__ void gemv3Sums(GemvInput<W, A> in, const W* w, int M,
                 for (int m = 0; m < MM; m++) {
                     if (MM == 1 || m < M) {
                         float xv[8];
-                        if (NORM) {
-                            // rmsNormRowsOf's output, (v * r) * weight rounded to A
-                            float g[8];
-                            load8(in.resid + (i64)m * K + 8 * cu, xv);
-                            load8(in.normWeight + 8 * cu, g);
-#pragma unroll
-                            for (int i = 0; i < 8; i++) xv[i] = toF(fromF<A>(xv[i] * rstd[m] * g[i]));
-                        } else {
-                            load8(x + (i64)m * K + 8 * cu, xv);
-                        }
+                        load8(x + (i64)m * K + 8 * cu, xv);
 #pragma unroll
                         for (int r = 0; r < R; r++) {
                             float wv[8];
@@ -398,50 +325,22 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
     __shared__ float partial[GEMV_THREADS / 32][R][MM];
     const GemvPart wp = gemvPartOf<R>(K, P);
     float acc[R][MM];
-    gemv3Sums<R, MM, false, W, A>(GemvInput<W, A>{x, nullptr, nullptr, 0.0f}, w, M, N, K, wp.n0, wp.c0, wp.c1, early,
-                                  acc);
+    gemv3Sums<R, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, early, acc);
     gemvPartsOut<R, MM, W, A>(acc, partial, bias, out, outF32, M, N, P);
 }
 
-/**
- * Version 3 with one row of W a warp and its input the RMSNorm of float32 rows (GemvInput, NORM): the numbers of
- * addRmsNorm's or rmsNorm's kernel then version 3 on its output, bit for bit, the normed rows not written. M <= MM.
- */
-template <int MM, typename W, typename A>
-__device__ void gemvNormed(GemvInput<W, A> in, const W* w, const W* bias, void* out, int outF32, int M, int N, int K,
-                           int P, int early) {
-    __shared__ float partial[GEMV_THREADS / 32][1][MM];
-    const GemvPart wp = gemvPartOf<1>(K, P);
-    float acc[1][MM];
-    gemv3Sums<1, MM, true, W, A>(in, w, M, N, K, wp.n0, wp.c0, wp.c1, early, acc);
-    gemvPartsOut<1, MM, W, A>(acc, partial, bias, out, outF32, M, N, P);
-}
-
-/**
- * Version 3 with one row of W a warp whose outputs are added into float32 rows (a residual branch's last product and
- * the branch's end): residual[m, n] += the output rounded to A, as a branch buffer would hold it before addRmsNorm
- * adds it. M <= MM.
- */
-template <int MM, typename W, typename A>
-__device__ void gemvAddInto(const A* x, const W* w, const W* bias, float* residual, int M, int N, int K, int P,
-                            int early) {
-    __shared__ float partial[GEMV_THREADS / 32][1][MM];
-    const GemvPart wp = gemvPartOf<1>(K, P);
-    float acc[1][MM];
-    gemv3Sums<1, MM, false, W, A>(GemvInput<W, A>{x, nullptr, nullptr, 0.0f}, w, M, N, K, wp.n0, wp.c0, wp.c1, early,
-                                  acc);
-    gemvWarpSums<MM>(acc, partial, M);
-    __syncthreads();
-    const int groups = (GEMV_THREADS / 32) / P;
-    for (int t = threadIdx.x; t < groups * MM; t += GEMV_THREADS) {
-        const int g = t / MM;
-        const int m = t % MM;
-        const int n = blockIdx.x * groups + g;
-        if (m >= M || n >= N) continue;
-        float v = 0.0f;
-        for (int q = 0; q < P; q++) v += partial[g * P + q][0][m];
-        v += bias != nullptr ? toF(bias[n]) : 0.0f;
-        residual[(i64)m * N + n] += toF(fromF<A>(v));
+/** Adds each of a warp's MM sums over its lanes (the fixed butterfly of gemvPartsOut) into partial[warp][0][m]. */
+template <int MM>
+__device__ __forceinline__ void gemvWarpSums(float (&acc)[1][MM], float (*partial)[1][MM], int M) {
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int m = 0; m < MM; m++) {
+        if (m < M) {
+            float v = acc[0][m];
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) partial[warp][0][m] = v;
+        }
     }
 }
 
@@ -456,9 +355,9 @@ __device__ void gemvAddInto(const A* x, const W* w, const W* bias, float* residu
  * first half of groups take rows j, the second half rows H + j of the same j (P <= 4, so that a block holds a pair).
  * Grid ceil(H / (4 / P)).
  */
-template <int MM, int CONV, bool NORM, typename W, typename A>
-__device__ void gemvPaired(GemvInput<W, A> in, const W* w, const W* bias, A* out, int M, int H, int K, int P,
-                           int early, const W* convW, float* hist, const int* layout, int B, int k) {
+template <int MM, int CONV, typename W, typename A>
+__device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
+                           const W* convW, float* hist, const int* layout, int B, int k) {
     __shared__ float partial[GEMV_THREADS / 32][1][MM];
     const int warp = threadIdx.x >> 5;
     const int groups = (GEMV_THREADS / 32) / P;
@@ -474,7 +373,7 @@ __device__ void gemvPaired(GemvInput<W, A> in, const W* w, const W* bias, A* out
     const int N = 2 * H;
     const int n0 = j < H ? half * H + j : N;  // past the product's rows: no loads
     float acc[1][MM];
-    gemv3Sums<1, MM, NORM, W, A>(in, w, M, N, K, n0, c0, c1, early, acc);
+    gemv3Sums<1, MM, W, A>(x, w, M, N, K, n0, c0, c1, early, acc);
     gemvWarpSums<MM>(acc, partial, M);
     __syncthreads();
     for (int t = threadIdx.x; t < pairs * MM; t += GEMV_THREADS) {
@@ -567,43 +466,25 @@ GEMV3_KERNEL(1, 2, 4)
 GEMV3_KERNEL(2, 4, 4)
 GEMV3_KERNEL(4, 8, 2)
 
-// the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvConv{MM}, their
-// forms whose x is the RMSNorm of float32 rows (gemvSwigluNorm{MM}, gemvConvNorm{MM}, and gemvNorm{MM} for the plain
-// product), and gemvAdd{MM} (the outputs added into float32 rows)
-#define GEMV_FUSED_KERNELS_OF(MM, SUFFIX)                                                                               \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##SUFFIX(                              \
-        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
-        b4j::gemvPaired<MM, 0, false, W, A>(b4j::GemvInput<W, A>{x, nullptr, nullptr, 0.0f}, w, bias, out, M, H, K, P, \
-                                            early, nullptr, nullptr, nullptr, 0, 0); }                               \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##SUFFIX(                                \
-        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
-        float* hist, const int* layout, int B, int k) {                                                              \
-        b4j::gemvPaired<MM, 1, false, W, A>(b4j::GemvInput<W, A>{x, nullptr, nullptr, 0.0f}, w, bias, out, M, H, K, P, \
-                                            early, convW, hist, layout, B, k); }                                     \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwigluNorm##MM##SUFFIX(                          \
-        const float* resid, const W* normWeight, float eps, const W* w, const W* bias, A* out, int M, int H, int K,  \
-        int P, int early) {                                                                                          \
-        b4j::gemvPaired<MM, 0, true, W, A>(b4j::GemvInput<W, A>{nullptr, resid, normWeight, eps}, w, bias, out, M, H, \
-                                           K, P, early, nullptr, nullptr, nullptr, 0, 0); }                          \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConvNorm##MM##SUFFIX(                            \
-        const float* resid, const W* normWeight, float eps, const W* w, const W* bias, A* out, int M, int H, int K,  \
-        int P, int early, const W* convW, float* hist, const int* layout, int B, int k) {                            \
-        b4j::gemvPaired<MM, 1, true, W, A>(b4j::GemvInput<W, A>{nullptr, resid, normWeight, eps}, w, bias, out, M, H, \
-                                           K, P, early, convW, hist, layout, B, k); }                                \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvNorm##MM##SUFFIX(                                \
-        const float* resid, const W* normWeight, float eps, const W* w, const W* bias, void* out, int outF32, int M, \
-        int N, int K, int P, int early) {                                                                            \
-        b4j::gemvNormed<MM, W, A>(b4j::GemvInput<W, A>{nullptr, resid, normWeight, eps}, w, bias, out, outF32, M, N, \
-                                  K, P, early); }                                                                    \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvAdd##MM##SUFFIX(                                 \
-        const A* x, const W* w, const W* bias, float* residual, int M, int N, int K, int P, int early) {              \
-        b4j::gemvAddInto<MM, W, A>(x, w, bias, residual, M, N, K, P, early); }
+// the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvConv{MM}
 #define GEMV_FUSED_KERNELS(MM)                                                                                          \
     namespace b4j_f32 {                                                                                              \
-    GEMV_FUSED_KERNELS_OF(MM, _f32)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##_f32(                                 \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
+        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##_f32(                                   \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
+        float* hist, const int* layout, int B, int k) {                                                              \
+        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }                \
     }                                                                                                                \
     namespace b4j_bf16 {                                                                                             \
-    GEMV_FUSED_KERNELS_OF(MM, _bf16)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##_bf16(                                \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
+        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##_bf16(                                  \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
+        float* hist, const int* layout, int B, int k) {                                                              \
+        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }                \
     }
 GEMV_FUSED_KERNELS(1)
 GEMV_FUSED_KERNELS(2)

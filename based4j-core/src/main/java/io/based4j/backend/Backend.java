@@ -133,47 +133,13 @@ public interface Backend extends AutoCloseable {
     void swiglu(Buffer a, Buffer out);
 
     /**
-     * The rows of {@code n} in {@code n.out()}, written there now where they are not yet ({@link #addRmsNorm} where a
-     * branch is pending, else {@link #rmsNorm} without an rstd), and afterwards read from there.
+     * {@code out = swiglu(x @ w^T)}: an MLP's in-projection and its SwiGLU, in one op where the backend can (a decode
+     * step's few rows). {@code product} ({@code [n, 2h]}) is where the product is put on the way where the two run
+     * apart; its contents are unspecified after. By default {@link #matmul} then {@link #swiglu}.
      */
-    default Buffer normedRows(Normed n) {
-        if (!n.written()) {
-            if (n.branch() != null) {
-                addRmsNorm(n.residual(), n.branch(), n.weight(), n.eps(), n.out());
-            } else {
-                rmsNorm(n.residual(), n.weight(), n.eps(), n.out(), null);
-            }
-            n.markWritten();
-        }
-        return n.out();
-    }
-
-    /**
-     * {@code out = rows(x) @ w^T (+ bias)}: a product of a norm's rows, which the backend may take into the product's
-     * kernel without writing them (a decode step's few rows). By default {@link #normedRows} then {@link #matmul}.
-     */
-    default void normedMatmul(Normed x, Weight w, Weight bias, Buffer out) {
-        matmul(normedRows(x), w, bias, out);
-    }
-
-    /**
-     * {@code out = swiglu(rows(x) @ w^T)}: an MLP's in-projection of a norm's rows and its SwiGLU, in one op where the
-     * backend can (a decode step's few rows). {@code product} ({@code [n, 2h]}) is where the product is put on the way
-     * where the two run apart; its contents are unspecified after. By default {@link #normedRows}, {@link #matmul},
-     * {@link #swiglu}.
-     */
-    default void matmulSwiglu(Normed x, Weight w, Buffer product, Buffer out) {
-        matmul(normedRows(x), w, null, product);
+    default void matmulSwiglu(Buffer x, Weight w, Buffer product, Buffer out) {
+        matmul(x, w, null, product);
         swiglu(product, out);
-    }
-
-    /**
-     * {@code residual += x @ w^T (+ bias)}, the product rounded to the compute type as a branch buffer holds it: a
-     * residual branch's last product and the branch's end in one kernel, where the backend can (a decode step's few
-     * rows): true. False, with nothing done, where it cannot (the caller then writes the branch and adds it).
-     */
-    default boolean matmulAddInto(Buffer x, Weight w, Weight bias, Buffer residual) {
-        return false;
     }
 
     /**
@@ -201,13 +167,13 @@ public interface Backend extends AutoCloseable {
                   Buffer out, Buffer convOut);
 
     /**
-     * BaseConv's in-projection of a norm's rows and its core: {@code u = rows(x) @ w^T + bias} into {@code u}, then
-     * {@link #baseConv} of it (no conv output kept): in one op where the backend can (a decode step's few rows),
-     * {@code u} then only a place on the way whose contents are unspecified after. By default the ops apart.
+     * BaseConv's in-projection and core: {@code u = x @ w^T + bias} into {@code u}, then {@link #baseConv} of it (no
+     * conv output kept): in one op where the backend can (a decode step's few rows), {@code u} then only a place on
+     * the way whose contents are unspecified after. By default the two ops.
      */
-    default void matmulBaseConv(MixerConfig.BaseConv cfg, Normed x, Weight w, Weight bias, Buffer u,
+    default void matmulBaseConv(MixerConfig.BaseConv cfg, Buffer x, Weight w, Weight bias, Buffer u,
                                 Weight convWeight, TokenBatch batch, MixerState state, Buffer out) {
-        matmul(normedRows(x), w, bias, u);
+        matmul(x, w, bias, u);
         baseConv(cfg, u, convWeight, batch, state, out, null);
     }
 

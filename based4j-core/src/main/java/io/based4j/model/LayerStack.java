@@ -4,7 +4,6 @@ import io.based4j.backend.Backend;
 import io.based4j.backend.Backend.Buffer;
 import io.based4j.backend.Backend.MixerState;
 import io.based4j.backend.Backend.Weight;
-import io.based4j.backend.Normed;
 import io.based4j.backend.TokenBatch;
 import io.based4j.backend.TrainingBackend;
 import io.based4j.config.MixerConfig;
@@ -123,30 +122,29 @@ public final class LayerStack {
                           LayerObserver observer) {
         double eps = config.normEps();
         b.embedding(embedding, tokens, acts.residual(0));
-        // where residuals are kept (training), each branch's last product adds the stream as it writes the branch and
-        // each norm is written as it comes; where they are summed in place (inference), a branch's last product adds
-        // it into the stream where the backend can (matmulAddInto), else the next norm does (addRmsNorm: one pass),
-        // and a norm's rows are written only where the product that reads them cannot take them in (Normed)
+        // where residuals are kept, each branch's last product adds the stream as it writes the branch; where they
+        // are summed in place, a branch is added into the stream by the next norm (addRmsNorm: one pass)
         boolean kept = acts.keepsResiduals();
-        boolean lazy = !kept && states != null;
         Buffer branch = null;
         for (int i = 0; i < layers.size(); i++) {
             LayerWeights l = layers.get(i);
             Activations.LayerBuffers lb = acts.layer(i, l.mixer());
             Buffer in = acts.residual(i);
-            Normed x1 = normed(b, in, branch, l.norm1(), eps, lb.normed1(), lb.rstd1(), lazy);
-            branch = mix(b, l, lb, x1, batch, states == null ? null : states[i], kept ? in : null, lazy ? in : null);
+            norm(b, in, branch, l.norm1(), eps, lb.normed1(), lb.rstd1());
+            mix(b, l, lb, batch, states == null ? null : states[i], kept ? in : null);
             Buffer mid = kept ? lb.mixerOut() : in;
+            branch = kept ? null : lb.mixerOut();
             if (l.fc1() != null) {
-                Normed x2 = normed(b, mid, branch, l.norm2(), eps, lb.normed2(), lb.rstd2(), lazy);
+                norm(b, mid, branch, l.norm2(), eps, lb.normed2(), lb.rstd2());
                 if (states != null) {
                     // inference keeps no product: the backend may take the SwiGLU in the product's kernel
-                    b.matmulSwiglu(x2, l.fc1(), lb.mlpIn(), lb.mlpGate());
+                    b.matmulSwiglu(lb.normed2(), l.fc1(), lb.mlpIn(), lb.mlpGate());
                 } else {
-                    b.matmul(b.normedRows(x2), l.fc1(), null, lb.mlpIn());
+                    b.matmul(lb.normed2(), l.fc1(), null, lb.mlpIn());
                     b.swiglu(lb.mlpIn(), lb.mlpGate());
                 }
-                branch = end(b, lb.mlpGate(), l.fc2(), null, kept ? mid : null, lb.mlpOut(), lazy ? mid : null);
+                project(b, lb.mlpGate(), l.fc2(), null, kept ? mid : null, lb.mlpOut());
+                branch = kept ? null : lb.mlpOut();
             }
             if (observer != null) {
                 if (branch != null) {
@@ -158,19 +156,6 @@ public final class LayerStack {
         }
         norm(b, acts.residual(layers.size()), branch, finalNorm, eps, acts.finalNormed(), acts.finalRstd());
         return acts.finalNormed();
-    }
-
-    /**
-     * The norm of {@code residual} (after adding {@code branch} into it where not null) into {@code out}: left to the
-     * ops that read it where {@code lazy} and no rstd is kept (inference), written now otherwise.
-     */
-    private static Normed normed(Backend b, Buffer residual, Buffer branch, Weight w, double eps, Buffer out,
-                                 Buffer rstd, boolean lazy) {
-        if (lazy && rstd == null) {
-            return Normed.of(residual, branch, w, eps, out);
-        }
-        norm(b, residual, branch, w, eps, out, rstd);
-        return Normed.written(out);
     }
 
     /**
@@ -198,50 +183,34 @@ public final class LayerStack {
         }
     }
 
-    /**
-     * A residual branch's last product {@code x @ w^T (+ bias)}: added into {@code inPlace} by the product's kernel
-     * where it is not null and the backend can (null returned: nothing pending); else into {@code out}, plus
-     * {@code kept} where it is not null (null returned: the branch holds the sum), or alone (out returned: the branch
-     * still to be added into the stream).
-     */
-    private static Buffer end(Backend b, Buffer x, Weight w, Weight bias, Buffer kept, Buffer out, Buffer inPlace) {
-        if (inPlace != null && b.matmulAddInto(x, w, bias, inPlace)) {
-            return null;
-        }
-        project(b, x, w, bias, kept, out);
-        return kept != null ? null : out;
-    }
-
-    /**
-     * The mixer of layer l on the rows of {@code x}: its branch ended by {@link #end} (into {@code lb.mixerOut()},
-     * plus {@code residual} where it is not null, or into {@code inPlace}); returns the branch still to be added.
-     */
-    private Buffer mix(Backend b, LayerWeights l, Activations.LayerBuffers lb, Normed x, TokenBatch batch,
-                       MixerState state, Buffer residual, Buffer inPlace) {
+    /** The mixer of layer l into {@code lb.mixerOut()}, plus {@code residual} where it is not null. */
+    private void mix(Backend b, LayerWeights l, Activations.LayerBuffers lb, TokenBatch batch, MixerState state,
+                     Buffer residual) {
         Weight[] w = l.mix();
         Buffer[] m = lb.mixer();
+        Buffer x = lb.normed1();
         switch (l.mixer()) {
             case MixerConfig.BaseConv c -> {
                 if (state != null && m[1] == null) {
                     // inference keeps no product: the backend may take the conv's step in the product's kernel
                     b.matmulBaseConv(c, x, w[0], w[1], m[0], w[2], batch, state, m[2]);
                 } else {
-                    b.matmul(b.normedRows(x), w[0], w[1], m[0]);
+                    b.matmul(x, w[0], w[1], m[0]);
                     b.baseConv(c, m[0], w[2], batch, state, m[2], m[1]);
                 }
-                return end(b, m[2], w[3], w[4], residual, lb.mixerOut(), inPlace);
+                project(b, m[2], w[3], w[4], residual, lb.mixerOut());
             }
             case MixerConfig.LinearAttention la -> {
-                b.normedMatmul(x, w[0], null, m[0]);
-                b.normedMatmul(x, w[1], null, m[1]);
-                b.normedMatmul(x, w[2], null, m[2]);
+                b.matmul(x, w[0], null, m[0]);
+                b.matmul(x, w[1], null, m[1]);
+                b.matmul(x, w[2], null, m[2]);
                 b.linearAttention(la, m[0], m[1], m[2], batch, state, m[3]);
-                return end(b, m[3], w[3], null, residual, lb.mixerOut(), inPlace);
+                project(b, m[3], w[3], null, residual, lb.mixerOut());
             }
             case MixerConfig.Attention a -> {
-                b.normedMatmul(x, w[0], w[1], m[0]);
+                b.matmul(x, w[0], w[1], m[0]);
                 b.attention(a, m[0], batch, state, m[1], m[2]);
-                return end(b, m[1], w[2], w[3], residual, lb.mixerOut(), inPlace);
+                project(b, m[1], w[2], w[3], residual, lb.mixerOut());
             }
         }
     }

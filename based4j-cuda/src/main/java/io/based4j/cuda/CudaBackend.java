@@ -1,7 +1,6 @@
 package io.based4j.cuda;
 
 import io.based4j.backend.Backend;
-import io.based4j.backend.Normed;
 import io.based4j.backend.OpClock;
 import io.based4j.backend.TokenBatch;
 import io.based4j.backend.TrainingBackend;
@@ -997,185 +996,71 @@ public final class CudaBackend implements TrainingBackend {
             Kernels.onOff(FUSED_PRODUCTS_PROPERTY, System.getProperty(FUSED_PRODUCTS_PROPERTY)) != Boolean.FALSE;
 
     /**
-     * Whether the product {@code out = x @ w^T (+ bias)} runs as gemv version 3 with one row of W a warp (one or two
-     * rows of x), so that a fused form of it gives the numbers of the product and the op after it run apart.
+     * Whether the product {@code out = x @ w^T (+ bias)} runs as gemv version 3 and a fused form of it takes it
+     * ({@link Kernels#gemvFusedParts}): the numbers of the fused kernel are then those of the product and the op
+     * after it run apart.
      */
-    private boolean rowGemv(CudaBuffer x, CudaWeight w, CudaWeight bias, CudaBuffer out) {
-        return fusedProducts && kernels.gemvFusedRuns() && x.type == precision && w.cols() == x.cols
-                && out.rows == x.rows && out.cols == w.rows() && x.rows > 0 && x.rows <= Kernels.GEMV_FUSED_MAX_ROWS
+    private boolean fusedGemv(CudaBuffer x, CudaWeight w, CudaWeight bias, CudaBuffer out) {
+        return fusedProducts && kernels.gemvFusedRuns() && x.type == precision && out.type == precision
+                && w.cols() == x.cols && out.rows == x.rows && out.cols == w.rows() && x.rows > 0
                 && (bias == null || (long) bias.rows() * bias.cols() == w.rows())
-                && route(x, w, bias, out) == Route.GEMV;
+                && route(x, w, bias, out) == Route.GEMV
+                && Kernels.gemvFusedParts(precision, x.rows, w.rows(), x.cols, x.ptr, w.ptr) > 0;
     }
 
     /**
-     * The input of a fused gemv for the rows of {@code n}: their norm taken in where no branch is pending and they
-     * are not yet written (a float32 residual of their shape, a norm weight of their width in the compute type, the
-     * numbers then those of the norm's kernel); else the rows, written first where they are not.
-     */
-    private Kernels.GemvInput gemvInputOf(Normed n, CudaBuffer rows) {
-        if (!n.written() && n.branch() == null) {
-            CudaBuffer r = bufferOf(n.residual());
-            CudaWeight g = weightOf(n.weight());
-            if (r.type == Precision.F32 && r.rows == rows.rows && r.cols == rows.cols && g.type == precision
-                    && (long) g.rows() * g.cols() == rows.cols && rows.rows <= fusedNormRows) {
-                return Kernels.GemvInput.normed(r.ptr, g.ptr, (float) n.eps());
-            }
-        }
-        return Kernels.GemvInput.rows(bufferOf(normedRows(n)).ptr);
-    }
-
-    /**
-     * The rows of {@code n}, written where they are not yet: with a branch pending by {@link #addRmsNorm}; without one,
-     * for a decode step's rows (at most {@value #FUSED_NORM_ROWS}), by the norm kernel of addRmsNorm's numbers (the
-     * same rows as when the branch's add had not been taken into its product, and as the norms taken into products
-     * compute them), else {@link #rmsNorm}.
+     * {@code out = swiglu(x @ w^T)}: for a decode step's one or two rows on gemv, one kernel
+     * ({@link Kernels#gemvSwiglu}: the product and {@link #swiglu}'s numbers, bit for bit, the product not written);
+     * otherwise the two ops.
      */
     @Override
-    public Buffer normedRows(Normed n) {
-        if (n.written()) {
-            return n.out();
-        }
+    public void matmulSwiglu(Buffer x, Weight w, Buffer product, Buffer out) {
         bind();
-        CudaBuffer r = bufferOf(n.residual());
-        CudaBuffer o = bufferOf(n.out());
-        CudaWeight g = weightOf(n.weight());
-        if (n.branch() == null && r.type == Precision.F32 && o.type == precision && g.type == precision
-                && o.rows == r.rows && o.cols == r.cols && (long) g.rows() * g.cols() == r.cols
-                && r.rows <= fusedNormRows) {
-            kernels.rmsNorm(precision, r.ptr, g.ptr, o.ptr, r.rows, r.cols, (float) n.eps());
-            n.markWritten();
-            return n.out();
-        }
-        return TrainingBackend.super.normedRows(n);
-    }
-
-    /**
-     * {@code out = rows(x) @ w^T (+ bias)}: where gemv takes one or two rows and the norm is not yet written, one
-     * kernel ({@link Kernels#gemvNormed}: the norm's numbers, then the product's, bit for bit; the rows not written);
-     * otherwise the rows written ({@link #normedRows}) and {@link #matmul}.
-     */
-    @Override
-    public void normedMatmul(Normed x, Weight w, Weight bias, Buffer out) {
-        bind();
-        CudaBuffer rows = bufferOf(x.out());
-        CudaWeight m = weightOf(w);
-        CudaWeight b = bias == null ? null : weightOf(bias);
-        CudaBuffer o = bufferOf(out);
-        if (!x.written() && x.branch() == null && rowGemv(rows, m, b, o)) {
-            Kernels.GemvInput in = gemvInputOf(x, rows);
-            if (in.isNormed() && Kernels.gemvRowPartsOf(precision, in, rows.rows, m.rows(), rows.cols, m.ptr) > 0
-                    && (o.type == precision || o.type == Precision.F32)
-                    && !overlaps(o.ptr, o.bytes(), in.resid(), 4L * rows.count())) {
-                kernels.gemvNormed(precision, in, m.ptr, b == null ? 0 : b.ptr, o.ptr, o.type == Precision.F32,
-                        rows.rows, m.rows(), rows.cols);
-                routes.gemv++;
-                routes.gemvNormed++;
-                if (b != null) {
-                    routes.gemvBias++;
-                }
-                return;
-            }
-        }
-        matmul(normedRows(x), w, bias, out);
-    }
-
-    /**
-     * {@code out = swiglu(rows(x) @ w^T)}: for a decode step's one or two rows on gemv, one kernel
-     * ({@link Kernels#gemvSwiglu}: the product and {@link #swiglu}'s numbers, bit for bit, the product not written; the
-     * norm's numbers before them where its rows are taken in); otherwise the ops apart.
-     */
-    @Override
-    public void matmulSwiglu(Normed x, Weight w, Buffer product, Buffer out) {
-        bind();
-        CudaBuffer a = bufferOf(x.out());
+        CudaBuffer a = bufferOf(x);
         CudaWeight m = weightOf(w);
         CudaBuffer p = bufferOf(product);
         CudaBuffer o = bufferOf(out);
-        if (rowGemv(a, m, null, p) && p.type == precision && o.type == precision && o.rows == a.rows
-                && 2L * o.cols == m.rows() && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
-            Kernels.GemvInput in = gemvInputOf(x, a);
-            if (Kernels.gemvPairedPartsOf(precision, in, a.rows, m.rows(), a.cols, m.ptr) > 0
-                    && (!in.isNormed() || !overlaps(o.ptr, o.bytes(), in.resid(), 4L * a.count()))) {
-                kernels.gemvSwiglu(precision, in, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
-                routes.gemv++;
-                routes.gemvSwiglu++;
-                if (in.isNormed()) {
-                    routes.gemvNormed++;
-                }
-                return;
-            }
+        if (fusedGemv(a, m, null, p) && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
+                && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
+            kernels.gemvSwiglu(precision, a.ptr, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
+            routes.gemv++;
+            routes.gemvSwiglu++;
+            return;
         }
         TrainingBackend.super.matmulSwiglu(x, w, product, out);
     }
 
     /**
      * BaseConv's in-projection and decode step: for a decode step's one or two rows (one token each) on gemv, one
-     * kernel ({@link Kernels#gemvConv}: the product and {@link #baseConv}'s step, bit for bit, u not written; the
-     * norm's numbers before them where its rows are taken in); otherwise the ops apart.
+     * kernel ({@link Kernels#gemvConv}: the product and {@link #baseConv}'s step, bit for bit, u not written);
+     * otherwise the two ops.
      */
     @Override
-    public void matmulBaseConv(MixerConfig.BaseConv cfg, Normed x, Weight w, Weight bias, Buffer u,
+    public void matmulBaseConv(MixerConfig.BaseConv cfg, Buffer x, Weight w, Weight bias, Buffer u,
                                Weight convWeight, TokenBatch batch, MixerState state, Buffer out) {
         bind();
-        CudaBuffer a = bufferOf(x.out());
+        CudaBuffer a = bufferOf(x);
         CudaWeight m = weightOf(w);
         CudaWeight b = bias == null ? null : weightOf(bias);
         CudaBuffer ub = bufferOf(u);
         CudaBuffer o = bufferOf(out);
         CudaWeight cw = weightOf(convWeight);
         int inner = cfg.innerWidth();
-        if (state != null && rowGemv(a, m, b, ub) && ub.type == precision && oneTokenEach(batch)
+        if (state instanceof CudaStates.Conv st && fusedGemv(a, m, b, ub) && oneTokenEach(batch)
                 && batch.totalTokens() == a.rows && m.rows() == 2 * inner && o.type == precision && o.rows == a.rows
-                && o.cols == inner && cw.type == precision
-                && (long) cw.rows() * cw.cols() == (long) inner * cfg.kernel()
+                && o.cols == inner && cw.type == precision && (long) cw.rows() * cw.cols() == (long) inner * cfg.kernel()
                 && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
-            CudaStates.Conv st = state(state, CudaStates.Conv.class, "baseConv");
             checkSlots(batch, st, "baseConv");
-            Kernels.GemvInput in = gemvInputOf(x, a);
-            if (Kernels.gemvPairedPartsOf(precision, in, a.rows, m.rows(), a.cols, m.ptr) > 0
-                    && (!in.isNormed() || !overlaps(o.ptr, o.bytes(), in.resid(), 4L * a.count()))) {
-                kernels.gemvConv(precision, in, m.ptr, b == null ? 0 : b.ptr, cw.ptr, st.regions[0], layout(batch),
-                        o.ptr, a.rows, inner, a.cols, cfg.kernel());
-                routes.gemv++;
-                routes.gemvConv++;
-                if (in.isNormed()) {
-                    routes.gemvNormed++;
-                }
-                if (b != null) {
-                    routes.gemvBias++;
-                }
-                return;
+            kernels.gemvConv(precision, a.ptr, m.ptr, b == null ? 0 : b.ptr, cw.ptr, st.regions[0], layout(batch), o.ptr,
+                    a.rows, inner, a.cols, cfg.kernel());
+            routes.gemv++;
+            routes.gemvConv++;
+            if (b != null) {
+                routes.gemvBias++;
             }
+            return;
         }
         TrainingBackend.super.matmulBaseConv(cfg, x, w, bias, u, convWeight, batch, state, out);
-    }
-
-    /**
-     * {@code residual += x @ w^T (+ bias)} for a decode step's one or two rows on gemv, with a float32 residual: one
-     * kernel ({@link Kernels#gemvAdd}: each output rounded as the branch buffer would hold it, then added, as
-     * {@link #addRmsNorm} adds it). False, with nothing done, elsewhere.
-     */
-    @Override
-    public boolean matmulAddInto(Buffer x, Weight w, Weight bias, Buffer residual) {
-        bind();
-        CudaBuffer a = bufferOf(x);
-        CudaWeight m = weightOf(w);
-        CudaWeight b = bias == null ? null : weightOf(bias);
-        CudaBuffer r = bufferOf(residual);
-        // the route the product would take into a branch of the compute type
-        CudaBuffer branch = new CudaBuffer(r.ptr, r.rows, r.cols, precision, null);
-        if (r.type != Precision.F32 || !rowGemv(a, m, b, branch)
-                || Kernels.gemvRowPartsOf(precision, Kernels.GemvInput.rows(a.ptr), a.rows, m.rows(), a.cols, m.ptr) == 0
-                || overlaps(r.ptr, r.bytes(), a.ptr, a.bytes())) {
-            return false;
-        }
-        kernels.gemvAdd(precision, a.ptr, m.ptr, b == null ? 0 : b.ptr, r.ptr, a.rows, m.rows(), a.cols);
-        routes.gemv++;
-        routes.gemvAdd++;
-        if (b != null) {
-            routes.gemvBias++;
-        }
-        return true;
     }
 
     /**

@@ -22,10 +22,6 @@ final class GemmRoutes {
     long gemvSwiglu;
     /** Of those, BaseConv's in-projections that took its decode step in the same kernel (gemvConv). */
     long gemvConv;
-    /** Of those, the products that took the norm of their input in (its rows not written). */
-    long gemvNormed;
-    /** Of those, the branches' last products that added their outputs into the residual (gemvAdd). */
-    long gemvAdd;
     /** Products of a decode step's rows by gemmRows (with or without a bias). */
     long gemmRows;
     /** Of those, the ones that added a bias. */
@@ -46,8 +42,6 @@ final class GemmRoutes {
         c.gemvBias = gemvBias;
         c.gemvSwiglu = gemvSwiglu;
         c.gemvConv = gemvConv;
-        c.gemvNormed = gemvNormed;
-        c.gemvAdd = gemvAdd;
         c.gemmRows = gemmRows;
         c.gemmRowsBias = gemmRowsBias;
         c.biasKernel = biasKernel;
@@ -59,8 +53,7 @@ final class GemmRoutes {
     public String toString() {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
-                + ", with BaseConv's step " + gemvConv
-                + ", taking their norm in " + gemvNormed + ", adding into the residual " + gemvAdd + "), gemmRows " + gemmRows
+                + ", with BaseConv's step " + gemvConv + "), gemmRows " + gemmRows
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

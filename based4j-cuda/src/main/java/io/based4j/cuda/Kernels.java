@@ -906,7 +906,11 @@ public final class Kernels {
      * at most 4 parts), else 0. The fused forms run version 3's sums, so that their numbers are its own.
      */
     static int gemvFusedParts(Precision p, int m, int n, int k, long x, long w) {
-        return gemvPairedPartsOf(p, GemvInput.rows(x), m, n, k, w);
+        if (m > GEMV_FUSED_MAX_ROWS || !gemvFits(m, k, x, w)) {
+            return 0;
+        }
+        int parts = gemv3Parts(p, m, n, k);
+        return parts <= 4 ? parts : 0;
     }
 
     /** Whether the fused forms of gemv serve here: version 3 is the one {@link #gemv} runs. */
@@ -915,138 +919,38 @@ public final class Kernels {
     }
 
     /**
-     * Where a fused gemv's x comes from: the rows of x (A {@code [m, k]}), or, normed, RMSNorm of float32 rows
-     * ({@code resid [m, k]}, the residual stream) times a norm weight (A {@code [k]}), each value rounded to A as the
-     * norm's kernel writes it: the kernel computes each row's rstd as addRmsNorm's kernel does (gemvRowsRstd) and
-     * normalises x as it reads it, the normed rows not written.
-     */
-    record GemvInput(long x, long resid, long normWeight, float eps) {
-        static GemvInput rows(long x) {
-            return new GemvInput(x, 0, 0, 0f);
-        }
-
-        static GemvInput normed(long resid, long normWeight, float eps) {
-            return new GemvInput(0, resid, normWeight, eps);
-        }
-
-        boolean isNormed() {
-            return resid != 0;
-        }
-
-        /** Whether the addresses suit the kernels' 16-byte loads (x, or the rows and the weight). */
-        boolean aligned() {
-            return isNormed() ? resid % 16 == 0 && normWeight % 16 == 0 : x % 16 == 0;
-        }
-
-        String suffix() {
-            return isNormed() ? "Norm" : "";
-        }
-
-        void put(KernelArgs a) {
-            if (isNormed()) {
-                a.ptr(resid).ptr(normWeight).f32(eps);
-            } else {
-                a.ptr(x);
-            }
-        }
-    }
-
-    /**
-     * The parts of version 3 for a product of {@code m} rows (at most {@link #GEMV_FUSED_MAX_ROWS}) into {@code n}
-     * outputs of width {@code k} from {@code in}, where the one-row-a-warp forms take it (a width of whole pieces,
-     * aligned operands), else 0.
-     */
-    static int gemvRowPartsOf(Precision p, GemvInput in, int m, int n, int k, long w) {
-        if (m > GEMV_FUSED_MAX_ROWS || !in.aligned() || !gemvFits(m, k, 0, w)) {
-            return 0;
-        }
-        return gemv3Parts(p, m, n, k);
-    }
-
-    /** {@link #gemvRowPartsOf} where a block must hold pairs of rows (the paired forms: at most 4 parts), else 0. */
-    static int gemvPairedPartsOf(Precision p, GemvInput in, int m, int n, int k, long w) {
-        int parts = gemvRowPartsOf(p, in, m, n, k, w);
-        return parts <= 4 ? parts : 0;
-    }
-
-    /**
      * {@code out = swiglu(x @ w^T (+ bias))}: x A {@code [m, k]}, w A {@code [2h, k]} (value rows then gate rows),
      * bias A {@code [2h]} or 0, out A {@code [m, h]}: {@link #gemv} version 3 and {@link #swiglu} in one kernel, their
      * numbers bit for bit. Requires {@link #gemvFusedParts} above 0 for {@code n = 2h}.
      */
     public void gemvSwiglu(Precision p, long x, long w, long bias, long out, int m, int h, int k) {
-        gemvSwiglu(p, GemvInput.rows(x), w, bias, out, m, h, k);
-    }
-
-    /** {@link #gemvSwiglu} from {@code in} (x, or a norm's rows taken in: the norm's numbers then these). */
-    void gemvSwiglu(Precision p, GemvInput in, long w, long bias, long out, int m, int h, int k) {
-        int pairs = pairedLaunch("gemvSwiglu", p, in, w, bias, out, m, h, k);
-        launch(function("gemvSwiglu" + in.suffix() + m, p), (h + pairs - 1) / pairs, 1, 1, THREADS, 0);
-    }
-
-    /** Checks a paired form's product and queues its common arguments; returns the pairs a block takes. */
-    private int pairedLaunch(String name, Precision p, GemvInput in, long w, long bias, long out, int m, int h, int k) {
-        require(h > 0 && h <= Integer.MAX_VALUE / 2, name + ": h " + h);
-        int parts = gemvPairedPartsOf(p, in, m, 2 * h, k, w);
-        require(parts > 0, name + ": " + m + " rows of width " + k + " into " + 2 * h + " outputs (at most "
+        require(h > 0 && h <= Integer.MAX_VALUE / 2, "gemvSwiglu: h " + h);
+        int parts = gemvFusedParts(p, m, 2 * h, k, x, w);
+        require(parts > 0, "gemvSwiglu: " + m + " rows of width " + k + " into " + 2 * h + " outputs (at most "
                 + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
-        args.reset();
-        in.put(args);
-        args.ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
-        return THREADS / 32 / parts / 2;
+        int pairs = THREADS / 32 / parts / 2;
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
+        launch(function("gemvSwiglu" + m, p), (h + pairs - 1) / pairs, 1, 1, THREADS, 0);
     }
 
     /**
      * {@code u = x @ w^T (+ bias)} and BaseConv's decode step of it ({@link #baseConvStep}) in one kernel: x A
      * {@code [m, k]} (row i the one token of the batch's sequence tokSeq[i]), w A {@code [2 inner, k]}, bias A
-     * {@code [2 inner]} or 0, conv taps {@code [inner, kernel]}, the float32 history of the conv state, out A
+     * {@code [2 inner]} or 0, conv taps {@code [inner, taps]}, the float32 history of the conv state, out A
      * {@code [m, inner]}: the numbers of {@link #gemv} version 3 then baseConvStep, bit for bit, u not written.
      * Requires {@link #gemvFusedParts} above 0 for {@code n = 2 inner}.
      */
     public void gemvConv(Precision p, long x, long w, long bias, long convW, long hist, long layout, long out, int m,
                          int inner, int k, int kernel) {
-        gemvConv(p, GemvInput.rows(x), w, bias, convW, hist, layout, out, m, inner, k, kernel);
-    }
-
-    /** {@link #gemvConv} from {@code in} (x, or a norm's rows taken in). */
-    void gemvConv(Precision p, GemvInput in, long w, long bias, long convW, long hist, long layout, long out, int m,
-                  int inner, int k, int kernel) {
-        require(kernel >= 1, "gemvConv: kernel " + kernel);
-        int pairs = pairedLaunch("gemvConv", p, in, w, bias, out, m, inner, k);
-        args.ptr(convW).ptr(hist).ptr(layout).i32(m).i32(kernel);
-        launch(function("gemvConv" + in.suffix() + m, p), (inner + pairs - 1) / pairs, 1, 1, THREADS, 0);
-    }
-
-    /**
-     * {@code out = rmsNorm(resid) * normWeight @ w^T (+ bias)}: the norm's rows taken into {@link #gemv} version 3 (one
-     * row of W a warp), not written: resid float32 {@code [m, k]}, normWeight A {@code [k]}, w A {@code [n, k]}, bias
-     * A {@code [n]} or 0, out {@code [m, n]} in A or float32. The numbers of the norm's kernel (addRmsNorm's) then
-     * version 3, bit for bit. Requires {@link #gemvRowPartsOf} above 0.
-     */
-    void gemvNormed(Precision p, GemvInput in, long w, long bias, long out, boolean outF32, int m, int n, int k) {
-        require(in.isNormed(), "gemvNormed: the input is not a norm's");
-        require(n > 0, "gemvNormed: n " + n);
-        int parts = gemvRowPartsOf(p, in, m, n, k, w);
-        require(parts > 0, "gemvNormed: " + m + " rows of width " + k + " (at most " + GEMV_FUSED_MAX_ROWS
-                + " rows, a width that is a multiple of 8, 16-byte aligned operands)");
-        args.reset();
-        in.put(args);
-        args.ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
-        launch(function("gemvNorm" + m, p), (n + THREADS / 32 / parts - 1) / (THREADS / 32 / parts), 1, 1, THREADS, 0);
-    }
-
-    /**
-     * {@code residual += x @ w^T (+ bias)}, each output rounded to A first as a branch buffer holds it (addRmsNorm then
-     * adds the same value): x A {@code [m, k]}, w A {@code [n, k]}, bias A {@code [n]} or 0, residual float32
-     * {@code [m, n]}: version 3's sums (one row of W a warp). Requires {@link #gemvRowPartsOf} above 0.
-     */
-    void gemvAdd(Precision p, long x, long w, long bias, long residual, int m, int n, int k) {
-        require(n > 0, "gemvAdd: n " + n);
-        int parts = gemvRowPartsOf(p, GemvInput.rows(x), m, n, k, w);
-        require(parts > 0, "gemvAdd: " + m + " rows of width " + k + " (at most " + GEMV_FUSED_MAX_ROWS
-                + " rows, a width that is a multiple of 8, 16-byte aligned operands)");
-        args.reset().ptr(x).ptr(w).ptr(bias).ptr(residual).i32(m).i32(n).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
-        launch(function("gemvAdd" + m, p), (n + THREADS / 32 / parts - 1) / (THREADS / 32 / parts), 1, 1, THREADS, 0);
+        require(inner > 0 && inner <= Integer.MAX_VALUE / 2 && kernel >= 1, "gemvConv: inner " + inner + ", kernel "
+                + kernel);
+        int parts = gemvFusedParts(p, m, 2 * inner, k, x, w);
+        require(parts > 0, "gemvConv: " + m + " rows of width " + k + " into " + 2 * inner + " outputs (at most "
+                + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
+        int pairs = THREADS / 32 / parts / 2;
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(inner).i32(k).i32(parts).i32(weightsFixed ? 1 : 0)
+                .ptr(convW).ptr(hist).ptr(layout).i32(m).i32(kernel);
+        launch(function("gemvConv" + m, p), (inner + pairs - 1) / pairs, 1, 1, THREADS, 0);
     }
 
     // ------------------------------------------------------------------------------------------------ gemmRows

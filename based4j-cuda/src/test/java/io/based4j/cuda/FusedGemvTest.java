@@ -17,10 +17,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * {@link Kernels#baseConvStep}: the outputs and the conv history after. One and two rows of x (sequences in slots
  * out of order, a slot left alone); based-1b's and based-360m's shapes and awkward ones (a block's pairs not filled,
  * a single output, widths of one piece of 8 values, parts of 1 to 4, conv kernels of 1 to 6 taps); with and without
- * a bias; W's first loads before the wait and after; both precisions. The forms that take a norm's rows in
- * ({@link Kernels#gemvNormed}, and gemvSwiglu and gemvConv from {@link Kernels.GemvInput#normed}) against
- * {@link Kernels#rmsNorm} (addRmsNorm's numbers) then the kernels apart; {@link Kernels#gemvAdd} against gemv into a
- * branch then {@link Kernels#addInto}, including a width cut into 8 parts.
+ * a bias; W's first loads before the wait and after; both precisions.
  */
 @GpuTest
 class FusedGemvTest {
@@ -112,103 +109,6 @@ class FusedGemvTest {
                 }
             }
             assertEquals(2 * shapes.length, checked, "every shape takes the fused kernel");
-        }
-    }
-
-    @ParameterizedTest(name = "{0}")
-    @MethodSource("precisions")
-    void normsTakenInAreTheNormKernelThenTheProduct(Precision p) {
-        SplittableRandom r = new SplittableRandom(13);
-        // outputs (2 x inner for the paired forms), width of the rows, conv kernel
-        int[][] shapes = {{1792, 1792, 3}, {1024, 1024, 3}, {100, 72, 4}, {1, 8, 1}, {37, 1000, 2}, {300, 1024, 3}};
-        float eps = 1e-5f;
-        try (KernelRig rig = new KernelRig()) {
-            int checked = 0;
-            for (int[] s : shapes) {
-                for (int m = 1; m <= Kernels.GEMV_FUSED_MAX_ROWS; m++) {
-                    int n = s[0];
-                    int k = s[1];
-                    int kernel = s[2];
-                    TokenBatch batch = m == 1 ? new TokenBatch(new int[] {1}, new int[] {3}, new int[] {1})
-                            : new TokenBatch(new int[] {1, 0}, new int[] {3, 8}, new int[] {1, 1});
-                    boolean bias = r.nextBoolean();
-                    rig.kernels.weightsFixed(r.nextBoolean());
-                    String what = p + " " + m + "x" + k + ", " + n + " outputs" + (bias ? " + bias" : "");
-                    long resid = rig.floats(gaussian(r, m * k, 3.0));
-                    long g = rig.values(p, gaussian(r, k));
-                    long normed = rig.zeros((long) m * k * p.bytes());
-                    rig.kernels.rmsNorm(p, resid, g, normed, m, k, eps);
-                    Kernels.GemvInput in = Kernels.GemvInput.normed(resid, g, eps);
-                    // the plain product, into float32 and into A
-                    long w = rig.values(p, gaussian(r, n * k, 1.0 / Math.sqrt(k)));
-                    long b = bias ? rig.values(p, gaussian(r, 2 * n)) : 0;
-                    boolean outF32 = r.nextBoolean();
-                    Precision outType = outF32 ? Precision.F32 : p;
-                    long apart = rig.zeros((long) m * n * outType.bytes());
-                    long fused = rig.zeros((long) m * n * outType.bytes());
-                    rig.kernels.gemv(3, p, normed, w, b, apart, outF32, m, n, k);
-                    rig.kernels.gemvNormed(p, in, w, b, fused, outF32, m, n, k);
-                    assertArrayEquals(rig.values(outType, apart, m * n), rig.values(outType, fused, m * n),
-                            what + ": gemvNormed");
-                    // SwiGLU and BaseConv's step on 2n outputs
-                    long w2 = rig.values(p, gaussian(r, 2 * n * k, 1.0 / Math.sqrt(k)));
-                    if (Kernels.gemvPairedPartsOf(p, in, m, 2 * n, k, w2) == 0) {
-                        continue;
-                    }
-                    long product = rig.zeros((long) m * 2 * n * p.bytes());
-                    rig.kernels.gemv(3, p, normed, w2, b, product, false, m, 2 * n, k);
-                    long gateApart = rig.zeros((long) m * n * p.bytes());
-                    long gateFused = rig.zeros((long) m * n * p.bytes());
-                    rig.kernels.swiglu(p, product, gateApart, m, n);
-                    rig.kernels.gemvSwiglu(p, in, w2, b, gateFused, m, n, k);
-                    assertArrayEquals(rig.values(p, gateApart, m * n), rig.values(p, gateFused, m * n),
-                            what + ": gemvSwiglu of a norm");
-                    float[] hist = gaussian(r, 2 * Math.max(1, kernel - 1) * n);
-                    long histApart = rig.floats(hist);
-                    long histFused = rig.floats(hist);
-                    long taps = rig.values(p, gaussian(r, n * kernel));
-                    long layout = rig.ints(CudaBackend.layoutOf(batch));
-                    long convApart = rig.zeros((long) m * n * p.bytes());
-                    long convFused = rig.zeros((long) m * n * p.bytes());
-                    rig.kernels.baseConvStep(p, product, taps, histApart, layout, convApart, m, n, kernel);
-                    rig.kernels.gemvConv(p, in, w2, b, taps, histFused, layout, convFused, m, n, k, kernel);
-                    assertArrayEquals(rig.values(p, convApart, m * n), rig.values(p, convFused, m * n),
-                            what + ": gemvConv of a norm");
-                    assertArrayEquals(rig.floats(histApart, hist.length), rig.floats(histFused, hist.length),
-                            what + ": gemvConv of a norm, history");
-                    checked++;
-                }
-            }
-            assertEquals(2 * shapes.length, checked, "every shape takes the paired forms");
-        }
-    }
-
-    @ParameterizedTest(name = "{0}")
-    @MethodSource("precisions")
-    void addingIntoTheResidualIsTheBranchThenItsAdd(Precision p) {
-        SplittableRandom r = new SplittableRandom(17);
-        int[][] shapes = {{1792, 3584}, {1024, 2048}, {100, 56}, {1, 8}, {33, 1000}, {8, 1 << 14}};
-        try (KernelRig rig = new KernelRig()) {
-            for (int[] s : shapes) {
-                for (int m = 1; m <= Kernels.GEMV_FUSED_MAX_ROWS; m++) {
-                    int n = s[0];
-                    int k = s[1];
-                    boolean bias = r.nextBoolean();
-                    rig.kernels.weightsFixed(r.nextBoolean());
-                    long x = rig.values(p, gaussian(r, m * k));
-                    long w = rig.values(p, gaussian(r, n * k, 1.0 / Math.sqrt(k)));
-                    long b = bias ? rig.values(p, gaussian(r, n)) : 0;
-                    float[] res = gaussian(r, m * n, 3.0);
-                    long resApart = rig.floats(res);
-                    long resFused = rig.floats(res);
-                    long branch = rig.zeros((long) m * n * p.bytes());
-                    rig.kernels.gemv(3, p, x, w, b, branch, false, m, n, k);
-                    rig.kernels.addInto(p, resApart, branch, (long) m * n);
-                    rig.kernels.gemvAdd(p, x, w, b, resFused, m, n, k);
-                    assertArrayEquals(rig.floats(resApart, m * n), rig.floats(resFused, m * n),
-                            p + " " + m + "x" + k + ", " + n + " outputs" + (bias ? " + bias" : "") + ": gemvAdd");
-                }
-            }
         }
     }
 
