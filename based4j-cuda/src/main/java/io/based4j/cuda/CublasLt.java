@@ -22,7 +22,8 @@ import java.util.function.IntFunction;
  * names the product's shape.
  *
  * <p>With {@link #timing} on (a training backend's products: {@link CudaBackend#timeProducts}), a plan of a product
- * of at least {@value #TIMED_MIN_MULTIPLY_ADDS} multiply-adds takes, instead of the heuristic's first, the fastest of
+ * of at least {@value #TIMED_MIN_MULTIPLY_ADDS} multiply-adds (or the number {@value #TIMED_FROM_PROPERTY} sets)
+ * takes, instead of the heuristic's first, the fastest of
  * its answer, each algorithm timed with events on the call's own inputs and a scratch output, and keeps the choice in
  * {@link GemmChoices} (for the process, and in a file), so that every later plan of the same product, in this process
  * or in a resumed run's, takes the same algorithm without timing. On an H200 the first choice was up to 41% slower
@@ -515,7 +516,8 @@ public final class CublasLt implements AutoCloseable {
     }
 
     /**
-     * Has plans built from now on (products of at least {@value #TIMED_MIN_MULTIPLY_ADDS} multiply-adds) take the
+     * Has plans built from now on (products of at least {@value #TIMED_MIN_MULTIPLY_ADDS} multiply-adds, or what
+     * {@value #TIMED_FROM_PROPERTY} sets) take the
      * algorithm kept in {@code choices} for their product on a device named {@code deviceName}, else the fastest of
      * the heuristic's answer, timed then and kept there; null: the heuristic's first, untimed (the default). Timing
      * waits for the device, so nothing is timed while the stream is captured ({@link #capturing(boolean)}).

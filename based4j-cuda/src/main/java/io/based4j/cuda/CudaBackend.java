@@ -1046,10 +1046,11 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer o = bufferOf(out);
         CudaWeight cw = weightOf(convWeight);
         int inner = cfg.innerWidth();
-        if (state instanceof CudaStates.Conv st && fusedGemv(a, m, b, ub) && oneTokenEach(batch)
+        if (state != null && fusedGemv(a, m, b, ub) && oneTokenEach(batch)
                 && batch.totalTokens() == a.rows && m.rows() == 2 * inner && o.type == precision && o.rows == a.rows
                 && o.cols == inner && cw.type == precision && (long) cw.rows() * cw.cols() == (long) inner * cfg.kernel()
                 && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
+            CudaStates.Conv st = state(state, CudaStates.Conv.class, "baseConv");  // a live conv state
             checkSlots(batch, st, "baseConv");
             kernels.gemvConv(precision, a.ptr, m.ptr, b == null ? 0 : b.ptr, cw.ptr, st.regions[0], layout(batch), o.ptr,
                     a.rows, inner, a.cols, cfg.kernel());

@@ -1,0 +1,23 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.junit.jupiter.api.Test;
+
+/** {@code -Dbased4j.cuda.gemmTimedFrom}: a positive number of multiply-adds, the default where unset, else refused. */
+class GemmTimedFromTest {
+    @Test
+    void theThresholdIsAPositiveNumber() {
+        assertEquals(CublasLt.TIMED_MIN_MULTIPLY_ADDS, CublasLt.timedFrom(null));
+        assertEquals(CublasLt.TIMED_MIN_MULTIPLY_ADDS, CublasLt.timedFrom(" "));
+        assertEquals(1_000_000L, CublasLt.timedFrom("1000000"));
+        assertEquals(5L, CublasLt.timedFrom(" 5 "));
+        for (String bad : new String[] {"0", "-3", "lots", "1e6"}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> CublasLt.timedFrom(bad));
+            assertTrue(e.getMessage().contains(CublasLt.TIMED_FROM_PROPERTY) && e.getMessage().contains(bad),
+                    e.getMessage());
+        }
+    }
+}
