@@ -466,25 +466,22 @@ GEMV3_KERNEL(1, 2, 4)
 GEMV3_KERNEL(2, 4, 4)
 GEMV3_KERNEL(4, 8, 2)
 
-// the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvConv{MM}
+// the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvConv{MM}; W and A
+// are the types of the namespace the entry points are defined in (SUFFIX _f32 or _bf16)
+#define GEMV_FUSED_KERNELS_OF(MM, SUFFIX)                                                                               \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##SUFFIX(                              \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
+        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##SUFFIX(                                \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
+        float* hist, const int* layout, int B, int k) {                                                              \
+        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }
 #define GEMV_FUSED_KERNELS(MM)                                                                                          \
     namespace b4j_f32 {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##_f32(                                 \
-        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
-        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##_f32(                                   \
-        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
-        float* hist, const int* layout, int B, int k) {                                                              \
-        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }                \
+    GEMV_FUSED_KERNELS_OF(MM, _f32)                                                                                  \
     }                                                                                                                \
     namespace b4j_bf16 {                                                                                             \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##_bf16(                                \
-        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
-        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##_bf16(                                  \
-        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
-        float* hist, const int* layout, int B, int k) {                                                              \
-        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }                \
+    GEMV_FUSED_KERNELS_OF(MM, _bf16)                                                                                 \
     }
 GEMV_FUSED_KERNELS(1)
 GEMV_FUSED_KERNELS(2)
