@@ -115,6 +115,7 @@ public final class Kernels {
                 DECODE_VERSIONS, 0);
         this.gemvVersion = version(GEMV_VERSION_PROPERTY, System.getProperty(GEMV_VERSION_PROPERTY), GEMV_VERSIONS,
                 GEMV_VERSION);
+        gemv3WarpsAim();
         this.linearDecodeVersion = version(LINEAR_DECODE_VERSION_PROPERTY,
                 System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS, 0);
     }
@@ -851,7 +852,26 @@ public final class Kernels {
      */
     static final int GEMV_VERSIONS = 3;
     /** Warps version 3 aims to give a product at least, by parts of rows (a wave of 4 blocks a multiprocessor: 4224). */
-    private static final int GEMV3_WARPS = 2048;
+    static final int GEMV3_WARPS = 2048;
+    /** The system property that sets another aim than {@value #GEMV3_WARPS} (a number of warps, from 32), to compare. */
+    static final String GEMV3_WARPS_PROPERTY = "based4j.cuda.gemv3Warps";
+    private static volatile Integer gemv3WarpsAim;
+
+    /**
+     * The warps version 3 aims for: {@value #GEMV3_WARPS} unless {@value #GEMV3_WARPS_PROPERTY} says otherwise (read
+     * once; a Kernels checks it as it is made).
+     *
+     * @throws IllegalArgumentException naming the property and the value where it is not a number from 32
+     */
+    static int gemv3WarpsAim() {
+        Integer v = gemv3WarpsAim;
+        if (v == null) {
+            v = atLeast(GEMV3_WARPS_PROPERTY, System.getProperty(GEMV3_WARPS_PROPERTY), 32, GEMV3_WARPS,
+                    "a number of warps");
+            gemv3WarpsAim = v;
+        }
+        return v;
+    }
 
     /** The version {@link #gemv} runs. */
     int gemvVersion() {
@@ -1173,6 +1193,7 @@ public final class Kernels {
     /**
      * Parts of the width that gemv version 3 gives a row group's warps: 1, 2, 4 or 8, the fewest that leave each part
      * one round of loads (32 lanes x 8 / R pieces of 8 bf16 values, 4 / R of float32) and give {@value #GEMV3_WARPS}
+     * (or what {@value #GEMV3_WARPS_PROPERTY} sets)
      * warps or more, each part keeping 32 pieces or more.
      */
     static int gemv3Parts(Precision p, int m, int n, int k) {
@@ -1182,7 +1203,7 @@ public final class Kernels {
         int pieces = k / 8;
         int parts = 1;
         while (parts < 8 && ((pieces + parts - 1) / parts > round
-                || (groups * parts < GEMV3_WARPS && pieces / (2 * parts) >= 32))) {
+                || (groups * parts < gemv3WarpsAim() && pieces / (2 * parts) >= 32))) {
             parts *= 2;
         }
         return parts;
