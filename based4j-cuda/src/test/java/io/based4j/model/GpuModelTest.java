@@ -160,8 +160,9 @@ class GpuModelTest {
         return Math.sqrt(s / v.length);
     }
 
+    /** What a failure says: the case, what went wrong, the seed that draws the case again and its configuration. */
     private static String ctx(DecodeEqualsPrefillTest.Case c, String what) {
-        return c.name() + ": " + what + " [-Dbased4j.seed=" + DecodeEqualsPrefillTest.SEED + "]";
+        return c.name() + ": " + what + " [-Dbased4j.seed=" + DecodeEqualsPrefillTest.SEED + "; " + c.config() + "]";
     }
 
     @ParameterizedTest(name = "{0}")
