@@ -110,16 +110,13 @@ __device__ __forceinline__ GemvPart gemvPartOf(int K, int P) {
 }
 
 /**
- * The end of gemv versions 2 and 3: each warp's sums added over its lanes in a fixed order into partial[warp], then
- * the P parts' sums of each output in part order, the bias added and the result rounded once (deterministic). The
- * block's warps are groups of P parts, a group R rows of w; MM rows of x at most, M of them there.
+ * Adds each of a warp's R x MM sums over its lanes in a fixed order (a butterfly, deterministic) into
+ * partial[warp][r][m], for the M rows of x there.
  */
-template <int R, int MM, typename W, typename A>
-__device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partial)[R][MM], const W* bias, void* out,
-                                             int outF32, int M, int N, int P) {
+template <int R, int MM>
+__device__ __forceinline__ void gemvWarpSums(float (&acc)[R][MM], float (*partial)[R][MM], int M) {
     const int warp = threadIdx.x >> 5;
     const int lane = threadIdx.x & 31;
-    const int groups = (GEMV_THREADS / 32) / P;
 #pragma unroll
     for (int r = 0; r < R; r++) {
 #pragma unroll
@@ -131,6 +128,18 @@ __device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partia
             }
         }
     }
+}
+
+/**
+ * The end of gemv versions 2 and 3: each warp's sums added over its lanes in a fixed order into partial[warp], then
+ * the P parts' sums of each output in part order, the bias added and the result rounded once (deterministic). The
+ * block's warps are groups of P parts, a group R rows of w; MM rows of x at most, M of them there.
+ */
+template <int R, int MM, typename W, typename A>
+__device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partial)[R][MM], const W* bias, void* out,
+                                             int outF32, int M, int N, int P) {
+    const int groups = (GEMV_THREADS / 32) / P;
+    gemvWarpSums<R, MM>(acc, partial, M);
     __syncthreads();
     // thread t: (group, r, m) of the block's outputs, the parts summed in order
     for (int t = threadIdx.x; t < groups * R * MM; t += GEMV_THREADS) {
@@ -329,21 +338,6 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
     gemvPartsOut<R, MM, W, A>(acc, partial, bias, out, outF32, M, N, P);
 }
 
-/** Adds each of a warp's MM sums over its lanes (the fixed butterfly of gemvPartsOut) into partial[warp][0][m]. */
-template <int MM>
-__device__ __forceinline__ void gemvWarpSums(float (&acc)[1][MM], float (*partial)[1][MM], int M) {
-    const int warp = threadIdx.x >> 5;
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int m = 0; m < MM; m++) {
-        if (m < M) {
-            float v = acc[0][m];
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0) partial[warp][0][m] = v;
-        }
-    }
-}
-
 /**
  * A product of 2H outputs and the op that pairs output j with output H + j after it, in one kernel: y and g, outputs j
  * and H + j rounded to A as the product would write them, for M <= MM rows of x (MM 1 or 2). CONV 0: out[m, j] =
@@ -374,7 +368,7 @@ __device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M,
     const int n0 = j < H ? half * H + j : N;  // past the product's rows: no loads
     float acc[1][MM];
     gemv3Sums<1, MM, W, A>(x, w, M, N, K, n0, c0, c1, early, acc);
-    gemvWarpSums<MM>(acc, partial, M);
+    gemvWarpSums<1, MM>(acc, partial, M);
     __syncthreads();
     for (int t = threadIdx.x; t < pairs * MM; t += GEMV_THREADS) {
         const int p = t / MM;
