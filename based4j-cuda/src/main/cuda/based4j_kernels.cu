@@ -870,6 +870,7 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_attention_mma.cuh"
 #include "train_loss_mma.cuh"
 #include "gemm_rows.cuh"
+#include "gemm_wgmma.cuh"
 
 // ------------------------------------------------------------------------------------------------ profiling
 

@@ -50,6 +50,57 @@ struct GrShape {
 };
 
 /**
+ * The end of a product whose S blocks of a cluster each hold a float32 tile red[f * RLD + m] (outputs f of the tile
+ * from f0, rows m from m0) of their part of the width: block `rank` adds outputs [rank 128 / S, (rank + 1) 128 / S)
+ * of the S tiles in the order of the blocks (through distributed shared memory), adds the bias and writes the
+ * `rows` rows, rounded once to bf16 or in float32. Every one of the THREADS threads of every block of the cluster
+ * calls it (it synchronises them).
+ */
+template <int S, int RLD, int THREADS>
+__device__ __forceinline__ void grReduceStore(const float* red, int rank, int f0, int m0, int rows, int N,
+                                              const lmm_bf16* bias, void* out, int outF32) {
+    constexpr int TILE = 128;
+    const int tid = threadIdx.x;
+#if B4J_GR_CLUSTERS
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    if (S > 1) {
+        cluster.sync();
+    } else {
+        __syncthreads();
+    }
+#else
+    __syncthreads();
+#endif
+    constexpr int share = TILE / S;  // outputs this block writes
+    for (int idx = tid; idx < rows * share; idx += THREADS) {
+        const int m = idx / share;
+        const int fl = rank * share + (idx - m * share);
+        const int n = f0 + fl;
+        if (n >= N) continue;
+        float sum = 0.0f;
+#pragma unroll
+        for (int s = 0; s < S; s++) {
+#if B4J_GR_CLUSTERS
+            const float* part = S > 1 ? cluster.map_shared_rank(red, s) : red;
+#else
+            const float* part = red;
+#endif
+            sum += part[fl * RLD + m];
+        }
+        if (bias != nullptr) sum += toF(bias[n]);
+        const i64 o = (i64)(m0 + m) * N + n;
+        if (outF32) {
+            reinterpret_cast<float*>(out)[o] = sum;
+        } else {
+            reinterpret_cast<lmm_bf16*>(out)[o] = __float2bfloat16_rn(sum);
+        }
+    }
+#if B4J_GR_CLUSTERS
+    if (S > 1) cluster.sync();  // no block leaves while another still reads its tile
+#endif
+}
+
+/**
  * out[m][n] = sum_k x[m][k] W[n][k] (+ bias[n]) for the rows m0 .. m0 + MP - 1 of x (grid y) and the outputs of tile
  * blockIdx.x / S; the block's rank r = blockIdx.x % S in its cluster takes stages [r T / S, (r + 1) T / S) of the
  * T = K / 64. Where early is set (a recorded decode step: no kernel of it writes weights), the first stages of W are
@@ -172,43 +223,7 @@ __device__ __forceinline__ void gemmRowsBody(const lmm_bf16* x, const lmm_bf16* 
             red[(f + 8) * G::RLD + b + 1] = acc[fi][j][3];
         }
     }
-#if B4J_GR_CLUSTERS
-    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
-    if (S > 1) {
-        cluster.sync();
-    } else {
-        __syncthreads();
-    }
-#else
-    __syncthreads();
-#endif
-    constexpr int share = GR_FEATURES / S;  // outputs this block writes
-    for (int idx = tid; idx < rows * share; idx += GR_THREADS) {
-        const int m = idx / share;
-        const int fl = rank * share + (idx - m * share);
-        const int n = f0 + fl;
-        if (n >= N) continue;
-        float sum = 0.0f;
-#pragma unroll
-        for (int s = 0; s < S; s++) {
-#if B4J_GR_CLUSTERS
-            const float* part = S > 1 ? cluster.map_shared_rank(red, s) : red;
-#else
-            const float* part = red;
-#endif
-            sum += part[fl * G::RLD + m];
-        }
-        if (bias != nullptr) sum += toF(bias[n]);
-        const i64 o = (i64)(m0 + m) * N + n;
-        if (outF32) {
-            reinterpret_cast<float*>(out)[o] = sum;
-        } else {
-            reinterpret_cast<lmm_bf16*>(out)[o] = __float2bfloat16_rn(sum);
-        }
-    }
-#if B4J_GR_CLUSTERS
-    if (S > 1) cluster.sync();  // no block leaves while another still reads its tile
-#endif
+    grReduceStore<S, G::RLD, GR_THREADS>(red, rank, f0, m0, rows, N, bias, out, outF32);
 }
 
 }  // namespace b4j

@@ -164,7 +164,8 @@ public final class CudaBackend implements TrainingBackend {
             lt.timing(gemmChoices(), deviceName);
         }
         this.kernels = new Kernels(cu, module, stream);
-        kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR));
+        kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
+                cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR));
         kernels.multiprocessors(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
         kernels.sharedOptInLimit(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN));
         kernels.sharedPerMultiprocessor(cu.attribute(ordinal,
@@ -964,8 +965,8 @@ public final class CudaBackend implements TrainingBackend {
         TrainingBackend.super.matmulAdd(x, w, bias, residual, out);
     }
 
-    /** Which kernel takes a product: the decode step's own (gemmRows, gemv) or the library's. */
-    private enum Route { GEMM_ROWS, GEMV, LIBRARY }
+    /** Which kernel takes a product: the decode step's own (gemmWg, gemmRows, gemv) or the library's. */
+    private enum Route { GEMM_WG, GEMM_ROWS, GEMV, LIBRARY }
 
     /**
      * The kernel {@link #gemm} takes for {@code out = x @ w^T (+ bias)}, shapes checked: the decode step's own take
@@ -977,6 +978,10 @@ public final class CudaBackend implements TrainingBackend {
         int m = w.rows();
         boolean ownKernels = x.type == precision && w.type == precision && (bias == null || bias.type == precision)
                 && (out.type == precision || out.type == Precision.F32);
+        if (ownKernels && precision == Precision.BF16 && Kernels.gemmWgFits(n, k, x.ptr, w.ptr)
+                && kernels.gemmWgPays(n, m, k)) {
+            return Route.GEMM_WG;
+        }
         if (ownKernels && precision == Precision.BF16 && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
                 && kernels.gemmRowsPays(n, m, k)) {
             return Route.GEMM_ROWS;
@@ -1084,6 +1089,16 @@ public final class CudaBackend implements TrainingBackend {
             return true;
         }
         Route route = route(x, w, bias, out);
+        if (route == Route.GEMM_WG) {
+            // a decode step of many sequences (Kernels.gemmWgWins): the weights streamed once, on wgmma
+            kernels.gemmWg(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, out.type == Precision.F32,
+                    n, m, k);
+            routes.gemmWg++;
+            if (bias != null) {
+                routes.gemmWgBias++;
+            }
+            return true;
+        }
         if (route == Route.GEMM_ROWS) {
             // a decode step's few rows (Kernels.gemmRowsWins): the weights streamed once, on tensor cores
             kernels.gemmRows(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr,

@@ -3,7 +3,7 @@ package io.based4j.cuda;
 /**
  * How many of a {@link CudaBackend}'s matrix products took each route, for the tests and benchmarks that check the
  * fast paths are taken: cuBLASLt, with or without an epilogue, or {@code cublasGemmEx} where cuBLASLt had no
- * algorithm; the decode step's own kernels (gemv, gemmRows); and the separate kernels for what no epilogue did.
+ * algorithm; the decode step's own kernels (gemv, gemmRows, gemmWg); and the separate kernels for what no epilogue did.
  */
 final class GemmRoutes {
     /** cuBLASLt products with no epilogue. */
@@ -26,6 +26,10 @@ final class GemmRoutes {
     long gemmRows;
     /** Of those, the ones that added a bias. */
     long gemmRowsBias;
+    /** Products of a decode step's many rows by gemmWg (with or without a bias). */
+    long gemmWg;
+    /** Of those, the ones that added a bias. */
+    long gemmWgBias;
     /** Biases added by a kernel of their own. */
     long biasKernel;
     /** Bias gradients summed by a kernel or product of their own. */
@@ -44,6 +48,8 @@ final class GemmRoutes {
         c.gemvConv = gemvConv;
         c.gemmRows = gemmRows;
         c.gemmRowsBias = gemmRowsBias;
+        c.gemmWg = gemmWg;
+        c.gemmWgBias = gemmWgBias;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
         return c;
@@ -53,7 +59,7 @@ final class GemmRoutes {
     public String toString() {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
-                + ", with BaseConv's step " + gemvConv + "), gemmRows " + gemmRows
+                + ", with BaseConv's step " + gemvConv + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

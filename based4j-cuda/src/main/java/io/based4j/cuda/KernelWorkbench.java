@@ -54,9 +54,9 @@ public final class KernelWorkbench {
     }
 
     /**
-     * based-1b's (d 1792) and based-360m's (d 1024) decode products at 1, 2, 8, 32 and 128 rows (a decode step of as
-     * many sequences: the gemv kernels take at most 8 rows, gemmRows up to 128, cuBLAS any), where the weights are
-     * still the bytes that count.
+     * based-1b's (d 1792) and based-360m's (d 1024) decode products at 1, 2, 8, 32, 64, 128 and 256 rows (a decode
+     * step of as many sequences: the gemv kernels take at most 8 rows, gemmRows up to 128, gemmWg and cuBLAS any),
+     * where the weights are still the bytes that count.
      */
     static final List<GemvShape> GEMV_SHAPES = gemvShapes();
 
@@ -65,7 +65,7 @@ public final class KernelWorkbench {
                 {1024, 2048}};
         String[] names = {"1b mlp in", "1b mlp out", "1b qkv", "1b proj", "1b head", "360m mlp in", "360m mlp out"};
         List<GemvShape> shapes = new ArrayList<>();
-        for (int m : new int[] {1, 2, 8, 32, 128}) {
+        for (int m : new int[] {1, 2, 8, 32, 64, 128, 256}) {
             for (int i = 0; i < nk.length; i++) {
                 shapes.add(new GemvShape(names[i], m, nk[i][0], nk[i][1]));
             }
@@ -148,10 +148,12 @@ public final class KernelWorkbench {
                 names.add("cublasGemmEx");
                 calls.add(c -> blas.gemm(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c], Cublas.R_16BF,
                         s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(), Cublas.COMPUTE_32F));
-                boolean rowsUsed = Kernels.gemmRowsFits(s.m(), s.k(), xd, ws[0])
+                boolean wgFits = kernels.wgmmaFits() && Kernels.gemmWgFits(s.m(), s.k(), xd, ws[0]);
+                boolean wgUsed = wgFits && kernels.gemmWgPays(s.m(), s.n(), s.k());
+                boolean rowsUsed = !wgUsed && Kernels.gemmRowsFits(s.m(), s.k(), xd, ws[0])
                         && kernels.gemmRowsPays(s.m(), s.n(), s.k());
-                boolean gemvUsed = !rowsUsed && s.m() <= Kernels.GEMV_MAX_ROWS && kernels.gemvPays(s.m(), s.n(), s.k());
-                names.add("cublasLt" + (gemvUsed || rowsUsed ? "" : " (used)"));
+                boolean gemvUsed = !wgUsed && !rowsUsed && s.m() <= Kernels.GEMV_MAX_ROWS && kernels.gemvPays(s.m(), s.n(), s.k());
+                names.add("cublasLt" + (gemvUsed || rowsUsed || wgUsed ? "" : " (used)"));
                 calls.add(c -> gpu.cublasLt().matmul(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c],
                         Cublas.R_16BF, s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(),
                         Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0));
@@ -171,6 +173,15 @@ public final class KernelWorkbench {
                         names.add("rows s" + split + (used ? " (used)" : ""));
                         calls.add(c -> kernels.gemmRows(split, Precision.BF16, xd, ws[c], 0, out, false, s.m(),
                                 s.n(), s.k()));
+                    }
+                }
+                if (wgFits) {
+                    int chosen = kernels.gemmWgSplit(s.m(), s.n(), s.k());
+                    for (int split : Kernels.GEMM_WG_SPLITS) {
+                        boolean used = wgUsed && split == chosen;
+                        names.add("wg s" + split + (used ? " (used)" : ""));
+                        calls.add(c -> kernels.gemmWg(split, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(),
+                                s.k()));
                     }
                 }
                 for (int i = 0; i < names.size(); i++) {

@@ -1016,15 +1016,7 @@ public final class Kernels {
 
     /** The mode {@value #GEMM_ROWS_PROPERTY} names: auto (also where unset), on or off. */
     static String gemmRowsMode(String value) {
-        if (value == null) {
-            return "auto";
-        }
-        String v = value.trim();
-        if (!v.equals("auto") && !v.equals("on") && !v.equals("off")) {
-            throw new IllegalArgumentException("-D" + GEMM_ROWS_PROPERTY + " must be auto, on or off, got '" + value
-                    + "'");
-        }
-        return v;
+        return autoOnOff(GEMM_ROWS_PROPERTY, value);
     }
 
     /**
@@ -1169,6 +1161,148 @@ public final class Kernels {
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
                 .i32(weightsFixed ? 1 : 0);
         launch(fn, (int) (tiles * split), 1, 1, GEMM_ROWS_THREADS, shared);
+    }
+
+    // ------------------------------------------------------------------------------------------------ gemmWg
+
+    /** Rows of x a block of {@link #gemmWg} takes (the grid's second dimension covers more). */
+    static final int GEMM_WG_ROWS = 128;
+    /** Outputs a block of {@link #gemmWg} takes. */
+    static final int GEMM_WG_FEATURES = 128;
+    /** The width's stage of {@link #gemmWg}: K must be a multiple of it. */
+    static final int GEMM_WG_STAGE = 64;
+    /** Threads of a block of {@link #gemmWg}: two warpgroups. */
+    private static final int GEMM_WG_THREADS = 256;
+    /** Dynamic shared memory of a block of {@link #gemmWg}: four stages of W's and x's 128 rows, and 1 KiB to align. */
+    static final int GEMM_WG_SMEM = 4 * (GEMM_WG_FEATURES + GEMM_WG_ROWS) * GEMM_WG_STAGE * 2 + 1024;
+    /** The cluster sizes {@link #gemmWg} is compiled for: the blocks that share a tile's width. */
+    static final int[] GEMM_WG_SPLITS = {1, 2, 4, 8};
+    /** Rows of x above which {@code on} in {@value #GEMM_WG_PROPERTY} leaves a product to the library. */
+    static final int GEMM_WG_ON_MAX = 1024;
+    /**
+     * The system property that says which products take {@link #gemmWg}: {@code auto} (the default: where it was
+     * measured faster, {@link #gemmWgWins}), {@code on} (every product of up to {@value #GEMM_WG_ON_MAX} rows it
+     * fits) or {@code off}.
+     */
+    static final String GEMM_WG_PROPERTY = "based4j.cuda.gemmWg";
+
+    private final String gemmWgMode = autoOnOff(GEMM_WG_PROPERTY, System.getProperty(GEMM_WG_PROPERTY));
+    /** Whether the device runs the sm_90a binary's wgmma (compute capability 9.0): {@link #gemmWg}. */
+    private boolean wgmmaFits;
+
+    /** The mode a property of auto, on and off names (auto where unset). */
+    static String autoOnOff(String property, String value) {
+        if (value == null) {
+            return "auto";
+        }
+        String v = value.trim();
+        if (!v.equals("auto") && !v.equals("on") && !v.equals("off")) {
+            throw new IllegalArgumentException("-D" + property + " must be auto, on or off, got '" + value + "'");
+        }
+        return v;
+    }
+
+    /**
+     * Says the device's compute capability, major and minor: {@link #computeCapability(int)}, and whether the
+     * sm_90a binary (its wgmma) runs: on 9.0 only.
+     */
+    void computeCapability(int major, int minor) {
+        computeCapability(major);
+        wgmmaFits = major == 9 && minor == 0;
+    }
+
+    /** Whether {@link #gemmWg} runs on this device. */
+    boolean wgmmaFits() {
+        return wgmmaFits;
+    }
+
+    /**
+     * Whether {@link #gemmWg} takes a product of {@code m} rows of width {@code k} at these addresses: a row or more,
+     * k a positive multiple of {@value #GEMM_WG_STAGE}, x and w 16-byte aligned.
+     */
+    static boolean gemmWgFits(int m, int k, long x, long w) {
+        return m >= 1 && k > 0 && k % GEMM_WG_STAGE == 0 && x % 16 == 0 && w % 16 == 0;
+    }
+
+    /** Where {@link #gemmWg} made products faster on an H200 than the library and gemmRows. */
+    static boolean gemmWgWins(int rows, int n) {
+        return rows >= 33 && rows <= GEMM_WG_ROWS;
+    }
+
+    /**
+     * Whether a product of {@code rows} rows into {@code n} outputs of width {@code k} goes to {@link #gemmWg}: on an
+     * sm_90a device whose blocks may take its shared memory, by default where {@link #gemmWgWins} says, with
+     * {@code on} for up to {@value #GEMM_WG_ON_MAX} rows.
+     */
+    boolean gemmWgPays(int rows, int n, int k) {
+        boolean fits = wgmmaFits && rows >= 1 && (sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit);
+        return switch (gemmWgMode) {
+            case "off" -> false;
+            case "on" -> fits && rows <= GEMM_WG_ON_MAX;
+            default -> fits && gemmWgWins(rows, n);
+        };
+    }
+
+    /**
+     * The blocks that share a tile's width in {@link #gemmWg} for {@code blocks} tiles (outputs by rows) of width
+     * {@code k} on {@code sms} multiprocessors: the smallest of 1, 2, 4, 8 that gives the product 5/8 of a block a
+     * multiprocessor, keeping two stages of the width a block or more.
+     */
+    static int gemmWgSplit(long blocks, int k, int sms) {
+        long want = (5L * sms + 7) / 8;
+        int stages = k / GEMM_WG_STAGE;
+        int split = 1;
+        while (split < 8 && blocks * split < want && stages / (2 * split) >= 2) {
+            split *= 2;
+        }
+        return split;
+    }
+
+    /** The blocks of {@link #gemmWg} for {@code m} rows into {@code n} outputs, before the width is split. */
+    static long gemmWgBlocks(int m, int n) {
+        return ((long) n + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES * (((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS);
+    }
+
+    /**
+     * {@code out = x @ w^T (+ bias)} on Hopper's warpgroup tensor cores (gemm_wgmma.cuh): x bf16 {@code [m, k]}, w
+     * bf16 {@code [n, k]}, bias bf16 {@code [n]} or 0, out {@code [m, n]} in bf16, or float32 where {@code outF32};
+     * float32 sums added in a fixed order, the bias before the one rounding. Requires {@link #gemmWgFits} and
+     * {@link #wgmmaFits}.
+     */
+    public void gemmWg(Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
+        gemmWg(gemmWgSplit(m, n, k), p, x, w, bias, out, outF32, m, n, k);
+    }
+
+    /** The split {@link #gemmWg} takes here for {@code m} rows into {@code n} outputs of width {@code k}. */
+    int gemmWgSplit(int m, int n, int k) {
+        return gemmWgSplit(gemmWgBlocks(m, n), k, multiprocessors);
+    }
+
+    /**
+     * {@link #gemmWg} with the width shared by {@code split} blocks (1, 2, 4 or 8): the kernel gemmWg{split}, tiles
+     * of {@value #GEMM_WG_FEATURES} outputs by {@value #GEMM_WG_ROWS} rows.
+     */
+    void gemmWg(int split, Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
+        require(p == Precision.BF16, "gemmWg: bf16 operands only, got " + p.suffix());
+        require(wgmmaFits, "gemmWg: needs an sm_90a device (compute capability 9.0)");
+        require(gemmWgFits(m, k, x, w), "gemmWg: " + m + " rows of width " + k + " (a row or more, a width that is a"
+                + " multiple of " + GEMM_WG_STAGE + ", 16-byte aligned operands)");
+        require(n >= 0, "gemmWg: n " + n);
+        require(split == 1 || split == 2 || split == 4 || split == 8, "gemmWg: split " + split + " (1, 2, 4 or 8)");
+        require(sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit, "gemmWg: a block takes " + GEMM_WG_SMEM
+                + " bytes of shared memory; this device allows " + sharedOptInLimit);
+        if (n == 0) {
+            return;
+        }
+        long tiles = ((long) n + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES;
+        long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
+        require(tiles * split <= Integer.MAX_VALUE && rowBlocks <= 65535, "gemmWg: " + m + " rows into " + n
+                + " outputs");
+        long fn = function("gemmWg" + split, p);
+        optIn(fn, GEMM_WG_SMEM);
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
+                .i32(weightsFixed ? 1 : 0);
+        launch(fn, (int) (tiles * split), (int) rowBlocks, 1, GEMM_WG_THREADS, GEMM_WG_SMEM);
     }
 
     /** Rows of w a warp of gemv version 2 takes: 1, 2 or 4 for up to 2, 4 or 8 rows of x. */

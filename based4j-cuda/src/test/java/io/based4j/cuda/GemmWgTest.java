@@ -1,0 +1,84 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The decode step's wgmma product ({@link Kernels#gemmWg}, gemm_wgmma.cuh) against a float64 product, at every split
+ * of the width it is compiled for (clusters of 1, 2, 4 and 8 blocks) and on awkward sizes: 1 to 300 rows of x (a
+ * block's 128 filled and not, a second and a third block of rows), outputs of 1, 7, 129 and 1000 (the last tile of
+ * 128 not filled), widths of 64 (one stage), 192 (fewer stages than blocks in a cluster of 4 or 8) and 1792, with and
+ * without a bias, into bf16 and float32; and based-1b's MLP out-projection at 128 rows (56 stages of the width). The
+ * allowance is gemmRows' (GemmRowsTest): float32 sums of the exact products of bf16 inputs, 2^-10 of the sum of |x w|
+ * for the tensor cores' order and truncation, and one bf16 rounding of the value. Nothing past the output is written;
+ * the same call again gives the same bits, and so does the call that requests its first weights before its wait. On
+ * a device without the sm_90a binary's wgmma the launcher refuses, naming why.
+ */
+@GpuTest
+class GemmWgTest {
+    @Test
+    void everySplitIsTheProductAndRepeatsItself() {
+        SplittableRandom r = new SplittableRandom(17);
+        try (KernelRig rig = new KernelRig()) {
+            int major = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+            int minor = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+            rig.kernels.computeCapability(major, minor);
+            rig.kernels.multiprocessors(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
+            if (!rig.kernels.wgmmaFits()) {
+                long buf = rig.zeros(1 << 16);
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                        () -> rig.kernels.gemmWg(1, Precision.BF16, buf, buf, 0, buf, false, 1, 8, 64));
+                assertTrue(e.getMessage().contains("sm_90a"), e.getMessage());
+                return;
+            }
+            int[] ks = {64, 192, 1792};
+            for (int split : Kernels.GEMM_WG_SPLITS) {
+                for (int m : new int[] {1, 3, 64, 100, 128, 129, 300}) {
+                    for (int n : new int[] {1, 7, 129, 1000}) {
+                        int k = m > 128 && n == 1000 ? 64 : ks[r.nextInt(ks.length)];
+                        check(rig, split, m, n, k, r.nextBoolean(), r.nextBoolean(), r);
+                    }
+                }
+                for (int k : ks) {
+                    check(rig, split, 100, 129, k, true, false, r);
+                }
+                if (split == 2 || split == 8) {
+                    check(rig, split, 128, 1792, 3584, true, false, r);
+                }
+            }
+        }
+    }
+
+    private static void check(KernelRig rig, int split, int m, int n, int k, boolean withBias, boolean outF32,
+                              SplittableRandom r) {
+        Precision p = Precision.BF16;
+        RowProducts.Inputs in = RowProducts.inputs(rig, p, r, m, n, k, withBias, outF32);
+        int guard = 64;  // values past the output, which must stay zero
+        long out = rig.zeros((long) (m * n + guard) * in.outType().bytes());
+        rig.kernels.gemmWg(split, p, in.xd(), in.wd(), in.bd(), out, outF32, m, n, k);
+        float[] all = rig.values(in.outType(), out, m * n + guard);
+        String what = "split " + split + ", " + m + "x" + k + " . " + k + "x" + n + (withBias ? " + bias" : "")
+                + (outF32 ? " -> f32" : "");
+        for (int i = m * n; i < all.length; i++) {
+            assertEquals(0f, all[i], what + ": a value past the output written");
+        }
+        float[] got = java.util.Arrays.copyOf(all, m * n);
+        RowProducts.within(what, in.x(), in.w(), in.usedBias(), m, n, k, got, in.outType(), 0x1p-10);
+        long again = rig.zeros((long) m * n * in.outType().bytes());
+        rig.kernels.gemmWg(split, p, in.xd(), in.wd(), in.bd(), again, outF32, m, n, k);
+        assertArrayEquals(got, rig.values(in.outType(), again, m * n), what + ": the same bits again");
+        rig.kernels.weightsFixed(true);
+        try {
+            long early = rig.zeros((long) m * n * in.outType().bytes());
+            rig.kernels.gemmWg(split, p, in.xd(), in.wd(), in.bd(), early, outF32, m, n, k);
+            assertArrayEquals(got, rig.values(in.outType(), early, m * n), what + ": the same bits, weights early");
+        } finally {
+            rig.kernels.weightsFixed(false);
+        }
+    }
+}
