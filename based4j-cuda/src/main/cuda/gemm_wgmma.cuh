@@ -8,12 +8,12 @@
 // matrix rate, beside 25.7 MB of weights, 5.7 us at the copy bandwidth). gemmRows' mma.sync leaves the tensor cores
 // too slow for that and the library's 128-wide tiles leave most multiprocessors idle on the narrow products (1792
 // outputs: 14 tiles). Here a block takes 128 outputs (rows of W) by 128 rows of x and a share of the width (K): its
-// 256 threads stream W's rows and x's through four stages of 64 columns with cp.async (rows of x past the last
+// 256 threads stream W's rows and x's through six stages of 64 columns with cp.async (rows of x past the last
 // filled with zeros by the copy), written in the 128-byte swizzled layout wgmma reads, and each warpgroup multiplies
 // its 64 outputs by the 128 rows with wgmma.m64n128k16 (W the A operand, x the B operand, both K-major, read from
 // shared memory through descriptors) while the next stages load. The S blocks sharing a tile's width form a cluster
-// and add up their float32 tiles as gemmRows does (grReduceStore: in the order of the blocks, deterministic, the
-// bias before the one rounding).
+// and add up their float32 tiles through distributed shared memory, 16 bytes a read (in the order of the blocks,
+// deterministic, the bias before the one rounding).
 //
 // Requirements (checked by Kernels.gemmWgFits and the launcher): bf16, K a multiple of 64, x and W 16-byte
 // aligned, an sm_90a device (compute capability 9.0: the kernels are empty in the other binaries and the host never
@@ -32,10 +32,10 @@ constexpr int GW_THREADS = 256;                        // two warpgroups of 64 o
 constexpr int GW_FEATURES = 128;                       // outputs (rows of W) a block
 constexpr int GW_ROWS = 128;                           // rows of x a block: the wgmma's n
 constexpr int GW_KC = 64;                              // columns a stage: one 128-byte row of the swizzled layout
-constexpr int GW_STAGES = 4;
+constexpr int GW_STAGES = 6;
 constexpr int GW_TILE_BYTES = GW_FEATURES * GW_KC * 2;  // W's part of a stage (x's is as large)
 constexpr int GW_STAGE_BYTES = GW_TILE_BYTES + GW_ROWS * GW_KC * 2;
-constexpr int GW_RLD = GW_ROWS + 1;                    // the float32 tile's row stride (outputs by rows of x)
+constexpr int GW_RLD = GW_ROWS + 4;                    // the float32 tile's row stride (outputs by rows of x)
 constexpr int GW_SMEM = GW_STAGES * GW_STAGE_BYTES + 1024;  // and the 1024 bytes the swizzled layout's alignment takes
 static_assert(GW_FEATURES * GW_RLD * 4 <= GW_STAGES * GW_STAGE_BYTES, "the float32 tile fits in the stages");
 
@@ -80,13 +80,65 @@ __device__ __forceinline__ void gwMma(float (&d)[64], unsigned long long a, unsi
           "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
           "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(a), "l"(b), "r"(1));
+        : "l"(a), "l"(b), "r"(1)
+        : "memory");
 }
 
 /** Keeps the compiler from moving accesses of d across the wgmma calls around it. */
 __device__ __forceinline__ void gwFenceOperands(float (&d)[64]) {
 #pragma unroll
     for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+#endif
+
+#if B4J_GW_WGMMA
+/**
+ * The end of gemmWg: the S blocks of a cluster each hold the float32 tile red[f * GW_RLD + m] of their part of the
+ * width; block `rank` adds outputs [rank 128 / S, (rank + 1) 128 / S) of the S tiles, four rows of x a read (16
+ * bytes through distributed shared memory), in the order of the blocks, adds the bias and writes the `rows` rows
+ * from m0, rounded once to bf16 or in float32. Every thread of every block of the cluster calls it.
+ */
+template <int S>
+__device__ __forceinline__ void gwReduceStore(const float* red, int rank, int f0, int m0, int rows, int N,
+                                              const lmm_bf16* bias, void* out, int outF32) {
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    if (S > 1) {
+        cluster.sync();
+    } else {
+        __syncthreads();
+    }
+    constexpr int share = GW_FEATURES / S;  // outputs this block writes
+    const int quads = (rows + 3) >> 2;
+    for (int idx = threadIdx.x; idx < quads * share; idx += GW_THREADS) {
+        const int mq = idx / share;
+        const int fl = rank * share + (idx - mq * share);
+        const int n = f0 + fl;
+        if (n >= N) continue;
+        float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int s = 0; s < S; s++) {
+            const float* part = S > 1 ? cluster.map_shared_rank(red, s) : red;
+            const float4 v = *reinterpret_cast<const float4*>(part + fl * GW_RLD + 4 * mq);
+            sum.x += v.x;
+            sum.y += v.y;
+            sum.z += v.z;
+            sum.w += v.w;
+        }
+        const float b = bias != nullptr ? toF(bias[n]) : 0.0f;
+        const float v4[4] = {sum.x + b, sum.y + b, sum.z + b, sum.w + b};
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int m = 4 * mq + e;
+            if (m >= rows) break;
+            const i64 o = (i64)(m0 + m) * N + n;
+            if (outF32) {
+                reinterpret_cast<float*>(out)[o] = v4[e];
+            } else {
+                reinterpret_cast<lmm_bf16*>(out)[o] = __float2bfloat16_rn(v4[e]);
+            }
+        }
+    }
+    if (S > 1) cluster.sync();  // no block leaves while another still reads its tile
 }
 #endif
 
@@ -163,6 +215,7 @@ __device__ __forceinline__ void gemmWgBody(const lmm_bf16* x, const lmm_bf16* w,
         const unsigned sb = base + (i % GW_STAGES) * GW_STAGE_BYTES;
         const unsigned a = sb + wg * 64 * 128;  // the warpgroup's 64 rows of W
         const unsigned b = sb + GW_TILE_BYTES;
+        gwFenceOperands(d);
         asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
         for (int kk = 0; kk < GW_KC / 16; kk++) gwMma(d, gwDescriptor(a + 32 * kk), gwDescriptor(b + 32 * kk));
@@ -186,18 +239,16 @@ __device__ __forceinline__ void gemmWgBody(const lmm_bf16* x, const lmm_bf16* w,
 #pragma unroll
     for (int j = 0; j < GW_ROWS / 8; j++) {
         const int m = 8 * j + 2 * q;  // its column (a row of x)
-        red[f * GW_RLD + m] = d[4 * j];
-        red[f * GW_RLD + m + 1] = d[4 * j + 1];
-        red[(f + 8) * GW_RLD + m] = d[4 * j + 2];
-        red[(f + 8) * GW_RLD + m + 1] = d[4 * j + 3];
+        *reinterpret_cast<float2*>(red + f * GW_RLD + m) = make_float2(d[4 * j], d[4 * j + 1]);
+        *reinterpret_cast<float2*>(red + (f + 8) * GW_RLD + m) = make_float2(d[4 * j + 2], d[4 * j + 3]);
     }
-    grReduceStore<S, GW_RLD, GW_THREADS>(red, rank, f0, m0, rows, N, bias, out, outF32);
+    gwReduceStore<S>(red, rank, f0, m0, rows, N, bias, out, outF32);
 #endif
 }
 
 }  // namespace b4j
 
-// gemmWg{S}_bf16: clusters of S blocks along the width, one block a multiprocessor (its 129 KiB of shared memory)
+// gemmWg{S}_bf16: clusters of S blocks along the width, one block a multiprocessor (its 193 KiB of shared memory)
 #define B4J_GEMM_WG(S)                                                                                               \
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(b4j::GW_THREADS, 1) B4J_GR_CLUSTER_DIMS(S)                          \

@@ -1173,8 +1173,8 @@ public final class Kernels {
     static final int GEMM_WG_STAGE = 64;
     /** Threads of a block of {@link #gemmWg}: two warpgroups. */
     private static final int GEMM_WG_THREADS = 256;
-    /** Dynamic shared memory of a block of {@link #gemmWg}: four stages of W's and x's 128 rows, and 1 KiB to align. */
-    static final int GEMM_WG_SMEM = 4 * (GEMM_WG_FEATURES + GEMM_WG_ROWS) * GEMM_WG_STAGE * 2 + 1024;
+    /** Dynamic shared memory of a block of {@link #gemmWg}: six stages of W's and x's 128 rows, and 1 KiB to align. */
+    static final int GEMM_WG_SMEM = 6 * (GEMM_WG_FEATURES + GEMM_WG_ROWS) * GEMM_WG_STAGE * 2 + 1024;
     /** The cluster sizes {@link #gemmWg} is compiled for: the blocks that share a tile's width. */
     static final int[] GEMM_WG_SPLITS = {1, 2, 4, 8};
     /** Rows of x above which {@code on} in {@value #GEMM_WG_PROPERTY} leaves a product to the library. */
