@@ -979,7 +979,7 @@ public final class CudaBackend implements TrainingBackend {
         boolean ownKernels = x.type == precision && w.type == precision && (bias == null || bias.type == precision)
                 && (out.type == precision || out.type == Precision.F32);
         if (ownKernels && precision == Precision.BF16 && Kernels.gemmWgFits(n, k, x.ptr, w.ptr)
-                && kernels.gemmWgPays(n, m, k)) {
+                && kernels.gemmWgPays(n)) {
             return Route.GEMM_WG;
         }
         if (ownKernels && precision == Precision.BF16 && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
@@ -1090,7 +1090,7 @@ public final class CudaBackend implements TrainingBackend {
         }
         Route route = route(x, w, bias, out);
         if (route == Route.GEMM_WG) {
-            // a decode step of many sequences (Kernels.gemmWgWins): the weights streamed once, on wgmma
+            // asked for (Kernels.GEMM_WG_PROPERTY): the weights streamed once, on wgmma
             kernels.gemmWg(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, out.type == Precision.F32,
                     n, m, k);
             routes.gemmWg++;

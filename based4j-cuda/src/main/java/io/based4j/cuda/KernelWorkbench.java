@@ -149,7 +149,7 @@ public final class KernelWorkbench {
                 calls.add(c -> blas.gemm(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c], Cublas.R_16BF,
                         s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(), Cublas.COMPUTE_32F));
                 boolean wgFits = kernels.wgmmaFits() && Kernels.gemmWgFits(s.m(), s.k(), xd, ws[0]);
-                boolean wgUsed = wgFits && kernels.gemmWgPays(s.m(), s.n(), s.k());
+                boolean wgUsed = wgFits && kernels.gemmWgPays(s.m());
                 boolean rowsUsed = !wgUsed && Kernels.gemmRowsFits(s.m(), s.k(), xd, ws[0])
                         && kernels.gemmRowsPays(s.m(), s.n(), s.k());
                 boolean gemvUsed = !wgUsed && !rowsUsed && s.m() <= Kernels.GEMV_MAX_ROWS && kernels.gemvPays(s.m(), s.n(), s.k());

@@ -178,6 +178,13 @@ public final class Kernels {
         return function(base + "_" + p.suffix());
     }
 
+    /** {@link #function(String, Precision)}, opted in to {@code shared} bytes of dynamic shared memory. */
+    long function(String base, Precision p, int shared) {
+        long fn = function(base, p);
+        optIn(fn, shared);
+        return fn;
+    }
+
     void launch(long fn, int gx, int gy, int gz, int block, int shared) {
         if (timed != null && !capturing) {
             long start = cu.createEvent();
@@ -646,8 +653,7 @@ public final class Kernels {
                 + " bytes of shared memory, more than " + LINEAR_MAX_SHARED);
         int tiles = (dh + dt - 1) / dt;
         require(tiles <= MAX_GRID_YZ, "linearAttention: head dim " + dh + " is too large");
-        long fn = function("linearAttention", p);
-        optIn(fn, shared);
+        long fn = function("linearAttention", p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(T).i32(B).i32(H).i32(f)
                 .i32(dh).f32(eps).i32(dt);
         launch(fn, B, H, tiles, LINEAR_THREADS, shared);
@@ -706,8 +712,7 @@ public final class Kernels {
         int e = 1 + f + f * (f + 1) / 2;
         boolean quads = linearDecodeQuads(version, dh, kvState);
         int shared = 4 * (int) linearDecodeFloats(e, f, dh, quads ? 4 * LINEAR_THREADS : LINEAR_THREADS);
-        long fn = function(linearDecodeKernel(version, dh, kvState), p);
-        optIn(fn, shared);
+        long fn = function(linearDecodeKernel(version, dh, kvState), p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(B).i32(H).i32(f).i32(dh)
                 .f32(eps);
         launch(fn, B, H, 1, LINEAR_THREADS, shared);
@@ -945,12 +950,21 @@ public final class Kernels {
      */
     public void gemvSwiglu(Precision p, long x, long w, long bias, long out, int m, int h, int k) {
         require(h > 0 && h <= Integer.MAX_VALUE / 2, "gemvSwiglu: h " + h);
+        int blocks = gemvPairedArgs("gemvSwiglu", p, x, w, bias, out, m, h, k);
+        launch(function("gemvSwiglu" + m, p), blocks, 1, 1, THREADS, 0);
+    }
+
+    /**
+     * Checks a paired gemv (gemvSwiglu, gemvConv) of m rows of width k into 2 h outputs and sets its first nine
+     * arguments: the blocks it takes.
+     */
+    private int gemvPairedArgs(String op, Precision p, long x, long w, long bias, long out, int m, int h, int k) {
         int parts = gemvFusedParts(p, m, 2 * h, k, x, w);
-        require(parts > 0, "gemvSwiglu: " + m + " rows of width " + k + " into " + 2 * h + " outputs (at most "
+        require(parts > 0, op + ": " + m + " rows of width " + k + " into " + 2 * h + " outputs (at most "
                 + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
         int pairs = THREADS / 32 / parts / 2;
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
-        launch(function("gemvSwiglu" + m, p), (h + pairs - 1) / pairs, 1, 1, THREADS, 0);
+        return (h + pairs - 1) / pairs;
     }
 
     /**
@@ -964,13 +978,9 @@ public final class Kernels {
                          int inner, int k, int kernel) {
         require(inner > 0 && inner <= Integer.MAX_VALUE / 2 && kernel >= 1, "gemvConv: inner " + inner + ", kernel "
                 + kernel);
-        int parts = gemvFusedParts(p, m, 2 * inner, k, x, w);
-        require(parts > 0, "gemvConv: " + m + " rows of width " + k + " into " + 2 * inner + " outputs (at most "
-                + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
-        int pairs = THREADS / 32 / parts / 2;
-        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(inner).i32(k).i32(parts).i32(weightsFixed ? 1 : 0)
-                .ptr(convW).ptr(hist).ptr(layout).i32(m).i32(kernel);
-        launch(function("gemvConv" + m, p), (inner + pairs - 1) / pairs, 1, 1, THREADS, 0);
+        int blocks = gemvPairedArgs("gemvConv", p, x, w, bias, out, m, inner, k);
+        args.ptr(convW).ptr(hist).ptr(layout).i32(m).i32(kernel);
+        launch(function("gemvConv" + m, p), blocks, 1, 1, THREADS, 0);
     }
 
     // ------------------------------------------------------------------------------------------------ gemmRows
@@ -1016,7 +1026,15 @@ public final class Kernels {
 
     /** The mode {@value #GEMM_ROWS_PROPERTY} names: auto (also where unset), on or off. */
     static String gemmRowsMode(String value) {
-        return autoOnOff(GEMM_ROWS_PROPERTY, value);
+        if (value == null) {
+            return "auto";
+        }
+        String v = value.trim();
+        if (!v.equals("auto") && !v.equals("on") && !v.equals("off")) {
+            throw new IllegalArgumentException("-D" + GEMM_ROWS_PROPERTY + " must be auto, on or off, got '" + value
+                    + "'");
+        }
+        return v;
     }
 
     /**
@@ -1096,12 +1114,16 @@ public final class Kernels {
      * at 8 rows); more blocks than that were slower (a cluster's blocks wait for each other at its end).
      */
     static int gemmRowsSplit(int n, int k, int sms, boolean clusters) {
-        if (!clusters) {
-            return 1;
-        }
-        long tiles = gemmRowsTiles(n);
+        return clusters ? clusterSplit(gemmRowsTiles(n), k / GEMM_ROWS_STAGE, sms) : 1;
+    }
+
+    /**
+     * The blocks of a cluster that share a tile's width for {@code tiles} tiles of {@code stages} stages of the width
+     * on {@code sms} multiprocessors: the smallest of 1, 2, 4, 8 that gives 3/7 of a block a multiprocessor, keeping two
+     * stages a block or more.
+     */
+    static int clusterSplit(long tiles, int stages, int sms) {
         long want = (3L * sms + 6) / 7;
-        int stages = k / GEMM_ROWS_STAGE;
         int split = 1;
         while (split < 8 && tiles * split < want && stages / (2 * split) >= 2) {
             split *= 2;
@@ -1154,8 +1176,7 @@ public final class Kernels {
         int shared = gemmRowsSmem(mp);
         require(sharedOptInLimit == 0 || shared <= sharedOptInLimit, "gemmRows: " + m + " rows take " + shared
                 + " bytes of shared memory a block; this device allows " + sharedOptInLimit);
-        long fn = function("gemmRows" + mp + "s" + split, p);
-        optIn(fn, shared);
+        long fn = function("gemmRows" + mp + "s" + split, p, shared);
         long tiles = gemmRowsTiles(n);
         require(tiles * split <= Integer.MAX_VALUE, "gemmRows: " + n + " outputs");
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
@@ -1177,30 +1198,19 @@ public final class Kernels {
     static final int GEMM_WG_SMEM = 6 * (GEMM_WG_FEATURES + GEMM_WG_ROWS) * GEMM_WG_STAGE * 2 + 1024;
     /** The cluster sizes {@link #gemmWg} is compiled for: the blocks that share a tile's width. */
     static final int[] GEMM_WG_SPLITS = {1, 2, 4, 8};
-    /** Rows of x above which {@code on} in {@value #GEMM_WG_PROPERTY} leaves a product to the library. */
+    /** Rows of x above which {@value #GEMM_WG_PROPERTY} leaves a product to the other kernels. */
     static final int GEMM_WG_ON_MAX = 1024;
     /**
-     * The system property that says which products take {@link #gemmWg}: {@code auto} (the default: where it was
-     * measured faster, {@link #gemmWgWins}), {@code on} (every product of up to {@value #GEMM_WG_ON_MAX} rows it
-     * fits) or {@code off}.
+     * The system property that sends every product of up to {@value #GEMM_WG_ON_MAX} rows {@link #gemmWg} fits to it:
+     * {@code true}, for comparisons; off by default, since on an H200 it made based-1b's decode steps slower at 64
+     * and 128 sequences (every product, or only the narrow ones), though the workbench has it as fast as cuBLASLt on
+     * the narrow products of 64 and 128 rows.
      */
     static final String GEMM_WG_PROPERTY = "based4j.cuda.gemmWg";
 
-    private final String gemmWgMode = autoOnOff(GEMM_WG_PROPERTY, System.getProperty(GEMM_WG_PROPERTY));
+    private final boolean gemmWgOn = onOff(GEMM_WG_PROPERTY, System.getProperty(GEMM_WG_PROPERTY)) == Boolean.TRUE;
     /** Whether the device runs the sm_90a binary's wgmma (compute capability 9.0): {@link #gemmWg}. */
     private boolean wgmmaFits;
-
-    /** The mode a property of auto, on and off names (auto where unset). */
-    static String autoOnOff(String property, String value) {
-        if (value == null) {
-            return "auto";
-        }
-        String v = value.trim();
-        if (!v.equals("auto") && !v.equals("on") && !v.equals("off")) {
-            throw new IllegalArgumentException("-D" + property + " must be auto, on or off, got '" + value + "'");
-        }
-        return v;
-    }
 
     /**
      * Says the device's compute capability, major and minor: {@link #computeCapability(int)}, and whether the
@@ -1224,38 +1234,25 @@ public final class Kernels {
         return m >= 1 && k > 0 && k % GEMM_WG_STAGE == 0 && x % 16 == 0 && w % 16 == 0;
     }
 
-    /** Where {@link #gemmWg} made products faster on an H200 than the library and gemmRows. */
-    static boolean gemmWgWins(int rows, int n) {
-        return rows >= 33 && rows <= GEMM_WG_ROWS;
-    }
-
     /**
-     * Whether a product of {@code rows} rows into {@code n} outputs of width {@code k} goes to {@link #gemmWg}: on an
-     * sm_90a device whose blocks may take its shared memory, by default where {@link #gemmWgWins} says, with
-     * {@code on} for up to {@value #GEMM_WG_ON_MAX} rows.
+     * Whether a product of {@code rows} rows goes to {@link #gemmWg}: where {@value #GEMM_WG_PROPERTY} is true, on an
+     * sm_90a device whose blocks may take its shared memory, for up to {@value #GEMM_WG_ON_MAX} rows.
      */
-    boolean gemmWgPays(int rows, int n, int k) {
-        boolean fits = wgmmaFits && rows >= 1 && (sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit);
-        return switch (gemmWgMode) {
-            case "off" -> false;
-            case "on" -> fits && rows <= GEMM_WG_ON_MAX;
-            default -> fits && gemmWgWins(rows, n);
-        };
+    boolean gemmWgPays(int rows) {
+        return gemmWgOn && wgmmaFits && rows >= 1 && rows <= GEMM_WG_ON_MAX
+                && (sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit);
     }
 
     /**
      * The blocks that share a tile's width in {@link #gemmWg} for {@code blocks} tiles (outputs by rows) of width
-     * {@code k} on {@code sms} multiprocessors: the smallest of 1, 2, 4, 8 that gives the product 5/8 of a block a
-     * multiprocessor, keeping two stages of the width a block or more.
+     * {@code k} on {@code sms} multiprocessors: as {@link #gemmRowsSplit(int, int, int, boolean)} chooses for its
+     * tiles ({@link #clusterSplit}). Measured on an H200 at 64 and 128 rows: the split it gives was the fastest for
+     * each of based-1b's and based-360m's products (based-1b's MLP in-projection at 128 rows 16.7 us in 2 against 18.8
+     * in 1 and 26.9 in 4, its out-projection 14.0 in 8 against 17.4 in 4, based-360m's MLP in-projection 12.8 in 2
+     * against 21.4 in 4).
      */
     static int gemmWgSplit(long blocks, int k, int sms) {
-        long want = (5L * sms + 7) / 8;
-        int stages = k / GEMM_WG_STAGE;
-        int split = 1;
-        while (split < 8 && blocks * split < want && stages / (2 * split) >= 2) {
-            split *= 2;
-        }
-        return split;
+        return clusterSplit(blocks, k / GEMM_WG_STAGE, sms);
     }
 
     /** The blocks of {@link #gemmWg} for {@code m} rows into {@code n} outputs, before the width is split. */
@@ -1298,8 +1295,7 @@ public final class Kernels {
         long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
         require(tiles * split <= Integer.MAX_VALUE && rowBlocks <= 65535, "gemmWg: " + m + " rows into " + n
                 + " outputs");
-        long fn = function("gemmWg" + split, p);
-        optIn(fn, GEMM_WG_SMEM);
+        long fn = function("gemmWg" + split, p, GEMM_WG_SMEM);
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
                 .i32(weightsFixed ? 1 : 0);
         launch(fn, (int) (tiles * split), (int) rowBlocks, 1, GEMM_WG_THREADS, GEMM_WG_SMEM);
@@ -1589,8 +1585,7 @@ public final class Kernels {
         }
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
-        long fn = function("attentionDecodeWindow", p);
-        optIn(fn, shared);
+        long fn = function("attentionDecodeWindow", p, shared);
         launch(fn, windowDecodeGrid((int) items, shared, multiprocessors, sharedPerMultiprocessor), 1, 1,
                 WINDOW_DECODE_THREADS, shared);
     }

@@ -508,23 +508,12 @@ public final class MixerTrainKernels implements AutoCloseable {
         return shared;
     }
 
-    /** The function {@code name} of precision p, opted in to {@code shared} bytes of dynamic shared memory. */
-    private long functionWithShared(String name, Precision p, int shared) {
-        long fn = k.function(name, p);
-        k.optIn(fn, shared);
-        return fn;
-    }
-
-    /** A linear-attention kernel, opted in to its shared memory. */
-    private long linearFunction(String name, Precision p, int shared) {
-        return functionWithShared(name, p, shared);
-    }
 
     /** Chunk states of k and v, then their exclusive prefix sums over the chunks (in place). */
     private void linearStates(Precision p, long k, long v, long states, int batch, int seqLen, int heads,
                               int featureDim, int headDim, int shared) {
         this.k.args.reset().ptr(k).ptr(v).ptr(states).i32(seqLen).i32(heads).i32(featureDim).i32(headDim);
-        this.k.launch(linearFunction("linearAttentionChunkStates", p, shared), linearChunks(seqLen), heads, batch,
+        this.k.launch(this.k.function("linearAttentionChunkStates", p, shared), linearChunks(seqLen), heads, batch,
                 LINEAR_THREADS, shared);
         linearScan(p, states, batch, seqLen, heads, featureDim, headDim, false);
     }
@@ -655,7 +644,7 @@ public final class MixerTrainKernels implements AutoCloseable {
         linearStates(p, k, v, states, batch, seqLen, heads, featureDim, headDim, shared);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(states).ptr(out).i32(seqLen).i32(heads).i32(featureDim)
                 .i32(headDim).f32(eps);
-        this.k.launch(linearFunction("linearAttentionChunkForward", p, shared), linearChunks(seqLen), heads, batch,
+        this.k.launch(this.k.function("linearAttentionChunkForward", p, shared), linearChunks(seqLen), heads, batch,
                 LINEAR_THREADS, shared);
     }
 
@@ -744,12 +733,12 @@ public final class MixerTrainKernels implements AutoCloseable {
         linearStates(p, k, v, states, batch, seqLen, heads, featureDim, headDim, shared);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(dout).ptr(states).ptr(g).ptr(dq).i32(seqLen).i32(heads)
                 .i32(featureDim).i32(headDim).f32(eps);
-        this.k.launch(linearFunction("linearAttentionChunkBackwardQ", p, shared), chunks, heads, batch,
+        this.k.launch(this.k.function("linearAttentionChunkBackwardQ", p, shared), chunks, heads, batch,
                 LINEAR_THREADS, shared);
         linearScan(p, states, batch, seqLen, heads, featureDim, headDim, true);
         this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(g).ptr(states).ptr(dk).ptr(dv).i32(seqLen).i32(heads)
                 .i32(featureDim).i32(headDim);
-        this.k.launch(linearFunction("linearAttentionChunkBackwardKV", p, shared), chunks, heads, batch,
+        this.k.launch(this.k.function("linearAttentionChunkBackwardKV", p, shared), chunks, heads, batch,
                 LINEAR_THREADS, shared);
     }
 
@@ -1422,7 +1411,7 @@ public final class MixerTrainKernels implements AutoCloseable {
         k.args.reset().ptr(qk.q()).ptr(qk.k()).i64(qk.stride()).ptr(qkv + 2 * 2 * d).i64(3 * d).ptr(out).ptr(lse)
                 .i32(seqLen).i32(heads).i32(headDim).i32(window).f32(softmaxScale);
         int shared = attentionForwardSharedBytes(padded);
-        k.launch(functionWithShared("attentionMmaForward" + padded, Precision.BF16, shared), mmaBlocksOf(seqLen),
+        k.launch(k.function("attentionMmaForward" + padded, Precision.BF16, shared), mmaBlocksOf(seqLen),
                 heads, batch, ATTENTION_THREADS, shared);
     }
 
@@ -1454,7 +1443,7 @@ public final class MixerTrainKernels implements AutoCloseable {
             k.args.reset().ptr(qk.q()).ptr(qk.k()).i64(qk.stride()).ptr(qkv + 2 * 2 * d).i64(3 * d).ptr(dout)
                     .ptr(lse).ptr(rowDots).ptr(qk.rotary()).ptr(dqkv).i32(seqLen).i32(heads).i32(headDim).i32(window)
                     .i32(rotaryDim).f32(softmaxScale);
-            k.launch(functionWithShared(names[i] + padded, Precision.BF16, shared[i]), mmaBlocksOf(seqLen), heads,
+            k.launch(k.function(names[i] + padded, Precision.BF16, shared[i]), mmaBlocksOf(seqLen), heads,
                     batch, ATTENTION_THREADS, shared[i]);
         }
     }

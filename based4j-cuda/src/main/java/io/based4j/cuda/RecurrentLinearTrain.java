@@ -63,18 +63,12 @@ final class RecurrentLinearTrain {
         return shared;
     }
 
-    private long function(String name, Precision p, int shared) {
-        long fn = k.function(name, p);
-        k.optIn(fn, shared);
-        return fn;
-    }
-
     void forward(Precision p, long q, long kk, long v, long out, int batch, int seqLen, int heads, int featureDim,
                  int headDim, float eps) {
         int shared = check("linearAttentionForward", featureDim, headDim);
         k.args.reset().ptr(q).ptr(kk).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim).f32(eps)
                 .i32(tile(featureDim, headDim));
-        k.launch(function("linearAttentionTrainForward", p, shared), batch, heads, tiles(featureDim, headDim),
+        k.launch(k.function("linearAttentionTrainForward", p, shared), batch, heads, tiles(featureDim, headDim),
                 THREADS, shared);
     }
 
@@ -90,13 +84,13 @@ final class RecurrentLinearTrain {
         long dkPart = dqPart + 4L * tiles * cells * featureDim;
         k.args.reset().ptr(q).ptr(kk).ptr(v).ptr(dout).ptr(dots).i32(seqLen).i32(heads).i32(featureDim)
                 .i32(headDim).f32(eps).i32(dt);
-        k.launch(function("linearAttentionTrainBackwardDots", p, shared), batch, heads, tiles, THREADS, shared);
+        k.launch(k.function("linearAttentionTrainBackwardDots", p, shared), batch, heads, tiles, THREADS, shared);
         k.args.reset().ptr(q).ptr(kk).ptr(v).ptr(dout).ptr(dots).ptr(denominators).ptr(dqPart).i32(seqLen)
                 .i32(heads).i32(featureDim).i32(headDim).f32(eps).i32(dt);
-        k.launch(function("linearAttentionTrainBackwardQ", p, shared), batch, heads, tiles, THREADS, shared);
+        k.launch(k.function("linearAttentionTrainBackwardQ", p, shared), batch, heads, tiles, THREADS, shared);
         k.args.reset().ptr(q).ptr(kk).ptr(v).ptr(dout).ptr(dots).ptr(denominators).ptr(dkPart).ptr(dv)
                 .i32(seqLen).i32(heads).i32(featureDim).i32(headDim).i32(dt);
-        k.launch(function("linearAttentionTrainBackwardKV", p, shared), batch, heads, tiles, THREADS, shared);
+        k.launch(k.function("linearAttentionTrainBackwardKV", p, shared), batch, heads, tiles, THREADS, shared);
         long count = cells * featureDim;
         k.args.reset().ptr(dqPart).ptr(dkPart).ptr(dq).ptr(dk).i64(count).i32(tiles);
         k.elementwise(k.function("linearAttentionTrainBackwardReduce", p), count);

@@ -22,7 +22,7 @@ class GemmWgLaunchTest {
     }
 
     @Test
-    void blocksAreTilesOfOutputsByRowsAndTheWidthIsSharedUntilFiveEighthsOfTheDeviceHasABlock() {
+    void blocksAreTilesOfOutputsByRowsAndTheWidthIsSharedAsGemmRowsSharesIt() {
         assertEquals(56, Kernels.gemmWgBlocks(128, 7168));
         assertEquals(1, Kernels.gemmWgBlocks(1, 1));
         assertEquals(8 * 3, Kernels.gemmWgBlocks(300, 1000));
@@ -33,6 +33,10 @@ class GemmWgLaunchTest {
         assertEquals(8, Kernels.gemmWgSplit(Kernels.gemmWgBlocks(128, 1792), 3584, sms));
         // its qkv (42 tiles): 2, 84 blocks
         assertEquals(2, Kernels.gemmWgSplit(Kernels.gemmWgBlocks(128, 5376), 1792, sms));
+        // based-360m's MLP in (32 tiles): 2, 64 blocks (4 was the slower, measured)
+        assertEquals(2, Kernels.gemmWgSplit(Kernels.gemmWgBlocks(128, 4096), 1024, sms));
+        // two blocks of rows count as twice the tiles
+        assertEquals(1, Kernels.gemmWgSplit(Kernels.gemmWgBlocks(256, 7168), 1792, sms));
         // the head (393 tiles) fills the device alone
         assertEquals(1, Kernels.gemmWgSplit(Kernels.gemmWgBlocks(128, 50264), 1792, sms));
         // a narrow width keeps two stages a block
@@ -43,6 +47,7 @@ class GemmWgLaunchTest {
                 int split = Kernels.gemmWgSplit(Kernels.gemmWgBlocks(128, n), k, sms);
                 assertTrue(split == 1 || split == 2 || split == 4 || split == 8, n + " x " + k + ": " + split);
                 assertTrue(split == 1 || k / Kernels.GEMM_WG_STAGE / split >= 2, n + " x " + k + ": " + split);
+                assertEquals(Kernels.gemmRowsSplit(n, k, sms, true), split, "gemmRows' choice for its tiles");
             }
         }
     }
@@ -57,35 +62,55 @@ class GemmWgLaunchTest {
     }
 
     @Test
-    void byDefaultItTakesTheProductsItWasMeasuredFasterAtOnAnSm90aDevice() {
+    void itTakesNoProductUnlessAskedAndThenOnlyOnAnSm90aDevice() {
         Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
-        assertFalse(k.gemmWgPays(128, 7168, 1792), "not before the device is known to run wgmma");
-        k.computeCapability(9);
-        assertFalse(k.gemmWgPays(128, 7168, 1792), "compute capability 9 of unknown minor: not sm_90a");
         k.computeCapability(9, 0);
         k.sharedOptInLimit(227 * 1024);
         assertTrue(k.wgmmaFits());
-        assertTrue(k.gemmWgPays(128, 7168, 1792), "based-1b's MLP in-projection at 128 rows");
-        assertTrue(k.gemmWgPays(128, 1792, 3584), "its out-projection");
-        assertTrue(k.gemmWgPays(64, 1792, 3584), "at 64 rows");
-        assertFalse(k.gemmWgPays(8, 1792, 3584), "8 rows stay with gemmRows");
-        assertFalse(k.gemmWgPays(1024, 7168, 1792), "a batch of 1,024: cuBLASLt");
-        Kernels newer = new Kernels(null, 0, 0);
-        newer.computeCapability(10, 0);
-        assertFalse(newer.gemmWgPays(128, 7168, 1792), "compute capability 10: no sm_90a binary");
-        Kernels small = new Kernels(null, 0, 0);
-        small.computeCapability(9, 0);
-        small.sharedOptInLimit(99 * 1024);
-        assertFalse(small.gemmWgPays(128, 7168, 1792), "a block's 193 KiB do not fit");
+        assertFalse(k.gemmWgPays(128), "off by default: it made whole decode steps slower");
+        String before = System.getProperty(Kernels.GEMM_WG_PROPERTY);
+        System.setProperty(Kernels.GEMM_WG_PROPERTY, "true");
+        try {
+            Kernels on = new Kernels(null, 0, 0);
+            assertFalse(on.gemmWgPays(128), "not before the device is known to run wgmma");
+            on.computeCapability(9);
+            assertFalse(on.gemmWgPays(128), "compute capability 9 of unknown minor: not sm_90a");
+            on.computeCapability(9, 0);
+            on.sharedOptInLimit(227 * 1024);
+            assertTrue(on.gemmWgPays(1));
+            assertTrue(on.gemmWgPays(128));
+            assertTrue(on.gemmWgPays(Kernels.GEMM_WG_ON_MAX));
+            assertFalse(on.gemmWgPays(Kernels.GEMM_WG_ON_MAX + 1), "a prefill's rows: the library");
+            Kernels newer = new Kernels(null, 0, 0);
+            newer.computeCapability(10, 0);
+            assertFalse(newer.gemmWgPays(128), "compute capability 10: no sm_90a binary");
+            Kernels small = new Kernels(null, 0, 0);
+            small.computeCapability(9, 0);
+            small.sharedOptInLimit(99 * 1024);
+            assertFalse(small.gemmWgPays(128), "a block's 193 KiB do not fit");
+        } finally {
+            if (before == null) {
+                System.clearProperty(Kernels.GEMM_WG_PROPERTY);
+            } else {
+                System.setProperty(Kernels.GEMM_WG_PROPERTY, before);
+            }
+        }
     }
 
     @Test
     void itsPropertyNamesWhatIsWrong() {
-        assertEquals("auto", Kernels.autoOnOff(Kernels.GEMM_WG_PROPERTY, null));
-        assertEquals("on", Kernels.autoOnOff(Kernels.GEMM_WG_PROPERTY, " on"));
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> Kernels.autoOnOff(Kernels.GEMM_WG_PROPERTY, "fast"));
-        assertTrue(e.getMessage().contains(Kernels.GEMM_WG_PROPERTY) && e.getMessage().contains("'fast'"),
-                e.getMessage());
+        String before = System.getProperty(Kernels.GEMM_WG_PROPERTY);
+        System.setProperty(Kernels.GEMM_WG_PROPERTY, "fast");
+        try {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new Kernels(null, 0, 0));
+            assertTrue(e.getMessage().contains(Kernels.GEMM_WG_PROPERTY) && e.getMessage().contains("'fast'"),
+                    e.getMessage());
+        } finally {
+            if (before == null) {
+                System.clearProperty(Kernels.GEMM_WG_PROPERTY);
+            } else {
+                System.setProperty(Kernels.GEMM_WG_PROPERTY, before);
+            }
+        }
     }
 }

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.based4j.backend.Backend;
+import io.based4j.tensor.Tensor;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -17,7 +19,9 @@ import org.junit.jupiter.api.Test;
  * allowance is gemmRows' (GemmRowsTest): float32 sums of the exact products of bf16 inputs, 2^-10 of the sum of |x w|
  * for the tensor cores' order and truncation, and one bf16 rounding of the value. Nothing past the output is written;
  * the same call again gives the same bits, and so does the call that requests its first weights before its wait. On
- * a device without the sm_90a binary's wgmma the launcher refuses, naming why.
+ * a device without the sm_90a binary's wgmma the launcher refuses, naming why. With -Dbased4j.cuda.gemmWg=true the
+ * backend's products of up to 1,024 rows take it (with and without a bias) and give gemmWg's numbers, and without it
+ * none does.
  */
 @GpuTest
 class GemmWgTest {
@@ -79,6 +83,44 @@ class GemmWgTest {
             assertArrayEquals(got, rig.values(in.outType(), early, m * n), what + ": the same bits, weights early");
         } finally {
             rig.kernels.weightsFixed(false);
+        }
+    }
+
+    @Test
+    void theBackendTakesItWhereAskedOnly() {
+        String before = System.getProperty(Kernels.GEMM_WG_PROPERTY);
+        try {
+            for (boolean on : new boolean[] {true, false}) {
+                System.setProperty(Kernels.GEMM_WG_PROPERTY, Boolean.toString(on));
+                try (CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16)) {
+                    boolean takes = on && gpu.kernels().wgmmaFits();
+                    SplittableRandom r = new SplittableRandom(19);
+                    int m = 100;
+                    int n = 300;
+                    int k = 256;
+                    float[] x = RowProducts.rounded(Precision.BF16, r, m * k);
+                    float[] w = RowProducts.rounded(Precision.BF16, r, n * k);
+                    float[] b = RowProducts.rounded(Precision.BF16, r, n);
+                    Backend.Buffer xb = gpu.upload(x, m, k);
+                    Backend.Weight wb = gpu.weight(Tensor.ofFloats(w, n, k));
+                    Backend.Weight bb = gpu.weight(Tensor.ofFloats(b, n));
+                    Backend.Buffer out = gpu.allocate(m, n);
+                    GemmRoutes routesBefore = gpu.gemmRoutes().copy();
+                    gpu.matmul(xb, wb, bb, out);
+                    gpu.matmul(xb, wb, null, out);
+                    GemmRoutes after = gpu.gemmRoutes();
+                    assertEquals(takes ? 2 : 0, after.gemmWg - routesBefore.gemmWg, "gemmWg=" + on);
+                    assertEquals(takes ? 1 : 0, after.gemmWgBias - routesBefore.gemmWgBias, "gemmWg=" + on);
+                    RowProducts.within("backend, gemmWg=" + on, x, w, null, m, n, k, gpu.download(out),
+                            Precision.BF16, 0x1p-10);
+                }
+            }
+        } finally {
+            if (before == null) {
+                System.clearProperty(Kernels.GEMM_WG_PROPERTY);
+            } else {
+                System.setProperty(Kernels.GEMM_WG_PROPERTY, before);
+            }
         }
     }
 }
