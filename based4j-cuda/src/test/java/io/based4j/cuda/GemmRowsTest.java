@@ -1,8 +1,5 @@
 package io.based4j.cuda;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
-import static org.junit.jupiter.api.Assertions.assertEquals;
-
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -44,31 +41,8 @@ class GemmRowsTest {
 
     private static void check(KernelRig rig, int split, int m, int n, int k, boolean withBias, boolean outF32,
                               SplittableRandom r) {
-        Precision p = Precision.BF16;
-        RowProducts.Inputs in = RowProducts.inputs(rig, p, r, m, n, k, withBias, outF32);
-        int guard = 64;  // values past the output, which must stay zero
-        long out = rig.zeros((long) (m * n + guard) * in.outType().bytes());
-        rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), out, outF32, m, n, k);
-        float[] all = rig.values(in.outType(), out, m * n + guard);
-        for (int i = m * n; i < all.length; i++) {
-            assertEquals(0f, all[i], "split " + split + ", " + m + "x" + k + " . " + k + "x" + n
-                    + ": a value past the output written");
-        }
-        float[] got = java.util.Arrays.copyOf(all, m * n);
-        String what = "split " + split + ", " + m + "x" + k + " . " + k + "x" + n + (withBias ? " + bias" : "")
-                + (outF32 ? " -> f32" : "");
-        RowProducts.within(what, in.x(), in.w(), in.usedBias(), m, n, k, got, in.outType(), 0x1p-10);
-        long again = rig.zeros((long) m * n * in.outType().bytes());
-        rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), again, outF32, m, n, k);
-        assertArrayEquals(got, rig.values(in.outType(), again, m * n), what + ": the same bits again");
-        // as in a recorded decode step: the first stages of W requested before the wait for the kernel before
-        rig.kernels.weightsFixed(true);
-        try {
-            long early = rig.zeros((long) m * n * in.outType().bytes());
-            rig.kernels.gemmRows(split, p, in.xd(), in.wd(), in.bd(), early, outF32, m, n, k);
-            assertArrayEquals(got, rig.values(in.outType(), early, m * n), what + ": the same bits, weights early");
-        } finally {
-            rig.kernels.weightsFixed(false);
-        }
+        RowProducts.Launch launch = (x, w, bias, out, f32, rows, outputs, width) ->
+                rig.kernels.gemmRows(split, Precision.BF16, x, w, bias, out, f32, rows, outputs, width);
+        RowProducts.checkTiled(rig, "split " + split, launch, m, n, k, withBias, outF32, r);
     }
 }

@@ -1,11 +1,16 @@
 package io.based4j.cuda;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.tensor.Tensor;
 import java.util.SplittableRandom;
 
-/** What the tests of the decode step's product kernels (gemv, gemmRows) share: inputs and the float64 check. */
+/**
+ * What the tests of the decode step's product kernels (gemv, gemmRows, gemmWg) share: inputs, the float64 check, and
+ * the tensor-core products' whole check ({@link #checkTiled}).
+ */
 final class RowProducts {
     private RowProducts() {
     }
@@ -62,6 +67,44 @@ final class RowProducts {
                 assertTrue(Math.abs(g - sum) <= bound, what + ", out[" + i + ", " + j + "] = " + g + ", want " + sum
                         + " (bound " + bound + ")");
             }
+        }
+    }
+
+    /** A tensor-core product kernel's launch: out = x @ w^T (+ bias) for m rows of width k into n outputs. */
+    interface Launch {
+        void run(long x, long w, long bias, long out, boolean outF32, int m, int n, int k);
+    }
+
+    /**
+     * Checks a bf16 tensor-core product (gemmRows, gemmWg) of random inputs against float64 ({@link #within}, 2^-10 of
+     * the sum of |x w| for the tensor cores' order and truncation), that nothing past the output is written, that the
+     * same call again gives the same bits, and that the call which requests its first weights before its wait (a
+     * recorded decode step's) does too.
+     */
+    static void checkTiled(KernelRig rig, String name, Launch launch, int m, int n, int k, boolean withBias,
+                           boolean outF32, SplittableRandom r) {
+        Inputs in = inputs(rig, Precision.BF16, r, m, n, k, withBias, outF32);
+        int guard = 64;  // values past the output, which must stay zero
+        long out = rig.zeros((long) (m * n + guard) * in.outType().bytes());
+        launch.run(in.xd(), in.wd(), in.bd(), out, outF32, m, n, k);
+        float[] all = rig.values(in.outType(), out, m * n + guard);
+        String what = name + ", " + m + "x" + k + " . " + k + "x" + n + (withBias ? " + bias" : "")
+                + (outF32 ? " -> f32" : "");
+        for (int i = m * n; i < all.length; i++) {
+            assertEquals(0f, all[i], what + ": a value past the output written");
+        }
+        float[] got = java.util.Arrays.copyOf(all, m * n);
+        within(what, in.x(), in.w(), in.usedBias(), m, n, k, got, in.outType(), 0x1p-10);
+        long again = rig.zeros((long) m * n * in.outType().bytes());
+        launch.run(in.xd(), in.wd(), in.bd(), again, outF32, m, n, k);
+        assertArrayEquals(got, rig.values(in.outType(), again, m * n), what + ": the same bits again");
+        rig.kernels.weightsFixed(true);
+        try {
+            long early = rig.zeros((long) m * n * in.outType().bytes());
+            launch.run(in.xd(), in.wd(), in.bd(), early, outF32, m, n, k);
+            assertArrayEquals(got, rig.values(in.outType(), early, m * n), what + ": the same bits, weights early");
+        } finally {
+            rig.kernels.weightsFixed(false);
         }
     }
 }
