@@ -508,7 +508,6 @@ public final class MixerTrainKernels implements AutoCloseable {
         return shared;
     }
 
-
     /** Chunk states of k and v, then their exclusive prefix sums over the chunks (in place). */
     private void linearStates(Precision p, long k, long v, long states, int batch, int seqLen, int heads,
                               int featureDim, int headDim, int shared) {

@@ -136,12 +136,15 @@ class CublasLtMatmulTest {
         }
         Near.within(what, want, got, bound);
 
-        long products = after.lt + after.ltBias + after.gemmEx + after.gemv + after.gemmRows - before.lt
-                - before.ltBias - before.gemmEx - before.gemv - before.gemmRows;
+        long products = after.lt + after.ltBias + after.gemmEx + after.gemv + after.gemmRows + after.gemmWg
+                - before.lt - before.ltBias - before.gemmEx - before.gemv - before.gemmRows - before.gemmWg;
         assertEquals(1, products, what + ": one product [" + after + "]");
-        boolean rows = p == Precision.BF16 && n <= Kernels.GEMM_ROWS_MAX && k % Kernels.GEMM_ROWS_STAGE == 0
+        // gemmWg only where -Dbased4j.cuda.gemmWg=true asks for it (device allocations are 16-byte aligned)
+        boolean wg = p == Precision.BF16 && k % Kernels.GEMM_WG_STAGE == 0 && gpu.kernels().gemmWgPays(n);
+        boolean rows = !wg && p == Precision.BF16 && n <= Kernels.GEMM_ROWS_MAX && k % Kernels.GEMM_ROWS_STAGE == 0
                 && gpu.kernels().gemmRowsPays(n, m, k);
-        boolean gemv = !rows && k % 8 == 0 && n <= Kernels.GEMV_MAX_ROWS && gpu.kernels().gemvPays(n, m, k);
+        assertEquals(wg ? 1 : 0, after.gemmWg - before.gemmWg, what + ": gemmWg where asked [" + after + "]");
+        boolean gemv = !wg && !rows && k % 8 == 0 && n <= Kernels.GEMV_MAX_ROWS && gpu.kernels().gemvPays(n, m, k);
         assertEquals(gemv ? 1 : 0, after.gemv - before.gemv, what + ": the gemv kernel takes a few rows [" + after
                 + "]");
         assertEquals(rows ? 1 : 0, after.gemmRows - before.gemmRows, what
@@ -149,9 +152,9 @@ class CublasLtMatmulTest {
         if (withBias) {
             boolean fusable = outType == p;
             assertEquals(1, after.ltBias - before.ltBias + after.biasKernel - before.biasKernel + after.gemvBias
-                    - before.gemvBias + after.gemmRowsBias - before.gemmRowsBias, what
-                    + ": the bias is added once [" + after + "]");
-            if (!fusable && !gemv && !rows) {
+                    - before.gemvBias + after.gemmRowsBias - before.gemmRowsBias + after.gemmWgBias
+                    - before.gemmWgBias, what + ": the bias is added once [" + after + "]");
+            if (!fusable && !gemv && !rows && !wg) {
                 assertEquals(1, after.biasKernel - before.biasKernel,
                         what + ": a bf16 bias with a float32 output is added by a kernel [" + after + "]");
             }

@@ -63,14 +63,15 @@ class GemmWgLaunchTest {
 
     @Test
     void itTakesNoProductUnlessAskedAndThenOnlyOnAnSm90aDevice() {
-        Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
-        k.computeCapability(9, 0);
-        k.sharedOptInLimit(227 * 1024);
-        assertTrue(k.wgmmaFits());
-        assertFalse(k.gemmWgPays(128), "off by default: it made whole decode steps slower");
         String before = System.getProperty(Kernels.GEMM_WG_PROPERTY);
-        System.setProperty(Kernels.GEMM_WG_PROPERTY, "true");
         try {
+            System.clearProperty(Kernels.GEMM_WG_PROPERTY);
+            Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
+            k.computeCapability(9, 0);
+            k.sharedOptInLimit(227 * 1024);
+            assertTrue(k.wgmmaFits());
+            assertFalse(k.gemmWgPays(128), "off by default: it made whole decode steps slower");
+            System.setProperty(Kernels.GEMM_WG_PROPERTY, "true");
             Kernels on = new Kernels(null, 0, 0);
             assertFalse(on.gemmWgPays(128), "not before the device is known to run wgmma");
             on.computeCapability(9);

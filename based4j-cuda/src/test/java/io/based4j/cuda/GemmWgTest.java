@@ -19,8 +19,8 @@ import org.junit.jupiter.api.Test;
  * for the tensor cores' order and truncation, and one bf16 rounding of the value. Nothing past the output is written;
  * the same call again gives the same bits, and so does the call that requests its first weights before its wait. On
  * a device without the sm_90a binary's wgmma the launcher refuses, naming why. With -Dbased4j.cuda.gemmWg=true the
- * backend's products of up to 1,024 rows take it (with and without a bias) and give gemmWg's numbers, and without it
- * none does.
+ * backend's products of up to 1,024 rows take it (with and without a bias, each within the same float64 bound), and
+ * without it none does.
  */
 @GpuTest
 class GemmWgTest {
@@ -82,15 +82,20 @@ class GemmWgTest {
                     Backend.Buffer xb = gpu.upload(x, m, k);
                     Backend.Weight wb = gpu.weight(Tensor.ofFloats(w, n, k));
                     Backend.Weight bb = gpu.weight(Tensor.ofFloats(b, n));
-                    Backend.Buffer out = gpu.allocate(m, n);
+                    Backend.Buffer withBias = gpu.allocate(m, n);
+                    Backend.Buffer without = gpu.allocate(m, n);
                     GemmRoutes routesBefore = gpu.gemmRoutes().copy();
-                    gpu.matmul(xb, wb, bb, out);
-                    gpu.matmul(xb, wb, null, out);
+                    gpu.matmul(xb, wb, bb, withBias);
+                    gpu.matmul(xb, wb, null, without);
                     GemmRoutes after = gpu.gemmRoutes();
                     assertEquals(takes ? 2 : 0, after.gemmWg - routesBefore.gemmWg, "gemmWg=" + on);
                     assertEquals(takes ? 1 : 0, after.gemmWgBias - routesBefore.gemmWgBias, "gemmWg=" + on);
-                    RowProducts.within("backend, gemmWg=" + on, x, w, null, m, n, k, gpu.download(out),
+                    float[] got = gpu.download(withBias);
+                    RowProducts.within("backend + bias, gemmWg=" + on, x, w, b, m, n, k, got, Precision.BF16,
+                            0x1p-10);
+                    RowProducts.within("backend, gemmWg=" + on, x, w, null, m, n, k, gpu.download(without),
                             Precision.BF16, 0x1p-10);
+
                 }
             }
         } finally {
