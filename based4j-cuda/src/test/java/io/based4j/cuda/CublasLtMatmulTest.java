@@ -284,7 +284,7 @@ class CublasLtMatmulTest {
     void alignedShapesTakeTheFusedRoutesAndReusePlans(Precision p) {
         CudaBackend gpu = gpu(p);
         CublasLt lt = gpu.cublasLt();
-        int n = 256;
+        int n = Kernels.GEMM_WG_ON_MAX + 128;  // more rows than -Dbased4j.cuda.gemmWg sends to gemmWg
         int k = 128;
         int m = 384;
         float[] wv = stored(p, gaussian(random, m * k, 1 / Math.sqrt(k)));
