@@ -15,6 +15,11 @@
 // and add up their float32 tiles through distributed shared memory, 16 bytes a read (in the order of the blocks,
 // deterministic, the bias before the one rounding).
 //
+// Where it stands (measured on an H200, README): level with cuBLASLt on the narrow products of 64 and 128 rows,
+// behind it on the wide ones, and whole decode steps slower with it, so it is taken only where
+// -Dbased4j.cuda.gemmWg=true asks. Every tile reads all of x again (L2 traffic 2.3 times the weights at 128 rows):
+// x multicast to a cluster's blocks by TMA is the next step.
+//
 // Requirements (checked by Kernels.gemmWgFits and the launcher): bf16, K a multiple of 64, x and W 16-byte
 // aligned, an sm_90a device (compute capability 9.0: the kernels are empty in the other binaries and the host never
 // launches them there).
