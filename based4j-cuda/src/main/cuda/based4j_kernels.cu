@@ -27,6 +27,38 @@ __device__ __forceinline__ void b4jPdlWait() {
 #endif
 }
 
+/**
+ * The weights of the product after this one in a recorded decode step, asked into the L2 cache while this product
+ * runs, so that the memory streams on through the kernels between two products and through each kernel's ramp and
+ * tail. step is null outside a recorded decode step; there it is this product's slot of the step's table (made by
+ * io.based4j.cuda.StepPrefetch after the recording): the address and the byte count of what to ask for (0: nothing).
+ * Every block asks for its share, in pieces of 4 KiB, one a thread: cp.async.bulk.prefetch on sm_90 (the copy engine
+ * fetches it; nothing comes back to the multiprocessor), a line of 128 bytes a prefetch.global.L2 before. Neither
+ * holds a register or is waited for, and neither changes any value the kernels compute.
+ */
+__device__ __forceinline__ void b4jPrefetchNext(const unsigned long long* step) {
+    if (step == nullptr) return;
+    const unsigned long long base = step[0];
+    const unsigned long long bytes = step[1];
+    if (base == 0 || bytes == 0) return;
+    const unsigned long long blocks = (unsigned long long)gridDim.x * gridDim.y * gridDim.z;
+    const unsigned long long block =
+        blockIdx.x + (unsigned long long)gridDim.x * (blockIdx.y + (unsigned long long)gridDim.y * blockIdx.z);
+    const unsigned long long pieces = (bytes + 4095) >> 12;
+    const unsigned long long per = (pieces + blocks - 1) / blocks;
+    const unsigned long long end = (block + 1) * per < pieces ? (block + 1) * per : pieces;
+    for (unsigned long long i = block * per + threadIdx.x; i < end; i += blockDim.x) {
+        const unsigned long long at = base + (i << 12);
+        const unsigned long long left = base + bytes - at;  // bytes is a multiple of 16 (the table says so)
+        const unsigned size = left < 4096 ? (unsigned)left : 4096u;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(at), "r"(size) : "memory");
+#elif defined(__CUDA_ARCH__)
+        for (unsigned o = 0; o < size; o += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(at + o));
+#endif
+    }
+}
+
 namespace b4j {
 
 typedef long long i64;

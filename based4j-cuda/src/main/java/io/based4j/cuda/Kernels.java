@@ -332,14 +332,30 @@ public final class Kernels {
     }
 
     /**
-     * Whether no kernel of what is now being queued writes weights (a decode step being recorded): gemv version 3 and
-     * gemmRows then load their first weights before waiting for the kernel before them.
+     * The decode step being recorded, else null: no kernel of it writes weights, so gemv version 3, gemmRows and
+     * gemmWg load their first weights before waiting for the kernel before them, and ask the L2 cache for the next
+     * product's weights through their slot of the step's table.
      */
-    private boolean weightsFixed;
+    private StepPrefetch step;
 
-    /** Says whether no kernel of what is now being queued writes weights ({@link #weightsFixed}). */
-    void weightsFixed(boolean fixed) {
-        weightsFixed = fixed;
+    /** Says that a decode step is being recorded into {@code plan}'s table ({@link #step}), or no longer (null). */
+    void recordingStep(StepPrefetch plan) {
+        step = plan;
+    }
+
+    /** Notes a product of the decode step being recorded, if one is (its weights: address and bytes). */
+    void product(long weights, long bytes) {
+        if (step != null) {
+            step.product(weights, bytes);
+        }
+    }
+
+    /**
+     * The last argument of the product kernels that take one (gemv version 3 and its fused forms, gemmRows, gemmWg):
+     * 0 outside a recorded decode step, else the product's slot of the step's table ({@link StepPrefetch#slot}).
+     */
+    private long stepSlot() {
+        return step == null ? 0 : step.slot();
     }
 
     /** Whether kernels are launched programmatically. */
@@ -913,7 +929,7 @@ public final class Kernels {
                 int parts = gemv3Parts(p, m, n, k);
                 args.i32(parts);
                 int perBlock = warps / parts * rows;
-                args.i32(weightsFixed ? 1 : 0);
+                args.ptr(stepSlot());
                 String name = "gemv3r" + rows + "m" + (m <= 2 ? m : m <= 4 ? 4 : 8);
                 launch(function(name, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
             }
@@ -963,7 +979,7 @@ public final class Kernels {
         require(parts > 0, op + ": " + m + " rows of width " + k + " into " + 2 * h + " outputs (at most "
                 + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
         int pairs = THREADS / 32 / parts / 2;
-        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).ptr(stepSlot());
         return (h + pairs - 1) / pairs;
     }
 
@@ -1180,7 +1196,7 @@ public final class Kernels {
         long tiles = gemmRowsTiles(n);
         require(tiles * split <= Integer.MAX_VALUE, "gemmRows: " + n + " outputs");
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
-                .i32(weightsFixed ? 1 : 0);
+                .ptr(stepSlot());
         launch(fn, (int) (tiles * split), 1, 1, GEMM_ROWS_THREADS, shared);
     }
 
@@ -1297,7 +1313,7 @@ public final class Kernels {
                 + " outputs");
         long fn = function("gemmWg" + split, p, GEMM_WG_SMEM);
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
-                .i32(weightsFixed ? 1 : 0);
+                .ptr(stepSlot());
         launch(fn, (int) (tiles * split), (int) rowBlocks, 1, GEMM_WG_THREADS, GEMM_WG_SMEM);
     }
 
