@@ -95,8 +95,11 @@ final class StepPrefetch {
 
     /** The table's values for the products noted, within {@code budget} bytes of L2 ({@link #slots(List, long)}). */
     long[] slots(long budget) {
-        return slots(products, budget);
+        return slots(products, budget, HEAD);
     }
+
+    /** Bytes of the next product's weights a slot asks for at most (its head): {@code based4j.cuda.prefetchHead}, MiB. */
+    static final long HEAD = Long.getLong("based4j.cuda.prefetchHead", 1L << 20) << 20;
 
     /** Writes the table for the products noted, within {@code budget} bytes of L2 (before any kernel reads it). */
     void write(CudaDriver cu, long budget) {
@@ -117,11 +120,15 @@ final class StepPrefetch {
      * nothing where that is not above 0 or product i is the last.
      */
     static long[] slots(List<long[]> products, long budget) {
+        return slots(products, budget, Long.MAX_VALUE);
+    }
+
+    static long[] slots(List<long[]> products, long budget, long head) {
         int n = Math.min(products.size(), SLOTS);
         long[] values = new long[2 * n];
         for (int i = 0; i < n && i + 1 < products.size(); i++) {
             long[] next = products.get(i + 1);
-            long bytes = Math.min(next[1], budget - products.get(i)[1]) & ~15L;
+            long bytes = Math.min(Math.min(next[1], head), budget - products.get(i)[1]) & ~15L;
             if (bytes > 0) {
                 values[2 * i] = next[0];
                 values[2 * i + 1] = bytes;
