@@ -103,14 +103,12 @@ __device__ __forceinline__ void grReduceStore(const float* red, int rank, int f0
 /**
  * out[m][n] = sum_k x[m][k] W[n][k] (+ bias[n]) for the rows m0 .. m0 + MP - 1 of x (grid y) and the outputs of tile
  * blockIdx.x / S; the block's rank r = blockIdx.x % S in its cluster takes stages [r T / S, (r + 1) T / S) of the
- * T = K / 64. In a recorded decode step (step not null: no kernel of it writes weights) the first stages of W are
- * requested before the wait for the kernel before (programmatic dependent launch), x's after it, and the next
- * product's weights are asked into L2 (b4jPrefetchNext).
+ * T = K / 64. Where early is set (a recorded decode step: no kernel of it writes weights), the first stages of W are
+ * requested before the wait for the kernel before (programmatic dependent launch), x's after it.
  */
 template <int MP, int S>
 __device__ __forceinline__ void gemmRowsBody(const lmm_bf16* x, const lmm_bf16* w, const lmm_bf16* bias, void* out,
-                                             int outF32, int M, int N, int K,
-                                             const unsigned long long* step) {
+                                             int outF32, int M, int N, int K, int early) {
     using G = GrShape<MP>;
     extern __shared__ __align__(16) unsigned char grSmem[];
     lmm_bf16* stages = reinterpret_cast<lmm_bf16*>(grSmem);
@@ -148,11 +146,9 @@ __device__ __forceinline__ void gemmRowsBody(const lmm_bf16* x, const lmm_bf16* 
         }
     };
 
-    const bool early = step != nullptr;
     if (early) {
         for (int s = 0; s < G::STAGES - 1 && s < nst; s++) loadW(s, s);
     }
-    b4jPrefetchNext(step);
     b4jPdlWait();
     // the rows of x past the last hold zeros in every stage (no copy writes them)
     for (int idx = tid; idx < G::STAGES * (G::XR - rows) * (GR_LD / 8); idx += GR_THREADS) {
@@ -243,8 +239,8 @@ __device__ __forceinline__ void gemmRowsBody(const lmm_bf16* x, const lmm_bf16* 
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(b4j::GR_THREADS, 2) B4J_GR_CLUSTER_DIMS(S)                          \
         gemmRows##MP##s##S##_bf16(const b4j::lmm_bf16* x, const b4j::lmm_bf16* w, const b4j::lmm_bf16* bias,        \
-                                  void* out, int outF32, int M, int N, int K, const unsigned long long* step) { \
-        if (S == 1 || B4J_GR_CLUSTERS) b4j::gemmRowsBody<MP, S>(x, w, bias, out, outF32, M, N, K, step);            \
+                                  void* out, int outF32, int M, int N, int K, int early) {                           \
+        if (S == 1 || B4J_GR_CLUSTERS) b4j::gemmRowsBody<MP, S>(x, w, bias, out, outF32, M, N, K, early);            \
     }                                                                                                                \
     }
 #define B4J_GEMM_ROWS_SPLITS(MP) B4J_GEMM_ROWS(MP, 1) B4J_GEMM_ROWS(MP, 2) B4J_GEMM_ROWS(MP, 4) B4J_GEMM_ROWS(MP, 8)

@@ -150,14 +150,12 @@ __device__ __forceinline__ void gwReduceStore(const float* red, int rank, int f0
 /**
  * out[m][n] = sum_k x[m][k] W[n][k] (+ bias[n]) for the rows m0 .. m0 + 127 of x (grid y) and the outputs of tile
  * blockIdx.x / S; the block's rank r = blockIdx.x % S in its cluster takes stages [r T / S, (r + 1) T / S) of the
- * T = K / 64. In a recorded decode step (step not null: no kernel of it writes weights) the first stages of W are
- * requested before the wait for the kernel before (programmatic dependent launch), x's after it, and the next
- * product's weights are asked into L2 (b4jPrefetchNext).
+ * T = K / 64. Where early is set (a recorded decode step: no kernel of it writes weights), the first stages of W are
+ * requested before the wait for the kernel before (programmatic dependent launch), x's after it.
  */
 template <int S>
 __device__ __forceinline__ void gemmWgBody(const lmm_bf16* x, const lmm_bf16* w, const lmm_bf16* bias, void* out,
-                                           int outF32, int M, int N, int K,
-                                           const unsigned long long* step) {
+                                           int outF32, int M, int N, int K, int early) {
 #if B4J_GW_WGMMA
     extern __shared__ __align__(16) unsigned char gwSmem[];
     const unsigned raw = lmmSmemAddr(gwSmem);
@@ -200,11 +198,9 @@ __device__ __forceinline__ void gemmWgBody(const lmm_bf16* x, const lmm_bf16* w,
         }
     };
 
-    const bool early = step != nullptr;
     if (early) {
         for (int s = 0; s < GW_STAGES - 1 && s < nst; s++) loadW(s, s);
     }
-    b4jPrefetchNext(step);
     b4jPdlWait();
     for (int s = 0; s < GW_STAGES - 1; s++) {
         if (s < nst) {
@@ -262,8 +258,8 @@ __device__ __forceinline__ void gemmWgBody(const lmm_bf16* x, const lmm_bf16* w,
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(b4j::GW_THREADS, 1) B4J_GR_CLUSTER_DIMS(S)                          \
         gemmWg##S##_bf16(const b4j::lmm_bf16* x, const b4j::lmm_bf16* w, const b4j::lmm_bf16* bias, void* out,      \
-                         int outF32, int M, int N, int K, const unsigned long long* step) {                  \
-        b4j::gemmWgBody<S>(x, w, bias, out, outF32, M, N, K, step);                                                 \
+                         int outF32, int M, int N, int K, int early) {                                               \
+        b4j::gemmWgBody<S>(x, w, bias, out, outF32, M, N, K, early);                                                 \
     }                                                                                                                \
     }
 B4J_GEMM_WG(1)

@@ -258,15 +258,14 @@ __host__ __device__ constexpr int gemv3Pieces() {
  * taking the smallest >= M) and W's pieces kept as loaded until used: about half the registers of version 2, so a
  * multiprocessor holds 4 blocks of 256 threads (2 for 8 rows of x), and U pieces of 8 values in flight a lane (8 / R
  * of bf16, 16 bytes each; 4 / R of float32). The launcher gives each warp's part of a row at most 32 U pieces (one
- * round of loads) where 8 parts suffice. In a recorded decode step (step not null: its kernels write no weights) the
- * first pieces of W are loaded before waiting for the kernel before (programmatic dependent launch; without it the
- * wait returns at once), so that they stream in during that kernel's tail, and the next product's weights are asked
- * into L2 (b4jPrefetchNext); elsewhere W is loaded after the wait. Sums as version 2: deterministic, the bias added
- * before the one rounding.
+ * round of loads) where 8 parts suffice. Where early is set (a recorded decode step, whose kernels write no
+ * weights), the first pieces of W are loaded before waiting for the kernel before (programmatic dependent launch;
+ * without it the wait returns at once), so that they stream in during that kernel's tail; elsewhere after it. Sums
+ * as version 2: deterministic, the bias added before the one rounding.
  */
 template <int R, int MM, typename W, typename A>
 __device__ __forceinline__ void gemv3Sums(const A* x, const W* w, int M, int N, int K, int n0, int c0, int c1,
-                                          const unsigned long long* step, float (&acc)[R][MM]) {
+                                          int early, float (&acc)[R][MM]) {
     constexpr int U = gemv3Pieces<R, W>();
     const int lane = threadIdx.x & 31;
     GemvPiece<W> pieces[U][R];
@@ -290,9 +289,7 @@ __device__ __forceinline__ void gemv3Sums(const A* x, const W* w, int M, int N, 
             }
         }
     };
-    const bool early = step != nullptr;
     if (early && n0 < N) loadRound(c);
-    b4jPrefetchNext(step);
     b4jPdlWait();
     if (!early && n0 < N) loadRound(c);
     if (n0 < N) {
@@ -326,17 +323,18 @@ __device__ __forceinline__ void gemv3Sums(const A* x, const W* w, int M, int N, 
  * taking the smallest >= M) and W's pieces kept as loaded until used: about half the registers of version 2, so a
  * multiprocessor holds 4 blocks of 256 threads (2 for 8 rows of x), and U pieces of 8 values in flight a lane (8 / R
  * of bf16, 16 bytes each; 4 / R of float32). The launcher gives each warp's part of a row at most 32 U pieces (one
- * round of loads) where 8 parts suffice. In a recorded decode step (step not null) W's first pieces are loaded
- * before the wait for the kernel before and the next product's weights asked into L2 (gemv3Sums: a warp's sums).
- * Sums as version 2: deterministic, the bias added before the one rounding.
+ * round of loads) where 8 parts suffice. Where early is set (a recorded decode step, whose kernels write no
+ * weights), the first pieces of W are loaded before waiting for the kernel before (programmatic dependent launch;
+ * without it the wait returns at once), so that they stream in during that kernel's tail; elsewhere after it. Sums
+ * as version 2: deterministic, the bias added before the one rounding (gemv3Sums: a warp's sums).
  */
 template <int R, int MM, typename W, typename A>
 __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K,
-                               int P, const unsigned long long* step) {
+                               int P, int early) {
     __shared__ float partial[GEMV_THREADS / 32][R][MM];
     const GemvPart wp = gemvPartOf<R>(K, P);
     float acc[R][MM];
-    gemv3Sums<R, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, step, acc);
+    gemv3Sums<R, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, early, acc);
     gemvPartsOut<R, MM, W, A>(acc, partial, bias, out, outF32, M, N, P);
 }
 
@@ -352,8 +350,7 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
  * Grid ceil(H / (4 / P)).
  */
 template <int MM, int CONV, typename W, typename A>
-__device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P,
-                           const unsigned long long* step,
+__device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
                            const W* convW, float* hist, const int* layout, int B, int k) {
     __shared__ float partial[GEMV_THREADS / 32][1][MM];
     const int warp = threadIdx.x >> 5;
@@ -370,7 +367,7 @@ __device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M,
     const int N = 2 * H;
     const int n0 = j < H ? half * H + j : N;  // past the product's rows: no loads
     float acc[1][MM];
-    gemv3Sums<1, MM, W, A>(x, w, M, N, K, n0, c0, c1, step, acc);
+    gemv3Sums<1, MM, W, A>(x, w, M, N, K, n0, c0, c1, early, acc);
     gemvWarpSums<1, MM>(acc, partial, M);
     __syncthreads();
     for (int t = threadIdx.x; t < pairs * MM; t += GEMV_THREADS) {
@@ -446,19 +443,17 @@ B4J_KERNEL(gemvP4, GEMV_THREADS,
 
 // version 3 (gemvPartsFixed): gemv3r{R}m{MM}, at least BLOCKS blocks a multiprocessor (4: at most 64 registers a
 // thread; 2 for 8 rows of x, whose 32 sums would not fit); the wait for the kernel before is in the body (after W's
-// first loads in a recorded decode step, step not null)
+// first loads where early is set)
 #define GEMV3_KERNEL(R, MM, BLOCKS)                                                                                          \
     namespace b4j_f32 {                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, BLOCKS) gemv3r##R##m##MM##_f32(                           \
-        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P,                     \
-        const unsigned long long* step) {                                                                            \
-        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P, step); }                              \
+        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P, int early) {       \
+        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P, early); }                              \
     }                                                                                                                \
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, BLOCKS) gemv3r##R##m##MM##_bf16(                          \
-        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P,                     \
-        const unsigned long long* step) {                                                                            \
-        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P, step); }                              \
+        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P, int early) {       \
+        b4j::gemvPartsFixed<R, MM, W, A>(x, w, bias, out, outF32, M, N, K, P, early); }                              \
     }
 GEMV3_KERNEL(1, 1, 4)
 GEMV3_KERNEL(1, 2, 4)
@@ -469,12 +464,12 @@ GEMV3_KERNEL(4, 8, 2)
 // are the types of the namespace the entry points are defined in (SUFFIX _f32 or _bf16)
 #define GEMV_FUSED_KERNELS_OF(MM, SUFFIX)                                                                               \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwiglu##MM##SUFFIX(                              \
-        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, const unsigned long long* step) {  \
-        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, step, nullptr, nullptr, nullptr, 0, 0); }          \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early) {                      \
+        b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##SUFFIX(                                \
-        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, const unsigned long long* step,   \
-        const W* convW, float* hist, const int* layout, int B, int k) {                                              \
-        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, step, convW, hist, layout, B, k); }
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
+        float* hist, const int* layout, int B, int k) {                                                              \
+        b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }
 #define GEMV_FUSED_KERNELS(MM)                                                                                          \
     namespace b4j_f32 {                                                                                              \
     GEMV_FUSED_KERNELS_OF(MM, _f32)                                                                                  \

@@ -21,7 +21,7 @@ import java.util.List;
  * the library (cuBLASLt) take no slot, but their weights are asked for by the product before them all the same.
  * Prefetching changes no value: it only moves bytes into the cache earlier.
  */
-final class StepPrefetch {
+class StepPrefetch {
     /**
      * The system property that sets the bytes, in MiB, that product i's weights and the part of product i + 1's asked
      * for may take of the L2 cache together ({@code off} or 0: nothing is asked for); three quarters of the device's
@@ -32,8 +32,8 @@ final class StepPrefetch {
     static final int SLOTS = 2048;
     /** Bytes of a slot: the address and the byte count, 8 bytes each. */
     static final int SLOT_BYTES = 16;
-    /** Bytes of a table: {@link #SLOTS} slots and one more, which stays empty (taken past the last). */
-    static final long TABLE_BYTES = (long) (SLOTS + 1) * SLOT_BYTES;
+    /** Bytes of a table. */
+    static final long TABLE_BYTES = (long) SLOTS * SLOT_BYTES;
 
     private final long table;
     private final List<long[]> products = new ArrayList<>();
@@ -78,14 +78,19 @@ final class StepPrefetch {
         pending = products.size() - 1;
     }
 
+    /** Says that the product noted last runs on a kernel of ours, which loads its weights itself (early). */
+    void served() {
+        pending = -1;
+    }
+
     /**
-     * The slot's address for the kernel of the product noted last (its own slot, taken once), or the empty slot for
-     * a kernel that is not the first of its product or a product past {@link #SLOTS}.
+     * For a kernel after a product that no kernel of ours took (the library's): the slot that holds the next
+     * product's weights (the one noted last's), taken once; else 0, nothing to ask for.
      */
-    long slot() {
+    long next() {
         int i = pending;
         pending = -1;
-        return table + (long) (i >= 0 && i < SLOTS ? i : SLOTS) * SLOT_BYTES;
+        return i >= 0 && i < SLOTS ? table + (long) i * SLOT_BYTES : 0;
     }
 
     /** The products noted so far. */
@@ -99,7 +104,7 @@ final class StepPrefetch {
     }
 
     /** Bytes of the next product's weights a slot asks for at most (its head): {@code based4j.cuda.prefetchHead}, MiB. */
-    static final long HEAD = Long.getLong("based4j.cuda.prefetchHead", 1L << 20) << 20;
+    static final long HEAD = Long.getLong("based4j.cuda.prefetchHead", 1L << 30) << 20;
 
     /** Writes the table for the products noted, within {@code budget} bytes of L2 (before any kernel reads it). */
     void write(CudaDriver cu, long budget) {

@@ -91,9 +91,10 @@ final class KernelRig implements AutoCloseable {
     }
 
     /**
-     * Has the product kernels launch as in a recorded decode step ({@link Kernels#recordingStep}) whose every slot
-     * asks the L2 cache for {@code bytes} of a buffer of its own (a multiple of 16, not of the 4 KiB pieces), or as
-     * outside one ({@code on} false).
+     * Has the kernels launch as in a recorded decode step ({@link Kernels#recordingStep}) whose every slot asks the
+     * L2 cache for {@code bytes} of a buffer of its own (a multiple of 16, not of the 4 KiB pieces), a library product
+     * noted before every launch, or as outside one ({@code on} false). The product kernels then load their weights
+     * early; the kernels that may come before a product ask for that buffer as they end.
      */
     void recordingStep(boolean on, long bytes) {
         if (!on) {
@@ -108,7 +109,14 @@ final class KernelRig implements AutoCloseable {
             v[i + 2] = (int) bytes;
             v[i + 3] = (int) (bytes >>> 32);
         }
-        kernels.recordingStep(new StepPrefetch(ints(v)));
+        StepPrefetch plan = new StepPrefetch(ints(v)) {
+            @Override
+            long next() {
+                product(0, 0);  // as after a library product, every time
+                return super.next();
+            }
+        };
+        kernels.recordingStep(plan);
     }
 
     long ints(int[] v) {

@@ -43,22 +43,23 @@ class StepPrefetchTest {
     }
 
     @Test
-    void aKernelTakesItsProductsSlotOnceAndAnyOtherTheEmptyOne() {
+    void theKernelAfterALibraryProductTakesItsSlotOnceAndOurProductsTakeNone() {
         long table = 0x7000_0000L;
         StepPrefetch plan = new StepPrefetch(table);
-        long empty = table + (long) StepPrefetch.SLOTS * StepPrefetch.SLOT_BYTES;
-        assertEquals(empty, plan.slot(), "no product noted yet");
+        assertEquals(0, plan.next(), "no product noted yet");
         plan.product(0x1000, 64);
+        plan.served();  // a kernel of ours took it
+        assertEquals(0, plan.next(), "our product loads its own weights");
         plan.product(0x2000, 64);
-        assertEquals(table + StepPrefetch.SLOT_BYTES, plan.slot(), "the second product's slot");
-        assertEquals(empty, plan.slot(), "a second kernel of the same product");
+        assertEquals(table + StepPrefetch.SLOT_BYTES, plan.next(), "after the library's second product: its slot");
+        assertEquals(0, plan.next(), "a second kernel after the same product");
         for (int i = 2; i < StepPrefetch.SLOTS + 3; i++) {
             plan.product(0x3000 + i, 64);
         }
-        assertEquals(empty, plan.slot(), "a product past the table");
+        assertEquals(0, plan.next(), "a product past the table");
         assertEquals(StepPrefetch.SLOTS + 3, plan.products());
         assertEquals(2L * StepPrefetch.SLOTS, plan.slots(Long.MAX_VALUE).length, "the table's slots, no more");
-        assertEquals(StepPrefetch.TABLE_BYTES, (StepPrefetch.SLOTS + 1L) * StepPrefetch.SLOT_BYTES);
+        assertEquals(StepPrefetch.TABLE_BYTES, (long) StepPrefetch.SLOTS * StepPrefetch.SLOT_BYTES);
     }
 
     @Test
