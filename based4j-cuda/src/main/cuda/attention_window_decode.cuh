@@ -294,11 +294,10 @@ __device__ void attentionDecodeWindow_impl(const A* qkv, A* kCache, A* vCache, c
     namespace NS {                                                                                                     \
     extern "C" __global__ void __launch_bounds__(WDEC_THREADS, WDEC_BLOCKS) attentionDecodeWindow_##SUFFIX(            \
         const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, A* out, int B, int H, int dh,      \
-        int capacity, int window, int rd, int maxPos, int interleaved, float scale, const unsigned long long* next) {  \
+        int capacity, int window, int rd, int maxPos, int interleaved, float scale) {                                  \
         b4jPdlWait();                                                                                                  \
         b4j::attentionDecodeWindow_impl<W, A>(qkv, kCache, vCache, rotary, layout, out, B, H, dh, capacity, window,    \
                                               rd, maxPos, interleaved, scale);                                         \
-        b4jPrefetchNext(next);                                                                                         \
     }                                                                                                                  \
     }
 B4J_WDEC_KERNEL(b4j_f32, f32)

@@ -27,39 +27,6 @@ __device__ __forceinline__ void b4jPdlWait() {
 #endif
 }
 
-/**
- * The weights of the next product of a recorded decode step, asked into the L2 cache by the kernel before it as its
- * blocks end, so that the memory streams them in while the product is launched and ramps up (the library's products
- * load nothing before the kernel before them has ended). step is null outside a recorded decode step; there it is
- * the slot of the step's table (made by io.based4j.cuda.StepPrefetch after the recording) that holds the address and
- * the byte count of what to ask for (0: nothing).
- * Every block asks for its share, in pieces of 4 KiB, one a thread: cp.async.bulk.prefetch on sm_90 (the copy engine
- * fetches it; nothing comes back to the multiprocessor), a line of 128 bytes a prefetch.global.L2 before. Neither
- * holds a register or is waited for, and neither changes any value the kernels compute.
- */
-__device__ __forceinline__ void b4jPrefetchNext(const unsigned long long* step) {
-    if (step == nullptr) return;
-    const unsigned long long base = step[0];
-    const unsigned long long bytes = step[1];
-    if (base == 0 || bytes == 0) return;
-    const unsigned long long blocks = (unsigned long long)gridDim.x * gridDim.y * gridDim.z;
-    const unsigned long long block =
-        blockIdx.x + (unsigned long long)gridDim.x * (blockIdx.y + (unsigned long long)gridDim.y * blockIdx.z);
-    const unsigned long long pieces = (bytes + 4095) >> 12;
-    const unsigned long long per = (pieces + blocks - 1) / blocks;
-    const unsigned long long end = (block + 1) * per < pieces ? (block + 1) * per : pieces;
-    for (unsigned long long i = block * per + threadIdx.x; i < end; i += blockDim.x) {
-        const unsigned long long at = base + (i << 12);
-        const unsigned long long left = base + bytes - at;  // bytes is a multiple of 16 (the table says so)
-        const unsigned size = left < 4096 ? (unsigned)left : 4096u;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(at), "r"(size) : "memory");
-#elif defined(__CUDA_ARCH__)
-        for (unsigned o = 0; o < size; o += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(at + o));
-#endif
-    }
-}
-
 namespace b4j {
 
 typedef long long i64;
@@ -824,24 +791,9 @@ typedef __nv_bfloat16 A;
         b4jPdlWait(); b4j::NAME##_impl<W, A> ARGS; }                                                                \
     }
 
-// As B4J_KERNEL, for a kernel of a decode step that comes before a product: its last parameter (not in ARGS) is the
-// slot of that product's weights in the step's table, which each block asks the L2 cache for as it ends
-// (b4jPrefetchNext; null: nothing).
-#define B4J_KERNEL_NEXT(NAME, THREADS, PARAMS, ARGS)                                                                 \
-    namespace b4j_f32 {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(THREADS) NAME##_f32 PARAMS {                                       \
-        b4jPdlWait(); b4j::NAME##_impl<W, A> ARGS; b4jPrefetchNext(next); }                                          \
-    }                                                                                                                \
-    namespace b4j_bf16 {                                                                                             \
-    extern "C" __global__ void __launch_bounds__(THREADS) NAME##_bf16 PARAMS {                                      \
-        b4jPdlWait(); b4j::NAME##_impl<W, A> ARGS; b4jPrefetchNext(next); }                                          \
-    }
-
 B4J_KERNEL(embedding, 256, (const W* table, const int* ids, float* out, int n, int d), (table, ids, out, n, d))
-B4J_KERNEL_NEXT(addRmsNorm, 1024,
-                (float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps,
-                 const unsigned long long* next),
-                (residual, branch, weight, out, n, d, eps))
+B4J_KERNEL(addRmsNorm, 1024, (float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps),
+           (residual, branch, weight, out, n, d, eps))
 B4J_KERNEL(rmsNorm, 1024, (const float* x, const W* weight, A* out, int n, int d, float eps),
            (x, weight, out, n, d, eps))
 B4J_KERNEL(addInto, 256, (float* acc, const A* x, long long count), (acc, x, count))

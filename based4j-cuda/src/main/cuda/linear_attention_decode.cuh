@@ -246,19 +246,19 @@ __device__ void linearAttentionDecode4_impl(const A* q, const A* k, const A* v, 
 
 }  // namespace b4j
 
-B4J_KERNEL_NEXT(linearAttentionDecode, 256,
-                (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B,
-                 int H, int f, int dh, float eps, const unsigned long long* next),
-                (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
-B4J_KERNEL_NEXT(linearAttentionDecode2, 256,
-                (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B,
-                 int H, int f, int dh, float eps, const unsigned long long* next),
-                (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
-B4J_KERNEL_NEXT(linearAttentionDecode3, 256,
-                (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B,
-                 int H, int f, int dh, float eps, const unsigned long long* next),
-                (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
-B4J_KERNEL_NEXT(linearAttentionDecode4, 256,
-                (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B,
-                 int H, int f, int dh, float eps, const unsigned long long* next),
-                (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+B4J_KERNEL(linearAttentionDecode, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+B4J_KERNEL(linearAttentionDecode2, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+B4J_KERNEL(linearAttentionDecode3, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+B4J_KERNEL(linearAttentionDecode4, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))

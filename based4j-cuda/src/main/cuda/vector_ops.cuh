@@ -247,11 +247,10 @@ B4J_KERNEL(addIntoVec, 256, (float* acc, const A* x, long long count), (acc, x, 
 B4J_KERNEL(f32ToAVec, 256, (const float* src, A* dst, long long count), (src, dst, count))
 B4J_KERNEL(aToF32Vec, 256, (const A* src, float* dst, long long count), (src, dst, count))
 B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, n, m))
-B4J_KERNEL_NEXT(baseConvStepVec, 256,
-                (const A* u, const W* convW, float* hist, const int* layout, A* out, int B, int inner, int k,
-                 const unsigned long long* next),
-                (u, convW, hist, layout, out, B, inner, k))
-B4J_KERNEL_NEXT(swigluVec, 256, (const A* a, A* out, int n, int h, const unsigned long long* next), (a, out, n, h))
+B4J_KERNEL(baseConvStepVec, 256,
+           (const A* u, const W* convW, float* hist, const int* layout, A* out, int B, int inner, int k),
+           (u, convW, hist, layout, out, B, inner, k))
+B4J_KERNEL(swigluVec, 256, (const A* a, A* out, int n, int h), (a, out, n, h))
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(256) addBiasF32Vec_bf16(float* out, const W* bias, int n, int m) {
     b4jPdlWait();

@@ -92,8 +92,6 @@ public final class CudaBackend implements TrainingBackend {
     private final CublasLt lt;
     private final GemmRoutes routes = new GemmRoutes();
     private final Kernels kernels;
-    /** Bytes of L2 a product and the next one's prefetched weights may take in a recorded decode step. */
-    private final long prefetchBudget;
     private final TrainKernels train;
     private final MixerTrainKernels mixers;
     private final Scratch scratch;
@@ -128,21 +126,9 @@ public final class CudaBackend implements TrainingBackend {
         final IntInput tokens;
         final IntInput layout;
         final IntInput rows;
-        /** A recorded decode step's prefetch table ({@link StepPrefetch}, zeroed), else 0. */
-        final long prefetchTable;
         TokenBatch lastBatch;
 
         Inputs(int tokenCapacity, int layoutCapacity) {
-            this(tokenCapacity, layoutCapacity, false);
-        }
-
-        Inputs(int tokenCapacity, int layoutCapacity, boolean step) {
-            if (step) {
-                prefetchTable = allocate(StepPrefetch.TABLE_BYTES, "a decode step's prefetch table");
-                cu.memsetD8Async(prefetchTable, 0, StepPrefetch.TABLE_BYTES, stream);
-            } else {
-                prefetchTable = 0;
-            }
             tokens = new IntInput(CudaBackend.this, "token ids", tokenCapacity);
             layout = new IntInput(CudaBackend.this, "batch layout", layoutCapacity);
             rows = new IntInput(CudaBackend.this, "row indices", 16);
@@ -153,9 +139,6 @@ public final class CudaBackend implements TrainingBackend {
             tokens.close();
             layout.close();
             rows.close();
-            if (prefetchTable != 0) {
-                free(prefetchTable);
-            }
         }
     }
 
@@ -181,8 +164,6 @@ public final class CudaBackend implements TrainingBackend {
             lt.timing(gemmChoices(), deviceName);
         }
         this.kernels = new Kernels(cu, module, stream);
-        this.prefetchBudget = StepPrefetch.budget(System.getProperty(StepPrefetch.PROPERTY),
-                cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE));
         kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
                 cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR));
         kernels.multiprocessors(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
@@ -970,7 +951,6 @@ public final class CudaBackend implements TrainingBackend {
         }
         if (fused) {
             takeZero(o);  // written whole
-            noteProduct(m);
             if (lt.matmul(Cublas.OP_T, Cublas.OP_N, cols, n, k, 1f, m.ptr, cublasType(m.type), k, a.ptr,
                     cublasType(a.type), k, 1f, r.ptr, Cublas.R_32F, cols, o.ptr, Cublas.COMPUTE_32F,
                     biasF32 == 0 ? CublasLt.EPILOGUE_DEFAULT : CublasLt.EPILOGUE_BIAS, biasF32)) {
@@ -1047,7 +1027,6 @@ public final class CudaBackend implements TrainingBackend {
         CudaBuffer o = bufferOf(out);
         if (fusedGemv(a, m, null, p) && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
                 && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
-            noteProduct(m);
             kernels.gemvSwiglu(precision, a.ptr, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
             routes.gemv++;
             routes.gemvSwiglu++;
@@ -1078,7 +1057,6 @@ public final class CudaBackend implements TrainingBackend {
                 && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
             CudaStates.Conv st = state(state, CudaStates.Conv.class, "baseConv");  // a live conv state
             checkSlots(batch, st, "baseConv");
-            noteProduct(m);
             kernels.gemvConv(precision, a.ptr, m.ptr, b == null ? 0 : b.ptr, cw.ptr, st.regions[0], layout(batch), o.ptr,
                     a.rows, inner, a.cols, cfg.kernel());
             routes.gemv++;
@@ -1110,7 +1088,6 @@ public final class CudaBackend implements TrainingBackend {
         if (n == 0) {
             return true;
         }
-        noteProduct(w);
         Route route = route(x, w, bias, out);
         if (route == Route.GEMM_WG) {
             // asked for (Kernels.GEMM_WG_PROPERTY): the weights streamed once, on wgmma
@@ -1152,11 +1129,6 @@ public final class CudaBackend implements TrainingBackend {
         }
         product(Cublas.OP_T, Cublas.OP_N, m, n, k, w.ptr, wt, k, x.ptr, xt, k, 0f, out.ptr, ot, m);
         return bias == null;
-    }
-
-    /** Notes a product's weights for the decode step being recorded, if one is ({@link StepPrefetch}). */
-    private void noteProduct(CudaWeight w) {
-        kernels.product(w.ptr, (long) w.rows() * w.cols() * w.type.bytes());
     }
 
     /**
@@ -2560,21 +2532,19 @@ public final class CudaBackend implements TrainingBackend {
             if (recording) {
                 throw new IllegalStateException("already recording a graph");
             }
-            Inputs mine = new Inputs(tokens.length, 4 * batch.size() + 1 + batch.totalTokens(), true);
+            Inputs mine = new Inputs(tokens.length, 4 * batch.size() + 1 + batch.totalTokens());
             cu.synchronize(stream);
             boolean before = kernels.programmatic();
             kernels.programmatic(before || kernels.programmaticSteps());
-            StepPrefetch plan = new StepPrefetch(mine.prefetchTable);
-            kernels.recordingStep(plan);  // a forward writes no weights
+            kernels.weightsFixed(true);  // a forward writes no weights
             long[] recorded;
             try {
                 recorded = recordGraph(mine, null, forward, mine::close, CudaBackend::rethrown);
             } finally {
                 kernels.programmatic(before);
-                kernels.recordingStep(null);
+                kernels.weightsFixed(false);
             }
             CudaGraph g = new CudaGraph(recorded[0], recorded[1], mine, tokens.length, batch.size());
-            plan.write(cu, prefetchBudget);
             launch(g);
             return g;
         }

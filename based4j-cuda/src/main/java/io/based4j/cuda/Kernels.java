@@ -332,44 +332,14 @@ public final class Kernels {
     }
 
     /**
-     * The decode step being recorded, else null: no kernel of it writes weights, so gemv version 3, gemmRows and
-     * gemmWg load their first weights before waiting for the kernel before them, and the kernel before a library
-     * product asks the L2 cache for its weights through the step's table ({@link StepPrefetch}).
+     * Whether no kernel of what is now being queued writes weights (a decode step being recorded): gemv version 3 and
+     * gemmRows then load their first weights before waiting for the kernel before them.
      */
-    private StepPrefetch step;
+    private boolean weightsFixed;
 
-    /** Says that a decode step is being recorded into {@code plan}'s table ({@link #step}), or no longer (null). */
-    void recordingStep(StepPrefetch plan) {
-        step = plan;
-    }
-
-    /** Notes a product of the decode step being recorded, if one is (its weights: address and bytes). */
-    void product(long weights, long bytes) {
-        if (step != null) {
-            step.product(weights, bytes);
-        }
-    }
-
-    /**
-     * The last argument of the product kernels that take one (gemv version 3 and its fused forms, gemmRows, gemmWg):
-     * 1 in a recorded decode step, where they load their first weights before the wait and take the product noted
-     * last as theirs ({@link StepPrefetch#served}), else 0.
-     */
-    private int early() {
-        if (step == null) {
-            return 0;
-        }
-        step.served();
-        return 1;
-    }
-
-    /**
-     * The last argument of the kernels of a decode step that may come before a product (addRmsNorm, swigluVec,
-     * baseConvStepVec, the linear attention's and the short window's decode): the slot that asks for the next
-     * product's weights ({@link StepPrefetch#next}), or 0.
-     */
-    private long next() {
-        return step == null ? 0 : step.next();
+    /** Says whether no kernel of what is now being queued writes weights ({@link #weightsFixed}). */
+    void weightsFixed(boolean fixed) {
+        weightsFixed = fixed;
     }
 
     /** Whether kernels are launched programmatically. */
@@ -462,7 +432,7 @@ public final class Kernels {
         if ((long) n * d == 0) {
             return;
         }
-        args.reset().ptr(residual).ptr(branch).ptr(weight).ptr(out).i32(n).i32(d).f32(eps).ptr(next());
+        args.reset().ptr(residual).ptr(branch).ptr(weight).ptr(out).i32(n).i32(d).f32(eps);
         launch(function("addRmsNorm", p), (int) Math.min(n, MAX_ELEMENTWISE_BLOCKS), 1, 1, THREADS, 0);
     }
 
@@ -530,7 +500,6 @@ public final class Kernels {
         }
         args.reset().ptr(a).ptr(out).i32(n).i32(h);
         if (vectorRows(p, h, a, out)) {
-            args.ptr(next());
             vectorwise(function("swigluVec", p), (long) n * h);
         } else {
             elementwise(function("swiglu", p), (long) n * h);
@@ -629,7 +598,6 @@ public final class Kernels {
         }
         args.reset().ptr(u).ptr(convW).ptr(hist).ptr(layout).ptr(out).i32(B).i32(inner).i32(k);
         if (convStepVec(inner, k, u, hist, out)) {
-            args.ptr(next());
             vectorwise(function("baseConvStepVec", p), (long) B * inner);
         } else {
             elementwise(function("baseConvStep", p), (long) B * inner);
@@ -746,7 +714,7 @@ public final class Kernels {
         int shared = 4 * (int) linearDecodeFloats(e, f, dh, quads ? 4 * LINEAR_THREADS : LINEAR_THREADS);
         long fn = function(linearDecodeKernel(version, dh, kvState), p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(B).i32(H).i32(f).i32(dh)
-                .f32(eps).ptr(next());
+                .f32(eps);
         launch(fn, B, H, 1, LINEAR_THREADS, shared);
     }
 
@@ -945,7 +913,7 @@ public final class Kernels {
                 int parts = gemv3Parts(p, m, n, k);
                 args.i32(parts);
                 int perBlock = warps / parts * rows;
-                args.i32(early());
+                args.i32(weightsFixed ? 1 : 0);
                 String name = "gemv3r" + rows + "m" + (m <= 2 ? m : m <= 4 ? 4 : 8);
                 launch(function(name, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
             }
@@ -995,7 +963,7 @@ public final class Kernels {
         require(parts > 0, op + ": " + m + " rows of width " + k + " into " + 2 * h + " outputs (at most "
                 + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
         int pairs = THREADS / 32 / parts / 2;
-        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).i32(early());
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
         return (h + pairs - 1) / pairs;
     }
 
@@ -1212,7 +1180,7 @@ public final class Kernels {
         long tiles = gemmRowsTiles(n);
         require(tiles * split <= Integer.MAX_VALUE, "gemmRows: " + n + " outputs");
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
-                .i32(early());
+                .i32(weightsFixed ? 1 : 0);
         launch(fn, (int) (tiles * split), 1, 1, GEMM_ROWS_THREADS, shared);
     }
 
@@ -1329,7 +1297,7 @@ public final class Kernels {
                 + " outputs");
         long fn = function("gemmWg" + split, p, GEMM_WG_SMEM);
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
-                .i32(early());
+                .i32(weightsFixed ? 1 : 0);
         launch(fn, (int) (tiles * split), (int) rowBlocks, 1, GEMM_WG_THREADS, GEMM_WG_SMEM);
     }
 
@@ -1616,7 +1584,7 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
-                .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale).ptr(next());
+                .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
         long fn = function("attentionDecodeWindow", p, shared);
         launch(fn, windowDecodeGrid((int) items, shared, multiprocessors, sharedPerMultiprocessor), 1, 1,
                 WINDOW_DECODE_THREADS, shared);

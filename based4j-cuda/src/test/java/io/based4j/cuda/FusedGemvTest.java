@@ -37,7 +37,7 @@ class FusedGemvTest {
                     int h = s[0];
                     int k = s[1];
                     boolean bias = r.nextBoolean();
-                    rig.recordingStep(r.nextBoolean(), 3 * 4096 + 2064);
+                    rig.kernels.weightsFixed(r.nextBoolean());
                     float[] x = gaussian(r, m * k);
                     float[] w = gaussian(r, 2 * h * k, 1.0 / Math.sqrt(k));
                     float[] b = gaussian(r, 2 * h);
@@ -80,7 +80,7 @@ class FusedGemvTest {
                     TokenBatch batch = m == 1 ? new TokenBatch(new int[] {2}, new int[] {7}, new int[] {1})
                             : new TokenBatch(new int[] {2, 0}, new int[] {7, 0}, new int[] {1, 1});
                     boolean bias = r.nextBoolean();
-                    rig.recordingStep(r.nextBoolean(), 3 * 4096 + 2064);
+                    rig.kernels.weightsFixed(r.nextBoolean());
                     float[] x = gaussian(r, m * k);
                     float[] w = gaussian(r, 2 * inner * k, 1.0 / Math.sqrt(k));
                     float[] b = gaussian(r, 2 * inner);

@@ -90,35 +90,6 @@ final class KernelRig implements AutoCloseable {
         }
     }
 
-    /**
-     * Has the kernels launch as in a recorded decode step ({@link Kernels#recordingStep}) whose every slot asks the
-     * L2 cache for {@code bytes} of a buffer of its own (a multiple of 16, not of the 4 KiB pieces), a library product
-     * noted before every launch, or as outside one ({@code on} false). The product kernels then load their weights
-     * early; the kernels that may come before a product ask for that buffer as they end.
-     */
-    void recordingStep(boolean on, long bytes) {
-        if (!on) {
-            kernels.recordingStep(null);
-            return;
-        }
-        long next = zeros(bytes);
-        int[] v = new int[(int) (StepPrefetch.TABLE_BYTES / 4)];
-        for (int i = 0; i + 4 <= v.length; i += 4) {
-            v[i] = (int) next;
-            v[i + 1] = (int) (next >>> 32);
-            v[i + 2] = (int) bytes;
-            v[i + 3] = (int) (bytes >>> 32);
-        }
-        StepPrefetch plan = new StepPrefetch(ints(v)) {
-            @Override
-            long next() {
-                product(0, 0);  // as after a library product, every time
-                return super.next();
-            }
-        };
-        kernels.recordingStep(plan);
-    }
-
     long ints(int[] v) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment host = a.allocate(4L * Math.max(v.length, 1), 8);
