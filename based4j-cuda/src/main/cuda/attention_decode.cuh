@@ -757,6 +757,145 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
     }
 }
 
+/** Most threads of a block of attentionDecode6: its lane groups, one a head (the host runs version 2 past it). */
+#define DEC6_MAX_THREADS 512
+
+/**
+ * Version 6: a block takes one split of one sequence's keys for all H heads at once, a warp 32 / G of them (G lanes a
+ * head as in version 2, dh / 8 of them with 8 dims each), so that the block reads a cached key's row whole (the H heads
+ * side by side, d values in a row) and no lane group needs another: each runs an online softmax over its head's keys
+ * in registers, U keys and their values loaded together (U = 8 in bf16, 4 in float32: 16 loads of 16 bytes in flight
+ * a lane), then their scores summed over the group by shuffles, the chunk's largest, the rescale of l and of the sums,
+ * and p v added; no shared memory and no barrier. The query's own key (the split's last where it reaches pos, from
+ * qkv, rotated here) comes last, as in version 2. The partial results are version 2's (m, l, the sum of p v relative to
+ * m), merged by attentionDecodeMerge. Grid (1, B, splits), ceil(H G / 32) warps a block (at most DEC6_MAX_THREADS
+ * threads).
+ */
+template <typename W, typename A>
+__device__ void attentionDecode6_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
+                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    constexpr int U = sizeof(A) == 2 ? 8 : 4;
+    const int seq = blockIdx.y;
+    const int split = blockIdx.z;
+    const int lanes = dh >> 3;
+    const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+    const int lane = threadIdx.x & (G - 1);
+    const int head = threadIdx.x / G;
+    const bool mine = head < H;  // a lane group past the last head idles (but takes part in the shuffles)
+    const bool active = mine && lane < lanes;
+    const int e0 = lane * 8;
+    const Layout L = layoutOf(layout, B);
+    const i64 row = L.offsets[seq];
+    const i64 pos = L.starts[seq];
+    const i64 slot = L.slots[seq];
+    const i64 d = (i64)H * dh;
+    const i64 first = pos - window > 0 ? pos - window : 0;
+    const i64 j0 = first + (i64)split * DEC_KEYS;
+    float* out = partial + (((i64)seq * H + (mine ? head : 0)) * splits + split) * (2 + dh);
+    if (j0 > pos) {  // a split past the last key: the empty result
+        if (mine && lane == 0) {
+            out[0] = -CUDART_INF_F;
+            out[1] = 0.0f;
+        }
+        if (active) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) out[2 + e0 + i] = 0.0f;
+        }
+        return;
+    }
+    const i64 j1 = pos < j0 + DEC_KEYS - 1 ? pos : j0 + DEC_KEYS - 1;
+    const int n = (int)(j1 - j0 + 1);
+    const int cached = (int)((j1 < pos ? j1 : pos - 1) - j0 + 1);
+    const A* kNew = qkv + row * 3 * d + (i64)(mine ? head : 0) * dh + d;
+    float q[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        q[i] = active ? rotated(kNew - d, e0 + i, (int)pos, rotary, rd, maxPos, interleaved) : 0.0f;
+    }
+    const int c0 = (int)(j0 % capacity);
+    const A* kRows = kCache + slot * capacity * d + (i64)(mine ? head : 0) * dh + e0;
+    const A* vRows = vCache + slot * capacity * d + (i64)(mine ? head : 0) * dh + e0;
+    float m = -CUDART_INF_F;
+    float l = 0.0f;
+    float acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i] = 0.0f;
+    for (int k0 = 0; k0 < cached; k0 += U) {  // alike for every thread: the shuffles see all
+        GemvPiece<A> kp[U], vp[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (active && k0 + u < cached) {
+                int c = c0 + k0 + u;
+                if (c >= capacity) c -= capacity;
+                kp[u].load(kRows + (i64)c * d);
+                vp[u].load(vRows + (i64)c * d);
+            } else {
+                kp[u].clear();
+                vp[u].clear();
+            }
+        }
+        float sc[U];
+        float top = m;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float kv[8];
+            kp[u].get(kv);
+            float dot = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) dot += q[i] * kv[i];
+            dot = groupSum(dot, G);
+            sc[u] = k0 + u < cached ? dot * scale : -CUDART_INF_F;
+            top = fmaxf(top, sc[u]);
+        }
+        const float corr = expf(m - top);  // 0 for the first chunk (m = -inf, top finite)
+        l *= corr;
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[i] *= corr;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float p = expf(sc[u] - top);
+            l += p;
+            float vv[8];
+            vp[u].get(vv);
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[i] += p * vv[i];
+        }
+        m = top;
+    }
+    if (cached < n) {  // the query's own key and value, from qkv
+        float dot = 0.0f;
+        if (active) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) dot += q[i] * rotated(kNew, e0 + i, (int)pos, rotary, rd, maxPos, interleaved);
+        }
+        dot = groupSum(dot, G);
+        const float s = dot * scale;
+        const float top = fmaxf(m, s);
+        const float corr = expf(m - top);
+        const float p = expf(s - top);
+        l = l * corr + p;
+        float vv[8];
+        if (active) {
+            load8(kNew + d + e0, vv);
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++) vv[i] = 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[i] = acc[i] * corr + p * vv[i];
+        m = top;
+    }
+    if (mine && lane == 0) {
+        out[0] = m;
+        out[1] = l;
+    }
+    if (active) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) out[2 + e0 + i] = acc[i];
+    }
+}
+
 }  // namespace b4j
 
 B4J_KERNEL(attentionDecode, DEC_THREADS,
@@ -792,3 +931,16 @@ B4J_KERNEL(attentionDecode5, DEC_THREADS,
             int splits),
            (qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, maxPos, interleaved, scale,
             splits))
+// version 6: blocks of up to DEC6_MAX_THREADS (a sequence's heads), not B4J_KERNEL's DEC_THREADS
+#define B4J_DEC6_KERNEL(NS, SUFFIX)                                                                                    \
+    namespace NS {                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(DEC6_MAX_THREADS) attentionDecode6_##SUFFIX(                          \
+        const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, float* partial, int B, \
+        int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale, int splits) {      \
+        b4jPdlWait();                                                                                                  \
+        b4j::attentionDecode6_impl<W, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, \
+                                         maxPos, interleaved, scale, splits);                                          \
+    }                                                                                                                  \
+    }
+B4J_DEC6_KERNEL(b4j_f32, f32)
+B4J_DEC6_KERNEL(b4j_bf16, bf16)

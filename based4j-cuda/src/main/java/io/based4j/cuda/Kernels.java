@@ -1391,9 +1391,23 @@ public final class Kernels {
      * Versions of {@link #attentionDecode}: 1 (a pair of dims a thread), 2 (8 dims a lane, keys in flight), 3 (as 2,
      * but each score a thread's whole dot product, without shuffles), 4 (the split's keys and values copied into shared
      * memory first, 64 at a time in bf16, then as 2; with one split it writes the output itself, no merge), 5 (one
-     * pass: a lane group's keys and values loaded together, an online softmax).
+     * pass: a lane group's keys and values loaded together, an online softmax), 6 (a block a split of a sequence's
+     * keys for all its heads, a lane group a head with its online softmax in registers; no shared memory, no barrier).
      */
-    static final int DECODE_VERSIONS = 5;
+    static final int DECODE_VERSIONS = 6;
+    /** Most threads of a block of version 6 of {@link #attentionDecode} (DEC6_MAX_THREADS in the .cu). */
+    static final int DECODE6_MAX_THREADS = 512;
+
+    /**
+     * The threads of a block of version 6 of {@link #attentionDecode}: a lane group of G a head (G the power of 2 at or
+     * above dh / 8, at least 2), in whole warps; above {@value #DECODE6_MAX_THREADS} version 2 runs instead.
+     */
+    static int decode6Threads(int heads, int dh) {
+        int lanes = dh / 8;
+        int g = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+        long threads = ((long) heads * g + 31) / 32 * 32;
+        return (int) Math.min(threads, Integer.MAX_VALUE);
+    }
 
     /** The version {@link #attentionDecode} runs for a batch of {@code batch} sequences. */
     int decodeVersion(int batch) {
@@ -1487,6 +1501,9 @@ public final class Kernels {
         if (B == 0) {
             return;
         }
+        if (version == 6 && decode6Threads(H, dh) > DECODE6_MAX_THREADS) {
+            version = 2;  // more heads than a block of version 6 holds
+        }
         String name = decodeKernel(version, qkv, kCache, vCache);
         boolean direct = name.equals("attentionDecode4") && splits == 1;  // writes out itself: no merge
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(partial);
@@ -1495,7 +1512,11 @@ public final class Kernels {
         }
         args.i32(B).i32(H).i32(dh).i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0)
                 .f32(scale).i32(splits);
-        launch(function(name, p), H, B, splits, ATTENTION_THREADS, 0);
+        if (name.equals("attentionDecode6")) {
+            launch(function(name, p), 1, B, splits, decode6Threads(H, dh), 0);
+        } else {
+            launch(function(name, p), H, B, splits, ATTENTION_THREADS, 0);
+        }
         if (!direct) {
             args.reset().ptr(partial).ptr(layout).ptr(out).i32(B).i32(H).i32(dh).i32(splits);
             launch(function("attentionDecodeMerge", p), H, B, 1, ATTENTION_THREADS, 0);

@@ -17,7 +17,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * their keys span several splits (positions 0, 300 and 1100 of 256-key splits), full and sliding windows (a ring
  * cache of the window, its split's keys wrapping round the ring), rotate-half and interleaved rotary, head dims 16, 32,
  * 48, 64, 96, 112 and 128 (lane groups of 2 to 16 in version 2, some of their lanes idle); every version of
- * attention_decode.cuh, the test checking that the version's own kernel is the one that runs.
+ * attention_decode.cuh, the test checking that the version's own kernel is the one that runs; two heads, and for
+ * version 6 (a block a sequence's heads) and version 2 beside it 3, 5, 16 and 40.
  *
  * <p>Tolerance. In float32 both kernels sum dot products of dh terms and a softmax over up to 1,101 keys in float32,
  * in different orders: each result carries a relative error of a few times sqrt(n) u (u = 6e-8), well under 1e-5 of
@@ -30,24 +31,31 @@ class AttentionDecodeTest {
     static Stream<Arguments> cases() {
         Stream.Builder<Arguments> cases = Stream.builder();
         for (int version = 1; version <= Kernels.DECODE_VERSIONS; version++) {
-            cases.add(Arguments.of(version, Precision.F32, 64, Integer.MAX_VALUE, 32, false));
-            cases.add(Arguments.of(version, Precision.BF16, 128, Integer.MAX_VALUE, 64, false));
-            cases.add(Arguments.of(version, Precision.BF16, 112, Integer.MAX_VALUE, 0, false));
-            cases.add(Arguments.of(version, Precision.F32, 112, 300, 32, true));
-            cases.add(Arguments.of(version, Precision.BF16, 64, 600, 64, false));
-            cases.add(Arguments.of(version, Precision.BF16, 32, Integer.MAX_VALUE, 32, true));
-            cases.add(Arguments.of(version, Precision.F32, 16, 100, 16, false));
-            cases.add(Arguments.of(version, Precision.BF16, 48, 300, 16, false));
-            cases.add(Arguments.of(version, Precision.F32, 96, Integer.MAX_VALUE, 96, true));
+            cases.add(Arguments.of(version, Precision.F32, 64, Integer.MAX_VALUE, 32, false, 2));
+            cases.add(Arguments.of(version, Precision.BF16, 128, Integer.MAX_VALUE, 64, false, 2));
+            cases.add(Arguments.of(version, Precision.BF16, 112, Integer.MAX_VALUE, 0, false, 2));
+            cases.add(Arguments.of(version, Precision.F32, 112, 300, 32, true, 2));
+            cases.add(Arguments.of(version, Precision.BF16, 64, 600, 64, false, 2));
+            cases.add(Arguments.of(version, Precision.BF16, 32, Integer.MAX_VALUE, 32, true, 2));
+            cases.add(Arguments.of(version, Precision.F32, 16, 100, 16, false, 2));
+            cases.add(Arguments.of(version, Precision.BF16, 48, 300, 16, false, 2));
+            cases.add(Arguments.of(version, Precision.F32, 96, Integer.MAX_VALUE, 96, true, 2));
+        }
+        // version 6 takes all of a sequence's heads in a block: attn-1b's 16 of 112, a warp not filled (5 heads of 64,
+        // 3 of 16), and more than a block holds (40 of 112: version 2 runs); version 2 beside it on the same shapes
+        for (int version : new int[] {2, 6}) {
+            cases.add(Arguments.of(version, Precision.BF16, 112, Integer.MAX_VALUE, 32, false, 16));
+            cases.add(Arguments.of(version, Precision.F32, 64, 600, 64, true, 5));
+            cases.add(Arguments.of(version, Precision.BF16, 16, 100, 16, false, 3));
+            cases.add(Arguments.of(version, Precision.BF16, 112, 300, 0, false, 40));
         }
         return cases.build();
     }
 
-    @ParameterizedTest(name = "version {0}, {1}, head dim {2}, window {3}, rotary {4}, interleaved {5}")
+    @ParameterizedTest(name = "version {0}, {1}, head dim {2}, window {3}, rotary {4}, interleaved {5}, heads {6}")
     @MethodSource("cases")
     void theSplitDecodeIsTheOneKernelsAttention(int version, Precision p, int dh, int window, int rotaryDim,
-                                                boolean interleaved) {
-        int heads = 2;
+                                                boolean interleaved, int heads) {
         int d = heads * dh;
         int maxPos = 1200;
         boolean ring = window != Integer.MAX_VALUE;

@@ -91,6 +91,13 @@ class KernelVersionTest {
         assertEquals("attentionDecode", Kernels.decodeKernel(3, 0x1000, 0x2000, 0x3004), "a cache not aligned");
         assertEquals("attentionDecode", Kernels.decodeKernel(2, 0x1008, 0x2000, 0x3000), "qkv not 16-byte aligned");
         assertEquals("attentionDecode", Kernels.decodeKernel(1, 0x1000, 0x2000, 0x3000));
+        assertEquals("attentionDecode6", Kernels.decodeKernel(6, 0x1000, 0x2000, 0x3000));
+        // version 6's blocks: a lane group a head (16 lanes at dh 112, 8 at 64, 2 at 16), in whole warps
+        assertEquals(256, Kernels.decode6Threads(16, 112), "attn-1b's 16 heads of 112");
+        assertEquals(64, Kernels.decode6Threads(5, 64));
+        assertEquals(32, Kernels.decode6Threads(3, 16));
+        assertEquals(Kernels.DECODE6_MAX_THREADS, Kernels.decode6Threads(32, 128));
+        assertEquals(640, Kernels.decode6Threads(40, 112), "past DECODE6_MAX_THREADS: version 2 runs");
         assertEquals("linearAttentionDecode3", Kernels.linearDecodeKernel(3, 112, 0x4000));
         assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(3, 66, 0x4000), "dh not a multiple of 4");
         assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(2, 64, 0x4004), "S not 16-byte aligned");
