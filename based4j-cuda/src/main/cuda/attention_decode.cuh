@@ -771,11 +771,11 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
  * m), merged by attentionDecodeMerge. Grid (1, B, splits), ceil(H G / 32) warps a block (at most DEC6_MAX_THREADS
  * threads).
  */
-template <typename W, typename A>
-__device__ void attentionDecode6_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
-                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
-                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
-    constexpr int U = sizeof(A) == 2 ? 8 : 4;
+template <int U, typename A>
+__device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCache, const A* vCache,
+                                                     const float* rotary, const int* layout, float* partial, int B,
+                                                     int H, int dh, int capacity, int window, int rd, int maxPos,
+                                                     int interleaved, float scale, int splits) {
     const int seq = blockIdx.y;
     const int split = blockIdx.z;
     const int lanes = dh >> 3;
@@ -896,6 +896,23 @@ __device__ void attentionDecode6_impl(const A* qkv, const A* kCache, const A* vC
     }
 }
 
+template <typename W, typename A>
+__device__ void attentionDecode6_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
+                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    attentionDecodeHeads<sizeof(A) == 2 ? 8 : 4, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity,
+                                                    window, rd, maxPos, interleaved, scale, splits);
+}
+
+/** Version 7: version 6 with half the keys in flight a lane group (4 in bf16, 2 in float32): fewer registers. */
+template <typename W, typename A>
+__device__ void attentionDecode7_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
+                                      const int* layout, float* partial, int B, int H, int dh, int capacity,
+                                      int window, int rd, int maxPos, int interleaved, float scale, int splits) {
+    attentionDecodeHeads<sizeof(A) == 2 ? 4 : 2, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity,
+                                                    window, rd, maxPos, interleaved, scale, splits);
+}
+
 }  // namespace b4j
 
 B4J_KERNEL(attentionDecode, DEC_THREADS,
@@ -931,16 +948,18 @@ B4J_KERNEL(attentionDecode5, DEC_THREADS,
             int splits),
            (qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, maxPos, interleaved, scale,
             splits))
-// version 6: blocks of up to DEC6_MAX_THREADS (a sequence's heads), not B4J_KERNEL's DEC_THREADS
-#define B4J_DEC6_KERNEL(NS, SUFFIX)                                                                                    \
+// versions 6 and 7: blocks of up to DEC6_MAX_THREADS (a sequence's heads), not B4J_KERNEL's DEC_THREADS
+#define B4J_DEC6_KERNEL(V, NS, SUFFIX)                                                                                 \
     namespace NS {                                                                                                     \
-    extern "C" __global__ void __launch_bounds__(DEC6_MAX_THREADS) attentionDecode6_##SUFFIX(                          \
+    extern "C" __global__ void __launch_bounds__(DEC6_MAX_THREADS) attentionDecode##V##_##SUFFIX(                      \
         const A* qkv, const A* kCache, const A* vCache, const float* rotary, const int* layout, float* partial, int B, \
         int H, int dh, int capacity, int window, int rd, int maxPos, int interleaved, float scale, int splits) {      \
         b4jPdlWait();                                                                                                  \
-        b4j::attentionDecode6_impl<W, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, \
-                                         maxPos, interleaved, scale, splits);                                          \
+        b4j::attentionDecode##V##_impl<W, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, \
+                                             rd, maxPos, interleaved, scale, splits);                                  \
     }                                                                                                                  \
     }
-B4J_DEC6_KERNEL(b4j_f32, f32)
-B4J_DEC6_KERNEL(b4j_bf16, bf16)
+B4J_DEC6_KERNEL(6, b4j_f32, f32)
+B4J_DEC6_KERNEL(6, b4j_bf16, bf16)
+B4J_DEC6_KERNEL(7, b4j_f32, f32)
+B4J_DEC6_KERNEL(7, b4j_bf16, bf16)

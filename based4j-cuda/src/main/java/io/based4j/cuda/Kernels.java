@@ -1392,14 +1392,15 @@ public final class Kernels {
      * but each score a thread's whole dot product, without shuffles), 4 (the split's keys and values copied into shared
      * memory first, 64 at a time in bf16, then as 2; with one split it writes the output itself, no merge), 5 (one
      * pass: a lane group's keys and values loaded together, an online softmax), 6 (a block a split of a sequence's
-     * keys for all its heads, a lane group a head with its online softmax in registers; no shared memory, no barrier).
+     * keys for all its heads, a lane group a head with its online softmax in registers; no shared memory, no barrier),
+     * 7 (as 6 with half the keys in flight: fewer registers).
      */
-    static final int DECODE_VERSIONS = 6;
+    static final int DECODE_VERSIONS = 7;
     /** Most threads of a block of version 6 of {@link #attentionDecode} (DEC6_MAX_THREADS in the .cu). */
     static final int DECODE6_MAX_THREADS = 512;
 
     /**
-     * The threads of a block of version 6 of {@link #attentionDecode}: a lane group of G a head (G the power of 2 at or
+     * The threads of a block of versions 6 and 7 of {@link #attentionDecode}: a lane group of G a head (G the power of 2 at or
      * above dh / 8, at least 2), in whole warps; above {@value #DECODE6_MAX_THREADS} version 2 runs instead.
      */
     static int decode6Threads(int heads, int dh) {
@@ -1501,8 +1502,8 @@ public final class Kernels {
         if (B == 0) {
             return;
         }
-        if (version == 6 && decode6Threads(H, dh) > DECODE6_MAX_THREADS) {
-            version = 2;  // more heads than a block of version 6 holds
+        if (version >= 6 && decode6Threads(H, dh) > DECODE6_MAX_THREADS) {
+            version = 2;  // more heads than a block of versions 6 and 7 holds
         }
         String name = decodeKernel(version, qkv, kCache, vCache);
         boolean direct = name.equals("attentionDecode4") && splits == 1;  // writes out itself: no merge
@@ -1512,7 +1513,7 @@ public final class Kernels {
         }
         args.i32(B).i32(H).i32(dh).i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0)
                 .f32(scale).i32(splits);
-        if (name.equals("attentionDecode6")) {
+        if (name.equals("attentionDecode6") || name.equals("attentionDecode7")) {
             launch(function(name, p), 1, B, splits, decode6Threads(H, dh), 0);
         } else {
             launch(function(name, p), H, B, splits, ATTENTION_THREADS, 0);

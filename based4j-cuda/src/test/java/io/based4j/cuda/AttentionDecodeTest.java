@@ -18,7 +18,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * cache of the window, its split's keys wrapping round the ring), rotate-half and interleaved rotary, head dims 16, 32,
  * 48, 64, 96, 112 and 128 (lane groups of 2 to 16 in version 2, some of their lanes idle); every version of
  * attention_decode.cuh, the test checking that the version's own kernel is the one that runs; two heads, and for
- * version 6 (a block a sequence's heads) and version 2 beside it 3, 5, 16 and 40.
+ * versions 6 and 7 (a block a sequence's heads) and version 2 beside them 3, 5, 16 and 40.
  *
  * <p>Tolerance. In float32 both kernels sum dot products of dh terms and a softmax over up to 1,101 keys in float32,
  * in different orders: each result carries a relative error of a few times sqrt(n) u (u = 6e-8), well under 1e-5 of
@@ -41,9 +41,9 @@ class AttentionDecodeTest {
             cases.add(Arguments.of(version, Precision.BF16, 48, 300, 16, false, 2));
             cases.add(Arguments.of(version, Precision.F32, 96, Integer.MAX_VALUE, 96, true, 2));
         }
-        // version 6 takes all of a sequence's heads in a block: attn-1b's 16 of 112, a warp not filled (5 heads of 64,
-        // 3 of 16), and more than a block holds (40 of 112: version 2 runs); version 2 beside it on the same shapes
-        for (int version : new int[] {2, 6}) {
+        // versions 6 and 7 take all of a sequence's heads in a block: attn-1b's 16 of 112, a warp not filled (5 heads of 64,
+        // 3 of 16), and more than a block holds (40 of 112: version 2 runs); version 2 beside them on the same shapes
+        for (int version : new int[] {2, 6, 7}) {
             cases.add(Arguments.of(version, Precision.BF16, 112, Integer.MAX_VALUE, 32, false, 16));
             cases.add(Arguments.of(version, Precision.F32, 64, 600, 64, true, 5));
             cases.add(Arguments.of(version, Precision.BF16, 16, 100, 16, false, 3));
