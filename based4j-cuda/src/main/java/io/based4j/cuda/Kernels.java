@@ -1369,14 +1369,16 @@ public final class Kernels {
     /** The version {@link #gemv} runs: {@link #GEMV_VERSION} unless {@value #GEMV_VERSION_PROPERTY} names another. */
     private final int gemvVersion;
     /**
-     * Version 2 for batches of more than one sequence: on an H200 half the time of version 1 at attn-1b's shapes (535
-     * against 1,065 us a layer at batch 128 and 1,536 tokens, 2.64 TB/s; version 3 545), 0.67 of it for based-1b's
-     * window (version 3 0.80), 193 against 203 for version 3 at attn-360m's batch 64 of 2,000 tokens. Version 5 (one
-     * pass, an online softmax) took 585 against 539 at attn-1b's batch 128, 230 against 194 at attn-360m's batch 64,
-     * 50.8 against 44.2 for based-1b's window (91 registers against 56: fewer blocks a multiprocessor); attn-1b's
-     * decode at batch 128 5,492 tokens/s with it against 5,998 with version 2, in one run.
+     * Version 6 for batches of more than one sequence: on an H200 ({@code bench kernels --kernel attentionDecode}, the
+     * caches read from device memory) 342.9 us a layer of attn-1b at batch 128 and 1,536 tokens (4.12 TB/s) against
+     * 525.4 for version 2 (2.69 TB/s), 514.9 for version 4 and 370.2 for version 7; 131.9 against 191.4 at attn-360m's
+     * batch 64 of 2,000 tokens; 33.1 against 43.3 for based-1b's window (which its own kernel takes). attn-1b's decode
+     * at batch 128 went from 6,194.7 and 6,195.4 tokens/s (version 2) to 8,874.9 and 8,865.7 (version 7: 8,363.7 and
+     * 8,370.3), in one run. Before it version 2 was the default: half the time of version 1 (535 against 1,065 us),
+     * faster than version 5 (one pass, an online softmax, but its lane groups' keys split over the threads of a
+     * head's block: 585 us, 91 registers against 56).
      */
-    static final int DECODE_DEFAULT = 2;
+    static final int DECODE_DEFAULT = 6;
     /**
      * Version 4 for one sequence: on an H200 28.4 against 36.4 us (version 3), 46.5 (version 2) and 93.5 (version 1) a
      * layer of attn-1b at 1,536 tokens, each timed over cold copies of the caches (a grid of 112 blocks, each with
