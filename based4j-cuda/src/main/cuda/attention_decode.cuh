@@ -283,10 +283,16 @@ struct DecLanes {
     bool active;
 };
 
+/** The lanes of a group that takes a key (or a head) of dh dims, 8 a lane: the power of 2 at or above dh / 8, 2 to 16. */
+__device__ __forceinline__ int decGroupLanes(int dh) {
+    const int lanes = dh >> 3;
+    return lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+}
+
 __device__ __forceinline__ DecLanes decLanes(int dh, int tid) {
     const int lanes = dh >> 3;
     DecLanes L;
-    L.G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+    L.G = decGroupLanes(dh);
     L.groups = DEC_THREADS / L.G;
     L.lane = tid & (L.G - 1);
     L.grp = tid / L.G;
@@ -779,7 +785,7 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
     const int seq = blockIdx.y;
     const int split = blockIdx.z;
     const int lanes = dh >> 3;
-    const int G = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
+    const int G = decGroupLanes(dh);
     const int lane = threadIdx.x & (G - 1);
     const int head = threadIdx.x / G;
     const bool mine = head < H;  // a lane group past the last head idles (but takes part in the shuffles)

@@ -1406,9 +1406,7 @@ public final class Kernels {
      * above dh / 8, at least 2), in whole warps; above {@value #DECODE6_MAX_THREADS} version 2 runs instead.
      */
     static int decode6Threads(int heads, int dh) {
-        int lanes = dh / 8;
-        int g = lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : 16;
-        long threads = ((long) heads * g + 31) / 32 * 32;
+        long threads = ((long) heads * decodeLaneGroup(dh) + 31) / 32 * 32;
         return (int) Math.min(threads, Integer.MAX_VALUE);
     }
 
