@@ -3,7 +3,9 @@
 // dims a thread; 2, 8 dims a lane in 16-byte loads, several keys in flight; 3, as 2 but each score one thread's whole
 // dot product (no shuffles; a warp's loads then touch 32 rows at once); 4, the split's keys and values copied into
 // shared memory first (every load in flight at once), then as 2, one split's output written without the merge; 5, one
-// pass: each lane group's keys and values loaded together, an online softmax, no barrier between scores and values.
+// pass: each lane group's keys and values loaded together, an online softmax, no barrier between scores and values;
+// 6, a block a split of a sequence's keys for all its heads, a lane group a head with its online softmax in registers
+// (no shared memory, no barrier); 7, as 6 with half the keys in flight.
 // Launched by io.based4j.cuda.Kernels.attentionDecode; compared and timed by
 // `based4j bench kernels --kernel attentionDecode`.
 #pragma once

@@ -441,7 +441,9 @@ public final class KernelWorkbench {
                     double error = maxError(download(arena, out, outBytes), want);
                     double ms = time(copies, call);
                     boolean used = v == kernels.decodeVersion(b);
-                    String name = "v" + v + (used && !windowUsed ? " (used)" : "");
+                    int runs = Kernels.decodeLaunchVersion(v, h, dh);
+                    String name = "v" + v + (runs != v ? " (runs v" + runs + ")" : "")
+                            + (used && !windowUsed ? " (used)" : "");
                     if (used) {
                         usedError = error;
                     }

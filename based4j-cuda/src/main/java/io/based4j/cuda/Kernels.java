@@ -1410,6 +1410,15 @@ public final class Kernels {
         return (int) Math.min(threads, Integer.MAX_VALUE);
     }
 
+    /**
+     * The version {@link #attentionDecode} launches when asked for {@code version} with {@code heads} heads of
+     * {@code dh}: version 2 where a block of versions 6 and 7 would pass {@value #DECODE6_MAX_THREADS} threads, else
+     * the one asked for.
+     */
+    static int decodeLaunchVersion(int version, int heads, int dh) {
+        return version >= 6 && decode6Threads(heads, dh) > DECODE6_MAX_THREADS ? 2 : version;
+    }
+
     /** The version {@link #attentionDecode} runs for a batch of {@code batch} sequences. */
     int decodeVersion(int batch) {
         return decodeVersion != 0 ? decodeVersion : batch == 1 ? DECODE_ONE_SEQUENCE_DEFAULT : DECODE_DEFAULT;
@@ -1487,7 +1496,7 @@ public final class Kernels {
     }
 
     /**
-     * {@link #attentionDecode} in one of its {@link #DECODE_VERSIONS} versions. Versions 2 to 5 read 16 bytes a load:
+     * {@link #attentionDecode} in one of its {@link #DECODE_VERSIONS} versions. Versions 2 to 7 read 16 bytes a load:
      * with qkv or a cache not 16-byte aligned, version 1 runs instead.
      */
     void attentionDecode(int version, Precision p, long qkv, long kCache, long vCache, long rotary, long layout,
@@ -1502,10 +1511,7 @@ public final class Kernels {
         if (B == 0) {
             return;
         }
-        if (version >= 6 && decode6Threads(H, dh) > DECODE6_MAX_THREADS) {
-            version = 2;  // more heads than a block of versions 6 and 7 holds
-        }
-        String name = decodeKernel(version, qkv, kCache, vCache);
+        String name = decodeKernel(decodeLaunchVersion(version, H, dh), qkv, kCache, vCache);
         boolean direct = name.equals("attentionDecode4") && splits == 1;  // writes out itself: no merge
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(partial);
         if (name.equals("attentionDecode4")) {

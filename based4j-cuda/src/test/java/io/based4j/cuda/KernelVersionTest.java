@@ -97,7 +97,12 @@ class KernelVersionTest {
         assertEquals(64, Kernels.decode6Threads(5, 64));
         assertEquals(32, Kernels.decode6Threads(3, 16));
         assertEquals(Kernels.DECODE6_MAX_THREADS, Kernels.decode6Threads(32, 128));
-        assertEquals(640, Kernels.decode6Threads(40, 112), "past DECODE6_MAX_THREADS: version 2 runs");
+        assertEquals(640, Kernels.decode6Threads(40, 112), "past DECODE6_MAX_THREADS");
+        assertEquals(2, Kernels.decodeLaunchVersion(6, 40, 112), "version 2 runs there");
+        assertEquals(2, Kernels.decodeLaunchVersion(7, 40, 112));
+        assertEquals(6, Kernels.decodeLaunchVersion(6, 32, 128), "512 threads: version 6");
+        assertEquals(7, Kernels.decodeLaunchVersion(7, 16, 112));
+        assertEquals(5, Kernels.decodeLaunchVersion(5, 40, 112), "the other versions take any heads");
         assertEquals("linearAttentionDecode3", Kernels.linearDecodeKernel(3, 112, 0x4000));
         assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(3, 66, 0x4000), "dh not a multiple of 4");
         assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(2, 64, 0x4004), "S not 16-byte aligned");
