@@ -1370,9 +1370,9 @@ public final class Kernels {
     private final int gemvVersion;
     /**
      * Version 6 for batches of more than one sequence: on an H200 ({@code bench kernels --kernel attentionDecode}, the
-     * caches read from device memory) 342.9 us a layer of attn-1b at batch 128 and 1,536 tokens (4.12 TB/s) against
-     * 525.4 for version 2 (2.69 TB/s), 514.9 for version 4 and 370.2 for version 7; 131.9 against 191.4 at attn-360m's
-     * batch 64 of 2,000 tokens; 33.1 against 43.3 for based-1b's window (which its own kernel takes). attn-1b's decode
+     * caches read from device memory) 342.5 us a layer of attn-1b at batch 128 and 1,536 tokens (4.12 TB/s) against
+     * 524.1 for version 2 (2.69 TB/s), 513.9 for version 4 and 369.4 for version 7; 132.7 against 191.9 at attn-360m's
+     * batch 64 of 2,000 tokens; 33.4 against 43.4 for based-1b's window (which its own kernel takes). attn-1b's decode
      * at batch 128 went from 6,194.7 and 6,195.4 tokens/s (version 2) to 8,874.9 and 8,865.7 (version 7: 8,363.7 and
      * 8,370.3), in one run. Before it version 2 was the default: half the time of version 1 (535 against 1,065 us),
      * faster than version 5 (one pass, an online softmax, but its lane groups' keys split over the threads of a
