@@ -779,11 +779,12 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
  * m), merged by attentionDecodeMerge. Grid (1, B, splits), ceil(H G / 32) warps a block (at most DEC6_MAX_THREADS
  * threads).
  */
-template <int U, typename A>
+template <int U, bool WINDOW, typename A>
 __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCache, const A* vCache,
                                                      const float* rotary, const int* layout, float* partial, int B,
                                                      int H, int dh, int capacity, int window, int rd, int maxPos,
-                                                     int interleaved, float scale, int splits) {
+                                                     int interleaved, float scale, int splits, A* direct,
+                                                     A* kAppend, A* vAppend) {
     const int seq = blockIdx.y;
     const int split = blockIdx.z;
     const int lanes = dh >> 3;
@@ -800,8 +801,8 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
     const i64 d = (i64)H * dh;
     const i64 first = pos - window > 0 ? pos - window : 0;
     const i64 j0 = first + (i64)split * DEC_KEYS;
-    float* out = partial + (((i64)seq * H + (mine ? head : 0)) * splits + split) * (2 + dh);
-    if (j0 > pos) {  // a split past the last key: the empty result
+    float* out = WINDOW ? nullptr : partial + (((i64)seq * H + (mine ? head : 0)) * splits + split) * (2 + dh);
+    if (!WINDOW && j0 > pos) {  // a split past the last key: the empty result
         if (mine && lane == 0) {
             out[0] = -CUDART_INF_F;
             out[1] = 0.0f;
@@ -894,6 +895,31 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
         for (int i = 0; i < 8; i++) acc[i] = acc[i] * corr + p * vv[i];
         m = top;
     }
+    if constexpr (WINDOW) {
+        // one split (a short window): the output itself, as attentionDecodeMerge would write it from this one part,
+        // and the token's rotated key and its value into the ring at pos % capacity, as attentionAppend writes them
+        // (each lane the 16 bytes of its head's dims that it alone read above)
+        if (active) {
+            const float inv = 1.0f / l;
+            float y[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) y[i] = acc[i] * inv;
+            store8(direct + row * d + (i64)head * dh + e0, y);
+            const i64 cell = (slot * capacity + pos % capacity) * d + (i64)head * dh + e0;
+            const bool pastTable = rd > 0 && pos >= maxPos;
+            float kr[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                kr[i] = pastTable ? CUDART_NAN_F : rotated(kNew, e0 + i, (int)pos, rotary, rd, maxPos, interleaved);
+            }
+            store8(kAppend + cell, kr);
+#pragma unroll
+            for (int x = 0; x < (int)(8 * sizeof(A) / 16); x++) {  // the value's bits as qkv holds them
+                reinterpret_cast<uint4*>(vAppend + cell)[x] = reinterpret_cast<const uint4*>(kNew + d + e0)[x];
+            }
+        }
+        return;
+    }
     if (mine && lane == 0) {
         out[0] = m;
         out[1] = l;
@@ -908,8 +934,9 @@ template <typename W, typename A>
 __device__ void attentionDecode6_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
                                       const int* layout, float* partial, int B, int H, int dh, int capacity,
                                       int window, int rd, int maxPos, int interleaved, float scale, int splits) {
-    attentionDecodeHeads<sizeof(A) == 2 ? 8 : 4, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity,
-                                                    window, rd, maxPos, interleaved, scale, splits);
+    attentionDecodeHeads<sizeof(A) == 2 ? 8 : 4, false, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh,
+                                                           capacity, window, rd, maxPos, interleaved, scale, splits,
+                                                           nullptr, nullptr, nullptr);
 }
 
 /** Version 7: version 6 with half the keys in flight a lane group (4 in bf16, 2 in float32): fewer registers. */
@@ -917,8 +944,9 @@ template <typename W, typename A>
 __device__ void attentionDecode7_impl(const A* qkv, const A* kCache, const A* vCache, const float* rotary,
                                       const int* layout, float* partial, int B, int H, int dh, int capacity,
                                       int window, int rd, int maxPos, int interleaved, float scale, int splits) {
-    attentionDecodeHeads<sizeof(A) == 2 ? 4 : 2, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity,
-                                                    window, rd, maxPos, interleaved, scale, splits);
+    attentionDecodeHeads<sizeof(A) == 2 ? 4 : 2, false, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh,
+                                                           capacity, window, rd, maxPos, interleaved, scale, splits,
+                                                           nullptr, nullptr, nullptr);
 }
 
 }  // namespace b4j
@@ -956,6 +984,22 @@ B4J_KERNEL(attentionDecode5, DEC_THREADS,
             int splits),
            (qkv, kCache, vCache, rotary, layout, partial, B, H, dh, capacity, window, rd, maxPos, interleaved, scale,
             splits))
+// a short window's decode step in the heads' layout of version 6 (attentionDecodeHeadsWindow): one split, the output
+// written and the token appended; grid (1, B, 1), blocks of up to DEC6_MAX_THREADS
+#define B4J_DEC_HEADS_WINDOW_KERNEL(NS, SUFFIX)                                                                        \
+    namespace NS {                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(DEC6_MAX_THREADS) attentionDecodeHeadsWindow_##SUFFIX(                \
+        const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, A* out, int B, int H, int dh,      \
+        int capacity, int window, int rd, int maxPos, int interleaved, float scale) {                                  \
+        b4jPdlWait();                                                                                                  \
+        b4j::attentionDecodeHeads<sizeof(A) == 2 ? 8 : 4, true, A>(qkv, kCache, vCache, rotary, layout, nullptr, B, H, \
+                                                                   dh, capacity, window, rd, maxPos, interleaved,      \
+                                                                   scale, 1, out, kCache, vCache);                     \
+    }                                                                                                                  \
+    }
+B4J_DEC_HEADS_WINDOW_KERNEL(b4j_f32, f32)
+B4J_DEC_HEADS_WINDOW_KERNEL(b4j_bf16, bf16)
+
 // versions 6 and 7: blocks of up to DEC6_MAX_THREADS (a sequence's heads), not B4J_KERNEL's DEC_THREADS
 #define B4J_DEC6_KERNEL(V, NS, SUFFIX)                                                                                 \
     namespace NS {                                                                                                     \

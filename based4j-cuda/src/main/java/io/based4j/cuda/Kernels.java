@@ -1613,9 +1613,47 @@ public final class Kernels {
         }
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
+        if (windowHeadsRuns(B, H, dh, window)) {
+            launch(function("attentionDecodeHeadsWindow", p), 1, B, 1, decode6Threads(H, dh), 0);
+            return;
+        }
         long fn = function("attentionDecodeWindow", p, shared);
         launch(fn, windowDecodeGrid((int) items, shared, multiprocessors, sharedPerMultiprocessor), 1, 1,
                 WINDOW_DECODE_THREADS, shared);
+    }
+
+    /**
+     * The system property that has {@link #attentionDecodeWindow} take the heads' form ({@code heads}: a block a
+     * sequence with all its heads, as version 6 of {@link #attentionDecode}, its one split's output written and the
+     * token appended; kernel attentionDecodeHeadsWindow) instead of the items' ({@code items}, the default).
+     */
+    static final String WINDOW_FORM_PROPERTY = "based4j.cuda.attentionDecodeWindowForm";
+    private boolean windowHeads = windowForm(System.getProperty(WINDOW_FORM_PROPERTY));
+
+    /** Whether {@value #WINDOW_FORM_PROPERTY}'s value names the heads' form (null: the items', the default). */
+    static boolean windowForm(String value) {
+        if (value == null || value.strip().equals("items")) {
+            return false;
+        }
+        if (value.strip().equals("heads")) {
+            return true;
+        }
+        throw new IllegalArgumentException("-D" + WINDOW_FORM_PROPERTY + " must be items or heads, got '" + value
+                + "'");
+    }
+
+    /** Has {@link #attentionDecodeWindow} take the heads' form where it fits, or not. */
+    void windowHeads(boolean on) {
+        windowHeads = on;
+    }
+
+    /**
+     * Whether {@link #attentionDecodeWindow} runs in the heads' form for this call: asked for, one split of
+     * {@value #DECODE_KEYS} keys holds the window and the query's own key, and a block holds the heads.
+     */
+    boolean windowHeadsRuns(int B, int H, int dh, int window) {
+        return windowHeads && window < DECODE_KEYS && decode6Threads(H, dh) <= DECODE6_MAX_THREADS
+                && B <= MAX_GRID_YZ;
     }
 
     /** Static shared memory of a block of {@link #attentionDecodeWindow} (WdecShared: qs, kn, vred, gm, gl, gf). */

@@ -99,6 +99,23 @@ class AttentionDecodeWindowTest {
                 Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "grid %d, output %d (sequence at %d,"
                         + " head %d)", grid, i, positions[i / d], (i % d) / dh), "window kernel", "attention");
             }
+            // the heads' form (a block a sequence with all its heads), where one split of 256 keys holds the window
+            rig.kernels.windowHeads(true);
+            try {
+                assertEquals(window < Kernels.DECODE_KEYS, rig.kernels.windowHeadsRuns(b, heads, dh, window));
+                long kcGot = rig.values(p, keys);
+                long vcGot = rig.values(p, values);
+                long got = rig.zeros((long) b * d * p.bytes());
+                rig.kernels.attentionDecodeWindow(p, qkvD, kcGot, vcGot, rotary, layout, got, b, heads, dh, capacity,
+                        window, rotaryDim, maxPos, interleaved, scale);
+                assertArrayEquals(keysWant, rig.values(p, kcGot, cacheValues), "key cache, the heads' form");
+                assertArrayEquals(valuesWant, rig.values(p, vcGot, cacheValues), "value cache, the heads' form");
+                float[] g = rig.values(p, got, b * d);
+                Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "the heads' form, output %d (sequence at"
+                        + " %d, head %d)", i, positions[i / d], (i % d) / dh), "window kernel", "attention");
+            } finally {
+                rig.kernels.windowHeads(false);
+            }
         }
     }
 }

@@ -141,4 +141,21 @@ class KernelVersionTest {
                     + bad + "'"), e.getMessage());
         }
     }
+
+    @Test
+    void theWindowsHeadsFormIsAskedForByNameAndTakesWhatOneSplitAndOneBlockHold() {
+        assertFalse(Kernels.windowForm(null));
+        assertFalse(Kernels.windowForm("items"));
+        assertTrue(Kernels.windowForm(" heads "));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Kernels.windowForm("both"));
+        assertTrue(e.getMessage().contains(Kernels.WINDOW_FORM_PROPERTY) && e.getMessage().contains("'both'"),
+                e.getMessage());
+        Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
+        assertFalse(k.windowHeadsRuns(128, 16, 112, 64), "not asked for");
+        k.windowHeads(true);
+        assertTrue(k.windowHeadsRuns(128, 16, 112, 64), "based-1b's window");
+        assertTrue(k.windowHeadsRuns(1024, 16, 64, 128), "based-360m's");
+        assertFalse(k.windowHeadsRuns(128, 16, 16, 512), "more keys than one split");
+        assertFalse(k.windowHeadsRuns(128, 40, 112, 64), "more heads than a block");
+    }
 }
