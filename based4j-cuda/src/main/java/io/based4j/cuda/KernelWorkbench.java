@@ -474,6 +474,20 @@ public final class KernelWorkbench {
                     double msSplit = time(copies, split);
                     results.add(new Result("attentionDecode", shape, "v" + used + " + append", msSplit,
                             appended / (msSplit * 1e-3) / 1e9, usedError, GEMV_BOUND));
+                    if (Kernels.windowHeadsFit(b, h, dh, s.window())) {
+                        // the window kernel's heads' form (-Dbased4j.cuda.attentionDecodeWindowForm=heads)
+                        kernels.windowHeads(true);
+                        try {
+                            cu.memsetD8Async(out, 0, outBytes, stream);
+                            window.accept(0);
+                            double headsError = maxError(download(arena, out, outBytes), want);
+                            double msHeads = time(copies, window);
+                            results.add(new Result("attentionDecode", shape, "window, heads' form (appends)", msHeads,
+                                    appended / (msHeads * 1e-3) / 1e9, headsError, GEMV_BOUND));
+                        } finally {
+                            kernels.windowHeads(false);
+                        }
+                    }
                 }
             }
             freeAll();

@@ -1652,8 +1652,12 @@ public final class Kernels {
      * {@value #DECODE_KEYS} keys holds the window and the query's own key, and a block holds the heads.
      */
     boolean windowHeadsRuns(int B, int H, int dh, int window) {
-        return windowHeads && window < DECODE_KEYS && decode6Threads(H, dh) <= DECODE6_MAX_THREADS
-                && B <= MAX_GRID_YZ;
+        return windowHeads && windowHeadsFit(B, H, dh, window);
+    }
+
+    /** Whether the heads' form of {@link #attentionDecodeWindow} takes this call where asked for. */
+    static boolean windowHeadsFit(int B, int H, int dh, int window) {
+        return window < DECODE_KEYS && decode6Threads(H, dh) <= DECODE6_MAX_THREADS && B <= MAX_GRID_YZ;
     }
 
     /** Static shared memory of a block of {@link #attentionDecodeWindow} (WdecShared: qs, kn, vred, gm, gl, gf). */
