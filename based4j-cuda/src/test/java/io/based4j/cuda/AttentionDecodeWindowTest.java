@@ -30,21 +30,23 @@ import org.junit.jupiter.params.provider.MethodSource;
 class AttentionDecodeWindowTest {
     static Stream<Arguments> cases() {
         return Stream.of(
-                Arguments.of(Precision.BF16, 112, 64, 112, false),
-                Arguments.of(Precision.F32, 112, 64, 32, true),
-                Arguments.of(Precision.BF16, 64, 128, 64, false),
-                Arguments.of(Precision.F32, 64, 100, 0, false),
-                Arguments.of(Precision.BF16, 16, 512, 16, false),
-                Arguments.of(Precision.BF16, 128, 7, 64, true),
-                Arguments.of(Precision.F32, 48, 1, 48, false),
-                Arguments.of(Precision.BF16, 96, 64, 96, false),
-                Arguments.of(Precision.BF16, 112, 45, 112, false));  // under 48 KiB of stages, over it with the rest
+                Arguments.of(Precision.BF16, 112, 64, 112, false, 2),
+                Arguments.of(Precision.F32, 112, 64, 32, true, 2),
+                Arguments.of(Precision.BF16, 64, 128, 64, false, 2),
+                Arguments.of(Precision.F32, 64, 100, 0, false, 2),
+                Arguments.of(Precision.BF16, 16, 512, 16, false, 2),
+                Arguments.of(Precision.BF16, 128, 7, 64, true, 2),
+                Arguments.of(Precision.F32, 48, 1, 48, false, 2),
+                Arguments.of(Precision.BF16, 96, 64, 96, false, 2),
+                Arguments.of(Precision.BF16, 112, 45, 112, false, 2),  // under 48 KiB of stages, over it with the rest
+                Arguments.of(Precision.BF16, 112, 64, 112, false, 16),  // based-1b's heads: blocks of 8 warps
+                Arguments.of(Precision.F32, 64, 128, 64, true, 5));  // a warp and a part-filled one
     }
 
-    @ParameterizedTest(name = "{0}, head dim {1}, window {2}, rotary {3}, interleaved {4}")
+    @ParameterizedTest(name = "{0}, head dim {1}, window {2}, rotary {3}, interleaved {4}, heads {5}")
     @MethodSource("cases")
-    void oneKernelIsTheAttentionAndTheAppend(Precision p, int dh, int window, int rotaryDim, boolean interleaved) {
-        int heads = 2;
+    void oneKernelIsTheAttentionAndTheAppend(Precision p, int dh, int window, int rotaryDim, boolean interleaved,
+                                             int heads) {
         int d = heads * dh;
         int maxPos = 1200;
         int capacity = window;
