@@ -1,6 +1,7 @@
 // One decode step of Taylor linear attention (included by based4j_kernels.cu): every sequence one token, its state
 // S and z read and written once in place. Versions: 1, a column of S a thread; 2 and 3, four columns a thread in
-// 16-byte loads; 4, as 3 with 12 rows a thread in flight, the first ones before the token is featurized. Launched
+// 16-byte loads; 4, as 3 with 12 rows a thread in flight, the first ones before the token is featurized; 5 (sm_90),
+// persistent blocks taking each item's S into shared memory by one bulk copy, two items ahead. Launched
 // by io.based4j.cuda.Kernels.linearAttentionDecode; compared and timed by
 // `based4j bench kernels --kernel linearAttentionDecode`.
 #pragma once
@@ -244,8 +245,205 @@ __device__ void linearAttentionDecode4_impl(const A* q, const A* k, const A* v, 
     linearAttentionDecodeQuads<12, true, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define B4J_LA_BULK 1
+#else
+#define B4J_LA_BULK 0
+#endif
+
+#if B4J_LA_BULK
+/** Shared-memory address (32 bits) of a generic pointer into the block's shared memory. */
+__device__ __forceinline__ unsigned laSmem(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void laBarrierInit(u64* bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(laSmem(bar)) : "memory");
+}
+
+/** One bulk copy of `bytes` (a multiple of 16, both ends 16-byte aligned) global -> shared, completing on bar. */
+__device__ __forceinline__ void laBulkLoad(void* dst, const void* src, unsigned bytes, u64* bar) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(laSmem(bar)), "r"(bytes) : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(laSmem(dst)),
+        "l"(src), "r"(bytes), "r"(laSmem(bar))
+        : "memory");
+}
+
+/** Waits until bar's phase of this parity has completed (the bulk copy it counts has landed). */
+__device__ __forceinline__ void laBarrierWait(u64* bar, unsigned parity) {
+    unsigned done = 0;
+    do {
+        asm volatile(
+            "{\n"
+            ".reg .pred p;\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n"
+            "}\n"
+            : "=r"(done)
+            : "r"(laSmem(bar)), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+/** One bulk copy shared -> global of `bytes`, in its own bulk group. */
+__device__ __forceinline__ void laBulkStore(void* dst, const void* src, unsigned bytes) {
+    asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(dst), "r"(laSmem(src)),
+                 "r"(bytes)
+                 : "memory");
+    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+}
+#endif
+
+/**
+ * Version 5 of linearAttentionDecode (sm_90): the same arguments and results as version 4, bit for bit, with the
+ * state streamed through shared memory by the copy engine. A block is persistent: it takes the (sequence, head)
+ * items blockIdx.x, blockIdx.x + gridDim.x, .. (items in order of sequence then head, so that the grid works on one
+ * contiguous stretch of the state at a time), and each item's S, one contiguous E x dh block of floats, arrives by one
+ * bulk copy into one of `stages` buffers, stages - 1 items ahead of the one being worked on. A thread updates its
+ * float4s of S in the buffer (thread (g, c) of version 4: columns 4c .. 4c + 3 of rows g, g + R, .., the same
+ * operations in the same order), and once the block has, one bulk copy writes the buffer back over S while the block
+ * goes on; the buffer takes the next load only when that copy has read it. The token's q, k, v and z are loaded into
+ * registers an item ahead. Requires E <= blockDim.x, dh a multiple of 4, S 16-byte aligned; dynamic shared memory
+ * stages E dh floats, stages barriers, then 2E + 2f + dh + 4 blockDim + blockDim / 32 floats.
+ */
+template <typename W, typename A>
+__device__ void linearAttentionDecode5_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                            const int* layout, A* out, int B, int H, int f, int dh, float eps,
+                                            int stages) {
+#if B4J_LA_BULK
+    extern __shared__ __align__(128) unsigned char laSmemRaw[];
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const int E = expandedDim(f);
+    const int quads = dh >> 2;
+    const int R = nt / quads;
+    const int c = tid % quads;
+    const int g = tid / quads;
+    const int itemFloats = E * dh;
+    const unsigned itemBytes = (unsigned)itemFloats * 4u;
+    float* bufs = reinterpret_cast<float*>(laSmemRaw);
+    u64* bars = reinterpret_cast<u64*>(bufs + (i64)stages * itemFloats);
+    float* pk = reinterpret_cast<float*>(bars + stages);  // [E]
+    float* pq = pk + E;                                   // [E]
+    float* xk = pq + E;                                   // [f]
+    float* xq = xk + f;                                   // [f]
+    float* vs = xq + f;                                   // [dh]
+    float* red = vs + dh;                                 // [4 nt]
+    float* dred = red + 4 * nt;                           // [nt / 32]
+    const Layout L = layoutOf(layout, B);
+    const Taylor tc = taylorOf(f);
+    const int items = B * H;
+    const int first = blockIdx.x;
+    const int step = gridDim.x;
+    const int count = first < items ? (items - first + step - 1) / step : 0;
+    const i64 qkCols = (i64)H * f;
+    const i64 vCols = (i64)H * dh;
+    auto stateOf = [&](int j) -> i64 {  // the index of item j's (slot, head) among the state's
+        const int item = first + j * step;
+        return (i64)L.slots[item / H] * H + item % H;
+    };
+    if (tid == 0) {
+        for (int s = 0; s < stages; s++) laBarrierInit(bars + s);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (tid == 0) {
+        for (int j = 0; j < stages - 1 && j < count; j++) {
+            laBulkLoad(bufs + (i64)j * itemFloats, kvState + stateOf(j) * itemFloats, itemBytes, bars + j);
+        }
+    }
+    // the token of item j in registers: x_k and x_q (tid < f), v (tid < dh), z (tid < E)
+    float rk = 0.0f, rq = 0.0f, rv = 0.0f, rz = 0.0f;
+    auto fetch = [&](int j) {
+        const int item = first + j * step;
+        const int seq = item / H;
+        const int head = item % H;
+        const i64 row = L.offsets[seq];
+        if (tid < f) {
+            rk = toF(k[row * qkCols + (i64)head * f + tid]);
+            rq = toF(q[row * qkCols + (i64)head * f + tid]);
+        }
+        if (tid < dh) rv = toF(v[row * vCols + (i64)head * dh + tid]);
+        if (tid < E) rz = kState[stateOf(j) * E + tid];
+    };
+    if (count > 0) fetch(0);
+    for (int j = 0; j < count; j++) {
+        const int item = first + j * step;
+        const i64 sidx = stateOf(j);
+        const i64 outRow = L.offsets[item / H] * vCols + (i64)(item % H) * dh;
+        if (tid < f) {
+            xk[tid] = rk;
+            xq[tid] = rq;
+        }
+        if (tid < dh) vs[tid] = rv;
+        const float zOld = rz;
+        if (j + 1 < count) fetch(j + 1);
+        __syncthreads();
+        featurize(xk, f, tc, pk);
+        featurize(xq, f, tc, pq);
+        if (tid == 0 && j + stages - 1 < count) {
+            // the buffer of item j - 1 takes item j + stages - 1 once its write-back has read it
+            const int b = (j + stages - 1) % stages;
+            asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+            laBulkLoad(bufs + (i64)b * itemFloats, kvState + stateOf(j + stages - 1) * itemFloats, itemBytes,
+                       bars + b);
+        }
+        __syncthreads();
+        const int b = j % stages;
+        laBarrierWait(bars + b, (unsigned)((j / stages) & 1));
+        float4* S4 = reinterpret_cast<float4*>(bufs + (i64)b * itemFloats);
+        float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (g < R) {
+            const float v0 = vs[4 * c], v1 = vs[4 * c + 1], v2 = vs[4 * c + 2], v3 = vs[4 * c + 3];
+            for (int a = g; a < E; a += R) {
+                const float p = pk[a];
+                const float4 sv = S4[a * quads + c];
+                float4 s;
+                s.x = sv.x + p * v0;
+                s.y = sv.y + p * v1;
+                s.z = sv.z + p * v2;
+                s.w = sv.w + p * v3;
+                S4[a * quads + c] = s;
+                const float w = pq[a];
+                num.x += w * s.x;
+                num.y += w * s.y;
+                num.z += w * s.z;
+                num.w += w * s.w;
+            }
+            red[g * dh + 4 * c] = num.x;
+            red[g * dh + 4 * c + 1] = num.y;
+            red[g * dh + 4 * c + 2] = num.z;
+            red[g * dh + 4 * c + 3] = num.w;
+        }
+        // the generic proxy's writes to the buffer made visible to the bulk copy that writes it back
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        float den = 0.0f;
+        if (tid < E) {
+            const float z = zOld + pk[tid];
+            kState[sidx * E + tid] = z;
+            den = pq[tid] * z;
+        }
+        den = warpSum(den);
+        if ((tid & 31) == 0) dred[tid >> 5] = den;
+        __syncthreads();
+        if (tid == 0) laBulkStore(kvState + sidx * itemFloats, bufs + (i64)b * itemFloats, itemBytes);
+        if (tid < dh) {
+            float total = 0.0f;
+            for (int w = 0; w < (nt >> 5); w++) total += dred[w];
+            float acc = 0.0f;
+            for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
+            out[outRow + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+        }
+    }
+    if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+#endif
+}
+
 }  // namespace b4j
 
+B4J_KERNEL(linearAttentionDecode5, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps, int stages),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps, stages))
 B4J_KERNEL(linearAttentionDecode, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
