@@ -686,67 +686,9 @@ public final class Kernels {
         linearAttentionDecode(linearDecodeVersion(dh), p, q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
     }
 
-    /**
-     * The kernel that version {@code version} of {@link #linearAttentionDecode} runs on this feature dim, head dim and
-     * state, where version 5's bulk copies run ({@code bulk}: the sm_90a binary) or not: version 1's kernel where S is
-     * not read 16 bytes a load, version 4's for version 5 where its buffers do not fit.
-     */
-    static String linearDecodeKernel(int version, int f, int dh, long kvState, boolean bulk) {
-        if (!linearDecodeQuads(version, dh, kvState)) {
-            return "linearAttentionDecode";
-        }
-        if (version == LINEAR_DECODE_BULK && !(bulk && linearDecodeStages(f, dh) >= 1)) {
-            return "linearAttentionDecode" + LINEAR_DECODE_WIDE_DEFAULT;
-        }
-        return "linearAttentionDecode" + version;
-    }
-
-    /** {@link #linearDecodeKernel(int, int, int, long, boolean)} on this device. */
-    String linearDecodeKernel(int version, int f, int dh, long kvState) {
-        return linearDecodeKernel(version, f, dh, kvState, wgmmaFits);
-    }
-
-    /** Version 5 of {@link #linearAttentionDecode}: the state through shared memory by bulk copies (sm_90a). */
-    static final int LINEAR_DECODE_BULK = 5;
-    /** Buffers version 5 gives its items at most (the next two items in flight while one is worked on). */
-    static final int LINEAR_DECODE_STAGES = 3;
-    /** Dynamic shared memory a block may opt in to on compute capability 9.0 (227 KiB). */
-    static final int SM90_MAX_SHARED = 227 * 1024;
-
-    /** Dynamic shared memory of version 5 at this feature dim, head dim and number of buffers. */
-    static long linearDecodeBulkShared(int f, int dh, int stages) {
-        int e = 1 + f + f * (f + 1) / 2;
-        return 4L * stages * e * dh + 8L * stages + 4 * linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS);
-    }
-
-    /**
-     * The buffers version 5 takes at this feature dim and head dim: the most up to {@value #LINEAR_DECODE_STAGES}
-     * whose shared memory fits {@value #SM90_MAX_SHARED} bytes; 0 where not even one does, or where the features are
-     * more than a block's threads (each thread keeps one of z).
-     */
-    static int linearDecodeStages(int f, int dh) {
-        int e = 1 + f + f * (f + 1) / 2;
-        if (e > LINEAR_THREADS || dh % 4 != 0 || dh > LINEAR_THREADS) {
-            return 0;
-        }
-        int stages = LINEAR_DECODE_STAGES;
-        while (stages > 0 && linearDecodeBulkShared(f, dh, stages) > SM90_MAX_SHARED) {
-            stages--;
-        }
-        return stages;
-    }
-
-    /**
-     * The grid of version 5 for {@code items} (sequence, head) pairs: as many blocks as {@code sms} multiprocessors of
-     * {@code sharedPerSm} bytes hold at once, each then taking every so-many-th item; a block an item where the
-     * device's sizes are not known (0).
-     */
-    static int linearDecodeBulkGrid(long items, long shared, int sms, int sharedPerSm) {
-        if (sms <= 0 || sharedPerSm <= 0) {
-            return (int) items;
-        }
-        long perSm = Math.max(1, sharedPerSm / (shared + SHARED_RESERVED_A_BLOCK));
-        return (int) Math.min(items, perSm * sms);
+    /** The kernel that version {@code version} of {@link #linearAttentionDecode} runs on this head dim and state. */
+    static String linearDecodeKernel(int version, int dh, long kvState) {
+        return linearDecodeQuads(version, dh, kvState) ? "linearAttentionDecode" + version : "linearAttentionDecode";
     }
 
     /** Whether version {@code version} runs as a four-columns-a-thread kernel on this head dim and state. */
@@ -767,40 +709,13 @@ public final class Kernels {
         if (B == 0) {
             return;
         }
-        String kernel = linearDecodeKernel(version, f, dh, kvState);
-        if (kernel.equals("linearAttentionDecode" + LINEAR_DECODE_BULK)) {
-            int stages = linearDecodeStages(f, dh);
-            int shared = (int) linearDecodeBulkShared(f, dh, stages);
-            linearAttentionDecodeBulk(p, q, k, v, kvState, kState, layout, out, B, H, f, dh, eps, stages,
-                    linearDecodeBulkGrid((long) B * H, shared, multiprocessors, sharedPerMultiprocessor));
-            return;
-        }
         int e = 1 + f + f * (f + 1) / 2;
         boolean quads = linearDecodeQuads(version, dh, kvState);
         int shared = 4 * (int) linearDecodeFloats(e, f, dh, quads ? 4 * LINEAR_THREADS : LINEAR_THREADS);
-        long fn = function(kernel, p, shared);
+        long fn = function(linearDecodeKernel(version, dh, kvState), p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(B).i32(H).i32(f).i32(dh)
                 .f32(eps);
         launch(fn, B, H, 1, LINEAR_THREADS, shared);
-    }
-
-    /**
-     * Version 5 of {@link #linearAttentionDecode} on {@code grid} persistent blocks with {@code stages} buffers each
-     * (from 1 to {@link #linearDecodeStages}); requires the sm_90a binary and S 16-byte aligned.
-     */
-    void linearAttentionDecodeBulk(Precision p, long q, long k, long v, long kvState, long kState, long layout,
-                                   long out, int B, int H, int f, int dh, float eps, int stages, int grid) {
-        require(wgmmaFits, "linearAttentionDecode version 5: needs compute capability 9.0");
-        require(stages >= 1 && stages <= linearDecodeStages(f, dh), "linearAttentionDecode version 5: " + stages
-                + " buffers for feature dim " + f + ", head dim " + dh + " (1 to " + linearDecodeStages(f, dh) + ")");
-        require((kvState & 15) == 0, "linearAttentionDecode version 5: S not 16-byte aligned");
-        require((long) B * H <= Integer.MAX_VALUE && grid >= 1, "linearAttentionDecode version 5: " + B + " x " + H
-                + " items on " + grid + " blocks");
-        int shared = (int) linearDecodeBulkShared(f, dh, stages);
-        long fn = function("linearAttentionDecode" + LINEAR_DECODE_BULK, p, shared);
-        args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(layout).ptr(out).i32(B).i32(H).i32(f).i32(dh)
-                .f32(eps).i32(stages);
-        launch(fn, grid, 1, 1, LINEAR_THREADS, shared);
     }
 
     /** Tokens a chunk of linearAttentionState reads at once: the most of 32, 16, .. 1 whose floats fit. */
@@ -1530,10 +1445,9 @@ public final class Kernels {
     static final String LINEAR_DECODE_VERSION_PROPERTY = "based4j.cuda.linearAttentionDecode";
     /**
      * Versions of {@link #linearAttentionDecode}: 1 (a column of S a thread), 2 and 3 (four columns a thread in 16-byte
-     * loads, 8 or 4 rows in flight), 4 (12 rows in flight, the first ones loaded before the token is featurized), 5
-     * (persistent blocks, each item's S through shared memory by bulk copies two items ahead; sm_90a).
+     * loads, 8 or 4 rows in flight), 4 (12 rows in flight, the first ones loaded before the token is featurized).
      */
-    static final int LINEAR_DECODE_VERSIONS = 5;
+    static final int LINEAR_DECODE_VERSIONS = 4;
 
     /**
      * The version {@link #linearAttentionDecode} runs for heads of {@code dh}: the one the property names, else

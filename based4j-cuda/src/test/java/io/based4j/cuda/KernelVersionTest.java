@@ -81,22 +81,7 @@ class KernelVersionTest {
         assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(64), "based-360m's heads");
         assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, k.linearDecodeVersion(Kernels.LINEAR_DECODE_WIDE_HEAD));
         assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(Kernels.LINEAR_DECODE_WIDE_HEAD - 8));
-        assertEquals("linearAttentionDecode4", Kernels.linearDecodeKernel(4, 16, 112, 0x4000, true));
-        // version 5: its buffers in shared memory (three of based-1b's 68.5 KB states fit 227 KiB, not four)
-        assertEquals("linearAttentionDecode5", Kernels.linearDecodeKernel(5, 16, 112, 0x4000, true));
-        assertEquals("linearAttentionDecode4", Kernels.linearDecodeKernel(5, 16, 112, 0x4000, false),
-                "without the sm_90a binary");
-        assertEquals("linearAttentionDecode4", Kernels.linearDecodeKernel(5, 32, 64, 0x4000, true),
-                "561 features: more than a block's threads");
-        assertEquals(3, Kernels.linearDecodeStages(16, 112));
-        assertEquals(3, Kernels.linearDecodeStages(16, 64));
-        assertEquals(0, Kernels.linearDecodeStages(32, 16));
-        assertTrue(Kernels.linearDecodeBulkShared(16, 112, 3) <= Kernels.SM90_MAX_SHARED);
-        assertTrue(Kernels.linearDecodeBulkShared(16, 112, 4) > Kernels.SM90_MAX_SHARED);
-        assertEquals(132, Kernels.linearDecodeBulkGrid(2048, Kernels.linearDecodeBulkShared(16, 112, 3), 132,
-                233472), "one block a multiprocessor at 213 KB");
-        assertEquals(16, Kernels.linearDecodeBulkGrid(16, 200_000, 132, 233472), "no more blocks than items");
-        assertEquals(2048, Kernels.linearDecodeBulkGrid(2048, 200_000, 0, 0), "the device's sizes unknown");
+        assertEquals("linearAttentionDecode4", Kernels.linearDecodeKernel(4, 112, 0x4000));
     }
 
     @Test
@@ -118,11 +103,9 @@ class KernelVersionTest {
         assertEquals(6, Kernels.decodeLaunchVersion(6, 32, 128), "512 threads: version 6");
         assertEquals(7, Kernels.decodeLaunchVersion(7, 16, 112));
         assertEquals(5, Kernels.decodeLaunchVersion(5, 40, 112), "the other versions take any heads");
-        assertEquals("linearAttentionDecode3", Kernels.linearDecodeKernel(3, 16, 112, 0x4000, true));
-        assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(3, 16, 66, 0x4000, true),
-                "dh not a multiple of 4");
-        assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(5, 16, 64, 0x4004, true),
-                "S not 16-byte aligned");
+        assertEquals("linearAttentionDecode3", Kernels.linearDecodeKernel(3, 112, 0x4000));
+        assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(3, 66, 0x4000), "dh not a multiple of 4");
+        assertEquals("linearAttentionDecode", Kernels.linearDecodeKernel(2, 64, 0x4004), "S not 16-byte aligned");
     }
 
     @Test

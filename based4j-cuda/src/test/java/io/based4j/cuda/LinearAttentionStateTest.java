@@ -58,15 +58,10 @@ class LinearAttentionStateTest {
         TokenBatch batch = new TokenBatch(new int[] {2, 0, 1}, new int[] {7, 0, 90}, new int[] {1, 1, 1});
         int t = batch.totalTokens();
         try (KernelRig rig = new KernelRig()) {
-            deviceSizes(rig);
             Run run = Run.recurrent(rig, p, batch, f, dh, 29);
             long got = rig.zeros((long) t * HEADS * dh * p.bytes());
-            // version 5 on sm_90a where z's features fit a block's threads (f 16: 153), else version 4
-            String kernel = version == 1 ? "linearAttentionDecode"
-                    : version == 5 && !(rig.kernels.wgmmaFits() && f == 16) ? "linearAttentionDecode4"
-                    : "linearAttentionDecode" + version;
-            assertEquals(kernel, rig.kernels.linearDecodeKernel(version, f, dh, run.kvGot),
-                    "the kernel of version " + version);
+            assertEquals(version == 1 ? "linearAttentionDecode" : "linearAttentionDecode" + version,
+                    Kernels.linearDecodeKernel(version, dh, run.kvGot), "the kernel of version " + version);
             rig.kernels.linearAttentionDecode(version, p, run.q, run.k, run.v, run.kvGot, run.zGot, run.layout, got,
                     batch.size(), HEADS, f, dh, 1e-6f);
             run.sameState();
@@ -85,96 +80,6 @@ class LinearAttentionStateTest {
     }
 
     static final int HEADS = 2;
-
-    /** The device's compute capability, multiprocessors and shared memory told to the rig's kernels, as a backend does. */
-    private static void deviceSizes(KernelRig rig) {
-        rig.kernels.computeCapability(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
-                rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR));
-        rig.kernels.multiprocessors(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
-        rig.kernels.sharedPerMultiprocessor(rig.cu.attribute(0,
-                CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR));
-    }
-
-    static Stream<Arguments> bulkShapes() {
-        return Stream.of(Arguments.of(Precision.BF16, 112), Arguments.of(Precision.BF16, 64),
-                Arguments.of(Precision.F32, 112), Arguments.of(Precision.F32, 16));
-    }
-
-    /**
-     * Version 5 (persistent blocks, S through shared memory by bulk copies) with more items than blocks: 67 sequences
-     * in scattered slots, two heads, on grids of 1, 3 and 64 blocks (a block's items then reuse every buffer, their
-     * barriers' phases turning over) and the device's own grid, with 1 to {@link Kernels#linearDecodeStages} buffers:
-     * each leaves the recurrent kernel's state bit for bit and writes version 4's outputs bit for bit (the same sums
-     * in the same order).
-     */
-    @ParameterizedTest(name = "{0}, f 16, dh {1}")
-    @MethodSource("bulkShapes")
-    void versionFiveOnAnyGridIsVersionFoursBitForBit(Precision p, int dh) {
-        int f = 16;
-        int b = 67;
-        int slots = 80;
-        int[] slotOf = new int[b];
-        for (int i = 0; i < b; i++) {
-            slotOf[i] = (i * 37 + 11) % slots;
-        }
-        TokenBatch batch = new TokenBatch(slotOf, new int[b], filled(b, 1));
-        try (KernelRig rig = new KernelRig()) {
-            deviceSizes(rig);
-            if (!rig.kernels.wgmmaFits()) {
-                assertEquals("linearAttentionDecode4", rig.kernels.linearDecodeKernel(5, f, dh, 0x4000),
-                        "version 5 needs the sm_90a binary");
-                return;
-            }
-            int e = 1 + f + f * (f + 1) / 2;
-            int stagesMost = Kernels.linearDecodeStages(f, dh);
-            assertTrue(stagesMost >= 2, "two buffers or more fit at dh " + dh + ": " + stagesMost);
-            SplittableRandom r = new SplittableRandom(71 + dh);
-            long q = rig.values(p, gaussian(r, b * HEADS * f, 0.5));
-            long k = rig.values(p, gaussian(r, b * HEADS * f, 0.5));
-            long v = rig.values(p, gaussian(r, b * HEADS * dh, 1));
-            float[] kv0 = gaussian(r, slots * HEADS * e * dh, 1);
-            float[] z0 = new float[slots * HEADS * e];
-            for (int i = 0; i < z0.length; i++) {
-                z0[i] = (float) r.nextDouble(1, 3);
-            }
-            long layout = rig.ints(CudaBackend.layoutOf(batch));
-            long kvWant = rig.floats(kv0);
-            long zWant = rig.floats(z0);
-            long outBytes = (long) b * HEADS * dh * p.bytes();
-            long outWant = rig.zeros(outBytes);
-            rig.kernels.linearAttention(p, q, k, v, kvWant, zWant, layout, rig.zeros(outBytes), b, b, HEADS, f, dh,
-                    1e-6f);
-            long kv4 = rig.floats(kv0);
-            long z4 = rig.floats(z0);
-            rig.kernels.linearAttentionDecode(4, p, q, k, v, kv4, z4, layout, outWant, b, HEADS, f, dh, 1e-6f);
-            float[] kvW = rig.floats(kvWant, kv0.length);
-            float[] zW = rig.floats(zWant, z0.length);
-            float[] outW = rig.values(p, outWant, b * HEADS * dh);
-            int deviceGrid = Kernels.linearDecodeBulkGrid((long) b * HEADS,
-                    Kernels.linearDecodeBulkShared(f, dh, stagesMost),
-                    rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
-                    rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR));
-            for (int stages = 1; stages <= stagesMost; stages++) {
-                for (int grid : new int[] {1, 3, 64, deviceGrid}) {
-                    long kv = rig.floats(kv0);
-                    long z = rig.floats(z0);
-                    long out = rig.zeros(outBytes);
-                    rig.kernels.linearAttentionDecodeBulk(p, q, k, v, kv, z, layout, out, b, HEADS, f, dh, 1e-6f,
-                            stages, grid);
-                    String what = stages + " buffers, " + grid + " blocks: ";
-                    assertArrayEquals(kvW, rig.floats(kv, kv0.length), what + "S");
-                    assertArrayEquals(zW, rig.floats(z, z0.length), what + "z");
-                    assertArrayEquals(outW, rig.values(p, out, b * HEADS * dh), what + "the outputs");
-                }
-            }
-        }
-    }
-
-    private static int[] filled(int n, int value) {
-        int[] a = new int[n];
-        java.util.Arrays.fill(a, value);
-        return a;
-    }
 
     static Stream<Arguments> prefillShapes() {
         // dh 112 the wider compiled tiles, 128 split into two virtual heads of 64, f 32 the widest feature dim; the
