@@ -1,6 +1,7 @@
 // One decode step of Taylor linear attention (included by based4j_kernels.cu): every sequence one token, its state
 // S and z read and written once in place. Versions: 1, a column of S a thread; 2 and 3, four columns a thread in
-// 16-byte loads; 4, as 3 with 12 rows a thread in flight, the first ones before the token is featurized. Launched
+// 16-byte loads; 4, as 3 with 12 rows a thread in flight, the first ones before the token is featurized; 5, as 4 with
+// 17 rows (all of based-1b's) and z in flight together. Launched
 // by io.based4j.cuda.Kernels.linearAttentionDecode; compared and timed by
 // `based4j bench kernels --kernel linearAttentionDecode`.
 #pragma once
@@ -70,16 +71,17 @@ __device__ __forceinline__ LaDecode laDecodeStart(const A* q, const A* k, const 
  * dred: blockDim / 32 floats), then each output the sum of the numerator's pieces over the R row groups (red
  * [R][dh], written before) over the denominator plus eps.
  */
-template <typename A>
+template <bool ZE = false, typename A>
 __device__ __forceinline__ void laDecodeFinish(const LaDecode& D, const float* red, float* dred, int R, int E, int dh,
-                                               A* out, float eps) {
+                                               A* out, float eps, float zEarly = 0.0f) {
     const float* pk = D.pk;
     const float* pq = D.pq;
     const int tid = threadIdx.x;
     const int nt = blockDim.x;
     float den = 0.0f;
     for (int a = tid; a < E; a += nt) {
-        const float z = D.z[a] + pk[a];
+        // ZE: z[tid] loaded early into zEarly (where E <= nt)
+        const float z = (ZE && a == tid ? zEarly : D.z[a]) + pk[a];
         D.z[a] = z;
         den += pq[a] * z;
     }
@@ -159,7 +161,7 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
  * (another order than version 1's). Requires dh a multiple of 4 (S 16-byte aligned); dynamic shared memory
  * 2E + 2f + dh + 4 * 256 + 8 floats.
  */
-template <int U, bool EARLY, typename W, typename A>
+template <int U, bool EARLY, typename W, typename A, bool ZE = false>
 __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
     extern __shared__ float smem[];
@@ -171,6 +173,11 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
     const int c = tid % quads;
     const int g = tid / quads;
     float4 sv[U];
+    float zEarly = 0.0f;
+    if (ZE && tid < E) {
+        const i64 slot = layoutOf(layout, B).slots[blockIdx.x];
+        zEarly = kState[(slot * H + blockIdx.y) * (i64)E + tid];
+    }
     if (EARLY && g < R) {
         // the first U rows of the thread in flight before the token is featurized (S does not depend on it)
         const i64 slot = layoutOf(layout, B).slots[blockIdx.x];
@@ -223,7 +230,7 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
         red[g * dh + 4 * c + 2] = num.z;
         red[g * dh + 4 * c + 3] = num.w;
     }
-    laDecodeFinish(D, red, red + 4 * nt, R, E, dh, out, eps);
+    laDecodeFinish<ZE>(D, red, red + 4 * nt, R, E, dh, out, eps, zEarly);
 }
 
 template <typename W, typename A>
@@ -244,6 +251,17 @@ __device__ void linearAttentionDecode4_impl(const A* q, const A* k, const A* v, 
     linearAttentionDecodeQuads<12, true, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
+/**
+ * Version 5: version 4 with every row of a thread in flight at once at based-1b's heads (17 rows of S a thread: 153
+ * features over 9 row groups at head dim 112; narrower heads loop as version 4 does) and z's value of each thread
+ * (tid < E) loaded with them: one wait on memory for the whole state instead of two, then z's.
+ */
+template <typename W, typename A>
+__device__ void linearAttentionDecode5_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
+    linearAttentionDecodeQuads<17, true, W, A, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+}
+
 }  // namespace b4j
 
 B4J_KERNEL(linearAttentionDecode, 256,
@@ -259,6 +277,10 @@ B4J_KERNEL(linearAttentionDecode3, 256,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
 B4J_KERNEL(linearAttentionDecode4, 256,
+           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
+            int f, int dh, float eps),
+           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+B4J_KERNEL(linearAttentionDecode5, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))

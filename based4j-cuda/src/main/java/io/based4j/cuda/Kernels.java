@@ -1445,9 +1445,10 @@ public final class Kernels {
     static final String LINEAR_DECODE_VERSION_PROPERTY = "based4j.cuda.linearAttentionDecode";
     /**
      * Versions of {@link #linearAttentionDecode}: 1 (a column of S a thread), 2 and 3 (four columns a thread in 16-byte
-     * loads, 8 or 4 rows in flight), 4 (12 rows in flight, the first ones loaded before the token is featurized).
+     * loads, 8 or 4 rows in flight), 4 (12 rows in flight, the first ones loaded before the token is featurized), 5
+     * (as 4 with 17 rows and z in flight together).
      */
-    static final int LINEAR_DECODE_VERSIONS = 4;
+    static final int LINEAR_DECODE_VERSIONS = 5;
 
     /**
      * The version {@link #linearAttentionDecode} runs for heads of {@code dh}: the one the property names, else
