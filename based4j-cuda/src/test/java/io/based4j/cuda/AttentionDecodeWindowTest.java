@@ -79,7 +79,9 @@ class AttentionDecodeWindowTest {
             float[] keysWant = rig.values(p, kcWant, cacheValues);
             float[] valuesWant = rig.values(p, vcWant, cacheValues);
             float[] w = rig.values(p, want, b * d);
-            // a block an item, then a single block that takes every item in turn through both of its stages
+            // the items' form: a block an item, then a single block that takes every item in turn through both of
+            // its stages
+            rig.kernels.windowHeads(false);
             int shared = Kernels.windowDecodeShared(window, dh, p);
             int oneBlock = shared + Kernels.WINDOW_DECODE_STATIC_SHARED + Kernels.SHARED_RESERVED_A_BLOCK;
             for (int grid : new int[] {b * heads, 1, 5}) {
@@ -116,7 +118,7 @@ class AttentionDecodeWindowTest {
                 Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "the heads' form, output %d (sequence at"
                         + " %d, head %d)", i, positions[i / d], (i % d) / dh), "window kernel", "attention");
             } finally {
-                rig.kernels.windowHeads(false);
+                rig.kernels.windowHeads(null);
             }
         }
     }

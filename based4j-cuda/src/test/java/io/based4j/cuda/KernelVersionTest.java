@@ -2,6 +2,7 @@ package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -144,15 +145,21 @@ class KernelVersionTest {
 
     @Test
     void theWindowsHeadsFormIsAskedForByNameAndTakesWhatOneSplitAndOneBlockHold() {
-        assertFalse(Kernels.windowForm(null));
-        assertFalse(Kernels.windowForm("items"));
-        assertTrue(Kernels.windowForm(" heads "));
+        assertNull(Kernels.windowForm(null), "unset: by the batch");
+        assertNull(Kernels.windowForm(""));
+        assertEquals(Boolean.FALSE, Kernels.windowForm("items"));
+        assertEquals(Boolean.TRUE, Kernels.windowForm(" heads "));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Kernels.windowForm("both"));
         assertTrue(e.getMessage().contains(Kernels.WINDOW_FORM_PROPERTY) && e.getMessage().contains("'both'"),
                 e.getMessage());
         Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
-        assertFalse(k.windowHeadsRuns(128, 16, 112, 64), "not asked for");
+        assertTrue(k.windowHeadsRuns(Kernels.WINDOW_HEADS_MIN_BATCH, 16, 112, 64), "by default from this batch");
+        assertFalse(k.windowHeadsRuns(Kernels.WINDOW_HEADS_MIN_BATCH - 1, 16, 112, 64), "below it the items' form");
+        assertFalse(k.windowHeadsRuns(1024, 40, 112, 64), "more heads than a block");
+        k.windowHeads(false);
+        assertFalse(k.windowHeadsRuns(1024, 16, 112, 64), "the items' form asked for");
         k.windowHeads(true);
+        assertTrue(k.windowHeadsRuns(1, 16, 112, 64), "the heads' form asked for, one sequence");
         assertTrue(k.windowHeadsRuns(128, 16, 112, 64), "based-1b's window");
         assertTrue(k.windowHeadsRuns(1024, 16, 64, 128), "based-360m's");
         assertFalse(k.windowHeadsRuns(128, 16, 16, 512), "more keys than one split");
