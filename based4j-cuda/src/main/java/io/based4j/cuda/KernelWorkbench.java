@@ -676,7 +676,8 @@ public final class KernelWorkbench {
                     double error = Math.max(errorOut, errorState * (GEMV_BOUND / STATE_BOUND));
                     double ms = time(copies, c -> kernels.linearAttentionDecode(version, Precision.BF16, qd, kd, vd,
                             ss[c], zs[c], layoutD, out, b, h, f, dh, 1e-6f));
-                    String name = "v" + version + (version == kernels.linearDecodeVersion(dh) ? " (used)" : "");
+                    String name = "v" + version + (version == kernels.linearDecodeVersion((long) b * h, dh) ? " (used)"
+                            : "");
                     results.add(new Result("linearAttentionDecode", shape, name, ms, bytes / (ms * 1e-3) / 1e9, error,
                             GEMV_BOUND));
                 }

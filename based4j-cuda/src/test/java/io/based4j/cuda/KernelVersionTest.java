@@ -78,10 +78,17 @@ class KernelVersionTest {
         Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
         assertTrue(Kernels.LINEAR_DECODE_WIDE_DEFAULT >= 1
                 && Kernels.LINEAR_DECODE_WIDE_DEFAULT <= Kernels.LINEAR_DECODE_VERSIONS);
-        assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, k.linearDecodeVersion(112), "based-1b's heads");
-        assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(64), "based-360m's heads");
-        assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, k.linearDecodeVersion(Kernels.LINEAR_DECODE_WIDE_HEAD));
-        assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(Kernels.LINEAR_DECODE_WIDE_HEAD - 8));
+        k.multiprocessors(132);
+        assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, k.linearDecodeVersion(128 * 16, 112), "based-1b's heads");
+        assertEquals(Kernels.LINEAR_DECODE_FEW_DEFAULT, k.linearDecodeVersion(16, 112), "one sequence of them");
+        assertEquals(Kernels.LINEAR_DECODE_FEW_DEFAULT, k.linearDecodeVersion(132, 112), "a block a multiprocessor");
+        assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, k.linearDecodeVersion(133, 112));
+        assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(16, 64), "based-360m's heads");
+        assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(256 * 16, 64));
+        assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, k.linearDecodeVersion(4096, Kernels.LINEAR_DECODE_WIDE_HEAD));
+        assertEquals(Kernels.LINEAR_DECODE_DEFAULT, k.linearDecodeVersion(16, Kernels.LINEAR_DECODE_WIDE_HEAD - 8));
+        assertEquals(Kernels.LINEAR_DECODE_WIDE_DEFAULT, new Kernels(null, 0, 0).linearDecodeVersion(16, 112),
+                "the device's multiprocessors not known");
         assertEquals("linearAttentionDecode4", Kernels.linearDecodeKernel(4, 112, 0x4000));
     }
 
