@@ -1,8 +1,7 @@
 // One decode step of Taylor linear attention (included by based4j_kernels.cu): every sequence one token, its state
 // S and z read and written once in place. Versions: 1, a column of S a thread; 2 and 3, four columns a thread in
 // 16-byte loads; 4, as 3 with 12 rows a thread in flight, the first ones before the token is featurized; 5, as 4 with
-// 17 rows (all of based-1b's) and z in flight together; 6, as 4 with S streamed past the caches; 7, 8 rows in flight
-// at four blocks a multiprocessor. Launched
+// 17 rows (all of based-1b's) and z in flight together. Launched
 // by io.based4j.cuda.Kernels.linearAttentionDecode; compared and timed by
 // `based4j bench kernels --kernel linearAttentionDecode`.
 #pragma once
@@ -162,24 +161,7 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
  * (another order than version 1's). Requires dh a multiple of 4 (S 16-byte aligned); dynamic shared memory
  * 2E + 2f + dh + 4 * 256 + 8 floats.
  */
-/** S's float4 at p, loaded as streamed (evicted first: read once) where CS, else as usual. */
-template <bool CS>
-__device__ __forceinline__ float4 laLoad(const float4* p) {
-    if (CS) return __ldcs(p);
-    return *p;
-}
-
-/** S's float4 stored at p, as streamed where CS. */
-template <bool CS>
-__device__ __forceinline__ void laStore(float4* p, float4 v) {
-    if (CS) {
-        __stcs(p, v);
-    } else {
-        *p = v;
-    }
-}
-
-template <int U, bool EARLY, typename W, typename A, bool ZE = false, bool CS = false>
+template <int U, bool EARLY, typename W, typename A, bool ZE = false>
 __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
     extern __shared__ float smem[];
@@ -203,7 +185,7 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int a = g + u * R;
-            sv[u] = a < E ? laLoad<CS>(S4 + (i64)a * quads + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
     }
     LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
@@ -221,7 +203,7 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int a = a0 + u * R;
-                    sv[u] = a < E ? laLoad<CS>(S4 + (i64)a * quads + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                 }
             }
 #pragma unroll
@@ -234,7 +216,7 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
                     s.y = sv[u].y + p * v1;
                     s.z = sv[u].z + p * v2;
                     s.w = sv[u].w + p * v3;
-                    laStore<CS>(S4 + (i64)a * quads + c, s);
+                    S4[(i64)a * quads + c] = s;
                     const float w = pq[a];
                     num.x += w * s.x;
                     num.y += w * s.y;
@@ -280,23 +262,6 @@ __device__ void linearAttentionDecode5_impl(const A* q, const A* k, const A* v, 
     linearAttentionDecodeQuads<17, true, W, A, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
-/** Version 6: version 4 with S loaded and stored as streamed (__ldcs, __stcs: evicted first from the caches). */
-template <typename W, typename A>
-__device__ void linearAttentionDecode6_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
-                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
-    linearAttentionDecodeQuads<12, true, W, A, false, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
-}
-
-/**
- * Version 7: 8 rows of a thread in flight (the first ones before the token is featurized) in at most 64 registers,
- * so that a multiprocessor holds four blocks of 256 threads (version 4: three).
- */
-template <typename W, typename A>
-__device__ void linearAttentionDecode7_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
-                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
-    linearAttentionDecodeQuads<8, true, W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
-}
-
 }  // namespace b4j
 
 B4J_KERNEL(linearAttentionDecode, 256,
@@ -319,24 +284,3 @@ B4J_KERNEL(linearAttentionDecode5, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
-B4J_KERNEL(linearAttentionDecode6, 256,
-           (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
-            int f, int dh, float eps),
-           (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
-// version 7 at four blocks a multiprocessor (B4J_KERNEL's bounds name the threads alone)
-namespace b4j_f32 {
-extern "C" __global__ void __launch_bounds__(256, 4)
-    linearAttentionDecode7_f32(const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout,
-                               A* out, int B, int H, int f, int dh, float eps) {
-    b4jPdlWait();
-    b4j::linearAttentionDecode7_impl<W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
-}
-}
-namespace b4j_bf16 {
-extern "C" __global__ void __launch_bounds__(256, 4)
-    linearAttentionDecode7_bf16(const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout,
-                                A* out, int B, int H, int f, int dh, float eps) {
-    b4jPdlWait();
-    b4j::linearAttentionDecode7_impl<W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
-}
-}
