@@ -777,7 +777,10 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
  * and p v added; no shared memory and no barrier. The query's own key (the split's last where it reaches pos, from
  * qkv, rotated here) comes last, as in version 2. The partial results are version 2's (m, l, the sum of p v relative to
  * m), merged by attentionDecodeMerge. Grid (1, B, splits), ceil(H G / 32) warps a block (at most DEC6_MAX_THREADS
- * threads).
+ * threads). WINDOW (attentionDecodeHeadsWindow, the window kernel's heads' form): one split holds the window and the
+ * query's own key, so the block writes the output itself (no partial results, no merge) and appends the token's
+ * rotated key and its value to the ring at pos % capacity, each lane the 8 dims it read of the cell (the window's
+ * oldest key where the ring holds just the window) after reading it.
  */
 template <int U, bool WINDOW, typename A>
 __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCache, const A* vCache,

@@ -152,11 +152,12 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
 }
 
 /**
- * Versions 2 and 3 of linearAttentionDecode: the same arguments, grid and results, S read and written 4 columns a
+ * Versions 2 to 5 of linearAttentionDecode: the same arguments, grid and results, S read and written 4 columns a
  * thread in 16-byte loads and stores. Thread (g, c) of R = 256 / (dh / 4) row groups takes columns 4c .. 4c + 3 of
  * rows a = g, g + R, ..; U rows in flight before any is written back (version 2: 8, more loads in flight; version 3:
  * 4, fewer registers and so more blocks a multiprocessor; version 4 (EARLY): 12, the first ones loaded before the
- * token is featurized, while its loads and the block's barriers go on). S's new values are the same float
+ * token is featurized, while its loads and the block's barriers go on; version 5: 17, and with ZE each thread's
+ * value of z (tid < E) loaded before the token is featurized too). S's new values are the same float
  * operations as version 1's (bit for bit); the numerator's pieces are summed over the row groups in a fixed order
  * (another order than version 1's). Requires dh a multiple of 4 (S 16-byte aligned); dynamic shared memory
  * 2E + 2f + dh + 4 * 256 + 8 floats.
@@ -253,8 +254,9 @@ __device__ void linearAttentionDecode4_impl(const A* q, const A* k, const A* v, 
 
 /**
  * Version 5: version 4 with every row of a thread in flight at once at based-1b's heads (17 rows of S a thread: 153
- * features over 9 row groups at head dim 112; narrower heads loop as version 4 does) and z's value of each thread
- * (tid < E) loaded with them: one wait on memory for the whole state instead of two, then z's.
+ * features over 9 row groups at head dim 112; narrower heads have fewer rows a thread, 10 at 64, and wider heads or
+ * more features loop) and z's value of each thread (tid < E) loaded with them: one wait on memory for the whole state
+ * instead of two, then z's.
  */
 template <typename W, typename A>
 __device__ void linearAttentionDecode5_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,

@@ -1471,8 +1471,8 @@ public final class CudaBackend implements TrainingBackend {
             attentionOfFreshPrompts(cfg, in, batch, o);
         } else if (oneTokenEach(batch) && kernels.windowDecodeFits(precision, cfg.headDim(), cfg.window(),
                 st.capacity, in.ptr, st.keys(), st.values())) {
-            // a decode step of a short window: one block a head and sequence reads all its keys, writes the output
-            // and appends the token to the ring itself
+            // a decode step of a short window: one block a head and sequence (from 128 sequences one a sequence
+            // with all its heads) reads all its keys, writes the output and appends the token to the ring itself
             kernels.attentionDecodeWindow(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr,
                     batch.size(), cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(),
                     st.maxPos, cfg.rotaryInterleaved(), (float) cfg.softmaxScale());

@@ -457,12 +457,13 @@ public final class KernelWorkbench {
                             keys[c], values[c], 0, layoutD, out, b, h, dh, s.capacity(), s.window(), 0, s.pos() + 1,
                             false, scale);
                     boolean headsUsed = kernels.windowHeadsRuns(b, h, dh, s.window());
+                    Boolean asked = kernels.windowHeadsAsked();  // the backend's own setting, given back after
                     kernels.windowHeads(false);  // the items' form here, the heads' form below
                     cu.memsetD8Async(out, 0, outBytes, stream);
                     window.accept(0);
                     double error = maxError(download(arena, out, outBytes), want);
                     double ms = time(copies, window);
-                    kernels.windowHeads(null);
+                    kernels.windowHeads(asked);
                     double appended = bytes + 2.0 * 2 * b * d;
                     String name = "window (appends)" + (windowUsed && !headsUsed ? " (used)" : "");
                     results.add(new Result("attentionDecode", shape, name, ms, appended / (ms * 1e-3) / 1e9, error,
@@ -492,7 +493,7 @@ public final class KernelWorkbench {
                                     + (windowUsed && headsUsed ? " (used)" : ""), msHeads,
                                     appended / (msHeads * 1e-3) / 1e9, headsError, GEMV_BOUND));
                         } finally {
-                            kernels.windowHeads(null);
+                            kernels.windowHeads(asked);
                         }
                     }
                 }

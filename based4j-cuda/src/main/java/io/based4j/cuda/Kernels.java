@@ -698,7 +698,7 @@ public final class Kernels {
     }
 
     /**
-     * {@link #linearAttentionDecode} in one of its {@link #LINEAR_DECODE_VERSIONS} versions. Versions 2 to 4 read S
+     * {@link #linearAttentionDecode} in one of its {@link #LINEAR_DECODE_VERSIONS} versions. Versions 2 to 5 read S
      * 16 bytes a load: for a head dim that is not a multiple of 4, or a state not 16-byte aligned, version 1 runs.
      */
     void linearAttentionDecode(int version, Precision p, long q, long k, long v, long kvState, long kState,
@@ -1427,7 +1427,7 @@ public final class Kernels {
 
     /**
      * The version of linear_attention_decode.cuh that the system property {@value #LINEAR_DECODE_VERSION_PROPERTY}
-     * names ({@code bench kernels --kernel linearAttentionDecode}); 0 where unset ({@link #linearDecodeVersion(int)}).
+     * names ({@code bench kernels --kernel linearAttentionDecode}); 0 where unset ({@link #linearDecodeVersion(long, int)}).
      */
     private final int linearDecodeVersion;
     /**
@@ -1600,7 +1600,9 @@ public final class Kernels {
 
     /**
      * A decode step's attention over a short window, the token's rotated key and its value appended to the ring
-     * (attention_window_decode.cuh): the arguments of {@link #attentionDecode} without partial and splits, the caches
+     * (attention_window_decode.cuh: a block takes (head, sequence) items in turn; or, where {@link #windowHeadsRuns}
+     * and out is 16-byte aligned, its heads' form, attention_decode.cuh's attentionDecodeHeadsWindow: a block a
+     * sequence with all its heads): the arguments of {@link #attentionDecode} without partial and splits, the caches
      * written. The same function as {@link #attention} followed by {@link #attentionAppend} (the cache written with
      * the same values; the output summed in another order). The host sees to it that every sequence's token is at a
      * position of the rotary table and that the ring holds the keys its query sees.
@@ -1628,7 +1630,7 @@ public final class Kernels {
         }
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
-        if (windowHeadsRuns(B, H, dh, window)) {
+        if (windowHeadsRuns(B, H, dh, window) && (out & 15) == 0) {  // it stores the output 16 bytes at a time
             launch(function("attentionDecodeHeadsWindow", p), 1, B, 1, decode6Threads(H, dh), 0);
             return;
         }
@@ -1671,6 +1673,11 @@ public final class Kernels {
     /** Has {@link #attentionDecodeWindow} take the heads' form where it fits (true), never (false), or by the batch. */
     void windowHeads(Boolean on) {
         windowHeads = on;
+    }
+
+    /** The form asked for: true the heads', false the items', null by the batch ({@link #windowHeads(Boolean)}). */
+    Boolean windowHeadsAsked() {
+        return windowHeads;
     }
 
     /**

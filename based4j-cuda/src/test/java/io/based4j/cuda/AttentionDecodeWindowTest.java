@@ -24,38 +24,50 @@ import org.junit.jupiter.params.provider.MethodSource;
  * holds for its head dim (64 keys at 112, 128 at 64, 512 at 16) and a window of one, rotate-half, interleaved and no
  * rotary, both precisions; with a block an item, with one block that takes every item in turn (its two stages of
  * shared memory alternating) and with five blocks that take 2 or 3 items each; a window whose stages are under 48 KiB
- * alone and over it with the kernel's static shared memory (the launch opts in to the sum).
+ * alone and over it with the kernel's static shared memory (the launch opts in to the sum). Then the heads' form (a
+ * block a sequence with all its heads, 2 to 16 heads: lane groups that leave a warp part-filled), asked for, and at
+ * 130 sequences of based-1b's window as the launcher takes it by default.
  */
 @GpuTest
 class AttentionDecodeWindowTest {
     static Stream<Arguments> cases() {
         return Stream.of(
-                Arguments.of(Precision.BF16, 112, 64, 112, false, 2),
-                Arguments.of(Precision.F32, 112, 64, 32, true, 2),
-                Arguments.of(Precision.BF16, 64, 128, 64, false, 2),
-                Arguments.of(Precision.F32, 64, 100, 0, false, 2),
-                Arguments.of(Precision.BF16, 16, 512, 16, false, 2),
-                Arguments.of(Precision.BF16, 128, 7, 64, true, 2),
-                Arguments.of(Precision.F32, 48, 1, 48, false, 2),
-                Arguments.of(Precision.BF16, 96, 64, 96, false, 2),
-                Arguments.of(Precision.BF16, 112, 45, 112, false, 2),  // under 48 KiB of stages, over it with the rest
-                Arguments.of(Precision.BF16, 112, 64, 112, false, 16),  // based-1b's heads: blocks of 8 warps
-                Arguments.of(Precision.F32, 64, 128, 64, true, 5));  // a warp and a part-filled one
+                Arguments.of(Precision.BF16, 112, 64, 112, false, 2, 6),
+                Arguments.of(Precision.F32, 112, 64, 32, true, 2, 6),
+                Arguments.of(Precision.BF16, 64, 128, 64, false, 2, 6),
+                Arguments.of(Precision.F32, 64, 100, 0, false, 2, 6),
+                Arguments.of(Precision.BF16, 16, 512, 16, false, 2, 6),
+                Arguments.of(Precision.BF16, 128, 7, 64, true, 2, 6),
+                Arguments.of(Precision.F32, 48, 1, 48, false, 2, 6),
+                Arguments.of(Precision.BF16, 96, 64, 96, false, 2, 6),
+                Arguments.of(Precision.BF16, 112, 45, 112, false, 2, 6),  // under 48 KiB of stages, over it with the rest
+                Arguments.of(Precision.BF16, 112, 64, 112, false, 16, 6),  // based-1b's heads: blocks of 8 warps
+                Arguments.of(Precision.F32, 64, 128, 64, true, 5, 6),  // a warp and a part-filled one
+                Arguments.of(Precision.BF16, 112, 64, 112, false, 5, 6),  // 16 lanes a head: a part-filled warp
+                // based-1b's window at 130 sequences: the heads' form by default
+                Arguments.of(Precision.BF16, 112, 64, 112, false, 16, 130));
     }
 
-    @ParameterizedTest(name = "{0}, head dim {1}, window {2}, rotary {3}, interleaved {4}, heads {5}")
+    @ParameterizedTest(name = "{0}, head dim {1}, window {2}, rotary {3}, interleaved {4}, heads {5}, {6} sequences")
     @MethodSource("cases")
     void oneKernelIsTheAttentionAndTheAppend(Precision p, int dh, int window, int rotaryDim, boolean interleaved,
-                                             int heads) {
+                                             int heads, int sequences) {
         int d = heads * dh;
         int maxPos = 1200;
         int capacity = window;
         MixerConfig.Attention cfg = new MixerConfig.Attention(d, heads, dh, window, rotaryDim, 10000.0, interleaved,
                 1 / Math.sqrt(dh), false, false);
-        int[] positions = {0, 3, window - 1, window, window + 1, 1100};
-        int[] slots = {4, 1, 5, 0, 3, 2};  // slot 6 is nobody's
-        int b = positions.length;
-        int slotCount = 7;
+        // six sequences around the ring's turn in slots out of order, then any more at positions spread over the table
+        int[] first = {0, 3, window - 1, window, window + 1, 1100};
+        int[] firstSlots = {4, 1, 5, 0, 3, 2};
+        int b = sequences;
+        int[] positions = new int[b];
+        int[] slots = new int[b];
+        for (int i = 0; i < b; i++) {
+            positions[i] = i < first.length ? first[i] : (int) (i * 211L % 1150);
+            slots[i] = i < first.length ? firstSlots[i] : i;
+        }
+        int slotCount = b + 1;  // the last slot is nobody's
         int[] lengths = new int[b];
         java.util.Arrays.fill(lengths, 1);
         TokenBatch batch = new TokenBatch(slots, positions, lengths);
@@ -103,8 +115,9 @@ class AttentionDecodeWindowTest {
                 Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "grid %d, output %d (sequence at %d,"
                         + " head %d)", grid, i, positions[i / d], (i % d) / dh), "window kernel", "attention");
             }
-            // the heads' form (a block a sequence with all its heads), where one split of 256 keys holds the window
-            rig.kernels.windowHeads(true);
+            // the heads' form (a block a sequence with all its heads), where one split of 256 keys holds the window:
+            // asked for, or by default from WINDOW_HEADS_MIN_BATCH sequences on
+            rig.kernels.windowHeads(b >= Kernels.WINDOW_HEADS_MIN_BATCH ? null : Boolean.TRUE);
             try {
                 assertEquals(window < Kernels.DECODE_KEYS, rig.kernels.windowHeadsRuns(b, heads, dh, window));
                 long kcGot = rig.values(p, keys);

@@ -167,6 +167,10 @@ class KernelVersionTest {
         assertFalse(k.windowHeadsRuns(1024, 16, 112, 64), "the items' form asked for");
         k.windowHeads(true);
         assertTrue(k.windowHeadsRuns(1, 16, 112, 64), "the heads' form asked for, one sequence");
+        assertFalse(k.windowHeadsRuns(70_000, 16, 112, 64), "more sequences than a grid's second dimension");
+        k.windowHeads(null);
+        assertNull(k.windowHeadsAsked());
+        assertFalse(k.windowHeadsRuns(70_000, 16, 112, 64), "nor by default");
         assertTrue(k.windowHeadsRuns(128, 16, 112, 64), "based-1b's window");
         assertTrue(k.windowHeadsRuns(1024, 16, 64, 128), "based-360m's");
         assertFalse(k.windowHeadsRuns(128, 16, 16, 512), "more keys than one split");
