@@ -782,22 +782,18 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
  * rotated key and its value to the ring at pos % capacity, each lane the 8 dims it read of the cell (the window's
  * oldest key where the ring holds just the window) after reading it.
  */
-template <int U, bool WINDOW, typename A, int PARTS = 1>
+template <int U, bool WINDOW, typename A>
 __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCache, const A* vCache,
                                                      const float* rotary, const int* layout, float* partial, int B,
                                                      int H, int dh, int capacity, int window, int rd, int maxPos,
                                                      int interleaved, float scale, int splits, A* direct,
                                                      A* kAppend, A* vAppend) {
-    static_assert(PARTS == 1 || WINDOW, "key parts only in the window's form");
     const int seq = blockIdx.y;
     const int split = blockIdx.z;
     const int lanes = dh >> 3;
     const int G = decGroupLanes(dh);
-    const int per = blockDim.x / PARTS;  // a part's threads: whole warps
-    const int part = PARTS == 1 ? 0 : threadIdx.x / per;
-    const int t = PARTS == 1 ? threadIdx.x : threadIdx.x - part * per;
-    const int lane = t & (G - 1);
-    const int head = t / G;
+    const int lane = threadIdx.x & (G - 1);
+    const int head = threadIdx.x / G;
     const bool mine = head < H;  // a lane group past the last head idles (but takes part in the shuffles)
     const bool active = mine && lane < lanes;
     const int e0 = lane * 8;
@@ -837,7 +833,7 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
     float acc[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) acc[i] = 0.0f;
-    for (int k0 = part * U; k0 < cached; k0 += U * PARTS) {  // alike for a part's threads: the shuffles see all
+    for (int k0 = 0; k0 < cached; k0 += U) {  // alike for every thread: the shuffles see all
         GemvPiece<A> kp[U], vp[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -879,7 +875,7 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
         }
         m = top;
     }
-    if (cached < n && part == 0) {  // the query's own key and value, from qkv (the first part's)
+    if (cached < n) {  // the query's own key and value, from qkv
         float dot = 0.0f;
         if (active) {
 #pragma unroll
@@ -901,30 +897,6 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
 #pragma unroll
         for (int i = 0; i < 8; i++) acc[i] = acc[i] * corr + p * vv[i];
         m = top;
-    }
-    if constexpr (PARTS > 1) {
-        // the parts' (m, l, sums) into the first part's, in part order (m of a part without keys -inf, its l and sums
-        // 0; the first part has the query's own key, so m is finite)
-        __shared__ float parts[PARTS - 1][10][DEC6_MAX_THREADS / 2];
-        if (part > 0) {
-            parts[part - 1][0][t] = m;
-            parts[part - 1][1][t] = l;
-#pragma unroll
-            for (int i = 0; i < 8; i++) parts[part - 1][2 + i][t] = acc[i];
-        }
-        __syncthreads();
-        if (part > 0) return;
-#pragma unroll
-        for (int r = 0; r < PARTS - 1; r++) {
-            const float mr = parts[r][0][t];
-            const float top = fmaxf(m, mr);
-            const float c0 = expf(m - top);
-            const float c1 = expf(mr - top);
-            l = l * c0 + parts[r][1][t] * c1;
-#pragma unroll
-            for (int i = 0; i < 8; i++) acc[i] = acc[i] * c0 + parts[r][2 + i][t] * c1;
-            m = top;
-        }
     }
     if constexpr (WINDOW) {
         // one split (a short window): the output itself, as attentionDecodeMerge would write it from this one part,
@@ -1030,22 +1002,6 @@ B4J_KERNEL(attentionDecode5, DEC_THREADS,
     }
 B4J_DEC_HEADS_WINDOW_KERNEL(b4j_f32, f32)
 B4J_DEC_HEADS_WINDOW_KERNEL(b4j_bf16, bf16)
-// the same with the window's keys in two parts, each a block's half (attentionDecodeHeadsWindow2: blocks of twice the
-// heads' lane groups, at most DEC6_MAX_THREADS), the second part's (m, l, sums) merged into the first's through shared
-// memory
-#define B4J_DEC_HEADS_WINDOW2_KERNEL(NS, SUFFIX)                                                                       \
-    namespace NS {                                                                                                     \
-    extern "C" __global__ void __launch_bounds__(DEC6_MAX_THREADS) attentionDecodeHeadsWindow2_##SUFFIX(               \
-        const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, A* out, int B, int H, int dh,      \
-        int capacity, int window, int rd, int maxPos, int interleaved, float scale) {                                  \
-        b4jPdlWait();                                                                                                  \
-        b4j::attentionDecodeHeads<sizeof(A) == 2 ? 8 : 4, true, A, 2>(qkv, kCache, vCache, rotary, layout, nullptr, B, \
-                                                                      H, dh, capacity, window, rd, maxPos,             \
-                                                                      interleaved, scale, 1, out, kCache, vCache);     \
-    }                                                                                                                  \
-    }
-B4J_DEC_HEADS_WINDOW2_KERNEL(b4j_f32, f32)
-B4J_DEC_HEADS_WINDOW2_KERNEL(b4j_bf16, bf16)
 
 // versions 6 and 7: blocks of up to DEC6_MAX_THREADS (a sequence's heads), not B4J_KERNEL's DEC_THREADS
 #define B4J_DEC6_KERNEL(V, NS, SUFFIX)                                                                                 \

@@ -489,28 +489,9 @@ public final class KernelWorkbench {
                             window.accept(0);
                             double headsError = maxError(download(arena, out, outBytes), want);
                             double msHeads = time(copies, window);
-                            int partsUsed = kernels.windowKeyParts(h, dh);
                             results.add(new Result("attentionDecode", shape, "window, heads' form (appends)"
-                                    + (partsUsed == 2 ? ", two key parts" : "")
                                     + (windowUsed && headsUsed ? " (used)" : ""), msHeads,
                                     appended / (msHeads * 1e-3) / 1e9, headsError, GEMV_BOUND));
-                            if (partsUsed == 2) {
-                                // and in one part, for comparison
-                                kernels.windowKeyParts(1);
-                                try {
-                                    keys[0] = filled(keyBlock, cacheValues);
-                                    values[0] = filled(valueBlock, cacheValues);
-                                    cu.memsetD8Async(out, 0, outBytes, stream);
-                                    window.accept(0);
-                                    double oneError = maxError(download(arena, out, outBytes), want);
-                                    double msOne = time(copies, window);
-                                    results.add(new Result("attentionDecode", shape, "window, heads' form, one key part"
-                                            + " (appends)", msOne, appended / (msOne * 1e-3) / 1e9, oneError,
-                                            GEMV_BOUND));
-                                } finally {
-                                    kernels.windowKeyParts(2);
-                                }
-                            }
                         } finally {
                             kernels.windowHeads(asked);
                         }

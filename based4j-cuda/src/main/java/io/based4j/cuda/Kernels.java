@@ -1631,9 +1631,7 @@ public final class Kernels {
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
         if (windowHeadsRuns(B, H, dh, window) && (out & 15) == 0) {  // it stores the output 16 bytes at a time
-            int parts = windowKeyParts(H, dh);
-            launch(function(parts == 2 ? "attentionDecodeHeadsWindow2" : "attentionDecodeHeadsWindow", p), 1, B, 1,
-                    parts * decode6Threads(H, dh), 0);
+            launch(function("attentionDecodeHeadsWindow", p), 1, B, 1, decode6Threads(H, dh), 0);
             return;
         }
         long fn = function("attentionDecodeWindow", p, shared);
@@ -1675,26 +1673,6 @@ public final class Kernels {
     /** Has {@link #attentionDecodeWindow} take the heads' form where it fits (true), never (false), or by the batch. */
     void windowHeads(Boolean on) {
         windowHeads = on;
-    }
-
-    /**
-     * The system property that sets the parts the heads' form splits the window's keys into: 1 (a lane group a head
-     * takes every key) or 2 (the block twice as many threads, each half every other chunk of keys, the second half's
-     * results merged into the first's through shared memory; the default where the block holds them).
-     */
-    static final String WINDOW_KEY_PARTS_PROPERTY = "based4j.cuda.windowKeyParts";
-    private int windowKeyParts = version(WINDOW_KEY_PARTS_PROPERTY, System.getProperty(WINDOW_KEY_PARTS_PROPERTY), 2,
-            2);
-
-    /** Sets the key parts of the heads' form: 1 or 2 ({@value #WINDOW_KEY_PARTS_PROPERTY}). */
-    void windowKeyParts(int parts) {
-        require(parts == 1 || parts == 2, "windowKeyParts: 1 or 2, got " + parts);
-        windowKeyParts = parts;
-    }
-
-    /** The key parts the heads' form takes for H heads of dh: the setting where its block holds them, else 1. */
-    int windowKeyParts(int H, int dh) {
-        return windowKeyParts == 2 && 2 * decode6Threads(H, dh) <= DECODE6_MAX_THREADS ? 2 : 1;
     }
 
     /** The form asked for: true the heads', false the items', null by the batch ({@link #windowHeads(Boolean)}). */

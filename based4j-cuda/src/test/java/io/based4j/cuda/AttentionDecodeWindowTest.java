@@ -25,9 +25,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * rotary, both precisions; with a block an item, with one block that takes every item in turn (its two stages of
  * shared memory alternating) and with five blocks that take 2 or 3 items each; a window whose stages are under 48 KiB
  * alone and over it with the kernel's static shared memory (the launch opts in to the sum). Then the heads' form (a
- * block a sequence with all its heads, 2 to 16 heads: lane groups that leave a warp part-filled; the window's keys in
- * one part and in two, each half of a block), asked for, and at 130 sequences of based-1b's window as the launcher
- * takes it by default.
+ * block a sequence with all its heads, 2 to 16 heads: lane groups that leave a warp part-filled), asked for, and at
+ * 130 sequences of based-1b's window as the launcher takes it by default.
  */
 @GpuTest
 class AttentionDecodeWindowTest {
@@ -121,26 +120,18 @@ class AttentionDecodeWindowTest {
             rig.kernels.windowHeads(b >= Kernels.WINDOW_HEADS_MIN_BATCH ? null : Boolean.TRUE);
             try {
                 assertEquals(window < Kernels.DECODE_KEYS, rig.kernels.windowHeadsRuns(b, heads, dh, window));
-                // the window's keys in one part, then in two where the block holds twice the lane groups
-                for (int parts = 1; parts <= 2; parts++) {
-                    rig.kernels.windowKeyParts(parts);
-                    assertEquals(parts == 2 && 2 * Kernels.decode6Threads(heads, dh) <= Kernels.DECODE6_MAX_THREADS
-                            ? 2 : 1, rig.kernels.windowKeyParts(heads, dh));
-                    String form = "the heads' form in " + rig.kernels.windowKeyParts(heads, dh) + " key part(s)";
-                    long kcGot = rig.values(p, keys);
-                    long vcGot = rig.values(p, values);
-                    long got = rig.zeros((long) b * d * p.bytes());
-                    rig.kernels.attentionDecodeWindow(p, qkvD, kcGot, vcGot, rotary, layout, got, b, heads, dh,
-                            capacity, window, rotaryDim, maxPos, interleaved, scale);
-                    assertArrayEquals(keysWant, rig.values(p, kcGot, cacheValues), "key cache, " + form);
-                    assertArrayEquals(valuesWant, rig.values(p, vcGot, cacheValues), "value cache, " + form);
-                    float[] g = rig.values(p, got, b * d);
-                    Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "%s, output %d (sequence at %d, head"
-                            + " %d)", form, i, positions[i / d], (i % d) / dh), "window kernel", "attention");
-                }
+                long kcGot = rig.values(p, keys);
+                long vcGot = rig.values(p, values);
+                long got = rig.zeros((long) b * d * p.bytes());
+                rig.kernels.attentionDecodeWindow(p, qkvD, kcGot, vcGot, rotary, layout, got, b, heads, dh, capacity,
+                        window, rotaryDim, maxPos, interleaved, scale);
+                assertArrayEquals(keysWant, rig.values(p, kcGot, cacheValues), "key cache, the heads' form");
+                assertArrayEquals(valuesWant, rig.values(p, vcGot, cacheValues), "value cache, the heads' form");
+                float[] g = rig.values(p, got, b * d);
+                Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "the heads' form, output %d (sequence at"
+                        + " %d, head %d)", i, positions[i / d], (i % d) / dh), "window kernel", "attention");
             } finally {
                 rig.kernels.windowHeads(null);
-                rig.kernels.windowKeyParts(2);
             }
         }
     }

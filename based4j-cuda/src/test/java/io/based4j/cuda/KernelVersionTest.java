@@ -171,11 +171,6 @@ class KernelVersionTest {
         k.windowHeads(null);
         assertNull(k.windowHeadsAsked());
         assertFalse(k.windowHeadsRuns(70_000, 16, 112, 64), "nor by default");
-        assertEquals(2, k.windowKeyParts(16, 112), "based-1b's 16 heads of 112: two parts of 256 threads");
-        assertEquals(1, k.windowKeyParts(32, 112), "512 threads a part: one");
-        k.windowKeyParts(1);
-        assertEquals(1, k.windowKeyParts(16, 112));
-        assertThrows(IllegalArgumentException.class, () -> k.windowKeyParts(3));
         assertTrue(k.windowHeadsRuns(128, 16, 112, 64), "based-1b's window");
         assertTrue(k.windowHeadsRuns(1024, 16, 64, 128), "based-360m's");
         assertFalse(k.windowHeadsRuns(128, 16, 16, 512), "more keys than one split");
