@@ -85,6 +85,15 @@ final class BenchGpuCommand implements Callable<Integer> {
             description = "Most tokens of one prefill call (default ${DEFAULT-VALUE}).")
     int tokensPerCall;
 
+    @Option(names = "--repeat", paramLabel = "N", defaultValue = "1",
+            description = "Timed runs of each configuration, each in a fresh session (default ${DEFAULT-VALUE}): the "
+                    + "table shows the median run (by decode tokens/s, or tokens/s with --generate; the slower middle "
+                    + "one of an even number) and the range over the runs, the JSON every run's figure too.")
+    int repeat;
+
+    /** The most runs --repeat takes. */
+    static final int MAX_REPEAT = 100;
+
     @Option(names = "--json", paramLabel = "FILE", defaultValue = "bench-gpu.json",
             description = "Where to write the results as JSON (default ${DEFAULT-VALUE}).")
     Path json;
@@ -115,6 +124,9 @@ final class BenchGpuCommand implements Callable<Integer> {
         if (steps < 1 || tokensPerCall < 1 || batches != null && batches.stream().anyMatch(b -> b < 1)
                 || promptLens != null && promptLens.stream().anyMatch(p -> p < 1)) {
             throw new UsageException("--batch, --prompt-len, --decode-steps and --tokens-per-call must be >= 1");
+        }
+        if (repeat < 1 || repeat > MAX_REPEAT) {
+            throw new UsageException("--repeat must be from 1 to " + MAX_REPEAT + " runs, got " + repeat);
         }
         if (generate != null && generate < 1) {
             throw new UsageException("--generate must be >= 1 generated tokens, got " + generate);
@@ -193,6 +205,13 @@ final class BenchGpuCommand implements Callable<Integer> {
                     + "prefill_first_call_tokens_per_s)");
         }
         doc.put("tokens_per_prefill_call", tokensPerCall);
+        if (repeat > 1) {
+            doc.put("repeat", repeat);
+            doc.put("repeat_timing", "each configuration timed in " + repeat + " runs, each in a fresh session: its "
+                    + "figures are the median run's (by " + (generate != null ? "tokens/s" : "decode tokens/s, the "
+                    + "prefill's median apart") + "; of an even number the slower middle one), the lists ending in "
+                    + "_runs every run's");
+        }
         if (measured.size() == 1) {
             doc.put("state_bytes_by_kind", measured.getFirst().stateBytesByKind());
         }
@@ -324,10 +343,17 @@ final class BenchGpuCommand implements Callable<Integer> {
             // a prompt's first call at a shape also pays its one-time costs (kernels loaded, products planned,
             // scratch grown, the JIT): timed apart, then the prefill of the measured session comes warm
             double first = prefillOnce(m, dev, b, prompt, steps, rnd);
-            Timing t = measure(m, dev, b, prompt, steps, rnd);
+            List<Timing> runs = new ArrayList<>();
+            for (int r = 0; r < repeat; r++) {
+                runs.add(measure(m, dev, b, prompt, steps, rnd));
+            }
+            // the median run by decode rate (the longer of the two middle steps of an even number); the prefill's
+            // median apart
+            Timing t = median(runs, Timing::secondsPerStep);
+            double prefillSeconds = median(runs, Timing::prefillSeconds).prefillSeconds();
             double bytesPerStep = weightBytes + (double) b * stepStateBytes(cfg, prompt + steps / 2, cacheBytes);
             Double achieved = copyGBs == null ? null : bytesPerStep / t.secondsPerStep() / 1e9;
-            row.put("prefill_tokens_per_s", (double) b * prompt / t.prefillSeconds());
+            row.put("prefill_tokens_per_s", (double) b * prompt / prefillSeconds);
             row.put("prefill_first_call_tokens_per_s", (double) b * prompt / first);
             row.put("decode_tokens_per_s", b / t.secondsPerStep());
             row.put("decode_ms_per_step", t.secondsPerStep() * 1e3);
@@ -336,6 +362,12 @@ final class BenchGpuCommand implements Callable<Integer> {
             row.put("decode_fraction_of_copy_bw", achieved == null ? null : achieved / copyGBs);
             row.put("peak_gpu_bytes", t.peakBytes());
             row.put("device_used_bytes", t.usedBytes());
+            if (repeat > 1) {
+                row.put("runs", repeat);
+                row.put("prefill_tokens_per_s_runs", runs.stream().map(x -> (double) b * prompt / x.prefillSeconds())
+                        .toList());
+                row.put("decode_tokens_per_s_runs", runs.stream().map(x -> b / x.secondsPerStep()).toList());
+            }
             if (profile) {
                 profileRows(m, b, prompt, row, rnd);
             }
@@ -391,13 +423,31 @@ final class BenchGpuCommand implements Callable<Integer> {
             row.put("state_bytes_per_sequence", StateSize.total(m.config(), prompt + generate,
                     m.backend().cacheValueBytes()));
             measure(m, dev, b, 8, 2, rnd); // untimed: the step at this batch recorded and warm
-            Generation g = generation(m, dev, b, prompt, generate, rnd);
+            List<Generation> runs = new ArrayList<>();
+            for (int r = 0; r < repeat; r++) {
+                runs.add(generation(m, dev, b, prompt, generate, rnd));
+            }
+            Generation g = median(runs, Generation::seconds); // the median run (the slower middle one of two)
             row.put("seconds", g.seconds());
             row.put("prefill_seconds", g.prefillSeconds());
             row.put("prefill_share", g.prefillSeconds() / g.seconds());
             row.put("tokens_per_s", (double) b * generate / g.seconds());
             row.put("peak_gpu_bytes", g.peakBytes());
+            if (repeat > 1) {
+                row.put("runs", repeat);
+                row.put("tokens_per_s_runs", runs.stream().map(x -> (double) b * generate / x.seconds()).toList());
+            }
         });
+    }
+
+    /**
+     * The median of {@code runs} by {@code seconds}: the middle one, of an even number the longer of the two in the
+     * middle (so a rate reported from it is the slower middle one).
+     */
+    static <T> T median(List<T> runs, java.util.function.ToDoubleFunction<T> seconds) {
+        List<T> sorted = new ArrayList<>(runs);
+        sorted.sort(java.util.Comparator.comparingDouble(seconds));
+        return sorted.get(sorted.size() / 2);
     }
 
     /** Seconds from the prefill's start to the last generated token, of them the prefill's, and peak memory. */

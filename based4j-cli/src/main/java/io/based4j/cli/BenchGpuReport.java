@@ -48,6 +48,31 @@ final class BenchGpuReport {
                     fraction == null ? "-" : String.format("%.1f%%", 100 * (double) fraction),
                     bytes(row.get("peak_gpu_bytes")));
         }
+        printRanges(out, rows, List.of("prefill_tokens_per_s_runs", "prefill tok/s", "decode_tokens_per_s_runs",
+                "decode tok/s"));
+    }
+
+    /**
+     * Under a table whose rows hold several runs (--repeat): for each row, the range of each named list of figures
+     * (pairs of the row's key and its name in the table) over the runs.
+     */
+    private static void printRanges(PrintWriter out, List<Map<String, Object>> rows, List<String> keysAndNames) {
+        for (Map<String, Object> row : rows) {
+            if (!row.containsKey("runs")) {
+                continue;
+            }
+            StringBuilder line = new StringBuilder(String.format(Locale.ROOT, "  prompt %d, batch %d, median of %d "
+                    + "runs;", row.get("prompt_len"), row.get("batch"), row.get("runs")));
+            for (int i = 0; i < keysAndNames.size(); i += 2) {
+                @SuppressWarnings("unchecked")
+                List<Double> runs = (List<Double>) row.get(keysAndNames.get(i));
+                double lo = runs.stream().mapToDouble(Double::doubleValue).min().orElseThrow();
+                double hi = runs.stream().mapToDouble(Double::doubleValue).max().orElseThrow();
+                line.append(String.format(Locale.ROOT, " %s %,.1f to %,.1f", keysAndNames.get(i + 1), lo, hi));
+                line.append(i + 2 < keysAndNames.size() ? "," : "");
+            }
+            out.println(line);
+        }
     }
 
     /** The end-to-end generation table. */
@@ -64,6 +89,7 @@ final class BenchGpuReport {
                     row.get("generated_tokens"), row.get("state_bytes_per_sequence"), row.get("seconds"),
                     row.get("tokens_per_s"), 100 * (double) row.get("prefill_share"), bytes(row.get("peak_gpu_bytes")));
         }
+        printRanges(out, rows, List.of("tokens_per_s_runs", "tokens/s"));
     }
 
     private static String bytes(Object b) {

@@ -77,6 +77,51 @@ class BenchGpuCommandTest {
     }
 
     @Test
+    void repeatedRunsReportTheMedianRunAndEveryRun() throws IOException {
+        Path json = shared.resolve("repeat.json");
+        CliTest.Result r = CliTest.run("bench", "gpu", "--device", "cpu", "--model", CliTest.GOLDEN.toString(),
+                "--batch", "2", "--prompt-len", "8", "--decode-steps", "2", "--repeat", "3", "--json", json.toString());
+        assertEquals(0, r.code(), r.err());
+        Map<String, Object> doc = Json.parseObject(Files.readString(json));
+        assertEquals(3L, doc.get("repeat"));
+        Map<String, Object> row = list(doc.get("results")).getFirst();
+        assertEquals(3L, row.get("runs"));
+        List<Double> decode = doubles(row.get("decode_tokens_per_s_runs"));
+        List<Double> prefill = doubles(row.get("prefill_tokens_per_s_runs"));
+        assertEquals(3, decode.size());
+        assertEquals(3, prefill.size());
+        // the middle run of each, and the decode row's other figures from that same run
+        assertEquals(decode.stream().sorted().toList().get(1), (double) row.get("decode_tokens_per_s"), 0);
+        assertEquals(prefill.stream().sorted().toList().get(1), (double) row.get("prefill_tokens_per_s"), 0);
+        assertEquals(2e3 / (double) row.get("decode_ms_per_step"), (double) row.get("decode_tokens_per_s"),
+                1e-9 * (double) row.get("decode_tokens_per_s"));
+        String range = String.format(java.util.Locale.ROOT, "  prompt 8, batch 2, median of 3 runs; prefill tok/s"
+                + " %,.1f to %,.1f, decode tok/s %,.1f to %,.1f", prefill.stream().min(Double::compare).orElseThrow(),
+                prefill.stream().max(Double::compare).orElseThrow(), decode.stream().min(Double::compare)
+                        .orElseThrow(), decode.stream().max(Double::compare).orElseThrow());
+        assertTrue(r.out().contains(range + "\n"), r.out() + "\nwanted: " + range);
+    }
+
+    @Test
+    void repeatedGenerationsReportTheSlowerMiddleRunOfTwo() throws IOException {
+        Path json = shared.resolve("repeat-generate.json");
+        CliTest.Result r = CliTest.run("bench", "gpu", "--device", "cpu", "--model", CliTest.GOLDEN.toString(),
+                "--generate", "3", "--batch", "2", "--prompt-len", "8", "--repeat", "2", "--json", json.toString());
+        assertEquals(0, r.code(), r.err());
+        Map<String, Object> row = list(Json.parseObject(Files.readString(json)).get("results")).getFirst();
+        List<Double> runs = doubles(row.get("tokens_per_s_runs"));
+        assertEquals(2, runs.size());
+        assertEquals(Math.min(runs.get(0), runs.get(1)), (double) row.get("tokens_per_s"), 0);
+        assertEquals(2.0 * 3 / (double) row.get("seconds"), (double) row.get("tokens_per_s"),
+                1e-9 * (double) row.get("tokens_per_s"));
+        assertTrue(r.out().contains("  prompt 8, batch 2, median of 2 runs; tokens/s "), r.out());
+    }
+
+    private static List<Double> doubles(Object o) {
+        return ((List<?>) o).stream().map(x -> ((Number) x).doubleValue()).toList();
+    }
+
+    @Test
     void compareMeasuresBothModelsAndTheirRatio() throws IOException {
         Path json = shared.resolve("compare.json");
         CliTest.Result r = CliTest.run("bench", "gpu", "--device", "cpu", "--compare", CliTest.GOLDEN + "," + attention,
@@ -206,6 +251,8 @@ class BenchGpuCommandTest {
         "--compare based-1b,based-1b           | --compare names based-1b twice",
         "--compare based-1b,attn-1b --preset based-1b | give either --compare or --model/--preset",
         "--generate 0                          | --generate must be >= 1",
+        "--repeat 0                            | --repeat must be from 1 to 100 runs, got 0",
+        "--repeat 1000                         | --repeat must be from 1 to 100 runs, got 1000",
         "--generate -3                         | --generate must be >= 1",
         "--batch 0                             | --batch, --prompt-len",
         "--prompt-len 0 --generate 8           | --batch, --prompt-len",
