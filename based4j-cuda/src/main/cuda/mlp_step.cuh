@@ -142,7 +142,8 @@ struct MsPlan {
 /**
  * The kernel's body (MS_THREADS threads, one block a multiprocessor): residual F32 [D], branch [D] or null (then the
  * residual is only read), normW [D], w1 [2H, D] (value rows then gate rows), bias1 [2H] or null, w2 [D, H], bias2 [D]
- * or null, act [H] (written, then read by every block), out [D]; P1 and P2 the parts gemv version 3 gives the two
+ * or null, act [H] (written, then read by every block), out [D] (which may be the branch: the branch is read before
+ * the grid-wide barrier, out written after it); P1 and P2 the parts gemv version 3 gives the two
  * products; sync two words, the first 0. D and H multiples of 8, every pointer of W 16-byte aligned.
  */
 __device__ __forceinline__ void mlpStepBody(float* residual, const bf16* branch, const bf16* normW, float eps,
@@ -176,7 +177,8 @@ __device__ __forceinline__ void mlpStepBody(float* residual, const bf16* branch,
     unsigned long long* bars = reinterpret_cast<unsigned long long*>(ring + MS_WARPS * MS_SLOTS * MS_SLOT_BYTES);
     bf16* vec = reinterpret_cast<bf16*>(bars + MS_WARPS * MS_SLOTS);
     const int vecLen = (D > H ? D : H);
-    float* sums = reinterpret_cast<float*>(vec + ((vecLen + 7) & ~7));
+    float* summed = reinterpret_cast<float*>(vec + ((vecLen + 7) & ~7));  // the new residual (block 0's)
+    float* sums = summed + ((D + 3) & ~3);
     __shared__ float normPartial[MS_NORM_THREADS / 32];
 
     const unsigned ringAddr = lmmSmemAddr(ring) + warp * MS_SLOTS * MS_SLOT_BYTES;
@@ -221,6 +223,7 @@ __device__ __forceinline__ void mlpStepBody(float* residual, const bf16* branch,
             for (int j = tid; j < D; j += MS_NORM_THREADS) {
                 const float v = branch != nullptr ? residual[j] + toF(branch[j]) : residual[j];
                 vec[j] = fromF<bf16>(v * r * toF(normW[j]));
+                summed[j] = v;
             }
         }
         __syncthreads();
@@ -268,8 +271,9 @@ __device__ __forceinline__ void mlpStepBody(float* residual, const bf16* branch,
     }
     msGridSync(sync);
     if (b == 0 && branch != nullptr) {
-        // every block has read the residual: the sum is written once
-        for (int j = tid; j < D; j += MS_THREADS) residual[j] = residual[j] + toF(branch[j]);
+        // every block has read the residual and the branch (which out may be: it is written below): the sum is
+        // written once
+        for (int j = tid; j < D; j += MS_THREADS) residual[j] = summed[j];
     }
     for (int j = tid; j < H / 8; j += MS_THREADS) {
         reinterpret_cast<uint4*>(vec)[j] = __ldcg(reinterpret_cast<const uint4*>(act) + j);

@@ -1042,7 +1042,7 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * An MLP branch of inference: for a decode step's one row whose products run on gemv version 3 (bf16, compute
      * capability 9 or more), one kernel ({@link Kernels#mlpStep}: addRmsNorm, gemvSwiglu and gemv's numbers, bit for
-     * bit; normed and product not written); otherwise the ops.
+     * bit; normed and product not written; out may be the branch, as in a decode step); otherwise the ops.
      */
     @Override
     public void mlpBranch(Buffer residual, Buffer branch, Weight norm, double eps, Buffer normed, Weight fc1,
@@ -1067,8 +1067,7 @@ public final class CudaBackend implements TrainingBackend {
                 && fusedGemv(x, w1, null, p) && fusedGemv(a, w2, null, o)
                 && kernels.mlpStepRuns(precision, d, h, w1.ptr, w2.ptr, a.ptr)
                 && !overlaps(a.ptr, a.bytes(), r.ptr, r.bytes()) && !overlaps(a.ptr, a.bytes(), br.ptr, br.bytes())
-                && !overlaps(o.ptr, o.bytes(), r.ptr, r.bytes()) && !overlaps(o.ptr, o.bytes(), br.ptr, br.bytes())
-                && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes());
+                && !overlaps(o.ptr, o.bytes(), r.ptr, r.bytes()) && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes());
         if (suits) {
             kernels.mlpStep(precision, r.ptr, br.ptr, g.ptr, (float) eps, w1.ptr, 0, w2.ptr, 0, a.ptr, o.ptr, d, h,
                     gridSync);

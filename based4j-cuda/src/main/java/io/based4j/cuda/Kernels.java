@@ -1014,7 +1014,8 @@ public final class Kernels {
 
     /**
      * Dynamic shared memory of a block of {@link #mlpStep} for a model width d and an MLP width h on a grid of
-     * {@code blocks}: the warps' rings and mbarriers, the vector a product reads, one float a unit of the block's.
+     * {@code blocks}: the warps' rings and mbarriers, the vector a product reads, the new residual, one float a unit
+     * of the block's.
      */
     static int mlpStepSmem(int d, int h, int p1, int p2, int blocks) {
         long pairs = ((long) h + blocks - 1) / blocks;
@@ -1022,7 +1023,9 @@ public final class Kernels {
         long units = pairs * 2 * p1 + rows * p2;
         int warps = MLP_STEP_THREADS / 32;
         long vec = ((Math.max(d, h) + 7L) & ~7L) * 2;
-        long bytes = (long) warps * MLP_STEP_SLOTS * MLP_STEP_SLOT_BYTES + warps * MLP_STEP_SLOTS * 8L + vec + 4 * units;
+        long summed = ((d + 3L) & ~3L) * 4;
+        long bytes = (long) warps * MLP_STEP_SLOTS * MLP_STEP_SLOT_BYTES + warps * MLP_STEP_SLOTS * 8L + vec + summed
+                + 4 * units;
         return (int) Math.min(bytes, Integer.MAX_VALUE);
     }
 
@@ -1060,7 +1063,8 @@ public final class Kernels {
      * branch A or 0: the residual only read), {@code h = rmsNorm(residual) * normW}, {@code act = swiglu(h w1^T +
      * bias1)} (w1 {@code [2h, d]}: value rows then gate rows; act A {@code [h]}, written), {@code out = act w2^T +
      * bias2} (w2 {@code [d, h]}, out A {@code [d]}); biases 0 for none. The numbers of {@link #addRmsNorm},
-     * {@link #gemvSwiglu} and {@link #gemv} version 3, bit for bit. {@code sync}: two words of device memory, the
+     * {@link #gemvSwiglu} and {@link #gemv} version 3, bit for bit. out may be the branch (read whole before out is
+     * written); act overlaps neither, nor out the residual. {@code sync}: two words of device memory, the
      * first 0, that no other kernel uses at the same time. One block a multiprocessor, launched cooperatively.
      * Requires {@link #mlpStepRuns}.
      */

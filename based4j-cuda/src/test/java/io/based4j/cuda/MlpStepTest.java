@@ -7,7 +7,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.Backend.Buffer;
 import io.based4j.backend.Backend.Weight;
+import io.based4j.config.ModelConfig;
+import io.based4j.model.BasedModel;
+import io.based4j.model.Initializer;
+import io.based4j.model.ModelWeights;
+import io.based4j.model.Session;
 import io.based4j.tensor.Tensor;
+import io.based4j.train.ModelSpec;
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -37,7 +46,7 @@ class MlpStepTest {
                 for (int round = 0; round < 3; round++) {
                     check(gpu, 1, shape[0], shape[1], r);
                 }
-                assertEquals(before + (runs ? 3 : 0), gpu.gemmRoutes().mlpStep, shape[0] + " x " + shape[1]
+                assertEquals(before + (runs ? 6 : 0), gpu.gemmRoutes().mlpStep, shape[0] + " x " + shape[1]
                         + ": mlpStep " + (runs ? "taken" : "not taken on this device"));
             }
             long before = gpu.gemmRoutes().mlpStep;
@@ -106,6 +115,62 @@ class MlpStepTest {
         String what = m + " rows, width " + d + ", " + h + " pairs";
         assertArrayEquals(gpu.download(apart), gpu.download(fused), what + ": the residual");
         assertArrayEquals(gpu.download(outApart), gpu.download(outFused), what + ": the branch's output");
+        // out in the branch's own buffer, as the decode step's buffers have it
+        Buffer aliased = gpu.allocateF32(m, d);
+        gpu.addInPlace(aliased, start);
+        Buffer inPlace = gpu.allocate(m, d);
+        gpu.addInPlace(inPlace, branch);  // a copy of the branch (0 + x, exact)
+        gpu.mlpBranch(aliased, inPlace, norm, 1e-5, gpu.allocate(m, d), fc1, gpu.allocate(m, 2 * h),
+                gpu.allocate(m, h), fc2, inPlace);
+        assertArrayEquals(gpu.download(apart), gpu.download(aliased), what + ", out the branch: the residual");
+        assertArrayEquals(gpu.download(outApart), gpu.download(inPlace), what + ", out the branch: the output");
+    }
+
+    @Test
+    void decodeStepsGiveTheLogitsOfTheOpsApart() {
+        ModelConfig config = ModelSpec.parse("mlpStep test", ModelSpec.configMap(64, List.of("conv", "linear", "swa",
+                "conv"), 4, 2, 16, 8, 256, 97, true, true, 1e-5));
+        try (Arena arena = Arena.ofConfined()) {
+            ModelWeights weights = Initializer.weights(config, 7, arena);
+            float[] fused = decode(weights, true);
+            float[] apart = decode(weights, false);
+            assertArrayEquals(apart, fused, "the logits of 20 decode steps");
+        }
+    }
+
+    /** The logits of 20 decode steps of one sequence, with mlpStep on or off (the property, a fresh backend). */
+    private static float[] decode(ModelWeights weights, boolean on) {
+        String before = System.getProperty(Kernels.MLP_STEP_PROPERTY);
+        System.setProperty(Kernels.MLP_STEP_PROPERTY, Boolean.toString(on));
+        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16);
+             BasedModel model = BasedModel.of(weights, gpu)) {
+            int[] ids = new SplittableRandom(3).ints(20, 0, 97).toArray();
+            List<float[]> steps = new ArrayList<>();
+            try (Session session = model.newSession(1, ids.length)) {
+                for (int id : ids) {
+                    steps.add(gpu.download(model.forward(session, session.batch(new int[] {0}, new int[] {1}),
+                            new int[] {id}, false, null)));
+                }
+            }
+            // counted as the ops are queued (a replayed step queues none): every layer's MLP where it runs
+            long taken = gpu.gemmRoutes().mlpStep;
+            if (on && gpu.kernels().clustersFit()) {
+                assertTrue(taken >= 4 && taken % 4 == 0, taken + " branches in mlpStep");
+            } else {
+                assertEquals(0, taken, "mlpStep off, or a device it does not run on");
+            }
+            float[] all = new float[steps.size() * steps.get(0).length];
+            for (int i = 0; i < steps.size(); i++) {
+                System.arraycopy(steps.get(i), 0, all, i * steps.get(0).length, steps.get(0).length);
+            }
+            return all;
+        } finally {
+            if (before == null) {
+                System.clearProperty(Kernels.MLP_STEP_PROPERTY);
+            } else {
+                System.setProperty(Kernels.MLP_STEP_PROPERTY, before);
+            }
+        }
     }
 
     private static float[] gaussian(SplittableRandom r, int n, double std) {
