@@ -871,7 +871,6 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_loss_mma.cuh"
 #include "gemm_rows.cuh"
 #include "gemm_wgmma.cuh"
-#include "mlp_step.cuh"
 
 // ------------------------------------------------------------------------------------------------ profiling
 

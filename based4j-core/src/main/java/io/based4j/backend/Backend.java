@@ -143,20 +143,6 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
-     * An MLP branch of inference: {@code residual += branch}, {@code normed = rmsNorm(residual)} (no rstd kept),
-     * {@code out = fc2(swiglu(fc1(normed)))}, with {@code product} ({@code [n, 2h]}) and {@code act} ({@code [n, h]})
-     * the buffers between; in one op where the backend can (a decode step's one row). The contents of
-     * {@code normed}, {@code product} and {@code act} are unspecified after. By default {@link #addRmsNorm},
-     * {@link #matmulSwiglu} and {@link #matmul}.
-     */
-    default void mlpBranch(Buffer residual, Buffer branch, Weight norm, double eps, Buffer normed, Weight fc1,
-                           Buffer product, Buffer act, Weight fc2, Buffer out) {
-        addRmsNorm(residual, branch, norm, eps, normed);
-        matmulSwiglu(normed, fc1, product, act);
-        matmul(act, fc2, null, out);
-    }
-
-    /**
      * Chooses the next token of each listed logits row: {@code ids[i]} comes from row {@code rows[i]} (its first
      * {@code vocab} entries) with {@code samplers[i]}. This default copies the logits to the host and samples there;
      * a GPU backend samples on the device so that only the ids cross.

@@ -134,12 +134,7 @@ public final class LayerStack {
             mix(b, l, lb, batch, states == null ? null : states[i], kept ? in : null);
             Buffer mid = kept ? lb.mixerOut() : in;
             branch = kept ? null : lb.mixerOut();
-            if (l.fc1() != null && states != null && branch != null && lb.rstd2() == null) {
-                // inference, the residual summed in place: the backend may take the whole branch in one kernel
-                b.mlpBranch(mid, branch, l.norm2(), eps, lb.normed2(), l.fc1(), lb.mlpIn(), lb.mlpGate(), l.fc2(),
-                        lb.mlpOut());
-                branch = lb.mlpOut();
-            } else if (l.fc1() != null) {
+            if (l.fc1() != null) {
                 norm(b, mid, branch, l.norm2(), eps, lb.normed2(), lb.rstd2());
                 if (states != null) {
                     // inference keeps no product: the backend may take the SwiGLU in the product's kernel

@@ -88,8 +88,6 @@ public final class CudaBackend implements TrainingBackend {
     private final long stream;
     private final long module;
     private final long cublasWorkspace;
-    /** Two words of device memory for the grid-wide barrier of {@link Kernels#mlpStep} (the first 0 between uses). */
-    private final long gridSync;
     private final Cublas blas;
     private final CublasLt lt;
     private final GemmRoutes routes = new GemmRoutes();
@@ -159,8 +157,6 @@ public final class CudaBackend implements TrainingBackend {
         this.stream = cu.createStream();
         this.module = cu.loadModule(loadFatbin());
         this.cublasWorkspace = allocate(CUBLAS_WORKSPACE, "cuBLAS workspace");
-        this.gridSync = allocate(16, "grid barrier");
-        cu.memsetD8Async(gridSync, 0, 16, stream);
         this.blas = Cublas.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         // one stream: cuBLASLt's products never overlap cuBLAS's, so they share its workspace
         this.lt = CublasLt.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
@@ -1037,46 +1033,6 @@ public final class CudaBackend implements TrainingBackend {
             return;
         }
         TrainingBackend.super.matmulSwiglu(x, w, product, out);
-    }
-
-    /**
-     * An MLP branch of inference: for a decode step's one row whose products run on gemv version 3 (bf16, compute
-     * capability 9 or more), one kernel ({@link Kernels#mlpStep}: addRmsNorm, gemvSwiglu and gemv's numbers, bit for
-     * bit; normed and product not written; out may be the branch, as in a decode step); otherwise the ops.
-     */
-    @Override
-    public void mlpBranch(Buffer residual, Buffer branch, Weight norm, double eps, Buffer normed, Weight fc1,
-                          Buffer product, Buffer act, Weight fc2, Buffer out) {
-        bind();
-        CudaBuffer r = bufferOf(residual);
-        CudaBuffer br = bufferOf(branch);
-        CudaWeight g = weightOf(norm);
-        CudaBuffer x = bufferOf(normed);
-        CudaWeight w1 = weightOf(fc1);
-        CudaBuffer p = bufferOf(product);
-        CudaBuffer a = bufferOf(act);
-        CudaWeight w2 = weightOf(fc2);
-        CudaBuffer o = bufferOf(out);
-        int d = r.cols;
-        int h = a.cols;
-        boolean suits = r.rows == 1 && r.type == Precision.F32 && r.rows <= fusedNormRows
-                && br.type == precision && br.rows == 1 && br.cols == d
-                && g.type == precision && (long) g.rows() * g.cols() == d
-                && x.rows == 1 && x.cols == d && a.rows == 1 && o.rows == 1 && o.cols == d
-                && w1.rows() == 2L * h && w2.rows() == d && w2.cols() == h
-                && fusedGemv(x, w1, null, p) && fusedGemv(a, w2, null, o)
-                && kernels.mlpStepRuns(precision, d, h, w1.ptr, w2.ptr, a.ptr)
-                && !overlaps(a.ptr, a.bytes(), r.ptr, r.bytes()) && !overlaps(a.ptr, a.bytes(), br.ptr, br.bytes())
-                && !overlaps(o.ptr, o.bytes(), r.ptr, r.bytes()) && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes());
-        if (suits) {
-            kernels.mlpStep(precision, r.ptr, br.ptr, g.ptr, (float) eps, w1.ptr, 0, w2.ptr, 0, a.ptr, o.ptr, d, h,
-                    gridSync);
-            routes.gemv += 2;
-            routes.gemvSwiglu++;
-            routes.mlpStep++;
-            return;
-        }
-        TrainingBackend.super.mlpBranch(residual, branch, norm, eps, normed, fc1, product, act, fc2, out);
     }
 
     /**

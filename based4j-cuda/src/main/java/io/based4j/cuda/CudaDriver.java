@@ -51,7 +51,6 @@ public final class CudaDriver {
     static final int CU_MEM_LOCATION_TYPE_DEVICE = 0x1;
     static final int CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 0x3;
     static final int CU_MEM_ALLOC_GRANULARITY_MINIMUM = 0x0;
-    static final int CU_LAUNCH_ATTRIBUTE_COOPERATIVE = 2;
     static final int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
     /**
      * {@code CUlaunchConfig} (cuda.h of CUDA 13.0): gridDim x, y, z, blockDim x, y, z, sharedMemBytes (7 unsigned
@@ -944,36 +943,11 @@ public final class CudaDriver {
      */
     public void launchProgrammatic(long function, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ,
                                    int sharedBytes, long stream, KernelArgs args) {
-        launchEx(function, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, stream, args, false, true);
-    }
-
-    /**
-     * {@code cuLaunchKernelEx} with {@code CU_LAUNCH_ATTRIBUTE_COOPERATIVE} set (every block of the grid resident at
-     * once, so that they may wait for each other; the grid must fit the device), and programmatic dependent launch as
-     * {@link #launchProgrammatic} where {@code programmatic}. A grid that cannot be resident whole is refused
-     * ({@code CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE}).
-     */
-    public void launchCooperative(long function, int gridX, int blockX, int sharedBytes, long stream, KernelArgs args,
-                                  boolean programmatic) {
-        launchEx(function, gridX, 1, 1, blockX, 1, 1, sharedBytes, stream, args, true, programmatic);
-    }
-
-    private void launchEx(long function, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ,
-                          int sharedBytes, long stream, KernelArgs args, boolean cooperative, boolean programmatic) {
         MemorySegment config = scratch().asSlice(256, LAUNCH_CONFIG_BYTES);
-        MemorySegment attrs = scratch().asSlice(320, 2 * LAUNCH_ATTRIBUTE_BYTES);
-        attrs.fill((byte) 0);
-        int count = 0;
-        if (cooperative) {
-            attrs.set(INT, count * LAUNCH_ATTRIBUTE_BYTES, CU_LAUNCH_ATTRIBUTE_COOPERATIVE);
-            attrs.set(INT, count * LAUNCH_ATTRIBUTE_BYTES + 8, 1);
-            count++;
-        }
-        if (programmatic) {
-            attrs.set(INT, count * LAUNCH_ATTRIBUTE_BYTES, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
-            attrs.set(INT, count * LAUNCH_ATTRIBUTE_BYTES + 8, 1);  // programmaticStreamSerializationAllowed
-            count++;
-        }
+        MemorySegment attr = scratch().asSlice(320, LAUNCH_ATTRIBUTE_BYTES);
+        attr.fill((byte) 0);
+        attr.set(INT, 0, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+        attr.set(INT, 8, 1);  // programmaticStreamSerializationAllowed
         config.fill((byte) 0);
         config.set(INT, 0, gridX);
         config.set(INT, 4, gridY);
@@ -983,8 +957,8 @@ public final class CudaDriver {
         config.set(INT, 20, blockZ);
         config.set(INT, 24, sharedBytes);
         config.set(LONG, 32, stream);
-        config.set(LONG, 40, attrs.address());
-        config.set(INT, 48, count);
+        config.set(LONG, 40, attr.address());
+        config.set(INT, 48, 1);
         int r;
         try {
             r = (int) cuLaunchKernelEx.invokeExact(config, function, args.pointers(), MemorySegment.NULL);
@@ -992,10 +966,9 @@ public final class CudaDriver {
             throw rethrow(t);
         }
         if (r != 0) {
-            throw error("cuLaunchKernelEx(" + functionName(function) + (cooperative ? ", cooperative" : "")
-                    + (programmatic ? ", programmatic" : "") + ", grid " + gridX + "x" + gridY + "x" + gridZ
-                    + ", block " + blockX + "x" + blockY + "x" + blockZ + ", " + sharedBytes + " B shared, "
-                    + args.count() + " args)", r);
+            throw error("cuLaunchKernelEx(" + functionName(function) + ", programmatic, grid " + gridX + "x" + gridY
+                    + "x" + gridZ + ", block " + blockX + "x" + blockY + "x" + blockZ + ", " + sharedBytes
+                    + " B shared, " + args.count() + " args)", r);
         }
     }
 

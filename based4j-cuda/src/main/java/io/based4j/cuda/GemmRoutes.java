@@ -22,8 +22,6 @@ final class GemmRoutes {
     long gemvSwiglu;
     /** Of those, BaseConv's in-projections that took its decode step in the same kernel (gemvConv). */
     long gemvConv;
-    /** MLP branches whose norm and both products ran as one kernel (mlpStep; its products counted as gemv above). */
-    long mlpStep;
     /** Products of a decode step's rows by gemmRows (with or without a bias). */
     long gemmRows;
     /** Of those, the ones that added a bias. */
@@ -47,7 +45,6 @@ final class GemmRoutes {
         c.gemv = gemv;
         c.gemvBias = gemvBias;
         c.gemvSwiglu = gemvSwiglu;
-        c.mlpStep = mlpStep;
         c.gemvConv = gemvConv;
         c.gemmRows = gemmRows;
         c.gemmRowsBias = gemmRowsBias;
@@ -62,8 +59,7 @@ final class GemmRoutes {
     public String toString() {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
-                + ", with BaseConv's step " + gemvConv + ", in mlpStep " + mlpStep + "), gemmRows " + gemmRows
-                + ", gemmWg " + gemmWg
+                + ", with BaseConv's step " + gemvConv + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

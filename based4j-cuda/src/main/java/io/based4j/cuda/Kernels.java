@@ -186,14 +186,6 @@ public final class Kernels {
     }
 
     void launch(long fn, int gx, int gy, int gz, int block, int shared) {
-        launch(fn, gx, gy, gz, block, shared, false);
-    }
-
-    /**
-     * Launches fn on the stream; {@code cooperative}: every block resident at once (a one-dimensional grid that fits
-     * the device), as the kernels that wait for each other across the grid need.
-     */
-    void launch(long fn, int gx, int gy, int gz, int block, int shared, boolean cooperative) {
         if (timed != null && !capturing) {
             long start = cu.createEvent();
             long end;
@@ -205,11 +197,7 @@ public final class Kernels {
             }
             try {
                 cu.record(start, stream);
-                if (cooperative) {
-                    cu.launchCooperative(fn, gx, block, shared, stream, args, false);
-                } else {
-                    cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
-                }
+                cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
                 cu.record(end, stream);
             } catch (RuntimeException e) {
                 cu.destroyEvent(start);
@@ -219,9 +207,7 @@ public final class Kernels {
             timed.add(new long[] {fn, start, end});
             return;
         }
-        if (cooperative) {
-            cu.launchCooperative(fn, gx, block, shared, stream, args, programmatic);
-        } else if (programmatic) {
+        if (programmatic) {
             cu.launchProgrammatic(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
         } else {
             cu.launch(fn, gx, gy, gz, block, 1, 1, shared, stream, args);
@@ -322,7 +308,6 @@ public final class Kernels {
 
     /** Says the device's compute capability (major), which decides {@link #programmatic} and {@link #clustersFit}. */
     void computeCapability(int major) {
-        mlpStepDevice = major >= 9;
         programmaticFits = major >= 9;
         clustersFit = major >= 9;
         programmatic = programmaticFits && programmaticSetting == Boolean.TRUE;
@@ -997,90 +982,6 @@ public final class Kernels {
         int blocks = gemvPairedArgs("gemvConv", p, x, w, bias, out, m, inner, k);
         args.ptr(convW).ptr(hist).ptr(layout).i32(m).i32(kernel);
         launch(function("gemvConv" + m, p), blocks, 1, 1, THREADS, 0);
-    }
-
-    // ------------------------------------------------------------------------------------------------ mlpStep
-
-    /** Threads of a block of {@link #mlpStep} (MS_THREADS in mlp_step.cuh). */
-    static final int MLP_STEP_THREADS = 512;
-    /** Units of weights in flight a warp of {@link #mlpStep}, and their bytes (MS_SLOTS, MS_SLOT_BYTES). */
-    static final int MLP_STEP_SLOTS = 3;
-    static final int MLP_STEP_SLOT_BYTES = 4096;
-    /** The system property that turns {@link #mlpStep} off ({@code false}) for comparison; on by default. */
-    static final String MLP_STEP_PROPERTY = "based4j.cuda.mlpStep";
-    private final boolean mlpStepOn = !"false".equalsIgnoreCase(System.getProperty(MLP_STEP_PROPERTY, "true"));
-    /** Whether the device runs {@link #mlpStep}'s bulk copies and mbarriers (compute capability 9 or more). */
-    private boolean mlpStepDevice;
-
-    /**
-     * Dynamic shared memory of a block of {@link #mlpStep} for a model width d and an MLP width h on a grid of
-     * {@code blocks}: the warps' rings and mbarriers, the vector a product reads, the new residual, one float a unit
-     * of the block's.
-     */
-    static int mlpStepSmem(int d, int h, int p1, int p2, int blocks) {
-        long pairs = ((long) h + blocks - 1) / blocks;
-        long rows = ((long) d + blocks - 1) / blocks;
-        long units = pairs * 2 * p1 + rows * p2;
-        int warps = MLP_STEP_THREADS / 32;
-        long vec = ((Math.max(d, h) + 7L) & ~7L) * 2;
-        long summed = ((d + 3L) & ~3L) * 4;
-        long bytes = (long) warps * MLP_STEP_SLOTS * MLP_STEP_SLOT_BYTES + warps * MLP_STEP_SLOTS * 8L + vec + summed
-                + 4 * units;
-        return (int) Math.min(bytes, Integer.MAX_VALUE);
-    }
-
-    /** The parts gemv version 3 cuts a row of width k into for one row of x into n outputs, where each fits a slot. */
-    static int mlpStepParts(int n, int k) {
-        int parts = gemv3Parts(Precision.BF16, 1, n, k);
-        int pieces = k / 8;
-        return (pieces + parts - 1) / parts * 16 <= MLP_STEP_SLOT_BYTES ? parts : 0;
-    }
-
-    /**
-     * Whether {@link #mlpStep} takes an MLP branch of one row of width d into h pairs here: on by default (not where
-     * {@value #MLP_STEP_PROPERTY} is false), bf16, a device of compute capability 9 or more whose blocks may take its
-     * shared memory, version 3 the gemv that runs (its numbers are the kernel's), widths multiples of 8 whose
-     * parts fit a slot, aligned pointers.
-     */
-    boolean mlpStepRuns(Precision p, int d, int h, long... pointers) {
-        if (!mlpStepOn || !mlpStepDevice || p != Precision.BF16 || gemvVersion != 3 || multiprocessors <= 0
-                || d < 8 || h < 8 || d % 8 != 0 || h % 8 != 0 || h > Integer.MAX_VALUE / 2) {
-            return false;
-        }
-        for (long ptr : pointers) {
-            if (ptr % 16 != 0) {
-                return false;
-            }
-        }
-        int p1 = mlpStepParts(2 * h, d);
-        int p2 = mlpStepParts(d, h);
-        return p1 > 0 && p2 > 0 && (sharedOptInLimit == 0
-                || mlpStepSmem(d, h, p1, p2, multiprocessors) <= sharedOptInLimit);
-    }
-
-    /**
-     * A decode step's MLP branch of one row in one kernel (mlp_step.cuh): {@code residual += branch} (F32 {@code [d]},
-     * branch A or 0: the residual only read), {@code h = rmsNorm(residual) * normW}, {@code act = swiglu(h w1^T +
-     * bias1)} (w1 {@code [2h, d]}: value rows then gate rows; act A {@code [h]}, written), {@code out = act w2^T +
-     * bias2} (w2 {@code [d, h]}, out A {@code [d]}); biases 0 for none. The numbers of {@link #addRmsNorm},
-     * {@link #gemvSwiglu} and {@link #gemv} version 3, bit for bit. out may be the branch (read whole before out is
-     * written); act overlaps neither, nor out the residual. {@code sync}: two words of device memory, the
-     * first 0, that no other kernel uses at the same time. One block a multiprocessor, launched cooperatively.
-     * Requires {@link #mlpStepRuns}.
-     */
-    public void mlpStep(Precision p, long residual, long branch, long normW, float eps, long w1, long bias1, long w2,
-                        long bias2, long act, long out, int d, int h, long sync) {
-        require(mlpStepRuns(p, d, h, w1, w2, act), "mlpStep: width " + d + ", " + h + " pairs (bf16, compute "
-                + "capability 9 or more, widths multiples of 8 whose parts fit a slot, 16-byte aligned operands)");
-        require(sync != 0 && residual != 0 && normW != 0 && out != 0, "mlpStep: null operands");
-        int p1 = mlpStepParts(2 * h, d);
-        int p2 = mlpStepParts(d, h);
-        int blocks = multiprocessors;
-        int shared = mlpStepSmem(d, h, p1, p2, blocks);
-        long fn = function("mlpStep", p, shared);
-        args.reset().ptr(residual).ptr(branch).ptr(normW).f32(eps).ptr(w1).ptr(bias1).ptr(w2).ptr(bias2).ptr(act)
-                .ptr(out).i32(d).i32(h).i32(p1).i32(p2).ptr(sync).i32(weightsFixed ? 1 : 0);
-        launch(fn, blocks, 1, 1, MLP_STEP_THREADS, shared, true);
     }
 
     // ------------------------------------------------------------------------------------------------ gemmRows
