@@ -773,21 +773,23 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
  * head as in version 2, dh / 8 of them with 8 dims each), so that the block reads a cached key's row whole (the H heads
  * side by side, d values in a row) and no lane group needs another: each runs an online softmax over its head's keys
  * in registers, U keys and their values loaded together (U = 8 in bf16, 4 in float32: 16 loads of 16 bytes in flight
- * a lane), then their scores summed over the group by shuffles, the chunk's largest, the rescale of l and of the sums,
- * and p v added; no shared memory and no barrier. The query's own key (the split's last where it reaches pos, from
+ * a lane), then their scores summed over the group by shuffles and version 5's online softmax step (dec5Step: the
+ * chunk's largest, the rescale of l and of the sums, p v added); no shared memory and no barrier. The query's own key (the split's last where it reaches pos, from
  * qkv, rotated here) comes last, as in version 2. The partial results are version 2's (m, l, the sum of p v relative to
  * m), merged by attentionDecodeMerge. Grid (1, B, splits), ceil(H G / 32) warps a block (at most DEC6_MAX_THREADS
  * threads). WINDOW (attentionDecodeHeadsWindow, the window kernel's heads' form): one split holds the window and the
  * query's own key, so the block writes the output itself (no partial results, no merge) and appends the token's
  * rotated key and its value to the ring at pos % capacity, each lane the 8 dims it read of the cell (the window's
- * oldest key where the ring holds just the window) after reading it.
+ * oldest key where the ring holds just the window) after reading it. Where prefetch is set, each chunk's loads are
+ * followed by requests to the L2 cache for the next chunk's keys and values (prefetch.global.L2), which change no
+ * value.
  */
 template <int U, bool WINDOW, typename A>
 __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCache, const A* vCache,
                                                      const float* rotary, const int* layout, float* partial, int B,
                                                      int H, int dh, int capacity, int window, int rd, int maxPos,
                                                      int interleaved, float scale, int splits, A* direct,
-                                                     A* kAppend, A* vAppend) {
+                                                     A* kAppend, A* vAppend, int prefetch) {
     const int seq = blockIdx.y;
     const int split = blockIdx.z;
     const int lanes = dh >> 3;
@@ -847,8 +849,20 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
                 vp[u].clear();
             }
         }
+        if (prefetch && active) {
+            // the next chunk's keys and values asked of the L2 cache while this one is summed (no value changes)
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                if (k0 + U + u < cached) {
+                    int c = c0 + k0 + U + u;
+                    if (c >= capacity) c -= capacity;
+                    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(kRows + (i64)c * d));
+                    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(vRows + (i64)c * d));
+                }
+            }
+        }
         float sc[U];
-        float top = m;
+        float vv[U][8];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             float kv[8];
@@ -858,22 +872,9 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
             for (int i = 0; i < 8; i++) dot += q[i] * kv[i];
             dot = groupSum(dot, G);
             sc[u] = k0 + u < cached ? dot * scale : -CUDART_INF_F;
-            top = fmaxf(top, sc[u]);
+            vp[u].get(vv[u]);
         }
-        const float corr = expf(m - top);  // 0 for the first chunk (m = -inf, top finite)
-        l *= corr;
-#pragma unroll
-        for (int i = 0; i < 8; i++) acc[i] *= corr;
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const float p = expf(sc[u] - top);
-            l += p;
-            float vv[8];
-            vp[u].get(vv);
-#pragma unroll
-            for (int i = 0; i < 8; i++) acc[i] += p * vv[i];
-        }
-        m = top;
+        dec5Step<U>(sc, vv, m, l, acc);  // the chunk's first key is taken: its largest score is finite
     }
     if (cached < n) {  // the query's own key and value, from qkv
         float dot = 0.0f;
@@ -939,7 +940,7 @@ __device__ void attentionDecode6_impl(const A* qkv, const A* kCache, const A* vC
                                       int window, int rd, int maxPos, int interleaved, float scale, int splits) {
     attentionDecodeHeads<sizeof(A) == 2 ? 8 : 4, false, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh,
                                                            capacity, window, rd, maxPos, interleaved, scale, splits,
-                                                           nullptr, nullptr, nullptr);
+                                                           nullptr, nullptr, nullptr, 0);
 }
 
 /** Version 7: version 6 with half the keys in flight a lane group (4 in bf16, 2 in float32): fewer registers. */
@@ -949,7 +950,7 @@ __device__ void attentionDecode7_impl(const A* qkv, const A* kCache, const A* vC
                                       int window, int rd, int maxPos, int interleaved, float scale, int splits) {
     attentionDecodeHeads<sizeof(A) == 2 ? 4 : 2, false, A>(qkv, kCache, vCache, rotary, layout, partial, B, H, dh,
                                                            capacity, window, rd, maxPos, interleaved, scale, splits,
-                                                           nullptr, nullptr, nullptr);
+                                                           nullptr, nullptr, nullptr, 0);
 }
 
 }  // namespace b4j
@@ -993,11 +994,11 @@ B4J_KERNEL(attentionDecode5, DEC_THREADS,
     namespace NS {                                                                                                     \
     extern "C" __global__ void __launch_bounds__(DEC6_MAX_THREADS) attentionDecodeHeadsWindow_##SUFFIX(                \
         const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, A* out, int B, int H, int dh,      \
-        int capacity, int window, int rd, int maxPos, int interleaved, float scale) {                                  \
+        int capacity, int window, int rd, int maxPos, int interleaved, float scale, int prefetch) {                    \
         b4jPdlWait();                                                                                                  \
         b4j::attentionDecodeHeads<sizeof(A) == 2 ? 8 : 4, true, A>(qkv, kCache, vCache, rotary, layout, nullptr, B, H, \
                                                                    dh, capacity, window, rd, maxPos, interleaved,      \
-                                                                   scale, 1, out, kCache, vCache);                     \
+                                                                   scale, 1, out, kCache, vCache, prefetch);           \
     }                                                                                                                  \
     }
 B4J_DEC_HEADS_WINDOW_KERNEL(b4j_f32, f32)

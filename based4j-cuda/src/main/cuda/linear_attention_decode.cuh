@@ -175,13 +175,13 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
     const int g = tid / quads;
     float4 sv[U];
     float zEarly = 0.0f;
+    // the sequence's slot, where z or S is loaded before the token is featurized
+    const i64 slot = ZE || EARLY ? layoutOf(layout, B).slots[blockIdx.x] : 0;
     if (ZE && tid < E) {
-        const i64 slot = layoutOf(layout, B).slots[blockIdx.x];
         zEarly = kState[(slot * H + blockIdx.y) * (i64)E + tid];
     }
     if (EARLY && g < R) {
         // the first U rows of the thread in flight before the token is featurized (S does not depend on it)
-        const i64 slot = layoutOf(layout, B).slots[blockIdx.x];
         const float4* S4 = reinterpret_cast<const float4*>(kvState + (slot * H + blockIdx.y) * (i64)E * dh);
 #pragma unroll
         for (int u = 0; u < U; u++) {

@@ -365,13 +365,14 @@ public final class KernelWorkbench {
 
     /**
      * attn-1b's full attention after 1,536 tokens at batches 128 and 1 (its cache reserved for 2,048), attn-360m's
-     * at 2,000 tokens and batch 64, and based-1b's sliding window (64 keys back, a ring of 64) at batch 128.
+     * at 2,000 tokens and batch 64, and based-1b's sliding window (64 keys back, a ring of 64) at batch 128 and 1,024.
      */
     static final List<DecodeShape> DECODE_SHAPES = List.of(
             new DecodeShape("attn-1b b128 ctx 1536", 128, 16, 112, 1536, Integer.MAX_VALUE, 2048),
             new DecodeShape("attn-1b b1 ctx 1536", 1, 16, 112, 1536, Integer.MAX_VALUE, 2048),
             new DecodeShape("attn-360m b64 ctx 2000", 64, 16, 64, 2000, Integer.MAX_VALUE, 2048),
-            new DecodeShape("based-1b window b128", 128, 16, 112, 1536, 64, 64));
+            new DecodeShape("based-1b window b128", 128, 16, 112, 1536, 64, 64),
+            new DecodeShape("based-1b window b1024", 1024, 16, 112, 1536, 64, 64));
 
     /** Values of the random block the caches repeat (16 MiB of bf16). */
     private static final int DECODE_BLOCK = 8 << 20;
@@ -457,7 +458,8 @@ public final class KernelWorkbench {
                             keys[c], values[c], 0, layoutD, out, b, h, dh, s.capacity(), s.window(), 0, s.pos() + 1,
                             false, scale);
                     boolean headsUsed = kernels.windowHeadsRuns(b, h, dh, s.window());
-                    Boolean asked = kernels.windowHeadsAsked();  // the backend's own setting, given back after
+                    Boolean asked = kernels.windowHeadsAsked();  // the backend's own settings, given back after
+                    boolean prefetchAsked = kernels.windowPrefetchAsked();
                     kernels.windowHeads(false);  // the items' form here, the heads' form below
                     cu.memsetD8Async(out, 0, outBytes, stream);
                     window.accept(0);
@@ -492,8 +494,20 @@ public final class KernelWorkbench {
                             results.add(new Result("attentionDecode", shape, "window, heads' form (appends)"
                                     + (windowUsed && headsUsed ? " (used)" : ""), msHeads,
                                     appended / (msHeads * 1e-3) / 1e9, headsError, GEMV_BOUND));
+                            // and asking the L2 cache for each next chunk (-Dbased4j.cuda.windowPrefetch=true)
+                            kernels.windowPrefetch(true);
+                            keys[0] = filled(keyBlock, cacheValues);
+                            values[0] = filled(valueBlock, cacheValues);
+                            cu.memsetD8Async(out, 0, outBytes, stream);
+                            window.accept(0);
+                            double preError = maxError(download(arena, out, outBytes), want);
+                            double msPre = time(copies, window);
+                            results.add(new Result("attentionDecode", shape, "window, heads' form, next chunks"
+                                    + " asked for (appends)", msPre, appended / (msPre * 1e-3) / 1e9, preError,
+                                    GEMV_BOUND));
                         } finally {
                             kernels.windowHeads(asked);
+                            kernels.windowPrefetch(prefetchAsked);
                         }
                     }
                 }

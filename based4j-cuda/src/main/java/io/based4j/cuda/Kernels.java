@@ -1631,6 +1631,7 @@ public final class Kernels {
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
         if (windowHeadsRuns(B, H, dh, window) && (out & 15) == 0) {  // it stores the output 16 bytes at a time
+            args.i32(windowPrefetch ? 1 : 0);
             launch(function("attentionDecodeHeadsWindow", p), 1, B, 1, decode6Threads(H, dh), 0);
             return;
         }
@@ -1668,6 +1669,24 @@ public final class Kernels {
         }
         throw new IllegalArgumentException("-D" + WINDOW_FORM_PROPERTY + " must be items or heads, got '" + value
                 + "'");
+    }
+
+    /**
+     * The system property that has the heads' form of {@link #attentionDecodeWindow} ask the L2 cache for each next
+     * chunk of keys and values while it sums one ({@code true}) or not ({@code false}, the default).
+     */
+    static final String WINDOW_PREFETCH_PROPERTY = "based4j.cuda.windowPrefetch";
+    /** Whether the heads' form asks for the next chunk ({@value #WINDOW_PREFETCH_PROPERTY}). */
+    private boolean windowPrefetch = Boolean.parseBoolean(System.getProperty(WINDOW_PREFETCH_PROPERTY, "false"));
+
+    /** Has the heads' form of {@link #attentionDecodeWindow} ask the L2 cache for each next chunk, or not. */
+    void windowPrefetch(boolean on) {
+        windowPrefetch = on;
+    }
+
+    /** Whether the heads' form asks for each next chunk ({@link #windowPrefetch(boolean)}). */
+    boolean windowPrefetchAsked() {
+        return windowPrefetch;
     }
 
     /** Has {@link #attentionDecodeWindow} take the heads' form where it fits (true), never (false), or by the batch. */

@@ -26,7 +26,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * shared memory alternating) and with five blocks that take 2 or 3 items each; a window whose stages are under 48 KiB
  * alone and over it with the kernel's static shared memory (the launch opts in to the sum). Then the heads' form (a
  * block a sequence with all its heads, 2 to 16 heads: lane groups that leave a warp part-filled), asked for, and at
- * 130 sequences of based-1b's window as the launcher takes it by default.
+ * 130 sequences of based-1b's window as the launcher takes it by default; and the heads' form asking the L2 cache for
+ * each next chunk of keys and values: the same output and caches bit for bit.
  */
 @GpuTest
 class AttentionDecodeWindowTest {
@@ -130,8 +131,19 @@ class AttentionDecodeWindowTest {
                 float[] g = rig.values(p, got, b * d);
                 Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "the heads' form, output %d (sequence at"
                         + " %d, head %d)", i, positions[i / d], (i % d) / dh), "window kernel", "attention");
+                // asking the L2 cache for each next chunk changes no value: the same output and caches bit for bit
+                rig.kernels.windowPrefetch(true);
+                long kcPre = rig.values(p, keys);
+                long vcPre = rig.values(p, values);
+                long pre = rig.zeros((long) b * d * p.bytes());
+                rig.kernels.attentionDecodeWindow(p, qkvD, kcPre, vcPre, rotary, layout, pre, b, heads, dh, capacity,
+                        window, rotaryDim, maxPos, interleaved, scale);
+                assertArrayEquals(g, rig.values(p, pre, b * d), "the heads' form with the next chunks asked for");
+                assertArrayEquals(keysWant, rig.values(p, kcPre, cacheValues), "key cache, next chunks asked for");
+                assertArrayEquals(valuesWant, rig.values(p, vcPre, cacheValues), "value cache, next chunks asked for");
             } finally {
                 rig.kernels.windowHeads(null);
+                rig.kernels.windowPrefetch(false);
             }
         }
     }
