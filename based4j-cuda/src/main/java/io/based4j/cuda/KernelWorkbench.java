@@ -608,9 +608,10 @@ public final class KernelWorkbench {
         }
     }
 
-    /** based-1b's layers (f 16, dh 112) at batches 128 and 1, based-360m's (dh 64) at batch 256. */
+    /** based-1b's layers (f 16, dh 112) at batches 128, 1,024 and 1, based-360m's (dh 64) at batch 256. */
     static final List<LinearDecodeShape> LINEAR_DECODE_SHAPES = List.of(
             new LinearDecodeShape("based-1b b128", 128, 16, 16, 112),
+            new LinearDecodeShape("based-1b b1024", 1024, 16, 16, 112),
             new LinearDecodeShape("based-1b b1", 1, 16, 16, 112),
             new LinearDecodeShape("based-360m b256", 256, 16, 16, 64));
 

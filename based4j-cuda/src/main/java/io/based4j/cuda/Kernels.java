@@ -1447,9 +1447,9 @@ public final class Kernels {
     /**
      * Versions of {@link #linearAttentionDecode}: 1 (a column of S a thread), 2 and 3 (four columns a thread in 16-byte
      * loads, 8 or 4 rows in flight), 4 (12 rows in flight, the first ones loaded before the token is featurized), 5
-     * (as 4 with 17 rows and z in flight together).
+     * (as 4 with 17 rows and z in flight together), 6 (as 4 with each next round of rows asked of the L2 cache).
      */
-    static final int LINEAR_DECODE_VERSIONS = 5;
+    static final int LINEAR_DECODE_VERSIONS = 6;
 
     /**
      * Version 5 for wide heads where a multiprocessor has a block or none ({@code items} at most the device's
