@@ -773,8 +773,8 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
  * head as in version 2, dh / 8 of them with 8 dims each), so that the block reads a cached key's row whole (the H heads
  * side by side, d values in a row) and no lane group needs another: each runs an online softmax over its head's keys
  * in registers, U keys and their values loaded together (U = 8 in bf16, 4 in float32: 16 loads of 16 bytes in flight
- * a lane), then their scores summed over the group by shuffles and version 5's online softmax step (dec5Step: the
- * chunk's largest, the rescale of l and of the sums, p v added); no shared memory and no barrier. The query's own key (the split's last where it reaches pos, from
+ * a lane), then their scores summed over the group by shuffles, the chunk's largest, the rescale of l and of the sums,
+ * and p v added; no shared memory and no barrier. The query's own key (the split's last where it reaches pos, from
  * qkv, rotated here) comes last, as in version 2. The partial results are version 2's (m, l, the sum of p v relative to
  * m), merged by attentionDecodeMerge. Grid (1, B, splits), ceil(H G / 32) warps a block (at most DEC6_MAX_THREADS
  * threads). WINDOW (attentionDecodeHeadsWindow, the window kernel's heads' form): one split holds the window and the
@@ -861,8 +861,11 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
                 }
             }
         }
+        // the online softmax step of version 5 (dec5Step) with the values unpacked as they are added (fewer
+        // registers: version 7 keeps its 64) and no early return (a chunk of scores that are all NaN or -inf gives
+        // NaN, as the rest of the kernels do)
         float sc[U];
-        float vv[U][8];
+        float top = m;
 #pragma unroll
         for (int u = 0; u < U; u++) {
             float kv[8];
@@ -872,9 +875,22 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
             for (int i = 0; i < 8; i++) dot += q[i] * kv[i];
             dot = groupSum(dot, G);
             sc[u] = k0 + u < cached ? dot * scale : -CUDART_INF_F;
-            vp[u].get(vv[u]);
+            top = fmaxf(top, sc[u]);
         }
-        dec5Step<U>(sc, vv, m, l, acc);  // the chunk's first key is taken: its largest score is finite
+        const float corr = expf(m - top);  // 0 for the first chunk (m = -inf, top finite)
+        l *= corr;
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[i] *= corr;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float p = expf(sc[u] - top);
+            l += p;
+            float vv[8];
+            vp[u].get(vv);
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[i] += p * vv[i];
+        }
+        m = top;
     }
     if (cached < n) {  // the query's own key and value, from qkv
         float dot = 0.0f;

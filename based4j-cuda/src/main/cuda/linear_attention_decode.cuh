@@ -162,7 +162,7 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
  * (another order than version 1's). Requires dh a multiple of 4 (S 16-byte aligned); dynamic shared memory
  * 2E + 2f + dh + 4 * 256 + 8 floats.
  */
-template <int U, bool EARLY, typename W, typename A, bool ZE = false, bool PF = false>
+template <int U, bool EARLY, typename W, typename A, bool ZE = false>
 __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
     extern __shared__ float smem[];
@@ -175,16 +175,6 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
     const int g = tid / quads;
     float4 sv[U];
     float zEarly = 0.0f;
-    // PF: the thread's rows of the round after a0 asked of the L2 cache as the round's own loads go out
-    auto askNext = [&](const float4* S4, int a0) {
-        if (PF) {
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int a = a0 + R * U + u * R;
-                if (a < E) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(S4 + (i64)a * quads + c));
-            }
-        }
-    };
     // the sequence's slot, where z or S is loaded before the token is featurized
     const i64 slot = ZE || EARLY ? layoutOf(layout, B).slots[blockIdx.x] : 0;
     if (ZE && tid < E) {
@@ -198,7 +188,6 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
             const int a = g + u * R;
             sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
-        askNext(S4, g);
     }
     LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
     const float* pk = D.pk;
@@ -217,7 +206,6 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
                     const int a = a0 + u * R;
                     sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                 }
-                askNext(S4, a0);
             }
 #pragma unroll
             for (int u = 0; u < U; u++) {
@@ -276,17 +264,6 @@ __device__ void linearAttentionDecode5_impl(const A* q, const A* k, const A* v, 
     linearAttentionDecodeQuads<17, true, W, A, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
-/**
- * Version 6: version 4 with each thread's rows of the next round asked of the L2 cache (prefetch.global.L2) as a
- * round's loads go out, the first two rounds before the token is featurized: the whole state requested early without
- * the registers of version 5. The same numbers as version 4.
- */
-template <typename W, typename A>
-__device__ void linearAttentionDecode6_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
-                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
-    linearAttentionDecodeQuads<12, true, W, A, false, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
-}
-
 }  // namespace b4j
 
 B4J_KERNEL(linearAttentionDecode, 256,
@@ -309,15 +286,3 @@ B4J_KERNEL(linearAttentionDecode5, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
-// version 6 held to version 4's three blocks a multiprocessor (at most 85 registers a thread)
-#define B4J_LINEAR_DECODE6_KERNEL(NS, SUFFIX)                                                                         \
-    namespace NS {                                                                                                    \
-    extern "C" __global__ void __launch_bounds__(256, 3) linearAttentionDecode6_##SUFFIX(                             \
-        const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,   \
-        int f, int dh, float eps) {                                                                                   \
-        b4jPdlWait();                                                                                                 \
-        b4j::linearAttentionDecode6_impl<W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);              \
-    }                                                                                                                 \
-    }
-B4J_LINEAR_DECODE6_KERNEL(b4j_f32, f32)
-B4J_LINEAR_DECODE6_KERNEL(b4j_bf16, bf16)

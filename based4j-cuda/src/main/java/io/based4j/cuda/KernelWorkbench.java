@@ -459,7 +459,7 @@ public final class KernelWorkbench {
                             false, scale);
                     boolean headsUsed = kernels.windowHeadsRuns(b, h, dh, s.window());
                     Boolean asked = kernels.windowHeadsAsked();  // the backend's own settings, given back after
-                    boolean prefetchAsked = kernels.windowPrefetchAsked();
+                    Boolean prefetchAsked = kernels.windowPrefetchAsked();
                     kernels.windowHeads(false);  // the items' form here, the heads' form below
                     cu.memsetD8Async(out, 0, outBytes, stream);
                     window.accept(0);
@@ -481,8 +481,11 @@ public final class KernelWorkbench {
                     results.add(new Result("attentionDecode", shape, "v" + used + " + append", msSplit,
                             appended / (msSplit * 1e-3) / 1e9, usedError, GEMV_BOUND));
                     if (Kernels.windowHeadsFit(b, h, dh, s.window())) {
-                        // the window kernel's heads' form (-Dbased4j.cuda.attentionDecodeWindowForm=heads)
+                        // the window kernel's heads' form (-Dbased4j.cuda.attentionDecodeWindowForm=heads), first
+                        // without asking for the next chunks, then asking (-Dbased4j.cuda.windowPrefetch)
                         kernels.windowHeads(true);
+                        kernels.windowPrefetch(false);
+                        boolean prefetchUsed = kernels.windowPrefetchRuns(b);
                         try {
                             // checked on caches as the reference has them: the timed calls above appended to these
                             keys[0] = filled(keyBlock, cacheValues);
@@ -492,9 +495,8 @@ public final class KernelWorkbench {
                             double headsError = maxError(download(arena, out, outBytes), want);
                             double msHeads = time(copies, window);
                             results.add(new Result("attentionDecode", shape, "window, heads' form (appends)"
-                                    + (windowUsed && headsUsed ? " (used)" : ""), msHeads,
+                                    + (windowUsed && headsUsed && !prefetchUsed ? " (used)" : ""), msHeads,
                                     appended / (msHeads * 1e-3) / 1e9, headsError, GEMV_BOUND));
-                            // and asking the L2 cache for each next chunk (-Dbased4j.cuda.windowPrefetch=true)
                             kernels.windowPrefetch(true);
                             keys[0] = filled(keyBlock, cacheValues);
                             values[0] = filled(valueBlock, cacheValues);
@@ -503,7 +505,8 @@ public final class KernelWorkbench {
                             double preError = maxError(download(arena, out, outBytes), want);
                             double msPre = time(copies, window);
                             results.add(new Result("attentionDecode", shape, "window, heads' form, next chunks"
-                                    + " asked for (appends)", msPre, appended / (msPre * 1e-3) / 1e9, preError,
+                                    + " asked for (appends)" + (windowUsed && headsUsed && prefetchUsed ? " (used)"
+                                    : ""), msPre, appended / (msPre * 1e-3) / 1e9, preError,
                                     GEMV_BOUND));
                         } finally {
                             kernels.windowHeads(asked);
@@ -608,10 +611,9 @@ public final class KernelWorkbench {
         }
     }
 
-    /** based-1b's layers (f 16, dh 112) at batches 128, 1,024 and 1, based-360m's (dh 64) at batch 256. */
+    /** based-1b's layers (f 16, dh 112) at batches 128 and 1, based-360m's (dh 64) at batch 256. */
     static final List<LinearDecodeShape> LINEAR_DECODE_SHAPES = List.of(
             new LinearDecodeShape("based-1b b128", 128, 16, 16, 112),
-            new LinearDecodeShape("based-1b b1024", 1024, 16, 16, 112),
             new LinearDecodeShape("based-1b b1", 1, 16, 16, 112),
             new LinearDecodeShape("based-360m b256", 256, 16, 16, 64));
 

@@ -1447,9 +1447,9 @@ public final class Kernels {
     /**
      * Versions of {@link #linearAttentionDecode}: 1 (a column of S a thread), 2 and 3 (four columns a thread in 16-byte
      * loads, 8 or 4 rows in flight), 4 (12 rows in flight, the first ones loaded before the token is featurized), 5
-     * (as 4 with 17 rows and z in flight together), 6 (as 4 with each next round of rows asked of the L2 cache).
+     * (as 4 with 17 rows and z in flight together).
      */
-    static final int LINEAR_DECODE_VERSIONS = 6;
+    static final int LINEAR_DECODE_VERSIONS = 5;
 
     /**
      * Version 5 for wide heads where a multiprocessor has a block or none ({@code items} at most the device's
@@ -1631,7 +1631,7 @@ public final class Kernels {
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
         if (windowHeadsRuns(B, H, dh, window) && (out & 15) == 0) {  // it stores the output 16 bytes at a time
-            args.i32(windowPrefetch ? 1 : 0);
+            args.i32(windowPrefetchRuns(B) ? 1 : 0);
             launch(function("attentionDecodeHeadsWindow", p), 1, B, 1, decode6Threads(H, dh), 0);
             return;
         }
@@ -1673,20 +1673,38 @@ public final class Kernels {
 
     /**
      * The system property that has the heads' form of {@link #attentionDecodeWindow} ask the L2 cache for each next
-     * chunk of keys and values while it sums one ({@code true}) or not ({@code false}, the default).
+     * chunk of keys and values while it sums one ({@code true}) or not ({@code false}); unset, it asks where the
+     * layer's blocks are resident at once ({@link #windowPrefetchRuns}).
      */
     static final String WINDOW_PREFETCH_PROPERTY = "based4j.cuda.windowPrefetch";
-    /** Whether the heads' form asks for the next chunk ({@value #WINDOW_PREFETCH_PROPERTY}). */
-    private boolean windowPrefetch = Boolean.parseBoolean(System.getProperty(WINDOW_PREFETCH_PROPERTY, "false"));
+    /**
+     * Blocks of the heads' form a multiprocessor holds at based-1b's heads (256 threads of 124 registers). Where a
+     * layer's blocks are no more than this many a multiprocessor, each block waits on memory alone, chunk after chunk,
+     * and asking for the next chunk pays: based-1b's window at batch 128 took 26.1 against 29.1 us a layer on an H200,
+     * whole decode steps 44,972.6 against 43,326.0 tokens/s; at batch 1,024 (four waves of blocks, the memory busy)
+     * 143.5 against 133.6 us, the steps 88,467.9 against 88,627.0.
+     */
+    static final int WINDOW_PREFETCH_BLOCKS_PER_SM = 2;
+    /** What {@value #WINDOW_PREFETCH_PROPERTY} asks: true always, false never, null by the batch. */
+    private Boolean windowPrefetch = onOff(WINDOW_PREFETCH_PROPERTY, System.getProperty(WINDOW_PREFETCH_PROPERTY));
 
-    /** Has the heads' form of {@link #attentionDecodeWindow} ask the L2 cache for each next chunk, or not. */
-    void windowPrefetch(boolean on) {
+    /** Has the heads' form of {@link #attentionDecodeWindow} ask for each next chunk (true), never, or by the batch. */
+    void windowPrefetch(Boolean on) {
         windowPrefetch = on;
     }
 
-    /** Whether the heads' form asks for each next chunk ({@link #windowPrefetch(boolean)}). */
-    boolean windowPrefetchAsked() {
+    /** What was asked ({@link #windowPrefetch(Boolean)}): true, false, or null (by the batch). */
+    Boolean windowPrefetchAsked() {
         return windowPrefetch;
+    }
+
+    /**
+     * Whether the heads' form asks the L2 cache for each next chunk for B sequences: as asked, else where the B blocks
+     * are at most {@value #WINDOW_PREFETCH_BLOCKS_PER_SM} a multiprocessor (one wave).
+     */
+    boolean windowPrefetchRuns(int B) {
+        return windowPrefetch != null ? windowPrefetch
+                : multiprocessors > 0 && B <= (long) WINDOW_PREFETCH_BLOCKS_PER_SM * multiprocessors;
     }
 
     /** Has {@link #attentionDecodeWindow} take the heads' form where it fits (true), never (false), or by the batch. */

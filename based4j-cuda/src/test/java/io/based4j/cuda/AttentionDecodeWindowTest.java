@@ -119,6 +119,7 @@ class AttentionDecodeWindowTest {
             // the heads' form (a block a sequence with all its heads), where one split of 256 keys holds the window:
             // asked for, or by default from WINDOW_HEADS_MIN_BATCH sequences on
             rig.kernels.windowHeads(b >= Kernels.WINDOW_HEADS_MIN_BATCH ? null : Boolean.TRUE);
+            rig.kernels.windowPrefetch(false);
             try {
                 assertEquals(window < Kernels.DECODE_KEYS, rig.kernels.windowHeadsRuns(b, heads, dh, window));
                 long kcGot = rig.values(p, keys);
@@ -143,7 +144,7 @@ class AttentionDecodeWindowTest {
                 assertArrayEquals(valuesWant, rig.values(p, vcPre, cacheValues), "value cache, next chunks asked for");
             } finally {
                 rig.kernels.windowHeads(null);
-                rig.kernels.windowPrefetch(false);
+                rig.kernels.windowPrefetch(null);
             }
         }
     }

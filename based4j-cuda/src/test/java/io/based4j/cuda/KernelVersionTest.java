@@ -176,4 +176,29 @@ class KernelVersionTest {
         assertFalse(k.windowHeadsRuns(128, 16, 16, 512), "more keys than one split");
         assertFalse(k.windowHeadsRuns(128, 40, 112, 64), "more heads than a block");
     }
+
+    /**
+     * The heads' form asks the L2 cache for each next chunk where its blocks are resident at once (at most two a
+     * multiprocessor), unless -Dbased4j.cuda.windowPrefetch says; a bad value names the property.
+     */
+    @Test
+    void windowPrefetchByBatch() {
+        Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
+        assertFalse(k.windowPrefetchRuns(128), "the multiprocessors unknown: never by default");
+        k.multiprocessors(132);
+        assertTrue(k.windowPrefetchRuns(128), "based-1b's decode at batch 128");
+        assertTrue(k.windowPrefetchRuns(2 * 132), "one wave of two blocks a multiprocessor");
+        assertFalse(k.windowPrefetchRuns(2 * 132 + 1), "past one wave");
+        assertFalse(k.windowPrefetchRuns(1024), "batch 1,024");
+        k.windowPrefetch(true);
+        assertTrue(k.windowPrefetchRuns(1024), "asked for");
+        k.windowPrefetch(false);
+        assertFalse(k.windowPrefetchRuns(1), "not asked for");
+        k.windowPrefetch(null);
+        assertNull(k.windowPrefetchAsked());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Kernels.onOff(Kernels.WINDOW_PREFETCH_PROPERTY, "yes"));
+        assertTrue(e.getMessage().contains(Kernels.WINDOW_PREFETCH_PROPERTY) && e.getMessage().contains("'yes'"),
+                e.getMessage());
+    }
 }
