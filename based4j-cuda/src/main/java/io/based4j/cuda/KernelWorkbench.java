@@ -482,32 +482,25 @@ public final class KernelWorkbench {
                             appended / (msSplit * 1e-3) / 1e9, usedError, GEMV_BOUND));
                     if (Kernels.windowHeadsFit(b, h, dh, s.window())) {
                         // the window kernel's heads' form (-Dbased4j.cuda.attentionDecodeWindowForm=heads), first
-                        // without asking for the next chunks, then asking (-Dbased4j.cuda.windowPrefetch)
-                        kernels.windowHeads(true);
-                        kernels.windowPrefetch(false);
+                        // without asking for the next chunks, then asking (-Dbased4j.cuda.windowPrefetch); each
+                        // checked on caches as the reference has them (the timed calls above appended to these)
                         boolean prefetchUsed = kernels.windowPrefetchRuns(b);
+                        kernels.windowHeads(true);
                         try {
-                            // checked on caches as the reference has them: the timed calls above appended to these
-                            keys[0] = filled(keyBlock, cacheValues);
-                            values[0] = filled(valueBlock, cacheValues);
-                            cu.memsetD8Async(out, 0, outBytes, stream);
-                            window.accept(0);
-                            double headsError = maxError(download(arena, out, outBytes), want);
-                            double msHeads = time(copies, window);
-                            results.add(new Result("attentionDecode", shape, "window, heads' form (appends)"
-                                    + (windowUsed && headsUsed && !prefetchUsed ? " (used)" : ""), msHeads,
-                                    appended / (msHeads * 1e-3) / 1e9, headsError, GEMV_BOUND));
-                            kernels.windowPrefetch(true);
-                            keys[0] = filled(keyBlock, cacheValues);
-                            values[0] = filled(valueBlock, cacheValues);
-                            cu.memsetD8Async(out, 0, outBytes, stream);
-                            window.accept(0);
-                            double preError = maxError(download(arena, out, outBytes), want);
-                            double msPre = time(copies, window);
-                            results.add(new Result("attentionDecode", shape, "window, heads' form, next chunks"
-                                    + " asked for (appends)" + (windowUsed && headsUsed && prefetchUsed ? " (used)"
-                                    : ""), msPre, appended / (msPre * 1e-3) / 1e9, preError,
-                                    GEMV_BOUND));
+                            for (boolean prefetch : new boolean[] {false, true}) {
+                                kernels.windowPrefetch(prefetch);
+                                keys[0] = filled(keyBlock, cacheValues);
+                                values[0] = filled(valueBlock, cacheValues);
+                                cu.memsetD8Async(out, 0, outBytes, stream);
+                                window.accept(0);
+                                double headsError = maxError(download(arena, out, outBytes), want);
+                                double msHeads = time(copies, window);
+                                String form = prefetch ? "window, heads' form, next chunks asked for (appends)"
+                                        : "window, heads' form (appends)";
+                                boolean isUsed = windowUsed && headsUsed && prefetch == prefetchUsed;
+                                results.add(new Result("attentionDecode", shape, form + (isUsed ? " (used)" : ""),
+                                        msHeads, appended / (msHeads * 1e-3) / 1e9, headsError, GEMV_BOUND));
+                            }
                         } finally {
                             kernels.windowHeads(asked);
                             kernels.windowPrefetch(prefetchAsked);
