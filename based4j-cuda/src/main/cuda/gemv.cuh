@@ -95,7 +95,7 @@ struct GemvPart {
 };
 
 template <int R>
-__device__ __forceinline__ GemvPart gemvPartOf(int K, int P) {
+__device__ __forceinline__ GemvPart gemvPartOf(int K, int P, int block) {
     const int warp = threadIdx.x >> 5;
     const int groups = (GEMV_THREADS / 32) / P;
     const int group = warp / P;
@@ -103,10 +103,16 @@ __device__ __forceinline__ GemvPart gemvPartOf(int K, int P) {
     const int chunks = K >> 3;
     const int perPart = (chunks + P - 1) / P;
     GemvPart g;
-    g.n0 = (blockIdx.x * groups + group) * R;
+    g.n0 = (block * groups + group) * R;
     g.c0 = part * perPart;
     g.c1 = min(chunks, g.c0 + perPart);
     return g;
+}
+
+/** gemvPartOf for the block's own index. */
+template <int R>
+__device__ __forceinline__ GemvPart gemvPartOf(int K, int P) {
+    return gemvPartOf<R>(K, P, blockIdx.x);
 }
 
 /**
@@ -137,7 +143,8 @@ __device__ __forceinline__ void gemvWarpSums(float (&acc)[R][MM], float (*partia
  */
 template <int R, int MM, typename W, typename A>
 __device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partial)[R][MM], const W* bias, void* out,
-                                             int outF32, int M, int N, int P) {
+                                             int outF32, int M, int N, int P, int block = -1) {
+    if (block < 0) block = blockIdx.x;
     const int groups = (GEMV_THREADS / 32) / P;
     gemvWarpSums<R, MM>(acc, partial, M);
     __syncthreads();
@@ -146,7 +153,7 @@ __device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partia
         const int g = t / (R * MM);
         const int r = (t / MM) % R;
         const int m = t % MM;
-        const int n = (blockIdx.x * groups + g) * R + r;
+        const int n = (block * groups + g) * R + r;
         if (m >= M || n >= N) continue;
         float v = 0.0f;
         for (int p = 0; p < P; p++) v += partial[g * P + p][r][m];
@@ -339,6 +346,29 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
 }
 
 /**
+ * Version 3 for up to three products of the same x in one launch (a decode step's linear-attention q, k and v
+ * projections): product s takes blocks [start_s, start_{s+1}) of the grid, each block doing what block
+ * (blockIdx.x - start_s) of that product's own launch would (its rows, its P parts, its sums in their order), so every
+ * output is version 3's bit for bit. One row of W a warp (R = 1: at most 2 rows of x). No biases.
+ */
+template <int MM, typename W, typename A>
+__device__ void gemvSegments(const A* x, int M, int K, int outF32, int early, const W* w0, const W* w1, const W* w2,
+                             void* o0, void* o1, void* o2, int n0, int n1, int n2, int p0, int p1, int p2, int s1,
+                             int s2) {
+    __shared__ float partial[GEMV_THREADS / 32][1][MM];
+    const int seg = blockIdx.x < s1 ? 0 : blockIdx.x < s2 ? 1 : 2;
+    const int block = blockIdx.x - (seg == 0 ? 0 : seg == 1 ? s1 : s2);
+    const W* w = seg == 0 ? w0 : seg == 1 ? w1 : w2;
+    void* out = seg == 0 ? o0 : seg == 1 ? o1 : o2;
+    const int N = seg == 0 ? n0 : seg == 1 ? n1 : n2;
+    const int P = seg == 0 ? p0 : seg == 1 ? p1 : p2;
+    const GemvPart wp = gemvPartOf<1>(K, P, block);
+    float acc[1][MM];
+    gemv3Sums<1, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, early, acc);
+    gemvPartsOut<1, MM, W, A>(acc, partial, nullptr, out, outF32, M, N, P, block);
+}
+
+/**
  * A product of 2H outputs and the op that pairs output j with output H + j after it, in one kernel: y and g, outputs j
  * and H + j rounded to A as the product would write them, for M <= MM rows of x (MM 1 or 2). CONV 0: out[m, j] =
  * y * silu(g), the SwiGLU of a decode step's MLP in-projection (swigluVec's numbers). CONV 1: BaseConv's decode step
@@ -459,6 +489,22 @@ GEMV3_KERNEL(1, 1, 4)
 GEMV3_KERNEL(1, 2, 4)
 GEMV3_KERNEL(2, 4, 4)
 GEMV3_KERNEL(4, 8, 2)
+
+// version 3 over up to three products of one x (gemvSegments): gemvSegments{MM} for one or two rows of x
+#define GEMV_SEGMENTS_KERNEL_OF(MM, SUFFIX)                                                                             \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSegments##MM##SUFFIX(                            \
+        const A* x, int M, int K, int outF32, int early, const W* w0, const W* w1, const W* w2, void* o0, void* o1,  \
+        void* o2, int n0, int n1, int n2, int p0, int p1, int p2, int s1, int s2) {                                  \
+        b4j::gemvSegments<MM, W, A>(x, M, K, outF32, early, w0, w1, w2, o0, o1, o2, n0, n1, n2, p0, p1, p2, s1, s2); }
+#define GEMV_SEGMENTS_KERNEL(MM)                                                                                        \
+    namespace b4j_f32 {                                                                                              \
+    GEMV_SEGMENTS_KERNEL_OF(MM, _f32)                                                                                \
+    }                                                                                                                \
+    namespace b4j_bf16 {                                                                                             \
+    GEMV_SEGMENTS_KERNEL_OF(MM, _bf16)                                                                               \
+    }
+GEMV_SEGMENTS_KERNEL(1)
+GEMV_SEGMENTS_KERNEL(2)
 
 // the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvConv{MM}; W and A
 // are the types of the namespace the entry points are defined in (SUFFIX _f32 or _bf16)

@@ -143,6 +143,19 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
+     * {@code outs[i] = x @ ws[i]^T} for each i (no biases): several products of one input, in one op where the backend
+     * can (a decode step's few rows). By default one {@link #matmul} each.
+     */
+    default void matmulEach(Buffer x, Weight[] ws, Buffer[] outs) {
+        if (ws.length != outs.length) {
+            throw new IllegalArgumentException(ws.length + " weights for " + outs.length + " outputs");
+        }
+        for (int i = 0; i < ws.length; i++) {
+            matmul(x, ws[i], null, outs[i]);
+        }
+    }
+
+    /**
      * Chooses the next token of each listed logits row: {@code ids[i]} comes from row {@code rows[i]} (its first
      * {@code vocab} entries) with {@code samplers[i]}. This default copies the logits to the host and samples there;
      * a GPU backend samples on the device so that only the ids cross.

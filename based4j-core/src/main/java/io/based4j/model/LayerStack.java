@@ -201,9 +201,14 @@ public final class LayerStack {
                 project(b, m[2], w[3], w[4], residual, lb.mixerOut());
             }
             case MixerConfig.LinearAttention la -> {
-                b.matmul(x, w[0], null, m[0]);
-                b.matmul(x, w[1], null, m[1]);
-                b.matmul(x, w[2], null, m[2]);
+                if (state != null) {
+                    // inference: the backend may take the three products in one kernel
+                    b.matmulEach(x, new Weight[] {w[0], w[1], w[2]}, new Buffer[] {m[0], m[1], m[2]});
+                } else {
+                    b.matmul(x, w[0], null, m[0]);
+                    b.matmul(x, w[1], null, m[1]);
+                    b.matmul(x, w[2], null, m[2]);
+                }
                 b.linearAttention(la, m[0], m[1], m[2], batch, state, m[3]);
                 project(b, m[3], w[3], null, residual, lb.mixerOut());
             }

@@ -1036,6 +1036,44 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
+     * Several products of one input: where each would run on gemv version 3 (a decode step's one or two rows) and
+     * there are two or three of them, one launch ({@link Kernels#gemvSegments}: each product's numbers as its own
+     * launch would make them, bit for bit); otherwise one {@link #matmul} each.
+     */
+    @Override
+    public void matmulEach(Buffer x, Weight[] ws, Buffer[] outs) {
+        bind();
+        if (ws.length != outs.length) {
+            throw new IllegalArgumentException(ws.length + " weights for " + outs.length + " outputs");
+        }
+        CudaBuffer a = bufferOf(x);
+        boolean one = ws.length >= 2 && ws.length <= 3 && a.rows >= 1 && a.rows <= Kernels.GEMV_FUSED_MAX_ROWS
+                && a.type == precision && kernels.gemvFusedRuns() && kernels.gemvSegmentsOn();
+        long[] w = new long[ws.length];
+        long[] o = new long[ws.length];
+        int[] n = new int[ws.length];
+        Precision outType = null;
+        for (int i = 0; i < ws.length && one; i++) {
+            CudaWeight m = weightOf(ws[i]);
+            CudaBuffer ob = bufferOf(outs[i]);
+            one = m.cols() == a.cols && ob.rows == a.rows && ob.cols == m.rows() && (outType == null
+                    || ob.type == outType) && route(a, m, null, ob) == Route.GEMV
+                    && !overlaps(ob.ptr, ob.bytes(), a.ptr, a.bytes());
+            outType = ob.type;
+            w[i] = m.ptr;
+            o[i] = ob.ptr;
+            n[i] = m.rows();
+        }
+        if (one) {
+            kernels.gemvSegments(precision, a.ptr, w, o, n, outType == Precision.F32, a.rows, a.cols);
+            routes.gemv += ws.length;
+            routes.gemvSegments++;
+            return;
+        }
+        TrainingBackend.super.matmulEach(x, ws, outs);
+    }
+
+    /**
      * BaseConv's in-projection and decode step: for a decode step's one or two rows (one token each) on gemv, one
      * kernel ({@link Kernels#gemvConv}: the product and {@link #baseConv}'s step, bit for bit, u not written);
      * otherwise the two ops.

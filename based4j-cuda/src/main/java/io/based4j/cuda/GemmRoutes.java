@@ -22,6 +22,8 @@ final class GemmRoutes {
     long gemvSwiglu;
     /** Of those, BaseConv's in-projections that took its decode step in the same kernel (gemvConv). */
     long gemvConv;
+    /** Launches that took two or three products of one input at once (gemvSegments; each product counted above). */
+    long gemvSegments;
     /** Products of a decode step's rows by gemmRows (with or without a bias). */
     long gemmRows;
     /** Of those, the ones that added a bias. */
@@ -46,6 +48,7 @@ final class GemmRoutes {
         c.gemvBias = gemvBias;
         c.gemvSwiglu = gemvSwiglu;
         c.gemvConv = gemvConv;
+        c.gemvSegments = gemvSegments;
         c.gemmRows = gemmRows;
         c.gemmRowsBias = gemmRowsBias;
         c.gemmWg = gemmWg;
@@ -59,7 +62,8 @@ final class GemmRoutes {
     public String toString() {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
-                + ", with BaseConv's step " + gemvConv + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg
+                + ", with BaseConv's step " + gemvConv + ", " + gemvSegments + " launches of several"
+                + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

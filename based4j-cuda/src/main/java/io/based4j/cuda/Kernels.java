@@ -923,6 +923,55 @@ public final class Kernels {
         }
     }
 
+    /** The system property that turns {@link #gemvSegments} off ({@code false}) for comparison; on by default. */
+    static final String GEMV_SEGMENTS_PROPERTY = "based4j.cuda.gemvSegments";
+    private final boolean gemvSegmentsOn = onOff(GEMV_SEGMENTS_PROPERTY, System.getProperty(GEMV_SEGMENTS_PROPERTY))
+            != Boolean.FALSE;
+
+    /** Whether the backend takes several products of one input in one {@link #gemvSegments} launch where it can. */
+    boolean gemvSegmentsOn() {
+        return gemvSegmentsOn;
+    }
+
+    /**
+     * {@code out_i = x @ w_i^T} for two or three products of the same x in one launch (gemv.cuh's gemvSegments): each
+     * product's blocks those of its own launch of version 3 ({@link #gemv}), so every output is version 3's bit for
+     * bit. x A {@code [m, k]} (m at most {@value #GEMV_FUSED_MAX_ROWS}), w_i A {@code [n_i, k]}, out_i {@code [m,
+     * n_i]} in A, or float32 where outF32; no biases. Requires version 3 to be the gemv that runs and
+     * {@link #gemvFits} for each product.
+     */
+    public void gemvSegments(Precision p, long x, long[] w, long[] out, int[] n, boolean outF32, int m, int k) {
+        require(w.length == out.length && w.length == n.length && w.length >= 2 && w.length <= 3,
+                "gemvSegments: two or three products, got " + w.length);
+        require(gemvVersion == 3, "gemvSegments: version 3 of gemv is not the one that runs");
+        require(m >= 1 && m <= GEMV_FUSED_MAX_ROWS, "gemvSegments: " + m + " rows (at most "
+                + GEMV_FUSED_MAX_ROWS + ")");
+        int warps = THREADS / 32;
+        long[] ws = new long[3];
+        long[] os = new long[3];
+        int[] ns = new int[3];
+        int[] ps = new int[3];
+        int[] starts = new int[4];
+        for (int i = 0; i < 3; i++) {
+            if (i < w.length) {
+                require(gemvFits(m, k, x, w[i]) && n[i] > 0, "gemvSegments: product " + i + ": " + m + " rows of"
+                        + " width " + k + " into " + n[i] + " outputs (a width that is a multiple of 8, 16-byte"
+                        + " aligned operands)");
+                ws[i] = w[i];
+                os[i] = out[i];
+                ns[i] = n[i];
+                ps[i] = gemv3Parts(p, m, n[i], k);
+            }
+            int blocks = i < w.length ? (n[i] + warps / ps[i] - 1) / (warps / ps[i]) : 0;
+            require((long) starts[i] + blocks <= Integer.MAX_VALUE, "gemvSegments: too many outputs");
+            starts[i + 1] = starts[i] + blocks;
+        }
+        args.reset().ptr(x).i32(m).i32(k).i32(outF32 ? 1 : 0).i32(weightsFixed ? 1 : 0).ptr(ws[0]).ptr(ws[1])
+                .ptr(ws[2]).ptr(os[0]).ptr(os[1]).ptr(os[2]).i32(ns[0]).i32(ns[1]).i32(ns[2]).i32(Math.max(ps[0], 1))
+                .i32(Math.max(ps[1], 1)).i32(Math.max(ps[2], 1)).i32(starts[1]).i32(starts[2]);
+        launch(function("gemvSegments" + m, p), starts[3], 1, 1, THREADS, 0);
+    }
+
     /** Most rows of x the fused forms of gemv (gemvSwiglu, gemvConv) take: version 3's one row of W a warp. */
     static final int GEMV_FUSED_MAX_ROWS = 2;
 
