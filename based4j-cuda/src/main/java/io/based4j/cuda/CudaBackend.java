@@ -1056,9 +1056,12 @@ public final class CudaBackend implements TrainingBackend {
         for (int i = 0; i < ws.length && one; i++) {
             CudaWeight m = weightOf(ws[i]);
             CudaBuffer ob = bufferOf(outs[i]);
-            one = m.cols() == a.cols && ob.rows == a.rows && ob.cols == m.rows() && (outType == null
-                    || ob.type == outType) && route(a, m, null, ob) == Route.GEMV
+            one = m.rows() > 0 && m.cols() == a.cols && ob.rows == a.rows && ob.cols == m.rows()
+                    && (outType == null || ob.type == outType) && route(a, m, null, ob) == Route.GEMV
                     && !overlaps(ob.ptr, ob.bytes(), a.ptr, a.bytes());
+            for (int j = 0; j < i && one; j++) {  // the launches apart would write one after another
+                one = !overlaps(ob.ptr, ob.bytes(), o[j], bufferOf(outs[j]).bytes());
+            }
             outType = ob.type;
             w[i] = m.ptr;
             o[i] = ob.ptr;
