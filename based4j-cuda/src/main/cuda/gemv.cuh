@@ -143,8 +143,7 @@ __device__ __forceinline__ void gemvWarpSums(float (&acc)[R][MM], float (*partia
  */
 template <int R, int MM, typename W, typename A>
 __device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partial)[R][MM], const W* bias, void* out,
-                                             int outF32, int M, int N, int P, int block = -1) {
-    if (block < 0) block = blockIdx.x;
+                                             int outF32, int M, int N, int P, int block) {
     const int groups = (GEMV_THREADS / 32) / P;
     gemvWarpSums<R, MM>(acc, partial, M);
     __syncthreads();
@@ -164,6 +163,13 @@ __device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partia
             reinterpret_cast<A*>(out)[(i64)m * N + n] = fromF<A>(v);
         }
     }
+}
+
+/** gemvPartsOut for the block's own index. */
+template <int R, int MM, typename W, typename A>
+__device__ __forceinline__ void gemvPartsOut(float (&acc)[R][MM], float (*partial)[R][MM], const W* bias, void* out,
+                                             int outF32, int M, int N, int P) {
+    gemvPartsOut<R, MM, W, A>(acc, partial, bias, out, outF32, M, N, P, blockIdx.x);
 }
 
 /**
@@ -261,46 +267,44 @@ __host__ __device__ constexpr int gemv3Pieces() {
 }
 
 /**
- * Version 3: version 2's rows and parts with the rows of x known at compile time (MM = 1, 2, 4 or 8, the launcher
- * taking the smallest >= M) and W's pieces kept as loaded until used: about half the registers of version 2, so a
- * multiprocessor holds 4 blocks of 256 threads (2 for 8 rows of x), and U pieces of 8 values in flight a lane (8 / R
- * of bf16, 16 bytes each; 4 / R of float32). The launcher gives each warp's part of a row at most 32 U pieces (one
- * round of loads) where 8 parts suffice. Where early is set (a recorded decode step, whose kernels write no
- * weights), the first pieces of W are loaded before waiting for the kernel before (programmatic dependent launch;
- * without it the wait returns at once), so that they stream in during that kernel's tail; elsewhere after it. Sums
- * as version 2: deterministic, the bias added before the one rounding.
+ * One round of a lane's loads of W in version 3: the U pieces from piece `from` (every 32nd) of rows n0 ..
+ * n0 + R - 1, zeros past the part's end c1 or the last row.
+ */
+template <int R, typename W>
+__device__ __forceinline__ void gemv3Round(GemvPiece<W> (&pieces)[gemv3Pieces<R, W>()][R], const W* w, int N, int K,
+                                           int n0, int from, int c1) {
+#pragma unroll
+    for (int u = 0; u < gemv3Pieces<R, W>(); u++) {
+        const int cu = from + 32 * u;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            if (cu < c1 && n0 + r < N) {
+                pieces[u][r].load(w + (i64)(n0 + r) * K + 8 * cu);
+            } else {
+                pieces[u][r].clear();
+            }
+        }
+    }
+}
+
+/**
+ * A warp's sums of version 3 over its part [c0, c1) of rows n0.., whose first round of loads is in pieces: each
+ * round used, then the next one loaded. After the last round, the first round of the part (nn0, nc0, nc1) is loaded
+ * into pieces where nn0 < N (the streamed form's next part, in flight while this one's sums are added and written).
  */
 template <int R, int MM, typename W, typename A>
-__device__ __forceinline__ void gemv3Sums(const A* x, const W* w, int M, int N, int K, int n0, int c0, int c1,
-                                          int early, float (&acc)[R][MM]) {
+__device__ __forceinline__ void gemv3Rounds(const A* x, const W* w, int M, int N, int K, int n0, int c0, int c1,
+                                            GemvPiece<W> (&pieces)[gemv3Pieces<R, W>()][R], float (&acc)[R][MM],
+                                            int nn0, int nc0, int nc1) {
     constexpr int U = gemv3Pieces<R, W>();
     const int lane = threadIdx.x & 31;
-    GemvPiece<W> pieces[U][R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
 #pragma unroll
         for (int m = 0; m < MM; m++) acc[r][m] = 0.0f;
     }
-    int c = c0 + lane;
-    auto loadRound = [&](int from) {
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int cu = from + 32 * u;
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                if (cu < c1 && n0 + r < N) {
-                    pieces[u][r].load(w + (i64)(n0 + r) * K + 8 * cu);
-                } else {
-                    pieces[u][r].clear();
-                }
-            }
-        }
-    };
-    if (early && n0 < N) loadRound(c);
-    b4jPdlWait();
-    if (!early && n0 < N) loadRound(c);
     if (n0 < N) {
-        for (; c < c1; c += 32 * U) {
+        for (int c = c0 + lane; c < c1; c += 32 * U) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const int cu = c + 32 * u;
@@ -320,9 +324,25 @@ __device__ __forceinline__ void gemv3Sums(const A* x, const W* w, int M, int N, 
                     }
                 }
             }
-            if (c + 32 * U < c1) loadRound(c + 32 * U);
+            if (c + 32 * U < c1) gemv3Round<R, W>(pieces, w, N, K, n0, c + 32 * U, c1);
         }
     }
+    if (nn0 < N) gemv3Round<R, W>(pieces, w, N, K, nn0, nc0 + lane, nc1);
+}
+
+/**
+ * A warp's sums of version 3 (gemvPartsFixed below) over its part [c0, c1) of rows n0..: its first round of W loaded
+ * before the wait for the kernel before where early is set, after it elsewhere.
+ */
+template <int R, int MM, typename W, typename A>
+__device__ __forceinline__ void gemv3Sums(const A* x, const W* w, int M, int N, int K, int n0, int c0, int c1,
+                                          int early, float (&acc)[R][MM]) {
+    GemvPiece<W> pieces[gemv3Pieces<R, W>()][R];
+    const int c = c0 + (threadIdx.x & 31);
+    if (early && n0 < N) gemv3Round<R, W>(pieces, w, N, K, n0, c, c1);
+    b4jPdlWait();
+    if (!early && n0 < N) gemv3Round<R, W>(pieces, w, N, K, n0, c, c1);
+    gemv3Rounds<R, MM, W, A>(x, w, M, N, K, n0, c0, c1, pieces, acc, N, 0, 0);
 }
 
 /**
@@ -343,6 +363,38 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
     float acc[R][MM];
     gemv3Sums<R, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, early, acc);
     gemvPartsOut<R, MM, W, A>(acc, partial, bias, out, outF32, M, N, P);
+}
+
+/**
+ * Version 3 streamed: the blocks of a launch of version 3 (one row of W a warp, MM = 1 or 2 rows of x) taken in turn
+ * by a grid of fewer blocks (at most as many as are resident at once): block b does version 3's blocks b, b + grid,
+ * b + 2 grid, ... below vblocks, each as version 3's block of that index would (its rows, its parts, its sums in their
+ * order: every output version 3's bit for bit), and each warp's loads of the next one's first round of W go out as
+ * soon as its last round of this one is used, before this one's sums are added over the warps and written. No block
+ * starts after the first wave, and no warp waits with nothing in flight between its rows. The warps' sums go through
+ * two halves of shared memory in turn, so one barrier a block's turn suffices.
+ */
+template <int MM, typename W, typename A>
+__device__ void gemvStream(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P,
+                           int early, int vblocks) {
+    __shared__ float partial[2][GEMV_THREADS / 32][1][MM];
+    GemvPiece<W> pieces[gemv3Pieces<1, W>()][1];
+    int vb = blockIdx.x;
+    GemvPart wp = gemvPartOf<1>(K, P, vb);
+    const int c = wp.c0 + (threadIdx.x & 31);
+    if (early && wp.n0 < N) gemv3Round<1, W>(pieces, w, N, K, wp.n0, c, wp.c1);
+    b4jPdlWait();
+    if (!early && wp.n0 < N) gemv3Round<1, W>(pieces, w, N, K, wp.n0, c, wp.c1);
+    for (int half = 0; vb < vblocks; half ^= 1) {
+        const int next = vb + gridDim.x;
+        GemvPart np = gemvPartOf<1>(K, P, next);
+        if (next >= vblocks) np.n0 = N;
+        float acc[1][MM];
+        gemv3Rounds<1, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, pieces, acc, np.n0, np.c0, np.c1);
+        gemvPartsOut<1, MM, W, A>(acc, partial[half], bias, out, outF32, M, N, P, vb);
+        vb = next;
+        wp = np;
+    }
 }
 
 /**
@@ -369,41 +421,42 @@ __device__ void gemvSegments(const A* x, int M, int K, int outF32, int early, co
 }
 
 /**
- * A product of 2H outputs and the op that pairs output j with output H + j after it, in one kernel: y and g, outputs j
- * and H + j rounded to A as the product would write them, for M <= MM rows of x (MM 1 or 2). CONV 0: out[m, j] =
- * y * silu(g), the SwiGLU of a decode step's MLP in-projection (swigluVec's numbers). CONV 1: BaseConv's decode step
- * of channel j (baseConvStep's numbers), y the conv's input and g its gate: row m is the one token of sequence
- * tokSeq[m] of the batch's layout (B sequences), whose history of k - 1 float32 taps (slot-major, as the conv state
- * holds it) is shifted as the conv reads it; out[m, j] = g * silu(conv). The sums are those of version 3 (one row of W
- * a warp, P parts), so every number is the unfused kernels', bit for bit. A block's warps are groups of P parts; its
- * first half of groups take rows j, the second half rows H + j of the same j (P <= 4, so that a block holds a pair).
- * Grid ceil(H / (4 / P)).
+ * Where a warp of gemvPaired's block `block` works: its rows n0 (j or H + j; 2H, past the product's rows, where j is
+ * past H: no loads) and its part [c0, c1) of the width's pieces. The block's warps are groups of P parts; its first
+ * half of groups take rows j, the second half rows H + j of the same j.
  */
-template <int MM, int CONV, typename W, typename A>
-__device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
-                           const W* convW, float* hist, const int* layout, int B, int k) {
-    __shared__ float partial[GEMV_THREADS / 32][1][MM];
+__device__ __forceinline__ GemvPart gemvPairOf(int H, int K, int P, int block) {
     const int warp = threadIdx.x >> 5;
     const int groups = (GEMV_THREADS / 32) / P;
     const int pairs = groups / 2;
     const int group = warp / P;
     const int part = warp - group * P;
     const int half = group / pairs;
-    const int j = blockIdx.x * pairs + (group - half * pairs);
+    const int j = block * pairs + (group - half * pairs);
     const int chunks = K >> 3;
     const int perPart = (chunks + P - 1) / P;
-    const int c0 = part * perPart;
-    const int c1 = min(chunks, c0 + perPart);
-    const int N = 2 * H;
-    const int n0 = j < H ? half * H + j : N;  // past the product's rows: no loads
-    float acc[1][MM];
-    gemv3Sums<1, MM, W, A>(x, w, M, N, K, n0, c0, c1, early, acc);
+    GemvPart g;
+    g.c0 = part * perPart;
+    g.c1 = min(chunks, g.c0 + perPart);
+    g.n0 = j < H ? half * H + j : 2 * H;
+    return g;
+}
+
+/**
+ * The end of gemvPaired's block `block`: each warp's sums added over its lanes into partial, then the pair's op on
+ * each j of the block (the parts' sums in part order, the bias, each output rounded as the product would write it).
+ */
+template <int MM, int CONV, typename W, typename A>
+__device__ __forceinline__ void gemvPairedOut(float (&acc)[1][MM], float (*partial)[1][MM], const W* bias, A* out,
+                                              int M, int H, int P, int block, const W* convW, float* hist,
+                                              const int* layout, int B, int k) {
+    const int pairs = (GEMV_THREADS / 32) / P / 2;
     gemvWarpSums<1, MM>(acc, partial, M);
     __syncthreads();
     for (int t = threadIdx.x; t < pairs * MM; t += GEMV_THREADS) {
         const int p = t / MM;
         const int m = t % MM;
-        const int jj = blockIdx.x * pairs + p;
+        const int jj = block * pairs + p;
         if (m >= M || jj >= H) continue;
         float value = 0.0f;
         float gate = 0.0f;
@@ -427,6 +480,56 @@ __device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M,
         } else {
             out[(i64)m * H + jj] = fromF<A>(y * silu(g));
         }
+    }
+}
+
+/**
+ * A product of 2H outputs and the op that pairs output j with output H + j after it, in one kernel: y and g, outputs j
+ * and H + j rounded to A as the product would write them, for M <= MM rows of x (MM 1 or 2). CONV 0: out[m, j] =
+ * y * silu(g), the SwiGLU of a decode step's MLP in-projection (swigluVec's numbers). CONV 1: BaseConv's decode step
+ * of channel j (baseConvStep's numbers), y the conv's input and g its gate: row m is the one token of sequence
+ * tokSeq[m] of the batch's layout (B sequences), whose history of k - 1 float32 taps (slot-major, as the conv state
+ * holds it) is shifted as the conv reads it; out[m, j] = g * silu(conv). The sums are those of version 3 (one row of W
+ * a warp, P parts), so every number is the unfused kernels', bit for bit. A block's warps are groups of P parts; its
+ * first half of groups take rows j, the second half rows H + j of the same j (P <= 4, so that a block holds a pair).
+ * Grid ceil(H / (4 / P)).
+ */
+template <int MM, int CONV, typename W, typename A>
+__device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
+                           const W* convW, float* hist, const int* layout, int B, int k) {
+    __shared__ float partial[GEMV_THREADS / 32][1][MM];
+    const GemvPart wp = gemvPairOf(H, K, P, blockIdx.x);
+    float acc[1][MM];
+    gemv3Sums<1, MM, W, A>(x, w, M, 2 * H, K, wp.n0, wp.c0, wp.c1, early, acc);
+    gemvPairedOut<MM, CONV, W, A>(acc, partial, bias, out, M, H, P, blockIdx.x, convW, hist, layout, B, k);
+}
+
+/**
+ * gemvPaired streamed, as gemvStream streams version 3: block b takes gemvPaired's blocks b, b + grid, ... below
+ * vblocks, each as gemvPaired's block of that index would (every output and the history bit for bit), the next one's
+ * first round of W loaded as this one's last is used.
+ */
+template <int MM, int CONV, typename W, typename A>
+__device__ void gemvPairedStream(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
+                                 const W* convW, float* hist, const int* layout, int B, int k, int vblocks) {
+    __shared__ float partial[2][GEMV_THREADS / 32][1][MM];
+    const int N = 2 * H;
+    GemvPiece<W> pieces[gemv3Pieces<1, W>()][1];
+    int vb = blockIdx.x;
+    GemvPart wp = gemvPairOf(H, K, P, vb);
+    const int c = wp.c0 + (threadIdx.x & 31);
+    if (early && wp.n0 < N) gemv3Round<1, W>(pieces, w, N, K, wp.n0, c, wp.c1);
+    b4jPdlWait();
+    if (!early && wp.n0 < N) gemv3Round<1, W>(pieces, w, N, K, wp.n0, c, wp.c1);
+    for (int half = 0; vb < vblocks; half ^= 1) {
+        const int next = vb + gridDim.x;
+        GemvPart np = gemvPairOf(H, K, P, next);
+        if (next >= vblocks) np.n0 = N;
+        float acc[1][MM];
+        gemv3Rounds<1, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, pieces, acc, np.n0, np.c0, np.c1);
+        gemvPairedOut<MM, CONV, W, A>(acc, partial[half], bias, out, M, H, P, vb, convW, hist, layout, B, k);
+        vb = next;
+        wp = np;
     }
 }
 
@@ -505,6 +608,31 @@ GEMV3_KERNEL(4, 8, 2)
     }
 GEMV_SEGMENTS_KERNEL(1)
 GEMV_SEGMENTS_KERNEL(2)
+
+// version 3 streamed (gemvStream) and the fused forms streamed (gemvPairedStream), for one or two rows of x:
+// gemvStream{MM}, gemvSwigluStream{MM}, gemvConvStream{MM}
+#define GEMV_STREAM_KERNELS_OF(MM, SUFFIX)                                                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvStream##MM##SUFFIX(                              \
+        const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P, int early,         \
+        int vblocks) {                                                                                               \
+        b4j::gemvStream<MM, W, A>(x, w, bias, out, outF32, M, N, K, P, early, vblocks); }                            \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvSwigluStream##MM##SUFFIX(                        \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, int vblocks) {         \
+        b4j::gemvPairedStream<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0,      \
+                                           vblocks); }                                                               \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConvStream##MM##SUFFIX(                          \
+        const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
+        float* hist, const int* layout, int B, int k, int vblocks) {                                                 \
+        b4j::gemvPairedStream<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k, vblocks); }
+#define GEMV_STREAM_KERNELS(MM)                                                                                         \
+    namespace b4j_f32 {                                                                                              \
+    GEMV_STREAM_KERNELS_OF(MM, _f32)                                                                                 \
+    }                                                                                                                \
+    namespace b4j_bf16 {                                                                                             \
+    GEMV_STREAM_KERNELS_OF(MM, _bf16)                                                                                \
+    }
+GEMV_STREAM_KERNELS(1)
+GEMV_STREAM_KERNELS(2)
 
 // the fused forms of version 3 (one row of W a warp), for one or two rows of x: gemvSwiglu{MM}, gemvConv{MM}; W and A
 // are the types of the namespace the entry points are defined in (SUFFIX _f32 or _bf16)

@@ -157,12 +157,23 @@ public final class KernelWorkbench {
                 calls.add(c -> gpu.cublasLt().matmul(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c],
                         Cublas.R_16BF, s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(),
                         Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0));
+                boolean streamed = s.m() <= Kernels.GEMV_FUSED_MAX_ROWS && gemvStreamed(kernels, s);
                 for (int v = 1; v <= Kernels.GEMV_VERSIONS && s.m() <= Kernels.GEMV_MAX_ROWS; v++) {
                     int version = v;
-                    boolean used = v == kernels.gemvVersion() && gemvUsed;
+                    boolean used = v == kernels.gemvVersion() && gemvUsed && (v != 3 || !streamed);
                     names.add("v" + v + (used ? " (used)" : ""));
                     calls.add(c -> kernels.gemv(version, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(),
                             s.k()));
+                }
+                if (s.m() <= Kernels.GEMV_FUSED_MAX_ROWS && kernels.multiprocessors() > 0) {
+                    for (int b = 1; b <= Kernels.GEMV_STREAM_MAX_BLOCKS; b++) {
+                        int grid = b * kernels.multiprocessors();
+                        boolean used = gemvUsed && kernels.gemvVersion() == 3 && streamed
+                                && b == kernels.gemvStreamBlocks();
+                        names.add("v3 streamed " + b + "/SM" + (used ? " (used)" : ""));
+                        calls.add(c -> kernels.gemvStream(Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(),
+                                s.k(), grid));
+                    }
                 }
                 if (Kernels.gemmRowsFits(s.m(), s.k(), xd, ws[0])) {
                     for (int split : Kernels.GEMM_ROWS_SPLITS) {
@@ -197,6 +208,13 @@ public final class KernelWorkbench {
             freeAll();
         }
         return results;
+    }
+
+    /** Whether {@link Kernels#gemv} streams version 3 for this shape: streaming on and more blocks than it keeps. */
+    private static boolean gemvStreamed(Kernels kernels, GemvShape s) {
+        int perBlock = 8 / Kernels.gemv3Parts(Precision.BF16, s.m(), s.n(), s.k());
+        long blocks = (s.n() + perBlock - 1) / perBlock;
+        return blocks > (long) kernels.gemvStreamBlocks() * kernels.multiprocessors() && kernels.gemvStreamBlocks() > 0;
     }
 
     /**

@@ -915,12 +915,89 @@ public final class Kernels {
                 args.i32(parts);
                 int perBlock = warps / parts * rows;
                 args.i32(weightsFixed ? 1 : 0);
-                String name = "gemv3r" + rows + "m" + (m <= 2 ? m : m <= 4 ? 4 : 8);
-                launch(function(name, p), (n + perBlock - 1) / perBlock, 1, 1, THREADS, 0);
+                int blocks = (n + perBlock - 1) / perBlock;
+                int grid = gemvStreamGrid(blocks);
+                if (rows == 1 && grid < blocks) {
+                    args.i32(blocks);
+                    launch(function("gemvStream" + m, p), grid, 1, 1, THREADS, 0);
+                } else {
+                    String name = "gemv3r" + rows + "m" + (m <= 2 ? m : m <= 4 ? 4 : 8);
+                    launch(function(name, p), blocks, 1, 1, THREADS, 0);
+                }
             }
             default -> throw new IllegalArgumentException("gemv: no version " + version + " (1 to " + GEMV_VERSIONS
                     + ")");
         }
+    }
+
+    /**
+     * The system property that says how version 3 of {@link #gemv} and its fused forms ({@link #gemvSwiglu},
+     * {@link #gemvConv}) of one or two rows are launched: {@code false}, a block for each of version 3's blocks;
+     * {@code true} or a number from 1 to {@value #GEMV_STREAM_MAX_BLOCKS}, streamed (gemv.cuh's gemvStream: that many
+     * blocks a multiprocessor at most, {@value #GEMV_STREAM_BLOCKS} for true, each taking version 3's blocks in turn,
+     * the next one's weights in flight while one's sums are written; the same numbers bit for bit).
+     */
+    static final String GEMV_STREAM_PROPERTY = "based4j.cuda.gemvStream";
+    /** Blocks of a streamed gemv a multiprocessor holds at once (version 3's launch bounds: 4 of 256 threads). */
+    static final int GEMV_STREAM_MAX_BLOCKS = 4;
+    /** Blocks a multiprocessor a streamed gemv takes by default. */
+    static final int GEMV_STREAM_BLOCKS = 4;
+    private int gemvStreamBlocks = gemvStreamSetting(System.getProperty(GEMV_STREAM_PROPERTY));
+
+    /**
+     * The value of {@value #GEMV_STREAM_PROPERTY}: blocks a multiprocessor, 0 for off; where unset, off.
+     *
+     * @throws IllegalArgumentException naming the property and the value for anything but true, false or 1 to 4
+     */
+    static int gemvStreamSetting(String value) {
+        if (value == null || value.trim().equals("false")) {
+            return 0;
+        }
+        if (value.trim().equals("true")) {
+            return GEMV_STREAM_BLOCKS;
+        }
+        Integer v = wholeNumber(value, 1, GEMV_STREAM_MAX_BLOCKS);
+        if (v == null) {
+            throw new IllegalArgumentException("-D" + GEMV_STREAM_PROPERTY + " must be true, false or a number of"
+                    + " blocks a multiprocessor from 1 to " + GEMV_STREAM_MAX_BLOCKS + ", got '" + value + "'");
+        }
+        return v;
+    }
+
+    /** Streams version 3 of gemv at this many blocks a multiprocessor from now on (0: not streamed). */
+    void gemvStreamBlocks(int blocksPerMultiprocessor) {
+        require(blocksPerMultiprocessor >= 0 && blocksPerMultiprocessor <= GEMV_STREAM_MAX_BLOCKS,
+                "gemvStreamBlocks: " + blocksPerMultiprocessor);
+        gemvStreamBlocks = blocksPerMultiprocessor;
+    }
+
+    /** Blocks a multiprocessor a streamed gemv takes, 0 where gemv is not streamed. */
+    int gemvStreamBlocks() {
+        return gemvStreamBlocks;
+    }
+
+    /**
+     * The grid of a launch of {@code blocks} of version 3's blocks: fewer where streaming is on and the device's
+     * multiprocessors are known (the streamed form then takes them in turn), else {@code blocks}.
+     */
+    int gemvStreamGrid(int blocks) {
+        long cap = (long) gemvStreamBlocks * multiprocessors;
+        return cap > 0 && cap < blocks ? (int) cap : blocks;
+    }
+
+    /**
+     * {@link #gemv} version 3 streamed on a grid of {@code grid} blocks (at least 1), whatever the setting: for
+     * tests and the workbench. One or two rows.
+     */
+    void gemvStream(Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k, int grid) {
+        require(gemvFits(m, k, x, w) && m <= GEMV_FUSED_MAX_ROWS && n > 0 && grid >= 1, "gemvStream: " + m
+                + " rows of width " + k + " into " + n + " outputs on " + grid + " blocks");
+        int parts = gemv3Parts(p, m, n, k);
+        int perBlock = THREADS / 32 / parts;
+        int blocks = (n + perBlock - 1) / perBlock;
+        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k).i32(parts)
+                .i32(weightsFixed ? 1 : 0).i32(blocks);
+        launch(function("gemvStream" + m, p), Math.min(grid, blocks), 1, 1, THREADS, 0);
     }
 
     /** The system property that turns {@link #gemvSegments} off ({@code false}) for comparison; on by default. */
@@ -999,9 +1076,32 @@ public final class Kernels {
      * numbers bit for bit. Requires {@link #gemvFusedParts} above 0 for {@code n = 2h}.
      */
     public void gemvSwiglu(Precision p, long x, long w, long bias, long out, int m, int h, int k) {
+        gemvSwiglu(p, x, w, bias, out, m, h, k, 0);
+    }
+
+    /**
+     * {@link #gemvSwiglu} on a grid of {@code grid} blocks, streamed where fewer than its blocks (0: as the setting
+     * says).
+     */
+    void gemvSwiglu(Precision p, long x, long w, long bias, long out, int m, int h, int k, int grid) {
         require(h > 0 && h <= Integer.MAX_VALUE / 2, "gemvSwiglu: h " + h);
         int blocks = gemvPairedArgs("gemvSwiglu", p, x, w, bias, out, m, h, k);
-        launch(function("gemvSwiglu" + m, p), blocks, 1, 1, THREADS, 0);
+        gemvPairedLaunch("gemvSwiglu", p, m, blocks, grid);
+    }
+
+    /**
+     * Launches a paired gemv whose arguments are set: its own blocks, or fewer that take them in turn (its streamed
+     * form, with the count of its blocks as the last argument) where {@code grid} is below them, or where grid is 0
+     * and streaming is on.
+     */
+    private void gemvPairedLaunch(String op, Precision p, int m, int blocks, int grid) {
+        int g = grid > 0 ? Math.min(grid, blocks) : gemvStreamGrid(blocks);
+        if (g < blocks) {
+            args.i32(blocks);
+            launch(function(op + "Stream" + m, p), g, 1, 1, THREADS, 0);
+        } else {
+            launch(function(op + m, p), blocks, 1, 1, THREADS, 0);
+        }
     }
 
     /**
@@ -1026,11 +1126,17 @@ public final class Kernels {
      */
     public void gemvConv(Precision p, long x, long w, long bias, long convW, long hist, long layout, long out, int m,
                          int inner, int k, int kernel) {
+        gemvConv(p, x, w, bias, convW, hist, layout, out, m, inner, k, kernel, 0);
+    }
+
+    /** {@link #gemvConv} on a grid of {@code grid} blocks, streamed where fewer than its blocks (0: as set). */
+    void gemvConv(Precision p, long x, long w, long bias, long convW, long hist, long layout, long out, int m,
+                  int inner, int k, int kernel, int grid) {
         require(inner > 0 && inner <= Integer.MAX_VALUE / 2 && kernel >= 1, "gemvConv: inner " + inner + ", kernel "
                 + kernel);
         int blocks = gemvPairedArgs("gemvConv", p, x, w, bias, out, m, inner, k);
         args.ptr(convW).ptr(hist).ptr(layout).i32(m).i32(kernel);
-        launch(function("gemvConv" + m, p), blocks, 1, 1, THREADS, 0);
+        gemvPairedLaunch("gemvConv", p, m, blocks, grid);
     }
 
     // ------------------------------------------------------------------------------------------------ gemmRows
@@ -1195,6 +1301,11 @@ public final class Kernels {
     /** Says the device's multiprocessors, which size {@link #gemmRows}'s grid. */
     void multiprocessors(int count) {
         multiprocessors = count;
+    }
+
+    /** The device's multiprocessors (0 until {@link #multiprocessors(int)} says). */
+    int multiprocessors() {
+        return multiprocessors;
     }
 
     /**

@@ -201,4 +201,34 @@ class KernelVersionTest {
         assertTrue(e.getMessage().contains(Kernels.WINDOW_PREFETCH_PROPERTY) && e.getMessage().contains("'yes'"),
                 e.getMessage());
     }
+
+    /**
+     * Version 3 of gemv is streamed by -Dbased4j.cuda.gemvStream (true: 4 blocks a multiprocessor; 1 to 4; false),
+     * and only where its blocks are more than the streamed grid holds and the multiprocessors are known; a bad value
+     * names the property.
+     */
+    @Test
+    void gemvStreamsWhereAskedAndWhereItsBlocksPassOneGrid() {
+        assertEquals(0, Kernels.gemvStreamSetting(null));
+        assertEquals(0, Kernels.gemvStreamSetting("false"));
+        assertEquals(Kernels.GEMV_STREAM_BLOCKS, Kernels.gemvStreamSetting("true"));
+        assertEquals(2, Kernels.gemvStreamSetting(" 2 "));
+        for (String bad : new String[] {"0", "5", "yes", ""}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> Kernels.gemvStreamSetting(bad));
+            assertTrue(e.getMessage().contains("-D" + Kernels.GEMV_STREAM_PROPERTY)
+                    && e.getMessage().contains("'" + bad + "'"), e.getMessage());
+        }
+        Kernels k = new Kernels(null, 0, 0);  // no launches here: only the grid
+        k.gemvStreamBlocks(4);
+        assertEquals(896, k.gemvStreamGrid(896), "the multiprocessors unknown: version 3's own blocks");
+        k.multiprocessors(132);
+        assertEquals(528, k.gemvStreamGrid(896), "based-1b's MLP in-projection at one row: 4 blocks a multiprocessor");
+        assertEquals(500, k.gemvStreamGrid(500), "blocks that fit at once: launched as they are");
+        k.gemvStreamBlocks(1);
+        assertEquals(132, k.gemvStreamGrid(896));
+        k.gemvStreamBlocks(0);
+        assertEquals(896, k.gemvStreamGrid(896), "not streamed");
+        assertThrows(IllegalArgumentException.class, () -> k.gemvStreamBlocks(5));
+    }
 }
