@@ -16,6 +16,9 @@ namespace b4j {
 #define DEC_KEYS 256
 #define DEC_THREADS 128
 
+/** The cell of a ring of `capacity` cells that position c (below 2 capacity) falls in. */
+__device__ __forceinline__ int ringCell(int c, int capacity) { return c >= capacity ? c - capacity : c; }
+
 /** Two neighbouring values (4-byte aligned in bf16, 8-byte in float32) as floats. */
 __device__ __forceinline__ void loadPair(const float* p, float& a, float& b) {
     const float2 v = *reinterpret_cast<const float2*>(p);
@@ -377,8 +380,7 @@ __device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCac
             for (int u = 0; u < DEC2_UNROLL; u++) {
                 const int k = base + u * groups + grp;
                 if (active && k < cached) {
-                    int c = c0 + k;
-                    if (c >= capacity) c -= capacity;
+                    const int c = ringCell(c0 + k, capacity);
                     load8(kRows + (i64)c * d, kv[u]);
                 } else {
 #pragma unroll
@@ -400,8 +402,7 @@ __device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCac
         // from shared memory at one address for the whole warp; no shuffles
         const A* kHead = kCache + slot * capacity * d + (i64)head * dh;
         for (int k = tid; k < cached; k += DEC_THREADS) {
-            int c = c0 + k;
-            if (c >= capacity) c -= capacity;
+            const int c = ringCell(c0 + k, capacity);
             const A* kr = kHead + (i64)c * d;
             float dot = 0.0f;
             for (int e = 0; e < dh; e += 8 * DEC2_UNROLL) {
@@ -437,8 +438,7 @@ __device__ __forceinline__ void attentionDecodeLanes(const A* qkv, const A* kCac
             const int k = base + u * groups + grp;
             p[u] = k < n ? sc[k] : 0.0f;
             if (active && k < n) {
-                int c = c0 + k;
-                if (c >= capacity) c -= capacity;
+                const int c = ringCell(c0 + k, capacity);
                 load8(k < cached ? vRows + (i64)c * d : vNew + e0, vv[u]);
             } else {
 #pragma unroll
@@ -507,8 +507,7 @@ __device__ __forceinline__ void decStage(const A* rows, i64 d, int c0, int capac
     for (int t = threadIdx.x; t < count * per; t += DEC_THREADS) {
         const int key = t / per;
         const int off = (t - key * per) * P;
-        int c = c0 + k0 + key;
-        if (c >= capacity) c -= capacity;
+        const int c = ringCell(c0 + k0 + key, capacity);
         decCopy16(staged + key * 128 + off, rows + (i64)c * d + off);
     }
 }
@@ -703,8 +702,7 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
         for (int u = 0; u < DEC5_UNROLL; u++) {
             const int k = base + u * groups + grp;
             if (active && k < cached) {
-                int c = c0 + k;
-                if (c >= capacity) c -= capacity;
+                const int c = ringCell(c0 + k, capacity);
                 load8(kRows + (i64)c * d, kv[u]);
                 load8(vRows + (i64)c * d, vv[u]);
             } else {
@@ -840,8 +838,7 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (active && k0 + u < cached) {
-                int c = c0 + k0 + u;
-                if (c >= capacity) c -= capacity;
+                const int c = ringCell(c0 + k0 + u, capacity);
                 kp[u].load(kRows + (i64)c * d);
                 vp[u].load(vRows + (i64)c * d);
             } else {
@@ -854,8 +851,7 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 if (k0 + U + u < cached) {
-                    int c = c0 + k0 + U + u;
-                    if (c >= capacity) c -= capacity;
+                    const int c = ringCell(c0 + k0 + U + u, capacity);
                     asm volatile("prefetch.global.L2 [%0];\n" ::"l"(kRows + (i64)c * d));
                     asm volatile("prefetch.global.L2 [%0];\n" ::"l"(vRows + (i64)c * d));
                 }

@@ -1051,6 +1051,7 @@ public final class CudaBackend implements TrainingBackend {
                 && a.type == precision && kernels.gemvFusedRuns() && kernels.gemvSegmentsOn();
         long[] w = new long[ws.length];
         long[] o = new long[ws.length];
+        long[] oBytes = new long[ws.length];
         int[] n = new int[ws.length];
         Precision outType = null;
         for (int i = 0; i < ws.length && one; i++) {
@@ -1060,11 +1061,12 @@ public final class CudaBackend implements TrainingBackend {
                     && (outType == null || ob.type == outType) && route(a, m, null, ob) == Route.GEMV
                     && !overlaps(ob.ptr, ob.bytes(), a.ptr, a.bytes());
             for (int j = 0; j < i && one; j++) {  // the launches apart would write one after another
-                one = !overlaps(ob.ptr, ob.bytes(), o[j], bufferOf(outs[j]).bytes());
+                one = !overlaps(ob.ptr, ob.bytes(), o[j], oBytes[j]);
             }
             outType = ob.type;
             w[i] = m.ptr;
             o[i] = ob.ptr;
+            oBytes[i] = ob.bytes();
             n[i] = m.rows();
         }
         if (one) {

@@ -203,13 +203,13 @@ class KernelVersionTest {
     }
 
     /**
-     * Version 3 of gemv is streamed by -Dbased4j.cuda.gemvStream (true: 4 blocks a multiprocessor; 1 to 4; false),
-     * and only where its blocks are more than the streamed grid holds and the multiprocessors are known; a bad value
-     * names the property.
+     * Version 3 of gemv is streamed unless -Dbased4j.cuda.gemvStream says false (true, the default: 4 blocks a
+     * multiprocessor; or 1 to 4), and only where its blocks are more than the streamed grid holds and the
+     * multiprocessors are known; a bad value names the property.
      */
     @Test
     void gemvStreamsWhereAskedAndWhereItsBlocksPassOneGrid() {
-        assertEquals(0, Kernels.gemvStreamSetting(null));
+        assertEquals(Kernels.GEMV_STREAM_BLOCKS, Kernels.gemvStreamSetting(null), "streamed by default");
         assertEquals(0, Kernels.gemvStreamSetting("false"));
         assertEquals(Kernels.GEMV_STREAM_BLOCKS, Kernels.gemvStreamSetting("true"));
         assertEquals(2, Kernels.gemvStreamSetting(" 2 "));
