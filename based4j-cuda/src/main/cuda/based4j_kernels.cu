@@ -11,27 +11,19 @@
 #include <stdint.h>
 
 /**
- * Set (by io.based4j.cuda.Kernels, through cuModuleGetGlobal) where b4jPdlWait lets the kernel after it be launched
- * before it waits rather than after.
- */
-__constant__ int b4jTriggerFirst;
-
-/**
  * The first statement of every kernel (gemv version 3 excepted, which may load its weights before it where the
  * launcher says no kernel before it writes them): with programmatic dependent launch (sm_90 on, the launch attribute
  * set by io.based4j.cuda.Kernels where asked for), a kernel may start while the one before it on the stream
  * finishes; this waits until that one has completed and its memory is visible, before the kernel reads or writes
- * any. It lets the kernel after it be launched as soon as every block of this one has got here: after the wait, or
- * before it where b4jTriggerFirst is set (that kernel waits in turn for this one to complete, and so for every one
- * before it; a kernel is launched only once every block of the one before it runs, so no block waits for room that
- * a later kernel holds), so that its launch, its blocks' start and its early loads overlap this kernel's work, or
- * with b4jTriggerFirst the work of the kernel before. No-ops for a kernel launched the usual way, and on older GPUs.
+ * any. It then lets
+ * the kernel after it be launched as soon as every block of this one has got here (that kernel waits in turn for
+ * this one to complete), so that its launch and its blocks' start overlap this kernel's work. No-ops for a kernel
+ * launched the usual way, and on older GPUs.
  */
 __device__ __forceinline__ void b4jPdlWait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (b4jTriggerFirst) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
     asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // a second one changes nothing
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 

@@ -465,18 +465,6 @@ public final class CudaBackend implements TrainingBackend {
         kernels.programmaticStepsAllowed(on);
     }
 
-    /**
-     * Where kernels are launched programmatically, lets each one's successor be launched as the kernel starts, before
-     * it waits for the one before it ({@code true}), or once that wait is over ({@code false}; by default as
-     * {@code -Dbased4j.cuda.pdlTriggerFirst} says): the successor's blocks may then start, and gemv version 3 load its
-     * weights, while the kernel before this one still runs. Every kernel still waits for the one before it before it
-     * reads what that one may write: the same results, bit for bit. Waits for the kernels queued before it.
-     */
-    public void triggerFirst(boolean on) {
-        bind();
-        kernels.triggerFirst(on);
-    }
-
     // ---------------------------------------------------------------- memory that grows (CudaStates.GrowingRegion)
 
     /** Smallest piece of memory mapped behind reserved addresses. */

@@ -121,7 +121,6 @@ public final class CudaDriver {
     private final MethodHandle cuModuleLoadData;
     private final MethodHandle cuModuleUnload;
     private final MethodHandle cuModuleGetFunction;
-    private final MethodHandle cuModuleGetGlobal;
     private final MethodHandle cuFuncSetAttribute;
     private final MethodHandle cuLaunchKernel;
     private final MethodHandle cuStreamBeginCapture;
@@ -182,7 +181,6 @@ public final class CudaDriver {
         cuModuleLoadData = b.bind("cuModuleLoadData", INT, PTR, PTR);
         cuModuleUnload = b.bind("cuModuleUnload", INT, HANDLE);
         cuModuleGetFunction = b.bind("cuModuleGetFunction", INT, PTR, HANDLE, PTR);
-        cuModuleGetGlobal = b.bind("cuModuleGetGlobal_v2", INT, PTR, PTR, HANDLE, PTR);
         cuFuncSetAttribute = b.bind("cuFuncSetAttribute", INT, HANDLE, INT, INT);
         cuLaunchKernel = b.bind("cuLaunchKernel", INT, HANDLE, INT, INT, INT, INT, INT, INT, INT, HANDLE, PTR, PTR);
         cuStreamBeginCapture = b.bind("cuStreamBeginCapture_v2", INT, HANDLE, INT);
@@ -895,34 +893,6 @@ public final class CudaDriver {
         long function = out.get(LONG, 0);
         functionNames.put(function, name);
         return function;
-    }
-
-    /**
-     * {@code cuModuleGetGlobal}: the device address of the module's global variable of that (unmangled) name, whose
-     * size must be {@code bytes}.
-     *
-     * @throws IllegalStateException where the module's variable has another size
-     */
-    public long moduleGetGlobal(long module, String name, long bytes) {
-        int r;
-        long ptr;
-        long size;
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment cName = arena.allocateFrom(name);
-            MemorySegment out = arena.allocate(16, 8);
-            r = (int) cuModuleGetGlobal.invokeExact(out, out.asSlice(8), module, cName);
-            ptr = out.get(LONG, 0);
-            size = out.get(LONG, 8);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-        if (r != 0) {
-            throw error("cuModuleGetGlobal(" + name + ")", r);
-        }
-        if (size != bytes) {
-            throw new IllegalStateException("the kernels' " + name + " has " + size + " bytes, not " + bytes);
-        }
-        return ptr;
     }
 
     /** The kernel name {@link #moduleGetFunction} got a function handle for (or its address in hex). */

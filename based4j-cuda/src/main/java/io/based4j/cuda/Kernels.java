@@ -1,9 +1,6 @@
 package io.based4j.cuda;
 
 import io.based4j.config.MixerConfig;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -121,41 +118,6 @@ public final class Kernels {
         gemv3WarpsAim();
         this.linearDecodeVersion = version(LINEAR_DECODE_VERSION_PROPERTY,
                 System.getProperty(LINEAR_DECODE_VERSION_PROPERTY), LINEAR_DECODE_VERSIONS, 0);
-        Boolean first = onOff(TRIGGER_FIRST_PROPERTY, System.getProperty(TRIGGER_FIRST_PROPERTY));
-        if (cu != null && module != 0) {
-            triggerFirst(first == null ? TRIGGER_FIRST : first);
-        }
-    }
-
-    /**
-     * The system property that says when a kernel launched programmatically lets the kernel after it be launched:
-     * {@code true}, as it starts, before it waits for the kernel before it; {@code false}, once that wait is over.
-     */
-    static final String TRIGGER_FIRST_PROPERTY = "based4j.cuda.pdlTriggerFirst";
-    /** Whether kernels let the next one be launched before their wait, by default. */
-    static final boolean TRIGGER_FIRST = false;
-    private boolean triggerFirst;
-
-    /**
-     * Makes the kernels let the kernel after them be launched as they start (before their wait for the one before
-     * them), or after that wait: the module's b4jTriggerFirst, read by every kernel's b4jPdlWait. Synchronous.
-     */
-    void triggerFirst(boolean on) {
-        long at = cu.moduleGetGlobal(module, "b4jTriggerFirst", 4);
-        if (stream != 0) {
-            cu.synchronize(stream);  // the kernels queued before it read the value they were queued with
-        }
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment v = arena.allocate(4, 4);
-            v.set(ValueLayout.JAVA_INT, 0, on ? 1 : 0);
-            cu.copyHtoD(at, v, 4);
-        }
-        triggerFirst = on;
-    }
-
-    /** Whether the kernels let the next one be launched before their wait ({@link #triggerFirst(boolean)}). */
-    boolean triggerFirst() {
-        return triggerFirst;
     }
 
     long function(String name) {
