@@ -372,29 +372,40 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
  * order: every output version 3's bit for bit), and each warp's loads of the next one's first round of W go out as
  * soon as its last round of this one is used, before this one's sums are added over the warps and written. No block
  * starts after the first wave, and no warp waits with nothing in flight between its rows. The warps' sums go through
- * two halves of shared memory in turn, so one barrier a block's turn suffices.
+ * two halves of shared memory in turn, so one barrier a block's turn suffices. partOf(b) says where a warp of block b
+ * works (rows N: none), out(acc, partial, b) ends block b.
  */
-template <int MM, typename W, typename A>
-__device__ void gemvStream(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P,
-                           int early, int vblocks) {
+template <int MM, typename W, typename A, typename PartOf, typename Out>
+__device__ __forceinline__ void gemvStreamed(const A* x, const W* w, int M, int N, int K, int early, int vblocks,
+                                             PartOf partOf, Out out) {
     __shared__ float partial[2][GEMV_THREADS / 32][1][MM];
     GemvPiece<W> pieces[gemv3Pieces<1, W>()][1];
     int vb = blockIdx.x;
-    GemvPart wp = gemvPartOf<1>(K, P, vb);
+    GemvPart wp = partOf(vb);
     const int c = wp.c0 + (threadIdx.x & 31);
     if (early && wp.n0 < N) gemv3Round<1, W>(pieces, w, N, K, wp.n0, c, wp.c1);
     b4jPdlWait();
     if (!early && wp.n0 < N) gemv3Round<1, W>(pieces, w, N, K, wp.n0, c, wp.c1);
     for (int half = 0; vb < vblocks; half ^= 1) {
         const int next = vb + gridDim.x;
-        GemvPart np = gemvPartOf<1>(K, P, next);
+        GemvPart np = partOf(next);
         if (next >= vblocks) np.n0 = N;
         float acc[1][MM];
         gemv3Rounds<1, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, pieces, acc, np.n0, np.c0, np.c1);
-        gemvPartsOut<1, MM, W, A>(acc, partial[half], bias, out, outF32, M, N, P, vb);
+        out(acc, partial[half], vb);
         vb = next;
         wp = np;
     }
+}
+
+/** gemvStreamed over version 3's blocks (gemvPartsFixed's with R = 1). */
+template <int MM, typename W, typename A>
+__device__ void gemvStream(const A* x, const W* w, const W* bias, void* out, int outF32, int M, int N, int K, int P,
+                           int early, int vblocks) {
+    gemvStreamed<MM, W, A>(x, w, M, N, K, early, vblocks, [&](int vb) { return gemvPartOf<1>(K, P, vb); },
+                           [&](float (&acc)[1][MM], float (*partial)[1][MM], int vb) {
+                               gemvPartsOut<1, MM, W, A>(acc, partial, bias, out, outF32, M, N, P, vb);
+                           });
 }
 
 /**
@@ -512,25 +523,11 @@ __device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M,
 template <int MM, int CONV, typename W, typename A>
 __device__ void gemvPairedStream(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
                                  const W* convW, float* hist, const int* layout, int B, int k, int vblocks) {
-    __shared__ float partial[2][GEMV_THREADS / 32][1][MM];
-    const int N = 2 * H;
-    GemvPiece<W> pieces[gemv3Pieces<1, W>()][1];
-    int vb = blockIdx.x;
-    GemvPart wp = gemvPairOf(H, K, P, vb);
-    const int c = wp.c0 + (threadIdx.x & 31);
-    if (early && wp.n0 < N) gemv3Round<1, W>(pieces, w, N, K, wp.n0, c, wp.c1);
-    b4jPdlWait();
-    if (!early && wp.n0 < N) gemv3Round<1, W>(pieces, w, N, K, wp.n0, c, wp.c1);
-    for (int half = 0; vb < vblocks; half ^= 1) {
-        const int next = vb + gridDim.x;
-        GemvPart np = gemvPairOf(H, K, P, next);
-        if (next >= vblocks) np.n0 = N;
-        float acc[1][MM];
-        gemv3Rounds<1, MM, W, A>(x, w, M, N, K, wp.n0, wp.c0, wp.c1, pieces, acc, np.n0, np.c0, np.c1);
-        gemvPairedOut<MM, CONV, W, A>(acc, partial[half], bias, out, M, H, P, vb, convW, hist, layout, B, k);
-        vb = next;
-        wp = np;
-    }
+    gemvStreamed<MM, W, A>(x, w, M, 2 * H, K, early, vblocks, [&](int vb) { return gemvPairOf(H, K, P, vb); },
+                           [&](float (&acc)[1][MM], float (*partial)[1][MM], int vb) {
+                               gemvPairedOut<MM, CONV, W, A>(acc, partial, bias, out, M, H, P, vb, convW, hist,
+                                                             layout, B, k);
+                           });
 }
 
 template <typename W, typename A>
