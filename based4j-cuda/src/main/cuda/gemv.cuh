@@ -370,10 +370,10 @@ __device__ void gemvPartsFixed(const A* x, const W* w, const W* bias, void* out,
  * by a grid of fewer blocks (at most as many as are resident at once): block b does version 3's blocks b, b + grid,
  * b + 2 grid, ... below vblocks, each as version 3's block of that index would (its rows, its parts, its sums in their
  * order: every output version 3's bit for bit), and each warp's loads of the next one's first round of W go out as
- * soon as its last round of this one is used, before this one's sums are added over the warps and written. No block
- * starts after the first wave, and no warp waits with nothing in flight between its rows. The warps' sums go through
- * two halves of shared memory in turn, so one barrier a block's turn suffices. partOf(b) says where a warp of block b
- * works (rows N: none), out(acc, partial, b) ends block b.
+ * soon as its last round of this one is used, before this one's sums are added over the warps and written: no block
+ * starts after the grid's first (where its blocks are all resident at once), and no warp waits with nothing in
+ * flight between its rows. The warps' sums go through two halves of shared memory in turn, so one barrier a block's
+ * turn suffices. partOf(b) says where a warp of block b works (rows N: none), out(acc, partial, b) ends block b.
  */
 template <int MM, typename W, typename A, typename PartOf, typename Out>
 __device__ __forceinline__ void gemvStreamed(const A* x, const W* w, int M, int N, int K, int early, int vblocks,

@@ -25,7 +25,8 @@ import java.util.function.Consumer;
  * {@link Kernels#gemmRowsSplit} gives where it takes the rows ({@link Kernels#gemmRowsPays}), and the library
  * (cuBLASLt) elsewhere.
  *
- * <p>Timing: the mean of {@code reps} calls between two events on the backend's stream, after a warm-up call. The
+ * <p>Timing: the mean of {@code reps} calls between two events on the backend's stream, after a warm-up call (and,
+ * before the first kernel, {@value #WARM_UP_NANOS} ns of writes that bring the GPU's clocks up from idle). The
  * inputs of a memory-bound kernel are held in enough copies (at least {@value #COLD_BYTES} bytes in all, more than
  * the L2 cache) that the calls, which take the copies in turn, read them from device memory, as a decode step that
  * goes through all of a model's layers does.
@@ -106,6 +107,7 @@ public final class KernelWorkbench {
         }
         KernelWorkbench w = new KernelWorkbench(gpu, reps, note);
         try {
+            w.warmUp();
             return switch (kernel) {
                 case "gemv" -> w.gemv();
                 case "crossEntropy" -> w.crossEntropy();
@@ -162,8 +164,15 @@ public final class KernelWorkbench {
                     int version = v;
                     boolean used = v == kernels.gemvVersion() && gemvUsed && (v != 3 || !streamed);
                     names.add("v" + v + (used ? " (used)" : ""));
-                    calls.add(c -> kernels.gemv(version, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(),
-                            s.k()));
+                    calls.add(c -> {  // version 3 as it is, not streamed (the rows after it stream it)
+                        int streaming = kernels.gemvStreamBlocks();
+                        kernels.gemvStreamBlocks(0);
+                        try {
+                            kernels.gemv(version, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(), s.k());
+                        } finally {
+                            kernels.gemvStreamBlocks(streaming);
+                        }
+                    });
                 }
                 if (s.m() <= Kernels.GEMV_FUSED_MAX_ROWS && kernels.multiprocessors() > 0) {
                     for (int b = 1; b <= Kernels.GEMV_STREAM_MAX_BLOCKS; b++) {
@@ -213,8 +222,8 @@ public final class KernelWorkbench {
     /** Whether {@link Kernels#gemv} streams version 3 for this shape: streaming on and more blocks than it keeps. */
     private static boolean gemvStreamed(Kernels kernels, GemvShape s) {
         int perBlock = 8 / Kernels.gemv3Parts(Precision.BF16, s.m(), s.n(), s.k());
-        long blocks = (s.n() + perBlock - 1) / perBlock;
-        return blocks > (long) kernels.gemvStreamBlocks() * kernels.multiprocessors() && kernels.gemvStreamBlocks() > 0;
+        int blocks = (s.n() + perBlock - 1) / perBlock;
+        return kernels.gemvStreamGrid(blocks) < blocks;
     }
 
     /**
@@ -1104,6 +1113,23 @@ public final class KernelWorkbench {
     }
 
     // ------------------------------------------------------------------------------------------------ common
+
+    /** How long the GPU is kept busy before the first timing, so that its clocks have left their idle values. */
+    static final long WARM_UP_NANOS = 300_000_000L;
+
+    /** Keeps the GPU busy writing device memory for {@link #WARM_UP_NANOS} (the first shape's timings run warm). */
+    private void warmUp() {
+        long bytes = 64L << 20;
+        long buffer = alloc(bytes);
+        long until = System.nanoTime() + WARM_UP_NANOS;
+        while (System.nanoTime() < until) {
+            for (int i = 0; i < 50; i++) {
+                cu.memsetD8Async(buffer, i, bytes, stream);
+            }
+            cu.synchronize(stream);
+        }
+        freeAll();
+    }
 
     /** Mean milliseconds of {@link #reps} calls taking the input copies in turn, after one warm-up call of each. */
     private double time(int copies, java.util.function.IntConsumer call) {

@@ -18,7 +18,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * shapes and awkward ones (parts of 1 to 8, outputs that leave the last block part-filled, widths of one piece of 8
  * values); one and two rows of x; with and without a bias; float32 and rounded outputs; W's first loads before the
  * wait and after; both precisions. The fused forms: {@link Kernels#gemvSwiglu} and {@link Kernels#gemvConv}, the
- * outputs and the conv history after.
+ * outputs and the conv history after. And the launchers' own choice ({@link Kernels#gemv}, {@link Kernels#gemvSwiglu}
+ * with a device of two multiprocessors said, one block each): streamed, the same numbers.
  */
 @GpuTest
 class GemvStreamTest {
@@ -44,6 +45,7 @@ class GemvStreamTest {
         int[][] shapes = {{7168, 1792}, {1792, 3584}, {256, 1792}, {4096, 1024}, {1024, 2048}, {37, 1000}, {1, 8},
             {300, 2056}, {13, 8192}, {5, 20480}};
         try (KernelRig rig = new KernelRig()) {
+            rig.kernels.gemvStreamBlocks(0);  // gemv(3, ...) the plain form, whatever the rig knows of the device
             int checked = 0;
             for (int[] s : shapes) {
                 for (int m = 1; m <= Kernels.GEMV_FUSED_MAX_ROWS; m++) {
@@ -59,14 +61,24 @@ class GemvStreamTest {
                     long plain = rig.zeros((long) m * n * bytes);
                     rig.kernels.gemv(3, p, xd, wd, bd, plain, outF32, m, n, k);
                     float[] want = outF32 ? rig.floats(plain, m * n) : rig.values(p, plain, m * n);
+                    String what = p + " " + m + "x" + k + " . " + k + "x" + n + (bias ? " + bias" : "")
+                            + (outF32 ? " (float32 out)" : "");
                     for (int grid : grids(gemv3Blocks(p, m, n, k))) {
                         long streamed = rig.zeros((long) m * n * bytes);
                         rig.kernels.gemvStream(p, xd, wd, bd, streamed, outF32, m, n, k, grid);
                         float[] got = outF32 ? rig.floats(streamed, m * n) : rig.values(p, streamed, m * n);
-                        assertArrayEquals(want, got, p + " " + m + "x" + k + " . " + k + "x" + n + (bias ? " + bias"
-                                : "") + (outF32 ? " (float32 out)" : "") + " on " + grid + " blocks");
+                        assertArrayEquals(want, got, what + " on " + grid + " blocks");
                         checked++;
                     }
+                    // the launcher's own route: two multiprocessors said, one block each, so gemv(3, ...) streams
+                    rig.kernels.multiprocessors(2);
+                    rig.kernels.gemvStreamBlocks(1);
+                    long routed = rig.zeros((long) m * n * bytes);
+                    rig.kernels.gemv(3, p, xd, wd, bd, routed, outF32, m, n, k);
+                    rig.kernels.multiprocessors(0);
+                    rig.kernels.gemvStreamBlocks(0);
+                    assertArrayEquals(want, outF32 ? rig.floats(routed, m * n) : rig.values(p, routed, m * n),
+                            what + ", streamed by gemv's own launcher");
                 }
             }
             assertEquals(shapes.length * Kernels.GEMV_FUSED_MAX_ROWS * 4, checked);
@@ -99,6 +111,13 @@ class GemvStreamTest {
                         assertArrayEquals(want, rig.values(p, streamed, m * h), p + " " + m + "x" + k + " . " + k
                                 + "x" + 2 * h + (bias ? " + bias" : "") + " on " + grid + " blocks");
                     }
+                    rig.kernels.multiprocessors(2);  // the launcher's own route: streamed on two blocks
+                    rig.kernels.gemvStreamBlocks(1);
+                    long routed = rig.zeros((long) m * h * p.bytes());
+                    rig.kernels.gemvSwiglu(p, xd, wd, bd, routed, m, h, k);
+                    rig.kernels.multiprocessors(0);
+                    assertArrayEquals(want, rig.values(p, routed, m * h), p + " " + m + "x" + k + " . " + k + "x"
+                            + 2 * h + ", streamed by gemvSwiglu's own launcher");
                 }
             }
         }
