@@ -1436,8 +1436,8 @@ public final class CudaBackend implements TrainingBackend {
             // or in none (the state kernel below adds to what it finds)
             boolean[] leaves = {true};
             runsOfOneLength(batch, (row, first, sequences, len) -> leaves[0] &= mixers.leavesFinalState(precision,
-                    qb.ptr + row * qkRow, kb.ptr + row * qkRow, vb.ptr + row * vRow, o.ptr + row * vRow, sequences, h,
-                    f, dh));
+                    qb.ptr + row * qkRow, kb.ptr + row * qkRow, vb.ptr + row * vRow, o.ptr + row * vRow, sequences, len,
+                    h, f, dh));
             long lay = layout(batch);
             runsOfOneLength(batch, (row, first, sequences, len) -> mixers.linearAttentionForward(precision,
                     qb.ptr + row * qkRow, kb.ptr + row * qkRow, vb.ptr + row * vRow, o.ptr + row * vRow, sequences,

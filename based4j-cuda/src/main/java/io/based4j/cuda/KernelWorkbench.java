@@ -859,6 +859,7 @@ public final class KernelWorkbench {
         float eps = 1e-6f;
         try (MixerTrainKernels mixers = new MixerTrainKernels(gpu.kernels())) {
             int defaultMinBlocks = mixers.scanForwardMinBlocks();  // the rule the backend follows (or the property's)
+            int defaultShort = mixers.scanForwardShort();
             for (PrefillShape s : PREFILL_SHAPES) {
                 int b = s.batch();
                 int h = s.heads();
@@ -902,10 +903,11 @@ public final class KernelWorkbench {
                         }
                     }
                     versions.add(new PrefillVersion("chunks", Integer.MAX_VALUE, true, false));
-                    String used = (long) b * h * Math.max(1, split) >= defaultMinBlocks && (scan || split != 0)
-                            ? scanName : "chunks";
+                    String used = ((long) b * h * Math.max(1, split) >= defaultMinBlocks
+                            || s.seqLen() <= defaultShort) && (scan || split != 0) ? scanName : "chunks";
                     for (PrefillVersion version : versions) {
                         mixers.scanForwardMinBlocks(version.minBlocks());
+                        mixers.scanForwardShort(version.minBlocks() == Integer.MAX_VALUE ? 0 : defaultShort);
                         mixers.scanFixedSizes(version.fixedSizes());
                         mixers.scanSplit(version.split());
                         java.util.function.IntConsumer call = c -> mixers.linearAttentionForward(Precision.BF16, qd, kd,

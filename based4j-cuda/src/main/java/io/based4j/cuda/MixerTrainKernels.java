@@ -293,6 +293,14 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     static final String SCAN_FORWARD_MIN_BLOCKS_PROPERTY = "based4j.cuda.scanForwardMinBlocks";
     private int scanForwardMinBlocks = scanForwardMinBlocks(System.getProperty(SCAN_FORWARD_MIN_BLOCKS_PROPERTY));
+    /** The longest sequences the scan forward takes at any number of (sequence, head) pairs, by default. */
+    static final int SCAN_FORWARD_SHORT = 2048;
+    /**
+     * The system property that sets the longest sequences the scan forward takes whatever their number
+     * ({@code 0}: none; only {@value #SCAN_FORWARD_MIN_BLOCKS_PROPERTY} decides), for comparisons.
+     */
+    static final String SCAN_FORWARD_SHORT_PROPERTY = "based4j.cuda.scanForwardShort";
+    private int scanForwardShort = scanForwardShort(System.getProperty(SCAN_FORWARD_SHORT_PROPERTY));
     private boolean scanBackward = false;
     private boolean roundedStates = true;
     private boolean scanFixedSizes = true;
@@ -556,13 +564,13 @@ public final class MixerTrainKernels implements AutoCloseable {
     void linearAttentionForward(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
                                 int featureDim, int headDim, float eps, FinalState fin) {
         int shared = linearLaunchCheck("linearAttentionForward", batch, seqLen, heads, featureDim, headDim, eps);
-        if (fin != null && !leavesFinalState(p, q, k, v, out, batch, heads, featureDim, headDim)) {
+        if (fin != null && !leavesFinalState(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim)) {
             throw new IllegalStateException("linearAttentionForward: this forward does not leave the final state");
         }
         if (rows(batch, seqLen) == 0) {
             return;
         }
-        int split = forwardSplit(p, batch, heads, featureDim, headDim, v, out);
+        int split = forwardSplit(p, batch, seqLen, fin != null, heads, featureDim, headDim, v, out);
         if (split != 0) {
             splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split, fin);
             return;
@@ -571,7 +579,8 @@ public final class MixerTrainKernels implements AutoCloseable {
             recurrent.forward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps);
             return;
         }
-        long bytes = chunkedForwardScratchBytes(p, batch, seqLen, heads, featureDim, headDim, q, k, v, out);
+        long bytes = chunkedForwardScratchBytes(p, batch, seqLen, fin != null, heads, featureDim, headDim, q, k, v,
+                out);
         chunkedForward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, shared,
                 bytes == 0 ? 0 : ownedScratch(bytes), fin, heads, 1);
     }
@@ -582,25 +591,25 @@ public final class MixerTrainKernels implements AutoCloseable {
      * each sequence's whole state, as does the states kernel of the chunk kernels; not the CUDA-core or the recurrent
      * kernels.
      */
-    boolean leavesFinalState(Precision p, long q, long k, long v, long out, int batch, int heads, int featureDim,
-                             int headDim) {
-        int split = forwardSplit(p, batch, heads, featureDim, headDim, v, out);
+    boolean leavesFinalState(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
+                             int featureDim, int headDim) {
+        int split = forwardSplit(p, batch, seqLen, true, heads, featureDim, headDim, v, out);
         if (split != 0) {
             // the repeated q and k are in the owned scratch (aligned): v and out decide, as in splitForward
-            return scanForward(Precision.BF16, batch, heads * split, featureDim, headDim / split, v, out)
-                    || mma(Precision.BF16, featureDim, headDim / split, v, out);
+            return scanForward(Precision.BF16, batch, seqLen, true, heads * split, featureDim, headDim / split, v,
+                    out) || mma(Precision.BF16, featureDim, headDim / split, v, out);
         }
-        return headDim <= LINEAR_MAX_HEAD_DIM && (scanForward(p, batch, heads, featureDim, headDim, q, k, v, out)
-                || mma(p, featureDim, headDim, q, k, v, out));
+        return headDim <= LINEAR_MAX_HEAD_DIM && (scanForward(p, batch, seqLen, true, heads, featureDim, headDim, q,
+                k, v, out) || mma(p, featureDim, headDim, q, k, v, out));
     }
 
     /**
-     * Bytes of scratch the chunked forward takes: none on the scan kernels (for the given q, k, v and out), else the
-     * float32 chunk states.
+     * Bytes of scratch the chunked forward takes: none on the scan kernels (for the given q, k, v and out, a prompt's
+     * or not), else the float32 chunk states.
      */
-    private long chunkedForwardScratchBytes(Precision p, int batch, int seqLen, int heads, int featureDim,
-                                            int headDim, long... pointers) {
-        return scanForward(p, batch, heads, featureDim, headDim, pointers) ? 0
+    private long chunkedForwardScratchBytes(Precision p, int batch, int seqLen, boolean prompt, int heads,
+                                            int featureDim, int headDim, long... pointers) {
+        return scanForward(p, batch, seqLen, prompt, heads, featureDim, headDim, pointers) ? 0
                 : 4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim);
     }
 
@@ -612,7 +621,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private void chunkedForward(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
                                 int featureDim, int headDim, float eps, int shared, long states, FinalState fin,
                                 int realHeads, int split) {
-        if (scanForward(p, batch, heads, featureDim, headDim, q, k, v, out)) {
+        if (scanForward(p, batch, seqLen, fin != null, heads, featureDim, headDim, q, k, v, out)) {
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
                     .f32(eps);
             if (fin != null) {
@@ -819,16 +828,42 @@ public final class MixerTrainKernels implements AutoCloseable {
     }
 
     /**
-     * Whether the forward runs on the scan kernel: where it serves ({@link #scan(Precision, int, int, long...)}) and
-     * there are at least {@value #SCAN_FORWARD_MIN_BLOCKS} (sequence, head) pairs, its blocks (unless
-     * {@link #scanForwardMinBlocks(int)} says otherwise). Fewer walk too long a
-     * sequence each with too little of the GPU busy, and the chunk kernels (a block per chunk once the states are
+     * Whether the forward of sequences of {@code seqLen} tokens runs on the scan kernel: where it serves
+     * ({@link #scan(Precision, int, int, long...)}) and there are at least {@value #SCAN_FORWARD_MIN_BLOCKS}
+     * (sequence, head) pairs, its blocks, or the sequences are prompts (a forward that leaves the final states,
+     * {@link FinalState}) of at most {@value #SCAN_FORWARD_SHORT} tokens (unless
+     * {@link #scanForwardMinBlocks(int)} and {@link #scanForwardShort(int)} say otherwise). Fewer blocks each walking a
+     * long sequence keep too little of the GPU busy, and the chunk kernels (a block per chunk once the states are
      * summed) take them. On the H200, based-360m's training at 2 x 8192 tokens (32 blocks): the scan forward 1.14 ms a
-     * layer, the states and chunk kernels 0.83; 190,221 tokens/s against 188,758 with the scan, in one run. The
-     * results are the same bit for bit.
+     * layer, the states and chunk kernels 0.83; 190,221 tokens/s against 188,758 with the scan, in one run. A prompt's
+     * short walk is quicker on the scan kernel at every batch: based-1b's prefill of one prompt of 1,536 tokens 0.86
+     * against 1.42 ms of linear attention on the device's clock (7 layers), based-360m's of four of 2,048 0.76 against
+     * 1.53 (`bench gpu --profile`). The results are the same bit for bit.
      */
-    private boolean scanForward(Precision p, int batch, int heads, int featureDim, int headDim, long... pointers) {
-        return (long) batch * heads >= scanForwardMinBlocks && scan(p, featureDim, headDim, pointers);
+    private boolean scanForward(Precision p, int batch, int seqLen, boolean prompt, int heads, int featureDim,
+                                int headDim, long... pointers) {
+        return ((long) batch * heads >= scanForwardMinBlocks || prompt && seqLen <= scanForwardShort)
+                && scan(p, featureDim, headDim, pointers);
+    }
+
+    /**
+     * The value of {@value #SCAN_FORWARD_SHORT_PROPERTY}: {@value #SCAN_FORWARD_SHORT} where unset, else a whole number
+     * from 0.
+     *
+     * @throws IllegalArgumentException naming the property and the value for anything else
+     */
+    static int scanForwardShort(String value) {
+        return Kernels.atLeast(SCAN_FORWARD_SHORT_PROPERTY, value, 0, SCAN_FORWARD_SHORT, "a number of tokens");
+    }
+
+    /** The longest sequences the scan forward takes whatever their number (0: none; the results are the same). */
+    void scanForwardShort(int tokens) {
+        scanForwardShort = tokens;
+    }
+
+    /** The longest sequences the scan forward takes whatever their number, now. */
+    int scanForwardShort() {
+        return scanForwardShort;
     }
 
     /**
@@ -1068,14 +1103,15 @@ public final class MixerTrainKernels implements AutoCloseable {
      * Each value column is summed alone, so the split heads' numbers are the whole heads' (the q and k repeated, the
      * normaliser's column computed in each virtual head the same way).
      */
-    private int forwardSplit(Precision p, int batch, int heads, int featureDim, int headDim, long v, long out) {
+    private int forwardSplit(Precision p, int batch, int seqLen, boolean prompt, int heads, int featureDim,
+                             int headDim, long v, long out) {
         int split = headSplit(p, featureDim, headDim, heads, v, out);
         if (split != 0 || !scanSplit || !tensorCores || headDim > LINEAR_MAX_HEAD_DIM) {
             return split;
         }
         int s = linearScanSplit(p, featureDim, headDim, heads);
         // the repeated q and k are in the owned scratch (aligned): v and out decide
-        return s != 0 && scanForward(p, batch, heads * s, featureDim, headDim / s, v, out) ? s : 0;
+        return s != 0 && scanForward(p, batch, seqLen, prompt, heads * s, featureDim, headDim / s, v, out) ? s : 0;
     }
 
     /**
@@ -1142,8 +1178,8 @@ public final class MixerTrainKernels implements AutoCloseable {
         long n = rows(batch, seqLen);
         long part = splitPartBytes(batch, seqLen, virtualHeads, featureDim);
         // qq and kk are 16-byte aligned in the scratch, so v and out decide between the scan and the chunk kernels
-        long states = chunkedForwardScratchBytes(Precision.BF16, batch, seqLen, virtualHeads, featureDim, virtualDim,
-                v, out);
+        long states = chunkedForwardScratchBytes(Precision.BF16, batch, seqLen, fin != null, virtualHeads, featureDim,
+                virtualDim, v, out);
         long qq = ownedScratch(Math.addExact(2 * part, states));
         long kk = qq + part;
         repeatHeads(q, k, qq, kk, 0, 0, n, heads, split, featureDim);

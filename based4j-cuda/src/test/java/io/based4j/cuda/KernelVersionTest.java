@@ -53,6 +53,14 @@ class KernelVersionTest {
             assertTrue(e.getMessage().contains("-D" + MixerTrainKernels.SCAN_FORWARD_MIN_BLOCKS_PROPERTY)
                     && e.getMessage().contains("'" + bad + "'"), e.getMessage());
         }
+        assertEquals(MixerTrainKernels.SCAN_FORWARD_SHORT, MixerTrainKernels.scanForwardShort(null));
+        assertEquals(0, MixerTrainKernels.scanForwardShort("0"));
+        for (String bad : new String[] {"-1", "long", ""}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> MixerTrainKernels.scanForwardShort(bad));
+            assertTrue(e.getMessage().contains("-D" + MixerTrainKernels.SCAN_FORWARD_SHORT_PROPERTY)
+                    && e.getMessage().contains("'" + bad + "'"), e.getMessage());
+        }
         assertEquals(CudaBackend.FUSED_NORM_ROWS, CudaBackend.fusedNormRows(null));
         assertEquals(0, CudaBackend.fusedNormRows("0"));
         for (String bad : new String[] {"-1", "some", ""}) {

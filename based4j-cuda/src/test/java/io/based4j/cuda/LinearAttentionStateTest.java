@@ -109,6 +109,7 @@ class LinearAttentionStateTest {
         SplittableRandom r = new SplittableRandom(41 + f + dh);
         try (KernelRig rig = new KernelRig(); MixerTrainKernels mk = new MixerTrainKernels(rig.kernels)) {
             mk.scanForwardMinBlocks(scan ? 1 : Integer.MAX_VALUE);
+            mk.scanForwardShort(scan ? MixerTrainKernels.SCAN_FORWARD_SHORT : 0);  // short prompts: the scan too
             if (scan) {
                 assertTrue(MixerTrainKernels.linearScan(p, f, Math.min(dh, 64)), "the scan serves f " + f);
             }
@@ -133,7 +134,7 @@ class LinearAttentionStateTest {
             for (int[] run : runs) {
                 long row = run[0];
                 assertTrue(mk.leavesFinalState(p, q + row * qkRow, k + row * qkRow, v + row * vRow, out + row * vRow,
-                        run[2], HEADS, f, dh), "the chunk kernels take f " + f + ", dh " + dh);
+                        run[2], run[3], HEADS, f, dh), "the chunk kernels take f " + f + ", dh " + dh);
                 mk.linearAttentionForward(p, q + row * qkRow, k + row * qkRow, v + row * vRow, out + row * vRow,
                         run[2], run[3], HEADS, f, dh, 1e-6f,
                         new MixerTrainKernels.FinalState(kvGot, zGot, layout + 4L * run[1]));
