@@ -904,7 +904,7 @@ public final class KernelWorkbench {
                     }
                     versions.add(new PrefillVersion("chunks", Integer.MAX_VALUE, true, false));
                     String used = ((long) b * h * Math.max(1, split) >= defaultMinBlocks
-                            || s.seqLen() <= defaultShort) && (scan || split != 0) ? scanName : "chunks";
+                            || split != 0 && s.seqLen() <= defaultShort) && (scan || split != 0) ? scanName : "chunks";
                     for (PrefillVersion version : versions) {
                         mixers.scanForwardMinBlocks(version.minBlocks());
                         mixers.scanForwardShort(version.minBlocks() == Integer.MAX_VALUE ? 0 : defaultShort);

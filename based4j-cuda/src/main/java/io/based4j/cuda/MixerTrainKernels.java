@@ -293,10 +293,10 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     static final String SCAN_FORWARD_MIN_BLOCKS_PROPERTY = "based4j.cuda.scanForwardMinBlocks";
     private int scanForwardMinBlocks = scanForwardMinBlocks(System.getProperty(SCAN_FORWARD_MIN_BLOCKS_PROPERTY));
-    /** The longest sequences the scan forward takes at any number of (sequence, head) pairs, by default. */
+    /** The longest prompts on split heads the scan forward takes at any number of (sequence, head) pairs. */
     static final int SCAN_FORWARD_SHORT = 2048;
     /**
-     * The system property that sets the longest sequences the scan forward takes whatever their number
+     * The system property that sets the longest prompts on split heads the scan forward takes whatever their number
      * ({@code 0}: none; only {@value #SCAN_FORWARD_MIN_BLOCKS_PROPERTY} decides), for comparisons.
      */
     static final String SCAN_FORWARD_SHORT_PROPERTY = "based4j.cuda.scanForwardShort";
@@ -579,8 +579,7 @@ public final class MixerTrainKernels implements AutoCloseable {
             recurrent.forward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps);
             return;
         }
-        long bytes = chunkedForwardScratchBytes(p, batch, seqLen, fin != null, heads, featureDim, headDim, q, k, v,
-                out);
+        long bytes = chunkedForwardScratchBytes(p, batch, seqLen, false, heads, featureDim, headDim, q, k, v, out);
         chunkedForward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, shared,
                 bytes == 0 ? 0 : ownedScratch(bytes), fin, heads, 1);
     }
@@ -599,17 +598,17 @@ public final class MixerTrainKernels implements AutoCloseable {
             return scanForward(Precision.BF16, batch, seqLen, true, heads * split, featureDim, headDim / split, v,
                     out) || mma(Precision.BF16, featureDim, headDim / split, v, out);
         }
-        return headDim <= LINEAR_MAX_HEAD_DIM && (scanForward(p, batch, seqLen, true, heads, featureDim, headDim, q,
+        return headDim <= LINEAR_MAX_HEAD_DIM && (scanForward(p, batch, seqLen, false, heads, featureDim, headDim, q,
                 k, v, out) || mma(p, featureDim, headDim, q, k, v, out));
     }
 
     /**
      * Bytes of scratch the chunked forward takes: none on the scan kernels (for the given q, k, v and out, a prompt's
-     * or not), else the float32 chunk states.
+     * on split heads or not: {@link #scanForward}), else the float32 chunk states.
      */
-    private long chunkedForwardScratchBytes(Precision p, int batch, int seqLen, boolean prompt, int heads,
+    private long chunkedForwardScratchBytes(Precision p, int batch, int seqLen, boolean splitPrompt, int heads,
                                             int featureDim, int headDim, long... pointers) {
-        return scanForward(p, batch, seqLen, prompt, heads, featureDim, headDim, pointers) ? 0
+        return scanForward(p, batch, seqLen, splitPrompt, heads, featureDim, headDim, pointers) ? 0
                 : 4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim);
     }
 
@@ -621,7 +620,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private void chunkedForward(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
                                 int featureDim, int headDim, float eps, int shared, long states, FinalState fin,
                                 int realHeads, int split) {
-        if (scanForward(p, batch, seqLen, fin != null, heads, featureDim, headDim, q, k, v, out)) {
+        if (scanForward(p, batch, seqLen, fin != null && split > 1, heads, featureDim, headDim, q, k, v, out)) {
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
                     .f32(eps);
             if (fin != null) {
@@ -830,19 +829,23 @@ public final class MixerTrainKernels implements AutoCloseable {
     /**
      * Whether the forward of sequences of {@code seqLen} tokens runs on the scan kernel: where it serves
      * ({@link #scan(Precision, int, int, long...)}) and there are at least {@value #SCAN_FORWARD_MIN_BLOCKS}
-     * (sequence, head) pairs, its blocks, or the sequences are prompts (a forward that leaves the final states,
-     * {@link FinalState}) of at most {@value #SCAN_FORWARD_SHORT} tokens (unless
-     * {@link #scanForwardMinBlocks(int)} and {@link #scanForwardShort(int)} say otherwise). Fewer blocks each walking a
-     * long sequence keep too little of the GPU busy, and the chunk kernels (a block per chunk once the states are
-     * summed) take them. On the H200, based-360m's training at 2 x 8192 tokens (32 blocks): the scan forward 1.14 ms a
-     * layer, the states and chunk kernels 0.83; 190,221 tokens/s against 188,758 with the scan, in one run. A prompt's
-     * short walk is quicker on the scan kernel at every batch: based-1b's prefill of one prompt of 1,536 tokens 0.86
-     * against 1.42 ms of linear attention on the device's clock (7 layers), based-360m's of four of 2,048 0.76 against
-     * 1.53 (`bench gpu --profile`). The results are the same bit for bit.
+     * (sequence, head) pairs, its blocks, or {@code splitPrompt} (prompts, whose forward leaves the final states
+     * ({@link FinalState}), on heads split for the scan: {@link #forwardSplit}) and the sequences are at most
+     * {@value #SCAN_FORWARD_SHORT} tokens long (unless {@link #scanForwardMinBlocks(int)} and
+     * {@link #scanForwardShort(int)} say otherwise). Fewer blocks each walking a long sequence keep too little of the
+     * GPU busy, and the chunk kernels (a block per chunk once the states are summed) take them. On the H200,
+     * based-360m's training at 2 x 8192 tokens (32 blocks): the scan forward 1.14 ms a layer, the states and chunk
+     * kernels 0.83; 190,221 tokens/s against 188,758 with the scan, in one run. A short prompt of wide heads is
+     * quicker on the scan kernel at any batch, against the chunk kernels on the whole heads: based-1b's prefill of one
+     * prompt of 1,536 tokens 0.86 against 1.42 ms of linear attention on the device's clock (7 layers), 149,219 and
+     * 143,181 tokens/s against 134,345 and 130,328. For whole heads (based-360m's of 64) the chunk kernels stay: its
+     * prefill of one prompt of 2,048 tokens was slower on the scan (180,197 and 190,309 tokens/s against 283,717 and
+     * 265,209) although its linear attention took 0.74 against 0.81 ms on the device's clock. The results are the
+     * same bit for bit.
      */
-    private boolean scanForward(Precision p, int batch, int seqLen, boolean prompt, int heads, int featureDim,
+    private boolean scanForward(Precision p, int batch, int seqLen, boolean splitPrompt, int heads, int featureDim,
                                 int headDim, long... pointers) {
-        return ((long) batch * heads >= scanForwardMinBlocks || prompt && seqLen <= scanForwardShort)
+        return ((long) batch * heads >= scanForwardMinBlocks || splitPrompt && seqLen <= scanForwardShort)
                 && scan(p, featureDim, headDim, pointers);
     }
 
@@ -856,12 +859,12 @@ public final class MixerTrainKernels implements AutoCloseable {
         return Kernels.atLeast(SCAN_FORWARD_SHORT_PROPERTY, value, 0, SCAN_FORWARD_SHORT, "a number of tokens");
     }
 
-    /** The longest sequences the scan forward takes whatever their number (0: none; the results are the same). */
+    /** The longest prompts on split heads the scan forward takes whatever their number (0: none; the same results). */
     void scanForwardShort(int tokens) {
         scanForwardShort = tokens;
     }
 
-    /** The longest sequences the scan forward takes whatever their number, now. */
+    /** The longest prompts on split heads the scan forward takes whatever their number, now. */
     int scanForwardShort() {
         return scanForwardShort;
     }
@@ -1104,7 +1107,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      * normaliser's column computed in each virtual head the same way).
      */
     private int forwardSplit(Precision p, int batch, int seqLen, boolean prompt, int heads, int featureDim,
-                             int headDim, long v, long out) {
+                             int headDim, long v, long out) {  // prompt: a forward that leaves the final states
         int split = headSplit(p, featureDim, headDim, heads, v, out);
         if (split != 0 || !scanSplit || !tensorCores || headDim > LINEAR_MAX_HEAD_DIM) {
             return split;
