@@ -1432,8 +1432,8 @@ public final class CudaBackend implements TrainingBackend {
             int h = cfg.numHeads();
             int f = cfg.featureDim();
             int dh = cfg.headDim();
-            // on the tensor-core chunk kernels the states kernel also leaves each sequence's whole state, in every run
-            // or in none (the state kernel below adds to what it finds)
+            // on the tensor-core kernels (the scan, or the chunk kernels' states kernel) the forward also leaves each
+            // sequence's whole state, in every run or in none (the state kernel below adds to what it finds)
             boolean[] leaves = {true};
             runsOfOneLength(batch, (row, first, sequences, len) -> leaves[0] &= mixers.leavesFinalState(precision,
                     qb.ptr + row * qkRow, kb.ptr + row * qkRow, vb.ptr + row * vRow, o.ptr + row * vRow, sequences, len,

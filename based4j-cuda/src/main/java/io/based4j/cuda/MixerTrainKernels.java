@@ -572,7 +572,8 @@ public final class MixerTrainKernels implements AutoCloseable {
         }
         int split = forwardSplit(p, batch, seqLen, fin != null, heads, featureDim, headDim, v, out);
         if (split != 0) {
-            splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split, fin);
+            splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split, fin,
+                    fin != null && headSplit(p, featureDim, headDim, heads, v, out) == 0);
             return;
         }
         if (headDim > LINEAR_MAX_HEAD_DIM) {
@@ -581,7 +582,7 @@ public final class MixerTrainKernels implements AutoCloseable {
         }
         long bytes = chunkedForwardScratchBytes(p, batch, seqLen, false, heads, featureDim, headDim, q, k, v, out);
         chunkedForward(p, q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, shared,
-                bytes == 0 ? 0 : ownedScratch(bytes), fin, heads, 1);
+                bytes == 0 ? 0 : ownedScratch(bytes), fin, heads, 1, false);
     }
 
     /**
@@ -594,8 +595,10 @@ public final class MixerTrainKernels implements AutoCloseable {
                              int featureDim, int headDim) {
         int split = forwardSplit(p, batch, seqLen, true, heads, featureDim, headDim, v, out);
         if (split != 0) {
-            // the repeated q and k are in the owned scratch (aligned): v and out decide, as in splitForward
-            return scanForward(Precision.BF16, batch, seqLen, true, heads * split, featureDim, headDim / split, v,
+            // the repeated q and k are in the owned scratch (aligned): v and out decide, as in splitForward; a
+            // prompt's short rule where the heads are split for the scan (not for the tensor cores' widths)
+            boolean forScan = headSplit(p, featureDim, headDim, heads, v, out) == 0;
+            return scanForward(Precision.BF16, batch, seqLen, forScan, heads * split, featureDim, headDim / split, v,
                     out) || mma(Precision.BF16, featureDim, headDim / split, v, out);
         }
         return headDim <= LINEAR_MAX_HEAD_DIM && (scanForward(p, batch, seqLen, false, heads, featureDim, headDim, q,
@@ -615,12 +618,13 @@ public final class MixerTrainKernels implements AutoCloseable {
     /**
      * The forward on the chunked kernels (head dims up to {@value #LINEAR_MAX_HEAD_DIM}): the scan kernels where they
      * serve, else the tensor-core or the CUDA-core chunk kernels with the chunk states at {@code states}
-     * ({@link #chunkedForwardScratchBytes}).
+     * ({@link #chunkedForwardScratchBytes}). {@code shortPrompt}: a prompt's forward on heads split for the scan,
+     * which takes the scan where its sequences are short ({@link #scanForward}).
      */
     private void chunkedForward(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
                                 int featureDim, int headDim, float eps, int shared, long states, FinalState fin,
-                                int realHeads, int split) {
-        if (scanForward(p, batch, seqLen, fin != null && split > 1, heads, featureDim, headDim, q, k, v, out)) {
+                                int realHeads, int split, boolean shortPrompt) {
+        if (scanForward(p, batch, seqLen, shortPrompt, heads, featureDim, headDim, q, k, v, out)) {
             this.k.args.reset().ptr(q).ptr(k).ptr(v).ptr(out).i32(seqLen).i32(heads).i32(featureDim).i32(headDim)
                     .f32(eps);
             if (fin != null) {
@@ -1175,19 +1179,19 @@ public final class MixerTrainKernels implements AutoCloseable {
      * and k and over v and out as they are.
      */
     private void splitForward(long q, long k, long v, long out, int batch, int seqLen, int heads, int featureDim,
-                              int headDim, float eps, int split, FinalState fin) {
+                              int headDim, float eps, int split, FinalState fin, boolean shortPrompt) {
         int virtualHeads = heads * split;
         int virtualDim = headDim / split;
         long n = rows(batch, seqLen);
         long part = splitPartBytes(batch, seqLen, virtualHeads, featureDim);
         // qq and kk are 16-byte aligned in the scratch, so v and out decide between the scan and the chunk kernels
-        long states = chunkedForwardScratchBytes(Precision.BF16, batch, seqLen, fin != null, virtualHeads, featureDim,
+        long states = chunkedForwardScratchBytes(Precision.BF16, batch, seqLen, shortPrompt, virtualHeads, featureDim,
                 virtualDim, v, out);
         long qq = ownedScratch(Math.addExact(2 * part, states));
         long kk = qq + part;
         repeatHeads(q, k, qq, kk, 0, 0, n, heads, split, featureDim);
         chunkedForward(Precision.BF16, qq, kk, v, out, batch, seqLen, virtualHeads, featureDim, virtualDim, eps,
-                linearSharedBytes(featureDim, virtualDim), kk + part, fin, heads, split);
+                linearSharedBytes(featureDim, virtualDim), kk + part, fin, heads, split, shortPrompt);
     }
 
     /**

@@ -134,7 +134,8 @@ class LinearAttentionStateTest {
             for (int[] run : runs) {
                 long row = run[0];
                 assertTrue(mk.leavesFinalState(p, q + row * qkRow, k + row * qkRow, v + row * vRow, out + row * vRow,
-                        run[2], run[3], HEADS, f, dh), "the chunk kernels take f " + f + ", dh " + dh);
+                        run[2], run[3], HEADS, f, dh), (scan ? "the scan" : "the chunk kernels") + " take f " + f
+                        + ", dh " + dh);
                 mk.linearAttentionForward(p, q + row * qkRow, k + row * qkRow, v + row * vRow, out + row * vRow,
                         run[2], run[3], HEADS, f, dh, 1e-6f,
                         new MixerTrainKernels.FinalState(kvGot, zGot, layout + 4L * run[1]));
