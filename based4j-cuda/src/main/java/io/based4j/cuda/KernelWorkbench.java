@@ -896,18 +896,18 @@ public final class KernelWorkbench {
                     String scanName = (fixed ? "scan " + f + "x" + part : "scan")
                             + (split == 0 ? "" : " on heads split in " + split);
                     if (scan || split != 0) {
-                        versions.add(new PrefillVersion(scanName, 1, true, true));
+                        versions.add(new PrefillVersion(scanName, true, true, true));
                         if (fixed) {
                             versions.add(new PrefillVersion(split == 0 ? "scan" : "scan on heads split in " + split,
-                                    1, false, true));
+                                    true, false, true));
                         }
                     }
-                    versions.add(new PrefillVersion("chunks", Integer.MAX_VALUE, true, false));
+                    versions.add(new PrefillVersion("chunks", false, true, false));
                     String used = ((long) b * h * Math.max(1, split) >= defaultMinBlocks
                             || split != 0 && s.seqLen() <= defaultShort) && (scan || split != 0) ? scanName : "chunks";
                     for (PrefillVersion version : versions) {
-                        mixers.scanForwardMinBlocks(version.minBlocks());
-                        mixers.scanForwardShort(version.minBlocks() == Integer.MAX_VALUE ? 0 : defaultShort);
+                        mixers.scanForwardMinBlocks(version.scan() ? 1 : Integer.MAX_VALUE);
+                        mixers.scanForwardShort(version.scan() ? defaultShort : 0);
                         mixers.scanFixedSizes(version.fixedSizes());
                         mixers.scanSplit(version.split());
                         java.util.function.IntConsumer call = c -> mixers.linearAttentionForward(Precision.BF16, qd, kd,
@@ -935,10 +935,10 @@ public final class KernelWorkbench {
     }
 
     /**
-     * A way of running a prompt's linear attention: the fewest (sequence, head) pairs for the scan forward, whether
-     * its variant compiled for the sizes runs, whether heads too wide for it are split for it.
+     * A way of running a prompt's linear attention: on the scan forward wherever it serves or never (the chunk
+     * kernels), whether its variant compiled for the sizes runs, whether heads too wide for it are split for it.
      */
-    private record PrefillVersion(String name, int minBlocks, boolean fixedSizes, boolean split) {
+    private record PrefillVersion(String name, boolean scan, boolean fixedSizes, boolean split) {
     }
 
     /** Causal flash attention (the training's forward, tensor cores) at a prefill shape, checked on a few rows. */
