@@ -164,19 +164,17 @@ public final class KernelWorkbench {
                     int version = v;
                     boolean used = v == kernels.gemvVersion() && gemvUsed && (v != 3 || !streamed);
                     names.add("v" + v + (used ? " (used)" : ""));
-                    calls.add(c -> {  // version 3 as it is, not streamed (the rows after it stream it)
-                        int streaming = kernels.gemvStreamBlocks();
-                        kernels.gemvStreamBlocks(0);
-                        try {
-                            kernels.gemv(version, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(), s.k());
-                        } finally {
-                            kernels.gemvStreamBlocks(streaming);
-                        }
-                    });
+                    // version 3 on a block each, not streamed (the rows after it stream it)
+                    calls.add(c -> kernels.gemv(version, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(), s.k(),
+                            Integer.MAX_VALUE));
                 }
                 if (s.m() <= Kernels.GEMV_FUSED_MAX_ROWS && kernels.multiprocessors() > 0) {
+                    int blocks = Kernels.gemv3Blocks(Precision.BF16, s.m(), s.n(), s.k());
                     for (int b = 1; b <= Kernels.GEMV_STREAM_MAX_BLOCKS; b++) {
                         int grid = b * kernels.multiprocessors();
+                        if (grid >= blocks) {
+                            break;  // a block each: version 3's row above
+                        }
                         boolean used = gemvUsed && kernels.gemvVersion() == 3 && streamed
                                 && b == kernels.gemvStreamBlocks();
                         names.add("v3 streamed " + b + "/SM" + (used ? " (used)" : ""));
@@ -221,8 +219,7 @@ public final class KernelWorkbench {
 
     /** Whether {@link Kernels#gemv} streams version 3 for this shape: streaming on and more blocks than it keeps. */
     private static boolean gemvStreamed(Kernels kernels, GemvShape s) {
-        int perBlock = 8 / Kernels.gemv3Parts(Precision.BF16, s.m(), s.n(), s.k());
-        int blocks = (s.n() + perBlock - 1) / perBlock;
+        int blocks = Kernels.gemv3Blocks(Precision.BF16, s.m(), s.n(), s.k());
         return kernels.gemvStreamGrid(blocks) < blocks;
     }
 

@@ -888,6 +888,15 @@ public final class Kernels {
 
     /** {@link #gemv} in one of its {@link #GEMV_VERSIONS} versions. */
     void gemv(int version, Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
+        gemv(version, p, x, w, bias, out, outF32, m, n, k, 0);
+    }
+
+    /**
+     * {@link #gemv} in one of its {@link #GEMV_VERSIONS} versions, version 3 on at most {@code grid} blocks (0: as
+     * {@value #GEMV_STREAM_PROPERTY} says; at least its blocks: a block each), streamed where fewer than its blocks.
+     */
+    void gemv(int version, Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k,
+              int grid) {
         require(gemvFits(m, k, x, w), "gemv: " + m + " rows of width " + k + " (at most " + GEMV_MAX_ROWS
                 + " rows, a width that is a multiple of 8, 16-byte aligned operands)");
         require(n >= 0, "gemv: n " + n);
@@ -911,15 +920,13 @@ public final class Kernels {
             }
             case 3 -> {
                 int rows = gemvRowsPerWarp(m);
-                int parts = gemv3Parts(p, m, n, k);
-                args.i32(parts);
-                int perBlock = warps / parts * rows;
+                args.i32(gemv3Parts(p, m, n, k));
                 args.i32(weightsFixed ? 1 : 0);
-                int blocks = (n + perBlock - 1) / perBlock;
-                int grid = gemvStreamGrid(blocks);
-                if (rows == 1 && grid < blocks) {
+                int blocks = gemv3Blocks(p, m, n, k);
+                int g = gemvGrid(blocks, grid);
+                if (rows == 1 && g < blocks) {
                     args.i32(blocks);
-                    launch(function("gemvStream" + m, p), grid, 1, 1, THREADS, 0);
+                    launch(function("gemvStream" + m, p), g, 1, 1, THREADS, 0);
                 } else {
                     String name = "gemv3r" + rows + "m" + (m <= 2 ? m : m <= 4 ? 4 : 8);
                     launch(function(name, p), blocks, 1, 1, THREADS, 0);
@@ -989,19 +996,26 @@ public final class Kernels {
         return cap > 0 && cap < blocks ? (int) cap : blocks;
     }
 
+    /** The grid of {@code blocks} of version 3's blocks on at most {@code grid} (0: as the setting says). */
+    private int gemvGrid(int blocks, int grid) {
+        return grid > 0 ? Math.min(grid, blocks) : gemvStreamGrid(blocks);
+    }
+
+    /** Blocks of version 3's own launch for a product of {@code m} rows into {@code n} outputs of width {@code k}. */
+    static int gemv3Blocks(Precision p, int m, int n, int k) {
+        int perBlock = THREADS / 32 / gemv3Parts(p, m, n, k) * gemvRowsPerWarp(m);
+        return (n + perBlock - 1) / perBlock;
+    }
+
     /**
-     * {@link #gemv} version 3 streamed on a grid of {@code grid} blocks (at least 1), whatever the setting: for
-     * tests and the workbench. One or two rows.
+     * {@link #gemv} version 3 on a grid of {@code grid} blocks (at least 1), whatever the setting: streamed where
+     * fewer than its blocks, else a block each (as {@link #gemvSwiglu} and {@link #gemvConv} take a grid). For tests
+     * and the workbench; one or two rows.
      */
     void gemvStream(Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k, int grid) {
         require(gemvFits(m, k, x, w) && m <= GEMV_FUSED_MAX_ROWS && n > 0 && grid >= 1, "gemvStream: " + m
                 + " rows of width " + k + " into " + n + " outputs on " + grid + " blocks");
-        int parts = gemv3Parts(p, m, n, k);
-        int perBlock = THREADS / 32 / parts;
-        int blocks = (n + perBlock - 1) / perBlock;
-        args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k).i32(parts)
-                .i32(weightsFixed ? 1 : 0).i32(blocks);
-        launch(function("gemvStream" + m, p), Math.min(grid, blocks), 1, 1, THREADS, 0);
+        gemv(3, p, x, w, bias, out, outF32, m, n, k, grid);
     }
 
     /** The system property that turns {@link #gemvSegments} off ({@code false}) for comparison; on by default. */
@@ -1027,7 +1041,6 @@ public final class Kernels {
         require(gemvVersion == 3, "gemvSegments: version 3 of gemv is not the one that runs");
         require(m >= 1 && m <= GEMV_FUSED_MAX_ROWS, "gemvSegments: " + m + " rows (at most "
                 + GEMV_FUSED_MAX_ROWS + ")");
-        int warps = THREADS / 32;
         long[] ws = new long[3];
         long[] os = new long[3];
         int[] ns = new int[3];
@@ -1043,7 +1056,7 @@ public final class Kernels {
                 ns[i] = n[i];
                 ps[i] = gemv3Parts(p, m, n[i], k);
             }
-            int blocks = i < w.length ? (n[i] + warps / ps[i] - 1) / (warps / ps[i]) : 0;
+            int blocks = i < w.length ? gemv3Blocks(p, m, n[i], k) : 0;
             require((long) starts[i] + blocks <= Integer.MAX_VALUE, "gemvSegments: too many outputs");
             starts[i + 1] = starts[i] + blocks;
         }
@@ -1099,7 +1112,7 @@ public final class Kernels {
      * and streaming is on.
      */
     private void gemvPairedLaunch(String op, Precision p, int m, int blocks, int grid) {
-        int g = grid > 0 ? Math.min(grid, blocks) : gemvStreamGrid(blocks);
+        int g = gemvGrid(blocks, grid);
         if (g < blocks) {
             args.i32(blocks);
             launch(function(op + "Stream" + m, p), g, 1, 1, THREADS, 0);
@@ -1116,8 +1129,13 @@ public final class Kernels {
         int parts = gemvFusedParts(p, m, 2 * h, k, x, w);
         require(parts > 0, op + ": " + m + " rows of width " + k + " into " + 2 * h + " outputs (at most "
                 + GEMV_FUSED_MAX_ROWS + " rows, a width that is a multiple of 8, 16-byte aligned operands, 4 parts)");
-        int pairs = THREADS / 32 / parts / 2;
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(m).i32(h).i32(k).i32(parts).i32(weightsFixed ? 1 : 0);
+        return gemvPairedBlocks(parts, h);
+    }
+
+    /** Blocks of a paired gemv's own launch into 2 h outputs, its rows in {@code parts} parts: a block's pairs each. */
+    static int gemvPairedBlocks(int parts, int h) {
+        int pairs = THREADS / 32 / parts / 2;
         return (h + pairs - 1) / pairs;
     }
 

@@ -32,11 +32,6 @@ class GemvStreamTest {
         return new int[] {1, 3, Math.max(1, blocks / 2 + 1), Math.max(1, blocks - 1)};
     }
 
-    private static int gemv3Blocks(Precision p, int m, int n, int k) {
-        int perBlock = 8 / Kernels.gemv3Parts(p, m, n, k);
-        return (n + perBlock - 1) / perBlock;
-    }
-
     @ParameterizedTest(name = "{0}")
     @MethodSource("precisions")
     void streamedIsVersionThree(Precision p) {
@@ -63,7 +58,7 @@ class GemvStreamTest {
                     float[] want = outF32 ? rig.floats(plain, m * n) : rig.values(p, plain, m * n);
                     String what = p + " " + m + "x" + k + " . " + k + "x" + n + (bias ? " + bias" : "")
                             + (outF32 ? " (float32 out)" : "");
-                    for (int grid : grids(gemv3Blocks(p, m, n, k))) {
+                    for (int grid : grids(Kernels.gemv3Blocks(p, m, n, k))) {
                         long streamed = rig.zeros((long) m * n * bytes);
                         rig.kernels.gemvStream(p, xd, wd, bd, streamed, outF32, m, n, k, grid);
                         float[] got = outF32 ? rig.floats(streamed, m * n) : rig.values(p, streamed, m * n);
@@ -167,10 +162,9 @@ class GemvStreamTest {
         }
     }
 
-    /** Blocks of a paired gemv's own launch: pairs of outputs a block, by the parts version 3 gives its rows. */
+    /** Blocks of a paired gemv's own launch, by the parts version 3 gives its rows. */
     private static int pairedBlocks(Precision p, int m, int h, int k) {
-        int pairs = 8 / Kernels.gemv3Parts(p, m, 2 * h, k) / 2;
-        return (h + pairs - 1) / pairs;
+        return Kernels.gemvPairedBlocks(Kernels.gemv3Parts(p, m, 2 * h, k), h);
     }
 
     private static float[] gaussian(SplittableRandom r, int n, double scale) {

@@ -227,6 +227,14 @@ class KernelVersionTest {
             assertTrue(e.getMessage().contains("-D" + Kernels.GEMV_STREAM_PROPERTY)
                     && e.getMessage().contains("'" + bad + "'"), e.getMessage());
         }
+        // version 3's own blocks, which the grid is held against: 8 warps a block, a warp R rows of W in P parts
+        assertEquals(896, Kernels.gemv3Blocks(Precision.BF16, 1, 7168, 1792), "based-1b's MLP in: a row a warp");
+        assertEquals(672, Kernels.gemv3Blocks(Precision.BF16, 1, 5376, 1792), "its qkv");
+        assertEquals(448, Kernels.gemv3Blocks(Precision.BF16, 1, 1792, 3584), "its MLP out: rows in 2 parts");
+        assertEquals(6283, Kernels.gemv3Blocks(Precision.BF16, 2, 50264, 1792), "its head at two rows");
+        assertEquals(224, Kernels.gemv3Blocks(Precision.BF16, 8, 1792, 1792), "8 rows of x: 4 rows a warp, 4 parts");
+        assertEquals(896, Kernels.gemvPairedBlocks(1, 3584), "the MLP in paired for SwiGLU: 4 pairs a block");
+        assertEquals(1792, Kernels.gemvPairedBlocks(2, 3584), "2 parts: 2 pairs a block");
         Kernels k = new Kernels(null, 0, 0);  // no launches here: only the grid
         k.gemvStreamBlocks(4);
         assertEquals(896, k.gemvStreamGrid(896), "the multiprocessors unknown: version 3's own blocks");
