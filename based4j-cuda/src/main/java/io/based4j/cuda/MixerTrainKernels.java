@@ -597,9 +597,9 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (split != 0) {
             // the repeated q and k are in the owned scratch (aligned): v and out decide, as in splitForward; a
             // prompt's short rule where the heads are split for the scan (not for the tensor cores' widths)
-            boolean forScan = headSplit(p, featureDim, headDim, heads, v, out) == 0;
-            return scanForward(Precision.BF16, batch, seqLen, forScan, heads * split, featureDim, headDim / split, v,
-                    out) || mma(Precision.BF16, featureDim, headDim / split, v, out);
+            boolean shortPrompt = headSplit(p, featureDim, headDim, heads, v, out) == 0;
+            return scanForward(Precision.BF16, batch, seqLen, shortPrompt, heads * split, featureDim,
+                    headDim / split, v, out) || mma(Precision.BF16, featureDim, headDim / split, v, out);
         }
         return headDim <= LINEAR_MAX_HEAD_DIM && (scanForward(p, batch, seqLen, false, heads, featureDim, headDim, q,
                 k, v, out) || mma(p, featureDim, headDim, q, k, v, out));
@@ -609,9 +609,9 @@ public final class MixerTrainKernels implements AutoCloseable {
      * Bytes of scratch the chunked forward takes: none on the scan kernels (for the given q, k, v and out, a prompt's
      * on split heads or not: {@link #scanForward}), else the float32 chunk states.
      */
-    private long chunkedForwardScratchBytes(Precision p, int batch, int seqLen, boolean splitPrompt, int heads,
+    private long chunkedForwardScratchBytes(Precision p, int batch, int seqLen, boolean shortPrompt, int heads,
                                             int featureDim, int headDim, long... pointers) {
-        return scanForward(p, batch, seqLen, splitPrompt, heads, featureDim, headDim, pointers) ? 0
+        return scanForward(p, batch, seqLen, shortPrompt, heads, featureDim, headDim, pointers) ? 0
                 : 4L * linearStateFloats(batch, seqLen, heads, featureDim, headDim);
     }
 
@@ -833,7 +833,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     /**
      * Whether the forward of sequences of {@code seqLen} tokens runs on the scan kernel: where it serves
      * ({@link #scan(Precision, int, int, long...)}) and there are at least {@value #SCAN_FORWARD_MIN_BLOCKS}
-     * (sequence, head) pairs, its blocks, or {@code splitPrompt} (prompts, whose forward leaves the final states
+     * (sequence, head) pairs, its blocks, or {@code shortPrompt} (prompts, whose forward leaves the final states
      * ({@link FinalState}), on heads split for the scan: {@link #forwardSplit}) and the sequences are at most
      * {@value #SCAN_FORWARD_SHORT} tokens long (unless {@link #scanForwardMinBlocks(int)} and
      * {@link #scanForwardShort(int)} say otherwise). Fewer blocks each walking a long sequence keep too little of the
@@ -847,9 +847,9 @@ public final class MixerTrainKernels implements AutoCloseable {
      * 265,209) although its linear attention took 0.74 against 0.81 ms on the device's clock. The results are the
      * same bit for bit.
      */
-    private boolean scanForward(Precision p, int batch, int seqLen, boolean splitPrompt, int heads, int featureDim,
+    private boolean scanForward(Precision p, int batch, int seqLen, boolean shortPrompt, int heads, int featureDim,
                                 int headDim, long... pointers) {
-        return ((long) batch * heads >= scanForwardMinBlocks || splitPrompt && seqLen <= scanForwardShort)
+        return ((long) batch * heads >= scanForwardMinBlocks || shortPrompt && seqLen <= scanForwardShort)
                 && scan(p, featureDim, headDim, pointers);
     }
 
