@@ -8,9 +8,8 @@
 // that no weights stream in. Here a grid of two blocks a multiprocessor, all resident, takes each phase's blocks in
 // turn as gemv's streamed form does (block b: the phase's blocks b, b + grid, ...), and ends a phase with an arrival
 // on a counter instead of the kernel's end: a phase that reads what the phases before it wrote waits until every
-// block has arrived for each of them. As soon as a block has used its last weights of a phase, its warps load their
-// first weights of the next phase (which no phase writes), so that they stream in while the phase's sums are written
-// and the other blocks finish.
+// block has arrived for each of them. As soon as a block has arrived, its warps load their first weights of the next
+// phase (which no phase writes), so that they stream in while the other blocks finish.
 //
 // Each phase's block does what the same block of the product's own launch does (gemvPartOf / gemvPairOf, version
 // 3's sums in their order, gemvPartsOut / gemvPairedOut): every output is the unfused kernels' bit for bit. The norm:
@@ -82,25 +81,28 @@ __device__ __forceinline__ void phaseFirstRound(GemvPiece<bf16> (&pieces)[gemv3P
     if (wp.n0 < rows) gemv3Round<1, bf16>(pieces, ph.w, rows, ph.k, wp.n0, wp.c0 + (threadIdx.x & 31), wp.c1);
 }
 
-/** Arrival on counter c once the block's writes are done: every thread's writes, then one fence and one add. */
+/**
+ * Arrival on counter c once the block's writes are done: the barrier orders every thread's writes before thread 0's
+ * add, a release at the GPU's scope (so that they are visible to whoever acquires the count). Called with no loads of
+ * the block in flight (the next phase's weights are asked for after it), which a release would wait for.
+ */
 __device__ __forceinline__ void phaseArrive(unsigned* c) {
     __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        atomicAdd(c, 1u);
-    }
+    if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(c) : "memory");
 }
 
-/** Waits until counter c reaches target; the whole block then sees every write made before those arrivals. */
+/**
+ * Waits until counter c reaches target: thread 0's acquire at the GPU's scope, then the barrier, after which every
+ * thread of the block sees every write released by those arrivals (no fence: it would wait for the weights in
+ * flight).
+ */
 __device__ __forceinline__ void phaseWait(unsigned* c, unsigned target) {
     if (threadIdx.x == 0) {
         unsigned v;
         for (;;) {
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(c) : "memory");
             if (v >= target) break;
-            __nanosleep(32);
         }
-        __threadfence();
     }
     __syncthreads();
 }
@@ -153,10 +155,6 @@ __device__ void decodePhases(const PhaseProgram& prog) {
             float acc[1][1];
             gemv3Rounds<1, 1, bf16, bf16>(x, ph.w, 1, rows, ph.k, wp.n0, wp.c0, wp.c1, pieces, acc,
                                           last ? rows : np.n0, np.c0, np.c1);
-            if (last && p + 1 < prog.count && (int)blockIdx.x < prog.phases[p + 1].vblocks) {
-                phaseFirstRound(pieces, prog.phases[p + 1], blockIdx.x);  // in flight while these sums are written
-                loaded = p + 1;
-            }
             if (ph.kind == PHASE_GEMV) {
                 gemvPartsOut<1, 1, bf16, bf16>(acc, partial[half], ph.bias, ph.out, ph.outF32, 1, ph.n, ph.parts, vb);
             } else if (ph.kind == PHASE_SWIGLU) {
@@ -171,6 +169,10 @@ __device__ void decodePhases(const PhaseProgram& prog) {
             wp = np;
         }
         phaseArrive(arrivals);
+        if (p + 1 < prog.count && (int)blockIdx.x < prog.phases[p + 1].vblocks) {
+            phaseFirstRound(pieces, prog.phases[p + 1], blockIdx.x);  // in flight while the other blocks end phase p
+            loaded = p + 1;
+        }
     }
     // the last block out sets both counters back to zero for the next launch (every other block is past its waits)
     if (threadIdx.x == 0) {
