@@ -437,7 +437,7 @@ public final class Kernels {
         if ((long) n * d == 0) {
             return;
         }
-        if (gathers(n, p) && DecodePhases.takes(branch, out, d)) {
+        if (gathers(n, p) && decodePhaseNorms && DecodePhases.takes(branch, out, d)) {
             DecodePhases.Norm norm = new DecodePhases.Norm(residual, branch, weight, out, d, eps);
             if (!phases.norm(norm)) {
                 flushPhases();
@@ -463,6 +463,13 @@ public final class Kernels {
     static final String DECODE_PHASES_PROPERTY = "based4j.cuda.decodePhases";
     private final boolean decodePhasesSetting = onOff(DECODE_PHASES_PROPERTY,
             System.getProperty(DECODE_PHASES_PROPERTY)) == Boolean.TRUE;
+    /**
+     * The system property that keeps the residual's add and norm out of the decode phases ({@code false}: each its own
+     * kernel, the phases between them; {@code true}, the default: the norm a product's first step), to compare.
+     */
+    static final String DECODE_PHASE_NORMS_PROPERTY = "based4j.cuda.decodePhaseNorms";
+    private final boolean decodePhaseNorms = onOff(DECODE_PHASE_NORMS_PROPERTY,
+            System.getProperty(DECODE_PHASE_NORMS_PROPERTY)) != Boolean.FALSE;
     /** Whether recorded decode steps gather their products of one row into phases (the setting, or a test's say). */
     private boolean decodePhasesOn = decodePhasesSetting;
     /** The phases held while a decode step is being recorded (null otherwise). */
