@@ -192,4 +192,9 @@ extern "C" __global__ void __launch_bounds__(PHASES_THREADS, 2) decodePhases_bf1
     const __grid_constant__ b4j::PhaseProgram prog) {
     b4j::decodePhases(prog);
 }
+// four blocks a multiprocessor (at most 64 registers a thread), as gemv's streamed form runs
+extern "C" __global__ void __launch_bounds__(PHASES_THREADS, 4) decodePhases4_bf16(
+    const __grid_constant__ b4j::PhaseProgram prog) {
+    b4j::decodePhases(prog);
+}
 }

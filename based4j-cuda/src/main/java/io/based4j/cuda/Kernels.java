@@ -470,6 +470,22 @@ public final class Kernels {
     static final String DECODE_PHASE_NORMS_PROPERTY = "based4j.cuda.decodePhaseNorms";
     private final boolean decodePhaseNorms = onOff(DECODE_PHASE_NORMS_PROPERTY,
             System.getProperty(DECODE_PHASE_NORMS_PROPERTY)) != Boolean.FALSE;
+    /** The system property for the decode phases' blocks a multiprocessor: 2 (the default, 128 registers) or 4 (64). */
+    static final String DECODE_PHASE_BLOCKS_PROPERTY = "based4j.cuda.decodePhaseBlocks";
+    private final int decodePhaseBlocks = decodePhaseBlocks(System.getProperty(DECODE_PHASE_BLOCKS_PROPERTY));
+
+    static int decodePhaseBlocks(String value) {
+        if (value == null) {
+            return DecodePhases.BLOCKS_PER_MULTIPROCESSOR;
+        }
+        Integer v = wholeNumber(value, 2, 4);
+        if (v == null || v == 3) {
+            throw new IllegalArgumentException("-D" + DECODE_PHASE_BLOCKS_PROPERTY + " must be 2 or 4, got '" + value
+                    + "'");
+        }
+        return v;
+    }
+
     /** Whether recorded decode steps gather their products of one row into phases (the setting, or a test's say). */
     private boolean decodePhasesOn = decodePhasesSetting;
     /** The phases held while a decode step is being recorded (null otherwise). */
@@ -551,8 +567,8 @@ public final class Kernels {
             int shm = g.takeProgram(phaseProgram, phaseCounters);
             if (shm >= 0) {
                 phaseArgs.reset().struct(phaseProgram);
-                launch(function("decodePhases_bf16"), DecodePhases.BLOCKS_PER_MULTIPROCESSOR * multiprocessors, 1, 1,
-                        THREADS, shm, phaseArgs);
+                launch(function(decodePhaseBlocks == 4 ? "decodePhases4_bf16" : "decodePhases_bf16"),
+                        decodePhaseBlocks * multiprocessors, 1, 1, THREADS, shm, phaseArgs);
                 phaseLaunches++;
             }
             DecodePhases.Norm n = g.takeNorm();
