@@ -94,13 +94,13 @@ __device__ void embedding_impl(const W* table, const int* ids, float* out, int n
  */
 template <typename W, typename A>
 __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps,
-                              float* rstd, i64 first, i64 stride) {
+                              float* rstd) {
     __shared__ float partial[32];
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
     const bool kept = d <= RMS_KEEP * (int)blockDim.x;
-    for (i64 row = first; row < n; row += stride) {
+    for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
         float* xr = x + row * d;
         float ss = 0.0f;
         float v[RMS_KEEP];
@@ -154,13 +154,6 @@ __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out
         }
         __syncthreads();  // partial is reused by the next row
     }
-}
-
-/** rmsNormRowsOf over the rows of the grid's blocks: rows blockIdx.x, + gridDim.x, ... */
-template <typename W, typename A>
-__device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps,
-                              float* rstd) {
-    rmsNormRowsOf<W, A>(x, branch, weight, out, n, d, eps, rstd, blockIdx.x, gridDim.x);
 }
 
 /** RMSNorm rows: rmsNormRowsOf without a branch. */
@@ -862,7 +855,6 @@ B4J_KERNEL(attentionAppend, 128,
 
 #include "vector_ops.cuh"
 #include "gemv.cuh"
-#include "decode_phases.cuh"
 #include "attention_decode.cuh"
 #include "attention_window_decode.cuh"
 #include "linear_attention_decode.cuh"

@@ -465,23 +465,6 @@ public final class CudaBackend implements TrainingBackend {
         kernels.programmaticStepsAllowed(on);
     }
 
-    /**
-     * Gathers the products of one row of recorded decode steps recorded from now on into phases of one kernel (the
-     * products of gemv version 3, its fused forms and the residual's add and norm before them; {@link DecodePhases}),
-     * or launches each as its own kernel ({@code -Dbased4j.cuda.decodePhases} sets the default, off). The same
-     * kernels' code on the same inputs in the same order: the same numbers, bit for bit. Steps recorded earlier keep
-     * their form.
-     */
-    public void decodePhases(boolean on) {
-        bind();
-        kernels.decodePhases(on);
-    }
-
-    /** Launches of the decode phases' kernel recorded so far (each recorded step replays its own). */
-    public long decodePhaseLaunches() {
-        return kernels.phaseLaunches();
-    }
-
     // ---------------------------------------------------------------- memory that grows (CudaStates.GrowingRegion)
 
     /** Smallest piece of memory mapped behind reserved addresses. */
@@ -2599,23 +2582,8 @@ public final class CudaBackend implements TrainingBackend {
             kernels.weightsFixed(true);  // a forward writes no weights
             long[] recorded;
             try {
-                try {
-                    kernels.startPhases();
-                } catch (RuntimeException e) {
-                    mine.close();
-                    throw e;
-                }
-                Runnable body = () -> {
-                    try {
-                        forward.run();
-                        kernels.flushPhases();
-                    } finally {
-                        kernels.stopPhases();  // before the capture ends, whatever happened
-                    }
-                };
-                recorded = recordGraph(mine, null, body, mine::close, CudaBackend::rethrown);
+                recorded = recordGraph(mine, null, forward, mine::close, CudaBackend::rethrown);
             } finally {
-                kernels.stopPhases();
                 kernels.programmatic(before);
                 kernels.weightsFixed(false);
             }

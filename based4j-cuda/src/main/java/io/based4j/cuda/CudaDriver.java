@@ -668,7 +668,6 @@ public final class CudaDriver {
 
     /** {@code cuMemcpyHtoDAsync} (asynchronous only from pinned memory). */
     public void copyHtoDAsync(long dst, MemorySegment src, long bytes, long stream) {
-        beforeWork(stream);
         host(src, bytes, "cuMemcpyHtoDAsync");
         int r;
         try {
@@ -683,7 +682,6 @@ public final class CudaDriver {
 
     /** {@code cuMemcpyDtoHAsync} (asynchronous only to pinned memory). */
     public void copyDtoHAsync(MemorySegment dst, long src, long bytes, long stream) {
-        beforeWork(stream);
         host(dst, bytes, "cuMemcpyDtoHAsync");
         int r;
         try {
@@ -698,7 +696,6 @@ public final class CudaDriver {
 
     /** {@code cuMemcpyDtoDAsync}. */
     public void copyDtoDAsync(long dst, long src, long bytes, long stream) {
-        beforeWork(stream);
         int r;
         try {
             r = (int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, stream);
@@ -712,7 +709,6 @@ public final class CudaDriver {
 
     /** {@code cuMemsetD8Async}: sets {@code bytes} bytes to the low 8 bits of {@code value}. */
     public void memsetD8Async(long dst, int value, long bytes, long stream) {
-        beforeWork(stream);
         int r;
         try {
             r = (int) cuMemsetD8Async.invokeExact(dst, (byte) value, bytes, stream);
@@ -726,7 +722,6 @@ public final class CudaDriver {
 
     /** {@code cuMemsetD32Async}: sets {@code count} 32-bit words (a float's bits with Float.floatToRawIntBits). */
     public void memsetD32Async(long dst, int value, long count, long stream) {
-        beforeWork(stream);
         int r;
         try {
             r = (int) cuMemsetD32Async.invokeExact(dst, value, count, stream);
@@ -735,37 +730,6 @@ public final class CudaDriver {
         }
         if (r != 0) {
             throw error("cuMemsetD32Async(" + count + " words)", r);
-        }
-    }
-
-    // ---------------------------------------------------------------------------------------------------------
-    // Work held back on a stream
-
-    /** What runs before any further work is queued on a stream (by stream), while some is set. */
-    private final java.util.concurrent.ConcurrentHashMap<Long, Runnable> beforeWork =
-            new java.util.concurrent.ConcurrentHashMap<>();
-
-    /**
-     * Sets (or, with null, clears) what runs before anything else is queued on {@code stream} through this driver
-     * (a copy, a memset, a launch, an event, a wait, a graph's launch or the end of a capture): a caller that holds
-     * work back to queue it later (io.based4j.cuda.Kernels' decode phases) queues it there first, so that the
-     * stream's order is the order of the calls. The action runs on the caller's thread, and may itself queue work on
-     * the stream (it must then not run itself again).
-     */
-    public void beforeWork(long stream, Runnable action) {
-        if (action == null) {
-            beforeWork.remove(stream);
-        } else {
-            beforeWork.put(stream, action);
-        }
-    }
-
-    private void beforeWork(long stream) {
-        if (!beforeWork.isEmpty()) {
-            Runnable action = beforeWork.get(stream);
-            if (action != null) {
-                action.run();
-            }
         }
     }
 
@@ -787,7 +751,6 @@ public final class CudaDriver {
 
     /** {@code cuStreamSynchronize}. */
     public void synchronize(long stream) {
-        beforeWork(stream);
         int r;
         try {
             r = (int) cuStreamSynchronize.invokeExact(stream);
@@ -829,7 +792,6 @@ public final class CudaDriver {
 
     /** {@code cuEventRecord}. */
     public void record(long event, long stream) {
-        beforeWork(stream);
         int r;
         try {
             r = (int) cuEventRecord.invokeExact(event, stream);
@@ -959,7 +921,6 @@ public final class CudaDriver {
      */
     public void launch(long function, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ,
                        int sharedBytes, long stream, KernelArgs args) {
-        beforeWork(stream);
         int r;
         try {
             r = (int) cuLaunchKernel.invokeExact(function, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes,
@@ -982,7 +943,6 @@ public final class CudaDriver {
      */
     public void launchProgrammatic(long function, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ,
                                    int sharedBytes, long stream, KernelArgs args) {
-        beforeWork(stream);
         MemorySegment config = scratch().asSlice(256, LAUNCH_CONFIG_BYTES);
         MemorySegment attr = scratch().asSlice(320, LAUNCH_ATTRIBUTE_BYTES);
         attr.fill((byte) 0);
@@ -1035,7 +995,6 @@ public final class CudaDriver {
 
     /** {@code cuStreamEndCapture}: the captured {@code CUgraph}. */
     public long endCapture(long stream) {
-        beforeWork(stream);
         MemorySegment out = scratch();
         out.set(LONG, 0, 0L);
         int r;
@@ -1068,7 +1027,6 @@ public final class CudaDriver {
 
     /** {@code cuGraphLaunch}. */
     public void launchGraph(long exec, long stream) {
-        beforeWork(stream);
         int r;
         try {
             r = (int) cuGraphLaunch.invokeExact(exec, stream);

@@ -15,12 +15,9 @@ public final class KernelArgs {
     private final MemorySegment pointers;
     private final int capacity;
     private int count;
-    /** Which arguments point at a structure of the caller's instead of their own slot. */
-    private final boolean[] structs;
 
     public KernelArgs(int capacity) {
         this.capacity = capacity;
-        this.structs = new boolean[capacity];
         Arena arena = Arena.ofAuto();
         this.values = arena.allocate(SLOT * capacity, 8);
         this.pointers = arena.allocate(ValueLayout.ADDRESS.byteSize() * capacity, 8);
@@ -31,24 +28,7 @@ public final class KernelArgs {
 
     /** Empties the list for the next launch. */
     public KernelArgs reset() {
-        for (int i = 0; i < count; i++) {
-            if (structs[i]) {  // back to its own slot
-                pointers.setAtIndex(ValueLayout.ADDRESS, i, values.asSlice(SLOT * i, SLOT));
-                structs[i] = false;
-            }
-        }
         count = 0;
-        return this;
-    }
-
-    /**
-     * A structure passed by value: the argument's bytes are read from {@code bytes} at the launch (laid out as the
-     * kernel's parameter type is, in native order); the segment must stay alive until then.
-     */
-    public KernelArgs struct(MemorySegment bytes) {
-        int i = (int) (next() / SLOT);
-        pointers.setAtIndex(ValueLayout.ADDRESS, i, bytes);
-        structs[i] = true;
         return this;
     }
 

@@ -186,11 +186,6 @@ public final class Kernels {
     }
 
     void launch(long fn, int gx, int gy, int gz, int block, int shared) {
-        launch(fn, gx, gy, gz, block, shared, args);
-    }
-
-    /** {@link #launch} with its own argument list (decode phases, launched while {@link #args} may be half set). */
-    private void launch(long fn, int gx, int gy, int gz, int block, int shared, KernelArgs args) {
         if (timed != null && !capturing) {
             long start = cu.createEvent();
             long end;
@@ -437,166 +432,8 @@ public final class Kernels {
         if ((long) n * d == 0) {
             return;
         }
-        if (gathers(n, p) && decodePhaseNorms && DecodePhases.takes(branch, out, d)) {
-            DecodePhases.Norm norm = new DecodePhases.Norm(residual, branch, weight, out, d, eps);
-            if (!phases.norm(norm)) {
-                flushPhases();
-                phases.norm(norm);
-            }
-            return;
-        }
-        addRmsNormLaunch(p, residual, branch, weight, out, n, d, eps, args);
-    }
-
-    private void addRmsNormLaunch(Precision p, long residual, long branch, long weight, long out, int n, int d,
-                                  float eps, KernelArgs a) {
-        a.reset().ptr(residual).ptr(branch).ptr(weight).ptr(out).i32(n).i32(d).f32(eps);
-        launch(function("addRmsNorm", p), (int) Math.min(n, MAX_ELEMENTWISE_BLOCKS), 1, 1, THREADS, 0, a);
-    }
-
-    // ------------------------------------------------------------------------------------------------ decode phases
-
-    /**
-     * The system property that gathers a recorded decode step's products of one row into phases of one kernel
-     * ({@link DecodePhases}, decode_phases.cuh): {@code true} or {@code false} (the default).
-     */
-    static final String DECODE_PHASES_PROPERTY = "based4j.cuda.decodePhases";
-    private final boolean decodePhasesSetting = onOff(DECODE_PHASES_PROPERTY,
-            System.getProperty(DECODE_PHASES_PROPERTY)) == Boolean.TRUE;
-    /**
-     * The system property that keeps the residual's add and norm out of the decode phases ({@code false}: each its own
-     * kernel, the phases between them; {@code true}, the default: the norm a product's first step), to compare.
-     */
-    static final String DECODE_PHASE_NORMS_PROPERTY = "based4j.cuda.decodePhaseNorms";
-    private final boolean decodePhaseNorms = onOff(DECODE_PHASE_NORMS_PROPERTY,
-            System.getProperty(DECODE_PHASE_NORMS_PROPERTY)) != Boolean.FALSE;
-    /** The system property for the decode phases' blocks a multiprocessor: 2 (the default, 128 registers) or 4 (64). */
-    static final String DECODE_PHASE_BLOCKS_PROPERTY = "based4j.cuda.decodePhaseBlocks";
-    private final int decodePhaseBlocks = decodePhaseBlocks(System.getProperty(DECODE_PHASE_BLOCKS_PROPERTY));
-
-    static int decodePhaseBlocks(String value) {
-        if (value == null) {
-            return DecodePhases.BLOCKS_PER_MULTIPROCESSOR;
-        }
-        Integer v = wholeNumber(value, 2, 4);
-        if (v == null || v == 3) {
-            throw new IllegalArgumentException("-D" + DECODE_PHASE_BLOCKS_PROPERTY + " must be 2 or 4, got '" + value
-                    + "'");
-        }
-        return v;
-    }
-
-    /** Whether recorded decode steps gather their products of one row into phases (the setting, or a test's say). */
-    private boolean decodePhasesOn = decodePhasesSetting;
-    /** The phases held while a decode step is being recorded (null otherwise). */
-    private DecodePhases phases;
-    /** Whether the phases held are being launched (the launch's own work on the stream then goes through). */
-    private boolean flushingPhases;
-    /** The decode phases' parameter, written at each launch (the driver copies it at the launch). */
-    private java.lang.foreign.MemorySegment phaseProgram;
-    /** The decode phases' arguments and those of a norm launched at a flush (apart from {@link #args}). */
-    private final KernelArgs phaseArgs = new KernelArgs(8);
-    /** The decode phases' two counters in device memory (0 until first needed). */
-    private long phaseCounters;
-    /** Launches of the decode phases' kernel so far (for tests). */
-    private long phaseLaunches;
-
-    /** Gathers recorded decode steps' products of one row into phases from now on, or not. */
-    void decodePhases(boolean on) {
-        decodePhasesOn = on;
-    }
-
-    /** Whether recorded decode steps gather their products into phases. */
-    boolean decodePhases() {
-        return decodePhasesOn;
-    }
-
-    /** Launches of the decode phases' kernel so far. */
-    long phaseLaunches() {
-        return phaseLaunches;
-    }
-
-    /**
-     * Starts holding the products of one row in phases (a decode step's recording begins; weights are fixed): where
-     * the setting is on, bf16 kernels run and the device's multiprocessors are known. Every later piece of work queued
-     * on the stream launches the held phases first. Called before the capture starts (the counters are allocated and
-     * zeroed here the first time).
-     */
-    void startPhases() {
-        if (!decodePhasesOn || multiprocessors <= 0 || phases != null) {
-            return;
-        }
-        if (phaseCounters == 0) {
-            long c = cu.malloc(8);
-            try {
-                cu.memsetD8Async(c, 0, 8, stream);
-                cu.synchronize(stream);
-            } catch (RuntimeException e) {
-                cu.free(c);
-                throw e;
-            }
-            phaseCounters = c;
-            phaseProgram = java.lang.foreign.Arena.ofAuto().allocate(DecodePhases.PROGRAM_BYTES, 8);
-        }
-        phases = new DecodePhases();
-        cu.beforeWork(stream, this::flushPhases);
-    }
-
-    /** Stops holding phases; anything still held is dropped (call {@link #flushPhases} first to keep it). */
-    void stopPhases() {
-        if (phases != null) {
-            cu.beforeWork(stream, null);
-            phases.clear();
-            phases = null;
-        }
-    }
-
-    /** Whether a product or norm of {@code m} rows in precision p is held as a phase now. */
-    private boolean gathers(int m, Precision p) {
-        return phases != null && !flushingPhases && m == 1 && p == Precision.BF16 && weightsFixed;
-    }
-
-    /** Launches the phases held, then a norm held after them; nothing where nothing is held. */
-    void flushPhases() {
-        DecodePhases g = phases;
-        if (g == null || flushingPhases || g.isEmpty()) {
-            return;
-        }
-        flushingPhases = true;
-        try {
-            int shm = g.takeProgram(phaseProgram, phaseCounters);
-            if (shm >= 0) {
-                phaseArgs.reset().struct(phaseProgram);
-                launch(function(decodePhaseBlocks == 4 ? "decodePhases4_bf16" : "decodePhases_bf16"),
-                        decodePhaseBlocks * multiprocessors, 1, 1, THREADS, shm, phaseArgs);
-                phaseLaunches++;
-            }
-            DecodePhases.Norm n = g.takeNorm();
-            if (n != null) {
-                addRmsNormLaunch(Precision.BF16, n.residual(), n.branch(), n.weight(), n.out(), 1, n.d(), n.eps(),
-                        phaseArgs);
-            }
-        } finally {
-            flushingPhases = false;
-        }
-    }
-
-    /**
-     * Holds a product as a phase where it can, launching the phases held first where it cannot join them; returns
-     * false where the product is not one to hold (the caller launches it).
-     */
-    private boolean holdProduct(int kind, long x, long w, long bias, long out, boolean outF32, int n, int k,
-                                int parts, int blocks, boolean independent, long convW, long hist, long layout,
-                                int batch, int convK) {
-        if (!phases.product(kind, x, w, bias, out, outF32, n, k, parts, blocks, independent, convW, hist, layout,
-                batch, convK)) {
-            flushPhases();
-            if (!phases.product(kind, x, w, bias, out, outF32, n, k, parts, blocks, independent, convW, hist, layout,
-                    batch, convK)) {
-                throw new IllegalStateException("decode phases: a product refused after a launch");
-            }
-        }
-        return true;
+        args.reset().ptr(residual).ptr(branch).ptr(weight).ptr(out).i32(n).i32(d).f32(eps);
+        launch(function("addRmsNorm", p), (int) Math.min(n, MAX_ELEMENTWISE_BLOCKS), 1, 1, THREADS, 0);
     }
 
     /** {@code acc += x}: acc F32, x A, {@code count} elements. */
@@ -1083,11 +920,6 @@ public final class Kernels {
             }
             case 3 -> {
                 int rows = gemvRowsPerWarp(m);
-                if (grid == 0 && gathers(m, p)) {
-                    holdProduct(DecodePhases.GEMV, x, w, bias, out, outF32, n, k, gemv3Parts(p, m, n, k),
-                            gemv3Blocks(p, m, n, k), false, 0, 0, 0, 0, 0);
-                    return;
-                }
                 args.i32(gemv3Parts(p, m, n, k));
                 args.i32(weightsFixed ? 1 : 0);
                 int blocks = gemv3Blocks(p, m, n, k);
@@ -1228,13 +1060,6 @@ public final class Kernels {
             require((long) starts[i] + blocks <= Integer.MAX_VALUE, "gemvSegments: too many outputs");
             starts[i + 1] = starts[i] + blocks;
         }
-        if (gathers(m, p)) {
-            for (int i = 0; i < w.length; i++) {
-                holdProduct(DecodePhases.GEMV, x, ws[i], 0, os[i], outF32, ns[i], k, ps[i], starts[i + 1] - starts[i],
-                        i > 0, 0, 0, 0, 0, 0);
-            }
-            return;
-        }
         args.reset().ptr(x).i32(m).i32(k).i32(outF32 ? 1 : 0).i32(weightsFixed ? 1 : 0).ptr(ws[0]).ptr(ws[1])
                 .ptr(ws[2]).ptr(os[0]).ptr(os[1]).ptr(os[2]).i32(ns[0]).i32(ns[1]).i32(ns[2]).i32(Math.max(ps[0], 1))
                 .i32(Math.max(ps[1], 1)).i32(Math.max(ps[2], 1)).i32(starts[1]).i32(starts[2]);
@@ -1278,11 +1103,6 @@ public final class Kernels {
     void gemvSwiglu(Precision p, long x, long w, long bias, long out, int m, int h, int k, int grid) {
         require(h > 0 && h <= Integer.MAX_VALUE / 2, "gemvSwiglu: h " + h);
         int blocks = gemvPairedArgs("gemvSwiglu", p, x, w, bias, out, m, h, k);
-        if (grid == 0 && gathers(m, p)) {
-            holdProduct(DecodePhases.SWIGLU, x, w, bias, out, false, h, k, gemvFusedParts(p, m, 2 * h, k, x, w),
-                    blocks, false, 0, 0, 0, 0, 0);
-            return;
-        }
         gemvPairedLaunch("gemvSwiglu", p, m, blocks, grid);
     }
 
@@ -1337,11 +1157,6 @@ public final class Kernels {
         require(inner > 0 && inner <= Integer.MAX_VALUE / 2 && kernel >= 1, "gemvConv: inner " + inner + ", kernel "
                 + kernel);
         int blocks = gemvPairedArgs("gemvConv", p, x, w, bias, out, m, inner, k);
-        if (grid == 0 && gathers(m, p)) {
-            holdProduct(DecodePhases.CONV, x, w, bias, out, false, inner, k, gemvFusedParts(p, m, 2 * inner, k, x, w),
-                    blocks, false, convW, hist, layout, m, kernel);
-            return;
-        }
         args.ptr(convW).ptr(hist).ptr(layout).i32(m).i32(kernel);
         gemvPairedLaunch("gemvConv", p, m, blocks, grid);
     }

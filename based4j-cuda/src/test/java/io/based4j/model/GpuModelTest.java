@@ -360,49 +360,6 @@ class GpuModelTest {
         }
     }
 
-    /**
-     * Decode phases ({@link CudaBackend#decodePhases}): the recorded decode steps of one sequence, their products of
-     * one row and the norms before them gathered into phases of one kernel, give the logits of the same steps with a
-     * kernel each, bit for bit (the same code on the same inputs in the same order); at least one step was gathered.
-     */
-    @ParameterizedTest(name = "{0}")
-    @MethodSource("cases")
-    void decodePhasesGiveTheSameLogits(DecodeEqualsPrefillTest.Case c) {
-        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
-        checkDecodePhases(c.name(), config, DecodeEqualsPrefillTest.randomWeights(config, c.seed()),
-                new int[][] {prompts(c.seed())[0]});
-    }
-
-    /**
-     * Decode phases at based-1b's widths (1,792 wide, 16 heads, its MLP, BaseConv, linear attention of feature
-     * dimension 16 and a window of 128) in four layers: products of hundreds of blocks each, so that the grid's blocks
-     * take several of a phase's blocks in turn, and the norms' rows of 1,792 in shared memory.
-     */
-    @Test
-    void decodePhasesAtBased1bWidths() {
-        Map<String, Object> m = new LinkedHashMap<>(io.based4j.model.Presets.configMap("based-1b"));
-        m.put("n_layer", 4L);
-        m.put("alt_mixer_layers", List.of(1L));
-        m.put("alt_mixer_2_layers", List.of(2L));
-        m.put("vocab_size", 4096L);
-        ModelConfig config = ConfigParser.fromMap("based-1b widths, 4 layers", m);
-        int[] prompt = new SplittableRandom(7).ints(12, 0, 4096).toArray();
-        checkDecodePhases("based-1b widths", config, DecodeEqualsPrefillTest.randomWeights(config, 11),
-                new int[][] {prompt});
-    }
-
-    private static void checkDecodePhases(String name, ModelConfig config, ModelWeights weights, int[][] prompt) {
-        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16); BasedModel model = BasedModel.of(weights, gpu)) {
-            gpu.decodePhases(false);
-            float[] apart = decodeLogits(model, prompt);
-            gpu.decodePhases(true);
-            long before = gpu.decodePhaseLaunches();
-            float[] phased = decodeLogits(model, prompt);
-            assertTrue(gpu.decodePhaseLaunches() > before, name + ": no decode step was gathered into phases");
-            assertArrayEquals(apart, phased, name + ": logits with decode phases");
-        }
-    }
-
     /** A decode step through the prompts in lockstep: the sequences with a token at the step, their tokens, one each. */
     private record Lockstep(int[] active, int[] ids, int[] ones) {
         static Lockstep at(int[][] prompts, int step) {
