@@ -570,10 +570,10 @@ public final class MixerTrainKernels implements AutoCloseable {
         if (rows(batch, seqLen) == 0) {
             return;
         }
-        int split = forwardSplit(p, batch, seqLen, fin != null, heads, featureDim, headDim, v, out);
-        if (split != 0) {
-            splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split, fin,
-                    fin != null && headSplit(p, featureDim, headDim, heads, v, out) == 0);
+        ForwardSplit split = forwardSplit(p, batch, seqLen, fin != null, heads, featureDim, headDim, v, out);
+        if (split.parts() != 0) {
+            splitForward(q, k, v, out, batch, seqLen, heads, featureDim, headDim, eps, split.parts(), fin,
+                    fin != null && split.forScan());
             return;
         }
         if (headDim > LINEAR_MAX_HEAD_DIM) {
@@ -593,13 +593,13 @@ public final class MixerTrainKernels implements AutoCloseable {
      */
     boolean leavesFinalState(Precision p, long q, long k, long v, long out, int batch, int seqLen, int heads,
                              int featureDim, int headDim) {
-        int split = forwardSplit(p, batch, seqLen, true, heads, featureDim, headDim, v, out);
-        if (split != 0) {
+        ForwardSplit split = forwardSplit(p, batch, seqLen, true, heads, featureDim, headDim, v, out);
+        if (split.parts() != 0) {
             // the repeated q and k are in the owned scratch (aligned): v and out decide, as in splitForward; a
             // prompt's short rule where the heads are split for the scan (not for the tensor cores' widths)
-            boolean shortPrompt = headSplit(p, featureDim, headDim, heads, v, out) == 0;
-            return scanForward(Precision.BF16, batch, seqLen, shortPrompt, heads * split, featureDim,
-                    headDim / split, v, out) || mma(Precision.BF16, featureDim, headDim / split, v, out);
+            int parts = split.parts();
+            return scanForward(Precision.BF16, batch, seqLen, split.forScan(), heads * parts, featureDim,
+                    headDim / parts, v, out) || mma(Precision.BF16, featureDim, headDim / parts, v, out);
         }
         return headDim <= LINEAR_MAX_HEAD_DIM && (scanForward(p, batch, seqLen, false, heads, featureDim, headDim, q,
                 k, v, out) || mma(p, featureDim, headDim, q, k, v, out));
@@ -967,8 +967,9 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     /**
      * Whether the scan kernels have a variant compiled for these sizes ({@code NAME16x64} and {@code NAME16x56}:
-     * feature dim 16, head dim 64 (based-360m) or 56 (based-1b's heads split in two), every stride and loop bound fixed; the same operations in the same order as the kernel that takes the sizes
-     * as arguments, so the same numbers).
+     * feature dim 16, head dim 64 (based-360m) or 56 (based-1b's heads split in two), every stride and loop bound
+     * fixed; the same operations in the same order as the kernel that takes the sizes as arguments, so the same
+     * numbers).
      */
     static boolean linearScanFixedSizes(int featureDim, int headDim) {
         return linearScanFixedSizes(featureDim, headDim, false);
@@ -1110,15 +1111,23 @@ public final class MixerTrainKernels implements AutoCloseable {
      * Each value column is summed alone, so the split heads' numbers are the whole heads' (the q and k repeated, the
      * normaliser's column computed in each virtual head the same way).
      */
-    private int forwardSplit(Precision p, int batch, int seqLen, boolean prompt, int heads, int featureDim,
-                             int headDim, long v, long out) {  // prompt: a forward that leaves the final states
+    private ForwardSplit forwardSplit(Precision p, int batch, int seqLen, boolean prompt, int heads, int featureDim,
+                                      int headDim, long v, long out) {  // prompt: a forward leaving the final states
         int split = headSplit(p, featureDim, headDim, heads, v, out);
         if (split != 0 || !scanSplit || !tensorCores || headDim > LINEAR_MAX_HEAD_DIM) {
-            return split;
+            return new ForwardSplit(split, false);
         }
         int s = linearScanSplit(p, featureDim, headDim, heads);
         // the repeated q and k are in the owned scratch (aligned): v and out decide
-        return s != 0 && scanForward(p, batch, seqLen, prompt, heads * s, featureDim, headDim / s, v, out) ? s : 0;
+        return s != 0 && scanForward(p, batch, seqLen, prompt, heads * s, featureDim, headDim / s, v, out)
+                ? new ForwardSplit(s, true) : new ForwardSplit(0, false);
+    }
+
+    /**
+     * How the forward splits its heads: into {@code parts} virtual heads (0: whole), for the scan kernels' widths
+     * where {@code forScan} (a prompt's short rule then holds there), else for the tensor cores' ({@link #headSplit}).
+     */
+    private record ForwardSplit(int parts, boolean forScan) {
     }
 
     /**
