@@ -1,6 +1,7 @@
 package io.based4j.cli;
 
 import io.based4j.backend.Backend;
+import io.based4j.backend.OpClock;
 import io.based4j.backend.OpProfile;
 import io.based4j.backend.TokenBatch;
 import io.based4j.backend.TrainingBackend;
@@ -357,6 +358,7 @@ final class BenchGpuCommand implements Callable<Integer> {
             row.put("prefill_first_call_tokens_per_s", (double) b * prompt / first);
             row.put("decode_tokens_per_s", b / t.secondsPerStep());
             row.put("decode_ms_per_step", t.secondsPerStep() * 1e3);
+            row.put("decode_graph_ms_per_step", t.graphMillisPerStep());
             row.put("decode_bytes_per_step", bytesPerStep);
             row.put("decode_achieved_GBps", achieved);
             row.put("decode_fraction_of_copy_bw", achieved == null ? null : achieved / copyGBs);
@@ -474,7 +476,14 @@ final class BenchGpuCommand implements Callable<Integer> {
     }
 
     /** The times of one prefill and decode run, and the device memory read before its session closed. */
-    private record Timing(double prefillSeconds, double secondsPerStep, Long peakBytes, Long usedBytes) {
+    /**
+     * One run's times: the prefill's seconds, the decode's seconds a step on the host's clock (the step's CUDA graph,
+     * the sampling, the ids' copy to the host and the host's own work), and of that the milliseconds a step of the
+     * device's work from the graph's launch to its end (events on the backend's stream; the host's clock where the
+     * backend has no device).
+     */
+    private record Timing(double prefillSeconds, double secondsPerStep, double graphMillisPerStep, Long peakBytes,
+                          Long usedBytes) {
     }
 
     /** Seconds of one prefill of every slot of a fresh session of measure's size, which is then closed. */
@@ -489,11 +498,15 @@ final class BenchGpuCommand implements Callable<Integer> {
         }
     }
 
+    /** Decode steps after the timed ones whose device time is taken ({@code decode_graph_ms_per_step}). */
+    private static final int GRAPH_STEPS = 8;
+
     private Timing measure(BasedModel m, BenchDevice dev, int batch, int prompt, int decodeSteps,
                            SplittableRandom rnd) {
         dev.synchronize();
         dev.resetPeak();
-        try (Session session = m.newSession(batch, prompt + decodeSteps + 3, Math.max(batch, tokensPerCall))) {
+        try (Session session = m.newSession(batch, prompt + decodeSteps + 3 + GRAPH_STEPS,
+                Math.max(batch, tokensPerCall))) {
             Decoding d = new Decoding(m, session, batch);
             long t0 = System.nanoTime();
             d.prefill(prompt, rnd);
@@ -508,7 +521,21 @@ final class BenchGpuCommand implements Callable<Integer> {
                 d.step();
             }
             long t3 = System.nanoTime();
-            return new Timing((t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, dev.peakBytes(), dev.usedBytes());
+            // after the timed steps (whose host time the marks would add to), the device's time of the step itself
+            OpClock clock = m.backend().clock();
+            long[] marks = new long[2 * GRAPH_STEPS];
+            for (int s = 0; s < GRAPH_STEPS; s++) {
+                d.step(clock, marks, 2 * s);
+            }
+            double graphMillis = 0;
+            for (int s = 0; s < GRAPH_STEPS; s++) {
+                graphMillis += clock.millis(marks[2 * s], marks[2 * s + 1]);
+            }
+            for (long mark : marks) {
+                clock.release(mark);
+            }
+            return new Timing((t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, graphMillis / GRAPH_STEPS,
+                    dev.peakBytes(), dev.usedBytes());
         }
     }
 
@@ -547,11 +574,27 @@ final class BenchGpuCommand implements Callable<Integer> {
 
         /** One decode step of every slot: feeds the last tokens and samples the next ones. */
         void step() {
+            step(null, null, 0);
+        }
+
+        /**
+         * {@link #step()}, with marks of {@code clock} at {@code marks[at]} and {@code marks[at + 1]} just before the
+         * step's forward and just after it (before the sampling) where a clock is given.
+         */
+        void step(OpClock clock, long[] marks, int at) {
             int[] positions = new int[slots.length];
             for (int b = 0; b < slots.length; b++) {
                 positions[b] = session.position(slots[b]);
             }
-            Backend.Buffer logits = m.forward(session, TokenBatch.step(slots, positions), next.clone(), false, null);
+            TokenBatch batch = TokenBatch.step(slots, positions);
+            int[] tokens = next.clone();
+            if (clock != null) {
+                marks[at] = clock.mark();
+            }
+            Backend.Buffer logits = m.forward(session, batch, tokens, false, null);
+            if (clock != null) {
+                marks[at + 1] = clock.mark();
+            }
             int[] ids = m.backend().sample(logits, slots, m.config().vocabSize(), greedy);
             System.arraycopy(ids, 0, next, 0, ids.length);
         }
