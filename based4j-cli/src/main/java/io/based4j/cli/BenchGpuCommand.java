@@ -359,6 +359,8 @@ final class BenchGpuCommand implements Callable<Integer> {
             row.put("decode_tokens_per_s", b / t.secondsPerStep());
             row.put("decode_ms_per_step", t.secondsPerStep() * 1e3);
             row.put("decode_graph_ms_per_step", t.graphMillisPerStep());
+            row.put("decode_sampling_ms_per_step", t.samplingMillisPerStep());
+            row.put("decode_between_steps_ms", t.betweenMillisPerStep());
             row.put("decode_bytes_per_step", bytesPerStep);
             row.put("decode_achieved_GBps", achieved);
             row.put("decode_fraction_of_copy_bw", achieved == null ? null : achieved / copyGBs);
@@ -478,12 +480,13 @@ final class BenchGpuCommand implements Callable<Integer> {
     /** The times of one prefill and decode run, and the device memory read before its session closed. */
     /**
      * One run's times: the prefill's seconds, the decode's seconds a step on the host's clock (the step's CUDA graph,
-     * the sampling, the ids' copy to the host and the host's own work), and of that the milliseconds a step of the
-     * device's work from the graph's launch to its end (events on the backend's stream; the host's clock where the
-     * backend has no device).
+     * the sampling, the ids' copy to the host and the host's own work), and of that, in milliseconds a step on the
+     * device's clock (events on the backend's stream; the host's clock where the backend has no device): from the
+     * forward's call to its end, from there until the sampled ids are back on the host, and from then until the
+     * next step's forward is called.
      */
-    private record Timing(double prefillSeconds, double secondsPerStep, double graphMillisPerStep, Long peakBytes,
-                          Long usedBytes) {
+    private record Timing(double prefillSeconds, double secondsPerStep, double graphMillisPerStep,
+                          double samplingMillisPerStep, double betweenMillisPerStep, Long peakBytes, Long usedBytes) {
     }
 
     /** Seconds of one prefill of every slot of a fresh session of measure's size, which is then closed. */
@@ -498,7 +501,7 @@ final class BenchGpuCommand implements Callable<Integer> {
         }
     }
 
-    /** Decode steps after the timed ones whose device time is taken ({@code decode_graph_ms_per_step}). */
+    /** Decode steps after the timed ones whose parts are timed on the device ({@code decode_graph_ms_per_step}). */
     private static final int GRAPH_STEPS = 8;
 
     private Timing measure(BasedModel m, BenchDevice dev, int batch, int prompt, int decodeSteps,
@@ -523,19 +526,23 @@ final class BenchGpuCommand implements Callable<Integer> {
             long t3 = System.nanoTime();
             // after the timed steps (whose host time the marks would add to), the device's time of the step itself
             OpClock clock = m.backend().clock();
-            long[] marks = new long[2 * GRAPH_STEPS];
+            long[] marks = new long[3 * GRAPH_STEPS];
             for (int s = 0; s < GRAPH_STEPS; s++) {
-                d.step(clock, marks, 2 * s);
+                d.step(clock, marks, 3 * s);
             }
-            double graphMillis = 0;
+            double[] millis = new double[3];  // the forward, the sampling, the host's turn before the next step
             for (int s = 0; s < GRAPH_STEPS; s++) {
-                graphMillis += clock.millis(marks[2 * s], marks[2 * s + 1]);
+                millis[0] += clock.millis(marks[3 * s], marks[3 * s + 1]);
+                millis[1] += clock.millis(marks[3 * s + 1], marks[3 * s + 2]);
+                if (s + 1 < GRAPH_STEPS) {
+                    millis[2] += clock.millis(marks[3 * s + 2], marks[3 * s + 3]);
+                }
             }
             for (long mark : marks) {
                 clock.release(mark);
             }
-            return new Timing((t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, graphMillis / GRAPH_STEPS,
-                    dev.peakBytes(), dev.usedBytes());
+            return new Timing((t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, millis[0] / GRAPH_STEPS,
+                    millis[1] / GRAPH_STEPS, millis[2] / (GRAPH_STEPS - 1), dev.peakBytes(), dev.usedBytes());
         }
     }
 
@@ -578,8 +585,9 @@ final class BenchGpuCommand implements Callable<Integer> {
         }
 
         /**
-         * {@link #step()}, with marks of {@code clock} at {@code marks[at]} and {@code marks[at + 1]} just before the
-         * step's forward and just after it (before the sampling) where a clock is given.
+         * {@link #step()}, with marks of {@code clock} at {@code marks[at]}, {@code marks[at + 1]} and
+         * {@code marks[at + 2]}: just before the step's forward, just after it (before the sampling) and once the
+         * sampled ids are back, where a clock is given.
          */
         void step(OpClock clock, long[] marks, int at) {
             int[] positions = new int[slots.length];
@@ -596,6 +604,9 @@ final class BenchGpuCommand implements Callable<Integer> {
                 marks[at + 1] = clock.mark();
             }
             int[] ids = m.backend().sample(logits, slots, m.config().vocabSize(), greedy);
+            if (clock != null) {
+                marks[at + 2] = clock.mark();
+            }
             System.arraycopy(ids, 0, next, 0, ids.length);
         }
     }

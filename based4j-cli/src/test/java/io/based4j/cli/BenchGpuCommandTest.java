@@ -74,6 +74,8 @@ class BenchGpuCommandTest {
             assertTrue((double) row.get("prefill_first_call_tokens_per_s") > 0, row.toString());
             // the forward's own time (here the host's clock around it), taken on steps after the timed ones
             assertTrue((double) row.get("decode_graph_ms_per_step") > 0, row.toString());
+            assertTrue((double) row.get("decode_sampling_ms_per_step") > 0, row.toString());
+            assertTrue((double) row.get("decode_between_steps_ms") >= 0, row.toString());
             assertNull(row.get("peak_gpu_bytes"));
         }
     }
