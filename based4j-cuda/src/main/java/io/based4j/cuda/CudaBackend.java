@@ -142,8 +142,12 @@ public final class CudaBackend implements TrainingBackend {
         }
     }
 
-    private final IntInput sampleInput;
-    private final IntInput sampleOutput;
+    /** Rows {@link #sample} takes at once. */
+    private static final int SAMPLE_MAX_ROWS = 16384;
+    /**
+     * The sampling's pinned host memory, which the sampling kernel reads and writes itself (no copies on the stream):
+     * five ints a row of settings (rows, temperature, top-k, top-p, the uniform), then the sampled ids.
+     */
     private final MemorySegment sampleHost;
 
     private CudaBackend(CudaDriver cu, int ordinal, Precision precision) {
@@ -175,9 +179,7 @@ public final class CudaBackend implements TrainingBackend {
         this.scratch = new Scratch(this);
         this.readouts = new Readouts(cu, stream, this::bind);
         this.inputs = new Inputs(1024, 1024);
-        this.sampleInput = new IntInput(this, "sampling settings", 1024);
-        this.sampleOutput = new IntInput(this, "sampled ids", 256);
-        this.sampleHost = Arena.ofAuto().allocate(4L * 65536, 8);
+        this.sampleHost = cu.mallocHost(4L * 6 * SAMPLE_MAX_ROWS);
     }
 
     /**
@@ -1309,8 +1311,8 @@ public final class CudaBackend implements TrainingBackend {
         if (n == 0) {
             return new int[0];
         }
-        if (n > 16384) {
-            throw new IllegalArgumentException("sample: at most 16384 rows at once, got " + n);
+        if (n > SAMPLE_MAX_ROWS) {
+            throw new IllegalArgumentException("sample: at most " + SAMPLE_MAX_ROWS + " rows at once, got " + n);
         }
         int[] packed = new int[5 * n];
         for (int i = 0; i < n; i++) {
@@ -1325,13 +1327,15 @@ public final class CudaBackend implements TrainingBackend {
             // the token's uniform, taken exactly as the CPU sampler takes it, so that both choose the same token
             packed[4 * n + i] = Float.floatToRawIntBits(samplers[i].uniformForNextToken());
         }
-        long in = sampleInput.upload(packed, true);
-        long out = sampleOutput.upload(new int[n], true);
+        // the kernel reads the settings from, and writes the ids into, pinned host memory (the device sees it at the
+        // same address): no copies queued before and after it; the last call's kernel has ended (synchronized)
+        MemorySegment.copy(packed, 0, sampleHost, ValueLayout.JAVA_INT, 0, 5 * n);
+        long in = sampleHost.address();
+        long out = in + 4L * 5 * SAMPLE_MAX_ROWS;
         kernels.sample(l.ptr, in, n, l.cols, vocab, in + 4L * n, in + 8L * n, in + 12L * n, in + 16L * n, out);
-        cu.copyDtoHAsync(sampleHost, out, 4L * n, stream);
         cu.synchronize(stream);
         int[] ids = new int[n];
-        MemorySegment.copy(sampleHost, ValueLayout.JAVA_INT, 0, ids, 0, n);
+        MemorySegment.copy(sampleHost, ValueLayout.JAVA_INT, 4L * 5 * SAMPLE_MAX_ROWS, ids, 0, n);
         for (int i = 0; i < n; i++) {
             if (ids[i] == -1) {
                 throw new IllegalStateException("a logit of row " + rows[i] + " is NaN");
@@ -3074,8 +3078,7 @@ public final class CudaBackend implements TrainingBackend {
             gate = null;
         }
         inputs.close();
-        sampleInput.close();
-        sampleOutput.close();
+        cu.freeHost(sampleHost);  // the stream was synchronized above
         readouts.close();
         scratch.close();
         mixers.close();
