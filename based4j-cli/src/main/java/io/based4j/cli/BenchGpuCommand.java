@@ -477,13 +477,13 @@ final class BenchGpuCommand implements Callable<Integer> {
         }
     }
 
-    /** The times of one prefill and decode run, and the device memory read before its session closed. */
     /**
      * One run's times: the prefill's seconds, the decode's seconds a step on the host's clock (the step's CUDA graph,
      * the sampling, the ids' copy to the host and the host's own work), and of that, in milliseconds a step on the
-     * device's clock (events on the backend's stream; the host's clock where the backend has no device): from the
-     * forward's call to its end, from there until the sampled ids are back on the host, and from then until the
-     * next step's forward is called.
+     * device's clock (events on the backend's stream, which is idle when each is queued; the host's clock where the
+     * backend has no device): from the forward's call to its end (the host's work to launch it included), from there
+     * until the sampled ids are back on the host, and from then until the next step's forward is called; and the
+     * device memory read after the timed steps.
      */
     private record Timing(double prefillSeconds, double secondsPerStep, double graphMillisPerStep,
                           double samplingMillisPerStep, double betweenMillisPerStep, Long peakBytes, Long usedBytes) {
@@ -493,7 +493,8 @@ final class BenchGpuCommand implements Callable<Integer> {
     private double prefillOnce(BasedModel m, BenchDevice dev, int batch, int prompt, int decodeSteps,
                                SplittableRandom rnd) {
         dev.synchronize();
-        try (Session session = m.newSession(batch, prompt + decodeSteps + 3, Math.max(batch, tokensPerCall))) {
+        try (Session session = m.newSession(batch, sessionLength(prompt, decodeSteps),
+                Math.max(batch, tokensPerCall))) {
             long t0 = System.nanoTime();
             new Decoding(m, session, batch).prefill(prompt, rnd);
             dev.synchronize();
@@ -504,11 +505,16 @@ final class BenchGpuCommand implements Callable<Integer> {
     /** Decode steps after the timed ones whose parts are timed on the device ({@code decode_graph_ms_per_step}). */
     private static final int GRAPH_STEPS = 8;
 
+    /** Tokens a sequence of a measured session holds: the prompt, two untimed steps, the timed and the split ones. */
+    private static int sessionLength(int prompt, int decodeSteps) {
+        return prompt + decodeSteps + 3 + GRAPH_STEPS;
+    }
+
     private Timing measure(BasedModel m, BenchDevice dev, int batch, int prompt, int decodeSteps,
                            SplittableRandom rnd) {
         dev.synchronize();
         dev.resetPeak();
-        try (Session session = m.newSession(batch, prompt + decodeSteps + 3 + GRAPH_STEPS,
+        try (Session session = m.newSession(batch, sessionLength(prompt, decodeSteps),
                 Math.max(batch, tokensPerCall))) {
             Decoding d = new Decoding(m, session, batch);
             long t0 = System.nanoTime();
@@ -524,25 +530,32 @@ final class BenchGpuCommand implements Callable<Integer> {
                 d.step();
             }
             long t3 = System.nanoTime();
-            // after the timed steps (whose host time the marks would add to), the device's time of the step itself
+            Long peak = dev.peakBytes();
+            Long used = dev.usedBytes();
+            // after the timed steps (whose host time the marks would add to), a step's parts on the device's clock
             OpClock clock = m.backend().clock();
             long[] marks = new long[3 * GRAPH_STEPS];
-            for (int s = 0; s < GRAPH_STEPS; s++) {
-                d.step(clock, marks, 3 * s);
-            }
             double[] millis = new double[3];  // the forward, the sampling, the host's turn before the next step
-            for (int s = 0; s < GRAPH_STEPS; s++) {
-                millis[0] += clock.millis(marks[3 * s], marks[3 * s + 1]);
-                millis[1] += clock.millis(marks[3 * s + 1], marks[3 * s + 2]);
-                if (s + 1 < GRAPH_STEPS) {
-                    millis[2] += clock.millis(marks[3 * s + 2], marks[3 * s + 3]);
+            try {
+                for (int s = 0; s < GRAPH_STEPS; s++) {
+                    d.step(clock, marks, 3 * s);
+                }
+                for (int s = 0; s < GRAPH_STEPS; s++) {
+                    millis[0] += clock.millis(marks[3 * s], marks[3 * s + 1]);
+                    millis[1] += clock.millis(marks[3 * s + 1], marks[3 * s + 2]);
+                    if (s + 1 < GRAPH_STEPS) {
+                        millis[2] += clock.millis(marks[3 * s + 2], marks[3 * s + 3]);
+                    }
+                }
+            } finally {
+                for (long mark : marks) {
+                    if (mark != 0) {
+                        clock.release(mark);
+                    }
                 }
             }
-            for (long mark : marks) {
-                clock.release(mark);
-            }
             return new Timing((t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, millis[0] / GRAPH_STEPS,
-                    millis[1] / GRAPH_STEPS, millis[2] / (GRAPH_STEPS - 1), dev.peakBytes(), dev.usedBytes());
+                    millis[1] / GRAPH_STEPS, millis[2] / (GRAPH_STEPS - 1), peak, used);
         }
     }
 

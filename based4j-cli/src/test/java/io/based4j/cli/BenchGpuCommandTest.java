@@ -76,6 +76,11 @@ class BenchGpuCommandTest {
             assertTrue((double) row.get("decode_graph_ms_per_step") > 0, row.toString());
             assertTrue((double) row.get("decode_sampling_ms_per_step") > 0, row.toString());
             assertTrue((double) row.get("decode_between_steps_ms") >= 0, row.toString());
+            // the parts of a step, taken on steps after the timed ones, add up to about a step (a loose bound: marks
+            // paired wrongly would give a step's parts several steps long, or negative)
+            double parts = (double) row.get("decode_graph_ms_per_step") + (double) row.get("decode_sampling_ms_per_step")
+                    + (double) row.get("decode_between_steps_ms");
+            assertTrue(parts <= 10 * msPerStep + 50, parts + " ms of parts against " + msPerStep + " ms a step");
             assertNull(row.get("peak_gpu_bytes"));
         }
     }
