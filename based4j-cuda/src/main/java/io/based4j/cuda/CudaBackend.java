@@ -149,6 +149,8 @@ public final class CudaBackend implements TrainingBackend {
      * five ints a row of settings (rows, temperature, top-k, top-p, the uniform), then the sampled ids.
      */
     private final MemorySegment sampleHost;
+    /** Where in {@link #sampleHost} the sampled ids are: after the settings of {@link #SAMPLE_MAX_ROWS} rows. */
+    private static final long SAMPLE_IDS_OFFSET = 4L * 5 * SAMPLE_MAX_ROWS;
 
     private CudaBackend(CudaDriver cu, int ordinal, Precision precision) {
         this.cu = cu;
@@ -179,7 +181,7 @@ public final class CudaBackend implements TrainingBackend {
         this.scratch = new Scratch(this);
         this.readouts = new Readouts(cu, stream, this::bind);
         this.inputs = new Inputs(1024, 1024);
-        this.sampleHost = cu.mallocHost(4L * 6 * SAMPLE_MAX_ROWS);
+        this.sampleHost = cu.mallocHost(SAMPLE_IDS_OFFSET + 4L * SAMPLE_MAX_ROWS);
     }
 
     /**
@@ -1331,11 +1333,11 @@ public final class CudaBackend implements TrainingBackend {
         // same address): no copies queued before and after it; the last call's kernel has ended (synchronized)
         MemorySegment.copy(packed, 0, sampleHost, ValueLayout.JAVA_INT, 0, 5 * n);
         long in = sampleHost.address();
-        long out = in + 4L * 5 * SAMPLE_MAX_ROWS;
+        long out = in + SAMPLE_IDS_OFFSET;
         kernels.sample(l.ptr, in, n, l.cols, vocab, in + 4L * n, in + 8L * n, in + 12L * n, in + 16L * n, out);
         cu.synchronize(stream);
         int[] ids = new int[n];
-        MemorySegment.copy(sampleHost, ValueLayout.JAVA_INT, 4L * 5 * SAMPLE_MAX_ROWS, ids, 0, n);
+        MemorySegment.copy(sampleHost, ValueLayout.JAVA_INT, SAMPLE_IDS_OFFSET, ids, 0, n);
         for (int i = 0; i < n; i++) {
             if (ids[i] == -1) {
                 throw new IllegalStateException("a logit of row " + rows[i] + " is NaN");
