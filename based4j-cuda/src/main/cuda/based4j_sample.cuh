@@ -132,9 +132,19 @@ __device__ unsigned int nucleusKey(const float* x, int vocab, unsigned int thres
     return prefix;
 }
 
+/** Row b's id into outIds and, where feedIds is not null, a valid id into feedIds (host memory: written through). */
+__device__ __forceinline__ void sampleEmit(int* outIds, int* feedIds, int b, int id) {
+    outIds[b] = id;
+    if (feedIds != nullptr) {
+        feedIds[b] = id < 0 ? 0 : id;
+        __threadfence_system();
+    }
+}
+
 /**
  * One block (SAMPLE_THREADS threads) per output row b, rows grid-strided. Looks at logits[rows[b] * ld + i] for
- * i < vocab and writes outIds[b]:
+ * i < vocab and writes outIds[b] (and feedIds[b] where feedIds is not null: the id, or 0 in place of -1 and -2, so
+ * that a next step fed these ids on the device reads only valid ones; the host sees the error in outIds):
  *  -1 if any is NaN; -2 if all are -inf (or vocab == 0);
  *  greedy argmax (lowest index on ties) if !(temperature > 0) or topK == 1;
  *  else a draw: weights q_i (sampleWeight); top-k (0 < topK < vocab) keeps key >= the topK-th largest key (ties at
@@ -145,7 +155,7 @@ __device__ unsigned int nucleusKey(const float* x, int vocab, unsigned int thres
  */
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
     sample_f32(const float* logits, const int* rows, int n, long long ld, int vocab, const float* temperature,
-               const int* topK, const float* topP, const float* uniform, int* outIds) { b4jPdlWait();
+               const int* topK, const float* topP, const float* uniform, int* outIds, int* feedIds) { b4jPdlWait();
     __shared__ float sBest[32];
     __shared__ int sIdx[32];
     __shared__ unsigned int countBins[256];
@@ -209,17 +219,17 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
             }
         }
         if (anyNan) {
-            if (tid == 0) outIds[b] = -1;
+            if (tid == 0) sampleEmit(outIds, feedIds, b, -1);
             continue;
         }
         if (best == -CUDART_INF_F) {
-            if (tid == 0) outIds[b] = -2;
+            if (tid == 0) sampleEmit(outIds, feedIds, b, -2);
             continue;
         }
         const float temp = temperature[b];
         const int k = topK[b];
         if (!(temp > 0.0f) || k == 1) {
-            if (tid == 0) outIds[b] = bestIdx;
+            if (tid == 0) sampleEmit(outIds, feedIds, b, bestIdx);
             continue;
         }
         const float m = best;
@@ -267,7 +277,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
                 if (orderKey(v) >= threshold) {
                     cum += sampleWeight(v, m, temp);
                     if (cum > target) {
-                        outIds[b] = i;
+                        sampleEmit(outIds, feedIds, b, i);
                         break;
                     }
                 }

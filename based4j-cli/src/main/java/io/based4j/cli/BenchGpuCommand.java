@@ -204,6 +204,12 @@ final class BenchGpuCommand implements Callable<Integer> {
             doc.put("prefill_timing", "prefill_tokens_per_s: batch x prompt / seconds of a prefill of every slot of "
                     + "a fresh session, after one prefill of the same shape in another (its figure: "
                     + "prefill_first_call_tokens_per_s)");
+            doc.put("decode_timing", "decode_ms_per_step: seconds of decode_steps steps on the host's clock, from an "
+                    + "idle GPU to the last step's ids on the host, each step queued on the ids of the step before "
+                    + "while they are still on the device (as a generation runs); decode_graph_ms_per_step, "
+                    + "decode_sampling_ms_per_step and decode_between_steps_ms: a step's forward, its sampling until "
+                    + "the ids are on the host, and the host's turn until the next forward, on the device's clock, "
+                    + "over steps run one after the other without that overlap");
         }
         doc.put("tokens_per_prefill_call", tokensPerCall);
         if (repeat > 1) {
@@ -468,9 +474,7 @@ final class BenchGpuCommand implements Callable<Integer> {
             d.prefill(prompt, rnd); // the first generated token
             dev.synchronize();
             long t1 = System.nanoTime();
-            for (int s = 1; s < generated; s++) {
-                d.step();
-            }
+            d.steps(generated - 1);
             dev.synchronize();
             long t2 = System.nanoTime();
             return new Generation((t2 - t0) / 1e9, (t1 - t0) / 1e9, dev.peakBytes());
@@ -478,12 +482,12 @@ final class BenchGpuCommand implements Callable<Integer> {
     }
 
     /**
-     * One run's times: the prefill's seconds, the decode's seconds a step on the host's clock (the step's CUDA graph,
-     * the sampling, the ids' copy to the host and the host's own work), and of that, in milliseconds a step on the
-     * device's clock (events on the backend's stream, which is idle when each is queued; the host's clock where the
-     * backend has no device): from the forward's call to its end (the host's work to launch it included), from there
-     * until the sampled ids are back on the host, and from then until the next step's forward is called; and the
-     * device memory read after the timed steps.
+     * One run's times: the prefill's seconds, the decode's seconds a step on the host's clock (steps queued on the
+     * ids of the step before, on the device: {@link Decoding#steps}), and, in milliseconds a step on the device's
+     * clock over steps run one after the other without that overlap (events on the backend's stream, which is idle
+     * when each is queued; the host's clock where the backend has no device): from the forward's call to its end
+     * (the host's work to launch it included), from there until the sampled ids are back on the host, and from then
+     * until the next step's forward is called; and the device memory read after the timed steps.
      */
     private record Timing(double prefillSeconds, double secondsPerStep, double graphMillisPerStep,
                           double samplingMillisPerStep, double betweenMillisPerStep, Long peakBytes, Long usedBytes) {
@@ -526,9 +530,7 @@ final class BenchGpuCommand implements Callable<Integer> {
                 d.step();
             }
             long t2 = System.nanoTime();
-            for (int s = 0; s < decodeSteps; s++) {
-                d.step();
-            }
+            d.steps(decodeSteps);
             long t3 = System.nanoTime();
             Long peak = dev.peakBytes();
             Long used = dev.usedBytes();
@@ -592,6 +594,35 @@ final class BenchGpuCommand implements Callable<Integer> {
             });
         }
 
+        /**
+         * {@code count} decode steps of every slot as a generation runs them: each step after the first queued on the
+         * ids the step before drew, still on the device ({@link BasedModel#forwardFed}), before the host reads those;
+         * returns once the last step's ids are read.
+         */
+        void steps(int count) {
+            if (count <= 0) {
+                return;
+            }
+            Backend backend = m.backend();
+            int vocab = m.config().vocabSize();
+            Backend.Sampled drawn = backend.sampleAhead(m.forward(session, batch(), next.clone(), false, null), slots,
+                    vocab, greedy);
+            for (int s = 1; s < count; s++) {
+                Backend.Sampled ahead = backend.sampleAhead(m.forwardFed(session, batch(), drawn), slots, vocab, greedy);
+                System.arraycopy(drawn.ids(), 0, next, 0, slots.length);
+                drawn = ahead;
+            }
+            System.arraycopy(drawn.ids(), 0, next, 0, slots.length);
+        }
+
+        private TokenBatch batch() {
+            int[] positions = new int[slots.length];
+            for (int b = 0; b < slots.length; b++) {
+                positions[b] = session.position(slots[b]);
+            }
+            return TokenBatch.step(slots, positions);
+        }
+
         /** One decode step of every slot: feeds the last tokens and samples the next ones. */
         void step() {
             step(null, null, 0);
@@ -603,11 +634,7 @@ final class BenchGpuCommand implements Callable<Integer> {
          * sampled ids are back, where a clock is given.
          */
         void step(OpClock clock, long[] marks, int at) {
-            int[] positions = new int[slots.length];
-            for (int b = 0; b < slots.length; b++) {
-                positions[b] = session.position(slots[b]);
-            }
-            TokenBatch batch = TokenBatch.step(slots, positions);
+            TokenBatch batch = batch();
             int[] tokens = next.clone();
             if (clock != null) {
                 marks[at] = clock.mark();

@@ -169,6 +169,25 @@ public interface Backend extends AutoCloseable {
         return ids;
     }
 
+    /**
+     * {@link #sample}, queued: where the backend can, it returns before the ids exist, so that the host may queue the
+     * next decode step first; {@link Sampled#ids} then waits for them. A recorded step replayed by
+     * {@link StepGraphs#replayFed} with what this returns reads the ids where the sampling left them on the device. This
+     * default samples at once. The samplers' draws are taken here, in the order of the calls, as {@link #sample}
+     * takes them.
+     */
+    default Sampled sampleAhead(Buffer logits, int[] rows, int vocab, Sampler[] samplers) {
+        int[] ids = sample(logits, rows, vocab, samplers);
+        return () -> ids.clone();
+    }
+
+    /** Ids that {@link #sampleAhead} chose. */
+    @FunctionalInterface
+    interface Sampled {
+        /** The ids, one a row in the order asked for, once they exist; throws as {@link #sample} does. */
+        int[] ids();
+    }
+
     // ---------------------------------------------------------------- sequence mixers
 
     /**
@@ -283,6 +302,16 @@ public interface Backend extends AutoCloseable {
 
         /** Runs a recorded call again with new tokens and layout of the recorded shape. */
         void replay(Graph graph, int[] tokens, TokenBatch batch);
+
+        /**
+         * Runs a recorded decode step again with the layout of {@code batch} and, as its tokens, the ids of
+         * {@code ids} (a {@link Backend#sampleAhead} of the rows 0 to n - 1 of the step just before, of the recorded
+         * shape), read where the sampling left them, without waiting for them; false, running nothing, where it
+         * cannot (the caller then waits for the ids and {@link #replay}s).
+         */
+        default boolean replayFed(Graph graph, Sampled ids, TokenBatch batch) {
+            return false;
+        }
     }
 
     /** A recorded forward call. */

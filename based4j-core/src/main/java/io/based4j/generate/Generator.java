@@ -19,6 +19,7 @@ public final class Generator {
     private final BasedModel model;
     private final Gpt2Tokenizer tokenizer;
     private final int eosId;
+    private boolean stepsAhead = true;
 
     /** Receives generated tokens as they are chosen, with the text they complete (never half a character). */
     @FunctionalInterface
@@ -30,6 +31,16 @@ public final class Generator {
         this.model = model;
         this.tokenizer = tokenizer;
         this.eosId = eosId(model, tokenizer);
+    }
+
+    /**
+     * Whether a decode step is queued on the ids of the step before while they are still on the device, before the
+     * host reads them (on by default, where the backend replays recorded steps): the host's turn between steps then
+     * overlaps the device's work. Off, each step waits for the ids of the one before. The tokens are the same.
+     */
+    public Generator stepsAhead(boolean on) {
+        this.stepsAhead = on;
+        return this;
     }
 
     /** The end-of-text token: the model's {@code eos_token_id}, else the tokenizer's. */
@@ -79,32 +90,42 @@ public final class Generator {
                 }
             });
             int[] active = Arrays.stream(slots).filter(i -> seqs[i].request.maxNewTokens() > 0).toArray();
-            while (active.length > 0) {
-                List<Integer> still = new ArrayList<>();
-                for (int i : active) {
-                    if (accept(seqs[i], i, next[i], listener)) {
-                        still.add(i);
+            int[] running = acceptAll(seqs, active, next, listener);
+            Backend.Sampled drawn = running.length == 0 ? null
+                    : queueStep(session, seqs, running, idsOf(next, running), vocab);
+            // without recorded steps to feed on the device, a step ahead gains nothing
+            boolean feeds = stepsAhead && backend.graphs() != null && session.usesGraphs();
+            while (drawn != null) {
+                // While no sequence can reach its length limit with the token being drawn, the next step is queued
+                // on those tokens before the host reads them (the backend feeds them to it on the device), so the
+                // host's reading and the next step's launch overlap the device's work; a sequence that stops on
+                // that token instead (an end-of-text token, a stop string) has its result of the step ahead dropped.
+                Backend.Sampled ahead = null;
+                if (feeds && noneReachesLimit(seqs, running)) {
+                    Backend.Buffer logits = model.forwardFed(session, stepOf(session, running), drawn);
+                    ahead = backend.sampleAhead(logits, inOrder(running.length), vocab, samplersOf(seqs, running));
+                }
+                int[] ids = drawn.ids();
+                for (int j = 0; j < running.length; j++) {
+                    next[running[j]] = ids[j];
+                }
+                int[] still = acceptAll(seqs, running, next, listener);
+                if (ahead != null && still.length == running.length) {
+                    drawn = ahead;
+                    continue;
+                }
+                if (ahead != null) {
+                    // the step ahead ran for all of them: its tokens stand for those still running
+                    int[] aheadIds = ahead.ids();
+                    for (int j = 0, k = 0; j < running.length && k < still.length; j++) {
+                        if (running[j] == still[k]) {  // still keeps running's order
+                            next[still[k++]] = aheadIds[j];
+                        }
                     }
+                    still = acceptAll(seqs, still, next, listener);
                 }
-                if (still.isEmpty()) {
-                    break;
-                }
-                int[] stepSlots = still.stream().mapToInt(Integer::intValue).toArray();
-                int[] stepIds = new int[stepSlots.length];
-                int[] positions = new int[stepSlots.length];
-                int[] rows = new int[stepSlots.length];
-                for (int j = 0; j < stepSlots.length; j++) {
-                    stepIds[j] = next[stepSlots[j]];
-                    positions[j] = session.position(stepSlots[j]);
-                    rows[j] = j;
-                }
-                Backend.Buffer logits = model.forward(session, TokenBatch.step(stepSlots, positions), stepIds, false,
-                        null);
-                int[] ids = backend.sample(logits, rows, vocab, samplersOf(seqs, stepSlots));
-                for (int j = 0; j < stepSlots.length; j++) {
-                    next[stepSlots[j]] = ids[j];
-                }
-                active = stepSlots;
+                running = still;
+                drawn = running.length == 0 ? null : queueStep(session, seqs, running, idsOf(next, running), vocab);
             }
         }
         for (int i = 0; i < n; i++) {
@@ -118,6 +139,55 @@ public final class Generator {
             }
         }
         return finish(seqs);
+    }
+
+    /** Accepts the token in {@code next} of each listed sequence; returns those that go on, in the same order. */
+    private int[] acceptAll(Sequence[] seqs, int[] which, int[] next, Listener listener) {
+        List<Integer> still = new ArrayList<>();
+        for (int i : which) {
+            if (accept(seqs[i], i, next[i], listener)) {
+                still.add(i);
+            }
+        }
+        return still.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    /** Queues a decode step of the listed sequences on the given tokens and the sampling of its logits. */
+    private Backend.Sampled queueStep(Session session, Sequence[] seqs, int[] which, int[] tokens, int vocab) {
+        Backend.Buffer logits = model.forward(session, stepOf(session, which), tokens, false, null);
+        return model.backend().sampleAhead(logits, inOrder(which.length), vocab, samplersOf(seqs, which));
+    }
+
+    /** Whether none of the listed sequences has its length limit at the token being drawn for it. */
+    private static boolean noneReachesLimit(Sequence[] seqs, int[] which) {
+        for (int i : which) {
+            if (seqs[i].tokens.size() + 1 >= seqs[i].request.maxNewTokens()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static TokenBatch stepOf(Session session, int[] which) {
+        int[] positions = new int[which.length];
+        for (int j = 0; j < which.length; j++) {
+            positions[j] = session.position(which[j]);
+        }
+        return TokenBatch.step(which, positions);
+    }
+
+    private static int[] idsOf(int[] next, int[] which) {
+        int[] ids = new int[which.length];
+        for (int j = 0; j < which.length; j++) {
+            ids[j] = next[which[j]];
+        }
+        return ids;
+    }
+
+    private static int[] inOrder(int n) {
+        int[] rows = new int[n];
+        Arrays.setAll(rows, j -> j);
+        return rows;
     }
 
     private static Sampler[] samplersOf(Sequence[] seqs, int[] which) {

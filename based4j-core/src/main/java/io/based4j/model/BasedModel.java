@@ -163,23 +163,12 @@ public final class BasedModel implements AutoCloseable {
      */
     public Backend.Buffer forward(Session session, TokenBatch batch, int[] tokens, boolean allLogits,
                                   LayerStack.LayerObserver observer) {
-        if (session.model() != this) {
-            throw new IllegalArgumentException("the session belongs to another model");
-        }
         int n = batch.totalTokens();
         if (tokens.length != n) {
             throw new IllegalArgumentException("batch describes " + n + " tokens but " + tokens.length + " were given");
         }
-        Workspace ws = session.workspace();
-        if (n > ws.capacity) {
-            throw new IllegalArgumentException("a call of " + n + " tokens is more than the session's " + ws.capacity
-                    + " tokens per call; split the prompts (BasedModel.prefill does)");
-        }
-        session.checkBatch(batch);
+        Workspace ws = prepare(session, batch);
         stack.checkTokens(tokens);
-        for (Backend.MixerState s : session.states()) {
-            s.reserve(batch);  // memory a growing state needs for this call, made before its ops are queued or replayed
-        }
         boolean step = n == batch.size();
         Backend.StepGraphs recorder = backend.graphs();
         Backend.Buffer logits;
@@ -196,6 +185,52 @@ public final class BasedModel implements AutoCloseable {
         }
         session.advance(batch);
         return logits;
+    }
+
+    /**
+     * A decode step (one token per sequence of {@code batch}, last logits only) whose tokens are the ids of
+     * {@code ids}, in the batch's order: ids a {@link Backend#sampleAhead} took from the rows 0 to n - 1 of the
+     * logits of the step just before, of the same sequences. Where the backend replays the step's recorded graph on
+     * the ids where the sampling left them ({@link Backend.StepGraphs#replayFed}), the step is queued without waiting
+     * for them, so the host may read a step's ids while the next one runs; otherwise {@link #forward} with the ids
+     * read.
+     */
+    public Backend.Buffer forwardFed(Session session, TokenBatch batch, Backend.Sampled ids) {
+        int n = batch.size();
+        if (batch.totalTokens() != n) {
+            throw new IllegalArgumentException("a step fed sampled ids takes one token per sequence, not "
+                    + batch.totalTokens() + " for " + n);
+        }
+        Backend.StepGraphs recorder = backend.graphs();
+        if (recorder != null && session.usesGraphs() && session.graph(n) != null) {
+            Workspace ws = prepare(session, batch);
+            if (recorder.replayFed(session.graph(n), ids, batch)) {
+                // the ids are the sampler's: every one lies in the vocabulary (an error is reported by ids.ids())
+                Backend.Buffer logits = backend.view(ws.take(Workspace.Role.LAST_LOGITS, ws.slots(),
+                        config.paddedVocabSize()), n);
+                session.advance(batch);
+                return logits;
+            }
+        }
+        return forward(session, batch, ids.ids(), false, null);
+    }
+
+    /** The checks of a forward call, and memory a growing state needs for it; returns the session's workspace. */
+    private Workspace prepare(Session session, TokenBatch batch) {
+        if (session.model() != this) {
+            throw new IllegalArgumentException("the session belongs to another model");
+        }
+        int n = batch.totalTokens();
+        Workspace ws = session.workspace();
+        if (n > ws.capacity) {
+            throw new IllegalArgumentException("a call of " + n + " tokens is more than the session's " + ws.capacity
+                    + " tokens per call; split the prompts (BasedModel.prefill does)");
+        }
+        session.checkBatch(batch);
+        for (Backend.MixerState s : session.states()) {
+            s.reserve(batch);  // memory a growing state needs for this call, made before its ops are queued or replayed
+        }
+        return ws;
     }
 
     /** The ops of one forward call: the layer stack over the workspace's buffers, then the head. */

@@ -52,7 +52,8 @@ public final class Session implements AutoCloseable {
         return this;
     }
 
-    boolean usesGraphs() {
+    /** Whether decode steps are recorded and replayed where the backend can ({@link #useGraphs}). */
+    public boolean usesGraphs() {
         return useGraphs;
     }
 

@@ -146,11 +146,24 @@ public final class CudaBackend implements TrainingBackend {
     private static final int SAMPLE_MAX_ROWS = 16384;
     /**
      * The sampling's pinned host memory, which the sampling kernel reads and writes itself (no copies on the stream):
-     * five ints a row of settings (rows, temperature, top-k, top-p, the uniform), then the sampled ids.
+     * two areas taken in turn, so that a sampling queued ahead ({@link #sampleAhead}) need not wait for the one
+     * before it to have run; each five ints a row of settings (rows, temperature, top-k, top-p, the uniform), then
+     * the sampled ids.
      */
     private final MemorySegment sampleHost;
-    /** Where in {@link #sampleHost} the sampled ids are: after the settings of {@link #SAMPLE_MAX_ROWS} rows. */
+    /** Where in an area of {@link #sampleHost} the sampled ids are: after the settings of SAMPLE_MAX_ROWS rows. */
     private static final long SAMPLE_IDS_OFFSET = 4L * 5 * SAMPLE_MAX_ROWS;
+    /** Bytes of one area of {@link #sampleHost}. */
+    private static final long SAMPLE_AREA_BYTES = SAMPLE_IDS_OFFSET + 4L * SAMPLE_MAX_ROWS;
+    /** Per area of {@link #sampleHost}: the event after the kernel that last used it, and the ids it chose. */
+    private final long[] sampleDone = new long[2];
+    private final Drawn[] sampleOwner = new Drawn[2];
+    /** The area the next sampling takes. */
+    private int sampleTurn;
+    /** The recorded forward call launched last: the one whose logits a sampling queued after it most likely reads. */
+    private CudaGraph lastGraph;
+    /** Replays whose token ids a sampling kernel left in their staging area ({@link StepGraphs#replayFed}). */
+    private long fedSteps;
 
     private CudaBackend(CudaDriver cu, int ordinal, Precision precision) {
         this.cu = cu;
@@ -181,7 +194,10 @@ public final class CudaBackend implements TrainingBackend {
         this.scratch = new Scratch(this);
         this.readouts = new Readouts(cu, stream, this::bind);
         this.inputs = new Inputs(1024, 1024);
-        this.sampleHost = cu.mallocHost(SAMPLE_IDS_OFFSET + 4L * SAMPLE_MAX_ROWS);
+        this.sampleHost = cu.mallocHost(2 * SAMPLE_AREA_BYTES);
+        for (int a = 0; a < 2; a++) {
+            sampleDone[a] = cu.createEvent();
+        }
     }
 
     /**
@@ -1301,7 +1317,30 @@ public final class CudaBackend implements TrainingBackend {
 
     @Override
     public int[] sample(Buffer logits, int[] rows, int vocab, Sampler[] samplers) {
+        return queueSampling(logits, rows, vocab, samplers, false).ids();
+    }
+
+    /**
+     * The sampling kernel queued behind the work before it; the ids are read when asked for. Where the logits'
+     * rows are 0 to n - 1 and the recorded step launched last takes n tokens, the kernel also writes the ids into
+     * that step's staging area of token ids, which the step's replay copies to the device first: a
+     * {@link StepGraphs#replayFed} of the step with what this returns then needs nothing from the host.
+     */
+    @Override
+    public Sampled sampleAhead(Buffer logits, int[] rows, int vocab, Sampler[] samplers) {
+        return queueSampling(logits, rows, vocab, samplers, true);
+    }
+
+    /** How many recorded steps have run on token ids a sampling kernel handed them (for tests and reports). */
+    public long fedSteps() {
+        return fedSteps;
+    }
+
+    private Drawn queueSampling(Buffer logits, int[] rows, int vocab, Sampler[] samplers, boolean feed) {
         bind();
+        if (recording) {
+            throw new IllegalStateException("sample: not while a graph is being recorded");
+        }
         CudaBuffer l = bufferOf(logits);
         int n = rows.length;
         if (samplers.length != n) {
@@ -1310,17 +1349,26 @@ public final class CudaBackend implements TrainingBackend {
         if (l.type != Precision.F32 || vocab > l.cols) {
             throw new IllegalArgumentException("sample: logits must be float32 and at least " + vocab + " wide");
         }
-        if (n == 0) {
-            return new int[0];
-        }
         if (n > SAMPLE_MAX_ROWS) {
             throw new IllegalArgumentException("sample: at most " + SAMPLE_MAX_ROWS + " rows at once, got " + n);
         }
         int[] packed = new int[5 * n];
+        boolean inOrder = true;
         for (int i = 0; i < n; i++) {
             if (rows[i] < 0 || rows[i] >= l.rows) {
                 throw new IllegalArgumentException("sample: row " + rows[i] + " is outside [0, " + l.rows + ")");
             }
+            inOrder &= rows[i] == i;
+        }
+        if (n == 0) {
+            return new Drawn(-1, rows, vocab, null, 0);
+        }
+        int area = sampleTurn;
+        sampleTurn ^= 1;
+        if (sampleOwner[area] != null) {
+            sampleOwner[area].fetch();  // its ids, before the area is written again (after its kernel has run)
+        }
+        for (int i = 0; i < n; i++) {
             SamplingParams p = samplers[i].params();
             packed[i] = rows[i];
             packed[n + i] = Float.floatToRawIntBits(p.choosesArgmax() ? 0f : p.temperature());
@@ -1330,26 +1378,81 @@ public final class CudaBackend implements TrainingBackend {
             packed[4 * n + i] = Float.floatToRawIntBits(samplers[i].uniformForNextToken());
         }
         // the kernel reads the settings from, and writes the ids into, pinned host memory (the device sees it at the
-        // same address): no copies queued before and after it; the last call's kernel has ended (synchronized)
-        MemorySegment.copy(packed, 0, sampleHost, ValueLayout.JAVA_INT, 0, 5 * n);
-        long in = sampleHost.address();
-        long out = in + SAMPLE_IDS_OFFSET;
-        kernels.sample(l.ptr, in, n, l.cols, vocab, in + 4L * n, in + 8L * n, in + 12L * n, in + 16L * n, out);
-        cu.synchronize(stream);
-        int[] ids = new int[n];
-        MemorySegment.copy(sampleHost, ValueLayout.JAVA_INT, SAMPLE_IDS_OFFSET, ids, 0, n);
-        for (int i = 0; i < n; i++) {
-            if (ids[i] == -1) {
-                throw new IllegalStateException("a logit of row " + rows[i] + " is NaN");
-            }
-            if (ids[i] == -2) {
-                throw new IllegalStateException("all logits of row " + rows[i] + " are -Infinity");
-            }
-            if (ids[i] < 0 || ids[i] >= vocab) {
-                throw new IllegalStateException("the GPU sampler returned id " + ids[i] + " for row " + rows[i]);
+        // same address): no copies queued before and after it
+        long offset = area * SAMPLE_AREA_BYTES;
+        MemorySegment.copy(packed, 0, sampleHost, ValueLayout.JAVA_INT, offset, 5 * n);
+        long in = sampleHost.address() + offset;
+        CudaGraph fed = feed && inOrder && lastGraph != null && !lastGraph.closed && lastGraph.tokens == n
+                ? lastGraph : null;
+        long feedIds = fed == null ? 0 : fed.in.tokens.hostAddress();
+        kernels.sample(l.ptr, in, n, l.cols, vocab, in + 4L * n, in + 8L * n, in + 12L * n, in + 16L * n,
+                in + SAMPLE_IDS_OFFSET, feedIds);
+        cu.record(sampleDone[area], stream);
+        long writes = fed == null ? 0 : fed.in.tokens.writtenOnStream();  // its next staging waits for the kernel
+        Drawn d = new Drawn(area, rows.clone(), vocab, fed, writes);
+        sampleOwner[area] = d;
+        return d;
+    }
+
+    /** Ids a sampling kernel chose into an area of {@link #sampleHost}, read from there once it has run. */
+    private final class Drawn implements Sampled {
+        final int area;
+        final int[] rows;
+        final int vocab;
+        /** The recorded step whose staging area of token ids the kernel also wrote the ids into, or null. */
+        final CudaGraph feeds;
+        /** That staging area's count of writes once the kernel's was queued: a later write makes the feed stale. */
+        final long writes;
+        private int[] ids;
+        private RuntimeException error;
+
+        Drawn(int area, int[] rows, int vocab, CudaGraph feeds, long writes) {
+            this.area = area;
+            this.rows = rows;
+            this.vocab = vocab;
+            this.feeds = feeds;
+            this.writes = writes;
+            if (area < 0) {
+                ids = new int[0];
             }
         }
-        return ids;
+
+        /** Waits for the kernel and copies the ids out of the area (once); an error is kept for {@link #ids}. */
+        void fetch() {
+            if (ids != null || error != null) {
+                return;
+            }
+            bind();
+            cu.synchronizeEvent(sampleDone[area]);
+            int[] got = new int[rows.length];
+            MemorySegment.copy(sampleHost, ValueLayout.JAVA_INT, area * SAMPLE_AREA_BYTES + SAMPLE_IDS_OFFSET, got, 0,
+                    got.length);
+            if (sampleOwner[area] == this) {
+                sampleOwner[area] = null;
+            }
+            for (int i = 0; i < got.length; i++) {
+                if (got[i] == -1) {
+                    error = new IllegalStateException("a logit of row " + rows[i] + " is NaN");
+                } else if (got[i] == -2) {
+                    error = new IllegalStateException("all logits of row " + rows[i] + " are -Infinity");
+                } else if (got[i] < 0 || got[i] >= vocab) {
+                    error = new IllegalStateException("the GPU sampler returned id " + got[i] + " for row " + rows[i]);
+                }
+                if (error != null) {
+                    return;
+                }
+            }
+            ids = got;
+        }
+
+        @Override
+        public int[] ids() {
+            fetch();
+            if (error != null) {
+                throw error;
+            }
+            return ids.clone();
+        }
     }
 
     // ---------------------------------------------------------------- sequence mixers
@@ -2571,6 +2674,9 @@ public final class CudaBackend implements TrainingBackend {
         @Override
         void closeInputs() {
             in.close();
+            if (lastGraph == this) {
+                lastGraph = null;
+            }
         }
     }
 
@@ -2613,10 +2719,28 @@ public final class CudaBackend implements TrainingBackend {
             launch(g);
         }
 
+        @Override
+        public boolean replayFed(Graph graph, Sampled ids, TokenBatch batch) {
+            bind();
+            if (!(graph instanceof CudaGraph g) || g.closed) {
+                throw new IllegalArgumentException("not a live graph of this backend: " + graph);
+            }
+            if (!(ids instanceof Drawn d) || d.feeds != g || d.writes != g.in.tokens.writes()
+                    || batch.size() != g.sequences || batch.totalTokens() != g.tokens) {
+                return false;
+            }
+            // the token ids are in the staging area already (written by the sampling kernel, queued before this)
+            g.in.layout.stage(layoutOf(batch));
+            launch(g);
+            fedSteps++;
+            return true;
+        }
+
         private void launch(CudaGraph g) {
             cu.launchGraph(g.exec, stream);
             g.in.tokens.markRead();
             g.in.layout.markRead();
+            lastGraph = g;
         }
     };
 
@@ -3081,6 +3205,9 @@ public final class CudaBackend implements TrainingBackend {
         }
         inputs.close();
         cu.freeHost(sampleHost);  // the stream was synchronized above
+        for (long e : sampleDone) {
+            cu.destroyEvent(e);
+        }
         readouts.close();
         scratch.close();
         mixers.close();

@@ -22,6 +22,8 @@ final class IntInput implements AutoCloseable {
     private int capacity;
     private final long copied;
     private boolean pending;
+    /** Writes into the staging area so far, the host's and the device's ({@link #writtenOnStream}). */
+    private long writes;
 
     IntInput(CudaBackend backend, String what, int capacity) {
         this.backend = backend;
@@ -63,6 +65,27 @@ final class IntInput implements AutoCloseable {
             pending = false;
         }
         MemorySegment.copy(values, 0, host, ValueLayout.JAVA_INT, 0, values.length);
+        writes++;
+    }
+
+    /** Address of the staging area, which a kernel may write too ({@link #writtenOnStream}). */
+    long hostAddress() {
+        return host.address();
+    }
+
+    /**
+     * Notes that work just queued on the stream writes the staging area (a sampling kernel handing its ids to the
+     * next replay): the host's next {@link #stage} waits for it. Returns the count of writes, this one included.
+     */
+    long writtenOnStream() {
+        cu.record(copied, backend.stream());
+        pending = true;
+        return ++writes;
+    }
+
+    /** The count of writes into the staging area so far. */
+    long writes() {
+        return writes;
     }
 
     /** Stages {@code values} and copies them to the device on the stream; grows first where allowed. */

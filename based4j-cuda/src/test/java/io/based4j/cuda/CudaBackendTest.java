@@ -63,17 +63,33 @@ class CudaBackendTest {
         try (CudaBackend gpu = CudaBackend.open("cuda", Precision.F32); CpuBackend cpu = new CpuBackend()) {
             Backend.Buffer gpuLogits = gpu.upload(logits, rows, padded); // float32: the backend's precision
             Backend.Buffer cpuLogits = cpu.upload(logits, rows, padded);
-            for (int step = 0; step < 30; step++) {
-                int[] rowIdx = new int[rows];
-                for (int i = 0; i < rows; i++) {
-                    rowIdx[i] = (i * 7 + step) % rows;
+            for (int step = 0; step < 30; step += 3) {
+                // a call that waits, then three queued at once (two areas of settings and ids: the third's takes
+                // the first's back, whose ids are read first), each drawing in call order as the CPU's do
+                int[][] rowIdx = new int[3][rows];
+                Backend.Sampled[] queued = new Backend.Sampled[3];
+                for (int k = 0; k < 3; k++) {
+                    for (int i = 0; i < rows; i++) {
+                        rowIdx[k][i] = (i * 7 + step + k) % rows;
+                    }
+                    if (k > 0) {
+                        queued[k] = gpu.sampleAhead(gpuLogits, rowIdx[k], vocab, onGpu);
+                    }
                 }
-                int[] want = cpu.sample(cpuLogits, rowIdx, vocab, onCpu);
-                int[] got = gpu.sample(gpuLogits, rowIdx, vocab, onGpu);
-                for (int i = 0; i < rows; i++) {
-                    assertEquals(want[i], got[i], "step " + step + ", row " + rowIdx[i] + " with "
-                            + onCpu[i].params() + " [-Dbased4j.seed=" + SEED + "]");
-                    assertTrue(got[i] >= 0 && got[i] < vocab);
+                int[] first = gpu.sample(gpuLogits, rowIdx[0], vocab, onGpu);
+                queued[0] = () -> first;
+                // the queued ones drew before the one that waited: the CPU draws in that order too
+                int[][] want = new int[3][];
+                want[1] = cpu.sample(cpuLogits, rowIdx[1], vocab, onCpu);
+                want[2] = cpu.sample(cpuLogits, rowIdx[2], vocab, onCpu);
+                want[0] = cpu.sample(cpuLogits, rowIdx[0], vocab, onCpu);
+                for (int k = 0; k < 3; k++) {
+                    int[] got = queued[k].ids();
+                    for (int i = 0; i < rows; i++) {
+                        assertEquals(want[k][i], got[i], "step " + (step + k) + ", row " + rowIdx[k][i] + " with "
+                                + onCpu[i].params() + " [-Dbased4j.seed=" + SEED + "]");
+                        assertTrue(got[i] >= 0 && got[i] < vocab);
+                    }
                 }
             }
             float[] nan = logits.clone();
@@ -82,6 +98,10 @@ class CudaBackendTest {
             IllegalStateException e = assertThrows(IllegalStateException.class, () -> gpu.sample(bad, new int[] {5},
                     vocab, new Sampler[] {new Sampler(SamplingParams.greedy())}));
             assertTrue(e.getMessage().contains("NaN"), e.getMessage());
+            Backend.Sampled queuedBad = gpu.sampleAhead(bad, new int[] {4, 5}, vocab,
+                    new Sampler[] {new Sampler(SamplingParams.greedy()), new Sampler(SamplingParams.greedy())});
+            e = assertThrows(IllegalStateException.class, queuedBad::ids, "a queued sampling's error, when read");
+            assertTrue(e.getMessage().contains("NaN") && e.getMessage().contains("row 5"), e.getMessage());
             float[] none = logits.clone();
             Arrays.fill(none, 6 * padded, 6 * padded + vocab, Float.NEGATIVE_INFINITY);
             Backend.Buffer empty = gpu.upload(none, rows, padded);
