@@ -99,6 +99,11 @@ final class BenchGpuCommand implements Callable<Integer> {
             description = "Where to write the results as JSON (default ${DEFAULT-VALUE}).")
     Path json;
 
+    @Option(names = "--no-steps-ahead", description = "Each decode step waits for the ids of the step before on "
+            + "the host before it is queued (by default a step is queued on them while they are still on the device, "
+            + "as a generation runs): for comparison.")
+    boolean noStepsAhead;
+
     @Option(names = "--profile", description = "After each configuration's timed steps (not with --generate), its "
             + "prefill and one decode step again, op by op on the device's clock (no CUDA graph): a table of the ops "
             + "that took the most time, and all of them in the JSON.")
@@ -205,8 +210,10 @@ final class BenchGpuCommand implements Callable<Integer> {
                     + "a fresh session, after one prefill of the same shape in another (its figure: "
                     + "prefill_first_call_tokens_per_s)");
             doc.put("decode_timing", "decode_ms_per_step: seconds of decode_steps steps on the host's clock, from an "
-                    + "idle GPU to the last step's ids on the host, each step queued on the ids of the step before "
-                    + "while they are still on the device (as a generation runs); decode_graph_ms_per_step, "
+                    + "idle GPU to the last step's ids on the host, " + (noStepsAhead ? "each step queued once the ids "
+                    + "of the step before are on the host (--no-steps-ahead)" : "each step queued on the ids of the "
+                    + "step before while they are still on the device (as a generation runs)") + "; "
+                    + "decode_graph_ms_per_step, "
                     + "decode_sampling_ms_per_step and decode_between_steps_ms: a step's forward, its sampling until "
                     + "the ids are on the host, and the host's turn until the next forward, on the device's clock, "
                     + "over steps run one after the other without that overlap");
@@ -391,7 +398,7 @@ final class BenchGpuCommand implements Callable<Integer> {
     private void profileRows(BasedModel m, int batch, int prompt, Map<String, Object> row, SplittableRandom rnd) {
         PrintWriter out = spec.commandLine().getOut();
         try (Session session = m.newSession(batch, prompt + 3, Math.max(batch, tokensPerCall)).useGraphs(false)) {
-            Decoding d = new Decoding(m, session, batch);
+            Decoding d = new Decoding(m, session, batch, !noStepsAhead);
             ops[0].start();
             d.prefill(prompt, rnd);
             List<OpProfile.Row> prefill = ops[0].stop();
@@ -469,7 +476,7 @@ final class BenchGpuCommand implements Callable<Integer> {
         dev.synchronize();
         dev.resetPeak();
         try (Session session = m.newSession(batch, prompt + generated + 1, Math.max(batch, tokensPerCall))) {
-            Decoding d = new Decoding(m, session, batch);
+            Decoding d = new Decoding(m, session, batch, !noStepsAhead);
             long t0 = System.nanoTime();
             d.prefill(prompt, rnd); // the first generated token
             dev.synchronize();
@@ -500,7 +507,7 @@ final class BenchGpuCommand implements Callable<Integer> {
         try (Session session = m.newSession(batch, sessionLength(prompt, decodeSteps),
                 Math.max(batch, tokensPerCall))) {
             long t0 = System.nanoTime();
-            new Decoding(m, session, batch).prefill(prompt, rnd);
+            new Decoding(m, session, batch, false).prefill(prompt, rnd);
             dev.synchronize();
             return (System.nanoTime() - t0) / 1e9;
         }
@@ -520,7 +527,7 @@ final class BenchGpuCommand implements Callable<Integer> {
         dev.resetPeak();
         try (Session session = m.newSession(batch, sessionLength(prompt, decodeSteps),
                 Math.max(batch, tokensPerCall))) {
-            Decoding d = new Decoding(m, session, batch);
+            Decoding d = new Decoding(m, session, batch, !noStepsAhead);
             long t0 = System.nanoTime();
             d.prefill(prompt, rnd);
             dev.synchronize();
@@ -568,8 +575,11 @@ final class BenchGpuCommand implements Callable<Integer> {
         private final int[] slots;
         private final Sampler[] greedy;
         private final int[] next;
+        /** Whether {@link #steps} queues each step on the ids of the one before while they are on the device. */
+        private final boolean ahead;
 
-        Decoding(BasedModel m, Session session, int batch) {
+        Decoding(BasedModel m, Session session, int batch, boolean ahead) {
+            this.ahead = ahead;
             this.m = m;
             this.session = session;
             this.slots = IntStream.range(0, batch).toArray();
@@ -600,6 +610,12 @@ final class BenchGpuCommand implements Callable<Integer> {
          * returns once the last step's ids are read.
          */
         void steps(int count) {
+            if (!ahead) {
+                for (int s = 0; s < count; s++) {
+                    step();
+                }
+                return;
+            }
             if (count <= 0) {
                 return;
             }

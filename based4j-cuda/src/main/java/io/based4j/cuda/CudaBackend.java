@@ -2694,7 +2694,13 @@ public final class CudaBackend implements TrainingBackend {
             kernels.weightsFixed(true);  // a forward writes no weights
             long[] recorded;
             try {
-                recorded = recordGraph(mine, null, forward, mine::close, CudaBackend::rethrown);
+                recorded = recordGraph(mine, null, () -> {
+                    // the layout's copy first, and the graph's node that tells the host it has been read, so that
+                    // the next replay's layout may be staged while this one runs (a step queued ahead)
+                    layout(batch);
+                    mine.layout.copiedInGraph();
+                    forward.run();
+                }, mine::close, CudaBackend::rethrown);
             } finally {
                 kernels.programmatic(before);
                 kernels.weightsFixed(false);

@@ -44,6 +44,7 @@ public final class CudaDriver {
 
     static final int CU_STREAM_NON_BLOCKING = 0x1;
     static final int CU_EVENT_DEFAULT = 0x0;
+    static final int CU_EVENT_RECORD_EXTERNAL = 0x1;
     static final int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
     static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     static final int CU_MEMHOSTALLOC_PORTABLE = 0x01;
@@ -115,6 +116,7 @@ public final class CudaDriver {
     private final MethodHandle cuStreamDestroy;
     private final MethodHandle cuEventCreate;
     private final MethodHandle cuEventRecord;
+    private final MethodHandle cuEventRecordWithFlags;
     private final MethodHandle cuEventSynchronize;
     private final MethodHandle cuEventElapsedTime;
     private final MethodHandle cuEventDestroy;
@@ -172,6 +174,7 @@ public final class CudaDriver {
         cuStreamDestroy = b.bind("cuStreamDestroy_v2", INT, HANDLE);
         cuEventCreate = b.bind("cuEventCreate", INT, PTR, INT);
         cuEventRecord = b.bind("cuEventRecord", INT, HANDLE, HANDLE);
+        cuEventRecordWithFlags = b.bind("cuEventRecordWithFlags", INT, HANDLE, HANDLE, INT);
         cuEventSynchronize = b.bind("cuEventSynchronize", INT, HANDLE);
         // cuda.h of CUDA 12.8+ maps cuEventElapsedTime to cuEventElapsedTime_v2 (same signature); older drivers
         // have only the first version.
@@ -799,6 +802,20 @@ public final class CudaDriver {
             throw rethrow(t);
         }
         check(r, "cuEventRecord");
+    }
+
+    /**
+     * {@code cuEventRecordWithFlags} with {@code CU_EVENT_RECORD_EXTERNAL}: on a stream being captured, a node of the
+     * graph that records the event at that point of each launch (a plain record there only orders the capture).
+     */
+    public void recordInGraph(long event, long stream) {
+        int r;
+        try {
+            r = (int) cuEventRecordWithFlags.invokeExact(event, stream, CU_EVENT_RECORD_EXTERNAL);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        check(r, "cuEventRecordWithFlags");
     }
 
     /** {@code cuEventSynchronize}. */

@@ -24,6 +24,8 @@ final class IntInput implements AutoCloseable {
     private boolean pending;
     /** Writes into the staging area so far, the host's and the device's ({@link #writtenOnStream}). */
     private long writes;
+    /** Whether the graph this belongs to records the copy's event itself ({@link #copiedInGraph}). */
+    private boolean recordedInGraph;
 
     IntInput(CudaBackend backend, String what, int capacity) {
         this.backend = backend;
@@ -110,8 +112,20 @@ final class IntInput implements AutoCloseable {
 
     /** Marks the staging area as read by work just launched (a graph replay). */
     void markRead() {
-        cu.record(copied, backend.stream());
+        if (!recordedInGraph) {
+            cu.record(copied, backend.stream());  // at the replay's end
+        }
         pending = true;
+    }
+
+    /**
+     * In a graph being captured, just after the copy of the staging area: a node that records the copy's event at
+     * this point of each replay, so that the host may stage the next replay's values as soon as this one has copied
+     * them ({@link #markRead} then records nothing at the replay's end).
+     */
+    void copiedInGraph() {
+        cu.recordInGraph(copied, backend.stream());
+        recordedInGraph = true;
     }
 
     @Override
