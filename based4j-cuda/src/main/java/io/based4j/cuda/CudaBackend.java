@@ -1317,7 +1317,12 @@ public final class CudaBackend implements TrainingBackend {
 
     @Override
     public int[] sample(Buffer logits, int[] rows, int vocab, Sampler[] samplers) {
-        return queueSampling(logits, rows, vocab, samplers, false).ids();
+        Drawn d = queueSampling(logits, rows, vocab, samplers, false);
+        // the kernel is the stream's last work: waiting for the stream, as this always has, rather than on the
+        // kernel's event (based-1b's prefill of one prompt, which ends in this call, ran a few percent slower and
+        // less evenly with the event's wait in runs on one H200)
+        cu.synchronize(stream);
+        return d.ids();
     }
 
     /**
