@@ -1,7 +1,6 @@
 package io.based4j.cli;
 
 import io.based4j.backend.Backend;
-import io.based4j.backend.TokenBatch;
 import io.based4j.config.ModelConfig;
 import io.based4j.model.BasedModel;
 import io.based4j.model.Initializer;
@@ -169,7 +168,6 @@ final class BenchCommand implements Runnable {
             long t1 = System.nanoTime();
             for (int s = 0; s < steps; s++) {
                 int[] next = new int[batch];
-                int[] positions = new int[batch];
                 for (int b = 0; b < batch; b++) {
                     int best = 0;
                     for (int v = 1; v < vocab; v++) {
@@ -178,9 +176,8 @@ final class BenchCommand implements Runnable {
                         }
                     }
                     next[b] = best;
-                    positions[b] = session.position(b);
                 }
-                logits = backend.download(model.forward(session, TokenBatch.step(slots, positions), next, false, null));
+                logits = backend.download(model.forward(session, session.step(slots), next, false, null));
             }
             long t2 = System.nanoTime();
             return new double[] {(t1 - t0) / 1e9, (t2 - t1) / 1e9 / steps};

@@ -398,7 +398,7 @@ final class BenchGpuCommand implements Callable<Integer> {
     private void profileRows(BasedModel m, int batch, int prompt, Map<String, Object> row, SplittableRandom rnd) {
         PrintWriter out = spec.commandLine().getOut();
         try (Session session = m.newSession(batch, prompt + 3, Math.max(batch, tokensPerCall)).useGraphs(false)) {
-            Decoding d = new Decoding(m, session, batch, !noStepsAhead);
+            Decoding d = new Decoding(m, session, batch, false);  // op by op: one step at a time
             ops[0].start();
             d.prefill(prompt, rnd);
             List<OpProfile.Row> prefill = ops[0].stop();
@@ -621,22 +621,15 @@ final class BenchGpuCommand implements Callable<Integer> {
             }
             Backend backend = m.backend();
             int vocab = m.config().vocabSize();
-            Backend.Sampled drawn = backend.sampleAhead(m.forward(session, batch(), next.clone(), false, null), slots,
-                    vocab, greedy);
+            Backend.Buffer logits = m.forward(session, session.step(slots), next.clone(), false, null);
+            Backend.Sampled drawn = backend.sampleAhead(logits, slots, vocab, greedy);
             for (int s = 1; s < count; s++) {
-                Backend.Sampled ahead = backend.sampleAhead(m.forwardFed(session, batch(), drawn), slots, vocab, greedy);
+                logits = m.forwardFed(session, session.step(slots), drawn);
+                Backend.Sampled ahead = backend.sampleAhead(logits, slots, vocab, greedy);
                 System.arraycopy(drawn.ids(), 0, next, 0, slots.length);
                 drawn = ahead;
             }
             System.arraycopy(drawn.ids(), 0, next, 0, slots.length);
-        }
-
-        private TokenBatch batch() {
-            int[] positions = new int[slots.length];
-            for (int b = 0; b < slots.length; b++) {
-                positions[b] = session.position(slots[b]);
-            }
-            return TokenBatch.step(slots, positions);
         }
 
         /** One decode step of every slot: feeds the last tokens and samples the next ones. */
@@ -650,7 +643,7 @@ final class BenchGpuCommand implements Callable<Integer> {
          * sampled ids are back, where a clock is given.
          */
         void step(OpClock clock, long[] marks, int at) {
-            TokenBatch batch = batch();
+            TokenBatch batch = session.step(slots);
             int[] tokens = next.clone();
             if (clock != null) {
                 marks[at] = clock.mark();

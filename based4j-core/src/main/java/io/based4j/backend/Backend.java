@@ -172,9 +172,10 @@ public interface Backend extends AutoCloseable {
     /**
      * {@link #sample}, queued: where the backend can, it returns before the ids exist, so that the host may queue the
      * next decode step first; {@link Sampled#ids} then waits for them. A recorded step replayed by
-     * {@link StepGraphs#replayFed} with what this returns reads the ids where the sampling left them on the device. This
-     * default samples at once. The samplers' draws are taken here, in the order of the calls, as {@link #sample}
-     * takes them.
+     * {@link StepGraphs#replayFed} with what this returns takes the ids where the sampling kernel left them for it,
+     * without the host. This default samples at once (and throws as {@link #sample} does, here rather than from
+     * {@link Sampled#ids}). The samplers' draws are taken here, in the order of the calls, as {@link #sample} takes
+     * them.
      */
     default Sampled sampleAhead(Buffer logits, int[] rows, int vocab, Sampler[] samplers) {
         int[] ids = sample(logits, rows, vocab, samplers);
@@ -186,6 +187,19 @@ public interface Backend extends AutoCloseable {
     interface Sampled {
         /** The ids, one a row in the order asked for, once they exist; throws as {@link #sample} does. */
         int[] ids();
+
+        /**
+         * The ids of the rows at the given places of the order asked for, once they exist; an error of another row
+         * (a NaN in logits whose id is not wanted) is not reported.
+         */
+        default int[] ids(int[] places) {
+            int[] all = ids();
+            int[] out = new int[places.length];
+            for (int j = 0; j < places.length; j++) {
+                out[j] = all[places[j]];
+            }
+            return out;
+        }
     }
 
     // ---------------------------------------------------------------- sequence mixers

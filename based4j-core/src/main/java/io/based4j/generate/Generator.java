@@ -1,7 +1,6 @@
 package io.based4j.generate;
 
 import io.based4j.backend.Backend;
-import io.based4j.backend.TokenBatch;
 import io.based4j.model.BasedModel;
 import io.based4j.model.Session;
 import io.based4j.sampling.Sampler;
@@ -34,9 +33,10 @@ public final class Generator {
     }
 
     /**
-     * Whether a decode step is queued on the ids of the step before while they are still on the device, before the
-     * host reads them (on by default, where the backend replays recorded steps): the host's turn between steps then
-     * overlaps the device's work. Off, each step waits for the ids of the one before. The tokens are the same.
+     * Whether a decode step is queued on the ids of the step before before the host reads them, the sampling kernel
+     * handing them to that step itself (on by default, where the backend replays recorded steps): the host's turn
+     * between steps then overlaps the device's work. Off, each step waits for the ids of the one before on the host.
+     * The tokens are the same.
      */
     public Generator stepsAhead(boolean on) {
         this.stepsAhead = on;
@@ -97,12 +97,13 @@ public final class Generator {
             boolean feeds = stepsAhead && backend.graphs() != null && session.usesGraphs();
             while (drawn != null) {
                 // While no sequence can reach its length limit with the token being drawn, the next step is queued
-                // on those tokens before the host reads them (the backend feeds them to it on the device), so the
-                // host's reading and the next step's launch overlap the device's work; a sequence that stops on
-                // that token instead (an end-of-text token, a stop string) has its result of the step ahead dropped.
+                // on those tokens before the host reads them (the sampling kernel hands them to that step itself),
+                // so the host's reading and the next step's launch overlap the device's work; a sequence that stops
+                // on that token instead (an end-of-text token, a stop string) has its result of the step ahead
+                // dropped.
                 Backend.Sampled ahead = null;
                 if (feeds && noneReachesLimit(seqs, running)) {
-                    Backend.Buffer logits = model.forwardFed(session, stepOf(session, running), drawn);
+                    Backend.Buffer logits = model.forwardFed(session, session.step(running), drawn);
                     ahead = backend.sampleAhead(logits, inOrder(running.length), vocab, samplersOf(seqs, running));
                 }
                 int[] ids = drawn.ids();
@@ -114,13 +115,18 @@ public final class Generator {
                     drawn = ahead;
                     continue;
                 }
-                if (ahead != null) {
-                    // the step ahead ran for all of them: its tokens stand for those still running
-                    int[] aheadIds = ahead.ids();
+                if (ahead != null && still.length > 0) {
+                    // the step ahead ran for all of them: its tokens stand for those still running (only theirs
+                    // are read, so a row of a sequence that ended cannot fail the generation)
+                    int[] places = new int[still.length];
                     for (int j = 0, k = 0; j < running.length && k < still.length; j++) {
                         if (running[j] == still[k]) {  // still keeps running's order
-                            next[still[k++]] = aheadIds[j];
+                            places[k++] = j;
                         }
+                    }
+                    int[] aheadIds = ahead.ids(places);
+                    for (int k = 0; k < still.length; k++) {
+                        next[still[k]] = aheadIds[k];
                     }
                     still = acceptAll(seqs, still, next, listener);
                 }
@@ -154,7 +160,7 @@ public final class Generator {
 
     /** Queues a decode step of the listed sequences on the given tokens and the sampling of its logits. */
     private Backend.Sampled queueStep(Session session, Sequence[] seqs, int[] which, int[] tokens, int vocab) {
-        Backend.Buffer logits = model.forward(session, stepOf(session, which), tokens, false, null);
+        Backend.Buffer logits = model.forward(session, session.step(which), tokens, false, null);
         return model.backend().sampleAhead(logits, inOrder(which.length), vocab, samplersOf(seqs, which));
     }
 
@@ -166,14 +172,6 @@ public final class Generator {
             }
         }
         return true;
-    }
-
-    private static TokenBatch stepOf(Session session, int[] which) {
-        int[] positions = new int[which.length];
-        for (int j = 0; j < which.length; j++) {
-            positions[j] = session.position(which[j]);
-        }
-        return TokenBatch.step(which, positions);
     }
 
     private static int[] idsOf(int[] next, int[] which) {

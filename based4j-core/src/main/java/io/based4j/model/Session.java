@@ -173,6 +173,13 @@ public final class Session implements AutoCloseable {
         return new TokenBatch(slots, starts, lengths);
     }
 
+    /** A decode step of the given slots: one token each, at its position. */
+    public TokenBatch step(int[] slots) {
+        int[] ones = new int[slots.length];
+        Arrays.fill(ones, 1);
+        return batch(slots, ones);
+    }
+
     void checkBatch(TokenBatch batch) {
         boolean[] seen = new boolean[positions.length];
         for (int i = 0; i < batch.size(); i++) {

@@ -160,7 +160,10 @@ public final class CudaBackend implements TrainingBackend {
     private final Drawn[] sampleOwner = new Drawn[2];
     /** The area the next sampling takes. */
     private int sampleTurn;
-    /** The recorded forward call launched last: the one whose logits a sampling queued after it most likely reads. */
+    /**
+     * The recorded forward call launched last, while no forward call has run outside a recording since (its
+     * embedding forgets it): the call whose logits a sampling queued now reads.
+     */
     private CudaGraph lastGraph;
     /** Replays whose token ids a sampling kernel left in their staging area ({@link StepGraphs#replayFed}). */
     private long fedSteps;
@@ -888,6 +891,9 @@ public final class CudaBackend implements TrainingBackend {
                         + t.rows() + ")");
             }
         }
+        if (!recording) {
+            lastGraph = null;  // a forward call outside a recording: the logits sampled next are not the graph's
+        }
         long dev;
         if (capture != null) {
             dev = capture.upload(inputs.tokens, ids, Source.IDS, ids);
@@ -1408,8 +1414,8 @@ public final class CudaBackend implements TrainingBackend {
         final CudaGraph feeds;
         /** That staging area's count of writes once the kernel's was queued: a later write makes the feed stale. */
         final long writes;
-        private int[] ids;
-        private RuntimeException error;
+        /** What the kernel wrote, errors (-1, -2) included; null until read. */
+        private int[] got;
 
         Drawn(int area, int[] rows, int vocab, CudaGraph feeds, long writes) {
             this.area = area;
@@ -1418,45 +1424,53 @@ public final class CudaBackend implements TrainingBackend {
             this.feeds = feeds;
             this.writes = writes;
             if (area < 0) {
-                ids = new int[0];
+                got = new int[0];
             }
         }
 
-        /** Waits for the kernel and copies the ids out of the area (once); an error is kept for {@link #ids}. */
+        /** Waits for the kernel and copies what it wrote out of the area (once). */
         void fetch() {
-            if (ids != null || error != null) {
+            if (got != null) {
                 return;
             }
             bind();
             cu.synchronizeEvent(sampleDone[area]);
-            int[] got = new int[rows.length];
-            MemorySegment.copy(sampleHost, ValueLayout.JAVA_INT, area * SAMPLE_AREA_BYTES + SAMPLE_IDS_OFFSET, got, 0,
-                    got.length);
+            int[] read = new int[rows.length];
+            MemorySegment.copy(sampleHost, ValueLayout.JAVA_INT, area * SAMPLE_AREA_BYTES + SAMPLE_IDS_OFFSET, read, 0,
+                    read.length);
+            got = read;
             if (sampleOwner[area] == this) {
                 sampleOwner[area] = null;
             }
-            for (int i = 0; i < got.length; i++) {
-                if (got[i] == -1) {
-                    error = new IllegalStateException("a logit of row " + rows[i] + " is NaN");
-                } else if (got[i] == -2) {
-                    error = new IllegalStateException("all logits of row " + rows[i] + " are -Infinity");
-                } else if (got[i] < 0 || got[i] >= vocab) {
-                    error = new IllegalStateException("the GPU sampler returned id " + got[i] + " for row " + rows[i]);
-                }
-                if (error != null) {
-                    return;
-                }
-            }
-            ids = got;
         }
 
         @Override
         public int[] ids() {
             fetch();
-            if (error != null) {
-                throw error;
+            int[] all = new int[got.length];
+            Arrays.setAll(all, i -> i);
+            return ids(all);
+        }
+
+        @Override
+        public int[] ids(int[] places) {
+            fetch();
+            int[] out = new int[places.length];
+            for (int j = 0; j < places.length; j++) {
+                int id = got[places[j]];
+                int row = rows[places[j]];
+                if (id == -1) {
+                    throw new IllegalStateException("a logit of row " + row + " is NaN");
+                }
+                if (id == -2) {
+                    throw new IllegalStateException("all logits of row " + row + " are -Infinity");
+                }
+                if (id < 0 || id >= vocab) {
+                    throw new IllegalStateException("the GPU sampler returned id " + id + " for row " + row);
+                }
+                out[j] = id;
             }
-            return ids.clone();
+            return out;
         }
     }
 
@@ -2717,14 +2731,7 @@ public final class CudaBackend implements TrainingBackend {
 
         @Override
         public void replay(Graph graph, int[] tokens, TokenBatch batch) {
-            bind();
-            if (!(graph instanceof CudaGraph g) || g.closed) {
-                throw new IllegalArgumentException("not a live graph of this backend: " + graph);
-            }
-            if (tokens.length != g.tokens || batch.size() != g.sequences || batch.totalTokens() != g.tokens) {
-                throw new IllegalArgumentException("the graph was recorded for " + g.sequences + " sequences of "
-                        + g.tokens + " tokens, not " + batch.size() + " of " + batch.totalTokens());
-            }
+            CudaGraph g = live(graph, tokens.length, batch);
             g.in.tokens.stage(tokens);
             g.in.layout.stage(layoutOf(batch));
             launch(g);
@@ -2732,19 +2739,28 @@ public final class CudaBackend implements TrainingBackend {
 
         @Override
         public boolean replayFed(Graph graph, Sampled ids, TokenBatch batch) {
-            bind();
-            if (!(graph instanceof CudaGraph g) || g.closed) {
-                throw new IllegalArgumentException("not a live graph of this backend: " + graph);
-            }
-            if (!(ids instanceof Drawn d) || d.feeds != g || d.writes != g.in.tokens.writes()
-                    || batch.size() != g.sequences || batch.totalTokens() != g.tokens) {
-                return false;
+            CudaGraph g = live(graph, batch.totalTokens(), batch);
+            if (!(ids instanceof Drawn d) || d.feeds != g || d.writes != g.in.tokens.writes()) {
+                return false;  // the ids were not handed to this graph, or were written over since
             }
             // the token ids are in the staging area already (written by the sampling kernel, queued before this)
             g.in.layout.stage(layoutOf(batch));
             launch(g);
             fedSteps++;
             return true;
+        }
+
+        /** {@code graph} as a live graph of this backend recorded for {@code tokens} tokens of batch's shape. */
+        private CudaGraph live(Graph graph, int tokens, TokenBatch batch) {
+            bind();
+            if (!(graph instanceof CudaGraph g) || g.closed) {
+                throw new IllegalArgumentException("not a live graph of this backend: " + graph);
+            }
+            if (tokens != g.tokens || batch.size() != g.sequences || batch.totalTokens() != g.tokens) {
+                throw new IllegalArgumentException("the graph was recorded for " + g.sequences + " sequences of "
+                        + g.tokens + " tokens, not " + batch.size() + " of " + batch.totalTokens());
+            }
+            return g;
         }
 
         private void launch(CudaGraph g) {

@@ -10,8 +10,10 @@ import java.lang.foreign.ValueLayout;
  * buffer are ordered on one stream.
  *
  * <p>When it belongs to a recorded forward call, the copy is part of the graph: replays refill the staging area
- * ({@link #stage}) and the graph copies it. A recorded training step's inputs are copied ahead of each launch
- * instead ({@link #upload}), so that the host need only wait for the copy before writing the next step's.
+ * ({@link #stage}) and the graph copies it. A kernel may write the staging area too (the sampling, handing its ids to
+ * the next replay: {@link #writtenOnStream}); the host's next write then waits for that kernel. A recorded training
+ * step's inputs are copied ahead of each launch instead ({@link #upload}), so that the host need only wait for the
+ * copy before writing the next step's.
  */
 final class IntInput implements AutoCloseable {
     private final CudaDriver cu;

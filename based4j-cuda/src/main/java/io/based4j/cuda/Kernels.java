@@ -2015,8 +2015,8 @@ public final class Kernels {
     /**
      * Chooses one token per output row on the GPU, one block of 512 threads per row: logits F32 with row stride
      * {@code ld}, rows int {@code [n]} (row of logits for each output), temperature, topK, topP, uniform per output
-     * (float, int, float, float {@code [n]}), outIds int {@code [n]}, and feedIds int {@code [n]} or 0: a copy of the ids
-     * for a next step to read on the device (0 in place of an error). The function is exactly the CPU sampler's,
+     * (float, int, float, float {@code [n]}), outIds int {@code [n]}, and feedIds int {@code [n]} or 0: a copy of the
+     * ids for the next step to take (0 in place of an error). The function is exactly the CPU sampler's,
      * {@link io.based4j.sampling.Sampler#pick}; -1 means a NaN logit, -2 all -inf.
      */
     public void sample(long logits, long rows, int n, int ld, int vocab, long temperature, long topK, long topP,
