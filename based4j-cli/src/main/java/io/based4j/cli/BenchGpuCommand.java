@@ -100,8 +100,8 @@ final class BenchGpuCommand implements Callable<Integer> {
     Path json;
 
     @Option(names = "--no-steps-ahead", description = "Each decode step waits for the ids of the step before on "
-            + "the host before it is queued (by default a step is queued on them while they are still on the device, "
-            + "as a generation runs): for comparison.")
+            + "the host before it is queued (by default a step is queued on them before the host has read them, the "
+            + "sampling kernel handing them to it, as a generation runs): for comparison.")
     boolean noStepsAhead;
 
     @Option(names = "--profile", description = "After each configuration's timed steps (not with --generate), its "
@@ -211,8 +211,8 @@ final class BenchGpuCommand implements Callable<Integer> {
                     + "prefill_first_call_tokens_per_s)");
             doc.put("decode_timing", "decode_ms_per_step: seconds of decode_steps steps on the host's clock, from an "
                     + "idle GPU to the last step's ids on the host, " + (noStepsAhead ? "each step queued once the ids "
-                    + "of the step before are on the host (--no-steps-ahead)" : "each step queued on the ids of the "
-                    + "step before while they are still on the device (as a generation runs)") + "; "
+                    + "of the step before are on the host (--no-steps-ahead)" : "each step queued on the ids the step "
+                    + "before drew, ahead of the host's reading them (as a generation runs)") + "; "
                     + "decode_graph_ms_per_step, "
                     + "decode_sampling_ms_per_step and decode_between_steps_ms: a step's forward, its sampling until "
                     + "the ids are on the host, and the host's turn until the next forward, on the device's clock, "
@@ -606,8 +606,8 @@ final class BenchGpuCommand implements Callable<Integer> {
 
         /**
          * {@code count} decode steps of every slot as a generation runs them: each step after the first queued on the
-         * ids the step before drew, still on the device ({@link BasedModel#forwardFed}), before the host reads those;
-         * returns once the last step's ids are read.
+         * ids the step before drew, before the host reads those (the sampling kernel hands them to the step:
+         * {@link BasedModel#forwardFed}); returns once the last step's ids are read.
          */
         void steps(int count) {
             if (!ahead) {

@@ -33,7 +33,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
- * Decode steps queued on the ids of the step before while they are still on the device (a sampling kernel leaves
+ * Decode steps queued on the ids the step before drew, ahead of the host's reading them (a sampling kernel leaves
  * them in the recorded step's staging area, {@link Backend#sampleAhead} and {@link BasedModel#forwardFed}) give the
  * same logits and tokens as steps that wait for the ids on the host, and the fed replays are taken.
  */
