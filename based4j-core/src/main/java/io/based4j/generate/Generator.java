@@ -35,8 +35,8 @@ public final class Generator {
     /**
      * Whether a decode step is queued on the ids the step before drew, ahead of the host's reading them, the sampling
      * kernel handing them to that step itself (on by default, where the backend replays recorded steps): the host's
-     * turn between steps then overlaps the device's work. Off, each step waits for the ids of the one before on the host.
-     * The tokens are the same.
+     * turn between steps then overlaps the device's work. Off, each step waits for the ids of the one before on the
+     * host. The tokens are the same.
      */
     public Generator stepsAhead(boolean on) {
         this.stepsAhead = on;

@@ -163,11 +163,16 @@ public final class BasedModel implements AutoCloseable {
      */
     public Backend.Buffer forward(Session session, TokenBatch batch, int[] tokens, boolean allLogits,
                                   LayerStack.LayerObserver observer) {
+        return forward(session, prepare(session, batch), batch, tokens, allLogits, observer);
+    }
+
+    /** {@link #forward} once {@link #prepare} has checked the call and given the session's workspace. */
+    private Backend.Buffer forward(Session session, Workspace ws, TokenBatch batch, int[] tokens, boolean allLogits,
+                                   LayerStack.LayerObserver observer) {
         int n = batch.totalTokens();
         if (tokens.length != n) {
             throw new IllegalArgumentException("batch describes " + n + " tokens but " + tokens.length + " were given");
         }
-        Workspace ws = prepare(session, batch);
         stack.checkTokens(tokens);
         boolean step = n == batch.size();
         Backend.StepGraphs recorder = backend.graphs();
@@ -179,7 +184,7 @@ public final class BasedModel implements AutoCloseable {
             } else {
                 recorder.replay(graph, tokens, batch);
             }
-            logits = backend.view(ws.take(Workspace.Role.LAST_LOGITS, ws.slots(), config.paddedVocabSize()), n);
+            logits = stepLogits(ws, n);
         } else {
             logits = run(session, ws, batch, tokens, allLogits, observer);
         }
@@ -201,18 +206,20 @@ public final class BasedModel implements AutoCloseable {
             throw new IllegalArgumentException("a step fed sampled ids takes one token per sequence, not "
                     + batch.totalTokens() + " for " + n);
         }
+        Workspace ws = prepare(session, batch);
         Backend.StepGraphs recorder = backend.graphs();
-        if (recorder != null && session.usesGraphs() && session.graph(n) != null) {
-            Workspace ws = prepare(session, batch);
-            if (recorder.replayFed(session.graph(n), ids, batch)) {
-                // the ids are the sampler's: every one lies in the vocabulary (an error is reported by ids.ids())
-                Backend.Buffer logits = backend.view(ws.take(Workspace.Role.LAST_LOGITS, ws.slots(),
-                        config.paddedVocabSize()), n);
-                session.advance(batch);
-                return logits;
-            }
+        if (recorder != null && session.usesGraphs() && session.graph(n) != null
+                && recorder.replayFed(session.graph(n), ids, batch)) {
+            // the ids are the sampler's: every one lies in the vocabulary (an error is reported by ids.ids())
+            session.advance(batch);
+            return stepLogits(ws, n);
         }
-        return forward(session, batch, ids.ids(), false, null);
+        return forward(session, ws, batch, ids.ids(), false, null);
+    }
+
+    /** The last logits of a decode step of n sequences, where its recorded graph leaves them. */
+    private Backend.Buffer stepLogits(Workspace ws, int n) {
+        return backend.view(ws.take(Workspace.Role.LAST_LOGITS, ws.slots(), config.paddedVocabSize()), n);
     }
 
     /** The checks of a forward call, and memory a growing state needs for it; returns the session's workspace. */

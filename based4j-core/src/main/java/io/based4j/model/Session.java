@@ -175,9 +175,11 @@ public final class Session implements AutoCloseable {
 
     /** A decode step of the given slots: one token each, at its position. */
     public TokenBatch step(int[] slots) {
-        int[] ones = new int[slots.length];
-        Arrays.fill(ones, 1);
-        return batch(slots, ones);
+        int[] at = new int[slots.length];
+        for (int i = 0; i < slots.length; i++) {
+            at[i] = positions[slots[i]];
+        }
+        return TokenBatch.step(slots, at);
     }
 
     void checkBatch(TokenBatch batch) {
