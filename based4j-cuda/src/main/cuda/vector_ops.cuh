@@ -180,6 +180,23 @@ __device__ void swigluVec_impl(const A* a, A* out, int n, int h) {
 #define CONV_VEC_TAPS 4
 
 /**
+ * The K taps of channels c .. c + 7 of BaseConv's kernel convW [inner, K] (bf16) into ws[j][i] (tap j of channel c +
+ * i): 8 K consecutive values from value c K, read as K pieces of 8 (16 bytes each, aligned where convW is, as c is a
+ * multiple of 8).
+ */
+template <int K, typename W>
+__device__ __forceinline__ void convTaps8(const W* convW, int c, float (&ws)[CONV_VEC_TAPS][8]) {
+    float t[K][8];
+#pragma unroll
+    for (int j = 0; j < K; j++) load8(convW + (i64)c * K + 8 * j, t[j]);
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+#pragma unroll
+        for (int j = 0; j < K; j++) ws[j][i] = t[(i * K + j) >> 3][(i * K + j) & 7];
+    }
+}
+
+/**
  * baseConvStep_impl with 8 channels a thread: the token's u1 and gate, the history (float32) and the output moved 16
  * or 32 bytes at a time, every load before the first store; each channel's numbers as baseConvStep_impl makes them (the
  * same fmaf order: bit for bit). inner a multiple of 8, k <= CONV_VEC_TAPS.
@@ -205,11 +222,20 @@ __device__ void baseConvStepVec_impl(const A* u, const W* convW, float* hist, co
         for (int j = 0; j < CONV_VEC_TAPS - 1; j++) {
             if (j < taps) load8(h + (i64)j * inner, xs[j]);
         }
+        if constexpr (sizeof(W) == 2) {
+            switch (k) {
+                case 1: convTaps8<1>(convW, c, ws); break;
+                case 2: convTaps8<2>(convW, c, ws); break;
+                case 3: convTaps8<3>(convW, c, ws); break;
+                default: convTaps8<4>(convW, c, ws); break;
+            }
+        } else {
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+            for (int i = 0; i < 8; i++) {
 #pragma unroll
-            for (int j = 0; j < CONV_VEC_TAPS; j++) {
-                if (j < k) ws[j][i] = toF(convW[(i64)(c + i) * k + j]);
+                for (int j = 0; j < CONV_VEC_TAPS; j++) {
+                    if (j < k) ws[j][i] = toF(convW[(i64)(c + i) * k + j]);
+                }
             }
         }
         float y[8];
@@ -228,6 +254,50 @@ __device__ void baseConvStepVec_impl(const A* u, const W* convW, float* hist, co
         }
         if (taps > 0) store8(h + (i64)(taps - 1) * inner, cur);
         store8(out + row * inner + c, y);
+    }
+}
+
+/**
+ * addRmsNorm_impl with 8 values a thread (the residual moved 32 bytes at a time, the branch, the weight and the output
+ * 16): residual += branch, out = rmsNorm(residual) x weight. One block a row (rows grid-strided), d a multiple of 8 and
+ * at most 8 blockDim.x; every load of the row before its first store. Each value as addRmsNorm_impl makes it; the sum
+ * of squares in another fixed order (a thread's 8 in pairs, the lanes as a butterfly, the warps in order), so the
+ * norm's scale may differ from addRmsNorm_impl's in its last bits.
+ */
+template <typename W, typename A>
+__device__ void addRmsNormVec_impl(float* residual, const A* branch, const W* weight, A* out, int n, int d,
+                                   float eps) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    const int c = 8 * threadIdx.x;
+    const bool mine = c < d;
+    for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
+        float v[8], b[8], wt[8];
+        float ss = 0.0f;
+        if (mine) {
+            load8(residual + row * d + c, v);
+            load8(branch + row * d + c, b);
+            load8(weight + c, wt);
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[i] += b[i];
+            store8(residual + row * d + c, v);
+            ss = ((v[0] * v[0] + v[1] * v[1]) + (v[2] * v[2] + v[3] * v[3])) +
+                 ((v[4] * v[4] + v[5] * v[5]) + (v[6] * v[6] + v[7] * v[7]));
+        }
+        ss = warpSum(ss);
+        if (lane == 0) partial[warp] = ss;
+        __syncthreads();
+        float total = 0.0f;
+        for (int w = 0; w < warps; w++) total += partial[w];  // every thread, same order: same value
+        const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
+        if (mine) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[i] = v[i] * r * wt[i];
+            store8(out + row * d + c, v);
+        }
+        __syncthreads();  // partial is reused by the next row
     }
 }
 
@@ -250,6 +320,9 @@ B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, 
 B4J_KERNEL(baseConvStepVec, 256,
            (const A* u, const W* convW, float* hist, const int* layout, A* out, int B, int inner, int k),
            (u, convW, hist, layout, out, B, inner, k))
+B4J_KERNEL(addRmsNormVec, 256,
+           (float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps),
+           (residual, branch, weight, out, n, d, eps))
 B4J_KERNEL(swigluVec, 256, (const A* a, A* out, int n, int h), (a, out, n, h))
 namespace b4j_bf16 {
 extern "C" __global__ void __launch_bounds__(256) addBiasF32Vec_bf16(float* out, const W* bias, int n, int m) {

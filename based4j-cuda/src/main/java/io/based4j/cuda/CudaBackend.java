@@ -1285,6 +1285,11 @@ public final class CudaBackend implements TrainingBackend {
     static final String FUSED_NORM_ROWS_PROPERTY = "based4j.cuda.fusedNormRows";
     private final int fusedNormRows = fusedNormRows(System.getProperty(FUSED_NORM_ROWS_PROPERTY));
 
+    /** Rows up to which {@link #addRmsNorm} runs as one kernel of a block a row. */
+    int fusedNormRows() {
+        return fusedNormRows;
+    }
+
     /** The value of {@value #FUSED_NORM_ROWS_PROPERTY}: {@value #FUSED_NORM_ROWS} where unset. */
     static int fusedNormRows(String value) {
         return Kernels.atLeast(FUSED_NORM_ROWS_PROPERTY, value, 0, FUSED_NORM_ROWS, "a number of rows");

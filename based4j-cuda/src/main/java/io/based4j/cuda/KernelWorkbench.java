@@ -34,7 +34,7 @@ import java.util.function.Consumer;
 public final class KernelWorkbench {
     /** Kernels the workbench has versions of. */
     public static final List<String> KERNELS = List.of("gemv", "crossEntropy", "attentionDecode",
-            "linearAttentionDecode", "linearAttentionPrefill");
+            "linearAttentionDecode", "linearAttentionPrefill", "addRmsNorm");
     /** Bytes of input copies the timed calls go through at least (more than an H200's 50 MiB L2 cache). */
     static final long COLD_BYTES = 256L << 20;
 
@@ -113,6 +113,7 @@ public final class KernelWorkbench {
                 case "crossEntropy" -> w.crossEntropy();
                 case "attentionDecode" -> w.attentionDecode();
                 case "linearAttentionDecode" -> w.linearAttentionDecode();
+                case "addRmsNorm" -> w.addRmsNorm();
                 default -> w.linearAttentionPrefill();
             };
         } finally {
@@ -257,6 +258,120 @@ public final class KernelWorkbench {
             }
         }
         return y;
+    }
+
+    // ------------------------------------------------------------------------------------------------ addRmsNorm
+
+    /** A decode step's residual add and RMSNorm: {@code n} rows (sequences) of width {@code d}. */
+    record NormShape(String name, int n, int d) {
+    }
+
+    /** based-1b's (d 1792) and based-360m's (d 1024) at batches 1, 8, 128 and 1,024. */
+    static final List<NormShape> NORM_SHAPES = List.of(new NormShape("1b", 1, 1792), new NormShape("1b", 128, 1792),
+            new NormShape("1b", 1024, 1792), new NormShape("360m", 1, 1024), new NormShape("360m", 8, 1024),
+            new NormShape("360m", 128, 1024));
+
+    /**
+     * Largest error of the normed rows against float64, relative to the largest output: one rounding to bf16 (2^-8
+     * of a value at most) after float32 sums of at most 1,792 squares (below 2^-12 of the scale).
+     */
+    static final double NORM_BOUND = 0x1p-8 + 0x1p-12;
+
+    /**
+     * The residual add and RMSNorm of a decode step ({@link Kernels#addRmsNorm}): version 1 (a block a row, a value
+     * a thread at a time), version 2 (its vector form, 8 values a thread) and the row kernel of prompts (a warp a row,
+     * {@link TrainKernels#addRmsNormRows}), "(used)" where the backend takes it at that many rows. The residual and
+     * the branch are read from copies in turn (more bytes than the L2 cache), the residual's sums checked bit for bit
+     * against the float32 add and the normed rows against float64.
+     */
+    private List<Result> addRmsNorm() {
+        List<Result> results = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(11);
+        Kernels kernels = gpu.kernels();
+        TrainKernels train = gpu.trainKernels();
+        float eps = 1e-5f;
+        for (NormShape s : NORM_SHAPES) {
+            int n = s.n();
+            int d = s.d();
+            String shape = String.format(Locale.ROOT, "%s %dx%d", s.name(), n, d);
+            note.accept("addRmsNorm " + shape);
+            try (Arena arena = Arena.ofConfined()) {
+                long values = (long) n * d;
+                long bytesPerCopy = 4 * values + 2 * values;
+                int copies = (int) Math.max(1, (COLD_BYTES + bytesPerCopy - 1) / bytesPerCopy);
+                MemorySegment res = arena.allocate(4 * values, 16);
+                for (long i = 0; i < values; i++) {
+                    res.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i, (float) r.nextGaussian());
+                }
+                MemorySegment br = randomBf16(arena, values, r);
+                MemorySegment wt = arena.allocate(2L * d, 16);
+                for (int i = 0; i < d; i++) {
+                    wt.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Tensor.floatToBf16((float) r.nextDouble(0.6, 1.4)));
+                }
+                long resAll = alloc(4 * values * copies);
+                long brAll = alloc(2 * values * copies);
+                for (int c = 0; c < copies; c++) {
+                    cu.copyHtoD(resAll + 4 * values * c, res, 4 * values);
+                    cu.copyHtoD(brAll + 2 * values * c, br, 2 * values);
+                }
+                long wd = upload(wt, 2L * d);
+                long out = alloc(2 * values);
+                long fresh = upload(res, 4 * values);
+                long residual = alloc(4 * values);
+                float[] sums = new float[(int) values];
+                double[] want = new double[(int) values];
+                for (int row = 0; row < n; row++) {
+                    double ss = 0;
+                    for (int j = 0; j < d; j++) {
+                        int i = row * d + j;
+                        sums[i] = res.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i)
+                                + Tensor.bf16ToFloat(br.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i));
+                        ss += (double) sums[i] * sums[i];
+                    }
+                    double rstd = 1 / Math.sqrt(ss / d + eps);
+                    for (int j = 0; j < d; j++) {
+                        want[row * d + j] = sums[row * d + j] * rstd
+                                * Tensor.bf16ToFloat(wt.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, j));
+                    }
+                }
+                boolean vecFits = Kernels.addRmsNormVecFits(Precision.BF16, d, resAll, brAll, wd, out);
+                boolean oneKernel = n <= gpu.fusedNormRows();
+                List<String> names = new ArrayList<>();
+                List<java.util.function.IntConsumer> calls = new ArrayList<>();
+                names.add("v1 (block a row)" + (oneKernel && !(vecFits && kernels.normVec()) ? " (used)" : ""));
+                calls.add(c -> kernels.addRmsNorm(1, Precision.BF16, resAll + 4 * values * c, brAll + 2 * values * c,
+                        wd, out, n, d, eps));
+                if (vecFits) {
+                    names.add("v2 (vector)" + (oneKernel && kernels.normVec() ? " (used)" : ""));
+                    calls.add(c -> kernels.addRmsNorm(2, Precision.BF16, resAll + 4 * values * c,
+                            brAll + 2 * values * c, wd, out, n, d, eps));
+                }
+                if (TrainKernels.rmsNormByRows(Precision.BF16, d, resAll, brAll, wd, out)) {
+                    names.add("rows (warp a row)" + (oneKernel ? "" : " (used)"));
+                    calls.add(c -> train.addRmsNormRows(Precision.BF16, resAll + 4 * values * c,
+                            brAll + 2 * values * c, wd, out, n, d, eps));
+                }
+                double bytes = 4.0 * values * 2 + 2.0 * values * 2 + 2.0 * d;
+                for (int i = 0; i < names.size(); i++) {
+                    java.util.function.IntConsumer call = calls.get(i);
+                    // one call on a fresh residual (copy 0 put back first), checked
+                    cu.copyDtoDAsync(resAll, fresh, 4 * values, stream);
+                    cu.memsetD8Async(out, 0, 2 * values, stream);
+                    call.accept(0);
+                    cu.copyDtoDAsync(residual, resAll, 4 * values, stream);
+                    float[] gotSums = floats(arena, residual, values);
+                    double error = maxError(download(arena, out, 2 * values), want);
+                    if (!java.util.Arrays.equals(gotSums, sums)) {
+                        error = Double.POSITIVE_INFINITY;  // the residual's sums are the float32 adds, exactly
+                    }
+                    double ms = time(copies, call);
+                    results.add(new Result("addRmsNorm", shape, names.get(i), ms, bytes / (ms * 1e-3) / 1e9, error,
+                            NORM_BOUND));
+                }
+            }
+            freeAll();
+        }
+        return results;
     }
 
     // ------------------------------------------------------------------------------------------------ crossEntropy

@@ -432,8 +432,45 @@ public final class Kernels {
         if ((long) n * d == 0) {
             return;
         }
+        addRmsNorm(normVec && addRmsNormVecFits(p, d, residual, branch, weight, out) ? 2 : 1, p, residual, branch,
+                weight, out, n, d, eps);
+    }
+
+    /**
+     * {@link #addRmsNorm} in version 1 (the scalar kernel) or 2 (its vector form, where {@link #addRmsNormVecFits}
+     * holds): the kernel workbench's versions.
+     */
+    void addRmsNorm(int version, Precision p, long residual, long branch, long weight, long out, int n, int d,
+                    float eps) {
+        require(version == 1 || version == 2 && addRmsNormVecFits(p, d, residual, branch, weight, out),
+                "addRmsNorm: version " + version + " at width " + d);
+        if ((long) n * d == 0) {
+            return;
+        }
         args.reset().ptr(residual).ptr(branch).ptr(weight).ptr(out).i32(n).i32(d).f32(eps);
-        launch(function("addRmsNorm", p), (int) Math.min(n, MAX_ELEMENTWISE_BLOCKS), 1, 1, THREADS, 0);
+        launch(function(version == 2 ? "addRmsNormVec" : "addRmsNorm", p), (int) Math.min(n, MAX_ELEMENTWISE_BLOCKS),
+                1, 1, THREADS, 0);
+    }
+
+    /** Whether {@link #addRmsNorm} takes its vector form where it fits: on unless {@value #NORM_VEC_PROPERTY} is false. */
+    boolean normVec() {
+        return normVec;
+    }
+
+    /**
+     * The system property that turns the vector form of {@link #addRmsNorm} off ({@code false}) for comparison; on by
+     * default.
+     */
+    static final String NORM_VEC_PROPERTY = "based4j.cuda.normVec";
+    private final boolean normVec = onOff(NORM_VEC_PROPERTY, System.getProperty(NORM_VEC_PROPERTY)) != Boolean.FALSE;
+
+    /**
+     * Whether {@link #addRmsNorm} takes its vector form ({@code addRmsNormVec}: 8 values a thread, a block a row):
+     * bf16 (float32 keeps the scalar kernel's order of the sum of squares, that of {@link #rmsNorm}), the width a
+     * multiple of 8 and at most 8 a thread of the block, the pointers 16-byte aligned.
+     */
+    static boolean addRmsNormVecFits(Precision p, int d, long... pointers) {
+        return vectorRows(p, d, pointers) && d <= VECTOR * THREADS;
     }
 
     /** {@code acc += x}: acc F32, x A, {@code count} elements. */
@@ -597,7 +634,7 @@ public final class Kernels {
             return;
         }
         args.reset().ptr(u).ptr(convW).ptr(hist).ptr(layout).ptr(out).i32(B).i32(inner).i32(k);
-        if (convStepVec(inner, k, u, hist, out)) {
+        if (convStepVec(inner, k, u, convW, hist, out)) {
             vectorwise(function("baseConvStepVec", p), (long) B * inner);
         } else {
             elementwise(function("baseConvStep", p), (long) B * inner);
@@ -609,11 +646,11 @@ public final class Kernels {
 
     /**
      * Whether {@link #baseConvStep} takes its vector form (8 channels a thread, in either precision): a kernel of at
-     * most {@value #CONV_VEC_TAPS} taps, the width a multiple of 8 and the token's rows, the history and the output
-     * 16-byte aligned.
+     * most {@value #CONV_VEC_TAPS} taps, the width a multiple of 8 and the token's rows, the kernel's taps, the
+     * history and the output 16-byte aligned.
      */
-    static boolean convStepVec(int inner, int k, long u, long hist, long out) {
-        return k <= CONV_VEC_TAPS && inner % VECTOR == 0 && aligned(u, hist, out);
+    static boolean convStepVec(int inner, int k, long u, long convW, long hist, long out) {
+        return k <= CONV_VEC_TAPS && inner % VECTOR == 0 && aligned(u, convW, hist, out);
     }
 
     // ------------------------------------------------------------------------------------------------ linear attention

@@ -12,15 +12,16 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * {@link Kernels#baseConvStep}, a decode step of BaseConv in one kernel, against {@link Kernels#baseConv} followed by
  * {@link Kernels#baseConvState} on the same history: the outputs and the new history bit for bit (the same float
- * operations in the same order). Sequences in slots out of order, a slot left out, kernels of 1, 3 and 4 taps (the
- * vector form) and of 6 and 9 (past it: the scalar form, tap by tap), both precisions.
+ * operations in the same order). Sequences in slots out of order, a slot left out, kernels of 1 to 4 taps (the
+ * vector form; in bf16 it reads the 8 channels' taps as k pieces of 16 bytes, every k from 1 to 4 here) and of 6 and 9
+ * (past it: the scalar form, tap by tap), both precisions.
  */
 @GpuTest
 class BaseConvStepTest {
     static Stream<Arguments> cases() {
         return Stream.of(Arguments.of(Precision.BF16, 3), Arguments.of(Precision.F32, 3),
-                Arguments.of(Precision.BF16, 4), Arguments.of(Precision.F32, 1), Arguments.of(Precision.BF16, 6),
-                Arguments.of(Precision.BF16, 9));
+                Arguments.of(Precision.BF16, 4), Arguments.of(Precision.F32, 1), Arguments.of(Precision.BF16, 1),
+                Arguments.of(Precision.BF16, 2), Arguments.of(Precision.BF16, 6), Arguments.of(Precision.BF16, 9));
     }
 
     @ParameterizedTest(name = "{0}, kernel {1}")
