@@ -225,10 +225,11 @@ __device__ void aToF32_impl(const A* src, float* dst, i64 count) {
 /**
  * One thread per (token row, channel). The channel's input sequence is its k-1 remembered values (hist, oldest
  * first) followed by this call's u1 values; tap j multiplies element t + j of it, so tap k-1 meets the current token
- * (c_t = w0 u1_{t-k+1} + ... + w_{k-1} u1_t). out = silu(c) * u2. Reads hist only.
+ * (c_t = w0 u1_{t-k+1} + ... + w_{k-1} u1_t). out = silu(c) * u2. Reads hist only. The history holds past u1 values,
+ * so it is kept in u's type A (bf16: half the bytes of float32, no value changed).
  */
 template <typename W, typename A>
-__device__ void baseConv_impl(const A* u, const W* convW, const float* hist, const int* layout, A* out, int T,
+__device__ void baseConv_impl(const A* u, const W* convW, const A* hist, const int* layout, A* out, int T,
                               int B, int inner, int k) {
     const Layout L = layoutOf(layout, B);
     const i64 total = (i64)T * inner;
@@ -239,11 +240,11 @@ __device__ void baseConv_impl(const A* u, const W* convW, const float* hist, con
         const int c = (int)(idx - row * inner);
         const int seq = L.tokSeq[row];
         const int t = (int)(row - L.offsets[seq]);
-        const float* h = hist + (i64)L.slots[seq] * taps * inner;
+        const A* h = hist + (i64)L.slots[seq] * taps * inner;
         float acc = 0.0f;
         for (int j = 0; j < k; j++) {
             const int s = t + j;  // index in [remembered | this call]
-            const float xv = s < taps ? h[(i64)s * inner + c] : toF(u[(row + j - taps) * width + c]);
+            const float xv = toF(s < taps ? h[(i64)s * inner + c] : u[(row + j - taps) * width + c]);
             acc = fmaf(toF(convW[(i64)c * k + j]), xv, acc);
         }
         const float gate = toF(u[row * width + inner + c]);
@@ -257,7 +258,7 @@ __device__ void baseConv_impl(const A* u, const W* convW, const float* hist, con
  * written later by the same thread, so the update is in place without a race.
  */
 template <typename W, typename A>
-__device__ void baseConvState_impl(const A* u, float* hist, const int* layout, int T, int B, int inner, int k) {
+__device__ void baseConvState_impl(const A* u, A* hist, const int* layout, int T, int B, int inner, int k) {
     const Layout L = layoutOf(layout, B);
     const i64 total = (i64)B * inner;
     const int taps = k - 1;
@@ -267,11 +268,10 @@ __device__ void baseConvState_impl(const A* u, float* hist, const int* layout, i
         const int c = (int)(idx - (i64)seq * inner);
         const int len = L.lengths[seq];
         const i64 off = L.offsets[seq];
-        float* h = hist + (i64)L.slots[seq] * taps * inner;
+        A* h = hist + (i64)L.slots[seq] * taps * inner;
         for (int j = 0; j < taps; j++) {
             const int s = len + j;
-            const float v = s < taps ? h[(i64)s * inner + c] : toF(u[(off + s - taps) * width + c]);
-            h[(i64)j * inner + c] = v;
+            h[(i64)j * inner + c] = s < taps ? h[(i64)s * inner + c] : u[(off + s - taps) * width + c];
         }
     }
 }
@@ -283,7 +283,7 @@ __device__ void baseConvState_impl(const A* u, float* hist, const int* layout, i
  * value j once value j is read, so in place without a race).
  */
 template <typename W, typename A>
-__device__ void baseConvStep_impl(const A* u, const W* convW, float* hist, const int* layout, A* out, int B,
+__device__ void baseConvStep_impl(const A* u, const W* convW, A* hist, const int* layout, A* out, int B,
                                   int inner, int k) {
     const Layout L = layoutOf(layout, B);
     const i64 total = (i64)B * inner;
@@ -293,12 +293,12 @@ __device__ void baseConvStep_impl(const A* u, const W* convW, float* hist, const
         const int seq = (int)(idx / inner);
         const int c = (int)(idx - (i64)seq * inner);
         const i64 row = L.offsets[seq];
-        float* h = hist + (i64)L.slots[seq] * taps * inner;
-        const float current = toF(u[row * width + c]);
+        A* h = hist + (i64)L.slots[seq] * taps * inner;
+        const A current = u[row * width + c];
         float acc = 0.0f;
         for (int j = 0; j < k; j++) {
-            const float xv = j < taps ? h[(i64)j * inner + c] : current;
-            acc = fmaf(toF(convW[(i64)c * k + j]), xv, acc);
+            const A xv = j < taps ? h[(i64)j * inner + c] : current;
+            acc = fmaf(toF(convW[(i64)c * k + j]), toF(xv), acc);
             if (j > 0) h[(i64)(j - 1) * inner + c] = xv;
         }
         const float gate = toF(u[row * width + inner + c]);
@@ -827,12 +827,12 @@ extern "C" __global__ void __launch_bounds__(256)
 B4J_KERNEL(f32ToA, 256, (const float* src, A* dst, long long count), (src, dst, count))
 B4J_KERNEL(aToF32, 256, (const A* src, float* dst, long long count), (src, dst, count))
 B4J_KERNEL(baseConv, 256,
-           (const A* u, const W* convW, const float* hist, const int* layout, A* out, int T, int B, int inner, int k),
+           (const A* u, const W* convW, const A* hist, const int* layout, A* out, int T, int B, int inner, int k),
            (u, convW, hist, layout, out, T, B, inner, k))
-B4J_KERNEL(baseConvState, 256, (const A* u, float* hist, const int* layout, int T, int B, int inner, int k),
+B4J_KERNEL(baseConvState, 256, (const A* u, A* hist, const int* layout, int T, int B, int inner, int k),
            (u, hist, layout, T, B, inner, k))
 B4J_KERNEL(baseConvStep, 256,
-           (const A* u, const W* convW, float* hist, const int* layout, A* out, int B, int inner, int k),
+           (const A* u, const W* convW, A* hist, const int* layout, A* out, int B, int inner, int k),
            (u, convW, hist, layout, out, B, inner, k))
 B4J_KERNEL(linearAttention, 256,
            (const A* q, const A* k, const A* v, float* kvState, const float* kState, const int* layout, A* out, int T,

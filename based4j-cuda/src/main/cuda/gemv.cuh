@@ -459,7 +459,7 @@ __device__ __forceinline__ GemvPart gemvPairOf(int H, int K, int P, int block) {
  */
 template <int MM, int CONV, typename W, typename A>
 __device__ __forceinline__ void gemvPairedOut(float (&acc)[1][MM], float (*partial)[1][MM], const W* bias, A* out,
-                                              int M, int H, int P, int block, const W* convW, float* hist,
+                                              int M, int H, int P, int block, const W* convW, A* hist,
                                               const int* layout, int B, int k) {
     const int pairs = (GEMV_THREADS / 32) / P / 2;
     gemvWarpSums<1, MM>(acc, partial, M);
@@ -480,12 +480,12 @@ __device__ __forceinline__ void gemvPairedOut(float (&acc)[1][MM], float (*parti
         if (CONV) {
             const Layout L = layoutOf(layout, B);
             const int taps = k - 1;
-            float* h = hist + (i64)L.slots[L.tokSeq[m]] * taps * H;
+            A* h = hist + (i64)L.slots[L.tokSeq[m]] * taps * H;
             float conv = 0.0f;
             for (int i = 0; i < k; i++) {
-                const float xv = i < taps ? h[(i64)i * H + jj] : y;
+                const float xv = i < taps ? toF(h[(i64)i * H + jj]) : y;
                 conv = fmaf(toF(convW[(i64)jj * k + i]), xv, conv);
-                if (i > 0) h[(i64)(i - 1) * H + jj] = xv;
+                if (i > 0) h[(i64)(i - 1) * H + jj] = fromF<A>(xv);  // y is A's already: exact
             }
             out[(i64)m * H + jj] = fromF<A>(g * silu(conv));
         } else {
@@ -499,7 +499,7 @@ __device__ __forceinline__ void gemvPairedOut(float (&acc)[1][MM], float (*parti
  * and H + j rounded to A as the product would write them, for M <= MM rows of x (MM 1 or 2). CONV 0: out[m, j] =
  * y * silu(g), the SwiGLU of a decode step's MLP in-projection (swigluVec's numbers). CONV 1: BaseConv's decode step
  * of channel j (baseConvStep's numbers), y the conv's input and g its gate: row m is the one token of sequence
- * tokSeq[m] of the batch's layout (B sequences), whose history of k - 1 float32 taps (slot-major, as the conv state
+ * tokSeq[m] of the batch's layout (B sequences), whose history of k - 1 taps (type A, slot-major, as the conv state
  * holds it) is shifted as the conv reads it; out[m, j] = g * silu(conv). The sums are those of version 3 (one row of W
  * a warp, P parts), so every number is the unfused kernels', bit for bit. A block's warps are groups of P parts; its
  * first half of groups take rows j, the second half rows H + j of the same j (P <= 4, so that a block holds a pair).
@@ -507,7 +507,7 @@ __device__ __forceinline__ void gemvPairedOut(float (&acc)[1][MM], float (*parti
  */
 template <int MM, int CONV, typename W, typename A>
 __device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
-                           const W* convW, float* hist, const int* layout, int B, int k) {
+                           const W* convW, A* hist, const int* layout, int B, int k) {
     __shared__ float partial[GEMV_THREADS / 32][1][MM];
     const GemvPart wp = gemvPairOf(H, K, P, blockIdx.x);
     float acc[1][MM];
@@ -522,7 +522,7 @@ __device__ void gemvPaired(const A* x, const W* w, const W* bias, A* out, int M,
  */
 template <int MM, int CONV, typename W, typename A>
 __device__ void gemvPairedStream(const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early,
-                                 const W* convW, float* hist, const int* layout, int B, int k, int vblocks) {
+                                 const W* convW, A* hist, const int* layout, int B, int k, int vblocks) {
     gemvStreamed<MM, W, A>(x, w, M, 2 * H, K, early, vblocks, [&](int vb) { return gemvPairOf(H, K, P, vb); },
                            [&](float (&acc)[1][MM], float (*partial)[1][MM], int vb) {
                                gemvPairedOut<MM, CONV, W, A>(acc, partial, bias, out, M, H, P, vb, convW, hist,
@@ -619,7 +619,7 @@ GEMV_SEGMENTS_KERNEL(2)
                                            vblocks); }                                                               \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConvStream##MM##SUFFIX(                          \
         const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
-        float* hist, const int* layout, int B, int k, int vblocks) {                                                 \
+        A* hist, const int* layout, int B, int k, int vblocks) {                                                 \
         b4j::gemvPairedStream<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k, vblocks); }
 #define GEMV_STREAM_KERNELS(MM)                                                                                         \
     namespace b4j_f32 {                                                                                              \
@@ -639,7 +639,7 @@ GEMV_STREAM_KERNELS(2)
         b4j::gemvPaired<MM, 0, W, A>(x, w, bias, out, M, H, K, P, early, nullptr, nullptr, nullptr, 0, 0); }          \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4) gemvConv##MM##SUFFIX(                                \
         const A* x, const W* w, const W* bias, A* out, int M, int H, int K, int P, int early, const W* convW,        \
-        float* hist, const int* layout, int B, int k) {                                                              \
+        A* hist, const int* layout, int B, int k) {                                                              \
         b4j::gemvPaired<MM, 1, W, A>(x, w, bias, out, M, H, K, P, early, convW, hist, layout, B, k); }
 #define GEMV_FUSED_KERNELS(MM)                                                                                          \
     namespace b4j_f32 {                                                                                              \

@@ -197,12 +197,12 @@ __device__ __forceinline__ void convTaps8(const W* convW, int c, float (&ws)[CON
 }
 
 /**
- * baseConvStep_impl with 8 channels a thread: the token's u1 and gate, the history (float32) and the output moved 16
- * or 32 bytes at a time, every load before the first store; each channel's numbers as baseConvStep_impl makes them (the
+ * baseConvStep_impl with 8 channels a thread: the token's u1 and gate, the history and the output (all of type A) moved
+ * 16 bytes at a time (32 in float32), every load before the first store; each channel's numbers as baseConvStep_impl makes them (the
  * same fmaf order: bit for bit). inner a multiple of 8, k <= CONV_VEC_TAPS.
  */
 template <typename W, typename A>
-__device__ void baseConvStepVec_impl(const A* u, const W* convW, float* hist, const int* layout, A* out, int B,
+__device__ void baseConvStepVec_impl(const A* u, const W* convW, A* hist, const int* layout, A* out, int B,
                                      int inner, int k) {
     const Layout L = layoutOf(layout, B);
     const int perRow = inner >> 3;
@@ -213,7 +213,7 @@ __device__ void baseConvStepVec_impl(const A* u, const W* convW, float* hist, co
         const int seq = (int)at.row;
         const int c = 8 * at.col;
         const i64 row = L.offsets[seq];
-        float* h = hist + (i64)L.slots[seq] * taps * inner + c;
+        A* h = hist + (i64)L.slots[seq] * taps * inner + c;
         const A* ur = u + row * 2 * inner + c;
         float cur[8], gate[8], xs[CONV_VEC_TAPS - 1][8], ws[CONV_VEC_TAPS][8];
         load8(ur, cur);
@@ -318,7 +318,7 @@ B4J_KERNEL(f32ToAVec, 256, (const float* src, A* dst, long long count), (src, ds
 B4J_KERNEL(aToF32Vec, 256, (const A* src, float* dst, long long count), (src, dst, count))
 B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, n, m))
 B4J_KERNEL(baseConvStepVec, 256,
-           (const A* u, const W* convW, float* hist, const int* layout, A* out, int B, int inner, int k),
+           (const A* u, const W* convW, A* hist, const int* layout, A* out, int B, int inner, int k),
            (u, convW, hist, layout, out, B, inner, k))
 B4J_KERNEL(addRmsNormVec, 256,
            (float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps),

@@ -37,8 +37,9 @@ public interface Backend extends AutoCloseable {
     Buffer view(Buffer buffer, int rows);
 
     /**
-     * Bytes of one value of the attention key/value cache this backend's states keep: 4 (float32) unless the backend
-     * keeps it narrower. Every other recurrent state is float32.
+     * Bytes of one value of the states this backend keeps in its compute type, the attention key/value cache and
+     * BaseConv's history (past inputs of the conv, values of that type): 4 (float32) unless the backend keeps them
+     * narrower. Linear attention's state is float32 everywhere.
      */
     default int cacheValueBytes() {
         return 4;

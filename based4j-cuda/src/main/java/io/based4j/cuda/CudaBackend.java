@@ -660,7 +660,10 @@ public final class CudaBackend implements TrainingBackend {
         cu.memsetD8Async(ptr, 0, bytes, stream);
     }
 
-    /** The key/value cache holds the compute type: bf16 halves it (and what a decode step reads of it). */
+    /**
+     * The key/value cache and BaseConv's history hold the compute type: bf16 halves them (and what a decode step reads
+     * of them).
+     */
     @Override
     public int cacheValueBytes() {
         return precision.bytes();
@@ -1281,7 +1284,7 @@ public final class CudaBackend implements TrainingBackend {
      * bf16 row kernel that does the two ops' work in one pass ({@link TrainKernels#addRmsNormRows}) where it serves,
      * else the two ops. {@value #FUSED_NORM_ROWS_PROPERTY} sets another bound, for comparisons.
      */
-    static final int FUSED_NORM_ROWS = 256;
+    static final int FUSED_NORM_ROWS = 1024;
     static final String FUSED_NORM_ROWS_PROPERTY = "based4j.cuda.fusedNormRows";
     private final int fusedNormRows = fusedNormRows(System.getProperty(FUSED_NORM_ROWS_PROPERTY));
 

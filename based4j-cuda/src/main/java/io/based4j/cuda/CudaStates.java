@@ -9,8 +9,9 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * Recurrent mixer states in GPU memory, one region per sequence slot (the layouts the kernels expect): float32, but
- * the attention key/value cache in the backend's compute type (bf16 or float32).
+ * Recurrent mixer states in GPU memory, one region per sequence slot (the layouts the kernels expect): linear
+ * attention's in float32, the attention key/value cache and BaseConv's history in the backend's compute type (bf16 or
+ * float32).
  */
 final class CudaStates {
     private CudaStates() {
@@ -385,20 +386,23 @@ final class CudaStates {
         }
     }
 
-    /** The last {@code kernel - 1} conv inputs, {@code [slot][tap][channel]}, oldest first. */
+    /**
+     * The last {@code kernel - 1} conv inputs, {@code [slot][tap][channel]}, oldest first, in the compute type (they
+     * are values of the in-projection's output, which has that type: bf16 keeps them exactly in half the bytes).
+     */
     static final class Conv extends Slotted {
         final int channels;
         final int kernel;
 
         Conv(CudaBackend backend, int slots, int channels, int kernel) {
-            super(backend, slots, "BaseConv state", 4, false, (long) (kernel - 1) * channels);
+            super(backend, slots, "BaseConv state", backend.cacheValueBytes(), false, (long) (kernel - 1) * channels);
             this.channels = channels;
             this.kernel = kernel;
         }
 
         @Override
         public long bytesPerSequence(int contextLength) {
-            return 4L * (kernel - 1) * channels;
+            return (long) valueBytes * (kernel - 1) * channels;
         }
     }
 

@@ -1179,7 +1179,7 @@ public final class Kernels {
     /**
      * {@code u = x @ w^T (+ bias)} and BaseConv's decode step of it ({@link #baseConvStep}) in one kernel: x A
      * {@code [m, k]} (row i the one token of the batch's sequence tokSeq[i]), w A {@code [2 inner, k]}, bias A
-     * {@code [2 inner]} or 0, conv taps {@code [inner, taps]}, the float32 history of the conv state, out A
+     * {@code [2 inner]} or 0, conv taps {@code [inner, taps]}, the history of the conv state (type A), out A
      * {@code [m, inner]}: the numbers of {@link #gemv} version 3 then baseConvStep, bit for bit, u not written.
      * Requires {@link #gemvFusedParts} above 0 for {@code n = 2 inner}.
      */

@@ -40,15 +40,15 @@ class BaseConvStepTest {
             long ud = rig.values(p, u);
             long wd = rig.values(p, w);
             long layout = rig.ints(CudaBackend.layoutOf(batch));
-            long histTwo = rig.floats(hist);
-            long histOne = rig.floats(hist);
+            long histTwo = rig.values(p, hist);
+            long histOne = rig.values(p, hist);
             long outTwo = rig.zeros((long) b * inner * p.bytes());
             long outOne = rig.zeros((long) b * inner * p.bytes());
             rig.kernels.baseConv(p, ud, wd, histTwo, layout, outTwo, b, b, inner, k);
             rig.kernels.baseConvState(p, ud, histTwo, layout, b, b, inner, k);
             rig.kernels.baseConvStep(p, ud, wd, histOne, layout, outOne, b, inner, k);
             assertArrayEquals(rig.values(p, outTwo, b * inner), rig.values(p, outOne, b * inner), "outputs");
-            assertArrayEquals(rig.floats(histTwo, hist.length), rig.floats(histOne, hist.length), "history");
+            assertArrayEquals(rig.values(p, histTwo, hist.length), rig.values(p, histOne, hist.length), "history");
         }
     }
 

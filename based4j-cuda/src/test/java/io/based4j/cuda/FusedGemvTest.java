@@ -91,8 +91,8 @@ class FusedGemvTest {
                     long bd = bias ? rig.values(p, b) : 0;
                     long td = rig.values(p, taps);
                     long layout = rig.ints(CudaBackend.layoutOf(batch));
-                    long histApart = rig.floats(hist);
-                    long histFused = rig.floats(hist);
+                    long histApart = rig.values(p, hist);
+                    long histFused = rig.values(p, hist);
                     long u = rig.zeros((long) m * 2 * inner * p.bytes());
                     long apart = rig.zeros((long) m * inner * p.bytes());
                     long fused = rig.zeros((long) m * inner * p.bytes());
@@ -103,7 +103,7 @@ class FusedGemvTest {
                             + ", kernel " + kernel;
                     assertArrayEquals(rig.values(p, apart, m * inner), rig.values(p, fused, m * inner),
                             what + ": outputs");
-                    assertArrayEquals(rig.floats(histApart, hist.length), rig.floats(histFused, hist.length),
+                    assertArrayEquals(rig.values(p, histApart, hist.length), rig.values(p, histFused, hist.length),
                             what + ": history");
                     checked++;
                 }

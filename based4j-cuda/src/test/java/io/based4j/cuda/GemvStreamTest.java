@@ -142,20 +142,20 @@ class GemvStreamTest {
                     float[] hist = gaussian(r, slots * Math.max(1, kernel - 1) * inner, 1);
                     long layout = rig.ints(CudaBackend.layoutOf(batch));
                     int blocks = pairedBlocks(p, m, inner, k);
-                    long histPlain = rig.floats(hist);
+                    long histPlain = rig.values(p, hist);
                     long plain = rig.zeros((long) m * inner * p.bytes());
                     rig.kernels.gemvConv(p, xd, wd, bd, td, histPlain, layout, plain, m, inner, k, kernel, blocks);
                     float[] want = rig.values(p, plain, m * inner);
-                    float[] wantHist = rig.floats(histPlain, hist.length);
+                    float[] wantHist = rig.values(p, histPlain, hist.length);
                     for (int grid : grids(blocks)) {
-                        long histStreamed = rig.floats(hist);
+                        long histStreamed = rig.values(p, hist);
                         long streamed = rig.zeros((long) m * inner * p.bytes());
                         rig.kernels.gemvConv(p, xd, wd, bd, td, histStreamed, layout, streamed, m, inner, k, kernel,
                                 grid);
                         String what = p + " " + m + "x" + k + " . " + k + "x" + 2 * inner + (bias ? " + bias" : "")
                                 + ", kernel " + kernel + " on " + grid + " blocks";
                         assertArrayEquals(want, rig.values(p, streamed, m * inner), what + ": outputs");
-                        assertArrayEquals(wantHist, rig.floats(histStreamed, hist.length), what + ": history");
+                        assertArrayEquals(wantHist, rig.values(p, histStreamed, hist.length), what + ": history");
                     }
                 }
             }
