@@ -92,6 +92,10 @@ final class BenchServeCommand implements Callable<Integer> {
                     + "random, so it finds nothing to reuse: its cost is measured, not its gain.")
     long prefixCacheMib;
 
+    @Option(names = "--no-steps-ahead", description = "The engine's decode steps wait for the ids of the step before "
+            + "on the host, as serve's --no-steps-ahead: for comparison.")
+    boolean noStepsAhead;
+
     @Option(names = "--temperature", paramLabel = "T", defaultValue = "0",
             description = "Sampling temperature, 0 for greedy (default ${DEFAULT-VALUE}).")
     double temperature;
@@ -170,6 +174,7 @@ final class BenchServeCommand implements Callable<Integer> {
         doc.put("slots", slots);
         doc.put("tokens_per_step", stepTokens);
         doc.put("prefix_cache_mib", prefixCacheMib);
+        doc.put("steps_ahead", !noStepsAhead);
         doc.put("temperature", temperature);
         doc.put("warmup_requests", warmup);
         doc.put("seed", seed);
@@ -257,7 +262,7 @@ final class BenchServeCommand implements Callable<Integer> {
                                               List<Double> rateValues) {
         ModelConfig cfg = model.config();
         EngineOptions options = new EngineOptions(slots, promptLen + genLen, stepTokens, Math.max(requests, warmup),
-                prefixCacheMib << 20);
+                prefixCacheMib << 20, !noStepsAhead);
         List<Map<String, Object>> rows = new ArrayList<>();
         try (Engine engine = new Engine(model, tokenizer, options)) {
             // other prompts for the warm-up and for every rate (a prompt seen before could be served from a state

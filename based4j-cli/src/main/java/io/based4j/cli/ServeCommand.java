@@ -63,6 +63,11 @@ final class ServeCommand implements Callable<Integer> {
                     + " cache off).")
     long prefixCacheMib;
 
+    @Option(names = "--no-steps-ahead", description = "Each decode step waits for the ids of the step before on "
+            + "the host (by default, on a GPU, a decode step is queued on the ids the step before drew before the "
+            + "host has read them; the tokens are the same): for comparison.")
+    boolean noStepsAhead;
+
     @Option(names = "--request-timeout", paramLabel = "SECONDS", defaultValue = "600",
             description = "Stop a completion that takes longer than this from its arrival, queue included: 504, or"
                     + " a stream ended with finish_reason \"length\" (default ${DEFAULT-VALUE}; 0: no limit).")
@@ -96,7 +101,7 @@ final class ServeCommand implements Callable<Integer> {
             model = modelOptions.load(backend);
             int step = tokensPerStep(TOKENS_PER_STEP, slots, backend);
             engine = new Engine(model, tokenizer, new EngineOptions(slots, maxTokensPerSequence, step, queue,
-                    prefixCacheMib << 20));
+                    prefixCacheMib << 20, !noStepsAhead));
             OpenAiServer server = open(engine, tokenizer, new ServerOptions(host, port, modelId, apiKey,
                     Duration.ofSeconds(requestTimeout), Duration.ofSeconds(bodyTimeout)));
             BasedModel m = model;

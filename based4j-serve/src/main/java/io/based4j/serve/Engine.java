@@ -64,6 +64,12 @@ public final class Engine implements AutoCloseable {
     private final AtomicLong nextId = new AtomicLong();
     private final Thread thread;
     private volatile boolean closed;
+    /** Whether decode steps are queued ahead ({@link EngineOptions#stepsAhead}) on this engine's backend. */
+    private final boolean feeds;
+    /** The decode step queued on the ids the step before drew, not yet read; null when there is none. */
+    private Ahead ahead;
+    /** Decode steps queued ahead so far (engine thread). */
+    private volatile long stepsQueuedAhead;
 
     // counters, written by the engine thread only
     private volatile int runningCount;
@@ -87,6 +93,15 @@ public final class Engine implements AutoCloseable {
      *                                  and a prompt piece of the backend's exact split
      */
     public Engine(BasedModel model, Gpt2Tokenizer tokenizer, EngineOptions options) {
+        this(model, tokenizer, options, false);
+    }
+
+    /**
+     * An engine that, where {@code aheadWithoutGraphs}, also queues steps ahead on a backend that replays no recorded
+     * steps (such a step waits for the ids it is fed, so nothing is gained): the engine's bookkeeping of steps ahead,
+     * for tests on the CPU.
+     */
+    Engine(BasedModel model, Gpt2Tokenizer tokenizer, EngineOptions options, boolean aheadWithoutGraphs) {
         this.model = Objects.requireNonNull(model, "model");
         this.backend = model.backend();
         this.tokenizer = Objects.requireNonNull(tokenizer, "tokenizer");
@@ -116,6 +131,7 @@ public final class Engine implements AutoCloseable {
             session.close();
             throw e;
         }
+        this.feeds = options.stepsAhead() && (aheadWithoutGraphs || backend.graphs() != null && session.usesGraphs());
         this.cache = options.prefixCacheBytes() > 0 ? new PrefixCache(options.prefixCacheBytes(), split) : null;
         this.queue = new ArrayBlockingQueue<>(options.queueCapacity());
         this.slots = new Sequence[options.maxSequences()];
@@ -297,6 +313,10 @@ public final class Engine implements AutoCloseable {
                 timeOut(s);
             }
         }
+        if (ahead != null) {
+            readAhead();
+            return;
+        }
         admit();
         if (running.isEmpty()) {
             return;
@@ -357,9 +377,18 @@ public final class Engine implements AutoCloseable {
                     null);
             Sampler[] samplers = sampled.stream().map(s -> s.sampler).toArray(Sampler[]::new);
             int[] rowIds = rows.stream().mapToInt(Integer::intValue).toArray();
-            ids = backend.sample(logits, rowIds, vocab, samplers);
-            logprobs = logprobs(logits, rowIds, ids, sampled);
+            if (feeds && fedPrompt == 0 && sampled.size() == n && sampled.stream().noneMatch(s -> s.topLogprobs >= 0)) {
+                // a decode step without logprobs: the next one may be queued on its ids before they are read
+                Backend.Sampled drawn = backend.sampleAhead(logits, rowIds, vocab, samplers);
+                queueAhead(sampled, samplers, drawn);
+                ids = drawn.ids();
+                logprobs = new TokenLogprobs[ids.length];
+            } else {
+                ids = backend.sample(logits, rowIds, vocab, samplers);
+                logprobs = logprobs(logits, rowIds, ids, sampled);
+            }
         } catch (RuntimeException e) {
+            ahead = null;  // queued on ids that failed: its results are not read
             for (Sequence s : members) {
                 fail(s, e);
             }
@@ -372,8 +401,86 @@ public final class Engine implements AutoCloseable {
                 }
             }
         }
+        deliverAll(sampled, ids, logprobs);
+    }
+
+    /**
+     * Queues the next decode step of {@code members} (the sequences of the decode step whose ids {@code drawn} holds,
+     * in its rows' order) on those ids, before the host reads them, where every condition for it holds: steps ahead
+     * on, no member asking for logprobs (they read the logits the next step would overwrite), at its length limit
+     * with the token being drawn or at a point where its state is to be cached, and no request waiting that a free
+     * slot could take. A member that ends on the token
+     * being drawn (end of text, a stop string) or is cancelled meanwhile has its row of the step ahead dropped.
+     */
+    private void queueAhead(List<Sequence> members, Sampler[] samplers, Backend.Sampled drawn) {
+        if (!feeds || !queue.isEmpty() && running.size() < slots.length) {
+            return;
+        }
+        int n = members.size();
+        int[] stepSlots = new int[n];
+        int[] rows = new int[n];
+        for (int j = 0; j < n; j++) {
+            Sequence s = members.get(j);
+            if (s.topLogprobs >= 0 || s.generated() + 1 >= s.request.maxNewTokens() || s.atCachePoint()) {
+                return;
+            }
+            stepSlots[j] = s.slot;
+            rows[j] = j;
+        }
+        Backend.Buffer logits = model.forwardFed(session, session.step(stepSlots), drawn);
+        ahead = new Ahead(List.copyOf(members), samplers, backend.sampleAhead(logits, rows, vocab, samplers));
+        steps++;
+        stepsQueuedAhead++;
+    }
+
+    /**
+     * Reads the ids of the decode step queued ahead and delivers those of its sequences still running; queues the one
+     * after it first where every one of them still runs and the conditions of {@link #queueAhead} hold.
+     */
+    private void readAhead() {
+        Ahead a = ahead;
+        ahead = null;
+        List<Sequence> still = new ArrayList<>();
+        List<Integer> places = new ArrayList<>();
+        for (int j = 0; j < a.members().size(); j++) {
+            Sequence s = a.members().get(j);
+            if (s.slot >= 0) {  // not ended, cancelled or timed out since: its slot is still its own
+                still.add(s);
+                places.add(j);
+            }
+        }
+        if (still.isEmpty()) {
+            return;
+        }
+        int[] ids;
+        try {
+            if (still.size() == a.members().size()) {
+                queueAhead(still, a.samplers(), a.drawn());
+            }
+            ids = a.drawn().ids(places.stream().mapToInt(Integer::intValue).toArray());
+        } catch (RuntimeException e) {
+            ahead = null;
+            for (Sequence s : still) {
+                fail(s, e);
+            }
+            return;
+        }
+        deliverAll(still, ids, new TokenLogprobs[ids.length]);
+    }
+
+    /** A decode step queued ahead: its sequences in its rows' order, their samplers, and its ids. */
+    private record Ahead(List<Sequence> members, Sampler[] samplers, Backend.Sampled drawn) {
+    }
+
+    /** Decode steps queued on the ids of the step before ahead of the host's reading them, so far. */
+    long stepsQueuedAhead() {
+        return stepsQueuedAhead;
+    }
+
+    /** Hands each sampled sequence its token (and logprobs where asked), timing it. */
+    private void deliverAll(List<Sequence> sampled, int[] ids, TokenLogprobs[] logprobs) {
         tokensGenerated += ids.length;
-        now = System.nanoTime();
+        long now = System.nanoTime();
         for (Sequence s : sampled) {
             LatencyHistogram histogram = s.anyToken() ? interToken : firstToken;
             histogram.observeNanos(s.markToken(now));

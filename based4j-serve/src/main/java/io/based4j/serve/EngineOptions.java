@@ -11,9 +11,12 @@ package io.based4j.serve;
  * @param prefixCacheBytes most bytes of prompt-prefix states the engine keeps for later requests that start with
  *                         the same tokens (held where the backend keeps states: the Java heap, the GPU); 0 keeps
  *                         none
+ * @param stepsAhead whether a decode step is queued on the ids the step before drew before the host has read them,
+ *                   where the backend replays recorded steps (a GPU's CUDA graphs): the host's reading, its turn and
+ *                   the next step's launch then overlap the device's work. The tokens are the same either way.
  */
 public record EngineOptions(int maxSequences, int maxTokensPerSequence, int tokensPerStep, int queueCapacity,
-                            long prefixCacheBytes) {
+                            long prefixCacheBytes, boolean stepsAhead) {
     public EngineOptions {
         positive("max sequences", maxSequences);
         positive("max tokens per sequence", maxTokensPerSequence);
@@ -24,14 +27,26 @@ public record EngineOptions(int maxSequences, int maxTokensPerSequence, int toke
         }
     }
 
-    /** Options without a prefix cache. */
+    /** Options with steps ahead. */
+    public EngineOptions(int maxSequences, int maxTokensPerSequence, int tokensPerStep, int queueCapacity,
+                         long prefixCacheBytes) {
+        this(maxSequences, maxTokensPerSequence, tokensPerStep, queueCapacity, prefixCacheBytes, true);
+    }
+
+    /** Options without a prefix cache, with steps ahead. */
     public EngineOptions(int maxSequences, int maxTokensPerSequence, int tokensPerStep, int queueCapacity) {
         this(maxSequences, maxTokensPerSequence, tokensPerStep, queueCapacity, 0);
     }
 
     /** These options with a prefix cache of {@code bytes} (0: none). */
     public EngineOptions withPrefixCacheBytes(long bytes) {
-        return new EngineOptions(maxSequences, maxTokensPerSequence, tokensPerStep, queueCapacity, bytes);
+        return new EngineOptions(maxSequences, maxTokensPerSequence, tokensPerStep, queueCapacity, bytes, stepsAhead);
+    }
+
+    /** These options with steps ahead on or off. */
+    public EngineOptions withStepsAhead(boolean on) {
+        return new EngineOptions(maxSequences, maxTokensPerSequence, tokensPerStep, queueCapacity, prefixCacheBytes,
+                on);
     }
 
     private static void positive(String what, int value) {

@@ -103,6 +103,11 @@ final class Sequence {
         nextPoint = 0;
     }
 
+    /** Whether the prompt fed so far ends at the next cache point (without passing it). */
+    boolean atCachePoint() {
+        return nextPoint < cachePoints.length && cachePoints[nextPoint] == fed;
+    }
+
     /** Whether the prompt fed so far ends at the next cache point; if so, that point is passed. */
     boolean passCachePoint() {
         if (nextPoint < cachePoints.length && cachePoints[nextPoint] == fed) {
