@@ -262,7 +262,8 @@ __device__ void baseConvStepVec_impl(const A* u, const W* convW, A* hist, const 
  * 16): residual += branch, out = rmsNorm(residual) x weight. One block a row (rows grid-strided), d a multiple of 8 and
  * at most 8 blockDim.x; every load of the row before its first store. Each value as addRmsNorm_impl makes it; the sum
  * of squares in another fixed order (a thread's 8 in pairs, the lanes as a butterfly, the warps in order), so the
- * norm's scale may differ from addRmsNorm_impl's in its last bits.
+ * norm's scale may differ from addRmsNorm_impl's in its last bits. The launcher (Kernels.addRmsNormVecFits) holds d
+ * to 8 blockDim.x: a row's values past that would be left out.
  */
 template <typename W, typename A>
 __device__ void addRmsNormVec_impl(float* residual, const A* branch, const W* weight, A* out, int n, int d,

@@ -8,6 +8,7 @@ import io.based4j.model.BasedModel;
 import io.based4j.model.Initializer;
 import io.based4j.sampling.SamplingParams;
 import io.based4j.serve.Engine;
+import io.based4j.serve.EngineMetrics;
 import io.based4j.serve.EngineOptions;
 import io.based4j.tokenizer.Gpt2Tokenizer;
 import java.io.IOException;
@@ -275,8 +276,10 @@ final class BenchServeCommand implements Callable<Integer> {
             for (int k = 0; k < rateValues.size(); k++) {
                 double rate = rateValues.get(k);
                 Progress.note(name + ": " + requests + " requests at " + rateLabel(rate) + " requests/s");
+                EngineMetrics before = engine.metrics();
                 ServeLoadRun.Result r = ServeLoadRun.run(engine, requests(cfg, requests, promptSeed(k)), rate,
                         new SplittableRandom(seed + k));
+                EngineMetrics after = engine.metrics();
                 Map<String, Object> row = new LinkedHashMap<>();
                 row.put("model", name);
                 row.put("rate", rate == ServeLoadRun.AT_ONCE ? "inf" : rate);
@@ -285,6 +288,9 @@ final class BenchServeCommand implements Callable<Integer> {
                 row.put("seconds", r.seconds());
                 row.put("requests_per_s", r.requestsPerSecond());
                 row.put("tokens_per_s", r.tokensPerSecond());
+                // the engine's forward steps over the run, and of them those queued ahead of the ids' reading
+                row.put("engine_steps", after.steps() - before.steps());
+                row.put("engine_steps_ahead", after.stepsAhead() - before.stepsAhead());
                 for (int p : PERCENTILES) {
                     row.put("ttft_p" + p + "_s", seconds(ServeLoadRun.percentile(r.timeToFirstToken(), p)));
                 }

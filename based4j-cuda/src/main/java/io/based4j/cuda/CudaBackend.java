@@ -1280,9 +1280,10 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * Rows up to which {@link #addRmsNorm} runs as one kernel (a block a row): a decode step's. Longer calls take the
-     * bf16 row kernel that does the two ops' work in one pass ({@link TrainKernels#addRmsNormRows}) where it serves,
-     * else the two ops. {@value #FUSED_NORM_ROWS_PROPERTY} sets another bound, for comparisons.
+     * Rows up to which {@link #addRmsNorm} runs as one kernel (a block a row): a decode step's, and a prompt's of up
+     * to as many tokens. Longer calls take the bf16 row kernel that does the two ops' work in one pass
+     * ({@link TrainKernels#addRmsNormRows}) where it serves, else the two ops. {@value #FUSED_NORM_ROWS_PROPERTY} sets
+     * another bound, for comparisons.
      */
     static final int FUSED_NORM_ROWS = 1024;
     static final String FUSED_NORM_ROWS_PROPERTY = "based4j.cuda.fusedNormRows";

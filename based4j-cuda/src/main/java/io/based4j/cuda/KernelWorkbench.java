@@ -266,7 +266,7 @@ public final class KernelWorkbench {
     record NormShape(String name, int n, int d) {
     }
 
-    /** based-1b's (d 1792) and based-360m's (d 1024) at batches 1, 8, 128 and 1,024. */
+    /** based-1b's (d 1792) at batches 1, 128 and 1,024, based-360m's (d 1024) at 1, 8 and 128. */
     static final List<NormShape> NORM_SHAPES = List.of(new NormShape("1b", 1, 1792), new NormShape("1b", 128, 1792),
             new NormShape("1b", 1024, 1792), new NormShape("360m", 1, 1024), new NormShape("360m", 8, 1024),
             new NormShape("360m", 128, 1024));

@@ -598,7 +598,7 @@ public final class Kernels {
 
     /**
      * {@code out = silu(conv(u1)) * u2} over u A {@code [T, 2 inner]} ({@code u1 = u[:, :inner]}), conv taps W
-     * {@code [inner, 1, k]} continuing from hist (F32, per slot {@code [k-1][inner]}, oldest first); out A
+     * {@code [inner, 1, k]} continuing from hist (A, per slot {@code [k-1][inner]}, oldest first); out A
      * {@code [T, inner]}. Reads hist only: call {@link #baseConvState} afterwards.
      */
     public void baseConv(Precision p, long u, long convW, long hist, long layout, long out, int T, int B, int inner,

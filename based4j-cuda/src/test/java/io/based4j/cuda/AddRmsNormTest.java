@@ -53,7 +53,7 @@ class AddRmsNormTest {
                 assertArrayEquals(gpu.download(apart), gpu.download(fused), p + ", " + rows + " rows: the residual");
                 float[] want = gpu.download(outApart);
                 float[] got = gpu.download(outFused);
-                if (p == Precision.F32 || rows > CudaBackend.FUSED_NORM_ROWS) {
+                if (p == Precision.F32 || rows > gpu.fusedNormRows()) {
                     assertArrayEquals(want, got, rows + " rows, d " + d + ": the normed rows");
                 } else {
                     for (int i = 0; i < want.length; i++) {

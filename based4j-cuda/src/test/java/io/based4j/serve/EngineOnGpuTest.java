@@ -99,7 +99,7 @@ class EngineOnGpuTest {
             for (RequestHandle h : handles) {
                 results.add(h.result().get(WAIT_S, TimeUnit.SECONDS));
             }
-            return new Run(results, streamed, engine.stepsQueuedAhead());
+            return new Run(results, streamed, engine.metrics().stepsAhead());
         }
     }
 

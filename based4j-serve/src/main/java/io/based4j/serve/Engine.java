@@ -231,9 +231,9 @@ public final class Engine implements AutoCloseable {
                 ? new EngineMetrics.PrefixCacheMetrics(0, 0, 0, 0, 0, 0, 0)
                 : new EngineMetrics.PrefixCacheMetrics(cache.budget(), cache.bytes(), cache.size(), cache.hits(),
                         cache.misses(), cache.tokensReused(), cache.evictions());
-        return new EngineMetrics(queue.size(), runningCount, slots.length, steps, promptTokens, tokensGenerated,
-                finished, cancelled, failed, rejected.get(), timedOut, firstToken.snapshot(), interToken.snapshot(),
-                prefixes);
+        return new EngineMetrics(queue.size(), runningCount, slots.length, steps, stepsQueuedAhead, promptTokens,
+                tokensGenerated, finished, cancelled, failed, rejected.get(), timedOut, firstToken.snapshot(),
+                interToken.snapshot(), prefixes);
     }
 
     private void wake() {
@@ -470,11 +470,6 @@ public final class Engine implements AutoCloseable {
 
     /** A decode step queued ahead: its sequences in its rows' order, their samplers, and its ids. */
     private record Ahead(List<Sequence> members, Sampler[] samplers, Backend.Sampled drawn) {
-    }
-
-    /** Decode steps queued on the ids of the step before ahead of the host's reading them, so far. */
-    long stepsQueuedAhead() {
-        return stepsQueuedAhead;
     }
 
     /** Hands each sampled sequence its token (and logprobs where asked), timing it. */

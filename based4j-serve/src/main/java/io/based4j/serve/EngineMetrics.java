@@ -7,6 +7,7 @@ package io.based4j.serve;
  * @param running sequences holding a slot (prefilling or generating)
  * @param slots the engine's slots
  * @param steps forward steps run
+ * @param stepsAhead of them, decode steps queued on the ids the step before drew before the host had read them
  * @param promptTokens prompt tokens fed (those restored from the prefix cache are not)
  * @param tokensGenerated tokens generated (an end-of-text token that ends a sequence included)
  * @param requestsFinished requests that ended with a result
@@ -18,7 +19,7 @@ package io.based4j.serve;
  * @param interTokenLatency seconds between two generated tokens of one sequence
  * @param prefixCache the prefix cache's use
  */
-public record EngineMetrics(int queueDepth, int running, int slots, long steps, long promptTokens,
+public record EngineMetrics(int queueDepth, int running, int slots, long steps, long stepsAhead, long promptTokens,
                             long tokensGenerated, long requestsFinished, long requestsCancelled, long requestsFailed,
                             long requestsRejected, long requestsTimedOut, LatencyHistogram.Snapshot timeToFirstToken,
                             LatencyHistogram.Snapshot interTokenLatency, PrefixCacheMetrics prefixCache) {

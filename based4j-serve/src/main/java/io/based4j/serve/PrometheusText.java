@@ -31,6 +31,8 @@ final class PrometheusText {
                 m.tokensGenerated());
         t.single("based4j_prompt_tokens_total", "counter", "Prompt tokens fed.", m.promptTokens());
         t.single("based4j_steps_total", "counter", "Forward steps run.", m.steps());
+        t.single("based4j_steps_ahead_total", "counter",
+                "Decode steps queued on the ids the step before drew before the host had read them.", m.stepsAhead());
         EngineMetrics.PrefixCacheMetrics c = m.prefixCache();
         t.single("based4j_prefix_cache_hits_total", "counter", "Prompts that started from a cached prefix's state.",
                 c.hits());

@@ -149,7 +149,7 @@ class EngineStepsAheadTest {
                 assertEquals(got.text(), streamed[i].text.toString(), what + ": streamed text");
                 assertEquals(toList(got.tokens()), streamed[i].tokens, what + ": streamed tokens");
             }
-            assertTrue(engine.stepsQueuedAhead() > 0, "no step was queued ahead");
+            assertTrue(engine.metrics().stepsAhead() > 0, "no step was queued ahead");
             EngineMetrics m = engine.metrics();
             assertEquals(n, m.requestsFinished());
             assertEquals(0, m.running());
@@ -179,7 +179,7 @@ class EngineStepsAheadTest {
             assertSameResult(solo(eos971, stops), ended, "stopping on end-of-text");
             assertSameResult(solo(eos971, ignores), await(b), "the request in the row after it");
             assertEquals(4 + 1 + 20, engine.metrics().tokensGenerated());
-            assertTrue(engine.stepsQueuedAhead() > 0, "no step was queued ahead");
+            assertTrue(engine.metrics().stepsAhead() > 0, "no step was queued ahead");
         }
     }
 
@@ -230,7 +230,7 @@ class EngineStepsAheadTest {
                 assertEquals(lp.tokens()[j], logprobStream.logprobs.get(j).id(), "logprobs of token " + j);
             }
             assertSameResult(solo(model, late), await(lateHandle.get()), "the request that came late");
-            assertTrue(engine.stepsQueuedAhead() > 0, "no step was queued ahead");
+            assertTrue(engine.metrics().stepsAhead() > 0, "no step was queued ahead");
             assertFalse(steadyStream.tokens.isEmpty());
         }
     }
