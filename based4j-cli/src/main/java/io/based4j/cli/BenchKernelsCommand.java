@@ -26,8 +26,10 @@ import picocli.CommandLine.Option;
                 + "with, checked against a float64 reference and timed with CUDA events at the models' shapes.",
                 "The backend runs the version marked (used)."})
 final class BenchKernelsCommand implements Callable<Integer> {
-    @Option(names = "--kernel", paramLabel = "NAME", split = ",", defaultValue = "gemv,crossEntropy,attentionDecode,linearAttentionDecode,linearAttentionPrefill",
-            description = "Kernels: gemv, crossEntropy, attentionDecode, linearAttentionDecode, linearAttentionPrefill (default ${DEFAULT-VALUE}).")
+    @Option(names = "--kernel", paramLabel = "NAME", split = ",",
+            defaultValue = "gemv,crossEntropy,attentionDecode,linearAttentionDecode,linearAttentionPrefill,addRmsNorm",
+            description = "Kernels: gemv, crossEntropy, attentionDecode, linearAttentionDecode, linearAttentionPrefill, "
+                    + "addRmsNorm (default ${DEFAULT-VALUE}).")
     List<String> kernels;
 
     @Option(names = "--device", paramLabel = "DEV", defaultValue = "cuda",
