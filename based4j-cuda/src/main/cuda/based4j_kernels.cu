@@ -92,13 +92,25 @@ __device__ void embedding_impl(const W* table, const int* ids, float* out, int n
  * order; a row of at most RMS_KEEP values a thread is read whole (x, branch and weight, all loads in flight together)
  * into registers before anything is written, wider rows value by value: the same numbers either way.
  */
+/**
+ * RMSNorm's scale of a row whose sum of squares is spread over the block's threads (ss each): the lanes' sums as a
+ * butterfly, the warps' in order (every thread gets the same value), then r = 1 / sqrt(mean + eps) as the CPU makes it
+ * ((float) (1.0 / Math.sqrt(ss / n + eps)), the mean and + eps in float). partial holds a float a warp; the caller
+ * syncs the block before partial is written again.
+ */
+__device__ __forceinline__ float blockRmsScale(float ss, float* partial, int d, float eps) {
+    ss = warpSum(ss);
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float total = 0.0f;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) total += partial[w];
+    return (float)(1.0 / sqrt((double)(total / (float)d + eps)));
+}
+
 template <typename W, typename A>
 __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps,
                               float* rstd) {
     __shared__ float partial[32];
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int warps = blockDim.x >> 5;
     const bool kept = d <= RMS_KEEP * (int)blockDim.x;
     for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
         float* xr = x + row * d;
@@ -134,13 +146,7 @@ __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out
         } else {
             for (int j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
         }
-        ss = warpSum(ss);
-        if (lane == 0) partial[warp] = ss;
-        __syncthreads();
-        float total = 0.0f;
-        for (int w = 0; w < warps; w++) total += partial[w];  // every thread, same order: same value
-        // as the CPU: r = (float) (1.0 / Math.sqrt(ss / n + eps)), the mean and + eps in float
-        const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
+        const float r = blockRmsScale(ss, partial, d, eps);
         if (rstd != nullptr && threadIdx.x == 0) rstd[row] = r;
         A* o = out + row * d;
         if (kept) {

@@ -269,9 +269,6 @@ template <typename W, typename A>
 __device__ void addRmsNormVec_impl(float* residual, const A* branch, const W* weight, A* out, int n, int d,
                                    float eps) {
     __shared__ float partial[32];
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int warps = blockDim.x >> 5;
     const int c = 8 * threadIdx.x;
     const bool mine = c < d;
     for (i64 row = blockIdx.x; row < n; row += gridDim.x) {
@@ -287,12 +284,7 @@ __device__ void addRmsNormVec_impl(float* residual, const A* branch, const W* we
             ss = ((v[0] * v[0] + v[1] * v[1]) + (v[2] * v[2] + v[3] * v[3])) +
                  ((v[4] * v[4] + v[5] * v[5]) + (v[6] * v[6] + v[7] * v[7]));
         }
-        ss = warpSum(ss);
-        if (lane == 0) partial[warp] = ss;
-        __syncthreads();
-        float total = 0.0f;
-        for (int w = 0; w < warps; w++) total += partial[w];  // every thread, same order: same value
-        const float r = (float)(1.0 / sqrt((double)(total / (float)d + eps)));
+        const float r = blockRmsScale(ss, partial, d, eps);
         if (mine) {
 #pragma unroll
             for (int i = 0; i < 8; i++) v[i] = v[i] * r * wt[i];
