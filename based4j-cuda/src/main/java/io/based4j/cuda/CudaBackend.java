@@ -126,12 +126,18 @@ public final class CudaBackend implements TrainingBackend {
         final IntInput tokens;
         final IntInput layout;
         final IntInput rows;
+        /** The layout of a part of a call's sequences ({@link #partLayout}). */
+        final IntInput part;
         TokenBatch lastBatch;
+        /** The call and the sequences whose layout {@link #part} holds. */
+        TokenBatch lastPartBatch;
+        int[] lastPart;
 
         Inputs(int tokenCapacity, int layoutCapacity) {
             tokens = new IntInput(CudaBackend.this, "token ids", tokenCapacity);
             layout = new IntInput(CudaBackend.this, "batch layout", layoutCapacity);
             rows = new IntInput(CudaBackend.this, "row indices", 16);
+            part = new IntInput(CudaBackend.this, "layout of a part of a batch", 64);
         }
 
         @Override
@@ -139,6 +145,7 @@ public final class CudaBackend implements TrainingBackend {
             tokens.close();
             layout.close();
             rows.close();
+            part.close();
         }
     }
 
@@ -1592,11 +1599,94 @@ public final class CudaBackend implements TrainingBackend {
                     batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
             return;
         }
+        if (precision == Precision.BF16 && capture == null && !recording
+                && linearAttentionMixed(cfg, qb, kb, vb, st, batch, o)) {
+            return;
+        }
         kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), o.ptr, t,
                 batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
     }
 
     /** Whether every sequence of the call has exactly one token: a decode step. */
+    /**
+     * A call that holds prompts from their first tokens beside other sequences (decode tokens, later pieces of
+     * prompts: a serving engine's steps): each such prompt on the chunked tensor-core kernels of fresh prompts, as if
+     * fed alone (its output and final state those of a call of it alone, bit for bit), and the other sequences on the
+     * decode kernel where each has one token, else on the token-by-token kernel, over a layout of their own whose rows
+     * are where they lie in the call. False, with nothing done, where the call holds no such prompt or one's forward
+     * would not leave its final state.
+     */
+    private boolean linearAttentionMixed(MixerConfig.LinearAttention cfg, CudaBuffer qb, CudaBuffer kb, CudaBuffer vb,
+                                         CudaStates.Linear st, TokenBatch batch, CudaBuffer o) {
+        int h = cfg.numHeads();
+        int f = cfg.featureDim();
+        int dh = cfg.headDim();
+        long qkRow = (long) h * f * precision.bytes();
+        long vRow = (long) h * dh * precision.bytes();
+        int[] offsets = batch.offsets();
+        List<Integer> fresh = new ArrayList<>();
+        List<Integer> rest = new ArrayList<>();
+        for (int i = 0; i < batch.size(); i++) {
+            (batch.start(i) == 0 && batch.length(i) > 1 ? fresh : rest).add(i);
+        }
+        if (fresh.isEmpty()) {
+            return false;
+        }
+        for (int i : fresh) {
+            if (!mixers.leavesFinalState(precision, qb.ptr + offsets[i] * qkRow, kb.ptr + offsets[i] * qkRow,
+                    vb.ptr + offsets[i] * vRow, o.ptr + offsets[i] * vRow, 1, batch.length(i), h, f, dh)) {
+                return false;
+            }
+        }
+        long lay = layout(batch);
+        for (int i : fresh) {
+            mixers.linearAttentionForward(precision, qb.ptr + offsets[i] * qkRow, kb.ptr + offsets[i] * qkRow,
+                    vb.ptr + offsets[i] * vRow, o.ptr + offsets[i] * vRow, 1, batch.length(i), h, f, dh,
+                    (float) cfg.eps(), new MixerTrainKernels.FinalState(st.kv(), st.k(), lay + 4L * i));
+        }
+        if (rest.isEmpty()) {
+            return true;
+        }
+        int[] which = rest.stream().mapToInt(Integer::intValue).toArray();
+        long part = partLayout(batch, which);
+        boolean oneEach = rest.stream().allMatch(i -> batch.length(i) == 1);
+        if (oneEach && Kernels.linearDecodeFits(f, dh)) {
+            kernels.linearAttentionDecode(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), part, o.ptr,
+                    which.length, h, f, dh, (float) cfg.eps());
+        } else {
+            int tokens = rest.stream().mapToInt(batch::length).sum();
+            kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), part, o.ptr, tokens,
+                    which.length, h, f, dh, (float) cfg.eps());
+        }
+        return true;
+    }
+
+    /**
+     * A device layout of the sequences {@code which} of {@code batch} alone (slots, starts, lengths, and their rows'
+     * offsets in the call, then their tokens' count; no row-to-sequence map, which the kernels that take it do not
+     * read), uploaded once for the call's layers.
+     */
+    private long partLayout(TokenBatch batch, int[] which) {
+        if (inputs.lastPartBatch == batch && Arrays.equals(inputs.lastPart, which)) {
+            return inputs.part.device();
+        }
+        int n = which.length;
+        int[] offsets = batch.offsets();
+        int[] l = new int[4 * n + 1];
+        for (int j = 0; j < n; j++) {
+            int i = which[j];
+            l[j] = batch.slot(i);
+            l[n + j] = batch.start(i);
+            l[2 * n + j] = batch.length(i);
+            l[3 * n + j] = offsets[i];
+            l[4 * n] += batch.length(i);
+        }
+        long ptr = inputs.part.upload(l, true);
+        inputs.lastPartBatch = batch;
+        inputs.lastPart = which;
+        return ptr;
+    }
+
     private static boolean oneTokenEach(TokenBatch batch) {
         for (int i = 0; i < batch.size(); i++) {
             if (batch.length(i) != 1) {
