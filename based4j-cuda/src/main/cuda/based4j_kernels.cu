@@ -634,6 +634,7 @@ __device__ void attention_impl(const A* qkv, const A* kCache, const A* vCache, c
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
     const int seq = L.tokSeq[row];
+    if (seq < 0) return;  // a row of the call that the layout's part leaves to another kernel
     const i64 start = L.starts[seq];
     const i64 slot = L.slots[seq];
     const i64 pos = start + (row - L.offsets[seq]);

@@ -1662,24 +1662,75 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * A device layout of the sequences {@code which} of {@code batch} alone (slots, starts, lengths, and their rows'
-     * offsets in the call, then their tokens' count; no row-to-sequence map, which the kernels that take it do not
-     * read), uploaded once for the call's layers.
+     * The attention of a call that holds prompts from their first tokens beside other sequences (a serving engine's
+     * steps): each such prompt on the tensor-core kernels of fresh prompts, as if fed alone, the other sequences on the
+     * token-by-token kernel over a layout of their own (its blocks of the prompts' rows end at once). The keys and
+     * values of every token are appended after, as for any call. False, with nothing done, where the call holds no
+     * such prompt or the tensor-core kernels do not take it.
+     */
+    private boolean attentionMixed(MixerConfig.Attention cfg, CudaBuffer qkv, CudaStates.KeyValue st, TokenBatch batch,
+                                   CudaBuffer out) {
+        if (cfg.rotaryInterleaved() && cfg.rotaryDim() > 0) {
+            return false;
+        }
+        long qkvRow = 3L * cfg.dModel() * precision.bytes();
+        long outRow = (long) cfg.dModel() * precision.bytes();
+        int[] offsets = batch.offsets();
+        List<Integer> fresh = new ArrayList<>();
+        List<Integer> rest = new ArrayList<>();
+        for (int i = 0; i < batch.size(); i++) {
+            (batch.start(i) == 0 && batch.length(i) > 1 ? fresh : rest).add(i);
+        }
+        if (fresh.isEmpty()) {
+            return false;
+        }
+        for (int i : fresh) {
+            if (!MixerTrainKernels.attentionOnTensorCores(precision, cfg.headDim(), qkv.ptr + offsets[i] * qkvRow,
+                    out.ptr + offsets[i] * outRow)) {
+                return false;
+            }
+        }
+        int longest = fresh.stream().mapToInt(batch::length).max().orElseThrow();
+        long lse = scratch.slot(2, 4L * longest * cfg.numHeads());
+        for (int i : fresh) {
+            mixers.attentionForward(precision, qkv.ptr + offsets[i] * qkvRow, out.ptr + offsets[i] * outRow, lse, 1,
+                    batch.length(i), cfg.numHeads(), cfg.headDim(), cfg.window(), cfg.rotaryDim(), cfg.rotaryBase(),
+                    (float) cfg.softmaxScale());
+        }
+        if (!rest.isEmpty()) {
+            int[] which = rest.stream().mapToInt(Integer::intValue).toArray();
+            kernels.attention(precision, qkv.ptr, st.keys(), st.values(), st.rotary, partLayout(batch, which), out.ptr,
+                    batch.totalTokens(), which.length, cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(),
+                    cfg.rotaryDim(), st.maxPos, cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
+        }
+        return true;
+    }
+
+    /**
+     * A device layout of the sequences {@code which} of {@code batch} alone: slots, starts, lengths and their rows'
+     * offsets in the call, the call's token count, then for every row of the call its sequence's place in
+     * {@code which}, -1 for a row of another sequence (a kernel over the call's rows skips those). Uploaded once for
+     * the call's layers.
      */
     private long partLayout(TokenBatch batch, int[] which) {
         if (inputs.lastPartBatch == batch && Arrays.equals(inputs.lastPart, which)) {
             return inputs.part.device();
         }
         int n = which.length;
+        int t = batch.totalTokens();
         int[] offsets = batch.offsets();
-        int[] l = new int[4 * n + 1];
+        int[] l = new int[4 * n + 1 + t];
+        Arrays.fill(l, 4 * n + 1, l.length, -1);
+        l[4 * n] = t;
         for (int j = 0; j < n; j++) {
             int i = which[j];
             l[j] = batch.slot(i);
             l[n + j] = batch.start(i);
             l[2 * n + j] = batch.length(i);
             l[3 * n + j] = offsets[i];
-            l[4 * n] += batch.length(i);
+            for (int r = offsets[i]; r < offsets[i + 1]; r++) {
+                l[4 * n + 1 + r] = j;
+            }
         }
         long ptr = inputs.part.upload(l, true);
         inputs.lastPartBatch = batch;
@@ -1752,7 +1803,8 @@ public final class CudaBackend implements TrainingBackend {
             kernels.attentionDecode(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, st.partial,
                     batch.size(), cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(),
                     st.maxPos, cfg.rotaryInterleaved(), (float) cfg.softmaxScale(), st.splits);
-        } else {
+        } else if (!(precision == Precision.BF16 && capture == null && !recording
+                && attentionMixed(cfg, in, st, batch, o))) {
             kernels.attention(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, t, batch.size(),
                     cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(), st.maxPos,
                     cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
