@@ -847,20 +847,32 @@ public final class CudaBackend implements TrainingBackend {
 
     /** The batch layout the kernels read: slots | starts | lengths | offsets (B + 1) | sequence of each token. */
     static int[] layoutOf(TokenBatch batch) {
-        int b = batch.size();
+        return layoutOf(batch, java.util.stream.IntStream.range(0, batch.size()).toArray());
+    }
+
+    /**
+     * The layout of the sequences {@code which} of {@code batch} alone (all of them: {@link #layoutOf(TokenBatch)}):
+     * slots, starts, lengths and their rows' offsets in the call, the call's token count, then for every row of the
+     * call its sequence's place in {@code which}, -1 for a row of another sequence (a kernel over the call's rows
+     * skips those).
+     */
+    static int[] layoutOf(TokenBatch batch, int[] which) {
+        int n = which.length;
         int t = batch.totalTokens();
-        int[] l = new int[4 * b + 1 + t];
         int[] offsets = batch.offsets();
-        for (int i = 0; i < b; i++) {
-            l[i] = batch.slot(i);
-            l[b + i] = batch.start(i);
-            l[2 * b + i] = batch.length(i);
-            l[3 * b + i] = offsets[i];
+        int[] l = new int[4 * n + 1 + t];
+        Arrays.fill(l, 4 * n + 1, l.length, -1);
+        l[4 * n] = t;
+        for (int j = 0; j < n; j++) {
+            int i = which[j];
+            l[j] = batch.slot(i);
+            l[n + j] = batch.start(i);
+            l[2 * n + j] = batch.length(i);
+            l[3 * n + j] = offsets[i];
             for (int r = offsets[i]; r < offsets[i + 1]; r++) {
-                l[4 * b + 1 + r] = i;
+                l[4 * n + 1 + r] = j;
             }
         }
-        l[4 * b] = offsets[b];
         return l;
     }
 
@@ -1623,40 +1635,30 @@ public final class CudaBackend implements TrainingBackend {
         int dh = cfg.headDim();
         long qkRow = (long) h * f * precision.bytes();
         long vRow = (long) h * dh * precision.bytes();
-        int[] offsets = batch.offsets();
-        List<Integer> fresh = new ArrayList<>();
-        List<Integer> rest = new ArrayList<>();
-        for (int i = 0; i < batch.size(); i++) {
-            (batch.start(i) == 0 && batch.length(i) > 1 ? fresh : rest).add(i);
-        }
-        if (fresh.isEmpty()) {
+        MixedCall call = MixedCall.of(batch, (row, len) -> mixers.leavesFinalState(precision, qb.ptr + row * qkRow,
+                kb.ptr + row * qkRow, vb.ptr + row * vRow, o.ptr + row * vRow, 1, len, h, f, dh));
+        if (call == null) {
             return false;
         }
-        for (int i : fresh) {
-            if (!mixers.leavesFinalState(precision, qb.ptr + offsets[i] * qkRow, kb.ptr + offsets[i] * qkRow,
-                    vb.ptr + offsets[i] * vRow, o.ptr + offsets[i] * vRow, 1, batch.length(i), h, f, dh)) {
-                return false;
-            }
-        }
+        int[] offsets = batch.offsets();
+        int[] fresh = call.fresh();
+        int[] rest = call.rest();
         long lay = layout(batch);
         for (int i : fresh) {
             mixers.linearAttentionForward(precision, qb.ptr + offsets[i] * qkRow, kb.ptr + offsets[i] * qkRow,
                     vb.ptr + offsets[i] * vRow, o.ptr + offsets[i] * vRow, 1, batch.length(i), h, f, dh,
                     (float) cfg.eps(), new MixerTrainKernels.FinalState(st.kv(), st.k(), lay + 4L * i));
         }
-        if (rest.isEmpty()) {
+        if (rest.length == 0) {
             return true;
         }
-        int[] which = rest.stream().mapToInt(Integer::intValue).toArray();
-        long part = partLayout(batch, which);
-        boolean oneEach = rest.stream().allMatch(i -> batch.length(i) == 1);
-        if (oneEach && Kernels.linearDecodeFits(f, dh)) {
+        long part = partLayout(batch, rest);
+        if (Arrays.stream(rest).allMatch(i -> batch.length(i) == 1) && Kernels.linearDecodeFits(f, dh)) {
             kernels.linearAttentionDecode(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), part, o.ptr,
-                    which.length, h, f, dh, (float) cfg.eps());
+                    rest.length, h, f, dh, (float) cfg.eps());
         } else {
-            int tokens = rest.stream().mapToInt(batch::length).sum();
-            kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), part, o.ptr, tokens,
-                    which.length, h, f, dh, (float) cfg.eps());
+            kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), part, o.ptr,
+                    batch.totalTokens(), rest.length, h, f, dh, (float) cfg.eps());
         }
         return true;
     }
@@ -1675,64 +1677,65 @@ public final class CudaBackend implements TrainingBackend {
         }
         long qkvRow = 3L * cfg.dModel() * precision.bytes();
         long outRow = (long) cfg.dModel() * precision.bytes();
-        int[] offsets = batch.offsets();
-        List<Integer> fresh = new ArrayList<>();
-        List<Integer> rest = new ArrayList<>();
-        for (int i = 0; i < batch.size(); i++) {
-            (batch.start(i) == 0 && batch.length(i) > 1 ? fresh : rest).add(i);
-        }
-        if (fresh.isEmpty()) {
+        MixedCall call = MixedCall.of(batch, (row, len) -> MixerTrainKernels.attentionOnTensorCores(precision,
+                cfg.headDim(), qkv.ptr + row * qkvRow, out.ptr + row * outRow));
+        if (call == null) {
             return false;
         }
-        for (int i : fresh) {
-            if (!MixerTrainKernels.attentionOnTensorCores(precision, cfg.headDim(), qkv.ptr + offsets[i] * qkvRow,
-                    out.ptr + offsets[i] * outRow)) {
-                return false;
-            }
-        }
-        int longest = fresh.stream().mapToInt(batch::length).max().orElseThrow();
+        int[] offsets = batch.offsets();
+        int[] fresh = call.fresh();
+        int[] rest = call.rest();
+        int longest = Arrays.stream(fresh).map(batch::length).max().orElseThrow();
         long lse = scratch.slot(2, 4L * longest * cfg.numHeads());
         for (int i : fresh) {
             mixers.attentionForward(precision, qkv.ptr + offsets[i] * qkvRow, out.ptr + offsets[i] * outRow, lse, 1,
                     batch.length(i), cfg.numHeads(), cfg.headDim(), cfg.window(), cfg.rotaryDim(), cfg.rotaryBase(),
                     (float) cfg.softmaxScale());
         }
-        if (!rest.isEmpty()) {
-            int[] which = rest.stream().mapToInt(Integer::intValue).toArray();
-            kernels.attention(precision, qkv.ptr, st.keys(), st.values(), st.rotary, partLayout(batch, which), out.ptr,
-                    batch.totalTokens(), which.length, cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(),
+        if (rest.length > 0) {
+            kernels.attention(precision, qkv.ptr, st.keys(), st.values(), st.rotary, partLayout(batch, rest), out.ptr,
+                    batch.totalTokens(), rest.length, cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(),
                     cfg.rotaryDim(), st.maxPos, cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
         }
         return true;
     }
 
     /**
-     * A device layout of the sequences {@code which} of {@code batch} alone: slots, starts, lengths and their rows'
-     * offsets in the call, the call's token count, then for every row of the call its sequence's place in
-     * {@code which}, -1 for a row of another sequence (a kernel over the call's rows skips those). Uploaded once for
-     * the call's layers.
+     * The sequences of a call that start prompts from their first tokens ({@code fresh}: several tokens from position
+     * 0) and the others ({@code rest}), by their places in the call.
+     */
+    record MixedCall(int[] fresh, int[] rest) {
+        /** Whether a prompt's kernels take the one of {@code length} tokens whose rows start at {@code row}. */
+        interface Takes {
+            boolean test(long row, int length);
+        }
+
+        /** The call's two groups; null where no sequence starts a prompt, or the kernels do not take one. */
+        static MixedCall of(TokenBatch batch, Takes takes) {
+            int[] offsets = batch.offsets();
+            List<Integer> fresh = new ArrayList<>();
+            List<Integer> rest = new ArrayList<>();
+            for (int i = 0; i < batch.size(); i++) {
+                boolean starts = batch.start(i) == 0 && batch.length(i) > 1;
+                if (starts && !takes.test(offsets[i], batch.length(i))) {
+                    return null;
+                }
+                (starts ? fresh : rest).add(i);
+            }
+            return fresh.isEmpty() ? null : new MixedCall(fresh.stream().mapToInt(Integer::intValue).toArray(),
+                    rest.stream().mapToInt(Integer::intValue).toArray());
+        }
+    }
+
+    /**
+     * The device layout of the sequences {@code which} of {@code batch} alone ({@link #layoutOf(TokenBatch, int[])}),
+     * uploaded once for the call's layers.
      */
     private long partLayout(TokenBatch batch, int[] which) {
         if (inputs.lastPartBatch == batch && Arrays.equals(inputs.lastPart, which)) {
             return inputs.part.device();
         }
-        int n = which.length;
-        int t = batch.totalTokens();
-        int[] offsets = batch.offsets();
-        int[] l = new int[4 * n + 1 + t];
-        Arrays.fill(l, 4 * n + 1, l.length, -1);
-        l[4 * n] = t;
-        for (int j = 0; j < n; j++) {
-            int i = which[j];
-            l[j] = batch.slot(i);
-            l[n + j] = batch.start(i);
-            l[2 * n + j] = batch.length(i);
-            l[3 * n + j] = offsets[i];
-            for (int r = offsets[i]; r < offsets[i + 1]; r++) {
-                l[4 * n + 1 + r] = j;
-            }
-        }
-        long ptr = inputs.part.upload(l, true);
+        long ptr = inputs.part.upload(layoutOf(batch, which), true);
         inputs.lastPartBatch = batch;
         inputs.lastPart = which;
         return ptr;

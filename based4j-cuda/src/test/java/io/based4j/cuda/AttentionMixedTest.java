@@ -51,30 +51,13 @@ class AttentionMixedTest {
             float[] got = gpu.download(out);
 
             float[] want = new float[t * D];
-            int[] offsets = mixed.offsets();
             for (int[] group : groups) {
-                int n = group.length;
-                int[] slots = new int[n];
-                int[] starts = new int[n];
-                int[] lengths = new int[n];
-                int rows = 0;
-                for (int j = 0; j < n; j++) {
-                    slots[j] = mixed.slot(group[j]);
-                    starts[j] = mixed.start(group[j]);
-                    lengths[j] = mixed.length(group[j]);
-                    rows += lengths[j];
-                }
-                float[] part = new float[rows * 3 * D];
-                for (int j = 0, at = 0; j < n; at += lengths[j], j++) {
-                    System.arraycopy(qkv, offsets[group[j]] * 3 * D, part, at * 3 * D, lengths[j] * 3 * D);
-                }
+                TokenBatch part = CallParts.batch(mixed, group);
+                int rows = part.totalTokens();
                 Backend.Buffer partOut = gpu.allocate(rows, D);
-                gpu.attention(cfg, gpu.upload(part, rows, 3 * D), new TokenBatch(slots, starts, lengths), apart,
+                gpu.attention(cfg, gpu.upload(CallParts.rows(mixed, group, qkv, 3 * D), rows, 3 * D), part, apart,
                         partOut, null);
-                float[] o = gpu.download(partOut);
-                for (int j = 0, at = 0; j < n; at += lengths[j], j++) {
-                    System.arraycopy(o, at * D, want, offsets[group[j]] * D, lengths[j] * D);
-                }
+                CallParts.scatter(mixed, group, gpu.download(partOut), D, want);
             }
             String what = "window " + window;
             assertArrayEquals(want, got, what + ": outputs");

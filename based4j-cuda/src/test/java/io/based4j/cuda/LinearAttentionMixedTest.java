@@ -64,36 +64,14 @@ class LinearAttentionMixedTest {
             float[] got = gpu.download(out);
 
             float[] want = new float[t * HEADS * dh];
-            int[] offsets = mixed.offsets();
             for (int[] group : groups) {
-                int n = group.length;
-                int[] slots = new int[n];
-                int[] starts = new int[n];
-                int[] lengths = new int[n];
-                int rows = 0;
-                for (int j = 0; j < n; j++) {
-                    slots[j] = mixed.slot(group[j]);
-                    starts[j] = mixed.start(group[j]);
-                    lengths[j] = mixed.length(group[j]);
-                    rows += lengths[j];
-                }
-                float[] gq = new float[rows * HEADS * F];
-                float[] gk = new float[rows * HEADS * F];
-                float[] gv = new float[rows * HEADS * dh];
-                for (int j = 0, at = 0; j < n; at += lengths[j], j++) {
-                    int from = offsets[group[j]];
-                    System.arraycopy(q, from * HEADS * F, gq, at * HEADS * F, lengths[j] * HEADS * F);
-                    System.arraycopy(k, from * HEADS * F, gk, at * HEADS * F, lengths[j] * HEADS * F);
-                    System.arraycopy(v, from * HEADS * dh, gv, at * HEADS * dh, lengths[j] * HEADS * dh);
-                }
-                Backend.Buffer gout = gpu.allocate(rows, HEADS * dh);
-                gpu.linearAttention(cfg, gpu.upload(gq, rows, HEADS * F), gpu.upload(gk, rows, HEADS * F),
-                        gpu.upload(gv, rows, HEADS * dh), new TokenBatch(slots, starts, lengths), apart, gout);
-                float[] part = gpu.download(gout);
-                for (int j = 0, at = 0; j < n; at += lengths[j], j++) {
-                    System.arraycopy(part, at * HEADS * dh, want, offsets[group[j]] * HEADS * dh,
-                            lengths[j] * HEADS * dh);
-                }
+                TokenBatch part = CallParts.batch(mixed, group);
+                int rows = part.totalTokens();
+                Backend.Buffer partOut = gpu.allocate(rows, HEADS * dh);
+                gpu.linearAttention(cfg, gpu.upload(CallParts.rows(mixed, group, q, HEADS * F), rows, HEADS * F),
+                        gpu.upload(CallParts.rows(mixed, group, k, HEADS * F), rows, HEADS * F),
+                        gpu.upload(CallParts.rows(mixed, group, v, HEADS * dh), rows, HEADS * dh), part, apart, partOut);
+                CallParts.scatter(mixed, group, gpu.download(partOut), HEADS * dh, want);
             }
             String what = "head dim " + dh + ", " + Arrays.deepToString(groups);
             assertArrayEquals(want, got, what + ": outputs");

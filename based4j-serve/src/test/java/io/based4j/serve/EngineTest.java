@@ -438,10 +438,7 @@ class EngineTest {
             try (Engine engine = new Engine(eos971, tokenizer, new EngineOptions(2, 64, 65, 2))) {
                 RequestHandle a = engine.submit(stops, StreamListener.none());
                 RequestHandle b = engine.submit(ignores, StreamListener.none());
-                GenerationResult ended = await(a);
-                assertArrayEquals(new int[] {257, 257, 257, 257}, ended.tokens());
-                assertEquals(GenerationResult.Finish.EOS, ended.finish());
-                assertSameResult(solo(eos971, stops), ended, "stopping on end-of-text");
+                assertEndsOnEos(a, eos971, stops);
                 GenerationResult past = await(b);
                 assertEquals(20, past.tokens().length);
                 assertEquals(971, past.tokens()[4]);
@@ -537,10 +534,7 @@ class EngineTest {
                         java.util.Arrays.copyOf(solo(eos971, ignores).tokens(), 4)), "the two requests' tokens differ");
                 RequestHandle a = engine.submit(stops, StreamListener.none());
                 RequestHandle b = engine.submit(ignores, StreamListener.none());
-                GenerationResult ended = await(a);
-                assertArrayEquals(new int[] {257, 257, 257, 257}, ended.tokens());
-                assertEquals(GenerationResult.Finish.EOS, ended.finish());
-                assertSameResult(solo(eos971, stops), ended, "stopping on end-of-text");
+                assertEndsOnEos(a, eos971, stops);
                 assertSameResult(solo(eos971, ignores), await(b), "the request in the row after it");
                 assertEquals(4 + 1 + 20, engine.metrics().tokensGenerated());
                 assertTrue(engine.metrics().stepsAhead() > 0, "no step was queued ahead");
@@ -598,6 +592,14 @@ class EngineTest {
                 assertFalse(steadyStream.tokens.isEmpty());
             }
         }
+    }
+
+    /** Awaits a greedy request of the prompt that continues 257 257 257 257 971, 971 ending it: its result. */
+    static void assertEndsOnEos(RequestHandle h, BasedModel eos971, GenerationRequest stops) throws Exception {
+        GenerationResult ended = await(h);
+        assertArrayEquals(new int[] {257, 257, 257, 257}, ended.tokens());
+        assertEquals(GenerationResult.Finish.EOS, ended.finish());
+        assertSameResult(solo(eos971, stops), ended, "stopping on end-of-text");
     }
 
     /** The golden model with {@code eos_token_id} set to {@code eos}. */
