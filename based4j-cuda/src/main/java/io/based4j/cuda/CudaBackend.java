@@ -1664,15 +1664,17 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
-     * The attention of a call that holds prompts from their first tokens beside other sequences (a serving engine's
-     * steps): each such prompt on the tensor-core kernels of fresh prompts, as if fed alone, the other sequences on the
-     * token-by-token kernel over a layout of their own (its blocks of the prompts' rows end at once). The keys and
-     * values of every token are appended after, as for any call. False, with nothing done, where the call holds no
-     * such prompt or the tensor-core kernels do not take it.
+     * The full attention of a call that holds prompts from their first tokens beside other sequences (a serving
+     * engine's steps): each such prompt on the tensor-core kernels of fresh prompts, as if fed alone, the other
+     * sequences on the token-by-token kernel over a layout of their own (its blocks of the prompts' rows end at once).
+     * The keys and values of every token are appended after, as for any call. False, with nothing done, where the call
+     * holds no such prompt or the tensor-core kernels do not take it, and for a sliding window, whose queries read
+     * no more than the window's keys on the token-by-token kernel (the serving engine measured no gain from it for
+     * based-1b: docs/bench/serve-h200.md).
      */
     private boolean attentionMixed(MixerConfig.Attention cfg, CudaBuffer qkv, CudaStates.KeyValue st, TokenBatch batch,
                                    CudaBuffer out) {
-        if (cfg.rotaryInterleaved() && cfg.rotaryDim() > 0) {
+        if (cfg.sliding() || cfg.rotaryInterleaved() && cfg.rotaryDim() > 0) {
             return false;
         }
         long qkvRow = 3L * cfg.dModel() * precision.bytes();
