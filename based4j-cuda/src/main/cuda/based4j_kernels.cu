@@ -86,13 +86,6 @@ __device__ void embedding_impl(const W* table, const int* ids, float* out, int n
 #define RMS_KEEP 8
 
 /**
- * out = x * rsqrt(mean(x^2) + eps) * weight row by row, after x += branch where branch is not null (x then written,
- * each thread reading back only the sums it wrote). One block (blockDim.x a multiple of 32, <= 1024) per row; rows
- * grid-strided. rstd (float [n]), if given, gets r. Thread t takes the values t, t + blockDim.x, ... of a row, in that
- * order; a row of at most RMS_KEEP values a thread is read whole (x, branch and weight, all loads in flight together)
- * into registers before anything is written, wider rows value by value: the same numbers either way.
- */
-/**
  * RMSNorm's scale of a row whose sum of squares is spread over the block's threads (ss each): the lanes' sums as a
  * butterfly, the warps' in order (every thread gets the same value), then r = 1 / sqrt(mean + eps) as the CPU makes it
  * ((float) (1.0 / Math.sqrt(ss / n + eps)), the mean and + eps in float). partial holds a float a warp; the caller
@@ -107,6 +100,13 @@ __device__ __forceinline__ float blockRmsScale(float ss, float* partial, int d, 
     return (float)(1.0 / sqrt((double)(total / (float)d + eps)));
 }
 
+/**
+ * out = x * rsqrt(mean(x^2) + eps) * weight row by row, after x += branch where branch is not null (x then written,
+ * each thread reading back only the sums it wrote). One block (blockDim.x a multiple of 32, <= 1024) per row; rows
+ * grid-strided. rstd (float [n]), if given, gets r. Thread t takes the values t, t + blockDim.x, ... of a row, in that
+ * order; a row of at most RMS_KEEP values a thread is read whole (x, branch and weight, all loads in flight together)
+ * into registers before anything is written, wider rows value by value: the same numbers either way.
+ */
 template <typename W, typename A>
 __device__ void rmsNormRowsOf(float* x, const A* branch, const W* weight, A* out, int n, int d, float eps,
                               float* rstd) {

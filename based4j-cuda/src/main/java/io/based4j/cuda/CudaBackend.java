@@ -126,8 +126,8 @@ public final class CudaBackend implements TrainingBackend {
         final IntInput tokens;
         final IntInput layout;
         final IntInput rows;
-        /** The layout of a part of a call's sequences ({@link #partLayout}). */
-        final IntInput part;
+        /** The layout of a part of a call's sequences ({@link #partLayout}); made on first use (eager calls only). */
+        private IntInput part;
         TokenBatch lastBatch;
         /** The call and the sequences whose layout {@link #part} holds. */
         TokenBatch lastPartBatch;
@@ -137,7 +137,13 @@ public final class CudaBackend implements TrainingBackend {
             tokens = new IntInput(CudaBackend.this, "token ids", tokenCapacity);
             layout = new IntInput(CudaBackend.this, "batch layout", layoutCapacity);
             rows = new IntInput(CudaBackend.this, "row indices", 16);
-            part = new IntInput(CudaBackend.this, "layout of a part of a batch", 64);
+        }
+
+        IntInput part() {
+            if (part == null) {
+                part = new IntInput(CudaBackend.this, "layout of a part of a batch", 64);
+            }
+            return part;
         }
 
         @Override
@@ -145,7 +151,9 @@ public final class CudaBackend implements TrainingBackend {
             tokens.close();
             layout.close();
             rows.close();
-            part.close();
+            if (part != null) {
+                part.close();
+            }
         }
     }
 
@@ -1619,7 +1627,6 @@ public final class CudaBackend implements TrainingBackend {
                 batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
     }
 
-    /** Whether every sequence of the call has exactly one token: a decode step. */
     /**
      * A call that holds prompts from their first tokens beside other sequences (decode tokens, later pieces of
      * prompts: a serving engine's steps): each such prompt on the chunked tensor-core kernels of fresh prompts, as if
@@ -1735,14 +1742,15 @@ public final class CudaBackend implements TrainingBackend {
      */
     private long partLayout(TokenBatch batch, int[] which) {
         if (inputs.lastPartBatch == batch && Arrays.equals(inputs.lastPart, which)) {
-            return inputs.part.device();
+            return inputs.part().device();
         }
-        long ptr = inputs.part.upload(layoutOf(batch, which), true);
+        long ptr = inputs.part().upload(layoutOf(batch, which), true);
         inputs.lastPartBatch = batch;
         inputs.lastPart = which;
         return ptr;
     }
 
+    /** Whether every sequence of the call has exactly one token: a decode step. */
     private static boolean oneTokenEach(TokenBatch batch) {
         for (int i = 0; i < batch.size(); i++) {
             if (batch.length(i) != 1) {

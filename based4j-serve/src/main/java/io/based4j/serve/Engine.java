@@ -70,6 +70,8 @@ public final class Engine implements AutoCloseable {
     private Ahead ahead;
     /** Decode steps queued ahead so far (engine thread). */
     private volatile long stepsQueuedAhead;
+    /** Rows of steps queued ahead whose sequence had ended (or was cancelled, or timed out) when they were read. */
+    private volatile long rowsDroppedAhead;
 
     // counters, written by the engine thread only
     private volatile int runningCount;
@@ -413,6 +415,16 @@ public final class Engine implements AutoCloseable {
      * being drawn (end of text, a stop string) or is cancelled meanwhile has its row of the step ahead dropped.
      */
     private void queueAhead(List<Sequence> members, Sampler[] samplers, Backend.Sampled drawn) {
+        try {
+            queueAheadOrThrow(members, samplers, drawn);
+        } catch (RuntimeException e) {
+            // the step ahead is optional: its failure (a state that could not grow, say) leaves the step whose ids
+            // are drawn to be read as without it, and the next step to be queued after them, where it fails or not
+            ahead = null;
+        }
+    }
+
+    private void queueAheadOrThrow(List<Sequence> members, Sampler[] samplers, Backend.Sampled drawn) {
         if (!feeds || !queue.isEmpty() && running.size() < slots.length) {
             return;
         }
@@ -449,14 +461,15 @@ public final class Engine implements AutoCloseable {
                 places.add(j);
             }
         }
+        rowsDroppedAhead += a.members().size() - still.size();
         if (still.isEmpty()) {
             return;
         }
+        if (still.size() == a.members().size()) {
+            queueAhead(still, a.samplers(), a.drawn());
+        }
         int[] ids;
         try {
-            if (still.size() == a.members().size()) {
-                queueAhead(still, a.samplers(), a.drawn());
-            }
             ids = a.drawn().ids(places.stream().mapToInt(Integer::intValue).toArray());
         } catch (RuntimeException e) {
             ahead = null;
@@ -466,6 +479,11 @@ public final class Engine implements AutoCloseable {
             return;
         }
         deliverAll(still, ids, new TokenLogprobs[ids.length]);
+    }
+
+    /** Rows of steps queued ahead that were dropped, their sequence having ended meanwhile (for tests). */
+    long rowsDroppedAhead() {
+        return rowsDroppedAhead;
     }
 
     /** A decode step queued ahead: its sequences in its rows' order, their samplers, and its ids. */

@@ -7,7 +7,8 @@ package io.based4j.serve;
  * @param running sequences holding a slot (prefilling or generating)
  * @param slots the engine's slots
  * @param steps forward steps run
- * @param stepsAhead of them, decode steps queued on the ids the step before drew before the host had read them
+ * @param stepsAhead of them, decode steps queued on the ids the step before drew before the host had read them (fed
+ *                   on the device where the step's recorded graph takes them, else once they are read)
  * @param promptTokens prompt tokens fed (those restored from the prefix cache are not)
  * @param tokensGenerated tokens generated (an end-of-text token that ends a sequence included)
  * @param requestsFinished requests that ended with a result

@@ -13,7 +13,8 @@ package io.based4j.serve;
  *                         none
  * @param stepsAhead whether a decode step is queued on the ids the step before drew before the host has read them,
  *                   where the backend replays recorded steps (a GPU's CUDA graphs): the host's reading, its turn and
- *                   the next step's launch then overlap the device's work. The tokens are the same either way.
+ *                   the next step's launch then overlap the device's work. Each sequence draws its tokens as
+ *                   without it; a waiting request may be admitted a step later.
  */
 public record EngineOptions(int maxSequences, int maxTokensPerSequence, int tokensPerStep, int queueCapacity,
                             long prefixCacheBytes, boolean stepsAhead) {

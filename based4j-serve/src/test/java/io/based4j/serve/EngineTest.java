@@ -538,29 +538,35 @@ class EngineTest {
                 assertSameResult(solo(eos971, ignores), await(b), "the request in the row after it");
                 assertEquals(4 + 1 + 20, engine.metrics().tokensGenerated());
                 assertTrue(engine.metrics().stepsAhead() > 0, "no step was queued ahead");
+                assertTrue(engine.rowsDroppedAhead() > 0, "the ended request's row of a step ahead was not dropped");
             }
         }
 
         @Test
-        void cancellingLogprobsAndALateRequestWhileStepsRunAhead() throws Exception {
+        void aCancelAndALateRequestWhileStepsRunAheadThenLogprobs() throws Exception {
             SplittableRandom r = new SplittableRandom(37);
             GenerationRequest steady = GenerationRequest.of(r.ints(9, 0, VOCAB).toArray(), 60,
                     new SamplingParams(0.8f, 0, 1f, 77L));
+            GenerationRequest late = GenerationRequest.of(r.ints(6, 0, VOCAB).toArray(), 10, SamplingParams.greedy());
             GenerationRequest withLogprobs = GenerationRequest.of(r.ints(14, 0, VOCAB).toArray(), 12,
                     SamplingParams.greedy());
-            GenerationRequest late = GenerationRequest.of(r.ints(6, 0, VOCAB).toArray(), 10, SamplingParams.greedy());
             try (Engine engine = aheadEngine(model, 3, MAX_TOKENS, STEP_TOKENS, 4)) {
+                // two requests without logprobs, so that their steps run ahead; one is cancelled at its 5th token
+                // (the step ahead of it already queued), and a request comes then and takes the freed slot
                 AtomicReference<RequestHandle> self = new AtomicReference<>();
                 AtomicReference<RequestHandle> lateHandle = new AtomicReference<>();
+                AtomicReference<Long> aheadAtCancel = new AtomicReference<>();
                 Streamed cancelledStream = new Streamed();
+                Streamed steadyStream = new Streamed();
+                RequestHandle steadyHandle = engine.submit(steady, steadyStream);
                 RequestHandle cancelled = engine.submit(GenerationRequest.of(r.ints(11, 0, VOCAB).toArray(), 200,
                         SamplingParams.greedy()), new StreamListener() {
                             @Override
                             public void onToken(int tokenId, String text) {
                                 cancelledStream.onToken(tokenId, text);
                                 if (cancelledStream.tokens.size() == 5) {
+                                    aheadAtCancel.set(engine.metrics().stepsAhead());
                                     self.get().cancel();
-                                    // a request arriving while the others' steps run ahead takes the freed slot
                                     lateHandle.set(engine.submit(late, StreamListener.none()));
                                 }
                             }
@@ -571,25 +577,45 @@ class EngineTest {
                             }
                         });
                 self.set(cancelled);
-                Streamed steadyStream = new Streamed();
-                RequestHandle steadyHandle = engine.submit(steady, steadyStream);
-                Streamed logprobStream = new Streamed();
-                RequestHandle logprobHandle = engine.submit(withLogprobs, 2, logprobStream);
-
                 Throwable e = cancelled.result().handle((result, error) -> error).get(WAIT_S, TimeUnit.SECONDS);
                 assertInstanceOf(CancellationException.class, e);
                 assertTrue(e.getMessage().contains("cancelled after 5 generated tokens"), e.getMessage());
                 assertEquals(5, cancelledStream.tokens.size(), "tokens streamed after the cancel");
+                assertTrue(aheadAtCancel.get() > 0, "no step ran ahead before the cancel");
                 assertSameResult(solo(model, steady), await(steadyHandle), "the request running beside");
+                assertSameResult(solo(model, late), await(lateHandle.get()), "the request that came late");
+                assertTrue(engine.rowsDroppedAhead() > 0, "no row of a step ahead was dropped");
+                assertFalse(steadyStream.tokens.isEmpty());
+
+                // then a request with logprobs beside one without: no step runs ahead while it runs, and it gets its
+                // logprobs for every token
+                Streamed logprobStream = new Streamed();
+                RequestHandle logprobHandle = engine.submit(withLogprobs, 2, logprobStream);
+                RequestHandle beside = engine.submit(steady, StreamListener.none());
                 GenerationResult lp = await(logprobHandle);
                 assertSameResult(solo(model, withLogprobs), lp, "the request with logprobs");
                 assertEquals(lp.tokens().length, logprobStream.logprobs.size(), "logprobs, one a token");
                 for (int j = 0; j < lp.tokens().length; j++) {
                     assertEquals(lp.tokens()[j], logprobStream.logprobs.get(j).id(), "logprobs of token " + j);
                 }
-                assertSameResult(solo(model, late), await(lateHandle.get()), "the request that came late");
+                assertSameResult(solo(model, steady), await(beside), "the request beside it");
+            }
+        }
+
+        @Test
+        void aTimeoutWhileStepsRunAhead() throws Exception {
+            SplittableRandom r = new SplittableRandom(47);
+            GenerationRequest steady = GenerationRequest.of(r.ints(12, 0, VOCAB).toArray(), 80,
+                    new SamplingParams(0.7f, 0, 1f, 91L));
+            try (Engine engine = aheadEngine(model, 2, MAX_TOKENS, STEP_TOKENS, 2)) {
+                RequestHandle steadyHandle = engine.submit(steady, StreamListener.none());
+                // its time is up while it generates, most likely with a step ahead of it queued
+                RequestHandle timed = engine.submit(GenerationRequest.of(r.ints(7, 0, VOCAB).toArray(), 240,
+                        SamplingParams.greedy()), -1, java.time.Duration.ofMillis(40), StreamListener.none());
+                Throwable e = timed.result().handle((result, error) -> error).get(WAIT_S, TimeUnit.SECONDS);
+                assertInstanceOf(RequestTimeoutException.class, e);
+                assertSameResult(solo(model, steady), await(steadyHandle), "the request running beside");
                 assertTrue(engine.metrics().stepsAhead() > 0, "no step was queued ahead");
-                assertFalse(steadyStream.tokens.isEmpty());
             }
         }
     }
