@@ -1619,8 +1619,7 @@ public final class CudaBackend implements TrainingBackend {
                     batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
             return;
         }
-        if (precision == Precision.BF16 && capture == null && !recording
-                && linearAttentionMixed(cfg, qb, kb, vb, st, batch, o)) {
+        if (eagerBf16() && linearAttentionMixed(cfg, qb, kb, vb, st, batch, o)) {
             return;
         }
         kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), o.ptr, t,
@@ -1707,6 +1706,11 @@ public final class CudaBackend implements TrainingBackend {
                     cfg.rotaryDim(), st.maxPos, cfg.rotaryInterleaved(), (float) cfg.softmaxScale());
         }
         return true;
+    }
+
+    /** Whether a call may take the mixed calls' paths: bf16, not recorded or captured (their layouts are uploaded). */
+    private boolean eagerBf16() {
+        return precision == Precision.BF16 && capture == null && !recording;
     }
 
     /**
@@ -1816,8 +1820,7 @@ public final class CudaBackend implements TrainingBackend {
             kernels.attentionDecode(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, st.partial,
                     batch.size(), cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(),
                     st.maxPos, cfg.rotaryInterleaved(), (float) cfg.softmaxScale(), st.splits);
-        } else if (!(precision == Precision.BF16 && capture == null && !recording
-                && attentionMixed(cfg, in, st, batch, o))) {
+        } else if (!(eagerBf16() && attentionMixed(cfg, in, st, batch, o))) {
             kernels.attention(precision, in.ptr, st.keys(), st.values(), st.rotary, l, o.ptr, t, batch.size(),
                     cfg.numHeads(), cfg.headDim(), st.capacity, cfg.window(), cfg.rotaryDim(), st.maxPos,
                     cfg.rotaryInterleaved(), (float) cfg.softmaxScale());

@@ -429,9 +429,6 @@ public final class Kernels {
      */
     public void addRmsNorm(Precision p, long residual, long branch, long weight, long out, int n, int d, float eps) {
         require(n >= 0 && d >= 0, "addRmsNorm: n " + n + ", d " + d);
-        if ((long) n * d == 0) {
-            return;
-        }
         addRmsNorm(normVec && addRmsNormVecFits(p, d, residual, branch, weight, out) ? 2 : 1, p, residual, branch,
                 weight, out, n, d, eps);
     }

@@ -382,7 +382,7 @@ public final class Engine implements AutoCloseable {
             if (feeds && fedPrompt == 0 && sampled.size() == n && sampled.stream().noneMatch(s -> s.topLogprobs >= 0)) {
                 // a decode step without logprobs: the next one may be queued on its ids before they are read
                 Backend.Sampled drawn = backend.sampleAhead(logits, rowIds, vocab, samplers);
-                queueAhead(sampled, samplers, drawn);
+                queueAhead(sampled, drawn);
                 ids = drawn.ids();
                 logprobs = new TokenLogprobs[ids.length];
             } else {
@@ -411,12 +411,12 @@ public final class Engine implements AutoCloseable {
      * in its rows' order) on those ids, before the host reads them, where every condition for it holds: steps ahead
      * on, no member asking for logprobs (they read the logits the next step would overwrite), at its length limit
      * with the token being drawn or at a point where its state is to be cached, and no request waiting that a free
-     * slot could take. A member that ends on the token
-     * being drawn (end of text, a stop string) or is cancelled meanwhile has its row of the step ahead dropped.
+     * slot could take. A member that ends on the token being drawn (end of text, a stop string) or is cancelled
+     * meanwhile has its row of the step ahead dropped.
      */
-    private void queueAhead(List<Sequence> members, Sampler[] samplers, Backend.Sampled drawn) {
+    private void queueAhead(List<Sequence> members, Backend.Sampled drawn) {
         try {
-            queueAheadOrThrow(members, samplers, drawn);
+            queueAheadOrThrow(members, drawn);
         } catch (RuntimeException e) {
             // the step ahead is optional: its failure (a state that could not grow, say) leaves the step whose ids
             // are drawn to be read as without it, and the next step to be queued after them, where it fails or not
@@ -424,7 +424,7 @@ public final class Engine implements AutoCloseable {
         }
     }
 
-    private void queueAheadOrThrow(List<Sequence> members, Sampler[] samplers, Backend.Sampled drawn) {
+    private void queueAheadOrThrow(List<Sequence> members, Backend.Sampled drawn) {
         if (!feeds || !queue.isEmpty() && running.size() < slots.length) {
             return;
         }
@@ -440,7 +440,8 @@ public final class Engine implements AutoCloseable {
             rows[j] = j;
         }
         Backend.Buffer logits = model.forwardFed(session, session.step(stepSlots), drawn);
-        ahead = new Ahead(List.copyOf(members), samplers, backend.sampleAhead(logits, rows, vocab, samplers));
+        Sampler[] samplers = members.stream().map(s -> s.sampler).toArray(Sampler[]::new);
+        ahead = new Ahead(List.copyOf(members), backend.sampleAhead(logits, rows, vocab, samplers));
         steps++;
         stepsQueuedAhead++;
     }
@@ -466,7 +467,7 @@ public final class Engine implements AutoCloseable {
             return;
         }
         if (still.size() == a.members().size()) {
-            queueAhead(still, a.samplers(), a.drawn());
+            queueAhead(still, a.drawn());
         }
         int[] ids;
         try {
@@ -486,8 +487,8 @@ public final class Engine implements AutoCloseable {
         return rowsDroppedAhead;
     }
 
-    /** A decode step queued ahead: its sequences in its rows' order, their samplers, and its ids. */
-    private record Ahead(List<Sequence> members, Sampler[] samplers, Backend.Sampled drawn) {
+    /** A decode step queued ahead: its sequences in its rows' order, and its ids. */
+    private record Ahead(List<Sequence> members, Backend.Sampled drawn) {
     }
 
     /** Hands each sampled sequence its token (and logprobs where asked), timing it. */
