@@ -236,23 +236,64 @@ class GpuModelTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
     void bf16DecodeGoesOnFromAParallelPrefill(DecodeEqualsPrefillTest.Case c) {
-        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
         int[][] prompts = prompts(c.seed());
         SplittableRandom nr = new SplittableRandom(c.seed() + 1);
         int[][] next = {nr.ints(prompts.length, 0, DecodeEqualsPrefillTest.VOCAB).toArray(),
                 nr.ints(prompts.length, 0, DecodeEqualsPrefillTest.VOCAB).toArray()};
+        assertBf16NearCpu(c, "decode after a bf16 prefill", m -> decodeAfterPrefill(m, prompts, next));
+    }
+
+    /**
+     * A serving engine's step in bf16: prompts that start beside a decode token and a later piece of a prompt, in
+     * one call (slots out of order), then a decode step of all four. On the GPU in bf16 the fresh prompts of such a
+     * call take the fresh-prompt kernels (linear attention's chunked form, full attention's tensor cores) as if alone
+     * and the other rows the decode or token-by-token kernels; the logits of every position of both calls are held
+     * to the CPU's as those of the plain calls are (the CPU and the float32 GPU feed every row alike).
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void bf16MixedStepsMatchTheCpu(DecodeEqualsPrefillTest.Case c) {
+        SplittableRandom r = new SplittableRandom(c.seed() + 2);
+        int vocab = DecodeEqualsPrefillTest.VOCAB;
+        // slots 1 and 3 are 20 and 33 tokens into their sequences; then slots 0 and 2 start prompts of 90 and 37
+        // tokens while slot 1 decodes one and slot 3 feeds 17 more of its prompt
+        int[] before = r.ints(20 + 33, 0, vocab).toArray();
+        int[] mixed = r.ints(90 + 1 + 17 + 37, 0, vocab).toArray();
+        int[] step = r.ints(4, 0, vocab).toArray();
+        assertBf16NearCpu(c, "a mixed step and the decode step after it", m -> {
+            try (Session s = m.newSession(4, 128)) {
+                m.forward(s, s.batch(new int[] {1, 3}, new int[] {20, 33}), before, false, null);
+                float[] a = m.backend().download(m.forward(s, s.batch(new int[] {0, 1, 3, 2},
+                        new int[] {90, 1, 17, 37}), mixed, true, null));
+                float[] b = m.backend().download(m.forward(s, s.batch(new int[] {2, 0, 3, 1}, new int[] {1, 1, 1, 1}),
+                        step, false, null));
+                float[] out = Arrays.copyOf(a, a.length + b.length);
+                System.arraycopy(b, 0, out, a.length, b.length);
+                return out;
+            }
+        });
+    }
+
+    /**
+     * The logits {@code run} gives with the case's bf16-rounded weights on the CPU (float32), the GPU in float32 and
+     * the GPU in bf16: float32 within {@link #F32_REL_TOL} of the rms per logit, bf16 within
+     * {@link #BF16_REL_NORM_TOL} of the norm times the case's conditioning.
+     */
+    private static void assertBf16NearCpu(DecodeEqualsPrefillTest.Case c, String what,
+                                          java.util.function.Function<BasedModel, float[]> run) {
+        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
         ModelWeights weights = bf16Weights(config, c.seed());
         float[] cpu;
         try (Backend b = new CpuBackend(); BasedModel m = BasedModel.of(weights, b)) {
-            cpu = decodeAfterPrefill(m, prompts, next);
+            cpu = run.apply(m);
         }
         float[] f32;
         try (CudaBackend b = CudaBackend.open("cuda", Precision.F32); BasedModel m = BasedModel.of(weights, b)) {
-            f32 = decodeAfterPrefill(m, prompts, next);
+            f32 = run.apply(m);
         }
         float[] bf16;
         try (CudaBackend b = CudaBackend.open("cuda", Precision.BF16); BasedModel m = BasedModel.of(weights, b)) {
-            bf16 = decodeAfterPrefill(m, prompts, next);
+            bf16 = run.apply(m);
         }
         double scale = rms(cpu);
         double maxF32 = 0;
@@ -265,15 +306,15 @@ class GpuModelTest {
             norm2 += (double) cpu[i] * cpu[i];
         }
         double rel = Math.sqrt(diff2 / norm2);
-        System.out.printf("%s: decode after a bf16 prefill, ||gpu-cpu||/||cpu|| = %.3g (f32 max|gpu-cpu| %.2g of rms)%n",
-                c.name(), rel, maxF32 / scale);
-        assertTrue(maxF32 <= F32_REL_TOL * scale, ctx(c, "f32 decode after the prefill: max |gpu - cpu| = " + maxF32
-                + ", rms " + scale));
+        System.out.printf("%s: %s, ||gpu-cpu||/||cpu|| = %.3g (f32 max|gpu-cpu| %.2g of rms)%n", c.name(), what, rel,
+                maxF32 / scale);
+        assertTrue(maxF32 <= F32_REL_TOL * scale, ctx(c, "f32, " + what + ": max |gpu - cpu| = " + maxF32 + ", rms "
+                + scale));
         // as in gpuMatchesCpu: a case that amplifies the float32 runs' rounding more is allowed that much more in bf16,
-        // at most 4 times, so that a bf16-only op (gemmRows, the bf16 attention kernels) that moves the logits by 20%
-        // of their norm fails whatever the float32 run says
+        // at most 4 times, so that a bf16-only op (gemmRows, the bf16 attention kernels, the mixed calls) that moves
+        // the logits by 20% of their norm fails whatever the float32 run says
         double conditioning = Math.min(4, Math.max(1, maxF32 / scale / F32_WELL_CONDITIONED));
-        assertTrue(rel <= BF16_REL_NORM_TOL * conditioning, ctx(c, "bf16 relative error after the prefill " + rel
+        assertTrue(rel <= BF16_REL_NORM_TOL * conditioning, ctx(c, "bf16, " + what + ": relative error " + rel
                 + " (allowed " + BF16_REL_NORM_TOL + " x " + conditioning + ", the float32 difference's excess)"));
     }
 
