@@ -335,16 +335,18 @@ __device__ __forceinline__ Taylor taylorOf(int f) {
     return c;
 }
 
+/** The features of x that component i gives: x_i's linear one and row i of the products (and phi[0] for i = 0). */
+__device__ __forceinline__ void featurizeComponent(const float* x, int f, Taylor tc, float* phi, int i) {
+    const float xi = x[i];
+    if (i == 0) phi[0] = 1.0f;
+    phi[1 + i] = __fmul_rn(xi, tc.lin);
+    float* rowp = phi + 1 + f + i * f - i * (i - 1) / 2;  // rows 0..i-1 hold f, f-1, .., f-i+1 entries
+    rowp[0] = __fmul_rn(__fmul_rn(xi, xi), tc.diag);
+    for (int j = i + 1; j < f; j++) rowp[j - i] = __fmul_rn(__fmul_rn(xi, x[j]), tc.cross);
+}
+
 __device__ __forceinline__ void featurize(const float* x, int f, Taylor tc, float* phi) {
-    const float lin = tc.lin, diag = tc.diag, cross = tc.cross;
-    if (threadIdx.x == 0) phi[0] = 1.0f;
-    for (int i = threadIdx.x; i < f; i += blockDim.x) {
-        const float xi = x[i];
-        phi[1 + i] = __fmul_rn(xi, lin);
-        float* rowp = phi + 1 + f + i * f - i * (i - 1) / 2;  // rows 0..i-1 hold f, f-1, .., f-i+1 entries
-        rowp[0] = __fmul_rn(__fmul_rn(xi, xi), diag);
-        for (int j = i + 1; j < f; j++) rowp[j - i] = __fmul_rn(__fmul_rn(xi, x[j]), cross);
-    }
+    for (int i = threadIdx.x; i < f; i += blockDim.x) featurizeComponent(x, f, tc, phi, i);
 }
 
 /**

@@ -4,6 +4,12 @@
 // 17 rows (all of based-1b's) and z in flight together. Launched
 // by io.based4j.cuda.Kernels.linearAttentionDecode; compared and timed by
 // `based4j bench kernels --kernel linearAttentionDecode`.
+//
+// The deferred form (linearAttentionDecodeDeferred, with linearAttentionFold): S is read every step but written
+// once every K steps. The keys and values of the tokens since the last write wait beside the state (at most K - 1
+// of them), and a step's output adds their part to phi(q).S: y = (phi(q).S + sum_i (phi(q).phi(k_i)) v_i) /
+// (phi(q).z + sum_i phi(q).phi(k_i) + eps). Every K-th step (staggered over the slots) adds them in, one token after
+// another with the same float operations as the step-by-step update, so the state is that update's bit for bit.
 #pragma once
 
 namespace b4j {
@@ -264,6 +270,233 @@ __device__ void linearAttentionDecode5_impl(const A* q, const A* k, const A* v, 
     linearAttentionDecodeQuads<17, true, W, A, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
+
+/**
+ * Where the deferred form keeps a (slot, head)'s waiting tokens: their keys' f values then their values' dh, each
+ * token f + dh floats, K - 1 tokens a head.
+ */
+__device__ __forceinline__ float* laPending(float* pend, i64 sh, int K, int f, int dh) {
+    return pend + sh * (i64)(K - 1) * (f + dh);
+}
+
+/**
+ * The n waiting tokens of a (slot, head) into shared memory, featurized: xP [n][f] their keys, pkP [n][E] phi of
+ * them, vP [n][dh] their values. Every thread calls it; the block is synchronised after.
+ */
+__device__ __forceinline__ void laLoadPending(const float* src, int n, int f, int dh, float* xP, float* pkP,
+                                              float* vP) {
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const int E = expandedDim(f);
+    for (int idx = tid; idx < n * (f + dh); idx += nt) {
+        const int i = idx / (f + dh);
+        const int j = idx - i * (f + dh);
+        const float x = src[idx];
+        if (j < f) {
+            xP[i * f + j] = x;
+        } else {
+            vP[i * dh + j - f] = x;
+        }
+    }
+    __syncthreads();
+    const Taylor tc = taylorOf(f);
+    for (int idx = tid; idx < n * f; idx += nt) {
+        const int i = idx / f;
+        featurizeComponent(xP + i * f, f, tc, pkP + i * E, idx - i * f);
+    }
+    __syncthreads();
+}
+
+/** Floats of shared memory the deferred form takes beyond version 4's: K - 1 waiting tokens' x, phi(x), v, K sums. */
+__host__ __device__ __forceinline__ int laDeferredExtraFloats(int K, int f, int dh) {
+    return (K - 1) * (f + expandedDim(f) + dh) + K;
+}
+
+/**
+ * One decode step of Taylor linear attention with the state's update deferred (grid (B, H), 256 threads, version 4's
+ * rows of S a thread and 16-byte loads; dh a multiple of 4, S 16-byte aligned). count [slot][H] says how many tokens
+ * wait in pend (laPending); K, 2 to 16, the most steps between two writes of S. A step writes S and z where its
+ * token would be the K-th to wait, or where (position + slot) % K == K - 1 (the writes of a batch's sequences spread
+ * over the steps): the waiting tokens and then its own added in, in order, as version 4 adds its one (its output
+ * that of version 4 on the state it writes, bit for bit); the count back to 0. Any other step only reads S and z:
+ * its output phi(q).S plus the waiting tokens' and its own part, over phi(q).z plus theirs; its token's key and value
+ * wait in pend after the others. Dynamic shared memory: version 4's and laDeferredExtraFloats.
+ */
+template <int U, typename W, typename A>
+__device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const A* v, float* kvState,
+                                                   float* kState, float* pend, int* count, const int* layout, A* out,
+                                                   int B, int H, int f, int dh, float eps, int K) {
+    extern __shared__ float smem[];
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const int E = expandedDim(f);
+    const int quads = dh >> 2;
+    const int R = nt / quads;
+    const int c = tid % quads;
+    const int g = tid / quads;
+    const Layout L = layoutOf(layout, B);
+    const i64 slot = L.slots[blockIdx.x];
+    const i64 sh = slot * H + blockIdx.y;
+    float4 sv[U];
+    if (g < R) {
+        // the first U rows of the thread in flight before the token is featurized (S does not depend on it)
+        const float4* S4 = reinterpret_cast<const float4*>(kvState + sh * (i64)E * dh);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int a = g + u * R;
+            sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    }
+    const int n = count[sh];  // tokens waiting
+    const bool write = n + 1 >= K || (int)(((i64)L.starts[blockIdx.x] + slot) % K) == K - 1;
+    LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
+    const float* pk = D.pk;
+    const float* pq = D.pq;
+    const float* vs = D.vs;
+    float* red = D.red;            // [4 nt]
+    float* dred = red + 4 * nt;    // [nt / 32]
+    float* xP = dred + nt / 32;    // [K - 1][f]
+    float* pkP = xP + (K - 1) * f; // [K - 1][E]
+    float* vP = pkP + (K - 1) * E; // [K - 1][dh]
+    float* coef = vP + (K - 1) * dh;  // [K]
+    float* waiting = laPending(pend, sh, K, f, dh);
+    laLoadPending(waiting, n, f, dh, xP, pkP, vP);
+    float* Sg = D.S;
+    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (g < R) {
+        const float v0 = vs[4 * c], v1 = vs[4 * c + 1], v2 = vs[4 * c + 2], v3 = vs[4 * c + 3];
+        float4* S4 = reinterpret_cast<float4*>(Sg);
+        for (int a0 = g; a0 < E; a0 += R * U) {
+            if (a0 != g) {
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int a = a0 + u * R;
+                    sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int a = a0 + u * R;
+                if (a < E) {
+                    float4 s = sv[u];
+                    if (write) {
+                        for (int i = 0; i < n; i++) {
+                            const float p = pkP[i * E + a];
+                            const float4 vi = *reinterpret_cast<const float4*>(vP + i * dh + 4 * c);
+                            s.x = s.x + p * vi.x;
+                            s.y = s.y + p * vi.y;
+                            s.z = s.z + p * vi.z;
+                            s.w = s.w + p * vi.w;
+                        }
+                        const float p = pk[a];
+                        s.x = s.x + p * v0;
+                        s.y = s.y + p * v1;
+                        s.z = s.z + p * v2;
+                        s.w = s.w + p * v3;
+                        S4[(i64)a * quads + c] = s;
+                    }
+                    const float w = pq[a];
+                    num.x += w * s.x;
+                    num.y += w * s.y;
+                    num.z += w * s.z;
+                    num.w += w * s.w;
+                }
+            }
+        }
+        red[g * dh + 4 * c] = num.x;
+        red[g * dh + 4 * c + 1] = num.y;
+        red[g * dh + 4 * c + 2] = num.z;
+        red[g * dh + 4 * c + 3] = num.w;
+    }
+    float den = 0.0f;
+    for (int a = tid; a < E; a += nt) {
+        float z = D.z[a];
+        if (write) {
+            for (int i = 0; i < n; i++) z = z + pkP[i * E + a];
+            z = z + pk[a];
+            D.z[a] = z;
+        }
+        den += pq[a] * z;
+    }
+    den = warpSum(den);
+    if ((tid & 31) == 0) dred[tid >> 5] = den;
+    if (!write) {
+        // phi(q).phi(k_i) of the waiting tokens and of this one (i = n), a warp each
+        for (int i = tid >> 5; i <= n; i += nt >> 5) {
+            const float* pki = i < n ? pkP + i * E : pk;
+            float sum = 0.0f;
+            for (int a = tid & 31; a < E; a += 32) sum += pq[a] * pki[a];
+            sum = warpSum(sum);
+            if ((tid & 31) == 0) coef[i] = sum;
+        }
+        // this token waits after the others
+        float* mine = waiting + (i64)n * (f + dh);
+        for (int j = tid; j < f + dh; j += nt) mine[j] = j < f ? D.pq[E + j] : vs[j - f];
+    }
+    __syncthreads();
+    if (tid == 0) count[sh] = write ? 0 : n + 1;
+    if (tid < dh) {
+        float total = 0.0f;
+        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
+        float acc = 0.0f;
+        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
+        if (!write) {
+            for (int i = 0; i < n; i++) {
+                acc += coef[i] * vP[i * dh + tid];
+                total += coef[i];
+            }
+            acc += coef[n] * vs[tid];
+            total += coef[n];
+        }
+        out[D.out + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+    }
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionDecodeDeferred_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                                   float* pend, int* count, const int* layout, A* out, int B, int H,
+                                                   int f, int dh, float eps, int K) {
+    linearAttentionDecodeDeferredQuads<8, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f, dh, eps,
+                                                 K);
+}
+
+/**
+ * Adds the tokens waiting beside the state of each sequence of the layout (grid (B, H)) into its S and z, one after
+ * another with the step-by-step update's float operations, and sets their count to 0: the state the step-by-step
+ * update would hold, for the kernels that read it whole. A no-op where none waits. Dynamic shared memory
+ * laDeferredExtraFloats.
+ */
+template <typename W, typename A>
+__device__ void linearAttentionFold_impl(float* kvState, float* kState, float* pend, int* count, const int* layout,
+                                         int B, int H, int f, int dh, int K) {
+    extern __shared__ float smem[];
+    const Layout L = layoutOf(layout, B);
+    const i64 sh = (i64)L.slots[blockIdx.x] * H + blockIdx.y;
+    const int n = count[sh];
+    if (n == 0) return;
+    const int E = expandedDim(f);
+    float* xP = smem;
+    float* pkP = xP + (K - 1) * f;
+    float* vP = pkP + (K - 1) * E;
+    laLoadPending(laPending(pend, sh, K, f, dh), n, f, dh, xP, pkP, vP);
+    float* S = kvState + sh * (i64)E * dh;
+    float* z = kState + sh * (i64)E;
+    for (i64 idx = threadIdx.x; idx < (i64)E * dh; idx += blockDim.x) {
+        const int a = (int)(idx / dh);
+        const int e = (int)(idx - (i64)a * dh);
+        float s = S[idx];
+        for (int i = 0; i < n; i++) s = s + pkP[i * E + a] * vP[i * dh + e];
+        S[idx] = s;
+    }
+    for (int a = threadIdx.x; a < E; a += blockDim.x) {
+        float zz = z[a];
+        for (int i = 0; i < n; i++) zz = zz + pkP[i * E + a];
+        z[a] = zz;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) count[sh] = 0;
+}
+
 }  // namespace b4j
 
 B4J_KERNEL(linearAttentionDecode, 256,
@@ -286,3 +519,20 @@ B4J_KERNEL(linearAttentionDecode5, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+// the deferred form held to three blocks a multiprocessor, as version 4 is by its registers
+#define B4J_LA_DEFERRED(T)                                                                                           \
+    namespace b4j_##T {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(256, 3) linearAttentionDecodeDeferred_##T(                          \
+        const A* q, const A* k, const A* v, float* kvState, float* kState, float* pend, int* count,                  \
+        const int* layout, A* out, int B, int H, int f, int dh, float eps, int K) {                                  \
+        b4jPdlWait();                                                                                                \
+        b4j::linearAttentionDecodeDeferred_impl<W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,  \
+                                                      dh, eps, K);                                                   \
+    }                                                                                                                \
+    }
+B4J_LA_DEFERRED(f32)
+B4J_LA_DEFERRED(bf16)
+B4J_KERNEL(linearAttentionFold, 256,
+           (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
+            int K),
+           (kvState, kState, pend, count, layout, B, H, f, dh, K))

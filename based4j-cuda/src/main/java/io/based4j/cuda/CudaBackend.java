@@ -841,8 +841,9 @@ public final class CudaBackend implements TrainingBackend {
         bind();
         return switch (mixer) {
             case MixerConfig.BaseConv c -> new CudaStates.Conv(this, slots, c.innerWidth(), c.kernel());
-            case MixerConfig.LinearAttention l ->
-                    new CudaStates.Linear(this, slots, l.numHeads(), l.expandedDim(), l.headDim());
+            case MixerConfig.LinearAttention l -> new CudaStates.Linear(this, slots, l.numHeads(), l.featureDim(),
+                    l.headDim(), Kernels.linearDeferFits(l.featureDim(), l.headDim(), kernels.linearDefer(), 0)
+                            ? kernels.linearDefer() : 1);
             case MixerConfig.Attention a -> a.sliding()
                     ? new CudaStates.KeyValue(this, slots, a.window(), true, a, maxLength,
                     Kernels.rotaryTable(a, maxLength))
@@ -1614,16 +1615,40 @@ public final class CudaBackend implements TrainingBackend {
             return;
         }
         if (oneTokenEach(batch) && Kernels.linearDecodeFits(cfg.featureDim(), cfg.headDim())) {
-            // a decode step: each sequence's S and z read and written once
-            kernels.linearAttentionDecode(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), o.ptr,
-                    batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
+            // a decode step: each sequence's S and z read once, and written once (every few steps where deferred)
+            linearAttentionDecode(cfg, qb, kb, vb, st, layout(batch), batch.size(), o);
             return;
         }
         if (eagerBf16() && linearAttentionMixed(cfg, qb, kb, vb, st, batch, o)) {
             return;
         }
+        foldWaiting(st, layout(batch), batch.size());
         kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), o.ptr, t,
                 batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
+    }
+
+    /** A decode step of the {@code B} sequences of {@code layout} (one token each) on the decode kernel of the state. */
+    private void linearAttentionDecode(MixerConfig.LinearAttention cfg, CudaBuffer qb, CudaBuffer kb, CudaBuffer vb,
+                                       CudaStates.Linear st, long layout, int B, CudaBuffer o) {
+        if (st.deferred()) {
+            kernels.linearAttentionDecodeDeferred(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), st.pending(),
+                    st.counts(), layout, o.ptr, B, cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps(),
+                    st.steps);
+        } else {
+            kernels.linearAttentionDecode(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout, o.ptr, B,
+                    cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
+        }
+    }
+
+    /**
+     * Adds the tokens that wait beside the states of the {@code B} sequences of {@code layout} (where the decode step
+     * defers the update) into them, before a kernel that reads or writes the states whole.
+     */
+    private void foldWaiting(CudaStates.Linear st, long layout, int B) {
+        if (st.deferred()) {
+            kernels.linearAttentionFold(precision, st.kv(), st.k(), st.pending(), st.counts(), layout, B, st.heads,
+                    st.featureDim, st.headDim, st.steps);
+        }
     }
 
     /**
@@ -1660,9 +1685,9 @@ public final class CudaBackend implements TrainingBackend {
         }
         long part = partLayout(batch, rest);
         if (Arrays.stream(rest).allMatch(i -> batch.length(i) == 1) && Kernels.linearDecodeFits(f, dh)) {
-            kernels.linearAttentionDecode(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), part, o.ptr,
-                    rest.length, h, f, dh, (float) cfg.eps());
+            linearAttentionDecode(cfg, qb, kb, vb, st, part, rest.length, o);
         } else {
+            foldWaiting(st, part, rest.length);
             kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), part, o.ptr,
                     batch.totalTokens(), rest.length, h, f, dh, (float) cfg.eps());
         }

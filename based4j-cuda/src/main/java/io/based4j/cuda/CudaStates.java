@@ -406,18 +406,35 @@ final class CudaStates {
         }
     }
 
-    /** {@code S} as {@code [slot][head][feature][dh]} and {@code z} as {@code [slot][head][feature]}, merged features. */
+    /**
+     * {@code S} as {@code [slot][head][feature][dh]} and {@code z} as {@code [slot][head][feature]}, merged features;
+     * where the decode step defers the state's update ({@link Kernels#linearAttentionDecodeDeferred}, every
+     * {@link #steps} steps at most), the keys and values of the tokens since the last write
+     * ({@code [slot][head][steps - 1][f + dh]}) and their count ({@code [slot][head]}, int32) beside them.
+     */
     static final class Linear extends Slotted {
         final int heads;
         final int features;
+        final int featureDim;
         final int headDim;
+        /** The most decode steps between two writes of S and z; 1 where every step writes them. */
+        final int steps;
 
-        Linear(CudaBackend backend, int slots, int heads, int features, int headDim) {
-            super(backend, slots, "linear attention state", 4, false, (long) heads * features * headDim,
-                    (long) heads * features);
+        Linear(CudaBackend backend, int slots, int heads, int featureDim, int headDim, int steps) {
+            super(backend, slots, "linear attention state", 4, false, regions(heads, featureDim, headDim, steps));
             this.heads = heads;
-            this.features = features;
+            this.features = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+            this.featureDim = featureDim;
             this.headDim = headDim;
+            this.steps = steps;
+        }
+
+        /** S's, z's and, where the update is deferred, the waiting tokens' and their counts' values a slot. */
+        private static long[] regions(int heads, int featureDim, int headDim, int steps) {
+            long e = 1 + featureDim + (long) featureDim * (featureDim + 1) / 2;
+            return steps < 2 ? new long[] {heads * e * headDim, heads * e}
+                    : new long[] {heads * e * headDim, heads * e, (long) heads * (steps - 1) * (featureDim + headDim),
+                            heads};
         }
 
         long kv() {
@@ -428,9 +445,22 @@ final class CudaStates {
             return regions[1];
         }
 
+        /** Whether the decode step defers the update: the waiting tokens at {@link #pending}, counted at {@link #counts}. */
+        boolean deferred() {
+            return steps >= 2;
+        }
+
+        long pending() {
+            return regions[2];
+        }
+
+        long counts() {
+            return regions[3];
+        }
+
         @Override
         public long bytesPerSequence(int contextLength) {
-            return 4L * heads * features * (headDim + 1L);
+            return 4L * Arrays.stream(valuesPerSlot).sum();
         }
     }
 

@@ -831,6 +831,51 @@ public final class KernelWorkbench {
                     results.add(new Result("linearAttentionDecode", shape, name, ms, bytes / (ms * 1e-3) / 1e9, error,
                             GEMV_BOUND));
                 }
+                // the deferred form: a step with nothing waiting that only reads the state (its output checked),
+                // timed as steps run, each copy's tokens waiting until every 8th call on it writes them in (the
+                // positions such that no write falls earlier); and steps that each write (version 4's work)
+                int steps = Kernels.LINEAR_DEFER_DEFAULT;
+                if (Kernels.linearDeferFits(f, dh, steps, sInit)) {
+                    long pendBytes = 4L * b * h * (steps - 1) * (f + dh);
+                    long[] pends = new long[copies];
+                    long[] counts = new long[copies];
+                    for (int c = 0; c < copies; c++) {
+                        pends[c] = alloc(pendBytes);
+                        counts[c] = alloc(4L * b * h);
+                    }
+                    for (boolean writes : new boolean[] {false, true}) {
+                        int[] at = new int[b];
+                        for (int i = 0; i < b; i++) {
+                            at[i] = Math.floorMod((writes ? steps - 1 : 0) - i, steps);
+                        }
+                        int[] lay = CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(java.util.stream.IntStream
+                                .range(0, b).toArray(), at, filledInts(b, 1)));
+                        MemorySegment layHost = arena.allocate(4L * lay.length, 16);
+                        MemorySegment.copy(lay, 0, layHost, ValueLayout.JAVA_INT_UNALIGNED, 0, lay.length);
+                        long layD = upload(layHost, 4L * lay.length);
+                        cu.copyDtoDAsync(sCheck, sInit, 4 * sValues, stream);
+                        cu.copyDtoDAsync(zCheck, zInit, 4 * zValues, stream);
+                        cu.memsetD8Async(out, 0, outBytes, stream);
+                        for (int c = 0; c < copies; c++) {
+                            cu.memsetD8Async(counts[c], 0, 4L * b * h, stream);
+                        }
+                        kernels.linearAttentionDecodeDeferred(Precision.BF16, qd, kd, vd, sCheck, zCheck, pends[0],
+                                counts[0], layD, out, b, h, f, dh, 1e-6f, steps);
+                        double error = maxError(download(arena, out, outBytes), want[0]);
+                        if (writes) {
+                            double errorState = maxFloatError(download(arena, sCheck, 4 * sValues), want[1]);
+                            error = Math.max(error, errorState * (GEMV_BOUND / STATE_BOUND));
+                        }
+                        cu.memsetD8Async(counts[0], 0, 4L * b * h, stream);
+                        double ms = time(copies, c -> kernels.linearAttentionDecodeDeferred(Precision.BF16, qd, kd, vd,
+                                ss[c], zs[c], pends[c], counts[c], layD, out, b, h, f, dh, 1e-6f, steps));
+                        double moved = (writes ? 2.0 : 1.0 + 1.0 / steps) * stateBytes + outBytes
+                                + 2.0 * b * h * (2 * f + dh);
+                        results.add(new Result("linearAttentionDecode", shape, "deferred " + steps + (writes
+                                ? ", every step writes" : ", a write in " + steps + " steps"), ms,
+                                moved / (ms * 1e-3) / 1e9, error, GEMV_BOUND));
+                    }
+                }
             }
             freeAll();
         }

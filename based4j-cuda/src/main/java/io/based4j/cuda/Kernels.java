@@ -753,6 +753,108 @@ public final class Kernels {
         launch(fn, B, H, 1, LINEAR_THREADS, shared);
     }
 
+    /** The most steps {@link #linearAttentionDecodeDeferred} lets pass between two writes of a state. */
+    static final int LINEAR_DEFER_MAX = 16;
+
+    /**
+     * The system property that sets the most decode steps between two writes of a linear-attention state
+     * ({@link #linearAttentionDecodeDeferred}): 2 to {@value #LINEAR_DEFER_MAX}, or 1 for a write every step
+     * ({@link #linearAttentionDecode}); {@value #LINEAR_DEFER_DEFAULT} where unset.
+     */
+    static final String LINEAR_DEFER_PROPERTY = "based4j.cuda.linearDefer";
+    /**
+     * 8 steps: S read every step and written every 8th, the waiting tokens' keys and values 5.2% of based-1b's state.
+     */
+    static final int LINEAR_DEFER_DEFAULT = 8;
+    private final int linearDefer = linearDefer(System.getProperty(LINEAR_DEFER_PROPERTY));
+
+    /** {@value #LINEAR_DEFER_PROPERTY}'s value: a whole number from 1 to {@value #LINEAR_DEFER_MAX}. */
+    static int linearDefer(String value) {
+        if (value == null) {
+            return LINEAR_DEFER_DEFAULT;
+        }
+        Integer v = wholeNumber(value, 1, LINEAR_DEFER_MAX);
+        if (v == null) {
+            throw new IllegalArgumentException("-D" + LINEAR_DEFER_PROPERTY + " must be a number of steps from 1 to "
+                    + LINEAR_DEFER_MAX + ", got '" + value + "'");
+        }
+        return v;
+    }
+
+    /** The most decode steps between two writes of a linear-attention state the decode step leaves: 1 for every one. */
+    int linearDefer() {
+        return linearDefer;
+    }
+
+
+    /**
+     * Whether {@link #linearAttentionDecodeDeferred} takes a state of feature dim {@code f} and head dim {@code dh}
+     * written every {@code steps} steps at most, S at {@code kvState}: version 4's form (head dims a multiple of 4, S
+     * 16-byte aligned) and its shared memory with the waiting tokens'.
+     */
+    static boolean linearDeferFits(int f, int dh, int steps, long kvState) {
+        if (steps < 2 || steps > LINEAR_DEFER_MAX || !linearDecodeFits(f, dh) || !linearDecodeQuads(4, dh, kvState)) {
+            return false;
+        }
+        int e = 1 + f + f * (f + 1) / 2;
+        return 4L * (linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) + linearDeferredExtraFloats(steps, f, dh))
+                <= LINEAR_MAX_SHARED;
+    }
+
+    /** Floats of shared memory the waiting tokens take: {@code steps - 1} keys, their features and values, sums. */
+    private static long linearDeferredExtraFloats(int steps, int f, int dh) {
+        int e = 1 + f + f * (f + 1) / 2;
+        return (steps - 1L) * (f + e + dh) + steps;
+    }
+
+    /**
+     * One decode step of {@link #linearAttention} with the state's update deferred: S and z are read every step and
+     * written once every {@code steps} steps at most, the keys and values of the tokens since the last write waiting
+     * in {@code pend} ({@code [slot][H][steps - 1][f + dh]} float32; {@code count} {@code [slot][H]} int32 says how
+     * many). A step that writes adds the waiting tokens and its own in, in order, with the step-by-step update's
+     * operations (the state of {@link #linearAttentionDecode} bit for bit, and its output); the others' outputs add
+     * the waiting tokens' part to what the state gives (the same sums in another order). The writes are spread over
+     * the steps by slot. Requires {@link #linearDeferFits}.
+     */
+    public void linearAttentionDecodeDeferred(Precision p, long q, long k, long v, long kvState, long kState,
+                                              long pend, long count, long layout, long out, int B, int H, int f,
+                                              int dh, float eps, int steps) {
+        require(linearDeferFits(f, dh, steps, kvState), "linearAttentionDecodeDeferred: feature dim " + f
+                + ", head dim " + dh + ", " + steps + " steps between writes");
+        require(H >= 1 && H <= MAX_GRID_YZ, "linearAttentionDecodeDeferred: " + H + " heads (at most " + MAX_GRID_YZ
+                + ")");
+        if (B == 0) {
+            return;
+        }
+        int e = 1 + f + f * (f + 1) / 2;
+        int shared = 4 * (int) (linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS)
+                + linearDeferredExtraFloats(steps, f, dh));
+        long fn = function("linearAttentionDecodeDeferred", p, shared);
+        args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(out).i32(B)
+                .i32(H).i32(f).i32(dh).f32(eps).i32(steps);
+        launch(fn, B, H, 1, LINEAR_THREADS, shared);
+    }
+
+    /**
+     * Adds the tokens waiting beside each state of the layout's {@code B} sequences
+     * ({@link #linearAttentionDecodeDeferred}) into its S and z, in order, with the step-by-step update's
+     * operations, and sets their count to 0: before any kernel that reads or writes the state whole.
+     */
+    public void linearAttentionFold(Precision p, long kvState, long kState, long pend, long count, long layout, int B,
+                                    int H, int f, int dh, int steps) {
+        require(steps >= 2 && steps <= LINEAR_DEFER_MAX, "linearAttentionFold: " + steps + " steps between writes");
+        require(H >= 1 && H <= MAX_GRID_YZ, "linearAttentionFold: " + H + " heads (at most " + MAX_GRID_YZ + ")");
+        if (B == 0) {
+            return;
+        }
+        int shared = 4 * (int) linearDeferredExtraFloats(steps, f, dh);
+        require(shared <= LINEAR_MAX_SHARED, "linearAttentionFold: " + shared + " bytes of shared memory");
+        long fn = function("linearAttentionFold", p, shared);
+        args.reset().ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).i32(B).i32(H).i32(f).i32(dh)
+                .i32(steps);
+        launch(fn, B, H, 1, LINEAR_THREADS, shared);
+    }
+
     /** Tokens a chunk of linearAttentionState reads at once: the most of 32, 16, .. 1 whose floats fit. */
     static int linearStateChunk(int f, int dt) {
         int e = 1 + f + f * (f + 1) / 2;

@@ -1,0 +1,146 @@
+package io.based4j.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.based4j.backend.TokenBatch;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * {@link Kernels#linearAttentionDecodeDeferred}, S written every few steps with the tokens since waiting beside it,
+ * against version 4 of {@link Kernels#linearAttentionDecode} (S written every step) over many decode steps on the same
+ * inputs: three sequences at other positions in slots out of order (so their writes fall on other steps), feature dims
+ * 16 and 32, head dims 64 and 112, bf16 and float32, 2 to 16 steps between writes. Checked at every step: the output
+ * (the same sums in another order), and how many tokens wait in each slot; once the waiting tokens are added in
+ * ({@link Kernels#linearAttentionFold}, midway and at the end): S and z bit for bit, and the steps after a fold.
+ */
+@GpuTest
+class LinearAttentionDeferredTest {
+    static final int HEADS = 2;
+    static final int SLOTS = 3;
+
+    static Stream<Arguments> shapes() {
+        return Stream.of(Arguments.of(Precision.BF16, 16, 112, 8), Arguments.of(Precision.BF16, 16, 64, 2),
+                Arguments.of(Precision.BF16, 32, 64, 5), Arguments.of(Precision.F32, 16, 112, 16),
+                Arguments.of(Precision.F32, 32, 64, 8));
+    }
+
+    /**
+     * The output of a step against version 4's: the numerator's and denominator's sums of E terms (and of at most K
+     * more) in another order, in float32: well under 1e-5 of the largest output (as {@link LinearAttentionStateTest}
+     * holds the versions to each other); in bf16 the two may round to neighbouring values, one bf16 ulp apart.
+     */
+    @ParameterizedTest(name = "{0}, f {1}, dh {2}, every {3} steps")
+    @MethodSource("shapes")
+    void deferredStepsAreTheStepByStepUpdate(Precision p, int f, int dh, int steps) {
+        int e = 1 + f + f * (f + 1) / 2;
+        int[] slots = {2, 0, 1};
+        int[] starts = {7, 0, 90};
+        int b = slots.length;
+        int total = 2 * steps + 5;
+        int foldAt = steps / 2 + 1;  // a fold midway, as a call of several tokens a sequence makes first
+        SplittableRandom r = new SplittableRandom(97L * f + dh + steps);
+        try (KernelRig rig = new KernelRig()) {
+            assertTrue(Kernels.linearDeferFits(f, dh, steps, 0), "the deferred form takes f " + f + ", dh " + dh);
+            float[] kv0 = gaussian(r, SLOTS * HEADS * e * dh, 1);
+            float[] z0 = new float[SLOTS * HEADS * e];
+            for (int i = 0; i < z0.length; i++) {
+                z0[i] = (float) r.nextDouble(1, 3);
+            }
+            long kvWant = rig.floats(kv0);
+            long zWant = rig.floats(z0);
+            long kvGot = rig.floats(kv0);
+            long zGot = rig.floats(z0);
+            long pend = rig.zeros(4L * SLOTS * HEADS * (steps - 1) * (f + dh));
+            long counts = rig.zeros(4L * SLOTS * HEADS);
+            int[] waiting = new int[SLOTS];
+            for (int step = 0; step < total; step++) {
+                int[] at = new int[b];
+                for (int i = 0; i < b; i++) {
+                    at[i] = starts[i] + step;
+                }
+                TokenBatch batch = new TokenBatch(slots, at, new int[] {1, 1, 1});
+                long layout = rig.ints(CudaBackend.layoutOf(batch));
+                long q = rig.values(p, gaussian(r, b * HEADS * f, 0.5));
+                long k = rig.values(p, gaussian(r, b * HEADS * f, 0.5));
+                long v = rig.values(p, gaussian(r, b * HEADS * dh, 1));
+                long want = rig.zeros((long) b * HEADS * dh * p.bytes());
+                long got = rig.zeros((long) b * HEADS * dh * p.bytes());
+                rig.kernels.linearAttentionDecode(4, p, q, k, v, kvWant, zWant, layout, want, b, HEADS, f, dh, 1e-6f);
+                rig.kernels.linearAttentionDecodeDeferred(p, q, k, v, kvGot, zGot, pend, counts, layout, got, b, HEADS,
+                        f, dh, 1e-6f, steps);
+                String what = p + " step " + step;
+                closeOutputs(rig.values(p, want, b * HEADS * dh), rig.values(p, got, b * HEADS * dh), p, what);
+                for (int i = 0; i < b; i++) {
+                    boolean writes = waiting[slots[i]] + 1 == steps || (at[i] + slots[i]) % steps == steps - 1;
+                    waiting[slots[i]] = writes ? 0 : waiting[slots[i]] + 1;
+                }
+                int[] c = ints(rig, counts, SLOTS * HEADS);
+                for (int s = 0; s < SLOTS; s++) {
+                    for (int h = 0; h < HEADS; h++) {
+                        assertEquals(waiting[s], c[s * HEADS + h], what + ": tokens waiting in slot " + s);
+                    }
+                }
+                if (step == foldAt || step == total - 1) {
+                    rig.kernels.linearAttentionFold(p, kvGot, zGot, pend, counts, layout, b, HEADS, f, dh, steps);
+                    java.util.Arrays.fill(waiting, 0);
+                    assertArrayEquals(rig.floats(kvWant, kv0.length), rig.floats(kvGot, kv0.length), what + ": S");
+                    assertArrayEquals(rig.floats(zWant, z0.length), rig.floats(zGot, z0.length), what + ": z");
+                    assertArrayEquals(new int[SLOTS * HEADS], ints(rig, counts, SLOTS * HEADS), what + ": counts");
+                }
+            }
+        }
+    }
+
+    /** Where the form cannot run: head dims not a multiple of 4, 1 or more than 16 steps between writes. */
+    @Test
+    void theFormsLimits() {
+        assertTrue(Kernels.linearDeferFits(16, 112, 8, 0));
+        assertFalse(Kernels.linearDeferFits(16, 110, 8, 0), "head dim 110");
+        assertFalse(Kernels.linearDeferFits(16, 112, 1, 0), "every step");
+        assertFalse(Kernels.linearDeferFits(16, 112, Kernels.LINEAR_DEFER_MAX + 1, 0), "17 steps");
+        assertFalse(Kernels.linearDeferFits(16, 112, 8, 8), "S not 16-byte aligned");
+        assertEquals(Kernels.LINEAR_DEFER_DEFAULT, Kernels.linearDefer(null));
+        assertEquals(1, Kernels.linearDefer(" 1 "));
+        IllegalArgumentException bad = assertThrows(IllegalArgumentException.class, () -> Kernels.linearDefer("17"));
+        assertTrue(bad.getMessage().contains(Kernels.LINEAR_DEFER_PROPERTY), bad.getMessage());
+    }
+
+    private static void closeOutputs(float[] want, float[] got, Precision p, String what) {
+        double largest = 0;
+        for (float x : want) {
+            largest = Math.max(largest, Math.abs(x));
+        }
+        for (int i = 0; i < want.length; i++) {
+            double bound = 1e-5 * largest
+                    + (p == Precision.F32 ? 0 : Near.bf16Ulp(Math.max(Math.abs(want[i]), Math.abs(got[i]))));
+            assertTrue(Math.abs(want[i] - got[i]) <= bound, what + ": output " + i + " is " + got[i]
+                    + ", written every step " + want[i]);
+        }
+    }
+
+    private static int[] ints(KernelRig rig, long ptr, int count) {
+        float[] raw = rig.floats(ptr, count);
+        int[] out = new int[count];
+        for (int i = 0; i < count; i++) {
+            out[i] = Float.floatToRawIntBits(raw[i]);
+        }
+        return out;
+    }
+
+    private static float[] gaussian(SplittableRandom r, int n, double std) {
+        float[] out = new float[n];
+        for (int i = 0; i < n; i++) {
+            out[i] = (float) (r.nextGaussian() * std);
+        }
+        return out;
+    }
+}
