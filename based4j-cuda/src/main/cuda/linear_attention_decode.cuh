@@ -382,11 +382,11 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
                     if (write) {
                         for (int i = 0; i < n; i++) {
                             const float p = pkP[i * E + a];
-                            const float4 vi = *reinterpret_cast<const float4*>(vP + i * dh + 4 * c);
-                            s.x = s.x + p * vi.x;
-                            s.y = s.y + p * vi.y;
-                            s.z = s.z + p * vi.z;
-                            s.w = s.w + p * vi.w;
+                            const float* vi = vP + i * dh + 4 * c;  // not 16-byte aligned in shared memory
+                            s.x = s.x + p * vi[0];
+                            s.y = s.y + p * vi[1];
+                            s.z = s.z + p * vi[2];
+                            s.w = s.w + p * vi[3];
                         }
                         const float p = pk[a];
                         s.x = s.x + p * v0;
