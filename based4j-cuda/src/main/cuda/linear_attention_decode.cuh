@@ -280,49 +280,52 @@ __device__ __forceinline__ float* laPending(float* pend, i64 sh, int K, int f, i
 }
 
 /**
- * The n waiting tokens of a (slot, head) into shared memory, featurized: xP [n][f] their keys, pkP [n][E] phi of
- * them, vP [n][dh] their values. Every thread calls it; the block is synchronised after.
+ * phi of the keys of the n waiting tokens held in raw ([n][f + dh], each key then its value) into pkP [n][E]. Every
+ * thread calls it; the block is synchronised after.
  */
-__device__ __forceinline__ void laLoadPending(const float* src, int n, int f, int dh, float* xP, float* pkP,
-                                              float* vP) {
-    const int tid = threadIdx.x;
-    const int nt = blockDim.x;
+__device__ __forceinline__ void laFeaturizePending(const float* raw, int n, int f, int dh, float* pkP) {
     const int E = expandedDim(f);
-    for (int idx = tid; idx < n * (f + dh); idx += nt) {
-        const int i = idx / (f + dh);
-        const int j = idx - i * (f + dh);
-        const float x = src[idx];
-        if (j < f) {
-            xP[i * f + j] = x;
-        } else {
-            vP[i * dh + j - f] = x;
-        }
-    }
-    __syncthreads();
     const Taylor tc = taylorOf(f);
-    for (int idx = tid; idx < n * f; idx += nt) {
+    for (int idx = threadIdx.x; idx < n * f; idx += blockDim.x) {
         const int i = idx / f;
-        featurizeComponent(xP + i * f, f, tc, pkP + i * E, idx - i * f);
+        featurizeComponent(raw + i * (f + dh), f, tc, pkP + i * E, idx - i * f);
     }
     __syncthreads();
 }
 
-/** Floats of shared memory the deferred form takes beyond version 4's: K - 1 waiting tokens' x, phi(x), v, K sums. */
+/** The n waiting tokens from src into raw ([n][f + dh]) and phi of their keys into pkP; the block synchronised after. */
+__device__ __forceinline__ void laLoadPending(const float* src, int n, int f, int dh, float* raw, float* pkP) {
+    for (int idx = threadIdx.x; idx < n * (f + dh); idx += blockDim.x) raw[idx] = src[idx];
+    __syncthreads();
+    laFeaturizePending(raw, n, f, dh, pkP);
+}
+
+/**
+ * Shared memory the deferred form takes beyond version 4's, in floats: the K - 1 waiting tokens as stored (16-byte
+ * aligned, so 4 floats more), phi of their keys, and K sums.
+ */
 __host__ __device__ __forceinline__ int laDeferredExtraFloats(int K, int f, int dh) {
-    return (K - 1) * (f + expandedDim(f) + dh) + K;
+    return (K - 1) * (f + dh) + 4 + (K - 1) * expandedDim(f) + K;
+}
+
+/** The first 16-byte aligned float at or after p. */
+__device__ __forceinline__ float* laAligned16(float* p) {
+    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 15) & ~(uintptr_t)15);
 }
 
 /**
  * One decode step of Taylor linear attention with the state's update deferred (grid (B, H), 256 threads, version 4's
- * rows of S a thread and 16-byte loads; dh a multiple of 4, S 16-byte aligned). count [slot][H] says how many tokens
- * wait in pend (laPending); K, 2 to 16, the most steps between two writes of S. A step writes S and z where its
- * token would be the K-th to wait, or where (position + slot) % K == K - 1 (the writes of a batch's sequences spread
- * over the steps): the waiting tokens and then its own added in, in order, as version 4 adds its one (its output
- * that of version 4 on the state it writes, bit for bit); the count back to 0. Any other step only reads S and z:
- * its output phi(q).S plus the waiting tokens' and its own part, over phi(q).z plus theirs; its token's key and value
- * wait in pend after the others. Dynamic shared memory: version 4's and laDeferredExtraFloats.
+ * rows of S a thread and 16-byte loads, U rows in flight; dh a multiple of 4, S 16-byte aligned, f + dh a multiple of
+ * 4). count [slot][H] says how many tokens wait in pend (laPending); K, 2 to 16, the most steps between two writes of
+ * S. A step writes S and z where its token would be the K-th to wait, or where (position + slot) % K == K - 1 (the
+ * writes of a batch's sequences spread over the steps): the waiting tokens and then its own added in, in order, as
+ * version 4 adds its one (its output that of version 4 on the state it writes, bit for bit); the count back to 0.
+ * Any other step only reads S and z: its output phi(q).S plus the waiting tokens' and its own part, over phi(q).z
+ * plus theirs; its token's key and value wait in pend after the others. ASYNC: every waiting place copied into shared
+ * memory (cp.async) as the block starts, with S's first rows, rather than the count's places once the count is in.
+ * Dynamic shared memory: version 4's and laDeferredExtraFloats.
  */
-template <int U, typename W, typename A>
+template <int U, bool ASYNC, typename W, typename A>
 __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const A* v, float* kvState,
                                                    float* kState, float* pend, int* count, const int* layout, A* out,
                                                    int B, int H, int f, int dh, float eps, int K) {
@@ -334,9 +337,21 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
     const int R = nt / quads;
     const int c = tid % quads;
     const int g = tid / quads;
+    const int fd = f + dh;
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[blockIdx.x];
     const i64 sh = slot * H + blockIdx.y;
+    // shared memory: version 4's (laDecodeStart's, red [4 nt], dred [nt / 32]), then the waiting tokens as stored
+    // ([K - 1][f + dh], 16-byte aligned), phi of their keys ([K - 1][E]) and the sums phi(q).phi(k_i) ([K])
+    float* red = smem + 2 * E + 2 * f + dh;
+    float* dred = red + 4 * nt;
+    float* raw = laAligned16(dred + nt / 32);
+    float* pkP = raw + (K - 1) * fd;
+    float* coef = pkP + (K - 1) * E;
+    float* waiting = laPending(pend, sh, K, f, dh);
+    if (ASYNC) {
+        for (int idx = tid; idx < (K - 1) * fd / 4; idx += nt) decCopy16(raw + 4 * idx, waiting + 4 * idx);
+    }
     float4 sv[U];
     if (g < R) {
         // the first U rows of the thread in flight before the token is featurized (S does not depend on it)
@@ -353,14 +368,12 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
     const float* pk = D.pk;
     const float* pq = D.pq;
     const float* vs = D.vs;
-    float* red = D.red;            // [4 nt]
-    float* dred = red + 4 * nt;    // [nt / 32]
-    float* xP = dred + nt / 32;    // [K - 1][f]
-    float* pkP = xP + (K - 1) * f; // [K - 1][E]
-    float* vP = pkP + (K - 1) * E; // [K - 1][dh]
-    float* coef = vP + (K - 1) * dh;  // [K]
-    float* waiting = laPending(pend, sh, K, f, dh);
-    laLoadPending(waiting, n, f, dh, xP, pkP, vP);
+    if (ASYNC) {
+        decCopiesDone();
+        laFeaturizePending(raw, n, f, dh, pkP);
+    } else {
+        laLoadPending(waiting, n, f, dh, raw, pkP);
+    }
     float* Sg = D.S;
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {
@@ -382,7 +395,7 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
                     if (write) {
                         for (int i = 0; i < n; i++) {
                             const float p = pkP[i * E + a];
-                            const float* vi = vP + i * dh + 4 * c;  // not 16-byte aligned in shared memory
+                            const float* vi = raw + i * fd + f + 4 * c;
                             s.x = s.x + p * vi[0];
                             s.y = s.y + p * vi[1];
                             s.z = s.z + p * vi[2];
@@ -429,9 +442,9 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
             sum = warpSum(sum);
             if ((tid & 31) == 0) coef[i] = sum;
         }
-        // this token waits after the others
-        float* mine = waiting + (i64)n * (f + dh);
-        for (int j = tid; j < f + dh; j += nt) mine[j] = j < f ? D.pq[E + j] : vs[j - f];
+        // this token waits after the others: its key (x_k, after phi(q) in laDecodeStart's shared memory), its value
+        float* mine = waiting + (i64)n * fd;
+        for (int j = tid; j < fd; j += nt) mine[j] = j < f ? D.pq[E + j] : vs[j - f];
     }
     __syncthreads();
     if (tid == 0) count[sh] = write ? 0 : n + 1;
@@ -442,7 +455,7 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
         for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
         if (!write) {
             for (int i = 0; i < n; i++) {
-                acc += coef[i] * vP[i * dh + tid];
+                acc += coef[i] * raw[i * fd + f + tid];
                 total += coef[i];
             }
             acc += coef[n] * vs[tid];
@@ -452,12 +465,39 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
     }
 }
 
+// the deferred form's versions: 1, U 8 at three blocks a multiprocessor, the waiting tokens loaded once the count is
+// in; 2, as 1 with every waiting place copied as the block starts; 3, as 2 with all of based-1b's 17 rows a thread in
+// flight at once (two blocks a multiprocessor); 4, as 2 with 12 rows (two blocks)
 template <typename W, typename A>
-__device__ void linearAttentionDecodeDeferred_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
-                                                   float* pend, int* count, const int* layout, A* out, int B, int H,
-                                                   int f, int dh, float eps, int K) {
-    linearAttentionDecodeDeferredQuads<8, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f, dh, eps,
-                                                 K);
+__device__ void linearAttentionDecodeDeferred1_impl(const A* q, const A* k, const A* v, float* kvState,
+                                                    float* kState, float* pend, int* count, const int* layout, A* out,
+                                                    int B, int H, int f, int dh, float eps, int K) {
+    linearAttentionDecodeDeferredQuads<8, false, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,
+                                                       dh, eps, K);
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionDecodeDeferred2_impl(const A* q, const A* k, const A* v, float* kvState,
+                                                    float* kState, float* pend, int* count, const int* layout, A* out,
+                                                    int B, int H, int f, int dh, float eps, int K) {
+    linearAttentionDecodeDeferredQuads<8, true, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f, dh,
+                                                      eps, K);
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionDecodeDeferred3_impl(const A* q, const A* k, const A* v, float* kvState,
+                                                    float* kState, float* pend, int* count, const int* layout, A* out,
+                                                    int B, int H, int f, int dh, float eps, int K) {
+    linearAttentionDecodeDeferredQuads<17, true, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,
+                                                       dh, eps, K);
+}
+
+template <typename W, typename A>
+__device__ void linearAttentionDecodeDeferred4_impl(const A* q, const A* k, const A* v, float* kvState,
+                                                    float* kState, float* pend, int* count, const int* layout, A* out,
+                                                    int B, int H, int f, int dh, float eps, int K) {
+    linearAttentionDecodeDeferredQuads<12, true, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,
+                                                       dh, eps, K);
 }
 
 /**
@@ -475,17 +515,16 @@ __device__ void linearAttentionFold_impl(float* kvState, float* kState, float* p
     const int n = count[sh];
     if (n == 0) return;
     const int E = expandedDim(f);
-    float* xP = smem;
-    float* pkP = xP + (K - 1) * f;
-    float* vP = pkP + (K - 1) * E;
-    laLoadPending(laPending(pend, sh, K, f, dh), n, f, dh, xP, pkP, vP);
+    float* raw = smem;
+    float* pkP = raw + (K - 1) * (f + dh);
+    laLoadPending(laPending(pend, sh, K, f, dh), n, f, dh, raw, pkP);
     float* S = kvState + sh * (i64)E * dh;
     float* z = kState + sh * (i64)E;
     for (i64 idx = threadIdx.x; idx < (i64)E * dh; idx += blockDim.x) {
         const int a = (int)(idx / dh);
         const int e = (int)(idx - (i64)a * dh);
         float s = S[idx];
-        for (int i = 0; i < n; i++) s = s + pkP[i * E + a] * vP[i * dh + e];
+        for (int i = 0; i < n; i++) s = s + pkP[i * E + a] * raw[i * (f + dh) + f + e];
         S[idx] = s;
     }
     for (int a = threadIdx.x; a < E; a += blockDim.x) {
@@ -519,19 +558,25 @@ B4J_KERNEL(linearAttentionDecode5, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
-// the deferred form held to three blocks a multiprocessor, as version 4 is by its registers
-#define B4J_LA_DEFERRED(T)                                                                                           \
+// the deferred form's versions, held to MINB blocks a multiprocessor
+#define B4J_LA_DEFERRED(V, MINB, T)                                                                                  \
     namespace b4j_##T {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(256, 3) linearAttentionDecodeDeferred_##T(                          \
+    extern "C" __global__ void __launch_bounds__(256, MINB) linearAttentionDecodeDeferred##V##_##T(                  \
         const A* q, const A* k, const A* v, float* kvState, float* kState, float* pend, int* count,                  \
         const int* layout, A* out, int B, int H, int f, int dh, float eps, int K) {                                  \
         b4jPdlWait();                                                                                                \
-        b4j::linearAttentionDecodeDeferred_impl<W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,  \
-                                                      dh, eps, K);                                                   \
+        b4j::linearAttentionDecodeDeferred##V##_impl<W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, \
+                                                           f, dh, eps, K);                                           \
     }                                                                                                                \
     }
-B4J_LA_DEFERRED(f32)
-B4J_LA_DEFERRED(bf16)
+B4J_LA_DEFERRED(1, 3, f32)
+B4J_LA_DEFERRED(1, 3, bf16)
+B4J_LA_DEFERRED(2, 3, f32)
+B4J_LA_DEFERRED(2, 3, bf16)
+B4J_LA_DEFERRED(3, 2, f32)
+B4J_LA_DEFERRED(3, 2, bf16)
+B4J_LA_DEFERRED(4, 2, f32)
+B4J_LA_DEFERRED(4, 2, bf16)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

@@ -763,6 +763,19 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /** Copies {@code values} as float32 to {@code ptr} and waits until they are there. */
+    /** New device memory holding {@code values} as int32. */
+    long uploadInts(int[] values, String what) {
+        long ptr = allocate(4L * values.length, what);
+        bind();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment host = a.allocate(4L * Math.max(values.length, 1), 8);
+            MemorySegment.copy(values, 0, host, ValueLayout.JAVA_INT, 0, values.length);
+            cu.copyHtoDAsync(ptr, host, 4L * values.length, stream);
+            cu.synchronize(stream);
+        }
+        return ptr;
+    }
+
     private void copyUp(long ptr, float[] values) {
         bind();
         try (Arena a = Arena.ofConfined()) {

@@ -420,6 +420,13 @@ final class CudaStates {
         /** The most decode steps between two writes of S and z; 1 where every step writes them. */
         final int steps;
 
+        /**
+         * Where the update is deferred, the slots' numbers 0, 1, .. on the device: from {@code slotNumbers + 4 slot},
+         * the layout of a call of that slot alone for {@link Kernels#linearAttentionFold} (which reads its slots
+         * only); else 0.
+         */
+        private final long slotNumbers;
+
         Linear(CudaBackend backend, int slots, int heads, int featureDim, int headDim, int steps) {
             super(backend, slots, "linear attention state", 4, false, regions(heads, featureDim, headDim, steps));
             this.heads = heads;
@@ -427,6 +434,45 @@ final class CudaStates {
             this.featureDim = featureDim;
             this.headDim = headDim;
             this.steps = steps;
+            long numbers = 0;
+            if (steps >= 2) {
+                try {
+                    numbers = backend.uploadInts(java.util.stream.IntStream.range(0, slots).toArray(),
+                            "linear attention state's slot numbers");
+                } catch (RuntimeException e) {
+                    super.release();
+                    throw e;
+                }
+            }
+            this.slotNumbers = numbers;
+        }
+
+        /** S and z only: the tokens waiting are added in first ({@link #snapshot}), their places left empty. */
+        @Override
+        long copiedValues(int region, int length) {
+            return region < 2 ? valuesPerSlot[region] : 0;
+        }
+
+        /**
+         * The slot's S and z with the tokens waiting beside them added in first (the state the model defines, as a
+         * step-by-step update holds it); restored, nothing waits.
+         */
+        @Override
+        public Backend.Snapshot snapshot(int slot, int length) {
+            checkLive();
+            if (deferred()) {
+                backend.kernels().linearAttentionFold(backend.precision(), kv(), k(), pending(), counts(),
+                        slotNumbers + 4L * slot, 1, heads, featureDim, headDim, steps);
+            }
+            return super.snapshot(slot, length);
+        }
+
+        @Override
+        public void release() {
+            if (!released && slotNumbers != 0) {
+                backend.free(slotNumbers);
+            }
+            super.release();
         }
 
         /** S's, z's and, where the update is deferred, the waiting tokens' and their counts' values a slot. */

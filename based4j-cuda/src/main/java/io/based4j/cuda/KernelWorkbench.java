@@ -843,7 +843,9 @@ public final class KernelWorkbench {
                         pends[c] = alloc(pendBytes);
                         counts[c] = alloc(4L * b * h);
                     }
+                    for (int dv = 1; dv <= Kernels.LINEAR_DEFER_VERSIONS; dv++)
                     for (boolean writes : new boolean[] {false, true}) {
+                        int deferVersion = dv;
                         int[] at = new int[b];
                         for (int i = 0; i < b; i++) {
                             at[i] = Math.floorMod((writes ? steps - 1 : 0) - i, steps);
@@ -859,20 +861,22 @@ public final class KernelWorkbench {
                         for (int c = 0; c < copies; c++) {
                             cu.memsetD8Async(counts[c], 0, 4L * b * h, stream);
                         }
-                        kernels.linearAttentionDecodeDeferred(Precision.BF16, qd, kd, vd, sCheck, zCheck, pends[0],
-                                counts[0], layD, out, b, h, f, dh, 1e-6f, steps);
+                        kernels.linearAttentionDecodeDeferred(deferVersion, Precision.BF16, qd, kd, vd, sCheck, zCheck,
+                                pends[0], counts[0], layD, out, b, h, f, dh, 1e-6f, steps);
                         double error = maxError(download(arena, out, outBytes), want[0]);
                         if (writes) {
                             double errorState = maxFloatError(download(arena, sCheck, 4 * sValues), want[1]);
                             error = Math.max(error, errorState * (GEMV_BOUND / STATE_BOUND));
                         }
                         cu.memsetD8Async(counts[0], 0, 4L * b * h, stream);
-                        double ms = time(copies, c -> kernels.linearAttentionDecodeDeferred(Precision.BF16, qd, kd, vd,
-                                ss[c], zs[c], pends[c], counts[c], layD, out, b, h, f, dh, 1e-6f, steps));
+                        double ms = time(copies, c -> kernels.linearAttentionDecodeDeferred(deferVersion,
+                                Precision.BF16, qd, kd, vd, ss[c], zs[c], pends[c], counts[c], layD, out, b, h, f, dh,
+                                1e-6f, steps));
                         double moved = (writes ? 2.0 : 1.0 + 1.0 / steps) * stateBytes + outBytes
                                 + 2.0 * b * h * (2 * f + dh);
-                        results.add(new Result("linearAttentionDecode", shape, "deferred " + steps + (writes
-                                ? ", every step writes" : ", a write in " + steps + " steps"), ms,
+                        String used = deferVersion == kernels.linearDeferVersion() ? " (used)" : "";
+                        results.add(new Result("linearAttentionDecode", shape, "deferred v" + deferVersion + used
+                                + (writes ? ", every step writes" : ", a write in " + steps + " steps"), ms,
                                 moved / (ms * 1e-3) / 1e9, error, GEMV_BOUND));
                     }
                 }

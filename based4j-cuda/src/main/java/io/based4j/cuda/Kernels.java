@@ -793,7 +793,8 @@ public final class Kernels {
      * 16-byte aligned) and its shared memory with the waiting tokens'.
      */
     static boolean linearDeferFits(int f, int dh, int steps, long kvState) {
-        if (steps < 2 || steps > LINEAR_DEFER_MAX || !linearDecodeFits(f, dh) || !linearDecodeQuads(4, dh, kvState)) {
+        if (steps < 2 || steps > LINEAR_DEFER_MAX || !linearDecodeFits(f, dh) || !linearDecodeQuads(4, dh, kvState)
+                || (f + dh) % 4 != 0) {
             return false;
         }
         int e = 1 + f + f * (f + 1) / 2;
@@ -801,10 +802,31 @@ public final class Kernels {
                 <= LINEAR_MAX_SHARED;
     }
 
-    /** Floats of shared memory the waiting tokens take: {@code steps - 1} keys, their features and values, sums. */
+    /**
+     * Floats of shared memory the waiting tokens take: {@code steps - 1} keys and values (and 4 to align them to 16
+     * bytes), the keys' features, and {@code steps} sums (laDeferredExtraFloats in the .cu).
+     */
     private static long linearDeferredExtraFloats(int steps, int f, int dh) {
         int e = 1 + f + f * (f + 1) / 2;
-        return (steps - 1L) * (f + e + dh) + steps;
+        return (steps - 1L) * (f + e + dh) + 4 + steps;
+    }
+
+    /** The system property that picks {@link #linearAttentionDecodeDeferred}'s version. */
+    static final String LINEAR_DEFER_VERSION_PROPERTY = "based4j.cuda.linearDeferVersion";
+    /**
+     * Versions of {@link #linearAttentionDecodeDeferred}: 1 (8 rows of S a thread in flight, three blocks a
+     * multiprocessor, the waiting tokens loaded once their count is in), 2 (as 1, every waiting place copied into
+     * shared memory as the block starts), 3 (as 2 with 17 rows in flight, two blocks a multiprocessor), 4 (as 2 with
+     * 12 rows, two blocks).
+     */
+    static final int LINEAR_DEFER_VERSIONS = 4;
+    static final int LINEAR_DEFER_VERSION_DEFAULT = 2;
+    private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
+            System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
+
+    /** The version of {@link #linearAttentionDecodeDeferred} that runs. */
+    int linearDeferVersion() {
+        return linearDeferVersion;
     }
 
     /**
@@ -819,6 +841,16 @@ public final class Kernels {
     public void linearAttentionDecodeDeferred(Precision p, long q, long k, long v, long kvState, long kState,
                                               long pend, long count, long layout, long out, int B, int H, int f,
                                               int dh, float eps, int steps) {
+        linearAttentionDecodeDeferred(linearDeferVersion, p, q, k, v, kvState, kState, pend, count, layout, out, B, H,
+                f, dh, eps, steps);
+    }
+
+    /** {@link #linearAttentionDecodeDeferred} in one of its {@link #LINEAR_DEFER_VERSIONS} versions. */
+    void linearAttentionDecodeDeferred(int version, Precision p, long q, long k, long v, long kvState, long kState,
+                                       long pend, long count, long layout, long out, int B, int H, int f, int dh,
+                                       float eps, int steps) {
+        require(version >= 1 && version <= LINEAR_DEFER_VERSIONS, "linearAttentionDecodeDeferred: no version "
+                + version + " (1 to " + LINEAR_DEFER_VERSIONS + ")");
         require(linearDeferFits(f, dh, steps, kvState), "linearAttentionDecodeDeferred: feature dim " + f
                 + ", head dim " + dh + ", " + steps + " steps between writes");
         require(H >= 1 && H <= MAX_GRID_YZ, "linearAttentionDecodeDeferred: " + H + " heads (at most " + MAX_GRID_YZ
@@ -829,7 +861,7 @@ public final class Kernels {
         int e = 1 + f + f * (f + 1) / 2;
         int shared = 4 * (int) (linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS)
                 + linearDeferredExtraFloats(steps, f, dh));
-        long fn = function("linearAttentionDecodeDeferred", p, shared);
+        long fn = function("linearAttentionDecodeDeferred" + version, p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(out).i32(B)
                 .i32(H).i32(f).i32(dh).f32(eps).i32(steps);
         launch(fn, B, H, 1, LINEAR_THREADS, shared);

@@ -28,9 +28,15 @@ class LinearAttentionDeferredTest {
     static final int SLOTS = 3;
 
     static Stream<Arguments> shapes() {
-        return Stream.of(Arguments.of(Precision.BF16, 16, 112, 8), Arguments.of(Precision.BF16, 16, 64, 2),
-                Arguments.of(Precision.BF16, 32, 64, 5), Arguments.of(Precision.F32, 16, 112, 16),
-                Arguments.of(Precision.F32, 32, 64, 8));
+        Stream.Builder<Arguments> all = Stream.builder();
+        for (int version = 1; version <= Kernels.LINEAR_DEFER_VERSIONS; version++) {
+            all.add(Arguments.of(version, Precision.BF16, 16, 112, 8));
+            all.add(Arguments.of(version, Precision.BF16, 16, 64, 2));
+            all.add(Arguments.of(version, Precision.BF16, 32, 64, 5));
+            all.add(Arguments.of(version, Precision.F32, 16, 112, 16));
+            all.add(Arguments.of(version, Precision.F32, 32, 64, 8));
+        }
+        return all.build();
     }
 
     /**
@@ -38,9 +44,9 @@ class LinearAttentionDeferredTest {
      * more) in another order, in float32: well under 1e-5 of the largest output (as {@link LinearAttentionStateTest}
      * holds the versions to each other); in bf16 the two may round to neighbouring values, one bf16 ulp apart.
      */
-    @ParameterizedTest(name = "{0}, f {1}, dh {2}, every {3} steps")
+    @ParameterizedTest(name = "version {0}, {1}, f {2}, dh {3}, every {4} steps")
     @MethodSource("shapes")
-    void deferredStepsAreTheStepByStepUpdate(Precision p, int f, int dh, int steps) {
+    void deferredStepsAreTheStepByStepUpdate(int version, Precision p, int f, int dh, int steps) {
         int e = 1 + f + f * (f + 1) / 2;
         int[] slots = {2, 0, 1};
         int[] starts = {7, 0, 90};
@@ -75,9 +81,9 @@ class LinearAttentionDeferredTest {
                 long want = rig.zeros((long) b * HEADS * dh * p.bytes());
                 long got = rig.zeros((long) b * HEADS * dh * p.bytes());
                 rig.kernels.linearAttentionDecode(4, p, q, k, v, kvWant, zWant, layout, want, b, HEADS, f, dh, 1e-6f);
-                rig.kernels.linearAttentionDecodeDeferred(p, q, k, v, kvGot, zGot, pend, counts, layout, got, b, HEADS,
-                        f, dh, 1e-6f, steps);
-                String what = p + " step " + step;
+                rig.kernels.linearAttentionDecodeDeferred(version, p, q, k, v, kvGot, zGot, pend, counts, layout, got,
+                        b, HEADS, f, dh, 1e-6f, steps);
+                String what = "version " + version + ", " + p + " step " + step;
                 closeOutputs(rig.values(p, want, b * HEADS * dh), rig.values(p, got, b * HEADS * dh), p, what);
                 for (int i = 0; i < b; i++) {
                     boolean writes = waiting[slots[i]] + 1 == steps || (at[i] + slots[i]) % steps == steps - 1;
@@ -108,6 +114,7 @@ class LinearAttentionDeferredTest {
         assertFalse(Kernels.linearDeferFits(16, 112, 1, 0), "every step");
         assertFalse(Kernels.linearDeferFits(16, 112, Kernels.LINEAR_DEFER_MAX + 1, 0), "17 steps");
         assertFalse(Kernels.linearDeferFits(16, 112, 8, 8), "S not 16-byte aligned");
+        assertFalse(Kernels.linearDeferFits(18, 112, 8, 0), "keys and values of 130 floats");
         assertEquals(Kernels.LINEAR_DEFER_DEFAULT, Kernels.linearDefer(null));
         assertEquals(1, Kernels.linearDefer(" 1 "));
         IllegalArgumentException bad = assertThrows(IllegalArgumentException.class, () -> Kernels.linearDefer("17"));
