@@ -855,8 +855,7 @@ public final class CudaBackend implements TrainingBackend {
         return switch (mixer) {
             case MixerConfig.BaseConv c -> new CudaStates.Conv(this, slots, c.innerWidth(), c.kernel());
             case MixerConfig.LinearAttention l -> new CudaStates.Linear(this, slots, l.numHeads(), l.featureDim(),
-                    l.headDim(), Kernels.linearDeferFits(l.featureDim(), l.headDim(), kernels.linearDefer(), 0)
-                            ? kernels.linearDefer() : 1);
+                    l.headDim(), linearDeferSteps(l, slots));
             case MixerConfig.Attention a -> a.sliding()
                     ? new CudaStates.KeyValue(this, slots, a.window(), true, a, maxLength,
                     Kernels.rotaryTable(a, maxLength))
@@ -1638,6 +1637,20 @@ public final class CudaBackend implements TrainingBackend {
         foldWaiting(st, layout(batch), batch.size());
         kernels.linearAttention(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout(batch), o.ptr, t,
                 batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
+    }
+
+    /**
+     * The most decode steps between two writes of a linear-attention state of {@code slots} sequences
+     * ({@link Kernels#linearAttentionDecodeDeferred}): {@link Kernels#linearDefer} where the deferred form takes the
+     * layer and a step of every slot has more blocks (a sequence's head each) than the device has multiprocessors
+     * ({@link Kernels#linearDeferFor}), else 1 (every step writes). With as many blocks as multiprocessors or fewer, a
+     * step waits on each block's loads, not on the memory's bandwidth, and version 5 there has all of a block's state
+     * in flight at once.
+     */
+    private int linearDeferSteps(MixerConfig.LinearAttention l, int slots) {
+        int steps = kernels.linearDefer();
+        return kernels.linearDeferFor((long) slots * l.numHeads())
+                && Kernels.linearDeferFits(l.featureDim(), l.headDim(), steps, 0) ? steps : 1;
     }
 
     /** A decode step of the {@code B} sequences of {@code layout} (one token each) on the decode kernel of the state. */

@@ -786,6 +786,20 @@ public final class Kernels {
         return linearDefer;
     }
 
+    /**
+     * The system property that sets the fewest blocks (slots times heads) a decode step of a linear-attention state
+     * must have for the state's update to be deferred: a whole number from 1; where unset, one more than the
+     * device's multiprocessors.
+     */
+    static final String LINEAR_DEFER_MIN_BLOCKS_PROPERTY = "based4j.cuda.linearDeferMinBlocks";
+    private final int linearDeferMinBlocks = atLeast(LINEAR_DEFER_MIN_BLOCKS_PROPERTY,
+            System.getProperty(LINEAR_DEFER_MIN_BLOCKS_PROPERTY), 1, 0, "a number of blocks");
+
+    /** Whether a linear-attention state whose decode steps have {@code blocks} blocks defers its update. */
+    boolean linearDeferFor(long blocks) {
+        return blocks >= (linearDeferMinBlocks > 0 ? linearDeferMinBlocks : multiprocessors + 1L);
+    }
+
 
     /**
      * Whether {@link #linearAttentionDecodeDeferred} takes a state of feature dim {@code f} and head dim {@code dh}

@@ -11,6 +11,7 @@ import io.based4j.checkpoint.Safetensors;
 import io.based4j.config.ConfigParser;
 import io.based4j.config.ModelConfig;
 import io.based4j.cuda.CudaBackend;
+import io.based4j.cuda.DeferredUpdates;
 import io.based4j.cuda.GpuTest;
 import io.based4j.cuda.Precision;
 import io.based4j.json.Json;
@@ -244,8 +245,9 @@ class GpuModelTest {
     }
 
     /**
-     * A serving engine's step in bf16: prompts that start beside a decode token and a later piece of a prompt, in
-     * one call (slots out of order), then a decode step of all four. On the GPU in bf16 the fresh prompts of such a
+     * A serving engine's steps in bf16: prompts that start beside a decode token and a later piece of a prompt, in
+     * one call (slots out of order), then three decode steps of all four, then a piece of a prompt beside decode
+     * tokens. On the GPU in bf16 the fresh prompts of such a
      * call take the fresh-prompt kernels (linear attention's chunked form, full attention's tensor cores) as if alone
      * and the other rows the decode or token-by-token kernels; the logits of every position of both calls are held
      * to the CPU's as those of the plain calls are (the CPU and the float32 GPU feed every row alike).
@@ -259,19 +261,54 @@ class GpuModelTest {
         // tokens while slot 1 decodes one and slot 3 feeds 17 more of its prompt
         int[] before = r.ints(20 + 33, 0, vocab).toArray();
         int[] mixed = r.ints(90 + 1 + 17 + 37, 0, vocab).toArray();
-        int[] step = r.ints(4, 0, vocab).toArray();
-        assertBf16NearCpu(c, "a mixed step and the decode step after it", m -> {
+        int[][] steps = {r.ints(4, 0, vocab).toArray(), r.ints(4, 0, vocab).toArray(), r.ints(4, 0, vocab).toArray()};
+        int[] later = r.ints(5 + 3, 0, vocab).toArray();
+        assertBf16NearCpu(c, "a mixed step, decode steps, and a later piece of a prompt beside decode tokens", m -> {
             try (Session s = m.newSession(4, 128)) {
                 m.forward(s, s.batch(new int[] {1, 3}, new int[] {20, 33}), before, false, null);
-                float[] a = m.backend().download(m.forward(s, s.batch(new int[] {0, 1, 3, 2},
+                float[] out = m.backend().download(m.forward(s, s.batch(new int[] {0, 1, 3, 2},
                         new int[] {90, 1, 17, 37}), mixed, true, null));
-                float[] b = m.backend().download(m.forward(s, s.batch(new int[] {2, 0, 3, 1}, new int[] {1, 1, 1, 1}),
-                        step, false, null));
-                float[] out = Arrays.copyOf(a, a.length + b.length);
-                System.arraycopy(b, 0, out, a.length, b.length);
-                return out;
+                for (int[] step : steps) {
+                    out = joined(out, m.backend().download(m.forward(s, s.batch(new int[] {2, 0, 3, 1},
+                            new int[] {1, 1, 1, 1}), step, false, null)));
+                }
+                // slot 1 feeds 5 more tokens after its decode steps (with a deferred update, those steps' tokens
+                // are added into the state first)
+                return joined(out, m.backend().download(m.forward(s, s.batch(new int[] {3, 1, 0, 2},
+                        new int[] {1, 5, 1, 1}), later, true, null)));
             }
         });
+    }
+
+    /** The cases with a linear-attention layer. */
+    static List<DecodeEqualsPrefillTest.Case> linearCases() {
+        return cases().stream().filter(c -> ConfigParser.fromMap(c.name(), c.config()).layers().stream()
+                .anyMatch(m -> m instanceof io.based4j.config.MixerConfig.LinearAttention)).toList();
+    }
+
+    /**
+     * Decode equals prefill, and recorded steps op-by-op ones, with linear attention's update deferred
+     * ({@link DeferredUpdates}: S written every few steps, the tokens since waiting beside it; sessions of a few
+     * sequences write every step otherwise): over the 90 steps of the longest prompt every sequence's state is
+     * written on some steps and only read on the others.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("linearCases")
+    void deferredUpdatesDecodeAsThePrefill(DecodeEqualsPrefillTest.Case c) {
+        DeferredUpdates.forced(() -> decodeEqualsPrefillAndGraphsEqualOps(c));
+    }
+
+    /** A mixed step and the decode steps after it with linear attention's update deferred, against the CPU. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("linearCases")
+    void deferredUpdatesInMixedSteps(DecodeEqualsPrefillTest.Case c) {
+        DeferredUpdates.forced(() -> bf16MixedStepsMatchTheCpu(c));
+    }
+
+    private static float[] joined(float[] a, float[] b) {
+        float[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
     }
 
     /**

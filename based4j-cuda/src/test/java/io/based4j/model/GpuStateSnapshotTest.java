@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.cuda.CudaBackend;
+import io.based4j.cuda.DeferredUpdates;
 import io.based4j.cuda.GpuTest;
 import io.based4j.cuda.Precision;
 import java.util.Locale;
@@ -68,6 +69,16 @@ class GpuStateSnapshotTest {
                 what, d, bound));
     }
 
+    /**
+     * The same with linear attention's update deferred ({@link DeferredUpdates}; a session of a few sequences writes
+     * its states every step otherwise): a snapshot holds S and z with the waiting tokens added in, the model's state.
+     */
+    @ParameterizedTest(name = "{0} in {1}, linear attention's update deferred")
+    @MethodSource("cases")
+    void aRestoredSequenceContinuesWithDeferredUpdates(StateSnapshotTest.Case c, Precision precision) {
+        DeferredUpdates.forced(() -> aRestoredSequenceContinuesAsTheOriginal(c, precision));
+    }
+
     @ParameterizedTest(name = "{0} in {1}")
     @MethodSource("cases")
     void aRestoredSequenceContinuesAsTheOriginal(StateSnapshotTest.Case c, Precision precision) {
@@ -97,6 +108,15 @@ class GpuStateSnapshotTest {
                 int[] token = {decoded[t]};
                 float[][] step = StateSnapshotTest.call(model, s, new int[] {1, 0}, new int[][] {token, token});
                 near(precision, step[1], step[0], "decode step " + t + " after the restore");
+            }
+            // a second snapshot, between decode steps (where linear attention defers its update, tokens wait beside
+            // the state then), restored into slot 2: it goes on as slot 0 does
+            try (StateSnapshot later = s.snapshot(0)) {
+                assertEquals(StateSize.total(model.config(), s.position(0), gpu.cacheValueBytes()), later.bytes());
+                s.restore(2, later);
+                int[] token = {decoded[0]};
+                float[][] step = StateSnapshotTest.call(model, s, new int[] {0, 2}, new int[][] {token, token});
+                near(precision, step[0], step[1], "a step after a snapshot taken between decode steps");
             }
             long held = gpu.allocatedBytes();
             snapshot.close();
