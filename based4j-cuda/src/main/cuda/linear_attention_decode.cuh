@@ -465,6 +465,174 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
     }
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define B4J_LA_BULK 1
+#else
+#define B4J_LA_BULK 0
+#endif
+
+#if B4J_LA_BULK
+/** An mbarrier in shared memory for one arrival and the bytes of bulk copies (the block's thread 0 calls it). */
+__device__ __forceinline__ void laBarrierInit(unsigned long long* bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"((unsigned)__cvta_generic_to_shared(bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+/** One bulk copy of `bytes` (a multiple of 16, both addresses 16-byte aligned) global -> shared, counted on bar. */
+__device__ __forceinline__ void laBulkCopy(void* dst, const void* src, unsigned bytes, unsigned long long* bar) {
+    const unsigned b = (unsigned)__cvta_generic_to_shared(bar);
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                     (unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src), "r"(bytes), "r"(b)
+                 : "memory");
+}
+
+/** Waits until the barrier's first phase is complete (the bulk copies counted on it have landed). */
+__device__ __forceinline__ void laBarrierWait(unsigned long long* bar) {
+    asm volatile(
+        "{\n"
+        ".reg .pred done;\n"
+        "LA_WAIT_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n"
+        "@!done bra LA_WAIT_%=;\n"
+        "}\n" ::"r"((unsigned)__cvta_generic_to_shared(bar))
+        : "memory");
+}
+
+#endif
+
+/** Floats of shared memory the bulk form takes beyond the deferred form's: S whole, 16-byte aligned, a barrier. */
+__host__ __device__ __forceinline__ int laBulkExtraFloats(int f, int dh) {
+    return expandedDim(f) * dh + 4 + 4;
+}
+
+/**
+ * Version 5 of the deferred form: the block's whole S copied into shared memory by one bulk copy (cp.async.bulk on
+ * an mbarrier, issued first, before anything else is read), so that a step that only reads the state has all of it
+ * in flight at once with no registers held for it; z's value of each thread loaded early with it. The same float
+ * operations as the other versions on the same values (the state bit for bit, the output's sums in their order).
+ * Two blocks a multiprocessor (shared memory). Requires S's bytes to fit beside the rest (Kernels.linearBulkFits)
+ * and compute capability 9.0 (empty in the sm_80 binary, which the host never launches it on).
+ */
+template <typename W, typename A>
+__device__ void linearAttentionDecodeDeferred5_impl(const A* q, const A* k, const A* v, float* kvState,
+                                                    float* kState, float* pend, int* count, const int* layout, A* out,
+                                                    int B, int H, int f, int dh, float eps, int K) {
+#if B4J_LA_BULK
+    extern __shared__ float smem[];
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const int E = expandedDim(f);
+    const int quads = dh >> 2;
+    const int R = nt / quads;
+    const int c = tid % quads;
+    const int g = tid / quads;
+    const int fd = f + dh;
+    const Layout L = layoutOf(layout, B);
+    const i64 slot = L.slots[blockIdx.x];
+    const i64 sh = slot * H + blockIdx.y;
+    float* red = smem + 2 * E + 2 * f + dh;
+    float* dred = red + 4 * nt;
+    float* raw = laAligned16(dred + nt / 32);
+    float* pkP = raw + (K - 1) * fd;
+    float* coef = pkP + (K - 1) * E;
+    float* Ss = laAligned16(coef + K);  // [E][dh]
+    unsigned long long* bar = reinterpret_cast<unsigned long long*>(Ss + E * dh);
+    float* Sg = kvState + sh * (i64)E * dh;
+    if (tid == 0) {
+        laBarrierInit(bar);
+        laBulkCopy(Ss, Sg, (unsigned)(E * dh * 4), bar);
+    }
+    float* waiting = laPending(pend, sh, K, f, dh);
+    for (int idx = tid; idx < (K - 1) * fd / 4; idx += nt) decCopy16(raw + 4 * idx, waiting + 4 * idx);
+    const float zEarly = tid < E ? kState[sh * E + tid] : 0.0f;
+    const int n = count[sh];  // tokens waiting
+    const bool write = n + 1 >= K || (int)(((i64)L.starts[blockIdx.x] + slot) % K) == K - 1;
+    LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);  // synchronises the block
+    const float* pk = D.pk;
+    const float* pq = D.pq;
+    const float* vs = D.vs;
+    decCopiesDone();
+    laFeaturizePending(raw, n, f, dh, pkP);
+    laBarrierWait(bar);
+    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (g < R) {
+        const float v0 = vs[4 * c], v1 = vs[4 * c + 1], v2 = vs[4 * c + 2], v3 = vs[4 * c + 3];
+        const float4* S4s = reinterpret_cast<const float4*>(Ss);
+        float4* S4 = reinterpret_cast<float4*>(Sg);
+        for (int a = g; a < E; a += R) {
+            float4 s = S4s[a * quads + c];
+            if (write) {
+                for (int i = 0; i < n; i++) {
+                    const float p = pkP[i * E + a];
+                    const float* vi = raw + i * fd + f + 4 * c;
+                    s.x = s.x + p * vi[0];
+                    s.y = s.y + p * vi[1];
+                    s.z = s.z + p * vi[2];
+                    s.w = s.w + p * vi[3];
+                }
+                const float p = pk[a];
+                s.x = s.x + p * v0;
+                s.y = s.y + p * v1;
+                s.z = s.z + p * v2;
+                s.w = s.w + p * v3;
+                S4[(i64)a * quads + c] = s;
+            }
+            const float w = pq[a];
+            num.x += w * s.x;
+            num.y += w * s.y;
+            num.z += w * s.z;
+            num.w += w * s.w;
+        }
+        red[g * dh + 4 * c] = num.x;
+        red[g * dh + 4 * c + 1] = num.y;
+        red[g * dh + 4 * c + 2] = num.z;
+        red[g * dh + 4 * c + 3] = num.w;
+    }
+    float den = 0.0f;
+    for (int a = tid; a < E; a += nt) {
+        float z = a == tid ? zEarly : D.z[a];
+        if (write) {
+            for (int i = 0; i < n; i++) z = z + pkP[i * E + a];
+            z = z + pk[a];
+            D.z[a] = z;
+        }
+        den += pq[a] * z;
+    }
+    den = warpSum(den);
+    if ((tid & 31) == 0) dred[tid >> 5] = den;
+    if (!write) {
+        for (int i = tid >> 5; i <= n; i += nt >> 5) {
+            const float* pki = i < n ? pkP + i * E : pk;
+            float sum = 0.0f;
+            for (int a = tid & 31; a < E; a += 32) sum += pq[a] * pki[a];
+            sum = warpSum(sum);
+            if ((tid & 31) == 0) coef[i] = sum;
+        }
+        float* mine = waiting + (i64)n * fd;
+        for (int j = tid; j < fd; j += nt) mine[j] = j < f ? D.pq[E + j] : vs[j - f];
+    }
+    __syncthreads();
+    if (tid == 0) count[sh] = write ? 0 : n + 1;
+    if (tid < dh) {
+        float total = 0.0f;
+        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
+        float acc = 0.0f;
+        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
+        if (!write) {
+            for (int i = 0; i < n; i++) {
+                acc += coef[i] * raw[i * fd + f + tid];
+                total += coef[i];
+            }
+            acc += coef[n] * vs[tid];
+            total += coef[n];
+        }
+        out[D.out + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+    }
+#endif
+}
+
 // the deferred form's versions: 1, U 8 at three blocks a multiprocessor, the waiting tokens loaded once the count is
 // in; 2, as 1 with every waiting place copied as the block starts; 3, as 2 with all of based-1b's 17 rows a thread in
 // flight at once (two blocks a multiprocessor); 4, as 2 with 12 rows (two blocks)
@@ -577,6 +745,8 @@ B4J_LA_DEFERRED(3, 2, f32)
 B4J_LA_DEFERRED(3, 2, bf16)
 B4J_LA_DEFERRED(4, 2, f32)
 B4J_LA_DEFERRED(4, 2, bf16)
+B4J_LA_DEFERRED(5, 2, f32)
+B4J_LA_DEFERRED(5, 2, bf16)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

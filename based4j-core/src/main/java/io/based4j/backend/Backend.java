@@ -356,10 +356,18 @@ public interface Backend extends AutoCloseable {
         long bytesPerSequence(int contextLength);
 
         /**
+         * Bytes a {@link #snapshot} after {@code length} tokens takes: {@link #bytesPerSequence}, unless the state
+         * holds more than the model's state (work kept beside it that a snapshot does not copy).
+         */
+        default long snapshotBytes(int length) {
+            return bytesPerSequence(length);
+        }
+
+        /**
          * A copy of the sequence in {@code slot}, which has seen {@code length} tokens, kept where the state is (the
-         * Java heap, the GPU) and taking {@link #bytesPerSequence bytesPerSequence(length)}: all of a fixed-size
-         * state (a sliding window's whole ring), the first {@code length} tokens of a full attention cache. The slot
-         * is left as it was.
+         * Java heap, the GPU) and taking {@link #snapshotBytes snapshotBytes(length)}: all of a fixed-size state (a
+         * sliding window's whole ring), the first {@code length} tokens of a full attention cache. The slot is left
+         * as its sequence was (the model's state the same).
          */
         Snapshot snapshot(int slot, int length);
 

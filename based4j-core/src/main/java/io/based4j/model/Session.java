@@ -118,7 +118,7 @@ public final class Session implements AutoCloseable {
     public long snapshotBytes(int length) {
         long sum = 0;
         for (Backend.MixerState s : states) {
-            sum += s.bytesPerSequence(length);
+            sum += s.snapshotBytes(length);
         }
         return sum;
     }

@@ -508,6 +508,12 @@ final class CudaStates {
         public long bytesPerSequence(int contextLength) {
             return 4L * Arrays.stream(valuesPerSlot).sum();
         }
+
+        /** S and z: the waiting tokens are added in before a snapshot, not copied. */
+        @Override
+        public long snapshotBytes(int length) {
+            return 4L * (valuesPerSlot[0] + valuesPerSlot[1]);
+        }
     }
 
     /**

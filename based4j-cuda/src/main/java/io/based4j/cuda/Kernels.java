@@ -831,10 +831,11 @@ public final class Kernels {
      * Versions of {@link #linearAttentionDecodeDeferred}: 1 (8 rows of S a thread in flight, three blocks a
      * multiprocessor, the waiting tokens loaded once their count is in), 2 (as 1, every waiting place copied into
      * shared memory as the block starts), 3 (as 2 with 17 rows in flight, two blocks a multiprocessor), 4 (as 2 with
-     * 12 rows, two blocks).
+     * 12 rows, two blocks), 5 (as 2 with the block's whole S copied into shared memory by one bulk copy, issued
+     * first; compute capability 9.0, and where S fits the shared memory beside the rest, else version 1 runs).
      */
-    static final int LINEAR_DEFER_VERSIONS = 4;
-    static final int LINEAR_DEFER_VERSION_DEFAULT = 2;
+    static final int LINEAR_DEFER_VERSIONS = 5;
+    static final int LINEAR_DEFER_VERSION_DEFAULT = 5;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
 
@@ -873,8 +874,13 @@ public final class Kernels {
             return;
         }
         int e = 1 + f + f * (f + 1) / 2;
-        int shared = 4 * (int) (linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS)
-                + linearDeferredExtraFloats(steps, f, dh));
+        long floats = linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) + linearDeferredExtraFloats(steps, f, dh);
+        long bulk = (long) e * dh + 8;  // S whole, aligned, and the barrier (laBulkExtraFloats in the .cu)
+        if (version == 5 && !(wgmmaFits && 4 * (floats + bulk) <= (sharedOptInLimit > 0 ? sharedOptInLimit
+                : LINEAR_MAX_SHARED))) {
+            version = 1;
+        }
+        int shared = 4 * (int) (floats + (version == 5 ? bulk : 0));
         long fn = function("linearAttentionDecodeDeferred" + version, p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(out).i32(B)
                 .i32(H).i32(f).i32(dh).f32(eps).i32(steps);
