@@ -1642,10 +1642,8 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * The most decode steps between two writes of a linear-attention state of {@code slots} sequences
      * ({@link Kernels#linearAttentionDecodeDeferred}): {@link Kernels#linearDefer} where the deferred form takes the
-     * layer and a step of every slot has more blocks (a sequence's head each) than the device has multiprocessors
-     * ({@link Kernels#linearDeferFor}), else 1 (every step writes). With as many blocks as multiprocessors or fewer, a
-     * step waits on each block's loads, not on the memory's bandwidth, and version 5 there has all of a block's state
-     * in flight at once.
+     * layer and a step of every slot has enough blocks (a sequence's head each, {@link Kernels#linearDeferFor}) for
+     * the memory's bandwidth to bound it, else 1 (every step writes).
      */
     private int linearDeferSteps(MixerConfig.LinearAttention l, int slots) {
         int steps = kernels.linearDefer();

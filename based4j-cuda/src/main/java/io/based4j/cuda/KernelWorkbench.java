@@ -843,9 +843,9 @@ public final class KernelWorkbench {
                         pends[c] = alloc(pendBytes);
                         counts[c] = alloc(4L * b * h);
                     }
-                    for (int dv = 1; dv <= Kernels.LINEAR_DEFER_VERSIONS; dv++)
-                    for (boolean writes : new boolean[] {false, true}) {
-                        int deferVersion = dv;
+                    for (int round = 0; round < 2 * Kernels.LINEAR_DEFER_VERSIONS; round++) {
+                        int deferVersion = 1 + round / 2;
+                        boolean writes = round % 2 == 1;
                         int[] at = new int[b];
                         for (int i = 0; i < b; i++) {
                             at[i] = Math.floorMod((writes ? steps - 1 : 0) - i, steps);

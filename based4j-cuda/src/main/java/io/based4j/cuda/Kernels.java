@@ -788,16 +788,24 @@ public final class Kernels {
 
     /**
      * The system property that sets the fewest blocks (slots times heads) a decode step of a linear-attention state
-     * must have for the state's update to be deferred: a whole number from 1; where unset, one more than the
-     * device's multiprocessors.
+     * must have for the state's update to be deferred: a whole number from 1; {@value #LINEAR_DEFER_MIN_BLOCKS} where
+     * unset.
      */
     static final String LINEAR_DEFER_MIN_BLOCKS_PROPERTY = "based4j.cuda.linearDeferMinBlocks";
+    /**
+     * 4,096 blocks (based-1b's 16 heads at 256 sequences): on an H200 whole decode steps of based-1b with the
+     * deferred form (version 5) took 10.55 against 11.11 ms on the device's clock at 1,024 sequences (97,389 against
+     * 92,422 tokens/s) but 2.65 against 2.62 ms at 128 (46,337 against 47,631), where a layer's 2,048 blocks wait on
+     * each block's loads more than on the memory's bandwidth; at one sequence (16 blocks) version 5 of the
+     * step-by-step form has all of a block's state in flight at once.
+     */
+    static final int LINEAR_DEFER_MIN_BLOCKS = 4096;
     private final int linearDeferMinBlocks = atLeast(LINEAR_DEFER_MIN_BLOCKS_PROPERTY,
-            System.getProperty(LINEAR_DEFER_MIN_BLOCKS_PROPERTY), 1, 0, "a number of blocks");
+            System.getProperty(LINEAR_DEFER_MIN_BLOCKS_PROPERTY), 1, LINEAR_DEFER_MIN_BLOCKS, "a number of blocks");
 
     /** Whether a linear-attention state whose decode steps have {@code blocks} blocks defers its update. */
     boolean linearDeferFor(long blocks) {
-        return blocks >= (linearDeferMinBlocks > 0 ? linearDeferMinBlocks : multiprocessors + 1L);
+        return blocks >= linearDeferMinBlocks;
     }
 
 
