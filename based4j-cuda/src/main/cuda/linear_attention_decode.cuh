@@ -293,7 +293,7 @@ __device__ __forceinline__ void laFeaturizePending(const float* raw, int n, int 
     __syncthreads();
 }
 
-/** The n waiting tokens from src into raw ([n][f + dh]) and phi of their keys into pkP; the block synchronised after. */
+/** The n waiting tokens from src into raw ([n][f + dh]), phi of their keys into pkP; the block synchronised after. */
 __device__ __forceinline__ void laLoadPending(const float* src, int n, int f, int dh, float* raw, float* pkP) {
     for (int idx = threadIdx.x; idx < n * (f + dh); idx += blockDim.x) raw[idx] = src[idx];
     __syncthreads();
@@ -311,6 +311,131 @@ __host__ __device__ __forceinline__ int laDeferredExtraFloats(int K, int f, int 
 /** The first 16-byte aligned float at or after p. */
 __device__ __forceinline__ float* laAligned16(float* p) {
     return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 15) & ~(uintptr_t)15);
+}
+
+/** Where a deferred step's block keeps what its parts share (shared memory, the state's places). */
+struct LaDeferred {
+    float* red;      // [R][dh] the numerator's pieces
+    float* dred;     // [nt / 32] the denominator's
+    float* raw;      // [K - 1][f + dh] the waiting tokens as stored
+    float* pkP;      // [K - 1][E] phi of their keys
+    float* coef;     // [K] phi(q).phi(k_i)
+    float* waiting;  // the waiting tokens' places in pend
+    int* count;      // the count of waiting tokens
+    int E, f, dh, R;
+};
+
+/**
+ * The deferred form's shared memory after version 4's (laDecodeStart's, red [4 nt], dred [nt / 32]): the waiting
+ * tokens as stored ([K - 1][f + dh], 16-byte aligned), phi of their keys ([K - 1][E]) and the sums phi(q).phi(k_i)
+ * ([K]); and the (slot, head) sh's places in pend and count.
+ */
+__device__ __forceinline__ LaDeferred laDeferredOf(float* smem, float* pend, int* count, i64 sh, int K, int f,
+                                                   int dh) {
+    const int E = expandedDim(f);
+    const int nt = blockDim.x;
+    LaDeferred Dd;
+    Dd.red = smem + 2 * E + 2 * f + dh;
+    Dd.dred = Dd.red + 4 * nt;
+    Dd.raw = laAligned16(Dd.dred + nt / 32);
+    Dd.pkP = Dd.raw + (K - 1) * (f + dh);
+    Dd.coef = Dd.pkP + (K - 1) * E;
+    Dd.waiting = laPending(pend, sh, K, f, dh);
+    Dd.count = count + sh;
+    Dd.E = E;
+    Dd.f = f;
+    Dd.dh = dh;
+    Dd.R = nt / (dh >> 2);
+    return Dd;
+}
+
+/**
+ * One row a of S, 4 columns from 4c, s its current value: where the step writes, the waiting tokens and then its own
+ * (its value's 4 columns vk, phi(k) pk) added in, in order, and stored to dst; its part of the numerator (phi(q) pq)
+ * added to num either way.
+ */
+__device__ __forceinline__ void laDeferredRow(const LaDeferred& Dd, bool write, int n, int a, int c, float4 s,
+                                              float4 vk, float4& dst, float4& num, const float* pk, const float* pq) {
+    if (write) {
+        const int fd = Dd.f + Dd.dh;
+        for (int i = 0; i < n; i++) {
+            const float p = Dd.pkP[i * Dd.E + a];
+            const float* vi = Dd.raw + i * fd + Dd.f + 4 * c;
+            s.x = s.x + p * vi[0];
+            s.y = s.y + p * vi[1];
+            s.z = s.z + p * vi[2];
+            s.w = s.w + p * vi[3];
+        }
+        const float p = pk[a];
+        s.x = s.x + p * vk.x;
+        s.y = s.y + p * vk.y;
+        s.z = s.z + p * vk.z;
+        s.w = s.w + p * vk.w;
+        dst = s;
+    }
+    const float w = pq[a];
+    num.x += w * s.x;
+    num.y += w * s.y;
+    num.z += w * s.z;
+    num.w += w * s.w;
+}
+
+/**
+ * The end of a deferred step, once the numerator's pieces are in Dd.red: z (written with the waiting tokens' and this
+ * token's features where the step writes; zEarly the value of z[tid] loaded before, where tid < E, or 0 with none)
+ * and the denominator, the waiting tokens' sums and this token's place among them where it does not write, the
+ * count, and the output.
+ */
+template <typename A>
+__device__ __forceinline__ void laDeferredFinish(const LaDecode& D, const LaDeferred& Dd, bool write, int n,
+                                                 bool early, float zEarly, A* out, float eps) {
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const int E = Dd.E, f = Dd.f, dh = Dd.dh, fd = f + dh;
+    const float* pk = D.pk;
+    const float* pq = D.pq;
+    float den = 0.0f;
+    for (int a = tid; a < E; a += nt) {
+        float z = early && a == tid ? zEarly : D.z[a];
+        if (write) {
+            for (int i = 0; i < n; i++) z = z + Dd.pkP[i * E + a];
+            z = z + pk[a];
+            D.z[a] = z;
+        }
+        den += pq[a] * z;
+    }
+    den = warpSum(den);
+    if ((tid & 31) == 0) Dd.dred[tid >> 5] = den;
+    if (!write) {
+        // phi(q).phi(k_i) of the waiting tokens and of this one (i = n), a warp each
+        for (int i = tid >> 5; i <= n; i += nt >> 5) {
+            const float* pki = i < n ? Dd.pkP + i * E : pk;
+            float sum = 0.0f;
+            for (int a = tid & 31; a < E; a += 32) sum += pq[a] * pki[a];
+            sum = warpSum(sum);
+            if ((tid & 31) == 0) Dd.coef[i] = sum;
+        }
+        // this token waits after the others: its key (x_k, after phi(q) in laDecodeStart's shared memory), its value
+        float* mine = Dd.waiting + (i64)n * fd;
+        for (int j = tid; j < fd; j += nt) mine[j] = j < f ? pq[E + j] : D.vs[j - f];
+    }
+    __syncthreads();
+    if (tid == 0) *Dd.count = write ? 0 : n + 1;
+    if (tid < dh) {
+        float total = 0.0f;
+        for (int w = 0; w < (nt >> 5); w++) total += Dd.dred[w];
+        float acc = 0.0f;
+        for (int gg = 0; gg < Dd.R; gg++) acc += Dd.red[gg * dh + tid];
+        if (!write) {
+            for (int i = 0; i < n; i++) {
+                acc += Dd.coef[i] * Dd.raw[i * fd + f + tid];
+                total += Dd.coef[i];
+            }
+            acc += Dd.coef[n] * D.vs[tid];
+            total += Dd.coef[n];
+        }
+        out[D.out + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+    }
 }
 
 /**
@@ -341,14 +466,11 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[blockIdx.x];
     const i64 sh = slot * H + blockIdx.y;
-    // shared memory: version 4's (laDecodeStart's, red [4 nt], dred [nt / 32]), then the waiting tokens as stored
-    // ([K - 1][f + dh], 16-byte aligned), phi of their keys ([K - 1][E]) and the sums phi(q).phi(k_i) ([K])
-    float* red = smem + 2 * E + 2 * f + dh;
-    float* dred = red + 4 * nt;
-    float* raw = laAligned16(dred + nt / 32);
-    float* pkP = raw + (K - 1) * fd;
-    float* coef = pkP + (K - 1) * E;
-    float* waiting = laPending(pend, sh, K, f, dh);
+    const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
+    float* red = Dd.red;
+    float* raw = Dd.raw;
+    float* pkP = Dd.pkP;
+    float* waiting = Dd.waiting;
     if (ASYNC) {
         for (int idx = tid; idx < (K - 1) * fd / 4; idx += nt) decCopy16(raw + 4 * idx, waiting + 4 * idx);
     }
@@ -377,7 +499,7 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
     float* Sg = D.S;
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {
-        const float v0 = vs[4 * c], v1 = vs[4 * c + 1], v2 = vs[4 * c + 2], v3 = vs[4 * c + 3];
+        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
         float4* S4 = reinterpret_cast<float4*>(Sg);
         for (int a0 = g; a0 < E; a0 += R * U) {
             if (a0 != g) {
@@ -391,28 +513,7 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
             for (int u = 0; u < U; u++) {
                 const int a = a0 + u * R;
                 if (a < E) {
-                    float4 s = sv[u];
-                    if (write) {
-                        for (int i = 0; i < n; i++) {
-                            const float p = pkP[i * E + a];
-                            const float* vi = raw + i * fd + f + 4 * c;
-                            s.x = s.x + p * vi[0];
-                            s.y = s.y + p * vi[1];
-                            s.z = s.z + p * vi[2];
-                            s.w = s.w + p * vi[3];
-                        }
-                        const float p = pk[a];
-                        s.x = s.x + p * v0;
-                        s.y = s.y + p * v1;
-                        s.z = s.z + p * v2;
-                        s.w = s.w + p * v3;
-                        S4[(i64)a * quads + c] = s;
-                    }
-                    const float w = pq[a];
-                    num.x += w * s.x;
-                    num.y += w * s.y;
-                    num.z += w * s.z;
-                    num.w += w * s.w;
+                    laDeferredRow(Dd, write, n, a, c, sv[u], vk, S4[(i64)a * quads + c], num, pk, pq);
                 }
             }
         }
@@ -421,48 +522,7 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
         red[g * dh + 4 * c + 2] = num.z;
         red[g * dh + 4 * c + 3] = num.w;
     }
-    float den = 0.0f;
-    for (int a = tid; a < E; a += nt) {
-        float z = D.z[a];
-        if (write) {
-            for (int i = 0; i < n; i++) z = z + pkP[i * E + a];
-            z = z + pk[a];
-            D.z[a] = z;
-        }
-        den += pq[a] * z;
-    }
-    den = warpSum(den);
-    if ((tid & 31) == 0) dred[tid >> 5] = den;
-    if (!write) {
-        // phi(q).phi(k_i) of the waiting tokens and of this one (i = n), a warp each
-        for (int i = tid >> 5; i <= n; i += nt >> 5) {
-            const float* pki = i < n ? pkP + i * E : pk;
-            float sum = 0.0f;
-            for (int a = tid & 31; a < E; a += 32) sum += pq[a] * pki[a];
-            sum = warpSum(sum);
-            if ((tid & 31) == 0) coef[i] = sum;
-        }
-        // this token waits after the others: its key (x_k, after phi(q) in laDecodeStart's shared memory), its value
-        float* mine = waiting + (i64)n * fd;
-        for (int j = tid; j < fd; j += nt) mine[j] = j < f ? D.pq[E + j] : vs[j - f];
-    }
-    __syncthreads();
-    if (tid == 0) count[sh] = write ? 0 : n + 1;
-    if (tid < dh) {
-        float total = 0.0f;
-        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
-        float acc = 0.0f;
-        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
-        if (!write) {
-            for (int i = 0; i < n; i++) {
-                acc += coef[i] * raw[i * fd + f + tid];
-                total += coef[i];
-            }
-            acc += coef[n] * vs[tid];
-            total += coef[n];
-        }
-        out[D.out + tid] = fromF<A>(acc * (1.0f / (total + eps)));
-    }
+    laDeferredFinish(D, Dd, write, n, false, 0.0f, out, eps);
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -532,19 +592,18 @@ __device__ void linearAttentionDecodeDeferred5_impl(const A* q, const A* k, cons
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[blockIdx.x];
     const i64 sh = slot * H + blockIdx.y;
-    float* red = smem + 2 * E + 2 * f + dh;
-    float* dred = red + 4 * nt;
-    float* raw = laAligned16(dred + nt / 32);
-    float* pkP = raw + (K - 1) * fd;
-    float* coef = pkP + (K - 1) * E;
-    float* Ss = laAligned16(coef + K);  // [E][dh]
+    const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
+    float* red = Dd.red;
+    float* raw = Dd.raw;
+    float* pkP = Dd.pkP;
+    float* waiting = Dd.waiting;
+    float* Ss = laAligned16(Dd.coef + K);  // [E][dh]
     unsigned long long* bar = reinterpret_cast<unsigned long long*>(Ss + E * dh);
     float* Sg = kvState + sh * (i64)E * dh;
     if (tid == 0) {
         laBarrierInit(bar);
         laBulkCopy(Ss, Sg, (unsigned)(E * dh * 4), bar);
     }
-    float* waiting = laPending(pend, sh, K, f, dh);
     for (int idx = tid; idx < (K - 1) * fd / 4; idx += nt) decCopy16(raw + 4 * idx, waiting + 4 * idx);
     const float zEarly = tid < E ? kState[sh * E + tid] : 0.0f;
     const int n = count[sh];  // tokens waiting
@@ -558,78 +617,18 @@ __device__ void linearAttentionDecodeDeferred5_impl(const A* q, const A* k, cons
     laBarrierWait(bar);
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {
-        const float v0 = vs[4 * c], v1 = vs[4 * c + 1], v2 = vs[4 * c + 2], v3 = vs[4 * c + 3];
+        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
         const float4* S4s = reinterpret_cast<const float4*>(Ss);
         float4* S4 = reinterpret_cast<float4*>(Sg);
         for (int a = g; a < E; a += R) {
-            float4 s = S4s[a * quads + c];
-            if (write) {
-                for (int i = 0; i < n; i++) {
-                    const float p = pkP[i * E + a];
-                    const float* vi = raw + i * fd + f + 4 * c;
-                    s.x = s.x + p * vi[0];
-                    s.y = s.y + p * vi[1];
-                    s.z = s.z + p * vi[2];
-                    s.w = s.w + p * vi[3];
-                }
-                const float p = pk[a];
-                s.x = s.x + p * v0;
-                s.y = s.y + p * v1;
-                s.z = s.z + p * v2;
-                s.w = s.w + p * v3;
-                S4[(i64)a * quads + c] = s;
-            }
-            const float w = pq[a];
-            num.x += w * s.x;
-            num.y += w * s.y;
-            num.z += w * s.z;
-            num.w += w * s.w;
+            laDeferredRow(Dd, write, n, a, c, S4s[a * quads + c], vk, S4[(i64)a * quads + c], num, pk, pq);
         }
         red[g * dh + 4 * c] = num.x;
         red[g * dh + 4 * c + 1] = num.y;
         red[g * dh + 4 * c + 2] = num.z;
         red[g * dh + 4 * c + 3] = num.w;
     }
-    float den = 0.0f;
-    for (int a = tid; a < E; a += nt) {
-        float z = a == tid ? zEarly : D.z[a];
-        if (write) {
-            for (int i = 0; i < n; i++) z = z + pkP[i * E + a];
-            z = z + pk[a];
-            D.z[a] = z;
-        }
-        den += pq[a] * z;
-    }
-    den = warpSum(den);
-    if ((tid & 31) == 0) dred[tid >> 5] = den;
-    if (!write) {
-        for (int i = tid >> 5; i <= n; i += nt >> 5) {
-            const float* pki = i < n ? pkP + i * E : pk;
-            float sum = 0.0f;
-            for (int a = tid & 31; a < E; a += 32) sum += pq[a] * pki[a];
-            sum = warpSum(sum);
-            if ((tid & 31) == 0) coef[i] = sum;
-        }
-        float* mine = waiting + (i64)n * fd;
-        for (int j = tid; j < fd; j += nt) mine[j] = j < f ? D.pq[E + j] : vs[j - f];
-    }
-    __syncthreads();
-    if (tid == 0) count[sh] = write ? 0 : n + 1;
-    if (tid < dh) {
-        float total = 0.0f;
-        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
-        float acc = 0.0f;
-        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + tid];
-        if (!write) {
-            for (int i = 0; i < n; i++) {
-                acc += coef[i] * raw[i * fd + f + tid];
-                total += coef[i];
-            }
-            acc += coef[n] * vs[tid];
-            total += coef[n];
-        }
-        out[D.out + tid] = fromF<A>(acc * (1.0f / (total + eps)));
-    }
+    laDeferredFinish(D, Dd, write, n, true, zEarly, out, eps);
 #endif
 }
 

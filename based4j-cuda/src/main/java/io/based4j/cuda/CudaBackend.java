@@ -766,22 +766,23 @@ public final class CudaBackend implements TrainingBackend {
     /** New device memory holding {@code values} as int32. */
     long uploadInts(int[] values, String what) {
         long ptr = allocate(4L * values.length, what);
-        bind();
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment host = a.allocate(4L * Math.max(values.length, 1), 8);
-            MemorySegment.copy(values, 0, host, ValueLayout.JAVA_INT, 0, values.length);
-            cu.copyHtoDAsync(ptr, host, 4L * values.length, stream);
-            cu.synchronize(stream);
-        }
+        copyUp(ptr, values.length, host -> MemorySegment.copy(values, 0, host, ValueLayout.JAVA_INT, 0,
+                values.length));
         return ptr;
     }
 
     private void copyUp(long ptr, float[] values) {
+        copyUp(ptr, values.length, host -> MemorySegment.copy(values, 0, host, ValueLayout.JAVA_FLOAT, 0,
+                values.length));
+    }
+
+    /** Copies {@code count} 4-byte values, written into host memory by {@code fill}, to {@code ptr}, and waits. */
+    private void copyUp(long ptr, int count, java.util.function.Consumer<MemorySegment> fill) {
         bind();
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment host = a.allocate(4L * Math.max(values.length, 1), 8);
-            MemorySegment.copy(values, 0, host, ValueLayout.JAVA_FLOAT, 0, values.length);
-            cu.copyHtoDAsync(ptr, host, 4L * values.length, stream);
+            MemorySegment host = a.allocate(4L * Math.max(count, 1), 8);
+            fill.accept(host);
+            cu.copyHtoDAsync(ptr, host, 4L * count, stream);
             cu.synchronize(stream);
         }
     }

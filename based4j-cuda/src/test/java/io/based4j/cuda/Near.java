@@ -26,6 +26,24 @@ final class Near {
         float f = (float) Math.abs(x);
         return f == 0 || !Float.isFinite(f) ? Math.scalb(1.0, -133) : Math.scalb(1.0, Math.getExponent(f) - 7);
     }
+
+    /**
+     * Two linear-attention decode outputs that sum the same terms in other orders (E of them, float32): each within
+     * 1e-5 of the largest {@code want}, and in bf16 one bf16 unit more (the two may round to neighbouring values).
+     */
+    static void sameSumsReordered(float[] want, float[] got, Precision p, String what) {
+        double largest = 0;
+        for (float x : want) {
+            largest = Math.max(largest, Math.abs(x));
+        }
+        for (int i = 0; i < want.length; i++) {
+            double bound = 1e-5 * largest
+                    + (p == Precision.F32 ? 0 : bf16Ulp(Math.max(Math.abs(want[i]), Math.abs(got[i]))));
+            org.junit.jupiter.api.Assertions.assertTrue(Math.abs(want[i] - got[i]) <= bound, what + ": output " + i
+                    + " is " + got[i] + ", expected " + want[i]);
+        }
+    }
+
     /** Seed of the random data ({@code -Dbased4j.seed=N} repeats a run). */
     static final long SEED = Long.getLong("based4j.seed", System.nanoTime());
 
