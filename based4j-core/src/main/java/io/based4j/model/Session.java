@@ -123,7 +123,10 @@ public final class Session implements AutoCloseable {
         return sum;
     }
 
-    /** Copies the state of the sequence in {@code slot} (every layer's, and its position); the slot is unchanged. */
+    /**
+     * Copies the state of the sequence in {@code slot} (every layer's, and its position); the slot's sequence is
+     * unchanged (a backend may bring work it keeps beside a state into it first, the state's values the same).
+     */
     public StateSnapshot snapshot(int slot) {
         workspace();
         Backend.Snapshot[] layers = new Backend.Snapshot[states.length];

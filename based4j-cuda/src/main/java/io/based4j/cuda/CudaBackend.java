@@ -762,7 +762,6 @@ public final class CudaBackend implements TrainingBackend {
         return out;
     }
 
-    /** Copies {@code values} as float32 to {@code ptr} and waits until they are there. */
     /** New device memory holding {@code values} as int32. */
     long uploadInts(int[] values, String what) {
         long ptr = allocate(4L * values.length, what);
@@ -771,6 +770,7 @@ public final class CudaBackend implements TrainingBackend {
         return ptr;
     }
 
+    /** Copies {@code values} as float32 to {@code ptr} and waits until they are there. */
     private void copyUp(long ptr, float[] values) {
         copyUp(ptr, values.length, host -> MemorySegment.copy(values, 0, host, ValueLayout.JAVA_FLOAT, 0,
                 values.length));

@@ -141,24 +141,30 @@ final class CudaStates {
             return valuesPerSlot[region];
         }
 
+        /** The regions a snapshot copies: the first ones, all but kept work ({@link Linear}'s waiting tokens). */
+        int copiedRegions() {
+            return regions.length;
+        }
+
         /** What a snapshot must have been taken from to be restored here. */
         String shape() {
-            return getClass().getSimpleName() + " state of " + Arrays.toString(valuesPerSlot) + " values of "
-                    + valueBytes + " bytes";
+            return getClass().getSimpleName() + " state of "
+                    + Arrays.toString(Arrays.copyOf(valuesPerSlot, copiedRegions())) + " values of " + valueBytes
+                    + " bytes";
         }
 
         /** Copies the slot's leading values of every region into new device memory (device to device). */
         @Override
         public Backend.Snapshot snapshot(int slot, int length) {
             checkLive();
-            long[] values = new long[regions.length];
-            long[] copies = new long[regions.length];
+            long[] values = new long[copiedRegions()];
+            long[] copies = new long[values.length];
             Copy copy = new Copy(backend, shape(), valueBytes, values, copies);
             try {
-                for (int i = 0; i < regions.length; i++) {
+                for (int i = 0; i < values.length; i++) {
                     values[i] = copiedValues(i, length);
                 }
-                for (int i = 0; i < regions.length; i++) {
+                for (int i = 0; i < values.length; i++) {
                     reachSlot(i, slot, values[i]);  // what the slot has reached is mapped; this maps no more
                     copies[i] = backend.allocate((long) valueBytes * values[i], "a state snapshot");
                     backend.copyOnDevice(copies[i], slotStart(i, slot), (long) valueBytes * values[i]);
@@ -170,14 +176,17 @@ final class CudaStates {
             return copy;
         }
 
-        /** Copies the snapshot's values to the start of each of the slot's regions and zeros the rest of them. */
+        /**
+         * Copies the snapshot's values to the start of each of the slot's copied regions and zeros the rest of them,
+         * and the regions a snapshot does not copy.
+         */
         @Override
         public void restore(int slot, Backend.Snapshot snapshot) {
             checkLive();
             if (!(snapshot instanceof Copy c) || !c.shape.equals(shape()) || c.backend != backend) {
                 throw new IllegalArgumentException("cannot restore " + snapshot + " into a " + shape());
             }
-            for (int i = 0; i < regions.length; i++) {
+            for (int i = 0; i < c.values.length; i++) {
                 if (c.values[i] > valuesPerSlot[i]) {
                     throw new IllegalArgumentException("a snapshot of " + c.values[i] + " values does not fit a "
                             + shape() + " per sequence");
@@ -185,11 +194,13 @@ final class CudaStates {
             }
             for (int i = 0; i < regions.length; i++) {
                 long dst = slotStart(i, slot);
-                reachSlot(i, slot, c.values[i]);
-                backend.copyOnDevice(dst, c.pointer(i), (long) valueBytes * c.values[i]);
-                if (c.values[i] < valuesPerSlot[i]) {
-                    zero(i, dst + (long) valueBytes * c.values[i],
-                            (long) valueBytes * (valuesPerSlot[i] - c.values[i]));
+                long copied = i < c.values.length ? c.values[i] : 0;
+                reachSlot(i, slot, copied);
+                if (copied > 0) {
+                    backend.copyOnDevice(dst, c.pointer(i), (long) valueBytes * copied);
+                }
+                if (copied < valuesPerSlot[i]) {
+                    zero(i, dst + (long) valueBytes * copied, (long) valueBytes * (valuesPerSlot[i] - copied));
                 }
             }
         }
@@ -447,15 +458,19 @@ final class CudaStates {
             this.slotNumbers = numbers;
         }
 
-        /** S and z only: the tokens waiting are added in first ({@link #snapshot}), their places left empty. */
+        /**
+         * S and z only: the tokens waiting are added in first ({@link #snapshot}); a snapshot restores into a state
+         * that defers its update or not alike, nothing waiting after it.
+         */
         @Override
-        long copiedValues(int region, int length) {
-            return region < 2 ? valuesPerSlot[region] : 0;
+        int copiedRegions() {
+            return 2;
         }
 
         /**
          * The slot's S and z with the tokens waiting beside them added in first (the state the model defines, as a
-         * step-by-step update holds it); restored, nothing waits.
+         * step-by-step update holds it; the slot's state is written so, the same values, and its next steps' outputs
+         * sum in the order of a state with nothing waiting); restored, nothing waits.
          */
         @Override
         public Backend.Snapshot snapshot(int slot, int length) {

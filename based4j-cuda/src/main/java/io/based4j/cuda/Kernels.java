@@ -868,6 +868,27 @@ public final class Kernels {
                 f, dh, eps, steps);
     }
 
+    /** Floats of dynamic shared memory of the deferred form's versions 1 to 4. */
+    private static long linearDeferFloats(int f, int dh, int steps) {
+        int e = 1 + f + f * (f + 1) / 2;
+        return linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) + linearDeferredExtraFloats(steps, f, dh);
+    }
+
+    /** Floats version 5 takes more: S whole, aligned, and its barrier (laBulkExtraFloats in the .cu). */
+    private static long linearBulkFloats(int f, int dh) {
+        return (long) (1 + f + f * (f + 1) / 2) * dh + 8;
+    }
+
+    /**
+     * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: version 5
+     * only on compute capability 9.0 and where S fits the shared memory beside the rest, version 1 in its place.
+     */
+    int linearDeferRuns(int version, int f, int dh, int steps) {
+        long bytes = 4 * (linearDeferFloats(f, dh, steps) + linearBulkFloats(f, dh));
+        boolean fits = wgmmaFits && bytes <= (sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED);
+        return version == 5 && !fits ? 1 : version;
+    }
+
     /** {@link #linearAttentionDecodeDeferred} in one of its {@link #LINEAR_DEFER_VERSIONS} versions. */
     void linearAttentionDecodeDeferred(int version, Precision p, long q, long k, long v, long kvState, long kState,
                                        long pend, long count, long layout, long out, int B, int H, int f, int dh,
@@ -881,14 +902,9 @@ public final class Kernels {
         if (B == 0) {
             return;
         }
-        int e = 1 + f + f * (f + 1) / 2;
-        long floats = linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) + linearDeferredExtraFloats(steps, f, dh);
-        long bulk = (long) e * dh + 8;  // S whole, aligned, and the barrier (laBulkExtraFloats in the .cu)
-        if (version == 5 && !(wgmmaFits && 4 * (floats + bulk) <= (sharedOptInLimit > 0 ? sharedOptInLimit
-                : LINEAR_MAX_SHARED))) {
-            version = 1;
-        }
-        int shared = 4 * (int) (floats + (version == 5 ? bulk : 0));
+        require((pend & 15) == 0, "linearAttentionDecodeDeferred: the waiting tokens' memory is not 16-byte aligned");
+        version = linearDeferRuns(version, f, dh, steps);
+        int shared = 4 * (int) (linearDeferFloats(f, dh, steps) + (version == 5 ? linearBulkFloats(f, dh) : 0));
         long fn = function("linearAttentionDecodeDeferred" + version, p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(out).i32(B)
                 .i32(H).i32(f).i32(dh).f32(eps).i32(steps);

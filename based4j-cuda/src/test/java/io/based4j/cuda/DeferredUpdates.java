@@ -9,6 +9,11 @@ public final class DeferredUpdates {
     private DeferredUpdates() {
     }
 
+    /** Whether a linear-attention layer of feature dim {@code f} and head dim {@code dh} can take the form. */
+    public static boolean takes(int f, int dh) {
+        return Kernels.linearDeferFits(f, dh, Kernels.LINEAR_DEFER_DEFAULT, 0);
+    }
+
     /** Runs {@code body} with {@value Kernels#LINEAR_DEFER_MIN_BLOCKS_PROPERTY} at 1, then restores it. */
     public static void forced(Runnable body) {
         String property = Kernels.LINEAR_DEFER_MIN_BLOCKS_PROPERTY;

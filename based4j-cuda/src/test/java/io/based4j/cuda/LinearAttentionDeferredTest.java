@@ -56,6 +56,14 @@ class LinearAttentionDeferredTest {
         SplittableRandom r = new SplittableRandom(97L * f + dh + steps);
         try (KernelRig rig = new KernelRig()) {
             assertTrue(Kernels.linearDeferFits(f, dh, steps, 0), "the deferred form takes f " + f + ", dh " + dh);
+            CudaDriver cu = CudaDriver.get();
+            int major = cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+            int minor = cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+            rig.kernels.computeCapability(major, minor);  // as a backend says it, so that version 5 runs where it can
+            int runs = rig.kernels.linearDeferRuns(version, f, dh, steps);
+            // version 5 on compute capability 9.0 where S fits the rig's shared memory (f 16), else version 1
+            assertEquals(version == 5 && !(major == 9 && minor == 0 && f == 16) ? 1 : version, runs,
+                    "the version that runs");
             float[] kv0 = gaussian(r, SLOTS * HEADS * e * dh, 1);
             float[] z0 = new float[SLOTS * HEADS * e];
             for (int i = 0; i < z0.length; i++) {

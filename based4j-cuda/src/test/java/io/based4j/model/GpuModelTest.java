@@ -246,8 +246,8 @@ class GpuModelTest {
 
     /**
      * A serving engine's steps in bf16: prompts that start beside a decode token and a later piece of a prompt, in
-     * one call (slots out of order), then three decode steps of all four, then a piece of a prompt beside decode
-     * tokens. On the GPU in bf16 the fresh prompts of such a
+     * one call (slots out of order), then three decode steps of all four, a fifth prompt beside four decode tokens,
+     * then a piece of a prompt beside decode tokens. On the GPU in bf16 the fresh prompts of such a
      * call take the fresh-prompt kernels (linear attention's chunked form, full attention's tensor cores) as if alone
      * and the other rows the decode or token-by-token kernels; the logits of every position of both calls are held
      * to the CPU's as those of the plain calls are (the CPU and the float32 GPU feed every row alike).
@@ -263,8 +263,9 @@ class GpuModelTest {
         int[] mixed = r.ints(90 + 1 + 17 + 37, 0, vocab).toArray();
         int[][] steps = {r.ints(4, 0, vocab).toArray(), r.ints(4, 0, vocab).toArray(), r.ints(4, 0, vocab).toArray()};
         int[] later = r.ints(5 + 3, 0, vocab).toArray();
+        int[] fifth = r.ints(30 + 4, 0, vocab).toArray();
         assertBf16NearCpu(c, "a mixed step, decode steps, and a later piece of a prompt beside decode tokens", m -> {
-            try (Session s = m.newSession(4, 128)) {
+            try (Session s = m.newSession(5, 128)) {
                 m.forward(s, s.batch(new int[] {1, 3}, new int[] {20, 33}), before, false, null);
                 float[] out = m.backend().download(m.forward(s, s.batch(new int[] {0, 1, 3, 2},
                         new int[] {90, 1, 17, 37}), mixed, true, null));
@@ -272,6 +273,9 @@ class GpuModelTest {
                     out = joined(out, m.backend().download(m.forward(s, s.batch(new int[] {2, 0, 3, 1},
                             new int[] {1, 1, 1, 1}), step, false, null)));
                 }
+                // slot 4 starts a prompt beside four decode tokens (the others on the decode kernel)
+                out = joined(out, m.backend().download(m.forward(s, s.batch(new int[] {1, 4, 2, 0, 3},
+                        new int[] {1, 30, 1, 1, 1}), fifth, true, null)));
                 // slot 1 feeds 5 more tokens after its decode steps (with a deferred update, those steps' tokens
                 // are added into the state first)
                 return joined(out, m.backend().download(m.forward(s, s.batch(new int[] {3, 1, 0, 2},
@@ -280,10 +284,17 @@ class GpuModelTest {
         });
     }
 
-    /** The cases with a linear-attention layer. */
+    /**
+     * The cases with a linear-attention layer whose every such layer takes the deferred form (a head dim that is a
+     * multiple of 4: the random configurations draw others too).
+     */
     static List<DecodeEqualsPrefillTest.Case> linearCases() {
-        return cases().stream().filter(c -> ConfigParser.fromMap(c.name(), c.config()).layers().stream()
-                .anyMatch(m -> m instanceof io.based4j.config.MixerConfig.LinearAttention)).toList();
+        return cases().stream().filter(c -> {
+            List<io.based4j.config.MixerConfig> layers = ConfigParser.fromMap(c.name(), c.config()).layers();
+            return layers.stream().anyMatch(m -> m instanceof io.based4j.config.MixerConfig.LinearAttention)
+                    && layers.stream().allMatch(m -> !(m instanceof io.based4j.config.MixerConfig.LinearAttention l)
+                    || DeferredUpdates.takes(l.featureDim(), l.headDim()));
+        }).toList();
     }
 
     /**
