@@ -90,6 +90,15 @@ public interface Backend extends AutoCloseable {
     /** Recurrent state of one layer's mixer for {@code slots} sequences of at most {@code maxLength} tokens. */
     MixerState allocateState(MixerConfig mixer, int slots, int maxLength);
 
+    /**
+     * Bytes {@link #allocateState} will take for that layer: {@code slots} times the model's state
+     * ({@link io.based4j.model.StateSize#layerBytes}), or more where the backend keeps work beside a state.
+     */
+    default long stateBytes(MixerConfig mixer, int slots, int maxLength) {
+        return io.based4j.memory.Sizes.times(io.based4j.model.StateSize.layerBytes(mixer, maxLength,
+                cacheValueBytes()), slots);
+    }
+
     // ---------------------------------------------------------------- dense ops
 
     /** {@code out[i] = table[ids[i]]}. */

@@ -121,11 +121,10 @@ public final class BasedModel implements AutoCloseable {
             throw new IllegalArgumentException("a session of " + slots + " slots needs calls of at least " + slots
                     + " tokens (one decode step), got " + maxTokensPerCall);
         }
-        long stateBytes = 0;
+        long allStates = 0;
         for (MixerConfig m : config.layers()) {
-            stateBytes = Sizes.plus(stateBytes, StateSize.layerBytes(m, maxLength, backend.cacheValueBytes()));
+            allStates = Sizes.plus(allStates, backend.stateBytes(m, slots, maxLength));
         }
-        long allStates = Sizes.times(stateBytes, slots);
         long activations = Workspace.bytes(config, maxTokensPerCall, slots);
         backend.checkFits(Sizes.plus(allStates, activations), String.format(Locale.ROOT,
                 "a session of %,d sequence%s of up to %,d tokens (recurrent state %s, activations for %,d tokens per"

@@ -1640,6 +1640,18 @@ public final class CudaBackend implements TrainingBackend {
                 batch.size(), cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());
     }
 
+    /** The model's state and, where linear attention defers its update, the waiting tokens and their counts. */
+    @Override
+    public long stateBytes(MixerConfig mixer, int slots, int maxLength) {
+        long bytes = TrainingBackend.super.stateBytes(mixer, slots, maxLength);
+        if (mixer instanceof MixerConfig.LinearAttention l && linearDeferSteps(l, slots) >= 2) {
+            long waiting = 4L * l.numHeads() * ((linearDeferSteps(l, slots) - 1L) * (l.featureDim() + l.headDim()) + 1)
+                    + 4;  // and the slot's number
+            bytes = io.based4j.memory.Sizes.plus(bytes, io.based4j.memory.Sizes.times(waiting, slots));
+        }
+        return bytes;
+    }
+
     /**
      * The most decode steps between two writes of a linear-attention state of {@code slots} sequences
      * ({@link Kernels#linearAttentionDecodeDeferred}): {@link Kernels#linearDefer} where the deferred form takes the
