@@ -1644,10 +1644,13 @@ public final class CudaBackend implements TrainingBackend {
     @Override
     public long stateBytes(MixerConfig mixer, int slots, int maxLength) {
         long bytes = TrainingBackend.super.stateBytes(mixer, slots, maxLength);
-        if (mixer instanceof MixerConfig.LinearAttention l && linearDeferSteps(l, slots) >= 2) {
-            long waiting = 4L * l.numHeads() * ((linearDeferSteps(l, slots) - 1L) * (l.featureDim() + l.headDim()) + 1)
-                    + 4;  // and the slot's number
-            bytes = io.based4j.memory.Sizes.plus(bytes, io.based4j.memory.Sizes.times(waiting, slots));
+        if (mixer instanceof MixerConfig.LinearAttention l) {
+            int steps = linearDeferSteps(l, slots);
+            if (steps >= 2) {
+                long waiting = 4L * l.numHeads() * ((steps - 1L) * (l.featureDim() + l.headDim()) + 1)
+                        + 4;  // and the slot's number
+                bytes = io.based4j.memory.Sizes.plus(bytes, io.based4j.memory.Sizes.times(waiting, slots));
+            }
         }
         return bytes;
     }

@@ -425,7 +425,6 @@ final class CudaStates {
      */
     static final class Linear extends Slotted {
         final int heads;
-        final int features;
         final int featureDim;
         final int headDim;
         /** The most decode steps between two writes of S and z; 1 where every step writes them. */
@@ -441,7 +440,6 @@ final class CudaStates {
         Linear(CudaBackend backend, int slots, int heads, int featureDim, int headDim, int steps) {
             super(backend, slots, "linear attention state", 4, false, regions(heads, featureDim, headDim, steps));
             this.heads = heads;
-            this.features = 1 + featureDim + featureDim * (featureDim + 1) / 2;
             this.featureDim = featureDim;
             this.headDim = headDim;
             this.steps = steps;

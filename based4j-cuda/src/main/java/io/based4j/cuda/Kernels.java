@@ -808,7 +808,6 @@ public final class Kernels {
         return blocks >= linearDeferMinBlocks;
     }
 
-
     /**
      * Whether {@link #linearAttentionDecodeDeferred} takes a state of feature dim {@code f} and head dim {@code dh}
      * written every {@code steps} steps at most, S at {@code kvState}: version 4's form (head dims a multiple of 4, S
@@ -819,9 +818,7 @@ public final class Kernels {
                 || (f + dh) % 4 != 0) {
             return false;
         }
-        int e = 1 + f + f * (f + 1) / 2;
-        return 4L * (linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) + linearDeferredExtraFloats(steps, f, dh))
-                <= LINEAR_MAX_SHARED;
+        return 4L * linearDeferFloats(f, dh, steps) <= LINEAR_MAX_SHARED;
     }
 
     /**
