@@ -29,16 +29,15 @@ struct LaDecode {
 };
 
 /**
- * The start every linearAttentionDecode version shares: the block's (sequence, head) (grid (B, H)), its token's k and q
- * featurized into shared memory (phi(k) at smem, phi(q) after it, then x_k, x_q and v, E + E + f + f + dh floats);
- * the block synchronised after.
+ * The start every linearAttentionDecode version shares: head `head` of sequence `seq`, its token's k and q featurized
+ * into shared memory (phi(k) at smem, phi(q) after it, then x_k, x_q and v, E + E + f + f + dh floats); the block
+ * synchronised after.
  */
 template <typename A>
-__device__ __forceinline__ LaDecode laDecodeStart(const A* q, const A* k, const A* v, float* kvState, float* kState,
-                                                  const int* layout, int B, int H, int f, int dh, float* smem) {
+__device__ __forceinline__ LaDecode laDecodeStartAt(int seq, int head, const A* q, const A* k, const A* v,
+                                                    float* kvState, float* kState, const int* layout, int B, int H,
+                                                    int f, int dh, float* smem) {
     const Layout L = layoutOf(layout, B);
-    const int seq = blockIdx.x;
-    const int head = blockIdx.y;
     const int E = expandedDim(f);
     const int tid = threadIdx.x;
     const int nt = blockDim.x;
@@ -70,6 +69,13 @@ __device__ __forceinline__ LaDecode laDecodeStart(const A* q, const A* k, const 
     featurize(xq, f, tc, pq);
     __syncthreads();
     return D;
+}
+
+/** laDecodeStartAt for the block's own (sequence, head): grid (B, H). */
+template <typename A>
+__device__ __forceinline__ LaDecode laDecodeStart(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                                  const int* layout, int B, int H, int f, int dh, float* smem) {
+    return laDecodeStartAt((int)blockIdx.x, (int)blockIdx.y, q, k, v, kvState, kState, layout, B, H, f, dh, smem);
 }
 
 /**
@@ -313,6 +319,34 @@ __device__ __forceinline__ float* laAligned16(float* p) {
     return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 15) & ~(uintptr_t)15);
 }
 
+/**
+ * Thread (g, c) of a deferred step's block: columns 4c .. 4c + 3 of rows g, g + R, .. of S, R = blockDim / (dh / 4)
+ * row groups (version 4's threads).
+ */
+struct LaQuad {
+    int E, quads, R, c, g, fd;
+};
+
+__device__ __forceinline__ LaQuad laQuadOf(int f, int dh) {
+    LaQuad t;
+    t.E = expandedDim(f);
+    t.quads = dh >> 2;
+    t.R = (int)blockDim.x / t.quads;
+    t.c = (int)threadIdx.x % t.quads;
+    t.g = (int)threadIdx.x / t.quads;
+    t.fd = f + dh;
+    return t;
+}
+
+/** Thread (g, c)'s piece of the numerator into red [R][dh]. */
+__device__ __forceinline__ void laStoreNum(float* red, const LaQuad& t, int dh, float4 num) {
+    float* r = red + t.g * dh + 4 * t.c;
+    r[0] = num.x;
+    r[1] = num.y;
+    r[2] = num.z;
+    r[3] = num.w;
+}
+
 /** Where a deferred step's block keeps what its parts share (shared memory, the state's places). */
 struct LaDeferred {
     float* red;      // [R][dh] the numerator's pieces
@@ -455,24 +489,18 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
                                                    float* kState, float* pend, int* count, const int* layout, A* out,
                                                    int B, int H, int f, int dh, float eps, int K) {
     extern __shared__ float smem[];
-    const int tid = threadIdx.x;
+    const LaQuad t = laQuadOf(f, dh);
+    const int E = t.E, quads = t.quads, R = t.R, c = t.c, g = t.g;
     const int nt = blockDim.x;
-    const int E = expandedDim(f);
-    const int quads = dh >> 2;
-    const int R = nt / quads;
-    const int c = tid % quads;
-    const int g = tid / quads;
-    const int fd = f + dh;
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[blockIdx.x];
     const i64 sh = slot * H + blockIdx.y;
     const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
-    float* red = Dd.red;
     float* raw = Dd.raw;
     float* pkP = Dd.pkP;
     float* waiting = Dd.waiting;
     if (ASYNC) {
-        for (int idx = tid; idx < (K - 1) * fd / 4; idx += nt) decCopy16(raw + 4 * idx, waiting + 4 * idx);
+        for (int idx = threadIdx.x; idx < (K - 1) * t.fd / 4; idx += nt) decCopy16(raw + 4 * idx, waiting + 4 * idx);
     }
     float4 sv[U];
     if (g < R) {
@@ -517,10 +545,7 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
                 }
             }
         }
-        red[g * dh + 4 * c] = num.x;
-        red[g * dh + 4 * c + 1] = num.y;
-        red[g * dh + 4 * c + 2] = num.z;
-        red[g * dh + 4 * c + 3] = num.w;
+        laStoreNum(Dd.red, t, dh, num);
     }
     laDeferredFinish(D, Dd, write, n, false, 0.0f, out, eps);
 }
@@ -538,25 +563,41 @@ __device__ __forceinline__ void laBarrierInit(unsigned long long* bar) {
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 
-/** One bulk copy of `bytes` (a multiple of 16, both addresses 16-byte aligned) global -> shared, counted on bar. */
-__device__ __forceinline__ void laBulkCopy(void* dst, const void* src, unsigned bytes, unsigned long long* bar) {
-    const unsigned b = (unsigned)__cvta_generic_to_shared(bar);
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes) : "memory");
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                     (unsigned)__cvta_generic_to_shared(dst)),
-                 "l"(src), "r"(bytes), "r"(b)
+/** The barrier's one arrival, and `bytes` more that the bulk copies counted on it will bring. */
+__device__ __forceinline__ void laExpectBytes(unsigned long long* bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                     (unsigned)__cvta_generic_to_shared(bar)),
+                 "r"(bytes)
                  : "memory");
 }
 
-/** Waits until the barrier's first phase is complete (the bulk copies counted on it have landed). */
-__device__ __forceinline__ void laBarrierWait(unsigned long long* bar) {
+/**
+ * A bulk copy of `bytes` (a multiple of 16, both addresses 16-byte aligned) global -> shared, its bytes counted on bar
+ * (announced there by laExpectBytes).
+ */
+__device__ __forceinline__ void laBulkCopyOn(void* dst, const void* src, unsigned bytes, unsigned long long* bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                     (unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src), "r"(bytes), "r"((unsigned)__cvta_generic_to_shared(bar))
+                 : "memory");
+}
+
+/** One bulk copy of `bytes` global -> shared, the barrier's arrival and the copy's bytes counted on it. */
+__device__ __forceinline__ void laBulkCopy(void* dst, const void* src, unsigned bytes, unsigned long long* bar) {
+    laExpectBytes(bar, bytes);
+    laBulkCopyOn(dst, src, bytes, bar);
+}
+
+/** Waits until the barrier's phase of parity `parity` is complete (the bulk copies counted on it have landed). */
+__device__ __forceinline__ void laBarrierWait(unsigned long long* bar, unsigned parity = 0) {
     asm volatile(
         "{\n"
         ".reg .pred done;\n"
         "LA_WAIT_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
         "@!done bra LA_WAIT_%=;\n"
-        "}\n" ::"r"((unsigned)__cvta_generic_to_shared(bar))
+        "}\n" ::"r"((unsigned)__cvta_generic_to_shared(bar)),
+        "r"(parity)
         : "memory");
 }
 
@@ -565,6 +606,37 @@ __device__ __forceinline__ void laBarrierWait(unsigned long long* bar) {
 /** Floats of shared memory the bulk form takes beyond the deferred form's: S whole, 16-byte aligned, a barrier. */
 __host__ __device__ __forceinline__ int laBulkExtraFloats(int f, int dh) {
     return expandedDim(f) * dh + 4 + 4;
+}
+
+/** (sequence, head)s version 6 holds in shared memory at once. */
+#define LA_RING 2
+
+/**
+ * Floats of shared memory version 6 takes beyond the deferred form's: LA_RING buffers of S and the waiting tokens,
+ * 16-byte aligned, and their barriers.
+ */
+__host__ __device__ __forceinline__ int laRingFloats(int K, int f, int dh) {
+    return LA_RING * (expandedDim(f) * dh + (K - 1) * (f + dh)) + 4 + 2 * LA_RING;
+}
+
+/**
+ * The rows of S from its copy Ss in shared memory, laDeferredRow a row (the state's S at D.S written where the step
+ * writes), the numerator's pieces into Dd.red.
+ */
+__device__ __forceinline__ void laDeferredRowsShared(const LaDeferred& Dd, const LaQuad& t, bool write, int n,
+                                                     const float* Ss, const LaDecode& D) {
+    if (t.g < t.R) {
+        const float* vs = D.vs;
+        const float4 vk = make_float4(vs[4 * t.c], vs[4 * t.c + 1], vs[4 * t.c + 2], vs[4 * t.c + 3]);
+        const float4* S4s = reinterpret_cast<const float4*>(Ss);
+        float4* S4 = reinterpret_cast<float4*>(D.S);
+        float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int a = t.g; a < t.E; a += t.R) {
+            laDeferredRow(Dd, write, n, a, t.c, S4s[a * t.quads + t.c], vk, S4[(i64)a * t.quads + t.c], num, D.pk,
+                          D.pq);
+        }
+        laStoreNum(Dd.red, t, Dd.dh, num);
+    }
 }
 
 /**
@@ -582,53 +654,102 @@ __device__ void linearAttentionDecodeDeferred5_impl(const A* q, const A* k, cons
 #if B4J_LA_BULK
     extern __shared__ float smem[];
     const int tid = threadIdx.x;
-    const int nt = blockDim.x;
-    const int E = expandedDim(f);
-    const int quads = dh >> 2;
-    const int R = nt / quads;
-    const int c = tid % quads;
-    const int g = tid / quads;
-    const int fd = f + dh;
+    const LaQuad t = laQuadOf(f, dh);
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[blockIdx.x];
     const i64 sh = slot * H + blockIdx.y;
     const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
-    float* red = Dd.red;
-    float* raw = Dd.raw;
-    float* pkP = Dd.pkP;
-    float* waiting = Dd.waiting;
     float* Ss = laAligned16(Dd.coef + K);  // [E][dh]
-    unsigned long long* bar = reinterpret_cast<unsigned long long*>(Ss + E * dh);
-    float* Sg = kvState + sh * (i64)E * dh;
+    unsigned long long* bar = reinterpret_cast<unsigned long long*>(Ss + t.E * dh);
     if (tid == 0) {
         laBarrierInit(bar);
-        laBulkCopy(Ss, Sg, (unsigned)(E * dh * 4), bar);
+        laBulkCopy(Ss, kvState + sh * (i64)t.E * dh, (unsigned)(t.E * dh * 4), bar);
     }
-    for (int idx = tid; idx < (K - 1) * fd / 4; idx += nt) decCopy16(raw + 4 * idx, waiting + 4 * idx);
-    const float zEarly = tid < E ? kState[sh * E + tid] : 0.0f;
+    for (int idx = tid; idx < (K - 1) * t.fd / 4; idx += blockDim.x) {
+        decCopy16(Dd.raw + 4 * idx, Dd.waiting + 4 * idx);
+    }
+    const float zEarly = tid < t.E ? kState[sh * t.E + tid] : 0.0f;
     const int n = count[sh];  // tokens waiting
     const bool write = n + 1 >= K || (int)(((i64)L.starts[blockIdx.x] + slot) % K) == K - 1;
     LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);  // synchronises the block
-    const float* pk = D.pk;
-    const float* pq = D.pq;
-    const float* vs = D.vs;
     decCopiesDone();
-    laFeaturizePending(raw, n, f, dh, pkP);
+    laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);
     laBarrierWait(bar);
-    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (g < R) {
-        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        const float4* S4s = reinterpret_cast<const float4*>(Ss);
-        float4* S4 = reinterpret_cast<float4*>(Sg);
-        for (int a = g; a < E; a += R) {
-            laDeferredRow(Dd, write, n, a, c, S4s[a * quads + c], vk, S4[(i64)a * quads + c], num, pk, pq);
-        }
-        red[g * dh + 4 * c] = num.x;
-        red[g * dh + 4 * c + 1] = num.y;
-        red[g * dh + 4 * c + 2] = num.z;
-        red[g * dh + 4 * c + 3] = num.w;
-    }
+    laDeferredRowsShared(Dd, t, write, n, Ss, D);
     laDeferredFinish(D, Dd, write, n, true, zEarly, out, eps);
+#endif
+}
+
+/**
+ * Version 6 of the deferred form, persistent: a grid of at most one block a multiprocessor, each block taking a run of
+ * the (sequence, head)s in turn (B H of them in sequence-major order, split evenly over the blocks), with LA_RING of
+ * them in shared memory at once: S and the waiting tokens of the next ones copied in by bulk copies (each buffer its
+ * mbarrier) while the block works on the current one, so that the memory streams on through each one's featurizing,
+ * barriers and sums. Each (sequence, head) the same float operations as version 5 on the same values (the state bit
+ * for bit, the output's sums in their order). Requires the ring to fit the shared memory beside the rest
+ * (Kernels.linearDeferRuns) and compute capability 9.0 (empty in the sm_80 binary).
+ *
+ * Measured slower than version 5 (docs/bench/gpu-h200.md): a (sequence, head)'s own chain of loads (its slot, then
+ * its count and z; its row, then q, k and v), barriers and sums takes some 8 us, and one block a multiprocessor runs
+ * those chains one after another where version 5's blocks run several side by side.
+ */
+template <typename W, typename A>
+__device__ void linearAttentionDecodeDeferred6_impl(const A* q, const A* k, const A* v, float* kvState,
+                                                    float* kState, float* pend, int* count, const int* layout, A* out,
+                                                    int B, int H, int f, int dh, float eps, int K) {
+#if B4J_LA_BULK
+    extern __shared__ float smem[];
+    const int tid = threadIdx.x;
+    const LaQuad t = laQuadOf(f, dh);
+    const Layout L = layoutOf(layout, B);
+    const int items = B * H;
+    const int first = (int)((i64)blockIdx.x * items / gridDim.x);
+    const int end = (int)((i64)(blockIdx.x + 1) * items / gridDim.x);
+    LaDeferred Dd = laDeferredOf(smem, pend, count, 0, K, f, dh);
+    const int sFloats = t.E * dh;
+    const int bufFloats = sFloats + (K - 1) * t.fd;  // S, then the waiting tokens as stored
+    float* ring = laAligned16(Dd.coef + K);
+    unsigned long long* bars = reinterpret_cast<unsigned long long*>(ring + LA_RING * bufFloats);
+    // thread 0: S and the waiting tokens of (sequence, head) `it` into buffer `buf`, counted on its barrier
+    auto issue = [&](int it, int buf) {
+        const i64 sh = (i64)L.slots[it / H] * H + it % H;
+        float* dst = ring + buf * bufFloats;
+        const unsigned sBytes = (unsigned)sFloats * 4u;
+        const unsigned wBytes = (unsigned)((K - 1) * t.fd) * 4u;
+        laExpectBytes(&bars[buf], sBytes + wBytes);
+        laBulkCopyOn(dst, kvState + sh * (i64)sFloats, sBytes, &bars[buf]);
+        laBulkCopyOn(dst + sFloats, laPending(pend, sh, K, f, dh), wBytes, &bars[buf]);
+    };
+    if (tid == 0) {
+        for (int j = 0; j < LA_RING; j++) laBarrierInit(&bars[j]);
+        for (int j = 0; j < LA_RING && first + j < end; j++) issue(first + j, j);
+    }
+    __syncthreads();  // the barriers initialised before any thread waits on them
+    for (int it = first; it < end; it++) {
+        const int j = it - first;
+        const int buf = j % LA_RING;
+        const int seq = it / H;
+        const int head = it - seq * H;
+        const i64 slot = L.slots[seq];
+        const i64 sh = slot * H + head;
+        float* Ss = ring + buf * bufFloats;
+        Dd.raw = Ss + sFloats;
+        Dd.waiting = laPending(pend, sh, K, f, dh);
+        Dd.count = count + sh;
+        const float zEarly = tid < t.E ? kState[sh * t.E + tid] : 0.0f;
+        const int n = count[sh];  // tokens waiting
+        const bool write = n + 1 >= K || (int)(((i64)L.starts[seq] + slot) % K) == K - 1;
+        LaDecode D = laDecodeStartAt(seq, head, q, k, v, kvState, kState, layout, B, H, f, dh, smem);  // synchronises
+        laBarrierWait(&bars[buf], (unsigned)(j / LA_RING) & 1u);
+        laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);  // synchronises
+        laDeferredRowsShared(Dd, t, write, n, Ss, D);
+        laDeferredFinish(D, Dd, write, n, true, zEarly, out, eps);
+        __syncthreads();  // every read of the buffer done (the output's last sums read the waiting values)
+        if (tid == 0 && it + LA_RING < end) {
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // those reads before the copy's writes
+            issue(it + LA_RING, buf);
+        }
+    }
 #endif
 }
 
@@ -746,6 +867,8 @@ B4J_LA_DEFERRED(4, 2, f32)
 B4J_LA_DEFERRED(4, 2, bf16)
 B4J_LA_DEFERRED(5, 2, f32)
 B4J_LA_DEFERRED(5, 2, bf16)
+B4J_LA_DEFERRED(6, 1, f32)
+B4J_LA_DEFERRED(6, 1, bf16)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

@@ -837,9 +837,11 @@ public final class Kernels {
      * multiprocessor, the waiting tokens loaded once their count is in), 2 (as 1, every waiting place copied into
      * shared memory as the block starts), 3 (as 2 with 17 rows in flight, two blocks a multiprocessor), 4 (as 2 with
      * 12 rows, two blocks), 5 (as 2 with the block's whole S copied into shared memory by one bulk copy, issued
-     * first; compute capability 9.0, and where S fits the shared memory beside the rest, else version 1 runs).
+     * first), 6 (5's work, persistent: a block a multiprocessor takes a run of the (sequence, head)s, the next ones'
+     * S and waiting tokens copied in by bulk copies while it works on the current one; measured slower). Versions 5
+     * and 6 run on compute capability 9.0 where their shared memory fits, else version 1 runs.
      */
-    static final int LINEAR_DEFER_VERSIONS = 5;
+    static final int LINEAR_DEFER_VERSIONS = 6;
     static final int LINEAR_DEFER_VERSION_DEFAULT = 5;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
@@ -877,13 +879,51 @@ public final class Kernels {
     }
 
     /**
-     * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: version 5
-     * only on compute capability 9.0 and where S fits the shared memory beside the rest, version 1 in its place.
+     * Floats version 6 takes more: LA_RING (2) buffers of S and the waiting tokens, aligned, and their barriers
+     * (laRingFloats in the .cu).
+     */
+    private static long linearRingFloats(int f, int dh, int steps) {
+        long e = 1 + f + f * (f + 1) / 2;
+        return 2 * (e * dh + (steps - 1L) * (f + dh)) + 4 + 2 * 2;
+    }
+
+    /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
+    private static long linearDeferFloats(int version, int f, int dh, int steps) {
+        return linearDeferFloats(f, dh, steps) + switch (version) {
+            case 5 -> linearBulkFloats(f, dh);
+            case 6 -> linearRingFloats(f, dh, steps);
+            default -> 0;
+        };
+    }
+
+    /**
+     * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: versions 5
+     * and 6 only on compute capability 9.0 and where their shared memory fits, version 1 in their place.
      */
     int linearDeferRuns(int version, int f, int dh, int steps) {
-        long bytes = 4 * (linearDeferFloats(f, dh, steps) + linearBulkFloats(f, dh));
+        if (version < 5) {
+            return version;
+        }
+        long bytes = 4 * linearDeferFloats(version, f, dh, steps);
         boolean fits = wgmmaFits && bytes <= (sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED);
-        return version == 5 && !fits ? 1 : version;
+        return fits ? version : 1;
+    }
+
+    /** Blocks version 6 takes at most (0: one a multiprocessor). */
+    private int linearDeferBlocks;
+
+    /**
+     * Has version 6 of {@link #linearAttentionDecodeDeferred} take at most {@code blocks} blocks (0: one a
+     * multiprocessor).
+     */
+    void linearDeferBlocks(int blocks) {
+        linearDeferBlocks = blocks;
+    }
+
+    /** The blocks version 6 takes for {@code items} (sequence, head)s: one a multiprocessor at most, one an item. */
+    int linearDeferGrid(long items) {
+        long cap = linearDeferBlocks > 0 ? linearDeferBlocks : multiprocessors > 0 ? multiprocessors : items;
+        return (int) Math.max(1, Math.min(items, cap));
     }
 
     /** {@link #linearAttentionDecodeDeferred} in one of its {@link #LINEAR_DEFER_VERSIONS} versions. */
@@ -901,11 +941,15 @@ public final class Kernels {
         }
         require((pend & 15) == 0, "linearAttentionDecodeDeferred: the waiting tokens' memory is not 16-byte aligned");
         version = linearDeferRuns(version, f, dh, steps);
-        int shared = 4 * (int) (linearDeferFloats(f, dh, steps) + (version == 5 ? linearBulkFloats(f, dh) : 0));
+        int shared = 4 * (int) linearDeferFloats(version, f, dh, steps);
         long fn = function("linearAttentionDecodeDeferred" + version, p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(out).i32(B)
                 .i32(H).i32(f).i32(dh).f32(eps).i32(steps);
-        launch(fn, B, H, 1, LINEAR_THREADS, shared);
+        if (version == 6) {
+            launch(fn, linearDeferGrid((long) B * H), 1, 1, LINEAR_THREADS, shared);
+        } else {
+            launch(fn, B, H, 1, LINEAR_THREADS, shared);
+        }
     }
 
     /**

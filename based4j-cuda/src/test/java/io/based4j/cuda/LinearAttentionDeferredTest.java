@@ -30,11 +30,17 @@ class LinearAttentionDeferredTest {
     static Stream<Arguments> shapes() {
         Stream.Builder<Arguments> all = Stream.builder();
         for (int version = 1; version <= Kernels.LINEAR_DEFER_VERSIONS; version++) {
-            all.add(Arguments.of(version, Precision.BF16, 16, 112, 8));
-            all.add(Arguments.of(version, Precision.BF16, 16, 64, 2));
-            all.add(Arguments.of(version, Precision.BF16, 32, 64, 5));
-            all.add(Arguments.of(version, Precision.F32, 16, 112, 16));
-            all.add(Arguments.of(version, Precision.F32, 32, 64, 8));
+            all.add(Arguments.of(version, Precision.BF16, 16, 112, 8, 0));
+            all.add(Arguments.of(version, Precision.BF16, 16, 64, 2, 0));
+            all.add(Arguments.of(version, Precision.BF16, 32, 64, 5, 0));
+            all.add(Arguments.of(version, Precision.F32, 16, 112, 16, 0));
+            all.add(Arguments.of(version, Precision.F32, 32, 64, 8, 0));
+        }
+        // version 6's blocks each take a run of the 6 (sequence, head)s: all of them in one block (each buffer of its
+        // ring filled three times), or one or two each in four blocks
+        for (int blocks : new int[] {1, 4}) {
+            all.add(Arguments.of(6, Precision.BF16, 16, 112, 8, blocks));
+            all.add(Arguments.of(6, Precision.F32, 16, 64, 2, blocks));
         }
         return all.build();
     }
@@ -44,9 +50,9 @@ class LinearAttentionDeferredTest {
      * more) in another order, in float32: well under 1e-5 of the largest output (as {@link LinearAttentionStateTest}
      * holds the versions to each other); in bf16 the two may round to neighbouring values, one bf16 ulp apart.
      */
-    @ParameterizedTest(name = "version {0}, {1}, f {2}, dh {3}, every {4} steps")
+    @ParameterizedTest(name = "version {0}, {1}, f {2}, dh {3}, every {4} steps, blocks {5}")
     @MethodSource("shapes")
-    void deferredStepsAreTheStepByStepUpdate(int version, Precision p, int f, int dh, int steps) {
+    void deferredStepsAreTheStepByStepUpdate(int version, Precision p, int f, int dh, int steps, int blocks) {
         int e = 1 + f + f * (f + 1) / 2;
         int[] slots = {2, 0, 1};
         int[] starts = {7, 0, 90};
@@ -59,10 +65,16 @@ class LinearAttentionDeferredTest {
             CudaDriver cu = CudaDriver.get();
             int major = cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
             int minor = cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
-            rig.kernels.computeCapability(major, minor);  // as a backend says it, so that version 5 runs where it can
+            // as a backend says them, so that versions 5 and 6 run where they can
+            rig.kernels.computeCapability(major, minor);
+            rig.kernels.sharedOptInLimit(cu.attribute(0,
+                    CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN));
+            rig.kernels.linearDeferBlocks(blocks);
             int runs = rig.kernels.linearDeferRuns(version, f, dh, steps);
-            // version 5 on compute capability 9.0 where S fits the rig's shared memory (f 16), else version 1
-            assertEquals(version == 5 && !(major == 9 && minor == 0 && f == 16) ? 1 : version, runs,
+            // versions 5 and 6 on compute capability 9.0 (its 227 KiB of shared memory a block): version 5's one S
+            // fits at f 16 and 32 (68.5 and 143.6 KB), version 6's two at f 16 only; version 1 in their place
+            boolean hopper = major == 9 && minor == 0;
+            assertEquals(version < 5 || hopper && (version == 5 || f == 16) ? version : 1, runs,
                     "the version that runs");
             float[] kv0 = gaussian(r, SLOTS * HEADS * e * dh, 1);
             float[] z0 = new float[SLOTS * HEADS * e];
