@@ -755,7 +755,7 @@ __device__ void linearAttentionDecodeDeferred6_impl(const A* q, const A* k, cons
 
 // the deferred form's versions: 1, U 8 at three blocks a multiprocessor, the waiting tokens loaded once the count is
 // in; 2, as 1 with every waiting place copied as the block starts; 3, as 2 with all of based-1b's 17 rows a thread in
-// flight at once (two blocks a multiprocessor); 4, as 2 with 12 rows (two blocks)
+// flight at once (two blocks a multiprocessor); 4, as 2 with 12 rows (two blocks); 5 and 6 above
 template <typename W, typename A>
 __device__ void linearAttentionDecodeDeferred1_impl(const A* q, const A* k, const A* v, float* kvState,
                                                     float* kState, float* pend, int* count, const int* layout, A* out,
