@@ -48,7 +48,12 @@ public sealed interface MixerConfig {
 
         /** State feature width with the symmetric x_i x_j terms merged: 1 + f + f(f+1)/2. */
         public int expandedDim() {
-            return 1 + featureDim + featureDim * (featureDim + 1) / 2;
+            return expandedDim(featureDim);
+        }
+
+        /** The state feature width of feature dim {@code f}, the symmetric x_i x_j terms merged: 1 + f + f(f+1)/2. */
+        public static int expandedDim(int f) {
+            return 1 + f + f * (f + 1) / 2;
         }
 
         @Override

@@ -1645,10 +1645,11 @@ public final class CudaBackend implements TrainingBackend {
     public long stateBytes(MixerConfig mixer, int slots, int maxLength) {
         long bytes = TrainingBackend.super.stateBytes(mixer, slots, maxLength);
         if (mixer instanceof MixerConfig.LinearAttention l) {
-            int steps = linearDeferSteps(l, slots);
-            if (steps >= 2) {
-                long waiting = 4L * l.numHeads() * ((steps - 1L) * (l.featureDim() + l.headDim()) + 1)
-                        + 4;  // and the slot's number
+            long[] regions = CudaStates.Linear.regions(l.numHeads(), l.featureDim(), l.headDim(),
+                    linearDeferSteps(l, slots));
+            if (regions.length > 2) {
+                // the waiting tokens and their counts (float32, int32), and the slot's number
+                long waiting = 4L * (regions[2] + regions[3]) + 4;
                 bytes = io.based4j.memory.Sizes.plus(bytes, io.based4j.memory.Sizes.times(waiting, slots));
             }
         }

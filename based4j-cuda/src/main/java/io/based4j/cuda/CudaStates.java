@@ -489,8 +489,8 @@ final class CudaStates {
         }
 
         /** S's, z's and, where the update is deferred, the waiting tokens' and their counts' values a slot. */
-        private static long[] regions(int heads, int featureDim, int headDim, int steps) {
-            long e = 1 + featureDim + (long) featureDim * (featureDim + 1) / 2;
+        static long[] regions(int heads, int featureDim, int headDim, int steps) {
+            long e = MixerConfig.LinearAttention.expandedDim(featureDim);
             return steps < 2 ? new long[] {heads * e * headDim, heads * e}
                     : new long[] {heads * e * headDim, heads * e, (long) heads * (steps - 1) * (featureDim + headDim),
                             heads};

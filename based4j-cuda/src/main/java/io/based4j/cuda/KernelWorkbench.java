@@ -1,5 +1,6 @@
 package io.based4j.cuda;
 
+import io.based4j.config.MixerConfig;
 import io.based4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -739,7 +740,7 @@ public final class KernelWorkbench {
     /** A linear-attention decode step: {@code batch} sequences, {@code heads} heads, feature dim f, head dim dh. */
     record LinearDecodeShape(String name, int batch, int heads, int f, int dh) {
         int expanded() {
-            return 1 + f + f * (f + 1) / 2;
+            return MixerConfig.LinearAttention.expandedDim(f);
         }
     }
 
@@ -945,7 +946,7 @@ public final class KernelWorkbench {
 
     /** The Taylor feature map of the f bf16 values from {@code at}, in float64. */
     private static double[] taylor(MemorySegment x, int at, int f) {
-        double[] phi = new double[1 + f + f * (f + 1) / 2];
+        double[] phi = new double[MixerConfig.LinearAttention.expandedDim(f)];
         phi[0] = 1;
         double lin = Math.pow(f, -0.25);
         double diag = 1 / Math.sqrt(2.0 * f);
@@ -970,7 +971,7 @@ public final class KernelWorkbench {
      */
     record PrefillShape(String name, int batch, int seqLen, int heads, int f, int dh) {
         int expanded() {
-            return 1 + f + f * (f + 1) / 2;
+            return MixerConfig.LinearAttention.expandedDim(f);
         }
 
         long rows() {

@@ -654,7 +654,7 @@ public final class Kernels {
 
     /** Floats of dynamic shared memory of linearAttention (mirrors linearSmemFloats in the .cu). */
     static int linearSharedFloats(int f, int dt) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         return e * dt + 3 * e + dt + 2 * f + LINEAR_THREADS;
     }
 
@@ -692,14 +692,14 @@ public final class Kernels {
                 .i32(dh).f32(eps).i32(dt);
         launch(fn, B, H, tiles, LINEAR_THREADS, shared);
 
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         args.reset().ptr(k).ptr(kState).ptr(layout).i32(T).i32(B).i32(H).i32(f);
         launch(function("linearAttentionZ", p), B, H, 1, LINEAR_THREADS, 4 * (2 * e + f));
     }
 
     /** Whether {@link #linearAttentionDecode} takes heads of {@code dh} dims with feature dim {@code f}. */
     static boolean linearDecodeFits(int f, int dh) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         return dh >= 1 && dh <= LINEAR_THREADS && f >= 1 && f <= 64
                 && 4L * linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) <= LINEAR_MAX_SHARED;
     }
@@ -744,7 +744,7 @@ public final class Kernels {
         if (B == 0) {
             return;
         }
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         boolean quads = linearDecodeQuads(version, dh, kvState);
         int shared = 4 * (int) linearDecodeFloats(e, f, dh, quads ? 4 * LINEAR_THREADS : LINEAR_THREADS);
         long fn = function(linearDecodeKernel(version, dh, kvState), p, shared);
@@ -826,7 +826,7 @@ public final class Kernels {
      * bytes), the keys' features, and {@code steps} sums (laDeferredExtraFloats in the .cu).
      */
     private static long linearDeferredExtraFloats(int steps, int f, int dh) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         return (steps - 1L) * (f + e + dh) + 4 + steps;
     }
 
@@ -869,13 +869,13 @@ public final class Kernels {
 
     /** Floats of dynamic shared memory of the deferred form's versions 1 to 4. */
     private static long linearDeferFloats(int f, int dh, int steps) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         return linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) + linearDeferredExtraFloats(steps, f, dh);
     }
 
     /** Floats version 5 takes more: S whole, aligned, and its barrier (laBulkExtraFloats in the .cu). */
     private static long linearBulkFloats(int f, int dh) {
-        return (long) (1 + f + f * (f + 1) / 2) * dh + 8;
+        return (long) MixerConfig.LinearAttention.expandedDim(f) * dh + 8;
     }
 
     /**
@@ -883,7 +883,7 @@ public final class Kernels {
      * (laRingFloats in the .cu).
      */
     private static long linearRingFloats(int f, int dh, int steps) {
-        long e = 1 + f + f * (f + 1) / 2;
+        long e = MixerConfig.LinearAttention.expandedDim(f);
         return 2 * (e * dh + (steps - 1L) * (f + dh)) + 4 + 2 * 2;
     }
 
@@ -974,7 +974,7 @@ public final class Kernels {
 
     /** Tokens a chunk of linearAttentionState reads at once: the most of 32, 16, .. 1 whose floats fit. */
     static int linearStateChunk(int f, int dt) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         int c = 32;
         while (c > 1 && 4L * linearStateFloats(e, f, dt, c) > LINEAR_MAX_SHARED) {
             c /= 2;
@@ -1003,7 +1003,7 @@ public final class Kernels {
         }
         int dt = linearTile(f, dh);
         int c = linearStateChunk(f, dt);
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         long floats = linearStateFloats(e, f, dt, c);
         require(4 * floats <= LINEAR_MAX_SHARED, "linearAttentionState: feature dim " + f + " needs " + 4 * floats
                 + " bytes of shared memory, more than " + LINEAR_MAX_SHARED);

@@ -1,5 +1,6 @@
 package io.based4j.cuda;
 
+import io.based4j.config.MixerConfig;
 import static io.based4j.cuda.Kernels.require;
 
 import java.util.function.Consumer;
@@ -436,7 +437,7 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     /** Floats of dynamic shared memory of the linear-attention kernels (mirrors linChunkSmemFloats). */
     static int linearSharedFloats(int f, int dh) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         int ld = linearRowStride(dh);
         return 2 * LINEAR_CHUNK * (f + 1) + 3 * LINEAR_CHUNK * ld + 2 * LINEAR_CHUNK * (LINEAR_CHUNK + 1)
                 + LINEAR_CHUNK * f + 2 * LINEAR_CHUNK + 3 * e;
@@ -459,7 +460,7 @@ public final class MixerTrainKernels implements AutoCloseable {
 
     /** Floats of the chunk states: one {@code [E, dh + 1]} state (S with z as its last column) per chunk. */
     static long linearStateFloats(int batch, int seqLen, int heads, int featureDim, int headDim) {
-        long e = 1 + featureDim + (long) featureDim * (featureDim + 1) / 2;
+        long e = MixerConfig.LinearAttention.expandedDim(featureDim);
         long perHead = Math.multiplyExact(e, headDim + 1L);
         return Math.multiplyExact(Math.multiplyExact((long) batch * heads, (long) linearChunks(seqLen)), perHead);
     }
@@ -923,7 +924,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      * a float32 dphi tile of 16 x 72 per warp and dq or dk of the warp's rows.
      */
     static int linearMmaSharedBytes(int f, int dh, boolean backward) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         int bytes = 8 * ((e + 15) / 16 * 16) + 256 * mmaFeatureStride(f) + 256 * mmaValueStride(dh);
         if (backward) {
             bytes += 128 * mmaValueStride(dh) + 4 * 64 * 72 + 4 * 64 * ((f + 15) / 16 * 16);
@@ -937,7 +938,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      * 64-feature tile. At f 16, dh 64: 80,640 bytes.
      */
     static int linearMmaRoundedSharedBytes(int f, int dh) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         int epad = (e + 15) / 16 * 16;
         return linearMmaSharedBytes(f, dh, true) + 2 * (epad - LINEAR_MMA_SLAB) * mmaValueStride(dh);
     }
@@ -954,7 +955,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      * forward, 152 KiB backward (within the 163 KiB of sm_80 and the 227 KiB of sm_90).
      */
     static int linearScanSharedBytes(int f, int dh, boolean backward) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         int epad = (e + 15) / 16 * 16;
         int fpad = (f + 15) / 16 * 16;
         int set = 256 * mmaFeatureStride(f) + 128 * mmaValueStride(dh) * (backward ? 2 : 1);

@@ -1,5 +1,6 @@
 package io.based4j.cuda;
 
+import io.based4j.config.MixerConfig;
 import static io.based4j.cuda.Kernels.require;
 
 /**
@@ -27,7 +28,7 @@ final class RecurrentLinearTrain {
 
     /** Floats of dynamic shared memory of a block (mirrors linearTrainSmemFloats in the kernels). */
     private static int sharedFloats(int f, int dt) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         return e * dt + 4 * e + 2 * dt + 2 * f + THREADS + 4;
     }
 
