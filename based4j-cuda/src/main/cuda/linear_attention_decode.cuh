@@ -753,41 +753,6 @@ __device__ void linearAttentionDecodeDeferred6_impl(const A* q, const A* k, cons
 #endif
 }
 
-// the deferred form's versions: 1, U 8 at three blocks a multiprocessor, the waiting tokens loaded once the count is
-// in; 2, as 1 with every waiting place copied as the block starts; 3, as 2 with all of based-1b's 17 rows a thread in
-// flight at once (two blocks a multiprocessor); 4, as 2 with 12 rows (two blocks); 5 and 6 above
-template <typename W, typename A>
-__device__ void linearAttentionDecodeDeferred1_impl(const A* q, const A* k, const A* v, float* kvState,
-                                                    float* kState, float* pend, int* count, const int* layout, A* out,
-                                                    int B, int H, int f, int dh, float eps, int K) {
-    linearAttentionDecodeDeferredQuads<8, false, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,
-                                                       dh, eps, K);
-}
-
-template <typename W, typename A>
-__device__ void linearAttentionDecodeDeferred2_impl(const A* q, const A* k, const A* v, float* kvState,
-                                                    float* kState, float* pend, int* count, const int* layout, A* out,
-                                                    int B, int H, int f, int dh, float eps, int K) {
-    linearAttentionDecodeDeferredQuads<8, true, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f, dh,
-                                                      eps, K);
-}
-
-template <typename W, typename A>
-__device__ void linearAttentionDecodeDeferred3_impl(const A* q, const A* k, const A* v, float* kvState,
-                                                    float* kState, float* pend, int* count, const int* layout, A* out,
-                                                    int B, int H, int f, int dh, float eps, int K) {
-    linearAttentionDecodeDeferredQuads<17, true, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,
-                                                       dh, eps, K);
-}
-
-template <typename W, typename A>
-__device__ void linearAttentionDecodeDeferred4_impl(const A* q, const A* k, const A* v, float* kvState,
-                                                    float* kState, float* pend, int* count, const int* layout, A* out,
-                                                    int B, int H, int f, int dh, float eps, int K) {
-    linearAttentionDecodeDeferredQuads<12, true, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,
-                                                       dh, eps, K);
-}
-
 /**
  * Adds the tokens waiting beside the state of each sequence of the layout (grid (B, H)) into its S and z, one after
  * another with the step-by-step update's float operations, and sets their count to 0: the state the step-by-step
@@ -846,29 +811,31 @@ B4J_KERNEL(linearAttentionDecode5, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
-// the deferred form's versions, held to MINB blocks a multiprocessor
-#define B4J_LA_DEFERRED(V, MINB, T)                                                                                  \
+// the deferred form's versions, held to MINB blocks a multiprocessor, each the device function after MINB and T: 1, U 8
+// at three blocks a multiprocessor, the waiting tokens loaded once the count is in; 2, as 1 with every waiting place
+// copied as the block starts; 3, as 2 with all of based-1b's 17 rows a thread in flight at once (two blocks a
+// multiprocessor); 4, as 2 with 12 rows (two blocks); 5 and 6 above
+#define B4J_LA_DEFERRED(V, MINB, T, ...)                                                                             \
     namespace b4j_##T {                                                                                              \
     extern "C" __global__ void __launch_bounds__(256, MINB) linearAttentionDecodeDeferred##V##_##T(                  \
         const A* q, const A* k, const A* v, float* kvState, float* kState, float* pend, int* count,                  \
         const int* layout, A* out, int B, int H, int f, int dh, float eps, int K) {                                  \
         b4jPdlWait();                                                                                                \
-        b4j::linearAttentionDecodeDeferred##V##_impl<W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, \
-                                                           f, dh, eps, K);                                           \
+        b4j::__VA_ARGS__(q, k, v, kvState, kState, pend, count, layout, out, B, H, f, dh, eps, K);                   \
     }                                                                                                                \
     }
-B4J_LA_DEFERRED(1, 3, f32)
-B4J_LA_DEFERRED(1, 3, bf16)
-B4J_LA_DEFERRED(2, 3, f32)
-B4J_LA_DEFERRED(2, 3, bf16)
-B4J_LA_DEFERRED(3, 2, f32)
-B4J_LA_DEFERRED(3, 2, bf16)
-B4J_LA_DEFERRED(4, 2, f32)
-B4J_LA_DEFERRED(4, 2, bf16)
-B4J_LA_DEFERRED(5, 2, f32)
-B4J_LA_DEFERRED(5, 2, bf16)
-B4J_LA_DEFERRED(6, 1, f32)
-B4J_LA_DEFERRED(6, 1, bf16)
+B4J_LA_DEFERRED(1, 3, f32, linearAttentionDecodeDeferredQuads<8, false, W, A>)
+B4J_LA_DEFERRED(1, 3, bf16, linearAttentionDecodeDeferredQuads<8, false, W, A>)
+B4J_LA_DEFERRED(2, 3, f32, linearAttentionDecodeDeferredQuads<8, true, W, A>)
+B4J_LA_DEFERRED(2, 3, bf16, linearAttentionDecodeDeferredQuads<8, true, W, A>)
+B4J_LA_DEFERRED(3, 2, f32, linearAttentionDecodeDeferredQuads<17, true, W, A>)
+B4J_LA_DEFERRED(3, 2, bf16, linearAttentionDecodeDeferredQuads<17, true, W, A>)
+B4J_LA_DEFERRED(4, 2, f32, linearAttentionDecodeDeferredQuads<12, true, W, A>)
+B4J_LA_DEFERRED(4, 2, bf16, linearAttentionDecodeDeferredQuads<12, true, W, A>)
+B4J_LA_DEFERRED(5, 2, f32, linearAttentionDecodeDeferred5_impl<W, A>)
+B4J_LA_DEFERRED(5, 2, bf16, linearAttentionDecodeDeferred5_impl<W, A>)
+B4J_LA_DEFERRED(6, 1, f32, linearAttentionDecodeDeferred6_impl<W, A>)
+B4J_LA_DEFERRED(6, 1, bf16, linearAttentionDecodeDeferred6_impl<W, A>)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),
