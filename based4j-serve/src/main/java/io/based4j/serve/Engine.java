@@ -17,6 +17,7 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Supplier;
 
 /**
  * Generates for many requests at once with continuous batching. Requests wait in a bounded queue; one engine thread
@@ -480,6 +481,19 @@ public final class Engine implements AutoCloseable {
             return;
         }
         deliverAll(still, ids, new TokenLogprobs[ids.length]);
+    }
+
+    /**
+     * Runs {@code action} while the engine thread is held before its next step, and returns what it returns (for
+     * tests: the requests it submits are all waiting when that step starts, however the threads are scheduled).
+     */
+    <T> T holdingSteps(Supplier<T> action) {
+        lock.lock();  // the engine thread takes it before every step (awaitWork)
+        try {
+            return action.get();
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Rows of steps queued ahead that were dropped, their sequence having ended meanwhile (for tests). */

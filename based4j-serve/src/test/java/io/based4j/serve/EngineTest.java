@@ -436,8 +436,13 @@ class EngineTest {
             GenerationRequest stops = GenerationRequest.of(prompt, 20, SamplingParams.greedy());
             GenerationRequest ignores = new GenerationRequest(prompt, 20, SamplingParams.greedy(), List.of(), false);
             try (Engine engine = new Engine(eos971, tokenizer, new EngineOptions(2, 64, 65, 2))) {
-                RequestHandle a = engine.submit(stops, StreamListener.none());
-                RequestHandle b = engine.submit(ignores, StreamListener.none());
+                // both waiting when the first step starts: their prompts are fed together, and every decode step
+                // after it may be queued ahead (with the second request submitted while the first decodes alone,
+                // the first could draw end-of-text in the step that feeds the second's prompt, and none is ahead)
+                List<RequestHandle> both = engine.holdingSteps(() -> List.of(
+                        engine.submit(stops, StreamListener.none()), engine.submit(ignores, StreamListener.none())));
+                RequestHandle a = both.get(0);
+                RequestHandle b = both.get(1);
                 assertEndsOnEos(a, eos971, stops);
                 GenerationResult past = await(b);
                 assertEquals(20, past.tokens().length);
@@ -532,8 +537,13 @@ class EngineTest {
                         false);
                 assertFalse(java.util.Arrays.equals(solo(eos971, stops).tokens(),
                         java.util.Arrays.copyOf(solo(eos971, ignores).tokens(), 4)), "the two requests' tokens differ");
-                RequestHandle a = engine.submit(stops, StreamListener.none());
-                RequestHandle b = engine.submit(ignores, StreamListener.none());
+                // both waiting when the first step starts: their prompts are fed together, and every decode step
+                // after it may be queued ahead (with the second request submitted while the first decodes alone,
+                // the first could draw end-of-text in the step that feeds the second's prompt, and none is ahead)
+                List<RequestHandle> both = engine.holdingSteps(() -> List.of(
+                        engine.submit(stops, StreamListener.none()), engine.submit(ignores, StreamListener.none())));
+                RequestHandle a = both.get(0);
+                RequestHandle b = both.get(1);
                 assertEndsOnEos(a, eos971, stops);
                 assertSameResult(solo(eos971, ignores), await(b), "the request in the row after it");
                 assertEquals(4 + 1 + 20, engine.metrics().tokensGenerated());
