@@ -31,6 +31,13 @@ record BenchDevice(Backend backend, CudaBackend gpu) {
         }
     }
 
+    /** The start or end of the profiler's range (CudaBackend#profilerRange); nothing on the CPU. */
+    void profilerRange(boolean start) {
+        if (gpu != null) {
+            gpu.profilerRange(start);
+        }
+    }
+
     void resetPeak() {
         if (gpu != null) {
             gpu.resetPeak();

@@ -109,6 +109,14 @@ final class BenchGpuCommand implements Callable<Integer> {
             + "that took the most time, and all of them in the JSON.")
     boolean profile;
 
+    @Option(names = "--profiler-range", paramLabel = "PART",
+            description = "prefill or decode: the last timed run of each configuration has its prefill, or its timed "
+                    + "decode steps, between cuProfilerStart and cuProfilerStop, so that a profiler started with "
+                    + "collection off sees those alone (ncu --profile-from-start off, nsys profile "
+                    + "--capture-range=cudaProfilerApi); the warm-up and the untimed steps stay outside. GPU only, "
+                    + "not with --generate.")
+    String profilerRange;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
@@ -116,6 +124,9 @@ final class BenchGpuCommand implements Callable<Integer> {
     private final OpProfile[] ops = new OpProfile[1];
     /** The model being measured, as the profile tables name it. */
     private String profiled = "";
+
+    /** The parts --profiler-range can mark. */
+    private static final List<String> PROFILER_PARTS = List.of("prefill", "decode");
 
     /** Rows of a profile table before the rest is summed into one line. */
     private static final int PROFILE_ROWS = 25;
@@ -140,6 +151,13 @@ final class BenchGpuCommand implements Callable<Integer> {
         if (profile && (generate != null || device.equals("cpu"))) {
             throw new UsageException("--profile times prefill and decode steps on a GPU: not with --generate or "
                     + "--device cpu");
+        }
+        if (profilerRange != null && !PROFILER_PARTS.contains(profilerRange)) {
+            throw new UsageException("--profiler-range is prefill or decode, got " + profilerRange);
+        }
+        if (profilerRange != null && (generate != null || device.equals("cpu"))) {
+            throw new UsageException("--profiler-range marks a timed prefill or decode steps on a GPU: not with "
+                    + "--generate or --device cpu");
         }
         if (batches == null) {
             batches = generate != null ? List.of(GENERATE_BATCH) : List.of(1, 8, 64, 256);
@@ -359,7 +377,7 @@ final class BenchGpuCommand implements Callable<Integer> {
             double first = prefillOnce(m, dev, b, prompt, steps, rnd);
             List<Timing> runs = new ArrayList<>();
             for (int r = 0; r < repeat; r++) {
-                runs.add(measure(m, dev, b, prompt, steps, rnd));
+                runs.add(measure(m, dev, b, prompt, steps, rnd, r == repeat - 1 ? profilerRange : null));
             }
             // the median run by decode rate (the longer of the two middle steps of an even number); the prefill's
             // median apart
@@ -523,22 +541,35 @@ final class BenchGpuCommand implements Callable<Integer> {
 
     private Timing measure(BasedModel m, BenchDevice dev, int batch, int prompt, int decodeSteps,
                            SplittableRandom rnd) {
+        return measure(m, dev, batch, prompt, decodeSteps, rnd, null);
+    }
+
+    /**
+     * {@link #measure(BasedModel, BenchDevice, int, int, int, SplittableRandom)}, with the prefill ({@code marked}
+     * "prefill") or the timed decode steps ("decode") between the profiler range's start and end.
+     */
+    private Timing measure(BasedModel m, BenchDevice dev, int batch, int prompt, int decodeSteps,
+                           SplittableRandom rnd, String marked) {
         dev.synchronize();
         dev.resetPeak();
         try (Session session = m.newSession(batch, sessionLength(prompt, decodeSteps),
                 Math.max(batch, tokensPerCall))) {
             Decoding d = new Decoding(m, session, batch, !noStepsAhead);
+            mark(dev, marked, "prefill", true);
             long t0 = System.nanoTime();
             d.prefill(prompt, rnd);
             dev.synchronize();
             long t1 = System.nanoTime();
+            mark(dev, marked, "prefill", false);
             // two untimed steps: the first records the step's CUDA graph
             for (int s = 0; s < 2; s++) {
                 d.step();
             }
+            mark(dev, marked, "decode", true);
             long t2 = System.nanoTime();
             d.steps(decodeSteps);
             long t3 = System.nanoTime();
+            mark(dev, marked, "decode", false);
             Long peak = dev.peakBytes();
             Long used = dev.usedBytes();
             // after the timed steps (whose host time the marks would add to), a step's parts on the device's clock
@@ -565,6 +596,16 @@ final class BenchGpuCommand implements Callable<Integer> {
             }
             return new Timing((t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, millis[0] / GRAPH_STEPS,
                     millis[1] / GRAPH_STEPS, millis[2] / (GRAPH_STEPS - 1), peak, used);
+        }
+    }
+
+    /** The start or end of the profiler's range where {@code marked} names {@code part}. */
+    private static void mark(BenchDevice dev, String marked, String part, boolean start) {
+        if (part.equals(marked)) {
+            if (start) {
+                dev.synchronize();  // the work queued before stays outside the range
+            }
+            dev.profilerRange(start);
         }
     }
 

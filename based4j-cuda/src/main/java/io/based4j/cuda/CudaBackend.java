@@ -384,6 +384,16 @@ public final class CudaBackend implements TrainingBackend {
     }
 
     /**
+     * Starts ({@code start}) or ends the range a profiler started with collection off collects in, for the work
+     * queued on this backend's stream from now on ({@code ncu --profile-from-start off}, {@code nsys profile
+     * --capture-range=cudaProfilerApi}); without such a profiler, nothing happens.
+     */
+    public void profilerRange(boolean start) {
+        bind();
+        cu.profilerRange(start);
+    }
+
+    /**
      * Makes the context current on this thread. Every op starts here, so this is also where the bf16 copy of a dx
      * that {@link #rmsNormBackward} left is forgotten ({@link #dxCopyOf}): any op may change the values it copies.
      */

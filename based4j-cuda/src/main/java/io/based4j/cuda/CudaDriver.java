@@ -99,6 +99,9 @@ public final class CudaDriver {
     private final MethodHandle cuDevicePrimaryCtxRelease;
     private final MethodHandle cuCtxSetCurrent;
     private final MethodHandle cuCtxSynchronize;
+    /** cuProfilerStart and cuProfilerStop, or null where the driver lacks them. */
+    private final MethodHandle cuProfilerStart;
+    private final MethodHandle cuProfilerStop;
     private final MethodHandle cuMemGetInfo;
     private final MethodHandle cuMemAlloc;
     private final MethodHandle cuMemFree;
@@ -157,6 +160,8 @@ public final class CudaDriver {
         cuDevicePrimaryCtxRelease = b.bind("cuDevicePrimaryCtxRelease_v2", INT, INT);
         cuCtxSetCurrent = b.bind("cuCtxSetCurrent", INT, HANDLE);
         cuCtxSynchronize = b.bind("cuCtxSynchronize", INT);
+        cuProfilerStart = b.bindOptional("cuProfilerStart", INT);
+        cuProfilerStop = b.bindOptional("cuProfilerStop", INT);
         cuMemGetInfo = b.bind("cuMemGetInfo_v2", INT, PTR, PTR);
         cuMemAlloc = b.bind("cuMemAlloc_v2", INT, PTR, LONG);
         cuMemFree = b.bind("cuMemFree_v2", INT, HANDLE);
@@ -394,6 +399,29 @@ public final class CudaDriver {
             endExclusive();
         }
         check(r, "cuCtxSynchronize");
+    }
+
+    /**
+     * {@code cuProfilerStart} ({@code start}) or {@code cuProfilerStop}: the start or end of the range a profiler
+     * started with collection off collects in ({@code ncu --profile-from-start off}, {@code nsys profile
+     * --capture-range=cudaProfilerApi}); without such a profiler, nothing happens.
+     *
+     * @throws CudaUnavailableException where the driver lacks the call
+     */
+    public void profilerRange(boolean start) {
+        String call = start ? "cuProfilerStart" : "cuProfilerStop";
+        MethodHandle h = start ? cuProfilerStart : cuProfilerStop;
+        if (h == null) {
+            throw new CudaUnavailableException(libraryPath + " lacks the symbol " + call
+                    + " (too old a version, or not the library it should be)");
+        }
+        int r;
+        try {
+            r = (int) h.invokeExact();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        check(r, call);
     }
 
     /**

@@ -15,7 +15,10 @@ import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
-/** The GPU sampler against the CPU sampler, buffers round-tripping, and memory errors that say what is short. */
+/**
+ * The GPU sampler against the CPU sampler, buffers round-tripping, memory errors that say what is short, and the
+ * profiler's range.
+ */
 @GpuTest
 class CudaBackendTest {
     static final long SEED = Long.getLong("based4j.seed", System.nanoTime());
@@ -147,6 +150,21 @@ class CudaBackendTest {
             // still usable after the failure
             float[] v = {1, 2, 3, 4};
             assertArrayEquals(new float[] {1, 2, 3, 4}, gpu.download(gpu.upload(v, 2, 2)), 0.01f);
+        }
+    }
+
+    /**
+     * The profiler's range (cuProfilerStart, cuProfilerStop) is accepted by the driver with no profiler attached, and
+     * work queued inside it and after it runs as without it.
+     */
+    @Test
+    void aProfilerRangeWithoutAProfilerChangesNothing() {
+        float[] v = {1, -2, 3.5f, 4, 0.25f, -6};
+        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.F32)) {
+            gpu.profilerRange(true);
+            assertArrayEquals(v, gpu.download(gpu.upload(v, 2, 3)));
+            gpu.profilerRange(false);
+            assertArrayEquals(v, gpu.download(gpu.upload(v, 3, 2)));
         }
     }
 
