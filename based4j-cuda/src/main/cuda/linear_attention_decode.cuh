@@ -306,14 +306,6 @@ __device__ __forceinline__ void laLoadPending(const float* src, int n, int f, in
     laFeaturizePending(raw, n, f, dh, pkP);
 }
 
-/**
- * Shared memory the deferred form takes beyond version 4's, in floats: the K - 1 waiting tokens as stored (16-byte
- * aligned, so 4 floats more), phi of their keys, and K sums.
- */
-__host__ __device__ __forceinline__ int laDeferredExtraFloats(int K, int f, int dh) {
-    return (K - 1) * (f + dh) + 4 + (K - 1) * expandedDim(f) + K;
-}
-
 /** The first 16-byte aligned float at or after p. */
 __device__ __forceinline__ float* laAligned16(float* p) {
     return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 15) & ~(uintptr_t)15);
@@ -482,7 +474,8 @@ __device__ __forceinline__ void laDeferredFinish(const LaDecode& D, const LaDefe
  * Any other step only reads S and z: its output phi(q).S plus the waiting tokens' and its own part, over phi(q).z
  * plus theirs; its token's key and value wait in pend after the others. ASYNC: every waiting place copied into shared
  * memory (cp.async) as the block starts, with S's first rows, rather than the count's places once the count is in.
- * Dynamic shared memory: version 4's and laDeferredExtraFloats.
+ * Dynamic shared memory: version 4's and the waiting tokens' (laDeferredOf; Kernels.linearDeferredExtraFloats
+ * sizes it).
  */
 template <int U, bool ASYNC, typename W, typename A>
 __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const A* v, float* kvState,
@@ -603,21 +596,8 @@ __device__ __forceinline__ void laBarrierWait(unsigned long long* bar, unsigned 
 
 #endif
 
-/** Floats of shared memory the bulk form takes beyond the deferred form's: S whole, 16-byte aligned, a barrier. */
-__host__ __device__ __forceinline__ int laBulkExtraFloats(int f, int dh) {
-    return expandedDim(f) * dh + 4 + 4;
-}
-
-/** (sequence, head)s version 6 holds in shared memory at once. */
+/** (sequence, head)s version 6 holds in shared memory at once (Kernels.LINEAR_RING sizes its launch). */
 #define LA_RING 2
-
-/**
- * Floats of shared memory version 6 takes beyond the deferred form's: LA_RING buffers of S and the waiting tokens,
- * 16-byte aligned, and their barriers.
- */
-__host__ __device__ __forceinline__ int laRingFloats(int K, int f, int dh) {
-    return LA_RING * (expandedDim(f) * dh + (K - 1) * (f + dh)) + 4 + 2 * LA_RING;
-}
 
 /**
  * The rows of S from its copy Ss in shared memory, laDeferredRow a row (the state's S at D.S written where the step
@@ -756,8 +736,8 @@ __device__ void linearAttentionDecodeDeferred6_impl(const A* q, const A* k, cons
 /**
  * Adds the tokens waiting beside the state of each sequence of the layout (grid (B, H)) into its S and z, one after
  * another with the step-by-step update's float operations, and sets their count to 0: the state the step-by-step
- * update would hold, for the kernels that read it whole. A no-op where none waits. Dynamic shared memory
- * laDeferredExtraFloats.
+ * update would hold, for the kernels that read it whole. A no-op where none waits. Dynamic shared memory: the waiting
+ * tokens' (Kernels.linearDeferredExtraFloats).
  */
 template <typename W, typename A>
 __device__ void linearAttentionFold_impl(float* kvState, float* kState, float* pend, int* count, const int* layout,

@@ -823,7 +823,7 @@ public final class Kernels {
 
     /**
      * Floats of shared memory the waiting tokens take: {@code steps - 1} keys and values (and 4 to align them to 16
-     * bytes), the keys' features, and {@code steps} sums (laDeferredExtraFloats in the .cu).
+     * bytes), the keys' features, and {@code steps} sums (as laDeferredOf in the .cuh lays them out).
      */
     private static long linearDeferredExtraFloats(int steps, int f, int dh) {
         int e = MixerConfig.LinearAttention.expandedDim(f);
@@ -873,18 +873,21 @@ public final class Kernels {
         return linearDecodeFloats(e, f, dh, 4 * LINEAR_THREADS) + linearDeferredExtraFloats(steps, f, dh);
     }
 
-    /** Floats version 5 takes more: S whole, aligned, and its barrier (laBulkExtraFloats in the .cu). */
+    /** Floats version 5 takes more: S whole, 16-byte aligned, and its barrier (its kernel's Ss and bar). */
     private static long linearBulkFloats(int f, int dh) {
         return (long) MixerConfig.LinearAttention.expandedDim(f) * dh + 8;
     }
 
+    /** (Sequence, head)s version 6 holds in shared memory at once: LA_RING in the .cuh. */
+    private static final int LINEAR_RING = 2;
+
     /**
-     * Floats version 6 takes more: LA_RING (2) buffers of S and the waiting tokens, aligned, and their barriers
-     * (laRingFloats in the .cu).
+     * Floats version 6 takes more: LINEAR_RING buffers of S and the waiting tokens, 16-byte aligned, and their
+     * barriers (its kernel's ring and bars).
      */
     private static long linearRingFloats(int f, int dh, int steps) {
         long e = MixerConfig.LinearAttention.expandedDim(f);
-        return 2 * (e * dh + (steps - 1L) * (f + dh)) + 4 + 2 * 2;
+        return LINEAR_RING * (e * dh + (steps - 1L) * (f + dh)) + 4 + 2 * LINEAR_RING;
     }
 
     /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
