@@ -734,6 +734,129 @@ __device__ void linearAttentionDecodeDeferred6_impl(const A* q, const A* k, cons
 }
 
 /**
+ * Version 7 of the deferred form: version 6's persistent blocks and ring, with nothing of a (sequence, head) read from
+ * global memory on its own chain. Where thread 0 issues the bulk copies of an item (S and its waiting tokens) it also
+ * reads the item's place in the layout (slot, row, position) into the ring's meta [LA_RING][4]; while the block works
+ * on item it, each thread holds in registers what it will need of item it + 1 (its count, its value of z, of q, k and
+ * v), loaded as the item starts, so that those loads wait behind the current item's work and not in front of the next
+ * one's. Each (sequence, head) the same float operations as versions 5 and 6 on the same values (the state bit for
+ * bit, the output's sums in their order). Requires f and dh at most the block's 256 threads, the ring to fit the
+ * shared memory beside the rest (Kernels.linearDeferRuns) and compute capability 9.0 (empty in the sm_80 binary).
+ */
+template <typename W, typename A>
+__device__ void linearAttentionDecodeDeferred7_impl(const A* q, const A* k, const A* v, float* kvState,
+                                                    float* kState, float* pend, int* count, const int* layout, A* out,
+                                                    int B, int H, int f, int dh, float eps, int K) {
+#if B4J_LA_BULK
+    extern __shared__ float smem[];
+    const int tid = threadIdx.x;
+    const LaQuad t = laQuadOf(f, dh);
+    const Layout L = layoutOf(layout, B);
+    const int items = B * H;
+    const int first = (int)((i64)blockIdx.x * items / gridDim.x);
+    const int end = (int)((i64)(blockIdx.x + 1) * items / gridDim.x);
+    LaDeferred Dd = laDeferredOf(smem, pend, count, 0, K, f, dh);
+    const int E = t.E;
+    const int sFloats = E * dh;
+    const int bufFloats = sFloats + (K - 1) * t.fd;  // S, then the waiting tokens as stored
+    float* ring = laAligned16(Dd.coef + K);
+    unsigned long long* bars = reinterpret_cast<unsigned long long*>(ring + LA_RING * bufFloats);
+    int* meta = reinterpret_cast<int*>(bars + LA_RING);  // [LA_RING][4]: slot, row, position
+    // version 4's shared memory at the front: phi(k), phi(q), x_k, x_q, v (laDecodeStartAt's places)
+    float* pk = smem;
+    float* pq = pk + E;
+    float* xk = pq + E;
+    float* xq = xk + f;
+    float* vs = xq + f;
+    const Taylor tc = taylorOf(f);
+    const i64 qkCols = (i64)H * f;
+    const i64 vCols = (i64)H * dh;
+    // thread 0: item `it`'s place into meta[buf], its S and waiting tokens into buffer `buf`, counted on its barrier
+    auto issue = [&](int it, int buf) {
+        const int seq = it / H;
+        const int slot = L.slots[seq];
+        int* m = meta + 4 * buf;
+        m[0] = slot;
+        m[1] = L.offsets[seq];
+        m[2] = L.starts[seq];
+        const i64 sh = (i64)slot * H + it % H;
+        float* dst = ring + buf * bufFloats;
+        const unsigned sBytes = (unsigned)sFloats * 4u;
+        const unsigned wBytes = (unsigned)((K - 1) * t.fd) * 4u;
+        laExpectBytes(&bars[buf], sBytes + wBytes);
+        laBulkCopyOn(dst, kvState + sh * (i64)sFloats, sBytes, &bars[buf]);
+        laBulkCopyOn(dst + sFloats, laPending(pend, sh, K, f, dh), wBytes, &bars[buf]);
+    };
+    // what each thread holds of the next item: its count, z[tid], x_k[tid], x_q[tid] and v[tid] where in range
+    int nNext = 0;
+    float zNext = 0.0f, kNext = 0.0f, qNext = 0.0f, vNext = 0.0f;
+    auto load = [&](int it, int buf) {
+        const int* m = meta + 4 * buf;
+        const int head = it % H;
+        const i64 sh = (i64)m[0] * H + head;
+        const i64 row = m[1];
+        nNext = count[sh];
+        if (tid < E) zNext = kState[sh * E + tid];
+        if (tid < f) {
+            kNext = toF(k[row * qkCols + (i64)head * f + tid]);
+            qNext = toF(q[row * qkCols + (i64)head * f + tid]);
+        }
+        if (tid < dh) vNext = toF(v[row * vCols + (i64)head * dh + tid]);
+    };
+    if (tid == 0) {
+        for (int j = 0; j < LA_RING; j++) laBarrierInit(&bars[j]);
+        for (int j = 0; j < LA_RING && first + j < end; j++) issue(first + j, j);
+    }
+    __syncthreads();  // the barriers initialised and the first items' places in meta before any thread reads them
+    if (first < end) load(first, 0);
+    for (int it = first; it < end; it++) {
+        const int j = it - first;
+        const int buf = j % LA_RING;
+        const int head = it % H;
+        const int* m = meta + 4 * buf;
+        const i64 slot = m[0];
+        const i64 row = m[1];
+        const int position = m[2];
+        const i64 sh = slot * H + head;
+        const int n = nNext;  // tokens waiting
+        const float zEarly = zNext;
+        if (tid < f) {
+            xk[tid] = kNext;
+            xq[tid] = qNext;
+        }
+        if (tid < dh) vs[tid] = vNext;
+        __syncthreads();  // x_k, x_q and v in place; the next item's place in meta (issued after the last item)
+        if (it + 1 < end) load(it + 1, (j + 1) % LA_RING);
+        featurize(xk, f, tc, pk);
+        featurize(xq, f, tc, pq);
+        __syncthreads();
+        LaDecode D;
+        D.S = kvState + sh * (i64)sFloats;
+        D.z = kState + sh * (i64)E;
+        D.out = row * vCols + (i64)head * dh;
+        D.pk = pk;
+        D.pq = pq;
+        D.vs = vs;
+        D.red = vs + dh;
+        float* Ss = ring + buf * bufFloats;
+        Dd.raw = Ss + sFloats;
+        Dd.waiting = laPending(pend, sh, K, f, dh);
+        Dd.count = count + sh;
+        const bool write = n + 1 >= K || (int)(((i64)position + slot) % K) == K - 1;
+        laBarrierWait(&bars[buf], (unsigned)(j / LA_RING) & 1u);
+        laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);  // synchronises
+        laDeferredRowsShared(Dd, t, write, n, Ss, D);
+        laDeferredFinish(D, Dd, write, n, true, zEarly, out, eps);
+        __syncthreads();  // every read of the buffer and of meta done (the output's last sums read the waiting values)
+        if (tid == 0 && it + LA_RING < end) {
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // those reads before the copy's writes
+            issue(it + LA_RING, buf);
+        }
+    }
+#endif
+}
+
+/**
  * Adds the tokens waiting beside the state of each sequence of the layout (grid (B, H)) into its S and z, one after
  * another with the step-by-step update's float operations, and sets their count to 0: the state the step-by-step
  * update would hold, for the kernels that read it whole. A no-op where none waits. Dynamic shared memory: the waiting
@@ -794,7 +917,7 @@ B4J_KERNEL(linearAttentionDecode5, 256,
 // the deferred form's versions, held to MINB blocks a multiprocessor, each the device function after MINB and T: 1, U 8
 // at three blocks a multiprocessor, the waiting tokens loaded once the count is in; 2, as 1 with every waiting place
 // copied as the block starts; 3, as 2 with all of based-1b's 17 rows a thread in flight at once (two blocks a
-// multiprocessor); 4, as 2 with 12 rows (two blocks); 5 and 6 above
+// multiprocessor); 4, as 2 with 12 rows (two blocks); 5, 6 and 7 above
 #define B4J_LA_DEFERRED(V, MINB, T, ...)                                                                             \
     namespace b4j_##T {                                                                                              \
     extern "C" __global__ void __launch_bounds__(256, MINB) linearAttentionDecodeDeferred##V##_##T(                  \
@@ -816,6 +939,8 @@ B4J_LA_DEFERRED(5, 2, f32, linearAttentionDecodeDeferred5_impl<W, A>)
 B4J_LA_DEFERRED(5, 2, bf16, linearAttentionDecodeDeferred5_impl<W, A>)
 B4J_LA_DEFERRED(6, 1, f32, linearAttentionDecodeDeferred6_impl<W, A>)
 B4J_LA_DEFERRED(6, 1, bf16, linearAttentionDecodeDeferred6_impl<W, A>)
+B4J_LA_DEFERRED(7, 1, f32, linearAttentionDecodeDeferred7_impl<W, A>)
+B4J_LA_DEFERRED(7, 1, bf16, linearAttentionDecodeDeferred7_impl<W, A>)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

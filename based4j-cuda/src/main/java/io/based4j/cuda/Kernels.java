@@ -838,10 +838,12 @@ public final class Kernels {
      * shared memory as the block starts), 3 (as 2 with 17 rows in flight, two blocks a multiprocessor), 4 (as 2 with
      * 12 rows, two blocks), 5 (as 2 with the block's whole S copied into shared memory by one bulk copy, issued
      * first), 6 (5's work, persistent: a block a multiprocessor takes a run of the (sequence, head)s, the next ones'
-     * S and waiting tokens copied in by bulk copies while it works on the current one; measured slower). Versions 5
-     * and 6 run on compute capability 9.0 where their shared memory fits, else version 1 runs.
+     * S and waiting tokens copied in by bulk copies while it works on the current one; measured slower), 7 (6 with
+     * nothing of an item read from global memory on its own chain: its place in the layout read as its copies are
+     * issued, its count, z, q, k and v loaded into registers while the block works on the item before). Versions 5
+     * to 7 run on compute capability 9.0 where their shared memory fits, else version 1 runs.
      */
-    static final int LINEAR_DEFER_VERSIONS = 6;
+    static final int LINEAR_DEFER_VERSIONS = 7;
     static final int LINEAR_DEFER_VERSION_DEFAULT = 5;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
@@ -895,35 +897,41 @@ public final class Kernels {
         return linearDeferFloats(f, dh, steps) + switch (version) {
             case 5 -> linearBulkFloats(f, dh);
             case 6 -> linearRingFloats(f, dh, steps);
+            case 7 -> linearRingFloats(f, dh, steps) + 4 * LINEAR_RING;  // and each buffer's place in the layout
             default -> 0;
         };
     }
 
     /**
      * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: versions 5
-     * and 6 only on compute capability 9.0 and where their shared memory fits, version 1 in their place.
+     * to 7 only on compute capability 9.0 and where their shared memory fits (version 7 also with f and dh at most
+     * the block's threads), version 1 in their place.
      */
     int linearDeferRuns(int version, int f, int dh, int steps) {
         if (version < 5) {
             return version;
         }
         long bytes = 4 * linearDeferFloats(version, f, dh, steps);
-        boolean fits = wgmmaFits && bytes <= (sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED);
+        boolean fits = wgmmaFits && bytes <= (sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED)
+                && (version != 7 || f <= LINEAR_THREADS && dh <= LINEAR_THREADS);
         return fits ? version : 1;
     }
 
-    /** Blocks version 6 takes at most (0: one a multiprocessor). */
+    /** Blocks versions 6 and 7 take at most (0: one a multiprocessor). */
     private int linearDeferBlocks;
 
     /**
-     * Has version 6 of {@link #linearAttentionDecodeDeferred} take at most {@code blocks} blocks (0: one a
+     * Has versions 6 and 7 of {@link #linearAttentionDecodeDeferred} take at most {@code blocks} blocks (0: one a
      * multiprocessor).
      */
     void linearDeferBlocks(int blocks) {
         linearDeferBlocks = blocks;
     }
 
-    /** The blocks version 6 takes for {@code items} (sequence, head)s: one a multiprocessor at most, one an item. */
+    /**
+     * The blocks versions 6 and 7 take for {@code items} (sequence, head)s: one a multiprocessor at most, one an
+     * item.
+     */
     int linearDeferGrid(long items) {
         long cap = linearDeferBlocks > 0 ? linearDeferBlocks : multiprocessors > 0 ? multiprocessors : items;
         return (int) Math.max(1, Math.min(items, cap));
@@ -948,7 +956,7 @@ public final class Kernels {
         long fn = function("linearAttentionDecodeDeferred" + version, p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(out).i32(B)
                 .i32(H).i32(f).i32(dh).f32(eps).i32(steps);
-        if (version == 6) {
+        if (version >= 6) {
             launch(fn, linearDeferGrid((long) B * H), 1, 1, LINEAR_THREADS, shared);
         } else {
             launch(fn, B, H, 1, LINEAR_THREADS, shared);

@@ -36,11 +36,13 @@ class LinearAttentionDeferredTest {
             all.add(Arguments.of(version, Precision.F32, 16, 112, 16, 0));
             all.add(Arguments.of(version, Precision.F32, 32, 64, 8, 0));
         }
-        // version 6's blocks each take a run of the 6 (sequence, head)s: all of them in one block (each buffer of its
-        // ring filled three times), or one or two each in four blocks
-        for (int blocks : new int[] {1, 4}) {
-            all.add(Arguments.of(6, Precision.BF16, 16, 112, 8, blocks));
-            all.add(Arguments.of(6, Precision.F32, 16, 64, 2, blocks));
+        // versions 6 and 7's blocks each take a run of the 6 (sequence, head)s: all of them in one block (each buffer
+        // of its ring filled three times), or one or two each in four blocks
+        for (int version = 6; version <= 7; version++) {
+            for (int blocks : new int[] {1, 4}) {
+                all.add(Arguments.of(version, Precision.BF16, 16, 112, 8, blocks));
+                all.add(Arguments.of(version, Precision.F32, 16, 64, 2, blocks));
+            }
         }
         return all.build();
     }
@@ -65,14 +67,15 @@ class LinearAttentionDeferredTest {
             CudaDriver cu = CudaDriver.get();
             int major = cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
             int minor = cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
-            // as a backend says them, so that versions 5 and 6 run where they can
+            // as a backend says them, so that versions 5 to 7 run where they can
             rig.kernels.computeCapability(major, minor);
             rig.kernels.sharedOptInLimit(cu.attribute(0,
                     CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN));
             rig.kernels.linearDeferBlocks(blocks);
             int runs = rig.kernels.linearDeferRuns(version, f, dh, steps);
-            // versions 5 and 6 on compute capability 9.0 (its 227 KiB of shared memory a block): version 5's one S
-            // fits at f 16 and 32 (68.5 and 143.6 KB), version 6's two at f 16 only; version 1 in their place
+            // versions 5 to 7 on compute capability 9.0 (its 227 KiB of shared memory a block): version 5's one S
+            // fits at f 16 and 32 (68.5 and 143.6 KB), the two of versions 6 and 7 at f 16 only; version 1 in their
+            // place
             boolean hopper = major == 9 && minor == 0;
             assertEquals(version < 5 || hopper && (version == 5 || f == 16) ? version : 1, runs,
                     "the version that runs");
