@@ -276,7 +276,6 @@ __device__ void linearAttentionDecode5_impl(const A* q, const A* k, const A* v, 
     linearAttentionDecodeQuads<17, true, W, A, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
-
 /**
  * Where the deferred form keeps a (slot, head)'s waiting tokens: their keys' f values then their values' dh, each
  * token f + dh floats, K - 1 tokens a head.
@@ -596,8 +595,10 @@ __device__ __forceinline__ void laBarrierWait(unsigned long long* bar, unsigned 
 
 #endif
 
-/** (sequence, head)s version 6 holds in shared memory at once (Kernels.LINEAR_RING sizes its launch). */
+/** (sequence, head)s versions 6 and 7 hold in shared memory at once (Kernels.LINEAR_RING sizes their launch). */
 #define LA_RING 2
+// version 7 reads the next item's place in meta while it works on the current one: that place must be issued already
+static_assert(LA_RING >= 2, "the ring holds the current item and the next");
 
 /**
  * The rows of S from its copy Ss in shared memory, laDeferredRow a row (the state's S at D.S written where the step
@@ -618,6 +619,89 @@ __device__ __forceinline__ void laDeferredRowsShared(const LaDeferred& Dd, const
         laStoreNum(Dd.red, t, Dd.dh, num);
     }
 }
+
+#if B4J_LA_BULK
+/**
+ * A persistent deferred step's ring (versions 6 and 7): the block's run of items [first, end) of the B H (sequence,
+ * head)s in sequence-major order (split evenly over the blocks), and LA_RING buffers after the deferred form's shared
+ * memory, each S then the waiting tokens as stored, each its mbarrier.
+ */
+struct LaRing {
+    float* ring;               // [LA_RING][bufFloats]
+    unsigned long long* bars;  // [LA_RING]
+    int sFloats, bufFloats, first, end;
+};
+
+__device__ __forceinline__ LaRing laRingOf(const LaDeferred& Dd, const LaQuad& t, int B, int H, int K, int dh) {
+    LaRing R;
+    const int items = B * H;
+    R.first = (int)((i64)blockIdx.x * items / gridDim.x);
+    R.end = (int)((i64)(blockIdx.x + 1) * items / gridDim.x);
+    R.sFloats = t.E * dh;
+    R.bufFloats = R.sFloats + (K - 1) * t.fd;
+    R.ring = laAligned16(Dd.coef + K);
+    R.bars = reinterpret_cast<unsigned long long*>(R.ring + LA_RING * R.bufFloats);
+    return R;
+}
+
+/** Thread 0: S and the waiting tokens of (slot, head) sh into buffer buf, counted on its barrier. */
+__device__ __forceinline__ void laRingCopy(const LaRing& R, int buf, i64 sh, const float* kvState, float* pend, int K,
+                                           int f, int dh) {
+    float* dst = R.ring + buf * R.bufFloats;
+    const unsigned sBytes = (unsigned)R.sFloats * 4u;
+    const unsigned wBytes = (unsigned)(R.bufFloats - R.sFloats) * 4u;
+    laExpectBytes(&R.bars[buf], sBytes + wBytes);
+    laBulkCopyOn(dst, kvState + sh * (i64)R.sFloats, sBytes, &R.bars[buf]);
+    laBulkCopyOn(dst + R.sFloats, laPending(pend, sh, K, f, dh), wBytes, &R.bars[buf]);
+}
+
+/**
+ * The ring's start: thread 0 initialises the barriers and has issue(it, buf) fill each buffer with the run's first
+ * items; the block synchronised after, so that no thread waits on a barrier before it is initialised.
+ */
+template <typename Issue>
+__device__ __forceinline__ void laRingStart(const LaRing& R, Issue issue) {
+    if (threadIdx.x == 0) {
+        for (int j = 0; j < LA_RING; j++) laBarrierInit(&R.bars[j]);
+        for (int j = 0; j < LA_RING && R.first + j < R.end; j++) issue(R.first + j, j);
+    }
+    __syncthreads();
+}
+
+/**
+ * After item it's work on buffer buf: once every thread is done with the buffer (the output's last sums read the
+ * waiting values), thread 0 has issue fill it with item it + LA_RING, where the run has one, the reads ordered
+ * before the bulk copy's writes.
+ */
+template <typename Issue>
+__device__ __forceinline__ void laRingRefill(const LaRing& R, int it, int buf, Issue issue) {
+    __syncthreads();
+    if (threadIdx.x == 0 && it + LA_RING < R.end) {
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        issue(it + LA_RING, buf);
+    }
+}
+
+/**
+ * Item j of the run, the (slot, head) sh, in its buffer once its bulk copies have landed, its phi(k), phi(q) and v in
+ * place (D): its waiting tokens' keys featurized, the rows of S, then the output, and where the step writes, the
+ * state, the count and (where not) this token among the waiting ones.
+ */
+template <typename A>
+__device__ __forceinline__ void laRingItem(const LaRing& R, LaDeferred& Dd, const LaQuad& t, const LaDecode& D, int j,
+                                           i64 sh, int n, bool write, float zEarly, float* pend, int* count, int K,
+                                           int f, int dh, A* out, float eps) {
+    const int buf = j % LA_RING;
+    float* Ss = R.ring + buf * R.bufFloats;
+    Dd.raw = Ss + R.sFloats;
+    Dd.waiting = laPending(pend, sh, K, f, dh);
+    Dd.count = count + sh;
+    laBarrierWait(&R.bars[buf], (unsigned)(j / LA_RING) & 1u);
+    laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);  // synchronises
+    laDeferredRowsShared(Dd, t, write, n, Ss, D);
+    laDeferredFinish(D, Dd, write, n, true, zEarly, out, eps);
+}
+#endif
 
 /**
  * Version 5 of the deferred form: the block's whole S copied into shared memory by one bulk copy (cp.async.bulk on
@@ -682,53 +766,26 @@ __device__ void linearAttentionDecodeDeferred6_impl(const A* q, const A* k, cons
     const int tid = threadIdx.x;
     const LaQuad t = laQuadOf(f, dh);
     const Layout L = layoutOf(layout, B);
-    const int items = B * H;
-    const int first = (int)((i64)blockIdx.x * items / gridDim.x);
-    const int end = (int)((i64)(blockIdx.x + 1) * items / gridDim.x);
     LaDeferred Dd = laDeferredOf(smem, pend, count, 0, K, f, dh);
-    const int sFloats = t.E * dh;
-    const int bufFloats = sFloats + (K - 1) * t.fd;  // S, then the waiting tokens as stored
-    float* ring = laAligned16(Dd.coef + K);
-    unsigned long long* bars = reinterpret_cast<unsigned long long*>(ring + LA_RING * bufFloats);
-    // thread 0: S and the waiting tokens of (sequence, head) `it` into buffer `buf`, counted on its barrier
+    const LaRing R = laRingOf(Dd, t, B, H, K, dh);
+    // thread 0: S and the waiting tokens of (sequence, head) `it` into buffer `buf`
     auto issue = [&](int it, int buf) {
-        const i64 sh = (i64)L.slots[it / H] * H + it % H;
-        float* dst = ring + buf * bufFloats;
-        const unsigned sBytes = (unsigned)sFloats * 4u;
-        const unsigned wBytes = (unsigned)((K - 1) * t.fd) * 4u;
-        laExpectBytes(&bars[buf], sBytes + wBytes);
-        laBulkCopyOn(dst, kvState + sh * (i64)sFloats, sBytes, &bars[buf]);
-        laBulkCopyOn(dst + sFloats, laPending(pend, sh, K, f, dh), wBytes, &bars[buf]);
+        laRingCopy(R, buf, (i64)L.slots[it / H] * H + it % H, kvState, pend, K, f, dh);
     };
-    if (tid == 0) {
-        for (int j = 0; j < LA_RING; j++) laBarrierInit(&bars[j]);
-        for (int j = 0; j < LA_RING && first + j < end; j++) issue(first + j, j);
-    }
-    __syncthreads();  // the barriers initialised before any thread waits on them
-    for (int it = first; it < end; it++) {
-        const int j = it - first;
+    laRingStart(R, issue);
+    for (int it = R.first; it < R.end; it++) {
+        const int j = it - R.first;
         const int buf = j % LA_RING;
         const int seq = it / H;
         const int head = it - seq * H;
         const i64 slot = L.slots[seq];
         const i64 sh = slot * H + head;
-        float* Ss = ring + buf * bufFloats;
-        Dd.raw = Ss + sFloats;
-        Dd.waiting = laPending(pend, sh, K, f, dh);
-        Dd.count = count + sh;
         const float zEarly = tid < t.E ? kState[sh * t.E + tid] : 0.0f;
         const int n = count[sh];  // tokens waiting
         const bool write = n + 1 >= K || (int)(((i64)L.starts[seq] + slot) % K) == K - 1;
         LaDecode D = laDecodeStartAt(seq, head, q, k, v, kvState, kState, layout, B, H, f, dh, smem);  // synchronises
-        laBarrierWait(&bars[buf], (unsigned)(j / LA_RING) & 1u);
-        laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);  // synchronises
-        laDeferredRowsShared(Dd, t, write, n, Ss, D);
-        laDeferredFinish(D, Dd, write, n, true, zEarly, out, eps);
-        __syncthreads();  // every read of the buffer done (the output's last sums read the waiting values)
-        if (tid == 0 && it + LA_RING < end) {
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // those reads before the copy's writes
-            issue(it + LA_RING, buf);
-        }
+        laRingItem(R, Dd, t, D, j, sh, n, write, zEarly, pend, count, K, f, dh, out, eps);
+        laRingRefill(R, it, buf, issue);
     }
 #endif
 }
@@ -736,12 +793,13 @@ __device__ void linearAttentionDecodeDeferred6_impl(const A* q, const A* k, cons
 /**
  * Version 7 of the deferred form: version 6's persistent blocks and ring, with nothing of a (sequence, head) read from
  * global memory on its own chain. Where thread 0 issues the bulk copies of an item (S and its waiting tokens) it also
- * reads the item's place in the layout (slot, row, position) into the ring's meta [LA_RING][4]; while the block works
- * on item it, each thread holds in registers what it will need of item it + 1 (its count, its value of z, of q, k and
- * v), loaded as the item starts, so that those loads wait behind the current item's work and not in front of the next
- * one's. Each (sequence, head) the same float operations as versions 5 and 6 on the same values (the state bit for
- * bit, the output's sums in their order). Requires f and dh at most the block's 256 threads, the ring to fit the
- * shared memory beside the rest (Kernels.linearDeferRuns) and compute capability 9.0 (empty in the sm_80 binary).
+ * writes the item's place in the layout (slot, row, position) into the ring's meta [LA_RING][4], a place it loaded
+ * while the block worked on the item before; while the block works on item it, each thread holds in registers what
+ * it will need of item it + 1 (its count, its value of z, of q, k and v), loaded as the item starts, so that those
+ * loads wait behind the current item's work and not in front of the next one's. Each (sequence, head) the same
+ * float operations as versions 5 and 6 on the same values (the state bit for bit, the output's sums in their order).
+ * Requires f and dh at most the block's 256 threads, the ring to fit the shared memory beside the rest
+ * (Kernels.linearDeferRuns) and compute capability 9.0 (empty in the sm_80 binary).
  */
 template <typename W, typename A>
 __device__ void linearAttentionDecodeDeferred7_impl(const A* q, const A* k, const A* v, float* kvState,
@@ -752,16 +810,10 @@ __device__ void linearAttentionDecodeDeferred7_impl(const A* q, const A* k, cons
     const int tid = threadIdx.x;
     const LaQuad t = laQuadOf(f, dh);
     const Layout L = layoutOf(layout, B);
-    const int items = B * H;
-    const int first = (int)((i64)blockIdx.x * items / gridDim.x);
-    const int end = (int)((i64)(blockIdx.x + 1) * items / gridDim.x);
     LaDeferred Dd = laDeferredOf(smem, pend, count, 0, K, f, dh);
+    const LaRing R = laRingOf(Dd, t, B, H, K, dh);
     const int E = t.E;
-    const int sFloats = E * dh;
-    const int bufFloats = sFloats + (K - 1) * t.fd;  // S, then the waiting tokens as stored
-    float* ring = laAligned16(Dd.coef + K);
-    unsigned long long* bars = reinterpret_cast<unsigned long long*>(ring + LA_RING * bufFloats);
-    int* meta = reinterpret_cast<int*>(bars + LA_RING);  // [LA_RING][4]: slot, row, position
+    int* meta = reinterpret_cast<int*>(R.bars + LA_RING);  // [LA_RING][4]: slot, row, position
     // version 4's shared memory at the front: phi(k), phi(q), x_k, x_q, v (laDecodeStartAt's places)
     float* pk = smem;
     float* pq = pk + E;
@@ -771,22 +823,17 @@ __device__ void linearAttentionDecodeDeferred7_impl(const A* q, const A* k, cons
     const Taylor tc = taylorOf(f);
     const i64 qkCols = (i64)H * f;
     const i64 vCols = (i64)H * dh;
-    // thread 0: item `it`'s place into meta[buf], its S and waiting tokens into buffer `buf`, counted on its barrier
-    auto issue = [&](int it, int buf) {
-        const int seq = it / H;
-        const int slot = L.slots[seq];
+    // thread 0: item `it`'s place (slot, row, position) into meta[buf], its S and waiting tokens into buffer `buf`
+    auto issueAt = [&](int it, int buf, int slot, int row, int position) {
         int* m = meta + 4 * buf;
         m[0] = slot;
-        m[1] = L.offsets[seq];
-        m[2] = L.starts[seq];
-        const i64 sh = (i64)slot * H + it % H;
-        float* dst = ring + buf * bufFloats;
-        const unsigned sBytes = (unsigned)sFloats * 4u;
-        const unsigned wBytes = (unsigned)((K - 1) * t.fd) * 4u;
-        laExpectBytes(&bars[buf], sBytes + wBytes);
-        laBulkCopyOn(dst, kvState + sh * (i64)sFloats, sBytes, &bars[buf]);
-        laBulkCopyOn(dst + sFloats, laPending(pend, sh, K, f, dh), wBytes, &bars[buf]);
+        m[1] = row;
+        m[2] = position;
+        laRingCopy(R, buf, (i64)slot * H + it % H, kvState, pend, K, f, dh);
     };
+    // thread 0: the place of the item the next refill issues, loaded while the block works on the current one
+    int aheadSlot = 0, aheadRow = 0, aheadPosition = 0;
+    auto issueAhead = [&](int it, int buf) { issueAt(it, buf, aheadSlot, aheadRow, aheadPosition); };
     // what each thread holds of the next item: its count, z[tid], x_k[tid], x_q[tid] and v[tid] where in range
     int nNext = 0;
     float zNext = 0.0f, kNext = 0.0f, qNext = 0.0f, vNext = 0.0f;
@@ -803,14 +850,13 @@ __device__ void linearAttentionDecodeDeferred7_impl(const A* q, const A* k, cons
         }
         if (tid < dh) vNext = toF(v[row * vCols + (i64)head * dh + tid]);
     };
-    if (tid == 0) {
-        for (int j = 0; j < LA_RING; j++) laBarrierInit(&bars[j]);
-        for (int j = 0; j < LA_RING && first + j < end; j++) issue(first + j, j);
-    }
-    __syncthreads();  // the barriers initialised and the first items' places in meta before any thread reads them
-    if (first < end) load(first, 0);
-    for (int it = first; it < end; it++) {
-        const int j = it - first;
+    laRingStart(R, [&](int it, int buf) {  // the first items' places in meta too, before any thread reads them
+        const int seq = it / H;
+        issueAt(it, buf, L.slots[seq], L.offsets[seq], L.starts[seq]);
+    });
+    if (R.first < R.end) load(R.first, 0);
+    for (int it = R.first; it < R.end; it++) {
+        const int j = it - R.first;
         const int buf = j % LA_RING;
         const int head = it % H;
         const int* m = meta + 4 * buf;
@@ -826,32 +872,27 @@ __device__ void linearAttentionDecodeDeferred7_impl(const A* q, const A* k, cons
         }
         if (tid < dh) vs[tid] = vNext;
         __syncthreads();  // x_k, x_q and v in place; the next item's place in meta (issued after the last item)
-        if (it + 1 < end) load(it + 1, (j + 1) % LA_RING);
+        if (it + 1 < R.end) load(it + 1, (j + 1) % LA_RING);
+        if (tid == 0 && it + LA_RING < R.end) {
+            const int seq = (it + LA_RING) / H;
+            aheadSlot = L.slots[seq];
+            aheadRow = L.offsets[seq];
+            aheadPosition = L.starts[seq];
+        }
         featurize(xk, f, tc, pk);
         featurize(xq, f, tc, pq);
         __syncthreads();
         LaDecode D;
-        D.S = kvState + sh * (i64)sFloats;
+        D.S = kvState + sh * (i64)R.sFloats;
         D.z = kState + sh * (i64)E;
         D.out = row * vCols + (i64)head * dh;
         D.pk = pk;
         D.pq = pq;
         D.vs = vs;
         D.red = vs + dh;
-        float* Ss = ring + buf * bufFloats;
-        Dd.raw = Ss + sFloats;
-        Dd.waiting = laPending(pend, sh, K, f, dh);
-        Dd.count = count + sh;
         const bool write = n + 1 >= K || (int)(((i64)position + slot) % K) == K - 1;
-        laBarrierWait(&bars[buf], (unsigned)(j / LA_RING) & 1u);
-        laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);  // synchronises
-        laDeferredRowsShared(Dd, t, write, n, Ss, D);
-        laDeferredFinish(D, Dd, write, n, true, zEarly, out, eps);
-        __syncthreads();  // every read of the buffer and of meta done (the output's last sums read the waiting values)
-        if (tid == 0 && it + LA_RING < end) {
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // those reads before the copy's writes
-            issue(it + LA_RING, buf);
-        }
+        laRingItem(R, Dd, t, D, j, sh, n, write, zEarly, pend, count, K, f, dh, out, eps);
+        laRingRefill(R, it, buf, issueAhead);  // after every read of the buffer and of meta
     }
 #endif
 }

@@ -839,8 +839,8 @@ public final class Kernels {
      * 12 rows, two blocks), 5 (as 2 with the block's whole S copied into shared memory by one bulk copy, issued
      * first), 6 (5's work, persistent: a block a multiprocessor takes a run of the (sequence, head)s, the next ones'
      * S and waiting tokens copied in by bulk copies while it works on the current one; measured slower), 7 (6 with
-     * nothing of an item read from global memory on its own chain: its place in the layout read as its copies are
-     * issued, its count, z, q, k and v loaded into registers while the block works on the item before). Versions 5
+     * nothing of an item read from global memory on its own chain: its place in the layout, its count, z, q, k and v
+     * loaded into registers while the block works on an item before it). Versions 5
      * to 7 run on compute capability 9.0 where their shared memory fits, else version 1 runs.
      */
     static final int LINEAR_DEFER_VERSIONS = 7;
