@@ -156,7 +156,7 @@ final class BenchGpuCommand implements Callable<Integer> {
             throw new UsageException("--profiler-range is prefill or decode, got " + profilerRange);
         }
         if (profilerRange != null && (generate != null || device.equals("cpu"))) {
-            throw new UsageException("--profiler-range marks a timed prefill or decode steps on a GPU: not with "
+            throw new UsageException("--profiler-range marks a timed prefill or timed decode steps on a GPU: not with "
                     + "--generate or --device cpu");
         }
         if (batches == null) {

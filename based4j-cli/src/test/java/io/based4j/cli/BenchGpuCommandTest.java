@@ -269,7 +269,7 @@ class BenchGpuCommandTest {
         "--device cpu --profile                | --profile times prefill and decode steps on a GPU",
         "--profile --generate 8                | not with --generate or --device cpu",
         "--profiler-range steps                | --profiler-range is prefill or decode, got steps",
-        "--device cpu --profiler-range decode  | --profiler-range marks a timed prefill or decode steps on a GPU",
+        "--device cpu --profiler-range decode  | --profiler-range marks a timed prefill or timed decode steps on a GPU",
         "--profiler-range prefill --generate 8 | not with --generate or --device cpu",
     })
     void badOptionsAreUsageErrors(String options, String named) {
