@@ -139,7 +139,7 @@ final class BenchCommand implements Runnable {
             doc.put("model", name);
             doc.put("backend", model.backend().name());
             doc.put("threads", java.util.concurrent.ForkJoinPool.getCommonPoolParallelism() + 1);
-            doc.put("java", Runtime.version().toString());
+            BenchRun.describe(doc);
             doc.put("parameters", model.parameterCount());
             doc.put("weight_bytes", model.weightBytes());
             doc.put("prompt_len", promptLen);

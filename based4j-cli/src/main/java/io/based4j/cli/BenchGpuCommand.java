@@ -213,7 +213,7 @@ final class BenchGpuCommand implements Callable<Integer> {
         doc.put("backend", dev.backend().name());
         doc.put("device", dev.deviceName());
         doc.put("precision", dev.precision());
-        doc.put("java", Runtime.version().toString());
+        BenchRun.describe(doc);
         if (measured.size() == 1) {
             doc.put("parameters", measured.getFirst().parameters());
             doc.put("weight_bytes_on_gpu", measured.getFirst().weightBytes());

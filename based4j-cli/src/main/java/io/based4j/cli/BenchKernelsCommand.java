@@ -97,6 +97,7 @@ final class BenchKernelsCommand implements Callable<Integer> {
         Map<String, Object> doc = new LinkedHashMap<>();
         doc.put("benchmark", "kernels");
         doc.put("device", deviceName);
+        BenchRun.describe(doc);
         doc.put("reps", reps);
         doc.put("results", rows);
         OutputFiles.writeJson(json, doc);

@@ -168,7 +168,7 @@ final class BenchServeCommand implements Callable<Integer> {
         doc.put("benchmark", "serve");
         doc.put("backend", backendName);
         doc.put("precision", device.equals("cpu") ? "f32" : precision);
-        doc.put("java", Runtime.version().toString());
+        BenchRun.describe(doc);
         doc.put("requests_per_rate", requests);
         doc.put("prompt_len", promptLen);
         doc.put("gen_len", genLen);

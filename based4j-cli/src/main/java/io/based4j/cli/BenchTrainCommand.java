@@ -140,6 +140,7 @@ final class BenchTrainCommand implements Callable<Integer> {
             Map<String, Object> doc = new LinkedHashMap<>();
             doc.put("device", backend.name());
             doc.put("precision", deviceOptions.precisionName());
+            BenchRun.describe(doc);
             doc.put("matmul_flops_per_s", peak);
             doc.put("flops_per_token", "3 x forward: 2 per projection weight, 2 per head weight per scored position, "
                     + "attention 4 d per key seen, linear attention 4 E d, conv 2 k per channel");

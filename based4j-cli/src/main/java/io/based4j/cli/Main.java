@@ -114,8 +114,13 @@ public final class Main implements Runnable {
     static final class Version implements CommandLine.IVersionProvider {
         @Override
         public String[] getVersion() {
+            return new String[] {"based4j " + build() + " (Java " + Runtime.version() + ")"};
+        }
+
+        /** The build's version from its jar, or "development build" where the classes run from no packaged jar. */
+        static String build() {
             String v = Main.class.getPackage().getImplementationVersion();
-            return new String[] {"based4j " + (v == null ? "development build" : v) + " (Java " + Runtime.version() + ")"};
+            return v == null ? "development build" : v;
         }
     }
 }

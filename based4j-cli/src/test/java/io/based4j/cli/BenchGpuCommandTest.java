@@ -47,8 +47,16 @@ class BenchGpuCommandTest {
     @Test
     void oneModelOnTheCpuKeepsTheSingleModelLayout() throws IOException {
         Path json = shared.resolve("one.json");
-        CliTest.Result r = CliTest.run("bench", "gpu", "--device", "cpu", "--model", CliTest.GOLDEN.toString(),
-                "--batch", "1,2", "--prompt-len", "8", "--decode-steps", "2", "--json", json.toString());
+        // a based4j setting given as a system property (as JAVA_OPTS gives them) is recorded with the figures
+        String setting = "based4j.test.benchSetting";
+        System.setProperty(setting, "on");
+        CliTest.Result r;
+        try {
+            r = CliTest.run("bench", "gpu", "--device", "cpu", "--model", CliTest.GOLDEN.toString(),
+                    "--batch", "1,2", "--prompt-len", "8", "--decode-steps", "2", "--json", json.toString());
+        } finally {
+            System.clearProperty(setting);
+        }
         assertEquals(0, r.code(), r.err());
         String[] lines = r.outLines();
         assertTrue(lines[0].startsWith("based4j bench gpu: ../models/golden-tiny on cpu ("), lines[0]);
@@ -62,6 +70,9 @@ class BenchGpuCommandTest {
         assertEquals("gpu", doc.get("benchmark"));
         assertEquals("../models/golden-tiny", doc.get("model"));
         assertEquals("cpu", doc.get("backend"));
+        assertEquals(Runtime.version().toString(), doc.get("java"));
+        assertEquals("on", map(doc.get("settings")).get(setting), doc.toString());
+        assertFalse(map(doc.get("settings")).containsKey(BenchRun.HOME_PROPERTY), doc.toString());
         assertFalse(doc.containsKey("mode") || doc.containsKey("models") || doc.containsKey("ratios"), doc.toString());
         List<Map<String, Object>> rows = list(doc.get("results"));
         assertEquals(2, rows.size());
