@@ -7,7 +7,7 @@ import java.util.TreeMap;
 
 /**
  * What every benchmark's JSON says of the run beside its figures, so that two files can be told apart by more than
- * their numbers: the build, the Java runtime, and the based4j settings given as system properties (the kernel
+ * their numbers: the build and its commit, the Java runtime, and the based4j settings given as system properties (the kernel
  * versions and thresholds a run was asked for, {@code -Dbased4j.cuda.linearDeferVersion=7} say, through
  * {@code JAVA_OPTS}).
  */
@@ -31,9 +31,13 @@ final class BenchRun {
         return settings;
     }
 
-    /** Adds {@code based4j} (the build's version), {@code java} and {@code settings} to a benchmark's JSON. */
+    /**
+     * Adds {@code based4j} (the build's version), {@code commit} (the commit it was built from), {@code java} and
+     * {@code settings} to a benchmark's JSON.
+     */
     static void describe(Map<String, Object> doc) {
         doc.put("based4j", Main.Version.build());
+        doc.put("commit", Main.Version.commit());
         doc.put("java", Runtime.version().toString());
         doc.put("settings", settings(System.getProperties()));
     }

@@ -1,6 +1,9 @@
 package io.based4j.cli;
 
+import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 import java.util.function.Consumer;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -114,7 +117,20 @@ public final class Main implements Runnable {
     static final class Version implements CommandLine.IVersionProvider {
         @Override
         public String[] getVersion() {
-            return new String[] {"based4j " + build() + " (Java " + Runtime.version() + ")"};
+            return new String[] {"based4j " + build() + ", commit " + commit() + " (Java " + Runtime.version() + ")"};
+        }
+
+        /**
+         * The commit the build was made from (scripts/build-commit.sh: "-dirty" where tracked files had uncommitted
+         * changes), or "unknown" where it was not made in a git checkout.
+         */
+        static String commit() {
+            try (InputStream in = Main.class.getResourceAsStream("commit.txt")) {
+                String c = in == null ? "" : new String(in.readAllBytes(), StandardCharsets.UTF_8).strip();
+                return c.isEmpty() ? "unknown" : c;
+            } catch (IOException e) {
+                return "unknown";
+            }
         }
 
         /** The build's version from its jar, or "development build" where the classes run from no packaged jar. */

@@ -71,6 +71,7 @@ class BenchGpuCommandTest {
         assertEquals("../models/golden-tiny", doc.get("model"));
         assertEquals("cpu", doc.get("backend"));
         assertEquals(Runtime.version().toString(), doc.get("java"));
+        assertEquals(Main.Version.commit(), doc.get("commit"));
         assertEquals("on", map(doc.get("settings")).get(setting), doc.toString());
         assertFalse(map(doc.get("settings")).containsKey(BenchRun.HOME_PROPERTY), doc.toString());
         assertFalse(doc.containsKey("mode") || doc.containsKey("models") || doc.containsKey("ratios"), doc.toString());

@@ -1,7 +1,10 @@
 package io.based4j.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
@@ -23,5 +26,19 @@ class BenchRunTest {
                 List.copyOf(settings.keySet()), "sorted by name");
         assertEquals("7", settings.get("based4j.cuda.linearDeferVersion"));
         assertEquals(Map.of(), BenchRun.settings(new Properties()));
+    }
+
+    /**
+     * The commit a build was made from, in {@code --version} and so in every benchmark's JSON: a commit hash (with
+     * "-dirty" where tracked files had changes) when built in a git checkout, as this one is where it has a .git.
+     */
+    @Test
+    void theVersionNamesTheCommitOfTheBuild() {
+        String commit = Main.Version.commit();
+        boolean checkout = Files.exists(Path.of(System.getProperty("based4j.home"), ".git"));
+        assertTrue(commit.matches(checkout ? "[0-9a-f]{12,40}(-dirty)?" : "[0-9a-f]{12,40}(-dirty)?|unknown"), commit);
+        CliTest.Result r = CliTest.run("--version");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().strip().matches("based4j .+, commit " + commit + " \\(Java .+\\)"), r.out());
     }
 }
