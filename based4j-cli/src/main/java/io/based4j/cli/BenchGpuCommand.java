@@ -237,6 +237,11 @@ final class BenchGpuCommand implements Callable<Integer> {
                     + "over steps run one after the other without that overlap");
         }
         doc.put("tokens_per_prefill_call", tokensPerCall);
+        if (profilerRange != null) {
+            // the last timed run of each configuration ran under the profiler that asked for the range, if one did
+            doc.put("profiler_range", profilerRange + ": the last timed run of each configuration between "
+                    + "cuProfilerStart and cuProfilerStop");
+        }
         if (repeat > 1) {
             doc.put("repeat", repeat);
             doc.put("repeat_timing", "each configuration timed in " + repeat + " runs, each in a fresh session: its "
@@ -555,21 +560,22 @@ final class BenchGpuCommand implements Callable<Integer> {
         try (Session session = m.newSession(batch, sessionLength(prompt, decodeSteps),
                 Math.max(batch, tokensPerCall))) {
             Decoding d = new Decoding(m, session, batch, !noStepsAhead);
-            mark(dev, marked, "prefill", true);
-            long t0 = System.nanoTime();
-            d.prefill(prompt, rnd);
-            dev.synchronize();
-            long t1 = System.nanoTime();
-            mark(dev, marked, "prefill", false);
+            long[] t = new long[4];
+            inRange(dev, marked, "prefill", () -> {
+                t[0] = System.nanoTime();
+                d.prefill(prompt, rnd);
+                dev.synchronize();
+                t[1] = System.nanoTime();
+            });
             // two untimed steps: the first records the step's CUDA graph
             for (int s = 0; s < 2; s++) {
                 d.step();
             }
-            mark(dev, marked, "decode", true);
-            long t2 = System.nanoTime();
-            d.steps(decodeSteps);
-            long t3 = System.nanoTime();
-            mark(dev, marked, "decode", false);
+            inRange(dev, marked, "decode", () -> {
+                t[2] = System.nanoTime();
+                d.steps(decodeSteps);
+                t[3] = System.nanoTime();
+            });
             Long peak = dev.peakBytes();
             Long used = dev.usedBytes();
             // after the timed steps (whose host time the marks would add to), a step's parts on the device's clock
@@ -594,19 +600,34 @@ final class BenchGpuCommand implements Callable<Integer> {
                     }
                 }
             }
-            return new Timing((t1 - t0) / 1e9, (t3 - t2) / 1e9 / decodeSteps, millis[0] / GRAPH_STEPS,
+            return new Timing((t[1] - t[0]) / 1e9, (t[3] - t[2]) / 1e9 / decodeSteps, millis[0] / GRAPH_STEPS,
                     millis[1] / GRAPH_STEPS, millis[2] / (GRAPH_STEPS - 1), peak, used);
         }
     }
 
-    /** The start or end of the profiler's range where {@code marked} names {@code part}. */
-    private static void mark(BenchDevice dev, String marked, String part, boolean start) {
-        if (part.equals(marked)) {
-            if (start) {
-                dev.synchronize();  // the work queued before stays outside the range
-            }
-            dev.profilerRange(start);
+    /**
+     * Runs {@code work}, between the profiler range's start and end where {@code marked} names {@code part}: the
+     * range ends also where the work fails (a configuration that does not fit), so that none stays open for the
+     * next.
+     */
+    private static void inRange(BenchDevice dev, String marked, String part, Runnable work) {
+        if (!part.equals(marked)) {
+            work.run();
+            return;
         }
+        dev.synchronize();  // the work queued before stays outside the range
+        dev.profilerRange(true);
+        try {
+            work.run();
+        } catch (RuntimeException e) {
+            try {
+                dev.profilerRange(false);
+            } catch (RuntimeException end) {
+                e.addSuppressed(end);
+            }
+            throw e;
+        }
+        dev.profilerRange(false);
     }
 
     /** Greedy generation of one sequence per slot of a session: random prompts, then one token per step. */

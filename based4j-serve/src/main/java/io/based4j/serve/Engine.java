@@ -485,7 +485,8 @@ public final class Engine implements AutoCloseable {
 
     /**
      * Runs {@code action} while the engine thread is held before its next step, and returns what it returns (for
-     * tests: the requests it submits are all waiting when that step starts, however the threads are scheduled).
+     * tests: on an idle engine, the requests it submits are all waiting when the next step starts, however the
+     * threads are scheduled). The action must not close the engine, which waits for the engine thread.
      */
     <T> T holdingSteps(Supplier<T> action) {
         lock.lock();  // the engine thread takes it before every step (awaitWork)

@@ -436,13 +436,8 @@ class EngineTest {
             GenerationRequest stops = GenerationRequest.of(prompt, 20, SamplingParams.greedy());
             GenerationRequest ignores = new GenerationRequest(prompt, 20, SamplingParams.greedy(), List.of(), false);
             try (Engine engine = new Engine(eos971, tokenizer, new EngineOptions(2, 64, 65, 2))) {
-                // both waiting when the first step starts: their prompts are fed together, and every decode step
-                // after it may be queued ahead (with the second request submitted while the first decodes alone,
-                // the first could draw end-of-text in the step that feeds the second's prompt, and none is ahead)
-                List<RequestHandle> both = engine.holdingSteps(() -> List.of(
-                        engine.submit(stops, StreamListener.none()), engine.submit(ignores, StreamListener.none())));
-                RequestHandle a = both.get(0);
-                RequestHandle b = both.get(1);
+                RequestHandle a = engine.submit(stops, StreamListener.none());
+                RequestHandle b = engine.submit(ignores, StreamListener.none());
                 assertEndsOnEos(a, eos971, stops);
                 GenerationResult past = await(b);
                 assertEquals(20, past.tokens().length);
