@@ -529,7 +529,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     /** Exclusive scan of the chunk states over the chunks: prefix sums, or suffix sums when reverse. */
     private void linearScan(Precision p, long states, int batch, int seqLen, int heads, int featureDim, int headDim,
                             boolean reverse) {
-        int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(featureDim);
         int perHead = e * (headDim + 1);
         long count = (long) batch * heads * perHead;
         this.k.args.reset().ptr(states).i64(count).i32(linearChunks(seqLen)).i32(perHead).i32(reverse ? 1 : 0);
@@ -637,7 +637,7 @@ public final class MixerTrainKernels implements AutoCloseable {
         }
         if (mma(p, featureDim, headDim, q, k, v, out, states)) {
             if (fin != null) {
-                int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+                int e = MixerConfig.LinearAttention.expandedDim(featureDim);
                 this.k.args.reset().ptr(k).ptr(v).i64((long) heads * headDim).i32(headDim).i32(headDim).ptr(states)
                         .i32(seqLen).i32(heads).i32(featureDim).i32(headDim).ptr(fin.kv()).ptr(fin.z())
                         .ptr(fin.slots()).i32(realHeads).i32(split);
@@ -787,7 +787,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      * {@value #LINEAR_SCAN_MAX_HEAD_DIM}; the rest of the tensor-core cases run the chunk kernels.
      */
     static boolean linearScan(Precision p, int featureDim, int headDim) {
-        int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(featureDim);
         return linearTensorCores(p, featureDim, headDim) && (e + 15) / 16 * 16 <= LINEAR_SCAN_MAX_FEATURES
                 && headDim <= LINEAR_SCAN_MAX_HEAD_DIM;
     }
@@ -827,7 +827,7 @@ public final class MixerTrainKernels implements AutoCloseable {
      * state fits in shared memory beside the chunk's tiles.
      */
     static boolean linearRoundedStates(Precision p, int featureDim, int headDim) {
-        int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(featureDim);
         return linearTensorCores(p, featureDim, headDim) && (e + 15) / 16 * 16 <= LINEAR_SCAN_MAX_FEATURES;
     }
 
@@ -1030,7 +1030,7 @@ public final class MixerTrainKernels implements AutoCloseable {
     private void linearMmaStates(String name, long x, long r, long rStride, int rHead, int rWidth, boolean ones,
                                  long states, int batch, int seqLen, int heads, int featureDim, int headDim) {
         boolean reverse = !ones;
-        int e = 1 + featureDim + featureDim * (featureDim + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(featureDim);
         k.args.reset().ptr(x).ptr(r).i64(rStride).i32(rHead).i32(rWidth).i32(ones ? 1 : 0).ptr(states).i32(seqLen)
                 .i32(heads).i32(featureDim).i32(headDim).i32(reverse ? 1 : 0);
         launchMma(name, headDim, (e + LINEAR_MMA_SLAB - 1) / LINEAR_MMA_SLAB, heads, batch,

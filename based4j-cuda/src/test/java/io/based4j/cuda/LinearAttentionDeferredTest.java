@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.TokenBatch;
+import io.based4j.config.MixerConfig;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -57,7 +58,7 @@ class LinearAttentionDeferredTest {
     @ParameterizedTest(name = "version {0}, {1}, f {2}, dh {3}, every {4} steps, blocks {5}")
     @MethodSource("shapes")
     void deferredStepsAreTheStepByStepUpdate(int version, Precision p, int f, int dh, int steps, int blocks) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         int[] slots = {2, 0, 1};
         int[] starts = {7, 0, 90};
         int b = slots.length;

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.backend.TokenBatch;
+import io.based4j.config.MixerConfig;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -93,7 +94,7 @@ class LinearAttentionStateTest {
     @MethodSource("prefillShapes")
     void aPromptsChunkStatesLeaveTheWholeState(int f, int dh, boolean scan) {
         Precision p = Precision.BF16;
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         int slots = 4;
         TokenBatch batch = new TokenBatch(new int[] {2, 0, 3}, new int[] {0, 0, 0}, new int[] {100, 100, 37});
         int t = batch.totalTokens();
@@ -180,7 +181,7 @@ class LinearAttentionStateTest {
 
     /** The Taylor features of one key (1, x_i f^-1/4, then x_i x_j / sqrt(2 f) for i = j or / sqrt(f), i < j). */
     private static double[] phi(float[] x, int at, int f, double lin) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         double[] p = new double[e];
         p[0] = 1;
         int a = 1 + f;
@@ -203,7 +204,7 @@ class LinearAttentionStateTest {
     private record Run(KernelRig rig, long q, long k, long v, long layout, long kvWant, long zWant, long kvGot,
                        long zGot, long out, int stateValues, int zValues) {
         static Run recurrent(KernelRig rig, Precision p, TokenBatch batch, int f, int dh, long seed) {
-            int e = 1 + f + f * (f + 1) / 2;
+            int e = MixerConfig.LinearAttention.expandedDim(f);
             int t = batch.totalTokens();
             int slots = 3;
             SplittableRandom r = new SplittableRandom(seed + f + dh);

@@ -9,6 +9,7 @@ import static io.based4j.cuda.Near.toDouble;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.based4j.config.MixerConfig;
 import io.based4j.tensor.Tensor;
 import io.based4j.train.cpu.LinearAttentionOps;
 import java.util.Arrays;
@@ -96,7 +97,7 @@ class LinearAttentionTrainKernelsTest {
     private static final int RMS_MIN_VALUES = 256;
 
     private static double tolerance(Precision p, int len, int f, double amplification) {
-        int e = 1 + f + f * (f + 1) / 2;
+        int e = MixerConfig.LinearAttention.expandedDim(f);
         return amplification * (len + e + 40) * U + (p == Precision.F32 ? 0 : U_BF16);
     }
 

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.based4j.config.MixerConfig;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -243,7 +244,7 @@ class MixerTrainKernelsTest {
                 MixerTrainKernels.linearMmaRoundedSharedBytes(16, 64));
         assertEquals(80_640, MixerTrainKernels.linearMmaRoundedSharedBytes(16, 64));
         for (int f = 8; f <= 16; f += 8) {
-            int e = 1 + f + f * (f + 1) / 2;
+            int e = MixerConfig.LinearAttention.expandedDim(f);
             int epad = (e + 15) / 16 * 16;
             for (int dh = MixerTrainKernels.LINEAR_MMA_MIN_HEAD_DIM; dh <= MixerTrainKernels.LINEAR_MMA_MAX_HEAD_DIM;
                  dh += 8) {

@@ -1,6 +1,7 @@
 package io.based4j.train.cpu;
 
 import io.based4j.backend.cpu.Parallel;
+import io.based4j.config.MixerConfig;
 import java.util.Arrays;
 
 /**
@@ -293,7 +294,7 @@ public final class LinearAttentionOps {
             this.chunk = chunk;
             this.qkCols = Math.multiplyExact(heads, featureDim);
             this.vCols = Math.multiplyExact(heads, headDim);
-            this.features = 1 + f + f * (f + 1) / 2;
+            this.features = MixerConfig.LinearAttention.expandedDim(f);
             this.invSqrtF = 1.0 / Math.sqrt(f);
             this.linear = Math.pow(f, -0.25);
             this.diag = 1.0 / Math.sqrt(2.0 * f);
