@@ -304,7 +304,7 @@ class GpuModelTest {
                     Map<String, Object> fitted = new LinkedHashMap<>();
                     mixer.forEach((k, v) -> fitted.put((String) k, v));
                     int heads = 8;
-                    while (d % heads != 0 || (d / heads) % 4 != 0) {
+                    while (heads > 1 && (d % heads != 0 || (d / heads) % 4 != 0)) {
                         heads--;
                     }
                     fitted.put("num_heads", (long) heads);
