@@ -12,6 +12,10 @@
 // another with the same float operations as the step-by-step update, so the state is that update's bit for bit.
 #pragma once
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#include <cooperative_groups.h>
+#endif
+
 namespace b4j {
 
 /**
@@ -897,6 +901,206 @@ __device__ void linearAttentionDecodeDeferred7_impl(const A* q, const A* k, cons
 #endif
 }
 
+/** Feature a of the merged Taylor map of x (featurizeComponent's value there, the same float operations). */
+__device__ __forceinline__ float laFeatureAt(const float* x, int f, Taylor tc, int a) {
+    if (a == 0) return 1.0f;
+    if (a <= f) return __fmul_rn(x[a - 1], tc.lin);
+    int r = a - 1 - f;
+    int i = 0;
+    while (r >= f - i) {  // row i of the products holds f - i features
+        r -= f - i;
+        i++;
+    }
+    const float xi = x[i];
+    return r == 0 ? __fmul_rn(__fmul_rn(xi, xi), tc.diag) : __fmul_rn(__fmul_rn(xi, x[i + r]), tc.cross);
+}
+
+/** Threads a block of versions 8 and 9 of the deferred form (Kernels.LINEAR_SPLIT_THREADS). */
+#define LA_SPLIT_THREADS 128
+
+/**
+ * Versions 8 (Q 4) and 9 (Q 8) of the deferred form: a (sequence, head) split over a cluster of Q blocks by rows of
+ * S, the block of rank r taking features [r C, min(E, (r + 1) C)), C = ceil(E / Q): its rows of S (one contiguous
+ * piece) and the waiting tokens copied into shared memory by bulk copies issued first, its features of phi(q), phi(k)
+ * and the waiting keys, its rows of S and values of z added to and written where the step writes, and its pieces of
+ * the numerator, of the denominator and of the sums phi(q).phi(k_i); rank 0 adds the blocks' pieces in rank order
+ * (distributed shared memory) and writes the output, the count and, where the step does not write, this token among
+ * the waiting ones. Small blocks (LA_SPLIT_THREADS threads, some 25 KB of shared memory at based-1b's heads and Q 4)
+ * so that many (sequence, head)s' copies are in flight on a multiprocessor at once and each block's own chain of
+ * loads and barriers is short. S and z the same float operations as the other versions on the same values (bit for
+ * bit); the output's sums in another order. Grid (B Q, H). Requires f + dh and dh multiples of 4, S 16-byte aligned
+ * (Kernels.linearDeferFits) and compute capability 9.0 (empty in the sm_80 binary). Dynamic shared memory:
+ * Kernels.linearSplitFloats.
+ */
+template <int Q, typename W, typename A>
+__device__ void linearAttentionDecodeSplit(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                           float* pend, int* count, const int* layout, A* out, int B, int H, int f,
+                                           int dh, float eps, int K) {
+#if B4J_LA_BULK
+    extern __shared__ float smem[];
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const int E = expandedDim(f);
+    const int fd = f + dh;
+    const int C = (E + Q - 1) / Q;
+    const int rank = (int)(blockIdx.x % Q);
+    const int seq = (int)(blockIdx.x / Q);
+    const int head = (int)blockIdx.y;
+    const int a0 = min(E, rank * C);
+    const int rows = min(E, a0 + C) - a0;
+    const int quads = dh >> 2;
+    const int R = nt / quads;  // row groups
+    // shared memory: S's rows, the waiting tokens as stored, the barrier (16-byte aligned each), then the rest
+    float* Ss = smem;                    // [C][dh]
+    float* raw = Ss + C * dh;            // [K - 1][f + dh]
+    unsigned long long* bar = reinterpret_cast<unsigned long long*>(raw + (K - 1) * fd);
+    float* pq = raw + (K - 1) * fd + 4;  // [C] phi(q) at the block's features
+    float* pk = pq + C;                  // [C] phi(k)
+    float* pkP = pk + C;                 // [K - 1][C] phi of the waiting keys
+    float* xq = pkP + (K - 1) * C;       // [f]
+    float* xk = xq + f;                  // [f]
+    float* vs = xk + f;                  // [dh]
+    float* red = vs + dh;                // [R][dh]
+    float* dred = red + R * dh;          // [nt / 32]
+    float* part = dred + nt / 32;        // [dh + 1 + K]: numerator, denominator, phi(q).phi(k_i) for i <= n
+    float* coef = part + dh + 1 + K;     // [K] rank 0: the sums phi(q).phi(k_i) over the cluster
+    const Layout L = layoutOf(layout, B);
+    const i64 slot = L.slots[seq];
+    const i64 sh = slot * H + head;
+    float* Sg = kvState + sh * (i64)E * dh + (i64)a0 * dh;
+    float* waiting = laPending(pend, sh, K, f, dh);
+    if (tid == 0) {
+        const unsigned sBytes = (unsigned)(rows * dh) * 4u;
+        const unsigned wBytes = (unsigned)((K - 1) * fd) * 4u;
+        laBarrierInit(bar);
+        laExpectBytes(bar, sBytes + wBytes);
+        if (sBytes > 0) laBulkCopyOn(Ss, Sg, sBytes, bar);
+        laBulkCopyOn(raw, waiting, wBytes, bar);
+    }
+    float* zg = kState + sh * (i64)E + a0;
+    const float zEarly = tid < rows ? zg[tid] : 0.0f;
+    const int n = count[sh];  // tokens waiting
+    const i64 row = L.offsets[seq];
+    const bool write = n + 1 >= K || (int)(((i64)L.starts[seq] + slot) % K) == K - 1;
+    const i64 qkCols = (i64)H * f;
+    const i64 vCols = (i64)H * dh;
+    for (int i = tid; i < f; i += nt) {
+        xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
+        xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
+    }
+    for (int c = tid; c < dh; c += nt) vs[c] = toF(v[row * vCols + (i64)head * dh + c]);
+    __syncthreads();  // x_q, x_k and v in place; the barrier initialised
+    const Taylor tc = taylorOf(f);
+    for (int a = tid; a < rows; a += nt) {
+        pq[a] = laFeatureAt(xq, f, tc, a0 + a);
+        pk[a] = laFeatureAt(xk, f, tc, a0 + a);
+    }
+    laBarrierWait(bar);
+    for (int idx = tid; idx < n * rows; idx += nt) {
+        const int i = idx / rows;
+        const int a = idx - i * rows;
+        pkP[idx] = laFeatureAt(raw + i * fd, f, tc, a0 + a);
+    }
+    __syncthreads();
+    // the rows: laDeferredRow's work with the block's features (its E the block's rows)
+    LaDeferred Dd;
+    Dd.raw = raw;
+    Dd.pkP = pkP;
+    Dd.E = rows;
+    Dd.f = f;
+    Dd.dh = dh;
+    const int c = tid % quads;
+    const int g = tid / quads;
+    if (g < R) {
+        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
+        const float4* S4s = reinterpret_cast<const float4*>(Ss);
+        float4* S4 = reinterpret_cast<float4*>(Sg);
+        float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int a = g; a < rows; a += R) {
+            laDeferredRow(Dd, write, n, a, c, S4s[a * quads + c], vk, S4[(i64)a * quads + c], num, pk, pq);
+        }
+        float* r = red + g * dh + 4 * c;
+        r[0] = num.x;
+        r[1] = num.y;
+        r[2] = num.z;
+        r[3] = num.w;
+    }
+    // z at the block's features and its part of the denominator
+    float den = 0.0f;
+    for (int a = tid; a < rows; a += nt) {
+        float z = a == tid ? zEarly : zg[a];
+        if (write) {
+            for (int i = 0; i < n; i++) z = z + pkP[i * rows + a];
+            z = z + pk[a];
+            zg[a] = z;
+        }
+        den += pq[a] * z;
+    }
+    den = warpSum(den);
+    if ((tid & 31) == 0) dred[tid >> 5] = den;
+    if (!write) {
+        // the block's part of phi(q).phi(k_i) for the waiting tokens and this one (i = n), a warp each
+        for (int i = tid >> 5; i <= n; i += nt >> 5) {
+            const float* pki = i < n ? pkP + i * rows : pk;
+            float sum = 0.0f;
+            for (int a = tid & 31; a < rows; a += 32) sum += pq[a] * pki[a];
+            sum = warpSum(sum);
+            if ((tid & 31) == 0) part[dh + 1 + i] = sum;
+        }
+    }
+    __syncthreads();
+    for (int e = tid; e < dh; e += nt) {
+        float acc = 0.0f;
+        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + e];
+        part[e] = acc;
+    }
+    if (tid == 0) {
+        float total = 0.0f;
+        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
+        part[dh] = total;
+    }
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    cluster.sync();  // every block's pieces in place, every block's count and waiting tokens read
+    if (rank == 0) {
+        const float* parts[Q];
+#pragma unroll
+        for (int r = 0; r < Q; r++) parts[r] = cluster.map_shared_rank(part, r);
+        if (!write) {
+            for (int i = tid; i <= n; i += nt) {
+                float sum = 0.0f;
+#pragma unroll
+                for (int r = 0; r < Q; r++) sum += parts[r][dh + 1 + i];
+                coef[i] = sum;
+            }
+            // this token waits after the others: its key, its value
+            float* mine = waiting + (i64)n * fd;
+            for (int j = tid; j < fd; j += nt) mine[j] = j < f ? xk[j] : vs[j - f];
+            __syncthreads();
+        }
+        if (tid == 0) count[sh] = write ? 0 : n + 1;
+        for (int e = tid; e < dh; e += nt) {
+            float acc = 0.0f;
+            float total = 0.0f;
+#pragma unroll
+            for (int r = 0; r < Q; r++) {
+                acc += parts[r][e];
+                total += parts[r][dh];
+            }
+            if (!write) {
+                for (int i = 0; i < n; i++) {
+                    acc += coef[i] * raw[i * fd + f + e];
+                    total += coef[i];
+                }
+                acc += coef[n] * vs[e];
+                total += coef[n];
+            }
+            out[row * vCols + (i64)head * dh + e] = fromF<A>(acc * (1.0f / (total + eps)));
+        }
+    }
+    cluster.sync();  // no block leaves while rank 0 still reads its pieces
+#endif
+}
+
 /**
  * Adds the tokens waiting beside the state of each sequence of the layout (grid (B, H)) into its S and z, one after
  * another with the step-by-step update's float operations, and sets their count to 0: the state the step-by-step
@@ -982,6 +1186,28 @@ B4J_LA_DEFERRED(6, 1, f32, linearAttentionDecodeDeferred6_impl<W, A>)
 B4J_LA_DEFERRED(6, 1, bf16, linearAttentionDecodeDeferred6_impl<W, A>)
 B4J_LA_DEFERRED(7, 1, f32, linearAttentionDecodeDeferred7_impl<W, A>)
 B4J_LA_DEFERRED(7, 1, bf16, linearAttentionDecodeDeferred7_impl<W, A>)
+// versions 8 and 9: clusters of 4 and 8 blocks of LA_SPLIT_THREADS a (sequence, head), held to 8 blocks a
+// multiprocessor (64 registers a thread; their shared memory at based-1b's heads allows 9 and 14) (sm_90; empty before it)
+#if B4J_LA_BULK
+#define B4J_LA_SPLIT_DIMS(Q) __cluster_dims__(Q, 1, 1)
+#else
+#define B4J_LA_SPLIT_DIMS(Q)
+#endif
+#define B4J_LA_SPLIT(V, Q, MINB, T)                                                                                  \
+    namespace b4j_##T {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(LA_SPLIT_THREADS, MINB) B4J_LA_SPLIT_DIMS(Q)                        \
+        linearAttentionDecodeDeferred##V##_##T(const A* q, const A* k, const A* v, float* kvState, float* kState,    \
+                                               float* pend, int* count, const int* layout, A* out, int B, int H,     \
+                                               int f, int dh, float eps, int K) {                                    \
+        b4jPdlWait();                                                                                                \
+        b4j::linearAttentionDecodeSplit<Q, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f, dh,    \
+                                                 eps, K);                                                            \
+    }                                                                                                                \
+    }
+B4J_LA_SPLIT(8, 4, 8, f32)
+B4J_LA_SPLIT(8, 4, 8, bf16)
+B4J_LA_SPLIT(9, 8, 8, f32)
+B4J_LA_SPLIT(9, 8, 8, bf16)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

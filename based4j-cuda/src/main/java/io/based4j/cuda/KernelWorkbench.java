@@ -748,7 +748,8 @@ public final class KernelWorkbench {
     static final List<LinearDecodeShape> LINEAR_DECODE_SHAPES = List.of(
             new LinearDecodeShape("based-1b b128", 128, 16, 16, 112),
             new LinearDecodeShape("based-1b b1", 1, 16, 16, 112),
-            new LinearDecodeShape("based-360m b256", 256, 16, 16, 64));
+            new LinearDecodeShape("based-360m b256", 256, 16, 16, 64),
+            new LinearDecodeShape("based-1b b1024", 1024, 16, 16, 112));
 
     /**
      * Largest error of the new state S allowed against float64, relative to its largest value: S + phi(k) v rounded
