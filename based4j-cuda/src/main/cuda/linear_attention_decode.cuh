@@ -12,10 +12,6 @@
 // another with the same float operations as the step-by-step update, so the state is that update's bit for bit.
 #pragma once
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#include <cooperative_groups.h>
-#endif
-
 namespace b4j {
 
 /**
@@ -901,204 +897,230 @@ __device__ void linearAttentionDecodeDeferred7_impl(const A* q, const A* k, cons
 #endif
 }
 
-/** Feature a of the merged Taylor map of x (featurizeComponent's value there, the same float operations). */
-__device__ __forceinline__ float laFeatureAt(const float* x, int f, Taylor tc, int a) {
-    if (a == 0) return 1.0f;
-    if (a <= f) return __fmul_rn(x[a - 1], tc.lin);
-    int r = a - 1 - f;
-    int i = 0;
-    while (r >= f - i) {  // row i of the products holds f - i features
-        r -= f - i;
-        i++;
+/** Where feature a of the merged Taylor map comes from: kind 0 the constant 1, 1 x_i, 2 x_i x_i, 3 x_i x_j. */
+struct LaFeature {
+    int kind, i, j;
+};
+
+/** Feature a's place in the map of featurizeComponent (f components). */
+__device__ __forceinline__ LaFeature laFeatureOf(int f, int a) {
+    LaFeature p;
+    p.j = 0;
+    if (a == 0) {
+        p.kind = 0;
+        p.i = 0;
+    } else if (a <= f) {
+        p.kind = 1;
+        p.i = a - 1;
+    } else {
+        int r = a - 1 - f;
+        int i = 0;
+        while (r >= f - i) {  // row i of the products holds f - i features
+            r -= f - i;
+            i++;
+        }
+        p.kind = r == 0 ? 2 : 3;
+        p.i = i;
+        p.j = i + r;
     }
-    const float xi = x[i];
-    return r == 0 ? __fmul_rn(__fmul_rn(xi, xi), tc.diag) : __fmul_rn(__fmul_rn(xi, x[i + r]), tc.cross);
+    return p;
 }
 
-/** Threads a block of versions 8 and 9 of the deferred form (Kernels.LINEAR_SPLIT_THREADS). */
-#define LA_SPLIT_THREADS 128
+/** The feature at p of x: featurizeComponent's value there, the same float operations. */
+__device__ __forceinline__ float laFeatureValue(const float* x, Taylor tc, LaFeature p) {
+    const float xi = x[p.i];
+    switch (p.kind) {
+        case 0: return 1.0f;
+        case 1: return __fmul_rn(xi, tc.lin);
+        case 2: return __fmul_rn(__fmul_rn(xi, xi), tc.diag);
+        default: return __fmul_rn(__fmul_rn(xi, x[p.j]), tc.cross);
+    }
+}
+
+/** Warps a block of version 8 of the deferred form, a (sequence, head) each (Kernels.LINEAR_WARPS). */
+#define LA_WARPS 4
+/** Rows of S a lane of version 8 has in flight at once. */
+#define LA_WARP_ROWS 8
 
 /**
- * Versions 8 (Q 4) and 9 (Q 8) of the deferred form: a (sequence, head) split over a cluster of Q blocks by rows of
- * S, the block of rank r taking features [r C, min(E, (r + 1) C)), C = ceil(E / Q): its rows of S (one contiguous
- * piece) and the waiting tokens copied into shared memory by bulk copies issued first, its features of phi(q), phi(k)
- * and the waiting keys, its rows of S and values of z added to and written where the step writes, and its pieces of
- * the numerator, of the denominator and of the sums phi(q).phi(k_i); rank 0 adds the blocks' pieces in rank order
- * (distributed shared memory) and writes the output, the count and, where the step does not write, this token among
- * the waiting ones. Small blocks (LA_SPLIT_THREADS threads, some 25 KB of shared memory at based-1b's heads and Q 4)
- * so that many (sequence, head)s' copies are in flight on a multiprocessor at once and each block's own chain of
- * loads and barriers is short. S and z the same float operations as the other versions on the same values (bit for
- * bit); the output's sums in another order. Grid (B Q, H). Requires f + dh and dh multiples of 4, S 16-byte aligned
- * (Kernels.linearDeferFits) and compute capability 9.0 (empty in the sm_80 binary). Dynamic shared memory:
- * Kernels.linearSplitFloats.
+ * Floats of shared memory a warp of version 8 takes (Kernels.linearWarpFloats): the waiting tokens as stored, v,
+ * x_q, x_k, phi(q), phi(k) and z; a multiple of 4, so that each warp's part starts 16-byte aligned.
  */
-template <int Q, typename W, typename A>
-__device__ void linearAttentionDecodeSplit(const A* q, const A* k, const A* v, float* kvState, float* kState,
-                                           float* pend, int* count, const int* layout, A* out, int B, int H, int f,
-                                           int dh, float eps, int K) {
-#if B4J_LA_BULK
+__device__ __forceinline__ int laWarpFloats(int E, int f, int dh, int K) {
+    return ((K - 1) * (f + dh) + dh + 2 * f + 3 * E + 3) & ~3;
+}
+
+/**
+ * Version 8 of the deferred form: a warp a (sequence, head), LA_WARPS of them a block (a sequence's heads side by
+ * side), with no block barrier. Lane (g, c) of G = 32 / (dh / 4) lane groups takes columns 4c .. 4c + 3 of rows g,
+ * g + G, .. of S, LA_WARP_ROWS rows in flight at a time, the first ones as soon as the sequence's slot is in; the
+ * warp's own shared memory holds phi(q), phi(k), z and the waiting tokens, each lane featurizing the features a =
+ * lane, lane + 32, .. and a waiting key's feature computed where it is used. Many small independent chains a
+ * multiprocessor (attentionDecode version 6's habit) rather than a block's barriers between its loads. S and z the
+ * same float operations as the other versions on the same values (bit for bit); the output's sums in another order.
+ * Requires dh a multiple of 4 and at most 128, f + dh a multiple of 4, S and the waiting tokens 16-byte aligned.
+ * Dynamic shared memory LA_WARPS laWarpFloats floats.
+ */
+template <typename W, typename A>
+__device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                                  float* pend, int* count, const int* layout, A* out, int B, int H,
+                                                  int f, int dh, float eps, int K) {
     extern __shared__ float smem[];
-    const int tid = threadIdx.x;
-    const int nt = blockDim.x;
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const i64 item = (i64)blockIdx.x * LA_WARPS + warp;
+    if (item >= (i64)B * H) return;
     const int E = expandedDim(f);
     const int fd = f + dh;
-    const int C = (E + Q - 1) / Q;
-    const int rank = (int)(blockIdx.x % Q);
-    const int seq = (int)(blockIdx.x / Q);
-    const int head = (int)blockIdx.y;
-    const int a0 = min(E, rank * C);
-    const int rows = min(E, a0 + C) - a0;
     const int quads = dh >> 2;
-    const int R = nt / quads;  // row groups
-    // shared memory: S's rows, the waiting tokens as stored, the barrier (16-byte aligned each), then the rest
-    float* Ss = smem;                    // [C][dh]
-    float* raw = Ss + C * dh;            // [K - 1][f + dh]
-    unsigned long long* bar = reinterpret_cast<unsigned long long*>(raw + (K - 1) * fd);
-    float* pq = raw + (K - 1) * fd + 4;  // [C] phi(q) at the block's features
-    float* pk = pq + C;                  // [C] phi(k)
-    float* pkP = pk + C;                 // [K - 1][C] phi of the waiting keys
-    float* xq = pkP + (K - 1) * C;       // [f]
-    float* xk = xq + f;                  // [f]
-    float* vs = xk + f;                  // [dh]
-    float* red = vs + dh;                // [R][dh]
-    float* dred = red + R * dh;          // [nt / 32]
-    float* part = dred + nt / 32;        // [dh + 1 + K]: numerator, denominator, phi(q).phi(k_i) for i <= n
-    float* coef = part + dh + 1 + K;     // [K] rank 0: the sums phi(q).phi(k_i) over the cluster
+    const int G = 32 / quads;
+    const int c = lane % quads;
+    const int g = lane / quads;
+    const int seq = (int)(item / H);
+    const int head = (int)(item - (i64)seq * H);
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[seq];
     const i64 sh = slot * H + head;
-    float* Sg = kvState + sh * (i64)E * dh + (i64)a0 * dh;
-    float* waiting = laPending(pend, sh, K, f, dh);
-    if (tid == 0) {
-        const unsigned sBytes = (unsigned)(rows * dh) * 4u;
-        const unsigned wBytes = (unsigned)((K - 1) * fd) * 4u;
-        laBarrierInit(bar);
-        laExpectBytes(bar, sBytes + wBytes);
-        if (sBytes > 0) laBulkCopyOn(Ss, Sg, sBytes, bar);
-        laBulkCopyOn(raw, waiting, wBytes, bar);
-    }
-    float* zg = kState + sh * (i64)E + a0;
-    const float zEarly = tid < rows ? zg[tid] : 0.0f;
-    const int n = count[sh];  // tokens waiting
-    const i64 row = L.offsets[seq];
-    const bool write = n + 1 >= K || (int)(((i64)L.starts[seq] + slot) % K) == K - 1;
-    const i64 qkCols = (i64)H * f;
-    const i64 vCols = (i64)H * dh;
-    for (int i = tid; i < f; i += nt) {
-        xk[i] = toF(k[row * qkCols + (i64)head * f + i]);
-        xq[i] = toF(q[row * qkCols + (i64)head * f + i]);
-    }
-    for (int c = tid; c < dh; c += nt) vs[c] = toF(v[row * vCols + (i64)head * dh + c]);
-    __syncthreads();  // x_q, x_k and v in place; the barrier initialised
-    const Taylor tc = taylorOf(f);
-    for (int a = tid; a < rows; a += nt) {
-        pq[a] = laFeatureAt(xq, f, tc, a0 + a);
-        pk[a] = laFeatureAt(xk, f, tc, a0 + a);
-    }
-    laBarrierWait(bar);
-    for (int idx = tid; idx < n * rows; idx += nt) {
-        const int i = idx / rows;
-        const int a = idx - i * rows;
-        pkP[idx] = laFeatureAt(raw + i * fd, f, tc, a0 + a);
-    }
-    __syncthreads();
-    // the rows: laDeferredRow's work with the block's features (its E the block's rows)
-    LaDeferred Dd;
-    Dd.raw = raw;
-    Dd.pkP = pkP;
-    Dd.E = rows;
-    Dd.f = f;
-    Dd.dh = dh;
-    const int c = tid % quads;
-    const int g = tid / quads;
-    if (g < R) {
-        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        const float4* S4s = reinterpret_cast<const float4*>(Ss);
-        float4* S4 = reinterpret_cast<float4*>(Sg);
-        float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        for (int a = g; a < rows; a += R) {
-            laDeferredRow(Dd, write, n, a, c, S4s[a * quads + c], vk, S4[(i64)a * quads + c], num, pk, pq);
+    float* Sg = kvState + sh * (i64)E * dh;
+    float4* S4 = reinterpret_cast<float4*>(Sg);
+    float4 sv[LA_WARP_ROWS];
+    if (g < G) {
+        // the first rows in flight before anything else of the token is read
+#pragma unroll
+        for (int u = 0; u < LA_WARP_ROWS; u++) {
+            const int a = g + u * G;
+            sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
-        float* r = red + g * dh + 4 * c;
-        r[0] = num.x;
-        r[1] = num.y;
-        r[2] = num.z;
-        r[3] = num.w;
     }
-    // z at the block's features and its part of the denominator
+    float* raw = smem + warp * laWarpFloats(E, f, dh, K);  // [K - 1][f + dh]
+    float* vs = raw + (K - 1) * fd;                         // [dh]
+    float* xq = vs + dh;                                    // [f]
+    float* xk = xq + f;                                     // [f]
+    float* pq = xk + f;                                     // [E]
+    float* pk = pq + E;                                     // [E]
+    float* zs = pk + E;                                     // [E]
+    const i64 row = L.offsets[seq];
+    const int position = L.starts[seq];
+    const int n = count[sh];  // tokens waiting
+    float* zg = kState + sh * (i64)E;
+    for (int a = lane; a < E; a += 32) zs[a] = zg[a];
+    const i64 qkAt = row * H * f + (i64)head * f;
+    for (int i = lane; i < f; i += 32) {
+        xq[i] = toF(q[qkAt + i]);
+        xk[i] = toF(k[qkAt + i]);
+    }
+    const i64 vAt = row * H * dh + (i64)head * dh;
+    for (int e = lane; e < dh; e += 32) vs[e] = toF(v[vAt + e]);
+    float* waiting = laPending(pend, sh, K, f, dh);
+    const float4* W4 = reinterpret_cast<const float4*>(waiting);
+    for (int idx = lane; idx < n * fd / 4; idx += 32) reinterpret_cast<float4*>(raw)[idx] = W4[idx];
+    __syncwarp();
+    const Taylor tc = taylorOf(f);
+    for (int a = lane; a < E; a += 32) {
+        const LaFeature p = laFeatureOf(f, a);
+        pq[a] = laFeatureValue(xq, tc, p);
+        pk[a] = laFeatureValue(xk, tc, p);
+    }
+    __syncwarp();
+    const bool write = n + 1 >= K || (int)(((i64)position + slot) % K) == K - 1;
+    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (g < G) {
+        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
+        for (int a0 = g; a0 < E; a0 += G * LA_WARP_ROWS) {
+            if (a0 != g) {
+#pragma unroll
+                for (int u = 0; u < LA_WARP_ROWS; u++) {
+                    const int a = a0 + u * G;
+                    sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < LA_WARP_ROWS; u++) {
+                const int a = a0 + u * G;
+                if (a < E) {
+                    float4 s = sv[u];
+                    if (write) {
+                        // the waiting tokens, then this one, added in order (laDeferredRow's operations)
+                        const LaFeature pf = laFeatureOf(f, a);
+                        for (int i = 0; i < n; i++) {
+                            const float p = laFeatureValue(raw + i * fd, tc, pf);
+                            const float* vi = raw + i * fd + f + 4 * c;
+                            s.x = s.x + p * vi[0];
+                            s.y = s.y + p * vi[1];
+                            s.z = s.z + p * vi[2];
+                            s.w = s.w + p * vi[3];
+                        }
+                        const float p = pk[a];
+                        s.x = s.x + p * vk.x;
+                        s.y = s.y + p * vk.y;
+                        s.z = s.z + p * vk.z;
+                        s.w = s.w + p * vk.w;
+                        S4[(i64)a * quads + c] = s;
+                    }
+                    const float w = pq[a];
+                    num.x += w * s.x;
+                    num.y += w * s.y;
+                    num.z += w * s.z;
+                    num.w += w * s.w;
+                }
+            }
+        }
+    }
+    // the lane groups' pieces into group 0, in group order
+    for (int gg = 1; gg < G; gg++) {
+        const int from = (lane + gg * quads) & 31;
+        const float x = __shfl_sync(0xffffffffu, num.x, from);
+        const float y = __shfl_sync(0xffffffffu, num.y, from);
+        const float z = __shfl_sync(0xffffffffu, num.z, from);
+        const float w = __shfl_sync(0xffffffffu, num.w, from);
+        if (g == 0) {
+            num.x += x;
+            num.y += y;
+            num.z += z;
+            num.w += w;
+        }
+    }
+    // z (written where the step writes) and the denominator
     float den = 0.0f;
-    for (int a = tid; a < rows; a += nt) {
-        float z = a == tid ? zEarly : zg[a];
+    for (int a = lane; a < E; a += 32) {
+        float z = zs[a];
         if (write) {
-            for (int i = 0; i < n; i++) z = z + pkP[i * rows + a];
+            const LaFeature pf = laFeatureOf(f, a);
+            for (int i = 0; i < n; i++) z = z + laFeatureValue(raw + i * fd, tc, pf);
             z = z + pk[a];
             zg[a] = z;
         }
         den += pq[a] * z;
     }
-    den = warpSum(den);
-    if ((tid & 31) == 0) dred[tid >> 5] = den;
+    float total = warpSum(den);
     if (!write) {
-        // the block's part of phi(q).phi(k_i) for the waiting tokens and this one (i = n), a warp each
-        for (int i = tid >> 5; i <= n; i += nt >> 5) {
-            const float* pki = i < n ? pkP + i * rows : pk;
-            float sum = 0.0f;
-            for (int a = tid & 31; a < rows; a += 32) sum += pq[a] * pki[a];
-            sum = warpSum(sum);
-            if ((tid & 31) == 0) part[dh + 1 + i] = sum;
-        }
-    }
-    __syncthreads();
-    for (int e = tid; e < dh; e += nt) {
-        float acc = 0.0f;
-        for (int gg = 0; gg < R; gg++) acc += red[gg * dh + e];
-        part[e] = acc;
-    }
-    if (tid == 0) {
-        float total = 0.0f;
-        for (int w = 0; w < (nt >> 5); w++) total += dred[w];
-        part[dh] = total;
-    }
-    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
-    cluster.sync();  // every block's pieces in place, every block's count and waiting tokens read
-    if (rank == 0) {
-        const float* parts[Q];
-#pragma unroll
-        for (int r = 0; r < Q; r++) parts[r] = cluster.map_shared_rank(part, r);
-        if (!write) {
-            for (int i = tid; i <= n; i += nt) {
-                float sum = 0.0f;
-#pragma unroll
-                for (int r = 0; r < Q; r++) sum += parts[r][dh + 1 + i];
-                coef[i] = sum;
+        // the waiting tokens' part and this token's (i = n): phi(q).phi(k_i) and its value
+        for (int i = 0; i <= n; i++) {
+            float part = 0.0f;
+            for (int a = lane; a < E; a += 32) {
+                part += pq[a] * (i < n ? laFeatureValue(raw + i * fd, tc, laFeatureOf(f, a)) : pk[a]);
             }
-            // this token waits after the others: its key, its value
-            float* mine = waiting + (i64)n * fd;
-            for (int j = tid; j < fd; j += nt) mine[j] = j < f ? xk[j] : vs[j - f];
-            __syncthreads();
+            const float coef = warpSum(part);
+            total += coef;
+            const float* vi = (i < n ? raw + i * fd + f : vs) + 4 * c;
+            num.x += coef * vi[0];
+            num.y += coef * vi[1];
+            num.z += coef * vi[2];
+            num.w += coef * vi[3];
         }
-        if (tid == 0) count[sh] = write ? 0 : n + 1;
-        for (int e = tid; e < dh; e += nt) {
-            float acc = 0.0f;
-            float total = 0.0f;
-#pragma unroll
-            for (int r = 0; r < Q; r++) {
-                acc += parts[r][e];
-                total += parts[r][dh];
-            }
-            if (!write) {
-                for (int i = 0; i < n; i++) {
-                    acc += coef[i] * raw[i * fd + f + e];
-                    total += coef[i];
-                }
-                acc += coef[n] * vs[e];
-                total += coef[n];
-            }
-            out[row * vCols + (i64)head * dh + e] = fromF<A>(acc * (1.0f / (total + eps)));
-        }
+        // this token waits after the others: its key, its value
+        float* mine = waiting + (i64)n * fd;
+        for (int j = lane; j < fd; j += 32) mine[j] = j < f ? xk[j] : vs[j - f];
     }
-    cluster.sync();  // no block leaves while rank 0 still reads its pieces
-#endif
+    if (lane == 0) count[sh] = write ? 0 : n + 1;
+    if (lane < quads) {
+        const float r = 1.0f / (total + eps);
+        A* o = out + vAt + 4 * c;
+        o[0] = fromF<A>(num.x * r);
+        o[1] = fromF<A>(num.y * r);
+        o[2] = fromF<A>(num.z * r);
+        o[3] = fromF<A>(num.w * r);
+    }
 }
 
 /**
@@ -1186,28 +1208,19 @@ B4J_LA_DEFERRED(6, 1, f32, linearAttentionDecodeDeferred6_impl<W, A>)
 B4J_LA_DEFERRED(6, 1, bf16, linearAttentionDecodeDeferred6_impl<W, A>)
 B4J_LA_DEFERRED(7, 1, f32, linearAttentionDecodeDeferred7_impl<W, A>)
 B4J_LA_DEFERRED(7, 1, bf16, linearAttentionDecodeDeferred7_impl<W, A>)
-// versions 8 and 9: clusters of 4 and 8 blocks of LA_SPLIT_THREADS a (sequence, head), held to 8 blocks a
-// multiprocessor (64 registers a thread; their shared memory at based-1b's heads allows 9 and 14) (sm_90; empty before it)
-#if B4J_LA_BULK
-#define B4J_LA_SPLIT_DIMS(Q) __cluster_dims__(Q, 1, 1)
-#else
-#define B4J_LA_SPLIT_DIMS(Q)
-#endif
-#define B4J_LA_SPLIT(V, Q, MINB, T)                                                                                  \
+// version 8: LA_WARPS warps a block, a (sequence, head) each, held to 6 blocks a multiprocessor (80 registers)
+#define B4J_LA_WARP(T)                                                                                               \
     namespace b4j_##T {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(LA_SPLIT_THREADS, MINB) B4J_LA_SPLIT_DIMS(Q)                        \
-        linearAttentionDecodeDeferred##V##_##T(const A* q, const A* k, const A* v, float* kvState, float* kState,    \
-                                               float* pend, int* count, const int* layout, A* out, int B, int H,     \
-                                               int f, int dh, float eps, int K) {                                    \
+    extern "C" __global__ void __launch_bounds__(32 * LA_WARPS, 6) linearAttentionDecodeDeferred8_##T(               \
+        const A* q, const A* k, const A* v, float* kvState, float* kState, float* pend, int* count,                  \
+        const int* layout, A* out, int B, int H, int f, int dh, float eps, int K) {                                  \
         b4jPdlWait();                                                                                                \
-        b4j::linearAttentionDecodeSplit<Q, W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f, dh,    \
-                                                 eps, K);                                                            \
+        b4j::linearAttentionDecodeDeferredWarp<W, A>(q, k, v, kvState, kState, pend, count, layout, out, B, H, f,    \
+                                                     dh, eps, K);                                                    \
     }                                                                                                                \
     }
-B4J_LA_SPLIT(8, 4, 8, f32)
-B4J_LA_SPLIT(8, 4, 8, bf16)
-B4J_LA_SPLIT(9, 8, 8, f32)
-B4J_LA_SPLIT(9, 8, 8, bf16)
+B4J_LA_WARP(f32)
+B4J_LA_WARP(bf16)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

@@ -840,12 +840,11 @@ public final class Kernels {
      * first), 6 (5's work, persistent: a block a multiprocessor takes a run of the (sequence, head)s, the next ones'
      * S and waiting tokens copied in by bulk copies while it works on the current one; measured slower), 7 (6 with
      * nothing of an item read from global memory on its own chain: its place in the layout, its count, z, q, k and v
-     * loaded into registers while the block works on an item before it), 8 and 9 (a (sequence, head) split by rows
-     * of S over a thread block cluster of 4 or 8 small blocks, each its rows copied in by a bulk copy, rank 0 adding
-     * the blocks' pieces of the sums). Versions 5 to 9 run on compute capability 9.0 where their shared memory fits,
-     * else version 1 runs.
+     * loaded into registers while the block works on an item before it), 8 (a warp a (sequence, head), four a block,
+     * no block barrier, 8 rows of S a lane in flight). Versions 5 to 7 run on compute capability 9.0 where their
+     * shared memory fits, version 8 where its head dim is at most 128; else version 1 runs.
      */
-    static final int LINEAR_DEFER_VERSIONS = 9;
+    static final int LINEAR_DEFER_VERSIONS = 8;
     static final int LINEAR_DEFER_VERSION_DEFAULT = 5;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
@@ -894,32 +893,22 @@ public final class Kernels {
         return LINEAR_RING * (e * dh + (steps - 1L) * (f + dh)) + 4 + 2 * LINEAR_RING;
     }
 
-    /** Threads a block of versions 8 and 9 of {@link #linearAttentionDecodeDeferred}: LA_SPLIT_THREADS in the .cuh. */
-    static final int LINEAR_SPLIT_THREADS = 128;
-
-    /** The blocks of a cluster that split a (sequence, head) in version {@code version} (8 or 9). */
-    static int linearSplitBlocks(int version) {
-        return version == 8 ? 4 : 8;
-    }
+    /** Warps a block of version 8 of {@link #linearAttentionDecodeDeferred}, a (sequence, head) each: LA_WARPS. */
+    static final int LINEAR_WARPS = 4;
 
     /**
-     * Floats of dynamic shared memory of versions 8 and 9, split over {@code blocks} blocks (as
-     * linearAttentionDecodeSplit lays them out): S's rows of a block, the waiting tokens as stored, the barrier, the
-     * block's features of phi(q), phi(k) and the waiting keys, x_q, x_k, v, the numerator's pieces of the row groups,
-     * the warps' denominators, the block's pieces and rank 0's sums.
+     * Floats of shared memory a warp of version 8 takes (laWarpFloats in the .cuh): the waiting tokens as stored, v,
+     * x_q, x_k, phi(q), phi(k) and z, rounded up to a multiple of 4.
      */
-    static long linearSplitFloats(int blocks, int f, int dh, int steps) {
+    static long linearWarpFloats(int f, int dh, int steps) {
         long e = MixerConfig.LinearAttention.expandedDim(f);
-        long c = (e + blocks - 1) / blocks;
-        long groups = LINEAR_SPLIT_THREADS / (dh / 4);
-        return c * dh + (steps - 1L) * (f + dh) + 4 + 2 * c + (steps - 1L) * c + 2L * f + dh + groups * dh
-                + LINEAR_SPLIT_THREADS / 32 + dh + 1 + 2L * steps;
+        return ((steps - 1L) * (f + dh) + dh + 2L * f + 3 * e + 3) & ~3L;
     }
 
     /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
     private static long linearDeferFloats(int version, int f, int dh, int steps) {
-        if (version >= 8) {
-            return linearSplitFloats(linearSplitBlocks(version), f, dh, steps);
+        if (version == 8) {
+            return LINEAR_WARPS * linearWarpFloats(f, dh, steps);
         }
         return linearDeferFloats(f, dh, steps) + switch (version) {
             case 5 -> linearBulkFloats(f, dh);
@@ -931,14 +920,18 @@ public final class Kernels {
 
     /**
      * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: versions 5
-     * to 9 only on compute capability 9.0 and where their shared memory fits (version 7 also with f and dh at most
-     * the block's threads), version 1 in their place.
+     * to 7 only on compute capability 9.0 and where their shared memory fits (version 7 also with f and dh at most
+     * the block's threads), version 8 where its head dim is at most 128 and its shared memory fits, version 1 in
+     * their place.
      */
     int linearDeferRuns(int version, int f, int dh, int steps) {
         if (version < 5) {
             return version;
         }
         long bytes = 4 * linearDeferFloats(version, f, dh, steps);
+        if (version == 8) {
+            return dh <= 128 && bytes <= (sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED) ? 8 : 1;
+        }
         boolean fits = wgmmaFits && bytes <= (sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED)
                 && (version != 7 || f <= LINEAR_THREADS && dh <= LINEAR_THREADS);
         return fits ? version : 1;
@@ -983,8 +976,8 @@ public final class Kernels {
         long fn = function("linearAttentionDecodeDeferred" + version, p, shared);
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(out).i32(B)
                 .i32(H).i32(f).i32(dh).f32(eps).i32(steps);
-        if (version >= 8) {
-            launch(fn, B * linearSplitBlocks(version), H, 1, LINEAR_SPLIT_THREADS, shared);
+        if (version == 8) {
+            launch(fn, (int) (((long) B * H + LINEAR_WARPS - 1) / LINEAR_WARPS), 1, 1, 32 * LINEAR_WARPS, shared);
         } else if (version >= 6) {
             launch(fn, linearDeferGrid((long) B * H), 1, 1, LINEAR_THREADS, shared);
         } else {
