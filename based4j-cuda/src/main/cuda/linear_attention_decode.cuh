@@ -940,22 +940,23 @@ __device__ __forceinline__ float laFeatureValue(const float* x, Taylor tc, LaFea
 /** Warps a block of version 8 of the deferred form, a (sequence, head) each (Kernels.LINEAR_WARPS). */
 #define LA_WARPS 4
 /** Rows of S a lane of version 8 has in flight at once. */
-#define LA_WARP_ROWS 8
+#define LA_WARP_ROWS 16
 
 /**
  * Floats of shared memory a warp of version 8 takes (Kernels.linearWarpFloats): the waiting tokens as stored, v,
- * x_q, x_k, phi(q), phi(k) and z; a multiple of 4, so that each warp's part starts 16-byte aligned.
+ * x_q, x_k, phi(q), phi(k), z and phi of the waiting keys; a multiple of 4, so that each warp's part starts 16-byte
+ * aligned.
  */
 __device__ __forceinline__ int laWarpFloats(int E, int f, int dh, int K) {
-    return ((K - 1) * (f + dh) + dh + 2 * f + 3 * E + 3) & ~3;
+    return ((K - 1) * (f + dh) + dh + 2 * f + 3 * E + (K - 1) * E + 3) & ~3;
 }
 
 /**
  * Version 8 of the deferred form: a warp a (sequence, head), LA_WARPS of them a block (a sequence's heads side by
  * side), with no block barrier. Lane (g, c) of G = 32 / (dh / 4) lane groups takes columns 4c .. 4c + 3 of rows g,
  * g + G, .. of S, LA_WARP_ROWS rows in flight at a time, the first ones as soon as the sequence's slot is in; the
- * warp's own shared memory holds phi(q), phi(k), z and the waiting tokens, each lane featurizing the features a =
- * lane, lane + 32, .. and a waiting key's feature computed where it is used. Many small independent chains a
+ * warp's own shared memory holds phi(q), phi(k), z, the waiting tokens and phi of their keys, each lane featurizing
+ * the features a = lane, lane + 32, .. of each. Many small independent chains a
  * multiprocessor (attentionDecode version 6's habit) rather than a block's barriers between its loads. S and z the
  * same float operations as the other versions on the same values (bit for bit); the output's sums in another order.
  * Requires dh a multiple of 4 and at most 128, f + dh a multiple of 4, S and the waiting tokens 16-byte aligned.
@@ -999,6 +1000,7 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
     float* pq = xk + f;                                     // [E]
     float* pk = pq + E;                                     // [E]
     float* zs = pk + E;                                     // [E]
+    float* pkP = zs + E;                                    // [K - 1][E]
     const i64 row = L.offsets[seq];
     const int position = L.starts[seq];
     const int n = count[sh];  // tokens waiting
@@ -1020,6 +1022,7 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
         const LaFeature p = laFeatureOf(f, a);
         pq[a] = laFeatureValue(xq, tc, p);
         pk[a] = laFeatureValue(xk, tc, p);
+        for (int i = 0; i < n; i++) pkP[i * E + a] = laFeatureValue(raw + i * fd, tc, p);
     }
     __syncwarp();
     const bool write = n + 1 >= K || (int)(((i64)position + slot) % K) == K - 1;
@@ -1041,9 +1044,8 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
                     float4 s = sv[u];
                     if (write) {
                         // the waiting tokens, then this one, added in order (laDeferredRow's operations)
-                        const LaFeature pf = laFeatureOf(f, a);
                         for (int i = 0; i < n; i++) {
-                            const float p = laFeatureValue(raw + i * fd, tc, pf);
+                            const float p = pkP[i * E + a];
                             const float* vi = raw + i * fd + f + 4 * c;
                             s.x = s.x + p * vi[0];
                             s.y = s.y + p * vi[1];
@@ -1085,8 +1087,7 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
     for (int a = lane; a < E; a += 32) {
         float z = zs[a];
         if (write) {
-            const LaFeature pf = laFeatureOf(f, a);
-            for (int i = 0; i < n; i++) z = z + laFeatureValue(raw + i * fd, tc, pf);
+            for (int i = 0; i < n; i++) z = z + pkP[i * E + a];
             z = z + pk[a];
             zg[a] = z;
         }
@@ -1098,7 +1099,7 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
         for (int i = 0; i <= n; i++) {
             float part = 0.0f;
             for (int a = lane; a < E; a += 32) {
-                part += pq[a] * (i < n ? laFeatureValue(raw + i * fd, tc, laFeatureOf(f, a)) : pk[a]);
+                part += pq[a] * (i < n ? pkP[i * E + a] : pk[a]);
             }
             const float coef = warpSum(part);
             total += coef;
@@ -1208,10 +1209,10 @@ B4J_LA_DEFERRED(6, 1, f32, linearAttentionDecodeDeferred6_impl<W, A>)
 B4J_LA_DEFERRED(6, 1, bf16, linearAttentionDecodeDeferred6_impl<W, A>)
 B4J_LA_DEFERRED(7, 1, f32, linearAttentionDecodeDeferred7_impl<W, A>)
 B4J_LA_DEFERRED(7, 1, bf16, linearAttentionDecodeDeferred7_impl<W, A>)
-// version 8: LA_WARPS warps a block, a (sequence, head) each, held to 6 blocks a multiprocessor (80 registers)
+// version 8: LA_WARPS warps a block, a (sequence, head) each, held to 4 blocks a multiprocessor (128 registers)
 #define B4J_LA_WARP(T)                                                                                               \
     namespace b4j_##T {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(32 * LA_WARPS, 6) linearAttentionDecodeDeferred8_##T(               \
+    extern "C" __global__ void __launch_bounds__(32 * LA_WARPS, 4) linearAttentionDecodeDeferred8_##T(               \
         const A* q, const A* k, const A* v, float* kvState, float* kState, float* pend, int* count,                  \
         const int* layout, A* out, int B, int H, int f, int dh, float eps, int K) {                                  \
         b4jPdlWait();                                                                                                \

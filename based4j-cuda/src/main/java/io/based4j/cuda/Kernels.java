@@ -841,7 +841,7 @@ public final class Kernels {
      * S and waiting tokens copied in by bulk copies while it works on the current one; measured slower), 7 (6 with
      * nothing of an item read from global memory on its own chain: its place in the layout, its count, z, q, k and v
      * loaded into registers while the block works on an item before it), 8 (a warp a (sequence, head), four a block,
-     * no block barrier, 8 rows of S a lane in flight). Versions 5 to 7 run on compute capability 9.0 where their
+     * no block barrier, 16 rows of S a lane in flight). Versions 5 to 7 run on compute capability 9.0 where their
      * shared memory fits, version 8 where its head dim is at most 128; else version 1 runs.
      */
     static final int LINEAR_DEFER_VERSIONS = 8;
@@ -898,11 +898,11 @@ public final class Kernels {
 
     /**
      * Floats of shared memory a warp of version 8 takes (laWarpFloats in the .cuh): the waiting tokens as stored, v,
-     * x_q, x_k, phi(q), phi(k) and z, rounded up to a multiple of 4.
+     * x_q, x_k, phi(q), phi(k), z and phi of the waiting keys, rounded up to a multiple of 4.
      */
     static long linearWarpFloats(int f, int dh, int steps) {
         long e = MixerConfig.LinearAttention.expandedDim(f);
-        return ((steps - 1L) * (f + dh) + dh + 2L * f + 3 * e + 3) & ~3L;
+        return ((steps - 1L) * (f + dh) + dh + 2L * f + 3 * e + (steps - 1L) * e + 3) & ~3L;
     }
 
     /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
