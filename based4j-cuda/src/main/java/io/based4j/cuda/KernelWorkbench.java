@@ -880,6 +880,31 @@ public final class KernelWorkbench {
                         results.add(new Result("linearAttentionDecode", shape, "deferred v" + deferVersion + used
                                 + (writes ? ", every step writes" : ", a write in " + steps + " steps"), ms,
                                 moved / (ms * 1e-3) / 1e9, error, GEMV_BOUND));
+                        if (!writes) {
+                            // as a decode runs them: a copy's calls take `steps` layouts of positions one step apart
+                            // in turn, so that each sequence writes on one call in `steps` and a call's writes are
+                            // spread over the batch, each call after the L2 cache is flushed (its small inputs, the
+                            // counts and waiting tokens among them, cold as a step meets them after the weights of
+                            // the layers before); the output's check is the round's above
+                            long[] lays = new long[steps];
+                            for (int t = 0; t < steps; t++) {
+                                int[] lt = CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(java.util.stream
+                                        .IntStream.range(0, b).toArray(), filledInts(b, t), filledInts(b, 1)));
+                                MemorySegment ltHost = arena.allocate(4L * lt.length, 16);
+                                MemorySegment.copy(lt, 0, ltHost, ValueLayout.JAVA_INT_UNALIGNED, 0, lt.length);
+                                lays[t] = upload(ltHost, 4L * lt.length);
+                            }
+                            for (int c = 0; c < copies; c++) {
+                                cu.memsetD8Async(counts[c], 0, 4L * b * h, stream);
+                            }
+                            int[] calls = new int[copies];
+                            double cold = timeCold(copies, c -> kernels.linearAttentionDecodeDeferred(deferVersion,
+                                    Precision.BF16, qd, kd, vd, ss[c], zs[c], pends[c], counts[c],
+                                    lays[calls[c]++ % steps], out, b, h, f, dh, 1e-6f, steps));
+                            results.add(new Result("linearAttentionDecode", shape, "deferred v" + deferVersion + used
+                                    + ", steps as a decode runs them, caches flushed", cold,
+                                    moved / (cold * 1e-3) / 1e9, error, GEMV_BOUND));
+                        }
                     }
                 }
             }
@@ -1312,6 +1337,35 @@ public final class KernelWorkbench {
             cu.record(end, stream);
             cu.synchronizeEvent(end);
             return cu.elapsedMillis(start, end) / reps;
+        } finally {
+            cu.destroyEvent(start);
+            cu.destroyEvent(end);
+        }
+    }
+
+    /**
+     * As {@link #time}, with the L2 cache flushed before each call (a write of {@link #COLD_BYTES}), each call timed
+     * alone by its own events: the mean of the calls.
+     */
+    private double timeCold(int copies, java.util.function.IntConsumer call) {
+        long scratch = alloc(COLD_BYTES);
+        for (int c = 0; c < copies; c++) {
+            call.accept(c);
+        }
+        cu.synchronize(stream);
+        long start = cu.createEvent();
+        long end = cu.createEvent();
+        try {
+            double total = 0;
+            for (int i = 0; i < reps; i++) {
+                cu.memsetD8Async(scratch, i & 0xff, COLD_BYTES, stream);
+                cu.record(start, stream);
+                call.accept(i % copies);
+                cu.record(end, stream);
+                cu.synchronizeEvent(end);
+                total += cu.elapsedMillis(start, end);
+            }
+            return total / reps;
         } finally {
             cu.destroyEvent(start);
             cu.destroyEvent(end);
