@@ -405,6 +405,12 @@ __device__ __forceinline__ void laDeferredRow(const LaDeferred& Dd, bool write, 
     num.w += w * s.w;
 }
 
+/** z[a] with the n waiting tokens' features (pkP [n][E]) added in, in order. */
+__device__ __forceinline__ float laAddWaiting(float z, const float* pkP, int n, int E, int a) {
+    for (int i = 0; i < n; i++) z = z + pkP[i * E + a];
+    return z;
+}
+
 /**
  * The end of a deferred step, once the numerator's pieces are in Dd.red: z (written with the waiting tokens' and this
  * token's features where the step writes; zEarly the value of z[tid] loaded before, where tid < E, or 0 with none)
@@ -423,8 +429,7 @@ __device__ __forceinline__ void laDeferredFinish(const LaDecode& D, const LaDefe
     for (int a = tid; a < E; a += nt) {
         float z = early && a == tid ? zEarly : D.z[a];
         if (write) {
-            for (int i = 0; i < n; i++) z = z + Dd.pkP[i * E + a];
-            z = z + pk[a];
+            z = laAddWaiting(z, Dd.pkP, n, E, a) + pk[a];
             D.z[a] = z;
         }
         den += pq[a] * z;
@@ -1026,6 +1031,12 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
     }
     __syncwarp();
     const bool write = n + 1 >= K || (int)(((i64)position + slot) % K) == K - 1;
+    LaDeferred Dd;  // the places laDeferredRow reads: the waiting tokens as stored and phi of their keys
+    Dd.raw = raw;
+    Dd.pkP = pkP;
+    Dd.E = E;
+    Dd.f = f;
+    Dd.dh = dh;
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < G) {
         const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
@@ -1040,31 +1051,7 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
 #pragma unroll
             for (int u = 0; u < LA_WARP_ROWS; u++) {
                 const int a = a0 + u * G;
-                if (a < E) {
-                    float4 s = sv[u];
-                    if (write) {
-                        // the waiting tokens, then this one, added in order (laDeferredRow's operations)
-                        for (int i = 0; i < n; i++) {
-                            const float p = pkP[i * E + a];
-                            const float* vi = raw + i * fd + f + 4 * c;
-                            s.x = s.x + p * vi[0];
-                            s.y = s.y + p * vi[1];
-                            s.z = s.z + p * vi[2];
-                            s.w = s.w + p * vi[3];
-                        }
-                        const float p = pk[a];
-                        s.x = s.x + p * vk.x;
-                        s.y = s.y + p * vk.y;
-                        s.z = s.z + p * vk.z;
-                        s.w = s.w + p * vk.w;
-                        S4[(i64)a * quads + c] = s;
-                    }
-                    const float w = pq[a];
-                    num.x += w * s.x;
-                    num.y += w * s.y;
-                    num.z += w * s.z;
-                    num.w += w * s.w;
-                }
+                if (a < E) laDeferredRow(Dd, write, n, a, c, sv[u], vk, S4[(i64)a * quads + c], num, pk, pq);
             }
         }
     }
@@ -1087,8 +1074,7 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
     for (int a = lane; a < E; a += 32) {
         float z = zs[a];
         if (write) {
-            for (int i = 0; i < n; i++) z = z + pkP[i * E + a];
-            z = z + pk[a];
+            z = laAddWaiting(z, pkP, n, E, a) + pk[a];
             zg[a] = z;
         }
         den += pq[a] * z;
@@ -1124,6 +1110,224 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
     }
 }
 
+/** n rounded up to a multiple of 4. */
+__device__ __forceinline__ int laAlign4(int n) { return (n + 3) & ~3; }
+
+/**
+ * Floats of a (slot, head)'s work area of version 9 (Kernels.linearDeferWorkFloats): phi(q) ([E], 16-byte aligned
+ * after it), then the step's own key and value ([f + dh], where the step writes) or the waiting tokens' and its own
+ * part of the numerator ([dh], where it only reads), then the denominator's total and the step's kind (n | write <<
+ * 16, an int's bits).
+ */
+__device__ __forceinline__ int laWorkFloats(int E, int f, int dh) { return laAlign4(E) + laAlign4(f + dh) + 4; }
+
+/** Warps a block of version 9's first kernel (linearAttentionDecodePrep), a (sequence, head) each. */
+#define LA_PREP_WARPS 4
+/** The most waiting tokens a step sums (Kernels.LINEAR_DEFER_MAX - 1). */
+#define LA_MAX_WAITING 15
+
+/** Floats of shared memory a warp of linearAttentionDecodePrep takes: the waiting tokens as stored, x_q and x_k. */
+__device__ __forceinline__ int laPrepFloats(int f, int dh, int K) { return laAlign4((K - 1) * (f + dh) + 2 * f); }
+
+/**
+ * Version 9 of the deferred form, its first kernel: everything of a step but S, a warp a (sequence, head)
+ * (LA_PREP_WARPS a block, no block barrier). It featurizes q and k (each lane the features a = lane, lane + 32, ..,
+ * laFeatureValue: featurizeComponent's float operations) and writes phi(q) to the (slot, head)'s work area
+ * (laWorkFloats). Where the step writes (as the other versions decide), it adds the waiting tokens' and its own
+ * phi(k) into z in order (the step-by-step update's z bit for bit), and leaves the denominator phi(q).z, its key and
+ * its value in the work area for the second kernel and the count at 0. Where it only reads, it sums phi(q).z and
+ * phi(q).phi(k_i) of the waiting tokens and its own (over the warp in a fixed order), leaves the denominator's total
+ * and the numerator's part sum_i (phi(q).phi(k_i)) v_i, appends its key and value to the waiting ones and counts
+ * them. S is not touched: linearAttentionDecodeDeferred9 reads it (and writes it where the step writes).
+ * Dynamic shared memory LA_PREP_WARPS laPrepFloats floats.
+ */
+template <typename A>
+__device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* v, float* kState, float* pend,
+                                               int* count, const int* layout, float* work, int B, int H, int f,
+                                               int dh, int K) {
+    extern __shared__ float smem[];
+    const int lane = threadIdx.x & 31;
+    const int w = threadIdx.x >> 5;
+    const i64 item = (i64)blockIdx.x * LA_PREP_WARPS + w;
+    if (item >= (i64)B * H) return;
+    const int seq = (int)(item / H);
+    const int head = (int)(item - (i64)seq * H);
+    const int E = expandedDim(f);
+    const int fd = f + dh;
+    const Taylor tc = taylorOf(f);
+    float* raw = smem + w * laPrepFloats(f, dh, K);  // [K - 1][f + dh]
+    float* xq = raw + (K - 1) * fd;                  // [f]
+    float* xk = xq + f;                              // [f]
+    const Layout L = layoutOf(layout, B);
+    const i64 slot = L.slots[seq];
+    const i64 row = L.offsets[seq];
+    const i64 sh = slot * H + head;
+    const int n = count[sh];
+    const bool write = n + 1 >= K || (int)(((i64)L.starts[seq] + slot) % K) == K - 1;
+    float* waiting = laPending(pend, sh, K, f, dh);
+    for (int j = lane; j < n * fd; j += 32) raw[j] = waiting[j];
+    const i64 qk = row * H * f + (i64)head * f;
+    for (int j = lane; j < f; j += 32) {
+        xq[j] = toF(q[qk + j]);
+        xk[j] = toF(k[qk + j]);
+    }
+    __syncwarp();
+    float* wk = work + sh * laWorkFloats(E, f, dh);
+    float* aux = wk + laAlign4(E);
+    float* tail = aux + laAlign4(fd);
+    float* z = kState + sh * E;
+    float den = 0.0f;
+    float own = 0.0f;
+    float coef[LA_MAX_WAITING];
+#pragma unroll
+    for (int i = 0; i < LA_MAX_WAITING; i++) coef[i] = 0.0f;
+    for (int a = lane; a < E; a += 32) {
+        const LaFeature p = laFeatureOf(f, a);
+        const float pq = laFeatureValue(xq, tc, p);
+        const float pk = laFeatureValue(xk, tc, p);
+        wk[a] = pq;
+        float za = z[a];
+        if (write) {
+            for (int i = 0; i < n; i++) za = za + laFeatureValue(raw + i * fd, tc, p);
+            za = za + pk;
+            z[a] = za;
+        } else {
+#pragma unroll
+            for (int i = 0; i < LA_MAX_WAITING; i++) {
+                if (i < n) coef[i] += pq * laFeatureValue(raw + i * fd, tc, p);
+            }
+            own += pq * pk;
+        }
+        den += pq * za;
+    }
+    den = warpSum(den);
+    const i64 vRow = row * H * dh + (i64)head * dh;
+    if (write) {
+        for (int j = lane; j < fd; j += 32) aux[j] = j < f ? xk[j] : toF(v[vRow + j - f]);
+        if (lane == 0) {
+            tail[0] = den;
+            tail[1] = __int_as_float(n | 1 << 16);
+            count[sh] = 0;
+        }
+        return;
+    }
+    float total = den;
+#pragma unroll
+    for (int i = 0; i < LA_MAX_WAITING; i++) {
+        if (i < n) {
+            coef[i] = warpSum(coef[i]);
+            total += coef[i];
+        }
+    }
+    own = warpSum(own);
+    total += own;
+    float* mine = waiting + (i64)n * fd;  // this token waits after the others
+    for (int d = lane; d < dh; d += 32) {
+        const float vd = toF(v[vRow + d]);
+        float acc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < LA_MAX_WAITING; i++) {
+            if (i < n) acc += coef[i] * raw[i * fd + f + d];
+        }
+        aux[d] = acc + own * vd;
+        mine[f + d] = vd;
+    }
+    for (int j = lane; j < f; j += 32) mine[j] = xk[j];
+    if (lane == 0) {
+        tail[0] = total;
+        tail[1] = __int_as_float(n);
+        count[sh] = n + 1;
+    }
+}
+
+/**
+ * Version 9 of the deferred form, its second kernel (grid (B, H), 256 threads, version 4's rows of S a thread, U rows
+ * in flight), after linearAttentionDecodePrep: the block's first rows of S are asked for as it starts, before it
+ * waits for the kernel before it (which writes no S), and nothing else of the (sequence, head) is on their way: phi(q)
+ * and the step's kind come from the work area. Where the step only reads, its output is (phi(q).S + the work area's
+ * part) over the work area's total plus eps; where it writes, S takes the waiting tokens and then its own, in order,
+ * as the other versions add them (bit for bit), and its output is phi(q).S over phi(q).z plus eps. Dynamic shared
+ * memory that of versions 1 to 4.
+ */
+template <int U, typename W, typename A>
+__device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int* count, const float* work,
+                                                const int* layout, A* out, int B, int H, int f, int dh, float eps,
+                                                int K) {
+    extern __shared__ float smem[];
+    const LaQuad t = laQuadOf(f, dh);
+    const int E = t.E, quads = t.quads, R = t.R, c = t.c, g = t.g;
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+    const Layout L = layoutOf(layout, B);
+    const i64 slot = L.slots[blockIdx.x];
+    const i64 sh = slot * H + blockIdx.y;
+    float4* S4 = reinterpret_cast<float4*>(kvState + sh * (i64)E * dh);
+    float4 sv[U];
+    if (g < R) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int a = g + u * R;
+            sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    }
+    b4jPdlWait();
+    const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
+    float* pk = smem;      // [E], laDecodeStart's places
+    float* pq = pk + E;    // [E]
+    float* xk = pq + E;    // [f]
+    float* vs = xk + 2 * f;  // [dh]
+    const float* wk = work + sh * laWorkFloats(E, f, dh);
+    const float* aux = wk + laAlign4(E);
+    const float* tail = aux + laAlign4(f + dh);
+    const int kind = __float_as_int(tail[1]);
+    const int n = kind & 0xffff;
+    const bool write = (kind >> 16) != 0;
+    const float total = tail[0];
+    const float part = !write && tid < dh ? aux[tid] : 0.0f;
+    for (int a = tid; a < E; a += nt) pq[a] = wk[a];
+    if (write) {
+        for (int j = tid; j < f + dh; j += nt) {
+            if (j < f) {
+                xk[j] = aux[j];
+            } else {
+                vs[j - f] = aux[j];
+            }
+        }
+        for (int idx = tid; idx < n * (f + dh); idx += nt) Dd.raw[idx] = Dd.waiting[idx];
+        __syncthreads();
+        featurize(xk, f, taylorOf(f), pk);
+        laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);
+    } else {
+        __syncthreads();
+    }
+    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (g < R) {
+        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
+        for (int a0 = g; a0 < E; a0 += R * U) {
+            if (a0 != g) {
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int a = a0 + u * R;
+                    sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int a = a0 + u * R;
+                if (a < E) laDeferredRow(Dd, write, n, a, c, sv[u], vk, S4[(i64)a * quads + c], num, pk, pq);
+            }
+        }
+        laStoreNum(Dd.red, t, dh, num);
+    }
+    __syncthreads();
+    if (tid < dh) {
+        float acc = 0.0f;
+        for (int gg = 0; gg < R; gg++) acc += Dd.red[gg * dh + tid];
+        acc += part;
+        out[(i64)L.offsets[blockIdx.x] * H * dh + (i64)blockIdx.y * dh + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+    }
+}
+
 /**
  * Adds the tokens waiting beside the state of each sequence of the layout (grid (B, H)) into its S and z, one after
  * another with the step-by-step update's float operations, and sets their count to 0: the state the step-by-step
@@ -1152,9 +1356,7 @@ __device__ void linearAttentionFold_impl(float* kvState, float* kState, float* p
         S[idx] = s;
     }
     for (int a = threadIdx.x; a < E; a += blockDim.x) {
-        float zz = z[a];
-        for (int i = 0; i < n; i++) zz = zz + pkP[i * E + a];
-        z[a] = zz;
+        z[a] = laAddWaiting(z[a], pkP, n, E, a);
     }
     __syncthreads();
     if (threadIdx.x == 0) count[sh] = 0;
@@ -1222,6 +1424,24 @@ B4J_LA_DEFERRED(7, 1, bf16, linearAttentionDecodeDeferred7_impl<W, A>)
     }
 B4J_LA_WARP(f32)
 B4J_LA_WARP(bf16)
+// version 9: linearAttentionDecodePrep, then linearAttentionDecodeDeferred9 (17 rows a thread in flight, two blocks a
+// multiprocessor), which asks for its first rows of S before it waits for the kernel before it
+#define B4J_LA_SPLIT(T)                                                                                              \
+    namespace b4j_##T {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(32 * LA_PREP_WARPS) linearAttentionDecodePrep_##T(                  \
+        const A* q, const A* k, const A* v, float* kState, float* pend, int* count, const int* layout, float* work,   \
+        int B, int H, int f, int dh, int K) {                                                                        \
+        b4jPdlWait();                                                                                                \
+        b4j::linearAttentionDecodePrep_impl<A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh, K);          \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(256, 2) linearAttentionDecodeDeferred9_##T(                         \
+        float* kvState, float* pend, int* count, const float* work, const int* layout, A* out, int B, int H, int f,  \
+        int dh, float eps, int K) {                                                                                  \
+        b4j::linearAttentionDecodeSplit_impl<17, W, A>(kvState, pend, count, work, layout, out, B, H, f, dh, eps, K); \
+    }                                                                                                                \
+    }
+B4J_LA_SPLIT(f32)
+B4J_LA_SPLIT(bf16)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

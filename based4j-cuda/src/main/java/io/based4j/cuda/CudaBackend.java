@@ -1658,8 +1658,8 @@ public final class CudaBackend implements TrainingBackend {
             long[] regions = CudaStates.Linear.regions(l.numHeads(), l.featureDim(), l.headDim(),
                     linearDeferSteps(l, slots));
             if (regions.length > 2) {
-                // the waiting tokens and their counts (float32, int32), and the slot's number
-                long waiting = 4L * (regions[2] + regions[3]) + 4;
+                // the waiting tokens, their counts and work areas (float32, int32, float32), and the slot's number
+                long waiting = 4L * (regions[2] + regions[3] + regions[4]) + 4;
                 bytes = io.based4j.memory.Sizes.plus(bytes, io.based4j.memory.Sizes.times(waiting, slots));
             }
         }
@@ -1683,8 +1683,8 @@ public final class CudaBackend implements TrainingBackend {
                                        CudaStates.Linear st, long layout, int B, CudaBuffer o) {
         if (st.deferred()) {
             kernels.linearAttentionDecodeDeferred(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), st.pending(),
-                    st.counts(), layout, o.ptr, B, cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps(),
-                    st.steps);
+                    st.counts(), st.work(), layout, o.ptr, B, cfg.numHeads(), cfg.featureDim(), cfg.headDim(),
+                    (float) cfg.eps(), st.steps);
         } else {
             kernels.linearAttentionDecode(precision, qb.ptr, kb.ptr, vb.ptr, st.kv(), st.k(), layout, o.ptr, B,
                     cfg.numHeads(), cfg.featureDim(), cfg.headDim(), (float) cfg.eps());

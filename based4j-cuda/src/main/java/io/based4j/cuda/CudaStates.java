@@ -421,7 +421,8 @@ final class CudaStates {
      * {@code S} as {@code [slot][head][feature][dh]} and {@code z} as {@code [slot][head][feature]}, merged features;
      * where the decode step defers the state's update ({@link Kernels#linearAttentionDecodeDeferred}, every
      * {@link #steps} steps at most), the keys and values of the tokens since the last write
-     * ({@code [slot][head][steps - 1][f + dh]}) and their count ({@code [slot][head]}, int32) beside them.
+     * ({@code [slot][head][steps - 1][f + dh]}), their count ({@code [slot][head]}, int32) and a work area
+     * ({@code [slot][head]} of {@link Kernels#linearDeferWorkFloats}) beside them.
      */
     static final class Linear extends Slotted {
         final int heads;
@@ -488,12 +489,15 @@ final class CudaStates {
             super.release();
         }
 
-        /** S's, z's and, where the update is deferred, the waiting tokens' and their counts' values a slot. */
+        /**
+         * S's, z's and, where the update is deferred, the waiting tokens', their counts' and the work areas' values a
+         * slot.
+         */
         static long[] regions(int heads, int featureDim, int headDim, int steps) {
             long e = MixerConfig.LinearAttention.expandedDim(featureDim);
             return steps < 2 ? new long[] {heads * e * headDim, heads * e}
                     : new long[] {heads * e * headDim, heads * e, (long) heads * (steps - 1) * (featureDim + headDim),
-                            heads};
+                            heads, heads * Kernels.linearDeferWorkFloats(featureDim, headDim)};
         }
 
         long kv() {
@@ -515,6 +519,11 @@ final class CudaStates {
 
         long counts() {
             return regions[3];
+        }
+
+        /** Where the update is deferred, a (slot, head)'s work area of the decode step's version 9. */
+        long work() {
+            return regions[4];
         }
 
         @Override

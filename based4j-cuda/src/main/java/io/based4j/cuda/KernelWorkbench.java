@@ -794,11 +794,7 @@ public final class KernelWorkbench {
                 long qd = upload(q, 2L * b * h * f);
                 long kd = upload(k, 2L * b * h * f);
                 long vd = upload(v, 2L * b * h * dh);
-                int[] layout = CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(java.util.stream.IntStream
-                        .range(0, b).toArray(), new int[b], filledInts(b, 1)));
-                MemorySegment layoutHost = arena.allocate(4L * layout.length, 16);
-                MemorySegment.copy(layout, 0, layoutHost, ValueLayout.JAVA_INT_UNALIGNED, 0, layout.length);
-                long layoutD = upload(layoutHost, 4L * layout.length);
+                long layoutD = uploadLayout(arena, new int[b]);
                 long stateBytes = 4 * (sValues + zValues);
                 int copies = (int) Math.max(1, (COLD_BYTES + stateBytes - 1) / stateBytes);
                 long[] ss = new long[copies];
@@ -841,9 +837,11 @@ public final class KernelWorkbench {
                     long pendBytes = 4L * b * h * (steps - 1) * (f + dh);
                     long[] pends = new long[copies];
                     long[] counts = new long[copies];
+                    long[] works = new long[copies];
                     for (int c = 0; c < copies; c++) {
                         pends[c] = alloc(pendBytes);
                         counts[c] = alloc(4L * b * h);
+                        works[c] = alloc(4L * b * h * Kernels.linearDeferWorkFloats(f, dh));
                     }
                     for (int round = 0; round < 2 * Kernels.LINEAR_DEFER_VERSIONS; round++) {
                         int deferVersion = 1 + round / 2;
@@ -852,11 +850,7 @@ public final class KernelWorkbench {
                         for (int i = 0; i < b; i++) {
                             at[i] = Math.floorMod((writes ? steps - 1 : 0) - i, steps);
                         }
-                        int[] lay = CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(java.util.stream.IntStream
-                                .range(0, b).toArray(), at, filledInts(b, 1)));
-                        MemorySegment layHost = arena.allocate(4L * lay.length, 16);
-                        MemorySegment.copy(lay, 0, layHost, ValueLayout.JAVA_INT_UNALIGNED, 0, lay.length);
-                        long layD = upload(layHost, 4L * lay.length);
+                        long layD = uploadLayout(arena, at);
                         cu.copyDtoDAsync(sCheck, sInit, 4 * sValues, stream);
                         cu.copyDtoDAsync(zCheck, zInit, 4 * zValues, stream);
                         cu.memsetD8Async(out, 0, outBytes, stream);
@@ -864,7 +858,7 @@ public final class KernelWorkbench {
                             cu.memsetD8Async(counts[c], 0, 4L * b * h, stream);
                         }
                         kernels.linearAttentionDecodeDeferred(deferVersion, Precision.BF16, qd, kd, vd, sCheck, zCheck,
-                                pends[0], counts[0], layD, out, b, h, f, dh, 1e-6f, steps);
+                                pends[0], counts[0], works[0], layD, out, b, h, f, dh, 1e-6f, steps);
                         double error = maxError(download(arena, out, outBytes), want[0]);
                         if (writes) {
                             double errorState = maxFloatError(download(arena, sCheck, 4 * sValues), want[1]);
@@ -872,8 +866,8 @@ public final class KernelWorkbench {
                         }
                         cu.memsetD8Async(counts[0], 0, 4L * b * h, stream);
                         double ms = time(copies, c -> kernels.linearAttentionDecodeDeferred(deferVersion,
-                                Precision.BF16, qd, kd, vd, ss[c], zs[c], pends[c], counts[c], layD, out, b, h, f, dh,
-                                1e-6f, steps));
+                                Precision.BF16, qd, kd, vd, ss[c], zs[c], pends[c], counts[c], works[c], layD, out, b,
+                                h, f, dh, 1e-6f, steps));
                         double moved = (writes ? 2.0 : 1.0 + 1.0 / steps) * stateBytes + outBytes
                                 + 2.0 * b * h * (2 * f + dh);
                         String used = deferVersion == kernels.linearDeferVersion() ? " (used)" : "";
@@ -888,18 +882,14 @@ public final class KernelWorkbench {
                             // the layers before); the output's check is the round's above
                             long[] lays = new long[steps];
                             for (int t = 0; t < steps; t++) {
-                                int[] lt = CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(java.util.stream
-                                        .IntStream.range(0, b).toArray(), filledInts(b, t), filledInts(b, 1)));
-                                MemorySegment ltHost = arena.allocate(4L * lt.length, 16);
-                                MemorySegment.copy(lt, 0, ltHost, ValueLayout.JAVA_INT_UNALIGNED, 0, lt.length);
-                                lays[t] = upload(ltHost, 4L * lt.length);
+                                lays[t] = uploadLayout(arena, filledInts(b, t));
                             }
                             for (int c = 0; c < copies; c++) {
                                 cu.memsetD8Async(counts[c], 0, 4L * b * h, stream);
                             }
                             int[] calls = new int[copies];
                             double cold = timeCold(copies, c -> kernels.linearAttentionDecodeDeferred(deferVersion,
-                                    Precision.BF16, qd, kd, vd, ss[c], zs[c], pends[c], counts[c],
+                                    Precision.BF16, qd, kd, vd, ss[c], zs[c], pends[c], counts[c], works[c],
                                     lays[calls[c]++ % steps], out, b, h, f, dh, 1e-6f, steps));
                             results.add(new Result("linearAttentionDecode", shape, "deferred v" + deferVersion + used
                                     + ", steps as a decode runs them, caches flushed", cold,
@@ -911,6 +901,19 @@ public final class KernelWorkbench {
             freeAll();
         }
         return results;
+    }
+
+    /**
+     * On the device: the layout of a decode step of sequences 0 .. n - 1 in slots of the same numbers, one token each,
+     * sequence i at position {@code at[i]}.
+     */
+    private long uploadLayout(Arena arena, int[] at) {
+        int n = at.length;
+        int[] lay = CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(java.util.stream.IntStream.range(0, n)
+                .toArray(), at, filledInts(n, 1)));
+        MemorySegment host = arena.allocate(4L * lay.length, 16);
+        MemorySegment.copy(lay, 0, host, ValueLayout.JAVA_INT_UNALIGNED, 0, lay.length);
+        return upload(host, 4L * lay.length);
     }
 
     private static int[] filledInts(int n, int value) {
@@ -1323,24 +1326,7 @@ public final class KernelWorkbench {
 
     /** Mean milliseconds of {@link #reps} calls taking the input copies in turn, after one warm-up call of each. */
     private double time(int copies, java.util.function.IntConsumer call) {
-        for (int c = 0; c < copies; c++) {
-            call.accept(c);
-        }
-        cu.synchronize(stream);
-        long start = cu.createEvent();
-        long end = cu.createEvent();
-        try {
-            cu.record(start, stream);
-            for (int i = 0; i < reps; i++) {
-                call.accept(i % copies);
-            }
-            cu.record(end, stream);
-            cu.synchronizeEvent(end);
-            return cu.elapsedMillis(start, end) / reps;
-        } finally {
-            cu.destroyEvent(start);
-            cu.destroyEvent(end);
-        }
+        return timed(copies, call, 0);
     }
 
     /**
@@ -1348,7 +1334,15 @@ public final class KernelWorkbench {
      * alone by its own events: the mean of the calls.
      */
     private double timeCold(int copies, java.util.function.IntConsumer call) {
-        long scratch = alloc(COLD_BYTES);
+        return timed(copies, call, alloc(COLD_BYTES));
+    }
+
+    /**
+     * Each copy's call once (a warm-up), then {@link #reps} calls in turn over the copies: one pair of events around
+     * them all where {@code flush} is 0, else each call after a write of {@link #COLD_BYTES} at {@code flush}, timed
+     * alone. Milliseconds a call.
+     */
+    private double timed(int copies, java.util.function.IntConsumer call, long flush) {
         for (int c = 0; c < copies; c++) {
             call.accept(c);
         }
@@ -1357,10 +1351,15 @@ public final class KernelWorkbench {
         long end = cu.createEvent();
         try {
             double total = 0;
-            for (int i = 0; i < reps; i++) {
-                cu.memsetD8Async(scratch, i & 0xff, COLD_BYTES, stream);
+            int rounds = flush == 0 ? 1 : reps;
+            for (int round = 0; round < rounds; round++) {
+                if (flush != 0) {
+                    cu.memsetD8Async(flush, round & 0xff, COLD_BYTES, stream);
+                }
                 cu.record(start, stream);
-                call.accept(i % copies);
+                for (int i = flush == 0 ? 0 : round; i < (flush == 0 ? reps : round + 1); i++) {
+                    call.accept(i % copies);
+                }
                 cu.record(end, stream);
                 cu.synchronizeEvent(end);
                 total += cu.elapsedMillis(start, end);

@@ -841,10 +841,13 @@ public final class Kernels {
      * S and waiting tokens copied in by bulk copies while it works on the current one; measured slower), 7 (6 with
      * nothing of an item read from global memory on its own chain: its place in the layout, its count, z, q, k and v
      * loaded into registers while the block works on an item before it), 8 (a warp a (sequence, head), four a block,
-     * no block barrier, 16 rows of S a lane in flight). Versions 5 to 7 run on compute capability 9.0 where their
-     * shared memory fits, version 8 where its head dim is at most 128; else version 1 runs.
+     * no block barrier, 16 rows of S a lane in flight), 9 (two kernels: the first, a warp a (sequence, head), does
+     * all of the step but S into the state's work area ({@link #linearDeferWorkFloats}); the second reads S, 17 rows
+     * a thread in flight, the first of them asked for before it waits for the first kernel). Versions 5 to 7 run on
+     * compute capability 9.0 where their shared memory fits, version 8 where its head dim is at most 128; else
+     * version 1 runs.
      */
-    static final int LINEAR_DEFER_VERSIONS = 8;
+    static final int LINEAR_DEFER_VERSIONS = 9;
     static final int LINEAR_DEFER_VERSION_DEFAULT = 5;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
@@ -861,13 +864,14 @@ public final class Kernels {
      * many). A step that writes adds the waiting tokens and its own in, in order, with the step-by-step update's
      * operations (the state of {@link #linearAttentionDecode} bit for bit, and its output); the others' outputs add
      * the waiting tokens' part to what the state gives (the same sums in another order). The writes are spread over
-     * the steps by slot. Requires {@link #linearDeferFits}.
+     * the steps by slot; {@code work} ({@code [slot][H]} of {@link #linearDeferWorkFloats} float32) is version 9's
+     * (the others leave it). Requires {@link #linearDeferFits}.
      */
     public void linearAttentionDecodeDeferred(Precision p, long q, long k, long v, long kvState, long kState,
-                                              long pend, long count, long layout, long out, int B, int H, int f,
-                                              int dh, float eps, int steps) {
-        linearAttentionDecodeDeferred(linearDeferVersion, p, q, k, v, kvState, kState, pend, count, layout, out, B, H,
-                f, dh, eps, steps);
+                                              long pend, long count, long work, long layout, long out, int B, int H,
+                                              int f, int dh, float eps, int steps) {
+        linearAttentionDecodeDeferred(linearDeferVersion, p, q, k, v, kvState, kState, pend, count, work, layout, out,
+                B, H, f, dh, eps, steps);
     }
 
     /** Floats of dynamic shared memory of the deferred form's versions 1 to 4. */
@@ -905,6 +909,27 @@ public final class Kernels {
         return ((steps - 1L) * (f + dh) + dh + 2L * f + 3 * e + (steps - 1L) * e + 3) & ~3L;
     }
 
+    /**
+     * Floats of a (slot, head)'s work area of version 9 of {@link #linearAttentionDecodeDeferred} (laWorkFloats in the
+     * .cuh): phi(q), then the step's key and value or the waiting tokens' part of the numerator, each 16-byte aligned,
+     * then the denominator and the step's kind.
+     */
+    static long linearDeferWorkFloats(int f, int dh) {
+        return align4(MixerConfig.LinearAttention.expandedDim(f)) + align4(f + dh) + 4;
+    }
+
+    private static long align4(long n) {
+        return (n + 3) & ~3L;
+    }
+
+    /** Warps a block of version 9's first kernel, a (sequence, head) each: LA_PREP_WARPS. */
+    static final int LINEAR_PREP_WARPS = 4;
+
+    /** Floats of shared memory a warp of version 9's first kernel takes (laPrepFloats): waiting tokens, x_q, x_k. */
+    private static long linearPrepFloats(int f, int dh, int steps) {
+        return align4((steps - 1L) * (f + dh) + 2L * f);
+    }
+
     /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
     private static long linearDeferFloats(int version, int f, int dh, int steps) {
         if (version == 8) {
@@ -925,14 +950,15 @@ public final class Kernels {
      * their place.
      */
     int linearDeferRuns(int version, int f, int dh, int steps) {
-        if (version < 5) {
+        if (version < 5 || version == 9) {
             return version;
         }
         long bytes = 4 * linearDeferFloats(version, f, dh, steps);
+        long limit = sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED;
         if (version == 8) {
-            return dh <= 128 && bytes <= (sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED) ? 8 : 1;
+            return dh <= 128 && bytes <= limit ? 8 : 1;
         }
-        boolean fits = wgmmaFits && bytes <= (sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED)
+        boolean fits = wgmmaFits && bytes <= limit
                 && (version != 7 || f <= LINEAR_THREADS && dh <= LINEAR_THREADS);
         return fits ? version : 1;
     }
@@ -959,8 +985,8 @@ public final class Kernels {
 
     /** {@link #linearAttentionDecodeDeferred} in one of its {@link #LINEAR_DEFER_VERSIONS} versions. */
     void linearAttentionDecodeDeferred(int version, Precision p, long q, long k, long v, long kvState, long kState,
-                                       long pend, long count, long layout, long out, int B, int H, int f, int dh,
-                                       float eps, int steps) {
+                                       long pend, long count, long work, long layout, long out, int B, int H, int f,
+                                       int dh, float eps, int steps) {
         require(version >= 1 && version <= LINEAR_DEFER_VERSIONS, "linearAttentionDecodeDeferred: no version "
                 + version + " (1 to " + LINEAR_DEFER_VERSIONS + ")");
         require(linearDeferFits(f, dh, steps, kvState), "linearAttentionDecodeDeferred: feature dim " + f
@@ -974,6 +1000,19 @@ public final class Kernels {
         version = linearDeferRuns(version, f, dh, steps);
         int shared = 4 * (int) linearDeferFloats(version, f, dh, steps);
         long fn = function("linearAttentionDecodeDeferred" + version, p, shared);
+        if (version == 9) {
+            require(work != 0, "linearAttentionDecodeDeferred: version 9 without its work area");
+            int prepShared = 4 * (int) (LINEAR_PREP_WARPS * linearPrepFloats(f, dh, steps));
+            long prep = function("linearAttentionDecodePrep", p, prepShared);
+            args.reset().ptr(q).ptr(k).ptr(v).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(work).i32(B).i32(H)
+                    .i32(f).i32(dh).i32(steps);
+            launch(prep, (int) (((long) B * H + LINEAR_PREP_WARPS - 1) / LINEAR_PREP_WARPS), 1, 1,
+                    32 * LINEAR_PREP_WARPS, prepShared);
+            args.reset().ptr(kvState).ptr(pend).ptr(count).ptr(work).ptr(layout).ptr(out).i32(B).i32(H).i32(f)
+                    .i32(dh).f32(eps).i32(steps);
+            launch(fn, B, H, 1, LINEAR_THREADS, shared);
+            return;
+        }
         args.reset().ptr(q).ptr(k).ptr(v).ptr(kvState).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(out).i32(B)
                 .i32(H).i32(f).i32(dh).f32(eps).i32(steps);
         if (version == 8) {

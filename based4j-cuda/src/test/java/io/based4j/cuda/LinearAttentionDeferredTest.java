@@ -51,6 +51,9 @@ class LinearAttentionDeferredTest {
         // lane groups of 4 lanes (their pieces summed over the groups)
         all.add(Arguments.of(8, Precision.BF16, 24, 64, 4, 0));
         all.add(Arguments.of(8, Precision.F32, 4, 16, 3, 0));
+        // version 9's second kernel: 325 features over 9 row groups (two rounds of 17 rows a thread); head dim 16
+        all.add(Arguments.of(9, Precision.BF16, 24, 64, 4, 0));
+        all.add(Arguments.of(9, Precision.F32, 4, 16, 3, 0));
         return all.build();
     }
 
@@ -82,9 +85,10 @@ class LinearAttentionDeferredTest {
             int runs = rig.kernels.linearDeferRuns(version, f, dh, steps);
             // versions 5 to 7 on compute capability 9.0 (its 227 KiB of shared memory a block): version 5's one S
             // fits at f 16 and 32 (68.5 and 143.6 KB), the two of versions 6 and 7 at f 16 and at f 24 with head dim
-            // 64 (2 x 83.2 KB), not at f 32; version 1 in their place; version 8 (head dims up to 128) everywhere
+            // 64 (2 x 83.2 KB), not at f 32; version 1 in their place; version 8 (head dims up to 128) and 9
+            // everywhere
             boolean hopper = major == 9 && minor == 0;
-            assertEquals(version < 5 || version == 8 || hopper && (version == 5 || f < 32) ? version : 1, runs,
+            assertEquals(version < 5 || version >= 8 || hopper && (version == 5 || f < 32) ? version : 1, runs,
                     "the version that runs");
             float[] kv0 = gaussian(r, SLOTS * HEADS * e * dh, 1);
             float[] z0 = new float[SLOTS * HEADS * e];
@@ -97,6 +101,7 @@ class LinearAttentionDeferredTest {
             long zGot = rig.floats(z0);
             long pend = rig.zeros(4L * SLOTS * HEADS * (steps - 1) * (f + dh));
             long counts = rig.zeros(4L * SLOTS * HEADS);
+            long work = rig.zeros(4L * SLOTS * HEADS * Kernels.linearDeferWorkFloats(f, dh));
             int[] waiting = new int[SLOTS];
             for (int step = 0; step < total; step++) {
                 int[] at = new int[b];
@@ -111,8 +116,8 @@ class LinearAttentionDeferredTest {
                 long want = rig.zeros((long) b * HEADS * dh * p.bytes());
                 long got = rig.zeros((long) b * HEADS * dh * p.bytes());
                 rig.kernels.linearAttentionDecode(4, p, q, k, v, kvWant, zWant, layout, want, b, HEADS, f, dh, 1e-6f);
-                rig.kernels.linearAttentionDecodeDeferred(version, p, q, k, v, kvGot, zGot, pend, counts, layout, got,
-                        b, HEADS, f, dh, 1e-6f, steps);
+                rig.kernels.linearAttentionDecodeDeferred(version, p, q, k, v, kvGot, zGot, pend, counts, work, layout,
+                        got, b, HEADS, f, dh, 1e-6f, steps);
                 String what = "version " + version + ", " + p + " step " + step;
                 Near.sameSumsReordered(rig.values(p, want, b * HEADS * dh), rig.values(p, got, b * HEADS * dh), p,
                         what + ", against version 4");
