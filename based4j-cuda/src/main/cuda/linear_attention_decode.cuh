@@ -1126,8 +1126,13 @@ __device__ __forceinline__ int laWorkFloats(int E, int f, int dh) { return laAli
 /** The most waiting tokens a step sums (Kernels.LINEAR_DEFER_MAX - 1). */
 #define LA_MAX_WAITING 15
 
-/** Floats of shared memory a warp of linearAttentionDecodePrep takes: the waiting tokens as stored, x_q and x_k. */
-__device__ __forceinline__ int laPrepFloats(int f, int dh, int K) { return laAlign4((K - 1) * (f + dh) + 2 * f); }
+/**
+ * Floats of shared memory a warp of linearAttentionDecodePrep takes (Kernels.linearPrepFloats): the waiting places as
+ * stored, x_q, x_k, z and v.
+ */
+__device__ __forceinline__ int laPrepFloats(int E, int f, int dh, int K) {
+    return laAlign4((K - 1) * (f + dh) + 2 * f + E + dh);
+}
 
 /**
  * Version 9 of the deferred form, its first kernel: everything of a step but S, a warp a (sequence, head)
@@ -1155,27 +1160,37 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     const int E = expandedDim(f);
     const int fd = f + dh;
     const Taylor tc = taylorOf(f);
-    float* raw = smem + w * laPrepFloats(f, dh, K);  // [K - 1][f + dh]
-    float* xq = raw + (K - 1) * fd;                  // [f]
-    float* xk = xq + f;                              // [f]
+    float* raw = smem + w * laPrepFloats(E, f, dh, K);  // [K - 1][f + dh]
+    float* xq = raw + (K - 1) * fd;                     // [f]
+    float* xk = xq + f;                                 // [f]
+    float* zs = xk + f;                                 // [E]
+    float* vs = zs + E;                                 // [dh]
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[seq];
     const i64 row = L.offsets[seq];
     const i64 sh = slot * H + head;
-    const int n = count[sh];
-    const bool write = n + 1 >= K || (int)(((i64)L.starts[seq] + slot) % K) == K - 1;
+    // everything the (sequence, head) reads, asked for at once: every waiting place (whatever the count), q, k, z, v
     float* waiting = laPending(pend, sh, K, f, dh);
-    for (int j = lane; j < n * fd; j += 32) raw[j] = waiting[j];
+    const float4* W4 = reinterpret_cast<const float4*>(waiting);
+#pragma unroll 4
+    for (int j = lane; j < (K - 1) * fd / 4; j += 32) reinterpret_cast<float4*>(raw)[j] = W4[j];
     const i64 qk = row * H * f + (i64)head * f;
     for (int j = lane; j < f; j += 32) {
         xq[j] = toF(q[qk + j]);
         xk[j] = toF(k[qk + j]);
     }
+    float* z = kState + sh * E;
+#pragma unroll 4
+    for (int a = lane; a < E; a += 32) zs[a] = z[a];
+    const i64 vRow = row * H * dh + (i64)head * dh;
+#pragma unroll 4
+    for (int d = lane; d < dh; d += 32) vs[d] = toF(v[vRow + d]);
+    const int n = count[sh];
+    const bool write = n + 1 >= K || (int)(((i64)L.starts[seq] + slot) % K) == K - 1;
     __syncwarp();
     float* wk = work + sh * laWorkFloats(E, f, dh);
     float* aux = wk + laAlign4(E);
     float* tail = aux + laAlign4(fd);
-    float* z = kState + sh * E;
     float den = 0.0f;
     float own = 0.0f;
     float coef[LA_MAX_WAITING];
@@ -1186,7 +1201,7 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
         const float pq = laFeatureValue(xq, tc, p);
         const float pk = laFeatureValue(xk, tc, p);
         wk[a] = pq;
-        float za = z[a];
+        float za = zs[a];
         if (write) {
             for (int i = 0; i < n; i++) za = za + laFeatureValue(raw + i * fd, tc, p);
             za = za + pk;
@@ -1201,9 +1216,8 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
         den += pq * za;
     }
     den = warpSum(den);
-    const i64 vRow = row * H * dh + (i64)head * dh;
     if (write) {
-        for (int j = lane; j < fd; j += 32) aux[j] = j < f ? xk[j] : toF(v[vRow + j - f]);
+        for (int j = lane; j < fd; j += 32) aux[j] = j < f ? xk[j] : vs[j - f];
         if (lane == 0) {
             tail[0] = den;
             tail[1] = __int_as_float(n | 1 << 16);
@@ -1223,7 +1237,7 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     total += own;
     float* mine = waiting + (i64)n * fd;  // this token waits after the others
     for (int d = lane; d < dh; d += 32) {
-        const float vd = toF(v[vRow + d]);
+        const float vd = vs[d];
         float acc = 0.0f;
 #pragma unroll
         for (int i = 0; i < LA_MAX_WAITING; i++) {
@@ -1244,7 +1258,8 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
  * Version 9 of the deferred form, its second kernel (grid (B, H), 256 threads, version 4's rows of S a thread, U rows
  * in flight), after linearAttentionDecodePrep: the block's first rows of S are asked for as it starts, before it
  * waits for the kernel before it (which writes no S), and nothing else of the (sequence, head) is on their way: phi(q)
- * and the step's kind come from the work area. Where the step only reads, its output is (phi(q).S + the work area's
+ * and the step's kind come from the work area, phi(q) read where each row uses it, so that a step that only reads
+ * has no block barrier before its sums. Where the step only reads, its output is (phi(q).S + the work area's
  * part) over the work area's total plus eps; where it writes, S takes the waiting tokens and then its own, in order,
  * as the other versions add them (bit for bit), and its output is phi(q).S over phi(q).z plus eps. Dynamic shared
  * memory that of versions 1 to 4.
@@ -1272,11 +1287,11 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     }
     b4jPdlWait();
     const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
-    float* pk = smem;      // [E], laDecodeStart's places
-    float* pq = pk + E;    // [E]
-    float* xk = pq + E;    // [f]
-    float* vs = xk + 2 * f;  // [dh]
+    float* pk = smem;          // [E], laDecodeStart's places
+    float* xk = pk + 2 * E;    // [f]
+    float* vs = xk + 2 * f;    // [dh]
     const float* wk = work + sh * laWorkFloats(E, f, dh);
+    const float* pq = wk;      // phi(q), read where used (in the L2 cache: the kernel before wrote it)
     const float* aux = wk + laAlign4(E);
     const float* tail = aux + laAlign4(f + dh);
     const int kind = __float_as_int(tail[1]);
@@ -1284,7 +1299,6 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     const bool write = (kind >> 16) != 0;
     const float total = tail[0];
     const float part = !write && tid < dh ? aux[tid] : 0.0f;
-    for (int a = tid; a < E; a += nt) pq[a] = wk[a];
     if (write) {
         for (int j = tid; j < f + dh; j += nt) {
             if (j < f) {
@@ -1297,8 +1311,6 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
         __syncthreads();
         featurize(xk, f, taylorOf(f), pk);
         laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);
-    } else {
-        __syncthreads();
     }
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {

@@ -925,9 +925,12 @@ public final class Kernels {
     /** Warps a block of version 9's first kernel, a (sequence, head) each: LA_PREP_WARPS. */
     static final int LINEAR_PREP_WARPS = 4;
 
-    /** Floats of shared memory a warp of version 9's first kernel takes (laPrepFloats): waiting tokens, x_q, x_k. */
+    /**
+     * Floats of shared memory a warp of version 9's first kernel takes (laPrepFloats): the waiting places, x_q, x_k, z
+     * and v.
+     */
     private static long linearPrepFloats(int f, int dh, int steps) {
-        return align4((steps - 1L) * (f + dh) + 2L * f);
+        return align4((steps - 1L) * (f + dh) + 2L * f + MixerConfig.LinearAttention.expandedDim(f) + dh);
     }
 
     /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
