@@ -1126,13 +1126,11 @@ __device__ __forceinline__ int laWorkFloats(int E, int f, int dh) { return laAli
 /** The most waiting tokens a step sums (Kernels.LINEAR_DEFER_MAX - 1). */
 #define LA_MAX_WAITING 15
 
-/**
- * Floats of shared memory a warp of linearAttentionDecodePrep takes (Kernels.linearPrepFloats): the waiting places as
- * stored, x_q, x_k, z and v.
- */
-__device__ __forceinline__ int laPrepFloats(int E, int f, int dh, int K) {
-    return laAlign4((K - 1) * (f + dh) + 2 * f + E + dh);
-}
+/** Values of z (features lane, lane + 32, ..) and of v a lane of linearAttentionDecodePrep holds in registers. */
+#define LA_PREP_HELD 8
+
+/** Floats of shared memory a warp of linearAttentionDecodePrep takes: the waiting tokens as stored, x_q and x_k. */
+__device__ __forceinline__ int laPrepFloats(int f, int dh, int K) { return laAlign4((K - 1) * (f + dh) + 2 * f); }
 
 /**
  * Version 9 of the deferred form, its first kernel: everything of a step but S, a warp a (sequence, head)
@@ -1160,33 +1158,34 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     const int E = expandedDim(f);
     const int fd = f + dh;
     const Taylor tc = taylorOf(f);
-    float* raw = smem + w * laPrepFloats(E, f, dh, K);  // [K - 1][f + dh]
-    float* xq = raw + (K - 1) * fd;                     // [f]
-    float* xk = xq + f;                                 // [f]
-    float* zs = xk + f;                                 // [E]
-    float* vs = zs + E;                                 // [dh]
+    float* raw = smem + w * laPrepFloats(f, dh, K);  // [K - 1][f + dh]
+    float* xq = raw + (K - 1) * fd;                  // [f]
+    float* xk = xq + f;                              // [f]
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[seq];
     const i64 row = L.offsets[seq];
+    const int position = L.starts[seq];
     const i64 sh = slot * H + head;
-    // everything the (sequence, head) reads, asked for at once: every waiting place (whatever the count), q, k, z, v
-    float* waiting = laPending(pend, sh, K, f, dh);
-    const float4* W4 = reinterpret_cast<const float4*>(waiting);
-#pragma unroll 4
-    for (int j = lane; j < (K - 1) * fd / 4; j += 32) reinterpret_cast<float4*>(raw)[j] = W4[j];
+    // z, v, q and k asked for with the count, all at once; the waiting tokens once the count is in
+    float* z = kState + sh * E;
+    const i64 vRow = row * H * dh + (i64)head * dh;
+    float zr[LA_PREP_HELD];
+    float vr[LA_PREP_HELD];  // dh <= 256: all of v
+#pragma unroll
+    for (int j = 0; j < LA_PREP_HELD; j++) {
+        const int a = lane + 32 * j;
+        zr[j] = a < E ? z[a] : 0.0f;
+        vr[j] = a < dh ? toF(v[vRow + a]) : 0.0f;
+    }
     const i64 qk = row * H * f + (i64)head * f;
     for (int j = lane; j < f; j += 32) {
         xq[j] = toF(q[qk + j]);
         xk[j] = toF(k[qk + j]);
     }
-    float* z = kState + sh * E;
-#pragma unroll 4
-    for (int a = lane; a < E; a += 32) zs[a] = z[a];
-    const i64 vRow = row * H * dh + (i64)head * dh;
-#pragma unroll 4
-    for (int d = lane; d < dh; d += 32) vs[d] = toF(v[vRow + d]);
     const int n = count[sh];
-    const bool write = n + 1 >= K || (int)(((i64)L.starts[seq] + slot) % K) == K - 1;
+    const bool write = n + 1 >= K || (int)(((i64)position + slot) % K) == K - 1;
+    float* waiting = laPending(pend, sh, K, f, dh);
+    for (int j = lane; j < n * fd; j += 32) raw[j] = waiting[j];
     __syncwarp();
     float* wk = work + sh * laWorkFloats(E, f, dh);
     float* aux = wk + laAlign4(E);
@@ -1196,12 +1195,12 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     float coef[LA_MAX_WAITING];
 #pragma unroll
     for (int i = 0; i < LA_MAX_WAITING; i++) coef[i] = 0.0f;
-    for (int a = lane; a < E; a += 32) {
+    // feature a, z[a] held (za): phi(q) out, z added to where the step writes, the sums
+    auto feature = [&](int a, float za) {
         const LaFeature p = laFeatureOf(f, a);
         const float pq = laFeatureValue(xq, tc, p);
         const float pk = laFeatureValue(xk, tc, p);
         wk[a] = pq;
-        float za = zs[a];
         if (write) {
             for (int i = 0; i < n; i++) za = za + laFeatureValue(raw + i * fd, tc, p);
             za = za + pk;
@@ -1214,10 +1213,19 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
             own += pq * pk;
         }
         den += pq * za;
+    };
+#pragma unroll
+    for (int j = 0; j < LA_PREP_HELD; j++) {
+        if (lane + 32 * j < E) feature(lane + 32 * j, zr[j]);
     }
+    for (int a = lane + 32 * LA_PREP_HELD; a < E; a += 32) feature(a, z[a]);
     den = warpSum(den);
     if (write) {
-        for (int j = lane; j < fd; j += 32) aux[j] = j < f ? xk[j] : vs[j - f];
+        for (int j = lane; j < f; j += 32) aux[j] = xk[j];
+#pragma unroll
+        for (int j = 0; j < LA_PREP_HELD; j++) {
+            if (lane + 32 * j < dh) aux[f + lane + 32 * j] = vr[j];
+        }
         if (lane == 0) {
             tail[0] = den;
             tail[1] = __int_as_float(n | 1 << 16);
@@ -1236,8 +1244,11 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     own = warpSum(own);
     total += own;
     float* mine = waiting + (i64)n * fd;  // this token waits after the others
-    for (int d = lane; d < dh; d += 32) {
-        const float vd = vs[d];
+#pragma unroll
+    for (int j = 0; j < LA_PREP_HELD; j++) {
+        const int d = lane + 32 * j;
+        if (d >= dh) break;
+        const float vd = vr[j];
         float acc = 0.0f;
 #pragma unroll
         for (int i = 0; i < LA_MAX_WAITING; i++) {
@@ -1258,8 +1269,7 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
  * Version 9 of the deferred form, its second kernel (grid (B, H), 256 threads, version 4's rows of S a thread, U rows
  * in flight), after linearAttentionDecodePrep: the block's first rows of S are asked for as it starts, before it
  * waits for the kernel before it (which writes no S), and nothing else of the (sequence, head) is on their way: phi(q)
- * and the step's kind come from the work area, phi(q) read where each row uses it, so that a step that only reads
- * has no block barrier before its sums. Where the step only reads, its output is (phi(q).S + the work area's
+ * and the step's kind come from the work area. Where the step only reads, its output is (phi(q).S + the work area's
  * part) over the work area's total plus eps; where it writes, S takes the waiting tokens and then its own, in order,
  * as the other versions add them (bit for bit), and its output is phi(q).S over phi(q).z plus eps. Dynamic shared
  * memory that of versions 1 to 4.
@@ -1287,11 +1297,11 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     }
     b4jPdlWait();
     const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
-    float* pk = smem;          // [E], laDecodeStart's places
-    float* xk = pk + 2 * E;    // [f]
-    float* vs = xk + 2 * f;    // [dh]
+    float* pk = smem;      // [E], laDecodeStart's places
+    float* pq = pk + E;    // [E]
+    float* xk = pq + E;    // [f]
+    float* vs = xk + 2 * f;  // [dh]
     const float* wk = work + sh * laWorkFloats(E, f, dh);
-    const float* pq = wk;      // phi(q), read where used (in the L2 cache: the kernel before wrote it)
     const float* aux = wk + laAlign4(E);
     const float* tail = aux + laAlign4(f + dh);
     const int kind = __float_as_int(tail[1]);
@@ -1299,6 +1309,7 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     const bool write = (kind >> 16) != 0;
     const float total = tail[0];
     const float part = !write && tid < dh ? aux[tid] : 0.0f;
+    for (int a = tid; a < E; a += nt) pq[a] = wk[a];
     if (write) {
         for (int j = tid; j < f + dh; j += nt) {
             if (j < f) {
@@ -1311,6 +1322,8 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
         __syncthreads();
         featurize(xk, f, taylorOf(f), pk);
         laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);
+    } else {
+        __syncthreads();
     }
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {

@@ -848,7 +848,7 @@ public final class Kernels {
      * version 1 runs.
      */
     static final int LINEAR_DEFER_VERSIONS = 9;
-    static final int LINEAR_DEFER_VERSION_DEFAULT = 5;
+    static final int LINEAR_DEFER_VERSION_DEFAULT = 9;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
 
@@ -925,12 +925,9 @@ public final class Kernels {
     /** Warps a block of version 9's first kernel, a (sequence, head) each: LA_PREP_WARPS. */
     static final int LINEAR_PREP_WARPS = 4;
 
-    /**
-     * Floats of shared memory a warp of version 9's first kernel takes (laPrepFloats): the waiting places, x_q, x_k, z
-     * and v.
-     */
+    /** Floats of shared memory a warp of version 9's first kernel takes (laPrepFloats): waiting tokens, x_q, x_k. */
     private static long linearPrepFloats(int f, int dh, int steps) {
-        return align4((steps - 1L) * (f + dh) + 2L * f + MixerConfig.LinearAttention.expandedDim(f) + dh);
+        return align4((steps - 1L) * (f + dh) + 2L * f);
     }
 
     /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
