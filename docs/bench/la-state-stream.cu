@@ -27,6 +27,29 @@ __global__ void ideal(const float4* __restrict__ s, long n4, float* out) {
     if (acc == 12345.f) out[0] = acc;
 }
 
+// a warp's sweep over one (sequence, head)'s rows, R rows a lane in flight, lanes 0..27 a column quad each; the rows'
+// weights: WEIGHTS 0, 0.5; 1, loaded from pqg; 2, 0.5 on the quad's first column and 1 on the others
+template <int R, int WEIGHTS>
+__device__ __forceinline__ void warpRows(const float4* S4, int lane, const float* __restrict__ pqg, int w, float* out) {
+    float4 num = make_float4(0, 0, 0, 0);
+    bool on = lane < Q;
+    for (int a0 = 0; a0 < E; a0 += R) {
+        float4 v[R];
+#pragma unroll
+        for (int u = 0; u < R; u++) v[u] = (on && a0 + u < E) ? S4[(a0 + u) * Q + lane] : make_float4(0, 0, 0, 0);
+#pragma unroll
+        for (int u = 0; u < R; u++) {
+            if (WEIGHTS == 2) {
+                num.x += 0.5f * v[u].x; num.y += v[u].y; num.z += v[u].z; num.w += v[u].w;
+            } else {
+                float p = WEIGHTS == 1 ? (a0 + u < E ? pqg[w * E + a0 + u] : 0.f) : 0.5f;
+                num.x += p * v[u].x; num.y += p * v[u].y; num.z += p * v[u].z; num.w += p * v[u].w;
+            }
+        }
+    }
+    if (on) reinterpret_cast<float4*>(out)[(long)w * Q + lane] = num;
+}
+
 // a warp a (sequence, head), R rows in flight a lane (lanes 0..27 a column quad each); SLOT: the item's place read
 // from a table first; QDEP: each row's weight loaded from global memory (the second round waits on them)
 template <int R, bool SLOT, bool QDEP>
@@ -36,19 +59,17 @@ __global__ void __launch_bounds__(128) warpItem(const float* __restrict__ st, co
     if (w >= items) return;
     long slot = SLOT ? slots[w] : w;
     const float4* S4 = reinterpret_cast<const float4*>(st + slot * (long)ITEM);
-    float4 num = make_float4(0, 0, 0, 0);
-    bool on = lane < Q;
-    for (int a0 = 0; a0 < E; a0 += R) {
-        float4 v[R];
-#pragma unroll
-        for (int u = 0; u < R; u++) v[u] = (on && a0 + u < E) ? S4[(a0 + u) * Q + lane] : make_float4(0, 0, 0, 0);
-#pragma unroll
-        for (int u = 0; u < R; u++) {
-            float p = QDEP ? (a0 + u < E ? pqg[w * E + a0 + u] : 0.f) : 0.5f;
-            num.x += p * v[u].x; num.y += p * v[u].y; num.z += p * v[u].z; num.w += p * v[u].w;
-        }
+    warpRows<R, QDEP ? 1 : 0>(S4, lane, pqg, w, out);
+}
+
+// the 9 row groups' sums of a block added and written
+__device__ void sumGroups(float4 (*red)[Q], float* out, int item) {
+    __syncthreads();
+    if (threadIdx.x < Q) {
+        float4 t = red[0][threadIdx.x];
+        for (int i = 1; i < 9; i++) { t.x += red[i][threadIdx.x].x; t.y += red[i][threadIdx.x].y; t.z += red[i][threadIdx.x].z; t.w += red[i][threadIdx.x].w; }
+        reinterpret_cast<float4*>(out)[(long)item * Q + threadIdx.x] = t;
     }
-    if (on) reinterpret_cast<float4*>(out)[(long)w * Q + lane] = num;
 }
 
 // a block of 256 a (sequence, head) (9 row groups by 28 quads), U rows a thread in flight, the groups' sums added in
@@ -71,12 +92,7 @@ __global__ void __launch_bounds__(256, MINB) blockItem(const float* __restrict__
         }
         red[g][c] = num;
     }
-    __syncthreads();
-    if (threadIdx.x < Q) {
-        float4 t = red[0][threadIdx.x];
-        for (int i = 1; i < 9; i++) { t.x += red[i][threadIdx.x].x; t.y += red[i][threadIdx.x].y; t.z += red[i][threadIdx.x].z; t.w += red[i][threadIdx.x].w; }
-        reinterpret_cast<float4*>(out)[(long)item * Q + threadIdx.x] = t;
-    }
+    sumGroups(red, out, item);
 }
 
 // a block of 256 a (sequence, head), its S copied whole into shared memory by one bulk copy (cp.async.bulk)
@@ -104,12 +120,7 @@ __global__ void __launch_bounds__(256) bulkItem(const float* __restrict__ st, co
         for (int a = g; a < E; a += 9) { float4 v = S4[a * Q + c]; num.x += 0.5f * v.x; num.y += v.y; num.z += v.z; num.w += v.w; }
         red[g][c] = num;
     }
-    __syncthreads();
-    if (threadIdx.x < Q) {
-        float4 t = red[0][threadIdx.x];
-        for (int i = 1; i < 9; i++) { t.x += red[i][threadIdx.x].x; t.y += red[i][threadIdx.x].y; t.z += red[i][threadIdx.x].z; t.w += red[i][threadIdx.x].w; }
-        reinterpret_cast<float4*>(out)[(long)item * Q + threadIdx.x] = t;
-    }
+    sumGroups(red, out, item);
 }
 
 // a block of 16 warps a sequence, a warp a head, R rows a lane in flight
@@ -119,16 +130,7 @@ __global__ void __launch_bounds__(512) seqBlock(const float* __restrict__ st, co
     long slot = slots[seq];
     int w = seq * 16 + head;
     const float4* S4 = reinterpret_cast<const float4*>(st + (slot * 16 + head) * (long)ITEM);
-    float4 num = make_float4(0, 0, 0, 0);
-    bool on = lane < Q;
-    for (int a0 = 0; a0 < E; a0 += R) {
-        float4 v[R];
-#pragma unroll
-        for (int u = 0; u < R; u++) v[u] = (on && a0 + u < E) ? S4[(a0 + u) * Q + lane] : make_float4(0, 0, 0, 0);
-#pragma unroll
-        for (int u = 0; u < R; u++) { num.x += 0.5f * v[u].x; num.y += v[u].y; num.z += v[u].z; num.w += v[u].w; }
-    }
-    if (on) reinterpret_cast<float4*>(out)[(long)w * Q + lane] = num;
+    warpRows<R, 2>(S4, lane, nullptr, w, out);
 }
 
 int main() {

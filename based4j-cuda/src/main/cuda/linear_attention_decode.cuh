@@ -405,6 +405,37 @@ __device__ __forceinline__ void laDeferredRow(const LaDeferred& Dd, bool write, 
     num.w += w * s.w;
 }
 
+/** Rows a0, a0 + G, .. (U of them) of S, 4 columns from 4c, into sv (zeros past the last row). */
+template <int U>
+__device__ __forceinline__ void laLoadRows(float4 (&sv)[U], const float4* S4, int a0, int G, int E, int quads,
+                                           int c) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int a = a0 + u * G;
+        sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+}
+
+/**
+ * A thread's rows g, g + G, .. of S (4 columns from 4c) through laDeferredRow, U in flight, the first U already in
+ * sv (laLoadRows); its piece of the numerator added to num. vs: the step's value, pk and pq: phi(k) and phi(q).
+ */
+template <int U>
+__device__ __forceinline__ void laDeferredRows(const LaDeferred& Dd, bool write, int n, int g, int G, int c,
+                                               int quads, float4 (&sv)[U], float4* S4, const float* vs,
+                                               const float* pk, const float* pq, float4& num) {
+    const int E = Dd.E;
+    const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
+    for (int a0 = g; a0 < E; a0 += G * U) {
+        if (a0 != g) laLoadRows(sv, S4, a0, G, E, quads, c);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int a = a0 + u * G;
+            if (a < E) laDeferredRow(Dd, write, n, a, c, sv[u], vk, S4[(i64)a * quads + c], num, pk, pq);
+        }
+    }
+}
+
 /** z[a] with the n waiting tokens' features (pkP [n][E]) added in, in order. */
 __device__ __forceinline__ float laAddWaiting(float z, const float* pkP, int n, int E, int a) {
     for (int i = 0; i < n; i++) z = z + pkP[i * E + a];
@@ -500,15 +531,8 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
         for (int idx = threadIdx.x; idx < (K - 1) * t.fd / 4; idx += nt) decCopy16(raw + 4 * idx, waiting + 4 * idx);
     }
     float4 sv[U];
-    if (g < R) {
-        // the first U rows of the thread in flight before the token is featurized (S does not depend on it)
-        const float4* S4 = reinterpret_cast<const float4*>(kvState + sh * (i64)E * dh);
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int a = g + u * R;
-            sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        }
-    }
+    // the first U rows of the thread in flight before the token is featurized (S does not depend on it)
+    if (g < R) laLoadRows(sv, reinterpret_cast<const float4*>(kvState + sh * (i64)E * dh), g, R, E, quads, c);
     const int n = count[sh];  // tokens waiting
     const bool write = n + 1 >= K || (int)(((i64)L.starts[blockIdx.x] + slot) % K) == K - 1;
     LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
@@ -521,27 +545,9 @@ __device__ void linearAttentionDecodeDeferredQuads(const A* q, const A* k, const
     } else {
         laLoadPending(waiting, n, f, dh, raw, pkP);
     }
-    float* Sg = D.S;
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {
-        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        float4* S4 = reinterpret_cast<float4*>(Sg);
-        for (int a0 = g; a0 < E; a0 += R * U) {
-            if (a0 != g) {
-#pragma unroll
-                for (int u = 0; u < U; u++) {
-                    const int a = a0 + u * R;
-                    sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int a = a0 + u * R;
-                if (a < E) {
-                    laDeferredRow(Dd, write, n, a, c, sv[u], vk, S4[(i64)a * quads + c], num, pk, pq);
-                }
-            }
-        }
+        laDeferredRows(Dd, write, n, g, R, c, quads, sv, reinterpret_cast<float4*>(D.S), vs, pk, pq, num);
         laStoreNum(Dd.red, t, dh, num);
     }
     laDeferredFinish(D, Dd, write, n, false, 0.0f, out, eps);
@@ -990,14 +996,8 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
     float* Sg = kvState + sh * (i64)E * dh;
     float4* S4 = reinterpret_cast<float4*>(Sg);
     float4 sv[LA_WARP_ROWS];
-    if (g < G) {
-        // the first rows in flight before anything else of the token is read
-#pragma unroll
-        for (int u = 0; u < LA_WARP_ROWS; u++) {
-            const int a = g + u * G;
-            sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        }
-    }
+    // the first rows in flight before anything else of the token is read
+    if (g < G) laLoadRows(sv, S4, g, G, E, quads, c);
     float* raw = smem + warp * laWarpFloats(E, f, dh, K);  // [K - 1][f + dh]
     float* vs = raw + (K - 1) * fd;                         // [dh]
     float* xq = vs + dh;                                    // [f]
@@ -1038,23 +1038,7 @@ __device__ void linearAttentionDecodeDeferredWarp(const A* q, const A* k, const 
     Dd.f = f;
     Dd.dh = dh;
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (g < G) {
-        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        for (int a0 = g; a0 < E; a0 += G * LA_WARP_ROWS) {
-            if (a0 != g) {
-#pragma unroll
-                for (int u = 0; u < LA_WARP_ROWS; u++) {
-                    const int a = a0 + u * G;
-                    sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < LA_WARP_ROWS; u++) {
-                const int a = a0 + u * G;
-                if (a < E) laDeferredRow(Dd, write, n, a, c, sv[u], vk, S4[(i64)a * quads + c], num, pk, pq);
-            }
-        }
-    }
+    if (g < G) laDeferredRows(Dd, write, n, g, G, c, quads, sv, S4, vs, pk, pq, num);
     // the lane groups' pieces into group 0, in group order
     for (int gg = 1; gg < G; gg++) {
         const int from = (lane + gg * quads) & 31;
@@ -1288,13 +1272,7 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     const i64 sh = slot * H + blockIdx.y;
     float4* S4 = reinterpret_cast<float4*>(kvState + sh * (i64)E * dh);
     float4 sv[U];
-    if (g < R) {
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int a = g + u * R;
-            sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        }
-    }
+    if (g < R) laLoadRows(sv, S4, g, R, E, quads, c);
     b4jPdlWait();
     const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
     float* pk = smem;      // [E], laDecodeStart's places
@@ -1327,21 +1305,7 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     }
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {
-        const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
-        for (int a0 = g; a0 < E; a0 += R * U) {
-            if (a0 != g) {
-#pragma unroll
-                for (int u = 0; u < U; u++) {
-                    const int a = a0 + u * R;
-                    sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int a = a0 + u * R;
-                if (a < E) laDeferredRow(Dd, write, n, a, c, sv[u], vk, S4[(i64)a * quads + c], num, pk, pq);
-            }
-        }
+        laDeferredRows(Dd, write, n, g, R, c, quads, sv, S4, vs, pk, pq, num);
         laStoreNum(Dd.red, t, dh, num);
     }
     __syncthreads();
