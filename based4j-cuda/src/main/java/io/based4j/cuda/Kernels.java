@@ -843,9 +843,9 @@ public final class Kernels {
      * loaded into registers while the block works on an item before it), 8 (a warp a (sequence, head), four a block,
      * no block barrier, 16 rows of S a lane in flight), 9 (two kernels: the first, a warp a (sequence, head), does
      * all of the step but S into the state's work area ({@link #linearDeferWorkFloats}); the second reads S, 17 rows
-     * a thread in flight, the first of them asked for before it waits for the first kernel). Versions 5 to 7 run on
-     * compute capability 9.0 where their shared memory fits, version 8 where its head dim is at most 128; else
-     * version 1 runs.
+     * a thread in flight, the first of them asked for before it waits for the first kernel). Versions 1 to 4 and 9 run
+     * everywhere, versions 5 to 7 on compute capability 9.0 where their shared memory fits, version 8 where its head
+     * dim is at most 128; else version 1 runs.
      */
     static final int LINEAR_DEFER_VERSIONS = 9;
     static final int LINEAR_DEFER_VERSION_DEFAULT = 9;
@@ -947,7 +947,7 @@ public final class Kernels {
      * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: versions 5
      * to 7 only on compute capability 9.0 and where their shared memory fits (version 7 also with f and dh at most
      * the block's threads), version 8 where its head dim is at most 128 and its shared memory fits, version 1 in
-     * their place.
+     * their place; versions 1 to 4 and 9 wherever the form fits.
      */
     int linearDeferRuns(int version, int f, int dh, int steps) {
         if (version < 5 || version == 9) {
