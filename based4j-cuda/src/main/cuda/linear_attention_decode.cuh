@@ -1296,10 +1296,13 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
                 vs[j - f] = aux[j];
             }
         }
-        laLoadPending(Dd.waiting, n, f, dh, Dd.raw, Dd.pkP);
+        for (int idx = tid; idx < n * (f + dh); idx += nt) Dd.raw[idx] = Dd.waiting[idx];
+        __syncthreads();
         featurize(xk, f, taylorOf(f), pk);
+        laFeaturizePending(Dd.raw, n, f, dh, Dd.pkP);
+    } else {
+        __syncthreads();
     }
-    __syncthreads();
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {
         laDeferredRows(Dd, write, n, g, R, c, quads, sv, S4, vs, pk, pq, num);

@@ -1352,14 +1352,13 @@ public final class KernelWorkbench {
         try {
             double total = 0;
             int rounds = flush == 0 ? 1 : reps;
-            int callsPerRound = reps / rounds;
             for (int round = 0; round < rounds; round++) {
                 if (flush != 0) {
                     cu.memsetD8Async(flush, round & 0xff, COLD_BYTES, stream);
                 }
                 cu.record(start, stream);
-                for (int i = 0; i < callsPerRound; i++) {
-                    call.accept((round + i) % copies);
+                for (int i = flush == 0 ? 0 : round; i < (flush == 0 ? reps : round + 1); i++) {
+                    call.accept(i % copies);
                 }
                 cu.record(end, stream);
                 cu.synchronizeEvent(end);
