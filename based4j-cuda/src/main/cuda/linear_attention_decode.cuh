@@ -1249,6 +1249,212 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     }
 }
 
+/** Features a lane of version 10's first kernel holds (linearAttentionDecodePrep10): up to 32 J of them. */
+#define LA_PREP10_NARROW 8
+#define LA_PREP10_WIDE 18
+
+/**
+ * Floats of shared memory a warp of version 10's first kernel takes (Kernels.linearPrep10Floats): the waiting tokens
+ * as stored ([K - 1][f + dh]), then x_q, x_k and the waiting keys, each f values and 1, the map's linear constant
+ * and two unused ([K + 1][f + 4]), so that every feature is two of a row's values times each other times a constant.
+ */
+__device__ __forceinline__ int laPrep10Floats(int f, int dh, int K) { return (K - 1) * (f + dh) + (K + 1) * (f + 4); }
+
+/** Floats of version 10's first kernel's shared memory before its warps' (laPrep10Floats): the constants, places. */
+__device__ __forceinline__ int laPrep10Head(int E) { return 8 + laAlign4(E); }
+
+/**
+ * Version 10 of the deferred form, its first kernel: version 9's (linearAttentionDecodePrep_impl, the same work
+ * area, the same float operations in the same order), with fewer instructions. Each feature's place in the map
+ * (laFeatureOf) is found once a block, before the wait for the kernel before, into a table in shared memory, and
+ * the Taylor constants once a block; a lane holds its features' places, phi(q) and z in registers, and a feature of
+ * a row x ([f + 4], x_f = 1, x_{f+1} the linear constant) is (x_i x_j) c with no branch, c the constant of its
+ * kind (1 where the feature is 1 or linear: the same rounding). The waiting tokens are taken one after another
+ * (no loop unrolled over the most there can be): their features added into z where the step writes, else their
+ * phi(q).phi(k_i) summed over the warp, held by lane i, and their values times it added into the numerator's part.
+ * Dynamic shared memory laPrep10Head floats and LA_PREP_WARPS laPrep10Floats from the first 16-byte aligned one
+ * (Kernels.linearPrep10Bytes); E <= 32 J (so f <= 32: a lane a value of a key).
+ */
+template <int J, typename A>
+__device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A* v, float* kState, float* pend,
+                                                 int* count, const int* layout, float* work, int B, int H, int f,
+                                                 int dh, int K) {
+    extern __shared__ float smem[];
+    const int E = expandedDim(f);
+    const int fd = f + dh;
+    const int P = f + 4;
+    float* consts = laAligned16(smem);  // [8]: the constants of the features' kinds (1, 1, diag, cross), then lin
+    int* places = reinterpret_cast<int*>(consts + 8);  // [E]: feature a, x_i x_j consts[kind]: i | j << 10 | kind << 20
+    if (threadIdx.x == 0) {
+        const Taylor t = taylorOf(f);
+        consts[0] = 1.0f;
+        consts[1] = 1.0f;
+        consts[2] = t.diag;
+        consts[3] = t.cross;
+        consts[4] = t.lin;
+    }
+    for (int a = threadIdx.x; a < E; a += blockDim.x) {
+        const LaFeature p = laFeatureOf(f, a);
+        const int i = p.kind == 0 ? f : p.i;
+        const int j = p.kind == 0 ? f : p.kind == 1 ? f + 1 : p.j;
+        places[a] = i | j << 10 | p.kind << 20;
+    }
+    const int lane = threadIdx.x & 31;
+    const int w = threadIdx.x >> 5;
+    const i64 item = (i64)blockIdx.x * LA_PREP_WARPS + w;
+    const bool live = item < (i64)B * H;
+    const int seq = live ? (int)(item / H) : 0;
+    const int head = live ? (int)(item - (i64)seq * H) : 0;
+    const Layout L = layoutOf(layout, B);  // written before the step's first kernel
+    const i64 slot = live ? L.slots[seq] : 0;
+    const i64 row = live ? L.offsets[seq] : 0;
+    const int position = live ? L.starts[seq] : 0;
+    __syncthreads();
+    b4jPdlWait();
+    if (!live) return;
+    const i64 sh = slot * H + head;
+    float* raw = consts + laPrep10Head(E) + w * laPrep10Floats(f, dh, K);  // [K - 1][f + dh]
+    float* xs = raw + (K - 1) * fd;                                   // [K + 1][P]: x_q, x_k, the waiting keys
+    const float lin = consts[4];
+    float* z = kState + sh * E;
+    const i64 vRow = row * H * dh + (i64)head * dh;
+    float zr[J];
+    float vr[LA_PREP_HELD];  // dh <= 256: all of v
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int a = lane + 32 * j;
+        zr[j] = a < E ? z[a] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < LA_PREP_HELD; j++) {
+        const int d = lane + 32 * j;
+        vr[j] = d < dh ? toF(v[vRow + d]) : 0.0f;
+    }
+    const i64 qk = row * H * f + (i64)head * f;
+    if (lane < f) {
+        xs[lane] = toF(q[qk + lane]);
+        xs[P + lane] = toF(k[qk + lane]);
+    }
+    if (lane <= K) {
+        xs[lane * P + f] = 1.0f;
+        xs[lane * P + f + 1] = lin;
+    }
+    const int n = count[sh];
+    const bool write = n + 1 >= K || (int)(((i64)position + slot) % K) == K - 1;
+    float* waiting = laPending(pend, sh, K, f, dh);
+    {
+        const float4* src = reinterpret_cast<const float4*>(waiting);  // f + dh a multiple of 4 (linearDeferFits)
+        float4* dst = reinterpret_cast<float4*>(raw);
+        for (int j = lane; j < (n * fd) >> 2; j += 32) dst[j] = src[j];
+    }
+    __syncwarp();
+    for (int i = 0; i < n; i++) {
+        if (lane < f) xs[(2 + i) * P + lane] = raw[i * fd + lane];
+    }
+    int pl[J];
+    float pc[J];
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int a = lane + 32 * j;
+        const int p = a < E ? places[a] : 0;
+        pl[j] = p & 0xfffff;
+        pc[j] = consts[p >> 20];
+    }
+    __syncwarp();
+    // feature j of the lane of row x: featurizeComponent's operations (times 1 exactly where it has none)
+    auto feature = [&](const float* x, int j) {
+        return __fmul_rn(__fmul_rn(x[pl[j] & 1023], x[pl[j] >> 10]), pc[j]);
+    };
+    float* wk = work + sh * laWorkFloats(E, f, dh);
+    float* aux = wk + laAlign4(E);
+    float* tail = aux + laAlign4(fd);
+    float pq[J];
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int a = lane + 32 * j;
+        pq[j] = a < E ? feature(xs, j) : 0.0f;
+        if (a < E) wk[a] = pq[j];
+    }
+    float acc[LA_PREP_HELD];
+#pragma unroll
+    for (int j = 0; j < LA_PREP_HELD; j++) acc[j] = 0.0f;
+    float coef = 0.0f;  // lane i: phi(q).phi(k_i) where the step only reads
+    for (int i = 0; i < n; i++) {
+        const float* x = xs + (2 + i) * P;
+        float part = 0.0f;
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            if (lane + 32 * j < E) {
+                const float ph = feature(x, j);
+                if (write) {
+                    zr[j] = zr[j] + ph;
+                } else {
+                    part += pq[j] * ph;
+                }
+            }
+        }
+        if (!write) {
+            const float c = warpSum(part);
+            if (lane == i) coef = c;
+            const float* vi = raw + i * fd + f;
+#pragma unroll
+            for (int j = 0; j < LA_PREP_HELD; j++) {
+                const int d = lane + 32 * j;
+                if (d < dh) acc[j] += c * vi[d];
+            }
+        }
+    }
+    float den = 0.0f;
+    float own = 0.0f;
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int a = lane + 32 * j;
+        if (a < E) {
+            const float pk = feature(xs + P, j);
+            if (write) {
+                zr[j] = zr[j] + pk;
+                z[a] = zr[j];
+            } else {
+                own += pq[j] * pk;
+            }
+            den += pq[j] * zr[j];
+        }
+    }
+    den = warpSum(den);
+    if (write) {
+        if (lane < f) aux[lane] = xs[P + lane];
+#pragma unroll
+        for (int j = 0; j < LA_PREP_HELD; j++) {
+            if (lane + 32 * j < dh) aux[f + lane + 32 * j] = vr[j];
+        }
+        if (lane == 0) {
+            tail[0] = den;
+            tail[1] = __int_as_float(n | 1 << 16);
+            count[sh] = 0;
+        }
+        return;
+    }
+    float total = den;
+    for (int i = 0; i < n; i++) total += __shfl_sync(0xffffffffu, coef, i);
+    own = warpSum(own);
+    total += own;
+    float* mine = waiting + (i64)n * fd;  // this token waits after the others
+#pragma unroll
+    for (int j = 0; j < LA_PREP_HELD; j++) {
+        const int d = lane + 32 * j;
+        if (d < dh) {
+            aux[d] = acc[j] + own * vr[j];
+            mine[f + d] = vr[j];
+        }
+    }
+    if (lane < f) mine[lane] = xs[P + lane];
+    if (lane == 0) {
+        tail[0] = total;
+        tail[1] = __int_as_float(n);
+        count[sh] = n + 1;
+    }
+}
+
 /**
  * Version 9 of the deferred form, its second kernel (grid (B, H), 256 threads, version 4's rows of S a thread, U rows
  * in flight), after linearAttentionDecodePrep: the block's first rows of S are asked for as it starts, before it
@@ -1431,6 +1637,20 @@ B4J_LA_WARP(bf16)
     }
 B4J_LA_SPLIT(f32)
 B4J_LA_SPLIT(bf16)
+// version 10: version 9 with linearAttentionDecodePrep10 as its first kernel (which waits for the kernel before
+// itself, after its table of the features' places), held J features a lane: narrow for E <= 256, wide for E <= 576
+#define B4J_LA_PREP10(T, NAME, J)                                                                                    \
+    namespace b4j_##T {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(32 * LA_PREP_WARPS) NAME##_##T(                                     \
+        const A* q, const A* k, const A* v, float* kState, float* pend, int* count, const int* layout, float* work,   \
+        int B, int H, int f, int dh, int K) {                                                                        \
+        b4j::linearAttentionDecodePrep10_impl<J, A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh, K);     \
+    }                                                                                                                \
+    }
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

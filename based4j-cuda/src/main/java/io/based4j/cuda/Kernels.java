@@ -843,11 +843,14 @@ public final class Kernels {
      * loaded into registers while the block works on an item before it), 8 (a warp a (sequence, head), four a block,
      * no block barrier, 16 rows of S a lane in flight), 9 (two kernels: the first, a warp a (sequence, head), does
      * all of the step but S into the state's work area ({@link #linearDeferWorkFloats}); the second reads S, 17 rows
-     * a thread in flight, the first of them asked for before it waits for the first kernel). Versions 1 to 4 and 9 run
-     * everywhere, versions 5 to 7 on compute capability 9.0 where their shared memory fits, version 8 where its head
-     * dim is at most 128; else version 1 runs.
+     * a thread in flight, the first of them asked for before it waits for the first kernel), 10 (9 with a first
+     * kernel of fewer instructions: the features' places from a table made once a block, no branch a feature, the
+     * waiting tokens taken one after another). Versions 1 to 4 and 9 run everywhere, versions 5 to 7 on compute
+     * capability 9.0 where their shared memory fits, version 8 where its head dim is at most 128, version 10 where
+     * the expanded feature dim is at most {@value #LINEAR_PREP10_WIDE_FEATURES} (f up to 32); else version 1 runs in
+     * place of 5 to 8 and version 9 in place of 10.
      */
-    static final int LINEAR_DEFER_VERSIONS = 9;
+    static final int LINEAR_DEFER_VERSIONS = 10;
     static final int LINEAR_DEFER_VERSION_DEFAULT = 9;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
@@ -930,6 +933,20 @@ public final class Kernels {
         return align4((steps - 1L) * (f + dh) + 2L * f);
     }
 
+    /** Expanded feature dims version 10's first kernel takes with 8 features a lane (LA_PREP10_NARROW), and 18. */
+    static final int LINEAR_PREP10_NARROW_FEATURES = 32 * 8;
+    static final int LINEAR_PREP10_WIDE_FEATURES = 32 * 18;
+
+    /**
+     * Bytes of dynamic shared memory of version 10's first kernel: its constants and features' places (laPrep10Head),
+     * each warp's waiting tokens and rows of x (laPrep10Floats), and 16 to align them.
+     */
+    private static int linearPrep10Bytes(int f, int dh, int steps) {
+        long e = MixerConfig.LinearAttention.expandedDim(f);
+        long warp = (steps - 1L) * (f + dh) + (steps + 1L) * (f + 4);
+        return (int) (4 * (8 + align4(e) + LINEAR_PREP_WARPS * warp) + 16);
+    }
+
     /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
     private static long linearDeferFloats(int version, int f, int dh, int steps) {
         if (version == 8) {
@@ -947,11 +964,15 @@ public final class Kernels {
      * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: versions 5
      * to 7 only on compute capability 9.0 and where their shared memory fits (version 7 also with f and dh at most
      * the block's threads), version 8 where its head dim is at most 128 and its shared memory fits, version 1 in
-     * their place; versions 1 to 4 and 9 wherever the form fits.
+     * their place; version 10 where its first kernel holds the features (E at most
+     * {@value #LINEAR_PREP10_WIDE_FEATURES}), version 9 in its place; versions 1 to 4 and 9 wherever the form fits.
      */
     int linearDeferRuns(int version, int f, int dh, int steps) {
         if (version < 5 || version == 9) {
             return version;
+        }
+        if (version == 10) {
+            return MixerConfig.LinearAttention.expandedDim(f) <= LINEAR_PREP10_WIDE_FEATURES ? 10 : 9;
         }
         long bytes = 4 * linearDeferFloats(version, f, dh, steps);
         long limit = sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED;
@@ -999,11 +1020,21 @@ public final class Kernels {
         require((pend & 15) == 0, "linearAttentionDecodeDeferred: the waiting tokens' memory is not 16-byte aligned");
         version = linearDeferRuns(version, f, dh, steps);
         int shared = 4 * (int) linearDeferFloats(version, f, dh, steps);
-        long fn = function("linearAttentionDecodeDeferred" + version, p, shared);
-        if (version == 9) {
-            require(work != 0, "linearAttentionDecodeDeferred: version 9 without its work area");
-            int prepShared = 4 * (int) (LINEAR_PREP_WARPS * linearPrepFloats(f, dh, steps));
-            long prep = function("linearAttentionDecodePrep", p, prepShared);
+        long fn = version == 10 ? 0 : function("linearAttentionDecodeDeferred" + version, p, shared);
+        if (version >= 9) {
+            require(work != 0, "linearAttentionDecodeDeferred: version " + version + " without its work area");
+            int prepShared;
+            long prep;
+            if (version == 10) {
+                prepShared = linearPrep10Bytes(f, dh, steps);
+                boolean narrow = MixerConfig.LinearAttention.expandedDim(f) <= LINEAR_PREP10_NARROW_FEATURES;
+                prep = function(narrow ? "linearAttentionDecodePrep10" : "linearAttentionDecodePrep10Wide", p,
+                        prepShared);
+                fn = function("linearAttentionDecodeDeferred9", p, shared);
+            } else {
+                prepShared = 4 * (int) (LINEAR_PREP_WARPS * linearPrepFloats(f, dh, steps));
+                prep = function("linearAttentionDecodePrep", p, prepShared);
+            }
             args.reset().ptr(q).ptr(k).ptr(v).ptr(kState).ptr(pend).ptr(count).ptr(layout).ptr(work).i32(B).i32(H)
                     .i32(f).i32(dh).i32(steps);
             launch(prep, (int) (((long) B * H + LINEAR_PREP_WARPS - 1) / LINEAR_PREP_WARPS), 1, 1,
