@@ -405,14 +405,19 @@ __device__ __forceinline__ void laDeferredRow(const LaDeferred& Dd, bool write, 
     num.w += w * s.w;
 }
 
-/** Rows a0, a0 + G, .. (U of them) of S, 4 columns from 4c, into sv (zeros past the last row). */
-template <int U>
+/**
+ * Rows a0, a0 + G, .. (U of them) of S, 4 columns from 4c, into sv (zeros past the last row); where CS, as streamed
+ * data (ld.global.cs: the first lines the caches give up), so that a step's stream of S does not push out of the L2
+ * cache what the step's other kernels wrote for it.
+ */
+template <int U, bool CS = false>
 __device__ __forceinline__ void laLoadRows(float4 (&sv)[U], const float4* S4, int a0, int G, int E, int quads,
                                            int c) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
         const int a = a0 + u * G;
-        sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        const float4* src = S4 + (i64)a * quads + c;
+        sv[u] = a >= E ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : CS ? __ldcs(src) : *src;
     }
 }
 
@@ -420,14 +425,14 @@ __device__ __forceinline__ void laLoadRows(float4 (&sv)[U], const float4* S4, in
  * A thread's rows g, g + G, .. of S (4 columns from 4c) through laDeferredRow, U in flight, the first U already in
  * sv (laLoadRows); its piece of the numerator added to num. vs: the step's value, pk and pq: phi(k) and phi(q).
  */
-template <int U>
+template <int U, bool CS = false>
 __device__ __forceinline__ void laDeferredRows(const LaDeferred& Dd, bool write, int n, int g, int G, int c,
                                                int quads, float4 (&sv)[U], float4* S4, const float* vs,
                                                const float* pk, const float* pq, float4& num) {
     const int E = Dd.E;
     const float4 vk = make_float4(vs[4 * c], vs[4 * c + 1], vs[4 * c + 2], vs[4 * c + 3]);
     for (int a0 = g; a0 < E; a0 += G * U) {
-        if (a0 != g) laLoadRows(sv, S4, a0, G, E, quads, c);
+        if (a0 != g) laLoadRows<U, CS>(sv, S4, a0, G, E, quads, c);
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int a = a0 + u * G;
@@ -1463,8 +1468,14 @@ __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A
  * part) over the work area's total plus eps; where it writes, S takes the waiting tokens and then its own, in order,
  * as the other versions add them (bit for bit), and its output is phi(q).S over phi(q).z plus eps. Dynamic shared
  * memory that of versions 1 to 4.
+ *
+ * EARLY (versions 11 and 12): the sequence's row of the output read from the layout with its slot, and every load of
+ * the work area (the kind, the total, the part, phi(q)) asked for at once after the wait, none behind another's value
+ * (version 9 asks for the part once the kind is in, and for the output's row at the end: two more trips to memory
+ * that a loaded memory makes long). CS (version 12): S read as streamed data (laLoadRows), so that the work area the
+ * first kernel wrote stays in the L2 cache.
  */
-template <int U, typename W, typename A>
+template <int U, bool EARLY, bool CS, typename W, typename A>
 __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int* count, const float* work,
                                                 const int* layout, A* out, int B, int H, int f, int dh, float eps,
                                                 int K) {
@@ -1475,10 +1486,11 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     const int nt = blockDim.x;
     const Layout L = layoutOf(layout, B);
     const i64 slot = L.slots[blockIdx.x];
+    const i64 outRow = EARLY ? L.offsets[blockIdx.x] : 0;
     const i64 sh = slot * H + blockIdx.y;
     float4* S4 = reinterpret_cast<float4*>(kvState + sh * (i64)E * dh);
     float4 sv[U];
-    if (g < R) laLoadRows(sv, S4, g, R, E, quads, c);
+    if (g < R) laLoadRows<U, CS>(sv, S4, g, R, E, quads, c);
     b4jPdlWait();
     const LaDeferred Dd = laDeferredOf(smem, pend, count, sh, K, f, dh);
     float* pk = smem;      // [E], laDecodeStart's places
@@ -1488,12 +1500,29 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     const float* wk = work + sh * laWorkFloats(E, f, dh);
     const float* aux = wk + laAlign4(E);
     const float* tail = aux + laAlign4(f + dh);
-    const int kind = __float_as_int(tail[1]);
+    int kind;
+    float total, part;
+    if (EARLY) {
+        float held[2];  // phi(q) at tid and tid + nt
+#pragma unroll
+        for (int j = 0; j < 2; j++) held[j] = tid + j * nt < E ? wk[tid + j * nt] : 0.0f;
+        const float partAny = tid < dh ? aux[tid] : 0.0f;
+        kind = __float_as_int(tail[1]);
+        total = tail[0];
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            if (tid + j * nt < E) pq[tid + j * nt] = held[j];
+        }
+        for (int a = tid + 2 * nt; a < E; a += nt) pq[a] = wk[a];
+        part = (kind >> 16) == 0 ? partAny : 0.0f;
+    } else {
+        kind = __float_as_int(tail[1]);
+        total = tail[0];
+        part = (kind >> 16) == 0 && tid < dh ? aux[tid] : 0.0f;
+        for (int a = tid; a < E; a += nt) pq[a] = wk[a];
+    }
     const int n = kind & 0xffff;
     const bool write = (kind >> 16) != 0;
-    const float total = tail[0];
-    const float part = !write && tid < dh ? aux[tid] : 0.0f;
-    for (int a = tid; a < E; a += nt) pq[a] = wk[a];
     if (write) {
         for (int j = tid; j < f + dh; j += nt) {
             if (j < f) {
@@ -1511,7 +1540,7 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     }
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (g < R) {
-        laDeferredRows(Dd, write, n, g, R, c, quads, sv, S4, vs, pk, pq, num);
+        laDeferredRows<U, CS>(Dd, write, n, g, R, c, quads, sv, S4, vs, pk, pq, num);
         laStoreNum(Dd.red, t, dh, num);
     }
     __syncthreads();
@@ -1519,7 +1548,8 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
         float acc = 0.0f;
         for (int gg = 0; gg < R; gg++) acc += Dd.red[gg * dh + tid];
         acc += part;
-        out[(i64)L.offsets[blockIdx.x] * H * dh + (i64)blockIdx.y * dh + tid] = fromF<A>(acc * (1.0f / (total + eps)));
+        const i64 row = EARLY ? outRow : L.offsets[blockIdx.x];
+        out[row * H * dh + (i64)blockIdx.y * dh + tid] = fromF<A>(acc * (1.0f / (total + eps)));
     }
 }
 
@@ -1632,11 +1662,27 @@ B4J_LA_WARP(bf16)
     extern "C" __global__ void __launch_bounds__(256, 2) linearAttentionDecodeDeferred9_##T(                         \
         float* kvState, float* pend, int* count, const float* work, const int* layout, A* out, int B, int H, int f,  \
         int dh, float eps, int K) {                                                                                  \
-        b4j::linearAttentionDecodeSplit_impl<17, W, A>(kvState, pend, count, work, layout, out, B, H, f, dh, eps, K); \
+        b4j::linearAttentionDecodeSplit_impl<17, false, false, W, A>(kvState, pend, count, work, layout, out, B, H,  \
+                                                                      f, dh, eps, K);                                \
     }                                                                                                                \
     }
 B4J_LA_SPLIT(f32)
 B4J_LA_SPLIT(bf16)
+// versions 11 and 12: version 10's first kernel, then version 9's second with its small loads at once (EARLY), and
+// (12) S read as streamed data
+#define B4J_LA_SPLIT_EARLY(T, V, CS)                                                                                 \
+    namespace b4j_##T {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(256, 2) linearAttentionDecodeDeferred##V##_##T(                     \
+        float* kvState, float* pend, int* count, const float* work, const int* layout, A* out, int B, int H, int f,  \
+        int dh, float eps, int K) {                                                                                  \
+        b4j::linearAttentionDecodeSplit_impl<17, true, CS, W, A>(kvState, pend, count, work, layout, out, B, H, f,   \
+                                                                 dh, eps, K);                                        \
+    }                                                                                                                \
+    }
+B4J_LA_SPLIT_EARLY(f32, 11, false)
+B4J_LA_SPLIT_EARLY(bf16, 11, false)
+B4J_LA_SPLIT_EARLY(f32, 12, true)
+B4J_LA_SPLIT_EARLY(bf16, 12, true)
 // version 10: version 9 with linearAttentionDecodePrep10 as its first kernel (which waits for the kernel before
 // itself, after its table of the features' places), held J features a lane: narrow for E <= 256, wide for E <= 576
 #define B4J_LA_PREP10(T, NAME, J)                                                                                    \

@@ -845,12 +845,14 @@ public final class Kernels {
      * all of the step but S into the state's work area ({@link #linearDeferWorkFloats}); the second reads S, 17 rows
      * a thread in flight, the first of them asked for before it waits for the first kernel), 10 (9 with a first
      * kernel of fewer instructions: the features' places from a table made once a block, no branch a feature, the
-     * waiting tokens taken one after another). Versions 1 to 4 and 9 run everywhere, versions 5 to 7 on compute
-     * capability 9.0 where their shared memory fits, version 8 where its head dim is at most 128, version 10 where
-     * the expanded feature dim is at most {@value #LINEAR_PREP10_WIDE_FEATURES} (f up to 32); else version 1 runs in
-     * place of 5 to 8 and version 9 in place of 10.
+     * waiting tokens taken one after another), 11 (10 with the second kernel's small loads, the work area's and the
+     * output's row, asked for at once: none waits for another's value), 12 (11 with S read as streamed data, the
+     * first lines the L2 cache gives up). Versions 1 to 4 and 9 run everywhere, versions 5 to 7 on compute capability
+     * 9.0 where their shared memory fits, version 8 where its head dim is at most 128, versions 10 to 12 where the
+     * expanded feature dim is at most {@value #LINEAR_PREP10_WIDE_FEATURES} (f up to 32); else version 1 runs in
+     * place of 5 to 8 and version 9 in place of 10 to 12.
      */
-    static final int LINEAR_DEFER_VERSIONS = 10;
+    static final int LINEAR_DEFER_VERSIONS = 12;
     static final int LINEAR_DEFER_VERSION_DEFAULT = 9;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
@@ -964,15 +966,15 @@ public final class Kernels {
      * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: versions 5
      * to 7 only on compute capability 9.0 and where their shared memory fits (version 7 also with f and dh at most
      * the block's threads), version 8 where its head dim is at most 128 and its shared memory fits, version 1 in
-     * their place; version 10 where its first kernel holds the features (E at most
-     * {@value #LINEAR_PREP10_WIDE_FEATURES}), version 9 in its place; versions 1 to 4 and 9 wherever the form fits.
+     * their place; versions 10 to 12 where their first kernel holds the features (E at most
+     * {@value #LINEAR_PREP10_WIDE_FEATURES}), version 9 in their place; versions 1 to 4 and 9 wherever the form fits.
      */
     int linearDeferRuns(int version, int f, int dh, int steps) {
         if (version < 5 || version == 9) {
             return version;
         }
-        if (version == 10) {
-            return MixerConfig.LinearAttention.expandedDim(f) <= LINEAR_PREP10_WIDE_FEATURES ? 10 : 9;
+        if (version >= 10) {
+            return MixerConfig.LinearAttention.expandedDim(f) <= LINEAR_PREP10_WIDE_FEATURES ? version : 9;
         }
         long bytes = 4 * linearDeferFloats(version, f, dh, steps);
         long limit = sharedOptInLimit > 0 ? sharedOptInLimit : LINEAR_MAX_SHARED;
@@ -1020,17 +1022,16 @@ public final class Kernels {
         require((pend & 15) == 0, "linearAttentionDecodeDeferred: the waiting tokens' memory is not 16-byte aligned");
         version = linearDeferRuns(version, f, dh, steps);
         int shared = 4 * (int) linearDeferFloats(version, f, dh, steps);
-        long fn = version == 10 ? 0 : function("linearAttentionDecodeDeferred" + version, p, shared);
+        long fn = function("linearAttentionDecodeDeferred" + (version == 10 ? 9 : version), p, shared);
         if (version >= 9) {
             require(work != 0, "linearAttentionDecodeDeferred: version " + version + " without its work area");
             int prepShared;
             long prep;
-            if (version == 10) {
+            if (version >= 10) {
                 prepShared = linearPrep10Bytes(f, dh, steps);
                 boolean narrow = MixerConfig.LinearAttention.expandedDim(f) <= LINEAR_PREP10_NARROW_FEATURES;
                 prep = function(narrow ? "linearAttentionDecodePrep10" : "linearAttentionDecodePrep10Wide", p,
                         prepShared);
-                fn = function("linearAttentionDecodeDeferred9", p, shared);
             } else {
                 prepShared = 4 * (int) (LINEAR_PREP_WARPS * linearPrepFloats(f, dh, steps));
                 prep = function("linearAttentionDecodePrep", p, prepShared);
