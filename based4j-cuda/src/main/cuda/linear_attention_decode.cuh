@@ -1280,15 +1280,18 @@ __device__ __forceinline__ int laPrep10Head(int E) { return 8 + laAlign4(E); }
  * Dynamic shared memory laPrep10Head floats and LA_PREP_WARPS laPrep10Floats from the first 16-byte aligned one
  * (Kernels.linearPrep10Bytes); E <= 32 J (so f <= 32: a lane a value of a key).
  */
-template <int J, typename A>
+template <int J, bool SHARED, typename A>
 __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A* v, float* kState, float* pend,
                                                  int* count, const int* layout, float* work, int B, int H, int f,
                                                  int dh, int K) {
     extern __shared__ float smem[];
+    extern __shared__ float4 smem4[];
     const int E = expandedDim(f);
     const int fd = f + dh;
     const int P = f + 4;
-    float* consts = laAligned16(smem);  // [8]: the constants of the features' kinds (1, 1, diag, cross), then lin
+    // [8]: the constants of the features' kinds (1, 1, diag, cross), then lin; where SHARED (version 13) known to the
+    // compiler as shared memory (laAligned16's address arithmetic leaves it a generic address: slower loads, stores)
+    float* consts = SHARED ? reinterpret_cast<float*>(smem4) : laAligned16(smem);
     int* places = reinterpret_cast<int*>(consts + 8);  // [E]: feature a, x_i x_j consts[kind]: i | j << 10 | kind << 20
     if (threadIdx.x == 0) {
         const Taylor t = taylorOf(f);
@@ -1685,18 +1688,24 @@ B4J_LA_SPLIT_EARLY(f32, 12, true)
 B4J_LA_SPLIT_EARLY(bf16, 12, true)
 // version 10: version 9 with linearAttentionDecodePrep10 as its first kernel (which waits for the kernel before
 // itself, after its table of the features' places), held J features a lane: narrow for E <= 256, wide for E <= 576
-#define B4J_LA_PREP10(T, NAME, J)                                                                                    \
+// (version 13: its shared memory addressed as such)
+#define B4J_LA_PREP10(T, NAME, J, SHARED)                                                                            \
     namespace b4j_##T {                                                                                              \
     extern "C" __global__ void __launch_bounds__(32 * LA_PREP_WARPS) NAME##_##T(                                     \
         const A* q, const A* k, const A* v, float* kState, float* pend, int* count, const int* layout, float* work,   \
         int B, int H, int f, int dh, int K) {                                                                        \
-        b4j::linearAttentionDecodePrep10_impl<J, A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh, K);     \
+        b4j::linearAttentionDecodePrep10_impl<J, SHARED, A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh, \
+                                                            K);                                                      \
     }                                                                                                                \
     }
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW)
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW, false)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW, false)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, false)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, false)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep13, LA_PREP10_NARROW, true)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep13, LA_PREP10_NARROW, true)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep13Wide, LA_PREP10_WIDE, true)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep13Wide, LA_PREP10_WIDE, true)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

@@ -52,16 +52,16 @@ class LinearAttentionDeferredTest {
         all.add(Arguments.of(8, Precision.BF16, 24, 64, 4, 0));
         all.add(Arguments.of(8, Precision.F32, 4, 16, 3, 0));
         // versions 9 to 12's second kernel: 325 features over 9 row groups (two rounds of 17 rows a thread); head dim
-        // 16; versions 10 to 12's first kernel: 325 features (f 24) on its wide form, 11 of a lane's 18 places; f 4 (15
+        // 16; versions 10 to 13's first kernel: 325 features (f 24) on its wide form, 11 of a lane's 18 places; f 4 (15
         // features, lanes without one); 16 steps (15 tokens waiting, every lane of x's rows a key's or a constant's);
         // and f 40 (861 features), where version 9 runs in their place
-        for (int version = 9; version <= 12; version++) {
+        for (int version = 9; version <= 13; version++) {
             all.add(Arguments.of(version, Precision.BF16, 24, 64, 4, 0));
             all.add(Arguments.of(version, Precision.F32, 4, 16, 3, 0));
             all.add(Arguments.of(version, Precision.BF16, 16, 112, 16, 0));
         }
         all.add(Arguments.of(10, Precision.F32, 40, 16, 2, 0));
-        all.add(Arguments.of(12, Precision.BF16, 40, 16, 2, 0));
+        all.add(Arguments.of(13, Precision.BF16, 40, 16, 2, 0));
         return all.build();
     }
 
@@ -94,7 +94,7 @@ class LinearAttentionDeferredTest {
             // versions 5 to 7 on compute capability 9.0 (its 227 KiB of shared memory a block): version 5's one S
             // fits at f 16 and 32 (68.5 and 143.6 KB), the two of versions 6 and 7 at f 16 and at f 24 with head dim
             // 64 (2 x 83.2 KB), not at f 32; version 1 in their place; version 8 (head dims up to 128) and 9
-            // everywhere; versions 10 to 12 up to 576 features, version 9 in their place
+            // everywhere; versions 10 to 13 up to 576 features, version 9 in their place
             boolean hopper = major == 9 && minor == 0;
             int expected = version >= 10 && e > Kernels.LINEAR_PREP10_WIDE_FEATURES ? 9
                     : version < 5 || version >= 8 || hopper && (version == 5 || f < 32) ? version : 1;
