@@ -1122,6 +1122,49 @@ __device__ __forceinline__ int laWorkFloats(int E, int f, int dh) { return laAli
 __device__ __forceinline__ int laPrepFloats(int f, int dh, int K) { return laAlign4((K - 1) * (f + dh) + 2 * f); }
 
 /**
+ * The end of a step that writes in versions 9 to 13's first kernel: its key xk and value vr and the denominator
+ * phi(q).z into the work area (aux, tail), the kind (n | 1 << 16), and the count of waiting tokens to 0.
+ */
+__device__ __forceinline__ void laPrepWrites(float* aux, float* tail, int* count, const float* xk,
+                                             const float (&vr)[LA_PREP_HELD], float den, int n, int f, int dh,
+                                             int lane) {
+    for (int j = lane; j < f; j += 32) aux[j] = xk[j];
+#pragma unroll
+    for (int j = 0; j < LA_PREP_HELD; j++) {
+        if (lane + 32 * j < dh) aux[f + lane + 32 * j] = vr[j];
+    }
+    if (lane == 0) {
+        tail[0] = den;
+        tail[1] = __int_as_float(n | 1 << 16);
+        *count = 0;
+    }
+}
+
+/**
+ * The end of a step that only reads in versions 9 to 13's first kernel: the numerator's part (acc + own v, a lane's
+ * values lane, lane + 32, ..) and the denominator's total into the work area, the kind (n), its key xk and value vr
+ * appended to the waiting tokens (at mine), and their count one more.
+ */
+__device__ __forceinline__ void laPrepAppends(float* aux, float* tail, int* count, float* mine, const float* xk,
+                                              const float (&vr)[LA_PREP_HELD], const float (&acc)[LA_PREP_HELD],
+                                              float own, float total, int n, int f, int dh, int lane) {
+#pragma unroll
+    for (int j = 0; j < LA_PREP_HELD; j++) {
+        const int d = lane + 32 * j;
+        if (d < dh) {
+            aux[d] = acc[j] + own * vr[j];
+            mine[f + d] = vr[j];
+        }
+    }
+    for (int j = lane; j < f; j += 32) mine[j] = xk[j];
+    if (lane == 0) {
+        tail[0] = total;
+        tail[1] = __int_as_float(n);
+        *count = n + 1;
+    }
+}
+
+/**
  * Version 9 of the deferred form, its first kernel: everything of a step but S, a warp a (sequence, head)
  * (LA_PREP_WARPS a block, no block barrier). It featurizes q and k (each lane the features a = lane, lane + 32, ..,
  * laFeatureValue: featurizeComponent's float operations) and writes phi(q) to the (slot, head)'s work area
@@ -1210,16 +1253,7 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     for (int a = lane + 32 * LA_PREP_HELD; a < E; a += 32) feature(a, z[a]);
     den = warpSum(den);
     if (write) {
-        for (int j = lane; j < f; j += 32) aux[j] = xk[j];
-#pragma unroll
-        for (int j = 0; j < LA_PREP_HELD; j++) {
-            if (lane + 32 * j < dh) aux[f + lane + 32 * j] = vr[j];
-        }
-        if (lane == 0) {
-            tail[0] = den;
-            tail[1] = __int_as_float(n | 1 << 16);
-            count[sh] = 0;
-        }
+        laPrepWrites(aux, tail, count + sh, xk, vr, den, n, f, dh, lane);
         return;
     }
     float total = den;
@@ -1232,26 +1266,18 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     }
     own = warpSum(own);
     total += own;
-    float* mine = waiting + (i64)n * fd;  // this token waits after the others
+    float acc[LA_PREP_HELD];
 #pragma unroll
     for (int j = 0; j < LA_PREP_HELD; j++) {
         const int d = lane + 32 * j;
-        if (d >= dh) break;
-        const float vd = vr[j];
-        float acc = 0.0f;
+        acc[j] = 0.0f;
 #pragma unroll
         for (int i = 0; i < LA_MAX_WAITING; i++) {
-            if (i < n) acc += coef[i] * raw[i * fd + f + d];
+            if (i < n && d < dh) acc[j] += coef[i] * raw[i * fd + f + d];
         }
-        aux[d] = acc + own * vd;
-        mine[f + d] = vd;
     }
-    for (int j = lane; j < f; j += 32) mine[j] = xk[j];
-    if (lane == 0) {
-        tail[0] = total;
-        tail[1] = __int_as_float(n);
-        count[sh] = n + 1;
-    }
+    // this token waits after the others
+    laPrepAppends(aux, tail, count + sh, waiting + (i64)n * fd, xk, vr, acc, own, total, n, f, dh, lane);
 }
 
 /** Features a lane of version 10's first kernel holds (linearAttentionDecodePrep10): up to 32 J of them. */
@@ -1263,7 +1289,9 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
  * as stored ([K - 1][f + dh]), then x_q, x_k and the waiting keys, each f values and 1, the map's linear constant
  * and two unused ([K + 1][f + 4]), so that every feature is two of a row's values times each other times a constant.
  */
-__device__ __forceinline__ int laPrep10Floats(int f, int dh, int K) { return (K - 1) * (f + dh) + (K + 1) * (f + 4); }
+__device__ __forceinline__ int laPrep10Floats(int f, int dh, int K) {
+    return laAlign4((K - 1) * (f + dh) + (K + 1) * (f + 4));
+}
 
 /** Floats of version 10's first kernel's shared memory before its warps' (laPrep10Floats): the constants, places. */
 __device__ __forceinline__ int laPrep10Head(int E) { return 8 + laAlign4(E); }
@@ -1277,21 +1305,20 @@ __device__ __forceinline__ int laPrep10Head(int E) { return 8 + laAlign4(E); }
  * kind (1 where the feature is 1 or linear: the same rounding). The waiting tokens are taken one after another
  * (no loop unrolled over the most there can be): their features added into z where the step writes, else their
  * phi(q).phi(k_i) summed over the warp, held by lane i, and their values times it added into the numerator's part.
- * Dynamic shared memory laPrep10Head floats and LA_PREP_WARPS laPrep10Floats from the first 16-byte aligned one
- * (Kernels.linearPrep10Bytes); E <= 32 J (so f <= 32: a lane a value of a key).
+ * Dynamic shared memory laPrep10Head floats and LA_PREP_WARPS laPrep10Floats (Kernels.linearPrep10Bytes), declared
+ * float4 so that the compiler knows it 16-byte aligned and shared (aligned by address arithmetic, laAligned16, it
+ * took generic loads and stores: 61.4 against 55.7 us at based-1b's batch 1,024 under ncu); E <= 32 J (so f <= 32:
+ * a lane a value of a key).
  */
-template <int J, bool SHARED, typename A>
+template <int J, typename A>
 __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A* v, float* kState, float* pend,
                                                  int* count, const int* layout, float* work, int B, int H, int f,
                                                  int dh, int K) {
-    extern __shared__ float smem[];
-    extern __shared__ float4 smem4[];
+    extern __shared__ float4 smem4[];  // 16-byte aligned, and known to the compiler as shared memory
     const int E = expandedDim(f);
     const int fd = f + dh;
     const int P = f + 4;
-    // [8]: the constants of the features' kinds (1, 1, diag, cross), then lin; where SHARED (version 13) known to the
-    // compiler as shared memory (laAligned16's address arithmetic leaves it a generic address: slower loads, stores)
-    float* consts = SHARED ? reinterpret_cast<float*>(smem4) : laAligned16(smem);
+    float* consts = reinterpret_cast<float*>(smem4);  // [8]: the constants of the kinds (1, 1, diag, cross), then lin
     int* places = reinterpret_cast<int*>(consts + 8);  // [E]: feature a, x_i x_j consts[kind]: i | j << 10 | kind << 20
     if (threadIdx.x == 0) {
         const Taylor t = taylorOf(f);
@@ -1430,37 +1457,15 @@ __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A
     }
     den = warpSum(den);
     if (write) {
-        if (lane < f) aux[lane] = xs[P + lane];
-#pragma unroll
-        for (int j = 0; j < LA_PREP_HELD; j++) {
-            if (lane + 32 * j < dh) aux[f + lane + 32 * j] = vr[j];
-        }
-        if (lane == 0) {
-            tail[0] = den;
-            tail[1] = __int_as_float(n | 1 << 16);
-            count[sh] = 0;
-        }
+        laPrepWrites(aux, tail, count + sh, xs + P, vr, den, n, f, dh, lane);
         return;
     }
     float total = den;
     for (int i = 0; i < n; i++) total += __shfl_sync(0xffffffffu, coef, i);
     own = warpSum(own);
     total += own;
-    float* mine = waiting + (i64)n * fd;  // this token waits after the others
-#pragma unroll
-    for (int j = 0; j < LA_PREP_HELD; j++) {
-        const int d = lane + 32 * j;
-        if (d < dh) {
-            aux[d] = acc[j] + own * vr[j];
-            mine[f + d] = vr[j];
-        }
-    }
-    if (lane < f) mine[lane] = xs[P + lane];
-    if (lane == 0) {
-        tail[0] = total;
-        tail[1] = __int_as_float(n);
-        count[sh] = n + 1;
-    }
+    // this token waits after the others
+    laPrepAppends(aux, tail, count + sh, waiting + (i64)n * fd, xs + P, vr, acc, own, total, n, f, dh, lane);
 }
 
 /**
@@ -1688,24 +1693,18 @@ B4J_LA_SPLIT_EARLY(f32, 12, true)
 B4J_LA_SPLIT_EARLY(bf16, 12, true)
 // version 10: version 9 with linearAttentionDecodePrep10 as its first kernel (which waits for the kernel before
 // itself, after its table of the features' places), held J features a lane: narrow for E <= 256, wide for E <= 576
-// (version 13: its shared memory addressed as such)
-#define B4J_LA_PREP10(T, NAME, J, SHARED)                                                                            \
+#define B4J_LA_PREP10(T, NAME, J)                                                                                    \
     namespace b4j_##T {                                                                                              \
     extern "C" __global__ void __launch_bounds__(32 * LA_PREP_WARPS) NAME##_##T(                                     \
         const A* q, const A* k, const A* v, float* kState, float* pend, int* count, const int* layout, float* work,   \
         int B, int H, int f, int dh, int K) {                                                                        \
-        b4j::linearAttentionDecodePrep10_impl<J, SHARED, A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh, \
-                                                            K);                                                      \
+        b4j::linearAttentionDecodePrep10_impl<J, A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh, K);     \
     }                                                                                                                \
     }
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW, false)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW, false)
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, false)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, false)
-B4J_LA_PREP10(f32, linearAttentionDecodePrep13, LA_PREP10_NARROW, true)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep13, LA_PREP10_NARROW, true)
-B4J_LA_PREP10(f32, linearAttentionDecodePrep13Wide, LA_PREP10_WIDE, true)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep13Wide, LA_PREP10_WIDE, true)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

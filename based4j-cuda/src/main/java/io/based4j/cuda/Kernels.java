@@ -796,8 +796,8 @@ public final class Kernels {
      * 2,048 blocks (based-1b's 16 heads at 128 sequences): on an H200 whole decode steps of based-1b with the
      * deferred form's version 12 ran at 49,062 and 48,660 tokens/s at 128 sequences against 47,233 and 47,949 for
      * the step-by-step form (with version 5 of the deferred form it had been 46,337 against 47,631, and the threshold
-     * 4,096); at one sequence (16 blocks) version 5 of the step-by-step form has all of a block's state in flight at
-     * once.
+     * 4,096: it holds for the default version, whichever the property picks); at one sequence (16 blocks) version 5
+     * of the step-by-step form has all of a block's state in flight at once.
      */
     static final int LINEAR_DEFER_MIN_BLOCKS = 2048;
     private final int linearDeferMinBlocks = atLeast(LINEAR_DEFER_MIN_BLOCKS_PROPERTY,
@@ -847,17 +847,17 @@ public final class Kernels {
      * kernel of fewer instructions: the features' places from a table made once a block, no branch a feature, the
      * waiting tokens taken one after another), 11 (10 with the second kernel's small loads, the work area's and the
      * output's row, asked for at once: none waits for another's value), 12 (11 with S read as streamed data, the
-     * first lines the L2 cache gives up), 13 (12 with a first kernel whose shared memory the compiler knows as such:
-     * shared loads and stores in place of generic ones). Versions 1 to 4 and 9 run everywhere, versions 5 to 7 on
-     * compute capability 9.0 where their shared memory fits, version 8 where its head dim is at most 128, versions 10
-     * to 13 where the expanded feature dim is at most {@value #LINEAR_PREP10_WIDE_FEATURES} (f up to 32); else
-     * version 1 runs in place of 5 to 8 and version 9 in place of 10 to 13. Version 12 is the default: on an H200,
+     * first lines the L2 cache gives up). Versions 1 to 4 and 9 run everywhere, versions 5 to 7 on compute capability
+     * 9.0 where their shared memory fits, version 8 where its head dim is at most 128, versions 10 to 12 where the
+     * expanded feature dim is at most {@value #LINEAR_PREP10_WIDE_FEATURES} (f up to 32); else version 1 runs in
+     * place of 5 to 8 and version 9 in place of 10 to 12. Version 12 is the default: on an H200,
      * whole decode steps of based-1b (`bench gpu --preset based-1b --prompt-len 1536 --batch 128,1024`) ran at
      * 104,713 and 105,414 tokens/s at batch 1,024 against 101,506 and 101,824 with version 9 (105,400 and 104,930
      * with version 11, 102,079 and 103,230 with version 10), and at batch 128 at 49,062 and 48,660 against 47,233
-     * and 47,949 for the step-by-step form.
+     * and 47,949 for the step-by-step form (with its first kernel's shared memory then addressed through a generic
+     * pointer: 104,765.0 and 104,743.3 at 1,024 as it is now, against 104,407.1 and 104,172.7).
      */
-    static final int LINEAR_DEFER_VERSIONS = 13;
+    static final int LINEAR_DEFER_VERSIONS = 12;
     static final int LINEAR_DEFER_VERSION_DEFAULT = 12;
     private final int linearDeferVersion = version(LINEAR_DEFER_VERSION_PROPERTY,
             System.getProperty(LINEAR_DEFER_VERSION_PROPERTY), LINEAR_DEFER_VERSIONS, LINEAR_DEFER_VERSION_DEFAULT);
@@ -874,8 +874,8 @@ public final class Kernels {
      * many). A step that writes adds the waiting tokens and its own in, in order, with the step-by-step update's
      * operations (the state of {@link #linearAttentionDecode} bit for bit, and its output); the others' outputs add
      * the waiting tokens' part to what the state gives (the same sums in another order). The writes are spread over
-     * the steps by slot; {@code work} ({@code [slot][H]} of {@link #linearDeferWorkFloats} float32) is version 9's
-     * (the others leave it). Requires {@link #linearDeferFits}.
+     * the steps by slot; {@code work} ({@code [slot][H]} of {@link #linearDeferWorkFloats} float32) is versions 9 to
+     * 12's (the others leave it). Requires {@link #linearDeferFits}.
      */
     public void linearAttentionDecodeDeferred(Precision p, long q, long k, long v, long kvState, long kState,
                                               long pend, long count, long work, long layout, long out, int B, int H,
@@ -946,12 +946,12 @@ public final class Kernels {
 
     /**
      * Bytes of dynamic shared memory of version 10's first kernel: its constants and features' places (laPrep10Head),
-     * each warp's waiting tokens and rows of x (laPrep10Floats), and 16 to align them.
+     * each warp's waiting tokens and rows of x (laPrep10Floats).
      */
     private static int linearPrep10Bytes(int f, int dh, int steps) {
         long e = MixerConfig.LinearAttention.expandedDim(f);
-        long warp = (steps - 1L) * (f + dh) + (steps + 1L) * (f + 4);
-        return (int) (4 * (8 + align4(e) + LINEAR_PREP_WARPS * warp) + 16);
+        long warp = align4((steps - 1L) * (f + dh) + (steps + 1L) * (f + 4));
+        return (int) (4 * (8 + align4(e) + LINEAR_PREP_WARPS * warp));
     }
 
     /** Floats of dynamic shared memory of the deferred form's version {@code version}. */
@@ -971,7 +971,7 @@ public final class Kernels {
      * The version of {@link #linearAttentionDecodeDeferred} that runs where {@code version} is asked for: versions 5
      * to 7 only on compute capability 9.0 and where their shared memory fits (version 7 also with f and dh at most
      * the block's threads), version 8 where its head dim is at most 128 and its shared memory fits, version 1 in
-     * their place; versions 10 to 13 where their first kernel holds the features (E at most
+     * their place; versions 10 to 12 where their first kernel holds the features (E at most
      * {@value #LINEAR_PREP10_WIDE_FEATURES}), version 9 in their place; versions 1 to 4 and 9 wherever the form fits.
      */
     int linearDeferRuns(int version, int f, int dh, int steps) {
@@ -1027,8 +1027,7 @@ public final class Kernels {
         require((pend & 15) == 0, "linearAttentionDecodeDeferred: the waiting tokens' memory is not 16-byte aligned");
         version = linearDeferRuns(version, f, dh, steps);
         int shared = 4 * (int) linearDeferFloats(version, f, dh, steps);
-        int second = version == 10 ? 9 : version == 13 ? 12 : version;
-        long fn = function("linearAttentionDecodeDeferred" + second, p, shared);
+        long fn = function("linearAttentionDecodeDeferred" + (version == 10 ? 9 : version), p, shared);
         if (version >= 9) {
             require(work != 0, "linearAttentionDecodeDeferred: version " + version + " without its work area");
             int prepShared;
@@ -1036,8 +1035,8 @@ public final class Kernels {
             if (version >= 10) {
                 prepShared = linearPrep10Bytes(f, dh, steps);
                 boolean narrow = MixerConfig.LinearAttention.expandedDim(f) <= LINEAR_PREP10_NARROW_FEATURES;
-                String name = "linearAttentionDecodePrep" + (version == 13 ? 13 : 10);
-                prep = function(narrow ? name : name + "Wide", p, prepShared);
+                prep = function(narrow ? "linearAttentionDecodePrep10" : "linearAttentionDecodePrep10Wide", p,
+                        prepShared);
             } else {
                 prepShared = 4 * (int) (LINEAR_PREP_WARPS * linearPrepFloats(f, dh, steps));
                 prep = function("linearAttentionDecodePrep", p, prepShared);

@@ -51,17 +51,17 @@ class LinearAttentionDeferredTest {
         // lane groups of 4 lanes (their pieces summed over the groups)
         all.add(Arguments.of(8, Precision.BF16, 24, 64, 4, 0));
         all.add(Arguments.of(8, Precision.F32, 4, 16, 3, 0));
-        // versions 9 to 12's second kernel: 325 features over 9 row groups (two rounds of 17 rows a thread); head dim
-        // 16; versions 10 to 13's first kernel: 325 features (f 24) on its wide form, 11 of a lane's 18 places; f 4 (15
-        // features, lanes without one); 16 steps (15 tokens waiting, every lane of x's rows a key's or a constant's);
-        // and f 40 (861 features), where version 9 runs in their place
-        for (int version = 9; version <= 13; version++) {
+        // versions 9, 11 and 12's second kernel (10's is 9's): 325 features over 9 row groups (two rounds of 17
+        // rows a thread); head dim 16; versions 10 to 12's first kernel: 325 features (f 24) on its wide
+        // form, 11 of a lane's 18 places; f 4 (15 features, lanes without one); 16 steps (15 tokens waiting, every
+        // lane of x's rows a key's or a constant's); and f 40 (861 features), where version 9 runs in their place
+        for (int version = 9; version <= 12; version++) {
             all.add(Arguments.of(version, Precision.BF16, 24, 64, 4, 0));
             all.add(Arguments.of(version, Precision.F32, 4, 16, 3, 0));
             all.add(Arguments.of(version, Precision.BF16, 16, 112, 16, 0));
         }
         all.add(Arguments.of(10, Precision.F32, 40, 16, 2, 0));
-        all.add(Arguments.of(13, Precision.BF16, 40, 16, 2, 0));
+        all.add(Arguments.of(12, Precision.BF16, 40, 16, 2, 0));
         return all.build();
     }
 
@@ -94,7 +94,7 @@ class LinearAttentionDeferredTest {
             // versions 5 to 7 on compute capability 9.0 (its 227 KiB of shared memory a block): version 5's one S
             // fits at f 16 and 32 (68.5 and 143.6 KB), the two of versions 6 and 7 at f 16 and at f 24 with head dim
             // 64 (2 x 83.2 KB), not at f 32; version 1 in their place; version 8 (head dims up to 128) and 9
-            // everywhere; versions 10 to 13 up to 576 features, version 9 in their place
+            // everywhere; versions 10 to 12 up to 576 features, version 9 in their place
             boolean hopper = major == 9 && minor == 0;
             int expected = version >= 10 && e > Kernels.LINEAR_PREP10_WIDE_FEATURES ? 9
                     : version < 5 || version >= 8 || hopper && (version == 5 || f < 32) ? version : 1;
@@ -146,6 +146,74 @@ class LinearAttentionDeferredTest {
                     assertArrayEquals(rig.floats(kvWant, kv0.length), rig.floats(kvGot, kv0.length), what + ": S");
                     assertArrayEquals(rig.floats(zWant, z0.length), rig.floats(zGot, z0.length), what + ": z");
                     assertArrayEquals(new int[SLOTS * HEADS], ints(rig, counts, SLOTS * HEADS), what + ": counts");
+                }
+            }
+        }
+    }
+
+    static Stream<Arguments> firstKernels() {
+        Stream.Builder<Arguments> all = Stream.builder();
+        for (int version : new int[] {10, 12}) {
+            all.add(Arguments.of(version, Precision.BF16, 16, 112, 8));
+            all.add(Arguments.of(version, Precision.F32, 24, 64, 4));
+            all.add(Arguments.of(version, Precision.BF16, 4, 16, 3));
+            all.add(Arguments.of(version, Precision.F32, 32, 64, 16));
+        }
+        return all.build();
+    }
+
+    /**
+     * Versions 10 and 12 leave what version 9 leaves, bit for bit, step after step on the same inputs: the work
+     * area (phi(q), the denominator's total, the numerator's part or the step's key and value, the kind), the
+     * waiting tokens, their counts, S, z and the outputs (version 12's second kernel asks for its loads at once and
+     * reads S as streamed data: the same float operations).
+     */
+    @ParameterizedTest(name = "version {0}, {1}, f {2}, dh {3}, every {4} steps")
+    @MethodSource("firstKernels")
+    void firstKernelsLeaveVersion9sState(int version, Precision p, int f, int dh, int steps) {
+        int e = MixerConfig.LinearAttention.expandedDim(f);
+        int[] slots = {2, 0, 1};
+        int[] starts = {3, 0, 41};
+        int b = slots.length;
+        SplittableRandom r = new SplittableRandom(31L * f + dh + steps);
+        try (KernelRig rig = new KernelRig()) {
+            assertEquals(version, rig.kernels.linearDeferRuns(version, f, dh, steps), "the version that runs");
+            float[] kv0 = gaussian(r, SLOTS * HEADS * e * dh, 1);
+            float[] z0 = new float[SLOTS * HEADS * e];
+            for (int i = 0; i < z0.length; i++) {
+                z0[i] = (float) r.nextDouble(1, 3);
+            }
+            long workFloats = (long) SLOTS * HEADS * Kernels.linearDeferWorkFloats(f, dh);
+            int pendFloats = SLOTS * HEADS * (steps - 1) * (f + dh);
+            long[][] state = new long[2][];
+            for (int side = 0; side < 2; side++) {
+                state[side] = new long[] {rig.floats(kv0), rig.floats(z0), rig.zeros(4L * pendFloats),
+                    rig.zeros(4L * SLOTS * HEADS), rig.zeros(4 * workFloats)};
+            }
+            String[] names = {"S", "z", "the waiting tokens", "their counts", "the work area"};
+            int[] sizes = {kv0.length, z0.length, pendFloats, SLOTS * HEADS, (int) workFloats};
+            for (int step = 0; step < 2 * steps + 3; step++) {
+                int[] at = new int[b];
+                for (int i = 0; i < b; i++) {
+                    at[i] = starts[i] + step;
+                }
+                long layout = rig.ints(CudaBackend.layoutOf(new TokenBatch(slots, at, new int[] {1, 1, 1})));
+                long q = rig.values(p, gaussian(r, b * HEADS * f, 0.5));
+                long k = rig.values(p, gaussian(r, b * HEADS * f, 0.5));
+                long v = rig.values(p, gaussian(r, b * HEADS * dh, 1));
+                long[] out = new long[2];
+                for (int side = 0; side < 2; side++) {
+                    long[] st = state[side];
+                    out[side] = rig.zeros((long) b * HEADS * dh * p.bytes());
+                    rig.kernels.linearAttentionDecodeDeferred(side == 0 ? 9 : version, p, q, k, v, st[0], st[1],
+                            st[2], st[3], st[4], layout, out[side], b, HEADS, f, dh, 1e-6f, steps);
+                }
+                String what = "version " + version + ", " + p + " step " + step;
+                int outValues = b * HEADS * dh * p.bytes() / 4;
+                assertArrayEquals(ints(rig, out[0], outValues), ints(rig, out[1], outValues), what + ": the output");
+                for (int i = 0; i < names.length; i++) {
+                    assertArrayEquals(ints(rig, state[0][i], sizes[i]), ints(rig, state[1][i], sizes[i]),
+                            what + ": " + names[i]);
                 }
             }
         }
