@@ -1122,7 +1122,7 @@ __device__ __forceinline__ int laWorkFloats(int E, int f, int dh) { return laAli
 __device__ __forceinline__ int laPrepFloats(int f, int dh, int K) { return laAlign4((K - 1) * (f + dh) + 2 * f); }
 
 /**
- * The end of a step that writes in versions 9 to 13's first kernel: its key xk and value vr and the denominator
+ * The end of a step that writes in versions 9 to 12's first kernel: its key xk and value vr and the denominator
  * phi(q).z into the work area (aux, tail), the kind (n | 1 << 16), and the count of waiting tokens to 0.
  */
 __device__ __forceinline__ void laPrepWrites(float* aux, float* tail, int* count, const float* xk,
@@ -1141,7 +1141,7 @@ __device__ __forceinline__ void laPrepWrites(float* aux, float* tail, int* count
 }
 
 /**
- * The end of a step that only reads in versions 9 to 13's first kernel: the numerator's part (acc + own v, a lane's
+ * The end of a step that only reads in versions 9 to 12's first kernel: the numerator's part (acc + own v, a lane's
  * values lane, lane + 32, ..) and the denominator's total into the work area, the kind (n), its key xk and value vr
  * appended to the waiting tokens (at mine), and their count one more.
  */
@@ -1657,8 +1657,19 @@ B4J_LA_DEFERRED(7, 1, bf16, linearAttentionDecodeDeferred7_impl<W, A>)
     }
 B4J_LA_WARP(f32)
 B4J_LA_WARP(bf16)
-// version 9: linearAttentionDecodePrep, then linearAttentionDecodeDeferred9 (17 rows a thread in flight, two blocks a
-// multiprocessor), which asks for its first rows of S before it waits for the kernel before it
+// the second kernels of versions 9, 11 and 12: version 9's (17 rows a thread in flight, two blocks a multiprocessor),
+// which asks for its first rows of S before it waits for the kernel before it; with its small loads at once (EARLY,
+// 11 and 12), and S read as streamed data (CS, 12). Versions 11 and 12 run after version 10's first kernel
+#define B4J_LA_SECOND(T, V, EARLY, CS)                                                                               \
+    namespace b4j_##T {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(256, 2) linearAttentionDecodeDeferred##V##_##T(                     \
+        float* kvState, float* pend, int* count, const float* work, const int* layout, A* out, int B, int H, int f,  \
+        int dh, float eps, int K) {                                                                                  \
+        b4j::linearAttentionDecodeSplit_impl<17, EARLY, CS, W, A>(kvState, pend, count, work, layout, out, B, H, f,  \
+                                                                  dh, eps, K);                                       \
+    }                                                                                                                \
+    }
+// version 9: linearAttentionDecodePrep, then its second kernel
 #define B4J_LA_SPLIT(T)                                                                                              \
     namespace b4j_##T {                                                                                              \
     extern "C" __global__ void __launch_bounds__(32 * LA_PREP_WARPS) linearAttentionDecodePrep_##T(                  \
@@ -1667,30 +1678,14 @@ B4J_LA_WARP(bf16)
         b4jPdlWait();                                                                                                \
         b4j::linearAttentionDecodePrep_impl<A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh, K);          \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(256, 2) linearAttentionDecodeDeferred9_##T(                         \
-        float* kvState, float* pend, int* count, const float* work, const int* layout, A* out, int B, int H, int f,  \
-        int dh, float eps, int K) {                                                                                  \
-        b4j::linearAttentionDecodeSplit_impl<17, false, false, W, A>(kvState, pend, count, work, layout, out, B, H,  \
-                                                                      f, dh, eps, K);                                \
     }                                                                                                                \
-    }
+    B4J_LA_SECOND(T, 9, false, false)
 B4J_LA_SPLIT(f32)
 B4J_LA_SPLIT(bf16)
-// versions 11 and 12: version 10's first kernel, then version 9's second with its small loads at once (EARLY), and
-// (12) S read as streamed data
-#define B4J_LA_SPLIT_EARLY(T, V, CS)                                                                                 \
-    namespace b4j_##T {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(256, 2) linearAttentionDecodeDeferred##V##_##T(                     \
-        float* kvState, float* pend, int* count, const float* work, const int* layout, A* out, int B, int H, int f,  \
-        int dh, float eps, int K) {                                                                                  \
-        b4j::linearAttentionDecodeSplit_impl<17, true, CS, W, A>(kvState, pend, count, work, layout, out, B, H, f,   \
-                                                                 dh, eps, K);                                        \
-    }                                                                                                                \
-    }
-B4J_LA_SPLIT_EARLY(f32, 11, false)
-B4J_LA_SPLIT_EARLY(bf16, 11, false)
-B4J_LA_SPLIT_EARLY(f32, 12, true)
-B4J_LA_SPLIT_EARLY(bf16, 12, true)
+B4J_LA_SECOND(f32, 11, true, false)
+B4J_LA_SECOND(bf16, 11, true, false)
+B4J_LA_SECOND(f32, 12, true, true)
+B4J_LA_SECOND(bf16, 12, true, true)
 // version 10: version 9 with linearAttentionDecodePrep10 as its first kernel (which waits for the kernel before
 // itself, after its table of the features' places), held J features a lane: narrow for E <= 256, wide for E <= 576
 #define B4J_LA_PREP10(T, NAME, J)                                                                                    \
