@@ -207,7 +207,12 @@ class GpuModelTest {
      * The logits of two decode steps after the prompts' prefill: the prefill of fresh prompts in bf16 runs on the
      * parallel kernels of training and leaves the state with its own kernel, from which the decode goes on. Against
      * the CPU in float32 within {@link #BF16_REL_NORM_TOL}, times the case's conditioning (the float32 GPU run's
-     * difference from the CPU over {@link #F32_WELL_CONDITIONED}), as the prefill itself is.
+     * difference from the CPU over {@link #F32_WELL_CONDITIONED}), as the prefill itself is; or within twice what the
+     * bf16 prefill of the prompts with the two tokens appended differs from the CPU by at the same six positions
+     * (capped as the conditioning is). Six positions are few: where one of them sits behind a sharply peaked window
+     * (a random softmax scale several times 1/sqrt(dh), as -Dbased4j.seed=30496193447 draws: 0.040 of the norm
+     * here) bf16's rounding of the keys moves it more than the float32 runs show; another bf16 route to the same
+     * logits measures that, and a wrong state or step, which moves the logits by 20% of their norm, still fails.
      */
     private static float[] decodeAfterPrefill(BasedModel model, int[][] prompts, int[][] next) {
         int maxLen = Arrays.stream(prompts).mapToInt(p -> p.length).max().orElseThrow();
@@ -241,7 +246,58 @@ class GpuModelTest {
         SplittableRandom nr = new SplittableRandom(c.seed() + 1);
         int[][] next = {nr.ints(prompts.length, 0, DecodeEqualsPrefillTest.VOCAB).toArray(),
                 nr.ints(prompts.length, 0, DecodeEqualsPrefillTest.VOCAB).toArray()};
-        assertBf16NearCpu(c, "decode after a bf16 prefill", m -> decodeAfterPrefill(m, prompts, next));
+        // the case's own sensitivity to bf16 rounding at these six positions: the same logits by another bf16 route,
+        // the prefill of the prompts with the two tokens appended, against the CPU's
+        int[][] extended = new int[prompts.length][];
+        for (int i = 0; i < prompts.length; i++) {
+            extended[i] = Arrays.copyOf(prompts[i], prompts[i].length + next.length);
+            for (int s = 0; s < next.length; s++) {
+                extended[i][prompts[i].length + s] = next[s][i];
+            }
+        }
+        double other = bf16Difference(c, m -> lastSteps(prefillLogits(m, extended), extended, next.length));
+        assertBf16NearCpu(c, "decode after a bf16 prefill", m -> decodeAfterPrefill(m, prompts, next), 2 * other);
+    }
+
+    /**
+     * The logits of the last {@code steps} positions of every sequence, in the order decodeAfterPrefill gives them
+     * (step by step, the sequences in order), from a prefill's logits of every position of {@code prompts} packed.
+     */
+    private static float[] lastSteps(float[] all, int[][] prompts, int steps) {
+        int rows = Arrays.stream(prompts).mapToInt(p -> p.length).sum();
+        int width = all.length / rows;
+        float[] out = new float[steps * prompts.length * width];
+        for (int s = 0; s < steps; s++) {
+            int start = 0;
+            for (int i = 0; i < prompts.length; i++) {
+                int row = start + prompts[i].length - steps + s;
+                System.arraycopy(all, row * width, out, (s * prompts.length + i) * width, width);
+                start += prompts[i].length;
+            }
+        }
+        return out;
+    }
+
+    /** ||gpu - cpu|| / ||cpu|| of what {@code run} gives with the case's bf16-rounded weights, the GPU in bf16. */
+    private static double bf16Difference(DecodeEqualsPrefillTest.Case c,
+                                         java.util.function.Function<BasedModel, float[]> run) {
+        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
+        ModelWeights weights = bf16Weights(config, c.seed());
+        float[] cpu;
+        try (Backend b = new CpuBackend(); BasedModel m = BasedModel.of(weights, b)) {
+            cpu = run.apply(m);
+        }
+        float[] bf16;
+        try (CudaBackend b = CudaBackend.open("cuda", Precision.BF16); BasedModel m = BasedModel.of(weights, b)) {
+            bf16 = run.apply(m);
+        }
+        double diff2 = 0;
+        double norm2 = 0;
+        for (int i = 0; i < cpu.length; i++) {
+            diff2 += (double) (bf16[i] - cpu[i]) * (bf16[i] - cpu[i]);
+            norm2 += (double) cpu[i] * cpu[i];
+        }
+        return Math.sqrt(diff2 / norm2);
     }
 
     /**
@@ -352,6 +408,16 @@ class GpuModelTest {
      */
     private static void assertBf16NearCpu(DecodeEqualsPrefillTest.Case c, String what,
                                           java.util.function.Function<BasedModel, float[]> run) {
+        assertBf16NearCpu(c, what, run, 0);
+    }
+
+    /**
+     * {@link #assertBf16NearCpu(DecodeEqualsPrefillTest.Case, String, java.util.function.Function)} allowing at least
+     * {@code measured} (what another bf16 route to the same logits differs from the CPU's by, doubled), within the
+     * same cap of 4 times {@link #BF16_REL_NORM_TOL}.
+     */
+    private static void assertBf16NearCpu(DecodeEqualsPrefillTest.Case c, String what,
+                                          java.util.function.Function<BasedModel, float[]> run, double measured) {
         ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
         ModelWeights weights = bf16Weights(config, c.seed());
         float[] cpu;
@@ -377,16 +443,18 @@ class GpuModelTest {
             norm2 += (double) cpu[i] * cpu[i];
         }
         double rel = Math.sqrt(diff2 / norm2);
-        System.out.printf("%s: %s, ||gpu-cpu||/||cpu|| = %.3g (f32 max|gpu-cpu| %.2g of rms)%n", c.name(), what, rel,
-                maxF32 / scale);
+        System.out.printf("%s: %s, ||gpu-cpu||/||cpu|| = %.3g (f32 max|gpu-cpu| %.2g of rms; twice another bf16"
+                + " route's %.3g)%n", c.name(), what, rel, maxF32 / scale, measured);
         assertTrue(maxF32 <= F32_REL_TOL * scale, ctx(c, "f32, " + what + ": max |gpu - cpu| = " + maxF32 + ", rms "
                 + scale));
         // as in gpuMatchesCpu: a case that amplifies the float32 runs' rounding more is allowed that much more in bf16,
         // at most 4 times, so that a bf16-only op (gemmRows, the bf16 attention kernels, the mixed calls) that moves
         // the logits by 20% of their norm fails whatever the float32 run says
         double conditioning = Math.min(4, Math.max(1, maxF32 / scale / F32_WELL_CONDITIONED));
-        assertTrue(rel <= BF16_REL_NORM_TOL * conditioning, ctx(c, "bf16, " + what + ": relative error " + rel
-                + " (allowed " + BF16_REL_NORM_TOL + " x " + conditioning + ", the float32 difference's excess)"));
+        double allowed = Math.max(BF16_REL_NORM_TOL * conditioning, Math.min(4 * BF16_REL_NORM_TOL, measured));
+        assertTrue(rel <= allowed, ctx(c, "bf16, " + what + ": relative error " + rel + " (allowed " + allowed + ": "
+                + BF16_REL_NORM_TOL + " x " + conditioning + ", the float32 difference's excess, or " + measured
+                + ", twice another bf16 route's)"));
     }
 
     /**
