@@ -281,21 +281,26 @@ class GpuModelTest {
     /** ||gpu - cpu|| / ||cpu|| of what {@code run} gives with the case's bf16-rounded weights, the GPU in bf16. */
     private static double bf16Difference(DecodeEqualsPrefillTest.Case c,
                                          java.util.function.Function<BasedModel, float[]> run) {
-        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
-        ModelWeights weights = bf16Weights(config, c.seed());
-        float[] cpu;
-        try (Backend b = new CpuBackend(); BasedModel m = BasedModel.of(weights, b)) {
-            cpu = run.apply(m);
+        ModelWeights weights = bf16Weights(ConfigParser.fromMap(c.name(), c.config()), c.seed());
+        float[] cpu = on(new CpuBackend(), weights, run);
+        return relativeDifference(on(CudaBackend.open("cuda", Precision.BF16), weights, run), cpu);
+    }
+
+    /** What {@code run} gives on {@code backend} with {@code weights}; the backend is closed after. */
+    private static float[] on(Backend backend, ModelWeights weights,
+                              java.util.function.Function<BasedModel, float[]> run) {
+        try (Backend b = backend; BasedModel m = BasedModel.of(weights, b)) {
+            return run.apply(m);
         }
-        float[] bf16;
-        try (CudaBackend b = CudaBackend.open("cuda", Precision.BF16); BasedModel m = BasedModel.of(weights, b)) {
-            bf16 = run.apply(m);
-        }
+    }
+
+    /** ||got - want|| / ||want||, in double. */
+    private static double relativeDifference(float[] got, float[] want) {
         double diff2 = 0;
         double norm2 = 0;
-        for (int i = 0; i < cpu.length; i++) {
-            diff2 += (double) (bf16[i] - cpu[i]) * (bf16[i] - cpu[i]);
-            norm2 += (double) cpu[i] * cpu[i];
+        for (int i = 0; i < want.length; i++) {
+            diff2 += (double) (got[i] - want[i]) * (got[i] - want[i]);
+            norm2 += (double) want[i] * want[i];
         }
         return Math.sqrt(diff2 / norm2);
     }
@@ -418,31 +423,17 @@ class GpuModelTest {
      */
     private static void assertBf16NearCpu(DecodeEqualsPrefillTest.Case c, String what,
                                           java.util.function.Function<BasedModel, float[]> run, double measured) {
-        ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
-        ModelWeights weights = bf16Weights(config, c.seed());
-        float[] cpu;
-        try (Backend b = new CpuBackend(); BasedModel m = BasedModel.of(weights, b)) {
-            cpu = run.apply(m);
-        }
-        float[] f32;
-        try (CudaBackend b = CudaBackend.open("cuda", Precision.F32); BasedModel m = BasedModel.of(weights, b)) {
-            f32 = run.apply(m);
-        }
-        float[] bf16;
-        try (CudaBackend b = CudaBackend.open("cuda", Precision.BF16); BasedModel m = BasedModel.of(weights, b)) {
-            bf16 = run.apply(m);
-        }
+        ModelWeights weights = bf16Weights(ConfigParser.fromMap(c.name(), c.config()), c.seed());
+        float[] cpu = on(new CpuBackend(), weights, run);
+        float[] f32 = on(CudaBackend.open("cuda", Precision.F32), weights, run);
+        float[] bf16 = on(CudaBackend.open("cuda", Precision.BF16), weights, run);
         double scale = rms(cpu);
         double maxF32 = 0;
-        double diff2 = 0;
-        double norm2 = 0;
         for (int i = 0; i < cpu.length; i++) {
             assertTrue(Float.isFinite(f32[i]) && Float.isFinite(bf16[i]), ctx(c, "non-finite logit at " + i));
             maxF32 = Math.max(maxF32, Math.abs(f32[i] - cpu[i]));
-            diff2 += (double) (bf16[i] - cpu[i]) * (bf16[i] - cpu[i]);
-            norm2 += (double) cpu[i] * cpu[i];
         }
-        double rel = Math.sqrt(diff2 / norm2);
+        double rel = relativeDifference(bf16, cpu);
         System.out.printf("%s: %s, ||gpu-cpu||/||cpu|| = %.3g (f32 max|gpu-cpu| %.2g of rms; twice another bf16"
                 + " route's %.3g)%n", c.name(), what, rel, maxF32 / scale, measured);
         assertTrue(maxF32 <= F32_REL_TOL * scale, ctx(c, "f32, " + what + ": max |gpu - cpu| = " + maxF32 + ", rms "
