@@ -1,6 +1,7 @@
 package io.based4j.model;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.based4j.GoldenModel;
@@ -211,8 +212,10 @@ class GpuModelTest {
      * bf16 prefill of the prompts with the two tokens appended differs from the CPU by at the same six positions
      * (capped as the conditioning is). Six positions are few: where one of them sits behind a sharply peaked window
      * (a random softmax scale several times 1/sqrt(dh), as -Dbased4j.seed=30496193447 draws: 0.040 of the norm
-     * here) bf16's rounding of the keys moves it more than the float32 runs show; another bf16 route to the same
-     * logits measures that, and a wrong state or step, which moves the logits by 20% of their norm, still fails.
+     * here), bf16's roundings presumably move it more than the float32 runs show; another bf16 route to the same
+     * logits measures that (it was 0.040 there too), and a wrong state or step, which moves the logits by 20% of
+     * their norm, still fails, the other route running neither. An error the bf16 prefill shares with that route is
+     * {@link #gpuMatchesCpu}'s to catch.
      */
     private static float[] decodeAfterPrefill(BasedModel model, int[][] prompts, int[][] next) {
         int maxLen = Arrays.stream(prompts).mapToInt(p -> p.length).max().orElseThrow();
@@ -266,6 +269,7 @@ class GpuModelTest {
     private static float[] lastSteps(float[] all, int[][] prompts, int steps) {
         int rows = Arrays.stream(prompts).mapToInt(p -> p.length).sum();
         int width = all.length / rows;
+        assertEquals((long) rows * width, all.length, "a prefill's logits, a row a position");
         float[] out = new float[steps * prompts.length * width];
         for (int s = 0; s < steps; s++) {
             int start = 0;
