@@ -173,29 +173,16 @@ class GpuModelTest {
         ModelConfig config = ConfigParser.fromMap(c.name(), c.config());
         int[][] prompts = prompts(c.seed());
         ModelWeights weights = bf16Weights(config, c.seed());
-        float[] cpu;
-        try (Backend b = new CpuBackend(); BasedModel m = BasedModel.of(weights, b)) {
-            cpu = prefillLogits(m, prompts);
-        }
-        float[] f32;
-        try (CudaBackend b = CudaBackend.open("cuda", Precision.F32); BasedModel m = BasedModel.of(weights, b)) {
-            f32 = prefillLogits(m, prompts);
-        }
-        float[] bf16;
-        try (CudaBackend b = CudaBackend.open("cuda", Precision.BF16); BasedModel m = BasedModel.of(weights, b)) {
-            bf16 = prefillLogits(m, prompts);
-        }
+        float[] cpu = on(new CpuBackend(), weights, m -> prefillLogits(m, prompts));
+        float[] f32 = on(CudaBackend.open("cuda", Precision.F32), weights, m -> prefillLogits(m, prompts));
+        float[] bf16 = on(CudaBackend.open("cuda", Precision.BF16), weights, m -> prefillLogits(m, prompts));
         double scale = rms(cpu);
         double maxF32 = 0;
-        double diff2 = 0;
-        double norm2 = 0;
         for (int i = 0; i < cpu.length; i++) {
             assertTrue(Float.isFinite(f32[i]) && Float.isFinite(bf16[i]), ctx(c, "non-finite logit at " + i));
             maxF32 = Math.max(maxF32, Math.abs(f32[i] - cpu[i]));
-            diff2 += (double) (bf16[i] - cpu[i]) * (bf16[i] - cpu[i]);
-            norm2 += (double) cpu[i] * cpu[i];
         }
-        double relBf16 = Math.sqrt(diff2 / norm2);
+        double relBf16 = relativeDifference(bf16, cpu);
         System.out.printf("%s: f32 max|gpu-cpu| = %.3g (%.2g of rms %.3g), bf16 ||gpu-cpu||/||cpu|| = %.3g%n",
                 c.name(), maxF32, maxF32 / scale, scale, relBf16);
         assertTrue(maxF32 <= F32_REL_TOL * scale, ctx(c, "f32 max |gpu - cpu| = " + maxF32 + ", rms " + scale));
