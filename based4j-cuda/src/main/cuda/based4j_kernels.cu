@@ -880,6 +880,7 @@ B4J_KERNEL(attentionAppend, 128,
 #include "train_loss_mma.cuh"
 #include "gemm_rows.cuh"
 #include "gemm_wgmma.cuh"
+#include "gemm_tma.cuh"
 
 // ------------------------------------------------------------------------------------------------ profiling
 

@@ -103,7 +103,7 @@ __device__ __forceinline__ void gwFenceOperands(float (&d)[64]) {
  * bytes through distributed shared memory), in the order of the blocks, adds the bias and writes the `rows` rows
  * from m0, rounded once to bf16 or in float32. Every thread of every block of the cluster calls it.
  */
-template <int S>
+template <int S, int THREADS = GW_THREADS>
 __device__ __forceinline__ void gwReduceStore(const float* red, int rank, int f0, int m0, int rows, int N,
                                               const lmm_bf16* bias, void* out, int outF32) {
     cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
@@ -114,7 +114,7 @@ __device__ __forceinline__ void gwReduceStore(const float* red, int rank, int f0
     }
     constexpr int share = GW_FEATURES / S;  // outputs this block writes
     const int quads = (rows + 3) >> 2;
-    for (int idx = threadIdx.x; idx < quads * share; idx += GW_THREADS) {
+    for (int idx = threadIdx.x; idx < quads * share; idx += THREADS) {
         const int mq = idx / share;
         const int fl = rank * share + (idx - mq * share);
         const int n = f0 + fl;

@@ -143,6 +143,8 @@ public final class CudaDriver {
     private final MethodHandle cuMemSetAccess;
     private final MethodHandle cuMemGetAllocationGranularity;
     private final MethodHandle cuLaunchKernelEx;
+    /** Null where the driver lacks it (before CUDA 12). */
+    private final MethodHandle cuTensorMapEncodeTiled;
 
     private CudaDriver(NativeLibraries.Library library) {
         this.libraryPath = library.where();
@@ -206,6 +208,56 @@ public final class CudaDriver {
         cuMemSetAccess = b.bind("cuMemSetAccess", INT, HANDLE, LONG, PTR, LONG);
         cuMemGetAllocationGranularity = b.bind("cuMemGetAllocationGranularity", INT, PTR, PTR, INT);
         cuLaunchKernelEx = b.bind("cuLaunchKernelEx", INT, PTR, HANDLE, PTR, PTR);
+        cuTensorMapEncodeTiled = b.bindOptional("cuTensorMapEncodeTiled", INT, PTR, INT, INT, HANDLE, PTR, PTR, PTR,
+                PTR, INT, INT, INT, INT);
+    }
+
+    /** {@code CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}. */
+    static final int TENSOR_MAP_BF16 = 9;
+    /** {@code CU_TENSOR_MAP_SWIZZLE_128B}: 16-byte chunks swizzled within each 128-byte row of the box. */
+    static final int TENSOR_MAP_SWIZZLE_128B = 3;
+    /** Bytes of a {@code CUtensorMap}, and the alignment its address needs. */
+    static final int TENSOR_MAP_BYTES = 128;
+    static final int TENSOR_MAP_ALIGN = 64;
+
+    /** Whether the driver makes tensor maps ({@link #tensorMap2d}). */
+    public boolean tensorMaps() {
+        return cuTensorMapEncodeTiled != null;
+    }
+
+    /**
+     * {@code cuTensorMapEncodeTiled} into {@code map} ({@value #TENSOR_MAP_BYTES} bytes, 64-byte aligned): a row-major
+     * {@code rows x cols} matrix of bf16 at {@code address} (rows {@code rowBytes} apart), read in boxes of
+     * {@code boxCols x boxRows} elements, written to shared memory in the 128-byte swizzled layout; elements past the
+     * matrix's edges read as zeros.
+     */
+    public void tensorMap2d(MemorySegment map, long address, long cols, long rows, long rowBytes, int boxCols,
+                            int boxRows) {
+        if (cuTensorMapEncodeTiled == null) {
+            throw new CudaUnavailableException(libraryPath + " lacks cuTensorMapEncodeTiled (a driver before CUDA 12)");
+        }
+        int r;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment dims = arena.allocate(LONG, 2);
+            dims.setAtIndex(LONG, 0, cols);
+            dims.setAtIndex(LONG, 1, rows);
+            MemorySegment strides = arena.allocate(LONG, 1);
+            strides.setAtIndex(LONG, 0, rowBytes);
+            MemorySegment box = arena.allocate(INT, 2);
+            box.setAtIndex(INT, 0, boxCols);
+            box.setAtIndex(INT, 1, boxRows);
+            MemorySegment elementStrides = arena.allocate(INT, 2);
+            elementStrides.setAtIndex(INT, 0, 1);
+            elementStrides.setAtIndex(INT, 1, 1);
+            r = (int) cuTensorMapEncodeTiled.invokeExact(map, TENSOR_MAP_BF16, 2, address, dims, strides, box,
+                    elementStrides, 0, TENSOR_MAP_SWIZZLE_128B, 0, 0);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (r != 0) {
+            throw error("cuTensorMapEncodeTiled(" + rows + " x " + cols + " bf16, rows " + rowBytes + " bytes apart,"
+                    + " boxes of " + boxRows + " x " + boxCols + ")", r);
+        }
     }
 
     /**

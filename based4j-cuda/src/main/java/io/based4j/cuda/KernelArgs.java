@@ -15,8 +15,13 @@ public final class KernelArgs {
     private final MemorySegment pointers;
     private final int capacity;
     private int count;
+    /** The arguments whose pointer is not their slot in {@link #values} ({@link #blob}), a bit each. */
+    private long blobs;
 
     public KernelArgs(int capacity) {
+        if (capacity < 1 || capacity > Long.SIZE) {
+            throw new IllegalArgumentException("a kernel's arguments: 1 to " + Long.SIZE + ", got " + capacity);
+        }
         this.capacity = capacity;
         Arena arena = Arena.ofAuto();
         this.values = arena.allocate(SLOT * capacity, 8);
@@ -29,6 +34,22 @@ public final class KernelArgs {
     /** Empties the list for the next launch. */
     public KernelArgs reset() {
         count = 0;
+        while (blobs != 0) {
+            int i = Long.numberOfTrailingZeros(blobs);
+            pointers.setAtIndex(ValueLayout.ADDRESS, i, values.asSlice(SLOT * i, SLOT));
+            blobs &= blobs - 1;
+        }
+        return this;
+    }
+
+    /**
+     * An argument passed by value whose bytes are {@code value} (a struct such as a {@code CUtensorMap}); the launch
+     * copies them, so the segment may change after it.
+     */
+    public KernelArgs blob(MemorySegment value) {
+        int i = (int) (next() / SLOT);
+        pointers.setAtIndex(ValueLayout.ADDRESS, i, value);
+        blobs |= 1L << i;
         return this;
     }
 

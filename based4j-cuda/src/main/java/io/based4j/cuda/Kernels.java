@@ -1,6 +1,7 @@
 package io.based4j.cuda;
 
 import io.based4j.config.MixerConfig;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -1754,6 +1755,35 @@ public final class Kernels {
     static final String GEMM_WG_PROPERTY = "based4j.cuda.gemmWg";
 
     private final boolean gemmWgOn = onOff(GEMM_WG_PROPERTY, System.getProperty(GEMM_WG_PROPERTY)) == Boolean.TRUE;
+    /**
+     * The system property that picks {@link #gemmWg}'s version: 1 (gemm_wgmma.cuh: every thread copies its 16-byte
+     * pieces of each stage, each stage's products waited for before the next copies) or 2 (gemm_tma.cuh: a producer
+     * warpgroup asks for each stage with two tensor copies, stages freed through mbarriers, one stage's products in
+     * flight while the next is waited for). 1 by default.
+     */
+    static final String GEMM_WG_VERSION_PROPERTY = "based4j.cuda.gemmWgVersion";
+    /** Versions of {@link #gemmWg}. */
+    static final int GEMM_WG_VERSIONS = 2;
+    private int gemmWgVersion = version(GEMM_WG_VERSION_PROPERTY, System.getProperty(GEMM_WG_VERSION_PROPERTY),
+            GEMM_WG_VERSIONS, 1);
+    /** Threads of a block of {@link #gemmWg}'s version 2: a producer warpgroup and two that multiply. */
+    private static final int GEMM_TMA_THREADS = 384;
+    /** The box a tensor copy of version 2 reads: 64 columns (one 128-byte swizzled row) by 128 rows. */
+    private static final int GEMM_TMA_BOX_COLS = 64;
+    private static final int GEMM_TMA_BOX_ROWS = 128;
+    /** Tensor maps of version 2's operands, made on first use. */
+    private TensorMaps tensorMaps;
+
+    /** Has {@link #gemmWg} run version {@code version} (1 or 2; the workbench and the tests compare them). */
+    void gemmWgVersion(int version) {
+        require(version >= 1 && version <= GEMM_WG_VERSIONS, "gemmWg: no version " + version);
+        gemmWgVersion = version;
+    }
+
+    /** The version {@link #gemmWg} runs. */
+    int gemmWgVersion() {
+        return gemmWgVersion;
+    }
     /** Whether the device runs the sm_90a binary's wgmma (compute capability 9.0): {@link #gemmWg}. */
     private boolean wgmmaFits;
 
@@ -1840,6 +1870,19 @@ public final class Kernels {
         long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
         require(tiles * split <= Integer.MAX_VALUE && rowBlocks <= 65535, "gemmWg: " + m + " rows into " + n
                 + " outputs");
+        if (gemmWgVersion == 2) {
+            require(cu.tensorMaps(), "gemmWg version 2: the driver makes no tensor maps (cuTensorMapEncodeTiled)");
+            if (tensorMaps == null) {
+                tensorMaps = new TensorMaps(cu);
+            }
+            MemorySegment mx = tensorMaps.bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
+            MemorySegment mw = tensorMaps.bf16(w, n, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
+            long fn = function("gemmTma" + split, p, GEMM_WG_SMEM);
+            args.reset().blob(mx).blob(mw).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
+                    .i32(weightsFixed ? 1 : 0);
+            launch(fn, (int) (tiles * split), (int) rowBlocks, 1, GEMM_TMA_THREADS, GEMM_WG_SMEM);
+            return;
+        }
         long fn = function("gemmWg" + split, p, GEMM_WG_SMEM);
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
                 .i32(weightsFixed ? 1 : 0);

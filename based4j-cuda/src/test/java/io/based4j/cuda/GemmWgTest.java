@@ -20,7 +20,8 @@ import org.junit.jupiter.api.Test;
  * the same call again gives the same bits, and so does the call that requests its first weights before its wait. On
  * a device without the sm_90a binary's wgmma the launcher refuses, naming why. With -Dbased4j.cuda.gemmWg=true the
  * backend's products of up to 1,024 rows take it (with and without a bias, each within the same float64 bound), and
- * without it none does.
+ * without it none does. All of it for both versions (-Dbased4j.cuda.gemmWgVersion: 1, the threads' 16-byte copies;
+ * 2, tensor copies from a producer warpgroup, gemm_tma.cuh).
  */
 @GpuTest
 class GemmWgTest {
@@ -40,36 +41,42 @@ class GemmWgTest {
                 return;
             }
             int[] ks = {64, 192, 1792};
-            for (int split : Kernels.GEMM_WG_SPLITS) {
-                for (int m : new int[] {1, 3, 64, 100, 128, 129, 300}) {
-                    for (int n : new int[] {1, 7, 129, 1000}) {
-                        int k = m > 128 && n == 1000 ? 64 : ks[r.nextInt(ks.length)];
-                        check(rig, split, m, n, k, r.nextBoolean(), r.nextBoolean(), r);
+            for (int version = 1; version <= Kernels.GEMM_WG_VERSIONS; version++) {
+                rig.kernels.gemmWgVersion(version);
+                for (int split : Kernels.GEMM_WG_SPLITS) {
+                    for (int m : new int[] {1, 3, 64, 100, 128, 129, 300}) {
+                        for (int n : new int[] {1, 7, 129, 1000}) {
+                            int k = m > 128 && n == 1000 ? 64 : ks[r.nextInt(ks.length)];
+                            check(rig, version, split, m, n, k, r.nextBoolean(), r.nextBoolean(), r);
+                        }
                     }
-                }
-                for (int k : ks) {
-                    check(rig, split, 100, 129, k, true, false, r);
-                }
-                if (split == 2 || split == 8) {
-                    check(rig, split, 128, 1792, 3584, true, false, r);
+                    for (int k : ks) {
+                        check(rig, version, split, 100, 129, k, true, false, r);
+                    }
+                    if (split == 2 || split == 8) {
+                        check(rig, version, split, 128, 1792, 3584, true, false, r);
+                    }
                 }
             }
         }
     }
 
-    private static void check(KernelRig rig, int split, int m, int n, int k, boolean withBias, boolean outF32,
-                              SplittableRandom r) {
+    private static void check(KernelRig rig, int version, int split, int m, int n, int k, boolean withBias,
+                              boolean outF32, SplittableRandom r) {
         RowProducts.Launch launch = (x, w, bias, out, f32, rows, outputs, width) ->
                 rig.kernels.gemmWg(split, Precision.BF16, x, w, bias, out, f32, rows, outputs, width);
-        RowProducts.checkTiled(rig, "split " + split, launch, m, n, k, withBias, outF32, r);
+        RowProducts.checkTiled(rig, "version " + version + ", split " + split, launch, m, n, k, withBias, outF32, r);
     }
 
     @Test
     void theBackendTakesItWhereAskedOnly() {
         String before = System.getProperty(Kernels.GEMM_WG_PROPERTY);
+        String versionBefore = System.getProperty(Kernels.GEMM_WG_VERSION_PROPERTY);
         try {
-            for (boolean on : new boolean[] {true, false}) {
+            for (String form : new String[] {"true 1", "true 2", "false 1"}) {
+                boolean on = form.startsWith("true");
                 System.setProperty(Kernels.GEMM_WG_PROPERTY, Boolean.toString(on));
+                System.setProperty(Kernels.GEMM_WG_VERSION_PROPERTY, form.substring(form.length() - 1));
                 try (CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16)) {
                     boolean takes = on && gpu.kernels().wgmmaFits();
                     SplittableRandom r = new SplittableRandom(19);
@@ -88,12 +95,12 @@ class GemmWgTest {
                     gpu.matmul(xb, wb, bb, withBias);
                     gpu.matmul(xb, wb, null, without);
                     GemmRoutes after = gpu.gemmRoutes();
-                    assertEquals(takes ? 2 : 0, after.gemmWg - routesBefore.gemmWg, "gemmWg=" + on);
-                    assertEquals(takes ? 1 : 0, after.gemmWgBias - routesBefore.gemmWgBias, "gemmWg=" + on);
+                    assertEquals(takes ? 2 : 0, after.gemmWg - routesBefore.gemmWg, "gemmWg=" + form);
+                    assertEquals(takes ? 1 : 0, after.gemmWgBias - routesBefore.gemmWgBias, "gemmWg=" + form);
                     float[] got = gpu.download(withBias);
-                    RowProducts.within("backend + bias, gemmWg=" + on, x, w, b, m, n, k, got, Precision.BF16,
+                    RowProducts.within("backend + bias, gemmWg=" + form, x, w, b, m, n, k, got, Precision.BF16,
                             0x1p-10);
-                    RowProducts.within("backend, gemmWg=" + on, x, w, null, m, n, k, gpu.download(without),
+                    RowProducts.within("backend, gemmWg=" + form, x, w, null, m, n, k, gpu.download(without),
                             Precision.BF16, 0x1p-10);
 
                 }
@@ -103,6 +110,11 @@ class GemmWgTest {
                 System.clearProperty(Kernels.GEMM_WG_PROPERTY);
             } else {
                 System.setProperty(Kernels.GEMM_WG_PROPERTY, before);
+            }
+            if (versionBefore == null) {
+                System.clearProperty(Kernels.GEMM_WG_VERSION_PROPERTY);
+            } else {
+                System.setProperty(Kernels.GEMM_WG_VERSION_PROPERTY, versionBefore);
             }
         }
     }

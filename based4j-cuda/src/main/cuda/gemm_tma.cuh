@@ -1,0 +1,193 @@
+// A decode step's products on Hopper with the tensor memory accelerator (gemmWg version 2, sm_90a; included by
+// based4j_kernels.cu after gemm_wgmma.cuh, whose wgmma, descriptors and cluster sum it takes): out = x W^T (+ bias)
+// for up to 128 rows of x a block, bf16 operands, float32 sums. Launched by io.based4j.cuda.Kernels.gemmTma; compared
+// with cuBLASLt and gemmWg by `based4j bench kernels --kernel gemv`.
+//
+// What it changes against gemmWg, from what Nsight Compute showed of it at 128 rows (docs/bench/gpu-h200.md, "A
+// decode step at batch 128 under Nsight Compute, and its products"): there every thread computed the addresses of
+// its 16-byte copies of every stage and each stage's products were waited for before the next copies were asked for.
+// Here a producer warpgroup's first thread asks for each stage with two tensor copies (W's 128 rows and x's 128 rows
+// of 64 columns, written by the copy engine in the 128-byte swizzled layout wgmma reads; rows past the tensor's last
+// are filled with zeros), each stage's arrival and release tracked by a pair of mbarriers, and the two warpgroups
+// that multiply keep one stage's products in flight while they wait for the next. The cluster's sum and the store
+// are gemmWg's. The tensor maps (cuTensorMapEncodeTiled) come from the host as kernel parameters.
+//
+// Requirements (checked by Kernels.gemmTmaFits and the launcher): bf16, K a multiple of 64, x and W 16-byte aligned,
+// an sm_90a device (compute capability 9.0: the kernels are empty in the other binaries and the host never launches
+// them there).
+#pragma once
+
+namespace b4j {
+
+/** A CUtensorMap: the 128 opaque bytes cuTensorMapEncodeTiled writes, passed by value (__grid_constant__). */
+struct alignas(64) B4jTensorMap {
+    unsigned long long opaque[16];
+};
+
+constexpr int GT_THREADS = 384;  // a producer warpgroup, then two warpgroups of 64 outputs each
+constexpr int GT_STAGES = 6;
+constexpr int GT_SMEM = GT_STAGES * GW_STAGE_BYTES + 1024;  // and the 1024 bytes the swizzled layout's alignment takes
+/** Arrivals that free a stage: the first lane of each of the two multiplying warpgroups' 8 warps. */
+constexpr int GT_RELEASES = 8;
+
+#if B4J_GW_WGMMA
+__device__ __forceinline__ void gtInit(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+/** Arrives on the barrier and adds `bytes` to the transfers its phase waits for. */
+__device__ __forceinline__ void gtExpect(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void gtArrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+/** Waits until the barrier's phase of parity `parity` has completed. */
+__device__ __forceinline__ void gtWait(unsigned bar, unsigned parity) {
+    unsigned done;
+    do {
+        asm volatile(
+            "{\n"
+            ".reg .pred p;\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n"
+            "}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+/** The box of `map` at (column c0, row c1) into shared memory at dst, its bytes counted on the barrier. */
+__device__ __forceinline__ void gtLoad(unsigned dst, const B4jTensorMap* map, unsigned bar, int c0, int c1) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], "
+        "[%2];\n" ::"r"(dst),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(bar), "r"(c0), "r"(c1)
+        : "memory");
+}
+#endif
+
+/**
+ * out[m][n] = sum_k x[m][k] W[n][k] (+ bias[n]) for the rows m0 .. m0 + 127 of x (grid y) and the outputs of tile
+ * blockIdx.x / S, the block's rank in its cluster taking its share of the K / 64 stages, as gemmWgBody; x and W read
+ * through the tensor maps tmX (K columns, M rows, boxes of 64 x 128) and tmW (K columns, N rows, the same boxes).
+ * Where early is set (a recorded decode step), the first stages' W copies are asked for before the wait for the
+ * kernel before (programmatic dependent launch), x's after it.
+ */
+template <int S>
+__device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTensorMap* tmW, const lmm_bf16* bias,
+                                            void* out, int outF32, int M, int N, int K, int early) {
+#if B4J_GW_WGMMA
+    extern __shared__ __align__(16) unsigned char gtSmem[];
+    __shared__ __align__(8) unsigned long long gtBars[2 * GT_STAGES];  // full, then empty
+    const unsigned raw = lmmSmemAddr(gtSmem);
+    const unsigned base = (raw + 1023u) & ~1023u;  // the swizzled layout repeats every 1024 bytes of address
+    const unsigned full = lmmSmemAddr(gtBars);
+    const unsigned empty = full + 8 * GT_STAGES;
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7;  // 0: the producer; 1 and 2 multiply
+    const int tile = blockIdx.x / S;
+    const int rank = blockIdx.x - tile * S;
+    const int f0 = tile * GW_FEATURES;
+    const int m0 = blockIdx.y * GW_ROWS;
+    const int rows = M - m0 < GW_ROWS ? M - m0 : GW_ROWS;
+    const int T = K / GW_KC;
+    const int st0 = (int)((i64)rank * T / S);
+    const int nst = (int)((i64)(rank + 1) * T / S) - st0;
+
+    if (tid == 0) {
+        for (int s = 0; s < GT_STAGES; s++) {
+            gtInit(full + 8 * s, 1);
+            gtInit(empty + 8 * s, GT_RELEASES);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    float d[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) d[i] = 0.0f;
+    if (wg == 0) {
+        if (tid == 0) {
+            const int ahead = nst < GT_STAGES ? nst : GT_STAGES;
+            if (early) {
+                for (int s = 0; s < ahead; s++) {
+                    gtExpect(full + 8 * s, GW_STAGE_BYTES);
+                    gtLoad(base + s * GW_STAGE_BYTES, tmW, full + 8 * s, (st0 + s) * GW_KC, f0);
+                }
+            }
+            b4jPdlWait();
+            for (int i = 0; i < nst; i++) {
+                const int s = i % GT_STAGES;
+                if (i >= GT_STAGES) gtWait(empty + 8 * s, ((i / GT_STAGES) & 1) ^ 1);  // stage i - GT_STAGES read
+                const unsigned sb = base + s * GW_STAGE_BYTES;
+                const int kc = (st0 + i) * GW_KC;
+                if (!early || i >= ahead) {
+                    gtExpect(full + 8 * s, GW_STAGE_BYTES);
+                    gtLoad(sb, tmW, full + 8 * s, kc, f0);
+                }
+                gtLoad(sb + GW_TILE_BYTES, tmX, full + 8 * s, kc, m0);
+            }
+        } else {
+            b4jPdlWait();
+        }
+    } else {
+        b4jPdlWait();
+        const int cw = wg - 1;  // the warpgroup's 64 outputs of the tile
+        for (int i = 0; i < nst; i++) {
+            const int s = i % GT_STAGES;
+            gtWait(full + 8 * s, (i / GT_STAGES) & 1);
+            const unsigned sb = base + s * GW_STAGE_BYTES;
+            const unsigned a = sb + cw * 64 * 128;  // the warpgroup's 64 rows of W
+            const unsigned b = sb + GW_TILE_BYTES;
+            gwFenceOperands(d);
+            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+            for (int kk = 0; kk < GW_KC / 16; kk++) gwMma(d, gwDescriptor(a + 32 * kk), gwDescriptor(b + 32 * kk));
+            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // stage i - 1's products are done
+            gwFenceOperands(d);
+            if (i > 0 && (tid & 31) == 0) gtArrive(empty + 8 * ((i - 1) % GT_STAGES));
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+        gwFenceOperands(d);
+    }
+    __syncthreads();  // every stage consumed: the shared memory becomes the float32 tile
+
+    unsigned char* aligned = gtSmem + (base - raw);
+    float* red = reinterpret_cast<float*>(aligned);
+    if (wg > 0) {
+        const int warp = (tid >> 5) & 3;
+        const int lane = tid & 31;
+        const int f = (wg - 1) * 64 + warp * 16 + (lane >> 2);  // the accumulator's row (an output of the tile)
+        const int q = lane & 3;
+#pragma unroll
+        for (int j = 0; j < GW_ROWS / 8; j++) {
+            const int m = 8 * j + 2 * q;  // its column (a row of x)
+            *reinterpret_cast<float2*>(red + f * GW_RLD + m) = make_float2(d[4 * j], d[4 * j + 1]);
+            *reinterpret_cast<float2*>(red + (f + 8) * GW_RLD + m) = make_float2(d[4 * j + 2], d[4 * j + 3]);
+        }
+    }
+    gwReduceStore<S, GT_THREADS>(red, rank, f0, m0, rows, N, bias, out, outF32);
+#endif
+}
+
+}  // namespace b4j
+
+// gemmTma{S}_bf16: clusters of S blocks along the width, one block a multiprocessor (its 193 KiB of shared memory)
+#define B4J_GEMM_TMA(S)                                                                                              \
+    namespace b4j_bf16 {                                                                                             \
+    extern "C" __global__ void __launch_bounds__(b4j::GT_THREADS, 1) B4J_GR_CLUSTER_DIMS(S)                          \
+        gemmTma##S##_bf16(const __grid_constant__ b4j::B4jTensorMap tmX,                                              \
+                          const __grid_constant__ b4j::B4jTensorMap tmW, const b4j::lmm_bf16* bias, void* out,       \
+                          int outF32, int M, int N, int K, int early) {                                              \
+        b4j::gemmTmaBody<S>(&tmX, &tmW, bias, out, outF32, M, N, K, early);                                          \
+    }                                                                                                                \
+    }
+B4J_GEMM_TMA(1)
+B4J_GEMM_TMA(2)
+B4J_GEMM_TMA(4)
+B4J_GEMM_TMA(8)
