@@ -195,23 +195,35 @@ public final class KernelWorkbench {
                                 s.n(), s.k()));
                     }
                 }
+                int wgAsked = kernels.gemmWgVersion();  // the backend's own setting, given back after
                 if (wgFits) {
+                    // version 1 ("wg"), then version 2 ("wg2", tensor copies) where the driver makes tensor maps
                     int chosen = kernels.gemmWgSplit(s.m(), s.n(), s.k());
-                    for (int split : Kernels.GEMM_WG_SPLITS) {
-                        boolean used = wgUsed && split == chosen;
-                        names.add("wg s" + split + (used ? " (used)" : ""));
-                        calls.add(c -> kernels.gemmWg(split, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(),
-                                s.k()));
+                    int versions = cu.tensorMaps() ? Kernels.GEMM_WG_VERSIONS : 1;
+                    for (int version = 1; version <= versions; version++) {
+                        int v = version;
+                        for (int split : Kernels.GEMM_WG_SPLITS) {
+                            boolean used = wgUsed && split == chosen && v == wgAsked;
+                            names.add((v == 1 ? "wg s" : "wg2 s") + split + (used ? " (used)" : ""));
+                            calls.add(c -> {
+                                kernels.gemmWgVersion(v);
+                                kernels.gemmWg(split, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(), s.k());
+                            });
+                        }
                     }
                 }
-                for (int i = 0; i < names.size(); i++) {
-                    java.util.function.IntConsumer call = calls.get(i);
-                    cu.memsetD8Async(out, 0, outBytes, stream);
-                    call.accept(0);
-                    double error = maxError(download(arena, out, outBytes), want);
-                    double ms = time(copies, call);
-                    results.add(new Result("gemv", shape, names.get(i), ms, bytes / (ms * 1e-3) / 1e9, error,
-                            GEMV_BOUND));
+                try {
+                    for (int i = 0; i < names.size(); i++) {
+                        java.util.function.IntConsumer call = calls.get(i);
+                        cu.memsetD8Async(out, 0, outBytes, stream);
+                        call.accept(0);
+                        double error = maxError(download(arena, out, outBytes), want);
+                        double ms = time(copies, call);
+                        results.add(new Result("gemv", shape, names.get(i), ms, bytes / (ms * 1e-3) / 1e9, error,
+                                GEMV_BOUND));
+                    }
+                } finally {
+                    kernels.gemmWgVersion(wgAsked);
                 }
             }
             freeAll();
