@@ -89,14 +89,8 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
     const unsigned empty = full + 8 * GT_STAGES;
     const int tid = threadIdx.x;
     const int wg = tid >> 7;  // 0: the producer; 1 and 2 multiply
-    const int tile = blockIdx.x / S;
-    const int rank = blockIdx.x - tile * S;
-    const int f0 = tile * GW_FEATURES;
-    const int m0 = blockIdx.y * GW_ROWS;
-    const int rows = M - m0 < GW_ROWS ? M - m0 : GW_ROWS;
-    const int T = K / GW_KC;
-    const int st0 = (int)((i64)rank * T / S);
-    const int nst = (int)((i64)(rank + 1) * T / S) - st0;
+    const GwPart part = gwPartOf<S>(M, K);
+    const int f0 = part.f0, m0 = part.m0, st0 = part.st0, nst = part.nst;
 
     if (tid == 0) {
         for (int s = 0; s < GT_STAGES; s++) {
@@ -159,19 +153,8 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
 
     unsigned char* aligned = gtSmem + (base - raw);
     float* red = reinterpret_cast<float*>(aligned);
-    if (wg > 0) {
-        const int warp = (tid >> 5) & 3;
-        const int lane = tid & 31;
-        const int f = (wg - 1) * 64 + warp * 16 + (lane >> 2);  // the accumulator's row (an output of the tile)
-        const int q = lane & 3;
-#pragma unroll
-        for (int j = 0; j < GW_ROWS / 8; j++) {
-            const int m = 8 * j + 2 * q;  // its column (a row of x)
-            *reinterpret_cast<float2*>(red + f * GW_RLD + m) = make_float2(d[4 * j], d[4 * j + 1]);
-            *reinterpret_cast<float2*>(red + (f + 8) * GW_RLD + m) = make_float2(d[4 * j + 2], d[4 * j + 3]);
-        }
-    }
-    gwReduceStore<S, GT_THREADS>(red, rank, f0, m0, rows, N, bias, out, outF32);
+    if (wg > 0) gwTileStore(d, red, wg - 1, (tid >> 5) & 3, tid & 31);
+    gwReduceStore<S, GT_THREADS>(red, part.rank, f0, m0, part.rows, N, bias, out, outF32);
 #endif
 }
 

@@ -147,6 +147,46 @@ __device__ __forceinline__ void gwReduceStore(const float* red, int rank, int f0
 }
 #endif
 
+#if B4J_GW_WGMMA
+/** A block's part of a product: its tile of outputs, its rows of x and its stages of the width. */
+struct GwPart {
+    int rank, f0, m0, rows, st0, nst;
+};
+
+/**
+ * Block blockIdx.x's part: outputs from f0 of tile blockIdx.x / S, rank r = blockIdx.x % S in its cluster taking
+ * stages [r T / S, (r + 1) T / S) of the T = K / 64; rows from m0 = blockIdx.y 128 of x's M.
+ */
+template <int S>
+__device__ __forceinline__ GwPart gwPartOf(int M, int K) {
+    GwPart p;
+    const int tile = blockIdx.x / S;
+    p.rank = blockIdx.x - tile * S;
+    p.f0 = tile * GW_FEATURES;
+    p.m0 = blockIdx.y * GW_ROWS;
+    p.rows = M - p.m0 < GW_ROWS ? M - p.m0 : GW_ROWS;
+    const int T = K / GW_KC;
+    p.st0 = (int)((i64)p.rank * T / S);
+    p.nst = (int)((i64)(p.rank + 1) * T / S) - p.st0;
+    return p;
+}
+
+/**
+ * A multiplying warpgroup's sums (group 0 or 1: outputs [64 group, 64 group + 64) of the tile) into the float32 tile
+ * red[f * GW_RLD + m], from the m64n128 accumulator layout; `warp` is the warp within the warpgroup.
+ */
+__device__ __forceinline__ void gwTileStore(const float (&d)[64], float* red, int group, int warp, int lane) {
+    const int f = group * 64 + warp * 16 + (lane >> 2);  // the accumulator's row (an output of the tile)
+    const int q = lane & 3;
+#pragma unroll
+    for (int j = 0; j < GW_ROWS / 8; j++) {
+        const int m = 8 * j + 2 * q;  // its column (a row of x)
+        *reinterpret_cast<float2*>(red + f * GW_RLD + m) = make_float2(d[4 * j], d[4 * j + 1]);
+        *reinterpret_cast<float2*>(red + (f + 8) * GW_RLD + m) = make_float2(d[4 * j + 2], d[4 * j + 3]);
+    }
+}
+#endif
+
 /**
  * out[m][n] = sum_k x[m][k] W[n][k] (+ bias[n]) for the rows m0 .. m0 + 127 of x (grid y) and the outputs of tile
  * blockIdx.x / S; the block's rank r = blockIdx.x % S in its cluster takes stages [r T / S, (r + 1) T / S) of the
@@ -164,14 +204,8 @@ __device__ __forceinline__ void gemmWgBody(const lmm_bf16* x, const lmm_bf16* w,
     const int warp = tid >> 5;
     const int lane = tid & 31;
     const int wg = warp >> 2;
-    const int tile = blockIdx.x / S;
-    const int rank = blockIdx.x - tile * S;
-    const int f0 = tile * GW_FEATURES;
-    const int m0 = blockIdx.y * GW_ROWS;
-    const int rows = M - m0 < GW_ROWS ? M - m0 : GW_ROWS;
-    const int T = K / GW_KC;
-    const int st0 = (int)((i64)rank * T / S);
-    const int nst = (int)((i64)(rank + 1) * T / S) - st0;
+    const GwPart part = gwPartOf<S>(M, K);
+    const int f0 = part.f0, m0 = part.m0, rows = part.rows, st0 = part.st0, nst = part.nst;
 
     auto loadW = [&](int buf, int st) {
         const unsigned ws = base + buf * GW_STAGE_BYTES;
@@ -239,15 +273,8 @@ __device__ __forceinline__ void gemmWgBody(const lmm_bf16* x, const lmm_bf16* w,
 
     unsigned char* aligned = gwSmem + (base - raw);
     float* red = reinterpret_cast<float*>(aligned);
-    const int f = wg * 64 + (warp & 3) * 16 + (lane >> 2);  // the accumulator's row (an output of the tile)
-    const int q = lane & 3;
-#pragma unroll
-    for (int j = 0; j < GW_ROWS / 8; j++) {
-        const int m = 8 * j + 2 * q;  // its column (a row of x)
-        *reinterpret_cast<float2*>(red + f * GW_RLD + m) = make_float2(d[4 * j], d[4 * j + 1]);
-        *reinterpret_cast<float2*>(red + (f + 8) * GW_RLD + m) = make_float2(d[4 * j + 2], d[4 * j + 3]);
-    }
-    gwReduceStore<S>(red, rank, f0, m0, rows, N, bias, out, outF32);
+    gwTileStore(d, red, wg, warp & 3, lane);
+    gwReduceStore<S>(red, part.rank, f0, m0, rows, N, bias, out, outF32);
 #endif
 }
 
