@@ -135,13 +135,7 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
             const int s = i % GT_STAGES;
             gtWait(full + 8 * s, (i / GT_STAGES) & 1);
             const unsigned sb = base + s * GW_STAGE_BYTES;
-            const unsigned a = sb + cw * 64 * 128;  // the warpgroup's 64 rows of W
-            const unsigned b = sb + GW_TILE_BYTES;
-            gwFenceOperands(d);
-            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-            for (int kk = 0; kk < GW_KC / 16; kk++) gwMma(d, gwDescriptor(a + 32 * kk), gwDescriptor(b + 32 * kk));
-            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+            gwStageProducts(d, sb + cw * 64 * 128, sb + GW_TILE_BYTES);  // the warpgroup's 64 rows of W, x's 128
             asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // stage i - 1's products are done
             gwFenceOperands(d);
             if (i > 0 && (tid & 31) == 0) gtArrive(empty + 8 * ((i - 1) % GT_STAGES));

@@ -172,6 +172,18 @@ __device__ __forceinline__ GwPart gwPartOf(int M, int K) {
 }
 
 /**
+ * Asks for a stage's products, without waiting for them: d += W's 64 rows at shared address a (the warpgroup's) times
+ * x's 128 rows at b, 64 columns of both in the swizzled layout, as one wgmma group.
+ */
+__device__ __forceinline__ void gwStageProducts(float (&d)[64], unsigned a, unsigned b) {
+    gwFenceOperands(d);
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < GW_KC / 16; kk++) gwMma(d, gwDescriptor(a + 32 * kk), gwDescriptor(b + 32 * kk));
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+/**
  * A multiplying warpgroup's sums (group 0 or 1: outputs [64 group, 64 group + 64) of the tile) into the float32 tile
  * red[f * GW_RLD + m], from the m64n128 accumulator layout; `warp` is the warp within the warpgroup.
  */
@@ -252,13 +264,7 @@ __device__ __forceinline__ void gemmWgBody(const lmm_bf16* x, const lmm_bf16* w,
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the copies seen by wgmma's reads
         __syncthreads();  // stage i is in for every thread; every warpgroup is done with stage i - 1
         const unsigned sb = base + (i % GW_STAGES) * GW_STAGE_BYTES;
-        const unsigned a = sb + wg * 64 * 128;  // the warpgroup's 64 rows of W
-        const unsigned b = sb + GW_TILE_BYTES;
-        gwFenceOperands(d);
-        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-        for (int kk = 0; kk < GW_KC / 16; kk++) gwMma(d, gwDescriptor(a + 32 * kk), gwDescriptor(b + 32 * kk));
-        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+        gwStageProducts(d, sb + wg * 64 * 128, sb + GW_TILE_BYTES);  // the warpgroup's 64 rows of W, x's 128
         const int next = i + GW_STAGES - 1;
         if (next < nst) {
             loadW(next % GW_STAGES, next);
