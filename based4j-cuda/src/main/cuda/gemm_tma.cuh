@@ -10,7 +10,9 @@
 // of 64 columns, written by the copy engine in the 128-byte swizzled layout wgmma reads; rows past the tensor's last
 // are filled with zeros), each stage's arrival and release tracked by a pair of mbarriers, and the two warpgroups
 // that multiply keep one stage's products in flight while they wait for the next. The cluster's sum and the store
-// are gemmWg's. The tensor maps (cuTensorMapEncodeTiled) come from the host as kernel parameters.
+// are gemmWg's. The tensor maps (cuTensorMapEncodeTiled) come from the host as kernel parameters. A paired form takes
+// the MLP's SwiGLU into the product's end: each tile's W rows are 64 values and their 64 gates, and the block writes
+// y silu(g) with the numbers of the product written in bf16 and swigluVec after it.
 //
 // Requirements (checked by Kernels.gemmTmaFits and the launcher): bf16, K a multiple of 64, x and W 16-byte aligned,
 // an sm_90a device (compute capability 9.0: the kernels are empty in the other binaries and the host never launches
@@ -70,14 +72,73 @@ __device__ __forceinline__ void gtLoad(unsigned dst, const B4jTensorMap* map, un
 }
 #endif
 
+#if B4J_GW_WGMMA
+/**
+ * The end of the paired form: the S blocks of a cluster each hold the float32 tile red[f * GW_RLD + m] whose rows 0 to
+ * 63 are the values of pairs p0 .. p0 + 63 and rows 64 to 127 their gates; block `rank` takes pairs [rank 64 / S,
+ * (rank + 1) 64 / S), adds each value and each gate over the S tiles in the blocks' order and its bias, rounds both
+ * to bf16 as the product would write them, and writes y silu(g) rounded once (swigluVec's numbers) into out [M, H]
+ * for the `rows` rows from m0. Every thread of every block of the cluster calls it.
+ */
+template <int S>
+__device__ __forceinline__ void gtReducePaired(const float* red, int rank, int p0, int m0, int rows, int H,
+                                               const lmm_bf16* bias, lmm_bf16* out) {
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    if (S > 1) {
+        cluster.sync();
+    } else {
+        __syncthreads();
+    }
+    constexpr int share = GW_FEATURES / 2 / S;  // pairs this block writes
+    const int quads = (rows + 3) >> 2;
+    for (int idx = threadIdx.x; idx < quads * share; idx += GT_THREADS) {
+        const int mq = idx / share;
+        const int jl = rank * share + (idx - mq * share);
+        const int j = p0 + jl;
+        if (j >= H) continue;
+        float4 value = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        float4 gate = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int s = 0; s < S; s++) {
+            const float* part = S > 1 ? cluster.map_shared_rank(red, s) : red;
+            const float4 v = *reinterpret_cast<const float4*>(part + jl * GW_RLD + 4 * mq);
+            const float4 g = *reinterpret_cast<const float4*>(part + (GW_FEATURES / 2 + jl) * GW_RLD + 4 * mq);
+            value.x += v.x;
+            value.y += v.y;
+            value.z += v.z;
+            value.w += v.w;
+            gate.x += g.x;
+            gate.y += g.y;
+            gate.z += g.z;
+            gate.w += g.w;
+        }
+        const float bv = bias != nullptr ? toF(bias[j]) : 0.0f;
+        const float bg = bias != nullptr ? toF(bias[H + j]) : 0.0f;
+        const float v4[4] = {value.x + bv, value.y + bv, value.z + bv, value.w + bv};
+        const float g4[4] = {gate.x + bg, gate.y + bg, gate.z + bg, gate.w + bg};
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int m = 4 * mq + e;
+            if (m >= rows) break;
+            const float y = toF(__float2bfloat16_rn(v4[e]));
+            const float g = toF(__float2bfloat16_rn(g4[e]));
+            out[(i64)(m0 + m) * H + j] = __float2bfloat16_rn(y * silu(g));
+        }
+    }
+    if (S > 1) cluster.sync();  // no block leaves while another still reads its tile
+}
+#endif
+
 /**
  * out[m][n] = sum_k x[m][k] W[n][k] (+ bias[n]) for the rows m0 .. m0 + 127 of x (grid y) and the outputs of tile
  * blockIdx.x / S, the block's rank in its cluster taking its share of the K / 64 stages, as gemmWgBody; x and W read
  * through the tensor maps tmX (K columns, M rows, boxes of 64 x 128) and tmW (K columns, N rows, the same boxes).
  * Where early is set (a recorded decode step), the first stages' W copies are asked for before the wait for the
- * kernel before (programmatic dependent launch), x's after it.
+ * kernel before (programmatic dependent launch), x's after it. PAIRED (the MLP's in-projection and its SwiGLU): the
+ * tile is 64 pairs from p0, W's rows p0 .. p0 + 63 (the values) and N / 2 + p0 .. (their gates) copied as two boxes
+ * of 64 rows into the places of one of 128 (tmW's boxes are 64 x 64 then), and the end is gtReducePaired's.
  */
-template <int S>
+template <int S, bool PAIRED>
 __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTensorMap* tmW, const lmm_bf16* bias,
                                             void* out, int outF32, int M, int N, int K, int early) {
 #if B4J_GW_WGMMA
@@ -91,6 +152,17 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
     const int wg = tid >> 7;  // 0: the producer; 1 and 2 multiply
     const GwPart part = gwPartOf<S>(M, K);
     const int f0 = part.f0, m0 = part.m0, st0 = part.st0, nst = part.nst;
+    // PAIRED: the tile's 64 pairs from p0, their values' rows of W from p0 and their gates' from H + p0
+    const int H = N >> 1;
+    const int p0 = (blockIdx.x / S) * (GW_FEATURES / 2);
+    auto loadW = [&](unsigned dst, unsigned bar, int kc) {
+        if (PAIRED) {
+            gtLoad(dst, tmW, bar, kc, p0);
+            gtLoad(dst + GW_TILE_BYTES / 2, tmW, bar, kc, H + p0);
+        } else {
+            gtLoad(dst, tmW, bar, kc, f0);
+        }
+    };
 
     if (tid == 0) {
         for (int s = 0; s < GT_STAGES; s++) {
@@ -110,7 +182,7 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
             if (early) {
                 for (int s = 0; s < ahead; s++) {
                     gtExpect(full + 8 * s, GW_STAGE_BYTES);
-                    gtLoad(base + s * GW_STAGE_BYTES, tmW, full + 8 * s, (st0 + s) * GW_KC, f0);
+                    loadW(base + s * GW_STAGE_BYTES, full + 8 * s, (st0 + s) * GW_KC);
                 }
             }
             b4jPdlWait();
@@ -121,7 +193,7 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
                 const int kc = (st0 + i) * GW_KC;
                 if (!early || i >= ahead) {
                     gtExpect(full + 8 * s, GW_STAGE_BYTES);
-                    gtLoad(sb, tmW, full + 8 * s, kc, f0);
+                    loadW(sb, full + 8 * s, kc);
                 }
                 gtLoad(sb + GW_TILE_BYTES, tmX, full + 8 * s, kc, m0);
             }
@@ -148,20 +220,31 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
     unsigned char* aligned = gtSmem + (base - raw);
     float* red = reinterpret_cast<float*>(aligned);
     if (wg > 0) gwTileStore(d, red, wg - 1, (tid >> 5) & 3, tid & 31);
-    gwReduceStore<S, GT_THREADS>(red, part.rank, f0, m0, part.rows, N, bias, out, outF32);
+    if (PAIRED) {
+        gtReducePaired<S>(red, part.rank, p0, m0, part.rows, H, bias, reinterpret_cast<lmm_bf16*>(out));
+    } else {
+        gwReduceStore<S, GT_THREADS>(red, part.rank, f0, m0, part.rows, N, bias, out, outF32);
+    }
 #endif
 }
 
 }  // namespace b4j
 
-// gemmTma{S}_bf16: clusters of S blocks along the width, one block a multiprocessor (its 193 KiB of shared memory)
+// gemmTma{S}_bf16: clusters of S blocks along the width, one block a multiprocessor (its 193 KiB of shared memory);
+// gemmTmaSwiglu{S}_bf16: the paired form, out [M, N / 2] = swiglu(x W^T), W's rows j and N / 2 + j a pair
 #define B4J_GEMM_TMA(S)                                                                                              \
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(b4j::GT_THREADS, 1) B4J_GR_CLUSTER_DIMS(S)                          \
         gemmTma##S##_bf16(const __grid_constant__ b4j::B4jTensorMap tmX,                                              \
                           const __grid_constant__ b4j::B4jTensorMap tmW, const b4j::lmm_bf16* bias, void* out,       \
                           int outF32, int M, int N, int K, int early) {                                              \
-        b4j::gemmTmaBody<S>(&tmX, &tmW, bias, out, outF32, M, N, K, early);                                          \
+        b4j::gemmTmaBody<S, false>(&tmX, &tmW, bias, out, outF32, M, N, K, early);                                   \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(b4j::GT_THREADS, 1) B4J_GR_CLUSTER_DIMS(S)                          \
+        gemmTmaSwiglu##S##_bf16(const __grid_constant__ b4j::B4jTensorMap tmX,                                        \
+                                const __grid_constant__ b4j::B4jTensorMap tmW, const b4j::lmm_bf16* bias,            \
+                                b4j::lmm_bf16* out, int M, int N, int K, int early) {                                \
+        b4j::gemmTmaBody<S, true>(&tmX, &tmW, bias, out, 0, M, N, K, early);                                         \
     }                                                                                                                \
     }
 B4J_GEMM_TMA(1)

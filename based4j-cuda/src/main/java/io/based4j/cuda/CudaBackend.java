@@ -1096,6 +1096,7 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * {@code out = swiglu(x @ w^T)}: for a decode step's one or two rows on gemv, one kernel
      * ({@link Kernels#gemvSwiglu}: the product and {@link #swiglu}'s numbers, bit for bit, the product not written);
+     * where gemmWg's version 2 takes the product, its paired form ({@link Kernels#gemmTmaSwiglu}, the same numbers);
      * otherwise the two ops.
      */
     @Override
@@ -1110,6 +1111,15 @@ public final class CudaBackend implements TrainingBackend {
             kernels.gemvSwiglu(precision, a.ptr, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
             routes.gemv++;
             routes.gemvSwiglu++;
+            return;
+        }
+        if (fusedProducts && kernels.gemmWgVersion() == 2 && p.type == precision && p.rows == a.rows
+                && p.cols == m.rows() && m.cols() == a.cols && route(a, m, null, p) == Route.GEMM_WG
+                && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
+                && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
+            kernels.gemmTmaSwiglu(precision, a.ptr, m.ptr, o.ptr, a.rows, o.cols, a.cols);
+            routes.gemmWg++;
+            routes.gemmWgSwiglu++;
             return;
         }
         TrainingBackend.super.matmulSwiglu(x, w, product, out);

@@ -32,6 +32,8 @@ final class GemmRoutes {
     long gemmWg;
     /** Of those, the ones that added a bias. */
     long gemmWgBias;
+    /** Of those, the MLP in-projections that took their SwiGLU in the same kernel (gemmTmaSwiglu). */
+    long gemmWgSwiglu;
     /** Biases added by a kernel of their own. */
     long biasKernel;
     /** Bias gradients summed by a kernel or product of their own. */
@@ -53,6 +55,7 @@ final class GemmRoutes {
         c.gemmRowsBias = gemmRowsBias;
         c.gemmWg = gemmWg;
         c.gemmWgBias = gemmWgBias;
+        c.gemmWgSwiglu = gemmWgSwiglu;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
         return c;
@@ -63,7 +66,7 @@ final class GemmRoutes {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
                 + ", with BaseConv's step " + gemvConv + ", " + gemvSegments + " launches of several"
-                + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg
+                + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg + " (with SwiGLU " + gemmWgSwiglu + ")"
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

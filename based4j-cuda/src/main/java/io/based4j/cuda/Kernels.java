@@ -1855,28 +1855,14 @@ public final class Kernels {
      * of {@value #GEMM_WG_FEATURES} outputs by {@value #GEMM_WG_ROWS} rows.
      */
     void gemmWg(int split, Precision p, long x, long w, long bias, long out, boolean outF32, int m, int n, int k) {
-        require(p == Precision.BF16, "gemmWg: bf16 operands only, got " + p.suffix());
-        require(wgmmaFits, "gemmWg: needs an sm_90a device (compute capability 9.0)");
-        require(gemmWgFits(m, k, x, w), "gemmWg: " + m + " rows of width " + k + " (a row or more, a width that is a"
-                + " multiple of " + GEMM_WG_STAGE + ", 16-byte aligned operands)");
-        require(n >= 0, "gemmWg: n " + n);
-        require(split == 1 || split == 2 || split == 4 || split == 8, "gemmWg: split " + split + " (1, 2, 4 or 8)");
-        require(sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit, "gemmWg: a block takes " + GEMM_WG_SMEM
-                + " bytes of shared memory; this device allows " + sharedOptInLimit);
-        if (n == 0) {
+        long tiles = gemmWgChecks("gemmWg", split, p, x, w, m, n, k);
+        if (tiles == 0) {
             return;
         }
-        long tiles = ((long) n + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES;
         long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
-        require(tiles * split <= Integer.MAX_VALUE && rowBlocks <= 65535, "gemmWg: " + m + " rows into " + n
-                + " outputs");
         if (gemmWgVersion == 2) {
-            require(cu.tensorMaps(), "gemmWg version 2: the driver makes no tensor maps (cuTensorMapEncodeTiled)");
-            if (tensorMaps == null) {
-                tensorMaps = new TensorMaps(cu);
-            }
-            MemorySegment mx = tensorMaps.bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
-            MemorySegment mw = tensorMaps.bf16(w, n, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
+            MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
+            MemorySegment mw = tensorMaps().bf16(w, n, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
             long fn = function("gemmTma" + split, p, GEMM_WG_SMEM);
             args.reset().blob(mx).blob(mw).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
                     .i32(weightsFixed ? 1 : 0);
@@ -1887,6 +1873,60 @@ public final class Kernels {
         args.reset().ptr(x).ptr(w).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
                 .i32(weightsFixed ? 1 : 0);
         launch(fn, (int) (tiles * split), (int) rowBlocks, 1, GEMM_WG_THREADS, GEMM_WG_SMEM);
+    }
+
+    /**
+     * What {@link #gemmWg} and {@link #gemmTmaSwiglu} check before they launch, naming {@code op}: the operands, the
+     * device and the split; the tiles of {@value #GEMM_WG_FEATURES} outputs (0 for none: nothing to launch).
+     */
+    private long gemmWgChecks(String op, int split, Precision p, long x, long w, int m, int n, int k) {
+        require(p == Precision.BF16, op + ": bf16 operands only, got " + p.suffix());
+        require(wgmmaFits, op + ": needs an sm_90a device (compute capability 9.0)");
+        require(gemmWgFits(m, k, x, w), op + ": " + m + " rows of width " + k + " (a row or more, a width that is a"
+                + " multiple of " + GEMM_WG_STAGE + ", 16-byte aligned operands)");
+        require(n >= 0, op + ": n " + n);
+        require(split == 1 || split == 2 || split == 4 || split == 8, op + ": split " + split + " (1, 2, 4 or 8)");
+        require(sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit, op + ": a block takes " + GEMM_WG_SMEM
+                + " bytes of shared memory; this device allows " + sharedOptInLimit);
+        long tiles = ((long) n + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES;
+        long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
+        require(tiles * split <= Integer.MAX_VALUE && rowBlocks <= 65535, op + ": " + m + " rows into " + n
+                + " outputs");
+        return tiles;
+    }
+
+    /** The tensor maps of version 2's operands, made on first use. */
+    private TensorMaps tensorMaps() {
+        require(cu.tensorMaps(), "gemmWg version 2: the driver makes no tensor maps (cuTensorMapEncodeTiled)");
+        if (tensorMaps == null) {
+            tensorMaps = new TensorMaps(cu);
+        }
+        return tensorMaps;
+    }
+
+    /**
+     * {@code out = swiglu(x @ w^T)} in one launch of {@link #gemmWg}'s version 2 in its paired form (gemm_tma.cuh): x
+     * bf16 {@code [m, k]}, w bf16 {@code [2h, k]} (row j a value, row h + j its gate), out bf16 {@code [m, h]}; the
+     * numbers of gemmWg writing the product in bf16 and {@link #swiglu} after it, bit for bit (the product is not
+     * written). Requires what gemmWg's version 2 does.
+     */
+    public void gemmTmaSwiglu(Precision p, long x, long w, long out, int m, int h, int k) {
+        gemmTmaSwiglu(gemmWgSplit(m, 2 * h, k), p, x, w, out, m, h, k);
+    }
+
+    /** {@link #gemmTmaSwiglu} with the width shared by {@code split} blocks (1, 2, 4 or 8). */
+    void gemmTmaSwiglu(int split, Precision p, long x, long w, long out, int m, int h, int k) {
+        require(h >= 0 && h <= Integer.MAX_VALUE / 2, "gemmTmaSwiglu: h " + h);
+        long tiles = gemmWgChecks("gemmTmaSwiglu", split, p, x, w, m, 2 * h, k);
+        if (tiles == 0) {
+            return;
+        }
+        long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
+        MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
+        MemorySegment mw = tensorMaps().bf16(w, 2L * h, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS / 2);
+        long fn = function("gemmTmaSwiglu" + split, p, GEMM_WG_SMEM);
+        args.reset().blob(mx).blob(mw).ptr(0).ptr(out).i32(m).i32(2 * h).i32(k).i32(weightsFixed ? 1 : 0);
+        launch(fn, (int) (tiles * split), (int) rowBlocks, 1, GEMM_TMA_THREADS, GEMM_WG_SMEM);
     }
 
     /** Rows of w a warp of gemv version 2 takes: 1, 2 or 4 for up to 2, 4 or 8 rows of x. */

@@ -61,6 +61,61 @@ class GemmWgTest {
         }
     }
 
+    /**
+     * The paired form of version 2 (gemmTmaSwiglu: the MLP's in-projection and its SwiGLU in one kernel) gives the
+     * bits of version 2's product written in bf16 and swiglu after it, at every split, with the first weights asked
+     * for before the wait and not, on awkward sizes: 1 to 200 rows, 1 to 3,584 pairs (the last tile of 64 not filled),
+     * widths of 64 to 1,792.
+     */
+    @Test
+    void theSwigluFormIsTheProductThenSwiglu() {
+        SplittableRandom r = new SplittableRandom(23);
+        try (KernelRig rig = new KernelRig()) {
+            int major = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+            int minor = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+            rig.kernels.computeCapability(major, minor);
+            rig.kernels.multiprocessors(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
+            if (!rig.kernels.wgmmaFits() || !rig.cu.tensorMaps()) {
+                long buf = rig.zeros(1 << 16);
+                assertThrows(IllegalArgumentException.class,
+                        () -> rig.kernels.gemmTmaSwiglu(1, Precision.BF16, buf, buf, buf, 1, 64, 64));
+                return;
+            }
+            rig.kernels.gemmWgVersion(2);
+            int[][] shapes = {{1, 64, 64}, {100, 100, 192}, {128, 3584, 1792}, {200, 37, 128}, {3, 1, 64}};
+            for (int[] shape : shapes) {
+                int m = shape[0];
+                int h = shape[1];
+                int k = shape[2];
+                long x = rig.values(Precision.BF16, RowProducts.rounded(Precision.BF16, r, m * k));
+                long w = rig.values(Precision.BF16, RowProducts.rounded(Precision.BF16, r, 2 * h * k));
+                for (int split : Kernels.GEMM_WG_SPLITS) {
+                    for (boolean early : new boolean[] {false, true}) {
+                        rig.kernels.weightsFixed(early);
+                        try {
+                            long product = rig.zeros(2L * m * 2 * h);
+                            long want = rig.zeros(2L * m * h);
+                            rig.kernels.gemmWg(split, Precision.BF16, x, w, 0, product, false, m, 2 * h, k);
+                            rig.kernels.swiglu(Precision.BF16, product, want, m, h);
+                            long got = rig.zeros(2L * m * h);
+                            rig.kernels.gemmTmaSwiglu(split, Precision.BF16, x, w, got, m, h, k);
+                            float[] expected = rig.values(Precision.BF16, want, m * h);
+                            float[] actual = rig.values(Precision.BF16, got, m * h);
+                            String what = m + " rows, " + h + " pairs, width " + k + ", split " + split
+                                    + (early ? ", weights asked for early" : "");
+                            for (int i = 0; i < expected.length; i++) {
+                                assertEquals(Float.floatToRawIntBits(expected[i]), Float.floatToRawIntBits(actual[i]),
+                                        what + ": output " + i);
+                            }
+                        } finally {
+                            rig.kernels.weightsFixed(false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     private static void check(KernelRig rig, int version, int split, int m, int n, int k, boolean withBias,
                               boolean outF32, SplittableRandom r) {
         RowProducts.Launch launch = (x, w, bias, out, f32, rows, outputs, width) ->
@@ -102,6 +157,24 @@ class GemmWgTest {
                             0x1p-10);
                     RowProducts.within("backend, gemmWg=" + form, x, w, null, m, n, k, gpu.download(without),
                             Precision.BF16, 0x1p-10);
+                    // the MLP's in-projection and its SwiGLU: in one kernel with version 2, the same bits as the
+                    // product and swiglu apart
+                    Backend.Buffer product = gpu.allocate(m, n);
+                    Backend.Buffer fused = gpu.allocate(m, n / 2);
+                    Backend.Buffer apart = gpu.allocate(m, n / 2);
+                    GemmRoutes beforeSwiglu = gpu.gemmRoutes().copy();
+                    gpu.matmulSwiglu(xb, wb, product, fused);
+                    boolean paired = takes && form.endsWith("2");
+                    assertEquals(paired ? 1 : 0, gpu.gemmRoutes().gemmWgSwiglu - beforeSwiglu.gemmWgSwiglu,
+                            "gemmWg=" + form + ", SwiGLU");
+                    gpu.matmul(xb, wb, null, product);
+                    gpu.swiglu(product, apart);
+                    float[] f = gpu.download(fused);
+                    float[] a = gpu.download(apart);
+                    for (int i = 0; i < f.length; i++) {
+                        assertEquals(Float.floatToRawIntBits(a[i]), Float.floatToRawIntBits(f[i]),
+                                "gemmWg=" + form + ", SwiGLU output " + i);
+                    }
 
                 }
             }
