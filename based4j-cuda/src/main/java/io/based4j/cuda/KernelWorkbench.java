@@ -222,6 +222,9 @@ public final class KernelWorkbench {
                         results.add(new Result("gemv", shape, names.get(i), ms, bytes / (ms * 1e-3) / 1e9, error,
                                 GEMV_BOUND));
                     }
+                    if (wgFits && cu.tensorMaps() && s.name().endsWith("mlp in")) {
+                        results.addAll(gemmTmaSwiglu(arena, s, shape, xd, ws, out, copies, want));
+                    }
                 } finally {
                     kernels.gemmWgVersion(wgAsked);
                 }
@@ -229,6 +232,58 @@ public final class KernelWorkbench {
             freeAll();
         }
         return results;
+    }
+
+    /**
+     * An MLP in-projection's product and its SwiGLU with gemmWg's version 2 at its split: the two ops apart (the
+     * product into {@code out}, then swiglu) and in one kernel (gemmTmaSwiglu), each timed on cold weights; the one
+     * kernel's output is checked against the two ops' bit for bit (error 0 where every bit agrees, else the share of
+     * outputs that differ), the two ops' against y silu(g) in float64 from {@code product}, the product's float64
+     * reference (its first rows), within {@link #SWIGLU_BOUND}.
+     */
+    private List<Result> gemmTmaSwiglu(Arena arena, GemvShape s, String shape, long xd, long[] ws, long out,
+                                       int copies, double[] product) {
+        Kernels kernels = gpu.kernels();
+        int h = s.n() / 2;
+        int split = kernels.gemmWgSplit(s.m(), s.n(), s.k());
+        long pairBytes = 2L * s.m() * h;
+        long apart = alloc(pairBytes);
+        long fused = alloc(pairBytes);
+        kernels.gemmWgVersion(2);
+        java.util.function.IntConsumer twoOps = c -> {
+            kernels.gemmWg(split, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(), s.k());
+            kernels.swiglu(Precision.BF16, out, apart, s.m(), h);
+        };
+        java.util.function.IntConsumer oneKernel = c -> kernels.gemmTmaSwiglu(split, Precision.BF16, xd, ws[c], fused,
+                s.m(), h, s.k());
+        twoOps.accept(0);
+        oneKernel.accept(0);
+        MemorySegment a = download(arena, apart, pairBytes);
+        MemorySegment f = download(arena, fused, pairBytes);
+        long differ = 0;
+        for (long i = 0; i < pairBytes / 2; i++) {
+            if (a.getAtIndex(ValueLayout.JAVA_SHORT, i) != f.getAtIndex(ValueLayout.JAVA_SHORT, i)) {
+                differ++;
+            }
+        }
+        double error = (double) differ / (pairBytes / 2);
+        int checked = product.length / s.n();
+        double[] want = new double[checked * h];
+        for (int m = 0; m < checked; m++) {
+            for (int j = 0; j < h; j++) {
+                double g = product[m * s.n() + h + j];
+                want[m * h + j] = product[m * s.n() + j] * g / (1 + Math.exp(-g));
+            }
+        }
+        double apartError = maxError(a, want);
+        double bytes = 2.0 * s.n() * s.k() + 2.0 * s.m() * s.k() + pairBytes;
+        double msApart = time(copies, twoOps);
+        double msFused = time(copies, oneKernel);
+        return List.of(
+                new Result("gemv", shape, "wg2 s" + split + " + swiglu (two kernels)", msApart,
+                        bytes / (msApart * 1e-3) / 1e9, apartError, SWIGLU_BOUND),
+                new Result("gemv", shape, "wg2 s" + split + " swiglu in one kernel", msFused,
+                        bytes / (msFused * 1e-3) / 1e9, error, 0));
     }
 
     /** Whether {@link Kernels#gemv} streams version 3 for this shape: streaming on and more blocks than it keeps. */
@@ -244,6 +299,12 @@ public final class KernelWorkbench {
      * below 2^-12 of it.
      */
     static final double GEMV_BOUND = 0x1p-8 + 0x1p-12;
+    /**
+     * Largest error of y silu(g) against float64, relative to the largest output: three bf16 roundings (y, g and the
+     * result, 2^-9 of a value each), silu passing g's on at most 1.1 times (silu'(g) g <= 1.1 silu(g) for g >= 0, and
+     * for g < 0 its output is small against the largest): some 3.1 times 2^-9, within 2^-7, besides the sums' 2^-12.
+     */
+    static final double SWIGLU_BOUND = 0x1p-7 + 0x1p-12;
 
     /** Rows of a product checked against float64 (the first ones; the rest are the same kernel's work). */
     static final int CHECKED_ROWS = 8;
