@@ -12,7 +12,8 @@
 // that multiply keep one stage's products in flight while they wait for the next. The cluster's sum and the store
 // are gemmWg's. The tensor maps (cuTensorMapEncodeTiled) come from the host as kernel parameters. A paired form takes
 // the MLP's SwiGLU into the product's end: each tile's W rows are 64 values and their 64 gates, and the block writes
-// y silu(g) with the numbers of the product written in bf16 and swigluVec after it.
+// y silu(g) with the numbers of the product written in bf16 and swigluVec after it; and BaseConv's decode step the
+// same way (baseConvStep's numbers after the product with its bias).
 //
 // Requirements (checked by Kernels.gemmTmaFits and the launcher): bf16, K a multiple of 64, x and W 16-byte aligned,
 // an sm_90a device (compute capability 9.0: the kernels are empty in the other binaries and the host never launches
@@ -78,11 +79,15 @@ __device__ __forceinline__ void gtLoad(unsigned dst, const B4jTensorMap* map, un
  * 63 are the values of pairs p0 .. p0 + 63 and rows 64 to 127 their gates; block `rank` takes pairs [rank 64 / S,
  * (rank + 1) 64 / S), adds each value and each gate over the S tiles in the blocks' order and its bias, rounds both
  * to bf16 as the product would write them, and writes y silu(g) rounded once (swigluVec's numbers) into out [M, H]
- * for the `rows` rows from m0. Every thread of every block of the cluster calls it.
+ * for the `rows` rows from m0; CONV: BaseConv's decode step of channel j instead (baseConvStep's numbers, as
+ * gemvPairedOut takes them), y the conv's input and g its gate, row m the one token of sequence tokSeq[m] of the
+ * layout's B, whose history of kern - 1 taps (slot-major, bf16) is shifted as the conv reads it: out = g silu(conv).
+ * Every thread of every block of the cluster calls it.
  */
-template <int S>
+template <int S, bool CONV>
 __device__ __forceinline__ void gtReducePaired(const float* red, int rank, int p0, int m0, int rows, int H,
-                                               const lmm_bf16* bias, lmm_bf16* out) {
+                                               const lmm_bf16* bias, lmm_bf16* out, const lmm_bf16* convW,
+                                               lmm_bf16* hist, const int* layout, int B, int kern) {
     cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
     if (S > 1) {
         cluster.sync();
@@ -122,7 +127,20 @@ __device__ __forceinline__ void gtReducePaired(const float* red, int rank, int p
             if (m >= rows) break;
             const float y = toF(__float2bfloat16_rn(v4[e]));
             const float g = toF(__float2bfloat16_rn(g4[e]));
-            out[(i64)(m0 + m) * H + j] = __float2bfloat16_rn(y * silu(g));
+            if (CONV) {
+                const Layout L = layoutOf(layout, B);
+                const int taps = kern - 1;
+                lmm_bf16* h = hist + (i64)L.slots[L.tokSeq[m0 + m]] * taps * H;
+                float conv = 0.0f;
+                for (int i = 0; i < kern; i++) {
+                    const float xv = i < taps ? toF(h[(i64)i * H + j]) : y;
+                    conv = fmaf(toF(convW[(i64)j * kern + i]), xv, conv);
+                    if (i > 0) h[(i64)(i - 1) * H + j] = __float2bfloat16_rn(xv);  // y is bf16's already: exact
+                }
+                out[(i64)(m0 + m) * H + j] = __float2bfloat16_rn(g * silu(conv));
+            } else {
+                out[(i64)(m0 + m) * H + j] = __float2bfloat16_rn(y * silu(g));
+            }
         }
     }
     if (S > 1) cluster.sync();  // no block leaves while another still reads its tile
@@ -138,9 +156,10 @@ __device__ __forceinline__ void gtReducePaired(const float* red, int rank, int p
  * tile is 64 pairs from p0, W's rows p0 .. p0 + 63 (the values) and N / 2 + p0 .. (their gates) copied as two boxes
  * of 64 rows into the places of one of 128 (tmW's boxes are 64 x 64 then), and the end is gtReducePaired's.
  */
-template <int S, bool PAIRED>
+template <int S, bool PAIRED, bool CONV>
 __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTensorMap* tmW, const lmm_bf16* bias,
-                                            void* out, int outF32, int M, int N, int K, int early) {
+                                            void* out, int outF32, int M, int N, int K, int early,
+                                            const lmm_bf16* convW, lmm_bf16* hist, const int* layout, int kern) {
 #if B4J_GW_WGMMA
     extern __shared__ __align__(16) unsigned char gtSmem[];
     __shared__ __align__(8) unsigned long long gtBars[2 * GT_STAGES];  // full, then empty
@@ -221,7 +240,8 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
     float* red = reinterpret_cast<float*>(aligned);
     if (wg > 0) gwTileStore(d, red, wg - 1, (tid >> 5) & 3, tid & 31);
     if (PAIRED) {
-        gtReducePaired<S>(red, part.rank, p0, m0, part.rows, H, bias, reinterpret_cast<lmm_bf16*>(out));
+        gtReducePaired<S, CONV>(red, part.rank, p0, m0, part.rows, H, bias, reinterpret_cast<lmm_bf16*>(out), convW,
+                                hist, layout, M, kern);
     } else {
         gwReduceStore<S, GT_THREADS>(red, part.rank, f0, m0, part.rows, N, bias, out, outF32);
     }
@@ -231,20 +251,29 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
 }  // namespace b4j
 
 // gemmTma{S}_bf16: clusters of S blocks along the width, one block a multiprocessor (its 193 KiB of shared memory);
-// gemmTmaSwiglu{S}_bf16: the paired form, out [M, N / 2] = swiglu(x W^T), W's rows j and N / 2 + j a pair
+// gemmTmaSwiglu{S}_bf16: the paired form, out [M, N / 2] = swiglu(x W^T), W's rows j and N / 2 + j a pair;
+// gemmTmaConv{S}_bf16: the paired form with BaseConv's decode step (x W^T + bias its u, the history updated)
 #define B4J_GEMM_TMA(S)                                                                                              \
     namespace b4j_bf16 {                                                                                             \
     extern "C" __global__ void __launch_bounds__(b4j::GT_THREADS, 1) B4J_GR_CLUSTER_DIMS(S)                          \
         gemmTma##S##_bf16(const __grid_constant__ b4j::B4jTensorMap tmX,                                              \
                           const __grid_constant__ b4j::B4jTensorMap tmW, const b4j::lmm_bf16* bias, void* out,       \
                           int outF32, int M, int N, int K, int early) {                                              \
-        b4j::gemmTmaBody<S, false>(&tmX, &tmW, bias, out, outF32, M, N, K, early);                                   \
+        b4j::gemmTmaBody<S, false, false>(&tmX, &tmW, bias, out, outF32, M, N, K, early, nullptr, nullptr, nullptr,  \
+                                          0);                                                                        \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(b4j::GT_THREADS, 1) B4J_GR_CLUSTER_DIMS(S)                          \
         gemmTmaSwiglu##S##_bf16(const __grid_constant__ b4j::B4jTensorMap tmX,                                        \
                                 const __grid_constant__ b4j::B4jTensorMap tmW, const b4j::lmm_bf16* bias,            \
                                 b4j::lmm_bf16* out, int M, int N, int K, int early) {                                \
-        b4j::gemmTmaBody<S, true>(&tmX, &tmW, bias, out, 0, M, N, K, early);                                         \
+        b4j::gemmTmaBody<S, true, false>(&tmX, &tmW, bias, out, 0, M, N, K, early, nullptr, nullptr, nullptr, 0);   \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(b4j::GT_THREADS, 1) B4J_GR_CLUSTER_DIMS(S)                          \
+        gemmTmaConv##S##_bf16(const __grid_constant__ b4j::B4jTensorMap tmX,                                          \
+                              const __grid_constant__ b4j::B4jTensorMap tmW, const b4j::lmm_bf16* bias,              \
+                              b4j::lmm_bf16* out, const b4j::lmm_bf16* convW, b4j::lmm_bf16* hist,                   \
+                              const int* layout, int M, int N, int K, int kern, int early) {                         \
+        b4j::gemmTmaBody<S, true, true>(&tmX, &tmW, bias, out, 0, M, N, K, early, convW, hist, layout, kern);        \
     }                                                                                                                \
     }
 B4J_GEMM_TMA(1)

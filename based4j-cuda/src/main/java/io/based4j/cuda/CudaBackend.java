@@ -1171,6 +1171,7 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * BaseConv's in-projection and decode step: for a decode step's one or two rows (one token each) on gemv, one
      * kernel ({@link Kernels#gemvConv}: the product and {@link #baseConv}'s step, bit for bit, u not written);
+     * where gemmWg's version 2 takes the product, its paired form ({@link Kernels#gemmTmaConv}, the same numbers);
      * otherwise the two ops.
      */
     @Override
@@ -1196,6 +1197,23 @@ public final class CudaBackend implements TrainingBackend {
             routes.gemvConv++;
             if (b != null) {
                 routes.gemvBias++;
+            }
+            return;
+        }
+        if (state != null && fusedProducts && kernels.gemmWgVersion() == 2 && ub.type == precision
+                && ub.rows == a.rows && ub.cols == m.rows() && m.cols() == a.cols
+                && route(a, m, b, ub) == Route.GEMM_WG && oneTokenEach(batch) && batch.totalTokens() == a.rows
+                && m.rows() == 2 * inner && o.type == precision && o.rows == a.rows && o.cols == inner
+                && cw.type == precision && (long) cw.rows() * cw.cols() == (long) inner * cfg.kernel()
+                && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
+            CudaStates.Conv st = state(state, CudaStates.Conv.class, "baseConv");  // a live conv state
+            checkSlots(batch, st, "baseConv");
+            kernels.gemmTmaConv(precision, a.ptr, m.ptr, b == null ? 0 : b.ptr, cw.ptr, st.regions[0], layout(batch),
+                    o.ptr, a.rows, inner, a.cols, cfg.kernel());
+            routes.gemmWg++;
+            routes.gemmWgConv++;
+            if (b != null) {
+                routes.gemmWgBias++;
             }
             return;
         }

@@ -34,6 +34,8 @@ final class GemmRoutes {
     long gemmWgBias;
     /** Of those, the MLP in-projections that took their SwiGLU in the same kernel (gemmTmaSwiglu). */
     long gemmWgSwiglu;
+    /** Of those, BaseConv's in-projections that took its decode step in the same kernel (gemmTmaConv). */
+    long gemmWgConv;
     /** Biases added by a kernel of their own. */
     long biasKernel;
     /** Bias gradients summed by a kernel or product of their own. */
@@ -56,6 +58,7 @@ final class GemmRoutes {
         c.gemmWg = gemmWg;
         c.gemmWgBias = gemmWgBias;
         c.gemmWgSwiglu = gemmWgSwiglu;
+        c.gemmWgConv = gemmWgConv;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
         return c;
@@ -66,7 +69,8 @@ final class GemmRoutes {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
                 + ", with BaseConv's step " + gemvConv + ", " + gemvSegments + " launches of several"
-                + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg + " (with SwiGLU " + gemmWgSwiglu + ")"
+                + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg + " (with SwiGLU " + gemmWgSwiglu
+                + ", with BaseConv's step " + gemmWgConv + ")"
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

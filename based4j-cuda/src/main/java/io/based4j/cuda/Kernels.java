@@ -1914,19 +1914,59 @@ public final class Kernels {
         gemmTmaSwiglu(gemmWgSplit(m, 2 * h, k), p, x, w, out, m, h, k);
     }
 
+    /**
+     * {@code u = x @ w^T (+ bias)} and BaseConv's decode step of it ({@link #baseConvStep}) in one launch of
+     * {@link #gemmWg}'s version 2 in its paired form (gemm_tma.cuh), as {@link #gemvConv} takes them: x bf16
+     * {@code [m, k]} (row i the one token of the batch's sequence tokSeq[i]), w bf16 {@code [2 inner, k]}, bias bf16
+     * {@code [2 inner]} or 0, conv taps {@code [inner, kernel]}, the conv state's history (bf16), out bf16
+     * {@code [m, inner]}: the numbers of gemmWg then baseConvStep, bit for bit, u not written.
+     */
+    public void gemmTmaConv(Precision p, long x, long w, long bias, long convW, long hist, long layout, long out, int m,
+                            int inner, int k, int kernel) {
+        gemmTmaConv(gemmWgSplit(m, 2 * inner, k), p, x, w, bias, convW, hist, layout, out, m, inner, k, kernel);
+    }
+
+    /** {@link #gemmTmaConv} with the width shared by {@code split} blocks (1, 2, 4 or 8). */
+    void gemmTmaConv(int split, Precision p, long x, long w, long bias, long convW, long hist, long layout, long out,
+                     int m, int inner, int k, int kernel) {
+        require(kernel >= 1, "gemmTmaConv: kernel " + kernel);
+        if (gemmTmaPairedArgs("gemmTmaConv", split, p, x, w, m, inner, k)) {
+            args.ptr(bias).ptr(out).ptr(convW).ptr(hist).ptr(layout).i32(m).i32(2 * inner).i32(k).i32(kernel)
+                    .i32(weightsFixed ? 1 : 0);
+            gemmTmaPairedLaunch("gemmTmaConv", split, p, m, inner);
+        }
+    }
+
     /** {@link #gemmTmaSwiglu} with the width shared by {@code split} blocks (1, 2, 4 or 8). */
     void gemmTmaSwiglu(int split, Precision p, long x, long w, long out, int m, int h, int k) {
-        require(h >= 0 && h <= Integer.MAX_VALUE / 2, "gemmTmaSwiglu: h " + h);
-        long tiles = gemmWgChecks("gemmTmaSwiglu", split, p, x, w, m, 2 * h, k);
-        if (tiles == 0) {
-            return;
+        if (gemmTmaPairedArgs("gemmTmaSwiglu", split, p, x, w, m, h, k)) {
+            args.ptr(0).ptr(out).i32(m).i32(2 * h).i32(k).i32(weightsFixed ? 1 : 0);
+            gemmTmaPairedLaunch("gemmTmaSwiglu", split, p, m, h);
         }
-        long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
+    }
+
+    /**
+     * The checks of a paired form of version 2 ({@code op}) for {@code h} pairs, and its first arguments, the tensor
+     * maps of x (boxes of 128 rows) and w (boxes of 64: a tile's values and gates apart): false where there is
+     * nothing to launch.
+     */
+    private boolean gemmTmaPairedArgs(String op, int split, Precision p, long x, long w, int m, int h, int k) {
+        require(h >= 0 && h <= Integer.MAX_VALUE / 2, op + ": " + h + " pairs");
+        if (gemmWgChecks(op, split, p, x, w, m, 2 * h, k) == 0) {
+            return false;
+        }
         MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
         MemorySegment mw = tensorMaps().bf16(w, 2L * h, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS / 2);
-        long fn = function("gemmTmaSwiglu" + split, p, GEMM_WG_SMEM);
-        args.reset().blob(mx).blob(mw).ptr(0).ptr(out).i32(m).i32(2 * h).i32(k).i32(weightsFixed ? 1 : 0);
-        launch(fn, (int) (tiles * split), (int) rowBlocks, 1, GEMM_TMA_THREADS, GEMM_WG_SMEM);
+        args.reset().blob(mx).blob(mw);
+        return true;
+    }
+
+    /** Launches {@code op}{split} for m rows into h pairs, its arguments set: a block a tile of 64 pairs. */
+    private void gemmTmaPairedLaunch(String op, int split, Precision p, int m, int h) {
+        long tiles = (2L * h + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES;
+        long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
+        launch(function(op + split, p, GEMM_WG_SMEM), (int) (tiles * split), (int) rowBlocks, 1, GEMM_TMA_THREADS,
+                GEMM_WG_SMEM);
     }
 
     /** Rows of w a warp of gemv version 2 takes: 1, 2 or 4 for up to 2, 4 or 8 rows of x. */

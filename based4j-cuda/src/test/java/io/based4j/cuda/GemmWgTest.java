@@ -29,10 +29,7 @@ class GemmWgTest {
     void everySplitIsTheProductAndRepeatsItself() {
         SplittableRandom r = new SplittableRandom(17);
         try (KernelRig rig = new KernelRig()) {
-            int major = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
-            int minor = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
-            rig.kernels.computeCapability(major, minor);
-            rig.kernels.multiprocessors(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
+            deviceOf(rig);
             if (!rig.kernels.wgmmaFits()) {
                 long buf = rig.zeros(1 << 16);
                 IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
@@ -71,10 +68,7 @@ class GemmWgTest {
     void theSwigluFormIsTheProductThenSwiglu() {
         SplittableRandom r = new SplittableRandom(23);
         try (KernelRig rig = new KernelRig()) {
-            int major = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
-            int minor = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
-            rig.kernels.computeCapability(major, minor);
-            rig.kernels.multiprocessors(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
+            deviceOf(rig);
             if (!rig.kernels.wgmmaFits() || !rig.cu.tensorMaps()) {
                 long buf = rig.zeros(1 << 16);
                 assertThrows(IllegalArgumentException.class,
@@ -99,20 +93,92 @@ class GemmWgTest {
                             rig.kernels.swiglu(Precision.BF16, product, want, m, h);
                             long got = rig.zeros(2L * m * h);
                             rig.kernels.gemmTmaSwiglu(split, Precision.BF16, x, w, got, m, h, k);
-                            float[] expected = rig.values(Precision.BF16, want, m * h);
-                            float[] actual = rig.values(Precision.BF16, got, m * h);
                             String what = m + " rows, " + h + " pairs, width " + k + ", split " + split
                                     + (early ? ", weights asked for early" : "");
-                            for (int i = 0; i < expected.length; i++) {
-                                assertEquals(Float.floatToRawIntBits(expected[i]), Float.floatToRawIntBits(actual[i]),
-                                        what + ": output " + i);
-                            }
+                            sameBits(rig.values(Precision.BF16, want, m * h), rig.values(Precision.BF16, got, m * h),
+                                    what + ": output");
                         } finally {
                             rig.kernels.weightsFixed(false);
                         }
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * The conv form of version 2 (gemmTmaConv: BaseConv's in-projection with its bias and its decode step in one
+     * kernel) gives the bits of version 2's product written in bf16 and baseConvStep after it, the output and the
+     * history alike, at every split, on sequences in slots out of order: 1 to 128 tokens, 1 to 3,584 channels, 2 to 4
+     * taps.
+     */
+    @Test
+    void theConvFormIsTheProductThenTheStep() {
+        SplittableRandom r = new SplittableRandom(29);
+        try (KernelRig rig = new KernelRig()) {
+            deviceOf(rig);
+            if (!rig.kernels.wgmmaFits() || !rig.cu.tensorMaps()) {
+                long buf = rig.zeros(1 << 16);
+                assertThrows(IllegalArgumentException.class, () -> rig.kernels.gemmTmaConv(1, Precision.BF16, buf,
+                        buf, 0, buf, buf, buf, buf, 1, 64, 64, 3));
+                return;
+            }
+            rig.kernels.gemmWgVersion(2);
+            int[][] shapes = {{5, 100, 192, 3}, {128, 3584, 1792, 3}, {37, 64, 64, 4}, {1, 1, 64, 2}};
+            for (int[] shape : shapes) {
+                int m = shape[0];
+                int h = shape[1];
+                int k = shape[2];
+                int kern = shape[3];
+                int taps = kern - 1;
+                int slotCount = m + 2;
+                int[] slots = new int[m];
+                int[] positions = new int[m];
+                int[] lengths = new int[m];
+                for (int i = 0; i < m; i++) {
+                    slots[i] = (i * 7 + 3) % slotCount;  // out of order, two slots nobody's
+                    positions[i] = 5 + i;
+                    lengths[i] = 1;
+                }
+                long layout = rig.ints(CudaBackend.layoutOf(new io.based4j.backend.TokenBatch(slots, positions,
+                        lengths)));
+                long x = rig.values(Precision.BF16, RowProducts.rounded(Precision.BF16, r, m * k));
+                long w = rig.values(Precision.BF16, RowProducts.rounded(Precision.BF16, r, 2 * h * k));
+                long bias = rig.values(Precision.BF16, RowProducts.rounded(Precision.BF16, r, 2 * h));
+                long convW = rig.values(Precision.BF16, RowProducts.rounded(Precision.BF16, r, h * kern));
+                float[] history = RowProducts.rounded(Precision.BF16, r, slotCount * taps * h);
+                for (int split : Kernels.GEMM_WG_SPLITS) {
+                    long u = rig.zeros(2L * m * 2 * h);
+                    long histWant = rig.values(Precision.BF16, history);
+                    long want = rig.zeros(2L * m * h);
+                    rig.kernels.gemmWg(split, Precision.BF16, x, w, bias, u, false, m, 2 * h, k);
+                    rig.kernels.baseConvStep(Precision.BF16, u, convW, histWant, layout, want, m, h, kern);
+                    long histGot = rig.values(Precision.BF16, history);
+                    long got = rig.zeros(2L * m * h);
+                    rig.kernels.gemmTmaConv(split, Precision.BF16, x, w, bias, convW, histGot, layout, got, m, h, k,
+                            kern);
+                    String what = m + " tokens, " + h + " channels, width " + k + ", " + kern + " taps, split " + split;
+                    sameBits(rig.values(Precision.BF16, want, m * h), rig.values(Precision.BF16, got, m * h),
+                            what + ": output");
+                    sameBits(rig.values(Precision.BF16, histWant, slotCount * taps * h),
+                            rig.values(Precision.BF16, histGot, slotCount * taps * h), what + ": history");
+                }
+            }
+        }
+    }
+
+    /** Tells the rig's kernels the device's compute capability and multiprocessors. */
+    private static void deviceOf(KernelRig rig) {
+        int major = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+        int minor = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        rig.kernels.computeCapability(major, minor);
+        rig.kernels.multiprocessors(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
+    }
+
+    private static void sameBits(float[] want, float[] got, String what) {
+        assertEquals(want.length, got.length, what);
+        for (int i = 0; i < want.length; i++) {
+            assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), what + " " + i);
         }
     }
 
@@ -169,12 +235,7 @@ class GemmWgTest {
                             "gemmWg=" + form + ", SwiGLU");
                     gpu.matmul(xb, wb, null, product);
                     gpu.swiglu(product, apart);
-                    float[] f = gpu.download(fused);
-                    float[] a = gpu.download(apart);
-                    for (int i = 0; i < f.length; i++) {
-                        assertEquals(Float.floatToRawIntBits(a[i]), Float.floatToRawIntBits(f[i]),
-                                "gemmWg=" + form + ", SwiGLU output " + i);
-                    }
+                    sameBits(gpu.download(apart), gpu.download(fused), "gemmWg=" + form + ", SwiGLU output");
 
                 }
             }
