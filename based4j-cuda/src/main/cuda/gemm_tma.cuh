@@ -47,10 +47,15 @@ __device__ __forceinline__ void gtArrive(unsigned bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 
-/** Waits until the barrier's phase of parity `parity` has completed. */
+/**
+ * Waits until the barrier's phase of parity `parity` has completed; traps (the launch fails, naming no hang) after
+ * some 2^28 polls, far past any stage's arrival, should a phase's bytes never all arrive.
+ */
 __device__ __forceinline__ void gtWait(unsigned bar, unsigned parity) {
     unsigned done;
+    unsigned polls = 0;
     do {
+        if (++polls == (1u << 28)) __trap();
         asm volatile(
             "{\n"
             ".reg .pred p;\n"

@@ -1202,6 +1202,7 @@ public final class CudaBackend implements TrainingBackend {
         }
         if (state != null && fusedProducts && kernels.gemmWgVersion() == 2 && ub.type == precision
                 && ub.rows == a.rows && ub.cols == m.rows() && m.cols() == a.cols
+                && (b == null || (long) b.rows() * b.cols() == m.rows())
                 && route(a, m, b, ub) == Route.GEMM_WG && oneTokenEach(batch) && batch.totalTokens() == a.rows
                 && m.rows() == 2 * inner && o.type == precision && o.rows == a.rows && o.cols == inner
                 && cw.type == precision && (long) cw.rows() * cw.cols() == (long) inner * cfg.kernel()

@@ -136,7 +136,7 @@ class GemmWgTest {
                 int[] positions = new int[m];
                 int[] lengths = new int[m];
                 for (int i = 0; i < m; i++) {
-                    slots[i] = (i * 7 + 3) % slotCount;  // out of order, two slots nobody's
+                    slots[i] = m + 1 - i;  // out of order, slots 0 and 1 nobody's
                     positions[i] = 5 + i;
                     lengths[i] = 1;
                 }
@@ -148,20 +148,25 @@ class GemmWgTest {
                 long convW = rig.values(Precision.BF16, RowProducts.rounded(Precision.BF16, r, h * kern));
                 float[] history = RowProducts.rounded(Precision.BF16, r, slotCount * taps * h);
                 for (int split : Kernels.GEMM_WG_SPLITS) {
-                    long u = rig.zeros(2L * m * 2 * h);
-                    long histWant = rig.values(Precision.BF16, history);
-                    long want = rig.zeros(2L * m * h);
-                    rig.kernels.gemmWg(split, Precision.BF16, x, w, bias, u, false, m, 2 * h, k);
-                    rig.kernels.baseConvStep(Precision.BF16, u, convW, histWant, layout, want, m, h, kern);
-                    long histGot = rig.values(Precision.BF16, history);
-                    long got = rig.zeros(2L * m * h);
-                    rig.kernels.gemmTmaConv(split, Precision.BF16, x, w, bias, convW, histGot, layout, got, m, h, k,
-                            kern);
-                    String what = m + " tokens, " + h + " channels, width " + k + ", " + kern + " taps, split " + split;
-                    sameBits(rig.values(Precision.BF16, want, m * h), rig.values(Precision.BF16, got, m * h),
-                            what + ": output");
-                    sameBits(rig.values(Precision.BF16, histWant, slotCount * taps * h),
-                            rig.values(Precision.BF16, histGot, slotCount * taps * h), what + ": history");
+                    for (boolean early : new boolean[] {false, true}) {
+                        rig.kernels.weightsFixed(early);
+                        long u = rig.zeros(2L * m * 2 * h);
+                        long histWant = rig.values(Precision.BF16, history);
+                        long want = rig.zeros(2L * m * h);
+                        rig.kernels.gemmWg(split, Precision.BF16, x, w, bias, u, false, m, 2 * h, k);
+                        rig.kernels.baseConvStep(Precision.BF16, u, convW, histWant, layout, want, m, h, kern);
+                        long histGot = rig.values(Precision.BF16, history);
+                        long got = rig.zeros(2L * m * h);
+                        rig.kernels.gemmTmaConv(split, Precision.BF16, x, w, bias, convW, histGot, layout, got, m, h,
+                                k, kern);
+                        String what = m + " tokens, " + h + " channels, width " + k + ", " + kern + " taps, split "
+                                + split + (early ? ", weights asked for early" : "");
+                        sameBits(rig.values(Precision.BF16, want, m * h), rig.values(Precision.BF16, got, m * h),
+                                what + ": output");
+                        sameBits(rig.values(Precision.BF16, histWant, slotCount * taps * h),
+                                rig.values(Precision.BF16, histGot, slotCount * taps * h), what + ": history");
+                        rig.kernels.weightsFixed(false);
+                    }
                 }
             }
         }
