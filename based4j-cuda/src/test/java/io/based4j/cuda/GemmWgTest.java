@@ -91,8 +91,9 @@ class GemmWgTest {
                             long want = rig.zeros(2L * m * h);
                             rig.kernels.gemmWg(split, Precision.BF16, x, w, 0, product, false, m, 2 * h, k);
                             rig.kernels.swiglu(Precision.BF16, product, want, m, h);
-                            long got = rig.zeros(2L * m * h);
+                            long got = rig.zeros(2L * (m * h + PAST));
                             rig.kernels.gemmTmaSwiglu(split, Precision.BF16, x, w, got, m, h, k);
+                            nothingPast(rig, got, m * h);
                             String what = m + " rows, " + h + " pairs, width " + k + ", split " + split
                                     + (early ? ", weights asked for early" : "");
                             sameBits(rig.values(Precision.BF16, want, m * h), rig.values(Precision.BF16, got, m * h),
@@ -156,13 +157,14 @@ class GemmWgTest {
                         rig.kernels.gemmWg(split, Precision.BF16, x, w, bias, u, false, m, 2 * h, k);
                         rig.kernels.baseConvStep(Precision.BF16, u, convW, histWant, layout, want, m, h, kern);
                         long histGot = rig.values(Precision.BF16, history);
-                        long got = rig.zeros(2L * m * h);
+                        long got = rig.zeros(2L * (m * h + PAST));
                         rig.kernels.gemmTmaConv(split, Precision.BF16, x, w, bias, convW, histGot, layout, got, m, h,
                                 k, kern);
                         String what = m + " tokens, " + h + " channels, width " + k + ", " + kern + " taps, split "
                                 + split + (early ? ", weights asked for early" : "");
                         sameBits(rig.values(Precision.BF16, want, m * h), rig.values(Precision.BF16, got, m * h),
                                 what + ": output");
+                        nothingPast(rig, got, m * h);
                         sameBits(rig.values(Precision.BF16, histWant, slotCount * taps * h),
                                 rig.values(Precision.BF16, histGot, slotCount * taps * h), what + ": history");
                         rig.kernels.weightsFixed(false);
@@ -178,6 +180,17 @@ class GemmWgTest {
         int minor = rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         rig.kernels.computeCapability(major, minor);
         rig.kernels.multiprocessors(rig.cu.attribute(0, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT));
+    }
+
+    /** Values after an output that the tests leave zero and check still are. */
+    private static final int PAST = 256;
+
+    /** The {@value #PAST} bf16 values after the first {@code count} at {@code out} are still zero. */
+    private static void nothingPast(KernelRig rig, long out, int count) {
+        float[] all = rig.values(Precision.BF16, out, count + PAST);
+        for (int i = count; i < all.length; i++) {
+            assertEquals(0, Float.floatToRawIntBits(all[i]), "written past the output, at " + i);
+        }
     }
 
     private static void sameBits(float[] want, float[] got, String what) {
