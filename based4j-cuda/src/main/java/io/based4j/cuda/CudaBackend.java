@@ -1045,6 +1045,17 @@ public final class CudaBackend implements TrainingBackend {
         TrainingBackend.super.matmulAdd(x, w, bias, residual, out);
     }
 
+    /**
+     * Whether gemmWg version 2's paired forms take a product and what follows it ({@link #matmulSwiglu},
+     * {@link #matmulBaseConv}): operands as gemmWg takes them, and version 2 taking the product or the paired forms
+     * asked for ({@link Kernels#gemmTmaPairedPays}).
+     */
+    private boolean pairedRoute(CudaBuffer x, CudaWeight w, CudaWeight bias, CudaBuffer out) {
+        return precision == Precision.BF16 && x.type == precision && w.type == precision
+                && (bias == null || bias.type == precision) && out.type == precision
+                && Kernels.gemmWgFits(x.rows, x.cols, x.ptr, w.ptr) && kernels.gemmTmaPairedPays(x.rows);
+    }
+
     /** Which kernel takes a product: the decode step's own (gemmWg, gemmRows, gemv) or the library's. */
     private enum Route { GEMM_WG, GEMM_ROWS, GEMV, LIBRARY }
 
@@ -1113,8 +1124,8 @@ public final class CudaBackend implements TrainingBackend {
             routes.gemvSwiglu++;
             return;
         }
-        if (fusedProducts && kernels.gemmWgVersion() == 2 && p.type == precision && p.rows == a.rows
-                && p.cols == m.rows() && m.cols() == a.cols && route(a, m, null, p) == Route.GEMM_WG
+        if (fusedProducts && p.type == precision && p.rows == a.rows && p.cols == m.rows() && m.cols() == a.cols
+                && pairedRoute(a, m, null, p)
                 && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
                 && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
             kernels.gemmTmaSwiglu(precision, a.ptr, m.ptr, o.ptr, a.rows, o.cols, a.cols);
@@ -1200,10 +1211,10 @@ public final class CudaBackend implements TrainingBackend {
             }
             return;
         }
-        if (state != null && fusedProducts && kernels.gemmWgVersion() == 2 && ub.type == precision
+        if (state != null && fusedProducts && ub.type == precision
                 && ub.rows == a.rows && ub.cols == m.rows() && m.cols() == a.cols
                 && (b == null || (long) b.rows() * b.cols() == m.rows())
-                && route(a, m, b, ub) == Route.GEMM_WG && oneTokenEach(batch) && batch.totalTokens() == a.rows
+                && pairedRoute(a, m, b, ub) && oneTokenEach(batch) && batch.totalTokens() == a.rows
                 && m.rows() == 2 * inner && o.type == precision && o.rows == a.rows && o.cols == inner
                 && cw.type == precision && (long) cw.rows() * cw.cols() == (long) inner * cfg.kernel()
                 && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {

@@ -1784,6 +1784,26 @@ public final class Kernels {
     int gemmWgVersion() {
         return gemmWgVersion;
     }
+    /**
+     * The system property that sends the MLP's in-projection with its SwiGLU and BaseConv's in-projection with its
+     * decode step to version 2's paired forms ({@link #gemmTmaSwiglu}, {@link #gemmTmaConv}) while the other products
+     * keep their routes: {@code true}, for comparisons; off by default.
+     */
+    static final String GEMM_TMA_PAIRED_PROPERTY = "based4j.cuda.gemmTmaPaired";
+
+    private final boolean gemmTmaPairedOn = onOff(GEMM_TMA_PAIRED_PROPERTY,
+            System.getProperty(GEMM_TMA_PAIRED_PROPERTY)) == Boolean.TRUE;
+
+    /**
+     * Whether a paired product of {@code rows} rows goes to version 2's paired forms: where gemmWg takes the product
+     * at version 2, or where {@value #GEMM_TMA_PAIRED_PROPERTY} is true, on an sm_90a device whose blocks may take
+     * the shared memory, for up to {@value #GEMM_WG_ON_MAX} rows.
+     */
+    boolean gemmTmaPairedPays(int rows) {
+        return (gemmWgVersion == 2 && gemmWgPays(rows)) || (gemmTmaPairedOn && wgmmaFits && rows >= 1
+                && rows <= GEMM_WG_ON_MAX && (sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit));
+    }
+
     /** Whether the device runs the sm_90a binary's wgmma (compute capability 9.0): {@link #gemmWg}. */
     private boolean wgmmaFits;
 

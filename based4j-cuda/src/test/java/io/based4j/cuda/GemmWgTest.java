@@ -209,13 +209,21 @@ class GemmWgTest {
 
     @Test
     void theBackendTakesItWhereAskedOnly() {
-        String before = System.getProperty(Kernels.GEMM_WG_PROPERTY);
-        String versionBefore = System.getProperty(Kernels.GEMM_WG_VERSION_PROPERTY);
+        String[] properties = {Kernels.GEMM_WG_PROPERTY, Kernels.GEMM_WG_VERSION_PROPERTY,
+            Kernels.GEMM_TMA_PAIRED_PROPERTY};
+        String[] before = new String[properties.length];
+        for (int i = 0; i < properties.length; i++) {
+            before[i] = System.getProperty(properties[i]);
+        }
         try {
-            for (String form : new String[] {"true 1", "true 2", "false 1"}) {
-                boolean on = form.startsWith("true");
-                System.setProperty(Kernels.GEMM_WG_PROPERTY, Boolean.toString(on));
-                System.setProperty(Kernels.GEMM_WG_VERSION_PROPERTY, form.substring(form.length() - 1));
+            // gemmWg, its version, the paired forms alone
+            for (String form : new String[] {"true 1 false", "true 2 false", "false 1 false", "false 1 true"}) {
+                String[] values = form.split(" ");
+                boolean on = values[0].equals("true");
+                String what = "gemmWg, version, paired: " + form;
+                for (int i = 0; i < properties.length; i++) {
+                    System.setProperty(properties[i], values[i]);
+                }
                 try (CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16)) {
                     boolean takes = on && gpu.kernels().wgmmaFits();
                     SplittableRandom r = new SplittableRandom(19);
@@ -234,12 +242,12 @@ class GemmWgTest {
                     gpu.matmul(xb, wb, bb, withBias);
                     gpu.matmul(xb, wb, null, without);
                     GemmRoutes after = gpu.gemmRoutes();
-                    assertEquals(takes ? 2 : 0, after.gemmWg - routesBefore.gemmWg, "gemmWg=" + form);
-                    assertEquals(takes ? 1 : 0, after.gemmWgBias - routesBefore.gemmWgBias, "gemmWg=" + form);
+                    assertEquals(takes ? 2 : 0, after.gemmWg - routesBefore.gemmWg, what);
+                    assertEquals(takes ? 1 : 0, after.gemmWgBias - routesBefore.gemmWgBias, what);
                     float[] got = gpu.download(withBias);
-                    RowProducts.within("backend + bias, gemmWg=" + form, x, w, b, m, n, k, got, Precision.BF16,
+                    RowProducts.within("backend + bias, " + what, x, w, b, m, n, k, got, Precision.BF16,
                             0x1p-10);
-                    RowProducts.within("backend, gemmWg=" + form, x, w, null, m, n, k, gpu.download(without),
+                    RowProducts.within("backend, " + what, x, w, null, m, n, k, gpu.download(without),
                             Precision.BF16, 0x1p-10);
                     // the MLP's in-projection and its SwiGLU: in one kernel with version 2, the same bits as the
                     // product and swiglu apart
@@ -248,25 +256,23 @@ class GemmWgTest {
                     Backend.Buffer apart = gpu.allocate(m, n / 2);
                     GemmRoutes beforeSwiglu = gpu.gemmRoutes().copy();
                     gpu.matmulSwiglu(xb, wb, product, fused);
-                    boolean paired = takes && form.endsWith("2");
+                    boolean paired = gpu.kernels().wgmmaFits()
+                            && (on && values[1].equals("2") || values[2].equals("true"));
                     assertEquals(paired ? 1 : 0, gpu.gemmRoutes().gemmWgSwiglu - beforeSwiglu.gemmWgSwiglu,
-                            "gemmWg=" + form + ", SwiGLU");
+                            what + ", SwiGLU");
                     gpu.matmul(xb, wb, null, product);
                     gpu.swiglu(product, apart);
-                    sameBits(gpu.download(apart), gpu.download(fused), "gemmWg=" + form + ", SwiGLU output");
+                    sameBits(gpu.download(apart), gpu.download(fused), what + ", SwiGLU output");
 
                 }
             }
         } finally {
-            if (before == null) {
-                System.clearProperty(Kernels.GEMM_WG_PROPERTY);
-            } else {
-                System.setProperty(Kernels.GEMM_WG_PROPERTY, before);
-            }
-            if (versionBefore == null) {
-                System.clearProperty(Kernels.GEMM_WG_VERSION_PROPERTY);
-            } else {
-                System.setProperty(Kernels.GEMM_WG_VERSION_PROPERTY, versionBefore);
+            for (int i = 0; i < properties.length; i++) {
+                if (before[i] == null) {
+                    System.clearProperty(properties[i]);
+                } else {
+                    System.setProperty(properties[i], before[i]);
+                }
             }
         }
     }
