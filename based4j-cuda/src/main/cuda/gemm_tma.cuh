@@ -68,6 +68,11 @@ __device__ __forceinline__ void gtWait(unsigned bar, unsigned parity) {
     } while (!done);
 }
 
+/** Brings a tensor map (a kernel parameter) near the copy engine before its first copy. */
+__device__ __forceinline__ void gtPrefetchMap(const B4jTensorMap* map) {
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(map)) : "memory");
+}
+
 /** The box of `map` at (column c0, row c1) into shared memory at dst, its bytes counted on the barrier. */
 __device__ __forceinline__ void gtLoad(unsigned dst, const B4jTensorMap* map, unsigned bar, int c0, int c1) {
     asm volatile(
@@ -202,6 +207,8 @@ __device__ __forceinline__ void gemmTmaBody(const B4jTensorMap* tmX, const B4jTe
     for (int i = 0; i < 64; i++) d[i] = 0.0f;
     if (wg == 0) {
         if (tid == 0) {
+            gtPrefetchMap(tmW);  // both maps asked for at once, not each on its first copy
+            gtPrefetchMap(tmX);
             const int ahead = nst < GT_STAGES ? nst : GT_STAGES;
             if (early) {
                 for (int s = 0; s < ahead; s++) {

@@ -216,6 +216,11 @@ public final class CudaDriver {
     static final int TENSOR_MAP_BF16 = 9;
     /** {@code CU_TENSOR_MAP_SWIZZLE_128B}: 16-byte chunks swizzled within each 128-byte row of the box. */
     static final int TENSOR_MAP_SWIZZLE_128B = 3;
+    /**
+     * {@code CUtensorMapL2promotion}: how much the L2 cache reads around each row a tensor copy asks for: none (0), or
+     * 64, 128 or 256 bytes (1 to 3).
+     */
+    static final int TENSOR_MAP_L2_PROMOTIONS = 4;
     /** Bytes of a {@code CUtensorMap}, and the alignment its address needs. */
     static final int TENSOR_MAP_BYTES = 128;
     static final int TENSOR_MAP_ALIGN = 64;
@@ -229,10 +234,14 @@ public final class CudaDriver {
      * {@code cuTensorMapEncodeTiled} into {@code map} ({@value #TENSOR_MAP_BYTES} bytes, 64-byte aligned): a row-major
      * {@code rows x cols} matrix of bf16 at {@code address} (rows {@code rowBytes} apart), read in boxes of
      * {@code boxCols x boxRows} elements, written to shared memory in the 128-byte swizzled layout; elements past the
-     * matrix's edges read as zeros.
+     * matrix's edges read as zeros; {@code l2Promotion} as {@link #TENSOR_MAP_L2_PROMOTIONS} names them.
      */
     public void tensorMap2d(MemorySegment map, long address, long cols, long rows, long rowBytes, int boxCols,
-                            int boxRows) {
+                            int boxRows, int l2Promotion) {
+        if (l2Promotion < 0 || l2Promotion >= TENSOR_MAP_L2_PROMOTIONS) {
+            throw new IllegalArgumentException("tensor map: L2 promotion " + l2Promotion + " (0 to "
+                    + (TENSOR_MAP_L2_PROMOTIONS - 1) + ")");
+        }
         if (cuTensorMapEncodeTiled == null) {
             throw new CudaUnavailableException(libraryPath + " lacks cuTensorMapEncodeTiled (a driver before CUDA 12)");
         }
@@ -250,13 +259,13 @@ public final class CudaDriver {
             elementStrides.setAtIndex(INT, 0, 1);
             elementStrides.setAtIndex(INT, 1, 1);
             r = (int) cuTensorMapEncodeTiled.invokeExact(map, TENSOR_MAP_BF16, 2, address, dims, strides, box,
-                    elementStrides, 0, TENSOR_MAP_SWIZZLE_128B, 0, 0);
+                    elementStrides, 0, TENSOR_MAP_SWIZZLE_128B, l2Promotion, 0);
         } catch (Throwable t) {
             throw rethrow(t);
         }
         if (r != 0) {
             throw error("cuTensorMapEncodeTiled(" + rows + " x " + cols + " bf16, rows " + rowBytes + " bytes apart,"
-                    + " boxes of " + boxRows + " x " + boxCols + ")", r);
+                    + " boxes of " + boxRows + " x " + boxCols + ", L2 promotion " + l2Promotion + ")", r);
         }
     }
 

@@ -195,7 +195,8 @@ public final class KernelWorkbench {
                                 s.n(), s.k()));
                     }
                 }
-                int wgAsked = kernels.gemmWgVersion();  // the backend's own setting, given back after
+                int wgAsked = kernels.gemmWgVersion();  // the backend's own settings, given back after
+                int promotionAsked = kernels.gemmTmaPromotion();
                 if (wgFits) {
                     // version 1 ("wg"), then version 2 ("wg2", tensor copies) where the driver makes tensor maps
                     int chosen = kernels.gemmWgSplit(s.m(), s.n(), s.k());
@@ -208,6 +209,26 @@ public final class KernelWorkbench {
                             calls.add(c -> {
                                 kernels.gemmWgVersion(v);
                                 kernels.gemmWg(split, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(), s.k());
+                            });
+                        }
+                    }
+                    if (versions == 2) {
+                        // version 2 at its split with each other L2 promotion of its tensor copies
+                        for (int promotion = 0; promotion < Kernels.GEMM_TMA_PROMOTIONS.size(); promotion++) {
+                            if (promotion == promotionAsked) {
+                                continue;
+                            }
+                            int l2 = promotion;
+                            names.add("wg2 s" + chosen + " L2 " + Kernels.GEMM_TMA_PROMOTIONS.get(l2));
+                            calls.add(c -> {
+                                kernels.gemmWgVersion(2);
+                                kernels.gemmTmaPromotion(l2);
+                                try {
+                                    kernels.gemmWg(chosen, Precision.BF16, xd, ws[c], 0, out, false, s.m(), s.n(),
+                                            s.k());
+                                } finally {
+                                    kernels.gemmTmaPromotion(promotionAsked);
+                                }
                             });
                         }
                     }

@@ -1773,6 +1773,41 @@ public final class Kernels {
     private static final int GEMM_TMA_BOX_ROWS = 128;
     /** Tensor maps of version 2's operands, made on first use. */
     private TensorMaps tensorMaps;
+    /**
+     * The system property that says how much the L2 cache reads around each row version 2's tensor copies ask for:
+     * {@code none}, {@code 64}, {@code 128} or {@code 256} bytes ({@code CUtensorMapL2promotion}); 256 by default.
+     */
+    static final String GEMM_TMA_PROMOTION_PROPERTY = "based4j.cuda.gemmTmaPromotion";
+    /** The values of {@value #GEMM_TMA_PROMOTION_PROPERTY}, in the driver's order. */
+    static final List<String> GEMM_TMA_PROMOTIONS = List.of("none", "64", "128", "256");
+    private int gemmTmaPromotion = promotion(System.getProperty(GEMM_TMA_PROMOTION_PROPERTY));
+
+    /** The driver's L2 promotion for a value of {@value #GEMM_TMA_PROMOTION_PROPERTY}: 256 bytes where unset. */
+    static int promotion(String value) {
+        if (value == null) {
+            return GEMM_TMA_PROMOTIONS.size() - 1;
+        }
+        int i = GEMM_TMA_PROMOTIONS.indexOf(value.trim());
+        if (i < 0) {
+            throw new IllegalArgumentException("-D" + GEMM_TMA_PROMOTION_PROPERTY + " must be one of "
+                    + String.join(", ", GEMM_TMA_PROMOTIONS) + ", got '" + value + "'");
+        }
+        return i;
+    }
+
+    /** Has version 2's tensor copies made from now on with this L2 promotion (an index of GEMM_TMA_PROMOTIONS). */
+    void gemmTmaPromotion(int promotion) {
+        require(promotion >= 0 && promotion < GEMM_TMA_PROMOTIONS.size(), "gemmWg: no L2 promotion " + promotion);
+        gemmTmaPromotion = promotion;
+        if (tensorMaps != null) {
+            tensorMaps.l2Promotion(promotion);
+        }
+    }
+
+    /** The L2 promotion version 2's tensor copies are made with (an index of GEMM_TMA_PROMOTIONS). */
+    int gemmTmaPromotion() {
+        return gemmTmaPromotion;
+    }
 
     /** Has {@link #gemmWg} run version {@code version} (1 or 2; the workbench and the tests compare them). */
     void gemmWgVersion(int version) {
@@ -1919,7 +1954,7 @@ public final class Kernels {
     private TensorMaps tensorMaps() {
         require(cu.tensorMaps(), "gemmWg version 2: the driver makes no tensor maps (cuTensorMapEncodeTiled)");
         if (tensorMaps == null) {
-            tensorMaps = new TensorMaps(cu);
+            tensorMaps = new TensorMaps(cu, gemmTmaPromotion);
         }
         return tensorMaps;
     }

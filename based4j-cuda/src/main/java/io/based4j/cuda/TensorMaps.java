@@ -16,7 +16,7 @@ final class TensorMaps {
     /** Maps kept: more than the distinct operands of a decode step's products (based-1b's: some 2 x 160). */
     static final int CAPACITY = 1024;
 
-    private record Key(long address, long rows, long cols, int boxCols, int boxRows) {
+    private record Key(long address, long rows, long cols, int boxCols, int boxRows, int l2Promotion) {
     }
 
     private final CudaDriver cu;
@@ -27,20 +27,32 @@ final class TensorMaps {
         }
     };
 
-    TensorMaps(CudaDriver cu) {
+    /** The L2 promotion of the maps made from now on ({@link CudaDriver#TENSOR_MAP_L2_PROMOTIONS}). */
+    private int l2Promotion;
+
+    TensorMaps(CudaDriver cu, int l2Promotion) {
         this.cu = cu;
+        l2Promotion(l2Promotion);
+    }
+
+    /** Has the maps asked for from now on made with this L2 promotion (0 to 3: none, 64, 128, 256 bytes). */
+    void l2Promotion(int promotion) {
+        if (promotion < 0 || promotion >= CudaDriver.TENSOR_MAP_L2_PROMOTIONS) {
+            throw new IllegalArgumentException("tensor maps: L2 promotion " + promotion);
+        }
+        l2Promotion = promotion;
     }
 
     /**
      * The map of a row-major bf16 matrix of {@code rows x cols} at {@code address} (rows packed), read in boxes of
-     * {@code boxCols x boxRows} into the 128-byte swizzled layout, edges filled with zeros.
+     * {@code boxCols x boxRows} into the 128-byte swizzled layout, edges filled with zeros, at the L2 promotion set.
      */
     MemorySegment bf16(long address, long rows, long cols, int boxCols, int boxRows) {
-        Key key = new Key(address, rows, cols, boxCols, boxRows);
+        Key key = new Key(address, rows, cols, boxCols, boxRows, l2Promotion);
         MemorySegment map = maps.get(key);
         if (map == null) {
             map = Arena.ofAuto().allocate(CudaDriver.TENSOR_MAP_BYTES, CudaDriver.TENSOR_MAP_ALIGN);
-            cu.tensorMap2d(map, address, cols, rows, cols * 2, boxCols, boxRows);
+            cu.tensorMap2d(map, address, cols, rows, cols * 2, boxCols, boxRows, l2Promotion);
             maps.put(key, map);
         }
         return map;

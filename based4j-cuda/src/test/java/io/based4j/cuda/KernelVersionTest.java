@@ -125,6 +125,21 @@ class KernelVersionTest {
     }
 
     @Test
+    void theTensorCopiesL2PromotionIsNamedInBytesAndABadOneIsNamedInTheError() {
+        assertEquals(3, Kernels.promotion(null));  // 256 bytes where unset
+        assertEquals(0, Kernels.promotion("none"));
+        assertEquals(1, Kernels.promotion(" 64 "));
+        assertEquals(2, Kernels.promotion("128"));
+        assertEquals(3, Kernels.promotion("256"));
+        for (String bad : new String[] {"512", "0", "L2_256B", ""}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Kernels.promotion(bad));
+            assertTrue(e.getMessage().contains("-D" + Kernels.GEMM_TMA_PROMOTION_PROPERTY)
+                    && e.getMessage().contains("'" + bad + "'") && e.getMessage().contains("none, 64, 128, 256"),
+                    e.getMessage());
+        }
+    }
+
+    @Test
     void programmaticLaunchesOnlyWhereTheCodeWaitsForThem() {
         Kernels k = new Kernels(null, 0, 0);  // no launches here: only the choice
         k.computeCapability(8);
