@@ -153,7 +153,7 @@ __device__ __forceinline__ void gtReducePaired(const float* red, int rank, int p
             }
         }
     }
-    if (S > 1) cluster.sync();  // no block leaves while another still reads its tile
+    if (S > 1) gwClusterDone();  // no block leaves while another still reads its tile
 }
 #endif
 

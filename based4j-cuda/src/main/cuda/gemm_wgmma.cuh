@@ -98,6 +98,15 @@ __device__ __forceinline__ void gwFenceOperands(float (&d)[64]) {
 
 #if B4J_GW_WGMMA
 /**
+ * The wait at the end of a cluster's sum: every block of the cluster has read what it reads of the others' tiles
+ * (into registers, already added) before any block leaves; it orders no memory, so it does not wait for the block's
+ * stores to the output as cluster.sync()'s release would.
+ */
+__device__ __forceinline__ void gwClusterDone() {
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
+}
+
+/**
  * The end of gemmWg: the S blocks of a cluster each hold the float32 tile red[f * GW_RLD + m] of their part of the
  * width; block `rank` adds outputs [rank 128 / S, (rank + 1) 128 / S) of the S tiles, four rows of x a read (16
  * bytes through distributed shared memory), in the order of the blocks, adds the bias and writes the `rows` rows
@@ -143,7 +152,7 @@ __device__ __forceinline__ void gwReduceStore(const float* red, int rank, int f0
             }
         }
     }
-    if (S > 1) cluster.sync();  // no block leaves while another still reads its tile
+    if (S > 1) gwClusterDone();  // no block leaves while another still reads its tile
 }
 #endif
 
