@@ -24,6 +24,7 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -37,6 +38,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -614,9 +616,22 @@ class EngineTest {
                     new SamplingParams(0.7f, 0, 1f, 91L));
             try (Engine engine = aheadEngine(model, 2, MAX_TOKENS, STEP_TOKENS, 2)) {
                 RequestHandle steadyHandle = engine.submit(steady, StreamListener.none());
-                // its time is up while it generates, most likely with a step ahead of it queued
+                // its time is up while it generates, most likely with a step ahead of it queued: its listener holds
+                // the engine's thread on its first token until the timeout has passed, so that 240 tokens cannot all
+                // come sooner on a fast machine
+                Duration timeout = Duration.ofMillis(40);
+                AtomicBoolean first = new AtomicBoolean(true);
+                StreamListener slow = (tokenId, text) -> {
+                    if (first.getAndSet(false)) {
+                        try {
+                            Thread.sleep(2 * timeout.toMillis());
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        }
+                    }
+                };
                 RequestHandle timed = engine.submit(GenerationRequest.of(r.ints(7, 0, VOCAB).toArray(), 240,
-                        SamplingParams.greedy()), -1, java.time.Duration.ofMillis(40), StreamListener.none());
+                        SamplingParams.greedy()), -1, timeout, slow);
                 Throwable e = timed.result().handle((result, error) -> error).get(WAIT_S, TimeUnit.SECONDS);
                 assertInstanceOf(RequestTimeoutException.class, e);
                 assertSameResult(solo(model, steady), await(steadyHandle), "the request running beside");
