@@ -1799,9 +1799,6 @@ public final class Kernels {
     void gemmTmaPromotion(int promotion) {
         require(promotion >= 0 && promotion < GEMM_TMA_PROMOTIONS.size(), "gemmWg: no L2 promotion " + promotion);
         gemmTmaPromotion = promotion;
-        if (tensorMaps != null) {
-            tensorMaps.l2Promotion(promotion);
-        }
     }
 
     /** The L2 promotion version 2's tensor copies are made with (an index of GEMM_TMA_PROMOTIONS). */
@@ -1835,8 +1832,7 @@ public final class Kernels {
      * the shared memory, for up to {@value #GEMM_WG_ON_MAX} rows.
      */
     boolean gemmTmaPairedPays(int rows) {
-        return (gemmWgVersion == 2 && gemmWgPays(rows)) || (gemmTmaPairedOn && wgmmaFits && rows >= 1
-                && rows <= GEMM_WG_ON_MAX && (sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit));
+        return (gemmWgOn && gemmWgVersion == 2 || gemmTmaPairedOn) && gemmWgRuns(rows);
     }
 
     /** Whether the device runs the sm_90a binary's wgmma (compute capability 9.0): {@link #gemmWg}. */
@@ -1869,7 +1865,15 @@ public final class Kernels {
      * sm_90a device whose blocks may take its shared memory, for up to {@value #GEMM_WG_ON_MAX} rows.
      */
     boolean gemmWgPays(int rows) {
-        return gemmWgOn && wgmmaFits && rows >= 1 && rows <= GEMM_WG_ON_MAX
+        return gemmWgOn && gemmWgRuns(rows);
+    }
+
+    /**
+     * Whether {@link #gemmWg} and its paired forms run {@code rows} rows here: an sm_90a device whose blocks may take
+     * their shared memory, up to {@value #GEMM_WG_ON_MAX} rows.
+     */
+    private boolean gemmWgRuns(int rows) {
+        return wgmmaFits && rows >= 1 && rows <= GEMM_WG_ON_MAX
                 && (sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit);
     }
 
@@ -1887,7 +1891,17 @@ public final class Kernels {
 
     /** The blocks of {@link #gemmWg} for {@code m} rows into {@code n} outputs, before the width is split. */
     static long gemmWgBlocks(int m, int n) {
-        return ((long) n + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES * (((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS);
+        return gemmWgTiles(n) * gemmWgRowBlocks(m);
+    }
+
+    /** The tiles of {@link #gemmWg} along the outputs: one for each {@value #GEMM_WG_FEATURES}. */
+    private static long gemmWgTiles(long n) {
+        return (n + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES;
+    }
+
+    /** The blocks of {@link #gemmWg} along x's rows: one for each {@value #GEMM_WG_ROWS}. */
+    private static long gemmWgRowBlocks(int m) {
+        return ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
     }
 
     /**
@@ -1914,10 +1928,10 @@ public final class Kernels {
         if (tiles == 0) {
             return;
         }
-        long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
+        long rowBlocks = gemmWgRowBlocks(m);
         if (gemmWgVersion == 2) {
-            MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
-            MemorySegment mw = tensorMaps().bf16(w, n, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
+            MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS, gemmTmaPromotion);
+            MemorySegment mw = tensorMaps().bf16(w, n, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS, gemmTmaPromotion);
             long fn = function("gemmTma" + split, p, GEMM_WG_SMEM);
             args.reset().blob(mx).blob(mw).ptr(bias).ptr(out).i32(outF32 ? 1 : 0).i32(m).i32(n).i32(k)
                     .i32(weightsFixed ? 1 : 0);
@@ -1943,8 +1957,8 @@ public final class Kernels {
         require(split == 1 || split == 2 || split == 4 || split == 8, op + ": split " + split + " (1, 2, 4 or 8)");
         require(sharedOptInLimit == 0 || GEMM_WG_SMEM <= sharedOptInLimit, op + ": a block takes " + GEMM_WG_SMEM
                 + " bytes of shared memory; this device allows " + sharedOptInLimit);
-        long tiles = ((long) n + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES;
-        long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
+        long tiles = gemmWgTiles(n);
+        long rowBlocks = gemmWgRowBlocks(m);
         require(tiles * split <= Integer.MAX_VALUE && rowBlocks <= 65535, op + ": " + m + " rows into " + n
                 + " outputs");
         return tiles;
@@ -1954,7 +1968,7 @@ public final class Kernels {
     private TensorMaps tensorMaps() {
         require(cu.tensorMaps(), "gemmWg version 2: the driver makes no tensor maps (cuTensorMapEncodeTiled)");
         if (tensorMaps == null) {
-            tensorMaps = new TensorMaps(cu, gemmTmaPromotion);
+            tensorMaps = new TensorMaps(cu);
         }
         return tensorMaps;
     }
@@ -2010,18 +2024,17 @@ public final class Kernels {
         if (gemmWgChecks(op, split, p, x, w, m, 2 * h, k) == 0) {
             return false;
         }
-        MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS);
-        MemorySegment mw = tensorMaps().bf16(w, 2L * h, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS / 2);
+        MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS, gemmTmaPromotion);
+        MemorySegment mw = tensorMaps().bf16(w, 2L * h, k, GEMM_TMA_BOX_COLS, GEMM_TMA_BOX_ROWS / 2,
+                gemmTmaPromotion);
         args.reset().blob(mx).blob(mw);
         return true;
     }
 
     /** Launches {@code op}{split} for m rows into h pairs, its arguments set: a block a tile of 64 pairs. */
     private void gemmTmaPairedLaunch(String op, int split, Precision p, int m, int h) {
-        long tiles = (2L * h + GEMM_WG_FEATURES - 1) / GEMM_WG_FEATURES;
-        long rowBlocks = ((long) m + GEMM_WG_ROWS - 1) / GEMM_WG_ROWS;
-        launch(function(op + split, p, GEMM_WG_SMEM), (int) (tiles * split), (int) rowBlocks, 1, GEMM_TMA_THREADS,
-                GEMM_WG_SMEM);
+        launch(function(op + split, p, GEMM_WG_SMEM), (int) (gemmWgTiles(2L * h) * split), (int) gemmWgRowBlocks(m), 1,
+                GEMM_TMA_THREADS, GEMM_WG_SMEM);
     }
 
     /** Rows of w a warp of gemv version 2 takes: 1, 2 or 4 for up to 2, 4 or 8 rows of x. */

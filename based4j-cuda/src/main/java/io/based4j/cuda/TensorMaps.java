@@ -27,27 +27,16 @@ final class TensorMaps {
         }
     };
 
-    /** The L2 promotion of the maps made from now on ({@link CudaDriver#TENSOR_MAP_L2_PROMOTIONS}). */
-    private int l2Promotion;
-
-    TensorMaps(CudaDriver cu, int l2Promotion) {
+    TensorMaps(CudaDriver cu) {
         this.cu = cu;
-        l2Promotion(l2Promotion);
-    }
-
-    /** Has the maps asked for from now on made with this L2 promotion (0 to 3: none, 64, 128, 256 bytes). */
-    void l2Promotion(int promotion) {
-        if (promotion < 0 || promotion >= CudaDriver.TENSOR_MAP_L2_PROMOTIONS) {
-            throw new IllegalArgumentException("tensor maps: L2 promotion " + promotion);
-        }
-        l2Promotion = promotion;
     }
 
     /**
      * The map of a row-major bf16 matrix of {@code rows x cols} at {@code address} (rows packed), read in boxes of
-     * {@code boxCols x boxRows} into the 128-byte swizzled layout, edges filled with zeros, at the L2 promotion set.
+     * {@code boxCols x boxRows} into the 128-byte swizzled layout, edges filled with zeros, with this L2 promotion
+     * ({@link CudaDriver#tensorMap2d}).
      */
-    MemorySegment bf16(long address, long rows, long cols, int boxCols, int boxRows) {
+    MemorySegment bf16(long address, long rows, long cols, int boxCols, int boxRows, int l2Promotion) {
         Key key = new Key(address, rows, cols, boxCols, boxRows, l2Promotion);
         MemorySegment map = maps.get(key);
         if (map == null) {
