@@ -336,6 +336,15 @@ public interface Backend extends AutoCloseable {
         default boolean replayFed(Graph graph, Sampled ids, TokenBatch batch) {
             return false;
         }
+
+        /**
+         * Whether a decode step of a new shape should run once op by op before it is recorded: where the backend
+         * chooses its products' algorithms by timing them on their first call, which cannot wait for the device
+         * while a step is being recorded (recorded first, the step would keep its untimed choices).
+         */
+        default boolean timesFirstCalls() {
+            return false;
+        }
     }
 
     /** A recorded forward call. */

@@ -158,7 +158,8 @@ public final class BasedModel implements AutoCloseable {
      * workspace: they are valid until its next call.
      *
      * <p>A decode step (one token per sequence, last logits only) is recorded the first time a session sees its
-     * number of sequences and replayed after that, where the backend records ({@link Backend#graphs()}).
+     * number of sequences and replayed after that, where the backend records ({@link Backend#graphs()}); the second
+     * time where the backend times its products on their first call ({@link Backend.StepGraphs#timesFirstCalls}).
      */
     public Backend.Buffer forward(Session session, TokenBatch batch, int[] tokens, boolean allLogits,
                                   LayerStack.LayerObserver observer) {
@@ -178,6 +179,10 @@ public final class BasedModel implements AutoCloseable {
         Backend.Buffer logits;
         if (step && !allLogits && observer == null && recorder != null && session.usesGraphs()) {
             Backend.Graph graph = session.graph(n);
+            if (graph == null && recorder.timesFirstCalls() && session.firstStep(n)) {
+                // op by op, so that the step's products are timed before the recording keeps their choices
+                return advanced(session, batch, run(session, ws, batch, tokens, false, null));
+            }
             if (graph == null) {
                 session.putGraph(n, recorder.record(tokens, batch, () -> run(session, ws, batch, tokens, false, null)));
             } else {
@@ -187,6 +192,11 @@ public final class BasedModel implements AutoCloseable {
         } else {
             logits = run(session, ws, batch, tokens, allLogits, observer);
         }
+        return advanced(session, batch, logits);
+    }
+
+    /** {@code logits}, once the session has advanced over {@code batch}. */
+    private static Backend.Buffer advanced(Session session, TokenBatch batch, Backend.Buffer logits) {
         session.advance(batch);
         return logits;
     }

@@ -26,7 +26,9 @@ import java.util.function.IntFunction;
  * takes, instead of the heuristic's first, the fastest of
  * its answer, each algorithm timed with events on the call's own inputs and a scratch output, and keeps the choice in
  * {@link GemmChoices} (for the process, and in a file), so that every later plan of the same product, in this process
- * or in a resumed run's, takes the same algorithm without timing. On an H200 the first choice was up to 41% slower
+ * or in a resumed run's, takes the same algorithm without timing. With {@value #TIMED_COLD_PROPERTY}{@code =true}
+ * each timed launch runs alone after the L2 cache is flushed, as a decode step's products meet their weights (back
+ * to back, the weights of a product of a few rows stay in the L2 cache from the second launch on). On an H200 the first choice was up to 41% slower
  * than the fastest for a training step's products with a float32 output (based-360m: 185,758 -> 190,106 tokens/s).
  *
  * <p>Float32 inputs use plain float32 arithmetic: {@code CUBLAS_COMPUTE_32F} with float32 A and B never selects TF32
@@ -98,6 +100,14 @@ public final class CublasLt implements AutoCloseable {
      * {@value #TIMED_MIN_MULTIPLY_ADDS}; a positive integer).
      */
     static final String TIMED_FROM_PROPERTY = "based4j.cuda.gemmTimedFrom";
+    /**
+     * The system property that has timing meet each product's operands cold ({@code true}; {@code false}, the
+     * default: back to back, the weights in the L2 cache from the second launch on): each timed launch after a write
+     * of {@link #COLD_BYTES} that flushes the L2 cache, timed alone, as a decode step's products meet their weights.
+     */
+    static final String TIMED_COLD_PROPERTY = "based4j.cuda.gemmTimedCold";
+    /** Bytes written to flush the L2 cache before a cold timed launch: well above any GPU's L2 cache (H200: 50 MB). */
+    static final long COLD_BYTES = 256L << 20;
     /** Launches of each algorithm timed (after one untimed) in each round when a plan's algorithm is chosen by timing. */
     private static final int TIMED_LAUNCHES = 5;
     /** Rounds over all the candidates when a plan's algorithm is chosen by timing; each candidate's best round counts. */
@@ -133,6 +143,10 @@ public final class CublasLt implements AutoCloseable {
     private final PlanCache<LtGemm, Plan> plans;
     /** The fewest multiply-adds of a product whose algorithm is chosen by timing ({@value #TIMED_FROM_PROPERTY}). */
     private final long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
+    /** Whether timed launches meet their operands cold ({@value #TIMED_COLD_PROPERTY}). */
+    private final boolean timedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
+    /** The heuristic's answer every plan built from now on takes, by index ({@link #forceAlgorithm}); -1: none. */
+    private int forced = -1;
     private long handle;
     private long launches;
     /** Where plans keep the algorithm timing chose ({@link #timing}); null: the heuristic's first, untimed. */
@@ -320,7 +334,9 @@ public final class CublasLt implements AutoCloseable {
             c = layout(g.cType(), g.m(), g.n(), g.ldc(), g);
             pref = preference(g);
             int chosen = heuristic(desc, a, b, c, pref);
-            if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= timedFrom) {
+            if (chosen >= 0 && forced >= 0) {
+                chosen = forced < count.get(INT, 0) && usable(forced) ? forced : NONE_FITS;
+            } else if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= timedFrom) {
                 chosen = chosen(g, desc, a, b, c, chosen, on);
             }
             if (chosen < 0) {
@@ -426,6 +442,15 @@ public final class CublasLt implements AutoCloseable {
         } catch (CudaException e) {
             return -1;  // no room to time in
         }
+        long flush = 0;
+        if (timedCold) {
+            try {
+                flush = cu.malloc(COLD_BYTES);
+            } catch (CudaException e) {
+                cu.free(scratch);
+                return -1;  // no room to flush the L2 cache with
+            }
+        }
         long start = 0;
         long end = 0;
         try {
@@ -452,13 +477,21 @@ public final class CublasLt implements AutoCloseable {
                     if (launch(desc, on, cRead, scratch, a, b, c, algo) != 0) {
                         continue;
                     }
-                    cu.record(start, stream);
-                    for (int t = 0; t < TIMED_LAUNCHES; t++) {
-                        launch(desc, on, cRead, scratch, a, b, c, algo);
+                    float roundMs = 0;
+                    // cold: each launch alone after the L2 cache is flushed; warm: all back to back
+                    for (int t = 0; t < (flush != 0 ? TIMED_LAUNCHES : 1); t++) {
+                        if (flush != 0) {
+                            cu.memsetD8Async(flush, t, COLD_BYTES, stream);
+                        }
+                        cu.record(start, stream);
+                        for (int u = 0; u < (flush != 0 ? 1 : TIMED_LAUNCHES); u++) {
+                            launch(desc, on, cRead, scratch, a, b, c, algo);
+                        }
+                        cu.record(end, stream);
+                        cu.synchronizeEvent(end);
+                        roundMs += cu.elapsedMillis(start, end);
                     }
-                    cu.record(end, stream);
-                    cu.synchronizeEvent(end);
-                    ms[i] = Math.min(ms[i], cu.elapsedMillis(start, end));
+                    ms[i] = Math.min(ms[i], roundMs);
                 }
             }
             int best = first;
@@ -479,7 +512,13 @@ public final class CublasLt implements AutoCloseable {
                     cu.synchronize(stream);
                 }
             } finally {
-                cu.free(scratch);
+                try {
+                    cu.free(scratch);
+                } finally {
+                    if (flush != 0) {
+                        cu.free(flush);
+                    }
+                }
             }
         }
     }
@@ -516,6 +555,39 @@ public final class CublasLt implements AutoCloseable {
     }
 
     /**
+     * The value of {@value #TIMED_COLD_PROPERTY}: false where unset.
+     *
+     * @throws IllegalArgumentException naming the property and the value where it is neither true nor false
+     */
+    static boolean timedCold(String value) {
+        if (value == null || value.isBlank() || value.strip().equalsIgnoreCase("false")) {
+            return false;
+        }
+        if (value.strip().equalsIgnoreCase("true")) {
+            return true;
+        }
+        throw new IllegalArgumentException("-D" + TIMED_COLD_PROPERTY + "=" + value + ": expected true or false");
+    }
+
+    /**
+     * For the kernel workbench: plans built from now on take the algorithm at {@code index} in the heuristic's answer
+     * (none where it has fewer, or that one does not fit: {@link #matmul} then returns false), untimed; -1 gives the
+     * usual choice back. Drops every plan kept, so that the next call of each product builds its plan again.
+     */
+    void forceAlgorithm(int index) {
+        if (index < -1 || index >= HEURISTIC_RESULTS) {
+            throw new IllegalArgumentException("algorithm " + index + " of the heuristic's " + HEURISTIC_RESULTS);
+        }
+        forced = index;
+        plans.close();
+    }
+
+    /** How many algorithms the heuristic offered the plan built last. */
+    int lastAnswerCount() {
+        return count.get(INT, 0);
+    }
+
+    /**
      * Has plans built from now on (products of at least {@value #TIMED_MIN_MULTIPLY_ADDS} multiply-adds, or what
      * {@value #TIMED_FROM_PROPERTY} sets) take the
      * algorithm kept in {@code choices} for their product on a device named {@code deviceName}, else the fastest of
@@ -525,7 +597,8 @@ public final class CublasLt implements AutoCloseable {
     public CublasLt timing(GemmChoices choices, String deviceName) {
         this.timing = choices;
         // what the heuristic's answer depends on besides the product: the device, the library, the workspace
-        this.timingPrefix = deviceName.replace('\t', ' ') + "|cublasLt " + version() + "|workspace " + workspaceBytes;
+        this.timingPrefix = deviceName.replace('\t', ' ') + "|cublasLt " + version() + "|workspace " + workspaceBytes
+                + (timedCold ? "|cold" : "");
         return this;
     }
 

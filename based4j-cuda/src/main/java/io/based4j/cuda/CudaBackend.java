@@ -2984,6 +2984,11 @@ public final class CudaBackend implements TrainingBackend {
 
     private final StepGraphs graphs = new StepGraphs() {
         @Override
+        public boolean timesFirstCalls() {
+            return lt.timing();
+        }
+
+        @Override
         public Graph record(int[] tokens, TokenBatch batch, Runnable forward) {
             bind();
             if (recording) {

@@ -158,9 +158,10 @@ public final class KernelWorkbench {
                         && kernels.gemmRowsPays(s.m(), s.n(), s.k());
                 boolean gemvUsed = !wgUsed && !rowsUsed && s.m() <= Kernels.GEMV_MAX_ROWS && kernels.gemvPays(s.m(), s.n(), s.k());
                 names.add("cublasLt" + (gemvUsed || rowsUsed || wgUsed ? "" : " (used)"));
-                calls.add(c -> gpu.cublasLt().matmul(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), s.k(), 1f, ws[c],
-                        Cublas.R_16BF, s.k(), xd, Cublas.R_16BF, s.k(), 0f, out, Cublas.R_16BF, s.n(),
-                        Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0));
+                java.util.function.IntPredicate lt = c -> gpu.cublasLt().matmul(Cublas.OP_T, Cublas.OP_N, s.n(),
+                        s.m(), s.k(), 1f, ws[c], Cublas.R_16BF, s.k(), xd, Cublas.R_16BF, s.k(), 0f, out,
+                        Cublas.R_16BF, s.n(), Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0);
+                calls.add(lt::test);
                 boolean streamed = s.m() <= Kernels.GEMV_FUSED_MAX_ROWS && gemvStreamed(kernels, s);
                 for (int v = 1; v <= Kernels.GEMV_VERSIONS && s.m() <= Kernels.GEMV_MAX_ROWS; v++) {
                     int version = v;
@@ -243,6 +244,7 @@ public final class KernelWorkbench {
                         results.add(new Result("gemv", shape, names.get(i), ms, bytes / (ms * 1e-3) / 1e9, error,
                                 GEMV_BOUND));
                     }
+                    results.addAll(cublasLtAnswers(arena, s, shape, lt, out, outBytes, copies, bytes, want));
                     if (wgFits && cu.tensorMaps() && s.name().endsWith("mlp in")) {
                         results.addAll(gemmTmaSwiglu(arena, s, shape, xd, ws, out, copies, want));
                     }
@@ -253,6 +255,36 @@ public final class KernelWorkbench {
             freeAll();
         }
         return results;
+    }
+
+    /**
+     * The product through each algorithm of cuBLASLt's heuristic's answer in turn (the row "cublasLt" takes its
+     * first that fits), each checked and timed on cold weights as the other rows: whether another of its answers
+     * beats its first at this shape. {@code lt} runs the product on weight copy c (false: no plan for it).
+     */
+    private List<Result> cublasLtAnswers(Arena arena, GemvShape s, String shape, java.util.function.IntPredicate lt,
+                                         long out, long outBytes, int copies, double bytes, double[] want) {
+        List<Result> results = new ArrayList<>();
+        CublasLt plans = gpu.cublasLt();
+        try {
+            for (int i = 0; ; i++) {
+                plans.forceAlgorithm(i);
+                cu.memsetD8Async(out, 0, outBytes, stream);
+                boolean ran = lt.test(0);
+                int answers = plans.lastAnswerCount();
+                if (ran) {
+                    double error = maxError(download(arena, out, outBytes), want);
+                    double ms = time(copies, lt::test);
+                    results.add(new Result("gemv", shape, "cublasLt answer " + i + " of " + answers, ms,
+                            bytes / (ms * 1e-3) / 1e9, error, GEMV_BOUND));
+                }
+                if (i + 1 >= answers) {
+                    return results;
+                }
+            }
+        } finally {
+            plans.forceAlgorithm(-1);
+        }
     }
 
     /**

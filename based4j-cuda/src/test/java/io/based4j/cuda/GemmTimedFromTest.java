@@ -1,12 +1,16 @@
 package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
 
-/** {@code -Dbased4j.cuda.gemmTimedFrom}: a positive number of multiply-adds, the default where unset, else refused. */
+/**
+ * {@code -Dbased4j.cuda.gemmTimedFrom}: a positive number of multiply-adds, the default where unset, else refused;
+ * {@code -Dbased4j.cuda.gemmTimedCold}: true or false, false where unset, else refused.
+ */
 class GemmTimedFromTest {
     @Test
     void theThresholdIsAPositiveNumber() {
@@ -17,6 +21,20 @@ class GemmTimedFromTest {
         for (String bad : new String[] {"0", "-3", "lots", "1e6"}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> CublasLt.timedFrom(bad));
             assertTrue(e.getMessage().contains(CublasLt.TIMED_FROM_PROPERTY) && e.getMessage().contains(bad),
+                    e.getMessage());
+        }
+    }
+
+    @Test
+    void coldTimingIsTrueOrFalse() {
+        assertFalse(CublasLt.timedCold(null));
+        assertFalse(CublasLt.timedCold(""));
+        assertFalse(CublasLt.timedCold("false"));
+        assertTrue(CublasLt.timedCold("true"));
+        assertTrue(CublasLt.timedCold(" TRUE "));
+        for (String bad : new String[] {"yes", "1", "cold"}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> CublasLt.timedCold(bad));
+            assertTrue(e.getMessage().contains(CublasLt.TIMED_COLD_PROPERTY) && e.getMessage().contains(bad),
                     e.getMessage());
         }
     }
