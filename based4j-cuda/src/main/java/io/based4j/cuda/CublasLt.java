@@ -147,6 +147,10 @@ public final class CublasLt implements AutoCloseable {
     private final boolean timedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
     /** The heuristic's answer every plan built from now on takes, by index ({@link #forceAlgorithm}); -1: none. */
     private int forced = -1;
+    /** The split-k the forced algorithm is set to (1: as the heuristic gave it). */
+    private int forcedSplit = 1;
+    /** What the plan built last with a forced algorithm runs ({@link #forcedDescription}). */
+    private String forcedDescription = "";
     private long handle;
     private long launches;
     /** Where plans keep the algorithm timing chose ({@link #timing}); null: the heuristic's first, untimed. */
@@ -336,6 +340,18 @@ public final class CublasLt implements AutoCloseable {
             int chosen = heuristic(desc, a, b, c, pref);
             if (chosen >= 0 && forced >= 0) {
                 chosen = forced < count.get(INT, 0) && usable(forced) ? forced : NONE_FITS;
+                if (chosen >= 0) {
+                    MemorySegment algo = forcedAlgorithm(desc, a, b, c, chosen);
+                    if (algo == null) {
+                        return new Plan(0, 0, 0, 0, null, "split-k " + forcedSplit + " refused");
+                    }
+                    Plan plan = new Plan(desc, a, b, c, algo, null);
+                    desc = 0;
+                    a = 0;
+                    b = 0;
+                    c = 0;
+                    return plan;
+                }
             } else if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= timedFrom) {
                 chosen = chosen(g, desc, a, b, c, chosen, on);
             }
@@ -357,6 +373,59 @@ public final class CublasLt implements AutoCloseable {
             destroy(l.layoutDestroy, b);
             destroy(l.layoutDestroy, a);
             destroy(l.descDestroy, desc);
+        }
+    }
+
+    // cublasLtMatmulAlgoConfigAttributes_t and cublasLtMatmulAlgoCapAttributes_t
+    private static final int CONFIG_ID = 0;
+    private static final int CONFIG_TILE_ID = 1;
+    private static final int CONFIG_SPLITK_NUM = 2;
+    private static final int CONFIG_REDUCTION_SCHEME = 3;
+    private static final int CONFIG_STAGES_ID = 6;
+    private static final int CAP_SPLITK_SUPPORT = 0;
+
+    /**
+     * A copy of result {@code index} of the heuristic's last answer, set to {@link #forcedSplit} (partial sums in
+     * float32) where that is not 1 and checked by {@code cublasLtMatmulAlgoCheck}; null where the algorithm has no
+     * split-k or the check refuses it. Describes it in {@link #forcedDescription}.
+     */
+    private MemorySegment forcedAlgorithm(long desc, long a, long b, long c, int index) {
+        MemorySegment algo = Arena.ofAuto().allocate(ALGO_BYTES, 8);
+        algo.copyFrom(results.asSlice(index * HEURISTIC_RESULT_BYTES, ALGO_BYTES));
+        float waves = results.get(ValueLayout.JAVA_FLOAT, index * HEURISTIC_RESULT_BYTES + 76);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment v = arena.allocate(8, 8);
+            MemorySegment written = arena.allocate(8, 8);
+            if (forcedSplit != 1) {
+                int r = (int) l.algoCapGet.invokeExact(algo, CAP_SPLITK_SUPPORT, v, 4L, written);
+                if (r != 0 || v.get(INT, 0) == 0) {
+                    forcedDescription = "no split-k";
+                    return null;
+                }
+                v.set(INT, 0, forcedSplit);
+                r = (int) l.algoConfigSet.invokeExact(algo, CONFIG_SPLITK_NUM, v, 4L);
+                v.set(INT, 0, REDUCTION_COMPUTE_TYPE);
+                int r2 = (int) l.algoConfigSet.invokeExact(algo, CONFIG_REDUCTION_SCHEME, v, 4L);
+                MemorySegment result = arena.allocate(HEURISTIC_RESULT_BYTES, 16);
+                int r3 = (int) l.algoCheck.invokeExact(live(), desc, a, b, c, c, algo, result);
+                if (r != 0 || r2 != 0 || r3 != 0 || result.get(LONG, RESULT_WORKSPACE) > workspaceBytes) {
+                    forcedDescription = "split-k " + forcedSplit + " refused (" + r + ", " + r2 + ", " + r3 + ")";
+                    return null;
+                }
+                waves = result.get(ValueLayout.JAVA_FLOAT, 76);
+            }
+            StringBuilder d = new StringBuilder();
+            int[] attributes = {CONFIG_ID, CONFIG_TILE_ID, CONFIG_SPLITK_NUM, CONFIG_STAGES_ID};
+            String[] names = {"id", "tile", "split", "stages"};
+            for (int i = 0; i < attributes.length; i++) {
+                v.set(LONG, 0, 0);
+                int r = (int) l.algoConfigGet.invokeExact(algo, attributes[i], v, 4L, written);
+                d.append(i == 0 ? "" : " ").append(names[i]).append(' ').append(r == 0 ? v.get(INT, 0) : -1);
+            }
+            forcedDescription = d.append(String.format(java.util.Locale.ROOT, " waves %.2f", waves)).toString();
+            return algo;
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
         }
     }
 
@@ -575,11 +644,26 @@ public final class CublasLt implements AutoCloseable {
      * usual choice back. Drops every plan kept, so that the next call of each product builds its plan again.
      */
     void forceAlgorithm(int index) {
-        if (index < -1 || index >= HEURISTIC_RESULTS) {
-            throw new IllegalArgumentException("algorithm " + index + " of the heuristic's " + HEURISTIC_RESULTS);
+        forceAlgorithm(index, 1);
+    }
+
+    /**
+     * {@link #forceAlgorithm(int)}, the algorithm set to {@code split} parts of k summed in float32 where that is not
+     * 1 (none where it has no split-k, or cuBLASLt's check refuses it).
+     */
+    void forceAlgorithm(int index, int split) {
+        if (index < -1 || index >= HEURISTIC_RESULTS || split < 1) {
+            throw new IllegalArgumentException("algorithm " + index + " of the heuristic's " + HEURISTIC_RESULTS
+                    + ", split-k " + split);
         }
         forced = index;
+        forcedSplit = split;
         plans.close();
+    }
+
+    /** What the plan built last with a forced algorithm runs: its configuration, or why there is none. */
+    String forcedDescription() {
+        return forcedDescription;
     }
 
     /** How many algorithms the heuristic offered the plan built last. */
@@ -824,6 +908,10 @@ public final class CublasLt implements AutoCloseable {
         final MethodHandle preferenceSetAttribute;
         final MethodHandle heuristic;
         final MethodHandle matmul;
+        final MethodHandle algoConfigSet;
+        final MethodHandle algoConfigGet;
+        final MethodHandle algoCapGet;
+        final MethodHandle algoCheck;
 
         Lib(NativeLibraries.Library library) {
             super(library, "cublasLt");
@@ -849,6 +937,14 @@ public final class CublasLt implements AutoCloseable {
             matmul = b.bind("cublasLtMatmul", INT,
                     HANDLE, HANDLE, PTR, HANDLE, HANDLE, HANDLE, HANDLE, PTR, HANDLE, HANDLE, HANDLE, HANDLE, PTR,
                     HANDLE, LONG, HANDLE);
+            // (cublasLtMatmulAlgo_t*, attribute, const void* buf, size_t sizeInBytes)
+            algoConfigSet = b.bind("cublasLtMatmulAlgoConfigSetAttribute", INT, PTR, INT, PTR, LONG);
+            // (const cublasLtMatmulAlgo_t*, attribute, void* buf, size_t sizeInBytes, size_t* sizeWritten)
+            algoConfigGet = b.bind("cublasLtMatmulAlgoConfigGetAttribute", INT, PTR, INT, PTR, LONG, PTR);
+            algoCapGet = b.bind("cublasLtMatmulAlgoCapGetAttribute", INT, PTR, INT, PTR, LONG, PTR);
+            // (handle, desc, Adesc, Bdesc, Cdesc, Ddesc, const algo*, cublasLtMatmulHeuristicResult_t* result)
+            algoCheck = b.bind("cublasLtMatmulAlgoCheck", INT, HANDLE, HANDLE, HANDLE, HANDLE, HANDLE, HANDLE, PTR,
+                    PTR);
         }
     }
 }

@@ -262,21 +262,31 @@ public final class KernelWorkbench {
      * first that fits), each checked and timed on cold weights as the other rows: whether another of its answers
      * beats its first at this shape. {@code lt} runs the product on weight copy c (false: no plan for it).
      */
+    /** The split-k forms each of cuBLASLt's answers is tried in (1: as the heuristic gave it). */
+    private static final int[] LT_SPLITS = {1, 2, 3, 4, 6, 8};
+
     private List<Result> cublasLtAnswers(Arena arena, GemvShape s, String shape, java.util.function.IntPredicate lt,
                                          long out, long outBytes, int copies, double bytes, double[] want) {
         List<Result> results = new ArrayList<>();
         CublasLt plans = gpu.cublasLt();
         try {
             for (int i = 0; ; i++) {
-                plans.forceAlgorithm(i);
-                cu.memsetD8Async(out, 0, outBytes, stream);
-                boolean ran = lt.test(0);
-                int answers = plans.lastAnswerCount();
-                if (ran) {
-                    double error = maxError(download(arena, out, outBytes), want);
-                    double ms = time(copies, lt::test);
-                    results.add(new Result("gemv", shape, "cublasLt answer " + i + " of " + answers, ms,
-                            bytes / (ms * 1e-3) / 1e9, error, GEMV_BOUND));
+                int answers = 0;
+                for (int split : LT_SPLITS) {
+                    plans.forceAlgorithm(i, split);
+                    cu.memsetD8Async(out, 0, outBytes, stream);
+                    boolean ran = lt.test(0);
+                    answers = plans.lastAnswerCount();
+                    if (ran) {
+                        String what = plans.forcedDescription();
+                        double error = maxError(download(arena, out, outBytes), want);
+                        double ms = time(copies, lt::test);
+                        results.add(new Result("gemv", shape, "cublasLt answer " + i + " of " + answers
+                                + (split == 1 ? "" : " split " + split) + " (" + what + ")", ms,
+                                bytes / (ms * 1e-3) / 1e9, error, GEMV_BOUND));
+                    } else if (split == 1) {
+                        break;  // the answer itself does not run: none of its splits will
+                    }
                 }
                 if (i + 1 >= answers) {
                     return results;
