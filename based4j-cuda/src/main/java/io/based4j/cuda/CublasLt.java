@@ -101,9 +101,10 @@ public final class CublasLt implements AutoCloseable {
      */
     static final String TIMED_FROM_PROPERTY = "based4j.cuda.gemmTimedFrom";
     /**
-     * The system property that has timing meet each product's operands cold ({@code true}; {@code false}, the
-     * default: back to back, the weights in the L2 cache from the second launch on): each timed launch after a write
-     * of {@link #COLD_BYTES} that flushes the L2 cache, timed alone, as a decode step's products meet their weights.
+     * The system property that has timing meet each product's operands cold ({@code true}: each timed launch after a
+     * write of {@link #COLD_BYTES} that flushes the L2 cache, timed alone, as a decode step's products meet their
+     * weights) or warm ({@code false}: back to back, a few rows' weights in the L2 cache from the second launch on).
+     * Unset, inference's timing ({@code -Dbased4j.cuda.gemmTiming=true}) is cold and a training run's warm.
      */
     static final String TIMED_COLD_PROPERTY = "based4j.cuda.gemmTimedCold";
     /** Bytes written to flush the L2 cache before a cold timed launch: well above any GPU's L2 cache (H200: 50 MB). */
@@ -144,7 +145,7 @@ public final class CublasLt implements AutoCloseable {
     /** The fewest multiply-adds of a product whose algorithm is chosen by timing ({@value #TIMED_FROM_PROPERTY}). */
     private final long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
     /** Whether timed launches meet their operands cold ({@value #TIMED_COLD_PROPERTY}). */
-    private final boolean timedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
+    private boolean timedCold;
     /** The heuristic's answer every plan built from now on takes, by index ({@link #forceAlgorithm}); -1: none. */
     private int forced = -1;
     /** The split-k the forced algorithm is set to (1: as the heuristic gave it). */
@@ -624,12 +625,15 @@ public final class CublasLt implements AutoCloseable {
     }
 
     /**
-     * The value of {@value #TIMED_COLD_PROPERTY}: false where unset.
+     * The value of {@value #TIMED_COLD_PROPERTY}: null where unset.
      *
      * @throws IllegalArgumentException naming the property and the value where it is neither true nor false
      */
-    static boolean timedCold(String value) {
-        if (value == null || value.isBlank() || value.strip().equalsIgnoreCase("false")) {
+    static Boolean timedCold(String value) {
+        if (value == null || value.isBlank()) {
+            return null;
+        }
+        if (value.strip().equalsIgnoreCase("false")) {
             return false;
         }
         if (value.strip().equalsIgnoreCase("true")) {
@@ -679,6 +683,16 @@ public final class CublasLt implements AutoCloseable {
      * waits for the device, so nothing is timed while the stream is captured ({@link #capturing(boolean)}).
      */
     public CublasLt timing(GemmChoices choices, String deviceName) {
+        return timing(choices, deviceName, false);
+    }
+
+    /**
+     * {@link #timing(GemmChoices, String)}, each timed launch meeting its operands cold where {@code cold} (unless
+     * {@value #TIMED_COLD_PROPERTY} says otherwise): inference's timing, whose decode steps meet their weights cold.
+     */
+    public CublasLt timing(GemmChoices choices, String deviceName, boolean cold) {
+        Boolean asked = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
+        this.timedCold = asked != null ? asked : cold;
         this.timing = choices;
         // what the heuristic's answer depends on besides the product: the device, the library, the workspace
         this.timingPrefix = deviceName.replace('\t', ' ') + "|cublasLt " + version() + "|workspace " + workspaceBytes

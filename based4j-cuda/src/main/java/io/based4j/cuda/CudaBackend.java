@@ -198,7 +198,7 @@ public final class CudaBackend implements TrainingBackend {
         // one stream: cuBLASLt's products never overlap cuBLAS's, so they share its workspace
         this.lt = CublasLt.create(stream, cublasWorkspace, CUBLAS_WORKSPACE);
         if (gemmTiming(System.getProperty(GEMM_TIMING_PROPERTY)) == Boolean.TRUE) {
-            lt.timing(gemmChoices(), deviceName);
+            lt.timing(gemmChoices(), deviceName, true);  // inference: its decode steps meet their weights cold
         }
         this.kernels = new Kernels(cu, module, stream);
         kernels.computeCapability(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),

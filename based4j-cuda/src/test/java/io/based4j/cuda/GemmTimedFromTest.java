@@ -2,6 +2,7 @@ package io.based4j.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -9,7 +10,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * {@code -Dbased4j.cuda.gemmTimedFrom}: a positive number of multiply-adds, the default where unset, else refused;
- * {@code -Dbased4j.cuda.gemmTimedCold}: true or false, false where unset, else refused.
+ * {@code -Dbased4j.cuda.gemmTimedCold}: true or false, null (each caller's default) where unset, else refused.
  */
 class GemmTimedFromTest {
     @Test
@@ -27,8 +28,8 @@ class GemmTimedFromTest {
 
     @Test
     void coldTimingIsTrueOrFalse() {
-        assertFalse(CublasLt.timedCold(null));
-        assertFalse(CublasLt.timedCold(""));
+        assertNull(CublasLt.timedCold(null));
+        assertNull(CublasLt.timedCold(""));
         assertFalse(CublasLt.timedCold("false"));
         assertTrue(CublasLt.timedCold("true"));
         assertTrue(CublasLt.timedCold(" TRUE "));
