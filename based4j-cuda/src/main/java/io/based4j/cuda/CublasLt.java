@@ -144,7 +144,9 @@ public final class CublasLt implements AutoCloseable {
     private final PlanCache<LtGemm, Plan> plans;
     /** The fewest multiply-adds of a product whose algorithm is chosen by timing ({@value #TIMED_FROM_PROPERTY}). */
     private final long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
-    /** Whether timed launches meet their operands cold ({@value #TIMED_COLD_PROPERTY}). */
+    /** What {@value #TIMED_COLD_PROPERTY} asks for (null: each kind of timing's own default). */
+    private final Boolean askedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
+    /** Whether timed launches meet their operands cold. */
     private boolean timedCold;
     /** The heuristic's answer every plan built from now on takes, by index ({@link #forceAlgorithm}); -1: none. */
     private int forced = -1;
@@ -339,19 +341,11 @@ public final class CublasLt implements AutoCloseable {
             c = layout(g.cType(), g.m(), g.n(), g.ldc(), g);
             pref = preference(g);
             int chosen = heuristic(desc, a, b, c, pref);
+            MemorySegment algo = null;
             if (chosen >= 0 && forced >= 0) {
                 chosen = forced < count.get(INT, 0) && usable(forced) ? forced : NONE_FITS;
-                if (chosen >= 0) {
-                    MemorySegment algo = forcedAlgorithm(desc, a, b, c, chosen);
-                    if (algo == null) {
-                        return new Plan(0, 0, 0, 0, null, "split-k " + forcedSplit + " refused");
-                    }
-                    Plan plan = new Plan(desc, a, b, c, algo, null);
-                    desc = 0;
-                    a = 0;
-                    b = 0;
-                    c = 0;
-                    return plan;
+                if (chosen >= 0 && (algo = forcedAlgorithm(desc, a, b, c, chosen)) == null) {
+                    return new Plan(0, 0, 0, 0, null, "split-k " + forcedSplit + " refused");
                 }
             } else if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= timedFrom) {
                 chosen = chosen(g, desc, a, b, c, chosen, on);
@@ -360,8 +354,10 @@ public final class CublasLt implements AutoCloseable {
                 // nothing to keep but the answer: what was made is destroyed below
                 return new Plan(0, 0, 0, 0, null, noAlgorithm(chosen));
             }
-            MemorySegment algo = Arena.ofAuto().allocate(ALGO_BYTES, 8);
-            algo.copyFrom(results.asSlice(chosen * HEURISTIC_RESULT_BYTES, ALGO_BYTES));
+            if (algo == null) {
+                algo = Arena.ofAuto().allocate(ALGO_BYTES, 8);
+                algo.copyFrom(results.asSlice(chosen * HEURISTIC_RESULT_BYTES, ALGO_BYTES));
+            }
             Plan plan = new Plan(desc, a, b, c, algo, null);
             desc = 0;
             a = 0;
@@ -630,16 +626,7 @@ public final class CublasLt implements AutoCloseable {
      * @throws IllegalArgumentException naming the property and the value where it is neither true nor false
      */
     static Boolean timedCold(String value) {
-        if (value == null || value.isBlank()) {
-            return null;
-        }
-        if (value.strip().equalsIgnoreCase("false")) {
-            return false;
-        }
-        if (value.strip().equalsIgnoreCase("true")) {
-            return true;
-        }
-        throw new IllegalArgumentException("-D" + TIMED_COLD_PROPERTY + "=" + value + ": expected true or false");
+        return Kernels.onOff(TIMED_COLD_PROPERTY, value);
     }
 
     /**
@@ -691,8 +678,7 @@ public final class CublasLt implements AutoCloseable {
      * {@value #TIMED_COLD_PROPERTY} says otherwise): inference's timing, whose decode steps meet their weights cold.
      */
     public CublasLt timing(GemmChoices choices, String deviceName, boolean cold) {
-        Boolean asked = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
-        this.timedCold = asked != null ? asked : cold;
+        this.timedCold = askedCold != null ? askedCold : cold;
         this.timing = choices;
         // what the heuristic's answer depends on besides the product: the device, the library, the workspace
         this.timingPrefix = deviceName.replace('\t', ' ') + "|cublasLt " + version() + "|workspace " + workspaceBytes
