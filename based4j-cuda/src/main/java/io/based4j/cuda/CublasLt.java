@@ -26,10 +26,11 @@ import java.util.function.IntFunction;
  * takes, instead of the heuristic's first, the fastest of
  * its answer, each algorithm timed with events on the call's own inputs and a scratch output, and keeps the choice in
  * {@link GemmChoices} (for the process, and in a file), so that every later plan of the same product, in this process
- * or in a resumed run's, takes the same algorithm without timing. With {@value #TIMED_COLD_PROPERTY}{@code =true}
- * each timed launch runs alone after the L2 cache is flushed, as a decode step's products meet their weights (back
- * to back, the weights of a product of a few rows stay in the L2 cache from the second launch on). On an H200 the first choice was up to 41% slower
+ * or in a resumed run's, takes the same algorithm without timing. On an H200 the first choice was up to 41% slower
  * than the fastest for a training step's products with a float32 output (based-360m: 185,758 -> 190,106 tokens/s).
+ * Inference's timing (and any where {@value #TIMED_COLD_PROPERTY}{@code =true}) runs each timed launch alone after
+ * the L2 cache is flushed, as a decode step's products meet their weights; back to back, the weights of a product of
+ * a few rows would stay in the L2 cache from the second launch on.
  *
  * <p>Float32 inputs use plain float32 arithmetic: {@code CUBLAS_COMPUTE_32F} with float32 A and B never selects TF32
  * (that is {@code CUBLAS_COMPUTE_32F_FAST_TF32}), and the heuristic is told, through its implementation mask, to skip
@@ -88,6 +89,7 @@ public final class CublasLt implements AutoCloseable {
     static final long HEURISTIC_RESULT_BYTES = 96;
     private static final long RESULT_WORKSPACE = 64;
     private static final long RESULT_STATE = 72;
+    private static final long RESULT_WAVES = 76;
     /**
      * Algorithms asked of the heuristic per plan: untimed, the first that fits is taken (they come fastest first by
      * the heuristic's estimate); timed ({@link #timing}), the fastest of them all.
@@ -389,7 +391,7 @@ public final class CublasLt implements AutoCloseable {
     private MemorySegment forcedAlgorithm(long desc, long a, long b, long c, int index) {
         MemorySegment algo = Arena.ofAuto().allocate(ALGO_BYTES, 8);
         algo.copyFrom(results.asSlice(index * HEURISTIC_RESULT_BYTES, ALGO_BYTES));
-        float waves = results.get(ValueLayout.JAVA_FLOAT, index * HEURISTIC_RESULT_BYTES + 76);
+        float waves = results.get(ValueLayout.JAVA_FLOAT, index * HEURISTIC_RESULT_BYTES + RESULT_WAVES);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment v = arena.allocate(8, 8);
             MemorySegment written = arena.allocate(8, 8);
@@ -409,7 +411,7 @@ public final class CublasLt implements AutoCloseable {
                     forcedDescription = "split-k " + forcedSplit + " refused (" + r + ", " + r2 + ", " + r3 + ")";
                     return null;
                 }
-                waves = result.get(ValueLayout.JAVA_FLOAT, 76);
+                waves = result.get(ValueLayout.JAVA_FLOAT, RESULT_WAVES);
             }
             StringBuilder d = new StringBuilder();
             int[] attributes = {CONFIG_ID, CONFIG_TILE_ID, CONFIG_SPLITK_NUM, CONFIG_STAGES_ID};
