@@ -567,7 +567,7 @@ final class BenchGpuCommand implements Callable<Integer> {
                 dev.synchronize();
                 t[1] = System.nanoTime();
             });
-            // two untimed steps: the first records the step's CUDA graph
+            // two untimed steps: the first records the step's CUDA graph (the second, where products are timed)
             for (int s = 0; s < 2; s++) {
                 d.step();
             }

@@ -16,6 +16,8 @@ import java.util.Arrays;
 import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.Locale;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * A BASED language model (or an attention baseline in the same format) on a {@link Backend}: the parallel form
@@ -29,6 +31,11 @@ public final class BasedModel implements AutoCloseable {
     private final long parameters;
     private final long weightBytes;
     private final LayerStack stack;
+    /**
+     * Numbers of sequences whose decode step ran once op by op (in any session) where the backend times its products
+     * on their first call: their plans are made, so a step of that many is recorded at once from then on.
+     */
+    private final Set<Integer> steppedUnrecorded = ConcurrentHashMap.newKeySet();
 
     private BasedModel(ModelWeights weights, Backend backend, Arena arena, String name) {
         this.config = weights.config();
@@ -158,8 +165,9 @@ public final class BasedModel implements AutoCloseable {
      * workspace: they are valid until its next call.
      *
      * <p>A decode step (one token per sequence, last logits only) is recorded the first time a session sees its
-     * number of sequences and replayed after that, where the backend records ({@link Backend#graphs()}); the second
-     * time where the backend times its products on their first call ({@link Backend.StepGraphs#timesFirstCalls}).
+     * number of sequences and replayed after that, where the backend records ({@link Backend#graphs()}). Where the
+     * backend times its products on their first call ({@link Backend.StepGraphs#timesFirstCalls}), the model's first
+     * step of a number of sequences runs op by op instead, so that its products are timed, and later ones record.
      */
     public Backend.Buffer forward(Session session, TokenBatch batch, int[] tokens, boolean allLogits,
                                   LayerStack.LayerObserver observer) {
@@ -179,7 +187,7 @@ public final class BasedModel implements AutoCloseable {
         Backend.Buffer logits;
         if (step && !allLogits && observer == null && recorder != null && session.usesGraphs()) {
             Backend.Graph graph = session.graph(n);
-            if (graph == null && recorder.timesFirstCalls() && session.firstStep(n)) {
+            if (graph == null && recorder.timesFirstCalls() && steppedUnrecorded.add(n)) {
                 // op by op, so that the step's products are timed before the recording keeps their choices
                 return advanced(session, batch, run(session, ws, batch, tokens, false, null));
             }

@@ -4,9 +4,7 @@ import io.based4j.backend.Backend;
 import io.based4j.backend.TokenBatch;
 import java.util.Arrays;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * Per-sequence recurrent state of a model: one mixer state per layer for each of {@code slots} sequences, how many
@@ -22,8 +20,6 @@ public final class Session implements AutoCloseable {
     private final Workspace workspace;
     /** Recorded decode steps by number of sequences. */
     private final Map<Integer, Backend.Graph> graphs = new HashMap<>();
-    /** Numbers of sequences whose decode step ran once op by op before its recording ({@link #firstStep}). */
-    private final Set<Integer> steppedUnrecorded = new HashSet<>();
     private boolean useGraphs = true;
     private boolean closed;
 
@@ -67,11 +63,6 @@ public final class Session implements AutoCloseable {
 
     void putGraph(int sequences, Backend.Graph graph) {
         graphs.put(sequences, graph);
-    }
-
-    /** True the first time it is asked for {@code sequences}: whether this is the session's first step of them. */
-    boolean firstStep(int sequences) {
-        return steppedUnrecorded.add(sequences);
     }
 
     BasedModel model() {

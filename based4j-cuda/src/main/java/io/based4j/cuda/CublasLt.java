@@ -145,9 +145,9 @@ public final class CublasLt implements AutoCloseable {
     private final MemorySegment results;
     private final PlanCache<LtGemm, Plan> plans;
     /** The fewest multiply-adds of a product whose algorithm is chosen by timing ({@value #TIMED_FROM_PROPERTY}). */
-    private final long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
+    private final long timedFrom;
     /** What {@value #TIMED_COLD_PROPERTY} asks for (null: each kind of timing's own default). */
-    private final Boolean askedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
+    private final Boolean askedCold;
     /** Whether timed launches meet their operands cold. */
     private boolean timedCold;
     /** The heuristic's answer every plan built from now on takes, by index ({@link #forceAlgorithm}); -1: none. */
@@ -171,9 +171,12 @@ public final class CublasLt implements AutoCloseable {
     /** The status of the last destroy call (see {@link #destroy(MethodHandle, long)}). */
     private int destroyStatus;
 
-    private CublasLt(Lib l, long handle, long stream, long workspace, long workspaceBytes) {
+    private CublasLt(Lib l, long handle, long stream, long workspace, long workspaceBytes, long timedFrom,
+                     Boolean askedCold) {
         this.l = l;
         this.handle = handle;
+        this.timedFrom = timedFrom;
+        this.askedCold = askedCold;
         this.stream = stream;
         this.workspace = workspace;
         this.workspaceBytes = workspaceBytes;
@@ -197,8 +200,11 @@ public final class CublasLt implements AutoCloseable {
     public static CublasLt create(long stream, long workspace, long workspaceBytes) {
         CudaDriver.get();
         Lib l = LIB.get();
+        // the settings first: a bad one is named before there is a handle to give back
+        long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
+        Boolean askedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
         return new CublasLt(l, l.createHandle(l.create, "cublasLtCreate"), stream, workspace,
-                workspace == 0 ? 0 : workspaceBytes);
+                workspace == 0 ? 0 : workspaceBytes, timedFrom, askedCold);
     }
 
     /** Whether cuBLASLt can be loaded (loading it if that has not been tried yet). */
@@ -345,9 +351,14 @@ public final class CublasLt implements AutoCloseable {
             int chosen = heuristic(desc, a, b, c, pref);
             MemorySegment algo = null;
             if (chosen >= 0 && forced >= 0) {
-                chosen = forced < count.get(INT, 0) && usable(forced) ? forced : NONE_FITS;
-                if (chosen >= 0 && (algo = forcedAlgorithm(desc, a, b, c, chosen)) == null) {
-                    return new Plan(0, 0, 0, 0, null, "split-k " + forcedSplit + " refused");
+                int found = count.get(INT, 0);
+                if (forced >= found || !usable(forced)) {
+                    forcedDescription = "answer " + forced + " of " + found + (forced >= found ? ": none" : ": unusable");
+                    return new Plan(0, 0, 0, 0, null, forcedDescription);
+                }
+                chosen = forced;
+                if ((algo = forcedAlgorithm(desc, a, b, c, chosen)) == null) {
+                    return new Plan(0, 0, 0, 0, null, forcedDescription);
                 }
             } else if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= timedFrom) {
                 chosen = chosen(g, desc, a, b, c, chosen, on);
@@ -441,6 +452,7 @@ public final class CublasLt implements AutoCloseable {
         }
         if (r != 0) {
             heuristicStatus = r;
+            count.set(INT, 0, 0);  // no answer: not the last plan's count
             return HEURISTIC_FAILED;
         }
         int found = count.get(INT, 0);
@@ -488,8 +500,9 @@ public final class CublasLt implements AutoCloseable {
 
     /**
      * The index in {@link #results} of the fastest of the algorithms the heuristic found (from {@code first}, the first
-     * that fits), each launched once then {@value #TIMED_LAUNCHES} times between two events, its best of
-     * {@value #TIMED_ROUNDS} such rounds, on {@code on}'s inputs
+     * that fits), each launched once then {@value #TIMED_LAUNCHES} times, its best of {@value #TIMED_ROUNDS} such
+     * rounds (warm: the launches back to back between two events; cold: each after a write that flushes the L2 cache,
+     * between events of its own, the round their sum), on {@code on}'s inputs
      * and a scratch output (so the call's own output is neither written nor, where it accumulates, added to twice).
      * {@code first} where every other candidate fails to launch; -1 where the scratch cannot be had (nothing timed).
      */

@@ -558,16 +558,20 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * Training's products repeat every step: from now on each takes the fastest of the algorithms cuBLASLt's heuristic
      * offers, timed on its first call (a few milliseconds) and kept in {@link GemmChoices}, so that a resumed run
-     * takes the same ones; unless {@code -Dbased4j.cuda.gemmTiming=false}.
+     * takes the same ones; unless {@code -Dbased4j.cuda.gemmTiming=false}. Timed warm (back to back) unless
+     * {@code -Dbased4j.cuda.gemmTimedCold=true}, also where inference's timing (cold) was on before.
      */
     @Override
     public void timeProducts() {
-        if (!lt.timing() && gemmTiming(System.getProperty(GEMM_TIMING_PROPERTY)) != Boolean.FALSE) {
+        if (gemmTiming(System.getProperty(GEMM_TIMING_PROPERTY)) != Boolean.FALSE) {
             timeProducts(gemmChoices());
         }
     }
 
-    /** {@link #timeProducts()} with the choices kept in {@code choices}, whatever the system properties say. */
+    /**
+     * {@link #timeProducts()} with the choices kept in {@code choices}, whatever {@code -Dbased4j.cuda.gemmTiming}
+     * says ({@code -Dbased4j.cuda.gemmTimedCold} still chooses cold or warm).
+     */
     void timeProducts(GemmChoices choices) {
         bind();
         lt.timing(choices, deviceName);

@@ -257,14 +257,14 @@ public final class KernelWorkbench {
         return results;
     }
 
+    /** The split-k forms each of cuBLASLt's answers is tried in (1: as the heuristic gave it). */
+    private static final int[] LT_SPLITS = {1, 2, 3, 4, 6, 8};
+
     /**
      * The product through each algorithm of cuBLASLt's heuristic's answer in turn (the row "cublasLt" takes its
      * first that fits), each checked and timed on cold weights as the other rows: whether another of its answers
      * beats its first at this shape. {@code lt} runs the product on weight copy c (false: no plan for it).
      */
-    /** The split-k forms each of cuBLASLt's answers is tried in (1: as the heuristic gave it). */
-    private static final int[] LT_SPLITS = {1, 2, 3, 4, 6, 8};
-
     private List<Result> cublasLtAnswers(Arena arena, GemvShape s, String shape, java.util.function.IntPredicate lt,
                                          long out, long outBytes, int copies, double bytes, double[] want) {
         List<Result> results = new ArrayList<>();

@@ -113,10 +113,8 @@ class StepsAheadTest {
                     next = wantIds;
                 }
                 // steps 1 and 2 (four sequences, recorded at step 0) and 4 and 5 (three, recorded at step 3) took
-                // their ids on the device; where products are timed (-Dbased4j.cuda.gemmTiming=true) each shape's
-                // first step runs op by op and its second is recorded, so only steps 2 and 5 replay fed
-                int unrecorded = gpu.graphs().timesFirstCalls() ? 1 : 0;
-                assertEquals(4 - 2 * unrecorded, gpu.fedSteps() - fedBefore, "fed replays");
+                // their ids on the device
+                assertEquals(4, gpu.fedSteps() - fedBefore, "fed replays");
             }
         }
     }
@@ -157,9 +155,7 @@ class StepsAheadTest {
                     clock.go(hold);
                     assertArrayEquals(want[s], drawn.ids(), "ids of step " + s);
                 }
-                // every step after the first, but the second where the first ran op by op (products timed)
-                int unrecorded = gpu.graphs().timesFirstCalls() ? 1 : 0;
-                assertEquals(steps - 1 - unrecorded, gpu.fedSteps() - fedBefore, "fed replays");
+                assertEquals(steps - 1, gpu.fedSteps() - fedBefore, "fed replays");
             }
         }
     }
