@@ -189,22 +189,17 @@ public final class BasedModel implements AutoCloseable {
             Backend.Graph graph = session.graph(n);
             if (graph == null && recorder.timesFirstCalls() && steppedUnrecorded.add(n)) {
                 // op by op, so that the step's products are timed before the recording keeps their choices
-                return advanced(session, batch, run(session, ws, batch, tokens, false, null));
-            }
-            if (graph == null) {
+                logits = run(session, ws, batch, tokens, false, null);
+            } else if (graph == null) {
                 session.putGraph(n, recorder.record(tokens, batch, () -> run(session, ws, batch, tokens, false, null)));
+                logits = stepLogits(ws, n);
             } else {
                 recorder.replay(graph, tokens, batch);
+                logits = stepLogits(ws, n);
             }
-            logits = stepLogits(ws, n);
         } else {
             logits = run(session, ws, batch, tokens, allLogits, observer);
         }
-        return advanced(session, batch, logits);
-    }
-
-    /** {@code logits}, once the session has advanced over {@code batch}. */
-    private static Backend.Buffer advanced(Session session, TokenBatch batch, Backend.Buffer logits) {
         session.advance(batch);
         return logits;
     }

@@ -231,7 +231,7 @@ class DecodeEqualsPrefillTest {
         return c.name() + " on " + backend + ": " + what + " [seed=" + SEED + " -Dbased4j.seed=" + SEED + "]";
     }
 
-    private static double rms(float[] logits) {
+    static double rms(float[] logits) {
         double s = 0;
         for (float v : logits) {
             s += (double) v * v;

@@ -105,13 +105,11 @@ class FirstStepUnrecordedTest {
      */
     private static void assertNear(float[] want, float[] got, String what) {
         assertEquals(want.length, got.length);
-        double rms = 0;
+        double rms = DecodeEqualsPrefillTest.rms(want);
         double worst = 0;
         for (int i = 0; i < want.length; i++) {
-            rms += (double) want[i] * want[i];
             worst = Math.max(worst, Math.abs(got[i] - want[i]));
         }
-        rms = Math.sqrt(rms / want.length);
         assertTrue(worst <= DecodeEqualsPrefillTest.REL_TOL * rms,
                 what + ": largest difference " + worst + " against rms " + rms);
     }

@@ -36,8 +36,11 @@ public final class KernelWorkbench {
     /** Kernels the workbench has versions of. */
     public static final List<String> KERNELS = List.of("gemv", "crossEntropy", "attentionDecode",
             "linearAttentionDecode", "linearAttentionPrefill", "addRmsNorm");
-    /** Bytes of input copies the timed calls go through at least (more than an H200's 50 MiB L2 cache). */
-    static final long COLD_BYTES = 256L << 20;
+    /**
+     * Bytes of input copies the timed calls go through at least (more than an H200's 50 MiB L2 cache): those that
+     * cuBLASLt's cold timing writes to flush the L2 cache.
+     */
+    static final long COLD_BYTES = CublasLt.COLD_BYTES;
 
     /**
      * One version of a kernel at one shape: the mean milliseconds a call, the bytes a call must move at least over
