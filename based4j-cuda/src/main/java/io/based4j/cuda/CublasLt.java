@@ -59,6 +59,10 @@ public final class CublasLt implements AutoCloseable {
     static final int DESC_BIAS_POINTER = 8;
 
     // cublasLtMatmulPreferenceAttributes_t
+    // cublasLtMatrixLayoutAttribute_t
+    static final int LAYOUT_BATCH_COUNT = 5;
+    static final int LAYOUT_STRIDED_BATCH_OFFSET = 6;
+
     static final int PREF_MAX_WORKSPACE_BYTES = 1;
     static final int PREF_MIN_ALIGNMENT_A_BYTES = 5;
     static final int PREF_MIN_ALIGNMENT_B_BYTES = 6;
@@ -258,6 +262,12 @@ public final class CublasLt implements AutoCloseable {
         if (epilogue != EPILOGUE_DEFAULT) {
             setPointer(p.desc, DESC_BIAS_POINTER, bias, g);
         }
+        run(g, p, alpha, A, B, beta, C, D);
+        return true;
+    }
+
+    /** Enqueues {@code p}'s product (the plan of {@code g}) on these operands. */
+    private void run(LtGemm g, Plan p, float alpha, long A, long B, float beta, long C, long D) {
         this.alpha.set(ValueLayout.JAVA_FLOAT, 0, alpha);
         this.beta.set(ValueLayout.JAVA_FLOAT, 0, beta);
         int r;
@@ -271,6 +281,27 @@ public final class CublasLt implements AutoCloseable {
             throw l.error(g.describe(), r);
         }
         launches++;
+    }
+
+    /**
+     * {@code count} products {@code D_i = alpha op(A_i) op(B_i) + beta C_i} into C in one call (cuBLASLt's strided
+     * batch), {@code A_i} at A plus i times {@code strideA} elements, and so on; no epilogue. With strides that walk
+     * along k ({@code strideA} and {@code strideB} a k-th of the rows' width) it is a product split along k into
+     * partial sums, {@code C_i} one each.
+     *
+     * @return false, with nothing enqueued, where cuBLASLt has no algorithm for these products
+     * @throws CudaException naming the products when the launch fails
+     */
+    public boolean matmulBatched(int transA, int transB, int m, int n, int k, float alpha, long A, int aType, int lda,
+                                 long strideA, long B, int bType, int ldb, long strideB, float beta, long C, int cType,
+                                 int ldc, long strideC, int count, int computeType) {
+        LtGemm g = LtGemm.of(transA, transB, m, n, k, A, aType, lda, B, bType, ldb, beta != 0f, C, cType, ldc,
+                computeType, EPILOGUE_DEFAULT, 0).batched(count, strideA, strideB, strideC);
+        Plan p = plans.get(g, key -> build(key, 0, new Operands(alpha, A, B, beta, C, C, 0)));
+        if (p.algo == null) {
+            return false;
+        }
+        run(g, p, alpha, A, B, beta, C, C);
         return true;
     }
 
@@ -344,9 +375,9 @@ public final class CublasLt implements AutoCloseable {
                 // the heuristic reads the bias pointer's alignment from the descriptor
                 setPointer(desc, DESC_BIAS_POINTER, bias, g);
             }
-            a = layout(g.aType(), g.aRows(), g.aCols(), g.lda(), g);
-            b = layout(g.bType(), g.bRows(), g.bCols(), g.ldb(), g);
-            c = layout(g.cType(), g.m(), g.n(), g.ldc(), g);
+            a = layout(g.aType(), g.aRows(), g.aCols(), g.lda(), g.strideA(), g);
+            b = layout(g.bType(), g.bRows(), g.bCols(), g.ldb(), g.strideB(), g);
+            c = layout(g.cType(), g.m(), g.n(), g.ldc(), g.strideC(), g);
             pref = preference(g);
             int chosen = heuristic(desc, a, b, c, pref);
             MemorySegment algo = null;
@@ -509,7 +540,7 @@ public final class CublasLt implements AutoCloseable {
     private int fastest(LtGemm g, long desc, long a, long b, long c, int first, Operands on) {
         int found = count.get(INT, 0);
         int elementBytes = g.cType() == Cublas.R_32F ? 4 : 2;
-        long outBytes = ((long) g.ldc() * (g.n() - 1) + g.m()) * elementBytes;
+        long outBytes = ((long) g.ldc() * (g.n() - 1) + g.m() + g.strideC() * (g.batch() - 1)) * elementBytes;
         long biasOffset = (outBytes + 255) & ~255L;
         boolean gradient = g.epilogue() == EPILOGUE_BGRADA || g.epilogue() == EPILOGUE_BGRADB;
         long scratchBytes = biasOffset + (gradient ? (long) Math.max(g.m(), g.n()) * elementBytes : 0);
@@ -746,7 +777,8 @@ public final class CublasLt implements AutoCloseable {
         }
     }
 
-    private long layout(int type, int rows, int cols, int ld, LtGemm g) {
+    /** A matrix layout of {@code g}'s, made a strided batch of {@code g.batch()} where that is more than 1. */
+    private long layout(int type, int rows, int cols, int ld, long stride, LtGemm g) {
         int r;
         try {
             r = (int) l.layoutCreate.invokeExact(value, type, (long) rows, (long) cols, (long) ld);
@@ -757,7 +789,26 @@ public final class CublasLt implements AutoCloseable {
             throw l.error("cublasLtMatrixLayoutCreate(" + LtGemm.typeName(type) + ", " + rows + "x" + cols + ", ld "
                     + ld + ") for " + g.describe(), r);
         }
-        return value.get(LONG, 0);
+        long layout = value.get(LONG, 0);
+        if (g.batch() > 1) {
+            try {
+                value.set(INT, 0, g.batch());
+                int r1 = (int) l.layoutSetAttribute.invokeExact(layout, LAYOUT_BATCH_COUNT, value, 4L);
+                value.set(LONG, 0, stride);
+                int r2 = (int) l.layoutSetAttribute.invokeExact(layout, LAYOUT_STRIDED_BATCH_OFFSET, value, 8L);
+                if (r1 != 0 || r2 != 0) {
+                    throw l.error("cublasLtMatrixLayoutSetAttribute(batch " + g.batch() + ", stride " + stride
+                            + ") for " + g.describe(), r1 != 0 ? r1 : r2);
+                }
+            } catch (RuntimeException e) {
+                destroy(l.layoutDestroy, layout);
+                throw e;
+            } catch (Throwable t) {
+                destroy(l.layoutDestroy, layout);
+                throw CudaDriver.rethrow(t);
+            }
+        }
+        return layout;
     }
 
     private long created(MethodHandle create, String call, LtGemm g) {
@@ -918,6 +969,7 @@ public final class CublasLt implements AutoCloseable {
         final MethodHandle descSetAttribute;
         final MethodHandle layoutCreate;
         final MethodHandle layoutDestroy;
+        final MethodHandle layoutSetAttribute;
         final MethodHandle preferenceCreate;
         final MethodHandle preferenceDestroy;
         final MethodHandle preferenceSetAttribute;
@@ -942,6 +994,8 @@ public final class CublasLt implements AutoCloseable {
             // (cublasLtMatrixLayout_t*, cudaDataType, uint64_t rows, uint64_t cols, int64_t ld)
             layoutCreate = b.bind("cublasLtMatrixLayoutCreate", INT, PTR, INT, LONG, LONG, LONG);
             layoutDestroy = b.bind("cublasLtMatrixLayoutDestroy", INT, HANDLE);
+            // (cublasLtMatrixLayout_t, cublasLtMatrixLayoutAttribute_t, const void* buf, size_t sizeInBytes)
+            layoutSetAttribute = b.bind("cublasLtMatrixLayoutSetAttribute", INT, HANDLE, INT, PTR, LONG);
             preferenceCreate = b.bind("cublasLtMatmulPreferenceCreate", INT, PTR);
             preferenceDestroy = b.bind("cublasLtMatmulPreferenceDestroy", INT, HANDLE);
             preferenceSetAttribute = b.bind("cublasLtMatmulPreferenceSetAttribute", INT, HANDLE, INT, PTR, LONG);

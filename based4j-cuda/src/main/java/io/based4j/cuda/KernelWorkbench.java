@@ -248,6 +248,9 @@ public final class KernelWorkbench {
                                 GEMV_BOUND));
                     }
                     results.addAll(cublasLtAnswers(arena, s, shape, lt, out, outBytes, copies, bytes, want));
+                    if (s.m() >= LT_BATCHED_FROM_ROWS) {
+                        results.addAll(cublasLtSplitBatched(arena, s, shape, xd, ws, copies, want));
+                    }
                     if (wgFits && cu.tensorMaps() && s.name().endsWith("mlp in")) {
                         results.addAll(gemmTmaSwiglu(arena, s, shape, xd, ws, out, copies, want));
                     }
@@ -298,6 +301,76 @@ public final class KernelWorkbench {
         } finally {
             plans.forceAlgorithm(-1);
         }
+    }
+
+    /** The rows of x from which the product split along k into a batch of partial sums is tried. */
+    static final int LT_BATCHED_FROM_ROWS = 64;
+    /** How many parts along k the batched form splits a product into (where k divides into 16-byte parts). */
+    private static final int[] LT_BATCHED_SPLITS = {2, 4, 7, 8};
+
+    /**
+     * The product split along k into S parts made as one strided batch of cuBLASLt products (the i-th on the i-th
+     * k-th of W's rows and of x's), each writing its float32 partial sums to a slab of its own, through each
+     * algorithm of the heuristic's answer in turn: what the product itself costs where its S partial sums are added
+     * by the op after it (the residual's add and the next norm), with no split-k reduction of cuBLASLt's. Checked by
+     * summing the slabs on the host; the bytes counted are the weights, x and the float32 slabs written.
+     */
+    private List<Result> cublasLtSplitBatched(Arena arena, GemvShape s, String shape, long xd, long[] ws, int copies,
+                                              double[] want) {
+        List<Result> results = new ArrayList<>();
+        CublasLt plans = gpu.cublasLt();
+        long slab = (long) s.m() * s.n();
+        for (int split : LT_BATCHED_SPLITS) {
+            if (s.k() % split != 0 || (s.k() / split) % 8 != 0) {
+                continue;
+            }
+            int part = s.k() / split;
+            long partials = alloc(4 * slab * split);
+            double bytes = 2.0 * s.n() * s.k() + 2.0 * s.m() * s.k() + 4.0 * slab * split;
+            java.util.function.IntPredicate lt = c -> plans.matmulBatched(Cublas.OP_T, Cublas.OP_N, s.n(), s.m(), part,
+                    1f, ws[c], Cublas.R_16BF, s.k(), part, xd, Cublas.R_16BF, s.k(), part, 0f, partials, Cublas.R_32F,
+                    s.n(), slab, split, Cublas.COMPUTE_32F);
+            try {
+                for (int i = 0; ; i++) {
+                    plans.forceAlgorithm(i);
+                    cu.memsetD8Async(partials, 0, 4 * slab * split, stream);
+                    boolean ran = lt.test(0);
+                    int answers = plans.lastAnswerCount();
+                    if (ran) {
+                        String what = plans.forcedDescription();
+                        MemorySegment got = download(arena, partials, 4 * slab * split);
+                        double ms = time(copies, lt::test);
+                        results.add(new Result("gemv", shape, "cublasLt k in " + split + " batched, float32 partials,"
+                                + " answer " + i + " of " + answers + " (" + what + ")", ms, bytes / (ms * 1e-3) / 1e9,
+                                summedError(got, split, slab, want), GEMV_BOUND));
+                    }
+                    if (i + 1 >= answers) {
+                        break;
+                    }
+                }
+            } finally {
+                plans.forceAlgorithm(-1);
+            }
+        }
+        return results;
+    }
+
+    /**
+     * The largest |sum - want| over the largest |want|, the sum in float64 of {@code split} float32 slabs of
+     * {@code slab} values each (their first {@code want.length}).
+     */
+    private static double summedError(MemorySegment partials, int split, long slab, double[] want) {
+        double worst = 0;
+        double scale = 0;
+        for (int i = 0; i < want.length; i++) {
+            double sum = 0;
+            for (int p = 0; p < split; p++) {
+                sum += partials.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, p * slab + i);
+            }
+            worst = Math.max(worst, Double.isFinite(sum) ? Math.abs(sum - want[i]) : Double.POSITIVE_INFINITY);
+            scale = Math.max(scale, Math.abs(want[i]));
+        }
+        return scale == 0 ? worst : worst / scale;
     }
 
     /**

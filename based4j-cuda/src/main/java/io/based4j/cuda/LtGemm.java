@@ -15,9 +15,13 @@ package io.based4j.cuda;
  * @param accumulate  whether beta is nonzero (D adds to what it held)
  * @param alignA      the alignment of A's address in bytes, at most 256 (see {@link #alignment})
  * @param alignBias   the alignment of the bias vector's address (256 where there is none)
+ * @param batch       how many such products one call makes (1: one), the i-th on A, B and C advanced by i times
+ *                    {@code strideA}, {@code strideB} and {@code strideC} elements (cuBLASLt's strided batch; the
+ *                    alignments then those of every product's addresses)
  */
 record LtGemm(int transA, int transB, int m, int n, int k, int aType, int lda, int bType, int ldb, int cType, int ldc,
-              int computeType, int epilogue, boolean accumulate, int alignA, int alignB, int alignC, int alignBias) {
+              int computeType, int epilogue, boolean accumulate, int alignA, int alignB, int alignC, int alignBias,
+              int batch, long strideA, long strideB, long strideC) {
 
     /** The most alignment cuBLASLt's algorithms ask for (its default minimum alignment preference). */
     static final int MAX_ALIGNMENT = 256;
@@ -34,6 +38,11 @@ record LtGemm(int transA, int transB, int m, int n, int k, int aType, int lda, i
                     computeType, epilogue, accumulate) + ": a leading dimension is less than its matrix's " + aRows
                     + "/" + bRows + "/" + m + " rows (A/B/C)");
         }
+        if (batch < 1 || (batch > 1 && (strideA < 0 || strideB < 0 || strideC < (long) ldc * n))) {
+            throw new IllegalArgumentException(describe(transA, transB, m, n, k, aType, lda, bType, ldb, cType, ldc,
+                    computeType, epilogue, accumulate) + ": a batch of " + batch + " with strides " + strideA + "/"
+                    + strideB + "/" + strideC + " (A/B/C; C's must keep the products' outputs apart)");
+        }
     }
 
     /**
@@ -49,7 +58,23 @@ record LtGemm(int transA, int transB, int m, int n, int k, int aType, int lda, i
                     + " needs a bias vector" : "a bias vector needs a bias epilogue"));
         }
         return new LtGemm(transA, transB, m, n, k, aType, lda, bType, ldb, cType, ldc, computeType, epilogue,
-                accumulate, alignment(a), alignment(b), alignment(c), alignment(bias));
+                accumulate, alignment(a), alignment(b), alignment(c), alignment(bias), 1, 0, 0, 0);
+    }
+
+    /**
+     * This product made {@code count} times by one call, the i-th on A, B and C advanced by i times the strides (in
+     * elements); the alignments are those of every product's addresses.
+     */
+    LtGemm batched(int count, long strideA, long strideB, long strideC) {
+        return new LtGemm(transA, transB, m, n, k, aType, lda, bType, ldb, cType, ldc, computeType, epilogue,
+                accumulate, Math.min(alignA, alignment(strideA * typeBytes(aType))),
+                Math.min(alignB, alignment(strideB * typeBytes(bType))),
+                Math.min(alignC, alignment(strideC * typeBytes(cType))), alignBias, count, strideA, strideB, strideC);
+    }
+
+    /** The bytes of one value of a {@code cudaDataType}. */
+    static int typeBytes(int type) {
+        return type == Cublas.R_32F ? 4 : 2;
     }
 
     /** How {@code address} is aligned, in bytes: its lowest set bit, at most {@link #MAX_ALIGNMENT} (0 counts as that). */
@@ -61,7 +86,8 @@ record LtGemm(int transA, int transB, int m, int n, int k, int aType, int lda, i
     String key() {
         return transA + "," + transB + "," + m + "," + n + "," + k + "," + aType + "," + lda + "," + bType + ","
                 + ldb + "," + cType + "," + ldc + "," + computeType + "," + epilogue + "," + (accumulate ? 1 : 0)
-                + "," + alignA + "," + alignB + "," + alignC + "," + alignBias;
+                + "," + alignA + "," + alignB + "," + alignC + "," + alignBias
+                + (batch == 1 ? "" : ",batch " + batch + "," + strideA + "," + strideB + "," + strideC);
     }
 
     int aRows() {
@@ -82,8 +108,10 @@ record LtGemm(int transA, int transB, int m, int n, int k, int aType, int lda, i
 
     /** The call with its shape, for messages: {@code cublasLtMatmul(TN, m=4096, n=16384, k=1024, ...)}. */
     String describe() {
-        return describe(transA, transB, m, n, k, aType, lda, bType, ldb, cType, ldc, computeType, epilogue,
+        String one = describe(transA, transB, m, n, k, aType, lda, bType, ldb, cType, ldc, computeType, epilogue,
                 accumulate);
+        return batch == 1 ? one : one.substring(0, one.length() - 1) + ", batch " + batch + " strided " + strideA
+                + "/" + strideB + "/" + strideC + ")";
     }
 
     private static String describe(int transA, int transB, int m, int n, int k, int aType, int lda, int bType,

@@ -167,6 +167,61 @@ class CublasLtMatmulTest {
         }
     }
 
+    /**
+     * A product split along k into a strided batch ({@link CublasLt#matmulBatched}): 128 x 3584 . 3584 x 1792 (a
+     * based-1b MLP out-projection at 128 sequences) in 7 parts, and an awkward 37 x 96 . 96 x 45 in 2: each part's
+     * float32 slab is the product of its k-th of x and W against float64, within float32's sum bound for its own
+     * width, and no slab spills into the next.
+     */
+    @Test
+    void aProductSplitAlongKIntoABatchGivesEachPartsSums() {
+        CudaBackend gpu = bf16;
+        for (int[] s : new int[][] {{128, 3584, 1792, 7}, {37, 96, 45, 2}}) {
+            int n = s[0];
+            int k = s[1];
+            int m = s[2];
+            int split = s[3];
+            int part = k / split;
+            String what = String.format("matmulBatched n %d, k %d in %d, m %d", n, k, split, m);
+            float[] wv = stored(Precision.BF16, gaussian(random, m * k, 1 / Math.sqrt(k)));
+            Buffer x = gpu.upload(gaussian(random, n * k, 1), n, k);
+            float[] xv = gpu.download(x);
+            CudaWeight w = (CudaWeight) gpu.weight(Tensor.ofFloats(wv, m, k));
+            Buffer out = gpu.allocateF32(split * n + 1, m);  // a row past the slabs, to see that none spills
+            float[] before = gpu.download(out);
+            assertTrue(gpu.cublasLt().matmulBatched(Cublas.OP_T, Cublas.OP_N, m, n, part, 1f, w.ptr, Cublas.R_16BF, k,
+                    part, ((CudaBuffer) x).ptr, Cublas.R_16BF, k, part, 0f, ((CudaBuffer) out).ptr, Cublas.R_32F, m,
+                    (long) m * n, split, Cublas.COMPUTE_32F), what + ": cuBLASLt has an algorithm");
+            float[] got = gpu.download(out);
+            for (int q = 0; q < split; q++) {
+                double[] xs = new double[n * part];
+                double[] ws = new double[m * part];
+                for (int r = 0; r < n; r++) {
+                    for (int j = 0; j < part; j++) {
+                        xs[r * part + j] = xv[r * k + q * part + j];
+                    }
+                }
+                for (int r = 0; r < m; r++) {
+                    for (int j = 0; j < part; j++) {
+                        ws[r * part + j] = wv[r * k + q * part + j];
+                    }
+                }
+                double[] want = new double[n * m];
+                DenseOps.matmul(xs, n, part, ws, m, null, want);
+                double[] bound = new double[n * m];
+                DenseOps.matmul(abs(xs), n, part, abs(ws), m, null, bound);
+                for (int i = 0; i < bound.length; i++) {
+                    bound[i] *= 2 * (part + 2) * U;
+                }
+                Near.within(what + " part " + q, want, Arrays.copyOfRange(got, q * n * m, (q + 1) * n * m), bound);
+            }
+            assertTrue(Arrays.equals(before, split * n * m, (split * n + 1) * m, got, split * n * m,
+                    (split * n + 1) * m), what + ": nothing written past the last slab");
+            gpu.release(x);
+            gpu.release(out);
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(Precision.class)
     void matmulRowsMatchesTheReference(Precision p) {

@@ -105,4 +105,31 @@ class LtGemmTest {
                 Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, BASE));
         assertTrue(stray.getMessage().endsWith("a bias vector needs a bias epilogue"), stray.getMessage());
     }
+
+    @Test
+    void aBatchSplitAlongKIsAPlanOfItsOwnWithTheStridesAlignment() {
+        // 128 x 3584 . 3584 x 1792 as 7 products along k (512 each) into float32 slabs of 1792 x 128
+        LtGemm one = LtGemm.of(Cublas.OP_T, Cublas.OP_N, 1792, 128, 512, BASE, Cublas.R_16BF, 3584, BASE,
+                Cublas.R_16BF, 3584, false, BASE, Cublas.R_32F, 1792, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0);
+        LtGemm seven = one.batched(7, 512, 512, 1792L * 128);
+        assertNotEquals(one, seven);
+        assertEquals(256, seven.alignA(), "512 bf16 values: 1024 bytes between products");
+        assertEquals(256, seven.alignC());
+        assertNotEquals(one.key(), seven.key());
+        assertTrue(seven.key().startsWith(one.key() + ",batch 7,"), seven.key());
+        assertTrue(seven.describe().endsWith(", batch 7 strided 512/512/229376)"), seven.describe());
+        // a part of 8 values apart (16 bytes) is only that aligned, as are the later products' addresses
+        assertEquals(16, one.batched(2, 8, 8, 1792L * 128).alignA());
+        assertEquals(one.key(), one.batched(1, 0, 0, 0).key(), "a batch of one is the product itself");
+    }
+
+    @Test
+    void aBatchWhoseOutputsOverlapIsRefused() {
+        LtGemm one = LtGemm.of(Cublas.OP_T, Cublas.OP_N, 64, 8, 32, BASE, Cublas.R_16BF, 64, BASE, Cublas.R_16BF, 64,
+                false, BASE, Cublas.R_32F, 64, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0);
+        IllegalArgumentException overlap = assertThrows(IllegalArgumentException.class,
+                () -> one.batched(2, 32, 32, 64L * 8 - 1));
+        assertTrue(overlap.getMessage().contains("a batch of 2 with strides 32/32/511"), overlap.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> one.batched(0, 32, 32, 512));
+    }
 }
