@@ -248,7 +248,7 @@ public final class KernelWorkbench {
                                 GEMV_BOUND));
                     }
                     results.addAll(cublasLtAnswers(arena, s, shape, lt, out, outBytes, copies, bytes, want));
-                    if (s.m() >= LT_BATCHED_FROM_ROWS) {
+                    if (s.m() >= LT_BATCHED_FROM_ROWS && s.n() <= LT_BATCHED_MAX_OUTPUTS) {
                         results.addAll(cublasLtSplitBatched(arena, s, shape, xd, ws, copies, want));
                     }
                     if (wgFits && cu.tensorMaps() && s.name().endsWith("mlp in")) {
@@ -305,6 +305,8 @@ public final class KernelWorkbench {
 
     /** The rows of x from which the product split along k into a batch of partial sums is tried. */
     static final int LT_BATCHED_FROM_ROWS = 64;
+    /** The widest output the batched form is tried for (a decode step's products, not the head). */
+    static final int LT_BATCHED_MAX_OUTPUTS = 8192;
     /** How many parts along k the batched form splits a product into (where k divides into 16-byte parts). */
     private static final int[] LT_BATCHED_SPLITS = {2, 4, 7, 8};
 
@@ -338,11 +340,11 @@ public final class KernelWorkbench {
                     int answers = plans.lastAnswerCount();
                     if (ran) {
                         String what = plans.forcedDescription();
-                        MemorySegment got = download(arena, partials, 4 * slab * split);
+                        double error = summedError(arena, partials, split, slab, want);
                         double ms = time(copies, lt::test);
                         results.add(new Result("gemv", shape, "cublasLt k in " + split + " batched, float32 partials,"
                                 + " answer " + i + " of " + answers + " (" + what + ")", ms, bytes / (ms * 1e-3) / 1e9,
-                                summedError(got, split, slab, want), GEMV_BOUND));
+                                error, GEMV_BOUND));
                     }
                     if (i + 1 >= answers) {
                         break;
@@ -357,15 +359,19 @@ public final class KernelWorkbench {
 
     /**
      * The largest |sum - want| over the largest |want|, the sum in float64 of {@code split} float32 slabs of
-     * {@code slab} values each (their first {@code want.length}).
+     * {@code slab} values each at {@code partials} on the device (their first {@code want.length}).
      */
-    private static double summedError(MemorySegment partials, int split, long slab, double[] want) {
+    private double summedError(Arena arena, long partials, int split, long slab, double[] want) {
+        MemorySegment[] slabs = new MemorySegment[split];
+        for (int p = 0; p < split; p++) {
+            slabs[p] = download(arena, partials + 4 * slab * p, 4L * want.length);
+        }
         double worst = 0;
         double scale = 0;
         for (int i = 0; i < want.length; i++) {
             double sum = 0;
             for (int p = 0; p < split; p++) {
-                sum += partials.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, p * slab + i);
+                sum += slabs[p].getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i);
             }
             worst = Math.max(worst, Double.isFinite(sum) ? Math.abs(sum - want[i]) : Double.POSITIVE_INFINITY);
             scale = Math.max(scale, Math.abs(want[i]));
