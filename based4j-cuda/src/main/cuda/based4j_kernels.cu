@@ -889,6 +889,29 @@ B4J_KERNEL(attentionAppend, 128,
  * written by the host) reaches ticket, or timeoutNs have passed on the global timer, whichever comes first. One
  * thread. Used by op profiles so that the events around an op time the device's work, not the host queuing it.
  */
+/**
+ * Copies count bytes (a multiple of 16, both pointers 16-byte aligned) from src to dst, delayNs after the wait for
+ * the kernel before; launched programmatically it lets the kernel after it start at once (its launch_dependents is
+ * the wait's). A slow writer for the test that a kernel after it on a programmatic edge waits for what it writes.
+ */
+extern "C" __global__ void __launch_bounds__(256)
+    delayedCopy(uint4* dst, const uint4* src, unsigned long long count, unsigned long long delayNs) {
+    b4jPdlWait();
+    unsigned long long start;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    for (;;) {
+        unsigned long long now;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+        if (now - start >= delayNs) break;
+        __nanosleep(1000);
+    }
+    const unsigned long long n = count / 16;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        dst[i] = src[i];
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(32)
     opGate(const volatile unsigned long long* released, unsigned long long ticket, unsigned long long timeoutNs) {
     b4jPdlWait();

@@ -115,6 +115,14 @@ public final class CublasLt implements AutoCloseable {
     static final String TIMED_COLD_PROPERTY = "based4j.cuda.gemmTimedCold";
     /** Bytes written to flush the L2 cache before a cold timed launch: well above any GPU's L2 cache (H200: 50 MB). */
     static final long COLD_BYTES = 256L << 20;
+    /**
+     * The system property that lets a recorded decode step's products start programmatically ({@code true}; off
+     * unless set): each product of one kernel recorded right after a kernel of ours depends on it through a
+     * programmatic edge ({@link CudaDriver#captureNextProgrammatic}), as the backend's own kernels do when launched
+     * programmatically, so that its kernel may be launched while the one before still runs and wait for it on the
+     * device.
+     */
+    static final String PROGRAMMATIC_PROPERTY = "based4j.cuda.ltProgrammatic";
     /** Launches of each algorithm timed (after one untimed) in each round when a plan's algorithm is chosen by timing. */
     private static final int TIMED_LAUNCHES = 5;
     /** Rounds over all the candidates when a plan's algorithm is chosen by timing; each candidate's best round counts. */
@@ -168,6 +176,12 @@ public final class CublasLt implements AutoCloseable {
     private String timingPrefix;
     /** Whether the stream is being captured into a graph now (nothing is timed then: no waits are allowed). */
     private boolean capturing;
+    /** Whether {@value #PROGRAMMATIC_PROPERTY} asks for programmatic edges (false where unset). */
+    private final boolean programmaticAsked;
+    /** Whether products captured now depend programmatically on the kernel before them (while asked). */
+    private boolean programmaticEdges;
+    /** Products captured with a programmatic edge before them. */
+    private long programmaticProducts;
     /** Plans whose algorithm was chosen by timing. */
     private int timedPlans;
     /** The status of the last {@code cublasLtMatmulAlgoGetHeuristic} that failed. */
@@ -176,8 +190,9 @@ public final class CublasLt implements AutoCloseable {
     private int destroyStatus;
 
     private CublasLt(Lib l, long handle, long stream, long workspace, long workspaceBytes, long timedFrom,
-                     Boolean askedCold) {
+                     Boolean askedCold, boolean programmaticAsked) {
         this.l = l;
+        this.programmaticAsked = programmaticAsked;
         this.handle = handle;
         this.timedFrom = timedFrom;
         this.askedCold = askedCold;
@@ -207,8 +222,10 @@ public final class CublasLt implements AutoCloseable {
         // the settings first: a bad one is named before there is a handle to give back
         long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
         Boolean askedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
+        boolean programmatic = Boolean.TRUE.equals(Kernels.onOff(PROGRAMMATIC_PROPERTY,
+                System.getProperty(PROGRAMMATIC_PROPERTY)));
         return new CublasLt(l, l.createHandle(l.create, "cublasLtCreate"), stream, workspace,
-                workspace == 0 ? 0 : workspaceBytes, timedFrom, askedCold);
+                workspace == 0 ? 0 : workspaceBytes, timedFrom, askedCold, programmatic);
     }
 
     /** Whether cuBLASLt can be loaded (loading it if that has not been tried yet). */
@@ -266,8 +283,14 @@ public final class CublasLt implements AutoCloseable {
         return true;
     }
 
-    /** Enqueues {@code p}'s product (the plan of {@code g}) on these operands. */
+    /**
+     * Enqueues {@code p}'s product (the plan of {@code g}) on these operands; while a step is captured with
+     * programmatic edges, a plan of one kernel (no split-k) after a kernel depends on it programmatically.
+     */
     private void run(LtGemm g, Plan p, float alpha, long A, long B, float beta, long C, long D) {
+        if (capturing && programmaticEdges && p.split == 1 && CudaDriver.get().captureNextProgrammatic(stream)) {
+            programmaticProducts++;
+        }
         this.alpha.set(ValueLayout.JAVA_FLOAT, 0, alpha);
         this.beta.set(ValueLayout.JAVA_FLOAT, 0, beta);
         int r;
@@ -341,14 +364,17 @@ public final class CublasLt implements AutoCloseable {
         final long c;
         final MemorySegment algo;
         final String reason;
+        /** The algorithm's split-k (1: one kernel's product, no reduction; 0 where there is no algorithm). */
+        final int split;
 
-        Plan(long desc, long a, long b, long c, MemorySegment algo, String reason) {
+        Plan(long desc, long a, long b, long c, MemorySegment algo, String reason, int split) {
             this.desc = desc;
             this.a = a;
             this.b = b;
             this.c = c;
             this.algo = algo;
             this.reason = reason;
+            this.split = split;
         }
     }
 
@@ -385,24 +411,24 @@ public final class CublasLt implements AutoCloseable {
                 int found = count.get(INT, 0);
                 if (forced >= found || !usable(forced)) {
                     forcedDescription = "answer " + forced + " of " + found + (forced >= found ? ": none" : ": unusable");
-                    return new Plan(0, 0, 0, 0, null, forcedDescription);
+                    return new Plan(0, 0, 0, 0, null, forcedDescription, 0);
                 }
                 chosen = forced;
                 if ((algo = forcedAlgorithm(desc, a, b, c, chosen)) == null) {
-                    return new Plan(0, 0, 0, 0, null, forcedDescription);
+                    return new Plan(0, 0, 0, 0, null, forcedDescription, 0);
                 }
             } else if (chosen >= 0 && timing != null && (double) g.m() * g.n() * g.k() >= timedFrom) {
                 chosen = chosen(g, desc, a, b, c, chosen, on);
             }
             if (chosen < 0) {
                 // nothing to keep but the answer: what was made is destroyed below
-                return new Plan(0, 0, 0, 0, null, noAlgorithm(chosen));
+                return new Plan(0, 0, 0, 0, null, noAlgorithm(chosen), 0);
             }
             if (algo == null) {
                 algo = Arena.ofAuto().allocate(ALGO_BYTES, 8);
                 algo.copyFrom(results.asSlice(chosen * HEURISTIC_RESULT_BYTES, ALGO_BYTES));
             }
-            Plan plan = new Plan(desc, a, b, c, algo, null);
+            Plan plan = new Plan(desc, a, b, c, algo, null, splitOf(algo));
             desc = 0;
             a = 0;
             b = 0;
@@ -414,6 +440,18 @@ public final class CublasLt implements AutoCloseable {
             destroy(l.layoutDestroy, b);
             destroy(l.layoutDestroy, a);
             destroy(l.descDestroy, desc);
+        }
+    }
+
+    /** The split-k an algorithm is configured with (0 where cuBLASLt does not say). */
+    private int splitOf(MemorySegment algo) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment v = arena.allocate(8, 8);
+            MemorySegment written = arena.allocate(8, 8);
+            int r = (int) l.algoConfigGet.invokeExact(algo, CONFIG_SPLITK_NUM, v, 4L, written);
+            return r == 0 ? v.get(INT, 0) : 0;
+        } catch (Throwable t) {
+            throw CudaDriver.rethrow(t);
         }
     }
 
@@ -738,6 +776,20 @@ public final class CublasLt implements AutoCloseable {
     }
 
     /** Whether the stream is being captured into a graph: plans built meanwhile take the heuristic's first choice. */
+    /**
+     * Whether products captured from now on depend programmatically on the kernel before them, where
+     * {@value #PROGRAMMATIC_PROPERTY} asks for it and the driver can (a recorded decode step whose kernels are
+     * launched programmatically).
+     */
+    void programmaticEdges(boolean on) {
+        programmaticEdges = on && programmaticAsked && CudaDriver.get().capturesProgrammaticEdges();
+    }
+
+    /** Products captured so far with a programmatic edge before them. */
+    long programmaticProducts() {
+        return programmaticProducts;
+    }
+
     void capturing(boolean now) {
         this.capturing = now;
     }

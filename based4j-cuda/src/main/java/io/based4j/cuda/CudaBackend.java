@@ -3002,6 +3002,7 @@ public final class CudaBackend implements TrainingBackend {
             cu.synchronize(stream);
             boolean before = kernels.programmatic();
             kernels.programmatic(before || kernels.programmaticSteps());
+            lt.programmaticEdges(kernels.programmatic());
             kernels.weightsFixed(true);  // a forward writes no weights
             long[] recorded;
             try {
@@ -3014,6 +3015,7 @@ public final class CudaBackend implements TrainingBackend {
                 }, mine::close, CudaBackend::rethrown);
             } finally {
                 kernels.programmatic(before);
+                lt.programmaticEdges(false);
                 kernels.weightsFixed(false);
             }
             CudaGraph g = new CudaGraph(recorded[0], recorded[1], mine, tokens.length, batch.size());

@@ -130,6 +130,12 @@ public final class CudaDriver {
     private final MethodHandle cuLaunchKernel;
     private final MethodHandle cuStreamBeginCapture;
     private final MethodHandle cuStreamEndCapture;
+    /** {@code cuStreamGetCaptureInfo_v3} (CUDA 12.3 and later); null where the driver lacks it. */
+    private final MethodHandle cuStreamGetCaptureInfo;
+    /** {@code cuStreamUpdateCaptureDependencies_v2} (CUDA 12.3 and later); null where the driver lacks it. */
+    private final MethodHandle cuStreamUpdateCaptureDependencies;
+    /** {@code cuGraphNodeGetType}; null where the driver lacks it. */
+    private final MethodHandle cuGraphNodeGetType;
     private final MethodHandle cuGraphInstantiate;
     private final MethodHandle cuGraphLaunch;
     private final MethodHandle cuGraphDestroy;
@@ -195,6 +201,14 @@ public final class CudaDriver {
         cuLaunchKernel = b.bind("cuLaunchKernel", INT, HANDLE, INT, INT, INT, INT, INT, INT, INT, HANDLE, PTR, PTR);
         cuStreamBeginCapture = b.bind("cuStreamBeginCapture_v2", INT, HANDLE, INT);
         cuStreamEndCapture = b.bind("cuStreamEndCapture", INT, HANDLE, PTR);
+        // (stream, CUstreamCaptureStatus*, cuuint64_t* id, CUgraph*, const CUgraphNode** deps,
+        //  const CUgraphEdgeData** edgeData, size_t* numDeps)
+        cuStreamGetCaptureInfo = b.bindOptional("cuStreamGetCaptureInfo_v3", INT, HANDLE, PTR, PTR, PTR, PTR, PTR,
+                PTR);
+        // (stream, CUgraphNode* deps, const CUgraphEdgeData* edgeData, size_t numDeps, unsigned int flags)
+        cuStreamUpdateCaptureDependencies = b.bindOptional("cuStreamUpdateCaptureDependencies_v2", INT, HANDLE, PTR,
+                PTR, LONG, INT);
+        cuGraphNodeGetType = b.bindOptional("cuGraphNodeGetType", INT, HANDLE, PTR);
         cuGraphInstantiate = b.bind("cuGraphInstantiateWithFlags", INT, PTR, HANDLE, LONG);
         cuGraphLaunch = b.bind("cuGraphLaunch", INT, HANDLE, HANDLE);
         cuGraphDestroy = b.bind("cuGraphDestroy", INT, HANDLE);
@@ -1098,6 +1112,64 @@ public final class CudaDriver {
         }
         check(r, "cuStreamBeginCapture");
     }
+
+    /** Whether the driver has what {@link #captureNextProgrammatic} needs (CUDA 12.3 and later). */
+    public boolean capturesProgrammaticEdges() {
+        return cuStreamGetCaptureInfo != null && cuStreamUpdateCaptureDependencies != null
+                && cuGraphNodeGetType != null;
+    }
+
+    /**
+     * Makes the next node captured on {@code stream} depend programmatically on the node it would follow, where the
+     * capture is active, it would follow exactly one node and that node is a kernel: the next kernel may then start
+     * once every block of that one has triggered (its {@code griddepcontrol.launch_dependents}, or its end), as a
+     * kernel launched with programmatic stream serialization would, and must itself wait
+     * ({@code griddepcontrol.wait}) before it reads what that one writes. The node after must be a kernel too.
+     *
+     * @return whether the dependency was made programmatic (false, with nothing changed, where it was not)
+     */
+    public boolean captureNextProgrammatic(long stream) {
+        if (!capturesProgrammaticEdges()) {
+            return false;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment status = a.allocate(8, 8);
+            MemorySegment id = a.allocate(8, 8);
+            MemorySegment graph = a.allocate(8, 8);
+            MemorySegment deps = a.allocate(8, 8);
+            MemorySegment edges = a.allocate(8, 8);
+            MemorySegment count = a.allocate(8, 8);
+            int r = (int) cuStreamGetCaptureInfo.invokeExact(stream, status, id, graph, deps, edges, count);
+            check(r, "cuStreamGetCaptureInfo_v3");
+            if (status.get(INT, 0) != CU_STREAM_CAPTURE_STATUS_ACTIVE || count.get(LONG, 0) != 1) {
+                return false;
+            }
+            long node = deps.get(ValueLayout.ADDRESS, 0).reinterpret(8).get(LONG, 0);
+            MemorySegment type = a.allocate(4, 4);
+            r = (int) cuGraphNodeGetType.invokeExact(node, type);
+            check(r, "cuGraphNodeGetType");
+            if (type.get(INT, 0) != CU_GRAPH_NODE_TYPE_KERNEL) {
+                return false;
+            }
+            MemorySegment nodes = a.allocate(8, 8);
+            nodes.set(LONG, 0, node);
+            MemorySegment edge = a.allocate(8, 8);  // CUgraphEdgeData: from_port, to_port, type, reserved[5]
+            edge.set(ValueLayout.JAVA_BYTE, 0, (byte) CU_GRAPH_KERNEL_NODE_PORT_PROGRAMMATIC);
+            edge.set(ValueLayout.JAVA_BYTE, 2, (byte) CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC);
+            r = (int) cuStreamUpdateCaptureDependencies.invokeExact(stream, nodes, edge, 1L,
+                    CU_STREAM_SET_CAPTURE_DEPENDENCIES);
+            check(r, "cuStreamUpdateCaptureDependencies_v2");
+            return true;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    static final int CU_STREAM_CAPTURE_STATUS_ACTIVE = 1;
+    static final int CU_GRAPH_NODE_TYPE_KERNEL = 0;
+    static final int CU_GRAPH_KERNEL_NODE_PORT_PROGRAMMATIC = 1;
+    static final int CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC = 1;
+    static final int CU_STREAM_SET_CAPTURE_DEPENDENCIES = 1;
 
     /** {@code cuStreamEndCapture}: the captured {@code CUgraph}. */
     public long endCapture(long stream) {

@@ -299,6 +299,11 @@ public final class Kernels {
     /** Whether the device's code waits for programmatic launches (compute capability 9 or more). */
     private boolean programmaticFits;
 
+    /** Whether the device's code waits for programmatic launches (compute capability 9 or more). */
+    boolean programmaticFits() {
+        return programmaticFits;
+    }
+
     /** Whether the device runs thread block clusters (compute capability 9 or more): {@link #gemmRows}'s splits. */
     private boolean clustersFit;
 
@@ -402,6 +407,17 @@ public final class Kernels {
     public void opGate(long released, long ticket, long timeoutNs) {
         args.reset().ptr(released).i64(ticket).i64(timeoutNs);
         cu.launch(function("opGate"), 1, 1, 1, 32, 1, 1, 0, stream, args);  // not a kernel of the op: never timed
+    }
+
+    /**
+     * Copies {@code bytes} (a multiple of 16, both addresses 16-byte aligned) from src to dst, {@code delayNs} after
+     * the wait for the kernel before, launched as this backend launches its kernels (programmatically, where it does,
+     * letting the kernel after it start at once): delayedCopy, a slow writer for tests.
+     */
+    void delayedCopy(long dst, long src, long bytes, long delayNs) {
+        require(bytes % 16 == 0 && aligned(dst, src), "delayedCopy: " + bytes + " bytes, 16-byte aligned addresses");
+        args.reset().ptr(dst).ptr(src).i64(bytes).i64(delayNs);
+        launch(function("delayedCopy"), (int) Math.max(1, Math.min(1024, bytes / 16 / 256)), 1, 1, 256, 0);
     }
 
     /** {@code out[i] = table[ids[i]]}: table W {@code [V, d]}, ids int {@code [n]}, out F32 {@code [n, d]}. */
