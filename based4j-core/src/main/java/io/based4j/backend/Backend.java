@@ -339,8 +339,9 @@ public interface Backend extends AutoCloseable {
 
         /**
          * Whether a decode step of a new shape should run once op by op before it is recorded: where the backend
-         * chooses its products' algorithms by timing them on their first call, which cannot wait for the device
-         * while a step is being recorded (recorded first, the step would keep its untimed choices).
+         * looks at its products on their first call in a way that waits for the device, which nothing may do while a
+         * step is being recorded (it times their algorithms, or checks how they may be launched; recorded first, the
+         * step would keep what it has without).
          */
         default boolean timesFirstCalls() {
             return false;

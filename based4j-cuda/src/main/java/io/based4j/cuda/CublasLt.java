@@ -116,11 +116,11 @@ public final class CublasLt implements AutoCloseable {
     /** Bytes written to flush the L2 cache before a cold timed launch: well above any GPU's L2 cache (H200: 50 MB). */
     static final long COLD_BYTES = 256L << 20;
     /**
-     * The system property that lets a recorded decode step's products start programmatically ({@code true}; off
-     * unless set): each product of one kernel recorded right after a kernel of ours depends on it through a
-     * programmatic edge ({@link CudaDriver#captureNextProgrammatic}), as the backend's own kernels do when launched
-     * programmatically, so that its kernel may be launched while the one before still runs and wait for it on the
-     * device.
+     * The system property that lets a recorded decode step's products start programmatically (on unless
+     * {@code false}): each product of one kernel whose kernel was seen to wait for the kernel before it (a probe of
+     * its plan, {@link #probeEdge}) and that is recorded right after a kernel depends on it through a programmatic
+     * edge ({@link CudaDriver#captureNextProgrammatic}), as the backend's own kernels do when launched
+     * programmatically, so that it may be launched while the one before still runs.
      */
     static final String PROGRAMMATIC_PROPERTY = "based4j.cuda.ltProgrammatic";
     /** Launches of each algorithm timed (after one untimed) in each round when a plan's algorithm is chosen by timing. */
@@ -176,12 +176,17 @@ public final class CublasLt implements AutoCloseable {
     private String timingPrefix;
     /** Whether the stream is being captured into a graph now (nothing is timed then: no waits are allowed). */
     private boolean capturing;
-    /** Whether {@value #PROGRAMMATIC_PROPERTY} asks for programmatic edges (false where unset). */
+    /** Whether {@value #PROGRAMMATIC_PROPERTY} lets products take programmatic edges (true where unset). */
     private final boolean programmaticAsked;
     /** Whether products captured now depend programmatically on the kernel before them (while asked). */
     private boolean programmaticEdges;
     /** Products captured with a programmatic edge before them. */
     private long programmaticProducts;
+    /** Launches a slow writer for the probes of {@link #probeEdge} (null: no probes, no edges). */
+    private SlowWriter slowWriter;
+    /** Plans probed so far, and of them those whose kernel waits. */
+    private int probedPlans;
+    private int waitingPlans;
     /** Plans whose algorithm was chosen by timing. */
     private int timedPlans;
     /** The status of the last {@code cublasLtMatmulAlgoGetHeuristic} that failed. */
@@ -222,7 +227,7 @@ public final class CublasLt implements AutoCloseable {
         // the settings first: a bad one is named before there is a handle to give back
         long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
         Boolean askedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
-        boolean programmatic = Boolean.TRUE.equals(Kernels.onOff(PROGRAMMATIC_PROPERTY,
+        boolean programmatic = !Boolean.FALSE.equals(Kernels.onOff(PROGRAMMATIC_PROPERTY,
                 System.getProperty(PROGRAMMATIC_PROPERTY)));
         return new CublasLt(l, l.createHandle(l.create, "cublasLtCreate"), stream, workspace,
                 workspace == 0 ? 0 : workspaceBytes, timedFrom, askedCold, programmatic);
@@ -284,13 +289,23 @@ public final class CublasLt implements AutoCloseable {
     }
 
     /**
-     * Enqueues {@code p}'s product (the plan of {@code g}) on these operands; while a step is captured with
-     * programmatic edges, a plan of one kernel (no split-k) after a kernel depends on it programmatically.
+     * Enqueues {@code p}'s product (the plan of {@code g}) on these operands: while a step is captured with
+     * programmatic edges, a plan whose kernel was seen to wait depends programmatically on a kernel before it; outside
+     * a capture, a plan not probed yet is probed first where programmatic edges are asked for ({@link #probeEdge}).
      */
     private void run(LtGemm g, Plan p, float alpha, long A, long B, float beta, long C, long D) {
-        if (capturing && programmaticEdges && p.split == 1 && CudaDriver.get().captureNextProgrammatic(stream)) {
-            programmaticProducts++;
+        if (capturing) {
+            if (programmaticEdges && p.edge == EDGE_WAITS && CudaDriver.get().captureNextProgrammatic(stream)) {
+                programmaticProducts++;
+            }
+        } else if (p.edge == EDGE_UNKNOWN && probesFirstCalls()) {
+            p.edge = probeEdge(g, p, alpha, A, B, beta);
         }
+        launchPlan(p, alpha, A, B, beta, C, D, g);
+    }
+
+    /** Enqueues {@code p}'s product (the plan of {@code g}) on these operands. */
+    private void launchPlan(Plan p, float alpha, long A, long B, float beta, long C, long D, LtGemm g) {
         this.alpha.set(ValueLayout.JAVA_FLOAT, 0, alpha);
         this.beta.set(ValueLayout.JAVA_FLOAT, 0, beta);
         int r;
@@ -366,6 +381,8 @@ public final class CublasLt implements AutoCloseable {
         final String reason;
         /** The algorithm's split-k (1: one kernel's product, no reduction; 0 where there is no algorithm). */
         final int split;
+        /** Whether its kernel waits for the kernel before it: {@link #EDGE_UNKNOWN} until probed. */
+        int edge = EDGE_UNKNOWN;
 
         Plan(long desc, long a, long b, long c, MemorySegment algo, String reason, int split) {
             this.desc = desc;
@@ -440,6 +457,124 @@ public final class CublasLt implements AutoCloseable {
             destroy(l.layoutDestroy, b);
             destroy(l.layoutDestroy, a);
             destroy(l.descDestroy, desc);
+        }
+    }
+
+    /** A plan not probed yet; one whose kernel waits for the kernel before it; one whose kernel does not, or unknown. */
+    static final int EDGE_UNKNOWN = 0;
+    static final int EDGE_WAITS = 1;
+    static final int EDGE_NONE = 2;
+    /** How long the probe's writer waits before it writes: far longer than any product takes to read its inputs. */
+    static final long PROBE_DELAY_NS = 100_000;
+    /** The byte the probe's copy of B holds before the writer writes it. */
+    private static final int PROBE_FILL = 0x3f;
+
+    /** A kernel launched programmatically on the handle's stream that copies bytes delayNs after it starts. */
+    @FunctionalInterface
+    interface SlowWriter {
+        /** Copies {@code bytes} (a multiple of 16; 16-byte aligned addresses) from src to dst. */
+        void copy(long dst, long src, long bytes, long delayNs);
+    }
+
+    /** Sets the writer for the probes of {@link #probeEdge} (null: no probes, so no programmatic edges). */
+    void slowWriter(SlowWriter writer) {
+        slowWriter = writer;
+    }
+
+    /**
+     * Whether a plan's first call outside a capture probes it ({@link #probeEdge}): where
+     * {@value #PROGRAMMATIC_PROPERTY} asks for programmatic edges, the driver makes them and a slow writer is set.
+     */
+    boolean probesFirstCalls() {
+        return programmaticAsked && slowWriter != null && CudaDriver.get().capturesProgrammaticEdges();
+    }
+
+    /** Plans probed so far. */
+    int probedPlans() {
+        return probedPlans;
+    }
+
+    /** Plans probed so far whose kernel waits for the kernel before it. */
+    int waitingPlans() {
+        return waitingPlans;
+    }
+
+    /**
+     * Whether {@code p}'s kernel waits for the kernel before it on a programmatic edge: its product of B as the
+     * slow writer leaves it ({@link #PROBE_DELAY_NS} after it lets the product start, into a copy that held other
+     * bytes) recorded in a graph of its own and replayed, against the same product of B itself; bit for bit the same
+     * where the kernel waits. Only plans of one kernel (no split-k) that read no C and whose B is 16-byte aligned
+     * are probed ({@link #EDGE_NONE} for the rest, and where scratch cannot be had). Waits for the stream.
+     */
+    private int probeEdge(LtGemm g, Plan p, float alpha, long A, long B, float beta) {
+        if (p.split != 1 || g.accumulate() || (B & 15) != 0
+                || g.epilogue() == EPILOGUE_BGRADA || g.epilogue() == EPILOGUE_BGRADB) {
+            return EDGE_NONE;
+        }
+        long bBytes = ((long) g.ldb() * (g.bCols() - 1) + g.bRows() + g.strideB() * (g.batch() - 1))
+                * LtGemm.typeBytes(g.bType());
+        long copyBytes = (bBytes + 15) & ~15L;  // B's last 16 bytes read whole: within its allocation's granules
+        long dBytes = ((long) g.ldc() * (g.n() - 1) + g.m() + g.strideC() * (g.batch() - 1))
+                * LtGemm.typeBytes(g.cType());
+        long dSpan = (dBytes + 255) & ~255L;
+        long bSpan = (copyBytes + 255) & ~255L;
+        if (bSpan + 2 * dSpan > TIMING_SCRATCH_LIMIT) {
+            return EDGE_NONE;
+        }
+        CudaDriver cu = CudaDriver.get();
+        long scratch;
+        try {
+            scratch = cu.malloc(bSpan + 2 * dSpan);
+        } catch (CudaException e) {
+            return EDGE_NONE;  // no room to probe in
+        }
+        long bCopy = scratch;
+        long plain = scratch + bSpan;
+        long raced = plain + dSpan;
+        long graph = 0;
+        long exec = 0;
+        try (Arena arena = Arena.ofConfined()) {
+            launchPlan(p, alpha, A, B, beta, plain, plain, g);
+            cu.memsetD8Async(bCopy, PROBE_FILL, copyBytes, stream);
+            cu.memsetD8Async(raced, 0, dBytes, stream);
+            cu.synchronize(stream);
+            boolean edge;
+            cu.beginCapture(stream);
+            try {
+                slowWriter.copy(bCopy, B, copyBytes, PROBE_DELAY_NS);
+                edge = cu.captureNextProgrammatic(stream);
+                launchPlan(p, alpha, A, bCopy, beta, raced, raced, g);
+            } finally {
+                graph = cu.endCapture(stream);
+            }
+            if (!edge) {
+                return EDGE_NONE;
+            }
+            exec = cu.instantiateGraph(graph);
+            cu.launchGraph(exec, stream);
+            MemorySegment want = arena.allocate(dBytes, 16);
+            MemorySegment got = arena.allocate(dBytes, 16);
+            cu.synchronize(stream);
+            cu.copyDtoH(want, plain, dBytes);
+            cu.copyDtoH(got, raced, dBytes);
+            probedPlans++;
+            if (want.mismatch(got) != -1) {
+                return EDGE_NONE;
+            }
+            waitingPlans++;
+            return EDGE_WAITS;
+        } finally {
+            try {
+                if (exec != 0) {
+                    cu.destroyGraphExec(exec);
+                }
+                if (graph != 0) {
+                    cu.destroyGraph(graph);
+                }
+            } finally {
+                cu.synchronize(stream);
+                cu.free(scratch);
+            }
         }
     }
 

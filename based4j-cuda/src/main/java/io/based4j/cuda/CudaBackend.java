@@ -207,6 +207,9 @@ public final class CudaBackend implements TrainingBackend {
         kernels.sharedOptInLimit(cu.attribute(ordinal, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN));
         kernels.sharedPerMultiprocessor(cu.attribute(ordinal,
                 CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR));
+        if (kernels.programmaticFits()) {
+            lt.slowWriter(this::probeWriter);  // what a product on a programmatic edge is probed with
+        }
         this.train = new TrainKernels(kernels, blas, lt);
         this.mixers = new MixerTrainKernels(kernels, this::freeLater);
         this.scratch = new Scratch(this);
@@ -215,6 +218,22 @@ public final class CudaBackend implements TrainingBackend {
         this.sampleHost = cu.mallocHost(2 * SAMPLE_AREA_BYTES);
         for (int a = 0; a < 2; a++) {
             sampleDone[a] = cu.createEvent();
+        }
+    }
+
+    /**
+     * The slow writer of cuBLASLt's probes ({@link CublasLt#probesFirstCalls}): delayedCopy launched programmatically,
+     * inside the probe's own capture (no profile's events around it).
+     */
+    void probeWriter(long dst, long src, long bytes, long delayNs) {
+        boolean programmatic = kernels.programmatic();
+        kernels.programmatic(true);
+        kernels.capturing(true);
+        try {
+            kernels.delayedCopy(dst, src, bytes, delayNs);
+        } finally {
+            kernels.capturing(false);
+            kernels.programmatic(programmatic);
         }
     }
 
@@ -2989,7 +3008,8 @@ public final class CudaBackend implements TrainingBackend {
     private final StepGraphs graphs = new StepGraphs() {
         @Override
         public boolean timesFirstCalls() {
-            return lt.timing();
+            // a product is timed, or probed for programmatic edges, on its first call outside a capture
+            return lt.timing() || (lt.probesFirstCalls() && kernels.programmaticSteps());
         }
 
         @Override

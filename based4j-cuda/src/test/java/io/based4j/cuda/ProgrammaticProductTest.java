@@ -19,12 +19,15 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * A cuBLASLt product recorded on a programmatic edge after a kernel of ours ({@link CublasLt#programmaticEdges},
- * {@code -Dbased4j.cuda.ltProgrammatic=true}) may be launched while that kernel still runs: it must wait for what
- * the kernel writes. The kernel before is a slow writer ({@link Kernels#delayedCopy}: it lets the kernel after it
- * start at once, then writes x 200 us later), the product reads x; replayed, the product must be that of the x it
- * wrote, not of the zeros x held before. Shapes of a decode step's products at 128 and 1,024 sequences and of an
- * awkward one; the same graph without the edge is the control.
+ * cuBLASLt products on programmatic edges (on unless {@code -Dbased4j.cuda.ltProgrammatic=false}): a product recorded so after
+ * a kernel may be launched while that kernel still runs, and is right only where its kernel waits for it. The kernel
+ * before is a slow writer ({@link Kernels#delayedCopy}: it lets the kernel after it start at once, then writes x 200
+ * us later), the product reads x (zeros before). For each shape: the plan's probe on its first call
+ * ({@link CublasLt#probesFirstCalls}) says whether its kernel waits; a graph whose product is put on the edge whatever
+ * the probe said gives the product of the x written exactly where the probe said it waits (and of the zeros where
+ * not); and the backend's own recording ({@link CublasLt#programmaticEdges}) puts it on the edge only where the probe
+ * said so, and is right either way. Shapes of a decode step's products at 128 and 1,024 sequences (cuBLASLt's nvjet
+ * kernels on an H200) and an awkward one (another kernel there).
  */
 @GpuTest
 class ProgrammaticProductTest {
@@ -45,6 +48,7 @@ class ProgrammaticProductTest {
                 System.setProperty(CublasLt.PROGRAMMATIC_PROPERTY, before);
             }
         }
+        lt.slowWriter(gpu::probeWriter);
     }
 
     @AfterAll
@@ -60,13 +64,14 @@ class ProgrammaticProductTest {
     /** n x k . k x m, as n, k, m: based-1b's MLP out-projection at 128 and 1,024 rows, and 37 x 96 . 96 x 45. */
     @ParameterizedTest
     @ValueSource(strings = {"128,3584,1792", "1024,1792,7168", "37,96,45"})
-    void aProductOnAProgrammaticEdgeWaitsForTheKernelBefore(String shape) {
+    void aProductGoesOnAProgrammaticEdgeOnlyWhereItsKernelWaits(String shape) {
         String[] f = shape.split(",");
         int n = Integer.parseInt(f[0]);
         int k = Integer.parseInt(f[1]);
         int m = Integer.parseInt(f[2]);
         assumeTrue(gpu.kernels().programmaticFits(), "programmatic launches need compute capability 9");
         assumeTrue(gpu.driver().capturesProgrammaticEdges(), "the driver cannot make programmatic capture edges");
+        assertTrue(lt.probesFirstCalls(), "asked for, on a device and driver that can: plans are probed");
         SplittableRandom random = new SplittableRandom(n * 31L + k);
         float[] wv = stored(Precision.BF16, gaussian(random, m * k, 1 / Math.sqrt(k)));
         CudaWeight w = (CudaWeight) gpu.weight(Tensor.ofFloats(wv, m, k));
@@ -79,47 +84,71 @@ class ProgrammaticProductTest {
         for (int i = 0; i < bound.length; i++) {
             bound[i] = bound[i] * 2 * (k + 2) * U + 1.01 * Near.U_BF16 * Math.abs(want[i]);
         }
-        for (boolean edge : new boolean[] {false, true}) {
-            Buffer x = gpu.upload(new float[n * k], n, k);
-            Buffer out = gpu.upload(new float[n * m], n, m);
-            long made = lt.programmaticProducts();
-            replayOnce(((CudaBuffer) x).ptr, ((CudaBuffer) src).ptr, 2L * n * k, w.ptr, ((CudaBuffer) out).ptr, n, k,
-                    m, edge);
-            String what = "n " + n + ", k " + k + ", m " + m + (edge ? ", on a programmatic edge" : ", plain");
-            assertEquals(edge ? 1 : 0, lt.programmaticProducts() - made, what + ": the edges made");
-            Near.within(what, want, gpu.download(out), bound);
-            gpu.release(x);
-            gpu.release(out);
+        String what = "n " + n + ", k " + k + ", m " + m;
+        long xs = ((CudaBuffer) src).ptr;
+
+        // the first call, op by op: the plan is probed
+        Buffer first = gpu.upload(new float[n * m], n, m);
+        int probed = lt.probedPlans();
+        int waiting = lt.waitingPlans();
+        product(w.ptr, xs, ((CudaBuffer) first).ptr, n, k, m);
+        gpu.driver().synchronize(gpu.stream());
+        assertEquals(1, lt.probedPlans() - probed, what + ": the plan probed on its first call");
+        boolean waits = lt.waitingPlans() - waiting == 1;
+        Near.within(what + ", op by op", want, gpu.download(first), bound);
+
+        // on the edge whatever the probe said: right exactly where it said the kernel waits
+        Buffer x = gpu.upload(new float[n * k], n, k);
+        Buffer out = gpu.upload(new float[n * m], n, m);
+        replayOnce(((CudaBuffer) x).ptr, xs, 2L * n * k, w.ptr, ((CudaBuffer) out).ptr, n, k, m, true, false);
+        float[] forced = gpu.download(out);
+        double worst = 0;
+        for (int i = 0; i < want.length; i++) {
+            worst = Math.max(worst, Math.abs(forced[i] - want[i]) / bound[i]);
         }
-        gpu.release(src);
+        assertEquals(waits, worst <= 1, what + ": the probe said the kernel " + (waits ? "waits" : "does not wait")
+                + ", on the edge the product was off by " + worst + " of its bound");
+
+        // the backend's recording: on the edge only where the probe said so, right either way
+        Buffer again = gpu.upload(new float[n * k], n, k);
+        Buffer out2 = gpu.upload(new float[n * m], n, m);
+        long made = lt.programmaticProducts();
+        replayOnce(((CudaBuffer) again).ptr, xs, 2L * n * k, w.ptr, ((CudaBuffer) out2).ptr, n, k, m, false, true);
+        assertEquals(waits ? 1 : 0, lt.programmaticProducts() - made, what + ": the edges the recording made");
+        Near.within(what + ", recorded", want, gpu.download(out2), bound);
+        for (Buffer b : new Buffer[] {first, x, out, again, out2, src}) {
+            gpu.release(b);
+        }
+    }
+
+    private static void product(long w, long x, long out, int n, int k, int m) {
+        assertTrue(lt.matmul(Cublas.OP_T, Cublas.OP_N, m, n, k, 1f, w, Cublas.R_16BF, k, x, Cublas.R_16BF, k, 0f, out,
+                Cublas.R_16BF, m, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0), "an algorithm");
     }
 
     /**
-     * Records delayedCopy(x <- src) launched programmatically, then out = x W^T through {@link #lt} (its edge
-     * programmatic where asked), and replays the graph once.
+     * Records delayedCopy(x <- src) launched programmatically, then out = x W^T through {@link #lt}: on a programmatic
+     * edge made here whatever the probe said ({@code forced}), or as the backend's recording makes them
+     * ({@code edges}); replays the graph once.
      */
     private static void replayOnce(long x, long src, long bytes, long w, long out, int n, int k, int m,
-                                   boolean edge) {
+                                   boolean forced, boolean edges) {
         CudaDriver cu = gpu.driver();
-        Kernels kernels = gpu.kernels();
         long stream = gpu.stream();
         cu.synchronize(stream);
-        boolean before = kernels.programmatic();
         long graph;
         cu.beginCapture(stream);
-        kernels.capturing(true);
         lt.capturing(true);
         try {
-            kernels.programmatic(true);
-            lt.programmaticEdges(edge);
-            kernels.delayedCopy(x, src, bytes, 200_000);
-            assertTrue(lt.matmul(Cublas.OP_T, Cublas.OP_N, m, n, k, 1f, w, Cublas.R_16BF, k, x, Cublas.R_16BF, k, 0f,
-                    out, Cublas.R_16BF, m, Cublas.COMPUTE_32F, CublasLt.EPILOGUE_DEFAULT, 0), "an algorithm");
+            lt.programmaticEdges(edges);
+            gpu.probeWriter(x, src, bytes, 200_000);
+            if (forced) {
+                assertTrue(cu.captureNextProgrammatic(stream), "the edge after a kernel");
+            }
+            product(w, x, out, n, k, m);
         } finally {
             lt.programmaticEdges(false);
             lt.capturing(false);
-            kernels.capturing(false);
-            kernels.programmatic(before);
             graph = cu.endCapture(stream);
         }
         long exec = cu.instantiateGraph(graph);
