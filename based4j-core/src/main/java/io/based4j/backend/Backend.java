@@ -346,6 +346,15 @@ public interface Backend extends AutoCloseable {
         default boolean timesFirstCalls() {
             return false;
         }
+
+        /**
+         * Runs {@code forward}, a decode step of a new shape run op by op before it is recorded
+         * ({@link #timesFirstCalls}), and returns what it returns; the backend may look at the step's products as they
+         * run. By default it only runs it.
+         */
+        default <T> T firstStep(java.util.function.Supplier<T> forward) {
+            return forward.get();
+        }
     }
 
     /** A recorded forward call. */

@@ -189,7 +189,7 @@ public final class BasedModel implements AutoCloseable {
             Backend.Graph graph = session.graph(n);
             if (graph == null && recorder.timesFirstCalls() && steppedUnrecorded.add(n)) {
                 // op by op, so that the step's products are timed before the recording keeps their choices
-                logits = run(session, ws, batch, tokens, false, null);
+                logits = recorder.firstStep(() -> run(session, ws, batch, tokens, false, null));
             } else if (graph == null) {
                 session.putGraph(n, recorder.record(tokens, batch, () -> run(session, ws, batch, tokens, false, null)));
                 logits = stepLogits(ws, n);

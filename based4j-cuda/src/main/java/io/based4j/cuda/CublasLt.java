@@ -182,6 +182,8 @@ public final class CublasLt implements AutoCloseable {
     private boolean programmaticEdges;
     /** Products captured with a programmatic edge before them. */
     private long programmaticProducts;
+    /** Whether a plan not probed yet is probed on its call now: a decode step's first run, op by op. */
+    private boolean probing;
     /** Launches a slow writer for the probes of {@link #probeEdge} (null: no probes, no edges). */
     private SlowWriter slowWriter;
     /** Plans probed so far, and of them those whose kernel waits. */
@@ -298,7 +300,7 @@ public final class CublasLt implements AutoCloseable {
             if (programmaticEdges && p.edge == EDGE_WAITS && CudaDriver.get().captureNextProgrammatic(stream)) {
                 programmaticProducts++;
             }
-        } else if (p.edge == EDGE_UNKNOWN && probesFirstCalls()) {
+        } else if (probing && p.edge == EDGE_UNKNOWN && probesFirstCalls()) {
             p.edge = probeEdge(g, p, alpha, A, B, beta);
         }
         launchPlan(p, alpha, A, B, beta, C, D, g);
@@ -482,11 +484,21 @@ public final class CublasLt implements AutoCloseable {
     }
 
     /**
-     * Whether a plan's first call outside a capture probes it ({@link #probeEdge}): where
-     * {@value #PROGRAMMATIC_PROPERTY} asks for programmatic edges, the driver makes them and a slow writer is set.
+     * Whether a plan's first call in a decode step run op by op probes it ({@link #probing}, {@link #probeEdge}):
+     * where {@value #PROGRAMMATIC_PROPERTY} lets products take programmatic edges, the driver makes them and a slow
+     * writer is set.
      */
     boolean probesFirstCalls() {
         return programmaticAsked && slowWriter != null && CudaDriver.get().capturesProgrammaticEdges();
+    }
+
+    /**
+     * Whether products called from now on (outside a capture) are probed where their plans have not been: while a
+     * decode step of a new shape runs op by op before it is recorded. Prompts' products, which no recorded step
+     * holds, are not probed.
+     */
+    void probing(boolean on) {
+        probing = on;
     }
 
     /** Plans probed so far. */

@@ -3013,6 +3013,17 @@ public final class CudaBackend implements TrainingBackend {
         }
 
         @Override
+        public <T> T firstStep(java.util.function.Supplier<T> forward) {
+            bind();
+            lt.probing(true);  // the step's products probed as they meet their plans, and only these
+            try {
+                return forward.get();
+            } finally {
+                lt.probing(false);
+            }
+        }
+
+        @Override
         public Graph record(int[] tokens, TokenBatch batch, Runnable forward) {
             bind();
             if (recording) {

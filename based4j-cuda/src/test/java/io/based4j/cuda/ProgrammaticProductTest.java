@@ -22,8 +22,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  * cuBLASLt products on programmatic edges (on unless {@code -Dbased4j.cuda.ltProgrammatic=false}): a product recorded so after
  * a kernel may be launched while that kernel still runs, and is right only where its kernel waits for it. The kernel
  * before is a slow writer ({@link Kernels#delayedCopy}: it lets the kernel after it start at once, then writes x 200
- * us later), the product reads x (zeros before). For each shape: the plan's probe on its first call
- * ({@link CublasLt#probesFirstCalls}) says whether its kernel waits; a graph whose product is put on the edge whatever
+ * us later), the product reads x (zeros before). For each shape: the plan's probe on its first call in a decode step
+ * run op by op ({@link CublasLt#probing}) says whether its kernel waits; a graph whose product is put on the edge whatever
  * the probe said gives the product of the x written exactly where the probe said it waits (and of the zeros where
  * not); and the backend's own recording ({@link CublasLt#programmaticEdges}) puts it on the edge only where the probe
  * said so, and is right either way. Shapes of a decode step's products at 128 and 1,024 sequences (cuBLASLt's nvjet
@@ -87,11 +87,16 @@ class ProgrammaticProductTest {
         String what = "n " + n + ", k " + k + ", m " + m;
         long xs = ((CudaBuffer) src).ptr;
 
-        // the first call, op by op: the plan is probed
+        // the first call, op by op as in a decode step's first run: the plan is probed
         Buffer first = gpu.upload(new float[n * m], n, m);
         int probed = lt.probedPlans();
         int waiting = lt.waitingPlans();
-        product(w.ptr, xs, ((CudaBuffer) first).ptr, n, k, m);
+        lt.probing(true);
+        try {
+            product(w.ptr, xs, ((CudaBuffer) first).ptr, n, k, m);
+        } finally {
+            lt.probing(false);
+        }
         gpu.driver().synchronize(gpu.stream());
         assertEquals(1, lt.probedPlans() - probed, what + ": the plan probed on its first call");
         boolean waits = lt.waitingPlans() - waiting == 1;
