@@ -885,14 +885,10 @@ B4J_KERNEL(attentionAppend, 128,
 // ------------------------------------------------------------------------------------------------ profiling
 
 /**
- * Holds the stream until the host has queued what follows: waits until *released (host memory the device reads,
- * written by the host) reaches ticket, or timeoutNs have passed on the global timer, whichever comes first. One
- * thread. Used by op profiles so that the events around an op time the device's work, not the host queuing it.
- */
-/**
  * Copies count bytes (a multiple of 16, both pointers 16-byte aligned) from src to dst, delayNs after the wait for
  * the kernel before; launched programmatically it lets the kernel after it start at once (its launch_dependents is
- * the wait's). A slow writer for the test that a kernel after it on a programmatic edge waits for what it writes.
+ * the wait's). The slow writer of the probes that tell whether a library kernel after it on a programmatic edge waits
+ * for what it writes (CublasLt.probeEdge).
  */
 extern "C" __global__ void __launch_bounds__(256)
     delayedCopy(uint4* dst, const uint4* src, unsigned long long count, unsigned long long delayNs) {
@@ -912,6 +908,11 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
+/**
+ * Holds the stream until the host has queued what follows: waits until *released (host memory the device reads,
+ * written by the host) reaches ticket, or timeoutNs have passed on the global timer, whichever comes first. One
+ * thread. Used by op profiles so that the events around an op time the device's work, not the host queuing it.
+ */
 extern "C" __global__ void __launch_bounds__(32)
     opGate(const volatile unsigned long long* released, unsigned long long ticket, unsigned long long timeoutNs) {
     b4jPdlWait();

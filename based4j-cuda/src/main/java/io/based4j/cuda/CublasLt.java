@@ -58,11 +58,11 @@ public final class CublasLt implements AutoCloseable {
     static final int DESC_EPILOGUE = 7;
     static final int DESC_BIAS_POINTER = 8;
 
-    // cublasLtMatmulPreferenceAttributes_t
     // cublasLtMatrixLayoutAttribute_t
     static final int LAYOUT_BATCH_COUNT = 5;
     static final int LAYOUT_STRIDED_BATCH_OFFSET = 6;
 
+    // cublasLtMatmulPreferenceAttributes_t
     static final int PREF_MAX_WORKSPACE_BYTES = 1;
     static final int PREF_MIN_ALIGNMENT_A_BYTES = 5;
     static final int PREF_MIN_ALIGNMENT_B_BYTES = 6;
@@ -922,11 +922,10 @@ public final class CublasLt implements AutoCloseable {
         return timing != null;
     }
 
-    /** Whether the stream is being captured into a graph: plans built meanwhile take the heuristic's first choice. */
     /**
      * Whether products captured from now on depend programmatically on the kernel before them, where
-     * {@value #PROGRAMMATIC_PROPERTY} asks for it and the driver can (a recorded decode step whose kernels are
-     * launched programmatically).
+     * {@value #PROGRAMMATIC_PROPERTY} lets them and the driver can (a recorded decode step whose kernels are
+     * launched programmatically); only plans whose kernel a probe saw wait take the edge.
      */
     void programmaticEdges(boolean on) {
         programmaticEdges = on && programmaticAsked && CudaDriver.get().capturesProgrammaticEdges();
@@ -937,6 +936,7 @@ public final class CublasLt implements AutoCloseable {
         return programmaticProducts;
     }
 
+    /** Whether the stream is being captured into a graph: plans built meanwhile take the heuristic's first choice. */
     void capturing(boolean now) {
         this.capturing = now;
     }

@@ -412,7 +412,8 @@ public final class Kernels {
     /**
      * Copies {@code bytes} (a multiple of 16, both addresses 16-byte aligned) from src to dst, {@code delayNs} after
      * the wait for the kernel before, launched as this backend launches its kernels (programmatically, where it does,
-     * letting the kernel after it start at once): delayedCopy, a slow writer for tests.
+     * letting the kernel after it start at once): delayedCopy, the slow writer of cuBLASLt's probes
+     * ({@link CublasLt#probesFirstCalls}).
      */
     void delayedCopy(long dst, long src, long bytes, long delayNs) {
         require(bytes % 16 == 0 && aligned(dst, src), "delayedCopy: " + bytes + " bytes, 16-byte aligned addresses");
