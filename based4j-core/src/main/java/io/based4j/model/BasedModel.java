@@ -188,7 +188,7 @@ public final class BasedModel implements AutoCloseable {
         if (step && !allLogits && observer == null && recorder != null && session.usesGraphs()) {
             Backend.Graph graph = session.graph(n);
             if (graph == null && recorder.timesFirstCalls() && steppedUnrecorded.add(n)) {
-                // op by op, so that the step's products are timed before the recording keeps their choices
+                // op by op, so that the step's products are timed (or probed) before the recording keeps them
                 logits = recorder.firstStep(() -> run(session, ws, batch, tokens, false, null));
             } else if (graph == null) {
                 session.putGraph(n, recorder.record(tokens, batch, () -> run(session, ws, batch, tokens, false, null)));

@@ -116,11 +116,12 @@ public final class CublasLt implements AutoCloseable {
     /** Bytes written to flush the L2 cache before a cold timed launch: well above any GPU's L2 cache (H200: 50 MB). */
     static final long COLD_BYTES = 256L << 20;
     /**
-     * The system property that lets a recorded decode step's products start programmatically (on unless
-     * {@code false}): each product of one kernel whose kernel was seen to wait for the kernel before it (a probe of
+     * The system property that lets a recorded decode step's products start programmatically ({@code true}; off
+     * unless set): each product whose kernel was seen to wait for the kernel before it before reading x (a probe of
      * its plan, {@link #probeEdge}) and that is recorded right after a kernel depends on it through a programmatic
      * edge ({@link CudaDriver#captureNextProgrammatic}), as the backend's own kernels do when launched
-     * programmatically, so that it may be launched while the one before still runs.
+     * programmatically, so that it may be launched while the one before still runs. A decode step's products read
+     * their weights as A, which no kernel of the step writes.
      */
     static final String PROGRAMMATIC_PROPERTY = "based4j.cuda.ltProgrammatic";
     /** Launches of each algorithm timed (after one untimed) in each round when a plan's algorithm is chosen by timing. */
@@ -176,7 +177,7 @@ public final class CublasLt implements AutoCloseable {
     private String timingPrefix;
     /** Whether the stream is being captured into a graph now (nothing is timed then: no waits are allowed). */
     private boolean capturing;
-    /** Whether {@value #PROGRAMMATIC_PROPERTY} lets products take programmatic edges (true where unset). */
+    /** Whether {@value #PROGRAMMATIC_PROPERTY} lets products take programmatic edges (false where unset). */
     private final boolean programmaticAsked;
     /** Whether products captured now depend programmatically on the kernel before them (while asked). */
     private boolean programmaticEdges;
@@ -229,7 +230,7 @@ public final class CublasLt implements AutoCloseable {
         // the settings first: a bad one is named before there is a handle to give back
         long timedFrom = timedFrom(System.getProperty(TIMED_FROM_PROPERTY));
         Boolean askedCold = timedCold(System.getProperty(TIMED_COLD_PROPERTY));
-        boolean programmatic = !Boolean.FALSE.equals(Kernels.onOff(PROGRAMMATIC_PROPERTY,
+        boolean programmatic = Boolean.TRUE.equals(Kernels.onOff(PROGRAMMATIC_PROPERTY,
                 System.getProperty(PROGRAMMATIC_PROPERTY)));
         return new CublasLt(l, l.createHandle(l.create, "cublasLtCreate"), stream, workspace,
                 workspace == 0 ? 0 : workspaceBytes, timedFrom, askedCold, programmatic);
@@ -512,11 +513,13 @@ public final class CublasLt implements AutoCloseable {
     }
 
     /**
-     * Whether {@code p}'s kernel waits for the kernel before it on a programmatic edge: its product of B as the
-     * slow writer leaves it ({@link #PROBE_DELAY_NS} after it lets the product start, into a copy that held other
-     * bytes) recorded in a graph of its own and replayed, against the same product of B itself; bit for bit the same
-     * where the kernel waits. Only plans of one kernel (no split-k) that read no C and whose B is 16-byte aligned
-     * are probed ({@link #EDGE_NONE} for the rest, and where scratch cannot be had). Waits for the stream.
+     * Whether {@code p}'s kernel waits for the kernel before it on a programmatic edge before it reads B (x, what
+     * the kernel before wrote): its product of B as the slow writer leaves it ({@link #PROBE_DELAY_NS} after it lets
+     * the product start, into a copy that held other bytes; the writer one block, so that the product's blocks find
+     * multiprocessors free) recorded in a graph of its own and replayed, against the same product of B itself; bit
+     * for bit the same where the kernel waits. Only plans without split-k that read no C and whose B is 16-byte
+     * aligned are probed ({@link #EDGE_NONE} for the rest, where scratch cannot be had, and where the probe itself
+     * fails). Waits for the stream.
      */
     private int probeEdge(LtGemm g, Plan p, float alpha, long A, long B, float beta) {
         if (p.split != 1 || g.accumulate() || (B & 15) != 0
@@ -546,24 +549,29 @@ public final class CublasLt implements AutoCloseable {
         long graph = 0;
         long exec = 0;
         try (Arena arena = Arena.ofConfined()) {
+            cu.memsetD8Async(plain, 0, dBytes, stream);  // what the product leaves alone (ldc past m) alike in both
+            cu.memsetD8Async(raced, 0, dBytes, stream);
             launchPlan(p, alpha, A, B, beta, plain, plain, g);
             cu.memsetD8Async(bCopy, PROBE_FILL, copyBytes, stream);
-            cu.memsetD8Async(raced, 0, dBytes, stream);
             cu.synchronize(stream);
             boolean edge;
-            cu.beginCapture(stream);
             try {
-                slowWriter.copy(bCopy, B, copyBytes, PROBE_DELAY_NS);
-                edge = cu.captureNextProgrammatic(stream);
-                launchPlan(p, alpha, A, bCopy, beta, raced, raced, g);
-            } finally {
-                graph = cu.endCapture(stream);
+                cu.beginCapture(stream);
+                try {
+                    slowWriter.copy(bCopy, B, copyBytes, PROBE_DELAY_NS);
+                    edge = cu.captureNextProgrammatic(stream);
+                    launchPlan(p, alpha, A, bCopy, beta, raced, raced, g);
+                } finally {
+                    graph = cu.endCapture(stream);
+                }
+                if (!edge) {
+                    return EDGE_NONE;
+                }
+                exec = cu.instantiateGraph(graph);
+                cu.launchGraph(exec, stream);
+            } catch (CudaException e) {
+                return EDGE_NONE;  // the library's call does not take the edge (another node first, say): none
             }
-            if (!edge) {
-                return EDGE_NONE;
-            }
-            exec = cu.instantiateGraph(graph);
-            cu.launchGraph(exec, stream);
             MemorySegment want = arena.allocate(dBytes, 16);
             MemorySegment got = arena.allocate(dBytes, 16);
             cu.synchronize(stream);

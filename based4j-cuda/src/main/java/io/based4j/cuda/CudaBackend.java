@@ -227,12 +227,13 @@ public final class CudaBackend implements TrainingBackend {
      */
     void probeWriter(long dst, long src, long bytes, long delayNs) {
         boolean programmatic = kernels.programmatic();
+        boolean capturing = kernels.capturing();
         kernels.programmatic(true);
         kernels.capturing(true);
         try {
             kernels.delayedCopy(dst, src, bytes, delayNs);
         } finally {
-            kernels.capturing(false);
+            kernels.capturing(capturing);
             kernels.programmatic(programmatic);
         }
     }

@@ -361,6 +361,11 @@ public final class Kernels {
         capturing = on;
     }
 
+    /** Whether the stream is being captured ({@link #capturing(boolean)}). */
+    boolean capturing() {
+        return capturing;
+    }
+
     private static int elementwiseBlocks(long count) {
         return (int) Math.min((count + THREADS - 1) / THREADS, MAX_ELEMENTWISE_BLOCKS);
     }
@@ -413,12 +418,14 @@ public final class Kernels {
      * Copies {@code bytes} (a multiple of 16, both addresses 16-byte aligned) from src to dst, {@code delayNs} after
      * the wait for the kernel before, launched as this backend launches its kernels (programmatically, where it does,
      * letting the kernel after it start at once): delayedCopy, the slow writer of cuBLASLt's probes
-     * ({@link CublasLt#probesFirstCalls}).
+     * ({@link CublasLt#probesFirstCalls}). One block of 256 threads: while it waits it holds one multiprocessor, and
+     * the kernel after it finds the others free (a writer on every multiprocessor would keep a large kernel's blocks
+     * off the GPU until it ends, so that even a kernel that does not wait would read what it wrote).
      */
     void delayedCopy(long dst, long src, long bytes, long delayNs) {
         require(bytes % 16 == 0 && aligned(dst, src), "delayedCopy: " + bytes + " bytes, 16-byte aligned addresses");
         args.reset().ptr(dst).ptr(src).i64(bytes).i64(delayNs);
-        launch(function("delayedCopy"), (int) Math.max(1, Math.min(1024, bytes / 16 / 256)), 1, 1, 256, 0);
+        launch(function("delayedCopy"), 1, 1, 1, 256, 0);
     }
 
     /** {@code out[i] = table[ids[i]]}: table W {@code [V, d]}, ids int {@code [n]}, out F32 {@code [n, d]}. */

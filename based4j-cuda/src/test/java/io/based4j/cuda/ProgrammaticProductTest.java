@@ -19,10 +19,10 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * cuBLASLt products on programmatic edges (on unless {@code -Dbased4j.cuda.ltProgrammatic=false}): a product recorded so after
+ * cuBLASLt products on programmatic edges ({@code -Dbased4j.cuda.ltProgrammatic=true}): a product recorded so after
  * a kernel may be launched while that kernel still runs, and is right only where its kernel waits for it. The kernel
- * before is a slow writer ({@link Kernels#delayedCopy}: it lets the kernel after it start at once, then writes x 200
- * us later), the product reads x (zeros before). For each shape: the plan's probe on its first call in a decode step
+ * before is a slow writer ({@link Kernels#delayedCopy}: one block, which lets the kernel after it start at once on the
+ * other multiprocessors, then writes x 200 us later), the product reads x (zeros before). For each shape: the plan's probe on its first call in a decode step
  * run op by op ({@link CublasLt#probing}) says whether its kernel waits; a graph whose product is put on the edge whatever
  * the probe said gives the product of the x written exactly where the probe said it waits (and of the zeros where
  * not); and the backend's own recording ({@link CublasLt#programmaticEdges}) puts it on the edge only where the probe
