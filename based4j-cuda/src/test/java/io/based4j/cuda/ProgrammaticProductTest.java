@@ -100,6 +100,9 @@ class ProgrammaticProductTest {
         gpu.driver().synchronize(gpu.stream());
         assertEquals(1, lt.probedPlans() - probed, what + ": the plan probed on its first call");
         boolean waits = lt.waitingPlans() - waiting == 1;
+        // the verdict itself is the finding (whether this library's kernel for the shape waits): in the test's log
+        System.out.println("[ProgrammaticProductTest] " + what + ": the probe says cuBLASLt's kernel "
+                + (waits ? "waits" : "does not wait") + " for the kernel before it");
         Near.within(what + ", op by op", want, gpu.download(first), bound);
 
         // on the edge whatever the probe said: right exactly where it said the kernel waits
