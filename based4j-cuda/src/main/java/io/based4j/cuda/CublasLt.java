@@ -526,11 +526,8 @@ public final class CublasLt implements AutoCloseable {
                 || g.epilogue() == EPILOGUE_BGRADA || g.epilogue() == EPILOGUE_BGRADB) {
             return EDGE_NONE;
         }
-        long bBytes = ((long) g.ldb() * (g.bCols() - 1) + g.bRows() + g.strideB() * (g.batch() - 1))
-                * LtGemm.typeBytes(g.bType());
-        long copyBytes = (bBytes + 15) & ~15L;  // B's last 16 bytes read whole: within its allocation's granules
-        long dBytes = ((long) g.ldc() * (g.n() - 1) + g.m() + g.strideC() * (g.batch() - 1))
-                * LtGemm.typeBytes(g.cType());
+        long copyBytes = (g.bBytes() + 15) & ~15L;  // B's last 16 bytes read whole: within its allocation's granules
+        long dBytes = g.cBytes();
         long dSpan = (dBytes + 255) & ~255L;
         long bSpan = (copyBytes + 255) & ~255L;
         if (bSpan + 2 * dSpan > TIMING_SCRATCH_LIMIT) {
@@ -732,8 +729,8 @@ public final class CublasLt implements AutoCloseable {
      */
     private int fastest(LtGemm g, long desc, long a, long b, long c, int first, Operands on) {
         int found = count.get(INT, 0);
-        int elementBytes = g.cType() == Cublas.R_32F ? 4 : 2;
-        long outBytes = ((long) g.ldc() * (g.n() - 1) + g.m() + g.strideC() * (g.batch() - 1)) * elementBytes;
+        int elementBytes = LtGemm.typeBytes(g.cType());
+        long outBytes = g.cBytes();
         long biasOffset = (outBytes + 255) & ~255L;
         boolean gradient = g.epilogue() == EPILOGUE_BGRADA || g.epilogue() == EPILOGUE_BGRADB;
         long scratchBytes = biasOffset + (gradient ? (long) Math.max(g.m(), g.n()) * elementBytes : 0);

@@ -366,17 +366,13 @@ public final class KernelWorkbench {
         for (int p = 0; p < split; p++) {
             slabs[p] = download(arena, partials + 4 * slab * p, 4L * want.length);
         }
-        double worst = 0;
-        double scale = 0;
-        for (int i = 0; i < want.length; i++) {
+        return relativeError(want.length, i -> {
             double sum = 0;
             for (int p = 0; p < split; p++) {
                 sum += slabs[p].getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i);
             }
-            worst = Math.max(worst, Double.isFinite(sum) ? Math.abs(sum - want[i]) : Double.POSITIVE_INFINITY);
-            scale = Math.max(scale, Math.abs(want[i]));
-        }
-        return scale == 0 ? worst : worst / scale;
+            return sum;
+        }, i -> want[i]);
     }
 
     /**
@@ -683,13 +679,7 @@ public final class KernelWorkbench {
 
     /** max |got - want| over max |want|. */
     private static double normwise(float[] got, float[] want) {
-        double worst = 0;
-        double scale = 0;
-        for (int i = 0; i < want.length; i++) {
-            worst = Math.max(worst, Float.isFinite(got[i]) ? Math.abs(got[i] - want[i]) : Double.POSITIVE_INFINITY);
-            scale = Math.max(scale, Math.abs(want[i]));
-        }
-        return scale == 0 ? worst : worst / scale;
+        return relativeError(want.length, i -> got[i], i -> want[i]);
     }
 
     private float[] floats(Arena arena, long ptr, long count) {
@@ -1142,14 +1132,7 @@ public final class KernelWorkbench {
 
     /** The largest |got - want| over the largest |want| (got float32). */
     private static double maxFloatError(MemorySegment got, double[] want) {
-        double worst = 0;
-        double scale = 0;
-        for (int i = 0; i < want.length; i++) {
-            double g = got.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i);
-            worst = Math.max(worst, Double.isFinite(g) ? Math.abs(g - want[i]) : Double.POSITIVE_INFINITY);
-            scale = Math.max(scale, Math.abs(want[i]));
-        }
-        return scale == 0 ? worst : worst / scale;
+        return relativeError(want.length, i -> got.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i), i -> want[i]);
     }
 
     /**
@@ -1591,12 +1574,23 @@ public final class KernelWorkbench {
 
     /** The largest |got - want| over the largest |want| (got bf16). */
     private static double maxError(MemorySegment got, double[] want) {
+        return relativeError(want.length,
+                i -> Tensor.bf16ToFloat(got.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i)), i -> want[i]);
+    }
+
+    /**
+     * The largest |got(i) - want(i)| over the largest |want(i)|, i below n (infinite where a got value is not
+     * finite; the largest difference itself where every want is 0).
+     */
+    static double relativeError(int n, java.util.function.IntToDoubleFunction got,
+                                java.util.function.IntToDoubleFunction want) {
         double worst = 0;
         double scale = 0;
-        for (int i = 0; i < want.length; i++) {
-            double g = Tensor.bf16ToFloat(got.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i));
-            worst = Math.max(worst, Double.isFinite(g) ? Math.abs(g - want[i]) : Double.POSITIVE_INFINITY);
-            scale = Math.max(scale, Math.abs(want[i]));
+        for (int i = 0; i < n; i++) {
+            double g = got.applyAsDouble(i);
+            double w = want.applyAsDouble(i);
+            worst = Math.max(worst, Double.isFinite(g) ? Math.abs(g - w) : Double.POSITIVE_INFINITY);
+            scale = Math.max(scale, Math.abs(w));
         }
         return scale == 0 ? worst : worst / scale;
     }

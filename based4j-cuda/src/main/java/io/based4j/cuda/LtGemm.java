@@ -72,6 +72,16 @@ record LtGemm(int transA, int transB, int m, int n, int k, int aType, int lda, i
                 Math.min(alignC, alignment(strideC * typeBytes(cType))), alignBias, count, strideA, strideB, strideC);
     }
 
+    /** Bytes from B's first value to its last, over every product of the batch. */
+    long bBytes() {
+        return ((long) ldb * (bCols() - 1) + bRows() + strideB * (batch - 1)) * typeBytes(bType);
+    }
+
+    /** Bytes from C's (and D's) first value to its last, over every product of the batch. */
+    long cBytes() {
+        return ((long) ldc * (n - 1) + m + strideC * (batch - 1)) * typeBytes(cType);
+    }
+
     /** The bytes of one value of a {@code cudaDataType}. */
     static int typeBytes(int type) {
         return type == Cublas.R_32F ? 4 : 2;

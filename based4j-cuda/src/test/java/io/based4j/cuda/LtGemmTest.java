@@ -121,6 +121,12 @@ class LtGemmTest {
         // a part of 8 values apart (16 bytes) is only that aligned, as are the later products' addresses
         assertEquals(16, one.batched(2, 8, 8, 1792L * 128).alignA());
         assertEquals(one.key(), one.batched(1, 0, 0, 0).key(), "a batch of one is the product itself");
+        // B: 128 columns of 512 read from rows 3584 apart, in bf16; the seventh part starts 6 x 512 further
+        assertEquals(2L * (3584L * 127 + 512), one.bBytes());
+        assertEquals(2L * (3584L * 127 + 512 + 512L * 6), seven.bBytes());
+        // C: float32 slabs of 1792 x 128, seven of them back to back
+        assertEquals(4L * 1792 * 128, one.cBytes());
+        assertEquals(4L * 1792 * 128 * 7, seven.cBytes());
     }
 
     @Test
