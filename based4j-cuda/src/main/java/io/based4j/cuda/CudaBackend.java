@@ -1351,6 +1351,21 @@ public final class CudaBackend implements TrainingBackend {
         return lt;
     }
 
+    /**
+     * cuBLASLt's products and programmatic edges so far ({@code -Dbased4j.cuda.ltProgrammatic=true}): the plans probed
+     * on a decode step's first run, those of them whose kernel the probe saw wait for the kernel before it, and the
+     * products recorded on a programmatic edge; {@code probing}: whether the property asks for the edges and the
+     * device and driver can make them, so that plans are probed.
+     */
+    public record ProductEdges(boolean probing, int probedPlans, int waitingPlans, long productsOnEdges) {
+    }
+
+    /** {@link ProductEdges} of this backend so far. */
+    public ProductEdges productEdges() {
+        return new ProductEdges(lt.probesFirstCalls() && kernels.programmaticSteps(), lt.probedPlans(),
+                lt.waitingPlans(), lt.programmaticProducts());
+    }
+
     private static int cublasType(Precision p) {
         return p == Precision.F32 ? Cublas.R_32F : Cublas.R_16BF;
     }

@@ -1,0 +1,103 @@
+package io.based4j.model;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.based4j.config.ConfigParser;
+import io.based4j.config.ModelConfig;
+import io.based4j.cuda.CudaBackend;
+import io.based4j.cuda.GpuTest;
+import io.based4j.cuda.Precision;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * cuBLASLt's products on programmatic edges ({@code -Dbased4j.cuda.ltProgrammatic=true}) at the widths of based-1b
+ * (d 1,792, the MLP's 3,584, BaseConv's 7,168 in-projection, linear attention's 16 heads of 16 features, the window's
+ * 16 heads), so that the products are the ones cuBLASLt runs in that model's decode steps at 128 and 1,024 sequences
+ * (its nvjet kernels on an H200), in three layers, one of each mixer. Recorded and replayed decode steps, in which
+ * every product whose plan the probe saw wait is launched while the kernel before it still runs, give the logits of
+ * the same steps run op by op, in which no product starts before the kernel before it has ended: a product that read
+ * its input early would be off by the size of the logits. The same kernels and plans in the same order on the same
+ * inputs: the bound is that of the graph tests of {@link GpuModelTest}, 1e-6 of the logits' rms.
+ */
+@GpuTest
+class ProgrammaticEdgesAtReleasedWidthsTest {
+    private static final int PROMPT = 8;
+    /** Past the 8th step, where linear attention's deferred state is written. */
+    private static final int STEPS = 10;
+
+    @ParameterizedTest(name = "batch {0}")
+    @ValueSource(ints = {128, 1024})
+    void recordedStepsOnTheEdgesGiveTheLogitsOfStepsRunOpByOp(int batch) {
+        Map<String, Object> m = new LinkedHashMap<>(Presets.configMap("based-1b"));
+        m.put("n_layer", 3L);
+        m.put("alt_mixer_layers", List.of(1L));
+        m.put("alt_mixer_2_layers", List.of(2L));
+        m.put("vocab_size", 4096L);
+        ModelConfig config = ConfigParser.fromMap("based-1b's widths in 3 layers", m);
+        ModelWeights weights = DecodeEqualsPrefillTest.randomWeights(config, 11);
+        String property = "based4j.cuda.ltProgrammatic";
+        String before = System.getProperty(property);
+        System.setProperty(property, "true");
+        CudaBackend opened;
+        try {
+            opened = CudaBackend.open("cuda", Precision.BF16);
+        } finally {
+            if (before == null) {
+                System.clearProperty(property);
+            } else {
+                System.setProperty(property, before);
+            }
+        }
+        try (CudaBackend gpu = opened; BasedModel model = BasedModel.of(weights, gpu)) {
+            assumeTrue(gpu.productEdges().probing(),
+                    "programmatic edges need compute capability 9 and a driver that records them");
+            SplittableRandom r = new SplittableRandom(batch);
+            int vocab = config.vocabSize();
+            int[] prompts = r.ints((long) batch * PROMPT, 0, vocab).toArray();
+            int[][] steps = new int[STEPS][];
+            for (int t = 0; t < STEPS; t++) {
+                steps[t] = r.ints(batch, 0, vocab).toArray();
+            }
+            int[] slots = new int[batch];
+            int[] lengths = new int[batch];
+            int[] ones = new int[batch];
+            for (int i = 0; i < batch; i++) {
+                slots[i] = i;
+                lengths[i] = PROMPT;
+                ones[i] = 1;
+            }
+            double worst = 0;
+            double rms = 0;
+            try (Session graphs = model.newSession(batch, PROMPT + STEPS);
+                 Session ops = model.newSession(batch, PROMPT + STEPS).useGraphs(false)) {
+                model.forward(graphs, graphs.batch(slots, lengths), prompts, false, null);
+                model.forward(ops, ops.batch(slots, lengths), prompts, false, null);
+                for (int t = 0; t < STEPS; t++) {
+                    float[] a = gpu.download(model.forward(graphs, graphs.batch(slots, ones), steps[t], false, null));
+                    float[] b = gpu.download(model.forward(ops, ops.batch(slots, ones), steps[t], false, null));
+                    assertEquals(b.length, a.length);
+                    double s = 0;
+                    for (int i = 0; i < a.length; i++) {
+                        worst = Math.max(worst, Math.abs(a[i] - b[i]));
+                        s += (double) b[i] * b[i];
+                    }
+                    rms = Math.max(rms, Math.sqrt(s / b.length));
+                }
+            }
+            CudaBackend.ProductEdges edges = gpu.productEdges();
+            System.out.printf("[ProgrammaticEdgesAtReleasedWidthsTest] batch %d: %d plans probed, %d of them wait, "
+                            + "%d products recorded on programmatic edges; recorded against op by op %.3g (rms %.3g)%n",
+                    batch, edges.probedPlans(), edges.waitingPlans(), edges.productsOnEdges(), worst, rms);
+            assertTrue(edges.probedPlans() > 0, "the first decode step's products were probed");
+            assertTrue(worst <= 1e-6 * rms, "batch " + batch + ": recorded steps with " + edges.productsOnEdges()
+                    + " products on programmatic edges differ from op-by-op ones by " + worst + " (rms " + rms + ")");
+        }
+    }
+}
