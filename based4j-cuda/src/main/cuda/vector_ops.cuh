@@ -22,6 +22,12 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float* v) {
     }
 }
 
+/** Value e (0 .. 7, a constant where unrolled) of the 8 bf16 values of a 16-byte piece, as a float. */
+__device__ __forceinline__ float bf16At(const uint4& raw, int e) {
+    const unsigned word = e < 2 ? raw.x : e < 4 ? raw.y : e < 6 ? raw.z : raw.w;
+    return __uint_as_float((e & 1) ? (word & 0xffff0000u) : (word << 16));
+}
+
 /** 8 consecutive values at p (16-byte aligned) as floats. */
 __device__ __forceinline__ void load8(const bf16* p, float* v) {
     unpack8(*reinterpret_cast<const uint4*>(p), v);
@@ -98,10 +104,19 @@ struct GridCursor {
     int colStep;
 
     __device__ __forceinline__ GridCursor(i64 first, int cols, i64 stride) {
-        row = first / cols;
-        col = (int)(first - row * cols);
-        rowStep = stride / cols;
-        colStep = (int)(stride - rowStep * cols);
+        if (((first | stride) >> 32) == 0) {  // the usual case: 32-bit divisions, a few instructions each
+            const unsigned f = (unsigned)first, s = (unsigned)stride, c = (unsigned)cols;
+            const unsigned r = f / c, rs = s / c;
+            row = r;
+            col = (int)(f - r * c);
+            rowStep = rs;
+            colStep = (int)(s - rs * c);
+        } else {
+            row = first / cols;
+            col = (int)(first - row * cols);
+            rowStep = stride / cols;
+            colStep = (int)(stride - rowStep * cols);
+        }
     }
 
     __device__ __forceinline__ void next(int cols) {
@@ -180,34 +195,18 @@ __device__ void swigluVec_impl(const A* a, A* out, int n, int h) {
 #define CONV_VEC_TAPS 4
 
 /**
- * The K taps of channels c .. c + 7 of BaseConv's kernel convW [inner, K] (bf16) into ws[j][i] (tap j of channel c +
- * i): 8 K consecutive values from value c K, read as K pieces of 8 (16 bytes each, aligned where convW is, as c is a
- * multiple of 8).
+ * baseConvStep_impl with 8 channels a thread, for a kernel of K taps (K - 1 of history), K <= CONV_VEC_TAPS: the
+ * token's u1 and gate, the history and the output (all of type A) moved 16 bytes at a time (32 in float32), every load
+ * before the first store; each channel's numbers as baseConvStep_impl makes them (the same fmaf order: bit for bit).
+ * inner a multiple of 8. The taps' count is a template parameter, so that a kernel holds only its own taps' registers
+ * (one kernel for every count held 104 registers a thread, two blocks a multiprocessor).
  */
-template <int K, typename W>
-__device__ __forceinline__ void convTaps8(const W* convW, int c, float (&ws)[CONV_VEC_TAPS][8]) {
-    float t[K][8];
-#pragma unroll
-    for (int j = 0; j < K; j++) load8(convW + (i64)c * K + 8 * j, t[j]);
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-#pragma unroll
-        for (int j = 0; j < K; j++) ws[j][i] = t[(i * K + j) >> 3][(i * K + j) & 7];
-    }
-}
-
-/**
- * baseConvStep_impl with 8 channels a thread: the token's u1 and gate, the history and the output (all of type A) moved
- * 16 bytes at a time (32 in float32), every load before the first store; each channel's numbers as baseConvStep_impl makes them (the
- * same fmaf order: bit for bit). inner a multiple of 8, k <= CONV_VEC_TAPS.
- */
-template <typename W, typename A>
-__device__ void baseConvStepVec_impl(const A* u, const W* convW, A* hist, const int* layout, A* out, int B,
-                                     int inner, int k) {
+template <int K, typename W, typename A>
+__device__ void baseConvStepVecK(const A* u, const W* convW, A* hist, const int* layout, A* out, int B, int inner) {
+    constexpr int taps = K - 1;
     const Layout L = layoutOf(layout, B);
     const int perRow = inner >> 3;
     const i64 vectors = (i64)B * perRow;
-    const int taps = k - 1;
     GridCursor at(globalThread(), perRow, globalStride());
     for (i64 v = globalThread(); v < vectors; v += globalStride(), at.next(perRow)) {
         const int seq = (int)at.row;
@@ -215,45 +214,68 @@ __device__ void baseConvStepVec_impl(const A* u, const W* convW, A* hist, const 
         const i64 row = L.offsets[seq];
         A* h = hist + (i64)L.slots[seq] * taps * inner + c;
         const A* ur = u + row * 2 * inner + c;
-        float cur[8], gate[8], xs[CONV_VEC_TAPS - 1][8], ws[CONV_VEC_TAPS][8];
-        load8(ur, cur);
-        load8(ur + inner, gate);
+        if constexpr (sizeof(A) == 2 && sizeof(W) == 2) {
+            // every value held as its 16-byte piece until used: half the registers of floats, four blocks a
+            // multiprocessor
+            uint4 cur, gate, xs[taps > 0 ? taps : 1], t[K];
+            cur = *reinterpret_cast<const uint4*>(ur);
+            gate = *reinterpret_cast<const uint4*>(ur + inner);
 #pragma unroll
-        for (int j = 0; j < CONV_VEC_TAPS - 1; j++) {
-            if (j < taps) load8(h + (i64)j * inner, xs[j]);
-        }
-        if constexpr (sizeof(W) == 2) {
-            switch (k) {
-                case 1: convTaps8<1>(convW, c, ws); break;
-                case 2: convTaps8<2>(convW, c, ws); break;
-                case 3: convTaps8<3>(convW, c, ws); break;
-                default: convTaps8<4>(convW, c, ws); break;
-            }
-        } else {
+            for (int j = 0; j < taps; j++) xs[j] = *reinterpret_cast<const uint4*>(h + (i64)j * inner);
+            // the 8 K taps from value c K, read as K pieces of 8 (16 bytes each, aligned where convW is)
+#pragma unroll
+            for (int j = 0; j < K; j++) t[j] = *reinterpret_cast<const uint4*>(convW + (i64)c * K + 8 * j);
+            float y[8];
 #pragma unroll
             for (int i = 0; i < 8; i++) {
+                float acc = 0.0f;
 #pragma unroll
-                for (int j = 0; j < CONV_VEC_TAPS; j++) {
-                    if (j < k) ws[j][i] = toF(convW[(i64)(c + i) * k + j]);
+                for (int j = 0; j < K; j++) {
+                    const float w = bf16At(t[(i * K + j) >> 3], (i * K + j) & 7);
+                    acc = fmaf(w, j < taps ? bf16At(xs[j], i) : bf16At(cur, i), acc);
+                }
+                y[i] = bf16At(gate, i) * silu(acc);
+            }
+#pragma unroll
+            for (int j = 1; j < taps; j++) *reinterpret_cast<uint4*>(h + (i64)(j - 1) * inner) = xs[j];
+            if constexpr (taps > 0) *reinterpret_cast<uint4*>(h + (i64)(taps - 1) * inner) = cur;
+            store8(out + row * inner + c, y);
+        } else {
+            float cur[8], gate[8], xs[taps > 0 ? taps : 1][8], ws[K][8];
+            load8(ur, cur);
+            load8(ur + inner, gate);
+#pragma unroll
+            for (int j = 0; j < taps; j++) load8(h + (i64)j * inner, xs[j]);
+            if constexpr (sizeof(W) == 2) {
+                // 8 K consecutive values from value c K, read as K pieces of 8 (16 bytes each, aligned where convW is)
+                float t[K][8];
+#pragma unroll
+                for (int j = 0; j < K; j++) load8(convW + (i64)c * K + 8 * j, t[j]);
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+#pragma unroll
+                    for (int j = 0; j < K; j++) ws[j][i] = t[(i * K + j) >> 3][(i * K + j) & 7];
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+#pragma unroll
+                    for (int j = 0; j < K; j++) ws[j][i] = toF(convW[(i64)(c + i) * K + j]);
                 }
             }
-        }
-        float y[8];
+            float y[8];
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            float acc = 0.0f;
+            for (int i = 0; i < 8; i++) {
+                float acc = 0.0f;
 #pragma unroll
-            for (int j = 0; j < CONV_VEC_TAPS; j++) {
-                if (j < k) acc = fmaf(ws[j][i], j < taps ? xs[j][i] : cur[i], acc);
+                for (int j = 0; j < K; j++) acc = fmaf(ws[j][i], j < taps ? xs[j][i] : cur[i], acc);
+                y[i] = gate[i] * silu(acc);
             }
-            y[i] = gate[i] * silu(acc);
-        }
 #pragma unroll
-        for (int j = 1; j < CONV_VEC_TAPS - 1; j++) {
-            if (j < taps) store8(h + (i64)(j - 1) * inner, xs[j]);
+            for (int j = 1; j < taps; j++) store8(h + (i64)(j - 1) * inner, xs[j]);
+            if constexpr (taps > 0) store8(h + (i64)(taps - 1) * inner, cur);
+            store8(out + row * inner + c, y);
         }
-        if (taps > 0) store8(h + (i64)(taps - 1) * inner, cur);
-        store8(out + row * inner + c, y);
     }
 }
 
@@ -310,9 +332,22 @@ B4J_KERNEL(addIntoVec, 256, (float* acc, const A* x, long long count), (acc, x, 
 B4J_KERNEL(f32ToAVec, 256, (const float* src, A* dst, long long count), (src, dst, count))
 B4J_KERNEL(aToF32Vec, 256, (const A* src, float* dst, long long count), (src, dst, count))
 B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, n, m))
-B4J_KERNEL(baseConvStepVec, 256,
-           (const A* u, const W* convW, A* hist, const int* layout, A* out, int B, int inner, int k),
-           (u, convW, hist, layout, out, B, inner, k))
+// baseConvStepVec1 .. baseConvStepVec4: the step of a kernel of that many taps
+#define B4J_CONV_STEP_VEC(K)                                                                                         \
+    namespace b4j {                                                                                                  \
+    template <typename W, typename A>                                                                                \
+    __device__ void baseConvStepVec##K##_impl(const A* u, const W* convW, A* hist, const int* layout, A* out, int B, \
+                                              int inner) {                                                           \
+        baseConvStepVecK<K, W, A>(u, convW, hist, layout, out, B, inner);                                            \
+    }                                                                                                                \
+    }                                                                                                                \
+    B4J_KERNEL(baseConvStepVec##K, 256,                                                                              \
+               (const A* u, const W* convW, A* hist, const int* layout, A* out, int B, int inner),                   \
+               (u, convW, hist, layout, out, B, inner))
+B4J_CONV_STEP_VEC(1)
+B4J_CONV_STEP_VEC(2)
+B4J_CONV_STEP_VEC(3)
+B4J_CONV_STEP_VEC(4)
 B4J_KERNEL(addRmsNormVec, 256,
            (float* residual, const A* branch, const W* weight, A* out, int n, int d, float eps),
            (residual, branch, weight, out, n, d, eps))

@@ -655,16 +655,20 @@ public final class Kernels {
         if ((long) B * inner == 0) {
             return;
         }
-        args.reset().ptr(u).ptr(convW).ptr(hist).ptr(layout).ptr(out).i32(B).i32(inner).i32(k);
+        args.reset().ptr(u).ptr(convW).ptr(hist).ptr(layout).ptr(out).i32(B).i32(inner);
         if (convStepVec(inner, k, u, convW, hist, out)) {
-            vectorwise(function("baseConvStepVec", p), (long) B * inner);
+            vectorwise(function(CONV_STEP_VEC[k], p), (long) B * inner);
         } else {
+            args.i32(k);
             elementwise(function("baseConvStep", p), (long) B * inner);
         }
     }
 
     /** Taps up to which {@link #baseConvStep} has its vector form (CONV_VEC_TAPS in vector_ops.cuh). */
     static final int CONV_VEC_TAPS = 4;
+    /** The vector form's kernel for each count of taps, 1 to {@value #CONV_VEC_TAPS} (the taps a template's). */
+    private static final String[] CONV_STEP_VEC = {null, "baseConvStepVec1", "baseConvStepVec2", "baseConvStepVec3",
+        "baseConvStepVec4"};
 
     /**
      * Whether {@link #baseConvStep} takes its vector form (8 channels a thread, in either precision): a kernel of at
