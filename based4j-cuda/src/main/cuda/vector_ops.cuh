@@ -195,11 +195,91 @@ __device__ void swigluVec_impl(const A* a, A* out, int n, int h) {
 #define CONV_VEC_TAPS 4
 
 /**
- * baseConvStep_impl with 8 channels a thread, for a kernel of K taps (K - 1 of history), K <= CONV_VEC_TAPS: the
- * token's u1 and gate, the history and the output (all of type A) moved 16 bytes at a time (32 in float32), every load
- * before the first store; each channel's numbers as baseConvStep_impl makes them (the same fmaf order: bit for bit).
- * inner a multiple of 8. The taps' count is a template parameter, so that a kernel holds only its own taps' registers
- * (one kernel for every count held 104 registers a thread, two blocks a multiprocessor).
+ * The K taps of channels c .. c + 7 of BaseConv's kernel convW [inner, K] (bf16) into ws[j][i] (tap j of channel c +
+ * i): 8 K consecutive values from value c K, read as K pieces of 8 (16 bytes each, aligned where convW is, as c is a
+ * multiple of 8).
+ */
+template <int K, typename W>
+__device__ __forceinline__ void convTaps8(const W* convW, int c, float (&ws)[CONV_VEC_TAPS][8]) {
+    float t[K][8];
+#pragma unroll
+    for (int j = 0; j < K; j++) load8(convW + (i64)c * K + 8 * j, t[j]);
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+#pragma unroll
+        for (int j = 0; j < K; j++) ws[j][i] = t[(i * K + j) >> 3][(i * K + j) & 7];
+    }
+}
+
+/**
+ * Version 2 of BaseConv's decode step (the kernel workbench's; the backend takes version 3, baseConvStepVecK): 8
+ * channels a thread, the token's u1 and gate, the history and the output (all of type A) moved 16 bytes at a time (32
+ * in float32), every load before the first store, for any count of taps up to CONV_VEC_TAPS, its arrays sized for
+ * that many and guarded at run time (104 registers a thread in bf16); each channel's numbers as baseConvStep_impl
+ * makes them (the same fmaf order: bit for bit). inner a multiple of 8, k <= CONV_VEC_TAPS.
+ */
+template <typename W, typename A>
+__device__ void baseConvStepVecAny_impl(const A* u, const W* convW, A* hist, const int* layout, A* out, int B,
+                                     int inner, int k) {
+    const Layout L = layoutOf(layout, B);
+    const int perRow = inner >> 3;
+    const i64 vectors = (i64)B * perRow;
+    const int taps = k - 1;
+    GridCursor at(globalThread(), perRow, globalStride());
+    for (i64 v = globalThread(); v < vectors; v += globalStride(), at.next(perRow)) {
+        const int seq = (int)at.row;
+        const int c = 8 * at.col;
+        const i64 row = L.offsets[seq];
+        A* h = hist + (i64)L.slots[seq] * taps * inner + c;
+        const A* ur = u + row * 2 * inner + c;
+        float cur[8], gate[8], xs[CONV_VEC_TAPS - 1][8], ws[CONV_VEC_TAPS][8];
+        load8(ur, cur);
+        load8(ur + inner, gate);
+#pragma unroll
+        for (int j = 0; j < CONV_VEC_TAPS - 1; j++) {
+            if (j < taps) load8(h + (i64)j * inner, xs[j]);
+        }
+        if constexpr (sizeof(W) == 2) {
+            switch (k) {
+                case 1: convTaps8<1>(convW, c, ws); break;
+                case 2: convTaps8<2>(convW, c, ws); break;
+                case 3: convTaps8<3>(convW, c, ws); break;
+                default: convTaps8<4>(convW, c, ws); break;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+#pragma unroll
+                for (int j = 0; j < CONV_VEC_TAPS; j++) {
+                    if (j < k) ws[j][i] = toF(convW[(i64)(c + i) * k + j]);
+                }
+            }
+        }
+        float y[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int j = 0; j < CONV_VEC_TAPS; j++) {
+                if (j < k) acc = fmaf(ws[j][i], j < taps ? xs[j][i] : cur[i], acc);
+            }
+            y[i] = gate[i] * silu(acc);
+        }
+#pragma unroll
+        for (int j = 1; j < CONV_VEC_TAPS - 1; j++) {
+            if (j < taps) store8(h + (i64)(j - 1) * inner, xs[j]);
+        }
+        if (taps > 0) store8(h + (i64)(taps - 1) * inner, cur);
+        store8(out + row * inner + c, y);
+    }
+}
+
+/**
+ * Version 3 of BaseConv's decode step, the backend's: version 2 for a kernel of K taps (K - 1 of history), K <=
+ * CONV_VEC_TAPS, the taps' count a template parameter, so that a kernel holds only its own taps' registers, and in
+ * bf16 each 16-byte piece held as loaded until the sums use its values (57 registers a thread for 3 taps against
+ * version 2's 104: four blocks a multiprocessor against two); each channel's numbers as baseConvStep_impl makes them
+ * (the same fmaf order: bit for bit). inner a multiple of 8.
  */
 template <int K, typename W, typename A>
 __device__ void baseConvStepVecK(const A* u, const W* convW, A* hist, const int* layout, A* out, int B, int inner) {
@@ -332,6 +412,9 @@ B4J_KERNEL(addIntoVec, 256, (float* acc, const A* x, long long count), (acc, x, 
 B4J_KERNEL(f32ToAVec, 256, (const float* src, A* dst, long long count), (src, dst, count))
 B4J_KERNEL(aToF32Vec, 256, (const A* src, float* dst, long long count), (src, dst, count))
 B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, n, m))
+B4J_KERNEL(baseConvStepVecAny, 256,
+           (const A* u, const W* convW, A* hist, const int* layout, A* out, int B, int inner, int k),
+           (u, convW, hist, layout, out, B, inner, k))
 // baseConvStepVec1 .. baseConvStepVec4: the step of a kernel of that many taps
 #define B4J_CONV_STEP_VEC(K)                                                                                         \
     namespace b4j {                                                                                                  \

@@ -27,9 +27,10 @@ import picocli.CommandLine.Option;
                 "The backend runs the version marked (used)."})
 final class BenchKernelsCommand implements Callable<Integer> {
     @Option(names = "--kernel", paramLabel = "NAME", split = ",",
-            defaultValue = "gemv,crossEntropy,attentionDecode,linearAttentionDecode,linearAttentionPrefill,addRmsNorm",
+            defaultValue = "gemv,crossEntropy,attentionDecode,linearAttentionDecode,linearAttentionPrefill,addRmsNorm,"
+                    + "baseConvStep",
             description = "Kernels: gemv, crossEntropy, attentionDecode, linearAttentionDecode, linearAttentionPrefill, "
-                    + "addRmsNorm (default ${DEFAULT-VALUE}).")
+                    + "addRmsNorm, baseConvStep (default ${DEFAULT-VALUE}).")
     List<String> kernels;
 
     @Option(names = "--device", paramLabel = "DEV", defaultValue = "cuda",

@@ -35,7 +35,7 @@ import java.util.function.Consumer;
 public final class KernelWorkbench {
     /** Kernels the workbench has versions of. */
     public static final List<String> KERNELS = List.of("gemv", "crossEntropy", "attentionDecode",
-            "linearAttentionDecode", "linearAttentionPrefill", "addRmsNorm");
+            "linearAttentionDecode", "linearAttentionPrefill", "addRmsNorm", "baseConvStep");
     /**
      * Bytes of input copies the timed calls go through at least (more than an H200's 50 MiB L2 cache): those that
      * cuBLASLt's cold timing writes to flush the L2 cache.
@@ -118,6 +118,7 @@ public final class KernelWorkbench {
                 case "attentionDecode" -> w.attentionDecode();
                 case "linearAttentionDecode" -> w.linearAttentionDecode();
                 case "addRmsNorm" -> w.addRmsNorm();
+                case "baseConvStep" -> w.baseConvStep();
                 default -> w.linearAttentionPrefill();
             };
         } finally {
@@ -582,6 +583,114 @@ public final class KernelWorkbench {
                     double ms = time(copies, call);
                     results.add(new Result("addRmsNorm", shape, names.get(i), ms, bytes / (ms * 1e-3) / 1e9, error,
                             NORM_BOUND));
+                }
+            }
+            freeAll();
+        }
+        return results;
+    }
+
+    // ------------------------------------------------------------------------------------------------ baseConvStep
+
+    /** BaseConv's decode step at {@code b} sequences: u [b, 2 inner] (the in-projection's), a kernel of k taps. */
+    record ConvShape(String name, int b, int inner, int k) {
+    }
+
+    /** based-1b's (inner 3,584) at batches 1, 128 and 1,024, based-360m's (inner 2,048) at 1 and 128; 3 taps. */
+    static final List<ConvShape> CONV_SHAPES = List.of(new ConvShape("1b", 1, 3584, 3), new ConvShape("1b", 128, 3584, 3),
+            new ConvShape("1b", 1024, 3584, 3), new ConvShape("360m", 1, 2048, 3), new ConvShape("360m", 128, 2048, 3));
+
+    /**
+     * Largest error of the step's outputs against float64, relative to the largest output: one rounding to bf16 (2^-9
+     * of a value at most) after float32 sums of 3 products and the float32 SiLU (some 2^-22 of the scale).
+     */
+    static final double CONV_BOUND = 0x1p-9 + 0x1p-16;
+
+    /**
+     * BaseConv's decode step ({@link Kernels#baseConvStep}): version 1 (a channel a thread), version 2 (8 channels a
+     * thread for any count of taps) and version 3 (8 a thread, a kernel per count of taps), "(used)" where the backend
+     * takes it. u and the history are read from copies in turn (more bytes than the L2 cache); the outputs checked
+     * against float64 and the history, shifted by one token, bit for bit (an error of infinity otherwise).
+     */
+    private List<Result> baseConvStep() {
+        List<Result> results = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(13);
+        Kernels kernels = gpu.kernels();
+        for (ConvShape s : CONV_SHAPES) {
+            int b = s.b();
+            int inner = s.inner();
+            int k = s.k();
+            int taps = k - 1;
+            String shape = String.format(Locale.ROOT, "%s %dx%d, %d taps", s.name(), b, inner, k);
+            note.accept("baseConvStep " + shape);
+            try (Arena arena = Arena.ofConfined()) {
+                long uValues = 2L * b * inner;
+                long hValues = (long) b * taps * inner;
+                long bytesPerCopy = 2 * uValues + 2 * hValues;
+                int copies = (int) Math.max(1, (COLD_BYTES + bytesPerCopy - 1) / bytesPerCopy);
+                MemorySegment u = randomBf16(arena, uValues, r);
+                MemorySegment hist = randomBf16(arena, hValues, r);
+                MemorySegment convW = randomBf16(arena, (long) inner * k, r);
+                long uAll = alloc(2 * uValues * copies);
+                long hAll = alloc(2 * hValues * copies);
+                for (int c = 0; c < copies; c++) {
+                    cu.copyHtoD(uAll + 2 * uValues * c, u, 2 * uValues);
+                    cu.copyHtoD(hAll + 2 * hValues * c, hist, 2 * hValues);
+                }
+                long wd = upload(convW, 2L * inner * k);
+                long fresh = upload(hist, 2 * hValues);
+                long out = alloc(2L * b * inner);
+                long layoutD = uploadLayout(arena, filledInts(b, 100));
+                double[] want = new double[b * inner];
+                short[] shifted = new short[(int) hValues];
+                for (int q = 0; q < b; q++) {
+                    for (int c = 0; c < inner; c++) {
+                        double acc = 0;
+                        for (int j = 0; j < k; j++) {
+                            short x = j < taps ? hist.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED,
+                                    ((long) q * taps + j) * inner + c)
+                                    : u.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, (long) q * 2 * inner + c);
+                            acc += (double) Tensor.bf16ToFloat(convW.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED,
+                                    (long) c * k + j)) * Tensor.bf16ToFloat(x);
+                        }
+                        double gate = Tensor.bf16ToFloat(u.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED,
+                                (long) q * 2 * inner + inner + c));
+                        want[q * inner + c] = gate * acc / (1 + Math.exp(-acc));
+                        for (int j = 0; j < taps; j++) {
+                            shifted[(q * taps + j) * inner + c] = j + 1 < taps
+                                    ? hist.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, ((long) q * taps + j + 1) * inner + c)
+                                    : u.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, (long) q * 2 * inner + c);
+                        }
+                    }
+                }
+                boolean vec = Kernels.convStepVec(inner, k, uAll, wd, hAll, out);
+                List<String> names = new ArrayList<>();
+                List<Integer> versions = new ArrayList<>();
+                names.add("v1 (channel a thread)" + (vec ? "" : " (used)"));
+                versions.add(1);
+                if (vec) {
+                    names.add("v2 (8 channels, any taps)");
+                    versions.add(2);
+                    names.add("v3 (8 channels, a kernel per taps) (used)");
+                    versions.add(3);
+                }
+                double bytes = 2.0 * uValues + 4.0 * hValues + 2.0 * b * inner + 2.0 * inner * k;
+                for (int i = 0; i < names.size(); i++) {
+                    int version = versions.get(i);
+                    java.util.function.IntConsumer call = c -> kernels.baseConvStep(version, Precision.BF16,
+                            uAll + 2 * uValues * c, wd, hAll + 2 * hValues * c, layoutD, out, b, inner, k);
+                    // one call on a fresh history (copy 0 put back first), checked
+                    cu.copyDtoDAsync(hAll, fresh, 2 * hValues, stream);
+                    cu.memsetD8Async(out, 0, 2L * b * inner, stream);
+                    call.accept(0);
+                    double error = maxError(download(arena, out, 2L * b * inner), want);
+                    short[] gotHist = download(arena, hAll, 2 * hValues).toArray(ValueLayout.JAVA_SHORT);
+                    if (!java.util.Arrays.equals(gotHist, shifted)) {
+                        error = Double.POSITIVE_INFINITY;  // the history moves by one token, bit for bit
+                    }
+                    double ms = time(copies, call);
+                    results.add(new Result("baseConvStep", shape, names.get(i), ms, bytes / (ms * 1e-3) / 1e9, error,
+                            CONV_BOUND));
                 }
             }
             freeAll();

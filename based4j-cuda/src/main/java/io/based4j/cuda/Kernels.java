@@ -652,15 +652,33 @@ public final class Kernels {
     public void baseConvStep(Precision p, long u, long convW, long hist, long layout, long out, int B, int inner,
                              int k) {
         require(B >= 0 && inner >= 0 && k >= 1, "baseConvStep: B " + B + ", inner " + inner + ", kernel " + k);
+        baseConvStep(convStepVec(inner, k, u, convW, hist, out) ? 3 : 1, p, u, convW, hist, layout, out, B, inner, k);
+    }
+
+    /**
+     * {@link #baseConvStep} in version 1 (the scalar kernel, a channel a thread), 2 (the vector form, 8 channels a
+     * thread, for any count of taps: its arrays sized for {@value #CONV_VEC_TAPS} taps) or 3 (the vector form of a
+     * kernel of k taps, the backend's where {@link #convStepVec} holds): the kernel workbench's versions, the same
+     * outputs and history bit for bit.
+     */
+    void baseConvStep(int version, Precision p, long u, long convW, long hist, long layout, long out, int B,
+                      int inner, int k) {
+        require(B >= 0 && inner >= 0 && k >= 1 && (version == 1
+                || (version == 2 || version == 3) && convStepVec(inner, k, u, convW, hist, out)),
+                "baseConvStep: version " + version + ", B " + B + ", inner " + inner + ", kernel " + k);
         if ((long) B * inner == 0) {
             return;
         }
         args.reset().ptr(u).ptr(convW).ptr(hist).ptr(layout).ptr(out).i32(B).i32(inner);
-        if (convStepVec(inner, k, u, convW, hist, out)) {
+        if (version == 3) {
             vectorwise(function(CONV_STEP_VEC[k], p), (long) B * inner);
         } else {
             args.i32(k);
-            elementwise(function("baseConvStep", p), (long) B * inner);
+            if (version == 2) {
+                vectorwise(function("baseConvStepVecAny", p), (long) B * inner);
+            } else {
+                elementwise(function("baseConvStep", p), (long) B * inner);
+            }
         }
     }
 
