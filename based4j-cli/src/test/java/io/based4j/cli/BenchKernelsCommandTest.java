@@ -19,7 +19,7 @@ class BenchKernelsCommandTest {
     @ParameterizedTest(name = "{0}")
     @CsvSource(delimiter = '|', value = {
         "--kernel nope          | --kernel nope is not on the workbench (choose from gemv, crossEntropy, attentionDecode,"
-            + " linearAttentionDecode, linearAttentionPrefill, addRmsNorm)",
+            + " linearAttentionDecode, linearAttentionPrefill, addRmsNorm, baseConvStep)",
         "--kernel gemv,softmax  | --kernel softmax is not on the workbench",
         "--reps 0               | --reps must be between 1 and 100000, got 0",
         "--reps 1000000000      | --reps must be between 1 and 100000, got 1000000000",
