@@ -12,16 +12,18 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * {@link Kernels#baseConvStep}, a decode step of BaseConv in one kernel, against {@link Kernels#baseConv} followed by
  * {@link Kernels#baseConvState} on the same history: the outputs and the new history bit for bit (the same float
- * operations in the same order). Sequences in slots out of order, a slot left out, kernels of 1 to 4 taps (the
- * vector form; in bf16 it reads the 8 channels' taps as k pieces of 16 bytes, every k from 1 to 4 here) and of 6 and 9
- * (past it: the scalar form, tap by tap), both precisions.
+ * operations in the same order), in each of its versions (1 the scalar kernel; 2 and 3 the vector forms, for any count
+ * of taps and a kernel per count, where they fit), and through the backend's choice. Sequences in slots out of order,
+ * a slot left out, kernels of 1 to 4 taps (the vector forms; in bf16 they read the 8 channels' taps as k pieces of 16
+ * bytes) and of 6 and 9 (past them: the scalar form, tap by tap), both precisions.
  */
 @GpuTest
 class BaseConvStepTest {
     static Stream<Arguments> cases() {
         return Stream.of(Arguments.of(Precision.BF16, 3), Arguments.of(Precision.F32, 3),
                 Arguments.of(Precision.BF16, 4), Arguments.of(Precision.F32, 1), Arguments.of(Precision.BF16, 1),
-                Arguments.of(Precision.BF16, 2), Arguments.of(Precision.BF16, 6), Arguments.of(Precision.BF16, 9));
+                Arguments.of(Precision.BF16, 2), Arguments.of(Precision.F32, 2), Arguments.of(Precision.F32, 4),
+                Arguments.of(Precision.BF16, 6), Arguments.of(Precision.BF16, 9));
     }
 
     @ParameterizedTest(name = "{0}, kernel {1}")
@@ -41,14 +43,24 @@ class BaseConvStepTest {
             long wd = rig.values(p, w);
             long layout = rig.ints(CudaBackend.layoutOf(batch));
             long histTwo = rig.values(p, hist);
-            long histOne = rig.values(p, hist);
             long outTwo = rig.zeros((long) b * inner * p.bytes());
-            long outOne = rig.zeros((long) b * inner * p.bytes());
             rig.kernels.baseConv(p, ud, wd, histTwo, layout, outTwo, b, b, inner, k);
             rig.kernels.baseConvState(p, ud, histTwo, layout, b, b, inner, k);
-            rig.kernels.baseConvStep(p, ud, wd, histOne, layout, outOne, b, inner, k);
-            assertArrayEquals(rig.values(p, outTwo, b * inner), rig.values(p, outOne, b * inner), "outputs");
-            assertArrayEquals(rig.values(p, histTwo, hist.length), rig.values(p, histOne, hist.length), "history");
+            float[] wantOut = rig.values(p, outTwo, b * inner);
+            float[] wantHist = rig.values(p, histTwo, hist.length);
+            boolean vec = k <= Kernels.CONV_VEC_TAPS;
+            for (int version : vec ? new int[] {0, 1, 2, 3} : new int[] {0, 1}) {  // 0: the backend's choice
+                long histOne = rig.values(p, hist);
+                long outOne = rig.zeros((long) b * inner * p.bytes());
+                if (version == 0) {
+                    rig.kernels.baseConvStep(p, ud, wd, histOne, layout, outOne, b, inner, k);
+                } else {
+                    rig.kernels.baseConvStep(version, p, ud, wd, histOne, layout, outOne, b, inner, k);
+                }
+                String what = version == 0 ? "the backend's choice" : "version " + version;
+                assertArrayEquals(wantOut, rig.values(p, outOne, b * inner), what + ": outputs");
+                assertArrayEquals(wantHist, rig.values(p, histOne, hist.length), what + ": history");
+            }
         }
     }
 
