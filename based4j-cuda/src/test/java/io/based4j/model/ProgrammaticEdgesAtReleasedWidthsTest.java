@@ -25,7 +25,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * plans the probe saw wait are launched while the kernel before them still runs, give the logits of the same steps
  * run op by op, in which no product starts before the kernel before it has ended: a probe that passed a kernel that
  * does not wait would leave its product reading its input early, off by the size of the logits. (On an H200 with
- * cuBLASLt 13.0 no plan here waits, so no product takes an edge and the test holds the probe to that.) The same
+ * the CUDA 13 cuBLASLt no plan here waits, so no product takes an edge and the test holds the probe to that.) The same
  * kernels and plans in the same order on the same inputs: the bound is that of the graph tests of
  * {@link GpuModelTest}, 1e-6 of the logits' rms.
  */
