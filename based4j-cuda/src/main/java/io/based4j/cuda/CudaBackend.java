@@ -1362,8 +1362,15 @@ public final class CudaBackend implements TrainingBackend {
 
     /** {@link ProductEdges} of this backend so far. */
     public ProductEdges productEdges() {
-        return new ProductEdges(lt.probesFirstCalls() && kernels.programmaticSteps(), lt.probedPlans(),
-                lt.waitingPlans(), lt.programmaticProducts());
+        return new ProductEdges(probesProducts(), lt.probedPlans(), lt.waitingPlans(), lt.programmaticProducts());
+    }
+
+    /**
+     * Whether a decode step's products are probed for programmatic edges on its first run: the property asks for the
+     * edges, the device and driver can make them, and recorded steps are launched programmatically.
+     */
+    private boolean probesProducts() {
+        return lt.probesFirstCalls() && kernels.programmaticSteps();
     }
 
     private static int cublasType(Precision p) {
@@ -3025,7 +3032,7 @@ public final class CudaBackend implements TrainingBackend {
         @Override
         public boolean timesFirstCalls() {
             // a product is timed, or probed for programmatic edges, on its first call outside a capture
-            return lt.timing() || (lt.probesFirstCalls() && kernels.programmaticSteps());
+            return lt.timing() || probesProducts();
         }
 
         @Override
