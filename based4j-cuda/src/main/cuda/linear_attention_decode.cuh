@@ -1125,12 +1125,12 @@ __device__ __forceinline__ int laPrepFloats(int f, int dh, int K) { return laAli
  * The end of a step that writes in versions 9 to 12's first kernel: its key xk and value vr and the denominator
  * phi(q).z into the work area (aux, tail), the kind (n | 1 << 16), and the count of waiting tokens to 0.
  */
+template <int HELD>
 __device__ __forceinline__ void laPrepWrites(float* aux, float* tail, int* count, const float* xk,
-                                             const float (&vr)[LA_PREP_HELD], float den, int n, int f, int dh,
-                                             int lane) {
+                                             const float (&vr)[HELD], float den, int n, int f, int dh, int lane) {
     for (int j = lane; j < f; j += 32) aux[j] = xk[j];
 #pragma unroll
-    for (int j = 0; j < LA_PREP_HELD; j++) {
+    for (int j = 0; j < HELD; j++) {
         if (lane + 32 * j < dh) aux[f + lane + 32 * j] = vr[j];
     }
     if (lane == 0) {
@@ -1145,11 +1145,12 @@ __device__ __forceinline__ void laPrepWrites(float* aux, float* tail, int* count
  * values lane, lane + 32, ..) and the denominator's total into the work area, the kind (n), its key xk and value vr
  * appended to the waiting tokens (at mine), and their count one more.
  */
+template <int HELD>
 __device__ __forceinline__ void laPrepAppends(float* aux, float* tail, int* count, float* mine, const float* xk,
-                                              const float (&vr)[LA_PREP_HELD], const float (&acc)[LA_PREP_HELD],
-                                              float own, float total, int n, int f, int dh, int lane) {
+                                              const float (&vr)[HELD], const float (&acc)[HELD], float own,
+                                              float total, int n, int f, int dh, int lane) {
 #pragma unroll
-    for (int j = 0; j < LA_PREP_HELD; j++) {
+    for (int j = 0; j < HELD; j++) {
         const int d = lane + 32 * j;
         if (d < dh) {
             aux[d] = acc[j] + own * vr[j];
@@ -1280,7 +1281,12 @@ __device__ void linearAttentionDecodePrep_impl(const A* q, const A* k, const A* 
     laPrepAppends(aux, tail, count + sh, waiting + (i64)n * fd, xk, vr, acc, own, total, n, f, dh, lane);
 }
 
-/** Features a lane of version 10's first kernel holds (linearAttentionDecodePrep10): up to 32 J of them. */
+/**
+ * Features a lane of version 10's first kernel holds (linearAttentionDecodePrep10): up to 32 J of them; the small form
+ * also holds fewer values of v (LA_PREP10_SMALL_HELD, dh up to 128), so fewer registers and more warps at once.
+ */
+#define LA_PREP10_SMALL 5
+#define LA_PREP10_SMALL_HELD 4
 #define LA_PREP10_NARROW 8
 #define LA_PREP10_WIDE 18
 
@@ -1308,9 +1314,9 @@ __device__ __forceinline__ int laPrep10Head(int E) { return 8 + laAlign4(E); }
  * Dynamic shared memory laPrep10Head floats and LA_PREP_WARPS laPrep10Floats (Kernels.linearPrep10Bytes), declared
  * float4 so that the compiler knows it 16-byte aligned and shared (aligned by address arithmetic, laAligned16, it
  * took generic loads and stores: 61.4 against 55.7 us at based-1b's batch 1,024 under ncu); E <= 32 J (so f <= 32:
- * a lane a value of a key).
+ * a lane a value of a key) and dh <= 32 HELD (a lane's values of v held in registers).
  */
-template <int J, typename A>
+template <int J, int HELD, typename A>
 __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A* v, float* kState, float* pend,
                                                  int* count, const int* layout, float* work, int B, int H, int f,
                                                  int dh, int K) {
@@ -1354,14 +1360,14 @@ __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A
     float* z = kState + sh * E;
     const i64 vRow = row * H * dh + (i64)head * dh;
     float zr[J];
-    float vr[LA_PREP_HELD];  // dh <= 256: all of v
+    float vr[HELD];  // dh <= 32 HELD: all of v
 #pragma unroll
     for (int j = 0; j < J; j++) {
         const int a = lane + 32 * j;
         zr[j] = a < E ? z[a] : 0.0f;
     }
 #pragma unroll
-    for (int j = 0; j < LA_PREP_HELD; j++) {
+    for (int j = 0; j < HELD; j++) {
         const int d = lane + 32 * j;
         vr[j] = d < dh ? toF(v[vRow + d]) : 0.0f;
     }
@@ -1410,9 +1416,9 @@ __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A
         pq[j] = a < E ? feature(xs, j) : 0.0f;
         if (a < E) wk[a] = pq[j];
     }
-    float acc[LA_PREP_HELD];
+    float acc[HELD];
 #pragma unroll
-    for (int j = 0; j < LA_PREP_HELD; j++) acc[j] = 0.0f;
+    for (int j = 0; j < HELD; j++) acc[j] = 0.0f;
     float coef = 0.0f;  // lane i: phi(q).phi(k_i) where the step only reads
     for (int i = 0; i < n; i++) {
         const float* x = xs + (2 + i) * P;
@@ -1433,7 +1439,7 @@ __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A
             if (lane == i) coef = c;
             const float* vi = raw + i * fd + f;
 #pragma unroll
-            for (int j = 0; j < LA_PREP_HELD; j++) {
+            for (int j = 0; j < HELD; j++) {
                 const int d = lane + 32 * j;
                 if (d < dh) acc[j] += c * vi[d];
             }
@@ -1687,19 +1693,24 @@ B4J_LA_SECOND(bf16, 11, true, false)
 B4J_LA_SECOND(f32, 12, true, true)
 B4J_LA_SECOND(bf16, 12, true, true)
 // version 10: version 9 with linearAttentionDecodePrep10 as its first kernel (which waits for the kernel before
-// itself, after its table of the features' places), held J features a lane: narrow for E <= 256, wide for E <= 576
-#define B4J_LA_PREP10(T, NAME, J)                                                                                    \
+// itself, after its table of the features' places), held J features and HELD values of v a lane: small for E <= 160
+// and dh <= 128 (f 16: based-360m's and based-1b's; held to 72 registers, 7 blocks a multiprocessor), narrow for
+// E <= 256, wide for E <= 576 (both dh <= 256)
+#define B4J_LA_PREP10(T, NAME, J, HELD, MINB)                                                                        \
     namespace b4j_##T {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(32 * LA_PREP_WARPS) NAME##_##T(                                     \
+    extern "C" __global__ void __launch_bounds__(32 * LA_PREP_WARPS, MINB) NAME##_##T(                               \
         const A* q, const A* k, const A* v, float* kState, float* pend, int* count, const int* layout, float* work,   \
         int B, int H, int f, int dh, int K) {                                                                        \
-        b4j::linearAttentionDecodePrep10_impl<J, A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh, K);     \
+        b4j::linearAttentionDecodePrep10_impl<J, HELD, A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh,   \
+                                                          K);                                                        \
     }                                                                                                                \
     }
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW)
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10Small, LA_PREP10_SMALL, LA_PREP10_SMALL_HELD, 7)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Small, LA_PREP10_SMALL, LA_PREP10_SMALL_HELD, 7)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW, LA_PREP_HELD, 1)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW, LA_PREP_HELD, 1)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, LA_PREP_HELD, 1)
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, LA_PREP_HELD, 1)
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),

@@ -990,6 +990,33 @@ public final class Kernels {
     /** Expanded feature dims version 10's first kernel takes with 8 features a lane (LA_PREP10_NARROW), and 18. */
     static final int LINEAR_PREP10_NARROW_FEATURES = 32 * 8;
     static final int LINEAR_PREP10_WIDE_FEATURES = 32 * 18;
+    /**
+     * Expanded feature dims and head dims version 10's first kernel takes in its small form (LA_PREP10_SMALL features
+     * and LA_PREP10_SMALL_HELD values of v a lane): f 16's 153 features, head dims up to 128.
+     */
+    static final int LINEAR_PREP10_SMALL_FEATURES = 32 * 5;
+    static final int LINEAR_PREP10_SMALL_DH = 32 * 4;
+
+    /**
+     * The system property that turns the small form of version 10's first kernel off ({@code false}: the narrow form,
+     * 8 features and 8 values of v a lane) for comparison; on by default.
+     */
+    static final String LINEAR_PREP_SMALL_PROPERTY = "based4j.cuda.linearPrepSmall";
+    private final boolean linearPrepSmall = onOff(LINEAR_PREP_SMALL_PROPERTY,
+            System.getProperty(LINEAR_PREP_SMALL_PROPERTY)) != Boolean.FALSE;
+
+    /**
+     * The form of version 10's first kernel for feature dim {@code f} and head dim {@code dh}: "Small" where its
+     * features and values fit in fewer registers (and {@value #LINEAR_PREP_SMALL_PROPERTY} is not false), "" (the
+     * narrow form) up to {@value #LINEAR_PREP10_NARROW_FEATURES} features, else "Wide".
+     */
+    String linearPrep10Form(int f, int dh) {
+        int e = MixerConfig.LinearAttention.expandedDim(f);
+        if (linearPrepSmall && e <= LINEAR_PREP10_SMALL_FEATURES && dh <= LINEAR_PREP10_SMALL_DH) {
+            return "Small";
+        }
+        return e <= LINEAR_PREP10_NARROW_FEATURES ? "" : "Wide";
+    }
 
     /**
      * Bytes of dynamic shared memory of version 10's first kernel: its constants and features' places (laPrep10Head),
@@ -1081,9 +1108,7 @@ public final class Kernels {
             long prep;
             if (version >= 10) {
                 prepShared = linearPrep10Bytes(f, dh, steps);
-                boolean narrow = MixerConfig.LinearAttention.expandedDim(f) <= LINEAR_PREP10_NARROW_FEATURES;
-                prep = function(narrow ? "linearAttentionDecodePrep10" : "linearAttentionDecodePrep10Wide", p,
-                        prepShared);
+                prep = function("linearAttentionDecodePrep10" + linearPrep10Form(f, dh), p, prepShared);
             } else {
                 prepShared = 4 * (int) (LINEAR_PREP_WARPS * linearPrepFloats(f, dh, steps));
                 prep = function("linearAttentionDecodePrep", p, prepShared);

@@ -153,11 +153,15 @@ class LinearAttentionDeferredTest {
 
     static Stream<Arguments> firstKernels() {
         Stream.Builder<Arguments> all = Stream.builder();
+        // the first kernel's small form (f 16 and 4, head dims up to 128), its narrow form (231 features at f 20; f
+        // 16's with head dim 144, past the small form's 128) and its wide form (f 24 and 32)
         for (int version : new int[] {10, 12}) {
             all.add(Arguments.of(version, Precision.BF16, 16, 112, 8));
             all.add(Arguments.of(version, Precision.F32, 24, 64, 4));
             all.add(Arguments.of(version, Precision.BF16, 4, 16, 3));
             all.add(Arguments.of(version, Precision.F32, 32, 64, 16));
+            all.add(Arguments.of(version, Precision.BF16, 20, 112, 8));
+            all.add(Arguments.of(version, Precision.F32, 16, 144, 16));
         }
         return all.build();
     }
@@ -178,6 +182,8 @@ class LinearAttentionDeferredTest {
         SplittableRandom r = new SplittableRandom(31L * f + dh + steps);
         try (KernelRig rig = new KernelRig()) {
             assertEquals(version, rig.kernels.linearDeferRuns(version, f, dh, steps), "the version that runs");
+            String form = rig.kernels.linearPrep10Form(f, dh);
+            assertEquals(e <= 160 && dh <= 128 ? "Small" : e <= 256 ? "" : "Wide", form, "the first kernel's form");
             float[] kv0 = gaussian(r, SLOTS * HEADS * e * dh, 1);
             float[] z0 = new float[SLOTS * HEADS * e];
             for (int i = 0; i < z0.length; i++) {
