@@ -1696,21 +1696,21 @@ B4J_LA_SECOND(bf16, 12, true, true)
 // itself, after its table of the features' places), held J features and HELD values of v a lane: small for E <= 160
 // and dh <= 128 (f 16: based-360m's and based-1b's; held to 72 registers, 7 blocks a multiprocessor), narrow for
 // E <= 256, wide for E <= 576 (both dh <= 256)
-#define B4J_LA_PREP10(T, NAME, J, HELD, MINB)                                                                        \
+#define B4J_LA_PREP10(T, NAME, J, HELD, BOUNDS)                                                                      \
     namespace b4j_##T {                                                                                              \
-    extern "C" __global__ void __launch_bounds__(32 * LA_PREP_WARPS, MINB) NAME##_##T(                               \
+    extern "C" __global__ void __launch_bounds__ BOUNDS NAME##_##T(                                                  \
         const A* q, const A* k, const A* v, float* kState, float* pend, int* count, const int* layout, float* work,   \
         int B, int H, int f, int dh, int K) {                                                                        \
         b4j::linearAttentionDecodePrep10_impl<J, HELD, A>(q, k, v, kState, pend, count, layout, work, B, H, f, dh,   \
                                                           K);                                                        \
     }                                                                                                                \
     }
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10Small, LA_PREP10_SMALL, LA_PREP10_SMALL_HELD, 7)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Small, LA_PREP10_SMALL, LA_PREP10_SMALL_HELD, 7)
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW, LA_PREP_HELD, 1)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW, LA_PREP_HELD, 1)
-B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, LA_PREP_HELD, 1)
-B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, LA_PREP_HELD, 1)
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10Small, LA_PREP10_SMALL, LA_PREP10_SMALL_HELD, (32 * LA_PREP_WARPS, 7))
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Small, LA_PREP10_SMALL, LA_PREP10_SMALL_HELD, (32 * LA_PREP_WARPS, 7))
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10, LA_PREP10_NARROW, LA_PREP_HELD, (32 * LA_PREP_WARPS))
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10, LA_PREP10_NARROW, LA_PREP_HELD, (32 * LA_PREP_WARPS))
+B4J_LA_PREP10(f32, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, LA_PREP_HELD, (32 * LA_PREP_WARPS))
+B4J_LA_PREP10(bf16, linearAttentionDecodePrep10Wide, LA_PREP10_WIDE, LA_PREP_HELD, (32 * LA_PREP_WARPS))
 B4J_KERNEL(linearAttentionFold, 256,
            (float* kvState, float* kState, float* pend, int* count, const int* layout, int B, int H, int f, int dh,
             int K),
