@@ -405,6 +405,46 @@ __device__ void aToF32Vec_impl(const A* src, float* dst, i64 count) { convertVal
 template <typename W, typename A>
 __device__ void addBiasVec_impl(A* out, const W* bias, int n, int m) { addBiasRows<W, A>(out, bias, n, m); }
 
+/**
+ * The columns of src [n, c0 + c1 + c2] copied into o0 [n, c0], o1 [n, c1] and o2 [n, c2] (c2 may be 0, o2 then
+ * unused), a piece of P values a thread and step: a product of several matrices made together split into each one's
+ * output. P is 8 (16 bytes of bf16) where every width is a multiple of 8 and every pointer 16-byte aligned (the
+ * launcher checks), else 1.
+ */
+template <int P, typename A>
+__device__ void splitColumnsRows(const A* src, A* o0, A* o1, A* o2, int n, int c0, int c1, int c2) {
+    const int perRow = (c0 + c1 + c2) / P;
+    const i64 pieces = (i64)n * perRow;
+    GridCursor at(globalThread(), perRow, globalStride());
+    for (i64 v = globalThread(); v < pieces; v += globalStride(), at.next(perRow)) {
+        int c = P * at.col;
+        A* dst;
+        if (c < c0) {
+            dst = o0 + at.row * c0 + c;
+        } else if (c < c0 + c1) {
+            dst = o1 + at.row * c1 + (c - c0);
+        } else {
+            dst = o2 + at.row * c2 + (c - c0 - c1);
+        }
+        if constexpr (P == 8) {
+#pragma unroll
+            for (int u = 0; u < (int)(P * sizeof(A) / 16); u++) {
+                reinterpret_cast<uint4*>(dst)[u] = reinterpret_cast<const uint4*>(src + P * v)[u];
+            }
+        } else {
+            *dst = src[v];
+        }
+    }
+}
+template <typename W, typename A>
+__device__ void splitColumnsVec_impl(const A* src, A* o0, A* o1, A* o2, int n, int c0, int c1, int c2) {
+    splitColumnsRows<8, A>(src, o0, o1, o2, n, c0, c1, c2);
+}
+template <typename W, typename A>
+__device__ void splitColumns_impl(const A* src, A* o0, A* o1, A* o2, int n, int c0, int c1, int c2) {
+    splitColumnsRows<1, A>(src, o0, o1, o2, n, c0, c1, c2);
+}
+
 }  // namespace b4j
 
 // The A-typed entry points; addIntoVec_f32 is also the float32 + float32 add of a bf16 training pass.
@@ -412,6 +452,10 @@ B4J_KERNEL(addIntoVec, 256, (float* acc, const A* x, long long count), (acc, x, 
 B4J_KERNEL(f32ToAVec, 256, (const float* src, A* dst, long long count), (src, dst, count))
 B4J_KERNEL(aToF32Vec, 256, (const A* src, float* dst, long long count), (src, dst, count))
 B4J_KERNEL(addBiasVec, 256, (A * out, const W* bias, int n, int m), (out, bias, n, m))
+B4J_KERNEL(splitColumnsVec, 256, (const A* src, A* o0, A* o1, A* o2, int n, int c0, int c1, int c2),
+           (src, o0, o1, o2, n, c0, c1, c2))
+B4J_KERNEL(splitColumns, 256, (const A* src, A* o0, A* o1, A* o2, int n, int c0, int c1, int c2),
+           (src, o0, o1, o2, n, c0, c1, c2))
 B4J_KERNEL(baseConvStepVecAny, 256,
            (const A* u, const W* convW, A* hist, const int* layout, A* out, int B, int inner, int k),
            (u, convW, hist, layout, out, B, inner, k))

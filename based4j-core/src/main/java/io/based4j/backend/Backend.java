@@ -80,6 +80,19 @@ public interface Backend extends AutoCloseable {
     Weight weight(Tensor tensor);
 
     /**
+     * Takes several weight matrices that products of one input use ({@link #matmulEach}), each as {@link #weight}
+     * takes it. A backend may place them one after another, rows of the first then rows of the next, so that their
+     * products can run as one; by default one {@link #weight} each.
+     */
+    default Weight[] weights(Tensor... tensors) {
+        Weight[] out = new Weight[tensors.length];
+        for (int i = 0; i < tensors.length; i++) {
+            out[i] = weight(tensors[i]);
+        }
+        return out;
+    }
+
+    /**
      * Bytes a weight will newly take once this backend holds it: what {@link #weight} will allocate, or, where the
      * backend computes straight from a memory-mapped checkpoint, the file's pages it will read.
      */

@@ -51,6 +51,16 @@ public final class BasedModel implements AutoCloseable {
         }
         backend.checkWeightsFit(stored, name, "(" + Sizes.count(params) + " parameters)");
         Map<Tensor, Backend.Weight> onBackend = new IdentityHashMap<>();
+        for (ModelWeights.Layer l : weights.layers()) {
+            if (l.mixer() instanceof ModelWeights.LinearWeights lw) {
+                // the three projections of one input, which a backend may take as one product
+                Tensor[] qkv = {lw.projQ(), lw.projK(), lw.projV()};
+                Backend.Weight[] on = backend.weights(qkv);
+                for (int i = 0; i < qkv.length; i++) {
+                    onBackend.putIfAbsent(qkv[i], on[i]);
+                }
+            }
+        }
         this.stack = new LayerStack(weights, t -> onBackend.computeIfAbsent(t, backend::weight), null);
         this.parameters = params;
         this.weightBytes = bytes;

@@ -81,6 +81,8 @@ public final class CudaBackend implements TrainingBackend {
     private static final int GATHERED_ARGMAX_SLOT = 8;
     /** Scratch slot of the bf16 copy of dx that rmsNormBackward leaves (no other op uses it). */
     private static final int DX_COPY_SLOT = 7;
+    /** Scratch slot of a whole product that {@link #matmulEach} splits into its parts' outputs (no other op uses it). */
+    private static final int MERGED_SLOT = 9;
 
     private final CudaDriver cu;
     private final int ordinal;
@@ -849,8 +851,53 @@ public final class CudaBackend implements TrainingBackend {
     @Override
     public Weight weight(Tensor tensor) {
         bind();
+        long ptr = allocate(tensor.numel() * precision.bytes(), "weight " + java.util.Arrays.toString(tensor.shape()));
+        upload(tensor, ptr);
+        return new CudaWeight(ptr, tensor.shape(), precision);
+    }
+
+    /**
+     * Matrices of one width in one allocation, one after another (so the rows of all, in order, are one matrix:
+     * {@link #matmulEach} takes their products as one); each part as {@link #weight} makes it. Tensors of different
+     * widths, or any but 2-D ones, are taken one by one.
+     */
+    @Override
+    public Weight[] weights(Tensor... tensors) {
+        bind();
+        long cols = -1;
+        long rows = 0;
+        boolean together = tensors.length >= 2;
+        for (Tensor t : tensors) {
+            long[] shape = t.shape();
+            together &= shape.length == 2 && shape[0] > 0 && (cols < 0 || shape[1] == cols);
+            if (together) {
+                cols = shape[1];
+                rows += shape[0];
+            }
+        }
+        if (!together || rows > Integer.MAX_VALUE) {
+            return TrainingBackend.super.weights(tensors);
+        }
+        long ptr = allocate(rows * cols * precision.bytes(), "weights " + rows + "x" + cols);
+        CudaWeight whole = new CudaWeight(ptr, new long[] {rows, cols}, precision);
+        Weight[] out = new Weight[tensors.length];
+        long at = ptr;
+        for (int i = 0; i < tensors.length; i++) {
+            upload(tensors[i], at);
+            out[i] = new CudaWeight(at, tensors[i].shape(), precision, whole);
+            at += tensors[i].numel() * precision.bytes();
+        }
+        if (mergedProductsOn) {
+            // the whole product's scratch for as many rows as matmulEach takes it at, made now: a recorded step
+            // allocates nothing
+            scratch.slot(MERGED_SLOT, rows * Math.min(mergedMaxRows, MERGED_MAX_ROWS) * precision.bytes());
+        }
+        return out;
+    }
+
+    /** A tensor's values, in the compute type, into device memory at {@code ptr}. */
+    private void upload(Tensor tensor, long ptr) {
         long n = tensor.numel();
-        long ptr = allocate(n * precision.bytes(), "weight " + java.util.Arrays.toString(tensor.shape()));
         try (Arena a = Arena.ofConfined()) {
             MemorySegment host;
             if (precision == Precision.BF16 && tensor.dtype() == DType.BF16) {
@@ -876,7 +923,6 @@ public final class CudaBackend implements TrainingBackend {
             cu.copyHtoDAsync(ptr, host, n * precision.bytes(), stream);
             cu.synchronize(stream);
         }
-        return new CudaWeight(ptr, tensor.shape(), precision);
     }
 
     @Override
@@ -1200,7 +1246,75 @@ public final class CudaBackend implements TrainingBackend {
             routes.gemvSegments++;
             return;
         }
+        CudaWeight whole = mergedProducts(a, ws, outs);
+        if (whole != null) {
+            // one product of the whole matrix into scratch, its columns copied into each output: the same sums
+            long s = scratch.slot(MERGED_SLOT, (long) a.rows * whole.rows() * precision.bytes());
+            gemm(a, whole, new CudaBuffer(s, a.rows, whole.rows(), precision, null), null, "matmulEach");
+            long[] o2 = new long[ws.length];
+            int[] n2 = new int[ws.length];
+            for (int i = 0; i < ws.length; i++) {
+                o2[i] = bufferOf(outs[i]).ptr;
+                n2[i] = weightOf(ws[i]).rows();
+            }
+            kernels.splitColumns(precision, s, o2, n2, a.rows);
+            routes.merged += ws.length;
+            return;
+        }
         TrainingBackend.super.matmulEach(x, ws, outs);
+    }
+
+    /**
+     * The system property that switches off taking products of one input over weights made together
+     * ({@link #weights}) as one product ({@link #matmulEach}): {@code false} runs them one by one, for comparisons.
+     */
+    static final String MERGED_PRODUCTS_PROPERTY = "based4j.cuda.mergedProducts";
+    /**
+     * The system property for the most rows at which {@link #matmulEach} takes such products as one: above it (a
+     * prompt's many rows, where each product alone already runs near the matrix rate) the split's copy would only add
+     * traffic. 1,024 unless set.
+     */
+    static final String MERGED_MAX_ROWS_PROPERTY = "based4j.cuda.mergedProductsMaxRows";
+    static final int MERGED_MAX_ROWS = 1024;
+    private final boolean mergedProductsOn =
+            Kernels.onOff(MERGED_PRODUCTS_PROPERTY, System.getProperty(MERGED_PRODUCTS_PROPERTY)) != Boolean.FALSE;
+    private final int mergedMaxRows = Kernels.atLeast(MERGED_MAX_ROWS_PROPERTY,
+            System.getProperty(MERGED_MAX_ROWS_PROPERTY), 0, MERGED_MAX_ROWS, "a number of rows");
+
+    /**
+     * The whole matrix {@link #matmulEach} takes the products {@code x @ ws[i]^T} as, or null: the weights made
+     * together by {@link #weights}, all of them in their order, x and the outputs in the compute type, of
+     * {@link Kernels#GEMV_FUSED_MAX_ROWS} rows (which gemv takes together already) to {@code mergedProductsMaxRows},
+     * no output overlapping x or another.
+     */
+    private CudaWeight mergedProducts(CudaBuffer a, Weight[] ws, Buffer[] outs) {
+        if (!mergedProductsOn || ws.length < 2 || a.rows <= Kernels.GEMV_FUSED_MAX_ROWS || a.rows > mergedMaxRows
+                || a.type != precision) {
+            return null;
+        }
+        CudaWeight whole = weightOf(ws[0]).whole;
+        if (whole == null || whole.cols() != a.cols
+                || recording && scratch.size(MERGED_SLOT) < (long) a.rows * whole.rows() * precision.bytes()) {
+            return null;  // (a recorded step allocates nothing: its scratch is made with the weights or op by op)
+        }
+        long at = whole.ptr;
+        long rows = 0;
+        for (int i = 0; i < ws.length; i++) {
+            CudaWeight m = weightOf(ws[i]);
+            CudaBuffer ob = bufferOf(outs[i]);
+            if (m.whole != whole || m.ptr != at || ob.type != precision || ob.rows != a.rows || ob.cols != m.rows()
+                    || overlaps(ob.ptr, ob.bytes(), a.ptr, a.bytes())) {
+                return null;
+            }
+            for (int j = 0; j < i; j++) {
+                if (overlaps(ob.ptr, ob.bytes(), bufferOf(outs[j]).ptr, bufferOf(outs[j]).bytes())) {
+                    return null;
+                }
+            }
+            at += (long) m.rows() * m.cols() * precision.bytes();
+            rows += m.rows();
+        }
+        return rows == whole.rows() ? whole : null;
     }
 
     /**

@@ -7,11 +7,21 @@ final class CudaWeight implements Backend.Weight {
     final long ptr;
     final long[] shape;
     final Precision type;
+    /**
+     * Where this matrix was made as part of one with others ({@link CudaBackend#weights}): that whole matrix, whose
+     * rows are those of its parts in order; otherwise null.
+     */
+    final CudaWeight whole;
 
     CudaWeight(long ptr, long[] shape, Precision type) {
+        this(ptr, shape, type, null);
+    }
+
+    CudaWeight(long ptr, long[] shape, Precision type, CudaWeight whole) {
         this.ptr = ptr;
         this.shape = shape.clone();
         this.type = type;
+        this.whole = whole;
     }
 
     static CudaWeight of(Backend.Weight w) {

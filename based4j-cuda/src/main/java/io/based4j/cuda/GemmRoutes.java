@@ -24,6 +24,11 @@ final class GemmRoutes {
     long gemvConv;
     /** Launches that took two or three products of one input at once (gemvSegments; each product counted above). */
     long gemvSegments;
+    /**
+     * Products of one input over weights made together that ran as one product of the whole matrix, its columns then
+     * split into each product's output (each product is also counted by the route the whole one took).
+     */
+    long merged;
     /** Products of a decode step's rows by gemmRows (with or without a bias). */
     long gemmRows;
     /** Of those, the ones that added a bias. */
@@ -53,6 +58,7 @@ final class GemmRoutes {
         c.gemvSwiglu = gemvSwiglu;
         c.gemvConv = gemvConv;
         c.gemvSegments = gemvSegments;
+        c.merged = merged;
         c.gemmRows = gemmRows;
         c.gemmRowsBias = gemmRowsBias;
         c.gemmWg = gemmWg;
@@ -69,7 +75,7 @@ final class GemmRoutes {
         return "cuBLASLt " + lt + ", cuBLASLt with bias " + ltBias + ", with a residual " + ltResidual
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
                 + ", with BaseConv's step " + gemvConv + ", " + gemvSegments + " launches of several"
-                + "), gemmRows " + gemmRows + ", gemmWg " + gemmWg + " (with SwiGLU " + gemmWgSwiglu
+                + "), " + merged + " taken as one product, gemmRows " + gemmRows + ", gemmWg " + gemmWg + " (with SwiGLU " + gemmWgSwiglu
                 + ", with BaseConv's step " + gemmWgConv + ")"
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }

@@ -551,6 +551,35 @@ public final class Kernels {
         }
     }
 
+    /**
+     * The columns of {@code src} A {@code [n, sum of widths]} copied into {@code outs[i]} A {@code [n, widths[i]]},
+     * in order (two or three outputs): a product of matrices made together split into each one's output.
+     */
+    public void splitColumns(Precision p, long src, long[] outs, int[] widths, int n) {
+        require(outs.length == widths.length && outs.length >= 2 && outs.length <= 3,
+                "splitColumns: " + outs.length + " outputs for " + widths.length + " widths (two or three)");
+        long total = 0;
+        for (int w : widths) {
+            require(w > 0, "splitColumns: widths " + java.util.Arrays.toString(widths));
+            total += w;
+        }
+        require(n >= 0 && total <= Integer.MAX_VALUE, "splitColumns: n " + n + ", widths "
+                + java.util.Arrays.toString(widths));
+        if (n == 0) {
+            return;
+        }
+        int c2 = widths.length == 3 ? widths[2] : 0;
+        long o2 = widths.length == 3 ? outs[2] : 0;
+        args.reset().ptr(src).ptr(outs[0]).ptr(outs[1]).ptr(o2).i32(n).i32(widths[0]).i32(widths[1]).i32(c2);
+        boolean vector = vectorRows(p, widths[0], src, outs[0], outs[1], o2) && vectorRows(p, widths[1])
+                && vectorRows(p, c2);
+        if (vector) {
+            vectorwise(function("splitColumnsVec", p), n * total);
+        } else {
+            elementwise(function("splitColumns", p), n * total);
+        }
+    }
+
     /** {@code out = a[:, :h] * silu(a[:, h:])}: a A {@code [n, 2h]}, out A {@code [n, h]}. */
     public void swiglu(Precision p, long a, long out, int n, int h) {
         require(n >= 0 && h >= 0, "swiglu: n " + n + ", h " + h);

@@ -10,7 +10,7 @@ import java.lang.foreign.MemorySegment;
  */
 final class Scratch implements AutoCloseable {
     /** Slots an op may use at once. */
-    static final int SLOTS = 9;
+    static final int SLOTS = 10;
     private static final int ONE_F32_BITS = Float.floatToRawIntBits(1f);
 
     private final CudaBackend backend;
@@ -47,6 +47,11 @@ final class Scratch implements AutoCloseable {
             bytes[slot] = size;
         }
         return ptr[slot];
+    }
+
+    /** The bytes slot {@code slot} holds now (0 before its first use). */
+    long size(int slot) {
+        return bytes[slot];
     }
 
     /** At least {@code count} ones of {@code type} (float32 ones are rounded exactly to bf16). */
