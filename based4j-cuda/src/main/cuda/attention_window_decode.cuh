@@ -54,7 +54,7 @@ __device__ __forceinline__ WdecItem wdecItemOf(int item, const Layout& L, int H,
  * waiting: each lane its 8 dims of the keys of its group (as the work on them reads them), 16 bytes a copy (4 for the
  * table).
  */
-template <int G, typename A>
+template <int G, typename A, bool CACHED = true, bool TOKEN = true>
 __device__ __forceinline__ void wdecStage(const WdecItem& w, const A* qkv, const A* kCache, const A* vCache,
                                           const float* rotary, char* stage, int H, int dh, int capacity, int window,
                                           int rd, int maxPos) {
@@ -68,7 +68,7 @@ __device__ __forceinline__ void wdecStage(const WdecItem& w, const A* qkv, const
     A* vs = ks + window * dh;
     A* tok = vs + window * dh;
     float* rot = reinterpret_cast<float*>(tok + 3 * dh);
-    if (e0 < dh) {
+    if (CACHED && e0 < dh) {
         const i64 cells = (i64)w.slot * capacity * d + (i64)w.head * dh + e0;
         int c = w.c0 + grp;
         if (c >= capacity) c -= capacity;
@@ -85,6 +85,8 @@ __device__ __forceinline__ void wdecStage(const WdecItem& w, const A* qkv, const
             c += GROUPS;
             if (c >= capacity) c -= capacity;
         }
+    }
+    if (TOKEN && e0 < dh) {
         if (grp < 3) {  // the token's q, k and v
             const A* token = qkv + w.row * 3 * d + (i64)grp * d + (i64)w.head * dh + e0;
 #pragma unroll
@@ -92,13 +94,13 @@ __device__ __forceinline__ void wdecStage(const WdecItem& w, const A* qkv, const
         }
     }
     const int half = rd >> 1;
-    if (w.pos < maxPos) {
+    if (CACHED && w.pos < maxPos) {
         for (int t = tid; t < rd; t += WDEC_THREADS) {
             decCopy4(rot + t, t < half ? rotary + (i64)w.pos * half + t
                                        : rotary + ((i64)maxPos + w.pos) * half + t - half);
         }
     }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (TOKEN) asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
 /** The shared arrays of attentionDecodeWindow besides its stages. */
@@ -115,7 +117,7 @@ struct WdecShared {
  * attentionDecodeWindow for lane groups of G (see attentionDecodeWindow_impl): a block's items in turn, the next one's
  * stage copied while it works on the current one.
  */
-template <int G, typename A>
+template <int G, bool EARLY, typename A>
 __device__ __forceinline__ void wdecItems(const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout,
                                           A* out, int B, int H, int dh, int capacity, int window, int rd, int maxPos,
                                           int interleaved, float scale, char* stages, WdecShared& sh) {
@@ -132,7 +134,16 @@ __device__ __forceinline__ void wdecItems(const A* qkv, A* kCache, A* vCache, co
 
     int item = blockIdx.x;
     WdecItem w = wdecItemOf(item, L, H, window, capacity);
-    wdecStage<G, A>(w, qkv, kCache, vCache, rotary, stages, H, dh, capacity, window, rd, maxPos);
+    if constexpr (EARLY) {
+        // the first item's cached keys and values and its cos and sin asked for before the wait for the kernel before
+        // it, which wrote qkv: the ring and the layout were written two kernels before this one or earlier, done
+        // once the kernel before it is past its own wait
+        wdecStage<G, A, true, false>(w, qkv, kCache, vCache, rotary, stages, H, dh, capacity, window, rd, maxPos);
+        b4jPdlWait();
+        wdecStage<G, A, false, true>(w, qkv, kCache, vCache, rotary, stages, H, dh, capacity, window, rd, maxPos);
+    } else {
+        wdecStage<G, A>(w, qkv, kCache, vCache, rotary, stages, H, dh, capacity, window, rd, maxPos);
+    }
     for (int buf = 0; item < items; item += gridDim.x, buf ^= 1) {
         asm volatile("cp.async.wait_group 0;\n" ::: "memory");
         __syncthreads();  // the item's stage is complete for every thread, and the item before is done with
@@ -264,7 +275,7 @@ __device__ __forceinline__ void wdecItems(const A* qkv, A* kCache, A* vCache, co
  * token's rotated key (rounded to A; NaN past the rotary table, as attentionAppend writes it) and its value go to the
  * ring at pos % capacity: the cell of key pos - capacity, which only this item reads and whose copy is in the stage.
  */
-template <typename W, typename A>
+template <typename W, typename A, bool EARLY = false>
 __device__ void attentionDecodeWindow_impl(const A* qkv, A* kCache, A* vCache, const float* rotary,
                                            const int* layout, A* out, int B, int H, int dh, int capacity, int window,
                                            int rd, int maxPos, int interleaved, float scale) {
@@ -273,8 +284,8 @@ __device__ void attentionDecodeWindow_impl(const A* qkv, A* kCache, A* vCache, c
     if ((int)blockIdx.x >= B * H) return;
     const int lanes = dh >> 3;
 #define B4J_WDEC(G)                                                                                                    \
-    wdecItems<G, A>(qkv, kCache, vCache, rotary, layout, out, B, H, dh, capacity, window, rd, maxPos, interleaved,    \
-                    scale, wdecStages, sh)
+    wdecItems<G, EARLY, A>(qkv, kCache, vCache, rotary, layout, out, B, H, dh, capacity, window, rd, maxPos,         \
+                           interleaved, scale, wdecStages, sh)
     if (lanes <= 2) {
         B4J_WDEC(2);
     } else if (lanes <= 4) {
@@ -302,3 +313,15 @@ __device__ void attentionDecodeWindow_impl(const A* qkv, A* kCache, A* vCache, c
     }
 B4J_WDEC_KERNEL(b4j_f32, f32)
 B4J_WDEC_KERNEL(b4j_bf16, bf16)
+// attentionDecodeWindowEarly: the same, its first item's cached keys and values asked for before its wait
+#define B4J_WDEC_EARLY_KERNEL(NS, SUFFIX)                                                                              \
+    namespace NS {                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(WDEC_THREADS, WDEC_BLOCKS) attentionDecodeWindowEarly_##SUFFIX(       \
+        const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, A* out, int B, int H, int dh,      \
+        int capacity, int window, int rd, int maxPos, int interleaved, float scale) {                                  \
+        b4j::attentionDecodeWindow_impl<W, A, true>(qkv, kCache, vCache, rotary, layout, out, B, H, dh, capacity,      \
+                                                    window, rd, maxPos, interleaved, scale);                           \
+    }                                                                                                                  \
+    }
+B4J_WDEC_EARLY_KERNEL(b4j_f32, f32)
+B4J_WDEC_EARLY_KERNEL(b4j_bf16, bf16)

@@ -174,7 +174,7 @@ __device__ void linearAttentionDecode_impl(const A* q, const A* k, const A* v, f
  * (another order than version 1's). Requires dh a multiple of 4 (S 16-byte aligned); dynamic shared memory
  * 2E + 2f + dh + 4 * 256 + 8 floats.
  */
-template <int U, bool EARLY, typename W, typename A, bool ZE = false>
+template <int U, bool EARLY, typename W, typename A, bool ZE = false, bool PRE = false>
 __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
     extern __shared__ float smem[];
@@ -200,6 +200,11 @@ __device__ void linearAttentionDecodeQuads(const A* q, const A* k, const A* v, f
             const int a = g + u * R;
             sv[u] = a < E ? S4[(i64)a * quads + c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
+    }
+    if constexpr (PRE) {
+        // the wait for the kernel before (q, k and v) after the state's loads: S, z and the layout were written two
+        // kernels before this one or earlier, done once the kernel before it is past its own wait
+        b4jPdlWait();
     }
     LaDecode D = laDecodeStart(q, k, v, kvState, kState, layout, B, H, f, dh, smem);
     const float* pk = D.pk;
@@ -274,6 +279,17 @@ template <typename W, typename A>
 __device__ void linearAttentionDecode5_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
                                             const int* layout, A* out, int B, int H, int f, int dh, float eps) {
     linearAttentionDecodeQuads<17, true, W, A, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
+}
+
+/**
+ * Version 6: version 5 with its state's loads (the slot, S's rows and z) asked for before the wait for the kernel
+ * before it (programmatic launch), which wrote q, k and v: launched programmatically in a recorded step, it reads the
+ * state while the projections before it run. Its kernel does not wait as it starts.
+ */
+template <typename W, typename A>
+__device__ void linearAttentionDecode6_impl(const A* q, const A* k, const A* v, float* kvState, float* kState,
+                                            const int* layout, A* out, int B, int H, int f, int dh, float eps) {
+    linearAttentionDecodeQuads<17, true, W, A, true, true>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);
 }
 
 /**
@@ -1623,6 +1639,17 @@ B4J_KERNEL(linearAttentionDecode5, 256,
            (const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,
             int f, int dh, float eps),
            (q, k, v, kvState, kState, layout, out, B, H, f, dh, eps))
+// version 6 waits for the kernel before it itself, after its state's loads
+#define B4J_LA_DECODE6(T)                                                                                            \
+    namespace b4j_##T {                                                                                              \
+    extern "C" __global__ void __launch_bounds__(256) linearAttentionDecode6_##T(                                    \
+        const A* q, const A* k, const A* v, float* kvState, float* kState, const int* layout, A* out, int B, int H,   \
+        int f, int dh, float eps) {                                                                                  \
+        b4j::linearAttentionDecode6_impl<W, A>(q, k, v, kvState, kState, layout, out, B, H, f, dh, eps);             \
+    }                                                                                                                \
+    }
+B4J_LA_DECODE6(f32)
+B4J_LA_DECODE6(bf16)
 // the deferred form's versions, held to MINB blocks a multiprocessor, each the device function after MINB and T: 1, U 8
 // at three blocks a multiprocessor, the waiting tokens loaded once the count is in; 2, as 1 with every waiting place
 // copied as the block starts; 3, as 2 with all of based-1b's 17 rows a thread in flight at once (two blocks a

@@ -2282,16 +2282,18 @@ public final class Kernels {
     /**
      * Versions of {@link #linearAttentionDecode}: 1 (a column of S a thread), 2 and 3 (four columns a thread in 16-byte
      * loads, 8 or 4 rows in flight), 4 (12 rows in flight, the first ones loaded before the token is featurized), 5
-     * (as 4 with 17 rows and z in flight together).
+     * (as 4 with 17 rows and z in flight together), 6 (as 5 with those loads asked for before the wait for the kernel
+     * before it: a recorded step's programmatic launch reads the state while the projections before it run).
      */
-    static final int LINEAR_DECODE_VERSIONS = 5;
+    static final int LINEAR_DECODE_VERSIONS = 6;
 
     /**
-     * Version 5 for wide heads where a multiprocessor has a block or none ({@code items} at most the device's
-     * multiprocessors): based-1b's layer at batch 1 8.0 against 10.4 us (version 4) on an H200; at batch 128 (2,048
-     * blocks) 97.5 against 86.9, so version 4 stays there.
+     * Version 6 for wide heads where a multiprocessor has a block or none ({@code items} at most the device's
+     * multiprocessors): version 5 there was based-1b's layer at batch 1 8.0 against 10.4 us (version 4) on an H200; at
+     * batch 128 (2,048 blocks) 97.5 against 86.9, so version 4 stays there. Version 6 is version 5 with its state's
+     * loads before its wait.
      */
-    static final int LINEAR_DECODE_FEW_DEFAULT = 5;
+    static final int LINEAR_DECODE_FEW_DEFAULT = 6;
 
     /**
      * The version {@link #linearAttentionDecode} runs for {@code items} (sequence, head) blocks with heads of
@@ -2470,9 +2472,23 @@ public final class Kernels {
             launch(function("attentionDecodeHeadsWindow", p), 1, B, 1, decode6Threads(H, dh), 0);
             return;
         }
-        long fn = function("attentionDecodeWindow", p, shared);
+        long fn = function(windowEarly ? "attentionDecodeWindowEarly" : "attentionDecodeWindow", p, shared);
         launch(fn, windowDecodeGrid((int) items, shared, multiprocessors, sharedPerMultiprocessor), 1, 1,
                 WINDOW_DECODE_THREADS, shared);
+    }
+
+    /**
+     * The system property that has {@link #attentionDecodeWindow}'s items' form ask for its first item's cached keys
+     * and values before it waits for the kernel before it ({@code attentionDecodeWindowEarly}, true, the default)
+     * or after ({@code false}): the same numbers, the ring's reads started while the projection before it runs where
+     * a step is recorded with programmatic launches.
+     */
+    static final String WINDOW_EARLY_PROPERTY = "based4j.cuda.windowEarly";
+    private boolean windowEarly = onOff(WINDOW_EARLY_PROPERTY, System.getProperty(WINDOW_EARLY_PROPERTY)) != Boolean.FALSE;
+
+    /** Sets whether the items' form asks for its cached keys before its wait (tests compare the two). */
+    void windowEarly(boolean on) {
+        windowEarly = on;
     }
 
     /**

@@ -115,6 +115,21 @@ class AttentionDecodeWindowTest {
                 float[] g = rig.values(p, got, b * d);
                 Near.sameAttention(p, w, g, i -> String.format(Locale.ROOT, "grid %d, output %d (sequence at %d,"
                         + " head %d)", grid, i, positions[i / d], (i % d) / dh), "window kernel", "attention");
+                // the first item's cached keys asked for before the kernel's wait (the default) or after: the same
+                // numbers, output and caches bit for bit
+                rig.kernels.windowEarly(false);
+                try {
+                    long kcLate = rig.values(p, keys);
+                    long vcLate = rig.values(p, values);
+                    long late = rig.zeros((long) b * d * p.bytes());
+                    rig.kernels.attentionDecodeWindow(p, qkvD, kcLate, vcLate, rotary, layout, late, b, heads, dh,
+                            capacity, window, rotaryDim, maxPos, interleaved, scale);
+                    assertArrayEquals(g, rig.values(p, late, b * d), "the keys asked for after the wait, grid " + grid);
+                    assertArrayEquals(keysWant, rig.values(p, kcLate, cacheValues), "key cache, after the wait");
+                    assertArrayEquals(valuesWant, rig.values(p, vcLate, cacheValues), "value cache, after the wait");
+                } finally {
+                    rig.kernels.windowEarly(true);
+                }
             }
             // the heads' form (a block a sequence with all its heads), where one split of 256 keys holds the window:
             // asked for, or by default from WINDOW_HEADS_MIN_BATCH sequences on
