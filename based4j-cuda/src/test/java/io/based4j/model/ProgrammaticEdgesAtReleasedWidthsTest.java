@@ -28,6 +28,10 @@ import org.junit.jupiter.params.provider.ValueSource;
  * the CUDA 13 cuBLASLt no plan here waits, so no product takes an edge and the test holds the probe to that.) The same
  * kernels and plans in the same order on the same inputs: the bound is that of the graph tests of
  * {@link GpuModelTest}, 1e-6 of the logits' rms.
+ *
+ * <p>At 1 and 4 sequences the same three layers hold the kernels that read their state before the wait for the kernel
+ * before them (linear attention's decode version 6 at heads of 112, a block a (sequence, head), and the window's items'
+ * form): their recorded steps, launched programmatically, against the same steps op by op, with the same bound.
  */
 @GpuTest
 class ProgrammaticEdgesAtReleasedWidthsTest {
@@ -35,15 +39,34 @@ class ProgrammaticEdgesAtReleasedWidthsTest {
     /** Past the 8th step, where linear attention's deferred state is written. */
     private static final int STEPS = 10;
 
-    @ParameterizedTest(name = "batch {0}")
-    @ValueSource(ints = {128, 1024})
-    void recordedStepsOnTheEdgesGiveTheLogitsOfStepsRunOpByOp(int batch) {
+    /** based-1b's widths in three layers: BaseConv, linear attention, the sliding window. */
+    private static ModelConfig threeLayers() {
         Map<String, Object> m = new LinkedHashMap<>(Presets.configMap("based-1b"));
         m.put("n_layer", 3L);
         m.put("alt_mixer_layers", List.of(1L));
         m.put("alt_mixer_2_layers", List.of(2L));
         m.put("vocab_size", 4096L);
-        ModelConfig config = ConfigParser.fromMap("based-1b's widths in 3 layers", m);
+        return ConfigParser.fromMap("based-1b's widths in 3 layers", m);
+    }
+
+    @ParameterizedTest(name = "batch {0}")
+    @ValueSource(ints = {1, 4})
+    void stateReadBeforeTheWaitGivesTheLogitsOfStepsRunOpByOp(int batch) {
+        ModelConfig config = threeLayers();
+        try (CudaBackend gpu = CudaBackend.open("cuda", Precision.BF16);
+             BasedModel model = BasedModel.of(DecodeEqualsPrefillTest.randomWeights(config, 13), gpu)) {
+            double[] worstAndRms = recordedAgainstOps(gpu, model, config, batch);
+            System.out.printf("[ProgrammaticEdgesAtReleasedWidthsTest] batch %d, state read before the wait: recorded "
+                    + "against op by op %.3g (rms %.3g)%n", batch, worstAndRms[0], worstAndRms[1]);
+            assertTrue(worstAndRms[0] <= 1e-6 * worstAndRms[1], "batch " + batch + ": recorded steps differ from "
+                    + "op-by-op ones by " + worstAndRms[0] + " (rms " + worstAndRms[1] + ")");
+        }
+    }
+
+    @ParameterizedTest(name = "batch {0}")
+    @ValueSource(ints = {128, 1024})
+    void recordedStepsOnTheEdgesGiveTheLogitsOfStepsRunOpByOp(int batch) {
+        ModelConfig config = threeLayers();
         ModelWeights weights = DecodeEqualsPrefillTest.randomWeights(config, 11);
         String property = "based4j.cuda.ltProgrammatic";
         String before = System.getProperty(property);
@@ -61,39 +84,9 @@ class ProgrammaticEdgesAtReleasedWidthsTest {
         try (CudaBackend gpu = opened; BasedModel model = BasedModel.of(weights, gpu)) {
             assumeTrue(gpu.productEdges().probing(),
                     "programmatic edges need compute capability 9 and a driver that records them");
-            SplittableRandom r = new SplittableRandom(batch);
-            int vocab = config.vocabSize();
-            int[] prompts = r.ints((long) batch * PROMPT, 0, vocab).toArray();
-            int[][] steps = new int[STEPS][];
-            for (int t = 0; t < STEPS; t++) {
-                steps[t] = r.ints(batch, 0, vocab).toArray();
-            }
-            int[] slots = new int[batch];
-            int[] lengths = new int[batch];
-            int[] ones = new int[batch];
-            for (int i = 0; i < batch; i++) {
-                slots[i] = i;
-                lengths[i] = PROMPT;
-                ones[i] = 1;
-            }
-            double worst = 0;
-            double rms = 0;
-            try (Session graphs = model.newSession(batch, PROMPT + STEPS);
-                 Session ops = model.newSession(batch, PROMPT + STEPS).useGraphs(false)) {
-                model.forward(graphs, graphs.batch(slots, lengths), prompts, false, null);
-                model.forward(ops, ops.batch(slots, lengths), prompts, false, null);
-                for (int t = 0; t < STEPS; t++) {
-                    float[] a = gpu.download(model.forward(graphs, graphs.batch(slots, ones), steps[t], false, null));
-                    float[] b = gpu.download(model.forward(ops, ops.batch(slots, ones), steps[t], false, null));
-                    assertEquals(b.length, a.length);
-                    double s = 0;
-                    for (int i = 0; i < a.length; i++) {
-                        worst = Math.max(worst, Math.abs(a[i] - b[i]));
-                        s += (double) b[i] * b[i];
-                    }
-                    rms = Math.max(rms, Math.sqrt(s / b.length));
-                }
-            }
+            double[] worstAndRms = recordedAgainstOps(gpu, model, config, batch);
+            double worst = worstAndRms[0];
+            double rms = worstAndRms[1];
             CudaBackend.ProductEdges edges = gpu.productEdges();
             System.out.printf("[ProgrammaticEdgesAtReleasedWidthsTest] batch %d: %d plans probed, %d of them wait, "
                             + "%d products recorded on programmatic edges; recorded against op by op %.3g (rms %.3g)%n",
@@ -105,5 +98,47 @@ class ProgrammaticEdgesAtReleasedWidthsTest {
             assertTrue(worst <= 1e-6 * rms, "batch " + batch + ": recorded steps with " + edges.productsOnEdges()
                     + " products on programmatic edges differ from op-by-op ones by " + worst + " (rms " + rms + ")");
         }
+    }
+
+    /**
+     * A prompt of {@link #PROMPT} tokens in each of {@code batch} sequences, then {@link #STEPS} decode steps, in a
+     * session that records its steps and one that runs them op by op: the largest difference of their logits and the
+     * largest rms of a step's logits op by op.
+     */
+    private static double[] recordedAgainstOps(CudaBackend gpu, BasedModel model, ModelConfig config, int batch) {
+        SplittableRandom r = new SplittableRandom(batch);
+        int vocab = config.vocabSize();
+        int[] prompts = r.ints((long) batch * PROMPT, 0, vocab).toArray();
+        int[][] steps = new int[STEPS][];
+        for (int t = 0; t < STEPS; t++) {
+            steps[t] = r.ints(batch, 0, vocab).toArray();
+        }
+        int[] slots = new int[batch];
+        int[] lengths = new int[batch];
+        int[] ones = new int[batch];
+        for (int i = 0; i < batch; i++) {
+            slots[i] = i;
+            lengths[i] = PROMPT;
+            ones[i] = 1;
+        }
+        double worst = 0;
+        double rms = 0;
+        try (Session graphs = model.newSession(batch, PROMPT + STEPS);
+             Session ops = model.newSession(batch, PROMPT + STEPS).useGraphs(false)) {
+            model.forward(graphs, graphs.batch(slots, lengths), prompts, false, null);
+            model.forward(ops, ops.batch(slots, lengths), prompts, false, null);
+            for (int t = 0; t < STEPS; t++) {
+                float[] a = gpu.download(model.forward(graphs, graphs.batch(slots, ones), steps[t], false, null));
+                float[] b = gpu.download(model.forward(ops, ops.batch(slots, ones), steps[t], false, null));
+                assertEquals(b.length, a.length);
+                double s = 0;
+                for (int i = 0; i < a.length; i++) {
+                    worst = Math.max(worst, Math.abs(a[i] - b[i]));
+                    s += (double) b[i] * b[i];
+                }
+                rms = Math.max(rms, Math.sqrt(s / b.length));
+            }
+        }
+        return new double[] {worst, rms};
     }
 }
