@@ -95,6 +95,7 @@ class AttentionDecodeWindowTest {
             // the items' form: a block an item, then a single block that takes every item in turn through both of
             // its stages
             rig.kernels.windowHeads(false);
+            rig.kernels.windowEarly(true);  // the first item's cached keys asked for before the wait, then after: below
             int shared = Kernels.windowDecodeShared(window, dh, p);
             int oneBlock = shared + Kernels.WINDOW_DECODE_STATIC_SHARED + Kernels.SHARED_RESERVED_A_BLOCK;
             for (int grid : new int[] {b * heads, 1, 5}) {
