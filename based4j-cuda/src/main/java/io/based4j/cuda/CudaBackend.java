@@ -890,7 +890,9 @@ public final class CudaBackend implements TrainingBackend {
         if (mergedProductsOn) {
             // the whole product's scratch for as many rows as matmulEach takes it at, made now: a recorded step
             // allocates nothing
-            scratch.slot(MERGED_SLOT, rows * Math.min(mergedMaxRows, MERGED_MAX_ROWS) * precision.bytes());
+            long most = Math.min(mergedMaxRows, MERGED_MAX_ROWS);
+            scratch.slot(MERGED_SLOT, rows * most * precision.bytes(), "the product of up to " + most + " rows by "
+                    + whole + " before its split");
         }
         return out;
     }
@@ -1249,7 +1251,9 @@ public final class CudaBackend implements TrainingBackend {
         CudaWeight whole = mergedProducts(a, ws, outs);
         if (whole != null) {
             // one product of the whole matrix into scratch, its columns copied into each output: the same sums
-            long s = scratch.slot(MERGED_SLOT, (long) a.rows * whole.rows() * precision.bytes());
+            long need = (long) a.rows * whole.rows() * precision.bytes();
+            long s = scratch.slot(MERGED_SLOT, need, scratch.size(MERGED_SLOT) >= need ? null
+                    : "the product of " + a.rows + " rows by " + whole + " before its split");
             gemm(a, whole, new CudaBuffer(s, a.rows, whole.rows(), precision, null), null, "matmulEach");
             long[] o2 = new long[ws.length];
             int[] n2 = new int[ws.length];

@@ -36,6 +36,13 @@ final class Scratch implements AutoCloseable {
      * freed once no recorded graph can read it).
      */
     long slot(int slot, long size) {
+        return slot(slot, size, null);
+    }
+
+    /**
+     * {@link #slot(int, long)}, an out-of-memory failure naming {@code what} the slot holds (null: training scratch).
+     */
+    long slot(int slot, long size, String what) {
         if (size > bytes[slot]) {
             if (ptr[slot] != 0) {
                 long old = ptr[slot];
@@ -43,7 +50,7 @@ final class Scratch implements AutoCloseable {
                 ptr[slot] = 0;
                 bytes[slot] = 0;
             }
-            ptr[slot] = backend.allocate(size, "training scratch of " + size + " bytes");
+            ptr[slot] = backend.allocate(size, what != null ? what : "training scratch of " + size + " bytes");
             bytes[slot] = size;
         }
         return ptr[slot];
