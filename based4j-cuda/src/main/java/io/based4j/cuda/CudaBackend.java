@@ -83,6 +83,8 @@ public final class CudaBackend implements TrainingBackend {
     private static final int DX_COPY_SLOT = 7;
     /** Scratch slot of a whole product that {@link #matmulEach} splits into its parts' outputs (no other op uses it). */
     private static final int MERGED_SLOT = 9;
+    /** What that slot holds, for an allocation's failure (which names the bytes asked for and free). */
+    private static final String MERGED_SCRATCH = "the product of stacked projections before its split";
 
     private final CudaDriver cu;
     private final int ordinal;
@@ -890,9 +892,8 @@ public final class CudaBackend implements TrainingBackend {
         if (mergedProductsOn) {
             // the whole product's scratch for as many rows as matmulEach takes it at, made now: a recorded step
             // allocates nothing
-            long most = Math.min(mergedMaxRows, MERGED_MAX_ROWS);
-            scratch.slot(MERGED_SLOT, rows * most * precision.bytes(), "the product of up to " + most + " rows by "
-                    + whole + " before its split");
+            scratch.slot(MERGED_SLOT, rows * Math.min(mergedMaxRows, MERGED_MAX_ROWS) * precision.bytes(),
+                    MERGED_SCRATCH);
         }
         return out;
     }
@@ -1251,9 +1252,7 @@ public final class CudaBackend implements TrainingBackend {
         CudaWeight whole = mergedProducts(a, ws, outs);
         if (whole != null) {
             // one product of the whole matrix into scratch, its columns copied into each output: the same sums
-            long need = (long) a.rows * whole.rows() * precision.bytes();
-            long s = scratch.slot(MERGED_SLOT, need, scratch.size(MERGED_SLOT) >= need ? null
-                    : "the product of " + a.rows + " rows by " + whole + " before its split");
+            long s = scratch.slot(MERGED_SLOT, (long) a.rows * whole.rows() * precision.bytes(), MERGED_SCRATCH);
             gemm(a, whole, new CudaBuffer(s, a.rows, whole.rows(), precision, null), null, "matmulEach");
             long[] o2 = new long[ws.length];
             int[] n2 = new int[ws.length];
