@@ -1129,8 +1129,8 @@ public final class CudaBackend implements TrainingBackend {
                 && Kernels.gemmWgFits(x.rows, x.cols, x.ptr, w.ptr) && kernels.gemmTmaPairedPays(x.rows);
     }
 
-    /** Which kernel takes a product: the decode step's own (gemmWg, gemmRows, gemv) or the library's. */
-    private enum Route { GEMM_WG, GEMM_ROWS, GEMV, LIBRARY }
+    /** Which kernel takes a product: the decode step's own (gemmWg, gemmStripe, gemmRows, gemv) or the library's. */
+    private enum Route { GEMM_WG, GEMM_STRIPE, GEMM_ROWS, GEMV, LIBRARY }
 
     /**
      * The kernel {@link #gemm} takes for {@code out = x @ w^T (+ bias)}, shapes checked: the decode step's own take
@@ -1145,6 +1145,10 @@ public final class CudaBackend implements TrainingBackend {
         if (ownKernels && precision == Precision.BF16 && Kernels.gemmWgFits(n, k, x.ptr, w.ptr)
                 && kernels.gemmWgPays(n)) {
             return Route.GEMM_WG;
+        }
+        if (ownKernels && precision == Precision.BF16 && out.type == precision
+                && Kernels.gemmStripeFits(n, m, k, x.ptr, w.ptr, out.ptr) && kernels.gemmStripePays(n, m)) {
+            return Route.GEMM_STRIPE;
         }
         if (ownKernels && precision == Precision.BF16 && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
                 && kernels.gemmRowsPays(n, m, k)) {
@@ -1400,6 +1404,15 @@ public final class CudaBackend implements TrainingBackend {
             routes.gemmWg++;
             if (bias != null) {
                 routes.gemmWgBias++;
+            }
+            return true;
+        }
+        if (route == Route.GEMM_STRIPE) {
+            // a decode step's 33 to 128 rows (Kernels.gemmStripePays): a block a stripe of 64 outputs, on wgmma
+            kernels.gemmStripe(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, n, m, k);
+            routes.gemmStripe++;
+            if (bias != null) {
+                routes.gemmStripeBias++;
             }
             return true;
         }

@@ -2064,9 +2064,99 @@ public final class Kernels {
         return tiles;
     }
 
+    // ------------------------------------------------------------------------------------------------ gemmStripe
+
+    /** Outputs a block of {@link #gemmStripe} takes: the outputs must be a multiple of it. */
+    static final int GEMM_STRIPE_OUTPUTS = 64;
+    /** Rows of x {@link #gemmStripe} takes at most (wgmma's n). */
+    static final int GEMM_STRIPE_MAX_ROWS = 128;
+    /** The width's stage of {@link #gemmStripe}: the width must be a multiple of it. */
+    static final int GEMM_STRIPE_STAGE = 64;
+    /** Threads of a block of {@link #gemmStripe}: a warpgroup that multiplies and the producer warp. */
+    private static final int GEMM_STRIPE_THREADS = 160;
+    /** Dynamic shared memory of a block: eight stages of W's 64 rows and x's 128 of 64 columns, and 1 KiB to align. */
+    static final int GEMM_STRIPE_SMEM = 8 * (GEMM_STRIPE_OUTPUTS + GEMM_STRIPE_MAX_ROWS) * GEMM_STRIPE_STAGE * 2 + 1024;
+    /** The box a tensor copy of x reads: 64 columns by 128 rows (rows past x's last filled with zeros). */
+    private static final int GEMM_STRIPE_X_BOX_ROWS = 128;
+    /**
+     * The system property that switches {@link #gemmStripe} off for a decode step's products ({@code false}: they go
+     * to cuBLASLt as before, for comparisons); on by default.
+     */
+    static final String GEMM_STRIPE_PROPERTY = "based4j.cuda.gemmStripe";
+    /**
+     * The system property with the fewest rows {@link #gemmStripe} takes; {@value #GEMM_STRIPE_MIN_ROWS} by default
+     * (it was measured against cuBLAS at 64 and 128 rows).
+     */
+    static final String GEMM_STRIPE_MIN_ROWS_PROPERTY = "based4j.cuda.gemmStripeMinRows";
+    static final int GEMM_STRIPE_MIN_ROWS = 33;
+    /**
+     * The fewest blocks (stripes of 64 outputs) a product must give {@link #gemmStripe}: narrower products leave most
+     * multiprocessors idle and stay with cuBLASLt. Products of more blocks than the multiprocessors (a second wave)
+     * stay there too.
+     */
+    static final int GEMM_STRIPE_MIN_BLOCKS = 64;
+
+    private final boolean gemmStripeOn = onOff(GEMM_STRIPE_PROPERTY, System.getProperty(GEMM_STRIPE_PROPERTY))
+            != Boolean.FALSE;
+    private final int gemmStripeMinRows = atLeast(GEMM_STRIPE_MIN_ROWS_PROPERTY,
+            System.getProperty(GEMM_STRIPE_MIN_ROWS_PROPERTY), 1, GEMM_STRIPE_MIN_ROWS, "a number of rows");
+
+    /**
+     * Whether {@link #gemmStripe} takes {@code m} rows into {@code n} outputs of width {@code k} at these addresses:
+     * 1 to {@value #GEMM_STRIPE_MAX_ROWS} rows, n and k positive multiples of 64, x, w and out 16-byte aligned.
+     */
+    static boolean gemmStripeFits(int m, int n, int k, long x, long w, long out) {
+        return m >= 1 && m <= GEMM_STRIPE_MAX_ROWS && n > 0 && n % GEMM_STRIPE_OUTPUTS == 0 && k > 0
+                && k % GEMM_STRIPE_STAGE == 0 && x % 16 == 0 && w % 16 == 0 && out % 16 == 0;
+    }
+
+    /**
+     * Whether a product of {@code rows} rows into {@code n} outputs goes to {@link #gemmStripe}: on unless
+     * {@value #GEMM_STRIPE_PROPERTY} is false, on an sm_90a device whose driver makes tensor maps and whose blocks
+     * may take its shared memory, from {@value #GEMM_STRIPE_MIN_ROWS_PROPERTY} rows (33 by default) to 128, its
+     * stripes at least {@value #GEMM_STRIPE_MIN_BLOCKS} and no more than the multiprocessors.
+     */
+    boolean gemmStripePays(int rows, int n) {
+        return gemmStripeOn && wgmmaFits && (sharedOptInLimit == 0 || GEMM_STRIPE_SMEM <= sharedOptInLimit)
+                && gemmStripeTakes(rows, n, gemmStripeMinRows, multiprocessors) && cu != null && cu.tensorMaps();
+    }
+
+    /**
+     * The shapes {@link #gemmStripePays} sends to gemmStripe: {@code minRows} to 128 rows, outputs of at least
+     * {@value #GEMM_STRIPE_MIN_BLOCKS} stripes and no more than {@code sms} (where known: 0 for not yet).
+     */
+    static boolean gemmStripeTakes(int rows, int n, int minRows, int sms) {
+        int blocks = n / GEMM_STRIPE_OUTPUTS;
+        return rows >= minRows && rows <= GEMM_STRIPE_MAX_ROWS && n % GEMM_STRIPE_OUTPUTS == 0
+                && blocks >= GEMM_STRIPE_MIN_BLOCKS && (sms == 0 || blocks <= sms);
+    }
+
+    /**
+     * {@code out = x @ w^T (+ bias)} for up to 128 rows on Hopper's warpgroup tensor cores, a block a stripe of 64
+     * outputs over the whole width (gemm_stripe.cuh): x bf16 {@code [m, k]}, w bf16 {@code [n, k]}, bias bf16
+     * {@code [n]} or 0, out bf16 {@code [m, n]}; float32 sums, the bias added before the one rounding. W's first
+     * stages are asked for before the wait for the kernel before where the weights are fixed. Requires
+     * {@link #gemmStripeFits}, {@link #wgmmaFits} and the driver's tensor maps.
+     */
+    public void gemmStripe(Precision p, long x, long w, long bias, long out, int m, int n, int k) {
+        require(p == Precision.BF16, "gemmStripe: bf16 operands only, got " + p.suffix());
+        require(wgmmaFits, "gemmStripe: needs an sm_90a device (compute capability 9.0)");
+        require(gemmStripeFits(m, n, k, x, w, out), "gemmStripe: " + m + " rows into " + n + " outputs of width "
+                + k + " (1 to " + GEMM_STRIPE_MAX_ROWS + " rows, outputs and width positive multiples of 64, 16-byte"
+                + " aligned operands)");
+        require(sharedOptInLimit == 0 || GEMM_STRIPE_SMEM <= sharedOptInLimit, "gemmStripe: a block takes "
+                + GEMM_STRIPE_SMEM + " bytes of shared memory; this device allows " + sharedOptInLimit);
+        MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_STRIPE_STAGE, GEMM_STRIPE_X_BOX_ROWS, gemmTmaPromotion);
+        MemorySegment mw = tensorMaps().bf16(w, n, k, GEMM_STRIPE_STAGE, GEMM_STRIPE_OUTPUTS, gemmTmaPromotion);
+        long fn = function("gemmStripe", p, GEMM_STRIPE_SMEM);
+        args.reset().blob(mx).blob(mw).ptr(bias).ptr(out).i32(m).i32(n).i32(k).i32(weightsFixed ? 1 : 0);
+        launch(fn, n / GEMM_STRIPE_OUTPUTS, 1, 1, GEMM_STRIPE_THREADS, GEMM_STRIPE_SMEM);
+    }
+
     /** The tensor maps of version 2's operands, made on first use. */
     private TensorMaps tensorMaps() {
-        require(cu.tensorMaps(), "gemmWg version 2: the driver makes no tensor maps (cuTensorMapEncodeTiled)");
+        require(cu.tensorMaps(), "gemmWg version 2 and gemmStripe: the driver makes no tensor maps"
+                + " (cuTensorMapEncodeTiled)");
         if (tensorMaps == null) {
             tensorMaps = new TensorMaps(cu);
         }
