@@ -1147,7 +1147,7 @@ public final class CudaBackend implements TrainingBackend {
             return Route.GEMM_WG;
         }
         if (ownKernels && precision == Precision.BF16 && out.type == precision
-                && Kernels.gemmStripeFits(n, m, k, x.ptr, w.ptr, out.ptr) && kernels.gemmStripePays(n, m)) {
+                && Kernels.gemmStripeFits(n, m, k, x.ptr, w.ptr, out.ptr) && kernels.gemmStripePays(n, m, k)) {
             return Route.GEMM_STRIPE;
         }
         if (ownKernels && precision == Precision.BF16 && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
@@ -1184,7 +1184,8 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * {@code out = swiglu(x @ w^T)}: for a decode step's one or two rows on gemv, one kernel
      * ({@link Kernels#gemvSwiglu}: the product and {@link #swiglu}'s numbers, bit for bit, the product not written);
-     * where gemmWg's version 2 takes the product, its paired form ({@link Kernels#gemmTmaSwiglu}, the same numbers);
+     * where gemmStripe's paired form is asked for, it ({@link Kernels#gemmStripeSwiglu}, the same numbers); where
+     * gemmWg's version 2 takes the product, its paired form ({@link Kernels#gemmTmaSwiglu}, the same numbers);
      * otherwise the two ops.
      */
     @Override
@@ -1199,6 +1200,17 @@ public final class CudaBackend implements TrainingBackend {
             kernels.gemvSwiglu(precision, a.ptr, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
             routes.gemv++;
             routes.gemvSwiglu++;
+            return;
+        }
+        if (fusedProducts && precision == Precision.BF16 && a.type == precision && m.type == precision
+                && p.type == precision && p.rows == a.rows && p.cols == m.rows() && m.cols() == a.cols
+                && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
+                && Kernels.gemmStripeFits(a.rows, m.rows(), a.cols, a.ptr, m.ptr, o.ptr)
+                && kernels.gemmStripeSwigluPays(a.rows, o.cols) && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
+            // a decode step's 33 to 128 rows where asked: the product and its SwiGLU in one kernel, the same numbers
+            kernels.gemmStripeSwiglu(precision, a.ptr, m.ptr, o.ptr, a.rows, o.cols, a.cols);
+            routes.gemmStripe++;
+            routes.gemmStripeSwiglu++;
             return;
         }
         if (fusedProducts && p.type == precision && p.rows == a.rows && p.cols == m.rows() && m.cols() == a.cols
@@ -1408,7 +1420,7 @@ public final class CudaBackend implements TrainingBackend {
             return true;
         }
         if (route == Route.GEMM_STRIPE) {
-            // a decode step's 33 to 128 rows (Kernels.gemmStripePays): a block a stripe of 64 outputs, on wgmma
+            // a decode step's 33 to 128 rows where asked (Kernels.gemmStripePays): a stripe of 64 outputs, on wgmma
             kernels.gemmStripe(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, n, m, k);
             routes.gemmStripe++;
             if (bias != null) {

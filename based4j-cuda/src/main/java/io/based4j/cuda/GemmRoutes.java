@@ -45,6 +45,8 @@ final class GemmRoutes {
     long gemmStripe;
     /** Of those, the ones that added a bias. */
     long gemmStripeBias;
+    /** Of those, the MLP in-projections that took their SwiGLU in the same kernel (gemmStripeSwiglu). */
+    long gemmStripeSwiglu;
     /** Biases added by a kernel of their own. */
     long biasKernel;
     /** Bias gradients summed by a kernel or product of their own. */
@@ -71,6 +73,7 @@ final class GemmRoutes {
         c.gemmWgConv = gemmWgConv;
         c.gemmStripe = gemmStripe;
         c.gemmStripeBias = gemmStripeBias;
+        c.gemmStripeSwiglu = gemmStripeSwiglu;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
         return c;
@@ -82,7 +85,7 @@ final class GemmRoutes {
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
                 + ", with BaseConv's step " + gemvConv + ", " + gemvSegments + " launches of several"
                 + "), " + merged + " taken as one product, gemmRows " + gemmRows + ", gemmWg " + gemmWg + " (with SwiGLU " + gemmWgSwiglu
-                + ", with BaseConv's step " + gemmWgConv + "), gemmStripe " + gemmStripe
+                + ", with BaseConv's step " + gemmWgConv + "), gemmStripe " + gemmStripe + " (with SwiGLU " + gemmStripeSwiglu + ")"
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Launches the kernels of {@code src/main/cuda/based4j_kernels.cu} (and {@code based4j_sample.cuh}): every
@@ -2079,27 +2080,56 @@ public final class Kernels {
     /** The box a tensor copy of x reads: 64 columns by 128 rows (rows past x's last filled with zeros). */
     private static final int GEMM_STRIPE_X_BOX_ROWS = 128;
     /**
-     * The system property that switches {@link #gemmStripe} off for a decode step's products ({@code false}: they go
-     * to cuBLASLt as before, for comparisons); on by default.
+     * The system property that says which of a decode step's products {@link #gemmStripe} takes: a comma-separated
+     * list of {@code wide} (products of at least {@value #GEMM_STRIPE_MIN_BLOCKS} stripes, each block the whole
+     * width), {@code narrow} (fewer stripes, the width split over a cluster of 2 or 4 blocks) and {@code swiglu} (the
+     * MLP's in-projection with its SwiGLU in the product's end), or {@code all} or {@code none};
+     * {@value #GEMM_STRIPE_DEFAULT} by default (what whole decode steps measured faster on an H200).
      */
     static final String GEMM_STRIPE_PROPERTY = "based4j.cuda.gemmStripe";
+    /** The forms {@value #GEMM_STRIPE_PROPERTY} may name. */
+    static final List<String> GEMM_STRIPE_FORMS = List.of("wide", "narrow", "swiglu");
+    static final String GEMM_STRIPE_DEFAULT = "none";
     /**
      * The system property with the fewest rows {@link #gemmStripe} takes; {@value #GEMM_STRIPE_MIN_ROWS} by default
-     * (it was measured against cuBLAS at 64 and 128 rows).
+     * (it was measured at 64 and 128 rows).
      */
     static final String GEMM_STRIPE_MIN_ROWS_PROPERTY = "based4j.cuda.gemmStripeMinRows";
     static final int GEMM_STRIPE_MIN_ROWS = 33;
     /**
-     * The fewest blocks (stripes of 64 outputs) a product must give {@link #gemmStripe}: narrower products leave most
-     * multiprocessors idle and stay with cuBLASLt. Products of more blocks than the multiprocessors (a second wave)
-     * stay there too.
+     * The fewest blocks a product must give {@link #gemmStripe}: a product of fewer stripes has its width split over
+     * 2 or 4 blocks to reach it, or stays with cuBLASLt. Products of more blocks than the multiprocessors (a second
+     * wave) stay there too.
      */
     static final int GEMM_STRIPE_MIN_BLOCKS = 64;
 
-    private final boolean gemmStripeOn = onOff(GEMM_STRIPE_PROPERTY, System.getProperty(GEMM_STRIPE_PROPERTY))
-            != Boolean.FALSE;
+    private final Set<String> gemmStripeForms = stripeForms(System.getProperty(GEMM_STRIPE_PROPERTY));
     private final int gemmStripeMinRows = atLeast(GEMM_STRIPE_MIN_ROWS_PROPERTY,
             System.getProperty(GEMM_STRIPE_MIN_ROWS_PROPERTY), 1, GEMM_STRIPE_MIN_ROWS, "a number of rows");
+
+    /**
+     * The forms a value of {@value #GEMM_STRIPE_PROPERTY} names ({@value #GEMM_STRIPE_DEFAULT} where unset).
+     *
+     * @throws IllegalArgumentException naming the property and the value for anything else
+     */
+    static Set<String> stripeForms(String value) {
+        String v = value == null ? GEMM_STRIPE_DEFAULT : value.trim();
+        if (v.equals("all")) {
+            return Set.copyOf(GEMM_STRIPE_FORMS);
+        }
+        if (v.equals("none")) {
+            return Set.of();
+        }
+        Set<String> forms = new java.util.HashSet<>();
+        for (String f : v.split(",")) {
+            if (!GEMM_STRIPE_FORMS.contains(f.trim())) {
+                throw new IllegalArgumentException("-D" + GEMM_STRIPE_PROPERTY + " must be all, none or a list of "
+                        + String.join(", ", GEMM_STRIPE_FORMS) + ", got '" + value + "'");
+            }
+            forms.add(f.trim());
+        }
+        return Set.copyOf(forms);
+    }
 
     /**
      * Whether {@link #gemmStripe} takes {@code m} rows into {@code n} outputs of width {@code k} at these addresses:
@@ -2111,46 +2141,109 @@ public final class Kernels {
     }
 
     /**
-     * Whether a product of {@code rows} rows into {@code n} outputs goes to {@link #gemmStripe}: on unless
-     * {@value #GEMM_STRIPE_PROPERTY} is false, on an sm_90a device whose driver makes tensor maps and whose blocks
-     * may take its shared memory, from {@value #GEMM_STRIPE_MIN_ROWS_PROPERTY} rows (33 by default) to 128, its
-     * stripes at least {@value #GEMM_STRIPE_MIN_BLOCKS} and no more than the multiprocessors.
+     * The blocks that share a stripe's width for {@code n} outputs of width {@code k} on {@code sms} multiprocessors
+     * (0: not yet known): 1 where the stripes are at least {@value #GEMM_STRIPE_MIN_BLOCKS} and no more than the
+     * multiprocessors, else the fewer of 2 and 4 that reach {@value #GEMM_STRIPE_MIN_BLOCKS} blocks within the
+     * multiprocessors with a width of whole stages a block; 0 where none does.
      */
-    boolean gemmStripePays(int rows, int n) {
-        return gemmStripeOn && wgmmaFits && (sharedOptInLimit == 0 || GEMM_STRIPE_SMEM <= sharedOptInLimit)
-                && gemmStripeTakes(rows, n, gemmStripeMinRows, multiprocessors) && cu != null && cu.tensorMaps();
+    static int gemmStripeSplit(int n, int k, int sms) {
+        long stripes = n / GEMM_STRIPE_OUTPUTS;
+        for (int split : GEMM_STRIPE_SPLITS) {
+            long blocks = stripes * split;
+            if (blocks >= GEMM_STRIPE_MIN_BLOCKS && (sms == 0 || blocks <= sms)
+                    && k % (GEMM_STRIPE_STAGE * split) == 0) {
+                return split;
+            }
+        }
+        return 0;
+    }
+
+    /** The cluster sizes {@link #gemmStripe} is compiled for: the blocks that share a stripe's width. */
+    static final int[] GEMM_STRIPE_SPLITS = {1, 2, 4};
+
+    /**
+     * Whether a product of {@code rows} rows into {@code n} outputs of width {@code k} goes to {@link #gemmStripe}:
+     * its form ({@code wide} at split 1, {@code narrow} split) asked for by {@value #GEMM_STRIPE_PROPERTY}, on an
+     * sm_90a device whose driver makes tensor maps and whose blocks may take its shared memory, from
+     * {@value #GEMM_STRIPE_MIN_ROWS_PROPERTY} rows (33 by default) to 128, at a split {@link #gemmStripeSplit} finds.
+     */
+    boolean gemmStripePays(int rows, int n, int k) {
+        int split = gemmStripeSplit(n, k, multiprocessors);
+        return split > 0 && gemmStripeForms.contains(split == 1 ? "wide" : "narrow") && stripeRuns(rows)
+                && n % GEMM_STRIPE_OUTPUTS == 0;
     }
 
     /**
-     * The shapes {@link #gemmStripePays} sends to gemmStripe: {@code minRows} to 128 rows, outputs of at least
-     * {@value #GEMM_STRIPE_MIN_BLOCKS} stripes and no more than {@code sms} (where known: 0 for not yet).
+     * Whether the MLP's in-projection of {@code rows} rows into {@code h} pairs goes to {@link #gemmStripeSwiglu}:
+     * {@code swiglu} asked for, as {@link #gemmStripePays} for the rest, its stripes of 32 pairs at least
+     * {@value #GEMM_STRIPE_MIN_BLOCKS} and no more than the multiprocessors.
      */
-    static boolean gemmStripeTakes(int rows, int n, int minRows, int sms) {
-        int blocks = n / GEMM_STRIPE_OUTPUTS;
-        return rows >= minRows && rows <= GEMM_STRIPE_MAX_ROWS && n % GEMM_STRIPE_OUTPUTS == 0
-                && blocks >= GEMM_STRIPE_MIN_BLOCKS && (sms == 0 || blocks <= sms);
+    boolean gemmStripeSwigluPays(int rows, int h) {
+        long blocks = h / (GEMM_STRIPE_OUTPUTS / 2);
+        return gemmStripeForms.contains("swiglu") && h % (GEMM_STRIPE_OUTPUTS / 2) == 0
+                && blocks >= GEMM_STRIPE_MIN_BLOCKS && (multiprocessors == 0 || blocks <= multiprocessors)
+                && stripeRuns(rows);
+    }
+
+    /** The device and the rows: sm_90a, tensor maps, the shared memory, {@code rows} within the bounds. */
+    private boolean stripeRuns(int rows) {
+        return wgmmaFits && (sharedOptInLimit == 0 || GEMM_STRIPE_SMEM <= sharedOptInLimit)
+                && rows >= gemmStripeMinRows && rows <= GEMM_STRIPE_MAX_ROWS && cu != null && cu.tensorMaps();
     }
 
     /**
      * {@code out = x @ w^T (+ bias)} for up to 128 rows on Hopper's warpgroup tensor cores, a block a stripe of 64
-     * outputs over the whole width (gemm_stripe.cuh): x bf16 {@code [m, k]}, w bf16 {@code [n, k]}, bias bf16
-     * {@code [n]} or 0, out bf16 {@code [m, n]}; float32 sums, the bias added before the one rounding. W's first
-     * stages are asked for before the wait for the kernel before where the weights are fixed. Requires
-     * {@link #gemmStripeFits}, {@link #wgmmaFits} and the driver's tensor maps.
+     * outputs (gemm_stripe.cuh): x bf16 {@code [m, k]}, w bf16 {@code [n, k]}, bias bf16 {@code [n]} or 0, out bf16
+     * {@code [m, n]}; float32 sums, the bias added before the one rounding; the width shared by the blocks
+     * {@link #gemmStripeSplit} gives (1 where it gives none). W's first stages are asked for before the wait for the
+     * kernel before where the weights are fixed. Requires {@link #gemmStripeFits}, {@link #wgmmaFits} and the
+     * driver's tensor maps.
      */
     public void gemmStripe(Precision p, long x, long w, long bias, long out, int m, int n, int k) {
-        require(p == Precision.BF16, "gemmStripe: bf16 operands only, got " + p.suffix());
-        require(wgmmaFits, "gemmStripe: needs an sm_90a device (compute capability 9.0)");
-        require(gemmStripeFits(m, n, k, x, w, out), "gemmStripe: " + m + " rows into " + n + " outputs of width "
-                + k + " (1 to " + GEMM_STRIPE_MAX_ROWS + " rows, outputs and width positive multiples of 64, 16-byte"
-                + " aligned operands)");
-        require(sharedOptInLimit == 0 || GEMM_STRIPE_SMEM <= sharedOptInLimit, "gemmStripe: a block takes "
-                + GEMM_STRIPE_SMEM + " bytes of shared memory; this device allows " + sharedOptInLimit);
+        int split = gemmStripeSplit(n, k, multiprocessors);
+        gemmStripe(split == 0 ? 1 : split, p, x, w, bias, out, m, n, k);
+    }
+
+    /** {@link #gemmStripe} with each stripe's width shared by {@code split} blocks (1, 2 or 4) of a cluster. */
+    void gemmStripe(int split, Precision p, long x, long w, long bias, long out, int m, int n, int k) {
+        require(split == 1 || split == 2 || split == 4, "gemmStripe: split " + split + " (1, 2 or 4)");
+        stripeChecks("gemmStripe", p, m, n, k, x, w, out);
+        require(k % (GEMM_STRIPE_STAGE * split) == 0, "gemmStripe: width " + k + " in " + split
+                + " parts of whole stages of " + GEMM_STRIPE_STAGE);
         MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_STRIPE_STAGE, GEMM_STRIPE_X_BOX_ROWS, gemmTmaPromotion);
         MemorySegment mw = tensorMaps().bf16(w, n, k, GEMM_STRIPE_STAGE, GEMM_STRIPE_OUTPUTS, gemmTmaPromotion);
-        long fn = function("gemmStripe", p, GEMM_STRIPE_SMEM);
+        long fn = function("gemmStripe" + split, p, GEMM_STRIPE_SMEM);
         args.reset().blob(mx).blob(mw).ptr(bias).ptr(out).i32(m).i32(n).i32(k).i32(weightsFixed ? 1 : 0);
-        launch(fn, n / GEMM_STRIPE_OUTPUTS, 1, 1, GEMM_STRIPE_THREADS, GEMM_STRIPE_SMEM);
+        launch(fn, n / GEMM_STRIPE_OUTPUTS * split, 1, 1, GEMM_STRIPE_THREADS, GEMM_STRIPE_SMEM);
+    }
+
+    /**
+     * {@code out = swiglu(x @ w^T)} in one launch (gemm_stripe.cuh's paired form): x bf16 {@code [m, k]}, w bf16
+     * {@code [2h, k]} (row j a value, row h + j its gate), out bf16 {@code [m, h]}; a block takes 32 pairs over the
+     * whole width, and writes value * silu(gate) with each rounded to bf16 first: the numbers of the product written
+     * in bf16 and {@link #swiglu} after it. Requires what {@link #gemmStripe} does, h a positive multiple of 32.
+     */
+    public void gemmStripeSwiglu(Precision p, long x, long w, long out, int m, int h, int k) {
+        require(h > 0 && h % (GEMM_STRIPE_OUTPUTS / 2) == 0, "gemmStripeSwiglu: " + h + " pairs (a positive"
+                + " multiple of " + GEMM_STRIPE_OUTPUTS / 2 + ")");
+        stripeChecks("gemmStripeSwiglu", p, m, 2 * h, k, x, w, out);
+        MemorySegment mx = tensorMaps().bf16(x, m, k, GEMM_STRIPE_STAGE, GEMM_STRIPE_X_BOX_ROWS, gemmTmaPromotion);
+        MemorySegment mw = tensorMaps().bf16(w, 2L * h, k, GEMM_STRIPE_STAGE, GEMM_STRIPE_OUTPUTS / 2,
+                gemmTmaPromotion);
+        long fn = function("gemmStripeSwiglu", p, GEMM_STRIPE_SMEM);
+        args.reset().blob(mx).blob(mw).ptr(out).i32(m).i32(2 * h).i32(k).i32(weightsFixed ? 1 : 0);
+        launch(fn, h / (GEMM_STRIPE_OUTPUTS / 2), 1, 1, GEMM_STRIPE_THREADS, GEMM_STRIPE_SMEM);
+    }
+
+    /** What {@link #gemmStripe} and its paired form check before they launch, naming {@code op}. */
+    private void stripeChecks(String op, Precision p, int m, int n, int k, long x, long w, long out) {
+        require(p == Precision.BF16, op + ": bf16 operands only, got " + p.suffix());
+        require(wgmmaFits, op + ": needs an sm_90a device (compute capability 9.0)");
+        require(gemmStripeFits(m, n, k, x, w, out), op + ": " + m + " rows into " + n + " outputs of width " + k
+                + " (1 to " + GEMM_STRIPE_MAX_ROWS + " rows, outputs and width positive multiples of 64, 16-byte"
+                + " aligned operands)");
+        require(sharedOptInLimit == 0 || GEMM_STRIPE_SMEM <= sharedOptInLimit, op + ": a block takes "
+                + GEMM_STRIPE_SMEM + " bytes of shared memory; this device allows " + sharedOptInLimit);
     }
 
     /** The tensor maps of version 2's operands, made on first use. */
