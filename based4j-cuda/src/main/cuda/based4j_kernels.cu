@@ -881,7 +881,6 @@ B4J_KERNEL(attentionAppend, 128,
 #include "gemm_rows.cuh"
 #include "gemm_wgmma.cuh"
 #include "gemm_tma.cuh"
-#include "gemm_stripe.cuh"
 
 // ------------------------------------------------------------------------------------------------ profiling
 

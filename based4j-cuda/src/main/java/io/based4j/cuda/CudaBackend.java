@@ -1129,8 +1129,8 @@ public final class CudaBackend implements TrainingBackend {
                 && Kernels.gemmWgFits(x.rows, x.cols, x.ptr, w.ptr) && kernels.gemmTmaPairedPays(x.rows);
     }
 
-    /** Which kernel takes a product: the decode step's own (gemmWg, gemmStripe, gemmRows, gemv) or the library's. */
-    private enum Route { GEMM_WG, GEMM_STRIPE, GEMM_ROWS, GEMV, LIBRARY }
+    /** Which kernel takes a product: the decode step's own (gemmWg, gemmRows, gemv) or the library's. */
+    private enum Route { GEMM_WG, GEMM_ROWS, GEMV, LIBRARY }
 
     /**
      * The kernel {@link #gemm} takes for {@code out = x @ w^T (+ bias)}, shapes checked: the decode step's own take
@@ -1145,10 +1145,6 @@ public final class CudaBackend implements TrainingBackend {
         if (ownKernels && precision == Precision.BF16 && Kernels.gemmWgFits(n, k, x.ptr, w.ptr)
                 && kernels.gemmWgPays(n)) {
             return Route.GEMM_WG;
-        }
-        if (ownKernels && precision == Precision.BF16 && out.type == precision
-                && Kernels.gemmStripeFits(n, m, k, x.ptr, w.ptr, out.ptr) && kernels.gemmStripePays(n, m, k)) {
-            return Route.GEMM_STRIPE;
         }
         if (ownKernels && precision == Precision.BF16 && Kernels.gemmRowsFits(n, k, x.ptr, w.ptr)
                 && kernels.gemmRowsPays(n, m, k)) {
@@ -1184,8 +1180,7 @@ public final class CudaBackend implements TrainingBackend {
     /**
      * {@code out = swiglu(x @ w^T)}: for a decode step's one or two rows on gemv, one kernel
      * ({@link Kernels#gemvSwiglu}: the product and {@link #swiglu}'s numbers, bit for bit, the product not written);
-     * where gemmStripe's paired form is asked for, it ({@link Kernels#gemmStripeSwiglu}, the same numbers); where
-     * gemmWg's version 2 takes the product, its paired form ({@link Kernels#gemmTmaSwiglu}, the same numbers);
+     * where gemmWg's version 2 takes the product, its paired form ({@link Kernels#gemmTmaSwiglu}, the same numbers);
      * otherwise the two ops.
      */
     @Override
@@ -1200,17 +1195,6 @@ public final class CudaBackend implements TrainingBackend {
             kernels.gemvSwiglu(precision, a.ptr, m.ptr, 0, o.ptr, a.rows, o.cols, a.cols);
             routes.gemv++;
             routes.gemvSwiglu++;
-            return;
-        }
-        if (fusedProducts && precision == Precision.BF16 && a.type == precision && m.type == precision
-                && p.type == precision && p.rows == a.rows && p.cols == m.rows() && m.cols() == a.cols
-                && o.type == precision && o.rows == a.rows && 2L * o.cols == m.rows()
-                && Kernels.gemmStripeFits(a.rows, m.rows(), a.cols, a.ptr, m.ptr, o.ptr)
-                && kernels.gemmStripeSwigluPays(a.rows, o.cols) && !overlaps(o.ptr, o.bytes(), a.ptr, a.bytes())) {
-            // a decode step's 33 to 128 rows where asked: the product and its SwiGLU in one kernel, the same numbers
-            kernels.gemmStripeSwiglu(precision, a.ptr, m.ptr, o.ptr, a.rows, o.cols, a.cols);
-            routes.gemmStripe++;
-            routes.gemmStripeSwiglu++;
             return;
         }
         if (fusedProducts && p.type == precision && p.rows == a.rows && p.cols == m.rows() && m.cols() == a.cols
@@ -1416,15 +1400,6 @@ public final class CudaBackend implements TrainingBackend {
             routes.gemmWg++;
             if (bias != null) {
                 routes.gemmWgBias++;
-            }
-            return true;
-        }
-        if (route == Route.GEMM_STRIPE) {
-            // a decode step's 33 to 128 rows where asked (Kernels.gemmStripePays): a stripe of 64 outputs, on wgmma
-            kernels.gemmStripe(precision, x.ptr, w.ptr, bias == null ? 0 : bias.ptr, out.ptr, n, m, k);
-            routes.gemmStripe++;
-            if (bias != null) {
-                routes.gemmStripeBias++;
             }
             return true;
         }

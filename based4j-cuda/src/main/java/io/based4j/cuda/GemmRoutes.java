@@ -3,7 +3,7 @@ package io.based4j.cuda;
 /**
  * How many of a {@link CudaBackend}'s matrix products took each route, for the tests and benchmarks that check the
  * fast paths are taken: cuBLASLt, with or without an epilogue, or {@code cublasGemmEx} where cuBLASLt had no
- * algorithm; the decode step's own kernels (gemv, gemmRows, gemmWg, gemmStripe); and the separate kernels for what no epilogue did.
+ * algorithm; the decode step's own kernels (gemv, gemmRows, gemmWg); and the separate kernels for what no epilogue did.
  */
 final class GemmRoutes {
     /** cuBLASLt products with no epilogue. */
@@ -41,12 +41,6 @@ final class GemmRoutes {
     long gemmWgSwiglu;
     /** Of those, BaseConv's in-projections that took its decode step in the same kernel (gemmTmaConv). */
     long gemmWgConv;
-    /** Products of a decode step's rows by gemmStripe, a block a stripe of 64 outputs (with or without a bias). */
-    long gemmStripe;
-    /** Of those, the ones that added a bias. */
-    long gemmStripeBias;
-    /** Of those, the MLP in-projections that took their SwiGLU in the same kernel (gemmStripeSwiglu). */
-    long gemmStripeSwiglu;
     /** Biases added by a kernel of their own. */
     long biasKernel;
     /** Bias gradients summed by a kernel or product of their own. */
@@ -71,9 +65,6 @@ final class GemmRoutes {
         c.gemmWgBias = gemmWgBias;
         c.gemmWgSwiglu = gemmWgSwiglu;
         c.gemmWgConv = gemmWgConv;
-        c.gemmStripe = gemmStripe;
-        c.gemmStripeBias = gemmStripeBias;
-        c.gemmStripeSwiglu = gemmStripeSwiglu;
         c.biasKernel = biasKernel;
         c.biasGradientKernel = biasGradientKernel;
         return c;
@@ -85,7 +76,7 @@ final class GemmRoutes {
                 + ", cublasGemmEx " + gemmEx + ", gemv " + gemv + " (with a bias " + gemvBias + ", with SwiGLU " + gemvSwiglu
                 + ", with BaseConv's step " + gemvConv + ", " + gemvSegments + " launches of several"
                 + "), " + merged + " taken as one product, gemmRows " + gemmRows + ", gemmWg " + gemmWg + " (with SwiGLU " + gemmWgSwiglu
-                + ", with BaseConv's step " + gemmWgConv + "), gemmStripe " + gemmStripe + " (with SwiGLU " + gemmStripeSwiglu + ")"
+                + ", with BaseConv's step " + gemmWgConv + ")"
                 + ", bias kernels " + biasKernel + ", bias gradient kernels " + biasGradientKernel;
     }
 }

@@ -238,20 +238,6 @@ public final class KernelWorkbench {
                         }
                     }
                 }
-                if (kernels.wgmmaFits() && cu.tensorMaps()
-                        && Kernels.gemmStripeFits(s.m(), s.n(), s.k(), xd, ws[0], out)) {
-                    // gemmStripe at each split of the width its shape allows
-                    int chosen = Kernels.gemmStripeSplit(s.n(), s.k(), kernels.multiprocessors());
-                    boolean stripeUsed = kernels.gemmStripePays(s.m(), s.n(), s.k());
-                    for (int split : Kernels.GEMM_STRIPE_SPLITS) {
-                        if (s.k() % (Kernels.GEMM_STRIPE_STAGE * split) != 0) {
-                            continue;
-                        }
-                        names.add("stripe s" + split + (stripeUsed && split == chosen ? " (used)" : ""));
-                        calls.add(c -> kernels.gemmStripe(split, Precision.BF16, xd, ws[c], 0, out, s.m(), s.n(),
-                                s.k()));
-                    }
-                }
                 try {
                     for (int i = 0; i < names.size(); i++) {
                         java.util.function.IntConsumer call = calls.get(i);
