@@ -4,9 +4,10 @@
 // stages shared by a cluster of blocks (each copies a share of x's rows to all of them with multicast tensor copies).
 // Timed with CUDA events as a CUDA graph of 20 products, each on a copy of W of its own (more than the L2 cache) and
 // each behind a small kernel that writes x (as a step's norm does), less the graph of that kernel alone, against the
-// same graph of cublasGemmEx's products; outputs compared with cuBLAS's. A stage is G boxes of 64 columns. Build and run on an H200:
+// same graph of cublasGemmEx's products; outputs compared with cuBLAS's. A stage is G boxes of 64 columns. Build and
+// run on an H200:
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o rows128 rows128.cu -lcublas -lcuda && ./rows128
-// docs/bench/gpu-h200.md, "A product of 128 rows, a block a tile of 64 outputs", has what it measured.
+// docs/bench/gpu-h200.md, "A product of 128 rows, a block a stripe of 64 outputs", has what it measured.
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
