@@ -944,6 +944,32 @@ public final class Kernels {
     }
 
     /**
+     * The system property that has the second kernel of versions 9 to 12 of {@link #linearAttentionDecodeDeferred}
+     * ask the L2 cache, as each block starts, for the state of the block this many waves later in the grid (a wave:
+     * {@value #LINEAR_SECOND_BLOCKS_PER_SM} blocks a multiprocessor); 0, none, by default.
+     */
+    static final String LINEAR_AHEAD_PROPERTY = "based4j.cuda.linearAhead";
+    /** Blocks of the second kernel of versions 9 to 12 resident on a multiprocessor (its launch bounds). */
+    static final int LINEAR_SECOND_BLOCKS_PER_SM = 2;
+    private final int linearAheadWaves = atLeast(LINEAR_AHEAD_PROPERTY, System.getProperty(LINEAR_AHEAD_PROPERTY), 0,
+            0, "a number of waves");
+    /** Blocks ahead set outright (the tests), or -1: from {@value #LINEAR_AHEAD_PROPERTY}. */
+    private int linearAheadBlocks = -1;
+
+    /** Has the second kernel ask for the state of the block {@code blocks} later (-1: as the property says). */
+    void linearAheadBlocks(int blocks) {
+        linearAheadBlocks = blocks;
+    }
+
+    /** How many blocks ahead the second kernel's blocks ask the L2 cache for a state: 0 for none. */
+    int linearAhead() {
+        if (linearAheadBlocks >= 0) {
+            return linearAheadBlocks;
+        }
+        return programmaticFits ? linearAheadWaves * LINEAR_SECOND_BLOCKS_PER_SM * multiprocessors : 0;
+    }
+
+    /**
      * One decode step of {@link #linearAttention} with the state's update deferred: S and z are read every step and
      * written once every {@code steps} steps at most, the keys and values of the tokens since the last write waiting
      * in {@code pend} ({@code [slot][H][steps - 1][f + dh]} float32; {@code count} {@code [slot][H]} int32 says how
@@ -1147,7 +1173,7 @@ public final class Kernels {
             launch(prep, (int) (((long) B * H + LINEAR_PREP_WARPS - 1) / LINEAR_PREP_WARPS), 1, 1,
                     32 * LINEAR_PREP_WARPS, prepShared);
             args.reset().ptr(kvState).ptr(pend).ptr(count).ptr(work).ptr(layout).ptr(out).i32(B).i32(H).i32(f)
-                    .i32(dh).f32(eps).i32(steps);
+                    .i32(dh).f32(eps).i32(steps).i32(linearAhead());
             launch(fn, B, H, 1, LINEAR_THREADS, shared);
             return;
         }
