@@ -953,6 +953,32 @@ public final class Kernels {
     static final int LINEAR_SECOND_BLOCKS_PER_SM = 2;
     private final int linearAheadWaves = atLeast(LINEAR_AHEAD_PROPERTY, System.getProperty(LINEAR_AHEAD_PROPERTY), 0,
             0, "a number of waves");
+    /**
+     * The system property that has the window kernel's heads' form ask the L2 cache, as each block starts, for the
+     * ring of the sequence this many waves later (a wave: {@value #WINDOW_HEADS_BLOCKS_PER_SM} blocks a
+     * multiprocessor); 0, none, by default.
+     */
+    static final String WINDOW_AHEAD_PROPERTY = "based4j.cuda.windowAhead";
+    /** Blocks of the window kernel's heads' form resident on a multiprocessor at based-1b's widths. */
+    static final int WINDOW_HEADS_BLOCKS_PER_SM = 2;
+    private final int windowAheadWaves = atLeast(WINDOW_AHEAD_PROPERTY, System.getProperty(WINDOW_AHEAD_PROPERTY), 0,
+            0, "a number of waves");
+    /** Blocks ahead of the window's heads' form set outright (the tests), or -1: from the property. */
+    private int windowAheadBlocks = -1;
+
+    /** Has the window's heads' form ask for the ring {@code blocks} sequences later (-1: as the property says). */
+    void windowAheadBlocks(int blocks) {
+        windowAheadBlocks = blocks;
+    }
+
+    /** How many sequences ahead the window's heads' form asks the L2 cache for a ring: 0 for none. */
+    int windowAhead() {
+        if (windowAheadBlocks >= 0) {
+            return windowAheadBlocks;
+        }
+        return programmaticFits ? windowAheadWaves * WINDOW_HEADS_BLOCKS_PER_SM * multiprocessors : 0;
+    }
+
     /** Blocks ahead set outright (the tests), or -1: from {@value #LINEAR_AHEAD_PROPERTY}. */
     private int linearAheadBlocks = -1;
 
@@ -2494,7 +2520,7 @@ public final class Kernels {
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
         if (windowHeadsRuns(B, H, dh, window) && (out & 15) == 0) {  // it stores the output 16 bytes at a time
-            args.i32(windowPrefetchRuns(B) ? 1 : 0);
+            args.i32(windowPrefetchRuns(B) ? 1 : 0).i32(windowAhead());
             launch(function("attentionDecodeHeadsWindow", p), 1, B, 1, decode6Threads(H, dh), 0);
             return;
         }
