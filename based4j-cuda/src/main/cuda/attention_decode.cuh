@@ -780,16 +780,14 @@ __device__ void attentionDecode5_impl(const A* qkv, const A* kCache, const A* vC
  * rotated key and its value to the ring at pos % capacity, each lane the 8 dims it read of the cell (the window's
  * oldest key where the ring holds just the window) after reading it. Where prefetch is set, each chunk's loads are
  * followed by requests to the L2 cache for the next chunk's keys and values (prefetch.global.L2), which change no
- * value; where ahead > 0 (the window's form, sm_90 and newer), the block's first thread asks the L2 cache for the
- * whole ring of the sequence ahead places later, as the block starts (cp.async.bulk.prefetch.L2), no value changed
- * either.
+ * value.
  */
 template <int U, bool WINDOW, typename A>
 __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCache, const A* vCache,
                                                      const float* rotary, const int* layout, float* partial, int B,
                                                      int H, int dh, int capacity, int window, int rd, int maxPos,
                                                      int interleaved, float scale, int splits, A* direct,
-                                                     A* kAppend, A* vAppend, int prefetch, int ahead = 0) {
+                                                     A* kAppend, A* vAppend, int prefetch) {
     const int seq = blockIdx.y;
     const int split = blockIdx.z;
     const int lanes = dh >> 3;
@@ -804,18 +802,6 @@ __device__ __forceinline__ void attentionDecodeHeads(const A* qkv, const A* kCac
     const i64 pos = L.starts[seq];
     const i64 slot = L.slots[seq];
     const i64 d = (i64)H * dh;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (WINDOW && ahead > 0 && threadIdx.x == 0 && seq + ahead < B) {
-        // the L2 cache asked for the ring of the sequence ahead places later (a later wave's block on this
-        // multiprocessor): its keys and its values, one bulk request each; no value read or changed
-        const i64 later = L.slots[seq + ahead];
-        const unsigned bytes = (unsigned)((i64)capacity * d * sizeof(A));
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(kCache + later * capacity * d), "r"(bytes)
-                     : "memory");
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(vCache + later * capacity * d), "r"(bytes)
-                     : "memory");
-    }
-#endif
     const i64 first = pos - window > 0 ? pos - window : 0;
     const i64 j0 = first + (i64)split * DEC_KEYS;
     float* out = WINDOW ? nullptr : partial + (((i64)seq * H + (mine ? head : 0)) * splits + split) * (2 + dh);
@@ -1020,11 +1006,11 @@ B4J_KERNEL(attentionDecode5, DEC_THREADS,
     namespace NS {                                                                                                     \
     extern "C" __global__ void __launch_bounds__(DEC6_MAX_THREADS) attentionDecodeHeadsWindow_##SUFFIX(                \
         const A* qkv, A* kCache, A* vCache, const float* rotary, const int* layout, A* out, int B, int H, int dh,      \
-        int capacity, int window, int rd, int maxPos, int interleaved, float scale, int prefetch, int ahead) {         \
+        int capacity, int window, int rd, int maxPos, int interleaved, float scale, int prefetch) {                    \
         b4jPdlWait();                                                                                                  \
         b4j::attentionDecodeHeads<sizeof(A) == 2 ? 8 : 4, true, A>(qkv, kCache, vCache, rotary, layout, nullptr, B, H, \
                                                                    dh, capacity, window, rd, maxPos, interleaved,      \
-                                                                   scale, 1, out, kCache, vCache, prefetch, ahead);    \
+                                                                   scale, 1, out, kCache, vCache, prefetch);           \
     }                                                                                                                  \
     }
 B4J_DEC_HEADS_WINDOW_KERNEL(b4j_f32, f32)

@@ -1503,14 +1503,12 @@ __device__ void linearAttentionDecodePrep10_impl(const A* q, const A* k, const A
  * the work area (the kind, the total, the part, phi(q)) asked for at once after the wait, none behind another's value
  * (version 9 asks for the part once the kind is in, and for the output's row at the end: two more trips to memory
  * that a loaded memory makes long). CS (version 12): S read as streamed data (laLoadRows), so that the work area the
- * first kernel wrote stays in the L2 cache. ahead > 0: the block's first thread first asks the L2 cache for the whole
- * S of the block ahead places after it in the grid's order (cp.async.bulk.prefetch.L2, sm_90 and newer), so that the
- * memory has a later wave's rows to bring in while this block's loads wait, sum and write; no value changes.
+ * first kernel wrote stays in the L2 cache.
  */
 template <int U, bool EARLY, bool CS, typename W, typename A>
 __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int* count, const float* work,
                                                 const int* layout, A* out, int B, int H, int f, int dh, float eps,
-                                                int K, int ahead) {
+                                                int K) {
     extern __shared__ float smem[];
     const LaQuad t = laQuadOf(f, dh);
     const int E = t.E, quads = t.quads, R = t.R, c = t.c, g = t.g;
@@ -1521,20 +1519,6 @@ __device__ void linearAttentionDecodeSplit_impl(float* kvState, float* pend, int
     const i64 outRow = EARLY ? L.offsets[blockIdx.x] : 0;
     const i64 sh = slot * H + blockIdx.y;
     float4* S4 = reinterpret_cast<float4*>(kvState + sh * (i64)E * dh);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (ahead > 0 && tid == 0) {
-        // the L2 cache asked for the whole S of the block `ahead` places later in the grid's order (a later wave's
-        // on this multiprocessor, as blocks are started in that order): one bulk request, no value read or changed
-        const i64 later = (i64)blockIdx.y * gridDim.x + blockIdx.x + ahead;
-        if (later < (i64)gridDim.x * gridDim.y) {
-            const int bx = (int)(later % gridDim.x);
-            const int by = (int)(later / gridDim.x);
-            const float* next = kvState + ((i64)L.slots[bx] * H + by) * (i64)E * dh;
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(next), "r"((unsigned)(E * dh * 4))
-                         : "memory");
-        }
-    }
-#endif
     float4 sv[U];
     if (g < R) laLoadRows<U, CS>(sv, S4, g, R, E, quads, c);
     b4jPdlWait();
@@ -1708,15 +1692,14 @@ B4J_LA_WARP(f32)
 B4J_LA_WARP(bf16)
 // the second kernels of versions 9, 11 and 12: version 9's (17 rows a thread in flight, two blocks a multiprocessor),
 // which asks for its first rows of S before it waits for the kernel before it; with its small loads at once (EARLY,
-// 11 and 12), and S read as streamed data (CS, 12). Versions 11 and 12 run after version 10's first kernel. Where
-// ahead > 0 each block's first thread asks the L2 cache for the S of the block ahead places later (sm_90 and newer)
+// 11 and 12), and S read as streamed data (CS, 12). Versions 11 and 12 run after version 10's first kernel
 #define B4J_LA_SECOND(T, V, EARLY, CS)                                                                               \
     namespace b4j_##T {                                                                                              \
     extern "C" __global__ void __launch_bounds__(256, 2) linearAttentionDecodeDeferred##V##_##T(                     \
         float* kvState, float* pend, int* count, const float* work, const int* layout, A* out, int B, int H, int f,  \
-        int dh, float eps, int K, int ahead) {                                                                       \
+        int dh, float eps, int K) {                                                                                  \
         b4j::linearAttentionDecodeSplit_impl<17, EARLY, CS, W, A>(kvState, pend, count, work, layout, out, B, H, f,  \
-                                                                  dh, eps, K, ahead);                                \
+                                                                  dh, eps, K);                                       \
     }                                                                                                                \
     }
 // version 9: linearAttentionDecodePrep, then its second kernel

@@ -944,58 +944,6 @@ public final class Kernels {
     }
 
     /**
-     * The system property that has the second kernel of versions 9 to 12 of {@link #linearAttentionDecodeDeferred}
-     * ask the L2 cache, as each block starts, for the state of the block this many waves later in the grid (a wave:
-     * {@value #LINEAR_SECOND_BLOCKS_PER_SM} blocks a multiprocessor); 0, none, by default.
-     */
-    static final String LINEAR_AHEAD_PROPERTY = "based4j.cuda.linearAhead";
-    /** Blocks of the second kernel of versions 9 to 12 resident on a multiprocessor (its launch bounds). */
-    static final int LINEAR_SECOND_BLOCKS_PER_SM = 2;
-    private final int linearAheadWaves = atLeast(LINEAR_AHEAD_PROPERTY, System.getProperty(LINEAR_AHEAD_PROPERTY), 0,
-            0, "a number of waves");
-    /**
-     * The system property that has the window kernel's heads' form ask the L2 cache, as each block starts, for the
-     * ring of the sequence this many waves later (a wave: {@value #WINDOW_HEADS_BLOCKS_PER_SM} blocks a
-     * multiprocessor); 0, none, by default.
-     */
-    static final String WINDOW_AHEAD_PROPERTY = "based4j.cuda.windowAhead";
-    /** Blocks of the window kernel's heads' form resident on a multiprocessor at based-1b's widths. */
-    static final int WINDOW_HEADS_BLOCKS_PER_SM = 2;
-    private final int windowAheadWaves = atLeast(WINDOW_AHEAD_PROPERTY, System.getProperty(WINDOW_AHEAD_PROPERTY), 0,
-            0, "a number of waves");
-    /** Blocks ahead of the window's heads' form set outright (the tests), or -1: from the property. */
-    private int windowAheadBlocks = -1;
-
-    /** Has the window's heads' form ask for the ring {@code blocks} sequences later (-1: as the property says). */
-    void windowAheadBlocks(int blocks) {
-        windowAheadBlocks = blocks;
-    }
-
-    /** How many sequences ahead the window's heads' form asks the L2 cache for a ring: 0 for none. */
-    int windowAhead() {
-        if (windowAheadBlocks >= 0) {
-            return windowAheadBlocks;
-        }
-        return programmaticFits ? windowAheadWaves * WINDOW_HEADS_BLOCKS_PER_SM * multiprocessors : 0;
-    }
-
-    /** Blocks ahead set outright (the tests), or -1: from {@value #LINEAR_AHEAD_PROPERTY}. */
-    private int linearAheadBlocks = -1;
-
-    /** Has the second kernel ask for the state of the block {@code blocks} later (-1: as the property says). */
-    void linearAheadBlocks(int blocks) {
-        linearAheadBlocks = blocks;
-    }
-
-    /** How many blocks ahead the second kernel's blocks ask the L2 cache for a state: 0 for none. */
-    int linearAhead() {
-        if (linearAheadBlocks >= 0) {
-            return linearAheadBlocks;
-        }
-        return programmaticFits ? linearAheadWaves * LINEAR_SECOND_BLOCKS_PER_SM * multiprocessors : 0;
-    }
-
-    /**
      * One decode step of {@link #linearAttention} with the state's update deferred: S and z are read every step and
      * written once every {@code steps} steps at most, the keys and values of the tokens since the last write waiting
      * in {@code pend} ({@code [slot][H][steps - 1][f + dh]} float32; {@code count} {@code [slot][H]} int32 says how
@@ -1199,7 +1147,7 @@ public final class Kernels {
             launch(prep, (int) (((long) B * H + LINEAR_PREP_WARPS - 1) / LINEAR_PREP_WARPS), 1, 1,
                     32 * LINEAR_PREP_WARPS, prepShared);
             args.reset().ptr(kvState).ptr(pend).ptr(count).ptr(work).ptr(layout).ptr(out).i32(B).i32(H).i32(f)
-                    .i32(dh).f32(eps).i32(steps).i32(linearAhead());
+                    .i32(dh).f32(eps).i32(steps);
             launch(fn, B, H, 1, LINEAR_THREADS, shared);
             return;
         }
@@ -2520,7 +2468,7 @@ public final class Kernels {
         args.reset().ptr(qkv).ptr(kCache).ptr(vCache).ptr(rotary).ptr(layout).ptr(out).i32(B).i32(H).i32(dh)
                 .i32(capacity).i32(window).i32(rotaryDim).i32(maxPos).i32(interleaved ? 1 : 0).f32(scale);
         if (windowHeadsRuns(B, H, dh, window) && (out & 15) == 0) {  // it stores the output 16 bytes at a time
-            args.i32(windowPrefetchRuns(B) ? 1 : 0).i32(windowAhead());
+            args.i32(windowPrefetchRuns(B) ? 1 : 0);
             launch(function("attentionDecodeHeadsWindow", p), 1, B, 1, decode6Threads(H, dh), 0);
             return;
         }

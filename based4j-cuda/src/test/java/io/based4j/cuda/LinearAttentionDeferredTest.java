@@ -156,18 +156,13 @@ class LinearAttentionDeferredTest {
         // the first kernel's small form (f 16 and 4, head dims up to 128), its narrow form (231 features at f 20; f
         // 16's with head dim 144, past the small form's 128) and its wide form (f 24 and 32)
         for (int version : new int[] {10, 12}) {
-            all.add(Arguments.of(version, Precision.BF16, 16, 112, 8, 0));
-            all.add(Arguments.of(version, Precision.F32, 24, 64, 4, 0));
-            all.add(Arguments.of(version, Precision.BF16, 4, 16, 3, 0));
-            all.add(Arguments.of(version, Precision.F32, 32, 64, 16, 0));
-            all.add(Arguments.of(version, Precision.BF16, 20, 112, 8, 0));
-            all.add(Arguments.of(version, Precision.F32, 16, 144, 16, 0));
+            all.add(Arguments.of(version, Precision.BF16, 16, 112, 8));
+            all.add(Arguments.of(version, Precision.F32, 24, 64, 4));
+            all.add(Arguments.of(version, Precision.BF16, 4, 16, 3));
+            all.add(Arguments.of(version, Precision.F32, 32, 64, 16));
+            all.add(Arguments.of(version, Precision.BF16, 20, 112, 8));
+            all.add(Arguments.of(version, Precision.F32, 16, 144, 16));
         }
-        // version 12's second kernel asking the L2 cache for the state of the block 1, 4 or 64 places later (of the
-        // 6 blocks: the last one, the last four, or none asking)
-        all.add(Arguments.of(12, Precision.BF16, 16, 112, 8, 1));
-        all.add(Arguments.of(12, Precision.F32, 24, 64, 4, 4));
-        all.add(Arguments.of(12, Precision.BF16, 16, 112, 8, 64));
         return all.build();
     }
 
@@ -175,12 +170,11 @@ class LinearAttentionDeferredTest {
      * Versions 10 and 12 leave what version 9 leaves, bit for bit, step after step on the same inputs: the work
      * area (phi(q), the denominator's total, the numerator's part or the step's key and value, the kind), the
      * waiting tokens, their counts, S, z and the outputs (version 12's second kernel asks for its loads at once and
-     * reads S as streamed data: the same float operations), and so does version 12 whose blocks ask the L2 cache for
-     * a later block's state (which changes no value).
+     * reads S as streamed data: the same float operations).
      */
-    @ParameterizedTest(name = "version {0}, {1}, f {2}, dh {3}, every {4} steps, {5} blocks ahead")
+    @ParameterizedTest(name = "version {0}, {1}, f {2}, dh {3}, every {4} steps")
     @MethodSource("firstKernels")
-    void firstKernelsLeaveVersion9sState(int version, Precision p, int f, int dh, int steps, int ahead) {
+    void firstKernelsLeaveVersion9sState(int version, Precision p, int f, int dh, int steps) {
         int e = MixerConfig.LinearAttention.expandedDim(f);
         int[] slots = {2, 0, 1};
         int[] starts = {3, 0, 41};
@@ -220,11 +214,10 @@ class LinearAttentionDeferredTest {
                 for (int side = 0; side < 2; side++) {
                     long[] st = state[side];
                     out[side] = rig.zeros((long) b * HEADS * dh * p.bytes());
-                    rig.kernels.linearAheadBlocks(side == 0 ? 0 : ahead);
                     rig.kernels.linearAttentionDecodeDeferred(side == 0 ? 9 : version, p, q, k, v, st[0], st[1],
                             st[2], st[3], st[4], layout, out[side], b, HEADS, f, dh, 1e-6f, steps);
                 }
-                String what = "version " + version + ", " + p + " step " + step + ", " + ahead + " blocks ahead";
+                String what = "version " + version + ", " + p + " step " + step;
                 int outValues = b * HEADS * dh * p.bytes() / 4;
                 assertArrayEquals(ints(rig, out[0], outValues), ints(rig, out[1], outValues), what + ": the output");
                 for (int i = 0; i < names.length; i++) {
