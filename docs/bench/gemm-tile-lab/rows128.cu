@@ -1,7 +1,7 @@
 // A standalone program, not part of based4j: a decode step's product of 128 rows, out[M,N] = x[M,K] W[N,K]^T (bf16,
 // float32 sums), with a block a tile of 64 outputs that walks its whole width (or a K-th of it, writing float32
-// partial sums), W's stages asked for before the wait for the kernel before (programmatic dependent launch). (Its
-// first form, at commit f90fc19, also shared x's stages over a cluster of blocks with multicast tensor copies.)
+// partial sums), W's stages asked for before the wait for the kernel before (programmatic dependent launch), and x's
+// stages shared by a cluster of blocks (each copies a share of x's rows to all of them with multicast tensor copies).
 // Timed with CUDA events as a CUDA graph of 20 products, each on a copy of W of its own (more than the L2 cache) and
 // each behind a small kernel that writes x (as a step's norm does), less the graph of that kernel alone, against the
 // same graph of cublasGemmEx's products; outputs compared with cuBLAS's. A stage is G boxes of 64 columns. Build and
@@ -25,10 +25,11 @@ constexpr int WB = BN * KC * 2, XB = BM * KC * 2, SB = WB + XB;  // a stage: W's
 
 // One block: a producer warp (warp 4) and a warpgroup (warps 0-3) that multiplies W's 64 outputs (wgmma's A, M 64)
 // by x's 128 rows (B, N 128). Block b takes output tile b % tilesN and K part b / tilesN (its kSlice columns).
-// PARTS: out is a float32 slab per K part ([part][M][N]); otherwise bf16 out.
-template <int ST, bool PARTS, bool PDL, int G = 1>
+// CL blocks of one cluster (adjacent output tiles, one K part) share x: each copies 128 / CL of its rows to all.
+// PARTS: out is a float32 slab per K part ([part][M][N]); otherwise bf16 out (+ bias).
+template <int CL, int ST, bool PARTS, bool PDL, int G = 1>
 __global__ void __launch_bounds__(160, 1) rows128(const __grid_constant__ TMap tmX, const __grid_constant__ TMap tmW,
-                                                  void* out, int M, int N, int kSlice) {
+                                                  const __nv_bfloat16* bias, void* out, int M, int N, int kSlice) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ __align__(8) unsigned long long bars[2 * ST];
     const unsigned base = (smemAddr(smem) + 1023u) & ~1023u;
@@ -38,11 +39,12 @@ __global__ void __launch_bounds__(160, 1) rows128(const __grid_constant__ TMap t
     const int tilesN = N / BN, nt = blockIdx.x % tilesN, part = blockIdx.x / tilesN;
     constexpr int GSB = G * SB;  // a stage: G boxes of 64 columns, each W's 64 x 64 then x's 128 x 64
     const int k0 = part * kSlice, nk = kSlice / (KC * G);
+    const unsigned rank = CL > 1 ? clusterRank() : 0;
     if (tid == 0) {
-        for (int s = 0; s < ST; s++) { barInit(full + 8 * s, 1); barInit(empty + 8 * s, 4); }
+        for (int s = 0; s < ST; s++) { barInit(full + 8 * s, 1); barInit(empty + 8 * s, 4 * CL); }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    __syncthreads();
+    if (CL > 1) clusterSync(); else __syncthreads();
     if (warp == 4) {
         if (lane == 0) {
             asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&tmW)) : "memory");
@@ -57,6 +59,7 @@ __global__ void __launch_bounds__(160, 1) rows128(const __grid_constant__ TMap t
                 asm volatile("griddepcontrol.wait;\n" ::: "memory");
                 asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
             }
+            constexpr int XR = BM / CL;
             for (int it = 0; it < nk; it++) {
                 const int s = it % ST;
                 const unsigned sb = base + s * GSB;
@@ -65,7 +68,12 @@ __global__ void __launch_bounds__(160, 1) rows128(const __grid_constant__ TMap t
                     barExpect(full + 8 * s, GSB);
                     for (int g = 0; g < G; g++) tmaLoad(sb + g * SB, &tmW, full + 8 * s, k0 + (it * G + g) * KC, nt * BN);
                 }
-                for (int g = 0; g < G; g++) tmaLoad(sb + g * SB + WB, &tmX, full + 8 * s, k0 + (it * G + g) * KC, 0);
+                for (int g = 0; g < G; g++) {
+                    if (CL > 1)
+                        tmaLoadMc(sb + g * SB + WB + rank * XR * 128, &tmX, full + 8 * s, k0 + (it * G + g) * KC, rank * XR, (unsigned short)((1u << CL) - 1));
+                    else
+                        tmaLoad(sb + g * SB + WB, &tmX, full + 8 * s, k0 + (it * G + g) * KC, 0);
+                }
             }
         }
         __syncwarp();
@@ -86,7 +94,10 @@ __global__ void __launch_bounds__(160, 1) rows128(const __grid_constant__ TMap t
             asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
             asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
             fence(d);
-            if (it > 0 && lane == 0) barArrive(empty + 8 * ((it - 1) % ST));
+            if (it > 0 && lane == 0) {
+                const unsigned e = empty + 8 * ((it - 1) % ST);
+                if (CL > 1) { for (int c = 0; c < CL; c++) barArriveCluster(e, c); } else barArrive(e);
+            }
         }
         asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
         fence(d);
@@ -112,11 +123,13 @@ __global__ void __launch_bounds__(160, 1) rows128(const __grid_constant__ TMap t
         } else {
             constexpr int LD = BN + 8;
             __nv_bfloat16* t = reinterpret_cast<__nv_bfloat16*>(gbase);
+            float b0 = 0.0f, b1 = 0.0f;
+            if (bias != nullptr) { b0 = __bfloat162float(bias[nt * BN + m0]); b1 = __bfloat162float(bias[nt * BN + m0 + 8]); }
 #pragma unroll
             for (int j = 0; j < 16; j++) {
                 const int n = 8 * j + n0;
-                t[n * LD + m0] = __float2bfloat16(d[4 * j]); t[(n + 1) * LD + m0] = __float2bfloat16(d[4 * j + 1]);
-                t[n * LD + m0 + 8] = __float2bfloat16(d[4 * j + 2]); t[(n + 1) * LD + m0 + 8] = __float2bfloat16(d[4 * j + 3]);
+                t[n * LD + m0] = __float2bfloat16(d[4 * j] + b0); t[(n + 1) * LD + m0] = __float2bfloat16(d[4 * j + 1] + b0);
+                t[n * LD + m0 + 8] = __float2bfloat16(d[4 * j + 2] + b1); t[(n + 1) * LD + m0 + 8] = __float2bfloat16(d[4 * j + 3] + b1);
             }
             asm volatile("bar.sync 1, 128;\n" ::: "memory");
             __nv_bfloat16* o = reinterpret_cast<__nv_bfloat16*>(out);
@@ -126,6 +139,7 @@ __global__ void __launch_bounds__(160, 1) rows128(const __grid_constant__ TMap t
             }
         }
     }
+    if (CL > 1) clusterSync();  // no block leaves while another of its cluster may still copy into it or arrive on it
 }
 
 // The kernel before: x = src * 1 (128 blocks, as a norm of 128 rows), then lets the product start.
@@ -136,17 +150,18 @@ __global__ void writeX(const __nv_bfloat16* src, __nv_bfloat16* x, int K) {
     for (int c = threadIdx.x; c < K; c += blockDim.x) x[r * K + c] = __float2bfloat16(__bfloat162float(src[r * K + c]) * 1.0f);
 }
 
-template <int ST, bool PARTS, bool PDL, int G = 1>
+template <int CL, int ST, bool PARTS, bool PDL, int G = 1>
 static void launchOurs(const TMap& mx, const TMap& mw, void* out, int M, int N, int K, int parts, cudaStream_t st) {
     constexpr int smem = ST * G * SB + 1024;
     static bool set = false;
-    if (!set) { CK(cudaFuncSetAttribute(rows128<ST, PARTS, PDL, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)); set = true; }
+    if (!set) { CK(cudaFuncSetAttribute(rows128<CL, ST, PARTS, PDL, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)); set = true; }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((N / BN) * parts); cfg.blockDim = dim3(160); cfg.dynamicSmemBytes = smem; cfg.stream = st;
-    cudaLaunchAttribute at[1]; int na = 0;
+    cudaLaunchAttribute at[2]; int na = 0;
+    if (CL > 1) { at[na].id = cudaLaunchAttributeClusterDimension; at[na].val.clusterDim.x = CL; at[na].val.clusterDim.y = 1; at[na].val.clusterDim.z = 1; na++; }
     if (PDL) { at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization; at[na].val.programmaticStreamSerializationAllowed = 1; na++; }
     cfg.attrs = at; cfg.numAttrs = na;
-    CK(cudaLaunchKernelEx(&cfg, rows128<ST, PARTS, PDL, G>, mx, mw, out, M, N, K / parts));
+    CK(cudaLaunchKernelEx(&cfg, rows128<CL, ST, PARTS, PDL, G>, mx, mw, (const __nv_bfloat16*)nullptr, out, M, N, K / parts));
 }
 
 int main() {
@@ -224,8 +239,8 @@ int main() {
         if ((K / parts) % (KC * G) == 0) {                                                                            \
             CK(cudaMemset(op, 0, (size_t)parts * M * N * 4));                                                         \
             float t = timeGraph([&](int c) {                                                                          \
-                if (parts > 1) launchOurs<ST, true, PDL, G>(mx, mws[c], op, M, N, K, parts, st);                      \
-                else launchOurs<ST, false, PDL, G>(mx, mws[c], op, M, N, K, parts, st);                               \
+                if (parts > 1) launchOurs<1, ST, true, PDL, G>(mx, mws[c], op, M, N, K, parts, st);                   \
+                else launchOurs<1, ST, false, PDL, G>(mx, mws[c], op, M, N, K, parts, st);                            \
             });                                                                                                       \
             check(LABEL, t);                                                                                          \
         }
